@@ -1,0 +1,112 @@
+// Command provisioner is a NATS-native provisioning responder: it answers
+// requests on NATS subjects to create, update and delete accounts and to
+// issue and revoke users, signs their JWTs and pushes them to the servers'
+// full account resolver.
+//
+//	provisioner dev                          everything on this machine, no setup
+//	provisioner init --dir DIR               a new deployment's keys and configs
+//	provisioner serve --config config.json   the service
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"provisioner/config"
+	"provisioner/service"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "provisioner:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+const usage = `provisioner: provisions NATS accounts and users over NATS requests.
+
+Usage:
+  provisioner dev   [--dir DIR] [--port N] [--reset]   run a local nats-server and the service, no setup
+  provisioner init  --dir DIR [--host H] [--port N]    write a new deployment: keys, nats-server.conf, config.json
+  provisioner serve --config config.json               run the service against a deployment
+  provisioner version
+
+Run "provisioner COMMAND -h" for a command's flags.
+`
+
+// run is the whole program; main only supplies the process's context,
+// arguments and output.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("a command is required")
+	}
+	switch args[0] {
+	case "serve":
+		return runServe(ctx, args[1:], stdout, stderr)
+	case "init":
+		return runInit(ctx, args[1:], stdout, stderr)
+	case "dev":
+		return runDev(ctx, args[1:], stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "provisioner", service.Version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", args[0])
+}
+
+func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "config.json", "path of the JSON config file")
+	url := fs.String("nats-url", "", "override the config's nats_url (docker-compose uses it)")
+	store := fs.String("store-dir", "", "override the config's store_dir")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*path, *url, *store)
+	if err != nil {
+		return err
+	}
+	return service.Run(ctx, cfg, newLogger(stderr, cfg))
+}
+
+// loadConfig loads the config file and applies the command-line overrides.
+func loadConfig(path, url, store string) (*config.Config, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if url != "" {
+		cfg.NATSURL = url
+	}
+	if store != "" {
+		cfg.StoreDir = store
+	}
+	return cfg, nil
+}
+
+func newLogger(w io.Writer, cfg *config.Config) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

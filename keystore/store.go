@@ -1,0 +1,373 @@
+// Package keystore keeps what the provisioner must remember across restarts:
+// for every account it manages, the account's identity seed, its signing
+// seeds, the latest JWT pushed for it, and the record of the users issued
+// under it. User seeds are never stored.
+//
+// The state lives in memory and is made durable in a directory holding two
+// files, both mode 0600 in a 0700 directory:
+//
+//   - snapshot.json: the whole state, rewritten atomically (temp file, fsync,
+//     rename, fsync of the directory) when the journal is compacted;
+//   - journal: an append-only log of changes since the snapshot, one
+//     checksummed JSON record a line.
+//
+// Every change is appended to the journal and fsynced before the call that
+// made it returns. Concurrent changes share one fsync (group commit), so the
+// cost of durability does not grow with the number of callers, and nothing a
+// change does depends on how many accounts the store holds.
+package keystore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+)
+
+// Errors returned by the store. Callers check them with errors.Is.
+var (
+	ErrNotFound = errors.New("keystore: account not found")
+	ErrConflict = errors.New("keystore: account name already in use")
+	ErrClosed   = errors.New("keystore: store is closed")
+)
+
+// Account is what the store keeps of one account, users aside.
+type Account struct {
+	Name         string `json:"name"`
+	PublicKey    string `json:"public_key"`
+	IdentitySeed Seed   `json:"identity_seed"`
+	SigningSeeds []Seed `json:"signing_seeds"`
+	JWT          string `json:"jwt"`
+}
+
+// User is the record of one issued user. It never holds the user's seed.
+type User struct {
+	Name      string `json:"name"`
+	PublicKey string `json:"public_key"`
+	IssuedAt  int64  `json:"issued_at"`
+	ExpiresAt int64  `json:"expires_at,omitempty"`
+}
+
+// Summary names an account, for listings.
+type Summary struct {
+	Name      string `json:"name"`
+	PublicKey string `json:"public_key"`
+}
+
+// entry is the in-memory state of one account.
+type entry struct {
+	account Account
+	users   []User
+	byUser  map[string]int      // user public key -> index in users
+	byName  map[string][]string // user name -> public keys, in issue order
+}
+
+func newEntry(a Account) *entry {
+	return &entry{account: a, byUser: map[string]int{}, byName: map[string][]string{}}
+}
+
+func (e *entry) addUser(u User) {
+	if i, ok := e.byUser[u.PublicKey]; ok {
+		// Re-issuing a key replaces its record; replay after a crash in the
+		// middle of a compaction also lands here.
+		old := e.users[i]
+		e.byName[old.Name] = slices.DeleteFunc(e.byName[old.Name], func(k string) bool { return k == u.PublicKey })
+		if len(e.byName[old.Name]) == 0 {
+			delete(e.byName, old.Name)
+		}
+		e.users[i] = u
+	} else {
+		e.byUser[u.PublicKey] = len(e.users)
+		e.users = append(e.users, u)
+	}
+	e.byName[u.Name] = append(e.byName[u.Name], u.PublicKey)
+}
+
+// Options tune a DirStore. The zero value is usable.
+type Options struct {
+	// CompactBytes is the journal size past which the store writes a new
+	// snapshot and starts an empty journal. Default 64 MiB.
+	CompactBytes int64
+	// Logger receives compaction and recovery messages. Default: discard.
+	Logger *slog.Logger
+}
+
+// DirStore is the store kept in one directory. It is safe for concurrent
+// use. Open it with Open and release it with Close.
+type DirStore struct {
+	dir    string
+	log    *slog.Logger
+	commit *committer
+
+	mu       sync.RWMutex
+	accounts map[string]*entry // public key -> entry
+	names    map[string]string // account name -> public key
+	reserved map[string]string // names of puts not yet durable -> public key
+	closed   bool
+	// submitting counts callers between their checks and the hand-off to
+	// the committer, so that Close does not close the queue under them.
+	submitting sync.WaitGroup
+}
+
+// Open loads the store in dir, creating the directory (mode 0700) if needed,
+// and starts its journal writer. A torn last journal line, left by a crash
+// in the middle of a write, is dropped; any other damage is an error.
+func Open(dir string, opts Options) (*DirStore, error) {
+	if opts.CompactBytes <= 0 {
+		opts.CompactBytes = 64 << 20
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("keystore: create %s: %w", dir, err)
+	}
+	// MkdirAll leaves an existing directory as it was; the seeds inside must
+	// not be readable by others whatever the directory was made with.
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("keystore: chmod %s: %w", dir, err)
+	}
+	s := &DirStore{
+		dir:      dir,
+		log:      opts.Logger,
+		accounts: map[string]*entry{},
+		names:    map[string]string{},
+		reserved: map[string]string{},
+	}
+	if err := s.loadSnapshot(); err != nil {
+		return nil, err
+	}
+	replayed, err := s.replayJournal()
+	if err != nil {
+		return nil, err
+	}
+	if replayed > 0 {
+		// Fold the journal into a fresh snapshot so that start-up time stays
+		// bounded by the state, not by the history.
+		if err := s.writeSnapshot(); err != nil {
+			return nil, err
+		}
+		s.log.Info("keystore compacted journal at start-up", "records", replayed, "accounts", len(s.accounts))
+	}
+	j, err := openJournal(filepath.Join(dir, journalFile), replayed > 0)
+	if err != nil {
+		return nil, err
+	}
+	s.commit = newCommitter(s, j, opts.CompactBytes)
+	return s, nil
+}
+
+// Close waits for pending writes, stops the journal writer and closes the
+// journal. Later calls fail with ErrClosed.
+func (s *DirStore) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	s.submitting.Wait()
+	return s.commit.close()
+}
+
+// Dir returns the directory the store lives in.
+func (s *DirStore) Dir() string { return s.dir }
+
+// Account returns the account with the given public key.
+func (s *DirStore) Account(pub string) (Account, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	e, ok := s.accounts[pub]
+	if !ok {
+		return Account{}, false
+	}
+	return e.account, true
+}
+
+// AccountByName returns the account with the given name.
+func (s *DirStore) AccountByName(name string) (Account, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	pub, ok := s.names[name]
+	if !ok {
+		return Account{}, false
+	}
+	return s.accounts[pub].account, true
+}
+
+// Accounts lists every account, sorted by name.
+func (s *DirStore) Accounts() []Summary {
+	s.mu.RLock()
+	out := make([]Summary, 0, len(s.accounts))
+	for _, e := range s.accounts {
+		out = append(out, Summary{Name: e.account.Name, PublicKey: e.account.PublicKey})
+	}
+	s.mu.RUnlock()
+	slices.SortFunc(out, func(a, b Summary) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Len returns the number of accounts.
+func (s *DirStore) Len() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.accounts)
+}
+
+// Users returns the users recorded for an account, in issue order.
+func (s *DirStore) Users(pub string) ([]User, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	e, ok := s.accounts[pub]
+	if !ok {
+		return nil, fmt.Errorf("%s: %w", pub, ErrNotFound)
+	}
+	return slices.Clone(e.users), nil
+}
+
+// UsersNamed returns the users of an account that were issued with the given
+// name, in issue order, without scanning the account's other users.
+func (s *DirStore) UsersNamed(pub, name string) ([]User, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	e, ok := s.accounts[pub]
+	if !ok {
+		return nil, fmt.Errorf("%s: %w", pub, ErrNotFound)
+	}
+	keys := e.byName[name]
+	out := make([]User, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, e.users[e.byUser[k]])
+	}
+	return out, nil
+}
+
+// User returns the record of one user of an account.
+func (s *DirStore) User(pub, userPub string) (User, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	e, ok := s.accounts[pub]
+	if !ok {
+		return User{}, false
+	}
+	i, ok := e.byUser[userPub]
+	if !ok {
+		return User{}, false
+	}
+	return e.users[i], true
+}
+
+// PutAccount creates an account or replaces an existing one (users are
+// kept), and returns once the change is durable. It fails with ErrConflict
+// when another account has the same name.
+func (s *DirStore) PutAccount(ctx context.Context, a Account) error {
+	if a.PublicKey == "" || a.Name == "" {
+		return fmt.Errorf("keystore: put account: name and public key are required")
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	if owner, ok := s.names[a.Name]; ok && owner != a.PublicKey {
+		s.mu.Unlock()
+		return fmt.Errorf("%q: %w", a.Name, ErrConflict)
+	}
+	if owner, ok := s.reserved[a.Name]; ok && owner != a.PublicKey {
+		s.mu.Unlock()
+		return fmt.Errorf("%q: %w", a.Name, ErrConflict)
+	}
+	if e, ok := s.accounts[a.PublicKey]; ok && e.account.Name != a.Name {
+		s.mu.Unlock()
+		return fmt.Errorf("keystore: account %s cannot be renamed from %q to %q", a.PublicKey, e.account.Name, a.Name)
+	}
+	s.reserved[a.Name] = a.PublicKey
+	return s.submit(ctx, record{Op: opPut, Account: &a})
+}
+
+// DeleteAccount forgets an account, its seeds and its users, and returns
+// once the change is durable.
+func (s *DirStore) DeleteAccount(ctx context.Context, pub string) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	if _, ok := s.accounts[pub]; !ok {
+		s.mu.Unlock()
+		return fmt.Errorf("%s: %w", pub, ErrNotFound)
+	}
+	return s.submit(ctx, record{Op: opDelete, PublicKey: pub})
+}
+
+// AddUser records a user issued under an account and returns once the
+// record is durable.
+func (s *DirStore) AddUser(ctx context.Context, pub string, u User) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	if _, ok := s.accounts[pub]; !ok {
+		s.mu.Unlock()
+		return fmt.Errorf("%s: %w", pub, ErrNotFound)
+	}
+	return s.submit(ctx, record{Op: opUser, PublicKey: pub, User: &u})
+}
+
+// submit hands a checked record to the committer and waits until it is
+// durable. Callers hold s.mu for writing; submit releases it.
+func (s *DirStore) submit(ctx context.Context, r record) error {
+	s.submitting.Add(1)
+	s.mu.Unlock()
+	p := s.commit.submit(r)
+	s.submitting.Done()
+	return p.wait(ctx)
+}
+
+// apply changes the in-memory state. It runs on the committer, after the
+// record is durable, and during replay. Callers hold s.mu for writing.
+func (s *DirStore) apply(r record) error {
+	switch r.Op {
+	case opPut:
+		a := *r.Account
+		if e, ok := s.accounts[a.PublicKey]; ok {
+			e.account = a
+		} else {
+			s.accounts[a.PublicKey] = newEntry(a)
+		}
+		s.names[a.Name] = a.PublicKey
+		if s.reserved[a.Name] == a.PublicKey {
+			delete(s.reserved, a.Name)
+		}
+	case opDelete:
+		if e, ok := s.accounts[r.PublicKey]; ok {
+			delete(s.names, e.account.Name)
+			delete(s.accounts, r.PublicKey)
+		}
+	case opUser:
+		e, ok := s.accounts[r.PublicKey]
+		if !ok {
+			// The account was deleted between the check and the write.
+			return fmt.Errorf("%s: %w", r.PublicKey, ErrNotFound)
+		}
+		e.addUser(*r.User)
+	default:
+		return fmt.Errorf("unknown journal operation %q", r.Op)
+	}
+	return nil
+}
+
+// abandon undoes the reservation of a record whose write failed. Callers
+// hold s.mu for writing.
+func (s *DirStore) abandon(r record) {
+	if r.Op == opPut && s.reserved[r.Account.Name] == r.Account.PublicKey {
+		delete(s.reserved, r.Account.Name)
+	}
+}

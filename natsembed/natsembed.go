@@ -1,0 +1,77 @@
+// Package natsembed runs the real nats-server in-process, from a
+// configuration file such as the one `provisioner init` writes. The dev and
+// bench commands and the tests use it; production runs the nats-server
+// binary with the same file.
+package natsembed
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// Options override parts of the configuration file. Everything else, the
+// resolver's limit and allow_delete among it, comes from the file.
+type Options struct {
+	// Port overrides the client port when not 0; -1 picks a free one.
+	Port int
+	// Logs turns the server's own logging on (to stderr).
+	Logs bool
+}
+
+// Server is a running embedded nats-server.
+type Server struct {
+	*server.Server
+}
+
+// Start starts a server from a nats-server configuration file and waits
+// until it accepts clients and its resolver is up.
+func Start(confFile string, o Options) (*Server, error) {
+	opts, err := server.ProcessConfigFile(confFile)
+	if err != nil {
+		return nil, fmt.Errorf("natsembed: %s: %w", confFile, err)
+	}
+	if o.Port != 0 {
+		opts.Port = o.Port
+	}
+	if opts.Port == -1 {
+		opts.Port = server.RANDOM_PORT
+	}
+	opts.NoSigs = true
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("natsembed: %w", err)
+	}
+	if o.Logs {
+		s.ConfigureLogger()
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		s.Shutdown()
+		return nil, errors.New("natsembed: server did not start within 10s")
+	}
+	return &Server{s}, nil
+}
+
+// URL returns the client URL.
+func (s *Server) URL() string { return s.ClientURL() }
+
+// Stop shuts the server down and waits for it.
+func (s *Server) Stop() {
+	s.Shutdown()
+	s.WaitForShutdown()
+}
+
+// PortFree reports whether a TCP port on host can be listened on.
+func PortFree(host string, port int) bool {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
+}

@@ -1,0 +1,356 @@
+// Package responder answers provisioning requests on NATS. It registers a
+// nats.go micro service with one endpoint per operation, decodes each
+// request strictly, hands it to the provisioning domain on a goroutine of
+// its own (a micro endpoint runs one handler at a time), and replies with
+// JSON, or with an error whose code it picks from one table.
+package responder
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"provisioner/keystore"
+	"provisioner/provision"
+	"provisioner/resolver"
+)
+
+// MaxRequestSize is the largest request body accepted.
+const MaxRequestSize = 64 << 10
+
+// Provisioner is what the responder needs of the provisioning domain.
+type Provisioner interface {
+	CreateAccount(context.Context, provision.CreateAccountRequest) (*provision.AccountReply, error)
+	GetAccount(context.Context, provision.AccountRef) (*provision.AccountReply, error)
+	ListAccounts(context.Context) *provision.ListAccountsReply
+	UpdateAccount(context.Context, provision.UpdateAccountRequest) (*provision.AccountReply, error)
+	DeleteAccount(context.Context, provision.AccountRef) (*provision.DeleteAccountReply, error)
+	CreateUser(context.Context, provision.CreateUserRequest) (*provision.CreateUserReply, error)
+	ListUsers(context.Context, provision.AccountRef) (*provision.ListUsersReply, error)
+	RevokeUser(context.Context, provision.RevokeUserRequest) (*provision.RevokeUserReply, error)
+}
+
+var _ Provisioner = (*provision.Service)(nil)
+
+// Config holds the responder's settings.
+type Config struct {
+	// Prefix is the first subject token of every endpoint. Default "prov".
+	Prefix string
+	// Name and Version identify the micro service. Defaults "provisioner"
+	// and "0.1.0".
+	Name    string
+	Version string
+	// RequestTimeout bounds the work of one request. Default 30s.
+	RequestTimeout time.Duration
+	// MaxInflight bounds the requests handled at once; past it, requests
+	// wait in the subscription. Default 512.
+	MaxInflight int
+	Logger      *slog.Logger
+}
+
+// Responder is a running provisioning service. Stop it with Stop.
+type Responder struct {
+	nc   *nats.Conn
+	p    Provisioner
+	cfg  Config
+	log  *slog.Logger
+	svc  micro.Service
+	sem  chan struct{}
+	wg   sync.WaitGroup
+	seq  atomic.Uint64
+	stat map[string]*endpointStats
+}
+
+// handlerFunc decodes a request body and carries it out.
+type handlerFunc func(ctx context.Context, body []byte) (any, error)
+
+// endpoint names one operation: the micro endpoint name and its subject
+// below the prefix.
+type endpoint struct {
+	name    string
+	subject string
+	handle  handlerFunc
+}
+
+func (r *Responder) endpoints() []endpoint {
+	p := r.p
+	return []endpoint{
+		{"account_create", "account.create", handle(p.CreateAccount)},
+		{"account_get", "account.get", handle(p.GetAccount)},
+		{"account_list", "account.list", handle(func(ctx context.Context, _ struct{}) (*provision.ListAccountsReply, error) {
+			return p.ListAccounts(ctx), nil
+		})},
+		{"account_update", "account.update", handle(p.UpdateAccount)},
+		{"account_delete", "account.delete", handle(p.DeleteAccount)},
+		{"user_create", "user.create", handle(p.CreateUser)},
+		{"user_list", "user.list", handle(p.ListUsers)},
+		{"user_revoke", "user.revoke", handle(p.RevokeUser)},
+	}
+}
+
+// handle adapts a typed operation to a handlerFunc that decodes its request.
+func handle[Req, Rep any](op func(context.Context, Req) (Rep, error)) handlerFunc {
+	return func(ctx context.Context, body []byte) (any, error) {
+		var req Req
+		if err := decode(body, &req); err != nil {
+			return nil, err
+		}
+		return op(ctx, req)
+	}
+}
+
+// New registers the micro service and its endpoints on nc.
+func New(nc *nats.Conn, p Provisioner, cfg Config) (*Responder, error) {
+	if cfg.Prefix == "" {
+		cfg.Prefix = "prov"
+	}
+	if cfg.Name == "" {
+		cfg.Name = "provisioner"
+	}
+	if cfg.Version == "" {
+		cfg.Version = "0.1.0"
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 30 * time.Second
+	}
+	if cfg.MaxInflight <= 0 {
+		cfg.MaxInflight = 512
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	r := &Responder{nc: nc, p: p, cfg: cfg, log: cfg.Logger, sem: make(chan struct{}, cfg.MaxInflight), stat: map[string]*endpointStats{}}
+	svc, err := micro.AddService(nc, micro.Config{
+		Name:        cfg.Name,
+		Version:     cfg.Version,
+		Description: "Provisions NATS accounts and users: signs JWTs and pushes them to the account resolver",
+		Metadata:    map[string]string{"subject_prefix": cfg.Prefix},
+		// Replies are sent after the micro handler returns, so micro's own
+		// counters see only the hand-off; these are the real ones.
+		StatsHandler: func(e *micro.Endpoint) any {
+			if s := r.stat[e.Name]; s != nil {
+				return s.snapshot()
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("responder: add micro service: %w", err)
+	}
+	r.svc = svc
+	group := svc.AddGroup(cfg.Prefix)
+	for _, e := range r.endpoints() {
+		r.stat[e.name] = &endpointStats{}
+		err := group.AddEndpoint(e.name, r.dispatch(e), micro.WithEndpointSubject(e.subject),
+			micro.WithEndpointMetadata(map[string]string{"subject": cfg.Prefix + "." + e.subject}))
+		if err != nil {
+			svc.Stop()
+			return nil, fmt.Errorf("responder: add endpoint %s: %w", e.subject, err)
+		}
+	}
+	return r, nil
+}
+
+// Info returns the micro service's info.
+func (r *Responder) Info() micro.Info { return r.svc.Info() }
+
+// Stop stops taking requests, drains the endpoint subscriptions and waits
+// for the requests in flight to be answered.
+func (r *Responder) Stop() error {
+	err := r.svc.Stop()
+	r.wg.Wait()
+	return err
+}
+
+// dispatch returns the micro handler of an endpoint: it hands the request to
+// a goroutine and returns, so the endpoint can take the next request.
+func (r *Responder) dispatch(e endpoint) micro.HandlerFunc {
+	return func(req micro.Request) {
+		r.sem <- struct{}{}
+		r.wg.Add(1)
+		go func() {
+			defer func() {
+				<-r.sem
+				r.wg.Done()
+			}()
+			r.serve(e, req)
+		}()
+	}
+}
+
+func (r *Responder) serve(e endpoint, req micro.Request) {
+	start := time.Now()
+	st := r.stat[e.name]
+	var (
+		rep any
+		err error
+	)
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("panic: %v\n%s", p, debug.Stack())
+			}
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), r.cfg.RequestTimeout)
+		defer cancel()
+		body := req.Data()
+		if len(body) > MaxRequestSize {
+			err = fmt.Errorf("%w: the request is %d bytes; the limit is %d", provision.ErrInvalid, len(body), MaxRequestSize)
+			return
+		}
+		rep, err = e.handle(ctx, body)
+	}()
+	if err != nil {
+		code, desc := r.classify(e, err)
+		st.record(time.Since(start), desc)
+		r.reply(req, code, desc, nil)
+		return
+	}
+	data, merr := json.Marshal(rep)
+	if merr != nil {
+		code, desc := r.classify(e, merr)
+		st.record(time.Since(start), desc)
+		r.reply(req, code, desc, nil)
+		return
+	}
+	st.record(time.Since(start), "")
+	r.reply(req, 0, "", data)
+}
+
+// reply publishes the answer. It does not use micro.Request's Respond or
+// Error: those record state that micro reads when the handler returns,
+// which here is before the reply.
+func (r *Responder) reply(req micro.Request, code int, desc string, data []byte) {
+	subj := req.Reply()
+	if subj == "" {
+		return
+	}
+	m := &nats.Msg{Subject: subj, Data: data}
+	if code != 0 {
+		m.Header = nats.Header{}
+		m.Header.Set(micro.ErrorHeader, desc)
+		m.Header.Set(micro.ErrorCodeHeader, strconv.Itoa(code))
+		m.Data, _ = json.Marshal(errorBody{Error: errorDetail{Code: code, Description: desc}})
+	}
+	if err := r.nc.PublishMsg(m); err != nil {
+		r.log.Warn("could not send reply", "subject", req.Subject(), "error", err)
+	}
+}
+
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code        int    `json:"code"`
+	Description string `json:"description"`
+}
+
+// classify is the one place where errors become wire codes. Callers get
+// descriptions they can act on; internal details go to the log only.
+func (r *Responder) classify(e endpoint, err error) (int, string) {
+	code := 500
+	switch {
+	case errors.Is(err, provision.ErrInvalid):
+		code = 400
+	case errors.Is(err, provision.ErrForbidden):
+		code = 403
+	case errors.Is(err, provision.ErrNotFound), errors.Is(err, keystore.ErrNotFound):
+		code = 404
+	case errors.Is(err, provision.ErrConflict), errors.Is(err, keystore.ErrConflict):
+		code = 409
+	case errors.Is(err, resolver.ErrRefused):
+		code = 502
+	case errors.Is(err, resolver.ErrTimeout):
+		code = 504
+	}
+	desc := oneLine(err.Error())
+	switch {
+	case code == 500:
+		ref := strconv.FormatUint(r.seq.Add(1), 10)
+		r.log.Error("request failed", "subject", e.subject, "ref", ref, "error", err)
+		desc = fmt.Sprintf("internal error (ref %s); the provisioner's log has the details", ref)
+	case code >= 500:
+		r.log.Warn("request failed", "subject", e.subject, "code", code, "error", desc)
+	default:
+		r.log.Debug("request refused", "subject", e.subject, "code", code, "error", desc)
+	}
+	return code, desc
+}
+
+// oneLine makes a description fit a header: the resolver joins several
+// errors with newlines.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", "; ")), " ")
+}
+
+// decode reads a JSON object into v, refusing unknown fields, wrong types
+// and trailing data. An empty body is an empty object.
+func decode(body []byte, v any) error {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		body = []byte("{}")
+	}
+	if body[0] != '{' {
+		return fmt.Errorf("%w: the request must be a JSON object", provision.ErrInvalid)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w: %s", provision.ErrInvalid, provision.DescribeJSONError(err))
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: unexpected data after the JSON object", provision.ErrInvalid)
+	}
+	return nil
+}
+
+// endpointStats counts what an endpoint did, measured around the real work.
+type endpointStats struct {
+	mu        sync.Mutex
+	requests  uint64
+	errors    uint64
+	total     time.Duration
+	lastError string
+}
+
+func (s *endpointStats) record(d time.Duration, errDesc string) {
+	s.mu.Lock()
+	s.requests++
+	s.total += d
+	if errDesc != "" {
+		s.errors++
+		s.lastError = errDesc
+	}
+	s.mu.Unlock()
+}
+
+// EndpointStats is what `nats micro stats` shows in an endpoint's data.
+type EndpointStats struct {
+	Requests              uint64 `json:"requests"`
+	Errors                uint64 `json:"errors"`
+	AverageProcessingTime string `json:"average_processing_time"`
+	LastError             string `json:"last_error,omitempty"`
+}
+
+func (s *endpointStats) snapshot() EndpointStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := EndpointStats{Requests: s.requests, Errors: s.errors, LastError: s.lastError}
+	if s.requests > 0 {
+		out.AverageProcessingTime = (s.total / time.Duration(s.requests)).String()
+	}
+	return out
+}

@@ -1,0 +1,153 @@
+// Package service assembles a running provisioner from its configuration:
+// the NATS connection, the operator signing key, the key store, the
+// resolver client, the provisioning domain and the responder. The serve,
+// dev and bench commands all start it the same way.
+package service
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"provisioner/config"
+	"provisioner/keystore"
+	"provisioner/provision"
+	"provisioner/resolver"
+	"provisioner/responder"
+)
+
+// Version is the provisioner's version, shown by `nats micro info`.
+const Version = "0.1.0"
+
+// Service is a running provisioner.
+type Service struct {
+	NC        *nats.Conn
+	Store     *keystore.DirStore
+	Resolver  *resolver.Client
+	Provision *provision.Service
+	Responder *responder.Responder
+	Operator  *provision.Operator
+	log       *slog.Logger
+	closed    chan struct{}
+}
+
+// Start checks the operator key, opens the store, connects to NATS and
+// starts answering requests. On error everything started is stopped again.
+func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Service, err error) {
+	op, err := provision.LoadOperator(cfg.OperatorJWT, cfg.OperatorSigningKey)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{Operator: op, log: log, closed: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			s.Stop()
+		}
+	}()
+	s.Store, err = keystore.Open(cfg.StoreDir, keystore.Options{Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	s.NC, err = nats.Connect(cfg.NATSURL,
+		nats.UserCredentials(cfg.NATSCreds),
+		nats.Name("provisioner"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond),
+		nats.ClosedHandler(func(*nats.Conn) { close(s.closed) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("disconnected from NATS", "error", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("reconnected to NATS", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subj := ""
+			if sub != nil {
+				subj = sub.Subject
+			}
+			log.Error("NATS error", "subject", subj, "error", err)
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", cfg.NATSURL, err)
+	}
+	s.Resolver, err = resolver.New(ctx, s.NC, resolver.Options{Timeout: time.Duration(cfg.ResolverTimeout), Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	s.Provision, err = provision.New(provision.Config{
+		Operator:   op,
+		Store:      s.Store,
+		Resolver:   s.Resolver,
+		MaxJWTSize: int(s.NC.MaxPayload()),
+		Logger:     log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.Responder, err = responder.New(s.NC, s.Provision, responder.Config{
+		Prefix:         cfg.SubjectPrefix,
+		Name:           cfg.ServiceName,
+		Version:        Version,
+		RequestTimeout: time.Duration(cfg.RequestTimeout),
+		MaxInflight:    cfg.MaxInflight,
+		Logger:         log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("provisioner serving",
+		"url", s.NC.ConnectedUrlRedacted(),
+		"operator", op.PublicKey,
+		"signing_key", op.SignerKey,
+		"system_account", op.SystemAccount,
+		"prefix", cfg.SubjectPrefix,
+		"accounts", s.Store.Len(),
+		"servers", s.Resolver.Servers())
+	return s, nil
+}
+
+// Stop drains the service: no new requests, those in flight answered, then
+// the store and the connection are closed.
+func (s *Service) Stop() error {
+	var first error
+	keep := func(err error) {
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	if s.Responder != nil {
+		keep(s.Responder.Stop())
+	}
+	if s.Resolver != nil {
+		keep(s.Resolver.Close())
+	}
+	if s.NC != nil {
+		if err := s.NC.Drain(); err != nil {
+			keep(err)
+			s.NC.Close()
+		}
+		<-s.closed
+	}
+	if s.Store != nil {
+		keep(s.Store.Close())
+	}
+	if s.Operator != nil {
+		s.Operator.Signer.Wipe()
+	}
+	return first
+}
+
+// Run starts the service and serves until ctx ends, then stops it.
+func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	s, err := Start(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	log.Info("provisioner stopping")
+	return s.Stop()
+}
