@@ -265,15 +265,15 @@ func (c *Client) claims(ctx context.Context, subject string, data []byte) (Resul
 	timer := time.NewTimer(c.opts.Timeout)
 	defer timer.Stop()
 
-	pending := make(map[string]serverID, len(known))
-	for _, s := range known {
-		pending[s.ID] = s
-	}
+	// Servers are counted, not matched by ID: a restarted server answers
+	// with a new ID, and should not make the push wait for its old one.
+	answered := map[string]bool{}
 	var res Result
 	var refusals []string
+	noResponders := false
 	// With no server known yet there is nothing to wait for but the first
 	// answer.
-	for len(res) == 0 || len(pending) > 0 {
+	for len(answered) == 0 || len(answered) < len(known) {
 		var m *nats.Msg
 		select {
 		case m = <-ch:
@@ -283,34 +283,48 @@ func (c *Client) claims(ctx context.Context, subject string, data []byte) (Resul
 		if m == nil {
 			break
 		}
+		if isNoResponders(m) {
+			// Nobody subscribes to the claims API: no resolver anywhere.
+			noResponders = true
+			break
+		}
 		rep, refusal := decodeClaimsReply(m.Data)
-		if _, ok := pending[rep.ServerID]; !ok {
+		if !slices.ContainsFunc(known, func(s serverID) bool { return s.ID == rep.ServerID }) {
 			c.triggerRefresh()
 		}
-		delete(pending, rep.ServerID)
+		answered[rep.ServerID] = true
 		res = append(res, rep)
 		if refusal != "" {
 			refusals = append(refusals, refusal)
 		}
 	}
-	if len(pending) > 0 {
+	if missing := len(known) - len(answered); missing > 0 && !noResponders {
 		// A server that went away keeps every later push waiting for it
 		// until the list is refreshed.
 		c.triggerRefresh()
-	}
-	for _, s := range pending {
-		res = append(res, Reply{
-			Server:   s.Name,
-			ServerID: s.ID,
-			Code:     504,
-			Message:  fmt.Sprintf("no answer within %s; it catches up through the resolver's own sync", c.opts.Timeout),
-		})
+		for _, s := range known {
+			if missing == 0 {
+				break
+			}
+			if answered[s.ID] {
+				continue
+			}
+			missing--
+			res = append(res, Reply{
+				Server:   s.Name,
+				ServerID: s.ID,
+				Code:     504,
+				Message:  fmt.Sprintf("no answer within %s; it catches up through the resolver's own sync", c.opts.Timeout),
+			})
+		}
 	}
 	slices.SortFunc(res, func(a, b Reply) int { return strings.Compare(a.Server+a.ServerID, b.Server+b.ServerID) })
 	switch {
 	case len(refusals) > 0:
 		slices.Sort(refusals)
 		return res, &RefusedError{Result: res, Reason: strings.Join(refusals, "; ")}
+	case noResponders && res.answered() == 0:
+		return res, fmt.Errorf("resolver: %w: nothing listens on %s (is the server in operator mode with a full resolver?)", ErrTimeout, subject)
 	case res.answered() == 0:
 		if err := ctx.Err(); err != nil {
 			return res, fmt.Errorf("resolver: %s: %w (%w)", subject, ErrTimeout, err)
@@ -330,6 +344,12 @@ func (r Result) answered() int {
 		}
 	}
 	return n
+}
+
+// isNoResponders tells the server's "503 no responders" status message,
+// sent when nobody subscribes to a request's subject, from a reply.
+func isNoResponders(m *nats.Msg) bool {
+	return len(m.Data) == 0 && m.Header.Get("Status") == "503"
 }
 
 // decodeClaimsReply turns one server's answer into a Reply, and returns the
@@ -427,6 +447,9 @@ func (c *Client) refresh(ctx context.Context) error {
 	for {
 		select {
 		case m := <-ch:
+			if isNoResponders(m) {
+				return errors.New("no server answers " + SubjectServerPing)
+			}
 			var id serverID
 			if err := json.Unmarshal(m.Data, &id); err == nil && id.ID != "" {
 				seen[id.ID] = id

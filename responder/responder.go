@@ -160,6 +160,11 @@ func New(nc *nats.Conn, p Provisioner, cfg Config) (*Responder, error) {
 			return nil, fmt.Errorf("responder: add endpoint %s: %w", e.subject, err)
 		}
 	}
+	// Requests sent right after New returns must find the subscriptions.
+	if err := nc.Flush(); err != nil {
+		svc.Stop()
+		return nil, fmt.Errorf("responder: flush subscriptions: %w", err)
+	}
 	return r, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -32,6 +33,8 @@ type Service struct {
 	Operator  *provision.Operator
 	log       *slog.Logger
 	closed    chan struct{}
+	stopOnce  sync.Once
+	stopErr   error
 }
 
 // Start checks the operator key, opens the store, connects to NATS and
@@ -111,8 +114,14 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Servic
 }
 
 // Stop drains the service: no new requests, those in flight answered, then
-// the store and the connection are closed.
+// the store and the connection are closed. Later calls return the first
+// call's result.
 func (s *Service) Stop() error {
+	s.stopOnce.Do(func() { s.stopErr = s.stop() })
+	return s.stopErr
+}
+
+func (s *Service) stop() error {
 	var first error
 	keep := func(err error) {
 		if err != nil && first == nil {

@@ -1,0 +1,151 @@
+// Package provtest starts real deployments for tests: a directory written
+// by bootstrap.Init, an embedded nats-server in operator mode with a full
+// resolver from its nats-server.conf, and the provisioner service against
+// it. Nothing is mocked.
+package provtest
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"provisioner/bootstrap"
+	"provisioner/config"
+	"provisioner/natsembed"
+	"provisioner/service"
+)
+
+// Env is a deployment under test.
+type Env struct {
+	Dir    string
+	Init   *bootstrap.Result
+	Server *natsembed.Server
+	Config *config.Config
+}
+
+// Deployment writes a deployment into a temp dir with opts (Dir and Port
+// are set here) and starts its nats-server; both go away when the test
+// ends.
+func Deployment(tb testing.TB, opts bootstrap.Options) *Env {
+	tb.Helper()
+	opts.Dir = tb.TempDir()
+	res, err := bootstrap.Init(opts)
+	if err != nil {
+		tb.Fatalf("bootstrap: %v", err)
+	}
+	srv, err := natsembed.Start(res.ServerConf, natsembed.Options{Port: -1})
+	if err != nil {
+		tb.Fatalf("start nats-server: %v", err)
+	}
+	tb.Cleanup(srv.Stop)
+	cfg, err := config.Load(res.Config)
+	if err != nil {
+		tb.Fatalf("load config: %v", err)
+	}
+	cfg.NATSURL = srv.URL()
+	cfg.ResolverTimeout = config.Duration(2 * time.Second)
+	return &Env{Dir: res.Dir, Init: res, Server: srv, Config: cfg}
+}
+
+// Restart stops the nats-server and starts it again on the same port with
+// the same data.
+func (e *Env) Restart(tb testing.TB) {
+	tb.Helper()
+	p := e.Server.Addr().(*net.TCPAddr).Port
+	e.Server.Stop()
+	srv, err := natsembed.Start(e.Init.ServerConf, natsembed.Options{Port: p})
+	if err != nil {
+		tb.Fatalf("restart nats-server: %v", err)
+	}
+	e.Server = srv
+	tb.Cleanup(srv.Stop)
+}
+
+// Start starts the provisioner against the deployment; it stops when the
+// test ends, or earlier through the returned service's Stop.
+func (e *Env) Start(tb testing.TB) *service.Service {
+	tb.Helper()
+	svc, err := service.Start(context.Background(), e.Config, Logger(tb))
+	if err != nil {
+		tb.Fatalf("start provisioner: %v", err)
+	}
+	tb.Cleanup(func() { svc.Stop() })
+	return svc
+}
+
+// Admin connects with the deployment's admin creds.
+func (e *Env) Admin(tb testing.TB) *nats.Conn {
+	tb.Helper()
+	return e.Connect(tb, e.Init.AdminCreds)
+}
+
+// Connect connects to the deployment's server with a creds file.
+func (e *Env) Connect(tb testing.TB, creds string, opts ...nats.Option) *nats.Conn {
+	tb.Helper()
+	nc, err := nats.Connect(e.Server.URL(), append([]nats.Option{nats.UserCredentials(creds), nats.MaxReconnects(-1), nats.ReconnectWait(50 * time.Millisecond)}, opts...)...)
+	if err != nil {
+		tb.Fatalf("connect with %s: %v", filepath.Base(creds), err)
+	}
+	tb.Cleanup(nc.Close)
+	return nc
+}
+
+// Reply is a decoded provisioning reply: the body, and the error code and
+// description from the micro headers (0 and "" on success).
+type Reply struct {
+	Code        int
+	Description string
+	Body        map[string]any
+	Raw         []byte
+}
+
+// Request sends a provisioning request with body (a JSON string, or any
+// value to marshal) and decodes the reply.
+func Request(tb testing.TB, nc *nats.Conn, subject string, body any) Reply {
+	tb.Helper()
+	var data []byte
+	switch b := body.(type) {
+	case string:
+		data = []byte(b)
+	case []byte:
+		data = b
+	default:
+		var err error
+		if data, err = json.Marshal(b); err != nil {
+			tb.Fatalf("marshal request: %v", err)
+		}
+	}
+	m, err := nc.Request(subject, data, 30*time.Second)
+	if err != nil {
+		tb.Fatalf("request %s: %v", subject, err)
+	}
+	r := Reply{Raw: m.Data}
+	if c := m.Header.Get("Nats-Service-Error-Code"); c != "" {
+		r.Code, _ = strconv.Atoi(c)
+		r.Description = m.Header.Get("Nats-Service-Error")
+	}
+	if err := json.Unmarshal(m.Data, &r.Body); err != nil {
+		tb.Fatalf("reply of %s is not a JSON object: %v: %s", subject, err, m.Data)
+	}
+	return r
+}
+
+// Logger returns a logger that writes to the test log.
+func Logger(tb testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tbWriter struct{ tb testing.TB }
+
+func (w tbWriter) Write(p []byte) (int, error) {
+	w.tb.Helper()
+	w.tb.Log(string(p))
+	return len(p), nil
+}
