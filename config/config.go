@@ -43,6 +43,10 @@ type Config struct {
 	LogLevel string `json:"log_level,omitempty"`
 	// LogFormat is text or json.
 	LogFormat string `json:"log_format,omitempty"`
+
+	// Comment is ignored. It lets a config file, config.example.json
+	// among them, describe its fields.
+	Comment json.RawMessage `json:"_comment,omitempty"`
 }
 
 // Defaults of the optional fields.

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The project's test command (README, and .ci/run). It installs what the
+# tests need, then vets, lints and runs every test with the race detector.
+# The tests start their own servers: embedded nats-server for most, and the
+# real nats-server and nats binaries for the end-to-end test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+GOBIN="$(go env GOPATH)/bin"
+export PATH="$GOBIN:$PATH"
+
+install() { # install PKG@VERSION unless BINARY already reports VERSION
+	local bin=$1 pkg=$2 want=$3
+	if ! command -v "$bin" >/dev/null 2>&1 || ! "$bin" --version 2>&1 | grep -q "${want#v}"; then
+		echo "installing $pkg@$want"
+		go install "$pkg@$want"
+	fi
+}
+
+go mod download
+install nats-server github.com/nats-io/nats-server/v2 v2.15.2
+install nats github.com/nats-io/natscli/nats v0.5.0
+if ! command -v staticcheck >/dev/null 2>&1 || ! staticcheck -version 2>&1 | grep -q "0.8.2"; then
+	echo "installing staticcheck@v0.8.2"
+	go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+fi
+
+echo "== go vet"
+go vet ./...
+echo "== staticcheck"
+staticcheck ./...
+echo "== go test -race"
+go test -race -count=1 -timeout 15m ./...
