@@ -87,6 +87,18 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
+	// A duration's own error cannot name its field; check them first.
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(data, &fields) == nil {
+		for _, name := range []string{"resolver_timeout", "request_timeout"} {
+			if raw, ok := fields[name]; ok {
+				var d Duration
+				if err := d.UnmarshalJSON(raw); err != nil {
+					return nil, fmt.Errorf("config %s: %q %w", path, name, err)
+				}
+			}
+		}
+	}
 	var c Config
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()

@@ -262,3 +262,14 @@ func TestDurationJSON(t *testing.T) {
 		}
 	}
 }
+
+func TestDurationErrorsNameTheField(t *testing.T) {
+	for _, field := range []string{"resolver_timeout", "request_timeout"} {
+		for _, v := range []any{"5 seconds", 5} {
+			_, err := Load(writeConfig(t, with(map[string]any{field: v})))
+			if err == nil || !strings.Contains(err.Error(), `"`+field+`"`) {
+				t.Errorf("%s = %v: error %v does not name the field", field, v, err)
+			}
+		}
+	}
+}

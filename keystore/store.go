@@ -8,13 +8,15 @@
 //
 //   - snapshot.json: the whole state, rewritten atomically (temp file, fsync,
 //     rename, fsync of the directory) when the journal is compacted;
-//   - journal: an append-only log of changes since the snapshot, one
-//     checksummed JSON record a line.
+//   - journal: a log of changes since the snapshot, one checksummed JSON
+//     record a line, written into zero-filled space so that a commit only
+//     flushes data (fdatasync).
 //
-// Every change is appended to the journal and fsynced before the call that
-// made it returns. Concurrent changes share one fsync (group commit), so the
-// cost of durability does not grow with the number of callers, and nothing a
-// change does depends on how many accounts the store holds.
+// Every change to an account is written to the journal and fsynced before
+// the call that made it returns. Concurrent changes share one fsync (group
+// commit), so the cost of durability does not grow with the number of
+// callers, and nothing a change does depends on how many accounts the store
+// holds. User records are the exception: see AddUser.
 package keystore
 
 import (
@@ -43,6 +45,12 @@ type Account struct {
 	IdentitySeed Seed   `json:"identity_seed"`
 	SigningSeeds []Seed `json:"signing_seeds"`
 	JWT          string `json:"jwt"`
+}
+
+// LogValue keeps the seeds out of logs, whatever the handler: the JSON
+// handler would otherwise marshal them.
+func (a Account) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("name", a.Name), slog.String("public_key", a.PublicKey))
 }
 
 // User is the record of one issued user. It never holds the user's seed.
@@ -108,6 +116,7 @@ type DirStore struct {
 	accounts map[string]*entry // public key -> entry
 	names    map[string]string // account name -> public key
 	reserved map[string]string // names of puts not yet durable -> public key
+	pending  map[string]string // public keys of those puts -> name
 	closed   bool
 	// submitting counts callers between their checks and the hand-off to
 	// the committer, so that Close does not close the queue under them.
@@ -138,6 +147,7 @@ func Open(dir string, opts Options) (*DirStore, error) {
 		accounts: map[string]*entry{},
 		names:    map[string]string{},
 		reserved: map[string]string{},
+		pending:  map[string]string{},
 	}
 	if err := s.loadSnapshot(); err != nil {
 		return nil, err
@@ -154,11 +164,14 @@ func Open(dir string, opts Options) (*DirStore, error) {
 		}
 		s.log.Info("keystore compacted journal at start-up", "records", replayed, "accounts", len(s.accounts))
 	}
-	j, err := openJournal(filepath.Join(dir, journalFile), replayed > 0)
+	// Every start begins a new journal: what the old one held is in the
+	// snapshot now, and a torn tail it may have had is gone with it.
+	path := filepath.Join(dir, journalFile)
+	j, err := newJournal(path)
 	if err != nil {
 		return nil, err
 	}
-	s.commit = newCommitter(s, j, opts.CompactBytes)
+	s.commit = newCommitter(s, path, j, opts.CompactBytes)
 	return s, nil
 }
 
@@ -283,12 +296,17 @@ func (s *DirStore) PutAccount(ctx context.Context, a Account) error {
 		s.mu.Unlock()
 		return fmt.Errorf("%q: %w", a.Name, ErrConflict)
 	}
-	if e, ok := s.accounts[a.PublicKey]; ok && e.account.Name != a.Name {
+	name, ok := s.pending[a.PublicKey]
+	if e, exists := s.accounts[a.PublicKey]; exists {
+		name, ok = e.account.Name, true
+	}
+	if ok && name != a.Name {
 		s.mu.Unlock()
-		return fmt.Errorf("keystore: account %s cannot be renamed from %q to %q", a.PublicKey, e.account.Name, a.Name)
+		return fmt.Errorf("keystore: account %s cannot be renamed from %q to %q", a.PublicKey, name, a.Name)
 	}
 	s.reserved[a.Name] = a.PublicKey
-	return s.submit(ctx, record{Op: opPut, Account: &a})
+	s.pending[a.PublicKey] = a.Name
+	return s.submit(ctx, record{Op: opPut, Account: &a}, true)
 }
 
 // DeleteAccount forgets an account, its seeds and its users, and returns
@@ -303,11 +321,14 @@ func (s *DirStore) DeleteAccount(ctx context.Context, pub string) error {
 		s.mu.Unlock()
 		return fmt.Errorf("%s: %w", pub, ErrNotFound)
 	}
-	return s.submit(ctx, record{Op: opDelete, PublicKey: pub})
+	return s.submit(ctx, record{Op: opDelete, PublicKey: pub}, true)
 }
 
-// AddUser records a user issued under an account and returns once the
-// record is durable.
+// AddUser records a user issued under an account. It returns once the
+// record is written and visible, without waiting for its fsync, which
+// follows within 50ms (or with the next durable change, or at Close): a user
+// JWT needs nothing stored to work, the record only lists it, and a
+// crash in that window loses only the listing, never a key.
 func (s *DirStore) AddUser(ctx context.Context, pub string, u User) error {
 	s.mu.Lock()
 	if s.closed {
@@ -318,15 +339,16 @@ func (s *DirStore) AddUser(ctx context.Context, pub string, u User) error {
 		s.mu.Unlock()
 		return fmt.Errorf("%s: %w", pub, ErrNotFound)
 	}
-	return s.submit(ctx, record{Op: opUser, PublicKey: pub, User: &u})
+	return s.submit(ctx, record{Op: opUser, PublicKey: pub, User: &u}, false)
 }
 
 // submit hands a checked record to the committer and waits until it is
-// durable. Callers hold s.mu for writing; submit releases it.
-func (s *DirStore) submit(ctx context.Context, r record) error {
+// written, and with sync durable. Callers hold s.mu for writing; submit
+// releases it.
+func (s *DirStore) submit(ctx context.Context, r record, sync bool) error {
 	s.submitting.Add(1)
 	s.mu.Unlock()
-	p := s.commit.submit(r)
+	p := s.commit.submit(r, sync)
 	s.submitting.Done()
 	return p.wait(ctx)
 }
@@ -343,9 +365,7 @@ func (s *DirStore) apply(r record) error {
 			s.accounts[a.PublicKey] = newEntry(a)
 		}
 		s.names[a.Name] = a.PublicKey
-		if s.reserved[a.Name] == a.PublicKey {
-			delete(s.reserved, a.Name)
-		}
+		s.release(a)
 	case opDelete:
 		if e, ok := s.accounts[r.PublicKey]; ok {
 			delete(s.names, e.account.Name)
@@ -367,7 +387,17 @@ func (s *DirStore) apply(r record) error {
 // abandon undoes the reservation of a record whose write failed. Callers
 // hold s.mu for writing.
 func (s *DirStore) abandon(r record) {
-	if r.Op == opPut && s.reserved[r.Account.Name] == r.Account.PublicKey {
-		delete(s.reserved, r.Account.Name)
+	if r.Op == opPut {
+		s.release(*r.Account)
+	}
+}
+
+// release drops the reservation of a put that is applied or failed. With
+// several puts of one account in flight, the reservation stays until the
+// last.
+func (s *DirStore) release(a Account) {
+	if s.reserved[a.Name] == a.PublicKey {
+		delete(s.reserved, a.Name)
+		delete(s.pending, a.PublicKey)
 	}
 }
