@@ -229,8 +229,6 @@ func syncDir(dir string) error {
 type pending struct {
 	rec  record
 	line []byte
-	// sync asks for the record to be durable before the caller is woken.
-	sync bool
 	err  error
 	done chan struct{}
 }
@@ -254,9 +252,11 @@ const (
 	// do not change on a write, and fdatasync flushes only the data: on
 	// ext4 that halves the cost of a commit.
 	journalChunk = 4 << 20
-	// lazySyncDelay bounds how long a record written without waiting for
-	// its fsync (a user record) stays in the page cache only.
-	lazySyncDelay = 50 * time.Millisecond
+	// lazySyncDelay bounds how long a user record stays in memory only.
+	lazySyncDelay = 20 * time.Millisecond
+	// lazyMax is how many bytes of user records wait before they are
+	// written without waiting for the delay.
+	lazyMax = 1 << 20
 )
 
 // committer owns the journal file: it writes batches of records, fsyncs
@@ -268,9 +268,9 @@ type committer struct {
 	j            *os.File
 	off          int64 // where the next record goes
 	alloc        int64 // zeroed size of the file
-	dirty        bool  // written since the last sync
 	compactBytes int64
 	in           chan *pending
+	kick         chan bool // lazy records are waiting; true: write them now
 	stopped      chan struct{}
 }
 
@@ -313,6 +313,7 @@ func newCommitter(s *DirStore, path string, j *os.File, compactBytes int64) *com
 		alloc:        journalChunk,
 		compactBytes: compactBytes,
 		in:           make(chan *pending, maxBatch),
+		kick:         make(chan bool, 1),
 		stopped:      make(chan struct{}),
 	}
 	go c.run()
@@ -321,8 +322,8 @@ func newCommitter(s *DirStore, path string, j *os.File, compactBytes int64) *com
 
 // submit queues a record. Callers must not hold s.mu: the committer takes it
 // to apply a batch, and the queue may be full.
-func (c *committer) submit(r record, sync bool) *pending {
-	p := &pending{rec: r, sync: sync, done: make(chan struct{})}
+func (c *committer) submit(r record) *pending {
+	p := &pending{rec: r, done: make(chan struct{})}
 	p.line, p.err = encodeRecord(r)
 	if p.err != nil {
 		c.s.mu.Lock()
@@ -341,28 +342,54 @@ func (c *committer) close() error {
 	return c.j.Close()
 }
 
+// nudge tells the committer that n bytes of user records wait. Callers
+// hold s.mu.
+func (c *committer) nudge(n int) {
+	select {
+	case c.kick <- n >= lazyMax:
+	default:
+	}
+}
+
+// takeLazy returns the user records waiting to be written. Callers hold
+// s.mu.
+func (c *committer) takeLazy() []byte {
+	b := c.s.lazy
+	c.s.lazy = nil
+	return b
+}
+
 func (c *committer) run() {
 	defer close(c.stopped)
 	batch := make([]*pending, 0, maxBatch)
 	var buf []byte
 	lazy := time.NewTimer(time.Hour)
 	lazy.Stop()
+	armed := false
 	for {
 		var p *pending
 		select {
 		case q, ok := <-c.in:
 			if !ok {
-				c.flush()
+				c.writeLazy()
 				return
 			}
 			p = q
+		case now := <-c.kick:
+			if now {
+				c.writeLazy()
+			} else if !armed {
+				lazy.Reset(lazySyncDelay)
+				armed = true
+			}
+			continue
 		case <-lazy.C:
-			c.flush()
+			armed = false
+			c.writeLazy()
 			continue
 		}
 		batch = append(batch[:0], p)
 		buf = append(buf[:0], p.line...)
-		sync := p.sync
 	fill:
 		for len(batch) < maxBatch {
 			select {
@@ -372,16 +399,18 @@ func (c *committer) run() {
 				}
 				batch = append(batch, q)
 				buf = append(buf, q.line...)
-				sync = sync || q.sync
 			default:
 				break fill
 			}
 		}
-		wasDirty := c.dirty
-		err := c.write(buf, sync)
-		if err == nil && c.dirty && !wasDirty {
-			lazy.Reset(lazySyncDelay)
+		c.s.mu.Lock()
+		// User records applied before these changes were submitted go
+		// first, so that the journal replays in the order things happened.
+		if l := c.takeLazy(); len(l) > 0 {
+			buf = append(l, buf...)
 		}
+		c.s.mu.Unlock()
+		err := c.write(buf)
 		c.s.mu.Lock()
 		for _, q := range batch {
 			if err != nil {
@@ -401,10 +430,29 @@ func (c *committer) run() {
 	}
 }
 
+// writeLazy writes and syncs the user records that wait.
+func (c *committer) writeLazy() {
+	c.s.mu.Lock()
+	buf := c.takeLazy()
+	c.s.mu.Unlock()
+	if len(buf) == 0 {
+		return
+	}
+	if err := c.write(buf); err != nil {
+		// They are applied in memory; losing them on disk loses listings
+		// only. Keep them for the next write.
+		c.s.log.Error("keystore could not write user records; will retry", "error", err)
+		c.s.mu.Lock()
+		c.s.lazy = append(buf, c.s.lazy...)
+		c.nudge(len(c.s.lazy))
+		c.s.mu.Unlock()
+	}
+}
+
 // write puts buf at the end of the journal, extending the zeroed space when
-// needed, and makes it durable when sync is set. On a failed write the
-// records are not counted: the next write goes over them.
-func (c *committer) write(buf []byte, sync bool) error {
+// needed, and makes it durable. On a failed write the records are not
+// counted: the next write goes over them.
+func (c *committer) write(buf []byte) error {
 	for c.off+int64(len(buf)) > c.alloc {
 		// Growing the file changes its size: a full fsync, once a chunk.
 		if _, err := c.j.WriteAt(make([]byte, journalChunk), c.alloc); err != nil {
@@ -421,27 +469,12 @@ func (c *committer) write(buf []byte, sync bool) error {
 		c.j.WriteAt(make([]byte, len(buf)), c.off)
 		return err
 	}
-	if sync {
-		if err := datasync(c.j); err != nil {
-			c.j.WriteAt(make([]byte, len(buf)), c.off)
-			return err
-		}
+	if err := datasync(c.j); err != nil {
+		c.j.WriteAt(make([]byte, len(buf)), c.off)
+		return err
 	}
 	c.off += int64(len(buf))
-	c.dirty = !sync
 	return nil
-}
-
-// flush makes records written without sync durable.
-func (c *committer) flush() {
-	if !c.dirty {
-		return
-	}
-	if err := datasync(c.j); err != nil {
-		c.s.log.Error("keystore could not sync the journal", "error", err)
-		return
-	}
-	c.dirty = false
 }
 
 // compact writes a snapshot of the state and starts an empty journal. It
@@ -458,5 +491,5 @@ func (c *committer) compact() {
 	}
 	c.s.log.Info("keystore compacted the journal", "bytes", c.off, "accounts", len(c.s.accounts))
 	c.j.Close()
-	c.j, c.off, c.alloc, c.dirty = j, 0, journalChunk, false
+	c.j, c.off, c.alloc = j, 0, journalChunk
 }

@@ -117,6 +117,7 @@ type DirStore struct {
 	names    map[string]string // account name -> public key
 	reserved map[string]string // names of puts not yet durable -> public key
 	pending  map[string]string // public keys of those puts -> name
+	lazy     []byte            // user records not yet written
 	closed   bool
 	// submitting counts callers between their checks and the hand-off to
 	// the committer, so that Close does not close the queue under them.
@@ -306,7 +307,7 @@ func (s *DirStore) PutAccount(ctx context.Context, a Account) error {
 	}
 	s.reserved[a.Name] = a.PublicKey
 	s.pending[a.PublicKey] = a.Name
-	return s.submit(ctx, record{Op: opPut, Account: &a}, true)
+	return s.submit(ctx, record{Op: opPut, Account: &a})
 }
 
 // DeleteAccount forgets an account, its seeds and its users, and returns
@@ -321,34 +322,42 @@ func (s *DirStore) DeleteAccount(ctx context.Context, pub string) error {
 		s.mu.Unlock()
 		return fmt.Errorf("%s: %w", pub, ErrNotFound)
 	}
-	return s.submit(ctx, record{Op: opDelete, PublicKey: pub}, true)
+	return s.submit(ctx, record{Op: opDelete, PublicKey: pub})
 }
 
-// AddUser records a user issued under an account. It returns once the
-// record is written and visible, without waiting for its fsync, which
-// follows within 50ms (or with the next durable change, or at Close): a user
-// JWT needs nothing stored to work, the record only lists it, and a
-// crash in that window loses only the listing, never a key.
-func (s *DirStore) AddUser(ctx context.Context, pub string, u User) error {
+// AddUser records a user issued under an account. The record is visible at
+// once and reaches the journal, fsynced, within lazySyncDelay (or with the
+// next change to an account, or at Close), without the caller waiting: a
+// user JWT needs nothing stored to work, the record only lists it, so a
+// crash in that window loses a listing, never a key, and issuing users
+// costs no disk round trip.
+func (s *DirStore) AddUser(_ context.Context, pub string, u User) error {
+	r := record{Op: opUser, PublicKey: pub, User: &u}
+	line, err := encodeRecord(r)
+	if err != nil {
+		return fmt.Errorf("keystore: encode user record: %w", err)
+	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closed {
-		s.mu.Unlock()
 		return ErrClosed
 	}
-	if _, ok := s.accounts[pub]; !ok {
-		s.mu.Unlock()
-		return fmt.Errorf("%s: %w", pub, ErrNotFound)
+	if err := s.apply(r); err != nil {
+		return err
 	}
-	return s.submit(ctx, record{Op: opUser, PublicKey: pub, User: &u}, false)
+	// Records written later go after this one: the committer takes the
+	// lazy lines before each batch it writes.
+	s.lazy = append(s.lazy, line...)
+	s.commit.nudge(len(s.lazy))
+	return nil
 }
 
 // submit hands a checked record to the committer and waits until it is
-// written, and with sync durable. Callers hold s.mu for writing; submit
-// releases it.
-func (s *DirStore) submit(ctx context.Context, r record, sync bool) error {
+// durable. Callers hold s.mu for writing; submit releases it.
+func (s *DirStore) submit(ctx context.Context, r record) error {
 	s.submitting.Add(1)
 	s.mu.Unlock()
-	p := s.commit.submit(r, sync)
+	p := s.commit.submit(r)
 	s.submitting.Done()
 	return p.wait(ctx)
 }

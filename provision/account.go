@@ -83,12 +83,12 @@ func (s *Service) CreateAccount(ctx context.Context, req CreateAccountRequest) (
 	if sys := s.systemName(ctx); sys != "" && name == sys {
 		return nil, fmt.Errorf("%w: %q is the name of the system account", ErrConflict, name)
 	}
-	ident, err := nkeys.CreateAccount()
+	ident, err := s.accountKeys.Get()
 	if err != nil {
 		return nil, fmt.Errorf("create account key: %w", err)
 	}
 	defer ident.Wipe()
-	signer, err := nkeys.CreateAccount()
+	signer, err := s.accountKeys.Get()
 	if err != nil {
 		return nil, fmt.Errorf("create account signing key: %w", err)
 	}

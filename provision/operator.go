@@ -9,6 +9,8 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
+
+	"provisioner/keypair"
 )
 
 // Operator is the operator the service signs for: its identity, its system
@@ -75,11 +77,17 @@ func LoadOperator(jwtPath, seedPath string) (*Operator, error) {
 		}
 		return nil, fmt.Errorf("operator_signing_key %s is %s, which is not a signing key of operator %s (listed: %s): %s", seedPath, pub, claims.Subject, listed, howTo)
 	}
+	seed, _ := kp.Seed()
+	signer, err := keypair.FromSeed(seed)
+	kp.Wipe()
+	if err != nil {
+		return nil, fmt.Errorf("operator_signing_key %s: %w", seedPath, err)
+	}
 	return &Operator{
 		PublicKey:     claims.Subject,
 		SystemAccount: claims.SystemAccount,
 		Claims:        claims,
-		Signer:        kp,
+		Signer:        signer,
 		SignerKey:     pub,
 	}, nil
 }

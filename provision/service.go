@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
+	"provisioner/keypair"
 	"provisioner/keystore"
 	"provisioner/resolver"
 )
@@ -69,6 +70,9 @@ type Service struct {
 	locks   keyedMutex
 	cache   sync.Map // account public key -> *accountState
 	sysName atomic.Pointer[string]
+	// Fresh keys made ahead of the requests that need them.
+	userKeys    *keypair.Pool
+	accountKeys *keypair.Pool
 }
 
 // New returns a Service.
@@ -82,7 +86,21 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Service{op: cfg.Operator, store: cfg.Store, resolver: cfg.Resolver, maxJWT: cfg.MaxJWTSize, log: cfg.Logger}, nil
+	return &Service{
+		op:          cfg.Operator,
+		store:       cfg.Store,
+		resolver:    cfg.Resolver,
+		maxJWT:      cfg.MaxJWTSize,
+		log:         cfg.Logger,
+		userKeys:    keypair.NewPool(nkeys.PrefixByteUser, 1024),
+		accountKeys: keypair.NewPool(nkeys.PrefixByteAccount, 256),
+	}, nil
+}
+
+// Close stops making keys ahead and wipes those not handed out.
+func (s *Service) Close() {
+	s.userKeys.Close()
+	s.accountKeys.Close()
 }
 
 // accountState is what the service derives from a stored account: its
@@ -109,7 +127,7 @@ func (s *Service) state(a keystore.Account) (*accountState, error) {
 	if len(a.SigningSeeds) == 0 {
 		return nil, fmt.Errorf("account %s has no signing seed in the store", a.PublicKey)
 	}
-	signer, err := nkeys.FromSeed(a.SigningSeeds[0].Bytes())
+	signer, err := keypair.FromSeed(a.SigningSeeds[0].Bytes())
 	if err != nil {
 		return nil, fmt.Errorf("account %s: stored signing seed is unusable", a.PublicKey)
 	}

@@ -85,7 +85,7 @@ func (s *Service) CreateUser(ctx context.Context, req CreateUserRequest) (*Creat
 	pub := strings.TrimSpace(req.PublicKey)
 	switch {
 	case pub == "":
-		if kp, err = nkeys.CreateUser(); err != nil {
+		if kp, err = s.userKeys.Get(); err != nil {
 			return nil, fmt.Errorf("create user key: %w", err)
 		}
 		defer kp.Wipe()
@@ -155,11 +155,7 @@ func (s *Service) CreateUser(ctx context.Context, req CreateUserRequest) (*Creat
 	out := &CreateUserReply{User: UserInfo{Name: name, PublicKey: pub, JWT: token}}
 	if kp != nil {
 		seed, _ := kp.Seed()
-		creds, err := jwt.FormatUserConfig(token, seed)
-		if err != nil {
-			return nil, fmt.Errorf("format creds for %s: %w", pub, err)
-		}
-		out.User.Seed, out.User.Creds = string(seed), string(creds)
+		out.User.Seed, out.User.Creds = string(seed), formatCreds(token, seed)
 	}
 	s.log.Debug("user issued", "account", a.PublicKey, "user", pub, "name", name)
 	return out, nil

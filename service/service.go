@@ -25,7 +25,12 @@ const Version = "0.1.0"
 
 // Service is a running provisioner.
 type Service struct {
+	// NC carries the requests and replies; PushNC carries the resolver
+	// traffic. A server handles what a connection publishes in order, and
+	// an UPDATE costs it a file write: on one connection, every reply would
+	// wait behind the pushes queued before it.
 	NC        *nats.Conn
+	PushNC    *nats.Conn
 	Store     *keystore.DirStore
 	Resolver  *resolver.Client
 	Provision *provision.Service
@@ -33,6 +38,7 @@ type Service struct {
 	Operator  *provision.Operator
 	log       *slog.Logger
 	closed    chan struct{}
+	pushDone  chan struct{}
 	stopOnce  sync.Once
 	stopErr   error
 }
@@ -44,7 +50,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Servic
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{Operator: op, log: log, closed: make(chan struct{})}
+	s := &Service{Operator: op, log: log, closed: make(chan struct{}), pushDone: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			s.Stop()
@@ -54,30 +60,13 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Servic
 	if err != nil {
 		return nil, err
 	}
-	s.NC, err = nats.Connect(cfg.NATSURL,
-		nats.UserCredentials(cfg.NATSCreds),
-		nats.Name("provisioner"),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond),
-		nats.ClosedHandler(func(*nats.Conn) { close(s.closed) }),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			log.Warn("disconnected from NATS", "error", err)
-		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) {
-			log.Info("reconnected to NATS", "url", nc.ConnectedUrlRedacted())
-		}),
-		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
-			subj := ""
-			if sub != nil {
-				subj = sub.Subject
-			}
-			log.Error("NATS error", "subject", subj, "error", err)
-		}),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", cfg.NATSURL, err)
+	if s.NC, err = connect(cfg, "provisioner", s.closed, log); err != nil {
+		return nil, err
 	}
-	s.Resolver, err = resolver.New(ctx, s.NC, resolver.Options{Timeout: time.Duration(cfg.ResolverTimeout), Logger: log})
+	if s.PushNC, err = connect(cfg, "provisioner-resolver", s.pushDone, log); err != nil {
+		return nil, err
+	}
+	s.Resolver, err = resolver.New(ctx, s.PushNC, resolver.Options{Timeout: time.Duration(cfg.ResolverTimeout), Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -134,12 +123,21 @@ func (s *Service) stop() error {
 	if s.Resolver != nil {
 		keep(s.Resolver.Close())
 	}
-	if s.NC != nil {
-		if err := s.NC.Drain(); err != nil {
-			keep(err)
-			s.NC.Close()
+	if s.Provision != nil {
+		s.Provision.Close()
+	}
+	for _, c := range []struct {
+		nc     *nats.Conn
+		closed chan struct{}
+	}{{s.NC, s.closed}, {s.PushNC, s.pushDone}} {
+		if c.nc == nil {
+			continue
 		}
-		<-s.closed
+		if err := c.nc.Drain(); err != nil {
+			keep(err)
+			c.nc.Close()
+		}
+		<-c.closed
 	}
 	if s.Store != nil {
 		keep(s.Store.Close())
@@ -148,6 +146,35 @@ func (s *Service) stop() error {
 		s.Operator.Signer.Wipe()
 	}
 	return first
+}
+
+// connect opens a connection with the service's creds that reconnects
+// forever; closed is closed when the connection is.
+func connect(cfg *config.Config, name string, closed chan struct{}, log *slog.Logger) (*nats.Conn, error) {
+	nc, err := nats.Connect(cfg.NATSURL,
+		nats.UserCredentials(cfg.NATSCreds),
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond),
+		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("disconnected from NATS", "connection", name, "error", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("reconnected to NATS", "connection", name, "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subj := ""
+			if sub != nil {
+				subj = sub.Subject
+			}
+			log.Error("NATS error", "connection", name, "subject", subj, "error", err)
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", cfg.NATSURL, err)
+	}
+	return nc, nil
 }
 
 // Run starts the service and serves until ctx ends, then stops it.

@@ -6,6 +6,7 @@
 //	provisioner dev                          everything on this machine, no setup
 //	provisioner init --dir DIR               a new deployment's keys and configs
 //	provisioner serve --config config.json   the service
+//	provisioner bench                        throughput against the floor
 package main
 
 import (
@@ -40,6 +41,7 @@ Usage:
   provisioner dev   [--dir DIR] [--port N] [--reset]   run a local nats-server and the service, no setup
   provisioner init  --dir DIR [--host H] [--port N]    write a new deployment: keys, nats-server.conf, config.json
   provisioner serve --config config.json               run the service against a deployment
+  provisioner bench [-n N] [-c C] [--accounts N]         measure throughput against the floor
   provisioner version
 
 Run "provisioner COMMAND -h" for a command's flags.
@@ -59,6 +61,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runInit(ctx, args[1:], stdout, stderr)
 	case "dev":
 		return runDev(ctx, args[1:], stdout, stderr)
+	case "bench":
+		return runBench(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "provisioner", service.Version)
 		return nil

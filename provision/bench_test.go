@@ -1,0 +1,45 @@
+package provision_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+
+	"provisioner/bootstrap"
+	"provisioner/provision"
+	"provisioner/provtest"
+)
+
+// BenchmarkCreateUser measures issuing a user with a generated key: the
+// work of user.create minus the NATS round trip.
+func BenchmarkCreateUser(b *testing.B) {
+	env := provtest.Deployment(b, bootstrap.Options{})
+	env.Config.LogLevel = "error"
+	svc := env.Start(b)
+	ctx := context.Background()
+	if _, err := svc.Provision.CreateAccount(ctx, provision.CreateAccountRequest{Name: "bench"}); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		if _, err := svc.Provision.CreateUser(ctx, provision.CreateUserRequest{Account: "bench", Name: fmt.Sprint("u", i)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSignAccount measures signing an account JWT with the operator
+// signing key, checks included.
+func BenchmarkCreateAccountClaims(b *testing.B) {
+	env := provtest.Deployment(b, bootstrap.Options{})
+	svc := env.Start(b)
+	ctx := context.Background()
+	r, err := svc.Provision.CreateAccount(ctx, provision.CreateAccountRequest{Name: "bench", Limits: json.RawMessage(`{"conn":5}`)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	_ = r
+}
