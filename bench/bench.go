@@ -186,9 +186,9 @@ func (e *Env) Stop() {
 
 // sample is what one batch of operations measured.
 type sample struct {
-	lat     []time.Duration
-	elapsed time.Duration
-	errors  int
+	lat      []time.Duration
+	elapsed  time.Duration
+	errors   int
 	firstErr error
 }
 

@@ -9,8 +9,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/nats-io/jwt/v2"
@@ -116,7 +118,7 @@ func Init(opts Options) (*Result, error) {
 		ServerConfFile, ContainerConfFile, ConfigFile,
 		OperatorIdentityKeyFile, SystemAccountKeyFile, SystemAccountSigningFile,
 	}
-	for _, f := range append(files, ResolverDir, StoreDir) {
+	for _, f := range append(files, ResolverDir, StoreDir, OfflineDir) {
 		if _, err := os.Lstat(filepath.Join(dir, f)); err == nil {
 			return nil, fmt.Errorf("bootstrap: %s exists; init never overwrites a deployment (choose another --dir or remove it)", filepath.Join(dir, f))
 		}
@@ -172,7 +174,7 @@ func Init(opts Options) (*Result, error) {
 	secret(AdminCredsFile, adminCreds)
 
 	sc := ServerConf{
-		Listen:        fmt.Sprintf("%s:%d", opts.Host, opts.Port),
+		Listen:        net.JoinHostPort(opts.Host, strconv.Itoa(opts.Port)),
 		ServerName:    opts.ServerName,
 		OperatorJWT:   filepath.Join(dir, OperatorJWTFile),
 		SystemAccount: k.pub(k.sysAccount),
@@ -183,12 +185,12 @@ func Init(opts Options) (*Result, error) {
 	}
 	public(ServerConfFile, sc.Render())
 	cc := sc
-	cc.Listen = fmt.Sprintf("0.0.0.0:%d", ContainerPort)
+	cc.Listen = net.JoinHostPort("0.0.0.0", strconv.Itoa(ContainerPort))
 	cc.OperatorJWT = ContainerDeployDir + "/" + OperatorJWTFile
 	cc.ResolverDir = ContainerDataDir + "/" + ResolverDir
 	public(ContainerConfFile, cc.Render())
 
-	url := fmt.Sprintf("nats://%s:%d", opts.Host, opts.Port)
+	url := "nats://" + net.JoinHostPort(opts.Host, strconv.Itoa(opts.Port))
 	cfg, _ := json.MarshalIndent(map[string]any{
 		"nats_url":             url,
 		"nats_creds":           ProvisionerCredsFile,
@@ -200,10 +202,12 @@ func Init(opts Options) (*Result, error) {
 	}, "", "  ")
 	public(ConfigFile, append(cfg, '\n'))
 
-	if err := os.MkdirAll(filepath.Join(dir, OfflineDir), 0o700); err != nil {
+	// A directory made here is 0755 (it holds public files too); one that
+	// existed keeps its mode.
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
 	}
-	if err := os.Chmod(dir, 0o755); err != nil {
+	if err := os.Mkdir(filepath.Join(dir, OfflineDir), 0o700); err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
 	}
 	for _, name := range files {

@@ -199,6 +199,12 @@ func (s *Service) resolve(ctx context.Context, ref string) (target, error) {
 // lockAccount resolves ref, refuses the system account, takes the account's
 // lock and loads it. The caller must call the returned unlock.
 func (s *Service) lockAccount(ctx context.Context, ref, action string) (keystore.Account, func(), error) {
+	return s.lockIn(ctx, ref, action, func(pub string) string { return "account:" + pub })
+}
+
+// lockIn is lockAccount with a lock of the caller's choosing, derived from
+// the account's public key.
+func (s *Service) lockIn(ctx context.Context, ref, action string, key func(pub string) string) (keystore.Account, func(), error) {
 	t, err := s.resolve(ctx, ref)
 	if err != nil {
 		return keystore.Account{}, nil, err
@@ -206,7 +212,7 @@ func (s *Service) lockAccount(ctx context.Context, ref, action string) (keystore
 	if t.system {
 		return keystore.Account{}, nil, fmt.Errorf("%w: the system account %s cannot be %s through this service", ErrForbidden, t.pub, action)
 	}
-	unlock := s.locks.lock("account:" + t.pub)
+	unlock := s.locks.lock(key(t.pub))
 	// Another request may have deleted it while this one waited.
 	a, ok := s.store.Account(t.pub)
 	if !ok {

@@ -121,7 +121,11 @@ func (s *Service) CreateUser(ctx context.Context, req CreateUserRequest) (*Creat
 		return nil, err
 	}
 
-	a, unlock, err := s.lockAccount(ctx, req.Account, "given users")
+	// Issuing a user changes nothing of the account, so it does not take
+	// the account's lock: only creates of the same name wait for each
+	// other, to keep names unique among active users. A revoke running at
+	// the same time either sees the new user or revokes before it exists.
+	a, unlock, err := s.lockIn(ctx, req.Account, "given users", func(pub string) string { return "user:" + pub + ":" + name })
 	if err != nil {
 		return nil, err
 	}

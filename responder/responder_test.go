@@ -699,4 +699,3 @@ func TestMicroDiscovery(t *testing.T) {
 		t.Errorf("stats do not count the failed account.get: %s", m.Data)
 	}
 }
-

@@ -158,7 +158,9 @@ func connect(cfg *config.Config, name string, closed chan struct{}, log *slog.Lo
 		nats.ReconnectWait(250*time.Millisecond),
 		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			log.Warn("disconnected from NATS", "connection", name, "error", err)
+			if err != nil { // nil: a drain on the way out
+				log.Warn("disconnected from NATS", "connection", name, "error", err)
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info("reconnected to NATS", "connection", name, "url", nc.ConnectedUrlRedacted())
