@@ -2,7 +2,6 @@ package provision_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"testing"
 
@@ -31,15 +30,3 @@ func BenchmarkCreateUser(b *testing.B) {
 	}
 }
 
-// BenchmarkSignAccount measures signing an account JWT with the operator
-// signing key, checks included.
-func BenchmarkCreateAccountClaims(b *testing.B) {
-	env := provtest.Deployment(b, bootstrap.Options{})
-	svc := env.Start(b)
-	ctx := context.Background()
-	r, err := svc.Provision.CreateAccount(ctx, provision.CreateAccountRequest{Name: "bench", Limits: json.RawMessage(`{"conn":5}`)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	_ = r
-}

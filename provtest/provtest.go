@@ -72,7 +72,12 @@ func (e *Env) Restart(tb testing.TB) {
 // test ends, or earlier through the returned service's Stop.
 func (e *Env) Start(tb testing.TB) *service.Service {
 	tb.Helper()
-	svc, err := service.Start(context.Background(), e.Config, Logger(tb))
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(e.Config.LogLevel))
+	if e.Config.LogLevel == "info" {
+		level = slog.LevelDebug // tests want the whole story by default
+	}
+	svc, err := service.Start(context.Background(), e.Config, loggerAt(tb, level))
 	if err != nil {
 		tb.Fatalf("start provisioner: %v", err)
 	}
@@ -137,9 +142,11 @@ func Request(tb testing.TB, nc *nats.Conn, subject string, body any) Reply {
 	return r
 }
 
-// Logger returns a logger that writes to the test log.
-func Logger(tb testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+// Logger returns a logger that writes everything to the test log.
+func Logger(tb testing.TB) *slog.Logger { return loggerAt(tb, slog.LevelDebug) }
+
+func loggerAt(tb testing.TB, level slog.Level) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: level}))
 }
 
 type tbWriter struct{ tb testing.TB }
