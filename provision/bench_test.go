@@ -29,4 +29,3 @@ func BenchmarkCreateUser(b *testing.B) {
 		}
 	}
 }
-

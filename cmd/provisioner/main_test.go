@@ -76,7 +76,9 @@ func TestDevPrintsAWorkingRequestLine(t *testing.T) {
 	var stdout, stderr syncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"dev", "--dir", dir, "--port", strconv.Itoa(port)}, &stdout, &stderr) }()
+	go func() {
+		done <- run(ctx, []string{"dev", "--dir", dir, "--port", strconv.Itoa(port)}, &stdout, &stderr)
+	}()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
