@@ -60,9 +60,20 @@ type AccountReply struct {
 	Resolver resolver.Result `json:"resolver,omitempty"`
 }
 
+// ListRequest is the body of account.list, and the paging part of
+// user.list. Offset skips entries; Limit, when above 0, caps how many come
+// back. A reply never grows past what one NATS message can carry: when more
+// remain, NextOffset says where the next page starts.
+type ListRequest struct {
+	Offset int `json:"offset,omitempty"`
+	Limit  int `json:"limit,omitempty"`
+}
+
 // ListAccountsReply is the reply of account.list.
 type ListAccountsReply struct {
-	Accounts []keystore.Summary `json:"accounts"`
+	Accounts   []keystore.Summary `json:"accounts"`
+	Total      int                `json:"total"`
+	NextOffset int                `json:"next_offset,omitempty"`
 }
 
 // DeleteAccountReply is the reply of account.delete.
@@ -221,9 +232,43 @@ func (s *Service) GetAccount(ctx context.Context, req AccountRef) (*AccountReply
 	return &AccountReply{Account: AccountInfo{Name: a.Name, PublicKey: a.PublicKey, JWT: a.JWT, Claims: st.claims}}, nil
 }
 
-// ListAccounts lists the accounts this service manages, sorted by name.
-func (s *Service) ListAccounts(context.Context) *ListAccountsReply {
-	return &ListAccountsReply{Accounts: s.store.Accounts()}
+// ListAccounts lists the accounts this service manages, sorted by name, a
+// page at a time.
+func (s *Service) ListAccounts(_ context.Context, req ListRequest) (*ListAccountsReply, error) {
+	all := s.store.Accounts()
+	page, next, err := s.page(req, len(all), func(i int) int { return len(all[i].Name) + len(all[i].PublicKey) + 32 })
+	if err != nil {
+		return nil, err
+	}
+	return &ListAccountsReply{Accounts: all[page.from:page.to], Total: len(all), NextOffset: next}, nil
+}
+
+type span struct{ from, to int }
+
+// page picks the entries of a list reply: from the request's offset, at most
+// its limit, and no more than fit in one message by the size estimate.
+// next is the offset of the next page, or 0 when this is the last.
+func (s *Service) page(req ListRequest, n int, size func(i int) int) (span, int, error) {
+	if req.Offset < 0 || req.Limit < 0 {
+		return span{}, 0, fmt.Errorf("%w: \"offset\" and \"limit\" must not be negative", ErrInvalid)
+	}
+	from := min(req.Offset, n)
+	to := n
+	if req.Limit > 0 {
+		to = min(n, from+req.Limit)
+	}
+	budget := s.maxJWT - 4096 // room for the envelope
+	for i := from; i < to; i++ {
+		if budget -= size(i); budget < 0 {
+			to = i
+			break
+		}
+	}
+	next := 0
+	if to < n {
+		next = to
+	}
+	return span{from, to}, next, nil
 }
 
 // UpdateAccount changes the given fields of an account and pushes it.

@@ -54,9 +54,17 @@ type UserSummary struct {
 	Revoked   bool   `json:"revoked"`
 }
 
+// ListUsersRequest is the body of user.list.
+type ListUsersRequest struct {
+	Account string `json:"account"`
+	ListRequest
+}
+
 // ListUsersReply is the reply of user.list.
 type ListUsersReply struct {
-	Users []UserSummary `json:"users"`
+	Users      []UserSummary `json:"users"`
+	Total      int           `json:"total"`
+	NextOffset int           `json:"next_offset,omitempty"`
 }
 
 // RevokeUserRequest is the body of user.revoke: User is a user public key or
@@ -183,7 +191,7 @@ func (s *Service) activeNamed(acct, name string, claims *jwt.AccountClaims) ([]k
 
 // ListUsers lists the users issued under an account, with whether the
 // account JWT revokes them.
-func (s *Service) ListUsers(ctx context.Context, req AccountRef) (*ListUsersReply, error) {
+func (s *Service) ListUsers(ctx context.Context, req ListUsersRequest) (*ListUsersReply, error) {
 	t, err := s.resolve(ctx, req.Account)
 	if err != nil {
 		return nil, err
@@ -203,8 +211,12 @@ func (s *Service) ListUsers(ctx context.Context, req AccountRef) (*ListUsersRepl
 	if err != nil {
 		return nil, fmt.Errorf("%w: account %s was deleted", ErrNotFound, t.pub)
 	}
-	out := &ListUsersReply{Users: make([]UserSummary, 0, len(users))}
-	for _, u := range users {
+	page, next, err := s.page(req.ListRequest, len(users), func(i int) int { return len(users[i].Name) + 160 })
+	if err != nil {
+		return nil, err
+	}
+	out := &ListUsersReply{Users: make([]UserSummary, 0, page.to-page.from), Total: len(users), NextOffset: next}
+	for _, u := range users[page.from:page.to] {
 		out.Users = append(out.Users, UserSummary{
 			Name:      u.Name,
 			PublicKey: u.PublicKey,

@@ -34,11 +34,11 @@ const MaxRequestSize = 64 << 10
 type Provisioner interface {
 	CreateAccount(context.Context, provision.CreateAccountRequest) (*provision.AccountReply, error)
 	GetAccount(context.Context, provision.AccountRef) (*provision.AccountReply, error)
-	ListAccounts(context.Context) *provision.ListAccountsReply
+	ListAccounts(context.Context, provision.ListRequest) (*provision.ListAccountsReply, error)
 	UpdateAccount(context.Context, provision.UpdateAccountRequest) (*provision.AccountReply, error)
 	DeleteAccount(context.Context, provision.AccountRef) (*provision.DeleteAccountReply, error)
 	CreateUser(context.Context, provision.CreateUserRequest) (*provision.CreateUserReply, error)
-	ListUsers(context.Context, provision.AccountRef) (*provision.ListUsersReply, error)
+	ListUsers(context.Context, provision.ListUsersRequest) (*provision.ListUsersReply, error)
 	RevokeUser(context.Context, provision.RevokeUserRequest) (*provision.RevokeUserReply, error)
 }
 
@@ -89,9 +89,7 @@ func (r *Responder) endpoints() []endpoint {
 	return []endpoint{
 		{"account_create", "account.create", handle(p.CreateAccount)},
 		{"account_get", "account.get", handle(p.GetAccount)},
-		{"account_list", "account.list", handle(func(ctx context.Context, _ struct{}) (*provision.ListAccountsReply, error) {
-			return p.ListAccounts(ctx), nil
-		})},
+		{"account_list", "account.list", handle(p.ListAccounts)},
 		{"account_update", "account.update", handle(p.UpdateAccount)},
 		{"account_delete", "account.delete", handle(p.DeleteAccount)},
 		{"user_create", "user.create", handle(p.CreateUser)},
@@ -226,6 +224,14 @@ func (r *Responder) serve(e endpoint, req micro.Request) {
 	data, merr := json.Marshal(rep)
 	if merr != nil {
 		code, desc := r.classify(e, merr)
+		st.record(time.Since(start), desc)
+		r.reply(req, code, desc, nil)
+		return
+	}
+	if max := r.nc.MaxPayload() - 1024; int64(len(data)) > max {
+		// Publishing it would fail and leave the caller waiting.
+		err := fmt.Errorf("the reply would be %d bytes, over the servers' max_payload of %d bytes; for lists, ask for a page with \"limit\"", len(data), max+1024)
+		code, desc := r.classify(e, err)
 		st.record(time.Since(start), desc)
 		r.reply(req, code, desc, nil)
 		return

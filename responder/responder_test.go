@@ -290,6 +290,40 @@ func TestUserLifecycle(t *testing.T) {
 	}
 }
 
+func TestListsPage(t *testing.T) {
+	h := newHarness(t, bootstrap.Options{})
+	for i := range 5 {
+		h.ok(t, "account.create", fmt.Sprintf(`{"name":"a%d"}`, i))
+		h.ok(t, "user.create", fmt.Sprintf(`{"account":"a0","name":"u%d"}`, i))
+	}
+	names := func(b map[string]any, key string) []string {
+		var out []string
+		for _, x := range b[key].([]any) {
+			out = append(out, x.(map[string]any)["name"].(string))
+		}
+		return out
+	}
+	all := h.ok(t, "account.list", `{}`)
+	if got := names(all, "accounts"); fmt.Sprint(got) != "[a0 a1 a2 a3 a4]" || all["total"] != float64(5) || all["next_offset"] != nil {
+		t.Errorf("account.list {} = %v", all)
+	}
+	first := h.ok(t, "account.list", `{"limit":2}`)
+	if got := names(first, "accounts"); fmt.Sprint(got) != "[a0 a1]" || first["next_offset"] != float64(2) || first["total"] != float64(5) {
+		t.Errorf("first page = %v", first)
+	}
+	last := h.ok(t, "account.list", `{"offset":4,"limit":2}`)
+	if got := names(last, "accounts"); fmt.Sprint(got) != "[a4]" || last["next_offset"] != nil {
+		t.Errorf("last page = %v", last)
+	}
+	users := h.ok(t, "user.list", `{"account":"a0","offset":1,"limit":3}`)
+	if got := names(users, "users"); fmt.Sprint(got) != "[u1 u2 u3]" || users["next_offset"] != float64(4) || users["total"] != float64(5) {
+		t.Errorf("user.list page = %v", users)
+	}
+	if r := h.req(t, "account.list", `{"offset":-1}`); r.Code != 400 {
+		t.Errorf("negative offset: %d %q", r.Code, r.Description)
+	}
+}
+
 func TestUserConnectsUntilRevoked(t *testing.T) {
 	h := newHarness(t, bootstrap.Options{})
 	h.ok(t, "account.create", `{"name":"acme"}`)
