@@ -3,7 +3,6 @@ package keystore
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -233,17 +232,14 @@ type pending struct {
 	done chan struct{}
 }
 
-// wait returns when the record is written and applied, or failed. A caller
-// whose context ends first gets the context's error, but the record may
-// still be written: the store never leaves a record half-written, only
-// written or not.
-func (p *pending) wait(ctx context.Context) error {
-	select {
-	case <-p.done:
-		return p.err
-	case <-ctx.Done():
-		return fmt.Errorf("keystore: waiting for the journal: %w", ctx.Err())
-	}
+// wait returns when the record is written and applied, or failed. It does
+// not give up when the caller's context ends: a submitted record is written
+// or not, and a caller told "failed" about a change that then lands would
+// push nothing and undo nothing, leaving the store and the servers apart.
+// A write takes one fsync; a disk that hangs it hangs everything anyway.
+func (p *pending) wait() error {
+	<-p.done
+	return p.err
 }
 
 const (
@@ -299,8 +295,11 @@ func newJournal(path string) (*os.File, error) {
 	if err := os.Rename(tmp, path); err != nil {
 		return fail(err)
 	}
+	// Past the rename the new file is the journal: it is returned even if
+	// the directory sync fails, so that nothing is written to the old one,
+	// which no longer has a name.
 	if err := syncDir(filepath.Dir(path)); err != nil {
-		return fail(err)
+		return f, fmt.Errorf("keystore: sync store directory: %w", err)
 	}
 	return f, nil
 }
@@ -406,12 +405,19 @@ func (c *committer) run() {
 		c.s.mu.Lock()
 		// User records applied before these changes were submitted go
 		// first, so that the journal replays in the order things happened.
-		if l := c.takeLazy(); len(l) > 0 {
-			buf = append(l, buf...)
+		users := c.takeLazy()
+		if len(users) > 0 {
+			buf = append(users, buf...)
 		}
 		c.s.mu.Unlock()
 		err := c.write(buf)
 		c.s.mu.Lock()
+		if err != nil && len(users) > 0 {
+			// They are applied in memory already; keep them for the next
+			// write.
+			c.s.lazy = append(users, c.s.lazy...)
+			c.nudge(len(c.s.lazy))
+		}
 		for _, q := range batch {
 			if err != nil {
 				q.err = fmt.Errorf("keystore: write journal: %w", err)
@@ -438,14 +444,19 @@ func (c *committer) writeLazy() {
 	if len(buf) == 0 {
 		return
 	}
-	if err := c.write(buf); err != nil {
-		// They are applied in memory; losing them on disk loses listings
-		// only. Keep them for the next write.
+	err := c.write(buf)
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	if err != nil {
+		// They are applied in memory; keep them for the next write.
 		c.s.log.Error("keystore could not write user records; will retry", "error", err)
-		c.s.mu.Lock()
 		c.s.lazy = append(buf, c.s.lazy...)
 		c.nudge(len(c.s.lazy))
-		c.s.mu.Unlock()
+		return
+	}
+	// A load of user creates alone must compact too.
+	if c.off > c.compactBytes {
+		c.compact()
 	}
 }
 
@@ -485,9 +496,12 @@ func (c *committer) compact() {
 		return
 	}
 	j, err := newJournal(c.path)
-	if err != nil {
+	if j == nil {
 		c.s.log.Error("keystore could not start a new journal after a snapshot", "error", err)
 		return
+	}
+	if err != nil {
+		c.s.log.Warn("keystore started a new journal, but the directory sync failed", "error", err)
 	}
 	c.s.log.Info("keystore compacted the journal", "bytes", c.off, "accounts", len(c.s.accounts))
 	c.j.Close()

@@ -170,6 +170,9 @@ func Open(dir string, opts Options) (*DirStore, error) {
 	path := filepath.Join(dir, journalFile)
 	j, err := newJournal(path)
 	if err != nil {
+		if j != nil {
+			j.Close()
+		}
 		return nil, err
 	}
 	s.commit = newCommitter(s, path, j, opts.CompactBytes)
@@ -278,9 +281,11 @@ func (s *DirStore) User(pub, userPub string) (User, bool) {
 }
 
 // PutAccount creates an account or replaces an existing one (users are
-// kept), and returns once the change is durable. It fails with ErrConflict
+// kept), and returns once the change is durable. It does not give up when
+// ctx ends: a change once submitted is waited for, so that the caller
+// knows whether it happened. It fails with ErrConflict
 // when another account has the same name.
-func (s *DirStore) PutAccount(ctx context.Context, a Account) error {
+func (s *DirStore) PutAccount(_ context.Context, a Account) error {
 	if a.PublicKey == "" || a.Name == "" {
 		return fmt.Errorf("keystore: put account: name and public key are required")
 	}
@@ -307,12 +312,12 @@ func (s *DirStore) PutAccount(ctx context.Context, a Account) error {
 	}
 	s.reserved[a.Name] = a.PublicKey
 	s.pending[a.PublicKey] = a.Name
-	return s.submit(ctx, record{Op: opPut, Account: &a})
+	return s.submit(record{Op: opPut, Account: &a})
 }
 
 // DeleteAccount forgets an account, its seeds and its users, and returns
 // once the change is durable.
-func (s *DirStore) DeleteAccount(ctx context.Context, pub string) error {
+func (s *DirStore) DeleteAccount(_ context.Context, pub string) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -322,7 +327,7 @@ func (s *DirStore) DeleteAccount(ctx context.Context, pub string) error {
 		s.mu.Unlock()
 		return fmt.Errorf("%s: %w", pub, ErrNotFound)
 	}
-	return s.submit(ctx, record{Op: opDelete, PublicKey: pub})
+	return s.submit(record{Op: opDelete, PublicKey: pub})
 }
 
 // AddUser records a user issued under an account. The record is visible at
@@ -354,12 +359,12 @@ func (s *DirStore) AddUser(_ context.Context, pub string, u User) error {
 
 // submit hands a checked record to the committer and waits until it is
 // durable. Callers hold s.mu for writing; submit releases it.
-func (s *DirStore) submit(ctx context.Context, r record) error {
+func (s *DirStore) submit(r record) error {
 	s.submitting.Add(1)
 	s.mu.Unlock()
 	p := s.commit.submit(r)
 	s.submitting.Done()
-	return p.wait(ctx)
+	return p.wait()
 }
 
 // apply changes the in-memory state. It runs on the committer, after the

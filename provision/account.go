@@ -125,8 +125,7 @@ func (s *Service) CreateAccount(ctx context.Context, req CreateAccountRequest) (
 		return nil, err
 	}
 
-	unlock := s.locks.lock("name:" + name)
-	defer unlock()
+	defer s.locks.lock("name:"+name, false)()
 	if a, ok := s.store.AccountByName(name); ok {
 		return nil, fmt.Errorf("%w: an account named %q exists already (%s)", ErrConflict, name, a.PublicKey)
 	}
@@ -141,6 +140,8 @@ func (s *Service) CreateAccount(ctx context.Context, req CreateAccountRequest) (
 		SigningSeeds: []keystore.Seed{keystore.Seed(signerSeed)},
 		JWT:          token,
 	}
+	// Users may not be issued for it until it is pushed, or taken back.
+	defer s.locks.lock("account:"+pub, false)()
 	// The keys are durable before any server hears of the account.
 	if err := s.store.PutAccount(ctx, rec); err != nil {
 		if errors.Is(err, keystore.ErrConflict) {
@@ -150,7 +151,7 @@ func (s *Service) CreateAccount(ctx context.Context, req CreateAccountRequest) (
 	}
 	res, err := s.resolver.Update(ctx, token)
 	if err != nil {
-		s.abandon(rec, res.Stored() > 0)
+		s.abandon(rec, mayHaveStored(res, err))
 		return nil, fmt.Errorf("push new account %q (%s): %w", name, pub, err)
 	}
 	s.remember(rec, claims, signer)
@@ -158,8 +159,9 @@ func (s *Service) CreateAccount(ctx context.Context, req CreateAccountRequest) (
 	return &AccountReply{Account: AccountInfo{Name: name, PublicKey: pub, JWT: token}, Resolver: res}, nil
 }
 
-// abandon takes back an account whose create failed: servers that stored
-// it get the disabled version and a delete, and the store forgets it.
+// abandon takes back an account whose create failed: servers that may have
+// stored it get the disabled version and a delete, and the store forgets
+// it.
 func (s *Service) abandon(rec keystore.Account, stored bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -258,7 +260,12 @@ func (s *Service) page(req ListRequest, n int, size func(i int) int) (span, int,
 		to = min(n, from+req.Limit)
 	}
 	budget := s.maxJWT - 4096 // room for the envelope
-	for i := from; i < to; i++ {
+	// Every page holds at least one entry, so that following next_offset
+	// always ends.
+	if from < to {
+		budget -= size(from)
+	}
+	for i := from + 1; i < to; i++ {
 		if budget -= size(i); budget < 0 {
 			to = i
 			break

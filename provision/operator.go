@@ -111,14 +111,24 @@ func keyKind(pub string) string {
 	return "unknown"
 }
 
-// looksLikeSeed reports whether s is an nkey seed. Such input is refused
-// without ever echoing it.
+// looksLikeSeed reports whether s is, or nearly is, an nkey seed: "S", a
+// key kind, and base32 to about a seed's length, in any case. A seed with a
+// typo is still a secret, so such input is refused without ever being
+// echoed, stored or logged.
 func looksLikeSeed(s string) bool {
-	if !strings.HasPrefix(s, "S") {
+	if len(s) < 40 {
 		return false
 	}
-	_, _, err := nkeys.DecodeSeed([]byte(s))
-	return err == nil
+	u := strings.ToUpper(s)
+	if u[0] != 'S' || !strings.ContainsRune("OAUNCXP", rune(u[1])) {
+		return false
+	}
+	for _, c := range u {
+		if (c < 'A' || c > 'Z') && (c < '2' || c > '7') {
+			return false
+		}
+	}
+	return true
 }
 
-var errSeedGiven = errors.New("a seed was sent where a public key belongs; seeds are secrets: never send them, and replace this one")
+var errSeedGiven = errors.New("the value looks like an nkey seed; seeds are secrets: never send them, and replace this one")

@@ -63,10 +63,29 @@ func (s *Service) publish(ctx context.Context, prev, next keystore.Account) (res
 	}
 	res, err := s.resolver.Update(ctx, next.JWT)
 	if err != nil {
-		s.restore(prev, res.Stored() > 0)
+		s.restore(prev, mayHaveStored(res, err))
 		return res, fmt.Errorf("push account %s: %w", next.PublicKey, err)
 	}
 	return res, nil
+}
+
+// mayHaveStored tells whether a failed push may have left the change on
+// some server: one said it stored it, or one may have without saying so (no
+// answer in time). Only a push that was never sent, or that every server
+// answered without storing, left nothing.
+func mayHaveStored(res resolver.Result, err error) bool {
+	switch {
+	case errors.Is(err, resolver.ErrNotSent):
+		return false
+	case res.Stored() > 0:
+		return true
+	}
+	for _, r := range res {
+		if !r.Answered {
+			return true
+		}
+	}
+	return len(res) == 0
 }
 
 // restore puts an account back to prev after a failed change. It uses its

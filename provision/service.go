@@ -133,6 +133,10 @@ func (s *Service) state(a keystore.Account) (*accountState, error) {
 	}
 	st := &accountState{jwt: a.JWT, claims: claims, signer: signer}
 	s.cache.Store(a.PublicKey, st)
+	if _, ok := s.store.Account(a.PublicKey); !ok {
+		// Deleted meanwhile: do not keep its signing key around.
+		s.cache.Delete(a.PublicKey)
+	}
 	return st, nil
 }
 
@@ -197,14 +201,15 @@ func (s *Service) resolve(ctx context.Context, ref string) (target, error) {
 }
 
 // lockAccount resolves ref, refuses the system account, takes the account's
-// lock and loads it. The caller must call the returned unlock.
+// lock for writing and loads it. The caller must call the returned unlock.
 func (s *Service) lockAccount(ctx context.Context, ref, action string) (keystore.Account, func(), error) {
-	return s.lockIn(ctx, ref, action, func(pub string) string { return "account:" + pub })
+	return s.lockIn(ctx, ref, action, false)
 }
 
-// lockIn is lockAccount with a lock of the caller's choosing, derived from
-// the account's public key.
-func (s *Service) lockIn(ctx context.Context, ref, action string, key func(pub string) string) (keystore.Account, func(), error) {
+// lockIn is lockAccount, with the lock taken for reading when shared is set:
+// for work that changes nothing of the account but must not see a change
+// that is still being pushed, and may be undone.
+func (s *Service) lockIn(ctx context.Context, ref, action string, shared bool) (keystore.Account, func(), error) {
 	t, err := s.resolve(ctx, ref)
 	if err != nil {
 		return keystore.Account{}, nil, err
@@ -212,7 +217,7 @@ func (s *Service) lockIn(ctx context.Context, ref, action string, key func(pub s
 	if t.system {
 		return keystore.Account{}, nil, fmt.Errorf("%w: the system account %s cannot be %s through this service", ErrForbidden, t.pub, action)
 	}
-	unlock := s.locks.lock(key(t.pub))
+	unlock := s.locks.lock("account:"+t.pub, shared)
 	// Another request may have deleted it while this one waited.
 	a, ok := s.store.Account(t.pub)
 	if !ok {
@@ -222,18 +227,21 @@ func (s *Service) lockIn(ctx context.Context, ref, action string, key func(pub s
 	return a, unlock, nil
 }
 
-// keyedMutex is a set of mutexes, one per key, that exist only while used.
+// keyedMutex is a set of read-write mutexes, one per key, that exist only
+// while used.
 type keyedMutex struct {
 	mu sync.Mutex
 	m  map[string]*keyedLock
 }
 
 type keyedLock struct {
-	sync.Mutex
+	sync.RWMutex
 	refs int
 }
 
-func (k *keyedMutex) lock(key string) (unlock func()) {
+// lock takes the lock of key, for reading when shared is set, and returns
+// its unlock.
+func (k *keyedMutex) lock(key string, shared bool) (unlock func()) {
 	k.mu.Lock()
 	if k.m == nil {
 		k.m = map[string]*keyedLock{}
@@ -245,9 +253,17 @@ func (k *keyedMutex) lock(key string) (unlock func()) {
 	}
 	l.refs++
 	k.mu.Unlock()
-	l.Lock()
+	if shared {
+		l.RLock()
+	} else {
+		l.Lock()
+	}
 	return func() {
-		l.Unlock()
+		if shared {
+			l.RUnlock()
+		} else {
+			l.Unlock()
+		}
 		k.mu.Lock()
 		if l.refs--; l.refs == 0 {
 			delete(k.m, key)

@@ -129,15 +129,17 @@ func (s *Service) CreateUser(ctx context.Context, req CreateUserRequest) (*Creat
 		return nil, err
 	}
 
-	// Issuing a user changes nothing of the account, so it does not take
-	// the account's lock: only creates of the same name wait for each
-	// other, to keep names unique among active users. A revoke running at
-	// the same time either sees the new user or revokes before it exists.
-	a, unlock, err := s.lockIn(ctx, req.Account, "given users", func(pub string) string { return "user:" + pub + ":" + name })
+	// Issuing a user changes nothing of the account: it shares the
+	// account's lock with other user creates, so they run in parallel, but
+	// waits for a change being pushed (a revoke, a delete) that may yet be
+	// undone. Only creates of the same name wait for each other, to keep
+	// names unique among active users.
+	a, unlock, err := s.lockIn(ctx, req.Account, "given users", true)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
+	defer s.locks.lock("user:"+a.PublicKey+":"+name, false)()
 	st, err := s.state(a)
 	if err != nil {
 		return nil, err

@@ -24,6 +24,8 @@ import (
 
 // Env is a deployment under test.
 type Env struct {
+	// Port is the server's client port, kept across restarts.
+	Port   int
 	Dir    string
 	Init   *bootstrap.Result
 	Server *natsembed.Server
@@ -51,16 +53,15 @@ func Deployment(tb testing.TB, opts bootstrap.Options) *Env {
 	}
 	cfg.NATSURL = srv.URL()
 	cfg.ResolverTimeout = config.Duration(2 * time.Second)
-	return &Env{Dir: res.Dir, Init: res, Server: srv, Config: cfg}
+	return &Env{Port: srv.Addr().(*net.TCPAddr).Port, Dir: res.Dir, Init: res, Server: srv, Config: cfg}
 }
 
-// Restart stops the nats-server and starts it again on the same port with
-// the same data.
+// Restart stops the nats-server, if it runs, and starts it again on the
+// same port with the same data.
 func (e *Env) Restart(tb testing.TB) {
 	tb.Helper()
-	p := e.Server.Addr().(*net.TCPAddr).Port
 	e.Server.Stop()
-	srv, err := natsembed.Start(e.Init.ServerConf, natsembed.Options{Port: p})
+	srv, err := natsembed.Start(e.Init.ServerConf, natsembed.Options{Port: e.Port})
 	if err != nil {
 		tb.Fatalf("restart nats-server: %v", err)
 	}

@@ -48,6 +48,9 @@ const (
 var (
 	ErrRefused = errors.New("resolver refused")
 	ErrTimeout = errors.New("no resolver answered")
+	// ErrNotSent: the request reached no server (not connected, or nothing
+	// listens on the claims API), so nothing can have changed.
+	ErrNotSent = errors.New("resolver request not delivered")
 )
 
 // Options tune a Client.
@@ -260,7 +263,7 @@ func (c *Client) claims(ctx context.Context, subject string, data []byte) (Resul
 	reply, ch, done := c.open(2*len(known) + 4)
 	defer done()
 	if err := c.nc.PublishRequest(subject, reply, data); err != nil {
-		return nil, fmt.Errorf("resolver: publish %s: %w", subject, err)
+		return nil, fmt.Errorf("resolver: %w: publish %s: %w", ErrNotSent, subject, err)
 	}
 	timer := time.NewTimer(c.opts.Timeout)
 	defer timer.Stop()
@@ -324,7 +327,7 @@ func (c *Client) claims(ctx context.Context, subject string, data []byte) (Resul
 		slices.Sort(refusals)
 		return res, &RefusedError{Result: res, Reason: strings.Join(refusals, "; ")}
 	case noResponders && res.answered() == 0:
-		return res, fmt.Errorf("resolver: %w: nothing listens on %s (is the server in operator mode with a full resolver?)", ErrTimeout, subject)
+		return res, fmt.Errorf("resolver: %w: nothing listens on %s (is the server in operator mode with a full resolver?)", ErrNotSent, subject)
 	case res.answered() == 0:
 		if err := ctx.Err(); err != nil {
 			return res, fmt.Errorf("resolver: %s: %w (%w)", subject, ErrTimeout, err)

@@ -62,15 +62,19 @@ type Config struct {
 
 // Responder is a running provisioning service. Stop it with Stop.
 type Responder struct {
-	nc   *nats.Conn
-	p    Provisioner
-	cfg  Config
-	log  *slog.Logger
-	svc  micro.Service
-	sem  chan struct{}
-	wg   sync.WaitGroup
-	seq  atomic.Uint64
-	stat map[string]*endpointStats
+	nc  *nats.Conn
+	p   Provisioner
+	cfg Config
+	log *slog.Logger
+	svc micro.Service
+	sem chan struct{}
+	// mu orders dispatch against Stop: once closing is set, no request
+	// joins wg, so Stop's Wait sees every request that started.
+	mu      sync.Mutex
+	closing bool
+	wg      sync.WaitGroup
+	seq     atomic.Uint64
+	stat    map[string]*endpointStats
 }
 
 // handlerFunc decodes a request body and carries it out.
@@ -130,6 +134,11 @@ func New(nc *nats.Conn, p Provisioner, cfg Config) (*Responder, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	r := &Responder{nc: nc, p: p, cfg: cfg, log: cfg.Logger, sem: make(chan struct{}, cfg.MaxInflight), stat: map[string]*endpointStats{}}
+	// Filled before the service exists: its stats handler and the
+	// endpoints read the map from other goroutines.
+	for _, e := range r.endpoints() {
+		r.stat[e.name] = &endpointStats{}
+	}
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:        cfg.Name,
 		Version:     cfg.Version,
@@ -150,7 +159,6 @@ func New(nc *nats.Conn, p Provisioner, cfg Config) (*Responder, error) {
 	r.svc = svc
 	group := svc.AddGroup(cfg.Prefix)
 	for _, e := range r.endpoints() {
-		r.stat[e.name] = &endpointStats{}
 		err := group.AddEndpoint(e.name, r.dispatch(e), micro.WithEndpointSubject(e.subject),
 			micro.WithEndpointMetadata(map[string]string{"subject": cfg.Prefix + "." + e.subject}))
 		if err != nil {
@@ -169,9 +177,14 @@ func New(nc *nats.Conn, p Provisioner, cfg Config) (*Responder, error) {
 // Info returns the micro service's info.
 func (r *Responder) Info() micro.Info { return r.svc.Info() }
 
-// Stop stops taking requests, drains the endpoint subscriptions and waits
-// for the requests in flight to be answered.
+// Stop stops taking requests and waits for the requests in flight to be
+// answered. Requests that arrive while the endpoint subscriptions drain are
+// answered 503, so that the caller can retry (another instance, or this
+// one once it is back).
 func (r *Responder) Stop() error {
+	r.mu.Lock()
+	r.closing = true
+	r.mu.Unlock()
 	err := r.svc.Stop()
 	r.wg.Wait()
 	return err
@@ -181,8 +194,15 @@ func (r *Responder) Stop() error {
 // a goroutine and returns, so the endpoint can take the next request.
 func (r *Responder) dispatch(e endpoint) micro.HandlerFunc {
 	return func(req micro.Request) {
-		r.sem <- struct{}{}
+		r.mu.Lock()
+		if r.closing {
+			r.mu.Unlock()
+			r.reply(req, 503, "the provisioner is shutting down; retry", nil)
+			return
+		}
 		r.wg.Add(1)
+		r.mu.Unlock()
+		r.sem <- struct{}{}
 		go func() {
 			defer func() {
 				<-r.sem
@@ -284,7 +304,7 @@ func (r *Responder) classify(e endpoint, err error) (int, string) {
 		code = 409
 	case errors.Is(err, resolver.ErrRefused):
 		code = 502
-	case errors.Is(err, resolver.ErrTimeout):
+	case errors.Is(err, resolver.ErrTimeout), errors.Is(err, resolver.ErrNotSent):
 		code = 504
 	}
 	desc := oneLine(err.Error())

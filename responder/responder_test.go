@@ -371,6 +371,8 @@ func TestErrors(t *testing.T) {
 	acctKP, _ := nkeys.CreateAccount()
 	acctPub, _ := acctKP.PublicKey()
 	seed, _ := userKP.Seed()
+	lower := strings.ToLower(string(seed))
+	short := string(seed[:len(seed)-1])
 	big := `{"name":"` + strings.Repeat("x", responder.MaxRequestSize) + `"}`
 
 	tests := []struct {
@@ -395,6 +397,10 @@ func TestErrors(t *testing.T) {
 		{"seed as account", "account.get", `{"account":"` + string(seed) + `"}`, 400, "seed"},
 		{"account key as user key", "user.create", `{"account":"acme","name":"bob","public_key":"` + acctPub + `"}`, 400, "account public key"},
 		{"seed as user key", "user.create", `{"account":"acme","name":"bob","public_key":"` + string(seed) + `"}`, 400, "seed"},
+		{"lowercased seed as user key", "user.create", `{"account":"acme","name":"bob","public_key":"` + lower + `"}`, 400, "seed"},
+		{"truncated seed as user", "user.revoke", `{"account":"acme","user":"` + short + `"}`, 400, "seed"},
+		{"truncated seed as account", "account.get", `{"account":"` + short + `"}`, 400, "seed"},
+		{"seed as a name", "account.create", `{"name":"` + lower + `"}`, 400, "seed"},
 		{"bad expiry", "user.create", `{"account":"acme","name":"bob","expires_in":"tomorrow"}`, 400, "expires_in"},
 		{"account key as user", "user.revoke", `{"account":"acme","user":"` + acctPub + `"}`, 400, "account public key"},
 		{"empty user", "user.revoke", `{"account":"acme","user":""}`, 400, `"user"`},
@@ -425,8 +431,10 @@ func TestErrors(t *testing.T) {
 			if !strings.Contains(r.Description, tt.mention) {
 				t.Errorf("description %q does not mention %q", r.Description, tt.mention)
 			}
-			if strings.Contains(r.Description, string(seed)) || strings.Contains(string(r.Raw), string(seed)) {
-				t.Errorf("the reply echoes a seed")
+			for _, secret := range []string{string(seed), lower, short} {
+				if strings.Contains(strings.ToLower(string(r.Raw)), strings.ToLower(secret[:40])) {
+					t.Errorf("the reply echoes a seed: %s", r.Raw)
+				}
 			}
 			e, _ := r.Body["error"].(map[string]any)
 			if e == nil || e["code"] != float64(tt.code) || e["description"] != r.Description {
@@ -731,5 +739,80 @@ func TestMicroDiscovery(t *testing.T) {
 	}
 	if !strings.Contains(string(m.Data), `"errors":1`) {
 		t.Errorf("stats do not count the failed account.get: %s", m.Data)
+	}
+}
+
+// TestNoTwoActiveUsersOfOneName races user creates against a delete the
+// server refuses: while the delete is in flight the store holds a version
+// that revokes everyone, which must not let a second active user of a name
+// in.
+func TestNoTwoActiveUsersOfOneName(t *testing.T) {
+	h := newHarness(t, bootstrap.Options{NoDelete: true})
+	h.ok(t, "account.create", `{"name":"acme"}`)
+	for i := range 10 {
+		name := fmt.Sprintf("alice%d", i)
+		h.ok(t, "user.create", map[string]string{"account": "acme", "name": name})
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			h.admin.Request("prov.account.delete", []byte(`{"account":"acme"}`), 30*time.Second)
+		}()
+		go func() {
+			defer wg.Done()
+			h.admin.Request("prov.user.create", fmt.Appendf(nil, `{"account":"acme","name":%q}`, name), 30*time.Second)
+		}()
+		wg.Wait()
+		active := 0
+		for _, x := range h.ok(t, "user.list", `{"account":"acme"}`)["users"].([]any) {
+			if u := x.(map[string]any); u["name"] == name && u["revoked"] == false {
+				active++
+			}
+		}
+		if active != 1 {
+			t.Fatalf("round %d: %d active users named %s, want 1", i, active, name)
+		}
+	}
+}
+
+// TestStopAnswersEveryRequest stops the service while requests pour in:
+// each gets an answer (a result, or 503 while shutting down), nothing
+// panics.
+func TestStopAnswersEveryRequest(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	svc := env.Start(t)
+	admin := env.Admin(t)
+	inbox := nats.NewInbox()
+	replies, err := admin.SubscribeSync(inbox + ".*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 300
+	for i := range n {
+		if i == n/3 {
+			admin.Flush()
+			go svc.Stop()
+		}
+		admin.PublishRequest("prov.account.list", fmt.Sprintf("%s.%d", inbox, i), nil)
+	}
+	admin.Flush()
+	got := map[string]int{}
+	for {
+		m, err := replies.NextMsg(2 * time.Second)
+		if err != nil {
+			break
+		}
+		got[m.Header.Get("Nats-Service-Error-Code")]++
+	}
+	for code, c := range got {
+		if code != "" && code != "503" {
+			t.Errorf("%d replies with code %s", c, code)
+		}
+	}
+	if got[""] == 0 {
+		t.Errorf("no request answered before the stop: %v", got)
+	}
+	if err := svc.Stop(); err != nil {
+		t.Errorf("stop: %v", err)
 	}
 }

@@ -6,6 +6,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -63,7 +64,10 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Servic
 	if s.NC, err = connect(cfg, "provisioner", s.closed, log); err != nil {
 		return nil, err
 	}
-	if s.PushNC, err = connect(cfg, "provisioner-resolver", s.pushDone, log); err != nil {
+	// No reconnect buffer for pushes: a push made while disconnected must
+	// fail at once, not reach the servers later, after the request that
+	// made it was answered with a failure and its change undone.
+	if s.PushNC, err = connect(cfg, "provisioner-resolver", s.pushDone, log, nats.ReconnectBufSize(-1)); err != nil {
 		return nil, err
 	}
 	s.Resolver, err = resolver.New(ctx, s.PushNC, resolver.Options{Timeout: time.Duration(cfg.ResolverTimeout), Logger: log})
@@ -113,6 +117,12 @@ func (s *Service) Stop() error {
 func (s *Service) stop() error {
 	var first error
 	keep := func(err error) {
+		// Stopping while the server is away is a normal stop: there is
+		// nothing to drain from a connection that is down.
+		if errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionDraining) {
+			s.log.Info("stopped while disconnected from NATS", "error", err)
+			return
+		}
 		if err != nil && first == nil {
 			first = err
 		}
@@ -150,12 +160,12 @@ func (s *Service) stop() error {
 
 // connect opens a connection with the service's creds that reconnects
 // forever; closed is closed when the connection is.
-func connect(cfg *config.Config, name string, closed chan struct{}, log *slog.Logger) (*nats.Conn, error) {
-	nc, err := nats.Connect(cfg.NATSURL,
+func connect(cfg *config.Config, name string, closed chan struct{}, log *slog.Logger, extra ...nats.Option) (*nats.Conn, error) {
+	opts := []nats.Option{
 		nats.UserCredentials(cfg.NATSCreds),
 		nats.Name(name),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond),
+		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil { // nil: a drain on the way out
@@ -172,7 +182,8 @@ func connect(cfg *config.Config, name string, closed chan struct{}, log *slog.Lo
 			}
 			log.Error("NATS error", "connection", name, "subject", subj, "error", err)
 		}),
-	)
+	}
+	nc, err := nats.Connect(cfg.NATSURL, append(opts, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", cfg.NATSURL, err)
 	}

@@ -1,0 +1,69 @@
+package service_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"provisioner/bootstrap"
+	"provisioner/provision"
+	"provisioner/provtest"
+	"provisioner/resolver"
+)
+
+// TestCreateWhileServerDownLeavesNothing: a create while the server is away
+// fails at once, and when the server is back no account turns up there or
+// in the store.
+func TestCreateWhileServerDownLeavesNothing(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	svc := env.Start(t)
+	env.Server.Stop()
+	_, err := svc.Provision.CreateAccount(context.Background(), provision.CreateAccountRequest{Name: "acme"})
+	if !errors.Is(err, resolver.ErrNotSent) && !errors.Is(err, resolver.ErrTimeout) {
+		t.Fatalf("create while the server is down: %v, want a resolver timeout", err)
+	}
+	if _, ok := svc.Store.AccountByName("acme"); ok {
+		t.Fatalf("the failed create left its keys in the store")
+	}
+	env.Restart(t)
+	sys := env.Connect(t, env.Init.ProvisionerCreds)
+	// Give a buffered push, if any, the time to arrive.
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		m, err := sys.Request(resolver.SubjectClaimsList, nil, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var list struct {
+			Data []string `json:"data"`
+		}
+		if err := jsonUnmarshal(m.Data, &list); err != nil {
+			t.Fatal(err)
+		}
+		if len(list.Data) != 1 || list.Data[0] != env.Init.SystemAccount {
+			t.Fatalf("after a failed create the resolver holds %v; want only the system account", list.Data)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestStopWhileDisconnected: SIGTERM while the server is away is a clean
+// stop.
+func TestStopWhileDisconnected(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	svc := env.Start(t)
+	env.Server.Stop()
+	deadline := time.Now().Add(5 * time.Second)
+	for svc.NC.Status() == nats.CONNECTED && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := svc.Stop(); err != nil {
+		t.Errorf("stop while disconnected: %v, want a clean stop", err)
+	}
+}
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
