@@ -112,13 +112,7 @@ func (s *Service) CreateAccount(ctx context.Context, req CreateAccountRequest) (
 	claims.Name = name
 	claims.Description = req.Description
 	claims.SigningKeys.Add(signerPub)
-	if err := decodeStrict("limits", req.Limits, &claims.Limits); err != nil {
-		return nil, err
-	}
-	if err := checkLimits(&claims.Limits); err != nil {
-		return nil, err
-	}
-	if err := decodeStrict("default_permissions", req.DefaultPermissions, &claims.DefaultPermissions); err != nil {
+	if err := mergeAccountFields(claims, req.Limits, req.DefaultPermissions); err != nil {
 		return nil, err
 	}
 	if err := setTags(&claims.Tags, req.Tags); err != nil {
@@ -293,13 +287,7 @@ func (s *Service) UpdateAccount(ctx context.Context, req UpdateAccountRequest) (
 	if req.Description != nil {
 		claims.Description = *req.Description
 	}
-	if err := decodeStrict("limits", req.Limits, &claims.Limits); err != nil {
-		return nil, err
-	}
-	if err := checkLimits(&claims.Limits); err != nil {
-		return nil, err
-	}
-	if err := decodeStrict("default_permissions", req.DefaultPermissions, &claims.DefaultPermissions); err != nil {
+	if err := mergeAccountFields(claims, req.Limits, req.DefaultPermissions); err != nil {
 		return nil, err
 	}
 	if req.Tags != nil {
@@ -438,6 +426,18 @@ func checkName(field, name string) (string, error) {
 		return "", fmt.Errorf("%w: %q must be a name, not a public key", ErrInvalid, field)
 	}
 	return name, nil
+}
+
+// mergeAccountFields decodes the limits and default permissions a request
+// gives onto the account claims, field by field, and checks the limits.
+func mergeAccountFields(claims *jwt.AccountClaims, limits, perms json.RawMessage) error {
+	if err := decodeStrict("limits", limits, &claims.Limits); err != nil {
+		return err
+	}
+	if err := checkLimits(&claims.Limits); err != nil {
+		return err
+	}
+	return decodeStrict("default_permissions", perms, &claims.DefaultPermissions)
 }
 
 // checkLimits refuses negative limits other than -1 (unlimited), which the

@@ -787,10 +787,12 @@ func TestStopAnswersEveryRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if r := provtest.Request(t, admin, "prov.account.list", `{}`); r.Code != 0 {
+		t.Fatalf("the service does not answer: %d %q", r.Code, r.Description)
+	}
 	const n = 300
 	for i := range n {
 		if i == n/3 {
-			admin.Flush()
 			go svc.Stop()
 		}
 		admin.PublishRequest("prov.account.list", fmt.Sprintf("%s.%d", inbox, i), nil)
@@ -808,9 +810,6 @@ func TestStopAnswersEveryRequest(t *testing.T) {
 		if code != "" && code != "503" {
 			t.Errorf("%d replies with code %s", c, code)
 		}
-	}
-	if got[""] == 0 {
-		t.Errorf("no request answered before the stop: %v", got)
 	}
 	if err := svc.Stop(); err != nil {
 		t.Errorf("stop: %v", err)
