@@ -815,3 +815,25 @@ func TestStopAnswersEveryRequest(t *testing.T) {
 		t.Errorf("stop: %v", err)
 	}
 }
+
+// TestInternalErrorHidesDetails: a failure that is nobody's request's fault
+// (here the store is closed under the service) is a 500 whose description
+// points to the log instead of carrying internals.
+func TestInternalErrorHidesDetails(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	svc := env.Start(t)
+	admin := env.Admin(t)
+	if err := svc.Store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r := provtest.Request(t, admin, "prov.account.create", `{"name":"acme"}`)
+	if r.Code != 500 {
+		t.Fatalf("create with the store closed: %d %q, want 500", r.Code, r.Description)
+	}
+	if !strings.Contains(r.Description, "internal error (ref ") || strings.Contains(r.Description, "keystore") {
+		t.Errorf("500 description %q should point to the log and hide internals", r.Description)
+	}
+	if e, _ := r.Body["error"].(map[string]any); e == nil || e["code"] != float64(500) {
+		t.Errorf("body %s", r.Raw)
+	}
+}
