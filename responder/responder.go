@@ -159,8 +159,7 @@ func New(nc *nats.Conn, p Provisioner, cfg Config) (*Responder, error) {
 	r.svc = svc
 	group := svc.AddGroup(cfg.Prefix)
 	for _, e := range r.endpoints() {
-		err := group.AddEndpoint(e.name, r.dispatch(e), micro.WithEndpointSubject(e.subject),
-			micro.WithEndpointMetadata(map[string]string{"subject": cfg.Prefix + "." + e.subject}))
+		err := group.AddEndpoint(e.name, r.dispatch(e), micro.WithEndpointSubject(e.subject))
 		if err != nil {
 			svc.Stop()
 			return nil, fmt.Errorf("responder: add endpoint %s: %w", e.subject, err)
