@@ -10,7 +10,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -26,6 +25,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"provisioner/provtest"
 )
 
 // buildDir holds the provisioner binary, built once for the package.
@@ -69,66 +70,11 @@ func provisionerBinary(t *testing.T) string {
 	return buildBin
 }
 
-// tool finds an installed binary on PATH or in $(go env GOPATH)/bin. A
-// missing tool fails the test (skips it with -short) and says how to
-// install it.
-func tool(t *testing.T, name string) string {
-	t.Helper()
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
-		for _, dir := range filepath.SplitList(strings.TrimSpace(string(out))) {
-			p := filepath.Join(dir, "bin", name)
-			if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
-				return p
-			}
-		}
-	}
-	msg := fmt.Sprintf("%s not found on PATH or in $(go env GOPATH)/bin; the end-to-end tests need the real tools:\n"+
-		"  go install github.com/nats-io/nats-server/v2@v2.15.2\n"+
-		"  go install github.com/nats-io/natscli/nats@v0.5.0", name)
-	if testing.Short() {
-		t.Skip(msg)
-	}
-	t.Fatal(msg)
-	return ""
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("find a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// syncBuffer is a bytes.Buffer safe for a process writing while the test
-// reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // proc is a long-running subprocess.
 type proc struct {
 	name string
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *provtest.SyncBuffer
 	done chan struct{}
 	err  error // valid once done is closed
 }
@@ -137,7 +83,7 @@ type proc struct {
 // output is logged if the test failed.
 func start(t *testing.T, ctx context.Context, name string, env []string, bin string, args ...string) *proc {
 	t.Helper()
-	p := &proc{name: name, out: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{name: name, out: &provtest.SyncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.CommandContext(ctx, bin, args...)
 	p.cmd.Env = env
 	p.cmd.Stdout = p.out
@@ -211,8 +157,8 @@ type deployment struct {
 func newDeployment(t *testing.T) *deployment {
 	t.Helper()
 	d := &deployment{t: t}
-	d.natsServer = tool(t, "nats-server")
-	d.natsCLI = tool(t, "nats")
+	d.natsServer = provtest.Tool(t, "nats-server")
+	d.natsCLI = provtest.Tool(t, "nats")
 	d.provisioner = provisionerBinary(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -233,7 +179,7 @@ func newDeployment(t *testing.T) *deployment {
 	d.env = append(d.env, "XDG_CONFIG_HOME="+cfgHome)
 
 	d.dir = filepath.Join(tmp, "deploy")
-	d.port = freePort(t)
+	d.port = provtest.FreePort(t)
 	d.url = fmt.Sprintf("nats://127.0.0.1:%d", d.port)
 	out, err := d.run(30*time.Second, d.provisioner, "init", "--dir", d.dir, "--port", strconv.Itoa(d.port))
 	if err != nil {

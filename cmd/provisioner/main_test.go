@@ -4,13 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,61 +17,16 @@ import (
 
 	"provisioner/bench"
 	"provisioner/bootstrap"
+	"provisioner/provtest"
 )
-
-// syncBuffer is an io.Writer the test reads while run writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// natsCLI finds the real nats CLI.
-func natsCLI(t *testing.T) string {
-	t.Helper()
-	if p, err := exec.LookPath("nats"); err == nil {
-		return p
-	}
-	out, _ := exec.Command("go", "env", "GOPATH").Output()
-	p := filepath.Join(strings.TrimSpace(string(out)), "bin", "nats")
-	if _, err := os.Stat(p); err == nil {
-		return p
-	}
-	if testing.Short() {
-		t.Skip("nats CLI not installed")
-	}
-	t.Fatal("the nats CLI is needed: go install github.com/nats-io/natscli/nats@v0.5.0 (scripts/test.sh does)")
-	return ""
-}
 
 // TestDevPrintsAWorkingRequestLine runs `provisioner dev` and pastes the
 // request line it prints into a shell, as a newcomer would.
 func TestDevPrintsAWorkingRequestLine(t *testing.T) {
-	cli := natsCLI(t)
+	cli := provtest.Tool(t, "nats")
 	dir := filepath.Join(t.TempDir(), "dev")
-	port := freePort(t)
-	var stdout, stderr syncBuffer
+	port := provtest.FreePort(t)
+	var stdout, stderr provtest.SyncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
