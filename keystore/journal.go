@@ -414,8 +414,9 @@ func (c *committer) run() {
 		c.s.mu.Lock()
 		if err != nil && len(users) > 0 {
 			// They are applied in memory already; keep them for the next
-			// write.
-			c.s.lazy = append(users, c.s.lazy...)
+			// write. A copy: buf may share their memory, and buf is
+			// refilled for the next batch.
+			c.s.lazy = append(append([]byte(nil), users...), c.s.lazy...)
 			c.nudge(len(c.s.lazy))
 		}
 		for _, q := range batch {

@@ -843,3 +843,55 @@ func TestAccountLogValueHidesSeeds(t *testing.T) {
 		t.Errorf("the public key is missing from the log: %s", buf.String())
 	}
 }
+
+// TestFailedBatchKeepsUserRecords: a batch whose write fails puts the user
+// records it carried back, and the next batch must not write over them.
+// The journal is swapped for a read-only handle while the committer is
+// idle (each swap happens before a submit, which orders it).
+func TestFailedBatchKeepsUserRecords(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, Options{})
+	ctx := context.Background()
+	a := testAccount(t, "a")
+	if err := s.PutAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	good := s.commit.j
+	ro, err := os.Open(filepath.Join(dir, journalFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := testAccount(t, "b")
+	line, _ := encodeRecord(record{Op: opPut, Account: &b})
+	s.commit.j = ro // committer idle
+	n := 0
+	for {
+		if err := s.AddUser(ctx, a.PublicKey, testUser(t, "u", int64(n))); err != nil {
+			t.Fatal(err)
+		}
+		n++
+		s.mu.RLock()
+		spare := cap(s.lazy) - len(s.lazy)
+		s.mu.RUnlock()
+		if spare >= len(line) && n > 3 {
+			break
+		}
+	}
+	if err := s.PutAccount(ctx, b); err == nil {
+		t.Fatal("put b should fail")
+	}
+	s.commit.j = good
+	c := testAccount(t, "c")
+	if err := s.PutAccount(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s2, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	us, _ := s2.Users(a.PublicKey)
+	if len(us) != n {
+		t.Fatalf("users after reopen %d, want %d", len(us), n)
+	}
+}

@@ -168,6 +168,7 @@ func (s *Service) abandon(rec keystore.Account, stored bool) {
 	if err := s.store.DeleteAccount(ctx, rec.PublicKey); err != nil {
 		log.Error("could not forget the keys of a failed create", "error", err)
 	}
+	s.cache.Delete(rec.PublicKey)
 }
 
 // retract pushes the disabled version of an account and then asks the
@@ -250,8 +251,8 @@ func (s *Service) page(req ListRequest, n int, size func(i int) int) (span, int,
 	}
 	from := min(req.Offset, n)
 	to := n
-	if req.Limit > 0 {
-		to = min(n, from+req.Limit)
+	if req.Limit > 0 && req.Limit < n-from {
+		to = from + req.Limit
 	}
 	budget := s.maxJWT - 4096 // room for the envelope
 	// Every page holds at least one entry, so that following next_offset

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -111,24 +112,25 @@ func keyKind(pub string) string {
 	return "unknown"
 }
 
-// looksLikeSeed reports whether s is, or nearly is, an nkey seed: "S", a
-// key kind, and base32 to about a seed's length, in any case. A seed with a
-// typo is still a secret, so such input is refused without ever being
-// echoed, stored or logged.
+// seedLike matches what is, or nearly is, an nkey seed anywhere in a value:
+// a run of base32 in one case that starts with "S" and a key kind. The run
+// must start there: public keys are base32 too, and hold such pairs inside. A seed with
+// a typo, cut short, pasted with its creds file around it, or lowercased is
+// still a secret.
+var seedLike = regexp.MustCompile(`(?:^|[^A-Z2-7])(S[OAUNCXP][A-Z2-7]{28,})|(?:^|[^a-z2-7])(s[oauncxp][a-z2-7]{28,})`)
+
+// looksLikeSeed reports whether s holds something like a seed. Such input
+// is refused without ever being echoed, stored or logged. An upper-case run
+// counts (names do not hold 30 capitals in a row); a lower-case one counts
+// when it holds a digit from 2 to 7, as a lowered seed does and a long
+// lower-case word does not.
 func looksLikeSeed(s string) bool {
-	if len(s) < 40 {
-		return false
-	}
-	u := strings.ToUpper(s)
-	if u[0] != 'S' || !strings.ContainsRune("OAUNCXP", rune(u[1])) {
-		return false
-	}
-	for _, c := range u {
-		if (c < 'A' || c > 'Z') && (c < '2' || c > '7') {
-			return false
+	for _, sm := range seedLike.FindAllStringSubmatch(s, -1) {
+		if sm[1] != "" || strings.ContainsAny(sm[2], "234567") {
+			return true
 		}
 	}
-	return true
+	return false
 }
 
 var errSeedGiven = errors.New("the value looks like an nkey seed; seeds are secrets: never send them, and replace this one")

@@ -262,10 +262,13 @@ func (c *Client) claims(ctx context.Context, subject string, data []byte) (Resul
 	known := c.known()
 	reply, ch, done := c.open(2*len(known) + 4)
 	defer done()
+	timer := time.NewTimer(c.opts.Timeout)
+	if !c.awaitConnected(ctx, timer.C) {
+		return nil, fmt.Errorf("resolver: %w: not connected to NATS within %s", ErrNotSent, c.opts.Timeout)
+	}
 	if err := c.nc.PublishRequest(subject, reply, data); err != nil {
 		return nil, fmt.Errorf("resolver: %w: publish %s: %w", ErrNotSent, subject, err)
 	}
-	timer := time.NewTimer(c.opts.Timeout)
 	defer timer.Stop()
 
 	// Servers are counted, not matched by ID: a restarted server answers
@@ -337,6 +340,29 @@ func (c *Client) claims(ctx context.Context, subject string, data []byte) (Resul
 		return res, &RefusedError{Result: res, Reason: "no server has a full resolver that stored it (only cache resolvers answered)"}
 	}
 	return res, nil
+}
+
+// awaitConnected waits, while the connection is reconnecting, until it is
+// back, the timeout fires or ctx ends. A push connection keeps no reconnect
+// buffer (a push must not land after its request was answered), so a push
+// sent in the first moments after a server restart would otherwise fail.
+// It reports false when it gave up.
+func (c *Client) awaitConnected(ctx context.Context, timeout <-chan time.Time) bool {
+	if !c.nc.IsReconnecting() {
+		return true
+	}
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for c.nc.IsReconnecting() {
+		select {
+		case <-tick.C:
+		case <-timeout:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
 }
 
 func (r Result) answered() int {
