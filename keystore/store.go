@@ -193,9 +193,6 @@ func (s *DirStore) Close() error {
 	return s.commit.close()
 }
 
-// Dir returns the directory the store lives in.
-func (s *DirStore) Dir() string { return s.dir }
-
 // Account returns the account with the given public key.
 func (s *DirStore) Account(pub string) (Account, bool) {
 	s.mu.RLock()

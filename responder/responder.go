@@ -173,9 +173,6 @@ func New(nc *nats.Conn, p Provisioner, cfg Config) (*Responder, error) {
 	return r, nil
 }
 
-// Info returns the micro service's info.
-func (r *Responder) Info() micro.Info { return r.svc.Info() }
-
 // Stop stops taking requests and waits for the requests in flight to be
 // answered. Requests that arrive while the endpoint subscriptions drain are
 // answered 503, so that the caller can retry (another instance, or this
