@@ -1,4 +1,4 @@
-module provisioner
+module github.com/natsprov/provisioner
 
 go 1.26.8
 

@@ -28,12 +28,12 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nkeys"
 
-	"provisioner/bootstrap"
-	"provisioner/config"
-	"provisioner/keypair"
-	"provisioner/natsembed"
-	"provisioner/provision"
-	"provisioner/service"
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/config"
+	"github.com/natsprov/provisioner/keypair"
+	"github.com/natsprov/provisioner/natsembed"
+	"github.com/natsprov/provisioner/provision"
+	"github.com/natsprov/provisioner/service"
 )
 
 // Options set what is measured.

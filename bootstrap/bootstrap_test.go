@@ -21,9 +21,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
-	"provisioner/bootstrap"
-	"provisioner/provtest"
-	"provisioner/service"
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/provtest"
+	"github.com/natsprov/provisioner/service"
 )
 
 // allFiles are the files Init writes, relative to its directory.

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"provisioner/config"
+	"github.com/natsprov/provisioner/config"
 )
 
 // TestExampleDocumentsEveryField keeps config.example.json in step with

@@ -29,9 +29,9 @@ import (
 	"github.com/nats-io/nats-server/v2/conf"
 	"github.com/nats-io/nats.go"
 
-	"provisioner/bootstrap"
-	"provisioner/config"
-	"provisioner/natsembed"
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/config"
+	"github.com/natsprov/provisioner/natsembed"
 )
 
 // The module root, where docker-compose.yml, the Dockerfile and go.mod are.

@@ -26,7 +26,7 @@ import (
 	"testing"
 	"time"
 
-	"provisioner/provtest"
+	"github.com/natsprov/provisioner/provtest"
 )
 
 // buildDir holds the provisioner binary, built once for the package.

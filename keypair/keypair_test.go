@@ -6,7 +6,7 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
-	"provisioner/keypair"
+	"github.com/natsprov/provisioner/keypair"
 )
 
 // TestMatchesNkeys checks that a cached key pair is the same key as the

@@ -1,7 +1,6 @@
 package provision
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,79 +13,16 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
-	"provisioner/keystore"
-	"provisioner/resolver"
+	"github.com/natsprov/provisioner/api"
+	"github.com/natsprov/provisioner/keystore"
+	"github.com/natsprov/provisioner/resolver"
 )
-
-// CreateAccountRequest is the body of account.create. Limits and
-// DefaultPermissions use the JWT's own field names; fields not given keep
-// the defaults of a new account (unlimited core limits, JetStream off).
-type CreateAccountRequest struct {
-	Name               string          `json:"name"`
-	Description        string          `json:"description,omitempty"`
-	Limits             json.RawMessage `json:"limits,omitempty"`
-	DefaultPermissions json.RawMessage `json:"default_permissions,omitempty"`
-	Tags               []string        `json:"tags,omitempty"`
-}
-
-// UpdateAccountRequest is the body of account.update: only the fields given
-// change. Limits and DefaultPermissions are merged field by field into the
-// account's current ones; Tags and Description, when given, replace.
-type UpdateAccountRequest struct {
-	Account            string          `json:"account"`
-	Description        *string         `json:"description,omitempty"`
-	Limits             json.RawMessage `json:"limits,omitempty"`
-	DefaultPermissions json.RawMessage `json:"default_permissions,omitempty"`
-	Tags               *[]string       `json:"tags,omitempty"`
-}
-
-// AccountRef is the body of account.get and account.delete.
-type AccountRef struct {
-	Account string `json:"account"`
-}
-
-// AccountInfo describes an account in replies.
-type AccountInfo struct {
-	Name      string             `json:"name"`
-	PublicKey string             `json:"public_key"`
-	JWT       string             `json:"jwt,omitempty"`
-	Claims    *jwt.AccountClaims `json:"claims,omitempty"`
-}
-
-// AccountReply is the reply of account.create, account.update and
-// account.get.
-type AccountReply struct {
-	Account  AccountInfo     `json:"account"`
-	Resolver resolver.Result `json:"resolver,omitempty"`
-}
-
-// ListRequest is the body of account.list, and the paging part of
-// user.list. Offset skips entries; Limit, when above 0, caps how many come
-// back. A reply never grows past what one NATS message can carry: when more
-// remain, NextOffset says where the next page starts.
-type ListRequest struct {
-	Offset int `json:"offset,omitempty"`
-	Limit  int `json:"limit,omitempty"`
-}
-
-// ListAccountsReply is the reply of account.list.
-type ListAccountsReply struct {
-	Accounts   []keystore.Summary `json:"accounts"`
-	Total      int                `json:"total"`
-	NextOffset int                `json:"next_offset,omitempty"`
-}
-
-// DeleteAccountReply is the reply of account.delete.
-type DeleteAccountReply struct {
-	Deleted  string          `json:"deleted"`
-	Resolver resolver.Result `json:"resolver"`
-}
 
 // CreateAccount creates an account with a fresh identity key and a fresh
 // account signing key, signs it with the operator signing key, makes its
 // keys durable and pushes it. When the push fails, the account is taken back
 // and forgotten: no key of a failed create is left as a live account.
-func (s *Service) CreateAccount(ctx context.Context, req CreateAccountRequest) (*AccountReply, error) {
+func (s *Service) CreateAccount(ctx context.Context, req api.CreateAccountRequest) (*api.AccountReply, error) {
 	name, err := checkName("name", req.Name)
 	if err != nil {
 		return nil, err
@@ -150,7 +86,7 @@ func (s *Service) CreateAccount(ctx context.Context, req CreateAccountRequest) (
 	}
 	s.remember(rec, claims, signer)
 	s.log.Info("account created", "account", pub, "name", name, "servers", res.Stored())
-	return &AccountReply{Account: AccountInfo{Name: name, PublicKey: pub, JWT: token}, Resolver: res}, nil
+	return &api.AccountReply{Account: api.Account{Name: name, PublicKey: pub, JWT: token}, Resolver: wireResult(res)}, nil
 }
 
 // abandon takes back an account whose create failed: servers that may have
@@ -202,7 +138,7 @@ func (s *Service) deleteFromResolver(ctx context.Context, pub string) (resolver.
 
 // GetAccount returns an account with its JWT and decoded claims. The system
 // account is read from the resolver.
-func (s *Service) GetAccount(ctx context.Context, req AccountRef) (*AccountReply, error) {
+func (s *Service) GetAccount(ctx context.Context, req api.AccountRequest) (*api.AccountReply, error) {
 	t, err := s.resolve(ctx, req.Account)
 	if err != nil {
 		return nil, err
@@ -216,7 +152,7 @@ func (s *Service) GetAccount(ctx context.Context, req AccountRef) (*AccountReply
 		if err != nil {
 			return nil, fmt.Errorf("decode the system account's JWT: %w", err)
 		}
-		return &AccountReply{Account: AccountInfo{Name: claims.Name, PublicKey: t.pub, JWT: token, Claims: claims}}, nil
+		return &api.AccountReply{Account: api.Account{Name: claims.Name, PublicKey: t.pub, JWT: token, Claims: claims}}, nil
 	}
 	a, ok := s.store.Account(t.pub)
 	if !ok {
@@ -226,18 +162,22 @@ func (s *Service) GetAccount(ctx context.Context, req AccountRef) (*AccountReply
 	if err != nil {
 		return nil, err
 	}
-	return &AccountReply{Account: AccountInfo{Name: a.Name, PublicKey: a.PublicKey, JWT: a.JWT, Claims: st.claims}}, nil
+	return &api.AccountReply{Account: api.Account{Name: a.Name, PublicKey: a.PublicKey, JWT: a.JWT, Claims: st.claims}}, nil
 }
 
 // ListAccounts lists the accounts this service manages, sorted by name, a
 // page at a time.
-func (s *Service) ListAccounts(_ context.Context, req ListRequest) (*ListAccountsReply, error) {
+func (s *Service) ListAccounts(_ context.Context, req api.ListRequest) (*api.ListAccountsReply, error) {
 	all := s.store.Accounts()
 	page, next, err := s.page(req, len(all), func(i int) int { return len(all[i].Name) + len(all[i].PublicKey) + 32 })
 	if err != nil {
 		return nil, err
 	}
-	return &ListAccountsReply{Accounts: all[page.from:page.to], Total: len(all), NextOffset: next}, nil
+	out := make([]api.AccountSummary, 0, page.to-page.from)
+	for _, a := range all[page.from:page.to] {
+		out = append(out, api.AccountSummary{Name: a.Name, PublicKey: a.PublicKey})
+	}
+	return &api.ListAccountsReply{Accounts: out, Total: len(all), NextOffset: next}, nil
 }
 
 type span struct{ from, to int }
@@ -245,7 +185,7 @@ type span struct{ from, to int }
 // page picks the entries of a list reply: from the request's offset, at most
 // its limit, and no more than fit in one message by the size estimate.
 // next is the offset of the next page, or 0 when this is the last.
-func (s *Service) page(req ListRequest, n int, size func(i int) int) (span, int, error) {
+func (s *Service) page(req api.ListRequest, n int, size func(i int) int) (span, int, error) {
 	if req.Offset < 0 || req.Limit < 0 {
 		return span{}, 0, fmt.Errorf("%w: \"offset\" and \"limit\" must not be negative", ErrInvalid)
 	}
@@ -274,7 +214,7 @@ func (s *Service) page(req ListRequest, n int, size func(i int) int) (span, int,
 }
 
 // UpdateAccount changes the given fields of an account and pushes it.
-func (s *Service) UpdateAccount(ctx context.Context, req UpdateAccountRequest) (*AccountReply, error) {
+func (s *Service) UpdateAccount(ctx context.Context, req api.UpdateAccountRequest) (*api.AccountReply, error) {
 	a, unlock, err := s.lockAccount(ctx, req.Account, "updated")
 	if err != nil {
 		return nil, err
@@ -302,7 +242,7 @@ func (s *Service) UpdateAccount(ctx context.Context, req UpdateAccountRequest) (
 		return nil, err
 	}
 	s.log.Info("account updated", "account", a.PublicKey)
-	return &AccountReply{Account: AccountInfo{Name: next.Name, PublicKey: next.PublicKey, JWT: next.JWT}, Resolver: res}, nil
+	return &api.AccountReply{Account: api.Account{Name: next.Name, PublicKey: next.PublicKey, JWT: next.JWT}, Resolver: wireResult(res)}, nil
 }
 
 // change signs new claims for a locked account and publishes them.
@@ -326,7 +266,7 @@ func (s *Service) change(ctx context.Context, a keystore.Account, claims *jwt.Ac
 // DeleteAccount disables an account everywhere, deletes it from the
 // resolver, and forgets it. Its users are disconnected. When the resolver
 // refuses the delete, the account is put back as it was.
-func (s *Service) DeleteAccount(ctx context.Context, req AccountRef) (*DeleteAccountReply, error) {
+func (s *Service) DeleteAccount(ctx context.Context, req api.AccountRequest) (*api.DeleteAccountReply, error) {
 	a, unlock, err := s.lockAccount(ctx, req.Account, "deleted")
 	if err != nil {
 		return nil, err
@@ -354,22 +294,7 @@ func (s *Service) DeleteAccount(ctx context.Context, req AccountRef) (*DeleteAcc
 		v.(*accountState).signer.Wipe()
 	}
 	s.log.Info("account deleted", "account", a.PublicKey, "name", a.Name)
-	return &DeleteAccountReply{Deleted: a.PublicKey, Resolver: res}, nil
-}
-
-// decodeStrict decodes raw onto v, leaving fields raw does not name as they
-// are. Unknown fields and wrong types are ErrInvalid naming the field.
-// Absent or null raw changes nothing.
-func decodeStrict(field string, raw json.RawMessage, v any) error {
-	if len(raw) == 0 || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
-		return nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%w: %q: %s", ErrInvalid, field, DescribeJSONError(err))
-	}
-	return nil
+	return &api.DeleteAccountReply{Deleted: a.PublicKey, Resolver: wireResult(res)}, nil
 }
 
 // DescribeJSONError turns an encoding/json error into a sentence naming the
@@ -427,35 +352,6 @@ func checkName(field, name string) (string, error) {
 		return "", fmt.Errorf("%w: %q must be a name, not a public key", ErrInvalid, field)
 	}
 	return name, nil
-}
-
-// mergeAccountFields decodes the limits and default permissions a request
-// gives onto the account claims, field by field, and checks the limits.
-func mergeAccountFields(claims *jwt.AccountClaims, limits, perms json.RawMessage) error {
-	if err := decodeStrict("limits", limits, &claims.Limits); err != nil {
-		return err
-	}
-	if err := checkLimits(&claims.Limits); err != nil {
-		return err
-	}
-	return decodeStrict("default_permissions", perms, &claims.DefaultPermissions)
-}
-
-// checkLimits refuses negative limits other than -1 (unlimited), which the
-// JWT library lets through.
-func checkLimits(l *jwt.OperatorLimits) error {
-	for name, v := range map[string]int64{
-		"subs": l.Subs, "data": l.Data, "payload": l.Payload,
-		"imports": l.Imports, "exports": l.Exports, "conn": l.Conn, "leaf": l.LeafNodeConn,
-		"mem_storage": l.MemoryStorage, "disk_storage": l.DiskStorage, "streams": l.Streams,
-		"consumer": l.Consumer, "max_ack_pending": l.MaxAckPending,
-		"mem_max_stream_bytes": l.MemoryMaxStreamBytes, "disk_max_stream_bytes": l.DiskMaxStreamBytes,
-	} {
-		if v < -1 {
-			return fmt.Errorf("%w: \"limits\": %q is %d; use -1 for unlimited or a number from 0 up", ErrInvalid, name, v)
-		}
-	}
-	return nil
 }
 
 // setTags adds tags, refusing empty ones.

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"testing"
 
-	"provisioner/bootstrap"
-	"provisioner/provision"
-	"provisioner/provtest"
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/api"
+	"github.com/natsprov/provisioner/provtest"
 )
 
 // BenchmarkCreateUser measures issuing a user with a generated key: the
@@ -17,14 +17,14 @@ func BenchmarkCreateUser(b *testing.B) {
 	env.Config.LogLevel = "error"
 	svc := env.Start(b)
 	ctx := context.Background()
-	if _, err := svc.Provision.CreateAccount(ctx, provision.CreateAccountRequest{Name: "bench"}); err != nil {
+	if _, err := svc.Provision.CreateAccount(ctx, api.CreateAccountRequest{Name: "bench"}); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
 		i++
-		if _, err := svc.Provision.CreateUser(ctx, provision.CreateUserRequest{Account: "bench", Name: fmt.Sprint("u", i)}); err != nil {
+		if _, err := svc.Provision.CreateUser(ctx, api.CreateUserRequest{Account: "bench", Name: fmt.Sprint("u", i)}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
-	"provisioner/keypair"
+	"github.com/natsprov/provisioner/keypair"
 )
 
 // Operator is the operator the service signs for: its identity, its system

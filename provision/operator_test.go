@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
-	"provisioner/bootstrap"
+	"github.com/natsprov/provisioner/bootstrap"
 )
 
 // opWrite writes data to name in dir and returns the path.

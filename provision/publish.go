@@ -8,8 +8,8 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 
-	"provisioner/keystore"
-	"provisioner/resolver"
+	"github.com/natsprov/provisioner/keystore"
+	"github.com/natsprov/provisioner/resolver"
 )
 
 // sign encodes account claims with the operator signing key and validates

@@ -20,9 +20,9 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
-	"provisioner/keypair"
-	"provisioner/keystore"
-	"provisioner/resolver"
+	"github.com/natsprov/provisioner/keypair"
+	"github.com/natsprov/provisioner/keystore"
+	"github.com/natsprov/provisioner/resolver"
 )
 
 // Store is what the service needs of the key store.

@@ -7,7 +7,7 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
-	"provisioner/bootstrap"
+	"github.com/natsprov/provisioner/bootstrap"
 )
 
 // BenchmarkSignAccount measures signing an account JWT with its checks, next

@@ -2,7 +2,6 @@ package provision
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -10,81 +9,14 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
-	"provisioner/keystore"
-	"provisioner/resolver"
+	"github.com/natsprov/provisioner/api"
+	"github.com/natsprov/provisioner/keystore"
 )
-
-// CreateUserRequest is the body of user.create. Permissions and Limits use
-// the user JWT's own field names. Without PublicKey the service generates
-// the user's key and returns its seed and a creds file; with it, only the
-// JWT.
-type CreateUserRequest struct {
-	Account                string          `json:"account"`
-	Name                   string          `json:"name"`
-	PublicKey              string          `json:"public_key,omitempty"`
-	Permissions            json.RawMessage `json:"permissions,omitempty"`
-	Limits                 json.RawMessage `json:"limits,omitempty"`
-	ExpiresIn              string          `json:"expires_in,omitempty"`
-	BearerToken            bool            `json:"bearer_token,omitempty"`
-	AllowedConnectionTypes []string        `json:"allowed_connection_types,omitempty"`
-	Tags                   []string        `json:"tags,omitempty"`
-}
-
-// UserInfo describes an issued user. Seed and Creds are set only when the
-// service generated the key.
-type UserInfo struct {
-	Name      string `json:"name"`
-	PublicKey string `json:"public_key"`
-	JWT       string `json:"jwt"`
-	Seed      string `json:"seed,omitempty"`
-	Creds     string `json:"creds,omitempty"`
-}
-
-// CreateUserReply is the reply of user.create.
-type CreateUserReply struct {
-	User UserInfo `json:"user"`
-}
-
-// UserSummary is one user in user.list.
-type UserSummary struct {
-	Name      string `json:"name"`
-	PublicKey string `json:"public_key"`
-	IssuedAt  int64  `json:"issued_at"`
-	ExpiresAt int64  `json:"expires_at,omitempty"`
-	Revoked   bool   `json:"revoked"`
-}
-
-// ListUsersRequest is the body of user.list.
-type ListUsersRequest struct {
-	Account string `json:"account"`
-	ListRequest
-}
-
-// ListUsersReply is the reply of user.list.
-type ListUsersReply struct {
-	Users      []UserSummary `json:"users"`
-	Total      int           `json:"total"`
-	NextOffset int           `json:"next_offset,omitempty"`
-}
-
-// RevokeUserRequest is the body of user.revoke: User is a user public key or
-// the name of an active user.
-type RevokeUserRequest struct {
-	Account string `json:"account"`
-	User    string `json:"user"`
-}
-
-// RevokeUserReply is the reply of user.revoke.
-type RevokeUserReply struct {
-	Revoked  string          `json:"revoked"`
-	Account  AccountInfo     `json:"account"`
-	Resolver resolver.Result `json:"resolver"`
-}
 
 // CreateUser issues a user JWT signed by the account's signing key, with
 // issuer_account set so that it works under strict_signing_key_usage, and
 // records it. User seeds are never stored.
-func (s *Service) CreateUser(ctx context.Context, req CreateUserRequest) (*CreateUserReply, error) {
+func (s *Service) CreateUser(ctx context.Context, req api.CreateUserRequest) (*api.CreateUserReply, error) {
 	name, err := checkName("name", req.Name)
 	if err != nil {
 		return nil, err
@@ -105,14 +37,11 @@ func (s *Service) CreateUser(ctx context.Context, req CreateUserRequest) (*Creat
 	}
 	uc := jwt.NewUserClaims(pub)
 	uc.Name = name
-	if err := decodeStrict("permissions", req.Permissions, &uc.Permissions); err != nil {
-		return nil, err
+	if req.Permissions != nil {
+		uc.Permissions = *req.Permissions
 	}
-	if err := decodeStrict("limits", req.Limits, &uc.Limits); err != nil {
+	if err := mergeUserLimits(&uc.Limits, req.Limits); err != nil {
 		return nil, err
-	}
-	if uc.Limits.Subs < -1 || uc.Limits.Data < -1 || uc.Limits.Payload < -1 {
-		return nil, fmt.Errorf("%w: \"limits\": subs, data and payload take -1 for unlimited or a number from 0 up", ErrInvalid)
 	}
 	if req.ExpiresIn != "" {
 		d, err := time.ParseDuration(req.ExpiresIn)
@@ -166,7 +95,7 @@ func (s *Service) CreateUser(ctx context.Context, req CreateUserRequest) (*Creat
 	if err := s.store.AddUser(ctx, a.PublicKey, rec); err != nil {
 		return nil, fmt.Errorf("record user %s: %w", pub, err)
 	}
-	out := &CreateUserReply{User: UserInfo{Name: name, PublicKey: pub, JWT: token}}
+	out := &api.CreateUserReply{User: api.User{Name: name, PublicKey: pub, JWT: token}}
 	if kp != nil {
 		seed, _ := kp.Seed()
 		out.User.Seed, out.User.Creds = string(seed), formatCreds(token, seed)
@@ -193,7 +122,7 @@ func (s *Service) activeNamed(acct, name string, claims *jwt.AccountClaims) ([]k
 
 // ListUsers lists the users issued under an account, with whether the
 // account JWT revokes them.
-func (s *Service) ListUsers(ctx context.Context, req ListUsersRequest) (*ListUsersReply, error) {
+func (s *Service) ListUsers(ctx context.Context, req api.ListUsersRequest) (*api.ListUsersReply, error) {
 	t, err := s.resolve(ctx, req.Account)
 	if err != nil {
 		return nil, err
@@ -217,9 +146,9 @@ func (s *Service) ListUsers(ctx context.Context, req ListUsersRequest) (*ListUse
 	if err != nil {
 		return nil, err
 	}
-	out := &ListUsersReply{Users: make([]UserSummary, 0, page.to-page.from), Total: len(users), NextOffset: next}
+	out := &api.ListUsersReply{Users: make([]api.UserSummary, 0, page.to-page.from), Total: len(users), NextOffset: next}
 	for _, u := range users[page.from:page.to] {
-		out.Users = append(out.Users, UserSummary{
+		out.Users = append(out.Users, api.UserSummary{
 			Name:      u.Name,
 			PublicKey: u.PublicKey,
 			IssuedAt:  u.IssuedAt,
@@ -234,7 +163,7 @@ func (s *Service) ListUsers(ctx context.Context, req ListUsersRequest) (*ListUse
 // in the account JWT, and pushes it: the user's connections close and it
 // cannot connect again. A valid user key this service never issued is
 // revoked as well.
-func (s *Service) RevokeUser(ctx context.Context, req RevokeUserRequest) (*RevokeUserReply, error) {
+func (s *Service) RevokeUser(ctx context.Context, req api.RevokeUserRequest) (*api.RevokeUserReply, error) {
 	ref := strings.TrimSpace(req.User)
 	switch {
 	case ref == "":
@@ -270,10 +199,10 @@ func (s *Service) RevokeUser(ctx context.Context, req RevokeUserRequest) (*Revok
 		return nil, err
 	}
 	s.log.Info("user revoked", "account", a.PublicKey, "user", pub)
-	return &RevokeUserReply{
+	return &api.RevokeUserReply{
 		Revoked:  pub,
-		Account:  AccountInfo{Name: next.Name, PublicKey: next.PublicKey, JWT: next.JWT},
-		Resolver: res,
+		Account:  api.Account{Name: next.Name, PublicKey: next.PublicKey, JWT: next.JWT},
+		Resolver: wireResult(res),
 	}, nil
 }
 

@@ -16,10 +16,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"provisioner/bootstrap"
-	"provisioner/config"
-	"provisioner/natsembed"
-	"provisioner/service"
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/config"
+	"github.com/natsprov/provisioner/natsembed"
+	"github.com/natsprov/provisioner/service"
 )
 
 // Env is a deployment under test.

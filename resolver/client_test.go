@@ -15,11 +15,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
-	"provisioner/bootstrap"
-	"provisioner/natsembed"
-	"provisioner/provision"
-	"provisioner/provtest"
-	"provisioner/resolver"
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/natsembed"
+	"github.com/natsprov/provisioner/provision"
+	"github.com/natsprov/provisioner/provtest"
+	"github.com/natsprov/provisioner/resolver"
 )
 
 // operator loads the deployment's operator signing key the way the service

@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"testing"
 
-	"provisioner/provision"
+	"github.com/natsprov/provisioner/api"
 )
 
 var createUserBody = []byte(`{"account":"acme","name":"alice","permissions":{"pub":{"allow":["orders.>"]}},"expires_in":"24h"}`)
@@ -14,7 +14,7 @@ var createUserBody = []byte(`{"account":"acme","name":"alice","permissions":{"pu
 func BenchmarkDecode(b *testing.B) {
 	b.Run("floor-unmarshal", func(b *testing.B) {
 		for b.Loop() {
-			var r provision.CreateUserRequest
+			var r api.CreateUserRequest
 			if err := json.Unmarshal(createUserBody, &r); err != nil {
 				b.Fatal(err)
 			}
@@ -22,7 +22,7 @@ func BenchmarkDecode(b *testing.B) {
 	})
 	b.Run("strict-decode", func(b *testing.B) {
 		for b.Loop() {
-			var r provision.CreateUserRequest
+			var r api.CreateUserRequest
 			if err := decode(createUserBody, &r); err != nil {
 				b.Fatal(err)
 			}
@@ -42,13 +42,13 @@ func TestDecodeRefuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var r provision.AccountRef
+			var r api.AccountRequest
 			if err := decode([]byte(tt.body), &r); err == nil {
 				t.Errorf("decode(%s) accepted it", tt.body)
 			}
 		})
 	}
-	var r provision.AccountRef
+	var r api.AccountRequest
 	if err := decode(nil, &r); err != nil {
 		t.Errorf("an empty body must read as {}: %v", err)
 	}

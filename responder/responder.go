@@ -22,9 +22,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
-	"provisioner/keystore"
-	"provisioner/provision"
-	"provisioner/resolver"
+	"github.com/natsprov/provisioner/api"
+	"github.com/natsprov/provisioner/keystore"
+	"github.com/natsprov/provisioner/provision"
+	"github.com/natsprov/provisioner/resolver"
 )
 
 // MaxRequestSize is the largest request body accepted.
@@ -32,14 +33,14 @@ const MaxRequestSize = 64 << 10
 
 // Provisioner is what the responder needs of the provisioning domain.
 type Provisioner interface {
-	CreateAccount(context.Context, provision.CreateAccountRequest) (*provision.AccountReply, error)
-	GetAccount(context.Context, provision.AccountRef) (*provision.AccountReply, error)
-	ListAccounts(context.Context, provision.ListRequest) (*provision.ListAccountsReply, error)
-	UpdateAccount(context.Context, provision.UpdateAccountRequest) (*provision.AccountReply, error)
-	DeleteAccount(context.Context, provision.AccountRef) (*provision.DeleteAccountReply, error)
-	CreateUser(context.Context, provision.CreateUserRequest) (*provision.CreateUserReply, error)
-	ListUsers(context.Context, provision.ListUsersRequest) (*provision.ListUsersReply, error)
-	RevokeUser(context.Context, provision.RevokeUserRequest) (*provision.RevokeUserReply, error)
+	CreateAccount(context.Context, api.CreateAccountRequest) (*api.AccountReply, error)
+	GetAccount(context.Context, api.AccountRequest) (*api.AccountReply, error)
+	ListAccounts(context.Context, api.ListRequest) (*api.ListAccountsReply, error)
+	UpdateAccount(context.Context, api.UpdateAccountRequest) (*api.AccountReply, error)
+	DeleteAccount(context.Context, api.AccountRequest) (*api.DeleteAccountReply, error)
+	CreateUser(context.Context, api.CreateUserRequest) (*api.CreateUserReply, error)
+	ListUsers(context.Context, api.ListUsersRequest) (*api.ListUsersReply, error)
+	RevokeUser(context.Context, api.RevokeUserRequest) (*api.RevokeUserReply, error)
 }
 
 var _ Provisioner = (*provision.Service)(nil)
@@ -91,14 +92,14 @@ type endpoint struct {
 func (r *Responder) endpoints() []endpoint {
 	p := r.p
 	return []endpoint{
-		{"account_create", "account.create", handle(p.CreateAccount)},
-		{"account_get", "account.get", handle(p.GetAccount)},
-		{"account_list", "account.list", handle(p.ListAccounts)},
-		{"account_update", "account.update", handle(p.UpdateAccount)},
-		{"account_delete", "account.delete", handle(p.DeleteAccount)},
-		{"user_create", "user.create", handle(p.CreateUser)},
-		{"user_list", "user.list", handle(p.ListUsers)},
-		{"user_revoke", "user.revoke", handle(p.RevokeUser)},
+		{"account_create", api.SubjectAccountCreate, handle(p.CreateAccount)},
+		{"account_get", api.SubjectAccountGet, handle(p.GetAccount)},
+		{"account_list", api.SubjectAccountList, handle(p.ListAccounts)},
+		{"account_update", api.SubjectAccountUpdate, handle(p.UpdateAccount)},
+		{"account_delete", api.SubjectAccountDelete, handle(p.DeleteAccount)},
+		{"user_create", api.SubjectUserCreate, handle(p.CreateUser)},
+		{"user_list", api.SubjectUserList, handle(p.ListUsers)},
+		{"user_revoke", api.SubjectUserRevoke, handle(p.RevokeUser)},
 	}
 }
 
@@ -269,20 +270,11 @@ func (r *Responder) reply(req micro.Request, code int, desc string, data []byte)
 		m.Header = nats.Header{}
 		m.Header.Set(micro.ErrorHeader, desc)
 		m.Header.Set(micro.ErrorCodeHeader, strconv.Itoa(code))
-		m.Data, _ = json.Marshal(errorBody{Error: errorDetail{Code: code, Description: desc}})
+		m.Data, _ = json.Marshal(api.ErrorReply{Error: api.Error{Code: code, Description: desc}})
 	}
 	if err := r.nc.PublishMsg(m); err != nil {
 		r.log.Warn("could not send reply", "subject", req.Subject(), "error", err)
 	}
-}
-
-type errorBody struct {
-	Error errorDetail `json:"error"`
-}
-
-type errorDetail struct {
-	Code        int    `json:"code"`
-	Description string `json:"description"`
 }
 
 // classify is the one place where errors become wire codes. Callers get

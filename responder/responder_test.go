@@ -17,12 +17,12 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
-	"provisioner/bootstrap"
-	"provisioner/keystore"
-	"provisioner/provision"
-	"provisioner/provtest"
-	"provisioner/resolver"
-	"provisioner/responder"
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/keystore"
+	"github.com/natsprov/provisioner/provision"
+	"github.com/natsprov/provisioner/provtest"
+	"github.com/natsprov/provisioner/resolver"
+	"github.com/natsprov/provisioner/responder"
 )
 
 // harness is a running deployment with the service and an admin connection.

@@ -14,11 +14,11 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"provisioner/config"
-	"provisioner/keystore"
-	"provisioner/provision"
-	"provisioner/resolver"
-	"provisioner/responder"
+	"github.com/natsprov/provisioner/config"
+	"github.com/natsprov/provisioner/keystore"
+	"github.com/natsprov/provisioner/provision"
+	"github.com/natsprov/provisioner/resolver"
+	"github.com/natsprov/provisioner/responder"
 )
 
 // Version is the provisioner's version, shown by `nats micro info`.

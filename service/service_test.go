@@ -9,10 +9,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"provisioner/bootstrap"
-	"provisioner/provision"
-	"provisioner/provtest"
-	"provisioner/resolver"
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/api"
+	"github.com/natsprov/provisioner/provtest"
+	"github.com/natsprov/provisioner/resolver"
 )
 
 // TestCreateWhileServerDownLeavesNothing: a create while the server is away
@@ -22,7 +22,7 @@ func TestCreateWhileServerDownLeavesNothing(t *testing.T) {
 	env := provtest.Deployment(t, bootstrap.Options{})
 	svc := env.Start(t)
 	env.Server.Stop()
-	_, err := svc.Provision.CreateAccount(context.Background(), provision.CreateAccountRequest{Name: "acme"})
+	_, err := svc.Provision.CreateAccount(context.Background(), api.CreateAccountRequest{Name: "acme"})
 	if !errors.Is(err, resolver.ErrNotSent) && !errors.Is(err, resolver.ErrTimeout) {
 		t.Fatalf("create while the server is down: %v, want a resolver timeout", err)
 	}

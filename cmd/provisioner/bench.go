@@ -10,7 +10,7 @@ import (
 	"os"
 	"runtime/pprof"
 
-	"provisioner/bench"
+	"github.com/natsprov/provisioner/bench"
 )
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -9,9 +9,9 @@ import (
 	"os"
 	"path/filepath"
 
-	"provisioner/bootstrap"
-	"provisioner/natsembed"
-	"provisioner/service"
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/natsembed"
+	"github.com/natsprov/provisioner/service"
 )
 
 // runDev starts an embedded nats-server from an init'ed directory (made on

@@ -8,7 +8,7 @@ import (
 	"io"
 	"path/filepath"
 
-	"provisioner/bootstrap"
+	"github.com/natsprov/provisioner/bootstrap"
 )
 
 func runInit(_ context.Context, args []string, stdout, stderr io.Writer) error {

@@ -20,8 +20,8 @@ import (
 	"os/signal"
 	"syscall"
 
-	"provisioner/config"
-	"provisioner/service"
+	"github.com/natsprov/provisioner/config"
+	"github.com/natsprov/provisioner/service"
 )
 
 func main() {

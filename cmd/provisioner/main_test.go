@@ -15,9 +15,9 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
-	"provisioner/bench"
-	"provisioner/bootstrap"
-	"provisioner/provtest"
+	"github.com/natsprov/provisioner/bench"
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/provtest"
 )
 
 // TestDevPrintsAWorkingRequestLine runs `provisioner dev` and pastes the

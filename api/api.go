@@ -1,0 +1,266 @@
+// Package api is the wire contract of the provisioning service: the
+// subjects it answers and the JSON request and reply of each. The service,
+// the Go client and the JSON Schemas the service publishes in its micro
+// metadata are all built from these types, so they cannot disagree.
+//
+// Every request and reply is a JSON object. A failed request is answered
+// with the micro error headers (Nats-Service-Error, Nats-Service-Error-Code)
+// and an ErrorReply body.
+package api
+
+import (
+	"fmt"
+
+	"github.com/nats-io/jwt/v2"
+)
+
+// DefaultPrefix is the first subject token of every endpoint unless the
+// service is configured with another.
+const DefaultPrefix = "prov"
+
+// Subjects of the endpoints, below the prefix: a request to create an
+// account goes to "prov.account.create".
+const (
+	SubjectAccountCreate = "account.create"
+	SubjectAccountGet    = "account.get"
+	SubjectAccountList   = "account.list"
+	SubjectAccountUpdate = "account.update"
+	SubjectAccountDelete = "account.delete"
+	SubjectUserCreate    = "user.create"
+	SubjectUserList      = "user.list"
+	SubjectUserRevoke    = "user.revoke"
+)
+
+// Subject joins a prefix and an endpoint subject.
+func Subject(prefix, endpoint string) string {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	return prefix + "." + endpoint
+}
+
+// AccountLimits are an account's limits, with the JWT's own field names.
+// A nil field is not given: a new account keeps the default (unlimited core
+// limits, JetStream off), an update keeps the current value. -1 means
+// unlimited.
+type AccountLimits struct {
+	Subs           *int64 `json:"subs,omitempty"`
+	Data           *int64 `json:"data,omitempty"`
+	Payload        *int64 `json:"payload,omitempty"`
+	Imports        *int64 `json:"imports,omitempty"`
+	Exports        *int64 `json:"exports,omitempty"`
+	Wildcards      *bool  `json:"wildcards,omitempty"`
+	DisallowBearer *bool  `json:"disallow_bearer,omitempty"`
+	Conn           *int64 `json:"conn,omitempty"`
+	Leaf           *int64 `json:"leaf,omitempty"`
+
+	JetStreamLimits
+}
+
+// JetStreamLimits are an account's JetStream limits. JetStream is on for an
+// account when mem_storage or disk_storage is not 0.
+type JetStreamLimits struct {
+	MemStorage         *int64 `json:"mem_storage,omitempty"`
+	DiskStorage        *int64 `json:"disk_storage,omitempty"`
+	Streams            *int64 `json:"streams,omitempty"`
+	Consumer           *int64 `json:"consumer,omitempty"`
+	MaxAckPending      *int64 `json:"max_ack_pending,omitempty"`
+	MemMaxStreamBytes  *int64 `json:"mem_max_stream_bytes,omitempty"`
+	DiskMaxStreamBytes *int64 `json:"disk_max_stream_bytes,omitempty"`
+	MaxBytesRequired   *bool  `json:"max_bytes_required,omitempty"`
+}
+
+// UserLimits are a user's limits, with the JWT's own field names.
+type UserLimits struct {
+	Subs    *int64 `json:"subs,omitempty"`
+	Data    *int64 `json:"data,omitempty"`
+	Payload *int64 `json:"payload,omitempty"`
+	// Src lists the CIDR blocks the user may connect from.
+	Src []string `json:"src,omitempty"`
+	// Times lists the daily time ranges ("08:00:00" to "17:00:00") the user
+	// may connect in, in TimesLocation.
+	Times         []jwt.TimeRange `json:"times,omitempty"`
+	TimesLocation string          `json:"times_location,omitempty"`
+}
+
+// Permissions are publish, subscribe and response permissions, with the
+// JWT's own field names (pub/sub with allow/deny lists, resp with max and
+// ttl).
+type Permissions = jwt.Permissions
+
+// CreateAccountRequest is the body of account.create.
+type CreateAccountRequest struct {
+	// Name is unique among the accounts the service manages.
+	Name               string         `json:"name"`
+	Description        string         `json:"description,omitempty"`
+	Limits             *AccountLimits `json:"limits,omitempty"`
+	DefaultPermissions *Permissions   `json:"default_permissions,omitempty"`
+	Tags               []string       `json:"tags,omitempty"`
+}
+
+// UpdateAccountRequest is the body of account.update: only the fields
+// given change; inside limits, only the limits given. DefaultPermissions,
+// Tags and Description replace the current ones when given.
+type UpdateAccountRequest struct {
+	// Account is an account name or public key (A...).
+	Account            string         `json:"account"`
+	Description        *string        `json:"description,omitempty"`
+	Limits             *AccountLimits `json:"limits,omitempty"`
+	DefaultPermissions *Permissions   `json:"default_permissions,omitempty"`
+	Tags               *[]string      `json:"tags,omitempty"`
+}
+
+// AccountRequest is the body of account.get and account.delete.
+type AccountRequest struct {
+	// Account is an account name or public key (A...).
+	Account string `json:"account"`
+}
+
+// Account describes an account in replies.
+type Account struct {
+	Name      string `json:"name"`
+	PublicKey string `json:"public_key"`
+	// JWT is the account's current JWT, signed by the operator signing key.
+	JWT string `json:"jwt,omitempty"`
+	// Claims are the decoded JWT; account.get sets them.
+	Claims *jwt.AccountClaims `json:"claims,omitempty"`
+}
+
+// ServerReply is one server's answer to a push, or that it did not answer.
+type ServerReply struct {
+	Server   string `json:"server"`
+	ServerID string `json:"server_id"`
+	// Code is the server's status: 200 when it stored the change, its
+	// error code when it refused, 504 when it did not answer in time.
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+}
+
+// AccountReply is the reply of account.create, account.get and
+// account.update.
+type AccountReply struct {
+	Account Account `json:"account"`
+	// Resolver lists each server's answer to the push (create and update).
+	Resolver []ServerReply `json:"resolver,omitempty"`
+}
+
+// ListRequest pages a list: Offset skips entries; Limit, when above 0,
+// caps how many come back. A reply never grows past what one NATS message
+// can carry: when more remain, its next_offset says where to go on.
+type ListRequest struct {
+	Offset int `json:"offset,omitempty"`
+	Limit  int `json:"limit,omitempty"`
+}
+
+// AccountSummary names an account in account.list.
+type AccountSummary struct {
+	Name      string `json:"name"`
+	PublicKey string `json:"public_key"`
+}
+
+// ListAccountsReply is the reply of account.list: the accounts the service
+// manages, sorted by name.
+type ListAccountsReply struct {
+	Accounts []AccountSummary `json:"accounts"`
+	Total    int              `json:"total"`
+	// NextOffset is set when more accounts remain.
+	NextOffset int `json:"next_offset,omitempty"`
+}
+
+// DeleteAccountReply is the reply of account.delete.
+type DeleteAccountReply struct {
+	Deleted  string        `json:"deleted"`
+	Resolver []ServerReply `json:"resolver"`
+}
+
+// CreateUserRequest is the body of user.create. Without PublicKey the
+// service generates the user's key and returns its seed and a creds file;
+// with it, only the JWT.
+type CreateUserRequest struct {
+	// Account is an account name or public key (A...).
+	Account string `json:"account"`
+	// Name is unique among the account's active users.
+	Name      string `json:"name"`
+	PublicKey string `json:"public_key,omitempty"`
+	// Permissions and Limits are the user's own; without them the
+	// account's default permissions apply.
+	Permissions *Permissions `json:"permissions,omitempty"`
+	Limits      *UserLimits  `json:"limits,omitempty"`
+	// ExpiresIn is a Go duration such as "24h"; without it the JWT does
+	// not expire.
+	ExpiresIn              string   `json:"expires_in,omitempty"`
+	BearerToken            bool     `json:"bearer_token,omitempty"`
+	AllowedConnectionTypes []string `json:"allowed_connection_types,omitempty"`
+	Tags                   []string `json:"tags,omitempty"`
+}
+
+// User is an issued user in replies. Seed and Creds are set only when the
+// service generated the key.
+type User struct {
+	Name      string `json:"name"`
+	PublicKey string `json:"public_key"`
+	JWT       string `json:"jwt"`
+	Seed      string `json:"seed,omitempty"`
+	Creds     string `json:"creds,omitempty"`
+}
+
+// CreateUserReply is the reply of user.create.
+type CreateUserReply struct {
+	User User `json:"user"`
+}
+
+// ListUsersRequest is the body of user.list.
+type ListUsersRequest struct {
+	// Account is an account name or public key (A...).
+	Account string `json:"account"`
+	ListRequest
+}
+
+// UserSummary is one user in user.list.
+type UserSummary struct {
+	Name      string `json:"name"`
+	PublicKey string `json:"public_key"`
+	IssuedAt  int64  `json:"issued_at"`
+	ExpiresAt int64  `json:"expires_at,omitempty"`
+	Revoked   bool   `json:"revoked"`
+}
+
+// ListUsersReply is the reply of user.list: the users issued under the
+// account, in issue order.
+type ListUsersReply struct {
+	Users []UserSummary `json:"users"`
+	Total int           `json:"total"`
+	// NextOffset is set when more users remain.
+	NextOffset int `json:"next_offset,omitempty"`
+}
+
+// RevokeUserRequest is the body of user.revoke.
+type RevokeUserRequest struct {
+	// Account is an account name or public key (A...).
+	Account string `json:"account"`
+	// User is a user public key (U...) or the name of an active user.
+	User string `json:"user"`
+}
+
+// RevokeUserReply is the reply of user.revoke.
+type RevokeUserReply struct {
+	Revoked  string        `json:"revoked"`
+	Account  Account       `json:"account"`
+	Resolver []ServerReply `json:"resolver"`
+}
+
+// ErrorReply is the body of every failed request.
+type ErrorReply struct {
+	Error Error `json:"error"`
+}
+
+// Error is a failed request's code and description. The codes follow HTTP:
+// 400 invalid request, 403 forbidden, 404 not found, 409 conflict, 500
+// internal error, 502 a server refused, 503 the service is shutting down
+// or its store is unavailable, 504 no server answered.
+type Error struct {
+	Code        int    `json:"code"`
+	Description string `json:"description"`
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%s (%d)", e.Description, e.Code) }

@@ -1,0 +1,91 @@
+package provision
+
+import (
+	"fmt"
+
+	"github.com/nats-io/jwt/v2"
+
+	"github.com/natsprov/provisioner/api"
+	"github.com/natsprov/provisioner/resolver"
+)
+
+// mergeAccountFields sets the limits and default permissions a request
+// gives on the account claims: each limit given replaces the current one,
+// the others stay; default permissions given replace the current ones.
+func mergeAccountFields(claims *jwt.AccountClaims, limits *api.AccountLimits, perms *api.Permissions) error {
+	if limits != nil {
+		l := &claims.Limits
+		for _, f := range []struct {
+			name string
+			give *int64
+			dst  *int64
+		}{
+			{"subs", limits.Subs, &l.Subs}, {"data", limits.Data, &l.Data}, {"payload", limits.Payload, &l.Payload},
+			{"imports", limits.Imports, &l.Imports}, {"exports", limits.Exports, &l.Exports},
+			{"conn", limits.Conn, &l.Conn}, {"leaf", limits.Leaf, &l.LeafNodeConn},
+			{"mem_storage", limits.MemStorage, &l.MemoryStorage}, {"disk_storage", limits.DiskStorage, &l.DiskStorage},
+			{"streams", limits.Streams, &l.Streams}, {"consumer", limits.Consumer, &l.Consumer},
+			{"max_ack_pending", limits.MaxAckPending, &l.MaxAckPending},
+			{"mem_max_stream_bytes", limits.MemMaxStreamBytes, &l.MemoryMaxStreamBytes},
+			{"disk_max_stream_bytes", limits.DiskMaxStreamBytes, &l.DiskMaxStreamBytes},
+		} {
+			if f.give == nil {
+				continue
+			}
+			if *f.give < -1 {
+				return fmt.Errorf("%w: \"limits\": %q is %d; use -1 for unlimited or a number from 0 up", ErrInvalid, f.name, *f.give)
+			}
+			*f.dst = *f.give
+		}
+		for _, f := range []struct {
+			give *bool
+			dst  *bool
+		}{
+			{limits.Wildcards, &l.WildcardExports}, {limits.DisallowBearer, &l.DisallowBearer},
+			{limits.MaxBytesRequired, &l.MaxBytesRequired},
+		} {
+			if f.give != nil {
+				*f.dst = *f.give
+			}
+		}
+	}
+	if perms != nil {
+		claims.DefaultPermissions = *perms
+	}
+	return nil
+}
+
+// mergeUserLimits sets the user limits a request gives.
+func mergeUserLimits(l *jwt.Limits, give *api.UserLimits) error {
+	if give == nil {
+		return nil
+	}
+	for _, f := range []struct {
+		name string
+		give *int64
+		dst  *int64
+	}{{"subs", give.Subs, &l.Subs}, {"data", give.Data, &l.Data}, {"payload", give.Payload, &l.Payload}} {
+		if f.give == nil {
+			continue
+		}
+		if *f.give < -1 {
+			return fmt.Errorf("%w: \"limits\": %q is %d; use -1 for unlimited or a number from 0 up", ErrInvalid, f.name, *f.give)
+		}
+		*f.dst = *f.give
+	}
+	if len(give.Src) > 0 {
+		l.Src = jwt.CIDRList(give.Src)
+	}
+	l.Times = give.Times
+	l.Locale = give.TimesLocation
+	return nil
+}
+
+// wireResult turns a resolver result into the replies of the wire.
+func wireResult(res resolver.Result) []api.ServerReply {
+	out := make([]api.ServerReply, 0, len(res))
+	for _, r := range res {
+		out = append(out, api.ServerReply{Server: r.Server, ServerID: r.ServerID, Code: r.Code, Message: r.Message})
+	}
+	return out
+}
