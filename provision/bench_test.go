@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/api"
+	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/provtest"
 )
 
