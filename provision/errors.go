@@ -2,8 +2,9 @@ package provision
 
 import "errors"
 
-// Errors of the provisioning domain. The responder maps them, with the
-// keystore's and the resolver's, to wire codes in one table.
+// Errors of the provisioning domain. Adapters (the stores, the resolver
+// client) translate their own failures into these, and the responder maps
+// them to wire codes in one table.
 var (
 	// ErrInvalid: the request is malformed or asks for something invalid.
 	ErrInvalid = errors.New("invalid request")
@@ -12,6 +13,21 @@ var (
 	ErrForbidden = errors.New("forbidden")
 	// ErrNotFound: the account or user is unknown.
 	ErrNotFound = errors.New("not found")
-	// ErrConflict: the name is taken.
+	// ErrConflict: a name or key that must be new is taken.
 	ErrConflict = errors.New("conflict")
+	// ErrStale: a store update gave a revision that is no longer current;
+	// another change came first.
+	ErrStale = errors.New("changed meanwhile")
+	// ErrUnavailable: the store cannot be reached now, or the service is
+	// stopping; retrying may help.
+	ErrUnavailable = errors.New("unavailable")
+
+	// ErrRefused: a server refused a push (its reason is in the error), or
+	// only cache resolvers answered.
+	ErrRefused = errors.New("resolver refused")
+	// ErrTimeout: no server answered in time.
+	ErrTimeout = errors.New("no resolver answered")
+	// ErrNotSent: the request reached no server (not connected, or nothing
+	// listens on the claims API), so nothing can have changed.
+	ErrNotSent = errors.New("resolver request not delivered")
 )

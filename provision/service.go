@@ -26,7 +26,7 @@ import (
 )
 
 // Store is what the service needs of the key store.
-type Store interface {
+type legacyStore interface {
 	Account(pub string) (keystore.Account, bool)
 	AccountByName(name string) (keystore.Account, bool)
 	Accounts() []keystore.Summary
@@ -37,22 +37,22 @@ type Store interface {
 	AddUser(ctx context.Context, pub string, u keystore.User) error
 }
 
-var _ Store = (*keystore.DirStore)(nil)
+var _ legacyStore = (*keystore.DirStore)(nil)
 
 // Resolver is what the service needs of the resolver client.
-type Resolver interface {
+type legacyResolver interface {
 	Update(ctx context.Context, accountJWT string) (resolver.Result, error)
 	Delete(ctx context.Context, token string) (resolver.Result, error)
 	Lookup(ctx context.Context, pub string) (string, error)
 }
 
-var _ Resolver = (*resolver.Client)(nil)
+var _ legacyResolver = (*resolver.Client)(nil)
 
 // Config holds what a Service needs.
 type Config struct {
 	Operator *Operator
-	Store    Store
-	Resolver Resolver
+	Store    legacyStore
+	Resolver legacyResolver
 	// MaxJWTSize is the largest account JWT the servers take (their
 	// max_payload). Default 1 MiB.
 	MaxJWTSize int
@@ -62,8 +62,8 @@ type Config struct {
 // Service carries out provisioning requests. It is safe for concurrent use.
 type Service struct {
 	op       *Operator
-	store    Store
-	resolver Resolver
+	store    legacyStore
+	resolver legacyResolver
 	maxJWT   int
 	log      *slog.Logger
 

@@ -1,0 +1,84 @@
+package provision
+
+import (
+	"context"
+	"time"
+)
+
+// ServerReply is what one server answered to a push, or that it did not
+// answer in time.
+type ServerReply struct {
+	Server   string
+	ServerID string
+	Code     int
+	Message  string
+	// Stored is true when the server's full resolver stored the JWT or
+	// carried out the deletion.
+	Stored bool
+	// Answered is false for a server that was expected but did not answer.
+	Answered bool
+}
+
+// PushResult is the outcome of one push: a reply per server, sorted by
+// server name.
+type PushResult []ServerReply
+
+// Stored counts the servers that stored the change.
+func (r PushResult) Stored() int {
+	n := 0
+	for _, rep := range r {
+		if rep.Stored {
+			n++
+		}
+	}
+	return n
+}
+
+// RefusedError is returned, matching ErrRefused, when a server refused a
+// push or when every answer came from a cache resolver that stored nothing.
+type RefusedError struct {
+	Result PushResult
+	Reason string
+}
+
+func (e *RefusedError) Error() string { return "resolver refused: " + e.Reason }
+
+// Is makes errors.Is(err, ErrRefused) true.
+func (e *RefusedError) Is(target error) bool { return target == ErrRefused }
+
+// Server is a server with a full resolver that the resolver client knows
+// of. Servers are known by name: a restarted server keeps its name and gets
+// a new ID. A server that stopped answering stays known, with Up false,
+// until it has been gone for the client's forget interval.
+type Server struct {
+	Name     string
+	ID       string
+	Up       bool
+	LastSeen time.Time
+}
+
+// Resolver is what the service needs of the servers' account resolvers.
+type Resolver interface {
+	// Update pushes an account JWT to every server. The error is a
+	// *RefusedError, ErrTimeout or ErrNotSent; the result lists every
+	// known server either way.
+	Update(ctx context.Context, accountJWT string) (PushResult, error)
+	// Delete sends a signed delete request to every server, with the same
+	// result and errors as Update.
+	Delete(ctx context.Context, token string) (PushResult, error)
+	// Lookup returns the JWT the first server to answer holds for an
+	// account ("" when it holds none).
+	Lookup(ctx context.Context, pub string) (string, error)
+	// LookupAll asks every server for its JWT of an account and returns one
+	// entry per server that answered, "" where the server holds none.
+	LookupAll(ctx context.Context, pub string) ([]string, error)
+	// List returns, per server name, the accounts the server's resolver
+	// holds.
+	List(ctx context.Context) (map[string][]string, error)
+	// Servers returns the known servers, sorted by name.
+	Servers() []Server
+	// Joined delivers a server each time one starts answering: a new
+	// server, or a known one back with a new ID (a restart, possibly from
+	// an old disk).
+	Joined() <-chan Server
+}
