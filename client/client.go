@@ -1,0 +1,134 @@
+// Package client is the Go client of the provisioning service: one typed,
+// context-aware method per endpoint, with the wire types of package api,
+// over a NATS connection the caller owns.
+//
+// A request the service refuses returns an *Error carrying the wire code,
+// which matches one of the kinds (ErrNotFound, ErrConflict, ...) with
+// errors.Is. A request nobody answers returns ErrNoService.
+//
+// CreateUser makes the user's key pair here, in the caller's process, and
+// sends only the public key: the seed never crosses the wire.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/natsprov/provisioner/api"
+)
+
+// DefaultTimeout bounds a request whose context has no deadline. It is
+// longer than the service's own default bound on a request (25s, four
+// resolver timeouts and 5s), so that the client does not give up on a
+// change the service is still completing.
+const DefaultTimeout = 30 * time.Second
+
+// Client sends provisioning requests. It is safe for concurrent use; it
+// does not own the connection, so closing the connection is the caller's.
+type Client struct {
+	nc      *nats.Conn
+	prefix  string
+	timeout time.Duration
+}
+
+// Option tunes a Client.
+type Option func(*Client)
+
+// WithPrefix sets the subject prefix of the service (its subject_prefix);
+// default api.DefaultPrefix. An empty prefix keeps the default.
+func WithPrefix(prefix string) Option {
+	return func(c *Client) {
+		if prefix != "" {
+			c.prefix = prefix
+		}
+	}
+}
+
+// WithTimeout bounds each request whose context has no deadline; default
+// DefaultTimeout. A context's own deadline always wins.
+func WithTimeout(d time.Duration) Option {
+	return func(c *Client) {
+		if d > 0 {
+			c.timeout = d
+		}
+	}
+}
+
+// New returns a client that sends requests on nc.
+func New(nc *nats.Conn, opts ...Option) *Client {
+	c := &Client{nc: nc, prefix: api.DefaultPrefix, timeout: DefaultTimeout}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
+}
+
+// Prefix returns the subject prefix the client sends to.
+func (c *Client) Prefix() string { return c.prefix }
+
+// request sends req as JSON to the endpoint and decodes the reply into rep.
+// It returns an *Error when the service answered with one, an error
+// matching ErrNoService when nothing answers on the subject, and
+// context.DeadlineExceeded (wrapped) when no reply came in time.
+func (c *Client) request(ctx context.Context, endpoint string, req, rep any) error {
+	subject := api.Subject(c.prefix, endpoint)
+	data, err := json.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("client: encode the %s request: %w", subject, err)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
+	start := time.Now()
+	msg, err := c.nc.RequestWithContext(ctx, subject, data)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return fmt.Errorf("%w on %s (is the service running, with subject prefix %q?): %w", ErrNoService, subject, c.prefix, err)
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("client: no reply on %s within %s: %w", subject, time.Since(start).Round(time.Millisecond), err)
+	case err != nil:
+		return fmt.Errorf("client: request %s: %w", subject, err)
+	}
+	if err := replyError(msg); err != nil {
+		return err
+	}
+	// Unknown fields are accepted: a newer service may add some.
+	if err := json.Unmarshal(msg.Data, rep); err != nil {
+		return fmt.Errorf("client: the reply on %s is not what the client expects: %w", subject, err)
+	}
+	return nil
+}
+
+// replyError returns the *Error of a failed reply, or nil. The code comes
+// from the Nats-Service-Error-Code header, the description from
+// Nats-Service-Error or else from the api.ErrorReply body; a body with an
+// error and no headers counts too.
+func replyError(msg *nats.Msg) error {
+	var body api.ErrorReply
+	bodyErr := bytes.Contains(msg.Data, []byte(`"error"`)) && json.Unmarshal(msg.Data, &body) == nil && body.Error.Code != 0
+	if h := msg.Header.Get(micro.ErrorCodeHeader); h != "" {
+		code, err := strconv.Atoi(h)
+		if err != nil {
+			return &Error{Code: 500, Description: fmt.Sprintf("the service replied with an unreadable error code %q: %s", h, msg.Header.Get(micro.ErrorHeader))}
+		}
+		desc := msg.Header.Get(micro.ErrorHeader)
+		if desc == "" && bodyErr {
+			desc = body.Error.Description
+		}
+		return &Error{Code: code, Description: desc}
+	}
+	if bodyErr {
+		return &Error{Code: body.Error.Code, Description: body.Error.Description}
+	}
+	return nil
+}

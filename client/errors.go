@@ -1,0 +1,57 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+)
+
+// The kinds of failure the service reports, one per wire code. A failed
+// request returns an *Error, which matches the kind of its code:
+// errors.Is(err, client.ErrNotFound) holds for a 404.
+var (
+	ErrInvalid     = errors.New("client: invalid request")                       // 400
+	ErrForbidden   = errors.New("client: forbidden")                             // 403
+	ErrNotFound    = errors.New("client: not found")                             // 404
+	ErrConflict    = errors.New("client: conflict")                              // 409
+	ErrInternal    = errors.New("client: internal error of the provisioner")     // 500
+	ErrRefused     = errors.New("client: a server refused the change")           // 502
+	ErrUnavailable = errors.New("client: the provisioner is unavailable; retry") // 503
+	ErrTimeout     = errors.New("client: no server answered the push")           // 504
+)
+
+// ErrNoService is returned when nothing subscribes to the request's
+// subject: no provisioner runs, or it uses another subject prefix. The
+// returned error wraps nats.ErrNoResponders as well.
+var ErrNoService = errors.New("client: no provisioner answers")
+
+// kinds maps each wire code to its kind.
+var kinds = map[int]error{
+	400: ErrInvalid,
+	403: ErrForbidden,
+	404: ErrNotFound,
+	409: ErrConflict,
+	500: ErrInternal,
+	502: ErrRefused,
+	503: ErrUnavailable,
+	504: ErrTimeout,
+}
+
+// Error is a request the service answered with an error: its code (HTTP
+// style, see api.Error) and its description, which is written for people
+// and safe to show them.
+type Error struct {
+	Code        int
+	Description string
+}
+
+// Error returns the description and the code, such as
+// `account "acme" not found (code 404)`.
+func (e *Error) Error() string { return fmt.Sprintf("%s (code %d)", e.Description, e.Code) }
+
+// Is reports whether target is the kind of e's code, so that
+// errors.Is(err, ErrNotFound) holds for a 404. A code without a kind
+// matches none.
+func (e *Error) Is(target error) bool {
+	k, ok := kinds[e.Code]
+	return ok && k == target
+}

@@ -1,0 +1,42 @@
+package client
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+)
+
+// redacted is what a Secret prints, logs and marshals as.
+const redacted = "[redacted]"
+
+// Secret holds secret bytes: a seed, or a creds file holding one. It
+// prints (with any fmt verb), logs and marshals to JSON as "[redacted]", so
+// that it cannot leak by accident; Bytes returns the secret itself. Wipe it
+// when done.
+type Secret struct{ b []byte }
+
+// Bytes returns the secret. The slice is the Secret's own: Wipe clears it.
+func (s Secret) Bytes() []byte { return s.b }
+
+// IsZero reports whether the Secret holds nothing.
+func (s Secret) IsZero() bool { return len(s.b) == 0 }
+
+// Wipe overwrites the secret with zeros.
+func (s Secret) Wipe() { clear(s.b) }
+
+// String returns "[redacted]".
+func (s Secret) String() string { return redacted }
+
+// GoString returns "[redacted]", for %#v.
+func (s Secret) GoString() string { return redacted }
+
+// Format writes "[redacted]" for every verb, %x and %d included.
+func (s Secret) Format(f fmt.State, _ rune) { io.WriteString(f, redacted) }
+
+// LogValue redacts the secret in log/slog records.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(redacted) }
+
+// MarshalJSON writes "[redacted]": a Secret that ends up in JSON by
+// accident (a log line, a reply) does not carry the secret. Write
+// Bytes where the secret is meant to go.
+func (s Secret) MarshalJSON() ([]byte, error) { return []byte(`"` + redacted + `"`), nil }

@@ -1,0 +1,118 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"strings"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nkeys"
+
+	"github.com/natsprov/provisioner/api"
+)
+
+// User is an issued user. Seed and Creds are set only when the client made
+// the key; Creds is the creds file (JWT and seed) that nats.UserCredentials
+// and the nats CLI read. Wipe it when the secrets are stored.
+type User struct {
+	Name      string
+	PublicKey string
+	JWT       string
+	Seed      Secret
+	Creds     Secret
+}
+
+// Wipe clears the seed and the creds.
+func (u *User) Wipe() {
+	u.Seed.Wipe()
+	u.Creds.Wipe()
+}
+
+// CreateUser issues a user. Without req.PublicKey it makes the user's key
+// pair here, sends only its public key, and returns the seed and a creds
+// file formatted here: the seed never crosses the wire, and the service
+// never sees it. With req.PublicKey (the caller holds the seed) it returns
+// the JWT only. A public_key that holds a seed is refused (ErrInvalid)
+// without sending anything.
+func (c *Client) CreateUser(ctx context.Context, req api.CreateUserRequest) (*User, error) {
+	if pub := strings.TrimSpace(req.PublicKey); pub != "" {
+		if strings.HasPrefix(strings.ToUpper(pub), "S") {
+			return nil, fmt.Errorf("%w: \"public_key\" holds a seed, not a user public key (U...); nothing was sent", ErrInvalid)
+		}
+		var rep api.CreateUserReply
+		if err := c.request(ctx, api.SubjectUserCreate, req, &rep); err != nil {
+			return nil, err
+		}
+		return &User{Name: rep.User.Name, PublicKey: rep.User.PublicKey, JWT: rep.User.JWT}, nil
+	}
+
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return nil, fmt.Errorf("client: make a user key: %w", err)
+	}
+	defer kp.Wipe()
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return nil, fmt.Errorf("client: user public key: %w", err)
+	}
+	req.PublicKey = pub
+	var rep api.CreateUserReply
+	if err := c.request(ctx, api.SubjectUserCreate, req, &rep); err != nil {
+		return nil, err
+	}
+	claims, err := jwt.DecodeUserClaims(rep.User.JWT)
+	if err != nil {
+		return nil, fmt.Errorf("client: the user.create reply holds no valid user JWT: %w", err)
+	}
+	if claims.Subject != pub || rep.User.PublicKey != pub {
+		return nil, fmt.Errorf("client: user.create issued %s (JWT subject %s) for the key %s it was sent", rep.User.PublicKey, claims.Subject, pub)
+	}
+	raw, err := kp.Seed()
+	if err != nil {
+		return nil, fmt.Errorf("client: user seed: %w", err)
+	}
+	// The key pair's Wipe overwrites raw itself: keep a copy.
+	seed := Secret{b: append([]byte(nil), raw...)}
+	creds, err := jwt.FormatUserConfig(rep.User.JWT, seed.b)
+	if err != nil {
+		seed.Wipe()
+		return nil, fmt.Errorf("client: format the creds of %s: %w", pub, err)
+	}
+	return &User{Name: rep.User.Name, PublicKey: pub, JWT: rep.User.JWT, Seed: seed, Creds: Secret{b: creds}}, nil
+}
+
+// ListUsers returns one page of the users issued under an account, in
+// issue order; Users follows next_offset for you.
+func (c *Client) ListUsers(ctx context.Context, req api.ListUsersRequest) (*api.ListUsersReply, error) {
+	var rep api.ListUsersReply
+	if err := c.request(ctx, api.SubjectUserList, req, &rep); err != nil {
+		return nil, err
+	}
+	return &rep, nil
+}
+
+// Users iterates over an account's users from start.Offset on, in pages of
+// start.Limit (0 lets the service choose), as Accounts does.
+func (c *Client) Users(ctx context.Context, start api.ListUsersRequest) iter.Seq2[api.UserSummary, error] {
+	return pages(start.Offset, func(offset int) ([]api.UserSummary, int, error) {
+		req := start
+		req.Offset = offset
+		rep, err := c.ListUsers(ctx, req)
+		if err != nil {
+			return nil, 0, err
+		}
+		return rep.Users, rep.NextOffset, nil
+	})
+}
+
+// RevokeUser revokes a user, by public key or by the name of an active
+// user, and pushes the account: the user's connections close and it cannot
+// connect again.
+func (c *Client) RevokeUser(ctx context.Context, req api.RevokeUserRequest) (*api.RevokeUserReply, error) {
+	var rep api.RevokeUserReply
+	if err := c.request(ctx, api.SubjectUserRevoke, req, &rep); err != nil {
+		return nil, err
+	}
+	return &rep, nil
+}
