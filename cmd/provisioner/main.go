@@ -28,10 +28,12 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "provisioner:", err)
+		// -h asked for help and got it: that is a success.
+		if errors.Is(err, flag.ErrHelp) {
+			return
 		}
-		os.Exit(2)
+		fmt.Fprintln(os.Stderr, "provisioner:", err)
+		os.Exit(exitCode(err))
 	}
 }
 
@@ -42,6 +44,8 @@ Usage:
   provisioner init  --dir DIR [--host H] [--port N]    write a new deployment: keys, nats-server.conf, config.json
   provisioner serve --config config.json               run the service against a deployment
   provisioner bench [-n N] [-c C] [--accounts N]         measure throughput against the floor
+  provisioner account create|list|get|update|delete   manage accounts through the service
+  provisioner user create|list|revoke                 issue, list and revoke users through the service
   provisioner version
 
 Run "provisioner COMMAND -h" for a command's flags.
@@ -63,6 +67,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runDev(ctx, args[1:], stdout, stderr)
 	case "bench":
 		return runBench(ctx, args[1:], stdout, stderr)
+	case "account":
+		return runAccount(ctx, args[1:], stdout, stderr)
+	case "user":
+		return runUser(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "provisioner", service.Version)
 		return nil

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/nats-io/jwt/v2"
+
+	"github.com/natsprov/provisioner/api"
+	"github.com/natsprov/provisioner/bootstrap"
+)
+
+func TestAccountCommands(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, bootstrap.Options{})
+
+	// Flags after the name, sizes with units.
+	out := c.mustRun(t, "account", "create", "acme", "--conn", "10", "--disk-storage", "1G", "--payload", "512K",
+		"--tag", "tier:gold", "--tag", "region:eu", "--description", "the acme account")
+	if !strings.HasPrefix(out, "Created account acme (A") || !strings.Contains(out, "SERVER") || !strings.Contains(out, " 200 ") {
+		t.Errorf("account create printed:\n%s", out)
+	}
+
+	var got api.AccountReply
+	decodeJSON(t, c.mustRun(t, "account", "get", "acme", "--json"), &got)
+	ac := got.Account.Claims
+	if ac == nil || ac.Limits.Conn != 10 || ac.Limits.DiskStorage != 1<<30 || ac.Limits.Payload != 512<<10 || ac.Limits.Subs != -1 {
+		t.Fatalf("account get --json: %+v", got.Account)
+	}
+	if ac.Description != "the acme account" || !ac.Tags.Contains("tier:gold") || !ac.Tags.Contains("region:eu") {
+		t.Errorf("description %q tags %v", ac.Description, ac.Tags)
+	}
+	pub := got.Account.PublicKey
+
+	out = c.mustRun(t, "account", "get", pub)
+	for _, want := range []string{"Name           acme", "Public key     " + pub, "Connections    10", "Subscriptions  unlimited",
+		"Payload        512K", "JetStream      memory 0, disk 1G", "Tags           tier:gold, region:eu", "Description    the acme account"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("account get lacks %q:\n%s", want, out)
+		}
+	}
+
+	// Only the flags given change.
+	out = c.mustRun(t, "account", "update", "acme", "--subs", "5", "--tag", "tier:silver")
+	if !strings.HasPrefix(out, "Updated account acme ("+pub+")") {
+		t.Errorf("account update printed:\n%s", out)
+	}
+	var upd api.AccountReply
+	decodeJSON(t, c.mustRun(t, "account", "update", "acme", "--conn", "-1", "--json"), &upd)
+	uc, err := jwt.DecodeAccountClaims(upd.Account.JWT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uc.Limits.Subs != 5 || uc.Limits.Conn != -1 || uc.Limits.DiskStorage != 1<<30 || uc.Description != "the acme account" ||
+		len(uc.Tags) != 1 || !uc.Tags.Contains("tier:silver") {
+		t.Errorf("after the updates: subs %d conn %d disk %d description %q tags %v", uc.Limits.Subs, uc.Limits.Conn, uc.Limits.DiskStorage, uc.Description, uc.Tags)
+	}
+
+	c.mustRun(t, "account", "create", "beta")
+	out = c.mustRun(t, "account", "list")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "NAME") || !strings.HasPrefix(lines[1], "acme ") || !strings.HasPrefix(lines[2], "beta ") {
+		t.Errorf("account list printed:\n%s", out)
+	}
+	var list api.ListAccountsReply
+	decodeJSON(t, c.mustRun(t, "account", "list", "--json"), &list)
+	if list.Total != 2 || len(list.Accounts) != 2 || list.Accounts[0].PublicKey != pub {
+		t.Errorf("account list --json: %+v", list)
+	}
+
+	var del api.DeleteAccountReply
+	decodeJSON(t, c.mustRun(t, "account", "delete", "beta", "--json"), &del)
+	if !strings.HasPrefix(del.Deleted, "A") || len(del.Resolver) != 1 {
+		t.Errorf("account delete --json: %+v", del)
+	}
+	out = c.mustRun(t, "account", "delete", "acme")
+	if !strings.HasPrefix(out, "Deleted account "+pub) {
+		t.Errorf("account delete printed:\n%s", out)
+	}
+	if out := c.mustRun(t, "account", "list"); out != "No accounts.\n" {
+		t.Errorf("account list of none printed %q", out)
+	}
+	decodeJSON(t, c.mustRun(t, "account", "list", "--json"), &list)
+	if list.Total != 0 || list.Accounts == nil {
+		t.Errorf("account list --json of none: %+v", list)
+	}
+}
+
+// TestAccountServiceErrors: what the service refuses is printed with its
+// description and code, and exits 1.
+func TestAccountServiceErrors(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, bootstrap.Options{NoDelete: true})
+	c.mustRun(t, "account", "create", "taken")
+	tests := []struct {
+		name     string
+		args     []string
+		code     string
+		mentions string
+	}{
+		{"unknown", []string{"account", "get", "nobody"}, "404", "nobody"},
+		{"unknown, --json", []string{"account", "get", "nobody", "--json"}, "404", "nobody"},
+		{"duplicate", []string{"account", "create", "taken"}, "409", "taken"},
+		{"empty name", []string{"account", "create", ""}, "400", "name"},
+		{"system account", []string{"account", "update", c.env.Init.SystemAccount, "--conn", "1"}, "403", "system account"},
+		{"refused delete", []string{"account", "delete", "taken"}, "502", "delete"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, _, err := c.run(t, tt.args...)
+			wantServiceError(t, err, tt.code, tt.mentions)
+			if out != "" {
+				t.Errorf("stdout %q on an error", out)
+			}
+		})
+	}
+}

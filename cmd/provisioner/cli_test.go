@@ -1,0 +1,275 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/provtest"
+)
+
+// TestMain keeps the connection settings of the machine running the tests
+// out of them: every test says where it connects.
+func TestMain(m *testing.M) {
+	for _, v := range []string{"NATS_URL", "NATS_CREDS", "NATS_CONTEXT"} {
+		os.Unsetenv(v)
+	}
+	os.Exit(m.Run())
+}
+
+// cli is a deployment with the service running, and the flags that
+// connect to it with the admin creds.
+type cli struct {
+	env  *provtest.Env
+	conn []string
+}
+
+func newCLI(t *testing.T, opts bootstrap.Options) *cli {
+	t.Helper()
+	env := provtest.Deployment(t, opts)
+	env.Start(t)
+	return &cli{env: env, conn: []string{"--server", env.Server.URL(), "--creds", env.Init.AdminCreds}}
+}
+
+// run runs the command with the connection flags after its own arguments,
+// as people type them.
+func (c *cli) run(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	return runCmd(t, append(args, c.conn...)...)
+}
+
+func runCmd(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err = run(context.Background(), args, &out, &errOut)
+	return out.String(), errOut.String(), err
+}
+
+// mustRun runs a command that must succeed.
+func (c *cli) mustRun(t *testing.T, args ...string) string {
+	t.Helper()
+	out, errOut, err := c.run(t, args...)
+	if err != nil {
+		t.Fatalf("provisioner %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, out, errOut)
+	}
+	return out
+}
+
+// decodeJSON decodes a command's --json output strictly: one JSON value
+// and nothing else.
+func decodeJSON(t *testing.T, out string, v any) {
+	t.Helper()
+	dec := json.NewDecoder(strings.NewReader(out))
+	if err := dec.Decode(v); err != nil {
+		t.Fatalf("--json printed no JSON: %v\n%s", err, out)
+	}
+	if dec.More() {
+		t.Fatalf("--json printed more than one JSON value:\n%s", out)
+	}
+}
+
+// wantServiceError checks that a command failed with the service's error:
+// exit code 1 and the message main prints.
+func wantServiceError(t *testing.T, err error, code string, mentions string) {
+	t.Helper()
+	var se *serviceError
+	if !errors.As(err, &se) || exitCode(err) != 1 {
+		t.Fatalf("got %v (exit %d), want a service error, exit 1", err, exitCode(err))
+	}
+	if msg := err.Error(); !strings.HasSuffix(msg, "(code "+code+")") || !strings.Contains(msg, mentions) {
+		t.Errorf("message %q, want the description mentioning %q and (code %s)", msg, mentions, code)
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want int
+	}{
+		{"success", nil, 0},
+		{"help", flag.ErrHelp, 0},
+		{"wrapped help", errors.Join(errors.New("x"), flag.ErrHelp), 0},
+		{"other", errors.New("no connection"), 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := exitCode(tt.err); got != tt.want {
+				t.Errorf("exitCode(%v) = %d, want %d", tt.err, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestReorder(t *testing.T) {
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	fs.String("o", "", "")
+	fs.Int("conn", 0, "")
+	fs.Bool("json", false, "")
+	tests := []struct {
+		name string
+		give string
+		want string
+	}{
+		{"flags first", "--conn 1 acme", "--conn 1 -- acme"},
+		{"flags after", "acme --conn 1", "--conn 1 -- acme"},
+		{"mixed", "acme --json alice -o f", "--json -o f -- acme alice"},
+		{"with =", "acme --conn=1", "--conn=1 -- acme"},
+		{"negative value", "acme --conn -1", "--conn -1 -- acme"},
+		{"dash value", "acme -o -", "-o - -- acme"},
+		{"bool does not take the next", "--json acme", "--json -- acme"},
+		{"after --", "acme -- --json", "-- acme --json"},
+		{"unknown flag left to Parse", "acme --nope x", "--nope -- acme x"},
+		{"value flag last", "acme --conn", "--conn -- acme"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := strings.Join(reorder(fs, strings.Fields(tt.give)), " "); got != tt.want {
+				t.Errorf("reorder(%q) = %q, want %q", tt.give, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseLimit(t *testing.T) {
+	tests := []struct {
+		give    string
+		size    bool
+		want    int64
+		wantErr bool
+	}{
+		{"10", false, 10, false},
+		{"-1", false, -1, false},
+		{"unlimited", true, -1, false},
+		{"0", true, 0, false},
+		{"512K", true, 512 << 10, false},
+		{"1g", true, 1 << 30, false},
+		{"2GiB", true, 2 << 30, false},
+		{"3 MB", true, 3 << 20, false},
+		{"1T", true, 1 << 40, false},
+		{"1K", false, 0, true},
+		{"-2", false, 0, true},
+		{"ten", true, 0, true},
+		{"9999999999T", true, 0, true},
+		{"1.5G", true, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.give, func(t *testing.T) {
+			got, err := parseLimit(tt.give, tt.size)
+			if (err != nil) != tt.wantErr || got != tt.want {
+				t.Errorf("parseLimit(%q, %v) = %d, %v; want %d, error %v", tt.give, tt.size, got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestHelp checks that each new command explains itself on -h: a summary,
+// the usage, its flags with defaults and an example, on stdout, and that
+// this counts as success.
+func TestHelp(t *testing.T) {
+	commands := [][]string{
+		{"account", "create"}, {"account", "list"}, {"account", "get"}, {"account", "update"}, {"account", "delete"},
+		{"user", "create"}, {"user", "list"}, {"user", "revoke"},
+	}
+	for _, c := range commands {
+		for _, h := range []string{"-h", "--help"} {
+			t.Run(strings.Join(c, " ")+" "+h, func(t *testing.T) {
+				// Positional arguments before -h do not matter.
+				out, errOut, err := runCmd(t, append(c, "acme", h)...)
+				if !errors.Is(err, flag.ErrHelp) || exitCode(err) != 0 {
+					t.Fatalf("got %v (exit %d), want flag.ErrHelp, exit 0", err, exitCode(err))
+				}
+				if errOut != "" {
+					t.Errorf("help wrote to stderr: %s", errOut)
+				}
+				for _, want := range []string{"provisioner " + strings.Join(c, " ") + ": ", "Usage:\n  provisioner " + strings.Join(c, " "),
+					"\nExample:\n  provisioner " + strings.Join(c, " "), "--server URL", "--timeout DURATION", "(default 30s)", "--prefix PREFIX", "(default prov)", "--json"} {
+					if !strings.Contains(out, want) {
+						t.Errorf("help lacks %q:\n%s", want, out)
+					}
+				}
+			})
+		}
+	}
+	for _, group := range []string{"account", "user"} {
+		t.Run(group, func(t *testing.T) {
+			out, _, err := runCmd(t, group, "-h")
+			if exitCode(err) != 0 || !strings.Contains(out, "Commands:\n  create") {
+				t.Errorf("%s -h: %v\n%s", group, err, out)
+			}
+			out, errOut, err := runCmd(t, group)
+			if exitCode(err) != 2 || out != "" || !strings.Contains(errOut, "Commands:") {
+				t.Errorf("%s without a command: %v, stdout %q", group, err, out)
+			}
+		})
+	}
+}
+
+// TestBadInvocations: mistakes are named, exit 2, show the help on stderr,
+// and nothing is sent (there is no server to send to).
+func TestBadInvocations(t *testing.T) {
+	noServer := []string{"--server", "nats://127.0.0.1:1", "--timeout", "1s"}
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no name", []string{"account", "create"}, "NAME is required"},
+		{"no user name", []string{"user", "create", "acme"}, "NAME is required"},
+		{"no account and user", []string{"user", "revoke"}, "ACCOUNT and USER is required"},
+		{"extra argument", []string{"account", "get", "acme", "other"}, `unexpected argument "other"`},
+		{"unknown flag", []string{"account", "list", "--colour", "red"}, "flag provided but not defined: -colour"},
+		{"bad limit", []string{"account", "create", "acme", "--conn", "many"}, `invalid value "many" for flag -conn: want a whole number`},
+		{"bad size", []string{"account", "create", "acme", "--data", "1Q"}, "want a number of bytes"},
+		{"nothing to update", []string{"account", "update", "acme"}, "nothing to change"},
+		{"bad expiry", []string{"user", "create", "acme", "alice", "-o", "-", "--expires-in", "tomorrow"}, `--expires-in must be a positive duration`},
+		{"unknown verb", []string{"account", "frobnicate"}, `unknown command "frobnicate"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, errOut, err := runCmd(t, append(tt.args, noServer...)...)
+			if err == nil || exitCode(err) != 2 {
+				t.Fatalf("got %v (exit %d), want a failure, exit 2", err, exitCode(err))
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not say %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "connect to") {
+				t.Errorf("it tried to connect: %v", err)
+			}
+			if tt.name != "bad expiry" && !strings.Contains(errOut, "Usage:") {
+				t.Errorf("no usage on stderr:\n%s", errOut)
+			}
+		})
+	}
+}
+
+func TestNoServerNoService(t *testing.T) {
+	t.Parallel()
+	t.Run("no server", func(t *testing.T) {
+		_, _, err := runCmd(t, "account", "list", "--server", "nats://127.0.0.1:1")
+		if exitCode(err) != 2 || !strings.Contains(err.Error(), "connect to nats://127.0.0.1:1") {
+			t.Errorf("got %v (exit %d)", err, exitCode(err))
+		}
+	})
+	t.Run("no service", func(t *testing.T) {
+		env := provtest.Deployment(t, bootstrap.Options{})
+		_, _, err := runCmd(t, "account", "list", "--server", env.Server.URL(), "--creds", env.Init.AdminCreds)
+		if exitCode(err) != 2 || !strings.Contains(err.Error(), "no provisioner answers on prov.account.list") {
+			t.Errorf("got %v (exit %d)", err, exitCode(err))
+		}
+	})
+	t.Run("missing creds file", func(t *testing.T) {
+		_, _, err := runCmd(t, "account", "list", "--creds", filepath.Join(t.TempDir(), "nope.creds"))
+		if exitCode(err) != 2 || !strings.Contains(err.Error(), "nope.creds") {
+			t.Errorf("got %v (exit %d)", err, exitCode(err))
+		}
+	})
+}

@@ -1,0 +1,304 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natsprov/provisioner/api"
+	"github.com/natsprov/provisioner/client"
+)
+
+// getenv reads the environment; only the connection settings read it.
+var getenv = os.Getenv
+
+// connFlags are the connection flags every client command takes, named
+// as natscli names them.
+type connFlags struct {
+	server      string
+	creds       string
+	inboxPrefix string
+	context     string
+	prefix      string
+	timeout     time.Duration
+	json        bool
+}
+
+// addConnFlags defines the connection flags on a command, under their own
+// title in its help.
+func addConnFlags(c *command) *connFlags {
+	f := &connFlags{}
+	c.group("Connection flags", func(fs *flag.FlagSet) {
+		fs.StringVar(&f.server, "server", "", "NATS server `URL` (default: $NATS_URL, the context's url, then "+nats.DefaultURL+")")
+		fs.StringVar(&f.creds, "creds", "", "user credentials `FILE` (default: $NATS_CREDS, then the context's creds)")
+		fs.StringVar(&f.inboxPrefix, "inbox-prefix", "", "custom inbox `PREFIX` for replies, such as _INBOX_admin (default: the context's inbox_prefix, then _INBOX)")
+		fs.StringVar(&f.context, "context", "", "natscli context `NAME`, or the path of a context .json file (default: $NATS_CONTEXT)")
+		fs.StringVar(&f.prefix, "prefix", api.DefaultPrefix, "subject `PREFIX` of the provisioning service")
+		fs.DurationVar(&f.timeout, "timeout", client.DefaultTimeout, "how long to wait for each reply, a `DURATION`")
+	})
+	c.BoolVar(&f.json, "json", false, "print the reply as JSON")
+	return f
+}
+
+// natsContext holds the fields of a natscli context file this command
+// reads (jsm.go's natscontext, natscli v0.5.0). Other fields are ignored.
+type natsContext struct {
+	URL         string `json:"url"`
+	Token       string `json:"token"`
+	User        string `json:"user"`
+	Password    string `json:"password"`
+	Creds       string `json:"creds"`
+	NKey        string `json:"nkey"`
+	Cert        string `json:"cert"`
+	Key         string `json:"key"`
+	CA          string `json:"ca"`
+	NSCLookup   string `json:"nsc"`
+	InboxPrefix string `json:"inbox_prefix"`
+	UserJWT     string `json:"user_jwt"`
+	UserSeed    string `json:"user_seed"`
+	TLSFirst    bool   `json:"tls_first"`
+	SocksProxy  string `json:"socks_proxy"`
+}
+
+// contextPath finds a natscli context: a path ending in .json that
+// exists, else $XDG_CONFIG_HOME/nats/context/NAME.json, else
+// ~/.config/nats/context/NAME.json.
+func contextPath(name string) (string, error) {
+	if strings.HasSuffix(name, ".json") {
+		if _, err := os.Stat(name); err == nil {
+			return name, nil
+		}
+	}
+	if name == "" || strings.ContainsAny(name, `/\`) || strings.Contains(name, "..") {
+		return "", fmt.Errorf("context %q: not a context name, nor an existing .json file", name)
+	}
+	dir := getenv("XDG_CONFIG_HOME")
+	if dir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("context %q: %w", name, err)
+		}
+		dir = filepath.Join(home, ".config")
+	}
+	return filepath.Join(dir, "nats", "context", name+".json"), nil
+}
+
+// loadContext reads a natscli context. Values that natscli would resolve
+// through a scheme this command does not support (op://, nsc://, env://,
+// data:) are refused by name rather than used as they are.
+func loadContext(name string) (*natsContext, error) {
+	path, err := contextPath(name)
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("context %q: no context file %s", name, path)
+		}
+		return nil, fmt.Errorf("context %q: %w", name, err)
+	}
+	var c natsContext
+	if err := json.Unmarshal(data, &c); err != nil {
+		// The JSON error may quote a part of the file: keep it out.
+		return nil, fmt.Errorf("context %q: %s is not a natscli context (invalid JSON)", name, path)
+	}
+	if c.NSCLookup != "" {
+		return nil, fmt.Errorf("context %q: \"nsc\" lookups are not supported; set \"creds\" to a creds file", name)
+	}
+	if c.SocksProxy != "" {
+		return nil, fmt.Errorf("context %q: \"socks_proxy\" is not supported", name)
+	}
+	for field, p := range map[string]*string{"creds": &c.Creds, "nkey": &c.NKey, "cert": &c.Cert, "key": &c.Key, "ca": &c.CA} {
+		if *p, err = contextFile(*p); err != nil {
+			return nil, fmt.Errorf("context %q: %q: %w", name, field, err)
+		}
+	}
+	for field, v := range map[string]string{"password": c.Password, "token": c.Token, "user_jwt": c.UserJWT, "user_seed": c.UserSeed} {
+		if s := scheme(v); s != "" {
+			return nil, fmt.Errorf("context %q: %q uses the %s: scheme, which this command does not resolve; give the value itself", name, field, s)
+		}
+	}
+	return &c, nil
+}
+
+// contextFile turns a context's file reference into a path, as natscli
+// does: file:// is stripped, $VARS and a leading ~ are expanded.
+func contextFile(ref string) (string, error) {
+	if ref == "" {
+		return "", nil
+	}
+	if s := scheme(ref); s != "" && s != "file" {
+		return "", fmt.Errorf("the %s: scheme is not supported; give a file path", s)
+	}
+	p := os.Expand(strings.TrimPrefix(ref, "file://"), getenv)
+	if strings.HasPrefix(p, "~") {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", err
+		}
+		p = home + p[1:]
+	}
+	return p, nil
+}
+
+// scheme returns the URI scheme natscontext would resolve a value with,
+// or "".
+func scheme(v string) string {
+	for _, s := range []string{"file", "op", "nsc", "env"} {
+		if strings.HasPrefix(v, s+"://") {
+			return s
+		}
+	}
+	if strings.HasPrefix(v, "data:") {
+		return "data"
+	}
+	return ""
+}
+
+// conn is a connection to NATS for the client commands.
+type conn struct {
+	nc     *nats.Conn
+	client *client.Client
+	server string
+	// asyncErr is the last error the server sent outside a request, such
+	// as a permissions violation on the inbox subscription, which
+	// otherwise only shows as a timeout.
+	mu       sync.Mutex
+	asyncErr error
+}
+
+// connect connects as natscli would: each setting comes from its flag,
+// else its environment variable, else the context, else the default.
+func (f *connFlags) connect() (*conn, error) {
+	server, creds, inbox := f.server, f.creds, f.inboxPrefix
+	if server == "" {
+		server = getenv("NATS_URL")
+	}
+	if creds == "" {
+		creds = getenv("NATS_CREDS")
+	}
+	name := f.context
+	if name == "" {
+		name = getenv("NATS_CONTEXT")
+	}
+	c := &conn{}
+	opts := []nats.Option{
+		nats.Name("provisioner-cli"),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			c.mu.Lock()
+			c.asyncErr = err
+			c.mu.Unlock()
+		}),
+	}
+	if name != "" {
+		ctx, err := loadContext(name)
+		if err != nil {
+			return nil, err
+		}
+		server = firstOf(server, ctx.URL)
+		inbox = firstOf(inbox, ctx.InboxPrefix)
+		switch {
+		case creds != "":
+		case ctx.User != "":
+			opts = append(opts, nats.UserInfo(ctx.User, ctx.Password))
+		case ctx.Creds != "":
+			creds = ctx.Creds
+		case ctx.NKey != "":
+			opt, err := nats.NkeyOptionFromSeed(ctx.NKey)
+			if err != nil {
+				return nil, fmt.Errorf("context %q: \"nkey\": %w", name, err)
+			}
+			opts = append(opts, opt)
+		case ctx.UserJWT != "" && ctx.UserSeed != "":
+			opts = append(opts, nats.UserJWTAndSeed(ctx.UserJWT, ctx.UserSeed))
+		}
+		if ctx.Token != "" {
+			opts = append(opts, nats.Token(ctx.Token))
+		}
+		if ctx.Cert != "" && ctx.Key != "" {
+			opts = append(opts, nats.ClientCert(ctx.Cert, ctx.Key))
+		}
+		if ctx.CA != "" {
+			opts = append(opts, nats.RootCAs(ctx.CA))
+		}
+		if ctx.TLSFirst {
+			opts = append(opts, nats.TLSHandshakeFirst())
+		}
+	}
+	server = firstOf(server, nats.DefaultURL)
+	if creds != "" {
+		if _, err := os.Stat(creds); err != nil {
+			return nil, fmt.Errorf("creds: %w", err)
+		}
+		opts = append(opts, nats.UserCredentials(creds))
+	}
+	if inbox != "" {
+		opts = append(opts, nats.CustomInboxPrefix(inbox))
+	}
+	nc, err := nats.Connect(server, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", redactURL(server), err)
+	}
+	c.nc, c.server = nc, server
+	c.client = client.New(nc, client.WithPrefix(f.prefix), client.WithTimeout(f.timeout))
+	return c, nil
+}
+
+// firstOf returns the first of its arguments that is not empty.
+func firstOf(vals ...string) string {
+	for _, v := range vals {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// redactURL hides a user and password or a token in a server URL.
+func redactURL(u string) string {
+	if at := strings.LastIndex(u, "@"); at >= 0 {
+		if i := strings.Index(u, "://"); i >= 0 && i < at {
+			return u[:i+3] + "[redacted]" + u[at:]
+		}
+		return "[redacted]" + u[at:]
+	}
+	return u
+}
+
+// explain adds what the server said outside the request to a request that
+// got no reply: with a custom inbox prefix the creds may not subscribe
+// to, the reply never comes and the only trace is that violation.
+func (c *conn) explain(err error) error {
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	c.nc.FlushTimeout(time.Second)
+	c.mu.Lock()
+	async := c.asyncErr
+	c.mu.Unlock()
+	if async != nil {
+		return fmt.Errorf("%w; the server said: %v", err, async)
+	}
+	return err
+}
+
+// Close closes the connection.
+func (c *conn) Close() { c.nc.Close() }
+
+// printJSON writes v as indented JSON.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,225 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nkeys"
+
+	"github.com/natsprov/provisioner/bootstrap"
+)
+
+// writeContext writes a natscli context file and returns its path.
+func writeContext(t *testing.T, dir, name string, fields map[string]any) string {
+	t.Helper()
+	b, err := json.Marshal(fields)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, name+".json")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// inboxAdmin issues a system user that may send provisioning requests and
+// read replies only on _INBOX_admin.>, as the admin of a deployment whose
+// creds allow only a custom inbox prefix; it returns its creds file.
+func inboxAdmin(t *testing.T, c *cli) string {
+	t.Helper()
+	seed, err := os.ReadFile(filepath.Join(c.env.Dir, bootstrap.SystemAccountSigningFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := nkeys.FromSeed([]byte(strings.TrimSpace(string(seed))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer signer.Wipe()
+	kp, _ := nkeys.CreateUser()
+	defer kp.Wipe()
+	pub, _ := kp.PublicKey()
+	uc := jwt.NewUserClaims(pub)
+	uc.Name = "inbox-admin"
+	uc.IssuerAccount = c.env.Init.SystemAccount
+	uc.Pub.Allow.Add("prov.>")
+	uc.Sub.Allow.Add("_INBOX_admin.>")
+	token, err := uc.Encode(signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	userSeed, _ := kp.Seed()
+	creds, err := jwt.FormatUserConfig(token, userSeed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "inbox-admin.creds")
+	if err := os.WriteFile(p, creds, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestConnectSettings checks where the connection settings come from: the
+// flags, a natscli context file, and the custom inbox prefix, against a
+// user that may read replies only on _INBOX_admin.>.
+func TestConnectSettings(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, bootstrap.Options{})
+	c.mustRun(t, "account", "create", "acme")
+	url, admin := c.env.Server.URL(), c.env.Init.AdminCreds
+	inboxCreds := inboxAdmin(t, c)
+	dir := t.TempDir()
+	adminCtx := writeContext(t, dir, "admin", map[string]any{"description": "x", "url": url, "creds": admin, "color_scheme": "dark"})
+	inboxCtx := writeContext(t, dir, "inbox", map[string]any{"url": url, "creds": "file://" + inboxCreds, "inbox_prefix": "_INBOX_admin"})
+	noInboxCtx := writeContext(t, dir, "noinbox", map[string]any{"url": url, "creds": inboxCreds})
+	wrongURLCtx := writeContext(t, dir, "wrong", map[string]any{"url": "nats://127.0.0.1:1", "creds": admin})
+
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr string // "" for success
+	}{
+		{"flags", []string{"--server", url, "--creds", admin}, ""},
+		{"context file", []string{"--context", adminCtx}, ""},
+		{"context's inbox prefix", []string{"--context", inboxCtx}, ""},
+		{"inbox prefix flag", []string{"--server", url, "--creds", inboxCreds, "--inbox-prefix", "_INBOX_admin"}, ""},
+		{"flag over the context's url", []string{"--context", wrongURLCtx, "--server", url}, ""},
+		{"flag over the context's inbox prefix", []string{"--context", inboxCtx, "--inbox-prefix", "_INBOX_other", "--timeout", "1s"}, `Permissions Violation for Subscription to "_INBOX_other`},
+		{"default inbox not allowed", []string{"--context", noInboxCtx, "--timeout", "1s"}, `Permissions Violation for Subscription to "_INBOX.`},
+		// Today's admin creds may read replies on _INBOX.> only.
+		{"custom inbox with today's admin creds", []string{"--server", url, "--creds", admin, "--inbox-prefix", "_INBOX_admin", "--timeout", "1s"}, `Permissions Violation for Subscription to "_INBOX_admin`},
+		{"context's url", []string{"--context", wrongURLCtx}, "connect to nats://127.0.0.1:1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, _, err := runCmd(t, append([]string{"account", "get", "acme", "--json"}, tt.args...)...)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("account get: %v", err)
+				}
+				if !strings.Contains(out, `"name": "acme"`) {
+					t.Errorf("account get printed:\n%s", out)
+				}
+				return
+			}
+			if err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("got %v (exit %d), want exit 2 and %q", err, exitCode(err), tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestContextByName finds a context by name under $XDG_CONFIG_HOME, and
+// takes the URL and creds from NATS_URL and NATS_CREDS, as natscli does.
+func TestContextByName(t *testing.T) {
+	c := newCLI(t, bootstrap.Options{})
+	url, admin := c.env.Server.URL(), c.env.Init.AdminCreds
+	cfg := t.TempDir()
+	t.Setenv("XDG_CONFIG_HOME", cfg)
+	t.Setenv("CREDS_DIR", filepath.Dir(admin))
+	writeContext(t, filepath.Join(cfg, "nats", "context"), "prov", map[string]any{"url": url, "creds": "$CREDS_DIR/" + filepath.Base(admin)})
+	writeContext(t, filepath.Join(cfg, "nats", "context"), "nowhere", map[string]any{"url": "nats://127.0.0.1:1"})
+
+	if out, _, err := runCmd(t, "account", "list", "--context", "prov"); err != nil || out != "No accounts.\n" {
+		t.Fatalf("--context prov: %v\n%s", err, out)
+	}
+	t.Setenv("NATS_CONTEXT", "prov")
+	if _, _, err := runCmd(t, "account", "list"); err != nil {
+		t.Fatalf("NATS_CONTEXT=prov: %v", err)
+	}
+	// NATS_URL and NATS_CREDS come before the context, flags before them.
+	t.Setenv("NATS_CONTEXT", "nowhere")
+	t.Setenv("NATS_URL", url)
+	t.Setenv("NATS_CREDS", admin)
+	if _, _, err := runCmd(t, "account", "list"); err != nil {
+		t.Fatalf("NATS_URL and NATS_CREDS over the context: %v", err)
+	}
+	if _, _, err := runCmd(t, "account", "list", "--server", "nats://127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Fatalf("--server over NATS_URL: %v", err)
+	}
+	_, _, err := runCmd(t, "account", "list", "--context", "missing")
+	if err == nil || !strings.Contains(err.Error(), filepath.Join(cfg, "nats", "context", "missing.json")) {
+		t.Errorf("a missing context: %v", err)
+	}
+}
+
+// TestLoadContext: what a context holds is read with natscli's field names,
+// and what this command cannot honour is refused by name, without quoting
+// secrets.
+func TestLoadContext(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	home, _ := os.UserHomeDir()
+	full := writeContext(t, dir, "full", map[string]any{
+		"url": "nats://a:4222", "user": "bob", "password": "hunter2", "token": "tok", "creds": "~/x.creds",
+		"nkey": "file:///k.nk", "cert": "/c.pem", "key": "/k.pem", "ca": "/ca.pem", "inbox_prefix": "_INBOX_bob",
+		"user_jwt": "eyJ", "user_seed": "SUAX", "tls_first": true, "jetstream_domain": "hub",
+	})
+	got, err := loadContext(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := natsContext{URL: "nats://a:4222", User: "bob", Password: "hunter2", Token: "tok", Creds: filepath.Join(home, "x.creds"),
+		NKey: "/k.nk", Cert: "/c.pem", Key: "/k.pem", CA: "/ca.pem", InboxPrefix: "_INBOX_bob", UserJWT: "eyJ", UserSeed: "SUAX", TLSFirst: true}
+	if *got != want {
+		t.Errorf("loadContext = %+v\nwant %+v", *got, want)
+	}
+
+	bad := os.WriteFile(filepath.Join(dir, "broken.json"), []byte(`{"password": "hunter2", `), 0o600)
+	if bad != nil {
+		t.Fatal(bad)
+	}
+	tests := []struct {
+		name   string
+		fields map[string]any
+		want   string
+	}{
+		{"op creds", map[string]any{"creds": "op://vault/item/creds"}, `"creds": the op: scheme is not supported`},
+		{"nsc lookup", map[string]any{"nsc": "nsc://op/acct/user"}, `"nsc" lookups are not supported`},
+		{"env password", map[string]any{"user": "bob", "password": "env://PASSWORD"}, `"password" uses the env: scheme`},
+		{"data seed", map[string]any{"user_jwt": "eyJ", "user_seed": "data:,SUAX"}, `"user_seed" uses the data: scheme`},
+		{"socks", map[string]any{"socks_proxy": "127.0.0.1:1080"}, `"socks_proxy" is not supported`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := loadContext(writeContext(t, t.TempDir(), "c", tt.fields))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("got %v, want %q", err, tt.want)
+			}
+		})
+	}
+	t.Run("invalid JSON", func(t *testing.T) {
+		_, err := loadContext(filepath.Join(dir, "broken.json"))
+		if err == nil || !strings.Contains(err.Error(), "invalid JSON") || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("got %v", err)
+		}
+	})
+	t.Run("not a name", func(t *testing.T) {
+		_, err := loadContext("../etc/passwd")
+		if err == nil || !strings.Contains(err.Error(), "not a context name") {
+			t.Errorf("got %v", err)
+		}
+	})
+}
+
+func TestRedactURL(t *testing.T) {
+	tests := []struct{ give, want string }{
+		{"nats://127.0.0.1:4222", "nats://127.0.0.1:4222"},
+		{"nats://bob:hunter2@host:4222", "nats://[redacted]@host:4222"},
+		{"tok@host", "[redacted]@host"},
+	}
+	for _, tt := range tests {
+		if got := redactURL(tt.give); got != tt.want {
+			t.Errorf("redactURL(%q) = %q, want %q", tt.give, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,230 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+
+	"github.com/natsprov/provisioner/api"
+	"github.com/natsprov/provisioner/client"
+)
+
+// runUser is "provisioner user VERB": users of accounts, through the
+// service.
+func runUser(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return dispatch(ctx, "user", "issue, list and revoke the users of an account through the provisioning service", []subcommand{
+		{"create", "issue a user; its key is made here and its creds written locally", runUserCreate},
+		{"list", "list the users issued under an account", runUserList},
+		{"revoke", "revoke a user: its connections close and it cannot connect again", runUserRevoke},
+	}, args, stdout, stderr)
+}
+
+func runUserCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cmd := newCommand("user create", "issue a user; its key is made on this machine and only the public key is sent",
+		"provisioner user create ACCOUNT NAME [-o FILE] [flags]",
+		"provisioner user create acme alice -o alice.creds --expires-in 720h --pub-allow 'orders.>' --sub-allow '_INBOX.>'\n"+
+			"provisioner user create acme ci-bot > ci-bot.creds")
+	out := cmd.String("o", "", "write the creds to `FILE` (0600, never overwritten); \"-\" for stdout. Without -o the creds go to stdout, unless it is a terminal")
+	expires := cmd.String("expires-in", "", "the JWT expires after this `DURATION`, such as 24h (default: never)")
+	var pubAllow, pubDeny, subAllow, subDeny, tags stringList
+	cmd.Var(&pubAllow, "pub-allow", "a `SUBJECT` the user may publish to; repeat for more (default: the account's default permissions)")
+	cmd.Var(&pubDeny, "pub-deny", "a `SUBJECT` the user may not publish to; repeat for more")
+	cmd.Var(&subAllow, "sub-allow", "a `SUBJECT` the user may subscribe to; repeat for more")
+	cmd.Var(&subDeny, "sub-deny", "a `SUBJECT` the user may not subscribe to; repeat for more")
+	cmd.Var(&tags, "tag", "a `TAG` of the user; repeat for more")
+	bearer := cmd.Bool("bearer", false, "issue a bearer token: the JWT alone connects, without proving the key")
+	conn := addConnFlags(cmd)
+	if err := cmd.parse(args, stdout, stderr, "ACCOUNT", "NAME"); err != nil {
+		return err
+	}
+	req := api.CreateUserRequest{Account: cmd.Arg(0), Name: cmd.Arg(1), BearerToken: *bearer, Tags: tags}
+	if *expires != "" {
+		if d, err := time.ParseDuration(*expires); err != nil || d <= 0 {
+			return fmt.Errorf("user create: --expires-in must be a positive duration such as 24h or 90m, got %q", *expires)
+		}
+		req.ExpiresIn = *expires
+	}
+	if pubAllow != nil || pubDeny != nil || subAllow != nil || subDeny != nil {
+		req.Permissions = &api.Permissions{
+			Pub: jwt.Permission{Allow: jwt.StringList(pubAllow), Deny: jwt.StringList(pubDeny)},
+			Sub: jwt.Permission{Allow: jwt.StringList(subAllow), Deny: jwt.StringList(subDeny)},
+		}
+	}
+
+	// Where the creds go is settled before anything is issued: a key that
+	// cannot be written anywhere would make a user nobody can use.
+	toStdout := *out == "" || *out == "-"
+	if *out == "" && isTerminal(stdout) {
+		return errors.New("user create: the creds hold the user's secret seed; write them with -o FILE, redirect stdout, or pass -o - to print them here")
+	}
+	var file *os.File
+	if !toStdout {
+		f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			if errors.Is(err, os.ErrExist) {
+				return fmt.Errorf("user create: %s exists; creds files are never overwritten", *out)
+			}
+			return fmt.Errorf("user create: %w", err)
+		}
+		file = f
+		defer func() {
+			if file != nil { // not written: leave nothing behind
+				file.Close()
+				os.Remove(*out)
+			}
+		}()
+	}
+
+	c, err := conn.connect()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	u, err := c.client.CreateUser(ctx, req)
+	if err != nil {
+		return c.explain(err)
+	}
+	defer u.Wipe()
+
+	if file != nil {
+		if err := writeCreds(file, u.Creds.Bytes()); err != nil {
+			return fmt.Errorf("user create: user %s was issued, but its creds could not be written to %s: %w; "+
+				"nobody holds its key: revoke it with: provisioner user revoke %s %s", u.PublicKey, *out, err, req.Account, u.PublicKey)
+		}
+		file = nil
+		if conn.json {
+			return printJSON(stdout, api.CreateUserReply{User: api.User{Name: u.Name, PublicKey: u.PublicKey, JWT: u.JWT}})
+		}
+		printUser(stdout, u, req.Account, "Creds file\t"+*out+"\n")
+		return nil
+	}
+	// The creds on stdout, and what was issued on stderr.
+	if conn.json {
+		err = printJSON(stdout, api.CreateUserReply{User: api.User{
+			Name: u.Name, PublicKey: u.PublicKey, JWT: u.JWT, Seed: string(u.Seed.Bytes()), Creds: string(u.Creds.Bytes()),
+		}})
+	} else {
+		_, err = stdout.Write(u.Creds.Bytes())
+	}
+	if err != nil {
+		return fmt.Errorf("user create: user %s was issued, but its creds could not be written: %w; revoke it with: provisioner user revoke %s %s",
+			u.PublicKey, err, req.Account, u.PublicKey)
+	}
+	printUser(stderr, u, req.Account, "Creds\ton stdout\n")
+	return nil
+}
+
+// writeCreds writes and syncs a creds file, then closes it.
+func writeCreds(f *os.File, creds []byte) error {
+	_, err := f.Write(creds)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// printUser prints what was issued; never the seed.
+func printUser(w io.Writer, u *client.User, account, extra string) {
+	tw := table(w)
+	fmt.Fprintf(tw, "Issued user\t%s\n", u.Name)
+	fmt.Fprintf(tw, "Public key\t%s\n", u.PublicKey)
+	fmt.Fprintf(tw, "Account\t%s\n", account)
+	if uc, err := jwt.DecodeUserClaims(u.JWT); err == nil {
+		if uc.Expires != 0 {
+			fmt.Fprintf(tw, "Expires\t%s\n", time.Unix(uc.Expires, 0).UTC().Format(time.RFC3339))
+		}
+		if uc.BearerToken {
+			fmt.Fprintf(tw, "Bearer\tyes: the JWT alone connects\n")
+		}
+	}
+	fmt.Fprint(tw, extra)
+	tw.Flush()
+}
+
+// isTerminal reports whether w is a terminal (a character device), where
+// a seed should not be printed unasked.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+func runUserList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cmd := newCommand("user list", "list the users issued under an account, in issue order",
+		"provisioner user list ACCOUNT [flags]",
+		"provisioner user list acme")
+	conn := addConnFlags(cmd)
+	if err := cmd.parse(args, stdout, stderr, "ACCOUNT"); err != nil {
+		return err
+	}
+	c, err := conn.connect()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	all := api.ListUsersReply{Users: []api.UserSummary{}}
+	for u, err := range c.client.Users(ctx, api.ListUsersRequest{Account: cmd.Arg(0)}) {
+		if err != nil {
+			return c.explain(err)
+		}
+		all.Users = append(all.Users, u)
+	}
+	all.Total = len(all.Users)
+	if conn.json {
+		return printJSON(stdout, all)
+	}
+	if len(all.Users) == 0 {
+		fmt.Fprintln(stdout, "No users.")
+		return nil
+	}
+	tw := table(stdout)
+	fmt.Fprintln(tw, "NAME\tPUBLIC KEY\tISSUED\tEXPIRES\tREVOKED")
+	for _, u := range all.Users {
+		expires := "never"
+		if u.ExpiresAt != 0 {
+			expires = time.Unix(u.ExpiresAt, 0).UTC().Format(time.RFC3339)
+		}
+		revoked := "no"
+		if u.Revoked {
+			revoked = "yes"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", u.Name, u.PublicKey, time.Unix(u.IssuedAt, 0).UTC().Format(time.RFC3339), expires, revoked)
+	}
+	return tw.Flush()
+}
+
+func runUserRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cmd := newCommand("user revoke", "revoke a user: its connections close and it cannot connect again",
+		"provisioner user revoke ACCOUNT USER [flags]    (USER is a U... public key or an active user's name)",
+		"provisioner user revoke acme alice")
+	conn := addConnFlags(cmd)
+	if err := cmd.parse(args, stdout, stderr, "ACCOUNT", "USER"); err != nil {
+		return err
+	}
+	c, err := conn.connect()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	rep, err := c.client.RevokeUser(ctx, api.RevokeUserRequest{Account: cmd.Arg(0), User: cmd.Arg(1)})
+	if err != nil {
+		return c.explain(err)
+	}
+	if conn.json {
+		return printJSON(stdout, rep)
+	}
+	fmt.Fprintf(stdout, "Revoked user %s in account %s (%s)\n", rep.Revoked, rep.Account.Name, rep.Account.PublicKey)
+	printResolver(stdout, rep.Resolver)
+	return nil
+}

@@ -1,0 +1,206 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+
+	"github.com/natsprov/provisioner/api"
+	"github.com/natsprov/provisioner/bootstrap"
+)
+
+// readCreds returns a creds file's JWT claims and seed.
+func readCreds(t *testing.T, creds []byte) (*jwt.UserClaims, string) {
+	t.Helper()
+	token, err := jwt.ParseDecoratedJWT(creds)
+	if err != nil {
+		t.Fatalf("creds: %v\n%s", err, creds)
+	}
+	uc, err := jwt.DecodeUserClaims(token)
+	if err != nil {
+		t.Fatalf("creds JWT: %v", err)
+	}
+	kp, err := jwt.ParseDecoratedUserNKey(creds)
+	if err != nil {
+		t.Fatalf("creds seed: %v", err)
+	}
+	seed, _ := kp.Seed()
+	pub, _ := kp.PublicKey()
+	if pub != uc.Subject {
+		t.Fatalf("the creds' seed is of %s, its JWT of %s", pub, uc.Subject)
+	}
+	return uc, string(seed)
+}
+
+// userCount is how many users the account has.
+func (c *cli) userCount(t *testing.T, account string) int {
+	t.Helper()
+	var list api.ListUsersReply
+	decodeJSON(t, c.mustRun(t, "user", "list", account, "--json"), &list)
+	return list.Total
+}
+
+func TestUserCommands(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, bootstrap.Options{})
+	c.mustRun(t, "account", "create", "acme")
+	dir := t.TempDir()
+
+	// -o writes a 0600 creds file that connects; the seed is shown nowhere.
+	alice := filepath.Join(dir, "alice.creds")
+	out, errOut, err := c.run(t, "user", "create", "acme", "alice", "-o", alice, "--expires-in", "24h",
+		"--pub-allow", "orders.>", "--sub-allow", "_INBOX.>", "--sub-deny", "secret.>")
+	if err != nil {
+		t.Fatalf("user create -o: %v\n%s", err, errOut)
+	}
+	fi, err := os.Stat(alice)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("creds file: %v, mode %v, want 0600", err, fi.Mode())
+	}
+	creds, _ := os.ReadFile(alice)
+	uc, seed := readCreds(t, creds)
+	for _, want := range []string{"Issued user  alice", "Public key   " + uc.Subject, "Account      acme", "Expires      ", "Creds file   " + alice} {
+		if !strings.Contains(out, want) {
+			t.Errorf("user create -o printed no %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out+errOut, seed) {
+		t.Fatalf("the seed was printed")
+	}
+	if uc.Name != "alice" || uc.Expires < time.Now().Add(23*time.Hour).Unix() || !uc.Pub.Allow.Contains("orders.>") || !uc.Sub.Deny.Contains("secret.>") {
+		t.Errorf("alice's JWT: name %q expires %d pub %+v sub %+v", uc.Name, uc.Expires, uc.Pub, uc.Sub)
+	}
+	nc := c.env.Connect(t, alice)
+	if err := nc.Publish("orders.new", nil); err != nil || nc.Flush() != nil {
+		t.Errorf("alice cannot publish on orders.new: %v", err)
+	}
+
+	// The file is never overwritten, and nothing is issued.
+	_, _, err = c.run(t, "user", "create", "acme", "alice2", "-o", alice)
+	if exitCode(err) != 2 || !strings.Contains(err.Error(), "never overwritten") {
+		t.Errorf("user create -o onto an existing file: %v", err)
+	}
+	if after, _ := os.ReadFile(alice); !bytes.Equal(after, creds) {
+		t.Errorf("the existing creds file changed")
+	}
+	if n := c.userCount(t, "acme"); n != 1 {
+		t.Errorf("%d users after a refused create, want 1", n)
+	}
+
+	// Without -o, the creds go to stdout (not a terminal here) and the
+	// summary to stderr.
+	out, errOut, err = c.run(t, "user", "create", "acme", "bob", "--bearer")
+	if err != nil {
+		t.Fatalf("user create to stdout: %v\n%s", err, errOut)
+	}
+	bobClaims, bobSeed := readCreds(t, []byte(out))
+	if !strings.HasPrefix(out, "-----BEGIN NATS USER JWT-----") || !bobClaims.BearerToken {
+		t.Errorf("user create --bearer to stdout printed:\n%s", out)
+	}
+	if !strings.Contains(errOut, "Issued user  bob") || !strings.Contains(errOut, "Bearer") || strings.Contains(errOut, bobSeed) {
+		t.Errorf("stderr:\n%s", errOut)
+	}
+	c.env.Connect(t, writeFile(t, out)).Close()
+
+	// --json without -o is the reply with the seed and creds, as the
+	// service's own reply would be.
+	var rep api.CreateUserReply
+	decodeJSON(t, c.mustRun(t, "user", "create", "acme", "carol", "--json"), &rep)
+	kp, err := nkeys.FromSeed([]byte(rep.User.Seed))
+	if err != nil {
+		t.Fatalf("user create --json: seed %v", err)
+	}
+	if pub, _ := kp.PublicKey(); pub != rep.User.PublicKey || !strings.Contains(rep.User.Creds, rep.User.JWT) {
+		t.Errorf("user create --json: %+v", rep.User)
+	}
+	c.env.Connect(t, writeFile(t, rep.User.Creds)).Close()
+
+	// --json with -o: the JSON holds no secret.
+	dave := filepath.Join(dir, "dave.creds")
+	out = c.mustRun(t, "user", "create", "acme", "dave", "-o", dave, "--json")
+	rep = api.CreateUserReply{}
+	decodeJSON(t, out, &rep)
+	daveCreds, _ := os.ReadFile(dave)
+	_, daveSeed := readCreds(t, daveCreds)
+	if rep.User.Seed != "" || rep.User.Creds != "" || rep.User.Name != "dave" || strings.Contains(out, daveSeed) {
+		t.Errorf("user create -o --json printed:\n%s", out)
+	}
+	c.env.Connect(t, dave).Close()
+
+	// A terminal does not get a seed unasked (/dev/null is a character
+	// device, as a terminal is), and nothing is issued.
+	tty, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tty.Close()
+	var stderr bytes.Buffer
+	err = run(context.Background(), append([]string{"user", "create", "acme", "erin"}, c.conn...), tty, &stderr)
+	if exitCode(err) != 2 || !strings.Contains(err.Error(), "-o FILE") {
+		t.Errorf("user create to a terminal: %v", err)
+	}
+	if n := c.userCount(t, "acme"); n != 4 {
+		t.Errorf("%d users, want 4 (alice, bob, carol, dave)", n)
+	}
+
+	// A refused create leaves no file behind.
+	ghost := filepath.Join(dir, "ghost.creds")
+	_, _, err = c.run(t, "user", "create", "nobody", "ghost", "-o", ghost)
+	wantServiceError(t, err, "404", "nobody")
+	if _, err := os.Stat(ghost); !os.IsNotExist(err) {
+		t.Errorf("a refused create left %s: %v", ghost, err)
+	}
+	_, _, err = c.run(t, "user", "create", c.env.Init.SystemAccount, "intruder", "-o", ghost)
+	wantServiceError(t, err, "403", "system account")
+
+	// The list, as a table and as JSON.
+	out = c.mustRun(t, "user", "list", "acme")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 5 || !strings.HasPrefix(lines[0], "NAME") || !strings.HasPrefix(lines[1], "alice ") || !strings.HasSuffix(lines[1], " no") {
+		t.Errorf("user list printed:\n%s", out)
+	}
+	c.mustRun(t, "account", "create", "empty")
+	if out := c.mustRun(t, "user", "list", "empty"); out != "No users.\n" {
+		t.Errorf("user list of none printed %q", out)
+	}
+
+	// Revoke by name: alice is cut off.
+	out = c.mustRun(t, "user", "revoke", "acme", "alice")
+	if !strings.HasPrefix(out, "Revoked user "+uc.Subject+" in account acme (A") {
+		t.Errorf("user revoke printed:\n%s", out)
+	}
+	var list api.ListUsersReply
+	decodeJSON(t, c.mustRun(t, "user", "list", "acme", "--json"), &list)
+	if list.Users[0].Name != "alice" || !list.Users[0].Revoked || list.Users[1].Revoked {
+		t.Errorf("user list after the revoke: %+v", list.Users)
+	}
+	if nc, err := nats.Connect(c.env.Server.URL(), nats.UserCredentials(alice)); err == nil {
+		nc.Close()
+		t.Errorf("alice connects after the revoke")
+	}
+	var rev api.RevokeUserReply
+	decodeJSON(t, c.mustRun(t, "user", "revoke", "acme", bobClaims.Subject, "--json"), &rev)
+	if rev.Revoked != bobClaims.Subject {
+		t.Errorf("user revoke --json: %+v", rev)
+	}
+	_, _, err = c.run(t, "user", "revoke", "acme", "nobody")
+	wantServiceError(t, err, "404", "nobody")
+}
+
+// writeFile writes creds into a 0600 temp file.
+func writeFile(t *testing.T, creds string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "user.creds")
+	if err := os.WriteFile(p, []byte(creds), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
