@@ -77,7 +77,9 @@ func (c *Client) Prefix() string { return c.prefix }
 // request sends req as JSON to the endpoint and decodes the reply into rep.
 // It returns an *Error when the service answered with one, an error
 // matching ErrNoService when nothing answers on the subject, and
-// context.DeadlineExceeded (wrapped) when no reply came in time.
+// context.DeadlineExceeded or context.Canceled (wrapped) when no reply came
+// in time; a request sent is not taken back, so the service may still
+// carry it out.
 func (c *Client) request(ctx context.Context, endpoint string, req, rep any) error {
 	subject := api.Subject(c.prefix, endpoint)
 	data, err := json.Marshal(req)
@@ -95,7 +97,9 @@ func (c *Client) request(ctx context.Context, endpoint string, req, rep any) err
 	case errors.Is(err, nats.ErrNoResponders):
 		return fmt.Errorf("%w on %s (is the service running, with subject prefix %q?): %w", ErrNoService, subject, c.prefix, err)
 	case errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("client: no reply on %s within %s: %w", subject, time.Since(start).Round(time.Millisecond), err)
+		return fmt.Errorf("client: no reply on %s within %s (the service may still carry the request out): %w", subject, time.Since(start).Round(time.Millisecond), err)
+	case errors.Is(err, context.Canceled):
+		return fmt.Errorf("client: %s canceled before its reply (the service may still carry the request out): %w", subject, err)
 	case err != nil:
 		return fmt.Errorf("client: request %s: %w", subject, err)
 	}

@@ -266,7 +266,7 @@ func TestTimeouts(t *testing.T) {
 			if !errors.Is(err, context.DeadlineExceeded) {
 				t.Fatalf("got %v, want context.DeadlineExceeded", err)
 			}
-			if !strings.Contains(err.Error(), "no reply on prov.account.get") {
+			if !strings.Contains(err.Error(), "no reply on prov.account.get") || !strings.Contains(err.Error(), "may still carry the request out") {
 				t.Errorf("message %q", err)
 			}
 			if took < tt.want || took > tt.want+2*time.Second {
@@ -274,6 +274,14 @@ func TestTimeouts(t *testing.T) {
 			}
 		})
 	}
+	t.Run("canceled", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(200*time.Millisecond, cancel)
+		_, err := client.New(nc).GetAccount(ctx, api.AccountRequest{Account: "acme"})
+		if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "prov.account.get canceled") {
+			t.Fatalf("got %v, want context.Canceled", err)
+		}
+	})
 }
 
 // TestReplyDecoding answers with hand-made replies on a real connection:

@@ -136,8 +136,13 @@ func printUser(w io.Writer, u *client.User, account, extra string) {
 	tw := table(w)
 	fmt.Fprintf(tw, "Issued user\t%s\n", u.Name)
 	fmt.Fprintf(tw, "Public key\t%s\n", u.PublicKey)
-	fmt.Fprintf(tw, "Account\t%s\n", account)
-	if uc, err := jwt.DecodeUserClaims(u.JWT); err == nil {
+	uc, err := jwt.DecodeUserClaims(u.JWT)
+	if err == nil && uc.IssuerAccount != "" && uc.IssuerAccount != account {
+		fmt.Fprintf(tw, "Account\t%s (%s)\n", account, uc.IssuerAccount)
+	} else {
+		fmt.Fprintf(tw, "Account\t%s\n", account)
+	}
+	if err == nil {
 		if uc.Expires != 0 {
 			fmt.Fprintf(tw, "Expires\t%s\n", time.Unix(uc.Expires, 0).UTC().Format(time.RFC3339))
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -203,4 +204,36 @@ func writeFile(t *testing.T, creds string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// failingWriter fails every write, like a closed pipe or a full disk.
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("no space left on device") }
+
+// TestUserCreateLostCreds: when the creds cannot be written after the user
+// was issued, the error says so and gives the command that revokes it; the
+// command works.
+func TestUserCreateLostCreds(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, bootstrap.Options{})
+	c.mustRun(t, "account", "create", "acme")
+	var stderr bytes.Buffer
+	err := run(context.Background(), append([]string{"user", "create", "acme", "alice"}, c.conn...), failingWriter{}, &stderr)
+	if exitCode(err) != 2 || !strings.Contains(err.Error(), "was issued, but its creds could not be written") || !strings.Contains(err.Error(), "no space left") {
+		t.Fatalf("got %v", err)
+	}
+	_, line, ok := strings.Cut(err.Error(), "revoke it with: provisioner ")
+	if !ok {
+		t.Fatalf("no revoke command in %q", err)
+	}
+	out := c.mustRun(t, strings.Fields(line)...)
+	if !strings.HasPrefix(out, "Revoked user U") {
+		t.Fatalf("the given revoke command printed:\n%s", out)
+	}
+	var list api.ListUsersReply
+	decodeJSON(t, c.mustRun(t, "user", "list", "acme", "--json"), &list)
+	if len(list.Users) != 1 || !list.Users[0].Revoked {
+		t.Errorf("after the revoke: %+v", list.Users)
+	}
 }
