@@ -121,6 +121,16 @@ func TestDepth(t *testing.T) {
 	if json.Unmarshal(deep(maxDepth), &k) == nil {
 		t.Fatal("encoding/json takes what Decode refuses as too deep: the limits differ")
 	}
+
+	// An error deep down has a path cut in the middle, not one as long as
+	// the input.
+	n := maxDepth / 2
+	in := strings.Repeat(`{"nest":`, n) + `{"sl":[1,{}]}` + strings.Repeat(`}`, n)
+	err = Decode([]byte(in), &k)
+	want := `"nest.nest.nest.nest.nest.nest.nest.nest.….nest.nest.nest.nest.nest.nest.sl[1]" must be a number, not an object`
+	if err == nil || err.Error() != want {
+		t.Fatalf("deep error = %v, want %s", err, want)
+	}
 }
 
 func TestFieldNames(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -54,6 +55,10 @@ type Error struct {
 	// ErrDuplicateField, ErrType) or the error a type's own UnmarshalJSON
 	// or UnmarshalText returned. Unwrap returns it.
 	Err error
+
+	// outer are the segments of Path above where the error was found,
+	// innermost first, until finish joins them.
+	outer []string
 }
 
 // Error returns the problem as one line, the path quoted:
@@ -77,34 +82,58 @@ func (e *Error) Error() string {
 // Unwrap returns the class of the problem or a type's own error.
 func (e *Error) Unwrap() error { return e.Err }
 
-// inField puts a field name or map key in front of the error's path.
+// inField adds a field name or map key in front of the error's path, as
+// the error goes up through the object that holds it.
 func (e *Error) inField(name string) *Error {
-	switch {
-	case e.Err == ErrSyntax:
-	case e.Path == "":
-		e.Path = name
-	case e.Path[0] == '[':
-		e.Path = name + e.Path
-	default:
-		e.Path = name + "." + e.Path
+	if e.Err != ErrSyntax {
+		e.outer = append(e.outer, name)
 	}
 	return e
 }
 
-// inElement puts an array index in front of the error's path.
+// inElement adds an array index in front of the error's path.
 func (e *Error) inElement(i int) *Error {
-	if e.Err == ErrSyntax {
-		return e
-	}
-	idx := "[" + strconv.Itoa(i) + "]"
-	switch {
-	case e.Path == "" || e.Path[0] == '[':
-		e.Path = idx + e.Path
-	default:
-		e.Path = idx + "." + e.Path
+	if e.Err != ErrSyntax {
+		e.outer = append(e.outer, "["+strconv.Itoa(i)+"]")
 	}
 	return e
 }
+
+// finish joins the path: the segments gathered on the way up, outermost
+// last, then the Path the error was made with. Joining once keeps a deep
+// error's cost linear in its depth.
+func (e *Error) finish() *Error {
+	if len(e.outer) == 0 {
+		return e
+	}
+	var b strings.Builder
+	add := func(seg string) {
+		if b.Len() > 0 && !strings.HasPrefix(seg, "[") {
+			b.WriteByte('.')
+		}
+		b.WriteString(seg)
+	}
+	segs := make([]string, 0, len(e.outer)+1)
+	if e.Path != "" {
+		segs = append(segs, e.Path)
+	}
+	segs = append(segs, e.outer...)
+	slices.Reverse(segs)
+	if len(segs) > 2*maxShownSegments {
+		// A path from deeply nested input is cut in the middle: its two
+		// ends say where it is.
+		segs = slices.Concat(segs[:maxShownSegments], []string{"…"}, segs[len(segs)-maxShownSegments:])
+	}
+	for _, seg := range segs {
+		add(seg)
+	}
+	e.Path, e.outer = b.String(), nil
+	return e
+}
+
+// maxShownSegments is how many segments a path shows at each end when
+// it has more than twice as many.
+const maxShownSegments = 8
 
 // maxShownKey is the longest key an error repeats. Field names are short;
 // a long key is more likely data (a key, a token) than a misspelt name.
@@ -113,6 +142,9 @@ const maxShownKey = 40
 // showKey returns a key as errors show it: itself when short and
 // printable, else only its length.
 func showKey(k string) string {
+	if k == "" {
+		return "<empty name>"
+	}
 	if len(k) > maxShownKey || strings.ContainsFunc(k, notShown) {
 		return "<" + strconv.Itoa(len(k)) + "-byte name>"
 	}

@@ -90,6 +90,7 @@ func check(data []byte, t reflect.Type) error {
 		return ErrEmpty
 	}
 	if e := d.root(planFor(t)); e != nil {
+		e.finish()
 		if e.Err != ErrSyntax {
 			// A syntax error anywhere says more than a wrong field
 			// before it.

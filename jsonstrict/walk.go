@@ -377,6 +377,9 @@ func (d *decoder) opaque(p *plan) *Error {
 // quoted reads a field with the ",string" option: a string holding the
 // JSON of the field's bool, number or string, or null.
 func (d *decoder) quoted(p *plan) *Error {
+	if d.off >= len(d.data) {
+		return d.syntax("expected a value")
+	}
 	start := d.off
 	inner := p
 	if inner.kind == kindPtr {
