@@ -21,14 +21,11 @@ type decoder struct {
 
 // ws skips white space.
 func (d *decoder) ws() {
-	for d.off < len(d.data) {
-		switch d.data[d.off] {
-		case ' ', '\t', '\n', '\r':
-			d.off++
-		default:
-			return
-		}
+	data, i := d.data, d.off
+	for i < len(data) && (data[i] == ' ' || data[i] == '\n' || data[i] == '\t' || data[i] == '\r') {
+		i++
 	}
+	d.off = i
 }
 
 // syntax returns a syntax error at the current offset: what was expected,
@@ -176,7 +173,15 @@ func (d *decoder) skip() *Error {
 func (d *decoder) str() (escaped bool, e *Error) {
 	d.off++
 	for d.off < len(d.data) {
-		c := d.data[d.off]
+		// Most bytes are plain: skip them in a tight loop.
+		data, i := d.data, d.off
+		for i < len(data) && plain[data[i]] {
+			i++
+		}
+		if d.off = i; i >= len(data) {
+			break
+		}
+		c := data[i]
 		switch {
 		case c == '"':
 			d.off++
@@ -254,9 +259,11 @@ func (d *decoder) num() (neg, whole bool, e *Error) {
 }
 
 func (d *decoder) digits() {
-	for d.off < len(d.data) && isDigit(d.data[d.off]) {
-		d.off++
+	data, i := d.data, d.off
+	for i < len(data) && isDigit(data[i]) {
+		i++
 	}
+	d.off = i
 }
 
 // lit reads the literal word (true, false or null).
@@ -272,6 +279,15 @@ func (d *decoder) lit(word string) *Error {
 	}
 	return nil
 }
+
+// plain marks the bytes that stand for themselves in a string: not the
+// closing quote, not a backslash, not a control character.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < 256; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
