@@ -357,6 +357,17 @@ func TestOwnDecoding(t *testing.T) {
 	}
 }
 
+// TestConfigFile reads a type shaped like the config file's.
+func TestConfigFile(t *testing.T) {
+	run(t, func() any { return &configFile{NATSURL: "keep"} }, []test{
+		{name: "valid", give: `{"nats_url":"nats://x","resolver_timeout":"2s","_comment":{"any":["thing"]}}`},
+		{name: "misspelt", give: `{"nats_urls":"x"}`, want: `unknown field "nats_urls": use "nats_url"`, class: ErrUnknownField, path: "nats_urls"},
+		{name: "duration as number", give: `{"resolver_timeout":5}`, want: `"resolver_timeout" must be a duration string such as "5s"`, path: "resolver_timeout"},
+		{name: "bad duration", give: `{"resolver_timeout":"5x"}`, want: `"resolver_timeout" must be a duration such as "5s", got "5x"`, path: "resolver_timeout"},
+		{name: "fraction", give: `{"max_inflight":1.5}`, want: `"max_inflight" must be a whole number`, class: ErrType, path: "max_inflight"},
+	})
+}
+
 // TestNoValuesEchoed gives wrong values that could be secrets and checks
 // that no error repeats them.
 func TestNoValuesEchoed(t *testing.T) {
@@ -423,6 +434,24 @@ func TestTarget(t *testing.T) {
 	var sp span
 	if err := Decode([]byte(`"x"`), &sp); err == nil || err.Error() != `the request must be a number of days such as "3d"` {
 		t.Errorf("Decode into span = %v", err)
+	}
+}
+
+type hidden struct{ A int }
+
+// TestUnsettable covers the one case the walk passes to encoding/json's
+// own error: a field promoted through a nil pointer to an unexported
+// struct.
+func TestUnsettable(t *testing.T) {
+	var v struct{ *hidden }
+	err := Decode([]byte(`{"A":1}`), &v)
+	var e *Error
+	if !errors.As(err, &e) || !strings.Contains(err.Error(), "cannot set embedded pointer to unexported struct") {
+		t.Fatalf("Decode = %v, want encoding/json's error as an *Error", err)
+	}
+	v.hidden = &hidden{}
+	if err := Decode([]byte(`{"A":1}`), &v); err != nil || v.A != 1 {
+		t.Fatalf("Decode = %v, A = %d; want nil, 1", err, v.A)
 	}
 }
 

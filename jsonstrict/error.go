@@ -36,13 +36,17 @@ var (
 // Error is what is wrong with the input, and where.
 //
 // Its text never repeats a value from the input: values are at most named
-// by their JSON kind ("a string"). Field names and map keys are repeated,
-// except a key longer than 40 bytes or with unprintable characters, which
-// is shown by its length.
+// by their JSON kind ("a string"); a syntax error shows the one character
+// it found. Field names and map keys are repeated, except a key longer
+// than 40 bytes or with unprintable characters, which is shown by its
+// length. The exception is the error of a type's own UnmarshalJSON or
+// UnmarshalText, whose text is the type's.
 type Error struct {
 	// Path is the place of the problem in the names the input used:
-	// "limits.conn", "tags[2]", "users[0].name". It is empty when the
-	// problem is the input as a whole, and for syntax errors.
+	// "limits.conn", "tags[2]", "users[0].name"; map keys are joined with
+	// dots like field names. It is empty when the problem is the input as
+	// a whole, and for syntax errors. A path more than 16 deep is cut in
+	// the middle ("a.a.….a.b").
 	Path string
 	// Msg says what is wrong. After a non-empty Path it is a predicate
 	// ("must be a number, not a string"); for an unknown field it is the
@@ -99,9 +103,9 @@ func (e *Error) inElement(i int) *Error {
 	return e
 }
 
-// finish joins the path: the segments gathered on the way up, outermost
-// last, then the Path the error was made with. Joining once keeps a deep
-// error's cost linear in its depth.
+// finish joins the path, outermost first: the segments gathered on the
+// way up, then the Path the error was made with. Joining once, at the
+// top, keeps a deep error's cost linear in its depth.
 func (e *Error) finish() *Error {
 	if len(e.outer) == 0 {
 		return e

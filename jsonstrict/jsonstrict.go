@@ -6,7 +6,7 @@
 // Decode first walks the input against the Go type of its target, then, if
 // nothing is wrong, decodes it with encoding/json: a value it accepts is
 // exactly what json.Unmarshal makes of the same input, and on an error the
-// target is left untouched. The rules, beyond encoding/json's own:
+// target is left untouched (but see Decode for one exception). The rules, beyond encoding/json's own:
 //
 //   - The input is exactly one JSON value: white space around it only, no
 //     second value. Empty input (or only white space) is ErrEmpty, so a
@@ -21,8 +21,9 @@
 //     field the user most likely meant: one whose aka tag lists what was
 //     written (a field tagged aka:"name,account_name" is meant by a user
 //     who writes "name" or "account_name"), one differing only in case,
-//     or the one within an edit distance of 2. Without a suggestion the
-//     error lists the fields, when there are at most 8.
+//     or the one closest within an edit distance of 2 (1 when a name has
+//     at most 3 letters; a swap of neighbours is one edit). Without a
+//     suggestion the error lists the fields, when there are at most 8.
 //   - A field given twice in one object is an error, and so is a map key
 //     given twice.
 //   - A value of the wrong JSON kind is an error naming its path and both
@@ -42,8 +43,11 @@
 //
 // Errors are *Error, with a class in Err (ErrSyntax, ErrUnknownField,
 // ErrDuplicateField, ErrType, or a type's own error). They never repeat a
-// value from the input, which could be a secret; field names are repeated.
-// When an input has a syntax error anywhere, that is the error returned.
+// value from the input, which could be a secret: they name its JSON kind
+// ("a string"); field names are repeated, unless long. A type's own
+// UnmarshalJSON or UnmarshalText is trusted to say no more than it should.
+// Only the first problem is reported, except that a syntax error anywhere
+// wins over a wrong field before it.
 package jsonstrict
 
 import (
@@ -59,6 +63,11 @@ import (
 // non-nil pointer, else an *Error for anything wrong with data, in which
 // case v is not changed. Like json.Unmarshal, it decodes into the value v
 // points to: fields the input does not give keep what they held.
+//
+// One case escapes the walk: a field promoted through a nil embedded
+// pointer to an unexported struct, which encoding/json cannot set. Decode
+// then returns json.Unmarshal's error as an *Error, and v is as
+// json.Unmarshal left it.
 func Decode(data []byte, v any) error {
 	rv := reflect.ValueOf(v)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {

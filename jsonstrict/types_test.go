@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Local types for the tests: every kind of Go type encoding/json decodes,
@@ -76,7 +77,8 @@ type Inner struct {
 type kitchen struct {
 	base
 	*Inner
-	Hidden   string `json:"-"`
+	Hidden string `json:"-"`
+	//lint:ignore SA5008 a field named "-" is what the tests check.
 	Dash     string `json:"-,"`
 	Untagged int
 	I8       int8               `json:"i8"`
@@ -142,4 +144,30 @@ type wide struct {
 type pair struct {
 	Cat int `json:"cat"`
 	Cot int `json:"cot"`
+}
+
+// duration is config.Duration's twin (the config package will import this
+// one, so its tests cannot import it): a Go duration string.
+type duration time.Duration
+
+func (d *duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return errors.New("must be a duration string such as \"5s\"")
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("must be a duration such as \"5s\", got %q", s)
+	}
+	*d = duration(v)
+	return nil
+}
+
+// configFile is shaped like config.Config.
+type configFile struct {
+	NATSURL         string          `json:"nats_url"`
+	NATSCreds       string          `json:"nats_creds"`
+	ResolverTimeout duration        `json:"resolver_timeout,omitempty"`
+	MaxInflight     int             `json:"max_inflight,omitempty"`
+	Comment         json.RawMessage `json:"_comment,omitempty"`
 }
