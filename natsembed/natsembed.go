@@ -21,6 +21,10 @@ type Options struct {
 	Port int
 	// Logs turns the server's own logging on (to stderr).
 	Logs bool
+	// JetStreamDir overrides the store_dir of the file's jetstream block,
+	// so that several servers can start from one file. It turns nothing
+	// on: a file without a jetstream block runs without JetStream.
+	JetStreamDir string
 }
 
 // Server is a running embedded nats-server.
@@ -29,7 +33,9 @@ type Server struct {
 }
 
 // Start starts a server from a nats-server configuration file and waits
-// until it accepts clients and its resolver is up.
+// until it accepts clients and its resolver is up. When the file turns
+// JetStream on, Start fails unless it is on: the embedded server only logs
+// what stops it (a store dir it cannot write, say), and would run without.
 func Start(confFile string, o Options) (*Server, error) {
 	opts, err := server.ProcessConfigFile(confFile)
 	if err != nil {
@@ -37,6 +43,9 @@ func Start(confFile string, o Options) (*Server, error) {
 	}
 	if o.Port != 0 {
 		opts.Port = o.Port
+	}
+	if o.JetStreamDir != "" && opts.JetStream {
+		opts.StoreDir = o.JetStreamDir
 	}
 	if opts.Port == -1 {
 		opts.Port = server.RANDOM_PORT
@@ -53,6 +62,11 @@ func Start(confFile string, o Options) (*Server, error) {
 	if !s.ReadyForConnections(10 * time.Second) {
 		s.Shutdown()
 		return nil, errors.New("natsembed: server did not start within 10s")
+	}
+	if opts.JetStream && !s.JetStreamEnabled() {
+		s.Shutdown()
+		s.WaitForShutdown()
+		return nil, fmt.Errorf("natsembed: %s turns JetStream on, but it did not start (store_dir %s; --server-logs shows why)", confFile, opts.StoreDir)
 	}
 	return &Server{s}, nil
 }
