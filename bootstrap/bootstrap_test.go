@@ -753,8 +753,7 @@ func TestServiceUserKV(t *testing.T) {
 	}
 
 	// Everything the KV store does.
-	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "prov_kv", History: 5})
-	if err != nil {
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "prov_kv", History: 5}); err != nil {
 		t.Fatalf("create the bucket: %v", err)
 	}
 	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "prov_kv", History: 5}); err != nil {
@@ -763,7 +762,8 @@ func TestServiceUserKV(t *testing.T) {
 	if _, err := js.UpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "prov_kv", History: 5, Description: "accounts"}); err != nil {
 		t.Fatalf("update the bucket: %v", err)
 	}
-	if kv, err = js.KeyValue(ctx, "prov_kv"); err != nil {
+	kv, err := js.KeyValue(ctx, "prov_kv")
+	if err != nil {
 		t.Fatalf("look the bucket up: %v", err)
 	}
 	if _, err := kv.Status(ctx); err != nil {
