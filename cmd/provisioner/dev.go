@@ -46,7 +46,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	defer d.srv.Stop()
+	defer d.Stop()
 	log := newLogger(stderr, d.cfg)
 	svc, err := service.Start(ctx, d.cfg, log)
 	if err != nil {
@@ -67,9 +67,16 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 // dev is a deployment of dev with its server running.
 type dev struct {
-	dir string
-	srv *natsembed.Server
-	cfg *config.Config // nats_url is the running server's
+	dir    string
+	srv    *natsembed.Server
+	cfg    *config.Config // nats_url is the running server's
+	unlock func()
+}
+
+// Stop stops the server and releases the directory.
+func (d *dev) Stop() {
+	d.srv.Stop()
+	d.unlock()
 }
 
 // startDev makes the deployment in o.dir on first run (or after --reset)
@@ -80,9 +87,29 @@ func startDev(o devOptions, stdout io.Writer) (*dev, error) {
 	if err != nil {
 		return nil, err
 	}
+	unlock, err := lockDev(abs)
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			unlock()
+		}
+	}()
 	if o.reset {
-		if err := os.RemoveAll(abs); err != nil {
+		// Everything but the lock, which is held.
+		ents, err := os.ReadDir(abs)
+		if err != nil {
 			return nil, fmt.Errorf("dev: reset %s: %w", abs, err)
+		}
+		for _, e := range ents {
+			if e.Name() == devLockFile {
+				continue
+			}
+			if err := os.RemoveAll(filepath.Join(abs, e.Name())); err != nil {
+				return nil, fmt.Errorf("dev: reset %s: %w", abs, err)
+			}
 		}
 	}
 	cfgPath := filepath.Join(abs, bootstrap.ConfigFile)
@@ -120,5 +147,6 @@ func startDev(o devOptions, stdout io.Writer) (*dev, error) {
 		srv.Stop()
 		return nil, err
 	}
-	return &dev{dir: abs, srv: srv, cfg: cfg}, nil
+	ok = true
+	return &dev{dir: abs, srv: srv, cfg: cfg, unlock: unlock}, nil
 }

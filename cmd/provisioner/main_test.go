@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -81,6 +82,86 @@ func runPasted(t *testing.T, dir, line string) string {
 		t.Fatalf("the printed line failed: %v\n%s\n%s", err, line, out)
 	}
 	return string(out)
+}
+
+var (
+	buildOnce sync.Once
+	buildBin  string
+	buildErr  error
+)
+
+// copyBinary builds this command once per test run and copies it to dst.
+func copyBinary(t *testing.T, dst string) {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "provisioner-cmd-test-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		buildBin = filepath.Join(dir, "provisioner")
+		if out, err := exec.Command("go", "build", "-o", buildBin, ".").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	data, err := os.ReadFile(buildBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildBin != "" {
+		os.RemoveAll(filepath.Dir(buildBin))
+	}
+	os.Exit(code)
+}
+
+// A dev killed with SIGKILL leaves its directory usable: the next dev
+// takes the lock it held and finds the account made before.
+func TestDevAfterKill(t *testing.T) {
+	provtest.Tool(t, "nats")
+	work := t.TempDir()
+	copyBinary(t, filepath.Join(work, "provisioner"))
+	dir := filepath.Join(work, "dev")
+	port := provtest.FreePort(t)
+	cmd := exec.Command(filepath.Join(work, "provisioner"), "dev", "--dir", dir, "--port", strconv.Itoa(port), "--store", bootstrap.StoreFile)
+	var out provtest.SyncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-done })
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(out.String(), "Ctrl-C stops.") {
+		if time.Now().After(deadline) {
+			t.Fatalf("dev did not come up:\n%s", out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if name := accountName(t, runPasted(t, work, lineWith(t, out.String(), "request prov.account.create"))); name != "demo" {
+		t.Fatalf("made %q", name)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	<-done
+
+	again := startDevRun(t, "--dir", dir, "--port", strconv.Itoa(port), "--store", bootstrap.StoreFile)
+	if !strings.Contains(again, "Using the file deployment") {
+		t.Errorf("the second dev says:\n%s", again)
+	}
+	list := runPasted(t, work, strings.Replace(lineWith(t, again, "request prov.account.create"), `prov.account.create '{"name":"demo"}'`, `prov.account.list '{}'`, 1))
+	if !strings.Contains(list, `"demo"`) {
+		t.Errorf("after the kill the account is gone:\n%s", list)
+	}
 }
 
 // background runs a pasted line in a shell until the test ends, when it
@@ -215,7 +296,7 @@ func TestDevJetStreamServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	if d.cfg.StoreKind() != bootstrap.StoreJetStream || d.cfg.ServiceCreds == "" || d.cfg.SealKey == "" || d.cfg.NATSURL != d.srv.URL() {
-		d.srv.Stop()
+		d.Stop()
 		t.Fatalf("dev's config: store %s service_creds %q seal_key %q nats_url %q", d.cfg.StoreKind(), d.cfg.ServiceCreds, d.cfg.SealKey, d.cfg.NATSURL)
 	}
 	if !d.srv.JetStreamEnabled() {
@@ -236,8 +317,13 @@ func TestDevJetStreamServer(t *testing.T) {
 	if _, err := kv.Put(ctx, "k", []byte("v")); err != nil {
 		t.Fatal(err)
 	}
+	// A second dev on the same directory while this one runs: refused,
+	// before it starts a second server on the same JetStream files.
+	if _, err := startDev(devOptions{dir: dir, port: provtest.FreePort(t), store: bootstrap.StoreJetStream}, &out); err == nil || !strings.Contains(err.Error(), "another provisioner dev runs") {
+		t.Fatalf("a second dev on %s: %v", dir, err)
+	}
 	nc.Close()
-	d.srv.Stop()
+	d.Stop()
 
 	// Again: the same deployment, the bucket still there.
 	out.Reset()
@@ -258,7 +344,7 @@ func TestDevJetStreamServer(t *testing.T) {
 		t.Errorf("the key is gone after a restart: %v", err)
 	}
 	nc.Close()
-	d.srv.Stop()
+	d.Stop()
 
 	// The other kind, asked for: refused.
 	_, err = startDev(devOptions{dir: dir, port: provtest.FreePort(t), store: bootstrap.StoreFile, storeSet: true}, &out)
@@ -270,7 +356,7 @@ func TestDevJetStreamServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer d.srv.Stop()
+	defer d.Stop()
 	if d.cfg.StoreKind() != bootstrap.StoreFile {
 		t.Errorf("after --reset --store file the store is %s", d.cfg.StoreKind())
 	}
@@ -283,10 +369,7 @@ func TestInitLinesRunAsPasted(t *testing.T) {
 	provtest.Tool(t, "nats")
 	provtest.Tool(t, "nats-server")
 	work := t.TempDir()
-	build := exec.Command("go", "build", "-o", filepath.Join(work, "provisioner"), ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	copyBinary(t, filepath.Join(work, "provisioner"))
 	for _, store := range []string{bootstrap.StoreFile, bootstrap.StoreJetStream} {
 		t.Run(store, func(t *testing.T) {
 			port := provtest.FreePort(t)
