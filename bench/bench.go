@@ -119,7 +119,7 @@ func Start(ctx context.Context, o Options) (*Env, error) {
 		dir = d
 	}
 	limit := max(o.Accounts, o.N*o.Rounds) + 2*o.N + 1000
-	res, err := bootstrap.Init(bootstrap.Options{Dir: dir, ResolverLimit: limit})
+	res, err := bootstrap.Init(bootstrap.Options{Dir: dir, ResolverLimit: limit, Store: bootstrap.StoreFile})
 	if err != nil {
 		return nil, err
 	}
@@ -144,11 +144,11 @@ func Start(ctx context.Context, o Options) (*Env, error) {
 		return nil, err
 	}
 	e.Operator = e.Service.Operator
-	if e.Admin, err = nats.Connect(srv.URL(), nats.UserCredentials(res.AdminCreds)); err != nil {
+	if e.Admin, err = nats.Connect(srv.URL(), nats.UserCredentials(res.AdminCreds), nats.CustomInboxPrefix(bootstrap.AdminInboxPrefix)); err != nil {
 		e.Stop()
 		return nil, err
 	}
-	if e.Sys, err = nats.Connect(srv.URL(), nats.UserCredentials(res.ProvisionerCreds)); err != nil {
+	if e.Sys, err = nats.Connect(srv.URL(), nats.UserCredentials(res.ProvisionerCreds), nats.CustomInboxPrefix(bootstrap.ProvisionerInboxPrefix)); err != nil {
 		e.Stop()
 		return nil, err
 	}

@@ -1,8 +1,10 @@
 // Package bootstrap creates everything a deployment needs from nothing: an
 // operator with a separate signing key and strict signing key usage, the
-// system account, a least-privilege system user for the provisioner, an
-// admin user for sending requests, a nats-server configuration with a full
-// resolver, and the provisioner's config.json.
+// system account, the service's own account (JetStream on, for the KV
+// store), least-privilege users for the provisioner, the service and an
+// admin, a seal key for seeds at rest, nats-server configurations with a
+// full resolver (one server, and a three-node cluster for containers), and
+// the provisioner's config.json.
 package bootstrap
 
 import (
@@ -17,6 +19,8 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
+
+	"github.com/natsprov/provisioner/config"
 )
 
 // Names of the files Init writes, relative to its directory.
@@ -24,32 +28,97 @@ const (
 	OperatorJWTFile        = "operator.jwt"
 	OperatorSigningKeyFile = "operator-signing.nk"
 	SystemAccountJWTFile   = "system-account.jwt"
+	ServiceAccountJWTFile  = "service-account.jwt"
 	ProvisionerCredsFile   = "provisioner.creds"
 	AdminCredsFile         = "admin.creds"
+	ServiceCredsFile       = "service.creds"
+	SealKeyFile            = "seal.xk"
 	ServerConfFile         = "nats-server.conf"
-	ContainerConfFile      = "nats-server.container.conf"
 	ConfigFile             = "config.json"
-	// OfflineDir holds the identity keys that no running process needs.
-	// Move it off the machine once the deployment works.
-	OfflineDir               = "OFFLINE-identity-keys"
-	OperatorIdentityKeyFile  = OfflineDir + "/operator-identity.nk"
-	SystemAccountKeyFile     = OfflineDir + "/system-account-identity.nk"
-	SystemAccountSigningFile = OfflineDir + "/system-account-signing.nk"
-	ResolverDir              = "jwt"
-	StoreDir                 = "store"
+	// ContainerConfigFile is config.json for the provisioners of
+	// docker-compose.yml: the cluster's URLs and three replicas.
+	ContainerConfigFile = "config.container.json"
+	// OfflineDir holds the keys that no running process needs. Move it off
+	// the machine once the deployment works.
+	OfflineDir                = "OFFLINE-identity-keys"
+	OperatorIdentityKeyFile   = OfflineDir + "/operator-identity.nk"
+	SystemAccountKeyFile      = OfflineDir + "/system-account-identity.nk"
+	SystemAccountSigningFile  = OfflineDir + "/system-account-signing.nk"
+	ServiceAccountKeyFile     = OfflineDir + "/service-account-identity.nk"
+	ServiceAccountSigningFile = OfflineDir + "/service-account-signing.nk"
+	// ResolverDir, StoreDir and JetStreamDir are made by nats-server and the
+	// file store, not by Init; Init refuses a directory that has them.
+	ResolverDir  = "jwt"
+	StoreDir     = "store"
+	JetStreamDir = "jetstream"
 
 	// ContainerDeployDir and ContainerDataDir are where docker-compose.yml
-	// mounts the init output and the nats data volume.
-	ContainerDeployDir = "/deploy"
-	ContainerDataDir   = "/data"
-	ContainerPort      = 4222
+	// mounts the init output and each nats node's data volume.
+	ContainerDeployDir   = "/deploy"
+	ContainerDataDir     = "/data"
+	ContainerPort        = 4222
+	ContainerClusterPort = 6222
+	// ClusterName and ClusterSize describe the container cluster.
+	ClusterName = "provisioner"
+	ClusterSize = 3
 )
 
-// Options tune Init. The zero value gives a deployment listening on
-// 127.0.0.1:4222 that allows deletes.
+// ContainerConfFile returns the name of the nats-server config of container
+// cluster node n, 1 to ClusterSize.
+func ContainerConfFile(n int) string { return fmt.Sprintf("nats-server-%d.container.conf", n) }
+
+// ContainerNode returns the server name of container cluster node n, which
+// is also its host name in docker-compose.yml: "n1" to "n3".
+func ContainerNode(n int) string { return "n" + strconv.Itoa(n) }
+
+// ContainerURLs returns the client URLs of the container cluster, comma
+// separated, as nats_url and --nats-url take them.
+func ContainerURLs() string {
+	urls := make([]string, ClusterSize)
+	for i := range urls {
+		urls[i] = "nats://" + net.JoinHostPort(ContainerNode(i+1), strconv.Itoa(ContainerPort))
+	}
+	return strings.Join(urls, ",")
+}
+
+// Inbox prefixes. Every user Init makes may subscribe to its own inbox
+// prefix only, never to _INBOX.>, so that no user can read the replies
+// meant for another; clients set theirs with nats.CustomInboxPrefix or
+// natscli's --inbox-prefix.
+const (
+	AdminInboxPrefix       = "_INBOX_admin"
+	ProvisionerInboxPrefix = "_INBOX_provisioner"
+	ServiceInboxPrefix     = "_INBOX_service"
+)
+
+// Store kinds of Options.Store.
+const (
+	StoreJetStream = config.StoreJetStream
+	StoreFile      = config.StoreFile
+)
+
+// The service's own account.
+const (
+	ServiceAccountName = "PROVISIONER"
+	// The account's JetStream limits: the KV bucket holds a few KiB per
+	// account (seeds, JWT, user records), so 4 GiB of disk is room for
+	// hundreds of thousands of accounts with history, and a runaway stream
+	// cannot fill the servers' disks.
+	ServiceAccountMemStorage  = 256 << 20
+	ServiceAccountDiskStorage = 4 << 30
+)
+
+// Options tune Init. The zero value gives a JetStream deployment listening
+// on 127.0.0.1:4222 that allows deletes.
 type Options struct {
 	// Dir receives the files. It may exist, but no file Init writes may.
 	Dir string
+	// Store is StoreJetStream (the default: the KV store, any number of
+	// instances) or StoreFile (the file store in Dir/store, one instance).
+	Store string
+	// KVBucket names the KV bucket the service user may use. Default
+	// config.DefaultKVBucket.
+	KVBucket string
 	// Host and Port are the client listen address. Defaults 127.0.0.1, 4222.
 	Host string
 	Port int
@@ -66,6 +135,12 @@ type Options struct {
 }
 
 func (o *Options) setDefaults() {
+	if o.Store == "" {
+		o.Store = StoreJetStream
+	}
+	if o.KVBucket == "" {
+		o.KVBucket = config.DefaultKVBucket
+	}
 	if o.Host == "" {
 		o.Host = "127.0.0.1"
 	}
@@ -76,7 +151,7 @@ func (o *Options) setDefaults() {
 		o.OperatorName = "provisioner"
 	}
 	if o.SubjectPrefix == "" {
-		o.SubjectPrefix = "prov"
+		o.SubjectPrefix = config.DefaultSubjectPrefix
 	}
 	if o.ResolverLimit == 0 {
 		o.ResolverLimit = 10000
@@ -86,39 +161,75 @@ func (o *Options) setDefaults() {
 	}
 }
 
+func (o *Options) check() error {
+	switch {
+	case o.Dir == "":
+		return errors.New("bootstrap: a directory is required")
+	case o.Store != StoreJetStream && o.Store != StoreFile:
+		return fmt.Errorf("bootstrap: store %q: want %s or %s", o.Store, StoreJetStream, StoreFile)
+	case !config.ValidKVBucket(o.KVBucket):
+		return fmt.Errorf("bootstrap: KV bucket %q: letters, digits, _ and - only", o.KVBucket)
+	case strings.ContainsAny(o.SubjectPrefix, " \t*>") || strings.HasPrefix(o.SubjectPrefix, ".") || strings.HasSuffix(o.SubjectPrefix, ".") || strings.Contains(o.SubjectPrefix, ".."):
+		return fmt.Errorf("bootstrap: subject prefix %q must be subject tokens without wildcards or spaces", o.SubjectPrefix)
+	case o.Port < 1 || o.Port > 65535:
+		return fmt.Errorf("bootstrap: port %d is not a TCP port", o.Port)
+	case o.ResolverLimit < 1:
+		return fmt.Errorf("bootstrap: resolver limit %d must be positive", o.ResolverLimit)
+	}
+	return nil
+}
+
 // Result tells what Init made.
 type Result struct {
-	Dir              string
-	Operator         string
-	OperatorSigning  string
-	SystemAccount    string
-	ProvisionerUser  string
-	AdminUser        string
-	URL              string
-	Files            []string // relative to Dir
-	ServerConf       string   // absolute paths
+	Dir             string
+	Store           string // StoreJetStream or StoreFile
+	KVBucket        string
+	Operator        string
+	OperatorSigning string
+	SystemAccount   string
+	// ServiceAccount is the service's own account. The service learns it
+	// from service.creds (the user JWT's issuer_account).
+	ServiceAccount  string
+	ProvisionerUser string
+	AdminUser       string
+	ServiceUser     string
+	// SealKey is the public curve key of seal.xk.
+	SealKey string
+	URL     string
+	Files   []string // relative to Dir
+	// Absolute paths.
+	ServerConf       string
 	Config           string
 	AdminCreds       string
 	ProvisionerCreds string
+	ServiceCreds     string
+	SealKeyFile      string
 }
 
 // Init writes a new deployment into opts.Dir. It refuses, before writing
 // anything, when any file it would write exists.
 func Init(opts Options) (*Result, error) {
 	opts.setDefaults()
-	if opts.Dir == "" {
-		return nil, errors.New("bootstrap: a directory is required")
+	if err := opts.check(); err != nil {
+		return nil, err
 	}
 	dir, err := filepath.Abs(opts.Dir)
 	if err != nil {
 		return nil, err
 	}
 	files := []string{
-		OperatorJWTFile, OperatorSigningKeyFile, SystemAccountJWTFile, ProvisionerCredsFile, AdminCredsFile,
-		ServerConfFile, ContainerConfFile, ConfigFile,
-		OperatorIdentityKeyFile, SystemAccountKeyFile, SystemAccountSigningFile,
+		OperatorJWTFile, OperatorSigningKeyFile, SystemAccountJWTFile, ServiceAccountJWTFile,
+		ProvisionerCredsFile, AdminCredsFile, ServiceCredsFile, SealKeyFile,
+		ServerConfFile, ConfigFile,
 	}
-	for _, f := range append(files, ResolverDir, StoreDir, OfflineDir) {
+	if opts.Store == StoreJetStream {
+		for n := 1; n <= ClusterSize; n++ {
+			files = append(files, ContainerConfFile(n))
+		}
+		files = append(files, ContainerConfigFile)
+	}
+	files = append(files, OperatorIdentityKeyFile, SystemAccountKeyFile, SystemAccountSigningFile, ServiceAccountKeyFile, ServiceAccountSigningFile)
+	for _, f := range append(files, ResolverDir, StoreDir, JetStreamDir, OfflineDir) {
 		if _, err := os.Lstat(filepath.Join(dir, f)); err == nil {
 			return nil, fmt.Errorf("bootstrap: %s exists; init never overwrites a deployment (choose another --dir or remove it)", filepath.Join(dir, f))
 		}
@@ -162,45 +273,118 @@ func Init(opts Options) (*Result, error) {
 	secret(SystemAccountKeyFile, seedFile(k.sysAccount))
 	secret(SystemAccountSigningFile, seedFile(k.sysSigning))
 
-	provCreds, err := k.user(k.provisioner, "provisioner", ProvisionerPermissions(opts.SubjectPrefix))
-	if err != nil {
-		return nil, err
+	// The service's own account: JetStream is on (the system account
+	// cannot have it), so the KV store, and later the audit stream, live
+	// here. Both its seeds go offline: its one user is made here, and
+	// nothing running signs users of it.
+	sc := jwt.NewAccountClaims(k.pub(k.svcAccount))
+	sc.Name = ServiceAccountName
+	sc.SigningKeys.Add(k.pub(k.svcSigning))
+	sc.Limits.JetStreamLimits = jwt.JetStreamLimits{
+		MemoryStorage: ServiceAccountMemStorage,
+		DiskStorage:   ServiceAccountDiskStorage,
+		Streams:       jwt.NoLimit,
+		Consumer:      jwt.NoLimit,
 	}
-	secret(ProvisionerCredsFile, provCreds)
-	adminCreds, err := k.user(k.admin, "admin", AdminPermissions(opts.SubjectPrefix))
+	svcJWT, err := sc.Encode(k.operatorSigning)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("bootstrap: sign the service account: %w", err)
 	}
-	secret(AdminCredsFile, adminCreds)
+	public(ServiceAccountJWTFile, decorate(svcJWT))
+	secret(ServiceAccountKeyFile, seedFile(k.svcAccount))
+	secret(ServiceAccountSigningFile, seedFile(k.svcSigning))
 
-	sc := ServerConf{
+	for _, u := range []struct {
+		file, name          string
+		kp, account, signer nkeys.KeyPair
+		perms               jwt.Permissions
+	}{
+		{ProvisionerCredsFile, "provisioner", k.provisioner, k.sysAccount, k.sysSigning, ProvisionerPermissions(opts.SubjectPrefix)},
+		{AdminCredsFile, "admin", k.admin, k.sysAccount, k.sysSigning, AdminPermissions(opts.SubjectPrefix)},
+		{ServiceCredsFile, "service", k.service, k.svcAccount, k.svcSigning, ServicePermissions(opts.KVBucket)},
+	} {
+		creds, err := k.user(u.kp, u.name, u.account, u.signer, u.perms)
+		if err != nil {
+			return nil, err
+		}
+		secret(u.file, creds)
+	}
+	sealSeed, err := k.seal.Seed()
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap: seal key: %w", err)
+	}
+	secret(SealKeyFile, append(sealSeed, '\n'))
+
+	hostConf := ServerConf{
 		Listen:        net.JoinHostPort(opts.Host, strconv.Itoa(opts.Port)),
 		ServerName:    opts.ServerName,
 		OperatorJWT:   filepath.Join(dir, OperatorJWTFile),
 		SystemAccount: k.pub(k.sysAccount),
 		SystemJWT:     sysJWT,
+		Preload:       []Preload{{k.pub(k.svcAccount), svcJWT}},
 		ResolverDir:   filepath.Join(dir, ResolverDir),
-		AllowDelete:   !opts.NoDelete,
-		Limit:         opts.ResolverLimit,
+		// Both kinds get JetStream: the service account exists in both,
+		// and what comes after the KV store (the audit stream) needs it
+		// with the file store too. Unused, it costs nothing.
+		JetStreamDir: filepath.Join(dir, JetStreamDir),
+		AllowDelete:  !opts.NoDelete,
+		Limit:        opts.ResolverLimit,
 	}
-	public(ServerConfFile, sc.Render())
-	cc := sc
-	cc.Listen = net.JoinHostPort("0.0.0.0", strconv.Itoa(ContainerPort))
-	cc.OperatorJWT = ContainerDeployDir + "/" + OperatorJWTFile
-	cc.ResolverDir = ContainerDataDir + "/" + ResolverDir
-	public(ContainerConfFile, cc.Render())
+	public(ServerConfFile, hostConf.Render())
 
 	url := "nats://" + net.JoinHostPort(opts.Host, strconv.Itoa(opts.Port))
-	cfg, _ := json.MarshalIndent(map[string]any{
-		"nats_url":             url,
-		"nats_creds":           ProvisionerCredsFile,
-		"operator_jwt":         OperatorJWTFile,
-		"operator_signing_key": OperatorSigningKeyFile,
-		"store_dir":            StoreDir,
-		"subject_prefix":       opts.SubjectPrefix,
-		"resolver_timeout":     "5s",
-	}, "", "  ")
-	public(ConfigFile, append(cfg, '\n'))
+	cfg := config.Config{
+		NATSURL:            url,
+		NATSCreds:          ProvisionerCredsFile,
+		OperatorJWT:        OperatorJWTFile,
+		OperatorSigningKey: OperatorSigningKeyFile,
+		ServiceCreds:       ServiceCredsFile,
+		SealKey:            SealKeyFile,
+		SubjectPrefix:      opts.SubjectPrefix,
+		ResolverTimeout:    config.Duration(config.DefaultResolverTimeout),
+	}
+	if opts.Store == StoreFile {
+		cfg.StoreDir = StoreDir
+	} else {
+		cfg.KVBucket = opts.KVBucket
+	}
+	data, err := configFile(cfg)
+	if err != nil {
+		return nil, err
+	}
+	public(ConfigFile, data)
+
+	if opts.Store == StoreJetStream {
+		routes := make([]string, ClusterSize)
+		for i := range routes {
+			routes[i] = "nats://" + net.JoinHostPort(ContainerNode(i+1), strconv.Itoa(ContainerClusterPort))
+		}
+		for n := 1; n <= ClusterSize; n++ {
+			c := hostConf
+			c.Listen = net.JoinHostPort("0.0.0.0", strconv.Itoa(ContainerPort))
+			c.ServerName = ContainerNode(n)
+			c.OperatorJWT = ContainerDeployDir + "/" + OperatorJWTFile
+			c.ResolverDir = ContainerDataDir + "/" + ResolverDir
+			c.JetStreamDir = ContainerDataDir + "/" + JetStreamDir
+			c.Cluster = &ClusterConf{
+				Name:   ClusterName,
+				Listen: net.JoinHostPort("0.0.0.0", strconv.Itoa(ContainerClusterPort)),
+				Routes: routes,
+			}
+			public(ContainerConfFile(n), c.Render())
+		}
+		// Three replicas, set rather than chosen at start: a provisioner
+		// that starts while a node is still down must not make the bucket
+		// R1 for good.
+		cc := cfg
+		cc.NATSURL = ContainerURLs()
+		cc.KVReplicas = ClusterSize
+		data, err := configFile(cc)
+		if err != nil {
+			return nil, err
+		}
+		public(ContainerConfigFile, data)
+	}
 
 	// A directory made here is 0755 (it holds public files too); one that
 	// existed keeps its mode.
@@ -218,18 +402,40 @@ func Init(opts Options) (*Result, error) {
 	}
 	return &Result{
 		Dir:              dir,
+		Store:            opts.Store,
+		KVBucket:         opts.KVBucket,
 		Operator:         k.pub(k.operator),
 		OperatorSigning:  k.pub(k.operatorSigning),
 		SystemAccount:    k.pub(k.sysAccount),
+		ServiceAccount:   k.pub(k.svcAccount),
 		ProvisionerUser:  k.pub(k.provisioner),
 		AdminUser:        k.pub(k.admin),
+		ServiceUser:      k.pub(k.service),
+		SealKey:          k.pub(k.seal),
 		URL:              url,
 		Files:            files,
 		ServerConf:       filepath.Join(dir, ServerConfFile),
 		Config:           filepath.Join(dir, ConfigFile),
 		AdminCreds:       filepath.Join(dir, AdminCredsFile),
 		ProvisionerCreds: filepath.Join(dir, ProvisionerCredsFile),
+		ServiceCreds:     filepath.Join(dir, ServiceCredsFile),
+		SealKeyFile:      filepath.Join(dir, SealKeyFile),
 	}, nil
+}
+
+// configFile renders a config as Init writes it, after checking that it
+// loads: only the fields set, defaults left to the service.
+func configFile(c config.Config) ([]byte, error) {
+	check := c
+	check.SetDefaults()
+	if err := check.Validate(); err != nil {
+		return nil, fmt.Errorf("bootstrap: the config would not load: %w", err)
+	}
+	data, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap: config: %w", err)
+	}
+	return append(data, '\n'), nil
 }
 
 type fileSpec struct {
@@ -260,38 +466,87 @@ func writeNew(path string, data []byte, perm os.FileMode) error {
 }
 
 // ProvisionerPermissions are the least privileges of the provisioner's
-// system user: publish only the claims API, account lookups and server
-// pings (replies to its own requesters go through allow_responses);
-// subscribe only to the provisioning subjects, the micro discovery
-// subjects and its inbox.
+// system user. It publishes only the claims API it uses (not PACK, which
+// hands out every account), account lookups, the two server pings it
+// reads (IDZ to count servers, VARZ for their settings) and its change
+// events; replies to its requesters go through allow_responses. It
+// subscribes only to the provisioning subjects, the micro discovery
+// subjects, its own inbox, and the server start and stop events.
 func ProvisionerPermissions(prefix string) jwt.Permissions {
 	return jwt.Permissions{
 		Pub: jwt.Permission{Allow: jwt.StringList{
-			"$SYS.REQ.CLAIMS.>",
+			"$SYS.REQ.CLAIMS.UPDATE",
+			"$SYS.REQ.CLAIMS.DELETE",
+			"$SYS.REQ.CLAIMS.LIST",
 			"$SYS.REQ.ACCOUNT.*.CLAIMS.LOOKUP",
-			"$SYS.REQ.SERVER.PING",
-			"$SYS.REQ.SERVER.PING.>",
+			"$SYS.REQ.SERVER.PING.IDZ",
+			"$SYS.REQ.SERVER.PING.VARZ",
+			prefix + ".events.>",
 		}},
 		Sub: jwt.Permission{Allow: jwt.StringList{
 			prefix + ".>",
 			"$SRV.>",
-			"_INBOX.>",
+			ProvisionerInboxPrefix + ".>",
+			"$SYS.SERVER.*.STATSZ",
+			"$SYS.SERVER.*.SHUTDOWN",
 		}},
 		Resp: &jwt.ResponsePermission{MaxMsgs: 1},
 	}
 }
 
-// AdminPermissions let an admin send provisioning requests and use the
-// micro discovery subjects, and read the replies, nothing more.
+// AdminPermissions let an admin send provisioning requests, use the micro
+// discovery subjects, read the replies on its own inbox and follow the
+// change events, nothing more; it may not publish events itself.
 func AdminPermissions(prefix string) jwt.Permissions {
 	return jwt.Permissions{
-		Pub: jwt.Permission{Allow: jwt.StringList{prefix + ".>", "$SRV.>"}},
-		Sub: jwt.Permission{Allow: jwt.StringList{"_INBOX.>"}},
+		Pub: jwt.Permission{
+			Allow: jwt.StringList{prefix + ".>", "$SRV.>"},
+			Deny:  jwt.StringList{prefix + ".events.>"},
+		},
+		Sub: jwt.Permission{Allow: jwt.StringList{AdminInboxPrefix + ".>", prefix + ".events.>"}},
+	}
+}
+
+// ServicePermissions are the least privileges of the service's user in
+// its own account: the JetStream API of one KV bucket (stream
+// KV_<bucket>), as nats.go's jetstream package uses it to create, look up,
+// read, write and watch the bucket, and its own inbox. It cannot delete or
+// purge the stream, nor touch any other.
+func ServicePermissions(bucket string) jwt.Permissions {
+	stream := "KV_" + bucket
+	return jwt.Permissions{
+		Pub: jwt.Permission{Allow: jwt.StringList{
+			// Account info: CreateKeyValue asks it first.
+			"$JS.API.INFO",
+			// CreateKeyValue, UpdateKeyValue, KeyValue and Status.
+			"$JS.API.STREAM.CREATE." + stream,
+			"$JS.API.STREAM.UPDATE." + stream,
+			"$JS.API.STREAM.INFO." + stream,
+			// Get: direct gets by subject (and by sequence), and the
+			// stream's own get when direct gets are off.
+			"$JS.API.DIRECT.GET." + stream,
+			"$JS.API.DIRECT.GET." + stream + ".>",
+			"$JS.API.STREAM.MSG.GET." + stream,
+			// Watch (and Keys, History): an ordered push consumer, made
+			// again after a gap and deleted on Stop.
+			"$JS.API.CONSUMER.CREATE." + stream,
+			"$JS.API.CONSUMER.CREATE." + stream + ".>",
+			"$JS.API.CONSUMER.INFO." + stream + ".*",
+			"$JS.API.CONSUMER.DELETE." + stream + ".*",
+			// Its flow control replies, in both reply formats.
+			"$JS.FC." + stream + ".>",
+			"$JS.FC.*.*." + stream + ".>",
+			// Put, Create, Update, Delete and Purge of keys.
+			"$KV." + bucket + ".>",
+		}},
+		Sub: jwt.Permission{Allow: jwt.StringList{ServiceInboxPrefix + ".>"}},
 	}
 }
 
 type keys struct {
-	operator, operatorSigning, sysAccount, sysSigning, provisioner, admin nkeys.KeyPair
+	operator, operatorSigning                      nkeys.KeyPair
+	sysAccount, sysSigning, svcAccount, svcSigning nkeys.KeyPair
+	provisioner, admin, service, seal              nkeys.KeyPair
 }
 
 func newKeys() (*keys, error) {
@@ -304,11 +559,16 @@ func newKeys() (*keys, error) {
 		{&k.operatorSigning, nkeys.CreateOperator},
 		{&k.sysAccount, nkeys.CreateAccount},
 		{&k.sysSigning, nkeys.CreateAccount},
+		{&k.svcAccount, nkeys.CreateAccount},
+		{&k.svcSigning, nkeys.CreateAccount},
 		{&k.provisioner, nkeys.CreateUser},
 		{&k.admin, nkeys.CreateUser},
+		{&k.service, nkeys.CreateUser},
+		{&k.seal, nkeys.CreateCurveKeys},
 	} {
 		kp, err := g.make()
 		if err != nil {
+			k.wipe()
 			return nil, fmt.Errorf("bootstrap: create key: %w", err)
 		}
 		*g.kp = kp
@@ -317,7 +577,7 @@ func newKeys() (*keys, error) {
 }
 
 func (k *keys) wipe() {
-	for _, kp := range []nkeys.KeyPair{k.operator, k.operatorSigning, k.sysAccount, k.sysSigning, k.provisioner, k.admin} {
+	for _, kp := range []nkeys.KeyPair{k.operator, k.operatorSigning, k.sysAccount, k.sysSigning, k.svcAccount, k.svcSigning, k.provisioner, k.admin, k.service, k.seal} {
 		if kp != nil {
 			kp.Wipe()
 		}
@@ -329,14 +589,15 @@ func (k *keys) pub(kp nkeys.KeyPair) string {
 	return p
 }
 
-// user issues a system-account user signed by the system account's signing
-// key and returns its creds file.
-func (k *keys) user(kp nkeys.KeyPair, name string, perms jwt.Permissions) ([]byte, error) {
+// user issues a user of account, signed by the account's signing key
+// (issuer_account set, as strict signing key usage requires), and returns
+// its creds file.
+func (k *keys) user(kp nkeys.KeyPair, name string, account, signer nkeys.KeyPair, perms jwt.Permissions) ([]byte, error) {
 	uc := jwt.NewUserClaims(k.pub(kp))
 	uc.Name = name
-	uc.IssuerAccount = k.pub(k.sysAccount)
+	uc.IssuerAccount = k.pub(account)
 	uc.Permissions = perms
-	token, err := uc.Encode(k.sysSigning)
+	token, err := uc.Encode(signer)
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap: sign user %s: %w", name, err)
 	}
@@ -358,16 +619,35 @@ func decorate(token string) []byte {
 }
 
 // ServerConf is a nats-server configuration in operator mode with a full
-// resolver.
+// resolver, optionally with JetStream and a cluster.
 type ServerConf struct {
 	Listen        string
 	ServerName    string
 	OperatorJWT   string
 	SystemAccount string
 	SystemJWT     string
-	ResolverDir   string
-	AllowDelete   bool
-	Limit         int
+	// Preload are accounts preloaded next to the system account.
+	Preload     []Preload
+	ResolverDir string
+	AllowDelete bool
+	Limit       int
+	// JetStreamDir, when set, turns JetStream on with its store there.
+	JetStreamDir string
+	// Cluster, when set, adds a cluster block.
+	Cluster *ClusterConf
+}
+
+// Preload is an account JWT a server knows before its resolver is asked.
+type Preload struct {
+	Account string
+	JWT     string
+}
+
+// ClusterConf is the cluster block of a ServerConf.
+type ClusterConf struct {
+	Name   string
+	Listen string
+	Routes []string
 }
 
 // Render writes the configuration in nats-server's format.
@@ -378,7 +658,30 @@ func (c ServerConf) Render() []byte {
 	fmt.Fprintf(&b, "listen: %q\n\n", c.Listen)
 	fmt.Fprintf(&b, "operator: %q\n", c.OperatorJWT)
 	fmt.Fprintf(&b, "system_account: %s\n\n", c.SystemAccount)
+	if c.JetStreamDir != "" {
+		fmt.Fprintf(&b, "# JetStream holds the provisioner's KV bucket, in the %s account.\n", ServiceAccountName)
+		fmt.Fprintf(&b, "# sync_interval: always fsyncs every write before it is acknowledged, so an\n")
+		fmt.Fprintf(&b, "# account change the provisioner was told is stored survives a power loss,\n")
+		fmt.Fprintf(&b, "# even on a single server (by default a server syncs every two minutes and\n")
+		fmt.Fprintf(&b, "# counts on replicas). The provisioner writes little; the cost is small.\n")
+		fmt.Fprintf(&b, "jetstream {\n  store_dir: %q\n  sync_interval: always\n}\n\n", c.JetStreamDir)
+	}
+	if c.Cluster != nil {
+		fmt.Fprintf(&b, "cluster {\n  name: %q\n  listen: %q\n  routes: [\n", c.Cluster.Name, c.Cluster.Listen)
+		for _, r := range c.Cluster.Routes {
+			fmt.Fprintf(&b, "    %q\n", r)
+		}
+		fmt.Fprintf(&b, "  ]\n}\n\n")
+	}
 	fmt.Fprintf(&b, "resolver: {\n  type: full\n  dir: %q\n  allow_delete: %t\n  interval: \"2m\"\n  limit: %d\n}\n\n", c.ResolverDir, c.AllowDelete, c.Limit)
-	fmt.Fprintf(&b, "# The system account must be known before the resolver can be asked.\nresolver_preload: {\n  %s: %q\n}\n", c.SystemAccount, c.SystemJWT)
+	fmt.Fprintf(&b, "# The system account must be known before the resolver can be asked.\n")
+	if len(c.Preload) > 0 {
+		fmt.Fprintf(&b, "# The service's own account is preloaded too, so that it works before\n# anything was pushed.\n")
+	}
+	fmt.Fprintf(&b, "resolver_preload: {\n  %s: %q\n", c.SystemAccount, c.SystemJWT)
+	for _, p := range c.Preload {
+		fmt.Fprintf(&b, "  %s: %q\n", p.Account, p.JWT)
+	}
+	fmt.Fprintf(&b, "}\n")
 	return []byte(b.String())
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -18,25 +19,54 @@ import (
 	"time"
 
 	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats-server/v2/conf"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/config"
 	"github.com/natsprov/provisioner/provtest"
+	"github.com/natsprov/provisioner/seal"
 	"github.com/natsprov/provisioner/service"
 )
 
-// allFiles are the files Init writes, relative to its directory.
-var allFiles = []string{
-	bootstrap.OperatorJWTFile, bootstrap.OperatorSigningKeyFile, bootstrap.SystemAccountJWTFile,
-	bootstrap.ProvisionerCredsFile, bootstrap.AdminCredsFile, bootstrap.ServerConfFile,
-	bootstrap.ContainerConfFile, bootstrap.ConfigFile,
+// fileStoreFiles are the files Init writes for a file store deployment,
+// relative to its directory.
+var fileStoreFiles = []string{
+	bootstrap.OperatorJWTFile, bootstrap.OperatorSigningKeyFile, bootstrap.SystemAccountJWTFile, bootstrap.ServiceAccountJWTFile,
+	bootstrap.ProvisionerCredsFile, bootstrap.AdminCredsFile, bootstrap.ServiceCredsFile, bootstrap.SealKeyFile,
+	bootstrap.ServerConfFile, bootstrap.ConfigFile,
 	bootstrap.OperatorIdentityKeyFile, bootstrap.SystemAccountKeyFile, bootstrap.SystemAccountSigningFile,
+	bootstrap.ServiceAccountKeyFile, bootstrap.ServiceAccountSigningFile,
+}
+
+// jetStreamFiles are those of a JetStream deployment: the same, and the
+// container cluster's.
+var jetStreamFiles = []string{
+	bootstrap.OperatorJWTFile, bootstrap.OperatorSigningKeyFile, bootstrap.SystemAccountJWTFile, bootstrap.ServiceAccountJWTFile,
+	bootstrap.ProvisionerCredsFile, bootstrap.AdminCredsFile, bootstrap.ServiceCredsFile, bootstrap.SealKeyFile,
+	bootstrap.ServerConfFile, bootstrap.ConfigFile,
+	"nats-server-1.container.conf", "nats-server-2.container.conf", "nats-server-3.container.conf", bootstrap.ContainerConfigFile,
+	bootstrap.OperatorIdentityKeyFile, bootstrap.SystemAccountKeyFile, bootstrap.SystemAccountSigningFile,
+	bootstrap.ServiceAccountKeyFile, bootstrap.ServiceAccountSigningFile,
 }
 
 var secretFiles = []string{
 	bootstrap.OperatorSigningKeyFile, bootstrap.ProvisionerCredsFile, bootstrap.AdminCredsFile,
+	bootstrap.ServiceCredsFile, bootstrap.SealKeyFile,
 	bootstrap.OperatorIdentityKeyFile, bootstrap.SystemAccountKeyFile, bootstrap.SystemAccountSigningFile,
+	bootstrap.ServiceAccountKeyFile, bootstrap.ServiceAccountSigningFile,
+}
+
+// storeKinds are the two kinds of deployment, with the files of each.
+var storeKinds = []struct {
+	store string
+	files []string
+}{
+	{bootstrap.StoreJetStream, jetStreamFiles},
+	{bootstrap.StoreFile, fileStoreFiles},
 }
 
 // snapshot lists every entry under dir with its mode and content.
@@ -70,14 +100,69 @@ func snapshot(t *testing.T, dir string) map[string]string {
 }
 
 func TestInitWritesTheFilesItReports(t *testing.T) {
-	env := provtest.Deployment(t, bootstrap.Options{})
-	if !slices.Equal(env.Init.Files, allFiles) {
-		t.Errorf("Result.Files = %v, want %v", env.Init.Files, allFiles)
+	for _, k := range storeKinds {
+		t.Run(k.store, func(t *testing.T) {
+			res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: k.store})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(res.Files, k.files) {
+				t.Errorf("Result.Files = %v, want %v", res.Files, k.files)
+			}
+			written := snapshot(t, res.Dir)
+			for _, f := range k.files {
+				if _, ok := written[f]; !ok {
+					t.Errorf("Init did not write %s", f)
+				}
+			}
+			for f := range written {
+				if f != "." && f != bootstrap.OfflineDir && !slices.Contains(k.files, f) {
+					t.Errorf("Init wrote %s, which Result.Files does not list", f)
+				}
+			}
+			if res.Store != k.store {
+				t.Errorf("Result.Store = %q, want %q", res.Store, k.store)
+			}
+		})
 	}
-	for _, f := range allFiles {
-		if _, err := os.Stat(filepath.Join(env.Dir, f)); err != nil {
-			t.Errorf("Init did not write %s: %v", f, err)
-		}
+	// The zero Options make a JetStream deployment.
+	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Store != bootstrap.StoreJetStream || !slices.Equal(res.Files, jetStreamFiles) {
+		t.Errorf("the default deployment is %s with %v; want %s", res.Store, res.Files, bootstrap.StoreJetStream)
+	}
+}
+
+// Bad options are refused before anything is written, naming what is
+// wrong.
+func TestInitRefusesBadOptions(t *testing.T) {
+	tests := []struct {
+		name string
+		opts bootstrap.Options
+		want string
+	}{
+		{"unknown store", bootstrap.Options{Store: "sql"}, `"sql"`},
+		{"bucket with a dot", bootstrap.Options{KVBucket: "a.b"}, `"a.b"`},
+		{"bucket with a wildcard", bootstrap.Options{KVBucket: "kv*"}, `"kv*"`},
+		{"prefix with a wildcard", bootstrap.Options{SubjectPrefix: "prov.*"}, `"prov.*"`},
+		{"prefix with a space", bootstrap.Options{SubjectPrefix: "a b"}, `"a b"`},
+		{"port out of range", bootstrap.Options{Port: 70000}, "70000"},
+		{"negative resolver limit", bootstrap.Options{ResolverLimit: -1}, "-1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "deploy")
+			tt.opts.Dir = dir
+			_, err := bootstrap.Init(tt.opts)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Init(%+v) = %v, want an error naming %s", tt.opts, err, tt.want)
+			}
+			if _, err := os.Stat(dir); err == nil {
+				t.Errorf("the refused Init made %s", dir)
+			}
+		})
 	}
 }
 
@@ -95,7 +180,7 @@ func TestInitRefusesAnExistingDeployment(t *testing.T) {
 // Any single one of the files, or the resolver or store dir, is enough for
 // Init to refuse, before it writes anything.
 func TestInitRefusesAnyExistingFile(t *testing.T) {
-	for _, f := range append(slices.Clone(allFiles), bootstrap.ResolverDir, bootstrap.StoreDir) {
+	for _, f := range append(slices.Clone(jetStreamFiles), bootstrap.ResolverDir, bootstrap.StoreDir, bootstrap.JetStreamDir) {
 		t.Run(strings.ReplaceAll(f, "/", "_"), func(t *testing.T) {
 			dir := t.TempDir()
 			p := filepath.Join(dir, f)
@@ -121,9 +206,21 @@ func TestInitRefusesAnyExistingFile(t *testing.T) {
 }
 
 func TestSecretFileModes(t *testing.T) {
-	env := provtest.Deployment(t, bootstrap.Options{})
+	for _, k := range storeKinds {
+		t.Run(k.store, func(t *testing.T) {
+			res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: k.store})
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkModes(t, res.Dir, k.files)
+		})
+	}
+}
+
+func checkModes(t *testing.T, dir string, files []string) {
+	t.Helper()
 	for _, f := range secretFiles {
-		fi, err := os.Stat(filepath.Join(env.Dir, f))
+		fi, err := os.Stat(filepath.Join(dir, f))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -131,7 +228,7 @@ func TestSecretFileModes(t *testing.T) {
 			t.Errorf("%s has mode %v, want 0600", f, fi.Mode().Perm())
 		}
 	}
-	ents, err := os.ReadDir(filepath.Join(env.Dir, bootstrap.OfflineDir))
+	ents, err := os.ReadDir(filepath.Join(dir, bootstrap.OfflineDir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,14 +238,14 @@ func TestSecretFileModes(t *testing.T) {
 			t.Errorf("%s/%s has mode %v, want 0600", bootstrap.OfflineDir, e.Name(), fi.Mode().Perm())
 		}
 	}
-	if fi, _ := os.Stat(filepath.Join(env.Dir, bootstrap.OfflineDir)); fi.Mode().Perm() != 0o700 {
+	if fi, _ := os.Stat(filepath.Join(dir, bootstrap.OfflineDir)); fi.Mode().Perm() != 0o700 {
 		t.Errorf("%s has mode %v, want 0700", bootstrap.OfflineDir, fi.Mode().Perm())
 	}
-	for _, f := range allFiles {
+	for _, f := range files {
 		if slices.Contains(secretFiles, f) {
 			continue
 		}
-		data, err := os.ReadFile(filepath.Join(env.Dir, f))
+		data, err := os.ReadFile(filepath.Join(dir, f))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -158,7 +255,8 @@ func TestSecretFileModes(t *testing.T) {
 	}
 }
 
-// hasSeed reports whether data holds anything that decodes as an nkey seed.
+// hasSeed reports whether data holds anything that decodes as an nkey
+// seed, curve seeds (the seal key) among them.
 func hasSeed(data []byte) bool {
 	for _, w := range strings.FieldsFunc(string(data), func(r rune) bool {
 		return !(r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
@@ -167,9 +265,27 @@ func hasSeed(data []byte) bool {
 			if _, err := nkeys.FromSeed([]byte(w)); err == nil {
 				return true
 			}
+			if _, err := nkeys.FromCurveSeed([]byte(w)); err == nil {
+				return true
+			}
 		}
 	}
 	return false
+}
+
+func TestHasSeedSeesCurveSeeds(t *testing.T) {
+	kp, err := nkeys.CreateCurveKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := kp.Seed()
+	if !hasSeed(append([]byte("key: "), seed...)) {
+		t.Fatal("hasSeed misses a curve seed")
+	}
+	pub, _ := kp.PublicKey()
+	if hasSeed([]byte(pub)) {
+		t.Fatal("hasSeed takes a public key for a seed")
+	}
 }
 
 func readJWT(t *testing.T, path string) string {
@@ -260,14 +376,44 @@ func TestOperatorAndSystemAccount(t *testing.T) {
 		t.Errorf("the system account's signing keys %v do not hold %s from %s", ac.SigningKeys, sysSigning, bootstrap.SystemAccountSigningFile)
 	}
 
-	// Both users belong to the system account and are signed by its
-	// signing key, with the permissions Init advertises.
+	// The service's own account: signed by the operator signing key,
+	// JetStream on, a signing key of its own; both seeds offline.
+	sc, err := jwt.DecodeAccountClaims(readJWT(t, filepath.Join(env.Dir, bootstrap.ServiceAccountJWTFile)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc.Subject != res.ServiceAccount || sc.Issuer != res.OperatorSigning || sc.Name != bootstrap.ServiceAccountName {
+		t.Errorf("the service account JWT: subject %s issuer %s name %q; want %s issued by %s named %s", sc.Subject, sc.Issuer, sc.Name, res.ServiceAccount, res.OperatorSigning, bootstrap.ServiceAccountName)
+	}
+	if res.ServiceAccount == res.SystemAccount {
+		t.Error("the service account is the system account")
+	}
+	if js := sc.Limits.JetStreamLimits; js.MemoryStorage != bootstrap.ServiceAccountMemStorage || js.DiskStorage != bootstrap.ServiceAccountDiskStorage || js.Streams != -1 || js.Consumer != -1 {
+		t.Errorf("the service account's JetStream limits are %+v", js)
+	}
+	vr = jwt.ValidationResults{}
+	sc.Validate(&vr)
+	if errs := vr.Errors(); len(errs) > 0 {
+		t.Errorf("the service account JWT does not validate: %v", errs)
+	}
+	if got := pub(t, readSeed(t, filepath.Join(env.Dir, bootstrap.ServiceAccountKeyFile))); got != res.ServiceAccount {
+		t.Errorf("%s holds %s, want %s", bootstrap.ServiceAccountKeyFile, got, res.ServiceAccount)
+	}
+	svcSigning := pub(t, readSeed(t, filepath.Join(env.Dir, bootstrap.ServiceAccountSigningFile)))
+	if !sc.SigningKeys.Contains(svcSigning) || svcSigning == res.ServiceAccount {
+		t.Errorf("the service account's signing keys %v do not hold %s from %s", sc.SigningKeys, svcSigning, bootstrap.ServiceAccountSigningFile)
+	}
+
+	// The users are signed by their account's signing key, with the
+	// permissions Init advertises.
 	for _, u := range []struct {
-		file, pub string
-		perms     jwt.Permissions
+		file, pub        string
+		account, signing string
+		perms            jwt.Permissions
 	}{
-		{bootstrap.ProvisionerCredsFile, res.ProvisionerUser, bootstrap.ProvisionerPermissions("prov")},
-		{bootstrap.AdminCredsFile, res.AdminUser, bootstrap.AdminPermissions("prov")},
+		{bootstrap.ProvisionerCredsFile, res.ProvisionerUser, res.SystemAccount, sysSigning, bootstrap.ProvisionerPermissions("prov")},
+		{bootstrap.AdminCredsFile, res.AdminUser, res.SystemAccount, sysSigning, bootstrap.AdminPermissions("prov")},
+		{bootstrap.ServiceCredsFile, res.ServiceUser, res.ServiceAccount, svcSigning, bootstrap.ServicePermissions(config.DefaultKVBucket)},
 	} {
 		data, err := os.ReadFile(filepath.Join(env.Dir, u.file))
 		if err != nil {
@@ -281,8 +427,8 @@ func TestOperatorAndSystemAccount(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if uc.Subject != u.pub || uc.IssuerAccount != res.SystemAccount || uc.Issuer != sysSigning {
-			t.Errorf("%s: subject %s issuer %s issuer_account %s; want %s signed by %s of %s", u.file, uc.Subject, uc.Issuer, uc.IssuerAccount, u.pub, sysSigning, res.SystemAccount)
+		if uc.Subject != u.pub || uc.IssuerAccount != u.account || uc.Issuer != u.signing {
+			t.Errorf("%s: subject %s issuer %s issuer_account %s; want %s signed by %s of %s", u.file, uc.Subject, uc.Issuer, uc.IssuerAccount, u.pub, u.signing, u.account)
 		}
 		got, _ := json.Marshal(uc.Permissions)
 		want, _ := json.Marshal(u.perms)
@@ -407,30 +553,46 @@ func TestProvisionerLeastPrivilege(t *testing.T) {
 				"$SYS.REQ.CLAIMS.LIST",
 				"$SYS.REQ.CLAIMS.DELETE",
 				"$SYS.REQ.ACCOUNT." + sys + ".CLAIMS.LOOKUP",
-				"$SYS.REQ.SERVER.PING",
 				"$SYS.REQ.SERVER.PING.IDZ",
+				"$SYS.REQ.SERVER.PING.VARZ",
+				"prov.events.account.created",
 			},
-			sub: []string{"prov.>", "prov.account.create", "$SRV.>", "_INBOX.>"},
+			sub: []string{
+				"prov.>", "prov.account.create", "$SRV.>", "_INBOX_provisioner.>",
+				"$SYS.SERVER.*.STATSZ", "$SYS.SERVER.NXXX.STATSZ", "$SYS.SERVER.*.SHUTDOWN",
+			},
 		},
 		permCase{
 			pub: []string{
 				"foo",
 				"prov.account.create",
+				"$SYS.REQ.CLAIMS.PACK",
+				"$SYS.REQ.CLAIMS.X",
+				"$SYS.REQ.SERVER.PING",
+				"$SYS.REQ.SERVER.PING.CONNZ",
+				"$SYS.REQ.SERVER.PING.STATSZ",
+				"$SYS.REQ.SERVER.PING.JSZ",
 				"$SYS.REQ.USER.INFO",
 				"$SYS.REQ.ACCOUNT." + sys + ".CONNZ",
 				"$SYS.REQ.ACCOUNT.X.CONNZ",
 				"$SYS.REQ.SERVER." + "NXXX" + ".KICK",
 				"$SRV.PING",
 				"_INBOX.x",
+				"_INBOX_admin.x",
 			},
-			sub: []string{"foo", "$SYS.>", "$SYS.ACCOUNT.>", ">"},
+			sub: []string{
+				"foo", "$SYS.>", "$SYS.ACCOUNT.>", ">", "_INBOX.>", "_INBOX_admin.>",
+				"$SYS.SERVER.*.CLIENT.AUTH.ERR", "$SYS.ACCOUNT.*.CONNECT",
+			},
 		})
 
 	// And what it may publish is answered: it can ask the servers who they
-	// are and the resolver for the system account.
+	// are and how they are set, and the resolver for the system account.
 	nc := env.Connect(t, env.Init.ProvisionerCreds)
-	if _, err := nc.Request("$SYS.REQ.SERVER.PING.IDZ", nil, 5*time.Second); err != nil {
-		t.Errorf("request $SYS.REQ.SERVER.PING.IDZ: %v", err)
+	for _, subj := range []string{"$SYS.REQ.SERVER.PING.IDZ", "$SYS.REQ.SERVER.PING.VARZ"} {
+		if _, err := nc.Request(subj, nil, 5*time.Second); err != nil {
+			t.Errorf("request %s: %v", subj, err)
+		}
 	}
 	m, err := nc.Request("$SYS.REQ.ACCOUNT."+sys+".CLAIMS.LOOKUP", nil, 5*time.Second)
 	if err != nil {
@@ -445,23 +607,316 @@ func TestAdminLeastPrivilege(t *testing.T) {
 	checkPerms(t, env, env.Init.AdminCreds,
 		permCase{
 			pub: []string{"prov.account.list", "prov.user.create", "$SRV.PING", "$SRV.INFO.provisioner"},
-			sub: []string{"_INBOX.>"},
+			sub: []string{"_INBOX_admin.>", "prov.events.>", "prov.events.account.created"},
 		},
 		permCase{
-			pub: []string{"$SYS.REQ.CLAIMS.UPDATE", "$SYS.REQ.CLAIMS.DELETE", "$SYS.REQ.SERVER.PING", "$SYS.REQ.USER.INFO", "foo"},
-			sub: []string{"prov.>", "prov.account.create", "$SRV.>", "foo", "$SYS.>"},
+			pub: []string{
+				"$SYS.REQ.CLAIMS.UPDATE", "$SYS.REQ.CLAIMS.DELETE", "$SYS.REQ.SERVER.PING", "$SYS.REQ.USER.INFO", "foo",
+				// Events come from the provisioner only.
+				"prov.events.account.created",
+			},
+			sub: []string{
+				"prov.>", "prov.account.create", "$SRV.>", "foo", "$SYS.>",
+				"_INBOX.>", "_INBOX_provisioner.>", "_INBOX_service.>",
+			},
 		})
+}
+
+// An admin connection with the default inbox cannot read replies: its
+// subscription to _INBOX.> is refused by the server. With its own prefix,
+// as `nats --inbox-prefix _INBOX_admin` uses, requests work; here the
+// provisioner's user answers, through allow_responses, as the service
+// does. And events the provisioner publishes reach the admin.
+func TestAdminInboxOnly(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	prov := env.Connect(t, env.Init.ProvisionerCreds)
+	if _, err := prov.Subscribe("prov.echo", func(m *nats.Msg) { m.Respond(append([]byte("echo "), m.Data...)) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := prov.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The default inbox: refused.
+	v := &violations{}
+	plain, err := nats.Connect(env.Server.URL(), nats.UserCredentials(env.Init.AdminCreds), nats.ErrorHandler(v.handler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(plain.Close)
+	if _, err := plain.Request("prov.echo", []byte("hi"), 500*time.Millisecond); err == nil {
+		t.Error("a request with the default _INBOX. prefix got its reply")
+	}
+	errs := v.wait(t, plain)
+	if !slices.ContainsFunc(errs, func(e string) bool {
+		return strings.Contains(e, "Permissions Violation") && strings.Contains(e, "Subscription") && strings.Contains(e, `"_INBOX.`)
+	}) {
+		t.Errorf("no permissions violation for the _INBOX. subscription; got %q", errs)
+	}
+
+	// Its own prefix: answered.
+	admin := env.Admin(t)
+	m, err := admin.Request("prov.echo", []byte("hi"), 5*time.Second)
+	if err != nil {
+		t.Fatalf("a request with the %s prefix: %v", bootstrap.AdminInboxPrefix, err)
+	}
+	if string(m.Data) != "echo hi" {
+		t.Errorf("reply %q", m.Data)
+	}
+
+	// Events.
+	events, err := admin.SubscribeSync("prov.events.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := prov.Publish("prov.events.account.created", []byte(`{"account":"A"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := events.NextMsg(5 * time.Second); err != nil || e.Subject != "prov.events.account.created" {
+		t.Errorf("the admin did not get the event: %v %v", e, err)
+	}
 }
 
 // A custom prefix moves both users' permissions with it.
 func TestPermissionsFollowThePrefix(t *testing.T) {
 	env := provtest.Deployment(t, bootstrap.Options{SubjectPrefix: "acme.prov"})
 	checkPerms(t, env, env.Init.ProvisionerCreds,
-		permCase{sub: []string{"acme.prov.>"}},
-		permCase{sub: []string{"prov.>"}})
+		permCase{pub: []string{"acme.prov.events.x"}, sub: []string{"acme.prov.>"}},
+		permCase{pub: []string{"prov.events.x"}, sub: []string{"prov.>"}})
 	checkPerms(t, env, env.Init.AdminCreds,
-		permCase{pub: []string{"acme.prov.account.list"}},
-		permCase{pub: []string{"prov.account.list"}})
+		permCase{pub: []string{"acme.prov.account.list"}, sub: []string{"acme.prov.events.>"}},
+		permCase{pub: []string{"prov.account.list", "acme.prov.events.x"}, sub: []string{"prov.events.>"}})
+}
+
+// otherUser makes a user of the service's account with every permission,
+// signed by the account's signing key from the offline directory: what
+// another tenant of that account could do, for the service user to be
+// kept out of.
+func otherUser(t *testing.T, env *provtest.Env) *nats.Conn {
+	t.Helper()
+	signer := readSeed(t, filepath.Join(env.Dir, bootstrap.ServiceAccountSigningFile))
+	ukp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	uc := jwt.NewUserClaims(pub(t, ukp))
+	uc.IssuerAccount = env.Init.ServiceAccount
+	token, err := uc.Encode(signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := ukp.Seed()
+	creds := filepath.Join(t.TempDir(), "other.creds")
+	data, err := jwt.FormatUserConfig(token, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(creds, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return env.Connect(t, creds)
+}
+
+// The service user can create, read, write and watch its KV bucket with
+// nats.go's jetstream package, with no permission violation, and cannot
+// touch any other stream of its account, nor the bucket's stream itself
+// beyond what the KV API needs.
+func TestServiceUserKV(t *testing.T) {
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{KVBucket: "prov_kv"})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	// Another stream and bucket in the same account, made by someone else.
+	otherJS, err := jetstream.New(otherUser(t, env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := otherJS.CreateStream(ctx, jetstream.StreamConfig{Name: "OTHER", Subjects: []string{"other.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	otherKV, err := otherJS.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := otherKV.Put(ctx, "secret", []byte("not yours")); err != nil {
+		t.Fatal(err)
+	}
+
+	v := &violations{}
+	nc := env.Connect(t, env.Init.ServiceCreds, nats.ErrorHandler(v.handler))
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Everything the KV store does.
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "prov_kv", History: 5}); err != nil {
+		t.Fatalf("create the bucket: %v", err)
+	}
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "prov_kv", History: 5}); err != nil {
+		t.Fatalf("create the bucket again (an existing one is fine): %v", err)
+	}
+	if _, err := js.UpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "prov_kv", History: 5, Description: "accounts"}); err != nil {
+		t.Fatalf("update the bucket: %v", err)
+	}
+	kv, err := js.KeyValue(ctx, "prov_kv")
+	if err != nil {
+		t.Fatalf("look the bucket up: %v", err)
+	}
+	if _, err := kv.Status(ctx); err != nil {
+		t.Fatalf("bucket status: %v", err)
+	}
+	w, err := kv.Watch(ctx, "acct.>")
+	if err != nil {
+		t.Fatalf("watch: %v", err)
+	}
+	defer w.Stop()
+	if e := <-w.Updates(); e != nil {
+		t.Fatalf("the watch of an empty bucket starts with %v, want the end-of-initial-values marker", e)
+	}
+	rev, err := kv.Create(ctx, "acct.A1", []byte("v1"))
+	if err != nil {
+		t.Fatalf("create a key: %v", err)
+	}
+	if _, err := kv.Create(ctx, "acct.A1", []byte("again")); !errors.Is(err, jetstream.ErrKeyExists) {
+		t.Fatalf("create an existing key: %v, want ErrKeyExists", err)
+	}
+	rev2, err := kv.Update(ctx, "acct.A1", []byte("v2"), rev)
+	if err != nil {
+		t.Fatalf("update a key: %v", err)
+	}
+	if _, err := kv.Update(ctx, "acct.A1", []byte("stale"), rev); !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		t.Fatalf("update with a stale revision: %v, want ErrKeyRevisionMismatch", err)
+	}
+	if _, err := kv.Put(ctx, "acct.A2", []byte("p")); err != nil {
+		t.Fatalf("put: %v", err)
+	}
+	e, err := kv.Get(ctx, "acct.A1")
+	if err != nil || string(e.Value()) != "v2" || e.Revision() != rev2 {
+		t.Fatalf("get: %v %v", e, err)
+	}
+	if e, err := kv.GetRevision(ctx, "acct.A1", rev); err != nil || string(e.Value()) != "v1" {
+		t.Fatalf("get a revision: %v %v", e, err)
+	}
+	if _, err := kv.History(ctx, "acct.A1"); err != nil {
+		t.Fatalf("history: %v", err)
+	}
+	if keys, err := kv.Keys(ctx); err != nil || len(keys) != 2 {
+		t.Fatalf("keys: %v %v", keys, err)
+	}
+	if err := kv.Delete(ctx, "acct.A2"); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	if err := kv.Purge(ctx, "acct.A2"); err != nil {
+		t.Fatalf("purge: %v", err)
+	}
+	for _, want := range []string{"v1", "v2", "p", "", ""} {
+		select {
+		case e := <-w.Updates():
+			if e == nil || string(e.Value()) != want {
+				t.Fatalf("watch: got %v, want value %q", e, want)
+			}
+		case <-ctx.Done():
+			t.Fatalf("watch: no update %q", want)
+		}
+	}
+	if err := w.Stop(); err != nil {
+		t.Fatalf("stop the watch: %v", err)
+	}
+	for _, e := range v.wait(t, nc) {
+		t.Errorf("the KV store's operations caused a violation: %s", e)
+	}
+
+	// Nothing else: other streams, other buckets, the bucket's stream
+	// beyond the KV API, or anyone's inbox.
+	short := func() context.Context {
+		c, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		t.Cleanup(cancel)
+		return c
+	}
+	refused := []struct {
+		name    string
+		subject string // the subject whose violation is expected
+		do      func() error
+	}{
+		{"create another stream", "$JS.API.STREAM.CREATE.MINE", func() error {
+			_, err := js.CreateStream(short(), jetstream.StreamConfig{Name: "MINE", Subjects: []string{"mine.>"}})
+			return err
+		}},
+		{"info of another stream", "$JS.API.STREAM.INFO.OTHER", func() error { _, err := js.Stream(short(), "OTHER"); return err }},
+		{"delete another stream", "$JS.API.STREAM.DELETE.OTHER", func() error { return js.DeleteStream(short(), "OTHER") }},
+		{"delete its own bucket", "$JS.API.STREAM.DELETE.KV_prov_kv", func() error { return js.DeleteKeyValue(short(), "prov_kv") }},
+		{"purge its own stream", "$JS.API.STREAM.PURGE.KV_prov_kv", func() error {
+			_, err := nc.Request("$JS.API.STREAM.PURGE.KV_prov_kv", nil, 300*time.Millisecond)
+			return err
+		}},
+		{"list the streams", "$JS.API.STREAM.NAMES", func() error {
+			_, err := nc.Request("$JS.API.STREAM.NAMES", nil, 300*time.Millisecond)
+			return err
+		}},
+		{"open another bucket", "$JS.API.STREAM.INFO.KV_other", func() error { _, err := js.KeyValue(short(), "other"); return err }},
+		{"read another bucket directly", "$JS.API.DIRECT.GET.KV_other.$KV.other.secret", func() error {
+			_, err := nc.Request("$JS.API.DIRECT.GET.KV_other.$KV.other.secret", nil, 300*time.Millisecond)
+			return err
+		}},
+		{"write another bucket", "$KV.other.secret", func() error {
+			_, err := js.Publish(short(), "$KV.other.secret", []byte("mine now"))
+			return err
+		}},
+		{"publish to another stream", "other.x", func() error { _, err := js.Publish(short(), "other.x", nil); return err }},
+		{"consume another stream", "$JS.API.CONSUMER.CREATE.OTHER.", func() error {
+			_, err := js.CreateOrUpdateConsumer(short(), "OTHER", jetstream.ConsumerConfig{})
+			return err
+		}},
+	}
+	for _, r := range refused {
+		t.Run(r.name, func(t *testing.T) {
+			if err := r.do(); err == nil {
+				t.Errorf("%s succeeded", r.name)
+			}
+			errs := v.wait(t, nc)
+			if !slices.ContainsFunc(errs, func(e string) bool {
+				return strings.Contains(e, "Permissions Violation") && strings.Contains(e, `"`+r.subject)
+			}) {
+				t.Errorf("no permissions violation for %s; got %q", r.subject, errs)
+			}
+		})
+	}
+	checkPerms(t, env, env.Init.ServiceCreds,
+		permCase{sub: []string{"_INBOX_service.>"}},
+		permCase{sub: []string{"_INBOX.>", "_INBOX_admin.>", "$KV.>", "$KV.prov_kv.>", "other.>", "$JS.API.>"}})
+
+	// The other bucket is as it was.
+	if e, err := otherKV.Get(ctx, "secret"); err != nil || string(e.Value()) != "not yours" {
+		t.Errorf("the other bucket changed: %v %v", e, err)
+	}
+}
+
+// The bucket name moves the service user's permissions with it.
+func TestServicePermissionsFollowTheBucket(t *testing.T) {
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{KVBucket: "custom"})
+	v := &violations{}
+	nc := env.Connect(t, env.Init.ServiceCreds, nats.ErrorHandler(v.handler))
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "custom"}); err != nil {
+		t.Fatalf("create the bucket custom: %v", err)
+	}
+	short, cancel2 := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel2()
+	if _, err := js.CreateKeyValue(short, jetstream.KeyValueConfig{Bucket: config.DefaultKVBucket}); err == nil {
+		t.Errorf("the service user of bucket custom created the bucket %s", config.DefaultKVBucket)
+	}
+	if errs := v.wait(t, nc); len(errs) != 1 || !strings.Contains(errs[0], `"$JS.API.STREAM.CREATE.KV_`+config.DefaultKVBucket+`"`) {
+		t.Errorf("want one violation, for creating the bucket %s; got %q", config.DefaultKVBucket, errs)
+	}
 }
 
 // syncWriter is a log sink the service's goroutines may write to.
@@ -540,4 +995,174 @@ func keys(m map[string]string) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// config.json loads, with the store Init was asked for, and names only
+// files Init wrote, relative to the directory so that it can move.
+func TestConfigFiles(t *testing.T) {
+	for _, k := range storeKinds {
+		t.Run(k.store, func(t *testing.T) {
+			res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: k.store, Port: 14222})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := config.Load(res.Config)
+			if err != nil {
+				t.Fatalf("config.json does not load: %v", err)
+			}
+			if cfg.StoreKind() != k.store {
+				t.Errorf("config.json selects the %s store, want %s", cfg.StoreKind(), k.store)
+			}
+			if cfg.NATSURL != "nats://127.0.0.1:14222" || cfg.NATSURL != res.URL {
+				t.Errorf("nats_url = %q, Result.URL %q", cfg.NATSURL, res.URL)
+			}
+			// Both kinds seal seeds and have the service's creds.
+			if cfg.SealKey != res.SealKeyFile || cfg.ServiceCreds != res.ServiceCreds || cfg.NATSCreds != res.ProvisionerCreds {
+				t.Errorf("seal_key %q service_creds %q nats_creds %q; want %q %q %q", cfg.SealKey, cfg.ServiceCreds, cfg.NATSCreds, res.SealKeyFile, res.ServiceCreds, res.ProvisionerCreds)
+			}
+			switch k.store {
+			case bootstrap.StoreFile:
+				if cfg.StoreDir != filepath.Join(res.Dir, bootstrap.StoreDir) {
+					t.Errorf("store_dir = %q", cfg.StoreDir)
+				}
+			case bootstrap.StoreJetStream:
+				if cfg.KVBucket != config.DefaultKVBucket || cfg.KVReplicas != 0 || res.KVBucket != cfg.KVBucket {
+					t.Errorf("kv_bucket %q kv_replicas %d; want %s and 0 (chosen at start)", cfg.KVBucket, cfg.KVReplicas, config.DefaultKVBucket)
+				}
+				cc, err := config.Load(filepath.Join(res.Dir, bootstrap.ContainerConfigFile))
+				if err != nil {
+					t.Fatalf("%s does not load: %v", bootstrap.ContainerConfigFile, err)
+				}
+				if cc.NATSURL != "nats://n1:4222,nats://n2:4222,nats://n3:4222" || cc.KVReplicas != 3 || cc.StoreKind() != bootstrap.StoreJetStream {
+					t.Errorf("%s: nats_url %q kv_replicas %d store %s", bootstrap.ContainerConfigFile, cc.NATSURL, cc.KVReplicas, cc.StoreKind())
+				}
+			}
+			for _, f := range []string{bootstrap.ConfigFile, bootstrap.ContainerConfigFile} {
+				raw, err := os.ReadFile(filepath.Join(res.Dir, f))
+				if errors.Is(err, fs.ErrNotExist) && k.store == bootstrap.StoreFile {
+					continue
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if strings.Contains(string(raw), res.Dir) {
+					t.Errorf("%s holds absolute paths; the deployment could not move:\n%s", f, raw)
+				}
+			}
+		})
+	}
+}
+
+// The host's nats-server.conf turns JetStream on in the deployment
+// directory, fsyncing every write, and preloads both accounts; the
+// container cluster's configs differ only where a container must.
+func TestServerConfigs(t *testing.T) {
+	for _, k := range storeKinds {
+		t.Run(k.store, func(t *testing.T) {
+			res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: k.store})
+			if err != nil {
+				t.Fatal(err)
+			}
+			opts, err := server.ProcessConfigFile(res.ServerConf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !opts.JetStream || opts.StoreDir != filepath.Join(res.Dir, bootstrap.JetStreamDir) || !opts.SyncAlways {
+				t.Errorf("nats-server.conf: jetstream %v store_dir %q sync always %v; want on, %s, always", opts.JetStream, opts.StoreDir, opts.SyncAlways, filepath.Join(res.Dir, bootstrap.JetStreamDir))
+			}
+			checkPreload(t, res.ServerConf, res)
+			if k.store != bootstrap.StoreJetStream {
+				return
+			}
+			for n := 1; n <= bootstrap.ClusterSize; n++ {
+				path := filepath.Join(res.Dir, bootstrap.ContainerConfFile(n))
+				m, err := conf.ParseFile(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				name := fmt.Sprintf("n%d", n)
+				js, _ := m["jetstream"].(map[string]any)
+				cl, _ := m["cluster"].(map[string]any)
+				res2, _ := m["resolver"].(map[string]any)
+				var routes []string
+				for _, r := range asList(cl["routes"]) {
+					routes = append(routes, fmt.Sprint(r))
+				}
+				for _, c := range []struct{ what, got, want string }{
+					{"server_name", fmt.Sprint(m["server_name"]), name},
+					{"listen", fmt.Sprint(m["listen"]), "0.0.0.0:4222"},
+					{"operator", fmt.Sprint(m["operator"]), "/deploy/operator.jwt"},
+					{"jetstream.store_dir", fmt.Sprint(js["store_dir"]), "/data/jetstream"},
+					{"jetstream.sync_interval", fmt.Sprint(js["sync_interval"]), "always"},
+					{"cluster.name", fmt.Sprint(cl["name"]), bootstrap.ClusterName},
+					{"cluster.listen", fmt.Sprint(cl["listen"]), "0.0.0.0:6222"},
+					{"cluster.routes", strings.Join(routes, ","), "nats://n1:6222,nats://n2:6222,nats://n3:6222"},
+					{"resolver.dir", fmt.Sprint(res2["dir"]), "/data/jwt"},
+					{"resolver.type", fmt.Sprint(res2["type"]), "full"},
+				} {
+					if c.got != c.want {
+						t.Errorf("%s: %s = %q, want %q", filepath.Base(path), c.what, c.got, c.want)
+					}
+				}
+				checkPreload(t, path, res)
+			}
+		})
+	}
+}
+
+func asList(v any) []any {
+	l, _ := v.([]any)
+	return l
+}
+
+// checkPreload checks that a server config preloads exactly the system
+// and service accounts, with the JWTs Init wrote.
+func checkPreload(t *testing.T, path string, res *bootstrap.Result) {
+	t.Helper()
+	m, err := conf.ParseFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pre, _ := m["resolver_preload"].(map[string]any)
+	want := map[string]string{
+		res.SystemAccount:  readJWT(t, filepath.Join(res.Dir, bootstrap.SystemAccountJWTFile)),
+		res.ServiceAccount: readJWT(t, filepath.Join(res.Dir, bootstrap.ServiceAccountJWTFile)),
+	}
+	if len(pre) != len(want) {
+		t.Errorf("%s preloads %d accounts, want the system and the service account", filepath.Base(path), len(pre))
+	}
+	for acc, token := range want {
+		if pre[acc] != token {
+			t.Errorf("%s does not preload %s with its JWT", filepath.Base(path), acc)
+		}
+	}
+}
+
+// seal.xk is a new curve key each time, and seals and opens.
+func TestSealKey(t *testing.T) {
+	var pubs []string
+	for range 2 {
+		res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := seal.Load(res.SealKeyFile)
+		if err != nil {
+			t.Fatalf("%s: %v", bootstrap.SealKeyFile, err)
+		}
+		if k.PublicKey() != res.SealKey || !strings.HasPrefix(res.SealKey, "X") {
+			t.Errorf("%s holds %s, Result.SealKey is %s", bootstrap.SealKeyFile, k.PublicKey(), res.SealKey)
+		}
+		box, err := k.Seal([]byte("secret"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out, err := k.Open(box); err != nil || string(out) != "secret" {
+			t.Errorf("open: %q %v", out, err)
+		}
+		pubs = append(pubs, k.PublicKey())
+	}
+	if pubs[0] == pubs[1] {
+		t.Error("two deployments got the same seal key")
+	}
 }

@@ -6,8 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -25,9 +29,26 @@ type Config struct {
 	// OperatorSigningKey is the seed file of one of the operator's signing
 	// keys. The operator identity key is refused.
 	OperatorSigningKey string `json:"operator_signing_key"`
-	// StoreDir is where the service keeps account seeds, JWTs and user
-	// records.
-	StoreDir string `json:"store_dir"`
+
+	// StoreDir, when set, selects the file store in that directory (one
+	// instance). When empty the JetStream KV store is used, which needs
+	// ServiceCreds and SealKey.
+	StoreDir string `json:"store_dir,omitempty"`
+	// ServiceCreds is the creds file of the service's user in its own,
+	// non-system account: the KV bucket lives there (the system account
+	// cannot use JetStream).
+	ServiceCreds string `json:"service_creds,omitempty"`
+	// KVBucket is the JetStream KV bucket of the KV store.
+	KVBucket string `json:"kv_bucket,omitempty"`
+	// KVReplicas is the bucket's replica count: 1, 3 or 5, or 0 to choose
+	// at start (see Replicas).
+	KVReplicas int `json:"kv_replicas,omitempty"`
+	// SealKey is the file of the curve seed (SX...) that seals seeds at
+	// rest. Required with the KV store.
+	SealKey string `json:"seal_key,omitempty"`
+	// SealKeyPrevious are older seal key files; they still open what they
+	// sealed, so that a key can be rotated.
+	SealKeyPrevious []string `json:"seal_key_previous,omitempty"`
 
 	// SubjectPrefix is the first token of every request subject.
 	SubjectPrefix string `json:"subject_prefix,omitempty"`
@@ -35,6 +56,20 @@ type Config struct {
 	ResolverTimeout Duration `json:"resolver_timeout,omitempty"`
 	// RequestTimeout bounds the work of one request, pushes included.
 	RequestTimeout Duration `json:"request_timeout,omitempty"`
+	// ReconcileInterval is the time between two reconcile sweeps.
+	ReconcileInterval Duration `json:"reconcile_interval,omitempty"`
+	// ReconcileRate bounds the LOOKUPs per second of a reconcile sweep.
+	ReconcileRate int `json:"reconcile_rate,omitempty"`
+	// TombstoneRetention is how long a deleted account's tombstone is kept.
+	TombstoneRetention Duration `json:"tombstone_retention,omitempty"`
+	// ServerForgetAfter is how long a server that stopped answering is
+	// still expected before it is forgotten.
+	ServerForgetAfter Duration `json:"server_forget_after,omitempty"`
+	// DurableUserRecords makes user.create wait until its user record is
+	// durable.
+	DurableUserRecords bool `json:"durable_user_records,omitempty"`
+	// Instance names this process among the instances sharing a store.
+	Instance string `json:"instance,omitempty"`
 	// ServiceName is the micro service name shown by `nats micro ls`.
 	ServiceName string `json:"service_name,omitempty"`
 	// MaxInflight bounds the requests handled at once.
@@ -49,15 +84,30 @@ type Config struct {
 	Comment json.RawMessage `json:"_comment,omitempty"`
 }
 
+// Store kinds, as StoreKind reports them.
+const (
+	StoreFile      = "file"
+	StoreJetStream = "jetstream"
+)
+
 // Defaults of the optional fields.
 const (
-	DefaultSubjectPrefix   = "prov"
-	DefaultResolverTimeout = 5 * time.Second
-	DefaultServiceName     = "provisioner"
-	DefaultMaxInflight     = 512
-	DefaultLogLevel        = "info"
-	DefaultLogFormat       = "text"
+	DefaultKVBucket           = "provisioner"
+	DefaultSubjectPrefix      = "prov"
+	DefaultResolverTimeout    = 5 * time.Second
+	DefaultReconcileInterval  = 30 * time.Second
+	DefaultReconcileRate      = 500
+	DefaultTombstoneRetention = 720 * time.Hour
+	DefaultServerForgetAfter  = 24 * time.Hour
+	DefaultServiceName        = "provisioner"
+	DefaultMaxInflight        = 512
+	DefaultLogLevel           = "info"
+	DefaultLogFormat          = "text"
 )
+
+// ErrNoConfig is wrapped by Load when the config file does not exist,
+// together with fs.ErrNotExist.
+var ErrNoConfig = errors.New("config: no config file")
 
 // Duration is a time.Duration written in JSON as a Go duration string.
 type Duration time.Duration
@@ -79,18 +129,36 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // MarshalJSON writes the duration as a Go duration string.
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
 
+// durationFields are the JSON names of Config's Duration fields. A
+// Duration's own error cannot name its field, so Load checks these first.
+var durationFields = func() []string {
+	var names []string
+	ty := reflect.TypeFor[Config]()
+	for i := range ty.NumField() {
+		f := ty.Field(i)
+		if f.Type == reflect.TypeFor[Duration]() {
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			names = append(names, name)
+		}
+	}
+	return names
+}()
+
 // Load reads the config file at path, refusing unknown fields, applies the
 // defaults, resolves relative paths against the file's directory and
-// validates the result.
+// validates the result. A missing file gives an error that wraps both
+// ErrNoConfig and fs.ErrNotExist and says how to make one.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w at %s (`provisioner init --dir DIR` writes a deployment with DIR/config.json; pass it with --config): %w", ErrNoConfig, path, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	// A duration's own error cannot name its field; check them first.
 	var fields map[string]json.RawMessage
 	if json.Unmarshal(data, &fields) == nil {
-		for _, name := range []string{"resolver_timeout", "request_timeout"} {
+		for _, name := range durationFields {
 			if raw, ok := fields[name]; ok {
 				var d Duration
 				if err := d.UnmarshalJSON(raw); err != nil {
@@ -128,8 +196,13 @@ func describe(err error) string {
 	return msg
 }
 
-// SetDefaults fills the optional fields left empty.
+// SetDefaults fills the optional fields left empty. The instance name
+// defaults to the host name and the process id, so that instances sharing
+// a config differ.
 func (c *Config) SetDefaults() {
+	if c.KVBucket == "" {
+		c.KVBucket = DefaultKVBucket
+	}
 	if c.SubjectPrefix == "" {
 		c.SubjectPrefix = DefaultSubjectPrefix
 	}
@@ -140,6 +213,21 @@ func (c *Config) SetDefaults() {
 		// A delete pushes twice and deletes once, and a failed one pushes
 		// again to put things back.
 		c.RequestTimeout = Duration(4*time.Duration(c.ResolverTimeout) + 5*time.Second)
+	}
+	if c.ReconcileInterval == 0 {
+		c.ReconcileInterval = Duration(DefaultReconcileInterval)
+	}
+	if c.ReconcileRate == 0 {
+		c.ReconcileRate = DefaultReconcileRate
+	}
+	if c.TombstoneRetention == 0 {
+		c.TombstoneRetention = Duration(DefaultTombstoneRetention)
+	}
+	if c.ServerForgetAfter == 0 {
+		c.ServerForgetAfter = Duration(DefaultServerForgetAfter)
+	}
+	if c.Instance == "" {
+		c.Instance = DefaultInstance()
 	}
 	if c.ServiceName == "" {
 		c.ServiceName = DefaultServiceName
@@ -155,15 +243,69 @@ func (c *Config) SetDefaults() {
 	}
 }
 
+// DefaultInstance returns the host name and the process id, as
+// "host-1234", with every character an instance name may not hold (see
+// Validate) replaced by "_".
+func DefaultInstance() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "provisioner"
+	}
+	host = strings.Map(func(r rune) rune {
+		if instanceChar(r) {
+			return r
+		}
+		return '_'
+	}, host)
+	return host + "-" + strconv.Itoa(os.Getpid())
+}
+
+func instanceChar(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-'
+}
+
+// StoreKind returns StoreFile when StoreDir is set, else StoreJetStream.
+func (c *Config) StoreKind() string {
+	if c.StoreDir != "" {
+		return StoreFile
+	}
+	return StoreJetStream
+}
+
+// Replicas returns the KV bucket's replica count given how many JetStream
+// servers there are: KVReplicas when set, else 3 for three or more
+// servers and 1 below.
+func (c *Config) Replicas(jetStreamServers int) int {
+	switch {
+	case c.KVReplicas != 0:
+		return c.KVReplicas
+	case jetStreamServers >= 3:
+		return 3
+	default:
+		return 1
+	}
+}
+
 // resolvePaths makes relative file paths relative to base, the directory of
-// the config file, so a deployment directory can move as a whole.
+// the config file, so a deployment directory can move as a whole. Blank
+// values stay as they are, for Validate to name.
 func (c *Config) resolvePaths(base string) {
-	for _, p := range []*string{&c.NATSCreds, &c.OperatorJWT, &c.OperatorSigningKey, &c.StoreDir} {
-		if *p != "" && !filepath.IsAbs(*p) {
+	paths := []*string{&c.NATSCreds, &c.OperatorJWT, &c.OperatorSigningKey, &c.StoreDir, &c.ServiceCreds, &c.SealKey}
+	for i := range c.SealKeyPrevious {
+		paths = append(paths, &c.SealKeyPrevious[i])
+	}
+	for _, p := range paths {
+		if strings.TrimSpace(*p) != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(base, *p)
 		}
 	}
 }
+
+// kvBucketRe is what nats.go's jetstream package accepts as a bucket name.
+var kvBucketRe = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
+
+// ValidKVBucket reports whether name is a valid JetStream KV bucket name.
+func ValidKVBucket(name string) bool { return kvBucketRe.MatchString(name) }
 
 // Validate checks every field and names the first bad one.
 func (c *Config) Validate() error {
@@ -172,21 +314,37 @@ func (c *Config) Validate() error {
 		{"nats_creds", c.NATSCreds},
 		{"operator_jwt", c.OperatorJWT},
 		{"operator_signing_key", c.OperatorSigningKey},
-		{"store_dir", c.StoreDir},
 	} {
 		if strings.TrimSpace(f.value) == "" {
 			return fmt.Errorf("%q is required", f.name)
 		}
 	}
+	if err := c.validateStore(); err != nil {
+		return err
+	}
 	switch {
-	case strings.ContainsAny(c.SubjectPrefix, " \t*>") || strings.HasPrefix(c.SubjectPrefix, ".") || strings.HasSuffix(c.SubjectPrefix, "."):
+	case strings.ContainsAny(c.SubjectPrefix, " \t*>") || strings.HasPrefix(c.SubjectPrefix, ".") || strings.HasSuffix(c.SubjectPrefix, ".") || strings.Contains(c.SubjectPrefix, ".."):
 		return fmt.Errorf("\"subject_prefix\" %q must be subject tokens without wildcards or spaces", c.SubjectPrefix)
-	case c.ResolverTimeout <= 0:
-		return errors.New("\"resolver_timeout\" must be positive")
-	case c.RequestTimeout <= 0:
-		return errors.New("\"request_timeout\" must be positive")
 	case c.MaxInflight < 0:
 		return errors.New("\"max_inflight\" must be positive")
+	case c.ReconcileRate < 0:
+		return errors.New("\"reconcile_rate\" must be a positive number of LOOKUPs per second")
+	case c.Instance == "" || strings.IndexFunc(c.Instance, func(r rune) bool { return !instanceChar(r) }) >= 0:
+		return fmt.Errorf("\"instance\" %q may hold only letters, digits, _ and - (leave it out for host name and process id)", c.Instance)
+	}
+	for _, d := range []struct {
+		name  string
+		value Duration
+	}{
+		{"resolver_timeout", c.ResolverTimeout},
+		{"request_timeout", c.RequestTimeout},
+		{"reconcile_interval", c.ReconcileInterval},
+		{"tombstone_retention", c.TombstoneRetention},
+		{"server_forget_after", c.ServerForgetAfter},
+	} {
+		if d.value <= 0 {
+			return fmt.Errorf("%q must be positive", d.name)
+		}
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
@@ -197,6 +355,50 @@ func (c *Config) Validate() error {
 	case "text", "json":
 	default:
 		return fmt.Errorf("\"log_format\" %q must be text or json", c.LogFormat)
+	}
+	return nil
+}
+
+// validateStore checks the fields of the store: the file store needs only
+// store_dir; the KV store needs service_creds and seal_key.
+func (c *Config) validateStore() error {
+	if c.StoreDir != "" && strings.TrimSpace(c.StoreDir) == "" {
+		return errors.New("\"store_dir\" is blank: set a directory for the file store, or leave it out for the JetStream KV store")
+	}
+	if c.StoreKind() == StoreJetStream {
+		for _, f := range []struct{ name, value string }{
+			{"service_creds", c.ServiceCreds},
+			{"seal_key", c.SealKey},
+		} {
+			if strings.TrimSpace(f.value) == "" {
+				return fmt.Errorf("%q is required when \"store_dir\" is not set (the JetStream KV store is used); set \"store_dir\" for the file store instead", f.name)
+			}
+		}
+	}
+	if c.ServiceCreds != "" && strings.TrimSpace(c.ServiceCreds) == "" {
+		return errors.New("\"service_creds\" is blank")
+	}
+	if c.SealKey != "" && strings.TrimSpace(c.SealKey) == "" {
+		return errors.New("\"seal_key\" is blank")
+	}
+	if len(c.SealKeyPrevious) > 0 && c.SealKey == "" {
+		return errors.New("\"seal_key_previous\" needs \"seal_key\", the key that seals from now on")
+	}
+	for i, p := range c.SealKeyPrevious {
+		if strings.TrimSpace(p) == "" {
+			return fmt.Errorf("\"seal_key_previous\" entry %d is blank", i+1)
+		}
+		if p == c.SealKey {
+			return fmt.Errorf("\"seal_key_previous\" entry %d is \"seal_key\" itself", i+1)
+		}
+	}
+	if !ValidKVBucket(c.KVBucket) {
+		return fmt.Errorf("\"kv_bucket\" %q must be a KV bucket name: letters, digits, _ and - only", c.KVBucket)
+	}
+	switch c.KVReplicas {
+	case 0, 1, 3, 5:
+	default:
+		return fmt.Errorf("\"kv_replicas\" %d must be 1, 3 or 5, or 0 to choose at start (3 with three or more JetStream servers, else 1)", c.KVReplicas)
 	}
 	return nil
 }

@@ -3,16 +3,20 @@ package config
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 )
 
-// validFields is a complete minimal configuration.
+// validFields is a complete minimal configuration of the file store.
 func validFields() map[string]any {
 	return map[string]any{
 		"nats_url":             "nats://127.0.0.1:4222",
@@ -20,6 +24,18 @@ func validFields() map[string]any {
 		"operator_jwt":         "operator.jwt",
 		"operator_signing_key": "operator-signing.nk",
 		"store_dir":            "store",
+	}
+}
+
+// kvFields is a complete minimal configuration of the JetStream KV store.
+func kvFields() map[string]any {
+	return map[string]any{
+		"nats_url":             "nats://127.0.0.1:4222",
+		"nats_creds":           "provisioner.creds",
+		"operator_jwt":         "operator.jwt",
+		"operator_signing_key": "operator-signing.nk",
+		"service_creds":        "service.creds",
+		"seal_key":             "seal.xk",
 	}
 }
 
@@ -46,8 +62,12 @@ func writeConfig(t *testing.T, body any) string {
 
 // with returns the valid fields with some changed; a nil value removes the
 // field.
-func with(changes map[string]any) map[string]any {
-	m := validFields()
+func with(changes map[string]any) map[string]any { return change(validFields(), changes) }
+
+// withKV is with for the KV store's fields.
+func withKV(changes map[string]any) map[string]any { return change(kvFields(), changes) }
+
+func change(m, changes map[string]any) map[string]any {
 	for k, v := range changes {
 		if v == nil {
 			delete(m, k)
@@ -71,10 +91,37 @@ func TestLoadErrorsNameTheField(t *testing.T) {
 		{"missing nats_creds", with(map[string]any{"nats_creds": nil}), "nats_creds"},
 		{"missing operator_jwt", with(map[string]any{"operator_jwt": nil}), "operator_jwt"},
 		{"missing operator_signing_key", with(map[string]any{"operator_signing_key": nil}), "operator_signing_key"},
-		{"missing store_dir", with(map[string]any{"store_dir": nil}), "store_dir"},
+		{"missing store_dir and service_creds", with(map[string]any{"store_dir": nil}), "service_creds"},
+		{"missing store_dir names store_dir too", with(map[string]any{"store_dir": nil}), "store_dir"},
 		{"blank nats_url", with(map[string]any{"nats_url": "  "}), "nats_url"},
-		{"empty store_dir", with(map[string]any{"store_dir": ""}), "store_dir"},
+		{"empty store_dir without the KV fields", with(map[string]any{"store_dir": ""}), "service_creds"},
+		{"blank store_dir", with(map[string]any{"store_dir": "  "}), "store_dir"},
+		{"blank operator_jwt is not made a path", with(map[string]any{"operator_jwt": " "}), "operator_jwt"},
 		{"empty object names the first required field", `{}`, "nats_url"},
+
+		{"kv: missing service_creds", withKV(map[string]any{"service_creds": nil}), "service_creds"},
+		{"kv: blank service_creds", withKV(map[string]any{"service_creds": " "}), "service_creds"},
+		{"kv: missing seal_key", withKV(map[string]any{"seal_key": nil}), "seal_key"},
+		{"kv: empty seal_key", withKV(map[string]any{"seal_key": ""}), "seal_key"},
+		{"file: blank seal_key", with(map[string]any{"seal_key": "\t"}), "seal_key"},
+		{"file: blank service_creds", with(map[string]any{"service_creds": " "}), "service_creds"},
+		{"seal_key_previous without seal_key", with(map[string]any{"seal_key_previous": []string{"old.xk"}}), "seal_key_previous"},
+		{"blank seal_key_previous entry", withKV(map[string]any{"seal_key_previous": []string{"old.xk", " "}}), "seal_key_previous"},
+		{"seal_key_previous holds seal_key", withKV(map[string]any{"seal_key_previous": []string{"seal.xk"}}), "seal_key_previous"},
+		{"kv_bucket with a dot", withKV(map[string]any{"kv_bucket": "prov.kv"}), "kv_bucket"},
+		{"kv_bucket with a wildcard", withKV(map[string]any{"kv_bucket": "prov*"}), "kv_bucket"},
+		{"kv_bucket with a space", withKV(map[string]any{"kv_bucket": "my bucket"}), "kv_bucket"},
+		{"kv_replicas 2", withKV(map[string]any{"kv_replicas": 2}), "kv_replicas"},
+		{"kv_replicas 7", withKV(map[string]any{"kv_replicas": 7}), "kv_replicas"},
+		{"kv_replicas negative", withKV(map[string]any{"kv_replicas": -1}), "kv_replicas"},
+		{"kv_replicas a string", withKV(map[string]any{"kv_replicas": "3"}), "kv_replicas"},
+		{"seal_key_previous a string", withKV(map[string]any{"seal_key_previous": "old.xk"}), "seal_key_previous"},
+		{"durable_user_records a string", with(map[string]any{"durable_user_records": "yes"}), "durable_user_records"},
+		{"negative reconcile_rate", with(map[string]any{"reconcile_rate": -1}), "reconcile_rate"},
+		{"reconcile_rate a fraction", with(map[string]any{"reconcile_rate": 0.5}), "reconcile_rate"},
+		{"instance with a dot", with(map[string]any{"instance": "host.example-1"}), "instance"},
+		{"instance with a space", with(map[string]any{"instance": "a b"}), "instance"},
+		{"instance with a wildcard", with(map[string]any{"instance": ">"}), "instance"},
 
 		{"nats_url a number", with(map[string]any{"nats_url": 4222}), "nats_url"},
 		{"store_dir a list", with(map[string]any{"store_dir": []string{"a"}}), "store_dir"},
@@ -89,6 +136,10 @@ func TestLoadErrorsNameTheField(t *testing.T) {
 		{"subject_prefix with a trailing dot", with(map[string]any{"subject_prefix": "prov."}), "subject_prefix"},
 		{"negative resolver_timeout", with(map[string]any{"resolver_timeout": "-1s"}), "resolver_timeout"},
 		{"negative request_timeout", with(map[string]any{"request_timeout": "-5s"}), "request_timeout"},
+		{"negative reconcile_interval", with(map[string]any{"reconcile_interval": "-1s"}), "reconcile_interval"},
+		{"negative tombstone_retention", with(map[string]any{"tombstone_retention": "-1h"}), "tombstone_retention"},
+		{"negative server_forget_after", with(map[string]any{"server_forget_after": "-1m"}), "server_forget_after"},
+		{"subject_prefix with an empty token", with(map[string]any{"subject_prefix": "a..b"}), "subject_prefix"},
 		{"negative max_inflight", with(map[string]any{"max_inflight": -1}), "max_inflight"},
 		{"bad log_level", with(map[string]any{"log_level": "verbose"}), "log_level"},
 		{"bad log_format", with(map[string]any{"log_format": "xml"}), "log_format"},
@@ -128,9 +179,16 @@ func TestLoadRefuses(t *testing.T) {
 		})
 	}
 	t.Run("missing file", func(t *testing.T) {
-		_, err := Load(filepath.Join(t.TempDir(), "nope.json"))
-		if !errors.Is(err, fs.ErrNotExist) {
-			t.Fatalf("error %v, want fs.ErrNotExist", err)
+		path := filepath.Join(t.TempDir(), "nope.json")
+		_, err := Load(path)
+		if !errors.Is(err, fs.ErrNotExist) || !errors.Is(err, ErrNoConfig) {
+			t.Fatalf("error %v, want fs.ErrNotExist and ErrNoConfig", err)
+		}
+		// The message says which path was tried and how to make a config.
+		for _, want := range []string{path, "provisioner init --dir DIR"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error %q does not say %q", err, want)
+			}
 		}
 	})
 }
@@ -142,13 +200,24 @@ func TestLoadDefaults(t *testing.T) {
 		expect func(t *testing.T, c *Config)
 	}{
 		{"all defaults", nil, func(t *testing.T, c *Config) {
+			check(t, "kv_bucket", c.KVBucket, "provisioner")
+			check(t, "kv_replicas", c.KVReplicas, 0)
 			check(t, "subject_prefix", c.SubjectPrefix, "prov")
 			check(t, "resolver_timeout", time.Duration(c.ResolverTimeout), 5*time.Second)
 			check(t, "request_timeout", time.Duration(c.RequestTimeout), 25*time.Second)
+			check(t, "reconcile_interval", time.Duration(c.ReconcileInterval), 30*time.Second)
+			check(t, "reconcile_rate", c.ReconcileRate, 500)
+			check(t, "tombstone_retention", time.Duration(c.TombstoneRetention), 720*time.Hour)
+			check(t, "server_forget_after", time.Duration(c.ServerForgetAfter), 24*time.Hour)
+			check(t, "durable_user_records", c.DurableUserRecords, false)
 			check(t, "service_name", c.ServiceName, "provisioner")
 			check(t, "max_inflight", c.MaxInflight, 512)
 			check(t, "log_level", c.LogLevel, "info")
 			check(t, "log_format", c.LogFormat, "text")
+			host, _ := os.Hostname()
+			host = regexp.MustCompile(`[^A-Za-z0-9_-]`).ReplaceAllString(host, "_")
+			check(t, "instance", c.Instance, fmt.Sprintf("%s-%d", host, os.Getpid()))
+			check(t, "store kind", c.StoreKind(), StoreFile)
 		}},
 		{"request_timeout follows resolver_timeout", map[string]any{"resolver_timeout": "2s"}, func(t *testing.T, c *Config) {
 			check(t, "resolver_timeout", time.Duration(c.ResolverTimeout), 2*time.Second)
@@ -162,7 +231,24 @@ func TestLoadDefaults(t *testing.T) {
 			"max_inflight":     7,
 			"log_level":        "debug",
 			"log_format":       "json",
+
+			"kv_bucket":            "acme_prov-1",
+			"kv_replicas":          5,
+			"reconcile_interval":   "2m",
+			"reconcile_rate":       50,
+			"tombstone_retention":  "48h",
+			"server_forget_after":  "1h",
+			"durable_user_records": true,
+			"instance":             "prov-a",
 		}, func(t *testing.T, c *Config) {
+			check(t, "kv_bucket", c.KVBucket, "acme_prov-1")
+			check(t, "kv_replicas", c.KVReplicas, 5)
+			check(t, "reconcile_interval", time.Duration(c.ReconcileInterval), 2*time.Minute)
+			check(t, "reconcile_rate", c.ReconcileRate, 50)
+			check(t, "tombstone_retention", time.Duration(c.TombstoneRetention), 48*time.Hour)
+			check(t, "server_forget_after", time.Duration(c.ServerForgetAfter), time.Hour)
+			check(t, "durable_user_records", c.DurableUserRecords, true)
+			check(t, "instance", c.Instance, "prov-a")
 			check(t, "subject_prefix", c.SubjectPrefix, "acme.prov")
 			check(t, "resolver_timeout", time.Duration(c.ResolverTimeout), 90*time.Second)
 			check(t, "request_timeout", time.Duration(c.RequestTimeout), 3*time.Minute)
@@ -212,6 +298,8 @@ func TestLoadResolvesPaths(t *testing.T) {
 		{"operator_jwt", func(c *Config) string { return c.OperatorJWT }},
 		{"operator_signing_key", func(c *Config) string { return c.OperatorSigningKey }},
 		{"store_dir", func(c *Config) string { return c.StoreDir }},
+		{"service_creds", func(c *Config) string { return c.ServiceCreds }},
+		{"seal_key", func(c *Config) string { return c.SealKey }},
 	}
 	for _, tt := range tests {
 		for _, f := range fields {
@@ -230,6 +318,18 @@ func TestLoadResolvesPaths(t *testing.T) {
 			})
 		}
 	}
+	t.Run("seal_key_previous entries", func(t *testing.T) {
+		path := writeConfig(t, withKV(map[string]any{"seal_key_previous": []string{"old.xk", "../keys/older.xk", abs}}))
+		c, err := Load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		base := filepath.Dir(path)
+		want := []string{filepath.Join(base, "old.xk"), filepath.Join(filepath.Dir(base), "keys", "older.xk"), abs}
+		if !slices.Equal(c.SealKeyPrevious, want) {
+			t.Errorf("seal_key_previous = %q, want %q", c.SealKeyPrevious, want)
+		}
+	})
 	t.Run("nats_url is not a path", func(t *testing.T) {
 		c, err := Load(writeConfig(t, with(map[string]any{"nats_url": "nats://a:4222,nats://b:4222"})))
 		if err != nil {
@@ -263,13 +363,87 @@ func TestDurationJSON(t *testing.T) {
 	}
 }
 
+// durations are the Duration fields; TestDurationErrorsNameTheField checks
+// the list is complete.
+var durations = []string{"resolver_timeout", "request_timeout", "reconcile_interval", "tombstone_retention", "server_forget_after"}
+
 func TestDurationErrorsNameTheField(t *testing.T) {
-	for _, field := range []string{"resolver_timeout", "request_timeout"} {
+	var all []string
+	ty := reflect.TypeFor[Config]()
+	for i := range ty.NumField() {
+		if ty.Field(i).Type == reflect.TypeFor[Duration]() {
+			name, _, _ := strings.Cut(ty.Field(i).Tag.Get("json"), ",")
+			all = append(all, name)
+		}
+	}
+	if !slices.Equal(all, durations) {
+		t.Fatalf("Config's Duration fields are %q; this test checks %q", all, durations)
+	}
+	for _, field := range durations {
 		for _, v := range []any{"5 seconds", 5} {
 			_, err := Load(writeConfig(t, with(map[string]any{field: v})))
 			if err == nil || !strings.Contains(err.Error(), `"`+field+`"`) {
 				t.Errorf("%s = %v: error %v does not name the field", field, v, err)
 			}
+		}
+	}
+}
+
+// The KV store needs no store_dir, only its own fields.
+func TestLoadKVStore(t *testing.T) {
+	c, err := Load(writeConfig(t, kvFields()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, "store kind", c.StoreKind(), StoreJetStream)
+	check(t, "store_dir", c.StoreDir, "")
+	// An empty store_dir, as config.example.json writes it, is the same.
+	c, err = Load(writeConfig(t, withKV(map[string]any{"store_dir": ""})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, "store kind", c.StoreKind(), StoreJetStream)
+	// The file store may have them too: later features use the service's
+	// account, and seeds are sealed when a seal key is given.
+	c, err = Load(writeConfig(t, with(map[string]any{"service_creds": "service.creds", "seal_key": "seal.xk"})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, "store kind", c.StoreKind(), StoreFile)
+}
+
+func TestReplicas(t *testing.T) {
+	tests := []struct {
+		name       string
+		kvReplicas int
+		servers    int
+		want       int
+	}{
+		{"auto, one server", 0, 1, 1},
+		{"auto, two servers", 0, 2, 1},
+		{"auto, three servers", 0, 3, 3},
+		{"auto, five servers", 0, 5, 3},
+		{"auto, none known", 0, 0, 1},
+		{"set 1 in a cluster", 1, 3, 1},
+		{"set 3", 3, 1, 3},
+		{"set 5", 5, 5, 5},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Config{KVReplicas: tt.kvReplicas}
+			if got := c.Replicas(tt.servers); got != tt.want {
+				t.Errorf("Replicas(%d) with kv_replicas %d = %d, want %d", tt.servers, tt.kvReplicas, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestValidKVBucket(t *testing.T) {
+	for name, want := range map[string]bool{
+		"provisioner": true, "a_b-C9": true, "": false, "a.b": false, "a b": false, "a*": false, "a>": false, "KV/x": false,
+	} {
+		if got := ValidKVBucket(name); got != want {
+			t.Errorf("ValidKVBucket(%q) = %v, want %v", name, got, want)
 		}
 	}
 }

@@ -21,6 +21,10 @@ func TestExampleDocumentsEveryField(t *testing.T) {
 	if cfg.SubjectPrefix != "prov" {
 		t.Errorf("subject_prefix = %q", cfg.SubjectPrefix)
 	}
+	// It shows the default deployment kind, the KV store.
+	if cfg.StoreKind() != config.StoreJetStream {
+		t.Errorf("config.example.json selects the %s store, want %s", cfg.StoreKind(), config.StoreJetStream)
+	}
 	raw, _ := os.ReadFile(path)
 	var doc struct {
 		Comment map[string]string `json:"_comment"`

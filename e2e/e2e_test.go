@@ -181,7 +181,7 @@ func newDeployment(t *testing.T) *deployment {
 	d.dir = filepath.Join(tmp, "deploy")
 	d.port = provtest.FreePort(t)
 	d.url = fmt.Sprintf("nats://127.0.0.1:%d", d.port)
-	out, err := d.run(30*time.Second, d.provisioner, "init", "--dir", d.dir, "--port", strconv.Itoa(d.port))
+	out, err := d.run(30*time.Second, d.provisioner, "init", "--dir", d.dir, "--port", strconv.Itoa(d.port), "--store", "file")
 	if err != nil {
 		t.Fatalf("provisioner init: %v\n%s", err, out)
 	}
@@ -271,7 +271,7 @@ func (d *deployment) nats(timeout time.Duration, creds string, args ...string) (
 }
 
 func (d *deployment) natsAdmin(timeout time.Duration, args ...string) (string, error) {
-	return d.nats(timeout, filepath.Join(d.dir, "admin.creds"), args...)
+	return d.nats(timeout, filepath.Join(d.dir, "admin.creds"), append([]string{"--inbox-prefix", "_INBOX_admin"}, args...)...)
 }
 
 // request sends a provisioning request with the admin creds and returns

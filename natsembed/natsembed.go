@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -21,6 +22,10 @@ type Options struct {
 	Port int
 	// Logs turns the server's own logging on (to stderr).
 	Logs bool
+	// JetStreamDir overrides the store_dir of the file's jetstream block,
+	// so that several servers can start from one file. It turns nothing
+	// on: a file without a jetstream block runs without JetStream.
+	JetStreamDir string
 }
 
 // Server is a running embedded nats-server.
@@ -29,7 +34,10 @@ type Server struct {
 }
 
 // Start starts a server from a nats-server configuration file and waits
-// until it accepts clients and its resolver is up.
+// until it accepts clients and its resolver is up. What stops the server
+// from starting (JetStream that cannot use its store dir, say) is only
+// logged by it: Start returns that message as its error, and fails when the
+// file turns JetStream on and it is not.
 func Start(confFile string, o Options) (*Server, error) {
 	opts, err := server.ProcessConfigFile(confFile)
 	if err != nil {
@@ -37,6 +45,9 @@ func Start(confFile string, o Options) (*Server, error) {
 	}
 	if o.Port != 0 {
 		opts.Port = o.Port
+	}
+	if o.JetStreamDir != "" && opts.JetStream {
+		opts.StoreDir = o.JetStreamDir
 	}
 	if opts.Port == -1 {
 		opts.Port = server.RANDOM_PORT
@@ -46,16 +57,58 @@ func Start(confFile string, o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("natsembed: %w", err)
 	}
+	fatal := &fatalLog{}
 	if o.Logs {
 		s.ConfigureLogger()
+	} else {
+		s.SetLoggerV2(fatal, false, false, false)
 	}
 	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
+	fail := func(err error) (*Server, error) {
 		s.Shutdown()
-		return nil, errors.New("natsembed: server did not start within 10s")
+		s.WaitForShutdown()
+		return nil, err
+	}
+	for deadline := time.Now().Add(10 * time.Second); !s.ReadyForConnections(50 * time.Millisecond); {
+		if msg := fatal.message(); msg != "" {
+			return fail(fmt.Errorf("natsembed: %s: %s", confFile, msg))
+		}
+		if time.Now().After(deadline) {
+			return fail(errors.New("natsembed: server did not start within 10s"))
+		}
+	}
+	if opts.JetStream && !s.JetStreamEnabled() {
+		return fail(fmt.Errorf("natsembed: %s turns JetStream on, but it did not start (store_dir %s)", confFile, opts.StoreDir))
 	}
 	return &Server{s}, nil
 }
+
+// fatalLog keeps the server's fatal message, the reason it stops starting,
+// and drops the rest of its log.
+type fatalLog struct {
+	mu  sync.Mutex
+	msg string
+}
+
+func (l *fatalLog) message() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.msg
+}
+
+func (l *fatalLog) Fatalf(format string, v ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.msg == "" {
+		l.msg = fmt.Sprintf(format, v...)
+	}
+}
+
+func (*fatalLog) Noticef(string, ...any) {}
+func (*fatalLog) Warnf(string, ...any)   {}
+func (*fatalLog) Errorf(string, ...any)  {}
+func (*fatalLog) Debugf(string, ...any)  {}
+func (*fatalLog) Tracef(string, ...any)  {}
 
 // URL returns the client URL.
 func (s *Server) URL() string { return s.ClientURL() }

@@ -34,10 +34,15 @@ type Env struct {
 
 // Deployment writes a deployment into a temp dir with opts (Dir and Port
 // are set here) and starts its nats-server; both go away when the test
-// ends.
+// ends. Unless opts.Store says otherwise it is a file store deployment
+// (bootstrap's default is JetStream); its server has JetStream on either
+// way.
 func Deployment(tb testing.TB, opts bootstrap.Options) *Env {
 	tb.Helper()
 	opts.Dir = tb.TempDir()
+	if opts.Store == "" {
+		opts.Store = bootstrap.StoreFile
+	}
 	res, err := bootstrap.Init(opts)
 	if err != nil {
 		tb.Fatalf("bootstrap: %v", err)
@@ -54,6 +59,14 @@ func Deployment(tb testing.TB, opts bootstrap.Options) *Env {
 	cfg.NATSURL = srv.URL()
 	cfg.ResolverTimeout = config.Duration(2 * time.Second)
 	return &Env{Port: srv.Addr().(*net.TCPAddr).Port, Dir: res.Dir, Init: res, Server: srv, Config: cfg}
+}
+
+// JetStreamDeployment is Deployment with the JetStream KV store: its
+// config has no store_dir, but service_creds, kv_bucket and seal_key.
+func JetStreamDeployment(tb testing.TB, opts bootstrap.Options) *Env {
+	tb.Helper()
+	opts.Store = bootstrap.StoreJetStream
+	return Deployment(tb, opts)
 }
 
 // Restart stops the nats-server, if it runs, and starts it again on the
@@ -92,15 +105,43 @@ func (e *Env) Admin(tb testing.TB) *nats.Conn {
 	return e.Connect(tb, e.Init.AdminCreds)
 }
 
-// Connect connects to the deployment's server with a creds file.
+// ServiceUser connects with the deployment's service creds, the user of
+// the service's own account that may use the KV bucket.
+func (e *Env) ServiceUser(tb testing.TB) *nats.Conn {
+	tb.Helper()
+	return e.Connect(tb, e.Init.ServiceCreds)
+}
+
+// Connect connects to the deployment's server with a creds file. With one
+// of the creds files Init wrote, the connection uses that user's inbox
+// prefix (the only inbox it may subscribe to); opts come after and may
+// change it.
 func (e *Env) Connect(tb testing.TB, creds string, opts ...nats.Option) *nats.Conn {
 	tb.Helper()
-	nc, err := nats.Connect(e.Server.URL(), append([]nats.Option{nats.UserCredentials(creds), nats.MaxReconnects(-1), nats.ReconnectWait(50 * time.Millisecond)}, opts...)...)
+	base := []nats.Option{nats.UserCredentials(creds), nats.MaxReconnects(-1), nats.ReconnectWait(50 * time.Millisecond)}
+	if prefix := e.InboxPrefix(creds); prefix != "" {
+		base = append(base, nats.CustomInboxPrefix(prefix))
+	}
+	nc, err := nats.Connect(e.Server.URL(), append(base, opts...)...)
 	if err != nil {
 		tb.Fatalf("connect with %s: %v", filepath.Base(creds), err)
 	}
 	tb.Cleanup(nc.Close)
 	return nc
+}
+
+// InboxPrefix returns the inbox prefix of one of the creds files Init
+// wrote, or "" for any other.
+func (e *Env) InboxPrefix(creds string) string {
+	switch creds {
+	case e.Init.AdminCreds:
+		return bootstrap.AdminInboxPrefix
+	case e.Init.ProvisionerCreds:
+		return bootstrap.ProvisionerInboxPrefix
+	case e.Init.ServiceCreds:
+		return bootstrap.ServiceInboxPrefix
+	}
+	return ""
 }
 
 // Reply is a decoded provisioning reply: the body, and the error code and

@@ -284,7 +284,7 @@ func TestCluster(t *testing.T) {
 	op := operator(t, res.Dir)
 
 	// Connect to one server only.
-	nc, err := nats.Connect(nodes[0].srv.URL(), nats.UserCredentials(res.ProvisionerCreds), nats.DontRandomize(), nats.NoReconnect())
+	nc, err := nats.Connect(nodes[0].srv.URL(), nats.UserCredentials(res.ProvisionerCreds), nats.CustomInboxPrefix(bootstrap.ProvisionerInboxPrefix), nats.DontRandomize(), nats.NoReconnect())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,7 +332,7 @@ func TestCluster(t *testing.T) {
 
 	// Both servers serve the JWT to their own clients.
 	for _, node := range nodes {
-		nc2, err := nats.Connect(node.srv.URL(), nats.UserCredentials(res.ProvisionerCreds), nats.NoReconnect())
+		nc2, err := nats.Connect(node.srv.URL(), nats.UserCredentials(res.ProvisionerCreds), nats.CustomInboxPrefix(bootstrap.ProvisionerInboxPrefix), nats.NoReconnect())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -609,8 +609,9 @@ func TestDeleteRefusedByServer(t *testing.T) {
 }
 
 func TestResolverFull(t *testing.T) {
-	// The system account takes one slot of the limit.
-	h := newHarness(t, bootstrap.Options{ResolverLimit: 3})
+	// The system account and the service's own account (both preloaded)
+	// take one slot of the limit each.
+	h := newHarness(t, bootstrap.Options{ResolverLimit: 4})
 	h.ok(t, "account.create", `{"name":"a1"}`)
 	h.ok(t, "account.create", `{"name":"a2"}`)
 	r := h.req(t, "account.create", `{"name":"a3"}`)
@@ -784,7 +785,7 @@ func TestStopAnswersEveryRequest(t *testing.T) {
 	env := provtest.Deployment(t, bootstrap.Options{})
 	svc := env.Start(t)
 	admin := env.Admin(t)
-	inbox := nats.NewInbox()
+	inbox := admin.NewInbox() // admin.creds may subscribe to its own inbox prefix only
 	replies, err := admin.SubscribeSync(inbox + ".*")
 	if err != nil {
 		t.Fatal(err)

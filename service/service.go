@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/config"
 	"github.com/natsprov/provisioner/keystore"
 	"github.com/natsprov/provisioner/provision"
@@ -163,6 +164,8 @@ func (s *Service) stop() error {
 func connect(cfg *config.Config, name string, closed chan struct{}, log *slog.Logger, extra ...nats.Option) (*nats.Conn, error) {
 	opts := []nats.Option{
 		nats.UserCredentials(cfg.NATSCreds),
+		// provisioner.creds may subscribe to this inbox prefix only.
+		nats.CustomInboxPrefix(bootstrap.ProvisionerInboxPrefix),
 		nats.Name(name),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),

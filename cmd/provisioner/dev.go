@@ -10,9 +10,20 @@ import (
 	"path/filepath"
 
 	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/config"
 	"github.com/natsprov/provisioner/natsembed"
 	"github.com/natsprov/provisioner/service"
 )
+
+// devOptions are the flags of dev that decide its deployment and server.
+type devOptions struct {
+	dir        string
+	port       int
+	reset      bool
+	store      string
+	storeSet   bool // --store was given, not defaulted
+	serverLogs bool
+}
 
 // runDev starts an embedded nats-server from an init'ed directory (made on
 // first run) and the service against it: the same service as serve, with
@@ -20,63 +31,122 @@ import (
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dir := fs.String("dir", "provisioner-dev", "directory for the keys, configs and server data; kept across runs")
-	port := fs.Int("port", 4222, "client port; when taken, a free one is used and said so")
-	reset := fs.Bool("reset", false, "delete the directory first and start fresh")
-	serverLogs := fs.Bool("server-logs", false, "show the embedded nats-server's log")
+	var o devOptions
+	fs.StringVar(&o.dir, "dir", "provisioner-dev", "directory for the keys, configs and server data; kept across runs")
+	fs.IntVar(&o.port, "port", 4222, "client port; when taken, a free one is used and said so")
+	fs.BoolVar(&o.reset, "reset", false, "delete the directory first and start fresh")
+	fs.StringVar(&o.store, "store", bootstrap.StoreJetStream, "jetstream (the KV store in the embedded server's JetStream) or file (a directory); an existing directory keeps its kind")
+	fs.BoolVar(&o.serverLogs, "server-logs", false, "show the embedded nats-server's log")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	abs, err := filepath.Abs(*dir)
+	fs.Visit(func(f *flag.Flag) { o.storeSet = o.storeSet || f.Name == "store" })
+
+	d, err := startDev(o, stdout)
 	if err != nil {
 		return err
 	}
-	if *reset {
-		if err := os.RemoveAll(abs); err != nil {
-			return fmt.Errorf("dev: reset %s: %w", abs, err)
+	defer d.Stop()
+	log := newLogger(stderr, d.cfg)
+	svc, err := service.Start(ctx, d.cfg, log)
+	if err != nil {
+		return err
+	}
+	creds := filepath.Join(d.dir, bootstrap.AdminCredsFile)
+	fmt.Fprintf(stdout, "\nnats-server  %s (data in %s)\n", d.srv.URL(), d.dir)
+	fmt.Fprintf(stdout, "store        %s\n", d.cfg.StoreKind())
+	fmt.Fprintf(stdout, "admin creds  %s\n", creds)
+	fmt.Fprintf(stdout, "\nTry it:\n  %s\n", tryLine(d.srv.URL(), creds, d.cfg.SubjectPrefix))
+	fmt.Fprintf(stdout, "  nats --server %s --creds %s --inbox-prefix %s micro info %s\n",
+		shellQuote(d.srv.URL()), shellQuote(creds), bootstrap.AdminInboxPrefix, d.cfg.ServiceName)
+	fmt.Fprintln(stdout, "\nCtrl-C stops.")
+	<-ctx.Done()
+	log.Info("provisioner stopping")
+	return svc.Stop()
+}
+
+// dev is a deployment of dev with its server running.
+type dev struct {
+	dir    string
+	srv    *natsembed.Server
+	cfg    *config.Config // nats_url is the running server's
+	unlock func()
+}
+
+// Stop stops the server and releases the directory.
+func (d *dev) Stop() {
+	d.srv.Stop()
+	d.unlock()
+}
+
+// startDev makes the deployment in o.dir on first run (or after --reset)
+// and starts its embedded server, with JetStream. A directory made before
+// keeps its store kind; asking for the other one is an error.
+func startDev(o devOptions, stdout io.Writer) (*dev, error) {
+	abs, err := filepath.Abs(o.dir)
+	if err != nil {
+		return nil, err
+	}
+	unlock, err := lockDev(abs)
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			unlock()
+		}
+	}()
+	if o.reset {
+		// Everything but the lock, which is held.
+		ents, err := os.ReadDir(abs)
+		if err != nil {
+			return nil, fmt.Errorf("dev: reset %s: %w", abs, err)
+		}
+		for _, e := range ents {
+			if e.Name() == devLockFile {
+				continue
+			}
+			if err := os.RemoveAll(filepath.Join(abs, e.Name())); err != nil {
+				return nil, fmt.Errorf("dev: reset %s: %w", abs, err)
+			}
 		}
 	}
-	if _, err := os.Stat(filepath.Join(abs, bootstrap.ConfigFile)); errors.Is(err, os.ErrNotExist) {
-		res, err := bootstrap.Init(bootstrap.Options{Dir: abs, Port: *port})
+	cfgPath := filepath.Join(abs, bootstrap.ConfigFile)
+	if _, err := os.Stat(cfgPath); errors.Is(err, os.ErrNotExist) {
+		res, err := bootstrap.Init(bootstrap.Options{Dir: abs, Port: o.port, Store: o.store})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		printInit(stdout, res)
 		fmt.Fprintln(stdout)
 	} else if err != nil {
-		return err
+		return nil, err
 	} else {
-		fmt.Fprintf(stdout, "Using the deployment in %s (--reset starts fresh)\n", abs)
+		cfg, err := config.Load(cfgPath)
+		if err != nil {
+			return nil, fmt.Errorf("dev: %w (--reset starts fresh)", err)
+		}
+		if o.storeSet && cfg.StoreKind() != o.store {
+			return nil, fmt.Errorf("dev: %s holds a deployment with the %s store; run without --store to use it, or with --reset to start over with %s", abs, cfg.StoreKind(), o.store)
+		}
+		fmt.Fprintf(stdout, "Using the %s deployment in %s (--reset starts fresh)\n", cfg.StoreKind(), abs)
 	}
 
-	p := *port
+	p := o.port
 	if !natsembed.PortFree("127.0.0.1", p) {
 		fmt.Fprintf(stdout, "Port %d is taken; using a free port instead.\n", p)
 		p = -1
 	}
-	srv, err := natsembed.Start(filepath.Join(abs, bootstrap.ServerConfFile), natsembed.Options{Port: p, Logs: *serverLogs})
+	srv, err := natsembed.Start(filepath.Join(abs, bootstrap.ServerConfFile), natsembed.Options{Port: p, Logs: o.serverLogs})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer srv.Stop()
-
-	cfg, err := loadConfig(filepath.Join(abs, bootstrap.ConfigFile), srv.URL(), "")
+	cfg, err := loadConfig(cfgPath, srv.URL(), "")
 	if err != nil {
-		return err
+		srv.Stop()
+		return nil, err
 	}
-	log := newLogger(stderr, cfg)
-	svc, err := service.Start(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	creds := filepath.Join(abs, bootstrap.AdminCredsFile)
-	fmt.Fprintf(stdout, "\nnats-server  %s (data in %s)\n", srv.URL(), abs)
-	fmt.Fprintf(stdout, "admin creds  %s\n", creds)
-	fmt.Fprintf(stdout, "\nTry it:\n  %s\n", tryLine(srv.URL(), creds, cfg.SubjectPrefix))
-	fmt.Fprintf(stdout, "  nats --server %s --creds %s micro info %s\n", srv.URL(), creds, cfg.ServiceName)
-	fmt.Fprintln(stdout, "\nCtrl-C stops.")
-	<-ctx.Done()
-	log.Info("provisioner stopping")
-	err = svc.Stop()
-	return err
+	ok = true
+	return &dev{dir: abs, srv: srv, cfg: cfg, unlock: unlock}, nil
 }

@@ -4,76 +4,463 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/bench"
 	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/config"
 	"github.com/natsprov/provisioner/provtest"
 )
 
-// TestDevPrintsAWorkingRequestLine runs `provisioner dev` and pastes the
-// request line it prints into a shell, as a newcomer would.
-func TestDevPrintsAWorkingRequestLine(t *testing.T) {
-	cli := provtest.Tool(t, "nats")
-	dir := filepath.Join(t.TempDir(), "dev")
-	port := provtest.FreePort(t)
+// startDevRun runs `provisioner dev` in the background until the test
+// ends and returns its output once it is up.
+func startDevRun(t *testing.T, args ...string) string {
+	t.Helper()
 	var stdout, stderr provtest.SyncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"dev", "--dir", dir, "--port", strconv.Itoa(port)}, &stdout, &stderr)
-	}()
-	defer func() {
+	go func() { done <- run(ctx, append([]string{"dev"}, args...), &stdout, &stderr) }()
+	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("dev exited with %v; stderr:\n%s", err, stderr.String())
 		}
-	}()
+	})
 	deadline := time.Now().Add(20 * time.Second)
 	for !strings.Contains(stdout.String(), "Ctrl-C stops.") {
+		select {
+		case err := <-done:
+			done <- err // for the cleanup
+			t.Fatalf("dev exited: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+		default:
+		}
 		if time.Now().After(deadline) {
 			t.Fatalf("dev did not come up; stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	var line string
-	for l := range strings.Lines(stdout.String()) {
-		if strings.Contains(l, "request prov.account.create") {
-			line = strings.TrimSpace(l)
+	return stdout.String()
+}
+
+// toolEnv is the environment of pasted lines: nats and nats-server found
+// on PATH, and a fresh HOME so that no nats context of the machine counts.
+func toolEnv(t *testing.T) []string {
+	t.Helper()
+	path := filepath.Dir(provtest.Tool(t, "nats")) + string(os.PathListSeparator) +
+		filepath.Dir(provtest.Tool(t, "nats-server")) + string(os.PathListSeparator) + os.Getenv("PATH")
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "PATH=") && !strings.HasPrefix(kv, "HOME=") && !strings.HasPrefix(kv, "XDG_CONFIG_HOME=") && !strings.HasPrefix(kv, "NATS_") {
+			env = append(env, kv)
 		}
 	}
-	if !strings.Contains(line, "127.0.0.1:"+strconv.Itoa(port)) {
-		t.Fatalf("no request line for port %d in:\n%s", port, stdout.String())
-	}
-	cmd := exec.Command("sh", "-c", strings.Replace(line, "nats ", cli+" ", 1))
-	cmd.Env = append(os.Environ(), "HOME="+t.TempDir(), "XDG_CONFIG_HOME="+t.TempDir())
+	return append(env, "PATH="+path, "HOME="+t.TempDir(), "XDG_CONFIG_HOME="+t.TempDir())
+}
+
+// runPasted runs a line in a shell as a user pastes it, in dir.
+func runPasted(t *testing.T, dir, line string) string {
+	t.Helper()
+	cmd := exec.Command("sh", "-c", line)
+	cmd.Dir = dir
+	cmd.Env = toolEnv(t)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		t.Fatalf("the printed line failed: %v\n%s", err, out)
+		t.Fatalf("the printed line failed: %v\n%s\n%s", err, line, out)
 	}
-	start := bytes.IndexByte(out, '{')
+	return string(out)
+}
+
+var (
+	buildOnce sync.Once
+	buildBin  string
+	buildErr  error
+)
+
+// copyBinary builds this command once per test run and copies it to dst.
+func copyBinary(t *testing.T, dst string) {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "provisioner-cmd-test-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		buildBin = filepath.Join(dir, "provisioner")
+		if out, err := exec.Command("go", "build", "-o", buildBin, ".").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	data, err := os.ReadFile(buildBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildBin != "" {
+		os.RemoveAll(filepath.Dir(buildBin))
+	}
+	os.Exit(code)
+}
+
+// A dev killed with SIGKILL leaves its directory usable: the next dev
+// takes the lock it held and finds the account made before.
+func TestDevAfterKill(t *testing.T) {
+	provtest.Tool(t, "nats")
+	work := t.TempDir()
+	copyBinary(t, filepath.Join(work, "provisioner"))
+	dir := filepath.Join(work, "dev")
+	port := provtest.FreePort(t)
+	cmd := exec.Command(filepath.Join(work, "provisioner"), "dev", "--dir", dir, "--port", strconv.Itoa(port), "--store", bootstrap.StoreFile)
+	var out provtest.SyncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-done })
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(out.String(), "Ctrl-C stops.") {
+		if time.Now().After(deadline) {
+			t.Fatalf("dev did not come up:\n%s", out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if name := accountName(t, runPasted(t, work, lineWith(t, out.String(), "request prov.account.create"))); name != "demo" {
+		t.Fatalf("made %q", name)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	<-done
+
+	again := startDevRun(t, "--dir", dir, "--port", strconv.Itoa(port), "--store", bootstrap.StoreFile)
+	if !strings.Contains(again, "Using the file deployment") {
+		t.Errorf("the second dev says:\n%s", again)
+	}
+	list := runPasted(t, work, strings.Replace(lineWith(t, again, "request prov.account.create"), `prov.account.create '{"name":"demo"}'`, `prov.account.list '{}'`, 1))
+	if !strings.Contains(list, `"demo"`) {
+		t.Errorf("after the kill the account is gone:\n%s", list)
+	}
+}
+
+// background runs a pasted line in a shell until the test ends, when it
+// gets a SIGTERM.
+func background(t *testing.T, dir, line string) (exited func() bool) {
+	t.Helper()
+	cmd := exec.Command("sh", "-c", "exec "+line)
+	cmd.Dir = dir
+	cmd.Env = toolEnv(t)
+	var out provtest.SyncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("%s: %v", line, err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("output of %s:\n%s", line, out.String())
+		}
+	})
+	return func() bool {
+		select {
+		case <-done:
+			return true
+		default:
+			return false
+		}
+	}
+}
+
+// lineWith returns the one output line that contains s, trimmed.
+func lineWith(t *testing.T, out, s string) string {
+	t.Helper()
+	var found []string
+	for l := range strings.Lines(out) {
+		if strings.Contains(l, s) {
+			found = append(found, strings.TrimSpace(l))
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("want one line with %q, got %q in:\n%s", s, found, out)
+	}
+	return found[0]
+}
+
+// accountName decodes the reply to an account.create that the nats CLI
+// printed, and returns the account's name.
+func accountName(t *testing.T, out string) string {
+	t.Helper()
+	start := strings.IndexByte(out, '{')
 	var reply struct {
 		Account struct {
 			Name, PublicKey, JWT string
 		} `json:"account"`
 	}
-	if start < 0 || json.Unmarshal(out[start:], &reply) != nil {
-		t.Fatalf("the printed line gave no JSON reply:\n%s", out)
-	}
-	if reply.Account.Name != "demo" {
-		t.Fatalf("reply %s", out)
+	if start < 0 || json.Unmarshal([]byte(out[start:]), &reply) != nil {
+		t.Fatalf("no JSON reply:\n%s", out)
 	}
 	if _, err := jwt.DecodeAccountClaims(reply.Account.JWT); err != nil {
 		t.Errorf("reply JWT: %v", err)
+	}
+	return reply.Account.Name
+}
+
+// waitConnect connects once the server accepts connections.
+func waitConnect(t *testing.T, url, creds string, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		nc, err := nats.Connect(url, append([]nats.Option{nats.UserCredentials(creds)}, opts...)...)
+		if err == nil {
+			t.Cleanup(nc.Close)
+			return nc
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("connect to %s: %v", url, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestDevPrintsAWorkingRequestLine runs `provisioner dev` and pastes the
+// lines it prints into a shell, as a newcomer would.
+func TestDevPrintsAWorkingRequestLine(t *testing.T) {
+	for _, store := range []string{bootstrap.StoreFile, bootstrap.StoreJetStream} {
+		t.Run(store, func(t *testing.T) {
+			if store == bootstrap.StoreJetStream {
+				// TestDevJetStreamServer checks what dev does up to the
+				// service.
+				t.Skip("service.Start does not open the JetStream KV store yet (the lead's wiring); drop this skip with it")
+			}
+			provtest.Tool(t, "nats")
+			dir := filepath.Join(t.TempDir(), "dev")
+			port := provtest.FreePort(t)
+			out := startDevRun(t, "--dir", dir, "--port", strconv.Itoa(port), "--store", store)
+			line := lineWith(t, out, "request prov.account.create")
+			if !strings.Contains(line, "127.0.0.1:"+strconv.Itoa(port)) || !strings.Contains(line, "--inbox-prefix "+bootstrap.AdminInboxPrefix) {
+				t.Fatalf("the request line %q is not for port %d with the admin's inbox prefix", line, port)
+			}
+			if name := accountName(t, runPasted(t, t.TempDir(), line)); name != "demo" {
+				t.Fatalf("the printed line made the account %q", name)
+			}
+			// natscli exits 0 on errors: check what it printed.
+			info := runPasted(t, t.TempDir(), lineWith(t, out, "micro info"))
+			if !strings.Contains(info, "Service Information") || !strings.Contains(info, "provisioner") {
+				t.Errorf("the micro info line printed:\n%s", info)
+			}
+		})
+	}
+}
+
+// TestDevJetStreamServer checks what dev does for the JetStream store up
+// to the service: the deployment, and an embedded server with JetStream in
+// which the service user can make the configured bucket, kept across
+// restarts. A second start keeps the kind; asking for the other is refused
+// unless with --reset.
+func TestDevJetStreamServer(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "dev")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	d, err := startDev(devOptions{dir: dir, port: provtest.FreePort(t), store: bootstrap.StoreJetStream}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.cfg.StoreKind() != bootstrap.StoreJetStream || d.cfg.ServiceCreds == "" || d.cfg.SealKey == "" || d.cfg.NATSURL != d.srv.URL() {
+		d.Stop()
+		t.Fatalf("dev's config: store %s service_creds %q seal_key %q nats_url %q", d.cfg.StoreKind(), d.cfg.ServiceCreds, d.cfg.SealKey, d.cfg.NATSURL)
+	}
+	if !d.srv.JetStreamEnabled() {
+		t.Error("dev's server runs without JetStream")
+	}
+	if fi, err := os.Stat(filepath.Join(dir, bootstrap.JetStreamDir)); err != nil || !fi.IsDir() {
+		t.Errorf("JetStream does not keep its data in %s: %v", filepath.Join(dir, bootstrap.JetStreamDir), err)
+	}
+	nc := waitConnect(t, d.srv.URL(), d.cfg.ServiceCreds, nats.CustomInboxPrefix(bootstrap.ServiceInboxPrefix))
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: d.cfg.KVBucket, Replicas: d.cfg.Replicas(1)})
+	if err != nil {
+		t.Fatalf("the service user cannot make the bucket %s: %v", d.cfg.KVBucket, err)
+	}
+	if _, err := kv.Put(ctx, "k", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	// A second dev on the same directory while this one runs: refused,
+	// before it starts a second server on the same JetStream files.
+	if _, err := startDev(devOptions{dir: dir, port: provtest.FreePort(t), store: bootstrap.StoreJetStream}, &out); err == nil || !strings.Contains(err.Error(), "another provisioner dev runs") {
+		t.Fatalf("a second dev on %s: %v", dir, err)
+	}
+	nc.Close()
+	d.Stop()
+
+	// Again: the same deployment, the bucket still there.
+	out.Reset()
+	d, err = startDev(devOptions{dir: dir, port: provtest.FreePort(t), store: bootstrap.StoreJetStream}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "Using the jetstream deployment") {
+		t.Errorf("the second start says:\n%s", out.String())
+	}
+	nc = waitConnect(t, d.srv.URL(), d.cfg.ServiceCreds, nats.CustomInboxPrefix(bootstrap.ServiceInboxPrefix))
+	if js, err = jetstream.New(nc); err != nil {
+		t.Fatal(err)
+	}
+	if kv, err := js.KeyValue(ctx, d.cfg.KVBucket); err != nil {
+		t.Errorf("the bucket is gone after a restart: %v", err)
+	} else if e, err := kv.Get(ctx, "k"); err != nil || string(e.Value()) != "v" {
+		t.Errorf("the key is gone after a restart: %v", err)
+	}
+	nc.Close()
+	d.Stop()
+
+	// The other kind, asked for: refused.
+	_, err = startDev(devOptions{dir: dir, port: provtest.FreePort(t), store: bootstrap.StoreFile, storeSet: true}, &out)
+	if err == nil || !strings.Contains(err.Error(), "--reset") || !strings.Contains(err.Error(), "jetstream") {
+		t.Fatalf("dev --store file on a jetstream dir: %v", err)
+	}
+	// With --reset: a file deployment.
+	d, err = startDev(devOptions{dir: dir, port: provtest.FreePort(t), store: bootstrap.StoreFile, storeSet: true, reset: true}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop()
+	if d.cfg.StoreKind() != bootstrap.StoreFile {
+		t.Errorf("after --reset --store file the store is %s", d.cfg.StoreKind())
+	}
+}
+
+// TestInitLinesRunAsPasted builds the binary, runs `./provisioner init` as
+// the README says, and runs the lines it prints in a shell: nats-server,
+// then ./provisioner serve, then the nats request.
+func TestInitLinesRunAsPasted(t *testing.T) {
+	provtest.Tool(t, "nats")
+	provtest.Tool(t, "nats-server")
+	work := t.TempDir()
+	copyBinary(t, filepath.Join(work, "provisioner"))
+	for _, store := range []string{bootstrap.StoreFile, bootstrap.StoreJetStream} {
+		t.Run(store, func(t *testing.T) {
+			port := provtest.FreePort(t)
+			deploy := "deploy-" + store
+			init := exec.Command("./provisioner", "init", "--dir", deploy, "--port", strconv.Itoa(port), "--store", store)
+			init.Dir = work
+			out, err := init.CombinedOutput()
+			if err != nil {
+				t.Fatalf("./provisioner init: %v\n%s", err, out)
+			}
+			server := lineWith(t, string(out), "nats-server -c")
+			serve := lineWith(t, string(out), "serve --config")
+			try := lineWith(t, string(out), "request prov.account.create")
+			if !strings.HasPrefix(serve, "./provisioner serve") {
+				t.Errorf("the serve line %q does not run ./provisioner, the binary that was run", serve)
+			}
+			if !strings.Contains(try, "--inbox-prefix "+bootstrap.AdminInboxPrefix) {
+				t.Errorf("the request line %q does not set the admin's inbox prefix", try)
+			}
+
+			background(t, work, server)
+			url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+			admin := waitConnect(t, url, filepath.Join(work, deploy, bootstrap.AdminCredsFile), nats.CustomInboxPrefix(bootstrap.AdminInboxPrefix))
+			if store == bootstrap.StoreJetStream {
+				// The pasted server's JetStream takes the service's bucket.
+				svc := waitConnect(t, url, filepath.Join(work, deploy, bootstrap.ServiceCredsFile), nats.CustomInboxPrefix(bootstrap.ServiceInboxPrefix))
+				js, err := jetstream.New(svc)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: config.DefaultKVBucket}); err != nil {
+					t.Fatalf("the pasted nats-server has no JetStream for the service: %v", err)
+				}
+				t.Skip("service.Start does not open the JetStream KV store yet (the lead's wiring); drop this skip with it")
+			}
+			serveExited := background(t, work, serve)
+			deadline := time.Now().Add(15 * time.Second)
+			for {
+				m, err := admin.Request("prov.account.list", []byte("{}"), time.Second)
+				if err == nil && m.Header.Get("Nats-Service-Error-Code") == "" {
+					break
+				}
+				if serveExited() || time.Now().After(deadline) {
+					t.Fatalf("the pasted serve line does not answer: %v", err)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			if name := accountName(t, runPasted(t, work, try)); name != "demo" {
+				t.Fatalf("the printed line made the account %q", name)
+			}
+		})
+	}
+}
+
+func TestInvokedAs(t *testing.T) {
+	tests := []struct{ give, want string }{
+		{"./provisioner", "./provisioner"},
+		{"provisioner", "provisioner"},
+		{"/usr/local/bin/provisioner", "/usr/local/bin/provisioner"},
+		{"bin/provisioner", "bin/provisioner"},
+		{"/tmp/go-build1234/b001/exe/provisioner", "go run ./cmd/provisioner"},
+		{"/root/.cache/go-build/bf/bf7487ba8a2b2789812f5d74dae9a5bd7d4e24ecc8029cbbf1606f5ab83a0ed5-d/provisioner", "go run ./cmd/provisioner"},
+		{"/opt/my tools/provisioner", "'/opt/my tools/provisioner'"},
+		{"", "provisioner"},
+	}
+	for _, tt := range tests {
+		if got := invokedAs(tt.give); got != tt.want {
+			t.Errorf("invokedAs(%q) = %q, want %q", tt.give, got, tt.want)
+		}
+	}
+}
+
+// shellQuote's output reads back as its input in a real shell.
+func TestShellQuote(t *testing.T) {
+	for give, want := range map[string]string{
+		"/a/b.conf":         "/a/b.conf",
+		"nats://h:4222":     "nats://h:4222",
+		"/a b/c":            "'/a b/c'",
+		"it's":              `'it'\''s'`,
+		"$HOME":             "'$HOME'",
+		"a;rm -rf /":        "'a;rm -rf /'",
+		"nats://[::1]:4222": "'nats://[::1]:4222'",
+	} {
+		if got := shellQuote(give); got != want {
+			t.Errorf("shellQuote(%q) = %q, want %q", give, got, want)
+		}
+		if out, err := exec.Command("sh", "-c", "printf %s "+shellQuote(give)).Output(); err != nil || string(out) != give {
+			t.Errorf("sh reads %s as %q (%v), want %q", shellQuote(give), out, err, give)
+		}
 	}
 }
 
@@ -83,7 +470,14 @@ func TestInitWritesADeploymentOnce(t *testing.T) {
 	if err := run(context.Background(), []string{"init", "--dir", dir, "--port", "14999"}, &out, &errOut); err != nil {
 		t.Fatalf("init: %v\n%s", err, errOut.String())
 	}
-	for _, want := range []string{"nats-server -c " + filepath.Join(dir, "nats-server.conf"), "provisioner serve --config " + filepath.Join(dir, "config.json"), "14999"} {
+	for _, want := range []string{
+		"nats-server -c " + filepath.Join(dir, "nats-server.conf"),
+		" serve --config " + filepath.Join(dir, "config.json"),
+		"nats://127.0.0.1:14999",
+		"--inbox-prefix _INBOX_admin",
+		"(jetstream store)",
+		"docker-compose.yml",
+	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("init output lacks %q:\n%s", want, out.String())
 		}
@@ -93,6 +487,30 @@ func TestInitWritesADeploymentOnce(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"init"}, &out, &errOut); err == nil || !strings.Contains(err.Error(), "--dir") {
 		t.Errorf("init without --dir: %v", err)
+	}
+	other := filepath.Join(t.TempDir(), "other")
+	if err := run(context.Background(), []string{"init", "--dir", other, "--store", "sql"}, &out, &errOut); err == nil || !strings.Contains(err.Error(), `"sql"`) {
+		t.Errorf("init --store sql: %v", err)
+	}
+	if _, err := os.Stat(other); err == nil {
+		t.Errorf("the refused init made %s", other)
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"init", "--dir", other, "--store", "file"}, &out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "(file store)") || strings.Contains(out.String(), "docker-compose") {
+		t.Errorf("init --store file says:\n%s", out.String())
+	}
+}
+
+// A missing config says which file was tried and how to make one.
+func TestServeWithoutConfig(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nowhere", "config.json")
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), []string{"serve", "--config", path}, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "provisioner init --dir") {
+		t.Fatalf("serve without a config: %v", err)
 	}
 }
 
@@ -136,7 +554,7 @@ func TestServeRefusesBadStarts(t *testing.T) {
 		{"identity key", identity, []string{"identity key", res.Operator, "signing key"}},
 		{"unlisted key", unlisted, []string{otherPub, "not a signing key", res.OperatorSigning}},
 		{"unknown field", unknown, []string{"colour"}},
-		{"missing field", missing, []string{"store_dir"}},
+		{"missing store_dir, no KV fields", missing, []string{"store_dir", "service_creds"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
