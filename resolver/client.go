@@ -128,10 +128,13 @@ type Client struct {
 	mu      sync.Mutex
 	servers map[string]*provision.Server // by name
 	ids     map[string]string            // current server ID -> name
-	retired map[string]time.Time         // IDs of restarted servers -> when replaced
+	retired map[string]time.Time         // IDs of instances that shut down or were replaced -> when
 	joined  chan provision.Server
-	ready   bool // set once New's first refresh is done; Joined fires after
-	closed  bool
+	// downCh is closed, and replaced, when a server goes down, so that
+	// requests in flight stop waiting for it.
+	downCh chan struct{}
+	ready  bool // set once New's first refresh is done; Joined fires after
+	closed bool
 
 	refreshMu sync.Mutex // one refresh at a time
 	kick      chan struct{}
@@ -159,6 +162,7 @@ func New(ctx context.Context, nc *nats.Conn, opts Options) (*Client, error) {
 		ids:     map[string]string{},
 		retired: map[string]time.Time{},
 		joined:  make(chan provision.Server, joinedBuffer),
+		downCh:  make(chan struct{}),
 		kick:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
@@ -197,7 +201,9 @@ func (c *Client) subscribe(ctx context.Context, subject string, cb nats.MsgHandl
 	if err != nil {
 		return nil, fmt.Errorf("subscribe %s: %w", subject, err)
 	}
-	if err := c.nc.FlushWithContext(ctx); err != nil {
+	fctx, cancel := context.WithTimeout(ctx, c.opts.Timeout) // Flush needs a deadline
+	defer cancel()
+	if err := c.nc.FlushWithContext(fctx); err != nil {
 		// Not connected now: the subscription is sent on reconnect, and
 		// whether it is allowed cannot be told yet.
 		c.log.Debug("resolver could not confirm a subscription", "subject", subject, "error", err)
@@ -315,6 +321,9 @@ func (c *Client) gather(ctx context.Context, subject string, data []byte, rule u
 			c.log.Warn("resolver could not list the servers", "error", err)
 		}
 	}
+	// Taken before the servers are listed, so that one going down in
+	// between is noticed.
+	down := c.downSignal()
 	g = c.withKnown(g)
 	want := map[string]bool{}
 	for _, s := range g.known {
@@ -344,6 +353,16 @@ func (c *Client) gather(ctx context.Context, subject string, data []byte, rule u
 		var m *nats.Msg
 		select {
 		case m = <-ch:
+		case <-down:
+			// A server went down while the request waits for it.
+			down = c.downSignal()
+			for name := range want {
+				if !c.isUp(name) {
+					delete(want, name)
+					delete(got, name)
+				}
+			}
+			continue
 		case <-wctx.Done():
 		case <-c.stop:
 		}
@@ -370,6 +389,7 @@ func (c *Client) gather(ctx context.Context, subject string, data []byte, rule u
 		}
 		g.replies = append(g.replies, r)
 	}
+	g.known = c.updateUp(g.known)
 	switch {
 	case len(g.replies) > 0:
 		return g, nil

@@ -42,6 +42,35 @@ func (c *Client) Joined() <-chan provision.Server {
 	return c.joined
 }
 
+// downSignal returns a channel that is closed when a server next goes
+// down.
+func (c *Client) downSignal() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.downCh
+}
+
+// isUp reports whether the named server is known and up.
+func (c *Client) isUp(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.servers[name]
+	return s != nil && s.Up
+}
+
+// updateUp returns list with each server's Up as it is now, for those that
+// still have the same ID.
+func (c *Client) updateUp(list []provision.Server) []provision.Server {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, s := range list {
+		if now := c.servers[s.Name]; now != nil && now.ID == s.ID {
+			list[i].Up = now.Up
+		}
+	}
+	return list
+}
+
 func (c *Client) upCount() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -77,10 +106,12 @@ func (c *Client) observeLocked(name, id string, now time.Time) {
 		name = id
 	}
 	if _, ok := c.retired[id]; ok {
-		// A restarted server's old instance: a late reply, or a second
-		// server with the same name. Either way not the server now known
-		// by that name.
-		c.log.Warn("resolver heard from a server ID that was replaced; two servers may share a name", "server", name, "server_id", id)
+		// An instance that shut down or was replaced by a restart: a
+		// reply sent before it went, which the client took in after the
+		// SHUTDOWN event (replies and events come on different
+		// subscriptions). It is not coming back: a server that starts
+		// again has a new ID.
+		c.log.Debug("resolver ignored a late reply from a server instance that is gone", "server", name, "server_id", id)
 		return
 	}
 	s := c.servers[name]
@@ -132,6 +163,8 @@ func (c *Client) markDownLocked(s *provision.Server, reason string) {
 		return
 	}
 	s.Up = false
+	close(c.downCh)
+	c.downCh = make(chan struct{})
 	c.log.Info("resolver server down", "server", s.Name, "server_id", s.ID, "reason", reason)
 }
 
@@ -181,6 +214,7 @@ func (c *Client) onShutdown(m *nats.Msg) {
 	}
 	s := c.servers[name]
 	s.LastSeen = time.Now()
+	c.retired[id] = s.LastSeen
 	c.markDownLocked(s, "shut down")
 }
 
@@ -279,6 +313,15 @@ wait:
 			var id serverInfo
 			if err := json.Unmarshal(m.Data, &id); err != nil || id.ID == "" {
 				continue
+			}
+			if id.Name == "" {
+				id.Name = id.ID
+			}
+			c.mu.Lock()
+			_, gone := c.retired[id.ID]
+			c.mu.Unlock()
+			if gone {
+				continue // a late reply from an instance that is gone
 			}
 			if prev, ok := seen[id.Name]; ok && prev != id.ID {
 				c.log.Warn("resolver: two servers answer with the same name", "server", id.Name, "server_id", id.ID, "other_id", prev)
