@@ -250,11 +250,12 @@ func (c *Client) refreshLoop() {
 			// down for the client's own outage.
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), c.opts.Timeout)
-		if err := c.refresh(ctx); err != nil {
+		// Bounded by the refresh's own deadline and by Close: a context
+		// deadline racing that one would end the refresh before it marks
+		// the silent servers down.
+		if err := c.refresh(context.Background()); err != nil {
 			c.log.Warn("resolver could not refresh the server list", "error", err)
 		}
-		cancel()
 	}
 }
 
@@ -280,7 +281,8 @@ var errNoServer = errors.New("no server answered " + SubjectServerPing)
 
 // refreshLocked pings every server. Each that answers is up; one that was
 // up and stays silent until the timeout is marked down. It waits for every
-// server it knows to be up, then quietGap more for others.
+// server it knows to be up, then quietGap more for others. When ctx ends
+// first, it marks nothing down: the wait was cut short.
 func (c *Client) refreshLocked(ctx context.Context) error {
 	start := time.Now()
 	want := map[string]bool{}

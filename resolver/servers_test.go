@@ -2,15 +2,20 @@ package resolver_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/natsembed"
 	"github.com/natsprov/provisioner/provision"
 	"github.com/natsprov/provisioner/provtest"
 	"github.com/natsprov/provisioner/resolver"
@@ -161,5 +166,84 @@ func TestJoinedKeepsNewest(t *testing.T) {
 	}
 	if n := strings.Count(log.String(), "dropped the oldest"); n != joins-capacity {
 		t.Errorf("logged %d drops, want %d", n, joins-capacity)
+	}
+}
+
+// TestConnectedServerRestarts: in a single-server deployment the server the
+// client is connected to restarts. The client reconnects, learns the new
+// instance from its events and delivers it on Joined, and pushes work again.
+func TestConnectedServerRestarts(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	op := operator(t, env.Init.Dir)
+	const prefix = "_INBOX_restart-test"
+	c := newClient(t, env.Connect(t, inboxUserCreds(t, env.Init, prefix), nats.CustomInboxPrefix(prefix)),
+		resolver.Options{Timeout: 2 * time.Second, RefreshInterval: time.Minute, Logger: provtest.Logger(t)})
+	oldID := env.Server.ID()
+	start := time.Now()
+	env.Restart(t)
+	ready := time.Now()
+	n := &node{name: env.Server.Name(), srv: env.Server}
+	s := awaitJoined(t, c.Joined(), n, 10*time.Second)
+	if s.ID == oldID || !s.Up {
+		t.Fatalf("Joined %+v, want the new instance up", s)
+	}
+	t.Logf("Joined after the connected server restarted: %s after Restart was called, %s after it accepted clients", s.LastSeen.Sub(start), s.LastSeen.Sub(ready))
+	if list := c.Servers(); len(list) != 1 || list[0].ID != env.Server.ID() || !list[0].Up {
+		t.Errorf("Servers() = %+v, want the new instance only", list)
+	}
+	_, token := newAccount(t, "after-restart", op.Signer)
+	res, err := c.Update(context.Background(), token)
+	if err != nil || len(res) != 1 || res[0].ServerID != env.Server.ID() || !res[0].Stored {
+		t.Fatalf("Update after the restart: %v, %+v; want stored by the new instance", err, res)
+	}
+}
+
+// TestCacheResolverOnly: a server with a cache resolver answers a push with a
+// 200 that stores nothing; with no full resolver anywhere the push is
+// refused.
+func TestCacheResolverOnly(t *testing.T) {
+	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sysJWT, err := os.ReadFile(filepath.Join(res.Dir, bootstrap.SystemAccountJWTFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sysToken, err := jwt.ParseDecoratedJWT(sysJWT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := fmt.Sprintf(`server_name: "cache"
+listen: "127.0.0.1:-1"
+operator: %q
+system_account: %s
+resolver: { type: cache, dir: %q, ttl: "1h", limit: 100 }
+resolver_preload: { %s: %q }
+`, filepath.Join(res.Dir, bootstrap.OperatorJWTFile), res.SystemAccount, filepath.Join(t.TempDir(), "jwt"), res.SystemAccount, sysToken)
+	path := filepath.Join(t.TempDir(), "cache.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := natsembed.Start(path, natsembed.Options{Port: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	nc, err := nats.Connect(srv.URL(), nats.UserCredentials(res.ProvisionerCreds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	c := newClient(t, nc, resolver.Options{Timeout: 2 * time.Second})
+
+	_, token := newAccount(t, "cached", operator(t, res.Dir).Signer)
+	result, err := c.Update(context.Background(), token)
+	var re *provision.RefusedError
+	if !errors.As(err, &re) || !strings.Contains(re.Reason, "cache") {
+		t.Fatalf("Update: %v (result %+v), want a refusal saying only cache resolvers answered", err, result)
+	}
+	if len(result) != 1 || !result[0].Answered || result[0].Stored || result[0].Code != 200 {
+		t.Errorf("result %+v, want one answered 200 that stored nothing", result)
 	}
 }
