@@ -408,7 +408,8 @@ func (c *Client) withKnown(g gathered) gathered {
 	return g
 }
 
-// identity reads the server's name and ID from a system API reply.
+// identity reads the server's name and ID from a system API reply. A
+// server without a name is known by its ID, as nats-server itself names it.
 func identity(data []byte) (name, id string) {
 	var r struct {
 		Server *serverInfo `json:"server"`
@@ -416,7 +417,7 @@ func identity(data []byte) (name, id string) {
 	if json.Unmarshal(data, &r) != nil || r.Server == nil {
 		return "", ""
 	}
-	return r.Server.Name, r.Server.ID
+	return serverName(r.Server), r.Server.ID
 }
 
 // awaitConnected waits, while the connection is reconnecting, until it is

@@ -112,12 +112,9 @@ func decodeClaimsReply(data []byte) (provision.ServerReply, string) {
 	}
 	rep := provision.ServerReply{Answered: true}
 	if cr.Server != nil {
-		rep.Server, rep.ServerID = cr.Server.Name, cr.Server.ID
+		rep.Server, rep.ServerID = serverName(cr.Server), cr.Server.ID
 	}
 	who := rep.Server
-	if who == "" {
-		who = rep.ServerID
-	}
 	switch {
 	case cr.Error != nil:
 		rep.Code, rep.Message = cr.Error.Code, cr.Error.Description
