@@ -15,7 +15,6 @@ import (
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/keystore"
-	"github.com/natsprov/provisioner/resolver"
 )
 
 // CreateAccount creates an account with a fresh identity key and a fresh
@@ -109,7 +108,7 @@ func (s *Service) abandon(rec keystore.Account, stored bool) {
 
 // retract pushes the disabled version of an account and then asks the
 // servers to delete it.
-func (s *Service) retract(ctx context.Context, rec keystore.Account) (resolver.Result, error) {
+func (s *Service) retract(ctx context.Context, rec keystore.Account) (PushResult, error) {
 	off, err := disabled(rec.JWT)
 	if err != nil {
 		return nil, err
@@ -126,7 +125,7 @@ func (s *Service) retract(ctx context.Context, rec keystore.Account) (resolver.R
 
 // deleteFromResolver sends the DELETE request, a generic JWT whose subject
 // and issuer are the operator signing key.
-func (s *Service) deleteFromResolver(ctx context.Context, pub string) (resolver.Result, error) {
+func (s *Service) deleteFromResolver(ctx context.Context, pub string) (PushResult, error) {
 	gc := jwt.NewGenericClaims(s.op.SignerKey)
 	gc.Data["accounts"] = []string{pub}
 	token, err := gc.Encode(s.op.Signer)
@@ -246,7 +245,7 @@ func (s *Service) UpdateAccount(ctx context.Context, req api.UpdateAccountReques
 }
 
 // change signs new claims for a locked account and publishes them.
-func (s *Service) change(ctx context.Context, a keystore.Account, claims *jwt.AccountClaims) (keystore.Account, resolver.Result, error) {
+func (s *Service) change(ctx context.Context, a keystore.Account, claims *jwt.AccountClaims) (keystore.Account, PushResult, error) {
 	token, err := s.sign(claims)
 	if err != nil {
 		return a, nil, err

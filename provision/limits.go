@@ -6,7 +6,6 @@ import (
 	"github.com/nats-io/jwt/v2"
 
 	"github.com/natsprov/provisioner/api"
-	"github.com/natsprov/provisioner/resolver"
 )
 
 // mergeAccountFields sets the limits and default permissions a request
@@ -82,7 +81,7 @@ func mergeUserLimits(l *jwt.Limits, give *api.UserLimits) error {
 }
 
 // wireResult turns a resolver result into the replies of the wire.
-func wireResult(res resolver.Result) []api.ServerReply {
+func wireResult(res PushResult) []api.ServerReply {
 	out := make([]api.ServerReply, 0, len(res))
 	for _, r := range res {
 		out = append(out, api.ServerReply{Server: r.Server, ServerID: r.ServerID, Code: r.Code, Message: r.Message})

@@ -9,7 +9,6 @@ import (
 	"github.com/nats-io/jwt/v2"
 
 	"github.com/natsprov/provisioner/keystore"
-	"github.com/natsprov/provisioner/resolver"
 )
 
 // sign encodes account claims with the operator signing key and validates
@@ -57,7 +56,7 @@ func (s *Service) check(token string, c *jwt.AccountClaims, pub string) error {
 // version again, and if some server had already stored the new one, the
 // previous content is signed anew (a server keeps the newest JWT) and
 // pushed. The error is the push's.
-func (s *Service) publish(ctx context.Context, prev, next keystore.Account) (resolver.Result, error) {
+func (s *Service) publish(ctx context.Context, prev, next keystore.Account) (PushResult, error) {
 	if err := s.store.PutAccount(ctx, next); err != nil {
 		return nil, fmt.Errorf("store account %s: %w", next.PublicKey, err)
 	}
@@ -73,9 +72,9 @@ func (s *Service) publish(ctx context.Context, prev, next keystore.Account) (res
 // some server: one said it stored it, or one may have without saying so (no
 // answer in time). Only a push that was never sent, or that every server
 // answered without storing, left nothing.
-func mayHaveStored(res resolver.Result, err error) bool {
+func mayHaveStored(res PushResult, err error) bool {
 	switch {
-	case errors.Is(err, resolver.ErrNotSent):
+	case errors.Is(err, ErrNotSent):
 		return false
 	case res.Stored() > 0:
 		return true

@@ -22,7 +22,6 @@ import (
 
 	"github.com/natsprov/provisioner/keypair"
 	"github.com/natsprov/provisioner/keystore"
-	"github.com/natsprov/provisioner/resolver"
 )
 
 // Store is what the service needs of the key store.
@@ -41,12 +40,10 @@ var _ legacyStore = (*keystore.DirStore)(nil)
 
 // Resolver is what the service needs of the resolver client.
 type legacyResolver interface {
-	Update(ctx context.Context, accountJWT string) (resolver.Result, error)
-	Delete(ctx context.Context, token string) (resolver.Result, error)
+	Update(ctx context.Context, accountJWT string) (PushResult, error)
+	Delete(ctx context.Context, token string) (PushResult, error)
 	Lookup(ctx context.Context, pub string) (string, error)
 }
-
-var _ legacyResolver = (*resolver.Client)(nil)
 
 // Config holds what a Service needs.
 type Config struct {

@@ -1,12 +1,17 @@
 // Package resolver is the client of nats-server's account resolver API: it
-// pushes account JWTs and deletions on $SYS.REQ.CLAIMS.* and collects the
-// answer of every server, not just the first.
+// pushes account JWTs and deletions on $SYS.REQ.CLAIMS.*, looks accounts
+// up, lists what each server holds, and collects the answer of every server,
+// not just the first. It implements provision.Resolver and translates the
+// servers' answers into the domain's PushResult and error kinds.
 //
 // Each server with a full resolver answers claims requests itself, so in a
-// cluster one request gets one reply per server. The client learns which
-// servers to expect from $SYS.REQ.SERVER.PING.IDZ, refreshed in the
-// background, and waits until all of them have answered or the timeout has
-// passed: a push costs one round trip to the slowest server, not a fixed wait.
+// cluster one request gets one reply per server. The client knows the
+// servers by name (a restarted server keeps its name and gets a new ID): it
+// learns them from $SYS.REQ.SERVER.PING.IDZ, refreshed in the background,
+// and from the servers' own STATSZ and SHUTDOWN events. A request waits
+// until every server that is up has answered or the timeout has passed: a
+// push costs one round trip to the slowest live server, not a fixed wait,
+// and never waits for a server known to be down.
 package resolver
 
 import (
@@ -15,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,186 +27,224 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/natsprov/provisioner/provision"
 )
 
 // Subjects of the server's system API used by the client.
 const (
-	SubjectClaimsUpdate = "$SYS.REQ.CLAIMS.UPDATE"
-	SubjectClaimsDelete = "$SYS.REQ.CLAIMS.DELETE"
-	SubjectClaimsList   = "$SYS.REQ.CLAIMS.LIST"
-	SubjectServerPing   = "$SYS.REQ.SERVER.PING.IDZ"
-	subjectLookupFormat = "$SYS.REQ.ACCOUNT.%s.CLAIMS.LOOKUP"
+	SubjectClaimsUpdate   = "$SYS.REQ.CLAIMS.UPDATE"
+	SubjectClaimsDelete   = "$SYS.REQ.CLAIMS.DELETE"
+	SubjectClaimsList     = "$SYS.REQ.CLAIMS.LIST"
+	SubjectServerPing     = "$SYS.REQ.SERVER.PING.IDZ"
+	SubjectServerVarz     = "$SYS.REQ.SERVER.PING.VARZ"
+	SubjectServerStatsz   = "$SYS.SERVER.*.STATSZ"
+	SubjectServerShutdown = "$SYS.SERVER.*.SHUTDOWN"
+	subjectLookupFormat   = "$SYS.REQ.ACCOUNT.%s.CLAIMS.LOOKUP"
 )
 
-// Messages a server sends in the data of a successful claims reply. Only
-// "jwt updated" means a full resolver stored the JWT; a cache resolver
-// answers 200 as well, without storing anything.
+// Defaults of Options.
 const (
-	msgStored       = "jwt updated"
-	msgCacheSkipped = "jwt update cache skipped"
-	msgCacheUpdated = "jwt updated cache"
+	DefaultTimeout         = 5 * time.Second
+	DefaultRefreshInterval = 30 * time.Second
+	DefaultForgetAfter     = 24 * time.Hour
 )
 
-// Errors returned by the client. A refusal comes as a *RefusedError, which
-// matches ErrRefused.
-var (
-	ErrRefused = errors.New("resolver refused")
-	ErrTimeout = errors.New("no resolver answered")
-	// ErrNotSent: the request reached no server (not connected, or nothing
-	// listens on the claims API), so nothing can have changed.
-	ErrNotSent = errors.New("resolver request not delivered")
-)
+// joinedBuffer is how many Joined events wait for a reader before the
+// oldest is dropped.
+const joinedBuffer = 64
 
-// Options tune a Client.
+// Options tune a Client. Zero values take the defaults.
 type Options struct {
-	// Timeout bounds how long a request waits for the servers. Default 5s.
+	// Timeout bounds how long a request waits for the servers, and how
+	// long a refresh waits for a server to answer its ping. Default 5s.
 	Timeout time.Duration
-	// RefreshInterval is how often the client asks which servers there are.
-	// Default 30s.
+	// RefreshInterval is how often the client pings the servers. A server
+	// that misses a ping is marked down. Default 30s.
 	RefreshInterval time.Duration
-	// Logger receives refresh failures. Default: discard.
+	// ForgetAfter is how long a server that is down stays known (listed by
+	// Servers and in push results) before the client forgets it. Default
+	// 24h.
+	ForgetAfter time.Duration
+	// Logger receives refresh failures and server comings and goings.
+	// Default: discard.
 	Logger *slog.Logger
 }
 
-// Reply is what one server answered, or that it did not answer in time.
-type Reply struct {
-	Server   string `json:"server"`
-	ServerID string `json:"server_id"`
-	Code     int    `json:"code"`
-	Message  string `json:"message"`
-	// Stored is true when the server's full resolver stored the JWT or
-	// carried out the deletion.
-	Stored bool `json:"-"`
-	// Answered is false for a server that was expected but did not answer.
-	Answered bool `json:"-"`
-}
-
-// Result is the outcome of one request: a reply per server, sorted by
-// server name.
-type Result []Reply
-
-// Stored counts the servers that stored the change.
-func (r Result) Stored() int {
-	n := 0
-	for _, rep := range r {
-		if rep.Stored {
-			n++
-		}
+func (o *Options) setDefaults() {
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
 	}
-	return n
+	if o.RefreshInterval <= 0 {
+		o.RefreshInterval = DefaultRefreshInterval
+	}
+	if o.ForgetAfter <= 0 {
+		o.ForgetAfter = DefaultForgetAfter
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
 }
 
-// RefusedError is returned when a server refused a request, or when every
-// answer came from a cache resolver that stored nothing.
-type RefusedError struct {
-	Result Result
-	Reason string
-}
-
-func (e *RefusedError) Error() string { return "resolver refused: " + e.Reason }
-
-// Is makes errors.Is(err, ErrRefused) true.
-func (e *RefusedError) Is(target error) bool { return target == ErrRefused }
-
-// serverID mirrors the server's ServerID, the reply to PING.IDZ.
-type serverID struct {
+// serverInfo mirrors the server's ServerInfo: the reply to PING.IDZ, and
+// the "server" field of every system API reply and event.
+type serverInfo struct {
 	Name string `json:"name"`
 	Host string `json:"host"`
 	ID   string `json:"id"`
 }
 
-// claimsReply mirrors the server's ServerAPIClaimUpdateResponse.
-type claimsReply struct {
-	Server *serverID `json:"server"`
-	Data   *struct {
-		Account string `json:"account"`
-		Code    int    `json:"code"`
-		Message string `json:"message"`
-	} `json:"data"`
-	Error *struct {
-		Account     string `json:"account"`
-		Code        int    `json:"code"`
-		Description string `json:"description"`
-	} `json:"error"`
+// apiError mirrors the server's ApiError.
+type apiError struct {
+	Account     string `json:"account"`
+	Code        int    `json:"code"`
+	Description string `json:"description"`
 }
 
-// Client sends claims requests and gathers every server's reply. It is safe
-// for concurrent use. Create it with New and stop it with Close.
+var _ provision.Resolver = (*Client)(nil)
+
+// Client sends requests to the servers' resolvers and gathers every
+// server's reply. It is safe for concurrent use. Create it with New and stop
+// it with Close.
 type Client struct {
 	nc   *nats.Conn
 	opts Options
 	log  *slog.Logger
 
 	// One wildcard subscription carries the replies of every request; the
-	// last token of the reply subject picks the waiting request.
-	inbox string
-	sub   *nats.Subscription
-	seq   atomic.Uint64
-	mu    sync.Mutex
-	wait  map[string]chan *nats.Msg
+	// last token of the reply subject picks the waiting request. The inbox
+	// comes from nc.NewInbox, so it honours a custom inbox prefix.
+	inbox  string
+	sub    *nats.Subscription
+	seq    atomic.Uint64
+	waitMu sync.Mutex
+	wait   map[string]chan *nats.Msg
 
-	servers    atomic.Pointer[[]serverID]
-	refreshing atomic.Bool
-	kick       chan struct{}
-	stop       chan struct{}
-	done       chan struct{}
+	// events are the STATSZ and SHUTDOWN subscriptions; nil when the
+	// user may not subscribe to them.
+	events []*nats.Subscription
+
+	// mu guards the server table, the Joined channel and closed.
+	mu      sync.Mutex
+	servers map[string]*provision.Server // by name
+	ids     map[string]string            // current server ID -> name
+	retired map[string]time.Time         // IDs of instances that shut down or were replaced -> when
+	joined  chan provision.Server
+	// downCh is closed, and replaced, when a server goes down, so that
+	// requests in flight stop waiting for it.
+	downCh chan struct{}
+	ready  bool // set once New's first refresh is done; Joined fires after
+	closed bool
+
+	refreshMu sync.Mutex // one refresh at a time
+	kick      chan struct{}
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+	closeErr  error
 }
 
-// New subscribes the client's reply inbox on nc, asks once which servers
-// there are, and starts the background refresh.
+// New subscribes the client's reply inbox and the server events on nc,
+// pings the servers once, and starts the background refresh. The client
+// uses nc as it is given and never closes it. New fails when the reply inbox
+// cannot be subscribed (the user's permissions must allow the connection's
+// inbox prefix); when the server events are not allowed it logs a warning
+// and learns of restarts at the next refresh instead.
 func New(ctx context.Context, nc *nats.Conn, opts Options) (*Client, error) {
-	if opts.Timeout <= 0 {
-		opts.Timeout = 5 * time.Second
-	}
-	if opts.RefreshInterval <= 0 {
-		opts.RefreshInterval = 30 * time.Second
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
+	opts.setDefaults()
 	c := &Client{
-		nc:    nc,
-		opts:  opts,
-		log:   opts.Logger,
-		inbox: nc.NewInbox() + ".",
-		wait:  map[string]chan *nats.Msg{},
-		kick:  make(chan struct{}, 1),
-		stop:  make(chan struct{}),
-		done:  make(chan struct{}),
+		nc:      nc,
+		opts:    opts,
+		log:     opts.Logger,
+		inbox:   nc.NewInbox() + ".",
+		wait:    map[string]chan *nats.Msg{},
+		servers: map[string]*provision.Server{},
+		ids:     map[string]string{},
+		retired: map[string]time.Time{},
+		joined:  make(chan provision.Server, joinedBuffer),
+		downCh:  make(chan struct{}),
+		kick:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
 	}
-	sub, err := nc.Subscribe(c.inbox+"*", c.dispatch)
+	sub, err := c.subscribe(ctx, c.inbox+"*", c.dispatch)
 	if err != nil {
-		return nil, fmt.Errorf("resolver: subscribe reply inbox: %w", err)
+		return nil, fmt.Errorf("resolver: reply inbox: %w", err)
 	}
 	c.sub = sub
+	for _, ev := range []struct {
+		subject string
+		cb      nats.MsgHandler
+	}{{SubjectServerStatsz, c.onStatsz}, {SubjectServerShutdown, c.onShutdown}} {
+		s, err := c.subscribe(ctx, ev.subject, ev.cb)
+		if err != nil {
+			c.log.Warn("resolver cannot follow server events; restarts are noticed at the next refresh instead", "subject", ev.subject, "error", err)
+			continue
+		}
+		c.events = append(c.events, s)
+	}
 	if err := c.refresh(ctx); err != nil {
 		c.log.Warn("resolver could not list the servers; will retry", "error", err)
 	}
+	c.mu.Lock()
+	c.ready = true
+	c.mu.Unlock()
 	go c.refreshLoop()
 	return c, nil
 }
 
-// Close stops the background refresh and the reply subscription.
-func (c *Client) Close() error {
-	close(c.stop)
-	<-c.done
-	return c.sub.Unsubscribe()
+// subscribe subscribes and makes sure the server took the subscription: a
+// refused subscription only shows as an asynchronous permissions error,
+// which arrives before the flush's PONG.
+func (c *Client) subscribe(ctx context.Context, subject string, cb nats.MsgHandler) (*nats.Subscription, error) {
+	sub, err := c.nc.Subscribe(subject, cb)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe %s: %w", subject, err)
+	}
+	fctx, cancel := context.WithTimeout(ctx, c.opts.Timeout) // Flush needs a deadline
+	defer cancel()
+	if err := c.nc.FlushWithContext(fctx); err != nil {
+		// Not connected now: the subscription is sent on reconnect, and
+		// whether it is allowed cannot be told yet.
+		c.log.Debug("resolver could not confirm a subscription", "subject", subject, "error", err)
+		return sub, nil
+	}
+	if err := c.nc.LastError(); errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), `"`+subject+`"`) {
+		_ = sub.Unsubscribe()
+		return nil, fmt.Errorf("subscribe %s: %w", subject, err)
+	}
+	return sub, nil
 }
 
-// Servers returns the number of servers the client currently expects to
-// answer.
-func (c *Client) Servers() int {
-	if s := c.servers.Load(); s != nil {
-		return len(*s)
-	}
-	return 0
+// Close stops the background refresh and the client's subscriptions, and
+// closes the Joined channel. Requests still waiting end with what they have.
+// It does not close the connection.
+func (c *Client) Close() error {
+	c.closeOnce.Do(func() {
+		close(c.stop)
+		<-c.done
+		var errs []error
+		for _, s := range append([]*nats.Subscription{c.sub}, c.events...) {
+			if err := s.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubscription) {
+				errs = append(errs, err)
+			}
+		}
+		c.mu.Lock()
+		c.closed = true
+		close(c.joined)
+		c.mu.Unlock()
+		if err := errors.Join(errs...); err != nil {
+			c.closeErr = fmt.Errorf("resolver: close: %w", err)
+		}
+	})
+	return c.closeErr
 }
 
 func (c *Client) dispatch(m *nats.Msg) {
 	token := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
-	c.mu.Lock()
+	c.waitMu.Lock()
 	ch := c.wait[token]
-	c.mu.Unlock()
+	c.waitMu.Unlock()
 	if ch == nil {
 		return // a late reply to a request that is done
 	}
@@ -215,139 +257,175 @@ func (c *Client) dispatch(m *nats.Msg) {
 	}
 }
 
-// open registers a reply channel and returns the reply subject.
+// open registers a reply channel and returns the reply subject, the channel
+// and the function that unregisters it.
 func (c *Client) open(capacity int) (string, chan *nats.Msg, func()) {
 	token := strconv.FormatUint(c.seq.Add(1), 36)
 	ch := make(chan *nats.Msg, capacity)
-	c.mu.Lock()
+	c.waitMu.Lock()
 	c.wait[token] = ch
-	c.mu.Unlock()
+	c.waitMu.Unlock()
 	return c.inbox + token, ch, func() {
-		c.mu.Lock()
+		c.waitMu.Lock()
 		delete(c.wait, token)
-		c.mu.Unlock()
+		c.waitMu.Unlock()
 	}
 }
 
-// Update pushes an account JWT to every server's resolver. It returns the
-// per-server result; the error is a *RefusedError when any server refused or
-// none stored it, and ErrTimeout when none answered.
-func (c *Client) Update(ctx context.Context, accountJWT string) (Result, error) {
-	return c.claims(ctx, SubjectClaimsUpdate, []byte(accountJWT))
+// until says when a request has had enough replies.
+type until int
+
+const (
+	// untilAllUp waits for a reply from every server that is up (or, when
+	// none is known, for the first reply).
+	untilAllUp until = iota
+	// untilFirst waits for the first reply.
+	untilFirst
+)
+
+// reply is one reply to a request, with the server that sent it when the
+// reply says ("" for a LOOKUP's bare JWT).
+type reply struct {
+	server, id string
+	msg        *nats.Msg
 }
 
-// Delete sends a signed delete request (a generic JWT listing accounts,
-// signed by an operator key) to every server's resolver, with the same
-// result and errors as Update.
-func (c *Client) Delete(ctx context.Context, token string) (Result, error) {
-	return c.claims(ctx, SubjectClaimsDelete, []byte(token))
+// gathered is what a request brought back.
+type gathered struct {
+	// known are the servers known when the request was sent, sorted by
+	// name, those that are down among them.
+	known   []provision.Server
+	replies []reply
 }
 
-// Lookup asks the resolver for the JWT it holds for an account. The first
-// answer wins.
-func (c *Client) Lookup(ctx context.Context, pub string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+// gather sends one request and collects the replies until the wait rule is
+// met, the timeout passes or ctx ends. The error is ErrNotSent (closed, not
+// connected, ctx done before sending, or nobody listens on subject) or
+// ErrTimeout (no reply at all), wrapped with what and why; with at least
+// one reply it is nil. The known servers are returned in every case but
+// closed.
+func (c *Client) gather(ctx context.Context, subject string, data []byte, rule until, identify bool) (gathered, error) {
+	var g gathered
+	if c.isClosed() {
+		return g, fmt.Errorf("%w: client closed", provision.ErrNotSent)
+	}
+	wctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
-	m, err := c.nc.RequestWithContext(ctx, fmt.Sprintf(subjectLookupFormat, pub), nil)
-	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) {
-			return "", fmt.Errorf("lookup %s: %w", pub, ErrTimeout)
+	if !c.awaitConnected(wctx) {
+		return c.withKnown(g), fmt.Errorf("%w: not connected to NATS within %s", provision.ErrNotSent, c.opts.Timeout)
+	}
+	if rule == untilAllUp && c.upCount() == 0 {
+		// Nothing is known to wait for: ask before sending, or the
+		// request would end at the first reply.
+		if err := c.refreshIfNoneUp(wctx); err != nil {
+			c.log.Warn("resolver could not list the servers", "error", err)
 		}
-		return "", fmt.Errorf("lookup %s: %w", pub, err)
 	}
-	return string(m.Data), nil
-}
-
-func (c *Client) claims(ctx context.Context, subject string, data []byte) (Result, error) {
-	known := c.known()
-	reply, ch, done := c.open(2*len(known) + 4)
+	// Taken before the servers are listed, so that one going down in
+	// between is noticed.
+	down := c.downSignal()
+	g = c.withKnown(g)
+	want := map[string]bool{}
+	for _, s := range g.known {
+		if s.Up {
+			want[s.Name] = true
+		}
+	}
+	subj, ch, done := c.open(2*len(g.known) + 8)
 	defer done()
-	timer := time.NewTimer(c.opts.Timeout)
-	if !c.awaitConnected(ctx, timer.C) {
-		return nil, fmt.Errorf("resolver: %w: not connected to NATS within %s", ErrNotSent, c.opts.Timeout)
+	if err := ctx.Err(); err != nil {
+		return g, fmt.Errorf("%w: %w", provision.ErrNotSent, err)
 	}
-	if err := c.nc.PublishRequest(subject, reply, data); err != nil {
-		return nil, fmt.Errorf("resolver: %w: publish %s: %w", ErrNotSent, subject, err)
+	if err := c.nc.PublishRequest(subject, subj, data); err != nil {
+		return g, fmt.Errorf("%w: publish %s: %w", provision.ErrNotSent, subject, err)
 	}
-	defer timer.Stop()
 
-	// Servers are counted, not matched by ID: a restarted server answers
-	// with a new ID, and should not make the push wait for its old one.
-	answered := map[string]bool{}
-	var res Result
-	var refusals []string
+	got := map[string]bool{}
+	anonymous := 0
+	enough := func() bool {
+		if rule == untilFirst || len(want) == 0 {
+			return len(g.replies) > 0
+		}
+		return len(want)-len(got) <= anonymous
+	}
 	noResponders := false
-	// With no server known yet there is nothing to wait for but the first
-	// answer.
-	for len(answered) == 0 || len(answered) < len(known) {
+	for !enough() {
 		var m *nats.Msg
 		select {
 		case m = <-ch:
-		case <-timer.C:
-		case <-ctx.Done():
+		case <-down:
+			// A server went down while the request waits for it.
+			down = c.downSignal()
+			for name := range want {
+				if !c.isUp(name) {
+					delete(want, name)
+					delete(got, name)
+				}
+			}
+			continue
+		case <-wctx.Done():
+		case <-c.stop:
 		}
 		if m == nil {
 			break
 		}
 		if isNoResponders(m) {
-			// Nobody subscribes to the claims API: no resolver anywhere.
+			// Nobody subscribes to subject: no resolver anywhere.
 			noResponders = true
 			break
 		}
-		rep, refusal := decodeClaimsReply(m.Data)
-		if !slices.ContainsFunc(known, func(s serverID) bool { return s.ID == rep.ServerID }) {
-			c.triggerRefresh()
+		r := reply{msg: m}
+		if identify {
+			r.server, r.id = identity(m.Data)
 		}
-		answered[rep.ServerID] = true
-		res = append(res, rep)
-		if refusal != "" {
-			refusals = append(refusals, refusal)
-		}
-	}
-	if missing := len(known) - len(answered); missing > 0 && !noResponders {
-		// A server that went away keeps every later push waiting for it
-		// until the list is refreshed.
-		c.triggerRefresh()
-		for _, s := range known {
-			if missing == 0 {
-				break
+		switch {
+		case r.id != "":
+			c.sighted(r.server, r.id)
+			if want[r.server] {
+				got[r.server] = true
 			}
-			if answered[s.ID] {
-				continue
-			}
-			missing--
-			res = append(res, Reply{
-				Server:   s.Name,
-				ServerID: s.ID,
-				Code:     504,
-				Message:  fmt.Sprintf("no answer within %s; it catches up through the resolver's own sync", c.opts.Timeout),
-			})
+		default:
+			anonymous++
 		}
+		g.replies = append(g.replies, r)
 	}
-	slices.SortFunc(res, func(a, b Reply) int { return strings.Compare(a.Server+a.ServerID, b.Server+b.ServerID) })
+	g.known = c.updateUp(g.known)
 	switch {
-	case len(refusals) > 0:
-		slices.Sort(refusals)
-		return res, &RefusedError{Result: res, Reason: strings.Join(refusals, "; ")}
-	case noResponders && res.answered() == 0:
-		return res, fmt.Errorf("resolver: %w: nothing listens on %s (is the server in operator mode with a full resolver?)", ErrNotSent, subject)
-	case res.answered() == 0:
-		if err := ctx.Err(); err != nil {
-			return res, fmt.Errorf("resolver: %s: %w (%w)", subject, ErrTimeout, err)
-		}
-		return res, fmt.Errorf("resolver: %s: %w within %s", subject, ErrTimeout, c.opts.Timeout)
-	case res.Stored() == 0:
-		return res, &RefusedError{Result: res, Reason: "no server has a full resolver that stored it (only cache resolvers answered)"}
+	case len(g.replies) > 0:
+		return g, nil
+	case noResponders:
+		return g, fmt.Errorf("%w: nothing listens on %s (is the server in operator mode with a full resolver?)", provision.ErrNotSent, subject)
+	case ctx.Err() != nil:
+		return g, fmt.Errorf("%w: %w", provision.ErrTimeout, ctx.Err())
+	case c.isClosed():
+		return g, fmt.Errorf("%w: client closed", provision.ErrTimeout)
 	}
-	return res, nil
+	return g, fmt.Errorf("%w within %s", provision.ErrTimeout, c.opts.Timeout)
+}
+
+func (c *Client) withKnown(g gathered) gathered {
+	g.known = c.Servers()
+	return g
+}
+
+// identity reads the server's name and ID from a system API reply. A
+// server without a name is known by its ID, as nats-server itself names it.
+func identity(data []byte) (name, id string) {
+	var r struct {
+		Server *serverInfo `json:"server"`
+	}
+	if json.Unmarshal(data, &r) != nil || r.Server == nil {
+		return "", ""
+	}
+	return serverName(r.Server), r.Server.ID
 }
 
 // awaitConnected waits, while the connection is reconnecting, until it is
-// back, the timeout fires or ctx ends. A push connection keeps no reconnect
-// buffer (a push must not land after its request was answered), so a push
-// sent in the first moments after a server restart would otherwise fail.
-// It reports false when it gave up.
-func (c *Client) awaitConnected(ctx context.Context, timeout <-chan time.Time) bool {
+// back or ctx ends. A push connection keeps no reconnect buffer (a push must
+// not land after its request was answered), so a push sent in the first
+// moments after a server restart would otherwise fail. It reports false
+// when it gave up.
+func (c *Client) awaitConnected(ctx context.Context) bool {
 	if !c.nc.IsReconnecting() {
 		return true
 	}
@@ -356,23 +434,11 @@ func (c *Client) awaitConnected(ctx context.Context, timeout <-chan time.Time) b
 	for c.nc.IsReconnecting() {
 		select {
 		case <-tick.C:
-		case <-timeout:
-			return false
 		case <-ctx.Done():
 			return false
 		}
 	}
 	return true
-}
-
-func (r Result) answered() int {
-	n := 0
-	for _, rep := range r {
-		if rep.Answered {
-			n++
-		}
-	}
-	return n
 }
 
 // isNoResponders tells the server's "503 no responders" status message,
@@ -381,127 +447,11 @@ func isNoResponders(m *nats.Msg) bool {
 	return len(m.Data) == 0 && m.Header.Get("Status") == "503"
 }
 
-// decodeClaimsReply turns one server's answer into a Reply, and returns the
-// reason when the server refused.
-func decodeClaimsReply(data []byte) (Reply, string) {
-	var cr claimsReply
-	if err := json.Unmarshal(data, &cr); err != nil {
-		return Reply{Answered: true, Code: 500, Message: "unreadable reply: " + err.Error()}, "unreadable reply from a server"
-	}
-	rep := Reply{Answered: true}
-	if cr.Server != nil {
-		rep.Server, rep.ServerID = cr.Server.Name, cr.Server.ID
-	}
-	who := rep.Server
-	if who == "" {
-		who = rep.ServerID
-	}
-	switch {
-	case cr.Error != nil:
-		rep.Code, rep.Message = cr.Error.Code, cr.Error.Description
-		return rep, fmt.Sprintf("server %s: %s", who, cr.Error.Description)
-	case cr.Data != nil:
-		rep.Code, rep.Message = cr.Data.Code, cr.Data.Message
-		// A delete answers "deleted N accounts"; an update "jwt updated".
-		// The cache resolver's answers are 200s that store nothing.
-		rep.Stored = rep.Code == 200 && rep.Message != msgCacheSkipped && rep.Message != msgCacheUpdated
-		return rep, ""
-	}
-	rep.Code, rep.Message = 500, "reply with neither data nor error"
-	return rep, fmt.Sprintf("server %s: reply with neither data nor error", who)
-}
-
-// known returns the servers expected to answer, asking for them first if
-// none are known yet.
-func (c *Client) known() []serverID {
-	if s := c.servers.Load(); s != nil && len(*s) > 0 {
-		return *s
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.opts.Timeout)
-	defer cancel()
-	if err := c.refresh(ctx); err != nil {
-		c.log.Warn("resolver could not list the servers", "error", err)
-	}
-	if s := c.servers.Load(); s != nil {
-		return *s
-	}
-	return nil
-}
-
-func (c *Client) triggerRefresh() {
+func (c *Client) isClosed() bool {
 	select {
-	case c.kick <- struct{}{}:
+	case <-c.stop:
+		return true
 	default:
+		return false
 	}
-}
-
-func (c *Client) refreshLoop() {
-	defer close(c.done)
-	t := time.NewTicker(c.opts.RefreshInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.stop:
-			return
-		case <-t.C:
-		case <-c.kick:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), c.opts.Timeout)
-		if err := c.refresh(ctx); err != nil {
-			c.log.Warn("resolver could not refresh the server list", "error", err)
-		}
-		cancel()
-	}
-}
-
-// quietGap is how long refresh waits after the last ping reply before it
-// decides that every server has answered.
-const quietGap = 150 * time.Millisecond
-
-// refresh pings every server and records which answered.
-func (c *Client) refresh(ctx context.Context) error {
-	if !c.refreshing.CompareAndSwap(false, true) {
-		return nil
-	}
-	defer c.refreshing.Store(false)
-	reply, ch, done := c.open(1024)
-	defer done()
-	if err := c.nc.PublishRequest(SubjectServerPing, reply, nil); err != nil {
-		return fmt.Errorf("ping servers: %w", err)
-	}
-	deadline := time.NewTimer(c.opts.Timeout)
-	defer deadline.Stop()
-	var quiet <-chan time.Time
-	seen := map[string]serverID{}
-	for {
-		select {
-		case m := <-ch:
-			if isNoResponders(m) {
-				return errors.New("no server answers " + SubjectServerPing)
-			}
-			var id serverID
-			if err := json.Unmarshal(m.Data, &id); err == nil && id.ID != "" {
-				seen[id.ID] = id
-			}
-			quiet = time.After(quietGap)
-			continue
-		case <-quiet:
-		case <-deadline.C:
-		case <-ctx.Done():
-		}
-		break
-	}
-	if len(seen) == 0 {
-		return errors.New("no server answered " + SubjectServerPing)
-	}
-	list := make([]serverID, 0, len(seen))
-	for _, s := range seen {
-		list = append(list, s)
-	}
-	slices.SortFunc(list, func(a, b serverID) int { return strings.Compare(a.ID, b.ID) })
-	if old := c.servers.Load(); old == nil || len(*old) != len(list) {
-		c.log.Info("resolver servers", "count", len(list))
-	}
-	c.servers.Store(&list)
-	return nil
 }

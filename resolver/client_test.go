@@ -3,9 +3,9 @@ package resolver_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +16,6 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/bootstrap"
-	"github.com/natsprov/provisioner/natsembed"
 	"github.com/natsprov/provisioner/provision"
 	"github.com/natsprov/provisioner/provtest"
 	"github.com/natsprov/provisioner/resolver"
@@ -98,8 +97,12 @@ func TestSingleServer(t *testing.T) {
 	ctx := context.Background()
 	serverName := env.Server.Name()
 
-	if n := c.Servers(); n != 1 {
-		t.Fatalf("Servers() = %d, want 1", n)
+	servers := c.Servers()
+	if len(servers) != 1 || servers[0].Name != serverName || servers[0].ID != env.Server.ID() || !servers[0].Up {
+		t.Fatalf("Servers() = %+v, want %s (%s) up", servers, serverName, env.Server.ID())
+	}
+	if since := time.Since(servers[0].LastSeen); since < 0 || since > 10*time.Second {
+		t.Errorf("LastSeen %s ago, want just now", since)
 	}
 
 	pub, token := newAccount(t, "team", op.Signer)
@@ -133,6 +136,43 @@ func TestSingleServer(t *testing.T) {
 		}
 	})
 
+	t.Run("lookup all, list, operators", func(t *testing.T) {
+		all, err := c.LookupAll(ctx, pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(all) != 1 || all[0] != token {
+			t.Errorf("LookupAll = %q, want the pushed JWT once", all)
+		}
+		list, err := c.List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list) != 1 || !slices.Contains(list[serverName], pub) {
+			t.Errorf("List = %v, want %s holding %s", list, serverName, pub)
+		}
+		ops, err := c.Operators(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []string{env.Init.Operator, env.Init.OperatorSigning}; len(ops) != 1 || !containsAll(ops[serverName], want...) {
+			t.Errorf("Operators = %v, want %s trusting %v", ops, serverName, want)
+		}
+	})
+
+	t.Run("lookup of an account nobody holds", func(t *testing.T) {
+		// The server answers with an empty message: an answer, not an error.
+		unknown, _ := newAccount(t, "unknown", op.Signer)
+		got, err := c.Lookup(ctx, unknown)
+		if err != nil || got != "" {
+			t.Errorf("Lookup = %q, %v; want \"\", nil", got, err)
+		}
+		all, err := c.LookupAll(ctx, unknown)
+		if err != nil || len(all) != 1 || all[0] != "" {
+			t.Errorf("LookupAll = %q, %v; want one \"\"", all, err)
+		}
+	})
+
 	t.Run("update again", func(t *testing.T) {
 		ac, err := jwt.DecodeAccountClaims(token)
 		if err != nil {
@@ -158,10 +198,10 @@ func TestSingleServer(t *testing.T) {
 	t.Run("identity-signed JWT refused under strict signing", func(t *testing.T) {
 		idPub, idToken := newAccount(t, "by-identity", identityKey(t, env.Init.Dir))
 		res, err := c.Update(ctx, idToken)
-		if !errors.Is(err, resolver.ErrRefused) {
+		if !errors.Is(err, provision.ErrRefused) {
 			t.Fatalf("Update: %v, want ErrRefused (result %+v)", err, res)
 		}
-		var re *resolver.RefusedError
+		var re *provision.RefusedError
 		if !errors.As(err, &re) {
 			t.Fatalf("error %T is not a *RefusedError", err)
 		}
@@ -189,7 +229,7 @@ func TestSingleServer(t *testing.T) {
 
 	t.Run("garbage refused", func(t *testing.T) {
 		_, err := c.Update(ctx, "not a jwt")
-		if !errors.Is(err, resolver.ErrRefused) {
+		if !errors.Is(err, provision.ErrRefused) {
 			t.Fatalf("Update of garbage: %v, want ErrRefused", err)
 		}
 	})
@@ -213,147 +253,37 @@ func TestSingleServer(t *testing.T) {
 	t.Run("cancelled context", func(t *testing.T) {
 		cctx, cancel := context.WithCancel(ctx)
 		cancel()
-		_, tok := newAccount(t, "cancelled", op.Signer)
-		// The answer may have arrived already; if not, it is a timeout
-		// that says why.
-		if _, err := c.Update(cctx, tok); err != nil && !(errors.Is(err, resolver.ErrTimeout) && errors.Is(err, context.Canceled)) {
-			t.Fatalf("Update with a cancelled context: %v, want nil or ErrTimeout wrapping context.Canceled", err)
+		cpub, tok := newAccount(t, "cancelled", op.Signer)
+		// A push whose context is done is not sent: nothing can have
+		// changed, and the error says so.
+		_, err := c.Update(cctx, tok)
+		if !errors.Is(err, provision.ErrNotSent) || !errors.Is(err, context.Canceled) {
+			t.Fatalf("Update with a cancelled context: %v, want ErrNotSent wrapping context.Canceled", err)
+		}
+		if got, err := c.Lookup(ctx, cpub); err != nil || got != "" {
+			t.Errorf("after a push that was not sent the server holds %q (%v)", got, err)
 		}
 	})
-}
 
-// clusterNode is one server of a test cluster.
-type clusterNode struct {
-	name string
-	srv  *natsembed.Server
-}
-
-// startCluster starts two routed servers of the deployment in dir, each with
-// its own resolver directory.
-func startCluster(t *testing.T, res *bootstrap.Result) [2]clusterNode {
-	t.Helper()
-	sysJWT, err := os.ReadFile(filepath.Join(res.Dir, bootstrap.SystemAccountJWTFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sysToken, err := jwt.ParseDecoratedJWT(sysJWT)
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := func(name, routes string) *natsembed.Server {
-		conf := bootstrap.ServerConf{
-			Listen:        "127.0.0.1:-1",
-			ServerName:    name,
-			OperatorJWT:   filepath.Join(res.Dir, bootstrap.OperatorJWTFile),
-			SystemAccount: res.SystemAccount,
-			SystemJWT:     sysToken,
-			ResolverDir:   filepath.Join(t.TempDir(), "jwt"),
-			AllowDelete:   true,
-			Limit:         1000,
-		}
-		text := string(conf.Render()) + fmt.Sprintf("\ncluster {\n  name: \"test-cluster\"\n  listen: \"127.0.0.1:-1\"\n  routes: [%s]\n}\n", routes)
-		path := filepath.Join(t.TempDir(), name+".conf")
-		if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		srv, err := natsembed.Start(path, natsembed.Options{Port: -1})
-		if err != nil {
-			t.Fatalf("start %s: %v", name, err)
-		}
-		t.Cleanup(srv.Stop)
-		return srv
-	}
-	a := start("node-a", "")
-	b := start("node-b", fmt.Sprintf("%q", "nats-route://"+a.ClusterAddr().String()))
-	deadline := time.Now().Add(10 * time.Second)
-	for a.NumRoutes() == 0 || b.NumRoutes() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("servers not routed within 10s: %d, %d routes", a.NumRoutes(), b.NumRoutes())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return [2]clusterNode{{"node-a", a}, {"node-b", b}}
-}
-
-func TestCluster(t *testing.T) {
-	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodes := startCluster(t, res)
-	op := operator(t, res.Dir)
-
-	// Connect to one server only.
-	nc, err := nats.Connect(nodes[0].srv.URL(), nats.UserCredentials(res.ProvisionerCreds), nats.CustomInboxPrefix(bootstrap.ProvisionerInboxPrefix), nats.DontRandomize(), nats.NoReconnect())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	c := newClient(t, nc, resolver.Options{Timeout: 3 * time.Second, RefreshInterval: 100 * time.Millisecond})
-
-	// The server list comes from PING.IDZ; the second server answers once
-	// the route carries the system account's interest.
-	deadline := time.Now().Add(5 * time.Second)
-	for c.Servers() != 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("Servers() = %d after 5s, want 2", c.Servers())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-
-	ctx := context.Background()
-	pub, token := newAccount(t, "clustered", op.Signer)
-	start := time.Now()
-	result, err := c.Update(ctx, token)
-	if err != nil {
-		t.Fatalf("Update: %v (result %+v)", err, result)
-	}
-	if took := time.Since(start); took > 2*time.Second {
-		t.Errorf("Update took %s: it waited for the timeout instead of the last reply", took)
-	}
-	if len(result) != 2 {
-		t.Fatalf("%d replies, want one per server: %+v", len(result), result)
-	}
-	if result.Stored() != 2 {
-		t.Errorf("Stored() = %d, want 2: %+v", result.Stored(), result)
-	}
-	for i, r := range result {
-		// The result is sorted by server name.
-		if r.Server != nodes[i].name || r.ServerID != nodes[i].srv.ID() {
-			t.Errorf("reply %d from %s (%s), want %s (%s)", i, r.Server, r.ServerID, nodes[i].name, nodes[i].srv.ID())
-		}
-		if r.Code != 200 || r.Message != "jwt updated" || !r.Stored || !r.Answered {
-			t.Errorf("reply %d = %+v, want 200 \"jwt updated\", stored", i, r)
-		}
-	}
-	if n := c.Servers(); n != 2 {
-		t.Errorf("Servers() = %d after the push, want 2", n)
-	}
-
-	// Both servers serve the JWT to their own clients.
-	for _, node := range nodes {
-		nc2, err := nats.Connect(node.srv.URL(), nats.UserCredentials(res.ProvisionerCreds), nats.CustomInboxPrefix(bootstrap.ProvisionerInboxPrefix), nats.NoReconnect())
+	t.Run("closed client", func(t *testing.T) {
+		c2, err := resolver.New(ctx, nc, resolver.Options{Timeout: time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
-		m, err := nc2.Request(fmt.Sprintf("$SYS.REQ.ACCOUNT.%s.CLAIMS.LOOKUP", pub), nil, 2*time.Second)
-		nc2.Close()
-		if err != nil {
-			t.Fatalf("lookup on %s: %v", node.name, err)
+		if err := c2.Close(); err != nil {
+			t.Fatal(err)
 		}
-		if string(m.Data) != token {
-			t.Errorf("%s serves %q, want the pushed JWT", node.name, m.Data)
+		if err := c2.Close(); err != nil {
+			t.Errorf("second Close: %v", err)
 		}
-	}
-
-	// A delete is answered by both as well.
-	result, err = c.Delete(ctx, deleteToken(t, op.Signer, pub))
-	if err != nil {
-		t.Fatalf("Delete: %v (result %+v)", err, result)
-	}
-	if len(result) != 2 || result.Stored() != 2 {
-		t.Errorf("Delete result %+v, want two stored replies", result)
-	}
+		if _, ok := <-c2.Joined(); ok {
+			t.Error("Joined is not closed after Close")
+		}
+		_, tok := newAccount(t, "after-close", op.Signer)
+		if _, err := c2.Update(ctx, tok); !errors.Is(err, provision.ErrNotSent) {
+			t.Errorf("Update after Close: %v, want ErrNotSent", err)
+		}
+	})
 }
 
 func TestTimeoutWithoutResolver(t *testing.T) {
@@ -379,55 +309,72 @@ func TestTimeoutWithoutResolver(t *testing.T) {
 
 	const timeout = 300 * time.Millisecond
 	kp, _ := nkeys.CreateOperator()
-	_, token := newAccount(t, "nobody", kp)
-	del := deleteToken(t, kp, "A")
+	pub, token := newAccount(t, "nobody", kp)
+	del := deleteToken(t, kp, pub)
 
-	type call func(*resolver.Client) (resolver.Result, error)
+	// Each call returns how many replies or entries it got.
 	calls := []struct {
 		name string
-		call call
+		call func(context.Context, *resolver.Client) (int, error)
 	}{
-		{"update", func(c *resolver.Client) (resolver.Result, error) { return c.Update(context.Background(), token) }},
-		{"delete", func(c *resolver.Client) (resolver.Result, error) { return c.Delete(context.Background(), del) }},
+		{"update", func(ctx context.Context, c *resolver.Client) (int, error) {
+			res, err := c.Update(ctx, token)
+			return len(res), err
+		}},
+		{"delete", func(ctx context.Context, c *resolver.Client) (int, error) {
+			res, err := c.Delete(ctx, del)
+			return len(res), err
+		}},
+		{"lookup", func(ctx context.Context, c *resolver.Client) (int, error) {
+			got, err := c.Lookup(ctx, pub)
+			return len(got), err
+		}},
+		{"lookup all", func(ctx context.Context, c *resolver.Client) (int, error) {
+			all, err := c.LookupAll(ctx, pub)
+			return len(all), err
+		}},
+		{"list", func(ctx context.Context, c *resolver.Client) (int, error) {
+			list, err := c.List(ctx)
+			return len(list), err
+		}},
+		{"operators", func(ctx context.Context, c *resolver.Client) (int, error) {
+			ops, err := c.Operators(ctx)
+			return len(ops), err
+		}},
 	}
 
 	t.Run("nobody listens", func(t *testing.T) {
 		// The server's no-responders status ends the wait at once.
 		c := newClient(t, connect(t), resolver.Options{Timeout: timeout})
-		if n := c.Servers(); n != 0 {
-			t.Errorf("Servers() = %d, want 0", n)
+		if s := c.Servers(); len(s) != 0 {
+			t.Errorf("Servers() = %+v, want none", s)
 		}
 		for _, tc := range calls {
 			t.Run(tc.name, func(t *testing.T) {
 				start := time.Now()
-				res, err := tc.call(c)
+				n, err := tc.call(context.Background(), c)
 				// Nothing received it, so nothing can have changed.
-				if !errors.Is(err, resolver.ErrNotSent) {
-					t.Fatalf("error %v, want ErrNotSent (result %+v)", err, res)
+				if !errors.Is(err, provision.ErrNotSent) {
+					t.Fatalf("error %v, want ErrNotSent", err)
 				}
-				if errors.Is(err, resolver.ErrRefused) {
-					t.Errorf("no responders matches ErrRefused: %v", err)
+				if errors.Is(err, provision.ErrRefused) || errors.Is(err, provision.ErrTimeout) {
+					t.Errorf("no responders matches another error kind: %v", err)
 				}
-				if len(res) != 0 {
-					t.Errorf("result %+v, want no replies", res)
+				if n != 0 {
+					t.Errorf("%d results, want none", n)
 				}
-				if took := time.Since(start); took > 5*timeout {
-					t.Errorf("took %s with a %s timeout", took, timeout)
+				if took := time.Since(start); took > timeout {
+					t.Errorf("took %s with a %s timeout: no responders should end the wait", took, timeout)
 				}
 			})
 		}
-		t.Run("lookup", func(t *testing.T) {
-			if _, err := c.Lookup(context.Background(), "ANYTHING"); !errors.Is(err, resolver.ErrTimeout) {
-				t.Fatalf("Lookup: %v, want ErrTimeout", err)
-			}
-		})
 	})
 
 	t.Run("silent listener", func(t *testing.T) {
 		// Something takes the requests but never answers: the client
 		// waits for its timeout, then gives up.
 		silent := connect(t)
-		for _, subj := range []string{resolver.SubjectClaimsUpdate, resolver.SubjectClaimsDelete} {
+		for _, subj := range []string{resolver.SubjectClaimsUpdate, resolver.SubjectClaimsDelete, resolver.SubjectClaimsList, resolver.SubjectServerVarz, "$SYS.REQ.ACCOUNT.*.CLAIMS.LOOKUP"} {
 			if _, err := silent.Subscribe(subj, func(*nats.Msg) {}); err != nil {
 				t.Fatal(err)
 			}
@@ -439,18 +386,39 @@ func TestTimeoutWithoutResolver(t *testing.T) {
 		for _, tc := range calls {
 			t.Run(tc.name, func(t *testing.T) {
 				start := time.Now()
-				res, err := tc.call(c)
+				n, err := tc.call(context.Background(), c)
 				took := time.Since(start)
-				if !errors.Is(err, resolver.ErrTimeout) {
-					t.Fatalf("error %v, want ErrTimeout (result %+v)", err, res)
+				if !errors.Is(err, provision.ErrTimeout) {
+					t.Fatalf("error %v, want ErrTimeout", err)
 				}
-				if errors.Is(err, resolver.ErrRefused) {
-					t.Errorf("a timeout matches ErrRefused: %v", err)
+				if errors.Is(err, provision.ErrRefused) || errors.Is(err, provision.ErrNotSent) {
+					t.Errorf("a timeout matches another error kind: %v", err)
+				}
+				if n != 0 {
+					t.Errorf("%d results, want none", n)
 				}
 				if took < timeout || took > 5*timeout {
 					t.Errorf("took %s with a %s timeout", took, timeout)
 				}
 			})
 		}
+		t.Run("cancelled while waiting", func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), timeout/3)
+			defer cancel()
+			_, err := c.Update(ctx, token)
+			if !errors.Is(err, provision.ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Update: %v, want ErrTimeout wrapping the context's error", err)
+			}
+		})
 	})
+}
+
+// containsAll reports whether have holds every one of want.
+func containsAll(have []string, want ...string) bool {
+	for _, w := range want {
+		if !slices.Contains(have, w) {
+			return false
+		}
+	}
+	return true
 }

@@ -25,7 +25,6 @@ import (
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/keystore"
 	"github.com/natsprov/provisioner/provision"
-	"github.com/natsprov/provisioner/resolver"
 )
 
 // MaxRequestSize is the largest request body accepted.
@@ -290,9 +289,9 @@ func (r *Responder) classify(e endpoint, err error) (int, string) {
 		code = 404
 	case errors.Is(err, provision.ErrConflict), errors.Is(err, keystore.ErrConflict):
 		code = 409
-	case errors.Is(err, resolver.ErrRefused):
+	case errors.Is(err, provision.ErrRefused):
 		code = 502
-	case errors.Is(err, resolver.ErrTimeout), errors.Is(err, resolver.ErrNotSent):
+	case errors.Is(err, provision.ErrTimeout), errors.Is(err, provision.ErrNotSent):
 		code = 504
 	}
 	desc := oneLine(err.Error())

@@ -103,7 +103,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Servic
 		"system_account", op.SystemAccount,
 		"prefix", cfg.SubjectPrefix,
 		"accounts", s.Store.Len(),
-		"servers", s.Resolver.Servers())
+		"servers", len(s.Resolver.Servers()))
 	return s, nil
 }
 

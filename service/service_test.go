@@ -12,6 +12,7 @@ import (
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/provision"
 	"github.com/natsprov/provisioner/provtest"
 	"github.com/natsprov/provisioner/resolver"
 )
@@ -24,7 +25,7 @@ func TestCreateWhileServerDownLeavesNothing(t *testing.T) {
 	svc := env.Start(t)
 	env.Server.Stop()
 	_, err := svc.Provision.CreateAccount(context.Background(), api.CreateAccountRequest{Name: "acme"})
-	if !errors.Is(err, resolver.ErrNotSent) && !errors.Is(err, resolver.ErrTimeout) {
+	if !errors.Is(err, provision.ErrNotSent) && !errors.Is(err, provision.ErrTimeout) {
 		t.Fatalf("create while the server is down: %v, want a resolver timeout", err)
 	}
 	if _, ok := svc.Store.AccountByName("acme"); ok {

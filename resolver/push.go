@@ -1,0 +1,131 @@
+package resolver
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/natsprov/provisioner/provision"
+)
+
+// Messages a cache resolver sends in the data of a successful claims reply:
+// a 200 that stored nothing. A full resolver answers "jwt updated" to an
+// update and "deleted N accounts" to a delete.
+const (
+	msgCacheSkipped = "jwt update cache skipped"
+	msgCacheUpdated = "jwt updated cache"
+)
+
+// claimsReply mirrors the server's ServerAPIClaimUpdateResponse.
+type claimsReply struct {
+	Server *serverInfo `json:"server"`
+	Data   *struct {
+		Account string `json:"account"`
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	} `json:"data"`
+	Error *apiError `json:"error"`
+}
+
+// Update pushes an account JWT to every server's resolver. The result has
+// one reply per known server, sorted by server name: those that are down
+// are not waited for and are listed as not answered (code 504). The error,
+// wrapped with context, is a *provision.RefusedError (matching
+// provision.ErrRefused) when a server refused or only cache resolvers
+// answered, provision.ErrTimeout when no server answered, and
+// provision.ErrNotSent when the push reached no server.
+func (c *Client) Update(ctx context.Context, accountJWT string) (provision.PushResult, error) {
+	res, err := c.push(ctx, SubjectClaimsUpdate, []byte(accountJWT))
+	if err != nil {
+		return res, fmt.Errorf("resolver: update: %w", err)
+	}
+	return res, nil
+}
+
+// Delete sends a signed delete request (a generic JWT listing accounts,
+// signed by an operator key) to every server's resolver, with the same
+// result and errors as Update.
+func (c *Client) Delete(ctx context.Context, token string) (provision.PushResult, error) {
+	res, err := c.push(ctx, SubjectClaimsDelete, []byte(token))
+	if err != nil {
+		return res, fmt.Errorf("resolver: delete: %w", err)
+	}
+	return res, nil
+}
+
+func (c *Client) push(ctx context.Context, subject string, data []byte) (provision.PushResult, error) {
+	g, err := c.gather(ctx, subject, data, untilAllUp, true)
+	res := provision.PushResult{}
+	answered := map[string]bool{}
+	var refusals []string
+	for _, r := range g.replies {
+		rep, refusal := decodeClaimsReply(r.msg.Data)
+		answered[rep.Server] = true
+		res = append(res, rep)
+		if refusal != "" {
+			refusals = append(refusals, refusal)
+		}
+	}
+	missedUp := false
+	for _, s := range g.known {
+		if answered[s.Name] {
+			continue
+		}
+		rep := provision.ServerReply{Server: s.Name, ServerID: s.ID, Code: 504}
+		if s.Up {
+			missedUp = true
+			rep.Message = fmt.Sprintf("no answer within %s", c.opts.Timeout)
+		} else {
+			rep.Message = fmt.Sprintf("server is down (last seen %s); not waited for", s.LastSeen.UTC().Format(time.RFC3339))
+		}
+		res = append(res, rep)
+	}
+	if missedUp {
+		// A server that went away would keep every later push waiting for
+		// it; a ping tells whether it is down.
+		c.triggerRefresh()
+	}
+	slices.SortFunc(res, func(a, b provision.ServerReply) int {
+		return strings.Compare(a.Server+"\x00"+a.ServerID, b.Server+"\x00"+b.ServerID)
+	})
+	switch {
+	case len(refusals) > 0:
+		slices.Sort(refusals)
+		return res, &provision.RefusedError{Result: res, Reason: strings.Join(refusals, "; ")}
+	case err != nil:
+		return res, err
+	case res.Stored() == 0:
+		return res, &provision.RefusedError{Result: res, Reason: "no server has a full resolver that stored it (only cache resolvers answered)"}
+	}
+	return res, nil
+}
+
+// decodeClaimsReply turns one server's answer into a ServerReply, and
+// returns the reason when the server refused.
+func decodeClaimsReply(data []byte) (provision.ServerReply, string) {
+	var cr claimsReply
+	if err := json.Unmarshal(data, &cr); err != nil {
+		return provision.ServerReply{Answered: true, Code: 500, Message: "unreadable reply: " + err.Error()}, "unreadable reply from a server"
+	}
+	rep := provision.ServerReply{Answered: true}
+	if cr.Server != nil {
+		rep.Server, rep.ServerID = serverName(cr.Server), cr.Server.ID
+	}
+	who := rep.Server
+	switch {
+	case cr.Error != nil:
+		rep.Code, rep.Message = cr.Error.Code, cr.Error.Description
+		return rep, fmt.Sprintf("server %s: %s", who, cr.Error.Description)
+	case cr.Data != nil:
+		rep.Code, rep.Message = cr.Data.Code, cr.Data.Message
+		// A delete answers "deleted N accounts"; an update "jwt updated".
+		// The cache resolver's answers are 200s that store nothing.
+		rep.Stored = rep.Code == 200 && rep.Message != msgCacheSkipped && rep.Message != msgCacheUpdated
+		return rep, ""
+	}
+	rep.Code, rep.Message = 500, "reply with neither data nor error"
+	return rep, fmt.Sprintf("server %s: reply with neither data nor error", who)
+}

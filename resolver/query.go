@@ -1,0 +1,149 @@
+package resolver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/nats-io/jwt/v2"
+
+	"github.com/natsprov/provisioner/provision"
+)
+
+// Lookup returns the JWT that the first server to answer holds for an
+// account, or "" when that server holds none (an empty reply is an answer,
+// not an error). The error, wrapped with context, is provision.ErrTimeout
+// when no server answered and provision.ErrNotSent when nothing listens.
+func (c *Client) Lookup(ctx context.Context, pub string) (string, error) {
+	g, err := c.gather(ctx, fmt.Sprintf(subjectLookupFormat, pub), nil, untilFirst, false)
+	if err != nil {
+		return "", fmt.Errorf("resolver: lookup %s: %w", pub, err)
+	}
+	return string(g.replies[0].msg.Data), nil
+}
+
+// LookupAll asks every server for its JWT of an account with one LOOKUP,
+// and collects the replies until as many as there are servers up have
+// arrived or the timeout passes. It returns one entry per answer, ""
+// where the server holds none; a LOOKUP reply does not say which server
+// sent it. Errors as Lookup's.
+func (c *Client) LookupAll(ctx context.Context, pub string) ([]string, error) {
+	g, err := c.gather(ctx, fmt.Sprintf(subjectLookupFormat, pub), nil, untilAllUp, false)
+	if err != nil {
+		return nil, fmt.Errorf("resolver: lookup %s on every server: %w", pub, err)
+	}
+	out := make([]string, 0, len(g.replies))
+	for _, r := range g.replies {
+		out = append(out, string(r.msg.Data))
+	}
+	return out, nil
+}
+
+// listReply mirrors the server's reply to CLAIMS.LIST.
+type listReply struct {
+	Server *serverInfo `json:"server"`
+	Data   []string    `json:"data"`
+	Error  *apiError   `json:"error"`
+}
+
+// List returns, per server name, the accounts the server's resolver holds,
+// sorted. It waits as requests do: for every server up, or the timeout;
+// servers that did not answer in time are missing from the map. The error
+// is provision.ErrTimeout or provision.ErrNotSent as for Lookup; when a
+// server answered with an error, the map holds the others and the error
+// matches provision.ErrRefused.
+func (c *Client) List(ctx context.Context) (map[string][]string, error) {
+	g, err := c.gather(ctx, SubjectClaimsList, nil, untilAllUp, true)
+	if err != nil {
+		return nil, fmt.Errorf("resolver: list: %w", err)
+	}
+	out := map[string][]string{}
+	var errs []error
+	for _, r := range g.replies {
+		var lr listReply
+		if err := json.Unmarshal(r.msg.Data, &lr); err != nil {
+			errs = append(errs, fmt.Errorf("unreadable reply: %w", err))
+			continue
+		}
+		name := serverName(lr.Server)
+		if lr.Error != nil {
+			errs = append(errs, fmt.Errorf("server %s: %s", name, lr.Error.Description))
+			continue
+		}
+		accounts := slices.Clone(lr.Data)
+		if accounts == nil {
+			accounts = []string{}
+		}
+		slices.Sort(accounts)
+		out[name] = accounts
+	}
+	if len(errs) > 0 {
+		return out, fmt.Errorf("resolver: list: %w: %w", provision.ErrRefused, errors.Join(errs...))
+	}
+	return out, nil
+}
+
+// varzReply mirrors the parts of the server's reply to PING.VARZ that
+// Operators reads.
+type varzReply struct {
+	Server *serverInfo `json:"server"`
+	Data   *struct {
+		TrustedOperatorsClaim []*jwt.OperatorClaims `json:"trusted_operators_claim"`
+	} `json:"data"`
+	Error *apiError `json:"error"`
+}
+
+// Operators returns, per server name, the operator keys the server trusts:
+// the identity key and the signing keys of each trusted operator, sorted,
+// as the server's varz reports them from the operator JWT it loaded. It
+// tells whether a signing key rotation reached every server. It waits and
+// fails as List does.
+func (c *Client) Operators(ctx context.Context) (map[string][]string, error) {
+	g, err := c.gather(ctx, SubjectServerVarz, nil, untilAllUp, true)
+	if err != nil {
+		return nil, fmt.Errorf("resolver: operators: %w", err)
+	}
+	out := map[string][]string{}
+	var errs []error
+	for _, r := range g.replies {
+		var vr varzReply
+		if err := json.Unmarshal(r.msg.Data, &vr); err != nil {
+			errs = append(errs, fmt.Errorf("unreadable reply: %w", err))
+			continue
+		}
+		name := serverName(vr.Server)
+		if vr.Error != nil {
+			errs = append(errs, fmt.Errorf("server %s: %s", name, vr.Error.Description))
+			continue
+		}
+		keys := []string{}
+		if vr.Data != nil {
+			for _, oc := range vr.Data.TrustedOperatorsClaim {
+				if oc == nil {
+					continue
+				}
+				keys = append(keys, oc.Subject)
+				keys = append(keys, oc.SigningKeys...)
+			}
+		}
+		slices.Sort(keys)
+		out[name] = slices.Compact(keys)
+	}
+	if len(errs) > 0 {
+		return out, fmt.Errorf("resolver: operators: %w: %w", provision.ErrRefused, errors.Join(errs...))
+	}
+	return out, nil
+}
+
+// serverName names the server of a reply: its name, else its ID.
+func serverName(s *serverInfo) string {
+	switch {
+	case s == nil:
+		return ""
+	case s.Name != "":
+		return s.Name
+	}
+	return s.ID
+}

@@ -1,0 +1,373 @@
+package resolver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natsprov/provisioner/provision"
+)
+
+// quietGap is how long a refresh waits, once every server it expected has
+// answered, for servers it did not know of.
+const quietGap = 150 * time.Millisecond
+
+// Servers returns the known servers sorted by name: those up, and those
+// down that have not yet been gone for Options.ForgetAfter.
+func (c *Client) Servers() []provision.Server {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.forgetLocked(time.Now())
+	out := make([]provision.Server, 0, len(c.servers))
+	for _, s := range c.servers {
+		out = append(out, *s)
+	}
+	slices.SortFunc(out, func(a, b provision.Server) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Joined delivers a server each time one starts answering after New
+// returned: a new name, a known name with a new ID (a restart, possibly from
+// an old disk), or a server that was down and answers again. The servers
+// found by New's first ping are not delivered. The channel holds 64
+// servers; when it is full the oldest is dropped (and logged), so a reader
+// must also check Servers now and then. Close closes it.
+func (c *Client) Joined() <-chan provision.Server {
+	return c.joined
+}
+
+// downSignal returns a channel that is closed when a server next goes
+// down.
+func (c *Client) downSignal() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.downCh
+}
+
+// isUp reports whether the named server is known and up.
+func (c *Client) isUp(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.servers[name]
+	return s != nil && s.Up
+}
+
+// updateUp returns list with each server's Up as it is now, for those that
+// still have the same ID.
+func (c *Client) updateUp(list []provision.Server) []provision.Server {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, s := range list {
+		if now := c.servers[s.Name]; now != nil && now.ID == s.ID {
+			list[i].Up = now.Up
+		}
+	}
+	return list
+}
+
+func (c *Client) upCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, s := range c.servers {
+		if s.Up {
+			n++
+		}
+	}
+	return n
+}
+
+// sighted records a sign of life from a server, from an event or a reply.
+// A server ID not seen before also sets off a refresh: the list of servers
+// may have changed in other ways.
+func (c *Client) sighted(name, id string) {
+	if id == "" {
+		return
+	}
+	c.mu.Lock()
+	_, known := c.ids[id]
+	c.observeLocked(name, id, time.Now())
+	c.mu.Unlock()
+	if !known {
+		c.triggerRefresh()
+	}
+}
+
+// observeLocked marks the server up under its current ID and announces it
+// when it is new, restarted or back.
+func (c *Client) observeLocked(name, id string, now time.Time) {
+	if name == "" {
+		name = id
+	}
+	if _, ok := c.retired[id]; ok {
+		// An instance that shut down or was replaced by a restart: a
+		// reply sent before it went, which the client took in after the
+		// SHUTDOWN event (replies and events come on different
+		// subscriptions). It is not coming back: a server that starts
+		// again has a new ID.
+		c.log.Debug("resolver ignored a late reply from a server instance that is gone", "server", name, "server_id", id)
+		return
+	}
+	s := c.servers[name]
+	var why string
+	switch {
+	case s == nil:
+		s = &provision.Server{Name: name}
+		c.servers[name] = s
+		why = "new"
+	case s.ID != id:
+		delete(c.ids, s.ID)
+		c.retired[s.ID] = now
+		why = "restarted"
+	case !s.Up:
+		why = "back"
+	}
+	s.ID, s.Up, s.LastSeen = id, true, now
+	c.ids[id] = name
+	if why == "" {
+		return
+	}
+	c.log.Info("resolver server up", "server", name, "server_id", id, "why", why)
+	if c.ready && !c.closed {
+		c.announceLocked(*s)
+	}
+}
+
+// announceLocked queues a server on Joined, dropping the oldest queued one
+// when the channel is full. Only announceLocked sends, under c.mu, so after
+// one receive there is room.
+func (c *Client) announceLocked(s provision.Server) {
+	for {
+		select {
+		case c.joined <- s:
+			return
+		default:
+		}
+		select {
+		case old := <-c.joined:
+			c.log.Warn("resolver Joined channel full; dropped the oldest", "dropped", old.Name, "dropped_id", old.ID)
+		default:
+		}
+	}
+}
+
+// markDownLocked marks a server down; it stays known until ForgetAfter.
+func (c *Client) markDownLocked(s *provision.Server, reason string) {
+	if !s.Up {
+		return
+	}
+	s.Up = false
+	close(c.downCh)
+	c.downCh = make(chan struct{})
+	c.log.Info("resolver server down", "server", s.Name, "server_id", s.ID, "reason", reason)
+}
+
+// forgetLocked drops the servers that have been down for ForgetAfter, and
+// the replaced IDs as old.
+func (c *Client) forgetLocked(now time.Time) {
+	for name, s := range c.servers {
+		if !s.Up && now.Sub(s.LastSeen) >= c.opts.ForgetAfter {
+			delete(c.servers, name)
+			delete(c.ids, s.ID)
+			c.log.Info("resolver forgot a server", "server", name, "server_id", s.ID, "last_seen", s.LastSeen)
+		}
+	}
+	for id, at := range c.retired {
+		if now.Sub(at) >= c.opts.ForgetAfter {
+			delete(c.retired, id)
+		}
+	}
+}
+
+// onStatsz handles $SYS.SERVER.<id>.STATSZ: a server sends it soon after it
+// starts and then periodically.
+func (c *Client) onStatsz(m *nats.Msg) {
+	id := subjectServerID(m.Subject)
+	var ev struct {
+		Server serverInfo `json:"server"`
+	}
+	if err := json.Unmarshal(m.Data, &ev); err != nil {
+		c.log.Debug("resolver could not read a server event", "subject", m.Subject, "error", err)
+		return
+	}
+	if ev.Server.ID != "" {
+		id = ev.Server.ID
+	}
+	c.sighted(ev.Server.Name, id)
+}
+
+// onShutdown handles $SYS.SERVER.<id>.SHUTDOWN: the server marks down at
+// once, if the ID is its current one.
+func (c *Client) onShutdown(m *nats.Msg) {
+	id := subjectServerID(m.Subject)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	name, ok := c.ids[id]
+	if !ok {
+		return
+	}
+	s := c.servers[name]
+	s.LastSeen = time.Now()
+	c.retired[id] = s.LastSeen
+	c.markDownLocked(s, "shut down")
+}
+
+// subjectServerID returns the <id> of $SYS.SERVER.<id>.<event>.
+func subjectServerID(subject string) string {
+	parts := strings.Split(subject, ".")
+	if len(parts) != 4 {
+		return ""
+	}
+	return parts[2]
+}
+
+func (c *Client) triggerRefresh() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Client) refreshLoop() {
+	defer close(c.done)
+	t := time.NewTicker(c.opts.RefreshInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+		case <-c.kick:
+		}
+		if !c.nc.IsConnected() {
+			// Nothing can be learned; a ping now would mark every server
+			// down for the client's own outage.
+			continue
+		}
+		// Bounded by the refresh's own deadline and by Close: a context
+		// deadline racing that one would end the refresh before it marks
+		// the silent servers down.
+		if err := c.refresh(context.Background()); err != nil {
+			c.log.Warn("resolver could not refresh the server list", "error", err)
+		}
+	}
+}
+
+// refreshIfNoneUp refreshes unless, once any refresh under way is done, a
+// server is up.
+func (c *Client) refreshIfNoneUp(ctx context.Context) error {
+	c.refreshMu.Lock()
+	defer c.refreshMu.Unlock()
+	if c.upCount() > 0 {
+		return nil
+	}
+	return c.refreshLocked(ctx)
+}
+
+func (c *Client) refresh(ctx context.Context) error {
+	c.refreshMu.Lock()
+	defer c.refreshMu.Unlock()
+	return c.refreshLocked(ctx)
+}
+
+// errNoServer: a refresh heard from no server.
+var errNoServer = errors.New("no server answered " + SubjectServerPing)
+
+// refreshLocked pings every server. Each that answers is up; one that was
+// up and stays silent until the timeout is marked down. It waits for every
+// server it knows to be up, then quietGap more for others. When ctx ends
+// first, it marks nothing down: the wait was cut short.
+func (c *Client) refreshLocked(ctx context.Context) error {
+	start := time.Now()
+	want := map[string]bool{}
+	c.mu.Lock()
+	c.forgetLocked(start)
+	for name, s := range c.servers {
+		if s.Up {
+			want[name] = true
+		}
+	}
+	c.mu.Unlock()
+
+	reply, ch, done := c.open(1024)
+	defer done()
+	if err := c.nc.PublishRequest(SubjectServerPing, reply, nil); err != nil {
+		return fmt.Errorf("ping servers: %w", err)
+	}
+	deadline := time.NewTimer(c.opts.Timeout)
+	defer deadline.Stop()
+	var quiet <-chan time.Time
+	seen := map[string]string{} // name -> ID
+	missing := len(want)
+wait:
+	for {
+		select {
+		case m := <-ch:
+			if isNoResponders(m) {
+				return errors.New("nothing answers " + SubjectServerPing)
+			}
+			var id serverInfo
+			if err := json.Unmarshal(m.Data, &id); err != nil || id.ID == "" {
+				continue
+			}
+			if id.Name == "" {
+				id.Name = id.ID
+			}
+			c.mu.Lock()
+			_, gone := c.retired[id.ID]
+			c.mu.Unlock()
+			if gone {
+				continue // a late reply from an instance that is gone
+			}
+			if prev, ok := seen[id.Name]; ok && prev != id.ID {
+				c.log.Warn("resolver: two servers answer with the same name", "server", id.Name, "server_id", id.ID, "other_id", prev)
+				continue
+			}
+			if _, ok := seen[id.Name]; !ok {
+				seen[id.Name] = id.ID
+				if want[id.Name] {
+					missing--
+				}
+			}
+			// Not sighted: an unknown ID must not set off another refresh.
+			c.mu.Lock()
+			c.observeLocked(id.Name, id.ID, time.Now())
+			c.mu.Unlock()
+			if missing <= 0 {
+				quiet = time.After(quietGap)
+			}
+		case <-quiet:
+			break wait
+		case <-deadline.C:
+			break wait
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.stop:
+			return nil
+		}
+	}
+	if !c.nc.IsConnected() {
+		// The silence may be the client's own outage.
+		return nil
+	}
+	c.mu.Lock()
+	for name := range want {
+		if _, ok := seen[name]; ok {
+			continue
+		}
+		if s := c.servers[name]; s != nil && s.LastSeen.Before(start) {
+			c.markDownLocked(s, "missed the server ping")
+		}
+	}
+	c.mu.Unlock()
+	if len(seen) == 0 {
+		return errNoServer
+	}
+	return nil
+}
