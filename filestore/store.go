@@ -1,0 +1,530 @@
+// Package filestore is the provisioner's store for a single instance: the
+// state of provision.Store kept in one directory, served from memory.
+//
+// The directory (mode 0700) holds, each mode 0600:
+//
+//   - snapshot.v2: the whole state at one sequence number, one checksummed
+//     and numbered line per account and per user, between a header that
+//     names the snapshot and a trailer that counts its lines;
+//   - journal.v2: the changes since that snapshot, one checksummed line a
+//     record, written into zero-filled space after two header slots. The
+//     header names the snapshot the journal belongs to and how many bytes
+//     of it are committed; it is rewritten, alternating slots, after each
+//     commit's data is flushed, and flushed before the commit is
+//     acknowledged;
+//   - lock: locked (flock) by the process that has the store open, and
+//     holding its process ID.
+//
+// Every change has a sequence number, store-wide; an account's revision is
+// the sequence of the record that last wrote it. Account changes are
+// flushed (fdatasync) before the call returns, and concurrent changes
+// share a flush (group commit). A user record may be written lazily, within
+// a few milliseconds, since it lists a user and secures nothing.
+//
+// Damage is not dropped silently: a changed byte, a hole, a cut, a missing
+// file, a journal that does not belong to its snapshot or a seed that does
+// not derive the public key beside it stop Open with an error naming the
+// file and offset or the account (ErrDamaged). Only a tail that was never
+// acknowledged, torn by a crash, is left out. Check reads a store without
+// changing it and reports all it finds; Salvage copies what is intact into
+// a new store.
+package filestore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/natsprov/provisioner/provision"
+	"github.com/natsprov/provisioner/seal"
+)
+
+// Errors of the store, beside the provision error kinds its methods
+// return.
+var (
+	// ErrLocked: another Store, in this process or another, has the
+	// directory open.
+	ErrLocked = errors.New("filestore: store is in use")
+	// ErrDamaged: the files hold something the store did not write, or
+	// lack something it did. The error is a *Damage naming file and
+	// offset; Check lists every damage, Salvage copies what is intact.
+	ErrDamaged = errors.New("filestore: store is damaged")
+	// ErrSealKey: the store holds sealed seeds and no seal key, or not the
+	// one that sealed them, was given.
+	ErrSealKey = errors.New("filestore: wrong or missing seal key")
+	// ErrClosed: the store is closed.
+	ErrClosed = errors.New("filestore: store is closed")
+)
+
+// Damage is one place where a store's files are damaged. As an error it
+// matches ErrDamaged.
+type Damage struct {
+	File   string `json:"file"`
+	Offset int64  `json:"offset"`
+	What   string `json:"what"`
+}
+
+func (d *Damage) Error() string {
+	return fmt.Sprintf("%v: %s at byte %d: %s", ErrDamaged, d.File, d.Offset, d.What)
+}
+
+// Unwrap makes a Damage match ErrDamaged.
+func (d *Damage) Unwrap() error { return ErrDamaged }
+
+// Options tune a Store. The zero value is usable.
+type Options struct {
+	// Seal, when set, seals identity and signing seeds on disk: they are
+	// written only sealed, and plain ones found are sealed at the next
+	// compaction (Open does one when it finds any). A store that holds
+	// sealed seeds does not open without it.
+	Seal *seal.Key
+	// Logger receives recovery, compaction and upgrade messages. Default:
+	// discard.
+	Logger *slog.Logger
+	// CompactBytes is the journal size past which the store writes a new
+	// snapshot and starts an empty journal. Default 64 MiB.
+	CompactBytes int64
+}
+
+// Store is the store kept in one directory. It is safe for concurrent use.
+type Store struct {
+	dir  string
+	log  *slog.Logger
+	key  *seal.Key
+	lock *os.File
+	c    *committer
+
+	mu sync.RWMutex
+	st *state
+	// lazy holds user records applied but not yet written, framed, in
+	// sequence order.
+	lazy []byte
+	// pendDead and pendUsers reserve, while a batch is being written, the
+	// accounts it makes non-live and the user keys it records, so that a
+	// lazy user record checked meanwhile sees them.
+	pendDead  map[string]bool
+	pendUsers map[string]bool
+	closed    bool
+	// broken is set when a failed write could not be followed by a new
+	// snapshot: every write fails with it until the store is reopened.
+	broken error
+	// submitting counts callers between their checks and the hand-off to
+	// the committer, so that Close does not close the queue under them.
+	submitting sync.WaitGroup
+}
+
+var _ provision.Store = (*Store)(nil)
+
+var errClosed = fmt.Errorf("%w: %w", ErrClosed, provision.ErrUnavailable)
+
+// Open opens the store in dir, creating the directory (mode 0700) and an
+// empty store if there is none, and upgrading a previous version's store
+// (its files are kept as *.v1). It fails with ErrLocked when the store is
+// open elsewhere, ErrDamaged (a *Damage) when its files are damaged, and
+// ErrSealKey when it holds sealed seeds the options give no key for.
+func Open(dir string, opts Options) (*Store, error) {
+	if opts.CompactBytes <= 0 {
+		opts.CompactBytes = 64 << 20
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("filestore: create %s: %w", dir, err)
+	}
+	// MkdirAll leaves an existing directory as it was; the seeds inside must
+	// not be readable by others whatever it was made with.
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("filestore: chmod %s: %w", dir, err)
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{
+		dir:       dir,
+		log:       opts.Logger,
+		key:       opts.Seal,
+		lock:      lock,
+		pendDead:  map[string]bool{},
+		pendUsers: map[string]bool{},
+	}
+	j, err := s.start()
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	s.c = newCommitter(s, j, opts.CompactBytes)
+	return s, nil
+}
+
+// start loads the directory, finishes what a crash cut short, and returns
+// the journal to go on with.
+func (s *Store) start() (*journal, error) {
+	l := &loader{dir: s.dir, key: s.key, strict: true, rep: &Report{}}
+	res, err := l.load()
+	if err != nil {
+		return nil, err
+	}
+	s.st = res.st
+	for _, n := range l.rep.Notes {
+		s.log.Warn("filestore: " + n)
+	}
+	for _, n := range res.leftovers {
+		if err := os.Remove(l.path(n)); err != nil {
+			return nil, fmt.Errorf("filestore: remove %s: %w", n, err)
+		}
+	}
+	if res.useNew {
+		// Finish the compaction that a crash cut short between its renames.
+		if err := os.Rename(l.path(journalFile+newSuffix), l.path(journalFile)); err != nil {
+			return nil, fmt.Errorf("filestore: finish compaction: %w", err)
+		}
+		if err := syncDir(s.dir); err != nil {
+			return nil, fmt.Errorf("filestore: finish compaction: %w", err)
+		}
+		res.jpath = journalFile
+	}
+	if l.forms.stale > 0 {
+		// Seal with the current key what is plain or sealed with an old one.
+		for _, e := range s.st.accounts {
+			if e.disk, err = toDisk(&e.a, s.key); err != nil {
+				return nil, err
+			}
+		}
+	}
+	// An upgrade not yet finished keeps the checksums of the files it was
+	// made from, so that a crash before their renames is finished too.
+	fromV1 := res.fromV1
+	switch {
+	case res.kind == formatV2 && res.records == 0 && !res.dirty && !res.fellBack && l.forms.stale == 0:
+		// Nothing to fold in: go on with the journal as it is.
+		j, err := openJournal(l.path(journalFile), res.hdr, res.jsize)
+		if err != nil {
+			return nil, err
+		}
+		return j, s.finishUpgrade(res.v1Done)
+	}
+	// Fold what the journal holds into a new snapshot, so that start-up
+	// time stays bounded by the state, not the history, and a torn tail is
+	// left behind with the old journal.
+	j, err := s.newGeneration(fromV1)
+	if err != nil {
+		return nil, err
+	}
+	switch res.kind {
+	case formatV1:
+		var names []string
+		for n := range res.fromV1 {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		err = s.finishUpgrade(names)
+		if err == nil {
+			s.log.Info("filestore upgraded a version 1 store", "dir", s.dir, "accounts", len(s.st.accounts), "users", s.st.nusers, "backup", strings.Join(names, v1BackupSuffix+", ")+v1BackupSuffix)
+		}
+	case formatV2:
+		err = s.finishUpgrade(res.v1Done)
+		if res.records > 0 {
+			s.log.Info("filestore folded its journal into a new snapshot", "records", res.records, "unacknowledged_kept", res.kept, "accounts", len(s.st.accounts))
+		}
+	case formatNew:
+		s.log.Info("filestore created a new store", "dir", s.dir)
+	}
+	if err != nil {
+		j.close()
+		return nil, err
+	}
+	return j, nil
+}
+
+// newGeneration writes the state as a new snapshot with an empty journal,
+// before the committer runs.
+func (s *Store) newGeneration(fromV1 map[string]string) (*journal, error) {
+	id, err := newID()
+	if err != nil {
+		return nil, err
+	}
+	data, err := encodeSnapshot(s.st, id, fromV1)
+	if err != nil {
+		return nil, err
+	}
+	j, _, err := writeGeneration(s.dir, data, id, s.st.seq)
+	return j, err
+}
+
+// finishUpgrade renames the previous version's files, now held by the
+// store, out of the way.
+func (s *Store) finishUpgrade(names []string) error {
+	for _, n := range names {
+		from := s.dir + string(os.PathSeparator) + n
+		to := s.dir + string(os.PathSeparator) + backupName(s.dir, n)
+		if err := os.Rename(from, to); err != nil {
+			return fmt.Errorf("filestore: keep %s as a backup: %w", n, err)
+		}
+		if err := stepHook(stepV1Renamed); err != nil {
+			return err
+		}
+	}
+	if len(names) > 0 {
+		if err := syncDir(s.dir); err != nil {
+			return fmt.Errorf("filestore: flush store directory: %w", err)
+		}
+	}
+	return nil
+}
+
+// Close writes the user records that wait, stops the committer, and
+// releases the directory. Later calls fail with ErrClosed.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	s.submitting.Wait()
+	err := s.c.close()
+	if cerr := s.lock.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Account returns the account, live or tombstone, with public key pub.
+func (s *Store) Account(_ context.Context, pub string) (provision.Account, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return provision.Account{}, errClosed
+	}
+	e, ok := s.st.accounts[pub]
+	if !ok {
+		return provision.Account{}, fmt.Errorf("filestore: account %s: %w", pub, provision.ErrNotFound)
+	}
+	return copyAccount(e.a), nil
+}
+
+// AccountByName returns the live account with the given name.
+func (s *Store) AccountByName(_ context.Context, name string) (provision.Account, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return provision.Account{}, errClosed
+	}
+	pub, ok := s.st.names[name]
+	if !ok {
+		return provision.Account{}, fmt.Errorf("filestore: no live account named %q: %w", name, provision.ErrNotFound)
+	}
+	return copyAccount(s.st.accounts[pub].a), nil
+}
+
+// Accounts returns every account, tombstones included, sorted by name and
+// then public key.
+func (s *Store) Accounts(_ context.Context) ([]provision.Account, error) {
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return nil, errClosed
+	}
+	out := make([]provision.Account, 0, len(s.st.accounts))
+	for _, e := range s.st.accounts {
+		out = append(out, copyAccount(e.a))
+	}
+	s.mu.RUnlock()
+	slices.SortFunc(out, func(a, b provision.Account) int {
+		if c := strings.Compare(a.Name, b.Name); c != 0 {
+			return c
+		}
+		return strings.Compare(a.PublicKey, b.PublicKey)
+	})
+	return out, nil
+}
+
+// User returns the record of a user public key, in whichever account.
+func (s *Store) User(_ context.Context, userPub string) (provision.User, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return provision.User{}, errClosed
+	}
+	r, ok := s.st.users[userPub]
+	if !ok {
+		return provision.User{}, fmt.Errorf("filestore: user %s: %w", userPub, provision.ErrNotFound)
+	}
+	return r.u, nil
+}
+
+// Users returns the user records of an account, live or tombstone, in
+// issue order.
+func (s *Store) Users(_ context.Context, account string) ([]provision.User, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, errClosed
+	}
+	e, ok := s.st.accounts[account]
+	if !ok {
+		return nil, fmt.Errorf("filestore: account %s: %w", account, provision.ErrNotFound)
+	}
+	return copyUsers(e.users), nil
+}
+
+// UsersNamed returns the user records of an account with the given name,
+// in issue order, without looking at the account's other users.
+func (s *Store) UsersNamed(_ context.Context, account, name string) ([]provision.User, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, errClosed
+	}
+	e, ok := s.st.accounts[account]
+	if !ok {
+		return nil, fmt.Errorf("filestore: account %s: %w", account, provision.ErrNotFound)
+	}
+	return copyUsers(e.byName[name]), nil
+}
+
+// CreateAccount stores a new live account and returns its revision, once
+// it is durable. It fails with ErrConflict when a live account has the
+// name or any record has the public key, and ErrInvalid when the account's
+// seeds, keys and JWT do not belong together.
+//
+// Like every change, once submitted it is waited for even when ctx ends:
+// a caller told "failed" about a change that then lands would undo nothing
+// it did elsewhere.
+func (s *Store) CreateAccount(ctx context.Context, a provision.Account) (uint64, error) {
+	if !a.Live() {
+		return 0, fmt.Errorf("filestore: create account %s: phase %q is not live: %w", a.PublicKey, a.Phase, provision.ErrInvalid)
+	}
+	o, err := s.accountOp(ctx, opCreate, a)
+	if err != nil {
+		return 0, err
+	}
+	if err := s.submit(o); err != nil {
+		return 0, err
+	}
+	return o.seq, nil
+}
+
+// UpdateAccount replaces the account whose current revision is rev and
+// returns the new revision, once it is durable. It fails with ErrNotFound,
+// ErrStale when rev is not current, ErrInvalid when the name would change
+// or the keys do not belong together, and ErrConflict when a tombstone
+// would come back to life under a name a live account has.
+func (s *Store) UpdateAccount(ctx context.Context, a provision.Account, rev uint64) (uint64, error) {
+	o, err := s.accountOp(ctx, opUpdate, a)
+	if err != nil {
+		return 0, err
+	}
+	o.rev = rev
+	if err := s.submit(o); err != nil {
+		return 0, err
+	}
+	return o.seq, nil
+}
+
+// RemoveAccount forgets an account and its user records, once that is
+// durable. It fails with ErrNotFound, and ErrStale when rev is not the
+// account's current revision.
+func (s *Store) RemoveAccount(ctx context.Context, pub string, rev uint64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	body, err := json.Marshal(journalRecord{Op: opRemove, PublicKey: pub})
+	if err != nil {
+		return fmt.Errorf("filestore: encode record: %w", err)
+	}
+	return s.submit(&op{kind: opRemove, pub: pub, rev: rev, body: body})
+}
+
+// accountOp checks an account and prepares its record: seeds sealed, JSON
+// encoded, in the caller's goroutine rather than the committer's.
+func (s *Store) accountOp(ctx context.Context, kind string, a provision.Account) (*op, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := checkAccount(&a, true); err != nil {
+		return nil, fmt.Errorf("filestore: account %s (%q): %v: %w", a.PublicKey, a.Name, err, provision.ErrInvalid)
+	}
+	a.SigningKeys = slices.Clone(a.SigningKeys)
+	a.Revision = 0
+	d, err := toDisk(&a, s.key)
+	if err != nil {
+		return nil, fmt.Errorf("filestore: account %s: %w", a.PublicKey, err)
+	}
+	body, err := json.Marshal(journalRecord{Op: kind, Account: &d})
+	if err != nil {
+		return nil, fmt.Errorf("filestore: encode record: %w", err)
+	}
+	return &op{kind: kind, account: a, disk: d, body: body}, nil
+}
+
+// AddUser records an issued user. It fails with ErrConflict when the key
+// has a record, ErrNotFound when the account has no live record, and
+// ErrInvalid for a key that is not a user key. With durable false the
+// record is applied at once and written within lazyDelay, without the
+// caller waiting; with durable true it is applied once it is durable.
+func (s *Store) AddUser(ctx context.Context, u provision.User, durable bool) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := checkUser(&u); err != nil {
+		return fmt.Errorf("filestore: user %s: %v: %w", u.PublicKey, err, provision.ErrInvalid)
+	}
+	body, err := json.Marshal(journalRecord{Op: opUser, User: &u})
+	if err != nil {
+		return fmt.Errorf("filestore: encode record: %w", err)
+	}
+	if durable {
+		return s.submit(&op{kind: opUser, user: u, body: body})
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closed:
+		return errClosed
+	case s.broken != nil:
+		return s.broken
+	}
+	if e, ok := s.st.accounts[u.Account]; !ok || !e.a.Live() || s.pendDead[u.Account] {
+		return fmt.Errorf("filestore: account %s has no live record: %w", u.Account, provision.ErrNotFound)
+	}
+	if _, ok := s.st.users[u.PublicKey]; ok || s.pendUsers[u.PublicKey] {
+		return fmt.Errorf("filestore: user %s already has a record: %w", u.PublicKey, provision.ErrConflict)
+	}
+	s.st.seq++
+	if err := s.st.addUser(s.st.seq, u); err != nil {
+		return fmt.Errorf("filestore: user %s: %w", u.PublicKey, err)
+	}
+	s.lazy = appendFrame(s.lazy, s.st.seq, body)
+	s.c.nudge(len(s.lazy))
+	return nil
+}
+
+// submit hands an operation to the committer and waits for its outcome.
+func (s *Store) submit(o *op) error {
+	o.done = make(chan struct{})
+	s.mu.RLock()
+	switch {
+	case s.closed:
+		s.mu.RUnlock()
+		return errClosed
+	case s.broken != nil:
+		s.mu.RUnlock()
+		return s.broken
+	}
+	s.submitting.Add(1)
+	s.mu.RUnlock()
+	s.c.in <- o
+	s.submitting.Done()
+	<-o.done
+	return o.err
+}
