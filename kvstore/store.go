@@ -175,7 +175,7 @@ type Store struct {
 	watchMu     sync.Mutex
 	watchCancel context.CancelFunc
 	watcher     sync.WaitGroup
-	workers sync.WaitGroup
+	workers     sync.WaitGroup
 
 	// fault, set by tests only, is called at named points between the
 	// steps of a change; an error it returns stops the change there, as a
