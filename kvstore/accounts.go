@@ -1,0 +1,461 @@
+package kvstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/natsprov/provisioner/provision"
+)
+
+// errAccountNotFound is returned, matching provision.ErrNotFound, for an
+// account the store does not show.
+func errAccountNotFound(what string) error {
+	return fmt.Errorf("kvstore: account %s: %w", what, provision.ErrNotFound)
+}
+
+// copyAccount returns the account of an entry, for a caller to keep.
+func copyAccount(e *accountEntry) (provision.Account, error) {
+	if e.err != nil {
+		return provision.Account{}, e.err
+	}
+	a := e.a
+	a.SigningKeys = slices.Clone(e.a.SigningKeys)
+	return a, nil
+}
+
+// Account returns the account, live or tombstone, with public key pub. An
+// account the mirror does not hold yet (written by another instance a
+// moment ago) is read from the bucket.
+func (s *Store) Account(ctx context.Context, pub string) (provision.Account, error) {
+	s.mu.RLock()
+	if err := s.checkOpen(); err != nil {
+		s.mu.RUnlock()
+		return provision.Account{}, err
+	}
+	e := s.m.accounts[pub]
+	ok := e != nil && s.m.visible(e)
+	s.mu.RUnlock()
+	if ok {
+		return copyAccount(e)
+	}
+	if err := s.fetchAccount(ctx, pub); err != nil {
+		return provision.Account{}, err
+	}
+	s.mu.RLock()
+	e = s.m.accounts[pub]
+	ok = e != nil && s.m.visible(e)
+	s.mu.RUnlock()
+	if !ok {
+		return provision.Account{}, errAccountNotFound(pub)
+	}
+	return copyAccount(e)
+}
+
+// AccountByName returns the live account with the given name.
+func (s *Store) AccountByName(ctx context.Context, name string) (provision.Account, error) {
+	find := func() (*accountEntry, error) {
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		if err := s.checkOpen(); err != nil {
+			return nil, err
+		}
+		n, ok := s.m.names[name]
+		if !ok {
+			return nil, nil
+		}
+		e := s.m.accounts[n.pub]
+		if e == nil || !e.a.Live() && e.err == nil {
+			return nil, nil
+		}
+		return e, nil
+	}
+	e, err := find()
+	if err != nil {
+		return provision.Account{}, err
+	}
+	if e == nil {
+		if err := s.fetchName(ctx, name); err != nil {
+			return provision.Account{}, err
+		}
+		if e, err = find(); err != nil {
+			return provision.Account{}, err
+		}
+	}
+	if e == nil {
+		return provision.Account{}, errAccountNotFound(fmt.Sprintf("named %q", name))
+	}
+	return copyAccount(e)
+}
+
+// Accounts returns every account, tombstones included, sorted by name and
+// then public key, as the mirror holds them. It fails when a record
+// cannot be read.
+func (s *Store) Accounts(ctx context.Context) ([]provision.Account, error) {
+	s.mu.Lock()
+	if err := s.checkOpen(); err != nil {
+		s.mu.Unlock()
+		return nil, err
+	}
+	sorted := s.m.sortedAccounts()
+	s.mu.Unlock()
+	out := make([]provision.Account, 0, len(sorted))
+	for _, e := range sorted {
+		a, err := copyAccount(e)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// fetchAccount reads an account record, and the name entry of a live one,
+// from the bucket into the mirror.
+func (s *Store) fetchAccount(ctx context.Context, pub string) error {
+	if !validAccountKey(pub) {
+		return errAccountNotFound(pub)
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	e, err := s.kv.Get(ctx, accountKey(pub))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return mapErr("read account "+pub, err)
+	}
+	c := s.decode(e)
+	if c.acct.err == nil && c.acct.a.Live() {
+		if err := s.fetchName(ctx, c.acct.a.Name); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	s.m.apply(c)
+	s.mu.Unlock()
+	return nil
+}
+
+// fetchName reads a name entry, and the record of the account it points
+// to, from the bucket into the mirror.
+func (s *Store) fetchName(ctx context.Context, name string) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	e, err := s.kv.Get(ctx, nameKey(name))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return mapErr(fmt.Sprintf("read name %q", name), err)
+	}
+	c := s.decode(e)
+	if c.err != nil {
+		return c.err
+	}
+	var ac *change
+	if validAccountKey(c.pub) {
+		ae, err := s.kv.Get(ctx, accountKey(c.pub))
+		switch {
+		case err == nil:
+			d := s.decode(ae)
+			ac = &d
+		case !errors.Is(err, jetstream.ErrKeyNotFound):
+			return mapErr("read account "+c.pub, err)
+		}
+	}
+	s.mu.Lock()
+	s.m.apply(c)
+	if ac != nil {
+		s.m.apply(*ac)
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// CreateAccount stores a new live account and returns its revision. It
+// fails with ErrConflict when a live account has the name or any record
+// has the public key, and with ErrInvalid for an account that is not live
+// or whose keys do not hold together.
+//
+// It claims the name (creating its entry, or taking over one whose account
+// is missing or not live), creates the record, then writes the name entry
+// again at the revision it claimed it with. When that last write finds the
+// entry changed, someone took the name over in between: the record is
+// removed again and the create fails with ErrConflict.
+func (s *Store) CreateAccount(ctx context.Context, a provision.Account) (uint64, error) {
+	if err := validAccount(a); err != nil {
+		return 0, err
+	}
+	if !a.Live() {
+		return 0, invalid("account %s: a new account must be live, not %s", a.PublicKey, a.Phase)
+	}
+	a.Phase = provision.PhaseLive
+	return s.createAccount(ctx, a)
+}
+
+// createAccount stores a new account, live or tombstone (Migrate copies
+// tombstones), claiming the name of a live one.
+func (s *Store) createAccount(ctx context.Context, a provision.Account) (uint64, error) {
+	s.mu.RLock()
+	err := s.checkOpen()
+	_, exists := s.m.accounts[a.PublicKey]
+	taken := false
+	if n, ok := s.m.names[a.Name]; ok && a.Live() && n.pub != a.PublicKey {
+		if h := s.m.accounts[n.pub]; h != nil && h.a.Live() {
+			taken = true
+		}
+	}
+	s.mu.RUnlock()
+	switch {
+	case err != nil:
+		return 0, err
+	case exists:
+		return 0, fmt.Errorf("kvstore: account %s: %w: the public key has a record", a.PublicKey, provision.ErrConflict)
+	case taken:
+		return 0, fmt.Errorf("kvstore: account name %q: %w: a live account has it", a.Name, provision.ErrConflict)
+	}
+	data, sealed, err := s.sealAccount(a, nil)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+
+	var claimRev uint64
+	if a.Live() {
+		if claimRev, err = s.claimName(ctx, a.Name, a.PublicKey); err != nil {
+			return 0, err
+		}
+		if err := s.at("create: name claimed"); err != nil {
+			return 0, err
+		}
+	}
+	rev, err := s.kv.Create(ctx, accountKey(a.PublicKey), data)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return 0, fmt.Errorf("kvstore: account %s: %w: the public key has a record", a.PublicKey, provision.ErrConflict)
+	}
+	if err != nil {
+		return 0, mapErr("create account "+a.PublicKey, err)
+	}
+	if err := s.at("create: record written"); err != nil {
+		return 0, err
+	}
+	var nameRev uint64
+	if a.Live() {
+		nameRev, err = s.kv.Update(ctx, nameKey(a.Name), []byte(a.PublicKey), claimRev)
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			// Taken over between the claim and the record: the record is
+			// not shown (its name entry points elsewhere); remove it.
+			if derr := s.kv.Delete(ctx, accountKey(a.PublicKey), jetstream.LastRevision(rev)); derr != nil {
+				s.log.Warn("kvstore: cannot remove the record of a create that lost its name; the next open removes it", "account", a.PublicKey, "error", derr)
+			}
+			return 0, fmt.Errorf("kvstore: account name %q: %w: taken by another create meanwhile", a.Name, provision.ErrConflict)
+		}
+		if err != nil {
+			return 0, mapErr("confirm name of account "+a.PublicKey, err)
+		}
+	}
+	a.Revision = 0
+	s.mu.Lock()
+	if a.Live() {
+		s.m.apply(change{key: nameKey(a.Name), rev: nameRev, name: a.Name, pub: a.PublicKey})
+	}
+	s.m.apply(change{key: accountKey(a.PublicKey), rev: rev, acct: &accountEntry{a: a, sealed: sealed}})
+	s.mu.Unlock()
+	return rev, nil
+}
+
+// claimName makes the name entry point to pub and returns its revision. A
+// name entry is free when the account it points to is missing or not
+// live; it is then taken over at its revision.
+func (s *Store) claimName(ctx context.Context, name, pub string) (uint64, error) {
+	key := nameKey(name)
+	for attempt := 0; attempt < 8; attempt++ {
+		rev, err := s.kv.Create(ctx, key, []byte(pub))
+		if err == nil {
+			return rev, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return 0, mapErr(fmt.Sprintf("claim name %q", name), err)
+		}
+		e, err := s.kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // removed meanwhile
+		}
+		if err != nil {
+			return 0, mapErr(fmt.Sprintf("read name %q", name), err)
+		}
+		holder := string(e.Value())
+		if holder == pub {
+			return e.Revision(), nil
+		}
+		if validAccountKey(holder) {
+			ae, err := s.kv.Get(ctx, accountKey(holder))
+			switch {
+			case err == nil:
+				live, derr := liveOf(ae.Value())
+				if derr != nil || live {
+					return 0, fmt.Errorf("kvstore: account name %q: %w: account %s has it", name, provision.ErrConflict, holder)
+				}
+			case !errors.Is(err, jetstream.ErrKeyNotFound):
+				return 0, mapErr("read account "+holder, err)
+			}
+		}
+		rev, err = s.kv.Update(ctx, key, []byte(pub), e.Revision())
+		if err == nil {
+			return rev, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return 0, mapErr(fmt.Sprintf("take over name %q", name), err)
+		}
+	}
+	return 0, fmt.Errorf("kvstore: account name %q: %w: it keeps changing hands", name, provision.ErrConflict)
+}
+
+// UpdateAccount replaces the account whose current revision is rev and
+// returns the new revision. It fails with ErrStale when the record changed
+// since rev, ErrNotFound when there is none, and ErrInvalid for a new name
+// or a tombstone made live again.
+func (s *Store) UpdateAccount(ctx context.Context, a provision.Account, rev uint64) (uint64, error) {
+	if err := validAccount(a); err != nil {
+		return 0, err
+	}
+	s.mu.RLock()
+	err := s.checkOpen()
+	cur := s.m.accounts[a.PublicKey]
+	if cur != nil && !s.m.visible(cur) {
+		cur = nil
+	}
+	s.mu.RUnlock()
+	switch {
+	case err != nil:
+		return 0, err
+	case cur == nil:
+		return 0, errAccountNotFound(a.PublicKey)
+	case cur.err != nil:
+		return 0, cur.err
+	case cur.a.Name != a.Name:
+		return 0, invalid("account %s: the name cannot change (%q to %q)", a.PublicKey, cur.a.Name, a.Name)
+	case !cur.a.Live() && a.Live():
+		return 0, invalid("account %s: a %s account cannot become live again", a.PublicKey, cur.a.Phase)
+	case cur.a.Revision > rev:
+		return 0, fmt.Errorf("kvstore: account %s: %w (revision %d, now %d)", a.PublicKey, provision.ErrStale, rev, cur.a.Revision)
+	}
+	a.Phase = phase(a)
+	data, sealed, err := s.sealAccount(a, cur)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	nrev, err := s.kv.Update(ctx, accountKey(a.PublicKey), data, rev)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return 0, fmt.Errorf("kvstore: account %s: %w (revision %d)", a.PublicKey, provision.ErrStale, rev)
+	}
+	if err != nil {
+		return 0, mapErr("update account "+a.PublicKey, err)
+	}
+	a.Revision = 0
+	s.mu.Lock()
+	s.m.apply(change{key: accountKey(a.PublicKey), rev: nrev, acct: &accountEntry{a: a, sealed: sealed}})
+	s.mu.Unlock()
+	return nrev, nil
+}
+
+// RemoveAccount forgets an account and its user records: the users first,
+// so that a crash part way leaves the account to remove again, then the
+// record (at revision rev) and its name entry.
+func (s *Store) RemoveAccount(ctx context.Context, pub string, rev uint64) error {
+	s.mu.RLock()
+	err := s.checkOpen()
+	cur := s.m.accounts[pub]
+	var users []string
+	var name nameEntry
+	if cur != nil {
+		if au := s.m.byAcct[pub]; au != nil {
+			for _, u := range au.list {
+				if !u.gone {
+					users = append(users, u.u.PublicKey)
+				}
+			}
+		}
+		name = s.m.names[cur.a.Name]
+	}
+	s.mu.RUnlock()
+	switch {
+	case err != nil:
+		return err
+	case cur == nil:
+		return errAccountNotFound(pub)
+	case cur.a.Revision > rev:
+		return fmt.Errorf("kvstore: account %s: %w (revision %d, now %d)", pub, provision.ErrStale, rev, cur.a.Revision)
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	if err := s.deleteUsers(ctx, users); err != nil {
+		return err
+	}
+	if err := s.at("remove: users removed"); err != nil {
+		return err
+	}
+	err = s.kv.Delete(ctx, accountKey(pub), jetstream.LastRevision(rev))
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return fmt.Errorf("kvstore: account %s: %w (revision %d)", pub, provision.ErrStale, rev)
+	}
+	if err != nil {
+		return mapErr("remove account "+pub, err)
+	}
+	if name.pub == pub {
+		// Best effort: a name entry pointing to a missing account is free
+		// anyway.
+		if err := s.kv.Delete(ctx, nameKey(cur.a.Name), jetstream.LastRevision(name.rev)); err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			s.log.Warn("kvstore: cannot remove the name entry of a removed account", "account", pub, "error", err)
+		}
+	}
+	// The watcher brings the delete markers' revisions; until then the
+	// account is gone from this mirror at once.
+	s.mu.Lock()
+	if e := s.m.accounts[pub]; e == cur {
+		delete(s.m.accounts, pub)
+		s.m.sorted = nil
+	}
+	for _, u := range users {
+		s.m.dropUser(u)
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// deleteUsers removes user records, many at a time.
+func (s *Store) deleteUsers(ctx context.Context, users []string) error {
+	const window = 256
+	for len(users) > 0 {
+		n := min(window, len(users))
+		futures := make([]jetstream.PubAckFuture, 0, n)
+		for _, u := range users[:n] {
+			f, err := s.bulkJS.PublishMsgAsync(deleteMarker(s.subject + userKey(u)))
+			if err != nil {
+				return mapErr("remove user "+u, err)
+			}
+			futures = append(futures, f)
+		}
+		for i, f := range futures {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				return mapErr("remove user "+users[i], err)
+			case <-ctx.Done():
+				return mapErr("remove users", ctx.Err())
+			}
+		}
+		users = users[n:]
+	}
+	return nil
+}
+
+func validAccountKey(pub string) bool { return nkeys.IsValidPublicAccountKey(pub) }

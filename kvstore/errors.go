@@ -1,0 +1,48 @@
+package kvstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/natsprov/provisioner/provision"
+)
+
+// transient reports whether err means JetStream could not be reached or
+// did not answer in time: the request may be tried again, and a write may
+// or may not have been stored.
+func transient(err error) bool {
+	for _, t := range []error{
+		context.DeadlineExceeded, context.Canceled,
+		nats.ErrTimeout, nats.ErrNoResponders, nats.ErrConnectionClosed, nats.ErrDisconnected,
+		nats.ErrConnectionReconnecting, nats.ErrConnectionDraining,
+		jetstream.ErrNoStreamResponse, jetstream.ErrAsyncPublishTimeout, jetstream.ErrTooManyStalledMsgs,
+		jetstream.ErrJetStreamNotEnabled, jetstream.ErrConnectionClosed, jetstream.ErrJetStreamPublisherClosed,
+	} {
+		if errors.Is(err, t) {
+			return true
+		}
+	}
+	// JetStream answers 503 while a stream or the meta layer has no
+	// leader.
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.Code == http.StatusServiceUnavailable
+}
+
+// mapErr translates a JetStream failure of op into the domain's kinds:
+// provision.ErrUnavailable for the transient ones, wrapped with what was
+// being done.
+func mapErr(op string, err error) error {
+	if transient(err) {
+		return fmt.Errorf("kvstore: %s: %w: %w", op, provision.ErrUnavailable, err)
+	}
+	return fmt.Errorf("kvstore: %s: %w", op, err)
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("kvstore: %w: %s", provision.ErrInvalid, fmt.Sprintf(format, args...))
+}

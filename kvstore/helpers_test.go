@@ -1,0 +1,196 @@
+package kvstore
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+
+	"github.com/natsprov/provisioner/provision"
+	"github.com/natsprov/provisioner/seal"
+)
+
+// newSealKey makes a seal key from a new curve key.
+func newSealKey(t testing.TB) (*seal.Key, []byte) {
+	t.Helper()
+	kp, err := nkeys.CreateCurveKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := kp.Seed()
+	k, err := seal.New(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k, seed
+}
+
+// logBuffer collects log records for tests that assert on a warning or an
+// error; they also go to the test log.
+type logBuffer struct {
+	t   testing.TB
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	l.buf.Write(p)
+	l.mu.Unlock()
+	l.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+func newLog(t testing.TB) (*slog.Logger, *logBuffer) {
+	lb := &logBuffer{t: t}
+	return slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug})), lb
+}
+
+// openStore opens a store and closes it when the test ends.
+func openStore(t testing.TB, nc *nats.Conn, opts Options) *Store {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger, _ = newLog(t)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := Open(ctx, nc, opts)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// testOperator signs the account JWTs of test accounts.
+var testOperator = func() nkeys.KeyPair {
+	kp, err := nkeys.CreateOperator()
+	if err != nil {
+		panic(err)
+	}
+	return kp
+}()
+
+// accountJWTAt signs an account JWT with the given iat (jwt.Encode always
+// writes the current time, and Migrate compares iats).
+func accountJWTAt(t testing.TB, pub, name string, iat int64) string {
+	t.Helper()
+	c := jwt.NewAccountClaims(pub)
+	c.Name = name
+	c.IssuedAt = iat
+	c.Issuer, _ = testOperator.PublicKey()
+	c.Type = jwt.AccountClaim
+	c.Version = 2
+	payload, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.Sum256(payload)
+	c.ID = base64.RawURLEncoding.EncodeToString(h[:])
+	if payload, err = json.Marshal(c); err != nil {
+		t.Fatal(err)
+	}
+	header := base64.RawURLEncoding.EncodeToString([]byte(`{"typ":"JWT","alg":"ed25519-nkey"}`))
+	body := header + "." + base64.RawURLEncoding.EncodeToString(payload)
+	sig, err := testOperator.Sign([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := body + "." + base64.RawURLEncoding.EncodeToString(sig)
+	if back, err := jwt.DecodeAccountClaims(tok); err != nil || back.IssuedAt != iat {
+		t.Fatalf("test JWT does not decode: %v", err)
+	}
+	return tok
+}
+
+// newAccount makes a live account with real keys: an identity seed and
+// two signing seeds, one with a role.
+func newAccount(t testing.TB, name string) provision.Account {
+	t.Helper()
+	mk := func() (string, provision.Seed) {
+		kp, err := nkeys.CreateAccount()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, _ := kp.PublicKey()
+		seed, _ := kp.Seed()
+		return pub, provision.Seed(seed)
+	}
+	pub, id := mk()
+	_, sk1 := mk()
+	_, sk2 := mk()
+	return provision.Account{
+		PublicKey:    pub,
+		Name:         name,
+		IdentitySeed: id,
+		SigningKeys:  []provision.SigningKey{{Seed: sk1}, {Seed: sk2, Role: "admin"}},
+		JWT:          accountJWTAt(t, pub, name, time.Now().Unix()),
+		Phase:        provision.PhaseLive,
+	}
+}
+
+// newUser makes a user record of an account with a new user key.
+func newUser(t testing.TB, account, name string) provision.User {
+	t.Helper()
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	return provision.User{PublicKey: pub, Account: account, Name: name, IssuedAt: time.Now().Unix()}
+}
+
+// tombstone is a as a deleted account keeps it: no seeds.
+func tombstone(t testing.TB, a provision.Account, p provision.Phase, iat int64) provision.Account {
+	t.Helper()
+	a.IdentitySeed = ""
+	a.SigningKeys = nil
+	a.Phase = p
+	a.DeletedAt = time.Now().Unix()
+	a.JWT = accountJWTAt(t, a.PublicKey, a.Name, iat)
+	return a
+}
+
+// eventually waits up to d for cond.
+func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", d, what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// mirrorRevision is the revision of an account in a store's mirror, 0
+// when it holds none: what reads see without going to the bucket.
+func mirrorRevision(s *Store, pub string) uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if e := s.m.accounts[pub]; e != nil {
+		return e.a.Revision
+	}
+	return 0
+}
+
+func bg(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}

@@ -1,0 +1,171 @@
+package kvstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// leaseValue is what a lease entry holds.
+type leaseValue struct {
+	Instance string `json:"instance"`
+	// Token tells this Store from another with the same Instance name.
+	Token string `json:"token"`
+	// Expires is when the holder's lease ends by the holder's clock. It is
+	// for people reading the bucket; no instance compares it with its own
+	// clock.
+	Expires time.Time `json:"expires"`
+	// TTL is the holder's lease time: how long another instance must see
+	// the entry unchanged before taking it over.
+	TTL time.Duration `json:"ttl_ns"`
+}
+
+// leaseSeen is another instance's lease entry as this store first saw it.
+type leaseSeen struct {
+	rev uint64
+	at  time.Time // monotonic
+}
+
+var leaseName = regexp.MustCompile(`^[A-Za-z0-9_=-]+(\.[A-Za-z0-9_=-]+)*$`)
+
+// TryLease takes or renews the lease name for this instance and reports
+// whether it holds it. The holder may act on it for ttl from when it
+// called TryLease, and should renew well before then (at a third of ttl,
+// say).
+//
+// An entry held by another instance is taken over only after this store
+// has seen it unchanged (same revision) for the holder's ttl by its own
+// monotonic clock: the holder has not renewed for that long, so its lease
+// has ended by its own clock too, whatever the clocks of the two machines
+// read. A contender therefore has to call TryLease at least twice, a ttl
+// apart, to take over a lease abandoned by a crash.
+func (s *Store) TryLease(ctx context.Context, name string, ttl time.Duration) (bool, error) {
+	if !leaseName.MatchString(name) {
+		return false, invalid("lease name %q: use letters, digits, '-', '_', '=' and dots between them", name)
+	}
+	if ttl <= 0 {
+		return false, invalid("lease %s: ttl %s must be positive", name, ttl)
+	}
+	s.mu.RLock()
+	err := s.checkOpen()
+	s.mu.RUnlock()
+	if err != nil {
+		return false, err
+	}
+	key := leasePrefix + name
+	data, _ := json.Marshal(leaseValue{Instance: s.opts.Instance, Token: s.token, Expires: time.Now().Add(ttl).UTC(), TTL: ttl})
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+
+	e, err := s.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		_, err := s.kv.Create(ctx, key, data)
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return false, nil // another instance took it first
+		}
+		if err != nil {
+			return false, mapErr("take lease "+name, err)
+		}
+		s.holding(key, true)
+		return true, nil
+	}
+	if err != nil {
+		return false, mapErr("read lease "+name, err)
+	}
+	var cur leaseValue
+	if json.Unmarshal(e.Value(), &cur) != nil {
+		cur = leaseValue{} // unreadable: taken over like an abandoned one
+	}
+	if cur.Token != s.token {
+		s.lmu.Lock()
+		seen, ok := s.leases[key]
+		if !ok || seen.rev != e.Revision() {
+			seen = leaseSeen{rev: e.Revision(), at: time.Now()}
+			s.leases[key] = seen
+		}
+		s.lmu.Unlock()
+		if time.Since(seen.at) < max(cur.TTL, ttl) {
+			return false, nil
+		}
+	}
+	_, err = s.kv.Update(ctx, key, data, e.Revision())
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		s.holding(key, false)
+		return false, nil
+	}
+	if err != nil {
+		return false, mapErr("renew lease "+name, err)
+	}
+	if cur.Token != s.token {
+		s.log.Info("kvstore: lease taken over", "lease", name, "from", cur.Instance)
+	}
+	s.holding(key, true)
+	return true, nil
+}
+
+func (s *Store) holding(key string, held bool) {
+	s.lmu.Lock()
+	defer s.lmu.Unlock()
+	if held {
+		s.held[key] = true
+		delete(s.leases, key)
+	} else {
+		delete(s.held, key)
+	}
+}
+
+// ReleaseLease gives up the lease name if this instance holds it, so that
+// another can take it at once. Releasing a lease held by another instance,
+// or by none, does nothing.
+func (s *Store) ReleaseLease(ctx context.Context, name string) error {
+	if !leaseName.MatchString(name) {
+		return invalid("lease name %q: use letters, digits, '-', '_', '=' and dots between them", name)
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	return s.release(ctx, leasePrefix+name)
+}
+
+func (s *Store) release(ctx context.Context, key string) error {
+	e, err := s.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		s.holding(key, false)
+		return nil
+	}
+	if err != nil {
+		return mapErr("read lease "+key, err)
+	}
+	var cur leaseValue
+	if json.Unmarshal(e.Value(), &cur) != nil || cur.Token != s.token {
+		s.holding(key, false)
+		return nil
+	}
+	err = s.kv.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
+	if err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return mapErr("release lease "+key, err)
+	}
+	s.holding(key, false)
+	return nil
+}
+
+// releaseAll releases the leases this store holds, for Close.
+func (s *Store) releaseAll() {
+	s.lmu.Lock()
+	var keys []string
+	for k := range s.held {
+		keys = append(keys, k)
+	}
+	s.lmu.Unlock()
+	for _, k := range keys {
+		ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
+		if err := s.release(ctx, k); err != nil {
+			s.log.Warn("kvstore: cannot release a lease on close; it ends after its ttl", "lease", k, "error", fmt.Sprint(err))
+		}
+		cancel()
+	}
+}

@@ -1,0 +1,173 @@
+package kvstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/jwt/v2"
+
+	"github.com/natsprov/provisioner/provision"
+)
+
+// MigrateReport counts what Migrate did.
+type MigrateReport struct {
+	Accounts MigrateCounts
+	Users    MigrateCounts
+	// Conflicts names each entry left as it was, and why.
+	Conflicts []string
+}
+
+// MigrateCounts count the entries of one kind.
+type MigrateCounts struct {
+	// Copied: missing from the bucket, written.
+	Copied int
+	// Replaced: in the bucket but older (the account JWT with the lower
+	// iat), written over.
+	Replaced int
+	// Same: already in the bucket as in the source.
+	Same int
+	// Conflicts: in the bucket, different and not older; left as they are.
+	Conflicts int
+}
+
+// Migrate copies every account, tombstones included, and every user
+// record from src (the file store of a single instance) into the bucket
+// of dst, sealing the seeds. It can be run again: an entry the bucket
+// holds as in src is skipped, and one that differs and is newer in the
+// bucket (an account whose JWT has a greater or equal iat; any user
+// record, since user records are never overwritten) is left and reported
+// as a conflict. An account whose name a different live account holds in
+// the bucket is a conflict too, and so are its users. Migrate stops at the
+// first failure of either store.
+func Migrate(ctx context.Context, dst *Store, src provision.Store) (MigrateReport, error) {
+	var r MigrateReport
+	conflict := func(c *MigrateCounts, format string, args ...any) {
+		c.Conflicts++
+		r.Conflicts = append(r.Conflicts, fmt.Sprintf(format, args...))
+	}
+	accounts, err := src.Accounts(ctx)
+	if err != nil {
+		return r, fmt.Errorf("kvstore: migrate: list source accounts: %w", err)
+	}
+	for _, a := range accounts {
+		if err := validAccount(a); err != nil {
+			conflict(&r.Accounts, "account %s: %v", a.PublicKey, err)
+			continue
+		}
+		outcome, reason, err := dst.migrateAccount(ctx, a)
+		if err != nil {
+			return r, fmt.Errorf("kvstore: migrate account %s: %w", a.PublicKey, err)
+		}
+		switch outcome {
+		case copied:
+			r.Accounts.Copied++
+		case replaced:
+			r.Accounts.Replaced++
+		case same:
+			r.Accounts.Same++
+		case kept, absent:
+			conflict(&r.Accounts, "account %s (%q): %s", a.PublicKey, a.Name, reason)
+		}
+		if outcome == absent {
+			// Users of an account the bucket does not hold would be
+			// orphans; each is a conflict.
+			users, err := src.Users(ctx, a.PublicKey)
+			if err != nil {
+				return r, fmt.Errorf("kvstore: migrate: users of %s: %w", a.PublicKey, err)
+			}
+			for _, u := range users {
+				conflict(&r.Users, "user %s: its account %s is not in the bucket", u.PublicKey, a.PublicKey)
+			}
+			continue
+		}
+
+		users, err := src.Users(ctx, a.PublicKey)
+		if err != nil {
+			return r, fmt.Errorf("kvstore: migrate: users of %s: %w", a.PublicKey, err)
+		}
+		for _, u := range users {
+			have, err := dst.User(ctx, u.PublicKey)
+			switch {
+			case err == nil && have == u:
+				r.Users.Same++
+			case err == nil:
+				conflict(&r.Users, "user %s: the bucket holds another record of it (account %s, name %q)", u.PublicKey, have.Account, have.Name)
+			case errors.Is(err, provision.ErrNotFound):
+				if err := validUser(u); err != nil {
+					conflict(&r.Users, "user %s: %v", u.PublicKey, err)
+					continue
+				}
+				err := dst.addUser(ctx, u, true)
+				if errors.Is(err, provision.ErrConflict) {
+					conflict(&r.Users, "user %s: stored meanwhile by another instance", u.PublicKey)
+					continue
+				}
+				if err != nil {
+					return r, fmt.Errorf("kvstore: migrate user %s: %w", u.PublicKey, err)
+				}
+				r.Users.Copied++
+			default:
+				return r, fmt.Errorf("kvstore: migrate user %s: %w", u.PublicKey, err)
+			}
+		}
+	}
+	return r, nil
+}
+
+// outcome is what Migrate did with one account.
+type outcome int
+
+const (
+	copied   outcome = iota // missing, written
+	replaced                // older in the bucket, written over
+	same                    // the bucket holds it as it is
+	kept                    // the bucket holds another version, left as it is
+	absent                  // not in the bucket, and cannot be written
+)
+
+// migrateAccount writes a into the bucket unless the bucket holds it, or
+// a version of it that is not older. For kept and absent it says why.
+func (s *Store) migrateAccount(ctx context.Context, a provision.Account) (outcome, string, error) {
+	a.Phase = phase(a)
+	have, err := s.Account(ctx, a.PublicKey)
+	if errors.Is(err, provision.ErrNotFound) {
+		_, err := s.createAccount(ctx, a)
+		if errors.Is(err, provision.ErrConflict) {
+			return absent, err.Error(), nil
+		}
+		if err != nil {
+			return 0, "", err
+		}
+		return copied, "", nil
+	}
+	if err != nil {
+		return 0, "", err
+	}
+	if sameAccount(a, have) {
+		return same, "", nil
+	}
+	srcIat, err1 := issuedAt(a.JWT)
+	dstIat, err2 := issuedAt(have.JWT)
+	if err1 != nil || err2 != nil {
+		return kept, fmt.Sprintf("differs, and the JWTs cannot be compared (source: %v; bucket: %v)", err1, err2), nil
+	}
+	if srcIat <= dstIat {
+		return kept, fmt.Sprintf("the bucket's version differs and is not older (iat %d, source %d)", dstIat, srcIat), nil
+	}
+	if _, err := s.UpdateAccount(ctx, a, have.Revision); err != nil {
+		if errors.Is(err, provision.ErrInvalid) || errors.Is(err, provision.ErrStale) {
+			return kept, err.Error(), nil
+		}
+		return 0, "", err
+	}
+	return replaced, "", nil
+}
+
+func issuedAt(token string) (int64, error) {
+	c, err := jwt.DecodeAccountClaims(token)
+	if err != nil {
+		return 0, err
+	}
+	return c.IssuedAt, nil
+}

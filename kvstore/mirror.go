@@ -1,0 +1,452 @@
+package kvstore
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/natsprov/provisioner/provision"
+)
+
+// mirror is the store's in-memory copy of the acct., name. and user. keys
+// of the bucket, with the indexes reads need. Every change carries the KV
+// revision it was written at and applies only when it is newer than what
+// the mirror holds for that key, so that the store's own writes (applied
+// when acknowledged) and the watcher's copies of them (applied when they
+// arrive) can come in either order. The Store's mu guards it.
+type mirror struct {
+	// revs is the revision last applied per key, deletes included, so that
+	// an older put arriving late cannot bring a deleted key back.
+	revs     map[string]uint64
+	accounts map[string]*accountEntry // account public key -> record
+	names    map[string]nameEntry     // account name -> its holder
+	users    map[string]*userEntry    // user public key -> record
+	byAcct   map[string]*accountUsers // account public key -> its users
+	// sorted holds the visible accounts by name then public key; nil when
+	// an account or name changed since it was made.
+	sorted []*accountEntry
+	// watched is the last revision the watcher delivered; a new watcher
+	// resumes after it.
+	watched uint64
+}
+
+func newMirror() *mirror {
+	return &mirror{
+		revs:     map[string]uint64{},
+		accounts: map[string]*accountEntry{},
+		names:    map[string]nameEntry{},
+		users:    map[string]*userEntry{},
+		byAcct:   map[string]*accountUsers{},
+	}
+}
+
+// accountEntry is an account record with its seeds opened.
+type accountEntry struct {
+	a provision.Account // Revision is set
+	// sealed maps each seed to the sealed form read or written, so that a
+	// write that keeps a seed need not seal it again.
+	sealed map[provision.Seed]string
+	// err is why the record could not be read; reads of the account fail
+	// with it.
+	err error
+}
+
+type nameEntry struct {
+	pub string
+	rev uint64
+}
+
+type userEntry struct {
+	u provision.User
+	// pending is set while the record's asynchronous write is not
+	// acknowledged.
+	pending bool
+	// gone is set once the record left the indexes; the account's list
+	// drops it at its next compaction.
+	gone bool
+}
+
+// accountUsers are the users of one account in issue order: the order the
+// mirror learned of them, which is the bucket's order for everything
+// loaded at Open and written by other instances, and call order for this
+// store's own writes.
+type accountUsers struct {
+	list   []*userEntry
+	byName map[string][]*userEntry
+	gone   int
+}
+
+// change is one decoded KV entry.
+type change struct {
+	key  string
+	rev  uint64
+	del  bool
+	acct *accountEntry
+	name string // of a name. key
+	pub  string // the holder, for a name. key
+	user *provision.User
+	err  error
+}
+
+// visible reports whether an account record is shown: a live record only
+// when its name entry points to it. A live record its name entry does not
+// point to is a create that lost a race for the name, or crashed before
+// backing out.
+func (m *mirror) visible(e *accountEntry) bool {
+	if e.err != nil || !e.a.Live() {
+		return true
+	}
+	return m.names[e.a.Name].pub == e.a.PublicKey
+}
+
+// apply applies a change unless the mirror holds a newer revision of its
+// key. It reports whether it applied.
+func (m *mirror) apply(c change) bool {
+	if c.rev <= m.revs[c.key] {
+		return false
+	}
+	m.revs[c.key] = c.rev
+	switch {
+	case strings.HasPrefix(c.key, accountPrefix):
+		pub := c.key[len(accountPrefix):]
+		if c.del {
+			delete(m.accounts, pub)
+		} else {
+			c.acct.a.Revision = c.rev
+			m.accounts[pub] = c.acct
+		}
+		m.sorted = nil
+	case strings.HasPrefix(c.key, namePrefix):
+		if c.del {
+			delete(m.names, c.name)
+		} else {
+			m.names[c.name] = nameEntry{pub: c.pub, rev: c.rev}
+		}
+		m.sorted = nil
+	case strings.HasPrefix(c.key, userPrefix):
+		pub := c.key[len(userPrefix):]
+		if c.del {
+			m.dropUser(pub)
+		} else {
+			m.putUser(*c.user, false)
+		}
+	}
+	return true
+}
+
+// putUser makes u the record of its key. A record equal to the one held
+// keeps its place in the issue order (the watcher bringing back this
+// store's own write).
+func (m *mirror) putUser(u provision.User, pending bool) *userEntry {
+	if old := m.users[u.PublicKey]; old != nil {
+		if old.u == u {
+			old.pending = old.pending && pending
+			return old
+		}
+		m.dropUser(u.PublicKey)
+	}
+	e := &userEntry{u: u, pending: pending}
+	m.users[u.PublicKey] = e
+	au := m.byAcct[u.Account]
+	if au == nil {
+		au = &accountUsers{byName: map[string][]*userEntry{}}
+		m.byAcct[u.Account] = au
+	}
+	au.list = append(au.list, e)
+	au.byName[u.Name] = append(au.byName[u.Name], e)
+	return e
+}
+
+func (m *mirror) dropUser(pub string) {
+	e := m.users[pub]
+	if e == nil {
+		return
+	}
+	delete(m.users, pub)
+	e.gone = true
+	au := m.byAcct[e.u.Account]
+	if au == nil {
+		return
+	}
+	named := slices.DeleteFunc(au.byName[e.u.Name], func(x *userEntry) bool { return x == e })
+	if len(named) == 0 {
+		delete(au.byName, e.u.Name)
+	} else {
+		au.byName[e.u.Name] = named
+	}
+	au.gone++
+	if au.gone == len(au.list) {
+		delete(m.byAcct, e.u.Account)
+	} else if au.gone > len(au.list)/2 {
+		au.list = slices.DeleteFunc(au.list, func(x *userEntry) bool { return x.gone })
+		au.gone = 0
+	}
+}
+
+// decode turns a KV entry into a change, opening an account's seeds. A
+// record that cannot be read becomes an account entry holding the error,
+// or, for a user or name key, a change with err set.
+func (s *Store) decode(e jetstream.KeyValueEntry) change {
+	c := change{key: e.Key(), rev: e.Revision(), del: e.Operation() != jetstream.KeyValuePut}
+	switch {
+	case strings.HasPrefix(c.key, accountPrefix):
+		if !c.del {
+			acct, err := openAccount(s.seal, c.key, e.Value())
+			if err != nil {
+				acct = &accountEntry{a: provision.Account{PublicKey: c.key[len(accountPrefix):]}, err: err}
+			}
+			c.acct = acct
+		}
+	case strings.HasPrefix(c.key, namePrefix):
+		c.name, c.err = nameOfKey(c.key)
+		c.pub = string(e.Value())
+	case strings.HasPrefix(c.key, userPrefix):
+		if !c.del {
+			u, err := decodeUser(c.key, e.Value())
+			c.user, c.err = &u, err
+		}
+	default:
+		c.err = fmt.Errorf("kvstore: unexpected key %s", c.key)
+	}
+	return c
+}
+
+// watchFilters are the keys the mirror holds; leases are read when needed.
+func watchFilters() []string {
+	return []string{accountPrefix + ">", namePrefix + ">", userPrefix + ">"}
+}
+
+// startWatcher starts a watcher of the mirror's keys. The jetstream
+// package ties the watcher's subscription to the context it is created
+// with, so that context lasts until the store closes; ctx bounds only the
+// request that creates the watcher.
+func (s *Store) startWatcher(ctx context.Context, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
+	wctx, cancel := context.WithCancel(s.life)
+	detach := context.AfterFunc(ctx, cancel)
+	w, err := s.kv.WatchFiltered(wctx, watchFilters(), opts...)
+	if !detach() {
+		// ctx ended during the call, which cancelled the request.
+		if err == nil {
+			stopWatcher(w)
+		}
+		return nil, context.Cause(ctx)
+	}
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	s.watchMu.Lock()
+	if s.watchCancel != nil {
+		s.watchCancel()
+	}
+	s.watchCancel = cancel
+	s.watchMu.Unlock()
+	return w, nil
+}
+
+// load starts the watcher and fills the mirror with the bucket's current
+// content, opening the seeds on every core. It fails when any account
+// record cannot be read: a wrong seal key must stop the service, not
+// hide accounts.
+func (s *Store) load(ctx context.Context) (jetstream.KeyWatcher, error) {
+	w, err := s.startWatcher(ctx)
+	if err != nil {
+		return nil, mapErr("watch bucket", err)
+	}
+	var entries []jetstream.KeyValueEntry
+	for done := false; !done; {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, mapErr("load bucket", fmt.Errorf("watcher closed"))
+			}
+			if e == nil {
+				done = true
+				break
+			}
+			entries = append(entries, e)
+		case <-ctx.Done():
+			stopWatcher(w)
+			return nil, mapErr("load bucket", ctx.Err())
+		}
+	}
+	changes := make([]change, len(entries))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			for i := range next {
+				changes[i] = s.decode(entries[i])
+			}
+		})
+	}
+	for i := range entries {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+
+	m := newMirror()
+	var broken []error
+	for _, c := range changes {
+		if c.err != nil {
+			s.log.Error("kvstore: skipping an unreadable entry", "key", c.key, "error", c.err)
+			continue
+		}
+		if c.acct != nil && c.acct.err != nil {
+			broken = append(broken, c.acct.err)
+		}
+		m.apply(c)
+		m.watched = max(m.watched, c.rev)
+	}
+	if len(broken) > 0 {
+		stopWatcher(w)
+		return nil, fmt.Errorf("kvstore: %d account records cannot be read (first: %w); a seal key rotated away must be given as a previous key", len(broken), broken[0])
+	}
+	s.m = m
+	return w, nil
+}
+
+// watch applies the watcher's updates until the store closes, and starts
+// a new watcher, resuming after the last revision seen, when the old one
+// ends (the ordered consumer gave up, for instance after a long outage).
+func (s *Store) watch(w jetstream.KeyWatcher) {
+	defer s.watcher.Done()
+	for {
+		s.follow(w)
+		stopWatcher(w)
+		select {
+		case <-s.stop:
+			return
+		default:
+		}
+		for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
+			s.mu.RLock()
+			from := s.m.watched + 1
+			s.mu.RUnlock()
+			ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
+			nw, err := s.startWatcher(ctx, jetstream.ResumeFromRevision(from))
+			cancel()
+			if err == nil {
+				s.log.Warn("kvstore: watcher restarted", "from_revision", from)
+				w = nw
+				break
+			}
+			s.log.Warn("kvstore: cannot restart the watcher; reads may be stale meanwhile", "error", err)
+			select {
+			case <-s.stop:
+				return
+			case <-time.After(backoff):
+			}
+		}
+	}
+}
+
+// follow applies one watcher's updates until it ends or the store closes.
+func (s *Store) follow(w jetstream.KeyWatcher) {
+	for {
+		select {
+		case <-s.stop:
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e == nil {
+				continue // end of a resumed watcher's initial values
+			}
+			c := s.decode(e)
+			if c.err != nil {
+				s.log.Error("kvstore: skipping an unreadable entry", "key", c.key, "error", c.err)
+			}
+			if c.acct != nil && c.acct.err != nil {
+				s.log.Error("kvstore: account record cannot be read; reads of it fail", "key", c.key, "error", c.acct.err)
+			}
+			s.mu.Lock()
+			if c.err == nil {
+				s.m.apply(c)
+			}
+			s.m.watched = max(s.m.watched, c.rev)
+			s.mu.Unlock()
+		}
+	}
+}
+
+// stopWatcher stops a watcher and drains what it still delivers, so that
+// the subscription's callback, which blocks on a full channel, can end.
+func stopWatcher(w jetstream.KeyWatcher) {
+	_ = w.Stop()
+	timeout := time.After(time.Second)
+	for {
+		select {
+		case _, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+		case <-timeout:
+			return
+		}
+	}
+}
+
+// sorted returns the visible accounts by name, then public key. The
+// caller holds s.mu; the result is shared, not to be changed.
+func (m *mirror) sortedAccounts() []*accountEntry {
+	if m.sorted != nil {
+		return m.sorted
+	}
+	out := make([]*accountEntry, 0, len(m.accounts))
+	for _, e := range m.accounts {
+		if m.visible(e) {
+			out = append(out, e)
+		}
+	}
+	slices.SortFunc(out, func(a, b *accountEntry) int {
+		return cmp.Or(cmp.Compare(a.a.Name, b.a.Name), cmp.Compare(a.a.PublicKey, b.a.PublicKey))
+	})
+	m.sorted = out
+	return out
+}
+
+// sweep removes what a crash left behind: live account records their
+// name entry does not point to (a create that lost its name, or crashed
+// before backing out), and user records of accounts that are gone (a
+// removal that crashed after removing the account). The mirror is read in
+// the bucket's order, so a name entry is always seen before the record
+// created under it. Failures are logged; the next Open tries again.
+func (s *Store) sweep(ctx context.Context) {
+	type orphan struct {
+		key string
+		rev uint64
+	}
+	var orphans []orphan
+	s.mu.RLock()
+	for pub, e := range s.m.accounts {
+		if !s.m.visible(e) {
+			orphans = append(orphans, orphan{accountKey(pub), e.a.Revision})
+		}
+	}
+	for pub, e := range s.m.users {
+		if _, ok := s.m.accounts[e.u.Account]; !ok {
+			orphans = append(orphans, orphan{userKey(pub), s.m.revs[userKey(pub)]})
+		}
+	}
+	s.mu.RUnlock()
+	for _, o := range orphans {
+		cctx, cancel := s.ctx(ctx)
+		err := s.kv.Delete(cctx, o.key, jetstream.LastRevision(o.rev))
+		cancel()
+		if err != nil {
+			s.log.Warn("kvstore: cannot remove an entry left by an unfinished change", "key", o.key, "error", err)
+			continue
+		}
+		s.log.Info("kvstore: removed an entry left by an unfinished change", "key", o.key)
+	}
+}

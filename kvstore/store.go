@@ -1,0 +1,440 @@
+// Package kvstore keeps the provisioner's state in a JetStream key-value
+// bucket, so that several instances of the service can run side by side
+// with no state of their own. It implements provision.Store.
+//
+// The bucket lives in the service's own account (the system account cannot
+// use JetStream), reached through a connection made with that account's
+// creds. It holds:
+//
+//	acct.<account public key>  the account record: name, sealed identity
+//	                           and signing seeds with their roles, JWT,
+//	                           phase, deletion time
+//	name.<base64url(name)>     the public key of the account holding the name
+//	user.<user public key>     the record of an issued user
+//	lease.<name>               a lease: which instance holds it
+//
+// Seeds are written only sealed (package seal). An account's revision is
+// the KV revision of its acct. entry, so an update is a compare-and-set on
+// it. A name is claimed by creating its name. entry; a name entry whose
+// account is missing or no longer live is free and is taken over with a
+// compare-and-set at its revision. An account is created in three steps:
+// claim the name, create the record, then write the name entry again at the
+// revision it was claimed with. That last write fences out anyone who took
+// the name over in between, and a live record that its name entry does not
+// point to (a create that lost such a race, or crashed before backing out)
+// is not shown at all and is removed when a store opens.
+//
+// Reads come from an in-memory mirror of the bucket that a watcher keeps up
+// to date, with an index per name and per user. A store's own writes are in
+// its mirror as soon as they are acknowledged; other instances' writes
+// arrive through the watcher, typically within milliseconds.
+package kvstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"github.com/natsprov/provisioner/provision"
+	"github.com/natsprov/provisioner/seal"
+)
+
+var _ provision.Store = (*Store)(nil)
+
+// Errors of Open and of a closed store.
+var (
+	// ErrNoSealKey: Open was given no seal key; seeds are stored only
+	// sealed.
+	ErrNoSealKey = errors.New("kvstore: a seal key is required (seeds are stored only sealed)")
+	// ErrNoJetStream: the account the connection belongs to cannot use
+	// JetStream.
+	ErrNoJetStream = errors.New("kvstore: JetStream is not enabled for the account")
+	// ErrBucketMismatch: the bucket exists with settings other than the
+	// configured ones.
+	ErrBucketMismatch = errors.New("kvstore: bucket settings differ from the configuration")
+	// ErrClosed: the store is closed. It matches provision.ErrUnavailable
+	// too.
+	ErrClosed = errors.New("kvstore: store is closed")
+)
+
+// Key prefixes in the bucket.
+const (
+	accountPrefix = "acct."
+	namePrefix    = "name."
+	userPrefix    = "user."
+	leasePrefix   = "lease."
+)
+
+// history is the number of values the bucket keeps per key: the latest is
+// all the store reads, and compare-and-set needs nothing older.
+const history = 1
+
+// Options configure a Store.
+type Options struct {
+	// Bucket names the KV bucket. Default "provisioner".
+	Bucket string
+	// Replicas is the bucket's replica count when Open creates it, and
+	// what an existing bucket must have. 0 chooses: 3 when the servers
+	// form a JetStream cluster that can place three replicas, else 1 (with
+	// a warning); an existing bucket is then taken as it is.
+	Replicas int
+	// Seal seals the seeds written and opens those read. Required.
+	Seal *seal.Key
+	// Instance names this instance in leases and logs. Default: host name
+	// and process id.
+	Instance string
+	// Logger receives warnings and errors. Default: discard.
+	Logger *slog.Logger
+	// Timeout bounds each request to JetStream whose context has no
+	// deadline, and each acknowledgement of an asynchronous write.
+	// Default 5s.
+	Timeout time.Duration
+	// CloseTimeout bounds how long Close waits for asynchronous writes
+	// still in flight. Default 10s.
+	CloseTimeout time.Duration
+}
+
+var bucketName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+func (o *Options) setDefaults() {
+	if o.Bucket == "" {
+		o.Bucket = "provisioner"
+	}
+	if o.Instance == "" {
+		host, _ := os.Hostname()
+		o.Instance = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 5 * time.Second
+	}
+	if o.CloseTimeout <= 0 {
+		o.CloseTimeout = 10 * time.Second
+	}
+}
+
+func (o *Options) validate() error {
+	if o.Seal == nil {
+		return ErrNoSealKey
+	}
+	if !bucketName.MatchString(o.Bucket) {
+		return fmt.Errorf("kvstore: bucket name %q: use letters, digits, '-' and '_'", o.Bucket)
+	}
+	if o.Replicas < 0 || o.Replicas > 5 {
+		return fmt.Errorf("kvstore: replicas %d: JetStream allows 1 to 5 (0 chooses)", o.Replicas)
+	}
+	return nil
+}
+
+// Store is the state of the service in a JetStream KV bucket, shared by
+// every instance that opens the same bucket. It is safe for concurrent
+// use. Open it with Open and release it with Close.
+type Store struct {
+	opts     Options
+	log      *slog.Logger
+	seal     *seal.Key
+	js       jetstream.JetStream
+	bulkJS   jetstream.JetStream // for removals, without the callbacks of js
+	kv       jetstream.KeyValue
+	subject  string // the bucket's subject prefix, "$KV.<bucket>."
+	token    string // tells this Store's leases from another's with the same Instance
+	replicas int
+
+	mu     sync.RWMutex
+	m      *mirror
+	closed bool
+
+	// Asynchronous user writes: the pending ones by key, and those to try
+	// again.
+	amu      sync.Mutex
+	pending  map[string]*pendingWrite
+	retryq   []*pendingWrite
+	retrySig chan struct{}
+	retries  sync.WaitGroup
+
+	lmu    sync.Mutex
+	leases map[string]leaseSeen // lease key -> the other holder's revision, when first seen
+	held   map[string]bool      // lease keys this store holds
+
+	stop chan struct{}
+	// life ends when the store closes; watchers are tied to it.
+	life        context.Context
+	endLife     context.CancelFunc
+	watchMu     sync.Mutex
+	watchCancel context.CancelFunc
+	watcher     sync.WaitGroup
+	workers     sync.WaitGroup
+
+	// fault, set by tests only, is called at named points between the
+	// steps of a change; an error it returns stops the change there, as a
+	// crash would.
+	fault func(point string) error
+}
+
+// at runs the test fault point named point.
+func (s *Store) at(point string) error {
+	if s.fault == nil {
+		return nil
+	}
+	return s.fault(point)
+}
+
+// Open opens the bucket on nc, a connection of the service's own account,
+// creating the bucket when it is missing, and returns once the store's
+// mirror holds the whole bucket. It fails with ErrNoSealKey, ErrNoJetStream
+// (the account's JWT gives it no JetStream) or ErrBucketMismatch, naming
+// what is wrong, and with provision.ErrUnavailable when JetStream does not
+// answer.
+func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
+	opts.setDefaults()
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	if nc == nil {
+		return nil, errors.New("kvstore: a NATS connection is required")
+	}
+	s := &Store{
+		opts:     opts,
+		log:      opts.Logger.With("bucket", opts.Bucket, "instance", opts.Instance),
+		seal:     opts.Seal,
+		subject:  "$KV." + opts.Bucket + ".",
+		token:    nuid.Next(),
+		pending:  map[string]*pendingWrite{},
+		retrySig: make(chan struct{}, 1),
+		leases:   map[string]leaseSeen{},
+		held:     map[string]bool{},
+		stop:     make(chan struct{}),
+	}
+	s.life, s.endLife = context.WithCancel(context.Background())
+	js, err := jetstream.New(nc,
+		jetstream.WithDefaultTimeout(opts.Timeout),
+		jetstream.WithPublishAsyncTimeout(opts.Timeout),
+		jetstream.WithPublishAsyncAckHandler(s.asyncAcked),
+		jetstream.WithPublishAsyncErrHandler(s.asyncFailed),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("kvstore: %w", err)
+	}
+	s.js = js
+	if s.bulkJS, err = jetstream.New(nc, jetstream.WithDefaultTimeout(opts.Timeout), jetstream.WithPublishAsyncTimeout(opts.Timeout)); err != nil {
+		return nil, fmt.Errorf("kvstore: %w", err)
+	}
+	if err := s.openBucket(ctx, nc); err != nil {
+		s.endLife()
+		return nil, err
+	}
+	start := time.Now()
+	w, err := s.load(ctx)
+	if err != nil {
+		s.endLife()
+		return nil, err
+	}
+	s.watcher.Add(1)
+	go s.watch(w)
+	s.workers.Add(1)
+	go s.retryLoop()
+	s.sweep(ctx)
+
+	s.mu.RLock()
+	accounts, users := len(s.m.accounts), len(s.m.users)
+	s.mu.RUnlock()
+	s.log.Info("kvstore open", "replicas", s.replicas, "accounts", accounts, "users", users, "load", time.Since(start).Round(time.Millisecond))
+	return s, nil
+}
+
+// openBucket binds the bucket, creating it when missing, and checks its
+// settings.
+func (s *Store) openBucket(ctx context.Context, nc *nats.Conn) error {
+	info, err := s.js.AccountInfo(ctx)
+	switch {
+	case errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
+		return fmt.Errorf("%w: give the service account JetStream limits in its JWT (non-zero disk_storage, e.g. `nsc edit account <name> --js-disk-storage 1G --js-mem-storage 64M`, then push it); the system account can never use JetStream, connect with the service account's creds", ErrNoJetStream)
+	case errors.Is(err, jetstream.ErrJetStreamNotEnabled):
+		return fmt.Errorf("%w: no JetStream answered (enable jetstream {} in the servers' configuration, or the account's JWT lacks mem_storage/disk_storage limits)", ErrNoJetStream)
+	case err != nil:
+		return mapErr("account info", err)
+	}
+
+	kv, err := s.js.KeyValue(ctx, s.opts.Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = s.createBucket(ctx, nc, info)
+	}
+	if err != nil {
+		return mapErr("bucket "+s.opts.Bucket, err)
+	}
+	s.kv = kv
+	return s.checkBucket(ctx, nc)
+}
+
+// clustered reports whether the server the connection is on is part of a
+// cluster: the INFO it sent names one. Whether the cluster runs JetStream
+// on three servers is only known by asking its meta leader to place three
+// replicas.
+func clustered(nc *nats.Conn) bool { return nc.ConnectedClusterName() != "" }
+
+func (s *Store) bucketConfig(replicas int) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      s.opts.Bucket,
+		Description: "provisioner state: accounts (seeds sealed), names, users, leases",
+		History:     history,
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+	}
+}
+
+func (s *Store) createBucket(ctx context.Context, nc *nats.Conn, info *jetstream.AccountInfo) (jetstream.KeyValue, error) {
+	if !diskAllowed(info) {
+		return nil, fmt.Errorf("%w: the account's JWT gives it no disk storage (disk_storage is 0) and the bucket uses file storage", ErrNoJetStream)
+	}
+	replicas := s.opts.Replicas
+	if replicas == 0 && clustered(nc) {
+		kv, err := s.js.CreateKeyValue(ctx, s.bucketConfig(3))
+		var apiErr *jetstream.APIError
+		if err == nil || !errors.As(err, &apiErr) {
+			return kv, err
+		}
+		// The meta leader could not place three replicas: fewer than three
+		// JetStream servers, or not enough room on them.
+		s.log.Warn("kvstore: the cluster cannot place three replicas; creating the bucket with one", "cluster", nc.ConnectedClusterName(), "reason", apiErr.Description)
+	}
+	if replicas == 0 {
+		replicas = 1
+	}
+	kv, err := s.js.CreateKeyValue(ctx, s.bucketConfig(replicas))
+	if errors.Is(err, jetstream.ErrBucketExists) {
+		// Another instance created it meanwhile, maybe with other
+		// settings; checkBucket decides.
+		return s.js.KeyValue(ctx, s.opts.Bucket)
+	}
+	if err == nil {
+		s.log.Info("kvstore: bucket created", "replicas", replicas, "storage", "file", "history", history)
+	}
+	return kv, err
+}
+
+// diskAllowed reports whether the account may use file storage, in any
+// tier.
+func diskAllowed(info *jetstream.AccountInfo) bool {
+	if info.Limits.MaxStore != 0 {
+		return true
+	}
+	for _, t := range info.Tiers {
+		if t.Limits.MaxStore != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// checkBucket refuses a bucket whose settings are not the store's, naming
+// each difference.
+func (s *Store) checkBucket(ctx context.Context, nc *nats.Conn) error {
+	st, err := s.kv.Status(ctx)
+	if err != nil {
+		return mapErr("bucket status", err)
+	}
+	bs, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok {
+		return fmt.Errorf("%w: cannot read the stream settings of bucket %q", ErrBucketMismatch, s.opts.Bucket)
+	}
+	cfg := bs.StreamInfo().Config
+	var diffs []string
+	if cfg.Storage != jetstream.FileStorage {
+		diffs = append(diffs, fmt.Sprintf("storage %s, want file", cfg.Storage))
+	}
+	if s.opts.Replicas != 0 && cfg.Replicas != s.opts.Replicas {
+		diffs = append(diffs, fmt.Sprintf("replicas %d, want %d", cfg.Replicas, s.opts.Replicas))
+	}
+	if cfg.MaxMsgsPerSubject != history {
+		diffs = append(diffs, fmt.Sprintf("history %d, want %d", cfg.MaxMsgsPerSubject, history))
+	}
+	if cfg.MaxAge != 0 {
+		diffs = append(diffs, fmt.Sprintf("ttl %s, want none (records must not expire)", cfg.MaxAge))
+	}
+	if cfg.Mirror != nil || len(cfg.Sources) > 0 {
+		diffs = append(diffs, "mirrors or sources another bucket, want a bucket of its own")
+	}
+	if len(diffs) > 0 {
+		return fmt.Errorf("%w: bucket %q has %s; fix or remove the bucket, or change the configuration", ErrBucketMismatch, s.opts.Bucket, strings.Join(diffs, "; "))
+	}
+	s.replicas = cfg.Replicas
+	if cfg.Replicas == 1 {
+		s.log.Warn("kvstore: the bucket has one replica: while the server that holds it is down no instance can start or change anything, and if its disk is lost every account's keys are lost with it; run three JetStream servers in a cluster for three replicas",
+			"clustered", clustered(nc))
+	}
+	return nil
+}
+
+// Close waits, at most Options.CloseTimeout, for asynchronous user writes
+// still in flight, releases the leases the store holds, and stops the
+// watcher. It returns an error naming how many user records were not
+// confirmed. The connection stays open: it belongs to the caller.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+
+	var unconfirmed []string
+	deadline := time.Now().Add(s.opts.CloseTimeout)
+	for {
+		s.amu.Lock()
+		n := len(s.pending)
+		if n == 0 || time.Now().After(deadline) {
+			for k := range s.pending {
+				unconfirmed = append(unconfirmed, k)
+			}
+			s.amu.Unlock()
+			break
+		}
+		s.amu.Unlock()
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.releaseAll()
+	close(s.stop)
+	s.workers.Wait() // retryLoop starts no retry after this
+	s.retries.Wait()
+	s.watcher.Wait()
+	s.endLife()
+	if len(unconfirmed) > 0 {
+		for _, k := range unconfirmed {
+			s.log.Error("kvstore: user record not confirmed before close; it may be missing from user.list", "key", k)
+		}
+		return fmt.Errorf("kvstore: close: %d user records not confirmed within %s", len(unconfirmed), s.opts.CloseTimeout)
+	}
+	return nil
+}
+
+// ctx bounds a request whose context has no deadline by Options.Timeout.
+func (s *Store) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, s.opts.Timeout)
+}
+
+// checkOpen fails with ErrClosed, which matches provision.ErrUnavailable.
+// The caller holds s.mu.
+func (s *Store) checkOpen() error {
+	if s.closed {
+		return closedErr
+	}
+	return nil
+}
+
+var closedErr = fmt.Errorf("%w: %w", ErrClosed, provision.ErrUnavailable)

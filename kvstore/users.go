@@ -1,0 +1,399 @@
+package kvstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/natsprov/provisioner/provision"
+)
+
+// Headers of KV operations, as the jetstream package writes them.
+const (
+	kvOperationHeader = "KV-Operation"
+	kvDelete          = "DEL"
+)
+
+func deleteMarker(subject string) *nats.Msg {
+	m := nats.NewMsg(subject)
+	m.Header.Set(kvOperationHeader, kvDelete)
+	return m
+}
+
+// User returns the record of a user public key, in whichever account.
+func (s *Store) User(ctx context.Context, userPub string) (provision.User, error) {
+	find := func() (provision.User, bool, error) {
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		if err := s.checkOpen(); err != nil {
+			return provision.User{}, false, err
+		}
+		e := s.m.users[userPub]
+		if e == nil {
+			return provision.User{}, false, nil
+		}
+		return e.u, true, nil
+	}
+	u, ok, err := find()
+	if err != nil || ok {
+		return u, err
+	}
+	if nkeys.IsValidPublicUserKey(userPub) {
+		if err := s.fetchUser(ctx, userPub); err != nil {
+			return provision.User{}, err
+		}
+		if u, ok, err = find(); err != nil || ok {
+			return u, err
+		}
+	}
+	return provision.User{}, fmt.Errorf("kvstore: user %s: %w", userPub, provision.ErrNotFound)
+}
+
+// fetchUser reads a user record from the bucket into the mirror.
+func (s *Store) fetchUser(ctx context.Context, userPub string) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	e, err := s.kv.Get(ctx, userKey(userPub))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return mapErr("read user "+userPub, err)
+	}
+	c := s.decode(e)
+	if c.err != nil {
+		return c.err
+	}
+	s.mu.Lock()
+	s.m.apply(c)
+	s.mu.Unlock()
+	return nil
+}
+
+// Users returns the user records of an account, in issue order. It fails
+// with ErrNotFound when the store has no record of the account.
+func (s *Store) Users(ctx context.Context, account string) ([]provision.User, error) {
+	return s.users(ctx, account, nil)
+}
+
+// UsersNamed returns the user records of an account with the given name,
+// in issue order.
+func (s *Store) UsersNamed(ctx context.Context, account, name string) ([]provision.User, error) {
+	return s.users(ctx, account, &name)
+}
+
+func (s *Store) users(ctx context.Context, account string, name *string) ([]provision.User, error) {
+	s.mu.RLock()
+	if err := s.checkOpen(); err != nil {
+		s.mu.RUnlock()
+		return nil, err
+	}
+	e := s.m.accounts[account]
+	known := e != nil && s.m.visible(e)
+	s.mu.RUnlock()
+	if !known {
+		// Not in the mirror yet; Account reads it from the bucket.
+		if _, err := s.Account(ctx, account); err != nil {
+			return nil, err
+		}
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	au := s.m.byAcct[account]
+	if au == nil {
+		return []provision.User{}, nil
+	}
+	list := au.list
+	if name != nil {
+		list = au.byName[*name]
+	}
+	out := make([]provision.User, 0, len(list))
+	for _, e := range list {
+		if !e.gone {
+			out = append(out, e.u)
+		}
+	}
+	return out, nil
+}
+
+// pendingWrite is a user record written asynchronously whose write is not
+// acknowledged yet.
+type pendingWrite struct {
+	key   string
+	data  []byte
+	entry *userEntry // what the write made visible in the mirror
+	msg   *nats.Msg  // the message of the attempt in flight
+	err   error      // why the last attempt failed
+}
+
+// AddUser records an issued user. It fails with ErrConflict when the key
+// has a record and ErrNotFound when the account has no live record.
+//
+// With durable true it returns once the record is stored. With durable
+// false the record is visible at once and its write is acknowledged in the
+// background: failures that may pass are tried again until Close, and a
+// key that turns out taken (another instance issued it meanwhile) is
+// logged as an error naming the key and gives way to the other record.
+func (s *Store) AddUser(ctx context.Context, u provision.User, durable bool) error {
+	if err := validUser(u); err != nil {
+		return err
+	}
+	if err := s.liveAccount(ctx, u.Account); err != nil {
+		return err
+	}
+	return s.addUser(ctx, u, durable)
+}
+
+// liveAccount fails with ErrNotFound unless the account is live.
+func (s *Store) liveAccount(ctx context.Context, pub string) error {
+	a, err := s.Account(ctx, pub)
+	if err != nil {
+		return err
+	}
+	if !a.Live() {
+		return fmt.Errorf("kvstore: account %s is %s: %w", pub, a.Phase, provision.ErrNotFound)
+	}
+	return nil
+}
+
+func (s *Store) addUser(ctx context.Context, u provision.User, durable bool) error {
+	key := userKey(u.PublicKey)
+	data, err := json.Marshal(u)
+	if err != nil {
+		return fmt.Errorf("kvstore: encode user %s: %w", u.PublicKey, err)
+	}
+	conflict := fmt.Errorf("kvstore: user %s: %w: the key has a record", u.PublicKey, provision.ErrConflict)
+
+	s.mu.Lock()
+	if err := s.checkOpen(); err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	if s.m.users[u.PublicKey] != nil {
+		s.mu.Unlock()
+		return conflict
+	}
+	s.amu.Lock()
+	_, inFlight := s.pending[key]
+	if !inFlight {
+		p := &pendingWrite{key: key, data: data}
+		if !durable {
+			// Visible at once; the write is acknowledged in the background.
+			p.entry = s.m.putUser(u, true)
+		}
+		s.pending[key] = p
+	}
+	p := s.pending[key]
+	expected := s.m.revs[key] // 0, or the delete marker of a removed record
+	s.amu.Unlock()
+	s.mu.Unlock()
+	if inFlight {
+		return conflict
+	}
+
+	if durable {
+		ctx, cancel := s.ctx(ctx)
+		defer cancel()
+		rev, err := s.kv.Create(ctx, key, data)
+		s.amu.Lock()
+		delete(s.pending, key)
+		s.amu.Unlock()
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return conflict
+		}
+		if err != nil {
+			return mapErr("add user "+u.PublicKey, err)
+		}
+		s.mu.Lock()
+		s.m.apply(change{key: key, rev: rev, user: &u})
+		s.mu.Unlock()
+		return nil
+	}
+
+	if err := s.publish(p, expected); err != nil {
+		s.amu.Lock()
+		delete(s.pending, key)
+		s.amu.Unlock()
+		s.mu.Lock()
+		if s.m.users[u.PublicKey] == p.entry {
+			s.m.dropUser(u.PublicKey)
+		}
+		s.mu.Unlock()
+		return mapErr("add user "+u.PublicKey, err)
+	}
+	return nil
+}
+
+// publish sends an attempt of a pending write: a create, as kv.Create
+// makes it (the key's last revision must be expected).
+func (s *Store) publish(p *pendingWrite, expected uint64) error {
+	m := nats.NewMsg(s.subject + p.key)
+	m.Data = p.data
+	s.amu.Lock()
+	p.msg = m
+	s.amu.Unlock()
+	_, err := s.js.PublishMsgAsync(m, jetstream.WithExpectLastSequencePerSubject(expected))
+	return err
+}
+
+// asyncAcked is the jetstream package's callback for an acknowledged
+// asynchronous write. It must not block.
+func (s *Store) asyncAcked(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAck) {
+	key := strings.TrimPrefix(m.Subject, s.subject)
+	s.amu.Lock()
+	p := s.pending[key]
+	if p == nil || p.msg != m {
+		s.amu.Unlock()
+		return
+	}
+	delete(s.pending, key)
+	s.amu.Unlock()
+	s.confirm(p, ack.Sequence)
+}
+
+// asyncFailed is the jetstream package's callback for a failed
+// asynchronous write; it may hold the publisher's lock, so it only queues
+// the write for retryLoop.
+func (s *Store) asyncFailed(_ jetstream.JetStream, m *nats.Msg, err error) {
+	key := strings.TrimPrefix(m.Subject, s.subject)
+	s.amu.Lock()
+	p := s.pending[key]
+	if p == nil || p.msg != m {
+		s.amu.Unlock()
+		return
+	}
+	p.err = err
+	p.msg = nil
+	s.retryq = append(s.retryq, p)
+	s.amu.Unlock()
+	select {
+	case s.retrySig <- struct{}{}:
+	default:
+	}
+}
+
+// confirm records the revision a pending write was stored at.
+func (s *Store) confirm(p *pendingWrite, rev uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m.revs[p.key] < rev {
+		s.m.revs[p.key] = rev
+	}
+	if p.entry != nil && s.m.users[p.entry.u.PublicKey] == p.entry {
+		p.entry.pending = false
+	}
+}
+
+// maxRetrying bounds the failed asynchronous writes tried again at once.
+const maxRetrying = 32
+
+// retryLoop starts a retry for every failed asynchronous write, until the
+// store closes.
+func (s *Store) retryLoop() {
+	defer s.workers.Done()
+	sem := make(chan struct{}, maxRetrying)
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.retrySig:
+		}
+		s.amu.Lock()
+		q := s.retryq
+		s.retryq = nil
+		s.amu.Unlock()
+		for _, p := range q {
+			s.retries.Add(1)
+			go func() {
+				defer s.retries.Done()
+				s.retry(p, sem)
+			}()
+		}
+	}
+}
+
+// retry writes a pending record again, synchronously, until it is stored,
+// found taken, or the store closes. kv.Create tells a key that exists;
+// an existing record equal to this one is an earlier attempt that was
+// stored after all.
+func (s *Store) retry(p *pendingWrite, sem chan struct{}) {
+	s.log.Warn("kvstore: asynchronous user write failed; trying again", "key", p.key, "error", p.err)
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		select {
+		case <-s.stop:
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+		select {
+		case <-s.stop:
+			return
+		case sem <- struct{}{}:
+		}
+		rev, other, err := s.createOnce(p)
+		<-sem
+		switch {
+		case err == nil && other == nil:
+			s.amu.Lock()
+			delete(s.pending, p.key)
+			s.amu.Unlock()
+			s.confirm(p, rev)
+			s.log.Info("kvstore: asynchronous user write stored after retrying", "key", p.key, "attempts", attempt+1)
+			return
+		case other != nil:
+			s.log.Error("kvstore: user key was issued twice; keeping the record stored first, this instance's is dropped", "key", p.key)
+			s.amu.Lock()
+			delete(s.pending, p.key)
+			s.amu.Unlock()
+			c := s.decode(other)
+			s.mu.Lock()
+			if p.entry != nil && s.m.users[p.entry.u.PublicKey] == p.entry {
+				s.m.dropUser(p.entry.u.PublicKey)
+			}
+			if c.err == nil {
+				s.m.apply(c)
+			}
+			s.mu.Unlock()
+			return
+		case !transient(err) && attempt >= 5:
+			s.log.Error("kvstore: asynchronous user write failed for good; the user works but is missing from user.list", "key", p.key, "error", err)
+			s.amu.Lock()
+			delete(s.pending, p.key)
+			s.amu.Unlock()
+			s.mu.Lock()
+			if p.entry != nil && s.m.users[p.entry.u.PublicKey] == p.entry {
+				s.m.dropUser(p.entry.u.PublicKey)
+			}
+			s.mu.Unlock()
+			return
+		}
+	}
+}
+
+// createOnce creates a pending record. It returns the revision stored at,
+// or the other entry holding the key, or the error.
+func (s *Store) createOnce(p *pendingWrite) (uint64, jetstream.KeyValueEntry, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
+	defer cancel()
+	rev, err := s.kv.Create(ctx, p.key, p.data)
+	if !errors.Is(err, jetstream.ErrKeyExists) {
+		return rev, nil, err
+	}
+	e, err := s.kv.Get(ctx, p.key)
+	if err != nil {
+		return 0, nil, err
+	}
+	if bytes.Equal(e.Value(), p.data) {
+		return e.Revision(), nil, nil
+	}
+	return 0, e, nil
+}
