@@ -29,6 +29,8 @@ const (
 	SubjectUserCreate    = "user.create"
 	SubjectUserList      = "user.list"
 	SubjectUserRevoke    = "user.revoke"
+	SubjectReconcile     = "reconcile"
+	SubjectStatus        = "status"
 )
 
 // Subject joins a prefix and an endpoint subject.
@@ -103,7 +105,7 @@ type CreateAccountRequest struct {
 // Tags and Description replace the current ones when given.
 type UpdateAccountRequest struct {
 	// Account is an account name or public key (A...).
-	Account            string         `json:"account"`
+	Account            string         `json:"account" aka:"name,public_key,account_name,id"`
 	Description        *string        `json:"description,omitempty"`
 	Limits             *AccountLimits `json:"limits,omitempty"`
 	DefaultPermissions *Permissions   `json:"default_permissions,omitempty"`
@@ -113,7 +115,7 @@ type UpdateAccountRequest struct {
 // AccountRequest is the body of account.get and account.delete.
 type AccountRequest struct {
 	// Account is an account name or public key (A...).
-	Account string `json:"account"`
+	Account string `json:"account" aka:"name,public_key,account_name,id"`
 }
 
 // Account describes an account in replies.
@@ -167,9 +169,24 @@ type ListAccountsReply struct {
 	NextOffset int `json:"next_offset,omitempty"`
 }
 
+// Phases of a deleted account in DeleteAccountReply.
+const (
+	// PhaseDisabled: the account is disabled on every server that answered
+	// (no connections, every user revoked); the DELETE follows once every
+	// known server has confirmed that, which the reconciler sees to.
+	PhaseDisabled = "disabled"
+	// PhaseDeleted: every known server has dropped the account, or holds
+	// it disabled where servers do not allow deletes.
+	PhaseDeleted = "deleted"
+)
+
 // DeleteAccountReply is the reply of account.delete.
 type DeleteAccountReply struct {
-	Deleted  string        `json:"deleted"`
+	Deleted string `json:"deleted"`
+	// Phase is PhaseDeleted, or PhaseDisabled while some known server has
+	// not confirmed (Waiting names them).
+	Phase    string        `json:"phase"`
+	Waiting  []string      `json:"waiting,omitempty"`
 	Resolver []ServerReply `json:"resolver"`
 }
 
@@ -178,7 +195,7 @@ type DeleteAccountReply struct {
 // with it, only the JWT.
 type CreateUserRequest struct {
 	// Account is an account name or public key (A...).
-	Account string `json:"account"`
+	Account string `json:"account" aka:"account_name,account_id"`
 	// Name is unique among the account's active users.
 	Name      string `json:"name"`
 	PublicKey string `json:"public_key,omitempty"`
@@ -192,16 +209,33 @@ type CreateUserRequest struct {
 	BearerToken            bool     `json:"bearer_token,omitempty"`
 	AllowedConnectionTypes []string `json:"allowed_connection_types,omitempty"`
 	Tags                   []string `json:"tags,omitempty"`
+	// XKey is the caller's curve public key (X...). When the service
+	// generates the key, the seed and the creds file are then sealed to it
+	// (nkeys xkeys) instead of sent in the clear, so that another holder of
+	// the same creds, who may read the same replies, learns nothing.
+	XKey string `json:"xkey,omitempty"`
 }
 
 // User is an issued user in replies. Seed and Creds are set only when the
-// service generated the key.
+// service generated the key and the request named no xkey; with an xkey,
+// Sealed holds them instead.
 type User struct {
-	Name      string `json:"name"`
-	PublicKey string `json:"public_key"`
-	JWT       string `json:"jwt"`
-	Seed      string `json:"seed,omitempty"`
-	Creds     string `json:"creds,omitempty"`
+	Name      string  `json:"name"`
+	PublicKey string  `json:"public_key"`
+	JWT       string  `json:"jwt"`
+	Seed      string  `json:"seed,omitempty"`
+	Creds     string  `json:"creds,omitempty"`
+	Sealed    *Sealed `json:"sealed,omitempty"`
+}
+
+// Sealed holds a generated user's seed and creds file, each sealed with
+// nkeys xkeys from Sender to the request's xkey and base64-encoded: open
+// them with the caller's curve key pair and Sender
+// (kp.Open(decoded, Sender)).
+type Sealed struct {
+	Sender string `json:"sender"`
+	Seed   string `json:"seed"`
+	Creds  string `json:"creds"`
 }
 
 // CreateUserReply is the reply of user.create.
@@ -212,7 +246,7 @@ type CreateUserReply struct {
 // ListUsersRequest is the body of user.list.
 type ListUsersRequest struct {
 	// Account is an account name or public key (A...).
-	Account string `json:"account"`
+	Account string `json:"account" aka:"name,public_key,account_name,id"`
 	ListRequest
 }
 
@@ -237,9 +271,9 @@ type ListUsersReply struct {
 // RevokeUserRequest is the body of user.revoke.
 type RevokeUserRequest struct {
 	// Account is an account name or public key (A...).
-	Account string `json:"account"`
+	Account string `json:"account" aka:"account_name,account_id"`
 	// User is a user public key (U...) or the name of an active user.
-	User string `json:"user"`
+	User string `json:"user" aka:"name,public_key,user_name,key"`
 }
 
 // RevokeUserReply is the reply of user.revoke.
@@ -249,18 +283,100 @@ type RevokeUserReply struct {
 	Resolver []ServerReply `json:"resolver"`
 }
 
+// ReconcileRequest is the body of reconcile: run a reconcile pass now.
+type ReconcileRequest struct{}
+
+// ReconcileReply is the summary of a reconcile pass: it makes every server
+// hold the store's current version of every account, finishes deletes,
+// and reports accounts on the servers that the service does not know.
+type ReconcileReply struct {
+	// Servers is how many servers are known; Up how many answer.
+	Servers int `json:"servers"`
+	Up      int `json:"up"`
+	// Accounts is how many accounts the store holds, tombstones included.
+	Accounts int `json:"accounts"`
+	// Checked is how many were compared with every server's copy.
+	Checked int `json:"checked"`
+	// Pushed is how many accounts were pushed because a server lacked
+	// their current version.
+	Pushed int `json:"pushed"`
+	// Deleted is how many deletes were finished.
+	Deleted int `json:"deleted"`
+	// Expired is how many accounts were skipped because their JWT expired.
+	Expired int `json:"expired"`
+	// Orphans are accounts on the servers that this service does not
+	// manage (other than the system account and the service's own). They
+	// are reported and logged, never deleted.
+	Orphans []string `json:"orphans"`
+	// Failed is how many accounts could not be brought in line; the next
+	// pass tries again.
+	Failed int `json:"failed"`
+	// Messages is how many requests the pass sent to the servers.
+	Messages int `json:"messages"`
+	// Started is when the pass began (RFC 3339); Duration how long it
+	// took (a Go duration).
+	Started  string `json:"started"`
+	Duration string `json:"duration"`
+	// Skipped is set when another instance holds the reconciler lease.
+	Skipped string `json:"skipped,omitempty"`
+}
+
+// StatusRequest is the body of status.
+type StatusRequest struct{}
+
+// ServerStatus is one known server in StatusReply.
+type ServerStatus struct {
+	Name     string `json:"name"`
+	ID       string `json:"id"`
+	Up       bool   `json:"up"`
+	LastSeen string `json:"last_seen,omitempty"`
+}
+
+// StatusReply describes the instance that answered.
+type StatusReply struct {
+	Instance string `json:"instance"`
+	// Store is "file" or "jetstream".
+	Store string `json:"store"`
+	// Role is "leader" for the instance that reconciles, "follower" for
+	// the others; every instance answers requests.
+	Role    string         `json:"role"`
+	Version string         `json:"version,omitempty"`
+	Servers []ServerStatus `json:"servers"`
+	// LastReconcile is the summary of this instance's last pass.
+	LastReconcile *ReconcileReply `json:"last_reconcile,omitempty"`
+}
+
 // ErrorReply is the body of every failed request.
 type ErrorReply struct {
 	Error Error `json:"error"`
 }
 
-// Error is a failed request's code and description. The codes follow HTTP:
-// 400 invalid request, 403 forbidden, 404 not found, 409 conflict, 500
-// internal error, 502 a server refused, 503 the service is shutting down
-// or its store is unavailable, 504 no server answered.
+// Error codes of failed requests. They follow HTTP.
+const (
+	// CodeInvalid: bad JSON, wrong types, unknown fields, bad values.
+	CodeInvalid = 400
+	// CodeForbidden: the request targets what the caller may not change.
+	CodeForbidden = 403
+	// CodeNotFound: unknown account or user.
+	CodeNotFound = 404
+	// CodeConflict: a name or key that must be new is taken.
+	CodeConflict = 409
+	// CodeInternal: anything else; the service's log has the details.
+	CodeInternal = 500
+	// CodeRefused: a server refused the change.
+	CodeRefused = 502
+	// CodeUnavailable: the service is shutting down or its store cannot be
+	// reached; retry.
+	CodeUnavailable = 503
+	// CodeTimeout: no server answered, or the push could not be sent.
+	CodeTimeout = 504
+)
+
+// Error is a failed request's code (one of the Code constants) and
+// description.
 type Error struct {
 	Code        int    `json:"code"`
 	Description string `json:"description"`
 }
 
-func (e *Error) Error() string { return fmt.Sprintf("%s (%d)", e.Description, e.Code) }
+func (e *Error) Error() string { return fmt.Sprintf("%s (code %d)", e.Description, e.Code) }

@@ -424,7 +424,11 @@ func scale(ctx context.Context, e *Env, o Options, rep *Report) error {
 		return fmt.Errorf("bench: --accounts must be above %d", small)
 	}
 	fill := func(to int) error {
-		have := e.Service.Store.Len()
+		all, err := e.Service.Store.Accounts(ctx)
+		if err != nil {
+			return err
+		}
+		have := len(all)
 		if have >= to {
 			return nil
 		}
@@ -455,7 +459,10 @@ func scale(ctx context.Context, e *Env, o Options, rep *Report) error {
 			_, err := request(e.Admin, "prov.account.create", fmt.Appendf(nil, `{"name":"scale-%d-%d"}`, size, i))
 			return err
 		}))
-		accts := e.Service.Store.Accounts()
+		accts, err := e.Service.Store.Accounts(ctx)
+		if err != nil {
+			return nil, err
+		}
 		costs["account.get"] = keep(run(samples, o.C, func(i int) error {
 			_, err := request(e.Admin, "prov.account.get", fmt.Appendf(nil, `{"account":%q}`, accts[(i*7919)%len(accts)].PublicKey))
 			return err

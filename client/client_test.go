@@ -135,7 +135,9 @@ func TestAccountLifecycle(t *testing.T) {
 // an *Error with its wire code, matching its kind and no other.
 func TestErrorKinds(t *testing.T) {
 	t.Parallel()
-	env, c := started(t, bootstrap.Options{NoDelete: true})
+	// The server's resolver holds three accounts: the system account, the
+	// service's own and "taken"; it refuses a fourth.
+	env, c := started(t, bootstrap.Options{NoDelete: true, ResolverLimit: 3})
 	ctx := context.Background()
 	if _, err := c.CreateAccount(ctx, api.CreateAccountRequest{Name: "taken"}); err != nil {
 		t.Fatal(err)
@@ -177,10 +179,10 @@ func TestErrorKinds(t *testing.T) {
 			_, err := c.CreateUser(ctx, api.CreateUserRequest{Account: env.Init.SystemAccount, Name: "intruder"})
 			return err
 		}, client.ErrForbidden, 403, "system account"},
-		{"delete refused by the server", func() error {
-			_, err := c.DeleteAccount(ctx, api.AccountRequest{Account: "taken"})
+		{"create refused by the server", func() error {
+			_, err := c.CreateAccount(ctx, api.CreateAccountRequest{Name: "one-too-many"})
 			return err
-		}, client.ErrRefused, 502, "delete"},
+		}, client.ErrRefused, 502, "jwt store is full"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -202,6 +204,30 @@ func TestErrorKinds(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("a refused create leaves nothing", func(t *testing.T) {
+		if _, err := c.GetAccount(ctx, api.AccountRequest{Account: "one-too-many"}); !errors.Is(err, client.ErrNotFound) {
+			t.Errorf("GetAccount of the refused account: %v, want ErrNotFound", err)
+		}
+	})
+	// With allow_delete off the servers keep the disabled version: that is
+	// the end of a delete, not an error.
+	t.Run("delete where servers do not allow deletes", func(t *testing.T) {
+		got, err := c.GetAccount(ctx, api.AccountRequest{Account: "taken"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		del, err := c.DeleteAccount(ctx, api.AccountRequest{Account: "taken"})
+		if err != nil {
+			t.Fatalf("DeleteAccount: %v, want success", err)
+		}
+		if del.Deleted != got.Account.PublicKey || del.Phase != api.PhaseDeleted || len(del.Waiting) != 0 {
+			t.Errorf("DeleteAccount = %+v, want %s deleted, phase %q", del, got.Account.PublicKey, api.PhaseDeleted)
+		}
+		if _, err := c.GetAccount(ctx, api.AccountRequest{Account: "taken"}); !errors.Is(err, client.ErrNotFound) {
+			t.Errorf("GetAccount after DeleteAccount: %v, want ErrNotFound", err)
+		}
+	})
 }
 
 // TestNoService: nothing answers on the subject.
@@ -453,7 +479,8 @@ func TestIteratorsPage(t *testing.T) {
 
 // tap records what crosses the wire: the requests on prov.> (seen with the
 // provisioner's creds) and the replies on the admin's inboxes (seen by a
-// second admin connection).
+// second admin connection, which may subscribe to the admin's inbox prefix
+// as the first does).
 type tap struct {
 	mu       sync.Mutex
 	requests [][]byte
@@ -472,15 +499,23 @@ func newTap(t *testing.T, env *provtest.Env) *tap {
 		t.Fatal(err)
 	}
 	rep := env.Admin(t)
-	if _, err := rep.Subscribe("_INBOX.>", func(m *nats.Msg) {
+	if _, err := rep.Subscribe(bootstrap.AdminInboxPrefix+".>", func(m *nats.Msg) {
 		tp.mu.Lock()
 		tp.replies = append(tp.replies, m.Data)
 		tp.mu.Unlock()
 	}); err != nil {
 		t.Fatal(err)
 	}
-	req.Flush()
-	rep.Flush()
+	for _, nc := range []*nats.Conn{req, rep} {
+		// A refused subscription shows only as an asynchronous error,
+		// which arrives before the flush's PONG.
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.LastError(); err != nil {
+			t.Fatalf("the tap's subscriptions: %v", err)
+		}
+	}
 	return tp
 }
 
@@ -590,14 +625,24 @@ func TestCreateUserWithAPublicKey(t *testing.T) {
 	}
 	env.Connect(t, writeCreds(t, creds)).Close()
 
+	// A key is issued once: the same key again, under another name, is a
+	// conflict.
+	if _, err := c.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "bob-again", PublicKey: pub}); !errors.Is(err, client.ErrConflict) {
+		t.Fatalf("CreateUser with a key issued before: %v, want ErrConflict", err)
+	}
+
 	// A seed sent as the key is refused before it is sent.
 	tp := newTap(t, env)
 	_, err = c.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "carol", PublicKey: string(seed)})
 	if !errors.Is(err, client.ErrInvalid) || strings.Contains(err.Error(), string(seed)) {
 		t.Fatalf("a seed as public_key: %v", err)
 	}
-	// Something that is sent lets the tap see that nothing came before it.
-	if _, err := c.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "dave", PublicKey: pub}); err != nil {
+	// Something that is sent lets the tap see that nothing came before it;
+	// dave has a key of his own.
+	dave, _ := nkeys.CreateUser()
+	defer dave.Wipe()
+	davePub, _ := dave.PublicKey()
+	if _, err := c.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "dave", PublicKey: davePub}); err != nil {
 		t.Fatal(err)
 	}
 	requests, _ := tp.wait(t, 1)

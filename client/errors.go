@@ -3,6 +3,8 @@ package client
 import (
 	"errors"
 	"fmt"
+
+	"github.com/natsprov/provisioner/api"
 )
 
 // The kinds of failure the service reports, one per wire code. A failed
@@ -26,14 +28,14 @@ var ErrNoService = errors.New("client: no provisioner answers")
 
 // kinds maps each wire code to its kind.
 var kinds = map[int]error{
-	400: ErrInvalid,
-	403: ErrForbidden,
-	404: ErrNotFound,
-	409: ErrConflict,
-	500: ErrInternal,
-	502: ErrRefused,
-	503: ErrUnavailable,
-	504: ErrTimeout,
+	api.CodeInvalid:     ErrInvalid,
+	api.CodeForbidden:   ErrForbidden,
+	api.CodeNotFound:    ErrNotFound,
+	api.CodeConflict:    ErrConflict,
+	api.CodeInternal:    ErrInternal,
+	api.CodeRefused:     ErrRefused,
+	api.CodeUnavailable: ErrUnavailable,
+	api.CodeTimeout:     ErrTimeout,
 }
 
 // Error is a request the service answered with an error: its code (HTTP

@@ -25,7 +25,9 @@ func Example() {
 	url, adminCreds, stop := startDeployment()
 	defer stop()
 
-	nc, err := nats.Connect(url, nats.UserCredentials(adminCreds))
+	// The admin's creds may read replies only under their own inbox
+	// prefix.
+	nc, err := nats.Connect(url, nats.UserCredentials(adminCreds), nats.CustomInboxPrefix(bootstrap.AdminInboxPrefix))
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -34,16 +34,17 @@ import (
 func main() {
 	url := flag.String("url", "", "NATS server URL")
 	creds := flag.String("creds", "", "admin creds file")
+	inbox := flag.String("inbox-prefix", "", "inbox prefix the creds may read replies on")
 	dir := flag.String("dir", "", "directory for the user's creds")
 	flag.Parse()
-	if err := run(*url, *creds, *dir); err != nil {
+	if err := run(*url, *creds, *inbox, *dir); err != nil {
 		fmt.Fprintln(os.Stderr, "outside:", err)
 		os.Exit(1)
 	}
 }
 
-func run(url, creds, dir string) error {
-	nc, err := nats.Connect(url, nats.UserCredentials(creds))
+func run(url, creds, inbox, dir string) error {
+	nc, err := nats.Connect(url, nats.UserCredentials(creds), nats.CustomInboxPrefix(inbox))
 	if err != nil {
 		return err
 	}
@@ -118,7 +119,7 @@ func TestUsedFromAnotherModule(t *testing.T) {
 		t.Fatalf("go build of a module that requires github.com/natsprov/provisioner: %v\n%s", err, out)
 	}
 
-	run := exec.CommandContext(ctx, bin, "-url", env.Server.URL(), "-creds", env.Init.AdminCreds, "-dir", t.TempDir())
+	run := exec.CommandContext(ctx, bin, "-url", env.Server.URL(), "-creds", env.Init.AdminCreds, "-inbox-prefix", bootstrap.AdminInboxPrefix, "-dir", t.TempDir())
 	out, err := run.CombinedOutput()
 	if err != nil {
 		t.Fatalf("the program failed: %v\n%s", err, out)

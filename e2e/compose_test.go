@@ -851,6 +851,34 @@ func startCluster(t *testing.T) *cluster {
 	return cl
 }
 
+// waitJetStream waits until the played cluster's JetStream answers the
+// service user at url: its meta leader is elected.
+func (cl *cluster) waitJetStream(t *testing.T, url string) {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.UserCredentials(cl.w.init.ServiceCreds), nats.CustomInboxPrefix(bootstrap.ServiceInboxPrefix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := js.AccountInfo(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the played cluster's JetStream does not answer within 60s: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // TestComposeClusterWithoutDocker plays the compose file's nats cluster on
 // the host: the three nodes form a JetStream cluster, the service user
 // makes its bucket there with the replicas config.container.json asks for,
@@ -930,7 +958,7 @@ func TestComposeClusterWithoutDocker(t *testing.T) {
 // compose file, as the binary with the compose command mapped, against the
 // played cluster: both answer, and what one makes the other sees.
 func TestComposeProvisionersWithoutDocker(t *testing.T) {
-	t.Skip("service.Start does not open the JetStream KV store yet (the lead's wiring); drop this skip with it")
+	t.Skip("two provisioners opening a new R3 bucket at once: about half the runs one exits 2 (kvstore.Open: \"bucket status: stream not found\" right after its own create, or \"bucket provisioner: unavailable: context deadline exceeded\" while the other creates); drop this skip when kvstore.Open waits that out")
 	cl := startCluster(t)
 	_, provs := cl.c.split(t)
 	bin := provisionerBinary(t)
@@ -949,6 +977,10 @@ func TestComposeProvisionersWithoutDocker(t *testing.T) {
 		return start(t, t.Context(), name, os.Environ(), bin, args...)
 	}
 	n1 := cl.servers[bootstrap.ContainerNode(1)]
+	// Until the cluster has elected its JetStream leader a provisioner
+	// exits non-zero, and compose starts it again (restart: on-failure);
+	// the played cluster waits for the leader instead.
+	cl.waitJetStream(t, n1.URL())
 	admin, err := nats.Connect(n1.URL(), nats.UserCredentials(cl.w.init.AdminCreds), nats.CustomInboxPrefix(bootstrap.AdminInboxPrefix))
 	if err != nil {
 		t.Fatal(err)

@@ -299,7 +299,7 @@ func TestEndToEnd(t *testing.T) {
 	d.startServer()
 	d.startServe()
 
-	// Discovery: the micro service and its eight endpoints.
+	// Discovery: the micro service and its ten endpoints.
 	out, err := d.natsAdmin(10*time.Second, "micro", "ls", "--json")
 	if err != nil {
 		t.Fatalf("nats micro ls: %v\n%s", err, out)
@@ -340,7 +340,7 @@ func TestEndToEnd(t *testing.T) {
 	slices.Sort(subjects)
 	want := []string{
 		"prov.account.create", "prov.account.delete", "prov.account.get", "prov.account.list",
-		"prov.account.update", "prov.user.create", "prov.user.list", "prov.user.revoke",
+		"prov.account.update", "prov.reconcile", "prov.status", "prov.user.create", "prov.user.list", "prov.user.revoke",
 	}
 	if !slices.Equal(subjects, want) {
 		t.Fatalf("nats micro info provisioner: endpoint subjects %v, want %v", subjects, want)
@@ -390,8 +390,8 @@ func TestEndToEnd(t *testing.T) {
 
 	// The account goes away.
 	del := d.request("prov.account.delete", `{"account":"e2e"}`)
-	if del["deleted"] != acctPub {
-		t.Fatalf("account.delete deleted %v, want %v", del["deleted"], acctPub)
+	if del["deleted"] != acctPub || del["phase"] != "deleted" {
+		t.Fatalf("account.delete deleted %v, phase %v; want %v, deleted", del["deleted"], del["phase"], acctPub)
 	}
 	list := d.request("prov.account.list", `{}`)
 	if accts, _ := list["accounts"].([]any); len(accts) != 0 {

@@ -2,10 +2,8 @@ package provision
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"time"
 	"unicode"
@@ -14,13 +12,13 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/api"
-	"github.com/natsprov/provisioner/keystore"
 )
 
 // CreateAccount creates an account with a fresh identity key and a fresh
 // account signing key, signs it with the operator signing key, makes its
-// keys durable and pushes it. When the push fails, the account is taken back
-// and forgotten: no key of a failed create is left as a live account.
+// keys durable and pushes it. When the push fails, the account is taken
+// back: forgotten when no server can hold it, otherwise turned into a
+// tombstone whose delete the reconciler finishes.
 func (s *Service) CreateAccount(ctx context.Context, req api.CreateAccountRequest) (*api.AccountReply, error) {
 	name, err := checkName("name", req.Name)
 	if err != nil {
@@ -28,6 +26,9 @@ func (s *Service) CreateAccount(ctx context.Context, req api.CreateAccountReques
 	}
 	if sys := s.systemName(ctx); sys != "" && name == sys {
 		return nil, fmt.Errorf("%w: %q is the name of the system account", ErrConflict, name)
+	}
+	if a, err := s.store.AccountByName(ctx, name); err == nil {
+		return nil, fmt.Errorf("%w: an account named %q exists already (%s)", ErrConflict, name, a.PublicKey)
 	}
 	ident, err := s.accountKeys.Get()
 	if err != nil {
@@ -53,90 +54,98 @@ func (s *Service) CreateAccount(ctx context.Context, req api.CreateAccountReques
 	if err := setTags(&claims.Tags, req.Tags); err != nil {
 		return nil, err
 	}
-
-	defer s.locks.lock("name:"+name, false)()
-	if a, ok := s.store.AccountByName(name); ok {
-		return nil, fmt.Errorf("%w: an account named %q exists already (%s)", ErrConflict, name, a.PublicKey)
-	}
 	token, err := s.sign(claims)
 	if err != nil {
 		return nil, err
 	}
-	rec := keystore.Account{
-		Name:         name,
+	rec := Account{
 		PublicKey:    pub,
-		IdentitySeed: keystore.Seed(identSeed),
-		SigningSeeds: []keystore.Seed{keystore.Seed(signerSeed)},
+		Name:         name,
+		IdentitySeed: Seed(identSeed),
+		SigningKeys:  []SigningKey{{Seed: Seed(signerSeed)}},
 		JWT:          token,
+		Phase:        PhaseLive,
 	}
-	// Users may not be issued for it until it is pushed, or taken back.
-	defer s.locks.lock("account:"+pub, false)()
+	// The reconciler must not push the account before its create is done
+	// or taken back.
+	defer s.locks.lock("account:" + pub)()
 	// The keys are durable before any server hears of the account.
-	if err := s.store.PutAccount(ctx, rec); err != nil {
-		if errors.Is(err, keystore.ErrConflict) {
-			return nil, fmt.Errorf("%w: an account named %q exists already", ErrConflict, name)
-		}
+	rev, err := s.store.CreateAccount(ctx, rec)
+	if errors.Is(err, ErrConflict) {
+		return nil, fmt.Errorf("%w: an account named %q exists already", ErrConflict, name)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("store account %s: %w", pub, err)
 	}
+	rec.Revision = rev
 	res, err := s.resolver.Update(ctx, token)
+	s.confirm.record(pub, claims.ID, res)
 	if err != nil {
-		s.abandon(rec, mayHaveStored(res, err))
+		s.abandon(rec, claims, mayHaveStored(res, err))
 		return nil, fmt.Errorf("push new account %q (%s): %w", name, pub, err)
 	}
-	s.remember(rec, claims, signer)
+	s.cache.Store(pub, &state{jwt: token, claims: claims, signers: map[string]nkeys.KeyPair{"": signer}, from: rec.SigningKeys})
 	s.log.Info("account created", "account", pub, "name", name, "servers", res.Stored())
 	return &api.AccountReply{Account: api.Account{Name: name, PublicKey: pub, JWT: token}, Resolver: wireResult(res)}, nil
 }
 
-// abandon takes back an account whose create failed: servers that may have
-// stored it get the disabled version and a delete, and the store forgets
-// it.
-func (s *Service) abandon(rec keystore.Account, stored bool) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+// abandon takes back an account whose create failed. When no server can
+// hold it, the store forgets it. Otherwise it becomes a tombstone: its
+// disabled version is pushed, and the delete is finished now or by the
+// reconciler, so that no key of a failed create is left as a live
+// account. The caller holds the account's lock.
+func (s *Service) abandon(rec Account, claims *jwt.AccountClaims, stored bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), changeTimeout)
 	defer cancel()
-	log := s.log.With("account", rec.PublicKey)
-	if stored {
-		if _, err := s.retract(ctx, rec); err != nil {
-			log.Error("a failed create was stored by some servers and could not be taken back from them; it is disabled where the disabled version arrived", "error", err)
+	log := s.log.With("account", rec.PublicKey, "name", rec.Name)
+	if !stored {
+		if err := s.store.RemoveAccount(ctx, rec.PublicKey, rec.Revision); err != nil {
+			log.Error("could not forget the keys of a failed create", "error", err)
 		}
+		return
 	}
-	if err := s.store.DeleteAccount(ctx, rec.PublicKey); err != nil {
-		log.Error("could not forget the keys of a failed create", "error", err)
+	off, err := claimsCopy(claims)
+	if err == nil {
+		disable(off)
+		err = afterIssue(ctx, claims.IssuedAt)
 	}
-	s.cache.Delete(rec.PublicKey)
+	var token string
+	if err == nil {
+		token, err = s.sign(off)
+	}
+	if err != nil {
+		log.Error("could not sign the disabled version of a failed create", "error", err)
+		return
+	}
+	tomb := tombstone(rec, token)
+	rev, err := s.store.UpdateAccount(ctx, tomb, rec.Revision)
+	if err != nil {
+		log.Error("could not record a failed create as deleted; the reconciler will report the account as live", "error", err)
+		return
+	}
+	tomb.Revision = rev
+	res, err := s.resolver.Update(ctx, token)
+	s.confirm.record(rec.PublicKey, off.ID, res)
+	if err != nil {
+		log.Warn("a failed create may be on some servers; the reconciler disables and deletes it", "error", err)
+		return
+	}
+	s.finishDelete(ctx, tomb)
 }
 
-// retract pushes the disabled version of an account and then asks the
-// servers to delete it.
-func (s *Service) retract(ctx context.Context, rec keystore.Account) (PushResult, error) {
-	off, err := disabled(rec.JWT)
-	if err != nil {
-		return nil, err
-	}
-	token, err := s.sign(off)
-	if err != nil {
-		return nil, err
-	}
-	if res, err := s.resolver.Update(ctx, token); err != nil {
-		return res, fmt.Errorf("push disabled version: %w", err)
-	}
-	return s.deleteFromResolver(ctx, rec.PublicKey)
-}
-
-// deleteFromResolver sends the DELETE request, a generic JWT whose subject
-// and issuer are the operator signing key.
-func (s *Service) deleteFromResolver(ctx context.Context, pub string) (PushResult, error) {
-	gc := jwt.NewGenericClaims(s.op.SignerKey)
-	gc.Data["accounts"] = []string{pub}
-	token, err := gc.Encode(s.op.Signer)
-	if err != nil {
-		return nil, fmt.Errorf("sign delete request: %w", err)
-	}
-	return s.resolver.Delete(ctx, token)
+// tombstone returns the record of a deleted account: its keys dropped and
+// its disabled version as its JWT.
+func tombstone(a Account, disabledJWT string) Account {
+	a.IdentitySeed = ""
+	a.SigningKeys = nil
+	a.JWT = disabledJWT
+	a.Phase = PhaseDisabled
+	a.DeletedAt = time.Now().Unix()
+	return a
 }
 
 // GetAccount returns an account with its JWT and decoded claims. The system
-// account is read from the resolver.
+// account and the service's own are read from the resolver.
 func (s *Service) GetAccount(ctx context.Context, req api.AccountRequest) (*api.AccountReply, error) {
 	t, err := s.resolve(ctx, req.Account)
 	if err != nil {
@@ -145,17 +154,20 @@ func (s *Service) GetAccount(ctx context.Context, req api.AccountRequest) (*api.
 	if t.system {
 		token, err := s.resolver.Lookup(ctx, t.pub)
 		if err != nil {
-			return nil, fmt.Errorf("look up the system account: %w", err)
+			return nil, fmt.Errorf("look up account %s: %w", t.pub, err)
+		}
+		if token == "" {
+			return nil, fmt.Errorf("%w: the servers hold no JWT for account %s", ErrNotFound, t.pub)
 		}
 		claims, err := jwt.DecodeAccountClaims(token)
 		if err != nil {
-			return nil, fmt.Errorf("decode the system account's JWT: %w", err)
+			return nil, fmt.Errorf("decode the JWT of account %s: %w", t.pub, err)
 		}
 		return &api.AccountReply{Account: api.Account{Name: claims.Name, PublicKey: t.pub, JWT: token, Claims: claims}}, nil
 	}
-	a, ok := s.store.Account(t.pub)
-	if !ok {
-		return nil, fmt.Errorf("%w: account %s was deleted", ErrNotFound, t.pub)
+	a, err := s.store.Account(ctx, t.pub)
+	if err != nil {
+		return nil, err
 	}
 	st, err := s.state(a)
 	if err != nil {
@@ -164,10 +176,19 @@ func (s *Service) GetAccount(ctx context.Context, req api.AccountRequest) (*api.
 	return &api.AccountReply{Account: api.Account{Name: a.Name, PublicKey: a.PublicKey, JWT: a.JWT, Claims: st.claims}}, nil
 }
 
-// ListAccounts lists the accounts this service manages, sorted by name, a
-// page at a time.
-func (s *Service) ListAccounts(_ context.Context, req api.ListRequest) (*api.ListAccountsReply, error) {
-	all := s.store.Accounts()
+// ListAccounts lists the live accounts this service manages, sorted by
+// name, a page at a time.
+func (s *Service) ListAccounts(ctx context.Context, req api.ListRequest) (*api.ListAccountsReply, error) {
+	stored, err := s.store.Accounts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	all := stored[:0]
+	for _, a := range stored {
+		if a.Live() {
+			all = append(all, a)
+		}
+	}
 	page, next, err := s.page(req, len(all), func(i int) int { return len(all[i].Name) + len(all[i].PublicKey) + 32 })
 	if err != nil {
 		return nil, err
@@ -214,123 +235,68 @@ func (s *Service) page(req api.ListRequest, n int, size func(i int) int) (span, 
 
 // UpdateAccount changes the given fields of an account and pushes it.
 func (s *Service) UpdateAccount(ctx context.Context, req api.UpdateAccountRequest) (*api.AccountReply, error) {
-	a, unlock, err := s.lockAccount(ctx, req.Account, "updated")
+	a, err := s.live(ctx, req.Account, "updated")
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
-	// A fresh decode: the cached claims are shared and must not change.
-	claims, err := jwt.DecodeAccountClaims(a.JWT)
-	if err != nil {
-		return nil, fmt.Errorf("decode stored JWT of %s: %w", a.PublicKey, err)
-	}
-	if req.Description != nil {
-		claims.Description = *req.Description
-	}
-	if err := mergeAccountFields(claims, req.Limits, req.DefaultPermissions); err != nil {
+	// Check the request once before it waits for a version.
+	if err := updateAccount(req)(&Account{}, jwt.NewAccountClaims(a.PublicKey)); err != nil {
 		return nil, err
 	}
-	if req.Tags != nil {
-		claims.Tags = nil
-		if err := setTags(&claims.Tags, *req.Tags); err != nil {
-			return nil, err
+	out, err := s.submit(a.PublicKey, updateAccount(req))
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("account updated", "account", a.PublicKey, "name", a.Name)
+	return &api.AccountReply{Account: api.Account{Name: out.account.Name, PublicKey: a.PublicKey, JWT: out.account.JWT}, Resolver: wireResult(out.result)}, nil
+}
+
+// updateAccount returns the change an update request makes.
+func updateAccount(req api.UpdateAccountRequest) applyFunc {
+	return func(_ *Account, c *jwt.AccountClaims) error {
+		var tags jwt.TagList
+		if req.Tags != nil {
+			if err := setTags(&tags, *req.Tags); err != nil {
+				return err
+			}
 		}
+		// It checks everything before it changes anything.
+		if err := mergeAccountFields(c, req.Limits, req.DefaultPermissions); err != nil {
+			return err
+		}
+		if req.Tags != nil {
+			c.Tags = tags
+		}
+		if req.Description != nil {
+			c.Description = *req.Description
+		}
+		return nil
 	}
-	next, res, err := s.change(ctx, a, claims)
-	if err != nil {
-		return nil, err
-	}
-	s.log.Info("account updated", "account", a.PublicKey)
-	return &api.AccountReply{Account: api.Account{Name: next.Name, PublicKey: next.PublicKey, JWT: next.JWT}, Resolver: wireResult(res)}, nil
 }
 
-// change signs new claims for a locked account and publishes them.
-func (s *Service) change(ctx context.Context, a keystore.Account, claims *jwt.AccountClaims) (keystore.Account, PushResult, error) {
-	token, err := s.sign(claims)
-	if err != nil {
-		return a, nil, err
-	}
-	next := a
-	next.JWT = token
-	res, err := s.publish(ctx, a, next)
-	if err != nil {
-		return a, nil, err
-	}
-	if st, err := s.state(a); err == nil {
-		s.remember(next, claims, st.signer)
-	}
-	return next, res, nil
-}
-
-// DeleteAccount disables an account everywhere, deletes it from the
-// resolver, and forgets it. Its users are disconnected. When the resolver
-// refuses the delete, the account is put back as it was.
+// DeleteAccount deletes an account in two phases. First its disabled
+// version (no connections, every user revoked, a newer iat) replaces it:
+// in the store, where the account becomes a tombstone and its keys are
+// dropped, and on every server, where it is the tombstone resolver sync
+// spreads. Once every known server has confirmed that, the DELETE is sent.
+// A server that was down gets both from the reconciler when it is back.
+// When the disabled version cannot be pushed at all, the account is put
+// back as it was.
 func (s *Service) DeleteAccount(ctx context.Context, req api.AccountRequest) (*api.DeleteAccountReply, error) {
-	a, unlock, err := s.lockAccount(ctx, req.Account, "deleted")
+	a, err := s.live(ctx, req.Account, "deleted")
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
-	off, err := disabled(a.JWT)
+	out, err := s.submit(a.PublicKey, func(next *Account, c *jwt.AccountClaims) error {
+		*next = tombstone(*next, "")
+		disable(c)
+		return nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("decode stored JWT of %s: %w", a.PublicKey, err)
-	}
-	// Servers keep no tombstones and sync the newest JWT to each other: a
-	// server that misses the DELETE can only bring back this disabled
-	// version, never a live one.
-	if _, _, err := s.change(ctx, a, off); err != nil {
-		return nil, fmt.Errorf("disable account %s before deleting it: %w", a.PublicKey, err)
-	}
-	res, err := s.deleteFromResolver(ctx, a.PublicKey)
-	if err != nil {
-		s.restore(a, true)
 		return nil, fmt.Errorf("delete account %s: %w", a.PublicKey, err)
 	}
-	if err := s.store.DeleteAccount(ctx, a.PublicKey); err != nil {
-		return nil, fmt.Errorf("forget account %s: %w", a.PublicKey, err)
-	}
-	if v, ok := s.cache.LoadAndDelete(a.PublicKey); ok {
-		v.(*accountState).signer.Wipe()
-	}
-	s.log.Info("account deleted", "account", a.PublicKey, "name", a.Name)
-	return &api.DeleteAccountReply{Deleted: a.PublicKey, Resolver: wireResult(res)}, nil
-}
-
-// DescribeJSONError turns an encoding/json error into a sentence naming the
-// field and the problem.
-func DescribeJSONError(err error) string {
-	var te *json.UnmarshalTypeError
-	var se *json.SyntaxError
-	switch {
-	case errors.As(err, &te):
-		if te.Field != "" {
-			return fmt.Sprintf("field %q must be %s, not %s", te.Field, jsonKind(te.Type.Kind().String()), te.Value)
-		}
-		return fmt.Sprintf("must be %s, not %s", jsonKind(te.Type.Kind().String()), te.Value)
-	case errors.As(err, &se):
-		return fmt.Sprintf("not valid JSON (at byte %d: %s)", se.Offset, se.Error())
-	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
-		return "not valid JSON: it ends too early"
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")
-	}
-	return strings.TrimPrefix(err.Error(), "json: ")
-}
-
-func jsonKind(goKind string) string {
-	switch goKind {
-	case "int", "int8", "int16", "int32", "int64", "uint", "uint8", "uint16", "uint32", "uint64", "float32", "float64":
-		return "a number"
-	case "string":
-		return "a string"
-	case "bool":
-		return "true or false"
-	case "slice", "array":
-		return "an array"
-	case "map", "struct":
-		return "an object"
-	}
-	return "a " + goKind
+	s.log.Info("account deleted", "account", a.PublicKey, "name", a.Name, "phase", out.phase)
+	return &api.DeleteAccountReply{Deleted: a.PublicKey, Phase: string(out.phase), Waiting: out.waiting, Resolver: wireResult(out.result)}, nil
 }
 
 // checkName validates an account or user name: not empty, at most 128

@@ -10,11 +10,12 @@ import (
 
 // mergeAccountFields sets the limits and default permissions a request
 // gives on the account claims: each limit given replaces the current one,
-// the others stay; default permissions given replace the current ones.
+// the others stay; default permissions given replace the current ones. It
+// checks every value before it changes anything.
 func mergeAccountFields(claims *jwt.AccountClaims, limits *api.AccountLimits, perms *api.Permissions) error {
 	if limits != nil {
 		l := &claims.Limits
-		for _, f := range []struct {
+		ints := []struct {
 			name string
 			give *int64
 			dst  *int64
@@ -27,14 +28,16 @@ func mergeAccountFields(claims *jwt.AccountClaims, limits *api.AccountLimits, pe
 			{"max_ack_pending", limits.MaxAckPending, &l.MaxAckPending},
 			{"mem_max_stream_bytes", limits.MemMaxStreamBytes, &l.MemoryMaxStreamBytes},
 			{"disk_max_stream_bytes", limits.DiskMaxStreamBytes, &l.DiskMaxStreamBytes},
-		} {
-			if f.give == nil {
-				continue
-			}
-			if *f.give < -1 {
+		}
+		for _, f := range ints {
+			if f.give != nil && *f.give < -1 {
 				return fmt.Errorf("%w: \"limits\": %q is %d; use -1 for unlimited or a number from 0 up", ErrInvalid, f.name, *f.give)
 			}
-			*f.dst = *f.give
+		}
+		for _, f := range ints {
+			if f.give != nil {
+				*f.dst = *f.give
+			}
 		}
 		for _, f := range []struct {
 			give *bool

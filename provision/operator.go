@@ -119,6 +119,10 @@ func keyKind(pub string) string {
 // still a secret.
 var seedLike = regexp.MustCompile(`(?:^|[^A-Z2-7])(S[OAUNCXP][A-Z2-7]{28,})|(?:^|[^a-z2-7])(s[oauncxp][a-z2-7]{28,})`)
 
+// LooksLikeSeed reports whether s holds something like an nkey seed
+// anywhere (see looksLikeSeed).
+func LooksLikeSeed(s string) bool { return looksLikeSeed(s) }
+
 // looksLikeSeed reports whether s holds something like a seed. Such input
 // is refused without ever being echoed, stored or logged. An upper-case run
 // counts (names do not hold 30 capitals in a row); a lower-case one counts

@@ -1,11 +1,16 @@
 // Package provision is the provisioning domain: it creates, changes and
-// deletes accounts and issues and revokes users. Every change to an account
-// goes through one pipeline (publish): sign with the operator signing key,
-// validate what was signed, make it durable in the store, push it to the
-// resolver, and put things back as they were when the push fails.
+// deletes accounts and issues and revokes users, and keeps every server's
+// account resolver in line with its store.
 //
-// Requests for one account are serialized; requests for different accounts
-// run in parallel.
+// The store (Store) is the truth: every change is made durable there
+// before any server hears of it, with the revision it was based on, so that
+// several instances on one store cannot lose each other's changes. Changes
+// to one account are combined: those that arrive while a version is being
+// made join the next one, and each version's iat is strictly greater than
+// the last (resolver sync keeps the greater iat). A version is pushed to
+// every server; when the push fails the account is put back as it was. A
+// reconciler (Reconcile, Run) pushes what a server lacks, finishes deletes
+// in two phases, and reports accounts it does not know.
 package provision
 
 import (
@@ -13,66 +18,81 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/keypair"
-	"github.com/natsprov/provisioner/keystore"
 )
 
-// Store is what the service needs of the key store.
-type legacyStore interface {
-	Account(pub string) (keystore.Account, bool)
-	AccountByName(name string) (keystore.Account, bool)
-	Accounts() []keystore.Summary
-	Users(pub string) ([]keystore.User, error)
-	UsersNamed(pub, name string) ([]keystore.User, error)
-	PutAccount(ctx context.Context, a keystore.Account) error
-	DeleteAccount(ctx context.Context, pub string) error
-	AddUser(ctx context.Context, pub string, u keystore.User) error
-}
-
-var _ legacyStore = (*keystore.DirStore)(nil)
-
-// Resolver is what the service needs of the resolver client.
-type legacyResolver interface {
-	Update(ctx context.Context, accountJWT string) (PushResult, error)
-	Delete(ctx context.Context, token string) (PushResult, error)
-	Lookup(ctx context.Context, pub string) (string, error)
+// Leader tells whether this instance may run the reconciler: with several
+// instances on one store, one reconciles at a time. A nil Leader means this
+// instance always may.
+type Leader interface {
+	// TryLease takes or renews the lease name for ttl and reports whether
+	// this instance holds it.
+	TryLease(ctx context.Context, name string, ttl time.Duration) (bool, error)
 }
 
 // Config holds what a Service needs.
 type Config struct {
 	Operator *Operator
-	Store    legacyStore
-	Resolver legacyResolver
+	Store    Store
+	Resolver Resolver
+	// Leader decides which instance reconciles; nil: this one.
+	Leader Leader
+	// Instance names this instance in status replies and logs.
+	Instance string
+	// StoreKind is "file" or "jetstream", for status replies.
+	StoreKind string
+	// Protected are accounts besides the system account that requests must
+	// not change: the service's own account. They are not orphans either.
+	Protected []string
 	// MaxJWTSize is the largest account JWT the servers take (their
 	// max_payload). Default 1 MiB.
 	MaxJWTSize int
-	Logger     *slog.Logger
+	// DurableUserRecords makes user.create wait until the user's record is
+	// durable. Off, the record is visible at once and durable within
+	// moments; a key the caller sends is always recorded durably, since
+	// the record is what refuses it a second time.
+	DurableUserRecords bool
+	// ReconcileInterval is the time between reconcile passes. Default 30s.
+	ReconcileInterval time.Duration
+	// ReconcileRate bounds the LOOKUPs per second of a pass. Default 500.
+	ReconcileRate int
+	// TombstoneRetention is how long a finished delete's record is kept.
+	// Default 30 days.
+	TombstoneRetention time.Duration
+	Logger             *slog.Logger
 }
 
 // Service carries out provisioning requests. It is safe for concurrent use.
 type Service struct {
+	cfg      Config
 	op       *Operator
-	store    legacyStore
-	resolver legacyResolver
+	store    Store
+	resolver Resolver
 	maxJWT   int
 	log      *slog.Logger
 
 	locks   keyedMutex
-	cache   sync.Map // account public key -> *accountState
+	queues  queues
+	cache   sync.Map // account public key -> *state
+	confirm confirmations
 	sysName atomic.Pointer[string]
 	// Fresh keys made ahead of the requests that need them.
 	userKeys    *keypair.Pool
 	accountKeys *keypair.Pool
+
+	rec reconciler
 }
 
-// New returns a Service.
+// New returns a Service. Start its reconciler with Run.
 func New(cfg Config) (*Service, error) {
 	if cfg.Operator == nil || cfg.Store == nil || cfg.Resolver == nil {
 		return nil, errors.New("provision: operator, store and resolver are required")
@@ -83,7 +103,20 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Service{
+	if cfg.ReconcileInterval <= 0 {
+		cfg.ReconcileInterval = 30 * time.Second
+	}
+	if cfg.ReconcileRate <= 0 {
+		cfg.ReconcileRate = 500
+	}
+	if cfg.TombstoneRetention <= 0 {
+		cfg.TombstoneRetention = 30 * 24 * time.Hour
+	}
+	if cfg.StoreKind == "" {
+		cfg.StoreKind = "file"
+	}
+	s := &Service{
+		cfg:         cfg,
 		op:          cfg.Operator,
 		store:       cfg.Store,
 		resolver:    cfg.Resolver,
@@ -91,56 +124,22 @@ func New(cfg Config) (*Service, error) {
 		log:         cfg.Logger,
 		userKeys:    keypair.NewPool(nkeys.PrefixByteUser, 1024),
 		accountKeys: keypair.NewPool(nkeys.PrefixByteAccount, 256),
-	}, nil
+	}
+	s.rec.init()
+	return s, nil
 }
 
-// Close stops making keys ahead and wipes those not handed out.
+// Close waits for the changes under way, stops making keys ahead and wipes
+// those not handed out, and the cached signing keys. Stop Run and the
+// requests first.
 func (s *Service) Close() {
+	s.queues.workers.Wait()
 	s.userKeys.Close()
 	s.accountKeys.Close()
-}
-
-// accountState is what the service derives from a stored account: its
-// decoded claims and its signing key pair. It is immutable: a change
-// replaces it.
-type accountState struct {
-	jwt    string
-	claims *jwt.AccountClaims
-	signer nkeys.KeyPair
-}
-
-// state returns the decoded form of a stored account, decoding it only when
-// its JWT changed since the last call. Callers must not modify the claims.
-func (s *Service) state(a keystore.Account) (*accountState, error) {
-	if v, ok := s.cache.Load(a.PublicKey); ok {
-		if st := v.(*accountState); st.jwt == a.JWT {
-			return st, nil
-		}
-	}
-	claims, err := jwt.DecodeAccountClaims(a.JWT)
-	if err != nil {
-		return nil, fmt.Errorf("decode stored JWT of %s: %w", a.PublicKey, err)
-	}
-	if len(a.SigningSeeds) == 0 {
-		return nil, fmt.Errorf("account %s has no signing seed in the store", a.PublicKey)
-	}
-	signer, err := keypair.FromSeed(a.SigningSeeds[0].Bytes())
-	if err != nil {
-		return nil, fmt.Errorf("account %s: stored signing seed is unusable", a.PublicKey)
-	}
-	st := &accountState{jwt: a.JWT, claims: claims, signer: signer}
-	s.cache.Store(a.PublicKey, st)
-	if _, ok := s.store.Account(a.PublicKey); !ok {
-		// Deleted meanwhile: do not keep its signing key around.
-		s.cache.Delete(a.PublicKey)
-	}
-	return st, nil
-}
-
-// remember caches the state of an account that was just published, so the
-// next request does not decode it again.
-func (s *Service) remember(a keystore.Account, claims *jwt.AccountClaims, signer nkeys.KeyPair) {
-	s.cache.Store(a.PublicKey, &accountState{jwt: a.JWT, claims: claims, signer: signer})
+	s.cache.Range(func(k, _ any) bool {
+		s.forget(k.(string))
+		return true
+	})
 }
 
 // systemName returns the system account's name, asking the resolver once.
@@ -149,7 +148,7 @@ func (s *Service) systemName(ctx context.Context) string {
 		return *n
 	}
 	token, err := s.resolver.Lookup(ctx, s.op.SystemAccount)
-	if err != nil {
+	if err != nil || token == "" {
 		return ""
 	}
 	claims, err := jwt.DecodeAccountClaims(token)
@@ -161,6 +160,12 @@ func (s *Service) systemName(ctx context.Context) string {
 	return name
 }
 
+// protected reports whether requests must not change the account: the
+// system account and the service's own.
+func (s *Service) protected(pub string) bool {
+	return pub == s.op.SystemAccount || slices.Contains(s.cfg.Protected, pub)
+}
+
 // target is an account a request names.
 type target struct {
 	pub    string
@@ -168,8 +173,8 @@ type target struct {
 }
 
 // resolve turns ACCOUNT, a name or a public key, into the account's public
-// key. The system account resolves with system set; an unknown name or key
-// is ErrNotFound.
+// key. The system account resolves with system set; an unknown name or key,
+// or a deleted account, is ErrNotFound.
 func (s *Service) resolve(ctx context.Context, ref string) (target, error) {
 	ref = strings.TrimSpace(ref)
 	switch {
@@ -181,15 +186,29 @@ func (s *Service) resolve(ctx context.Context, ref string) (target, error) {
 		if ref == s.op.SystemAccount {
 			return target{pub: ref, system: true}, nil
 		}
-		if _, ok := s.store.Account(ref); !ok {
+		if slices.Contains(s.cfg.Protected, ref) {
+			return target{pub: ref, system: true}, nil
+		}
+		a, err := s.store.Account(ctx, ref)
+		if errors.Is(err, ErrNotFound) {
 			return target{}, fmt.Errorf("%w: no account with public key %s is managed by this service", ErrNotFound, ref)
+		}
+		if err != nil {
+			return target{}, err
+		}
+		if !a.Live() {
+			return target{}, fmt.Errorf("%w: account %s (%q) was deleted at %s", ErrNotFound, ref, a.Name, time.Unix(a.DeletedAt, 0).UTC().Format(time.RFC3339))
 		}
 		return target{pub: ref}, nil
 	case nkeys.IsValidPublicKey(ref):
 		return target{}, fmt.Errorf("%w: \"account\" is a %s public key (%s); give an account name or an account public key (A...)", ErrInvalid, keyKind(ref), ref)
 	}
-	if a, ok := s.store.AccountByName(ref); ok {
+	a, err := s.store.AccountByName(ctx, ref)
+	if err == nil {
 		return target{pub: a.PublicKey}, nil
+	}
+	if !errors.Is(err, ErrNotFound) {
+		return target{}, err
 	}
 	if ref == s.systemName(ctx) {
 		return target{pub: s.op.SystemAccount, system: true}, nil
@@ -197,48 +216,43 @@ func (s *Service) resolve(ctx context.Context, ref string) (target, error) {
 	return target{}, fmt.Errorf("%w: no account named %q", ErrNotFound, ref)
 }
 
-// lockAccount resolves ref, refuses the system account, takes the account's
-// lock for writing and loads it. The caller must call the returned unlock.
-func (s *Service) lockAccount(ctx context.Context, ref, action string) (keystore.Account, func(), error) {
-	return s.lockIn(ctx, ref, action, false)
-}
-
-// lockIn is lockAccount, with the lock taken for reading when shared is set:
-// for work that changes nothing of the account but must not see a change
-// that is still being pushed, and may be undone.
-func (s *Service) lockIn(ctx context.Context, ref, action string, shared bool) (keystore.Account, func(), error) {
+// live resolves ref to a live account this service may change: the system
+// account and the service's own are ErrForbidden.
+func (s *Service) live(ctx context.Context, ref, action string) (Account, error) {
 	t, err := s.resolve(ctx, ref)
 	if err != nil {
-		return keystore.Account{}, nil, err
+		return Account{}, err
 	}
 	if t.system {
-		return keystore.Account{}, nil, fmt.Errorf("%w: the system account %s cannot be %s through this service", ErrForbidden, t.pub, action)
+		what := "the system account"
+		if t.pub != s.op.SystemAccount {
+			what = "the provisioner's own account"
+		}
+		return Account{}, fmt.Errorf("%w: %s %s cannot be %s through this service", ErrForbidden, what, t.pub, action)
 	}
-	unlock := s.locks.lock("account:"+t.pub, shared)
-	// Another request may have deleted it while this one waited.
-	a, ok := s.store.Account(t.pub)
-	if !ok {
-		unlock()
-		return keystore.Account{}, nil, fmt.Errorf("%w: account %s was deleted", ErrNotFound, t.pub)
+	a, err := s.store.Account(ctx, t.pub)
+	if err != nil {
+		return Account{}, err
 	}
-	return a, unlock, nil
+	if !a.Live() {
+		return Account{}, fmt.Errorf("%w: account %s was deleted", ErrNotFound, t.pub)
+	}
+	return a, nil
 }
 
-// keyedMutex is a set of read-write mutexes, one per key, that exist only
-// while used.
+// keyedMutex is a set of mutexes, one per key, that exist only while used.
 type keyedMutex struct {
 	mu sync.Mutex
 	m  map[string]*keyedLock
 }
 
 type keyedLock struct {
-	sync.RWMutex
+	sync.Mutex
 	refs int
 }
 
-// lock takes the lock of key, for reading when shared is set, and returns
-// its unlock.
-func (k *keyedMutex) lock(key string, shared bool) (unlock func()) {
+// lock takes the lock of key and returns its unlock.
+func (k *keyedMutex) lock(key string) (unlock func()) {
 	k.mu.Lock()
 	if k.m == nil {
 		k.m = map[string]*keyedLock{}
@@ -250,17 +264,9 @@ func (k *keyedMutex) lock(key string, shared bool) (unlock func()) {
 	}
 	l.refs++
 	k.mu.Unlock()
-	if shared {
-		l.RLock()
-	} else {
-		l.Lock()
-	}
+	l.Lock()
 	return func() {
-		if shared {
-			l.RUnlock()
-		} else {
-			l.Unlock()
-		}
+		l.Unlock()
 		k.mu.Lock()
 		if l.refs--; l.refs == 0 {
 			delete(k.m, key)

@@ -129,6 +129,17 @@ func inboxUserCreds(t *testing.T, res *bootstrap.Result, inboxPrefix string) str
 	})
 }
 
+// pingOnlyCreds writes the creds of a system account user that may use
+// the claims API and ping the servers, and subscribe only to replies under
+// inboxPrefix: not to the server events.
+func pingOnlyCreds(t *testing.T, res *bootstrap.Result, inboxPrefix string) string {
+	t.Helper()
+	return sysUserCreds(t, res, "pinger", func(uc *jwt.UserClaims) {
+		uc.Pub.Allow.Add("$SYS.REQ.CLAIMS.>", "$SYS.REQ.ACCOUNT.*.CLAIMS.LOOKUP", "$SYS.REQ.SERVER.PING.>")
+		uc.Sub.Allow.Add(inboxPrefix + ".>")
+	})
+}
+
 // sysUserCreds writes the creds of a system account user, signed by the
 // system account's signing key that Init puts aside, with the permissions
 // that perms sets (none: everything allowed).
@@ -235,31 +246,38 @@ func TestCluster(t *testing.T) {
 		t.Cleanup(nc.Close)
 		return nc
 	}
+	// The provisioner's creds may read replies under their own inbox
+	// prefix only.
+	const prefix = bootstrap.ProvisionerInboxPrefix
 	// The servers answer pings across the routes once the system
 	// account's interest has spread; wait for that, so that the clients'
 	// first refresh finds all of them.
-	probe := connect(t, res.ProvisionerCreds)
+	probe := connect(t, res.ProvisionerCreds, nats.CustomInboxPrefix(prefix))
 	waitFor(t, 5*time.Second, "three servers answer the ping", func() bool { return pingCount(t, probe) == 3 })
 
-	// ev follows the server events on a connection whose creds allow
-	// replies only under a custom inbox prefix. Its refresh is too rare to
-	// matter here: what it notices, it notices from events.
-	const prefix = "_INBOX_resolver-test"
-	evConn := connect(t, inboxUserCreds(t, res, prefix), nats.CustomInboxPrefix(prefix))
+	// ev has the provisioner's creds, which allow replies only under their
+	// custom inbox prefix, and follows the server events. Its refresh is
+	// too rare to matter here: what it notices, it notices from events.
 	const evTimeout = 5 * time.Second
-	ev := newClient(t, evConn, resolver.Options{Timeout: evTimeout, RefreshInterval: time.Minute, ForgetAfter: time.Minute, Logger: provtest.Logger(t)})
+	var evLog provtest.SyncBuffer
+	evConn := connect(t, res.ProvisionerCreds, nats.CustomInboxPrefix(prefix))
+	ev := newClient(t, evConn, resolver.Options{
+		Timeout: evTimeout, RefreshInterval: time.Minute, ForgetAfter: time.Minute,
+		Logger: slog.New(slog.NewTextHandler(&evLog, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
 
-	// pg has today's provisioner creds, which do not allow the server
-	// events: it notices by pinging, often, and forgets fast. Its timeout
-	// is short to keep the test short, long enough for a loaded machine.
+	// pg is a user that may not subscribe to the server events: it
+	// notices by pinging, often, and forgets fast. Its timeout is short to
+	// keep the test short, long enough for a loaded machine.
 	const pgTimeout, pgRefresh, pgForget = 2 * time.Second, 250 * time.Millisecond, 4 * time.Second
 	var pgLog provtest.SyncBuffer
-	pg := newClient(t, connect(t, res.ProvisionerCreds), resolver.Options{
+	pg := newClient(t, connect(t, pingOnlyCreds(t, res, "_INBOX_pinger"), nats.CustomInboxPrefix("_INBOX_pinger")), resolver.Options{
 		Timeout: pgTimeout, RefreshInterval: pgRefresh, ForgetAfter: pgForget,
 		Logger: slog.New(slog.NewTextHandler(&pgLog, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	t.Cleanup(func() {
 		if t.Failed() {
+			t.Logf("ev's log:\n%s", evLog.String())
 			t.Logf("pg's log:\n%s", pgLog.String())
 		}
 	})
@@ -267,7 +285,7 @@ func TestCluster(t *testing.T) {
 	t.Run("inbox prefix enforced", func(t *testing.T) {
 		// The same creds without the prefix: the reply inbox is refused,
 		// and New says so instead of timing out on every request.
-		nc := connect(t, inboxUserCreds(t, res, prefix))
+		nc := connect(t, res.ProvisionerCreds)
 		_, err := resolver.New(ctx, nc, resolver.Options{Timeout: time.Second})
 		if !errors.Is(err, nats.ErrPermissionViolation) {
 			t.Fatalf("New on a connection whose inbox is not allowed: %v, want a permissions violation", err)
@@ -275,8 +293,11 @@ func TestCluster(t *testing.T) {
 		if err := evConn.LastError(); err != nil {
 			t.Errorf("the prefixed connection has an error: %v", err)
 		}
+		if strings.Contains(evLog.String(), "cannot follow server events") {
+			t.Errorf("the provisioner creds cannot follow server events; ev's log:\n%s", evLog.String())
+		}
 		if !strings.Contains(pgLog.String(), "cannot follow server events") {
-			t.Errorf("no warning that the provisioner creds cannot follow server events; log:\n%s", pgLog.String())
+			t.Errorf("no warning that creds without the server events cannot follow them; pg's log:\n%s", pgLog.String())
 		}
 	})
 

@@ -230,7 +230,7 @@ resolver_preload: { %s: %q }
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Stop)
-	nc, err := nats.Connect(srv.URL(), nats.UserCredentials(res.ProvisionerCreds))
+	nc, err := nats.Connect(srv.URL(), nats.UserCredentials(res.ProvisionerCreds), nats.CustomInboxPrefix(bootstrap.ProvisionerInboxPrefix))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,7 +24,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/natsprov/provisioner/api"
-	"github.com/natsprov/provisioner/keystore"
+	"github.com/natsprov/provisioner/jsonstrict"
 	"github.com/natsprov/provisioner/provision"
 )
 
@@ -40,6 +41,8 @@ type Provisioner interface {
 	CreateUser(context.Context, api.CreateUserRequest) (*api.CreateUserReply, error)
 	ListUsers(context.Context, api.ListUsersRequest) (*api.ListUsersReply, error)
 	RevokeUser(context.Context, api.RevokeUserRequest) (*api.RevokeUserReply, error)
+	Reconcile(context.Context, api.ReconcileRequest) (*api.ReconcileReply, error)
+	Status(context.Context, api.StatusRequest) (*api.StatusReply, error)
 }
 
 var _ Provisioner = (*provision.Service)(nil)
@@ -99,6 +102,8 @@ func (r *Responder) endpoints() []endpoint {
 		{"user_create", api.SubjectUserCreate, handle(p.CreateUser)},
 		{"user_list", api.SubjectUserList, handle(p.ListUsers)},
 		{"user_revoke", api.SubjectUserRevoke, handle(p.RevokeUser)},
+		{"reconcile", api.SubjectReconcile, handle(p.Reconcile)},
+		{"status", api.SubjectStatus, handle(p.Status)},
 	}
 }
 
@@ -193,7 +198,7 @@ func (r *Responder) dispatch(e endpoint) micro.HandlerFunc {
 		r.mu.Lock()
 		if r.closing {
 			r.mu.Unlock()
-			r.reply(req, 503, "the provisioner is shutting down; retry", nil)
+			r.reply(req, api.CodeUnavailable, "the provisioner is shutting down; retry", nil)
 			return
 		}
 		r.wg.Add(1)
@@ -279,27 +284,33 @@ func (r *Responder) reply(req micro.Request, code int, desc string, data []byte)
 // classify is the one place where errors become wire codes. Callers get
 // descriptions they can act on; internal details go to the log only.
 func (r *Responder) classify(e endpoint, err error) (int, string) {
-	code := 500
+	code := api.CodeInternal
 	switch {
 	case errors.Is(err, provision.ErrInvalid):
-		code = 400
+		code = api.CodeInvalid
 	case errors.Is(err, provision.ErrForbidden):
-		code = 403
-	case errors.Is(err, provision.ErrNotFound), errors.Is(err, keystore.ErrNotFound):
-		code = 404
-	case errors.Is(err, provision.ErrConflict), errors.Is(err, keystore.ErrConflict):
-		code = 409
+		code = api.CodeForbidden
+	case errors.Is(err, provision.ErrNotFound):
+		code = api.CodeNotFound
+	case errors.Is(err, provision.ErrConflict), errors.Is(err, provision.ErrStale):
+		code = api.CodeConflict
 	case errors.Is(err, provision.ErrRefused):
-		code = 502
+		code = api.CodeRefused
+	case errors.Is(err, provision.ErrUnavailable):
+		code = api.CodeUnavailable
 	case errors.Is(err, provision.ErrTimeout), errors.Is(err, provision.ErrNotSent):
-		code = 504
+		code = api.CodeTimeout
 	}
 	desc := oneLine(err.Error())
 	switch {
-	case code == 500:
+	case code == api.CodeInternal:
 		ref := strconv.FormatUint(r.seq.Add(1), 10)
 		r.log.Error("request failed", "subject", e.subject, "ref", ref, "error", err)
 		desc = fmt.Sprintf("internal error (ref %s); the provisioner's log has the details", ref)
+	case code == api.CodeUnavailable:
+		ref := strconv.FormatUint(r.seq.Add(1), 10)
+		r.log.Warn("request failed", "subject", e.subject, "code", code, "ref", ref, "error", err)
+		desc = fmt.Sprintf("the provisioner's store is unavailable; retry (ref %s: the provisioner's log has the details)", ref)
 	case code >= 500:
 		r.log.Warn("request failed", "subject", e.subject, "code", code, "error", desc)
 	default:
@@ -314,25 +325,50 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", "; ")), " ")
 }
 
-// decode reads a JSON object into v, refusing unknown fields, wrong types
-// and trailing data. An empty body is an empty object.
+// decode reads a JSON object into v with the one strict decoder: exact
+// field names (with a suggestion for a near miss), types named by the path
+// the caller wrote, no trailing data. An empty body is an empty object.
 func decode(body []byte, v any) error {
-	body = bytes.TrimSpace(body)
-	if len(body) == 0 {
-		body = []byte("{}")
+	// Public keys never look like seeds, so a seed anywhere in the body,
+	// in any string field, is a secret sent by mistake: refuse it before
+	// it is decoded, signed into a JWT, stored or echoed.
+	if provision.LooksLikeSeed(string(body)) || (bytes.IndexByte(body, '\\') >= 0 && escapedSeed(body)) {
+		return fmt.Errorf("%w: a value in the request looks like an nkey seed; seeds are secrets: never send them, and replace this one", provision.ErrInvalid)
 	}
-	if body[0] != '{' {
-		return fmt.Errorf("%w: the request must be a JSON object", provision.ErrInvalid)
+	err := jsonstrict.Decode(body, v)
+	if errors.Is(err, jsonstrict.ErrEmpty) {
+		err = jsonstrict.Decode([]byte("{}"), v)
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%w: %s", provision.ErrInvalid, provision.DescribeJSONError(err))
-	}
-	if dec.More() {
-		return fmt.Errorf("%w: unexpected data after the JSON object", provision.ErrInvalid)
+	if err != nil {
+		return fmt.Errorf("%w: %w", provision.ErrInvalid, err)
 	}
 	return nil
+}
+
+// escapedSeed reports whether a JSON body holds a seed written with escapes
+// (\u0053...), which the scan of the raw bytes does not see.
+func escapedSeed(body []byte) bool {
+	var v any
+	if json.Unmarshal(body, &v) != nil {
+		return false // the decoder says what is wrong
+	}
+	var walk func(any) bool
+	walk = func(v any) bool {
+		switch v := v.(type) {
+		case string:
+			return provision.LooksLikeSeed(v)
+		case []any:
+			return slices.ContainsFunc(v, walk)
+		case map[string]any:
+			for k, e := range v {
+				if provision.LooksLikeSeed(k) || walk(e) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	return walk(v)
 }
 
 // endpointStats counts what an endpoint did, measured around the real work.

@@ -9,78 +9,166 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/config"
-	"github.com/natsprov/provisioner/keystore"
+	"github.com/natsprov/provisioner/filestore"
+	"github.com/natsprov/provisioner/kvstore"
 	"github.com/natsprov/provisioner/provision"
 	"github.com/natsprov/provisioner/resolver"
 	"github.com/natsprov/provisioner/responder"
+	"github.com/natsprov/provisioner/seal"
 )
 
 // Version is the provisioner's version, shown by `nats micro info`.
-const Version = "0.1.0"
+const Version = "0.2.0"
+
+// Store is what the service needs of either store: the domain's contract,
+// and a Close.
+type Store interface {
+	provision.Store
+}
 
 // Service is a running provisioner.
 type Service struct {
 	// NC carries the requests and replies; PushNC carries the resolver
 	// traffic. A server handles what a connection publishes in order, and
 	// an UPDATE costs it a file write: on one connection, every reply would
-	// wait behind the pushes queued before it.
+	// wait behind the pushes queued before it. SvcNC is the connection in
+	// the service's own account (the KV store), nil without service_creds.
 	NC        *nats.Conn
 	PushNC    *nats.Conn
-	Store     *keystore.DirStore
+	SvcNC     *nats.Conn
+	Store     Store
 	Resolver  *resolver.Client
 	Provision *provision.Service
 	Responder *responder.Responder
 	Operator  *provision.Operator
-	log       *slog.Logger
-	closed    chan struct{}
-	pushDone  chan struct{}
-	stopOnce  sync.Once
-	stopErr   error
+	// ServiceAccount is the public key of the service's own account, ""
+	// when the config names no service_creds.
+	ServiceAccount string
+	log            *slog.Logger
+	conns          []*conn
+	stopRun        context.CancelFunc
+	runDone        chan struct{}
+	stopOnce       sync.Once
+	stopErr        error
 }
 
-// Start checks the operator key, opens the store, connects to NATS and
-// starts answering requests. On error everything started is stopped again.
-func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Service, err error) {
+// Option changes how Start starts the service.
+type Option func(*options)
+
+type options struct {
+	fault *Fault
+}
+
+// WithFault installs a test-only fault point (see Fault).
+func WithFault(f *Fault) Option { return func(o *options) { o.fault = f } }
+
+// Start checks the operator key, connects to NATS, opens the store, checks
+// that the creds may do what the service needs, and starts answering
+// requests and reconciling. On error everything started is stopped again.
+func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Option) (_ *Service, err error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	op, err := provision.LoadOperator(cfg.OperatorJWT, cfg.OperatorSigningKey)
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{Operator: op, log: log, closed: make(chan struct{}), pushDone: make(chan struct{})}
+	s := &Service{Operator: op, log: log}
 	defer func() {
 		if err != nil {
 			s.Stop()
 		}
 	}()
-	s.Store, err = keystore.Open(cfg.StoreDir, keystore.Options{Logger: log})
+	var sealKey *seal.Key
+	if cfg.SealKey != "" {
+		if sealKey, err = seal.Load(cfg.SealKey, cfg.SealKeyPrevious...); err != nil {
+			return nil, fmt.Errorf("seal_key: %w", err)
+		}
+	}
+	if cfg.ServiceCreds != "" {
+		if s.ServiceAccount, err = credsAccount(cfg.ServiceCreds); err != nil {
+			return nil, fmt.Errorf("service_creds: %w", err)
+		}
+	}
+	sys, err := s.connect(ctx, cfg, "provisioner", cfg.NATSCreds, bootstrap.ProvisionerInboxPrefix)
 	if err != nil {
 		return nil, err
 	}
-	if s.NC, err = connect(cfg, "provisioner", s.closed, log); err != nil {
-		return nil, err
-	}
+	s.NC = sys.nc
 	// No reconnect buffer for pushes: a push made while disconnected must
 	// fail at once, not reach the servers later, after the request that
 	// made it was answered with a failure and its change undone.
-	if s.PushNC, err = connect(cfg, "provisioner-resolver", s.pushDone, log, nats.ReconnectBufSize(-1)); err != nil {
-		return nil, err
-	}
-	s.Resolver, err = resolver.New(ctx, s.PushNC, resolver.Options{Timeout: time.Duration(cfg.ResolverTimeout), Logger: log})
+	push, err := s.connect(ctx, cfg, "provisioner-resolver", cfg.NATSCreds, bootstrap.ProvisionerInboxPrefix, nats.ReconnectBufSize(-1))
 	if err != nil {
 		return nil, err
 	}
+	s.PushNC = push.nc
+	s.Resolver, err = resolver.New(ctx, s.PushNC, resolver.Options{
+		Timeout:     time.Duration(cfg.ResolverTimeout),
+		ForgetAfter: time.Duration(cfg.ServerForgetAfter),
+		Logger:      log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	var leader provision.Leader
+	switch cfg.StoreKind() {
+	case config.StoreFile:
+		fs, err := filestore.Open(cfg.StoreDir, filestore.Options{Seal: sealKey, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		s.Store = fs
+	default:
+		svc, err := s.connect(ctx, cfg, "provisioner-store", cfg.ServiceCreds, bootstrap.ServiceInboxPrefix)
+		if err != nil {
+			return nil, err
+		}
+		s.SvcNC = svc.nc
+		kv, err := kvstore.Open(ctx, s.SvcNC, kvstore.Options{
+			Bucket:   cfg.KVBucket,
+			Replicas: cfg.KVReplicas,
+			Seal:     sealKey,
+			Instance: cfg.Instance,
+			Logger:   log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		s.Store, leader = kv, kv
+	}
+	var resolverAPI provision.Resolver = s.Resolver
+	if o.fault != nil {
+		resolverAPI = &faultResolver{Resolver: s.Resolver, f: o.fault}
+	}
+	var protected []string
+	if s.ServiceAccount != "" {
+		protected = append(protected, s.ServiceAccount)
+	}
 	s.Provision, err = provision.New(provision.Config{
-		Operator:   op,
-		Store:      s.Store,
-		Resolver:   s.Resolver,
-		MaxJWTSize: int(s.NC.MaxPayload()),
-		Logger:     log,
+		Operator:           op,
+		Store:              s.Store,
+		Resolver:           resolverAPI,
+		Leader:             leader,
+		Instance:           cfg.Instance,
+		StoreKind:          cfg.StoreKind(),
+		Protected:          protected,
+		MaxJWTSize:         int(s.NC.MaxPayload()),
+		DurableUserRecords: cfg.DurableUserRecords,
+		ReconcileInterval:  time.Duration(cfg.ReconcileInterval),
+		ReconcileRate:      cfg.ReconcileRate,
+		TombstoneRetention: time.Duration(cfg.TombstoneRetention),
+		Logger:             log,
 	})
 	if err != nil {
 		return nil, err
@@ -96,15 +184,54 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Servic
 	if err != nil {
 		return nil, err
 	}
+	// A subscription or publish the creds do not allow is refused by the
+	// server asynchronously: wait for the answers to what was sent so far,
+	// and refuse to run deaf.
+	for _, c := range s.conns {
+		if err := c.permitted(cfg); err != nil {
+			return nil, err
+		}
+	}
+	// What is pushed while disconnected may reach no server: reconcile
+	// after every reconnect.
+	push.onReconnect(s.Provision.Kick)
+	runCtx, cancel := context.WithCancel(context.Background())
+	s.stopRun, s.runDone = cancel, make(chan struct{})
+	go func() {
+		defer close(s.runDone)
+		s.Provision.Run(runCtx)
+	}()
 	log.Info("provisioner serving",
 		"url", s.NC.ConnectedUrlRedacted(),
+		"instance", cfg.Instance,
+		"store", cfg.StoreKind(),
 		"operator", op.PublicKey,
 		"signing_key", op.SignerKey,
 		"system_account", op.SystemAccount,
+		"service_account", s.ServiceAccount,
 		"prefix", cfg.SubjectPrefix,
-		"accounts", s.Store.Len(),
 		"servers", len(s.Resolver.Servers()))
 	return s, nil
+}
+
+// credsAccount returns the account of the user in a creds file.
+func credsAccount(path string) (string, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	token, err := jwt.ParseDecoratedJWT(raw)
+	if err != nil {
+		return "", fmt.Errorf("%s holds no user JWT", path)
+	}
+	uc, err := jwt.DecodeUserClaims(token)
+	if err != nil {
+		return "", fmt.Errorf("%s holds no user JWT: %w", path, err)
+	}
+	if uc.IssuerAccount != "" {
+		return uc.IssuerAccount, nil
+	}
+	return uc.Issuer, nil
 }
 
 // Stop drains the service: no new requests, those in flight answered, then
@@ -131,27 +258,29 @@ func (s *Service) stop() error {
 	if s.Responder != nil {
 		keep(s.Responder.Stop())
 	}
-	if s.Resolver != nil {
-		keep(s.Resolver.Close())
+	if s.stopRun != nil {
+		s.stopRun()
+		<-s.runDone
 	}
 	if s.Provision != nil {
 		s.Provision.Close()
 	}
-	for _, c := range []struct {
-		nc     *nats.Conn
-		closed chan struct{}
-	}{{s.NC, s.closed}, {s.PushNC, s.pushDone}} {
-		if c.nc == nil {
-			continue
+	if s.Resolver != nil {
+		keep(s.Resolver.Close())
+	}
+	// The store's connection closes after the store, which may still write.
+	for _, c := range s.conns {
+		if c.nc != s.SvcNC {
+			keep(c.close())
 		}
-		if err := c.nc.Drain(); err != nil {
-			keep(err)
-			c.nc.Close()
-		}
-		<-c.closed
 	}
 	if s.Store != nil {
 		keep(s.Store.Close())
+	}
+	for _, c := range s.conns {
+		if c.nc == s.SvcNC {
+			keep(c.close())
+		}
 	}
 	if s.Operator != nil {
 		s.Operator.Signer.Wipe()
@@ -159,43 +288,9 @@ func (s *Service) stop() error {
 	return first
 }
 
-// connect opens a connection with the service's creds that reconnects
-// forever; closed is closed when the connection is.
-func connect(cfg *config.Config, name string, closed chan struct{}, log *slog.Logger, extra ...nats.Option) (*nats.Conn, error) {
-	opts := []nats.Option{
-		nats.UserCredentials(cfg.NATSCreds),
-		// provisioner.creds may subscribe to this inbox prefix only.
-		nats.CustomInboxPrefix(bootstrap.ProvisionerInboxPrefix),
-		nats.Name(name),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250 * time.Millisecond),
-		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil { // nil: a drain on the way out
-				log.Warn("disconnected from NATS", "connection", name, "error", err)
-			}
-		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) {
-			log.Info("reconnected to NATS", "connection", name, "url", nc.ConnectedUrlRedacted())
-		}),
-		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
-			subj := ""
-			if sub != nil {
-				subj = sub.Subject
-			}
-			log.Error("NATS error", "connection", name, "subject", subj, "error", err)
-		}),
-	}
-	nc, err := nats.Connect(cfg.NATSURL, append(opts, extra...)...)
-	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", cfg.NATSURL, err)
-	}
-	return nc, nil
-}
-
 // Run starts the service and serves until ctx ends, then stops it.
-func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	s, err := Start(ctx, cfg, log)
+func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Option) error {
+	s, err := Start(ctx, cfg, log, opts...)
 	if err != nil {
 		return err
 	}

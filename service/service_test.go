@@ -28,7 +28,7 @@ func TestCreateWhileServerDownLeavesNothing(t *testing.T) {
 	if !errors.Is(err, provision.ErrNotSent) && !errors.Is(err, provision.ErrTimeout) {
 		t.Fatalf("create while the server is down: %v, want a resolver timeout", err)
 	}
-	if _, ok := svc.Store.AccountByName("acme"); ok {
+	if _, err := svc.Store.AccountByName(context.Background(), "acme"); err == nil {
 		t.Fatalf("the failed create left its keys in the store")
 	}
 	env.Restart(t)

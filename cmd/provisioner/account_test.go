@@ -90,7 +90,9 @@ func TestAccountCommands(t *testing.T) {
 // description and code, and exits 1.
 func TestAccountServiceErrors(t *testing.T) {
 	t.Parallel()
-	c := newCLI(t, bootstrap.Options{NoDelete: true})
+	// The server's resolver holds three accounts: the system account, the
+	// service's own and "taken"; it refuses a fourth.
+	c := newCLI(t, bootstrap.Options{NoDelete: true, ResolverLimit: 3})
 	c.mustRun(t, "account", "create", "taken")
 	tests := []struct {
 		name     string
@@ -103,7 +105,7 @@ func TestAccountServiceErrors(t *testing.T) {
 		{"duplicate", []string{"account", "create", "taken"}, "409", "taken"},
 		{"empty name", []string{"account", "create", ""}, "400", "name"},
 		{"system account", []string{"account", "update", c.env.Init.SystemAccount, "--conn", "1"}, "403", "system account"},
-		{"refused delete", []string{"account", "delete", "taken"}, "502", "delete"},
+		{"refused by the server", []string{"account", "create", "one-too-many"}, "502", "jwt store is full"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -114,4 +116,14 @@ func TestAccountServiceErrors(t *testing.T) {
 			}
 		})
 	}
+
+	// With allow_delete off the servers keep the disabled version: that is
+	// the end of a delete, not an error.
+	t.Run("delete where servers do not allow deletes", func(t *testing.T) {
+		var del api.DeleteAccountReply
+		decodeJSON(t, c.mustRun(t, "account", "delete", "taken", "--json"), &del)
+		if !strings.HasPrefix(del.Deleted, "A") || del.Phase != api.PhaseDeleted || len(del.Waiting) != 0 {
+			t.Errorf("account delete --json: %+v, want phase %q", del, api.PhaseDeleted)
+		}
+	})
 }

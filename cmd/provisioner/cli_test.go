@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,15 +13,6 @@ import (
 	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/provtest"
 )
-
-// TestMain keeps the connection settings of the machine running the tests
-// out of them: every test says where it connects.
-func TestMain(m *testing.M) {
-	for _, v := range []string{"NATS_URL", "NATS_CREDS", "NATS_CONTEXT"} {
-		os.Unsetenv(v)
-	}
-	os.Exit(m.Run())
-}
 
 // cli is a deployment with the service running, and the flags that
 // connect to it with the admin creds.

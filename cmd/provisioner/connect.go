@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsprov/provisioner/api"
@@ -41,7 +42,7 @@ func addConnFlags(c *command) *connFlags {
 	c.group("Connection flags", func(fs *flag.FlagSet) {
 		fs.StringVar(&f.server, "server", "", "NATS server `URL` (default: $NATS_URL, the context's url, then "+nats.DefaultURL+")")
 		fs.StringVar(&f.creds, "creds", "", "user credentials `FILE` (default: $NATS_CREDS, then the context's creds)")
-		fs.StringVar(&f.inboxPrefix, "inbox-prefix", "", "custom inbox `PREFIX` for replies, such as _INBOX_admin (default: the context's inbox_prefix, then _INBOX)")
+		fs.StringVar(&f.inboxPrefix, "inbox-prefix", "", "custom inbox `PREFIX` for replies, such as _INBOX_admin (default: the context's inbox_prefix, then the one prefix the creds may subscribe to, then _INBOX)")
 		fs.StringVar(&f.context, "context", "", "natscli context `NAME`, or the path of a context .json file (default: $NATS_CONTEXT)")
 		fs.StringVar(&f.prefix, "prefix", api.DefaultPrefix, "subject `PREFIX` of the provisioning service")
 		fs.DurationVar(&f.timeout, "timeout", client.DefaultTimeout, "how long to wait for each reply, a `DURATION`")
@@ -242,6 +243,9 @@ func (f *connFlags) connect() (*conn, error) {
 			return nil, fmt.Errorf("creds: %w", err)
 		}
 		opts = append(opts, nats.UserCredentials(creds))
+		if inbox == "" {
+			inbox = credsInbox(creds)
+		}
 	}
 	if inbox != "" {
 		opts = append(opts, nats.CustomInboxPrefix(inbox))
@@ -253,6 +257,39 @@ func (f *connFlags) connect() (*conn, error) {
 	c.nc, c.server = nc, server
 	c.client = client.New(nc, client.WithPrefix(f.prefix), client.WithTimeout(f.timeout))
 	return c, nil
+}
+
+// credsInbox returns the inbox prefix the user in a creds file must use:
+// the creds `provisioner init` writes may subscribe to one inbox prefix
+// only (_INBOX_admin.>), so that no other holder reads their replies. When
+// the user's subscribe permissions allow exactly one such prefix and not
+// _INBOX.>, that prefix; else "" (the default _INBOX).
+func credsInbox(path string) string {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	token, err := jwt.ParseDecoratedJWT(raw)
+	if err != nil {
+		return ""
+	}
+	uc, err := jwt.DecodeUserClaims(token)
+	if err != nil {
+		return ""
+	}
+	var found []string
+	for _, s := range uc.Permissions.Sub.Allow {
+		if s == "_INBOX.>" || s == ">" {
+			return ""
+		}
+		if p, ok := strings.CutSuffix(s, ".>"); ok && strings.HasPrefix(p, "_INBOX") && !strings.ContainsAny(p, "*>.") {
+			found = append(found, p)
+		}
+	}
+	if len(found) != 1 {
+		return ""
+	}
+	return found[0]
 }
 
 // firstOf returns the first of its arguments that is not empty.

@@ -31,9 +31,9 @@ func writeContext(t *testing.T, dir, name string, fields map[string]any) string 
 }
 
 // inboxAdmin issues a system user that may send provisioning requests and
-// read replies only on _INBOX_admin.>, as the admin of a deployment whose
-// creds allow only a custom inbox prefix; it returns its creds file.
-func inboxAdmin(t *testing.T, c *cli) string {
+// read replies only under the given inbox prefixes (each subscribed as
+// PREFIX.>); it returns its creds file.
+func inboxAdmin(t *testing.T, c *cli, inboxes ...string) string {
 	t.Helper()
 	seed, err := os.ReadFile(filepath.Join(c.env.Dir, bootstrap.SystemAccountSigningFile))
 	if err != nil {
@@ -51,7 +51,9 @@ func inboxAdmin(t *testing.T, c *cli) string {
 	uc.Name = "inbox-admin"
 	uc.IssuerAccount = c.env.Init.SystemAccount
 	uc.Pub.Allow.Add("prov.>")
-	uc.Sub.Allow.Add("_INBOX_admin.>")
+	for _, in := range inboxes {
+		uc.Sub.Allow.Add(in + ".>")
+	}
 	token, err := uc.Encode(signer)
 	if err != nil {
 		t.Fatal(err)
@@ -69,18 +71,23 @@ func inboxAdmin(t *testing.T, c *cli) string {
 }
 
 // TestConnectSettings checks where the connection settings come from: the
-// flags, a natscli context file, and the custom inbox prefix, against a
-// user that may read replies only on _INBOX_admin.>.
+// flags, a natscli context file, and the custom inbox prefix (a flag, the
+// context's, or else the one the creds may subscribe to), against users
+// that may read replies only under custom inbox prefixes, as the admin
+// creds Init writes (_INBOX_admin.>).
 func TestConnectSettings(t *testing.T) {
 	t.Parallel()
 	c := newCLI(t, bootstrap.Options{})
 	c.mustRun(t, "account", "create", "acme")
 	url, admin := c.env.Server.URL(), c.env.Init.AdminCreds
-	inboxCreds := inboxAdmin(t, c)
+	inboxCreds := inboxAdmin(t, c, "_INBOX_admin")
+	// Two prefixes: the creds do not say which one to use.
+	twoInboxCreds := inboxAdmin(t, c, "_INBOX_admin", "_INBOX_other")
 	dir := t.TempDir()
 	adminCtx := writeContext(t, dir, "admin", map[string]any{"description": "x", "url": url, "creds": admin, "color_scheme": "dark"})
 	inboxCtx := writeContext(t, dir, "inbox", map[string]any{"url": url, "creds": "file://" + inboxCreds, "inbox_prefix": "_INBOX_admin"})
 	noInboxCtx := writeContext(t, dir, "noinbox", map[string]any{"url": url, "creds": inboxCreds})
+	twoInboxCtx := writeContext(t, dir, "twoinbox", map[string]any{"url": url, "creds": twoInboxCreds})
 	wrongURLCtx := writeContext(t, dir, "wrong", map[string]any{"url": "nats://127.0.0.1:1", "creds": admin})
 
 	tests := []struct {
@@ -94,9 +101,13 @@ func TestConnectSettings(t *testing.T) {
 		{"inbox prefix flag", []string{"--server", url, "--creds", inboxCreds, "--inbox-prefix", "_INBOX_admin"}, ""},
 		{"flag over the context's url", []string{"--context", wrongURLCtx, "--server", url}, ""},
 		{"flag over the context's inbox prefix", []string{"--context", inboxCtx, "--inbox-prefix", "_INBOX_other", "--timeout", "1s"}, `Permissions Violation for Subscription to "_INBOX_other`},
-		{"default inbox not allowed", []string{"--context", noInboxCtx, "--timeout", "1s"}, `Permissions Violation for Subscription to "_INBOX.`},
-		// Today's admin creds may read replies on _INBOX.> only.
-		{"custom inbox with today's admin creds", []string{"--server", url, "--creds", admin, "--inbox-prefix", "_INBOX_admin", "--timeout", "1s"}, `Permissions Violation for Subscription to "_INBOX_admin`},
+		{"inbox prefix of the creds", []string{"--context", noInboxCtx}, ""},
+		{"default inbox not allowed", []string{"--context", twoInboxCtx, "--timeout", "1s"}, `Permissions Violation for Subscription to "_INBOX.`},
+		{"two inbox prefixes, one chosen", []string{"--context", twoInboxCtx, "--inbox-prefix", "_INBOX_other"}, ""},
+		{"admin creds with their inbox prefix", []string{"--server", url, "--creds", admin, "--inbox-prefix", bootstrap.AdminInboxPrefix}, ""},
+		// The admin creds Init writes may not read replies on _INBOX.>;
+		// the flag comes before the prefix of the creds.
+		{"default inbox with the admin creds", []string{"--server", url, "--creds", admin, "--inbox-prefix", "_INBOX", "--timeout", "1s"}, `Permissions Violation for Subscription to "_INBOX.`},
 		{"context's url", []string{"--context", wrongURLCtx}, "connect to nats://127.0.0.1:1"},
 	}
 	for _, tt := range tests {

@@ -116,7 +116,13 @@ func copyBinary(t *testing.T, dst string) {
 	}
 }
 
+// TestMain keeps the connection settings of the machine running the tests
+// out of them (every test says where it connects), and removes the binary
+// built for them.
 func TestMain(m *testing.M) {
+	for _, v := range []string{"NATS_URL", "NATS_CREDS", "NATS_CONTEXT"} {
+		os.Unsetenv(v)
+	}
 	code := m.Run()
 	if buildBin != "" {
 		os.RemoveAll(filepath.Dir(buildBin))

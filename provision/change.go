@@ -1,0 +1,487 @@
+package provision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+)
+
+// changeTimeout bounds the work of one version of an account: the wait for
+// the next second, the store write, the push and, when it fails, putting
+// things back. It does not end with the request that asked for the change:
+// a change once taken is finished or undone.
+const changeTimeout = 2 * time.Minute
+
+// maxStaleRetries bounds how often a version is made again on top of a
+// change another instance stored first.
+const maxStaleRetries = 8
+
+// applyFunc changes the working copy of an account and its claims. It must
+// leave both as they were when it returns an error. It may run more than
+// once, on newer versions, when another instance changed the account
+// first.
+type applyFunc func(a *Account, c *jwt.AccountClaims) error
+
+// published is what one version of an account was, and what its push did.
+type published struct {
+	account Account
+	claims  *jwt.AccountClaims
+	result  PushResult
+	// phase and waiting tell how far a delete got (PhaseDisabled with the
+	// servers that have not confirmed, or PhaseDeleted).
+	phase   Phase
+	waiting []string
+}
+
+// change is one requested change to an existing account, waiting for the
+// version it joins.
+type change struct {
+	apply applyFunc
+	done  chan struct{}
+	out   published
+	err   error
+}
+
+func (c *change) finish(out published, err error) {
+	c.out, c.err = out, err
+	close(c.done)
+}
+
+// queue holds the changes to one account that wait for the next version.
+type queue struct {
+	pending []*change
+}
+
+// queues are the per-account queues that have a worker.
+type queues struct {
+	mu      sync.Mutex
+	m       map[string]*queue
+	workers sync.WaitGroup
+}
+
+// submit hands a change to the account's worker, starting one if needed,
+// and waits for the version it joined. It does not give up when ctx ends:
+// a change once taken lands or is undone, and its caller must know which.
+func (s *Service) submit(pub string, apply applyFunc) (published, error) {
+	c := &change{apply: apply, done: make(chan struct{})}
+	qs := &s.queues
+	qs.mu.Lock()
+	if qs.m == nil {
+		qs.m = map[string]*queue{}
+	}
+	q := qs.m[pub]
+	start := q == nil
+	if start {
+		q = &queue{}
+		qs.m[pub] = q
+		qs.workers.Add(1)
+	}
+	q.pending = append(q.pending, c)
+	qs.mu.Unlock()
+	if start {
+		go s.work(pub, q)
+	}
+	<-c.done
+	return c.out, c.err
+}
+
+// take returns the changes waiting in q. With none, and last set, the
+// worker retires and the queue is removed.
+func (qs *queues) take(pub string, q *queue, last bool) []*change {
+	qs.mu.Lock()
+	defer qs.mu.Unlock()
+	b := q.pending
+	q.pending = nil
+	if len(b) == 0 && last {
+		delete(qs.m, pub)
+	}
+	return b
+}
+
+// work makes versions of one account until no change waits.
+func (s *Service) work(pub string, q *queue) {
+	defer s.queues.workers.Done()
+	for {
+		batch := s.queues.take(pub, q, true)
+		if len(batch) == 0 {
+			return
+		}
+		s.version(pub, q, batch)
+	}
+}
+
+// version makes one version of an account out of a batch of changes:
+// apply them to the current version, wait for the next second (changes
+// arriving meanwhile join), sign, store it with the revision it was based
+// on, push it, and put the account back when the push fails.
+func (s *Service) version(pub string, q *queue, batch []*change) {
+	ctx, cancel := context.WithTimeout(context.Background(), changeTimeout)
+	defer cancel()
+	defer s.locks.lock("account:" + pub)()
+	fail := func(cs []*change, err error) {
+		for _, c := range cs {
+			c.finish(published{}, err)
+		}
+	}
+	fresh := false
+	for attempt := 0; ; attempt++ {
+		a, err := s.account(ctx, pub, fresh)
+		if err != nil {
+			fail(batch, err)
+			return
+		}
+		if !a.Live() {
+			fail(batch, fmt.Errorf("%w: account %s (%q) was deleted", ErrNotFound, pub, a.Name))
+			return
+		}
+		prev, err := s.state(a)
+		if err != nil {
+			fail(batch, err)
+			return
+		}
+		next, claims := a, (*jwt.AccountClaims)(nil)
+		if claims, err = claimsCopy(prev.claims); err != nil {
+			fail(batch, err)
+			return
+		}
+		batch = applyAll(&next, claims, batch)
+		if len(batch) == 0 {
+			return
+		}
+		if err := afterIssue(ctx, prev.claims.IssuedAt); err != nil {
+			fail(batch, err)
+			return
+		}
+		// Changes that arrived during the wait join this version.
+		batch = append(batch, applyAll(&next, claims, s.queues.take(pub, q, false))...)
+		token, err := s.sign(claims)
+		if err != nil {
+			fail(batch, err)
+			return
+		}
+		next.JWT = token
+		rev, err := s.store.UpdateAccount(ctx, next, a.Revision)
+		if errors.Is(err, ErrStale) && attempt < maxStaleRetries {
+			// Another instance changed the account first: make this
+			// version again on top of theirs.
+			fresh = true
+			continue
+		}
+		if err != nil {
+			fail(batch, fmt.Errorf("store account %s: %w", pub, err))
+			return
+		}
+		next.Revision = rev
+		res, err := s.resolver.Update(ctx, token)
+		s.confirm.record(pub, claims.ID, res)
+		if err != nil {
+			s.restore(ctx, a, next, mayHaveStored(res, err))
+			fail(batch, fmt.Errorf("push account %s: %w", pub, err))
+			return
+		}
+		s.remember(next, claims, prev)
+		out := published{account: next, claims: claims, result: res, phase: next.Phase}
+		if next.Phase == PhaseDisabled {
+			out.phase, out.waiting = s.finishDelete(ctx, next)
+		}
+		s.afterPush(ctx, pub, token)
+		for _, c := range batch {
+			c.finish(out, nil)
+		}
+		return
+	}
+}
+
+// applyAll applies each change to the working copy; those that refuse are
+// finished with their error and left out of the result.
+func applyAll(a *Account, c *jwt.AccountClaims, batch []*change) []*change {
+	kept := batch[:0]
+	for _, ch := range batch {
+		if !a.Live() {
+			ch.finish(published{}, fmt.Errorf("%w: account %s is being deleted", ErrNotFound, a.PublicKey))
+			continue
+		}
+		if err := ch.apply(a, c); err != nil {
+			ch.finish(published{}, err)
+			continue
+		}
+		kept = append(kept, ch)
+	}
+	return kept
+}
+
+// account reads an account; fresh asks the store for its latest committed
+// version, past any cache, as a retry after ErrStale must.
+func (s *Service) account(ctx context.Context, pub string, fresh bool) (Account, error) {
+	var a Account
+	var err error
+	if l, ok := s.store.(latestReader); ok && fresh {
+		a, err = l.AccountLatest(ctx, pub)
+	} else {
+		a, err = s.store.Account(ctx, pub)
+	}
+	if errors.Is(err, ErrNotFound) {
+		return Account{}, fmt.Errorf("%w: account %s was deleted", ErrNotFound, pub)
+	}
+	return a, err
+}
+
+// latestReader is a store whose reads may lag its latest committed state
+// (a cache of a replicated store) and that can read past it.
+type latestReader interface {
+	AccountLatest(ctx context.Context, pub string) (Account, error)
+}
+
+// remember caches the state of a version that was just published, reusing
+// the signing key pairs of the version it was made from.
+func (s *Service) remember(next Account, claims *jwt.AccountClaims, prev *state) {
+	if !slices.Equal(next.SigningKeys, prev.from) {
+		// The signing keys changed: derive them again on next use.
+		s.cache.Delete(next.PublicKey)
+		return
+	}
+	s.cache.Store(next.PublicKey, &state{jwt: next.JWT, claims: claims, signers: prev.signers, from: prev.from})
+}
+
+// mayHaveStored tells whether a failed push may have left the change on
+// some server: one said it stored it, or one may have without saying so (no
+// answer in time). Only a push that was never sent, or that every server
+// answered without storing, left nothing.
+func mayHaveStored(res PushResult, err error) bool {
+	switch {
+	case errors.Is(err, ErrNotSent):
+		return false
+	case res.Stored() > 0:
+		return true
+	}
+	for _, r := range res {
+		if !r.Answered {
+			return true
+		}
+	}
+	return len(res) == 0
+}
+
+// restore puts an account back to prev after the push of next failed. When
+// a server may hold next, prev's content is signed anew (a newer iat) and
+// pushed; either way the store gets prev's content back at a new revision.
+// The caller holds the account's lock.
+func (s *Service) restore(ctx context.Context, prev, next Account, repush bool) {
+	log := s.log.With("account", prev.PublicKey, "name", prev.Name)
+	back := prev
+	if repush {
+		claims, err := decodeAccount(prev.JWT)
+		if err == nil {
+			err = afterIssue(ctx, mustIssued(next.JWT))
+		}
+		var token string
+		if err == nil {
+			token, err = s.sign(claims)
+		}
+		if err != nil {
+			log.Error("could not re-sign the previous version of an account after a failed push; the reconciler pushes the store's version", "error", err)
+			repush = false
+		} else {
+			back.JWT = token
+		}
+	}
+	rev, err := s.store.UpdateAccount(ctx, back, next.Revision)
+	if err != nil {
+		log.Error("could not put an account back in the store after a failed push; the reconciler pushes the store's version", "error", err)
+		return
+	}
+	back.Revision = rev
+	s.cache.Delete(prev.PublicKey)
+	if !repush {
+		return
+	}
+	res, err := s.resolver.Update(ctx, back.JWT)
+	s.confirm.record(back.PublicKey, jti(back.JWT), res)
+	if err != nil {
+		log.Error("could not push the previous version of an account after a failed push; the reconciler retries", "error", err)
+		return
+	}
+	log.Info("put an account back after a failed push")
+}
+
+// mustIssued returns the iat of a JWT this service signed, 0 if unreadable.
+func mustIssued(token string) int64 {
+	c, err := decodeAccount(token)
+	if err != nil {
+		return 0
+	}
+	return c.IssuedAt
+}
+
+// afterPush makes sure a push did not overwrite a newer version: with
+// several instances on one store, another may have stored and pushed a
+// newer version while this push was under way, and a server keeps whatever
+// arrives last. It reads the store past any cache and pushes what it holds
+// when that moved on.
+func (s *Service) afterPush(ctx context.Context, pub, pushed string) {
+	l, ok := s.store.(latestReader)
+	if !ok {
+		return // one instance: nothing else changes the account
+	}
+	cur, err := l.AccountLatest(ctx, pub)
+	if err != nil || cur.JWT == pushed || mustIssued(cur.JWT) < mustIssued(pushed) {
+		return
+	}
+	s.log.Info("account changed by another instance during a push; pushing the newer version", "account", pub)
+	res, err := s.resolver.Update(ctx, cur.JWT)
+	s.confirm.record(pub, jti(cur.JWT), res)
+	if err != nil {
+		s.log.Warn("could not push the newer version; the reconciler retries", "account", pub, "error", err)
+	}
+}
+
+// finishDelete moves a disabled account on: once every known server has
+// confirmed its disabled version, it sends the DELETE, and once every known
+// server has carried that out (or servers do not allow deletes), the
+// tombstone is final. It returns the phase reached and the servers still
+// waited for. The caller holds the account's lock.
+func (s *Service) finishDelete(ctx context.Context, a Account) (Phase, []string) {
+	log := s.log.With("account", a.PublicKey, "name", a.Name)
+	servers := s.resolver.Servers()
+	if waiting := s.confirm.missing(a.PublicKey, jti(a.JWT), servers); len(waiting) > 0 {
+		log.Info("account disabled; the DELETE waits for servers that have not confirmed", "waiting", strings.Join(waiting, ","))
+		return PhaseDisabled, waiting
+	}
+	res, err := s.deleteFromResolver(ctx, a.PublicKey)
+	var refused *RefusedError
+	switch {
+	case errors.As(err, &refused) && strings.Contains(refused.Reason, "delete must be enabled"):
+		// allow_delete is off: the disabled version is the end state.
+		log.Info("servers do not allow deletes; the account stays disabled on them")
+	case err != nil:
+		log.Warn("DELETE failed; the reconciler retries", "error", err)
+		return PhaseDisabled, names(servers)
+	default:
+		var waiting []string
+		for _, srv := range servers {
+			if !slices.ContainsFunc(res, func(r ServerReply) bool { return r.Server == srv.Name && r.Stored }) {
+				waiting = append(waiting, srv.Name)
+			}
+		}
+		if len(waiting) > 0 {
+			return PhaseDisabled, waiting
+		}
+	}
+	done := a
+	done.Phase = PhaseDeleted
+	if _, err := s.store.UpdateAccount(ctx, done, a.Revision); err != nil && !errors.Is(err, ErrStale) {
+		log.Warn("could not record a finished delete; the reconciler retries", "error", err)
+		return PhaseDisabled, nil
+	}
+	s.confirm.drop(a.PublicKey)
+	s.forget(a.PublicKey)
+	log.Info("account deleted from every known server")
+	return PhaseDeleted, nil
+}
+
+func names(servers []Server) []string {
+	out := make([]string, len(servers))
+	for i, s := range servers {
+		out[i] = s.Name
+	}
+	return out
+}
+
+// deleteFromResolver sends the DELETE request, a generic JWT whose subject
+// and issuer are the operator signing key.
+func (s *Service) deleteFromResolver(ctx context.Context, pub string) (PushResult, error) {
+	gc := jwt.NewGenericClaims(s.op.SignerKey)
+	gc.Data["accounts"] = []string{pub}
+	token, err := gc.Encode(s.op.Signer)
+	if err != nil {
+		return nil, fmt.Errorf("sign delete request: %w", err)
+	}
+	return s.resolver.Delete(ctx, token)
+}
+
+// confirmations record, per account, which version (JWT ID) each server
+// confirmed it stored. They live in memory: after a restart the
+// reconciler's LOOKUP sweep finds what they would have said.
+type confirmations struct {
+	mu sync.Mutex
+	m  map[string]map[string]string // account -> server name -> jti
+}
+
+// record notes the servers that stored a version.
+func (c *confirmations) record(pub, id string, res PushResult) {
+	if id == "" {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]map[string]string{}
+	}
+	for _, r := range res {
+		if !r.Stored || r.Server == "" {
+			continue
+		}
+		if c.m[pub] == nil {
+			c.m[pub] = map[string]string{}
+		}
+		c.m[pub][r.Server] = id
+	}
+}
+
+// set notes that the given servers hold version id.
+func (c *confirmations) set(pub, id string, servers []Server) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]map[string]string{}
+	}
+	if c.m[pub] == nil {
+		c.m[pub] = map[string]string{}
+	}
+	for _, srv := range servers {
+		c.m[pub][srv.Name] = id
+	}
+}
+
+// missing returns the known servers that have not confirmed version id.
+func (c *confirmations) missing(pub, id string, servers []Server) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, srv := range servers {
+		if c.m[pub][srv.Name] != id || id == "" {
+			out = append(out, srv.Name)
+		}
+	}
+	return out
+}
+
+// known reports whether anything is recorded for the account.
+func (c *confirmations) known(pub string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.m[pub]) > 0
+}
+
+// drop forgets an account.
+func (c *confirmations) drop(pub string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, pub)
+}
+
+// forgetServer forgets what a server confirmed: it restarted, possibly from
+// an old disk.
+func (c *confirmations) forgetServer(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, m := range c.m {
+		delete(m, name)
+	}
+}

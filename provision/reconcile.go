@@ -1,0 +1,345 @@
+package provision
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/natsprov/provisioner/api"
+)
+
+// reconcileWorkers bounds how many accounts a pass works on at once, so that
+// a pass over 10,000 accounts does not flood the servers.
+const reconcileWorkers = 8
+
+// leaseName is the lease the reconciling instance holds.
+const leaseName = "reconciler"
+
+// reconciler is the state of the reconcile loop.
+type reconciler struct {
+	kick    chan struct{}
+	running sync.Mutex // one pass at a time
+	leader  atomic.Bool
+	mu      sync.Mutex
+	last    *api.ReconcileReply
+}
+
+func (r *reconciler) init() {
+	r.kick = make(chan struct{}, 1)
+	r.leader.Store(true)
+}
+
+// Kick asks for a reconcile pass soon, as after a reconnect to NATS: what
+// was pushed while disconnected may have reached no server.
+func (s *Service) Kick() {
+	select {
+	case s.rec.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run reconciles until ctx ends: a pass at once, then every
+// ReconcileInterval, when kicked, and when a server (re)joins — a server
+// that returns from an outage starts with its old disk, so every version it
+// has not confirmed is pushed again at once, deletes first.
+func (s *Service) Run(ctx context.Context) {
+	t := time.NewTicker(s.cfg.ReconcileInterval)
+	defer t.Stop()
+	joined := s.resolver.Joined()
+	for {
+		if _, err := s.pass(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("reconcile pass failed; the next one tries again", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-s.rec.kick:
+		case srv := <-joined:
+			s.log.Info("server joined; pushing every version it has not confirmed", "server", srv.Name, "server_id", srv.ID)
+			s.confirm.forgetServer(srv.Name)
+		}
+	}
+}
+
+// Reconcile runs a pass now and returns its summary (prov.reconcile).
+func (s *Service) Reconcile(ctx context.Context, _ api.ReconcileRequest) (*api.ReconcileReply, error) {
+	return s.pass(ctx)
+}
+
+// Status describes this instance (prov.status).
+func (s *Service) Status(_ context.Context, _ api.StatusRequest) (*api.StatusReply, error) {
+	out := &api.StatusReply{Instance: s.cfg.Instance, Store: s.cfg.StoreKind, Role: "follower", Servers: []api.ServerStatus{}}
+	if s.rec.leader.Load() {
+		out.Role = "leader"
+	}
+	for _, srv := range s.resolver.Servers() {
+		st := api.ServerStatus{Name: srv.Name, ID: srv.ID, Up: srv.Up}
+		if !srv.LastSeen.IsZero() {
+			st.LastSeen = srv.LastSeen.UTC().Format(time.RFC3339)
+		}
+		out.Servers = append(out.Servers, st)
+	}
+	s.rec.mu.Lock()
+	if s.rec.last != nil {
+		last := *s.rec.last
+		out.LastReconcile = &last
+	}
+	s.rec.mu.Unlock()
+	return out, nil
+}
+
+// pass brings every server in line with the store:
+//   - an account whose current version some server has not confirmed is
+//     pushed again; the others are checked with a rate-limited LOOKUP, all
+//     replies counted and compared with the store's JWT (that catches sync
+//     swaps, pushes from elsewhere and servers restored from old disks);
+//   - deletes move on: the disabled version pushed, then the DELETE once
+//     every known server has confirmed it; a deleted account found on a
+//     server again is disabled and deleted again;
+//   - accounts on the servers that the store does not know are orphans:
+//     reported and logged, never deleted;
+//   - an expired account is not pushed again.
+func (s *Service) pass(ctx context.Context) (*api.ReconcileReply, error) {
+	s.rec.running.Lock()
+	defer s.rec.running.Unlock()
+	start := time.Now()
+	rep := &api.ReconcileReply{Started: start.UTC().Format(time.RFC3339), Orphans: []string{}}
+	finish := func() (*api.ReconcileReply, error) {
+		rep.Duration = time.Since(start).Round(time.Millisecond).String()
+		s.rec.mu.Lock()
+		s.rec.last = rep
+		s.rec.mu.Unlock()
+		return rep, nil
+	}
+	if s.cfg.Leader != nil {
+		held, err := s.cfg.Leader.TryLease(ctx, leaseName, 3*s.cfg.ReconcileInterval)
+		if err != nil {
+			return nil, err
+		}
+		s.rec.leader.Store(held)
+		if !held {
+			rep.Skipped = "another instance holds the reconciler lease"
+			return finish()
+		}
+	}
+	servers := s.resolver.Servers()
+	var up []Server
+	for _, srv := range servers {
+		if srv.Up {
+			up = append(up, srv)
+		}
+	}
+	rep.Servers, rep.Up = len(servers), len(up)
+	var msgs atomic.Int64
+	msgs.Add(1)
+	lists, err := s.resolver.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	onServers := map[string]bool{}
+	for _, accs := range lists {
+		for _, a := range accs {
+			onServers[a] = true
+		}
+	}
+	accounts, err := s.store.Accounts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rep.Accounts = len(accounts)
+	known := make(map[string]bool, len(accounts))
+	for _, a := range accounts {
+		known[a.PublicKey] = true
+	}
+	for pub := range onServers {
+		if !known[pub] && !s.protected(pub) {
+			rep.Orphans = append(rep.Orphans, pub)
+		}
+	}
+	sort.Strings(rep.Orphans)
+	for _, pub := range rep.Orphans {
+		s.log.Warn("orphan account on the servers: not managed by this service; left alone", "account", pub)
+	}
+	// Deletes first: a returning server may bring a deleted account back.
+	slices.SortStableFunc(accounts, func(a, b Account) int {
+		return boolRank(a.Live()) - boolRank(b.Live())
+	})
+
+	limiter := rate.NewLimiter(rate.Limit(s.cfg.ReconcileRate), max(1, s.cfg.ReconcileRate/10))
+	var mu sync.Mutex
+	count := func(f func()) {
+		mu.Lock()
+		f()
+		mu.Unlock()
+	}
+	work := make(chan Account)
+	var wg sync.WaitGroup
+	for range reconcileWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for a := range work {
+				out := s.reconcileAccount(ctx, a, up, onServers[a.PublicKey], limiter, &msgs)
+				count(func() {
+					switch {
+					case out.err != nil:
+						rep.Failed++
+						s.log.Warn("reconcile: could not bring an account in line; the next pass tries again", "account", a.PublicKey, "name", a.Name, "error", out.err)
+					case out.expired:
+						rep.Expired++
+					}
+					if out.checked {
+						rep.Checked++
+					}
+					if out.pushed {
+						rep.Pushed++
+					}
+					if out.deleted {
+						rep.Deleted++
+					}
+				})
+			}
+		}()
+	}
+	for _, a := range accounts {
+		select {
+		case work <- a:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	close(work)
+	wg.Wait()
+	rep.Messages = int(msgs.Load())
+	if rep.Pushed > 0 || rep.Deleted > 0 || rep.Failed > 0 || len(rep.Orphans) > 0 {
+		s.log.Info("reconcile pass", "accounts", rep.Accounts, "pushed", rep.Pushed, "deleted", rep.Deleted, "failed", rep.Failed, "orphans", len(rep.Orphans), "duration", time.Since(start).Round(time.Millisecond))
+	}
+	return finish()
+}
+
+func boolRank(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// accountOutcome is what a pass did for one account.
+type accountOutcome struct {
+	checked, pushed, deleted, expired bool
+	err                               error
+}
+
+// reconcileAccount brings one account in line.
+func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, listed bool, limiter *rate.Limiter, msgs *atomic.Int64) (out accountOutcome) {
+	id := jti(a.JWT)
+	if a.Phase == PhaseDeleted {
+		if listed {
+			// Brought back by a server that missed the delete.
+			out.pushed, out.deleted, out.err = s.repush(ctx, a.PublicKey, msgs)
+			return out
+		}
+		if time.Since(time.Unix(a.DeletedAt, 0)) > s.cfg.TombstoneRetention {
+			if err := s.store.RemoveAccount(ctx, a.PublicKey, a.Revision); err != nil && !errors.Is(err, ErrStale) && !errors.Is(err, ErrNotFound) {
+				out.err = err
+			}
+		}
+		return out
+	}
+	if a.Live() {
+		if c, err := decodeAccount(a.JWT); err == nil && c.Expires != 0 && c.Expires <= time.Now().Unix() {
+			out.expired = true
+			return out
+		}
+	}
+	needPush := s.confirm.known(a.PublicKey) && len(s.confirm.missing(a.PublicKey, id, up)) > 0
+	if !needPush {
+		if err := limiter.Wait(ctx); err != nil {
+			out.err = err
+			return out
+		}
+		msgs.Add(1)
+		copies, err := s.resolver.LookupAll(ctx, a.PublicKey)
+		if err != nil {
+			out.err = err
+			return out
+		}
+		out.checked = true
+		same := len(copies) >= len(up)
+		for _, c := range copies {
+			if c != a.JWT {
+				same = false
+			}
+		}
+		if same {
+			s.confirm.set(a.PublicKey, id, up)
+		} else {
+			needPush = true
+		}
+	}
+	if needPush {
+		out.pushed, out.deleted, out.err = s.repush(ctx, a.PublicKey, msgs)
+		return out
+	}
+	if a.Phase == PhaseDisabled {
+		// Every server holds the disabled version: send the DELETE.
+		unlock := s.locks.lock("account:" + a.PublicKey)
+		defer unlock()
+		cur, err := s.account(ctx, a.PublicKey, true)
+		if err != nil || cur.Phase != PhaseDisabled {
+			out.err = err
+			return out
+		}
+		msgs.Add(1)
+		phase, _ := s.finishDelete(ctx, cur)
+		out.deleted = phase == PhaseDeleted
+	}
+	return out
+}
+
+// repush pushes the store's current version of an account again, under
+// the account's lock, and moves a delete on. It never pushes a version
+// older than one a server may hold: versions only move forward in the
+// store, and it pushes the latest.
+func (s *Service) repush(ctx context.Context, pub string, msgs *atomic.Int64) (pushed, deleted bool, err error) {
+	defer s.locks.lock("account:" + pub)()
+	a, err := s.account(ctx, pub, true)
+	if errors.Is(err, ErrNotFound) {
+		return false, false, nil // forgotten meanwhile
+	}
+	if err != nil {
+		return false, false, err
+	}
+	msgs.Add(1)
+	res, err := s.resolver.Update(ctx, a.JWT)
+	s.confirm.record(pub, jti(a.JWT), res)
+	if err != nil {
+		return false, false, err
+	}
+	s.afterPush(ctx, pub, a.JWT)
+	switch a.Phase {
+	case PhaseDisabled:
+		msgs.Add(1)
+		phase, _ := s.finishDelete(ctx, a)
+		deleted = phase == PhaseDeleted
+	case PhaseDeleted:
+		msgs.Add(1)
+		if _, err := s.deleteFromResolver(ctx, pub); err != nil {
+			var refused *RefusedError
+			if !errors.As(err, &refused) {
+				return true, false, err
+			}
+		}
+		deleted = true
+	}
+	return true, deleted, nil
+}

@@ -1,0 +1,138 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natsprov/provisioner/config"
+)
+
+// conn is one of the service's NATS connections.
+type conn struct {
+	nc     *nats.Conn
+	name   string
+	creds  string
+	closed chan struct{}
+
+	mu          sync.Mutex
+	denied      []string // permission violations the server reported
+	reconnected func()
+}
+
+// connect opens a connection with a creds file that reconnects forever. The
+// first connection is retried with back-off until ctx ends, logging each
+// try: a provisioner started before its nats-server (a container, a
+// reboot) waits for it instead of exiting.
+func (s *Service) connect(ctx context.Context, cfg *config.Config, name, creds, inbox string, extra ...nats.Option) (*conn, error) {
+	c := &conn{name: name, creds: creds, closed: make(chan struct{})}
+	log := s.log.With("connection", name)
+	opts := []nats.Option{
+		nats.UserCredentials(creds),
+		// The creds `provisioner init` writes may subscribe to their own
+		// inbox prefix only, so that no other holder reads the replies.
+		nats.CustomInboxPrefix(inbox),
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ClosedHandler(func(*nats.Conn) { close(c.closed) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil { // nil: a drain on the way out
+				log.Warn("disconnected from NATS", "error", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("reconnected to NATS", "url", nc.ConnectedUrlRedacted())
+			c.mu.Lock()
+			f := c.reconnected
+			c.mu.Unlock()
+			if f != nil {
+				f()
+			}
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subj := ""
+			if sub != nil {
+				subj = sub.Subject
+			}
+			if errors.Is(err, nats.ErrPermissionViolation) {
+				c.mu.Lock()
+				c.denied = append(c.denied, err.Error())
+				c.mu.Unlock()
+			}
+			log.Error("NATS error", "subject", subj, "error", err)
+		}),
+	}
+	wait := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		nc, err := nats.Connect(cfg.NATSURL, append(opts, extra...)...)
+		if err == nil {
+			c.nc = nc
+			s.conns = append(s.conns, c)
+			return c, nil
+		}
+		if !retryable(err) {
+			return nil, fmt.Errorf("connect to %s with %s: %w", cfg.NATSURL, creds, err)
+		}
+		log.Warn("NATS is not reachable yet; retrying", "url", cfg.NATSURL, "attempt", attempt, "retry_in", wait, "error", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("connect to %s: %w (gave up: %w)", cfg.NATSURL, err, ctx.Err())
+		case <-t.C:
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// retryable tells a server that is not there yet from creds it refuses:
+// the first is waited for, the second is a configuration error.
+func retryable(err error) bool {
+	return !errors.Is(err, nats.ErrAuthorization) && !errors.Is(err, nats.ErrAuthExpired) &&
+		!errors.Is(err, nats.ErrAuthRevoked) && !strings.Contains(err.Error(), "Authorization Violation") &&
+		!strings.Contains(err.Error(), "nkey") && !strings.Contains(err.Error(), "creds")
+}
+
+// onReconnect calls f after every reconnect.
+func (c *conn) onReconnect(f func()) {
+	c.mu.Lock()
+	c.reconnected = f
+	c.mu.Unlock()
+}
+
+// permitted waits for the server's answer to everything sent so far on the
+// connection and fails, naming the creds and what they lack, when the
+// server refused a subscription or a publish.
+func (c *conn) permitted(cfg *config.Config) error {
+	// A round trip after the subscriptions and the first requests: a
+	// refusal is sent before the PONG. The error handler runs on its own
+	// goroutine, so give it a moment.
+	if err := c.nc.FlushTimeout(5 * time.Second); err != nil {
+		return fmt.Errorf("connection %s: %w", c.name, err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	c.mu.Lock()
+	denied := append([]string(nil), c.denied...)
+	c.mu.Unlock()
+	if len(denied) == 0 {
+		return nil
+	}
+	return fmt.Errorf("the creds %s may not do what the provisioner needs (%s); the server said: %s. Use the creds `provisioner init` wrote for it (provisioner.creds as nats_creds, service.creds as service_creds), or give these creds those permissions",
+		c.creds, c.name, strings.Join(denied, "; "))
+}
+
+// close drains the connection and waits until it is closed.
+func (c *conn) close() error {
+	err := c.nc.Drain()
+	if err != nil {
+		c.nc.Close()
+	}
+	<-c.closed
+	return err
+}
