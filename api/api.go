@@ -10,6 +10,7 @@ package api
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/nats-io/jwt/v2"
 )
@@ -90,6 +91,22 @@ type UserLimits struct {
 // ttl).
 type Permissions = jwt.Permissions
 
+// Role is a role of an account: a scoped signing key of the account whose
+// template the server applies to every user the key signs, so that a user
+// issued in a role can never have more than the role gives, whatever the
+// request that issued it said. Changing a role's template disconnects the
+// users it signed (they reconnect under the new template).
+type Role struct {
+	Pub    *jwt.Permission         `json:"pub,omitempty"`
+	Sub    *jwt.Permission         `json:"sub,omitempty"`
+	Resp   *jwt.ResponsePermission `json:"resp,omitempty"`
+	Limits *UserLimits             `json:"limits,omitempty"`
+	// BearerToken lets the role's users connect without proving they hold
+	// their key.
+	BearerToken            bool     `json:"bearer_token,omitempty"`
+	AllowedConnectionTypes []string `json:"allowed_connection_types,omitempty"`
+}
+
 // CreateAccountRequest is the body of account.create.
 type CreateAccountRequest struct {
 	// Name is unique among the accounts the service manages.
@@ -98,6 +115,19 @@ type CreateAccountRequest struct {
 	Limits             *AccountLimits `json:"limits,omitempty"`
 	DefaultPermissions *Permissions   `json:"default_permissions,omitempty"`
 	Tags               []string       `json:"tags,omitempty"`
+	// Roles are the account's roles by name (letters, digits, - and _).
+	Roles map[string]*Role `json:"roles,omitempty"`
+	// SelfService lets the account's own users issue, list and revoke
+	// users of the account, each in one of its roles, on
+	// <prefix>.self.user.* (see SelfCreateUserRequest).
+	SelfService bool `json:"self_service,omitempty"`
+	// SelfServiceQuota caps the active users issued through self-service;
+	// 0 is no cap.
+	SelfServiceQuota int `json:"self_service_quota,omitempty"`
+	// SelfServiceRole, when set, lets only the users of that role (signed
+	// by its scoped key) self-serve; otherwise any user of the account who
+	// may publish <prefix>.self.user.* may.
+	SelfServiceRole string `json:"self_service_role,omitempty"`
 }
 
 // UpdateAccountRequest is the body of account.update: only the fields
@@ -110,6 +140,14 @@ type UpdateAccountRequest struct {
 	Limits             *AccountLimits `json:"limits,omitempty"`
 	DefaultPermissions *Permissions   `json:"default_permissions,omitempty"`
 	Tags               *[]string      `json:"tags,omitempty"`
+	// Roles given are added, or replace the role of that name (its key
+	// stays; its users are disconnected and reconnect under the new
+	// template); a role given as null is removed, and the users it signed
+	// are cut off.
+	Roles            map[string]*Role `json:"roles,omitempty"`
+	SelfService      *bool            `json:"self_service,omitempty"`
+	SelfServiceQuota *int             `json:"self_service_quota,omitempty"`
+	SelfServiceRole  *string          `json:"self_service_role,omitempty"`
 }
 
 // AccountRequest is the body of account.get and account.delete.
@@ -126,6 +164,11 @@ type Account struct {
 	JWT string `json:"jwt,omitempty"`
 	// Claims are the decoded JWT; account.get sets them.
 	Claims *jwt.AccountClaims `json:"claims,omitempty"`
+	// Roles names the account's roles (account.get).
+	Roles            []string `json:"roles,omitempty"`
+	SelfService      bool     `json:"self_service,omitempty"`
+	SelfServiceQuota int      `json:"self_service_quota,omitempty"`
+	SelfServiceRole  string   `json:"self_service_role,omitempty"`
 }
 
 // ServerReply is one server's answer to a push, or that it did not answer.
@@ -199,8 +242,12 @@ type CreateUserRequest struct {
 	// Name is unique among the account's active users.
 	Name      string `json:"name"`
 	PublicKey string `json:"public_key,omitempty"`
-	// Permissions and Limits are the user's own; without them the
-	// account's default permissions apply.
+	// Role issues the user in one of the account's roles: its scoped key
+	// signs the user, and the role's template gives the permissions and
+	// limits, so the request may not give its own.
+	Role string `json:"role,omitempty"`
+	// Permissions and Limits are the user's own; without them (and without
+	// a role) the account's default permissions apply.
 	Permissions *Permissions `json:"permissions,omitempty"`
 	Limits      *UserLimits  `json:"limits,omitempty"`
 	// ExpiresIn is a Go duration such as "24h"; without it the JWT does
@@ -257,6 +304,9 @@ type UserSummary struct {
 	IssuedAt  int64  `json:"issued_at"`
 	ExpiresAt int64  `json:"expires_at,omitempty"`
 	Revoked   bool   `json:"revoked"`
+	Role      string `json:"role,omitempty"`
+	// SelfService is set for users a tenant issued itself.
+	SelfService bool `json:"self_service,omitempty"`
 }
 
 // ListUsersReply is the reply of user.list: the users issued under the
@@ -281,6 +331,125 @@ type RevokeUserReply struct {
 	Revoked  string        `json:"revoked"`
 	Account  Account       `json:"account"`
 	Resolver []ServerReply `json:"resolver"`
+}
+
+// Self-service subjects. A tenant's user sends to <prefix>.self.user.*
+// from its own account; the service adds that import to every account
+// with self_service, mapped onto <prefix>.self.<ACCOUNT>.user.* in the
+// service's own account, whose export binds the importing account's key to
+// that token: the server, not the request, says whose account it is.
+const (
+	SubjectSelfUserCreate = "self.user.create"
+	SubjectSelfUserList   = "self.user.list"
+	SubjectSelfUserRevoke = "self.user.revoke"
+)
+
+// SelfServiceName names the service account's self-service export and the
+// imports of it the service adds to tenant accounts.
+const SelfServiceName = "provisioner self-service"
+
+// SelfExport is the export of the service's own account that tenants'
+// self-service imports name: <prefix>.self.*.user.* with the importing
+// account's key bound to the wildcard's token (account_token_position), so
+// that the server, not the request, says whose account a request is for.
+func SelfExport(prefix string) *jwt.Export {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	return &jwt.Export{
+		Name:                 SelfServiceName,
+		Subject:              jwt.Subject(prefix + ".self.*.user.*"),
+		Type:                 jwt.Service,
+		ResponseType:         jwt.ResponseTypeSingleton,
+		AccountTokenPosition: uint(len(strings.Split(prefix, ".")) + 2),
+	}
+}
+
+// AuditStream is the audit stream in the service's own account (JetStream
+// store): every event, on <prefix>.audit.<account>.<type>.
+const AuditStream = "PROV_AUDIT"
+
+// SelfCreateUserRequest is the body of self.user.create: a tenant issues a
+// user of its own account in one of the account's roles.
+type SelfCreateUserRequest struct {
+	Name string `json:"name"`
+	// Role is required: one of the account's roles.
+	Role      string `json:"role"`
+	PublicKey string `json:"public_key,omitempty"`
+	ExpiresIn string `json:"expires_in,omitempty"`
+	XKey      string `json:"xkey,omitempty"`
+}
+
+// SelfListUsersRequest is the body of self.user.list.
+type SelfListUsersRequest struct {
+	ListRequest
+}
+
+// SelfRevokeUserRequest is the body of self.user.revoke: a user public key
+// or the name of an active user, issued through self-service.
+type SelfRevokeUserRequest struct {
+	User string `json:"user" aka:"name,public_key,user_name,key"`
+}
+
+// Events are published on <prefix>.events.<Type> in the system account for
+// every change; admin.creds may subscribe to them.
+const (
+	EventAccountCreated = "account.created"
+	EventAccountUpdated = "account.updated"
+	EventAccountDeleted = "account.deleted"
+	EventUserCreated    = "user.created"
+	EventUserRevoked    = "user.revoked"
+)
+
+// Caller is who asked for a change.
+type Caller struct {
+	// Kind is "admin" for a request made in the system account (where the
+	// server says nothing of the caller), "tenant" for self-service.
+	Kind string `json:"kind"`
+	// Account, User, Name are the caller's, as the server reported them.
+	Account string `json:"account,omitempty"`
+	User    string `json:"user,omitempty"`
+	Name    string `json:"name,omitempty"`
+}
+
+// Event is one change. It never holds a seed.
+type Event struct {
+	Type        string `json:"type"`
+	Time        string `json:"time"`
+	Account     string `json:"account"`
+	AccountName string `json:"account_name,omitempty"`
+	User        string `json:"user,omitempty"`
+	UserName    string `json:"user_name,omitempty"`
+	Role        string `json:"role,omitempty"`
+	Caller      Caller `json:"caller"`
+	// Result is "ok", or the error code and description of a failure.
+	Result string `json:"result"`
+	// Instance is the provisioner instance that made the change.
+	Instance string `json:"instance,omitempty"`
+}
+
+// SubjectAudit pages the audit stream (JetStream store only).
+const SubjectAudit = "audit"
+
+// AuditRequest is the body of audit: the events of one account ("" for
+// all), after a stream sequence, at most Limit (default 100, most 1000).
+type AuditRequest struct {
+	Account string `json:"account,omitempty" aka:"name,public_key"`
+	After   uint64 `json:"after,omitempty"`
+	Limit   int    `json:"limit,omitempty"`
+}
+
+// AuditEntry is one event in the audit stream, with its sequence.
+type AuditEntry struct {
+	Seq   uint64 `json:"seq"`
+	Event Event  `json:"event"`
+}
+
+// AuditReply is the reply of audit. Next is set when more events remain:
+// send it as After.
+type AuditReply struct {
+	Events []AuditEntry `json:"events"`
+	Next   uint64       `json:"next,omitempty"`
 }
 
 // ReconcileRequest is the body of reconcile: run a reconcile pass now.

@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
+	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/config"
 )
 
@@ -280,6 +281,9 @@ func Init(opts Options) (*Result, error) {
 	sc := jwt.NewAccountClaims(k.pub(k.svcAccount))
 	sc.Name = ServiceAccountName
 	sc.SigningKeys.Add(k.pub(k.svcSigning))
+	// Tenants' users reach the self-service responder through this export,
+	// which binds the importing account's key into the subject.
+	sc.Exports.Add(api.SelfExport(opts.SubjectPrefix))
 	sc.Limits.JetStreamLimits = jwt.JetStreamLimits{
 		MemoryStorage: ServiceAccountMemStorage,
 		DiskStorage:   ServiceAccountDiskStorage,
@@ -301,7 +305,7 @@ func Init(opts Options) (*Result, error) {
 	}{
 		{ProvisionerCredsFile, "provisioner", k.provisioner, k.sysAccount, k.sysSigning, ProvisionerPermissions(opts.SubjectPrefix)},
 		{AdminCredsFile, "admin", k.admin, k.sysAccount, k.sysSigning, AdminPermissions(opts.SubjectPrefix)},
-		{ServiceCredsFile, "service", k.service, k.svcAccount, k.svcSigning, ServicePermissions(opts.KVBucket)},
+		{ServiceCredsFile, "service", k.service, k.svcAccount, k.svcSigning, ServicePermissions(opts.KVBucket, opts.SubjectPrefix)},
 	} {
 		creds, err := k.user(u.kp, u.name, u.account, u.signer, u.perms)
 		if err != nil {
@@ -510,10 +514,15 @@ func AdminPermissions(prefix string) jwt.Permissions {
 // ServicePermissions are the least privileges of the service's user in
 // its own account: the JetStream API of one KV bucket (stream
 // KV_<bucket>), as nats.go's jetstream package uses it to create, look up,
-// read, write and watch the bucket, and its own inbox. It cannot delete or
-// purge the stream, nor touch any other.
-func ServicePermissions(bucket string) jwt.Permissions {
+// read, write and watch the bucket; the audit stream (create, write, read
+// with an ordered consumer); the self-service endpoints, answered through
+// allow_responses, with their micro discovery; and its own inbox. It cannot
+// delete or purge a stream, nor touch any other, and it may not publish to
+// the self-service subjects (so no user of its account can pose as a
+// tenant).
+func ServicePermissions(bucket, prefix string) jwt.Permissions {
 	stream := "KV_" + bucket
+	audit := api.AuditStream
 	return jwt.Permissions{
 		Pub: jwt.Permission{Allow: jwt.StringList{
 			// Account info: CreateKeyValue asks it first.
@@ -538,8 +547,24 @@ func ServicePermissions(bucket string) jwt.Permissions {
 			"$JS.FC.*.*." + stream + ".>",
 			// Put, Create, Update, Delete and Purge of keys.
 			"$KV." + bucket + ".>",
+			// The audit stream: made at start, written with every change,
+			// paged by prov.audit with an ordered consumer.
+			"$JS.API.STREAM.CREATE." + audit,
+			"$JS.API.STREAM.UPDATE." + audit,
+			"$JS.API.STREAM.INFO." + audit,
+			"$JS.API.CONSUMER.CREATE." + audit,
+			"$JS.API.CONSUMER.CREATE." + audit + ".>",
+			"$JS.API.CONSUMER.INFO." + audit + ".*",
+			"$JS.API.CONSUMER.DELETE." + audit + ".*",
+			"$JS.API.CONSUMER.MSG.NEXT." + audit + ".*",
+			prefix + ".audit.>",
 		}},
-		Sub: jwt.Permission{Allow: jwt.StringList{ServiceInboxPrefix + ".>"}},
+		Sub: jwt.Permission{Allow: jwt.StringList{
+			ServiceInboxPrefix + ".>",
+			prefix + ".self.*.user.*",
+			"$SRV.>",
+		}},
+		Resp: &jwt.ResponsePermission{MaxMsgs: 1},
 	}
 }
 

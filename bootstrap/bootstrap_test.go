@@ -413,7 +413,7 @@ func TestOperatorAndSystemAccount(t *testing.T) {
 	}{
 		{bootstrap.ProvisionerCredsFile, res.ProvisionerUser, res.SystemAccount, sysSigning, bootstrap.ProvisionerPermissions("prov")},
 		{bootstrap.AdminCredsFile, res.AdminUser, res.SystemAccount, sysSigning, bootstrap.AdminPermissions("prov")},
-		{bootstrap.ServiceCredsFile, res.ServiceUser, res.ServiceAccount, svcSigning, bootstrap.ServicePermissions(config.DefaultKVBucket)},
+		{bootstrap.ServiceCredsFile, res.ServiceUser, res.ServiceAccount, svcSigning, bootstrap.ServicePermissions(config.DefaultKVBucket, config.DefaultSubjectPrefix)},
 	} {
 		data, err := os.ReadFile(filepath.Join(env.Dir, u.file))
 		if err != nil {

@@ -54,18 +54,24 @@ func (s *Service) CreateAccount(ctx context.Context, req api.CreateAccountReques
 	if err := setTags(&claims.Tags, req.Tags); err != nil {
 		return nil, err
 	}
-	token, err := s.sign(claims)
-	if err != nil {
-		return nil, err
-	}
 	rec := Account{
 		PublicKey:    pub,
 		Name:         name,
 		IdentitySeed: Seed(identSeed),
 		SigningKeys:  []SigningKey{{Seed: Seed(signerSeed)}},
-		JWT:          token,
 		Phase:        PhaseLive,
 	}
+	if err := setRoles(&rec, claims, req.Roles, s.newSigningKey); err != nil {
+		return nil, err
+	}
+	if err := s.setSelfService(&rec, claims, AccountSettings{SelfService: req.SelfService, Quota: req.SelfServiceQuota, CallerRole: req.SelfServiceRole}); err != nil {
+		return nil, err
+	}
+	token, err := s.sign(claims)
+	if err != nil {
+		return nil, err
+	}
+	rec.JWT = token
 	// The reconciler must not push the account before its create is done
 	// or taken back.
 	defer s.locks.lock("account:" + pub)()
@@ -84,8 +90,11 @@ func (s *Service) CreateAccount(ctx context.Context, req api.CreateAccountReques
 		s.abandon(rec, claims, mayHaveStored(res, err))
 		return nil, fmt.Errorf("push new account %q (%s): %w", name, pub, err)
 	}
-	s.cache.Store(pub, &state{jwt: token, claims: claims, signers: map[string]nkeys.KeyPair{"": signer}, from: rec.SigningKeys})
-	s.log.Info("account created", "account", pub, "name", name, "servers", res.Stored())
+	if len(rec.SigningKeys) == 1 {
+		s.cache.Store(pub, &state{jwt: token, claims: claims, signers: map[string]nkeys.KeyPair{"": signer}, from: rec.SigningKeys})
+	}
+	s.log.Info("account created", "account", pub, "name", name, "servers", res.Stored(), "roles", len(rec.SigningKeys)-1, "self_service", rec.Settings.SelfService)
+	s.emit(ctx, api.Event{Type: api.EventAccountCreated, Account: pub, AccountName: name})
 	return &api.AccountReply{Account: api.Account{Name: name, PublicKey: pub, JWT: token}, Resolver: wireResult(res)}, nil
 }
 
@@ -173,7 +182,22 @@ func (s *Service) GetAccount(ctx context.Context, req api.AccountRequest) (*api.
 	if err != nil {
 		return nil, err
 	}
-	return &api.AccountReply{Account: api.Account{Name: a.Name, PublicKey: a.PublicKey, JWT: a.JWT, Claims: st.claims}}, nil
+	return &api.AccountReply{Account: api.Account{
+		Name: a.Name, PublicKey: a.PublicKey, JWT: a.JWT, Claims: st.claims,
+		Roles: roles(a), SelfService: a.Settings.SelfService, SelfServiceQuota: a.Settings.Quota, SelfServiceRole: a.Settings.CallerRole,
+	}}, nil
+}
+
+// newSigningKey makes an account signing key for a role.
+func (s *Service) newSigningKey() (Seed, string, error) {
+	kp, err := s.accountKeys.Get()
+	if err != nil {
+		return "", "", err
+	}
+	defer kp.Wipe()
+	seed, _ := kp.Seed()
+	pub, _ := kp.PublicKey()
+	return Seed(append([]byte(nil), seed...)), pub, nil
 }
 
 // ListAccounts lists the live accounts this service manages, sorted by
@@ -240,30 +264,77 @@ func (s *Service) UpdateAccount(ctx context.Context, req api.UpdateAccountReques
 		return nil, err
 	}
 	// Check the request once before it waits for a version.
-	if err := updateAccount(req)(&Account{}, jwt.NewAccountClaims(a.PublicKey)); err != nil {
+	probe := a
+	probeClaims, err := claimsCopy(jwt.NewAccountClaims(a.PublicKey))
+	if err != nil {
 		return nil, err
 	}
-	out, err := s.submit(a.PublicKey, updateAccount(req))
+	if st, err := s.state(a); err == nil {
+		probeClaims, _ = claimsCopy(st.claims)
+	}
+	if err := s.updateAccount(req, func() (Seed, string, error) { return "", a.PublicKey, nil })(&probe, probeClaims); err != nil {
+		return nil, err
+	}
+	out, err := s.submit(a.PublicKey, s.updateAccount(req, s.newSigningKey))
 	if err != nil {
 		return nil, err
 	}
 	s.log.Info("account updated", "account", a.PublicKey, "name", a.Name)
+	s.emit(ctx, api.Event{Type: api.EventAccountUpdated, Account: a.PublicKey, AccountName: a.Name})
 	return &api.AccountReply{Account: api.Account{Name: out.account.Name, PublicKey: a.PublicKey, JWT: out.account.JWT}, Resolver: wireResult(out.result)}, nil
 }
 
-// updateAccount returns the change an update request makes.
-func updateAccount(req api.UpdateAccountRequest) applyFunc {
-	return func(_ *Account, c *jwt.AccountClaims) error {
+// updateAccount returns the change an update request makes; newKey makes
+// the signing keys of new roles.
+func (s *Service) updateAccount(req api.UpdateAccountRequest, newKey func() (Seed, string, error)) applyFunc {
+	return func(a *Account, c *jwt.AccountClaims) error {
 		var tags jwt.TagList
 		if req.Tags != nil {
 			if err := setTags(&tags, *req.Tags); err != nil {
 				return err
 			}
 		}
-		// It checks everything before it changes anything.
-		if err := mergeAccountFields(c, req.Limits, req.DefaultPermissions); err != nil {
+		if len(req.Roles) == 0 && req.SelfService == nil && req.SelfServiceQuota == nil && req.SelfServiceRole == nil {
+			// It checks everything before it changes anything.
+			if err := mergeAccountFields(c, req.Limits, req.DefaultPermissions); err != nil {
+				return err
+			}
+			if req.Tags != nil {
+				c.Tags = tags
+			}
+			if req.Description != nil {
+				c.Description = *req.Description
+			}
+			return nil
+		}
+		// Roles and settings are checked on copies first: a refused
+		// change leaves the account as it was.
+		set := a.Settings
+		if req.SelfService != nil {
+			set.SelfService = *req.SelfService
+		}
+		if req.SelfServiceQuota != nil {
+			set.Quota = *req.SelfServiceQuota
+		}
+		if req.SelfServiceRole != nil {
+			set.CallerRole = *req.SelfServiceRole
+		}
+		trial, trialClaims := *a, (*jwt.AccountClaims)(nil)
+		var err error
+		if trialClaims, err = claimsCopy(c); err != nil {
 			return err
 		}
+		if err := setRoles(&trial, trialClaims, req.Roles, newKey); err != nil {
+			return err
+		}
+		if err := s.setSelfService(&trial, trialClaims, set); err != nil {
+			return err
+		}
+		if err := mergeAccountFields(trialClaims, req.Limits, req.DefaultPermissions); err != nil {
+			return err
+		}
+		*a = trial
+		*c = *trialClaims
 		if req.Tags != nil {
 			c.Tags = tags
 		}
@@ -296,6 +367,7 @@ func (s *Service) DeleteAccount(ctx context.Context, req api.AccountRequest) (*a
 		return nil, fmt.Errorf("delete account %s: %w", a.PublicKey, err)
 	}
 	s.log.Info("account deleted", "account", a.PublicKey, "name", a.Name, "phase", out.phase)
+	s.emit(ctx, api.Event{Type: api.EventAccountDeleted, Account: a.PublicKey, AccountName: a.Name})
 	return &api.DeleteAccountReply{Deleted: a.PublicKey, Phase: string(out.phase), Waiting: out.waiting, Resolver: wireResult(out.result)}, nil
 }
 

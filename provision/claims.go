@@ -180,3 +180,13 @@ func jti(token string) string {
 	}
 	return c.ID
 }
+
+// seedPublic returns the public key of a seed.
+func seedPublic(seed Seed) (string, error) {
+	kp, err := nkeys.FromSeed(seed.Bytes())
+	if err != nil {
+		return "", err
+	}
+	defer kp.Wipe()
+	return kp.PublicKey()
+}

@@ -27,6 +27,7 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
+	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/keypair"
 )
 
@@ -46,6 +47,16 @@ type Config struct {
 	Resolver Resolver
 	// Leader decides which instance reconciles; nil: this one.
 	Leader Leader
+	// Events receives every change; nil: none are reported.
+	Events Events
+	// Audit pages past events; nil: there is no audit log.
+	Audit AuditLog
+	// ServiceAccount is the public key of the service's own account, where
+	// the self-service responder lives; "" disables self-service.
+	ServiceAccount string
+	// SubjectPrefix is the responder's subject prefix, which the
+	// self-service imports of tenant accounts name. Default "prov".
+	SubjectPrefix string
 	// Instance names this instance in status replies and logs.
 	Instance string
 	// StoreKind is "file" or "jetstream", for status replies.
@@ -114,6 +125,12 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.StoreKind == "" {
 		cfg.StoreKind = "file"
+	}
+	if cfg.SubjectPrefix == "" {
+		cfg.SubjectPrefix = api.DefaultPrefix
+	}
+	if cfg.ServiceAccount != "" && !slices.Contains(cfg.Protected, cfg.ServiceAccount) {
+		cfg.Protected = append(cfg.Protected, cfg.ServiceAccount)
 	}
 	s := &Service{
 		cfg:         cfg,

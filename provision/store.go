@@ -71,6 +71,8 @@ type Account struct {
 	Phase Phase  `json:"phase"`
 	// DeletedAt is when a delete was accepted, in Unix seconds.
 	DeletedAt int64 `json:"deleted_at,omitempty"`
+	// Settings are the service's own settings of the account.
+	Settings AccountSettings `json:"settings,omitzero"`
 	// Revision is the store's revision of this record when it was read:
 	// an update must give it back, and fails with ErrStale when another
 	// change came first. It is not part of the record itself.
@@ -103,6 +105,8 @@ type User struct {
 	// Revoked is set, with the key never issued, for a key this service
 	// revoked without having issued it, so that it cannot be issued later.
 	Revoked bool `json:"revoked,omitempty"`
+	// SelfService is set for a user a tenant issued itself.
+	SelfService bool `json:"self_service,omitempty"`
 }
 
 // Store is the durable state of the service: accounts with their keys and

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,26 +21,56 @@ import (
 // once: a key with a record (issued before, or revoked) is refused, so a
 // revoked key can never come back with a newer JWT.
 func (s *Service) CreateUser(ctx context.Context, req api.CreateUserRequest) (*api.CreateUserReply, error) {
+	u, err := newUserRequest(req)
+	if err != nil {
+		return nil, err
+	}
+	a, err := s.live(ctx, req.Account, "given users")
+	if err != nil {
+		return nil, err
+	}
+	out, _, err := s.issue(ctx, a, u, api.Caller{Kind: "admin"})
+	return out, err
+}
+
+// userRequest is a checked user.create: the claims to sign but for the
+// subject and issuer, and how the key is made and returned.
+type userRequest struct {
+	claims *jwt.UserClaims
+	role   string
+	pub    string // "" : generate
+	xkey   string
+	self   bool
+}
+
+// newUserRequest checks a user.create request as far as it can without the
+// account.
+func newUserRequest(req api.CreateUserRequest) (*userRequest, error) {
 	name, err := checkName("name", req.Name)
 	if err != nil {
 		return nil, err
 	}
-	var kp nkeys.KeyPair
-	pub := strings.TrimSpace(req.PublicKey)
-	given := pub != ""
-	xkey := strings.TrimSpace(req.XKey)
+	u := &userRequest{pub: strings.TrimSpace(req.PublicKey), xkey: strings.TrimSpace(req.XKey), role: strings.TrimSpace(req.Role)}
 	switch {
-	case xkey != "" && given:
+	case u.xkey != "" && u.pub != "":
 		return nil, fmt.Errorf("%w: \"xkey\" seals a generated key's seed; with \"public_key\" there is none to seal", ErrInvalid)
-	case xkey != "" && !nkeys.IsValidPublicCurveKey(xkey):
-		return nil, fmt.Errorf("%w: \"xkey\" must be a curve public key (X...), got %s", ErrInvalid, describeKey(xkey))
-	}
-	switch {
-	case !given:
-	case looksLikeSeed(pub):
+	case u.xkey != "" && !nkeys.IsValidPublicCurveKey(u.xkey):
+		return nil, fmt.Errorf("%w: \"xkey\" must be a curve public key (X...), got %s", ErrInvalid, describeKey(u.xkey))
+	case u.pub == "":
+	case looksLikeSeed(u.pub):
 		return nil, fmt.Errorf("%w: \"public_key\": %w", ErrInvalid, errSeedGiven)
-	case !nkeys.IsValidPublicUserKey(pub):
-		return nil, fmt.Errorf("%w: \"public_key\" must be a user public key (U...), got %s", ErrInvalid, describeKey(pub))
+	case !nkeys.IsValidPublicUserKey(u.pub):
+		return nil, fmt.Errorf("%w: \"public_key\" must be a user public key (U...), got %s", ErrInvalid, describeKey(u.pub))
+	}
+	if u.role != "" {
+		if err := checkRoleName(u.role); err != nil {
+			return nil, err
+		}
+		// A scoped key's template gives these; a user it signs must
+		// carry none of its own.
+		if req.Permissions != nil || req.Limits != nil || req.BearerToken || len(req.AllowedConnectionTypes) > 0 {
+			return nil, fmt.Errorf("%w: a user issued in role %q takes its permissions, limits, bearer_token and allowed_connection_types from the role; leave them out", ErrInvalid, u.role)
+		}
 	}
 	uc := jwt.NewUserClaims("U")
 	uc.Name = name
@@ -63,38 +94,52 @@ func (s *Service) CreateUser(ctx context.Context, req api.CreateUserRequest) (*a
 	if err := setTags(&uc.Tags, req.Tags); err != nil {
 		return nil, err
 	}
-
-	a, err := s.live(ctx, req.Account, "given users")
-	if err != nil {
-		return nil, err
+	if u.role != "" {
+		// The scope's template is all the user gets.
+		uc.Permissions = jwt.Permissions{}
+		uc.Limits = jwt.Limits{}
 	}
+	u.claims = uc
+	return u, nil
+}
+
+// issue signs and records a user of a live account. It returns the reply
+// and the user's record.
+func (s *Service) issue(ctx context.Context, a Account, u *userRequest, caller api.Caller) (*api.CreateUserReply, User, error) {
+	uc := u.claims
+	name := uc.Name
 	st, err := s.state(a)
 	if err != nil {
-		return nil, err
+		return nil, User{}, err
 	}
-	if given {
-		if err := s.issuable(ctx, a, st.claims, pub); err != nil {
-			return nil, err
+	if u.pub != "" {
+		if err := s.issuable(ctx, a, st.claims, u.pub); err != nil {
+			return nil, User{}, err
 		}
 	}
 	if uc.BearerToken && st.claims.Limits.DisallowBearer {
-		return nil, fmt.Errorf("%w: account %q disallows bearer tokens", ErrInvalid, a.Name)
+		return nil, User{}, fmt.Errorf("%w: account %q disallows bearer tokens", ErrInvalid, a.Name)
 	}
-	signer := st.signers[""]
+	signer := st.signers[u.role]
 	if signer == nil {
-		return nil, fmt.Errorf("account %s has no signing key in the store", a.PublicKey)
+		if u.role != "" {
+			return nil, User{}, fmt.Errorf("%w: account %q has no role %q (its roles: %s)", ErrInvalid, a.Name, u.role, listOr(roles(a), "none"))
+		}
+		return nil, User{}, fmt.Errorf("account %s has no signing key in the store", a.PublicKey)
 	}
 	// Only creates of the same name wait for each other, to keep names
 	// unique among active users; issuing changes nothing of the account.
 	defer s.locks.lock("user:" + a.PublicKey + ":" + name)()
 	if active, err := s.activeNamed(ctx, a.PublicKey, name, st.claims); err != nil {
-		return nil, err
+		return nil, User{}, err
 	} else if len(active) > 0 {
-		return nil, fmt.Errorf("%w: account %q has an active user named %q (%s); revoke it first or choose another name", ErrConflict, a.Name, name, active[0].PublicKey)
+		return nil, User{}, fmt.Errorf("%w: account %q has an active user named %q (%s); revoke it first or choose another name", ErrConflict, a.Name, name, active[0].PublicKey)
 	}
-	if !given {
+	pub := u.pub
+	var kp nkeys.KeyPair
+	if pub == "" {
 		if kp, err = s.userKeys.Get(); err != nil {
-			return nil, fmt.Errorf("create user key: %w", err)
+			return nil, User{}, fmt.Errorf("create user key: %w", err)
 		}
 		defer kp.Wipe()
 		pub, _ = kp.PublicKey()
@@ -104,33 +149,42 @@ func (s *Service) CreateUser(ctx context.Context, req api.CreateUserRequest) (*a
 	vr := jwt.CreateValidationResults()
 	uc.Validate(vr)
 	if errs := vr.Errors(); len(errs) > 0 {
-		return nil, fmt.Errorf("%w: user JWT would be invalid: %w", ErrInvalid, errors.Join(errs...))
+		return nil, User{}, fmt.Errorf("%w: user JWT would be invalid: %w", ErrInvalid, errors.Join(errs...))
 	}
 	token, err := uc.Encode(signer)
 	if err != nil {
-		return nil, fmt.Errorf("sign user %s: %w", pub, err)
+		return nil, User{}, fmt.Errorf("sign user %s: %w", pub, err)
 	}
 	signerPub, _ := signer.PublicKey()
-	rec := User{PublicKey: pub, Account: a.PublicKey, Name: name, IssuedAt: uc.IssuedAt, ExpiresAt: uc.Expires, Signer: signerPub}
+	rec := User{PublicKey: pub, Account: a.PublicKey, Name: name, IssuedAt: uc.IssuedAt, ExpiresAt: uc.Expires, Signer: signerPub, Role: u.role, SelfService: u.self}
 	// A key the caller sent is recorded durably: the record is what
 	// refuses it a second time, on any instance.
-	if err := s.store.AddUser(ctx, rec, given || s.cfg.DurableUserRecords); err != nil {
+	if err := s.store.AddUser(ctx, rec, u.pub != "" || s.cfg.DurableUserRecords); err != nil {
 		if errors.Is(err, ErrConflict) {
-			return nil, fmt.Errorf("%w: user key %s was issued meanwhile; a key is issued once", ErrConflict, pub)
+			return nil, User{}, fmt.Errorf("%w: user key %s was issued meanwhile; a key is issued once", ErrConflict, pub)
 		}
-		return nil, fmt.Errorf("record user %s: %w", pub, err)
+		return nil, User{}, fmt.Errorf("record user %s: %w", pub, err)
 	}
 	out := &api.CreateUserReply{User: api.User{Name: name, PublicKey: pub, JWT: token}}
 	if kp != nil {
 		seed, _ := kp.Seed()
-		if xkey == "" {
+		if u.xkey == "" {
 			out.User.Seed, out.User.Creds = string(seed), formatCreds(token, seed)
-		} else if out.User.Sealed, err = sealTo(xkey, seed, formatCreds(token, seed)); err != nil {
-			return nil, err
+		} else if out.User.Sealed, err = sealTo(u.xkey, seed, formatCreds(token, seed)); err != nil {
+			return nil, User{}, err
 		}
 	}
-	s.log.Info("user issued", "account", a.PublicKey, "account_name", a.Name, "user", pub, "name", name)
-	return out, nil
+	s.log.Info("user issued", "account", a.PublicKey, "account_name", a.Name, "user", pub, "name", name, "role", u.role, "self_service", u.self)
+	s.emit(ctx, api.Event{Type: api.EventUserCreated, Account: a.PublicKey, AccountName: a.Name, User: pub, UserName: name, Role: u.role, Caller: caller})
+	return out, rec, nil
+}
+
+// listOr joins names, or says none.
+func listOr(names []string, none string) string {
+	if len(names) == 0 {
+		return none
+	}
+	return strings.Join(names, ", ")
 }
 
 // sealTo seals a generated user's seed and creds to the caller's curve
@@ -207,6 +261,11 @@ func (s *Service) ListUsers(ctx context.Context, req api.ListUsersRequest) (*api
 	if err != nil {
 		return nil, err
 	}
+	return s.listUsers(ctx, a, req.ListRequest)
+}
+
+// listUsers lists the users issued under an account, a page at a time.
+func (s *Service) listUsers(ctx context.Context, a Account, req api.ListRequest) (*api.ListUsersReply, error) {
 	st, err := s.state(a)
 	if err != nil {
 		return nil, err
@@ -221,18 +280,20 @@ func (s *Service) ListUsers(ctx context.Context, req api.ListUsersRequest) (*api
 			users = append(users, u)
 		}
 	}
-	page, next, err := s.page(req.ListRequest, len(users), func(i int) int { return len(users[i].Name) + 160 })
+	page, next, err := s.page(req, len(users), func(i int) int { return len(users[i].Name) + 200 })
 	if err != nil {
 		return nil, err
 	}
 	out := &api.ListUsersReply{Users: make([]api.UserSummary, 0, page.to-page.from), Total: len(users), NextOffset: next}
 	for _, u := range users[page.from:page.to] {
 		out.Users = append(out.Users, api.UserSummary{
-			Name:      u.Name,
-			PublicKey: u.PublicKey,
-			IssuedAt:  u.IssuedAt,
-			ExpiresAt: u.ExpiresAt,
-			Revoked:   st.claims.Revocations.IsRevoked(u.PublicKey, time.Unix(u.IssuedAt, 0)),
+			Name:        u.Name,
+			PublicKey:   u.PublicKey,
+			IssuedAt:    u.IssuedAt,
+			ExpiresAt:   u.ExpiresAt,
+			Revoked:     st.claims.Revocations.IsRevoked(u.PublicKey, time.Unix(u.IssuedAt, 0)),
+			Role:        u.Role,
+			SelfService: u.SelfService,
 		})
 	}
 	return out, nil
@@ -243,23 +304,42 @@ func (s *Service) ListUsers(ctx context.Context, req api.ListUsersRequest) (*api
 // cannot connect again. A valid user key this service never issued is
 // revoked as well, and recorded so that it is never issued later.
 func (s *Service) RevokeUser(ctx context.Context, req api.RevokeUserRequest) (*api.RevokeUserReply, error) {
-	ref := strings.TrimSpace(req.User)
-	switch {
-	case ref == "":
-		return nil, fmt.Errorf("%w: \"user\" is required: a user public key (U...) or the name of an active user", ErrInvalid)
-	case looksLikeSeed(ref):
-		return nil, fmt.Errorf("%w: \"user\": %w", ErrInvalid, errSeedGiven)
-	case nkeys.IsValidPublicKey(ref) && !nkeys.IsValidPublicUserKey(ref):
-		return nil, fmt.Errorf("%w: \"user\" must be a user public key (U...) or a user name, got %s", ErrInvalid, describeKey(ref))
+	ref, err := userRef(req.User)
+	if err != nil {
+		return nil, err
 	}
 	a, err := s.live(ctx, req.Account, "changed")
 	if err != nil {
 		return nil, err
 	}
+	return s.revoke(ctx, a, ref, false, api.Caller{Kind: "admin"})
+}
+
+// userRef checks the "user" of a revoke: a user public key or a name.
+func userRef(raw string) (string, error) {
+	ref := strings.TrimSpace(raw)
+	switch {
+	case ref == "":
+		return "", fmt.Errorf("%w: \"user\" is required: a user public key (U...) or the name of an active user", ErrInvalid)
+	case looksLikeSeed(ref):
+		return "", fmt.Errorf("%w: \"user\": %w", ErrInvalid, errSeedGiven)
+	case nkeys.IsValidPublicKey(ref) && !nkeys.IsValidPublicUserKey(ref):
+		return "", fmt.Errorf("%w: \"user\" must be a user public key (U...) or a user name, got %s", ErrInvalid, describeKey(ref))
+	}
+	return ref, nil
+}
+
+// revoke revokes a user of a live account by key or by the name of an
+// active user. With selfOnly, only users issued through self-service may be
+// named, and a key must be one.
+func (s *Service) revoke(ctx context.Context, a Account, ref string, selfOnly bool, caller api.Caller) (*api.RevokeUserReply, error) {
 	pub := ref
+	var name string
 	if nkeys.IsValidPublicUserKey(ref) {
 		u, err := s.store.User(ctx, pub)
 		switch {
+		case errors.Is(err, ErrNotFound) && selfOnly:
+			return nil, fmt.Errorf("%w: account %q has no self-service user %s", ErrNotFound, a.Name, pub)
 		case errors.Is(err, ErrNotFound):
 			// Never issued here: record it, so that it cannot be issued
 			// once revoked.
@@ -269,8 +349,14 @@ func (s *Service) RevokeUser(ctx context.Context, req api.RevokeUserRequest) (*a
 			}
 		case err != nil:
 			return nil, fmt.Errorf("look up user key %s: %w", pub, err)
+		case u.Account != a.PublicKey && selfOnly:
+			return nil, fmt.Errorf("%w: account %q has no self-service user %s", ErrNotFound, a.Name, pub)
 		case u.Account != a.PublicKey:
 			return nil, fmt.Errorf("%w: user key %s belongs to account %s, not %q", ErrInvalid, pub, u.Account, a.Name)
+		case selfOnly && !u.SelfService:
+			return nil, fmt.Errorf("%w: user %s of account %q was not issued through self-service; an admin revokes it", ErrForbidden, pub, a.Name)
+		default:
+			name = u.Name
 		}
 	} else {
 		st, err := s.state(a)
@@ -281,10 +367,13 @@ func (s *Service) RevokeUser(ctx context.Context, req api.RevokeUserRequest) (*a
 		if err != nil {
 			return nil, err
 		}
+		if selfOnly {
+			active = slices.DeleteFunc(active, func(u User) bool { return !u.SelfService })
+		}
 		if len(active) == 0 {
 			return nil, fmt.Errorf("%w: account %q has no active user named %q", ErrNotFound, a.Name, ref)
 		}
-		pub = active[len(active)-1].PublicKey
+		pub, name = active[len(active)-1].PublicKey, ref
 	}
 	out, err := s.submit(a.PublicKey, func(_ *Account, c *jwt.AccountClaims) error {
 		c.Revoke(pub)
@@ -293,7 +382,8 @@ func (s *Service) RevokeUser(ctx context.Context, req api.RevokeUserRequest) (*a
 	if err != nil {
 		return nil, err
 	}
-	s.log.Info("user revoked", "account", a.PublicKey, "account_name", a.Name, "user", pub)
+	s.log.Info("user revoked", "account", a.PublicKey, "account_name", a.Name, "user", pub, "name", name)
+	s.emit(ctx, api.Event{Type: api.EventUserRevoked, Account: a.PublicKey, AccountName: a.Name, User: pub, UserName: name, Caller: caller})
 	return &api.RevokeUserReply{
 		Revoked:  pub,
 		Account:  api.Account{Name: out.account.Name, PublicKey: a.PublicKey, JWT: out.account.JWT},

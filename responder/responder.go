@@ -43,6 +43,7 @@ type Provisioner interface {
 	RevokeUser(context.Context, api.RevokeUserRequest) (*api.RevokeUserReply, error)
 	Reconcile(context.Context, api.ReconcileRequest) (*api.ReconcileReply, error)
 	Status(context.Context, api.StatusRequest) (*api.StatusReply, error)
+	Audit(context.Context, api.AuditRequest) (*api.AuditReply, error)
 }
 
 var _ Provisioner = (*provision.Service)(nil)
@@ -66,7 +67,6 @@ type Config struct {
 // Responder is a running provisioning service. Stop it with Stop.
 type Responder struct {
 	nc  *nats.Conn
-	p   Provisioner
 	cfg Config
 	log *slog.Logger
 	svc micro.Service
@@ -78,10 +78,11 @@ type Responder struct {
 	wg      sync.WaitGroup
 	seq     atomic.Uint64
 	stat    map[string]*endpointStats
+	eps     []endpoint
 }
 
-// handlerFunc decodes a request body and carries it out.
-type handlerFunc func(ctx context.Context, body []byte) (any, error)
+// handlerFunc decodes a request and carries it out.
+type handlerFunc func(ctx context.Context, req micro.Request) (any, error)
 
 // endpoint names one operation: the micro endpoint name and its subject
 // below the prefix.
@@ -91,8 +92,7 @@ type endpoint struct {
 	handle  handlerFunc
 }
 
-func (r *Responder) endpoints() []endpoint {
-	p := r.p
+func endpoints(p Provisioner) []endpoint {
 	return []endpoint{
 		{"account_create", api.SubjectAccountCreate, handle(p.CreateAccount)},
 		{"account_get", api.SubjectAccountGet, handle(p.GetAccount)},
@@ -104,14 +104,15 @@ func (r *Responder) endpoints() []endpoint {
 		{"user_revoke", api.SubjectUserRevoke, handle(p.RevokeUser)},
 		{"reconcile", api.SubjectReconcile, handle(p.Reconcile)},
 		{"status", api.SubjectStatus, handle(p.Status)},
+		{"audit", api.SubjectAudit, handle(p.Audit)},
 	}
 }
 
 // handle adapts a typed operation to a handlerFunc that decodes its request.
 func handle[Req, Rep any](op func(context.Context, Req) (Rep, error)) handlerFunc {
-	return func(ctx context.Context, body []byte) (any, error) {
+	return func(ctx context.Context, m micro.Request) (any, error) {
 		var req Req
-		if err := decode(body, &req); err != nil {
+		if err := decode(m.Data(), &req); err != nil {
 			return nil, err
 		}
 		return op(ctx, req)
@@ -120,6 +121,11 @@ func handle[Req, Rep any](op func(context.Context, Req) (Rep, error)) handlerFun
 
 // New registers the micro service and its endpoints on nc.
 func New(nc *nats.Conn, p Provisioner, cfg Config) (*Responder, error) {
+	return start(nc, cfg, endpoints(p), "Provisions NATS accounts and users: signs JWTs and pushes them to the account resolver")
+}
+
+// start registers a micro service with the given endpoints.
+func start(nc *nats.Conn, cfg Config, eps []endpoint, description string) (*Responder, error) {
 	if cfg.Prefix == "" {
 		cfg.Prefix = "prov"
 	}
@@ -138,16 +144,16 @@ func New(nc *nats.Conn, p Provisioner, cfg Config) (*Responder, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	r := &Responder{nc: nc, p: p, cfg: cfg, log: cfg.Logger, sem: make(chan struct{}, cfg.MaxInflight), stat: map[string]*endpointStats{}}
+	r := &Responder{nc: nc, cfg: cfg, log: cfg.Logger, sem: make(chan struct{}, cfg.MaxInflight), stat: map[string]*endpointStats{}, eps: eps}
 	// Filled before the service exists: its stats handler and the
 	// endpoints read the map from other goroutines.
-	for _, e := range r.endpoints() {
+	for _, e := range eps {
 		r.stat[e.name] = &endpointStats{}
 	}
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:        cfg.Name,
 		Version:     cfg.Version,
-		Description: "Provisions NATS accounts and users: signs JWTs and pushes them to the account resolver",
+		Description: description,
 		Metadata:    map[string]string{"subject_prefix": cfg.Prefix},
 		// Replies are sent after the micro handler returns, so micro's own
 		// counters see only the hand-off; these are the real ones.
@@ -163,7 +169,7 @@ func New(nc *nats.Conn, p Provisioner, cfg Config) (*Responder, error) {
 	}
 	r.svc = svc
 	group := svc.AddGroup(cfg.Prefix)
-	for _, e := range r.endpoints() {
+	for _, e := range eps {
 		err := group.AddEndpoint(e.name, r.dispatch(e), micro.WithEndpointSubject(e.subject))
 		if err != nil {
 			svc.Stop()
@@ -234,7 +240,7 @@ func (r *Responder) serve(e endpoint, req micro.Request) {
 			err = fmt.Errorf("%w: the request is %d bytes; the limit is %d", provision.ErrInvalid, len(body), MaxRequestSize)
 			return
 		}
-		rep, err = e.handle(ctx, body)
+		rep, err = e.handle(ctx, req)
 	}()
 	if err != nil {
 		code, desc := r.classify(e, err)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/config"
+	"github.com/natsprov/provisioner/events"
 	"github.com/natsprov/provisioner/filestore"
 	"github.com/natsprov/provisioner/kvstore"
 	"github.com/natsprov/provisioner/provision"
@@ -49,7 +50,10 @@ type Service struct {
 	Resolver  *resolver.Client
 	Provision *provision.Service
 	Responder *responder.Responder
-	Operator  *provision.Operator
+	// Self answers tenants' self-service requests on SvcNC; nil without
+	// service_creds.
+	Self     *responder.Responder
+	Operator *provision.Operator
 	// ServiceAccount is the public key of the service's own account, ""
 	// when the config names no service_creds.
 	ServiceAccount string
@@ -151,18 +155,34 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 	if o.fault != nil {
 		resolverAPI = &faultResolver{Resolver: s.Resolver, f: o.fault}
 	}
-	var protected []string
-	if s.ServiceAccount != "" {
-		protected = append(protected, s.ServiceAccount)
+	if s.ServiceAccount != "" && s.SvcNC == nil {
+		svc, err := s.connect(ctx, cfg, "provisioner-self", cfg.ServiceCreds, bootstrap.ServiceInboxPrefix)
+		if err != nil {
+			return nil, err
+		}
+		s.SvcNC = svc.nc
+	}
+	pub := events.New(s.NC, cfg.SubjectPrefix, log)
+	var audit provision.AuditLog
+	if cfg.StoreKind() == config.StoreJetStream {
+		if err := pub.WithAudit(ctx, s.SvcNC, cfg.KVReplicas); err != nil {
+			return nil, err
+		}
+		if audit, err = events.NewAudit(s.SvcNC, cfg.SubjectPrefix); err != nil {
+			return nil, err
+		}
 	}
 	s.Provision, err = provision.New(provision.Config{
 		Operator:           op,
 		Store:              s.Store,
 		Resolver:           resolverAPI,
 		Leader:             leader,
+		Events:             pub,
+		Audit:              audit,
+		ServiceAccount:     s.ServiceAccount,
+		SubjectPrefix:      cfg.SubjectPrefix,
 		Instance:           cfg.Instance,
 		StoreKind:          cfg.StoreKind(),
-		Protected:          protected,
 		MaxJWTSize:         int(s.NC.MaxPayload()),
 		DurableUserRecords: cfg.DurableUserRecords,
 		ReconcileInterval:  time.Duration(cfg.ReconcileInterval),
@@ -183,6 +203,22 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 	})
 	if err != nil {
 		return nil, err
+	}
+	if s.SvcNC != nil {
+		if err := s.Provision.EnsureSelfExport(ctx); err != nil {
+			return nil, err
+		}
+		s.Self, err = responder.NewSelf(s.SvcNC, s.Provision, responder.Config{
+			Prefix:         cfg.SubjectPrefix,
+			Name:           cfg.ServiceName + "-self",
+			Version:        Version,
+			RequestTimeout: time.Duration(cfg.RequestTimeout),
+			MaxInflight:    cfg.MaxInflight,
+			Logger:         log,
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
 	// A subscription or publish the creds do not allow is refused by the
 	// server asynchronously: wait for the answers to what was sent so far,
@@ -257,6 +293,9 @@ func (s *Service) stop() error {
 	}
 	if s.Responder != nil {
 		keep(s.Responder.Stop())
+	}
+	if s.Self != nil {
+		keep(s.Self.Stop())
 	}
 	if s.stopRun != nil {
 		s.stopRun()

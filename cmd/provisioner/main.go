@@ -95,7 +95,15 @@ func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return service.Run(ctx, cfg, newLogger(stderr, cfg))
+	fault, err := service.ParseFault(os.Getenv("PROVISIONER_FAULT"))
+	if err != nil {
+		return err
+	}
+	var opts []service.Option
+	if fault != nil {
+		opts = append(opts, service.WithFault(fault))
+	}
+	return service.Run(ctx, cfg, newLogger(stderr, cfg), opts...)
 }
 
 // loadConfig loads the config file and applies the command-line overrides.

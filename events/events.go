@@ -1,0 +1,161 @@
+// Package events publishes the provisioner's change events: on
+// <prefix>.events.<type> in the system account, where admins may subscribe,
+// and, with the JetStream store, into a durable audit stream in the
+// service's own account, which Audit pages through.
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/natsprov/provisioner/api"
+	"github.com/natsprov/provisioner/provision"
+)
+
+// StreamName is the audit stream in the service's own account.
+const StreamName = api.AuditStream
+
+// Publisher publishes events. It is safe for concurrent use.
+type Publisher struct {
+	nc     *nats.Conn
+	prefix string
+	js     jetstream.JetStream // nil: no audit stream
+	log    *slog.Logger
+}
+
+var _ provision.Events = (*Publisher)(nil)
+
+// New returns a Publisher that publishes on nc, a system-account
+// connection.
+func New(nc *nats.Conn, prefix string, log *slog.Logger) *Publisher {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Publisher{nc: nc, prefix: prefix, log: log}
+}
+
+// AuditSubject is the subject of an event in the audit stream:
+// <prefix>.audit.<account>.<type>, so that an account's events are one
+// subject filter.
+func AuditSubject(prefix, account, typ string) string {
+	return prefix + ".audit." + account + "." + typ
+}
+
+// WithAudit makes the publisher also store every event in the audit stream
+// of the service's own account, creating the stream when it is missing.
+func (p *Publisher) WithAudit(ctx context.Context, svc *nats.Conn, replicas int) error {
+	js, err := jetstream.New(svc)
+	if err != nil {
+		return fmt.Errorf("events: %w", err)
+	}
+	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        StreamName,
+		Description: "Every change the provisioner made: who, what, when, the result. Never a seed.",
+		Subjects:    []string{p.prefix + ".audit.>"},
+		Storage:     jetstream.FileStorage,
+		Replicas:    max(1, replicas),
+		MaxAge:      365 * 24 * time.Hour,
+		Discard:     jetstream.DiscardOld,
+	})
+	if err != nil {
+		return fmt.Errorf("events: audit stream %s: %w", StreamName, err)
+	}
+	p.js = js
+	return nil
+}
+
+// Publish sends an event. It never fails the change it reports: a failed
+// publish is logged.
+func (p *Publisher) Publish(ctx context.Context, e api.Event) {
+	data, err := json.Marshal(e)
+	if err != nil {
+		p.log.Error("could not encode an event", "type", e.Type, "error", err)
+		return
+	}
+	if err := p.nc.Publish(p.prefix+".events."+e.Type, data); err != nil {
+		p.log.Warn("could not publish an event", "type", e.Type, "account", e.Account, "error", err)
+	}
+	if p.js == nil {
+		return
+	}
+	// The change is made; its record must not be lost to a moment's
+	// outage, so the audit write gets its own deadline.
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if _, err := p.js.Publish(actx, AuditSubject(p.prefix, e.Account, e.Type), data); err != nil {
+		p.log.Error("could not store an event in the audit stream", "type", e.Type, "account", e.Account, "error", err)
+	}
+}
+
+// Audit pages through the audit stream.
+type Audit struct {
+	js     jetstream.JetStream
+	prefix string
+}
+
+// NewAudit returns a reader of the audit stream on a connection in the
+// service's own account.
+func NewAudit(svc *nats.Conn, prefix string) (*Audit, error) {
+	js, err := jetstream.New(svc)
+	if err != nil {
+		return nil, fmt.Errorf("events: %w", err)
+	}
+	return &Audit{js: js, prefix: prefix}, nil
+}
+
+// Page returns up to limit events of an account ("" for every account)
+// after the stream sequence after, and the sequence to go on from (0 when
+// there are no more).
+func (a *Audit) Page(ctx context.Context, account string, after uint64, limit int) ([]api.AuditEntry, uint64, error) {
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	filter := a.prefix + ".audit.>"
+	if account != "" {
+		filter = a.prefix + ".audit." + account + ".>"
+	}
+	stream, err := a.js.Stream(ctx, StreamName)
+	if err != nil {
+		return nil, 0, fmt.Errorf("events: audit stream: %w", err)
+	}
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{filter},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    after + 1,
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("events: audit stream: %w", err)
+	}
+	batch, err := cons.FetchNoWait(limit + 1)
+	if err != nil {
+		return nil, 0, fmt.Errorf("events: audit stream: %w", err)
+	}
+	var out []api.AuditEntry
+	var next uint64
+	for m := range batch.Messages() {
+		meta, err := m.Metadata()
+		if err != nil {
+			continue
+		}
+		if len(out) == limit {
+			next = out[len(out)-1].Seq
+			break
+		}
+		var e api.Event
+		if err := json.Unmarshal(m.Data(), &e); err != nil {
+			continue
+		}
+		out = append(out, api.AuditEntry{Seq: meta.Sequence.Stream, Event: e})
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+		return out, next, fmt.Errorf("events: audit stream: %w", err)
+	}
+	return out, next, nil
+}

@@ -1,0 +1,70 @@
+package provision
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nkeys"
+
+	"github.com/natsprov/provisioner/api"
+)
+
+// Events is where the service reports each change: the events subjects,
+// and an audit stream where there is one. Publish must not block for long
+// and never fails the change it reports.
+type Events interface {
+	Publish(ctx context.Context, e api.Event)
+}
+
+// emit reports a change that was made.
+func (s *Service) emit(ctx context.Context, e api.Event) {
+	if s.cfg.Events == nil {
+		return
+	}
+	if e.Time == "" {
+		e.Time = time.Now().UTC().Format(time.RFC3339Nano)
+	}
+	if e.Result == "" {
+		e.Result = "ok"
+	}
+	e.Instance = s.cfg.Instance
+	if e.Caller.Kind == "" {
+		e.Caller.Kind = "admin"
+	}
+	s.cfg.Events.Publish(ctx, e)
+}
+
+// AuditLog pages the durable record of past events (the audit stream of
+// the JetStream store).
+type AuditLog interface {
+	Page(ctx context.Context, account string, after uint64, limit int) ([]api.AuditEntry, uint64, error)
+}
+
+// Audit pages the audit log (prov.audit): the events of one account, by
+// name or key (a deleted account by key), or of all.
+func (s *Service) Audit(ctx context.Context, req api.AuditRequest) (*api.AuditReply, error) {
+	if s.cfg.Audit == nil {
+		return nil, fmt.Errorf("%w: there is no audit stream: it is kept with the JetStream store; the events subjects (<prefix>.events.>) carry every change either way", ErrNotFound)
+	}
+	if req.Limit < 0 {
+		return nil, fmt.Errorf("%w: \"limit\" must not be negative", ErrInvalid)
+	}
+	acct := strings.TrimSpace(req.Account)
+	if acct != "" && !nkeys.IsValidPublicAccountKey(acct) {
+		t, err := s.resolve(ctx, acct)
+		if err != nil {
+			return nil, err
+		}
+		acct = t.pub
+	}
+	entries, next, err := s.cfg.Audit.Page(ctx, acct, req.After, req.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if entries == nil {
+		entries = []api.AuditEntry{}
+	}
+	return &api.AuditReply{Events: entries, Next: next}, nil
+}

@@ -1,0 +1,143 @@
+package provision
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"sort"
+
+	"github.com/nats-io/jwt/v2"
+
+	"github.com/natsprov/provisioner/api"
+)
+
+// AccountSettings are what the service keeps of an account besides its JWT
+// and keys: whether its tenants may issue their own users.
+type AccountSettings struct {
+	// SelfService lets the account's users issue users of the account in
+	// its roles.
+	SelfService bool `json:"self_service,omitempty"`
+	// Quota caps the active users issued through self-service; 0: none.
+	Quota int `json:"quota,omitempty"`
+	// CallerRole, when set, lets only users of that role self-serve.
+	CallerRole string `json:"caller_role,omitempty"`
+}
+
+var roleName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// checkRoleName refuses a role name that is not a short token.
+func checkRoleName(name string) error {
+	if !roleName.MatchString(name) {
+		return fmt.Errorf("%w: role %q: a role name is 1 to 64 letters, digits, - or _", ErrInvalid, name)
+	}
+	return nil
+}
+
+// template turns a role of the wire into the template of its scoped key.
+func template(name string, r *api.Role) (jwt.UserPermissionLimits, error) {
+	var t jwt.UserPermissionLimits
+	t.NatsLimits = jwt.NatsLimits{Subs: jwt.NoLimit, Data: jwt.NoLimit, Payload: jwt.NoLimit}
+	if r.Pub != nil {
+		t.Pub = *r.Pub
+	}
+	if r.Sub != nil {
+		t.Sub = *r.Sub
+	}
+	t.Resp = r.Resp
+	if err := mergeUserLimits(&t.Limits, r.Limits); err != nil {
+		return t, fmt.Errorf("role %q: %w", name, err)
+	}
+	t.BearerToken = r.BearerToken
+	for _, c := range r.AllowedConnectionTypes {
+		t.AllowedConnectionTypes.Add(c)
+	}
+	return t, nil
+}
+
+// setRoles applies the roles of a request to an account: a role given
+// replaces the template of the role of that name (keeping its key) or adds
+// one with a new key; a role given as nil is removed with its key. It
+// checks everything before it changes anything. newKey makes a signing key
+// (an account key) and returns its seed and public key.
+func setRoles(a *Account, c *jwt.AccountClaims, roles map[string]*api.Role, newKey func() (Seed, string, error)) error {
+	if len(roles) == 0 {
+		return nil
+	}
+	names := make([]string, 0, len(roles))
+	templates := map[string]jwt.UserPermissionLimits{}
+	for name, r := range roles {
+		if err := checkRoleName(name); err != nil {
+			return err
+		}
+		names = append(names, name)
+		if r == nil {
+			if roleKey(a, name) == "" {
+				return fmt.Errorf("%w: \"roles\": the account has no role %q to remove", ErrInvalid, name)
+			}
+			continue
+		}
+		t, err := template(name, r)
+		if err != nil {
+			return err
+		}
+		scope := jwt.NewUserScope()
+		// The key is checked when it is made; any account key stands in.
+		scope.Key, scope.Role, scope.Template = a.PublicKey, name, t
+		vr := jwt.CreateValidationResults()
+		scope.Validate(vr)
+		if errs := vr.Errors(); len(errs) > 0 {
+			return fmt.Errorf("%w: role %q: %v", ErrInvalid, name, errs)
+		}
+		templates[name] = t
+	}
+	sort.Strings(names)
+	keys := slices.Clone(a.SigningKeys)
+	for _, name := range names {
+		pub := roleKey(a, name)
+		t, keep := templates[name]
+		switch {
+		case !keep:
+			c.SigningKeys.Remove(pub)
+			keys = slices.DeleteFunc(keys, func(sk SigningKey) bool { return sk.Role == name })
+			continue
+		case pub == "":
+			seed, p, err := newKey()
+			if err != nil {
+				return fmt.Errorf("create role %q signing key: %w", name, err)
+			}
+			pub = p
+			keys = append(keys, SigningKey{Seed: seed, Role: name})
+		}
+		scope := jwt.NewUserScope()
+		scope.Key, scope.Role, scope.Template = pub, name, t
+		c.SigningKeys.AddScopedSigner(scope)
+	}
+	a.SigningKeys = keys
+	return nil
+}
+
+// roleKey returns the public key of the account's scoped key for a role,
+// "" when it has none.
+func roleKey(a *Account, role string) string {
+	for _, sk := range a.SigningKeys {
+		if sk.Role == role && role != "" {
+			pub, err := seedPublic(sk.Seed)
+			if err == nil {
+				return pub
+			}
+		}
+	}
+	return ""
+}
+
+// roles lists the role names of an account, sorted.
+func roles(a Account) []string {
+	var out []string
+	for _, sk := range a.SigningKeys {
+		if sk.Role != "" {
+			out = append(out, sk.Role)
+		}
+	}
+	sort.Strings(out)
+	return out
+}

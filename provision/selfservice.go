@@ -1,0 +1,223 @@
+package provision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+
+	"github.com/natsprov/provisioner/api"
+)
+
+// Tenant is the caller of a self-service request. Account is the account
+// the server bound into the subject through the service's export (the
+// importing account's key at its account_token_position): no request can
+// name another. The rest is what the server put in the request's
+// Nats-Request-Info header, which it sets on every request that crosses
+// the import.
+type Tenant struct {
+	Account   string
+	User      string
+	Name      string
+	IssuerKey string
+}
+
+func (t Tenant) caller() api.Caller {
+	return api.Caller{Kind: "tenant", Account: t.Account, User: t.User, Name: t.Name}
+}
+
+// selfImportName names the import the service adds to tenant accounts.
+const selfImportName = api.SelfServiceName
+
+// selfImport is the import that lets an account's users reach the
+// self-service subjects: what they send to <prefix>.self.user.X arrives in
+// the service's account as <prefix>.self.<account>.user.X, with the
+// caller's user, name and signing key shared.
+func (s *Service) selfImport(pub string) *jwt.Import {
+	p := s.cfg.SubjectPrefix
+	return &jwt.Import{
+		Name:         selfImportName,
+		Subject:      jwt.Subject(p + ".self." + pub + ".user.*"),
+		LocalSubject: jwt.RenamingSubject(p + ".self.user.*"),
+		Account:      s.cfg.ServiceAccount,
+		Type:         jwt.Service,
+		Share:        true,
+	}
+}
+
+// setSelfService applies self-service settings to an account: the import
+// is there exactly when self-service is on. It checks everything before it
+// changes anything.
+func (s *Service) setSelfService(a *Account, c *jwt.AccountClaims, set AccountSettings) error {
+	switch {
+	case set.Quota < 0:
+		return fmt.Errorf("%w: \"self_service_quota\" must be 0 (no cap) or more", ErrInvalid)
+	case set.SelfService && s.cfg.ServiceAccount == "":
+		return fmt.Errorf("%w: \"self_service\" needs the provisioner's own account: configure service_creds", ErrInvalid)
+	case set.CallerRole != "" && roleKey(a, set.CallerRole) == "":
+		return fmt.Errorf("%w: \"self_service_role\": the account has no role %q (its roles: %s)", ErrInvalid, set.CallerRole, listOr(roles(*a), "none"))
+	}
+	kept := c.Imports[:0]
+	for _, im := range c.Imports {
+		if im.Name != selfImportName {
+			kept = append(kept, im)
+		}
+	}
+	c.Imports = kept
+	if set.SelfService {
+		c.Imports.Add(s.selfImport(a.PublicKey))
+	}
+	a.Settings = set
+	return nil
+}
+
+// selfAccount returns the tenant's account when it may self-serve: live,
+// with self-service on, and the caller in the role that may, if one is
+// set.
+func (s *Service) selfAccount(ctx context.Context, t Tenant) (Account, error) {
+	if s.protected(t.Account) {
+		return Account{}, fmt.Errorf("%w: account %s has no self-service", ErrForbidden, t.Account)
+	}
+	a, err := s.store.Account(ctx, t.Account)
+	if errors.Is(err, ErrNotFound) || (err == nil && !a.Live()) {
+		return Account{}, fmt.Errorf("%w: account %s is not managed by this service", ErrNotFound, t.Account)
+	}
+	if err != nil {
+		return Account{}, err
+	}
+	if !a.Settings.SelfService {
+		return Account{}, fmt.Errorf("%w: self-service is off for account %q", ErrForbidden, a.Name)
+	}
+	if r := a.Settings.CallerRole; r != "" {
+		if key := roleKey(&a, r); key == "" || t.IssuerKey != key {
+			return Account{}, fmt.Errorf("%w: only users of role %q may self-serve in account %q", ErrForbidden, r, a.Name)
+		}
+	}
+	return a, nil
+}
+
+// SelfCreateUser issues a user of the tenant's own account in one of its
+// roles (prov.self.user.create). The role is required and nothing in the
+// request can widen it: the role's scoped key signs the user, and the
+// server applies the role's template. The account's quota caps the active
+// self-service users.
+func (s *Service) SelfCreateUser(ctx context.Context, t Tenant, req api.SelfCreateUserRequest) (*api.CreateUserReply, error) {
+	if strings.TrimSpace(req.Role) == "" {
+		return nil, fmt.Errorf("%w: \"role\" is required: a self-service user is issued in one of the account's roles", ErrInvalid)
+	}
+	u, err := newUserRequest(api.CreateUserRequest{Name: req.Name, Role: req.Role, PublicKey: req.PublicKey, ExpiresIn: req.ExpiresIn, XKey: req.XKey})
+	if err != nil {
+		return nil, err
+	}
+	u.self = true
+	a, err := s.selfAccount(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	// The count and the issue are one step for this instance.
+	defer s.locks.lock("self:" + a.PublicKey)()
+	if q := a.Settings.Quota; q > 0 {
+		n, err := s.activeSelfUsers(ctx, a)
+		if err != nil {
+			return nil, err
+		}
+		if n >= q {
+			err := fmt.Errorf("%w: account %q has %d active self-service users, its quota; revoke one first", ErrForbidden, a.Name, n)
+			s.emit(ctx, api.Event{Type: api.EventUserCreated, Account: a.PublicKey, AccountName: a.Name, UserName: req.Name, Role: req.Role, Caller: t.caller(), Result: "refused: quota reached"})
+			return nil, err
+		}
+	}
+	out, _, err := s.issue(ctx, a, u, t.caller())
+	return out, err
+}
+
+// activeSelfUsers counts an account's self-service users that are neither
+// revoked nor expired.
+func (s *Service) activeSelfUsers(ctx context.Context, a Account) (int, error) {
+	st, err := s.state(a)
+	if err != nil {
+		return 0, err
+	}
+	users, err := s.store.Users(ctx, a.PublicKey)
+	if err != nil {
+		return 0, err
+	}
+	now := time.Now().Unix()
+	n := 0
+	for _, u := range users {
+		if u.SelfService && (u.ExpiresAt == 0 || u.ExpiresAt > now) && !st.claims.Revocations.IsRevoked(u.PublicKey, time.Unix(u.IssuedAt, 0)) {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// SelfListUsers lists the users of the tenant's own account
+// (prov.self.user.list).
+func (s *Service) SelfListUsers(ctx context.Context, t Tenant, req api.SelfListUsersRequest) (*api.ListUsersReply, error) {
+	a, err := s.selfAccount(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	return s.listUsers(ctx, a, req.ListRequest)
+}
+
+// SelfRevokeUser revokes a user the tenant issued itself
+// (prov.self.user.revoke).
+func (s *Service) SelfRevokeUser(ctx context.Context, t Tenant, req api.SelfRevokeUserRequest) (*api.RevokeUserReply, error) {
+	ref, err := userRef(req.User)
+	if err != nil {
+		return nil, err
+	}
+	a, err := s.selfAccount(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	return s.revoke(ctx, a, ref, true, t.caller())
+}
+
+// EnsureSelfExport makes sure the service's own account exports the
+// self-service subjects that tenants' imports name: `provisioner init`
+// writes the export, and a deployment made before it, or with another
+// prefix, gets it here. The account's JWT is read from the servers,
+// changed only by the export, signed anew and pushed.
+func (s *Service) EnsureSelfExport(ctx context.Context) error {
+	pub := s.cfg.ServiceAccount
+	if pub == "" {
+		return nil
+	}
+	defer s.locks.lock("account:" + pub)()
+	token, err := s.resolver.Lookup(ctx, pub)
+	if err != nil {
+		return fmt.Errorf("look up the provisioner's own account %s: %w", pub, err)
+	}
+	if token == "" {
+		return fmt.Errorf("the servers hold no JWT for the provisioner's own account %s (service_creds); preload it (provisioner init does)", pub)
+	}
+	claims, err := jwt.DecodeAccountClaims(token)
+	if err != nil {
+		return fmt.Errorf("the provisioner's own account %s: %w", pub, err)
+	}
+	want := api.SelfExport(s.cfg.SubjectPrefix)
+	for _, e := range claims.Exports {
+		if e.Subject == want.Subject && e.Type == jwt.Service && e.AccountTokenPosition == want.AccountTokenPosition {
+			return nil
+		}
+	}
+	claims.Exports.Add(want)
+	if err := afterIssue(ctx, claims.IssuedAt); err != nil {
+		return err
+	}
+	signed, err := s.sign(claims)
+	if err != nil {
+		return fmt.Errorf("sign the provisioner's own account: %w", err)
+	}
+	if _, err := s.resolver.Update(ctx, signed); err != nil {
+		return fmt.Errorf("push the self-service export of the provisioner's own account: %w", err)
+	}
+	s.log.Info("added the self-service export to the provisioner's own account", "account", pub, "subject", want.Subject)
+	return nil
+}
