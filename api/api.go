@@ -27,6 +27,7 @@ const (
 	SubjectAccountList   = "account.list"
 	SubjectAccountUpdate = "account.update"
 	SubjectAccountDelete = "account.delete"
+	SubjectAccountRotate = "account.rotate"
 	SubjectUserCreate    = "user.create"
 	SubjectUserList      = "user.list"
 	SubjectUserRevoke    = "user.revoke"
@@ -58,6 +59,10 @@ type AccountLimits struct {
 	Leaf           *int64 `json:"leaf,omitempty"`
 
 	JetStreamLimits
+	// TieredLimits are JetStream limits per replica tier ("R1", "R3"), an
+	// alternative to the flat JetStream limits above: a request with both
+	// is refused. Given, they replace the account's JetStream limits.
+	TieredLimits map[string]JetStreamLimits `json:"tiered_limits,omitempty"`
 }
 
 // JetStreamLimits are an account's JetStream limits. JetStream is on for an
@@ -128,6 +133,15 @@ type CreateAccountRequest struct {
 	// by its scoped key) self-serve; otherwise any user of the account who
 	// may publish <prefix>.self.user.* may.
 	SelfServiceRole string `json:"self_service_role,omitempty"`
+	// Exports and Imports use the JWT's own field names. An import's
+	// "account" may also name an account this service manages; the import
+	// of a private export (token_req) from such an account gets its
+	// activation token, signed by the exporting account's signing key.
+	Exports jwt.Exports `json:"exports,omitempty"`
+	Imports jwt.Imports `json:"imports,omitempty"`
+	// ExpiresIn is a Go duration such as "720h": the account's JWT
+	// expires then, and its users can no longer connect.
+	ExpiresIn string `json:"expires_in,omitempty"`
 }
 
 // UpdateAccountRequest is the body of account.update: only the fields
@@ -148,6 +162,37 @@ type UpdateAccountRequest struct {
 	SelfService      *bool            `json:"self_service,omitempty"`
 	SelfServiceQuota *int             `json:"self_service_quota,omitempty"`
 	SelfServiceRole  *string          `json:"self_service_role,omitempty"`
+	// Exports and Imports, when given, replace the account's.
+	Exports *jwt.Exports `json:"exports,omitempty"`
+	Imports *jwt.Imports `json:"imports,omitempty"`
+	// ExpiresIn sets a new expiry from now; "" removes it.
+	ExpiresIn *string `json:"expires_in,omitempty"`
+}
+
+// RotateAccountRequest is the body of account.rotate: the account gets a
+// new signing key, and a new scoped key with the same template for each
+// role, which sign every user from now on. The keys they replace are
+// retired: still listed in the account JWT, so the users and activation
+// tokens they signed keep working, until RevokeOld removes them.
+type RotateAccountRequest struct {
+	Account string `json:"account" aka:"name,public_key,account_name,id"`
+	// RevokeOld removes every retired key, those this call retires
+	// included: the users and activation tokens they signed stop working.
+	RevokeOld bool `json:"revoke_old,omitempty"`
+	// Rotate is true unless given false: with false and RevokeOld, only
+	// the keys a previous rotation retired are removed.
+	Rotate *bool `json:"rotate,omitempty"`
+}
+
+// RotateAccountReply is the reply of account.rotate.
+type RotateAccountReply struct {
+	Account Account `json:"account"`
+	// SigningKeys are the keys in use now; Retired the ones still listed
+	// but no longer signing; Removed the ones this call took out.
+	SigningKeys []string      `json:"signing_keys"`
+	Retired     []string      `json:"retired,omitempty"`
+	Removed     []string      `json:"removed,omitempty"`
+	Resolver    []ServerReply `json:"resolver"`
 }
 
 // AccountRequest is the body of account.get and account.delete.

@@ -387,11 +387,12 @@ func (c *natsCluster) up() []*clusterNode {
 // lookupAll asks every running server for its JWT of an account
 // ($SYS.REQ.ACCOUNT.<pub>.CLAIMS.LOOKUP; each full resolver answers, with
 // an empty message when it holds none) and returns the answers. Replies do
-// not name their server; there is one per server.
+// not name their server; there is one per server. It waits at most a
+// second: a server that has just joined may not hear requests yet.
 func (c *natsCluster) lookupAll(pub string) []string {
 	c.t.Helper()
 	n := len(c.up())
-	msgs := gatherReplies(c.observer(), fmt.Sprintf("$SYS.REQ.ACCOUNT.%s.CLAIMS.LOOKUP", pub), nil, n, 2*time.Second)
+	msgs := gatherReplies(c.observer(), fmt.Sprintf("$SYS.REQ.ACCOUNT.%s.CLAIMS.LOOKUP", pub), nil, n, time.Second)
 	out := make([]string, 0, len(msgs))
 	for _, m := range msgs {
 		out = append(out, string(m.Data))
@@ -401,12 +402,13 @@ func (c *natsCluster) lookupAll(pub string) []string {
 
 // listAll asks every running server for the accounts its resolver holds
 // ($SYS.REQ.CLAIMS.LIST) and returns them by server name. A server that
-// did not answer within 2s is missing from the map.
+// did not answer within a second is missing from the map: a server that
+// has just joined may not hear requests yet.
 func (c *natsCluster) listAll() map[string][]string {
 	c.t.Helper()
 	n := len(c.up())
 	out := map[string][]string{}
-	for _, m := range gatherReplies(c.observer(), "$SYS.REQ.CLAIMS.LIST", nil, n, 2*time.Second) {
+	for _, m := range gatherReplies(c.observer(), "$SYS.REQ.CLAIMS.LIST", nil, n, time.Second) {
 		var rep struct {
 			Data   []string `json:"data"`
 			Server struct {

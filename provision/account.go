@@ -64,7 +64,14 @@ func (s *Service) CreateAccount(ctx context.Context, req api.CreateAccountReques
 	if err := setRoles(&rec, claims, req.Roles, s.newSigningKey); err != nil {
 		return nil, err
 	}
+	claims.Exports = req.Exports
+	if err := s.setImports(ctx, &rec, claims, req.Imports); err != nil {
+		return nil, err
+	}
 	if err := s.setSelfService(&rec, claims, AccountSettings{SelfService: req.SelfService, Quota: req.SelfServiceQuota, CallerRole: req.SelfServiceRole}); err != nil {
+		return nil, err
+	}
+	if err := setExpiry(claims, req.ExpiresIn); err != nil {
 		return nil, err
 	}
 	token, err := s.sign(claims)
@@ -140,6 +147,20 @@ func (s *Service) abandon(rec Account, claims *jwt.AccountClaims, stored bool) {
 		return
 	}
 	s.finishDelete(ctx, tomb)
+}
+
+// setExpiry sets an account's expiry from a Go duration from now; ""
+// leaves none.
+func setExpiry(c *jwt.AccountClaims, in string) error {
+	if in == "" {
+		return nil
+	}
+	d, err := time.ParseDuration(in)
+	if err != nil || d <= 0 {
+		return fmt.Errorf("%w: \"expires_in\" must be a positive Go duration such as \"720h\", got %q", ErrInvalid, in)
+	}
+	c.Expires = time.Now().Add(d).Unix()
+	return nil
 }
 
 // tombstone returns the record of a deleted account: its keys dropped and
@@ -272,10 +293,10 @@ func (s *Service) UpdateAccount(ctx context.Context, req api.UpdateAccountReques
 	if st, err := s.state(a); err == nil {
 		probeClaims, _ = claimsCopy(st.claims)
 	}
-	if err := s.updateAccount(req, func() (Seed, string, error) { return "", a.PublicKey, nil })(&probe, probeClaims); err != nil {
+	if err := s.updateAccount(ctx, req, func() (Seed, string, error) { return "", a.PublicKey, nil })(&probe, probeClaims); err != nil {
 		return nil, err
 	}
-	out, err := s.submit(a.PublicKey, s.updateAccount(req, s.newSigningKey))
+	out, err := s.submit(a.PublicKey, s.updateAccount(ctx, req, s.newSigningKey))
 	if err != nil {
 		return nil, err
 	}
@@ -286,7 +307,9 @@ func (s *Service) UpdateAccount(ctx context.Context, req api.UpdateAccountReques
 
 // updateAccount returns the change an update request makes; newKey makes
 // the signing keys of new roles.
-func (s *Service) updateAccount(req api.UpdateAccountRequest, newKey func() (Seed, string, error)) applyFunc {
+func (s *Service) updateAccount(ctx context.Context, req api.UpdateAccountRequest, newKey func() (Seed, string, error)) applyFunc {
+	// Imports look up their exporters; that must not end with the request.
+	ctx = context.WithoutCancel(ctx)
 	return func(a *Account, c *jwt.AccountClaims) error {
 		var tags jwt.TagList
 		if req.Tags != nil {
@@ -294,7 +317,8 @@ func (s *Service) updateAccount(req api.UpdateAccountRequest, newKey func() (See
 				return err
 			}
 		}
-		if len(req.Roles) == 0 && req.SelfService == nil && req.SelfServiceQuota == nil && req.SelfServiceRole == nil {
+		if len(req.Roles) == 0 && req.SelfService == nil && req.SelfServiceQuota == nil && req.SelfServiceRole == nil &&
+			req.Exports == nil && req.Imports == nil && req.ExpiresIn == nil {
 			// It checks everything before it changes anything.
 			if err := mergeAccountFields(c, req.Limits, req.DefaultPermissions); err != nil {
 				return err
@@ -327,8 +351,22 @@ func (s *Service) updateAccount(req api.UpdateAccountRequest, newKey func() (See
 		if err := setRoles(&trial, trialClaims, req.Roles, newKey); err != nil {
 			return err
 		}
+		if req.Exports != nil {
+			trialClaims.Exports = *req.Exports
+		}
+		if req.Imports != nil {
+			if err := s.setImports(ctx, &trial, trialClaims, *req.Imports); err != nil {
+				return err
+			}
+		}
 		if err := s.setSelfService(&trial, trialClaims, set); err != nil {
 			return err
+		}
+		if req.ExpiresIn != nil {
+			trialClaims.Expires = 0
+			if err := setExpiry(trialClaims, *req.ExpiresIn); err != nil {
+				return err
+			}
 		}
 		if err := mergeAccountFields(trialClaims, req.Limits, req.DefaultPermissions); err != nil {
 			return err

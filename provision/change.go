@@ -160,6 +160,9 @@ func (s *Service) version(pub string, q *queue, batch []*change) {
 		}
 		// Changes that arrived during the wait join this version.
 		batch = append(batch, applyAll(&next, claims, s.queues.take(pub, q, false))...)
+		if next.Live() {
+			s.prune(ctx, pub, claims)
+		}
 		token, err := s.sign(claims)
 		if err != nil {
 			fail(batch, err)

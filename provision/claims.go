@@ -42,6 +42,9 @@ func (s *Service) state(a Account) (*state, error) {
 	}
 	st := &state{jwt: a.JWT, claims: claims, signers: map[string]nkeys.KeyPair{}, from: a.SigningKeys}
 	for _, sk := range a.SigningKeys {
+		if sk.Retired {
+			continue // listed in the JWT, signs nothing new
+		}
 		kp, err := keypair.FromSeed(sk.Seed.Bytes())
 		if err != nil {
 			return nil, fmt.Errorf("account %s: a stored signing seed is unusable", a.PublicKey)

@@ -34,6 +34,11 @@ func mergeAccountFields(claims *jwt.AccountClaims, limits *api.AccountLimits, pe
 				return fmt.Errorf("%w: \"limits\": %q is %d; use -1 for unlimited or a number from 0 up", ErrInvalid, f.name, *f.give)
 			}
 		}
+		if limits.TieredLimits != nil {
+			if _, err := tiersOf(limits); err != nil {
+				return err
+			}
+		}
 		for _, f := range ints {
 			if f.give != nil {
 				*f.dst = *f.give
@@ -51,10 +56,63 @@ func mergeAccountFields(claims *jwt.AccountClaims, limits *api.AccountLimits, pe
 			}
 		}
 	}
+	if limits != nil && limits.TieredLimits != nil {
+		tiers, _ := tiersOf(limits) // checked above
+		claims.Limits.JetStreamLimits = jwt.JetStreamLimits{}
+		claims.Limits.JetStreamTieredLimits = tiers
+	} else if limits != nil && limits.JetStreamLimits != (api.JetStreamLimits{}) {
+		// Flat JetStream limits given: they replace any tiers.
+		claims.Limits.JetStreamTieredLimits = nil
+	}
 	if perms != nil {
 		claims.DefaultPermissions = *perms
 	}
 	return nil
+}
+
+// tiersOf returns the JetStream tiers a request gives. A request that also
+// gives a flat JetStream limit other than 0 is refused: the two are
+// alternatives. No tiers is nil.
+func tiersOf(limits *api.AccountLimits) (jwt.JetStreamTieredLimits, error) {
+	for _, v := range []*int64{limits.MemStorage, limits.DiskStorage, limits.Streams, limits.Consumer, limits.MaxAckPending, limits.MemMaxStreamBytes, limits.DiskMaxStreamBytes} {
+		if v != nil && *v != 0 {
+			return nil, fmt.Errorf("%w: \"limits\": give either \"tiered_limits\" or the flat JetStream limits (mem_storage, disk_storage, ...), not both", ErrInvalid)
+		}
+	}
+	tiers := jwt.JetStreamTieredLimits{}
+	for name, t := range limits.TieredLimits {
+		if name == "" {
+			return nil, fmt.Errorf("%w: \"limits.tiered_limits\": a tier needs a name such as \"R1\" or \"R3\"", ErrInvalid)
+		}
+		var out jwt.JetStreamLimits
+		for _, f := range []struct {
+			name string
+			give *int64
+			dst  *int64
+		}{
+			{"mem_storage", t.MemStorage, &out.MemoryStorage}, {"disk_storage", t.DiskStorage, &out.DiskStorage},
+			{"streams", t.Streams, &out.Streams}, {"consumer", t.Consumer, &out.Consumer},
+			{"max_ack_pending", t.MaxAckPending, &out.MaxAckPending},
+			{"mem_max_stream_bytes", t.MemMaxStreamBytes, &out.MemoryMaxStreamBytes},
+			{"disk_max_stream_bytes", t.DiskMaxStreamBytes, &out.DiskMaxStreamBytes},
+		} {
+			if f.give == nil {
+				continue
+			}
+			if *f.give < -1 {
+				return nil, fmt.Errorf("%w: \"limits.tiered_limits.%s\": %q is %d; use -1 for unlimited or a number from 0 up", ErrInvalid, name, f.name, *f.give)
+			}
+			*f.dst = *f.give
+		}
+		if t.MaxBytesRequired != nil {
+			out.MaxBytesRequired = *t.MaxBytesRequired
+		}
+		tiers[name] = out
+	}
+	if len(tiers) == 0 {
+		return nil, nil
+	}
+	return tiers, nil
 }
 
 // mergeUserLimits sets the user limits a request gives.

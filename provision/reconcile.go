@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"golang.org/x/time/rate"
 
 	"github.com/natsprov/provisioner/api"
@@ -256,8 +257,19 @@ func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, 
 		return out
 	}
 	if a.Live() {
-		if c, err := decodeAccount(a.JWT); err == nil && c.Expires != 0 && c.Expires <= time.Now().Unix() {
+		c, err := decodeAccount(a.JWT)
+		if err == nil && c.Expires != 0 && c.Expires <= time.Now().Unix() {
 			out.expired = true
+			return out
+		}
+		if err == nil && len(s.prunable(ctx, a.PublicKey, c)) > 0 {
+			// A new version without them: the change path prunes.
+			if _, err := s.submit(a.PublicKey, func(*Account, *jwt.AccountClaims) error { return nil }); err != nil {
+				out.err = err
+				return out
+			}
+			msgs.Add(1)
+			out.pushed = true
 			return out
 		}
 	}

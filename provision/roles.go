@@ -97,7 +97,14 @@ func setRoles(a *Account, c *jwt.AccountClaims, roles map[string]*api.Role, newK
 		t, keep := templates[name]
 		switch {
 		case !keep:
-			c.SigningKeys.Remove(pub)
+			// The role goes with every key it had, retired ones too.
+			for _, sk := range keys {
+				if sk.Role == name {
+					if p, err := seedPublic(sk.Seed); err == nil {
+						c.SigningKeys.Remove(p)
+					}
+				}
+			}
 			keys = slices.DeleteFunc(keys, func(sk SigningKey) bool { return sk.Role == name })
 			continue
 		case pub == "":
@@ -120,7 +127,7 @@ func setRoles(a *Account, c *jwt.AccountClaims, roles map[string]*api.Role, newK
 // "" when it has none.
 func roleKey(a *Account, role string) string {
 	for _, sk := range a.SigningKeys {
-		if sk.Role == role && role != "" {
+		if sk.Role == role && role != "" && !sk.Retired {
 			pub, err := seedPublic(sk.Seed)
 			if err == nil {
 				return pub
@@ -134,7 +141,7 @@ func roleKey(a *Account, role string) string {
 func roles(a Account) []string {
 	var out []string
 	for _, sk := range a.SigningKeys {
-		if sk.Role != "" {
+		if sk.Role != "" && !sk.Retired {
 			out = append(out, sk.Role)
 		}
 	}

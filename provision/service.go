@@ -79,6 +79,10 @@ type Config struct {
 	// TombstoneRetention is how long a finished delete's record is kept.
 	// Default 30 days.
 	TombstoneRetention time.Duration
+	// RevocationMargin is how long after a revoked user's JWT expired its
+	// revocation is dropped from the account JWT: the room for clocks that
+	// run behind. Default 5 minutes.
+	RevocationMargin time.Duration
 	Logger             *slog.Logger
 }
 
@@ -122,6 +126,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.TombstoneRetention <= 0 {
 		cfg.TombstoneRetention = 30 * 24 * time.Hour
+	}
+	if cfg.RevocationMargin <= 0 {
+		cfg.RevocationMargin = 5 * time.Minute
 	}
 	if cfg.StoreKind == "" {
 		cfg.StoreKind = "file"

@@ -53,6 +53,9 @@ type SigningKey struct {
 	// Role is the name of the scoped signing key's role; "" is the
 	// account's plain signing key, which signs users without a role.
 	Role string `json:"role,omitempty"`
+	// Retired is set for a key a rotation replaced: it stays in the
+	// account JWT, so what it signed stays valid, but signs nothing new.
+	Retired bool `json:"retired,omitempty"`
 }
 
 // Account is what the store keeps of one account, users aside.

@@ -38,6 +38,7 @@ type Provisioner interface {
 	ListAccounts(context.Context, api.ListRequest) (*api.ListAccountsReply, error)
 	UpdateAccount(context.Context, api.UpdateAccountRequest) (*api.AccountReply, error)
 	DeleteAccount(context.Context, api.AccountRequest) (*api.DeleteAccountReply, error)
+	RotateAccount(context.Context, api.RotateAccountRequest) (*api.RotateAccountReply, error)
 	CreateUser(context.Context, api.CreateUserRequest) (*api.CreateUserReply, error)
 	ListUsers(context.Context, api.ListUsersRequest) (*api.ListUsersReply, error)
 	RevokeUser(context.Context, api.RevokeUserRequest) (*api.RevokeUserReply, error)
@@ -99,6 +100,7 @@ func endpoints(p Provisioner) []endpoint {
 		{"account_list", api.SubjectAccountList, handle(p.ListAccounts)},
 		{"account_update", api.SubjectAccountUpdate, handle(p.UpdateAccount)},
 		{"account_delete", api.SubjectAccountDelete, handle(p.DeleteAccount)},
+		{"account_rotate", api.SubjectAccountRotate, handle(p.RotateAccount)},
 		{"user_create", api.SubjectUserCreate, handle(p.CreateUser)},
 		{"user_list", api.SubjectUserList, handle(p.ListUsers)},
 		{"user_revoke", api.SubjectUserRevoke, handle(p.RevokeUser)},

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"reflect"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -65,7 +66,7 @@ func addAccountFlags(c *command, unset string) *accountFlags {
 
 // givenLimits returns the limits when any was given, else nil.
 func (f *accountFlags) givenLimits() *api.AccountLimits {
-	if f.limits == (api.AccountLimits{}) {
+	if reflect.ValueOf(f.limits).IsZero() {
 		return nil
 	}
 	l := f.limits

@@ -1,0 +1,120 @@
+package provision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nkeys"
+)
+
+// setImports checks an account's imports against what their exporters
+// export and sets them. An import's account may be named by a managed
+// account's name. An import of a private export (token_req) from a managed
+// account gets an activation token signed by the exporting account's
+// signing key; from an account this service does not manage, the request
+// must carry the token. An import of a subject its exporter does not
+// export is refused, naming it. The self-service import the service
+// manages is kept out of this: setSelfService owns it.
+func (s *Service) setImports(ctx context.Context, a *Account, c *jwt.AccountClaims, imports jwt.Imports) error {
+	out := jwt.Imports{}
+	for i, in := range imports {
+		if in == nil {
+			return fmt.Errorf("%w: \"imports[%d]\" is empty", ErrInvalid, i)
+		}
+		im := *in
+		if im.Name == selfImportName {
+			return fmt.Errorf("%w: \"imports[%d]\": the name %q is the service's own; choose another", ErrInvalid, i, selfImportName)
+		}
+		exporter, claims, signer, err := s.exporter(ctx, im.Account)
+		if err != nil {
+			return fmt.Errorf("\"imports[%d]\" (%s): %w", i, im.Subject, err)
+		}
+		if exporter == a.PublicKey {
+			return fmt.Errorf("%w: \"imports[%d]\": an account cannot import from itself", ErrInvalid, i)
+		}
+		im.Account = exporter
+		var export *jwt.Export
+		for _, e := range claims.Exports {
+			if e.Type == im.Type && (im.Subject == e.Subject || im.Subject.IsContainedIn(e.Subject)) {
+				export = e
+				break
+			}
+		}
+		if export == nil {
+			return fmt.Errorf("%w: \"imports[%d]\": account %q (%s) exports no %s %q", ErrInvalid, i, claims.Name, exporter, im.Type, im.Subject)
+		}
+		if export.TokenReq && im.Token == "" {
+			if signer == nil {
+				return fmt.Errorf("%w: \"imports[%d]\": %s %q of account %s is private: give its activation \"token\"", ErrInvalid, i, im.Type, im.Subject, exporter)
+			}
+			act := jwt.NewActivationClaims(a.PublicKey)
+			act.Name = string(im.Subject)
+			act.ImportSubject = im.Subject
+			act.ImportType = im.Type
+			act.IssuerAccount = exporter
+			token, err := act.Encode(signer)
+			if err != nil {
+				return fmt.Errorf("sign the activation of %q for account %s: %w", im.Subject, a.PublicKey, err)
+			}
+			im.Token = token
+		}
+		out = append(out, &im)
+	}
+	kept := jwt.Imports{}
+	for _, im := range c.Imports {
+		if im.Name == selfImportName {
+			kept = append(kept, im)
+		}
+	}
+	c.Imports = append(kept, out...)
+	vr := jwt.CreateValidationResults()
+	c.Imports.Validate(a.PublicKey, vr)
+	if errs := vr.Errors(); len(errs) > 0 {
+		return fmt.Errorf("%w: \"imports\": %w", ErrInvalid, errors.Join(errs...))
+	}
+	return nil
+}
+
+// exporter finds the account an import names: a managed account by name or
+// key (with its signing key, to sign activations), or any other account by
+// key, read from the servers.
+func (s *Service) exporter(ctx context.Context, ref string) (string, *jwt.AccountClaims, nkeys.KeyPair, error) {
+	ref = strings.TrimSpace(ref)
+	if ref == "" {
+		return "", nil, nil, fmt.Errorf("%w: \"account\" is required: the exporting account's name or public key", ErrInvalid)
+	}
+	var a Account
+	var err error
+	if nkeys.IsValidPublicAccountKey(ref) {
+		a, err = s.store.Account(ctx, ref)
+	} else {
+		a, err = s.store.AccountByName(ctx, ref)
+	}
+	switch {
+	case err == nil && a.Live():
+		st, err := s.state(a)
+		if err != nil {
+			return "", nil, nil, err
+		}
+		return a.PublicKey, st.claims, st.signers[""], nil
+	case err != nil && !errors.Is(err, ErrNotFound):
+		return "", nil, nil, err
+	case !nkeys.IsValidPublicAccountKey(ref):
+		return "", nil, nil, fmt.Errorf("%w: no account named %q", ErrInvalid, ref)
+	}
+	token, err := s.resolver.Lookup(ctx, ref)
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("look up account %s: %w", ref, err)
+	}
+	if token == "" {
+		return "", nil, nil, fmt.Errorf("%w: no server knows account %s", ErrInvalid, ref)
+	}
+	claims, err := jwt.DecodeAccountClaims(token)
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("account %s: %w", ref, err)
+	}
+	return ref, claims, nil, nil
+}

@@ -1,0 +1,103 @@
+package provision
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/nats-io/jwt/v2"
+
+	"github.com/natsprov/provisioner/api"
+)
+
+// RotateAccount gives an account new signing keys (prov.account.rotate): a
+// new plain signing key and, for each role, a new scoped key with the
+// role's template. They sign every user from now on. The keys they replace
+// are retired: still listed in the account JWT, so that the users and
+// activation tokens they signed keep working, until revoke_old removes
+// them — which cuts those users and activations off. A user cut off that
+// way cannot be issued again under its old key (a key is issued once):
+// issue a new user, with a new key.
+func (s *Service) RotateAccount(ctx context.Context, req api.RotateAccountRequest) (*api.RotateAccountReply, error) {
+	rotate := req.Rotate == nil || *req.Rotate
+	if !rotate && !req.RevokeOld {
+		return nil, fmt.Errorf("%w: \"rotate\": false with \"revoke_old\": false changes nothing", ErrInvalid)
+	}
+	a, err := s.live(ctx, req.Account, "rotated")
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	out, err := s.submit(a.PublicKey, func(next *Account, c *jwt.AccountClaims) error {
+		keys := slices.Clone(next.SigningKeys)
+		var gone []string
+		if rotate {
+			fresh := []SigningKey{}
+			for i, sk := range keys {
+				if sk.Retired {
+					continue
+				}
+				seed, pub, err := s.newSigningKey()
+				if err != nil {
+					return fmt.Errorf("create signing key: %w", err)
+				}
+				old, err := seedPublic(sk.Seed)
+				if err != nil {
+					return fmt.Errorf("account %s: a stored signing seed is unusable", next.PublicKey)
+				}
+				if sk.Role == "" {
+					c.SigningKeys.Add(pub)
+				} else {
+					scope, ok := c.SigningKeys.GetScope(old)
+					us, isUser := scope.(*jwt.UserScope)
+					if !ok || !isUser {
+						return fmt.Errorf("account %s: role %q has no scope in the JWT", next.PublicKey, sk.Role)
+					}
+					ns := jwt.NewUserScope()
+					ns.Key, ns.Role, ns.Template, ns.Description = pub, sk.Role, us.Template, us.Description
+					c.SigningKeys.AddScopedSigner(ns)
+				}
+				keys[i].Retired = true
+				fresh = append(fresh, SigningKey{Seed: seed, Role: sk.Role})
+			}
+			// The plain key in use stays first.
+			keys = append(fresh, keys...)
+		}
+		if req.RevokeOld {
+			for _, sk := range keys {
+				if sk.Retired {
+					if pub, err := seedPublic(sk.Seed); err == nil {
+						c.SigningKeys.Remove(pub)
+						gone = append(gone, pub)
+					}
+				}
+			}
+			keys = slices.DeleteFunc(keys, func(sk SigningKey) bool { return sk.Retired })
+		}
+		next.SigningKeys = keys
+		removed = gone
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	rep := &api.RotateAccountReply{
+		Account:  api.Account{Name: out.account.Name, PublicKey: a.PublicKey, JWT: out.account.JWT},
+		Removed:  removed,
+		Resolver: wireResult(out.result),
+	}
+	for _, sk := range out.account.SigningKeys {
+		pub, err := seedPublic(sk.Seed)
+		if err != nil {
+			continue
+		}
+		if sk.Retired {
+			rep.Retired = append(rep.Retired, pub)
+		} else {
+			rep.SigningKeys = append(rep.SigningKeys, pub)
+		}
+	}
+	s.log.Info("account signing keys rotated", "account", a.PublicKey, "name", a.Name, "rotated", rotate, "removed", len(removed))
+	s.emit(ctx, api.Event{Type: api.EventAccountUpdated, Account: a.PublicKey, AccountName: a.Name})
+	return rep, nil
+}
