@@ -37,6 +37,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -209,7 +210,11 @@ func (s *Store) start() (*journal, error) {
 		if err != nil {
 			return nil, err
 		}
-		return j, s.finishUpgrade(res.v1Done)
+		if err := s.finishUpgrade(res.v1Done); err != nil {
+			j.close()
+			return nil, err
+		}
+		return j, nil
 	}
 	// Fold what the journal holds into a new snapshot, so that start-up
 	// time stays bounded by the state, not the history, and a torn tail is
@@ -226,9 +231,6 @@ func (s *Store) start() (*journal, error) {
 		}
 		slices.Sort(names)
 		err = s.finishUpgrade(names)
-		if err == nil {
-			s.log.Info("filestore upgraded a version 1 store", "dir", s.dir, "accounts", len(s.st.accounts), "users", s.st.nusers, "backup", strings.Join(names, v1BackupSuffix+", ")+v1BackupSuffix)
-		}
 	case formatV2:
 		err = s.finishUpgrade(res.v1Done)
 		if res.records > 0 {
@@ -260,23 +262,27 @@ func (s *Store) newGeneration(fromV1 map[string]string) (*journal, error) {
 }
 
 // finishUpgrade renames the previous version's files, now held by the
-// store, out of the way.
+// store, out of the way, and logs the upgrade: once, since the files are
+// gone after it.
 func (s *Store) finishUpgrade(names []string) error {
+	var backups []string
 	for _, n := range names {
-		from := s.dir + string(os.PathSeparator) + n
-		to := s.dir + string(os.PathSeparator) + backupName(s.dir, n)
-		if err := os.Rename(from, to); err != nil {
+		b := backupName(s.dir, n)
+		if err := os.Rename(filepath.Join(s.dir, n), filepath.Join(s.dir, b)); err != nil {
 			return fmt.Errorf("filestore: keep %s as a backup: %w", n, err)
 		}
+		backups = append(backups, b)
 		if err := stepHook(stepV1Renamed); err != nil {
 			return err
 		}
 	}
-	if len(names) > 0 {
-		if err := syncDir(s.dir); err != nil {
-			return fmt.Errorf("filestore: flush store directory: %w", err)
-		}
+	if len(names) == 0 {
+		return nil
 	}
+	if err := syncDir(s.dir); err != nil {
+		return fmt.Errorf("filestore: flush store directory: %w", err)
+	}
+	s.log.Info("filestore upgraded a version 1 store", "dir", s.dir, "accounts", len(s.st.accounts), "users", s.st.nusers, "backups", strings.Join(backups, ", "))
 	return nil
 }
 

@@ -218,13 +218,19 @@ func TestErrors(t *testing.T) {
 			_, err := s.CreateAccount(ctx, newAccount(t, "taken"))
 			return err
 		}, provision.ErrConflict},
-		{"create with a live key", func() error { _, err := s.CreateAccount(ctx, mod(live, func(a *provision.Account) { a.Name = "new" })); return err }, provision.ErrConflict},
+		{"create with a live key", func() error {
+			_, err := s.CreateAccount(ctx, mod(live, func(a *provision.Account) { a.Name = "new" }))
+			return err
+		}, provision.ErrConflict},
 		{"create with a tombstone's key", func() error {
 			_, err := s.CreateAccount(ctx, mod(dead, func(a *provision.Account) { a.Name = "fresh" }))
 			return err
 		}, provision.ErrConflict},
 		{"create a tombstone", func() error { _, err := s.CreateAccount(ctx, tombstone(t, other, provision.PhaseDeleted)); return err }, provision.ErrInvalid},
-		{"create with no name", func() error { _, err := s.CreateAccount(ctx, mod(other, func(a *provision.Account) { a.Name = "" })); return err }, provision.ErrInvalid},
+		{"create with no name", func() error {
+			_, err := s.CreateAccount(ctx, mod(other, func(a *provision.Account) { a.Name = "" }))
+			return err
+		}, provision.ErrInvalid},
 		{"create with a user key", func() error {
 			_, err := s.CreateAccount(ctx, mod(other, func(a *provision.Account) { a.PublicKey = user.PublicKey }))
 			return err
