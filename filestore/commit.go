@@ -23,7 +23,7 @@ const (
 type op struct {
 	kind    string
 	account provision.Account // create, update
-	disk    diskAccount       // create, update
+	held    held              // create, update: as it will be stored
 	pub     string            // remove
 	rev     uint64            // update, remove: the revision the caller read
 	user    provision.User    // durable user record
@@ -230,9 +230,9 @@ func (c *committer) answer(batch []*op, err error) {
 func (s *Store) apply(o *op) error {
 	switch o.kind {
 	case opCreate:
-		return s.st.create(o.seq, o.account, o.disk)
+		return s.st.create(o.seq, o.held)
 	case opUpdate:
-		return s.st.update(o.seq, o.account, o.disk)
+		return s.st.update(o.seq, o.held)
 	case opRemove:
 		return s.st.remove(o.pub)
 	case opUser:

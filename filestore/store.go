@@ -195,7 +195,7 @@ func (s *Store) start() (*journal, error) {
 	if l.forms.stale > 0 {
 		// Seal with the current key what is plain or sealed with an old one.
 		for _, e := range s.st.accounts {
-			if e.disk, err = toDisk(&e.a, s.key); err != nil {
+			if e.disk, err = toDisk(&e.a, s.key, nil); err != nil {
 				return nil, err
 			}
 		}
@@ -204,7 +204,7 @@ func (s *Store) start() (*journal, error) {
 	// made from, so that a crash before their renames is finished too.
 	fromV1 := res.fromV1
 	switch {
-	case res.kind == formatV2 && res.records == 0 && !res.dirty && !res.fellBack && l.forms.stale == 0:
+	case res.kind == formatV2 && res.records == 0 && !res.dirty && !res.fellBack && !res.hdr.closed && l.forms.stale == 0:
 		// Nothing to fold in: go on with the journal as it is.
 		j, err := openJournal(l.path(journalFile), res.hdr, res.jsize)
 		if err != nil {
@@ -457,12 +457,24 @@ func (s *Store) accountOp(ctx context.Context, kind string, a provision.Account)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if err := checkAccount(&a, true); err != nil {
+	// What the store holds of the account: its seeds need not be derived
+	// or sealed again. The committer checks the revision later.
+	var prev *held
+	if kind == opUpdate {
+		s.mu.RLock()
+		if e, ok := s.st.accounts[a.PublicKey]; ok {
+			h := e.held
+			prev = &h
+		}
+		s.mu.RUnlock()
+	}
+	signers, err := checkAccount(&a, true, prev)
+	if err != nil {
 		return nil, fmt.Errorf("filestore: account %s (%q): %v: %w", a.PublicKey, a.Name, err, provision.ErrInvalid)
 	}
 	a.SigningKeys = slices.Clone(a.SigningKeys)
 	a.Revision = 0
-	d, err := toDisk(&a, s.key)
+	d, err := toDisk(&a, s.key, prev)
 	if err != nil {
 		return nil, fmt.Errorf("filestore: account %s: %w", a.PublicKey, err)
 	}
@@ -470,7 +482,7 @@ func (s *Store) accountOp(ctx context.Context, kind string, a provision.Account)
 	if err != nil {
 		return nil, fmt.Errorf("filestore: encode record: %w", err)
 	}
-	return &op{kind: kind, account: a, disk: d, body: body}, nil
+	return &op{kind: kind, account: a, held: held{a: a, disk: d, signers: signers}, body: body}, nil
 }
 
 // AddUser records an issued user. It fails with ErrConflict when the key
