@@ -109,17 +109,15 @@ func Check(dir string, key *seal.Key) (Report, error) {
 	for attempt := 0; ; attempt++ {
 		var err error
 		rep, _, err = check(dir, key)
-		if err != nil || !rep.Damaged() || attempt == 2 {
-			if pid, ok := ownerRunning(dir); ok {
-				rep.Notes = append(rep.Notes, fmt.Sprintf("process %d may have the store open: the check read it while it runs", pid))
+		pid, running := ownerRunning(dir)
+		if (err == nil && !rep.Damaged()) || !running || attempt == 2 {
+			if running {
+				rep.Notes = append(rep.Notes, fmt.Sprintf("process %d has the store open: the check read it while it runs", pid))
 			}
 			return rep, err
 		}
-		// A running owner may have been between the steps of a
-		// compaction: look again before calling it damage.
-		if _, ok := ownerRunning(dir); !ok {
-			return rep, nil
-		}
+		// The owner may have been between the steps of a compaction: look
+		// again before calling it damage.
 		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -42,6 +42,7 @@ Usage:
   provisioner init  --dir DIR [--host H] [--port N]    write a new deployment: keys, nats-server.conf, config.json
   provisioner serve --config config.json               run the service against a deployment
   provisioner bench [-n N] [-c C] [--accounts N]         measure throughput against the floor
+  provisioner store check|salvage --dir DIR            check a store directory, or copy what is intact
   provisioner version
 
 Run "provisioner COMMAND -h" for a command's flags.
@@ -63,6 +64,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runDev(ctx, args[1:], stdout, stderr)
 	case "bench":
 		return runBench(ctx, args[1:], stdout, stderr)
+	case "store":
+		return runStore(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "provisioner", service.Version)
 		return nil
