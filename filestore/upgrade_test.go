@@ -129,6 +129,13 @@ func TestUpgradeFromV1(t *testing.T) {
 			opts.Logger = log
 			s := open(t, dir, opts)
 			assertV1State(t, s, want)
+			// What the upgrade wrote holds seeds sealed, when it has a key.
+			data := slices.Concat(readFile(t, filepath.Join(dir, snapshotFile)), readFile(t, filepath.Join(dir, journalFile)))
+			for _, a := range want.Accounts {
+				if has := bytes.Contains(data, []byte(a.IdentitySeed)); has == tt.seal {
+					t.Errorf("the upgraded store holds the plain seed of %s: %v, with a seal key: %v", a.Name, has, tt.seal)
+				}
+			}
 			if !strings.Contains(logs.String(), "upgraded a version 1 store") {
 				t.Errorf("the upgrade is not logged: %s", logs.String())
 			}
@@ -150,7 +157,7 @@ func TestUpgradeFromV1(t *testing.T) {
 				t.Errorf("a second open upgraded again: %s", logs2.String())
 			}
 			closeStore(t, s)
-			data := slices.Concat(readFile(t, filepath.Join(dir, snapshotFile)), readFile(t, filepath.Join(dir, journalFile)))
+			data = slices.Concat(readFile(t, filepath.Join(dir, snapshotFile)), readFile(t, filepath.Join(dir, journalFile)))
 			for _, a := range want.Accounts {
 				if has := bytes.Contains(data, []byte(a.IdentitySeed)); has == tt.seal {
 					t.Errorf("the store holds the plain seed of %s: %v, with a seal key: %v", a.Name, has, tt.seal)

@@ -135,7 +135,17 @@ func (l *loader) loadV1(res *loaded, has map[string]bool) error {
 			}
 			continue
 		}
+		// Written plain here: Open seals them, as any plain seeds it finds
+		// while it has a key.
 		d, _ := toDisk(&a, nil, nil)
+		for _, seed := range append([]string{d.IdentitySeed}, e.a.SigningSeeds...) {
+			if seed != "" {
+				l.forms.plain++
+				if l.key != nil {
+					l.forms.stale++
+				}
+			}
+		}
 		st.seq++
 		if err := st.create(st.seq, held{a: a, disk: d, signers: signers}); err != nil {
 			if err := l.damage(v1SnapshotFile, 0, "version 1 account %s (%q): %v", a.PublicKey, a.Name, err); err != nil {
