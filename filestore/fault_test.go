@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -278,15 +279,17 @@ func TestCompactionFailsAtRuntime(t *testing.T) {
 			dir := t.TempDir()
 			s := open(t, dir, Options{CompactBytes: 4 << 10})
 			hook.set(step)
-			var created int
-			for hook.hits() == 0 {
-				if _, err := s.CreateAccount(ctx, newAccount(t, fmt.Sprint("a", created))); err != nil {
-					t.Fatalf("create %d: %v", created, err)
+			t.Cleanup(func() { hook.set("") })
+			placed := step == stepSnapshotPlaced || step == stepJournalPlaced
+			// The compaction runs once a commit is answered: the writes
+			// after it may meet the store it left.
+			for i := 0; hook.hits() == 0; i++ {
+				_, err := s.CreateAccount(ctx, newAccount(t, fmt.Sprint("a", i)))
+				if err != nil && !(placed && errors.Is(err, provision.ErrUnavailable)) {
+					t.Fatalf("create %d: %v", i, err)
 				}
-				created++
 			}
 			hook.set("")
-			placed := step == stepSnapshotPlaced || step == stepJournalPlaced
 			_, err := s.CreateAccount(ctx, newAccount(t, "after"))
 			switch {
 			case placed && !errors.Is(err, provision.ErrUnavailable):
@@ -335,6 +338,97 @@ func TestCrashDuringUpgrade(t *testing.T) {
 			if n := strings.Count(logs.String(), "upgraded a version 1 store"); n != 1 {
 				t.Errorf("the upgrade was logged %d times: %s", n, logs.String())
 			}
+		})
+	}
+}
+
+// TestSyncFailureUnderLoad fails one flush while writers run at once, so
+// that it may hit a batch waiting for its header as well as the one being
+// written: afterwards, and after a reopen, every write that succeeded is
+// there and every one that failed is not.
+func TestSyncFailureUnderLoad(t *testing.T) {
+	fault := installSyncFault(t)
+	for _, countdown := range []int{1, 2, 3, 5, 8, 13} {
+		t.Run(fmt.Sprint("flush-", countdown), func(t *testing.T) {
+			ctx := context.Background()
+			dir := t.TempDir()
+			s := open(t, dir, Options{})
+			const workers, rounds = 6, 8
+			type result struct {
+				final    provision.Account // the account as its last successful update left it
+				kept     []provision.User  // users whose AddUser succeeded
+				lost     []provision.User  // users whose AddUser failed
+				failures int
+			}
+			results := make([]result, workers)
+			accts := make([]provision.Account, workers)
+			for w := range workers {
+				accts[w] = newAccount(t, fmt.Sprint("w", w))
+				rev, err := s.CreateAccount(ctx, accts[w])
+				if err != nil {
+					t.Fatal(err)
+				}
+				accts[w].Revision = rev
+			}
+			fault.arm(countdown, false)
+			var wg sync.WaitGroup
+			for w := range workers {
+				wg.Go(func() {
+					r := &results[w]
+					a := accts[w]
+					r.final = a
+					signer := mustPub(t, a.SigningKeys[0].Seed)
+					for i := range rounds {
+						next := a
+						next.JWT = accountJWT(t, a.PublicKey, fmt.Sprint("w", w, "-", i), signer)
+						rev, err := s.UpdateAccount(ctx, next, a.Revision)
+						if err == nil {
+							next.Revision = rev
+							a, r.final = next, next
+						} else {
+							r.failures++
+						}
+						u := newUser(t, a.PublicKey, fmt.Sprint("u", i), int64(i))
+						if err := s.AddUser(ctx, u, i%2 == 0); err == nil {
+							r.kept = append(r.kept, u)
+						} else {
+							r.lost = append(r.lost, u)
+						}
+					}
+				})
+			}
+			wg.Wait()
+			failures := 0
+			for _, r := range results {
+				failures += r.failures + len(r.lost)
+			}
+			if fault.count() != 1 {
+				t.Fatalf("%d flushes failed, want 1", fault.count())
+			}
+			check := func(s *Store, when string) {
+				t.Helper()
+				for w, r := range results {
+					got, err := s.Account(ctx, accts[w].PublicKey)
+					if err != nil || !reflect.DeepEqual(got, r.final) {
+						t.Fatalf("%s: worker %d's account is not as its last successful update left it", when, w)
+					}
+					for _, u := range r.kept {
+						if got, err := s.User(ctx, u.PublicKey); err != nil || got != u {
+							t.Fatalf("%s: worker %d's user %s, added, is missing: %v", when, w, u.Name, err)
+						}
+					}
+					for _, u := range r.lost {
+						if _, err := s.User(ctx, u.PublicKey); !errors.Is(err, provision.ErrNotFound) {
+							t.Fatalf("%s: worker %d's user %s, refused, is there: %v", when, w, u.Name, err)
+						}
+					}
+				}
+			}
+			check(s, "before reopen")
+			closeStore(t, s)
+			fault.disarm()
+			check(open(t, dir, Options{}), "after reopen")
+			t.Logf("%d writes failed with the flush", failures)
 		})
 	}
 }

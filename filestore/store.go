@@ -109,8 +109,8 @@ type Store struct {
 	// pendDead and pendUsers reserve, while a batch is being written, the
 	// accounts it makes non-live and the user keys it records, so that a
 	// lazy user record checked meanwhile sees them.
-	pendDead  map[string]bool
-	pendUsers map[string]bool
+	pendDead  map[string]int
+	pendUsers map[string]int
 	closed    bool
 	// broken is set when a failed write could not be followed by a new
 	// snapshot: every write fails with it until the store is reopened.
@@ -153,8 +153,8 @@ func Open(dir string, opts Options) (*Store, error) {
 		log:       opts.Logger,
 		key:       opts.Seal,
 		lock:      lock,
-		pendDead:  map[string]bool{},
-		pendUsers: map[string]bool{},
+		pendDead:  map[string]int{},
+		pendUsers: map[string]int{},
 	}
 	j, err := s.start()
 	if err != nil {
@@ -512,10 +512,10 @@ func (s *Store) AddUser(ctx context.Context, u provision.User, durable bool) err
 	case s.broken != nil:
 		return s.broken
 	}
-	if e, ok := s.st.accounts[u.Account]; !ok || !e.a.Live() || s.pendDead[u.Account] {
+	if e, ok := s.st.accounts[u.Account]; !ok || !e.a.Live() || s.pendDead[u.Account] > 0 {
 		return fmt.Errorf("filestore: account %s has no live record: %w", u.Account, provision.ErrNotFound)
 	}
-	if _, ok := s.st.users[u.PublicKey]; ok || s.pendUsers[u.PublicKey] {
+	if _, ok := s.st.users[u.PublicKey]; ok || s.pendUsers[u.PublicKey] > 0 {
 		return fmt.Errorf("filestore: user %s already has a record: %w", u.PublicKey, provision.ErrConflict)
 	}
 	s.st.seq++
