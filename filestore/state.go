@@ -145,7 +145,7 @@ func (st *state) applyRecord(seq uint64, op string, h *held, pub string, u *prov
 	return fmt.Errorf("unknown operation %q", op)
 }
 
-// users returns copies of a list of records.
+// copyUsers returns copies of a list of records.
 func copyUsers(list []*userRec) []provision.User {
 	out := make([]provision.User, len(list))
 	for i, r := range list {

@@ -17,9 +17,12 @@
 //
 // Every change has a sequence number, store-wide; an account's revision is
 // the sequence of the record that last wrote it. Account changes are
-// flushed (fdatasync) before the call returns, and concurrent changes
-// share a flush (group commit). A user record may be written lazily, within
-// a few milliseconds, since it lists a user and secures nothing.
+// durable before the call returns: their records are flushed (fdatasync),
+// then the header that counts them. Concurrent changes share the flushes
+// (group commit), and while callers wait the header of one batch goes to
+// disk with the records of the next. A user record may be written lazily,
+// within a few tens of milliseconds, since it lists a user and secures
+// nothing. Reads are served from memory.
 //
 // Damage is not dropped silently: a changed byte, a hole, a cut, a missing
 // file, a journal that does not belong to its snapshot or a seed that does
