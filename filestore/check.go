@@ -133,6 +133,9 @@ func check(dir string, key *seal.Key) (Report, *loaded, error) {
 	for _, n := range res.leftovers {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("%s is left from a generation never put in place (Open removes it)", n))
 	}
+	if key != nil && l.forms.stale > 0 {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("%d seeds are plain or sealed with a previous key; Open with this seal key seals them", l.forms.stale))
+	}
 	if l.unchecked > 0 {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("the seeds of %d accounts are sealed with a key not given, and were not checked", l.unchecked))
 	}
