@@ -317,3 +317,42 @@ func TestSeedsNeverInErrorsOrLogs(t *testing.T) {
 		t.Errorf("the bad writes did not all fail: %v", errs)
 	}
 }
+
+// TestUpgradeFromFixture upgrades a store the previous version wrote, kept
+// in testdata (its zeroed space cut off), so that the upgrade stays tested
+// once the previous version's package is gone.
+func TestUpgradeFromFixture(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{v1SnapshotFile, v1JournalFile} {
+		writeFile(t, filepath.Join(dir, n), readFile(t, filepath.Join("testdata", "v1store", n)))
+	}
+	s := open(t, dir, Options{})
+	ctx := context.Background()
+	want := map[string][]string{"kept": {"web2", "batch"}, "later": {"web"}}
+	accts, err := s.Accounts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]string{}
+	for _, a := range accts {
+		if !a.Live() || a.IdentitySeed == "" || len(a.SigningKeys) != 1 {
+			t.Errorf("account %s: phase %q, %d signing keys", a.Name, a.Phase, len(a.SigningKeys))
+		}
+		us, err := s.Users(ctx, a.PublicKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[a.Name] = []string{}
+		for _, u := range us {
+			got[a.Name] = append(got[a.Name], u.Name)
+		}
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("upgraded accounts and users %v, want %v", got, want)
+	}
+	for _, n := range []string{v1SnapshotFile, v1JournalFile} {
+		if _, err := os.Stat(filepath.Join(dir, n+v1BackupSuffix)); err != nil {
+			t.Errorf("no backup of %s: %v", n, err)
+		}
+	}
+}
