@@ -109,17 +109,15 @@ func Check(dir string, key *seal.Key) (Report, error) {
 	for attempt := 0; ; attempt++ {
 		var err error
 		rep, _, err = check(dir, key)
-		if err != nil || !rep.Damaged() || attempt == 2 {
-			if pid, ok := ownerRunning(dir); ok {
-				rep.Notes = append(rep.Notes, fmt.Sprintf("process %d may have the store open: the check read it while it runs", pid))
+		pid, running := ownerRunning(dir)
+		if (err == nil && !rep.Damaged()) || !running || attempt == 2 {
+			if running {
+				rep.Notes = append(rep.Notes, fmt.Sprintf("process %d has the store open: the check read it while it runs", pid))
 			}
 			return rep, err
 		}
-		// A running owner may have been between the steps of a
-		// compaction: look again before calling it damage.
-		if _, ok := ownerRunning(dir); !ok {
-			return rep, nil
-		}
+		// The owner may have been between the steps of a compaction: look
+		// again before calling it damage.
 		time.Sleep(50 * time.Millisecond)
 	}
 }
@@ -134,6 +132,9 @@ func check(dir string, key *seal.Key) (Report, *loaded, error) {
 	rep.count(res)
 	for _, n := range res.leftovers {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("%s is left from a generation never put in place (Open removes it)", n))
+	}
+	if key != nil && l.forms.stale > 0 {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("%d seeds are plain or sealed with a previous key; Open with this seal key seals them", l.forms.stale))
 	}
 	if l.unchecked > 0 {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("the seeds of %d accounts are sealed with a key not given, and were not checked", l.unchecked))

@@ -23,7 +23,7 @@ const (
 type op struct {
 	kind    string
 	account provision.Account // create, update
-	disk    diskAccount       // create, update
+	held    held              // create, update: as it will be stored
 	pub     string            // remove
 	rev     uint64            // update, remove: the revision the caller read
 	user    provision.User    // durable user record
@@ -35,10 +35,13 @@ type op struct {
 }
 
 // committer owns the journal: it checks each batch of operations against
-// the state, writes them with the lazy user records that wait, flushes
-// once per batch, then applies them and wakes their callers. After a
-// failed write it starts a new generation before answering, so that the
-// failed records are never read back.
+// the state, writes them with the lazy user records that wait, flushes,
+// then applies them and wakes their callers. A commit takes two flushes,
+// the records' then the header's that counts them; while callers wait, the
+// header of one batch goes to disk with the records of the next, so that
+// under load a batch costs one flush. After a failed write it starts a new
+// generation before answering, so that the failed records are never read
+// back.
 type committer struct {
 	s            *Store
 	j            *journal
@@ -48,8 +51,23 @@ type committer struct {
 	kick         chan bool // lazy records wait; true: write them now
 	stopped      chan struct{}
 	view         batchView
-	buf          []byte
+	spare        []byte // a buffer for the next batch's records
 }
+
+// batch is what one flush writes: the lazy user records that waited, then
+// the operations that passed their checks.
+type batch struct {
+	ops   []*op
+	buf   []byte   // framed records
+	lazy  int      // bytes of lazy user records at the start of buf
+	n     int      // operations accepted
+	last  uint64   // sequence of the last record
+	end   int64    // journal length past the batch, once written
+	dead  []string // reservations, dropped when the batch is done
+	users []string
+}
+
+func (b *batch) empty() bool { return len(b.buf) == 0 }
 
 func newCommitter(s *Store, j *journal, compactBytes int64) *committer {
 	c := &committer{
@@ -93,135 +111,218 @@ func (c *committer) close() error {
 
 func (c *committer) run() {
 	defer close(c.stopped)
-	batch := make([]*op, 0, maxBatch)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	armed := false
+	var waiting *batch // records flushed, header not yet
 	for {
-		var first *op
-		select {
-		case o, ok := <-c.in:
-			if !ok {
-				c.commit(nil)
-				return
+		ops := make([]*op, 0, 8)
+		closing := false
+		if waiting == nil {
+			select {
+			case o, ok := <-c.in:
+				if ok {
+					ops = append(ops, o)
+				} else {
+					closing = true
+				}
+			case now := <-c.kick:
+				if !now {
+					if !armed {
+						timer.Reset(lazyDelay)
+						armed = true
+					}
+					continue
+				}
+			case <-timer.C:
+				armed = false
 			}
-			first = o
-		case now := <-c.kick:
-			if now {
-				c.commit(nil)
-			} else if !armed {
-				timer.Reset(lazyDelay)
-				armed = true
-			}
-			continue
-		case <-timer.C:
-			armed = false
-			c.commit(nil)
-			continue
 		}
-		batch = append(batch[:0], first)
 	fill:
-		for len(batch) < maxBatch {
+		for !closing && len(ops) < maxBatch {
 			select {
 			case o, ok := <-c.in:
 				if !ok {
+					closing = true
 					break fill
 				}
-				batch = append(batch, o)
+				ops = append(ops, o)
 			default:
 				break fill
 			}
 		}
-		c.commit(batch)
-		for i := range batch {
-			batch[i] = nil
+		waiting = c.step(waiting, c.build(ops, waiting), closing)
+		if closing {
+			return
 		}
 	}
 }
 
-// commit writes the lazy user records and the batch's operations that
-// pass their checks, then applies those and answers every caller.
-func (c *committer) commit(batch []*op) {
+// build checks the operations against the state and what waiting will do
+// to it, gives the accepted ones their sequence, and frames them after the
+// lazy user records that wait, which were applied before these operations
+// were checked: the journal replays in sequence order.
+func (c *committer) build(ops []*op, waiting *batch) *batch {
 	s := c.s
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := &batch{ops: ops}
 	if s.broken != nil {
-		s.mu.Unlock()
-		c.answer(batch, s.broken)
-		return
+		for _, o := range ops {
+			o.err = s.broken
+		}
+		return b
 	}
-	// User records applied before these operations were checked go first,
-	// so that the journal replays in the order of the sequence.
-	buf := append(c.buf[:0], s.lazy...)
-	lazyLen := len(s.lazy)
-	s.lazy = s.lazy[:0]
-	c.view.reset(s.st)
-	n := 0
-	for _, o := range batch {
+	b.buf, s.lazy, c.spare = s.lazy, c.spare[:0], nil
+	b.lazy = len(b.buf)
+	if waiting == nil {
+		c.view.reset(s.st)
+	}
+	for _, o := range ops {
 		if o.err = c.view.check(o, s.st.seq+1); o.err != nil {
 			continue
 		}
 		s.st.seq++
 		o.seq = s.st.seq
-		buf = appendFrame(buf, o.seq, o.body)
-		switch o.kind {
-		case opUpdate:
-			if !o.account.Live() {
-				s.pendDead[o.account.PublicKey] = true
-			}
-		case opRemove:
-			s.pendDead[o.pub] = true
-		case opUser:
-			s.pendUsers[o.user.PublicKey] = true
+		b.buf = appendFrame(b.buf, o.seq, o.body)
+		b.n++
+		// Reserve what a lazy user record checked meanwhile must see.
+		var dead, user string
+		switch {
+		case o.kind == opUpdate && !o.account.Live():
+			dead = o.account.PublicKey
+		case o.kind == opRemove:
+			dead = o.pub
+		case o.kind == opUser:
+			user = o.user.PublicKey
 		}
-		n++
+		if dead != "" {
+			s.pendDead[dead]++
+			b.dead = append(b.dead, dead)
+		}
+		if user != "" {
+			s.pendUsers[user]++
+			b.users = append(b.users, user)
+		}
 	}
-	last := s.st.seq
-	s.mu.Unlock()
-	c.buf = buf
-	if len(buf) == 0 {
-		c.answer(batch, nil)
-		return
+	b.last = s.st.seq
+	return b
+}
+
+// step writes batch b after the waiting one: the waiting batch's header
+// and b's records go to disk with one flush, and the waiting batch is
+// done. Unless more operations are queued (and the journal need not be
+// compacted, and this is not the last step), b's header is then flushed
+// at once. It returns the batch now waiting for its header.
+func (c *committer) step(waiting, b *batch, final bool) *batch {
+	if b.empty() && waiting == nil {
+		c.answer(b)
+		return nil
 	}
-
-	err := c.j.append(buf, last)
-
-	s.mu.Lock()
-	clear(s.pendDead)
-	clear(s.pendUsers)
+	var err error
+	if waiting != nil {
+		err = c.j.writeHeader(waiting.end, waiting.last)
+	}
+	if err == nil && !b.empty() {
+		err = c.j.writeRecords(b.buf)
+		b.end = c.j.end
+	}
 	if err == nil {
-		for _, o := range batch {
-			if o.err == nil {
-				if aerr := s.apply(o); aerr != nil {
-					// The checks passed: this is a bug, not the caller's.
-					o.err = fmt.Errorf("filestore: apply %s record %d: %w", o.kind, o.seq, aerr)
-					s.log.Error("filestore: a checked record did not apply", "op", o.kind, "seq", o.seq, "error", aerr)
-				}
+		err = c.j.flush()
+	}
+	c.spare = b.buf[:0]
+	if err != nil {
+		c.fail(err, waiting, b)
+		return nil
+	}
+	if waiting != nil {
+		c.finish(waiting)
+	}
+	if b.empty() {
+		c.answer(b)
+		return nil
+	}
+	if !final && len(c.in) > 0 && c.j.end < c.nextCompact {
+		return b
+	}
+	err = c.j.writeHeader(b.end, b.last)
+	if err == nil {
+		err = c.j.flush()
+	}
+	if err != nil {
+		c.fail(err, nil, b)
+		return nil
+	}
+	c.finish(b)
+	if c.j.hdr.end >= c.nextCompact {
+		if err := c.compact(); err != nil {
+			c.s.log.Error("filestore: compaction failed; the journal keeps growing", "error", err)
+		}
+	}
+	return nil
+}
+
+// finish applies a committed batch and answers its callers.
+func (c *committer) finish(b *batch) {
+	s := c.s
+	s.mu.Lock()
+	c.unreserve(b)
+	for _, o := range b.ops {
+		if o.err == nil {
+			if err := s.apply(o); err != nil {
+				// The checks passed: this is a bug, not the caller's.
+				o.err = fmt.Errorf("filestore: apply %s record %d: %w", o.kind, o.seq, err)
+				s.log.Error("filestore: a checked record did not apply", "op", o.kind, "seq", o.seq, "error", err)
 			}
 		}
 	}
 	s.mu.Unlock()
-	if err != nil {
-		err = c.recover(err, n, lazyLen)
-		for _, o := range batch {
+	c.answer(b)
+}
+
+// fail answers the batches a failed write or flush carried, after the
+// recovery.
+func (c *committer) fail(cause error, batches ...*batch) {
+	s := c.s
+	ops, lazy := 0, 0
+	s.mu.Lock()
+	for _, b := range batches {
+		if b != nil {
+			c.unreserve(b)
+			ops, lazy = ops+b.n, lazy+b.lazy
+		}
+	}
+	s.mu.Unlock()
+	err := c.recover(cause, ops, lazy)
+	for _, b := range batches {
+		if b == nil {
+			continue
+		}
+		for _, o := range b.ops {
 			if o.err == nil {
 				o.err = err
 			}
 		}
-	} else if c.j.hdr.end >= c.nextCompact {
-		if cerr := c.compact(); cerr != nil {
-			s.log.Error("filestore: compaction failed; the journal keeps growing", "error", cerr)
-		}
-	}
-	for _, o := range batch {
-		close(o.done)
+		c.answer(b)
 	}
 }
 
-func (c *committer) answer(batch []*op, err error) {
-	for _, o := range batch {
-		if o.err == nil {
-			o.err = err
+// unreserve drops a batch's reservations. Callers hold s.mu.
+func (c *committer) unreserve(b *batch) {
+	for _, k := range b.dead {
+		if c.s.pendDead[k]--; c.s.pendDead[k] <= 0 {
+			delete(c.s.pendDead, k)
 		}
+	}
+	for _, k := range b.users {
+		if c.s.pendUsers[k]--; c.s.pendUsers[k] <= 0 {
+			delete(c.s.pendUsers, k)
+		}
+	}
+}
+
+func (c *committer) answer(b *batch) {
+	for _, o := range b.ops {
 		close(o.done)
 	}
 }
@@ -230,9 +331,9 @@ func (c *committer) answer(batch []*op, err error) {
 func (s *Store) apply(o *op) error {
 	switch o.kind {
 	case opCreate:
-		return s.st.create(o.seq, o.account, o.disk)
+		return s.st.create(o.seq, o.held)
 	case opUpdate:
-		return s.st.update(o.seq, o.account, o.disk)
+		return s.st.update(o.seq, o.held)
 	case opRemove:
 		return s.st.remove(o.pub)
 	case opUser:
@@ -251,6 +352,9 @@ func (c *committer) recover(cause error, ops, lazyBytes int) error {
 	s := c.s
 	s.log.Error("filestore: journal write failed; starting a new snapshot and journal", "error", cause, "operations_failed", ops, "user_record_bytes", lazyBytes)
 	closeErr := c.j.markClosed()
+	// The next batch is checked against the state alone: what the failed
+	// batches would have done is not there.
+	c.view.reset(s.st)
 	if closeErr != nil {
 		s.log.Error("filestore: could not mark the failed journal closed", "error", closeErr)
 	}
@@ -299,9 +403,13 @@ func (c *committer) compact() error {
 			c.nextCompact = c.j.hdr.end + c.compactBytes
 			return fmt.Errorf("%w: %w", errNotPlaced, err)
 		}
-		s.mu.Lock()
-		s.broken = fmt.Errorf("filestore: a new snapshot was written but its journal could not be put in place (%v); reopen the store: %w", err, provision.ErrUnavailable)
-		s.mu.Unlock()
+		if placed {
+			// The old journal no longer counts, and the new one may not
+			// be in place: only a restart can tell which generation is.
+			s.mu.Lock()
+			s.broken = fmt.Errorf("filestore: a new snapshot was put in place but its journal may not be (%v); reopen the store: %w", err, provision.ErrUnavailable)
+			s.mu.Unlock()
+		}
 		return err
 	}
 	s.mu.Lock()

@@ -249,5 +249,5 @@ func decodeSlot(b []byte) (slot, error) {
 	return s, nil
 }
 
-// offset is where slot number gen%2 lives.
+// slotOffset is where the slot of generation gen lives: slots alternate.
 func slotOffset(gen uint64) int64 { return int64(gen%2) * journalSlotSize }

@@ -97,14 +97,19 @@ func newUser(t testing.TB, account, name string, issued int64) provision.User {
 	return provision.User{PublicKey: pub, Account: account, Name: name, IssuedAt: issued}
 }
 
-func newSealKey(t testing.TB) *seal.Key {
+func newSealSeed(t testing.TB) []byte {
 	t.Helper()
 	kp, err := nkeys.CreateCurveKeys()
 	if err != nil {
 		t.Fatal(err)
 	}
 	seed, _ := kp.Seed()
-	k, err := seal.New(seed)
+	return seed
+}
+
+func newSealKey(t testing.TB, previous ...[]byte) *seal.Key {
+	t.Helper()
+	k, err := seal.New(newSealSeed(t), previous...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +210,11 @@ func (l *logBuffer) String() string {
 
 func newLog() (*slog.Logger, *logBuffer) {
 	b := &logBuffer{}
-	return slog.New(slog.NewJSONHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
+	return slogTo(b), b
+}
+
+func slogTo(b *logBuffer) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
 // fill builds a small store with every kind of record: live accounts with

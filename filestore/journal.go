@@ -25,10 +25,13 @@ var syncFile = func(f *os.File, dataOnly bool) error {
 // journal is the open journal file. Only the committer uses it, and Open
 // before the committer starts.
 type journal struct {
-	f     *os.File
-	path  string
-	hdr   slot  // the current header slot
-	alloc int64 // size of the file: zeroed space ends here
+	f    *os.File
+	path string
+	hdr  slot  // the header last flushed: what is committed
+	next *slot // a header written, current once the next flush is done
+	end  int64 // where the next record goes
+	// alloc is the size of the file: zeroed space ends here.
+	alloc int64
 	// failed is set once a write or flush of this journal failed: nothing
 	// more goes into it, and what the failure left behind is not read.
 	failed bool
@@ -37,70 +40,85 @@ type journal struct {
 // errJournalFailed: the journal had a failed write and takes no more.
 var errJournalFailed = errors.New("filestore: journal had a failed write")
 
-// append writes buf, the records up to sequence last, after the committed
-// records, makes it durable, then records the new committed length in the
-// other header slot and makes that durable. Data first, then header: a
-// crash between the two leaves valid records past the committed length,
-// which were never acknowledged and may be kept.
-func (j *journal) append(buf []byte, last uint64) error {
+// writeRecords writes buf after the records written so far, extending the
+// zeroed space when needed. Nothing is flushed but a growth of the file.
+func (j *journal) writeRecords(buf []byte) error {
 	if j.failed {
 		return errJournalFailed
 	}
-	if err := j.write(buf, last); err != nil {
-		j.failed = true
-		return err
-	}
-	return nil
-}
-
-func (j *journal) write(buf []byte, last uint64) error {
-	end := j.hdr.end + int64(len(buf))
-	for end > j.alloc {
+	for j.end+int64(len(buf)) > j.alloc {
 		// Growing the file changes its size: a full flush, once a chunk.
 		if _, err := j.f.WriteAt(make([]byte, journalChunk), j.alloc); err != nil {
+			j.failed = true
 			return err
 		}
 		if err := syncFile(j.f, false); err != nil {
+			j.failed = true
 			return err
 		}
 		j.alloc += journalChunk
 	}
-	if _, err := j.f.WriteAt(buf, j.hdr.end); err != nil {
+	if _, err := j.f.WriteAt(buf, j.end); err != nil {
+		j.failed = true
+		return err
+	}
+	j.end += int64(len(buf))
+	return nil
+}
+
+// writeHeader writes, into the other slot, a header that commits the
+// records up to offset end, sequence seq. Those records must be flushed
+// already; the header counts once the next flush is done. Data first,
+// then header: a crash between leaves valid records past the committed
+// length, which were never acknowledged and may be kept.
+func (j *journal) writeHeader(end int64, seq uint64) error {
+	if j.failed {
+		return errJournalFailed
+	}
+	next := j.hdr
+	next.gen++
+	next.end, next.seq = end, seq
+	if _, err := j.f.WriteAt(next.encode(), slotOffset(next.gen)); err != nil {
+		j.failed = true
+		return err
+	}
+	j.next = &next
+	return nil
+}
+
+// flush makes what was written durable (fdatasync: the file's size does
+// not change), and a header written before it current.
+func (j *journal) flush() error {
+	if j.failed {
+		return errJournalFailed
+	}
+	if err := syncFile(j.f, true); err != nil {
+		j.failed = true
+		return err
+	}
+	if j.next != nil {
+		j.hdr, j.next = *j.next, nil
+	}
+	return nil
+}
+
+// markClosed records, after a failed write, that nothing past the
+// committed length is to be read, so that a record whose caller was told
+// it failed does not come back at the next start. It writes the slot a
+// header not yet flushed went to, so that one no longer counts either. It
+// is the last write to the journal; it may fail too, on the disk that
+// failed the write.
+func (j *journal) markClosed() error {
+	next := j.hdr
+	next.gen++
+	next.closed = true
+	if _, err := j.f.WriteAt(next.encode(), slotOffset(next.gen)); err != nil {
 		return err
 	}
 	if err := syncFile(j.f, true); err != nil {
 		return err
 	}
-	next := j.hdr
-	next.gen++
-	next.seq = last
-	next.end = end
-	if err := j.writeSlot(next); err != nil {
-		return err
-	}
-	j.hdr = next
-	return nil
-}
-
-func (j *journal) writeSlot(s slot) error {
-	if _, err := j.f.WriteAt(s.encode(), slotOffset(s.gen)); err != nil {
-		return err
-	}
-	return syncFile(j.f, true)
-}
-
-// close marks, after a failed write, that nothing past the committed
-// length is to be read, so that a record whose caller was told it failed
-// does not come back at the next start. It is the last write to the
-// journal; it may fail too, on the disk that failed the write.
-func (j *journal) markClosed() error {
-	next := j.hdr
-	next.gen++
-	next.closed = true
-	if err := j.writeSlot(next); err != nil {
-		return err
-	}
-	j.hdr = next
+	j.hdr, j.next = next, nil
 	return nil
 }
 
@@ -120,7 +138,7 @@ func createJournal(path string, snap, base uint64) (*journal, error) {
 	if err != nil {
 		return nil, err
 	}
-	j := &journal{f: f, path: path, alloc: journalChunk, hdr: slot{gen: 1, snap: snap, base: base, seq: base, end: dataStart}}
+	j := &journal{f: f, path: path, alloc: journalChunk, end: dataStart, hdr: slot{gen: 1, snap: snap, base: base, seq: base, end: dataStart}}
 	fail := func(err error) (*journal, error) {
 		f.Close()
 		return nil, err
@@ -150,5 +168,5 @@ func openJournal(path string, hdr slot, size int64) (*journal, error) {
 	if err != nil {
 		return nil, fmt.Errorf("filestore: open journal: %w", err)
 	}
-	return &journal{f: f, path: path, hdr: hdr, alloc: size}, nil
+	return &journal{f: f, path: path, hdr: hdr, end: hdr.end, alloc: size}, nil
 }

@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
+	"sync"
 
 	"github.com/nats-io/nkeys"
 
@@ -254,12 +256,19 @@ func allZero(b []byte) bool {
 
 // snapshot reads the snapshot into res.st. Every line is checksummed and
 // numbered, the first is the header and the last the trailer, which counts
-// the lines between: a changed byte, a lost line or a cut is damage.
+// the lines between: a changed byte, a lost line or a cut is damage. The
+// lines are parsed first, their accounts' seeds checked in parallel, then
+// applied in order.
 func (l *loader) snapshot(res *loaded, data []byte) (*snapshotHeader, error) {
+	type item struct {
+		off  int64
+		line snapshotLine
+	}
+	var items []item
 	var hdr *snapshotHeader
 	var end *snapshotEnd
 	var endOff int64
-	accounts, users := 0, 0
+	accounts, users, bad := 0, 0, 0
 	off := int64(0)
 	for n := uint64(0); off < int64(len(data)); n++ {
 		nl := bytes.IndexByte(data[off:], '\n')
@@ -289,6 +298,7 @@ func (l *loader) snapshot(res *loaded, data []byte) (*snapshotHeader, error) {
 			if err := l.damage(snapshotFile, lineOff, "%v", err); err != nil {
 				return nil, err
 			}
+			bad++
 			continue
 		}
 		if seq != n {
@@ -322,14 +332,10 @@ func (l *loader) snapshot(res *loaded, data []byte) (*snapshotHeader, error) {
 			}
 		case sl.Account != nil:
 			accounts++
-			if err := l.snapshotAccount(res, lineOff, sl.Account, sl.Rev); err != nil {
-				return nil, err
-			}
+			items = append(items, item{lineOff, sl})
 		case sl.User != nil:
 			users++
-			if err := l.snapshotUser(res, lineOff, sl.User, sl.Seq); err != nil {
-				return nil, err
-			}
+			items = append(items, item{lineOff, sl})
 		case sl.End != nil:
 			end, endOff = sl.End, lineOff
 		default:
@@ -343,32 +349,52 @@ func (l *loader) snapshot(res *loaded, data []byte) (*snapshotHeader, error) {
 		if err := l.damage(snapshotFile, int64(len(data)), "the snapshot is cut: it has no trailer"); err != nil {
 			return nil, err
 		}
-	case end.Accounts != accounts || end.Users != users:
+	case bad == 0 && (end.Accounts != accounts || end.Users != users),
+		end.Accounts+end.Users != accounts+users+bad:
 		if err := l.damage(snapshotFile, endOff, "the trailer counts %d accounts and %d users, the snapshot holds %d and %d", end.Accounts, end.Users, accounts, users); err != nil {
+			return nil, err
+		}
+	}
+
+	// Opening sealed seeds and deriving keys is most of the work of a
+	// load: spread it over the processors.
+	var ds []*diskAccount
+	for _, it := range items {
+		if it.line.Account != nil {
+			ds = append(ds, it.line.Account)
+		}
+	}
+	checked := l.openAll(ds)
+	for _, it := range items {
+		var err error
+		if it.line.Account != nil {
+			err = l.snapshotAccount(res, it.off, it.line.Account, it.line.Rev, checked[0])
+			checked = checked[1:]
+		} else {
+			err = l.snapshotUser(res, it.off, it.line.User, it.line.Seq)
+		}
+		if err != nil {
 			return nil, err
 		}
 	}
 	return hdr, nil
 }
 
-func (l *loader) snapshotAccount(res *loaded, off int64, d *diskAccount, rev uint64) error {
-	a, err := l.account(snapshotFile, off, d)
-	if err != nil || a == nil {
+func (l *loader) snapshotAccount(res *loaded, off int64, d *diskAccount, rev uint64, o opened) error {
+	h, err := l.accept(snapshotFile, off, d, o)
+	if err != nil || h == nil {
 		return err
 	}
 	if rev == 0 || (res.snapSeq > 0 && rev > res.snapSeq) {
 		return l.damage(snapshotFile, off, "account %s has revision %d, outside the snapshot's sequence %d", d.PublicKey, rev, res.snapSeq)
 	}
-	if err := res.st.create(rev, *a, *d); err != nil {
+	if err := res.st.create(rev, *h); err != nil {
 		return l.damage(snapshotFile, off, "account %s (%q): %v", d.PublicKey, d.Name, err)
 	}
 	return nil
 }
 
 func (l *loader) snapshotUser(res *loaded, off int64, u *provision.User, seq uint64) error {
-	if err := checkUser(u); err != nil {
-		return l.damage(snapshotFile, off, "user %s: %v", u.PublicKey, err)
-	}
 	if seq == 0 || (res.snapSeq > 0 && seq > res.snapSeq) {
 		return l.damage(snapshotFile, off, "user %s has sequence %d, outside the snapshot's sequence %d", u.PublicKey, seq, res.snapSeq)
 	}
@@ -378,29 +404,67 @@ func (l *loader) snapshotUser(res *loaded, off int64, u *provision.User, seq uin
 	return nil
 }
 
-// account opens and checks one account record. It returns nil and no error
-// when a lenient load skips it.
-func (l *loader) account(file string, off int64, d *diskAccount) (*provision.Account, error) {
-	a, err := fromDisk(d, l.key, &l.forms)
-	seeds := true
+// opened is an account record with its seeds opened and checked.
+type opened struct {
+	a       provision.Account
+	signers []string
+	forms   seedForms
+	openErr error // from opening the seeds
+	err     error // from checking them
+}
+
+// open opens and checks one account record. It changes nothing of the
+// loader, so that records can be opened in parallel.
+func (l *loader) open(d *diskAccount) opened {
+	var o opened
+	o.a, o.openErr = fromDisk(d, l.key, &o.forms)
+	seeds := o.openErr == nil
+	if o.openErr == nil || errors.Is(o.openErr, errNoKey) || errors.Is(o.openErr, seal.ErrUnknownKey) {
+		o.signers, o.err = checkAccount(&o.a, seeds, nil)
+	}
+	return o
+}
+
+// openAll opens records on every processor, and returns them in order.
+func (l *loader) openAll(ds []*diskAccount) []opened {
+	out := make([]opened, len(ds))
+	workers := min(runtime.GOMAXPROCS(0), len(ds)/64+1)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(ds); i += workers {
+				out[i] = l.open(ds[i])
+			}
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// accept takes an opened account record in: it returns the account as
+// held, or reports why not. It returns nil and no error when a lenient
+// load skips the record.
+func (l *loader) accept(file string, off int64, d *diskAccount, o opened) (*held, error) {
+	l.forms.plain += o.forms.plain
+	l.forms.sealed += o.forms.sealed
+	l.forms.stale += o.forms.stale
 	switch {
-	case err == nil:
-	case errors.Is(err, errNoKey), errors.Is(err, seal.ErrUnknownKey):
+	case o.openErr == nil:
+	case errors.Is(o.openErr, errNoKey), errors.Is(o.openErr, seal.ErrUnknownKey):
 		if l.strict {
-			if errors.Is(err, errNoKey) {
+			if errors.Is(o.openErr, errNoKey) {
 				return nil, fmt.Errorf("%w: %s holds sealed seeds (account %s); open it with the seal key that sealed them", ErrSealKey, l.dir, d.PublicKey)
 			}
-			return nil, fmt.Errorf("%w: account %s in %s: %v", ErrSealKey, d.PublicKey, l.dir, err)
+			return nil, fmt.Errorf("%w: account %s in %s: %v", ErrSealKey, d.PublicKey, l.dir, o.openErr)
 		}
 		l.unchecked++
-		seeds = false
 	default:
-		return nil, l.damage(file, off, "account %s (%q): %v", d.PublicKey, d.Name, err)
+		return nil, l.damage(file, off, "account %s (%q): %v", d.PublicKey, d.Name, o.openErr)
 	}
-	if err := checkAccount(&a, seeds); err != nil {
-		return nil, l.damage(file, off, "account %s (%q): %v", d.PublicKey, d.Name, err)
+	if o.err != nil {
+		return nil, l.damage(file, off, "account %s (%q): %v", d.PublicKey, d.Name, o.err)
 	}
-	return &a, nil
+	return &held{a: o.a, disk: *d, signers: o.signers}, nil
 }
 
 // checkUser checks what a user record must hold.
@@ -444,10 +508,12 @@ func (l *loader) journal(res *loaded, name string, data []byte, snap *snapshotHe
 		hdr.base = res.snapSeq
 	}
 	res.hdr = hdr
+	pre := l.openJournalAccounts(data)
 	end := hdr.end
 	expect := hdr.base + 1
 	off := int64(dataStart)
 	resync := false // after a hole, the first fragment is not reported again
+	lost := false   // records were lost to damage: a gap in sequence is expected
 	for off < int64(len(data)) {
 		committed := off < end
 		if data[off] == 0 {
@@ -457,6 +523,7 @@ func (l *loader) journal(res *loaded, name string, data []byte, snap *snapshotHe
 			if err := l.damage(name, off, "zero bytes where committed records should be (a hole, or the journal was cut); %d bytes are committed", end); err != nil {
 				return err
 			}
+			lost = true
 			nz := bytes.IndexFunc(data[off:], func(r rune) bool { return r != 0 })
 			if nz < 0 {
 				off = int64(len(data))
@@ -481,7 +548,7 @@ func (l *loader) journal(res *loaded, name string, data []byte, snap *snapshotHe
 					return err
 				}
 			}
-			resync = false
+			resync, lost = false, true
 			if nl < 0 {
 				off = int64(len(data))
 				break
@@ -499,21 +566,24 @@ func (l *loader) journal(res *loaded, name string, data []byte, snap *snapshotHe
 			if !committed {
 				break
 			}
-			if err := l.damage(name, off, "record has sequence %d where %d was expected", seq, expect); err != nil {
-				return err
+			if !lost || seq < expect {
+				if err := l.damage(name, off, "record has sequence %d where %d was expected", seq, expect); err != nil {
+					return err
+				}
 			}
 			if seq < expect {
 				off = lineEnd + 1
 				continue
 			}
 		}
+		lost = false
 		if !committed {
 			if hdr.closed {
 				break
 			}
 			res.kept++
 		}
-		if err := l.apply(res, name, off, seq, rec); err != nil {
+		if err := l.apply(res, name, off, seq, rec, pre); err != nil {
 			return err
 		}
 		res.records++
@@ -532,6 +602,28 @@ func (l *loader) journal(res *loaded, name string, data []byte, snap *snapshotHe
 	}
 	res.dirty = !allZero(data[min(off, int64(len(data))):])
 	return nil
+}
+
+// openJournalAccounts opens and checks, in parallel, the account records
+// of a journal that read as whole lines, by offset, for the replay.
+func (l *loader) openJournalAccounts(data []byte) map[int64]opened {
+	var offs []int64
+	var ds []*diskAccount
+	for off := int64(dataStart); off < int64(len(data)) && data[off] != 0; {
+		nl := bytes.IndexByte(data[off:], '\n')
+		if nl < 0 {
+			break
+		}
+		if _, r, err := decodeJournalRecord(data[off:off+int64(nl)], true); err == nil && r.Account != nil {
+			offs, ds = append(offs, off), append(ds, r.Account)
+		}
+		off += int64(nl) + 1
+	}
+	out := make(map[int64]opened, len(offs))
+	for i, o := range l.openAll(ds) {
+		out[offs[i]] = o
+	}
+	return out
 }
 
 // decodeJournalRecord checks and decodes one journal line.
@@ -557,20 +649,22 @@ func decodeJournalRecord(line []byte, whole bool) (uint64, *journalRecord, error
 }
 
 // apply applies one journal record to the state.
-func (l *loader) apply(res *loaded, name string, off int64, seq uint64, r *journalRecord) error {
-	var a *provision.Account
+func (l *loader) apply(res *loaded, name string, off int64, seq uint64, r *journalRecord, pre map[int64]opened) error {
+	var h *held
 	if r.Account != nil {
+		o, ok := pre[off]
+		if !ok {
+			o = l.open(r.Account)
+		}
 		var err error
-		if a, err = l.account(name, off, r.Account); err != nil || a == nil {
+		if h, err = l.accept(name, off, r.Account, o); err != nil || h == nil {
 			return err
 		}
 	}
-	if r.User != nil {
-		if err := checkUser(r.User); err != nil {
-			return l.damage(name, off, "user %s: %v", r.User.PublicKey, err)
-		}
+	if r.User != nil && (r.User.PublicKey == "" || r.User.Account == "") {
+		return l.damage(name, off, "user record without a key or account")
 	}
-	err := res.st.applyRecord(seq, r.Op, a, r.Account, r.PublicKey, r.User)
+	err := res.st.applyRecord(seq, r.Op, h, r.PublicKey, r.User)
 	if err == nil {
 		res.st.seq = max(res.st.seq, seq)
 		return nil
@@ -590,7 +684,7 @@ func (l *loader) apply(res *loaded, name string, off int64, seq uint64, r *journ
 	// A salvage keeps an update whose account's earlier records are lost:
 	// the update holds the whole account.
 	if r.Op == opUpdate && errors.Is(err, errNoAccount) {
-		if res.st.create(seq, *a, *r.Account) == nil {
+		if res.st.create(seq, *h) == nil {
 			l.note("account %s (%q) is kept from its update at sequence %d; its earlier records are lost", r.Account.PublicKey, r.Account.Name, seq)
 		}
 	}

@@ -16,12 +16,10 @@ type userRec struct {
 	seq uint64
 }
 
-// entry is the in-memory state of one account.
+// entry is the in-memory state of one account. Its Revision is the
+// sequence of the record that last wrote it.
 type entry struct {
-	a provision.Account // Revision: sequence of the record that last wrote it
-	// disk is the account as written, seeds sealed where the store seals:
-	// a compaction writes it again without sealing again.
-	disk   diskAccount
+	held
 	users  []*userRec
 	byName map[string][]*userRec
 }
@@ -43,15 +41,15 @@ func newState() *state {
 // Errors of applying a record the state does not allow. At run time the
 // store checks before it writes, so these mean damage when loading.
 var (
-	errKnownKey   = errors.New("account key already has a record")
-	errNameTaken  = errors.New("name belongs to another live account")
-	errNoAccount  = errors.New("no such account")
-	errKnownUser  = errors.New("user key already has a record")
-	errRenamed    = errors.New("account name changed")
-	errAccountKey = errors.New("account key mismatch")
+	errKnownKey  = errors.New("account key already has a record")
+	errNameTaken = errors.New("name belongs to another live account")
+	errNoAccount = errors.New("no such account")
+	errKnownUser = errors.New("user key already has a record")
+	errRenamed   = errors.New("account name changed")
 )
 
-func (st *state) create(seq uint64, a provision.Account, d diskAccount) error {
+func (st *state) create(seq uint64, h held) error {
+	a := h.a
 	if _, ok := st.accounts[a.PublicKey]; ok {
 		return errKnownKey
 	}
@@ -61,12 +59,13 @@ func (st *state) create(seq uint64, a provision.Account, d diskAccount) error {
 		}
 		st.names[a.Name] = a.PublicKey
 	}
-	a.Revision = seq
-	st.accounts[a.PublicKey] = &entry{a: a, disk: d, byName: map[string][]*userRec{}}
+	h.a.Revision = seq
+	st.accounts[a.PublicKey] = &entry{held: h, byName: map[string][]*userRec{}}
 	return nil
 }
 
-func (st *state) update(seq uint64, a provision.Account, d diskAccount) error {
+func (st *state) update(seq uint64, h held) error {
+	a := h.a
 	e, ok := st.accounts[a.PublicKey]
 	if !ok {
 		return errNoAccount
@@ -83,8 +82,8 @@ func (st *state) update(seq uint64, a provision.Account, d diskAccount) error {
 		}
 		st.names[a.Name] = a.PublicKey
 	}
-	a.Revision = seq
-	e.a, e.disk = a, d
+	h.a.Revision = seq
+	e.held = h
 	return nil
 }
 
@@ -132,12 +131,12 @@ func insertBySeq(list []*userRec, r *userRec) []*userRec {
 
 // applyRecord applies a journal record. Errors mean the record does not
 // fit the state before it.
-func (st *state) applyRecord(seq uint64, op string, a *provision.Account, d *diskAccount, pub string, u *provision.User) error {
+func (st *state) applyRecord(seq uint64, op string, h *held, pub string, u *provision.User) error {
 	switch op {
 	case opCreate:
-		return st.create(seq, *a, *d)
+		return st.create(seq, *h)
 	case opUpdate:
-		return st.update(seq, *a, *d)
+		return st.update(seq, *h)
 	case opRemove:
 		return st.remove(pub)
 	case opUser:
@@ -146,7 +145,7 @@ func (st *state) applyRecord(seq uint64, op string, a *provision.Account, d *dis
 	return fmt.Errorf("unknown operation %q", op)
 }
 
-// users returns copies of a list of records.
+// copyUsers returns copies of a list of records.
 func copyUsers(list []*userRec) []provision.User {
 	out := make([]provision.User, len(list))
 	for i, r := range list {

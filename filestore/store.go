@@ -17,9 +17,12 @@
 //
 // Every change has a sequence number, store-wide; an account's revision is
 // the sequence of the record that last wrote it. Account changes are
-// flushed (fdatasync) before the call returns, and concurrent changes
-// share a flush (group commit). A user record may be written lazily, within
-// a few milliseconds, since it lists a user and secures nothing.
+// durable before the call returns: their records are flushed (fdatasync),
+// then the header that counts them. Concurrent changes share the flushes
+// (group commit), and while callers wait the header of one batch goes to
+// disk with the records of the next. A user record may be written lazily,
+// within a few tens of milliseconds, since it lists a user and secures
+// nothing. Reads are served from memory.
 //
 // Damage is not dropped silently: a changed byte, a hole, a cut, a missing
 // file, a journal that does not belong to its snapshot or a seed that does
@@ -37,6 +40,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -108,8 +112,8 @@ type Store struct {
 	// pendDead and pendUsers reserve, while a batch is being written, the
 	// accounts it makes non-live and the user keys it records, so that a
 	// lazy user record checked meanwhile sees them.
-	pendDead  map[string]bool
-	pendUsers map[string]bool
+	pendDead  map[string]int
+	pendUsers map[string]int
 	closed    bool
 	// broken is set when a failed write could not be followed by a new
 	// snapshot: every write fails with it until the store is reopened.
@@ -152,8 +156,8 @@ func Open(dir string, opts Options) (*Store, error) {
 		log:       opts.Logger,
 		key:       opts.Seal,
 		lock:      lock,
-		pendDead:  map[string]bool{},
-		pendUsers: map[string]bool{},
+		pendDead:  map[string]int{},
+		pendUsers: map[string]int{},
 	}
 	j, err := s.start()
 	if err != nil {
@@ -194,7 +198,7 @@ func (s *Store) start() (*journal, error) {
 	if l.forms.stale > 0 {
 		// Seal with the current key what is plain or sealed with an old one.
 		for _, e := range s.st.accounts {
-			if e.disk, err = toDisk(&e.a, s.key); err != nil {
+			if e.disk, err = toDisk(&e.a, s.key, nil); err != nil {
 				return nil, err
 			}
 		}
@@ -203,13 +207,17 @@ func (s *Store) start() (*journal, error) {
 	// made from, so that a crash before their renames is finished too.
 	fromV1 := res.fromV1
 	switch {
-	case res.kind == formatV2 && res.records == 0 && !res.dirty && !res.fellBack && l.forms.stale == 0:
+	case res.kind == formatV2 && res.records == 0 && !res.dirty && !res.fellBack && !res.hdr.closed && l.forms.stale == 0:
 		// Nothing to fold in: go on with the journal as it is.
 		j, err := openJournal(l.path(journalFile), res.hdr, res.jsize)
 		if err != nil {
 			return nil, err
 		}
-		return j, s.finishUpgrade(res.v1Done)
+		if err := s.finishUpgrade(res.v1Done); err != nil {
+			j.close()
+			return nil, err
+		}
+		return j, nil
 	}
 	// Fold what the journal holds into a new snapshot, so that start-up
 	// time stays bounded by the state, not the history, and a torn tail is
@@ -226,9 +234,6 @@ func (s *Store) start() (*journal, error) {
 		}
 		slices.Sort(names)
 		err = s.finishUpgrade(names)
-		if err == nil {
-			s.log.Info("filestore upgraded a version 1 store", "dir", s.dir, "accounts", len(s.st.accounts), "users", s.st.nusers, "backup", strings.Join(names, v1BackupSuffix+", ")+v1BackupSuffix)
-		}
 	case formatV2:
 		err = s.finishUpgrade(res.v1Done)
 		if res.records > 0 {
@@ -260,23 +265,27 @@ func (s *Store) newGeneration(fromV1 map[string]string) (*journal, error) {
 }
 
 // finishUpgrade renames the previous version's files, now held by the
-// store, out of the way.
+// store, out of the way, and logs the upgrade: once, since the files are
+// gone after it.
 func (s *Store) finishUpgrade(names []string) error {
+	var backups []string
 	for _, n := range names {
-		from := s.dir + string(os.PathSeparator) + n
-		to := s.dir + string(os.PathSeparator) + backupName(s.dir, n)
-		if err := os.Rename(from, to); err != nil {
+		b := backupName(s.dir, n)
+		if err := os.Rename(filepath.Join(s.dir, n), filepath.Join(s.dir, b)); err != nil {
 			return fmt.Errorf("filestore: keep %s as a backup: %w", n, err)
 		}
+		backups = append(backups, b)
 		if err := stepHook(stepV1Renamed); err != nil {
 			return err
 		}
 	}
-	if len(names) > 0 {
-		if err := syncDir(s.dir); err != nil {
-			return fmt.Errorf("filestore: flush store directory: %w", err)
-		}
+	if len(names) == 0 {
+		return nil
 	}
+	if err := syncDir(s.dir); err != nil {
+		return fmt.Errorf("filestore: flush store directory: %w", err)
+	}
+	s.log.Info("filestore upgraded a version 1 store", "dir", s.dir, "accounts", len(s.st.accounts), "users", s.st.nusers, "backups", strings.Join(backups, ", "))
 	return nil
 }
 
@@ -451,12 +460,24 @@ func (s *Store) accountOp(ctx context.Context, kind string, a provision.Account)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if err := checkAccount(&a, true); err != nil {
+	// What the store holds of the account: its seeds need not be derived
+	// or sealed again. The committer checks the revision later.
+	var prev *held
+	if kind == opUpdate {
+		s.mu.RLock()
+		if e, ok := s.st.accounts[a.PublicKey]; ok {
+			h := e.held
+			prev = &h
+		}
+		s.mu.RUnlock()
+	}
+	signers, err := checkAccount(&a, true, prev)
+	if err != nil {
 		return nil, fmt.Errorf("filestore: account %s (%q): %v: %w", a.PublicKey, a.Name, err, provision.ErrInvalid)
 	}
 	a.SigningKeys = slices.Clone(a.SigningKeys)
 	a.Revision = 0
-	d, err := toDisk(&a, s.key)
+	d, err := toDisk(&a, s.key, prev)
 	if err != nil {
 		return nil, fmt.Errorf("filestore: account %s: %w", a.PublicKey, err)
 	}
@@ -464,7 +485,7 @@ func (s *Store) accountOp(ctx context.Context, kind string, a provision.Account)
 	if err != nil {
 		return nil, fmt.Errorf("filestore: encode record: %w", err)
 	}
-	return &op{kind: kind, account: a, disk: d, body: body}, nil
+	return &op{kind: kind, account: a, held: held{a: a, disk: d, signers: signers}, body: body}, nil
 }
 
 // AddUser records an issued user. It fails with ErrConflict when the key
@@ -494,10 +515,10 @@ func (s *Store) AddUser(ctx context.Context, u provision.User, durable bool) err
 	case s.broken != nil:
 		return s.broken
 	}
-	if e, ok := s.st.accounts[u.Account]; !ok || !e.a.Live() || s.pendDead[u.Account] {
+	if e, ok := s.st.accounts[u.Account]; !ok || !e.a.Live() || s.pendDead[u.Account] > 0 {
 		return fmt.Errorf("filestore: account %s has no live record: %w", u.Account, provision.ErrNotFound)
 	}
-	if _, ok := s.st.users[u.PublicKey]; ok || s.pendUsers[u.PublicKey] {
+	if _, ok := s.st.users[u.PublicKey]; ok || s.pendUsers[u.PublicKey] > 0 {
 		return fmt.Errorf("filestore: user %s already has a record: %w", u.PublicKey, provision.ErrConflict)
 	}
 	s.st.seq++

@@ -128,15 +128,26 @@ func (l *loader) loadV1(res *loaded, has map[string]bool) error {
 		for _, s := range e.a.SigningSeeds {
 			a.SigningKeys = append(a.SigningKeys, provision.SigningKey{Seed: provision.Seed(s)})
 		}
-		if err := checkAccount(&a, true); err != nil {
+		signers, err := checkAccount(&a, true, nil)
+		if err != nil {
 			if err := l.damage(v1SnapshotFile, 0, "version 1 account %s (%q): %v", a.PublicKey, a.Name, err); err != nil {
 				return err
 			}
 			continue
 		}
-		d, _ := toDisk(&a, nil)
+		// Written plain here: Open seals them, as any plain seeds it finds
+		// while it has a key.
+		d, _ := toDisk(&a, nil, nil)
+		for _, seed := range append([]string{d.IdentitySeed}, e.a.SigningSeeds...) {
+			if seed != "" {
+				l.forms.plain++
+				if l.key != nil {
+					l.forms.stale++
+				}
+			}
+		}
 		st.seq++
-		if err := st.create(st.seq, a, d); err != nil {
+		if err := st.create(st.seq, held{a: a, disk: d, signers: signers}); err != nil {
 			if err := l.damage(v1SnapshotFile, 0, "version 1 account %s (%q): %v", a.PublicKey, a.Name, err); err != nil {
 				return err
 			}

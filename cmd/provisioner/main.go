@@ -46,6 +46,7 @@ Usage:
   provisioner bench [-n N] [-c C] [--accounts N]         measure throughput against the floor
   provisioner account create|list|get|update|delete   manage accounts through the service
   provisioner user create|list|revoke                 issue, list and revoke users through the service
+  provisioner store check|salvage --dir DIR            check a store directory, or copy what is intact
   provisioner version
 
 Run "provisioner COMMAND -h" for a command's flags.
@@ -71,6 +72,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runAccount(ctx, args[1:], stdout, stderr)
 	case "user":
 		return runUser(ctx, args[1:], stdout, stderr)
+	case "store":
+		return runStore(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "provisioner", service.Version)
 		return nil

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/natsprov/provisioner/filestore"
+	"github.com/natsprov/provisioner/seal"
+)
+
+const storeUsage = `provisioner store: check or salvage the service's store directory.
+
+Usage:
+  provisioner store check   --dir DIR [--seal-key FILE]               report what it holds and every damage; changes nothing
+  provisioner store salvage --dir DIR --to NEWDIR [--seal-key FILE]   copy every intact record into a new store
+
+Example:
+  provisioner store check --dir /var/lib/provisioner/store --seal-key /etc/provisioner/seal.nk
+
+Run "provisioner store COMMAND -h" for a command's flags.
+`
+
+// runStore runs the store commands: they read a store directory, also one
+// a running service has open, and never change it.
+func runStore(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, storeUsage)
+		return errors.New("store: a command is required (check or salvage)")
+	}
+	switch args[0] {
+	case "check":
+		return runStoreCheck(args[1:], stdout, stderr)
+	case "salvage":
+		return runStoreSalvage(args[1:], stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stderr, storeUsage)
+		return flag.ErrHelp
+	}
+	fmt.Fprint(stderr, storeUsage)
+	return fmt.Errorf("store: unknown command %q (check or salvage)", args[0])
+}
+
+// storeFlags makes a command's flag set with a usage that says what the
+// command does and shows an example.
+func storeFlags(name, about, usage, example string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("store "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "provisioner store %s: %s\n\nUsage:\n  %s\n\nExample:\n  %s\n\nFlags:\n", name, about, usage, example)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// loadSealKey loads the seal key file, if one is named.
+func loadSealKey(path string) (*seal.Key, error) {
+	if path == "" {
+		return nil, nil
+	}
+	return seal.Load(path)
+}
+
+// parseStoreFlags parses and rejects what is left over or missing.
+func parseStoreFlags(fs *flag.FlagSet, args []string, required map[string]*string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return fmt.Errorf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
+	}
+	for _, name := range []string{"dir", "to"} {
+		if v, ok := required[name]; ok && *v == "" {
+			fs.Usage()
+			return fmt.Errorf("%s: --%s is required", fs.Name(), name)
+		}
+	}
+	return nil
+}
+
+func runStoreCheck(args []string, stdout, stderr io.Writer) error {
+	fs := storeFlags("check", "report what a store holds (accounts by phase, users, sequence) and every damage found, without changing it",
+		"provisioner store check --dir DIR [--seal-key FILE]",
+		"provisioner store check --dir /var/lib/provisioner/store", stderr)
+	dir := fs.String("dir", "", "the store directory (required)")
+	keyPath := fs.String("seal-key", "", "the seal key file (SX...), to check sealed seeds against their public keys")
+	if err := parseStoreFlags(fs, args, map[string]*string{"dir": dir}); err != nil {
+		return err
+	}
+	key, err := loadSealKey(*keyPath)
+	if err != nil {
+		return err
+	}
+	rep, err := filestore.Check(*dir, key)
+	if err != nil {
+		return err
+	}
+	if _, err := rep.WriteTo(stdout); err != nil {
+		return err
+	}
+	if rep.Damaged() {
+		return fmt.Errorf("store check: %s has %d damaged places; `provisioner store salvage --dir %s --to NEWDIR` copies what is intact", *dir, len(rep.Damage), *dir)
+	}
+	return nil
+}
+
+func runStoreSalvage(args []string, stdout, stderr io.Writer) error {
+	fs := storeFlags("salvage", "copy every intact record of a store into a new store, for a person to inspect and put in place; the store itself is not changed",
+		"provisioner store salvage --dir DIR --to NEWDIR [--seal-key FILE]",
+		"provisioner store salvage --dir /var/lib/provisioner/store --to /var/lib/provisioner/store.salvaged", stderr)
+	dir := fs.String("dir", "", "the store directory to read (required)")
+	to := fs.String("to", "", "the directory to write the new store into; must not exist or be empty (required)")
+	keyPath := fs.String("seal-key", "", "the seal key file (SX...), to check sealed seeds against their public keys")
+	if err := parseStoreFlags(fs, args, map[string]*string{"dir": dir, "to": to}); err != nil {
+		return err
+	}
+	key, err := loadSealKey(*keyPath)
+	if err != nil {
+		return err
+	}
+	rep, err := filestore.Salvage(*dir, *to, key)
+	if _, werr := rep.WriteTo(stdout); werr != nil && err == nil {
+		err = werr
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nThe new store is in %s. Check it (provisioner store check --dir %s), then stop the service and put it in place of %s.\n", *to, *to, *dir)
+	return nil
+}

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nkeys"
+
+	"github.com/natsprov/provisioner/filestore"
+	"github.com/natsprov/provisioner/provision"
+)
+
+// testAccount makes an account with real keys.
+func testAccount(t *testing.T, name string) provision.Account {
+	t.Helper()
+	op, _ := nkeys.CreateOperator()
+	id, _ := nkeys.CreateAccount()
+	sk, _ := nkeys.CreateAccount()
+	pub, _ := id.PublicKey()
+	skPub, _ := sk.PublicKey()
+	idSeed, _ := id.Seed()
+	skSeed, _ := sk.Seed()
+	ac := jwt.NewAccountClaims(pub)
+	ac.Name = name
+	ac.SigningKeys.Add(skPub)
+	token, err := ac.Encode(op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return provision.Account{PublicKey: pub, Name: name, IdentitySeed: provision.Seed(idSeed), SigningKeys: []provision.SigningKey{{Seed: provision.Seed(skSeed)}}, JWT: token, Phase: provision.PhaseLive}
+}
+
+// storeWithAccounts writes a store with account "demo" in its snapshot
+// and account "second" in its journal.
+func storeWithAccounts(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "store")
+	for _, name := range []string{"demo", "second"} {
+		s, err := filestore.Open(dir, filestore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.CreateAccount(context.Background(), testAccount(t, name)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func TestStoreCommand(t *testing.T) {
+	ctx := context.Background()
+	good := storeWithAccounts(t)
+	damaged := storeWithAccounts(t)
+	j := filepath.Join(damaged, "journal.v2")
+	data, err := os.ReadFile(j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[8192+40] ^= 1 // in the first record: account "second"
+	if err := os.WriteFile(j, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	salvaged := filepath.Join(t.TempDir(), "salvaged")
+
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr error // nil: no error; errAny: some error
+		stdout  string
+		stderr  string
+	}{
+		{"check an intact store", []string{"check", "--dir", good}, nil, "accounts  2 (2 live, 0 disabled, 0 deleted)", ""},
+		{"check a damaged store", []string{"check", "--dir", damaged}, errAny, "DAMAGE    " + j + " at byte 8192", ""},
+		{"salvage a damaged store", []string{"salvage", "--dir", damaged, "--to", salvaged}, nil, "The new store is in " + salvaged, ""},
+		{"salvage into a store", []string{"salvage", "--dir", damaged, "--to", good}, errAny, "", ""},
+		{"check without --dir", []string{"check"}, errAny, "", "--dir DIR"},
+		{"salvage without --to", []string{"salvage", "--dir", good}, errAny, "", "--to NEWDIR"},
+		{"check help", []string{"check", "-h"}, flag.ErrHelp, "", "Example:"},
+		{"salvage help", []string{"salvage", "-h"}, flag.ErrHelp, "", "Example:"},
+		{"store help", []string{"-h"}, flag.ErrHelp, "", "provisioner store check"},
+		{"no command", nil, errAny, "", "Usage:"},
+		{"unknown command", []string{"fix"}, errAny, "", "Usage:"},
+		{"a missing seal key file", []string{"check", "--dir", good, "--seal-key", filepath.Join(t.TempDir(), "none")}, errAny, "", ""},
+		{"a stray argument", []string{"check", "--dir", good, "extra"}, errAny, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			err := run(ctx, append([]string{"store"}, tt.args...), &stdout, &stderr)
+			switch {
+			case tt.wantErr == nil && err != nil:
+				t.Fatalf("error %v; stderr:\n%s", err, stderr.String())
+			case tt.wantErr == errAny && err == nil, tt.wantErr != nil && tt.wantErr != errAny && !errors.Is(err, tt.wantErr):
+				t.Fatalf("error %v, want %v", err, tt.wantErr)
+			}
+			if !strings.Contains(stdout.String(), tt.stdout) {
+				t.Errorf("stdout lacks %q:\n%s", tt.stdout, stdout.String())
+			}
+			if !strings.Contains(stderr.String(), tt.stderr) {
+				t.Errorf("stderr lacks %q:\n%s", tt.stderr, stderr.String())
+			}
+		})
+	}
+	// The salvaged store opens, with the account whose record is intact.
+	s, err := filestore.Open(salvaged, filestore.Options{})
+	if err != nil {
+		t.Fatalf("the salvaged store does not open: %v", err)
+	}
+	defer s.Close()
+	if _, err := s.AccountByName(ctx, "demo"); err != nil {
+		t.Errorf("the salvaged store lacks the intact account: %v", err)
+	}
+	if _, err := s.AccountByName(ctx, "second"); err == nil {
+		t.Error("the salvaged store has the account whose record is damaged")
+	}
+}
+
+var errAny = errors.New("any error")

@@ -1,0 +1,193 @@
+package filestore
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/natsprov/provisioner/provision"
+)
+
+// userLine finds the first line of data after from that records a user,
+// and returns its offset and the user.
+func userLine(t *testing.T, data []byte, from int64) (int64, provision.User) {
+	t.Helper()
+	for _, off := range lineStarts(data, from, int64(len(data))) {
+		nl := bytes.IndexByte(data[off:], '\n')
+		if nl < 0 {
+			break
+		}
+		_, body, err := parseFrame(data[off : off+int64(nl)])
+		if err != nil {
+			continue
+		}
+		var l struct {
+			User *provision.User `json:"user"`
+		}
+		if json.Unmarshal(body, &l) == nil && l.User != nil {
+			return off, *l.User
+		}
+	}
+	t.Fatal("no user line")
+	return 0, provision.User{}
+}
+
+// dirContents is every file of a directory and its bytes.
+func dirContents(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		out[e.Name()] = string(readFile(t, filepath.Join(dir, e.Name())))
+	}
+	return out
+}
+
+func withoutUsers(d dump, gone ...provision.User) dump {
+	out := dump{Accounts: d.Accounts, Users: map[string][]provision.User{}}
+	for pub, us := range d.Users {
+		us = slices.DeleteFunc(slices.Clone(us), func(u provision.User) bool { return slices.Contains(gone, u) })
+		if len(us) > 0 {
+			out.Users[pub] = us
+		}
+	}
+	return out
+}
+
+func TestCheckAndSalvage(t *testing.T) {
+	fastDisk(t)
+	dir := t.TempDir()
+	want := smallStore(t, dir)
+
+	t.Run("intact", func(t *testing.T) {
+		rep, err := Check(dir, nil)
+		if err != nil || rep.Damaged() {
+			t.Fatalf("Check of an intact store: %+v, %v", rep, err)
+		}
+		live, users := 0, 0
+		for _, a := range want.Accounts {
+			if a.Live() {
+				live++
+			}
+			users += len(want.Users[a.PublicKey])
+		}
+		if rep.Accounts[provision.PhaseLive] != live || rep.Accounts[provision.PhaseDisabled] != len(want.Accounts)-live || rep.Users != users || rep.Records == 0 || rep.Seq == 0 {
+			t.Errorf("Check counts %+v; want %d live, %d disabled, %d users", rep, live, len(want.Accounts)-live, users)
+		}
+		var out bytes.Buffer
+		rep.WriteTo(&out)
+		for _, s := range []string{"damage    none", "accounts  4 (2 live, 2 disabled, 0 deleted)"} {
+			if !strings.Contains(out.String(), s) {
+				t.Errorf("the printed report lacks %q:\n%s", s, out.String())
+			}
+		}
+	})
+
+	// Damage a user line in the snapshot and a user record in the journal.
+	snap := readFile(t, filepath.Join(dir, snapshotFile))
+	j := readFile(t, filepath.Join(dir, journalFile))
+	snapOff, snapUser := userLine(t, snap, 0)
+	jOff, jUser := userLine(t, j, dataStart)
+	snap[snapOff+40] ^= 1
+	j[jOff+40] ^= 1
+	writeFile(t, filepath.Join(dir, snapshotFile), snap)
+	writeFile(t, filepath.Join(dir, journalFile), j)
+	before := dirContents(t, dir)
+
+	rep, err := Check(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantDamage := []Damage{{File: filepath.Join(dir, snapshotFile), Offset: snapOff}, {File: filepath.Join(dir, journalFile), Offset: jOff}}
+	if len(rep.Damage) != 2 {
+		t.Fatalf("Check found %+v; want damage at %+v", rep.Damage, wantDamage)
+	}
+	for i, d := range rep.Damage {
+		if d.File != wantDamage[i].File || d.Offset != wantDamage[i].Offset || d.What == "" {
+			t.Errorf("damage %d: %+v, want %s at %d", i, d, wantDamage[i].File, wantDamage[i].Offset)
+		}
+	}
+	if rep.Users != countUsers(want)-2 {
+		t.Errorf("Check counts %d users past the damage, want %d", rep.Users, countUsers(want)-2)
+	}
+
+	t.Run("salvage", func(t *testing.T) {
+		to := filepath.Join(t.TempDir(), "salvaged")
+		srep, err := Salvage(dir, to, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(srep.Damage) != 2 {
+			t.Errorf("Salvage reports %+v", srep.Damage)
+		}
+		s := open(t, to, Options{})
+		assertDump(t, dumpOf(t, s), withoutUsers(want, snapUser, jUser))
+		closeStore(t, s)
+		if st, err := os.Stat(to); err != nil || st.Mode().Perm() != 0o700 {
+			t.Errorf("salvage directory: %v, %v", st.Mode(), err)
+		}
+	})
+
+	t.Run("salvage refuses", func(t *testing.T) {
+		full := t.TempDir()
+		writeFile(t, filepath.Join(full, "something"), []byte("x"))
+		for name, to := range map[string]string{"a non-empty directory": full, "the store itself": dir} {
+			if _, err := Salvage(dir, to, nil); err == nil {
+				t.Errorf("Salvage into %s succeeded", name)
+			}
+		}
+		if got := dirContents(t, full); len(got) != 1 {
+			t.Errorf("a refused salvage wrote into the target: %d files", len(got))
+		}
+	})
+
+	t.Run("salvage of a journal without its snapshot", func(t *testing.T) {
+		src := t.TempDir()
+		writeFile(t, filepath.Join(src, journalFile), j)
+		to := filepath.Join(t.TempDir(), "salvaged")
+		srep, err := Salvage(src, to, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !srep.Damaged() {
+			t.Error("a journal without its snapshot is not reported")
+		}
+		s := open(t, to, Options{})
+		accts, _ := s.Accounts(t.Context())
+		if len(accts) == 0 {
+			t.Error("nothing salvaged from the journal")
+		}
+	})
+
+	// Neither Check nor Salvage changed the damaged store.
+	if after := dirContents(t, dir); !mapsEqual(before, after) {
+		t.Error("Check or Salvage changed the store they read")
+	}
+}
+
+func countUsers(d dump) int {
+	n := 0
+	for _, us := range d.Users {
+		n += len(us)
+	}
+	return n
+}
+
+func mapsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}

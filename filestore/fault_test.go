@@ -1,0 +1,434 @@
+package filestore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/natsprov/provisioner/provision"
+)
+
+var errInjected = errors.New("injected flush failure")
+
+// syncFault makes flushes of the journal fail on demand. It is installed
+// before a store opens, and armed while it runs.
+type syncFault struct {
+	mu        sync.Mutex
+	countdown int  // fail the countdown-th journal data flush from now; 0: none
+	always    bool // and every flush after it, of any file
+	failing   bool
+	failed    int
+}
+
+func installSyncFault(t *testing.T) *syncFault {
+	t.Helper()
+	f := &syncFault{}
+	orig := syncFile
+	syncFile = func(file *os.File, dataOnly bool) error {
+		if f.fail(file, dataOnly) {
+			return errInjected
+		}
+		return orig(file, dataOnly)
+	}
+	t.Cleanup(func() { syncFile = orig })
+	return f
+}
+
+func (f *syncFault) fail(file *os.File, dataOnly bool) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failing {
+		f.failed++
+		return true
+	}
+	if f.countdown == 0 || !dataOnly || !strings.HasPrefix(filepath.Base(file.Name()), journalFile) {
+		return false
+	}
+	f.countdown--
+	if f.countdown > 0 {
+		return false
+	}
+	f.failed++
+	f.failing = f.always
+	return true
+}
+
+func (f *syncFault) arm(countdown int, always bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.countdown, f.always, f.failing, f.failed = countdown, always, false, 0
+}
+
+func (f *syncFault) disarm() { f.arm(0, false) }
+
+func (f *syncFault) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.failed
+}
+
+// TestSyncFailure: a flush that fails fails the request, the record is not
+// applied, and it is not read back after a restart; the store goes on with
+// a new snapshot, or, when it cannot write one, refuses writes until it is
+// reopened.
+func TestSyncFailure(t *testing.T) {
+	tests := []struct {
+		name      string
+		countdown int  // which journal data flush of the commit fails
+		always    bool // and everything after
+		lazy      bool // the failing write carries only lazy user records
+	}{
+		{"data flush fails", 1, false, false},
+		{"header flush fails", 2, false, false},
+		{"every flush fails from the data flush on", 1, true, false},
+		{"every flush fails from the header flush on", 2, true, false},
+		{"a lazy user write fails", 1, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			fault := installSyncFault(t)
+			dir := t.TempDir()
+			log, logs := newLog()
+			s := open(t, dir, Options{Logger: log})
+			a := newAccount(t, "a")
+			rev, err := s.CreateAccount(ctx, a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A lazy user record waits, and goes with the failing write.
+			u := newUser(t, a.PublicKey, "u", 1)
+			if err := s.AddUser(ctx, u, false); err != nil {
+				t.Fatal(err)
+			}
+			fault.arm(tt.countdown, tt.always)
+			b := newAccount(t, "b")
+			if tt.lazy {
+				deadline := time.Now().Add(5 * time.Second)
+				for fault.count() == 0 {
+					if time.Now().After(deadline) {
+						t.Fatal("the lazy user records were not written")
+					}
+					time.Sleep(time.Millisecond)
+				}
+			} else {
+				_, err = s.CreateAccount(ctx, b)
+				if err == nil {
+					t.Fatal("CreateAccount succeeded though its flush failed")
+				}
+				if tt.always != errors.Is(err, provision.ErrUnavailable) {
+					t.Errorf("error %v: ErrUnavailable %v, want %v", err, errors.Is(err, provision.ErrUnavailable), tt.always)
+				}
+				if _, err := s.Account(ctx, b.PublicKey); !errors.Is(err, provision.ErrNotFound) {
+					t.Errorf("the failed account is applied: %v", err)
+				}
+			}
+			// The lazy user was applied before; it stays.
+			if _, err := s.User(ctx, u.PublicKey); err != nil {
+				t.Errorf("the lazy user record is gone: %v", err)
+			}
+
+			c := newAccount(t, "c")
+			_, errC := s.CreateAccount(ctx, c)
+			errU := s.AddUser(ctx, newUser(t, a.PublicKey, "late", 2), false)
+			errRev := error(nil)
+			if tt.always {
+				for _, err := range []error{errC, errU} {
+					if !errors.Is(err, provision.ErrUnavailable) {
+						t.Errorf("a write after a failure without a new snapshot: %v, want ErrUnavailable", err)
+					}
+				}
+			} else {
+				if errC != nil || errU != nil {
+					t.Fatalf("writes after a recovered failure: %v, %v", errC, errU)
+				}
+				a.JWT = accountJWT(t, a.PublicKey, "a2", mustPub(t, a.SigningKeys[0].Seed))
+				_, errRev = s.UpdateAccount(ctx, a, rev)
+				if errRev != nil {
+					t.Fatalf("update after a recovered failure: %v", errRev)
+				}
+			}
+			want := dumpOf(t, s)
+			s.Close()
+			fault.disarm()
+
+			s = open(t, dir, Options{})
+			got := dumpOf(t, s)
+			if tt.always {
+				// The user record applied only in memory is lost with the
+				// store's writes; what was acknowledged is there.
+				for pub, us := range want.Users {
+					want.Users[pub] = slices.DeleteFunc(us, func(x provision.User) bool { return x == u || x.Name == "late" })
+					if len(want.Users[pub]) == 0 {
+						delete(want.Users, pub)
+					}
+				}
+			}
+			assertDump(t, got, want)
+			if _, err := s.Account(ctx, b.PublicKey); !errors.Is(err, provision.ErrNotFound) {
+				t.Errorf("the failed account came back after a reopen: %v", err)
+			}
+			if !strings.Contains(logs.String(), "journal write failed") {
+				t.Errorf("the failure is not logged: %s", logs.String())
+			}
+		})
+	}
+}
+
+// stopAt makes the generation writer stop at a step, as a crash there
+// would: nothing after it happens, nothing is cleaned up.
+type stopAt struct {
+	mu   sync.Mutex
+	step string
+	hit  int
+}
+
+var errCrash = errors.New("simulated crash")
+
+func installStepHook(t *testing.T) *stopAt {
+	t.Helper()
+	h := &stopAt{}
+	orig := stepHook
+	stepHook = func(step string) error {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if step == h.step {
+			h.hit++
+			return fmt.Errorf("%w at %s", errCrash, step)
+		}
+		return nil
+	}
+	t.Cleanup(func() { stepHook = orig })
+	return h
+}
+
+func (h *stopAt) set(step string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.step, h.hit = step, 0
+}
+
+func (h *stopAt) hits() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.hit
+}
+
+func storeFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+var generationSteps = []string{stepSnapshotWritten, stepJournalWritten, stepSnapshotPlaced, stepJournalPlaced}
+
+// TestCrashDuringCompaction stops the compaction that Open does at each
+// step: the store left behind is not damaged, and opens with everything.
+func TestCrashDuringCompaction(t *testing.T) {
+	hook := installStepHook(t)
+	for _, step := range generationSteps {
+		t.Run(step, func(t *testing.T) {
+			dir := t.TempDir()
+			want := smallStore(t, dir) // the journal holds records: Open compacts
+			hook.set(step)
+			if _, err := Open(dir, Options{}); !errors.Is(err, errCrash) {
+				t.Fatalf("Open: %v, want the simulated crash", err)
+			}
+			hook.set("")
+			t.Logf("files after the crash: %v", storeFiles(t, dir))
+			rep, err := Check(dir, nil)
+			if err != nil || rep.Damaged() {
+				t.Fatalf("Check after a crash at %s: %v %+v", step, err, rep.Damage)
+			}
+			s := open(t, dir, Options{})
+			assertDump(t, dumpOf(t, s), want)
+			closeStore(t, s)
+			if got := storeFiles(t, dir); !slices.Equal(got, []string{journalFile, lockFile, snapshotFile}) {
+				t.Errorf("files after recovery: %v", got)
+			}
+			s = open(t, dir, Options{})
+			assertDump(t, dumpOf(t, s), want)
+		})
+	}
+}
+
+// TestCompactionFailsAtRuntime stops a compaction the store starts while it
+// runs: before its snapshot is in place the store goes on with the old
+// journal; after, it refuses writes until reopened. Either way a reopen
+// has everything acknowledged.
+func TestCompactionFailsAtRuntime(t *testing.T) {
+	hook := installStepHook(t)
+	for _, step := range generationSteps {
+		t.Run(step, func(t *testing.T) {
+			ctx := context.Background()
+			dir := t.TempDir()
+			s := open(t, dir, Options{CompactBytes: 4 << 10})
+			hook.set(step)
+			t.Cleanup(func() { hook.set("") })
+			placed := step == stepSnapshotPlaced || step == stepJournalPlaced
+			// The compaction runs once a commit is answered: the writes
+			// after it may meet the store it left.
+			for i := 0; hook.hits() == 0; i++ {
+				_, err := s.CreateAccount(ctx, newAccount(t, fmt.Sprint("a", i)))
+				if err != nil && !(placed && errors.Is(err, provision.ErrUnavailable)) {
+					t.Fatalf("create %d: %v", i, err)
+				}
+			}
+			hook.set("")
+			_, err := s.CreateAccount(ctx, newAccount(t, "after"))
+			switch {
+			case placed && !errors.Is(err, provision.ErrUnavailable):
+				t.Fatalf("a write after a compaction failed past its snapshot: %v, want ErrUnavailable", err)
+			case !placed && err != nil:
+				t.Fatalf("a write after a compaction failed before its snapshot: %v", err)
+			}
+			want := dumpOf(t, s)
+			s.Close()
+			s = open(t, dir, Options{})
+			assertDump(t, dumpOf(t, s), want)
+		})
+	}
+}
+
+// TestCrashDuringUpgrade stops an upgrade at each step: the next Open
+// finishes it, once.
+func TestCrashDuringUpgrade(t *testing.T) {
+	hook := installStepHook(t)
+	for _, step := range append(slices.Clone(generationSteps), stepV1Renamed) {
+		t.Run(step, func(t *testing.T) {
+			dir := t.TempDir()
+			want := writeV1Store(t, dir)
+			orig := map[string][]byte{v1SnapshotFile: readFile(t, filepath.Join(dir, v1SnapshotFile)), v1JournalFile: readFile(t, filepath.Join(dir, v1JournalFile))}
+			hook.set(step)
+			if _, err := Open(dir, Options{}); !errors.Is(err, errCrash) {
+				t.Fatalf("Open: %v, want the simulated crash", err)
+			}
+			hook.set("")
+			rep, err := Check(dir, nil)
+			if err != nil || rep.Damaged() {
+				t.Fatalf("Check after a crash at %s: %v %+v", step, err, rep.Damage)
+			}
+			log, logs := newLog()
+			s := open(t, dir, Options{Logger: log})
+			assertV1State(t, s, want)
+			closeStore(t, s)
+			for n, b := range orig {
+				if got := readFile(t, filepath.Join(dir, n+v1BackupSuffix)); !slices.Equal(got, b) {
+					t.Errorf("backup %s differs from the original", n+v1BackupSuffix)
+				}
+			}
+			if got := storeFiles(t, dir); !slices.Equal(got, []string{v1JournalFile + v1BackupSuffix, journalFile, lockFile, v1SnapshotFile + v1BackupSuffix, snapshotFile}) {
+				t.Errorf("files after the upgrade: %v", got)
+			}
+			if n := strings.Count(logs.String(), "upgraded a version 1 store"); n != 1 {
+				t.Errorf("the upgrade was logged %d times: %s", n, logs.String())
+			}
+		})
+	}
+}
+
+// TestSyncFailureUnderLoad fails one flush while writers run at once, so
+// that it may hit a batch waiting for its header as well as the one being
+// written: afterwards, and after a reopen, every write that succeeded is
+// there and every one that failed is not.
+func TestSyncFailureUnderLoad(t *testing.T) {
+	fault := installSyncFault(t)
+	for _, countdown := range []int{1, 2, 3, 5, 8, 13} {
+		t.Run(fmt.Sprint("flush-", countdown), func(t *testing.T) {
+			ctx := context.Background()
+			dir := t.TempDir()
+			s := open(t, dir, Options{})
+			const workers, rounds = 6, 8
+			type result struct {
+				final    provision.Account // the account as its last successful update left it
+				kept     []provision.User  // users whose AddUser succeeded
+				lost     []provision.User  // users whose AddUser failed
+				failures int
+			}
+			results := make([]result, workers)
+			accts := make([]provision.Account, workers)
+			for w := range workers {
+				accts[w] = newAccount(t, fmt.Sprint("w", w))
+				rev, err := s.CreateAccount(ctx, accts[w])
+				if err != nil {
+					t.Fatal(err)
+				}
+				accts[w].Revision = rev
+			}
+			fault.arm(countdown, false)
+			var wg sync.WaitGroup
+			for w := range workers {
+				wg.Go(func() {
+					r := &results[w]
+					a := accts[w]
+					r.final = a
+					signer := mustPub(t, a.SigningKeys[0].Seed)
+					for i := range rounds {
+						next := a
+						next.JWT = accountJWT(t, a.PublicKey, fmt.Sprint("w", w, "-", i), signer)
+						rev, err := s.UpdateAccount(ctx, next, a.Revision)
+						if err == nil {
+							next.Revision = rev
+							a, r.final = next, next
+						} else {
+							r.failures++
+						}
+						u := newUser(t, a.PublicKey, fmt.Sprint("u", i), int64(i))
+						if err := s.AddUser(ctx, u, i%2 == 0); err == nil {
+							r.kept = append(r.kept, u)
+						} else {
+							r.lost = append(r.lost, u)
+						}
+					}
+				})
+			}
+			wg.Wait()
+			failures := 0
+			for _, r := range results {
+				failures += r.failures + len(r.lost)
+			}
+			if fault.count() != 1 {
+				t.Fatalf("%d flushes failed, want 1", fault.count())
+			}
+			check := func(s *Store, when string) {
+				t.Helper()
+				for w, r := range results {
+					got, err := s.Account(ctx, accts[w].PublicKey)
+					if err != nil || !reflect.DeepEqual(got, r.final) {
+						t.Fatalf("%s: worker %d's account is not as its last successful update left it", when, w)
+					}
+					for _, u := range r.kept {
+						if got, err := s.User(ctx, u.PublicKey); err != nil || got != u {
+							t.Fatalf("%s: worker %d's user %s, added, is missing: %v", when, w, u.Name, err)
+						}
+					}
+					for _, u := range r.lost {
+						if _, err := s.User(ctx, u.PublicKey); !errors.Is(err, provision.ErrNotFound) {
+							t.Fatalf("%s: worker %d's user %s, refused, is there: %v", when, w, u.Name, err)
+						}
+					}
+				}
+			}
+			check(s, "before reopen")
+			closeStore(t, s)
+			fault.disarm()
+			check(open(t, dir, Options{}), "after reopen")
+			t.Logf("%d writes failed with the flush", failures)
+		})
+	}
+}

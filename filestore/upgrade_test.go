@@ -1,0 +1,358 @@
+package filestore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/natsprov/provisioner/keystore"
+	"github.com/natsprov/provisioner/provision"
+	"github.com/natsprov/provisioner/seal"
+)
+
+// writeV1Store writes a store with the previous version's package: a
+// snapshot.json and a journal on top of it, with a re-issued user key, a
+// deleted account and a torn last line. It returns the state the upgrade
+// must give, revisions aside.
+func writeV1Store(t *testing.T, dir string) dump {
+	t.Helper()
+	ctx := context.Background()
+	open := func() *keystore.DirStore {
+		s, err := keystore.Open(dir, keystore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	toV1 := func(a provision.Account) keystore.Account {
+		return keystore.Account{Name: a.Name, PublicKey: a.PublicKey, IdentitySeed: keystore.Seed(a.IdentitySeed), SigningSeeds: []keystore.Seed{keystore.Seed(a.SigningKeys[0].Seed)}, JWT: a.JWT}
+	}
+	want := dump{Users: map[string][]provision.User{}}
+	addUser := func(s *keystore.DirStore, a provision.Account, u provision.User) {
+		if err := s.AddUser(ctx, a.PublicKey, keystore.User{Name: u.Name, PublicKey: u.PublicKey, IssuedAt: u.IssuedAt, ExpiresAt: u.ExpiresAt}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := open()
+	a, gone := newAccount(t, "kept"), newAccount(t, "gone")
+	for _, x := range []provision.Account{a, gone} {
+		if err := s.PutAccount(ctx, toV1(x)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u1, u2 := newUser(t, a.PublicKey, "web", 1), newUser(t, a.PublicKey, "batch", 2)
+	u2.ExpiresAt = 99
+	addUser(s, a, u1)
+	addUser(s, a, u2)
+	addUser(s, gone, newUser(t, gone.PublicKey, "x", 1))
+	s.Close()
+
+	s = open() // folds the journal into snapshot.json
+	b := newAccount(t, "later")
+	if err := s.PutAccount(ctx, toV1(b)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteAccount(ctx, gone.PublicKey); err != nil {
+		t.Fatal(err)
+	}
+	u1b := u1 // version 1 let a key be issued again: the record was replaced
+	u1b.Name, u1b.IssuedAt = "web2", 3
+	addUser(s, a, u1b)
+	u3 := newUser(t, b.PublicKey, "web", 4)
+	addUser(s, b, u3)
+	a.JWT = accountJWT(t, a.PublicKey, "kept v2", mustPub(t, a.SigningKeys[0].Seed))
+	if err := s.PutAccount(ctx, toV1(a)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	// A crash in the middle of a write left half a line.
+	j := filepath.Join(dir, v1JournalFile)
+	data := readFile(t, j)
+	end := bytes.IndexByte(data, 0)
+	if end < 0 {
+		end = len(data)
+	}
+	copy(data[end:], `0badc0de {"op":"put","acc`)
+	writeFile(t, j, data)
+	for _, f := range []string{v1SnapshotFile, v1JournalFile} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Fatalf("the version 1 store has no %s: %v", f, err)
+		}
+	}
+	want.Accounts = []provision.Account{a, b}
+	want.Users[a.PublicKey] = []provision.User{u1b, u2}
+	want.Users[b.PublicKey] = []provision.User{u3}
+	return want
+}
+
+// assertV1State checks an upgraded store against what the version 1 store
+// held: revisions are new, distinct and non-zero.
+func assertV1State(t *testing.T, s *Store, want dump) {
+	t.Helper()
+	got := dumpOf(t, s)
+	revs := map[uint64]bool{}
+	for i := range got.Accounts {
+		if r := got.Accounts[i].Revision; r == 0 || revs[r] {
+			t.Errorf("account %s has revision %d after the upgrade", got.Accounts[i].Name, r)
+		}
+		revs[got.Accounts[i].Revision] = true
+		got.Accounts[i].Revision = 0
+	}
+	assertDump(t, got, want)
+}
+
+func TestUpgradeFromV1(t *testing.T) {
+	tests := []struct {
+		name string
+		seal bool
+	}{{"plain", false}, {"sealed on the way", true}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			want := writeV1Store(t, dir)
+			orig := readFile(t, filepath.Join(dir, v1SnapshotFile))
+			opts := Options{}
+			if tt.seal {
+				opts.Seal = newSealKey(t)
+			}
+			rep, err := Check(dir, opts.Seal)
+			if err != nil || rep.Damaged() || rep.Format != formatV1 || rep.Accounts[provision.PhaseLive] != 2 || rep.Users != 3 {
+				t.Fatalf("Check of a version 1 store: %+v, %v", rep, err)
+			}
+			log, logs := newLog()
+			opts.Logger = log
+			s := open(t, dir, opts)
+			assertV1State(t, s, want)
+			// What the upgrade wrote holds seeds sealed, when it has a key.
+			data := slices.Concat(readFile(t, filepath.Join(dir, snapshotFile)), readFile(t, filepath.Join(dir, journalFile)))
+			for _, a := range want.Accounts {
+				if has := bytes.Contains(data, []byte(a.IdentitySeed)); has == tt.seal {
+					t.Errorf("the upgraded store holds the plain seed of %s: %v, with a seal key: %v", a.Name, has, tt.seal)
+				}
+			}
+			if !strings.Contains(logs.String(), "upgraded a version 1 store") {
+				t.Errorf("the upgrade is not logged: %s", logs.String())
+			}
+			if !strings.Contains(logs.String(), "torn last record") {
+				t.Errorf("the dropped torn line is not logged: %s", logs.String())
+			}
+			if got := readFile(t, filepath.Join(dir, v1SnapshotFile+v1BackupSuffix)); !bytes.Equal(got, orig) {
+				t.Error("snapshot.json.v1 is not the old snapshot")
+			}
+			// The store goes on in the new format.
+			if _, err := s.CreateAccount(context.Background(), newAccount(t, "new")); err != nil {
+				t.Fatal(err)
+			}
+			closeStore(t, s)
+			logs2 := &logBuffer{}
+			opts.Logger = slogTo(logs2)
+			s = open(t, dir, opts)
+			if strings.Contains(logs2.String(), "upgraded") {
+				t.Errorf("a second open upgraded again: %s", logs2.String())
+			}
+			closeStore(t, s)
+			data = slices.Concat(readFile(t, filepath.Join(dir, snapshotFile)), readFile(t, filepath.Join(dir, journalFile)))
+			for _, a := range want.Accounts {
+				if has := bytes.Contains(data, []byte(a.IdentitySeed)); has == tt.seal {
+					t.Errorf("the store holds the plain seed of %s: %v, with a seal key: %v", a.Name, has, tt.seal)
+				}
+			}
+		})
+	}
+}
+
+func TestV1AndV2Together(t *testing.T) {
+	dir := t.TempDir()
+	want := fill(t, open(t, dir, Options{}), "v2")
+	writeFile(t, filepath.Join(dir, v1SnapshotFile), []byte(`{"version":1,"accounts":[]}`))
+	if _, err := Open(dir, Options{}); err == nil || !strings.Contains(err.Error(), "version 1 file") {
+		t.Fatalf("Open of a directory with two stores: %v", err)
+	}
+	rep, err := Check(dir, nil)
+	if err != nil || len(rep.Notes) == 0 {
+		t.Fatalf("Check: %+v, %v", rep, err)
+	}
+	if err := os.Remove(filepath.Join(dir, v1SnapshotFile)); err != nil {
+		t.Fatal(err)
+	}
+	s := open(t, dir, Options{})
+	assertDump(t, dumpOf(t, s), want)
+}
+
+func TestSealedStore(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	keySeed := newSealSeed(t)
+	key, err := seal.New(keySeed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := newSealKey(t)
+	// A plain store first: opened with a key, its seeds are sealed.
+	plain := fill(t, open(t, dir, Options{}), "plain")
+	s := open(t, dir, Options{Seal: key})
+	assertDump(t, dumpOf(t, s), plain)
+	a := newAccount(t, "sealed")
+	if _, err := s.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	want := dumpOf(t, s)
+	closeStore(t, s)
+	for _, f := range []string{snapshotFile, journalFile} {
+		data := readFile(t, filepath.Join(dir, f))
+		for _, acct := range want.Accounts {
+			for _, seed := range append([]provision.Seed{acct.IdentitySeed}, seedsOf(acct)...) {
+				if seed != "" && bytes.Contains(data, []byte(seed)) {
+					t.Fatalf("%s holds a plain seed of %s", f, acct.Name)
+				}
+			}
+		}
+	}
+	tests := []struct {
+		name string
+		key  func() Options
+	}{
+		{"no key", func() Options { return Options{} }},
+		{"another key", func() Options { return Options{Seal: other} }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Open(dir, tt.key())
+			if !errors.Is(err, ErrSealKey) {
+				t.Fatalf("Open: %v, want ErrSealKey", err)
+			}
+			rep, err := Check(dir, tt.key().Seal)
+			if err != nil || rep.Damaged() || !strings.Contains(strings.Join(rep.Notes, "\n"), "not checked") {
+				t.Fatalf("Check without the key: %+v, %v", rep, err)
+			}
+		})
+	}
+	s = open(t, dir, Options{Seal: key})
+	assertDump(t, dumpOf(t, s), want)
+	closeStore(t, s)
+	// A rotated key: the new one seals, the previous one still opens.
+	rotated := newSealKey(t, keySeed)
+	s = open(t, dir, Options{Seal: rotated})
+	assertDump(t, dumpOf(t, s), want)
+	closeStore(t, s)
+	if _, err := Open(dir, Options{Seal: key}); !errors.Is(err, ErrSealKey) {
+		t.Fatalf("after the rotation the old key alone still opens the store: %v", err)
+	}
+}
+
+func seedsOf(a provision.Account) []provision.Seed {
+	var out []provision.Seed
+	for _, sk := range a.SigningKeys {
+		out = append(out, sk.Seed)
+	}
+	return out
+}
+
+func TestSeedsNeverInErrorsOrLogs(t *testing.T) {
+	fastDisk(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	log, logs := newLog()
+	s := open(t, dir, Options{Logger: log})
+	a := newAccount(t, "secret")
+	rev, err := s.CreateAccount(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seeds := append([]provision.Seed{a.IdentitySeed}, seedsOf(a)...)
+	var errs []error
+	bad := a
+	bad.SigningKeys = []provision.SigningKey{{Seed: a.IdentitySeed}}
+	_, err = s.UpdateAccount(ctx, bad, rev)
+	errs = append(errs, err)
+	bad = a
+	bad.IdentitySeed = seedsOf(a)[0]
+	_, err = s.UpdateAccount(ctx, bad, rev)
+	errs = append(errs, err)
+	_, err = s.CreateAccount(ctx, a)
+	errs = append(errs, err)
+	closeStore(t, s)
+	// Damage next to the seeds, with and without a valid checksum.
+	j := readFile(t, filepath.Join(dir, journalFile))
+	writeFile(t, filepath.Join(dir, journalFile), rewriteLine(t, j, dataStart, func(m map[string]any) {
+		acct := m["account"].(map[string]any)
+		acct["identity_seed"] = string(seedsOf(a)[0])
+	}))
+	_, err = Open(dir, Options{Logger: log})
+	errs = append(errs, err)
+	rep, err := Check(dir, nil)
+	errs = append(errs, err)
+	var buf bytes.Buffer
+	rep.WriteTo(&buf)
+	j[dataStart+20] ^= 1
+	writeFile(t, filepath.Join(dir, journalFile), j)
+	_, err = Open(dir, Options{Logger: log})
+	errs = append(errs, err)
+	rep, _ = Check(dir, nil)
+	rep.WriteTo(&buf)
+
+	var all strings.Builder
+	for _, err := range errs {
+		if err != nil {
+			all.WriteString(err.Error() + "\n")
+		}
+	}
+	all.WriteString(logs.String())
+	all.WriteString(buf.String())
+	if !strings.Contains(all.String(), a.PublicKey) {
+		t.Fatalf("the errors do not even name the account: %s", all.String())
+	}
+	for _, seed := range seeds {
+		if strings.Contains(all.String(), string(seed)) {
+			t.Fatalf("a seed reached an error, a log or a report:\n%s", all.String())
+		}
+	}
+	if !reflect.DeepEqual(slices.Compact([]bool{errs[0] != nil, errs[1] != nil, errs[2] != nil}), []bool{true}) {
+		t.Errorf("the bad writes did not all fail: %v", errs)
+	}
+}
+
+// TestUpgradeFromFixture upgrades a store the previous version wrote, kept
+// in testdata (its zeroed space cut off), so that the upgrade stays tested
+// once the previous version's package is gone.
+func TestUpgradeFromFixture(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{v1SnapshotFile, v1JournalFile} {
+		writeFile(t, filepath.Join(dir, n), readFile(t, filepath.Join("testdata", "v1store", n)))
+	}
+	s := open(t, dir, Options{})
+	ctx := context.Background()
+	want := map[string][]string{"kept": {"web2", "batch"}, "later": {"web"}}
+	accts, err := s.Accounts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]string{}
+	for _, a := range accts {
+		if !a.Live() || a.IdentitySeed == "" || len(a.SigningKeys) != 1 {
+			t.Errorf("account %s: phase %q, %d signing keys", a.Name, a.Phase, len(a.SigningKeys))
+		}
+		us, err := s.Users(ctx, a.PublicKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[a.Name] = []string{}
+		for _, u := range us {
+			got[a.Name] = append(got[a.Name], u.Name)
+		}
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("upgraded accounts and users %v, want %v", got, want)
+	}
+	for _, n := range []string{v1SnapshotFile, v1JournalFile} {
+		if _, err := os.Stat(filepath.Join(dir, n+v1BackupSuffix)); err != nil {
+			t.Errorf("no backup of %s: %v", n, err)
+		}
+	}
+}
