@@ -1,26 +1,24 @@
-// Package bench measures the provisioner against the floor: the same work
-// done directly against the nats-server, without the service, in the same
-// run, interleaved, so that machine noise hits both alike.
+// Package bench measures the provisioner against its floors: the same work
+// done without the service, or with only the work the service cannot
+// avoid, on the same server in the same run, interleaved in rounds so that
+// machine noise hits both alike.
 //
-// It runs on an embedded nats-server in operator mode with a full resolver
-// (or against a running deployment) with the responder in-process.
+// It writes a deployment with bootstrap.Init (the file store or the
+// JetStream KV store, each in its durable settings), runs the nats-server
+// embedded in this process or as a separate process from the real binary,
+// and starts the service in this process. See Run for what is measured.
 package bench
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
-	"runtime"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -28,44 +26,136 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nkeys"
 
+	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
-	"github.com/natsprov/provisioner/config"
-	"github.com/natsprov/provisioner/keypair"
-	"github.com/natsprov/provisioner/natsembed"
-	"github.com/natsprov/provisioner/provision"
-	"github.com/natsprov/provisioner/service"
 )
+
+// Stores the bench can run the service on.
+const (
+	StoreFile      = bootstrap.StoreFile
+	StoreJetStream = bootstrap.StoreJetStream
+)
+
+// Defaults of Options.
+const (
+	DefaultN           = 2000
+	DefaultC           = 8
+	DefaultCHigh       = 32
+	DefaultRounds      = 5
+	DefaultVersions    = 3
+	DefaultRevocations = 1000
+)
+
+// Targets, as the issues set them.
+const (
+	// TargetCreate is the least share of the floor's rate account.create
+	// must reach, at both concurrencies and on both stores.
+	TargetCreate = 0.8
+	// TargetUser is the same for user.create against the floor endpoint
+	// that issues a user and nothing else.
+	TargetUser = 0.8
+	// ScaleLimit bounds how much more an operation may cost at the large
+	// size than at 1,000 accounts.
+	ScaleLimit = 1.3
+	// RSSLimit bounds the resident memory at the large size.
+	RSSLimit = 200 << 20
+)
+
+// ErrOptions reports options that cannot be measured.
+var ErrOptions = errors.New("bench: bad options")
 
 // Options set what is measured.
 type Options struct {
-	// N is the number of operations per measurement, C the concurrent
-	// requesters.
-	N, C int
-	// Rounds splits each measurement into interleaved rounds.
-	Rounds int
+	// N is the number of operations per measurement, split into Rounds
+	// interleaved rounds; C the concurrent requesters, and CHigh the
+	// second concurrency at which account.create and revokes on one
+	// account are measured too (0: DefaultCHigh; equal to C: not twice).
+	N, C, CHigh int
+	Rounds      int
+	// Versions is how many versions of one account each round of a
+	// one-account measurement waits for. The service makes at most one
+	// version of an account per second, so these measurements take about
+	// Versions seconds per round whatever N is.
+	Versions int
+	// Revocations is how many revocations the account of the second
+	// revoke+update measurement holds before it starts.
+	Revocations int
 	// Accounts turns on the scale mode: costs at 1,000 and at Accounts
-	// accounts.
+	// accounts, one reconcile pass at Accounts, and the memory then.
 	Accounts int
-	// Dir is where the embedded deployment lives; default a temp dir.
+	// Store is StoreFile (the default) or StoreJetStream.
+	Store string
+	// ServerBinary, when set, is the nats-server binary to run as a
+	// separate process; otherwise the server runs embedded.
+	ServerBinary string
+	// Dir is where the deployment lives; default a new temp dir.
 	Dir string
-	// Logger receives the service's log. Default: warnings to stderr.
+	// Logger receives the service's log. Default: errors to stderr (the
+	// floors' accounts are orphans to the reconciler, and it warns about
+	// each one).
 	Logger *slog.Logger
+}
+
+// setDefaults fills what was left zero and checks the rest.
+func (o *Options) setDefaults() error {
+	if o.N == 0 {
+		o.N = DefaultN
+	}
+	if o.C == 0 {
+		o.C = DefaultC
+	}
+	if o.CHigh == 0 {
+		o.CHigh = DefaultCHigh
+	}
+	if o.Rounds == 0 {
+		o.Rounds = DefaultRounds
+	}
+	if o.Versions == 0 {
+		o.Versions = DefaultVersions
+	}
+	if o.Revocations == 0 {
+		o.Revocations = DefaultRevocations
+	}
+	if o.Store == "" {
+		o.Store = StoreFile
+	}
+	switch {
+	case o.N < 0 || o.C < 0 || o.CHigh < 0 || o.Rounds < 0 || o.Versions < 0 || o.Revocations < 0 || o.Accounts < 0:
+		return fmt.Errorf("%w: -n, -c, --c-high, --rounds, --versions, --revocations and --accounts must be positive", ErrOptions)
+	case o.Store != StoreFile && o.Store != StoreJetStream:
+		return fmt.Errorf("%w: store %q: want %s or %s", ErrOptions, o.Store, StoreFile, StoreJetStream)
+	case o.Accounts > 0 && o.Accounts <= scaleSmall:
+		return fmt.Errorf("%w: --accounts must be above %d", ErrOptions, scaleSmall)
+	}
+	return nil
 }
 
 // Result is one measured operation.
 type Result struct {
 	Name      string        `json:"name"`
+	C         int           `json:"c"`
 	Ops       int           `json:"ops"`
 	Errors    int           `json:"errors"`
 	PerSecond float64       `json:"ops_per_sec"`
 	P50       time.Duration `json:"p50_ns"`
 	P99       time.Duration `json:"p99_ns"`
+	// CPUPerOp is the CPU time this process spent per operation (the
+	// service, the floors, the bench's clients, and the server when it is
+	// embedded); ServerCPUPerOp that of the separate nats-server process.
+	CPUPerOp       time.Duration `json:"cpu_per_op_ns,omitempty"`
+	ServerCPUPerOp time.Duration `json:"server_cpu_per_op_ns,omitempty"`
 	// Floor names the result this one is compared with, and Ratio is this
-	// rate over the floor's.
+	// rate over the floor's. Target and Pass are set where a target holds.
 	Floor  string  `json:"floor,omitempty"`
 	Ratio  float64 `json:"ratio,omitempty"`
 	Target float64 `json:"target,omitempty"`
 	Pass   *bool   `json:"pass,omitempty"`
+	// Versions is how many distinct account JWTs the operations made
+	// (measurements on one account).
+	Versions int `json:"versions,omitempty"`
+	// JWTBytes is the size of the largest account JWT the operations
+	// pushed (revoke+update and its floor).
+	JWTBytes int `json:"jwt_bytes,omitempty"`
 }
 
 // ScaleResult is the per-operation cost of one operation at two sizes.
@@ -79,117 +169,55 @@ type ScaleResult struct {
 	Growth string        `json:"growth,omitempty"`
 }
 
+// ReconcileResult is one reconcile pass at the large size: the service's
+// own summary of it, and whether everything was in line (nothing pushed,
+// nothing failed, no orphans).
+type ReconcileResult struct {
+	Reply api.ReconcileReply `json:"reply"`
+	// Elapsed is the pass as the bench timed it.
+	Elapsed time.Duration `json:"elapsed_ns"`
+	// RequestTimeout is the service's request_timeout: a prov.reconcile
+	// request whose pass takes longer is answered with a timeout.
+	RequestTimeout time.Duration `json:"request_timeout_ns"`
+	InLine         *bool         `json:"in_line"`
+}
+
 // Report is the outcome of a run.
 type Report struct {
-	Machine      string        `json:"machine"`
-	N            int           `json:"n"`
-	C            int           `json:"c"`
-	Results      []Result      `json:"results"`
-	SmallSize    int           `json:"scale_small,omitempty"`
-	LargeSize    int           `json:"scale_large,omitempty"`
-	Scale        []ScaleResult `json:"scale,omitempty"`
-	RSSBytes     uint64        `json:"rss_bytes,omitempty"`
-	HeapBytes    uint64        `json:"heap_bytes,omitempty"`
-	RSSLimit     uint64        `json:"rss_limit_bytes,omitempty"`
-	RSSPass      *bool         `json:"rss_pass,omitempty"`
-	ScaleElapsed time.Duration `json:"scale_fill_ns,omitempty"`
-}
-
-// Env is the deployment a bench runs against.
-type Env struct {
-	Dir      string
-	Server   *natsembed.Server
-	Service  *service.Service
-	Admin    *nats.Conn // sends provisioning requests
-	Sys      *nats.Conn // the provisioner user's creds, for the floor
-	Operator *provision.Operator
-	noop     micro.Service
-}
-
-// Start writes a deployment, starts the embedded server and the service,
-// and registers the do-nothing micro endpoint of the round-trip floor on
-// the service's own connection.
-func Start(ctx context.Context, o Options) (*Env, error) {
-	dir := o.Dir
-	if dir == "" {
-		d, err := os.MkdirTemp("", "provisioner-bench-")
-		if err != nil {
-			return nil, err
-		}
-		dir = d
-	}
-	limit := max(o.Accounts, o.N*o.Rounds) + 2*o.N + 1000
-	res, err := bootstrap.Init(bootstrap.Options{Dir: dir, ResolverLimit: limit, Store: bootstrap.StoreFile})
-	if err != nil {
-		return nil, err
-	}
-	srv, err := natsembed.Start(res.ServerConf, natsembed.Options{Port: -1})
-	if err != nil {
-		return nil, err
-	}
-	e := &Env{Dir: dir, Server: srv}
-	cfg, err := config.Load(res.Config)
-	if err != nil {
-		e.Stop()
-		return nil, err
-	}
-	cfg.NATSURL = srv.URL()
-	cfg.LogLevel = "warn"
-	log := o.Logger
-	if log == nil {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
-	if e.Service, err = service.Start(ctx, cfg, log); err != nil {
-		e.Stop()
-		return nil, err
-	}
-	e.Operator = e.Service.Operator
-	if e.Admin, err = nats.Connect(srv.URL(), nats.UserCredentials(res.AdminCreds), nats.CustomInboxPrefix(bootstrap.AdminInboxPrefix)); err != nil {
-		e.Stop()
-		return nil, err
-	}
-	if e.Sys, err = nats.Connect(srv.URL(), nats.UserCredentials(res.ProvisionerCreds), nats.CustomInboxPrefix(bootstrap.ProvisionerInboxPrefix)); err != nil {
-		e.Stop()
-		return nil, err
-	}
-	e.noop, err = micro.AddService(e.Service.NC, micro.Config{Name: "bench_floor", Version: "0.0.1"})
-	if err == nil {
-		err = e.noop.AddEndpoint("noop", micro.HandlerFunc(func(r micro.Request) { r.Respond(nil) }), micro.WithEndpointSubject(cfg.SubjectPrefix+".bench.noop"))
-	}
-	if err == nil {
-		err = e.Service.NC.Flush()
-	}
-	if err != nil {
-		e.Stop()
-		return nil, fmt.Errorf("bench: floor endpoint: %w", err)
-	}
-	return e, nil
-}
-
-// Stop stops everything Start started.
-func (e *Env) Stop() {
-	if e.noop != nil {
-		e.noop.Stop()
-	}
-	for _, nc := range []*nats.Conn{e.Admin, e.Sys} {
-		if nc != nil {
-			nc.Close()
-		}
-	}
-	if e.Service != nil {
-		e.Service.Stop()
-	}
-	if e.Server != nil {
-		e.Server.Stop()
-	}
+	Machine string `json:"machine"`
+	// Store is the service's store; Server the nats-server it ran
+	// against, and External whether that was a separate process.
+	Store    string   `json:"store"`
+	Server   string   `json:"server"`
+	External bool     `json:"external"`
+	N        int      `json:"n"`
+	C        int      `json:"c"`
+	CHigh    int      `json:"c_high"`
+	Rounds   int      `json:"rounds"`
+	Results  []Result `json:"results"`
+	// Elapsed is the time the measurements in Results took, setup
+	// included.
+	Elapsed      time.Duration    `json:"elapsed_ns"`
+	SmallSize    int              `json:"scale_small,omitempty"`
+	LargeSize    int              `json:"scale_large,omitempty"`
+	Scale        []ScaleResult    `json:"scale,omitempty"`
+	Reconcile    *ReconcileResult `json:"reconcile,omitempty"`
+	RSSBytes     uint64           `json:"rss_bytes,omitempty"`
+	HeapBytes    uint64           `json:"heap_bytes,omitempty"`
+	ServerRSS    uint64           `json:"server_rss_bytes,omitempty"`
+	RSSLimit     uint64           `json:"rss_limit_bytes,omitempty"`
+	RSSPass      *bool            `json:"rss_pass,omitempty"`
+	ScaleElapsed time.Duration    `json:"scale_fill_ns,omitempty"`
 }
 
 // sample is what one batch of operations measured.
 type sample struct {
-	lat      []time.Duration
-	elapsed  time.Duration
-	errors   int
-	firstErr error
+	lat       []time.Duration
+	elapsed   time.Duration
+	errors    int
+	firstErr  error
+	cpu       time.Duration // this process
+	serverCPU time.Duration // the separate server process
 }
 
 func (s *sample) add(o sample) {
@@ -199,6 +227,8 @@ func (s *sample) add(o sample) {
 	if s.firstErr == nil {
 		s.firstErr = o.firstErr
 	}
+	s.cpu += o.cpu
+	s.serverCPU += o.serverCPU
 }
 
 // run does n operations with c workers; op gets the operation's index.
@@ -235,15 +265,26 @@ func run(n, c int, op func(i int) error) sample {
 	return s
 }
 
-func (s sample) result(name string) Result {
+// measure is run with the CPU time each process spent meanwhile.
+func (e *Env) measure(n, c int, op func(i int) error) sample {
+	self0, srv0 := e.cpu()
+	s := run(n, c, op)
+	self1, srv1 := e.cpu()
+	s.cpu, s.serverCPU = self1-self0, srv1-srv0
+	return s
+}
+
+func (s sample) result(name string, c int) Result {
 	slices.Sort(s.lat)
-	r := Result{Name: name, Ops: len(s.lat), Errors: s.errors}
+	r := Result{Name: name, C: c, Ops: len(s.lat), Errors: s.errors}
 	if s.elapsed > 0 {
 		r.PerSecond = float64(len(s.lat)) / s.elapsed.Seconds()
 	}
-	if len(s.lat) > 0 {
-		r.P50 = s.lat[len(s.lat)/2]
-		r.P99 = s.lat[min(len(s.lat)-1, len(s.lat)*99/100)]
+	if n := len(s.lat); n > 0 {
+		r.P50 = s.lat[n/2]
+		r.P99 = s.lat[min(n-1, n*99/100)]
+		r.CPUPerOp = s.cpu / time.Duration(n)
+		r.ServerCPUPerOp = s.serverCPU / time.Duration(n)
 	}
 	return r
 }
@@ -252,7 +293,7 @@ func (s sample) result(name string) Result {
 func request(nc *nats.Conn, subject string, body []byte) ([]byte, error) {
 	m, err := nc.Request(subject, body, 30*time.Second)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", subject, err)
 	}
 	if code := m.Header.Get(micro.ErrorCodeHeader); code != "" {
 		return nil, fmt.Errorf("%s: %s %s", subject, code, m.Header.Get(micro.ErrorHeader))
@@ -260,150 +301,304 @@ func request(nc *nats.Conn, subject string, body []byte) ([]byte, error) {
 	return m.Data, nil
 }
 
-// floorCreate is account.create without the service: fresh keys, sign with
-// the operator signing key, push, wait for the server's 200. It stores
-// nothing. It makes keys as cheaply as the service does.
-func (e *Env) floorCreate(name string) error {
-	ident, err := keypair.Create(nkeys.PrefixByteAccount)
+// userKey returns a new random user public key. It is only ever revoked,
+// so no key pair is needed: the random bytes stand for the Ed25519 public
+// key, and the bench spends no key generation on them.
+func userKey() string {
+	var raw [32]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
+	}
+	pub, err := nkeys.Encode(nkeys.PrefixByteUser, raw[:])
 	if err != nil {
-		return err
+		panic(err)
 	}
-	signer, err := keypair.Create(nkeys.PrefixByteAccount)
-	if err != nil {
-		return err
-	}
-	pub, _ := ident.PublicKey()
-	spub, _ := signer.PublicKey()
-	c := jwt.NewAccountClaims(pub)
-	c.Name = name
-	c.SigningKeys.Add(spub)
-	token, err := c.Encode(e.Operator.Signer)
-	if err != nil {
-		return err
-	}
-	m, err := e.Sys.Request("$SYS.REQ.CLAIMS.UPDATE", []byte(token), 30*time.Second)
-	if err != nil {
-		return err
-	}
-	var rep struct {
-		Data *struct {
-			Code int `json:"code"`
-		} `json:"data"`
-		Error *struct {
-			Description string `json:"description"`
-		} `json:"error"`
-	}
-	if err := json.Unmarshal(m.Data, &rep); err != nil {
-		return err
-	}
-	if rep.Error != nil || rep.Data == nil || rep.Data.Code != 200 {
-		return fmt.Errorf("floor push refused: %s", m.Data)
-	}
-	return nil
+	return string(pub)
 }
 
-// Run measures everything Options asks for and returns the report.
+// tokens collects the distinct account JWTs a measurement made, by their
+// signatures, and the size of the largest.
+type tokens struct {
+	mu      sync.Mutex
+	seen    map[string]bool
+	largest int
+}
+
+func (t *tokens) add(token string) {
+	sig := token
+	if i := len(token) - 86; i > 0 { // an Ed25519 signature is 86 base64 characters
+		sig = token[i:]
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.seen == nil {
+		t.seen = map[string]bool{}
+	}
+	t.seen[sig] = true
+	t.largest = max(t.largest, len(token))
+}
+
+func (t *tokens) count() (versions, largest int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.seen), t.largest
+}
+
+// row is one measured operation: what each round runs, and what it
+// measured so far.
+type row struct {
+	name string
+	c    int
+	// ops is the number of operations per round.
+	ops int
+	op  func(round, i int) error
+	// before prepares a round, unmeasured.
+	before func(round int) error
+	s      sample
+	// floor is the row this one is compared with; target, when above 0,
+	// the least ratio to it.
+	floor  *row
+	target float64
+	// made collects the JWTs of one-account rows.
+	made *tokens
+	// jwtBytes reports the size of a floor's JWT.
+	jwtBytes func() int
+}
+
+// Run measures everything Options asks for, in rounds: each round runs
+// every operation once, in this order, so that each service measurement
+// comes right after its floor:
+//
+//   - account.create at C and at CHigh, each after its floor: fresh keys
+//     (from a pool, as the service takes them), signed by the operator
+//     signing key, pushed on $SYS.REQ.CLAIMS.UPDATE from another
+//     connection, waiting for the server's 200; nothing stored;
+//   - user.create at C after its floor: a micro endpoint on the service's
+//     own connection that takes a pooled key, signs a user JWT with an
+//     account signing key and formats the creds, as the service does, and
+//     nothing else (no store, no lookup, no event);
+//   - user.revoke on one account at C and at CHigh, counting the versions
+//     (distinct JWTs) the service made;
+//   - revoke+update on one account with no revocations, and on one filled
+//     with Revocations first, each after a floor that signs and pushes a
+//     JWT of the same size (the service's account's claims at the start of
+//     the round, under another key);
+//
+// then account.delete of every account the service created. With Accounts
+// set, scale measures the cost per operation at 1,000 and Accounts
+// accounts and one reconcile pass.
 func Run(ctx context.Context, e *Env, o Options) (*Report, error) {
-	if o.N <= 0 || o.C <= 0 {
-		return nil, errors.New("bench: -n and -c must be positive")
+	if err := o.setDefaults(); err != nil {
+		return nil, err
 	}
-	if o.Rounds <= 0 {
-		o.Rounds = 5
+	start := time.Now()
+	rep := &Report{Machine: Machine(), Store: e.Store, Server: e.ServerDescription(), External: e.External != nil,
+		N: o.N, C: o.C, CHigh: o.CHigh, Rounds: o.Rounds}
+	prefix := e.Prefix
+	create := func(body string) (api.AccountReply, error) {
+		var r api.AccountReply
+		data, err := request(e.Admin, prefix+".account.create", []byte(body))
+		if err == nil {
+			err = json.Unmarshal(data, &r)
+		}
+		return r, err
 	}
-	prefix := "prov"
-	rep := &Report{Machine: Machine(), N: o.N, C: o.C}
 
 	// A few accounts carry the users, so that user.create does not
-	// serialize on one account's lock more than a tenant would.
+	// serialize on one account more than a tenant would.
 	const userAccounts = 8
 	for i := range userAccounts {
-		if _, err := request(e.Admin, prefix+".account.create", fmt.Appendf(nil, `{"name":"bench-users-%d"}`, i)); err != nil {
+		if _, err := create(fmt.Sprintf(`{"name":"bench-users-%d"}`, i)); err != nil {
 			return nil, err
 		}
 	}
-	if _, err := request(e.Admin, prefix+".account.create", []byte(`{"name":"bench-hot"}`)); err != nil {
+	oneAccount := map[string]string{} // name -> public key
+	for _, name := range []string{"bench-revoke", "bench-change", "bench-revoked"} {
+		r, err := create(fmt.Sprintf(`{"name":%q}`, name))
+		if err != nil {
+			return nil, err
+		}
+		oneAccount[name] = r.Account.PublicKey
+	}
+	if err := e.fillRevocations(ctx, oneAccount["bench-revoked"], o.Revocations); err != nil {
 		return nil, err
 	}
 
 	per := max(1, o.N/o.Rounds)
-	var floorCreate, svcCreate, floorRTT, svcUser, svcChange sample
-	var created []string
+	// One-account rows wait for o.Versions versions per round.
+	oneN := func(c int) int { return max(c, min(per, c*o.Versions)) }
+	cs := []int{o.C}
+	if o.CHigh != o.C {
+		cs = append(cs, o.CHigh)
+	}
+
+	var rows []*row
 	var mu sync.Mutex
-	seq := 0
-	for round := range o.Rounds {
-		if err := ctx.Err(); err != nil {
+	var created []string
+	for _, c := range cs {
+		floor := &row{name: fmt.Sprintf("account.create floor (keys, sign, push, 200) c=%d", c), c: c, ops: per,
+			op: func(round, i int) error { return e.floorCreate(fmt.Sprintf("floor-c%d-%d-%d", c, round, i)) }}
+		svc := &row{name: fmt.Sprintf("account.create via service c=%d", c), c: c, ops: per, floor: floor, target: TargetCreate,
+			op: func(round, i int) error {
+				r, err := create(fmt.Sprintf(`{"name":"svc-c%d-%d-%d"}`, c, round, i))
+				if err != nil {
+					return err
+				}
+				mu.Lock()
+				created = append(created, r.Account.PublicKey)
+				mu.Unlock()
+				return nil
+			}}
+		rows = append(rows, floor, svc)
+	}
+	userBody := func(round, i int) []byte {
+		return fmt.Appendf(nil, `{"account":"bench-users-%d","name":"u-%d-%d"}`, i%userAccounts, round, i)
+	}
+	userFloor := &row{name: fmt.Sprintf("user.create floor (pooled key, sign, creds; service's connection) c=%d", o.C), c: o.C, ops: per,
+		op: func(round, i int) error {
+			_, err := request(e.Admin, prefix+floorUserSubject, userBody(round, i))
+			return err
+		}}
+	rows = append(rows, userFloor, &row{name: fmt.Sprintf("user.create via service c=%d", o.C), c: o.C, ops: per, floor: userFloor, target: TargetUser,
+		op: func(round, i int) error {
+			_, err := request(e.Admin, prefix+".user.create", userBody(round, i))
+			return err
+		}})
+
+	revoke := func(acct string, made *tokens) error {
+		data, err := request(e.Admin, prefix+".user.revoke", fmt.Appendf(nil, `{"account":%q,"user":%q}`, acct, userKey()))
+		if err != nil {
+			return err
+		}
+		var r api.RevokeUserReply
+		if err := json.Unmarshal(data, &r); err != nil {
+			return err
+		}
+		made.add(r.Account.JWT)
+		return nil
+	}
+	for _, c := range cs {
+		made := &tokens{}
+		rows = append(rows, &row{name: fmt.Sprintf("user.revoke via service, one account c=%d", c), c: c, ops: oneN(c), made: made,
+			op: func(int, int) error { return revoke("bench-revoke", made) }})
+	}
+	for _, acct := range []struct{ name, label string }{
+		{"bench-change", "no revocations"},
+		{"bench-revoked", fmt.Sprintf("%d revocations", o.Revocations)},
+	} {
+		f, err := e.newChangeFloor(ctx)
+		if err != nil {
 			return nil, err
 		}
-		base := seq
-		seq += per
-		floorCreate.add(run(per, o.C, func(i int) error {
-			return e.floorCreate(fmt.Sprintf("floor-%d", base+i))
-		}))
-		svcCreate.add(run(per, o.C, func(i int) error {
-			data, err := request(e.Admin, prefix+".account.create", fmt.Appendf(nil, `{"name":"svc-%d"}`, base+i))
-			if err != nil {
-				return err
-			}
-			var r struct {
-				Account struct {
-					PublicKey string `json:"public_key"`
-				} `json:"account"`
-			}
-			if err := json.Unmarshal(data, &r); err != nil {
-				return err
-			}
-			mu.Lock()
-			created = append(created, r.Account.PublicKey)
-			mu.Unlock()
-			return nil
-		}))
-		floorRTT.add(run(per, o.C, func(int) error {
-			_, err := request(e.Admin, prefix+".bench.noop", nil)
-			return err
-		}))
-		svcUser.add(run(per, o.C, func(i int) error {
-			_, err := request(e.Admin, prefix+".user.create",
-				fmt.Appendf(nil, `{"account":"bench-users-%d","name":"u-%d-%d"}`, i%userAccounts, round, i))
-			return err
-		}))
-		svcChange.add(run(per, o.C, func(i int) error {
-			if i%2 == 0 {
-				kp, _ := nkeys.CreateUser()
-				pub, _ := kp.PublicKey()
-				_, err := request(e.Admin, prefix+".user.revoke", fmt.Appendf(nil, `{"account":"bench-hot","user":%q}`, pub))
-				return err
-			}
-			_, err := request(e.Admin, prefix+".account.update", fmt.Appendf(nil, `{"account":"bench-hot","limits":{"conn":%d}}`, 1000+i))
-			return err
-		}))
+		floor := &row{name: fmt.Sprintf("revoke+update floor (sign, push same size), %s c=%d", acct.label, o.C), c: o.C, ops: per,
+			before: func(int) error { return f.copyFrom(e, acct.name) },
+			op:     func(_, i int) error { return f.push(e, i) }, jwtBytes: f.size}
+		made := &tokens{}
+		rows = append(rows, floor, &row{name: fmt.Sprintf("revoke+update via service, one account, %s c=%d", acct.label, o.C), c: o.C, ops: oneN(o.C), floor: floor, made: made,
+			op: func(_, i int) error {
+				if i%2 == 0 {
+					return revoke(acct.name, made)
+				}
+				data, err := request(e.Admin, prefix+".account.update", fmt.Appendf(nil, `{"account":%q,"limits":{"conn":%d}}`, acct.name, 1000+i))
+				if err != nil {
+					return err
+				}
+				var r api.AccountReply
+				if err := json.Unmarshal(data, &r); err != nil {
+					return err
+				}
+				made.add(r.Account.JWT)
+				return nil
+			}})
 	}
-	svcDelete := run(len(created), o.C, func(i int) error {
+
+	for round := range o.Rounds {
+		for _, r := range rows {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			if r.before != nil {
+				if err := r.before(round); err != nil {
+					return nil, err
+				}
+			}
+			r.s.add(e.measure(r.ops, r.c, func(i int) error { return r.op(round, i) }))
+			if r.s.firstErr != nil {
+				return nil, fmt.Errorf("bench: %s: %d operations failed, first: %w", r.name, r.s.errors, r.s.firstErr)
+			}
+		}
+		// The floors' accounts go before the next round: to the service's
+		// reconciler they are orphans, and the server's account count
+		// should grow with the service's accounts alone.
+		if err := e.deleteFloorAccounts(ctx); err != nil {
+			return nil, err
+		}
+	}
+	del := e.measure(len(created), o.C, func(i int) error {
 		_, err := request(e.Admin, prefix+".account.delete", fmt.Appendf(nil, `{"account":%q}`, created[i]))
 		return err
 	})
+	if del.firstErr != nil {
+		return nil, fmt.Errorf("bench: account.delete: %d operations failed, first: %w", del.errors, del.firstErr)
+	}
+	if err := e.deleteChangeFloors(ctx); err != nil {
+		return nil, err
+	}
 
-	fc := floorCreate.result("account.create floor (keys, sign, push, 200)")
-	sc := svcCreate.result("account.create via service")
-	fr := floorRTT.result("user.create floor (empty micro round trip)")
-	su := svcUser.result("user.create via service")
-	sc.Floor, sc.Ratio, sc.Target = fc.Name, ratio(sc.PerSecond, fc.PerSecond), 0.8
-	su.Floor, su.Ratio, su.Target = fr.Name, ratio(su.PerSecond, fr.PerSecond), 0.5
-	sc.Pass, su.Pass = pass(sc.Ratio >= sc.Target), pass(su.Ratio >= su.Target)
-	rep.Results = []Result{fc, sc, fr, su,
-		svcChange.result("revoke+update via service (one account)"),
-		svcDelete.result("account.delete via service"),
-	}
-	for _, r := range []sample{floorCreate, svcCreate, floorRTT, svcUser, svcChange, svcDelete} {
-		if r.firstErr != nil {
-			return rep, fmt.Errorf("bench: %d operations failed, first: %w", r.errors, r.firstErr)
+	for _, r := range rows {
+		res := r.s.result(r.name, r.c)
+		if r.floor != nil {
+			res.Floor = r.floor.name
+			res.Ratio = ratio(res.PerSecond, r.floor.s.result("", 0).PerSecond)
+			if r.target > 0 {
+				res.Target, res.Pass = r.target, pass(res.Ratio >= r.target)
+			}
 		}
+		if r.made != nil {
+			res.Versions, res.JWTBytes = r.made.count()
+		}
+		if r.jwtBytes != nil {
+			res.JWTBytes = r.jwtBytes()
+		}
+		rep.Results = append(rep.Results, res)
 	}
+	rep.Results = append(rep.Results, del.result(fmt.Sprintf("account.delete via service c=%d", o.C), o.C))
+	rep.Elapsed = time.Since(start)
 	if o.Accounts > 0 {
 		if err := scale(ctx, e, o, rep); err != nil {
 			return rep, err
 		}
 	}
 	return rep, nil
+}
+
+// fillRevocations revokes n random user keys of one account directly
+// through the domain (provision.Service.RevokeUser), all at once: the
+// service combines them into a few versions.
+func (e *Env) fillRevocations(ctx context.Context, acct string, n int) error {
+	sem := make(chan struct{}, 256)
+	errs := make(chan error, 1)
+	var wg sync.WaitGroup
+	for range n {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if _, err := e.Service.Provision.RevokeUser(ctx, api.RevokeUserRequest{Account: acct, User: userKey()}); err != nil {
+				select {
+				case errs <- err:
+				default:
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return fmt.Errorf("bench: fill %s with %d revocations: %w", acct, n, err)
+	default:
+		return nil
+	}
 }
 
 func ratio(a, b float64) float64 {
@@ -415,203 +610,11 @@ func ratio(a, b float64) float64 {
 
 func pass(b bool) *bool { return &b }
 
-// scale fills the store to 1,000 and then to o.Accounts accounts and
-// measures each operation's cost at both sizes.
-func scale(ctx context.Context, e *Env, o Options, rep *Report) error {
-	const small = 1000
-	large := o.Accounts
-	if large <= small {
-		return fmt.Errorf("bench: --accounts must be above %d", small)
-	}
-	fill := func(to int) error {
-		all, err := e.Service.Store.Accounts(ctx)
-		if err != nil {
-			return err
-		}
-		have := len(all)
-		if have >= to {
-			return nil
-		}
-		start := time.Now()
-		s := run(to-have, o.C*2, func(i int) error {
-			_, err := request(e.Admin, "prov.account.create", fmt.Appendf(nil, `{"name":"fill-%d-%d"}`, to, i))
-			return err
-		})
-		rep.ScaleElapsed += time.Since(start)
-		if s.firstErr != nil {
-			return fmt.Errorf("bench: fill to %d accounts: %w", to, s.firstErr)
-		}
-		return nil
-	}
-	samples := max(200, o.N/2)
-	measure := func(size int) (map[string]time.Duration, error) {
-		costs := map[string]time.Duration{}
-		var firstErr error
-		keep := func(s sample) time.Duration {
-			if firstErr == nil && s.firstErr != nil {
-				firstErr = s.firstErr
-			}
-			// The cost of an operation is the time the service spends per
-			// operation at full concurrency.
-			return s.elapsed / time.Duration(max(1, len(s.lat)))
-		}
-		costs["account.create"] = keep(run(samples, o.C, func(i int) error {
-			_, err := request(e.Admin, "prov.account.create", fmt.Appendf(nil, `{"name":"scale-%d-%d"}`, size, i))
-			return err
-		}))
-		accts, err := e.Service.Store.Accounts(ctx)
-		if err != nil {
-			return nil, err
-		}
-		costs["account.get"] = keep(run(samples, o.C, func(i int) error {
-			_, err := request(e.Admin, "prov.account.get", fmt.Appendf(nil, `{"account":%q}`, accts[(i*7919)%len(accts)].PublicKey))
-			return err
-		}))
-		costs["account.update"] = keep(run(samples, o.C, func(i int) error {
-			_, err := request(e.Admin, "prov.account.update", fmt.Appendf(nil, `{"account":%q,"limits":{"conn":%d}}`, accts[(i*7919)%len(accts)].PublicKey, i))
-			return err
-		}))
-		costs["user.create"] = keep(run(samples, o.C, func(i int) error {
-			_, err := request(e.Admin, "prov.user.create", fmt.Appendf(nil, `{"account":%q,"name":"s%d-%d"}`, accts[(i*7919)%len(accts)].PublicKey, size, i))
-			return err
-		}))
-		costs["account.list"] = keep(run(max(20, samples/10), min(o.C, 2), func(int) error {
-			_, err := request(e.Admin, "prov.account.list", nil)
-			return err
-		}))
-		return costs, firstErr
-	}
-	if err := fill(small); err != nil {
-		return err
-	}
-	runtime.GC()
-	at1, err := measure(small)
+// decodeAccount decodes an account JWT.
+func decodeAccount(token string) (*jwt.AccountClaims, error) {
+	c, err := jwt.DecodeAccountClaims(token)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("bench: decode account JWT: %w", err)
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := fill(large); err != nil {
-		return err
-	}
-	runtime.GC()
-	atN, err := measure(large)
-	if err != nil {
-		return err
-	}
-	rep.SmallSize, rep.LargeSize = small, large
-	for _, name := range []string{"account.create", "account.get", "account.update", "user.create", "account.list"} {
-		r := ScaleResult{Name: name, Small: at1[name], Large: atN[name], Ratio: ratio(float64(atN[name]), float64(at1[name]))}
-		if name == "account.list" {
-			r.Growth = "linear allowed"
-		} else {
-			r.Limit = 1.3
-			r.Pass = pass(r.Ratio <= r.Limit)
-		}
-		rep.Scale = append(rep.Scale, r)
-	}
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	rep.HeapBytes = ms.HeapInuse
-	rep.RSSBytes = rss()
-	rep.RSSLimit = 200 << 20
-	rep.RSSPass = pass(rep.RSSBytes > 0 && rep.RSSBytes < rep.RSSLimit)
-	return nil
-}
-
-// rss reads the process's resident set size from /proc (0 elsewhere).
-func rss() uint64 {
-	data, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for line := range strings.Lines(string(data)) {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
-
-// Machine describes the machine the bench runs on.
-func Machine() string {
-	model := runtime.GOARCH
-	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for line := range strings.Lines(string(data)) {
-			if rest, ok := strings.CutPrefix(line, "model name"); ok {
-				model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(rest), ":"))
-				break
-			}
-		}
-	}
-	return fmt.Sprintf("%s, %d cores (GOMAXPROCS %d), %s/%s, %s", model, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version())
-}
-
-// Print writes the report as a table.
-func (r *Report) Print(w io.Writer) {
-	fmt.Fprintf(w, "machine: %s\nn=%d c=%d\n\n", r.Machine, r.N, r.C)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "operation\tops/s\tp50\tp99\tvs floor\ttarget\t")
-	for _, x := range r.Results {
-		vs, target := "", ""
-		if x.Floor != "" {
-			vs = fmt.Sprintf("%.2f", x.Ratio)
-			target = fmt.Sprintf(">= %.1f %s", x.Target, verdict(x.Pass))
-		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%s\t\n", x.Name, x.PerSecond, round(x.P50), round(x.P99), vs, target)
-	}
-	tw.Flush()
-	if len(r.Scale) > 0 {
-		fmt.Fprintf(w, "\nscale: cost per operation at c=%d\n", r.C)
-		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintf(tw, "operation\tat %d\tat %d\tratio\ttarget\t\n", r.SmallSize, r.LargeSize)
-		for _, s := range r.Scale {
-			target := s.Growth
-			if s.Limit > 0 {
-				target = fmt.Sprintf("<= %.1f %s", s.Limit, verdict(s.Pass))
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%s\t\n", s.Name, round(s.Small), round(s.Large), s.Ratio, target)
-		}
-		tw.Flush()
-		fmt.Fprintf(w, "\nresident memory at %d accounts: %.1f MiB (whole process: responder, embedded nats-server and bench clients; Go heap in use %.1f MiB); target < %d MiB %s\n",
-			r.LargeSize, float64(r.RSSBytes)/(1<<20), float64(r.HeapBytes)/(1<<20), r.RSSLimit>>20, verdict(r.RSSPass))
-	}
-}
-
-func verdict(p *bool) string {
-	switch {
-	case p == nil:
-		return ""
-	case *p:
-		return "PASS"
-	}
-	return "FAIL"
-}
-
-func round(d time.Duration) string {
-	switch {
-	case d >= time.Second:
-		return d.Round(time.Millisecond).String()
-	case d >= time.Millisecond:
-		return d.Round(10 * time.Microsecond).String()
-	}
-	return d.Round(time.Microsecond).String()
-}
-
-// Failed reports whether any target was missed.
-func (r *Report) Failed() bool {
-	for _, x := range r.Results {
-		if x.Pass != nil && !*x.Pass {
-			return true
-		}
-	}
-	for _, s := range r.Scale {
-		if s.Pass != nil && !*s.Pass {
-			return true
-		}
-	}
-	return r.RSSPass != nil && !*r.RSSPass
+	return c, nil
 }

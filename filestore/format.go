@@ -105,8 +105,9 @@ func isLowerHex(b []byte) bool {
 // diskSigningKey is a signing key as written: its seed sealed when the
 // store has a seal key.
 type diskSigningKey struct {
-	Seed string `json:"seed"`
-	Role string `json:"role,omitempty"`
+	Seed    string `json:"seed"`
+	Role    string `json:"role,omitempty"`
+	Retired bool   `json:"retired,omitempty"`
 }
 
 // diskAccount is an account as written. Seeds are sealed ("xkv1:...")
@@ -119,6 +120,8 @@ type diskAccount struct {
 	JWT          string           `json:"jwt"`
 	Phase        provision.Phase  `json:"phase"`
 	DeletedAt    int64            `json:"deleted_at,omitempty"`
+	// Settings are the service's own settings of the account.
+	Settings provision.AccountSettings `json:"settings,omitzero"`
 }
 
 // Journal operations.

@@ -175,6 +175,7 @@ func toDisk(a *provision.Account, key *seal.Key, prev *held) (diskAccount, error
 		JWT:       a.JWT,
 		Phase:     a.Phase,
 		DeletedAt: a.DeletedAt,
+		Settings:  a.Settings,
 	}
 	var err error
 	if d.IdentitySeed, err = sealSeed(a.IdentitySeed, key, prev); err != nil {
@@ -185,7 +186,7 @@ func toDisk(a *provision.Account, key *seal.Key, prev *held) (diskAccount, error
 		if err != nil {
 			return d, err
 		}
-		d.SigningKeys = append(d.SigningKeys, diskSigningKey{Seed: s, Role: sk.Role})
+		d.SigningKeys = append(d.SigningKeys, diskSigningKey{Seed: s, Role: sk.Role, Retired: sk.Retired})
 	}
 	return d, nil
 }
@@ -220,6 +221,7 @@ func fromDisk(d *diskAccount, key *seal.Key, forms *seedForms) (provision.Accoun
 		JWT:       d.JWT,
 		Phase:     d.Phase,
 		DeletedAt: d.DeletedAt,
+		Settings:  d.Settings,
 	}
 	var missing error
 	open := func(v string) (provision.Seed, error) {
@@ -256,7 +258,7 @@ func fromDisk(d *diskAccount, key *seal.Key, forms *seedForms) (provision.Accoun
 		if err != nil {
 			return a, fmt.Errorf("signing key %d: %w", i+1, err)
 		}
-		a.SigningKeys = append(a.SigningKeys, provision.SigningKey{Seed: s, Role: sk.Role})
+		a.SigningKeys = append(a.SigningKeys, provision.SigningKey{Seed: s, Role: sk.Role, Retired: sk.Retired})
 	}
 	return a, missing
 }

@@ -1,3 +1,8 @@
+// Package keystore is the store of provisioner 0.1, kept unchanged so that
+// filestore's tests can write stores of that format with the code that
+// wrote them and check the upgrade; nothing else uses it. Its own text
+// follows.
+//
 // Package keystore keeps what the provisioner must remember across restarts:
 // for every account it manages, the account's identity seed, its signing
 // seeds, the latest JWT pushed for it, and the record of the users issued
