@@ -35,7 +35,7 @@ type domain struct {
 
 // newDomain starts the domain on env's store directory with the resolver
 // wrapped by wrap (nil: as it is).
-func newDomain(t *testing.T, env *provtest.Env, wrap func(provision.Resolver) provision.Resolver) *domain {
+func newDomain(t *testing.T, env *provtest.Env, wrap func(provision.Resolver) provision.Resolver, tune ...func(*provision.Config)) *domain {
 	t.Helper()
 	d := &domain{env: env}
 	var err error
@@ -43,7 +43,11 @@ func newDomain(t *testing.T, env *provtest.Env, wrap func(provision.Resolver) pr
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.store, err = filestore.Open(env.Config.StoreDir, filestore.Options{Logger: provtest.Logger(t)})
+	dir := env.Config.StoreDir
+	if dir == "" {
+		dir = filepath.Join(env.Dir, "domain-store")
+	}
+	d.store, err = filestore.Open(dir, filestore.Options{Logger: provtest.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,13 +60,17 @@ func newDomain(t *testing.T, env *provtest.Env, wrap func(provision.Resolver) pr
 	if wrap != nil {
 		r = wrap(d.rc)
 	}
-	d.svc, err = provision.New(provision.Config{
+	cfg := provision.Config{
 		Operator:  d.op,
 		Store:     d.store,
 		Resolver:  r,
 		Protected: []string{env.Init.ServiceAccount},
 		Logger:    provtest.Logger(t),
-	})
+	}
+	for _, f := range tune {
+		f(&cfg)
+	}
+	d.svc, err = provision.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

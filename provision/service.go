@@ -83,7 +83,7 @@ type Config struct {
 	// revocation is dropped from the account JWT: the room for clocks that
 	// run behind. Default 5 minutes.
 	RevocationMargin time.Duration
-	Logger             *slog.Logger
+	Logger           *slog.Logger
 }
 
 // Service carries out provisioning requests. It is safe for concurrent use.
