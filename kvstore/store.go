@@ -352,7 +352,7 @@ func (s *Store) checkBucket(ctx context.Context, nc *nats.Conn) error {
 	cfg := bs.StreamInfo().Config
 	var diffs []string
 	if cfg.Storage != jetstream.FileStorage {
-		diffs = append(diffs, fmt.Sprintf("storage %s, want file", cfg.Storage))
+		diffs = append(diffs, fmt.Sprintf("storage %s, want file", strings.ToLower(cfg.Storage.String())))
 	}
 	if s.opts.Replicas != 0 && cfg.Replicas != s.opts.Replicas {
 		diffs = append(diffs, fmt.Sprintf("replicas %d, want %d", cfg.Replicas, s.opts.Replicas))
