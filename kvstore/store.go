@@ -39,6 +39,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -174,8 +175,12 @@ type Store struct {
 	endLife     context.CancelFunc
 	watchMu     sync.Mutex
 	watchCancel context.CancelFunc
-	watcher     sync.WaitGroup
-	workers     sync.WaitGroup
+	// restartWatch asks the watch goroutine for a new watcher.
+	restartWatch chan struct{}
+	restarting   atomic.Bool // a restart is asked for and not done
+	stream       jetstream.Stream
+	watcher      sync.WaitGroup
+	workers      sync.WaitGroup
 
 	// fault, set by tests only, is called at named points between the
 	// steps of a change; an error it returns stops the change there, as a
@@ -206,16 +211,17 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 		return nil, errors.New("kvstore: a NATS connection is required")
 	}
 	s := &Store{
-		opts:     opts,
-		log:      opts.Logger.With("bucket", opts.Bucket, "instance", opts.Instance),
-		seal:     opts.Seal,
-		subject:  "$KV." + opts.Bucket + ".",
-		token:    nuid.Next(),
-		pending:  map[string]*pendingWrite{},
-		retrySig: make(chan struct{}, 1),
-		leases:   map[string]leaseSeen{},
-		held:     map[string]bool{},
-		stop:     make(chan struct{}),
+		opts:         opts,
+		log:          opts.Logger.With("bucket", opts.Bucket, "instance", opts.Instance),
+		seal:         opts.Seal,
+		subject:      "$KV." + opts.Bucket + ".",
+		token:        nuid.Next(),
+		pending:      map[string]*pendingWrite{},
+		retrySig:     make(chan struct{}, 1),
+		restartWatch: make(chan struct{}, 1),
+		leases:       map[string]leaseSeen{},
+		held:         map[string]bool{},
+		stop:         make(chan struct{}),
 	}
 	s.life, s.endLife = context.WithCancel(context.Background())
 	js, err := jetstream.New(nc,
@@ -243,8 +249,9 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 	}
 	s.watcher.Add(1)
 	go s.watch(w)
-	s.workers.Add(1)
+	s.workers.Add(2)
 	go s.retryLoop()
+	go s.watchdog()
 	s.sweep(ctx)
 
 	s.mu.RLock()
@@ -275,6 +282,9 @@ func (s *Store) openBucket(ctx context.Context, nc *nats.Conn) error {
 		return mapErr("bucket "+s.opts.Bucket, err)
 	}
 	s.kv = kv
+	if s.stream, err = s.js.Stream(ctx, "KV_"+s.opts.Bucket); err != nil {
+		return mapErr("bucket stream", err)
+	}
 	return s.checkBucket(ctx, nc)
 }
 
@@ -284,13 +294,28 @@ func (s *Store) openBucket(ctx context.Context, nc *nats.Conn) error {
 // replicas.
 func clustered(nc *nats.Conn) bool { return nc.ConnectedClusterName() != "" }
 
-func (s *Store) bucketConfig(replicas int) jetstream.KeyValueConfig {
-	return jetstream.KeyValueConfig{
-		Bucket:      s.opts.Bucket,
-		Description: "provisioner state: accounts (seeds sealed), names, users, leases",
-		History:     history,
-		Storage:     jetstream.FileStorage,
-		Replicas:    replicas,
+// streamConfig is the stream of the bucket: the settings
+// jetstream.CreateKeyValue gives a KV bucket, but with direct gets off, so
+// that every read of the bucket (the mirror's fetches, the reads that
+// decide whether a name is free or a write was stored) is answered by the
+// stream leader, never by a replica that lags behind it.
+func (s *Store) streamConfig(replicas int) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:              "KV_" + s.opts.Bucket,
+		Description:       "provisioner state: accounts (seeds sealed), names, users, leases",
+		Subjects:          []string{s.subject + ">"},
+		MaxMsgsPerSubject: history,
+		MaxBytes:          -1,
+		MaxMsgSize:        -1,
+		MaxMsgs:           -1,
+		MaxConsumers:      -1,
+		Storage:           jetstream.FileStorage,
+		Replicas:          replicas,
+		AllowRollup:       true,
+		DenyDelete:        true,
+		Duplicates:        2 * time.Minute,
+		Discard:           jetstream.DiscardNew,
+		AllowDirect:       false,
 	}
 }
 
@@ -300,10 +325,10 @@ func (s *Store) createBucket(ctx context.Context, nc *nats.Conn, info *jetstream
 	}
 	replicas := s.opts.Replicas
 	if replicas == 0 && clustered(nc) {
-		kv, err := s.js.CreateKeyValue(ctx, s.bucketConfig(3))
+		_, err := s.js.CreateStream(ctx, s.streamConfig(3))
 		var apiErr *jetstream.APIError
-		if err == nil || !errors.As(err, &apiErr) {
-			return kv, err
+		if err == nil || !errors.As(err, &apiErr) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return s.bound(ctx, err, 3)
 		}
 		// The meta leader could not place three replicas: fewer than three
 		// JetStream servers, or not enough room on them.
@@ -312,16 +337,22 @@ func (s *Store) createBucket(ctx context.Context, nc *nats.Conn, info *jetstream
 	if replicas == 0 {
 		replicas = 1
 	}
-	kv, err := s.js.CreateKeyValue(ctx, s.bucketConfig(replicas))
-	if errors.Is(err, jetstream.ErrBucketExists) {
+	_, err := s.js.CreateStream(ctx, s.streamConfig(replicas))
+	return s.bound(ctx, err, replicas)
+}
+
+// bound binds the bucket after an attempt to create its stream.
+func (s *Store) bound(ctx context.Context, err error, replicas int) (jetstream.KeyValue, error) {
+	switch {
+	case err == nil:
+		s.log.Info("kvstore: bucket created", "replicas", replicas, "storage", "file", "history", history)
+	case errors.Is(err, jetstream.ErrStreamNameAlreadyInUse):
 		// Another instance created it meanwhile, maybe with other
 		// settings; checkBucket decides.
-		return s.js.KeyValue(ctx, s.opts.Bucket)
+	default:
+		return nil, err
 	}
-	if err == nil {
-		s.log.Info("kvstore: bucket created", "replicas", replicas, "storage", "file", "history", history)
-	}
-	return kv, err
+	return s.js.KeyValue(ctx, s.opts.Bucket)
 }
 
 // diskAllowed reports whether the account may use file storage, in any
@@ -362,6 +393,9 @@ func (s *Store) checkBucket(ctx context.Context, nc *nats.Conn) error {
 	}
 	if cfg.MaxAge != 0 {
 		diffs = append(diffs, fmt.Sprintf("ttl %s, want none (records must not expire)", cfg.MaxAge))
+	}
+	if cfg.AllowDirect {
+		diffs = append(diffs, "allow_direct true, want false (replicas would answer reads; `nats stream edit KV_"+s.opts.Bucket+" --no-allow-direct`)")
 	}
 	if cfg.Mirror != nil || len(cfg.Sources) > 0 {
 		diffs = append(diffs, "mirrors or sources another bucket, want a bucket of its own")

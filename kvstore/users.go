@@ -20,6 +20,7 @@ import (
 const (
 	kvOperationHeader = "KV-Operation"
 	kvDelete          = "DEL"
+	kvPurge           = "PURGE"
 )
 
 func deleteMarker(subject string) *nats.Msg {
