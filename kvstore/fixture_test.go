@@ -250,6 +250,24 @@ func (d *deployment) urls() string {
 	return strings.Join(us, ",")
 }
 
+// restart starts a stopped embedded server again, with its data.
+func (d *deployment) restart(t testing.TB, name string) {
+	t.Helper()
+	for _, nd := range d.nodes {
+		if nd.name == name && nd.emb != nil {
+			nd.emb.Stop()
+			srv, err := natsembed.Start(nd.conf, natsembed.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			nd.emb = srv
+			t.Cleanup(srv.Stop)
+			return
+		}
+	}
+	t.Fatalf("no embedded server %q", name)
+}
+
 // stop shuts the named server down: an embedded one cleanly (it hands its
 // leaderships over first), a process with kill -9.
 func (d *deployment) stop(t testing.TB, name string) {

@@ -224,20 +224,29 @@ func (s *Store) decode(e jetstream.KeyValueEntry) change {
 	return c
 }
 
-// startWatcher starts a watcher of the mirror's keys. The jetstream
-// package ties the watcher's subscription to the context it is created
-// with, so that context lasts until the store closes; ctx bounds only the
-// request that creates the watcher.
-func (s *Store) startWatcher(ctx context.Context, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
+// kvWatch is a running watcher and the cancel that ends it.
+type kvWatch struct {
+	w      jetstream.KeyWatcher
+	cancel context.CancelFunc
+}
+
+// startWatcher starts a watcher of the bucket. The jetstream package ties
+// the watcher's subscription to the context it is created with, and ends
+// it (unsubscribing, then deleting the consumer, which can take seconds
+// when the meta leader is gone) in a goroutine of its own when that
+// context ends. So the context lasts until the watcher is stopped or the
+// store closes; ctx bounds only the request that creates the watcher.
+func (s *Store) startWatcher(ctx context.Context, opts ...jetstream.WatchOpt) (*kvWatch, error) {
 	wctx, cancel := context.WithCancel(s.life)
 	detach := context.AfterFunc(ctx, cancel)
 	// Leases are watched too, though not kept, so that the last revision
 	// watched can be compared with the stream's last sequence.
 	w, err := s.kv.WatchAll(wctx, opts...)
+	kw := &kvWatch{w: w, cancel: cancel}
 	if !detach() {
 		// ctx ended during the call, which cancelled the request.
 		if err == nil {
-			stopWatcher(w)
+			kw.stop()
 		}
 		return nil, context.Cause(ctx)
 	}
@@ -245,28 +254,39 @@ func (s *Store) startWatcher(ctx context.Context, opts ...jetstream.WatchOpt) (j
 		cancel()
 		return nil, err
 	}
-	s.watchMu.Lock()
-	if s.watchCancel != nil {
-		s.watchCancel()
+	return kw, nil
+}
+
+// stop ends the watcher and drains what it still delivers, so that the
+// subscription's callback, which blocks on a full channel, can end.
+func (kw *kvWatch) stop() {
+	kw.cancel()
+	timeout := time.After(time.Second)
+	for {
+		select {
+		case _, ok := <-kw.w.Updates():
+			if !ok {
+				return
+			}
+		case <-timeout:
+			return
+		}
 	}
-	s.watchCancel = cancel
-	s.watchMu.Unlock()
-	return w, nil
 }
 
 // load starts the watcher and fills the mirror with the bucket's current
 // content, opening the seeds on every core. It fails when any account
 // record cannot be read: a wrong seal key must stop the service, not
 // hide accounts.
-func (s *Store) load(ctx context.Context) (jetstream.KeyWatcher, error) {
-	w, err := s.startWatcher(ctx)
+func (s *Store) load(ctx context.Context) (*kvWatch, error) {
+	kw, err := s.startWatcher(ctx)
 	if err != nil {
 		return nil, mapErr("watch bucket", err)
 	}
 	var entries []jetstream.KeyValueEntry
 	for done := false; !done; {
 		select {
-		case e, ok := <-w.Updates():
+		case e, ok := <-kw.w.Updates():
 			if !ok {
 				return nil, mapErr("load bucket", fmt.Errorf("watcher closed"))
 			}
@@ -276,7 +296,7 @@ func (s *Store) load(ctx context.Context) (jetstream.KeyWatcher, error) {
 			}
 			entries = append(entries, e)
 		case <-ctx.Done():
-			stopWatcher(w)
+			kw.stop()
 			return nil, mapErr("load bucket", ctx.Err())
 		}
 	}
@@ -310,21 +330,21 @@ func (s *Store) load(ctx context.Context) (jetstream.KeyWatcher, error) {
 		m.watched = max(m.watched, c.rev)
 	}
 	if len(broken) > 0 {
-		stopWatcher(w)
+		kw.stop()
 		return nil, fmt.Errorf("kvstore: %d account records cannot be read (first: %w); a seal key rotated away must be given as a previous key", len(broken), broken[0])
 	}
 	s.m = m
-	return w, nil
+	return kw, nil
 }
 
 // watch applies the watcher's updates until the store closes, and starts
 // a new watcher, resuming after the last revision seen, when the old one
 // ends (the ordered consumer gave up, for instance after a long outage).
-func (s *Store) watch(w jetstream.KeyWatcher) {
+func (s *Store) watch(kw *kvWatch) {
 	defer s.watcher.Done()
 	for {
-		s.follow(w)
-		stopWatcher(w)
+		s.follow(kw.w)
+		kw.stop()
 		select {
 		case <-s.stop:
 			return
@@ -339,7 +359,7 @@ func (s *Store) watch(w jetstream.KeyWatcher) {
 			cancel()
 			if err == nil {
 				s.log.Info("kvstore: watcher restarted", "from_revision", from)
-				w = nw
+				kw = nw
 				s.restarting.Store(false)
 				break
 			}
@@ -493,23 +513,6 @@ func (e rawEntry) Operation() jetstream.KeyValueOp {
 		return jetstream.KeyValuePurge
 	}
 	return jetstream.KeyValuePut
-}
-
-// stopWatcher stops a watcher and drains what it still delivers, so that
-// the subscription's callback, which blocks on a full channel, can end.
-func stopWatcher(w jetstream.KeyWatcher) {
-	_ = w.Stop()
-	timeout := time.After(time.Second)
-	for {
-		select {
-		case _, ok := <-w.Updates():
-			if !ok {
-				return
-			}
-		case <-timeout:
-			return
-		}
-	}
 }
 
 // sorted returns the visible accounts by name, then public key. The

@@ -75,26 +75,45 @@ func TestOpenRefuses(t *testing.T) {
 	}
 }
 
-// TestOpenReplicas: on a single server the store chooses one replica and
-// says what that risks.
+// TestOpenReplicas: with Replicas 0 the store chooses one replica on a
+// single server and on a cluster too small for three, saying what one
+// risks; a cluster of three gets three (TestClusterFailover).
 func TestOpenReplicas(t *testing.T) {
-	d := startDeployment(t, 1)
-	key, _ := newSealKey(t)
-	log, logs := newLog(t)
-	s := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Logger: log})
-	if s.replicas != 1 {
-		t.Fatalf("replicas %d, want 1", s.replicas)
-	}
-	if !strings.Contains(logs.String(), "one replica") || !strings.Contains(logs.String(), "disk is lost") {
-		t.Fatalf("no warning about one replica in:\n%s", logs)
-	}
-	st, err := s.kv.Status(bg(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := st.(*jetstream.KeyValueBucketStatus).StreamInfo().Config
-	if cfg.Storage != jetstream.FileStorage || cfg.MaxMsgsPerSubject != 1 || cfg.Replicas != 1 {
-		t.Fatalf("bucket created with %+v", cfg)
+	for _, tt := range []struct {
+		name    string
+		servers int
+		say     []string
+	}{
+		{"single server", 1, []string{"one replica", "disk is lost"}},
+		{"cluster of two", 2, []string{"cannot place three replicas", "one replica", "disk is lost"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d := startDeployment(t, tt.servers)
+			key, _ := newSealKey(t)
+			log, logs := newLog(t)
+			s := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Logger: log})
+			if s.replicas != 1 {
+				t.Fatalf("replicas %d, want 1", s.replicas)
+			}
+			for _, say := range tt.say {
+				if !strings.Contains(logs.String(), say) {
+					t.Fatalf("the log does not say %q:\n%s", say, logs)
+				}
+			}
+			st, err := s.kv.Status(bg(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := st.(*jetstream.KeyValueBucketStatus).StreamInfo().Config
+			if cfg.Storage != jetstream.FileStorage || cfg.MaxMsgsPerSubject != 1 || cfg.Replicas != 1 || cfg.AllowDirect {
+				t.Fatalf("bucket created with %+v", cfg)
+			}
+			// The store works: a write and a read.
+			a := newAccount(t, "works")
+			if _, err := s.CreateAccount(bg(t), a); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
 

@@ -35,6 +35,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"net/http"
 	"os"
 	"regexp"
 	"strings"
@@ -171,10 +173,8 @@ type Store struct {
 
 	stop chan struct{}
 	// life ends when the store closes; watchers are tied to it.
-	life        context.Context
-	endLife     context.CancelFunc
-	watchMu     sync.Mutex
-	watchCancel context.CancelFunc
+	life    context.Context
+	endLife context.CancelFunc
 	// restartWatch asks the watch goroutine for a new watcher.
 	restartWatch chan struct{}
 	restarting   atomic.Bool // a restart is asked for and not done
@@ -242,13 +242,13 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 		return nil, err
 	}
 	start := time.Now()
-	w, err := s.load(ctx)
+	kw, err := s.load(ctx)
 	if err != nil {
 		s.endLife()
 		return nil, err
 	}
 	s.watcher.Add(1)
-	go s.watch(w)
+	go s.watch(kw)
 	s.workers.Add(2)
 	go s.retryLoop()
 	go s.watchdog()
@@ -285,7 +285,35 @@ func (s *Store) openBucket(ctx context.Context, nc *nats.Conn) error {
 	if s.stream, err = s.js.Stream(ctx, "KV_"+s.opts.Bucket); err != nil {
 		return mapErr("bucket stream", err)
 	}
-	return s.checkBucket(ctx, nc)
+	if err := s.checkBucket(ctx, nc); err != nil {
+		return err
+	}
+	return s.awaitWritable(ctx)
+}
+
+// awaitWritable waits until the bucket's stream answers writes. A stream
+// just created in a cluster may have no leader yet, or its subjects may
+// not be known yet to the server the connection is on; writes then find
+// no responder. The probe is a write that expects a revision its key
+// cannot have, so the stream refuses it and nothing is stored.
+func (s *Store) awaitWritable(ctx context.Context) error {
+	probe := nats.NewMsg(s.subject + leasePrefix + "_probe")
+	for {
+		_, err := s.js.PublishMsg(ctx, probe, jetstream.WithExpectLastSequencePerSubject(math.MaxUint64))
+		var apiErr *jetstream.APIError
+		if err == nil || errors.As(err, &apiErr) && apiErr.Code != http.StatusServiceUnavailable {
+			return nil
+		}
+		if !transient(err) || ctx.Err() != nil {
+			return mapErr("bucket does not answer writes", err)
+		}
+		select {
+		case <-ctx.Done():
+			return mapErr("bucket does not answer writes", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+		probe = nats.NewMsg(probe.Subject)
+	}
 }
 
 // clustered reports whether the server the connection is on is part of a
@@ -466,9 +494,9 @@ func (s *Store) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
 // The caller holds s.mu.
 func (s *Store) checkOpen() error {
 	if s.closed {
-		return closedErr
+		return errClosedStore
 	}
 	return nil
 }
 
-var closedErr = fmt.Errorf("%w: %w", ErrClosed, provision.ErrUnavailable)
+var errClosedStore = fmt.Errorf("%w: %w", ErrClosed, provision.ErrUnavailable)
