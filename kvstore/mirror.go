@@ -470,6 +470,11 @@ func (s *Store) catchUp(from, last uint64) uint64 {
 	n := 0
 	seq := from + 1
 	for ; seq <= last && n < catchUpMax; seq++ {
+		select {
+		case <-s.stop:
+			return seq - 1
+		default:
+		}
 		ctx, cancel := context.WithTimeout(s.life, watchdogInterval)
 		m, err := s.stream.GetMsg(ctx, seq)
 		cancel()

@@ -25,9 +25,19 @@
 // is not shown at all and is removed when a store opens.
 //
 // Reads come from an in-memory mirror of the bucket that a watcher keeps up
-// to date, with an index per name and per user. A store's own writes are in
-// its mirror as soon as they are acknowledged; other instances' writes
-// arrive through the watcher, typically within milliseconds.
+// to date, with an index per name and per user; seeds are opened once,
+// when a record enters the mirror. A store's own writes are in its mirror
+// as soon as they are acknowledged; other instances' writes arrive through
+// the watcher, typically within milliseconds. A watchdog compares the
+// watcher's progress with the stream every second and, when the watcher
+// has fallen silent (after the loss of a server), reads what it missed
+// and starts a new one. The bucket's stream has direct gets off, so the
+// reads that go to the bucket (an account the mirror lacks, a name being
+// taken over, a write whose answer was lost) are answered by the stream
+// leader, never by a lagging replica.
+//
+// TryLease and ReleaseLease give one instance at a time a named lease,
+// such as the right to reconcile, or to work on one account.
 package kvstore
 
 import (
