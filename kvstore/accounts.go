@@ -141,6 +141,19 @@ func (s *Store) fetchAccount(ctx context.Context, pub string) error {
 	return nil
 }
 
+// refresh reads an account record into the mirror, when an update found
+// the mirror behind. A failure is left for the watcher to mend.
+func (s *Store) refresh(ctx context.Context, pub string) {
+	e, err := s.kv.Get(ctx, accountKey(pub))
+	if err != nil {
+		return
+	}
+	c := s.decode(e)
+	s.mu.Lock()
+	s.m.apply(c)
+	s.mu.Unlock()
+}
+
 // fetchName reads a name entry, and the record of the account it points
 // to, from the bucket into the mirror.
 func (s *Store) fetchName(ctx context.Context, name string) error {
@@ -355,6 +368,10 @@ func (s *Store) UpdateAccount(ctx context.Context, a provision.Account, rev uint
 	defer cancel()
 	nrev, err := s.kv.Update(ctx, accountKey(a.PublicKey), data, rev)
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		// The mirror is behind (the watcher is late, or an earlier write
+		// whose answer was lost was stored after all): read the record
+		// now, so that the caller's next read is current.
+		s.refresh(ctx, a.PublicKey)
 		return 0, fmt.Errorf("kvstore: account %s: %w (revision %d)", a.PublicKey, provision.ErrStale, rev)
 	}
 	if err != nil {
@@ -405,6 +422,7 @@ func (s *Store) RemoveAccount(ctx context.Context, pub string, rev uint64) error
 	}
 	err = s.kv.Delete(ctx, accountKey(pub), jetstream.LastRevision(rev))
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		s.refresh(ctx, pub)
 		return fmt.Errorf("kvstore: account %s: %w (revision %d)", pub, provision.ErrStale, rev)
 	}
 	if err != nil {

@@ -3,9 +3,12 @@ package kvstore
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,8 +28,7 @@ import (
 // cluster of several.
 type deployment struct {
 	dir      string
-	servers  []*natsembed.Server
-	confs    []string
+	nodes    []*node
 	svcCreds string // a user of the service account
 	noJSCred string // a user of the account without JetStream
 	sysCreds string // a user of the system account
@@ -80,9 +82,31 @@ func userCreds(t testing.TB, dir string, acct, signing nkeys.KeyPair, name strin
 	return p
 }
 
-// startDeployment starts n servers (a cluster when n > 1) and waits until
-// JetStream answers for the service account.
+// node is one server of a deployment: embedded, or a nats-server
+// process.
+type node struct {
+	name string
+	url  string
+	conf string
+	emb  *natsembed.Server
+	cmd  *exec.Cmd
+}
+
+// startDeployment starts n embedded servers (a cluster when n > 1) and
+// waits until JetStream answers for the service account.
 func startDeployment(t testing.TB, n int) *deployment {
+	t.Helper()
+	return start(t, n, false)
+}
+
+// startProcesses is startDeployment with nats-server processes, which a
+// test can kill -9.
+func startProcesses(t testing.TB, n int) *deployment {
+	t.Helper()
+	return start(t, n, true)
+}
+
+func start(t testing.TB, n int, processes bool) *deployment {
 	t.Helper()
 	dir := t.TempDir()
 	mk := func(f func() (nkeys.KeyPair, error)) nkeys.KeyPair {
@@ -124,8 +148,10 @@ func startDeployment(t testing.TB, n int) *deployment {
 		routes[i] = provtest.FreePort(t)
 	}
 	for i := range n {
+		port := provtest.FreePort(t)
+		nd := &node{name: fmt.Sprintf("n%d", i+1), url: fmt.Sprintf("nats://127.0.0.1:%d", port)}
 		var b strings.Builder
-		fmt.Fprintf(&b, "server_name: n%d\nlisten: \"127.0.0.1:-1\"\n", i+1)
+		fmt.Fprintf(&b, "server_name: %s\nlisten: \"127.0.0.1:%d\"\n", nd.name, port)
 		fmt.Fprintf(&b, "operator: %q\nsystem_account: %s\n", opFile, pub(sys))
 		fmt.Fprintf(&b, "resolver: { type: full, dir: %q, allow_delete: true, interval: \"2m\" }\n", filepath.Join(dir, fmt.Sprintf("jwt%d", i+1)))
 		b.WriteString(preload)
@@ -137,34 +163,64 @@ func startDeployment(t testing.TB, n int) *deployment {
 			}
 			fmt.Fprintf(&b, "cluster: { name: c1, listen: \"127.0.0.1:%d\", routes: [%s] }\n", routes[i], strings.Join(rs, ", "))
 		}
-		conf := filepath.Join(dir, fmt.Sprintf("n%d.conf", i+1))
-		if err := os.WriteFile(conf, []byte(b.String()), 0o644); err != nil {
+		nd.conf = filepath.Join(dir, nd.name+".conf")
+		if err := os.WriteFile(nd.conf, []byte(b.String()), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		d.confs = append(d.confs, conf)
+		d.nodes = append(d.nodes, nd)
 	}
-	// The servers of a cluster start together: each waits for its routes
-	// before its JetStream is ready.
-	type started struct {
-		i   int
-		srv *natsembed.Server
-		err error
-	}
-	ch := make(chan started, n)
-	for i, conf := range d.confs {
-		go func() {
-			srv, err := natsembed.Start(conf, natsembed.Options{Port: -1, Logs: os.Getenv("KVSTORE_SERVER_LOGS") != ""})
-			ch <- started{i, srv, err}
-		}()
-	}
-	d.servers = make([]*natsembed.Server, n)
-	for range n {
-		s := <-ch
-		if s.err != nil {
-			t.Fatal(s.err)
+	if processes {
+		bin := provtest.Tool(t, "nats-server")
+		for _, nd := range d.nodes {
+			out, err := os.Create(filepath.Join(dir, nd.name+".log"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			nd.cmd = exec.Command(bin, "-c", nd.conf)
+			nd.cmd.Stdout, nd.cmd.Stderr = out, out
+			if err := nd.cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				_ = nd.cmd.Process.Kill()
+				_ = nd.cmd.Wait()
+				out.Close()
+			})
 		}
-		d.servers[s.i] = s.srv
-		t.Cleanup(s.srv.Stop)
+		for _, nd := range d.nodes {
+			addr := strings.TrimPrefix(nd.url, "nats://")
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				c, err := net.Dial("tcp", addr)
+				if err == nil {
+					c.Close()
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("nats-server %s does not listen on %s", nd.name, addr)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+	} else {
+		// The servers of a cluster start together: each waits for its
+		// routes before its JetStream is ready.
+		errs := make(chan error, n)
+		for _, nd := range d.nodes {
+			go func() {
+				var err error
+				nd.emb, err = natsembed.Start(nd.conf, natsembed.Options{Logs: os.Getenv("KVSTORE_SERVER_LOGS") != ""})
+				errs <- err
+			}()
+		}
+		for range n {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, nd := range d.nodes {
+			t.Cleanup(nd.emb.Stop)
+		}
 	}
 	nc := d.connect(t, d.svcCreds)
 	js, _ := jetstream.New(nc)
@@ -185,16 +241,51 @@ func startDeployment(t testing.TB, n int) *deployment {
 	return d
 }
 
-// urls is every running server's client URL, for a connection that fails
-// over.
+// urls is every server's client URL, for a connection that fails over.
 func (d *deployment) urls() string {
 	var us []string
-	for _, s := range d.servers {
-		if s != nil && s.Running() {
-			us = append(us, s.ClientURL())
-		}
+	for _, nd := range d.nodes {
+		us = append(us, nd.url)
 	}
 	return strings.Join(us, ",")
+}
+
+// restart starts a stopped embedded server again, with its data.
+func (d *deployment) restart(t testing.TB, name string) {
+	t.Helper()
+	for _, nd := range d.nodes {
+		if nd.name == name && nd.emb != nil {
+			nd.emb.Stop()
+			srv, err := natsembed.Start(nd.conf, natsembed.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			nd.emb = srv
+			t.Cleanup(srv.Stop)
+			return
+		}
+	}
+	t.Fatalf("no embedded server %q", name)
+}
+
+// stop shuts the named server down: an embedded one cleanly (it hands its
+// leaderships over first), a process with kill -9.
+func (d *deployment) stop(t testing.TB, name string) {
+	t.Helper()
+	for _, nd := range d.nodes {
+		if nd.name != name {
+			continue
+		}
+		if nd.cmd != nil {
+			if err := nd.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+		nd.emb.Shutdown()
+		return
+	}
+	t.Fatalf("no server %q", name)
 }
 
 // connect connects with a creds file to the deployment; the connection

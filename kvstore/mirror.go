@@ -3,6 +3,7 @@ package kvstore
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -92,6 +93,9 @@ type change struct {
 	name string // of a name. key
 	pub  string // the holder, for a name. key
 	user *provision.User
+	// skip marks a key the mirror does not hold (a lease): it only
+	// advances the watched revision.
+	skip bool
 	err  error
 }
 
@@ -109,7 +113,7 @@ func (m *mirror) visible(e *accountEntry) bool {
 // apply applies a change unless the mirror holds a newer revision of its
 // key. It reports whether it applied.
 func (m *mirror) apply(c change) bool {
-	if c.rev <= m.revs[c.key] {
+	if c.skip || c.rev <= m.revs[c.key] {
 		return false
 	}
 	m.revs[c.key] = c.rev
@@ -212,29 +216,37 @@ func (s *Store) decode(e jetstream.KeyValueEntry) change {
 			u, err := decodeUser(c.key, e.Value())
 			c.user, c.err = &u, err
 		}
+	case strings.HasPrefix(c.key, leasePrefix):
+		c.skip = true
 	default:
 		c.err = fmt.Errorf("kvstore: unexpected key %s", c.key)
 	}
 	return c
 }
 
-// watchFilters are the keys the mirror holds; leases are read when needed.
-func watchFilters() []string {
-	return []string{accountPrefix + ">", namePrefix + ">", userPrefix + ">"}
+// kvWatch is a running watcher and the cancel that ends it.
+type kvWatch struct {
+	w      jetstream.KeyWatcher
+	cancel context.CancelFunc
 }
 
-// startWatcher starts a watcher of the mirror's keys. The jetstream
-// package ties the watcher's subscription to the context it is created
-// with, so that context lasts until the store closes; ctx bounds only the
-// request that creates the watcher.
-func (s *Store) startWatcher(ctx context.Context, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
+// startWatcher starts a watcher of the bucket. The jetstream package ties
+// the watcher's subscription to the context it is created with, and ends
+// it (unsubscribing, then deleting the consumer, which can take seconds
+// when the meta leader is gone) in a goroutine of its own when that
+// context ends. So the context lasts until the watcher is stopped or the
+// store closes; ctx bounds only the request that creates the watcher.
+func (s *Store) startWatcher(ctx context.Context, opts ...jetstream.WatchOpt) (*kvWatch, error) {
 	wctx, cancel := context.WithCancel(s.life)
 	detach := context.AfterFunc(ctx, cancel)
-	w, err := s.kv.WatchFiltered(wctx, watchFilters(), opts...)
+	// Leases are watched too, though not kept, so that the last revision
+	// watched can be compared with the stream's last sequence.
+	w, err := s.kv.WatchAll(wctx, opts...)
+	kw := &kvWatch{w: w, cancel: cancel}
 	if !detach() {
 		// ctx ended during the call, which cancelled the request.
 		if err == nil {
-			stopWatcher(w)
+			kw.stop()
 		}
 		return nil, context.Cause(ctx)
 	}
@@ -242,28 +254,39 @@ func (s *Store) startWatcher(ctx context.Context, opts ...jetstream.WatchOpt) (j
 		cancel()
 		return nil, err
 	}
-	s.watchMu.Lock()
-	if s.watchCancel != nil {
-		s.watchCancel()
+	return kw, nil
+}
+
+// stop ends the watcher and drains what it still delivers, so that the
+// subscription's callback, which blocks on a full channel, can end.
+func (kw *kvWatch) stop() {
+	kw.cancel()
+	timeout := time.After(time.Second)
+	for {
+		select {
+		case _, ok := <-kw.w.Updates():
+			if !ok {
+				return
+			}
+		case <-timeout:
+			return
+		}
 	}
-	s.watchCancel = cancel
-	s.watchMu.Unlock()
-	return w, nil
 }
 
 // load starts the watcher and fills the mirror with the bucket's current
 // content, opening the seeds on every core. It fails when any account
 // record cannot be read: a wrong seal key must stop the service, not
 // hide accounts.
-func (s *Store) load(ctx context.Context) (jetstream.KeyWatcher, error) {
-	w, err := s.startWatcher(ctx)
+func (s *Store) load(ctx context.Context) (*kvWatch, error) {
+	kw, err := s.startWatcher(ctx)
 	if err != nil {
 		return nil, mapErr("watch bucket", err)
 	}
 	var entries []jetstream.KeyValueEntry
 	for done := false; !done; {
 		select {
-		case e, ok := <-w.Updates():
+		case e, ok := <-kw.w.Updates():
 			if !ok {
 				return nil, mapErr("load bucket", fmt.Errorf("watcher closed"))
 			}
@@ -273,7 +296,7 @@ func (s *Store) load(ctx context.Context) (jetstream.KeyWatcher, error) {
 			}
 			entries = append(entries, e)
 		case <-ctx.Done():
-			stopWatcher(w)
+			kw.stop()
 			return nil, mapErr("load bucket", ctx.Err())
 		}
 	}
@@ -307,21 +330,21 @@ func (s *Store) load(ctx context.Context) (jetstream.KeyWatcher, error) {
 		m.watched = max(m.watched, c.rev)
 	}
 	if len(broken) > 0 {
-		stopWatcher(w)
+		kw.stop()
 		return nil, fmt.Errorf("kvstore: %d account records cannot be read (first: %w); a seal key rotated away must be given as a previous key", len(broken), broken[0])
 	}
 	s.m = m
-	return w, nil
+	return kw, nil
 }
 
 // watch applies the watcher's updates until the store closes, and starts
 // a new watcher, resuming after the last revision seen, when the old one
 // ends (the ordered consumer gave up, for instance after a long outage).
-func (s *Store) watch(w jetstream.KeyWatcher) {
+func (s *Store) watch(kw *kvWatch) {
 	defer s.watcher.Done()
 	for {
-		s.follow(w)
-		stopWatcher(w)
+		s.follow(kw.w)
+		kw.stop()
 		select {
 		case <-s.stop:
 			return
@@ -335,8 +358,9 @@ func (s *Store) watch(w jetstream.KeyWatcher) {
 			nw, err := s.startWatcher(ctx, jetstream.ResumeFromRevision(from))
 			cancel()
 			if err == nil {
-				s.log.Warn("kvstore: watcher restarted", "from_revision", from)
-				w = nw
+				s.log.Info("kvstore: watcher restarted", "from_revision", from)
+				kw = nw
+				s.restarting.Store(false)
 				break
 			}
 			s.log.Warn("kvstore: cannot restart the watcher; reads may be stale meanwhile", "error", err)
@@ -349,11 +373,15 @@ func (s *Store) watch(w jetstream.KeyWatcher) {
 	}
 }
 
-// follow applies one watcher's updates until it ends or the store closes.
+// follow applies one watcher's updates until it ends, the store closes
+// or the watchdog finds it stuck.
 func (s *Store) follow(w jetstream.KeyWatcher) {
 	for {
 		select {
 		case <-s.stop:
+			return
+		case <-s.restartWatch:
+			s.log.Warn("kvstore: the watcher is behind the bucket and not moving; restarting it")
 			return
 		case e, ok := <-w.Updates():
 			if !ok {
@@ -379,21 +407,117 @@ func (s *Store) follow(w jetstream.KeyWatcher) {
 	}
 }
 
-// stopWatcher stops a watcher and drains what it still delivers, so that
-// the subscription's callback, which blocks on a full channel, can end.
-func stopWatcher(w jetstream.KeyWatcher) {
-	_ = w.Stop()
-	timeout := time.After(time.Second)
+// watchdogInterval is how often the watchdog compares the stream's last
+// sequence with the last revision the watcher delivered.
+const watchdogInterval = time.Second
+
+// catchUpMax bounds the entries the watchdog reads itself in one round.
+const catchUpMax = 2000
+
+// watchdog keeps the mirror current when the watcher falls silent. The
+// jetstream package's watcher (an ordered consumer) finds out that its
+// consumer is gone, after a stream leader change or the loss of a server,
+// only after missing heartbeats for ten seconds or more, and making a new
+// one needs the meta leader, which may be the server that was lost. So
+// when the watcher is behind the stream and has not moved for a whole
+// interval, the watchdog reads the missing entries itself, from the
+// stream leader, and asks for a new watcher.
+func (s *Store) watchdog() {
+	defer s.workers.Done()
+	var (
+		prevWatched uint64
+		prevBehind  bool
+		caught      uint64 // the last revision catchUp read
+	)
+	tick := time.NewTicker(watchdogInterval)
+	defer tick.Stop()
 	for {
 		select {
-		case _, ok := <-w.Updates():
-			if !ok {
-				return
-			}
-		case <-timeout:
+		case <-s.stop:
 			return
+		case <-tick.C:
 		}
+		ctx, cancel := context.WithTimeout(s.life, watchdogInterval)
+		info, err := s.stream.Info(ctx)
+		cancel()
+		if err != nil {
+			prevBehind = false // nothing to compare with; the stream may be electing a leader
+			continue
+		}
+		last := info.State.LastSeq
+		s.mu.RLock()
+		watched := s.m.watched
+		s.mu.RUnlock()
+		behind := watched < last
+		if behind && prevBehind && watched == prevWatched {
+			caught = s.catchUp(max(watched, caught), last)
+			if s.restarting.CompareAndSwap(false, true) {
+				select {
+				case s.restartWatch <- struct{}{}:
+				default:
+				}
+			}
+		}
+		prevBehind, prevWatched = behind, watched
 	}
+}
+
+// catchUp applies the stream's entries after revision from, up to last,
+// read one by one, and returns the last revision it read. It leaves the
+// watched revision as it is: the next watcher delivers these entries
+// again, and the mirror keeps what is newer.
+func (s *Store) catchUp(from, last uint64) uint64 {
+	n := 0
+	seq := from + 1
+	for ; seq <= last && n < catchUpMax; seq++ {
+		select {
+		case <-s.stop:
+			return seq - 1
+		default:
+		}
+		ctx, cancel := context.WithTimeout(s.life, watchdogInterval)
+		m, err := s.stream.GetMsg(ctx, seq)
+		cancel()
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue // a value since replaced
+		}
+		if err != nil {
+			break
+		}
+		c := s.decode(rawEntry{m: m, key: strings.TrimPrefix(m.Subject, s.subject)})
+		s.mu.Lock()
+		if c.err == nil {
+			s.m.apply(c)
+		}
+		s.mu.Unlock()
+		n++
+	}
+	if n > 0 {
+		s.log.Info("kvstore: the watcher is behind; read the entries it missed", "entries", n, "after_revision", from)
+	}
+	return seq - 1
+}
+
+// rawEntry is a stream message read directly, as a KV entry.
+type rawEntry struct {
+	m   *jetstream.RawStreamMsg
+	key string
+}
+
+func (e rawEntry) Bucket() string     { return "" }
+func (e rawEntry) Key() string        { return e.key }
+func (e rawEntry) Value() []byte      { return e.m.Data }
+func (e rawEntry) Revision() uint64   { return e.m.Sequence }
+func (e rawEntry) Created() time.Time { return e.m.Time }
+func (e rawEntry) Delta() uint64      { return 0 }
+func (e rawEntry) Operation() jetstream.KeyValueOp {
+	switch e.m.Header.Get(kvOperationHeader) {
+	case kvDelete:
+		return jetstream.KeyValueDelete
+	case kvPurge:
+		return jetstream.KeyValuePurge
+	}
+	return jetstream.KeyValuePut
 }
 
 // sorted returns the visible accounts by name, then public key. The

@@ -25,9 +25,19 @@
 // is not shown at all and is removed when a store opens.
 //
 // Reads come from an in-memory mirror of the bucket that a watcher keeps up
-// to date, with an index per name and per user. A store's own writes are in
-// its mirror as soon as they are acknowledged; other instances' writes
-// arrive through the watcher, typically within milliseconds.
+// to date, with an index per name and per user; seeds are opened once,
+// when a record enters the mirror. A store's own writes are in its mirror
+// as soon as they are acknowledged; other instances' writes arrive through
+// the watcher, typically within milliseconds. A watchdog compares the
+// watcher's progress with the stream every second and, when the watcher
+// has fallen silent (after the loss of a server), reads what it missed
+// and starts a new one. The bucket's stream has direct gets off, so the
+// reads that go to the bucket (an account the mirror lacks, a name being
+// taken over, a write whose answer was lost) are answered by the stream
+// leader, never by a lagging replica.
+//
+// TryLease and ReleaseLease give one instance at a time a named lease,
+// such as the right to reconcile, or to work on one account.
 package kvstore
 
 import (
@@ -35,10 +45,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"net/http"
 	"os"
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -170,12 +183,14 @@ type Store struct {
 
 	stop chan struct{}
 	// life ends when the store closes; watchers are tied to it.
-	life        context.Context
-	endLife     context.CancelFunc
-	watchMu     sync.Mutex
-	watchCancel context.CancelFunc
-	watcher     sync.WaitGroup
-	workers     sync.WaitGroup
+	life    context.Context
+	endLife context.CancelFunc
+	// restartWatch asks the watch goroutine for a new watcher.
+	restartWatch chan struct{}
+	restarting   atomic.Bool // a restart is asked for and not done
+	stream       jetstream.Stream
+	watcher      sync.WaitGroup
+	workers      sync.WaitGroup
 
 	// fault, set by tests only, is called at named points between the
 	// steps of a change; an error it returns stops the change there, as a
@@ -206,16 +221,17 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 		return nil, errors.New("kvstore: a NATS connection is required")
 	}
 	s := &Store{
-		opts:     opts,
-		log:      opts.Logger.With("bucket", opts.Bucket, "instance", opts.Instance),
-		seal:     opts.Seal,
-		subject:  "$KV." + opts.Bucket + ".",
-		token:    nuid.Next(),
-		pending:  map[string]*pendingWrite{},
-		retrySig: make(chan struct{}, 1),
-		leases:   map[string]leaseSeen{},
-		held:     map[string]bool{},
-		stop:     make(chan struct{}),
+		opts:         opts,
+		log:          opts.Logger.With("bucket", opts.Bucket, "instance", opts.Instance),
+		seal:         opts.Seal,
+		subject:      "$KV." + opts.Bucket + ".",
+		token:        nuid.Next(),
+		pending:      map[string]*pendingWrite{},
+		retrySig:     make(chan struct{}, 1),
+		restartWatch: make(chan struct{}, 1),
+		leases:       map[string]leaseSeen{},
+		held:         map[string]bool{},
+		stop:         make(chan struct{}),
 	}
 	s.life, s.endLife = context.WithCancel(context.Background())
 	js, err := jetstream.New(nc,
@@ -236,15 +252,16 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 		return nil, err
 	}
 	start := time.Now()
-	w, err := s.load(ctx)
+	kw, err := s.load(ctx)
 	if err != nil {
 		s.endLife()
 		return nil, err
 	}
 	s.watcher.Add(1)
-	go s.watch(w)
-	s.workers.Add(1)
+	go s.watch(kw)
+	s.workers.Add(2)
 	go s.retryLoop()
+	go s.watchdog()
 	s.sweep(ctx)
 
 	s.mu.RLock()
@@ -275,7 +292,38 @@ func (s *Store) openBucket(ctx context.Context, nc *nats.Conn) error {
 		return mapErr("bucket "+s.opts.Bucket, err)
 	}
 	s.kv = kv
-	return s.checkBucket(ctx, nc)
+	if s.stream, err = s.js.Stream(ctx, "KV_"+s.opts.Bucket); err != nil {
+		return mapErr("bucket stream", err)
+	}
+	if err := s.checkBucket(ctx, nc); err != nil {
+		return err
+	}
+	return s.awaitWritable(ctx)
+}
+
+// awaitWritable waits until the bucket's stream answers writes. A stream
+// just created in a cluster may have no leader yet, or its subjects may
+// not be known yet to the server the connection is on; writes then find
+// no responder. The probe is a write that expects a revision its key
+// cannot have, so the stream refuses it and nothing is stored.
+func (s *Store) awaitWritable(ctx context.Context) error {
+	probe := nats.NewMsg(s.subject + leasePrefix + "_probe")
+	for {
+		_, err := s.js.PublishMsg(ctx, probe, jetstream.WithExpectLastSequencePerSubject(math.MaxUint64))
+		var apiErr *jetstream.APIError
+		if err == nil || errors.As(err, &apiErr) && apiErr.Code != http.StatusServiceUnavailable {
+			return nil
+		}
+		if !transient(err) || ctx.Err() != nil {
+			return mapErr("bucket does not answer writes", err)
+		}
+		select {
+		case <-ctx.Done():
+			return mapErr("bucket does not answer writes", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+		probe = nats.NewMsg(probe.Subject)
+	}
 }
 
 // clustered reports whether the server the connection is on is part of a
@@ -284,13 +332,28 @@ func (s *Store) openBucket(ctx context.Context, nc *nats.Conn) error {
 // replicas.
 func clustered(nc *nats.Conn) bool { return nc.ConnectedClusterName() != "" }
 
-func (s *Store) bucketConfig(replicas int) jetstream.KeyValueConfig {
-	return jetstream.KeyValueConfig{
-		Bucket:      s.opts.Bucket,
-		Description: "provisioner state: accounts (seeds sealed), names, users, leases",
-		History:     history,
-		Storage:     jetstream.FileStorage,
-		Replicas:    replicas,
+// streamConfig is the stream of the bucket: the settings
+// jetstream.CreateKeyValue gives a KV bucket, but with direct gets off, so
+// that every read of the bucket (the mirror's fetches, the reads that
+// decide whether a name is free or a write was stored) is answered by the
+// stream leader, never by a replica that lags behind it.
+func (s *Store) streamConfig(replicas int) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:              "KV_" + s.opts.Bucket,
+		Description:       "provisioner state: accounts (seeds sealed), names, users, leases",
+		Subjects:          []string{s.subject + ">"},
+		MaxMsgsPerSubject: history,
+		MaxBytes:          -1,
+		MaxMsgSize:        -1,
+		MaxMsgs:           -1,
+		MaxConsumers:      -1,
+		Storage:           jetstream.FileStorage,
+		Replicas:          replicas,
+		AllowRollup:       true,
+		DenyDelete:        true,
+		Duplicates:        2 * time.Minute,
+		Discard:           jetstream.DiscardNew,
+		AllowDirect:       false,
 	}
 }
 
@@ -300,10 +363,10 @@ func (s *Store) createBucket(ctx context.Context, nc *nats.Conn, info *jetstream
 	}
 	replicas := s.opts.Replicas
 	if replicas == 0 && clustered(nc) {
-		kv, err := s.js.CreateKeyValue(ctx, s.bucketConfig(3))
+		_, err := s.js.CreateStream(ctx, s.streamConfig(3))
 		var apiErr *jetstream.APIError
-		if err == nil || !errors.As(err, &apiErr) {
-			return kv, err
+		if err == nil || !errors.As(err, &apiErr) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return s.bound(ctx, err, 3)
 		}
 		// The meta leader could not place three replicas: fewer than three
 		// JetStream servers, or not enough room on them.
@@ -312,16 +375,22 @@ func (s *Store) createBucket(ctx context.Context, nc *nats.Conn, info *jetstream
 	if replicas == 0 {
 		replicas = 1
 	}
-	kv, err := s.js.CreateKeyValue(ctx, s.bucketConfig(replicas))
-	if errors.Is(err, jetstream.ErrBucketExists) {
+	_, err := s.js.CreateStream(ctx, s.streamConfig(replicas))
+	return s.bound(ctx, err, replicas)
+}
+
+// bound binds the bucket after an attempt to create its stream.
+func (s *Store) bound(ctx context.Context, err error, replicas int) (jetstream.KeyValue, error) {
+	switch {
+	case err == nil:
+		s.log.Info("kvstore: bucket created", "replicas", replicas, "storage", "file", "history", history)
+	case errors.Is(err, jetstream.ErrStreamNameAlreadyInUse):
 		// Another instance created it meanwhile, maybe with other
 		// settings; checkBucket decides.
-		return s.js.KeyValue(ctx, s.opts.Bucket)
+	default:
+		return nil, err
 	}
-	if err == nil {
-		s.log.Info("kvstore: bucket created", "replicas", replicas, "storage", "file", "history", history)
-	}
-	return kv, err
+	return s.js.KeyValue(ctx, s.opts.Bucket)
 }
 
 // diskAllowed reports whether the account may use file storage, in any
@@ -352,7 +421,7 @@ func (s *Store) checkBucket(ctx context.Context, nc *nats.Conn) error {
 	cfg := bs.StreamInfo().Config
 	var diffs []string
 	if cfg.Storage != jetstream.FileStorage {
-		diffs = append(diffs, fmt.Sprintf("storage %s, want file", cfg.Storage))
+		diffs = append(diffs, fmt.Sprintf("storage %s, want file", strings.ToLower(cfg.Storage.String())))
 	}
 	if s.opts.Replicas != 0 && cfg.Replicas != s.opts.Replicas {
 		diffs = append(diffs, fmt.Sprintf("replicas %d, want %d", cfg.Replicas, s.opts.Replicas))
@@ -362,6 +431,9 @@ func (s *Store) checkBucket(ctx context.Context, nc *nats.Conn) error {
 	}
 	if cfg.MaxAge != 0 {
 		diffs = append(diffs, fmt.Sprintf("ttl %s, want none (records must not expire)", cfg.MaxAge))
+	}
+	if cfg.AllowDirect {
+		diffs = append(diffs, "allow_direct true, want false (replicas would answer reads; `nats stream edit KV_"+s.opts.Bucket+" --no-allow-direct`)")
 	}
 	if cfg.Mirror != nil || len(cfg.Sources) > 0 {
 		diffs = append(diffs, "mirrors or sources another bucket, want a bucket of its own")
@@ -432,9 +504,9 @@ func (s *Store) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
 // The caller holds s.mu.
 func (s *Store) checkOpen() error {
 	if s.closed {
-		return closedErr
+		return errClosedStore
 	}
 	return nil
 }
 
-var closedErr = fmt.Errorf("%w: %w", ErrClosed, provision.ErrUnavailable)
+var errClosedStore = fmt.Errorf("%w: %w", ErrClosed, provision.ErrUnavailable)

@@ -20,6 +20,7 @@ import (
 const (
 	kvOperationHeader = "KV-Operation"
 	kvDelete          = "DEL"
+	kvPurge           = "PURGE"
 )
 
 func deleteMarker(subject string) *nats.Msg {
@@ -325,15 +326,20 @@ func (s *Store) retryLoop() {
 // an existing record equal to this one is an earlier attempt that was
 // stored after all.
 func (s *Store) retry(p *pendingWrite, sem chan struct{}) {
-	s.log.Warn("kvstore: asynchronous user write failed; trying again", "key", p.key, "error", p.err)
-	backoff := 100 * time.Millisecond
+	// A refused create is resolved at once by reading the key; a write
+	// that may not have reached the stream waits a little first.
+	var wait time.Duration
+	if transient(p.err) {
+		s.log.Warn("kvstore: asynchronous user write failed; trying again", "key", p.key, "error", p.err)
+		wait = 100 * time.Millisecond
+	}
 	for attempt := 1; ; attempt++ {
 		select {
 		case <-s.stop:
 			return
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		}
-		backoff = min(2*backoff, 2*time.Second)
+		wait = min(2*max(wait, 50*time.Millisecond), 2*time.Second)
 		select {
 		case <-s.stop:
 			return
@@ -347,7 +353,9 @@ func (s *Store) retry(p *pendingWrite, sem chan struct{}) {
 			delete(s.pending, p.key)
 			s.amu.Unlock()
 			s.confirm(p, rev)
-			s.log.Info("kvstore: asynchronous user write stored after retrying", "key", p.key, "attempts", attempt+1)
+			if transient(p.err) || attempt > 1 {
+				s.log.Info("kvstore: asynchronous user write stored after retrying", "key", p.key, "attempts", attempt+1)
+			}
 			return
 		case other != nil:
 			s.log.Error("kvstore: user key was issued twice; keeping the record stored first, this instance's is dropped", "key", p.key)

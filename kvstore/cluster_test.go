@@ -1,0 +1,288 @@
+package kvstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/natsprov/provisioner/provision"
+)
+
+// opLog records the outcome of every write of the failover test.
+type opLog struct {
+	mu   sync.Mutex
+	ops  []op
+	kill time.Time
+}
+
+type op struct {
+	kind  string
+	start time.Time
+	at    time.Time // when it returned
+	err   error
+}
+
+func (l *opLog) add(kind string, start time.Time, err error) {
+	l.mu.Lock()
+	l.ops = append(l.ops, op{kind: kind, start: start, at: time.Now(), err: err})
+	l.mu.Unlock()
+}
+
+// TestClusterFailover runs an R3 bucket on a three-server cluster, stops
+// the stream leader while writes run, and checks that no acknowledged
+// write is lost, that errors come only in the failover window, and that
+// writes resume. The leader is an embedded server shut down cleanly (it
+// hands its leaderships over), or a nats-server process killed with
+// SIGKILL.
+func TestClusterFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three-server clusters")
+	}
+	for _, tt := range []struct {
+		name  string
+		start func(testing.TB, int) *deployment
+	}{
+		{"embedded shutdown", startDeployment},
+		{"process kill -9", startProcesses},
+	} {
+		t.Run(tt.name, func(t *testing.T) { failover(t, tt.start(t, 3)) })
+	}
+}
+
+func failover(t *testing.T, d *deployment) {
+	key, _ := newSealKey(t)
+	opts := Options{Seal: key, Instance: "writer", Timeout: 2 * time.Second, CloseTimeout: 30 * time.Second}
+	s := openStore(t, d.connect(t, d.svcCreds), opts)
+	if s.replicas != 3 {
+		t.Fatalf("replicas %d in a cluster of three, want 3", s.replicas)
+	}
+	observer := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Instance: "observer"})
+	ctx := bg(t)
+
+	const updaters = 3
+	accounts := make([]provision.Account, updaters)
+	for i := range accounts {
+		a := newAccount(t, fmt.Sprintf("acct-%d", i))
+		rev, err := s.CreateAccount(ctx, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Revision = rev
+		accounts[i] = a
+	}
+
+	var (
+		log     opLog
+		stop    = make(chan struct{})
+		wg      sync.WaitGroup
+		ackedMu sync.Mutex
+		// The last acknowledged version of each account, and every user
+		// whose add returned nil.
+		ackedAcct  = map[string]provision.Account{}
+		ackedUsers []provision.User
+		seq        atomic.Int64
+	)
+	const opTimeout = 2 * time.Second
+	opCtx := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, opTimeout) }
+	for i := range updaters {
+		wg.Go(func() {
+			a := accounts[i]
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				next := a
+				next.JWT = accountJWTAt(t, a.PublicKey, a.Name, 10_000+seq.Add(1))
+				c, cancel := opCtx()
+				start := time.Now()
+				rev, err := s.UpdateAccount(c, next, a.Revision)
+				cancel()
+				log.add("update", start, err)
+				switch {
+				case err == nil:
+					next.Revision = rev
+					a = next
+					ackedMu.Lock()
+					ackedAcct[a.PublicKey] = a
+					ackedMu.Unlock()
+				case errors.Is(err, provision.ErrStale):
+					// An earlier attempt whose answer was lost was stored:
+					// read again.
+					if cur, err := s.Account(ctx, a.PublicKey); err == nil {
+						a = cur
+					}
+				default:
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+		})
+	}
+	for _, durable := range []bool{true, true, false} {
+		kind := map[bool]string{true: "add durable", false: "add async"}[durable]
+		wg.Go(func() {
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				u := newUser(t, accounts[n%updaters].PublicKey, kind)
+				c, cancel := opCtx()
+				start := time.Now()
+				err := s.AddUser(c, u, durable)
+				cancel()
+				log.add(kind, start, err)
+				if err == nil {
+					ackedMu.Lock()
+					ackedUsers = append(ackedUsers, u)
+					ackedMu.Unlock()
+				} else {
+					time.Sleep(20 * time.Millisecond)
+				}
+				if !durable {
+					// About a thousand a second: flat out, the asynchronous
+					// writer would starve the others on two cores.
+					time.Sleep(time.Millisecond)
+				}
+			}
+		})
+	}
+
+	// Let the writes run, then shut the stream leader down.
+	time.Sleep(1500 * time.Millisecond)
+	stream, err := s.js.Stream(ctx, "KV_"+s.opts.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader := info.Cluster.Leader
+	log.mu.Lock()
+	log.kill = time.Now()
+	log.mu.Unlock()
+	d.stop(t, leader)
+	t.Logf("stopped the stream leader %s", leader)
+
+	// Wait until every kind of write has succeeded for a second after its
+	// last error, and the writes in flight at the kill have had their
+	// timeout; at most 30s.
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Since(log.kill) < opTimeout+time.Second {
+		time.Sleep(100 * time.Millisecond)
+	}
+	for {
+		time.Sleep(200 * time.Millisecond)
+		log.mu.Lock()
+		resumed := map[string]bool{}
+		lastErr := map[string]time.Time{}
+		for _, o := range log.ops {
+			if o.err != nil {
+				lastErr[o.kind] = o.at
+				resumed[o.kind] = false
+			} else if o.at.After(log.kill) && o.at.Sub(lastErr[o.kind]) > time.Second {
+				resumed[o.kind] = true
+			}
+		}
+		log.mu.Unlock()
+		all := len(resumed) == 3
+		for _, r := range resumed {
+			all = all && r
+		}
+		if all {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("writes did not resume within 30s: %v", resumed)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	writesStopped := time.Now()
+	// Close waits for the asynchronous adds: every one that returned nil
+	// must be stored.
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	// Report: rates before the kill; after it, the errors and the window
+	// in which synchronous writes failed or hung: from the kill to the
+	// first success of a write that started after the last error.
+	log.mu.Lock()
+	kill := log.kill
+	begin := log.ops[0].start
+	counts := map[string]int{}
+	errs := map[string]int{}
+	var lastErr time.Time
+	var slowest time.Duration
+	for _, o := range log.ops {
+		if o.err == nil && o.at.Before(kill) {
+			counts[o.kind]++
+		}
+		if o.at.After(kill) && o.kind != "add async" {
+			slowest = max(slowest, o.at.Sub(o.start))
+		}
+		if o.err != nil {
+			if o.at.Before(kill) {
+				t.Errorf("%s failed before the leader was shut down: %v", o.kind, o.err)
+			}
+			if !errors.Is(o.err, provision.ErrUnavailable) && !errors.Is(o.err, provision.ErrStale) {
+				t.Errorf("%s failed with %v, want ErrUnavailable (or ErrStale after a lost answer)", o.kind, o.err)
+			}
+			errs[o.kind]++
+			lastErr = o.at
+		}
+	}
+	// The longest time after the kill in which no synchronous write
+	// succeeded.
+	var stall time.Duration
+	lastOK := kill
+	for _, o := range log.ops {
+		if o.kind != "add async" && o.err == nil && o.at.After(kill) {
+			stall = max(stall, o.at.Sub(lastOK))
+			lastOK = o.at
+		}
+	}
+	log.mu.Unlock()
+	span := kill.Sub(begin).Seconds()
+	t.Logf("before the kill (%.1fs, all writers at once): %.0f updates/s, %.0f durable adds/s, %.0f async adds/s",
+		span, float64(counts["update"])/span, float64(counts["add durable"])/span, float64(counts["add async"])/span)
+	t.Logf("after the kill: errors %v, the last %v after it; slowest synchronous write %v; longest time without a successful synchronous write %v",
+		errs, lastErr.Sub(kill).Round(time.Millisecond), slowest.Round(time.Millisecond), stall.Round(time.Millisecond))
+	if !lastErr.IsZero() && lastErr.Sub(kill) > 20*time.Second {
+		t.Errorf("errors went on %v after the kill", lastErr.Sub(kill))
+	}
+
+	// Every acknowledged write is in the bucket, as a store opened now on
+	// the surviving servers reads it.
+	check := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Instance: "check"})
+	for pub, a := range ackedAcct {
+		got, err := check.Account(ctx, pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Revision < a.Revision || got.Revision == a.Revision && got.JWT != a.JWT {
+			t.Errorf("account %s: revision %d in the bucket, acknowledged %d", a.Name, got.Revision, a.Revision)
+		}
+	}
+	for _, u := range ackedUsers {
+		if got, err := check.User(ctx, u.PublicKey); err != nil || got != u {
+			t.Errorf("acknowledged user %s (%s): %v", u.PublicKey, u.Name, err)
+		}
+	}
+	t.Logf("checked %d accounts and %d acknowledged users", len(ackedAcct), len(ackedUsers))
+
+	// The other instance's mirror caught up with the last writes: its
+	// watcher survived the failover.
+	for pub, a := range ackedAcct {
+		eventually(t, 30*time.Second, "the observer's mirror catches up", func() bool { return mirrorRevision(observer, pub) >= a.Revision })
+	}
+	t.Logf("the observer's mirror held the last writes %v after they stopped", time.Since(writesStopped).Round(time.Millisecond))
+}

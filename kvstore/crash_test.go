@@ -1,0 +1,209 @@
+package kvstore
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/natsprov/provisioner/provision"
+)
+
+var errCrash = errors.New("crash (test fault point)")
+
+// crashAt makes the store stop a change at the named point, as a crash
+// there would; run, when set, runs there first.
+func crashAt(s *Store, point string, run func()) {
+	s.fault = func(p string) error {
+		if p != point {
+			return nil
+		}
+		if run != nil {
+			run()
+		}
+		return errCrash
+	}
+}
+
+// TestCreateCrashes puts a crash between the steps of CreateAccount.
+func TestCreateCrashes(t *testing.T) {
+	t.Run("after the name claim", func(t *testing.T) {
+		_, sa, sb, _, _ := pair(t)
+		ctx := bg(t)
+		a := newAccount(t, "orphaned-name")
+		crashAt(sa, "create: name claimed", nil)
+		if _, err := sa.CreateAccount(ctx, a); !errors.Is(err, errCrash) {
+			t.Fatalf("CreateAccount: %v, want the crash", err)
+		}
+		if e, err := sa.kv.Get(ctx, nameKey(a.Name)); err != nil || string(e.Value()) != a.PublicKey {
+			t.Fatalf("the crash did not leave the name claimed: %v", err)
+		}
+		for _, s := range []*Store{sa, sb} {
+			if _, err := s.AccountByName(ctx, a.Name); !errors.Is(err, provision.ErrNotFound) {
+				t.Fatalf("AccountByName of a claim without account: %v", err)
+			}
+		}
+		// The claim points to a missing account: the name is free.
+		b := newAccount(t, "orphaned-name")
+		if _, err := sb.CreateAccount(ctx, b); err != nil {
+			t.Fatalf("create over a crashed claim: %v", err)
+		}
+		if got, err := sa.AccountByName(ctx, a.Name); err != nil || got.PublicKey != b.PublicKey {
+			t.Fatalf("AccountByName = %v, %v", got.PublicKey, err)
+		}
+	})
+
+	t.Run("after the record, before the fence", func(t *testing.T) {
+		_, sa, sb, _, _ := pair(t)
+		ctx := bg(t)
+		a := newAccount(t, "half-done")
+		crashAt(sa, "create: record written", nil)
+		if _, err := sa.CreateAccount(ctx, a); !errors.Is(err, errCrash) {
+			t.Fatalf("CreateAccount: %v, want the crash", err)
+		}
+		// Name and record agree: the create took effect.
+		for _, s := range []*Store{sa, sb} {
+			eventually(t, 5*time.Second, "the account is visible", func() bool {
+				got, err := s.AccountByName(ctx, a.Name)
+				return err == nil && got.PublicKey == a.PublicKey
+			})
+		}
+		if _, err := sb.CreateAccount(ctx, newAccount(t, "half-done")); !errors.Is(err, provision.ErrConflict) {
+			t.Fatalf("second create of the name: %v, want ErrConflict", err)
+		}
+	})
+
+	t.Run("name taken over between claim and record", func(t *testing.T) {
+		_, sa, sb, _, _ := pair(t)
+		ctx := bg(t)
+		a, b := newAccount(t, "contested"), newAccount(t, "contested")
+		var errB error
+		// While a's claim waits for its record, b sees a claim without an
+		// account and takes the name over.
+		sa.fault = func(p string) error {
+			if p == "create: name claimed" {
+				_, errB = sb.CreateAccount(ctx, b)
+			}
+			return nil
+		}
+		if _, err := sa.CreateAccount(ctx, a); !errors.Is(err, provision.ErrConflict) {
+			t.Fatalf("a's create: %v, want ErrConflict (fenced out)", err)
+		}
+		if errB != nil {
+			t.Fatalf("b's create: %v", errB)
+		}
+		if _, err := sa.kv.Get(ctx, accountKey(a.PublicKey)); !errors.Is(err, jetstream.ErrKeyNotFound) {
+			t.Fatalf("a's record after losing the name: %v, want removed", err)
+		}
+		for _, s := range []*Store{sa, sb} {
+			eventually(t, 5*time.Second, "only b is shown", func() bool {
+				all, err := s.Accounts(ctx)
+				return err == nil && len(all) == 1 && all[0].PublicKey == b.PublicKey
+			})
+		}
+	})
+
+	t.Run("taken over, then a crash before backing out", func(t *testing.T) {
+		d, sa, sb, _, _ := pair(t)
+		ctx := bg(t)
+		a, b := newAccount(t, "left-behind"), newAccount(t, "left-behind")
+		sa.fault = func(p string) error {
+			switch p {
+			case "create: name claimed":
+				if _, err := sb.CreateAccount(ctx, b); err != nil {
+					t.Errorf("b's create: %v", err)
+				}
+			case "create: record written":
+				return errCrash
+			}
+			return nil
+		}
+		if _, err := sa.CreateAccount(ctx, a); !errors.Is(err, errCrash) {
+			t.Fatalf("a's create: %v, want the crash", err)
+		}
+		// a's live record is in the bucket, but its name points to b: not
+		// shown anywhere.
+		if _, err := sa.kv.Get(ctx, accountKey(a.PublicKey)); err != nil {
+			t.Fatalf("a's record: %v", err)
+		}
+		for _, s := range []*Store{sa, sb} {
+			eventually(t, 5*time.Second, "a's record is not shown", func() bool {
+				_, err := s.Account(ctx, a.PublicKey)
+				all, _ := s.Accounts(ctx)
+				return errors.Is(err, provision.ErrNotFound) && len(all) == 1 && all[0].PublicKey == b.PublicKey
+			})
+		}
+		if err := sa.AddUser(ctx, newUser(t, a.PublicKey, "u"), true); !errors.Is(err, provision.ErrNotFound) {
+			t.Fatalf("AddUser to a record that lost its name: %v", err)
+		}
+		// The next store to open removes it.
+		sc := openStore(t, d.connect(t, d.svcCreds), sa.opts)
+		eventually(t, 5*time.Second, "the record is removed", func() bool {
+			_, err := sc.kv.Get(ctx, accountKey(a.PublicKey))
+			return errors.Is(err, jetstream.ErrKeyNotFound)
+		})
+		if got, err := sc.AccountByName(ctx, "left-behind"); err != nil || got.PublicKey != b.PublicKey {
+			t.Fatalf("after the sweep: %v, %v", got.PublicKey, err)
+		}
+	})
+}
+
+// TestRemoveCrash: a crash after the users are removed leaves the account
+// to remove again.
+func TestRemoveCrash(t *testing.T) {
+	d, s, opts := single(t)
+	ctx := bg(t)
+	a := newAccount(t, "going")
+	rev, err := s.CreateAccount(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var users []provision.User
+	for range 300 {
+		u := newUser(t, a.PublicKey, "u")
+		if err := s.AddUser(ctx, u, false); err != nil {
+			t.Fatal(err)
+		}
+		users = append(users, u)
+	}
+	crashAt(s, "remove: users removed", nil)
+	if err := s.RemoveAccount(ctx, a.PublicKey, rev); !errors.Is(err, errCrash) {
+		t.Fatalf("RemoveAccount: %v, want the crash", err)
+	}
+	if _, err := s.Account(ctx, a.PublicKey); err != nil {
+		t.Fatalf("the account after a crashed remove: %v", err)
+	}
+	s.fault = nil
+	if err := s.RemoveAccount(ctx, a.PublicKey, rev); err != nil {
+		t.Fatalf("RemoveAccount again: %v", err)
+	}
+	// Nothing of it is left in the bucket, and a new store sees nothing.
+	for _, u := range users {
+		if _, err := s.kv.Get(ctx, userKey(u.PublicKey)); !errors.Is(err, jetstream.ErrKeyNotFound) {
+			t.Fatalf("user %s after remove: %v", u.PublicKey, err)
+		}
+	}
+	s2 := openStore(t, d.connect(t, d.svcCreds), opts)
+	if all, _ := s2.Accounts(ctx); len(all) != 0 {
+		t.Fatalf("accounts after remove: %v", all)
+	}
+}
+
+// TestSweepOrphanUsers: user records of an account that is gone (an
+// asynchronous write that landed after its account was removed) are
+// removed by the next store to open.
+func TestSweepOrphanUsers(t *testing.T) {
+	d, s, opts := single(t)
+	ctx := bg(t)
+	u := newUser(t, newAccount(t, "gone").PublicKey, "u")
+	data, _ := json.Marshal(u)
+	if _, err := s.kv.Create(ctx, userKey(u.PublicKey), data); err != nil {
+		t.Fatal(err)
+	}
+	openStore(t, d.connect(t, d.svcCreds), opts)
+	if _, err := s.kv.Get(ctx, userKey(u.PublicKey)); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("orphan user record after open: %v", err)
+	}
+}

@@ -1,0 +1,111 @@
+package kvstore
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/natsprov/provisioner/provision"
+)
+
+func TestLeases(t *testing.T) {
+	_, sa, sb, _, _ := pair(t)
+	ctx := bg(t)
+	const ttl = 300 * time.Millisecond
+	try := func(s *Store, name string) bool {
+		t.Helper()
+		ok, err := s.TryLease(ctx, name, ttl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+
+	if !try(sa, "reconcile") {
+		t.Fatal("a cannot take a free lease")
+	}
+	if !try(sa, "reconcile") {
+		t.Fatal("a cannot renew its lease")
+	}
+	// b is refused while a renews, however long b keeps asking.
+	for range 6 {
+		if try(sb, "reconcile") {
+			t.Fatal("b took a lease a holds and renews")
+		}
+		time.Sleep(ttl / 3)
+		if !try(sa, "reconcile") {
+			t.Fatal("a lost a lease it renews")
+		}
+	}
+	// a stops renewing: b takes over once it has seen the lease unchanged
+	// for the ttl, and not before.
+	start := time.Now()
+	if try(sb, "reconcile") {
+		t.Fatal("b took over at once")
+	}
+	for !try(sb, "reconcile") {
+		time.Sleep(10 * time.Millisecond)
+	}
+	waited := time.Since(start)
+	if waited < ttl {
+		t.Fatalf("b took over after %v, before the ttl %v", waited, ttl)
+	}
+	t.Logf("takeover %v after the first look (ttl %v)", waited, ttl)
+	if try(sa, "reconcile") {
+		t.Fatal("a renewed a lease b took over")
+	}
+
+	// Leases are per name, and a release hands over at once.
+	if !try(sa, "account.AABC") {
+		t.Fatal("a cannot take a second lease")
+	}
+	if try(sb, "account.AABC") {
+		t.Fatal("b took a held lease")
+	}
+	if err := sb.ReleaseLease(ctx, "account.AABC"); err != nil {
+		t.Fatal(err)
+	}
+	if try(sb, "account.AABC") {
+		t.Fatal("b's release of a's lease released it")
+	}
+	if err := sa.ReleaseLease(ctx, "account.AABC"); err != nil {
+		t.Fatal(err)
+	}
+	if !try(sb, "account.AABC") {
+		t.Fatal("b cannot take a released lease at once")
+	}
+
+	// Close releases what a store holds.
+	if err := sb.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !try(sa, "reconcile") || !try(sa, "account.AABC") {
+		t.Fatal("a cannot take the leases b held when it closed")
+	}
+
+	for _, bad := range []string{"", "a b", "a..b", ".a", "a.*", "a.>"} {
+		if _, err := sa.TryLease(ctx, bad, ttl); !errors.Is(err, provision.ErrInvalid) {
+			t.Fatalf("TryLease(%q): %v, want ErrInvalid", bad, err)
+		}
+	}
+	if _, err := sa.TryLease(ctx, "x", 0); !errors.Is(err, provision.ErrInvalid) {
+		t.Fatalf("TryLease with ttl 0: %v", err)
+	}
+}
+
+// TestLeaseSameInstanceName: two stores configured with the same instance
+// name still hold leases apart.
+func TestLeaseSameInstanceName(t *testing.T) {
+	d := startDeployment(t, 1)
+	key, _ := newSealKey(t)
+	opts := Options{Seal: key, Instance: "same"}
+	sa := openStore(t, d.connect(t, d.svcCreds), opts)
+	sb := openStore(t, d.connect(t, d.svcCreds), opts)
+	ctx := bg(t)
+	if ok, err := sa.TryLease(ctx, "l", time.Minute); !ok || err != nil {
+		t.Fatalf("a: %v, %v", ok, err)
+	}
+	if ok, err := sb.TryLease(ctx, "l", time.Minute); ok || err != nil {
+		t.Fatalf("b with the same instance name: %v, %v; want refused", ok, err)
+	}
+}

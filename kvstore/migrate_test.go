@@ -1,0 +1,156 @@
+package kvstore
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/natsprov/provisioner/provision"
+)
+
+// TestMigrate copies a store into the bucket. The source is a store of
+// this package on another bucket with another seal key: a real
+// provision.Store.
+func TestMigrate(t *testing.T) {
+	d := startDeployment(t, 1)
+	srcKey, _ := newSealKey(t)
+	dstKey, _ := newSealKey(t)
+	src := openStore(t, d.connect(t, d.svcCreds), Options{Seal: srcKey, Bucket: "filestore", Instance: "src"})
+	dst := openStore(t, d.connect(t, d.svcCreds), Options{Seal: dstKey, Instance: "dst"})
+	ctx := bg(t)
+	now := time.Now().Unix()
+
+	var live []provision.Account
+	for _, name := range []string{"alpha", "beta", "gamma", "dup"} {
+		a := newAccount(t, name)
+		a.JWT = accountJWTAt(t, a.PublicKey, name, now)
+		rev, err := src.CreateAccount(ctx, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Revision = rev
+		live = append(live, a)
+		for i := range 3 {
+			if err := src.AddUser(ctx, newUser(t, a.PublicKey, []string{"x", "y"}[i%2]), true); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Tombstones: one disabled, with a user from before; one deleted.
+	for _, p := range []provision.Phase{provision.PhaseDisabled, provision.PhaseDeleted} {
+		a := newAccount(t, "old-"+string(p))
+		rev, err := src.CreateAccount(ctx, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := src.AddUser(ctx, newUser(t, a.PublicKey, "before"), true); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := src.UpdateAccount(ctx, tombstone(t, a, p, now+1), rev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The bucket already holds a different live account named "dup", and
+	// a different record of one of alpha's user keys.
+	dup := newAccount(t, "dup")
+	if _, err := dst.CreateAccount(ctx, dup); err != nil {
+		t.Fatal(err)
+	}
+
+	r, err := Migrate(ctx, dst, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("first run: %+v", r)
+	want := MigrateReport{Accounts: MigrateCounts{Copied: 5, Conflicts: 1}, Users: MigrateCounts{Copied: 11, Conflicts: 3}}
+	if r.Accounts != want.Accounts || r.Users != want.Users {
+		t.Fatalf("first run: %+v, want %+v", r, want)
+	}
+	if !strings.Contains(strings.Join(r.Conflicts, "\n"), live[3].PublicKey) {
+		t.Fatalf("the conflict does not name the account: %v", r.Conflicts)
+	}
+	// The bucket holds what the source holds, but for "dup".
+	srcAll, _ := src.Accounts(ctx)
+	for _, a := range srcAll {
+		if a.PublicKey == live[3].PublicKey {
+			continue
+		}
+		got, err := dst.Account(ctx, a.PublicKey)
+		if err != nil || !sameAccount(a, got) {
+			t.Fatalf("account %s in the bucket: %v, %v", a.Name, got, err)
+		}
+		srcUsers, _ := src.Users(ctx, a.PublicKey)
+		dstUsers, _ := dst.Users(ctx, a.PublicKey)
+		if !reflect.DeepEqual(srcUsers, dstUsers) {
+			t.Fatalf("users of %s: %v, want %v", a.Name, dstUsers, srcUsers)
+		}
+		// Sealed with the bucket's key, not the source's.
+		e, err := dst.kv.Get(ctx, accountKey(a.PublicKey))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Live() && (!strings.Contains(string(e.Value()), "xkv1:"+dstKey.PublicKey()) || strings.Contains(string(e.Value()), srcKey.PublicKey())) {
+			t.Fatalf("account %s is not sealed with the bucket's key", a.Name)
+		}
+	}
+	if got, _ := dst.AccountByName(ctx, "dup"); got.PublicKey != dup.PublicKey {
+		t.Fatal("Migrate overwrote the bucket's own account of a name")
+	}
+
+	// Again: nothing to do.
+	r, err = Migrate(ctx, dst, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = MigrateReport{Accounts: MigrateCounts{Same: 5, Conflicts: 1}, Users: MigrateCounts{Same: 11, Conflicts: 3}}
+	if r.Accounts != want.Accounts || r.Users != want.Users {
+		t.Fatalf("second run: %+v, want %+v", r, want)
+	}
+
+	// The bucket's alpha is newer: left, and reported. The source's beta
+	// is newer: written over.
+	alpha, _ := dst.Account(ctx, live[0].PublicKey)
+	alpha.JWT = accountJWTAt(t, alpha.PublicKey, alpha.Name, now+100)
+	if _, err := dst.UpdateAccount(ctx, alpha, alpha.Revision); err != nil {
+		t.Fatal(err)
+	}
+	alpha, _ = dst.Account(ctx, alpha.PublicKey)
+	beta := live[1]
+	beta.JWT = accountJWTAt(t, beta.PublicKey, beta.Name, now+50)
+	if _, err := src.UpdateAccount(ctx, beta, beta.Revision); err != nil {
+		t.Fatal(err)
+	}
+	// A user key the bucket holds with another record: left, and reported.
+	extra := newUser(t, live[2].PublicKey, "extra")
+	if err := src.AddUser(ctx, extra, true); err != nil {
+		t.Fatal(err)
+	}
+	other := extra
+	other.Name = "elsewhere"
+	if err := dst.AddUser(ctx, other, true); err != nil {
+		t.Fatal(err)
+	}
+	r, err = Migrate(ctx, dst, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = MigrateReport{Accounts: MigrateCounts{Same: 3, Replaced: 1, Conflicts: 2}, Users: MigrateCounts{Same: 11, Conflicts: 4}}
+	if r.Accounts != want.Accounts || r.Users != want.Users {
+		t.Fatalf("third run: %+v, want %+v", r, want)
+	}
+	if got, _ := dst.Account(ctx, alpha.PublicKey); !reflect.DeepEqual(got, alpha) {
+		t.Fatal("Migrate overwrote a newer account")
+	}
+	if got, _ := dst.Account(ctx, beta.PublicKey); got.JWT != beta.JWT {
+		t.Fatal("Migrate did not write over an older account")
+	}
+	for _, k := range []string{alpha.PublicKey, extra.PublicKey} {
+		if !strings.Contains(strings.Join(r.Conflicts, "\n"), k) {
+			t.Fatalf("%s is not reported: %v", k, r.Conflicts)
+		}
+	}
+	if got, _ := dst.User(ctx, extra.PublicKey); got != other {
+		t.Fatal("Migrate overwrote a user record")
+	}
+}

@@ -1,0 +1,212 @@
+package kvstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/natsprov/provisioner/provision"
+	"github.com/natsprov/provisioner/seal"
+)
+
+func TestOpenRefuses(t *testing.T) {
+	d := startDeployment(t, 1)
+	key, _ := newSealKey(t)
+	svc := d.connect(t, d.svcCreds)
+	js, _ := jetstream.New(svc)
+	ctx := bg(t)
+	for _, cfg := range []jetstream.KeyValueConfig{
+		{Bucket: "inmemory", Storage: jetstream.MemoryStorage, History: 1},
+		{Bucket: "history", Storage: jetstream.FileStorage, History: 5},
+		{Bucket: "expiring", Storage: jetstream.FileStorage, History: 1, TTL: time.Hour},
+		{Bucket: "single", Storage: jetstream.FileStorage, History: 1},
+	} {
+		if _, err := js.CreateKeyValue(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name    string
+		creds   string
+		opts    Options
+		want    error
+		mention string // the error must say what is wrong
+	}{
+		{"no seal key", d.svcCreds, Options{}, ErrNoSealKey, "seal key"},
+		{"account without JetStream", d.noJSCred, Options{Seal: key}, ErrNoJetStream, "disk_storage"},
+		{"system account", d.sysCreds, Options{Seal: key}, ErrNoJetStream, "system account"},
+		{"memory storage", d.svcCreds, Options{Seal: key, Bucket: "inmemory"}, ErrBucketMismatch, "storage memory, want file"},
+		{"other history", d.svcCreds, Options{Seal: key, Bucket: "history"}, ErrBucketMismatch, "history 5, want 1"},
+		{"ttl", d.svcCreds, Options{Seal: key, Bucket: "expiring"}, ErrBucketMismatch, "ttl 1h0m0s"},
+		{"other replicas", d.svcCreds, Options{Seal: key, Bucket: "single", Replicas: 3}, ErrBucketMismatch, "replicas 1, want 3"},
+		{"direct gets", d.svcCreds, Options{Seal: key, Bucket: "single"}, ErrBucketMismatch, "allow_direct true, want false"},
+		{"bad bucket name", d.svcCreds, Options{Seal: key, Bucket: "a.b"}, nil, "bucket name"},
+		{"bad replicas", d.svcCreds, Options{Seal: key, Replicas: 7}, nil, "replicas 7"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			nc := d.connect(t, tt.creds)
+			s, err := Open(ctx, nc, tt.opts)
+			if err == nil {
+				s.Close()
+				t.Fatal("Open succeeded")
+			}
+			if tt.want != nil && !errors.Is(err, tt.want) {
+				t.Fatalf("Open: %v, want %v", err, tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.mention) {
+				t.Fatalf("Open: %q does not say %q", err, tt.mention)
+			}
+		})
+	}
+	// Nothing was created by the refusals.
+	names := js.KeyValueStoreNames(ctx)
+	var got []string
+	for n := range names.Name() {
+		got = append(got, n)
+	}
+	if len(got) != 4 {
+		t.Fatalf("buckets after refused opens: %v", got)
+	}
+}
+
+// TestOpenReplicas: with Replicas 0 the store chooses one replica on a
+// single server and on a cluster too small for three, saying what one
+// risks; a cluster of three gets three (TestClusterFailover).
+func TestOpenReplicas(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		servers int
+		say     []string
+	}{
+		{"single server", 1, []string{"one replica", "disk is lost"}},
+		{"cluster of two", 2, []string{"cannot place three replicas", "one replica", "disk is lost"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d := startDeployment(t, tt.servers)
+			key, _ := newSealKey(t)
+			log, logs := newLog(t)
+			s := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Logger: log})
+			if s.replicas != 1 {
+				t.Fatalf("replicas %d, want 1", s.replicas)
+			}
+			for _, say := range tt.say {
+				if !strings.Contains(logs.String(), say) {
+					t.Fatalf("the log does not say %q:\n%s", say, logs)
+				}
+			}
+			st, err := s.kv.Status(bg(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := st.(*jetstream.KeyValueBucketStatus).StreamInfo().Config
+			if cfg.Storage != jetstream.FileStorage || cfg.MaxMsgsPerSubject != 1 || cfg.Replicas != 1 || cfg.AllowDirect {
+				t.Fatalf("bucket created with %+v", cfg)
+			}
+			// The store works: a write and a read.
+			a := newAccount(t, "works")
+			if _, err := s.CreateAccount(bg(t), a); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestSealedAtRest reads the raw bucket: every seed field is sealed, opens
+// with the store's key and with no other, and a store opened with another
+// key refuses to start.
+func TestSealedAtRest(t *testing.T) {
+	d := startDeployment(t, 1)
+	key, keySeed := newSealKey(t)
+	nc := d.connect(t, d.svcCreds)
+	s := openStore(t, nc, Options{Seal: key})
+	ctx := bg(t)
+	a := newAccount(t, "secret")
+	rev, err := s.CreateAccount(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := newSealKey(t)
+
+	raw := func() accountRecord {
+		t.Helper()
+		e, err := s.kv.Get(ctx, accountKey(a.PublicKey))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, seed := range []provision.Seed{a.IdentitySeed, a.SigningKeys[0].Seed, a.SigningKeys[1].Seed} {
+			if strings.Contains(string(e.Value()), string(seed)) {
+				t.Fatal("a seed is in the bucket in the clear")
+			}
+		}
+		var rec accountRecord
+		if err := json.Unmarshal(e.Value(), &rec); err != nil {
+			t.Fatal(err)
+		}
+		return rec
+	}
+	rec := raw()
+	fields := map[string]string{"identity_seed": rec.IdentitySeed}
+	for i, sk := range rec.SigningKeys {
+		fields["signing_keys."+string(rune('0'+i))] = sk.Seed
+	}
+	want := map[string]provision.Seed{"identity_seed": a.IdentitySeed, "signing_keys.0": a.SigningKeys[0].Seed, "signing_keys.1": a.SigningKeys[1].Seed}
+	for f, v := range fields {
+		if !seal.IsSealed(v) {
+			t.Fatalf("%s is not sealed", f)
+		}
+		if _, err := other.Open(v); !errors.Is(err, seal.ErrUnknownKey) {
+			t.Fatalf("%s opens with another key: %v", f, err)
+		}
+		got, err := key.Open(v)
+		if err != nil || provision.Seed(got) != want[f] {
+			t.Fatalf("%s does not open to its seed: %v", f, err)
+		}
+	}
+
+	// A store with another key refuses the bucket, naming the record.
+	if _, err := Open(ctx, d.connect(t, d.svcCreds), Options{Seal: other}); err == nil || !errors.Is(err, seal.ErrUnknownKey) || !strings.Contains(err.Error(), accountKey(a.PublicKey)) {
+		t.Fatalf("Open with another seal key: %v", err)
+	}
+
+	// After a rotation the previous key still opens the records, and the
+	// next write seals them with the new key.
+	_, newSeed := newSealKey(t)
+	rotated, err := seal.New(newSeed, keySeed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := openStore(t, d.connect(t, d.svcCreds), Options{Seal: rotated})
+	got, err := s2.Account(ctx, a.PublicKey)
+	if err != nil || got.IdentitySeed != a.IdentitySeed {
+		t.Fatalf("read after rotation: %v", err)
+	}
+	if _, err := s2.UpdateAccount(ctx, got, rev); err != nil {
+		t.Fatal(err)
+	}
+	s = s2
+	rec = raw()
+	for _, v := range append([]string{rec.IdentitySeed}, rec.SigningKeys[0].Seed, rec.SigningKeys[1].Seed) {
+		if !rotated.Current(v) {
+			t.Fatal("a seed sealed by the previous key was not sealed again on write")
+		}
+	}
+}
+
+func TestOpenContextBoundsLoading(t *testing.T) {
+	d := startDeployment(t, 1)
+	key, _ := newSealKey(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Open(ctx, d.connect(t, d.svcCreds), Options{Seal: key}); !errors.Is(err, provision.ErrUnavailable) {
+		t.Fatalf("Open with a cancelled context: %v, want ErrUnavailable", err)
+	}
+}

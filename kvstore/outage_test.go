@@ -1,0 +1,139 @@
+package kvstore
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/natsprov/provisioner/provision"
+)
+
+// TestServerDown: while the server is down, writes fail with
+// ErrUnavailable and reads are served from the mirror; asynchronous user
+// adds are accepted and stored once it is back; Close waits for them.
+func TestServerDown(t *testing.T) {
+	d := startDeployment(t, 1)
+	key, _ := newSealKey(t)
+	opts := Options{Seal: key, Timeout: 500 * time.Millisecond, CloseTimeout: 20 * time.Second}
+	nc := d.connect(t, d.svcCreds)
+	s := openStore(t, nc, opts)
+	ctx := context.Background() // each call is bounded by Options.Timeout
+	a := newAccount(t, "steady")
+	rev, err := s.CreateAccount(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Revision = rev
+
+	d.nodes[0].emb.Stop()
+	if _, err := s.CreateAccount(ctx, newAccount(t, "new")); !errors.Is(err, provision.ErrUnavailable) {
+		t.Fatalf("CreateAccount with the server down: %v, want ErrUnavailable", err)
+	}
+	if _, err := s.UpdateAccount(ctx, a, rev); !errors.Is(err, provision.ErrUnavailable) {
+		t.Fatalf("UpdateAccount with the server down: %v, want ErrUnavailable", err)
+	}
+	if err := s.AddUser(ctx, newUser(t, a.PublicKey, "durable"), true); !errors.Is(err, provision.ErrUnavailable) {
+		t.Fatalf("durable AddUser with the server down: %v, want ErrUnavailable", err)
+	}
+	if got, err := s.Account(ctx, a.PublicKey); err != nil || got.Revision != rev {
+		t.Fatalf("Account from the mirror with the server down: %v", err)
+	}
+	var async []provision.User
+	for range 50 {
+		u := newUser(t, a.PublicKey, "async")
+		if err := s.AddUser(ctx, u, false); err != nil {
+			t.Fatalf("asynchronous AddUser with the server down: %v", err)
+		}
+		async = append(async, u)
+	}
+	if users, _ := s.UsersNamed(ctx, a.PublicKey, "async"); len(users) != 50 {
+		t.Fatalf("asynchronous adds not visible at once: %d", len(users))
+	}
+	time.Sleep(time.Second) // past the acknowledgement timeout: the retries run
+
+	d.restart(t, "n1")
+	var lastErr error
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, err := s.UpdateAccount(ctx, a, rev)
+		if err == nil || errors.Is(err, provision.ErrStale) {
+			break
+		}
+		if lastErr == nil || err.Error() != lastErr.Error() {
+			t.Logf("after the restart: %v (connection %v)", err, nc.Status())
+		}
+		lastErr = err
+		if time.Now().After(deadline) {
+			t.Fatalf("writes do not work 20s after the restart: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	check := openStore(t, d.connect(t, d.svcCreds), opts)
+	for _, u := range async {
+		if got, err := check.User(ctx, u.PublicKey); err != nil || got != u {
+			t.Fatalf("asynchronous add %s after the outage: %v", u.PublicKey, err)
+		}
+	}
+}
+
+// TestCloseIsBounded: Close gives up on asynchronous adds it cannot
+// store within CloseTimeout, and says how many.
+func TestCloseIsBounded(t *testing.T) {
+	d := startDeployment(t, 1)
+	key, _ := newSealKey(t)
+	log, _ := newLog(t)
+	s, err := Open(bg(t), d.connect(t, d.svcCreds), Options{Seal: key, Timeout: 200 * time.Millisecond, CloseTimeout: 500 * time.Millisecond, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := bg(t)
+	a := newAccount(t, "x")
+	if _, err := s.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	d.nodes[0].emb.Stop()
+	for range 3 {
+		if err := s.AddUser(ctx, newUser(t, a.PublicKey, "u"), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	err = s.Close()
+	if err == nil || !strings.Contains(err.Error(), "3 user records not confirmed") {
+		t.Fatalf("Close: %v", err)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("Close took %v with a CloseTimeout of 500ms", took)
+	}
+}
+
+// TestUnreadableRecord: a record this store cannot open (another instance
+// sealed it with a key this one lacks) fails the reads of it, naming it,
+// instead of being shown without seeds.
+func TestUnreadableRecord(t *testing.T) {
+	d := startDeployment(t, 1)
+	k1, _ := newSealKey(t)
+	k2, _ := newSealKey(t)
+	sa := openStore(t, d.connect(t, d.svcCreds), Options{Seal: k1})
+	sb := openStore(t, d.connect(t, d.svcCreds), Options{Seal: k2})
+	ctx := bg(t)
+	a := newAccount(t, "foreign")
+	if _, err := sb.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "a's mirror has the record", func() bool {
+		_, err := sa.Account(ctx, a.PublicKey)
+		return err != nil && strings.Contains(err.Error(), accountKey(a.PublicKey))
+	})
+	if _, err := sa.Accounts(ctx); err == nil {
+		t.Fatal("Accounts with an unreadable record succeeded")
+	}
+	if _, err := sa.UpdateAccount(ctx, a, 1); err == nil || errors.Is(err, provision.ErrStale) {
+		t.Fatalf("UpdateAccount of an unreadable record: %v", err)
+	}
+}
