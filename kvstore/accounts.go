@@ -114,6 +114,20 @@ func (s *Store) Accounts(ctx context.Context) ([]provision.Account, error) {
 	return out, nil
 }
 
+// AccountLatest reads an account from the bucket itself, past the mirror,
+// which may lag another instance's write by a few milliseconds: what a
+// change must be based on after ErrStale, and what a push is checked
+// against when another instance may have moved the account on.
+func (s *Store) AccountLatest(ctx context.Context, pub string) (provision.Account, error) {
+	if err := s.checkOpen(); err != nil {
+		return provision.Account{}, err
+	}
+	if err := s.fetchAccount(ctx, pub); err != nil {
+		return provision.Account{}, err
+	}
+	return s.Account(ctx, pub)
+}
+
 // fetchAccount reads an account record, and the name entry of a live one,
 // from the bucket into the mirror.
 func (s *Store) fetchAccount(ctx context.Context, pub string) error {

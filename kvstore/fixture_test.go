@@ -18,7 +18,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/natsembed"
-	"github.com/natsprov/provisioner/provtest"
+	"github.com/natsprov/provisioner/testenv"
 )
 
 // deployment is a real nats-server setup in operator mode with a full
@@ -145,10 +145,10 @@ func start(t testing.TB, n int, processes bool) *deployment {
 
 	routes := make([]int, n)
 	for i := range routes {
-		routes[i] = provtest.FreePort(t)
+		routes[i] = testenv.FreePort(t)
 	}
 	for i := range n {
-		port := provtest.FreePort(t)
+		port := testenv.FreePort(t)
 		nd := &node{name: fmt.Sprintf("n%d", i+1), url: fmt.Sprintf("nats://127.0.0.1:%d", port)}
 		var b strings.Builder
 		fmt.Fprintf(&b, "server_name: %s\nlisten: \"127.0.0.1:%d\"\n", nd.name, port)
@@ -170,7 +170,7 @@ func start(t testing.TB, n int, processes bool) *deployment {
 		d.nodes = append(d.nodes, nd)
 	}
 	if processes {
-		bin := provtest.Tool(t, "nats-server")
+		bin := testenv.Tool(t, "nats-server")
 		for _, nd := range d.nodes {
 			out, err := os.Create(filepath.Join(dir, nd.name+".log"))
 			if err != nil {

@@ -27,11 +27,14 @@ type accountRecord struct {
 	JWT          string             `json:"jwt"`
 	Phase        provision.Phase    `json:"phase"`
 	DeletedAt    int64              `json:"deleted_at,omitempty"`
+	// Settings are the service's own settings of the account.
+	Settings provision.AccountSettings `json:"settings,omitzero"`
 }
 
 type signingKeyRecord struct {
-	Seed string `json:"seed"`
-	Role string `json:"role,omitempty"`
+	Seed    string `json:"seed"`
+	Role    string `json:"role,omitempty"`
+	Retired bool   `json:"retired,omitempty"`
 }
 
 func accountKey(pub string) string { return accountPrefix + pub }
@@ -118,7 +121,7 @@ func (s *Store) sealAccount(a provision.Account, prev *accountEntry) ([]byte, ma
 		sealed[seed] = v
 		return v, nil
 	}
-	rec := accountRecord{V: recordVersion, PublicKey: a.PublicKey, Name: a.Name, JWT: a.JWT, Phase: phase(a), DeletedAt: a.DeletedAt}
+	rec := accountRecord{V: recordVersion, PublicKey: a.PublicKey, Name: a.Name, JWT: a.JWT, Phase: phase(a), DeletedAt: a.DeletedAt, Settings: a.Settings}
 	if a.IdentitySeed != "" {
 		v, err := sealOne(a.IdentitySeed)
 		if err != nil {
@@ -131,7 +134,7 @@ func (s *Store) sealAccount(a provision.Account, prev *accountEntry) ([]byte, ma
 		if err != nil {
 			return nil, nil, err
 		}
-		rec.SigningKeys = append(rec.SigningKeys, signingKeyRecord{Seed: v, Role: sk.Role})
+		rec.SigningKeys = append(rec.SigningKeys, signingKeyRecord{Seed: v, Role: sk.Role, Retired: sk.Retired})
 	}
 	data, err := json.Marshal(rec)
 	if err != nil {
@@ -170,7 +173,7 @@ func openAccount(k *seal.Key, key string, data []byte) (*accountEntry, error) {
 		e.sealed[seed] = v
 		return seed, nil
 	}
-	a := provision.Account{PublicKey: rec.PublicKey, Name: rec.Name, JWT: rec.JWT, Phase: rec.Phase, DeletedAt: rec.DeletedAt}
+	a := provision.Account{PublicKey: rec.PublicKey, Name: rec.Name, JWT: rec.JWT, Phase: rec.Phase, DeletedAt: rec.DeletedAt, Settings: rec.Settings}
 	if rec.IdentitySeed != "" {
 		seed, err := open("identity seed", rec.IdentitySeed)
 		if err != nil {
@@ -183,7 +186,7 @@ func openAccount(k *seal.Key, key string, data []byte) (*accountEntry, error) {
 		if err != nil {
 			return nil, err
 		}
-		a.SigningKeys = append(a.SigningKeys, provision.SigningKey{Seed: seed, Role: sk.Role})
+		a.SigningKeys = append(a.SigningKeys, provision.SigningKey{Seed: seed, Role: sk.Role, Retired: sk.Retired})
 	}
 	e.a = a
 	return e, nil
