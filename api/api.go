@@ -22,17 +22,18 @@ const DefaultPrefix = "prov"
 // Subjects of the endpoints, below the prefix: a request to create an
 // account goes to "prov.account.create".
 const (
-	SubjectAccountCreate = "account.create"
-	SubjectAccountGet    = "account.get"
-	SubjectAccountList   = "account.list"
-	SubjectAccountUpdate = "account.update"
-	SubjectAccountDelete = "account.delete"
-	SubjectAccountRotate = "account.rotate"
-	SubjectUserCreate    = "user.create"
-	SubjectUserList      = "user.list"
-	SubjectUserRevoke    = "user.revoke"
-	SubjectReconcile     = "reconcile"
-	SubjectStatus        = "status"
+	SubjectAccountCreate  = "account.create"
+	SubjectAccountGet     = "account.get"
+	SubjectAccountList    = "account.list"
+	SubjectAccountUpdate  = "account.update"
+	SubjectAccountDelete  = "account.delete"
+	SubjectAccountRotate  = "account.rotate"
+	SubjectUserCreate     = "user.create"
+	SubjectUserList       = "user.list"
+	SubjectUserRevoke     = "user.revoke"
+	SubjectReconcile      = "reconcile"
+	SubjectOperatorRotate = "operator.rotate"
+	SubjectStatus         = "status"
 )
 
 // Subject joins a prefix and an endpoint subject.
@@ -495,6 +496,27 @@ type AuditEntry struct {
 type AuditReply struct {
 	Events []AuditEntry `json:"events"`
 	Next   uint64       `json:"next,omitempty"`
+}
+
+// RotateOperatorRequest is the body of operator.rotate: switch to the
+// operator signing key named by the config's operator_signing_key_next,
+// once every known server trusts it, and re-sign every account with it.
+type RotateOperatorRequest struct{}
+
+// RotateOperatorReply is the reply of operator.rotate. Run it again while
+// Failed is not empty: it is resumable.
+type RotateOperatorReply struct {
+	// SigningKey signs from now on; Previous signed before.
+	SigningKey string `json:"signing_key"`
+	Previous   string `json:"previous"`
+	// Servers are the servers that were checked to trust SigningKey.
+	Servers []string `json:"servers"`
+	// Accounts were re-signed with SigningKey and pushed: the managed
+	// ones, the system account and the provisioner's own.
+	Accounts int      `json:"accounts"`
+	Resigned int      `json:"resigned"`
+	Failed   []string `json:"failed,omitempty"`
+	Duration string   `json:"duration"`
 }
 
 // ReconcileRequest is the body of reconcile: run a reconcile pass now.

@@ -29,6 +29,9 @@ type Config struct {
 	// OperatorSigningKey is the seed file of one of the operator's signing
 	// keys. The operator identity key is refused.
 	OperatorSigningKey string `json:"operator_signing_key"`
+	// OperatorSigningKeyNext is the seed file of the operator signing key
+	// an operator signing-key rotation (prov.operator.rotate) switches to.
+	OperatorSigningKeyNext string `json:"operator_signing_key_next,omitempty"`
 
 	// StoreDir, when set, selects the file store in that directory (one
 	// instance). When empty the JetStream KV store is used, which needs
@@ -290,7 +293,7 @@ func (c *Config) Replicas(jetStreamServers int) int {
 // the config file, so a deployment directory can move as a whole. Blank
 // values stay as they are, for Validate to name.
 func (c *Config) resolvePaths(base string) {
-	paths := []*string{&c.NATSCreds, &c.OperatorJWT, &c.OperatorSigningKey, &c.StoreDir, &c.ServiceCreds, &c.SealKey}
+	paths := []*string{&c.NATSCreds, &c.OperatorJWT, &c.OperatorSigningKey, &c.OperatorSigningKeyNext, &c.StoreDir, &c.ServiceCreds, &c.SealKey}
 	for i := range c.SealKeyPrevious {
 		paths = append(paths, &c.SealKeyPrevious[i])
 	}

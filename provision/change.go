@@ -399,9 +399,10 @@ func names(servers []Server) []string {
 // deleteFromResolver sends the DELETE request, a generic JWT whose subject
 // and issuer are the operator signing key.
 func (s *Service) deleteFromResolver(ctx context.Context, pub string) (PushResult, error) {
-	gc := jwt.NewGenericClaims(s.op.SignerKey)
+	op := s.operator()
+	gc := jwt.NewGenericClaims(op.SignerKey)
 	gc.Data["accounts"] = []string{pub}
-	token, err := gc.Encode(s.op.Signer)
+	token, err := gc.Encode(op.Signer)
 	if err != nil {
 		return nil, fmt.Errorf("sign delete request: %w", err)
 	}

@@ -113,7 +113,8 @@ func (s *Service) sign(claims *jwt.AccountClaims) (string, error) {
 		return "", fmt.Errorf("%w: account JWT would be invalid: %w", ErrInvalid, errors.Join(errs...))
 	}
 	pub := claims.Subject
-	token, err := claims.Encode(s.op.Signer)
+	op := s.operator()
+	token, err := claims.Encode(op.Signer)
 	if err != nil {
 		return "", fmt.Errorf("sign account %s: %w", pub, err)
 	}
@@ -123,8 +124,8 @@ func (s *Service) sign(claims *jwt.AccountClaims) (string, error) {
 	// Encode filled in the claims it serialized (issuer, issue time, ID):
 	// check them as they are, without verifying our own signature again.
 	switch {
-	case claims.Issuer != s.op.SignerKey:
-		return "", fmt.Errorf("signed account JWT has issuer %s, want the operator signing key %s", claims.Issuer, s.op.SignerKey)
+	case claims.Issuer != op.SignerKey:
+		return "", fmt.Errorf("signed account JWT has issuer %s, want the operator signing key %s", claims.Issuer, op.SignerKey)
 	case claims.Subject != pub:
 		return "", fmt.Errorf("signed account JWT has subject %s, want %s", claims.Subject, pub)
 	case claims.Expires != 0 && claims.Expires <= time.Now().Unix():

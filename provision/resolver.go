@@ -75,6 +75,9 @@ type Resolver interface {
 	// List returns, per server name, the accounts the server's resolver
 	// holds.
 	List(ctx context.Context) (map[string][]string, error)
+	// Operators returns, per server name, the operator keys (identity and
+	// signing) the server trusts.
+	Operators(ctx context.Context) (map[string][]string, error)
 	// Servers returns the known servers, sorted by name.
 	Servers() []Server
 	// Joined delivers a server each time one starts answering: a new

@@ -45,6 +45,10 @@ type Config struct {
 	Operator *Operator
 	Store    Store
 	Resolver Resolver
+	// NextOperator loads the operator with the signing key an operator
+	// signing-key rotation switches to (operator_signing_key_next); nil:
+	// none is configured.
+	NextOperator func() (*Operator, error)
 	// Leader decides which instance reconciles; nil: this one.
 	Leader Leader
 	// Events receives every change; nil: none are reported.
@@ -89,7 +93,7 @@ type Config struct {
 // Service carries out provisioning requests. It is safe for concurrent use.
 type Service struct {
 	cfg      Config
-	op       *Operator
+	op       atomic.Pointer[Operator]
 	store    Store
 	resolver Resolver
 	maxJWT   int
@@ -141,7 +145,6 @@ func New(cfg Config) (*Service, error) {
 	}
 	s := &Service{
 		cfg:         cfg,
-		op:          cfg.Operator,
 		store:       cfg.Store,
 		resolver:    cfg.Resolver,
 		maxJWT:      cfg.MaxJWTSize,
@@ -149,6 +152,7 @@ func New(cfg Config) (*Service, error) {
 		userKeys:    keypair.NewPool(nkeys.PrefixByteUser, 1024),
 		accountKeys: keypair.NewPool(nkeys.PrefixByteAccount, 256),
 	}
+	s.op.Store(cfg.Operator)
 	s.rec.init()
 	return s, nil
 }
@@ -166,12 +170,16 @@ func (s *Service) Close() {
 	})
 }
 
+// operator returns the operator and the signing key the service signs
+// with now; an operator signing-key rotation replaces it.
+func (s *Service) operator() *Operator { return s.op.Load() }
+
 // systemName returns the system account's name, asking the resolver once.
 func (s *Service) systemName(ctx context.Context) string {
 	if n := s.sysName.Load(); n != nil {
 		return *n
 	}
-	token, err := s.resolver.Lookup(ctx, s.op.SystemAccount)
+	token, err := s.resolver.Lookup(ctx, s.operator().SystemAccount)
 	if err != nil || token == "" {
 		return ""
 	}
@@ -187,7 +195,7 @@ func (s *Service) systemName(ctx context.Context) string {
 // protected reports whether requests must not change the account: the
 // system account and the service's own.
 func (s *Service) protected(pub string) bool {
-	return pub == s.op.SystemAccount || slices.Contains(s.cfg.Protected, pub)
+	return pub == s.operator().SystemAccount || slices.Contains(s.cfg.Protected, pub)
 }
 
 // target is an account a request names.
@@ -207,7 +215,7 @@ func (s *Service) resolve(ctx context.Context, ref string) (target, error) {
 	case looksLikeSeed(ref):
 		return target{}, fmt.Errorf("%w: \"account\": %w", ErrInvalid, errSeedGiven)
 	case nkeys.IsValidPublicAccountKey(ref):
-		if ref == s.op.SystemAccount {
+		if ref == s.operator().SystemAccount {
 			return target{pub: ref, system: true}, nil
 		}
 		if slices.Contains(s.cfg.Protected, ref) {
@@ -235,7 +243,7 @@ func (s *Service) resolve(ctx context.Context, ref string) (target, error) {
 		return target{}, err
 	}
 	if ref == s.systemName(ctx) {
-		return target{pub: s.op.SystemAccount, system: true}, nil
+		return target{pub: s.operator().SystemAccount, system: true}, nil
 	}
 	return target{}, fmt.Errorf("%w: no account named %q", ErrNotFound, ref)
 }
@@ -249,7 +257,7 @@ func (s *Service) live(ctx context.Context, ref, action string) (Account, error)
 	}
 	if t.system {
 		what := "the system account"
-		if t.pub != s.op.SystemAccount {
+		if t.pub != s.operator().SystemAccount {
 			what = "the provisioner's own account"
 		}
 		return Account{}, fmt.Errorf("%w: %s %s cannot be %s through this service", ErrForbidden, what, t.pub, action)

@@ -252,7 +252,7 @@ func (s *Service) ListUsers(ctx context.Context, req api.ListUsersRequest) (*api
 	}
 	if t.system {
 		what := "the system account"
-		if t.pub != s.op.SystemAccount {
+		if t.pub != s.operator().SystemAccount {
 			what = "the provisioner's own account"
 		}
 		return nil, fmt.Errorf("%w: the users of %s %s are not managed by this service", ErrForbidden, what, t.pub)

@@ -172,8 +172,15 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 			return nil, err
 		}
 	}
+	var next func() (*provision.Operator, error)
+	if cfg.OperatorSigningKeyNext != "" {
+		next = func() (*provision.Operator, error) {
+			return provision.LoadOperator(cfg.OperatorJWT, cfg.OperatorSigningKeyNext)
+		}
+	}
 	s.Provision, err = provision.New(provision.Config{
 		Operator:           op,
+		NextOperator:       next,
 		Store:              s.Store,
 		Resolver:           resolverAPI,
 		Leader:             leader,

@@ -47,6 +47,7 @@ Usage:
   provisioner account create|list|get|update|delete   manage accounts through the service
   provisioner user create|list|revoke                 issue, list and revoke users through the service
   provisioner store check|salvage --dir DIR            check a store directory, or copy what is intact
+  provisioner operator add-signing-key|finish|remove-signing-key   rotate the operator signing key
   provisioner version
 
 Run "provisioner COMMAND -h" for a command's flags.
@@ -74,6 +75,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runUser(ctx, args[1:], stdout, stderr)
 	case "store":
 		return runStore(ctx, args[1:], stdout, stderr)
+	case "operator":
+		return runOperator(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "provisioner", service.Version)
 		return nil

@@ -7,15 +7,21 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/nats-io/nats.go"
+
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/config"
 	"github.com/natsprov/provisioner/filestore"
+	"github.com/natsprov/provisioner/kvstore"
 	"github.com/natsprov/provisioner/seal"
 )
 
-const storeUsage = `provisioner store: check or salvage the service's store directory.
+const storeUsage = `provisioner store: check or salvage the service's store directory, or migrate it into a JetStream KV bucket.
 
 Usage:
   provisioner store check   --dir DIR [--seal-key FILE]               report what it holds and every damage; changes nothing
   provisioner store salvage --dir DIR --to NEWDIR [--seal-key FILE]   copy every intact record into a new store
+  provisioner store migrate --from-dir DIR --config FILE               copy a file store into the config's KV bucket
 
 Example:
   provisioner store check --dir /var/lib/provisioner/store --seal-key /etc/provisioner/seal.nk
@@ -25,22 +31,24 @@ Run "provisioner store COMMAND -h" for a command's flags.
 
 // runStore runs the store commands: they read a store directory, also one
 // a running service has open, and never change it.
-func runStore(_ context.Context, args []string, stdout, stderr io.Writer) error {
+func runStore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, storeUsage)
-		return errors.New("store: a command is required (check or salvage)")
+		return errors.New("store: a command is required (check, salvage or migrate)")
 	}
 	switch args[0] {
 	case "check":
 		return runStoreCheck(args[1:], stdout, stderr)
 	case "salvage":
 		return runStoreSalvage(args[1:], stdout, stderr)
+	case "migrate":
+		return runStoreMigrate(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stderr, storeUsage)
 		return flag.ErrHelp
 	}
 	fmt.Fprint(stderr, storeUsage)
-	return fmt.Errorf("store: unknown command %q (check or salvage)", args[0])
+	return fmt.Errorf("store: unknown command %q (check, salvage or migrate)", args[0])
 }
 
 // storeFlags makes a command's flag set with a usage that says what the
@@ -129,5 +137,62 @@ func runStoreSalvage(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "\nThe new store is in %s. Check it (provisioner store check --dir %s), then stop the service and put it in place of %s.\n", *to, *to, *dir)
+	return nil
+}
+
+func runStoreMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := storeFlags("migrate", "copy a file store into the JetStream KV bucket a config names, sealing its seeds; run it again safely: what is there already is skipped, and an entry the bucket holds newer is left as it is and reported",
+		"provisioner store migrate --from-dir DIR --config FILE [--seal-key FILE]",
+		"provisioner store migrate --from-dir /var/lib/provisioner/store --config deploy/config.json", stderr)
+	dir := fs.String("from-dir", "", "the file store directory to copy (required; it is not changed, and must not be in use)")
+	path := fs.String("config", "", "the config of the JetStream deployment: service_creds, kv_bucket, kv_replicas, seal_key (required)")
+	keyPath := fs.String("seal-key", "", "the seal key of the file store, when its seeds are sealed with another key than the config's")
+	if err := parseStoreFlags(fs, args, map[string]*string{"from-dir": dir, "config": path}); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	if cfg.StoreKind() != config.StoreJetStream {
+		return fmt.Errorf("store migrate: %s has store_dir set: it is a file store deployment; migrate into a config without store_dir", *path)
+	}
+	dst, err := seal.Load(cfg.SealKey, cfg.SealKeyPrevious...)
+	if err != nil {
+		return err
+	}
+	srcKey := dst
+	if *keyPath != "" {
+		if srcKey, err = loadSealKey(*keyPath); err != nil {
+			return err
+		}
+	}
+	src, err := filestore.Open(*dir, filestore.Options{Seal: srcKey})
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	nc, err := nats.Connect(cfg.NATSURL, nats.UserCredentials(cfg.ServiceCreds), nats.CustomInboxPrefix(bootstrap.ServiceInboxPrefix))
+	if err != nil {
+		return fmt.Errorf("connect to %s with %s: %w", cfg.NATSURL, cfg.ServiceCreds, err)
+	}
+	defer nc.Close()
+	kv, err := kvstore.Open(ctx, nc, kvstore.Options{Bucket: cfg.KVBucket, Replicas: cfg.KVReplicas, Seal: dst, Instance: cfg.Instance + "-migrate"})
+	if err != nil {
+		return err
+	}
+	defer kv.Close()
+	rep, err := kvstore.Migrate(ctx, kv, src)
+	fmt.Fprintf(stdout, "accounts: %d copied, %d replaced (older in the bucket), %d already there, %d conflicts\n", rep.Accounts.Copied, rep.Accounts.Replaced, rep.Accounts.Same, rep.Accounts.Conflicts)
+	fmt.Fprintf(stdout, "users:    %d copied, %d replaced, %d already there, %d conflicts\n", rep.Users.Copied, rep.Users.Replaced, rep.Users.Same, rep.Users.Conflicts)
+	for _, c := range rep.Conflicts {
+		fmt.Fprintf(stdout, "  left as it is: %s\n", c)
+	}
+	if err != nil {
+		return err
+	}
+	if len(rep.Conflicts) > 0 {
+		return fmt.Errorf("store migrate: %d entries differ and are newer in the bucket; they were left as they are", len(rep.Conflicts))
+	}
 	return nil
 }

@@ -1,0 +1,307 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/config"
+)
+
+// runOperator is the operator signing-key rotation, a step a command. The
+// steps that change the operator JWT need the operator's identity key and
+// run offline; README "Rotating the operator signing key" has the whole
+// procedure.
+func runOperator(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return dispatch(ctx, "operator", "rotate the operator signing key, a step at a time", []subcommand{
+		{"add-signing-key", "offline: add a new signing key to the operator JWT (step 1)", runOperatorAdd},
+		{"finish", "after prov.operator.rotate: make the new key the config's, and update the servers' preloads (step 4)", runOperatorFinish},
+		{"remove-signing-key", "offline: remove the old signing key from the operator JWT (step 5)", runOperatorRemove},
+	}, args, stdout, stderr)
+}
+
+// loadIdentity reads the operator identity key and the operator JWT, and
+// checks that they belong together.
+func loadIdentity(identity, jwtPath string) (nkeys.KeyPair, *jwt.OperatorClaims, error) {
+	raw, err := os.ReadFile(jwtPath)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--operator-jwt: %w", err)
+	}
+	token, err := jwt.ParseDecoratedJWT(raw)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--operator-jwt %s: %w", jwtPath, err)
+	}
+	oc, err := jwt.DecodeOperatorClaims(token)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--operator-jwt %s is not an operator JWT: %w", jwtPath, err)
+	}
+	seed, err := os.ReadFile(identity)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--identity: %w", err)
+	}
+	kp, err := jwt.ParseDecoratedNKey(seed)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--identity %s holds no nkey seed", identity)
+	}
+	if pub, _ := kp.PublicKey(); pub != oc.Subject {
+		kp.Wipe()
+		return nil, nil, fmt.Errorf("--identity %s is key %s, not the identity key of operator %s", identity, pub, oc.Subject)
+	}
+	if _, err := kp.Seed(); err != nil {
+		return nil, nil, fmt.Errorf("--identity %s holds a public key, not a seed", identity)
+	}
+	return kp, oc, nil
+}
+
+// writeOperator signs the operator JWT with its identity key and writes it
+// over path, keeping the old one beside it (.prev).
+func writeOperator(path string, oc *jwt.OperatorClaims, identity nkeys.KeyPair) error {
+	token, err := oc.Encode(identity)
+	if err != nil {
+		return fmt.Errorf("sign the operator JWT: %w", err)
+	}
+	old, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := writeAtomic(path+".prev", old, 0o644); err != nil {
+		return err
+	}
+	data, err := jwt.DecorateJWT(token)
+	if err != nil {
+		return err
+	}
+	return writeAtomic(path, data, 0o644)
+}
+
+func runOperatorAdd(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	cmd := newCommand("operator add-signing-key", "offline: add a new signing key to the operator JWT",
+		"provisioner operator add-signing-key --identity FILE --operator-jwt FILE [--out FILE]",
+		"provisioner operator add-signing-key --identity OFFLINE-identity-keys/operator-identity.nk --operator-jwt deploy/operator.jwt")
+	identity := cmd.String("identity", "", "the operator identity key (`FILE`, a seed); it never needs to leave the offline machine")
+	jwtPath := cmd.String("operator-jwt", "", "the operator JWT `FILE` to change (the old one is kept as FILE.prev)")
+	out := cmd.String("out", "", "where to write the new signing key (default: operator-signing-<KEY>.nk beside the JWT)")
+	if err := cmd.parse(args, stdout, stderr); err != nil {
+		return err
+	}
+	if *identity == "" || *jwtPath == "" {
+		return errors.New("operator add-signing-key: --identity and --operator-jwt are required")
+	}
+	id, oc, err := loadIdentity(*identity, *jwtPath)
+	if err != nil {
+		return err
+	}
+	defer id.Wipe()
+	kp, err := nkeys.CreateOperator()
+	if err != nil {
+		return err
+	}
+	defer kp.Wipe()
+	pub, _ := kp.PublicKey()
+	seed, _ := kp.Seed()
+	if *out == "" {
+		*out = filepath.Join(filepath.Dir(*jwtPath), "operator-signing-"+pub[:8]+".nk")
+	}
+	f, err := os.OpenFile(*out, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("write the new signing key: %w", err)
+	}
+	if _, err := f.Write(append(seed, '\n')); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	oc.SigningKeys.Add(pub)
+	if err := writeOperator(*jwtPath, oc, id); err != nil {
+		os.Remove(*out)
+		return err
+	}
+	fmt.Fprintf(stdout, "Added signing key %s to operator %s.\n  new operator JWT  %s (previous: %s.prev)\n  new signing key   %s (0600)\n\n", pub, oc.Subject, *jwtPath, *jwtPath, *out)
+	fmt.Fprintf(stdout, "Next:\n  2. give every nats-server the new operator JWT and restart them one at a time\n  3. set \"operator_signing_key_next\": %q in the provisioner's config, restart it, and send prov.operator.rotate '{}'\n  4. provisioner operator finish --config CONFIG --server-conf NATS-SERVER.CONF\n  5. provisioner operator remove-signing-key ... --key OLD-KEY, and roll that operator JWT out\n", *out)
+	return nil
+}
+
+func runOperatorRemove(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	cmd := newCommand("operator remove-signing-key", "offline: remove a signing key from the operator JWT",
+		"provisioner operator remove-signing-key --identity FILE --operator-jwt FILE --key PUBLIC-KEY",
+		"provisioner operator remove-signing-key --identity OFFLINE-identity-keys/operator-identity.nk --operator-jwt deploy/operator.jwt --key OD...")
+	identity := cmd.String("identity", "", "the operator identity key (`FILE`, a seed)")
+	jwtPath := cmd.String("operator-jwt", "", "the operator JWT `FILE` to change (the old one is kept as FILE.prev)")
+	key := cmd.String("key", "", "the public `KEY` of the signing key to remove (O...)")
+	if err := cmd.parse(args, stdout, stderr); err != nil {
+		return err
+	}
+	if *identity == "" || *jwtPath == "" || *key == "" {
+		return errors.New("operator remove-signing-key: --identity, --operator-jwt and --key are required")
+	}
+	id, oc, err := loadIdentity(*identity, *jwtPath)
+	if err != nil {
+		return err
+	}
+	defer id.Wipe()
+	if !slices.Contains(oc.SigningKeys, *key) {
+		return fmt.Errorf("operator remove-signing-key: %s is not a signing key of operator %s (its keys: %s)", *key, oc.Subject, strings.Join(oc.SigningKeys, ", "))
+	}
+	if len(oc.SigningKeys) == 1 {
+		return fmt.Errorf("operator remove-signing-key: %s is the operator's only signing key; add its successor first", *key)
+	}
+	oc.SigningKeys = slices.DeleteFunc(oc.SigningKeys, func(k string) bool { return k == *key })
+	if err := writeOperator(*jwtPath, oc, id); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Removed signing key %s from operator %s (%s). Give every nats-server this operator JWT and restart them one at a time.\n", *key, oc.Subject, *jwtPath)
+	return nil
+}
+
+// preloadEntry matches one account of a resolver_preload block as
+// bootstrap.ServerConf renders it: `  ACCOUNT: "JWT"`.
+var preloadEntry = regexp.MustCompile(`(?m)^(\s*)(A[A-Z2-7]{55})\s*:\s*"([^"]*)"`)
+
+func runOperatorFinish(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cmd := newCommand("operator finish", "after prov.operator.rotate: make the new key the config's, and update the servers' preloads",
+		"provisioner operator finish --config FILE [--server-conf FILE ...]",
+		"provisioner operator finish --config deploy/config.json --server-conf deploy/nats-server.conf")
+	path := cmd.String("config", "config.json", "the provisioner's config `FILE`: operator_signing_key becomes operator_signing_key_next")
+	var confs stringList
+	cmd.Var(&confs, "server-conf", "a nats-server config `FILE` whose resolver_preload gets the accounts' current JWTs; repeat for more")
+	if err := cmd.parse(args, stdout, stderr); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	if cfg.OperatorSigningKeyNext == "" {
+		return fmt.Errorf("operator finish: %s has no operator_signing_key_next: nothing to finish", *path)
+	}
+	// The preloads first: the config change makes the old key unused.
+	if len(confs) > 0 {
+		nc, err := nats.Connect(cfg.NATSURL, nats.UserCredentials(cfg.NATSCreds), nats.CustomInboxPrefix(bootstrap.ProvisionerInboxPrefix))
+		if err != nil {
+			return fmt.Errorf("connect to %s: %w", cfg.NATSURL, err)
+		}
+		defer nc.Close()
+		for _, conf := range confs {
+			n, err := updatePreload(ctx, nc, conf)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "%s: %d preloaded accounts now hold their current JWTs\n", conf, n)
+		}
+	}
+	if err := swapSigningKey(*path); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: operator_signing_key is now %s; restart the provisioner when convenient (it signs with that key already).\nLast: provisioner operator remove-signing-key ... --key OLD-KEY, and roll that operator JWT out.\n", *path, cfg.OperatorSigningKeyNext)
+	return nil
+}
+
+// updatePreload replaces each preloaded account JWT in a server config by
+// the one the servers hold now, and returns how many it replaced.
+func updatePreload(ctx context.Context, nc *nats.Conn, conf string) (int, error) {
+	data, err := os.ReadFile(conf)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var failed error
+	out := preloadEntry.ReplaceAllFunc(data, func(m []byte) []byte {
+		sub := preloadEntry.FindSubmatch(m)
+		pub := string(sub[2])
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		reply, err := nc.RequestWithContext(rctx, "$SYS.REQ.ACCOUNT."+pub+".CLAIMS.LOOKUP", nil)
+		if err != nil || len(reply.Data) == 0 {
+			failed = fmt.Errorf("%s: look up account %s: %v", conf, pub, err)
+			return m
+		}
+		n++
+		return []byte(fmt.Sprintf("%s%s: %q", sub[1], pub, reply.Data))
+	})
+	if failed != nil {
+		return 0, failed
+	}
+	if bytes.Equal(out, data) {
+		return n, nil
+	}
+	st, err := os.Stat(conf)
+	if err != nil {
+		return 0, err
+	}
+	return n, writeAtomic(conf, out, st.Mode().Perm())
+}
+
+// swapSigningKey rewrites a config file so that operator_signing_key takes
+// the value of operator_signing_key_next, which goes. The rest of the file
+// stays as it was, fields and order.
+func swapSigningKey(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(data, &fields); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	next, ok := fields["operator_signing_key_next"]
+	if !ok {
+		return fmt.Errorf("%s has no operator_signing_key_next", path)
+	}
+	re := regexp.MustCompile(`(?m)^(\s*"operator_signing_key"\s*:\s*)"[^"]*"`)
+	out := re.ReplaceAll(data, append([]byte("${1}"), next...))
+	drop := regexp.MustCompile(`(?m)^\s*"operator_signing_key_next"\s*:\s*"[^"]*",?\n`)
+	out = drop.ReplaceAll(out, nil)
+	// It may have been the last field.
+	out = regexp.MustCompile(`,(\s*\n\s*})`).ReplaceAll(out, []byte("$1"))
+	var check map[string]json.RawMessage
+	if err := json.Unmarshal(out, &check); err != nil || string(check["operator_signing_key"]) != string(next) {
+		return fmt.Errorf("%s: could not rewrite it safely; set operator_signing_key to %s and remove operator_signing_key_next by hand", path, next)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	return writeAtomic(path, out, st.Mode().Perm())
+}
+
+// writeAtomic writes data to path so that a crash leaves the old file or
+// the new one whole: a temp file beside it, fsynced, renamed over it.
+func writeAtomic(path string, data []byte, perm os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}

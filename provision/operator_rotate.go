@@ -1,0 +1,177 @@
+package provision
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+
+	"github.com/natsprov/provisioner/api"
+)
+
+// RotateOperator switches the service to a new operator signing key
+// (prov.operator.rotate) and re-signs every account with it: the managed
+// accounts, their tombstones, the system account and the service's own.
+// The key must already be in the operator JWT every server runs with: a
+// server trusts only the keys of the operator JWT it started with, and an
+// UPDATE signed by a key it does not trust still answers 200, so the
+// servers are asked (VARZ) first, and a server that is down or does not
+// trust the key stops the rotation before anything changes. It is
+// resumable: run it again until nothing failed.
+func (s *Service) RotateOperator(ctx context.Context, _ api.RotateOperatorRequest) (*api.RotateOperatorReply, error) {
+	if s.cfg.NextOperator == nil {
+		return nil, fmt.Errorf("%w: no new operator signing key is configured: `provisioner operator add-signing-key` makes one, then set operator_signing_key_next to it and restart the provisioner", ErrInvalid)
+	}
+	start := time.Now()
+	next, err := s.cfg.NextOperator()
+	if err != nil {
+		return nil, fmt.Errorf("%w: operator_signing_key_next: %w", ErrInvalid, err)
+	}
+	cur := s.operator()
+	if next.PublicKey != cur.PublicKey {
+		return nil, fmt.Errorf("%w: the new signing key belongs to operator %s, not %s", ErrInvalid, next.PublicKey, cur.PublicKey)
+	}
+	trusted, err := s.resolver.Operators(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("ask the servers which operator keys they trust: %w", err)
+	}
+	rep := &api.RotateOperatorReply{SigningKey: next.SignerKey, Previous: cur.SignerKey, Servers: []string{}}
+	for _, srv := range s.resolver.Servers() {
+		switch {
+		case !srv.Up:
+			return nil, fmt.Errorf("%w: server %s is down; every server must run with the operator JWT that lists %s before the rotation (or be forgotten)", ErrConflict, srv.Name, next.SignerKey)
+		case !slices.Contains(trusted[srv.Name], next.SignerKey):
+			return nil, fmt.Errorf("%w: server %s does not trust signing key %s yet: give it the new operator JWT and restart it", ErrConflict, srv.Name, next.SignerKey)
+		}
+		rep.Servers = append(rep.Servers, srv.Name)
+	}
+	if cur.SignerKey != next.SignerKey {
+		s.op.Store(next)
+		s.log.Info("operator signing key switched", "signing_key", next.SignerKey, "previous", cur.SignerKey)
+	}
+
+	accounts, err := s.store.Accounts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var mu sync.Mutex
+	fail := func(pub string, err error) {
+		s.log.Warn("operator rotation: could not re-sign an account; run the rotation again", "account", pub, "error", err)
+		mu.Lock()
+		rep.Failed = append(rep.Failed, pub)
+		mu.Unlock()
+	}
+	work := make(chan Account)
+	var wg sync.WaitGroup
+	for range reconcileWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for a := range work {
+				if err := s.resignStored(ctx, a); err != nil {
+					fail(a.PublicKey, err)
+				}
+			}
+		}()
+	}
+	for _, a := range accounts {
+		work <- a
+	}
+	close(work)
+	wg.Wait()
+	rep.Accounts = len(accounts)
+	for _, pub := range append([]string{next.SystemAccount}, s.cfg.Protected...) {
+		rep.Accounts++
+		if err := s.resignRemote(ctx, pub); err != nil {
+			fail(pub, err)
+		}
+	}
+	rep.Resigned = rep.Accounts - len(rep.Failed)
+	rep.Duration = time.Since(start).Round(time.Millisecond).String()
+	s.log.Info("operator rotation", "signing_key", next.SignerKey, "accounts", rep.Accounts, "failed", len(rep.Failed))
+	return rep, nil
+}
+
+// resignStored signs a stored account's current version anew with the
+// operator signing key in use: a live one through the change path (a new
+// version), a tombstone's disabled version in place. An expired account is
+// left alone: it cannot be signed, and nobody can use it.
+func (s *Service) resignStored(ctx context.Context, a Account) error {
+	if a.Live() {
+		c, err := decodeAccount(a.JWT)
+		if err != nil {
+			return err
+		}
+		if c.Expires != 0 && c.Expires <= time.Now().Unix() {
+			return nil
+		}
+		if c.Issuer == s.operator().SignerKey {
+			return nil // already (a rotation run again)
+		}
+		_, err = s.submit(a.PublicKey, func(*Account, *jwt.AccountClaims) error { return nil })
+		return err
+	}
+	defer s.locks.lock("account:" + a.PublicKey)()
+	cur, err := s.account(ctx, a.PublicKey, true)
+	if err != nil {
+		return err
+	}
+	c, err := decodeAccount(cur.JWT)
+	if err != nil {
+		return err
+	}
+	if c.Issuer == s.operator().SignerKey {
+		return nil
+	}
+	if err := afterIssue(ctx, c.IssuedAt); err != nil {
+		return err
+	}
+	token, err := s.sign(c)
+	if err != nil {
+		return err
+	}
+	next := cur
+	next.JWT = token
+	if _, err := s.store.UpdateAccount(ctx, next, cur.Revision); err != nil {
+		return err
+	}
+	if cur.Phase == PhaseDisabled {
+		res, err := s.resolver.Update(ctx, token)
+		s.confirm.record(cur.PublicKey, c.ID, res)
+		return err
+	}
+	return nil
+}
+
+// resignRemote signs an account the service does not store (the system
+// account, the service's own) anew: its current JWT is read from the
+// servers, signed with the key in use, and pushed.
+func (s *Service) resignRemote(ctx context.Context, pub string) error {
+	defer s.locks.lock("account:" + pub)()
+	token, err := s.resolver.Lookup(ctx, pub)
+	if err != nil {
+		return err
+	}
+	if token == "" {
+		return fmt.Errorf("the servers hold no JWT for account %s", pub)
+	}
+	c, err := jwt.DecodeAccountClaims(token)
+	if err != nil {
+		return err
+	}
+	if c.Issuer == s.operator().SignerKey {
+		return nil
+	}
+	if err := afterIssue(ctx, c.IssuedAt); err != nil {
+		return err
+	}
+	signed, err := s.sign(c)
+	if err != nil {
+		return err
+	}
+	_, err = s.resolver.Update(ctx, signed)
+	return err
+}
