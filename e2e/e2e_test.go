@@ -299,7 +299,7 @@ func TestEndToEnd(t *testing.T) {
 	d.startServer()
 	d.startServe()
 
-	// Discovery: the micro service and its ten endpoints.
+	// Discovery: the micro service and its thirteen endpoints.
 	out, err := d.natsAdmin(10*time.Second, "micro", "ls", "--json")
 	if err != nil {
 		t.Fatalf("nats micro ls: %v\n%s", err, out)
@@ -340,7 +340,8 @@ func TestEndToEnd(t *testing.T) {
 	slices.Sort(subjects)
 	want := []string{
 		"prov.account.create", "prov.account.delete", "prov.account.get", "prov.account.list",
-		"prov.account.update", "prov.reconcile", "prov.status", "prov.user.create", "prov.user.list", "prov.user.revoke",
+		"prov.account.rotate", "prov.account.update", "prov.audit", "prov.operator.rotate", "prov.reconcile",
+		"prov.status", "prov.user.create", "prov.user.list", "prov.user.revoke",
 	}
 	if !slices.Equal(subjects, want) {
 		t.Fatalf("nats micro info provisioner: endpoint subjects %v, want %v", subjects, want)

@@ -40,10 +40,13 @@ func (s *Service) RotateOperator(ctx context.Context, _ api.RotateOperatorReques
 	}
 	rep := &api.RotateOperatorReply{SigningKey: next.SignerKey, Previous: cur.SignerKey, Servers: []string{}}
 	for _, srv := range s.resolver.Servers() {
+		keys, answered := trusted[srv.Name]
 		switch {
-		case !srv.Up:
-			return nil, fmt.Errorf("%w: server %s is down; every server must run with the operator JWT that lists %s before the rotation (or be forgotten)", ErrConflict, srv.Name, next.SignerKey)
-		case !slices.Contains(trusted[srv.Name], next.SignerKey):
+		case !answered:
+			// A server just restarted answers VARZ before the client
+			// has noticed it is back; its answer is what counts.
+			return nil, fmt.Errorf("%w: server %s did not answer (it is down, or slow); every server must run with the operator JWT that lists %s before the rotation (or be forgotten)", ErrConflict, srv.Name, next.SignerKey)
+		case !slices.Contains(keys, next.SignerKey):
 			return nil, fmt.Errorf("%w: server %s does not trust signing key %s yet: give it the new operator JWT and restart it", ErrConflict, srv.Name, next.SignerKey)
 		}
 		rep.Servers = append(rep.Servers, srv.Name)

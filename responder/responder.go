@@ -1,8 +1,22 @@
-// Package responder answers provisioning requests on NATS. It registers a
-// nats.go micro service with one endpoint per operation, decodes each
-// request strictly, hands it to the provisioning domain on a goroutine of
-// its own (a micro endpoint runs one handler at a time), and replies with
-// JSON, or with an error whose code it picks from one table.
+// Package responder answers provisioning requests on NATS as a micro
+// service: one endpoint per operation, each request decoded strictly, handed
+// to the provisioning domain on a goroutine of its own, and answered with
+// JSON or with an error whose code comes from one table.
+//
+// It speaks the micro protocol itself (micro.go), with nats.go micro's wire
+// types, rather than through nats.go's micro package. micro times a
+// request and counts its error only around the handler call, and calls an
+// endpoint's handler for one request at a time: a handler that waited for
+// the work (store writes, pushes to the servers, a wait for the next
+// second's iat) would serialize the endpoint, and one that hands the work
+// to a goroutine, as this package did, leaves `nats micro stats` showing
+// microseconds and no errors. Several subscriptions per endpoint in one
+// queue group would let micro time real work, but MaxInflight concurrent
+// requests would take MaxInflight subscriptions per endpoint, each a row
+// of its own in `nats micro info` and `stats`. Here each endpoint is one
+// subscription in micro's queue group, each request is timed from the
+// start of its work to its reply and its error counted, and up to
+// MaxInflight requests run at once.
 package responder
 
 import (
@@ -12,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -22,6 +37,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
+	"github.com/nats-io/nuid"
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/jsonstrict"
@@ -30,6 +46,10 @@ import (
 
 // MaxRequestSize is the largest request body accepted.
 const MaxRequestSize = 64 << 10
+
+// ErrConfig is returned by New and NewSelf for a name or version that the
+// micro protocol does not allow.
+var ErrConfig = errors.New("responder: invalid config")
 
 // Provisioner is what the responder needs of the provisioning domain.
 type Provisioner interface {
@@ -45,6 +65,7 @@ type Provisioner interface {
 	Reconcile(context.Context, api.ReconcileRequest) (*api.ReconcileReply, error)
 	Status(context.Context, api.StatusRequest) (*api.StatusReply, error)
 	Audit(context.Context, api.AuditRequest) (*api.AuditReply, error)
+	RotateOperator(context.Context, api.RotateOperatorRequest) (*api.RotateOperatorReply, error)
 }
 
 var _ Provisioner = (*provision.Service)(nil)
@@ -54,82 +75,112 @@ type Config struct {
 	// Prefix is the first subject token of every endpoint. Default "prov".
 	Prefix string
 	// Name and Version identify the micro service. Defaults "provisioner"
-	// and "0.1.0".
+	// and "0.1.0". Name takes letters, digits, - and _; Version is a
+	// semantic version.
 	Name    string
 	Version string
 	// RequestTimeout bounds the work of one request. Default 30s.
 	RequestTimeout time.Duration
-	// MaxInflight bounds the requests handled at once; past it, requests
-	// wait in the subscription. Default 512.
+	// MaxInflight bounds the requests handled at once, over all endpoints;
+	// past it, requests wait in the subscription. Default 512.
 	MaxInflight int
 	Logger      *slog.Logger
 }
 
 // Responder is a running provisioning service. Stop it with Stop.
 type Responder struct {
-	nc  *nats.Conn
-	cfg Config
-	log *slog.Logger
-	svc micro.Service
-	sem chan struct{}
+	nc          *nats.Conn
+	cfg         Config
+	log         *slog.Logger
+	id          string
+	description string
+	metadata    map[string]string
+	started     time.Time
+	eps         []*endpoint
+	verbs       []*nats.Subscription
+	sem         chan struct{}
 	// mu orders dispatch against Stop: once closing is set, no request
 	// joins wg, so Stop's Wait sees every request that started.
-	mu      sync.Mutex
-	closing bool
-	wg      sync.WaitGroup
-	seq     atomic.Uint64
-	stat    map[string]*endpointStats
-	eps     []endpoint
+	mu       sync.Mutex
+	closing  bool
+	wg       sync.WaitGroup
+	seq      atomic.Uint64
+	stopOnce sync.Once
+	stopErr  error
 }
 
 // handlerFunc decodes a request and carries it out.
-type handlerFunc func(ctx context.Context, req micro.Request) (any, error)
+type handlerFunc func(ctx context.Context, m *nats.Msg) (any, error)
 
-// endpoint names one operation: the micro endpoint name and its subject
-// below the prefix.
+// endpoint is one operation: its micro endpoint name, its subject below
+// the prefix, its handler and the types of its request and reply (for the
+// schemas in its metadata); once subscribed, its subscription and counters.
 type endpoint struct {
 	name    string
 	subject string
 	handle  handlerFunc
+	request any
+	reply   any
+
+	full     string // the subject with the prefix
+	metadata map[string]string
+	sub      *nats.Subscription
+	stats    endpointStats
 }
 
-func endpoints(p Provisioner) []endpoint {
-	return []endpoint{
-		{"account_create", api.SubjectAccountCreate, handle(p.CreateAccount)},
-		{"account_get", api.SubjectAccountGet, handle(p.GetAccount)},
-		{"account_list", api.SubjectAccountList, handle(p.ListAccounts)},
-		{"account_update", api.SubjectAccountUpdate, handle(p.UpdateAccount)},
-		{"account_delete", api.SubjectAccountDelete, handle(p.DeleteAccount)},
-		{"account_rotate", api.SubjectAccountRotate, handle(p.RotateAccount)},
-		{"user_create", api.SubjectUserCreate, handle(p.CreateUser)},
-		{"user_list", api.SubjectUserList, handle(p.ListUsers)},
-		{"user_revoke", api.SubjectUserRevoke, handle(p.RevokeUser)},
-		{"reconcile", api.SubjectReconcile, handle(p.Reconcile)},
-		{"status", api.SubjectStatus, handle(p.Status)},
-		{"audit", api.SubjectAudit, handle(p.Audit)},
+func endpoints(p Provisioner) []*endpoint {
+	return []*endpoint{
+		handle("account_create", api.SubjectAccountCreate, p.CreateAccount),
+		handle("account_get", api.SubjectAccountGet, p.GetAccount),
+		handle("account_list", api.SubjectAccountList, p.ListAccounts),
+		handle("account_update", api.SubjectAccountUpdate, p.UpdateAccount),
+		handle("account_delete", api.SubjectAccountDelete, p.DeleteAccount),
+		handle("account_rotate", api.SubjectAccountRotate, p.RotateAccount),
+		handle("user_create", api.SubjectUserCreate, p.CreateUser),
+		handle("user_list", api.SubjectUserList, p.ListUsers),
+		handle("user_revoke", api.SubjectUserRevoke, p.RevokeUser),
+		handle("reconcile", api.SubjectReconcile, p.Reconcile),
+		handle("status", api.SubjectStatus, p.Status),
+		handle("audit", api.SubjectAudit, p.Audit),
+		handle("operator_rotate", api.SubjectOperatorRotate, p.RotateOperator),
 	}
 }
 
-// handle adapts a typed operation to a handlerFunc that decodes its request.
-func handle[Req, Rep any](op func(context.Context, Req) (Rep, error)) handlerFunc {
-	return func(ctx context.Context, m micro.Request) (any, error) {
-		var req Req
-		if err := decode(m.Data(), &req); err != nil {
-			return nil, err
-		}
-		return op(ctx, req)
+// handle makes the endpoint of a typed operation: its handler decodes the
+// request into a Req.
+func handle[Req, Rep any](name, subject string, op func(context.Context, Req) (Rep, error)) *endpoint {
+	return &endpoint{
+		name:    name,
+		subject: subject,
+		request: new(Req),
+		reply:   new(Rep),
+		handle: func(ctx context.Context, m *nats.Msg) (any, error) {
+			var req Req
+			if err := decode(m.Data, &req); err != nil {
+				return nil, err
+			}
+			return op(ctx, req)
+		},
 	}
 }
 
-// New registers the micro service and its endpoints on nc.
+// New starts the provisioning service on nc, a connection in the system
+// account: its endpoints, and its answers to micro discovery.
 func New(nc *nats.Conn, p Provisioner, cfg Config) (*Responder, error) {
 	return start(nc, cfg, endpoints(p), "Provisions NATS accounts and users: signs JWTs and pushes them to the account resolver")
 }
 
-// start registers a micro service with the given endpoints.
-func start(nc *nats.Conn, cfg Config, eps []endpoint, description string) (*Responder, error) {
+// The micro protocol's rules for a service name and version.
+var (
+	nameRegexp   = regexp.MustCompile(`^[A-Za-z0-9\-_]+$`)
+	semverRegexp = regexp.MustCompile(`^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$`)
+)
+
+// start subscribes the endpoints, in micro's queue group so that instances
+// share the requests, and the discovery subjects.
+func start(nc *nats.Conn, cfg Config, eps []*endpoint, description string) (*Responder, error) {
 	if cfg.Prefix == "" {
-		cfg.Prefix = "prov"
+		cfg.Prefix = api.DefaultPrefix
 	}
 	if cfg.Name == "" {
 		cfg.Name = "provisioner"
@@ -146,85 +197,151 @@ func start(nc *nats.Conn, cfg Config, eps []endpoint, description string) (*Resp
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	r := &Responder{nc: nc, cfg: cfg, log: cfg.Logger, sem: make(chan struct{}, cfg.MaxInflight), stat: map[string]*endpointStats{}, eps: eps}
-	// Filled before the service exists: its stats handler and the
-	// endpoints read the map from other goroutines.
-	for _, e := range eps {
-		r.stat[e.name] = &endpointStats{}
+	if !nameRegexp.MatchString(cfg.Name) {
+		return nil, fmt.Errorf("%w: name %q: use letters, digits, - and _", ErrConfig, cfg.Name)
 	}
-	svc, err := micro.AddService(nc, micro.Config{
-		Name:        cfg.Name,
-		Version:     cfg.Version,
-		Description: description,
-		Metadata:    map[string]string{"subject_prefix": cfg.Prefix},
-		// Replies are sent after the micro handler returns, so micro's own
-		// counters see only the hand-off; these are the real ones.
-		StatsHandler: func(e *micro.Endpoint) any {
-			if s := r.stat[e.Name]; s != nil {
-				return s.snapshot()
-			}
-			return nil
-		},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("responder: add micro service: %w", err)
+	if !semverRegexp.MatchString(cfg.Version) {
+		return nil, fmt.Errorf("%w: version %q is not a semantic version (1.2.3)", ErrConfig, cfg.Version)
 	}
-	r.svc = svc
-	group := svc.AddGroup(cfg.Prefix)
+	r := &Responder{
+		nc:          nc,
+		cfg:         cfg,
+		log:         cfg.Logger,
+		id:          nuid.Next(),
+		description: description,
+		metadata:    map[string]string{"subject_prefix": cfg.Prefix},
+		sem:         make(chan struct{}, cfg.MaxInflight),
+		eps:         eps,
+	}
 	for _, e := range eps {
-		err := group.AddEndpoint(e.name, r.dispatch(e), micro.WithEndpointSubject(e.subject))
+		e.full = cfg.Prefix + "." + e.subject
+		req, err := api.RequestSchema(e.request)
 		if err != nil {
-			svc.Stop()
-			return nil, fmt.Errorf("responder: add endpoint %s: %w", e.subject, err)
+			return nil, fmt.Errorf("responder: request schema of %s: %w", e.full, err)
 		}
+		rep, err := api.ReplySchema(e.reply)
+		if err != nil {
+			return nil, fmt.Errorf("responder: reply schema of %s: %w", e.full, err)
+		}
+		e.metadata = map[string]string{"request_schema": string(req), "response_schema": string(rep)}
+	}
+	r.started = time.Now().UTC()
+	for _, e := range eps {
+		sub, err := nc.QueueSubscribe(e.full, micro.DefaultQueueGroup, r.receive(e))
+		if err != nil {
+			r.unsubscribe()
+			return nil, fmt.Errorf("responder: subscribe %s: %w", e.full, err)
+		}
+		e.sub = sub
+	}
+	if err := r.subscribeVerbs(); err != nil {
+		r.unsubscribe()
+		return nil, err
 	}
 	// Requests sent right after New returns must find the subscriptions.
 	if err := nc.Flush(); err != nil {
-		svc.Stop()
+		r.unsubscribe()
 		return nil, fmt.Errorf("responder: flush subscriptions: %w", err)
 	}
 	return r, nil
 }
 
+// unsubscribe undoes a start that failed half way.
+func (r *Responder) unsubscribe() {
+	for _, e := range r.eps {
+		if e.sub != nil {
+			e.sub.Unsubscribe()
+		}
+	}
+	for _, s := range r.verbs {
+		s.Unsubscribe()
+	}
+}
+
 // Stop stops taking requests and waits for the requests in flight to be
-// answered. Requests that arrive while the endpoint subscriptions drain are
+// answered. Requests that arrive while the subscriptions drain are
 // answered 503, so that the caller can retry (another instance, or this
-// one once it is back).
+// one once it is back). Later calls return the first call's result.
 func (r *Responder) Stop() error {
+	r.stopOnce.Do(func() { r.stopErr = r.stop() })
+	return r.stopErr
+}
+
+func (r *Responder) stop() error {
 	r.mu.Lock()
 	r.closing = true
 	r.mu.Unlock()
-	err := r.svc.Stop()
+	subs := slices.Clone(r.verbs)
+	for _, e := range r.eps {
+		subs = append(subs, e.sub)
+	}
+	var errs []error
+	var draining []<-chan nats.SubStatus
+	for _, s := range subs {
+		// Asked before the drain, so that the closing is not missed.
+		closed := s.StatusChanged(nats.SubscriptionClosed)
+		if err := s.Drain(); err != nil {
+			if !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubscription) {
+				errs = append(errs, fmt.Errorf("responder: drain %s: %w", s.Subject, err))
+			}
+			continue
+		}
+		draining = append(draining, closed)
+	}
+	// A drained subscription is closed once its last callback returned,
+	// so every request that reached this instance has been taken (and
+	// the late ones answered 503). Without a server the drain waits for
+	// one (a closed connection never reports it), and there is no one to
+	// answer: then only the requests in flight are waited for.
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; i < len(draining); {
+		select {
+		case <-draining[i]:
+			i++
+		case <-tick.C:
+			if !r.nc.IsConnected() {
+				i = len(draining)
+			}
+		}
+	}
 	r.wg.Wait()
-	return err
+	return errors.Join(errs...)
 }
 
-// dispatch returns the micro handler of an endpoint: it hands the request to
-// a goroutine and returns, so the endpoint can take the next request.
-func (r *Responder) dispatch(e endpoint) micro.HandlerFunc {
-	return func(req micro.Request) {
+// receive returns the message handler of an endpoint. It runs for one
+// message at a time, so it hands each request to a goroutine and returns;
+// the request's processing time runs from when it takes its slot to its
+// reply.
+func (r *Responder) receive(e *endpoint) nats.MsgHandler {
+	return func(m *nats.Msg) {
 		r.mu.Lock()
 		if r.closing {
 			r.mu.Unlock()
-			r.reply(req, api.CodeUnavailable, "the provisioner is shutting down; retry", nil)
+			start := time.Now()
+			e.stats.begin()
+			r.finish(e, m, start, api.CodeUnavailable, "the provisioner is shutting down; retry", nil)
 			return
 		}
 		r.wg.Add(1)
 		r.mu.Unlock()
+		// At MaxInflight, this blocks the endpoint's delivery: requests
+		// wait in the subscription until a slot frees.
 		r.sem <- struct{}{}
+		start := time.Now()
+		e.stats.begin()
 		go func() {
 			defer func() {
 				<-r.sem
 				r.wg.Done()
 			}()
-			r.serve(e, req)
+			r.serve(e, m, start)
 		}()
 	}
 }
 
-func (r *Responder) serve(e endpoint, req micro.Request) {
-	start := time.Now()
-	st := r.stat[e.name]
+// serve carries out one request and answers it.
+func (r *Responder) serve(e *endpoint, m *nats.Msg, start time.Time) {
 	var (
 		rep any
 		err error
@@ -237,61 +354,64 @@ func (r *Responder) serve(e endpoint, req micro.Request) {
 		}()
 		ctx, cancel := context.WithTimeout(context.Background(), r.cfg.RequestTimeout)
 		defer cancel()
-		body := req.Data()
-		if len(body) > MaxRequestSize {
-			err = fmt.Errorf("%w: the request is %d bytes; the limit is %d", provision.ErrInvalid, len(body), MaxRequestSize)
+		if len(m.Data) > MaxRequestSize {
+			err = fmt.Errorf("%w: the request is %d bytes; the limit is %d", provision.ErrInvalid, len(m.Data), MaxRequestSize)
 			return
 		}
-		rep, err = e.handle(ctx, req)
+		rep, err = e.handle(ctx, m)
 	}()
+	var data []byte
+	if err == nil {
+		data, err = json.Marshal(rep)
+	}
+	if max := r.nc.MaxPayload() - 1024; err == nil && int64(len(data)) > max {
+		// Publishing it would fail and leave the caller waiting.
+		err = fmt.Errorf("the reply would be %d bytes, over the servers' max_payload of %d bytes; for lists, ask for a page with \"limit\"", len(data), max+1024)
+	}
 	if err != nil {
 		code, desc := r.classify(e, err)
-		st.record(time.Since(start), desc)
-		r.reply(req, code, desc, nil)
+		r.finish(e, m, start, code, desc, nil)
 		return
 	}
-	data, merr := json.Marshal(rep)
-	if merr != nil {
-		code, desc := r.classify(e, merr)
-		st.record(time.Since(start), desc)
-		r.reply(req, code, desc, nil)
-		return
-	}
-	if max := r.nc.MaxPayload() - 1024; int64(len(data)) > max {
-		// Publishing it would fail and leave the caller waiting.
-		err := fmt.Errorf("the reply would be %d bytes, over the servers' max_payload of %d bytes; for lists, ask for a page with \"limit\"", len(data), max+1024)
-		code, desc := r.classify(e, err)
-		st.record(time.Since(start), desc)
-		r.reply(req, code, desc, nil)
-		return
-	}
-	st.record(time.Since(start), "")
-	r.reply(req, 0, "", data)
+	r.finish(e, m, start, 0, "", data)
 }
 
-// reply publishes the answer. It does not use micro.Request's Respond or
-// Error: those record state that micro reads when the handler returns,
-// which here is before the reply.
-func (r *Responder) reply(req micro.Request, code int, desc string, data []byte) {
-	subj := req.Reply()
-	if subj == "" {
-		return
-	}
-	m := &nats.Msg{Subject: subj, Data: data}
+// finish sends the answer and counts the request: its time from start
+// to reply, and its error, as micro writes it ("code:description").
+func (r *Responder) finish(e *endpoint, m *nats.Msg, start time.Time, code int, desc string, data []byte) {
+	var last string
 	if code != 0 {
-		m.Header = nats.Header{}
-		m.Header.Set(micro.ErrorHeader, desc)
-		m.Header.Set(micro.ErrorCodeHeader, strconv.Itoa(code))
-		m.Data, _ = json.Marshal(api.ErrorReply{Error: api.Error{Code: code, Description: desc}})
+		last = strconv.Itoa(code) + ":" + desc
 	}
-	if err := r.nc.PublishMsg(m); err != nil {
-		r.log.Warn("could not send reply", "subject", req.Subject(), "error", err)
+	if err := r.reply(m, code, desc, data); err != nil && last == "" {
+		last = "the reply could not be sent: " + err.Error()
 	}
+	e.stats.end(time.Since(start), last)
+}
+
+// reply publishes the answer: data, or for a code the micro error headers
+// and an api.ErrorReply body.
+func (r *Responder) reply(m *nats.Msg, code int, desc string, data []byte) error {
+	if m.Reply == "" {
+		return nil
+	}
+	out := &nats.Msg{Subject: m.Reply, Data: data}
+	if code != 0 {
+		out.Header = nats.Header{}
+		out.Header.Set(micro.ErrorHeader, desc)
+		out.Header.Set(micro.ErrorCodeHeader, strconv.Itoa(code))
+		out.Data, _ = json.Marshal(api.ErrorReply{Error: api.Error{Code: code, Description: desc}})
+	}
+	if err := r.nc.PublishMsg(out); err != nil {
+		r.log.Warn("could not send reply", "subject", m.Subject, "error", err)
+		return err
+	}
+	return nil
 }
 
 // classify is the one place where errors become wire codes. Callers get
 // descriptions they can act on; internal details go to the log only.
-func (r *Responder) classify(e endpoint, err error) (int, string) {
+func (r *Responder) classify(e *endpoint, err error) (int, string) {
 	code := api.CodeInternal
 	switch {
 	case errors.Is(err, provision.ErrInvalid):
@@ -313,16 +433,16 @@ func (r *Responder) classify(e endpoint, err error) (int, string) {
 	switch {
 	case code == api.CodeInternal:
 		ref := strconv.FormatUint(r.seq.Add(1), 10)
-		r.log.Error("request failed", "subject", e.subject, "ref", ref, "error", err)
+		r.log.Error("request failed", "subject", e.full, "ref", ref, "error", err)
 		desc = fmt.Sprintf("internal error (ref %s); the provisioner's log has the details", ref)
 	case code == api.CodeUnavailable:
 		ref := strconv.FormatUint(r.seq.Add(1), 10)
-		r.log.Warn("request failed", "subject", e.subject, "code", code, "ref", ref, "error", err)
+		r.log.Warn("request failed", "subject", e.full, "code", code, "ref", ref, "error", err)
 		desc = fmt.Sprintf("the provisioner's store is unavailable; retry (ref %s: the provisioner's log has the details)", ref)
 	case code >= 500:
-		r.log.Warn("request failed", "subject", e.subject, "code", code, "error", desc)
+		r.log.Warn("request failed", "subject", e.full, "code", code, "error", desc)
 	default:
-		r.log.Debug("request refused", "subject", e.subject, "code", code, "error", desc)
+		r.log.Debug("request refused", "subject", e.full, "code", code, "error", desc)
 	}
 	return code, desc
 }
@@ -377,42 +497,4 @@ func escapedSeed(body []byte) bool {
 		return false
 	}
 	return walk(v)
-}
-
-// endpointStats counts what an endpoint did, measured around the real work.
-type endpointStats struct {
-	mu        sync.Mutex
-	requests  uint64
-	errors    uint64
-	total     time.Duration
-	lastError string
-}
-
-func (s *endpointStats) record(d time.Duration, errDesc string) {
-	s.mu.Lock()
-	s.requests++
-	s.total += d
-	if errDesc != "" {
-		s.errors++
-		s.lastError = errDesc
-	}
-	s.mu.Unlock()
-}
-
-// EndpointStats is what `nats micro stats` shows in an endpoint's data.
-type EndpointStats struct {
-	Requests              uint64 `json:"requests"`
-	Errors                uint64 `json:"errors"`
-	AverageProcessingTime string `json:"average_processing_time"`
-	LastError             string `json:"last_error,omitempty"`
-}
-
-func (s *endpointStats) snapshot() EndpointStats {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := EndpointStats{Requests: s.requests, Errors: s.errors, LastError: s.lastError}
-	if s.requests > 0 {
-		out.AverageProcessingTime = (s.total / time.Duration(s.requests)).String()
-	}
-	return out
 }

@@ -2,7 +2,6 @@ package responder_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/api"
@@ -734,43 +734,6 @@ func TestServerRestart(t *testing.T) {
 	}
 }
 
-func TestMicroDiscovery(t *testing.T) {
-	h := newHarness(t, bootstrap.Options{})
-	m, err := h.admin.Request("$SRV.INFO.provisioner", nil, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var info struct {
-		Name      string `json:"name"`
-		Endpoints []struct {
-			Name    string `json:"name"`
-			Subject string `json:"subject"`
-		} `json:"endpoints"`
-	}
-	if err := json.Unmarshal(m.Data, &info); err != nil {
-		t.Fatal(err)
-	}
-	want := []string{"account.create", "account.get", "account.list", "account.update", "account.delete", "user.create", "user.list", "user.revoke"}
-	got := map[string]bool{}
-	for _, e := range info.Endpoints {
-		got[e.Subject] = true
-	}
-	for _, w := range want {
-		if !got["prov."+w] {
-			t.Errorf("micro info lacks prov.%s: %s", w, m.Data)
-		}
-	}
-	h.ok(t, "account.list", `{}`)
-	h.req(t, "account.get", `{"account":"nope"}`)
-	m, err = h.admin.Request("$SRV.STATS.provisioner", nil, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(m.Data), `"errors":1`) {
-		t.Errorf("stats do not count the failed account.get: %s", m.Data)
-	}
-}
-
 // TestNoTwoActiveUsersOfOneName races user creates of one name against
 // each other and against a revoke of that name: at no point may two active
 // users share it.
@@ -857,6 +820,26 @@ func TestStopAnswersEveryRequest(t *testing.T) {
 	}
 	if err := svc.Stop(); err != nil {
 		t.Errorf("stop: %v", err)
+	}
+	t.Logf("answers: %v", got)
+	// The stats count every request the instance answered, the 503s as
+	// errors, and nothing is left in flight.
+	st := svc.Responder.Stats()
+	var list *micro.EndpointStats
+	for _, e := range st.Endpoints {
+		if e.Name == "account_list" {
+			list = e
+		}
+	}
+	switch {
+	case list == nil:
+		t.Fatalf("no account_list in the stats")
+	case list.NumRequests != 1+got[""]+got["503"] || list.NumErrors != got["503"]:
+		t.Errorf("stats: %d requests, %d errors; the instance answered %d results and %d 503s (and one list before)", list.NumRequests, list.NumErrors, got[""], got["503"])
+	case got["503"] > 0 && !strings.HasPrefix(list.LastError, "503:"):
+		t.Errorf("stats: last error %q, want the 503", list.LastError)
+	case string(list.Data) != `{"in_flight":0,"pending":0}`:
+		t.Errorf("stats after stop: %s", list.Data)
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/api"
@@ -23,7 +22,7 @@ type SelfProvisioner interface {
 
 var _ SelfProvisioner = (*provision.Service)(nil)
 
-// NewSelf registers the self-service responder on a connection in the
+// NewSelf starts the self-service responder on a connection in the
 // service's own account. Tenants reach it through the import the service
 // adds to their account, on <prefix>.self.user.*, which the server maps
 // onto <prefix>.self.<their account>.user.* here: the account token is
@@ -39,10 +38,10 @@ func NewSelf(nc *nats.Conn, p SelfProvisioner, cfg Config) (*Responder, error) {
 	}
 	pos := len(strings.Split(cfg.Prefix, ".")) + 1 // 0-based: prefix, "self", account
 	sub := func(op string) string { return "self.*.user." + op }
-	eps := []endpoint{
-		{"self_user_create", sub("create"), handleSelf(pos, p.SelfCreateUser)},
-		{"self_user_list", sub("list"), handleSelf(pos, p.SelfListUsers)},
-		{"self_user_revoke", sub("revoke"), handleSelf(pos, p.SelfRevokeUser)},
+	eps := []*endpoint{
+		handleSelf("self_user_create", sub("create"), pos, p.SelfCreateUser),
+		handleSelf("self_user_list", sub("list"), pos, p.SelfListUsers),
+		handleSelf("self_user_revoke", sub("revoke"), pos, p.SelfRevokeUser),
 	}
 	return start(nc, cfg, eps, "Self-service for tenants: issue, list and revoke users of your own account in its roles, on "+cfg.Prefix+".self.user.*")
 }
@@ -56,33 +55,40 @@ type requestInfo struct {
 	IssuerKey string `json:"issuer_key"`
 }
 
-// handleSelf adapts a self-service operation: the tenant comes from the
-// subject's account token and the server's Nats-Request-Info header.
-func handleSelf[Req, Rep any](pos int, op func(context.Context, provision.Tenant, Req) (Rep, error)) handlerFunc {
-	return func(ctx context.Context, m micro.Request) (any, error) {
-		t, err := tenant(m, pos)
-		if err != nil {
-			return nil, err
-		}
-		var req Req
-		if err := decode(m.Data(), &req); err != nil {
-			return nil, err
-		}
-		return op(ctx, t, req)
+// handleSelf makes the endpoint of a self-service operation: the tenant
+// comes from the subject's account token and the server's
+// Nats-Request-Info header.
+func handleSelf[Req, Rep any](name, subject string, pos int, op func(context.Context, provision.Tenant, Req) (Rep, error)) *endpoint {
+	return &endpoint{
+		name:    name,
+		subject: subject,
+		request: new(Req),
+		reply:   new(Rep),
+		handle: func(ctx context.Context, m *nats.Msg) (any, error) {
+			t, err := tenant(m, pos)
+			if err != nil {
+				return nil, err
+			}
+			var req Req
+			if err := decode(m.Data, &req); err != nil {
+				return nil, err
+			}
+			return op(ctx, t, req)
+		},
 	}
 }
 
 // tenant reads the caller of a self-service request. A request without
 // the header, or whose header names another account than the subject, did
 // not come through a tenant's import and is refused.
-func tenant(m micro.Request, pos int) (provision.Tenant, error) {
-	tokens := strings.Split(m.Subject(), ".")
+func tenant(m *nats.Msg, pos int) (provision.Tenant, error) {
+	tokens := strings.Split(m.Subject, ".")
 	if pos >= len(tokens) || !nkeys.IsValidPublicAccountKey(tokens[pos]) {
 		return provision.Tenant{}, fmt.Errorf("%w: self-service requests come through the account's import", provision.ErrForbidden)
 	}
 	acc := tokens[pos]
 	var info requestInfo
-	raw := m.Headers().Get("Nats-Request-Info")
+	raw := m.Header.Get("Nats-Request-Info")
 	if raw == "" || json.Unmarshal([]byte(raw), &info) != nil || info.Account != acc {
 		return provision.Tenant{}, fmt.Errorf("%w: self-service requests come through the account's import", provision.ErrForbidden)
 	}

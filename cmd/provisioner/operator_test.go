@@ -89,6 +89,35 @@ func (p *pair) restart(t *testing.T, i int) {
 	p.start(t, i)
 }
 
+// routed waits until both servers answer a ping through one of them: the
+// restarted one is routed again.
+func (p *pair) routed(t *testing.T, creds string) {
+	t.Helper()
+	nc, err := nats.Connect(p.urls(), nats.UserCredentials(creds), nats.CustomInboxPrefix(bootstrap.ProvisionerInboxPrefix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		inbox := nc.NewInbox()
+		sub, _ := nc.SubscribeSync(inbox)
+		nc.PublishRequest("$SYS.REQ.SERVER.PING.IDZ", inbox, nil)
+		n := 0
+		for {
+			if _, err := sub.NextMsg(300 * time.Millisecond); err != nil {
+				break
+			}
+			n++
+		}
+		sub.Unsubscribe()
+		if n == 2 {
+			return
+		}
+	}
+	t.Fatal("the two servers are not routed again within 10s")
+}
+
 func (p *pair) urls() string {
 	return fmt.Sprintf("nats://127.0.0.1:%d,nats://127.0.0.1:%d", p.ports[0], p.ports[1])
 }
@@ -189,6 +218,7 @@ func TestOperatorRotation(t *testing.T) {
 		if err := connectTo(i); err != nil {
 			t.Fatalf("a new connection to n%d after its restart: %v", i+1, err)
 		}
+		p.routed(t, res.ProvisionerCreds)
 	}
 
 	// 3. Rotate: every account re-signed with the new key.
@@ -224,6 +254,7 @@ func TestOperatorRotation(t *testing.T) {
 	var fields map[string]any
 	json.Unmarshal(raw, &fields)
 	fields["operator_signing_key_next"] = filepath.Base(newKeyFile)
+	fields["nats_url"] = p.urls()
 	raw, _ = json.MarshalIndent(fields, "", "  ")
 	os.WriteFile(res.Config, raw, 0o644)
 	if _, _, err := runCmd(t, "operator", "finish", "--config", res.Config, "--server-conf", p.confs[0], "--server-conf", p.confs[1]); err != nil {

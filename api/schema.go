@@ -1,0 +1,498 @@
+package api
+
+import (
+	"bytes"
+	"encoding"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/nats-io/jwt/v2"
+)
+
+// SchemaDialect is the JSON Schema dialect of the schemas RequestSchema and
+// ReplySchema write.
+const SchemaDialect = "https://json-schema.org/draft/2020-12/schema"
+
+// ErrSchema is returned for a type that has no JSON Schema here: a channel,
+// a function, or a type with its own JSON or text encoding that the
+// generator does not know.
+var ErrSchema = errors.New("api: no JSON schema for the type")
+
+// RequestSchema returns the JSON Schema of the request v (a value of a
+// request type, or a pointer to one) as compact JSON. It follows the rules
+// the service decodes requests by: field names are the json tag names,
+// exactly; a field without omitempty (or omitzero) is required; null is
+// taken only where Go has nil (pointers, slices, maps); every object is
+// closed (additionalProperties false), as the service refuses an unknown
+// field; integers are bounded where their Go type is narrower than 64 bits.
+// Two refusals of the decoder are beyond the schema: a whole number
+// written with a fraction or an exponent (1.0), and a 64-bit integer out
+// of range. It returns ErrSchema for a type it cannot describe.
+func RequestSchema(v any) ([]byte, error) { return schemaFor(reflect.TypeOf(v), true) }
+
+// ReplySchema returns the JSON Schema of the reply v as compact JSON, by
+// the rules of RequestSchema except that objects are open: a client should
+// ignore fields it does not know, which later versions may add. The
+// account JWT's "nats" claim (jwt.Account: limits, keys, revocations,
+// imports, exports, mappings) is described as an object only, not field by
+// field, so that a reply schema stays small enough for the service's micro
+// INFO message. It returns ErrSchema for a type it cannot describe.
+func ReplySchema(v any) ([]byte, error) { return schemaFor(reflect.TypeOf(v), false) }
+
+// opaque are types with their own JSON encoding, or too large to spell out,
+// and the schema each is given instead of being reflected.
+var opaque = map[reflect.Type]*schema{
+	reflect.TypeFor[time.Time](): {Type: types{"string"}, Format: "date-time"},
+	// An export or import's "type".
+	reflect.TypeFor[jwt.ExportType](): {Type: types{"string"}, Enum: []string{"stream", "service"}},
+	// A service export's latency sampling: a percentage, or "headers"
+	// (any case).
+	reflect.TypeFor[jwt.SamplingRate](): {Type: types{"integer", "string"}, Pattern: "^[Hh][Ee][Aa][Dd][Ee][Rr][Ss]$"},
+	reflect.TypeFor[jwt.Account](): {
+		Type:        types{"object"},
+		Description: "the account's nats claim, as github.com/nats-io/jwt/v2 Account encodes it: limits, signing_keys, revocations, default_permissions, imports, exports, mappings",
+	},
+}
+
+var (
+	marshalerType       = reflect.TypeFor[json.Marshaler]()
+	unmarshalerType     = reflect.TypeFor[json.Unmarshaler]()
+	textMarshalerType   = reflect.TypeFor[encoding.TextMarshaler]()
+	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
+	rawMessageType      = reflect.TypeFor[json.RawMessage]()
+)
+
+// schema is the part of JSON Schema the generator writes, in the order it
+// writes it.
+type schema struct {
+	Dialect              string             `json:"$schema,omitempty"`
+	Ref                  string             `json:"$ref,omitempty"`
+	Title                string             `json:"title,omitempty"`
+	Description          string             `json:"description,omitempty"`
+	Type                 types              `json:"type,omitempty"`
+	Enum                 []string           `json:"enum,omitempty"`
+	Format               string             `json:"format,omitempty"`
+	ContentEncoding      string             `json:"contentEncoding,omitempty"`
+	Minimum              *int64             `json:"minimum,omitempty"`
+	Maximum              *int64             `json:"maximum,omitempty"`
+	MaxItems             *int               `json:"maxItems,omitempty"`
+	Items                *schema            `json:"items,omitempty"`
+	Properties           properties         `json:"properties,omitempty"`
+	Required             []string           `json:"required,omitempty"`
+	PropertyNames        *schema            `json:"propertyNames,omitempty"`
+	Pattern              string             `json:"pattern,omitempty"`
+	AdditionalProperties any                `json:"additionalProperties,omitempty"`
+	AnyOf                []*schema          `json:"anyOf,omitempty"`
+	Defs                 map[string]*schema `json:"$defs,omitempty"`
+}
+
+// types is a schema's "type": one name, or a list when null is taken too.
+type types []string
+
+func (t types) MarshalJSON() ([]byte, error) {
+	if len(t) == 1 {
+		return json.Marshal(t[0])
+	}
+	return json.Marshal([]string(t))
+}
+
+// properties keeps an object's properties in the order of the Go fields.
+type properties []property
+
+type property struct {
+	name string
+	s    *schema
+}
+
+func (ps properties) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for i, p := range ps {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		k, _ := json.Marshal(p.name)
+		v, err := json.Marshal(p.s)
+		if err != nil {
+			return nil, err
+		}
+		b.Write(k)
+		b.WriteByte(':')
+		b.Write(v)
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
+
+// generator writes the schema of one root type. Struct types met more than
+// once go into $defs and are referenced; the others are written in place.
+//
+// It is written here rather than taken from a reflection library such as
+// invopop/jsonschema because the schemas must follow the service's decoder
+// (package jsonstrict), which such libraries do not know: null where Go has
+// nil, in map values too ("roles":{"old":null} removes a role), which
+// invopop can only add per field through a jsonschema tag; the range of
+// sized integers; ",string" fields; the jwt types that encode themselves.
+// It walks struct fields by encoding/json's rules, as jsonstrict does.
+type generator struct {
+	closed bool
+	uses   map[reflect.Type]int
+	names  map[reflect.Type]string
+	taken  map[string]bool
+	defs   map[string]*schema
+	root   reflect.Type
+}
+
+func schemaFor(t reflect.Type, closed bool) ([]byte, error) {
+	if t == nil {
+		return nil, fmt.Errorf("%w: nil", ErrSchema)
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	g := &generator{closed: closed, uses: map[reflect.Type]int{}, names: map[reflect.Type]string{}, taken: map[string]bool{}, defs: map[string]*schema{}, root: t}
+	g.count(t)
+	s, err := g.gen(t, true)
+	if err != nil {
+		return nil, err
+	}
+	if s.Ref != "" {
+		return nil, fmt.Errorf("%w: %s refers to itself", ErrSchema, t)
+	}
+	s.Dialect, s.Title = SchemaDialect, t.Name()
+	if len(g.defs) > 0 {
+		s.Defs = g.defs
+	}
+	return json.Marshal(s)
+}
+
+// count counts how often each struct type is met, to decide which go into
+// $defs.
+func (g *generator) count(t reflect.Type) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if opaque[t] != nil || custom(t) {
+		return
+	}
+	switch t.Kind() {
+	case reflect.Slice, reflect.Array, reflect.Map:
+		g.count(t.Elem())
+	case reflect.Struct:
+		g.uses[t]++
+		if g.uses[t] > 1 {
+			return
+		}
+		fs := fields(t)
+		for _, f := range fs {
+			g.count(f.typ)
+		}
+	}
+}
+
+// custom reports whether t encodes itself (MarshalJSON, MarshalText, or
+// their Unmarshal): the decoder hands such a value to the type, so only a
+// schema written for the type can describe it.
+func custom(t reflect.Type) bool {
+	if t == rawMessageType {
+		return false
+	}
+	if t.Kind() == reflect.Pointer || t.Kind() == reflect.Interface {
+		return false
+	}
+	pt := reflect.PointerTo(t)
+	return pt.Implements(marshalerType) || pt.Implements(unmarshalerType) || pt.Implements(textMarshalerType) || pt.Implements(textUnmarshalerType)
+}
+
+// gen returns the schema of t. top is set for the root, which is never a
+// reference.
+func (g *generator) gen(t reflect.Type, top bool) (*schema, error) {
+	if s := opaque[t]; s != nil {
+		c := *s
+		return &c, nil
+	}
+	if t == rawMessageType {
+		return &schema{}, nil
+	}
+	if custom(t) {
+		return nil, fmt.Errorf("%w: %s encodes itself", ErrSchema, t)
+	}
+	switch t.Kind() {
+	case reflect.Bool:
+		return &schema{Type: types{"boolean"}}, nil
+	case reflect.Int, reflect.Int64:
+		return &schema{Type: types{"integer"}}, nil
+	case reflect.Int8, reflect.Int16, reflect.Int32:
+		lo, hi := int64(-1)<<(t.Bits()-1), int64(1)<<(t.Bits()-1)-1
+		return &schema{Type: types{"integer"}, Minimum: &lo, Maximum: &hi}, nil
+	case reflect.Uint, reflect.Uint64, reflect.Uintptr:
+		var lo int64
+		return &schema{Type: types{"integer"}, Minimum: &lo}, nil
+	case reflect.Uint8, reflect.Uint16, reflect.Uint32:
+		lo, hi := int64(0), int64(1)<<t.Bits()-1
+		return &schema{Type: types{"integer"}, Minimum: &lo, Maximum: &hi}, nil
+	case reflect.Float32, reflect.Float64:
+		return &schema{Type: types{"number"}}, nil
+	case reflect.String:
+		return &schema{Type: types{"string"}}, nil
+	case reflect.Interface:
+		if t.NumMethod() == 0 {
+			return &schema{}, nil // any value
+		}
+		return &schema{Type: types{"null"}}, nil
+	case reflect.Pointer:
+		s, err := g.gen(t.Elem(), false)
+		if err != nil {
+			return nil, err
+		}
+		return nullable(s), nil
+	case reflect.Slice:
+		if t.Elem().Kind() == reflect.Uint8 && !custom(t.Elem()) {
+			return &schema{Type: types{"string", "null"}, ContentEncoding: "base64"}, nil
+		}
+		items, err := g.gen(t.Elem(), false)
+		if err != nil {
+			return nil, err
+		}
+		return &schema{Type: types{"array", "null"}, Items: items}, nil
+	case reflect.Array:
+		items, err := g.gen(t.Elem(), false)
+		if err != nil {
+			return nil, err
+		}
+		n := t.Len()
+		return &schema{Type: types{"array"}, Items: items, MaxItems: &n}, nil
+	case reflect.Map:
+		return g.mapSchema(t)
+	case reflect.Struct:
+		return g.structSchema(t, top)
+	}
+	return nil, fmt.Errorf("%w: %s", ErrSchema, t)
+}
+
+// nullable lets s take null as well.
+func nullable(s *schema) *schema {
+	switch {
+	case s.Ref != "" || len(s.AnyOf) > 0:
+		return &schema{AnyOf: []*schema{s, {Type: types{"null"}}}}
+	case len(s.Type) == 0:
+		return s // any value, null included
+	case slices.Contains(s.Type, "null"):
+		return s
+	}
+	c := *s
+	c.Type = append(slices.Clip(s.Type), "null")
+	return &c
+}
+
+func (g *generator) mapSchema(t reflect.Type) (*schema, error) {
+	s := &schema{Type: types{"object", "null"}}
+	switch k := t.Key(); {
+	case custom(k):
+		return nil, fmt.Errorf("%w: map key %s encodes itself", ErrSchema, k)
+	case k.Kind() == reflect.String:
+	case k.Kind() >= reflect.Int && k.Kind() <= reflect.Int64:
+		s.PropertyNames = &schema{Pattern: "^-?[0-9]+$"}
+	case k.Kind() >= reflect.Uint && k.Kind() <= reflect.Uintptr:
+		s.PropertyNames = &schema{Pattern: "^[0-9]+$"}
+	default:
+		return nil, fmt.Errorf("%w: map key %s", ErrSchema, k)
+	}
+	v, err := g.gen(t.Elem(), false)
+	if err != nil {
+		return nil, err
+	}
+	s.AdditionalProperties = v
+	return s, nil
+}
+
+func (g *generator) structSchema(t reflect.Type, top bool) (*schema, error) {
+	if t == g.root && !top {
+		return &schema{Ref: "#"}, nil
+	}
+	def := !top && g.uses[t] > 1
+	if def {
+		if name, ok := g.names[t]; ok {
+			return &schema{Ref: "#/$defs/" + name}, nil
+		}
+		name := t.Name()
+		if name == "" || g.taken[name] {
+			name = strings.ReplaceAll(t.String(), ".", "_")
+		}
+		g.names[t], g.taken[name] = name, true
+		g.defs[name] = &schema{} // a placeholder, so that t may refer to itself
+	}
+	fs := fields(t)
+	s := &schema{Type: types{"object"}}
+	if g.closed {
+		s.AdditionalProperties = false
+	}
+	for _, f := range fs {
+		fsch, err := g.gen(f.typ, false)
+		if err != nil {
+			return nil, fmt.Errorf("%s.%s: %w", t, f.name, err)
+		}
+		if f.quoted {
+			fsch = &schema{Type: types{"string"}, Description: "a string holding the JSON value"}
+		}
+		s.Properties = append(s.Properties, property{f.name, fsch})
+		if f.required {
+			s.Required = append(s.Required, f.name)
+		}
+	}
+	if !def {
+		return s, nil
+	}
+	g.defs[g.names[t]] = s
+	return &schema{Ref: "#/$defs/" + g.names[t]}, nil
+}
+
+// jsonField is one JSON field of a struct, as encoding/json sees it.
+type jsonField struct {
+	name     string
+	typ      reflect.Type
+	index    []int
+	tagged   bool
+	required bool
+	quoted   bool
+}
+
+// fields lists a struct's JSON fields by encoding/json's rules: exported
+// fields, the fields of embedded structs promoted, a json tag naming or
+// hiding ("-") a field, and of several fields of one name the shallowest,
+// at equal depth the tagged one, else none.
+func fields(t reflect.Type) []jsonField {
+	var found []jsonField
+	type level struct {
+		typ   reflect.Type
+		index []int
+	}
+	next := []level{{typ: t}}
+	visited := map[reflect.Type]bool{}
+	for len(next) > 0 {
+		current := next
+		next = nil
+		count := map[reflect.Type]int{}
+		for _, l := range current {
+			count[l.typ]++
+		}
+		for _, l := range current {
+			if visited[l.typ] {
+				continue
+			}
+			visited[l.typ] = true
+			for i := range l.typ.NumField() {
+				sf := l.typ.Field(i)
+				ft := sf.Type
+				if sf.Anonymous {
+					if ft.Kind() == reflect.Pointer {
+						ft = ft.Elem()
+					}
+					if !sf.IsExported() && ft.Kind() != reflect.Struct {
+						continue
+					}
+				} else if !sf.IsExported() {
+					continue
+				}
+				tag := sf.Tag.Get("json")
+				if tag == "-" {
+					continue
+				}
+				name, opts, _ := strings.Cut(tag, ",")
+				if !validTag(name) {
+					name = ""
+				}
+				index := append(slices.Clip(l.index), i)
+				if name == "" && sf.Anonymous && ft.Kind() == reflect.Struct && opaque[ft] == nil {
+					next = append(next, level{typ: ft, index: index})
+					continue
+				}
+				f := jsonField{name: name, typ: sf.Type, index: index, tagged: name != ""}
+				if f.name == "" {
+					f.name = sf.Name
+				}
+				optional := hasOption(opts, "omitempty") || hasOption(opts, "omitzero")
+				f.required = !optional
+				if hasOption(opts, "string") {
+					bt := sf.Type
+					if bt.Kind() == reflect.Pointer {
+						bt = bt.Elem()
+					}
+					switch bt.Kind() {
+					case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+						reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+						reflect.Float32, reflect.Float64, reflect.String:
+						f.quoted = true
+					}
+				}
+				found = append(found, f)
+				if count[l.typ] > 1 {
+					// Two embeddings of one type at one depth: the
+					// duplicate makes the rule below drop the name.
+					found = append(found, f)
+				}
+			}
+		}
+	}
+	slices.SortStableFunc(found, func(a, b jsonField) int {
+		if c := strings.Compare(a.name, b.name); c != 0 {
+			return c
+		}
+		if c := len(a.index) - len(b.index); c != 0 {
+			return c
+		}
+		if a.tagged != b.tagged {
+			if a.tagged {
+				return -1
+			}
+			return 1
+		}
+		return slices.Compare(a.index, b.index)
+	})
+	var kept []jsonField
+	for i := 0; i < len(found); {
+		j := i + 1
+		for j < len(found) && found[j].name == found[i].name {
+			j++
+		}
+		same := found[i:j]
+		if len(same) == 1 || len(same[0].index) != len(same[1].index) || same[0].tagged != same[1].tagged {
+			kept = append(kept, same[0])
+		}
+		i = j
+	}
+	slices.SortFunc(kept, func(a, b jsonField) int { return slices.Compare(a.index, b.index) })
+	return kept
+}
+
+// validTag is encoding/json's rule for a usable name in a json tag.
+func validTag(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		switch {
+		case strings.ContainsRune("!#$%&()*+-./:;<=>?@[]^_{|}~ ", c):
+		case !unicode.IsLetter(c) && !unicode.IsDigit(c):
+			return false
+		}
+	}
+	return true
+}
+
+func hasOption(opts, name string) bool {
+	for opts != "" {
+		var o string
+		o, opts, _ = strings.Cut(opts, ",")
+		if o == name {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,13 @@
+package responder
+
+// SetPendingLimits sets the pending limits of every endpoint subscription
+// (nats.Subscription.SetPendingLimits), so that a test can make an
+// endpoint fall behind and drop requests.
+func (r *Responder) SetPendingLimits(msgs, bytes int) error {
+	for _, e := range r.eps {
+		if err := e.sub.SetPendingLimits(msgs, bytes); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,176 @@
+package responder
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+)
+
+// The micro protocol, answered with nats.go micro's own wire types and
+// type strings, so that `nats micro ls|info|stats|ping` and any micro
+// client see an ordinary micro service: PING, INFO and STATS on
+// $SRV.<VERB>, $SRV.<VERB>.<name> and $SRV.<VERB>.<name>.<id>, endpoints
+// in micro's queue group "q" (instances share requests), errors in the
+// Nats-Service-Error(-Code) headers.
+
+// EndpointData is an endpoint's data in $SRV.STATS: what micro's own
+// counters do not show.
+type EndpointData struct {
+	// InFlight is how many of the endpoint's requests are being carried
+	// out, each holding one of the MaxInflight slots.
+	InFlight int `json:"in_flight"`
+	// Pending is how many have arrived and wait for a slot.
+	Pending int `json:"pending"`
+}
+
+// subscribeVerbs subscribes PING, INFO and STATS on the three subjects
+// micro answers each on: every service, the service's name, the instance.
+func (r *Responder) subscribeVerbs() error {
+	answers := map[micro.Verb]func() any{
+		micro.PingVerb:  func() any { return micro.Ping{ServiceIdentity: r.identity(), Type: micro.PingResponseType} },
+		micro.InfoVerb:  func() any { return r.Info() },
+		micro.StatsVerb: func() any { return r.Stats() },
+	}
+	for _, verb := range []micro.Verb{micro.PingVerb, micro.InfoVerb, micro.StatsVerb} {
+		answer := answers[verb]
+		for _, scope := range [][2]string{{"", ""}, {r.cfg.Name, ""}, {r.cfg.Name, r.id}} {
+			subj, err := micro.ControlSubject(verb, scope[0], scope[1])
+			if err != nil {
+				return fmt.Errorf("responder: %s subject: %w", verb, err)
+			}
+			sub, err := r.nc.Subscribe(subj, func(m *nats.Msg) {
+				if m.Reply == "" {
+					return
+				}
+				data, err := json.Marshal(answer())
+				if err == nil {
+					err = m.Respond(data)
+				}
+				if err != nil {
+					r.log.Warn("could not answer micro discovery", "subject", m.Subject, "error", err)
+				}
+			})
+			if err != nil {
+				return fmt.Errorf("responder: subscribe %s: %w", subj, err)
+			}
+			r.verbs = append(r.verbs, sub)
+		}
+	}
+	return nil
+}
+
+func (r *Responder) identity() micro.ServiceIdentity {
+	return micro.ServiceIdentity{Name: r.cfg.Name, ID: r.id, Version: r.cfg.Version, Metadata: maps.Clone(r.metadata)}
+}
+
+// Info describes the service as $SRV.INFO does: its identity and
+// description, and each endpoint with its subject, its queue group and, in
+// its metadata, the JSON Schemas of its request ("request_schema") and
+// reply ("response_schema").
+func (r *Responder) Info() micro.Info {
+	info := micro.Info{
+		ServiceIdentity: r.identity(),
+		Type:            micro.InfoResponseType,
+		Description:     r.description,
+		Endpoints:       make([]micro.EndpointInfo, 0, len(r.eps)),
+	}
+	for _, e := range r.eps {
+		info.Endpoints = append(info.Endpoints, micro.EndpointInfo{
+			Name:       e.name,
+			Subject:    e.full,
+			QueueGroup: micro.DefaultQueueGroup,
+			Metadata:   maps.Clone(e.metadata),
+		})
+	}
+	return info
+}
+
+// Stats returns the service's counters as $SRV.STATS does. Each request
+// counts once it is answered, with its processing time, from when it took
+// one of the MaxInflight slots to its reply (the wait for a slot shows as
+// pending in the endpoint's data, not as processing), and, when it failed,
+// its error as micro writes it ("404:account nope not found"). A request
+// the client library dropped because the endpoint fell too far behind
+// counts as an error too.
+func (r *Responder) Stats() micro.Stats {
+	st := micro.Stats{
+		ServiceIdentity: r.identity(),
+		Type:            micro.StatsResponseType,
+		Started:         r.started,
+		Endpoints:       make([]*micro.EndpointStats, 0, len(r.eps)),
+	}
+	for _, e := range r.eps {
+		st.Endpoints = append(st.Endpoints, e.stats.snapshot(e))
+	}
+	return st
+}
+
+// endpointStats counts what an endpoint did.
+type endpointStats struct {
+	mu        sync.Mutex
+	requests  int
+	errors    int
+	total     time.Duration
+	lastError string
+	inFlight  int
+	// dropped is how many drops of the subscription are counted.
+	dropped int
+}
+
+// begin counts a request whose work starts.
+func (s *endpointStats) begin() {
+	s.mu.Lock()
+	s.inFlight++
+	s.mu.Unlock()
+}
+
+// end counts a request answered after d, failed when lastError is set.
+func (s *endpointStats) end(d time.Duration, lastError string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inFlight--
+	s.requests++
+	s.total += d
+	if lastError != "" {
+		s.errors++
+		s.lastError = lastError
+	}
+}
+
+func (s *endpointStats) snapshot(e *endpoint) *micro.EndpointStats {
+	// Both fail once the subscription is gone; its drops were counted by
+	// the snapshots before, and nothing is pending.
+	dropped, derr := e.sub.Dropped()
+	pending, _, perr := e.sub.Pending()
+	if perr != nil {
+		pending = 0
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if derr == nil && dropped > s.dropped {
+		n := dropped - s.dropped
+		s.dropped = dropped
+		s.requests += n
+		s.errors += n
+		s.lastError = fmt.Sprintf("slow consumer: %d requests dropped unanswered while the endpoint was at its limit of requests in flight", n)
+	}
+	out := &micro.EndpointStats{
+		Name:           e.name,
+		Subject:        e.full,
+		QueueGroup:     micro.DefaultQueueGroup,
+		NumRequests:    s.requests,
+		NumErrors:      s.errors,
+		LastError:      s.lastError,
+		ProcessingTime: s.total,
+	}
+	if s.requests > 0 {
+		out.AverageProcessingTime = s.total / time.Duration(s.requests)
+	}
+	out.Data, _ = json.Marshal(EndpointData{InFlight: s.inFlight, Pending: pending})
+	return out
+}

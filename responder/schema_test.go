@@ -1,0 +1,189 @@
+package responder_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats.go/micro"
+	"github.com/nats-io/nkeys"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/provtest"
+)
+
+// schemas are the compiled request and reply schemas of each endpoint, as
+// the service publishes them in its micro metadata.
+type schemas map[string]struct{ request, reply *jsonschema.Schema }
+
+func compileSchemas(t *testing.T, info micro.Info) schemas {
+	t.Helper()
+	out := schemas{}
+	for _, e := range info.Endpoints {
+		c := jsonschema.NewCompiler()
+		var got struct{ request, reply *jsonschema.Schema }
+		for _, k := range []string{"request_schema", "response_schema"} {
+			doc, err := jsonschema.UnmarshalJSON(strings.NewReader(e.Metadata[k]))
+			if err != nil {
+				t.Fatalf("%s %s is not JSON: %v", e.Name, k, err)
+			}
+			url := e.Name + "/" + k + ".json"
+			if err := c.AddResource(url, doc); err != nil {
+				t.Fatal(err)
+			}
+			s, err := c.Compile(url)
+			if err != nil {
+				t.Fatalf("%s %s does not compile: %v", e.Name, k, err)
+			}
+			if k == "request_schema" {
+				got.request = s
+			} else {
+				got.reply = s
+			}
+		}
+		out[e.Name] = got
+	}
+	return out
+}
+
+func validates(t *testing.T, s *jsonschema.Schema, body []byte) error {
+	t.Helper()
+	v, err := jsonschema.UnmarshalJSON(strings.NewReader(string(body)))
+	if err != nil {
+		t.Fatalf("not JSON: %v: %s", err, body)
+	}
+	return s.Validate(v)
+}
+
+// withUnknownField adds a field no request has to a JSON object.
+func withUnknownField(body string) string {
+	if body == "{}" {
+		return `{"colour":"red"}`
+	}
+	return `{"colour":"red",` + body[1:]
+}
+
+// TestSchemasMatchTheService: each endpoint's published request schema
+// takes the README's examples and refuses an unknown field as the service
+// does, and the service's replies validate against its reply schemas.
+func TestSchemasMatchTheService(t *testing.T) {
+	h := newHarness(t, bootstrap.Options{})
+	sch := compileSchemas(t, discover[micro.Info](t, h.admin, "$SRV.INFO.provisioner"))
+	kp, _ := nkeys.CreateUser()
+	userPub, _ := kp.PublicKey()
+
+	// The examples of README.md's "Requests" table, as written there;
+	// fill replaces its placeholders, in order, with values.
+	tests := []struct {
+		endpoint, subject, example string
+		fill                       []string
+	}{
+		{"account_create", "account.create", `{"name":"acme","limits":{"conn":10},"default_permissions":{"pub":{"deny":["admin.>"]}},"tags":["tier:gold"],"description":"..."}`, nil},
+		{"account_get", "account.get", `{"account":ACCOUNT}`, []string{"ACCOUNT", `"acme"`}},
+		{"account_list", "account.list", `{}`, nil},
+		{"account_list", "account.list", `{"offset":0,"limit":100}`, nil},
+		{"account_update", "account.update", `{"account":ACCOUNT,"limits":{...},"default_permissions":{...},"tags":[...],"description":"..."}`,
+			[]string{"ACCOUNT", `"acme"`, "{...}", `{"conn":5,"mem_storage":-1,"disk_storage":1048576}`, "{...}", `{"sub":{"deny":["secret.>"]}}`, "[...]", `["tier:silver"]`}},
+		{"user_create", "user.create", `{"account":ACCOUNT,"name":"alice","public_key":"U... (optional)","permissions":{...},"limits":{...},"expires_in":"24h","bearer_token":false,"allowed_connection_types":[...],"tags":[...]}`,
+			[]string{"ACCOUNT", `"acme"`, "U... (optional)", userPub, "{...}", `{"pub":{"allow":["orders.>"]},"resp":{"max":1,"ttl":0}}`, "{...}", `{"subs":10,"src":["127.0.0.1/32"]}`, "[...]", `["STANDARD"]`, "[...]", `["team:a"]`}},
+		{"user_list", "user.list", `{"account":ACCOUNT}`, []string{"ACCOUNT", `"acme"`}},
+		// "and offset/limit as above"
+		{"user_list", "user.list", `{"account":ACCOUNT,"offset":0,"limit":100}`, []string{"ACCOUNT", `"acme"`}},
+		{"user_revoke", "user.revoke", `{"account":ACCOUNT,"user":"U... or an active user's name"}`, []string{"ACCOUNT", `"acme"`, "U... or an active user's name", "alice"}},
+		{"account_delete", "account.delete", `{"account":ACCOUNT}`, []string{"ACCOUNT", `"acme"`}},
+		// Endpoints the table does not show.
+		{"account_create", "account.create", `{"name":"beta","roles":{"device":{"pub":{"allow":["telemetry.>"]}}}}`, nil},
+		{"account_update", "account.update", `{"account":"beta","roles":{"device":null},"self_service":false}`, nil},
+		{"account_rotate", "account.rotate", `{"account":"beta"}`, nil},
+		{"reconcile", "reconcile", `{}`, nil},
+		{"status", "status", `{}`, nil},
+	}
+	for _, tt := range tests {
+		body := tt.example
+		for i := 0; i+1 < len(tt.fill); i += 2 {
+			body = strings.Replace(body, tt.fill[i], tt.fill[i+1], 1)
+		}
+		t.Run(tt.subject+" "+body, func(t *testing.T) {
+			s, ok := sch[tt.endpoint]
+			if !ok {
+				t.Fatalf("no endpoint %s in micro info", tt.endpoint)
+			}
+			if err := validates(t, s.request, []byte(body)); err != nil {
+				t.Errorf("the request schema refuses %s: %v", body, err)
+			}
+			r := h.req(t, tt.subject, body)
+			if r.Code != 0 {
+				t.Fatalf("the service refuses %s: %d %q", body, r.Code, r.Description)
+			}
+			if err := validates(t, s.reply, r.Raw); err != nil {
+				t.Errorf("the reply does not validate against the reply schema: %v\n%s", err, r.Raw)
+			}
+			bad := withUnknownField(body)
+			if err := validates(t, s.request, []byte(bad)); err == nil {
+				t.Errorf("the request schema takes an unknown field: %s", bad)
+			}
+			if r := h.req(t, tt.subject, bad); r.Code != 400 {
+				t.Errorf("the service takes an unknown field: %d %q", r.Code, r.Description)
+			}
+		})
+	}
+
+	// Each schema refuses what the service refuses, nested too.
+	for _, tt := range []struct{ endpoint, subject, body string }{
+		{"account_create", "account.create", `{"name":"x","limits":{"connections":5}}`},
+		{"account_create", "account.create", `{"name":"x","limits":{"conn":"many"}}`},
+		{"account_create", "account.create", `{"Name":"x"}`},
+		{"user_create", "user.create", `{"account":"beta","name":"x","permissions":{"pub":{"allow":"orders.>"}}}`},
+		{"audit", "audit", `{"after":-1}`},
+	} {
+		if err := validates(t, sch[tt.endpoint].request, []byte(tt.body)); err == nil {
+			t.Errorf("the %s schema takes %s", tt.endpoint, tt.body)
+		}
+		if r := h.req(t, tt.subject, tt.body); r.Code != 400 {
+			t.Errorf("the service takes %s: %d %q", tt.body, r.Code, r.Description)
+		}
+	}
+	// The reply schemas are not vacuous.
+	for _, tt := range []struct{ endpoint, body string }{
+		{"account_list", `{"accounts":"acme","total":1}`},
+		{"account_list", `{"accounts":[{"name":"acme"}],"total":1}`},
+		{"account_get", `{"resolver":[]}`},
+		{"user_create", `{"user":{"name":"alice","public_key":"U","jwt":7}}`},
+	} {
+		if err := validates(t, sch[tt.endpoint].reply, []byte(tt.body)); err == nil {
+			t.Errorf("the %s reply schema takes %s", tt.endpoint, tt.body)
+		}
+	}
+}
+
+// TestSelfServiceSchemas: the self-service endpoints publish their schemas
+// too, and they take what a tenant sends.
+func TestSelfServiceSchemas(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	svc := env.Start(t)
+	h := &harness{env: env, admin: env.Admin(t)}
+	sch := compileSchemas(t, svc.Self.Info())
+	h.ok(t, "account.create", tenantAccount)
+	enroller, _ := h.userCreds(t, `{"account":"acme","name":"backend","role":"enroller"}`)
+	tenant := env.Connect(t, enroller)
+	for _, tt := range []struct{ endpoint, subject, body string }{
+		{"self_user_create", "prov.self.user.create", `{"name":"d1","role":"device","expires_in":"1h"}`},
+		{"self_user_list", "prov.self.user.list", `{"offset":0,"limit":10}`},
+		{"self_user_revoke", "prov.self.user.revoke", `{"user":"d1"}`},
+	} {
+		s := sch[tt.endpoint]
+		if err := validates(t, s.request, []byte(tt.body)); err != nil {
+			t.Errorf("%s: the request schema refuses %s: %v", tt.endpoint, tt.body, err)
+		}
+		r := provtest.Request(t, tenant, tt.subject, tt.body)
+		if r.Code != 0 {
+			t.Fatalf("%s %s: %d %q", tt.subject, tt.body, r.Code, r.Description)
+		}
+		if err := validates(t, s.reply, r.Raw); err != nil {
+			t.Errorf("%s: the reply does not validate: %v\n%s", tt.endpoint, err, r.Raw)
+		}
+		if err := validates(t, s.request, []byte(withUnknownField(tt.body))); err == nil {
+			t.Errorf("%s: the request schema takes an unknown field", tt.endpoint)
+		}
+	}
+}
