@@ -11,6 +11,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -163,7 +164,11 @@ func encodeConf(t *testing.T, m map[string]any, depth int) string {
 	var b strings.Builder
 	indent := strings.Repeat("  ", depth)
 	for _, k := range keys {
-		fmt.Fprintf(&b, "%s%s: %s\n", indent, k, encodeValue(t, m[k], depth))
+		key := k
+		if strings.Trim(k, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != "" {
+			key = strconv.Quote(k)
+		}
+		fmt.Fprintf(&b, "%s%s: %s\n", indent, key, encodeValue(t, m[k], depth))
 	}
 	return b.String()
 }
@@ -266,14 +271,6 @@ func (c *natsCluster) kill(i int) {
 	<-nd.proc.done
 }
 
-// sysConn connects to server i as the provisioner's system user, the one
-// user allowed to ask the servers' claims API, and closes it when the test
-// ends.
-func (c *natsCluster) sysConn(i int) *nats.Conn {
-	c.t.Helper()
-	return c.sysConnURL(c.nodes[i].url)
-}
-
 // observer returns a connection of the provisioner's system user to any
 // server of the cluster, made on first use, that the test reads the
 // servers' resolvers with.
@@ -285,6 +282,9 @@ func (c *natsCluster) observer() *nats.Conn {
 	return c.obs
 }
 
+// sysConnURL connects to url as the provisioner's system user, the one
+// user allowed to ask the servers' claims API, and closes the connection
+// when the test ends.
 func (c *natsCluster) sysConnURL(url string) *nats.Conn {
 	c.t.Helper()
 	nc, err := nats.Connect(url,
@@ -306,18 +306,13 @@ func (c *natsCluster) waitFormed(within time.Duration) {
 	t := c.t
 	t.Helper()
 	var running []string
-	for _, nd := range c.nodes {
-		if nd.proc != nil && !nd.proc.exited() {
-			running = append(running, nd.name)
-		}
+	for _, nd := range c.up() {
+		running = append(running, nd.name)
 	}
 	slices.Sort(running)
 	deadline := time.Now().Add(within)
-	for i, nd := range c.nodes {
-		if nd.proc == nil || nd.proc.exited() {
-			continue
-		}
-		nc := c.sysConn(i)
+	for _, nd := range c.up() {
+		nc := c.sysConnURL(nd.url)
 		for {
 			got := gatherReplies(nc, "$SYS.REQ.SERVER.PING.IDZ", nil, len(running), 500*time.Millisecond)
 			var names []string
@@ -421,4 +416,19 @@ func (c *natsCluster) listAll() map[string][]string {
 		out[rep.Server.Name] = rep.Data
 	}
 	return out
+}
+
+// diskJWT returns the JWT of an account in the server's resolver directory
+// (one file per account, named for its public key), "" when there is none.
+// Read while the server is stopped, it is what the server starts with.
+func (nd *clusterNode) diskJWT(t *testing.T, pub string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(nd.resolverDir, pub+".jwt"))
+	if errors.Is(err, os.ErrNotExist) {
+		return ""
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
 }

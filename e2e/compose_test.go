@@ -958,7 +958,6 @@ func TestComposeClusterWithoutDocker(t *testing.T) {
 // compose file, as the binary with the compose command mapped, against the
 // played cluster: both answer, and what one makes the other sees.
 func TestComposeProvisionersWithoutDocker(t *testing.T) {
-	t.Skip("two provisioners opening a new R3 bucket at once: about half the runs one exits 2 (kvstore.Open: \"bucket status: stream not found\" right after its own create, or \"bucket provisioner: unavailable: context deadline exceeded\" while the other creates); drop this skip when kvstore.Open waits that out")
 	cl := startCluster(t)
 	_, provs := cl.c.split(t)
 	bin := provisionerBinary(t)

@@ -239,7 +239,9 @@ func start(nc *nats.Conn, cfg Config, eps []*endpoint, description string) (*Res
 		return nil, err
 	}
 	// Requests sent right after New returns must find the subscriptions.
-	if err := nc.Flush(); err != nil {
+	// A server that went away meanwhile gets them again on reconnect: that
+	// is no reason to fail.
+	if err := nc.Flush(); err != nil && !nc.IsReconnecting() {
 		r.unsubscribe()
 		return nil, fmt.Errorf("responder: flush subscriptions: %w", err)
 	}

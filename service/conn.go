@@ -108,14 +108,29 @@ func (c *conn) onReconnect(f func()) {
 
 // permitted waits for the server's answer to everything sent so far on the
 // connection and fails, naming the creds and what they lack, when the
-// server refused a subscription or a publish.
-func (c *conn) permitted(cfg *config.Config) error {
-	// A round trip after the subscriptions and the first requests: a
-	// refusal is sent before the PONG. The error handler runs on its own
-	// goroutine, so give it a moment.
-	if err := c.nc.FlushTimeout(5 * time.Second); err != nil {
-		return fmt.Errorf("connection %s: %w", c.name, err)
+// server refused a subscription or a publish. A server that goes away
+// meanwhile is waited for (the subscriptions are made again on reconnect,
+// and refused again if they must be), until ctx ends.
+func (c *conn) permitted(ctx context.Context) error {
+	for {
+		// A round trip after the subscriptions and the first requests: a
+		// refusal is sent before the PONG.
+		err := c.nc.FlushTimeout(5 * time.Second)
+		if err == nil {
+			break
+		}
+		if c.nc.IsClosed() {
+			return fmt.Errorf("connection %s: %w", c.name, err)
+		}
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("connection %s: %w (gave up: %w)", c.name, err, ctx.Err())
+		case <-t.C:
+		}
 	}
+	// The error handler runs on its own goroutine: give it a moment.
 	time.Sleep(50 * time.Millisecond)
 	c.mu.Lock()
 	denied := append([]string(nil), c.denied...)

@@ -139,13 +139,13 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 			return nil, err
 		}
 		s.SvcNC = svc.nc
-		kv, err := kvstore.Open(ctx, s.SvcNC, kvstore.Options{
+		kv, err := openKV(ctx, s.SvcNC, kvstore.Options{
 			Bucket:   cfg.KVBucket,
 			Replicas: cfg.KVReplicas,
 			Seal:     sealKey,
 			Instance: cfg.Instance,
 			Logger:   log,
-		})
+		}, log)
 		if err != nil {
 			return nil, err
 		}
@@ -231,7 +231,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 	// server asynchronously: wait for the answers to what was sent so far,
 	// and refuse to run deaf.
 	for _, c := range s.conns {
-		if err := c.permitted(cfg); err != nil {
+		if err := c.permitted(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -255,6 +255,30 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 		"prefix", cfg.SubjectPrefix,
 		"servers", len(s.Resolver.Servers()))
 	return s, nil
+}
+
+// openKV opens the KV store, waiting with back-off while JetStream cannot
+// answer yet: a cluster that is starting has no meta leader, and another
+// instance may be creating the R3 bucket at the same moment. A refusal
+// (no JetStream for the account, a bucket of other settings, no seal key)
+// is not waited out.
+func openKV(ctx context.Context, nc *nats.Conn, opts kvstore.Options, log *slog.Logger) (*kvstore.Store, error) {
+	wait := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		kv, err := kvstore.Open(ctx, nc, opts)
+		if err == nil || !errors.Is(err, provision.ErrUnavailable) {
+			return kv, err
+		}
+		log.Warn("the KV bucket is not available yet; retrying", "bucket", opts.Bucket, "attempt", attempt, "retry_in", wait, "error", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("%w (gave up: %w)", err, ctx.Err())
+		case <-t.C:
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
 }
 
 // credsAccount returns the account of the user in a creds file.

@@ -22,7 +22,6 @@ import (
 
 	"github.com/natsprov/provisioner/bench"
 	"github.com/natsprov/provisioner/bootstrap"
-	"github.com/natsprov/provisioner/config"
 	"github.com/natsprov/provisioner/provtest"
 )
 
@@ -262,11 +261,6 @@ func waitConnect(t *testing.T, url, creds string, opts ...nats.Option) *nats.Con
 func TestDevPrintsAWorkingRequestLine(t *testing.T) {
 	for _, store := range []string{bootstrap.StoreFile, bootstrap.StoreJetStream} {
 		t.Run(store, func(t *testing.T) {
-			if store == bootstrap.StoreJetStream {
-				// TestDevJetStreamServer checks what dev does up to the
-				// service.
-				t.Skip("service.Start does not open the JetStream KV store yet (the lead's wiring); drop this skip with it")
-			}
 			provtest.Tool(t, "nats")
 			dir := filepath.Join(t.TempDir(), "dev")
 			port := provtest.FreePort(t)
@@ -399,20 +393,6 @@ func TestInitLinesRunAsPasted(t *testing.T) {
 			background(t, work, server)
 			url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 			admin := waitConnect(t, url, filepath.Join(work, deploy, bootstrap.AdminCredsFile), nats.CustomInboxPrefix(bootstrap.AdminInboxPrefix))
-			if store == bootstrap.StoreJetStream {
-				// The pasted server's JetStream takes the service's bucket.
-				svc := waitConnect(t, url, filepath.Join(work, deploy, bootstrap.ServiceCredsFile), nats.CustomInboxPrefix(bootstrap.ServiceInboxPrefix))
-				js, err := jetstream.New(svc)
-				if err != nil {
-					t.Fatal(err)
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: config.DefaultKVBucket}); err != nil {
-					t.Fatalf("the pasted nats-server has no JetStream for the service: %v", err)
-				}
-				t.Skip("service.Start does not open the JetStream KV store yet (the lead's wiring); drop this skip with it")
-			}
 			serveExited := background(t, work, serve)
 			deadline := time.Now().Add(15 * time.Second)
 			for {
@@ -581,27 +561,82 @@ func TestServeRefusesBadStarts(t *testing.T) {
 	}
 }
 
-// TestBenchRuns runs a tiny bench and checks it measured every row; the
-// numbers themselves are for people, not for this test.
+// TestBenchRuns runs a tiny bench on each store, the JetStream one against
+// the nats-server binary as a separate process, and checks that it
+// measured every row against its floor; the numbers themselves are for
+// people, not for this test. What it does check is what the bench
+// reports about the service: concurrent revokes of one account are
+// combined into fewer versions, and each revoke+update floor pushes a JWT
+// of the size the service's account has.
 func TestBenchRuns(t *testing.T) {
-	var out, errOut bytes.Buffer
-	dir := filepath.Join(t.TempDir(), "bench")
-	if err := run(context.Background(), []string{"bench", "-n", "40", "-c", "4", "-rounds", "2", "--json", "--dir", dir}, &out, &errOut); err != nil {
-		t.Fatalf("bench: %v\n%s", err, errOut.String())
+	const revocations = 50
+	tests := []struct {
+		name     string
+		args     []string
+		store    string
+		external bool
+	}{
+		{"file store, embedded server", nil, bench.StoreFile, false},
+		{"jetstream store, nats-server process", []string{"--store", "jetstream", "--server-binary", provtest.Tool(t, "nats-server")}, bench.StoreJetStream, true},
 	}
-	var rep bench.Report
-	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
-		t.Fatalf("bench --json printed no report: %v\n%s", err, out.String())
-	}
-	if len(rep.Results) != 6 {
-		t.Fatalf("%d results, want 6: %s", len(rep.Results), out.String())
-	}
-	for _, r := range rep.Results {
-		if r.Ops == 0 || r.Errors != 0 || r.PerSecond <= 0 || r.P50 <= 0 {
-			t.Errorf("result %+v", r)
-		}
-	}
-	if rep.Results[1].Ratio <= 0 || rep.Results[3].Ratio <= 0 {
-		t.Errorf("no ratios to the floor: %s", out.String())
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			dir := filepath.Join(t.TempDir(), "bench")
+			args := append([]string{"bench", "-n", "40", "-c", "4", "--c-high", "8", "-rounds", "2", "--versions", "1",
+				"--revocations", strconv.Itoa(revocations), "--json", "--dir", dir}, tt.args...)
+			if err := run(context.Background(), args, &out, &errOut); err != nil {
+				t.Fatalf("bench: %v\n%s", err, errOut.String())
+			}
+			var rep bench.Report
+			if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+				t.Fatalf("bench --json printed no report: %v\n%s", err, out.String())
+			}
+			if rep.Store != tt.store || rep.External != tt.external {
+				t.Errorf("report of store %q external %v, want %q %v", rep.Store, rep.External, tt.store, tt.external)
+			}
+			// Two concurrencies of account.create and of one-account
+			// revokes, each with its floor where it has one; user.create
+			// and its floor; two revoke+update with floors; delete.
+			if len(rep.Results) != 13 {
+				t.Fatalf("%d results, want 13: %s", len(rep.Results), out.String())
+			}
+			byName := map[string]bench.Result{}
+			for _, r := range rep.Results {
+				byName[r.Name] = r
+				if r.Ops == 0 || r.Errors != 0 || r.PerSecond <= 0 || r.P50 <= 0 {
+					t.Errorf("result %+v", r)
+				}
+			}
+			floors, targets, oneAccount := 0, 0, 0
+			for _, r := range rep.Results {
+				if r.Floor != "" {
+					floors++
+					if _, ok := byName[r.Floor]; !ok || r.Ratio <= 0 {
+						t.Errorf("%s: floor %q (in the report: %v), ratio %.2f", r.Name, r.Floor, ok, r.Ratio)
+					}
+				}
+				if r.Pass != nil {
+					targets++
+				}
+				if r.Versions > 0 {
+					oneAccount++
+				}
+				if strings.HasPrefix(r.Name, "user.revoke") && r.C == 8 && r.Versions >= r.Ops {
+					t.Errorf("%s: %d revokes made %d versions; concurrent changes of one account should be combined", r.Name, r.Ops, r.Versions)
+				}
+			}
+			if floors != 5 || targets != 3 || oneAccount != 4 {
+				t.Errorf("%d results against a floor (want 5), %d with a target (want 3), %d on one account with versions counted (want 4)", floors, targets, oneAccount)
+			}
+			svc := byName[fmt.Sprintf("revoke+update via service, one account, from %d revocations c=4", revocations)]
+			floor := byName[svc.Floor]
+			if svc.JWTBytes < revocations*80 || floor.JWTBytes < svc.JWTBytes*9/10 || floor.JWTBytes > svc.JWTBytes*11/10 {
+				t.Errorf("JWT sizes with %d revocations: service %d bytes, floor %d; want the same size, at least %d", revocations, svc.JWTBytes, floor.JWTBytes, revocations*80)
+			}
+			if tt.external && (rep.Results[0].ServerCPUPerOp <= 0 || rep.Results[0].CPUPerOp <= 0) {
+				t.Errorf("no CPU per operation of the two processes: %+v", rep.Results[0])
+			}
+		})
 	}
 }
