@@ -2,18 +2,18 @@
 package config
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/natsprov/provisioner/jsonstrict"
 )
 
 // Config is the provisioner's configuration, one JSON object.
@@ -132,20 +132,6 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // MarshalJSON writes the duration as a Go duration string.
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
 
-// durationFields are the JSON names of Config's Duration fields. A
-// Duration's own error cannot name its field, so Load checks these first.
-var durationFields = func() []string {
-	var names []string
-	ty := reflect.TypeFor[Config]()
-	for i := range ty.NumField() {
-		f := ty.Field(i)
-		if f.Type == reflect.TypeFor[Duration]() {
-			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-			names = append(names, name)
-		}
-	}
-	return names
-}()
 
 // Load reads the config file at path, refusing unknown fields, applies the
 // defaults, resolves relative paths against the file's directory and
@@ -159,25 +145,16 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	var fields map[string]json.RawMessage
-	if json.Unmarshal(data, &fields) == nil {
-		for _, name := range durationFields {
-			if raw, ok := fields[name]; ok {
-				var d Duration
-				if err := d.UnmarshalJSON(raw); err != nil {
-					return nil, fmt.Errorf("config %s: %q %w", path, name, err)
-				}
-			}
-		}
-	}
+	// The one strict decoder of the project: exact field names with a
+	// suggestion for a near miss, errors that name the field as written
+	// (a Duration's own error included).
 	var c Config
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
-		return nil, fmt.Errorf("config %s: %s", path, describe(err))
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("config %s: unexpected data after the JSON object", path)
+	if err := jsonstrict.Decode(data, &c); err != nil {
+		msg := err.Error()
+		if errors.Is(err, jsonstrict.ErrUnknownField) {
+			msg += " (config.example.json lists the fields)"
+		}
+		return nil, fmt.Errorf("config %s: %s", path, msg)
 	}
 	c.SetDefaults()
 	c.resolvePaths(filepath.Dir(path))
@@ -187,17 +164,6 @@ func Load(path string) (*Config, error) {
 	return &c, nil
 }
 
-func describe(err error) string {
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) && te.Field != "" {
-		return fmt.Sprintf("field %q has the wrong type (%s)", te.Field, te.Value)
-	}
-	msg := strings.TrimPrefix(err.Error(), "json: ")
-	if strings.HasPrefix(msg, "unknown field ") {
-		return msg + " (config.example.json lists the fields)"
-	}
-	return msg
-}
 
 // SetDefaults fills the optional fields left empty. The instance name
 // defaults to the host name and the process id, so that instances sharing

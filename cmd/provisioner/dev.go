@@ -29,15 +29,16 @@ type devOptions struct {
 // first run) and the service against it: the same service as serve, with
 // the server in-process.
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newCommand("dev", "run everything on this machine, no setup: an embedded nats-server with JetStream and the service, from a deployment made on the first run",
+		"provisioner dev [flags]",
+		"provisioner dev --reset")
 	var o devOptions
 	fs.StringVar(&o.dir, "dir", "provisioner-dev", "directory for the keys, configs and server data; kept across runs")
 	fs.IntVar(&o.port, "port", 4222, "client port; when taken, a free one is used and said so")
 	fs.BoolVar(&o.reset, "reset", false, "delete the directory first and start fresh")
 	fs.StringVar(&o.store, "store", bootstrap.StoreJetStream, "jetstream (the KV store in the embedded server's JetStream) or file (a directory); an existing directory keeps its kind")
 	fs.BoolVar(&o.serverLogs, "server-logs", false, "show the embedded nats-server's log")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.parse(args, stdout, stderr); err != nil {
 		return err
 	}
 	fs.Visit(func(f *flag.Flag) { o.storeSet = o.storeSet || f.Name == "store" })

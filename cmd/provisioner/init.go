@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -16,8 +15,9 @@ import (
 )
 
 func runInit(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("init", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newCommand("init", "write a new deployment: operator, keys, creds, nats-server.conf and the provisioner's config.json; never overwrites anything",
+		"provisioner init --dir DIR [flags]",
+		"provisioner init --dir deploy && nats-server -c deploy/nats-server.conf")
 	var o bootstrap.Options
 	fs.StringVar(&o.Dir, "dir", "", "directory to write the deployment into (required; nothing in it is overwritten)")
 	fs.StringVar(&o.Store, "store", bootstrap.StoreJetStream, "where the provisioner keeps its state: jetstream (a KV bucket, any number of instances) or file (a directory, one instance)")
@@ -28,15 +28,12 @@ func runInit(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.SubjectPrefix, "prefix", config.DefaultSubjectPrefix, "subject prefix of the provisioning requests")
 	fs.IntVar(&o.ResolverLimit, "resolver-limit", 10000, "most accounts the resolver stores")
 	fs.BoolVar(&o.NoDelete, "no-delete", false, "write allow_delete: false into nats-server.conf")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.parse(args, stdout, stderr); err != nil {
 		return err
 	}
 	if o.Dir == "" {
-		fs.Usage()
+		fs.printHelp(stderr)
 		return errors.New("init: --dir is required")
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("init: unexpected argument %q", fs.Arg(0))
 	}
 	res, err := bootstrap.Init(o)
 	if err != nil {

@@ -88,13 +88,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return fmt.Errorf("unknown command %q", args[0])
 }
 
-func runServe(ctx context.Context, args []string, _, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "config.json", "path of the JSON config file")
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newCommand("serve", "run the provisioning service against a deployment (SIGINT/SIGTERM drain it and exit 0)",
+		"provisioner serve [--config FILE] [flags]",
+		"provisioner serve --config deploy/config.json")
+	path := fs.String("config", "config.json", "the JSON config `FILE` (provisioner init writes one)")
 	url := fs.String("nats-url", "", "override the config's nats_url (docker-compose uses it)")
 	store := fs.String("store-dir", "", "override the config's store_dir")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.parse(args, stdout, stderr); err != nil {
 		return err
 	}
 	cfg, err := loadConfig(*path, *url, *store)

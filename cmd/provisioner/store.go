@@ -2,10 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 
@@ -16,51 +16,12 @@ import (
 	"github.com/natsprov/provisioner/seal"
 )
 
-const storeUsage = `provisioner store: check or salvage the service's store directory, or migrate it into a JetStream KV bucket.
-
-Usage:
-  provisioner store check   --dir DIR [--seal-key FILE]               report what it holds and every damage; changes nothing
-  provisioner store salvage --dir DIR --to NEWDIR [--seal-key FILE]   copy every intact record into a new store
-  provisioner store migrate --from-dir DIR --config FILE               copy a file store into the config's KV bucket
-
-Example:
-  provisioner store check --dir /var/lib/provisioner/store --seal-key /etc/provisioner/seal.nk
-
-Run "provisioner store COMMAND -h" for a command's flags.
-`
-
-// runStore runs the store commands: they read a store directory, also one
-// a running service has open, and never change it.
 func runStore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, storeUsage)
-		return errors.New("store: a command is required (check, salvage or migrate)")
-	}
-	switch args[0] {
-	case "check":
-		return runStoreCheck(args[1:], stdout, stderr)
-	case "salvage":
-		return runStoreSalvage(args[1:], stdout, stderr)
-	case "migrate":
-		return runStoreMigrate(ctx, args[1:], stdout, stderr)
-	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stderr, storeUsage)
-		return flag.ErrHelp
-	}
-	fmt.Fprint(stderr, storeUsage)
-	return fmt.Errorf("store: unknown command %q (check, salvage or migrate)", args[0])
-}
-
-// storeFlags makes a command's flag set with a usage that says what the
-// command does and shows an example.
-func storeFlags(name, about, usage, example string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("store "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "provisioner store %s: %s\n\nUsage:\n  %s\n\nExample:\n  %s\n\nFlags:\n", name, about, usage, example)
-		fs.PrintDefaults()
-	}
-	return fs
+	return dispatch(ctx, "store", "check or salvage the service's store directory, or migrate it into a JetStream KV bucket", []subcommand{
+		{"check", "report what a store holds and every damage; changes nothing", runStoreCheck},
+		{"salvage", "copy every intact record of a store into a new store", runStoreSalvage},
+		{"migrate", "copy a file store into the KV bucket of a JetStream deployment", runStoreMigrate},
+	}, args, stdout, stderr)
 }
 
 // loadSealKey loads the seal key file, if one is named.
@@ -71,31 +32,32 @@ func loadSealKey(path string) (*seal.Key, error) {
 	return seal.Load(path)
 }
 
-// parseStoreFlags parses and rejects what is left over or missing.
-func parseStoreFlags(fs *flag.FlagSet, args []string, required map[string]*string) error {
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return fmt.Errorf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
-	}
-	for _, name := range []string{"dir", "to"} {
-		if v, ok := required[name]; ok && *v == "" {
-			fs.Usage()
-			return fmt.Errorf("%s: --%s is required", fs.Name(), name)
+// required names the first of the flags that was not given.
+func required(cmd *command, stderr io.Writer, flags map[string]*string) error {
+	var missing []string
+	for name, v := range flags {
+		if *v == "" {
+			missing = append(missing, "--"+name)
 		}
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		cmd.printHelp(stderr)
+		return fmt.Errorf("%s: %s required", cmd.Name(), strings.Join(missing, " and ")+map[bool]string{true: " is", false: " are"}[len(missing) == 1])
 	}
 	return nil
 }
 
-func runStoreCheck(args []string, stdout, stderr io.Writer) error {
-	fs := storeFlags("check", "report what a store holds (accounts by phase, users, sequence) and every damage found, without changing it",
+func runStoreCheck(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newCommand("store check", "report what a store holds (accounts by phase, users, sequence) and every damage found, without changing it",
 		"provisioner store check --dir DIR [--seal-key FILE]",
-		"provisioner store check --dir /var/lib/provisioner/store", stderr)
+		"provisioner store check --dir /var/lib/provisioner/store")
 	dir := fs.String("dir", "", "the store directory (required)")
 	keyPath := fs.String("seal-key", "", "the seal key file (SX...), to check sealed seeds against their public keys")
-	if err := parseStoreFlags(fs, args, map[string]*string{"dir": dir}); err != nil {
+	if err := fs.parse(args, stdout, stderr); err != nil {
+		return err
+	}
+	if err := required(fs, stderr, map[string]*string{"dir": dir}); err != nil {
 		return err
 	}
 	key, err := loadSealKey(*keyPath)
@@ -115,14 +77,17 @@ func runStoreCheck(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func runStoreSalvage(args []string, stdout, stderr io.Writer) error {
-	fs := storeFlags("salvage", "copy every intact record of a store into a new store, for a person to inspect and put in place; the store itself is not changed",
+func runStoreSalvage(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newCommand("store salvage", "copy every intact record of a store into a new store, for a person to inspect and put in place; the store itself is not changed",
 		"provisioner store salvage --dir DIR --to NEWDIR [--seal-key FILE]",
-		"provisioner store salvage --dir /var/lib/provisioner/store --to /var/lib/provisioner/store.salvaged", stderr)
+		"provisioner store salvage --dir /var/lib/provisioner/store --to /var/lib/provisioner/store.salvaged")
 	dir := fs.String("dir", "", "the store directory to read (required)")
 	to := fs.String("to", "", "the directory to write the new store into; must not exist or be empty (required)")
 	keyPath := fs.String("seal-key", "", "the seal key file (SX...), to check sealed seeds against their public keys")
-	if err := parseStoreFlags(fs, args, map[string]*string{"dir": dir, "to": to}); err != nil {
+	if err := fs.parse(args, stdout, stderr); err != nil {
+		return err
+	}
+	if err := required(fs, stderr, map[string]*string{"dir": dir, "to": to}); err != nil {
 		return err
 	}
 	key, err := loadSealKey(*keyPath)
@@ -141,13 +106,16 @@ func runStoreSalvage(args []string, stdout, stderr io.Writer) error {
 }
 
 func runStoreMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := storeFlags("migrate", "copy a file store into the JetStream KV bucket a config names, sealing its seeds; run it again safely: what is there already is skipped, and an entry the bucket holds newer is left as it is and reported",
+	fs := newCommand("store migrate", "copy a file store into the JetStream KV bucket a config names, sealing its seeds; run it again safely: what is there already is skipped, and an entry the bucket holds newer is left as it is and reported",
 		"provisioner store migrate --from-dir DIR --config FILE [--seal-key FILE]",
-		"provisioner store migrate --from-dir /var/lib/provisioner/store --config deploy/config.json", stderr)
+		"provisioner store migrate --from-dir /var/lib/provisioner/store --config deploy/config.json")
 	dir := fs.String("from-dir", "", "the file store directory to copy (required; it is not changed, and must not be in use)")
 	path := fs.String("config", "", "the config of the JetStream deployment: service_creds, kv_bucket, kv_replicas, seal_key (required)")
 	keyPath := fs.String("seal-key", "", "the seal key of the file store, when its seeds are sealed with another key than the config's")
-	if err := parseStoreFlags(fs, args, map[string]*string{"from-dir": dir, "config": path}); err != nil {
+	if err := fs.parse(args, stdout, stderr); err != nil {
+		return err
+	}
+	if err := required(fs, stderr, map[string]*string{"from-dir": dir, "config": path}); err != nil {
 		return err
 	}
 	cfg, err := config.Load(*path)
