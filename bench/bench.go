@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -88,6 +89,10 @@ type Options struct {
 	// ServerBinary, when set, is the nats-server binary to run as a
 	// separate process; otherwise the server runs embedded.
 	ServerBinary string
+	// Only, when set, measures only the operations whose names it
+	// matches (and whose floors it matches, for a ratio), to profile
+	// them alone.
+	Only *regexp.Regexp
 	// Dir is where the deployment lives; default a new temp dir.
 	Dir string
 	// Logger receives the service's log. Default: errors to stderr (the
@@ -180,6 +185,9 @@ type ReconcileResult struct {
 	// request whose pass takes longer is answered with a timeout.
 	RequestTimeout time.Duration `json:"request_timeout_ns"`
 	InLine         *bool         `json:"in_line"`
+	// Live is how many live accounts the store held; the reply's
+	// accounts count the tombstones too.
+	Live int `json:"live_accounts"`
 }
 
 // Report is the outcome of a run.
@@ -195,6 +203,10 @@ type Report struct {
 	CHigh    int      `json:"c_high"`
 	Rounds   int      `json:"rounds"`
 	Results  []Result `json:"results"`
+	// LoadStart and LoadEnd are the machine's load averages (1, 5, 15
+	// minutes) when the measurements began and ended.
+	LoadStart string `json:"load_start,omitempty"`
+	LoadEnd   string `json:"load_end,omitempty"`
 	// Elapsed is the time the measurements in Results took, setup
 	// included.
 	Elapsed      time.Duration    `json:"elapsed_ns"`
@@ -393,7 +405,7 @@ func Run(ctx context.Context, e *Env, o Options) (*Report, error) {
 	}
 	start := time.Now()
 	rep := &Report{Machine: Machine(), Store: e.Store, Server: e.ServerDescription(), External: e.External != nil,
-		N: o.N, C: o.C, CHigh: o.CHigh, Rounds: o.Rounds}
+		N: o.N, C: o.C, CHigh: o.CHigh, Rounds: o.Rounds, LoadStart: loadAverage()}
 	prefix := e.Prefix
 	create := func(body string) (api.AccountReply, error) {
 		var r api.AccountReply
@@ -483,8 +495,8 @@ func Run(ctx context.Context, e *Env, o Options) (*Report, error) {
 			op: func(int, int) error { return revoke("bench-revoke", made) }})
 	}
 	for _, acct := range []struct{ name, label string }{
-		{"bench-change", "no revocations"},
-		{"bench-revoked", fmt.Sprintf("%d revocations", o.Revocations)},
+		{"bench-change", "from 0 revocations"},
+		{"bench-revoked", fmt.Sprintf("from %d revocations", o.Revocations)},
 	} {
 		f, err := e.newChangeFloor(ctx)
 		if err != nil {
@@ -512,6 +524,14 @@ func Run(ctx context.Context, e *Env, o Options) (*Report, error) {
 			}})
 	}
 
+	if o.Only != nil {
+		rows = slices.DeleteFunc(rows, func(r *row) bool { return !o.Only.MatchString(r.name) })
+		for _, r := range rows {
+			if r.floor != nil && !slices.Contains(rows, r.floor) {
+				r.floor = nil
+			}
+		}
+	}
 	for round := range o.Rounds {
 		for _, r := range rows {
 			if err := ctx.Err(); err != nil {
@@ -534,7 +554,11 @@ func Run(ctx context.Context, e *Env, o Options) (*Report, error) {
 			return nil, err
 		}
 	}
-	del := e.measure(len(created), o.C, func(i int) error {
+	delName := fmt.Sprintf("account.delete via service c=%d", o.C)
+	if o.Only != nil && !o.Only.MatchString(delName) {
+		created = nil // left in place: measure only what was asked
+	}
+	del := e.measure(len(created), min(o.C, max(1, len(created))), func(i int) error {
 		_, err := request(e.Admin, prefix+".account.delete", fmt.Appendf(nil, `{"account":%q}`, created[i]))
 		return err
 	})
@@ -562,8 +586,10 @@ func Run(ctx context.Context, e *Env, o Options) (*Report, error) {
 		}
 		rep.Results = append(rep.Results, res)
 	}
-	rep.Results = append(rep.Results, del.result(fmt.Sprintf("account.delete via service c=%d", o.C), o.C))
-	rep.Elapsed = time.Since(start)
+	if len(created) > 0 {
+		rep.Results = append(rep.Results, del.result(delName, o.C))
+	}
+	rep.Elapsed, rep.LoadEnd = time.Since(start), loadAverage()
 	if o.Accounts > 0 {
 		if err := scale(ctx, e, o, rep); err != nil {
 			return rep, err

@@ -43,7 +43,7 @@ type Env struct {
 // Start writes a deployment for o.Store, starts its nats-server (embedded,
 // or o.ServerBinary as a separate process) and the service, and registers
 // the floors' endpoint on the service's connection. On error, everything
-// started is stopped again; the directory stays.
+// started is stopped again, and a temp dir it made is removed.
 func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	if err := o.setDefaults(); err != nil {
 		return nil, err
@@ -53,11 +53,17 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 		if dir, err = os.MkdirTemp("", "provisioner-bench-"); err != nil {
 			return nil, err
 		}
+		defer func() {
+			if err != nil {
+				os.RemoveAll(dir)
+			}
+		}()
 	}
 	// Every account the run makes stays on the server until the deletes
-	// at the end: the service's creates at two concurrencies, the fill,
-	// and a round of the floors' creates.
-	limit := o.Accounts + 2*o.N + 2*o.N/max(1, o.Rounds) + 2000
+	// at the end: the service's creates at two concurrencies (2N), a
+	// round of the floors' creates, the fill and the scale measurements
+	// (under N more); the rest is room.
+	limit := o.Accounts + 4*o.N + 4000
 	res, err := bootstrap.Init(bootstrap.Options{Dir: dir, ResolverLimit: limit, Store: o.Store})
 	if err != nil {
 		return nil, err

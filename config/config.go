@@ -132,7 +132,6 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // MarshalJSON writes the duration as a Go duration string.
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
 
-
 // Load reads the config file at path, refusing unknown fields, applies the
 // defaults, resolves relative paths against the file's directory and
 // validates the result. A missing file gives an error that wraps both
@@ -163,7 +162,6 @@ func Load(path string) (*Config, error) {
 	}
 	return &c, nil
 }
-
 
 // SetDefaults fills the optional fields left empty. The instance name
 // defaults to the host name and the process id, so that instances sharing

@@ -7,38 +7,75 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"path/filepath"
+	"regexp"
 	"runtime/pprof"
 
 	"github.com/natsprov/provisioner/bench"
 )
 
+// runBench runs `provisioner bench`: for each store asked for, a new
+// deployment, its server (embedded, or the nats-server binary as a
+// separate process with --external), the service, and the measurements.
+// With --store both, the reports follow each other (with --json, one JSON
+// object each).
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o bench.Options
-	fs.IntVar(&o.N, "n", 2000, "operations per measurement")
-	fs.IntVar(&o.C, "c", 8, "concurrent requesters")
-	fs.IntVar(&o.Rounds, "rounds", 5, "interleaved rounds each measurement is split into")
-	fs.IntVar(&o.Accounts, "accounts", 0, "scale mode: also measure costs at 1,000 and at this many accounts")
-	fs.StringVar(&o.Dir, "dir", "", "directory for the embedded deployment (default: a temp dir, removed after)")
-	asJSON := fs.Bool("json", false, "print the report as JSON")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (service included) to this file")
+	fs.IntVar(&o.N, "n", bench.DefaultN, "operations per measurement")
+	fs.IntVar(&o.C, "c", bench.DefaultC, "concurrent requesters")
+	fs.IntVar(&o.CHigh, "c-high", bench.DefaultCHigh, "second concurrency for account.create and revokes on one account")
+	fs.IntVar(&o.Rounds, "rounds", bench.DefaultRounds, "interleaved rounds each measurement is split into")
+	fs.IntVar(&o.Versions, "versions", bench.DefaultVersions, "versions of one account per round of a one-account measurement (about one second each)")
+	fs.IntVar(&o.Revocations, "revocations", bench.DefaultRevocations, "revocations in the account of the second revoke+update measurement")
+	fs.IntVar(&o.Accounts, "accounts", 0, "scale mode: also measure costs at 1,000 and at this many accounts, and a reconcile pass")
+	fs.StringVar(&o.Dir, "dir", "", "directory for the deployment (default: a temp dir, removed after); with --store both, one subdirectory per store")
+	store := fs.String("store", bench.StoreFile, "the service's store: file, jetstream or both")
+	external := fs.Bool("external", false, "run the nats-server binary as a separate process (found on PATH or in $(go env GOPATH)/bin)")
+	serverBinary := fs.String("server-binary", "", "the nats-server binary to run as a separate process (implies --external)")
+	logLevel := fs.String("log-level", "error", "the service's log level on stderr: debug, info, warn or error")
+	asJSON := fs.Bool("json", false, "print each report as JSON")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (service, floors, and the server when embedded) to this file")
 	strict := fs.Bool("strict", false, "exit non-zero when a target is missed")
+	only := fs.String("only", "", "measure only the operations whose names match this regular expression (to profile them)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	keep := o.Dir != ""
-	env, err := bench.Start(ctx, o)
-	if err != nil {
-		return err
+	if fs.NArg() > 0 {
+		return fmt.Errorf("bench: unexpected argument %q", fs.Arg(0))
 	}
-	defer func() {
-		env.Stop()
-		if !keep {
-			os.RemoveAll(env.Dir)
+	var stores []string
+	switch *store {
+	case bench.StoreFile, bench.StoreJetStream:
+		stores = []string{*store}
+	case "both":
+		stores = []string{bench.StoreFile, bench.StoreJetStream}
+	default:
+		return fmt.Errorf("bench: --store %q: want file, jetstream or both", *store)
+	}
+	if *only != "" {
+		re, err := regexp.Compile(*only)
+		if err != nil {
+			return fmt.Errorf("bench: --only: %w", err)
 		}
-	}()
+		o.Only = re
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("bench: --log-level %q: %w", *logLevel, err)
+	}
+	o.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	o.ServerBinary = *serverBinary
+	if *external && o.ServerBinary == "" {
+		bin, err := bench.FindServerBinary()
+		if err != nil {
+			return err
+		}
+		o.ServerBinary = bin
+	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -50,24 +87,57 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if !*asJSON {
-		fmt.Fprintf(stderr, "bench: n=%d c=%d rounds=%d accounts=%d, embedded nats-server at %s\n", o.N, o.C, o.Rounds, o.Accounts, env.Server.URL())
-	}
-	rep, err := bench.Run(ctx, env, o)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
+	failed := false
+	for _, s := range stores {
+		so := o
+		so.Store = s
+		if o.Dir != "" && len(stores) > 1 {
+			so.Dir = filepath.Join(o.Dir, s)
+		}
+		rep, err := benchOne(ctx, so, *asJSON, stdout, stderr)
+		if err != nil {
 			return err
 		}
-	} else {
-		rep.Print(stdout)
+		failed = failed || rep.Failed()
 	}
-	if *strict && rep.Failed() {
+	if *strict && failed {
 		return errors.New("bench: a target was missed")
 	}
 	return nil
+}
+
+// benchOne measures one store and prints its report.
+func benchOne(ctx context.Context, o bench.Options, asJSON bool, stdout, stderr io.Writer) (*bench.Report, error) {
+	keep := o.Dir != ""
+	env, err := bench.Start(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err := env.Stop(); err != nil {
+			fmt.Fprintf(stderr, "bench: stop: %v\n", err)
+		}
+		if !keep {
+			os.RemoveAll(env.Dir)
+		}
+	}()
+	if !asJSON {
+		fmt.Fprintf(stderr, "bench: store %s, n=%d c=%d c-high=%d rounds=%d accounts=%d, %s at %s\n",
+			o.Store, o.N, o.C, o.CHigh, o.Rounds, o.Accounts, env.ServerDescription(), env.URL)
+	}
+	rep, err := bench.Run(ctx, env, o)
+	if err != nil {
+		return nil, err
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return nil, err
+		}
+	} else {
+		rep.Print(stdout)
+		fmt.Fprintln(stdout)
+	}
+	return rep, nil
 }
