@@ -1,14 +1,20 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nkeys"
+
 	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/kvstore"
 	"github.com/natsprov/provisioner/provtest"
+	"github.com/natsprov/provisioner/seal"
 )
 
 // TestStoreMigrate copies a file store into a KV bucket: the accounts and
@@ -76,5 +82,63 @@ func TestStoreMigrate(t *testing.T) {
 	out, _, err = runCmd(t, "store", "migrate", "--from-dir", storeDir, "--config", kvConfig)
 	if err == nil || !strings.Contains(out, "left as it is") {
 		t.Fatalf("migrate over a newer bucket entry: %v\n%s", err, out)
+	}
+}
+
+// TestStoreReseal rotates the seal key of a bucket: after reseal, the new
+// key alone opens every seed; before it, it does not.
+func TestStoreReseal(t *testing.T) {
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	svc := env.Start(t)
+	admin := env.Admin(t)
+	if r := provtest.Request(t, admin, "prov.account.create", `{"name":"acme"}`); r.Code != 0 {
+		t.Fatal(r.Description)
+	}
+	if err := svc.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	kp, _ := nkeys.CreateCurveKeys()
+	seed, _ := kp.Seed()
+	newKey := filepath.Join(env.Dir, "seal-2.xk")
+	os.WriteFile(newKey, append(seed, '\n'), 0o600)
+
+	onlyNew := func() error {
+		t.Helper()
+		key, err := seal.Load(newKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc := env.ServiceUser(t)
+		kv, err := kvstore.Open(context.Background(), nc, kvstore.Options{Bucket: env.Config.KVBucket, Seal: key, Instance: "check"})
+		if err != nil {
+			return err
+		}
+		defer kv.Close()
+		a, err := kv.AccountByName(context.Background(), "acme")
+		if err != nil {
+			return err
+		}
+		if a.IdentitySeed == "" {
+			return errors.New("no identity seed")
+		}
+		return nil
+	}
+	if err := onlyNew(); err == nil {
+		t.Fatal("the new seal key alone opens the seeds before the reseal: the test is wrong")
+	}
+	raw, _ := os.ReadFile(env.Init.Config)
+	var fields map[string]any
+	json.Unmarshal(raw, &fields)
+	fields["seal_key_previous"] = []string{fields["seal_key"].(string)}
+	fields["seal_key"] = "seal-2.xk"
+	fields["nats_url"] = env.Server.URL()
+	raw, _ = json.MarshalIndent(fields, "", "  ")
+	os.WriteFile(env.Init.Config, raw, 0o644)
+	out, _, err := runCmd(t, "store", "reseal", "--config", env.Init.Config)
+	if err != nil || !strings.Contains(out, "accounts written") {
+		t.Fatalf("reseal: %v\n%s", err, out)
+	}
+	if err := onlyNew(); err != nil {
+		t.Fatalf("after the reseal the new key alone: %v", err)
 	}
 }

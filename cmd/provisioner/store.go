@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"github.com/natsprov/provisioner/config"
 	"github.com/natsprov/provisioner/filestore"
 	"github.com/natsprov/provisioner/kvstore"
+	"github.com/natsprov/provisioner/provision"
 	"github.com/natsprov/provisioner/seal"
 )
 
@@ -21,6 +23,7 @@ func runStore(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		{"check", "report what a store holds and every damage; changes nothing", runStoreCheck},
 		{"salvage", "copy every intact record of a store into a new store", runStoreSalvage},
 		{"migrate", "copy a file store into the KV bucket of a JetStream deployment", runStoreMigrate},
+		{"reseal", "seal every seed in a KV bucket with the config's seal_key (after a seal key rotation)", runStoreReseal},
 	}, args, stdout, stderr)
 }
 
@@ -162,5 +165,55 @@ func runStoreMigrate(ctx context.Context, args []string, stdout, stderr io.Write
 	if len(rep.Conflicts) > 0 {
 		return fmt.Errorf("store migrate: %d entries differ and are newer in the bucket; they were left as they are", len(rep.Conflicts))
 	}
+	return nil
+}
+
+func runStoreReseal(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newCommand("store reseal", "seal every account seed in the config's KV bucket with its seal_key, opening them with seal_key_previous: after this, the previous keys can go (the file store does the same at every start)",
+		"provisioner store reseal --config FILE",
+		"provisioner store reseal --config deploy/config.json")
+	path := fs.String("config", "", "the config of the JetStream deployment (required)")
+	if err := fs.parse(args, stdout, stderr); err != nil {
+		return err
+	}
+	if err := required(fs, stderr, map[string]*string{"config": path}); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	if cfg.StoreKind() != config.StoreJetStream {
+		return fmt.Errorf("store reseal: %s names a file store, which seals its seeds anew at every start", *path)
+	}
+	key, err := seal.Load(cfg.SealKey, cfg.SealKeyPrevious...)
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(cfg.NATSURL, nats.UserCredentials(cfg.ServiceCreds), nats.CustomInboxPrefix(bootstrap.ServiceInboxPrefix))
+	if err != nil {
+		return fmt.Errorf("connect to %s with %s: %w", cfg.NATSURL, cfg.ServiceCreds, err)
+	}
+	defer nc.Close()
+	kv, err := kvstore.Open(ctx, nc, kvstore.Options{Bucket: cfg.KVBucket, Replicas: cfg.KVReplicas, Seal: key, Instance: cfg.Instance + "-reseal"})
+	if err != nil {
+		return err
+	}
+	defer kv.Close()
+	accounts, err := kv.Accounts(ctx)
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, a := range accounts {
+		// Writing a record seals anew what the current key did not seal;
+		// a change made meanwhile by a running instance wins (ErrStale),
+		// and sealed it already.
+		if _, err := kv.UpdateAccount(ctx, a, a.Revision); err != nil && !errors.Is(err, provision.ErrStale) {
+			return fmt.Errorf("store reseal: account %s: %w", a.PublicKey, err)
+		}
+		n++
+	}
+	fmt.Fprintf(stdout, "%d accounts written with their seeds sealed by %s; the previous seal keys can go\n", n, key.PublicKey())
 	return nil
 }
