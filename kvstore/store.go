@@ -449,6 +449,10 @@ func (s *Store) checkBucket(ctx context.Context, nc *nats.Conn) error {
 	return nil
 }
 
+// Replicas returns the bucket's replica count, so that what lives beside
+// it (the audit stream) is kept as safely.
+func (s *Store) Replicas() int { return s.replicas }
+
 // Close waits, at most Options.CloseTimeout, for asynchronous user writes
 // still in flight, releases the leases the store holds, and stops the
 // watcher. It returns an error naming how many user records were not

@@ -123,7 +123,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 		Logger:      log,
 	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("nats_creds %s: %w", cfg.NATSCreds, err)
 	}
 	var leader provision.Leader
 	switch cfg.StoreKind() {
@@ -165,7 +165,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 	pub := events.New(s.NC, cfg.SubjectPrefix, log)
 	var audit provision.AuditLog
 	if cfg.StoreKind() == config.StoreJetStream {
-		if err := pub.WithAudit(ctx, s.SvcNC, cfg.KVReplicas); err != nil {
+		if err := pub.WithAudit(ctx, s.SvcNC, s.Store.(*kvstore.Store).Replicas()); err != nil {
 			return nil, err
 		}
 		if audit, err = events.NewAudit(s.SvcNC, cfg.SubjectPrefix); err != nil {

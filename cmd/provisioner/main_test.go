@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/natsprov/provisioner/bench"
 	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/natsembed"
 	"github.com/natsprov/provisioner/provtest"
 )
 
@@ -638,5 +640,83 @@ func TestBenchRuns(t *testing.T) {
 				t.Errorf("no CPU per operation of the two processes: %+v", rep.Results[0])
 			}
 		})
+	}
+}
+
+// TestServeWithTheWrongCreds: serve given the admin's creds (which may not
+// subscribe to the service's subjects nor use its inbox) exits with an
+// error naming the creds and the refused permission, instead of running
+// deaf.
+func TestServeWithTheWrongCreds(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	raw, _ := os.ReadFile(env.Init.Config)
+	var fields map[string]any
+	json.Unmarshal(raw, &fields)
+	fields["nats_creds"] = bootstrap.AdminCredsFile
+	fields["nats_url"] = env.Server.URL()
+	raw, _ = json.Marshal(fields)
+	path := filepath.Join(env.Dir, "wrong.json")
+	os.WriteFile(path, raw, 0o600)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	err := run(ctx, []string{"serve", "--config", path}, &out, &errOut)
+	if err == nil || ctx.Err() != nil {
+		t.Fatalf("serve with admin.creds: %v (after %v)", err, ctx.Err())
+	}
+	for _, w := range []string{bootstrap.AdminCredsFile, "Permissions Violation"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("the error %q does not name %q", err, w)
+		}
+	}
+}
+
+// TestServeWaitsForTheServer: serve started before its nats-server keeps
+// trying, and serves once the server appears.
+func TestServeWaitsForTheServer(t *testing.T) {
+	dir := t.TempDir()
+	port := provtest.FreePort(t)
+	res, err := bootstrap.Init(bootstrap.Options{Dir: dir, Port: port, Store: bootstrap.StoreFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var errOut provtest.SyncBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"serve", "--config", res.Config}, io.Discard, &errOut) }()
+	time.Sleep(1500 * time.Millisecond)
+	select {
+	case err := <-done:
+		t.Fatalf("serve exited while the server was not there: %v\n%s", err, errOut.String())
+	default:
+	}
+	if !strings.Contains(errOut.String(), "retrying") {
+		t.Errorf("serve does not say it waits:\n%s", errOut.String())
+	}
+	srv, err := natsembed.Start(res.ServerConf, natsembed.Options{Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	admin, err := nats.Connect(srv.URL(), nats.UserCredentials(res.AdminCreds), nats.CustomInboxPrefix(bootstrap.AdminInboxPrefix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		m, err := admin.Request("prov.account.list", []byte(`{}`), time.Second)
+		if err == nil && m.Header.Get("Nats-Service-Error-Code") == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not answer once the server appeared: %v\n%s", err, errOut.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("serve after SIGTERM: %v", err)
 	}
 }

@@ -1,0 +1,90 @@
+package responder_test
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/natsprov/provisioner/api"
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/provision"
+	"github.com/natsprov/provisioner/provtest"
+)
+
+// TestAuditAndStatusOnJetStream: with the JetStream store every change is
+// kept in the audit stream, which prov.audit pages per account; prov.status
+// names the store, the instance and its role.
+func TestAuditAndStatusOnJetStream(t *testing.T) {
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	env.Start(t)
+	h := &harness{env: env, admin: env.Admin(t)}
+	h.ok(t, "account.create", `{"name":"acme"}`)
+	h.ok(t, "account.create", `{"name":"other"}`)
+	h.ok(t, "user.create", `{"account":"acme","name":"alice"}`)
+	h.ok(t, "user.revoke", `{"account":"acme","user":"alice"}`)
+
+	var page api.AuditReply
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r := h.req(t, "audit", `{"account":"acme"}`)
+		if r.Code != 0 {
+			t.Fatalf("audit: %d %q", r.Code, r.Description)
+		}
+		json.Unmarshal(r.Raw, &page)
+		if len(page.Events) >= 3 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var types []string
+	for i, e := range page.Events {
+		types = append(types, e.Event.Type)
+		if e.Event.AccountName != "acme" || e.Event.Caller.Kind != "admin" || e.Event.Result != "ok" {
+			t.Errorf("event %d = %+v", i, e.Event)
+		}
+		if i > 0 && e.Seq <= page.Events[i-1].Seq {
+			t.Errorf("sequences do not grow: %d after %d", e.Seq, page.Events[i-1].Seq)
+		}
+	}
+	want := []string{api.EventAccountCreated, api.EventUserCreated, api.EventUserRevoked}
+	if len(types) != 3 || types[0] != want[0] || types[1] != want[1] || types[2] != want[2] {
+		t.Fatalf("audit of acme = %v, want %v", types, want)
+	}
+	if provision.LooksLikeSeed(string(mustJSON(t, page))) {
+		t.Error("the audit stream holds a seed")
+	}
+	// Paging: one at a time, following next.
+	var seen int
+	after := uint64(0)
+	for range 10 {
+		r := h.req(t, "audit", map[string]any{"account": "acme", "after": after, "limit": 1})
+		var p api.AuditReply
+		json.Unmarshal(r.Raw, &p)
+		seen += len(p.Events)
+		if p.Next == 0 {
+			break
+		}
+		after = p.Next
+	}
+	if seen != 3 {
+		t.Errorf("paging one at a time saw %d events, want 3", seen)
+	}
+	all := h.ok(t, "audit", `{}`)
+	if n := len(all["events"].([]any)); n != 4 {
+		t.Errorf("the whole audit has %d events, want 4", n)
+	}
+
+	st := h.ok(t, "status", `{}`)
+	if st["store"] != "jetstream" || st["role"] != "leader" || st["instance"] == "" {
+		t.Errorf("status = %v", st)
+	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
