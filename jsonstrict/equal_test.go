@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nats-io/jwt/v2"
+
 	"github.com/natsprov/provisioner/api"
 )
 
@@ -135,6 +137,10 @@ func fill(r *rand.Rand, v reflect.Value, depth int) {
 		return
 	case numberType:
 		v.SetString([]string{"0", "-1.5", "1e3", "123456789012345678901234567890"}[r.IntN(4)])
+		return
+	case reflect.TypeFor[jwt.ExportType]():
+		// Its own MarshalJSON knows only these.
+		v.SetInt(int64([]jwt.ExportType{jwt.Stream, jwt.Service}[r.IntN(2)]))
 		return
 	case rawMessageType:
 		b, _ := json.Marshal(randAny(r, depth))
