@@ -182,16 +182,9 @@ func (s *Service) GetAccount(ctx context.Context, req api.AccountRequest) (*api.
 		return nil, err
 	}
 	if t.system {
-		token, err := s.resolver.Lookup(ctx, t.pub)
+		token, claims, err := s.remoteAccount(ctx, t.pub)
 		if err != nil {
-			return nil, fmt.Errorf("look up account %s: %w", t.pub, err)
-		}
-		if token == "" {
-			return nil, fmt.Errorf("%w: the servers hold no JWT for account %s", ErrNotFound, t.pub)
-		}
-		claims, err := jwt.DecodeAccountClaims(token)
-		if err != nil {
-			return nil, fmt.Errorf("decode the JWT of account %s: %w", t.pub, err)
+			return nil, err
 		}
 		return &api.AccountReply{Account: api.Account{Name: claims.Name, PublicKey: t.pub, JWT: token, Claims: claims}}, nil
 	}

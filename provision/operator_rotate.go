@@ -129,10 +129,7 @@ func (s *Service) resignStored(ctx context.Context, a Account) error {
 	if c.Issuer == s.operator().SignerKey {
 		return nil
 	}
-	if err := afterIssue(ctx, c.IssuedAt); err != nil {
-		return err
-	}
-	token, err := s.sign(c)
+	token, err := s.signNext(ctx, c)
 	if err != nil {
 		return err
 	}
@@ -154,27 +151,43 @@ func (s *Service) resignStored(ctx context.Context, a Account) error {
 // servers, signed with the key in use, and pushed.
 func (s *Service) resignRemote(ctx context.Context, pub string) error {
 	defer s.locks.lock("account:" + pub)()
-	token, err := s.resolver.Lookup(ctx, pub)
-	if err != nil {
-		return err
-	}
-	if token == "" {
-		return fmt.Errorf("the servers hold no JWT for account %s", pub)
-	}
-	c, err := jwt.DecodeAccountClaims(token)
+	_, c, err := s.remoteAccount(ctx, pub)
 	if err != nil {
 		return err
 	}
 	if c.Issuer == s.operator().SignerKey {
 		return nil
 	}
-	if err := afterIssue(ctx, c.IssuedAt); err != nil {
-		return err
-	}
-	signed, err := s.sign(c)
+	signed, err := s.signNext(ctx, c)
 	if err != nil {
 		return err
 	}
 	_, err = s.resolver.Update(ctx, signed)
 	return err
+}
+
+// remoteAccount reads an account the service does not store (the system
+// account, the service's own) from the servers, and checks its JWT.
+func (s *Service) remoteAccount(ctx context.Context, pub string) (string, *jwt.AccountClaims, error) {
+	token, err := s.resolver.Lookup(ctx, pub)
+	if err != nil {
+		return "", nil, fmt.Errorf("look up account %s: %w", pub, err)
+	}
+	if token == "" {
+		return "", nil, fmt.Errorf("%w: the servers hold no JWT for account %s", ErrNotFound, pub)
+	}
+	c, err := jwt.DecodeAccountClaims(token)
+	if err != nil {
+		return "", nil, fmt.Errorf("the JWT of account %s: %w", pub, err)
+	}
+	return token, c, nil
+}
+
+// signNext signs claims as the account's next version: after the second
+// of their current iat, with the operator signing key in use.
+func (s *Service) signNext(ctx context.Context, c *jwt.AccountClaims) (string, error) {
+	if err := afterIssue(ctx, c.IssuedAt); err != nil {
+		return "", err
+	}
+	return s.sign(c)
 }

@@ -190,16 +190,9 @@ func (s *Service) EnsureSelfExport(ctx context.Context) error {
 		return nil
 	}
 	defer s.locks.lock("account:" + pub)()
-	token, err := s.resolver.Lookup(ctx, pub)
+	_, claims, err := s.remoteAccount(ctx, pub)
 	if err != nil {
-		return fmt.Errorf("look up the provisioner's own account %s: %w", pub, err)
-	}
-	if token == "" {
-		return fmt.Errorf("the servers hold no JWT for the provisioner's own account %s (service_creds); preload it (provisioner init does)", pub)
-	}
-	claims, err := jwt.DecodeAccountClaims(token)
-	if err != nil {
-		return fmt.Errorf("the provisioner's own account %s: %w", pub, err)
+		return fmt.Errorf("the provisioner's own account (service_creds): %w; preload it (provisioner init does)", err)
 	}
 	want := api.SelfExport(s.cfg.SubjectPrefix)
 	for _, e := range claims.Exports {
@@ -208,10 +201,7 @@ func (s *Service) EnsureSelfExport(ctx context.Context) error {
 		}
 	}
 	claims.Exports.Add(want)
-	if err := afterIssue(ctx, claims.IssuedAt); err != nil {
-		return err
-	}
-	signed, err := s.sign(claims)
+	signed, err := s.signNext(ctx, claims)
 	if err != nil {
 		return fmt.Errorf("sign the provisioner's own account: %w", err)
 	}

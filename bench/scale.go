@@ -1,0 +1,171 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/natsprov/provisioner/api"
+)
+
+// scaleSmall is the size the scale mode compares Options.Accounts with.
+const scaleSmall = 1000
+
+// scaleRepeats is how often each scale measurement is taken; the median
+// counts.
+const scaleRepeats = 3
+
+// scale fills the store to 1,000 and then to o.Accounts accounts and
+// measures each operation's cost at both sizes, one reconcile pass at the
+// large size, and the memory then.
+func scale(ctx context.Context, e *Env, o Options, rep *Report) error {
+	large := o.Accounts
+	// live returns the public keys of the live accounts: the sizes count
+	// those, not the tombstones the deletes left.
+	live := func() ([]string, error) {
+		all, err := e.Service.Store.Accounts(ctx)
+		if err != nil {
+			return nil, err
+		}
+		var pubs []string
+		for _, a := range all {
+			if a.Live() {
+				pubs = append(pubs, a.PublicKey)
+			}
+		}
+		return pubs, nil
+	}
+	fill := func(to int) error {
+		accts, err := live()
+		if err != nil {
+			return err
+		}
+		have := len(accts)
+		if have >= to {
+			return nil
+		}
+		start := time.Now()
+		s := run(to-have, o.C*2, func(i int) error {
+			_, err := request(e.Admin, e.Prefix+".account.create", fmt.Appendf(nil, `{"name":"fill-%d-%d"}`, to, i))
+			return err
+		})
+		rep.ScaleElapsed += time.Since(start)
+		if s.firstErr != nil {
+			return fmt.Errorf("bench: fill to %d accounts: %w", to, s.firstErr)
+		}
+		return nil
+	}
+	samples := max(200, o.N/2)
+	measure := func(size int) (map[string]time.Duration, error) {
+		accts, err := live()
+		if err != nil {
+			return nil, err
+		}
+		costs := map[string]time.Duration{}
+		var firstErr error
+		// cost measures an operation scaleRepeats times and keeps the
+		// median of its costs: one measurement lasts a fraction of a
+		// second, and a pause of the machine would otherwise decide it.
+		// The cost of an operation is the time the service spends per
+		// operation at full concurrency.
+		cost := func(n, c int, op func(rep, i int) error) time.Duration {
+			var all []time.Duration
+			for rep := range scaleRepeats {
+				s := run(n, c, func(i int) error { return op(rep, i) })
+				if firstErr == nil && s.firstErr != nil {
+					firstErr = s.firstErr
+				}
+				all = append(all, s.elapsed/time.Duration(max(1, len(s.lat))))
+			}
+			slices.Sort(all)
+			return all[len(all)/2]
+		}
+		pick := func(rep, i int) string { return accts[(rep*samples+i)*7919%len(accts)] }
+		costs["account.create"] = cost(samples, o.C, func(rep, i int) error {
+			_, err := request(e.Admin, e.Prefix+".account.create", fmt.Appendf(nil, `{"name":"scale-%d-%d-%d"}`, size, rep, i))
+			return err
+		})
+		costs["account.get"] = cost(samples, o.C, func(rep, i int) error {
+			_, err := request(e.Admin, e.Prefix+".account.get", fmt.Appendf(nil, `{"account":%q}`, pick(rep, i)))
+			return err
+		})
+		costs["account.update"] = cost(samples, o.C, func(rep, i int) error {
+			_, err := request(e.Admin, e.Prefix+".account.update", fmt.Appendf(nil, `{"account":%q,"limits":{"conn":%d}}`, pick(rep, i), i))
+			return err
+		})
+		costs["user.create"] = cost(samples, o.C, func(rep, i int) error {
+			_, err := request(e.Admin, e.Prefix+".user.create", fmt.Appendf(nil, `{"account":%q,"name":"s%d-%d-%d"}`, pick(rep, i), size, rep, i))
+			return err
+		})
+		costs["account.list"] = cost(max(20, samples/10), min(o.C, 2), func(int, int) error {
+			_, err := request(e.Admin, e.Prefix+".account.list", nil)
+			return err
+		})
+		return costs, firstErr
+	}
+	if err := fill(scaleSmall); err != nil {
+		return err
+	}
+	runtime.GC()
+	at1, err := measure(scaleSmall)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := fill(large); err != nil {
+		return err
+	}
+	if rep.Reconcile, err = reconcile(ctx, e); err != nil {
+		return err
+	}
+	rep.Reconcile.Live = large
+	// The memory at the large size, before its measurements add accounts.
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	rep.HeapBytes = ms.HeapInuse
+	rep.RSSBytes = rss("self")
+	if e.External != nil {
+		rep.ServerRSS = rss(strconv.Itoa(e.External.Pid()))
+	}
+	rep.RSSLimit = RSSLimit
+	rep.RSSPass = pass(rep.RSSBytes > 0 && rep.RSSBytes < rep.RSSLimit)
+	runtime.GC()
+	atN, err := measure(large)
+	if err != nil {
+		return err
+	}
+	rep.SmallSize, rep.LargeSize = scaleSmall, large
+	for _, name := range []string{"account.create", "account.get", "account.update", "user.create", "account.list"} {
+		r := ScaleResult{Name: name, Small: at1[name], Large: atN[name], Ratio: ratio(float64(atN[name]), float64(at1[name]))}
+		if name == "account.list" {
+			r.Growth = "linear allowed"
+		} else {
+			r.Limit = ScaleLimit
+			r.Pass = pass(r.Ratio <= r.Limit)
+		}
+		rep.Scale = append(rep.Scale, r)
+	}
+	return nil
+}
+
+// reconcile runs one reconcile pass through the domain, as prov.reconcile
+// does but without its request_timeout, which a pass over many accounts
+// may outlast (the result says whether it did). Everything is in line when
+// it pushed nothing, failed nowhere and found no orphan; finishing a
+// delete begun earlier is not drift.
+func reconcile(ctx context.Context, e *Env) (*ReconcileResult, error) {
+	start := time.Now()
+	reply, err := e.Service.Provision.Reconcile(ctx, api.ReconcileRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("bench: reconcile pass: %w", err)
+	}
+	r := &ReconcileResult{Reply: *reply, Elapsed: time.Since(start), RequestTimeout: e.RequestTimeout}
+	r.InLine = pass(reply.Pushed == 0 && reply.Failed == 0 && len(reply.Orphans) == 0 && reply.Skipped == "")
+	return r, nil
+}
