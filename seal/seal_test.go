@@ -1,6 +1,7 @@
 package seal_test
 
 import (
+	"encoding/base64"
 	"errors"
 	"os"
 	"path/filepath"
@@ -12,7 +13,7 @@ import (
 	"github.com/natsprov/provisioner/seal"
 )
 
-func curveSeed(t *testing.T) []byte {
+func curveSeed(t testing.TB) []byte {
 	t.Helper()
 	kp, err := nkeys.CreateCurveKeys()
 	if err != nil {
@@ -104,4 +105,65 @@ func TestLoadRefusesOtherKeys(t *testing.T) {
 	if strings.Contains(err.Error(), string(aseed)) {
 		t.Fatal("error holds the seed")
 	}
+}
+
+// TestSameBytesAsNkeys: what Key seals, nkeys' xkeys open, and the other
+// way round: the precomputed box is the same box.
+func TestSameBytesAsNkeys(t *testing.T) {
+	seed := curveSeed(t)
+	k, err := seal.New(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := nkeys.FromCurveSeed(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	secret := []byte("the identity seed of an account")
+	sealed, err := k.Seal(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := base64.StdEncoding.DecodeString(sealed[strings.LastIndexByte(sealed, ':')+1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := kp.Open(raw, pub); err != nil || string(got) != string(secret) {
+		t.Fatalf("nkeys opens what Key sealed: %q, %v", got, err)
+	}
+	byNkeys, err := kp.Seal(secret, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := k.Open("xkv1:" + pub + ":" + base64.StdEncoding.EncodeToString(byNkeys))
+	if err != nil || string(got) != string(secret) {
+		t.Fatalf("Key opens what nkeys sealed: %q, %v", got, err)
+	}
+}
+
+// BenchmarkSeal measures a seal and an open with the precomputed key next
+// to their floor, nkeys' xkeys, which do a scalar multiplication each.
+func BenchmarkSeal(b *testing.B) {
+	seed := curveSeed(b)
+	k, _ := seal.New(seed)
+	kp, _ := nkeys.FromCurveSeed(seed)
+	pub, _ := kp.PublicKey()
+	secret := []byte("SAAGNJOZTRPYYXG2NJX3ZNGXYUSDYX2BWO447W3SHG6XQ7U66RWHQ3JUXM")
+	b.Run("floor-nkeys", func(b *testing.B) {
+		for b.Loop() {
+			box, _ := kp.Seal(secret, pub)
+			if _, err := kp.Open(box, pub); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("precomputed", func(b *testing.B) {
+		for b.Loop() {
+			s, _ := k.Seal(secret)
+			if _, err := k.Open(s); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
