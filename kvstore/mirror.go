@@ -390,6 +390,17 @@ func (s *Store) follow(w jetstream.KeyWatcher) {
 			if e == nil {
 				continue // end of a resumed watcher's initial values
 			}
+			s.mu.Lock()
+			seen := e.Revision() <= s.m.revs[e.Key()]
+			if seen {
+				// This instance's own write, applied when it was made:
+				// opening its seeds again would cost more than the write.
+				s.m.watched = max(s.m.watched, e.Revision())
+			}
+			s.mu.Unlock()
+			if seen {
+				continue
+			}
 			c := s.decode(e)
 			if c.err != nil {
 				s.log.Error("kvstore: skipping an unreadable entry", "key", c.key, "error", c.err)
