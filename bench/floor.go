@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/keypair"
+	"github.com/natsprov/provisioner/provision"
 )
 
 // Claims API subjects the floors use, as every full-resolver server
@@ -159,27 +159,8 @@ func (f *floors) issueUser(body []byte) ([]byte, error) {
 	}
 	seed, _ := kp.Seed()
 	return json.Marshal(api.CreateUserReply{User: api.User{
-		Name: req.Name, PublicKey: pub, JWT: token, Seed: string(seed), Creds: formatCreds(token, seed),
+		Name: req.Name, PublicKey: pub, JWT: token, Seed: string(seed), Creds: provision.FormatCreds(token, seed),
 	}})
-}
-
-// formatCreds is provision's formatCreds (provision/creds.go), which is
-// not exported: a creds file exactly as jwt.FormatUserConfig writes it,
-// without decoding and verifying the JWT again.
-func formatCreds(userJWT string, seed []byte) string {
-	var b strings.Builder
-	b.Grow(len(userJWT) + len(seed) + 420)
-	b.WriteString("-----BEGIN NATS USER JWT-----\n")
-	b.WriteString(userJWT)
-	b.WriteString("\n------END NATS USER JWT------\n\n")
-	b.WriteString("************************* IMPORTANT *************************\n")
-	b.WriteString("NKEY Seed printed below can be used to sign and prove identity.\n")
-	b.WriteString("NKEYs are sensitive and should be treated as secrets.\n\n")
-	b.WriteString("-----BEGIN USER NKEY SEED-----\n")
-	b.Write(seed)
-	b.WriteString("\n------END USER NKEY SEED------\n\n")
-	b.WriteString("*************************************************************\n")
-	return b.String()
 }
 
 // floorCreate is account.create without the service: fresh keys from a

@@ -2,12 +2,12 @@ package provision
 
 import "strings"
 
-// formatCreds renders a creds file exactly as jwt.FormatUserConfig does,
+// FormatCreds renders a creds file exactly as jwt.FormatUserConfig does,
 // without what that function does first: decode the JWT, verify its
 // signature and derive the seed's public key again, two Ed25519 operations
-// that cost more than issuing the user. Both inputs were made here a moment
-// ago from the same key pair.
-func formatCreds(userJWT string, seed []byte) string {
+// that cost more than issuing the user. Both inputs must come from the same
+// key pair, made a moment ago (the service, and bench's floor, do so).
+func FormatCreds(userJWT string, seed []byte) string {
 	var b strings.Builder
 	b.Grow(len(userJWT) + len(seed) + 420)
 	b.WriteString("-----BEGIN NATS USER JWT-----\n")

@@ -7,7 +7,7 @@ import (
 	"github.com/nats-io/nkeys"
 )
 
-// TestFormatCredsMatchesJWTLibrary keeps formatCreds byte for byte equal to
+// TestFormatCredsMatchesJWTLibrary keeps FormatCreds byte for byte equal to
 // jwt.FormatUserConfig, which clients parse.
 func TestFormatCredsMatchesJWTLibrary(t *testing.T) {
 	acct, _ := nkeys.CreateAccount()
@@ -22,10 +22,10 @@ func TestFormatCredsMatchesJWTLibrary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := formatCreds(token, seed); got != string(want) {
-		t.Errorf("formatCreds =\n%s\nwant\n%s", got, want)
+	if got := FormatCreds(token, seed); got != string(want) {
+		t.Errorf("FormatCreds =\n%s\nwant\n%s", got, want)
 	}
-	if j, err := jwt.ParseDecoratedJWT([]byte(formatCreds(token, seed))); err != nil || j != token {
+	if j, err := jwt.ParseDecoratedJWT([]byte(FormatCreds(token, seed))); err != nil || j != token {
 		t.Errorf("the creds do not parse back: %v", err)
 	}
 }

@@ -169,8 +169,8 @@ func (s *Service) issue(ctx context.Context, a Account, u *userRequest, caller a
 	if kp != nil {
 		seed, _ := kp.Seed()
 		if u.xkey == "" {
-			out.User.Seed, out.User.Creds = string(seed), formatCreds(token, seed)
-		} else if out.User.Sealed, err = sealTo(u.xkey, seed, formatCreds(token, seed)); err != nil {
+			out.User.Seed, out.User.Creds = string(seed), FormatCreds(token, seed)
+		} else if out.User.Sealed, err = sealTo(u.xkey, seed, FormatCreds(token, seed)); err != nil {
 			return nil, User{}, err
 		}
 	}
