@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,8 +21,9 @@ import (
 // With --store both, the reports follow each other (with --json, one JSON
 // object each).
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newCommand("bench", "measure the service against the floor (the same work without it) in the same run, on the file or JetStream store, embedded or with the real nats-server binary",
+		"provisioner bench [flags]",
+		"provisioner bench -n 2000 -c 8 --store both --external")
 	var o bench.Options
 	fs.IntVar(&o.N, "n", bench.DefaultN, "operations per measurement")
 	fs.IntVar(&o.C, "c", bench.DefaultC, "concurrent requesters")
@@ -41,11 +41,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (service, floors, and the server when embedded) to this file")
 	strict := fs.Bool("strict", false, "exit non-zero when a target is missed")
 	only := fs.String("only", "", "measure only the operations whose names match this regular expression (to profile them)")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.parse(args, stdout, stderr); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("bench: unexpected argument %q", fs.Arg(0))
 	}
 	var stores []string
 	switch *store {

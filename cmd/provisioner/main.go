@@ -43,7 +43,7 @@ Usage:
   provisioner dev   [--dir DIR] [--port N] [--reset]   run a local nats-server and the service, no setup
   provisioner init  --dir DIR [--host H] [--port N]    write a new deployment: keys, nats-server.conf, config.json
   provisioner serve --config config.json               run the service against a deployment
-  provisioner bench [-n N] [-c C] [--accounts N]         measure throughput against the floor
+  provisioner bench [-n N] [-c C] [--store file|jetstream|both] [--external] [--accounts N]   measure throughput against the floor
   provisioner account create|list|get|update|delete   manage accounts through the service
   provisioner user create|list|revoke                 issue, list and revoke users through the service
   provisioner store check|salvage --dir DIR            check a store directory, or copy what is intact
