@@ -496,11 +496,12 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// ctx bounds a request whose context has no deadline by Options.Timeout.
+// ctx bounds one call to the bucket by Options.Timeout, or the caller's
+// deadline when that is sooner. A write whose acknowledgement is lost in a
+// stream leader election must not wait out a request's whole deadline
+// (25 s, or the two minutes of a change): it fails with ErrUnavailable,
+// and the caller, or its client, tries again.
 func (s *Store) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
-	if _, ok := ctx.Deadline(); ok {
-		return ctx, func() {}
-	}
 	return context.WithTimeout(ctx, s.opts.Timeout)
 }
 

@@ -389,6 +389,11 @@ func (c *Client) gather(ctx context.Context, subject string, data []byte, rule u
 		}
 		g.replies = append(g.replies, r)
 	}
+	if rule == untilAllUp && !enough() && !noResponders {
+		// A server that went away without a word would keep every later
+		// request waiting for it: a ping tells whether it is down.
+		c.triggerRefresh()
+	}
 	g.known = c.updateUp(g.known)
 	switch {
 	case len(g.replies) > 0:

@@ -18,6 +18,10 @@ import (
 // answered, for servers it did not know of.
 const quietGap = 150 * time.Millisecond
 
+// pingTimeout bounds how long a refresh waits for a server it knows to be
+// up before it marks it down.
+const pingTimeout = 2 * time.Second
+
 // Servers returns the known servers sorted by name: those up, and those
 // down that have not yet been gone for Options.ForgetAfter.
 func (c *Client) Servers() []provision.Server {
@@ -300,7 +304,10 @@ func (c *Client) refreshLocked(ctx context.Context) error {
 	if err := c.nc.PublishRequest(SubjectServerPing, reply, nil); err != nil {
 		return fmt.Errorf("ping servers: %w", err)
 	}
-	deadline := time.NewTimer(c.opts.Timeout)
+	// A server answers a ping at once; one that has not within
+	// pingTimeout is gone, and every request waits for it until it is
+	// marked down.
+	deadline := time.NewTimer(min(c.opts.Timeout, pingTimeout))
 	defer deadline.Stop()
 	var quiet <-chan time.Time
 	seen := map[string]string{} // name -> ID

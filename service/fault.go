@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -56,14 +57,20 @@ type faultResolver struct {
 
 func (r *faultResolver) Update(ctx context.Context, token string) (provision.PushResult, error) {
 	if name, ok := accountName(token); ok && name == r.f.account && r.seen.Add(1) == r.f.skip+1 {
-		sig := syscall.SIGKILL
-		if r.f.action == "pause" {
-			sig = syscall.SIGSTOP
-		}
 		fmt.Fprintf(os.Stderr, "provisioner: fault point before-push:%s:%s reached\n", r.f.action, name)
-		if err := syscall.Kill(os.Getpid(), sig); err != nil {
+		if r.f.action == "kill" {
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {} // a signal to oneself lands a moment later: nothing may run on
+		}
+		// A stop sent to oneself also lands a moment later; the push must
+		// wait for the SIGCONT that ends the stop.
+		cont := make(chan os.Signal, 1)
+		signal.Notify(cont, syscall.SIGCONT)
+		defer signal.Stop(cont)
+		if err := syscall.Kill(os.Getpid(), syscall.SIGSTOP); err != nil {
 			return nil, err
 		}
+		<-cont
 	}
 	return r.Resolver.Update(ctx, token)
 }
