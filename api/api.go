@@ -350,7 +350,9 @@ type UserSummary struct {
 	IssuedAt  int64  `json:"issued_at"`
 	ExpiresAt int64  `json:"expires_at,omitempty"`
 	Revoked   bool   `json:"revoked"`
-	Role      string `json:"role,omitempty"`
+	// Expired is set once the user's JWT has expired.
+	Expired bool   `json:"expired,omitempty"`
+	Role    string `json:"role,omitempty"`
 	// SelfService is set for users a tenant issued itself.
 	SelfService bool `json:"self_service,omitempty"`
 }

@@ -346,8 +346,10 @@ func (s *Store) claimName(ctx context.Context, name, pub string) (uint64, error)
 
 // UpdateAccount replaces the account whose current revision is rev and
 // returns the new revision. It fails with ErrStale when the record changed
-// since rev, ErrNotFound when there is none, and ErrInvalid for a new name
-// or a tombstone made live again.
+// since rev, ErrNotFound when there is none, and ErrInvalid for a new
+// name. A tombstone made live again (a delete put back after its push
+// failed) claims its name first, as a create does, and fails with
+// ErrConflict when a live account took it meanwhile.
 func (s *Store) UpdateAccount(ctx context.Context, a provision.Account, rev uint64) (uint64, error) {
 	if err := validAccount(a); err != nil {
 		return 0, err
@@ -368,8 +370,6 @@ func (s *Store) UpdateAccount(ctx context.Context, a provision.Account, rev uint
 		return 0, cur.err
 	case cur.a.Name != a.Name:
 		return 0, invalid("account %s: the name cannot change (%q to %q)", a.PublicKey, cur.a.Name, a.Name)
-	case !cur.a.Live() && a.Live():
-		return 0, invalid("account %s: a %s account cannot become live again", a.PublicKey, cur.a.Phase)
 	case cur.a.Revision > rev:
 		return 0, fmt.Errorf("kvstore: account %s: %w (revision %d, now %d)", a.PublicKey, provision.ErrStale, rev, cur.a.Revision)
 	}
@@ -380,6 +380,13 @@ func (s *Store) UpdateAccount(ctx context.Context, a provision.Account, rev uint
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
+	revive := !cur.a.Live() && a.Live()
+	var claimRev uint64
+	if revive {
+		if claimRev, err = s.claimName(ctx, a.Name, a.PublicKey); err != nil {
+			return 0, err
+		}
+	}
 	nrev, err := s.kv.Update(ctx, accountKey(a.PublicKey), data, rev)
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 		// The mirror is behind (the watcher is late, or an earlier write
@@ -391,8 +398,29 @@ func (s *Store) UpdateAccount(ctx context.Context, a provision.Account, rev uint
 	if err != nil {
 		return 0, mapErr("update account "+a.PublicKey, err)
 	}
+	var nameRev uint64
+	if revive {
+		// Fence the name as a create does: whoever took it over between
+		// the claim and the record wins, and the record goes back.
+		nameRev, err = s.kv.Update(ctx, nameKey(a.Name), []byte(a.PublicKey), claimRev)
+		if err != nil {
+			back, _, serr := s.sealAccount(cur.a, cur)
+			if serr == nil {
+				if _, uerr := s.kv.Update(ctx, accountKey(a.PublicKey), back, nrev); uerr != nil {
+					s.log.Warn("kvstore: cannot put back the tombstone of an account whose name was taken; it is hidden until the next open removes it", "account", a.PublicKey, "error", uerr)
+				}
+			}
+			if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+				return 0, fmt.Errorf("kvstore: account name %q: %w: taken meanwhile", a.Name, provision.ErrConflict)
+			}
+			return 0, mapErr("confirm name of account "+a.PublicKey, err)
+		}
+	}
 	a.Revision = 0
 	s.mu.Lock()
+	if revive {
+		s.m.apply(change{key: nameKey(a.Name), rev: nameRev, name: a.Name, pub: a.PublicKey})
+	}
 	s.m.apply(change{key: accountKey(a.PublicKey), rev: nrev, acct: &accountEntry{a: a, sealed: sealed}})
 	s.mu.Unlock()
 	return nrev, nil

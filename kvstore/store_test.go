@@ -211,16 +211,15 @@ func TestTombstonesAndNameReuse(t *testing.T) {
 	if err := s.AddUser(ctx, newUser(t, a.PublicKey, "bob"), true); !errors.Is(err, provision.ErrNotFound) {
 		t.Fatalf("AddUser to a tombstone: %v, want ErrNotFound", err)
 	}
-	again := dis
-	again.Phase = provision.PhaseLive
-	again.IdentitySeed = a.IdentitySeed
-	if _, err := s.UpdateAccount(ctx, again, rev); !errors.Is(err, provision.ErrInvalid) {
-		t.Fatalf("making a tombstone live: %v, want ErrInvalid", err)
-	}
-
 	b := newAccount(t, "shared")
 	if _, err := s.CreateAccount(ctx, b); err != nil {
 		t.Fatalf("create with the name of a tombstone: %v", err)
+	}
+	// A delete put back (its push failed) makes the tombstone live again:
+	// refused once a live account took the name.
+	again := a
+	if _, err := s.UpdateAccount(ctx, again, rev); !errors.Is(err, provision.ErrConflict) {
+		t.Fatalf("making a tombstone live while its name is taken: %v, want ErrConflict", err)
 	}
 	if got, err := s.AccountByName(ctx, "shared"); err != nil || got.PublicKey != b.PublicKey {
 		t.Fatalf("AccountByName = %v, %v; want the new account", got.PublicKey, err)
@@ -231,6 +230,22 @@ func TestTombstonesAndNameReuse(t *testing.T) {
 	}
 	if want := slices.Sorted(slices.Values([]string{a.PublicKey, b.PublicKey})); all[0].PublicKey != want[0] {
 		t.Fatal("accounts of one name are not sorted by public key")
+	}
+	// And with its name free, it is live again, under its name.
+	c := newAccount(t, "solo")
+	crev, err := s.CreateAccount(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crev, err = s.UpdateAccount(ctx, tombstone(t, c, provision.PhaseDisabled, time.Now().Unix()), crev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.UpdateAccount(ctx, c, crev); err != nil {
+		t.Fatalf("making a tombstone live again: %v", err)
+	}
+	if got, err := s.AccountByName(ctx, "solo"); err != nil || got.PublicKey != c.PublicKey || !got.Live() {
+		t.Fatalf("AccountByName after the revival = %+v, %v", got, err)
 	}
 
 	// Deleted, then removed: gone with its users; the name stays with b.

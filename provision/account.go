@@ -84,6 +84,15 @@ func (s *Service) CreateAccount(ctx context.Context, req api.CreateAccountReques
 	defer s.locks.lock("account:" + pub)()
 	// The keys are durable before any server hears of the account.
 	rev, err := s.store.CreateAccount(ctx, rec)
+	if errors.Is(err, ErrUnavailable) {
+		// It may have landed all the same: find out, with a deadline of
+		// its own, before saying it failed.
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), changeTimeout)
+		if r, ok := s.landed(lctx, pub, token); ok {
+			rev, err = r, nil
+		}
+		cancel()
+	}
 	if errors.Is(err, ErrConflict) {
 		return nil, fmt.Errorf("%w: an account named %q exists already", ErrConflict, name)
 	}
@@ -310,22 +319,10 @@ func (s *Service) updateAccount(ctx context.Context, req api.UpdateAccountReques
 				return err
 			}
 		}
-		if len(req.Roles) == 0 && req.SelfService == nil && req.SelfServiceQuota == nil && req.SelfServiceRole == nil &&
-			req.Exports == nil && req.Imports == nil && req.ExpiresIn == nil {
-			// It checks everything before it changes anything.
-			if err := mergeAccountFields(c, req.Limits, req.DefaultPermissions); err != nil {
-				return err
-			}
-			if req.Tags != nil {
-				c.Tags = tags
-			}
-			if req.Description != nil {
-				c.Description = *req.Description
-			}
-			return nil
-		}
-		// Roles and settings are checked on copies first: a refused
-		// change leaves the account as it was.
+		// Everything is done to copies and checked as a whole (the JWT's
+		// own validation included) before the account changes: a refused
+		// change leaves the account as it was, and fails alone, not the
+		// other changes of the version it would have joined.
 		set := a.Settings
 		if req.SelfService != nil {
 			set.SelfService = *req.SelfService
@@ -364,14 +361,19 @@ func (s *Service) updateAccount(ctx context.Context, req api.UpdateAccountReques
 		if err := mergeAccountFields(trialClaims, req.Limits, req.DefaultPermissions); err != nil {
 			return err
 		}
-		*a = trial
-		*c = *trialClaims
 		if req.Tags != nil {
-			c.Tags = tags
+			trialClaims.Tags = tags
 		}
 		if req.Description != nil {
-			c.Description = *req.Description
+			trialClaims.Description = *req.Description
 		}
+		vr := jwt.CreateValidationResults()
+		trialClaims.Validate(vr)
+		if errs := vr.Errors(); len(errs) > 0 {
+			return fmt.Errorf("%w: the account JWT would be invalid: %w", ErrInvalid, errors.Join(errs...))
+		}
+		*a = trial
+		*c = *trialClaims
 		return nil
 	}
 }

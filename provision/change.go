@@ -170,6 +170,14 @@ func (s *Service) version(pub string, q *queue, batch []*change) {
 		}
 		next.JWT = token
 		rev, err := s.store.UpdateAccount(ctx, next, a.Revision)
+		if errors.Is(err, ErrUnavailable) {
+			// The write may have landed all the same (an acknowledgement
+			// lost in a stream leader election): find out before saying
+			// it failed.
+			if r, ok := s.landed(ctx, pub, token); ok {
+				rev, err = r, nil
+			}
+		}
 		if errors.Is(err, ErrStale) && attempt < maxStaleRetries {
 			// Another instance changed the account first: make this
 			// version again on top of theirs.
@@ -198,6 +206,38 @@ func (s *Service) version(pub string, q *queue, batch []*change) {
 			c.finish(out, nil)
 		}
 		return
+	}
+}
+
+// landedWait bounds how long a write in doubt is looked for: a stream
+// leader election takes seconds.
+const landedWait = 15 * time.Second
+
+// landed reports whether an account's current version in the store is
+// token, after a write of it failed as unavailable, and its revision. It
+// asks again while the store is unavailable, until ctx ends.
+func (s *Service) landed(ctx context.Context, pub, token string) (uint64, bool) {
+	if _, ok := s.store.(latestReader); !ok {
+		// A local store's failed write failed: it is not in doubt.
+		return 0, false
+	}
+	ctx, cancel := context.WithTimeout(ctx, landedWait)
+	defer cancel()
+	for {
+		cur, err := s.account(ctx, pub, true)
+		switch {
+		case err == nil:
+			return cur.Revision, cur.JWT == token
+		case !errors.Is(err, ErrUnavailable):
+			return 0, false
+		}
+		t := time.NewTimer(250 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return 0, false
+		case <-t.C:
+		}
 	}
 }
 
@@ -277,22 +317,17 @@ func mayHaveStored(res PushResult, err error) bool {
 // The caller holds the account's lock.
 func (s *Service) restore(ctx context.Context, prev, next Account, repush bool) {
 	log := s.log.With("account", prev.PublicKey, "name", prev.Name)
+	// prev's content is signed anew either way: versions only move
+	// forward, also in the store, where another instance may have pushed
+	// next meanwhile.
 	back := prev
-	if repush {
-		claims, err := decodeAccount(prev.JWT)
-		if err == nil {
-			err = afterIssue(ctx, mustIssued(next.JWT))
-		}
-		var token string
-		if err == nil {
-			token, err = s.sign(claims)
-		}
-		if err != nil {
-			log.Error("could not re-sign the previous version of an account after a failed push; the reconciler pushes the store's version", "error", err)
-			repush = false
-		} else {
-			back.JWT = token
-		}
+	claims, err := decodeAccount(prev.JWT)
+	if err == nil {
+		back.JWT, err = s.signNext(ctx, withIssued(claims, mustIssued(next.JWT)))
+	}
+	if err != nil {
+		log.Error("could not sign the previous version of an account after a failed push; the store keeps the failed change and the reconciler pushes it", "error", err)
+		return
 	}
 	rev, err := s.store.UpdateAccount(ctx, back, next.Revision)
 	if err != nil {
@@ -311,6 +346,13 @@ func (s *Service) restore(ctx context.Context, prev, next Account, repush bool) 
 		return
 	}
 	log.Info("put an account back after a failed push")
+}
+
+// withIssued returns claims whose iat is iat, so that signNext waits past
+// the second of the version they follow rather than their own.
+func withIssued(c *jwt.AccountClaims, iat int64) *jwt.AccountClaims {
+	c.IssuedAt = max(c.IssuedAt, iat)
+	return c
 }
 
 // mustIssued returns the iat of a JWT this service signed, 0 if unreadable.

@@ -170,6 +170,9 @@ func afterIssue(ctx context.Context, iat int64) error {
 // account until the DELETE, and what a server that missed the DELETE can
 // bring back.
 func disable(c *jwt.AccountClaims) {
+	// No expiry: an expired account could not be signed disabled, and a
+	// disabled version that expired could not be pushed again.
+	c.Expires = 0
 	c.Limits.Conn = 0
 	c.Limits.LeafNodeConn = 0
 	c.Revocations = jwt.RevocationList{}

@@ -39,6 +39,9 @@ func (s *Service) RotateOperator(ctx context.Context, _ api.RotateOperatorReques
 		return nil, fmt.Errorf("ask the servers which operator keys they trust: %w", err)
 	}
 	rep := &api.RotateOperatorReply{SigningKey: next.SignerKey, Previous: cur.SignerKey, Servers: []string{}}
+	if p := s.prevSigner.Load(); p != nil && cur.SignerKey == next.SignerKey {
+		rep.Previous = *p // switched already, at a reconcile tick
+	}
 	for _, srv := range s.resolver.Servers() {
 		keys, answered := trusted[srv.Name]
 		switch {
@@ -52,9 +55,11 @@ func (s *Service) RotateOperator(ctx context.Context, _ api.RotateOperatorReques
 		rep.Servers = append(rep.Servers, srv.Name)
 	}
 	if cur.SignerKey != next.SignerKey {
-		s.op.Store(next)
-		s.log.Info("operator signing key switched", "signing_key", next.SignerKey, "previous", cur.SignerKey)
+		s.switchOperator(cur, next)
 	}
+	// The other instances switch at their next reconcile tick
+	// (adoptNextOperator); the accounts they sign meanwhile with the old
+	// key are signed anew by the reconciler.
 
 	accounts, err := s.store.Accounts(ctx)
 	if err != nil {
@@ -96,6 +101,48 @@ func (s *Service) RotateOperator(ctx context.Context, _ api.RotateOperatorReques
 	rep.Duration = time.Since(start).Round(time.Millisecond).String()
 	s.log.Info("operator rotation", "signing_key", next.SignerKey, "accounts", rep.Accounts, "failed", len(rep.Failed))
 	return rep, nil
+}
+
+// adoptNextOperator switches this instance to the configured next operator
+// signing key once every known server trusts it, so that every instance,
+// not only the one that answered prov.operator.rotate, and this one after
+// a restart, signs with it. It reports whether the key in use is the next
+// one. Before every server trusts it, nothing changes.
+func (s *Service) adoptNextOperator(ctx context.Context) bool {
+	if s.cfg.NextOperator == nil {
+		return false
+	}
+	next, err := s.cfg.NextOperator()
+	if err != nil {
+		s.log.Warn("operator_signing_key_next cannot be used", "error", err)
+		return false
+	}
+	cur := s.operator()
+	if cur.SignerKey == next.SignerKey {
+		return true
+	}
+	if next.PublicKey != cur.PublicKey {
+		return false
+	}
+	trusted, err := s.resolver.Operators(ctx)
+	if err != nil {
+		return false
+	}
+	for _, srv := range s.resolver.Servers() {
+		if !slices.Contains(trusted[srv.Name], next.SignerKey) {
+			return false
+		}
+	}
+	s.switchOperator(cur, next)
+	return true
+}
+
+// switchOperator makes next the operator signing key in use.
+func (s *Service) switchOperator(cur, next *Operator) {
+	prev := cur.SignerKey
+	s.prevSigner.Store(&prev)
+	s.op.Store(next)
+	s.log.Info("operator signing key switched: every server trusts the new key", "signing_key", next.SignerKey, "previous", prev)
 }
 
 // resignStored signs a stored account's current version anew with the

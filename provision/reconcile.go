@@ -110,6 +110,9 @@ func (s *Service) Status(_ context.Context, _ api.StatusRequest) (*api.StatusRep
 func (s *Service) pass(ctx context.Context) (*api.ReconcileReply, error) {
 	s.rec.running.Lock()
 	defer s.rec.running.Unlock()
+	// Every instance, leader or not, takes up a rotated operator signing
+	// key once the servers trust it.
+	rotated := s.adoptNextOperator(ctx)
 	start := time.Now()
 	rep := &api.ReconcileReply{Started: start.UTC().Format(time.RFC3339), Orphans: []string{}}
 	finish := func() (*api.ReconcileReply, error) {
@@ -187,7 +190,7 @@ func (s *Service) pass(ctx context.Context) (*api.ReconcileReply, error) {
 		go func() {
 			defer wg.Done()
 			for a := range work {
-				out := s.reconcileAccount(ctx, a, up, onServers[a.PublicKey], limiter, &msgs)
+				out := s.reconcileAccount(ctx, a, up, onServers[a.PublicKey], rotated, limiter, &msgs)
 				count(func() {
 					switch {
 					case out.err != nil:
@@ -241,11 +244,27 @@ type accountOutcome struct {
 }
 
 // reconcileAccount brings one account in line.
-func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, listed bool, limiter *rate.Limiter, msgs *atomic.Int64) (out accountOutcome) {
+func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, listed, rotated bool, limiter *rate.Limiter, msgs *atomic.Int64) (out accountOutcome) {
 	id := jti(a.JWT)
 	if a.Phase == PhaseDeleted {
 		if listed {
-			// Brought back by a server that missed the delete.
+			// Brought back by a server that missed the delete, or (where
+			// servers do not allow deletes) the disabled version kept as
+			// the end state: push again only what differs from it.
+			if err := limiter.Wait(ctx); err != nil {
+				out.err = err
+				return out
+			}
+			msgs.Add(1)
+			copies, err := s.resolver.LookupAll(ctx, a.PublicKey)
+			if err != nil {
+				out.err = err
+				return out
+			}
+			out.checked = true
+			if !slices.ContainsFunc(copies, func(c string) bool { return c != "" && c != a.JWT }) {
+				return out
+			}
 			out.pushed, out.deleted, out.err = s.repush(ctx, a.PublicKey, msgs)
 			return out
 		}
@@ -262,8 +281,11 @@ func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, 
 			out.expired = true
 			return out
 		}
-		if err == nil && len(s.prunable(ctx, a.PublicKey, c)) > 0 {
-			// A new version without them: the change path prunes.
+		resign := rotated && err == nil && c.Issuer != s.operator().SignerKey
+		if err == nil && (resign || len(s.prunable(ctx, a.PublicKey, c)) > 0) {
+			// A new version: the change path prunes, and signs with the
+			// operator signing key in use (after a rotation, an instance
+			// that had not switched yet may have signed with the old one).
 			if _, err := s.submit(a.PublicKey, func(*Account, *jwt.AccountClaims) error { return nil }); err != nil {
 				out.err = err
 				return out

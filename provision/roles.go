@@ -115,9 +115,22 @@ func setRoles(a *Account, c *jwt.AccountClaims, roles map[string]*api.Role, newK
 			pub = p
 			keys = append(keys, SigningKey{Seed: seed, Role: name})
 		}
-		scope := jwt.NewUserScope()
-		scope.Key, scope.Role, scope.Template = pub, name, t
-		c.SigningKeys.AddScopedSigner(scope)
+		// Every key of the role gets the template, retired ones too: the
+		// server applies a key's own template to the users it signed, so
+		// tightening a role must reach the users of its retired keys.
+		rolePubs := []string{pub}
+		for _, sk := range keys {
+			if sk.Role == name && sk.Retired {
+				if p, err := seedPublic(sk.Seed); err == nil {
+					rolePubs = append(rolePubs, p)
+				}
+			}
+		}
+		for _, p := range rolePubs {
+			scope := jwt.NewUserScope()
+			scope.Key, scope.Role, scope.Template = p, name, t
+			c.SigningKeys.AddScopedSigner(scope)
+		}
 	}
 	a.SigningKeys = keys
 	return nil
@@ -135,6 +148,20 @@ func roleKey(a *Account, role string) string {
 		}
 	}
 	return ""
+}
+
+// roleKeys returns the public keys of every key of a role, retired ones
+// included: users they signed are still the role's.
+func roleKeys(a *Account, role string) []string {
+	var out []string
+	for _, sk := range a.SigningKeys {
+		if sk.Role == role && role != "" {
+			if pub, err := seedPublic(sk.Seed); err == nil {
+				out = append(out, pub)
+			}
+		}
+	}
+	return out
 }
 
 // roles lists the role names of an account, sorted.

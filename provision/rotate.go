@@ -28,7 +28,13 @@ func (s *Service) RotateAccount(ctx context.Context, req api.RotateAccountReques
 		return nil, err
 	}
 	var removed []string
-	out, err := s.submit(a.PublicKey, func(next *Account, c *jwt.AccountClaims) error {
+	out, err := s.submit(a.PublicKey, func(next *Account, claims *jwt.AccountClaims) error {
+		// On a copy: a step that fails half way leaves the claims as they
+		// were, with no key listed whose seed is gone.
+		c, err := claimsCopy(claims)
+		if err != nil {
+			return err
+		}
 		keys := slices.Clone(next.SigningKeys)
 		var gone []string
 		if rotate {
@@ -75,6 +81,7 @@ func (s *Service) RotateAccount(ctx context.Context, req api.RotateAccountReques
 			keys = slices.DeleteFunc(keys, func(sk SigningKey) bool { return sk.Retired })
 		}
 		next.SigningKeys = keys
+		*claims = *c
 		removed = gone
 		return nil
 	})

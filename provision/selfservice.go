@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -92,7 +93,7 @@ func (s *Service) selfAccount(ctx context.Context, t Tenant) (Account, error) {
 		return Account{}, fmt.Errorf("%w: self-service is off for account %q", ErrForbidden, a.Name)
 	}
 	if r := a.Settings.CallerRole; r != "" {
-		if key := roleKey(&a, r); key == "" || t.IssuerKey != key {
+		if t.IssuerKey == "" || !slices.Contains(roleKeys(&a, r), t.IssuerKey) {
 			return Account{}, fmt.Errorf("%w: only users of role %q may self-serve in account %q", ErrForbidden, r, a.Name)
 		}
 	}

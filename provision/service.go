@@ -92,12 +92,14 @@ type Config struct {
 
 // Service carries out provisioning requests. It is safe for concurrent use.
 type Service struct {
-	cfg      Config
-	op       atomic.Pointer[Operator]
-	store    Store
-	resolver Resolver
-	maxJWT   int
-	log      *slog.Logger
+	cfg Config
+	op  atomic.Pointer[Operator]
+	// prevSigner is the operator signing key used before a rotation.
+	prevSigner atomic.Pointer[string]
+	store      Store
+	resolver   Resolver
+	maxJWT     int
+	log        *slog.Logger
 
 	locks   keyedMutex
 	queues  queues

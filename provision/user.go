@@ -234,9 +234,12 @@ func (s *Service) activeNamed(ctx context.Context, acct, name string, claims *jw
 	if err != nil {
 		return nil, err
 	}
+	now := time.Now().Unix()
 	active := users[:0]
 	for _, u := range users {
-		if !u.Revoked && !claims.Revocations.IsRevoked(u.PublicKey, time.Unix(u.IssuedAt, 0)) {
+		// An expired user is no longer active, also once its revocation
+		// has been pruned.
+		if !u.Revoked && (u.ExpiresAt == 0 || u.ExpiresAt > now) && !claims.Revocations.IsRevoked(u.PublicKey, time.Unix(u.IssuedAt, 0)) {
 			active = append(active, u)
 		}
 	}
@@ -285,6 +288,7 @@ func (s *Service) listUsers(ctx context.Context, a Account, req api.ListRequest)
 		return nil, err
 	}
 	out := &api.ListUsersReply{Users: make([]api.UserSummary, 0, page.to-page.from), Total: len(users), NextOffset: next}
+	now := time.Now().Unix()
 	for _, u := range users[page.from:page.to] {
 		out.Users = append(out.Users, api.UserSummary{
 			Name:        u.Name,
@@ -292,6 +296,7 @@ func (s *Service) listUsers(ctx context.Context, a Account, req api.ListRequest)
 			IssuedAt:    u.IssuedAt,
 			ExpiresAt:   u.ExpiresAt,
 			Revoked:     st.claims.Revocations.IsRevoked(u.PublicKey, time.Unix(u.IssuedAt, 0)),
+			Expired:     u.ExpiresAt != 0 && u.ExpiresAt <= now,
 			Role:        u.Role,
 			SelfService: u.SelfService,
 		})
@@ -335,6 +340,7 @@ func userRef(raw string) (string, error) {
 func (s *Service) revoke(ctx context.Context, a Account, ref string, selfOnly bool, caller api.Caller) (*api.RevokeUserReply, error) {
 	pub := ref
 	var name string
+	var issued int64
 	if nkeys.IsValidPublicUserKey(ref) {
 		u, err := s.store.User(ctx, pub)
 		switch {
@@ -356,7 +362,7 @@ func (s *Service) revoke(ctx context.Context, a Account, ref string, selfOnly bo
 		case selfOnly && !u.SelfService:
 			return nil, fmt.Errorf("%w: user %s of account %q was not issued through self-service; an admin revokes it", ErrForbidden, pub, a.Name)
 		default:
-			name = u.Name
+			name, issued = u.Name, u.IssuedAt
 		}
 	} else {
 		st, err := s.state(a)
@@ -373,10 +379,12 @@ func (s *Service) revoke(ctx context.Context, a Account, ref string, selfOnly bo
 		if len(active) == 0 {
 			return nil, fmt.Errorf("%w: account %q has no active user named %q", ErrNotFound, a.Name, ref)
 		}
-		pub, name = active[len(active)-1].PublicKey, ref
+		pub, name, issued = active[len(active)-1].PublicKey, ref, active[len(active)-1].IssuedAt
 	}
 	out, err := s.submit(a.PublicKey, func(_ *Account, c *jwt.AccountClaims) error {
-		c.Revoke(pub)
+		// At the user's issue time at the least: an instance whose clock
+		// runs ahead of this one may have issued it "later" than now.
+		c.RevokeAt(pub, time.Unix(max(time.Now().Unix(), issued), 0))
 		return nil
 	})
 	if err != nil {
