@@ -528,8 +528,8 @@ func ServicePermissions(bucket, prefix string) jwt.Permissions {
 			// Account info: CreateKeyValue asks it first.
 			"$JS.API.INFO",
 			// CreateKeyValue, UpdateKeyValue, KeyValue and Status.
+			// Created, never updated: an update could allow purges.
 			"$JS.API.STREAM.CREATE." + stream,
-			"$JS.API.STREAM.UPDATE." + stream,
 			"$JS.API.STREAM.INFO." + stream,
 			// Get: direct gets by subject (and by sequence), and the
 			// stream's own get when direct gets are off.

@@ -759,9 +759,17 @@ func TestServiceUserKV(t *testing.T) {
 	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "prov_kv", History: 5}); err != nil {
 		t.Fatalf("create the bucket again (an existing one is fine): %v", err)
 	}
-	if _, err := js.UpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "prov_kv", History: 5, Description: "accounts"}); err != nil {
-		t.Fatalf("update the bucket: %v", err)
+	// Not an update (one could turn purges on): tried on a connection of
+	// its own, since the refusal is a violation.
+	ujs, err := jetstream.New(env.Connect(t, env.Init.ServiceCreds))
+	if err != nil {
+		t.Fatal(err)
 	}
+	uctx, ucancel := context.WithTimeout(ctx, 2*time.Second)
+	if _, err := ujs.UpdateKeyValue(uctx, jetstream.KeyValueConfig{Bucket: "prov_kv", History: 5, Description: "accounts"}); err == nil {
+		t.Fatal("the service user may update its bucket's stream")
+	}
+	ucancel()
 	kv, err := js.KeyValue(ctx, "prov_kv")
 	if err != nil {
 		t.Fatalf("look the bucket up: %v", err)

@@ -22,6 +22,10 @@ import (
 // StreamName is the audit stream in the service's own account.
 const StreamName = api.AuditStream
 
+// AuditMaxBytes bounds the audit stream: a quarter of the 4 GiB of disk
+// `provisioner init` gives the service account (about 2.7 million events).
+const AuditMaxBytes = 1 << 30
+
 // Publisher publishes events. It is safe for concurrent use.
 type Publisher struct {
 	nc     *nats.Conn
@@ -62,7 +66,11 @@ func (p *Publisher) WithAudit(ctx context.Context, svc *nats.Conn, replicas int)
 		Storage:     jetstream.FileStorage,
 		Replicas:    max(1, replicas),
 		MaxAge:      365 * 24 * time.Hour,
-		Discard:     jetstream.DiscardOld,
+		// Bounded, so that it can never fill the service account's
+		// storage, which the KV bucket shares: at the bound the oldest
+		// events go, as with the age.
+		MaxBytes: AuditMaxBytes,
+		Discard:  jetstream.DiscardOld,
 	})
 	if err != nil {
 		return fmt.Errorf("events: audit stream %s: %w", StreamName, err)
@@ -129,6 +137,9 @@ func (a *Audit) Page(ctx context.Context, account string, after uint64, limit in
 		FilterSubjects: []string{filter},
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:    after + 1,
+		// A page is read at once; the server forgets the consumer soon
+		// after, instead of keeping one per request for minutes.
+		InactiveThreshold: 5 * time.Second,
 	})
 	if err != nil {
 		return nil, 0, fmt.Errorf("events: audit stream: %w", err)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natsprov/provisioner/provision"
@@ -208,5 +209,39 @@ func TestOpenContextBoundsLoading(t *testing.T) {
 	cancel()
 	if _, err := Open(ctx, d.connect(t, d.svcCreds), Options{Seal: key}); !errors.Is(err, provision.ErrUnavailable) {
 		t.Fatalf("Open with a cancelled context: %v, want ErrUnavailable", err)
+	}
+}
+
+// TestNoRollUpOrPurge: one message with a roll-up header, or a purge, could
+// wipe every account's keys; the bucket refuses both.
+func TestNoRollUpOrPurge(t *testing.T) {
+	d := startDeployment(t, 1)
+	key, _ := newSealKey(t)
+	nc := d.connect(t, d.svcCreds)
+	s := openStore(t, nc, Options{Seal: key})
+	ctx := bg(t)
+	a := newAccount(t, "kept")
+	if _, err := s.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := nats.NewMsg(s.subject + "wipe")
+	m.Data = []byte("x")
+	m.Header.Set("Nats-Rollup", "all")
+	if _, err := js.PublishMsg(ctx, m); err == nil {
+		t.Error("a roll-up of the whole bucket was taken")
+	}
+	stream, err := js.Stream(ctx, "KV_"+s.opts.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Purge(ctx); err == nil {
+		t.Error("a purge of the bucket was taken")
+	}
+	if got, err := s.AccountLatest(ctx, a.PublicKey); err != nil || got.Name != "kept" {
+		t.Fatalf("after the refused wipes the account reads %+v, %v", got, err)
 	}
 }

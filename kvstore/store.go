@@ -349,7 +349,12 @@ func (s *Store) streamConfig(replicas int) jetstream.StreamConfig {
 		MaxConsumers:      -1,
 		Storage:           jetstream.FileStorage,
 		Replicas:          replicas,
-		AllowRollup:       true,
+		// No purges and no roll-ups: the store only ever deletes a key at
+		// a revision, and one message with a roll-up header (or a purge)
+		// from anyone holding the service's creds could wipe every
+		// account's keys.
+		AllowRollup:       false,
+		DenyPurge:         true,
 		DenyDelete:        true,
 		Duplicates:        2 * time.Minute,
 		Discard:           jetstream.DiscardNew,
@@ -434,6 +439,9 @@ func (s *Store) checkBucket(ctx context.Context, nc *nats.Conn) error {
 	}
 	if cfg.AllowDirect {
 		diffs = append(diffs, "allow_direct true, want false (replicas would answer reads; `nats stream edit KV_"+s.opts.Bucket+" --no-allow-direct`)")
+	}
+	if cfg.AllowRollup || !cfg.DenyPurge {
+		diffs = append(diffs, "roll-ups or purges allowed, want neither (one such message could wipe the bucket)")
 	}
 	if cfg.Mirror != nil || len(cfg.Sources) > 0 {
 		diffs = append(diffs, "mirrors or sources another bucket, want a bucket of its own")

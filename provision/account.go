@@ -24,8 +24,12 @@ func (s *Service) CreateAccount(ctx context.Context, req api.CreateAccountReques
 	if err != nil {
 		return nil, err
 	}
-	if sys := s.systemName(ctx); sys != "" && name == sys {
-		return nil, fmt.Errorf("%w: %q is the name of the system account", ErrConflict, name)
+	if pub, ok := s.reservedName(ctx, name); ok {
+		what := "the system account"
+		if pub != s.operator().SystemAccount {
+			what = "the provisioner's own account"
+		}
+		return nil, fmt.Errorf("%w: %q is the name of %s", ErrConflict, name, what)
 	}
 	if a, err := s.store.AccountByName(ctx, name); err == nil {
 		return nil, fmt.Errorf("%w: an account named %q exists already (%s)", ErrConflict, name, a.PublicKey)

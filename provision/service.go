@@ -24,7 +24,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/api"
@@ -105,7 +104,8 @@ type Service struct {
 	queues  queues
 	cache   sync.Map // account public key -> *state
 	confirm confirmations
-	sysName atomic.Pointer[string]
+	// reserved are the names of the protected accounts, by name.
+	reserved atomic.Pointer[map[string]string]
 	// Fresh keys made ahead of the requests that need them.
 	userKeys    *keypair.Pool
 	accountKeys *keypair.Pool
@@ -176,22 +176,31 @@ func (s *Service) Close() {
 // with now; an operator signing-key rotation replaces it.
 func (s *Service) operator() *Operator { return s.op.Load() }
 
-// systemName returns the system account's name, asking the resolver once.
-func (s *Service) systemName(ctx context.Context) string {
-	if n := s.sysName.Load(); n != nil {
-		return *n
+// reservedName returns the protected account (the system account, the
+// service's own) with the given name. Their names are asked of the
+// resolver once.
+func (s *Service) reservedName(ctx context.Context, name string) (string, bool) {
+	names := s.reserved.Load()
+	if names == nil {
+		m := map[string]string{}
+		complete := true
+		for _, pub := range append([]string{s.operator().SystemAccount}, s.cfg.Protected...) {
+			_, c, err := s.remoteAccount(ctx, pub)
+			if err != nil {
+				complete = false // ask again next time
+				continue
+			}
+			m[c.Name] = pub
+		}
+		if !complete {
+			pub, ok := m[name]
+			return pub, ok
+		}
+		names = &m
+		s.reserved.Store(names)
 	}
-	token, err := s.resolver.Lookup(ctx, s.operator().SystemAccount)
-	if err != nil || token == "" {
-		return ""
-	}
-	claims, err := jwt.DecodeAccountClaims(token)
-	if err != nil {
-		return ""
-	}
-	name := claims.Name
-	s.sysName.Store(&name)
-	return name
+	pub, ok := (*names)[name]
+	return pub, ok
 }
 
 // protected reports whether requests must not change the account: the
@@ -244,8 +253,8 @@ func (s *Service) resolve(ctx context.Context, ref string) (target, error) {
 	if !errors.Is(err, ErrNotFound) {
 		return target{}, err
 	}
-	if ref == s.systemName(ctx) {
-		return target{pub: s.operator().SystemAccount, system: true}, nil
+	if pub, ok := s.reservedName(ctx, ref); ok {
+		return target{pub: pub, system: true}, nil
 	}
 	return target{}, fmt.Errorf("%w: no account named %q", ErrNotFound, ref)
 }

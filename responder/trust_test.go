@@ -114,3 +114,27 @@ func TestSealedUserReply(t *testing.T) {
 		}
 	}
 }
+
+// TestServiceAccountIsProtected: the provisioner's own account is read but
+// never changed, by name or key, and its name cannot be taken.
+func TestServiceAccountIsProtected(t *testing.T) {
+	h := newHarness(t, bootstrap.Options{})
+	svc := h.env.Init.ServiceAccount
+	got := h.ok(t, "account.get", `{"account":"PROVISIONER"}`)
+	if str(got, "account", "public_key") != svc {
+		t.Fatalf("account.get PROVISIONER = %v, want the service account %s", got, svc)
+	}
+	for _, tt := range []struct{ op, body string }{
+		{"account.update", `{"account":"PROVISIONER","limits":{"conn":1}}`},
+		{"account.update", `{"account":"` + svc + `","limits":{"conn":1}}`},
+		{"account.delete", `{"account":"PROVISIONER"}`},
+		{"user.create", `{"account":"PROVISIONER","name":"x"}`},
+	} {
+		if r := h.req(t, tt.op, tt.body); r.Code != 403 || !strings.Contains(r.Description, "own account") {
+			t.Errorf("%s %s: %d %q, want 403", tt.op, tt.body, r.Code, r.Description)
+		}
+	}
+	if r := h.req(t, "account.create", `{"name":"PROVISIONER"}`); r.Code != 409 {
+		t.Errorf("creating an account named PROVISIONER: %d %q, want 409", r.Code, r.Description)
+	}
+}

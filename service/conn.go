@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -77,18 +79,31 @@ func (s *Service) connect(ctx context.Context, cfg *config.Config, name, creds, 
 			return c, nil
 		}
 		if !retryable(err) {
-			return nil, fmt.Errorf("connect to %s with %s: %w", cfg.NATSURL, creds, err)
+			return nil, fmt.Errorf("connect to %s with %s: %w", redact(cfg.NATSURL), creds, err)
 		}
-		log.Warn("NATS is not reachable yet; retrying", "url", cfg.NATSURL, "attempt", attempt, "retry_in", wait, "error", err)
+		log.Warn("NATS is not reachable yet; retrying", "url", redact(cfg.NATSURL), "attempt", attempt, "retry_in", wait, "error", err)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, fmt.Errorf("connect to %s: %w (gave up: %w)", cfg.NATSURL, err, ctx.Err())
+			return nil, fmt.Errorf("connect to %s: %w (gave up: %w)", redact(cfg.NATSURL), err, ctx.Err())
 		case <-t.C:
 		}
 		wait = min(2*wait, 5*time.Second)
 	}
+}
+
+// redact removes user info (a password or token) from each URL of a
+// comma-separated list, for logs and errors.
+func redact(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		if u, err := url.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
+			u.User = url.User("redacted")
+			parts[i] = u.String()
+		}
+	}
+	return strings.Join(parts, ",")
 }
 
 // retryable tells a server that is not there yet from creds it refuses:
@@ -130,11 +145,20 @@ func (c *conn) permitted(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
-	// The error handler runs on its own goroutine: give it a moment.
+	// The error handler runs on its own goroutine: give it a moment, and
+	// read the connection's last error too, which is set before the PONG.
 	time.Sleep(50 * time.Millisecond)
+	return c.deniedError()
+}
+
+// deniedError names the creds and what the server refused them, or is nil.
+func (c *conn) deniedError() error {
 	c.mu.Lock()
 	denied := append([]string(nil), c.denied...)
 	c.mu.Unlock()
+	if err := c.nc.LastError(); err != nil && errors.Is(err, nats.ErrPermissionViolation) && !slices.Contains(denied, err.Error()) {
+		denied = append(denied, err.Error())
+	}
 	if len(denied) == 0 {
 		return nil
 	}

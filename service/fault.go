@@ -4,11 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 
 	"github.com/nats-io/jwt/v2"
 
@@ -58,19 +56,9 @@ type faultResolver struct {
 func (r *faultResolver) Update(ctx context.Context, token string) (provision.PushResult, error) {
 	if name, ok := accountName(token); ok && name == r.f.account && r.seen.Add(1) == r.f.skip+1 {
 		fmt.Fprintf(os.Stderr, "provisioner: fault point before-push:%s:%s reached\n", r.f.action, name)
-		if r.f.action == "kill" {
-			syscall.Kill(os.Getpid(), syscall.SIGKILL)
-			select {} // a signal to oneself lands a moment later: nothing may run on
-		}
-		// A stop sent to oneself also lands a moment later; the push must
-		// wait for the SIGCONT that ends the stop.
-		cont := make(chan os.Signal, 1)
-		signal.Notify(cont, syscall.SIGCONT)
-		defer signal.Stop(cont)
-		if err := syscall.Kill(os.Getpid(), syscall.SIGSTOP); err != nil {
+		if err := fire(r.f.action); err != nil {
 			return nil, err
 		}
-		<-cont
 	}
 	return r.Resolver.Update(ctx, token)
 }

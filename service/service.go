@@ -63,6 +63,7 @@ type Service struct {
 	runDone        chan struct{}
 	stopOnce       sync.Once
 	stopErr        error
+	mu             sync.Mutex // orders keep in stop
 }
 
 // Option changes how Start starts the service.
@@ -103,6 +104,21 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 		if s.ServiceAccount, err = credsAccount(cfg.ServiceCreds); err != nil {
 			return nil, fmt.Errorf("service_creds: %w", err)
 		}
+		if s.ServiceAccount == op.SystemAccount {
+			return nil, fmt.Errorf("service_creds %s is a user of the system account %s; it must be the provisioner's user in its own account (`provisioner init` writes service.creds): the system account cannot use JetStream, and the service's own account is where the self-service export goes", cfg.ServiceCreds, op.SystemAccount)
+		}
+	}
+	for _, f := range []struct{ field, path string }{{"nats_creds", cfg.NATSCreds}, {"service_creds", cfg.ServiceCreds}} {
+		if f.path == "" {
+			continue
+		}
+		// A missing or unreadable creds file is not a server that is not
+		// there yet: say so at once instead of retrying.
+		if fh, err := os.Open(f.path); err != nil {
+			return nil, fmt.Errorf("%s: %w", f.field, err)
+		} else {
+			fh.Close()
+		}
 	}
 	sys, err := s.connect(ctx, cfg, "provisioner", cfg.NATSCreds, bootstrap.ProvisionerInboxPrefix)
 	if err != nil {
@@ -139,7 +155,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 			return nil, err
 		}
 		s.SvcNC = svc.nc
-		kv, err := openKV(ctx, s.SvcNC, kvstore.Options{
+		kv, err := openKV(ctx, svc, kvstore.Options{
 			Bucket:   cfg.KVBucket,
 			Replicas: cfg.KVReplicas,
 			Seal:     sealKey,
@@ -262,12 +278,17 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 // instance may be creating the R3 bucket at the same moment. A refusal
 // (no JetStream for the account, a bucket of other settings, no seal key)
 // is not waited out.
-func openKV(ctx context.Context, nc *nats.Conn, opts kvstore.Options, log *slog.Logger) (*kvstore.Store, error) {
+func openKV(ctx context.Context, c *conn, opts kvstore.Options, log *slog.Logger) (*kvstore.Store, error) {
 	wait := 250 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		kv, err := kvstore.Open(ctx, nc, opts)
+		kv, err := kvstore.Open(ctx, c.nc, opts)
 		if err == nil || !errors.Is(err, provision.ErrUnavailable) {
 			return kv, err
+		}
+		// A JetStream API call the creds may not make times out like an
+		// unavailable one; the server said why.
+		if derr := c.deniedError(); derr != nil {
+			return nil, derr
 		}
 		log.Warn("the KV bucket is not available yet; retrying", "bucket", opts.Bucket, "attempt", attempt, "retry_in", wait, "error", err)
 		t := time.NewTimer(wait)
@@ -322,12 +343,22 @@ func (s *Service) stop() error {
 			first = err
 		}
 	}
-	if s.Responder != nil {
-		keep(s.Responder.Stop())
+	// Both responders stop taking requests at once, then drain.
+	var wg sync.WaitGroup
+	for _, r := range []*responder.Responder{s.Responder, s.Self} {
+		if r == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := r.Stop()
+			s.mu.Lock()
+			keep(err)
+			s.mu.Unlock()
+		}()
 	}
-	if s.Self != nil {
-		keep(s.Self.Stop())
-	}
+	wg.Wait()
 	if s.stopRun != nil {
 		s.stopRun()
 		<-s.runDone
@@ -358,10 +389,16 @@ func (s *Service) stop() error {
 	return first
 }
 
-// Run starts the service and serves until ctx ends, then stops it.
+// Run starts the service and serves until ctx ends, then stops it. A stop
+// asked for (ctx ending) while it still waits for NATS at start is a clean
+// exit.
 func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Option) error {
 	s, err := Start(ctx, cfg, log, opts...)
 	if err != nil {
+		if ctx.Err() != nil {
+			log.Info("provisioner stopped before it started", "error", err)
+			return nil
+		}
 		return err
 	}
 	<-ctx.Done()
