@@ -47,6 +47,16 @@ func (c *Client) CreateUser(ctx context.Context, req api.CreateUserRequest) (*Us
 		return &User{Name: rep.User.Name, PublicKey: rep.User.PublicKey, JWT: rep.User.JWT}, nil
 	}
 
+	return c.issueLocal(ctx, api.SubjectUserCreate, func(pub string) any {
+		req.PublicKey = pub
+		return req
+	})
+}
+
+// issueLocal makes a user key pair here, sends the request body made with
+// its public key to endpoint, checks that the JWT of the reply is for that
+// key, and returns the user with its seed and creds, formatted here.
+func (c *Client) issueLocal(ctx context.Context, endpoint string, body func(pub string) any) (*User, error) {
 	kp, err := nkeys.CreateUser()
 	if err != nil {
 		return nil, fmt.Errorf("client: make a user key: %w", err)
@@ -56,17 +66,16 @@ func (c *Client) CreateUser(ctx context.Context, req api.CreateUserRequest) (*Us
 	if err != nil {
 		return nil, fmt.Errorf("client: user public key: %w", err)
 	}
-	req.PublicKey = pub
 	var rep api.CreateUserReply
-	if err := c.request(ctx, api.SubjectUserCreate, req, &rep); err != nil {
+	if err := c.request(ctx, endpoint, body(pub), &rep); err != nil {
 		return nil, err
 	}
 	claims, err := jwt.DecodeUserClaims(rep.User.JWT)
 	if err != nil {
-		return nil, fmt.Errorf("client: the user.create reply holds no valid user JWT: %w", err)
+		return nil, fmt.Errorf("client: the %s reply holds no valid user JWT: %w", endpoint, err)
 	}
 	if claims.Subject != pub || rep.User.PublicKey != pub {
-		return nil, fmt.Errorf("client: user.create issued %s (JWT subject %s) for the key %s it was sent", rep.User.PublicKey, claims.Subject, pub)
+		return nil, fmt.Errorf("client: %s issued %s (JWT subject %s) for the key %s it was sent", endpoint, rep.User.PublicKey, claims.Subject, pub)
 	}
 	raw, err := kp.Seed()
 	if err != nil {

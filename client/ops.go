@@ -1,0 +1,93 @@
+package client
+
+import (
+	"context"
+	"strings"
+
+	"github.com/natsprov/provisioner/api"
+)
+
+// RotateAccount gives an account new signing keys (account.rotate); see
+// api.RotateAccountRequest.
+func (c *Client) RotateAccount(ctx context.Context, req api.RotateAccountRequest) (*api.RotateAccountReply, error) {
+	var rep api.RotateAccountReply
+	if err := c.request(ctx, api.SubjectAccountRotate, req, &rep); err != nil {
+		return nil, err
+	}
+	return &rep, nil
+}
+
+// Reconcile runs a reconcile pass now and returns its summary.
+func (c *Client) Reconcile(ctx context.Context) (*api.ReconcileReply, error) {
+	var rep api.ReconcileReply
+	if err := c.request(ctx, api.SubjectReconcile, api.ReconcileRequest{}, &rep); err != nil {
+		return nil, err
+	}
+	return &rep, nil
+}
+
+// Status describes the instance that answers.
+func (c *Client) Status(ctx context.Context) (*api.StatusReply, error) {
+	var rep api.StatusReply
+	if err := c.request(ctx, api.SubjectStatus, api.StatusRequest{}, &rep); err != nil {
+		return nil, err
+	}
+	return &rep, nil
+}
+
+// Audit returns one page of the audit stream (JetStream store): follow
+// Next as req.After.
+func (c *Client) Audit(ctx context.Context, req api.AuditRequest) (*api.AuditReply, error) {
+	var rep api.AuditReply
+	if err := c.request(ctx, api.SubjectAudit, req, &rep); err != nil {
+		return nil, err
+	}
+	return &rep, nil
+}
+
+// RotateOperator switches the service to the operator signing key its
+// config names as next, once every server trusts it, and re-signs every
+// account (operator.rotate).
+func (c *Client) RotateOperator(ctx context.Context) (*api.RotateOperatorReply, error) {
+	var rep api.RotateOperatorReply
+	if err := c.request(ctx, api.SubjectOperatorRotate, api.RotateOperatorRequest{}, &rep); err != nil {
+		return nil, err
+	}
+	return &rep, nil
+}
+
+// SelfCreateUser issues a user of the caller's own account in one of its
+// roles, through self-service (the caller is a tenant's user; the service
+// learns its account from the server). Without req.PublicKey the key pair
+// is made here, as CreateUser does.
+func (c *Client) SelfCreateUser(ctx context.Context, req api.SelfCreateUserRequest) (*User, error) {
+	if strings.TrimSpace(req.PublicKey) != "" {
+		var rep api.CreateUserReply
+		if err := c.request(ctx, api.SubjectSelfUserCreate, req, &rep); err != nil {
+			return nil, err
+		}
+		return &User{Name: rep.User.Name, PublicKey: rep.User.PublicKey, JWT: rep.User.JWT}, nil
+	}
+	return c.issueLocal(ctx, api.SubjectSelfUserCreate, func(pub string) any {
+		req.PublicKey = pub
+		return req
+	})
+}
+
+// SelfListUsers lists the users of the caller's own account.
+func (c *Client) SelfListUsers(ctx context.Context, req api.SelfListUsersRequest) (*api.ListUsersReply, error) {
+	var rep api.ListUsersReply
+	if err := c.request(ctx, api.SubjectSelfUserList, req, &rep); err != nil {
+		return nil, err
+	}
+	return &rep, nil
+}
+
+// SelfRevokeUser revokes a user the caller's account issued itself.
+func (c *Client) SelfRevokeUser(ctx context.Context, req api.SelfRevokeUserRequest) (*api.RevokeUserReply, error) {
+	var rep api.RevokeUserReply
+	if err := c.request(ctx, api.SubjectSelfUserRevoke, req, &rep); err != nil {
+		return nil, err
+	}
+	return &rep, nil
+}

@@ -1,0 +1,72 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/nats-io/jwt/v2"
+
+	"github.com/natsprov/provisioner/api"
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/client"
+)
+
+// TestEveryEndpoint covers the client's methods beyond accounts and users:
+// rotation, reconcile, status, audit, operator rotation, and self-service
+// from a tenant's own connection.
+func TestEveryEndpoint(t *testing.T) {
+	t.Parallel()
+	env, c := started(t, bootstrap.Options{})
+	ctx := context.Background()
+	if _, err := c.CreateAccount(ctx, api.CreateAccountRequest{
+		Name:        "acme",
+		Roles:       map[string]*api.Role{"device": {Pub: &jwt.Permission{Allow: jwt.StringList{"telemetry.>"}}}, "enroller": {}},
+		SelfService: true, SelfServiceRole: "enroller",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	rot, err := c.RotateAccount(ctx, api.RotateAccountRequest{Account: "acme"})
+	if err != nil || len(rot.SigningKeys) != 3 || len(rot.Retired) != 3 {
+		t.Fatalf("RotateAccount = %+v, %v; want 3 new keys and 3 retired", rot, err)
+	}
+	rec, err := c.Reconcile(ctx)
+	if err != nil || rec.Accounts != 1 || rec.Failed != 0 {
+		t.Fatalf("Reconcile = %+v, %v", rec, err)
+	}
+	st, err := c.Status(ctx)
+	if err != nil || st.Store != "file" || st.Role != "leader" {
+		t.Fatalf("Status = %+v, %v", st, err)
+	}
+	if _, err := c.Audit(ctx, api.AuditRequest{}); !errors.Is(err, client.ErrNotFound) {
+		t.Errorf("Audit on the file store: %v, want ErrNotFound (no audit stream)", err)
+	}
+	if _, err := c.RotateOperator(ctx); !errors.Is(err, client.ErrInvalid) {
+		t.Errorf("RotateOperator without a next key: %v, want ErrInvalid", err)
+	}
+
+	// A tenant's backend, with its own creds, on its own account.
+	backend, err := c.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "backend", Role: "enroller"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tenant := client.New(env.Connect(t, writeCreds(t, backend.Creds.Bytes())))
+	dev, err := tenant.SelfCreateUser(ctx, api.SelfCreateUserRequest{Name: "d1", Role: "device"})
+	if err != nil {
+		t.Fatalf("SelfCreateUser: %v", err)
+	}
+	if dev.Seed.IsZero() {
+		t.Fatal("SelfCreateUser did not make the key here")
+	}
+	env.Connect(t, writeCreds(t, dev.Creds.Bytes())).Close()
+	list, err := tenant.SelfListUsers(ctx, api.SelfListUsersRequest{})
+	if err != nil || list.Total != 2 {
+		t.Fatalf("SelfListUsers = %+v, %v", list, err)
+	}
+	if _, err := tenant.SelfRevokeUser(ctx, api.SelfRevokeUserRequest{User: "d1"}); err != nil {
+		t.Fatalf("SelfRevokeUser: %v", err)
+	}
+	if _, err := tenant.SelfRevokeUser(ctx, api.SelfRevokeUserRequest{User: "backend"}); !errors.Is(err, client.ErrNotFound) {
+		t.Errorf("a tenant revoking an admin-issued user: %v, want ErrNotFound", err)
+	}
+}
