@@ -38,11 +38,12 @@ func runUserCreate(ctx context.Context, args []string, stdout, stderr io.Writer)
 	cmd.Var(&subDeny, "sub-deny", "a `SUBJECT` the user may not subscribe to; repeat for more")
 	cmd.Var(&tags, "tag", "a `TAG` of the user; repeat for more")
 	bearer := cmd.Bool("bearer", false, "issue a bearer token: the JWT alone connects, without proving the key")
+	role := cmd.String("role", "", "issue the user in one of the account's roles (`ROLE`): its template gives the permissions and limits")
 	conn := addConnFlags(cmd)
 	if err := cmd.parse(args, stdout, stderr, "ACCOUNT", "NAME"); err != nil {
 		return err
 	}
-	req := api.CreateUserRequest{Account: cmd.Arg(0), Name: cmd.Arg(1), BearerToken: *bearer, Tags: tags}
+	req := api.CreateUserRequest{Account: cmd.Arg(0), Name: cmd.Arg(1), BearerToken: *bearer, Tags: tags, Role: *role}
 	if *expires != "" {
 		if d, err := time.ParseDuration(*expires); err != nil || d <= 0 {
 			return fmt.Errorf("user create: --expires-in must be a positive duration such as 24h or 90m, got %q", *expires)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/provtest"
 )
 
 // readCreds returns a creds file's JWT claims and seed.
@@ -235,5 +236,42 @@ func TestUserCreateLostCreds(t *testing.T) {
 	decodeJSON(t, c.mustRun(t, "user", "list", "acme", "--json"), &list)
 	if len(list.Users) != 1 || !list.Users[0].Revoked {
 		t.Errorf("after the revoke: %+v", list.Users)
+	}
+}
+
+// TestUserCreateInARole: --role issues the user with the role's scoped key,
+// and the server holds it to the role's template.
+func TestUserCreateInARole(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, bootstrap.Options{})
+	admin := c.env.Admin(t)
+	if r := provtest.Request(t, admin, "prov.account.create", `{"name":"acme","roles":{"device":{"pub":{"allow":["telemetry.>"]}}}}`); r.Code != 0 {
+		t.Fatal(r.Description)
+	}
+	creds := filepath.Join(t.TempDir(), "d1.creds")
+	c.mustRun(t, "user", "create", "acme", "d1", "--role", "device", "-o", creds)
+	raw, err := os.ReadFile(creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := jwt.ParseDecoratedJWT(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uc, err := jwt.DecodeUserClaims(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := provtest.Request(t, admin, "prov.account.get", `{"account":"acme"}`)
+	ac, err := jwt.DecodeAccountClaims(got.Body["account"].(map[string]any)["jwt"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	scope, ok := ac.SigningKeys.GetScope(uc.Issuer)
+	if !ok || scope == nil || scope.(*jwt.UserScope).Role != "device" {
+		t.Fatalf("the user was signed by %s, not the device role's scoped key", uc.Issuer)
+	}
+	if _, _, err := c.run(t, "user", "create", "acme", "d2", "--role", "nope"); err == nil {
+		t.Error("a role the account lacks was accepted")
 	}
 }
