@@ -34,9 +34,9 @@ func (s *Service) RotateOperator(ctx context.Context, _ api.RotateOperatorReques
 	if next.PublicKey != cur.PublicKey {
 		return nil, fmt.Errorf("%w: the new signing key belongs to operator %s, not %s", ErrInvalid, next.PublicKey, cur.PublicKey)
 	}
-	trusted, err := s.resolver.Operators(ctx)
+	trusted, err := s.serversTrust(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("ask the servers which operator keys they trust: %w", err)
+		return nil, err
 	}
 	rep := &api.RotateOperatorReply{SigningKey: next.SignerKey, Previous: cur.SignerKey, Servers: []string{}}
 	if p := s.prevSigner.Load(); p != nil && cur.SignerKey == next.SignerKey {
@@ -237,4 +237,31 @@ func (s *Service) signNext(ctx context.Context, c *jwt.AccountClaims) (string, e
 		return "", err
 	}
 	return s.sign(c)
+}
+
+// serversTrust asks every server which operator keys it trusts. A server
+// restarted a moment ago is still marked down and the ask does not wait
+// for it, so a known server missing from the answers is asked again a
+// few times before the rotation calls it down.
+func (s *Service) serversTrust(ctx context.Context) (map[string][]string, error) {
+	for attempt := 1; ; attempt++ {
+		trusted, err := s.resolver.Operators(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("ask the servers which operator keys they trust: %w", err)
+		}
+		missing := false
+		for _, srv := range s.resolver.Servers() {
+			if _, ok := trusted[srv.Name]; !ok {
+				missing = true
+			}
+		}
+		if !missing || attempt == 4 {
+			return trusted, nil
+		}
+		select {
+		case <-ctx.Done():
+			return trusted, nil
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/config"
+	"github.com/natsprov/provisioner/provision"
 )
 
 // runOperator is the operator signing-key rotation, a step a command. The
@@ -190,25 +191,68 @@ func runOperatorFinish(ctx context.Context, args []string, stdout, stderr io.Wri
 	if cfg.OperatorSigningKeyNext == "" {
 		return fmt.Errorf("operator finish: %s has no operator_signing_key_next: nothing to finish", *path)
 	}
+	nc, err := nats.Connect(cfg.NATSURL, nats.UserCredentials(cfg.NATSCreds), nats.CustomInboxPrefix(bootstrap.ProvisionerInboxPrefix))
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", cfg.NATSURL, err)
+	}
+	defer nc.Close()
+	// Nothing may still be signed by the old key once the config stops
+	// naming it, nor later when the operator JWT drops it.
+	next, err := provision.LoadOperator(cfg.OperatorJWT, cfg.OperatorSigningKeyNext)
+	if err != nil {
+		return err
+	}
+	next.Signer.Wipe()
+	if err := allSignedBy(ctx, nc, next.SignerKey); err != nil {
+		return fmt.Errorf("operator finish: %w; send prov.operator.rotate again first", err)
+	}
 	// The preloads first: the config change makes the old key unused.
-	if len(confs) > 0 {
-		nc, err := nats.Connect(cfg.NATSURL, nats.UserCredentials(cfg.NATSCreds), nats.CustomInboxPrefix(bootstrap.ProvisionerInboxPrefix))
+	for _, conf := range confs {
+		n, err := updatePreload(ctx, nc, conf)
 		if err != nil {
-			return fmt.Errorf("connect to %s: %w", cfg.NATSURL, err)
+			return err
 		}
-		defer nc.Close()
-		for _, conf := range confs {
-			n, err := updatePreload(ctx, nc, conf)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "%s: %d preloaded accounts now hold their current JWTs\n", conf, n)
-		}
+		fmt.Fprintf(stdout, "%s: %d preloaded accounts now hold their current JWTs\n", conf, n)
 	}
 	if err := swapSigningKey(*path); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s: operator_signing_key is now %s; restart the provisioner when convenient (it signs with that key already).\nLast: provisioner operator remove-signing-key ... --key OLD-KEY, and roll that operator JWT out.\n", *path, cfg.OperatorSigningKeyNext)
+	return nil
+}
+
+// allSignedBy checks that every account the servers hold (the first
+// server to answer LIST, then a LOOKUP each) is signed by key.
+func allSignedBy(ctx context.Context, nc *nats.Conn, key string) error {
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	m, err := nc.RequestWithContext(rctx, "$SYS.REQ.CLAIMS.LIST", nil)
+	if err != nil {
+		return fmt.Errorf("list the servers' accounts: %w", err)
+	}
+	var list struct {
+		Data []string `json:"data"`
+	}
+	if err := json.Unmarshal(m.Data, &list); err != nil {
+		return fmt.Errorf("list the servers' accounts: %w", err)
+	}
+	var old []string
+	for _, pub := range list.Data {
+		reply, err := nc.RequestWithContext(rctx, "$SYS.REQ.ACCOUNT."+pub+".CLAIMS.LOOKUP", nil)
+		if err != nil {
+			return fmt.Errorf("look up account %s: %w", pub, err)
+		}
+		c, err := jwt.DecodeAccountClaims(string(reply.Data))
+		if err != nil {
+			continue // not an account JWT this check can judge
+		}
+		if c.Issuer != key {
+			old = append(old, pub)
+		}
+	}
+	if len(old) > 0 {
+		return fmt.Errorf("%d accounts on the servers are not signed by the new key yet (%s)", len(old), strings.Join(old[:min(3, len(old))], ", "))
+	}
 	return nil
 }
 

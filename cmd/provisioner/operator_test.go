@@ -210,6 +210,23 @@ func TestOperatorRotation(t *testing.T) {
 	if r := provtest.Request(t, admin, "prov.operator.rotate", `{}`); r.Code != 409 || !strings.Contains(r.Description, "does not trust") {
 		t.Fatalf("rotate before the servers have the key: %d %q, want 409", r.Code, r.Description)
 	}
+	// Finishing before anything is re-signed is refused too, and leaves
+	// the config as it was.
+	{
+		raw, _ := os.ReadFile(res.Config)
+		var fields map[string]any
+		json.Unmarshal(raw, &fields)
+		fields["operator_signing_key_next"] = filepath.Base(newKeyFile)
+		fields["nats_url"] = p.urls()
+		raw, _ = json.MarshalIndent(fields, "", "  ")
+		os.WriteFile(res.Config, raw, 0o644)
+		if _, _, err := runCmd(t, "operator", "finish", "--config", res.Config); err == nil || !strings.Contains(err.Error(), "not signed by the new key") {
+			t.Fatalf("finish before the rotation: %v, want a refusal naming the unsigned accounts", err)
+		}
+		if after, err := config.Load(res.Config); err != nil || after.OperatorSigningKeyNext != newKeyFile {
+			t.Fatalf("a refused finish changed the config: %+v %v", after, err)
+		}
+	}
 
 	// 2. Rolling restart with the new operator JWT; users keep working,
 	// and new connections to each restarted server succeed.
