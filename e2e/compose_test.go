@@ -330,24 +330,30 @@ func TestComposeMatchesInit(t *testing.T) {
 	w := newWorld(t)
 	natsSvcs, provs := c.split(t)
 
-	// Every bind mount is the init output, read-only, where the container
-	// configs expect it.
+	// Every bind mount is the init output, or a file of it, read-only,
+	// where the container configs expect it; the nats nodes get no key,
+	// seal key or creds file (nothing they run reads them).
 	for name, s := range c.Services {
 		for _, m := range s.mounts {
 			if m.named {
 				continue
 			}
-			if path.Clean(m.source) != "deploy" {
-				t.Errorf("docker-compose.yml: service %s bind-mounts %s; only ./deploy, the init output, is expected", name, m.source)
+			rel, ok := strings.CutPrefix(path.Clean(m.source), "deploy")
+			if !ok || (rel != "" && !strings.HasPrefix(rel, "/")) {
+				t.Errorf("docker-compose.yml: service %s bind-mounts %s; only ./deploy, the init output, or files of it are expected", name, m.source)
+				continue
 			}
-			if fi, err := os.Stat(filepath.Join(w.composeDir, m.source)); err != nil || !fi.IsDir() {
-				t.Errorf("docker-compose.yml: service %s mounts %s, which is not the directory init writes: %v", name, m.source, err)
+			if _, err := os.Stat(filepath.Join(w.composeDir, m.source)); err != nil {
+				t.Errorf("docker-compose.yml: service %s mounts %s, which init does not write: %v", name, m.source, err)
 			}
-			if m.target != bootstrap.ContainerDeployDir {
-				t.Errorf("docker-compose.yml: service %s mounts %s at %s; the container configs expect it at %s", name, m.source, m.target, bootstrap.ContainerDeployDir)
+			if m.target != bootstrap.ContainerDeployDir+rel {
+				t.Errorf("docker-compose.yml: service %s mounts %s at %s; the container configs expect it at %s", name, m.source, m.target, bootstrap.ContainerDeployDir+rel)
 			}
 			if !m.readOnly {
 				t.Errorf("docker-compose.yml: service %s mounts %s read-write; the keys should be mounted :ro", name, m.source)
+			}
+			if strings.HasPrefix(name, "n") && (rel == "" || strings.HasSuffix(rel, ".nk") || strings.HasSuffix(rel, ".xk") || strings.HasSuffix(rel, ".creds")) {
+				t.Errorf("docker-compose.yml: nats node %s mounts %s, which holds secrets it does not need", name, m.source)
 			}
 		}
 	}

@@ -353,12 +353,12 @@ func (s *Store) streamConfig(replicas int) jetstream.StreamConfig {
 		// a revision, and one message with a roll-up header (or a purge)
 		// from anyone holding the service's creds could wipe every
 		// account's keys.
-		AllowRollup:       false,
-		DenyPurge:         true,
-		DenyDelete:        true,
-		Duplicates:        2 * time.Minute,
-		Discard:           jetstream.DiscardNew,
-		AllowDirect:       false,
+		AllowRollup: false,
+		DenyPurge:   true,
+		DenyDelete:  true,
+		Duplicates:  2 * time.Minute,
+		Discard:     jetstream.DiscardNew,
+		AllowDirect: false,
 	}
 }
 

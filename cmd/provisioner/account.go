@@ -246,7 +246,11 @@ func runAccountDelete(ctx context.Context, args []string, stdout, stderr io.Writ
 	if conn.json {
 		return printJSON(stdout, rep)
 	}
-	fmt.Fprintf(stdout, "Deleted account %s\n", rep.Deleted)
+	if rep.Phase == api.PhaseDisabled {
+		fmt.Fprintf(stdout, "Disabled account %s; the DELETE follows once %s confirm (the reconciler sees to it)\n", rep.Deleted, strings.Join(rep.Waiting, ", "))
+	} else {
+		fmt.Fprintf(stdout, "Deleted account %s\n", rep.Deleted)
+	}
 	printResolver(stdout, rep.Resolver)
 	return nil
 }
