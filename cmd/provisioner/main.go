@@ -40,13 +40,14 @@ func main() {
 const usage = `provisioner: provisions NATS accounts and users over NATS requests.
 
 Usage:
-  provisioner dev   [--dir DIR] [--port N] [--reset]   run a local nats-server and the service, no setup
-  provisioner init  --dir DIR [--host H] [--port N]    write a new deployment: keys, nats-server.conf, config.json
+  provisioner dev   [--dir DIR] [--port N] [--store jetstream|file] [--reset]   run a local nats-server and the service, no setup
+  provisioner init  --dir DIR [--store jetstream|file] [--host H] [--port N]    write a new deployment: keys, nats-server.conf, config.json
   provisioner serve --config config.json               run the service against a deployment
   provisioner bench [-n N] [-c C] [--store file|jetstream|both] [--external] [--accounts N]   measure throughput against the floor
   provisioner account create|list|get|update|delete   manage accounts through the service
-  provisioner user create|list|revoke                 issue, list and revoke users through the service
-  provisioner store check|salvage --dir DIR            check a store directory, or copy what is intact
+  provisioner user create|list|revoke                 issue (--role R: a role's scoped key), list and revoke users
+  provisioner store check|salvage --dir DIR            check a file store directory, or copy what is intact
+  provisioner store migrate|reseal --config FILE       copy a file store into the KV bucket; seal the bucket anew
   provisioner operator add-signing-key|finish|remove-signing-key   rotate the operator signing key
   provisioner version
 
