@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
@@ -238,12 +239,56 @@ func TestOperatorRotation(t *testing.T) {
 		p.routed(t, res.ProvisionerCreds)
 	}
 
-	// 3. Rotate: every account re-signed with the new key.
+	// An instance takes up the new key by itself in a reconcile pass once
+	// every server trusts it (the other instances of a deployment do
+	// this, not only the one asked to rotate), and re-signs what the old
+	// key signed: no prov.operator.rotate is needed for that.
+	lookupIssuer := func(pub string) string {
+		t.Helper()
+		nc, err := nats.Connect(p.urls(), nats.UserCredentials(res.ProvisionerCreds), nats.CustomInboxPrefix(bootstrap.ProvisionerInboxPrefix))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		m, err := nc.Request("$SYS.REQ.ACCOUNT."+pub+".CLAIMS.LOOKUP", nil, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := jwt.DecodeAccountClaims(string(m.Data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.Issuer
+	}
+	seed, err := os.ReadFile(newKeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := nkeys.FromSeed([]byte(strings.TrimSpace(string(seed))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	newKey, _ := kp.PublicKey()
+	kp.Wipe()
+	acmePub := ok("account.get", `{"account":"acme"}`)["account"].(map[string]any)["public_key"].(string)
+	for deadline := time.Now().Add(15 * time.Second); lookupIssuer(acmePub) != newKey; time.Sleep(300 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("15s after every server trusts the new key %s, acme is still signed by %s", newKey, lookupIssuer(acmePub))
+		}
+		ok("reconcile", `{}`)
+	}
+	early := ok("account.create", `{"name":"early"}`)["account"].(map[string]any)["public_key"].(string)
+	if iss := lookupIssuer(early); iss != newKey {
+		t.Fatalf("an account created after the switch is signed by %s, want %s", iss, newKey)
+	}
+
+	// 3. Rotate: every account re-signed with the new key (again: it is
+	// resumable), and the reply names the key it replaced.
 	var rot api.RotateOperatorReply
 	body := ok("operator.rotate", `{}`)
 	b, _ := json.Marshal(body)
 	json.Unmarshal(b, &rot)
-	if rot.Previous != oldKey || rot.SigningKey == oldKey || len(rot.Failed) != 0 || rot.Resigned != 3 || len(rot.Servers) != 2 {
+	if rot.Previous != oldKey || rot.SigningKey == oldKey || len(rot.Failed) != 0 || rot.Resigned != 4 || len(rot.Servers) != 2 {
 		t.Fatalf("rotate = %+v", rot)
 	}
 	sys, err := nats.Connect(p.urls(), nats.UserCredentials(res.ProvisionerCreds), nats.CustomInboxPrefix(bootstrap.ProvisionerInboxPrefix))
