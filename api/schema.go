@@ -10,9 +10,10 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/nats-io/jwt/v2"
+
+	"github.com/natsprov/provisioner/jsonfields"
 )
 
 // SchemaDialect is the JSON Schema dialect of the schemas RequestSchema and
@@ -191,7 +192,7 @@ func (g *generator) count(t reflect.Type) {
 		}
 		fs := fields(t)
 		for _, f := range fs {
-			g.count(f.typ)
+			g.count(f.Type)
 		}
 	}
 }
@@ -334,16 +335,16 @@ func (g *generator) structSchema(t reflect.Type, top bool) (*schema, error) {
 		s.AdditionalProperties = false
 	}
 	for _, f := range fs {
-		fsch, err := g.gen(f.typ, false)
+		fsch, err := g.gen(f.Type, false)
 		if err != nil {
-			return nil, fmt.Errorf("%s.%s: %w", t, f.name, err)
+			return nil, fmt.Errorf("%s.%s: %w", t, f.Name, err)
 		}
-		if f.quoted {
+		if f.Quoted {
 			fsch = &schema{Type: types{"string"}, Description: "a string holding the JSON value"}
 		}
-		s.Properties = append(s.Properties, property{f.name, fsch})
-		if f.required {
-			s.Required = append(s.Required, f.name)
+		s.Properties = append(s.Properties, property{f.Name, fsch})
+		if !f.Optional {
+			s.Required = append(s.Required, f.Name)
 		}
 	}
 	if !def {
@@ -353,146 +354,8 @@ func (g *generator) structSchema(t reflect.Type, top bool) (*schema, error) {
 	return &schema{Ref: "#/$defs/" + g.names[t]}, nil
 }
 
-// jsonField is one JSON field of a struct, as encoding/json sees it.
-type jsonField struct {
-	name     string
-	typ      reflect.Type
-	index    []int
-	tagged   bool
-	required bool
-	quoted   bool
-}
-
-// fields lists a struct's JSON fields by encoding/json's rules: exported
-// fields, the fields of embedded structs promoted, a json tag naming or
-// hiding ("-") a field, and of several fields of one name the shallowest,
-// at equal depth the tagged one, else none.
-func fields(t reflect.Type) []jsonField {
-	var found []jsonField
-	type level struct {
-		typ   reflect.Type
-		index []int
-	}
-	next := []level{{typ: t}}
-	visited := map[reflect.Type]bool{}
-	for len(next) > 0 {
-		current := next
-		next = nil
-		count := map[reflect.Type]int{}
-		for _, l := range current {
-			count[l.typ]++
-		}
-		for _, l := range current {
-			if visited[l.typ] {
-				continue
-			}
-			visited[l.typ] = true
-			for i := range l.typ.NumField() {
-				sf := l.typ.Field(i)
-				ft := sf.Type
-				if sf.Anonymous {
-					if ft.Kind() == reflect.Pointer {
-						ft = ft.Elem()
-					}
-					if !sf.IsExported() && ft.Kind() != reflect.Struct {
-						continue
-					}
-				} else if !sf.IsExported() {
-					continue
-				}
-				tag := sf.Tag.Get("json")
-				if tag == "-" {
-					continue
-				}
-				name, opts, _ := strings.Cut(tag, ",")
-				if !validTag(name) {
-					name = ""
-				}
-				index := append(slices.Clip(l.index), i)
-				if name == "" && sf.Anonymous && ft.Kind() == reflect.Struct && opaque[ft] == nil {
-					next = append(next, level{typ: ft, index: index})
-					continue
-				}
-				f := jsonField{name: name, typ: sf.Type, index: index, tagged: name != ""}
-				if f.name == "" {
-					f.name = sf.Name
-				}
-				optional := hasOption(opts, "omitempty") || hasOption(opts, "omitzero")
-				f.required = !optional
-				if hasOption(opts, "string") {
-					bt := sf.Type
-					if bt.Kind() == reflect.Pointer {
-						bt = bt.Elem()
-					}
-					switch bt.Kind() {
-					case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-						reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
-						reflect.Float32, reflect.Float64, reflect.String:
-						f.quoted = true
-					}
-				}
-				found = append(found, f)
-				if count[l.typ] > 1 {
-					// Two embeddings of one type at one depth: the
-					// duplicate makes the rule below drop the name.
-					found = append(found, f)
-				}
-			}
-		}
-	}
-	slices.SortStableFunc(found, func(a, b jsonField) int {
-		if c := strings.Compare(a.name, b.name); c != 0 {
-			return c
-		}
-		if c := len(a.index) - len(b.index); c != 0 {
-			return c
-		}
-		if a.tagged != b.tagged {
-			if a.tagged {
-				return -1
-			}
-			return 1
-		}
-		return slices.Compare(a.index, b.index)
-	})
-	var kept []jsonField
-	for i := 0; i < len(found); {
-		j := i + 1
-		for j < len(found) && found[j].name == found[i].name {
-			j++
-		}
-		same := found[i:j]
-		if len(same) == 1 || len(same[0].index) != len(same[1].index) || same[0].tagged != same[1].tagged {
-			kept = append(kept, same[0])
-		}
-		i = j
-	}
-	slices.SortFunc(kept, func(a, b jsonField) int { return slices.Compare(a.index, b.index) })
-	return kept
-}
-
-// validTag is encoding/json's rule for a usable name in a json tag.
-func validTag(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range s {
-		switch {
-		case strings.ContainsRune("!#$%&()*+-./:;<=>?@[]^_{|}~ ", c):
-		case !unicode.IsLetter(c) && !unicode.IsDigit(c):
-			return false
-		}
-	}
-	return true
-}
-
-func hasOption(opts, name string) bool {
-	for opts != "" {
-		var o string
-		o, opts, _ = strings.Cut(opts, ",")
-		if o == name {
-			return true
-		}
-	}
-	return false
+// fields lists a struct's JSON fields as the service's decoder reads
+// them; a type the generator describes as a whole is not promoted.
+func fields(t reflect.Type) []jsonfields.Field {
+	return jsonfields.Fields(t, func(t reflect.Type) bool { return opaque[t] != nil })
 }

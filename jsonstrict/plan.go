@@ -1,14 +1,12 @@
 package jsonstrict
 
 import (
-	"cmp"
 	"encoding"
 	"encoding/json"
 	"reflect"
-	"slices"
-	"strings"
 	"sync"
-	"unicode"
+
+	"github.com/natsprov/provisioner/jsonfields"
 )
 
 // kind is what a plan checks a JSON value against.
@@ -186,156 +184,14 @@ func (b *builder) mapPlan(p *plan, t reflect.Type) {
 	p.kind, p.elem = kindMap, b.plan(t.Elem())
 }
 
-// candidate is a field met while walking a struct and the structs it
-// embeds, before the embedding rules pick the ones that count.
-type candidate struct {
-	name   string
-	tagged bool
-	index  []int
-	typ    reflect.Type
-	quoted bool
-	aka    []string
-}
-
-// structPlan lists a struct's JSON fields by the rules of encoding/json's
-// typeFields: exported fields and the fields of embedded structs, a json
-// tag naming or hiding ("-") a field, and Go's rules for which of several
-// fields of one name wins (the shallowest; at equal depth the tagged one;
-// else none).
+// structPlan plans a struct's JSON fields, as encoding/json finds them.
 func (b *builder) structPlan(p *plan, t reflect.Type) {
 	p.kind = kindStruct
-	var found []candidate
-	current := []candidate{}
-	next := []candidate{{typ: t}}
-	var count, nextCount map[reflect.Type]int
-	visited := map[reflect.Type]bool{}
-	for len(next) > 0 {
-		current, next = next, current[:0]
-		count, nextCount = nextCount, map[reflect.Type]int{}
-		for _, f := range current {
-			if visited[f.typ] {
-				continue
-			}
-			visited[f.typ] = true
-			for i := range f.typ.NumField() {
-				sf := f.typ.Field(i)
-				if sf.Anonymous {
-					et := sf.Type
-					if et.Kind() == reflect.Pointer {
-						et = et.Elem()
-					}
-					if !sf.IsExported() && et.Kind() != reflect.Struct {
-						continue
-					}
-				} else if !sf.IsExported() {
-					continue
-				}
-				tag := sf.Tag.Get("json")
-				if tag == "-" {
-					continue
-				}
-				name, opts, _ := strings.Cut(tag, ",")
-				if !validTag(name) {
-					name = ""
-				}
-				index := append(slices.Clip(f.index), i)
-				ft := sf.Type
-				if ft.Name() == "" && ft.Kind() == reflect.Pointer {
-					ft = ft.Elem()
-				}
-				quoted := false
-				if hasOption(opts, "string") {
-					switch ft.Kind() {
-					case reflect.Bool,
-						reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-						reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
-						reflect.Float32, reflect.Float64, reflect.String:
-						quoted = true
-					}
-				}
-				if name != "" || !sf.Anonymous || ft.Kind() != reflect.Struct {
-					c := candidate{name: name, tagged: name != "", index: index, typ: sf.Type, quoted: quoted}
-					if c.name == "" {
-						c.name = sf.Name
-					}
-					if aka := sf.Tag.Get("aka"); aka != "" {
-						c.aka = strings.Split(aka, ",")
-					}
-					found = append(found, c)
-					if count[f.typ] > 1 {
-						// Two embeddings of one type at this depth: the
-						// duplicate makes the rule below drop the name.
-						found = append(found, found[len(found)-1])
-					}
-					continue
-				}
-				nextCount[ft]++
-				if nextCount[ft] == 1 {
-					next = append(next, candidate{name: ft.Name(), index: index, typ: ft})
-				}
-			}
-		}
-	}
-
-	slices.SortFunc(found, func(a, b candidate) int {
-		if c := strings.Compare(a.name, b.name); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(len(a.index), len(b.index)); c != 0 {
-			return c
-		}
-		if a.tagged != b.tagged {
-			if a.tagged {
-				return -1
-			}
-			return +1
-		}
-		return slices.Compare(a.index, b.index)
-	})
-	var kept []candidate
-	for i := 0; i < len(found); {
-		j := i + 1
-		for j < len(found) && found[j].name == found[i].name {
-			j++
-		}
-		same := found[i:j]
-		if len(same) == 1 || len(same[0].index) != len(same[1].index) || same[0].tagged != same[1].tagged {
-			kept = append(kept, same[0])
-		}
-		i = j
-	}
-	slices.SortFunc(kept, func(a, b candidate) int { return slices.Compare(a.index, b.index) })
-
+	kept := jsonfields.Fields(t, nil)
 	p.fields = make([]field, len(kept))
 	p.byName = make(map[string]int, len(kept))
-	for i, c := range kept {
-		p.fields[i] = field{name: c.name, aka: c.aka, quoted: c.quoted, plan: b.plan(c.typ)}
-		p.byName[c.name] = i
+	for i, f := range kept {
+		p.fields[i] = field{name: f.Name, aka: f.Aka, quoted: f.Quoted, plan: b.plan(f.Type)}
+		p.byName[f.Name] = i
 	}
-}
-
-// validTag is encoding/json's rule for a usable name in a json tag.
-func validTag(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range s {
-		switch {
-		case strings.ContainsRune("!#$%&()*+-./:;<=>?@[]^_{|}~ ", c):
-		case !unicode.IsLetter(c) && !unicode.IsDigit(c):
-			return false
-		}
-	}
-	return true
-}
-
-func hasOption(opts, name string) bool {
-	for opts != "" {
-		var o string
-		o, opts, _ = strings.Cut(opts, ",")
-		if o == name {
-			return true
-		}
-	}
-	return false
 }
