@@ -22,6 +22,7 @@ import (
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/config"
+	"github.com/natsprov/provisioner/safefile"
 )
 
 // Names of the files Init writes, relative to its directory.
@@ -400,7 +401,7 @@ func Init(opts Options) (*Result, error) {
 	}
 	for _, name := range files {
 		f := out[name]
-		if err := writeNew(filepath.Join(dir, name), f.data, f.perm); err != nil {
+		if err := safefile.WriteNew(filepath.Join(dir, name), f.data, f.perm); err != nil {
 			return nil, fmt.Errorf("bootstrap: %w", err)
 		}
 	}
@@ -445,28 +446,6 @@ func configFile(c config.Config) ([]byte, error) {
 type fileSpec struct {
 	data []byte
 	perm os.FileMode
-}
-
-// writeNew creates a file that must not exist, with the given mode whatever
-// the umask.
-func writeNew(path string, data []byte, perm os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, perm)
-	if err != nil {
-		return err
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // ProvisionerPermissions are the least privileges of the provisioner's

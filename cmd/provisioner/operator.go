@@ -21,6 +21,7 @@ import (
 	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/config"
 	"github.com/natsprov/provisioner/provision"
+	"github.com/natsprov/provisioner/safefile"
 )
 
 // runOperator is the operator signing-key rotation, a step a command. The
@@ -79,14 +80,14 @@ func writeOperator(path string, oc *jwt.OperatorClaims, identity nkeys.KeyPair) 
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(path+".prev", old, 0o644); err != nil {
+	if err := safefile.Replace(path+".prev", old, 0o644); err != nil {
 		return err
 	}
 	data, err := jwt.DecorateJWT(token)
 	if err != nil {
 		return err
 	}
-	return writeAtomic(path, data, 0o644)
+	return safefile.Replace(path, data, 0o644)
 }
 
 func runOperatorAdd(_ context.Context, args []string, stdout, stderr io.Writer) error {
@@ -117,16 +118,10 @@ func runOperatorAdd(_ context.Context, args []string, stdout, stderr io.Writer) 
 	if *out == "" {
 		*out = filepath.Join(filepath.Dir(*jwtPath), "operator-signing-"+pub[:8]+".nk")
 	}
-	f, err := os.OpenFile(*out, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
+	// On disk before the operator JWT names it: a JWT listing a key whose
+	// seed a crash lost would be a rotation nobody can finish.
+	if err := safefile.WriteNew(*out, append(seed, '\n'), 0o600); err != nil {
 		return fmt.Errorf("write the new signing key: %w", err)
-	}
-	if _, err := f.Write(append(seed, '\n')); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
 	}
 	oc.SigningKeys.Add(pub)
 	if err := writeOperator(*jwtPath, oc, id); err != nil {
@@ -288,7 +283,7 @@ func updatePreload(ctx context.Context, nc *nats.Conn, conf string) (int, error)
 	if err != nil {
 		return 0, err
 	}
-	return n, writeAtomic(conf, out, st.Mode().Perm())
+	return n, safefile.Replace(conf, out, st.Mode().Perm())
 }
 
 // swapSigningKey rewrites a config file so that operator_signing_key takes
@@ -321,31 +316,5 @@ func swapSigningKey(path string) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(path, out, st.Mode().Perm())
-}
-
-// writeAtomic writes data to path so that a crash leaves the old file or
-// the new one whole: a temp file beside it, fsynced, renamed over it.
-func writeAtomic(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return safefile.Replace(path, out, st.Mode().Perm())
 }

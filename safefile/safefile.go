@@ -1,0 +1,69 @@
+// Package safefile writes the deployment's files (keys, creds, JWTs,
+// configs) so that a crash never leaves one half written: a new file is
+// created only if absent and flushed to disk before it counts; a replaced
+// file is written beside the old one, flushed, renamed over it, and the
+// rename flushed too.
+package safefile
+
+import (
+	"os"
+	"path/filepath"
+)
+
+// WriteNew creates path, which must not exist, with data and the mode perm
+// whatever the umask, and flushes it to disk.
+func WriteNew(path string, data []byte, perm os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, perm)
+	if err != nil {
+		return err
+	}
+	if err := fill(f, data, perm); err != nil {
+		os.Remove(path)
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// Replace writes data to path with the mode perm so that a crash leaves
+// either the old file or the new one, whole: a temp file beside it,
+// flushed, renamed over it.
+func Replace(path string, data []byte, perm os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // gone after the rename; left over on failure
+	if err := fill(f, data, perm); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// fill sets f's mode, writes data, flushes and closes f.
+func fill(f *os.File, data []byte, perm os.FileMode) error {
+	err := f.Chmod(perm)
+	if err == nil {
+		_, err = f.Write(data)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// syncDir flushes a directory, so that a file made or renamed in it is
+// still there after a power loss.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
