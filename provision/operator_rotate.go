@@ -72,24 +72,15 @@ func (s *Service) RotateOperator(ctx context.Context, _ api.RotateOperatorReques
 		rep.Failed = append(rep.Failed, pub)
 		mu.Unlock()
 	}
-	work := make(chan Account)
-	var wg sync.WaitGroup
-	for range reconcileWorkers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for a := range work {
-				if err := s.resignStored(ctx, a); err != nil {
-					fail(a.PublicKey, err)
-				}
-			}
-		}()
+	eachAccount(ctx, accounts, func(a Account) {
+		if err := s.resignStored(ctx, a); err != nil {
+			fail(a.PublicKey, err)
+		}
+	})
+	if err := ctx.Err(); err != nil {
+		// Accounts were left untouched: no report would be true.
+		return nil, fmt.Errorf("operator rotation stopped before every account was re-signed (send it again): %w", err)
 	}
-	for _, a := range accounts {
-		work <- a
-	}
-	close(work)
-	wg.Wait()
 	rep.Accounts = len(accounts)
 	for _, pub := range append([]string{next.SystemAccount}, s.cfg.Protected...) {
 		rep.Accounts++

@@ -15,6 +15,33 @@ import (
 	"github.com/natsprov/provisioner/api"
 )
 
+// eachAccount calls f for each account, reconcileWorkers at a time, and
+// hands out no more once ctx is done.
+func eachAccount(ctx context.Context, accounts []Account, f func(Account)) {
+	work := make(chan Account)
+	var wg sync.WaitGroup
+	for range reconcileWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for a := range work {
+				f(a)
+			}
+		}()
+	}
+	for _, a := range accounts {
+		select {
+		case work <- a:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	close(work)
+	wg.Wait()
+}
+
 // reconcileWorkers bounds how many accounts a pass works on at once, so that
 // a pass over 10,000 accounts does not flood the servers.
 const reconcileWorkers = 8
@@ -183,46 +210,27 @@ func (s *Service) pass(ctx context.Context) (*api.ReconcileReply, error) {
 		f()
 		mu.Unlock()
 	}
-	work := make(chan Account)
-	var wg sync.WaitGroup
-	for range reconcileWorkers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for a := range work {
-				out := s.reconcileAccount(ctx, a, up, onServers[a.PublicKey], rotated, limiter, &msgs)
-				count(func() {
-					switch {
-					case out.err != nil:
-						rep.Failed++
-						s.log.Warn("reconcile: could not bring an account in line; the next pass tries again", "account", a.PublicKey, "name", a.Name, "error", out.err)
-					case out.expired:
-						rep.Expired++
-					}
-					if out.checked {
-						rep.Checked++
-					}
-					if out.pushed {
-						rep.Pushed++
-					}
-					if out.deleted {
-						rep.Deleted++
-					}
-				})
+	eachAccount(ctx, accounts, func(a Account) {
+		out := s.reconcileAccount(ctx, a, up, onServers[a.PublicKey], rotated, limiter, &msgs)
+		count(func() {
+			switch {
+			case out.err != nil:
+				rep.Failed++
+				s.log.Warn("reconcile: could not bring an account in line; the next pass tries again", "account", a.PublicKey, "name", a.Name, "error", out.err)
+			case out.expired:
+				rep.Expired++
 			}
-		}()
-	}
-	for _, a := range accounts {
-		select {
-		case work <- a:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	close(work)
-	wg.Wait()
+			if out.checked {
+				rep.Checked++
+			}
+			if out.pushed {
+				rep.Pushed++
+			}
+			if out.deleted {
+				rep.Deleted++
+			}
+		})
+	})
 	rep.Messages = int(msgs.Load())
 	if rep.Pushed > 0 || rep.Deleted > 0 || rep.Failed > 0 || len(rep.Orphans) > 0 {
 		s.log.Info("reconcile pass", "accounts", rep.Accounts, "pushed", rep.Pushed, "deleted", rep.Deleted, "failed", rep.Failed, "orphans", len(rep.Orphans), "duration", time.Since(start).Round(time.Millisecond))
