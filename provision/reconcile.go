@@ -259,12 +259,7 @@ func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, 
 			// Brought back by a server that missed the delete, or (where
 			// servers do not allow deletes) the disabled version kept as
 			// the end state: push again only what differs from it.
-			if err := limiter.Wait(ctx); err != nil {
-				out.err = err
-				return out
-			}
-			msgs.Add(1)
-			copies, err := s.resolver.LookupAll(ctx, a.PublicKey)
+			copies, err := s.lookupPaced(ctx, a.PublicKey, limiter, msgs)
 			if err != nil {
 				out.err = err
 				return out
@@ -305,12 +300,7 @@ func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, 
 	}
 	needPush := s.confirm.known(a.PublicKey) && len(s.confirm.missing(a.PublicKey, id, up)) > 0
 	if !needPush {
-		if err := limiter.Wait(ctx); err != nil {
-			out.err = err
-			return out
-		}
-		msgs.Add(1)
-		copies, err := s.resolver.LookupAll(ctx, a.PublicKey)
+		copies, err := s.lookupPaced(ctx, a.PublicKey, limiter, msgs)
 		if err != nil {
 			out.err = err
 			return out
@@ -384,4 +374,14 @@ func (s *Service) repush(ctx context.Context, pub string, msgs *atomic.Int64) (p
 		deleted = true
 	}
 	return true, deleted, nil
+}
+
+// lookupPaced asks every server for its copy of an account, at the pass's
+// rate, and counts the message.
+func (s *Service) lookupPaced(ctx context.Context, pub string, limiter *rate.Limiter, msgs *atomic.Int64) ([]string, error) {
+	if err := limiter.Wait(ctx); err != nil {
+		return nil, err
+	}
+	msgs.Add(1)
+	return s.resolver.LookupAll(ctx, pub)
 }
