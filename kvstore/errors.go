@@ -12,9 +12,14 @@ import (
 	"github.com/natsprov/provisioner/provision"
 )
 
-// transient reports whether err means JetStream could not be reached or
+// Transient reports whether err means JetStream could not be reached or
 // did not answer in time: the request may be tried again, and a write may
-// or may not have been stored.
+// or may not have been stored. Other users of the service account's
+// JetStream (the audit stream) classify their failures with it too.
+func Transient(err error) bool {
+	return transient(err)
+}
+
 func transient(err error) bool {
 	for _, t := range []error{
 		context.DeadlineExceeded, context.Canceled,

@@ -395,7 +395,14 @@ func (s *Store) bound(ctx context.Context, err error, replicas int) (jetstream.K
 	default:
 		return nil, err
 	}
-	return s.js.KeyValue(ctx, s.opts.Bucket)
+	kv, err := s.js.KeyValue(ctx, s.opts.Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		// Created, yet not found: in a cluster the new stream can have
+		// no leader to answer its info for a moment. Opening again finds
+		// it.
+		return nil, fmt.Errorf("%w: created but not yet found: %w", provision.ErrUnavailable, err)
+	}
+	return kv, err
 }
 
 // diskAllowed reports whether the account may use file storage, in any

@@ -142,6 +142,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 		return nil, fmt.Errorf("nats_creds %s: %w", cfg.NATSCreds, err)
 	}
 	var leader provision.Leader
+	var svcConn *conn // the JetStream store's connection
 	switch cfg.StoreKind() {
 	case config.StoreFile:
 		fs, err := filestore.Open(cfg.StoreDir, filestore.Options{Seal: sealKey, Logger: log})
@@ -154,7 +155,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 		if err != nil {
 			return nil, err
 		}
-		s.SvcNC = svc.nc
+		s.SvcNC, svcConn = svc.nc, svc
 		kv, err := openKV(ctx, svc, kvstore.Options{
 			Bucket:   cfg.KVBucket,
 			Replicas: cfg.KVReplicas,
@@ -181,7 +182,17 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 	pub := events.New(s.NC, cfg.SubjectPrefix, log)
 	var audit provision.AuditLog
 	if cfg.StoreKind() == config.StoreJetStream {
-		if err := pub.WithAudit(ctx, s.SvcNC, s.Store.(*kvstore.Store).Replicas()); err != nil {
+		// The audit stream is created like the bucket: on a cluster that
+		// is still electing its meta leader, or with another instance
+		// creating the same stream, the first attempts can time out.
+		replicas := s.Store.(*kvstore.Store).Replicas()
+		if err := waitJetStream(ctx, svcConn, "audit stream", log, func() error {
+			err := pub.WithAudit(ctx, s.SvcNC, replicas)
+			if kvstore.Transient(err) {
+				return fmt.Errorf("%w: %w", provision.ErrUnavailable, err)
+			}
+			return err
+		}); err != nil {
 			return nil, err
 		}
 		if audit, err = events.NewAudit(s.SvcNC, cfg.SubjectPrefix); err != nil {
@@ -279,23 +290,35 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 // (no JetStream for the account, a bucket of other settings, no seal key)
 // is not waited out.
 func openKV(ctx context.Context, c *conn, opts kvstore.Options, log *slog.Logger) (*kvstore.Store, error) {
+	var kv *kvstore.Store
+	err := waitJetStream(ctx, c, "KV bucket "+opts.Bucket, log, func() (err error) {
+		kv, err = kvstore.Open(ctx, c.nc, opts)
+		return err
+	})
+	return kv, err
+}
+
+// waitJetStream runs op until it succeeds or fails with something other
+// than provision.ErrUnavailable, backing off between attempts, until ctx
+// ends.
+func waitJetStream(ctx context.Context, c *conn, what string, log *slog.Logger, op func() error) error {
 	wait := 250 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		kv, err := kvstore.Open(ctx, c.nc, opts)
+		err := op()
 		if err == nil || !errors.Is(err, provision.ErrUnavailable) {
-			return kv, err
+			return err
 		}
 		// A JetStream API call the creds may not make times out like an
 		// unavailable one; the server said why.
 		if derr := c.deniedError(); derr != nil {
-			return nil, derr
+			return derr
 		}
-		log.Warn("the KV bucket is not available yet; retrying", "bucket", opts.Bucket, "attempt", attempt, "retry_in", wait, "error", err)
+		log.Warn("JetStream is not available yet; retrying", "what", what, "attempt", attempt, "retry_in", wait, "error", err)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, fmt.Errorf("%w (gave up: %w)", err, ctx.Err())
+			return fmt.Errorf("%w (gave up: %w)", err, ctx.Err())
 		case <-t.C:
 		}
 		wait = min(2*wait, 5*time.Second)
