@@ -10,10 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/provision"
@@ -32,7 +34,16 @@ type Publisher struct {
 	prefix string
 	js     jetstream.JetStream // nil: no audit stream
 	log    *slog.Logger
+	// retries are the audit writes being tried again.
+	retries sync.WaitGroup
 }
+
+// auditTimeout bounds one audit write; auditAttempts bounds the attempts
+// of one event before it is logged as lost.
+const (
+	auditTimeout  = 10 * time.Second
+	auditAttempts = 5
+)
 
 var _ provision.Events = (*Publisher)(nil)
 
@@ -55,7 +66,10 @@ func AuditSubject(prefix, account, typ string) string {
 // WithAudit makes the publisher also store every event in the audit stream
 // of the service's own account, creating the stream when it is missing.
 func (p *Publisher) WithAudit(ctx context.Context, svc *nats.Conn, replicas int) error {
-	js, err := jetstream.New(svc)
+	js, err := jetstream.New(svc,
+		jetstream.WithPublishAsyncTimeout(auditTimeout),
+		jetstream.WithPublishAsyncErrHandler(p.auditFailed),
+	)
 	if err != nil {
 		return fmt.Errorf("events: %w", err)
 	}
@@ -71,6 +85,9 @@ func (p *Publisher) WithAudit(ctx context.Context, svc *nats.Conn, replicas int)
 		// events go, as with the age.
 		MaxBytes: AuditMaxBytes,
 		Discard:  jetstream.DiscardOld,
+		// An audit write tried again after its answer was lost is
+		// stored once (each event has a message id).
+		Duplicates: 2 * time.Minute,
 	})
 	if err != nil {
 		return fmt.Errorf("events: audit stream %s: %w", StreamName, err)
@@ -93,12 +110,67 @@ func (p *Publisher) Publish(ctx context.Context, e api.Event) {
 	if p.js == nil {
 		return
 	}
-	// The change is made; its record must not be lost to a moment's
-	// outage, so the audit write gets its own deadline.
-	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if _, err := p.js.Publish(actx, AuditSubject(p.prefix, e.Account, e.Type), data); err != nil {
-		p.log.Error("could not store an event in the audit stream", "type", e.Type, "account", e.Account, "error", err)
+	// The change is made and its reply must not wait for the audit
+	// stream, whose server may sync every write: the write is
+	// asynchronous, in order, and tried again when it fails (auditFailed)
+	// until Flush gives up. When the stream falls far behind, the writes wait.
+	m := nats.NewMsg(AuditSubject(p.prefix, e.Account, e.Type))
+	m.Data = data
+	m.Header.Set(jetstream.MsgIDHeader, nuid.Next())
+	if _, err := p.js.PublishMsgAsync(m); err != nil {
+		p.retry(m, err)
+	}
+}
+
+// auditFailed is the jetstream package's callback for an audit write that
+// failed or had no answer in time; it must not block.
+func (p *Publisher) auditFailed(_ jetstream.JetStream, m *nats.Msg, err error) {
+	p.retry(m, err)
+}
+
+// retry writes an audit event again, synchronously, in a goroutine of its
+// own, a few times; the message id makes a write that was stored after
+// all count once.
+func (p *Publisher) retry(m *nats.Msg, err error) {
+	p.retries.Add(1)
+	go func() {
+		defer p.retries.Done()
+		for attempt := 1; ; attempt++ {
+			if attempt == auditAttempts {
+				p.log.Error("could not store an event in the audit stream", "subject", m.Subject, "attempts", attempt, "error", err)
+				return
+			}
+			time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
+			retry := nats.NewMsg(m.Subject)
+			retry.Data, retry.Header = m.Data, m.Header
+			ctx, cancel := context.WithTimeout(context.Background(), auditTimeout)
+			_, err = p.js.PublishMsg(ctx, retry)
+			cancel()
+			if err == nil {
+				return
+			}
+		}
+	}()
+}
+
+// Flush waits, at most timeout, for the audit writes in flight; the
+// connection stays open, and the publisher may go on. It returns an error
+// when some were not stored in that time.
+func (p *Publisher) Flush(timeout time.Duration) error {
+	if p.js == nil {
+		return nil
+	}
+	done := make(chan struct{})
+	go func() {
+		<-p.js.PublishAsyncComplete()
+		p.retries.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-time.After(timeout):
+		return fmt.Errorf("events: %d audit writes not confirmed within %s", p.js.PublishAsyncPending(), timeout)
 	}
 }
 

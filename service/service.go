@@ -57,6 +57,7 @@ type Service struct {
 	// ServiceAccount is the public key of the service's own account, ""
 	// when the config names no service_creds.
 	ServiceAccount string
+	events         *events.Publisher
 	log            *slog.Logger
 	conns          []*conn
 	stopRun        context.CancelFunc
@@ -180,6 +181,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 		s.SvcNC = svc.nc
 	}
 	pub := events.New(s.NC, cfg.SubjectPrefix, log)
+	s.events = pub
 	var audit provision.AuditLog
 	if cfg.StoreKind() == config.StoreJetStream {
 		// The audit stream is created like the bucket: on a cluster that
@@ -388,6 +390,11 @@ func (s *Service) stop() error {
 	}
 	if s.Provision != nil {
 		s.Provision.Close()
+	}
+	if s.events != nil {
+		// Audit writes still in flight go out before the store's
+		// connection closes.
+		keep(s.events.Flush(5 * time.Second))
 	}
 	if s.Resolver != nil {
 		keep(s.Resolver.Close())
