@@ -176,6 +176,13 @@ type Store struct {
 	retryq   []*pendingWrite
 	retrySig chan struct{}
 	retries  sync.WaitGroup
+	// With atomic batches (batch.go): the writes waiting for the next
+	// batch, a signal for the batch loop, and a slot per queued write.
+	atomicBatches bool
+	queue         []*pendingWrite
+	queueSig      chan struct{}
+	queueRoom     chan struct{}
+	nc            *nats.Conn
 
 	lmu    sync.Mutex
 	leases map[string]leaseSeen // lease key -> the other holder's revision, when first seen
@@ -228,6 +235,9 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 		token:        nuid.Next(),
 		pending:      map[string]*pendingWrite{},
 		retrySig:     make(chan struct{}, 1),
+		queueSig:     make(chan struct{}, 1),
+		queueRoom:    make(chan struct{}, maxQueued),
+		nc:           nc,
 		restartWatch: make(chan struct{}, 1),
 		leases:       map[string]leaseSeen{},
 		held:         map[string]bool{},
@@ -259,8 +269,9 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 	}
 	s.watcher.Add(1)
 	go s.watch(kw)
-	s.workers.Add(2)
+	s.workers.Add(3)
 	go s.retryLoop()
+	go s.batchLoop()
 	go s.watchdog()
 	s.sweep(ctx)
 
@@ -359,6 +370,8 @@ func (s *Store) streamConfig(replicas int) jetstream.StreamConfig {
 		Duplicates:  2 * time.Minute,
 		Discard:     jetstream.DiscardNew,
 		AllowDirect: false,
+		// User records are written in atomic batches (batch.go).
+		AllowAtomicPublish: true,
 	}
 }
 
@@ -457,6 +470,12 @@ func (s *Store) checkBucket(ctx context.Context, nc *nats.Conn) error {
 		return fmt.Errorf("%w: bucket %q has %s; fix or remove the bucket, or change the configuration", ErrBucketMismatch, s.opts.Bucket, strings.Join(diffs, "; "))
 	}
 	s.replicas = cfg.Replicas
+	s.atomicBatches = cfg.AllowAtomicPublish
+	if !s.atomicBatches {
+		// A bucket made by an earlier version, or a server before 2.12:
+		// everything works, user records are written one per message.
+		s.log.Info("kvstore: the bucket's stream does not allow atomic batches; user records are written one by one (`nats stream edit KV_" + s.opts.Bucket + " --allow-batch` with a server of 2.12 or later allows them)")
+	}
 	if cfg.Replicas == 1 {
 		s.log.Warn("kvstore: the bucket has one replica: while the server that holds it is down no instance can start or change anything, and if its disk is lost every account's keys are lost with it; run three JetStream servers in a cluster for three replicas",
 			"clustered", clustered(nc))

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -133,6 +134,16 @@ type pendingWrite struct {
 	entry *userEntry // what the write made visible in the mirror
 	msg   *nats.Msg  // the message of the attempt in flight
 	err   error      // why the last attempt failed
+	// expected is the key's revision when the record was added: 0, or
+	// the delete marker of a removed record.
+	expected uint64
+	// A durable write waits for its batch: done receives its outcome,
+	// and user is the record to show once it is stored.
+	done chan error
+	user *provision.User
+	// group, when set, is told when the attempt in flight is answered
+	// (batch.go waits for a group of single writes).
+	group *sync.WaitGroup
 }
 
 // AddUser records an issued user. It fails with ErrConflict when the key
@@ -200,26 +211,17 @@ func (s *Store) addUser(ctx context.Context, u provision.User, durable bool) err
 		return conflict
 	}
 
+	p.expected = expected
 	if durable {
-		ctx, cancel := s.ctx(ctx)
-		defer cancel()
-		rev, err := s.kv.Create(ctx, key, data)
-		s.amu.Lock()
-		delete(s.pending, key)
-		s.amu.Unlock()
-		if errors.Is(err, jetstream.ErrKeyExists) {
-			return conflict
-		}
-		if err != nil {
-			return mapErr("add user "+u.PublicKey, err)
-		}
-		s.mu.Lock()
-		s.m.apply(change{key: key, rev: rev, user: &u})
-		s.mu.Unlock()
-		return nil
+		return s.addDurable(ctx, p, u, conflict)
 	}
 
-	if err := s.publish(p, expected); err != nil {
+	if s.atomicBatches {
+		err = s.enqueue(ctx, p)
+	} else {
+		err = s.publish(p, expected)
+	}
+	if err != nil {
 		s.amu.Lock()
 		delete(s.pending, key)
 		s.amu.Unlock()
@@ -230,6 +232,45 @@ func (s *Store) addUser(ctx context.Context, u provision.User, durable bool) err
 		s.mu.Unlock()
 		return mapErr("add user "+u.PublicKey, err)
 	}
+	return nil
+}
+
+// addDurable writes a user record and returns once it is stored. With
+// atomic batches it joins the next batch, in issue order with the
+// asynchronous ones; when that batch is not stored, or its answer does not
+// come in time, the record is written on its own.
+func (s *Store) addDurable(ctx context.Context, p *pendingWrite, u provision.User, conflict error) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	if s.atomicBatches {
+		p.user, p.done = &u, make(chan error, 1)
+		err := s.enqueue(ctx, p)
+		if err == nil {
+			select {
+			case err = <-p.done:
+			case <-ctx.Done():
+				err = ctx.Err()
+			}
+		}
+		if err == nil {
+			return nil // stored made it visible
+		}
+	}
+	rev, other, err := s.createOnce(ctx, p)
+	s.amu.Lock()
+	if s.pending[p.key] == p {
+		delete(s.pending, p.key)
+	}
+	s.amu.Unlock()
+	if other != nil {
+		return conflict
+	}
+	if err != nil {
+		return mapErr("add user "+u.PublicKey, err)
+	}
+	s.mu.Lock()
+	s.m.apply(change{key: p.key, rev: rev, user: &u})
+	s.mu.Unlock()
 	return nil
 }
 
@@ -256,8 +297,15 @@ func (s *Store) asyncAcked(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.Pu
 		return
 	}
 	delete(s.pending, key)
+	g := p.group
 	s.amu.Unlock()
 	s.confirm(p, ack.Sequence)
+	if p.done != nil {
+		p.done <- nil
+	}
+	if g != nil {
+		g.Done()
+	}
 }
 
 // asyncFailed is the jetstream package's callback for a failed
@@ -271,20 +319,38 @@ func (s *Store) asyncFailed(_ jetstream.JetStream, m *nats.Msg, err error) {
 		s.amu.Unlock()
 		return
 	}
-	p.err = err
 	p.msg = nil
+	g := p.group
+	if p.done != nil {
+		// A durable write's caller writes it again itself.
+		s.amu.Unlock()
+		p.done <- err
+		if g != nil {
+			g.Done()
+		}
+		return
+	}
+	p.err = err
 	s.retryq = append(s.retryq, p)
 	s.amu.Unlock()
+	if g != nil {
+		g.Done()
+	}
 	select {
 	case s.retrySig <- struct{}{}:
 	default:
 	}
 }
 
-// confirm records the revision a pending write was stored at.
+// confirm records the revision a pending write was stored at, and shows
+// a durable one.
 func (s *Store) confirm(p *pendingWrite, rev uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if p.user != nil {
+		s.m.apply(change{key: p.key, rev: rev, user: p.user})
+		return
+	}
 	if s.m.revs[p.key] < rev {
 		s.m.revs[p.key] = rev
 	}
@@ -345,7 +411,9 @@ func (s *Store) retry(p *pendingWrite, sem chan struct{}) {
 			return
 		case sem <- struct{}{}:
 		}
-		rev, other, err := s.createOnce(p)
+		ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
+		rev, other, err := s.createOnce(ctx, p)
+		cancel()
 		<-sem
 		switch {
 		case err == nil && other == nil:
@@ -389,9 +457,7 @@ func (s *Store) retry(p *pendingWrite, sem chan struct{}) {
 
 // createOnce creates a pending record. It returns the revision stored at,
 // or the other entry holding the key, or the error.
-func (s *Store) createOnce(p *pendingWrite) (uint64, jetstream.KeyValueEntry, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
-	defer cancel()
+func (s *Store) createOnce(ctx context.Context, p *pendingWrite) (uint64, jetstream.KeyValueEntry, error) {
 	rev, err := s.kv.Create(ctx, p.key, p.data)
 	if !errors.Is(err, jetstream.ErrKeyExists) {
 		return rev, nil, err

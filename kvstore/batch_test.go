@@ -1,0 +1,202 @@
+package kvstore
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/natsprov/provisioner/provision"
+)
+
+// TestBatchedUserRecords: user records that queue up (asynchronous ones,
+// and a durable one) reach the bucket in atomic batches (the stored
+// messages carry a batch id, hundreds share one), in the order they were
+// added, and a new store on the bucket lists them in that order.
+func TestBatchedUserRecords(t *testing.T) {
+	d, s, opts := single(t)
+	ctx := bg(t)
+	if !s.atomicBatches {
+		t.Fatal("a bucket this store created does not allow atomic batches")
+	}
+	a := newAccount(t, "many")
+	if _, err := s.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	const n = 400
+	users := make([]provision.User, n)
+	for i := range users {
+		users[i] = newUser(t, a.PublicKey, "u")
+	}
+	// The batch loop is held while the records queue up, as it is while
+	// a server's syncs fall behind; one adder at a time, so that the issue
+	// order is known. The last add is durable and waits for its batch.
+	gate := make(chan struct{})
+	s.fault = func(p string) error {
+		if p == "user writes: gather" {
+			<-gate
+		}
+		return nil
+	}
+	for i, u := range users {
+		if i == n-1 {
+			close(gate)
+		}
+		if err := s.AddUser(ctx, u, i == n-1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 10*time.Second, "every record is confirmed", func() bool {
+		s.amu.Lock()
+		defer s.amu.Unlock()
+		return len(s.pending) == 0
+	})
+
+	batches := map[string]int{}
+	for i := range users {
+		m, err := s.stream.GetLastMsgForSubject(ctx, s.subject+userKey(users[i].PublicKey))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id := m.Header.Get(batchIDHeader); id != "" {
+			batches[id]++
+		}
+	}
+	largest := 0
+	for _, c := range batches {
+		largest = max(largest, c)
+	}
+	if largest < minBatch {
+		t.Fatalf("no two records shared a batch (%d batches)", len(batches))
+	}
+	t.Logf("%d records: %d atomic batches, the largest of %d records", n, len(batches), largest)
+
+	// The bucket's order is the issue order.
+	s2 := openStore(t, d.connect(t, d.svcCreds), Options{Seal: opts.Seal, Instance: "two"})
+	got, err := s2.Users(ctx, a.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != n {
+		t.Fatalf("a new store lists %d users, want %d", len(got), n)
+	}
+	for i := range got {
+		if got[i] != users[i] {
+			t.Fatalf("user %d in the bucket is %s, want %s (issue order)", i, got[i].PublicKey, users[i].PublicKey)
+		}
+	}
+}
+
+// TestBatchWithTakenKey: a batch one of whose keys another instance
+// stored meanwhile is refused whole by the server; every other record of
+// it is still stored, on its own, and the taken key keeps the other
+// record, the loss logged as an error naming the key.
+func TestBatchWithTakenKey(t *testing.T) {
+	_, s, _, logA, _ := pair(t)
+	ctx := bg(t)
+	a := newAccount(t, "contended")
+	if _, err := s.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	other := newUser(t, a.PublicKey, "stored-first")
+	mine := other
+	mine.Name = "mine"
+	// The pending writes as AddUser makes them, mine expecting the key
+	// to be free as the mirror saw it; the other instance stores its
+	// record just after.
+	var batch []*pendingWrite
+	var fresh []provision.User
+	s.mu.Lock()
+	s.amu.Lock()
+	for i := range 20 {
+		u := newUser(t, a.PublicKey, "fresh")
+		if i == 10 {
+			u = mine
+		} else {
+			fresh = append(fresh, u)
+		}
+		p := &pendingWrite{key: userKey(u.PublicKey), data: mustJSON(t, u), entry: s.m.putUser(u, true)}
+		s.pending[p.key] = p
+		batch = append(batch, p)
+	}
+	s.amu.Unlock()
+	s.mu.Unlock()
+	if _, err := s.kv.Create(ctx, userKey(other.PublicKey), mustJSON(t, other)); err != nil {
+		t.Fatal(err)
+	}
+
+	s.writeBatch(batch)
+
+	for _, u := range fresh {
+		eventually(t, 10*time.Second, "each other record of the refused batch is stored", func() bool {
+			e, err := s.kv.Get(ctx, userKey(u.PublicKey))
+			return err == nil && string(e.Value()) == string(mustJSON(t, u))
+		})
+	}
+	e, err := s.kv.Get(ctx, userKey(other.PublicKey))
+	if err != nil || string(e.Value()) != string(mustJSON(t, other)) {
+		t.Fatalf("the taken key holds %q, %v; want the record stored first", e.Value(), err)
+	}
+	eventually(t, 10*time.Second, "the lost record is logged as an error naming the key", func() bool {
+		return strings.Contains(logA.String(), `level=ERROR msg="kvstore: user key was issued twice`) && strings.Contains(logA.String(), userKey(mine.PublicKey))
+	})
+	eventually(t, 10*time.Second, "the mirror shows the record stored first", func() bool {
+		got, err := s.User(ctx, other.PublicKey)
+		return err == nil && got == other
+	})
+}
+
+// TestUnbatchedBucket: a bucket made without atomic batches (by an
+// earlier version) still takes every user record, one per message.
+func TestUnbatchedBucket(t *testing.T) {
+	d := startDeployment(t, 1)
+	key, _ := newSealKey(t)
+	nc := d.connect(t, d.svcCreds)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := (&Store{opts: Options{Bucket: "provisioner"}, subject: "$KV.provisioner."}).streamConfig(1)
+	old.AllowAtomicPublish = false
+	ctx := bg(t)
+	if _, err := js.CreateStream(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	s := openStore(t, nc, Options{Seal: key, Instance: "one"})
+	if s.atomicBatches {
+		t.Fatal("the store uses atomic batches on a stream that does not allow them")
+	}
+	a := newAccount(t, "plain")
+	if _, err := s.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			if err := s.AddUser(ctx, newUser(t, a.PublicKey, "u"), false); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Instance: "two"})
+	if got, err := s2.Users(context.Background(), a.PublicKey); err != nil || len(got) != 50 {
+		t.Fatalf("Users: %d, %v; want 50", len(got), err)
+	}
+}
+
+func mustJSON(t testing.TB, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
