@@ -83,7 +83,9 @@ func (s *Store) batchLoop() {
 			return
 		case <-s.queueSig:
 		}
-		_ = s.at("user writes: gather")
+		if hold := s.gatherHook.Load(); hold != nil {
+			(*hold)()
+		}
 		for {
 			s.amu.Lock()
 			n := min(len(s.queue), maxBatch)

@@ -36,12 +36,8 @@ func TestBatchedUserRecords(t *testing.T) {
 	// a server's syncs fall behind; one adder at a time, so that the issue
 	// order is known. The last add is durable and waits for its batch.
 	gate := make(chan struct{})
-	s.fault = func(p string) error {
-		if p == "user writes: gather" {
-			<-gate
-		}
-		return nil
-	}
+	hold := func() { <-gate }
+	s.gatherHook.Store(&hold)
 	for i, u := range users {
 		if i == n-1 {
 			close(gate)

@@ -203,6 +203,9 @@ type Store struct {
 	// steps of a change; an error it returns stops the change there, as a
 	// crash would.
 	fault func(point string) error
+	// gatherHook, set by tests only, runs before the batch loop takes
+	// what is queued (it runs alongside everything else, hence atomic).
+	gatherHook atomic.Pointer[func()]
 }
 
 // at runs the test fault point named point.
