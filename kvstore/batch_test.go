@@ -196,3 +196,43 @@ func mustJSON(t testing.TB, v any) []byte {
 	}
 	return b
 }
+
+// TestServerDownDuringBatch: the server goes away with a batch of user
+// records about to be sent; the batch fails, its records are tried again
+// one by one, and once the server is back every one is stored, which a
+// new store on the bucket shows after Close waited for them.
+func TestServerDownDuringBatch(t *testing.T) {
+	d := startDeployment(t, 1)
+	key, _ := newSealKey(t)
+	opts := Options{Seal: key, Timeout: 500 * time.Millisecond, CloseTimeout: 20 * time.Second}
+	s := openStore(t, d.connect(t, d.svcCreds), opts)
+	ctx := context.Background()
+	a := newAccount(t, "batched")
+	if _, err := s.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	gate := make(chan struct{})
+	hold := func() { <-gate }
+	s.gatherHook.Store(&hold)
+	var users []provision.User
+	for range 3 * minBatch {
+		u := newUser(t, a.PublicKey, "u")
+		if err := s.AddUser(ctx, u, false); err != nil {
+			t.Fatal(err)
+		}
+		users = append(users, u)
+	}
+	d.nodes[0].emb.Stop()
+	close(gate)
+	time.Sleep(time.Second) // the batch fails; the retries run
+	d.restart(t, "n1")
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	check := openStore(t, d.connect(t, d.svcCreds), opts)
+	for _, u := range users {
+		if got, err := check.User(ctx, u.PublicKey); err != nil || got != u {
+			t.Fatalf("user %s after the outage: %v, %v", u.PublicKey, got, err)
+		}
+	}
+}
