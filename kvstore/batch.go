@@ -117,7 +117,7 @@ func (s *Store) writeSingles(writes []*pendingWrite) {
 	for _, p := range writes {
 		g.Add(1)
 		p.group = &g
-		if err := s.publish(p, p.expected); err != nil {
+		if err := s.publish(p); err != nil {
 			s.amu.Lock()
 			p.msg = nil
 			s.amu.Unlock()

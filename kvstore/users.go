@@ -196,7 +196,8 @@ func (s *Store) addUser(ctx context.Context, u provision.User, durable bool) err
 	s.amu.Lock()
 	_, inFlight := s.pending[key]
 	if !inFlight {
-		p := &pendingWrite{key: key, data: data}
+		// expected: 0, or the delete marker of a removed record.
+		p := &pendingWrite{key: key, data: data, expected: s.m.revs[key]}
 		if !durable {
 			// Visible at once; the write is acknowledged in the background.
 			p.entry = s.m.putUser(u, true)
@@ -204,14 +205,12 @@ func (s *Store) addUser(ctx context.Context, u provision.User, durable bool) err
 		s.pending[key] = p
 	}
 	p := s.pending[key]
-	expected := s.m.revs[key] // 0, or the delete marker of a removed record
 	s.amu.Unlock()
 	s.mu.Unlock()
 	if inFlight {
 		return conflict
 	}
 
-	p.expected = expected
 	if durable {
 		return s.addDurable(ctx, p, u, conflict)
 	}
@@ -219,7 +218,7 @@ func (s *Store) addUser(ctx context.Context, u provision.User, durable bool) err
 	if s.atomicBatches {
 		err = s.enqueue(ctx, p)
 	} else {
-		err = s.publish(p, expected)
+		err = s.publish(p)
 	}
 	if err != nil {
 		s.amu.Lock()
@@ -276,13 +275,13 @@ func (s *Store) addDurable(ctx context.Context, p *pendingWrite, u provision.Use
 
 // publish sends an attempt of a pending write: a create, as kv.Create
 // makes it (the key's last revision must be expected).
-func (s *Store) publish(p *pendingWrite, expected uint64) error {
+func (s *Store) publish(p *pendingWrite) error {
 	m := nats.NewMsg(s.subject + p.key)
 	m.Data = p.data
 	s.amu.Lock()
 	p.msg = m
 	s.amu.Unlock()
-	_, err := s.js.PublishMsgAsync(m, jetstream.WithExpectLastSequencePerSubject(expected))
+	_, err := s.js.PublishMsgAsync(m, jetstream.WithExpectLastSequencePerSubject(p.expected))
 	return err
 }
 
