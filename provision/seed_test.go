@@ -1,6 +1,8 @@
 package provision
 
 import (
+	"math/rand/v2"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -46,4 +48,66 @@ func TestLooksLikeSeed(t *testing.T) {
 			t.Errorf("looksLikeSeed(%.30q...) = %v, want %v", tt.give, got, tt.want)
 		}
 	}
+}
+
+// seedLike is the definition looksLikeSeed implements in one pass, kept
+// here as the test's oracle.
+var seedLike = regexp.MustCompile(`(?:^|[^A-Z2-7])(S[OAUNCXP][A-Z2-7]{28,})|(?:^|[^a-z2-7])(s[oauncxp][a-z2-7]{28,})`)
+
+func regexpSeed(s string) bool {
+	for _, sm := range seedLike.FindAllStringSubmatch(s, -1) {
+		if sm[1] != "" || strings.ContainsAny(sm[2], "234567") {
+			return true
+		}
+	}
+	return false
+}
+
+// TestLooksLikeSeedMatchesDefinition compares the scanner with the regular
+// expression on random text made of what seeds, keys and names hold.
+func TestLooksLikeSeedMatchesDefinition(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	parts := []string{"S", "s", "SU", "su", "SA", "so", "SB", "sx", "A", "a", "2", "7", "8", "Z", "z", "-", " ", "\"", ":", "U", "ab", "AB"}
+	for range 200000 {
+		var b strings.Builder
+		for n := r.IntN(12); n >= 0; n-- {
+			p := parts[r.IntN(len(parts))]
+			b.WriteString(strings.Repeat(p, 1+r.IntN(16)))
+		}
+		s := b.String()
+		got, want := looksLikeSeed(s), regexpSeed(s)
+		if got && !want {
+			// The expression's matches do not overlap: a lower-case run
+			// without a digit hides the boundary of a seed right after it.
+			// The scanner looks at every start; the seed is in a suffix.
+			for k := range len(s) {
+				if want = regexpSeed(s[k:]); want {
+					break
+				}
+			}
+		}
+		if got != want {
+			t.Fatalf("looksLikeSeed(%q) = %v, the definition says %v", s, got, want)
+		}
+	}
+}
+
+// BenchmarkLooksLikeSeed runs the check on a user.create body, as the
+// responder does on every request; regexp is the expression it replaced.
+func BenchmarkLooksLikeSeed(b *testing.B) {
+	body := `{"account":"ADMXQLKA42KBHB67PPNVYSP43CULGWBE6AYN6KZFY7QH5WYA542HCXNB","name":"device-000123","role":"sensors","expires_in":"720h"}`
+	b.Run("scan", func(b *testing.B) {
+		for b.Loop() {
+			if looksLikeSeed(body) {
+				b.Fatal("a seed in a body without one")
+			}
+		}
+	})
+	b.Run("regexp", func(b *testing.B) {
+		for b.Loop() {
+			if regexpSeed(body) {
+				b.Fatal("a seed in a body without one")
+			}
+		}
+	})
 }
