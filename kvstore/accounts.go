@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
@@ -456,6 +457,12 @@ func (s *Store) RemoveAccount(ctx context.Context, pub string, rev uint64) error
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
+	// A user record still on its way (queued for a batch, or waiting to be
+	// tried again) would land after its delete marker and outlive the
+	// account: wait until each is stored or given up.
+	if err := s.settle(ctx, users); err != nil {
+		return err
+	}
 	if err := s.deleteUsers(ctx, users); err != nil {
 		return err
 	}
@@ -489,6 +496,30 @@ func (s *Store) RemoveAccount(ctx context.Context, pub string, rev uint64) error
 	}
 	s.mu.Unlock()
 	return nil
+}
+
+// settle waits until no write of these users' records is pending.
+func (s *Store) settle(ctx context.Context, users []string) error {
+	for {
+		s.amu.Lock()
+		n := 0
+		for _, u := range users {
+			if _, ok := s.pending[userKey(u)]; ok {
+				n++
+			}
+		}
+		s.amu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return mapErr(fmt.Sprintf("remove users: %d records are still being written", n), ctx.Err())
+		case <-s.stop:
+			return errClosedStore
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
 }
 
 // deleteUsers removes user records, many at a time.
