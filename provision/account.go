@@ -31,9 +31,9 @@ func (s *Service) CreateAccount(ctx context.Context, req api.CreateAccountReques
 		}
 		return nil, fmt.Errorf("%w: %q is the name of %s", ErrConflict, name, what)
 	}
-	if a, err := s.store.AccountByName(ctx, name); err == nil {
-		return nil, fmt.Errorf("%w: an account named %q exists already (%s)", ErrConflict, name, a.PublicKey)
-	}
+	// No look-up of the name first: the store's create refuses a taken
+	// name, and on a shared store a look-up of a new name is a read of the
+	// bucket (the mirror has not seen it) on every create.
 	ident, err := s.accountKeys.Get()
 	if err != nil {
 		return nil, fmt.Errorf("create account key: %w", err)
@@ -98,6 +98,9 @@ func (s *Service) CreateAccount(ctx context.Context, req api.CreateAccountReques
 		cancel()
 	}
 	if errors.Is(err, ErrConflict) {
+		if a, lerr := s.store.AccountByName(ctx, name); lerr == nil {
+			return nil, fmt.Errorf("%w: an account named %q exists already (%s)", ErrConflict, name, a.PublicKey)
+		}
 		return nil, fmt.Errorf("%w: an account named %q exists already", ErrConflict, name)
 	}
 	if err != nil {
