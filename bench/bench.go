@@ -89,6 +89,11 @@ type Options struct {
 	// ServerBinary, when set, is the nats-server binary to run as a
 	// separate process; otherwise the server runs embedded.
 	ServerBinary string
+	// Cluster runs ServerBinary as a cluster of three processes, the
+	// deployment of several instances: the JetStream store's bucket gets
+	// three replicas, and the servers keep the default sync interval, as
+	// init's cluster configs do.
+	Cluster bool
 	// Only, when set, measures only the operations whose names it
 	// matches (and whose floors it matches, for a ratio), to profile
 	// them alone.
@@ -129,6 +134,8 @@ func (o *Options) setDefaults() error {
 		return fmt.Errorf("%w: -n, -c, --c-high, --rounds, --versions, --revocations and --accounts must be positive", ErrOptions)
 	case o.Store != StoreFile && o.Store != StoreJetStream:
 		return fmt.Errorf("%w: store %q: want %s or %s", ErrOptions, o.Store, StoreFile, StoreJetStream)
+	case o.Cluster && (o.ServerBinary == "" || o.Store != StoreJetStream):
+		return fmt.Errorf("%w: a cluster runs the nats-server binary three times for the JetStream store's R3 bucket: it needs a server binary and store %s", ErrOptions, StoreJetStream)
 	case o.Accounts > 0 && o.Accounts <= scaleSmall:
 		return fmt.Errorf("%w: --accounts must be above %d", ErrOptions, scaleSmall)
 	}
@@ -194,10 +201,12 @@ type ReconcileResult struct {
 type Report struct {
 	Machine string `json:"machine"`
 	// Store is the service's store; Server the nats-server it ran
-	// against, and External whether that was a separate process.
+	// against, External whether that was a separate process, and Servers
+	// how many (three for a cluster).
 	Store    string   `json:"store"`
 	Server   string   `json:"server"`
 	External bool     `json:"external"`
+	Servers  int      `json:"servers"`
 	N        int      `json:"n"`
 	C        int      `json:"c"`
 	CHigh    int      `json:"c_high"`
@@ -404,7 +413,7 @@ func Run(ctx context.Context, e *Env, o Options) (*Report, error) {
 		return nil, err
 	}
 	start := time.Now()
-	rep := &Report{Machine: Machine(), Store: e.Store, Server: e.ServerDescription(), External: e.External != nil,
+	rep := &Report{Machine: Machine(), Store: e.Store, Server: e.ServerDescription(), External: e.External != nil, Servers: 1 + len(e.Peers),
 		N: o.N, C: o.C, CHigh: o.CHigh, Rounds: o.Rounds, LoadStart: loadAverage()}
 	prefix := e.Prefix
 	create := func(body string) (api.AccountReply, error) {

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -24,9 +26,10 @@ type Env struct {
 	Store string
 	URL   string
 	// Embedded is the in-process server, External the separate one; one
-	// of them is set.
+	// of them is set. Peers are the other nodes of a cluster.
 	Embedded *natsembed.Server
 	External *ServerProcess
+	Peers    []*ServerProcess
 	Service  *service.Service
 	// RequestTimeout is the service's request_timeout.
 	RequestTimeout time.Duration
@@ -74,12 +77,24 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 			e.Stop()
 		}
 	}()
-	if o.ServerBinary != "" {
+	switch {
+	case o.Cluster:
+		nodes, err := startCluster(ctx, o.ServerBinary, res)
+		if err != nil {
+			return nil, err
+		}
+		e.External, e.Peers = nodes[0], nodes[1:]
+		urls := make([]string, len(nodes))
+		for i, n := range nodes {
+			urls[i] = n.URL
+		}
+		e.URL = strings.Join(urls, ",")
+	case o.ServerBinary != "":
 		if e.External, err = StartServerProcess(ctx, o.ServerBinary, res.ServerConf, filepath.Join(res.Dir, "nats-server.log")); err != nil {
 			return nil, err
 		}
 		e.URL = e.External.URL
-	} else {
+	default:
 		if e.Embedded, err = natsembed.Start(res.ServerConf, natsembed.Options{Port: -1}); err != nil {
 			return nil, err
 		}
@@ -90,6 +105,9 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 		return nil, err
 	}
 	cfg.NATSURL = e.URL
+	if o.Cluster {
+		cfg.KVReplicas = clusterSize
+	}
 	e.Prefix = cfg.SubjectPrefix
 	e.RequestTimeout = time.Duration(cfg.RequestTimeout)
 	log := o.Logger
@@ -135,6 +153,9 @@ func (e *Env) Stop() error {
 	if e.Embedded != nil {
 		e.Embedded.Stop()
 	}
+	for _, p := range e.Peers {
+		errs = append(errs, p.Stop())
+	}
 	if e.External != nil {
 		errs = append(errs, e.External.Stop())
 	}
@@ -147,18 +168,76 @@ func (e *Env) ServerDescription() string {
 	if e.Admin != nil {
 		version = " v" + e.Admin.ConnectedServerVersion()
 	}
+	if len(e.Peers) > 0 {
+		pids := []string{strconv.Itoa(e.External.Pid())}
+		for _, p := range e.Peers {
+			pids = append(pids, strconv.Itoa(p.Pid()))
+		}
+		return fmt.Sprintf("nats-server%s, a cluster of %d separate processes (%s, pids %s), R%d bucket", version, len(pids), e.External.Binary, strings.Join(pids, " "), clusterSize)
+	}
 	if e.External != nil {
 		return fmt.Sprintf("nats-server%s, separate process (%s, pid %d)", version, e.External.Binary, e.External.Pid())
 	}
 	return fmt.Sprintf("nats-server%s, embedded in this process", version)
 }
 
-// cpu returns the CPU time this process and the separate server process
+// cpu returns the CPU time this process and the separate server processes
 // have used so far (0 where unknown).
 func (e *Env) cpu() (self, server time.Duration) {
 	self = selfCPU()
 	if e.External != nil {
 		server = processCPU(e.External.Pid())
 	}
+	for _, p := range e.Peers {
+		server += processCPU(p.Pid())
+	}
 	return self, server
+}
+
+// clusterSize is the number of nodes of the bench's cluster.
+const clusterSize = 3
+
+// startCluster starts a cluster of nats-server processes on 127.0.0.1,
+// each with the deployment's server config (its accounts, resolver and
+// JetStream) and a cluster block, as init's container cluster configs
+// are made, with a resolver and JetStream directory of its own. It waits
+// until each accepts clients; the service waits for JetStream itself.
+func startCluster(ctx context.Context, binary string, res *bootstrap.Result) (_ []*ServerProcess, err error) {
+	var nodes []*ServerProcess
+	defer func() {
+		if err != nil {
+			for _, n := range nodes {
+				n.Stop()
+			}
+		}
+	}()
+	ports := make([]int, clusterSize)
+	routes := make([]string, clusterSize)
+	for i := range ports {
+		if ports[i], err = freePort(); err != nil {
+			return nil, err
+		}
+		routes[i] = fmt.Sprintf("nats://127.0.0.1:%d", ports[i])
+	}
+	for i := range clusterSize {
+		dir := filepath.Join(res.Dir, fmt.Sprintf("node%d", i+1))
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+		c := res.Server
+		c.ServerName = fmt.Sprintf("bench-n%d", i+1)
+		c.ResolverDir = filepath.Join(dir, bootstrap.ResolverDir)
+		c.JetStreamDir = filepath.Join(dir, bootstrap.JetStreamDir)
+		c.Cluster = &bootstrap.ClusterConf{Name: "bench", Listen: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: routes}
+		conf := filepath.Join(dir, "nats-server.conf")
+		if err := os.WriteFile(conf, c.Render(), 0o600); err != nil {
+			return nil, err
+		}
+		n, err := StartServerProcess(ctx, binary, conf, filepath.Join(dir, "nats-server.log"))
+		if err != nil {
+			return nil, err
+		}
+		nodes = append(nodes, n)
+	}
+	return nodes, nil
 }

@@ -85,7 +85,11 @@ func (r *Report) Print(w io.Writer) {
 
 	if len(r.Results) > 0 && r.Results[0].CPUPerOp > 0 {
 		if r.External {
-			fmt.Fprintf(w, "\nCPU per operation (one-account rows left out: they wait): this process (service, floors, bench clients) and the nats-server process\n")
+			servers := "the nats-server process"
+			if r.Servers > 1 {
+				servers = fmt.Sprintf("the %d nats-server processes together", r.Servers)
+			}
+			fmt.Fprintf(w, "\nCPU per operation (one-account rows left out: they wait): this process (service, floors, bench clients) and %s\n", servers)
 		} else {
 			fmt.Fprintf(w, "\nCPU per operation (one-account rows left out: they wait): this process (service, floors, bench clients and the embedded nats-server)\n")
 		}

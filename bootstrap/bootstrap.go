@@ -206,6 +206,9 @@ type Result struct {
 	ProvisionerCreds string
 	ServiceCreds     string
 	SealKeyFile      string
+	// Server is what ServerConf was rendered from, for tools that derive
+	// other servers' configs from it (the bench's local cluster).
+	Server ServerConf
 }
 
 // Init writes a new deployment into opts.Dir. It refuses, before writing
@@ -425,6 +428,7 @@ func Init(opts Options) (*Result, error) {
 		ProvisionerCreds: filepath.Join(dir, ProvisionerCredsFile),
 		ServiceCreds:     filepath.Join(dir, ServiceCredsFile),
 		SealKeyFile:      filepath.Join(dir, SealKeyFile),
+		Server:           hostConf,
 	}, nil
 }
 
@@ -664,11 +668,19 @@ func (c ServerConf) Render() []byte {
 	fmt.Fprintf(&b, "system_account: %s\n\n", c.SystemAccount)
 	if c.JetStreamDir != "" {
 		fmt.Fprintf(&b, "# JetStream holds the provisioner's KV bucket, in the %s account.\n", ServiceAccountName)
-		fmt.Fprintf(&b, "# sync_interval: always fsyncs every write before it is acknowledged, so an\n")
-		fmt.Fprintf(&b, "# account change the provisioner was told is stored survives a power loss,\n")
-		fmt.Fprintf(&b, "# even on a single server (by default a server syncs every two minutes and\n")
-		fmt.Fprintf(&b, "# counts on replicas). The provisioner writes little; the cost is small.\n")
-		fmt.Fprintf(&b, "jetstream {\n  store_dir: %q\n  sync_interval: always\n}\n\n", c.JetStreamDir)
+		if c.Cluster == nil {
+			fmt.Fprintf(&b, "# sync_interval: always fsyncs every write before it is acknowledged, so an\n")
+			fmt.Fprintf(&b, "# account change the provisioner was told is stored survives a power loss\n")
+			fmt.Fprintf(&b, "# of this, the only JetStream server (by default a server syncs every two\n")
+			fmt.Fprintf(&b, "# minutes and counts on replicas).\n")
+			fmt.Fprintf(&b, "jetstream {\n  store_dir: %q\n  sync_interval: always\n}\n\n", c.JetStreamDir)
+		} else {
+			fmt.Fprintf(&b, "# The bucket has three replicas: a write is acknowledged once a majority\n")
+			fmt.Fprintf(&b, "# of the servers holds it, which survives the loss of any one machine. The\n")
+			fmt.Fprintf(&b, "# default sync_interval (two minutes) is kept: \"always\" would fsync every\n")
+			fmt.Fprintf(&b, "# write on every server, against all three losing power at once.\n")
+			fmt.Fprintf(&b, "jetstream {\n  store_dir: %q\n}\n\n", c.JetStreamDir)
+		}
 	}
 	if c.Cluster != nil {
 		fmt.Fprintf(&b, "cluster {\n  name: %q\n  listen: %q\n  routes: [\n", c.Cluster.Name, c.Cluster.Listen)

@@ -121,18 +121,19 @@ func newHAEnv(t *testing.T, o haOptions) *haEnv {
 }
 
 // addJetStream gives every server of the cluster the jetstream block of
-// the deployment's nats-server.conf (sync_interval: always), with a
-// store directory of its own. The cluster helper leaves JetStream out.
+// the deployment's container cluster configs (the default sync interval:
+// three replicas make a write durable), with a store directory of its
+// own. The cluster helper leaves JetStream out.
 func (e *haEnv) addJetStream() {
 	t := e.t
 	t.Helper()
-	orig, err := conf.ParseFile(filepath.Join(e.d.dir, "nats-server.conf"))
+	orig, err := conf.ParseFile(filepath.Join(e.d.dir, bootstrap.ContainerConfFile(1)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	js, ok := orig["jetstream"].(map[string]any)
 	if !ok {
-		t.Fatalf("the nats-server.conf of `provisioner init` has no jetstream block: %v", orig["jetstream"])
+		t.Fatalf("the cluster config of `provisioner init` has no jetstream block: %v", orig["jetstream"])
 	}
 	for _, nd := range e.cl.nodes {
 		m, err := conf.ParseFile(nd.conf)

@@ -36,6 +36,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	store := fs.String("store", bench.StoreFile, "the service's store: file, jetstream or both")
 	external := fs.Bool("external", false, "run the nats-server binary as a separate process (found on PATH or in $(go env GOPATH)/bin)")
 	serverBinary := fs.String("server-binary", "", "the nats-server binary to run as a separate process (implies --external)")
+	cluster := fs.Bool("cluster", false, "run the JetStream store against a cluster of three nats-server processes with an R3 bucket, as init's cluster configs do (implies --external; the file store, one instance, keeps one server)")
 	logLevel := fs.String("log-level", "error", "the service's log level on stderr: debug, info, warn or error")
 	asJSON := fs.Bool("json", false, "print each report as JSON")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (service, floors, and the server when embedded) to this file")
@@ -66,7 +67,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	o.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	o.ServerBinary = *serverBinary
-	if *external && o.ServerBinary == "" {
+	if (*external || *cluster) && o.ServerBinary == "" {
 		bin, err := bench.FindServerBinary()
 		if err != nil {
 			return err
@@ -88,6 +89,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for _, s := range stores {
 		so := o
 		so.Store = s
+		so.Cluster = *cluster && s == bench.StoreJetStream
 		if o.Dir != "" && len(stores) > 1 {
 			so.Dir = filepath.Join(o.Dir, s)
 		}

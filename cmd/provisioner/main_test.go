@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -580,6 +581,7 @@ func TestBenchRuns(t *testing.T) {
 	}{
 		{"file store, embedded server", nil, bench.StoreFile, false},
 		{"jetstream store, nats-server process", []string{"--store", "jetstream", "--server-binary", provtest.Tool(t, "nats-server")}, bench.StoreJetStream, true},
+		{"jetstream store, cluster of three nats-server processes", []string{"--store", "jetstream", "--cluster", "--server-binary", provtest.Tool(t, "nats-server")}, bench.StoreJetStream, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -638,6 +640,13 @@ func TestBenchRuns(t *testing.T) {
 			}
 			if tt.external && (rep.Results[0].ServerCPUPerOp <= 0 || rep.Results[0].CPUPerOp <= 0) {
 				t.Errorf("no CPU per operation of the two processes: %+v", rep.Results[0])
+			}
+			if slices.Contains(tt.args, "--cluster") {
+				// Every node holds a replica of the bucket's stream.
+				replicas, _ := filepath.Glob(filepath.Join(dir, "node*", bootstrap.JetStreamDir, "jetstream", "*", "streams", "KV_provisioner"))
+				if rep.Servers != 3 || len(replicas) != 3 {
+					t.Errorf("cluster run: %d servers in the report, the bucket's stream on %d nodes (%v); want 3 and 3", rep.Servers, len(replicas), replicas)
+				}
 			}
 		})
 	}
