@@ -486,6 +486,33 @@ func Run(ctx context.Context, e *Env, o Options) (*Report, error) {
 			return err
 		}})
 
+	var wf *writeFloor
+	var writeRows []*row
+	if e.Store == StoreJetStream {
+		replicas := e.replicas()
+		opCtx := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, 30*time.Second) }
+		writeRows = []*row{
+			{name: fmt.Sprintf("JetStream write floor: one %d B write, acknowledged (R%d) c=%d", writeSize, replicas, o.C), c: o.C, ops: per,
+				op: func(int, int) error {
+					c, cancel := opCtx()
+					defer cancel()
+					return wf.write(c)
+				}},
+			{name: fmt.Sprintf("JetStream write floor: atomic batch of %d such writes (R%d) c=%d", writeBatchSize, replicas, o.C), c: o.C, ops: max(1, per/writeBatchSize),
+				op: func(int, int) error {
+					c, cancel := opCtx()
+					defer cancel()
+					return wf.batch(c)
+				}},
+		}
+		rows = append(rows, writeRows...)
+		defer func() {
+			if wf != nil {
+				wf.stop(context.WithoutCancel(ctx), e)
+			}
+		}()
+	}
+
 	revoke := func(acct string, made *tokens) error {
 		data, err := request(e.Admin, prefix+".user.revoke", fmt.Appendf(nil, `{"account":%q,"user":%q}`, acct, userKey()))
 		if err != nil {
@@ -539,6 +566,12 @@ func Run(ctx context.Context, e *Env, o Options) (*Report, error) {
 			if r.floor != nil && !slices.Contains(rows, r.floor) {
 				r.floor = nil
 			}
+		}
+	}
+	if slices.ContainsFunc(rows, func(r *row) bool { return slices.Contains(writeRows, r) }) {
+		var err error
+		if wf, err = e.startWriteFloor(ctx, e.replicas()); err != nil {
+			return nil, err
 		}
 	}
 	for round := range o.Rounds {

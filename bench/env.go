@@ -197,6 +197,14 @@ func (e *Env) cpu() (self, server time.Duration) {
 // clusterSize is the number of nodes of the bench's cluster.
 const clusterSize = 3
 
+// replicas is the replica count of the JetStream store's bucket.
+func (e *Env) replicas() int {
+	if len(e.Peers) > 0 {
+		return clusterSize
+	}
+	return 1
+}
+
 // startCluster starts a cluster of nats-server processes on 127.0.0.1,
 // each with the deployment's server config (its accounts, resolver and
 // JetStream) and a cluster block, as init's container cluster configs

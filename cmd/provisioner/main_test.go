@@ -601,9 +601,14 @@ func TestBenchRuns(t *testing.T) {
 			}
 			// Two concurrencies of account.create and of one-account
 			// revokes, each with its floor where it has one; user.create
-			// and its floor; two revoke+update with floors; delete.
-			if len(rep.Results) != 13 {
-				t.Fatalf("%d results, want 13: %s", len(rep.Results), out.String())
+			// and its floor; two revoke+update with floors; delete; and
+			// with the JetStream store the two write floors.
+			want := 13
+			if tt.store == bench.StoreJetStream {
+				want += 2
+			}
+			if len(rep.Results) != want {
+				t.Fatalf("%d results, want %d: %s", len(rep.Results), want, out.String())
 			}
 			byName := map[string]bench.Result{}
 			for _, r := range rep.Results {
@@ -640,6 +645,15 @@ func TestBenchRuns(t *testing.T) {
 			}
 			if tt.external && (rep.Results[0].ServerCPUPerOp <= 0 || rep.Results[0].CPUPerOp <= 0) {
 				t.Errorf("no CPU per operation of the two processes: %+v", rep.Results[0])
+			}
+			writes := 0
+			for _, r := range rep.Results {
+				if strings.HasPrefix(r.Name, "JetStream write floor") {
+					writes++ // measured without errors, as every row (above)
+				}
+			}
+			if tt.store == bench.StoreJetStream && writes != 2 {
+				t.Errorf("%d JetStream write floors, want 2", writes)
 			}
 			if slices.Contains(tt.args, "--cluster") {
 				// Every node holds a replica of the bucket's stream.
