@@ -10,7 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -33,9 +36,26 @@ type Publisher struct {
 	nc     *nats.Conn
 	prefix string
 	js     jetstream.JetStream // nil: no audit stream
+	svc    *nats.Conn          // the audit stream's connection
 	log    *slog.Logger
 	// retries are the audit writes being tried again.
 	retries sync.WaitGroup
+
+	// The audit writer: events wait in queue (room bounds it) for the
+	// writer goroutine, which sends them in atomic batches when the
+	// stream allows them (allowAtomic) and enough wait, else one by one.
+	mu          sync.Mutex
+	queue       []*nats.Msg
+	busy        bool // the writer holds events taken from the queue
+	closed      bool // Close was called: events are written one by one
+	idle        *sync.Cond
+	room        chan struct{}
+	signal      chan struct{}
+	stop        chan struct{}
+	stopped     chan struct{}
+	allowAtomic atomic.Bool
+	// batches counts the atomic batches stored, for tests.
+	batches atomic.Int64
 }
 
 // auditTimeout bounds one audit write; auditAttempts bounds the attempts
@@ -43,6 +63,24 @@ type Publisher struct {
 const (
 	auditTimeout  = 10 * time.Second
 	auditAttempts = 5
+)
+
+// Batching of audit writes. One write to the audit stream costs the
+// servers about as much CPU as a whole user.create's floor (bench: the
+// JetStream write floors, 140-180 µs of server CPU for a single
+// acknowledged write, R1 with sync always or R3), and every change makes
+// one. Audit writes are already off the request path, so on a replicated
+// stream the writer waits auditLinger for more to gather and sends them
+// as one atomic batch (R3: about 40 µs a write in batches of 32). Below
+// auditMinBatch a batch costs more than single writes, so fewer go one by
+// one, as on one replica (see WithAudit).
+const (
+	auditLinger   = 10 * time.Millisecond
+	auditMinBatch = 16
+	auditMaxBatch = 500
+	auditMaxQueue = 4000
+	// batchCommitTimeout bounds the wait for a batch's commit.
+	batchCommitTimeout = 3 * time.Second
 )
 
 var _ provision.Events = (*Publisher)(nil)
@@ -53,7 +91,9 @@ func New(nc *nats.Conn, prefix string, log *slog.Logger) *Publisher {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Publisher{nc: nc, prefix: prefix, log: log}
+	p := &Publisher{nc: nc, prefix: prefix, log: log}
+	p.idle = sync.NewCond(&p.mu)
+	return p
 }
 
 // AuditSubject is the subject of an event in the audit stream:
@@ -73,7 +113,7 @@ func (p *Publisher) WithAudit(ctx context.Context, svc *nats.Conn, replicas int)
 	if err != nil {
 		return fmt.Errorf("events: %w", err)
 	}
-	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        StreamName,
 		Description: "Every change the provisioner made: who, what, when, the result. Never a seed.",
 		Subjects:    []string{p.prefix + ".audit.>"},
@@ -88,11 +128,27 @@ func (p *Publisher) WithAudit(ctx context.Context, svc *nats.Conn, replicas int)
 		// An audit write tried again after its answer was lost is
 		// stored once (each event has a message id).
 		Duplicates: 2 * time.Minute,
+		// Events that gather go in atomic batches (nats-server 2.12
+		// and later; an older server ignores the field, and the writer
+		// then sends them one by one).
+		AllowAtomicPublish: true,
 	})
 	if err != nil {
 		return fmt.Errorf("events: audit stream %s: %w", StreamName, err)
 	}
-	p.js = js
+	p.js, p.svc = js, svc
+	// On one replica the server stages a batch in a file store of its
+	// own, which costs more than the syncs a batch saves (measured with
+	// sync_interval always: 200-280 µs of server CPU per user.create with
+	// single audit writes, 370 µs with batches of about 25). With
+	// replicas it stages in memory: 380-420 µs against 490-520 µs.
+	cfg := stream.CachedInfo().Config
+	p.allowAtomic.Store(cfg.AllowAtomicPublish && cfg.Replicas > 1)
+	p.room = make(chan struct{}, auditMaxQueue)
+	p.signal = make(chan struct{}, 1)
+	p.stop = make(chan struct{})
+	p.stopped = make(chan struct{})
+	go p.writer()
 	return nil
 }
 
@@ -117,9 +173,132 @@ func (p *Publisher) Publish(ctx context.Context, e api.Event) {
 	m := nats.NewMsg(AuditSubject(p.prefix, e.Account, e.Type))
 	m.Data = data
 	m.Header.Set(jetstream.MsgIDHeader, nuid.Next())
+	p.room <- struct{}{} // the writer frees room, also once it stopped
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		<-p.room
+		p.writeOne(m)
+		return
+	}
+	p.queue = append(p.queue, m)
+	p.mu.Unlock()
+	select {
+	case p.signal <- struct{}{}:
+	default:
+	}
+}
+
+// writeOne sends one audit event on its own.
+func (p *Publisher) writeOne(m *nats.Msg) {
 	if _, err := p.js.PublishMsgAsync(m); err != nil {
 		p.retry(m, err)
 	}
+}
+
+// writer sends the queued audit events until Close: after a signal it
+// waits auditLinger for more (unless a batch's worth waits already), then
+// sends what waits, in order.
+func (p *Publisher) writer() {
+	defer close(p.stopped)
+	for {
+		stopping := false
+		select {
+		case <-p.signal:
+		case <-p.stop:
+			stopping = true // write what is queued, then stop
+		}
+		p.mu.Lock()
+		n := len(p.queue)
+		p.mu.Unlock()
+		if p.allowAtomic.Load() && n < auditMinBatch && !stopping {
+			select {
+			case <-time.After(auditLinger):
+			case <-p.stop:
+				stopping = true
+			}
+		}
+		for {
+			p.mu.Lock()
+			n := min(len(p.queue), auditMaxBatch)
+			batch := slices.Clone(p.queue[:n])
+			p.queue = slices.Delete(p.queue, 0, n)
+			p.busy = n > 0
+			p.mu.Unlock()
+			if n == 0 {
+				break
+			}
+			if p.allowAtomic.Load() && n >= auditMinBatch {
+				p.writeBatch(batch)
+			} else {
+				for _, m := range batch {
+					p.writeOne(m)
+				}
+			}
+			for range n {
+				<-p.room
+			}
+		}
+		p.mu.Lock()
+		p.busy = false
+		p.idle.Broadcast()
+		p.mu.Unlock()
+		if stopping {
+			return
+		}
+	}
+}
+
+// writeBatch writes audit events as one atomic batch and waits for its
+// commit. A batch that is not stored, or whose answer is lost, is written
+// again event by event by the retry path; the message ids make an event
+// that was stored after all count once.
+func (p *Publisher) writeBatch(batch []*nats.Msg) {
+	// A commit takes milliseconds, or seconds while a stream leader is
+	// elected; one that takes longer (its messages were lost with the
+	// connection, say) is given up soon, as the retries store each event
+	// once whether or not the batch was stored.
+	ctx, cancel := context.WithTimeout(context.Background(), batchCommitTimeout)
+	defer cancel()
+	id := nuid.Next()
+	var reply *nats.Msg
+	var err error
+	for i, m := range batch {
+		b := nats.NewMsg(m.Subject)
+		b.Data = m.Data
+		b.Header.Set(jetstream.MsgIDHeader, m.Header.Get(jetstream.MsgIDHeader))
+		b.Header.Set("Nats-Batch-Id", id)
+		b.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
+		if i < len(batch)-1 {
+			if err = p.svc.PublishMsg(b); err != nil {
+				break
+			}
+			continue
+		}
+		b.Header.Set("Nats-Batch-Commit", "1")
+		reply, err = p.svc.RequestMsgWithContext(ctx, b)
+	}
+	if err == nil {
+		var ack struct {
+			Count int                 `json:"count"`
+			Error *jetstream.APIError `json:"error"`
+		}
+		switch {
+		case json.Unmarshal(reply.Data, &ack) != nil:
+			err = fmt.Errorf("unreadable answer to a batch commit: %q", reply.Data)
+		case ack.Error != nil:
+			err = ack.Error
+		case ack.Count != len(batch):
+			err = fmt.Errorf("batch commit stored %d events of %d", ack.Count, len(batch))
+		}
+	}
+	if err != nil {
+		for _, m := range batch {
+			p.retry(m, err)
+		}
+		return
+	}
+	p.batches.Add(1)
 }
 
 // auditFailed is the jetstream package's callback for an audit write that
@@ -162,6 +341,11 @@ func (p *Publisher) Flush(timeout time.Duration) error {
 	}
 	done := make(chan struct{})
 	go func() {
+		p.mu.Lock()
+		for len(p.queue) > 0 || p.busy {
+			p.idle.Wait()
+		}
+		p.mu.Unlock()
 		<-p.js.PublishAsyncComplete()
 		p.retries.Wait()
 		close(done)
@@ -170,8 +354,28 @@ func (p *Publisher) Flush(timeout time.Duration) error {
 	case <-done:
 		return nil
 	case <-time.After(timeout):
-		return fmt.Errorf("events: %d audit writes not confirmed within %s", p.js.PublishAsyncPending(), timeout)
+		p.mu.Lock()
+		queued := len(p.queue)
+		p.mu.Unlock()
+		return fmt.Errorf("events: %d audit writes not confirmed within %s", queued+p.js.PublishAsyncPending(), timeout)
 	}
+}
+
+// Close flushes the audit writes, at most timeout, and stops the audit
+// writer; later events are written one by one. It returns what Flush
+// returned.
+func (p *Publisher) Close(timeout time.Duration) error {
+	if p.stop != nil {
+		p.mu.Lock()
+		closed := p.closed
+		p.closed = true
+		p.mu.Unlock()
+		if !closed {
+			close(p.stop)
+			<-p.stopped
+		}
+	}
+	return p.Flush(timeout)
 }
 
 // Audit pages through the audit stream.

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/events"
@@ -86,5 +88,101 @@ func TestAuditWritesSurviveAnOutage(t *testing.T) {
 		if i >= len(got) || got[i] != fmt.Sprint(i) {
 			t.Fatalf("event %d of the audit is %v, want %d (publish order)", i, got[min(i, len(got)-1)], i)
 		}
+	}
+}
+
+// TestAuditWritesGoInBatches: on a replicated audit stream, events
+// published faster than the writer's linger go in atomic batches, each
+// event once and in publish order; on one replica they go one by one; a
+// stream made without atomic batches (by an older version) is given them.
+func TestAuditWritesGoInBatches(t *testing.T) {
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	sys := env.Connect(t, env.Init.ProvisionerCreds)
+	svc := env.ServiceUser(t)
+	ctx := context.Background()
+	js, err := jetstream.New(svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The stream as the previous version made it.
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: events.StreamName, Subjects: []string{"prov.audit.>"},
+		MaxAge: 365 * 24 * time.Hour, MaxBytes: events.AuditMaxBytes, Duplicates: 2 * time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	pub := events.New(sys, "prov", slog.New(slog.DiscardHandler))
+	if err := pub.WithAudit(ctx, svc, 1); err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(ctx, events.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !stream.CachedInfo().Config.AllowAtomicPublish {
+		t.Fatalf("the audit stream does not allow atomic batches after WithAudit")
+	}
+	const acct = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567ABCDEFGHIJKLMNOPQRSTUVWX"
+	// On one replica the writer sends events one by one.
+	for i := range 100 {
+		pub.Publish(ctx, api.Event{Type: api.EventUserCreated, Account: acct[:len(acct)-1] + "Y", UserName: fmt.Sprint(i)})
+	}
+	if err := pub.Flush(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if b := pub.Batches(); b != 0 {
+		t.Fatalf("%d atomic batches on one replica, want none", b)
+	}
+	// With replicas it batches; a test server has one.
+	pub.ForceBatches()
+	const n = 1000
+	for i := range n {
+		pub.Publish(ctx, api.Event{Type: api.EventUserCreated, Account: acct, UserName: fmt.Sprint(i)})
+	}
+	if err := pub.Close(10 * time.Second); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if b := pub.Batches(); b < 1 || b > n/16 {
+		t.Errorf("%d events went in %d atomic batches; want batches of at least 16", n, b)
+	}
+	audit, err := events.NewAudit(svc, "prov")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for after := uint64(0); ; {
+		page, next, err := audit.Page(ctx, acct, after, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range page {
+			got = append(got, e.Event.UserName)
+		}
+		if next == 0 {
+			break
+		}
+		after = next
+	}
+	if len(got) != n {
+		t.Fatalf("%d events in the audit stream, want %d", len(got), n)
+	}
+	for i, name := range got {
+		if name != fmt.Sprint(i) {
+			t.Fatalf("event %d of the audit is %s: not in publish order", i, name)
+		}
+	}
+	// After Close, an event is still stored (one by one).
+	pub.Publish(ctx, api.Event{Type: api.EventUserCreated, Account: acct, UserName: "late"})
+	if err := pub.Flush(10 * time.Second); err != nil {
+		t.Fatalf("Flush after Close: %v", err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, _, err := audit.Page(ctx, acct, info.State.LastSeq-1, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 100+n+1 || len(last) != 1 || last[0].Event.UserName != "late" {
+		t.Fatalf("after Close: %d events, the last %v; want %d, the late one last", info.State.Msgs, last, 100+n+1)
 	}
 }

@@ -394,7 +394,7 @@ func (s *Service) stop() error {
 	if s.events != nil {
 		// Audit writes still in flight go out before the store's
 		// connection closes.
-		keep(s.events.Flush(5 * time.Second))
+		keep(s.events.Close(5 * time.Second))
 	}
 	if s.Resolver != nil {
 		keep(s.Resolver.Close())

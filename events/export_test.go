@@ -1,0 +1,9 @@
+package events
+
+// Batches is how many atomic batches of audit events were stored.
+func (p *Publisher) Batches() int64 { return p.batches.Load() }
+
+// ForceBatches makes the writer batch on one replica too, where it does
+// not by choice (it costs more there), so that a single test server can
+// check how batches are written.
+func (p *Publisher) ForceBatches() { p.allowAtomic.Store(true) }
