@@ -557,6 +557,10 @@ type ReconcileReply struct {
 	Duration string `json:"duration"`
 	// Skipped is set when another instance holds the reconciler lease.
 	Skipped string `json:"skipped,omitempty"`
+	// Running is set when the pass had not ended when the reply was due:
+	// it goes on, and prov.status's last_reconcile reports it once it
+	// ended. Started is then when it started, if it has.
+	Running bool `json:"running,omitempty"`
 }
 
 // StatusRequest is the body of status.

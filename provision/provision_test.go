@@ -392,3 +392,59 @@ func TestKeyIssuedOnce(t *testing.T) {
 	}
 	_ = fmt.Sprint
 }
+
+// TestReconcileOutlastsTheRequest: a requested pass that takes longer than
+// the request may wait goes on; the reply says it is running and when it
+// started, and prov.status reports the whole pass once it ended. A
+// request that comes while it runs gets a pass of its own, after it.
+func TestReconcileOutlastsTheRequest(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	// Five LOOKUPs a second: a pass over 15 accounts takes three seconds.
+	d := newDomain(t, env, nil, func(c *provision.Config) { c.ReconcileRate = 5 })
+	defer d.stop()
+	ctx := context.Background()
+	const n = 15
+	for i := range n {
+		if _, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: fmt.Sprintf("slow-%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	request := func() *api.ReconcileReply {
+		t.Helper()
+		rctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		start := time.Now()
+		rep, err := d.svc.Reconcile(rctx, api.ReconcileRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(start); took >= time.Second {
+			t.Fatalf("the reply took %v, past the request's deadline", took)
+		}
+		return rep
+	}
+	first := request()
+	if !first.Running || first.Started == "" || first.Checked != 0 {
+		t.Fatalf("first reply %+v; want running, with the time it started", first)
+	}
+	if second := request(); !second.Running || second.Started != "" {
+		t.Fatalf("second reply %+v; want running, not started (after the first)", second)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st, err := d.svc.Status(ctx, api.StatusRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if last := st.LastReconcile; last != nil && last.Started == first.Started {
+			if last.Checked != n || last.Failed != 0 || last.Running {
+				t.Fatalf("the pass the first request started ended with %+v; want all %d accounts checked", last, n)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the pass did not end: %+v", st.LastReconcile)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

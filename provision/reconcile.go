@@ -3,6 +3,7 @@ package provision
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sort"
 	"sync"
@@ -56,12 +57,34 @@ type reconciler struct {
 	leader  atomic.Bool
 	mu      sync.Mutex
 	last    *api.ReconcileReply
+	// next is the requested pass (prov.reconcile) not yet started, which
+	// later requests join; manual are the passes requests started, which
+	// go on past their requests until life ends (Close).
+	next   *manualPass
+	manual sync.WaitGroup
+	life   context.Context
+	end    context.CancelFunc
+}
+
+// manualPass is a pass prov.reconcile asked for.
+type manualPass struct {
+	started time.Time     // when it started; zero before (under mu)
+	done    chan struct{} // closed when rep and err are set
+	rep     *api.ReconcileReply
+	err     error
 }
 
 func (r *reconciler) init() {
 	r.kick = make(chan struct{}, 1)
 	r.leader.Store(true)
+	r.life, r.end = context.WithCancel(context.Background())
 }
+
+// manualWait is how long prov.reconcile waits for its pass before it
+// answers that the pass is running: less than the 5 s natscli's `nats
+// request` waits by default. A pass checks reconcile_rate accounts a
+// second (500), so one over a few thousand accounts takes longer.
+const manualWait = 4 * time.Second
 
 // Kick asks for a reconcile pass soon, as after a reconnect to NATS: what
 // was pushed while disconnected may have reached no server.
@@ -96,9 +119,58 @@ func (s *Service) Run(ctx context.Context) {
 	}
 }
 
-// Reconcile runs a pass now and returns its summary (prov.reconcile).
+// Reconcile runs a pass now and returns its summary (prov.reconcile): a
+// pass that starts after the request, joined by the requests that come
+// before it starts. The pass is not bound to the request: one that has not
+// ended within manualWait (or nine tenths of the request's deadline) goes
+// on, the reply says it is running, and prov.status reports it once it
+// ended. A pass cut off at each request's deadline would start over at
+// the next request and, over enough accounts, never end.
 func (s *Service) Reconcile(ctx context.Context, _ api.ReconcileRequest) (*api.ReconcileReply, error) {
-	return s.pass(ctx)
+	r := &s.rec
+	r.mu.Lock()
+	if r.life.Err() != nil {
+		r.mu.Unlock()
+		return nil, fmt.Errorf("%w: the service is stopping", ErrUnavailable)
+	}
+	m := r.next
+	if m == nil {
+		m = &manualPass{done: make(chan struct{})}
+		r.next = m
+		r.manual.Add(1)
+		go func() {
+			defer r.manual.Done()
+			m.rep, m.err = s.passStarted(r.life, func() {
+				r.mu.Lock()
+				if r.next == m {
+					r.next = nil
+				}
+				m.started = time.Now()
+				r.mu.Unlock()
+			})
+			close(m.done)
+		}()
+	}
+	r.mu.Unlock()
+	wait := manualWait
+	if dl, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(dl)*9/10)
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-m.done:
+		return m.rep, m.err
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	running := &api.ReconcileReply{Running: true, Orphans: []string{}}
+	r.mu.Lock()
+	if !m.started.IsZero() {
+		running.Started = m.started.UTC().Format(time.RFC3339)
+	}
+	r.mu.Unlock()
+	return running, nil
 }
 
 // Status describes this instance (prov.status).
@@ -135,8 +207,14 @@ func (s *Service) Status(_ context.Context, _ api.StatusRequest) (*api.StatusRep
 //     reported and logged, never deleted;
 //   - an expired account is not pushed again.
 func (s *Service) pass(ctx context.Context) (*api.ReconcileReply, error) {
+	return s.passStarted(ctx, func() {})
+}
+
+// passStarted is pass, calling started once no other pass runs.
+func (s *Service) passStarted(ctx context.Context, started func()) (*api.ReconcileReply, error) {
 	s.rec.running.Lock()
 	defer s.rec.running.Unlock()
+	started()
 	// Every instance, leader or not, takes up a rotated operator signing
 	// key once the servers trust it.
 	rotated := s.adoptNextOperator(ctx)

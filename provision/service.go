@@ -163,6 +163,11 @@ func New(cfg Config) (*Service, error) {
 // those not handed out, and the cached signing keys. Stop Run and the
 // requests first.
 func (s *Service) Close() {
+	// Passes prov.reconcile started end first: they use the store.
+	s.rec.mu.Lock()
+	s.rec.end()
+	s.rec.mu.Unlock()
+	s.rec.manual.Wait()
 	s.queues.workers.Wait()
 	s.userKeys.Close()
 	s.accountKeys.Close()
