@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/natsprov/provisioner/api"
+	"github.com/natsprov/provisioner/provision"
 )
 
 // scaleSmall is the size the scale mode compares Options.Accounts with.
@@ -154,9 +155,9 @@ func scale(ctx context.Context, e *Env, o Options, rep *Report) error {
 	return nil
 }
 
-// reconcile runs one reconcile pass through the domain, as prov.reconcile
-// does but without its request_timeout, which a pass over many accounts
-// may outlast (the result says whether it did). Everything is in line when
+// reconcile runs one reconcile pass through the domain and waits for it
+// to end, as prov.reconcile does for at most provision.ReconcileReplyWait
+// (the result says whether the pass took longer). Everything is in line when
 // it pushed nothing, failed nowhere and found no orphan; finishing a
 // delete begun earlier is not drift.
 func reconcile(ctx context.Context, e *Env) (*ReconcileResult, error) {
@@ -165,7 +166,7 @@ func reconcile(ctx context.Context, e *Env) (*ReconcileResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: reconcile pass: %w", err)
 	}
-	r := &ReconcileResult{Reply: *reply, Elapsed: time.Since(start), RequestTimeout: e.RequestTimeout}
+	r := &ReconcileResult{Reply: *reply, Elapsed: time.Since(start), ReplyWait: provision.ReconcileReplyWait}
 	r.InLine = pass(reply.Pushed == 0 && reply.Failed == 0 && len(reply.Orphans) == 0 && reply.Skipped == "")
 	return r, nil
 }
