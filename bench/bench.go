@@ -188,10 +188,10 @@ type ReconcileResult struct {
 	Reply api.ReconcileReply `json:"reply"`
 	// Elapsed is the pass as the bench timed it.
 	Elapsed time.Duration `json:"elapsed_ns"`
-	// ReplyWait is how long prov.reconcile waits for its pass: a longer
-	// pass goes on after a reply that says it is running.
-	ReplyWait time.Duration `json:"reply_wait_ns"`
-	InLine    *bool         `json:"in_line"`
+	// RequestTimeout is the service's request_timeout: a prov.reconcile
+	// request whose pass takes longer is answered that it is running.
+	RequestTimeout time.Duration `json:"request_timeout_ns"`
+	InLine         *bool         `json:"in_line"`
 	// Live is how many live accounts the store held; the reply's
 	// accounts count the tombstones too.
 	Live int `json:"live_accounts"`

@@ -31,6 +31,8 @@ type Env struct {
 	External *ServerProcess
 	Peers    []*ServerProcess
 	Service  *service.Service
+	// RequestTimeout is the service's request_timeout.
+	RequestTimeout time.Duration
 	// Admin sends provisioning requests (admin.creds); Sys is the floors'
 	// own system connection (provisioner.creds), not the service's.
 	Admin *nats.Conn
@@ -107,6 +109,7 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 		cfg.KVReplicas = clusterSize
 	}
 	e.Prefix = cfg.SubjectPrefix
+	e.RequestTimeout = time.Duration(cfg.RequestTimeout)
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))

@@ -132,8 +132,8 @@ func (r *Report) Print(w io.Writer) {
 		rp := rc.Reply
 		fmt.Fprintf(w, "reconcile pass at %d live accounts (%d in the store with tombstones): %s by its reply (%s timed here), %d messages to the servers; checked %d, pushed %d, deleted %d, failed %d, orphans %d: in line %s\n",
 			rc.Live, rp.Accounts, rp.Duration, round(rc.Elapsed), rp.Messages, rp.Checked, rp.Pushed, rp.Deleted, rp.Failed, len(rp.Orphans), verdict(rc.InLine))
-		if rc.ReplyWait > 0 && rc.Elapsed > rc.ReplyWait {
-			fmt.Fprintf(w, "  the pass took longer than prov.reconcile waits (%s): its reply says the pass is running, and prov.status reports it when done\n", rc.ReplyWait)
+		if rc.RequestTimeout > 0 && rc.Elapsed > rc.RequestTimeout {
+			fmt.Fprintf(w, "  the pass took longer than request_timeout (%s): prov.reconcile's reply would say it is running, and prov.status report it when done\n", rc.RequestTimeout)
 		}
 	}
 	if r.RSSLimit > 0 {

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/natsprov/provisioner/api"
-	"github.com/natsprov/provisioner/provision"
 )
 
 // scaleSmall is the size the scale mode compares Options.Accounts with.
@@ -155,9 +154,9 @@ func scale(ctx context.Context, e *Env, o Options, rep *Report) error {
 	return nil
 }
 
-// reconcile runs one reconcile pass through the domain and waits for it
-// to end, as prov.reconcile does for at most provision.ReconcileReplyWait
-// (the result says whether the pass took longer). Everything is in line when
+// reconcile runs one reconcile pass through the domain and waits for it,
+// as prov.reconcile does for most of its request_timeout (the result says
+// whether the pass took longer). Everything is in line when
 // it pushed nothing, failed nowhere and found no orphan; finishing a
 // delete begun earlier is not drift.
 func reconcile(ctx context.Context, e *Env) (*ReconcileResult, error) {
@@ -166,7 +165,7 @@ func reconcile(ctx context.Context, e *Env) (*ReconcileResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: reconcile pass: %w", err)
 	}
-	r := &ReconcileResult{Reply: *reply, Elapsed: time.Since(start), ReplyWait: provision.ReconcileReplyWait}
+	r := &ReconcileResult{Reply: *reply, Elapsed: time.Since(start), RequestTimeout: e.RequestTimeout}
 	r.InLine = pass(reply.Pushed == 0 && reply.Failed == 0 && len(reply.Orphans) == 0 && reply.Skipped == "")
 	return r, nil
 }

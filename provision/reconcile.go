@@ -80,12 +80,6 @@ func (r *reconciler) init() {
 	r.life, r.end = context.WithCancel(context.Background())
 }
 
-// ReconcileReplyWait is how long prov.reconcile waits for its pass before
-// it answers that the pass is running: less than the 5 s natscli's `nats
-// request` waits by default. A pass checks reconcile_rate accounts a
-// second (500), so one over a few thousand accounts takes longer.
-const ReconcileReplyWait = 4 * time.Second
-
 // Kick asks for a reconcile pass soon, as after a reconnect to NATS: what
 // was pushed while disconnected may have reached no server.
 func (s *Service) Kick() {
@@ -121,12 +115,12 @@ func (s *Service) Run(ctx context.Context) {
 
 // Reconcile runs a pass now and returns its summary (prov.reconcile): a
 // pass that starts after the request, joined by the requests that come
-// before it starts. The pass is not bound to the request: when ctx has a
-// deadline (a request's), one that has not ended within ReconcileReplyWait
-// (or nine tenths of the deadline) goes on, the reply says it is running,
-// and prov.status reports it once it ended. A pass cut off at each
-// request's deadline would start over at the next request and, over
-// enough accounts, never end. Without a deadline it waits for the pass.
+// before it starts. The pass is not bound to the request: one that has not
+// ended by nine tenths of ctx's deadline (request_timeout) goes on, the
+// reply says it is running, and prov.status reports it once it ended. A
+// pass cut off at each request's deadline would start over at the next
+// request and, over enough accounts (reconcile_rate LOOKUPs a second),
+// never end.
 func (s *Service) Reconcile(ctx context.Context, _ api.ReconcileRequest) (*api.ReconcileReply, error) {
 	r := &s.rec
 	r.mu.Lock()
@@ -155,7 +149,7 @@ func (s *Service) Reconcile(ctx context.Context, _ api.ReconcileRequest) (*api.R
 	r.mu.Unlock()
 	var due <-chan time.Time
 	if dl, ok := ctx.Deadline(); ok {
-		timer := time.NewTimer(min(ReconcileReplyWait, time.Until(dl)*9/10))
+		timer := time.NewTimer(time.Until(dl) * 9 / 10)
 		defer timer.Stop()
 		due = timer.C
 	}
