@@ -2,10 +2,8 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -13,6 +11,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 	"github.com/nats-io/nuid"
+
+	"github.com/natsprov/provisioner/jsbatch"
 )
 
 // The JetStream write floors measure what one write costs the servers on
@@ -114,38 +114,12 @@ func (w *writeFloor) write(ctx context.Context) error {
 // batch is one atomic batch of writeBatchSize writes, committed, as the
 // store's batches of user records are.
 func (w *writeFloor) batch(ctx context.Context) error {
-	id := nuid.Next()
-	for i := 1; i <= writeBatchSize; i++ {
-		m := nats.NewMsg("bench." + nuid.Next())
-		m.Data = w.data
-		m.Header.Set("Nats-Batch-Id", id)
-		m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i))
-		if i < writeBatchSize {
-			if err := w.nc.PublishMsg(m); err != nil {
-				return err
-			}
-			continue
-		}
-		m.Header.Set("Nats-Batch-Commit", "1")
-		reply, err := w.nc.RequestMsgWithContext(ctx, m)
-		if err != nil {
-			return err
-		}
-		var ack struct {
-			Count int                 `json:"count"`
-			Error *jetstream.APIError `json:"error"`
-		}
-		if err := json.Unmarshal(reply.Data, &ack); err != nil {
-			return fmt.Errorf("bench: batch commit answered %q", reply.Data)
-		}
-		if ack.Error != nil {
-			return ack.Error
-		}
-		if ack.Count != writeBatchSize {
-			return fmt.Errorf("bench: batch commit stored %d writes, want %d", ack.Count, writeBatchSize)
-		}
+	msgs := make([]*nats.Msg, writeBatchSize)
+	for i := range msgs {
+		msgs[i] = &nats.Msg{Subject: "bench." + nuid.Next(), Data: w.data}
 	}
-	return nil
+	_, err := jsbatch.Publish(ctx, w.nc, msgs)
+	return err
 }
 
 // stop deletes the stream and the account.

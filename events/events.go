@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +20,7 @@ import (
 	"github.com/nats-io/nuid"
 
 	"github.com/natsprov/provisioner/api"
+	"github.com/natsprov/provisioner/jsbatch"
 	"github.com/natsprov/provisioner/provision"
 )
 
@@ -260,39 +260,7 @@ func (p *Publisher) writeBatch(batch []*nats.Msg) {
 	// once whether or not the batch was stored.
 	ctx, cancel := context.WithTimeout(context.Background(), batchCommitTimeout)
 	defer cancel()
-	id := nuid.Next()
-	var reply *nats.Msg
-	var err error
-	for i, m := range batch {
-		b := nats.NewMsg(m.Subject)
-		b.Data = m.Data
-		b.Header.Set(jetstream.MsgIDHeader, m.Header.Get(jetstream.MsgIDHeader))
-		b.Header.Set("Nats-Batch-Id", id)
-		b.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
-		if i < len(batch)-1 {
-			if err = p.svc.PublishMsg(b); err != nil {
-				break
-			}
-			continue
-		}
-		b.Header.Set("Nats-Batch-Commit", "1")
-		reply, err = p.svc.RequestMsgWithContext(ctx, b)
-	}
-	if err == nil {
-		var ack struct {
-			Count int                 `json:"count"`
-			Error *jetstream.APIError `json:"error"`
-		}
-		switch {
-		case json.Unmarshal(reply.Data, &ack) != nil:
-			err = fmt.Errorf("unreadable answer to a batch commit: %q", reply.Data)
-		case ack.Error != nil:
-			err = ack.Error
-		case ack.Count != len(batch):
-			err = fmt.Errorf("batch commit stored %d events of %d", ack.Count, len(batch))
-		}
-	}
-	if err != nil {
+	if _, err := jsbatch.Publish(ctx, p.svc, batch); err != nil {
 		for _, m := range batch {
 			p.retry(m, err)
 		}

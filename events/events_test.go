@@ -60,20 +60,7 @@ func TestAuditWritesSurviveAnOutage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got []string
-	for after := uint64(0); ; {
-		page, next, err := audit.Page(ctx, acct, after, 1000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range page {
-			got = append(got, e.Event.UserName)
-		}
-		if next == 0 {
-			break
-		}
-		after = next
-	}
+	got := userNames(t, audit, acct)
 	seen := map[string]int{}
 	for _, n := range got {
 		seen[n]++
@@ -147,20 +134,7 @@ func TestAuditWritesGoInBatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got []string
-	for after := uint64(0); ; {
-		page, next, err := audit.Page(ctx, acct, after, 1000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range page {
-			got = append(got, e.Event.UserName)
-		}
-		if next == 0 {
-			break
-		}
-		after = next
-	}
+	got := userNames(t, audit, acct)
 	if len(got) != n {
 		t.Fatalf("%d events in the audit stream, want %d", len(got), n)
 	}
@@ -184,5 +158,25 @@ func TestAuditWritesGoInBatches(t *testing.T) {
 	}
 	if info.State.Msgs != 100+n+1 || len(last) != 1 || last[0].Event.UserName != "late" {
 		t.Fatalf("after Close: %d events, the last %v; want %d, the late one last", info.State.Msgs, last, 100+n+1)
+	}
+}
+
+// userNames reads an account's whole audit, page by page, and returns the
+// user names of its events in stream order.
+func userNames(t *testing.T, audit *events.Audit, acct string) []string {
+	t.Helper()
+	var got []string
+	for after := uint64(0); ; {
+		page, next, err := audit.Page(context.Background(), acct, after, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range page {
+			got = append(got, e.Event.UserName)
+		}
+		if next == 0 {
+			return got
+		}
+		after = next
 	}
 }

@@ -2,15 +2,14 @@ package kvstore
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nuid"
+
+	"github.com/natsprov/provisioner/jsbatch"
 )
 
 // Asynchronous user records go to the bucket in atomic batches when its
@@ -33,13 +32,6 @@ import (
 // keys exists: a caller-supplied key issued twice, or a record an earlier
 // attempt stored) or its answer is lost, each of its records is written
 // again on its own by the retry path, which tells those cases apart.
-
-// Headers of an atomic batch publish (nats-server 2.12 and later).
-const (
-	batchIDHeader     = "Nats-Batch-Id"
-	batchSeqHeader    = "Nats-Batch-Sequence"
-	batchCommitHeader = "Nats-Batch-Commit"
-)
 
 // maxBatch bounds the records of one batch; the server refuses batches of
 // more than 1,000 messages by default.
@@ -137,60 +129,29 @@ func (s *Store) writeSingles(writes []*pendingWrite) {
 	}
 }
 
-// batchAck is the server's answer to the commit of an atomic batch.
-type batchAck struct {
-	Seq   uint64              `json:"seq"`
-	Batch string              `json:"batch"`
-	Count int                 `json:"count"`
-	Error *jetstream.APIError `json:"error"`
-}
-
 // writeBatch writes records as one atomic batch, each expecting the
 // revision its key had when it was added (0, or a removed record's delete
 // marker), as kv.Create does. What is not stored goes to the retry path.
 func (s *Store) writeBatch(batch []*pendingWrite) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
 	defer cancel()
-	id := nuid.Next()
-	var reply *nats.Msg
-	var err error
+	msgs := make([]*nats.Msg, len(batch))
 	for i, p := range batch {
 		m := nats.NewMsg(s.subject + p.key)
 		m.Data = p.data
-		m.Header.Set(batchIDHeader, id)
-		m.Header.Set(batchSeqHeader, strconv.Itoa(i+1))
 		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(p.expected, 10))
-		if i < len(batch)-1 {
-			// No answer is asked for before the commit: the commit's
-			// answer tells whether the whole batch was stored.
-			if err = s.nc.PublishMsg(m); err != nil {
-				break
-			}
-			continue
-		}
-		m.Header.Set(batchCommitHeader, "1")
-		reply, err = s.nc.RequestMsgWithContext(ctx, m)
+		msgs[i] = m
 	}
-	if err == nil {
-		var ack batchAck
-		switch {
-		case json.Unmarshal(reply.Data, &ack) != nil:
-			err = fmt.Errorf("unreadable answer to a batch commit: %q", reply.Data)
-		case ack.Error != nil:
-			err = ack.Error
-		case ack.Batch != id || ack.Count != len(batch) || ack.Seq < uint64(len(batch)):
-			err = fmt.Errorf("batch commit answered for batch %q of %d records ending at %d, want %q of %d", ack.Batch, ack.Count, ack.Seq, id, len(batch))
-		}
-		if err == nil {
-			// A committed batch is stored in one piece, in order.
-			first := ack.Seq - uint64(len(batch)) + 1
-			for i, p := range batch {
-				s.stored(p, first+uint64(i))
-			}
-			return
-		}
+	ack, err := jsbatch.Publish(ctx, s.nc, msgs)
+	if err != nil {
+		s.retryLater(batch, err)
+		return
 	}
-	s.retryLater(batch, err)
+	// A committed batch is stored in one piece, in order.
+	first := ack.Seq - uint64(len(batch)) + 1
+	for i, p := range batch {
+		s.stored(p, first+uint64(i))
+	}
 }
 
 // stored confirms a pending write stored at rev.

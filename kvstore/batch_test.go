@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/natsprov/provisioner/jsbatch"
 	"github.com/natsprov/provisioner/provision"
 )
 
@@ -58,7 +59,7 @@ func TestBatchedUserRecords(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if id := m.Header.Get(batchIDHeader); id != "" {
+		if id := m.Header.Get(jsbatch.IDHeader); id != "" {
 			batches[id]++
 		}
 	}
