@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/natsprov/provisioner/api"
+	"github.com/natsprov/provisioner/client"
 )
 
 // runAccount is "provisioner account VERB": accounts, through the service.
@@ -86,20 +87,10 @@ func runAccountCreate(ctx context.Context, args []string, stdout, stderr io.Writ
 	if f.description.set {
 		req.Description = f.description.v
 	}
-	c, err := conn.connect()
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	rep, err := c.client.CreateAccount(ctx, req)
-	if err != nil {
-		return c.explain(err)
-	}
-	if conn.json {
-		return printJSON(stdout, rep)
-	}
-	printAccountChange(stdout, "Created", rep)
-	return nil
+	return request(ctx, conn, stdout, func(ctx context.Context, c *client.Client) (*api.AccountReply, error) {
+		return c.CreateAccount(ctx, req)
+	},
+		func(w io.Writer, rep *api.AccountReply) error { printAccountChange(w, "Created", rep); return nil })
 }
 
 func runAccountUpdate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -123,20 +114,10 @@ func runAccountUpdate(ctx context.Context, args []string, stdout, stderr io.Writ
 		cmd.printHelp(stderr)
 		return errors.New("account update: nothing to change; give a limit, --description or --tag")
 	}
-	c, err := conn.connect()
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	rep, err := c.client.UpdateAccount(ctx, req)
-	if err != nil {
-		return c.explain(err)
-	}
-	if conn.json {
-		return printJSON(stdout, rep)
-	}
-	printAccountChange(stdout, "Updated", rep)
-	return nil
+	return request(ctx, conn, stdout, func(ctx context.Context, c *client.Client) (*api.AccountReply, error) {
+		return c.UpdateAccount(ctx, req)
+	},
+		func(w io.Writer, rep *api.AccountReply) error { printAccountChange(w, "Updated", rep); return nil })
 }
 
 func runAccountList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -147,33 +128,23 @@ func runAccountList(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err := cmd.parse(args, stdout, stderr); err != nil {
 		return err
 	}
-	c, err := conn.connect()
-	if err != nil {
-		return err
-	}
-	defer c.Close()
 	// Every page, as one reply: {"accounts":[...],"total":N}.
-	all := api.ListAccountsReply{Accounts: []api.AccountSummary{}}
-	for a, err := range c.client.Accounts(ctx, api.ListRequest{}) {
-		if err != nil {
-			return c.explain(err)
+	all := func(ctx context.Context, c *client.Client) (api.ListAccountsReply, error) {
+		accounts, err := collect(c.Accounts(ctx, api.ListRequest{}))
+		return api.ListAccountsReply{Accounts: accounts, Total: len(accounts)}, err
+	}
+	return request(ctx, conn, stdout, all, func(w io.Writer, all api.ListAccountsReply) error {
+		if len(all.Accounts) == 0 {
+			fmt.Fprintln(w, "No accounts.")
+			return nil
 		}
-		all.Accounts = append(all.Accounts, a)
-	}
-	all.Total = len(all.Accounts)
-	if conn.json {
-		return printJSON(stdout, all)
-	}
-	if len(all.Accounts) == 0 {
-		fmt.Fprintln(stdout, "No accounts.")
-		return nil
-	}
-	tw := table(stdout)
-	fmt.Fprintln(tw, "NAME\tPUBLIC KEY")
-	for _, a := range all.Accounts {
-		fmt.Fprintf(tw, "%s\t%s\n", a.Name, a.PublicKey)
-	}
-	return tw.Flush()
+		tw := table(w)
+		fmt.Fprintln(tw, "NAME\tPUBLIC KEY")
+		for _, a := range all.Accounts {
+			fmt.Fprintf(tw, "%s\t%s\n", a.Name, a.PublicKey)
+		}
+		return tw.Flush()
+	})
 }
 
 func runAccountGet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -184,19 +155,15 @@ func runAccountGet(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err := cmd.parse(args, stdout, stderr, "ACCOUNT"); err != nil {
 		return err
 	}
-	c, err := conn.connect()
-	if err != nil {
-		return err
+	get := func(ctx context.Context, c *client.Client) (*api.AccountReply, error) {
+		return c.GetAccount(ctx, api.AccountRequest{Account: cmd.Arg(0)})
 	}
-	defer c.Close()
-	rep, err := c.client.GetAccount(ctx, api.AccountRequest{Account: cmd.Arg(0)})
-	if err != nil {
-		return c.explain(err)
-	}
-	if conn.json {
-		return printJSON(stdout, rep)
-	}
-	tw := table(stdout)
+	return request(ctx, conn, stdout, get, printAccount)
+}
+
+// printAccount prints an account as account get shows it.
+func printAccount(w io.Writer, rep *api.AccountReply) error {
+	tw := table(w)
 	fmt.Fprintf(tw, "Name\t%s\n", rep.Account.Name)
 	fmt.Fprintf(tw, "Public key\t%s\n", rep.Account.PublicKey)
 	if ac := rep.Account.Claims; ac != nil {
@@ -234,25 +201,18 @@ func runAccountDelete(ctx context.Context, args []string, stdout, stderr io.Writ
 	if err := cmd.parse(args, stdout, stderr, "ACCOUNT"); err != nil {
 		return err
 	}
-	c, err := conn.connect()
-	if err != nil {
-		return err
+	del := func(ctx context.Context, c *client.Client) (*api.DeleteAccountReply, error) {
+		return c.DeleteAccount(ctx, api.AccountRequest{Account: cmd.Arg(0)})
 	}
-	defer c.Close()
-	rep, err := c.client.DeleteAccount(ctx, api.AccountRequest{Account: cmd.Arg(0)})
-	if err != nil {
-		return c.explain(err)
-	}
-	if conn.json {
-		return printJSON(stdout, rep)
-	}
-	if rep.Phase == api.PhaseDisabled {
-		fmt.Fprintf(stdout, "Disabled account %s; the DELETE follows once %s confirm (the reconciler sees to it)\n", rep.Deleted, strings.Join(rep.Waiting, ", "))
-	} else {
-		fmt.Fprintf(stdout, "Deleted account %s\n", rep.Deleted)
-	}
-	printResolver(stdout, rep.Resolver)
-	return nil
+	return request(ctx, conn, stdout, del, func(w io.Writer, rep *api.DeleteAccountReply) error {
+		if rep.Phase == api.PhaseDisabled {
+			fmt.Fprintf(w, "Disabled account %s; the DELETE follows once %s confirm (the reconciler sees to it)\n", rep.Deleted, strings.Join(rep.Waiting, ", "))
+		} else {
+			fmt.Fprintf(w, "Deleted account %s\n", rep.Deleted)
+		}
+		printResolver(w, rep.Resolver)
+		return nil
+	})
 }
 
 // printAccountChange prints a created or updated account and the servers'

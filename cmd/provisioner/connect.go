@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"iter"
 	"os"
 	"path/filepath"
 	"strings"
@@ -316,6 +317,36 @@ func redactURL(u string) string {
 // explain adds what the server said outside the request to a request that
 // got no reply: with a custom inbox prefix the creds may not subscribe
 // to, the reply never comes and the only trace is that violation.
+// request connects, makes one call with the client, and prints its reply:
+// as JSON with --json, else with text.
+func request[R any](ctx context.Context, f *connFlags, stdout io.Writer, call func(context.Context, *client.Client) (R, error), text func(io.Writer, R) error) error {
+	c, err := f.connect()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	rep, err := call(ctx, c.client)
+	if err != nil {
+		return c.explain(err)
+	}
+	if f.json {
+		return printJSON(stdout, rep)
+	}
+	return text(stdout, rep)
+}
+
+// collect gathers every page of a list.
+func collect[T any](pages iter.Seq2[T, error]) ([]T, error) {
+	all := []T{}
+	for v, err := range pages {
+		if err != nil {
+			return all, err
+		}
+		all = append(all, v)
+	}
+	return all, nil
+}
+
 func (c *conn) explain(err error) error {
 	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
 		return err

@@ -174,40 +174,30 @@ func runUserList(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := cmd.parse(args, stdout, stderr, "ACCOUNT"); err != nil {
 		return err
 	}
-	c, err := conn.connect()
-	if err != nil {
-		return err
+	all := func(ctx context.Context, c *client.Client) (api.ListUsersReply, error) {
+		users, err := collect(c.Users(ctx, api.ListUsersRequest{Account: cmd.Arg(0)}))
+		return api.ListUsersReply{Users: users, Total: len(users)}, err
 	}
-	defer c.Close()
-	all := api.ListUsersReply{Users: []api.UserSummary{}}
-	for u, err := range c.client.Users(ctx, api.ListUsersRequest{Account: cmd.Arg(0)}) {
-		if err != nil {
-			return c.explain(err)
+	return request(ctx, conn, stdout, all, func(w io.Writer, all api.ListUsersReply) error {
+		if len(all.Users) == 0 {
+			fmt.Fprintln(w, "No users.")
+			return nil
 		}
-		all.Users = append(all.Users, u)
-	}
-	all.Total = len(all.Users)
-	if conn.json {
-		return printJSON(stdout, all)
-	}
-	if len(all.Users) == 0 {
-		fmt.Fprintln(stdout, "No users.")
-		return nil
-	}
-	tw := table(stdout)
-	fmt.Fprintln(tw, "NAME\tPUBLIC KEY\tISSUED\tEXPIRES\tREVOKED")
-	for _, u := range all.Users {
-		expires := "never"
-		if u.ExpiresAt != 0 {
-			expires = time.Unix(u.ExpiresAt, 0).UTC().Format(time.RFC3339)
+		tw := table(w)
+		fmt.Fprintln(tw, "NAME\tPUBLIC KEY\tISSUED\tEXPIRES\tREVOKED")
+		for _, u := range all.Users {
+			expires := "never"
+			if u.ExpiresAt != 0 {
+				expires = time.Unix(u.ExpiresAt, 0).UTC().Format(time.RFC3339)
+			}
+			revoked := "no"
+			if u.Revoked {
+				revoked = "yes"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", u.Name, u.PublicKey, time.Unix(u.IssuedAt, 0).UTC().Format(time.RFC3339), expires, revoked)
 		}
-		revoked := "no"
-		if u.Revoked {
-			revoked = "yes"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", u.Name, u.PublicKey, time.Unix(u.IssuedAt, 0).UTC().Format(time.RFC3339), expires, revoked)
-	}
-	return tw.Flush()
+		return tw.Flush()
+	})
 }
 
 func runUserRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -218,19 +208,12 @@ func runUserRevoke(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err := cmd.parse(args, stdout, stderr, "ACCOUNT", "USER"); err != nil {
 		return err
 	}
-	c, err := conn.connect()
-	if err != nil {
-		return err
+	revoke := func(ctx context.Context, c *client.Client) (*api.RevokeUserReply, error) {
+		return c.RevokeUser(ctx, api.RevokeUserRequest{Account: cmd.Arg(0), User: cmd.Arg(1)})
 	}
-	defer c.Close()
-	rep, err := c.client.RevokeUser(ctx, api.RevokeUserRequest{Account: cmd.Arg(0), User: cmd.Arg(1)})
-	if err != nil {
-		return c.explain(err)
-	}
-	if conn.json {
-		return printJSON(stdout, rep)
-	}
-	fmt.Fprintf(stdout, "Revoked user %s in account %s (%s)\n", rep.Revoked, rep.Account.Name, rep.Account.PublicKey)
-	printResolver(stdout, rep.Resolver)
-	return nil
+	return request(ctx, conn, stdout, revoke, func(w io.Writer, rep *api.RevokeUserReply) error {
+		fmt.Fprintf(w, "Revoked user %s in account %s (%s)\n", rep.Revoked, rep.Account.Name, rep.Account.PublicKey)
+		printResolver(w, rep.Resolver)
+		return nil
+	})
 }
