@@ -118,6 +118,41 @@ func TestOpenReplicas(t *testing.T) {
 	}
 }
 
+// TestOpenNoJetStreamOnACluster: a cluster that is starting says
+// JetStream is not enabled for every account, so on a cluster Open asks
+// again for JetStreamWait before it refuses an account without JetStream;
+// on one server it refuses at once. Either way the refusal names what to
+// give the account.
+func TestOpenNoJetStreamOnACluster(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		servers  int
+		min, max time.Duration
+	}{
+		{"single server", 1, 0, time.Second},
+		{"cluster of two", 2, 1500 * time.Millisecond, 10 * time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d := startDeployment(t, tt.servers)
+			key, _ := newSealKey(t)
+			nc := d.connect(t, d.noJSCred)
+			start := time.Now()
+			s, err := Open(bg(t), nc, Options{Seal: key, JetStreamWait: 1500 * time.Millisecond})
+			took := time.Since(start)
+			if err == nil {
+				s.Close()
+				t.Fatal("Open succeeded for an account without JetStream")
+			}
+			if !errors.Is(err, ErrNoJetStream) || !strings.Contains(err.Error(), "disk_storage") {
+				t.Fatalf("Open: %v, want ErrNoJetStream naming disk_storage", err)
+			}
+			if took < tt.min || took > tt.max {
+				t.Fatalf("refused after %v, want between %v and %v", took, tt.min, tt.max)
+			}
+		})
+	}
+}
+
 // TestSealedAtRest reads the raw bucket: every seed field is sealed, opens
 // with the store's key and with no other, and a store opened with another
 // key refuses to start.

@@ -115,6 +115,10 @@ type Options struct {
 	// CloseTimeout bounds how long Close waits for asynchronous writes
 	// still in flight. Default 10s.
 	CloseTimeout time.Duration
+	// JetStreamWait is how long Open, on a cluster, asks again when the
+	// servers say JetStream is not enabled for the account before it
+	// takes them at their word. Default 30s.
+	JetStreamWait time.Duration
 }
 
 var bucketName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
@@ -135,6 +139,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.CloseTimeout <= 0 {
 		o.CloseTimeout = 10 * time.Second
+	}
+	if o.JetStreamWait <= 0 {
+		o.JetStreamWait = 30 * time.Second
 	}
 }
 
@@ -288,7 +295,7 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 // openBucket binds the bucket, creating it when missing, and checks its
 // settings.
 func (s *Store) openBucket(ctx context.Context, nc *nats.Conn) error {
-	info, err := s.js.AccountInfo(ctx)
+	info, err := s.accountInfo(ctx, nc)
 	switch {
 	case errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
 		return fmt.Errorf("%w: give the service account JetStream limits in its JWT (non-zero disk_storage, e.g. `nsc edit account <name> --js-disk-storage 1G --js-mem-storage 64M`, then push it); the system account can never use JetStream, connect with the service account's creds", ErrNoJetStream)
@@ -313,6 +320,31 @@ func (s *Store) openBucket(ctx context.Context, nc *nats.Conn) error {
 		return err
 	}
 	return s.awaitWritable(ctx)
+}
+
+// accountInfo asks for the account's JetStream. A cluster that is starting
+// answers that JetStream is not enabled for the account until its
+// JetStream is up (seen in about one start in eight of a bench cluster on
+// a loaded machine); on a cluster the question is asked again for
+// JetStreamWait before the answer is taken as the account's settings.
+func (s *Store) accountInfo(ctx context.Context, nc *nats.Conn) (*jetstream.AccountInfo, error) {
+	deadline := time.Now().Add(s.opts.JetStreamWait)
+	for logged := false; ; {
+		info, err := s.js.AccountInfo(ctx)
+		notEnabled := errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) || errors.Is(err, jetstream.ErrJetStreamNotEnabled)
+		if !notEnabled || !clustered(nc) || time.Now().After(deadline) {
+			return info, err
+		}
+		if !logged {
+			s.log.Info("kvstore: the cluster says JetStream is not enabled for the account; asking again while it may be starting", "for", s.opts.JetStreamWait, "error", err)
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return info, err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // awaitWritable waits until the bucket's stream answers writes. A stream
