@@ -387,6 +387,9 @@ func (s *Store) UpdateAccount(ctx context.Context, a provision.Account, rev uint
 		if claimRev, err = s.claimName(ctx, a.Name, a.PublicKey); err != nil {
 			return 0, err
 		}
+		if err := s.at("revive: name claimed"); err != nil {
+			return 0, err
+		}
 	}
 	nrev, err := s.kv.Update(ctx, accountKey(a.PublicKey), data, rev)
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {

@@ -207,3 +207,91 @@ func TestSweepOrphanUsers(t *testing.T) {
 		t.Fatalf("orphan user record after open: %v", err)
 	}
 }
+
+// TestReviveCrashes puts a crash, and another instance's create of the
+// same name, between the steps of making a tombstone live again (a delete
+// put back after its push failed): claim the name, write the record,
+// fence the name.
+func TestReviveCrashes(t *testing.T) {
+	// disabled creates a live account through sa and disables it: the
+	// tombstone a revive starts from, and the live account to write back.
+	disabled := func(t *testing.T, sa *Store, name string) (provision.Account, uint64) {
+		ctx := bg(t)
+		a := newAccount(t, name)
+		rev, err := sa.CreateAccount(ctx, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rev, err = sa.UpdateAccount(ctx, tombstone(t, a, provision.PhaseDisabled, time.Now().Unix()), rev); err != nil {
+			t.Fatal(err)
+		}
+		return a, rev
+	}
+	// stillTombstone checks that both stores show a as disabled and b,
+	// when given, under the name.
+	stillTombstone := func(t *testing.T, a provision.Account, b *provision.Account, stores ...*Store) {
+		ctx := bg(t)
+		for _, s := range stores {
+			eventually(t, 5*time.Second, "the account is still a tombstone", func() bool {
+				got, err := s.Account(ctx, a.PublicKey)
+				if err != nil || got.Phase != provision.PhaseDisabled {
+					return false
+				}
+				if b == nil {
+					return true
+				}
+				holder, err := s.AccountByName(ctx, a.Name)
+				return err == nil && holder.PublicKey == b.PublicKey
+			})
+		}
+	}
+
+	t.Run("crash after the name claim", func(t *testing.T) {
+		_, sa, sb, _, _ := pair(t)
+		ctx := bg(t)
+		a, rev := disabled(t, sa, "revived")
+		crashAt(sa, "revive: name claimed", nil)
+		if _, err := sa.UpdateAccount(ctx, a, rev); !errors.Is(err, errCrash) {
+			t.Fatalf("revive: %v, want the crash", err)
+		}
+		stillTombstone(t, a, nil, sa, sb)
+		// The claim points to an account that is not live: the name is
+		// free for another create.
+		b := newAccount(t, "revived")
+		if _, err := sb.CreateAccount(ctx, b); err != nil {
+			t.Fatalf("create over a crashed revive's claim: %v", err)
+		}
+		stillTombstone(t, a, &b, sa, sb)
+	})
+
+	t.Run("name taken over between claim and record", func(t *testing.T) {
+		_, sa, sb, _, _ := pair(t)
+		ctx := bg(t)
+		a, rev := disabled(t, sa, "contested-revive")
+		b := newAccount(t, "contested-revive")
+		var errB error
+		// While a's claim waits for its record, b sees a claim held by a
+		// tombstone and takes the name over.
+		sa.fault = func(p string) error {
+			if p == "revive: name claimed" {
+				_, errB = sb.CreateAccount(ctx, b)
+			}
+			return nil
+		}
+		if _, err := sa.UpdateAccount(ctx, a, rev); !errors.Is(err, provision.ErrConflict) {
+			t.Fatalf("revive: %v, want ErrConflict (fenced out)", err)
+		}
+		if errB != nil {
+			t.Fatalf("b's create: %v", errB)
+		}
+		// a's record went back to the tombstone, and b has the name.
+		stillTombstone(t, a, &b, sa, sb)
+		e, err := sa.kv.Get(ctx, accountKey(a.PublicKey))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if live, err := liveOf(e.Value()); err != nil || live {
+			t.Fatalf("a's record in the bucket: live %v (%v), want the tombstone back", live, err)
+		}
+	})
+}
