@@ -32,6 +32,9 @@ type deployment struct {
 	svcCreds string // a user of the service account
 	noJSCred string // a user of the account without JetStream
 	sysCreds string // a user of the system account
+	// noJSWithJS is the JWT of the account without JetStream, given
+	// JetStream limits, for a test to push.
+	noJSWithJS string
 }
 
 // accountJWT makes an account JWT signed by the operator signing key; the
@@ -138,6 +141,7 @@ func start(t testing.TB, n int, processes bool) *deployment {
 	d.svcCreds = userCreds(t, dir, svc, svcSK, "service")
 	d.noJSCred = userCreds(t, dir, nojs, nojsSK, "nojs")
 	d.sysCreds = userCreds(t, dir, sys, sysSK, "sys")
+	d.noJSWithJS = accountJWT(t, nojs, nojsSK, opSigning, "NOJS", true)
 	preload := fmt.Sprintf("resolver_preload: {\n  %s: %q\n  %s: %q\n  %s: %q\n}\n",
 		pub(sys), accountJWT(t, sys, sysSK, opSigning, "SYS", false),
 		pub(svc), accountJWT(t, svc, svcSK, opSigning, "SERVICE", true),

@@ -153,6 +153,52 @@ func TestOpenNoJetStreamOnACluster(t *testing.T) {
 	}
 }
 
+// TestOpenJetStreamEnabledMeanwhile: on a cluster, an Open that finds
+// JetStream not enabled for the account asks again, and opens once it is
+// (here: the account's JWT is pushed with JetStream limits while Open
+// waits, as a starting cluster enables it once its JetStream is up).
+func TestOpenJetStreamEnabledMeanwhile(t *testing.T) {
+	d := startDeployment(t, 2)
+	key, _ := newSealKey(t)
+	log, logs := newLog(t)
+	nc := d.connect(t, d.noJSCred)
+	type result struct {
+		s   *Store
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		s, err := Open(bg(t), nc, Options{Seal: key, Logger: log, JetStreamWait: 30 * time.Second})
+		done <- result{s, err}
+	}()
+	// Open is asking again before the push.
+	eventually(t, 10*time.Second, "Open says it asks again", func() bool {
+		return strings.Contains(logs.String(), "asking again")
+	})
+	sys := d.connect(t, d.sysCreds)
+	if _, err := sys.Request("$SYS.REQ.CLAIMS.UPDATE", []byte(d.noJSWithJS), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(40 * time.Second):
+		t.Fatal("Open did not return")
+	}
+	if r.err != nil {
+		t.Fatalf("Open after JetStream was enabled: %v", r.err)
+	}
+	defer r.s.Close()
+	// The store works: a write and a read.
+	a := newAccount(t, "enabled-later")
+	if _, err := r.s.CreateAccount(bg(t), a); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := r.s.AccountByName(bg(t), a.Name); err != nil || got.PublicKey != a.PublicKey {
+		t.Fatalf("AccountByName = %v, %v", got.PublicKey, err)
+	}
+}
+
 // TestSealedAtRest reads the raw bucket: every seed field is sealed, opens
 // with the store's key and with no other, and a store opened with another
 // key refuses to start.
