@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/natsprov/provisioner/provision"
 )
 
@@ -135,5 +137,72 @@ func TestUnreadableRecord(t *testing.T) {
 	}
 	if _, err := sa.UpdateAccount(ctx, a, 1); err == nil || errors.Is(err, provision.ErrStale) {
 		t.Fatalf("UpdateAccount of an unreadable record: %v", err)
+	}
+}
+
+// TestRemoveDuringOutage: an account whose users' records are still on
+// their way (written while the server is down) cannot be removed until
+// they are stored: the remove fails with ErrUnavailable and changes
+// nothing; once the server is back, the records land and the remove
+// takes them with it, so none outlives the account (for another store
+// opening the bucket too).
+func TestRemoveDuringOutage(t *testing.T) {
+	d := startDeployment(t, 1)
+	key, _ := newSealKey(t)
+	opts := Options{Seal: key, Timeout: 500 * time.Millisecond, CloseTimeout: 20 * time.Second}
+	s := openStore(t, d.connect(t, d.svcCreds), opts)
+	ctx := context.Background()
+	a := newAccount(t, "going-offline")
+	rev, err := s.CreateAccount(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.nodes[0].emb.Stop()
+	var users []provision.User
+	for range 100 {
+		u := newUser(t, a.PublicKey, "u")
+		if err := s.AddUser(ctx, u, false); err != nil {
+			t.Fatal(err)
+		}
+		users = append(users, u)
+	}
+	if err := s.RemoveAccount(ctx, a.PublicKey, rev); !errors.Is(err, provision.ErrUnavailable) {
+		t.Fatalf("RemoveAccount with records still on their way and the server down: %v, want ErrUnavailable", err)
+	}
+	if _, err := s.Account(ctx, a.PublicKey); err != nil {
+		t.Fatalf("the account after a refused remove: %v", err)
+	}
+	d.restart(t, "n1")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		err := s.RemoveAccount(ctx, a.PublicKey, rev)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, provision.ErrUnavailable) || time.Now().After(deadline) {
+			t.Fatalf("RemoveAccount after the restart: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	// Read the bucket itself: a store's open would sweep up records of a
+	// gone account and hide them.
+	js, err := jetstream.New(d.connect(t, d.svcCreds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, "provisioner")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range users {
+		if _, err := kv.Get(ctx, userKey(u.PublicKey)); !errors.Is(err, jetstream.ErrKeyNotFound) {
+			t.Fatalf("user %s after the remove: %v, want no record", u.PublicKey, err)
+		}
+	}
+	if _, err := kv.Get(ctx, accountKey(a.PublicKey)); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("the account's record after the remove: %v", err)
 	}
 }
