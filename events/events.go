@@ -173,6 +173,12 @@ func (p *Publisher) Publish(ctx context.Context, e api.Event) {
 	m := nats.NewMsg(AuditSubject(p.prefix, e.Account, e.Type))
 	m.Data = data
 	m.Header.Set(jetstream.MsgIDHeader, nuid.Next())
+	if !p.allowAtomic.Load() {
+		// No batches (one replica): nothing to gather, so no hop through
+		// the writer; the async publisher keeps the order.
+		p.writeOne(m)
+		return
+	}
 	p.room <- struct{}{} // the writer frees room, also once it stopped
 	p.mu.Lock()
 	if p.closed {
