@@ -3,6 +3,7 @@ package kvstore
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -208,6 +209,74 @@ func TestSweepOrphanUsers(t *testing.T) {
 	}
 }
 
+// TestStrayUserRecords: a user record of a removed account that another
+// instance stores after the removal began (its mirror had not seen it yet)
+// is removed by the instances' watchers as it arrives, not only at the
+// next open. Without that, both records stay in the bucket.
+func TestStrayUserRecords(t *testing.T) {
+	gone := func(t *testing.T, s *Store, u provision.User) {
+		t.Helper()
+		ctx := bg(t)
+		eventually(t, 10*time.Second, "the stray record removed from the bucket", func() bool {
+			_, err := s.kv.Get(ctx, userKey(u.PublicKey))
+			return errors.Is(err, jetstream.ErrKeyNotFound)
+		})
+		eventually(t, 5*time.Second, "the stray user gone from the mirror", func() bool {
+			_, err := s.User(ctx, u.PublicKey)
+			return errors.Is(err, provision.ErrNotFound)
+		})
+	}
+	t.Run("stored after the account's removal", func(t *testing.T) {
+		_, sa, sb, logA, logB := pair(t)
+		ctx := bg(t)
+		a := newAccount(t, "removed")
+		rev, err := sa.CreateAccount(ctx, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 5*time.Second, "b sees the account", func() bool { return mirrorRevision(sb, a.PublicKey) == rev })
+		if err := sa.RemoveAccount(ctx, a.PublicKey, rev); err != nil {
+			t.Fatal(err)
+		}
+		// The record b had on its way lands now.
+		u := newUser(t, a.PublicKey, "late")
+		data, _ := json.Marshal(u)
+		if _, err := sb.kv.Create(ctx, userKey(u.PublicKey), data); err != nil {
+			t.Fatal(err)
+		}
+		gone(t, sa, u)
+		gone(t, sb, u)
+		if !strings.Contains(logA.String()+logB.String(), "removed the record of a user whose account was removed") {
+			t.Error("no instance logged the removal")
+		}
+	})
+	t.Run("stored between the users' removal and the account's", func(t *testing.T) {
+		_, sa, sb, _, _ := pair(t)
+		ctx := bg(t)
+		a := newAccount(t, "removing")
+		rev, err := sa.CreateAccount(ctx, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 5*time.Second, "b sees the account", func() bool { return mirrorRevision(sb, a.PublicKey) == rev })
+		u := newUser(t, a.PublicKey, "between")
+		sa.fault = func(p string) error {
+			if p == "remove: users removed" {
+				// b still holds the account live: it stores the user.
+				if err := sb.AddUser(ctx, u, true); err != nil {
+					t.Errorf("b's AddUser during the removal: %v", err)
+				}
+			}
+			return nil
+		}
+		if err := sa.RemoveAccount(ctx, a.PublicKey, rev); err != nil {
+			t.Fatal(err)
+		}
+		gone(t, sa, u)
+		gone(t, sb, u)
+	})
+}
+
 // TestReviveCrashes puts a crash, and another instance's create of the
 // same name, between the steps of making a tombstone live again (a delete
 // put back after its push failed): claim the name, write the record,
@@ -294,4 +363,33 @@ func TestReviveCrashes(t *testing.T) {
 			t.Fatalf("a's record in the bucket: live %v (%v), want the tombstone back", live, err)
 		}
 	})
+}
+
+// TestStraysNeedASeenRemoval: a user record whose account the mirror has
+// never held is not a stray: a resumed watcher skips entries replaced
+// since, so a user's record can arrive before the later revision of its
+// account record. Only an account the mirror saw removed makes one.
+func TestStraysNeedASeenRemoval(t *testing.T) {
+	m := newMirror()
+	a := newAccount(t, "later")
+	u := newUser(t, a.PublicKey, "early")
+	put := change{key: userKey(u.PublicKey), rev: 5, user: &u}
+	if !m.apply(put) {
+		t.Fatal("the user record was not applied")
+	}
+	if got := m.straysAfter(put); len(got) != 0 {
+		t.Fatalf("strays %v of an account never seen", got)
+	}
+	m.apply(change{key: accountKey(a.PublicKey), rev: 9, acct: &accountEntry{a: a}})
+	del := change{key: accountKey(a.PublicKey), rev: 12, del: true}
+	m.apply(del)
+	if got := m.straysAfter(del); len(got) != 1 || got[0] != (stray{userKey(u.PublicKey), 5}) {
+		t.Fatalf("strays after the account's removal: %v, want the user's record at 5", got)
+	}
+	u2 := newUser(t, a.PublicKey, "late")
+	late := change{key: userKey(u2.PublicKey), rev: 14, user: &u2}
+	m.apply(late)
+	if got := m.straysAfter(late); len(got) != 1 || got[0] != (stray{userKey(u2.PublicKey), 14}) {
+		t.Fatalf("strays after a record stored after the removal: %v", got)
+	}
 }

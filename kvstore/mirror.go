@@ -408,12 +408,14 @@ func (s *Store) follow(w jetstream.KeyWatcher) {
 			if c.acct != nil && c.acct.err != nil {
 				s.log.Error("kvstore: account record cannot be read; reads of it fail", "key", c.key, "error", c.acct.err)
 			}
+			var strays []stray
 			s.mu.Lock()
-			if c.err == nil {
-				s.m.apply(c)
+			if c.err == nil && s.m.apply(c) {
+				strays = s.m.straysAfter(c)
 			}
 			s.m.watched = max(s.m.watched, c.rev)
 			s.mu.Unlock()
+			s.removeStrays(strays)
 		}
 	}
 }
@@ -496,11 +498,13 @@ func (s *Store) catchUp(from, last uint64) uint64 {
 			break
 		}
 		c := s.decode(rawEntry{m: m, key: strings.TrimPrefix(m.Subject, s.subject)})
+		var strays []stray
 		s.mu.Lock()
-		if c.err == nil {
-			s.m.apply(c)
+		if c.err == nil && s.m.apply(c) {
+			strays = s.m.straysAfter(c)
 		}
 		s.mu.Unlock()
+		s.removeStrays(strays)
 		n++
 	}
 	if n > 0 {

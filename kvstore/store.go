@@ -191,6 +191,11 @@ type Store struct {
 	queueRoom     chan struct{}
 	nc            *nats.Conn
 
+	// User records of removed accounts to remove (strays.go).
+	smu      sync.Mutex
+	strays   []stray
+	straySig chan struct{}
+
 	lmu    sync.Mutex
 	leases map[string]leaseSeen // lease key -> the other holder's revision, when first seen
 	held   map[string]bool      // lease keys this store holds
@@ -246,6 +251,7 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 		pending:      map[string]*pendingWrite{},
 		retrySig:     make(chan struct{}, 1),
 		queueSig:     make(chan struct{}, 1),
+		straySig:     make(chan struct{}, 1),
 		queueRoom:    make(chan struct{}, maxQueued),
 		nc:           nc,
 		restartWatch: make(chan struct{}, 1),
@@ -279,10 +285,11 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 	}
 	s.watcher.Add(1)
 	go s.watch(kw)
-	s.workers.Add(3)
+	s.workers.Add(4)
 	go s.retryLoop()
 	go s.batchLoop()
 	go s.watchdog()
+	go s.strayLoop()
 	s.sweep(ctx)
 
 	s.mu.RLock()
