@@ -247,7 +247,7 @@ func (s *Store) createAccount(ctx context.Context, a provision.Account) (uint64,
 	case taken:
 		return 0, fmt.Errorf("kvstore: account name %q: %w: a live account has it", a.Name, provision.ErrConflict)
 	}
-	data, sealed, err := s.sealAccount(a, nil)
+	data, sealed, err := s.sealAccount(a, nil, nil)
 	if err != nil {
 		return 0, err
 	}
@@ -375,13 +375,17 @@ func (s *Store) UpdateAccount(ctx context.Context, a provision.Account, rev uint
 		return 0, fmt.Errorf("kvstore: account %s: %w (revision %d, now %d)", a.PublicKey, provision.ErrStale, rev, cur.a.Revision)
 	}
 	a.Phase = phase(a)
-	data, sealed, err := s.sealAccount(a, cur)
+	revive := !cur.a.Live() && a.Live()
+	var revived *revivedRecord
+	if revive {
+		revived = &revivedRecord{Phase: cur.a.Phase, DeletedAt: cur.a.DeletedAt, JWT: cur.a.JWT}
+	}
+	data, sealed, err := s.sealAccount(a, cur, revived)
 	if err != nil {
 		return 0, err
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	revive := !cur.a.Live() && a.Live()
 	var claimRev uint64
 	if revive {
 		if claimRev, err = s.claimName(ctx, a.Name, a.PublicKey); err != nil {
@@ -408,10 +412,13 @@ func (s *Store) UpdateAccount(ctx context.Context, a provision.Account, rev uint
 		// the claim and the record wins, and the record goes back.
 		nameRev, err = s.kv.Update(ctx, nameKey(a.Name), []byte(a.PublicKey), claimRev)
 		if err != nil {
-			back, _, serr := s.sealAccount(cur.a, cur)
+			if ferr := s.at("revive: fenced out"); ferr != nil {
+				return 0, ferr
+			}
+			back, _, serr := s.sealAccount(cur.a, cur, nil)
 			if serr == nil {
 				if _, uerr := s.kv.Update(ctx, accountKey(a.PublicKey), back, nrev); uerr != nil {
-					s.log.Warn("kvstore: cannot put back the tombstone of an account whose name was taken; it is hidden until the next open removes it", "account", a.PublicKey, "error", uerr)
+					s.log.Warn("kvstore: cannot put back the tombstone of an account whose name was taken; it is hidden until the next open writes it back", "account", a.PublicKey, "error", uerr)
 				}
 			}
 			if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {

@@ -3,6 +3,7 @@ package kvstore
 import (
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -361,6 +362,44 @@ func TestReviveCrashes(t *testing.T) {
 		}
 		if live, err := liveOf(e.Value()); err != nil || live {
 			t.Fatalf("a's record in the bucket: live %v (%v), want the tombstone back", live, err)
+		}
+	})
+
+	t.Run("name taken over, then a crash before the tombstone is back", func(t *testing.T) {
+		d, sa, sb, _, _ := pair(t)
+		ctx := bg(t)
+		a, rev := disabled(t, sa, "lost-revive")
+		tomb, err := sa.Account(ctx, a.PublicKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := newAccount(t, "lost-revive")
+		sa.fault = func(p string) error {
+			switch p {
+			case "revive: name claimed":
+				if _, err := sb.CreateAccount(ctx, b); err != nil {
+					t.Errorf("b's create: %v", err)
+				}
+			case "revive: fenced out":
+				return errCrash
+			}
+			return nil
+		}
+		if _, err := sa.UpdateAccount(ctx, a, rev); !errors.Is(err, errCrash) {
+			t.Fatalf("revive: %v, want the crash", err)
+		}
+		// The live record a wrote is hidden (b has the name); the next
+		// store to open writes the tombstone back instead of removing it,
+		// keeping the account's keys.
+		sc := openStore(t, d.connect(t, d.svcCreds), sb.opts)
+		stillTombstone(t, a, &b, sc, sb)
+		got, err := sc.Account(ctx, a.PublicKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got.Revision, tomb.Revision = 0, 0
+		if !reflect.DeepEqual(got, tomb) {
+			t.Errorf("the tombstone written back:\n%+v\nwant the one the revive replaced:\n%+v", got, tomb)
 		}
 	})
 }

@@ -57,6 +57,8 @@ type accountEntry struct {
 	// err is why the record could not be read; reads of the account fail
 	// with it.
 	err error
+	// revived is the tombstone a revive replaced (record.go), as read.
+	revived *revivedRecord
 }
 
 type nameEntry struct {
@@ -554,38 +556,73 @@ func (m *mirror) sortedAccounts() []*accountEntry {
 	return out
 }
 
-// sweep removes what a crash left behind: live account records their
+// sweep repairs what a crash left behind: live account records their
 // name entry does not point to (a create that lost its name, or crashed
-// before backing out), and user records of accounts that are gone (a
+// before backing out: removed; a revive that lost it: the tombstone is
+// written back, record.go), and user records of accounts that are gone (a
 // removal that crashed after removing the account). The mirror is read in
 // the bucket's order, so a name entry is always seen before the record
 // created under it. Failures are logged; the next Open tries again.
 func (s *Store) sweep(ctx context.Context) {
 	type orphan struct {
-		key string
-		rev uint64
+		key  string
+		rev  uint64
+		back *accountEntry // a revive's record, to make a tombstone again
 	}
 	var orphans []orphan
 	s.mu.RLock()
 	for pub, e := range s.m.accounts {
 		if !s.m.visible(e) {
-			orphans = append(orphans, orphan{accountKey(pub), e.a.Revision})
+			o := orphan{key: accountKey(pub), rev: e.a.Revision}
+			if e.revived != nil {
+				o.back = e
+			}
+			orphans = append(orphans, o)
 		}
 	}
 	for pub, e := range s.m.users {
 		if _, ok := s.m.accounts[e.u.Account]; !ok {
-			orphans = append(orphans, orphan{userKey(pub), s.m.revs[userKey(pub)]})
+			orphans = append(orphans, orphan{key: userKey(pub), rev: s.m.revs[userKey(pub)]})
 		}
 	}
 	s.mu.RUnlock()
 	for _, o := range orphans {
 		cctx, cancel := s.ctx(ctx)
-		err := s.kv.Delete(cctx, o.key, jetstream.LastRevision(o.rev))
-		cancel()
-		if err != nil {
-			s.log.Warn("kvstore: cannot remove an entry left by an unfinished change", "key", o.key, "error", err)
-			continue
+		var err error
+		if o.back != nil {
+			err = s.tombstoneAgain(cctx, o.back)
+		} else {
+			err = s.kv.Delete(cctx, o.key, jetstream.LastRevision(o.rev))
 		}
-		s.log.Info("kvstore: removed an entry left by an unfinished change", "key", o.key)
+		cancel()
+		switch {
+		case err != nil:
+			s.log.Warn("kvstore: cannot repair an entry left by an unfinished change", "key", o.key, "error", err)
+		case o.back != nil:
+			s.log.Info("kvstore: wrote back the tombstone of an account whose revive lost its name to another account", "key", o.key)
+		default:
+			s.log.Info("kvstore: removed an entry left by an unfinished change", "key", o.key)
+		}
 	}
+}
+
+// tombstoneAgain writes back the tombstone a revive replaced, at the
+// revive's revision. A tombstone holds no keys (provision drops them).
+func (s *Store) tombstoneAgain(ctx context.Context, e *accountEntry) error {
+	a := e.a
+	a.Phase, a.DeletedAt, a.JWT = e.revived.Phase, e.revived.DeletedAt, e.revived.JWT
+	a.IdentitySeed, a.SigningKeys = "", nil
+	data, sealed, err := s.sealAccount(a, e, nil)
+	if err != nil {
+		return err
+	}
+	rev, err := s.kv.Update(ctx, accountKey(a.PublicKey), data, e.a.Revision)
+	if err != nil {
+		return err
+	}
+	a.Revision = 0
+	s.mu.Lock()
+	s.m.apply(change{key: accountKey(a.PublicKey), rev: rev, acct: &accountEntry{a: a, sealed: sealed}})
+	s.mu.Unlock()
+	return nil
 }

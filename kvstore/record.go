@@ -29,6 +29,20 @@ type accountRecord struct {
 	DeletedAt    int64              `json:"deleted_at,omitempty"`
 	// Settings are the service's own settings of the account.
 	Settings provision.AccountSettings `json:"settings,omitzero"`
+	// Revived is set on the record that makes a tombstone live again: what
+	// of the tombstone differs from it. When another create took the name
+	// over meanwhile and the reviving instance died before writing the
+	// tombstone back, the next open's sweep writes it back from this
+	// (instead of removing the record, which would forget the tombstone).
+	Revived *revivedRecord `json:"revived,omitempty"`
+}
+
+// revivedRecord is the tombstone a revive replaced; a tombstone holds no
+// keys.
+type revivedRecord struct {
+	Phase     provision.Phase `json:"phase"`
+	DeletedAt int64           `json:"deleted_at,omitempty"`
+	JWT       string          `json:"jwt"`
 }
 
 type signingKeyRecord struct {
@@ -101,8 +115,9 @@ func validAccount(a provision.Account) error {
 // sealAccount encodes an account for the bucket. Seeds that prev holds
 // sealed with the current seal key keep that sealed form; every other seed,
 // those sealed by an older key among them, is sealed again now. It returns
-// the encoding and the sealed form of each seed.
-func (s *Store) sealAccount(a provision.Account, prev *accountEntry) ([]byte, map[provision.Seed]string, error) {
+// the encoding and the sealed form of each seed. revived is set only by
+// a revive.
+func (s *Store) sealAccount(a provision.Account, prev *accountEntry, revived *revivedRecord) ([]byte, map[provision.Seed]string, error) {
 	sealed := map[provision.Seed]string{}
 	sealOne := func(seed provision.Seed) (string, error) {
 		if v, ok := sealed[seed]; ok {
@@ -121,7 +136,7 @@ func (s *Store) sealAccount(a provision.Account, prev *accountEntry) ([]byte, ma
 		sealed[seed] = v
 		return v, nil
 	}
-	rec := accountRecord{V: recordVersion, PublicKey: a.PublicKey, Name: a.Name, JWT: a.JWT, Phase: phase(a), DeletedAt: a.DeletedAt, Settings: a.Settings}
+	rec := accountRecord{V: recordVersion, PublicKey: a.PublicKey, Name: a.Name, JWT: a.JWT, Phase: phase(a), DeletedAt: a.DeletedAt, Settings: a.Settings, Revived: revived}
 	if a.IdentitySeed != "" {
 		v, err := sealOne(a.IdentitySeed)
 		if err != nil {
@@ -160,7 +175,7 @@ func openAccount(k *seal.Key, key string, data []byte) (*accountEntry, error) {
 	if accountKey(rec.PublicKey) != key {
 		return nil, fmt.Errorf("kvstore: %s holds the record of account %q", key, rec.PublicKey)
 	}
-	e := &accountEntry{sealed: map[provision.Seed]string{}}
+	e := &accountEntry{sealed: map[provision.Seed]string{}, revived: rec.Revived}
 	open := func(what, v string) (provision.Seed, error) {
 		if !seal.IsSealed(v) {
 			return "", fmt.Errorf("%w: %s %s", errNotSealed, key, what)
