@@ -116,8 +116,9 @@ type Options struct {
 	// still in flight. Default 10s.
 	CloseTimeout time.Duration
 	// JetStreamWait is how long Open, on a cluster, asks again when the
-	// servers say JetStream is not enabled for the account before it
-	// takes them at their word. Default 30s.
+	// servers say JetStream is not enabled for the account, or cannot
+	// place the new bucket's replicas because a server is offline, before
+	// it takes them at their word. Default 30s.
 	JetStreamWait time.Duration
 }
 
@@ -423,20 +424,56 @@ func (s *Store) createBucket(ctx context.Context, nc *nats.Conn, info *jetstream
 	}
 	replicas := s.opts.Replicas
 	if replicas == 0 && clustered(nc) {
-		_, err := s.js.CreateStream(ctx, s.streamConfig(3))
-		var apiErr *jetstream.APIError
-		if err == nil || !errors.As(err, &apiErr) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			return s.bound(ctx, err, 3)
+		kv, err := s.createReplicated(ctx, nc)
+		if kv != nil || err != nil {
+			return kv, err
 		}
-		// The meta leader could not place three replicas: fewer than three
-		// JetStream servers, or not enough room on them.
-		s.log.Warn("kvstore: the cluster cannot place three replicas; creating the bucket with one", "cluster", nc.ConnectedClusterName(), "reason", apiErr.Description)
 	}
 	if replicas == 0 {
 		replicas = 1
 	}
 	_, err := s.js.CreateStream(ctx, s.streamConfig(replicas))
 	return s.bound(ctx, err, replicas)
+}
+
+// createReplicated creates the bucket with three replicas, for a store
+// whose replicas are not set, on a cluster. It returns neither bucket nor
+// error when the cluster has fewer than three JetStream servers, or no
+// room on them: the bucket then gets one replica, with a warning.
+//
+// When the meta leader answers that a server it knows is offline, the
+// cluster is one of three or more with a server starting (as when compose
+// starts every server and instance at once) or down. Settling for one
+// replica then would leave the bucket on one server for good, and the
+// deployment without the HA it was built for, after a moment's bad timing.
+// So Open asks again for JetStreamWait and then refuses, naming the way
+// out.
+func (s *Store) createReplicated(ctx context.Context, nc *nats.Conn) (jetstream.KeyValue, error) {
+	deadline := time.Now().Add(s.opts.JetStreamWait)
+	for logged := false; ; {
+		_, err := s.js.CreateStream(ctx, s.streamConfig(3))
+		var apiErr *jetstream.APIError
+		if err == nil || !errors.As(err, &apiErr) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return s.bound(ctx, err, 3)
+		}
+		// 503: the meta leader is being elected.
+		if apiErr.Code != http.StatusServiceUnavailable && !strings.Contains(apiErr.Description, "peer offline") {
+			s.log.Warn("kvstore: the cluster cannot place three replicas; creating the bucket with one", "cluster", nc.ConnectedClusterName(), "reason", apiErr.Description)
+			return nil, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%w: the cluster cannot place the bucket's three replicas (%s): one of its servers is offline, or it has no meta leader; start the server, or set kv_replicas to 1 for a bucket held by one server", provision.ErrUnavailable, apiErr.Description)
+		}
+		if !logged {
+			s.log.Info("kvstore: a server of the cluster is offline, so the bucket's three replicas cannot be placed yet; asking again while it may be starting", "for", s.opts.JetStreamWait, "reason", apiErr.Description)
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, mapErr("create bucket", ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // bound binds the bucket after an attempt to create its stream.
