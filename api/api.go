@@ -612,6 +612,10 @@ const (
 	CodeUnavailable = 503
 	// CodeTimeout: no server answered, or the push could not be sent.
 	CodeTimeout = 504
+	// CodeStoreFull: the store has no room (the service account's
+	// JetStream storage limit, or the disk); nothing was changed. It
+	// takes an operator to make room.
+	CodeStoreFull = 507
 )
 
 // Error is a failed request's code (one of the Code constants) and

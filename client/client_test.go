@@ -143,7 +143,7 @@ func TestErrorKinds(t *testing.T) {
 		t.Fatal(err)
 	}
 	kinds := []error{client.ErrInvalid, client.ErrForbidden, client.ErrNotFound, client.ErrConflict,
-		client.ErrInternal, client.ErrRefused, client.ErrUnavailable, client.ErrTimeout}
+		client.ErrInternal, client.ErrRefused, client.ErrUnavailable, client.ErrTimeout, client.ErrStoreFull}
 	tests := []struct {
 		name     string
 		call     func() error

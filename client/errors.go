@@ -19,6 +19,7 @@ var (
 	ErrRefused     = errors.New("client: a server refused the change")           // 502
 	ErrUnavailable = errors.New("client: the provisioner is unavailable; retry") // 503
 	ErrTimeout     = errors.New("client: no server answered the push")           // 504
+	ErrStoreFull   = errors.New("client: the provisioner's store is full")       // 507
 )
 
 // ErrNoService is returned when nothing subscribes to the request's
@@ -36,6 +37,7 @@ var kinds = map[int]error{
 	api.CodeRefused:     ErrRefused,
 	api.CodeUnavailable: ErrUnavailable,
 	api.CodeTimeout:     ErrTimeout,
+	api.CodeStoreFull:   ErrStoreFull,
 }
 
 // Error is a request the service answered with an error: its code (HTTP

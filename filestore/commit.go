@@ -3,6 +3,7 @@ package filestore
 import (
 	"errors"
 	"fmt"
+	"syscall"
 	"time"
 
 	"github.com/natsprov/provisioner/provision"
@@ -360,17 +361,27 @@ func (c *committer) recover(cause error, ops, lazyBytes int) error {
 	}
 	err := c.compact()
 	if err == nil {
-		return fmt.Errorf("filestore: write journal: %w", cause)
+		return fmt.Errorf("filestore: write journal: %w", noRoom(cause))
 	}
-	broken := fmt.Errorf("filestore: a journal write failed (%v) and no new snapshot could be written (%v); reopen the store: %w", cause, err, provision.ErrUnavailable)
+	broken := fmt.Errorf("filestore: a journal write failed (%w) and no new snapshot could be written (%v); reopen the store: %w", noRoom(cause), err, provision.ErrUnavailable)
 	if closeErr != nil {
-		broken = fmt.Errorf("filestore: a journal write failed (%v), neither the journal could be closed (%v) nor a new snapshot written (%v), so the failed change may be read back at the next start; reopen the store: %w", cause, closeErr, err, provision.ErrUnavailable)
+		broken = fmt.Errorf("filestore: a journal write failed (%w), neither the journal could be closed (%v) nor a new snapshot written (%v), so the failed change may be read back at the next start; reopen the store: %w", noRoom(cause), closeErr, err, provision.ErrUnavailable)
 	}
 	s.mu.Lock()
 	s.broken = broken
 	s.mu.Unlock()
 	s.log.Error("filestore: the store takes no more writes until it is reopened", "error", err)
 	return broken
+}
+
+// noRoom marks a write that failed for want of room on the disk (or in the
+// user's quota) as provision.ErrFull, which the service answers with 507:
+// it takes an operator to make room, and a restart once the store broke.
+func noRoom(err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("%w: the disk of store_dir has no room: %w", provision.ErrFull, err)
+	}
+	return err
 }
 
 // errNotPlaced is a compaction that failed before its snapshot was in place.

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -26,6 +27,7 @@ type syncFault struct {
 	always    bool // and every flush after it, of any file
 	failing   bool
 	failed    int
+	err       error // what a failing flush returns; errInjected when nil
 }
 
 func installSyncFault(t *testing.T) *syncFault {
@@ -34,6 +36,11 @@ func installSyncFault(t *testing.T) *syncFault {
 	orig := syncFile
 	syncFile = func(file *os.File, dataOnly bool) error {
 		if f.fail(file, dataOnly) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if f.err != nil {
+				return f.err
+			}
 			return errInjected
 		}
 		return orig(file, dataOnly)
@@ -179,6 +186,39 @@ func TestSyncFailure(t *testing.T) {
 			if !strings.Contains(logs.String(), "journal write failed") {
 				t.Errorf("the failure is not logged: %s", logs.String())
 			}
+		})
+	}
+}
+
+// TestSyncFailureNoRoom: a flush that fails for want of room on the disk
+// fails the request with ErrFull (507), naming the disk; when no new
+// snapshot can be written either, writes fail with ErrFull until the store
+// is reopened. Nothing failed is applied.
+func TestSyncFailureNoRoom(t *testing.T) {
+	for _, always := range []bool{false, true} {
+		t.Run(fmt.Sprint("every flush fails: ", always), func(t *testing.T) {
+			ctx := context.Background()
+			fault := installSyncFault(t)
+			fault.err = &os.PathError{Op: "sync", Path: "journal", Err: syscall.ENOSPC}
+			s := open(t, t.TempDir(), Options{})
+			fault.arm(1, always)
+			b := newAccount(t, "b")
+			_, err := s.CreateAccount(ctx, b)
+			if !errors.Is(err, provision.ErrFull) || !strings.Contains(err.Error(), "no room") {
+				t.Fatalf("CreateAccount on a full disk: %v, want ErrFull naming the disk", err)
+			}
+			if _, err := s.Account(ctx, b.PublicKey); !errors.Is(err, provision.ErrNotFound) {
+				t.Errorf("the failed account is applied: %v", err)
+			}
+			_, err = s.CreateAccount(ctx, newAccount(t, "c"))
+			if always && (!errors.Is(err, provision.ErrFull) || !errors.Is(err, provision.ErrUnavailable)) {
+				t.Errorf("a write on a store broken by a full disk: %v, want ErrFull and ErrUnavailable", err)
+			}
+			if !always && err != nil {
+				t.Errorf("a write after the disk had room again: %v", err)
+			}
+			fault.disarm()
+			s.Close()
 		})
 	}
 }

@@ -223,7 +223,9 @@ func (s *Store) CreateAccount(ctx context.Context, a provision.Account) (uint64,
 		return 0, invalid("account %s: a new account must be live, not %s", a.PublicKey, a.Phase)
 	}
 	a.Phase = provision.PhaseLive
-	return s.createAccount(ctx, a)
+	rev, err := s.createAccount(ctx, a)
+	s.noteWrite(err)
+	return rev, err
 }
 
 // createAccount stores a new account, live or tombstone (Migrate copies
@@ -352,6 +354,12 @@ func (s *Store) claimName(ctx context.Context, name, pub string) (uint64, error)
 // failed) claims its name first, as a create does, and fails with
 // ErrConflict when a live account took it meanwhile.
 func (s *Store) UpdateAccount(ctx context.Context, a provision.Account, rev uint64) (uint64, error) {
+	nrev, err := s.updateAccount(ctx, a, rev)
+	s.noteWrite(err)
+	return nrev, err
+}
+
+func (s *Store) updateAccount(ctx context.Context, a provision.Account, rev uint64) (uint64, error) {
 	if err := validAccount(a); err != nil {
 		return 0, err
 	}

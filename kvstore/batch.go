@@ -161,6 +161,7 @@ func (s *Store) stored(p *pendingWrite, rev uint64) {
 		delete(s.pending, p.key)
 	}
 	s.amu.Unlock()
+	s.noteWrite(nil)
 	s.confirm(p, rev)
 	if p.done != nil {
 		p.done <- nil
@@ -180,6 +181,7 @@ func (s *Store) retryLater(batch []*pendingWrite, err error) {
 		s.retryq = append(s.retryq, p)
 	}
 	s.amu.Unlock()
+	s.noteWrite(err)
 	select {
 	case s.retrySig <- struct{}{}:
 	default:

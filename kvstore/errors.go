@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -38,10 +39,23 @@ func transient(err error) bool {
 	return errors.As(err, &apiErr) && apiErr.Code == http.StatusServiceUnavailable
 }
 
+// JetStream's answers to a write that finds no room: the account's storage
+// limit reached (10002), or the servers out of storage (10023, 10047).
+var fullCodes = []jetstream.ErrorCode{10002, 10023, 10047}
+
+// full reports whether err is JetStream finding no room for a write.
+func full(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && slices.Contains(fullCodes, apiErr.ErrorCode)
+}
+
 // mapErr translates a JetStream failure of op into the domain's kinds:
-// provision.ErrUnavailable for the transient ones, wrapped with what was
-// being done.
+// provision.ErrFull when there is no room, provision.ErrUnavailable for
+// the transient ones, wrapped with what was being done.
 func mapErr(op string, err error) error {
+	if full(err) {
+		return fmt.Errorf("kvstore: %s: %w: the service account's JetStream storage has no room; raise disk_storage in its JWT or make room on the servers: %w", op, provision.ErrFull, err)
+	}
 	if transient(err) {
 		return fmt.Errorf("kvstore: %s: %w: %w", op, provision.ErrUnavailable, err)
 	}

@@ -35,6 +35,10 @@ type deployment struct {
 	// noJSWithJS is the JWT of the account without JetStream, given
 	// JetStream limits, for a test to push.
 	noJSWithJS string
+	// svcFull is a JWT of the service account whose disk storage limit
+	// is 64 KiB, for a test to push: its bucket then runs out of room.
+	// svcJWT is the one it starts with, to push back.
+	svcFull, svcJWT string
 }
 
 // accountJWT makes an account JWT signed by the operator signing key; the
@@ -50,6 +54,23 @@ func accountJWT(t testing.TB, kp, signing, opSigning nkeys.KeyPair, name string,
 	if js {
 		ac.Limits.JetStreamLimits = jwt.JetStreamLimits{DiskStorage: 1 << 30, MemoryStorage: 64 << 20, Streams: -1, Consumer: -1}
 	}
+	tok, err := ac.Encode(opSigning)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// accountJWTLimited is accountJWT with JetStream limited to disk bytes of
+// file storage.
+func accountJWTLimited(t testing.TB, kp, signing, opSigning nkeys.KeyPair, name string, disk int64) string {
+	t.Helper()
+	pub, _ := kp.PublicKey()
+	spub, _ := signing.PublicKey()
+	ac := jwt.NewAccountClaims(pub)
+	ac.Name = name
+	ac.SigningKeys.Add(spub)
+	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{DiskStorage: disk, MemoryStorage: 64 << 20, Streams: -1, Consumer: -1}
 	tok, err := ac.Encode(opSigning)
 	if err != nil {
 		t.Fatal(err)
@@ -142,9 +163,11 @@ func start(t testing.TB, n int, processes bool) *deployment {
 	d.noJSCred = userCreds(t, dir, nojs, nojsSK, "nojs")
 	d.sysCreds = userCreds(t, dir, sys, sysSK, "sys")
 	d.noJSWithJS = accountJWT(t, nojs, nojsSK, opSigning, "NOJS", true)
+	d.svcFull = accountJWTLimited(t, svc, svcSK, opSigning, "SERVICE", 64<<10)
+	d.svcJWT = accountJWT(t, svc, svcSK, opSigning, "SERVICE", true)
 	preload := fmt.Sprintf("resolver_preload: {\n  %s: %q\n  %s: %q\n  %s: %q\n}\n",
 		pub(sys), accountJWT(t, sys, sysSK, opSigning, "SYS", false),
-		pub(svc), accountJWT(t, svc, svcSK, opSigning, "SERVICE", true),
+		pub(svc), d.svcJWT,
 		pub(nojs), accountJWT(t, nojs, nojsSK, opSigning, "NOJS", false))
 
 	routes := make([]int, n)

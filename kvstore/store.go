@@ -192,6 +192,9 @@ type Store struct {
 	queueRoom     chan struct{}
 	nc            *nats.Conn
 
+	// full is set while writes find the bucket without room (users.go).
+	full atomic.Bool
+
 	// User records of removed accounts to remove (strays.go).
 	smu      sync.Mutex
 	strays   []stray

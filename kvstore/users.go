@@ -161,7 +161,29 @@ func (s *Store) AddUser(ctx context.Context, u provision.User, durable bool) err
 	if err := s.liveAccount(ctx, u.Account); err != nil {
 		return err
 	}
+	// While the bucket has no room, a record written in the background
+	// would fail after its user's creds were handed out, leaving a user
+	// the service cannot find to revoke: write it before the reply, so
+	// that the caller gets ErrFull and no creds.
+	if s.full.Load() {
+		durable = true
+	}
 	return s.addUser(ctx, u, durable)
+}
+
+// noteWrite keeps the full state: set by a write that found no room,
+// cleared by one that was stored.
+func (s *Store) noteWrite(err error) {
+	switch {
+	case err == nil:
+		if s.full.Load() && s.full.Swap(false) {
+			s.log.Info("kvstore: the bucket has room again; user records are written in the background again")
+		}
+	case full(err):
+		if !s.full.Swap(true) {
+			s.log.Error("kvstore: the bucket has no room: changes fail with 507 and user records are written before the reply until it has; raise disk_storage in the service account's JWT or make room on the servers", "error", err)
+		}
+	}
 }
 
 // liveAccount fails with ErrNotFound unless the account is live.
@@ -264,6 +286,7 @@ func (s *Store) addDurable(ctx context.Context, p *pendingWrite, u provision.Use
 	if other != nil {
 		return conflict
 	}
+	s.noteWrite(err)
 	if err != nil {
 		return mapErr("add user "+u.PublicKey, err)
 	}
@@ -298,6 +321,7 @@ func (s *Store) asyncAcked(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.Pu
 	delete(s.pending, key)
 	g := p.group
 	s.amu.Unlock()
+	s.noteWrite(nil)
 	s.confirm(p, ack.Sequence)
 	if p.done != nil {
 		p.done <- nil
@@ -332,6 +356,7 @@ func (s *Store) asyncFailed(_ jetstream.JetStream, m *nats.Msg, err error) {
 	p.err = err
 	s.retryq = append(s.retryq, p)
 	s.amu.Unlock()
+	s.noteWrite(err)
 	if g != nil {
 		g.Done()
 	}
@@ -398,6 +423,9 @@ func (s *Store) retry(p *pendingWrite, sem chan struct{}) {
 		s.log.Warn("kvstore: asynchronous user write failed; trying again", "key", p.key, "error", p.err)
 		wait = 100 * time.Millisecond
 	}
+	if full(p.err) {
+		wait = 100 * time.Millisecond
+	}
 	for attempt := 1; ; attempt++ {
 		select {
 		case <-s.stop:
@@ -414,6 +442,9 @@ func (s *Store) retry(p *pendingWrite, sem chan struct{}) {
 		rev, other, err := s.createOnce(ctx, p)
 		cancel()
 		<-sem
+		if other == nil {
+			s.noteWrite(err)
+		}
 		switch {
 		case err == nil && other == nil:
 			s.amu.Lock()
@@ -439,7 +470,9 @@ func (s *Store) retry(p *pendingWrite, sem chan struct{}) {
 			}
 			s.mu.Unlock()
 			return
-		case !transient(err) && attempt >= 5:
+		case !transient(err) && !full(err) && attempt >= 5:
+			// A full bucket is not given up on: the user's creds are out,
+			// and only its record lets the service find it to revoke.
 			s.log.Error("kvstore: asynchronous user write failed for good; the user works but is missing from user.list", "key", p.key, "error", err)
 			s.amu.Lock()
 			delete(s.pending, p.key)

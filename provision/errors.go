@@ -21,6 +21,10 @@ var (
 	// ErrUnavailable: the store cannot be reached now, or the service is
 	// stopping; retrying may help.
 	ErrUnavailable = errors.New("unavailable")
+	// ErrFull: the store has no room for the change (the service
+	// account's JetStream limit, or the disk); nothing was changed, and
+	// retrying helps only once an operator makes room.
+	ErrFull = errors.New("store full")
 
 	// ErrRefused: a server refused a push (its reason is in the error), or
 	// only cache resolvers answered.

@@ -426,6 +426,9 @@ func (r *Responder) classify(e *endpoint, err error) (int, string) {
 		code = api.CodeConflict
 	case errors.Is(err, provision.ErrRefused):
 		code = api.CodeRefused
+	case errors.Is(err, provision.ErrFull):
+		// Before ErrUnavailable: a store broken by a full disk is both.
+		code = api.CodeStoreFull
 	case errors.Is(err, provision.ErrUnavailable):
 		code = api.CodeUnavailable
 	case errors.Is(err, provision.ErrTimeout), errors.Is(err, provision.ErrNotSent):
@@ -437,6 +440,10 @@ func (r *Responder) classify(e *endpoint, err error) (int, string) {
 		ref := strconv.FormatUint(r.seq.Add(1), 10)
 		r.log.Error("request failed", "subject", e.full, "ref", ref, "error", err)
 		desc = fmt.Sprintf("internal error (ref %s); the provisioner's log has the details", ref)
+	case code == api.CodeStoreFull:
+		ref := strconv.FormatUint(r.seq.Add(1), 10)
+		r.log.Error("request failed: the store is full", "subject", e.full, "ref", ref, "error", err)
+		desc = fmt.Sprintf("the provisioner's store is full, nothing was changed; an operator must make room (ref %s: the provisioner's log says where)", ref)
 	case code == api.CodeUnavailable:
 		ref := strconv.FormatUint(r.seq.Add(1), 10)
 		r.log.Warn("request failed", "subject", e.full, "code", code, "ref", ref, "error", err)
