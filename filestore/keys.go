@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
+	"github.com/natsprov/provisioner/keypair"
 	"github.com/natsprov/provisioner/provision"
 	"github.com/natsprov/provisioner/seal"
 )
@@ -149,14 +150,9 @@ func (h *held) sealed(seed provision.Seed) (string, bool) {
 
 // seedPublic returns the public key of an account seed.
 func seedPublic(s provision.Seed) (string, error) {
-	kp, err := nkeys.FromSeed(s.Bytes())
+	pub, err := keypair.PublicKeyOf(s.Bytes())
 	if err != nil {
 		// The nkeys error names the problem, not the seed.
-		return "", fmt.Errorf("not a valid seed (%v)", err)
-	}
-	defer kp.Wipe()
-	pub, err := kp.PublicKey()
-	if err != nil {
 		return "", fmt.Errorf("not a valid seed (%v)", err)
 	}
 	if !nkeys.IsValidPublicAccountKey(pub) {

@@ -1,6 +1,7 @@
 package keypair_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/nats-io/jwt/v2"
@@ -114,5 +115,68 @@ func TestPoolHandsOutDistinctKeys(t *testing.T) {
 	p.Close()
 	if k, err := p.Get(); err != nil || k == nil {
 		t.Errorf("Get after Close must still make a key: %v", err)
+	}
+}
+
+// TestPublicKeyOf: the public key of a seed this process made is the one
+// it derived; of any other seed, the one nkeys derives; past the memory's
+// bound, early seeds are derived again, rightly; a bad seed is an error
+// that does not hold it.
+func TestPublicKeyOf(t *testing.T) {
+	first, err := keypair.Create(nkeys.PrefixByteAccount)
+	if err != nil {
+		t.Fatal(err)
+	}
+	firstSeed, _ := first.Seed()
+	firstPub, _ := first.PublicKey()
+	check := func(seed []byte, want string) {
+		t.Helper()
+		got, err := keypair.PublicKeyOf(seed)
+		if err != nil || got != want {
+			t.Fatalf("PublicKeyOf = %q, %v; want %q", got, err, want)
+		}
+	}
+	check(firstSeed, firstPub)
+	for _, mk := range []func() (nkeys.KeyPair, error){nkeys.CreateAccount, nkeys.CreateUser, nkeys.CreateCurveKeys} {
+		kp, err := mk()
+		if err != nil {
+			t.Fatal(err)
+		}
+		seed, _ := kp.Seed()
+		pub, _ := kp.PublicKey()
+		check(seed, pub)
+	}
+	for range keypair.MaxDerived + 1 {
+		if _, err := keypair.Create(nkeys.PrefixByteUser); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check(firstSeed, firstPub)
+	bad := []byte("SAAGARBAGEGARBAGEGARBAGEGARBAGEGARBAGEGARBAGEGARBAGEGARBA")
+	if _, err := keypair.PublicKeyOf(bad); err == nil || strings.Contains(err.Error(), string(bad)) {
+		t.Fatalf("a bad seed: %v", err)
+	}
+}
+
+// BenchmarkPublicKeyOf: a seed this process made against one it did not.
+func BenchmarkPublicKeyOf(b *testing.B) {
+	made, err := keypair.Create(nkeys.PrefixByteAccount)
+	if err != nil {
+		b.Fatal(err)
+	}
+	madeSeed, _ := made.Seed()
+	other, _ := nkeys.CreateAccount()
+	otherSeed, _ := other.Seed()
+	for _, bb := range []struct {
+		name string
+		seed []byte
+	}{{"made here", madeSeed}, {"derived now", otherSeed}} {
+		b.Run(bb.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := keypair.PublicKeyOf(bb.seed); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

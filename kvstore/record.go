@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nkeys"
 
+	"github.com/natsprov/provisioner/keypair"
 	"github.com/natsprov/provisioner/provision"
 	"github.com/natsprov/provisioner/seal"
 )
@@ -91,13 +92,11 @@ func validAccount(a provision.Account) error {
 		return invalid("account %s: unknown phase %q", a.PublicKey, a.Phase)
 	}
 	if a.IdentitySeed != "" {
-		kp, err := nkeys.FromSeed(a.IdentitySeed.Bytes())
+		pub, err := keypair.PublicKeyOf(a.IdentitySeed.Bytes())
 		if err != nil {
 			return invalid("account %s: identity seed is not an nkey seed", a.PublicKey)
 		}
-		pub, err := kp.PublicKey()
-		kp.Wipe()
-		if err != nil || pub != a.PublicKey {
+		if pub != a.PublicKey {
 			return invalid("account %s: identity seed is not the seed of that public key", a.PublicKey)
 		}
 	} else if a.Live() {
