@@ -59,7 +59,11 @@ func fromRaw(prefix nkeys.PrefixByte, raw []byte) (*KeyPair, error) {
 	if err != nil {
 		return nil, err
 	}
-	remember(seed, string(pub))
+	if prefix == nkeys.PrefixByteAccount {
+		// Only account seeds are checked against their keys; user keys,
+		// made by the thousand, would crowd them out.
+		remember(seed, string(pub))
+	}
 	return &KeyPair{prefix: prefix, seed: seed, pub: string(pub), priv: priv}, nil
 }
 

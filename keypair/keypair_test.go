@@ -147,7 +147,7 @@ func TestPublicKeyOf(t *testing.T) {
 		check(seed, pub)
 	}
 	for range keypair.MaxDerived + 1 {
-		if _, err := keypair.Create(nkeys.PrefixByteUser); err != nil {
+		if _, err := keypair.Create(nkeys.PrefixByteAccount); err != nil {
 			t.Fatal(err)
 		}
 	}
