@@ -91,7 +91,7 @@ func remember(seed []byte, pub string) {
 }
 
 // PublicKeyOf returns the public key of an encoded seed of any kind: the
-// one this process derived when it made or read the key pair, else
+// one this process derived when it made or read an account key pair, else
 // derived now. The error names what is wrong, never the seed.
 func PublicKeyOf(seed []byte) (string, error) {
 	d := sha256.Sum256(seed)

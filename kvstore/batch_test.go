@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -235,5 +236,72 @@ func TestServerDownDuringBatch(t *testing.T) {
 		if got, err := check.User(ctx, u.PublicKey); err != nil || got != u {
 			t.Fatalf("user %s after the outage: %v, %v", u.PublicKey, got, err)
 		}
+	}
+}
+
+// TestServerPausedDuringBatch: the server (a process) is paused
+// (SIGSTOP) with a batch of user records on its way, long past the
+// store's timeout, then resumed. The batch's answer never comes in time,
+// so its records go to the retry path, whose writes time out too; the
+// paused server then stores the batch after all, and the retries find
+// their records stored by it, not taken by another key's owner: every
+// record is stored once, none is logged as issued twice, and Close
+// confirms them all.
+func TestServerPausedDuringBatch(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a nats-server process")
+	}
+	d := startProcesses(t, 1)
+	key, _ := newSealKey(t)
+	log, logs := newLog(t)
+	opts := Options{Seal: key, Timeout: 500 * time.Millisecond, CloseTimeout: 20 * time.Second, Logger: log}
+	s := openStore(t, d.connect(t, d.svcCreds), opts)
+	ctx := context.Background()
+	a := newAccount(t, "paused")
+	if _, err := s.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	gate := make(chan struct{})
+	hold := func() { <-gate }
+	s.gatherHook.Store(&hold)
+	var users []provision.User
+	for range 3 * minBatch {
+		u := newUser(t, a.PublicKey, "u")
+		if err := s.AddUser(ctx, u, false); err != nil {
+			t.Fatal(err)
+		}
+		users = append(users, u)
+	}
+	proc := d.nodes[0].cmd.Process
+	if err := proc.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	defer func() {
+		if !resumed {
+			_ = proc.Signal(syscall.SIGCONT)
+		}
+	}()
+	s.gatherHook.Store(nil)
+	close(gate)
+	time.Sleep(2 * time.Second) // the batch times out; the retries time out too
+	if err := proc.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	resumed = true
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if strings.Contains(logs.String(), "issued twice") {
+		t.Fatal("a record the paused batch stored was taken for another's")
+	}
+	check := openStore(t, d.connect(t, d.svcCreds), opts)
+	for _, u := range users {
+		if got, err := check.User(ctx, u.PublicKey); err != nil || got != u {
+			t.Fatalf("user %s after the pause: %v, %v", u.PublicKey, got, err)
+		}
+	}
+	if !strings.Contains(logs.String(), "stored after retrying") {
+		t.Error("no record went through the retry path: the pause did not outlast the batch's answer")
 	}
 }
