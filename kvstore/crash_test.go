@@ -107,6 +107,32 @@ func TestCreateCrashes(t *testing.T) {
 		}
 	})
 
+	t.Run("a take-over that crashed after voiding the record's key", func(t *testing.T) {
+		_, sa, sb, _, _ := pair(t)
+		ctx := bg(t)
+		a, b, c := newAccount(t, "voided"), newAccount(t, "voided"), newAccount(t, "voided")
+		crashAt(sa, "create: name claimed", nil)
+		if _, err := sa.CreateAccount(ctx, a); !errors.Is(err, errCrash) {
+			t.Fatalf("a's create: %v, want the crash", err)
+		}
+		crashAt(sb, "claim: holder's record voided", nil)
+		if _, err := sb.CreateAccount(ctx, b); !errors.Is(err, errCrash) {
+			t.Fatalf("b's create: %v, want the crash", err)
+		}
+		// a's record key holds b's marker; the name still points to a.
+		// That marker is as good as a void: c takes the name over.
+		sb.fault = nil
+		if _, err := sb.CreateAccount(ctx, c); err != nil {
+			t.Fatalf("c's create: %v", err)
+		}
+		for _, s := range []*Store{sa, sb} {
+			eventually(t, 5*time.Second, "c holds the name", func() bool {
+				got, err := s.AccountByName(ctx, "voided")
+				return err == nil && got.PublicKey == c.PublicKey
+			})
+		}
+	})
+
 	t.Run("taken over, then a crash before backing out", func(t *testing.T) {
 		d, sa, sb, _, _ := pair(t)
 		ctx := bg(t)
@@ -207,6 +233,33 @@ func TestSweepOrphanUsers(t *testing.T) {
 	openStore(t, d.connect(t, d.svcCreds), opts)
 	if _, err := s.kv.Get(ctx, userKey(u.PublicKey)); !errors.Is(err, jetstream.ErrKeyNotFound) {
 		t.Fatalf("orphan user record after open: %v", err)
+	}
+}
+
+// TestCreateWritesTwice: a create of a new name writes the name entry and
+// the record, and nothing after them: no fence.
+func TestCreateWritesTwice(t *testing.T) {
+	_, s, _ := single(t)
+	ctx := bg(t)
+	a := newAccount(t, "two-writes")
+	before, err := s.stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := s.CreateAccount(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := s.stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name, err := s.kv.Get(ctx, nameKey(a.Name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := after.State.LastSeq - before.State.LastSeq; n != 2 || name.Revision() != rev-1 {
+		t.Fatalf("%d writes, name entry at %d, record at %d; want 2, the name just before the record", n, name.Revision(), rev)
 	}
 }
 
