@@ -199,15 +199,11 @@ func mustJSON(t testing.TB, v any) []byte {
 	return b
 }
 
-// TestServerDownDuringBatch: the server goes away with a batch of user
-// records about to be sent; the batch fails, its records are tried again
-// one by one, and once the server is back every one is stored, which a
-// new store on the bucket shows after Close waited for them.
-func TestServerDownDuringBatch(t *testing.T) {
-	d := startDeployment(t, 1)
-	key, _ := newSealKey(t)
-	opts := Options{Seal: key, Timeout: 500 * time.Millisecond, CloseTimeout: 20 * time.Second}
-	s := openStore(t, d.connect(t, d.svcCreds), opts)
+// heldBatch makes an account and queues three batches' worth of its
+// users' records on s while the batch loop is held; closing gate lets it
+// go.
+func heldBatch(t *testing.T, s *Store) (chan struct{}, []provision.User) {
+	t.Helper()
 	ctx := context.Background()
 	a := newAccount(t, "batched")
 	if _, err := s.CreateAccount(ctx, a); err != nil {
@@ -224,6 +220,20 @@ func TestServerDownDuringBatch(t *testing.T) {
 		}
 		users = append(users, u)
 	}
+	return gate, users
+}
+
+// TestServerDownDuringBatch: the server goes away with a batch of user
+// records about to be sent; the batch fails, its records are tried again
+// one by one, and once the server is back every one is stored, which a
+// new store on the bucket shows after Close waited for them.
+func TestServerDownDuringBatch(t *testing.T) {
+	d := startDeployment(t, 1)
+	key, _ := newSealKey(t)
+	opts := Options{Seal: key, Timeout: 500 * time.Millisecond, CloseTimeout: 20 * time.Second}
+	s := openStore(t, d.connect(t, d.svcCreds), opts)
+	ctx := context.Background()
+	gate, users := heldBatch(t, s)
 	d.nodes[0].emb.Stop()
 	close(gate)
 	time.Sleep(time.Second) // the batch fails; the retries run
@@ -257,21 +267,7 @@ func TestServerPausedDuringBatch(t *testing.T) {
 	opts := Options{Seal: key, Timeout: 500 * time.Millisecond, CloseTimeout: 20 * time.Second, Logger: log}
 	s := openStore(t, d.connect(t, d.svcCreds), opts)
 	ctx := context.Background()
-	a := newAccount(t, "paused")
-	if _, err := s.CreateAccount(ctx, a); err != nil {
-		t.Fatal(err)
-	}
-	gate := make(chan struct{})
-	hold := func() { <-gate }
-	s.gatherHook.Store(&hold)
-	var users []provision.User
-	for range 3 * minBatch {
-		u := newUser(t, a.PublicKey, "u")
-		if err := s.AddUser(ctx, u, false); err != nil {
-			t.Fatal(err)
-		}
-		users = append(users, u)
-	}
+	gate, users := heldBatch(t, s)
 	proc := d.nodes[0].cmd.Process
 	if err := proc.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)

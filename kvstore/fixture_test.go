@@ -43,26 +43,19 @@ type deployment struct {
 
 // accountJWT makes an account JWT signed by the operator signing key; the
 // account's users are signed by its signing key (the operator has strict
-// signing key usage, as `provisioner init` makes it).
+// signing key usage, as `provisioner init` makes it). With js it may use
+// 1 GiB of file storage.
 func accountJWT(t testing.TB, kp, signing, opSigning nkeys.KeyPair, name string, js bool) string {
 	t.Helper()
-	pub, _ := kp.PublicKey()
-	spub, _ := signing.PublicKey()
-	ac := jwt.NewAccountClaims(pub)
-	ac.Name = name
-	ac.SigningKeys.Add(spub)
+	var disk int64
 	if js {
-		ac.Limits.JetStreamLimits = jwt.JetStreamLimits{DiskStorage: 1 << 30, MemoryStorage: 64 << 20, Streams: -1, Consumer: -1}
+		disk = 1 << 30
 	}
-	tok, err := ac.Encode(opSigning)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return accountJWTLimited(t, kp, signing, opSigning, name, disk)
 }
 
 // accountJWTLimited is accountJWT with JetStream limited to disk bytes of
-// file storage.
+// file storage; 0 is no JetStream.
 func accountJWTLimited(t testing.TB, kp, signing, opSigning nkeys.KeyPair, name string, disk int64) string {
 	t.Helper()
 	pub, _ := kp.PublicKey()
@@ -70,7 +63,9 @@ func accountJWTLimited(t testing.TB, kp, signing, opSigning nkeys.KeyPair, name 
 	ac := jwt.NewAccountClaims(pub)
 	ac.Name = name
 	ac.SigningKeys.Add(spub)
-	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{DiskStorage: disk, MemoryStorage: 64 << 20, Streams: -1, Consumer: -1}
+	if disk != 0 {
+		ac.Limits.JetStreamLimits = jwt.JetStreamLimits{DiskStorage: disk, MemoryStorage: 64 << 20, Streams: -1, Consumer: -1}
+	}
 	tok, err := ac.Encode(opSigning)
 	if err != nil {
 		t.Fatal(err)
