@@ -273,8 +273,14 @@ func (s *Store) createAccount(ctx context.Context, a provision.Account) (uint64,
 		if err := s.at("create: name claimed"); err != nil {
 			return 0, err
 		}
-		rev, err := s.kv.Update(ctx, accountKey(a.PublicKey), data, 0)
+		var rev uint64
+		err := untilSettled(ctx, "create account "+a.PublicKey, func() (err error) {
+			rev, err = s.kv.Update(ctx, accountKey(a.PublicKey), data, 0)
+			return err
+		})
 		switch {
+		case errors.Is(err, provision.ErrUnavailable):
+			return 0, err
 		case err == nil:
 			if err := s.at("create: record written"); err != nil {
 				return 0, err
@@ -378,12 +384,17 @@ func (s *Store) holderGone(ctx context.Context, holder string) (bool, error) {
 	key := accountKey(holder)
 	ae, err := s.kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		_, verr := s.js.PublishMsg(ctx, deleteMarker(s.subject+key), jetstream.WithExpectLastSequencePerSubject(0))
+		// A 10164 answer (the holder's record write still under way) says
+		// nothing of the key: only 10071 says it holds something.
+		verr := untilSettled(ctx, "void the record of account "+holder, func() error {
+			_, err := s.js.PublishMsg(ctx, deleteMarker(s.subject+key), jetstream.WithExpectLastSequencePerSubject(0))
+			return err
+		})
 		if verr == nil {
 			return true, s.at("claim: holder's record voided")
 		}
 		var apiErr *jetstream.APIError
-		if !errors.As(verr, &apiErr) || (apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequence && apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		if errors.Is(verr, provision.ErrUnavailable) || !errors.As(verr, &apiErr) || apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequence {
 			return false, mapErr("void the record of account "+holder, verr)
 		}
 		// The key holds something: a delete marker (the account was
@@ -583,6 +594,10 @@ func (s *Store) settle(ctx context.Context, users []string) error {
 		s.amu.Unlock()
 		if n == 0 {
 			return nil
+		}
+		if s.full.Load() {
+			// They wait for room an operator must make.
+			return fmt.Errorf("kvstore: remove users: %w: %d of their records wait for room in the bucket", provision.ErrFull, n)
 		}
 		select {
 		case <-ctx.Done():

@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/natsprov/provisioner/provision"
 )
@@ -285,4 +288,92 @@ func failover(t *testing.T, d *deployment) {
 		eventually(t, 30*time.Second, "the observer's mirror catches up", func() bool { return mirrorRevision(observer, pub) >= a.Revision })
 	}
 	t.Logf("the observer's mirror held the last writes %v after they stopped", time.Since(writesStopped).Round(time.Millisecond))
+}
+
+// TestTakeOverDuringAReplicatedCreate: on an R3 bucket, a create's record
+// write is still being replicated (the stream's followers are paused) when
+// another create of the name finds the claim without a record and voids
+// the record's key. The stream refuses the void with 10164 (another write
+// of the key under way), which says nothing of the key: the take-over
+// waits for the answer instead of reading the key, finding it empty and
+// taking the name. Exactly one create wins, and the winner's account is
+// what every store shows, after a sweep too.
+func TestTakeOverDuringAReplicatedCreate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a three-process cluster")
+	}
+	d := startProcesses(t, 3)
+	key, _ := newSealKey(t)
+	boot := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Replicas: 3})
+	ctx := context.Background()
+	info, err := boot.stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Both instances on the stream leader's server, so that the paused
+	// followers stop replication, not the requests.
+	var leaderURL string
+	var followers []*node
+	for _, nd := range d.nodes {
+		if nd.name == info.Cluster.Leader {
+			leaderURL = nd.url
+		} else {
+			followers = append(followers, nd)
+		}
+	}
+	conn := func() *nats.Conn {
+		nc, err := nats.Connect(leaderURL, nats.UserCredentials(d.svcCreds))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	sa := openStore(t, conn(), Options{Seal: key, Timeout: 20 * time.Second, Instance: "a"})
+	sb := openStore(t, conn(), Options{Seal: key, Timeout: 20 * time.Second, Instance: "b"})
+	a, b := newAccount(t, "contested"), newAccount(t, "contested")
+	var paused atomic.Bool
+	resume := func() {
+		if paused.CompareAndSwap(true, false) {
+			for _, f := range followers {
+				_ = f.cmd.Process.Signal(syscall.SIGCONT)
+			}
+		}
+	}
+	defer resume()
+	sa.fault = func(p string) error {
+		if p == "create: name claimed" {
+			for _, f := range followers {
+				if err := f.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+					t.Error(err)
+				}
+			}
+			paused.Store(true)
+		}
+		return nil
+	}
+	errA, errB := make(chan error, 1), make(chan error, 1)
+	go func() { _, err := sa.CreateAccount(ctx, a); errA <- err }()
+	time.Sleep(500 * time.Millisecond) // a's record write is under way, without a quorum
+	go func() { _, err := sb.CreateAccount(ctx, b); errB <- err }()
+	time.Sleep(500 * time.Millisecond)
+	resume()
+	ea, eb := <-errA, <-errB
+	if (ea == nil) == (eb == nil) {
+		t.Fatalf("a's create: %v; b's create: %v; want exactly one to win", ea, eb)
+	}
+	winner := a
+	if ea != nil {
+		winner = b
+	}
+	sc := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Instance: "c"})
+	for _, s := range []*Store{sa, sb, sc} {
+		eventually(t, 5*time.Second, "the winner holds the name", func() bool {
+			got, err := s.AccountByName(ctx, "contested")
+			return err == nil && got.PublicKey == winner.PublicKey
+		})
+	}
+	if _, err := sc.Account(ctx, winner.PublicKey); err != nil {
+		t.Fatalf("the winner after a sweep: %v", err)
+	}
 }

@@ -475,13 +475,83 @@ func TestStraysNeedASeenRemoval(t *testing.T) {
 	m.apply(change{key: accountKey(a.PublicKey), rev: 9, acct: &accountEntry{a: a}})
 	del := change{key: accountKey(a.PublicKey), rev: 12, del: true}
 	m.apply(del)
-	if got := m.straysAfter(del); len(got) != 1 || got[0] != (stray{userKey(u.PublicKey), 5}) {
+	if got := m.straysAfter(del); len(got) != 1 || got[0] != (stray{userKey(u.PublicKey), 5, a.PublicKey}) {
 		t.Fatalf("strays after the account's removal: %v, want the user's record at 5", got)
 	}
 	u2 := newUser(t, a.PublicKey, "late")
 	late := change{key: userKey(u2.PublicKey), rev: 14, user: &u2}
 	m.apply(late)
-	if got := m.straysAfter(late); len(got) != 1 || got[0] != (stray{userKey(u2.PublicKey), 14}) {
+	if got := m.straysAfter(late); len(got) != 1 || got[0] != (stray{userKey(u2.PublicKey), 14, a.PublicKey}) {
 		t.Fatalf("strays after a record stored after the removal: %v", got)
+	}
+}
+
+// TestStraysOfAnAccountTheMirrorMissed: an account whose record was
+// created over a delete marker (here a take-over's void, which the account
+// survived through its fence) is missed by a watcher that resumes after the
+// marker once the account is updated: the record's first revision is gone.
+// That watcher sees the account's users arrive with the account removed,
+// as far as it knows; the bucket says otherwise, and the users stay.
+func TestStraysOfAnAccountTheMirrorMissed(t *testing.T) {
+	d, sa, sb, _, _ := pair(t)
+	lc, logC := newLog(t)
+	sc := openStore(t, d.connect(t, d.svcCreds), Options{Seal: sa.opts.Seal, Instance: "c", Logger: lc})
+	ctx := bg(t)
+	a, b := newAccount(t, "won"), newAccount(t, "won")
+	resumeA := make(chan struct{})
+	aDone := make(chan error, 1)
+	sa.fault = func(p string) error {
+		if p == "create: name claimed" {
+			<-resumeA
+		}
+		return nil
+	}
+	sb.fault = func(p string) error {
+		if p != "claim: holder's record voided" {
+			return nil
+		}
+		// c applies the void; then its watcher ends (as after an outage)
+		// and cannot start again while the test holds c's lock.
+		eventually(t, 5*time.Second, "c sees the void", func() bool {
+			sc.mu.RLock()
+			defer sc.mu.RUnlock()
+			return sc.m.revs[accountKey(a.PublicKey)] > 0
+		})
+		sc.mu.Lock()
+		sc.restartWatch <- struct{}{}
+		time.Sleep(200 * time.Millisecond)
+		// a goes on: its record over the void, and its fence wins.
+		close(resumeA)
+		if err := <-aDone; err != nil {
+			t.Errorf("a's create: %v", err)
+		}
+		return nil
+	}
+	go func() { _, err := sa.CreateAccount(ctx, a); aDone <- err }()
+	time.Sleep(100 * time.Millisecond)
+	if _, err := sb.CreateAccount(ctx, b); !errors.Is(err, provision.ErrConflict) {
+		sc.mu.Unlock()
+		t.Fatalf("b's create: %v, want ErrConflict (a kept the name)", err)
+	}
+	got, err := sa.Account(ctx, a.PublicKey)
+	if err != nil {
+		sc.mu.Unlock()
+		t.Fatal(err)
+	}
+	u := newUser(t, a.PublicKey, "legit")
+	if err := sa.AddUser(ctx, u, true); err != nil {
+		sc.mu.Unlock()
+		t.Fatal(err)
+	}
+	got.JWT = accountJWTAt(t, got.PublicKey, got.Name, time.Now().Unix()+5)
+	if _, err := sa.UpdateAccount(ctx, got, got.Revision); err != nil {
+		sc.mu.Unlock()
+		t.Fatal(err)
+	}
+	sc.mu.Unlock()
+	eventually(t, 10*time.Second, "c's watcher is back and has the account", func() bool { return mirrorRevision(sc, a.PublicKey) > 0 })
+	time.Sleep(500 * time.Millisecond) // the stray loop's turn
+	if _, err := sa.kv.Get(ctx, userKey(u.PublicKey)); err != nil {
+		t.Fatalf("the user of live account a in the bucket: %v (c removed it: %v)", err, strings.Contains(logC.String(), "removed the record of a user"))
 	}
 }

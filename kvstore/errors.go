@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -37,6 +38,31 @@ func transient(err error) bool {
 	// leader.
 	var apiErr *jetstream.APIError
 	return errors.As(err, &apiErr) && apiErr.Code == http.StatusServiceUnavailable
+}
+
+// busy reports a conditional write the stream refused because another
+// write of the same key is still being replicated (10164, on a replicated
+// stream): the answer says nothing of what the key holds.
+func busy(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
+}
+
+// untilSettled makes a conditional write again while the stream answers
+// that another write of its key is under way, until ctx ends; then it
+// fails with provision.ErrUnavailable.
+func untilSettled(ctx context.Context, what string, write func() error) error {
+	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
+		err := write()
+		if !busy(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("kvstore: %s: %w: another write of the key is still under way: %w", what, provision.ErrUnavailable, err)
+		case <-time.After(wait):
+		}
+	}
 }
 
 // JetStream's answers to a write that finds no room: the account's storage

@@ -18,11 +18,19 @@ import (
 // the strays its watcher brings, as they arrive. Each removal expects the
 // revision it saw, so instances doing the same, or a record that changed
 // meanwhile, cannot make it remove the wrong thing.
+//
+// The mirror's view is not proof: a watcher that resumed after an outage,
+// or the watchdog reading the stream, skips entries replaced since, such
+// as the first revision of an account record created over a delete marker
+// (a voided key, or a removed account that Migrate brought back). So the
+// account's record is read from the bucket before its users are removed,
+// and they are left alone when it is there.
 
 // stray is a user record to remove, at the revision it was seen at.
 type stray struct {
-	key string
-	rev uint64
+	key     string
+	rev     uint64
+	account string
 }
 
 // straysAfter returns the user records that applying c, an entry the
@@ -45,14 +53,14 @@ func (m *mirror) straysAfter(c change) []stray {
 		var out []stray
 		for _, e := range au.list {
 			if rev := m.revs[userKey(e.u.PublicKey)]; !e.gone && !e.pending && rev > 0 {
-				out = append(out, stray{userKey(e.u.PublicKey), rev})
+				out = append(out, stray{userKey(e.u.PublicKey), rev, e.u.Account})
 			}
 		}
 		return out
 	case c.user != nil && !c.del:
 		acct := c.user.Account
 		if m.accounts[acct] == nil && m.revs[accountKey(acct)] > 0 {
-			return []stray{{c.key, c.rev}}
+			return []stray{{c.key, c.rev, acct}}
 		}
 	}
 	return nil
@@ -87,8 +95,24 @@ func (s *Store) strayLoop() {
 		todo := s.strays
 		s.strays = nil
 		s.smu.Unlock()
+		gone := map[string]bool{} // account -> its record is not in the bucket
 		for _, st := range todo {
 			ctx, cancel := s.ctx(s.life)
+			g, known := gone[st.account]
+			if !known {
+				_, err := s.kv.Get(ctx, accountKey(st.account))
+				if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+					cancel()
+					s.log.Warn("kvstore: cannot read the account of a user record that looks left behind; the next open checks it again", "key", st.key, "error", err)
+					continue
+				}
+				g = err != nil
+				gone[st.account] = g
+			}
+			if !g {
+				cancel()
+				continue // the account is there: the mirror missed its record
+			}
 			err := s.kv.Delete(ctx, st.key, jetstream.LastRevision(st.rev))
 			cancel()
 			switch {
