@@ -35,9 +35,9 @@ func transient(err error) bool {
 		}
 	}
 	// JetStream answers 503 while a stream or the meta layer has no
-	// leader.
+	// leader, and 10164 while another write of the key is replicated.
 	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.Code == http.StatusServiceUnavailable
+	return errors.As(err, &apiErr) && apiErr.Code == http.StatusServiceUnavailable || busy(err)
 }
 
 // busy reports a conditional write the stream refused because another

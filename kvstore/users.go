@@ -494,9 +494,14 @@ func (s *Store) createOnce(ctx context.Context, p *pendingWrite) (uint64, jetstr
 	if !errors.Is(err, jetstream.ErrKeyExists) {
 		return rev, nil, err
 	}
-	e, err := s.kv.Get(ctx, p.key)
-	if err != nil {
+	e, gerr := s.kv.Get(ctx, p.key)
+	if errors.Is(gerr, jetstream.ErrKeyNotFound) {
+		// Refused while another write of the key (an earlier attempt)
+		// is replicated: the create's own error says to try again.
 		return 0, nil, err
+	}
+	if gerr != nil {
+		return 0, nil, gerr
 	}
 	if bytes.Equal(e.Value(), p.data) {
 		return e.Revision(), nil, nil
