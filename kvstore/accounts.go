@@ -296,7 +296,7 @@ func (s *Store) createAccount(ctx context.Context, a provision.Account) (uint64,
 		}
 		// The key was written before: the slow way, fenced.
 	}
-	rev, err := s.kv.Create(ctx, accountKey(a.PublicKey), data)
+	rev, err := createSettled(ctx, s.kv, accountKey(a.PublicKey), data)
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		return 0, fmt.Errorf("kvstore: account %s: %w: the public key has a record", a.PublicKey, provision.ErrConflict)
 	}
@@ -337,7 +337,7 @@ func (s *Store) createAccount(ctx context.Context, a provision.Account) (uint64,
 func (s *Store) claimName(ctx context.Context, name, pub string) (uint64, error) {
 	key := nameKey(name)
 	for attempt := 0; attempt < 8; attempt++ {
-		rev, err := s.kv.Create(ctx, key, []byte(pub))
+		rev, err := createSettled(ctx, s.kv, key, []byte(pub))
 		if err == nil {
 			return rev, nil
 		}
@@ -583,6 +583,7 @@ func (s *Store) RemoveAccount(ctx context.Context, pub string, rev uint64) error
 
 // settle waits until no write of these users' records is pending.
 func (s *Store) settle(ctx context.Context, users []string) error {
+	var fullSince time.Time
 	for {
 		s.amu.Lock()
 		n := 0
@@ -595,7 +596,11 @@ func (s *Store) settle(ctx context.Context, users []string) error {
 		if n == 0 {
 			return nil
 		}
-		if s.full.Load() {
+		if !s.full.Load() {
+			fullSince = time.Time{}
+		} else if fullSince.IsZero() {
+			fullSince = time.Now()
+		} else if time.Since(fullSince) > time.Second {
 			// They wait for room an operator must make.
 			return fmt.Errorf("kvstore: remove users: %w: %d of their records wait for room in the bucket", provision.ErrFull, n)
 		}

@@ -290,28 +290,19 @@ func failover(t *testing.T, d *deployment) {
 	t.Logf("the observer's mirror held the last writes %v after they stopped", time.Since(writesStopped).Round(time.Millisecond))
 }
 
-// TestTakeOverDuringAReplicatedCreate: on an R3 bucket, a create's record
-// write is still being replicated (the stream's followers are paused) when
-// another create of the name finds the claim without a record and voids
-// the record's key. The stream refuses the void with 10164 (another write
-// of the key under way), which says nothing of the key: the take-over
-// waits for the answer instead of reading the key, finding it empty and
-// taking the name. Exactly one create wins, and the winner's account is
-// what every store shows, after a sweep too.
-func TestTakeOverDuringAReplicatedCreate(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs a three-process cluster")
-	}
-	d := startProcesses(t, 3)
+// replicatedPair starts three nats-server processes with an R3 bucket and
+// opens two stores, a and b, both on the stream leader's server, so that
+// pausing the stream's followers (pause) stops replication, not the
+// requests; resume lets them go on, and runs when the test ends too.
+func replicatedPair(t *testing.T) (d *deployment, sa, sb *Store, pause, resume func()) {
+	t.Helper()
+	d = startProcesses(t, 3)
 	key, _ := newSealKey(t)
 	boot := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Replicas: 3})
-	ctx := context.Background()
-	info, err := boot.stream.Info(ctx)
+	info, err := boot.stream.Info(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Both instances on the stream leader's server, so that the paused
-	// followers stop replication, not the requests.
 	var leaderURL string
 	var followers []*node
 	for _, nd := range d.nodes {
@@ -329,32 +320,40 @@ func TestTakeOverDuringAReplicatedCreate(t *testing.T) {
 		t.Cleanup(nc.Close)
 		return nc
 	}
-	sa := openStore(t, conn(), Options{Seal: key, Timeout: 20 * time.Second, Instance: "a"})
-	sb := openStore(t, conn(), Options{Seal: key, Timeout: 20 * time.Second, Instance: "b"})
-	a, b := newAccount(t, "contested"), newAccount(t, "contested")
+	sa = openStore(t, conn(), Options{Seal: key, Timeout: 20 * time.Second, Instance: "a"})
+	sb = openStore(t, conn(), Options{Seal: key, Timeout: 20 * time.Second, Instance: "b"})
 	var paused atomic.Bool
-	resume := func() {
+	pause = func() {
+		for _, f := range followers {
+			if err := f.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+				t.Error(err)
+			}
+		}
+		paused.Store(true)
+	}
+	resume = func() {
 		if paused.CompareAndSwap(true, false) {
 			for _, f := range followers {
 				_ = f.cmd.Process.Signal(syscall.SIGCONT)
 			}
 		}
 	}
-	defer resume()
-	sa.fault = func(p string) error {
-		if p == "create: name claimed" {
-			for _, f := range followers {
-				if err := f.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-					t.Error(err)
-				}
-			}
-			paused.Store(true)
-		}
-		return nil
-	}
+	t.Cleanup(resume)
+	return d, sa, sb, pause, resume
+}
+
+// oneWins runs a's and b's creates of one name, b's half a second after
+// a's, with the stream's followers paused until half a second after b's
+// began, and checks that exactly one wins, the other with ErrConflict, and
+// that every store, a new one too (after its sweep), shows the winner.
+func oneWins(t *testing.T, d *deployment, sa, sb *Store, pauseAt func(), resume func(), name string) {
+	t.Helper()
+	ctx := context.Background()
+	a, b := newAccount(t, name), newAccount(t, name)
+	pauseAt()
 	errA, errB := make(chan error, 1), make(chan error, 1)
 	go func() { _, err := sa.CreateAccount(ctx, a); errA <- err }()
-	time.Sleep(500 * time.Millisecond) // a's record write is under way, without a quorum
+	time.Sleep(500 * time.Millisecond)
 	go func() { _, err := sb.CreateAccount(ctx, b); errB <- err }()
 	time.Sleep(500 * time.Millisecond)
 	resume()
@@ -362,18 +361,61 @@ func TestTakeOverDuringAReplicatedCreate(t *testing.T) {
 	if (ea == nil) == (eb == nil) {
 		t.Fatalf("a's create: %v; b's create: %v; want exactly one to win", ea, eb)
 	}
-	winner := a
+	winner, lost := a, eb
 	if ea != nil {
-		winner = b
+		winner, lost = b, ea
 	}
-	sc := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Instance: "c"})
+	if !errors.Is(lost, provision.ErrConflict) {
+		t.Errorf("the loser's create: %v, want ErrConflict", lost)
+	}
+	sc := openStore(t, d.connect(t, d.svcCreds), Options{Seal: sa.opts.Seal, Instance: "c"})
 	for _, s := range []*Store{sa, sb, sc} {
 		eventually(t, 5*time.Second, "the winner holds the name", func() bool {
-			got, err := s.AccountByName(ctx, "contested")
+			got, err := s.AccountByName(ctx, name)
 			return err == nil && got.PublicKey == winner.PublicKey
 		})
 	}
-	if _, err := sc.Account(ctx, winner.PublicKey); err != nil {
-		t.Fatalf("the winner after a sweep: %v", err)
+}
+
+// TestTakeOverDuringAReplicatedCreate: on an R3 bucket, a create's record
+// write is still being replicated when another create of the name finds
+// the claim without a record and voids the record's key. The stream
+// refuses the void with 10164 (another write of the key under way), which
+// says nothing of the key: the take-over waits for the answer instead of
+// reading the key, finding it empty and taking the name (which let both
+// creates win, and the first account be swept).
+func TestTakeOverDuringAReplicatedCreate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a three-process cluster")
 	}
+	d, sa, sb, pause, resume := replicatedPair(t)
+	sa.fault = func(p string) error {
+		if p == "create: name claimed" {
+			pause()
+		}
+		return nil
+	}
+	oneWins(t, d, sa, sb, func() {}, resume, "contested")
+}
+
+// TestReusedNameDuringAReplicatedClaim: the name's entry is a delete
+// marker (its account was removed), so kv.Create writes over the marker's
+// revision, and passes that write's 10164 on unwrapped while another
+// create's claim is replicated. It is asked again: the loser gets the
+// conflict, not a 503.
+func TestReusedNameDuringAReplicatedClaim(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a three-process cluster")
+	}
+	d, sa, sb, pause, resume := replicatedPair(t)
+	ctx := context.Background()
+	old := newAccount(t, "reused")
+	rev, err := sa.CreateAccount(ctx, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sa.RemoveAccount(ctx, old.PublicKey, rev); err != nil {
+		t.Fatal(err)
+	}
+	oneWins(t, d, sa, sb, pause, resume, "reused")
 }

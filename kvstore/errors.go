@@ -65,6 +65,18 @@ func untilSettled(ctx context.Context, what string, write func() error) error {
 	}
 }
 
+// createSettled is kv.Create, made again while the stream answers that
+// another write of the key is under way: over a delete marker kv.Create
+// writes a second time, and passes that write's 10164 on as it is.
+func createSettled(ctx context.Context, kv jetstream.KeyValue, key string, value []byte) (uint64, error) {
+	var rev uint64
+	err := untilSettled(ctx, "create "+key, func() (err error) {
+		rev, err = kv.Create(ctx, key, value)
+		return err
+	})
+	return rev, err
+}
+
 // JetStream's answers to a write that finds no room: the account's storage
 // limit reached (10002), or the servers out of storage (10023, 10047).
 var fullCodes = []jetstream.ErrorCode{10002, 10023, 10047}

@@ -426,49 +426,55 @@ func (s *Store) createBucket(ctx context.Context, nc *nats.Conn, info *jetstream
 		return nil, fmt.Errorf("%w: the account's JWT gives it no disk storage (disk_storage is 0) and the bucket uses file storage", ErrNoJetStream)
 	}
 	replicas := s.opts.Replicas
-	if replicas == 0 && clustered(nc) {
-		kv, err := s.createReplicated(ctx, nc)
+	switch {
+	case replicas == 0 && clustered(nc):
+		kv, err := s.createReplicated(ctx, nc, 3, true)
 		if kv != nil || err != nil {
 			return kv, err
 		}
-	}
-	if replicas == 0 {
 		replicas = 1
+	case replicas == 0:
+		replicas = 1
+	case replicas > 1:
+		return s.createReplicated(ctx, nc, replicas, false)
 	}
 	_, err := s.js.CreateStream(ctx, s.streamConfig(replicas))
 	return s.bound(ctx, err, replicas)
 }
 
-// createReplicated creates the bucket with three replicas, for a store
-// whose replicas are not set, on a cluster. It returns neither bucket nor
-// error when the cluster has fewer than three JetStream servers, or no
-// room on them: the bucket then gets one replica, with a warning.
+// createReplicated creates the bucket with replicas replicas, on a
+// cluster. When the meta leader cannot place them for want of servers or
+// room, it returns neither bucket nor error if fallback (replicas not set:
+// the bucket then gets one, with a warning), and the refusal otherwise.
 //
-// When the meta leader answers that a server it knows is offline, the
-// cluster is one of three or more with a server starting (as when compose
-// starts every server and instance at once) or down. Settling for one
-// replica then would leave the bucket on one server for good, and the
-// deployment without the HA it was built for, after a moment's bad timing.
-// So Open asks again for JetStreamWait and then refuses, naming the way
-// out.
-func (s *Store) createReplicated(ctx context.Context, nc *nats.Conn) (jetstream.KeyValue, error) {
+// When the meta leader answers that a server it knows is offline (one it
+// has not heard from yet), the cluster is starting (as when compose starts
+// every server and instance at once; seen in tests of three processes) or
+// a server is down; when it answers 503, it is being elected. Settling for
+// one replica then would leave the bucket on one server for good, and
+// the deployment without the HA it was built for, after a moment's bad
+// timing. So Open asks again for JetStreamWait and then refuses, naming
+// the way out.
+func (s *Store) createReplicated(ctx context.Context, nc *nats.Conn, replicas int, fallback bool) (jetstream.KeyValue, error) {
 	deadline := time.Now().Add(s.opts.JetStreamWait)
 	for logged := false; ; {
-		_, err := s.js.CreateStream(ctx, s.streamConfig(3))
+		_, err := s.js.CreateStream(ctx, s.streamConfig(replicas))
 		var apiErr *jetstream.APIError
 		if err == nil || !errors.As(err, &apiErr) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			return s.bound(ctx, err, 3)
+			return s.bound(ctx, err, replicas)
 		}
-		// 503: the meta leader is being elected.
 		if apiErr.Code != http.StatusServiceUnavailable && !strings.Contains(apiErr.Description, "peer offline") {
+			if !fallback {
+				return nil, fmt.Errorf("kvstore: the cluster cannot place the bucket's %d replicas (kv_replicas): %w", replicas, err)
+			}
 			s.log.Warn("kvstore: the cluster cannot place three replicas; creating the bucket with one", "cluster", nc.ConnectedClusterName(), "reason", apiErr.Description)
 			return nil, nil
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("%w: the cluster cannot place the bucket's three replicas (%s): one of its servers is offline, or it has no meta leader; start the server, or set kv_replicas to 1 for a bucket held by one server", provision.ErrUnavailable, apiErr.Description)
+			return nil, fmt.Errorf("%w: the cluster cannot place the bucket's %d replicas (%s): one of its servers is offline, or it has no meta leader; start the server, or set kv_replicas to 1 for a bucket held by one server", provision.ErrUnavailable, replicas, apiErr.Description)
 		}
 		if !logged {
-			s.log.Info("kvstore: a server of the cluster is offline, so the bucket's three replicas cannot be placed yet; asking again while it may be starting", "for", s.opts.JetStreamWait, "reason", apiErr.Description)
+			s.log.Info("kvstore: a server of the cluster is offline, so the bucket's replicas cannot be placed yet; asking again while it may be starting", "replicas", replicas, "for", s.opts.JetStreamWait, "reason", apiErr.Description)
 			logged = true
 		}
 		select {

@@ -95,18 +95,24 @@ func (s *Store) strayLoop() {
 		todo := s.strays
 		s.strays = nil
 		s.smu.Unlock()
-		gone := map[string]bool{} // account -> its record is not in the bucket
+		// account -> its record is not in the bucket; a failed read counts
+		// as there, so that an unreachable bucket costs one timeout per
+		// account, not per record.
+		gone := map[string]bool{}
 		for _, st := range todo {
+			select {
+			case <-s.stop:
+				return // the next open's sweep finds the rest
+			default:
+			}
 			ctx, cancel := s.ctx(s.life)
 			g, known := gone[st.account]
 			if !known {
 				_, err := s.kv.Get(ctx, accountKey(st.account))
 				if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-					cancel()
-					s.log.Warn("kvstore: cannot read the account of a user record that looks left behind; the next open checks it again", "key", st.key, "error", err)
-					continue
+					s.log.Warn("kvstore: cannot read the account of user records that look left behind; the next open checks them again", "account", st.account, "error", err)
 				}
-				g = err != nil
+				g = errors.Is(err, jetstream.ErrKeyNotFound)
 				gone[st.account] = g
 			}
 			if !g {

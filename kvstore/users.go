@@ -490,7 +490,7 @@ func (s *Store) retry(p *pendingWrite, sem chan struct{}) {
 // createOnce creates a pending record. It returns the revision stored at,
 // or the other entry holding the key, or the error.
 func (s *Store) createOnce(ctx context.Context, p *pendingWrite) (uint64, jetstream.KeyValueEntry, error) {
-	rev, err := s.kv.Create(ctx, p.key, p.data)
+	rev, err := createSettled(ctx, s.kv, p.key, p.data)
 	if !errors.Is(err, jetstream.ErrKeyExists) {
 		return rev, nil, err
 	}
