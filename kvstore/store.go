@@ -447,10 +447,14 @@ func (s *Store) createBucket(ctx context.Context, nc *nats.Conn, info *jetstream
 // room, it returns neither bucket nor error if fallback (replicas not set:
 // the bucket then gets one, with a warning), and the refusal otherwise.
 //
-// When the meta leader answers that a server it knows is offline (one it
-// has not heard from yet), the cluster is starting (as when compose starts
-// every server and instance at once; seen in tests of three processes) or
-// a server is down; when it answers 503, it is being elected. Settling for
+// When the meta leader answers that a server it knows is offline ("peer
+// offline": not heard from since it started, as when compose starts every
+// server and instance at once; seen in tests of three processes), or a
+// member of its group it has no word of at all ("miscellaneous issue": a
+// cluster restarted without one of its servers, TestOpenWaitsForAServerItKnows;
+// the server's max_ha_assets reached says the same), the cluster has the
+// servers but not all of them up; when it answers 503, it is being
+// elected. Settling for
 // one replica then would leave the bucket on one server for good, and
 // the deployment without the HA it was built for, after a moment's bad
 // timing. So Open asks again for JetStreamWait and then refuses, naming
@@ -463,7 +467,7 @@ func (s *Store) createReplicated(ctx context.Context, nc *nats.Conn, replicas in
 		if err == nil || !errors.As(err, &apiErr) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			return s.bound(ctx, err, replicas)
 		}
-		if apiErr.Code != http.StatusServiceUnavailable && !strings.Contains(apiErr.Description, "peer offline") {
+		if apiErr.Code != http.StatusServiceUnavailable && !strings.Contains(apiErr.Description, "peer offline") && !strings.Contains(apiErr.Description, "miscellaneous issue") {
 			if !fallback {
 				return nil, fmt.Errorf("kvstore: the cluster cannot place the bucket's %d replicas (kv_replicas): %w", replicas, err)
 			}
@@ -471,7 +475,7 @@ func (s *Store) createReplicated(ctx context.Context, nc *nats.Conn, replicas in
 			return nil, nil
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("%w: the cluster cannot place the bucket's %d replicas (%s): one of its servers is offline, or it has no meta leader; start the server, or set kv_replicas to 1 for a bucket held by one server", provision.ErrUnavailable, replicas, apiErr.Description)
+			return nil, fmt.Errorf("%w: the cluster cannot place the bucket's %d replicas (%s): a server of the cluster is down or not heard from yet, it has no meta leader, or max_ha_assets is reached; start the server, or set kv_replicas to 1 for a bucket held by one server", provision.ErrUnavailable, replicas, apiErr.Description)
 		}
 		if !logged {
 			s.log.Info("kvstore: a server of the cluster is offline, so the bucket's replicas cannot be placed yet; asking again while it may be starting", "replicas", replicas, "for", s.opts.JetStreamWait, "reason", apiErr.Description)

@@ -1,0 +1,65 @@
+package kvstore
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/natsprov/provisioner/provision"
+)
+
+// TestOpenWaitsForAServerItKnows: a cluster of three is restarted with
+// two of its servers; its meta leader knows the third but has not heard
+// from it. A new bucket's three replicas cannot be placed ("peer
+// offline"): Open asks again for JetStreamWait, then refuses, naming
+// kv_replicas, and creates nothing, instead of making an R1 bucket for
+// good. With the third server back it creates the bucket with three.
+func TestOpenWaitsForAServerItKnows(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-server cluster")
+	}
+	d := startDeployment(t, 3)
+	key, _ := newSealKey(t)
+	// The cluster has formed: a store opens on it (another bucket).
+	openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Bucket: "formed"})
+	for _, n := range []string{"n1", "n2", "n3"} {
+		d.stop(t, n)
+	}
+	d.restart(t, "n1")
+	d.restart(t, "n2")
+	nc := d.connect(t, d.svcCreds)
+	js, _ := jetstream.New(nc)
+	start := time.Now()
+	eventually(t, 60*time.Second, "the two servers' JetStream answers", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := js.AccountInfo(ctx)
+		return err == nil
+	})
+	t.Logf("JetStream answered after %s", time.Since(start))
+	log, logs := newLog(t)
+	s, err := Open(bg(t), nc, Options{Seal: key, Logger: log, JetStreamWait: 3 * time.Second})
+	if err == nil {
+		s.Close()
+		t.Fatalf("Open with a known server down: opened with %d replicas, want a refusal", s.replicas)
+	}
+	t.Logf("refusal: %v", err)
+	if !strings.Contains(err.Error(), "kv_replicas") || !errors.Is(err, provision.ErrUnavailable) {
+		t.Errorf("the refusal %q: want ErrUnavailable naming kv_replicas", err)
+	}
+	if !strings.Contains(logs.String(), "asking again") {
+		t.Errorf("Open did not say it was asking again:\n%s", logs)
+	}
+	if _, err := js.KeyValue(bg(t), "provisioner"); !errors.Is(err, jetstream.ErrBucketNotFound) {
+		t.Fatalf("the bucket after the refusal: %v, want none", err)
+	}
+	d.restart(t, "n3")
+	s = openStore(t, nc, Options{Seal: key})
+	if s.replicas != 3 {
+		t.Fatalf("replicas %d with the third server back, want 3", s.replicas)
+	}
+}
