@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync"
@@ -67,14 +68,24 @@ func openStore(t testing.TB, nc *nats.Conn, opts Options) *Store {
 	if opts.Logger == nil {
 		opts.Logger, _ = newLog(t)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := Open(ctx, nc, opts)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
+	// As the service does (service.openKV), an Open that finds JetStream
+	// unavailable (a cluster electing its meta leader after a kill -9 can
+	// take tens of seconds on a loaded machine) is tried again.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		s, err := Open(ctx, nc, opts)
+		cancel()
+		if err == nil {
+			t.Cleanup(func() { s.Close() })
+			return s
+		}
+		if !errors.Is(err, provision.ErrUnavailable) || time.Now().After(deadline) {
+			t.Fatalf("Open: %v", err)
+		}
+		t.Logf("Open: %v; trying again", err)
+		time.Sleep(250 * time.Millisecond)
 	}
-	t.Cleanup(func() { s.Close() })
-	return s
 }
 
 // testOperator signs the account JWTs of test accounts.
