@@ -285,11 +285,7 @@ func (s *Store) createAccount(ctx context.Context, a provision.Account) (uint64,
 			if err := s.at("create: record written"); err != nil {
 				return 0, err
 			}
-			a.Revision = 0
-			s.mu.Lock()
-			s.m.apply(change{key: nameKey(a.Name), rev: claimRev, name: a.Name, pub: a.PublicKey})
-			s.m.apply(change{key: accountKey(a.PublicKey), rev: rev, acct: &accountEntry{a: a, sealed: sealed}})
-			s.mu.Unlock()
+			s.created(a, sealed, claimRev, rev)
 			return rev, nil
 		case !errors.Is(err, jetstream.ErrKeyRevisionMismatch):
 			return 0, mapErr("create account "+a.PublicKey, err)
@@ -321,14 +317,20 @@ func (s *Store) createAccount(ctx context.Context, a provision.Account) (uint64,
 			return 0, mapErr("confirm name of account "+a.PublicKey, err)
 		}
 	}
+	s.created(a, sealed, nameRev, rev)
+	return rev, nil
+}
+
+// created applies a created account to the mirror: its name entry at
+// nameRev (a live one), its record at rev.
+func (s *Store) created(a provision.Account, sealed map[provision.Seed]string, nameRev, rev uint64) {
 	a.Revision = 0
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if a.Live() {
 		s.m.apply(change{key: nameKey(a.Name), rev: nameRev, name: a.Name, pub: a.PublicKey})
 	}
 	s.m.apply(change{key: accountKey(a.PublicKey), rev: rev, acct: &accountEntry{a: a, sealed: sealed}})
-	s.mu.Unlock()
-	return rev, nil
 }
 
 // claimName makes the name entry point to pub and returns its revision. A
