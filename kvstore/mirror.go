@@ -410,16 +410,25 @@ func (s *Store) follow(w jetstream.KeyWatcher) {
 			if c.acct != nil && c.acct.err != nil {
 				s.log.Error("kvstore: account record cannot be read; reads of it fail", "key", c.key, "error", c.acct.err)
 			}
-			var strays []stray
-			s.mu.Lock()
-			if c.err == nil && s.m.apply(c) {
-				strays = s.m.straysAfter(c)
-			}
-			s.m.watched = max(s.m.watched, c.rev)
-			s.mu.Unlock()
-			s.removeStrays(strays)
+			s.applyBrought(c, true)
 		}
 	}
+}
+
+// applyBrought applies an entry the watcher (or the watchdog) brought,
+// moving the watched revision on when watched, and hands the user records
+// it leaves without an account to the stray loop.
+func (s *Store) applyBrought(c change, watched bool) {
+	var strays []stray
+	s.mu.Lock()
+	if c.err == nil && s.m.apply(c) {
+		strays = s.m.straysAfter(c)
+	}
+	if watched {
+		s.m.watched = max(s.m.watched, c.rev)
+	}
+	s.mu.Unlock()
+	s.removeStrays(strays)
 }
 
 // watchdogInterval is how often the watchdog compares the stream's last
@@ -500,13 +509,7 @@ func (s *Store) catchUp(from, last uint64) uint64 {
 			break
 		}
 		c := s.decode(rawEntry{m: m, key: strings.TrimPrefix(m.Subject, s.subject)})
-		var strays []stray
-		s.mu.Lock()
-		if c.err == nil && s.m.apply(c) {
-			strays = s.m.straysAfter(c)
-		}
-		s.mu.Unlock()
-		s.removeStrays(strays)
+		s.applyBrought(c, false)
 		n++
 	}
 	if n > 0 {
