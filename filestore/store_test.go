@@ -240,7 +240,15 @@ func TestErrors(t *testing.T) {
 			return err
 		}, provision.ErrInvalid},
 		{"create with a broken seed", func() error {
-			_, err := s.CreateAccount(ctx, mod(other, func(a *provision.Account) { a.IdentitySeed = a.IdentitySeed[:20] + "A" + a.IdentitySeed[21:] }))
+			_, err := s.CreateAccount(ctx, mod(other, func(a *provision.Account) {
+				// One character changed (it was "A" one run in 32, which
+				// left the seed whole and the create went through).
+				c := "A"
+				if a.IdentitySeed[20] == 'A' {
+					c = "B"
+				}
+				a.IdentitySeed = a.IdentitySeed[:20] + provision.Seed(c) + a.IdentitySeed[21:]
+			}))
 			return err
 		}, provision.ErrInvalid},
 		{"create with a signing key the JWT does not list", func() error {
