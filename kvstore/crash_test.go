@@ -29,6 +29,26 @@ func crashAt(s *Store, point string, run func()) {
 	}
 }
 
+// takeOverAt makes sa's change, at the fault point claimed, wait while sb
+// creates b, which takes the name over (sa's claim has no live record yet),
+// and then crash at the point crash; "" crashes nowhere. b's create must
+// succeed.
+func takeOverAt(t *testing.T, sa, sb *Store, b provision.Account, claimed, crash string) {
+	t.Helper()
+	ctx := bg(t)
+	sa.fault = func(p string) error {
+		switch p {
+		case claimed:
+			if _, err := sb.CreateAccount(ctx, b); err != nil {
+				t.Errorf("b's create: %v", err)
+			}
+		case crash:
+			return errCrash
+		}
+		return nil
+	}
+}
+
 // TestCreateCrashes puts a crash between the steps of CreateAccount.
 func TestCreateCrashes(t *testing.T) {
 	t.Run("after the name claim", func(t *testing.T) {
@@ -81,20 +101,11 @@ func TestCreateCrashes(t *testing.T) {
 		_, sa, sb, _, _ := pair(t)
 		ctx := bg(t)
 		a, b := newAccount(t, "contested"), newAccount(t, "contested")
-		var errB error
 		// While a's claim waits for its record, b sees a claim without an
 		// account and takes the name over.
-		sa.fault = func(p string) error {
-			if p == "create: name claimed" {
-				_, errB = sb.CreateAccount(ctx, b)
-			}
-			return nil
-		}
+		takeOverAt(t, sa, sb, b, "create: name claimed", "")
 		if _, err := sa.CreateAccount(ctx, a); !errors.Is(err, provision.ErrConflict) {
 			t.Fatalf("a's create: %v, want ErrConflict (fenced out)", err)
-		}
-		if errB != nil {
-			t.Fatalf("b's create: %v", errB)
 		}
 		if _, err := sa.kv.Get(ctx, accountKey(a.PublicKey)); !errors.Is(err, jetstream.ErrKeyNotFound) {
 			t.Fatalf("a's record after losing the name: %v, want removed", err)
@@ -137,17 +148,7 @@ func TestCreateCrashes(t *testing.T) {
 		d, sa, sb, _, _ := pair(t)
 		ctx := bg(t)
 		a, b := newAccount(t, "left-behind"), newAccount(t, "left-behind")
-		sa.fault = func(p string) error {
-			switch p {
-			case "create: name claimed":
-				if _, err := sb.CreateAccount(ctx, b); err != nil {
-					t.Errorf("b's create: %v", err)
-				}
-			case "create: record written":
-				return errCrash
-			}
-			return nil
-		}
+		takeOverAt(t, sa, sb, b, "create: name claimed", "create: record written")
 		if _, err := sa.CreateAccount(ctx, a); !errors.Is(err, errCrash) {
 			t.Fatalf("a's create: %v, want the crash", err)
 		}
@@ -392,20 +393,11 @@ func TestReviveCrashes(t *testing.T) {
 		ctx := bg(t)
 		a, rev := disabled(t, sa, "contested-revive")
 		b := newAccount(t, "contested-revive")
-		var errB error
 		// While a's claim waits for its record, b sees a claim held by a
 		// tombstone and takes the name over.
-		sa.fault = func(p string) error {
-			if p == "revive: name claimed" {
-				_, errB = sb.CreateAccount(ctx, b)
-			}
-			return nil
-		}
+		takeOverAt(t, sa, sb, b, "revive: name claimed", "")
 		if _, err := sa.UpdateAccount(ctx, a, rev); !errors.Is(err, provision.ErrConflict) {
 			t.Fatalf("revive: %v, want ErrConflict (fenced out)", err)
-		}
-		if errB != nil {
-			t.Fatalf("b's create: %v", errB)
 		}
 		// a's record went back to the tombstone, and b has the name.
 		stillTombstone(t, a, &b, sa, sb)
@@ -427,17 +419,7 @@ func TestReviveCrashes(t *testing.T) {
 			t.Fatal(err)
 		}
 		b := newAccount(t, "lost-revive")
-		sa.fault = func(p string) error {
-			switch p {
-			case "revive: name claimed":
-				if _, err := sb.CreateAccount(ctx, b); err != nil {
-					t.Errorf("b's create: %v", err)
-				}
-			case "revive: fenced out":
-				return errCrash
-			}
-			return nil
-		}
+		takeOverAt(t, sa, sb, b, "revive: name claimed", "revive: fenced out")
 		if _, err := sa.UpdateAccount(ctx, a, rev); !errors.Is(err, errCrash) {
 			t.Fatalf("revive: %v, want the crash", err)
 		}
