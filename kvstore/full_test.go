@@ -68,6 +68,24 @@ func TestFullBucket(t *testing.T) {
 	if _, err := s.AccountByName(ctx, b.Name); !errors.Is(err, provision.ErrNotFound) {
 		t.Fatalf("the refused account: %v, want not found", err)
 	}
+	// Removing the account would wait for its users' records, which wait
+	// for room an operator must make: refused with ErrFull, before the
+	// store's timeout, and nothing of it removed.
+	began := time.Now()
+	if err := s.RemoveAccount(ctx, a.PublicKey, mirrorRevision(s, a.PublicKey)); !errors.Is(err, provision.ErrFull) {
+		t.Fatalf("RemoveAccount with its users' records waiting for room: %v, want ErrFull", err)
+	}
+	if took := time.Since(began); took >= s.opts.Timeout {
+		t.Errorf("RemoveAccount took %v, the store's whole timeout", took)
+	}
+	if _, err := s.Account(ctx, a.PublicKey); err != nil {
+		t.Fatalf("the account after the refused removal: %v", err)
+	}
+	for _, u := range acked {
+		if _, err := s.User(ctx, u.PublicKey); err != nil {
+			t.Fatalf("user %s after the refused removal: %v", u.PublicKey, err)
+		}
+	}
 	// Longer than the five attempts (3.1 s) after which other failures
 	// are given up.
 	time.Sleep(4 * time.Second)
