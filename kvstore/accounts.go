@@ -396,7 +396,10 @@ func (s *Store) holderGone(ctx context.Context, holder string) (bool, error) {
 			return true, s.at("claim: holder's record voided")
 		}
 		var apiErr *jetstream.APIError
-		if errors.Is(verr, provision.ErrUnavailable) || !errors.As(verr, &apiErr) || apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequence {
+		switch {
+		case errors.Is(verr, provision.ErrUnavailable):
+			return false, verr // untilSettled said what was being done
+		case !errors.As(verr, &apiErr) || apiErr.ErrorCode != jetstream.JSErrCodeStreamWrongLastSequence:
 			return false, mapErr("void the record of account "+holder, verr)
 		}
 		// The key holds something: a delete marker (the account was
