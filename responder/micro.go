@@ -142,6 +142,15 @@ func (s *endpointStats) end(d time.Duration, lastError string) {
 	}
 }
 
+// unsent counts as an error a request already counted as answered whose
+// reply could not be published.
+func (s *endpointStats) unsent(lastError string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.errors++
+	s.lastError = lastError
+}
+
 func (s *endpointStats) snapshot(e *endpoint) *micro.EndpointStats {
 	// Both fail once the subscription is gone; its drops were counted by
 	// the snapshots before, and nothing is pending.

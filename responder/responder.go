@@ -378,17 +378,20 @@ func (r *Responder) serve(e *endpoint, m *nats.Msg, start time.Time) {
 	r.finish(e, m, start, 0, "", data)
 }
 
-// finish sends the answer and counts the request: its time from start
-// to reply, and its error, as micro writes it ("code:description").
+// finish counts the request and sends the answer: its time from start to
+// reply, and its error, as micro writes it ("code:description"). It counts
+// first, so that a caller who has the answer and then asks for the stats
+// finds the request in them; a reply that cannot be sent is counted as an
+// error afterwards.
 func (r *Responder) finish(e *endpoint, m *nats.Msg, start time.Time, code int, desc string, data []byte) {
 	var last string
 	if code != 0 {
 		last = strconv.Itoa(code) + ":" + desc
 	}
-	if err := r.reply(m, code, desc, data); err != nil && last == "" {
-		last = "the reply could not be sent: " + err.Error()
-	}
 	e.stats.end(time.Since(start), last)
+	if err := r.reply(m, code, desc, data); err != nil && last == "" {
+		e.stats.unsent("the reply could not be sent: " + err.Error())
+	}
 }
 
 // reply publishes the answer: data, or for a code the micro error headers
