@@ -192,15 +192,21 @@ type blockingResolver struct {
 	provision.Resolver
 	armed   chan struct{}
 	reached chan struct{}
-	once    sync.Once
+	// released ends the blocked push at once, as a failure.
+	released chan struct{}
+	once     sync.Once
 }
 
 func (b *blockingResolver) Update(ctx context.Context, token string) (provision.PushResult, error) {
 	select {
 	case <-b.armed:
 		b.once.Do(func() { close(b.reached) })
-		<-ctx.Done()
-		return nil, ctx.Err()
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-b.released:
+			return nil, errors.New("the process is gone")
+		}
 	default:
 		return b.Resolver.Update(ctx, token)
 	}
@@ -212,7 +218,7 @@ func (b *blockingResolver) Update(ctx context.Context, token string) (provision.
 // listing says revoked, and revoking again by key works.
 func TestInterruptedRevokeIsFinished(t *testing.T) {
 	env := provtest.Deployment(t, bootstrap.Options{})
-	b := &blockingResolver{armed: make(chan struct{}), reached: make(chan struct{})}
+	b := &blockingResolver{armed: make(chan struct{}), reached: make(chan struct{}), released: make(chan struct{})}
 	first := newDomain(t, env, func(r provision.Resolver) provision.Resolver { b.Resolver = r; return b })
 	ctx := context.Background()
 	if _, err := first.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"}); err != nil {
@@ -227,7 +233,18 @@ func TestInterruptedRevokeIsFinished(t *testing.T) {
 		t.Fatal("alice cannot connect before the revoke")
 	}
 	close(b.armed)
-	go first.svc.RevokeUser(ctx, api.RevokeUserRequest{Account: "acme", User: "alice"})
+	abandoned := make(chan struct{})
+	go func() {
+		defer close(abandoned)
+		first.svc.RevokeUser(ctx, api.RevokeUserRequest{Account: "acme", User: "alice"})
+	}()
+	// The dead process's revoke must not log into the test after it has
+	// ended (its push times out long after): end it while it may.
+	t.Cleanup(func() {
+		close(b.released)
+		<-abandoned
+		first.svc.Close() // waits for the account's worker
+	})
 	select {
 	case <-b.reached:
 	case <-time.After(10 * time.Second):
