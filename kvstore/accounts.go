@@ -582,7 +582,9 @@ func (s *Store) RemoveAccount(ctx context.Context, pub string, rev uint64) error
 	for _, u := range users {
 		s.m.dropUser(u)
 	}
+	empty := s.m.emptyPacks()
 	s.mu.Unlock()
+	s.removePacks(ctx, empty)
 	return nil
 }
 

@@ -3,6 +3,7 @@ package kvstore
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"sync"
 	"syscall"
@@ -15,16 +16,12 @@ import (
 	"github.com/natsprov/provisioner/provision"
 )
 
-// TestBatchedUserRecords: user records that queue up (asynchronous ones,
-// and a durable one) reach the bucket in atomic batches (the stored
-// messages carry a batch id, hundreds share one), in the order they were
-// added, and a new store on the bucket lists them in that order.
-func TestBatchedUserRecords(t *testing.T) {
+// TestPackedUserRecords: asynchronous user records that queue up reach
+// the bucket many to a pack, a durable one gets a key of its own, and a new
+// store on the bucket lists them all in the order they were added.
+func TestPackedUserRecords(t *testing.T) {
 	d, s, opts := single(t)
 	ctx := bg(t)
-	if !s.atomicBatches {
-		t.Fatal("a bucket this store created does not allow atomic batches")
-	}
 	a := newAccount(t, "many")
 	if _, err := s.CreateAccount(ctx, a); err != nil {
 		t.Fatal(err)
@@ -36,7 +33,7 @@ func TestBatchedUserRecords(t *testing.T) {
 	}
 	// The batch loop is held while the records queue up, as it is while
 	// a server's syncs fall behind; one adder at a time, so that the issue
-	// order is known. The last add is durable and waits for its batch.
+	// order is known. The last add is durable and waits for its write.
 	gate := make(chan struct{})
 	hold := func() { <-gate }
 	s.gatherHook.Store(&hold)
@@ -54,24 +51,25 @@ func TestBatchedUserRecords(t *testing.T) {
 		return len(s.pending) == 0
 	})
 
-	batches := map[string]int{}
-	for i := range users {
-		m, err := s.stream.GetLastMsgForSubject(ctx, s.subject+userKey(users[i].PublicKey))
-		if err != nil {
-			t.Fatal(err)
+	packs, err := bucketPacks(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	packed := 0
+	for _, p := range packs {
+		packed += len(p)
+	}
+	if packed != n-1 || len(packs) > 2 {
+		t.Fatalf("%d packs hold %d records, want the %d asynchronous ones in one or two", len(packs), packed, n-1)
+	}
+	for _, u := range users[:n-1] {
+		if _, err := s.stream.GetLastMsgForSubject(ctx, s.subject+userKey(u.PublicKey)); !errors.Is(err, jetstream.ErrMsgNotFound) {
+			t.Fatalf("a packed record has a key of its own too: %v", err)
 		}
-		if id := m.Header.Get(jsbatch.IDHeader); id != "" {
-			batches[id]++
-		}
 	}
-	largest := 0
-	for _, c := range batches {
-		largest = max(largest, c)
+	if _, err := s.kv.Get(ctx, userKey(users[n-1].PublicKey)); err != nil {
+		t.Fatalf("the durable record: %v, want a key of its own", err)
 	}
-	if largest < minBatch {
-		t.Fatalf("no two records shared a batch (%d batches)", len(batches))
-	}
-	t.Logf("%d records: %d atomic batches, the largest of %d records", n, len(batches), largest)
 
 	// The bucket's order is the issue order.
 	s2 := openStore(t, d.connect(t, d.svcCreds), Options{Seal: opts.Seal, Instance: "two"})
@@ -86,6 +84,59 @@ func TestBatchedUserRecords(t *testing.T) {
 		if got[i] != users[i] {
 			t.Fatalf("user %d in the bucket is %s, want %s (issue order)", i, got[i].PublicKey, users[i].PublicKey)
 		}
+	}
+}
+
+// TestBatchedDurableRecords: durable user records that queue up reach the
+// bucket in atomic batches (the stored messages carry a batch id, many
+// share one), each with a key of its own.
+func TestBatchedDurableRecords(t *testing.T) {
+	_, s, _ := single(t)
+	ctx := bg(t)
+	if !s.atomicBatches {
+		t.Fatal("a bucket this store created does not allow atomic batches")
+	}
+	a := newAccount(t, "durable")
+	if _, err := s.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	const n = 2 * minBatch
+	gate := make(chan struct{})
+	hold := func() { <-gate }
+	s.gatherHook.Store(&hold)
+	users := make([]provision.User, n)
+	errs := make(chan error, n)
+	for i := range users {
+		users[i] = newUser(t, a.PublicKey, "d")
+		go func() { errs <- s.AddUser(ctx, users[i], true) }()
+	}
+	eventually(t, 10*time.Second, "every record queued", func() bool {
+		s.amu.Lock()
+		defer s.amu.Unlock()
+		return len(s.queue) == n
+	})
+	close(gate)
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	batches := map[string]int{}
+	for _, u := range users {
+		m, err := s.stream.GetLastMsgForSubject(ctx, s.subject+userKey(u.PublicKey))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id := m.Header.Get(jsbatch.IDHeader); id != "" {
+			batches[id]++
+		}
+	}
+	largest := 0
+	for _, c := range batches {
+		largest = max(largest, c)
+	}
+	if largest < minBatch {
+		t.Fatalf("no %d records shared a batch (%d batches, the largest of %d)", minBatch, len(batches), largest)
 	}
 }
 

@@ -203,7 +203,15 @@ func failover(t *testing.T, d *deployment) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("writes did not resume within 30s: %v", resumed)
+			log.mu.Lock()
+			last := map[string]string{}
+			for _, o := range log.ops {
+				if o.err != nil {
+					last[o.kind] = o.err.Error()
+				}
+			}
+			log.mu.Unlock()
+			t.Fatalf("writes did not resume within 30s: %v; the last errors: %v", resumed, last)
 		}
 	}
 	close(stop)

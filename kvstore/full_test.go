@@ -96,8 +96,12 @@ func TestFullBucket(t *testing.T) {
 		defer s.amu.Unlock()
 		return len(s.pending) == 0
 	})
+	packs, err := bucketPacks(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, u := range acked {
-		if _, err := s.kv.Get(ctx, userKey(u.PublicKey)); err != nil {
+		if _, err := bucketUserIn(ctx, s, packs, u.PublicKey); err != nil {
 			t.Fatalf("acknowledged user %s not in the bucket: %v", u.PublicKey, err)
 		}
 	}

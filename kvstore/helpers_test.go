@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/provision"
@@ -204,4 +206,67 @@ func bg(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// bucketUser reads a user's record from the bucket itself, as a store
+// opened on it would show it: the user's own user. key (a delete marker
+// there: removed), else the pack stored first that holds the key.
+func bucketUser(ctx context.Context, s *Store, pub string) (provision.User, error) {
+	return bucketUserIn(ctx, s, nil, pub)
+}
+
+// bucketUserIn is bucketUser with the packs already read (nil: read them).
+func bucketUserIn(ctx context.Context, s *Store, packs map[uint64][]provision.User, pub string) (provision.User, error) {
+	m, err := s.stream.GetLastMsgForSubject(ctx, s.subject+userKey(pub))
+	switch {
+	case err == nil && m.Header.Get(kvOperationHeader) != "":
+		return provision.User{}, fmt.Errorf("user %s: removed: %w", pub, jetstream.ErrKeyNotFound)
+	case err == nil:
+		return decodeUser(userKey(pub), m.Data)
+	case !errors.Is(err, jetstream.ErrMsgNotFound):
+		return provision.User{}, err
+	}
+	if packs == nil {
+		if packs, err = bucketPacks(ctx, s); err != nil {
+			return provision.User{}, err
+		}
+	}
+	var found *provision.User
+	var first uint64
+	for rev, users := range packs {
+		for _, u := range users {
+			if u.PublicKey == pub && (found == nil || rev < first) {
+				found, first = &u, rev
+			}
+		}
+	}
+	if found == nil {
+		return provision.User{}, fmt.Errorf("user %s: %w", pub, jetstream.ErrKeyNotFound)
+	}
+	return *found, nil
+}
+
+// bucketPacks reads the packs of user records the bucket holds, by
+// revision.
+func bucketPacks(ctx context.Context, s *Store) (map[uint64][]provision.User, error) {
+	out := map[uint64][]provision.User{}
+	l, err := s.kv.ListKeysFiltered(ctx, packPrefix+">")
+	if err != nil {
+		return nil, err
+	}
+	for key := range l.Keys() {
+		e, err := s.kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // removed meanwhile
+		}
+		if err != nil {
+			return nil, err
+		}
+		users, err := decodePack(key, e.Value())
+		if err != nil {
+			return nil, err
+		}
+		out[e.Revision()] = users
+	}
+	return out, nil
 }

@@ -16,8 +16,8 @@ import (
 	"github.com/natsprov/provisioner/provision"
 )
 
-// mirror is the store's in-memory copy of the acct., name. and user. keys
-// of the bucket, with the indexes reads need. Every change carries the KV
+// mirror is the store's in-memory copy of the acct., name., user. and
+// upack. keys of the bucket, with the indexes reads need. Every change carries the KV
 // revision it was written at and applies only when it is newer than what
 // the mirror holds for that key, so that the store's own writes (applied
 // when acknowledged) and the watcher's copies of them (applied when they
@@ -30,12 +30,16 @@ type mirror struct {
 	names    map[string]nameEntry     // account name -> its holder
 	users    map[string]*userEntry    // user public key -> record
 	byAcct   map[string]*accountUsers // account public key -> its users
+	packs    map[string]*packEntry    // upack. key -> what of it is shown
 	// sorted holds the visible accounts by name then public key; nil when
 	// an account or name changed since it was made.
 	sorted []*accountEntry
 	// watched is the last revision the watcher delivered; a new watcher
 	// resumes after it.
 	watched uint64
+	// twice collects the users dropped because another record of their
+	// key won (a key issued twice), for the store to log.
+	twice []provision.User
 }
 
 func newMirror() *mirror {
@@ -45,7 +49,18 @@ func newMirror() *mirror {
 		names:    map[string]nameEntry{},
 		users:    map[string]*userEntry{},
 		byAcct:   map[string]*accountUsers{},
+		packs:    map[string]*packEntry{},
 	}
+}
+
+// packEntry is a pack of user records (pack.go) the mirror holds.
+type packEntry struct {
+	rev uint64
+	// members are the users the pack showed when it was applied; live
+	// counts those still shown from it. A pack with none live holds
+	// nothing the mirror shows, and can go.
+	members []string
+	live    int
 }
 
 // accountEntry is an account record with its seeds opened.
@@ -74,6 +89,9 @@ type userEntry struct {
 	// gone is set once the record left the indexes; the account's list
 	// drops it at its next compaction.
 	gone bool
+	// pack is the upack. key the record is shown from, "" for a record
+	// of its own (a user. key), which always takes precedence.
+	pack string
 }
 
 // accountUsers are the users of one account in issue order: the order the
@@ -95,6 +113,7 @@ type change struct {
 	name string // of a name. key
 	pub  string // the holder, for a name. key
 	user *provision.User
+	pack []provision.User // of a upack. key
 	// skip marks a key the mirror does not hold (a lease): it only
 	// advances the watched revision.
 	skip bool
@@ -141,10 +160,99 @@ func (m *mirror) apply(c change) bool {
 		if c.del {
 			m.dropUser(pub)
 		} else {
+			if old := m.users[pub]; old != nil {
+				m.unpack(old) // the record of its own takes precedence
+				if old.u != *c.user {
+					m.twice = append(m.twice, old.u)
+				}
+			}
 			m.putUser(*c.user, false)
+		}
+	case strings.HasPrefix(c.key, packPrefix):
+		if c.del {
+			m.dropPack(c.key)
+		} else {
+			m.applyPack(c.key, c.rev, c.pack)
 		}
 	}
 	return true
+}
+
+// applyPack shows the users of a pack, but none whose user. key was ever
+// written: a delete marker there is the user's removal (RemoveAccount, a
+// stray's or the sweep's), and a record there is the user's own, which
+// takes precedence (a pack whose answer was lost, written again record by
+// record). A user this store added and is waiting for is confirmed.
+//
+// Keys in packs are made by the service and never meet; should one be in
+// two packs with different records, the pack stored first wins in every
+// mirror, whichever order they arrive in, and the loser goes to twice.
+func (m *mirror) applyPack(key string, rev uint64, users []provision.User) {
+	p := &packEntry{rev: rev}
+	m.packs[key] = p
+	for _, u := range users {
+		if m.revs[userKey(u.PublicKey)] > 0 {
+			continue
+		}
+		e := m.users[u.PublicKey]
+		switch {
+		case e == nil:
+			e = m.putUser(u, false)
+		case e.u == u && e.pack == "":
+			e.pending = false
+		case e.u != u && (e.pack == "" || m.packs[e.pack].rev > rev):
+			// This store's record still on its way, or one from a pack
+			// stored later: this one was first.
+			m.twice = append(m.twice, e.u)
+			m.dropUser(u.PublicKey)
+			e = m.putUser(u, false)
+		default:
+			if e.u != u {
+				m.twice = append(m.twice, u)
+			}
+			continue
+		}
+		e.pack = key
+		p.members = append(p.members, u.PublicKey)
+		p.live++
+	}
+}
+
+// dropPack forgets a removed pack and the users still shown from it.
+func (m *mirror) dropPack(key string) {
+	p := m.packs[key]
+	if p == nil {
+		return
+	}
+	for _, pub := range p.members {
+		if e := m.users[pub]; e != nil && e.pack == key {
+			m.dropUser(pub)
+		}
+	}
+	delete(m.packs, key)
+}
+
+// unpack stops counting a user as shown from its pack.
+func (m *mirror) unpack(e *userEntry) {
+	if e.pack == "" {
+		return
+	}
+	if p := m.packs[e.pack]; p != nil {
+		p.live--
+	}
+	e.pack = ""
+}
+
+// emptyPacks returns the packs none of whose users are shown any more,
+// with their revisions.
+func (m *mirror) emptyPacks() map[string]uint64 {
+	out := map[string]uint64{}
+	for key, p := range m.packs {
+		if p.live <= 0 {
+			out[key] = p.rev
+		}
+	}
+	return out
 }
 
 // putUser makes u the record of its key. A record equal to the one held
@@ -176,6 +284,7 @@ func (m *mirror) dropUser(pub string) {
 		return
 	}
 	delete(m.users, pub)
+	m.unpack(e)
 	e.gone = true
 	au := m.byAcct[e.u.Account]
 	if au == nil {
@@ -217,6 +326,10 @@ func (s *Store) decode(e jetstream.KeyValueEntry) change {
 		if !c.del {
 			u, err := decodeUser(c.key, e.Value())
 			c.user, c.err = &u, err
+		}
+	case strings.HasPrefix(c.key, packPrefix):
+		if !c.del {
+			c.pack, c.err = decodePack(c.key, e.Value())
 		}
 	case strings.HasPrefix(c.key, leasePrefix):
 		c.skip = true
@@ -331,6 +444,7 @@ func (s *Store) load(ctx context.Context) (*kvWatch, error) {
 		m.apply(c)
 		m.watched = max(m.watched, c.rev)
 	}
+	s.logTwice(m.takeTwice())
 	if len(broken) > 0 {
 		kw.stop()
 		return nil, fmt.Errorf("kvstore: %d account records cannot be read (first: %w); a seal key rotated away must be given as a previous key", len(broken), broken[0])
@@ -427,8 +541,10 @@ func (s *Store) applyBrought(c change, watched bool) {
 	if watched {
 		s.m.watched = max(s.m.watched, c.rev)
 	}
+	twice := s.m.takeTwice()
 	s.mu.Unlock()
 	s.removeStrays(strays)
+	s.logTwice(twice)
 }
 
 // watchdogInterval is how often the watchdog compares the stream's last
@@ -588,14 +704,17 @@ func (s *Store) sweep(ctx context.Context) {
 			orphans = append(orphans, orphan{key: userKey(pub), rev: s.m.revs[userKey(pub)]})
 		}
 	}
+	empty := s.m.emptyPacks()
 	s.mu.RUnlock()
+	// Packs emptied by this sweep's own removals go at the next open.
+	s.removePacks(ctx, empty)
 	for _, o := range orphans {
 		cctx, cancel := s.ctx(ctx)
 		var err error
 		if o.back != nil {
 			err = s.tombstoneAgain(cctx, o.back)
 		} else {
-			err = s.kv.Delete(cctx, o.key, jetstream.LastRevision(o.rev))
+			err = s.deleteAt(cctx, o.key, o.rev)
 		}
 		cancel()
 		switch {

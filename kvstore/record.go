@@ -234,6 +234,25 @@ func validUser(u provision.User) error {
 	return nil
 }
 
+// packRecord is the value of a upack. key: the records of users whose keys
+// this service made, many to one message (see pack.go).
+type packRecord struct {
+	Users []provision.User `json:"users"`
+}
+
+func decodePack(key string, data []byte) ([]provision.User, error) {
+	var p packRecord
+	if err := json.Unmarshal(data, &p); err != nil {
+		return nil, fmt.Errorf("kvstore: %s: not a pack of user records: %w", key, err)
+	}
+	for _, u := range p.Users {
+		if err := validUser(u); err != nil {
+			return nil, fmt.Errorf("kvstore: %s: %w", key, err)
+		}
+	}
+	return p.Users, nil
+}
+
 func decodeUser(key string, data []byte) (provision.User, error) {
 	var u provision.User
 	if err := json.Unmarshal(data, &u); err != nil {

@@ -85,6 +85,7 @@ const (
 	accountPrefix = "acct."
 	namePrefix    = "name."
 	userPrefix    = "user."
+	packPrefix    = "upack."
 	leasePrefix   = "lease."
 )
 
@@ -222,6 +223,9 @@ type Store struct {
 	// gatherHook, set by tests only, runs before the batch loop takes
 	// what is queued (it runs alongside everything else, hence atomic).
 	gatherHook atomic.Pointer[func()]
+	// packHook, set by tests only, runs before a pack of user records is
+	// written, with its key; an error it returns fails the write.
+	packHook atomic.Pointer[func(key string) error]
 }
 
 // at runs the test fault point named point.

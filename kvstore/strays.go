@@ -26,7 +26,8 @@ import (
 // account's record is read from the bucket before its users are removed,
 // and they are left alone when it is there.
 
-// stray is a user record to remove, at the revision it was seen at.
+// stray is a user record to remove, at the revision it was seen at (0: a
+// user shown from a pack, whose user. key was never written).
 type stray struct {
 	key     string
 	rev     uint64
@@ -52,7 +53,7 @@ func (m *mirror) straysAfter(c change) []stray {
 		}
 		var out []stray
 		for _, e := range au.list {
-			if rev := m.revs[userKey(e.u.PublicKey)]; !e.gone && !e.pending && rev > 0 {
+			if rev := m.revs[userKey(e.u.PublicKey)]; !e.gone && !e.pending && (rev > 0 || e.pack != "") {
 				out = append(out, stray{userKey(e.u.PublicKey), rev, e.u.Account})
 			}
 		}
@@ -62,6 +63,15 @@ func (m *mirror) straysAfter(c change) []stray {
 		if m.accounts[acct] == nil && m.revs[accountKey(acct)] > 0 {
 			return []stray{{c.key, c.rev, acct}}
 		}
+	case c.pack != nil && !c.del:
+		var out []stray
+		for _, u := range c.pack {
+			e := m.users[u.PublicKey]
+			if e != nil && e.pack == c.key && m.accounts[u.Account] == nil && m.revs[accountKey(u.Account)] > 0 {
+				out = append(out, stray{userKey(u.PublicKey), 0, u.Account})
+			}
+		}
+		return out
 	}
 	return nil
 }
@@ -119,7 +129,7 @@ func (s *Store) strayLoop() {
 				cancel()
 				continue // the account is there: the mirror missed its record
 			}
-			err := s.kv.Delete(ctx, st.key, jetstream.LastRevision(st.rev))
+			err := s.deleteAt(ctx, st.key, st.rev)
 			cancel()
 			switch {
 			case err == nil:

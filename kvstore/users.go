@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -141,9 +140,6 @@ type pendingWrite struct {
 	// and user is the record to show once it is stored.
 	done chan error
 	user *provision.User
-	// group, when set, is told when the attempt in flight is answered
-	// (batch.go waits for a group of single writes).
-	group *sync.WaitGroup
 }
 
 // AddUser records an issued user. It fails with ErrConflict when the key
@@ -237,12 +233,9 @@ func (s *Store) addUser(ctx context.Context, u provision.User, durable bool) err
 		return s.addDurable(ctx, p, u, conflict)
 	}
 
-	if s.atomicBatches {
-		err = s.enqueue(ctx, p)
-	} else {
-		err = s.publish(p)
-	}
-	if err != nil {
+	// In the background: in a pack (pack.go) when it is a key never
+	// written, else on its own.
+	if err = s.enqueue(ctx, p); err != nil {
 		s.amu.Lock()
 		delete(s.pending, key)
 		s.amu.Unlock()
@@ -297,15 +290,15 @@ func (s *Store) addDurable(ctx context.Context, p *pendingWrite, u provision.Use
 }
 
 // publish sends an attempt of a pending write: a create, as kv.Create
-// makes it (the key's last revision must be expected).
-func (s *Store) publish(p *pendingWrite) error {
+// makes it (the key's last revision must be expected). Its answer goes to
+// asyncAcked or asyncFailed, and to the future returned.
+func (s *Store) publish(p *pendingWrite) (jetstream.PubAckFuture, error) {
 	m := nats.NewMsg(s.subject + p.key)
 	m.Data = p.data
 	s.amu.Lock()
 	p.msg = m
 	s.amu.Unlock()
-	_, err := s.js.PublishMsgAsync(m, jetstream.WithExpectLastSequencePerSubject(p.expected))
-	return err
+	return s.js.PublishMsgAsync(m, jetstream.WithExpectLastSequencePerSubject(p.expected))
 }
 
 // asyncAcked is the jetstream package's callback for an acknowledged
@@ -319,15 +312,11 @@ func (s *Store) asyncAcked(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.Pu
 		return
 	}
 	delete(s.pending, key)
-	g := p.group
 	s.amu.Unlock()
 	s.noteWrite(nil)
 	s.confirm(p, ack.Sequence)
 	if p.done != nil {
 		p.done <- nil
-	}
-	if g != nil {
-		g.Done()
 	}
 }
 
@@ -343,23 +332,16 @@ func (s *Store) asyncFailed(_ jetstream.JetStream, m *nats.Msg, err error) {
 		return
 	}
 	p.msg = nil
-	g := p.group
 	if p.done != nil {
 		// A durable write's caller writes it again itself.
 		s.amu.Unlock()
 		p.done <- err
-		if g != nil {
-			g.Done()
-		}
 		return
 	}
 	p.err = err
 	s.retryq = append(s.retryq, p)
 	s.amu.Unlock()
 	s.noteWrite(err)
-	if g != nil {
-		g.Done()
-	}
 	select {
 	case s.retrySig <- struct{}{}:
 	default:
@@ -380,6 +362,9 @@ func (s *Store) confirm(p *pendingWrite, rev uint64) {
 	}
 	if p.entry != nil && s.m.users[p.entry.u.PublicKey] == p.entry {
 		p.entry.pending = false
+		// Its own record takes precedence over a pack that holds it too
+		// (a pack whose answer was lost, stored after all).
+		s.m.unpack(p.entry)
 	}
 }
 

@@ -152,7 +152,9 @@ type Store interface {
 	// record. With durable false it may return before the record is
 	// durable (it is visible at once): the user's JWT needs nothing stored
 	// to work, so a crash in that window loses a line of user.list, never
-	// a key or a revocation.
+	// a key or a revocation. Durable false is for keys the service made,
+	// which no one else can hold: the store checks them against what it
+	// holds, but need not make the check durable across instances.
 	AddUser(ctx context.Context, u User, durable bool) error
 
 	// Close releases the store.

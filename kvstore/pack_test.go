@@ -1,0 +1,307 @@
+package kvstore
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/natsprov/provisioner/provision"
+)
+
+// addAsync adds users in the background and waits until their packs are
+// stored.
+func addAsync(t *testing.T, s *Store, users ...provision.User) {
+	t.Helper()
+	ctx := bg(t)
+	for _, u := range users {
+		if err := s.AddUser(ctx, u, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 10*time.Second, "the records are stored", func() bool {
+		s.amu.Lock()
+		defer s.amu.Unlock()
+		return len(s.pending) == 0
+	})
+}
+
+// packKeys lists the upack. keys the bucket holds.
+func packKeys(ctx context.Context, t *testing.T, s *Store) []string {
+	t.Helper()
+	l, err := s.kv.ListKeysFiltered(ctx, packPrefix+">")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for k := range l.Keys() {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// writePackAs stores a pack as another instance would, bypassing s.
+func writePackAs(ctx context.Context, t *testing.T, s *Store, key string, users ...provision.User) uint64 {
+	t.Helper()
+	rev, err := s.kv.Create(ctx, key, mustJSON(t, packRecord{Users: users}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rev
+}
+
+// shows reports whether a store shows a user, and which record.
+func shows(s *Store, u provision.User) bool {
+	got, err := s.User(context.Background(), u.PublicKey)
+	return err == nil && got == u
+}
+
+// TestPackedUsersRemoved: users of two accounts in one pack; removing one
+// account removes its users from every mirror and from what a new store
+// shows, and keeps the other's; removing the other removes the pack.
+func TestPackedUsersRemoved(t *testing.T) {
+	d, sa, sb, _, _ := pair(t)
+	ctx := bg(t)
+	a, b := newAccount(t, "first"), newAccount(t, "second")
+	for _, acct := range []provision.Account{a, b} {
+		if _, err := sa.CreateAccount(ctx, acct); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// One pack: the batch loop is held while both accounts' users queue.
+	gate := make(chan struct{})
+	hold := func() { <-gate }
+	sa.gatherHook.Store(&hold)
+	ua := []provision.User{newUser(t, a.PublicKey, "a1"), newUser(t, a.PublicKey, "a2")}
+	ub := []provision.User{newUser(t, b.PublicKey, "b1")}
+	for _, u := range append(append([]provision.User{}, ua...), ub...) {
+		if err := sa.AddUser(ctx, u, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(gate)
+	addAsync(t, sa)
+	if keys := packKeys(ctx, t, sa); len(keys) != 1 {
+		t.Fatalf("%d packs, want the three records in one", len(keys))
+	}
+	eventually(t, 5*time.Second, "b shows every user", func() bool {
+		return shows(sb, ua[0]) && shows(sb, ua[1]) && shows(sb, ub[0])
+	})
+
+	if err := sb.RemoveAccount(ctx, a.PublicKey, mirrorRevision(sb, a.PublicKey)); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*Store{sa, sb} {
+		eventually(t, 5*time.Second, "the removed account's users are gone, the other's kept", func() bool {
+			return !shows(s, ua[0]) && !shows(s, ua[1]) && shows(s, ub[0])
+		})
+	}
+	if keys := packKeys(ctx, t, sa); len(keys) != 1 {
+		t.Fatalf("%d packs after the first removal, want the pack kept for the other account's user", len(keys))
+	}
+	for _, u := range ua {
+		if _, err := bucketUser(ctx, sa, u.PublicKey); !errors.Is(err, jetstream.ErrKeyNotFound) {
+			t.Fatalf("a removed user in the bucket: %v", err)
+		}
+	}
+	fresh := openStore(t, d.connect(t, d.svcCreds), Options{Seal: sa.opts.Seal, Instance: "fresh"})
+	if got, err := fresh.Users(ctx, b.PublicKey); err != nil || len(got) != 1 || got[0] != ub[0] {
+		t.Fatalf("a new store lists %v, %v; want the other account's user", got, err)
+	}
+	if _, err := fresh.Account(ctx, a.PublicKey); !errors.Is(err, provision.ErrNotFound) {
+		t.Fatalf("the removed account in a new store: %v", err)
+	}
+	if _, err := fresh.User(ctx, ua[0].PublicKey); !errors.Is(err, provision.ErrNotFound) {
+		t.Fatalf("a removed user in a new store: %v", err)
+	}
+
+	if err := sa.RemoveAccount(ctx, b.PublicKey, mirrorRevision(sa, b.PublicKey)); err != nil {
+		t.Fatal(err)
+	}
+	if keys := packKeys(ctx, t, sa); len(keys) != 0 {
+		t.Fatalf("packs %v left once none of their users is shown", keys)
+	}
+	for _, s := range []*Store{sa, sb, fresh} {
+		eventually(t, 5*time.Second, "no user shown", func() bool { return !shows(s, ub[0]) })
+	}
+}
+
+// TestPackWriteFails: a pack that is not stored is written again record
+// by record, and the users end up stored with a key each.
+func TestPackWriteFails(t *testing.T) {
+	d, s, opts := single(t)
+	ctx := bg(t)
+	a := newAccount(t, "failing")
+	if _, err := s.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	fail := func(string) error { return jetstream.ErrNoStreamResponse }
+	s.packHook.Store(&fail)
+	users := []provision.User{newUser(t, a.PublicKey, "x"), newUser(t, a.PublicKey, "y")}
+	addAsync(t, s, users...)
+	if keys := packKeys(ctx, t, s); len(keys) != 0 {
+		t.Fatalf("packs %v written though the hook failed them", keys)
+	}
+	for _, u := range users {
+		e, err := s.kv.Get(ctx, userKey(u.PublicKey))
+		if err != nil {
+			t.Fatalf("user %s: %v, want its own record", u.PublicKey, err)
+		}
+		if got, err := decodeUser(e.Key(), e.Value()); err != nil || got != u {
+			t.Fatalf("user %s: %v %v", u.PublicKey, got, err)
+		}
+	}
+	s2 := openStore(t, d.connect(t, d.svcCreds), Options{Seal: opts.Seal, Instance: "two"})
+	if got, err := s2.Users(ctx, a.PublicKey); err != nil || len(got) != 2 {
+		t.Fatalf("a new store lists %v, %v", got, err)
+	}
+}
+
+// TestPackAndOwnRecord: a pack whose answer was lost, stored after all,
+// and the same users' records written one by one: every store shows each
+// user once, a removal removes both, and the pack then goes.
+func TestPackAndOwnRecord(t *testing.T) {
+	d, s, opts := single(t)
+	ctx := bg(t)
+	a := newAccount(t, "twice-stored")
+	if _, err := s.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	u1, u2 := newUser(t, a.PublicKey, "one"), newUser(t, a.PublicKey, "two")
+	writePackAs(ctx, t, s, packPrefix+"lost", u1, u2)
+	if _, err := s.kv.Create(ctx, userKey(u1.PublicKey), mustJSON(t, u1)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "both users shown", func() bool { return shows(s, u1) && shows(s, u2) })
+	s2 := openStore(t, d.connect(t, d.svcCreds), Options{Seal: opts.Seal, Instance: "two"})
+	for _, st := range []*Store{s, s2} {
+		got, err := st.Users(ctx, a.PublicKey)
+		if err != nil || len(got) != 2 {
+			t.Fatalf("lists %v, %v; want each user once", got, err)
+		}
+	}
+	if err := s2.RemoveAccount(ctx, a.PublicKey, mirrorRevision(s2, a.PublicKey)); err != nil {
+		t.Fatal(err)
+	}
+	if keys := packKeys(ctx, t, s); len(keys) != 0 {
+		t.Fatalf("packs %v left after the removal", keys)
+	}
+	for _, u := range []provision.User{u1, u2} {
+		if _, err := bucketUser(ctx, s, u.PublicKey); !errors.Is(err, jetstream.ErrKeyNotFound) {
+			t.Fatalf("user %s in the bucket after the removal: %v", u.PublicKey, err)
+		}
+		eventually(t, 5*time.Second, "the user gone from the other mirror", func() bool { return !shows(s, u) })
+	}
+}
+
+// TestPackStray: a pack another instance stored after an account's
+// removal holds a user of it; every instance removes that user as the
+// pack arrives (a delete marker at its key), and keeps the pack's other
+// users.
+func TestPackStray(t *testing.T) {
+	d, sa, sb, logA, logB := pair(t)
+	ctx := bg(t)
+	gone, kept := newAccount(t, "gone"), newAccount(t, "kept")
+	rev, err := sa.CreateAccount(ctx, gone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sa.CreateAccount(ctx, kept); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "b sees the account", func() bool { return mirrorRevision(sb, gone.PublicKey) == rev })
+	if err := sa.RemoveAccount(ctx, gone.PublicKey, rev); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "b sees the removal", func() bool { return mirrorRevision(sb, gone.PublicKey) == 0 })
+	stray, live := newUser(t, gone.PublicKey, "late"), newUser(t, kept.PublicKey, "on-time")
+	writePackAs(ctx, t, sb, packPrefix+"late", stray, live)
+	eventually(t, 10*time.Second, "the stray's key has a delete marker", func() bool {
+		m, err := sa.stream.GetLastMsgForSubject(ctx, sa.subject+userKey(stray.PublicKey))
+		return err == nil && m.Header.Get(kvOperationHeader) == kvDelete
+	})
+	for _, s := range []*Store{sa, sb} {
+		eventually(t, 5*time.Second, "the stray gone, the other user shown", func() bool { return !shows(s, stray) && shows(s, live) })
+	}
+	if !strings.Contains(logA.String()+logB.String(), "removed the record of a user whose account was removed") {
+		t.Error("no instance logged the removal")
+	}
+	fresh := openStore(t, d.connect(t, d.svcCreds), Options{Seal: sa.opts.Seal, Instance: "fresh"})
+	if shows(fresh, stray) || !shows(fresh, live) {
+		t.Fatal("a new store shows the stray, or not the other user")
+	}
+}
+
+// TestPackSweep: a pack none of whose users is shown (every one removed at
+// its key) is removed by the next open's sweep.
+func TestPackSweep(t *testing.T) {
+	d, s, opts := single(t)
+	ctx := bg(t)
+	a := newAccount(t, "swept")
+	if _, err := s.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	u := newUser(t, a.PublicKey, "u")
+	writePackAs(ctx, t, s, packPrefix+"empty", u)
+	if err := s.kv.Delete(ctx, userKey(u.PublicKey)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the user gone", func() bool { return !shows(s, u) })
+	if keys := packKeys(ctx, t, s); len(keys) != 1 {
+		t.Fatalf("%d packs before the sweep", len(keys))
+	}
+	s2 := openStore(t, d.connect(t, d.svcCreds), Options{Seal: opts.Seal, Instance: "two"})
+	if keys := packKeys(ctx, t, s2); len(keys) != 0 {
+		t.Fatalf("packs %v after a new store's sweep", keys)
+	}
+	if _, err := s2.Account(ctx, a.PublicKey); err != nil {
+		t.Fatalf("the account after the sweep: %v", err)
+	}
+}
+
+// TestKeyInTwoPacks: a key in two packs with different records (never so
+// for keys the service makes): every store shows the record of the pack
+// stored first, whichever arrives first, and logs the other as dropped.
+func TestKeyInTwoPacks(t *testing.T) {
+	d, sa, sb, logA, _ := pair(t)
+	ctx := bg(t)
+	a := newAccount(t, "dup")
+	if _, err := sa.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	first := newUser(t, a.PublicKey, "first")
+	second := first
+	second.Name = "second"
+	// sa adds second in the background and its pack waits; meanwhile
+	// another instance's pack with first is stored.
+	release := make(chan struct{})
+	var storedFirst bool
+	hook := func(string) error {
+		if !storedFirst {
+			storedFirst = true
+			writePackAs(ctx, t, sb, packPrefix+"other", first)
+			<-release
+		}
+		return nil
+	}
+	sa.packHook.Store(&hook)
+	if err := sa.AddUser(ctx, second, false); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "sa shows the record stored first", func() bool { return shows(sa, first) })
+	close(release)
+	addAsync(t, sa)
+	for _, s := range []*Store{sa, sb} {
+		eventually(t, 5*time.Second, "the record stored first shown", func() bool { return shows(s, first) })
+	}
+	fresh := openStore(t, d.connect(t, d.svcCreds), Options{Seal: sa.opts.Seal, Instance: "fresh"})
+	if !shows(fresh, first) {
+		t.Fatal("a new store does not show the record stored first")
+	}
+	if !strings.Contains(logA.String(), "user key was issued twice") {
+		t.Error("the dropped record was not logged")
+	}
+}
