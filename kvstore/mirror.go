@@ -328,9 +328,16 @@ func (s *Store) decode(e jetstream.KeyValueEntry) change {
 			c.user, c.err = &u, err
 		}
 	case strings.HasPrefix(c.key, packPrefix):
-		if !c.del {
-			c.pack, c.err = decodePack(c.key, e.Value())
+		if c.del {
+			break
 		}
+		if users, ok := s.writing.Load(c.key); ok {
+			// This store's own pack, on its way back before its write
+			// returned: it was made from these records.
+			c.pack = users.([]provision.User)
+			break
+		}
+		c.pack, c.err = decodePack(c.key, e.Value())
 	case strings.HasPrefix(c.key, leasePrefix):
 		c.skip = true
 	default:

@@ -81,7 +81,9 @@ func (s *Store) writePack(writes []*pendingWrite) {
 		err = (*hook)(key)
 	}
 	if err == nil {
+		s.writing.Store(key, users)
 		rev, err = s.kv.Create(ctx, key, data)
+		s.writing.Delete(key)
 	}
 	if err != nil {
 		s.retryLater(writes, err)

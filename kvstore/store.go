@@ -192,6 +192,10 @@ type Store struct {
 	queueSig      chan struct{}
 	queueRoom     chan struct{}
 	nc            *nats.Conn
+	// writing holds the users of this store's packs being written, by
+	// key, so that the watcher, which often brings a pack before its
+	// write returns, need not decode it (pack.go).
+	writing sync.Map
 
 	// full is set while writes find the bucket without room (users.go).
 	full atomic.Bool
