@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
@@ -124,6 +125,34 @@ func wrongLast(err error) bool {
 	var apiErr *jetstream.APIError
 	return errors.Is(err, jetstream.ErrKeyRevisionMismatch) ||
 		errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+}
+
+// readPacks applies the packs, and removals of packs, stored after the
+// last entry the watcher delivered: a read that finds no record of a user
+// at its user. key, and a durable add about to create one, must not miss
+// a user stored in a pack the watcher has not brought yet (its lag, or a
+// stalled watcher). One request when there is none.
+func (s *Store) readPacks(ctx context.Context) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	s.mu.RLock()
+	seq := s.m.watched + 1
+	s.mu.RUnlock()
+	for {
+		m, err := s.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(s.subject+packPrefix+">"))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		c := s.decode(rawEntry{m: m, key: strings.TrimPrefix(m.Subject, s.subject)})
+		if c.err != nil {
+			s.log.Error("kvstore: skipping an unreadable entry", "key", c.key, "error", c.err)
+		}
+		s.applyBrought(c, false)
+		seq = m.Sequence + 1
+	}
 }
 
 // removePacks removes packs none of whose users are shown any more, each

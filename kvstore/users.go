@@ -64,7 +64,8 @@ func (s *Store) fetchUser(ctx context.Context, userPub string) error {
 	defer cancel()
 	e, err := s.kv.Get(ctx, userKey(userPub))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil
+		// Or in a pack the mirror has not seen yet.
+		return s.readPacks(ctx)
 	}
 	if err != nil {
 		return mapErr("read user "+userPub, err)
@@ -201,6 +202,13 @@ func (s *Store) addUser(ctx context.Context, u provision.User, durable bool) err
 		return fmt.Errorf("kvstore: encode user %s: %w", u.PublicKey, err)
 	}
 	conflict := fmt.Errorf("kvstore: user %s: %w: the key has a record", u.PublicKey, provision.ErrConflict)
+	if durable {
+		// A key in a pack has nothing at its user. key for the create to
+		// find: the mirror must hold every pack stored so far.
+		if err := s.readPacks(ctx); err != nil {
+			return mapErr("add user "+u.PublicKey, err)
+		}
+	}
 
 	s.mu.Lock()
 	if err := s.checkOpen(); err != nil {
@@ -458,15 +466,20 @@ func (s *Store) retry(p *pendingWrite, sem chan struct{}) {
 		case !transient(err) && !full(err) && attempt >= 5:
 			// A full bucket is not given up on: the user's creds are out,
 			// and only its record lets the service find it to revoke.
-			s.log.Error("kvstore: asynchronous user write failed for good; the user works but is missing from user.list", "key", p.key, "error", err)
 			s.amu.Lock()
 			delete(s.pending, p.key)
 			s.amu.Unlock()
 			s.mu.Lock()
-			if p.entry != nil && s.m.users[p.entry.u.PublicKey] == p.entry {
+			// A pack whose answer was lost may hold it after all: then it
+			// is stored, and stays shown (and counted in its pack).
+			inPack := p.entry != nil && p.entry.pack != ""
+			if p.entry != nil && s.m.users[p.entry.u.PublicKey] == p.entry && !inPack {
 				s.m.dropUser(p.entry.u.PublicKey)
 			}
 			s.mu.Unlock()
+			if !inPack {
+				s.log.Error("kvstore: asynchronous user write failed for good; the user works but is missing from user.list", "key", p.key, "error", err)
+			}
 			return
 		}
 	}
