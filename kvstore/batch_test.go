@@ -301,13 +301,12 @@ func TestServerDownDuringBatch(t *testing.T) {
 }
 
 // TestServerPausedDuringBatch: the server (a process) is paused
-// (SIGSTOP) with a batch of user records on its way, long past the
-// store's timeout, then resumed. The batch's answer never comes in time,
-// so its records go to the retry path, whose writes time out too; the
-// paused server then stores the batch after all, and the retries find
-// their records stored by it, not taken by another key's owner: every
-// record is stored once, none is logged as issued twice, and Close
-// confirms them all.
+// (SIGSTOP) with a pack of user records on its way, long past the store's
+// timeout, then resumed. The pack's answer never comes in time, so its
+// records go to the retry path, whose writes time out too; the paused
+// server then stores the pack after all, and the records the retries
+// write one by one say the same: none is logged as issued twice, Close
+// confirms them all, and a new store shows each user once.
 func TestServerPausedDuringBatch(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a nats-server process")
@@ -347,6 +346,9 @@ func TestServerPausedDuringBatch(t *testing.T) {
 		if got, err := check.User(ctx, u.PublicKey); err != nil || got != u {
 			t.Fatalf("user %s after the pause: %v, %v", u.PublicKey, got, err)
 		}
+	}
+	if listed, err := check.Users(ctx, users[0].Account); err != nil || len(listed) != len(users) {
+		t.Fatalf("a new store lists %d users, %v; want each of the %d once", len(listed), err, len(users))
 	}
 	if !strings.Contains(logs.String(), "stored after retrying") {
 		t.Error("no record went through the retry path: the pause did not outlast the batch's answer")
