@@ -233,6 +233,19 @@ func TestPackStray(t *testing.T) {
 	if shows(fresh, stray) || !shows(fresh, live) {
 		t.Fatal("a new store shows the stray, or not the other user")
 	}
+	// A pack of strays only is removed with them, not left to a restart.
+	writePackAs(ctx, t, sb, packPrefix+"strays-only", newUser(t, gone.PublicKey, "later"))
+	eventually(t, 10*time.Second, "the pack of strays removed", func() bool {
+		for _, k := range packKeys(ctx, t, sa) {
+			if k == packPrefix+"strays-only" {
+				return false
+			}
+		}
+		return true
+	})
+	if keys := packKeys(ctx, t, sa); len(keys) != 1 {
+		t.Fatalf("packs %v, want the one with a live user", keys)
+	}
 }
 
 // TestPackSweep: a pack none of whose users is shown (every one removed at

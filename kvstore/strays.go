@@ -109,6 +109,8 @@ func (s *Store) strayLoop() {
 		// as there, so that an unreachable bucket costs one timeout per
 		// account, not per record.
 		gone := map[string]bool{}
+		// unpacked are the users shown from packs this round removed.
+		var unpacked []string
 		for _, st := range todo {
 			select {
 			case <-s.stop:
@@ -134,11 +136,28 @@ func (s *Store) strayLoop() {
 			switch {
 			case err == nil:
 				s.log.Info("kvstore: removed the record of a user whose account was removed before it was stored", "key", st.key)
+				if st.rev == 0 {
+					unpacked = append(unpacked, st.key[len(userPrefix):])
+				}
 			case errors.Is(err, jetstream.ErrKeyRevisionMismatch):
 				// Removed by another instance, or changed: not ours to remove.
 			default:
 				s.log.Warn("kvstore: cannot remove the record of a user whose account was removed; the next open removes it", "key", st.key, "error", err)
 			}
+		}
+		// A pack of strays only would otherwise stay until the next open:
+		// the instance that removed them removes the packs they emptied,
+		// as RemoveAccount does.
+		if len(unpacked) > 0 {
+			s.mu.Lock()
+			for _, pub := range unpacked {
+				if e := s.m.users[pub]; e != nil && e.pack != "" {
+					s.m.dropUser(pub)
+				}
+			}
+			empty := s.m.emptyPacks()
+			s.mu.Unlock()
+			s.removePacks(s.life, empty)
 		}
 	}
 }
