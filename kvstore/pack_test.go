@@ -295,7 +295,10 @@ func TestKeyInTwoPacks(t *testing.T) {
 	hook := func(string) error {
 		if !storedFirst {
 			storedFirst = true
-			writePackAs(ctx, t, sb, packPrefix+"other", first)
+			// The batch loop's goroutine: t.Error, not t.Fatal.
+			if _, err := sb.kv.Create(ctx, packPrefix+"other", mustJSON(t, packRecord{Users: []provision.User{first}})); err != nil {
+				t.Error(err)
+			}
 			<-release
 		}
 		return nil
