@@ -11,3 +11,8 @@ func (r *Responder) SetPendingLimits(msgs, bytes int) error {
 	}
 	return nil
 }
+
+// Workers returns how many workers were started and how many are running.
+func (r *Responder) Workers() (started, live int64) {
+	return r.workersStarted.Load(), r.workersLive.Load()
+}

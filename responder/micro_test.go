@@ -705,3 +705,36 @@ func TestConfigRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestWorkersAreReused: requests run on workers that stay for the next
+// request instead of a goroutine each (whose stack grows anew every
+// time), and Stop ends the idle workers at once.
+func TestWorkersAreReused(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	svc := env.Start(t)
+	admin := env.Admin(t)
+	r := extra(t, env, svc.Provision, responder.Config{Prefix: "prov.pooled", Name: "pooled"})
+	const n = 100
+	for range n {
+		if rep := provtest.Request(t, admin, "prov.pooled.status", `{}`); rep.Code != 0 {
+			t.Fatalf("status: %d %q", rep.Code, rep.Description)
+		}
+	}
+	started, live := r.Workers()
+	if started > n/4 || live == 0 {
+		t.Fatalf("%d sequential requests started %d workers, %d still running; want a few, kept", n, started, live)
+	}
+	if err := r.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Second) // well under workerIdle
+	for {
+		if _, live := r.Workers(); live == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("idle workers still running a second after Stop")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -101,12 +101,18 @@ type Responder struct {
 	sem         chan struct{}
 	// mu orders dispatch against Stop: once closing is set, no request
 	// joins wg, so Stop's Wait sees every request that started.
-	mu       sync.Mutex
-	closing  bool
-	wg       sync.WaitGroup
-	seq      atomic.Uint64
-	stopOnce sync.Once
-	stopErr  error
+	mu      sync.Mutex
+	closing bool
+	wg      sync.WaitGroup
+	// jobs hands a request to an idle worker (workers.go); quit ends the
+	// idle ones once Stop has waited for the requests.
+	jobs chan job
+	quit chan struct{}
+	// workersStarted and workersLive count the workers, for tests.
+	workersStarted, workersLive atomic.Int64
+	seq                         atomic.Uint64
+	stopOnce                    sync.Once
+	stopErr                     error
 }
 
 // handlerFunc decodes a request and carries it out.
@@ -211,6 +217,8 @@ func start(nc *nats.Conn, cfg Config, eps []*endpoint, description string) (*Res
 		description: description,
 		metadata:    map[string]string{"subject_prefix": cfg.Prefix},
 		sem:         make(chan struct{}, cfg.MaxInflight),
+		jobs:        make(chan job),
+		quit:        make(chan struct{}),
 		eps:         eps,
 	}
 	for _, e := range eps {
@@ -308,6 +316,7 @@ func (r *Responder) stop() error {
 		}
 	}
 	r.wg.Wait()
+	close(r.quit)
 	return errors.Join(errs...)
 }
 
@@ -332,13 +341,7 @@ func (r *Responder) receive(e *endpoint) nats.MsgHandler {
 		r.sem <- struct{}{}
 		start := time.Now()
 		e.stats.begin()
-		go func() {
-			defer func() {
-				<-r.sem
-				r.wg.Done()
-			}()
-			r.serve(e, m, start)
-		}()
+		r.dispatch(job{e: e, m: m, start: start})
 	}
 }
 
