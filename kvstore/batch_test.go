@@ -200,7 +200,8 @@ func TestBatchWithTakenKey(t *testing.T) {
 }
 
 // TestUnbatchedBucket: a bucket made without atomic batches (by an
-// earlier version) still takes every user record, one per message.
+// earlier version) still takes every user record, and keeps records in
+// the background and durable ones in the order they were added.
 func TestUnbatchedBucket(t *testing.T) {
 	d := startDeployment(t, 1)
 	key, _ := newSealKey(t)
@@ -238,6 +239,32 @@ func TestUnbatchedBucket(t *testing.T) {
 	s2 := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Instance: "two"})
 	if got, err := s2.Users(context.Background(), a.PublicKey); err != nil || len(got) != 50 {
 		t.Fatalf("Users: %d, %v; want 50", len(got), err)
+	}
+
+	b := newAccount(t, "ordered")
+	if _, err := s2.CreateAccount(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	var added []provision.User
+	for i := range 20 {
+		u := newUser(t, b.PublicKey, "o")
+		if err := s2.AddUser(ctx, u, i%4 == 3); err != nil {
+			t.Fatal(err)
+		}
+		added = append(added, u)
+	}
+	if err := s2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s3 := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Instance: "three"})
+	got, err := s3.Users(ctx, b.PublicKey)
+	if err != nil || len(got) != len(added) {
+		t.Fatalf("Users: %d, %v; want %d", len(got), err, len(added))
+	}
+	for i := range got {
+		if got[i] != added[i] {
+			t.Fatalf("user %d in the bucket is %s (%s), want %s: not in issue order", i, got[i].PublicKey, got[i].Name, added[i].PublicKey)
+		}
 	}
 }
 
