@@ -11,10 +11,12 @@ import (
 	"github.com/natsprov/provisioner/jsbatch"
 )
 
-// The batch loop writes the user records queued for it, in issue order.
-// Records in the background of keys never written (the keys the service
-// made) go in packs, many to a message (pack.go), after lingering a few
-// milliseconds for more to gather. The others, each with a key of its own
+// The batch loop writes the user records queued for it. Records in the
+// background of keys never written (the keys the service made) go in
+// packs, many to a message (pack.go), after lingering a few milliseconds
+// for more to gather; each kind is stored in issue order, and a durable
+// record is written before the records in the background gathered with
+// it. The others, each with a key of its own
 // (a durable record queued while the bucket allows atomic batches), go to
 // the bucket in atomic batches when its stream allows them (allow_atomic,
 // set on every bucket this store creates): a server that syncs every write
@@ -94,23 +96,27 @@ func (s *Store) batchLoop() {
 			if n == 0 {
 				break
 			}
-			// Runs of records that go in packs and of records with a
-			// key each, in issue order.
-			for len(batch) > 0 {
-				k := 1
-				for k < len(batch) && packable(batch[k]) == packable(batch[0]) {
-					k++
+			// The records with a key each first (durable ones: their
+			// callers wait), then those that go in packs: a round trip
+			// for each kind. Writing runs of each kind in issue order, a
+			// round trip per run, made the loop so slow after a failover
+			// that durable adds kept timing out behind it.
+			var packed, own []*pendingWrite
+			for _, p := range batch {
+				if packable(p) {
+					packed = append(packed, p)
+				} else {
+					own = append(own, p)
 				}
-				run := batch[:k]
-				switch {
-				case packable(run[0]):
-					s.writePacks(run)
-				case len(run) >= minBatch && s.atomicBatches:
-					s.writeBatch(run)
-				default:
-					s.writeSingles(run)
-				}
-				batch = batch[k:]
+			}
+			switch {
+			case len(own) >= minBatch && s.atomicBatches:
+				s.writeBatch(own)
+			case len(own) > 0:
+				s.writeSingles(own)
+			}
+			if len(packed) > 0 {
+				s.writePacks(packed)
 			}
 			for range n {
 				<-s.queueRoom

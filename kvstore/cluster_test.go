@@ -173,6 +173,26 @@ func failover(t *testing.T, d *deployment) {
 	log.mu.Unlock()
 	d.stop(t, leader)
 	t.Logf("stopped the stream leader %s", leader)
+	// When the stream has a new leader: the service cannot write before,
+	// and on a loaded machine (this package's tests run beside the
+	// others') the election alone has taken over 15 s.
+	elected := make(chan time.Time, 1)
+	go func() {
+		for {
+			c, cancel := context.WithTimeout(context.Background(), time.Second)
+			info, err := stream.Info(c)
+			cancel()
+			if err == nil && info.Cluster != nil && info.Cluster.Leader != "" && info.Cluster.Leader != leader {
+				elected <- time.Now()
+				return
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
 
 	// Wait until every kind of write has succeeded for a second after its
 	// last error, and the writes in flight at the kill have had their
@@ -267,8 +287,20 @@ func failover(t *testing.T, d *deployment) {
 		span, float64(counts["update"])/span, float64(counts["add durable"])/span, float64(counts["add async"])/span)
 	t.Logf("after the kill: errors %v, the last %v after it; slowest synchronous write %v; longest time without a successful synchronous write %v",
 		errs, lastErr.Sub(kill).Round(time.Millisecond), slowest.Round(time.Millisecond), stall.Round(time.Millisecond))
-	if !lastErr.IsZero() && lastErr.Sub(kill) > 20*time.Second {
-		t.Errorf("errors went on %v after the kill", lastErr.Sub(kill))
+	var back time.Time
+	select {
+	case back = <-elected:
+	default:
+		t.Fatal("the stream had no new leader when the writes resumed")
+	}
+	t.Logf("the stream had a new leader %v after the kill", back.Sub(kill).Round(time.Millisecond))
+	for _, o := range log.ops {
+		if o.err != nil && o.at.After(back.Add(3*time.Second)) {
+			t.Logf("DEBUG %v after the leader: %s took %v: %v", o.at.Sub(back).Round(time.Millisecond), o.kind, o.at.Sub(o.start).Round(time.Millisecond), o.err)
+		}
+	}
+	if !lastErr.IsZero() && lastErr.Sub(back) > 10*time.Second {
+		t.Errorf("errors went on %v after the stream had a new leader (%v after the kill)", lastErr.Sub(back), lastErr.Sub(kill))
 	}
 
 	// Every acknowledged write is in the bucket, as a store opened now on

@@ -81,7 +81,9 @@ func (s *Store) fetchUser(ctx context.Context, userPub string) error {
 }
 
 // Users returns the user records of an account, in issue order. It fails
-// with ErrNotFound when the store has no record of the account.
+// with ErrNotFound when the store has no record of the account. (Another
+// instance, or a later open, can list a durable record before records in
+// the background issued in the same few milliseconds: batch.go.)
 func (s *Store) Users(ctx context.Context, account string) ([]provision.User, error) {
 	return s.users(ctx, account, nil)
 }
@@ -257,25 +259,26 @@ func (s *Store) addUser(ctx context.Context, u provision.User, durable bool) err
 	return nil
 }
 
-// addDurable writes a user record and returns once it is stored. It joins
-// the batch loop's queue, in issue order with the records in the
-// background (which wait there for their pack); when its write is not
+// addDurable writes a user record and returns once it is stored. With
+// atomic batches it joins the next batch (batch.go); when that batch is not
 // stored, or its answer does not come in time, the record is written on
 // its own.
 func (s *Store) addDurable(ctx context.Context, p *pendingWrite, u provision.User, conflict error) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	p.user, p.done = &u, make(chan error, 1)
-	err := s.enqueue(ctx, p)
-	if err == nil {
-		select {
-		case err = <-p.done:
-		case <-ctx.Done():
-			err = ctx.Err()
+	if s.atomicBatches {
+		p.user, p.done = &u, make(chan error, 1)
+		err := s.enqueue(ctx, p)
+		if err == nil {
+			select {
+			case err = <-p.done:
+			case <-ctx.Done():
+				err = ctx.Err()
+			}
 		}
-	}
-	if err == nil {
-		return nil // stored made it visible
+		if err == nil {
+			return nil // stored made it visible
+		}
 	}
 	rev, other, err := s.createOnce(ctx, p)
 	s.amu.Lock()
