@@ -173,9 +173,10 @@ func failover(t *testing.T, d *deployment) {
 	log.mu.Unlock()
 	d.stop(t, leader)
 	t.Logf("stopped the stream leader %s", leader)
-	// When the stream has a new leader: the service cannot write before,
-	// and on a loaded machine (this package's tests run beside the
-	// others') the election alone has taken over 15 s.
+	// When the stream has a new leader: the service cannot write before.
+	// The election took 0-7 s in runs of this test alone, and longer
+	// beside the other packages' tests, so the bound on errors counts
+	// from it rather than from the kill.
 	elected := make(chan time.Time, 1)
 	go func() {
 		for {
@@ -294,11 +295,6 @@ func failover(t *testing.T, d *deployment) {
 		t.Fatal("the stream had no new leader when the writes resumed")
 	}
 	t.Logf("the stream had a new leader %v after the kill", back.Sub(kill).Round(time.Millisecond))
-	for _, o := range log.ops {
-		if o.err != nil && o.at.After(back.Add(3*time.Second)) {
-			t.Logf("DEBUG %v after the leader: %s took %v: %v", o.at.Sub(back).Round(time.Millisecond), o.kind, o.at.Sub(o.start).Round(time.Millisecond), o.err)
-		}
-	}
 	if !lastErr.IsZero() && lastErr.Sub(back) > 10*time.Second {
 		t.Errorf("errors went on %v after the stream had a new leader (%v after the kill)", lastErr.Sub(back), lastErr.Sub(kill))
 	}
