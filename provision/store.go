@@ -142,7 +142,10 @@ type Store interface {
 
 	// User returns the record of a user public key, in whichever account.
 	User(ctx context.Context, userPub string) (User, error)
-	// Users returns the user records of an account, in issue order.
+	// Users returns the user records of an account, in issue order (the
+	// JetStream store, read by another instance or after a restart, can
+	// list a durable record ahead of records in the background issued in
+	// the same few milliseconds).
 	Users(ctx context.Context, account string) ([]User, error)
 	// UsersNamed returns the user records of an account with the given
 	// name, in issue order.
