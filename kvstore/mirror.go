@@ -17,11 +17,12 @@ import (
 )
 
 // mirror is the store's in-memory copy of the acct., name., user. and
-// upack. keys of the bucket, with the indexes reads need. Every change carries the KV
-// revision it was written at and applies only when it is newer than what
-// the mirror holds for that key, so that the store's own writes (applied
-// when acknowledged) and the watcher's copies of them (applied when they
-// arrive) can come in either order. The Store's mu guards it.
+// upack. keys of the bucket, with the indexes reads need. Every change
+// carries the KV revision it was written at and applies only when it is
+// newer than what the mirror holds for that key, so that the store's own
+// writes (applied when acknowledged) and the watcher's copies of them
+// (applied when they arrive) can come in either order. The Store's mu
+// guards it.
 type mirror struct {
 	// revs is the revision last applied per key, deletes included, so that
 	// an older put arriving late cannot bring a deleted key back.
