@@ -584,6 +584,11 @@ func (s *Store) RemoveAccount(ctx context.Context, pub string, rev uint64) error
 	}
 	empty := s.m.emptyPacks()
 	s.mu.Unlock()
+	// The account is gone; a pack that cannot be removed now holds only
+	// users shown nowhere, and the next store to open removes it.
+	if err := s.at("remove: packs to remove"); err != nil {
+		return err
+	}
 	s.removePacks(ctx, empty)
 	return nil
 }

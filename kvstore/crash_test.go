@@ -180,7 +180,8 @@ func TestCreateCrashes(t *testing.T) {
 }
 
 // TestRemoveCrash: a crash after the users are removed leaves the account
-// to remove again.
+// to remove again; the remove that finishes it also removes the packs that
+// held its users.
 func TestRemoveCrash(t *testing.T) {
 	d, s, opts := single(t)
 	ctx := bg(t)
@@ -196,6 +197,10 @@ func TestRemoveCrash(t *testing.T) {
 			t.Fatal(err)
 		}
 		users = append(users, u)
+	}
+	addAsync(t, s)
+	if len(packKeys(ctx, t, s)) == 0 {
+		t.Fatal("no pack: the background records were not packed")
 	}
 	crashAt(s, "remove: users removed", nil)
 	if err := s.RemoveAccount(ctx, a.PublicKey, rev); !errors.Is(err, errCrash) {
@@ -213,6 +218,9 @@ func TestRemoveCrash(t *testing.T) {
 		if _, err := s.kv.Get(ctx, userKey(u.PublicKey)); !errors.Is(err, jetstream.ErrKeyNotFound) {
 			t.Fatalf("user %s after remove: %v", u.PublicKey, err)
 		}
+	}
+	if keys := packKeys(ctx, t, s); len(keys) != 0 {
+		t.Fatalf("packs %v after the remove finished, want the ones that held its users removed", keys)
 	}
 	s2 := openStore(t, d.connect(t, d.svcCreds), opts)
 	if all, _ := s2.Accounts(ctx); len(all) != 0 {
