@@ -103,6 +103,7 @@ type (
 			PublicKey string `json:"public_key"`
 			Revoked   bool   `json:"revoked"`
 		} `json:"users"`
+		NextOffset int `json:"next_offset"`
 	}
 	accountListReply struct {
 		Accounts   []wireAccount `json:"accounts"`
