@@ -92,10 +92,17 @@ func (s *Store) writePack(writes []*pendingWrite) {
 	}
 	s.noteWrite(nil)
 	s.mu.Lock()
-	s.m.apply(change{key: key, rev: rev, pack: users})
+	c := change{key: key, rev: rev, pack: users}
+	var strays []stray
+	if s.m.apply(c) {
+		// Users whose account the mirror saw removed while their records
+		// were pending (confirm says how that happens).
+		strays = s.m.straysAfter(c)
+	}
 	twice := s.m.takeTwice()
 	s.mu.Unlock()
 	s.logTwice(twice)
+	s.removeStrays(strays)
 	s.amu.Lock()
 	for _, p := range writes {
 		if s.pending[p.key] == p {

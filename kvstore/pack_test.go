@@ -472,3 +472,112 @@ func TestPackRemovalDuringOutage(t *testing.T) {
 		}
 	}
 }
+
+// TestAddDuringRemove: a user added in the background on the instance that
+// is removing its account (after RemoveAccount listed the account's users)
+// is stored in a pack after the account's delete marker. The instance
+// applies its own pack itself, and its watcher then skips the pack as
+// seen: the pack's write must find the stray, or the user of the removed
+// account stays shown, and in the bucket, until the next open's sweep.
+func TestAddDuringRemove(t *testing.T) {
+	_, s, _ := single(t)
+	ctx := bg(t)
+	a := newAccount(t, "removed")
+	rev, err := s.CreateAccount(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate := make(chan struct{})
+	hold := func() { <-gate }
+	s.gatherHook.Store(&hold)
+	u := newUser(t, a.PublicKey, "late")
+	added := false
+	s.fault = func(p string) error {
+		if p == "remove: users removed" && !added {
+			added = true
+			// A user.create that checked the account before its removal.
+			if err := s.AddUser(ctx, u, false); err != nil {
+				t.Errorf("AddUser: %v", err)
+			}
+		}
+		return nil
+	}
+	if err := s.RemoveAccount(ctx, a.PublicKey, rev); err != nil {
+		t.Fatal(err)
+	}
+	s.fault = nil
+	eventually(t, 5*time.Second, "the watcher applied the account's delete marker", func() bool {
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		return s.m.revs[accountKey(a.PublicKey)] > rev
+	})
+	// The watcher lags (stalled here) while the pack is written.
+	release := stallWatcher(t, s, s)
+	close(gate)
+	eventually(t, 5*time.Second, "the pack stored and applied by its writer", func() bool {
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		for k := range s.m.packs {
+			if s.m.revs[k] > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	release()
+	addAsync(t, s)
+	eventually(t, 5*time.Second, "the watcher caught up", func() bool {
+		info, err := s.stream.Info(ctx)
+		if err != nil {
+			return false
+		}
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		return s.m.watched >= info.State.LastSeq
+	})
+	if _, err := s.Account(ctx, a.PublicKey); !errors.Is(err, provision.ErrNotFound) {
+		t.Fatalf("account: %v, want ErrNotFound", err)
+	}
+	eventually(t, 5*time.Second, "the user of the removed account gone from the mirror and the bucket", func() bool {
+		_, err := bucketUser(ctx, s, u.PublicKey)
+		return !shows(s, u) && errors.Is(err, jetstream.ErrKeyNotFound)
+	})
+}
+
+// TestReadUserRemovedAtItsKey: b's watcher lags (stalled) behind a pack and
+// the removal of one of its users (its account removed, the pack kept for
+// another account's user). b.User reads the bucket: the delete marker at
+// the user's key must win over the pack, as it does in the mirror.
+func TestReadUserRemovedAtItsKey(t *testing.T) {
+	_, sa, sb, _, _ := pair(t)
+	ctx := bg(t)
+	a, other := newAccount(t, "removed"), newAccount(t, "kept")
+	for _, acct := range []provision.Account{a, other} {
+		if _, err := sa.CreateAccount(ctx, acct); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 5*time.Second, "b sees it", func() bool { return mirrorRevision(sb, acct.PublicKey) != 0 })
+	}
+	release := stallWatcher(t, sa, sb)
+	defer release()
+	gate := make(chan struct{})
+	hold := func() { <-gate }
+	sa.gatherHook.Store(&hold)
+	u, v := newUser(t, a.PublicKey, "u"), newUser(t, other.PublicKey, "v")
+	for _, x := range []provision.User{u, v} {
+		if err := sa.AddUser(ctx, x, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(gate)
+	addAsync(t, sa)
+	if err := sa.RemoveAccount(ctx, a.PublicKey, mirrorRevision(sa, a.PublicKey)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bucketUser(ctx, sa, u.PublicKey); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("bucket: %v, want removed", err)
+	}
+	if got, err := sb.User(ctx, u.PublicKey); err == nil {
+		t.Fatalf("b reads a user removed at its own key from the bucket: %+v", got)
+	}
+}

@@ -62,15 +62,19 @@ func (s *Store) User(ctx context.Context, userPub string) (provision.User, error
 func (s *Store) fetchUser(ctx context.Context, userPub string) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	e, err := s.kv.Get(ctx, userKey(userPub))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
+	// The last message of the key, not kv.Get: a delete marker there (a
+	// removed user) must reach the mirror, where it takes precedence over
+	// a pack that holds the user; kv.Get reports it as no key.
+	key := userKey(userPub)
+	m, err := s.stream.GetLastMsgForSubject(ctx, s.subject+key)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		// Or in a pack the mirror has not seen yet.
 		return s.readPacks(ctx)
 	}
 	if err != nil {
 		return mapErr("read user "+userPub, err)
 	}
-	c := s.decode(e)
+	c := s.decode(rawEntry{m: m, key: key})
 	if c.err != nil {
 		return c.err
 	}
@@ -360,11 +364,22 @@ func (s *Store) asyncFailed(_ jetstream.JetStream, m *nats.Msg, err error) {
 
 // confirm records the revision a pending write was stored at, and shows
 // a durable one.
+//
+// A record stored after the mirror saw its account removed is a stray, as
+// if another instance had written it: a user added while its account was
+// being removed (the removal's listing missed it, and the account's
+// delete marker came while the record was pending, which straysAfter
+// leaves to its writer).
 func (s *Store) confirm(p *pendingWrite, rev uint64) {
+	var strays []stray
+	defer func() { s.removeStrays(strays) }()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if p.user != nil {
-		s.m.apply(change{key: p.key, rev: rev, user: p.user})
+		c := change{key: p.key, rev: rev, user: p.user}
+		if s.m.apply(c) {
+			strays = s.m.straysAfter(c)
+		}
 		return
 	}
 	if s.m.revs[p.key] < rev {
@@ -375,6 +390,7 @@ func (s *Store) confirm(p *pendingWrite, rev uint64) {
 		// Its own record takes precedence over a pack that holds it too
 		// (a pack whose answer was lost, stored after all).
 		s.m.unpack(p.entry)
+		strays = s.m.straysAfter(change{key: p.key, rev: rev, user: &p.entry.u})
 	}
 }
 
