@@ -152,22 +152,14 @@ func (s *endpointStats) unsent(lastError string) {
 }
 
 func (s *endpointStats) snapshot(e *endpoint) *micro.EndpointStats {
-	// Both fail once the subscription is gone; its drops were counted by
-	// the snapshots before, and nothing is pending.
-	dropped, derr := e.sub.Dropped()
+	s.countDrops(e)
+	// It fails once the subscription is gone: nothing is pending.
 	pending, _, perr := e.sub.Pending()
 	if perr != nil {
 		pending = 0
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if derr == nil && dropped > s.dropped {
-		n := dropped - s.dropped
-		s.dropped = dropped
-		s.requests += n
-		s.errors += n
-		s.lastError = fmt.Sprintf("slow consumer: %d requests dropped unanswered while the endpoint was at its limit of requests in flight", n)
-	}
 	out := &micro.EndpointStats{
 		Name:           e.name,
 		Subject:        e.full,
@@ -182,4 +174,23 @@ func (s *endpointStats) snapshot(e *endpoint) *micro.EndpointStats {
 	}
 	out.Data, _ = json.Marshal(EndpointData{InFlight: s.inFlight, Pending: pending})
 	return out
+}
+
+// countDrops counts the drops of the subscription not counted yet. Dropped
+// fails once the subscription is closed, so Stop counts them before the
+// drain, and receive while it drains (a drop leaves requests pending).
+func (s *endpointStats) countDrops(e *endpoint) {
+	dropped, err := e.sub.Dropped()
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if dropped > s.dropped {
+		n := dropped - s.dropped
+		s.dropped = dropped
+		s.requests += n
+		s.errors += n
+		s.lastError = fmt.Sprintf("slow consumer: %d requests dropped unanswered while the endpoint was at its limit of requests in flight", n)
+	}
 }

@@ -738,3 +738,53 @@ func TestWorkersAreReused(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestDroppedRequestsCountedAfterStop: requests dropped by the client
+// library are counted even when nobody asked for the stats before Stop
+// (once the subscription is closed, Dropped() fails and the drops are
+// lost).
+func TestDroppedRequestsCountedAfterStop(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	svc := env.Start(t)
+	admin := env.Admin(t)
+	slow := &held{Service: svc.Provision, gate: make(chan struct{})}
+	r := extra(t, env, slow, responder.Config{Prefix: "prov.behind2", Name: "behind2", MaxInflight: 1})
+	if err := r.SetPendingLimits(1, -1); err != nil {
+		t.Fatal(err)
+	}
+	created := send(admin, "prov.behind2.account.create", `{"name":"acme"}`)
+	slow.waitHeld(t, 1)
+	const n = 5
+	for i := range n {
+		admin.PublishRequest("prov.behind2.account.create", admin.NewInbox(), fmt.Appendf(nil, `{"name":"x%d"}`, i))
+	}
+	admin.Flush()
+	time.Sleep(100 * time.Millisecond)
+	close(slow.gate)
+	if rep := <-created; rep.err != nil || rep.code != 0 {
+		t.Fatalf("the held create: %v %d", rep.err, rep.code)
+	}
+	if err := r.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	// held create + the one pending place answered; n-1 dropped.
+	c := endpointOf(t, r.Stats(), "account_create")
+	if c.NumRequests != 1+1+(n-1) || c.NumErrors < n-1 {
+		t.Errorf("account_create after Stop: %d requests, %d errors (last %q); want %d requests with the %d dropped counted as errors", c.NumRequests, c.NumErrors, c.LastError, 1+1+(n-1), n-1)
+	}
+}
+
+// TestRequestTimeoutIsNotInternal: a request whose work outlasts
+// RequestTimeout (the handler returns ctx.Err(), as provision's afterIssue
+// does) is answered 504 saying so, not as an internal error.
+func TestRequestTimeoutIsNotInternal(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	svc := env.Start(t)
+	admin := env.Admin(t)
+	slow := &held{Service: svc.Provision, gate: make(chan struct{})}
+	extra(t, env, slow, responder.Config{Prefix: "prov.timeout", Name: "timeout", RequestTimeout: 200 * time.Millisecond})
+	rep := provtest.Request(t, admin, "prov.timeout.account.create", `{"name":"acme"}`)
+	if rep.Code != 504 || !strings.Contains(rep.Description, "request_timeout 200ms") || !strings.Contains(rep.Description, "may have taken effect") {
+		t.Errorf("a request past RequestTimeout: %d %q, want 504 naming request_timeout", rep.Code, rep.Description)
+	}
+}

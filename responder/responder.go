@@ -281,6 +281,11 @@ func (r *Responder) stop() error {
 	r.mu.Lock()
 	r.closing = true
 	r.mu.Unlock()
+	// Dropped fails once a subscription is closed: count the drops so far;
+	// later ones leave requests pending, which receive counts them with.
+	for _, e := range r.eps {
+		e.stats.countDrops(e)
+	}
 	subs := slices.Clone(r.verbs)
 	for _, e := range r.eps {
 		subs = append(subs, e.sub)
@@ -329,6 +334,8 @@ func (r *Responder) receive(e *endpoint) nats.MsgHandler {
 		r.mu.Lock()
 		if r.closing {
 			r.mu.Unlock()
+			// Drops while draining: counted before the subscription closes.
+			e.stats.countDrops(e)
 			start := time.Now()
 			e.stats.begin()
 			r.finish(e, m, start, api.CodeUnavailable, "the provisioner is shutting down; retry", nil)
@@ -439,6 +446,12 @@ func (r *Responder) classify(e *endpoint, err error) (int, string) {
 		code = api.CodeUnavailable
 	case errors.Is(err, provision.ErrTimeout), errors.Is(err, provision.ErrNotSent):
 		code = api.CodeTimeout
+	case errors.Is(err, context.DeadlineExceeded):
+		// The request's own deadline (request_timeout) ran out while it
+		// waited on the store or the servers: not a bug, and the change
+		// may have been made.
+		code = api.CodeTimeout
+		err = fmt.Errorf("the request ran out of its time (request_timeout %s) before it was done, so it may have taken effect; read it back before trying again: %w", r.cfg.RequestTimeout, err)
 	}
 	desc := oneLine(err.Error())
 	switch {
