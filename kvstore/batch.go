@@ -87,6 +87,12 @@ func (s *Store) batchLoop() {
 			return
 		}
 		for {
+			if s.stopped() {
+				// Close waited its CloseTimeout and gave up on what is
+				// left: each chunk could take another Timeout against a
+				// server that is down.
+				return
+			}
 			s.amu.Lock()
 			n := min(len(s.queue), maxBatch)
 			batch := make([]*pendingWrite, n)
@@ -122,6 +128,16 @@ func (s *Store) batchLoop() {
 				<-s.queueRoom
 			}
 		}
+	}
+}
+
+// stopped reports whether Close has stopped the store's loops.
+func (s *Store) stopped() bool {
+	select {
+	case <-s.stop:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -196,7 +212,7 @@ func (s *Store) writeSingles(writes []*pendingWrite) {
 // revision its key had when it was added (0, or a removed record's delete
 // marker), as kv.Create does. What is not stored goes to the retry path.
 func (s *Store) writeBatch(batch []*pendingWrite) {
-	ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
+	ctx, cancel := context.WithTimeout(s.life, s.opts.Timeout)
 	defer cancel()
 	msgs := make([]*nats.Msg, len(batch))
 	for i, p := range batch {

@@ -478,7 +478,7 @@ func (s *Store) watch(kw *kvWatch) {
 			s.mu.RLock()
 			from := s.m.watched + 1
 			s.mu.RUnlock()
-			ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
+			ctx, cancel := context.WithTimeout(s.life, s.opts.Timeout)
 			nw, err := s.startWatcher(ctx, jetstream.ResumeFromRevision(from))
 			cancel()
 			if err == nil {

@@ -114,6 +114,48 @@ func TestCloseIsBounded(t *testing.T) {
 	}
 }
 
+// TestCloseIsBoundedWithAQueue: Close with thousands of background records
+// queued while the server is down stops the batch loop once it gives up,
+// instead of letting it try each pack for another Timeout.
+func TestCloseIsBoundedWithAQueue(t *testing.T) {
+	d := startDeployment(t, 1)
+	key, _ := newSealKey(t)
+	log, _ := newLog(t)
+	s, err := Open(bg(t), d.connect(t, d.svcCreds), Options{Seal: key, Timeout: time.Second, CloseTimeout: 500 * time.Millisecond, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := bg(t)
+	a := newAccount(t, "x")
+	if _, err := s.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	d.nodes[0].emb.Stop()
+	// All queued before the loop takes any: several chunks, several packs
+	// each.
+	gate := make(chan struct{})
+	hold := func() { <-gate }
+	s.gatherHook.Store(&hold)
+	const n = 3000
+	for range n {
+		if err := s.AddUser(ctx, newUser(t, a.PublicKey, "u"), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(gate)
+	start := time.Now()
+	err = s.Close()
+	if err == nil || !strings.Contains(err.Error(), "user records not confirmed") {
+		t.Fatalf("Close: %v", err)
+	}
+	// CloseTimeout, then at most the one write in flight (Timeout).
+	took := time.Since(start)
+	if took > 3*time.Second {
+		t.Fatalf("Close took %v with a CloseTimeout of 500ms and a Timeout of 1s", took)
+	}
+	t.Logf("Close with %d records queued and the server down: %v", n, took.Round(time.Millisecond))
+}
+
 // TestUnreadableRecord: a record this store cannot open (another instance
 // sealed it with a key this one lacks) fails the reads of it, naming it,
 // instead of being shown without seeds.

@@ -51,6 +51,9 @@ func packable(p *pendingWrite) bool {
 func (s *Store) writePacks(writes []*pendingWrite) {
 	limit := min(maxPackBytes, int(s.nc.MaxPayload())-4096)
 	for len(writes) > 0 {
+		if s.stopped() {
+			return // Close gave up on them: they stay unconfirmed
+		}
 		n, size := 0, 0
 		for n < len(writes) && (n == 0 || size+len(writes[n].data) < limit) {
 			size += len(writes[n].data) + 1
@@ -75,7 +78,7 @@ func (s *Store) writePack(writes []*pendingWrite) {
 		return
 	}
 	key := packPrefix + nuid.Next()
-	ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
+	ctx, cancel := context.WithTimeout(s.life, s.opts.Timeout)
 	defer cancel()
 	var rev uint64
 	if hook := s.packHook.Load(); hook != nil {

@@ -617,10 +617,13 @@ func (s *Store) Close() error {
 	}
 	s.releaseAll()
 	close(s.stop)
+	// What is still being tried gives up too: Close has waited its
+	// CloseTimeout, and against a server that is down each write or read
+	// in flight would take another Timeout.
+	s.endLife()
 	s.workers.Wait() // retryLoop starts no retry after this
 	s.retries.Wait()
 	s.watcher.Wait()
-	s.endLife()
 	if len(unconfirmed) > 0 {
 		for _, k := range unconfirmed {
 			s.log.Error("kvstore: user record not confirmed before close; it may be missing from user.list", "key", k)

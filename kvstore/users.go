@@ -449,7 +449,7 @@ func (s *Store) retry(p *pendingWrite, sem chan struct{}) {
 			return
 		case sem <- struct{}{}:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
+		ctx, cancel := context.WithTimeout(s.life, s.opts.Timeout)
 		rev, other, err := s.createOnce(ctx, p)
 		cancel()
 		<-sem
