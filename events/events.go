@@ -38,16 +38,16 @@ type Publisher struct {
 	js     jetstream.JetStream // nil: no audit stream
 	svc    *nats.Conn          // the audit stream's connection
 	log    *slog.Logger
-	// retries are the audit writes being tried again.
-	retries sync.WaitGroup
 
 	// The audit writer: events wait in queue (room bounds it) for the
 	// writer goroutine, which sends them in atomic batches when the
 	// stream allows them (allowAtomic) and enough wait, else one by one.
 	mu          sync.Mutex
 	queue       []*nats.Msg
-	busy        bool // the writer holds events taken from the queue
-	closed      bool // Close was called: events are written one by one
+	busy        bool  // the writer holds events taken from the queue
+	retrying    int   // audit writes being tried again (idle tells when it changes)
+	lost        int64 // audit writes given up
+	closed      bool  // Close was called: events are written one by one
 	idle        *sync.Cond
 	room        chan struct{}
 	signal      chan struct{}
@@ -285,11 +285,21 @@ func (p *Publisher) auditFailed(_ jetstream.JetStream, m *nats.Msg, err error) {
 // own, a few times; the message id makes a write that was stored after
 // all count once.
 func (p *Publisher) retry(m *nats.Msg, err error) {
-	p.retries.Add(1)
+	p.mu.Lock()
+	p.retrying++
+	p.mu.Unlock()
 	go func() {
-		defer p.retries.Done()
+		defer func() {
+			p.mu.Lock()
+			p.retrying--
+			p.idle.Broadcast()
+			p.mu.Unlock()
+		}()
 		for attempt := 1; ; attempt++ {
 			if attempt == auditAttempts {
+				p.mu.Lock()
+				p.lost++
+				p.mu.Unlock()
 				p.log.Error("could not store an event in the audit stream", "subject", m.Subject, "attempts", attempt, "error", err)
 				return
 			}
@@ -313,6 +323,9 @@ func (p *Publisher) Flush(timeout time.Duration) error {
 	if p.js == nil {
 		return nil
 	}
+	p.mu.Lock()
+	lost := p.lost
+	p.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		p.mu.Lock()
@@ -321,15 +334,25 @@ func (p *Publisher) Flush(timeout time.Duration) error {
 		}
 		p.mu.Unlock()
 		<-p.js.PublishAsyncComplete()
-		p.retries.Wait()
+		p.mu.Lock()
+		for p.retrying > 0 {
+			p.idle.Wait()
+		}
+		p.mu.Unlock()
 		close(done)
 	}()
 	select {
 	case <-done:
+		p.mu.Lock()
+		lost = p.lost - lost
+		p.mu.Unlock()
+		if lost > 0 {
+			return fmt.Errorf("events: %d audit writes lost", lost)
+		}
 		return nil
 	case <-time.After(timeout):
 		p.mu.Lock()
-		queued := len(p.queue)
+		queued := len(p.queue) + p.retrying
 		p.mu.Unlock()
 		return fmt.Errorf("events: %d audit writes not confirmed within %s", queued+p.js.PublishAsyncPending(), timeout)
 	}
@@ -339,6 +362,7 @@ func (p *Publisher) Flush(timeout time.Duration) error {
 // writer; later events are written one by one. It returns what Flush
 // returned.
 func (p *Publisher) Close(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
 	if p.stop != nil {
 		p.mu.Lock()
 		closed := p.closed
@@ -346,10 +370,15 @@ func (p *Publisher) Close(timeout time.Duration) error {
 		p.mu.Unlock()
 		if !closed {
 			close(p.stop)
-			<-p.stopped
+			t := time.NewTimer(timeout)
+			defer t.Stop()
+			select {
+			case <-p.stopped:
+			case <-t.C:
+			}
 		}
 	}
-	return p.Flush(timeout)
+	return p.Flush(time.Until(deadline))
 }
 
 // Audit pages through the audit stream.
@@ -399,8 +428,10 @@ func (a *Audit) Page(ctx context.Context, account string, after uint64, limit in
 		return nil, 0, fmt.Errorf("events: audit stream: %w", err)
 	}
 	var out []api.AuditEntry
-	var next uint64
+	var next, last uint64
+	delivered := 0
 	for m := range batch.Messages() {
+		delivered++
 		meta, err := m.Metadata()
 		if err != nil {
 			continue
@@ -409,11 +440,16 @@ func (a *Audit) Page(ctx context.Context, account string, after uint64, limit in
 			next = out[len(out)-1].Seq
 			break
 		}
+		last = meta.Sequence.Stream
 		var e api.Event
 		if err := json.Unmarshal(m.Data(), &e); err != nil {
 			continue
 		}
 		out = append(out, api.AuditEntry{Seq: meta.Sequence.Stream, Event: e})
+	}
+	if next == 0 && delivered > limit {
+		// Entries skipped on the way: more may follow the last one read.
+		next = last
 	}
 	if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
 		return out, next, fmt.Errorf("events: audit stream: %w", err)

@@ -1,0 +1,139 @@
+package events_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/natsprov/provisioner/api"
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/events"
+	"github.com/natsprov/provisioner/provtest"
+)
+
+// TestPageGoesOnPastASkippedEntry: an entry Page skips (not an event)
+// must not end the paging: the events after it are still reachable.
+func TestPageGoesOnPastASkippedEntry(t *testing.T) {
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	sys := env.Connect(t, env.Init.ProvisionerCreds)
+	svc := env.ServiceUser(t)
+	ctx := context.Background()
+	pub := events.New(sys, "prov", slog.New(slog.DiscardHandler))
+	if err := pub.WithAudit(ctx, svc, 1); err != nil {
+		t.Fatal(err)
+	}
+	const acct = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567ABCDEFGHIJKLMNOPQRSTUVWX"
+	js, err := jetstream.New(svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(name string) {
+		pub.Publish(ctx, api.Event{Type: api.EventUserCreated, Account: acct, UserName: name})
+		if err := pub.Flush(10 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("0")
+	// Not an event (written by hand, or by another tool): Page skips it.
+	if _, err := js.Publish(ctx, events.AuditSubject("prov", acct, api.EventUserCreated), []byte("not json")); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < 5; i++ {
+		send(fmt.Sprint(i))
+	}
+	audit, err := events.NewAudit(svc, "prov")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for after := uint64(0); ; {
+		page, next, err := audit.Page(ctx, acct, after, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range page {
+			got = append(got, e.Event.UserName)
+		}
+		if next == 0 {
+			break
+		}
+		after = next
+	}
+	if fmt.Sprint(got) != "[0 1 2 3 4]" {
+		t.Fatalf("paged %v, want [0 1 2 3 4]", got)
+	}
+}
+
+// TestCloseKeepsItsTimeout: with the server down, Close returns within
+// about its timeout, as its doc says ("flushes ... at most timeout").
+func TestCloseKeepsItsTimeout(t *testing.T) {
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	sys := env.Connect(t, env.Init.ProvisionerCreds)
+	svc := env.ServiceUser(t)
+	ctx := context.Background()
+	pub := events.New(sys, "prov", slog.New(slog.DiscardHandler))
+	if err := pub.WithAudit(ctx, svc, 1); err != nil {
+		t.Fatal(err)
+	}
+	pub.ForceBatches() // as on a replicated stream
+	const acct = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567ABCDEFGHIJKLMNOPQRSTUVWX"
+	env.Server.Stop()
+	for i := range 2000 {
+		pub.Publish(ctx, api.Event{Type: api.EventUserCreated, Account: acct, UserName: fmt.Sprint(i)})
+	}
+	start := time.Now()
+	err := pub.Close(time.Second)
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("Close(1s) took %v (err %v)", took, err)
+	}
+}
+
+// TestFlushReportsALostWrite: Flush must not return nil for an audit
+// write that was given up ("returns an error when some were not stored").
+func TestFlushReportsALostWrite(t *testing.T) {
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	sys := env.Connect(t, env.Init.ProvisionerCreds)
+	svc := env.ServiceUser(t)
+	ctx := context.Background()
+	pub := events.New(sys, "prov", slog.New(slog.DiscardHandler))
+	if err := pub.WithAudit(ctx, svc, 1); err != nil {
+		t.Fatal(err)
+	}
+	// The audit connection is gone: every write fails (as in a long
+	// outage, only sooner).
+	svc.Close()
+	const acct = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567ABCDEFGHIJKLMNOPQRSTUVWX"
+	pub.Publish(ctx, api.Event{Type: api.EventUserCreated, Account: acct, UserName: "x"})
+	// The write is tried 5 times and given up (logged as lost).
+	if err := pub.Flush(30 * time.Second); err == nil {
+		t.Fatal("Flush returned nil for an audit write that was never stored")
+	}
+}
+
+// TestFlushThenRetryNoRace: a Flush that timed out while retries were in
+// flight, then a new failing write: WaitGroup.Add from zero concurrent
+// with the Flush goroutine's Wait.
+func TestFlushThenRetryNoRace(t *testing.T) {
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	sys := env.Connect(t, env.Init.ProvisionerCreds)
+	svc := env.ServiceUser(t)
+	ctx := context.Background()
+	pub := events.New(sys, "prov", slog.New(slog.DiscardHandler))
+	if err := pub.WithAudit(ctx, svc, 1); err != nil {
+		t.Fatal(err)
+	}
+	svc.Close()
+	const acct = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567ABCDEFGHIJKLMNOPQRSTUVWX"
+	pub.Publish(ctx, api.Event{Type: api.EventUserCreated, Account: acct, UserName: "1"})
+	time.Sleep(time.Second) // its async write failed; a retry runs
+	if err := pub.Flush(100 * time.Millisecond); err == nil {
+		t.Fatal("Flush: no error with a retry in flight")
+	}
+	time.Sleep(5 * time.Second) // the retry gave up; Flush's goroutine ends
+	pub.Publish(ctx, api.Event{Type: api.EventUserCreated, Account: acct, UserName: "2"})
+	time.Sleep(time.Second)
+}
