@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -403,6 +404,11 @@ func NewAudit(svc *nats.Conn, prefix string) (*Audit, error) {
 func (a *Audit) Page(ctx context.Context, account string, after uint64, limit int) ([]api.AuditEntry, uint64, error) {
 	if limit <= 0 || limit > 1000 {
 		limit = 100
+	}
+	if after == math.MaxUint64 {
+		// Nothing comes after the last sequence there can be (and after+1
+		// would wrap to the start).
+		return nil, 0, nil
 	}
 	filter := a.prefix + ".audit.>"
 	if account != "" {

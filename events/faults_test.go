@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"testing"
 	"time"
 
@@ -136,4 +137,30 @@ func TestFlushThenRetryNoRace(t *testing.T) {
 	time.Sleep(5 * time.Second) // the retry gave up; Flush's goroutine ends
 	pub.Publish(ctx, api.Event{Type: api.EventUserCreated, Account: acct, UserName: "2"})
 	time.Sleep(time.Second)
+}
+
+// TestPageAfterTheLastSequence: a cursor at the largest sequence there can
+// be pages nothing, instead of wrapping to the start of the stream.
+func TestPageAfterTheLastSequence(t *testing.T) {
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	sys := env.Connect(t, env.Init.ProvisionerCreds)
+	svc := env.ServiceUser(t)
+	ctx := context.Background()
+	pub := events.New(sys, "prov", slog.New(slog.DiscardHandler))
+	if err := pub.WithAudit(ctx, svc, 1); err != nil {
+		t.Fatal(err)
+	}
+	const acct = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567ABCDEFGHIJKLMNOPQRSTUVWX"
+	pub.Publish(ctx, api.Event{Type: api.EventUserCreated, Account: acct, UserName: "x"})
+	if err := pub.Flush(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	audit, err := events.NewAudit(svc, "prov")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, next, err := audit.Page(ctx, acct, math.MaxUint64, 10)
+	if err != nil || len(page) != 0 || next != 0 {
+		t.Fatalf("a page after the last sequence: %d entries, next %d, %v; want none", len(page), next, err)
+	}
 }
