@@ -355,9 +355,11 @@ func (r *Responder) receive(e *endpoint) nats.MsgHandler {
 // serve carries out one request and answers it.
 func (r *Responder) serve(e *endpoint, m *nats.Msg, start time.Time) {
 	var (
-		rep any
-		err error
+		data []byte
+		err  error
 	)
+	// The handler and the reply's encoding run under recover: a panic in
+	// either answers 500 and frees the request's slot.
 	func() {
 		defer func() {
 			if p := recover(); p != nil {
@@ -370,12 +372,11 @@ func (r *Responder) serve(e *endpoint, m *nats.Msg, start time.Time) {
 			err = fmt.Errorf("%w: the request is %d bytes; the limit is %d", provision.ErrInvalid, len(m.Data), MaxRequestSize)
 			return
 		}
-		rep, err = e.handle(ctx, m)
+		var rep any
+		if rep, err = e.handle(ctx, m); err == nil {
+			data, err = json.Marshal(rep)
+		}
 	}()
-	var data []byte
-	if err == nil {
-		data, err = json.Marshal(rep)
-	}
 	if max := r.nc.MaxPayload() - 1024; err == nil && int64(len(data)) > max {
 		// Publishing it would fail and leave the caller waiting.
 		err = fmt.Errorf("the reply would be %d bytes, over the servers' max_payload of %d bytes; for lists, ask for a page with \"limit\"", len(data), max+1024)
