@@ -113,6 +113,8 @@ func (s *Service) CreateAccount(ctx context.Context, req api.CreateAccountReques
 		s.abandon(rec, claims, mayHaveStored(res, err))
 		return nil, fmt.Errorf("push new account %q (%s): %w", name, pub, err)
 	}
+	// Another instance may have changed the account during the push.
+	s.afterPush(ctx, pub, token)
 	if len(rec.SigningKeys) == 1 {
 		s.cache.Store(pub, &state{jwt: token, claims: claims, signers: map[string]nkeys.KeyPair{"": signer}, from: rec.SigningKeys})
 	}

@@ -332,6 +332,11 @@ func (s *Service) restore(ctx context.Context, prev, next Account, repush bool) 
 	rev, err := s.store.UpdateAccount(ctx, back, next.Revision)
 	if err != nil {
 		log.Error("could not put an account back in the store after a failed push; the reconciler pushes the store's version", "error", err)
+		if repush {
+			// next may be on a server, over a newer version another
+			// instance stored and pushed meanwhile.
+			s.afterPush(ctx, prev.PublicKey, next.JWT)
+		}
 		return
 	}
 	back.Revision = rev
@@ -341,6 +346,8 @@ func (s *Service) restore(ctx context.Context, prev, next Account, repush bool) 
 	}
 	res, err := s.resolver.Update(ctx, back.JWT)
 	s.confirm.record(back.PublicKey, jti(back.JWT), res)
+	// Another instance may have changed the account during the push.
+	s.afterPush(ctx, back.PublicKey, back.JWT)
 	if err != nil {
 		log.Error("could not push the previous version of an account after a failed push; the reconciler retries", "error", err)
 		return
@@ -374,15 +381,21 @@ func (s *Service) afterPush(ctx context.Context, pub, pushed string) {
 	if !ok {
 		return // one instance: nothing else changes the account
 	}
-	cur, err := l.AccountLatest(ctx, pub)
-	if err != nil || cur.JWT == pushed || mustIssued(cur.JWT) < mustIssued(pushed) {
-		return
-	}
-	s.log.Info("account changed by another instance during a push; pushing the newer version", "account", pub)
-	res, err := s.resolver.Update(ctx, cur.JWT)
-	s.confirm.record(pub, jti(cur.JWT), res)
-	if err != nil {
-		s.log.Warn("could not push the newer version; the reconciler retries", "account", pub, "error", err)
+	// Each push of a newer version is itself a push that a still newer
+	// one may have overtaken: read again after it.
+	for range maxStaleRetries {
+		cur, err := l.AccountLatest(ctx, pub)
+		if err != nil || cur.JWT == pushed || mustIssued(cur.JWT) < mustIssued(pushed) {
+			return
+		}
+		s.log.Info("account changed by another instance during a push; pushing the newer version", "account", pub)
+		res, err := s.resolver.Update(ctx, cur.JWT)
+		s.confirm.record(pub, jti(cur.JWT), res)
+		if err != nil {
+			s.log.Warn("could not push the newer version; the reconciler retries", "account", pub, "error", err)
+			return
+		}
+		pushed = cur.JWT
 	}
 }
 

@@ -342,27 +342,9 @@ func (s *Service) revoke(ctx context.Context, a Account, ref string, selfOnly bo
 	var name string
 	var issued int64
 	if nkeys.IsValidPublicUserKey(ref) {
-		u, err := s.store.User(ctx, pub)
-		switch {
-		case errors.Is(err, ErrNotFound) && selfOnly:
-			return nil, fmt.Errorf("%w: account %q has no self-service user %s", ErrNotFound, a.Name, pub)
-		case errors.Is(err, ErrNotFound):
-			// Never issued here: record it, so that it cannot be issued
-			// once revoked.
-			rec := User{PublicKey: pub, Account: a.PublicKey, IssuedAt: time.Now().Unix(), Revoked: true}
-			if err := s.store.AddUser(ctx, rec, true); err != nil && !errors.Is(err, ErrConflict) {
-				return nil, fmt.Errorf("record revoked key %s: %w", pub, err)
-			}
-		case err != nil:
-			return nil, fmt.Errorf("look up user key %s: %w", pub, err)
-		case u.Account != a.PublicKey && selfOnly:
-			return nil, fmt.Errorf("%w: account %q has no self-service user %s", ErrNotFound, a.Name, pub)
-		case u.Account != a.PublicKey:
-			return nil, fmt.Errorf("%w: user key %s belongs to account %s, not %q", ErrInvalid, pub, u.Account, a.Name)
-		case selfOnly && !u.SelfService:
-			return nil, fmt.Errorf("%w: user %s of account %q was not issued through self-service; an admin revokes it", ErrForbidden, pub, a.Name)
-		default:
-			name, issued = u.Name, u.IssuedAt
+		var err error
+		if name, issued, err = s.keyTarget(ctx, a, pub, selfOnly); err != nil {
+			return nil, err
 		}
 	} else {
 		st, err := s.state(a)
@@ -397,6 +379,41 @@ func (s *Service) revoke(ctx context.Context, a Account, ref string, selfOnly bo
 		Account:  api.Account{Name: out.account.Name, PublicKey: a.PublicKey, JWT: out.account.JWT},
 		Resolver: wireResult(out.result),
 	}, nil
+}
+
+// keyTarget checks a revoke by key and returns the name and issue time of
+// the user it revokes. The key's record must be of account a (with
+// selfOnly, of a self-service user). A key with no record, never issued
+// here, is recorded as revoked, so that it can never be issued later; when
+// a create of that key lands first, its record is checked as if it had
+// been found, so that a revoke racing a create never answers "revoked"
+// for a key that is valid in another account.
+func (s *Service) keyTarget(ctx context.Context, a Account, pub string, selfOnly bool) (name string, issued int64, err error) {
+	u, err := s.store.User(ctx, pub)
+	if errors.Is(err, ErrNotFound) && !selfOnly {
+		rec := User{PublicKey: pub, Account: a.PublicKey, IssuedAt: time.Now().Unix(), Revoked: true}
+		err = s.store.AddUser(ctx, rec, true)
+		switch {
+		case err == nil:
+			return "", 0, nil
+		case !errors.Is(err, ErrConflict):
+			return "", 0, fmt.Errorf("record revoked key %s: %w", pub, err)
+		}
+		u, err = s.store.User(ctx, pub)
+	}
+	switch {
+	case errors.Is(err, ErrNotFound) && selfOnly:
+		return "", 0, fmt.Errorf("%w: account %q has no self-service user %s", ErrNotFound, a.Name, pub)
+	case err != nil:
+		return "", 0, fmt.Errorf("look up user key %s: %w", pub, err)
+	case u.Account != a.PublicKey && selfOnly:
+		return "", 0, fmt.Errorf("%w: account %q has no self-service user %s", ErrNotFound, a.Name, pub)
+	case u.Account != a.PublicKey:
+		return "", 0, fmt.Errorf("%w: user key %s belongs to account %s, not %q", ErrInvalid, pub, u.Account, a.Name)
+	case selfOnly && !u.SelfService:
+		return "", 0, fmt.Errorf("%w: user %s of account %q was not issued through self-service; an admin revokes it", ErrForbidden, pub, a.Name)
+	}
+	return u.Name, u.IssuedAt, nil
 }
 
 // describeKey names what kind of key s is, for errors; it never echoes a
