@@ -381,10 +381,17 @@ func (s *Service) afterPush(ctx context.Context, pub, pushed string) {
 	if !ok {
 		return // one instance: nothing else changes the account
 	}
+	// A push is done whether or not its request is still waiting: what it
+	// may have overwritten is set right with a deadline of its own.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), changeTimeout)
+	defer cancel()
 	// Each push of a newer version is itself a push that a still newer
 	// one may have overtaken: read again after it.
 	for range maxStaleRetries {
 		cur, err := l.AccountLatest(ctx, pub)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			s.log.Warn("could not read an account back after a push; if another instance changed it meanwhile, the reconciler pushes the newer version", "account", pub, "error", err)
+		}
 		if err != nil || cur.JWT == pushed || mustIssued(cur.JWT) < mustIssued(pushed) {
 			return
 		}
