@@ -137,36 +137,43 @@ func (s *Store) fetchAccount(ctx context.Context, pub string) error {
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	e, err := s.kv.Get(ctx, accountKey(pub))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil
+	c, ok, err := s.readAccount(ctx, pub)
+	if err != nil || !ok {
+		return err
 	}
-	if err != nil {
-		return mapErr("read account "+pub, err)
-	}
-	c := s.decode(e)
-	if c.acct.err == nil && c.acct.a.Live() {
+	if !c.del && c.acct.err == nil && c.acct.a.Live() {
 		if err := s.fetchName(ctx, c.acct.a.Name); err != nil {
 			return err
 		}
 	}
-	s.mu.Lock()
-	s.m.apply(c)
-	s.mu.Unlock()
+	s.applyBrought(c, false)
 	return nil
+}
+
+// readAccount reads the last entry of an account's key: its record, or the
+// delete marker of a removed account, which must reach the mirror too (a
+// lagging mirror would show the account still). ok is false for a key
+// never written.
+func (s *Store) readAccount(ctx context.Context, pub string) (change, bool, error) {
+	key := accountKey(pub)
+	m, err := s.stream.GetLastMsgForSubject(ctx, s.subject+key)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return change{}, false, nil
+	}
+	if err != nil {
+		return change{}, false, mapErr("read account "+pub, err)
+	}
+	return s.decode(rawEntry{m: m, key: key}), true, nil
 }
 
 // refresh reads an account record into the mirror, when an update found
 // the mirror behind. A failure is left for the watcher to mend.
 func (s *Store) refresh(ctx context.Context, pub string) {
-	e, err := s.kv.Get(ctx, accountKey(pub))
-	if err != nil {
+	c, ok, err := s.readAccount(ctx, pub)
+	if err != nil || !ok {
 		return
 	}
-	c := s.decode(e)
-	s.mu.Lock()
-	s.m.apply(c)
-	s.mu.Unlock()
+	s.applyBrought(c, false)
 }
 
 // fetchName reads a name entry, and the record of the account it points
@@ -545,6 +552,15 @@ func (s *Store) RemoveAccount(ctx context.Context, pub string, rev uint64) error
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
+	// The mirror may lag behind another instance's change of the account:
+	// its users go only while the record is still at rev, so that a stale
+	// remove fails with ErrStale having changed nothing.
+	if e, err := s.kv.Get(ctx, accountKey(pub)); errors.Is(err, jetstream.ErrKeyNotFound) || err == nil && e.Revision() != rev {
+		s.refresh(ctx, pub)
+		return fmt.Errorf("kvstore: account %s: %w (revision %d)", pub, provision.ErrStale, rev)
+	} else if err != nil {
+		return mapErr("read account "+pub, err)
+	}
 	// A user record still on its way (queued for a batch, or waiting to be
 	// tried again) would land after its delete marker and outlive the
 	// account: wait until each is stored or given up.

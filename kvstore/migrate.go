@@ -159,6 +159,11 @@ func (s *Store) migrateAccount(ctx context.Context, a provision.Account) (outcom
 		if errors.Is(err, provision.ErrInvalid) || errors.Is(err, provision.ErrStale) {
 			return kept, err.Error(), nil
 		}
+		if errors.Is(err, provision.ErrConflict) {
+			// A tombstone made live again whose name a different live
+			// account holds: a conflict, and so are its users.
+			return absent, err.Error(), nil
+		}
 		return 0, "", err
 	}
 	return replaced, "", nil

@@ -557,6 +557,9 @@ func (s *Store) checkBucket(ctx context.Context, nc *nats.Conn) error {
 	if cfg.MaxAge != 0 {
 		diffs = append(diffs, fmt.Sprintf("ttl %s, want none (records must not expire)", cfg.MaxAge))
 	}
+	if cfg.Discard == jetstream.DiscardOld && (cfg.MaxMsgs > 0 || cfg.MaxBytes > 0) {
+		diffs = append(diffs, "discard old at a limit of messages or bytes, want discard new (the oldest records would be dropped without a word)")
+	}
 	if cfg.AllowDirect {
 		diffs = append(diffs, "allow_direct true, want false (replicas would answer reads; `nats stream edit KV_"+s.opts.Bucket+" --no-allow-direct`)")
 	}
