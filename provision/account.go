@@ -132,7 +132,10 @@ func (s *Service) abandon(rec Account, claims *jwt.AccountClaims, stored bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), changeTimeout)
 	defer cancel()
 	log := s.log.With("account", rec.PublicKey, "name", rec.Name)
-	if !stored {
+	// On a shared store, another instance's reconciler may have pushed the
+	// account meanwhile (this lock is this instance's alone): only a
+	// tombstone is sure to take it back from the servers.
+	if _, shared := s.store.(latestReader); !stored && !shared {
 		if err := s.store.RemoveAccount(ctx, rec.PublicKey, rec.Revision); err != nil {
 			log.Error("could not forget the keys of a failed create", "error", err)
 		}

@@ -200,7 +200,8 @@ func (s *Service) Status(_ context.Context, _ api.StatusRequest) (*api.StatusRep
 //     server again is disabled and deleted again;
 //   - accounts on the servers that the store does not know are orphans:
 //     reported and logged, never deleted;
-//   - an expired account is not pushed again.
+//   - an expired account gets no new version, but is checked and pushed
+//     again like any other.
 func (s *Service) pass(ctx context.Context) (*api.ReconcileReply, error) {
 	return s.passStarted(ctx, func() {})
 }
@@ -253,6 +254,14 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 			onServers[a] = true
 		}
 	}
+	// A server missing from the LIST replies (late, or down) may hold any
+	// account: no tombstone may be taken for gone from the servers then.
+	listedAll := true
+	for _, srv := range servers {
+		if _, ok := lists[srv.Name]; !ok {
+			listedAll = false
+		}
+	}
 	accounts, err := s.store.Accounts(ctx)
 	if err != nil {
 		return nil, err
@@ -284,7 +293,7 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 		mu.Unlock()
 	}
 	eachAccount(ctx, accounts, func(a Account) {
-		out := s.reconcileAccount(ctx, a, up, onServers[a.PublicKey], rotated, limiter, &msgs)
+		out := s.reconcileAccount(ctx, a, up, onServers[a.PublicKey] || !listedAll, rotated, limiter, &msgs)
 		count(func() {
 			switch {
 			case out.err != nil:
@@ -353,12 +362,12 @@ func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, 
 	}
 	if a.Live() {
 		c, err := decodeAccount(a.JWT)
-		if err == nil && c.Expires != 0 && c.Expires <= time.Now().Unix() {
-			out.expired = true
-			return out
-		}
+		// An expired account gets no new version, but is still checked: a
+		// server restored from an old disk may hold a version without the
+		// expiry, which its users can still connect with.
+		out.expired = err == nil && c.Expires != 0 && c.Expires <= time.Now().Unix()
 		resign := rotated && err == nil && c.Issuer != s.operator().SignerKey
-		if err == nil && (resign || len(s.prunable(ctx, a.PublicKey, c)) > 0) {
+		if err == nil && !out.expired && (resign || len(s.prunable(ctx, a.PublicKey, c)) > 0) {
 			// A new version: the change path prunes, and signs with the
 			// operator signing key in use (after a rotation, an instance
 			// that had not switched yet may have signed with the old one).

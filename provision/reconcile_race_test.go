@@ -1,0 +1,219 @@
+package provision_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+
+	"github.com/natsprov/provisioner/api"
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/provision"
+	"github.com/natsprov/provisioner/provtest"
+)
+
+// notSentAfterHold holds the first push until released, then fails it as
+// never sent (the instance's NATS connection was down): no server can hold
+// it, as far as this instance knows.
+type notSentAfterHold struct {
+	provision.Resolver
+	n        atomic.Int32
+	reached  chan string
+	released chan struct{}
+}
+
+func (r *notSentAfterHold) Update(ctx context.Context, token string) (provision.PushResult, error) {
+	if r.n.Add(1) == 1 {
+		r.reached <- token
+		<-r.released
+		return provision.PushResult{}, provision.ErrNotSent
+	}
+	return r.Resolver.Update(ctx, token)
+}
+
+// TestAbandonedCreatePushedByPeerReconciler: instance A stores a new
+// account; its push is under way (and will fail as not sent). Instance B's
+// reconciler finds the account in the store and on no server, and pushes
+// it (the account lock is A's alone). A's push then fails as not sent: A
+// takes it that no server holds the account and removes it from the store.
+// The live version B pushed stays on the server, an orphan nothing ever
+// disables: an abandoned create left live.
+func TestAbandonedCreatePushedByPeerReconciler(t *testing.T) {
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	g := &notSentAfterHold{reached: make(chan string, 1), released: make(chan struct{})}
+	a, st := kvDomain(t, env, func(r provision.Resolver) provision.Resolver { g.Resolver = r; return g })
+	b, _ := kvDomain(t, env, nil)
+	ctx := context.Background()
+	created := make(chan error, 1)
+	go func() {
+		_, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
+		created <- err
+	}()
+	token := <-g.reached // A stored the account; its push is under way
+	c, _ := jwt.DecodeAccountClaims(token)
+	pub := c.Subject
+	waitAccount(t, b, pub)
+	rep, err := b.Reconcile(ctx, api.ReconcileRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("B's pass: pushed=%d", rep.Pushed)
+	close(g.released)
+	if err := <-created; err == nil {
+		t.Fatal("the create should have failed")
+	}
+	_, serr := st.AccountLatest(ctx, pub)
+	copies, err := rawResolver(t, env).LookupAll(ctx, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cp := range copies {
+		if cp == "" {
+			continue
+		}
+		cc, err := jwt.DecodeAccountClaims(cp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, off := cc.Revocations[jwt.All]; !off {
+			t.Errorf("the failed create is live on a server (store: %v); nothing will ever disable it", serr)
+		}
+	}
+	// And the reconciler now calls it an orphan and leaves it alone.
+	rep, err = b.Reconcile(ctx, api.ReconcileRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errors.Is(serr, provision.ErrNotFound) {
+		t.Logf("next pass: orphans=%v", rep.Orphans)
+	}
+}
+
+// silentList answers LIST as if the (only) server had not answered in
+// time: an up server missing from the map, no error.
+type silentList struct {
+	provision.Resolver
+	on atomic.Bool
+}
+
+func (r *silentList) List(ctx context.Context) (map[string][]string, error) {
+	m, err := r.Resolver.List(ctx)
+	if r.on.Load() {
+		return map[string][]string{}, err
+	}
+	return m, err
+}
+
+// TestTombstoneRemovedWhileAServerMissedList: a deleted account is back on
+// a server (restored from an old disk) whose LIST reply does not arrive in
+// time. The pass takes "not in the LIST replies" for "on no server" and
+// removes the tombstone past its retention; from then on the live account
+// is an orphan, left alone: a deleted account brought back.
+func TestTombstoneRemovedWhileAServerMissedList(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	sl := &silentList{}
+	d := newDomain(t, env, func(r provision.Resolver) provision.Resolver { sl.Resolver = r; return sl },
+		func(c *provision.Config) { c.TombstoneRetention = time.Nanosecond })
+	defer d.stop()
+	ctx := context.Background()
+	acc, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, live := acc.Account.PublicKey, acc.Account.JWT
+	rep, err := d.svc.DeleteAccount(ctx, api.AccountRequest{Account: "acme"})
+	if err != nil || rep.Phase != string(provision.PhaseDeleted) {
+		t.Fatalf("delete: %v %+v", err, rep)
+	}
+	// The server comes back from an old disk: it holds the live version.
+	if _, err := d.rc.Update(ctx, live); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.lookupAll(t, pub); len(got) != 1 || got[0] != live {
+		t.Fatalf("setup: the server does not hold the live version again")
+	}
+	time.Sleep(1100 * time.Millisecond) // past the retention
+	sl.on.Store(true)                   // its LIST reply is late
+	if _, err := d.svc.Reconcile(ctx, api.ReconcileRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	sl.on.Store(false)
+	r2, err := d.svc.Reconcile(ctx, api.ReconcileRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := d.lookupAll(t, pub); len(got) == 1 && got[0] == live {
+		t.Errorf("the deleted account is live on the server again; the store forgot it (orphans: %v)", r2.Orphans)
+	}
+}
+
+// TestExpiredAccountLeftLiveOnRestoredServer: an account is given an
+// expiry; its server is then restored from a disk older than that change,
+// so it holds the version without an expiry. Once the store's version has
+// expired, the reconciler skips the account (no LOOKUP, no push): the
+// server keeps the older version for good, and the account's users keep
+// connecting.
+func TestExpiredAccountLeftLiveOnRestoredServer(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	d := newDomain(t, env, nil)
+	defer d.stop()
+	ctx := context.Background()
+	acc, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := acc.Account.PublicKey
+	creds, _ := issue(t, d, api.CreateUserRequest{Account: "acme", Name: "u"})
+	jwtDir := filepath.Join(env.Dir, bootstrap.ResolverDir)
+	backup := filepath.Join(t.TempDir(), "jwt")
+	env.Server.Stop()
+	if err := os.CopyFS(backup, os.DirFS(jwtDir)); err != nil {
+		t.Fatal(err)
+	}
+	env.Restart(t)
+	waitUp(t, d)
+	if _, err := d.svc.UpdateAccount(ctx, api.UpdateAccountRequest{Account: pub, ExpiresIn: ptr("2s")}); err != nil {
+		t.Fatal(err)
+	}
+	// The server is restored from the old disk.
+	env.Server.Stop()
+	if err := os.RemoveAll(jwtDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(jwtDir, os.DirFS(backup)); err != nil {
+		t.Fatal(err)
+	}
+	env.Restart(t)
+	waitUp(t, d)
+	time.Sleep(2500 * time.Millisecond) // the store's version has expired
+	if _, err := d.svc.Reconcile(ctx, api.ReconcileRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, cp := range d.lookupAll(t, pub) {
+		c, err := jwt.DecodeAccountClaims(cp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Expires == 0 {
+			t.Errorf("after a pass the server still holds a version without the expiry the store's has (user connects: %v)", connects(env, creds))
+		}
+	}
+}
+
+// waitUp waits until the domain's resolver client sees a server up again.
+func waitUp(t *testing.T, d *domain) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := d.rc.LookupAll(context.Background(), d.env.Init.ServiceAccount); err == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("no server up again")
+}
