@@ -325,10 +325,10 @@ func (c *Client) gather(ctx context.Context, subject string, data []byte, rule u
 	// between is noticed.
 	down := c.downSignal()
 	g = c.withKnown(g)
-	want := map[string]bool{}
+	want := map[string]string{} // name -> the ID of the instance waited for
 	for _, s := range g.known {
 		if s.Up {
-			want[s.Name] = true
+			want[s.Name] = s.ID
 		}
 	}
 	subj, ch, done := c.open(2*len(g.known) + 8)
@@ -354,10 +354,11 @@ func (c *Client) gather(ctx context.Context, subject string, data []byte, rule u
 		select {
 		case m = <-ch:
 		case <-down:
-			// A server went down while the request waits for it.
+			// A server went down, or was replaced by a restart, while
+			// the request waits for it.
 			down = c.downSignal()
-			for name := range want {
-				if !c.isUp(name) {
+			for name, id := range want {
+				if !c.isUpAs(name, id) {
 					delete(want, name)
 					delete(got, name)
 				}
@@ -381,7 +382,7 @@ func (c *Client) gather(ctx context.Context, subject string, data []byte, rule u
 		switch {
 		case r.id != "":
 			c.sighted(r.server, r.id)
-			if want[r.server] {
+			if _, ok := want[r.server]; ok {
 				got[r.server] = true
 			}
 		default:

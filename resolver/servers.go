@@ -47,29 +47,30 @@ func (c *Client) Joined() <-chan provision.Server {
 }
 
 // downSignal returns a channel that is closed when a server next goes
-// down.
+// down or is replaced by a restart.
 func (c *Client) downSignal() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.downCh
 }
 
-// isUp reports whether the named server is known and up.
-func (c *Client) isUp(name string) bool {
+// isUpAs reports whether the named server is known and up with the given
+// ID: an instance replaced by a restart is not.
+func (c *Client) isUpAs(name, id string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := c.servers[name]
-	return s != nil && s.Up
+	return s != nil && s.Up && s.ID == id
 }
 
-// updateUp returns list with each server's Up as it is now, for those that
-// still have the same ID.
+// updateUp returns list with each server's Up as it is now; an instance
+// that was replaced by a restart (another ID under its name) is down.
 func (c *Client) updateUp(list []provision.Server) []provision.Server {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for i, s := range list {
-		if now := c.servers[s.Name]; now != nil && now.ID == s.ID {
-			list[i].Up = now.Up
+		if now := c.servers[s.Name]; now != nil {
+			list[i].Up = now.Up && now.ID == s.ID
 		}
 	}
 	return list
@@ -128,6 +129,11 @@ func (c *Client) observeLocked(name, id string, now time.Time) {
 	case s.ID != id:
 		delete(c.ids, s.ID)
 		c.retired[s.ID] = now
+		// The old instance is gone, with or without a SHUTDOWN event (a
+		// kill -9 sends none): requests waiting for it stop, the new one
+		// never got them.
+		close(c.downCh)
+		c.downCh = make(chan struct{})
 		why = "restarted"
 	case !s.Up:
 		why = "back"
