@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natsprov/provisioner/api"
@@ -16,18 +17,28 @@ import (
 	"github.com/natsprov/provisioner/provtest"
 )
 
-// TestPageGoesOnPastASkippedEntry: an entry Page skips (not an event)
-// must not end the paging: the events after it are still reachable.
-func TestPageGoesOnPastASkippedEntry(t *testing.T) {
+// acct is the account the events of these tests are of.
+const acct = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567ABCDEFGHIJKLMNOPQRSTUVWX"
+
+// auditSetup starts a deployment with JetStream and a publisher with an
+// audit stream of one replica on the service user's connection.
+func auditSetup(t *testing.T) (*provtest.Env, *nats.Conn, *events.Publisher) {
+	t.Helper()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	sys := env.Connect(t, env.Init.ProvisionerCreds)
 	svc := env.ServiceUser(t)
-	ctx := context.Background()
 	pub := events.New(sys, "prov", slog.New(slog.DiscardHandler))
-	if err := pub.WithAudit(ctx, svc, 1); err != nil {
+	if err := pub.WithAudit(context.Background(), svc, 1); err != nil {
 		t.Fatal(err)
 	}
-	const acct = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567ABCDEFGHIJKLMNOPQRSTUVWX"
+	return env, svc, pub
+}
+
+// TestPageGoesOnPastASkippedEntry: an entry Page skips (not an event)
+// must not end the paging: the events after it are still reachable.
+func TestPageGoesOnPastASkippedEntry(t *testing.T) {
+	_, svc, pub := auditSetup(t)
+	ctx := context.Background()
 	js, err := jetstream.New(svc)
 	if err != nil {
 		t.Fatal(err)
@@ -72,16 +83,9 @@ func TestPageGoesOnPastASkippedEntry(t *testing.T) {
 // TestCloseKeepsItsTimeout: with the server down, Close returns within
 // about its timeout, as its doc says ("flushes ... at most timeout").
 func TestCloseKeepsItsTimeout(t *testing.T) {
-	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
-	sys := env.Connect(t, env.Init.ProvisionerCreds)
-	svc := env.ServiceUser(t)
+	env, _, pub := auditSetup(t)
 	ctx := context.Background()
-	pub := events.New(sys, "prov", slog.New(slog.DiscardHandler))
-	if err := pub.WithAudit(ctx, svc, 1); err != nil {
-		t.Fatal(err)
-	}
 	pub.ForceBatches() // as on a replicated stream
-	const acct = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567ABCDEFGHIJKLMNOPQRSTUVWX"
 	env.Server.Stop()
 	for i := range 2000 {
 		pub.Publish(ctx, api.Event{Type: api.EventUserCreated, Account: acct, UserName: fmt.Sprint(i)})
@@ -96,18 +100,11 @@ func TestCloseKeepsItsTimeout(t *testing.T) {
 // TestFlushReportsALostWrite: Flush must not return nil for an audit
 // write that was given up ("returns an error when some were not stored").
 func TestFlushReportsALostWrite(t *testing.T) {
-	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
-	sys := env.Connect(t, env.Init.ProvisionerCreds)
-	svc := env.ServiceUser(t)
+	_, svc, pub := auditSetup(t)
 	ctx := context.Background()
-	pub := events.New(sys, "prov", slog.New(slog.DiscardHandler))
-	if err := pub.WithAudit(ctx, svc, 1); err != nil {
-		t.Fatal(err)
-	}
 	// The audit connection is gone: every write fails (as in a long
 	// outage, only sooner).
 	svc.Close()
-	const acct = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567ABCDEFGHIJKLMNOPQRSTUVWX"
 	pub.Publish(ctx, api.Event{Type: api.EventUserCreated, Account: acct, UserName: "x"})
 	// The write is tried 5 times and given up (logged as lost).
 	if err := pub.Flush(30 * time.Second); err == nil {
@@ -119,16 +116,9 @@ func TestFlushReportsALostWrite(t *testing.T) {
 // flight, then a new failing write: WaitGroup.Add from zero concurrent
 // with the Flush goroutine's Wait.
 func TestFlushThenRetryNoRace(t *testing.T) {
-	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
-	sys := env.Connect(t, env.Init.ProvisionerCreds)
-	svc := env.ServiceUser(t)
+	_, svc, pub := auditSetup(t)
 	ctx := context.Background()
-	pub := events.New(sys, "prov", slog.New(slog.DiscardHandler))
-	if err := pub.WithAudit(ctx, svc, 1); err != nil {
-		t.Fatal(err)
-	}
 	svc.Close()
-	const acct = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567ABCDEFGHIJKLMNOPQRSTUVWX"
 	pub.Publish(ctx, api.Event{Type: api.EventUserCreated, Account: acct, UserName: "1"})
 	time.Sleep(time.Second) // its async write failed; a retry runs
 	if err := pub.Flush(100 * time.Millisecond); err == nil {
@@ -142,15 +132,8 @@ func TestFlushThenRetryNoRace(t *testing.T) {
 // TestPageAfterTheLastSequence: a cursor at the largest sequence there can
 // be pages nothing, instead of wrapping to the start of the stream.
 func TestPageAfterTheLastSequence(t *testing.T) {
-	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
-	sys := env.Connect(t, env.Init.ProvisionerCreds)
-	svc := env.ServiceUser(t)
+	_, svc, pub := auditSetup(t)
 	ctx := context.Background()
-	pub := events.New(sys, "prov", slog.New(slog.DiscardHandler))
-	if err := pub.WithAudit(ctx, svc, 1); err != nil {
-		t.Fatal(err)
-	}
-	const acct = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567ABCDEFGHIJKLMNOPQRSTUVWX"
 	pub.Publish(ctx, api.Event{Type: api.EventUserCreated, Account: acct, UserName: "x"})
 	if err := pub.Flush(10 * time.Second); err != nil {
 		t.Fatal(err)
