@@ -440,7 +440,20 @@ func (s *Service) finishDelete(ctx context.Context, a Account) (Phase, []string)
 	}
 	done := a
 	done.Phase = PhaseDeleted
-	if _, err := s.store.UpdateAccount(ctx, done, a.Revision); err != nil && !errors.Is(err, ErrStale) {
+	_, err = s.store.UpdateAccount(ctx, done, a.Revision)
+	if errors.Is(err, ErrStale) {
+		// Another instance changed the account after it was read: it
+		// finished this delete too, or (on a shared store) put the live
+		// version back after its own push of the disabled one failed,
+		// which the DELETE just took from the servers.
+		if cur, lerr := s.store.Account(ctx, a.PublicKey); lerr == nil && cur.Phase != PhaseDeleted {
+			log.Warn("the account changed while its DELETE was sent; pushing the store's version again", "phase", cur.Phase)
+			s.afterPush(ctx, a.PublicKey, a.JWT)
+			return PhaseDisabled, nil
+		}
+		err = nil
+	}
+	if err != nil {
 		log.Warn("could not record a finished delete; the reconciler retries", "error", err)
 		return PhaseDisabled, nil
 	}

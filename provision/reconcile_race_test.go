@@ -217,3 +217,125 @@ func waitUp(t *testing.T, d *domain) {
 	}
 	t.Fatal("no server up again")
 }
+
+// holdThenNotSent holds push number at (1-based) until released, then
+// fails it as never sent.
+type holdThenNotSent struct {
+	provision.Resolver
+	n        atomic.Int32
+	at       int32
+	reached  chan string
+	released chan struct{}
+}
+
+func (r *holdThenNotSent) Update(ctx context.Context, token string) (provision.PushResult, error) {
+	if r.n.Add(1) == r.at {
+		r.reached <- token
+		<-r.released
+		return provision.PushResult{}, provision.ErrNotSent
+	}
+	return r.Resolver.Update(ctx, token)
+}
+
+// holdDelete holds the first DELETE until released.
+type holdDelete struct {
+	provision.Resolver
+	n        atomic.Int32
+	reached  chan struct{}
+	released chan struct{}
+}
+
+func (r *holdDelete) Delete(ctx context.Context, token string) (provision.PushResult, error) {
+	if r.n.Add(1) == 1 {
+		r.reached <- struct{}{}
+		<-r.released
+	}
+	return r.Resolver.Delete(ctx, token)
+}
+
+// TestDeleteFinishedOverARestore: instance A deletes an account, and its
+// push of the disabled version is held, then fails as never sent. Instance
+// B's reconciler meanwhile finds the tombstone, pushes the disabled
+// version itself and sends the DELETE, which is held while A puts the live
+// version back in the store (A's delete failed). B's DELETE then takes the
+// account from the servers, and its record of the finished delete loses
+// to A's put-back. The servers must get the store's live version again at
+// once, not when the next pass finds it missing.
+func TestDeleteFinishedOverARestore(t *testing.T) {
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	ga := &holdThenNotSent{at: 2, reached: make(chan string, 1), released: make(chan struct{})}
+	a, _ := kvDomain(t, env, func(r provision.Resolver) provision.Resolver { ga.Resolver = r; return ga })
+	gb := &holdDelete{reached: make(chan struct{}, 1), released: make(chan struct{})}
+	b, stb := kvDomain(t, env, func(r provision.Resolver) provision.Resolver { gb.Resolver = r; return gb })
+	ctx := context.Background()
+	acc, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := acc.Account.PublicKey
+	deleted := make(chan error, 1)
+	go func() {
+		_, err := a.DeleteAccount(ctx, api.AccountRequest{Account: pub})
+		deleted <- err
+	}()
+	<-ga.reached // A stored the tombstone; its push is held
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		cur, err := stb.AccountLatest(ctx, pub)
+		if err == nil && cur.Phase == provision.PhaseDisabled {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("B never sees the tombstone: %+v %v", cur.Phase, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	passed := make(chan error, 1)
+	go func() {
+		_, err := b.Reconcile(ctx, api.ReconcileRequest{})
+		passed <- err
+	}()
+	select {
+	case <-gb.reached: // B pushed the disabled version; its DELETE is held
+	case err := <-passed:
+		t.Fatalf("B's pass ended without a DELETE: %v", err)
+	}
+	close(ga.released)
+	if err := <-deleted; err == nil {
+		t.Fatal("A's delete should have failed")
+	}
+	cur, err := stb.AccountLatest(ctx, pub)
+	if err != nil || !cur.Live() {
+		t.Fatalf("the store after A's put-back: %+v %v, want the account live", cur.Phase, err)
+	}
+	close(gb.released)
+	if err := <-passed; err != nil {
+		t.Fatal(err)
+	}
+	copies, err := rawResolver(t, env).LookupAll(ctx, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(copies) == 0 {
+		t.Fatal("no server answered the LOOKUP")
+	}
+	for _, cp := range copies {
+		switch c, err := jwt.DecodeAccountClaims(cp); {
+		case cp == "":
+			t.Error("a server holds no copy of the account, which the store holds live: the DELETE won")
+		case err != nil:
+			t.Errorf("a server's copy: %v", err)
+		case cp != cur.JWT:
+			t.Errorf("a server holds iat %d, not the store's live version (iat %d)", c.IssuedAt, mustClaims(t, cur.JWT).IssuedAt)
+		}
+	}
+}
+
+func mustClaims(t *testing.T, token string) *jwt.AccountClaims {
+	t.Helper()
+	c, err := jwt.DecodeAccountClaims(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
