@@ -317,6 +317,12 @@ func mayHaveStored(res PushResult, err error) bool {
 // The caller holds the account's lock.
 func (s *Service) restore(ctx context.Context, prev, next Account, repush bool) {
 	log := s.log.With("account", prev.PublicKey, "name", prev.Name)
+	if _, shared := s.store.(latestReader); shared {
+		// Another instance's reconciler may have pushed next from the
+		// store meanwhile (the account lock is this instance's alone):
+		// what a server may hold is not this push's alone to say.
+		repush = true
+	}
 	// prev's content is signed anew either way: versions only move
 	// forward, also in the store, where another instance may have pushed
 	// next meanwhile.

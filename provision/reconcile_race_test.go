@@ -339,3 +339,58 @@ func mustClaims(t *testing.T, token string) *jwt.AccountClaims {
 	}
 	return c
 }
+
+// TestFailedUpdatePushedByPeerReconciler: instance A's update is stored and
+// its push held, then failed as never sent, so A puts the previous content
+// back in the store. Instance B's reconciler meanwhile found the update in
+// the store and on no server, and pushed it. The servers must not keep the
+// failed update once A's put-back is done.
+func TestFailedUpdatePushedByPeerReconciler(t *testing.T) {
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	ga := &holdThenNotSent{at: 2, reached: make(chan string, 1), released: make(chan struct{})}
+	a, st := kvDomain(t, env, func(r provision.Resolver) provision.Resolver { ga.Resolver = r; return ga })
+	b, stb := kvDomain(t, env, nil)
+	ctx := context.Background()
+	acc, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := acc.Account.PublicKey
+	updated := make(chan error, 1)
+	go func() {
+		_, err := a.UpdateAccount(ctx, api.UpdateAccountRequest{Account: pub, Description: ptr("failed")})
+		updated <- err
+	}()
+	failed := <-ga.reached // A stored the update; its push is held
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		cur, err := stb.AccountLatest(ctx, pub)
+		if err == nil && cur.JWT == failed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("B never sees the update: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if rep, err := b.Reconcile(ctx, api.ReconcileRequest{}); err != nil || rep.Pushed == 0 {
+		t.Fatalf("B's pass: %+v %v, want the update pushed", rep, err)
+	}
+	close(ga.released)
+	if err := <-updated; err == nil {
+		t.Fatal("A's update should have failed")
+	}
+	cur, err := st.AccountLatest(ctx, pub)
+	if err != nil || mustClaims(t, cur.JWT).Description == "failed" {
+		t.Fatalf("the store after A's put-back: %v, want the previous content", err)
+	}
+	copies, err := rawResolver(t, env).LookupAll(ctx, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cp := range copies {
+		if cp != cur.JWT {
+			t.Errorf("a server holds %q, not the store's version after the put-back", mustClaims(t, cp).Description)
+		}
+	}
+}
