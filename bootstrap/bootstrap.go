@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -396,17 +397,47 @@ func Init(opts Options) (*Result, error) {
 
 	// A directory made here is 0755 (it holds public files too); one that
 	// existed keeps its mode.
+	_, statErr := os.Stat(dir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
 	}
 	if err := os.Mkdir(filepath.Join(dir, OfflineDir), 0o700); err != nil {
+		if statErr != nil {
+			os.Remove(dir)
+		}
 		return nil, fmt.Errorf("bootstrap: %w", err)
 	}
-	for _, name := range files {
+	// The identity keys first and config.json last: config.json is what
+	// tells a made deployment (dev goes by it), so it must not exist
+	// before every key does. A write that fails takes back what was
+	// written, so that init can run again.
+	order := slices.Clone(files)
+	slices.SortStableFunc(order, func(a, b string) int {
+		rank := func(n string) int {
+			switch {
+			case strings.HasPrefix(n, OfflineDir+"/"):
+				return 0
+			case n == ConfigFile || n == ContainerConfigFile:
+				return 2
+			}
+			return 1
+		}
+		return rank(a) - rank(b)
+	})
+	var written []string
+	for _, name := range order {
 		f := out[name]
 		if err := safefile.WriteNew(filepath.Join(dir, name), f.data, f.perm); err != nil {
+			for _, w := range slices.Backward(written) {
+				os.Remove(filepath.Join(dir, w))
+			}
+			os.Remove(filepath.Join(dir, OfflineDir))
+			if statErr != nil {
+				os.Remove(dir)
+			}
 			return nil, fmt.Errorf("bootstrap: %w", err)
 		}
+		written = append(written, name)
 	}
 	return &Result{
 		Dir:              dir,

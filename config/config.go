@@ -106,6 +106,8 @@ const (
 	DefaultMaxInflight        = 512
 	DefaultLogLevel           = "info"
 	DefaultLogFormat          = "text"
+	// MaxDuration bounds every duration field.
+	MaxDuration = 10 * 365 * 24 * time.Hour
 )
 
 // ErrNoConfig is wrapped by Load when the config file does not exist,
@@ -290,12 +292,14 @@ func (c *Config) Validate() error {
 		return err
 	}
 	switch {
-	case strings.ContainsAny(c.SubjectPrefix, " \t*>") || strings.HasPrefix(c.SubjectPrefix, ".") || strings.HasSuffix(c.SubjectPrefix, ".") || strings.Contains(c.SubjectPrefix, ".."):
+	case strings.ContainsAny(c.SubjectPrefix, " \t\r\n*>") || strings.HasPrefix(c.SubjectPrefix, ".") || strings.HasSuffix(c.SubjectPrefix, ".") || strings.Contains(c.SubjectPrefix, ".."):
 		return fmt.Errorf("\"subject_prefix\" %q must be subject tokens without wildcards or spaces", c.SubjectPrefix)
 	case c.MaxInflight < 0:
 		return errors.New("\"max_inflight\" must be positive")
 	case c.ReconcileRate < 0:
 		return errors.New("\"reconcile_rate\" must be a positive number of LOOKUPs per second")
+	case c.ServiceName == "" || strings.IndexFunc(c.ServiceName, func(r rune) bool { return !instanceChar(r) }) >= 0:
+		return fmt.Errorf("\"service_name\" %q may hold only letters, digits, _ and - (it is the micro service name)", c.ServiceName)
 	case c.Instance == "" || strings.IndexFunc(c.Instance, func(r rune) bool { return !instanceChar(r) }) >= 0:
 		return fmt.Errorf("\"instance\" %q may hold only letters, digits, _ and - (leave it out for host name and process id)", c.Instance)
 	}
@@ -311,6 +315,12 @@ func (c *Config) Validate() error {
 	} {
 		if d.value <= 0 {
 			return fmt.Errorf("%q must be positive", d.name)
+		}
+		// The service multiplies them (the reconciler's lease is three
+		// intervals, the default request_timeout four resolver timeouts):
+		// far above any use, they would overflow.
+		if time.Duration(d.value) > MaxDuration {
+			return fmt.Errorf("%q must be at most %s", d.name, MaxDuration)
 		}
 	}
 	switch c.LogLevel {

@@ -11,14 +11,22 @@ import (
 )
 
 // WriteNew creates path, which must not exist, with data and the mode perm
-// whatever the umask, and flushes it to disk.
+// whatever the umask, and flushes it to disk. The file is written and
+// flushed beside path first, then linked to it, which fails when path
+// exists: path never exists half written, not even after a crash.
 func WriteNew(path string, data []byte, perm os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, perm)
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return err
 	}
+	tmp := f.Name()
 	if err := fill(f, data, perm); err != nil {
-		os.Remove(path)
+		os.Remove(tmp)
+		return err
+	}
+	err = os.Link(tmp, path)
+	os.Remove(tmp) // path, if linked, keeps the file
+	if err != nil {
 		return err
 	}
 	return syncDir(filepath.Dir(path))

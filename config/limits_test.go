@@ -1,0 +1,48 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestLoadRefusesNamesTheServiceCannotUse: service_name becomes the micro
+// service name (and service_name+"-self"), which the responder refuses
+// unless it is letters, digits, - and _; subject_prefix becomes the first
+// token of every subscription, which nats.go refuses with \r or \n in it.
+// Load must refuse both, naming the field, instead of accepting a config
+// the service can only fail on at start, after connecting to NATS.
+func TestLoadRefusesNamesTheServiceCannotUse(t *testing.T) {
+	for _, tt := range []struct {
+		name, field string
+		body        map[string]any
+	}{
+		{"service_name with a space", "service_name", with(map[string]any{"service_name": "my provisioner"})},
+		{"service_name with a dot", "service_name", with(map[string]any{"service_name": "prov.v2"})},
+		{"subject_prefix with a newline", "subject_prefix", with(map[string]any{"subject_prefix": "prov\n"})},
+		{"subject_prefix with a carriage return", "subject_prefix", with(map[string]any{"subject_prefix": "pr\rov"})},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Load(writeConfig(t, tt.body))
+			if err == nil {
+				t.Fatalf("Load accepted %s %q", tt.field, map[string]string{"service_name": c.ServiceName, "subject_prefix": c.SubjectPrefix}[tt.field])
+			}
+			if want := `"` + tt.field + `"`; !strings.Contains(err.Error(), want) {
+				t.Errorf("error does not name %s: %v", want, err)
+			}
+		})
+	}
+}
+
+// TestLoadRefusesDurationsThatOverflow: the reconciler's lease is three
+// reconcile intervals; one of 1000000h overflows it to a negative ttl, and
+// every KV-store pass then fails ("ttl ... must be positive").
+func TestLoadRefusesDurationsThatOverflow(t *testing.T) {
+	c, err := Load(writeConfig(t, withKV(map[string]any{"reconcile_interval": "1000000h"})))
+	if err == nil {
+		t.Fatalf("Load accepted reconcile_interval %s", time.Duration(c.ReconcileInterval))
+	}
+	if !strings.Contains(err.Error(), `"reconcile_interval"`) {
+		t.Errorf("error does not name reconcile_interval: %v", err)
+	}
+}
