@@ -2,6 +2,7 @@ package kvstore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -127,6 +128,38 @@ func (s *Store) AccountLatest(ctx context.Context, pub string) (provision.Accoun
 		return provision.Account{}, err
 	}
 	return s.Account(ctx, pub)
+}
+
+// LatestJWT reads the JWT of an account's latest record from the bucket
+// itself, past the mirror: what a push is checked against when another
+// instance may have moved the account on. One read and no unsealing, where
+// AccountLatest reads the name entry too and opens the seeds: after every
+// push that made account.create cost half a millisecond more.
+func (s *Store) LatestJWT(ctx context.Context, pub string) (string, error) {
+	if err := s.checkOpen(); err != nil {
+		return "", err
+	}
+	if !validAccountKey(pub) {
+		return "", errAccountNotFound(pub)
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	m, err := s.stream.GetLastMsgForSubject(ctx, s.subject+accountKey(pub))
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return "", errAccountNotFound(pub)
+	case err != nil:
+		return "", mapErr("read account "+pub, err)
+	case rawEntry{m: m}.Operation() != jetstream.KeyValuePut:
+		return "", errAccountNotFound(pub)
+	}
+	var rec struct {
+		JWT string `json:"jwt"`
+	}
+	if err := json.Unmarshal(m.Data, &rec); err != nil || rec.JWT == "" {
+		return "", fmt.Errorf("kvstore: %s: not an account record", accountKey(pub))
+	}
+	return rec.JWT, nil
 }
 
 // fetchAccount reads an account record, and the name entry of a live one,

@@ -157,3 +157,40 @@ func TestOpenRefusesDiscardOld(t *testing.T) {
 	_, err = s.kv.Get(ctx, accountKey(first.PublicKey))
 	t.Fatalf("Open accepted a discard-old bucket; the first account's record now: %v", err)
 }
+
+// TestLatestJWT: the JWT of an account's latest record, read past a mirror
+// that lags another instance's update and removal; no record is
+// ErrNotFound.
+func TestLatestJWT(t *testing.T) {
+	_, sa, sb, _, _ := pair(t)
+	ctx := bg(t)
+	if _, err := sb.LatestJWT(ctx, newAccount(t, "never").PublicKey); !errors.Is(err, provision.ErrNotFound) {
+		t.Fatalf("LatestJWT of an account never written: %v, want ErrNotFound", err)
+	}
+	a := newAccount(t, "latest-jwt")
+	rev, err := sa.CreateAccount(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "b sees the account", func() bool { return mirrorRevision(sb, a.PublicKey) == rev })
+	release := stallWatcher(t, sa, sb)
+	defer release()
+	a.Revision = rev
+	a.JWT = accountJWTAt(t, a.PublicKey, a.Name, time.Now().Unix()+10)
+	rev2, err := sa.UpdateAccount(ctx, a, rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := sb.LatestJWT(ctx, a.PublicKey); err != nil || got != a.JWT {
+		t.Fatalf("LatestJWT past a lagging mirror: %v; want the update's JWT", err)
+	}
+	if mirrorRevision(sb, a.PublicKey) != rev {
+		t.Fatal("the watcher was not stalled: the test shows nothing")
+	}
+	if err := sa.RemoveAccount(ctx, a.PublicKey, rev2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sb.LatestJWT(ctx, a.PublicKey); !errors.Is(err, provision.ErrNotFound) {
+		t.Fatalf("LatestJWT of a removed account: %v, want ErrNotFound", err)
+	}
+}

@@ -281,6 +281,12 @@ type latestReader interface {
 	AccountLatest(ctx context.Context, pub string) (Account, error)
 }
 
+// latestJWTReader is a latestReader that reads the latest JWT alone, at
+// less cost: what afterPush needs after every push.
+type latestJWTReader interface {
+	LatestJWT(ctx context.Context, pub string) (string, error)
+}
+
 // remember caches the state of a version that was just published, reusing
 // the signing key pairs of the version it was made from.
 func (s *Service) remember(next Account, claims *jwt.AccountClaims, prev *state) {
@@ -393,22 +399,29 @@ func (s *Service) afterPush(ctx context.Context, pub, pushed string) {
 	defer cancel()
 	// Each push of a newer version is itself a push that a still newer
 	// one may have overtaken: read again after it.
+	latest := func() (string, error) {
+		if lj, ok := l.(latestJWTReader); ok {
+			return lj.LatestJWT(ctx, pub)
+		}
+		a, err := l.AccountLatest(ctx, pub)
+		return a.JWT, err
+	}
 	for range maxStaleRetries {
-		cur, err := l.AccountLatest(ctx, pub)
+		cur, err := latest()
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			s.log.Warn("could not read an account back after a push; if another instance changed it meanwhile, the reconciler pushes the newer version", "account", pub, "error", err)
 		}
-		if err != nil || cur.JWT == pushed || mustIssued(cur.JWT) < mustIssued(pushed) {
+		if err != nil || cur == pushed || mustIssued(cur) < mustIssued(pushed) {
 			return
 		}
 		s.log.Info("account changed by another instance during a push; pushing the newer version", "account", pub)
-		res, err := s.resolver.Update(ctx, cur.JWT)
-		s.confirm.record(pub, jti(cur.JWT), res)
+		res, err := s.resolver.Update(ctx, cur)
+		s.confirm.record(pub, jti(cur), res)
 		if err != nil {
 			s.log.Warn("could not push the newer version; the reconciler retries", "account", pub, "error", err)
 			return
 		}
-		pushed = cur.JWT
+		pushed = cur
 	}
 }
 
