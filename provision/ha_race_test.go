@@ -58,6 +58,23 @@ func rawResolver(t *testing.T, env *provtest.Env) *resolver.Client {
 	return rc
 }
 
+// createThenUpdate creates account "acme" through svc, then starts an
+// update of its description in the background; updated gets its outcome.
+func createThenUpdate(t *testing.T, svc *provision.Service, description string) (pub string, updated <-chan error) {
+	t.Helper()
+	ctx := context.Background()
+	acc, err := svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(chan error, 1)
+	go func() {
+		_, err := svc.UpdateAccount(ctx, api.UpdateAccountRequest{Account: acc.Account.PublicKey, Description: ptr(description)})
+		out <- err
+	}()
+	return acc.Account.PublicKey, out
+}
+
 // waitAccount waits until svc's store shows the account.
 func waitAccount(t *testing.T, svc *provision.Service, pub string) {
 	t.Helper()
@@ -148,16 +165,7 @@ func TestRestorePushLandsLastOverPeerRevoke(t *testing.T) {
 	a, _ := kvDomain(t, env, func(r provision.Resolver) provision.Resolver { g.Resolver = r; return g })
 	b, _ := kvDomain(t, env, nil)
 	ctx := context.Background()
-	acc, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub := acc.Account.PublicKey
-	updated := make(chan error, 1)
-	go func() {
-		_, err := a.UpdateAccount(ctx, api.UpdateAccountRequest{Account: pub, Description: ptr("x")})
-		updated <- err
-	}()
+	pub, updated := createThenUpdate(t, a, "x")
 	<-g.reached // A stored the restored version; its push is under way
 	waitAccount(t, b, pub)
 	key := newUserKey()
@@ -197,16 +205,7 @@ func TestAfterPushRepushLandsLast(t *testing.T) {
 	a, _ := kvDomain(t, env, func(r provision.Resolver) provision.Resolver { h.Resolver = r; return h })
 	b, _ := kvDomain(t, env, nil)
 	ctx := context.Background()
-	acc, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub := acc.Account.PublicKey
-	updated := make(chan error, 1)
-	go func() {
-		_, err := a.UpdateAccount(ctx, api.UpdateAccountRequest{Account: pub, Description: ptr("v1")})
-		updated <- err
-	}()
+	pub, updated := createThenUpdate(t, a, "v1")
 	<-h.reached // A's v1 stored, its push under way
 	waitAccount(t, b, pub)
 	if _, err := b.UpdateAccount(ctx, api.UpdateAccountRequest{Account: pub, Description: ptr("v2")}); err != nil {

@@ -351,16 +351,7 @@ func TestFailedUpdatePushedByPeerReconciler(t *testing.T) {
 	a, st := kvDomain(t, env, func(r provision.Resolver) provision.Resolver { ga.Resolver = r; return ga })
 	b, stb := kvDomain(t, env, nil)
 	ctx := context.Background()
-	acc, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub := acc.Account.PublicKey
-	updated := make(chan error, 1)
-	go func() {
-		_, err := a.UpdateAccount(ctx, api.UpdateAccountRequest{Account: pub, Description: ptr("failed")})
-		updated <- err
-	}()
+	pub, updated := createThenUpdate(t, a, "failed")
 	failed := <-ga.reached // A stored the update; its push is held
 	deadline := time.Now().Add(5 * time.Second)
 	for {
