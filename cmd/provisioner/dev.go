@@ -51,6 +51,12 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	log := newLogger(stderr, d.cfg)
 	svc, err := service.Start(ctx, d.cfg, log)
 	if err != nil {
+		if ctx.Err() != nil {
+			// Stopped (Ctrl-C, SIGTERM) before it started: a clean stop,
+			// as serve's.
+			log.Info("provisioner stopped before it started", "error", err)
+			return nil
+		}
 		return err
 	}
 	creds := filepath.Join(d.dir, bootstrap.AdminCredsFile)

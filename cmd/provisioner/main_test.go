@@ -743,3 +743,16 @@ func TestServeWaitsForTheServer(t *testing.T) {
 		t.Errorf("serve after SIGTERM: %v", err)
 	}
 }
+
+// TestDevStoppedWhileStarting: dev told to stop (Ctrl-C, SIGTERM) before
+// its service has started stops cleanly, as serve does, instead of
+// failing with the start's error.
+func TestDevStoppedWhileStarting(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	dir := filepath.Join(t.TempDir(), "dev")
+	var stdout, stderr bytes.Buffer
+	if err := runDev(ctx, []string{"--dir", dir, "--port", strconv.Itoa(provtest.FreePort(t))}, &stdout, &stderr); err != nil {
+		t.Fatalf("dev stopped before its service started: %v, want a clean stop\n%s", err, stderr.String())
+	}
+}
