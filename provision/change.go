@@ -164,6 +164,15 @@ func (s *Service) version(pub string, q *queue, batch []*change) {
 			s.prune(ctx, pub, claims)
 		}
 		token, err := s.sign(claims)
+		if errors.Is(err, ErrInvalid) && len(batch) > 1 {
+			// One change may have made the version unsignable (too
+			// large): it fails alone, not the others it joined.
+			next, claims, batch = s.signable(ctx, a, prev.claims, batch)
+			if len(batch) == 0 {
+				return
+			}
+			token, err = s.sign(claims)
+		}
 		if err != nil {
 			fail(batch, err)
 			return
@@ -239,6 +248,49 @@ func (s *Service) landed(ctx context.Context, pub, token string) (uint64, bool) 
 		case <-t.C:
 		}
 	}
+}
+
+// signable makes a version of a out of the changes of batch again, one at
+// a time: a change after which the version cannot be signed (ErrInvalid:
+// too large, or invalid with the others) is finished with that error and
+// left out. It returns the version, its claims (pruned) and the changes it
+// carries.
+func (s *Service) signable(ctx context.Context, a Account, base *jwt.AccountClaims, batch []*change) (Account, *jwt.AccountClaims, []*change) {
+	next := a
+	claims, err := claimsCopy(base)
+	if err != nil {
+		for _, ch := range batch {
+			ch.finish(published{}, err)
+		}
+		return next, nil, nil
+	}
+	kept := batch[:0]
+	for _, ch := range batch {
+		trial := next
+		trialClaims, err := claimsCopy(claims)
+		if err == nil {
+			if kept := applyAll(&trial, trialClaims, []*change{ch}); len(kept) == 0 {
+				continue // finished with its own error
+			}
+			var probe *jwt.AccountClaims
+			if probe, err = claimsCopy(trialClaims); err == nil {
+				if trial.Live() {
+					s.prune(ctx, a.PublicKey, probe)
+				}
+				_, err = s.sign(probe)
+			}
+		}
+		if err != nil {
+			ch.finish(published{}, err)
+			continue
+		}
+		next, claims = trial, trialClaims
+		kept = append(kept, ch)
+	}
+	if next.Live() {
+		s.prune(ctx, a.PublicKey, claims)
+	}
+	return next, claims, kept
 }
 
 // applyAll applies each change to the working copy; those that refuse are
