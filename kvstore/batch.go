@@ -2,6 +2,7 @@ package kvstore
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"time"
 
@@ -98,6 +99,9 @@ func (s *Store) batchLoop() {
 			batch := make([]*pendingWrite, n)
 			copy(batch, s.queue)
 			s.queue = append(s.queue[:0], s.queue[n:]...)
+			// A durable record whose caller gave up while it waited here
+			// was answered as not stored: it must not be stored after.
+			batch = slices.DeleteFunc(batch, func(p *pendingWrite) bool { return p.abandoned })
 			s.amu.Unlock()
 			if n == 0 {
 				break

@@ -394,3 +394,39 @@ func TestServerPausedDuringBatch(t *testing.T) {
 		t.Error("no record went through the retry path: the pause did not outlast the batch's answer")
 	}
 }
+
+// TestDurableGivenUpIsNotStoredLater: a durable add whose caller gave up
+// while its record waited for the batch loop is answered as not stored
+// (ErrUnavailable): the loop must not store it afterwards, or the caller's
+// retry of that key would find it taken.
+func TestDurableGivenUpIsNotStoredLater(t *testing.T) {
+	_, s, _ := single(t)
+	ctx := bg(t)
+	a := newAccount(t, "patient")
+	if _, err := s.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	gate := make(chan struct{})
+	hold := func() { <-gate }
+	s.gatherHook.Store(&hold)
+	u := newUser(t, a.PublicKey, "caller-key")
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	err := s.AddUser(short, u, true)
+	cancel()
+	if !errors.Is(err, provision.ErrUnavailable) {
+		t.Fatalf("AddUser with the batch loop held: %v, want ErrUnavailable", err)
+	}
+	s.gatherHook.Store(nil)
+	close(gate)
+	eventually(t, 5*time.Second, "the batch loop took what was queued", func() bool {
+		s.amu.Lock()
+		defer s.amu.Unlock()
+		return len(s.queue) == 0 && len(s.queueRoom) == 0
+	})
+	if _, err := bucketUser(ctx, s, u.PublicKey); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("the record of a durable add answered as not stored is in the bucket: %v", err)
+	}
+	if err := s.AddUser(ctx, u, true); err != nil {
+		t.Fatalf("retrying a durable add that was answered ErrUnavailable: %v", err)
+	}
+}

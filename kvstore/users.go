@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -147,6 +148,9 @@ type pendingWrite struct {
 	// and user is the record to show once it is stored.
 	done chan error
 	user *provision.User
+	// abandoned is set, under amu, on a durable write whose caller gave
+	// up while it was queued: the batch loop drops it.
+	abandoned bool
 }
 
 // AddUser records an issued user. It fails with ErrConflict when the key
@@ -278,6 +282,13 @@ func (s *Store) addDurable(ctx context.Context, p *pendingWrite, u provision.Use
 			case err = <-p.done:
 			case <-ctx.Done():
 				err = ctx.Err()
+				// Still queued: it must not be written after this
+				// answer, which says it is not stored.
+				s.amu.Lock()
+				if slices.Contains(s.queue, p) {
+					p.abandoned = true
+				}
+				s.amu.Unlock()
 			}
 		}
 		if err == nil {
