@@ -40,13 +40,24 @@ func TestPackedUserRecords(t *testing.T) {
 	gate := make(chan struct{})
 	hold := func() { <-gate }
 	s.gatherHook.Store(&hold)
-	for i, u := range users {
-		if i == n-1 {
-			close(gate)
-		}
-		if err := s.AddUser(ctx, u, i == n-1); err != nil {
+	for _, u := range users[:n-1] {
+		if err := s.AddUser(ctx, u, false); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// The loop is let go once the durable record is queued too: let go
+	// before, it may write the packs before the durable add (which reads
+	// the packs first) has queued its record.
+	durable := make(chan error, 1)
+	go func() { durable <- s.AddUser(ctx, users[n-1], true) }()
+	eventually(t, 10*time.Second, "the durable record queued behind the others", func() bool {
+		s.amu.Lock()
+		defer s.amu.Unlock()
+		return len(s.queue) == n
+	})
+	close(gate)
+	if err := <-durable; err != nil {
+		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, "every record is confirmed", func() bool {
 		s.amu.Lock()
