@@ -323,6 +323,12 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%q must be at most %s", d.name, MaxDuration)
 		}
 	}
+	if c.TombstoneRetention < c.ServerForgetAfter {
+		// A server down past server_forget_after is no longer waited for,
+		// so a delete can finish without it; the tombstone is what deletes
+		// the account again when it comes back, as long as it is kept.
+		return fmt.Errorf("\"tombstone_retention\" (%s) must be at least \"server_forget_after\" (%s): a server away longer than the tombstone is kept brings a deleted account back", time.Duration(c.TombstoneRetention), time.Duration(c.ServerForgetAfter))
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:

@@ -46,3 +46,19 @@ func TestLoadRefusesDurationsThatOverflow(t *testing.T) {
 		t.Errorf("error does not name reconcile_interval: %v", err)
 	}
 }
+
+// TestLoadRefusesATombstoneShorterThanTheWait: a tombstone kept for less
+// than a server that is down is still waited for would let a delete finish
+// and its tombstone go while that server may come back with the account.
+func TestLoadRefusesATombstoneShorterThanTheWait(t *testing.T) {
+	c, err := Load(writeConfig(t, with(map[string]any{"tombstone_retention": "1ns"})))
+	if err == nil {
+		t.Fatalf("Load accepted tombstone_retention %s with server_forget_after %s", time.Duration(c.TombstoneRetention), time.Duration(c.ServerForgetAfter))
+	}
+	if !strings.Contains(err.Error(), `"tombstone_retention"`) || !strings.Contains(err.Error(), `"server_forget_after"`) {
+		t.Errorf("error does not name both fields: %v", err)
+	}
+	if _, err := Load(writeConfig(t, with(map[string]any{"tombstone_retention": "2h", "server_forget_after": "1h"}))); err != nil {
+		t.Errorf("a tombstone kept longer than the wait: %v", err)
+	}
+}
