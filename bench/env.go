@@ -222,7 +222,7 @@ func startCluster(ctx context.Context, binary string, res *bootstrap.Result) (_ 
 	ports := make([]int, clusterSize)
 	routes := make([]string, clusterSize)
 	for i := range ports {
-		if ports[i], err = freePort(); err != nil {
+		if ports[i], err = freePort(ports[:i]...); err != nil {
 			return nil, err
 		}
 		routes[i] = fmt.Sprintf("nats://127.0.0.1:%d", ports[i])
@@ -241,7 +241,7 @@ func startCluster(ctx context.Context, binary string, res *bootstrap.Result) (_ 
 		if err := os.WriteFile(conf, c.Render(), 0o600); err != nil {
 			return nil, err
 		}
-		n, err := StartServerProcess(ctx, binary, conf, filepath.Join(dir, "nats-server.log"))
+		n, err := StartServerProcess(ctx, binary, conf, filepath.Join(dir, "nats-server.log"), ports...)
 		if err != nil {
 			return nil, err
 		}

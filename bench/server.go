@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -54,8 +55,10 @@ const startTimeout = 15 * time.Second
 // StartServerProcess starts binary with conf, listening on a free port of
 // 127.0.0.1, its output going to logPath, and waits until it accepts
 // clients. The caller stops it with Stop.
-func StartServerProcess(ctx context.Context, binary, conf, logPath string) (*ServerProcess, error) {
-	port, err := freePort()
+// Ports in avoid are not taken (the routes of a cluster being started: free
+// when picked, but not free for long).
+func StartServerProcess(ctx context.Context, binary, conf, logPath string, avoid ...int) (*ServerProcess, error) {
+	port, err := freePort(avoid...)
 	if err != nil {
 		return nil, err
 	}
@@ -120,14 +123,22 @@ func (p *ServerProcess) Stop() error {
 	return p.log.Close()
 }
 
-// freePort returns a TCP port of 127.0.0.1 that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("bench: find a free port: %w", err)
+// freePort returns a TCP port of 127.0.0.1 that was free a moment ago and
+// is not in avoid: ports picked a moment before and released (a cluster's
+// route ports) can be handed out again.
+func freePort(avoid ...int) (int, error) {
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, fmt.Errorf("bench: find a free port: %w", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !slices.Contains(avoid, port) {
+			return port, nil
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return 0, fmt.Errorf("bench: find a free port: every one offered is taken by the cluster")
 }
 
 // tail returns the end of a log file, for errors.
