@@ -55,14 +55,7 @@ func TestRemoveStaleKeepsUsers(t *testing.T) {
 func TestAccountLatestAfterRemove(t *testing.T) {
 	_, sa, sb, _, _ := pair(t)
 	ctx := bg(t)
-	a := newAccount(t, "latest-removed")
-	rev, err := sa.CreateAccount(ctx, a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 5*time.Second, "b sees the account", func() bool { return mirrorRevision(sb, a.PublicKey) == rev })
-	release := stallWatcher(t, sa, sb)
-	defer release()
+	a, rev := createSeenThenStall(t, sa, sb, "latest-removed")
 	if err := sa.RemoveAccount(ctx, a.PublicKey, rev); err != nil {
 		t.Fatal(err)
 	}
@@ -167,14 +160,7 @@ func TestLatestJWT(t *testing.T) {
 	if _, err := sb.LatestJWT(ctx, newAccount(t, "never").PublicKey); !errors.Is(err, provision.ErrNotFound) {
 		t.Fatalf("LatestJWT of an account never written: %v, want ErrNotFound", err)
 	}
-	a := newAccount(t, "latest-jwt")
-	rev, err := sa.CreateAccount(ctx, a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 5*time.Second, "b sees the account", func() bool { return mirrorRevision(sb, a.PublicKey) == rev })
-	release := stallWatcher(t, sa, sb)
-	defer release()
+	a, rev := createSeenThenStall(t, sa, sb, "latest-jwt")
 	a.Revision = rev
 	a.JWT = accountJWTAt(t, a.PublicKey, a.Name, time.Now().Unix()+10)
 	rev2, err := sa.UpdateAccount(ctx, a, rev)
@@ -193,4 +179,19 @@ func TestLatestJWT(t *testing.T) {
 	if _, err := sb.LatestJWT(ctx, a.PublicKey); !errors.Is(err, provision.ErrNotFound) {
 		t.Fatalf("LatestJWT of a removed account: %v, want ErrNotFound", err)
 	}
+}
+
+// createSeenThenStall creates an account through sa, waits until sb's
+// mirror holds it, then stalls sb's watcher until the test ends: sb's
+// mirror lags whatever comes next.
+func createSeenThenStall(t *testing.T, sa, sb *Store, name string) (provision.Account, uint64) {
+	t.Helper()
+	a := newAccount(t, name)
+	rev, err := sa.CreateAccount(bg(t), a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "b sees the account", func() bool { return mirrorRevision(sb, a.PublicKey) == rev })
+	t.Cleanup(stallWatcher(t, sa, sb))
+	return a, rev
 }

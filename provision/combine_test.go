@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
@@ -21,20 +20,7 @@ func TestOversizeChangeFailsAlone(t *testing.T) {
 	d := newDomain(t, env, nil, func(c *provision.Config) { c.MaxJWTSize = 8 << 10 })
 	defer d.stop()
 	ctx := context.Background()
-	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second + 20*time.Millisecond)))
-	if _, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"}); err != nil {
-		t.Fatal(err)
-	}
-	alice, err := d.svc.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "alice"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	revErr := make(chan error, 1)
-	go func() {
-		_, err := d.svc.RevokeUser(ctx, api.RevokeUserRequest{Account: "acme", User: alice.User.PublicKey})
-		revErr <- err
-	}()
-	time.Sleep(100 * time.Millisecond)
+	revErr := revokeInAVersion(t, d)
 	var tags []string
 	for i := range 400 {
 		tags = append(tags, fmt.Sprintf("tag-%d-%s", i, strings.Repeat("x", 24)))

@@ -124,14 +124,14 @@ func TestDeleteAnExpiredAccount(t *testing.T) {
 	}
 }
 
-// TestInvalidChangeFailsAlone: an invalid update that joins a version with
-// a revoke fails alone; the revoke lands.
-func TestInvalidChangeFailsAlone(t *testing.T) {
-	env := provtest.Deployment(t, bootstrap.Options{})
-	d := newDomain(t, env, nil)
-	defer d.stop()
+// revokeInAVersion makes account "acme" with user alice just after a second
+// boundary, and starts a revoke of alice that waits for the next second
+// (a version per account per second): a change sent within 100 ms, when
+// it returns, joins the revoke's version. The revoke's outcome comes on
+// the channel.
+func revokeInAVersion(t *testing.T, d *domain) <-chan error {
+	t.Helper()
 	ctx := context.Background()
-	// Start just after a second boundary.
 	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second + 20*time.Millisecond)))
 	if _, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"}); err != nil {
 		t.Fatal(err)
@@ -146,6 +146,17 @@ func TestInvalidChangeFailsAlone(t *testing.T) {
 		revErr <- err
 	}()
 	time.Sleep(100 * time.Millisecond)
+	return revErr
+}
+
+// TestInvalidChangeFailsAlone: an invalid update that joins a version with
+// a revoke fails alone; the revoke lands.
+func TestInvalidChangeFailsAlone(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	d := newDomain(t, env, nil)
+	defer d.stop()
+	ctx := context.Background()
+	revErr := revokeInAVersion(t, d)
 	bad := jwt.Exports{&jwt.Export{Subject: "svc.>", Type: jwt.Service, ResponseType: "bogus"}}
 	_, uerr := d.svc.UpdateAccount(ctx, api.UpdateAccountRequest{Account: "acme", Exports: &bad})
 	rerr := <-revErr
