@@ -45,7 +45,6 @@ func TestOpenRefuses(t *testing.T) {
 		{"other history", d.svcCreds, Options{Seal: key, Bucket: "history"}, ErrBucketMismatch, "history 5, want 1"},
 		{"ttl", d.svcCreds, Options{Seal: key, Bucket: "expiring"}, ErrBucketMismatch, "ttl 1h0m0s"},
 		{"other replicas", d.svcCreds, Options{Seal: key, Bucket: "single", Replicas: 3}, ErrBucketMismatch, "replicas 1, want 3"},
-		{"direct gets", d.svcCreds, Options{Seal: key, Bucket: "single"}, ErrBucketMismatch, "allow_direct true, want false"},
 		{"bad bucket name", d.svcCreds, Options{Seal: key, Bucket: "a.b"}, nil, "bucket name"},
 		{"bad replicas", d.svcCreds, Options{Seal: key, Replicas: 7}, nil, "replicas 7"},
 	}
@@ -106,7 +105,7 @@ func TestOpenReplicas(t *testing.T) {
 				t.Fatal(err)
 			}
 			cfg := st.(*jetstream.KeyValueBucketStatus).StreamInfo().Config
-			if cfg.Storage != jetstream.FileStorage || cfg.MaxMsgsPerSubject != 1 || cfg.Replicas != 1 || cfg.AllowDirect {
+			if cfg.Storage != jetstream.FileStorage || cfg.MaxMsgsPerSubject != 1 || cfg.Replicas != 1 || !cfg.AllowDirect {
 				t.Fatalf("bucket created with %+v", cfg)
 			}
 			// The store works: a write and a read.

@@ -62,4 +62,20 @@ func TestOpenWaitsForAServerItKnows(t *testing.T) {
 	if s.replicas != 3 {
 		t.Fatalf("replicas %d with the third server back, want 3", s.replicas)
 	}
+	if cfg := s.stream.CachedInfo().Config; cfg.AllowDirect {
+		t.Fatal("the store created an R3 bucket whose followers answer reads (allow_direct)")
+	}
+	// A replicated bucket made elsewhere whose followers answer reads
+	// (the jetstream package's default) is refused, naming the fix.
+	if _, err := js.CreateKeyValue(bg(t), jetstream.KeyValueConfig{Bucket: "direct3", Replicas: 3}); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(bg(t), nc, Options{Seal: key, Bucket: "direct3"})
+	if err == nil {
+		s.Close()
+		t.Fatal("Open of an R3 bucket with allow_direct succeeded")
+	}
+	if !errors.Is(err, ErrBucketMismatch) || !strings.Contains(err.Error(), "allow_direct true with 3 replicas") || !strings.Contains(err.Error(), "--no-allow-direct") {
+		t.Fatalf("Open of an R3 bucket with allow_direct: %v", err)
+	}
 }

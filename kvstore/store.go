@@ -49,6 +49,7 @@ import (
 	"net/http"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -423,7 +424,12 @@ func (s *Store) streamConfig(replicas int) jetstream.StreamConfig {
 		DenyDelete:  true,
 		Duplicates:  2 * time.Minute,
 		Discard:     jetstream.DiscardNew,
-		AllowDirect: false,
+		// Direct gets skip the JetStream API (a read after each push costs
+		// the server about a third as much), but every replica answers
+		// them, a follower possibly before it has applied a write that was
+		// acknowledged: on one replica only, where the one server answering
+		// is the one that stored the write.
+		AllowDirect: replicas == 1,
 		// User records are written in atomic batches (batch.go).
 		AllowAtomicPublish: true,
 	}
@@ -560,8 +566,8 @@ func (s *Store) checkBucket(ctx context.Context, nc *nats.Conn) error {
 	if cfg.Discard == jetstream.DiscardOld && (cfg.MaxMsgs > 0 || cfg.MaxBytes > 0) {
 		diffs = append(diffs, "discard old at a limit of messages or bytes, want discard new (the oldest records would be dropped without a word)")
 	}
-	if cfg.AllowDirect {
-		diffs = append(diffs, "allow_direct true, want false (replicas would answer reads; `nats stream edit KV_"+s.opts.Bucket+" --no-allow-direct`)")
+	if cfg.AllowDirect && cfg.Replicas > 1 {
+		diffs = append(diffs, "allow_direct true with "+strconv.Itoa(cfg.Replicas)+" replicas, want false (followers would answer reads before they hold the last write; `nats stream edit KV_"+s.opts.Bucket+" --no-allow-direct`)")
 	}
 	if cfg.AllowRollup || !cfg.DenyPurge {
 		diffs = append(diffs, "roll-ups or purges allowed, want neither (one such message could wipe the bucket)")
