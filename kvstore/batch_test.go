@@ -226,17 +226,26 @@ func TestUnbatchedBucket(t *testing.T) {
 	}
 	old := (&Store{opts: Options{Bucket: "provisioner"}, subject: "$KV.provisioner."}).streamConfig(1)
 	old.AllowAtomicPublish = false
+	old.AllowDirect = false
 	ctx := bg(t)
 	if _, err := js.CreateStream(ctx, old); err != nil {
 		t.Fatal(err)
 	}
-	s := openStore(t, nc, Options{Seal: key, Instance: "one"})
+	log, logs := newLog(t)
+	s := openStore(t, nc, Options{Seal: key, Instance: "one", Logger: log})
 	if s.atomicBatches {
 		t.Fatal("the store uses atomic batches on a stream that does not allow them")
+	}
+	if !strings.Contains(logs.String(), "--allow-direct") {
+		t.Errorf("the log does not say how to allow direct gets:\n%s", logs)
 	}
 	a := newAccount(t, "plain")
 	if _, err := s.CreateAccount(ctx, a); err != nil {
 		t.Fatal(err)
+	}
+	// Reads past the mirror go through the JetStream API.
+	if got, err := s.LatestJWT(ctx, a.PublicKey); err != nil || got != a.JWT {
+		t.Fatalf("LatestJWT without direct gets: %v, want the account's JWT", err)
 	}
 	var wg sync.WaitGroup
 	for range 50 {

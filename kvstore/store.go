@@ -579,6 +579,11 @@ func (s *Store) checkBucket(ctx context.Context, nc *nats.Conn) error {
 		return fmt.Errorf("%w: bucket %q has %s; fix or remove the bucket, or change the configuration", ErrBucketMismatch, s.opts.Bucket, strings.Join(diffs, "; "))
 	}
 	s.replicas = cfg.Replicas
+	if cfg.Replicas == 1 && !cfg.AllowDirect {
+		// A bucket made by an earlier version: reads go through the
+		// JetStream API, which costs its server more.
+		s.log.Info("kvstore: the bucket's stream does not allow direct gets; reads past the mirror go through the JetStream API (`nats stream edit KV_" + s.opts.Bucket + " --allow-direct` makes them cheaper on a bucket of one replica)")
+	}
 	s.atomicBatches = cfg.AllowAtomicPublish
 	if !s.atomicBatches {
 		// A bucket made by an earlier version, or a server before 2.12:
