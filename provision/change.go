@@ -490,9 +490,8 @@ func (s *Service) finishDelete(ctx context.Context, a Account) (Phase, []string)
 		return PhaseDisabled, waiting
 	}
 	res, err := s.deleteFromResolver(ctx, a.PublicKey)
-	var refused *RefusedError
 	switch {
-	case errors.As(err, &refused) && strings.Contains(refused.Reason, "delete must be enabled"):
+	case deletesRefused(err):
 		// allow_delete is off: the disabled version is the end state.
 		log.Info("servers do not allow deletes; the account stays disabled on them")
 	case err != nil:
@@ -543,7 +542,8 @@ func names(servers []Server) []string {
 }
 
 // deleteFromResolver sends the DELETE request, a generic JWT whose subject
-// and issuer are the operator signing key.
+// and issuer are the operator signing key. It notes whether the servers
+// allow deletes (deletesOff).
 func (s *Service) deleteFromResolver(ctx context.Context, pub string) (PushResult, error) {
 	op := s.operator()
 	gc := jwt.NewGenericClaims(op.SignerKey)
@@ -552,7 +552,21 @@ func (s *Service) deleteFromResolver(ctx context.Context, pub string) (PushResul
 	if err != nil {
 		return nil, fmt.Errorf("sign delete request: %w", err)
 	}
-	return s.resolver.Delete(ctx, token)
+	res, err := s.resolver.Delete(ctx, token)
+	switch {
+	case deletesRefused(err):
+		s.deletesOff.Store(true)
+	case res.Stored() > 0:
+		s.deletesOff.Store(false)
+	}
+	return res, err
+}
+
+// deletesRefused tells a DELETE refused because the servers do not allow
+// deletes (allow_delete false).
+func deletesRefused(err error) bool {
+	var refused *RefusedError
+	return errors.As(err, &refused) && strings.Contains(refused.Reason, "delete must be enabled")
 }
 
 // confirmations record, per account, which version (JWT ID) each server

@@ -340,17 +340,34 @@ func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, 
 		if listed {
 			// Brought back by a server that missed the delete, or (where
 			// servers do not allow deletes) the disabled version kept as
-			// the end state: push again only what differs from it.
+			// the end state: push again only what differs from it, and
+			// send the DELETE again where servers allow it.
 			copies, err := s.lookupPaced(ctx, a.PublicKey, limiter, msgs)
 			if err != nil {
 				out.err = err
 				return out
 			}
 			out.checked = true
-			if !slices.ContainsFunc(copies, func(c string) bool { return c != "" && c != a.JWT }) {
+			if slices.ContainsFunc(copies, func(c string) bool { return c != "" && c != a.JWT }) {
+				out.pushed, out.deleted, out.err = s.repush(ctx, a.PublicKey, msgs)
 				return out
 			}
-			out.pushed, out.deleted, out.err = s.repush(ctx, a.PublicKey, msgs)
+			if !slices.Contains(copies, a.JWT) || s.deletesOff.Load() {
+				return out
+			}
+			// A server holds the disabled version although the delete
+			// finished: it missed the DELETE (away past
+			// server_forget_after, or its answer lost). Left there,
+			// its resolver sync spreads the account back to every
+			// server, and the tombstone, listed for good, is never
+			// dropped: send the DELETE again while the tombstone is
+			// kept.
+			msgs.Add(1)
+			if _, err := s.deleteFromResolver(ctx, a.PublicKey); err != nil && !deletesRefused(err) {
+				out.err = err
+				return out
+			}
+			out.deleted = true
 			return out
 		}
 		if time.Since(time.Unix(a.DeletedAt, 0)) > s.cfg.TombstoneRetention {

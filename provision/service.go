@@ -104,6 +104,11 @@ type Service struct {
 	queues  queues
 	cache   sync.Map // account public key -> *state
 	confirm confirmations
+	// deletesOff is set once the servers refused a DELETE because they do
+	// not allow deletes (allow_delete false), and cleared by a DELETE
+	// carried out: the disabled version is then the end state, and a
+	// server that holds it is left alone.
+	deletesOff atomic.Bool
 	// reserved are the names of the protected accounts, by name.
 	reserved atomic.Pointer[map[string]string]
 	// Fresh keys made ahead of the requests that need them.
