@@ -510,6 +510,12 @@ func (s *Service) finishDelete(ctx context.Context, a Account) (Phase, []string)
 	}
 	done := a
 	done.Phase = PhaseDeleted
+	// The retention counts from now: a delete that waited for a server
+	// until server_forget_after finishes without it, and only the
+	// tombstone deletes the account again when it comes back. Counted
+	// from when the delete was accepted, a retention of
+	// server_forget_after would have passed already.
+	done.DeletedAt = time.Now().Unix()
 	_, err = s.store.UpdateAccount(ctx, done, a.Revision)
 	if errors.Is(err, ErrStale) {
 		// Another instance changed the account after it was read: it

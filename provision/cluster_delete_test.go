@@ -84,7 +84,7 @@ type clusterDomain struct {
 	store *filestore.Store
 }
 
-func newClusterDomain(t *testing.T, res *bootstrap.Result, nodes []*clusterNode, forgetAfter time.Duration, wrap func(provision.Resolver) provision.Resolver) *clusterDomain {
+func newClusterDomain(t *testing.T, res *bootstrap.Result, nodes []*clusterNode, forgetAfter time.Duration, wrap func(provision.Resolver) provision.Resolver, tune ...func(*provision.Config)) *clusterDomain {
 	t.Helper()
 	op, err := provision.LoadOperator(filepath.Join(res.Dir, bootstrap.OperatorJWTFile), filepath.Join(res.Dir, bootstrap.OperatorSigningKeyFile))
 	if err != nil {
@@ -124,7 +124,11 @@ func newClusterDomain(t *testing.T, res *bootstrap.Result, nodes []*clusterNode,
 	if wrap != nil {
 		r = wrap(rc)
 	}
-	svc, err := provision.New(provision.Config{Operator: op, Store: st, Resolver: r, Protected: []string{res.ServiceAccount}, Logger: provtest.Logger(t)})
+	cfg := provision.Config{Operator: op, Store: st, Resolver: r, Protected: []string{res.ServiceAccount}, Logger: provtest.Logger(t)}
+	for _, f := range tune {
+		f(&cfg)
+	}
+	svc, err := provision.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,5 +254,71 @@ func TestDeleteSentAgainToAServerThatMissedIt(t *testing.T) {
 	}
 	if held > 0 {
 		t.Errorf("%d of %d servers hold the deleted account after two passes (the disabled version node-c kept): the DELETE was not sent again, and resolver sync spreads it back", held, len(copies))
+	}
+}
+
+// TestTombstoneKeptAfterTheWaitForAServer: node-c is down when an account
+// is deleted, holding its live version. The delete waits for node-c until
+// the client forgets it (server_forget_after), then finishes without it.
+// The tombstone must then be kept for tombstone_retention (here equal to
+// server_forget_after, the least the configuration allows) after the
+// delete finished, so that it deletes the account again when node-c comes
+// back. Counted from when the delete was accepted, the retention had all
+// but passed when the delete finished: the tombstone went at once, and
+// node-c brought the account back live, an orphan left alone.
+func TestTombstoneKeptAfterTheWaitForAServer(t *testing.T) {
+	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := startNodes(t, res, 3)
+	c := nodes[2]
+	const wait = 3 * time.Second
+	d := newClusterDomain(t, res, nodes, wait, nil, func(cfg *provision.Config) { cfg.TombstoneRetention = wait })
+	ctx := context.Background()
+	acc, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, live := acc.Account.PublicKey, acc.Account.JWT
+	c.srv.Stop()
+	waitServers(t, d.rc, 5*time.Second, "node-c down", map[string]bool{"node-a": true, "node-b": true, "node-c": false})
+	rep, err := d.svc.DeleteAccount(ctx, api.AccountRequest{Account: pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Phase != string(provision.PhaseDisabled) {
+		t.Fatalf("delete: phase %s, want disabled (waiting for node-c)", rep.Phase)
+	}
+	waitServers(t, d.rc, 2*wait, "node-c forgotten", map[string]bool{"node-a": true, "node-b": true})
+	if _, err := d.svc.Reconcile(ctx, api.ReconcileRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if tomb, err := d.store.Account(ctx, pub); err != nil || tomb.Phase != provision.PhaseDeleted {
+		t.Fatalf("tombstone after the pass: %+v %v, want deleted", tomb.Phase, err)
+	}
+	// A pass a second after the delete finished, well within the
+	// retention.
+	time.Sleep(1100 * time.Millisecond)
+	if _, err := d.svc.Reconcile(ctx, api.ReconcileRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	_, terr := d.store.Account(ctx, pub)
+	// node-c comes back from its disk, with the live version.
+	c.start()
+	waitServers(t, d.rc, 10*time.Second, "node-c back", map[string]bool{"node-a": true, "node-b": true, "node-c": true})
+	r, err := d.svc.Reconcile(ctx, api.ReconcileRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	copies, err := d.rc.LookupAll(ctx, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cp := range copies {
+		if cp == live {
+			t.Errorf("a server holds the deleted account live after node-c returned (tombstone: %v; orphans: %v)", terr, r.Orphans)
+			break
+		}
 	}
 }

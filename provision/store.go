@@ -72,7 +72,9 @@ type Account struct {
 	// than the one before.
 	JWT   string `json:"jwt"`
 	Phase Phase  `json:"phase"`
-	// DeletedAt is when a delete was accepted, in Unix seconds.
+	// DeletedAt is when a delete was accepted, in Unix seconds, and once
+	// it finished (PhaseDeleted) when it finished: the tombstone
+	// retention counts from there.
 	DeletedAt int64 `json:"deleted_at,omitempty"`
 	// Settings are the service's own settings of the account.
 	Settings AccountSettings `json:"settings,omitzero"`
