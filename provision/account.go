@@ -141,26 +141,56 @@ func (s *Service) abandon(rec Account, claims *jwt.AccountClaims, stored bool) {
 		}
 		return
 	}
-	off, err := claimsCopy(claims)
-	if err == nil {
-		disable(off)
-		err = afterIssue(ctx, claims.IssuedAt)
-	}
+	var off *jwt.AccountClaims
 	var token string
-	if err == nil {
-		token, err = s.sign(off)
+	var tomb Account
+	for attempt := 0; ; attempt++ {
+		var err error
+		off, err = claimsCopy(claims)
+		if err == nil {
+			disable(off)
+			err = afterIssue(ctx, claims.IssuedAt)
+		}
+		if err == nil {
+			token, err = s.sign(off)
+		}
+		if err != nil {
+			log.Error("could not sign the disabled version of a failed create", "error", err)
+			return
+		}
+		tomb = tombstone(rec, token)
+		rev, err := s.store.UpdateAccount(ctx, tomb, rec.Revision)
+		if errors.Is(err, ErrStale) && attempt < maxStaleRetries {
+			// Another instance changed the account meanwhile (a change
+			// by someone who found it in the store, or its reconciler's
+			// new version), and may have pushed it. The create failed
+			// all the same, and its caller is told so: take back the
+			// latest version, or leave it to the delete another
+			// instance made. Giving up here left the failed create
+			// live, in the store and on the servers, for good.
+			cur, err := s.account(ctx, rec.PublicKey, true)
+			if err != nil {
+				log.Error("could not read back a failed create changed meanwhile; the reconciler will report the account as live", "error", err)
+				return
+			}
+			if !cur.Live() {
+				return // deleted meanwhile: that delete takes it back
+			}
+			c, err := decodeAccount(cur.JWT)
+			if err != nil {
+				log.Error("could not read back a failed create changed meanwhile; the reconciler will report the account as live", "error", err)
+				return
+			}
+			rec, claims = cur, c
+			continue
+		}
+		if err != nil {
+			log.Error("could not record a failed create as deleted; the reconciler will report the account as live", "error", err)
+			return
+		}
+		tomb.Revision = rev
+		break
 	}
-	if err != nil {
-		log.Error("could not sign the disabled version of a failed create", "error", err)
-		return
-	}
-	tomb := tombstone(rec, token)
-	rev, err := s.store.UpdateAccount(ctx, tomb, rec.Revision)
-	if err != nil {
-		log.Error("could not record a failed create as deleted; the reconciler will report the account as live", "error", err)
-		return
-	}
-	tomb.Revision = rev
 	res, err := s.resolver.Update(ctx, token)
 	s.confirm.record(rec.PublicKey, off.ID, res)
 	if err != nil {
