@@ -125,6 +125,10 @@ func Check(dir string, key *seal.Key) (Report, error) {
 func check(dir string, key *seal.Key) (Report, *loaded, error) {
 	rep := Report{Dir: dir}
 	l := &loader{dir: dir, key: key, rep: &rep}
+	var err error
+	if l.lockFound, err = l.exists(lockFile); err != nil {
+		return rep, nil, err
+	}
 	res, err := l.load()
 	if err != nil {
 		return rep, nil, err

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 
 	"github.com/nats-io/nkeys"
@@ -29,6 +30,10 @@ type loader struct {
 	// unchecked counts accounts whose seeds could not be opened (no key,
 	// or another key) in a read-only check.
 	unchecked int
+	// lockFound: the directory had its lock file before this load (for
+	// Open, before Open made one). Open makes it before the first
+	// snapshot, so it tells a directory that held a store from a new one.
+	lockFound bool
 }
 
 // loaded is what the loader found.
@@ -124,7 +129,7 @@ func (l *loader) load() (*loaded, error) {
 			return res, l.loadV1(res, has)
 		}
 		res.kind = formatNew
-		return res, nil
+		return res, l.vanished(has)
 	}
 	res.kind = formatV2
 	var hdr *snapshotHeader
@@ -158,6 +163,71 @@ func (l *loader) load() (*loaded, error) {
 		}
 	}
 	return res, l.v1Leftovers(res, hdr, has)
+}
+
+// vanished decides whether a directory without snapshot and journal is new,
+// or held a store whose files are gone: a wrong directory or volume, or a
+// restore that left them out. Opened empty, such a store would serve as
+// if no account had ever been made: the accounts on the servers would be
+// orphans that no one can change, revoke users of or delete (the
+// reconciler leaves orphans alone), their names free for new accounts with
+// other keys, and the files, put back later, would lose what was made
+// meanwhile. So it is damage, unless nothing of a store is there: no lock
+// file (Open makes it before the first snapshot), no previous version's
+// files kept by an upgrade, no generation left half-written but a first
+// one at sequence 0, which holds nothing.
+//
+// A crash in the first Open after it made the lock file and before it
+// wrote the first snapshot leaves a directory this refuses too; the error
+// says how to start anew.
+func (l *loader) vanished(has map[string]bool) error {
+	if has[snapshotFile+newSuffix] {
+		if seq, ok := l.newSnapshotSeq(); ok && seq == 0 {
+			return nil // the first generation, cut short: nothing was acknowledged
+		}
+	}
+	var signs []string
+	if l.lockFound {
+		signs = append(signs, "its lock file")
+	}
+	for _, n := range []string{snapshotFile + newSuffix, journalFile + newSuffix} {
+		if has[n] {
+			signs = append(signs, n)
+		}
+	}
+	entries, err := os.ReadDir(l.dir)
+	if err != nil {
+		return fmt.Errorf("filestore: %w", err)
+	}
+	for _, e := range entries {
+		n := e.Name()
+		if strings.HasPrefix(n, v1SnapshotFile+v1BackupSuffix) || strings.HasPrefix(n, v1JournalFile+v1BackupSuffix) {
+			signs = append(signs, n)
+		}
+	}
+	if len(signs) == 0 {
+		return nil
+	}
+	return l.damage(snapshotFile, 0, "%s and %s are missing, but the directory held a store (it has %s): a wrong directory or volume, or a restore that left them out. Put them back from a backup; to start an empty store here on purpose, move everything out of %s first", snapshotFile, journalFile, strings.Join(signs, ", "), l.dir)
+}
+
+// newSnapshotSeq returns the sequence in the header of snapshot.v2.new,
+// when its first line is a valid header.
+func (l *loader) newSnapshotSeq() (uint64, bool) {
+	data, err := os.ReadFile(l.path(snapshotFile + newSuffix))
+	if err != nil {
+		return 0, false
+	}
+	nl := bytes.IndexByte(data, '\n')
+	if nl < 0 {
+		return 0, false
+	}
+	n, body, err := parseFrame(data[:nl])
+	var sl snapshotLine
+	if err != nil || n != 0 || json.Unmarshal(body, &sl) != nil || sl.Header == nil {
+		return 0, false
+	}
+	return sl.Header.Seq, true
 }
 
 // chooseJournal picks the journal that belongs to the snapshot: the

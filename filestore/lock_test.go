@@ -43,6 +43,7 @@ func TestLockSameProcess(t *testing.T) {
 
 func TestStaleLockFile(t *testing.T) {
 	dir := t.TempDir()
+	closeStore(t, open(t, dir, Options{}))
 	// A lock file left by a process that is gone, with its pid.
 	writeFile(t, filepath.Join(dir, lockFile), []byte("999999999\n"))
 	s := open(t, dir, Options{})

@@ -130,8 +130,10 @@ var errClosed = fmt.Errorf("%w: %w", ErrClosed, provision.ErrUnavailable)
 // Open opens the store in dir, creating the directory (mode 0700) and an
 // empty store if there is none, and upgrading a previous version's store
 // (its files are kept as *.v1). It fails with ErrLocked when the store is
-// open elsewhere, ErrDamaged (a *Damage) when its files are damaged, and
-// ErrSealKey when it holds sealed seeds the options give no key for.
+// open elsewhere, ErrDamaged (a *Damage) when its files are damaged (or
+// gone: a directory that held a store, as its lock file or kept files
+// show, does not open empty), and ErrSealKey when it holds sealed seeds
+// the options give no key for.
 func Open(dir string, opts Options) (*Store, error) {
 	if opts.CompactBytes <= 0 {
 		opts.CompactBytes = 64 << 20
@@ -147,6 +149,11 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("filestore: chmod %s: %w", dir, err)
 	}
+	// Whether the lock file was there before this Open: the sign that the
+	// directory held a store, should its state files be missing.
+	lockPath := filepath.Join(dir, lockFile)
+	_, lerr := os.Lstat(lockPath)
+	lockFound := lerr == nil
 	lock, err := lockDir(dir)
 	if err != nil {
 		return nil, err
@@ -159,8 +166,15 @@ func Open(dir string, opts Options) (*Store, error) {
 		pendDead:  map[string]int{},
 		pendUsers: map[string]int{},
 	}
-	j, err := s.start()
+	j, err := s.start(lockFound)
 	if err != nil {
+		// A lock file this Open made goes with it, while it still holds
+		// the lock: left behind by a failed first Open, it would make
+		// the next one take the directory for a store whose files are
+		// gone.
+		if !lockFound {
+			os.Remove(lockPath)
+		}
 		lock.Close()
 		return nil, err
 	}
@@ -170,8 +184,8 @@ func Open(dir string, opts Options) (*Store, error) {
 
 // start loads the directory, finishes what a crash cut short, and returns
 // the journal to go on with.
-func (s *Store) start() (*journal, error) {
-	l := &loader{dir: s.dir, key: s.key, strict: true, rep: &Report{}}
+func (s *Store) start(lockFound bool) (*journal, error) {
+	l := &loader{dir: s.dir, key: s.key, strict: true, rep: &Report{}, lockFound: lockFound}
 	res, err := l.load()
 	if err != nil {
 		return nil, err

@@ -1,0 +1,150 @@
+package filestore
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestStateFilesVanished: a directory without snapshot and journal opens as
+// a new, empty store only when nothing shows it held one. When its lock
+// file, an upgrade's kept files or a generation never put in place show
+// that it did (the files lost to a wrong volume, a mistake, a partial
+// restore), Open refuses with ErrDamaged naming what is missing and how to
+// start anew, changes nothing, and Check reports it. A first Open cut
+// short, which acknowledged nothing, opens empty.
+func TestStateFilesVanished(t *testing.T) {
+	hook := installStepHook(t)
+	fault := installSyncFault(t)
+	gone := func(t *testing.T, dir string, names ...string) {
+		t.Helper()
+		for _, n := range names {
+			if err := os.Remove(filepath.Join(dir, n)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// firstOpenCut stops the first Open of dir at step, and leaves the
+	// lock file as a crash there would.
+	firstOpenCut := func(step string) func(t *testing.T, dir string) {
+		return func(t *testing.T, dir string) {
+			hook.set(step)
+			defer hook.set("")
+			if _, err := Open(dir, Options{}); !errors.Is(err, errCrash) {
+				t.Fatalf("Open: %v, want the simulated crash", err)
+			}
+			writeFile(t, filepath.Join(dir, lockFile), []byte("999999999\n"))
+		}
+	}
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, dir string) // nil: the directory does not exist
+		named []string                       // in the refusal; nil: opens empty
+	}{
+		{"directory does not exist", nil, nil},
+		{"empty directory", func(t *testing.T, dir string) {}, nil},
+		{"directory with files not of a store", func(t *testing.T, dir string) {
+			if err := os.Mkdir(filepath.Join(dir, "lost+found"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, filepath.Join(dir, "README"), []byte("store\n"))
+		}, nil},
+		{"first Open cut short after writing its snapshot", firstOpenCut(stepSnapshotWritten), nil},
+		{"first Open cut short after writing its journal", firstOpenCut(stepJournalWritten), nil},
+		{"first Open failed to flush", func(t *testing.T, dir string) {
+			fault.mu.Lock()
+			fault.failing = true
+			fault.mu.Unlock()
+			defer fault.disarm()
+			if _, err := Open(dir, Options{}); !errors.Is(err, errInjected) {
+				t.Fatalf("Open: %v, want the injected flush failure", err)
+			}
+			// The failed Open took its lock file with it.
+			if files := storeFiles(t, dir); slices.Contains(files, lockFile) {
+				t.Fatalf("files after a failed first Open: %v", files)
+			}
+		}, nil},
+		{"snapshot and journal removed", func(t *testing.T, dir string) {
+			smallStore(t, dir)
+			gone(t, dir, snapshotFile, journalFile)
+		}, []string{"its lock file"}},
+		{"snapshot and journal removed beside a compaction's new generation", func(t *testing.T, dir string) {
+			smallStore(t, dir) // the journal holds records: Open compacts
+			hook.set(stepJournalWritten)
+			defer hook.set("")
+			if _, err := Open(dir, Options{}); !errors.Is(err, errCrash) {
+				t.Fatalf("Open: %v, want the simulated crash", err)
+			}
+			gone(t, dir, snapshotFile, journalFile)
+		}, []string{"its lock file", snapshotFile + newSuffix, journalFile + newSuffix}},
+		{"an upgraded store's files and lock file removed", func(t *testing.T, dir string) {
+			for _, n := range []string{v1SnapshotFile, v1JournalFile} {
+				writeFile(t, filepath.Join(dir, n), readFile(t, filepath.Join("testdata", "v1store", n)))
+			}
+			closeStore(t, open(t, dir, Options{}))
+			gone(t, dir, snapshotFile, journalFile, lockFile)
+		}, []string{v1SnapshotFile + v1BackupSuffix, v1JournalFile + v1BackupSuffix}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "store")
+			if tt.setup != nil {
+				if err := os.Mkdir(dir, 0o700); err != nil {
+					t.Fatal(err)
+				}
+				tt.setup(t, dir)
+			}
+			var before []string
+			if tt.setup != nil {
+				before = storeFiles(t, dir)
+			}
+			rep, err := Check(dir, nil)
+			if tt.setup == nil {
+				if err == nil {
+					t.Errorf("Check of a directory that does not exist: no error")
+				}
+			} else if err != nil {
+				t.Fatalf("Check: %v", err)
+			} else if rep.Damaged() != (tt.named != nil) {
+				t.Errorf("Check reports damage %v, want damaged %v", rep.Damage, tt.named != nil)
+			}
+
+			s, err := Open(dir, Options{})
+			if tt.named == nil {
+				if err != nil {
+					t.Fatalf("Open: %v, want a new, empty store", err)
+				}
+				if d := dumpOf(t, s); len(d.Accounts) != 0 {
+					t.Errorf("the new store holds %d accounts", len(d.Accounts))
+				}
+				closeStore(t, s)
+				files := storeFiles(t, dir)
+				for _, n := range []string{snapshotFile, journalFile, lockFile} {
+					if !slices.Contains(files, n) {
+						t.Errorf("files of the new store: %v, no %s", files, n)
+					}
+				}
+				return
+			}
+			if err == nil {
+				s.Close()
+				t.Fatal("Open started an empty store in a directory whose store's files are gone")
+			}
+			var d *Damage
+			if !errors.Is(err, ErrDamaged) || !errors.As(err, &d) || d.File != filepath.Join(dir, snapshotFile) {
+				t.Fatalf("Open: %v, want ErrDamaged naming %s", err, snapshotFile)
+			}
+			for _, want := range append([]string{snapshotFile + " and " + journalFile + " are missing", "move everything out of " + dir}, tt.named...) {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("Open: %v\nsays nothing of %q", err, want)
+				}
+			}
+			if after := storeFiles(t, dir); !slices.Equal(after, before) {
+				t.Errorf("the refused Open changed the directory: %v, was %v", after, before)
+			}
+		})
+	}
+}
