@@ -105,16 +105,26 @@ func Check(dir string, key *seal.Key) (Report, error) {
 	} else if !st.IsDir() {
 		return Report{Dir: dir}, fmt.Errorf("filestore: %s is not a directory", dir)
 	}
-	var rep Report
+	rep, _, err := checkSettled(dir, key)
+	return rep, err
+}
+
+// checkSettled is check, read again when it found damage or an error while
+// the owner runs: between the reads of a load a running store may have
+// compacted (the old snapshot then meets the new generation's journal, or
+// a file read is gone), which looks like damage the store does not have.
+// Check and Salvage both read through it: a salvage that took such a read
+// for the store would copy the old snapshot without the records beside
+// it, and report damage that a person would then act on.
+func checkSettled(dir string, key *seal.Key) (Report, *loaded, error) {
 	for attempt := 0; ; attempt++ {
-		var err error
-		rep, _, err = check(dir, key)
+		rep, res, err := check(dir, key)
 		pid, running := ownerRunning(dir)
 		if (err == nil && !rep.Damaged()) || !running || attempt == 2 {
 			if running {
 				rep.Notes = append(rep.Notes, fmt.Sprintf("process %d has the store open: the check read it while it runs", pid))
 			}
-			return rep, err
+			return rep, res, err
 		}
 		// The owner may have been between the steps of a compaction: look
 		// again before calling it damage.
@@ -153,7 +163,9 @@ func check(dir string, key *seal.Key) (Report, *loaded, error) {
 // in to, which must not exist or be empty, and reports what it read (the
 // damage it went past) and what it copied. It never changes dir; a person
 // decides what to do with the copy. Seeds are copied as they are on disk:
-// sealed ones stay sealed, and without the key they are not checked.
+// sealed ones stay sealed, and without the key they are not checked. A
+// store that runs is read as Check reads it, again when a read met a
+// compaction halfway; the copy holds what the store held then.
 func Salvage(dir, to string, key *seal.Key) (Report, error) {
 	absFrom, err := filepath.Abs(dir)
 	if err != nil {
@@ -174,7 +186,7 @@ func Salvage(dir, to string, key *seal.Key) (Report, error) {
 	} else if !st.IsDir() {
 		return Report{Dir: dir}, fmt.Errorf("filestore: %s is not a directory", dir)
 	}
-	rep, res, err := check(dir, key)
+	rep, res, err := checkSettled(dir, key)
 	if err != nil {
 		return rep, err
 	}

@@ -104,6 +104,13 @@ func (l *loader) read(name string) ([]byte, error) {
 	return b, nil
 }
 
+// loadHook runs between the reads of a load, so that a test can change the
+// files under a reader, as a store that runs does.
+var loadHook = func(step string) {}
+
+// hookSnapshotRead: the snapshot is read, the journal not yet.
+const hookSnapshotRead = "snapshot-read"
+
 // load reads the directory. It changes nothing: what Open must repair is
 // in the result.
 func (l *loader) load() (*loaded, error) {
@@ -141,6 +148,7 @@ func (l *loader) load() (*loaded, error) {
 		if hdr, err = l.snapshot(res, data); err != nil {
 			return nil, err
 		}
+		loadHook(hookSnapshotRead)
 	} else if err := l.damage(snapshotFile, 0, "the snapshot is missing, and the journal needs it"); err != nil {
 		return nil, err
 	}
