@@ -295,6 +295,15 @@ func (c *committer) fail(cause error, batches ...*batch) {
 	}
 	s.mu.Unlock()
 	err := c.recover(cause, ops, lazy)
+	// An operation refused by its check was checked against the operations
+	// before it in its batch and in the batch waiting before that, all of
+	// which failed here: its refusal may rest on what never happened (a
+	// name taken by a create that failed, a revision moved by an update
+	// that failed, an account gone by a remove that failed). Only a
+	// refusal that the state alone still makes stands; the others are
+	// answered with the failure, as nothing was written for them either,
+	// and a retry decides.
+	s.mu.RLock()
 	for _, b := range batches {
 		if b == nil {
 			continue
@@ -302,9 +311,20 @@ func (c *committer) fail(cause error, batches ...*batch) {
 		for _, o := range b.ops {
 			if o.err == nil {
 				o.err = err
+				continue
+			}
+			c.view.reset(s.st)
+			if c.view.check(o, s.st.seq+1) == nil {
+				o.err = err
 			}
 		}
-		c.answer(b)
+	}
+	c.view.reset(s.st)
+	s.mu.RUnlock()
+	for _, b := range batches {
+		if b != nil {
+			c.answer(b)
+		}
 	}
 }
 

@@ -472,3 +472,170 @@ func TestSyncFailureUnderLoad(t *testing.T) {
 		})
 	}
 }
+
+// pipelineFault holds the first journal data flush once armed until the
+// test lets it go, and fails the second: the batch whose records the first
+// flushed waits for its header, which goes with the next batch's records
+// in the second.
+type pipelineFault struct {
+	mu      sync.Mutex
+	armed   bool
+	n       int
+	entered chan struct{}
+	gate    chan struct{}
+}
+
+func installPipelineFault(t *testing.T) *pipelineFault {
+	t.Helper()
+	f := &pipelineFault{}
+	orig := syncFile
+	syncFile = func(file *os.File, dataOnly bool) error {
+		if dataOnly && strings.HasPrefix(filepath.Base(file.Name()), journalFile) {
+			f.mu.Lock()
+			n := 0
+			if f.armed {
+				f.n++
+				n = f.n
+			}
+			entered, gate := f.entered, f.gate
+			f.mu.Unlock()
+			switch n {
+			case 1:
+				close(entered)
+				<-gate
+			case 2:
+				return errInjected
+			}
+		}
+		return orig(file, dataOnly)
+	}
+	t.Cleanup(func() { syncFile = orig })
+	return f
+}
+
+func (f *pipelineFault) arm() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.armed, f.n, f.entered, f.gate = true, 0, make(chan struct{}), make(chan struct{})
+}
+
+func (f *pipelineFault) disarm() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.armed = false
+}
+
+// TestAnswersOfAFailedFlush: first is in the batch waiting for its header,
+// second in the next batch, checked against the state and what first does
+// to it; the flush that carries first's header and second's record fails.
+// Neither is answered success or applied, and second is not refused for
+// what first would have done: that never happened. Its answer is the
+// failure, and the same operation succeeds when tried again. A refusal that
+// the durable state makes stands.
+func TestAnswersOfAFailedFlush(t *testing.T) {
+	fault := installPipelineFault(t)
+	ctx := context.Background()
+	type env struct {
+		s     *Store
+		a     provision.Account // live, at a.Revision
+		other provision.Account // live, named "other"
+		u     provision.User    // a user of a, not recorded
+	}
+	update := func(e *env, name string) error {
+		a := e.a
+		a.JWT = accountJWT(t, a.PublicKey, name, mustPub(t, a.SigningKeys[0].Seed))
+		_, err := e.s.UpdateAccount(ctx, a, e.a.Revision)
+		return err
+	}
+	x1, x2 := newAccount(t, "x"), newAccount(t, "x")
+	u := func(e *env) provision.User { return e.u }
+	tests := []struct {
+		name          string
+		first, second func(e *env) error
+		refusal       error // second's answer when it stands on the durable state; nil: the failure
+		retry         bool  // second, tried again afterwards, succeeds
+	}{
+		{"create of a name a failed create took",
+			func(e *env) error { _, err := e.s.CreateAccount(ctx, x1); return err },
+			func(e *env) error { _, err := e.s.CreateAccount(ctx, x2); return err },
+			nil, true},
+		{"update of a revision a failed update moved",
+			func(e *env) error { return update(e, "first") },
+			func(e *env) error { return update(e, "second") },
+			nil, true},
+		{"durable user of an account a failed remove took",
+			func(e *env) error { return e.s.RemoveAccount(ctx, e.a.PublicKey, e.a.Revision) },
+			func(e *env) error { return e.s.AddUser(ctx, u(e), true) },
+			nil, true},
+		{"durable user key a failed durable add took",
+			func(e *env) error { return e.s.AddUser(ctx, u(e), true) },
+			func(e *env) error { return e.s.AddUser(ctx, u(e), true) },
+			nil, true},
+		{"create of a name a failed remove freed",
+			func(e *env) error { return e.s.RemoveAccount(ctx, e.a.PublicKey, e.a.Revision) },
+			func(e *env) error { _, err := e.s.CreateAccount(ctx, newAccount(t, e.a.Name)); return err },
+			nil, false},
+		{"create of a name a live account holds",
+			func(e *env) error { _, err := e.s.CreateAccount(ctx, x1); return err },
+			func(e *env) error { _, err := e.s.CreateAccount(ctx, newAccount(t, "other")); return err },
+			provision.ErrConflict, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			e := &env{s: open(t, dir, Options{}), a: newAccount(t, "a"), other: newAccount(t, "other")}
+			for _, a := range []*provision.Account{&e.a, &e.other} {
+				rev, err := e.s.CreateAccount(ctx, *a)
+				if err != nil {
+					t.Fatal(err)
+				}
+				a.Revision = rev
+			}
+			e.u = newUser(t, e.a.PublicKey, "u", 1)
+			before := dumpOf(t, e.s)
+			fault.arm()
+			t.Cleanup(fault.disarm)
+			errs := make(chan error, 2)
+			go func() { errs <- tt.first(e) }()
+			select {
+			case <-fault.entered: // first's records are being flushed
+			case err := <-errs:
+				t.Fatalf("first returned before its flush: %v", err)
+			case <-time.After(5 * time.Second):
+				t.Fatal("first's records were not flushed")
+			}
+			second := make(chan error, 1)
+			go func() { second <- tt.second(e) }()
+			for deadline := time.Now().Add(5 * time.Second); len(e.s.c.in) == 0; {
+				if time.Now().After(deadline) {
+					close(fault.gate)
+					t.Fatal("second was not queued")
+				}
+				time.Sleep(time.Millisecond)
+			}
+			close(fault.gate) // first waits for its header, second is built
+			errFirst, errSecond := <-errs, <-second
+			fault.disarm()
+			if !errors.Is(errFirst, errInjected) {
+				t.Fatalf("first: %v, want the flush failure", errFirst)
+			}
+			switch {
+			case tt.refusal != nil && !errors.Is(errSecond, tt.refusal):
+				t.Errorf("second: %v, want %v", errSecond, tt.refusal)
+			case tt.refusal == nil && !errors.Is(errSecond, errInjected):
+				t.Errorf("second: %v, want the flush failure: first never happened", errSecond)
+			}
+			assertDump(t, dumpOf(t, e.s), before)
+			if tt.retry {
+				if err := tt.second(e); err != nil {
+					t.Errorf("second, tried again: %v", err)
+				}
+			}
+			closeStore(t, e.s)
+			if tt.retry {
+				return
+			}
+			assertDump(t, dumpOf(t, open(t, dir, Options{})), before)
+		})
+	}
+}
