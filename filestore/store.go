@@ -64,6 +64,9 @@ var (
 	ErrSealKey = errors.New("filestore: wrong or missing seal key")
 	// ErrClosed: the store is closed.
 	ErrClosed = errors.New("filestore: store is closed")
+	// ErrNoStore: Options.Existing was set and the directory holds no
+	// store.
+	ErrNoStore = errors.New("filestore: no store in the directory")
 )
 
 // Damage is one place where a store's files are damaged. As an error it
@@ -94,6 +97,11 @@ type Options struct {
 	// CompactBytes is the journal size past which the store writes a new
 	// snapshot and starts an empty journal. Default 64 MiB.
 	CompactBytes int64
+	// Existing opens only a store that is there: a directory without
+	// one fails with ErrNoStore and is neither created nor written to
+	// (for reading a store, where a mistyped path must not look like an
+	// empty store).
+	Existing bool
 }
 
 // Store is the store kept in one directory. It is safe for concurrent use.
@@ -140,6 +148,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Existing && !holdsStore(dir) {
+		return nil, fmt.Errorf("%w: %s has neither %s nor a previous version's %s", ErrNoStore, dir, snapshotFile, v1SnapshotFile)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("filestore: create %s: %w", dir, err)
@@ -562,4 +573,15 @@ func (s *Store) submit(o *op) error {
 	s.submitting.Done()
 	<-o.done
 	return o.err
+}
+
+// holdsStore reports whether dir has a snapshot of this version or the
+// previous one (a compaction's new snapshot counts: Open completes it).
+func holdsStore(dir string) bool {
+	for _, n := range []string{snapshotFile, snapshotFile + newSuffix, v1SnapshotFile} {
+		if _, err := os.Stat(filepath.Join(dir, n)); err == nil {
+			return true
+		}
+	}
+	return false
 }

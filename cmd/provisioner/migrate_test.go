@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/filestore"
 	"github.com/natsprov/provisioner/kvstore"
 	"github.com/natsprov/provisioner/provtest"
 	"github.com/natsprov/provisioner/seal"
@@ -54,6 +55,17 @@ func TestStoreMigrate(t *testing.T) {
 	raw, _ = json.MarshalIndent(fields, "", "  ")
 	kvConfig := filepath.Join(env.Dir, "config.kv.json")
 	os.WriteFile(kvConfig, raw, 0o644)
+
+	// A mistyped directory is refused, and not made: it is not an empty
+	// store with nothing to copy.
+	typo := storeDir + "-typo"
+	_, _, err = runCmd(t, "store", "migrate", "--from-dir", typo, "--config", kvConfig)
+	if !errors.Is(err, filestore.ErrNoStore) || !strings.Contains(err.Error(), typo) {
+		t.Fatalf("migrate from a directory that does not exist: %v, want ErrNoStore naming it", err)
+	}
+	if _, serr := os.Stat(typo); !os.IsNotExist(serr) {
+		t.Fatalf("migrate made the mistyped directory: %v", serr)
+	}
 
 	out, _, err := runCmd(t, "store", "migrate", "--from-dir", storeDir, "--config", kvConfig)
 	if err != nil || !strings.Contains(out, "accounts: 2 copied") || !strings.Contains(out, "users:    1 copied") {

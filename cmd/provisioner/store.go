@@ -138,7 +138,7 @@ func runStoreMigrate(ctx context.Context, args []string, stdout, stderr io.Write
 			return err
 		}
 	}
-	src, err := filestore.Open(*dir, filestore.Options{Seal: srcKey})
+	src, err := filestore.Open(*dir, filestore.Options{Seal: srcKey, Existing: true})
 	if err != nil {
 		return err
 	}
