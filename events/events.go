@@ -324,39 +324,48 @@ func (p *Publisher) Flush(timeout time.Duration) error {
 	if p.js == nil {
 		return nil
 	}
+	// Flush waits in its caller's goroutine and leaves none behind: a
+	// goroutine that waited in its place outlived a Flush (or Close) that
+	// timed out, for as long as the writes went on (in an outage, until
+	// the retries gave up; under steady load, possibly never), one more
+	// for each such call. The deadline wakes the waits below.
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() {
+		p.mu.Lock()
+		p.idle.Broadcast()
+		p.mu.Unlock()
+	})
+	defer stop()
 	p.mu.Lock()
 	lost := p.lost
+	for (len(p.queue) > 0 || p.busy) && ctx.Err() == nil {
+		p.idle.Wait()
+	}
+	done := len(p.queue) == 0 && !p.busy
 	p.mu.Unlock()
-	done := make(chan struct{})
-	go func() {
-		p.mu.Lock()
-		for len(p.queue) > 0 || p.busy {
-			p.idle.Wait()
+	if done {
+		select {
+		case <-p.js.PublishAsyncComplete():
+		case <-ctx.Done():
+			done = false
 		}
-		p.mu.Unlock()
-		<-p.js.PublishAsyncComplete()
-		p.mu.Lock()
-		for p.retrying > 0 {
-			p.idle.Wait()
-		}
-		p.mu.Unlock()
-		close(done)
-	}()
-	select {
-	case <-done:
-		p.mu.Lock()
-		lost = p.lost - lost
-		p.mu.Unlock()
-		if lost > 0 {
-			return fmt.Errorf("events: %d audit writes lost", lost)
-		}
-		return nil
-	case <-time.After(timeout):
-		p.mu.Lock()
-		queued := len(p.queue) + p.retrying
-		p.mu.Unlock()
+	}
+	p.mu.Lock()
+	for done && p.retrying > 0 && ctx.Err() == nil {
+		p.idle.Wait()
+	}
+	done = done && p.retrying == 0
+	queued := len(p.queue) + p.retrying
+	lost = p.lost - lost
+	p.mu.Unlock()
+	if !done {
 		return fmt.Errorf("events: %d audit writes not confirmed within %s", queued+p.js.PublishAsyncPending(), timeout)
 	}
+	if lost > 0 {
+		return fmt.Errorf("events: %d audit writes lost", lost)
+	}
+	return nil
 }
 
 // Close flushes the audit writes, at most timeout, and stops the audit

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -124,7 +126,7 @@ func TestFlushThenRetryNoRace(t *testing.T) {
 	if err := pub.Flush(100 * time.Millisecond); err == nil {
 		t.Fatal("Flush: no error with a retry in flight")
 	}
-	time.Sleep(5 * time.Second) // the retry gave up; Flush's goroutine ends
+	time.Sleep(5 * time.Second) // the retry gave up
 	pub.Publish(ctx, api.Event{Type: api.EventUserCreated, Account: acct, UserName: "2"})
 	time.Sleep(time.Second)
 }
@@ -146,4 +148,49 @@ func TestPageAfterTheLastSequence(t *testing.T) {
 	if err != nil || len(page) != 0 || next != 0 {
 		t.Fatalf("a page after the last sequence: %d entries, next %d, %v; want none", len(page), next, err)
 	}
+}
+
+// TestCloseLeavesNoFlushGoroutine: a Flush (here Close's) that timed out
+// must not leave a goroutine behind waiting for the writes: one was left
+// per timed-out call, alive until the writes ended (in an outage, until
+// the retries gave up; under steady load, possibly never).
+func TestCloseLeavesNoFlushGoroutine(t *testing.T) {
+	env, _, pub := auditSetup(t)
+	ctx := context.Background()
+	env.Server.Stop()
+	for i := range 50 {
+		pub.Publish(ctx, api.Event{Type: api.EventUserCreated, Account: acct, UserName: fmt.Sprint(i)})
+	}
+	if err := pub.Close(500 * time.Millisecond); err == nil {
+		t.Fatal("Close: no error with the server down")
+	}
+	// What Close started may take a moment to return; a waiter it left
+	// behind would stay for as long as the writes do.
+	var left []string
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if left = goroutinesIn("events.(*Publisher).Flush"); len(left) == 0 {
+			return
+		}
+	}
+	t.Fatalf("%d goroutines of Flush still run 2s after Close returned:\n%s", len(left), strings.Join(left, "\n\n"))
+}
+
+// goroutinesIn returns the stacks of the goroutines that run fn.
+func goroutinesIn(fn string) []string {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, fn) {
+			out = append(out, g)
+		}
+	}
+	return out
 }
