@@ -40,17 +40,17 @@ type Publisher struct {
 	svc    *nats.Conn          // the audit stream's connection
 	log    *slog.Logger
 
-	// The audit writer: events wait in queue (room bounds it) for the
-	// writer goroutine, which sends them in atomic batches when the
+	// The audit writer: events wait in queue (at most auditMaxQueue) for
+	// the writer goroutine, which sends them in atomic batches when the
 	// stream allows them (allowAtomic) and enough wait, else one by one.
 	mu          sync.Mutex
 	queue       []*nats.Msg
 	busy        bool  // the writer holds events taken from the queue
 	retrying    int   // audit writes being tried again (idle tells when it changes)
 	lost        int64 // audit writes given up
+	dropped     int64 // events dropped, the queue full, not yet logged
 	closed      bool  // Close was called: events are written one by one
 	idle        *sync.Cond
-	room        chan struct{}
 	signal      chan struct{}
 	stop        chan struct{}
 	stopped     chan struct{}
@@ -79,6 +79,9 @@ const (
 	auditLinger   = 10 * time.Millisecond
 	auditMinBatch = 16
 	auditMaxBatch = 500
+	// auditMaxQueue bounds the events waiting for the writer; an event
+	// that finds it full is dropped, counted and logged (Publish does
+	// not wait).
 	auditMaxQueue = 4000
 	// batchCommitTimeout bounds the wait for a batch's commit.
 	batchCommitTimeout = 3 * time.Second
@@ -145,7 +148,6 @@ func (p *Publisher) WithAudit(ctx context.Context, svc *nats.Conn, replicas int)
 	// replicas it stages in memory: 380-420 µs against 490-520 µs.
 	cfg := stream.CachedInfo().Config
 	p.allowAtomic.Store(cfg.AllowAtomicPublish && cfg.Replicas > 1)
-	p.room = make(chan struct{}, auditMaxQueue)
 	p.signal = make(chan struct{}, 1)
 	p.stop = make(chan struct{})
 	p.stopped = make(chan struct{})
@@ -170,22 +172,32 @@ func (p *Publisher) Publish(ctx context.Context, e api.Event) {
 	// The change is made and its reply must not wait for the audit
 	// stream, whose server may sync every write: the write is
 	// asynchronous, in order, and tried again when it fails (auditFailed)
-	// until Flush gives up. When the stream falls far behind, the writes wait.
+	// until Flush gives up.
 	m := nats.NewMsg(AuditSubject(p.prefix, e.Account, e.Type))
 	m.Data = data
 	m.Header.Set(jetstream.MsgIDHeader, nuid.Next())
-	if !p.allowAtomic.Load() {
-		// No batches (one replica): nothing to gather, so no hop through
-		// the writer; the async publisher keeps the order.
-		p.writeOne(m)
-		return
-	}
-	p.room <- struct{}{} // the writer frees room, also once it stopped
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		<-p.room
 		p.writeOne(m)
+		return
+	}
+	// Publish never waits for the writer: it waited for room in the
+	// queue, and with the stream away (a batch's commit takes up to
+	// batchCommitTimeout to fail) a change's reply waited seconds, more
+	// with every request queued behind it; one by one, each write past
+	// the async publisher's pending bound waited 200ms. Every audit
+	// write now goes through the writer, and an event that finds the
+	// queue full is dropped, counted and logged (by the writer, with
+	// the exact count).
+	if len(p.queue) >= auditMaxQueue {
+		p.lost++
+		p.dropped++
+		first := p.dropped == 1
+		p.mu.Unlock()
+		if first {
+			p.log.Error("the audit stream is too far behind: its queue is full and events are dropped until it catches up", "queue", auditMaxQueue)
+		}
 		return
 	}
 	p.queue = append(p.queue, m)
@@ -242,17 +254,27 @@ func (p *Publisher) writer() {
 					p.writeOne(m)
 				}
 			}
-			for range n {
-				<-p.room
-			}
 		}
 		p.mu.Lock()
 		p.busy = false
 		p.idle.Broadcast()
 		p.mu.Unlock()
+		p.logDropped()
 		if stopping {
 			return
 		}
+	}
+}
+
+// logDropped logs how many events were dropped, the queue full, since it
+// last did.
+func (p *Publisher) logDropped() {
+	p.mu.Lock()
+	dropped := p.dropped
+	p.dropped = 0
+	p.mu.Unlock()
+	if dropped > 0 {
+		p.log.Error("audit events dropped: the audit queue was full", "lost", dropped, "queue", auditMaxQueue)
 	}
 }
 
@@ -301,7 +323,7 @@ func (p *Publisher) retry(m *nats.Msg, err error) {
 				p.mu.Lock()
 				p.lost++
 				p.mu.Unlock()
-				p.log.Error("could not store an event in the audit stream", "subject", m.Subject, "attempts", attempt, "error", err)
+				p.log.Error("could not store an event in the audit stream", "subject", m.Subject, "attempts", attempt, "error", err, "lost", 1)
 				return
 			}
 			time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
@@ -386,6 +408,7 @@ func (p *Publisher) Close(timeout time.Duration) error {
 			case <-p.stopped:
 			case <-t.C:
 			}
+			p.logDropped()
 		}
 	}
 	return p.Flush(time.Until(deadline))

@@ -7,3 +7,10 @@ func (p *Publisher) Batches() int64 { return p.batches.Load() }
 // not by choice (it costs more there), so that a single test server can
 // check how batches are written.
 func (p *Publisher) ForceBatches() { p.allowAtomic.Store(true) }
+
+// Lost is how many audit events the publisher gave up.
+func (p *Publisher) Lost() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lost
+}
