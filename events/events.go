@@ -43,17 +43,20 @@ type Publisher struct {
 	// The audit writer: events wait in queue (at most auditMaxQueue) for
 	// the writer goroutine, which sends them in atomic batches when the
 	// stream allows them (allowAtomic) and enough wait, else one by one.
+	// An event leaves the queue once stored or given up: the writer's
+	// window is its head, and what failed there is written again before
+	// anything after it.
 	mu          sync.Mutex
 	queue       []*nats.Msg
-	busy        bool  // the writer holds events taken from the queue
-	retrying    int   // audit writes being tried again (idle tells when it changes)
+	writing     bool  // a writer goroutine runs
 	lost        int64 // audit writes given up
 	dropped     int64 // events dropped, the queue full, not yet logged
-	closed      bool  // Close was called: events are written one by one
+	closed      bool  // Close was called: the writer stops once the queue is empty
 	idle        *sync.Cond
 	signal      chan struct{}
-	stop        chan struct{}
-	stopped     chan struct{}
+	stop        chan struct{} // closed by Close
+	ctx         context.Context
+	cancel      context.CancelFunc // at Close's deadline: what is left is given up
 	allowAtomic atomic.Bool
 	// batches counts the atomic batches stored, for tests.
 	batches atomic.Int64
@@ -112,7 +115,6 @@ func AuditSubject(prefix, account, typ string) string {
 func (p *Publisher) WithAudit(ctx context.Context, svc *nats.Conn, replicas int) error {
 	js, err := jetstream.New(svc,
 		jetstream.WithPublishAsyncTimeout(auditTimeout),
-		jetstream.WithPublishAsyncErrHandler(p.auditFailed),
 	)
 	if err != nil {
 		return fmt.Errorf("events: %w", err)
@@ -150,8 +152,9 @@ func (p *Publisher) WithAudit(ctx context.Context, svc *nats.Conn, replicas int)
 	p.allowAtomic.Store(cfg.AllowAtomicPublish && cfg.Replicas > 1)
 	p.signal = make(chan struct{}, 1)
 	p.stop = make(chan struct{})
-	p.stopped = make(chan struct{})
-	go p.writer()
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.writing = true
+	go p.writer(p.ctx)
 	return nil
 }
 
@@ -170,18 +173,12 @@ func (p *Publisher) Publish(ctx context.Context, e api.Event) {
 		return
 	}
 	// The change is made and its reply must not wait for the audit
-	// stream, whose server may sync every write: the write is
-	// asynchronous, in order, and tried again when it fails (auditFailed)
-	// until Flush gives up.
+	// stream, whose server may sync every write: the writer writes it,
+	// in order, and again when that fails.
 	m := nats.NewMsg(AuditSubject(p.prefix, e.Account, e.Type))
 	m.Data = data
 	m.Header.Set(jetstream.MsgIDHeader, nuid.Next())
 	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		p.writeOne(m)
-		return
-	}
 	// Publish never waits for the writer: it waited for room in the
 	// queue, and with the stream away (a batch's commit takes up to
 	// batchCommitTimeout to fail) a change's reply waited seconds, more
@@ -201,69 +198,154 @@ func (p *Publisher) Publish(ctx context.Context, e api.Event) {
 		return
 	}
 	p.queue = append(p.queue, m)
+	// After Close, a writer is started again for what comes later, and
+	// stops once it is written, or auditTimeout later.
+	var restart context.Context
+	if p.closed && !p.writing {
+		p.writing = true
+		p.ctx, p.cancel = context.WithTimeout(context.Background(), auditTimeout)
+		restart = p.ctx
+	}
 	p.mu.Unlock()
+	if restart != nil {
+		go p.writer(restart)
+		return
+	}
 	select {
 	case p.signal <- struct{}{}:
 	default:
 	}
 }
 
-// writeOne sends one audit event on its own.
-func (p *Publisher) writeOne(m *nats.Msg) {
-	if _, err := p.js.PublishMsgAsync(m); err != nil {
-		p.retry(m, err)
+// writer writes the queued audit events, in order, until Close: after a
+// signal it waits auditLinger for more (unless a batch's worth waits
+// already), then writes what waits. A write that fails is tried again,
+// with a back-off, before any event after it: the events of the window
+// that were not stored wait at the head of the queue (so an account's
+// events are stored in the order they were published; they were written
+// again each in a goroutine of its own, after a sleep, while the later
+// ones went on, and came out of order after an outage). An event that
+// failed auditAttempts times is given up. When ctx ends (Close's
+// deadline), what is left is given up.
+func (p *Publisher) writer(ctx context.Context) {
+	failures := 0 // failed attempts of the event at the head of the queue
+	for {
+		p.mu.Lock()
+		n, closed := len(p.queue), p.closed
+		if ctx.Err() != nil || (n == 0 && closed) {
+			// It stops under the lock that Publish takes to queue an
+			// event, which starts another writer once it has.
+			p.queue = nil
+			p.lost += int64(n)
+			p.writing = false
+			p.idle.Broadcast()
+			p.mu.Unlock()
+			if n > 0 {
+				p.log.Error("audit events not stored when the publisher closed", "lost", n)
+			}
+			p.logDropped()
+			return
+		}
+		p.mu.Unlock()
+		stop := p.stop
+		if closed {
+			stop = nil // closed: it wakes no more
+		}
+		if n == 0 {
+			select {
+			case <-p.signal:
+			case <-stop:
+			}
+			continue
+		}
+		if p.allowAtomic.Load() && n < auditMinBatch && failures == 0 && !closed {
+			select {
+			case <-time.After(auditLinger):
+			case <-stop:
+			}
+		}
+		p.mu.Lock()
+		window := slices.Clone(p.queue[:min(len(p.queue), auditMaxBatch)])
+		p.mu.Unlock()
+		// After a failure, one by one: a batch that was stored after all
+		// would be refused whole for its message ids, where single writes
+		// of the same events are stored once each.
+		stored, err := p.write(ctx, window, failures > 0)
+		p.mu.Lock()
+		p.queue = slices.Delete(p.queue, 0, stored)
+		p.idle.Broadcast()
+		p.mu.Unlock()
+		if stored > 0 {
+			failures = 0
+			p.logDropped()
+		}
+		if stored == len(window) {
+			continue
+		}
+		if failures++; failures == auditAttempts {
+			p.mu.Lock()
+			m := p.queue[0]
+			p.queue = p.queue[1:]
+			p.lost++
+			p.idle.Broadcast()
+			p.mu.Unlock()
+			p.log.Error("could not store an event in the audit stream", "subject", m.Subject, "attempts", failures, "error", err, "lost", 1)
+			failures = 0
+			continue
+		}
+		select {
+		case <-time.After(time.Duration(failures) * 200 * time.Millisecond):
+		case <-ctx.Done():
+		}
 	}
 }
 
-// writer sends the queued audit events until Close: after a signal it
-// waits auditLinger for more (unless a batch's worth waits already), then
-// sends what waits, in order.
-func (p *Publisher) writer() {
-	defer close(p.stopped)
-	for {
-		stopping := false
+// write writes a window of audit events, in one atomic batch or one by
+// one, and returns how many of its first events were stored, and the
+// error of the first that was not.
+func (p *Publisher) write(ctx context.Context, window []*nats.Msg, singles bool) (int, error) {
+	if !singles && p.allowAtomic.Load() && len(window) >= auditMinBatch {
+		if err := p.writeBatch(ctx, window); err != nil {
+			return 0, err
+		}
+		return len(window), nil
+	}
+	var sendErr error
+	futures := make([]jetstream.PubAckFuture, 0, len(window))
+	for _, m := range window {
+		// No retry within the jetstream package (on no responders): it
+		// would write this event again on a timer of its own, after the
+		// events behind it.
+		f, err := p.js.PublishMsgAsync(m, jetstream.WithRetryAttempts(0))
+		if err != nil {
+			sendErr = err
+			break
+		}
+		futures = append(futures, f)
+	}
+	// Each answer comes, or fails, within auditTimeout; an event after one
+	// that failed may have been stored, and is written again (its message
+	// id makes it count once).
+	stored := -1
+	var err error
+	for i, f := range futures {
 		select {
-		case <-p.signal:
-		case <-p.stop:
-			stopping = true // write what is queued, then stop
-		}
-		p.mu.Lock()
-		n := len(p.queue)
-		p.mu.Unlock()
-		if p.allowAtomic.Load() && n < auditMinBatch && !stopping {
-			select {
-			case <-time.After(auditLinger):
-			case <-p.stop:
-				stopping = true
+		case <-f.Ok():
+		case e := <-f.Err():
+			if stored < 0 {
+				stored, err = i, e
 			}
-		}
-		for {
-			p.mu.Lock()
-			n := min(len(p.queue), auditMaxBatch)
-			batch := slices.Clone(p.queue[:n])
-			p.queue = slices.Delete(p.queue, 0, n)
-			p.busy = n > 0
-			p.mu.Unlock()
-			if n == 0 {
-				break
+		case <-ctx.Done():
+			if stored < 0 {
+				stored, err = i, ctx.Err()
 			}
-			if p.allowAtomic.Load() && n >= auditMinBatch {
-				p.writeBatch(batch)
-			} else {
-				for _, m := range batch {
-					p.writeOne(m)
-				}
-			}
-		}
-		p.mu.Lock()
-		p.busy = false
-		p.idle.Broadcast()
-		p.mu.Unlock()
-		p.logDropped()
-		if stopping {
-			return
+			return stored, err
 		}
 	}
+	if stored >= 0 {
+		return stored, err
+	}
+	return len(futures), sendErr
 }
 
 // logDropped logs how many events were dropped, the queue full, since it
@@ -280,63 +362,38 @@ func (p *Publisher) logDropped() {
 
 // writeBatch writes audit events as one atomic batch and waits for its
 // commit. A batch that is not stored, or whose answer is lost, is written
-// again event by event by the retry path; the message ids make an event
-// that was stored after all count once.
-func (p *Publisher) writeBatch(batch []*nats.Msg) {
+// again event by event; the message ids make an event that was stored
+// after all count once.
+func (p *Publisher) writeBatch(ctx context.Context, batch []*nats.Msg) error {
 	// A commit takes milliseconds, or seconds while a stream leader is
 	// elected; one that takes longer (its messages were lost with the
 	// connection, say) is given up soon, as the retries store each event
 	// once whether or not the batch was stored.
-	ctx, cancel := context.WithTimeout(context.Background(), batchCommitTimeout)
+	ctx, cancel := context.WithTimeout(ctx, batchCommitTimeout)
 	defer cancel()
 	if _, err := jsbatch.Publish(ctx, p.svc, batch); err != nil {
-		for _, m := range batch {
-			p.retry(m, err)
-		}
-		return
+		return err
 	}
 	p.batches.Add(1)
+	return nil
 }
 
-// auditFailed is the jetstream package's callback for an audit write that
-// failed or had no answer in time; it must not block.
-func (p *Publisher) auditFailed(_ jetstream.JetStream, m *nats.Msg, err error) {
-	p.retry(m, err)
-}
-
-// retry writes an audit event again, synchronously, in a goroutine of its
-// own, a few times; the message id makes a write that was stored after
-// all count once.
-func (p *Publisher) retry(m *nats.Msg, err error) {
+// wait waits, until ctx ends, for done to hold (checked under p.mu, each
+// time idle is broadcast), in its caller's goroutine, and tells whether it
+// held.
+func (p *Publisher) wait(ctx context.Context, done func() bool) bool {
+	stop := context.AfterFunc(ctx, func() {
+		p.mu.Lock()
+		p.idle.Broadcast()
+		p.mu.Unlock()
+	})
+	defer stop()
 	p.mu.Lock()
-	p.retrying++
-	p.mu.Unlock()
-	go func() {
-		defer func() {
-			p.mu.Lock()
-			p.retrying--
-			p.idle.Broadcast()
-			p.mu.Unlock()
-		}()
-		for attempt := 1; ; attempt++ {
-			if attempt == auditAttempts {
-				p.mu.Lock()
-				p.lost++
-				p.mu.Unlock()
-				p.log.Error("could not store an event in the audit stream", "subject", m.Subject, "attempts", attempt, "error", err, "lost", 1)
-				return
-			}
-			time.Sleep(time.Duration(attempt) * 200 * time.Millisecond)
-			retry := nats.NewMsg(m.Subject)
-			retry.Data, retry.Header = m.Data, m.Header
-			ctx, cancel := context.WithTimeout(context.Background(), auditTimeout)
-			_, err = p.js.PublishMsg(ctx, retry)
-			cancel()
-			if err == nil {
-				return
-			}
-		}
-	}()
+	defer p.mu.Unlock()
+	for !done() && ctx.Err() == nil {
+		p.idle.Wait()
+	}
+	return done()
 }
 
 // Flush waits, at most timeout, for the audit writes in flight; the
@@ -350,39 +407,19 @@ func (p *Publisher) Flush(timeout time.Duration) error {
 	// goroutine that waited in its place outlived a Flush (or Close) that
 	// timed out, for as long as the writes went on (in an outage, until
 	// the retries gave up; under steady load, possibly never), one more
-	// for each such call. The deadline wakes the waits below.
+	// for each such call. The deadline wakes the wait.
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	stop := context.AfterFunc(ctx, func() {
-		p.mu.Lock()
-		p.idle.Broadcast()
-		p.mu.Unlock()
-	})
-	defer stop()
 	p.mu.Lock()
 	lost := p.lost
-	for (len(p.queue) > 0 || p.busy) && ctx.Err() == nil {
-		p.idle.Wait()
-	}
-	done := len(p.queue) == 0 && !p.busy
 	p.mu.Unlock()
-	if done {
-		select {
-		case <-p.js.PublishAsyncComplete():
-		case <-ctx.Done():
-			done = false
-		}
-	}
+	done := p.wait(ctx, func() bool { return len(p.queue) == 0 })
 	p.mu.Lock()
-	for done && p.retrying > 0 && ctx.Err() == nil {
-		p.idle.Wait()
-	}
-	done = done && p.retrying == 0
-	queued := len(p.queue) + p.retrying
+	queued := len(p.queue)
 	lost = p.lost - lost
 	p.mu.Unlock()
 	if !done {
-		return fmt.Errorf("events: %d audit writes not confirmed within %s", queued+p.js.PublishAsyncPending(), timeout)
+		return fmt.Errorf("events: %d audit writes not confirmed within %s", queued, timeout)
 	}
 	if lost > 0 {
 		return fmt.Errorf("events: %d audit writes lost", lost)
@@ -391,27 +428,30 @@ func (p *Publisher) Flush(timeout time.Duration) error {
 }
 
 // Close flushes the audit writes, at most timeout, and stops the audit
-// writer; later events are written one by one. It returns what Flush
+// writer, which gives up what is left then; events published later are
+// still written (by a writer started for them). It returns what Flush
 // returned.
 func (p *Publisher) Close(timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	if p.stop != nil {
-		p.mu.Lock()
-		closed := p.closed
-		p.closed = true
-		p.mu.Unlock()
-		if !closed {
-			close(p.stop)
-			t := time.NewTimer(timeout)
-			defer t.Stop()
-			select {
-			case <-p.stopped:
-			case <-t.C:
-			}
-			p.logDropped()
-		}
+	if p.js == nil {
+		return nil
 	}
-	return p.Flush(time.Until(deadline))
+	p.mu.Lock()
+	first := !p.closed
+	p.closed = true
+	cancel := p.cancel
+	p.mu.Unlock()
+	if first {
+		time.AfterFunc(timeout, cancel)
+		close(p.stop)
+	}
+	err := p.Flush(timeout)
+	// The writer stops at once when the queue is empty, and at the
+	// deadline else.
+	ctx, stop := context.WithTimeout(context.Background(), time.Second)
+	defer stop()
+	p.wait(ctx, func() bool { return !p.writing })
+	p.logDropped()
+	return err
 }
 
 // Audit pages through the audit stream.

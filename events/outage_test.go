@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -139,4 +138,41 @@ func TestPublishDoesNotWaitForTheAuditStream(t *testing.T) {
 	}
 }
 
-var _ = strings.Contains
+// TestAuditOrderKeptAcrossAFailedWrite: events whose writes were on their
+// way when the server went away are written again before the events
+// published after them: an account's events are stored once each, in the
+// order they were published. (They were written again each in a goroutine
+// of its own, after a sleep, while the later events went on.)
+func TestAuditOrderKeptAcrossAFailedWrite(t *testing.T) {
+	env, svc, pub, _ := auditSetupLogged(t)
+	ctx := context.Background()
+	send := func(from, to int) {
+		for i := from; i < to; i++ {
+			pub.Publish(ctx, api.Event{Type: api.EventUserCreated, Account: acct, UserName: fmt.Sprint(i)})
+		}
+	}
+	send(0, 100)
+	if err := pub.Flush(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	send(100, 150) // on their way when the server goes
+	env.Server.Stop()
+	send(150, 200)
+	time.Sleep(time.Second)
+	send(200, 250)
+	restart(t, env)
+	if err := pub.Flush(20 * time.Second); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	seen, got := stored(t, svc)
+	for i := range 250 {
+		if c := seen[fmt.Sprint(i)]; c != 1 {
+			t.Errorf("event %d stored %d times", i, c)
+		}
+	}
+	for i, name := range got {
+		if name != fmt.Sprint(i) {
+			t.Fatalf("event %d of the audit is %s, not %d: not in publish order (from %d: %v)", i, name, i, i, got[i:min(len(got), i+10)])
+		}
+	}
+}
