@@ -50,6 +50,7 @@ type Publisher struct {
 	queue       []*nats.Msg
 	writing     bool  // a writer goroutine runs
 	lost        int64 // audit writes given up
+	reported    int64 // lost, as Flush last reported it
 	dropped     int64 // events dropped, the queue full, not yet logged
 	closed      bool  // Close was called: the writer stops once the queue is empty
 	idle        *sync.Cond
@@ -62,11 +63,21 @@ type Publisher struct {
 	batches atomic.Int64
 }
 
-// auditTimeout bounds one audit write; auditAttempts bounds the attempts
-// of one event before it is logged as lost.
+// auditTimeout bounds the wait for the answer to one audit write (a
+// variable for tests). auditAttempts bounds the times the stream may
+// refuse an event before it is logged as lost; a write that has no answer
+// (the server is away, the stream has no leader) is tried again, with a
+// back-off up to auditMaxBackoff, for as long as it takes: an outage
+// loses nothing while at most auditMaxQueue events wait. Past that, each
+// event dropped is counted and logged; at Close's deadline, each left.
+var auditTimeout = 10 * time.Second
+
 const (
-	auditTimeout  = 10 * time.Second
-	auditAttempts = 5
+	auditAttempts   = 5
+	auditMaxBackoff = 2 * time.Second
+	// auditReconnectPoll is how often the writer looks whether its
+	// connection is back.
+	auditReconnectPoll = 100 * time.Millisecond
 )
 
 // Batching of audit writes. One write to the audit stream costs the
@@ -224,11 +235,14 @@ func (p *Publisher) Publish(ctx context.Context, e api.Event) {
 // that were not stored wait at the head of the queue (so an account's
 // events are stored in the order they were published; they were written
 // again each in a goroutine of its own, after a sleep, while the later
-// ones went on, and came out of order after an outage). An event that
-// failed auditAttempts times is given up. When ctx ends (Close's
-// deadline), what is left is given up.
+// ones went on, and came out of order after an outage). An event the
+// stream refused auditAttempts times is given up; one without an answer
+// is not (see auditTimeout). When ctx ends (Close's deadline), what is
+// left is given up.
 func (p *Publisher) writer(ctx context.Context) {
-	failures := 0 // failed attempts of the event at the head of the queue
+	failures := 0    // failed writes in a row, for the back-off
+	refusals := 0    // times the stream refused the event at the head of the queue
+	unconfirmed := 0 // events at the head written without an answer: they may be stored
 	for {
 		p.mu.Lock()
 		n, closed := len(p.queue), p.closed
@@ -241,7 +255,8 @@ func (p *Publisher) writer(ctx context.Context) {
 			p.idle.Broadcast()
 			p.mu.Unlock()
 			if n > 0 {
-				p.log.Error("audit events not stored when the publisher closed", "lost", n)
+				p.log.Error("audit events not stored when the publisher closed", "lost", n,
+					"written_unanswered", min(n, unconfirmed)) // these may be stored after all
 			}
 			p.logDropped()
 			return
@@ -267,48 +282,96 @@ func (p *Publisher) writer(ctx context.Context) {
 		p.mu.Lock()
 		window := slices.Clone(p.queue[:min(len(p.queue), auditMaxBatch)])
 		p.mu.Unlock()
+		if p.svc.IsClosed() {
+			// Nothing will be written on this connection again.
+			p.giveUp(len(window), "the audit stream's connection is closed", nats.ErrConnectionClosed)
+			continue
+		}
+		if !p.svc.IsConnected() {
+			// Nothing is written while the connection is away: nats.go
+			// would keep the write for the reconnect, and a write that
+			// had no answer in time was given up as lost (after 4
+			// attempts of auditTimeout and 2s of back-off, 42s), though
+			// its copies were stored on reconnect.
+			select {
+			case <-time.After(auditReconnectPoll):
+			case <-ctx.Done():
+			}
+			continue
+		}
 		// After a failure, one by one: a batch that was stored after all
 		// would be refused whole for its message ids, where single writes
 		// of the same events are stored once each.
-		stored, err := p.write(ctx, window, failures > 0)
+		stored, sent, err := p.write(ctx, window, failures > 0)
 		p.mu.Lock()
 		p.queue = slices.Delete(p.queue, 0, stored)
 		p.idle.Broadcast()
 		p.mu.Unlock()
 		if stored > 0 {
-			failures = 0
+			failures, refusals, unconfirmed = 0, 0, 0
 			p.logDropped()
 		}
 		if stored == len(window) {
 			continue
 		}
-		if failures++; failures == auditAttempts {
-			p.mu.Lock()
-			m := p.queue[0]
-			p.queue = p.queue[1:]
-			p.lost++
-			p.idle.Broadcast()
-			p.mu.Unlock()
-			p.log.Error("could not store an event in the audit stream", "subject", m.Subject, "attempts", failures, "error", err, "lost", 1)
-			failures = 0
-			continue
+		failures++
+		if refused(err) {
+			if refusals++; refusals == auditAttempts {
+				p.giveUp(1, "the audit stream refused an event", err)
+				failures, refusals, unconfirmed = 0, 0, max(0, unconfirmed-1)
+				continue
+			}
+		} else {
+			unconfirmed = max(unconfirmed, sent-stored)
 		}
 		select {
-		case <-time.After(time.Duration(failures) * 200 * time.Millisecond):
+		case <-time.After(min(time.Duration(failures)*200*time.Millisecond, auditMaxBackoff)):
 		case <-ctx.Done():
 		}
 	}
 }
 
+// refused tells whether a write failed for what it is (the stream
+// answered with an error other than unavailable, or nats.go would not
+// send it), where another attempt may only fail the same way; the other
+// failures are the stream's or the connection's, and pass.
+func refused(err error) bool {
+	var api *jetstream.APIError
+	if errors.As(err, &api) {
+		return api.Code < 500
+	}
+	for _, transient := range []error{
+		context.DeadlineExceeded, context.Canceled, nats.ErrTimeout,
+		jetstream.ErrAsyncPublishTimeout, jetstream.ErrNoStreamResponse, nats.ErrNoResponders,
+		nats.ErrDisconnected, nats.ErrReconnectBufExceeded, nats.ErrConnectionClosed,
+	} {
+		if errors.Is(err, transient) {
+			return false
+		}
+	}
+	return err != nil
+}
+
+// giveUp gives up the first n events of the queue, counted and logged.
+func (p *Publisher) giveUp(n int, why string, err error) {
+	p.mu.Lock()
+	subject := p.queue[0].Subject
+	p.queue = slices.Delete(p.queue, 0, n)
+	p.lost += int64(n)
+	p.idle.Broadcast()
+	p.mu.Unlock()
+	p.log.Error("could not store events in the audit stream: "+why, "lost", n, "first_subject", subject, "error", err)
+}
+
 // write writes a window of audit events, in one atomic batch or one by
-// one, and returns how many of its first events were stored, and the
-// error of the first that was not.
-func (p *Publisher) write(ctx context.Context, window []*nats.Msg, singles bool) (int, error) {
+// one, and returns how many of its first events were stored, how many
+// were written, and the error of the first that was not stored.
+func (p *Publisher) write(ctx context.Context, window []*nats.Msg, singles bool) (stored, sent int, err error) {
 	if !singles && p.allowAtomic.Load() && len(window) >= auditMinBatch {
 		if err := p.writeBatch(ctx, window); err != nil {
-			return 0, err
+			return 0, len(window), err
 		}
-		return len(window), nil
+		return len(window), len(window), nil
 	}
 	var sendErr error
 	futures := make([]jetstream.PubAckFuture, 0, len(window))
@@ -326,8 +389,7 @@ func (p *Publisher) write(ctx context.Context, window []*nats.Msg, singles bool)
 	// Each answer comes, or fails, within auditTimeout; an event after one
 	// that failed may have been stored, and is written again (its message
 	// id makes it count once).
-	stored := -1
-	var err error
+	stored = -1
 	for i, f := range futures {
 		select {
 		case <-f.Ok():
@@ -339,13 +401,13 @@ func (p *Publisher) write(ctx context.Context, window []*nats.Msg, singles bool)
 			if stored < 0 {
 				stored, err = i, ctx.Err()
 			}
-			return stored, err
+			return stored, len(futures), err
 		}
 	}
 	if stored >= 0 {
-		return stored, err
+		return stored, len(futures), err
 	}
-	return len(futures), sendErr
+	return len(futures), len(futures), sendErr
 }
 
 // logDropped logs how many events were dropped, the queue full, since it
@@ -398,7 +460,8 @@ func (p *Publisher) wait(ctx context.Context, done func() bool) bool {
 
 // Flush waits, at most timeout, for the audit writes in flight; the
 // connection stays open, and the publisher may go on. It returns an error
-// when some were not stored in that time.
+// when some were not stored in that time, or were given up since the last
+// Flush.
 func (p *Publisher) Flush(timeout time.Duration) error {
 	if p.js == nil {
 		return nil
@@ -410,16 +473,16 @@ func (p *Publisher) Flush(timeout time.Duration) error {
 	// for each such call. The deadline wakes the wait.
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	p.mu.Lock()
-	lost := p.lost
-	p.mu.Unlock()
 	done := p.wait(ctx, func() bool { return len(p.queue) == 0 })
+	// Losses since the last Flush, not only those during this one: the
+	// writer gives up an event as soon as it knows it cannot be stored.
 	p.mu.Lock()
 	queued := len(p.queue)
-	lost = p.lost - lost
+	lost := p.lost - p.reported
+	p.reported = p.lost
 	p.mu.Unlock()
 	if !done {
-		return fmt.Errorf("events: %d audit writes not confirmed within %s", queued, timeout)
+		return fmt.Errorf("events: %d audit writes not confirmed within %s (%d lost)", queued, timeout, lost)
 	}
 	if lost > 0 {
 		return fmt.Errorf("events: %d audit writes lost", lost)

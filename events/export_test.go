@@ -1,5 +1,7 @@
 package events
 
+import "time"
+
 // Batches is how many atomic batches of audit events were stored.
 func (p *Publisher) Batches() int64 { return p.batches.Load() }
 
@@ -13,4 +15,12 @@ func (p *Publisher) Lost() int64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.lost
+}
+
+// SetAuditTimeout sets auditTimeout, for the publishers made after, and
+// returns what puts it back.
+func SetAuditTimeout(d time.Duration) func() {
+	old := auditTimeout
+	auditTimeout = d
+	return func() { auditTimeout = old }
 }

@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
@@ -174,5 +176,89 @@ func TestAuditOrderKeptAcrossAFailedWrite(t *testing.T) {
 		if name != fmt.Sprint(i) {
 			t.Fatalf("event %d of the audit is %s, not %d: not in publish order (from %d: %v)", i, name, i, i, got[i:min(len(got), i+10)])
 		}
+	}
+}
+
+// TestAnOutageLongerThanTheRetriesLosesNothing: the retries of a write
+// took 4 attempts of auditTimeout (10s) and 2s of back-off, 42s, after
+// which the event was logged as lost (52s for an event published during
+// the outage, whose first write waits auditTimeout for its answer); yet
+// nats.go kept its copies while disconnected and sent them on reconnect,
+// so events logged as lost were stored after all. Now nothing is given up
+// while the stream is only away: an outage loses nothing while at most
+// auditMaxQueue events wait (TestPublishDoesNotWaitForTheAuditStream
+// checks the count past it). auditTimeout is cut to 1s here, which makes
+// the 42s budget 6s.
+func TestAnOutageLongerThanTheRetriesLosesNothing(t *testing.T) {
+	t.Cleanup(events.SetAuditTimeout(time.Second))
+	env, svc, pub, logs := auditSetupLogged(t)
+	ctx := context.Background()
+	send := func(from, to int) {
+		for i := from; i < to; i++ {
+			pub.Publish(ctx, api.Event{Type: api.EventUserCreated, Account: acct, UserName: fmt.Sprint(i)})
+		}
+	}
+	send(0, 100)
+	if err := pub.Flush(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	env.Server.Stop()
+	time.Sleep(300 * time.Millisecond)
+	send(100, 200)
+	time.Sleep(9 * time.Second) // 1s for the first answer, 6s of retries, and some
+	restart(t, env)
+	err := pub.Flush(20 * time.Second)
+	seen, got := stored(t, svc)
+	missing := 0
+	for i := range 200 {
+		if c := seen[fmt.Sprint(i)]; c != 1 {
+			missing++
+			t.Errorf("event %d stored %d times", i, c)
+		}
+	}
+	if lost, logged := pub.Lost(), logs.lost(); lost != 0 || logged != 0 || err != nil {
+		t.Fatalf("%d events counted lost, %d logged as lost, %d not stored once (Flush: %v)", lost, logged, missing, err)
+	}
+	for i, name := range got {
+		if name != fmt.Sprint(i) {
+			t.Fatalf("event %d of the audit is %s: not in publish order", i, name)
+		}
+	}
+}
+
+// TestARefusedEventIsGivenUp: an event the stream refuses (here, too
+// large for it) is not tried forever, which would hold every event after
+// it: after auditAttempts refusals it is given up, counted and logged, and
+// the events after it are stored.
+func TestARefusedEventIsGivenUp(t *testing.T) {
+	_, svc, pub, logs := auditSetupLogged(t)
+	ctx := context.Background()
+	js, err := jetstream.New(svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(ctx, events.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := stream.CachedInfo().Config
+	small := cfg
+	small.MaxMsgSize = 10
+	if _, err := js.UpdateStream(ctx, small); err != nil {
+		t.Fatal(err)
+	}
+	pub.Publish(ctx, api.Event{Type: api.EventUserCreated, Account: acct, UserName: "refused"})
+	if err := pub.Flush(10 * time.Second); err == nil || !strings.Contains(err.Error(), "1 audit writes lost") {
+		t.Fatalf("Flush: %v, want 1 lost", err)
+	}
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	pub.Publish(ctx, api.Event{Type: api.EventUserCreated, Account: acct, UserName: "stored"})
+	if err := pub.Flush(10 * time.Second); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	if _, got := stored(t, svc); fmt.Sprint(got) != "[stored]" || pub.Lost() != 1 || logs.lost() != 1 {
+		t.Fatalf("stored %v, %d lost, %d logged lost; want [stored], 1, 1", got, pub.Lost(), logs.lost())
 	}
 }
