@@ -2,12 +2,16 @@ package provision_test
 
 import (
 	"context"
+	"fmt"
+	"path/filepath"
+	"sync/atomic"
 	"testing"
 
 	"github.com/nats-io/jwt/v2"
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/kvstore"
 	"github.com/natsprov/provisioner/provision"
 	"github.com/natsprov/provisioner/provtest"
 )
@@ -60,6 +64,73 @@ func TestAbandonedCreateChangedByPeer(t *testing.T) {
 		}
 		if _, off := mustClaims(t, cp).Revocations[jwt.All]; !off {
 			t.Errorf("the failed create is live on a server (%q)", mustClaims(t, cp).Description)
+		}
+	}
+}
+
+// dropTombstone fails the first write of a tombstone as unavailable
+// without storing it: a request that never reached the stream leader (a
+// KV failover), which the store cannot tell from a lost acknowledgement.
+type dropTombstone struct {
+	*kvstore.Store
+	armed atomic.Bool
+}
+
+func (d *dropTombstone) UpdateAccount(ctx context.Context, a provision.Account, rev uint64) (uint64, error) {
+	if !a.Live() && d.armed.CompareAndSwap(true, false) {
+		return 0, fmt.Errorf("kvstore: update account %s: %w: %w", a.PublicKey, provision.ErrUnavailable, context.DeadlineExceeded)
+	}
+	return d.Store.UpdateAccount(ctx, a, rev)
+}
+
+// TestAbandonTombstoneUnavailable: a create's push fails (not sent), and
+// the write of the tombstone that takes it back fails as unavailable,
+// without having landed. The caller is told the create failed; the
+// failed create must not stay live in the store, where any instance's
+// reconciler pushes it live to the servers.
+func TestAbandonTombstoneUnavailable(t *testing.T) {
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	_, st := kvDomain(t, env, nil)
+	b, _ := kvDomain(t, env, nil)
+	dt := &dropTombstone{Store: st}
+	dt.armed.Store(true)
+	op, err := provision.LoadOperator(filepath.Join(env.Dir, bootstrap.OperatorJWTFile), filepath.Join(env.Dir, bootstrap.OperatorSigningKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := rawResolver(t, env)
+	g := &notSentAfterHold{Resolver: rc, reached: make(chan string, 1), released: make(chan struct{})}
+	close(g.released)
+	a, err := provision.New(provision.Config{Operator: op, Store: dt, Resolver: g, Protected: []string{env.Init.ServiceAccount}, Logger: provtest.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ctx := context.Background()
+	if _, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"}); err == nil {
+		t.Fatal("the create should have failed")
+	}
+	pub := mustClaims(t, <-g.reached).Subject
+	if dt.armed.Load() {
+		t.Fatal("no tombstone was written")
+	}
+	// Another instance's reconciler, which knows nothing of A's failure.
+	if _, err := b.Reconcile(ctx, api.ReconcileRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if cur, err := st.AccountLatest(ctx, pub); err == nil && cur.Live() {
+		t.Errorf("the store holds the failed create live; its caller was told it failed")
+	}
+	copies, err := rc.LookupAll(ctx, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cp := range copies {
+		if cp == "" {
+			continue
+		}
+		if _, off := mustClaims(t, cp).Revocations[jwt.All]; !off {
+			t.Errorf("the failed create is live on a server")
 		}
 	}
 }
