@@ -11,6 +11,7 @@ import (
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/filestore"
 	"github.com/natsprov/provisioner/kvstore"
 	"github.com/natsprov/provisioner/provision"
 	"github.com/natsprov/provisioner/provtest"
@@ -131,6 +132,62 @@ func TestAbandonTombstoneUnavailable(t *testing.T) {
 		}
 		if _, off := mustClaims(t, cp).Revocations[jwt.All]; !off {
 			t.Errorf("the failed create is live on a server")
+		}
+	}
+}
+
+// fullOnRemove fails the first RemoveAccount as a full disk does: with
+// ErrFull, having changed nothing.
+type fullOnRemove struct {
+	*filestore.Store
+	armed atomic.Bool
+}
+
+func (f *fullOnRemove) RemoveAccount(ctx context.Context, pub string, rev uint64) error {
+	if f.armed.CompareAndSwap(true, false) {
+		return fmt.Errorf("filestore: remove account %s: %w: the disk of store_dir has no room", pub, provision.ErrFull)
+	}
+	return f.Store.RemoveAccount(ctx, pub, rev)
+}
+
+// TestAbandonRemoveFailsOnFileStore: with the file store, a create whose
+// push was not sent is forgotten; when that removal fails (the disk full
+// for a moment), the failed create stays live in the store. The
+// reconciler must take it back, not push it live to the servers while
+// the create's caller was told it failed.
+func TestAbandonRemoveFailsOnFileStore(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	d := newDomain(t, env, nil)
+	defer d.stop()
+	fr := &fullOnRemove{Store: d.store}
+	fr.armed.Store(true)
+	g := &notSentAfterHold{Resolver: d.rc, reached: make(chan string, 1), released: make(chan struct{})}
+	close(g.released)
+	svc, err := provision.New(provision.Config{Operator: d.op, Store: fr, Resolver: g, Protected: []string{env.Init.ServiceAccount}, Logger: provtest.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	ctx := context.Background()
+	if _, err := svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"}); err == nil {
+		t.Fatal("the create should have failed")
+	}
+	pub := mustClaims(t, <-g.reached).Subject
+	if fr.armed.Load() {
+		t.Fatal("the failed create was not removed")
+	}
+	if _, err := svc.Reconcile(ctx, api.ReconcileRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if cur, err := d.store.Account(ctx, pub); err == nil && cur.Live() {
+		t.Errorf("the store holds the failed create live after a reconcile pass; its caller was told it failed")
+	}
+	for _, cp := range d.lookupAll(t, pub) {
+		if cp == "" {
+			continue
+		}
+		if _, off := mustClaims(t, cp).Revocations[jwt.All]; !off {
+			t.Errorf("the reconciler pushed the failed create live")
 		}
 	}
 }

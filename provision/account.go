@@ -128,7 +128,56 @@ func (s *Service) CreateAccount(ctx context.Context, req api.CreateAccountReques
 // disabled version is pushed, and the delete is finished now or by the
 // reconciler, so that no key of a failed create is left as a live
 // account. The caller holds the account's lock.
+//
+// When that fails (the store full, or unreachable), the failed create is
+// still live in the store, where the reconciler took it for an account
+// like any other and pushed it live, while its caller had been told it
+// failed. So it is remembered: each reconcile pass takes it back again
+// (retakeAbandoned), and pushes it nowhere meanwhile.
 func (s *Service) abandon(rec Account, claims *jwt.AccountClaims, stored bool) {
+	if s.takeBack(rec, claims, stored) {
+		s.abandoned.Delete(rec.PublicKey)
+		return
+	}
+	s.abandoned.Store(rec.PublicKey, stored)
+}
+
+// retakeAbandoned takes back again each failed create whose take-back
+// failed, unless it is gone or deleted meanwhile.
+func (s *Service) retakeAbandoned(ctx context.Context) {
+	s.abandoned.Range(func(k, v any) bool {
+		pub, stored := k.(string), v.(bool)
+		unlock := s.locks.lock("account:" + pub)
+		defer unlock()
+		cur, err := s.account(ctx, pub, true)
+		switch {
+		case errors.Is(err, ErrNotFound) || err == nil && !cur.Live():
+			s.abandoned.Delete(pub)
+			return true
+		case err != nil:
+			s.log.Warn("could not read a failed create to take it back; the next pass tries again", "account", pub, "error", err)
+			return ctx.Err() == nil
+		}
+		claims, err := decodeAccount(cur.JWT)
+		if err != nil {
+			s.log.Error("could not read a failed create to take it back; the next pass tries again", "account", pub, "error", err)
+			return ctx.Err() == nil
+		}
+		s.abandon(cur, claims, stored)
+		return ctx.Err() == nil
+	})
+}
+
+// isAbandoned reports whether a live account is a failed create not taken
+// back yet, which no pass may push.
+func (s *Service) isAbandoned(pub string) bool {
+	_, ok := s.abandoned.Load(pub)
+	return ok
+}
+
+// takeBack is abandon's work; it reports whether the account was taken
+// back (forgotten, or a tombstone in the store).
+func (s *Service) takeBack(rec Account, claims *jwt.AccountClaims, stored bool) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), changeTimeout)
 	defer cancel()
 	log := s.log.With("account", rec.PublicKey, "name", rec.Name)
@@ -137,9 +186,10 @@ func (s *Service) abandon(rec Account, claims *jwt.AccountClaims, stored bool) {
 	// tombstone is sure to take it back from the servers.
 	if _, shared := s.store.(latestReader); !stored && !shared {
 		if err := s.store.RemoveAccount(ctx, rec.PublicKey, rec.Revision); err != nil {
-			log.Error("could not forget the keys of a failed create", "error", err)
+			log.Error("could not forget the keys of a failed create; the reconciler takes it back at its next pass", "error", err)
+			return false
 		}
-		return
+		return true
 	}
 	var off *jwt.AccountClaims
 	var token string
@@ -156,8 +206,8 @@ func (s *Service) abandon(rec Account, claims *jwt.AccountClaims, stored bool) {
 			token, err = s.sign(off)
 		}
 		if err != nil {
-			log.Error("could not sign the disabled version of a failed create", "error", err)
-			return
+			log.Error("could not sign the disabled version of a failed create; the reconciler takes it back at its next pass", "error", err)
+			return false
 		}
 		tomb = tombstone(rec, token)
 		rev, err := s.store.UpdateAccount(ctx, tomb, rec.Revision)
@@ -188,23 +238,23 @@ func (s *Service) abandon(rec Account, claims *jwt.AccountClaims, stored bool) {
 			// live, in the store and on the servers, for good.
 			cur, err := s.account(ctx, rec.PublicKey, true)
 			if err != nil {
-				log.Error("could not read back a failed create changed meanwhile; the reconciler will report the account as live", "error", err)
-				return
+				log.Error("could not read back a failed create changed meanwhile; the reconciler takes it back at its next pass", "error", err)
+				return false
 			}
 			if !cur.Live() {
-				return // deleted meanwhile: that delete takes it back
+				return true // deleted meanwhile: that delete takes it back
 			}
 			c, err := decodeAccount(cur.JWT)
 			if err != nil {
-				log.Error("could not read back a failed create changed meanwhile; the reconciler will report the account as live", "error", err)
-				return
+				log.Error("could not read back a failed create changed meanwhile; the reconciler takes it back at its next pass", "error", err)
+				return false
 			}
 			rec, claims = cur, c
 			continue
 		}
 		if err != nil {
-			log.Error("could not record a failed create as deleted; the reconciler will report the account as live", "error", err)
-			return
+			log.Error("could not record a failed create as deleted; the reconciler takes it back at its next pass", "error", err)
+			return false
 		}
 		tomb.Revision = rev
 		break
@@ -213,9 +263,10 @@ func (s *Service) abandon(rec Account, claims *jwt.AccountClaims, stored bool) {
 	s.confirm.record(rec.PublicKey, off.ID, res)
 	if err != nil {
 		log.Warn("a failed create may be on some servers; the reconciler disables and deletes it", "error", err)
-		return
+		return true
 	}
 	s.finishDelete(ctx, tomb)
+	return true
 }
 
 // setExpiry sets an account's expiry from a Go duration from now; ""

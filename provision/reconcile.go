@@ -214,6 +214,9 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 	// Every instance, leader or not, takes up a rotated operator signing
 	// key once the servers trust it.
 	rotated := s.adoptNextOperator(ctx)
+	// Every instance takes back its own failed creates whose take-back
+	// failed: no other instance knows of them.
+	s.retakeAbandoned(ctx)
 	start := time.Now()
 	rep := &api.ReconcileReply{Started: start.UTC().Format(time.RFC3339), Orphans: []string{}}
 	finish := func() (*api.ReconcileReply, error) {
@@ -335,6 +338,10 @@ type accountOutcome struct {
 
 // reconcileAccount brings one account in line.
 func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, listed, rotated bool, limiter *rate.Limiter, msgs *atomic.Int64) (out accountOutcome) {
+	if a.Live() && s.isAbandoned(a.PublicKey) {
+		// A failed create not taken back yet: pushed, it would be live.
+		return out
+	}
 	id := jti(a.JWT)
 	if a.Phase == PhaseDeleted {
 		if listed {

@@ -109,6 +109,11 @@ type Service struct {
 	// carried out: the disabled version is then the end state, and a
 	// server that holds it is left alone.
 	deletesOff atomic.Bool
+	// abandoned are the failed creates whose take-back failed (abandon),
+	// by public key, with whether a server may hold them: left live in
+	// the store, the reconciler would push them live. Each pass takes
+	// them back again, and pushes none of them meanwhile.
+	abandoned sync.Map
 	// reserved are the names of the protected accounts, by name.
 	reserved atomic.Pointer[map[string]string]
 	// Fresh keys made ahead of the requests that need them.
