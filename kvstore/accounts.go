@@ -132,7 +132,8 @@ func (s *Store) AccountLatest(ctx context.Context, pub string) (provision.Accoun
 
 // LatestJWT reads the JWT of an account's latest record from the bucket
 // itself, past the mirror: what a push is checked against when another
-// instance may have moved the account on. One read and no unsealing, where
+// instance may have moved the account on; ErrNotFound for a record the
+// store does not show. One read (two for a revive's) and no unsealing, where
 // AccountLatest reads the name entry too and opens the seeds: after every
 // push that made account.create cost half a millisecond more.
 func (s *Store) LatestJWT(ctx context.Context, pub string) (string, error) {
@@ -154,10 +155,32 @@ func (s *Store) LatestJWT(ctx context.Context, pub string) (string, error) {
 		return "", errAccountNotFound(pub)
 	}
 	var rec struct {
-		JWT string `json:"jwt"`
+		JWT     string          `json:"jwt"`
+		Name    string          `json:"name"`
+		Phase   provision.Phase `json:"phase"`
+		Revived *revivedRecord  `json:"revived"`
 	}
 	if err := json.Unmarshal(m.Data, &rec); err != nil || rec.JWT == "" {
 		return "", fmt.Errorf("kvstore: %s: not an account record", accountKey(pub))
+	}
+	// A live record is shown only while its name entry points to it
+	// (mirror.visible). The one such record a push can be checked against
+	// is a revive's (a create that loses its name fails before any push):
+	// one that lost its name and could not write the tombstone back is
+	// hidden until the next open writes it back. Returned here, afterPush
+	// pushed that hidden live version, and it stayed on the servers as an
+	// orphan the reconciler never takes back. Only a revive's record costs
+	// the read of its name entry.
+	if rec.Revived != nil && phase(provision.Account{Phase: rec.Phase}) == provision.PhaseLive {
+		e, err := s.kv.Get(ctx, nameKey(rec.Name))
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			return "", errAccountNotFound(pub)
+		case err != nil:
+			return "", mapErr(fmt.Sprintf("read name %q", rec.Name), err)
+		case string(e.Value()) != pub:
+			return "", errAccountNotFound(pub)
+		}
 	}
 	return rec.JWT, nil
 }
