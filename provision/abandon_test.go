@@ -191,3 +191,85 @@ func TestAbandonRemoveFailsOnFileStore(t *testing.T) {
 		}
 	}
 }
+
+// dropPutBack, once armed, fails the second account write (the put-back
+// after a change's failed push; the first is the change) as unavailable
+// without storing it.
+type dropPutBack struct {
+	*kvstore.Store
+	armed atomic.Bool
+	n     atomic.Int32
+}
+
+func (d *dropPutBack) UpdateAccount(ctx context.Context, a provision.Account, rev uint64) (uint64, error) {
+	if d.armed.Load() && d.n.Add(1) == 2 {
+		return 0, fmt.Errorf("kvstore: update account %s: %w: %w", a.PublicKey, provision.ErrUnavailable, context.DeadlineExceeded)
+	}
+	return d.Store.UpdateAccount(ctx, a, rev)
+}
+
+// notSentOnce, once armed, fails one push as never sent.
+type notSentOnce struct {
+	provision.Resolver
+	armed atomic.Bool
+}
+
+func (r *notSentOnce) Update(ctx context.Context, token string) (provision.PushResult, error) {
+	if r.armed.CompareAndSwap(true, false) {
+		return provision.PushResult{}, provision.ErrNotSent
+	}
+	return r.Resolver.Update(ctx, token)
+}
+
+// TestPutBackUnavailable: an update's push fails (never sent), and the
+// put-back of the previous version fails as unavailable without having
+// landed. The caller is told the update failed: the failed change must
+// not stay in the store, where any instance's reconciler pushes it.
+func TestPutBackUnavailable(t *testing.T) {
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	_, st := kvDomain(t, env, nil)
+	b, _ := kvDomain(t, env, nil)
+	dp := &dropPutBack{Store: st}
+	op, err := provision.LoadOperator(filepath.Join(env.Dir, bootstrap.OperatorJWTFile), filepath.Join(env.Dir, bootstrap.OperatorSigningKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := rawResolver(t, env)
+	r := &notSentOnce{Resolver: rc}
+	a, err := provision.New(provision.Config{Operator: op, Store: dp, Resolver: r, Protected: []string{env.Init.ServiceAccount}, Logger: provtest.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ctx := context.Background()
+	created, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := created.Account.PublicKey
+	dp.armed.Store(true)
+	r.armed.Store(true)
+	if _, err := a.UpdateAccount(ctx, api.UpdateAccountRequest{Account: pub, Description: ptr("failed change")}); err == nil {
+		t.Fatal("the update should have failed")
+	}
+	if dp.n.Load() < 2 {
+		t.Fatal("no put-back was written")
+	}
+	// Another instance's reconciler, which knows nothing of A's failure.
+	waitAccount(t, b, pub)
+	if _, err := b.Reconcile(ctx, api.ReconcileRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if cur, err := st.AccountLatest(ctx, pub); err != nil || mustClaims(t, cur.JWT).Description == "failed change" {
+		t.Errorf("the store holds the failed change (%v); its caller was told it failed", err)
+	}
+	copies, err := rc.LookupAll(ctx, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cp := range copies {
+		if cp != "" && mustClaims(t, cp).Description == "failed change" {
+			t.Errorf("the failed change is on a server")
+		}
+	}
+}

@@ -394,6 +394,22 @@ func (s *Service) restore(ctx context.Context, prev, next Account, repush bool) 
 		return
 	}
 	rev, err := s.store.UpdateAccount(ctx, back, next.Revision)
+	for until := time.Now().Add(landedWait); errors.Is(err, ErrUnavailable); {
+		// The put-back may have landed all the same (an acknowledgement
+		// lost), or not (a request that never reached the stream leader):
+		// find out, and write it again when it did not. Taken as a plain
+		// failure, a put-back that did not land left the failed change in
+		// the store, where any instance's reconciler pushed it, while its
+		// caller was told it failed.
+		if r, ok := s.landed(ctx, prev.PublicKey, back.JWT); ok {
+			rev, err = r, nil
+			break
+		}
+		if ctx.Err() != nil || !time.Now().Before(until) {
+			break
+		}
+		rev, err = s.store.UpdateAccount(ctx, back, next.Revision)
+	}
 	if err != nil {
 		log.Error("could not put an account back in the store after a failed push; the reconciler pushes the store's version", "error", err)
 		if repush {
