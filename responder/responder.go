@@ -321,8 +321,42 @@ func (r *Responder) stop() error {
 		}
 	}
 	r.wg.Wait()
+	r.dropUndrained(subs)
 	close(r.quit)
 	return errors.Join(errs...)
+}
+
+// dropUndrained unsubscribes the subscriptions whose drain has not ended
+// (the connection was down). nats.go sends a draining subscription's SUB
+// again on reconnect but never its UNSUB, and forgets it locally once its
+// pending messages are delivered: the server would go on routing the
+// endpoint's requests (with other instances, a share of the queue group's)
+// to this connection, which drops them, until the connection closes.
+// Unsubscribe is ordered with the reconnect: before it, the subscription is
+// not sent again; after it, the UNSUB is sent. The requests already pending
+// are answered 503 first (no request waits for a slot any more).
+func (r *Responder) dropUndrained(subs []*nats.Subscription) {
+	deadline := time.Now().Add(time.Second)
+	for _, s := range subs {
+		for time.Now().Before(deadline) {
+			if n, _, err := s.Pending(); err != nil || n == 0 {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	// Dropped fails once a subscription is closed: count the last drops.
+	for _, e := range r.eps {
+		e.stats.countDrops(e)
+	}
+	for _, s := range subs {
+		if !s.IsValid() {
+			continue // drained and closed
+		}
+		if err := s.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubscription) && !errors.Is(err, nats.ErrConnectionDraining) {
+			r.log.Warn("could not unsubscribe", "subject", s.Subject, "error", err)
+		}
+	}
 }
 
 // receive returns the message handler of an endpoint. It runs for one
