@@ -636,11 +636,19 @@ func (c *confirmations) set(pub, id string, servers []Server) {
 }
 
 // missing returns the known servers that have not confirmed version id.
+// A server with a cache resolver is never waited for: it stores no pushed
+// version (it answers "jwt update cache skipped", or updates a copy it
+// happens to hold) and fetches the account from the full resolvers when it
+// needs it, so it would keep a delete disabled, and the reconciler pushing,
+// for ever.
 func (c *confirmations) missing(pub, id string, servers []Server) []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []string
 	for _, srv := range servers {
+		if srv.Cache {
+			continue
+		}
 		if c.m[pub][srv.Name] != id || id == "" {
 			out = append(out, srv.Name)
 		}

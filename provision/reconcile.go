@@ -412,7 +412,14 @@ func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, 
 			return out
 		}
 		out.checked = true
-		same := len(copies) >= len(up)
+		// Only full resolvers answer a LOOKUP.
+		full := 0
+		for _, srv := range up {
+			if !srv.Cache {
+				full++
+			}
+		}
+		same := len(copies) >= full
 		for _, c := range copies {
 			if c != a.JWT {
 				same = false

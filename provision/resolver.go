@@ -46,15 +46,22 @@ func (e *RefusedError) Error() string { return "resolver refused: " + e.Reason }
 // Is makes errors.Is(err, ErrRefused) true.
 func (e *RefusedError) Is(target error) bool { return target == ErrRefused }
 
-// Server is a server with a full resolver that the resolver client knows
-// of. Servers are known by name: a restarted server keeps its name and gets
-// a new ID. A server that stopped answering stays known, with Up false,
-// until it has been gone for the client's forget interval.
+// Server is a server that the resolver client knows of. Servers are known
+// by name: a restarted server keeps its name and gets a new ID. A server
+// that stopped answering stays known, with Up false, until it has been gone
+// for the client's forget interval.
 type Server struct {
 	Name     string
 	ID       string
 	Up       bool
 	LastSeen time.Time
+	// Cache is true for a server whose resolver is a cache resolver (a
+	// leaf or edge server), as its answer to a push said: it stores no
+	// pushed JWT (it updates one it happens to hold), answers no LOOKUP,
+	// and fetches an account from the full resolvers when it needs it. No
+	// version waits for it to confirm. A server that has not answered a
+	// push since it started counts as a full resolver.
+	Cache bool
 }
 
 // Resolver is what the service needs of the servers' account resolvers.
@@ -69,8 +76,10 @@ type Resolver interface {
 	// Lookup returns the JWT the first server to answer holds for an
 	// account ("" when it holds none).
 	Lookup(ctx context.Context, pub string) (string, error)
-	// LookupAll asks every server for its JWT of an account and returns one
-	// entry per server that answered, "" where the server holds none.
+	// LookupAll asks every server with a full resolver (every server but
+	// those known to have a cache resolver) for its JWT of an account and
+	// returns one entry per server that answered, "" where the server holds
+	// none.
 	LookupAll(ctx context.Context, pub string) ([]string, error)
 	// List returns, per server name, the accounts the server's resolver
 	// holds.

@@ -281,6 +281,9 @@ const (
 	untilAllUp until = iota
 	// untilFirst waits for the first reply.
 	untilFirst
+	// untilAllFullUp is untilAllUp without the servers known to run a
+	// cache resolver, which do not answer a LOOKUP.
+	untilAllFullUp
 )
 
 // reply is one reply to a request, with the server that sent it when the
@@ -314,7 +317,7 @@ func (c *Client) gather(ctx context.Context, subject string, data []byte, rule u
 	if !c.awaitConnected(wctx) {
 		return c.withKnown(g), fmt.Errorf("%w: not connected to NATS within %s", provision.ErrNotSent, c.opts.Timeout)
 	}
-	if rule == untilAllUp && c.upCount() == 0 {
+	if rule != untilFirst && c.upCount() == 0 {
 		// Nothing is known to wait for: ask before sending, or the
 		// request would end at the first reply.
 		if err := c.refreshIfNoneUp(wctx); err != nil {
@@ -327,7 +330,7 @@ func (c *Client) gather(ctx context.Context, subject string, data []byte, rule u
 	g = c.withKnown(g)
 	want := map[string]string{} // name -> the ID of the instance waited for
 	for _, s := range g.known {
-		if s.Up {
+		if s.Up && !(rule == untilAllFullUp && s.Cache) {
 			want[s.Name] = s.ID
 		}
 	}
@@ -390,7 +393,7 @@ func (c *Client) gather(ctx context.Context, subject string, data []byte, rule u
 		}
 		g.replies = append(g.replies, r)
 	}
-	if rule == untilAllUp && !enough() && !noResponders {
+	if rule != untilFirst && !enough() && !noResponders {
 		// A server that went away without a word would keep every later
 		// request waiting for it: a ping tells whether it is down.
 		c.triggerRefresh()

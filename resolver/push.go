@@ -63,6 +63,12 @@ func (c *Client) push(ctx context.Context, subject string, data []byte) (provisi
 	var refusals []string
 	for _, r := range g.replies {
 		rep, refusal := decodeClaimsReply(r.msg.Data)
+		if subject == SubjectClaimsUpdate && rep.ServerID != "" {
+			// A cache resolver answers every update (its messages say
+			// "cache"), but no LOOKUP: LookupAll and the service must
+			// know not to wait for it.
+			c.noteResolver(rep.Server, rep.ServerID, isCacheMessage(rep.Message))
+		}
 		answered[rep.Server] = true
 		res = append(res, rep)
 		if refusal != "" {
@@ -101,6 +107,15 @@ func (c *Client) push(ctx context.Context, subject string, data []byte) (provisi
 		return res, &provision.RefusedError{Result: res, Reason: "no server has a full resolver that stored it (only cache resolvers answered)"}
 	}
 	return res, nil
+}
+
+// isCacheMessage tells a cache resolver's answer to an update, a success
+// or a failure ("jwt update cache skipped", "jwt updated cache", "jwt
+// update cache resulted in error - ...", "jwt update cache validation
+// failed - ..."), from a full resolver's ("jwt updated", "jwt update
+// resulted in error - ...", "jwt validation failed - ...").
+func isCacheMessage(msg string) bool {
+	return strings.HasPrefix(msg, "jwt update cache") || strings.HasPrefix(msg, msgCacheUpdated)
 }
 
 // decodeClaimsReply turns one server's answer into a ServerReply, and

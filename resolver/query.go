@@ -25,12 +25,13 @@ func (c *Client) Lookup(ctx context.Context, pub string) (string, error) {
 }
 
 // LookupAll asks every server for its JWT of an account with one LOOKUP,
-// and collects the replies until as many as there are servers up have
-// arrived or the timeout passes. It returns one entry per answer, ""
-// where the server holds none; a LOOKUP reply does not say which server
-// sent it. Errors as Lookup's.
+// and collects the replies until as many as there are servers up with a
+// full resolver have arrived or the timeout passes: a cache resolver
+// answers no LOOKUP (a server counts as one once its answer to a push said
+// so). It returns one entry per answer, "" where the server holds none; a
+// LOOKUP reply does not say which server sent it. Errors as Lookup's.
 func (c *Client) LookupAll(ctx context.Context, pub string) ([]string, error) {
-	g, err := c.gather(ctx, fmt.Sprintf(subjectLookupFormat, pub), nil, untilAllUp, false)
+	g, err := c.gather(ctx, fmt.Sprintf(subjectLookupFormat, pub), nil, untilAllFullUp, false)
 	if err != nil {
 		return nil, fmt.Errorf("resolver: lookup %s on every server: %w", pub, err)
 	}

@@ -138,6 +138,11 @@ func (c *Client) observeLocked(name, id string, now time.Time) {
 	case !s.Up:
 		why = "back"
 	}
+	if s.ID != id {
+		// A new instance may run another resolver: its next answer to
+		// a push says which.
+		s.Cache = false
+	}
 	s.ID, s.Up, s.LastSeen = id, true, now
 	c.ids[id] = name
 	if why == "" {
@@ -164,6 +169,18 @@ func (c *Client) announceLocked(s provision.Server) {
 			c.log.Warn("resolver Joined channel full; dropped the oldest", "dropped", old.Name, "dropped_id", old.ID)
 		default:
 		}
+	}
+}
+
+// noteResolver records whether the server instance that answered a push
+// runs a cache resolver; an answer from an instance that is not the
+// server's current one is ignored.
+func (c *Client) noteResolver(name, id string, cache bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s := c.servers[name]; s != nil && s.ID == id && s.Cache != cache {
+		s.Cache = cache
+		c.log.Info("resolver server's resolver type", "server", name, "server_id", id, "cache", cache)
 	}
 }
 

@@ -1,0 +1,80 @@
+package provision_test
+
+import (
+	"context"
+	"os"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/natsprov/provisioner/api"
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/provision"
+)
+
+// resolverBlock matches the resolver block of a rendered ServerConf.
+var resolverBlock = regexp.MustCompile(`(?s)\nresolver: \{.*?\n\}`)
+
+// TestCacheResolverServer: node-a runs a full resolver, node-b a cache
+// resolver (as a leaf or edge server does). A cache resolver answers a
+// push ("jwt update cache skipped") but stores nothing and answers no
+// LOOKUP: it fetches an account from the full resolvers when it needs it.
+// An operator expects it not to be waited for. It was: a delete stayed
+// disabled for ever, waiting for node-b to confirm the disabled version,
+// and every reconcile pass pushed every account again.
+func TestCacheResolverServer(t *testing.T) {
+	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := startNodes(t, res, 2)
+	b := nodes[1]
+	b.srv.Stop()
+	raw, err := os.ReadFile(b.conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := resolverBlock.ReplaceAllLiteralString(string(raw), "\nresolver: { type: cache, dir: \""+t.TempDir()+"\", ttl: \"1h\", limit: 100 }")
+	if conf == string(raw) {
+		t.Fatal("no resolver block in node-b's configuration")
+	}
+	if err := os.WriteFile(b.conf, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b.start()
+	for deadline := time.Now().Add(10 * time.Second); b.srv.NumRoutes() < 1; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("node-b with a cache resolver did not route to node-a")
+		}
+	}
+	d := newClusterDomain(t, res, nodes, time.Hour, nil)
+	ctx := context.Background()
+
+	acc, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := acc.Account.PublicKey
+	for i := range 2 {
+		r, err := d.svc.Reconcile(ctx, api.ReconcileRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Pushed != 0 || r.Failed != 0 {
+			t.Errorf("pass %d after the create: pushed %d, failed %d; want nothing to do (node-b is a cache resolver)", i, r.Pushed, r.Failed)
+		}
+	}
+	rep, err := d.svc.DeleteAccount(ctx, api.AccountRequest{Account: pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Phase != string(provision.PhaseDeleted) || len(rep.Waiting) != 0 {
+		t.Errorf("delete: phase %s waiting %v, want deleted (a cache resolver is not waited for)", rep.Phase, rep.Waiting)
+	}
+	if _, err := d.svc.Reconcile(ctx, api.ReconcileRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := d.store.Account(ctx, pub); err != nil || a.Phase != provision.PhaseDeleted {
+		t.Errorf("after a pass the account is %s (%v), want deleted", a.Phase, err)
+	}
+}
