@@ -15,6 +15,7 @@ import (
 	"github.com/natsprov/provisioner/kvstore"
 	"github.com/natsprov/provisioner/provision"
 	"github.com/natsprov/provisioner/provtest"
+	"github.com/natsprov/provisioner/resolver"
 )
 
 // TestAbandonedCreateChangedByPeer: instance A stores a new account and its
@@ -55,18 +56,7 @@ func TestAbandonedCreateChangedByPeer(t *testing.T) {
 	if cur.Live() {
 		t.Errorf("the store holds the failed create live (%q), A's caller was told it failed", mustClaims(t, cur.JWT).Description)
 	}
-	copies, err := rawResolver(t, env).LookupAll(ctx, pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, cp := range copies {
-		if cp == "" {
-			continue
-		}
-		if _, off := mustClaims(t, cp).Revocations[jwt.All]; !off {
-			t.Errorf("the failed create is live on a server (%q)", mustClaims(t, cp).Description)
-		}
-	}
+	noLiveCopy(t, lookupAll(t, rawResolver(t, env), pub), "the failed create is live on a server")
 }
 
 // dropTombstone fails the first write of a tombstone as unavailable
@@ -95,18 +85,10 @@ func TestAbandonTombstoneUnavailable(t *testing.T) {
 	b, _ := kvDomain(t, env, nil)
 	dt := &dropTombstone{Store: st}
 	dt.armed.Store(true)
-	op, err := provision.LoadOperator(filepath.Join(env.Dir, bootstrap.OperatorJWTFile), filepath.Join(env.Dir, bootstrap.OperatorSigningKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
 	rc := rawResolver(t, env)
 	g := &notSentAfterHold{Resolver: rc, reached: make(chan string, 1), released: make(chan struct{})}
 	close(g.released)
-	a, err := provision.New(provision.Config{Operator: op, Store: dt, Resolver: g, Protected: []string{env.Init.ServiceAccount}, Logger: provtest.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := domainOver(t, env, dt, g)
 	ctx := context.Background()
 	if _, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"}); err == nil {
 		t.Fatal("the create should have failed")
@@ -122,18 +104,7 @@ func TestAbandonTombstoneUnavailable(t *testing.T) {
 	if cur, err := st.AccountLatest(ctx, pub); err == nil && cur.Live() {
 		t.Errorf("the store holds the failed create live; its caller was told it failed")
 	}
-	copies, err := rc.LookupAll(ctx, pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, cp := range copies {
-		if cp == "" {
-			continue
-		}
-		if _, off := mustClaims(t, cp).Revocations[jwt.All]; !off {
-			t.Errorf("the failed create is live on a server")
-		}
-	}
+	noLiveCopy(t, lookupAll(t, rc, pub), "the failed create is live on a server")
 }
 
 // fullOnRemove fails the first RemoveAccount as a full disk does: with
@@ -182,14 +153,7 @@ func TestAbandonRemoveFailsOnFileStore(t *testing.T) {
 	if cur, err := d.store.Account(ctx, pub); err == nil && cur.Live() {
 		t.Errorf("the store holds the failed create live after a reconcile pass; its caller was told it failed")
 	}
-	for _, cp := range d.lookupAll(t, pub) {
-		if cp == "" {
-			continue
-		}
-		if _, off := mustClaims(t, cp).Revocations[jwt.All]; !off {
-			t.Errorf("the reconciler pushed the failed create live")
-		}
-	}
+	noLiveCopy(t, d.lookupAll(t, pub), "the reconciler pushed the failed create live")
 }
 
 // dropPutBack, once armed, fails the second account write (the put-back
@@ -230,17 +194,9 @@ func TestPutBackUnavailable(t *testing.T) {
 	_, st := kvDomain(t, env, nil)
 	b, _ := kvDomain(t, env, nil)
 	dp := &dropPutBack{Store: st}
-	op, err := provision.LoadOperator(filepath.Join(env.Dir, bootstrap.OperatorJWTFile), filepath.Join(env.Dir, bootstrap.OperatorSigningKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
 	rc := rawResolver(t, env)
 	r := &notSentOnce{Resolver: rc}
-	a, err := provision.New(provision.Config{Operator: op, Store: dp, Resolver: r, Protected: []string{env.Init.ServiceAccount}, Logger: provtest.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := domainOver(t, env, dp, r)
 	ctx := context.Background()
 	created, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
 	if err != nil {
@@ -263,13 +219,49 @@ func TestPutBackUnavailable(t *testing.T) {
 	if cur, err := st.AccountLatest(ctx, pub); err != nil || mustClaims(t, cur.JWT).Description == "failed change" {
 		t.Errorf("the store holds the failed change (%v); its caller was told it failed", err)
 	}
-	copies, err := rc.LookupAll(ctx, pub)
+	for _, cp := range lookupAll(t, rc, pub) {
+		if cp != "" && mustClaims(t, cp).Description == "failed change" {
+			t.Errorf("the failed change is on a server")
+		}
+	}
+}
+
+// domainOver starts a domain of env's deployment on store and r (wrapped
+// to inject faults), closed at the end of the test.
+func domainOver(t *testing.T, env *provtest.Env, store provision.Store, r provision.Resolver) *provision.Service {
+	t.Helper()
+	op, err := provision.LoadOperator(filepath.Join(env.Dir, bootstrap.OperatorJWTFile), filepath.Join(env.Dir, bootstrap.OperatorSigningKeyFile))
 	if err != nil {
 		t.Fatal(err)
 	}
+	svc, err := provision.New(provision.Config{Operator: op, Store: store, Resolver: r, Protected: []string{env.Init.ServiceAccount}, Logger: provtest.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(svc.Close)
+	return svc
+}
+
+// lookupAll returns every server's copy of the account ("" for none).
+func lookupAll(t *testing.T, rc *resolver.Client, pub string) []string {
+	t.Helper()
+	copies, err := rc.LookupAll(context.Background(), pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return copies
+}
+
+// noLiveCopy fails the test, saying what, when a server holds a version
+// of the account that is not disabled.
+func noLiveCopy(t *testing.T, copies []string, what string) {
+	t.Helper()
 	for _, cp := range copies {
-		if cp != "" && mustClaims(t, cp).Description == "failed change" {
-			t.Errorf("the failed change is on a server")
+		if cp == "" {
+			continue
+		}
+		if _, off := mustClaims(t, cp).Revocations[jwt.All]; !off {
+			t.Errorf("%s (%q)", what, mustClaims(t, cp).Description)
 		}
 	}
 }
