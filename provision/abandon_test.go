@@ -2,6 +2,7 @@ package provision_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sync/atomic"
@@ -263,5 +264,64 @@ func noLiveCopy(t *testing.T, copies []string, what string) {
 		if _, off := mustClaims(t, cp).Revocations[jwt.All]; !off {
 			t.Errorf("%s (%q)", what, mustClaims(t, cp).Description)
 		}
+	}
+}
+
+// TestAbandonedCreatePushedByALaterChangeIsNotForgotten: with the file
+// store, a create whose push was not sent is forgotten; that removal
+// fails, so the failed create is remembered as one no server holds. A
+// later change of the account on the same instance (an update by someone
+// who read it in the store; an operator key rotation re-signs it the same
+// way) pushes it live to the servers. The next pass's take-back must not
+// forget the keys of an account the servers hold live: that left it live
+// on them for good, an orphan no pass ever disables.
+func TestAbandonedCreatePushedByALaterChangeIsNotForgotten(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	d := newDomain(t, env, nil)
+	defer d.stop()
+	fr := &fullOnRemove{Store: d.store}
+	fr.armed.Store(true)
+	g := &notSentAfterHold{Resolver: d.rc, reached: make(chan string, 1), released: make(chan struct{})}
+	close(g.released)
+	svc, err := provision.New(provision.Config{Operator: d.op, Store: fr, Resolver: g, Protected: []string{env.Init.ServiceAccount}, Logger: provtest.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	ctx := context.Background()
+	if _, err := svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"}); err == nil {
+		t.Fatal("the create should have failed")
+	}
+	pub := mustClaims(t, <-g.reached).Subject
+	if fr.armed.Load() {
+		t.Fatal("the failed create was not removed")
+	}
+	if _, err := svc.UpdateAccount(ctx, api.UpdateAccountRequest{Account: pub, Description: ptr("later")}); err != nil {
+		t.Fatal(err)
+	}
+	live := func() bool {
+		for _, cp := range d.lookupAll(t, pub) {
+			if cp == "" {
+				continue
+			}
+			if _, off := mustClaims(t, cp).Revocations[jwt.All]; !off {
+				return true
+			}
+		}
+		return false
+	}
+	if !live() {
+		t.Fatal("the update did not push the account live")
+	}
+	var orphans []string
+	for range 2 {
+		rep, err := svc.Reconcile(ctx, api.ReconcileRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		orphans = rep.Orphans
+	}
+	if _, err := d.store.Account(ctx, pub); errors.Is(err, provision.ErrNotFound) && live() {
+		t.Errorf("the store forgot the account's keys while a server holds it live (orphans %v)", orphans)
 	}
 }

@@ -168,6 +168,15 @@ func (s *Service) retakeAbandoned(ctx context.Context) {
 	})
 }
 
+// mayHoldAbandoned notes that a server may hold an account, when it is a
+// failed create not taken back yet: a later version of it was pushed. The
+// caller holds the account's lock.
+func (s *Service) mayHoldAbandoned(pub string, stored bool) {
+	if _, ok := s.abandoned.Load(pub); ok && stored {
+		s.abandoned.Store(pub, true)
+	}
+}
+
 // isAbandoned reports whether a live account is a failed create not taken
 // back yet, which no pass may push.
 func (s *Service) isAbandoned(pub string) bool {

@@ -200,6 +200,11 @@ func (s *Service) version(pub string, q *queue, batch []*change) {
 		next.Revision = rev
 		res, err := s.resolver.Update(ctx, token)
 		s.confirm.record(pub, claims.ID, res)
+		// A failed create not taken back yet (abandon) that this version
+		// may have put on a server: its take-back must now disable and
+		// delete it there. Remembered as on no server, the take-back
+		// forgot its keys and left it live on the servers, an orphan.
+		s.mayHoldAbandoned(pub, err == nil || mayHaveStored(res, err))
 		if err != nil {
 			s.restore(ctx, a, next, mayHaveStored(res, err))
 			fail(batch, fmt.Errorf("push account %s: %w", pub, err))
