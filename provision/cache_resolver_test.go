@@ -2,6 +2,7 @@ package provision_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"regexp"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/provision"
+	"github.com/natsprov/provisioner/resolver"
 )
 
 // resolverBlock matches the resolver block of a rendered ServerConf.
@@ -77,4 +79,80 @@ func TestCacheResolverServer(t *testing.T) {
 	if a, err := d.store.Account(ctx, pub); err != nil || a.Phase != provision.PhaseDeleted {
 		t.Errorf("after a pass the account is %s (%v), want deleted", a.Phase, err)
 	}
+}
+
+// TestCacheResolverLearnedDuringAPass: node-b runs a cache resolver and
+// restarts: the client counts the new instance as a full resolver until
+// its answer to a push says otherwise. The first push of the next pass
+// says so; the pass must not go on pushing every other account as if
+// node-b were still a full resolver that has not confirmed them (the
+// servers it listed when it started).
+func TestCacheResolverLearnedDuringAPass(t *testing.T) {
+	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := startNodes(t, res, 2)
+	b := nodes[1]
+	b.srv.Stop()
+	raw, err := os.ReadFile(b.conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := resolverBlock.ReplaceAllLiteralString(string(raw), "\nresolver: { type: cache, dir: \""+t.TempDir()+"\", ttl: \"1h\", limit: 100 }")
+	if err := os.WriteFile(b.conf, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b.start()
+	waitRoutes := func() {
+		for deadline := time.Now().Add(10 * time.Second); b.srv.NumRoutes() < 1; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("node-b with a cache resolver did not route to node-a")
+			}
+		}
+	}
+	waitRoutes()
+	d := newClusterDomain(t, res, nodes, time.Hour, nil)
+	ctx := context.Background()
+	const accounts = 24
+	for i := range accounts {
+		if _, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: fmt.Sprintf("acme-%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r, err := d.svc.Reconcile(ctx, api.ReconcileRequest{}); err != nil || r.Pushed != 0 {
+		t.Fatalf("pass after the creates: %+v, %v; want nothing pushed", r, err)
+	}
+	// node-b restarts (as a leaf server does): a new instance.
+	oldID := serverID(d.rc, "node-b")
+	b.srv.Stop()
+	b.start()
+	waitRoutes()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if id := serverID(d.rc, "node-b"); id != "" && id != oldID && up(d.rc) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the client did not see node-b's new instance")
+		}
+	}
+	r, err := d.svc.Reconcile(ctx, api.ReconcileRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The pass works on 8 accounts at once: each may push before the
+	// first push's answer is in.
+	if r.Pushed > 8 || r.Failed != 0 {
+		t.Errorf("pass after node-b restarted: pushed %d of %d accounts, failed %d; want at most the first pushes (one per worker), until one tells node-b runs a cache resolver", r.Pushed, accounts, r.Failed)
+	}
+}
+
+// serverID returns the ID the client knows a server by, "" if unknown.
+func serverID(rc *resolver.Client, name string) string {
+	for _, s := range rc.Servers() {
+		if s.Name == name && s.Up {
+			return s.ID
+		}
+	}
+	return ""
 }

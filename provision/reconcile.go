@@ -404,6 +404,13 @@ func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, 
 			return out
 		}
 	}
+	// Which servers run a cache resolver as the client knows it now: a
+	// push earlier in this pass may have told it (a server counts as a
+	// full resolver until its answer to a push says otherwise). Taken from
+	// the list of the pass's start, a cache resolver that restarted (or
+	// one not heard from since the service started) made the pass push
+	// every account again.
+	up = s.withCache(up)
 	needPush := s.confirm.known(a.PublicKey) && len(s.confirm.missing(a.PublicKey, id, up)) > 0
 	if !needPush {
 		copies, err := s.lookupPaced(ctx, a.PublicKey, limiter, msgs)
@@ -447,6 +454,19 @@ func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, 
 		msgs.Add(1)
 		phase, _ := s.finishDelete(ctx, cur)
 		out.deleted = phase == PhaseDeleted
+	}
+	return out
+}
+
+// withCache returns a copy of up with each server's Cache as the resolver
+// knows it now, for the same server instance.
+func (s *Service) withCache(up []Server) []Server {
+	now := s.resolver.Servers()
+	out := slices.Clone(up)
+	for i, srv := range out {
+		if j := slices.IndexFunc(now, func(n Server) bool { return n.Name == srv.Name && n.ID == srv.ID }); j >= 0 {
+			out[i].Cache = now[j].Cache
+		}
 	}
 	return out
 }
