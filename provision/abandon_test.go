@@ -7,8 +7,10 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
@@ -323,5 +325,116 @@ func TestAbandonedCreatePushedByALaterChangeIsNotForgotten(t *testing.T) {
 	}
 	if _, err := d.store.Account(ctx, pub); errors.Is(err, provision.ErrNotFound) && live() {
 		t.Errorf("the store forgot the account's keys while a server holds it live (orphans %v)", orphans)
+	}
+}
+
+// unavailableWrites, once armed, fails the account writes that match for
+// a while as unavailable without storing them, at once, as JetStream does
+// while a stream has no leader (503); reads go on working (direct gets
+// answered by a replica). It counts the failed writes.
+type unavailableWrites struct {
+	*kvstore.Store
+	match  func(provision.Account) bool
+	until  atomic.Pointer[time.Time]
+	failed atomic.Int32
+}
+
+func (u *unavailableWrites) arm(d time.Duration) {
+	until := time.Now().Add(d)
+	u.until.Store(&until)
+}
+
+func (u *unavailableWrites) UpdateAccount(ctx context.Context, a provision.Account, rev uint64) (uint64, error) {
+	if until := u.until.Load(); until != nil && time.Now().Before(*until) && u.match(a) {
+		u.failed.Add(1)
+		return 0, fmt.Errorf("kvstore: update account %s: %w: %w", a.PublicKey, provision.ErrUnavailable, jetstream.ErrNoStreamResponse)
+	}
+	return u.Store.UpdateAccount(ctx, a, rev)
+}
+
+// maxWritesInAnOutage bounds the writes of a put-back or take-back over
+// the second of an outage: written again after a pause, not in a loop at
+// full speed against a cluster electing a stream leader.
+const maxWritesInAnOutage = 20
+
+// TestPutBackPausesWhileTheStoreIsUnavailable: an update's push fails,
+// and the put-back meets a store that answers unavailable at once for a
+// second (a stream leader election) while reads still work. The put-back
+// is written again until it lands, but not in a loop at full speed.
+func TestPutBackPausesWhileTheStoreIsUnavailable(t *testing.T) {
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	_, st := kvDomain(t, env, nil)
+	u := &unavailableWrites{Store: st}
+	op, err := provision.LoadOperator(filepath.Join(env.Dir, bootstrap.OperatorJWTFile), filepath.Join(env.Dir, bootstrap.OperatorSigningKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := rawResolver(t, env)
+	r := &notSentOnce{Resolver: rc}
+	a, err := provision.New(provision.Config{Operator: op, Store: u, Resolver: r, Protected: []string{env.Init.ServiceAccount}, Logger: provtest.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ctx := context.Background()
+	created, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := created.Account.PublicKey
+	// The change is written; its put-back, without the description, is not.
+	u.match = func(a provision.Account) bool { return mustClaims(t, a.JWT).Description == "" }
+	u.arm(time.Hour)
+	r.armed.Store(true)
+	go func() {
+		// The put-back's first write fails; the store comes back a second
+		// later.
+		for u.failed.Load() == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		u.arm(time.Second)
+	}()
+	if _, err := a.UpdateAccount(ctx, api.UpdateAccountRequest{Account: pub, Description: ptr("failed change")}); err == nil {
+		t.Fatal("the update should have failed")
+	}
+	if cur, err := st.AccountLatest(ctx, pub); err != nil || mustClaims(t, cur.JWT).Description == "failed change" {
+		t.Fatalf("the store holds the failed change (%v)", err)
+	}
+	if n := u.failed.Load(); n > maxWritesInAnOutage {
+		t.Errorf("the put-back was written %d times in a second's outage; want at most %d", n, maxWritesInAnOutage)
+	}
+}
+
+// TestTakeBackPausesWhileTheStoreIsUnavailable: a create's push is not
+// sent, and the tombstone that takes it back meets a store that answers
+// unavailable at once for a second. It is written again until it lands,
+// but not in a loop at full speed.
+func TestTakeBackPausesWhileTheStoreIsUnavailable(t *testing.T) {
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	_, st := kvDomain(t, env, nil)
+	u := &unavailableWrites{Store: st, match: func(a provision.Account) bool { return !a.Live() }}
+	u.arm(time.Second)
+	op, err := provision.LoadOperator(filepath.Join(env.Dir, bootstrap.OperatorJWTFile), filepath.Join(env.Dir, bootstrap.OperatorSigningKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := rawResolver(t, env)
+	g := &notSentAfterHold{Resolver: rc, reached: make(chan string, 1), released: make(chan struct{})}
+	close(g.released)
+	a, err := provision.New(provision.Config{Operator: op, Store: u, Resolver: g, Protected: []string{env.Init.ServiceAccount}, Logger: provtest.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ctx := context.Background()
+	if _, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"}); err == nil {
+		t.Fatal("the create should have failed")
+	}
+	pub := mustClaims(t, <-g.reached).Subject
+	if cur, err := st.AccountLatest(ctx, pub); err != nil || cur.Live() {
+		t.Fatalf("the failed create is live in the store (%v)", err)
+	}
+	if n := u.failed.Load(); n > maxWritesInAnOutage {
+		t.Errorf("the tombstone was written %d times in a second's outage; want at most %d", n, maxWritesInAnOutage)
 	}
 }

@@ -233,7 +233,7 @@ func (s *Service) takeBack(rec Account, claims *jwt.AccountClaims, stored bool) 
 			}
 			if r, ok := s.landed(ctx, rec.PublicKey, token); ok {
 				rev, err = r, nil
-			} else if ctx.Err() == nil && time.Now().Before(unavailableUntil) {
+			} else if time.Now().Before(unavailableUntil) && pause(ctx, landedPoll) {
 				continue
 			}
 		}

@@ -227,6 +227,26 @@ func (s *Service) version(pub string, q *queue, batch []*change) {
 // leader election takes seconds.
 const landedWait = 15 * time.Second
 
+// landedPoll is the pause between two reads of landed, and between two
+// writes of a put-back or take-back the store answered unavailable: it
+// may answer at once (a stream without a leader) while reads still work,
+// and writing again at once hammered a cluster electing a stream leader
+// with hundreds of writes a second.
+const landedPoll = 250 * time.Millisecond
+
+// pause waits for d, or until ctx ends; it reports whether ctx is still
+// alive.
+func pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
 // landed reports whether an account's current version in the store is
 // token, after a write of it failed as unavailable, and its revision. It
 // asks again while the store is unavailable, until ctx ends.
@@ -245,12 +265,8 @@ func (s *Service) landed(ctx context.Context, pub, token string) (uint64, bool) 
 		case !errors.Is(err, ErrUnavailable):
 			return 0, false
 		}
-		t := time.NewTimer(250 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !pause(ctx, landedPoll) {
 			return 0, false
-		case <-t.C:
 		}
 	}
 }
@@ -410,7 +426,7 @@ func (s *Service) restore(ctx context.Context, prev, next Account, repush bool) 
 			rev, err = r, nil
 			break
 		}
-		if ctx.Err() != nil || !time.Now().Before(until) {
+		if !time.Now().Before(until) || !pause(ctx, landedPoll) {
 			break
 		}
 		rev, err = s.store.UpdateAccount(ctx, back, next.Revision)
