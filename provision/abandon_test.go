@@ -438,3 +438,89 @@ func TestTakeBackPausesWhileTheStoreIsUnavailable(t *testing.T) {
 		t.Errorf("the tombstone was written %d times in a second's outage; want at most %d", n, maxWritesInAnOutage)
 	}
 }
+
+// lookedUp signals on looked each LOOKUP of every server for an account.
+type lookedUp struct {
+	provision.Resolver
+	looked chan string
+}
+
+func (l *lookedUp) LookupAll(ctx context.Context, pub string) ([]string, error) {
+	copies, err := l.Resolver.LookupAll(ctx, pub)
+	select {
+	case l.looked <- pub:
+	default:
+	}
+	return copies, err
+}
+
+// TestAbandonedDuringAPassIsNotPushedByIt: with the file store, a pass
+// finds a new account in the store and on no server while its create's
+// push is under way; it waits for the account's lock to push it. The
+// push fails as not sent, and the removal that takes the create back
+// fails (the disk full for a moment). The pass, once it has the lock,
+// must not push the failed create live: no pass pushes one, and the next
+// pass's take-back, which takes it for one no server holds, forgets its
+// keys and leaves it live on the servers, an orphan.
+func TestAbandonedDuringAPassIsNotPushedByIt(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	d := newDomain(t, env, nil)
+	defer d.stop()
+	fr := &fullOnRemove{Store: d.store}
+	fr.armed.Store(true)
+	g := &notSentAfterHold{Resolver: d.rc, reached: make(chan string, 1), released: make(chan struct{})}
+	l := &lookedUp{Resolver: g, looked: make(chan string, 16)}
+	svc, err := provision.New(provision.Config{Operator: d.op, Store: fr, Resolver: l, Protected: []string{env.Init.ServiceAccount}, Logger: provtest.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	ctx := context.Background()
+	created := make(chan error, 1)
+	go func() {
+		_, err := svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
+		created <- err
+	}()
+	pub := mustClaims(t, <-g.reached).Subject // stored; its push held
+	passed := make(chan error, 1)
+	go func() {
+		_, err := svc.Reconcile(ctx, api.ReconcileRequest{})
+		passed <- err
+	}()
+	for looked := ""; looked != pub; {
+		select {
+		case looked = <-l.looked:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the pass did not look the account up")
+		}
+	}
+	// The pass found it on no server; it waits for the lock to push it.
+	time.Sleep(100 * time.Millisecond)
+	close(g.released)
+	if err := <-created; err == nil {
+		t.Fatal("the create should have failed")
+	}
+	if err := <-passed; err != nil {
+		t.Fatal(err)
+	}
+	live := func() bool {
+		for _, cp := range d.lookupAll(t, pub) {
+			if cp == "" {
+				continue
+			}
+			if _, off := mustClaims(t, cp).Revocations[jwt.All]; !off {
+				return true
+			}
+		}
+		return false
+	}
+	if live() {
+		t.Errorf("the pass pushed the failed create live")
+	}
+	if _, err := svc.Reconcile(ctx, api.ReconcileRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.store.Account(ctx, pub); errors.Is(err, provision.ErrNotFound) && live() {
+		t.Errorf("the store forgot the failed create's keys while a server holds it live")
+	}
+}

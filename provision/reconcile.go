@@ -484,6 +484,13 @@ func (s *Service) repush(ctx context.Context, pub string, msgs *atomic.Int64) (p
 	if err != nil {
 		return false, false, err
 	}
+	if a.Live() && s.isAbandoned(pub) {
+		// A create whose push failed while this pass waited for its lock,
+		// and whose take-back failed: pushed, it would be live, and the
+		// take-back (which may take it for one no server holds) would
+		// leave it so.
+		return false, false, nil
+	}
 	msgs.Add(1)
 	res, err := s.resolver.Update(ctx, a.JWT)
 	s.confirm.record(pub, jti(a.JWT), res)
