@@ -156,3 +156,48 @@ func serverID(rc *resolver.Client, name string) string {
 	}
 	return ""
 }
+
+// TestDeleteDoesNotWaitForADownCacheResolver: node-b runs a cache resolver
+// (a leaf or edge server, often offline) and is down when an account is
+// deleted. No delete waits for a cache resolver (it stores nothing pushed):
+// the delete must finish, not stay disabled, its DELETE sent again by
+// every pass, until the client forgets node-b (server_forget_after).
+func TestDeleteDoesNotWaitForADownCacheResolver(t *testing.T) {
+	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := startNodes(t, res, 2)
+	b := nodes[1]
+	b.srv.Stop()
+	raw, err := os.ReadFile(b.conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := resolverBlock.ReplaceAllLiteralString(string(raw), "\nresolver: { type: cache, dir: \""+t.TempDir()+"\", ttl: \"1h\", limit: 100 }")
+	if err := os.WriteFile(b.conf, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b.start()
+	for deadline := time.Now().Add(10 * time.Second); b.srv.NumRoutes() < 1; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("node-b with a cache resolver did not route to node-a")
+		}
+	}
+	d := newClusterDomain(t, res, nodes, time.Hour, nil)
+	ctx := context.Background()
+	acc, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := acc.Account.PublicKey
+	b.srv.Stop()
+	waitServers(t, d.rc, 10*time.Second, "node-b down", map[string]bool{"node-a": true, "node-b": false})
+	rep, err := d.svc.DeleteAccount(ctx, api.AccountRequest{Account: pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Phase != string(provision.PhaseDeleted) || len(rep.Waiting) != 0 {
+		t.Errorf("delete with the cache resolver down: phase %s waiting %v, want deleted", rep.Phase, rep.Waiting)
+	}
+}

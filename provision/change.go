@@ -537,6 +537,13 @@ func (s *Service) finishDelete(ctx context.Context, a Account) (Phase, []string)
 	default:
 		var waiting []string
 		for _, srv := range servers {
+			if srv.Cache {
+				// A cache resolver is not waited for, for the DELETE
+				// either: it stores nothing pushed, and one down (a leaf
+				// or edge server offline) kept the delete disabled, its
+				// DELETE sent by every pass, until server_forget_after.
+				continue
+			}
 			if !slices.ContainsFunc(res, func(r ServerReply) bool { return r.Server == srv.Name && r.Stored }) {
 				waiting = append(waiting, srv.Name)
 			}
