@@ -498,6 +498,7 @@ func (p *Publisher) Close(timeout time.Duration) error {
 	if p.js == nil {
 		return nil
 	}
+	deadline := time.Now().Add(timeout)
 	p.mu.Lock()
 	first := !p.closed
 	p.closed = true
@@ -508,6 +509,20 @@ func (p *Publisher) Close(timeout time.Duration) error {
 		close(p.stop)
 	}
 	err := p.Flush(timeout)
+	// At the deadline, the writer that runs then gives up what is left,
+	// whichever it is: the timer above stops only the writer that ran at
+	// the first Close, and one started since, for events published after
+	// it, ran on past a later Close until its own auditTimeout (with the
+	// server away), that Close returning a second after its timeout and
+	// leaving it running, its events not counted lost.
+	// (Under the lock, so that it is the writer of these events; and
+	// only once the deadline passed: an event published as a Flush that
+	// was done returned is written.)
+	p.mu.Lock()
+	if len(p.queue) > 0 && !time.Now().Before(deadline) {
+		p.cancel()
+	}
+	p.mu.Unlock()
 	// The writer stops at once when the queue is empty, and at the
 	// deadline else.
 	ctx, stop := context.WithTimeout(context.Background(), time.Second)

@@ -24,3 +24,11 @@ func SetAuditTimeout(d time.Duration) func() {
 	auditTimeout = d
 	return func() { auditTimeout = old }
 }
+
+// Writing tells whether a writer goroutine runs (it says it stops under
+// the lock, just before it returns).
+func (p *Publisher) Writing() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.writing
+}

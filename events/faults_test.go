@@ -194,3 +194,34 @@ func goroutinesIn(fn string) []string {
 	}
 	return out
 }
+
+// TestCloseStopsTheWriterOfALaterPublish: after Close, an event published
+// gets a writer of its own; a later Close must stop that writer at its
+// deadline too, giving up (and counting) what is left, and return within
+// about its timeout. Only the writer WithAudit started was stopped at
+// Close's deadline: the later one ran on, with the server away, until its
+// own auditTimeout, while Close returned a second past its timeout and
+// left it running, its events not yet counted lost.
+func TestCloseStopsTheWriterOfALaterPublish(t *testing.T) {
+	env, _, pub, logs := auditSetupLogged(t)
+	ctx := context.Background()
+	if err := pub.Close(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	env.Server.Stop()
+	for i := range 10 {
+		pub.Publish(ctx, api.Event{Type: api.EventUserCreated, Account: acct, UserName: fmt.Sprint(i)})
+	}
+	start := time.Now()
+	err := pub.Close(500 * time.Millisecond)
+	took := time.Since(start)
+	writing := pub.Writing()
+	// The writer logs what it gave up just after it says it stopped.
+	for deadline := time.Now().Add(time.Second); logs.lost() < 10 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if took > 900*time.Millisecond || writing || pub.Lost() != 10 || logs.lost() != 10 {
+		t.Fatalf("Close(500ms) took %v (%v); after it a writer runs: %v; %d of 10 events counted lost, %d logged lost",
+			took.Round(time.Millisecond), err, writing, pub.Lost(), logs.lost())
+	}
+}
