@@ -28,6 +28,10 @@ import (
 // StreamName is the audit stream in the service's own account.
 const StreamName = api.AuditStream
 
+// ErrReconnectBuffer: the audit stream's connection has a reconnect
+// buffer (see WithAudit).
+var ErrReconnectBuffer = errors.New("events: the audit stream's connection must have no reconnect buffer (nats.ReconnectBufSize(-1)): writes it kept while disconnected would be stored out of order")
+
 // AuditMaxBytes bounds the audit stream: a quarter of the 4 GiB of disk
 // `provisioner init` gives the service account (about 2.7 million events).
 const AuditMaxBytes = 1 << 30
@@ -123,7 +127,16 @@ func AuditSubject(prefix, account, typ string) string {
 
 // WithAudit makes the publisher also store every event in the audit stream
 // of the service's own account, creating the stream when it is missing.
+//
+// svc must have no reconnect buffer (nats.ReconnectBufSize(-1)), else
+// WithAudit fails with ErrReconnectBuffer: nats.go keeps what is
+// published while disconnected and sends it first on reconnect, so the
+// writes of a window cut off mid-way would be stored before the writer's
+// own retries of the events before them, out of order.
 func (p *Publisher) WithAudit(ctx context.Context, svc *nats.Conn, replicas int) error {
+	if svc.Opts.ReconnectBufSize >= 0 {
+		return ErrReconnectBuffer
+	}
 	js, err := jetstream.New(svc,
 		jetstream.WithPublishAsyncTimeout(auditTimeout),
 	)

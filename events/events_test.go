@@ -26,7 +26,7 @@ func TestAuditWritesSurviveAnOutage(t *testing.T) {
 	svc := env.ServiceUser(t)
 	ctx := context.Background()
 	pub := events.New(sys, "prov", slog.New(slog.DiscardHandler))
-	if err := pub.WithAudit(ctx, svc, 1); err != nil {
+	if err := pub.WithAudit(ctx, auditConn(t, env), 1); err != nil {
 		t.Fatal(err)
 	}
 	const acct = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567ABCDEFGHIJKLMNOPQRSTUVWX"
@@ -97,7 +97,7 @@ func TestAuditWritesGoInBatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub := events.New(sys, "prov", slog.New(slog.DiscardHandler))
-	if err := pub.WithAudit(ctx, svc, 1); err != nil {
+	if err := pub.WithAudit(ctx, auditConn(t, env), 1); err != nil {
 		t.Fatal(err)
 	}
 	stream, err := js.Stream(ctx, events.StreamName)

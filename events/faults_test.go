@@ -28,7 +28,7 @@ func auditSetup(t *testing.T) (*provtest.Env, *nats.Conn, *events.Publisher) {
 	t.Helper()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	sys := env.Connect(t, env.Init.ProvisionerCreds)
-	svc := env.ServiceUser(t)
+	svc := auditConn(t, env)
 	pub := events.New(sys, "prov", slog.New(slog.DiscardHandler))
 	if err := pub.WithAudit(context.Background(), svc, 1); err != nil {
 		t.Fatal(err)

@@ -2,10 +2,13 @@ package events_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -57,7 +60,7 @@ func auditSetupLogged(t *testing.T) (*provtest.Env, *nats.Conn, *events.Publishe
 	t.Helper()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	sys := env.Connect(t, env.Init.ProvisionerCreds)
-	svc := env.ServiceUser(t)
+	svc := auditConn(t, env)
 	logs := &lossLog{}
 	pub := events.New(sys, "prov", slog.New(logs))
 	if err := pub.WithAudit(context.Background(), svc, 1); err != nil {
@@ -260,5 +263,88 @@ func TestARefusedEventIsGivenUp(t *testing.T) {
 	}
 	if _, got := stored(t, svc); fmt.Sprint(got) != "[stored]" || pub.Lost() != 1 || logs.lost() != 1 {
 		t.Fatalf("stored %v, %d lost, %d logged lost; want [stored], 1, 1", got, pub.Lost(), logs.lost())
+	}
+}
+
+// auditConn connects as the service user without a reconnect buffer, as
+// the audit stream's connection must be (WithAudit).
+func auditConn(t *testing.T, env *provtest.Env) *nats.Conn {
+	t.Helper()
+	return env.Connect(t, env.Init.ServiceCreds, nats.ReconnectBufSize(-1))
+}
+
+// cutConn is a client's socket that dies, once armed, at the first large
+// write (a window of audit writes being flushed): what follows is dropped
+// as a dead peer's socket would, mid-window.
+type cutConn struct {
+	net.Conn
+	armed *atomic.Bool
+	dead  atomic.Bool
+}
+
+func (c *cutConn) Write(b []byte) (int, error) {
+	if c.dead.Load() {
+		// Slow, so that the read loop, which met the cut, takes the
+		// connection's lock before the writer is through its window.
+		time.Sleep(3 * time.Millisecond)
+		return len(b), nil
+	}
+	n, err := c.Conn.Write(b)
+	if len(b) >= 32*1024 && c.armed.CompareAndSwap(true, false) {
+		c.dead.Store(true)
+		c.Conn.Close()
+	}
+	return n, err
+}
+
+// cutDialer dials cutConns.
+type cutDialer struct{ armed atomic.Bool }
+
+func (d *cutDialer) Dial(network, address string) (net.Conn, error) {
+	c, err := net.Dial(network, address)
+	if err != nil {
+		return nil, err
+	}
+	return &cutConn{Conn: c, armed: &d.armed}, nil
+}
+
+// TestAuditOrderKeptAcrossACutWindow: the connection dies while the
+// writer sends a window of events. On a connection with a reconnect
+// buffer, nats.go kept the window's later writes and sent them first on
+// reconnect, before the writer's retries of the earlier ones, which
+// failed with the cut: stored out of order (5 runs in 6). WithAudit now
+// refuses such a connection, and on one without a buffer the order holds.
+func TestAuditOrderKeptAcrossACutWindow(t *testing.T) {
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	sys := env.Connect(t, env.Init.ProvisionerCreds)
+	pub := events.New(sys, "prov", slog.New(slog.DiscardHandler))
+	if err := pub.WithAudit(context.Background(), env.ServiceUser(t), 1); !errors.Is(err, events.ErrReconnectBuffer) {
+		t.Fatalf("WithAudit on a connection with a reconnect buffer: %v, want ErrReconnectBuffer", err)
+	}
+	d := &cutDialer{}
+	svc := env.Connect(t, env.Init.ServiceCreds, nats.SetCustomDialer(d), nats.ReconnectBufSize(-1))
+	if err := pub.WithAudit(context.Background(), svc, 1); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	env.Server.Stop()
+	for i := range 500 {
+		pub.Publish(ctx, api.Event{Type: api.EventUserCreated, Account: acct, UserName: fmt.Sprint(i)})
+	}
+	d.armed.Store(true)
+	restart(t, env)
+	if err := pub.Flush(20 * time.Second); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	seen, got := stored(t, svc)
+	for i := range 500 {
+		if c := seen[fmt.Sprint(i)]; c != 1 {
+			t.Errorf("event %d stored %d times", i, c)
+		}
+	}
+	for i, name := range got {
+		if name != fmt.Sprint(i) {
+			t.Fatalf("event %d of the audit is %s: not in publish order", i, name)
+		}
 	}
 }

@@ -188,8 +188,17 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 		// is still electing its meta leader, or with another instance
 		// creating the same stream, the first attempts can time out.
 		replicas := s.Store.(*kvstore.Store).Replicas()
+		// The audit writer has a connection of its own, without a
+		// reconnect buffer (events.WithAudit): what nats.go keeps while
+		// disconnected it sends first on reconnect, before the writer's
+		// retries of the events cut off before it, out of order. The
+		// store's connection keeps its buffer.
+		auditConn, err := s.connect(ctx, cfg, "provisioner-audit", cfg.ServiceCreds, bootstrap.ServiceInboxPrefix, nats.ReconnectBufSize(-1))
+		if err != nil {
+			return nil, err
+		}
 		if err := waitJetStream(ctx, svcConn, "audit stream", log, func() error {
-			err := pub.WithAudit(ctx, s.SvcNC, replicas)
+			err := pub.WithAudit(ctx, auditConn.nc, replicas)
 			if kvstore.Transient(err) {
 				return fmt.Errorf("%w: %w", provision.ErrUnavailable, err)
 			}
