@@ -130,26 +130,8 @@ func (f *fullOnRemove) RemoveAccount(ctx context.Context, pub string, rev uint64
 // reconciler must take it back, not push it live to the servers while
 // the create's caller was told it failed.
 func TestAbandonRemoveFailsOnFileStore(t *testing.T) {
-	env := provtest.Deployment(t, bootstrap.Options{})
-	d := newDomain(t, env, nil)
-	defer d.stop()
-	fr := &fullOnRemove{Store: d.store}
-	fr.armed.Store(true)
-	g := &notSentAfterHold{Resolver: d.rc, reached: make(chan string, 1), released: make(chan struct{})}
-	close(g.released)
-	svc, err := provision.New(provision.Config{Operator: d.op, Store: fr, Resolver: g, Protected: []string{env.Init.ServiceAccount}, Logger: provtest.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Close()
+	d, svc, pub := failedFileCreate(t)
 	ctx := context.Background()
-	if _, err := svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"}); err == nil {
-		t.Fatal("the create should have failed")
-	}
-	pub := mustClaims(t, <-g.reached).Subject
-	if fr.armed.Load() {
-		t.Fatal("the failed create was not removed")
-	}
 	if _, err := svc.Reconcile(ctx, api.ReconcileRequest{}); err != nil {
 		t.Fatal(err)
 	}
@@ -278,26 +260,8 @@ func noLiveCopy(t *testing.T, copies []string, what string) {
 // forget the keys of an account the servers hold live: that left it live
 // on them for good, an orphan no pass ever disables.
 func TestAbandonedCreatePushedByALaterChangeIsNotForgotten(t *testing.T) {
-	env := provtest.Deployment(t, bootstrap.Options{})
-	d := newDomain(t, env, nil)
-	defer d.stop()
-	fr := &fullOnRemove{Store: d.store}
-	fr.armed.Store(true)
-	g := &notSentAfterHold{Resolver: d.rc, reached: make(chan string, 1), released: make(chan struct{})}
-	close(g.released)
-	svc, err := provision.New(provision.Config{Operator: d.op, Store: fr, Resolver: g, Protected: []string{env.Init.ServiceAccount}, Logger: provtest.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Close()
+	d, svc, pub := failedFileCreate(t)
 	ctx := context.Background()
-	if _, err := svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"}); err == nil {
-		t.Fatal("the create should have failed")
-	}
-	pub := mustClaims(t, <-g.reached).Subject
-	if fr.armed.Load() {
-		t.Fatal("the failed create was not removed")
-	}
 	if _, err := svc.UpdateAccount(ctx, api.UpdateAccountRequest{Account: pub, Description: ptr("later")}); err != nil {
 		t.Fatal(err)
 	}
@@ -523,4 +487,33 @@ func TestAbandonedDuringAPassIsNotPushedByIt(t *testing.T) {
 	if _, err := d.store.Account(ctx, pub); errors.Is(err, provision.ErrNotFound) && live() {
 		t.Errorf("the store forgot the failed create's keys while a server holds it live")
 	}
+}
+
+// failedFileCreate starts a domain on a file store deployment whose first
+// removal fails as a full disk does, and makes a create there whose push
+// is never sent: the create fails, and its removal too, so the failed
+// create stays in the store. It returns the deployment's domain, the
+// service over the faulty store, and the account.
+func failedFileCreate(t *testing.T) (*domain, *provision.Service, string) {
+	t.Helper()
+	env := provtest.Deployment(t, bootstrap.Options{})
+	d := newDomain(t, env, nil)
+	t.Cleanup(d.stop)
+	fr := &fullOnRemove{Store: d.store}
+	fr.armed.Store(true)
+	g := &notSentAfterHold{Resolver: d.rc, reached: make(chan string, 1), released: make(chan struct{})}
+	close(g.released)
+	svc, err := provision.New(provision.Config{Operator: d.op, Store: fr, Resolver: g, Protected: []string{env.Init.ServiceAccount}, Logger: provtest.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(svc.Close)
+	if _, err := svc.CreateAccount(context.Background(), api.CreateAccountRequest{Name: "acme"}); err == nil {
+		t.Fatal("the create should have failed")
+	}
+	pub := mustClaims(t, <-g.reached).Subject
+	if fr.armed.Load() {
+		t.Fatal("the failed create was not removed")
+	}
+	return d, svc, pub
 }

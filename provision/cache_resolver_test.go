@@ -25,30 +25,7 @@ var resolverBlock = regexp.MustCompile(`(?s)\nresolver: \{.*?\n\}`)
 // disabled for ever, waiting for node-b to confirm the disabled version,
 // and every reconcile pass pushed every account again.
 func TestCacheResolverServer(t *testing.T) {
-	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodes := startNodes(t, res, 2)
-	b := nodes[1]
-	b.srv.Stop()
-	raw, err := os.ReadFile(b.conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf := resolverBlock.ReplaceAllLiteralString(string(raw), "\nresolver: { type: cache, dir: \""+t.TempDir()+"\", ttl: \"1h\", limit: 100 }")
-	if conf == string(raw) {
-		t.Fatal("no resolver block in node-b's configuration")
-	}
-	if err := os.WriteFile(b.conf, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b.start()
-	for deadline := time.Now().Add(10 * time.Second); b.srv.NumRoutes() < 1; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("node-b with a cache resolver did not route to node-a")
-		}
-	}
+	res, nodes := cacheResolverNodes(t)
 	d := newClusterDomain(t, res, nodes, time.Hour, nil)
 	ctx := context.Background()
 
@@ -88,30 +65,8 @@ func TestCacheResolverServer(t *testing.T) {
 // node-b were still a full resolver that has not confirmed them (the
 // servers it listed when it started).
 func TestCacheResolverLearnedDuringAPass(t *testing.T) {
-	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodes := startNodes(t, res, 2)
+	res, nodes := cacheResolverNodes(t)
 	b := nodes[1]
-	b.srv.Stop()
-	raw, err := os.ReadFile(b.conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf := resolverBlock.ReplaceAllLiteralString(string(raw), "\nresolver: { type: cache, dir: \""+t.TempDir()+"\", ttl: \"1h\", limit: 100 }")
-	if err := os.WriteFile(b.conf, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b.start()
-	waitRoutes := func() {
-		for deadline := time.Now().Add(10 * time.Second); b.srv.NumRoutes() < 1; time.Sleep(20 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatal("node-b with a cache resolver did not route to node-a")
-			}
-		}
-	}
-	waitRoutes()
 	d := newClusterDomain(t, res, nodes, time.Hour, nil)
 	ctx := context.Background()
 	const accounts = 24
@@ -127,7 +82,7 @@ func TestCacheResolverLearnedDuringAPass(t *testing.T) {
 	oldID := serverID(d.rc, "node-b")
 	b.srv.Stop()
 	b.start()
-	waitRoutes()
+	waitRoutes(t, b)
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if id := serverID(d.rc, "node-b"); id != "" && id != oldID && up(d.rc) == 2 {
 			break
@@ -163,27 +118,8 @@ func serverID(rc *resolver.Client, name string) string {
 // the delete must finish, not stay disabled, its DELETE sent again by
 // every pass, until the client forgets node-b (server_forget_after).
 func TestDeleteDoesNotWaitForADownCacheResolver(t *testing.T) {
-	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodes := startNodes(t, res, 2)
+	res, nodes := cacheResolverNodes(t)
 	b := nodes[1]
-	b.srv.Stop()
-	raw, err := os.ReadFile(b.conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf := resolverBlock.ReplaceAllLiteralString(string(raw), "\nresolver: { type: cache, dir: \""+t.TempDir()+"\", ttl: \"1h\", limit: 100 }")
-	if err := os.WriteFile(b.conf, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b.start()
-	for deadline := time.Now().Add(10 * time.Second); b.srv.NumRoutes() < 1; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("node-b with a cache resolver did not route to node-a")
-		}
-	}
 	d := newClusterDomain(t, res, nodes, time.Hour, nil)
 	ctx := context.Background()
 	acc, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
@@ -199,5 +135,42 @@ func TestDeleteDoesNotWaitForADownCacheResolver(t *testing.T) {
 	}
 	if rep.Phase != string(provision.PhaseDeleted) || len(rep.Waiting) != 0 {
 		t.Errorf("delete with the cache resolver down: phase %s waiting %v, want deleted", rep.Phase, rep.Waiting)
+	}
+}
+
+// cacheResolverNodes starts a deployment of two routed servers, node-a
+// with a full resolver and node-b with a cache resolver.
+func cacheResolverNodes(t *testing.T) (*bootstrap.Result, []*clusterNode) {
+	t.Helper()
+	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := startNodes(t, res, 2)
+	b := nodes[1]
+	b.srv.Stop()
+	raw, err := os.ReadFile(b.conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := resolverBlock.ReplaceAllLiteralString(string(raw), "\nresolver: { type: cache, dir: \""+t.TempDir()+"\", ttl: \"1h\", limit: 100 }")
+	if conf == string(raw) {
+		t.Fatal("no resolver block in node-b's configuration")
+	}
+	if err := os.WriteFile(b.conf, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b.start()
+	waitRoutes(t, b)
+	return res, nodes
+}
+
+// waitRoutes waits until node b routes to the other node.
+func waitRoutes(t *testing.T, b *clusterNode) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); b.srv.NumRoutes() < 1; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not route to the other node", b.name)
+		}
 	}
 }
