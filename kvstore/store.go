@@ -79,6 +79,9 @@ var (
 	// ErrClosed: the store is closed. It matches provision.ErrUnavailable
 	// too.
 	ErrClosed = errors.New("kvstore: store is closed")
+	// ErrUnconfirmed: Close gave up user records not confirmed within
+	// CloseTimeout (each logged, by key, at ERROR).
+	ErrUnconfirmed = errors.New("user records not confirmed")
 )
 
 // Key prefixes in the bucket.
@@ -642,7 +645,7 @@ func (s *Store) Close() error {
 		for _, k := range unconfirmed {
 			s.log.Error("kvstore: user record not confirmed before close; it may be missing from user.list", "key", k)
 		}
-		return fmt.Errorf("kvstore: close: %d user records not confirmed within %s", len(unconfirmed), s.opts.CloseTimeout)
+		return fmt.Errorf("kvstore: close: %d %w within %s", len(unconfirmed), ErrUnconfirmed, s.opts.CloseTimeout)
 	}
 	return nil
 }
