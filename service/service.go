@@ -143,7 +143,6 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 		return nil, fmt.Errorf("nats_creds %s: %w", cfg.NATSCreds, err)
 	}
 	var leader provision.Leader
-	var svcConn *conn // the JetStream store's connection
 	switch cfg.StoreKind() {
 	case config.StoreFile:
 		fs, err := filestore.Open(cfg.StoreDir, filestore.Options{Seal: sealKey, Logger: log})
@@ -156,7 +155,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 		if err != nil {
 			return nil, err
 		}
-		s.SvcNC, svcConn = svc.nc, svc
+		s.SvcNC = svc.nc
 		kv, err := openKV(ctx, svc, kvstore.Options{
 			Bucket:   cfg.KVBucket,
 			Replicas: cfg.KVReplicas,
@@ -197,7 +196,11 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 		if err != nil {
 			return nil, err
 		}
-		if err := waitJetStream(ctx, svcConn, "audit stream", log, func() error {
+		// The refusal of creds that may not use the audit stream (an
+		// older init's) is reported on the connection that asked: the
+		// audit's, not the store's, else it was taken for JetStream not
+		// being up yet, and retried forever.
+		if err := waitJetStream(ctx, auditConn, "audit stream", log, func() error {
 			err := pub.WithAudit(ctx, auditConn.nc, replicas)
 			if kvstore.Transient(err) {
 				return fmt.Errorf("%w: %w", provision.ErrUnavailable, err)

@@ -1,0 +1,106 @@
+package service_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nkeys"
+
+	"github.com/natsprov/provisioner/api"
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/provtest"
+	"github.com/natsprov/provisioner/service"
+)
+
+// TestStartRefusesServiceCredsWithoutTheAuditStream: service creds that
+// may use the KV bucket but not the audit stream (those of an `init` from
+// before the audit stream) stop the start, naming what the server refused.
+// The audit stream is created on a connection of its own, and the denial
+// was looked for on the store's connection, which had none: the start
+// took the refusal for JetStream not being up yet and retried forever.
+func TestStartRefusesServiceCredsWithoutTheAuditStream(t *testing.T) {
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	perms := bootstrap.ServicePermissions(env.Config.KVBucket, env.Config.SubjectPrefix)
+	var allow jwt.StringList
+	for _, s := range perms.Pub.Allow {
+		if !strings.Contains(s, api.AuditStream) && !strings.Contains(s, ".audit.") {
+			allow = append(allow, s)
+		}
+	}
+	perms.Pub.Allow = allow
+	env.Config.ServiceCreds = serviceCreds(t, env, perms)
+
+	// No deadline, as serve's: each JetStream call waits its default
+	// timeout (5 s).
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type result struct {
+		svc *service.Service
+		err error
+	}
+	done := make(chan result, 1)
+	start := time.Now()
+	go func() {
+		svc, err := service.Start(ctx, env.Config, slog.New(slog.DiscardHandler))
+		done <- result{svc, err}
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(15 * time.Second):
+		cancel()
+		r = <-done
+		t.Fatalf("the start still waited after 15s (%v), want it refused, naming the refused audit stream subject", r.err)
+	}
+	if r.err == nil {
+		r.svc.Stop()
+		t.Fatal("started with service creds that may not create the audit stream")
+	}
+	if !strings.Contains(r.err.Error(), "Permissions Violation") || !strings.Contains(r.err.Error(), api.AuditStream) {
+		t.Fatalf("after %s: %v; want the refused audit stream subject named", time.Since(start).Round(time.Millisecond), r.err)
+	}
+}
+
+// serviceCreds writes creds of a user of the service's account with perms,
+// signed by the account's signing key from the offline directory.
+func serviceCreds(t *testing.T, env *provtest.Env, perms jwt.Permissions) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(env.Dir, bootstrap.ServiceAccountSigningFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := nkeys.FromSeed(bytes.TrimSpace(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ukp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	upub, _ := ukp.PublicKey()
+	uc := jwt.NewUserClaims(upub)
+	uc.Name = "service"
+	uc.IssuerAccount = env.Init.ServiceAccount
+	uc.Permissions = perms
+	token, err := uc.Encode(signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := ukp.Seed()
+	creds, err := jwt.FormatUserConfig(token, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "service.creds")
+	if err := os.WriteFile(path, creds, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
