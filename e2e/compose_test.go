@@ -62,6 +62,9 @@ type composeService struct {
 	Ports     []string `yaml:"ports"`
 	DependsOn []string `yaml:"depends_on"`
 	Restart   string   `yaml:"restart"`
+	// StopGracePeriod is how long Docker waits after SIGTERM before it
+	// kills the container.
+	StopGracePeriod string `yaml:"stop_grace_period"`
 
 	mounts []mount
 }
@@ -329,6 +332,16 @@ func TestComposeMatchesInit(t *testing.T) {
 	c, text := loadCompose(t)
 	w := newWorld(t)
 	natsSvcs, provs := c.split(t)
+
+	// A provisioner's stop during an outage waits for the audit queue
+	// (5 s), unconfirmed user records (up to 10 s) and the lease release
+	// (5 s) before it exits 0: Docker's default 10 s would kill it first.
+	for _, name := range provs {
+		grace, err := time.ParseDuration(c.Services[name].StopGracePeriod)
+		if err != nil || grace < 20*time.Second {
+			t.Errorf("docker-compose.yml: service %s has stop_grace_period %q (%v); want at least 20s, the stop's longest wait", name, c.Services[name].StopGracePeriod, err)
+		}
+	}
 
 	// Every bind mount is the init output, or a file of it, read-only,
 	// where the container configs expect it; the nats nodes get no key,
