@@ -145,10 +145,20 @@ func (s *Service) abandon(rec Account, claims *jwt.AccountClaims, stored bool) {
 // retakeAbandoned takes back again each failed create whose take-back
 // failed, unless it is gone or deleted meanwhile.
 func (s *Service) retakeAbandoned(ctx context.Context) {
-	s.abandoned.Range(func(k, v any) bool {
-		pub, stored := k.(string), v.(bool)
+	s.abandoned.Range(func(k, _ any) bool {
+		pub := k.(string)
 		unlock := s.locks.lock("account:" + pub)
 		defer unlock()
+		// Whether a server may hold it is read under the lock: a change
+		// that held the lock meanwhile may have pushed it
+		// (mayHoldAbandoned). Read before the wait, a take-back took an
+		// account a server holds live for one no server holds, and on
+		// the file store forgot its keys: an orphan left live for good.
+		v, ok := s.abandoned.Load(pub)
+		if !ok {
+			return true
+		}
+		stored := v.(bool)
 		cur, err := s.account(ctx, pub, true)
 		switch {
 		case errors.Is(err, ErrNotFound) || err == nil && !cur.Live():
