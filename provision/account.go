@@ -194,6 +194,24 @@ func (s *Service) isAbandoned(pub string) bool {
 	return ok
 }
 
+// errAbandoned refuses a new version of a failed create not taken back
+// yet: see resign.
+var errAbandoned = errors.New("a failed create not taken back yet")
+
+// resign is the change that signs an account anew, unchanged otherwise
+// (the change path prunes it and signs with the operator signing key in
+// use): what an operator rotation and a reconcile pass submit. It refuses,
+// under the account's lock, a failed create not taken back yet: pushed, it
+// would be live, and the rotation (or a pass that waited for the lock of a
+// create whose take-back then failed) pushed it live although its caller
+// was told it failed; the next pass takes it back instead.
+func (s *Service) resign(a *Account, _ *jwt.AccountClaims) error {
+	if a.Live() && s.isAbandoned(a.PublicKey) {
+		return errAbandoned
+	}
+	return nil
+}
+
 // takeBack is abandon's work; it reports whether the account was taken
 // back (forgotten, or a tombstone in the store).
 func (s *Service) takeBack(rec Account, claims *jwt.AccountClaims, stored bool) bool {

@@ -2,6 +2,7 @@ package provision
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -152,7 +153,9 @@ func (s *Service) resignStored(ctx context.Context, a Account) error {
 		if c.Issuer == s.operator().SignerKey {
 			return nil // already (a rotation run again)
 		}
-		_, err = s.submit(a.PublicKey, func(*Account, *jwt.AccountClaims) error { return nil })
+		if _, err = s.submit(a.PublicKey, s.resign); errors.Is(err, errAbandoned) {
+			return nil // the next pass takes it back, signed with the key in use
+		}
 		return err
 	}
 	defer s.locks.lock("account:" + a.PublicKey)()

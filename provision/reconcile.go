@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/jwt/v2"
 	"golang.org/x/time/rate"
 
 	"github.com/natsprov/provisioner/api"
@@ -395,7 +394,9 @@ func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, 
 			// A new version: the change path prunes, and signs with the
 			// operator signing key in use (after a rotation, an instance
 			// that had not switched yet may have signed with the old one).
-			if _, err := s.submit(a.PublicKey, func(*Account, *jwt.AccountClaims) error { return nil }); err != nil {
+			if _, err := s.submit(a.PublicKey, s.resign); errors.Is(err, errAbandoned) {
+				return out
+			} else if err != nil {
 				out.err = err
 				return out
 			}

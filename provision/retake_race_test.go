@@ -3,11 +3,14 @@ package provision_test
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
@@ -105,4 +108,98 @@ func TestRetakeReadsWhetherHeldUnderTheLock(t *testing.T) {
 	if _, err := d.store.Account(ctx, pub); errors.Is(err, provision.ErrNotFound) && live() {
 		t.Errorf("the store forgot the account's keys while a server holds it live")
 	}
+}
+
+// nextSigningKey adds a new signing key to env's operator JWT, restarts
+// the nats-server with it, and returns the key's seed file.
+func nextSigningKey(t *testing.T, env *provtest.Env) string {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(env.Dir, bootstrap.OperatorIdentityKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := jwt.ParseDecoratedNKey(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opPath := filepath.Join(env.Dir, bootstrap.OperatorJWTFile)
+	raw, err = os.ReadFile(opPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := jwt.ParseDecoratedJWT(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oc, err := jwt.DecodeOperatorClaims(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := nkeys.CreateOperator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	seed, _ := kp.Seed()
+	keyPath := filepath.Join(env.Dir, "operator-signing-next.nk")
+	if err := os.WriteFile(keyPath, append(seed, '\n'), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	oc.SigningKeys.Add(pub)
+	signed, err := oc.Encode(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(opPath, []byte(signed+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env.Restart(t)
+	return keyPath
+}
+
+// TestRotationDoesNotPushAFailedCreate: with the file store, a create
+// whose push was not sent and whose removal failed stays in the store,
+// remembered for the next pass to take back. An operator signing-key
+// rotation re-signs every account: it must not push that failed create
+// live to the servers, which no pass does either, while its caller was
+// told it failed.
+func TestRotationDoesNotPushAFailedCreate(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	keyPath := nextSigningKey(t, env)
+	d := newDomain(t, env, nil)
+	defer d.stop()
+	waitUp(t, d)
+	fr := &fullOnRemove{Store: d.store}
+	fr.armed.Store(true)
+	g := &notSentAfterHold{Resolver: d.rc, reached: make(chan string, 1), released: make(chan struct{})}
+	close(g.released)
+	next := func() (*provision.Operator, error) {
+		return provision.LoadOperator(filepath.Join(env.Dir, bootstrap.OperatorJWTFile), keyPath)
+	}
+	svc, err := provision.New(provision.Config{Operator: d.op, NextOperator: next, Store: fr, Resolver: g, Protected: []string{env.Init.ServiceAccount}, Logger: provtest.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	ctx := context.Background()
+	if _, err := svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"}); err == nil {
+		t.Fatal("the create should have failed")
+	}
+	pub := mustClaims(t, <-g.reached).Subject
+	if fr.armed.Load() {
+		t.Fatal("the failed create was not removed")
+	}
+	rep, err := svc.RotateOperator(ctx, api.RotateOperatorRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("rotation: %d accounts, %d re-signed, failed %v", rep.Accounts, rep.Resigned, rep.Failed)
+	noLiveCopy(t, d.lookupAll(t, pub), "the rotation pushed the failed create live")
+	if _, err := svc.Reconcile(ctx, api.ReconcileRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if cur, err := d.store.Account(ctx, pub); err == nil && cur.Live() {
+		t.Errorf("the store holds the failed create live after a pass")
+	}
+	noLiveCopy(t, d.lookupAll(t, pub), "the failed create is live on a server after a pass")
 }
