@@ -265,17 +265,7 @@ func TestAbandonedCreatePushedByALaterChangeIsNotForgotten(t *testing.T) {
 	if _, err := svc.UpdateAccount(ctx, api.UpdateAccountRequest{Account: pub, Description: ptr("later")}); err != nil {
 		t.Fatal(err)
 	}
-	live := func() bool {
-		for _, cp := range d.lookupAll(t, pub) {
-			if cp == "" {
-				continue
-			}
-			if _, off := mustClaims(t, cp).Revocations[jwt.All]; !off {
-				return true
-			}
-		}
-		return false
-	}
+	live := func() bool { return heldLive(t, d.lookupAll(t, pub)) }
 	if !live() {
 		t.Fatal("the update did not push the account live")
 	}
@@ -467,17 +457,7 @@ func TestAbandonedDuringAPassIsNotPushedByIt(t *testing.T) {
 	if err := <-passed; err != nil {
 		t.Fatal(err)
 	}
-	live := func() bool {
-		for _, cp := range d.lookupAll(t, pub) {
-			if cp == "" {
-				continue
-			}
-			if _, off := mustClaims(t, cp).Revocations[jwt.All]; !off {
-				return true
-			}
-		}
-		return false
-	}
+	live := func() bool { return heldLive(t, d.lookupAll(t, pub)) }
 	if live() {
 		t.Errorf("the pass pushed the failed create live")
 	}
@@ -516,4 +496,19 @@ func failedFileCreate(t *testing.T) (*domain, *provision.Service, string) {
 		t.Fatal("the failed create was not removed")
 	}
 	return d, svc, pub
+}
+
+// heldLive reports whether a server holds a version of the account that is
+// not disabled.
+func heldLive(t *testing.T, copies []string) bool {
+	t.Helper()
+	for _, cp := range copies {
+		if cp == "" {
+			continue
+		}
+		if _, off := mustClaims(t, cp).Revocations[jwt.All]; !off {
+			return true
+		}
+	}
+	return false
 }

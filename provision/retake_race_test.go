@@ -94,17 +94,7 @@ func TestRetakeReadsWhetherHeldUnderTheLock(t *testing.T) {
 	if err := <-passed; err != nil {
 		t.Fatal(err)
 	}
-	live := func() bool {
-		for _, cp := range d.lookupAll(t, pub) {
-			if cp == "" {
-				continue
-			}
-			if _, off := mustClaims(t, cp).Revocations[jwt.All]; !off {
-				return true
-			}
-		}
-		return false
-	}
+	live := func() bool { return heldLive(t, d.lookupAll(t, pub)) }
 	if _, err := d.store.Account(ctx, pub); errors.Is(err, provision.ErrNotFound) && live() {
 		t.Errorf("the store forgot the account's keys while a server holds it live")
 	}
