@@ -27,6 +27,9 @@ func transient(err error) bool {
 		context.DeadlineExceeded, context.Canceled,
 		nats.ErrTimeout, nats.ErrNoResponders, nats.ErrConnectionClosed, nats.ErrDisconnected,
 		nats.ErrConnectionReconnecting, nats.ErrConnectionDraining,
+		// Refused by nats.go while reconnecting, its buffer off or full:
+		// never sent, so unavailable like a write that timed out.
+		nats.ErrReconnectBufExceeded,
 		jetstream.ErrNoStreamResponse, jetstream.ErrAsyncPublishTimeout, jetstream.ErrTooManyStalledMsgs,
 		jetstream.ErrJetStreamNotEnabled, jetstream.ErrConnectionClosed, jetstream.ErrJetStreamPublisherClosed,
 	} {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natsprov/provisioner/provision"
@@ -246,5 +247,33 @@ func TestRemoveDuringOutage(t *testing.T) {
 	}
 	if _, err := kv.Get(ctx, accountKey(a.PublicKey)); !errors.Is(err, jetstream.ErrKeyNotFound) {
 		t.Fatalf("the account's record after the remove: %v", err)
+	}
+}
+
+// TestServerDownWithoutAReconnectBuffer: on a connection whose reconnect
+// buffer is off or full, a write made while the server is away is refused
+// by nats.go at once (ErrReconnectBufExceeded). It was never sent, so it
+// is as unavailable as one that timed out (503, retry), not a failure of
+// its own (500).
+func TestServerDownWithoutAReconnectBuffer(t *testing.T) {
+	d := startDeployment(t, 1)
+	key, _ := newSealKey(t)
+	s := openStore(t, d.connect(t, d.svcCreds, nats.ReconnectBufSize(-1)), Options{Seal: key, Timeout: 500 * time.Millisecond, CloseTimeout: 5 * time.Second})
+	ctx := context.Background()
+	a := newAccount(t, "steady")
+	rev, err := s.CreateAccount(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Revision = rev
+	d.nodes[0].emb.Stop()
+	if _, err := s.CreateAccount(ctx, newAccount(t, "new")); !errors.Is(err, provision.ErrUnavailable) {
+		t.Errorf("CreateAccount with the server down: %v, want ErrUnavailable", err)
+	}
+	if _, err := s.UpdateAccount(ctx, a, rev); !errors.Is(err, provision.ErrUnavailable) {
+		t.Errorf("UpdateAccount with the server down: %v, want ErrUnavailable", err)
+	}
+	if err := s.AddUser(ctx, newUser(t, a.PublicKey, "durable"), true); !errors.Is(err, provision.ErrUnavailable) {
+		t.Errorf("durable AddUser with the server down: %v, want ErrUnavailable", err)
 	}
 }
