@@ -231,7 +231,6 @@ func (s *Service) takeBack(rec Account, claims *jwt.AccountClaims, stored bool) 
 	var off *jwt.AccountClaims
 	var token string
 	var tomb Account
-	var unavailableUntil time.Time
 	for attempt := 0; ; attempt++ {
 		var err error
 		off, err = claimsCopy(claims)
@@ -247,24 +246,12 @@ func (s *Service) takeBack(rec Account, claims *jwt.AccountClaims, stored bool) 
 			return false
 		}
 		tomb = tombstone(rec, token)
-		rev, err := s.store.UpdateAccount(ctx, tomb, rec.Revision)
-		if errors.Is(err, ErrUnavailable) {
-			// The tombstone may have landed all the same (an
-			// acknowledgement lost), or not (a request that never reached
-			// the stream leader): find out, as the create did, and write
-			// it again when it did not. Taken as a plain failure, a
-			// tombstone that did not land left the failed create live in
-			// the store, where any instance's reconciler pushed it live,
-			// while its caller was told it failed.
-			if unavailableUntil.IsZero() {
-				unavailableUntil = time.Now().Add(landedWait)
-			}
-			if r, ok := s.landed(ctx, rec.PublicKey, token); ok {
-				rev, err = r, nil
-			} else if time.Now().Before(unavailableUntil) && pause(ctx, landedPoll) {
-				continue
-			}
-		}
+		// A tombstone written in doubt that did not land left the failed
+		// create live in the store, where any instance's reconciler
+		// pushed it live, while its caller was told it failed.
+		rev, err := s.writeUntilLanded(ctx, rec.PublicKey, token, func() (uint64, error) {
+			return s.store.UpdateAccount(ctx, tomb, rec.Revision)
+		})
 		if errors.Is(err, ErrStale) && attempt < maxStaleRetries {
 			// Another instance changed the account meanwhile (a change
 			// by someone who found it in the store, or its reconciler's

@@ -234,6 +234,26 @@ const landedWait = 15 * time.Second
 // with hundreds of writes a second.
 const landedPoll = 250 * time.Millisecond
 
+// writeUntilLanded writes a version of account pub whose JWT is token
+// (write), and while the store answers unavailable finds out whether the
+// write landed all the same (an acknowledgement lost) or not (a request
+// that never reached the stream leader), writing again after landedPoll
+// when it did not, for up to landedWait. It returns the revision stored
+// at, or write's last error.
+func (s *Service) writeUntilLanded(ctx context.Context, pub, token string, write func() (uint64, error)) (uint64, error) {
+	rev, err := write()
+	for until := time.Now().Add(landedWait); errors.Is(err, ErrUnavailable); {
+		if r, ok := s.landed(ctx, pub, token); ok {
+			return r, nil
+		}
+		if !time.Now().Before(until) || !pause(ctx, landedPoll) {
+			break
+		}
+		rev, err = write()
+	}
+	return rev, err
+}
+
 // pause waits for d, or until ctx ends; it reports whether ctx is still
 // alive.
 func pause(ctx context.Context, d time.Duration) bool {
@@ -414,23 +434,12 @@ func (s *Service) restore(ctx context.Context, prev, next Account, repush bool) 
 		log.Error("could not sign the previous version of an account after a failed push; the store keeps the failed change and the reconciler pushes it", "error", err)
 		return
 	}
-	rev, err := s.store.UpdateAccount(ctx, back, next.Revision)
-	for until := time.Now().Add(landedWait); errors.Is(err, ErrUnavailable); {
-		// The put-back may have landed all the same (an acknowledgement
-		// lost), or not (a request that never reached the stream leader):
-		// find out, and write it again when it did not. Taken as a plain
-		// failure, a put-back that did not land left the failed change in
-		// the store, where any instance's reconciler pushed it, while its
-		// caller was told it failed.
-		if r, ok := s.landed(ctx, prev.PublicKey, back.JWT); ok {
-			rev, err = r, nil
-			break
-		}
-		if !time.Now().Before(until) || !pause(ctx, landedPoll) {
-			break
-		}
-		rev, err = s.store.UpdateAccount(ctx, back, next.Revision)
-	}
+	// A put-back written in doubt that did not land left the failed change
+	// in the store, where any instance's reconciler pushed it, while its
+	// caller was told it failed.
+	rev, err := s.writeUntilLanded(ctx, prev.PublicKey, back.JWT, func() (uint64, error) {
+		return s.store.UpdateAccount(ctx, back, next.Revision)
+	})
 	if err != nil {
 		log.Error("could not put an account back in the store after a failed push; the reconciler pushes the store's version", "error", err)
 		if repush {
