@@ -31,15 +31,7 @@ func TestServerDown(t *testing.T) {
 	a.Revision = rev
 
 	d.nodes[0].emb.Stop()
-	if _, err := s.CreateAccount(ctx, newAccount(t, "new")); !errors.Is(err, provision.ErrUnavailable) {
-		t.Fatalf("CreateAccount with the server down: %v, want ErrUnavailable", err)
-	}
-	if _, err := s.UpdateAccount(ctx, a, rev); !errors.Is(err, provision.ErrUnavailable) {
-		t.Fatalf("UpdateAccount with the server down: %v, want ErrUnavailable", err)
-	}
-	if err := s.AddUser(ctx, newUser(t, a.PublicKey, "durable"), true); !errors.Is(err, provision.ErrUnavailable) {
-		t.Fatalf("durable AddUser with the server down: %v, want ErrUnavailable", err)
-	}
+	writesUnavailable(t, s, a)
 	if got, err := s.Account(ctx, a.PublicKey); err != nil || got.Revision != rev {
 		t.Fatalf("Account from the mirror with the server down: %v", err)
 	}
@@ -267,13 +259,21 @@ func TestServerDownWithoutAReconnectBuffer(t *testing.T) {
 	}
 	a.Revision = rev
 	d.nodes[0].emb.Stop()
+	writesUnavailable(t, s, a)
+}
+
+// writesUnavailable checks that, with the server away, a create, an update
+// of a (at a.Revision) and a durable user add fail with ErrUnavailable.
+func writesUnavailable(t *testing.T, s *Store, a provision.Account) {
+	t.Helper()
+	ctx := context.Background()
 	if _, err := s.CreateAccount(ctx, newAccount(t, "new")); !errors.Is(err, provision.ErrUnavailable) {
-		t.Errorf("CreateAccount with the server down: %v, want ErrUnavailable", err)
+		t.Fatalf("CreateAccount with the server down: %v, want ErrUnavailable", err)
 	}
-	if _, err := s.UpdateAccount(ctx, a, rev); !errors.Is(err, provision.ErrUnavailable) {
-		t.Errorf("UpdateAccount with the server down: %v, want ErrUnavailable", err)
+	if _, err := s.UpdateAccount(ctx, a, a.Revision); !errors.Is(err, provision.ErrUnavailable) {
+		t.Fatalf("UpdateAccount with the server down: %v, want ErrUnavailable", err)
 	}
 	if err := s.AddUser(ctx, newUser(t, a.PublicKey, "durable"), true); !errors.Is(err, provision.ErrUnavailable) {
-		t.Errorf("durable AddUser with the server down: %v, want ErrUnavailable", err)
+		t.Fatalf("durable AddUser with the server down: %v, want ErrUnavailable", err)
 	}
 }
