@@ -33,11 +33,7 @@ func TestAbandonedCreateChangedByPeer(t *testing.T) {
 	a, st := kvDomain(t, env, func(r provision.Resolver) provision.Resolver { g.Resolver = r; return g })
 	b, _ := kvDomain(t, env, nil)
 	ctx := context.Background()
-	created := make(chan error, 1)
-	go func() {
-		_, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
-		created <- err
-	}()
+	created := createInBackground(a, "acme")
 	token := <-g.reached // A stored the account; its push is under way
 	pub := mustClaims(t, token).Subject
 	waitAccount(t, b, pub)
@@ -430,11 +426,7 @@ func TestAbandonedDuringAPassIsNotPushedByIt(t *testing.T) {
 	}
 	defer svc.Close()
 	ctx := context.Background()
-	created := make(chan error, 1)
-	go func() {
-		_, err := svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
-		created <- err
-	}()
+	created := createInBackground(svc, "acme")
 	pub := mustClaims(t, <-g.reached).Subject // stored; its push held
 	passed := make(chan error, 1)
 	go func() {
@@ -511,4 +503,15 @@ func heldLive(t *testing.T, copies []string) bool {
 		}
 	}
 	return false
+}
+
+// createInBackground starts a create of an account named name on svc in a
+// goroutine of its own; its outcome comes on the channel returned.
+func createInBackground(svc *provision.Service, name string) <-chan error {
+	created := make(chan error, 1)
+	go func() {
+		_, err := svc.CreateAccount(context.Background(), api.CreateAccountRequest{Name: name})
+		created <- err
+	}()
+	return created
 }

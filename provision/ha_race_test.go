@@ -135,11 +135,7 @@ func TestCreatePushLandsLastOverPeerRevoke(t *testing.T) {
 	a, _ := kvDomain(t, env, func(r provision.Resolver) provision.Resolver { g.Resolver = r; return g })
 	b, _ := kvDomain(t, env, nil)
 	ctx := context.Background()
-	created := make(chan error, 1)
-	go func() {
-		_, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
-		created <- err
-	}()
+	created := createInBackground(a, "acme")
 	token := <-g.reached // A stored the account; its push is under way
 	c, _ := jwt.DecodeAccountClaims(token)
 	waitAccount(t, b, c.Subject)

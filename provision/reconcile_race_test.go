@@ -49,11 +49,7 @@ func TestAbandonedCreatePushedByPeerReconciler(t *testing.T) {
 	a, st := kvDomain(t, env, func(r provision.Resolver) provision.Resolver { g.Resolver = r; return g })
 	b, _ := kvDomain(t, env, nil)
 	ctx := context.Background()
-	created := make(chan error, 1)
-	go func() {
-		_, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
-		created <- err
-	}()
+	created := createInBackground(a, "acme")
 	token := <-g.reached // A stored the account; its push is under way
 	c, _ := jwt.DecodeAccountClaims(token)
 	pub := c.Subject
