@@ -29,12 +29,7 @@ func TestAuditWritesSurviveAnOutage(t *testing.T) {
 	if err := pub.WithAudit(ctx, auditConn(t, env), 1); err != nil {
 		t.Fatal(err)
 	}
-	const acct = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567ABCDEFGHIJKLMNOPQRSTUVWX"
-	send := func(from, to int) {
-		for i := from; i < to; i++ {
-			pub.Publish(ctx, api.Event{Type: api.EventUserCreated, Account: acct, UserName: fmt.Sprint(i)})
-		}
-	}
+	send := func(from, to int) { publishUsers(pub, from, to) }
 	send(0, 200)
 	if err := pub.Flush(10 * time.Second); err != nil {
 		t.Fatalf("Flush: %v", err)
@@ -56,15 +51,7 @@ func TestAuditWritesSurviveAnOutage(t *testing.T) {
 		t.Fatalf("Flush: %v", err)
 	}
 
-	audit, err := events.NewAudit(svc, "prov")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := userNames(t, audit, acct)
-	seen := map[string]int{}
-	for _, n := range got {
-		seen[n]++
-	}
+	seen, got := stored(t, svc)
 	for i := range 300 {
 		if c := seen[fmt.Sprint(i)]; c != 1 {
 			t.Errorf("event %d stored %d times", i, c)

@@ -150,12 +150,7 @@ func TestPublishDoesNotWaitForTheAuditStream(t *testing.T) {
 // of its own, after a sleep, while the later events went on.)
 func TestAuditOrderKeptAcrossAFailedWrite(t *testing.T) {
 	env, svc, pub, _ := auditSetupLogged(t)
-	ctx := context.Background()
-	send := func(from, to int) {
-		for i := from; i < to; i++ {
-			pub.Publish(ctx, api.Event{Type: api.EventUserCreated, Account: acct, UserName: fmt.Sprint(i)})
-		}
-	}
+	send := func(from, to int) { publishUsers(pub, from, to) }
 	send(0, 100)
 	if err := pub.Flush(10 * time.Second); err != nil {
 		t.Fatal(err)
@@ -185,12 +180,7 @@ func TestAuditOrderKeptAcrossAFailedWrite(t *testing.T) {
 func TestAnOutageLongerThanTheRetriesLosesNothing(t *testing.T) {
 	t.Cleanup(events.SetAuditTimeout(time.Second))
 	env, svc, pub, logs := auditSetupLogged(t)
-	ctx := context.Background()
-	send := func(from, to int) {
-		for i := from; i < to; i++ {
-			pub.Publish(ctx, api.Event{Type: api.EventUserCreated, Account: acct, UserName: fmt.Sprint(i)})
-		}
-	}
+	send := func(from, to int) { publishUsers(pub, from, to) }
 	send(0, 100)
 	if err := pub.Flush(10 * time.Second); err != nil {
 		t.Fatal(err)
@@ -316,11 +306,8 @@ func TestAuditOrderKeptAcrossACutWindow(t *testing.T) {
 	if err := pub.WithAudit(context.Background(), svc, 1); err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
 	env.Server.Stop()
-	for i := range 500 {
-		pub.Publish(ctx, api.Event{Type: api.EventUserCreated, Account: acct, UserName: fmt.Sprint(i)})
-	}
+	publishUsers(pub, 0, 500)
 	d.armed.Store(true)
 	restart(t, env)
 	if err := pub.Flush(20 * time.Second); err != nil {
@@ -343,5 +330,13 @@ func storedOnceInOrder(t *testing.T, svc *nats.Conn, n int) {
 		if name != fmt.Sprint(i) {
 			t.Fatalf("event %d of the audit is %s, not %d: not in publish order (from %d: %v)", i, name, i, i, got[i:min(len(got), i+10)])
 		}
+	}
+}
+
+// publishUsers publishes, for acct, the user.created events of the users
+// named from to to-1, in that order.
+func publishUsers(pub *events.Publisher, from, to int) {
+	for i := from; i < to; i++ {
+		pub.Publish(context.Background(), api.Event{Type: api.EventUserCreated, Account: acct, UserName: fmt.Sprint(i)})
 	}
 }
