@@ -297,6 +297,14 @@ func failover(t *testing.T, d *deployment) {
 	t.Logf("the stream had a new leader %v after the kill", back.Sub(kill).Round(time.Millisecond))
 	if !lastErr.IsZero() && lastErr.Sub(back) > 10*time.Second {
 		t.Errorf("errors went on %v after the stream had a new leader (%v after the kill)", lastErr.Sub(back), lastErr.Sub(kill))
+		// Which writes failed late, and how: the cause is in them.
+		log.mu.Lock()
+		for _, o := range log.ops {
+			if o.err != nil && o.at.After(back) {
+				t.Logf("late error: %s started %v after the kill, took %v: %v", o.kind, o.start.Sub(kill).Round(time.Millisecond), o.at.Sub(o.start).Round(time.Millisecond), o.err)
+			}
+		}
+		log.mu.Unlock()
 	}
 
 	// Every acknowledged write is in the bucket, as a store opened now on

@@ -146,7 +146,7 @@ func (s *Store) readPacks(ctx context.Context) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	s.mu.RLock()
-	seq := s.m.watched + 1
+	seq := max(s.m.watched, s.m.packsRead) + 1
 	s.mu.RUnlock()
 	for {
 		m, err := s.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(s.subject+packPrefix+">"))
@@ -161,8 +161,16 @@ func (s *Store) readPacks(ctx context.Context) error {
 			s.log.Error("kvstore: skipping an unreadable entry", "key", c.key, "error", c.err)
 		}
 		s.applyBrought(c, false)
+		s.packsReadTo(m.Sequence)
 		seq = m.Sequence + 1
 	}
+}
+
+// packsReadTo records that every pack entry up to rev has been applied.
+func (s *Store) packsReadTo(rev uint64) {
+	s.mu.Lock()
+	s.m.packsRead = max(s.m.packsRead, rev)
+	s.mu.Unlock()
 }
 
 // removePacks removes packs none of whose users are shown any more, each

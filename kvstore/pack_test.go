@@ -581,3 +581,44 @@ func TestReadUserRemovedAtItsKey(t *testing.T) {
 		t.Fatalf("b reads a user removed at its own key from the bucket: %+v", got)
 	}
 }
+
+// TestDurableAddsBehindAStalledWatcher: while an instance's watcher is
+// stalled (after a failover it can be for tens of seconds), its durable
+// adds read the packs the watcher has not brought, and each pack is read
+// once, not by every add. Reading every pack since the stall again on each
+// add made each add slower than the last until none finished within its
+// timeout (TestClusterFailover, in CI: durable adds failed for 20 s after
+// the kill while updates had resumed). Counted in the messages b's
+// connection sends.
+func TestDurableAddsBehindAStalledWatcher(t *testing.T) {
+	_, sa, sb, _, _ := pair(t)
+	ctx := bg(t)
+	a := newAccount(t, "packed")
+	if _, err := sa.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "b sees it", func() bool { return mirrorRevision(sb, a.PublicKey) != 0 })
+	release := stallWatcher(t, sa, sb)
+	defer release()
+	const packs = 60
+	for range packs {
+		addAsync(t, sa, newUser(t, a.PublicKey, "async")) // one pack each: each waits for its store
+	}
+	if n := len(packKeys(ctx, t, sa)); n < packs {
+		t.Fatalf("%d packs, want %d", n, packs)
+	}
+	const adds = 20
+	before := sb.nc.Stats().OutMsgs
+	for range adds {
+		if err := sb.AddUser(ctx, newUser(t, a.PublicKey, "durable"), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sent := sb.nc.Stats().OutMsgs - before
+	// Each add: its write, and a read finding no new pack. The packs are
+	// read once (and once more by the watchdog's catch-up, if it ran).
+	if limit := uint64(2*packs + 5*adds); sent > limit {
+		t.Errorf("%d durable adds behind %d packs sent %d messages, want at most %d: the packs were read again by each add", adds, packs, sent, limit)
+	}
+	t.Logf("%d durable adds behind %d unwatched packs sent %d messages", adds, packs, sent)
+}
