@@ -106,6 +106,14 @@ const (
 	DefaultMaxInflight        = 512
 	DefaultLogLevel           = "info"
 	DefaultLogFormat          = "text"
+	// MinResolverTimeout, MinRequestTimeout and MinReconcileInterval are
+	// the smallest values of their fields. Below them the service runs but
+	// does nothing useful: every push or request times out at once, or
+	// reconcile passes run back to back (LOOKUPs to every server) under a
+	// lease of three intervals that ends before it is renewed.
+	MinResolverTimeout   = 100 * time.Millisecond
+	MinRequestTimeout    = time.Second
+	MinReconcileInterval = time.Second
 	// MaxDuration bounds every duration field.
 	MaxDuration = 10 * 365 * 24 * time.Hour
 )
@@ -306,15 +314,19 @@ func (c *Config) Validate() error {
 	for _, d := range []struct {
 		name  string
 		value Duration
+		min   time.Duration
 	}{
-		{"resolver_timeout", c.ResolverTimeout},
-		{"request_timeout", c.RequestTimeout},
-		{"reconcile_interval", c.ReconcileInterval},
-		{"tombstone_retention", c.TombstoneRetention},
-		{"server_forget_after", c.ServerForgetAfter},
+		{"resolver_timeout", c.ResolverTimeout, MinResolverTimeout},
+		{"request_timeout", c.RequestTimeout, MinRequestTimeout},
+		{"reconcile_interval", c.ReconcileInterval, MinReconcileInterval},
+		{"tombstone_retention", c.TombstoneRetention, 0},
+		{"server_forget_after", c.ServerForgetAfter, 0},
 	} {
 		if d.value <= 0 {
 			return fmt.Errorf("%q must be positive", d.name)
+		}
+		if time.Duration(d.value) < d.min {
+			return fmt.Errorf("%q %s is below its minimum of %s", d.name, time.Duration(d.value), d.min)
 		}
 		// The service multiplies them (the reconciler's lease is three
 		// intervals, the default request_timeout four resolver timeouts):

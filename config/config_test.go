@@ -139,6 +139,13 @@ func TestLoadErrorsNameTheField(t *testing.T) {
 		{"negative reconcile_interval", with(map[string]any{"reconcile_interval": "-1s"}), "reconcile_interval"},
 		{"negative tombstone_retention", with(map[string]any{"tombstone_retention": "-1h"}), "tombstone_retention"},
 		{"negative server_forget_after", with(map[string]any{"server_forget_after": "-1m"}), "server_forget_after"},
+		// Positive but absurd: every push and request would time out at
+		// once, and reconcile passes would run back to back with a lease
+		// that ends before it is renewed.
+		{"resolver_timeout 1ns", with(map[string]any{"resolver_timeout": "1ns"}), "resolver_timeout"},
+		{"request_timeout 1ns", with(map[string]any{"request_timeout": "1ns"}), "request_timeout"},
+		{"reconcile_interval 1ns", with(map[string]any{"reconcile_interval": "1ns"}), "reconcile_interval"},
+		{"reconcile_interval 10ms", with(map[string]any{"reconcile_interval": "10ms"}), "reconcile_interval"},
 		{"subject_prefix with an empty token", with(map[string]any{"subject_prefix": "a..b"}), "subject_prefix"},
 		{"negative max_inflight", with(map[string]any{"max_inflight": -1}), "max_inflight"},
 		{"bad log_level", with(map[string]any{"log_level": "verbose"}), "log_level"},
