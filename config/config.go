@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nkeys"
+
 	"github.com/natsprov/provisioner/jsonstrict"
 )
 
@@ -299,6 +301,9 @@ func (c *Config) Validate() error {
 	if err := c.validateStore(); err != nil {
 		return err
 	}
+	if err := c.validateNoSeeds(); err != nil {
+		return err
+	}
 	switch {
 	case strings.ContainsAny(c.SubjectPrefix, " \t\r\n*>") || strings.HasPrefix(c.SubjectPrefix, ".") || strings.HasSuffix(c.SubjectPrefix, ".") || strings.Contains(c.SubjectPrefix, ".."):
 		return fmt.Errorf("\"subject_prefix\" %q must be subject tokens without wildcards or spaces", c.SubjectPrefix)
@@ -350,6 +355,34 @@ func (c *Config) Validate() error {
 	case "text", "json":
 	default:
 		return fmt.Errorf("\"log_format\" %q must be text or json", c.LogFormat)
+	}
+	return nil
+}
+
+// validateNoSeeds refuses a path field that holds an nkey seed itself: a
+// seed pasted where the path of its file belongs would be read as a
+// relative path, and the start would fail with "open DIR/SO...: no such
+// file or directory", the seed in the error and the log. The error names
+// the field, never the value.
+func (c *Config) validateNoSeeds() error {
+	fields := []struct{ name, value string }{
+		{"nats_creds", c.NATSCreds},
+		{"operator_jwt", c.OperatorJWT},
+		{"operator_signing_key", c.OperatorSigningKey},
+		{"operator_signing_key_next", c.OperatorSigningKeyNext},
+		{"store_dir", c.StoreDir},
+		{"service_creds", c.ServiceCreds},
+		{"seal_key", c.SealKey},
+	}
+	for _, p := range c.SealKeyPrevious {
+		fields = append(fields, struct{ name, value string }{"seal_key_previous", p})
+	}
+	for _, f := range fields {
+		// Load has joined a relative value to the config's directory.
+		base := strings.TrimSpace(filepath.Base(strings.TrimSpace(f.value)))
+		if _, _, err := nkeys.DecodeSeed([]byte(base)); err == nil {
+			return fmt.Errorf("%q holds a seed, not the path of a file: write the seed to a file only its owner may read (mode 0600) and give that file's path", f.name)
+		}
 	}
 	return nil
 }

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nkeys"
 )
 
 // validFields is a complete minimal configuration of the file store.
@@ -452,5 +454,45 @@ func TestValidKVBucket(t *testing.T) {
 		if got := ValidKVBucket(name); got != want {
 			t.Errorf("ValidKVBucket(%q) = %v, want %v", name, got, want)
 		}
+	}
+}
+
+// TestLoadRefusesASeedForItsFile: a seed pasted where the path of its file
+// belongs was taken for a relative path, and the start failed with "open
+// DIR/SO...: no such file or directory", the seed in the error and the
+// log. Load refuses it, naming the field and not the value.
+func TestLoadRefusesASeedForItsFile(t *testing.T) {
+	op, _ := nkeys.CreateOperator()
+	opSeed, _ := op.Seed()
+	curve, _ := nkeys.CreateCurveKeys()
+	curveSeed, _ := curve.Seed()
+	user, _ := nkeys.CreateUser()
+	userSeed, _ := user.Seed()
+	tests := []struct {
+		name  string
+		body  any
+		field string
+		seed  string
+	}{
+		{"operator_signing_key", with(map[string]any{"operator_signing_key": string(opSeed)}), "operator_signing_key", string(opSeed)},
+		{"operator_signing_key_next", with(map[string]any{"operator_signing_key_next": string(opSeed)}), "operator_signing_key_next", string(opSeed)},
+		{"seal_key", withKV(map[string]any{"seal_key": string(curveSeed)}), "seal_key", string(curveSeed)},
+		{"seal_key_previous", withKV(map[string]any{"seal_key_previous": []string{string(curveSeed)}}), "seal_key_previous", string(curveSeed)},
+		{"nats_creds", with(map[string]any{"nats_creds": " " + string(userSeed) + "\n"}), "nats_creds", string(userSeed)},
+		{"service_creds", withKV(map[string]any{"service_creds": string(userSeed)}), "service_creds", string(userSeed)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Load(writeConfig(t, tt.body))
+			if err == nil {
+				t.Fatalf("Load accepted a seed as the %s file: %+v", tt.field, c)
+			}
+			if strings.Contains(err.Error(), tt.seed) {
+				t.Errorf("the error shows the seed: %v", err)
+			}
+			if want := `"` + tt.field + `"`; !strings.Contains(err.Error(), want) {
+				t.Errorf("error does not name %s: %v", want, err)
+			}
+		})
 	}
 }
