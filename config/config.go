@@ -391,7 +391,7 @@ func (c *Config) validateNoSeeds() error {
 // store_dir; the KV store needs service_creds and seal_key.
 func (c *Config) validateStore() error {
 	if c.StoreDir != "" && strings.TrimSpace(c.StoreDir) == "" {
-		return errors.New("\"store_dir\" is blank: set a directory for the file store, or leave it out for the JetStream KV store")
+		return errors.New("\"store_dir\" (or --store-dir) is blank: set a directory for the file store, or leave it out for the JetStream KV store")
 	}
 	if c.StoreKind() == StoreJetStream {
 		for _, f := range []struct{ name, value string }{

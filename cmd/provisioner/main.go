@@ -126,6 +126,11 @@ func loadConfig(path, url, store string) (*config.Config, error) {
 	if store != "" {
 		cfg.StoreDir = store
 	}
+	// The overrides come after Load's Validate: check them as it checks
+	// the file, so that a blank --store-dir is not a directory of spaces.
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config %s with --nats-url/--store-dir: %w", path, err)
+	}
 	return cfg, nil
 }
 

@@ -756,3 +756,24 @@ func TestDevStoppedWhileStarting(t *testing.T) {
 		t.Fatalf("dev stopped before its service started: %v, want a clean stop\n%s", err, stderr.String())
 	}
 }
+
+// TestServeRefusesABlankStoreDirFlag: --store-dir overrides store_dir after
+// the config was validated, so a blank one ("   ", a shell variable with
+// spaces) was taken: serve waited for NATS and would then have made a
+// directory named by the spaces in the working directory. It is refused
+// like a blank store_dir in the file, naming the flag.
+func TestServeRefusesABlankStoreDirFlag(t *testing.T) {
+	dir := t.TempDir()
+	res, err := bootstrap.Init(bootstrap.Options{Dir: dir, Store: bootstrap.StoreFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(t.TempDir())
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	err = run(ctx, []string{"serve", "--config", res.Config, "--store-dir", "   "}, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "--store-dir") {
+		t.Fatalf("serve --store-dir '   ': %v, want an error naming --store-dir", err)
+	}
+}
