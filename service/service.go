@@ -403,16 +403,40 @@ func (s *Service) stop() error {
 	if s.Provision != nil {
 		s.Provision.Close()
 	}
+	// The audit queue and the store's unconfirmed user records are waited
+	// for at the same time: each has its own connection (the audit's, the
+	// store's), and one after the other, during an outage, they added up
+	// (5 s, then 10 s and the lease release) to a stop past the 30 s a
+	// container is given (docker-compose.yml's stop_grace_period).
+	var flush sync.WaitGroup
 	if s.events != nil {
-		// Audit writes still in flight go out before the store's
-		// connection closes. What is left after 5 s is lost, and logged
-		// as lost (README), but the stop is still a stop: returned, it
-		// made serve exit 1 on a SIGTERM during an outage, where the
-		// README promises exit 0.
-		if err := s.events.Close(5 * time.Second); err != nil {
-			s.log.Error("stopped with audit events not stored", "error", err)
-		}
+		flush.Go(func() {
+			// Audit writes still in flight go out before the audit's
+			// connection closes. What is left after 5 s is lost, and
+			// logged as lost (README), but the stop is still a stop:
+			// returned, it made serve exit 1 on a SIGTERM during an
+			// outage, where the README promises exit 0.
+			if err := s.events.Close(5 * time.Second); err != nil {
+				s.log.Error("stopped with audit events not stored", "error", err)
+			}
+		})
 	}
+	if s.Store != nil {
+		flush.Go(func() {
+			// User records not confirmed in time are each logged at
+			// ERROR by the store; as with the audit, that is no failed
+			// stop.
+			err := s.Store.Close()
+			if errors.Is(err, kvstore.ErrUnconfirmed) {
+				s.log.Error("stopped with user records not stored", "error", err)
+				return
+			}
+			s.mu.Lock()
+			keep(err)
+			s.mu.Unlock()
+		})
+	}
+	flush.Wait()
 	if s.Resolver != nil {
 		keep(s.Resolver.Close())
 	}
@@ -420,15 +444,6 @@ func (s *Service) stop() error {
 	for _, c := range s.conns {
 		if c.nc != s.SvcNC {
 			keep(c.close())
-		}
-	}
-	if s.Store != nil {
-		// User records not confirmed in time are each logged at ERROR by
-		// the store; as with the audit, that is no failed stop.
-		if err := s.Store.Close(); errors.Is(err, kvstore.ErrUnconfirmed) {
-			s.log.Error("stopped with user records not stored", "error", err)
-		} else {
-			keep(err)
 		}
 	}
 	for _, c := range s.conns {

@@ -79,3 +79,37 @@ func TestStopWithUnconfirmedAuditWritesExitsClean(t *testing.T) {
 		t.Errorf("the lost audit write was not logged at ERROR:\n%s", out)
 	}
 }
+
+// TestStopDuringAJetStreamOutageFitsTheGracePeriod: JetStream gone (a
+// cluster without quorum) while core NATS still carries requests, an
+// account.create in flight, a user record and an audit event waiting.
+// docker-compose gives a stop 30 s before SIGKILL. The waits ran one after
+// another: the request (its write looked for 15 s), the audit queue 5 s,
+// the user records 10 s, the lease release: over 30 s.
+func TestStopDuringAJetStreamOutageFitsTheGracePeriod(t *testing.T) {
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	svc := env.Start(t)
+	ctx := context.Background()
+	if _, err := svc.Provision.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	admin := env.Admin(t)
+	if err := env.Server.DisableJetStream(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Provision.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "u"}); err != nil {
+		t.Fatal(err)
+	}
+	replied := make(chan struct{})
+	go func() {
+		defer close(replied)
+		admin.Request("prov.account.create", []byte(`{"name":"beta"}`), time.Minute)
+	}()
+	time.Sleep(200 * time.Millisecond) // in flight
+	start := time.Now()
+	svc.Stop()
+	if took := time.Since(start); took >= 30*time.Second {
+		t.Errorf("stop took %s, over compose's stop_grace_period of 30s", took.Round(time.Second))
+	}
+	<-replied
+}
