@@ -369,11 +369,15 @@ func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, 
 			// dropped: send the DELETE again while the tombstone is
 			// kept.
 			msgs.Add(1)
-			if _, err := s.deleteFromResolver(ctx, a.PublicKey); err != nil && !deletesRefused(err) {
+			_, err = s.deleteFromResolver(ctx, a.PublicKey)
+			if err != nil && !deletesRefused(err) {
 				out.err = err
 				return out
 			}
-			out.deleted = true
+			// A DELETE the servers refused (allow_delete off) deleted
+			// nothing: counted, the pass reported deletes that never
+			// happened.
+			out.deleted = err == nil
 			return out
 		}
 		if time.Since(time.Unix(a.DeletedAt, 0)) > s.cfg.TombstoneRetention {
@@ -506,13 +510,13 @@ func (s *Service) repush(ctx context.Context, pub string, msgs *atomic.Int64) (p
 		deleted = phase == PhaseDeleted
 	case PhaseDeleted:
 		msgs.Add(1)
-		if _, err := s.deleteFromResolver(ctx, pub); err != nil {
-			var refused *RefusedError
-			if !errors.As(err, &refused) {
-				return true, false, err
-			}
+		_, err := s.deleteFromResolver(ctx, pub)
+		var refused *RefusedError
+		if err != nil && !errors.As(err, &refused) {
+			return true, false, err
 		}
-		deleted = true
+		// A refused DELETE deleted nothing.
+		deleted = err == nil
 	}
 	return true, deleted, nil
 }
