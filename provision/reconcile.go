@@ -216,6 +216,7 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 	// Every instance takes back its own failed creates whose take-back
 	// failed: no other instance knows of them.
 	s.retakeAbandoned(ctx)
+	s.deletesProbe.Store(true)
 	start := time.Now()
 	rep := &api.ReconcileReply{Started: start.UTC().Format(time.RFC3339), Orphans: []string{}}
 	finish := func() (*api.ReconcileReply, error) {
@@ -358,7 +359,7 @@ func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, 
 				out.pushed, out.deleted, out.err = s.repush(ctx, a.PublicKey, msgs)
 				return out
 			}
-			if !slices.Contains(copies, a.JWT) || s.deletesOff.Load() {
+			if !slices.Contains(copies, a.JWT) || s.deletesOff.Load() && !s.deletesProbe.CompareAndSwap(true, false) {
 				return out
 			}
 			// A server holds the disabled version although the delete

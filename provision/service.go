@@ -109,6 +109,12 @@ type Service struct {
 	// carried out: the disabled version is then the end state, and a
 	// server that holds it is left alone.
 	deletesOff atomic.Bool
+	// deletesProbe lets one DELETE a pass through while deletesOff is
+	// set, to find out whether the servers allow deletes now (allow_delete
+	// turned on and the servers restarted): with every re-sent DELETE held
+	// back, only a new delete could clear deletesOff, and without one the
+	// disabled versions stayed on the servers for good.
+	deletesProbe atomic.Bool
 	// abandoned are the failed creates whose take-back failed (abandon),
 	// by public key, with whether a server may hold them: left live in
 	// the store, the reconciler would push them live. Each pass takes
