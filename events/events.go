@@ -43,6 +43,9 @@ type Publisher struct {
 	js     jetstream.JetStream // nil: no audit stream
 	svc    *nats.Conn          // the audit stream's connection
 	log    *slog.Logger
+	// streamCfg is the audit stream's config, to make it again when an
+	// operator deleted it while the service runs.
+	streamCfg jetstream.StreamConfig
 
 	// The audit writer: events wait in queue (at most auditMaxQueue) for
 	// the writer goroutine, which sends them in atomic batches when the
@@ -143,7 +146,7 @@ func (p *Publisher) WithAudit(ctx context.Context, svc *nats.Conn, replicas int)
 	if err != nil {
 		return fmt.Errorf("events: %w", err)
 	}
-	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	streamCfg := jetstream.StreamConfig{
 		Name:        StreamName,
 		Description: "Every change the provisioner made: who, what, when, the result. Never a seed.",
 		Subjects:    []string{p.prefix + ".audit.>"},
@@ -162,11 +165,12 @@ func (p *Publisher) WithAudit(ctx context.Context, svc *nats.Conn, replicas int)
 		// and later; an older server ignores the field, and the writer
 		// then sends them one by one).
 		AllowAtomicPublish: true,
-	})
+	}
+	stream, err := js.CreateOrUpdateStream(ctx, streamCfg)
 	if err != nil {
 		return fmt.Errorf("events: audit stream %s: %w", StreamName, err)
 	}
-	p.js, p.svc = js, svc
+	p.js, p.svc, p.streamCfg = js, svc, streamCfg
 	// On one replica the server stages a batch in a file store of its
 	// own, which costs more than the syncs a batch saves (measured with
 	// sync_interval always: 200-280 µs of server CPU per user.create with
@@ -336,12 +340,33 @@ func (p *Publisher) writer(ctx context.Context) {
 			}
 		} else {
 			unconfirmed = max(unconfirmed, sent-stored)
+			if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
+				p.recreate(ctx)
+			}
 		}
 		select {
 		case <-time.After(min(time.Duration(failures)*200*time.Millisecond, auditMaxBackoff)):
 		case <-ctx.Done():
 		}
 	}
+}
+
+// recreate makes the audit stream again when it is gone (an operator
+// deleted it while the service runs): every write to it is answered "no
+// responders", as while a stream has no leader, and was tried forever,
+// the queue filling and every event after it dropped. A stream that
+// exists (without a leader, say) is left as it is.
+func (p *Publisher) recreate(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, auditTimeout)
+	defer cancel()
+	if _, err := p.js.Stream(ctx, StreamName); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return
+	}
+	if _, err := p.js.CreateStream(ctx, p.streamCfg); err != nil {
+		p.log.Error("the audit stream is gone and could not be made again", "stream", StreamName, "error", err)
+		return
+	}
+	p.log.Warn("the audit stream was gone (deleted while the service ran): made again", "stream", StreamName)
 }
 
 // refused tells whether a write failed for what it is (the stream
