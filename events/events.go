@@ -47,6 +47,12 @@ type Publisher struct {
 	// operator deleted it while the service runs.
 	streamCfg jetstream.StreamConfig
 
+	// The system-account events wait in sysQueue (at most auditMaxQueue)
+	// for a sender goroutine (while sending), which publishes them in
+	// order and stops once none wait.
+	sysQueue []*nats.Msg
+	sending  bool
+
 	// The audit writer: events wait in queue (at most auditMaxQueue) for
 	// the writer goroutine, which sends them in atomic batches when the
 	// stream allows them (allowAtomic) and enough wait, else one by one.
@@ -194,9 +200,7 @@ func (p *Publisher) Publish(ctx context.Context, e api.Event) {
 		p.log.Error("could not encode an event", "type", e.Type, "error", err)
 		return
 	}
-	if err := p.nc.Publish(p.prefix+".events."+e.Type, data); err != nil {
-		p.log.Warn("could not publish an event", "type", e.Type, "account", e.Account, "error", err)
-	}
+	p.publishSys(&nats.Msg{Subject: p.prefix + ".events." + e.Type, Data: data})
 	if p.js == nil {
 		return
 	}
@@ -242,6 +246,49 @@ func (p *Publisher) Publish(ctx context.Context, e api.Event) {
 	select {
 	case p.signal <- struct{}{}:
 	default:
+	}
+}
+
+// publishSys queues a system-account event for the sender, which it
+// starts when none runs. Publish published it itself, and with the
+// server paused (its sockets full) nats.go wrote to the socket inside
+// the publish, under the connection's lock, for up to its flusher
+// timeout (a minute): Publish, and every Publish behind it, waited that
+// long. An event that finds the queue full is dropped and logged.
+func (p *Publisher) publishSys(m *nats.Msg) {
+	p.mu.Lock()
+	if len(p.sysQueue) >= auditMaxQueue {
+		p.mu.Unlock()
+		p.log.Warn("could not publish an event: too many wait", "subject", m.Subject, "queue", auditMaxQueue)
+		return
+	}
+	p.sysQueue = append(p.sysQueue, m)
+	start := !p.sending
+	p.sending = true
+	p.mu.Unlock()
+	if start {
+		go p.sendSys()
+	}
+}
+
+// sendSys publishes the queued system-account events in order, and
+// returns once none wait.
+func (p *Publisher) sendSys() {
+	for {
+		p.mu.Lock()
+		queue := p.sysQueue
+		p.sysQueue = nil
+		if len(queue) == 0 {
+			p.sending = false
+			p.mu.Unlock()
+			return
+		}
+		p.mu.Unlock()
+		for _, m := range queue {
+			if err := p.nc.PublishMsg(m); err != nil {
+				p.log.Warn("could not publish an event", "subject", m.Subject, "error", err)
+			}
+		}
 	}
 }
 

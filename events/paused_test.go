@@ -1,0 +1,82 @@
+package events_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/natsprov/provisioner/api"
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/events"
+	"github.com/natsprov/provisioner/provtest"
+	"github.com/natsprov/provisioner/testenv"
+)
+
+// TestPublishDoesNotWaitForAPausedServer: the server is paused (SIGSTOP),
+// its sockets open. Publish must still return at once, however many
+// events are published, and Close within about its timeout.
+func TestPublishDoesNotWaitForAPausedServer(t *testing.T) {
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	env.Server.Stop()
+	cmd := exec.Command(testenv.Tool(t, "nats-server"), "-c", env.Init.ServerConf, "-p", fmt.Sprint(env.Port))
+	out, err := os.Create(filepath.Join(t.TempDir(), "nats-server.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGCONT)
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	addr := fmt.Sprintf("127.0.0.1:%d", env.Port)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nats-server not up: %v", err)
+		}
+	}
+	sys := env.Connect(t, env.Init.ProvisionerCreds)
+	svc := auditConn(t, env)
+	pub := events.New(sys, "prov", slog.New(slog.DiscardHandler))
+	if err := pub.WithAudit(context.Background(), svc, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	// Resumed before the connections close, which wait for their
+	// writes to the paused server.
+	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGCONT) })
+	name := strings.Repeat("x", 1000)
+	var slowest time.Duration
+	sent := 0
+	for start := time.Now(); sent < 50000 && time.Since(start) < 5*time.Second; sent++ {
+		s := time.Now()
+		pub.Publish(context.Background(), api.Event{Type: api.EventUserCreated, Account: acct, UserName: name + fmt.Sprint(sent)})
+		slowest = max(slowest, time.Since(s))
+	}
+	if sent < 50000 || slowest > 500*time.Millisecond {
+		t.Fatalf("with the server paused, %d Publish calls (of 50000) in 5s, the slowest %v", sent, slowest)
+	}
+	start := time.Now()
+	err = pub.Close(time.Second)
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("Close(1s) took %v (%v)", took, err)
+	}
+}
