@@ -52,6 +52,10 @@ type Publisher struct {
 	// order and stops once none wait.
 	sysQueue []*nats.Msg
 	sending  bool
+	// sysDropped counts the events dropped since the queue was last
+	// emptied: the first is logged at once, the count when it empties,
+	// so that a long pause logs two lines, not one per event.
+	sysDropped int
 
 	// The audit writer: events wait in queue (at most auditMaxQueue) for
 	// the writer goroutine, which sends them in atomic batches when the
@@ -258,8 +262,12 @@ func (p *Publisher) Publish(ctx context.Context, e api.Event) {
 func (p *Publisher) publishSys(m *nats.Msg) {
 	p.mu.Lock()
 	if len(p.sysQueue) >= auditMaxQueue {
+		p.sysDropped++
+		first := p.sysDropped == 1
 		p.mu.Unlock()
-		p.log.Warn("could not publish an event: too many wait", "subject", m.Subject, "queue", auditMaxQueue)
+		if first {
+			p.log.Warn("could not publish an event: too many wait; dropping events until they are sent", "subject", m.Subject, "queue", auditMaxQueue)
+		}
 		return
 	}
 	p.sysQueue = append(p.sysQueue, m)
@@ -280,7 +288,12 @@ func (p *Publisher) sendSys() {
 		p.sysQueue = nil
 		if len(queue) == 0 {
 			p.sending = false
+			dropped := p.sysDropped
+			p.sysDropped = 0
 			p.mu.Unlock()
+			if dropped > 0 {
+				p.log.Warn("system-account events dropped while too many waited", "dropped", dropped)
+			}
 			return
 		}
 		p.mu.Unlock()
