@@ -578,9 +578,15 @@ func (s *Store) updateAccount(ctx context.Context, a provision.Account, rev uint
 	return nrev, nil
 }
 
-// RemoveAccount forgets an account and its user records: the users first,
-// so that a crash part way leaves the account to remove again, then the
-// record (at revision rev) and its name entry.
+// RemoveAccount forgets an account and its user records: the record first
+// (at revision rev), then its users and its name entry. The record's
+// conditional delete is the one step that can find the account changed by
+// another instance, and a remove that fails with ErrStale must have changed
+// nothing: removing the users first left an account that had changed
+// between the remove's read and that delete without its users. A crash
+// after the record leaves user records of an account that is gone; every
+// store's watcher brings the record's removal and its stray loop removes
+// them (strays.go), and so does the next open's sweep.
 func (s *Store) RemoveAccount(ctx context.Context, pub string, rev uint64) error {
 	s.mu.RLock()
 	err := s.checkOpen()
@@ -608,14 +614,8 @@ func (s *Store) RemoveAccount(ctx context.Context, pub string, rev uint64) error
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	// The mirror may lag behind another instance's change of the account:
-	// its users go only while the record is still at rev, so that a stale
-	// remove fails with ErrStale having changed nothing.
-	if e, err := s.kv.Get(ctx, accountKey(pub)); errors.Is(err, jetstream.ErrKeyNotFound) || err == nil && e.Revision() != rev {
-		s.refresh(ctx, pub)
-		return fmt.Errorf("kvstore: account %s: %w (revision %d)", pub, provision.ErrStale, rev)
-	} else if err != nil {
-		return mapErr("read account "+pub, err)
+	if err := s.at("remove: record read"); err != nil {
+		return err
 	}
 	// A user record still on its way (queued for a batch, or waiting to be
 	// tried again) would land after its delete marker and outlive the
@@ -623,19 +623,22 @@ func (s *Store) RemoveAccount(ctx context.Context, pub string, rev uint64) error
 	if err := s.settle(ctx, users); err != nil {
 		return err
 	}
-	if err := s.deleteUsers(ctx, users); err != nil {
-		return err
-	}
-	if err := s.at("remove: users removed"); err != nil {
-		return err
-	}
 	err = s.kv.Delete(ctx, accountKey(pub), jetstream.LastRevision(rev))
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		// The mirror lags behind another instance's change, or the
+		// account changed meanwhile: read the record now, so that the
+		// caller's next read is current.
 		s.refresh(ctx, pub)
 		return fmt.Errorf("kvstore: account %s: %w (revision %d)", pub, provision.ErrStale, rev)
 	}
 	if err != nil {
 		return mapErr("remove account "+pub, err)
+	}
+	if err := s.at("remove: account removed"); err != nil {
+		return err
+	}
+	if err := s.deleteUsers(ctx, users); err != nil {
+		return err
 	}
 	if name.pub == pub {
 		// Best effort: a name entry pointing to a missing account is free

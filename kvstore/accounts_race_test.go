@@ -195,3 +195,44 @@ func createSeenThenStall(t *testing.T, sa, sb *Store, name string) (provision.Ac
 	t.Cleanup(stallWatcher(t, sa, sb))
 	return a, rev
 }
+
+// TestRemoveRacedKeepsUsers: another instance changes the account after
+// RemoveAccount has read it at rev and before its conditional delete of
+// the record. The remove fails with ErrStale and must have changed
+// nothing: the account, changed, keeps its users.
+func TestRemoveRacedKeepsUsers(t *testing.T) {
+	_, sa, sb, _, _ := pair(t)
+	ctx := bg(t)
+	a := newAccount(t, "raced-remove")
+	rev, err := sa.CreateAccount(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := newUser(t, a.PublicKey, "u")
+	if err := sa.AddUser(ctx, u, true); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "b sees the account", func() bool { return mirrorRevision(sb, a.PublicKey) == rev })
+	sa.fault = func(p string) error {
+		if p == "remove: record read" {
+			// b changes the account (a rotation signing its tombstone
+			// anew, say) while a removes it.
+			b := a
+			b.Revision = rev
+			b.JWT = accountJWTAt(t, a.PublicKey, a.Name, time.Now().Unix()+10)
+			if _, err := sb.UpdateAccount(ctx, b, rev); err != nil {
+				t.Errorf("b's update during the remove: %v", err)
+			}
+		}
+		return nil
+	}
+	if err := sa.RemoveAccount(ctx, a.PublicKey, rev); !errors.Is(err, provision.ErrStale) {
+		t.Fatalf("RemoveAccount raced by an update: %v, want ErrStale", err)
+	}
+	if _, err := sa.kv.Get(ctx, accountKey(a.PublicKey)); err != nil {
+		t.Fatalf("the account after a raced remove: %v", err)
+	}
+	if _, err := sa.kv.Get(ctx, userKey(u.PublicKey)); err != nil {
+		t.Fatalf("the user of an account kept by a remove that failed with ErrStale: %v (want its record kept)", err)
+	}
+}

@@ -493,7 +493,7 @@ func TestAddDuringRemove(t *testing.T) {
 	u := newUser(t, a.PublicKey, "late")
 	added := false
 	s.fault = func(p string) error {
-		if p == "remove: users removed" && !added {
+		if p == "remove: record read" && !added {
 			added = true
 			// A user.create that checked the account before its removal.
 			if err := s.AddUser(ctx, u, false); err != nil {
