@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -352,7 +353,11 @@ func stallWatcher(t *testing.T, sa, s *Store) func() {
 		defer s.mu.RUnlock()
 		return s.m.revs[userKey(stray.PublicKey)] > 0
 	})
-	return s.smu.Unlock
+	// Released at the test's end too: a failure before the test releases
+	// it would otherwise hang the store's Close until the test timeout.
+	release := sync.OnceFunc(s.smu.Unlock)
+	t.Cleanup(release)
+	return release
 }
 
 // TestPackUnseenByTheMirror: a user stored in a pack that another
