@@ -100,17 +100,23 @@ type Options struct {
 	// Existing opens only a store that is there: a directory without
 	// one fails with ErrNoStore and is neither created nor written to
 	// (for reading a store, where a mistyped path must not look like an
-	// empty store).
+	// empty store). Seeds found plain or sealed with a previous key stay
+	// as they are: Seal only opens them.
 	Existing bool
 }
 
 // Store is the store kept in one directory. It is safe for concurrent use.
 type Store struct {
-	dir  string
-	log  *slog.Logger
-	key  *seal.Key
-	lock *os.File
-	c    *committer
+	dir string
+	log *slog.Logger
+	key *seal.Key
+	// keepSeals leaves stale seeds as they are at the start: a store
+	// opened only to be read (store migrate's source) must still open
+	// with its own deployment's key afterwards, and sealing it anew with
+	// the reader's key made it open only with that one.
+	keepSeals bool
+	lock      *os.File
+	c         *committer
 
 	mu sync.RWMutex
 	st *state
@@ -173,6 +179,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		dir:       dir,
 		log:       opts.Logger,
 		key:       opts.Seal,
+		keepSeals: opts.Existing,
 		lock:      lock,
 		pendDead:  map[string]int{},
 		pendUsers: map[string]int{},
@@ -220,7 +227,8 @@ func (s *Store) start(lockFound bool) (*journal, error) {
 		}
 		res.jpath = journalFile
 	}
-	if l.forms.stale > 0 {
+	reseal := l.forms.stale > 0 && !s.keepSeals
+	if reseal {
 		// Seal with the current key what is plain or sealed with an old one.
 		for _, e := range s.st.accounts {
 			if e.disk, err = toDisk(&e.a, s.key, nil); err != nil {
@@ -232,7 +240,7 @@ func (s *Store) start(lockFound bool) (*journal, error) {
 	// made from, so that a crash before their renames is finished too.
 	fromV1 := res.fromV1
 	switch {
-	case res.kind == formatV2 && res.records == 0 && !res.dirty && !res.fellBack && !res.hdr.closed && l.forms.stale == 0:
+	case res.kind == formatV2 && res.records == 0 && !res.dirty && !res.fellBack && !res.hdr.closed && !reseal:
 		// Nothing to fold in: go on with the journal as it is.
 		j, err := openJournal(l.path(journalFile), res.hdr, res.jsize)
 		if err != nil {

@@ -154,3 +154,55 @@ func TestStoreReseal(t *testing.T) {
 		t.Fatalf("after the reseal the new key alone: %v", err)
 	}
 }
+
+// TestStoreMigrateLeavesTheSourceAsItWas migrates a file store sealed
+// with a key that the KV deployment lists only in seal_key_previous:
+// migrate opens the source with the config's keys, and the file store,
+// which seals anew at every start, was rewritten sealed with the KV
+// deployment's seal_key. Its own deployment, whose seal_key is the old
+// key, then no longer opened it, though migrate says the source "is not
+// changed".
+func TestStoreMigrateLeavesTheSourceAsItWas(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	svc := env.Start(t)
+	admin := env.Admin(t)
+	if r := provtest.Request(t, admin, "prov.account.create", `{"name":"acme"}`); r.Code != 0 {
+		t.Fatal(r.Description)
+	}
+	if err := svc.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	storeDir := env.Config.StoreDir
+	fileKey := env.Config.SealKey
+
+	// The KV deployment's config: its own seal key, the file store's as
+	// a previous one.
+	kp, _ := nkeys.CreateCurveKeys()
+	seed, _ := kp.Seed()
+	os.WriteFile(filepath.Join(env.Dir, "seal-kv.xk"), append(seed, '\n'), 0o600)
+	raw, _ := os.ReadFile(env.Init.Config)
+	var fields map[string]any
+	json.Unmarshal(raw, &fields)
+	delete(fields, "store_dir")
+	fields["seal_key_previous"] = []string{fields["seal_key"].(string)}
+	fields["seal_key"] = "seal-kv.xk"
+	fields["nats_url"] = env.Server.URL()
+	raw, _ = json.MarshalIndent(fields, "", "  ")
+	kvConfig := filepath.Join(env.Dir, "config.kv.json")
+	os.WriteFile(kvConfig, raw, 0o644)
+
+	out, _, err := runCmd(t, "store", "migrate", "--from-dir", storeDir, "--config", kvConfig)
+	if err != nil || !strings.Contains(out, "accounts: 1 copied") {
+		t.Fatalf("migrate: %v\n%s", err, out)
+	}
+	// The file deployment's own key still opens its store.
+	key, err := seal.Load(fileKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := filestore.Open(storeDir, filestore.Options{Seal: key})
+	if err != nil {
+		t.Fatalf("after migrate the file store does not open with its own seal key: %v", err)
+	}
+	s.Close()
+}
