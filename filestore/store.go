@@ -319,6 +319,13 @@ func (s *Store) finishUpgrade(names []string) error {
 		return fmt.Errorf("filestore: flush store directory: %w", err)
 	}
 	s.log.Info("filestore upgraded a version 1 store", "dir", s.dir, "accounts", len(s.st.accounts), "users", s.st.nusers, "backups", strings.Join(backups, ", "))
+	if s.key != nil {
+		// The backups are the old files as they were, for going back to
+		// the old version: their seeds are in the clear, and a copy of
+		// the directory is no longer useless without the seal key until
+		// they are gone.
+		s.log.Warn("filestore: the version 1 backups hold the seeds unsealed; remove them once the upgrade is trusted", "dir", s.dir, "backups", strings.Join(backups, ", "))
+	}
 	return nil
 }
 

@@ -139,6 +139,11 @@ func TestUpgradeFromV1(t *testing.T) {
 			if !strings.Contains(logs.String(), "upgraded a version 1 store") {
 				t.Errorf("the upgrade is not logged: %s", logs.String())
 			}
+			// With a seal key, the backups are the only plain seeds left:
+			// the operator is told to remove them.
+			if warned := strings.Contains(logs.String(), "backups hold the seeds unsealed"); warned != tt.seal {
+				t.Errorf("the unsealed backups warned of: %v, with a seal key: %v", warned, tt.seal)
+			}
 			if !strings.Contains(logs.String(), "torn last record") {
 				t.Errorf("the dropped torn line is not logged: %s", logs.String())
 			}
