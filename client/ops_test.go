@@ -10,6 +10,7 @@ import (
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/client"
+	"github.com/natsprov/provisioner/service"
 )
 
 // TestEveryEndpoint covers the client's methods beyond accounts and users:
@@ -35,8 +36,8 @@ func TestEveryEndpoint(t *testing.T) {
 		t.Fatalf("Reconcile = %+v, %v", rec, err)
 	}
 	st, err := c.Status(ctx)
-	if err != nil || st.Store != "file" || st.Role != "leader" {
-		t.Fatalf("Status = %+v, %v", st, err)
+	if err != nil || st.Store != "file" || st.Role != "leader" || st.Version != service.Version {
+		t.Fatalf("Status = %+v, %v; want the file store, the leader and version %s", st, err, service.Version)
 	}
 	if _, err := c.Audit(ctx, api.AuditRequest{}); !errors.Is(err, client.ErrNotFound) {
 		t.Errorf("Audit on the file store: %v, want ErrNotFound (no audit stream)", err)

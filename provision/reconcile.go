@@ -169,7 +169,7 @@ func (s *Service) Reconcile(ctx context.Context, _ api.ReconcileRequest) (*api.R
 
 // Status describes this instance (prov.status).
 func (s *Service) Status(_ context.Context, _ api.StatusRequest) (*api.StatusReply, error) {
-	out := &api.StatusReply{Instance: s.cfg.Instance, Store: s.cfg.StoreKind, Role: "follower", Servers: []api.ServerStatus{}}
+	out := &api.StatusReply{Instance: s.cfg.Instance, Store: s.cfg.StoreKind, Version: s.cfg.Version, Role: "follower", Servers: []api.ServerStatus{}}
 	if s.rec.leader.Load() {
 		out.Role = "leader"
 	}

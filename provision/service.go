@@ -64,6 +64,8 @@ type Config struct {
 	Instance string
 	// StoreKind is "file" or "jetstream", for status replies.
 	StoreKind string
+	// Version is the service's version, for status replies.
+	Version string
 	// Protected are accounts besides the system account that requests must
 	// not change: the service's own account. They are not orphans either.
 	Protected []string

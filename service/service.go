@@ -231,6 +231,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 		SubjectPrefix:      cfg.SubjectPrefix,
 		Instance:           cfg.Instance,
 		StoreKind:          cfg.StoreKind(),
+		Version:            Version,
 		MaxJWTSize:         int(s.NC.MaxPayload()),
 		DurableUserRecords: cfg.DurableUserRecords,
 		ReconcileInterval:  time.Duration(cfg.ReconcileInterval),
