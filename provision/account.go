@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -560,6 +561,29 @@ func checkName(field, name string) (string, error) {
 }
 
 // setTags adds tags, refusing empty ones.
+// connectionTypes are the values of allowed_connection_types that
+// nats-server knows, in its order. The server reads them in any case.
+var connectionTypes = []string{
+	jwt.ConnectionTypeStandard, jwt.ConnectionTypeWebsocket, jwt.ConnectionTypeLeafnode,
+	jwt.ConnectionTypeLeafnodeWS, jwt.ConnectionTypeMqtt, jwt.ConnectionTypeMqttWS,
+	jwt.ConnectionTypeInProcess,
+}
+
+// setConnectionTypes adds types to list, upper-cased as the server reads
+// them. It returns ErrInvalid for a type the server does not know: the
+// server ignores it, and a user whose every type is unknown can never
+// connect.
+func setConnectionTypes(list *jwt.StringList, types []string) error {
+	for _, t := range types {
+		up := strings.ToUpper(t)
+		if !slices.Contains(connectionTypes, up) {
+			return fmt.Errorf("%w: \"allowed_connection_types\": unknown connection type %q (known: %s)", ErrInvalid, t, strings.Join(connectionTypes, ", "))
+		}
+		list.Add(up)
+	}
+	return nil
+}
+
 func setTags(list *jwt.TagList, tags []string) error {
 	for _, t := range tags {
 		if strings.TrimSpace(t) == "" {

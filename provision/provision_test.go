@@ -467,3 +467,66 @@ func TestReconcileOutlastsTheRequest(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestUnknownConnectionTypeRefused: an allowed_connection_types value that
+// nats-server does not know is a 400 naming it, for a user and for a role,
+// and changes nothing; the server would ignore it, and a user whose every
+// type it ignores can never connect. Known types are taken in any case.
+func TestUnknownConnectionTypeRefused(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	d := newDomain(t, env, nil)
+	defer d.stop()
+	ctx := context.Background()
+	if _, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		give []string
+		want error
+	}{
+		{"unknown", []string{"FOO"}, provision.ErrInvalid},
+		{"one unknown among known", []string{"STANDARD", "websockets"}, provision.ErrInvalid},
+		{"known, lower case", []string{"standard"}, nil},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			name := fmt.Sprintf("u%d", i)
+			rep, err := d.svc.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: name, AllowedConnectionTypes: tt.give})
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("CreateUser(%v) = %v, want %v", tt.give, err, tt.want)
+			}
+			_, err = d.svc.UpdateAccount(ctx, api.UpdateAccountRequest{Account: "acme", Roles: map[string]*api.Role{name: {AllowedConnectionTypes: tt.give}}})
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("a role with %v: %v, want %v", tt.give, err, tt.want)
+			}
+			if tt.want != nil {
+				return
+			}
+			uc, err := jwt.DecodeUserClaims(rep.User.JWT)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(uc.AllowedConnectionTypes, jwt.StringList{jwt.ConnectionTypeStandard}) {
+				t.Errorf("allowed_connection_types = %v, want [STANDARD] as the server reads it", uc.AllowedConnectionTypes)
+			}
+			if !connects(env, writeCreds(t, rep.User)) {
+				t.Error("a STANDARD user cannot connect")
+			}
+		})
+	}
+	users, err := d.svc.ListUsers(ctx, api.ListUsersRequest{Account: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(users.Users) != 1 {
+		t.Errorf("user.list = %+v, want only the user of known types", users.Users)
+	}
+	got, err := d.svc.GetAccount(ctx, api.AccountRequest{Account: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Account.Roles) != 1 {
+		t.Errorf("roles = %v, want only the role of known types", got.Account.Roles)
+	}
+}

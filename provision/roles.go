@@ -48,8 +48,8 @@ func template(name string, r *api.Role) (jwt.UserPermissionLimits, error) {
 		return t, fmt.Errorf("role %q: %w", name, err)
 	}
 	t.BearerToken = r.BearerToken
-	for _, c := range r.AllowedConnectionTypes {
-		t.AllowedConnectionTypes.Add(c)
+	if err := setConnectionTypes(&t.AllowedConnectionTypes, r.AllowedConnectionTypes); err != nil {
+		return t, fmt.Errorf("role %q: %w", name, err)
 	}
 	return t, nil
 }

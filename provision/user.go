@@ -88,8 +88,8 @@ func newUserRequest(req api.CreateUserRequest) (*userRequest, error) {
 		uc.Expires = time.Now().Add(d).Unix()
 	}
 	uc.BearerToken = req.BearerToken
-	for _, t := range req.AllowedConnectionTypes {
-		uc.AllowedConnectionTypes.Add(t)
+	if err := setConnectionTypes(&uc.AllowedConnectionTypes, req.AllowedConnectionTypes); err != nil {
+		return nil, err
 	}
 	if err := setTags(&uc.Tags, req.Tags); err != nil {
 		return nil, err
