@@ -77,7 +77,7 @@ func TestStoreMigrate(t *testing.T) {
 	}
 
 	env.Config.StoreDir = ""
-	env.Start(t)
+	kvSvc := env.Start(t)
 	after := ok("account.get", `{"account":"acme"}`)
 	if after["account"].(map[string]any)["jwt"] != before["account"].(map[string]any)["jwt"] {
 		t.Error("the account on the bucket is not the one the file store held")
@@ -94,6 +94,23 @@ func TestStoreMigrate(t *testing.T) {
 	out, _, err = runCmd(t, "store", "migrate", "--from-dir", storeDir, "--config", kvConfig)
 	if err == nil || !strings.Contains(out, "left as it is") {
 		t.Fatalf("migrate over a newer bucket entry: %v\n%s", err, out)
+	}
+
+	// A name that another account holds in the bucket: left as it is, and
+	// the summary does not call it newer in the bucket.
+	ok("account.create", `{"name":"dup"}`)
+	if err := kvSvc.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	env.Config.StoreDir = storeDir
+	fileSvc := env.Start(t)
+	ok("account.create", `{"name":"dup"}`)
+	if err := fileSvc.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err = runCmd(t, "store", "migrate", "--from-dir", storeDir, "--config", kvConfig)
+	if err == nil || !strings.Contains(out, `("dup")`) || strings.Contains(err.Error(), "newer") {
+		t.Fatalf("migrate of an account whose name the bucket gives another: %v\n%s\nwant the entry listed and an error that does not call it newer", err, out)
 	}
 }
 

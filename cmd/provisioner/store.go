@@ -109,7 +109,7 @@ func runStoreSalvage(_ context.Context, args []string, stdout, stderr io.Writer)
 }
 
 func runStoreMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newCommand("store migrate", "copy a file store into the JetStream KV bucket a config names, sealing its seeds; run it again safely: what is there already is skipped, and an entry the bucket holds newer is left as it is and reported",
+	fs := newCommand("store migrate", "copy a file store into the JetStream KV bucket a config names, sealing its seeds; run it again safely: what is there already is skipped, and an entry the bucket holds newer, or a name the bucket gives another account, is left as it is and reported",
 		"provisioner store migrate --from-dir DIR --config FILE [--seal-key FILE]",
 		"provisioner store migrate --from-dir /var/lib/provisioner/store --config deploy/config.json")
 	dir := fs.String("from-dir", "", "the file store directory to copy (required; it is not changed, and must not be in use)")
@@ -163,7 +163,7 @@ func runStoreMigrate(ctx context.Context, args []string, stdout, stderr io.Write
 		return err
 	}
 	if len(rep.Conflicts) > 0 {
-		return fmt.Errorf("store migrate: %d entries differ and are newer in the bucket; they were left as they are", len(rep.Conflicts))
+		return fmt.Errorf("store migrate: %d entries were left as they are, each listed above with why", len(rep.Conflicts))
 	}
 	return nil
 }
