@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/api"
 )
@@ -77,8 +78,11 @@ func (s *Service) setSelfService(a *Account, c *jwt.AccountClaims, set AccountSe
 
 // selfAccount returns the tenant's account when it may self-serve: live,
 // with self-service on, and the caller in the role that may, if one is
-// set.
-func (s *Service) selfAccount(ctx context.Context, t Tenant) (Account, error) {
+// set. A caller outside that role is refused with ErrForbidden and, when
+// refusal is not nil, the refusal is published as that event (a change the
+// caller was not allowed to make is worth an audit record, as a quota's
+// refusal is); a list has no event type and passes nil.
+func (s *Service) selfAccount(ctx context.Context, t Tenant, refusal *api.Event) (Account, error) {
 	if s.protected(t.Account) {
 		return Account{}, fmt.Errorf("%w: account %s has no self-service", ErrForbidden, t.Account)
 	}
@@ -94,6 +98,12 @@ func (s *Service) selfAccount(ctx context.Context, t Tenant) (Account, error) {
 	}
 	if r := a.Settings.CallerRole; r != "" {
 		if t.IssuerKey == "" || !slices.Contains(roleKeys(&a, r), t.IssuerKey) {
+			if refusal != nil {
+				e := *refusal
+				e.Account, e.AccountName, e.Caller = a.PublicKey, a.Name, t.caller()
+				e.Result = fmt.Sprintf("refused: caller outside self-service role %q", r)
+				s.emit(ctx, e)
+			}
 			return Account{}, fmt.Errorf("%w: only users of role %q may self-serve in account %q", ErrForbidden, r, a.Name)
 		}
 	}
@@ -114,7 +124,7 @@ func (s *Service) SelfCreateUser(ctx context.Context, t Tenant, req api.SelfCrea
 		return nil, err
 	}
 	u.self = true
-	a, err := s.selfAccount(ctx, t)
+	a, err := s.selfAccount(ctx, t, &api.Event{Type: api.EventUserCreated, UserName: req.Name, Role: req.Role})
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +169,7 @@ func (s *Service) activeSelfUsers(ctx context.Context, a Account) (int, error) {
 // SelfListUsers lists the users of the tenant's own account
 // (prov.self.user.list).
 func (s *Service) SelfListUsers(ctx context.Context, t Tenant, req api.SelfListUsersRequest) (*api.ListUsersReply, error) {
-	a, err := s.selfAccount(ctx, t)
+	a, err := s.selfAccount(ctx, t, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -173,7 +183,11 @@ func (s *Service) SelfRevokeUser(ctx context.Context, t Tenant, req api.SelfRevo
 	if err != nil {
 		return nil, err
 	}
-	a, err := s.selfAccount(ctx, t)
+	refusal := &api.Event{Type: api.EventUserRevoked, UserName: ref}
+	if nkeys.IsValidPublicUserKey(ref) {
+		refusal = &api.Event{Type: api.EventUserRevoked, User: ref}
+	}
+	a, err := s.selfAccount(ctx, t, refusal)
 	if err != nil {
 		return nil, err
 	}

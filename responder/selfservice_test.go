@@ -247,7 +247,7 @@ func TestRolesAndSelfService(t *testing.T) {
 			t.Errorf("an event holds a seed: %s", raw[i])
 		}
 	}
-	want := map[string]int{api.EventAccountCreated: 2, api.EventUserCreated: 6, api.EventUserRevoked: 1, api.EventAccountUpdated: 1}
+	want := map[string]int{api.EventAccountCreated: 2, api.EventUserCreated: 7, api.EventUserRevoked: 1, api.EventAccountUpdated: 1}
 	for k, n := range want {
 		if count[k] != n {
 			t.Errorf("%d %s events, want %d (all: %v)", count[k], k, n, count)
@@ -259,7 +259,59 @@ func TestRolesAndSelfService(t *testing.T) {
 			tenantEvents++
 		}
 	}
-	if tenantEvents != 5 {
-		t.Errorf("%d events name the tenant as the caller, want 5 (3 issued, 1 refused by the quota, 1 revoke)", tenantEvents)
+	if tenantEvents != 6 {
+		t.Errorf("%d events name the tenant as the caller, want 6 (3 issued, 1 refused by the role, 1 refused by the quota, 1 revoke)", tenantEvents)
+	}
+}
+
+// TestSelfServiceRoleRefusalIsAnEvent: a tenant outside the account's
+// self-service role is refused, and the refusal is an event naming the
+// caller, as the quota's is (README, Events and audit).
+func TestSelfServiceRoleRefusalIsAnEvent(t *testing.T) {
+	h := newHarness(t, bootstrap.Options{})
+	events := h.env.Admin(t)
+	got := make(chan api.Event, 16)
+	if _, err := events.Subscribe("prov.events.>", func(m *nats.Msg) {
+		var e api.Event
+		json.Unmarshal(m.Data, &e)
+		got <- e
+	}); err != nil {
+		t.Fatal(err)
+	}
+	events.Flush()
+	pub := str(h.ok(t, "account.create", tenantAccount), "account", "public_key")
+	_, plainCreds := h.createUser(t, "acme", "plain")
+	plain := h.env.Connect(t, plainCreds)
+
+	tests := []struct {
+		op, body, event string
+	}{
+		{"create", `{"name":"d1","role":"device"}`, api.EventUserCreated},
+		{"revoke", `{"user":"d1"}`, api.EventUserRevoked},
+	}
+	for _, tt := range tests {
+		t.Run(tt.op, func(t *testing.T) {
+			m, err := plain.Request("prov.self.user."+tt.op, []byte(tt.body), 10*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c := m.Header.Get("Nats-Service-Error-Code"); c != "403" {
+				t.Fatalf("self.user.%s outside the role: code %q (%s), want 403", tt.op, c, m.Data)
+			}
+			deadline := time.After(3 * time.Second)
+			for {
+				select {
+				case e := <-got:
+					if e.Type == tt.event && e.Caller.Kind == "tenant" && e.Caller.Account == pub {
+						if !strings.HasPrefix(e.Result, "refused") {
+							t.Fatalf("the refusal's event has result %q", e.Result)
+						}
+						return
+					}
+				case <-deadline:
+					t.Fatalf("no %s event for the refused self.user.%s", tt.event, tt.op)
+				}
+			}
+		})
 	}
 }
