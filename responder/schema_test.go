@@ -167,7 +167,7 @@ func TestSelfServiceSchemas(t *testing.T) {
 	enroller, _ := h.userCreds(t, `{"account":"acme","name":"backend","role":"enroller"}`)
 	tenant := env.Connect(t, enroller)
 	for _, tt := range []struct{ endpoint, subject, body string }{
-		{"self_user_create", "prov.self.user.create", `{"name":"d1","role":"device","expires_in":"1h"}`},
+		{"self_user_create", "prov.self.user.create", `{"name":"d1","role":"device","expires_in":"1h","public_key":"` + newUserPub(t) + `"}`},
 		{"self_user_list", "prov.self.user.list", `{"offset":0,"limit":10}`},
 		{"self_user_revoke", "prov.self.user.revoke", `{"user":"d1"}`},
 	} {

@@ -174,10 +174,14 @@ func TestRolesAndSelfService(t *testing.T) {
 		code int
 		want string
 	}{
-		{"no role", tenant, "create", map[string]string{"name": "d2"}, "", 400, "role"},
-		{"a role the account lacks", tenant, "create", map[string]string{"name": "d2", "role": "admin"}, "", 400, "no role"},
-		{"widening the role", tenant, "create", map[string]any{"name": "d2", "role": "device", "permissions": map[string]any{}}, "", 400, "permissions"},
-		{"a caller outside the self-service role", h.env.Connect(t, plain), "create", map[string]string{"name": "d2", "role": "device"}, "", 403, "enroller"},
+		{"no role", tenant, "create", map[string]string{"name": "d2", "public_key": newUserPub(t)}, "", 400, "role"},
+		{"a role the account lacks", tenant, "create", map[string]string{"name": "d2", "role": "admin", "public_key": newUserPub(t)}, "", 400, "no role"},
+		{"widening the role", tenant, "create", map[string]any{"name": "d2", "role": "device", "public_key": newUserPub(t), "permissions": map[string]any{}}, "", 400, "permissions"},
+		{"a caller outside the self-service role", h.env.Connect(t, plain), "create", map[string]string{"name": "d2", "role": "device", "public_key": newUserPub(t)}, "", 403, "enroller"},
+		// The service makes no seed for a tenant to receive in the clear:
+		// the reply's inbox is in the tenant's account, where other users
+		// may subscribe.
+		{"neither a public key nor an xkey", tenant, "create", map[string]string{"name": "d2", "role": "device"}, "", 400, "public_key"},
 		{"a forged header naming another account", tenant, "list", map[string]string{},
 			fmt.Sprintf(`{"acc":%q,"issuer_key":"x"}`, str(h.ok(t, "account.get", `{"account":"other"}`), "account", "public_key")), 0, ""},
 		{"revoking an admin-issued user", tenant, "revoke", map[string]string{"user": "plain"}, "", 404, "no active user"},
@@ -199,16 +203,16 @@ func TestRolesAndSelfService(t *testing.T) {
 	}
 
 	// The quota: two active self-service users.
-	if r := self(tenant, "create", map[string]string{"name": "d2", "role": "device"}, ""); r.Code != 0 {
+	if r := self(tenant, "create", map[string]string{"name": "d2", "role": "device", "public_key": newUserPub(t)}, ""); r.Code != 0 {
 		t.Fatalf("second device: %d %q", r.Code, r.Description)
 	}
-	if r := self(tenant, "create", map[string]string{"name": "d3", "role": "device"}, ""); r.Code != 403 || !strings.Contains(r.Description, "quota") {
+	if r := self(tenant, "create", map[string]string{"name": "d3", "role": "device", "public_key": newUserPub(t)}, ""); r.Code != 403 || !strings.Contains(r.Description, "quota") {
 		t.Fatalf("past the quota: %d %q, want 403", r.Code, r.Description)
 	}
 	if r := self(tenant, "revoke", map[string]string{"user": "d1"}, ""); r.Code != 0 {
 		t.Fatalf("self revoke: %d %q", r.Code, r.Description)
 	}
-	if r := self(tenant, "create", map[string]string{"name": "d3", "role": "device"}, ""); r.Code != 0 {
+	if r := self(tenant, "create", map[string]string{"name": "d3", "role": "device", "public_key": newUserPub(t)}, ""); r.Code != 0 {
 		t.Fatalf("a device after a revoke freed the quota: %d %q", r.Code, r.Description)
 	}
 	deadline := time.Now().Add(5 * time.Second)
@@ -314,4 +318,15 @@ func TestSelfServiceRoleRefusalIsAnEvent(t *testing.T) {
 			}
 		})
 	}
+}
+
+// newUserPub makes a user key, as a tenant does, and returns its public key.
+func newUserPub(t *testing.T) string {
+	t.Helper()
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	return pub
 }
