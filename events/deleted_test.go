@@ -1,19 +1,14 @@
 package events_test
 
 import (
-	"bytes"
 	"context"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nkeys"
 
-	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/events"
 	"github.com/natsprov/provisioner/provtest"
 )
@@ -53,34 +48,5 @@ func TestAuditStreamDeletedWhileRunning(t *testing.T) {
 // service user may not.
 func operatorConn(t *testing.T, env *provtest.Env) *nats.Conn {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(env.Dir, bootstrap.ServiceAccountSigningFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := nkeys.FromSeed(bytes.TrimSpace(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ukp, err := nkeys.CreateUser()
-	if err != nil {
-		t.Fatal(err)
-	}
-	upub, _ := ukp.PublicKey()
-	uc := jwt.NewUserClaims(upub)
-	uc.Name = "operator"
-	uc.IssuerAccount = env.Init.ServiceAccount
-	token, err := uc.Encode(signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seed, _ := ukp.Seed()
-	creds, err := jwt.FormatUserConfig(token, seed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "operator.creds")
-	if err := os.WriteFile(path, creds, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return env.Connect(t, path)
+	return env.Connect(t, env.ServiceAccountCreds(t, "operator", jwt.Permissions{}))
 }

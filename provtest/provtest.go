@@ -5,16 +5,20 @@
 package provtest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/config"
@@ -197,4 +201,43 @@ func (w tbWriter) Write(p []byte) (int, error) {
 	w.tb.Helper()
 	w.tb.Log(string(p))
 	return len(p), nil
+}
+
+// ServiceAccountCreds writes creds of a new user name of the service's own
+// account with perms (none: everything), signed by the account's signing
+// key from the offline directory, as an operator would make them, and
+// returns their path.
+func (e *Env) ServiceAccountCreds(tb testing.TB, name string, perms jwt.Permissions) string {
+	tb.Helper()
+	data, err := os.ReadFile(filepath.Join(e.Dir, bootstrap.ServiceAccountSigningFile))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	signer, err := nkeys.FromSeed(bytes.TrimSpace(data))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ukp, err := nkeys.CreateUser()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	upub, _ := ukp.PublicKey()
+	uc := jwt.NewUserClaims(upub)
+	uc.Name = name
+	uc.IssuerAccount = e.Init.ServiceAccount
+	uc.Permissions = perms
+	token, err := uc.Encode(signer)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	seed, _ := ukp.Seed()
+	creds, err := jwt.FormatUserConfig(token, seed)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	path := filepath.Join(tb.TempDir(), name+".creds")
+	if err := os.WriteFile(path, creds, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return path
 }

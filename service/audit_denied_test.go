@@ -1,17 +1,13 @@
 package service_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
-	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
@@ -35,7 +31,7 @@ func TestStartRefusesServiceCredsWithoutTheAuditStream(t *testing.T) {
 		}
 	}
 	perms.Pub.Allow = allow
-	env.Config.ServiceCreds = serviceCreds(t, env, perms)
+	env.Config.ServiceCreds = env.ServiceAccountCreds(t, "service", perms)
 
 	// No deadline, as serve's: each JetStream call waits its default
 	// timeout (5 s).
@@ -66,41 +62,4 @@ func TestStartRefusesServiceCredsWithoutTheAuditStream(t *testing.T) {
 	if !strings.Contains(r.err.Error(), "Permissions Violation") || !strings.Contains(r.err.Error(), api.AuditStream) {
 		t.Fatalf("after %s: %v; want the refused audit stream subject named", time.Since(start).Round(time.Millisecond), r.err)
 	}
-}
-
-// serviceCreds writes creds of a user of the service's account with perms,
-// signed by the account's signing key from the offline directory.
-func serviceCreds(t *testing.T, env *provtest.Env, perms jwt.Permissions) string {
-	t.Helper()
-	data, err := os.ReadFile(filepath.Join(env.Dir, bootstrap.ServiceAccountSigningFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := nkeys.FromSeed(bytes.TrimSpace(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ukp, err := nkeys.CreateUser()
-	if err != nil {
-		t.Fatal(err)
-	}
-	upub, _ := ukp.PublicKey()
-	uc := jwt.NewUserClaims(upub)
-	uc.Name = "service"
-	uc.IssuerAccount = env.Init.ServiceAccount
-	uc.Permissions = perms
-	token, err := uc.Encode(signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seed, _ := ukp.Seed()
-	creds, err := jwt.FormatUserConfig(token, seed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "service.creds")
-	if err := os.WriteFile(path, creds, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
