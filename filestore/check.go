@@ -136,7 +136,7 @@ func check(dir string, key *seal.Key) (Report, *loaded, error) {
 	rep := Report{Dir: dir}
 	l := &loader{dir: dir, key: key, rep: &rep}
 	var err error
-	if l.lockFound, err = l.exists(lockFile); err != nil {
+	if l.lock, err = readLock(dir); err != nil {
 		return rep, nil, err
 	}
 	res, err := l.load()
@@ -196,7 +196,7 @@ func Salvage(dir, to string, key *seal.Key) (Report, error) {
 	if err := os.Chmod(to, 0o700); err != nil {
 		return rep, fmt.Errorf("filestore: chmod %s: %w", to, err)
 	}
-	lock, err := lockDir(to)
+	lock, _, err := lockDir(to)
 	if err != nil {
 		return rep, err
 	}
@@ -215,6 +215,11 @@ func Salvage(dir, to string, key *seal.Key) (Report, error) {
 	}
 	if err := j.close(); err != nil {
 		return rep, fmt.Errorf("filestore: %w", err)
+	}
+	// The copy holds state: its lock file says so from here, as Open's
+	// does once it has made a store.
+	if err := unmarkLock(lock, to); err != nil {
+		return rep, err
 	}
 	rep.Notes = append(rep.Notes, fmt.Sprintf("copied %d accounts and %d users into %s (snapshot %s)", len(res.st.accounts), res.st.nusers, to, formatID(id)))
 	return rep, nil

@@ -15,7 +15,8 @@ import (
 
 // The files of a store. Only the snapshot and the journal hold state; the
 // ".new" names exist while a new generation is being written, and the
-// lock file holds the owner's process ID.
+// lock file holds the owner's process ID (and a mark while a new store is
+// made: lockfile.go).
 const (
 	snapshotFile    = "snapshot.v2"
 	journalFile     = "journal.v2"

@@ -28,6 +28,9 @@ const (
 	stepSnapshotPlaced  = "snapshot-placed"
 	stepJournalPlaced   = "journal-placed"
 	stepV1Renamed       = "v1-renamed"
+	// stepLocked: Open has taken the lock, and written its lock file,
+	// before it reads the directory.
+	stepLocked = "locked"
 )
 
 // stepHook runs after each step of writing a generation. A test makes it

@@ -30,10 +30,10 @@ type loader struct {
 	// unchecked counts accounts whose seeds could not be opened (no key,
 	// or another key) in a read-only check.
 	unchecked int
-	// lockFound: the directory had its lock file before this load (for
-	// Open, before Open made one). Open makes it before the first
-	// snapshot, so it tells a directory that held a store from a new one.
-	lockFound bool
+	// lock is what the lock file showed before this load (for Open,
+	// before Open wrote it): lockHeld tells a directory that held a store
+	// from a new one.
+	lock lockState
 }
 
 // loaded is what the loader found.
@@ -181,21 +181,25 @@ func (l *loader) load() (*loaded, error) {
 // reconciler leaves orphans alone), their names free for new accounts with
 // other keys, and the files, put back later, would lose what was made
 // meanwhile. So it is damage, unless nothing of a store is there: no lock
-// file (Open makes it before the first snapshot), no previous version's
-// files kept by an upgrade, no generation left half-written but a first
-// one at sequence 0, which holds nothing.
-//
-// A crash in the first Open after it made the lock file and before it
-// wrote the first snapshot leaves a directory this refuses too; the error
-// says how to start anew.
+// file that an Open finished with (a marked or empty one is a first Open's
+// that did not finish, see lockNewMark), no previous version's files kept
+// by an upgrade, no generation left half-written but a first one at
+// sequence 0, which holds nothing.
 func (l *loader) vanished(has map[string]bool) error {
 	if has[snapshotFile+newSuffix] {
 		if seq, ok := l.newSnapshotSeq(); ok && seq == 0 {
 			return nil // the first generation, cut short: nothing was acknowledged
 		}
+		// An empty new snapshot beside a marked lock file is a first Open
+		// killed as it began to write its snapshot: Open claims the lock
+		// file before it writes a generation of a store that holds state
+		// (and Salvage's copy, cut short so, was never a store).
+		if l.lock == lockNew && !has[journalFile+newSuffix] && l.empty(snapshotFile+newSuffix) {
+			return nil
+		}
 	}
 	var signs []string
-	if l.lockFound {
+	if l.lock == lockHeld {
 		signs = append(signs, "its lock file")
 	}
 	for _, n := range []string{snapshotFile + newSuffix, journalFile + newSuffix} {
@@ -217,6 +221,12 @@ func (l *loader) vanished(has map[string]bool) error {
 		return nil
 	}
 	return l.damage(snapshotFile, 0, "%s and %s are missing, but the directory held a store (it has %s): a wrong directory or volume, or a restore that left them out. Put them back from a backup; to start an empty store here on purpose, move everything out of %s first", snapshotFile, journalFile, strings.Join(signs, ", "), l.dir)
+}
+
+// empty reports whether the file is there and holds nothing.
+func (l *loader) empty(name string) bool {
+	fi, err := os.Lstat(l.path(name))
+	return err == nil && fi.Mode().IsRegular() && fi.Size() == 0
 }
 
 // newSnapshotSeq returns the sequence in the header of snapshot.v2.new,

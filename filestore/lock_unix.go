@@ -5,6 +5,8 @@ package filestore
 import (
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -18,35 +20,57 @@ import (
 // lock when the file is closed or the process dies, so a lock file left by
 // a dead process blocks nothing. A second Open in this process fails too:
 // flock locks belong to the open file, not the process.
-func lockDir(dir string) (*os.File, error) {
+//
+// prev is what the lock file showed before: lockHeld keeps the file a sign
+// of a store; otherwise the ID goes in with the new-store mark, taken off
+// by claimLock once the directory holds state.
+func lockDir(dir string) (f *os.File, prev lockState, err error) {
 	path := filepath.Join(dir, lockFile)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	// Made exclusively, so that "no lock file" is told from an empty one
+	// without a look before the lock is taken.
+	prev = lockAbsent
+	f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		f, err = os.OpenFile(path, os.O_RDWR, 0o600)
+		prev = lockNew // until its content is read
+	}
 	if err != nil {
-		return nil, fmt.Errorf("filestore: open lock file: %w", err)
+		return nil, 0, fmt.Errorf("filestore: open lock file: %w", err)
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w: %s is locked by %s", ErrLocked, dir, lockOwner(dir))
+			return nil, 0, fmt.Errorf("%w: %s is locked by %s", ErrLocked, dir, lockOwner(dir))
 		}
-		return nil, fmt.Errorf("filestore: lock %s: %w", path, err)
+		return nil, 0, fmt.Errorf("filestore: lock %s: %w", path, err)
+	}
+	if prev != lockAbsent {
+		b := make([]byte, 64)
+		n, err := f.ReadAt(b, 0)
+		if err != nil && !errors.Is(err, io.EOF) {
+			f.Close()
+			return nil, 0, fmt.Errorf("filestore: read lock file: %w", err)
+		}
+		prev = parseLock(b[:n])
 	}
 	// Written over, then cut to length: a truncation to zero would make
-	// ext4 flush the file at close.
-	pid := []byte(strconv.Itoa(os.Getpid()) + "\n")
+	// ext4 flush the file at close. Either way the first line is an ID,
+	// and the mark is there only when it is meant to be: over a held lock
+	// file goes an ID alone.
+	content := lockContent(os.Getpid(), prev != lockHeld)
 	if err := f.Chmod(0o600); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("filestore: lock file: %w", err)
+		return nil, 0, fmt.Errorf("filestore: lock file: %w", err)
 	}
-	if _, err := f.WriteAt(pid, 0); err != nil {
+	if _, err := f.WriteAt(content, 0); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("filestore: lock file: %w", err)
+		return nil, 0, fmt.Errorf("filestore: lock file: %w", err)
 	}
-	if err := f.Truncate(int64(len(pid))); err != nil {
+	if err := f.Truncate(int64(len(content))); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("filestore: lock file: %w", err)
+		return nil, 0, fmt.Errorf("filestore: lock file: %w", err)
 	}
-	return f, nil
+	return f, prev, nil
 }
 
 // lockOwner describes who holds the lock, from the process ID its holder
@@ -67,7 +91,8 @@ func lockPID(dir string) (int, bool) {
 	if err != nil {
 		return 0, false
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	line, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(line))
 	return pid, err == nil && pid > 0
 }
 

@@ -13,7 +13,8 @@
 //     commit's data is flushed, and flushed before the commit is
 //     acknowledged;
 //   - lock: locked (flock) by the process that has the store open, and
-//     holding its process ID.
+//     holding its process ID; while the first Open of a new store has not
+//     finished, also a line that says so (see lockNewMark).
 //
 // Every change has a sequence number, store-wide; an account's revision is
 // the sequence of the record that last wrote it. Account changes are
@@ -116,7 +117,10 @@ type Store struct {
 	// the reader's key made it open only with that one.
 	keepSeals bool
 	lock      *os.File
-	c         *committer
+	// lockMarked: the lock file has the new-store mark, which claimLock
+	// takes off.
+	lockMarked bool
+	c          *committer
 
 	mu sync.RWMutex
 	st *state
@@ -166,32 +170,36 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("filestore: chmod %s: %w", dir, err)
 	}
-	// Whether the lock file was there before this Open: the sign that the
-	// directory held a store, should its state files be missing.
-	lockPath := filepath.Join(dir, lockFile)
-	_, lerr := os.Lstat(lockPath)
-	lockFound := lerr == nil
-	lock, err := lockDir(dir)
+	lock, prevLock, err := lockDir(dir)
 	if err != nil {
 		return nil, err
 	}
 	s := &Store{
-		dir:       dir,
-		log:       opts.Logger,
-		key:       opts.Seal,
-		keepSeals: opts.Existing,
-		lock:      lock,
-		pendDead:  map[string]int{},
-		pendUsers: map[string]int{},
+		dir:        dir,
+		log:        opts.Logger,
+		key:        opts.Seal,
+		keepSeals:  opts.Existing,
+		lock:       lock,
+		lockMarked: prevLock != lockHeld,
+		pendDead:   map[string]int{},
+		pendUsers:  map[string]int{},
 	}
-	j, err := s.start(lockFound)
+	err = stepHook(stepLocked)
+	var j *journal
+	if err == nil {
+		j, err = s.start(prevLock)
+	}
+	if err == nil {
+		// A new store holds state now: its first generation is in place.
+		if err = s.claimLock(); err != nil {
+			j.close()
+		}
+	}
 	if err != nil {
-		// A lock file this Open made goes with it, while it still holds
-		// the lock: left behind by a failed first Open, it would make
-		// the next one take the directory for a store whose files are
-		// gone.
-		if !lockFound {
-			os.Remove(lockPath)
+		// A lock file still marked goes with this Open, while it holds the
+		// lock: it shows nothing of a store, and need not stay.
+		if s.lockMarked {
+			os.Remove(filepath.Join(dir, lockFile))
 		}
 		lock.Close()
 		return nil, err
@@ -202,11 +210,19 @@ func Open(dir string, opts Options) (*Store, error) {
 
 // start loads the directory, finishes what a crash cut short, and returns
 // the journal to go on with.
-func (s *Store) start(lockFound bool) (*journal, error) {
-	l := &loader{dir: s.dir, key: s.key, strict: true, rep: &Report{}, lockFound: lockFound}
+func (s *Store) start(prevLock lockState) (*journal, error) {
+	l := &loader{dir: s.dir, key: s.key, strict: true, rep: &Report{}, lock: prevLock}
 	res, err := l.load()
 	if err != nil {
 		return nil, err
+	}
+	if res.kind != formatNew {
+		// The directory holds a store: the lock file shows it before
+		// anything is written, so that a generation written under a
+		// marked lock file is only ever a new store's first.
+		if err := s.claimLock(); err != nil {
+			return nil, err
+		}
 	}
 	s.st = res.st
 	for _, n := range l.rep.Notes {

@@ -2,6 +2,7 @@ package filestore
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -144,6 +145,89 @@ func TestStateFilesVanished(t *testing.T) {
 			}
 			if after := storeFiles(t, dir); !slices.Equal(after, before) {
 				t.Errorf("the refused Open changed the directory: %v, was %v", after, before)
+			}
+		})
+	}
+}
+
+// TestFirstOpenKilled: a first Open killed anywhere between making its
+// lock file and returning the store leaves a directory that the next Open
+// opens as an empty store, and Check finds no damage there. Once that Open
+// has returned, the lock file shows that the directory holds a store: its
+// state files gone, Open refuses it.
+func TestFirstOpenKilled(t *testing.T) {
+	// killedAt stops the first Open of dir at step and puts back the lock
+	// file as it was there: a failed Open removes the lock file it made, a
+	// killed one does not.
+	killedAt := func(t *testing.T, dir, step string) {
+		t.Helper()
+		var lock []byte
+		orig := stepHook
+		stepHook = func(s string) error {
+			if s != step {
+				return nil
+			}
+			lock = readFile(t, filepath.Join(dir, lockFile))
+			return fmt.Errorf("%w at %s", errCrash, s)
+		}
+		_, err := Open(dir, Options{})
+		stepHook = orig
+		if !errors.Is(err, errCrash) {
+			t.Fatalf("Open: %v, want the simulated crash", err)
+		}
+		writeFile(t, filepath.Join(dir, lockFile), lock)
+	}
+	tests := []struct {
+		name string
+		step string
+		// then adds what the kill left that no step shows: a file made
+		// and not yet written.
+		then func(t *testing.T, dir string)
+	}{
+		{"lock file made, not yet written", stepLocked, func(t *testing.T, dir string) {
+			writeFile(t, filepath.Join(dir, lockFile), nil)
+		}},
+		{"lock file written", stepLocked, nil},
+		{"snapshot made, not yet written", stepLocked, func(t *testing.T, dir string) {
+			writeFile(t, filepath.Join(dir, snapshotFile+newSuffix), nil)
+		}},
+		{"snapshot written", stepSnapshotWritten, nil},
+		{"journal written", stepJournalWritten, nil},
+		{"snapshot placed", stepSnapshotPlaced, nil},
+		{"journal placed", stepJournalPlaced, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "store")
+			killedAt(t, dir, tt.step)
+			if tt.then != nil {
+				tt.then(t, dir)
+			}
+			t.Logf("files after the kill: %v", storeFiles(t, dir))
+			if rep, err := Check(dir, nil); err != nil || rep.Damaged() {
+				t.Fatalf("Check: %v %+v", err, rep.Damage)
+			}
+			s, err := Open(dir, Options{})
+			if err != nil {
+				t.Fatalf("Open after the kill: %v, want a new, empty store", err)
+			}
+			if d := dumpOf(t, s); len(d.Accounts) != 0 {
+				t.Errorf("the new store holds %d accounts", len(d.Accounts))
+			}
+			closeStore(t, s)
+			if got := storeFiles(t, dir); !slices.Equal(got, []string{journalFile, lockFile, snapshotFile}) {
+				t.Errorf("files of the new store: %v", got)
+			}
+			for _, n := range []string{snapshotFile, journalFile} {
+				if err := os.Remove(filepath.Join(dir, n)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if s, err := Open(dir, Options{}); !errors.Is(err, ErrDamaged) {
+				if err == nil {
+					s.Close()
+				}
+				t.Fatalf("Open of the store with its state files gone: %v, want ErrDamaged", err)
 			}
 		})
 	}
