@@ -130,6 +130,60 @@ func (s *Store) AccountLatest(ctx context.Context, pub string) (provision.Accoun
 	return s.Account(ctx, pub)
 }
 
+// SealedByOlderKeys returns, sorted, the public keys of the accounts whose
+// record in the bucket holds a seed that the current seal key did not
+// seal: what must be written again before the previous seal keys can go.
+// It reads the bucket itself, past the mirror, which may lag a write just
+// made by another instance, and that instance may still seal with a key
+// this store holds only as a previous one. It fails with
+// provision.ErrUnavailable when JetStream does not answer, and names the
+// key of a record that is not an account record.
+func (s *Store) SealedByOlderKeys(ctx context.Context) ([]string, error) {
+	s.mu.RLock()
+	err := s.checkOpen()
+	s.mu.RUnlock()
+	if err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w, err := s.kv.WatchFiltered(wctx, []string{accountPrefix + ">"}, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, mapErr("watch account records", err)
+	}
+	defer w.Stop()
+	var out []string
+	for {
+		var e jetstream.KeyValueEntry
+		var ok bool
+		select {
+		case e, ok = <-w.Updates():
+		case <-ctx.Done():
+			return nil, mapErr("read account records", ctx.Err())
+		}
+		if !ok {
+			return nil, mapErr("read account records", errors.New("watcher closed"))
+		}
+		if e == nil {
+			// The watcher marks the end of what the bucket held with nil.
+			break
+		}
+		var rec accountRecord
+		if err := json.Unmarshal(e.Value(), &rec); err != nil {
+			return nil, fmt.Errorf("kvstore: %s: not an account record: %w", e.Key(), err)
+		}
+		older := rec.IdentitySeed != "" && !s.seal.Current(rec.IdentitySeed)
+		for _, sk := range rec.SigningKeys {
+			older = older || !s.seal.Current(sk.Seed)
+		}
+		if older {
+			out = append(out, e.Key()[len(accountPrefix):])
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
 // LatestJWT reads the JWT of an account's latest record from the bucket
 // itself, past the mirror: what a push is checked against when another
 // instance may have moved the account on; ErrNotFound for a record the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -126,10 +127,7 @@ func TestStoreReseal(t *testing.T) {
 	if err := svc.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	kp, _ := nkeys.CreateCurveKeys()
-	seed, _ := kp.Seed()
-	newKey := filepath.Join(env.Dir, "seal-2.xk")
-	os.WriteFile(newKey, append(seed, '\n'), 0o600)
+	newKey := newSealKey(t, env)
 
 	onlyNew := func() error {
 		t.Helper()
@@ -155,20 +153,126 @@ func TestStoreReseal(t *testing.T) {
 	if err := onlyNew(); err == nil {
 		t.Fatal("the new seal key alone opens the seeds before the reseal: the test is wrong")
 	}
-	raw, _ := os.ReadFile(env.Init.Config)
-	var fields map[string]any
-	json.Unmarshal(raw, &fields)
-	fields["seal_key_previous"] = []string{fields["seal_key"].(string)}
-	fields["seal_key"] = "seal-2.xk"
-	fields["nats_url"] = env.Server.URL()
-	raw, _ = json.MarshalIndent(fields, "", "  ")
-	os.WriteFile(env.Init.Config, raw, 0o644)
+	rotateSealKey(t, env, newKey)
 	out, _, err := runCmd(t, "store", "reseal", "--config", env.Init.Config)
 	if err != nil || !strings.Contains(out, "accounts written") {
 		t.Fatalf("reseal: %v\n%s", err, out)
 	}
 	if err := onlyNew(); err != nil {
 		t.Fatalf("after the reseal the new key alone: %v", err)
+	}
+}
+
+// newSealKey writes a new seal key file into the deployment's directory
+// and returns its path.
+func newSealKey(t *testing.T, env *provtest.Env) string {
+	t.Helper()
+	kp, _ := nkeys.CreateCurveKeys()
+	seed, _ := kp.Seed()
+	path := filepath.Join(env.Dir, "seal-2.xk")
+	if err := os.WriteFile(path, append(seed, '\n'), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// rotateSealKey makes the key at path the seal_key of the deployment's
+// config, and its seal_key seal_key_previous.
+func rotateSealKey(t *testing.T, env *provtest.Env, path string) {
+	t.Helper()
+	raw, _ := os.ReadFile(env.Init.Config)
+	var fields map[string]any
+	json.Unmarshal(raw, &fields)
+	fields["seal_key_previous"] = []string{fields["seal_key"].(string)}
+	fields["seal_key"] = filepath.Base(path)
+	fields["nats_url"] = env.Server.URL()
+	raw, _ = json.MarshalIndent(fields, "", "  ")
+	if err := os.WriteFile(env.Init.Config, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStoreResealChecksTheBucket rotates the seal key while an instance
+// still runs with the old one as its seal_key and writes meanwhile,
+// between reseal's writes and its check: the account it wrote is sealed
+// with the old key, and a start without that key would refuse it. reseal
+// wrote everything it had read, took the other instance's change as
+// sealed anew (ErrStale), and said the previous keys can go. Now it
+// checks the bucket itself: a write that came once is sealed again; one
+// that keeps coming fails reseal, naming the account.
+func TestStoreResealChecksTheBucket(t *testing.T) {
+	tests := []struct {
+		name   string
+		writes int // how many of reseal's checks the old instance writes before
+		// wantErr: reseal fails and does not say "can go".
+		wantErr bool
+	}{
+		{"one write meanwhile is sealed again", 1, false},
+		{"an instance that keeps writing fails reseal", 100, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+			svc := env.Start(t)
+			if r := provtest.Request(t, env.Admin(t), "prov.account.create", `{"name":"acme"}`); r.Code != 0 {
+				t.Fatal(r.Description)
+			}
+			if err := svc.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			// The instance not restarted: the old key is its current one.
+			oldKey, err := seal.Load(env.Init.SealKeyFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			old, err := kvstore.Open(ctx, env.ServiceUser(t), kvstore.Options{Bucket: env.Config.KVBucket, Seal: oldKey, Instance: "old"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer old.Close()
+			var written []string
+			resealChecking = func(ctx context.Context) {
+				if len(written) == tt.writes {
+					return
+				}
+				a := testAccount(t, fmt.Sprintf("late-%d", len(written)))
+				if _, err := old.CreateAccount(ctx, a); err != nil {
+					t.Errorf("the old instance's write: %v", err)
+				}
+				written = append(written, a.PublicKey)
+			}
+			t.Cleanup(func() { resealChecking = nil })
+
+			newKey := newSealKey(t, env)
+			rotateSealKey(t, env, newKey)
+			out, _, err := runCmd(t, "store", "reseal", "--config", env.Init.Config)
+			if strings.Contains(out, "can go") == tt.wantErr {
+				t.Errorf("reseal says:\n%s", out)
+			}
+			if !tt.wantErr {
+				if err != nil {
+					t.Fatalf("reseal: %v\n%s", err, out)
+				}
+				key, err := seal.Load(newKey)
+				if err != nil {
+					t.Fatal(err)
+				}
+				kv, err := kvstore.Open(ctx, env.ServiceUser(t), kvstore.Options{Bucket: env.Config.KVBucket, Seal: key, Instance: "check"})
+				if err != nil {
+					t.Fatalf("the new key alone after the reseal: %v", err)
+				}
+				kv.Close()
+				return
+			}
+			if err == nil {
+				t.Fatalf("reseal succeeded while an instance sealed with the old key:\n%s", out)
+			}
+			last := written[len(written)-1]
+			if !strings.Contains(err.Error(), "1 accounts") || !strings.Contains(err.Error(), last) || !strings.Contains(err.Error(), "restart every instance") {
+				t.Errorf("reseal's error %q does not name 1 account, %s, and what to do", err, last)
+			}
+		})
 	}
 }
 

@@ -208,12 +208,54 @@ func runStoreReseal(ctx context.Context, args []string, stdout, stderr io.Writer
 	for _, a := range accounts {
 		// Writing a record seals anew what the current key did not seal;
 		// a change made meanwhile by a running instance wins (ErrStale),
-		// and sealed it already.
+		// and the check below finds it if that instance sealed it with an
+		// older key.
 		if _, err := kv.UpdateAccount(ctx, a, a.Revision); err != nil && !errors.Is(err, provision.ErrStale) {
 			return fmt.Errorf("store reseal: account %s: %w", a.PublicKey, err)
 		}
 		n++
 	}
+	// An instance still running with an older key as its seal_key seals
+	// what it writes with that key, and the next start without that key
+	// refuses the record: before saying the previous keys can go, read the
+	// bucket itself and write again what is not sealed with the current
+	// key, a few times, for a change that was on its way.
+	var older []string
+	for try := 0; ; try++ {
+		if resealChecking != nil {
+			resealChecking(ctx)
+		}
+		if older, err = kv.SealedByOlderKeys(ctx); err != nil {
+			return fmt.Errorf("store reseal: check: %w", err)
+		}
+		if len(older) == 0 || try == resealTries {
+			break
+		}
+		for _, pub := range older {
+			a, err := kv.AccountLatest(ctx, pub)
+			if errors.Is(err, provision.ErrNotFound) {
+				continue // removed meanwhile: nothing sealed is left
+			}
+			if err != nil {
+				return fmt.Errorf("store reseal: account %s: %w", pub, err)
+			}
+			if _, err := kv.UpdateAccount(ctx, a, a.Revision); err != nil && !errors.Is(err, provision.ErrStale) {
+				return fmt.Errorf("store reseal: account %s: %w", pub, err)
+			}
+		}
+	}
+	if len(older) > 0 {
+		return fmt.Errorf("store reseal: %d accounts are still sealed with a previous key (first: %s): an instance still runs with it as its seal_key; restart every instance with the seal_key of %s (%s), then run reseal again; keep seal_key_previous until reseal succeeds", len(older), older[0], *path, key.PublicKey())
+	}
 	fmt.Fprintf(stdout, "%d accounts written with their seeds sealed by %s; the previous seal keys can go\n", n, key.PublicKey())
 	return nil
 }
+
+// resealTries is how many times reseal writes again the accounts a
+// running instance sealed with an older key meanwhile, before it gives up.
+const resealTries = 3
+
+// resealChecking, set by tests only, runs before each check of the
+// bucket's seals: where another instance's write falls between reseal's
+// writes and its check.
+var resealChecking func(ctx context.Context)
