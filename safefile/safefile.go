@@ -13,7 +13,8 @@ import (
 // WriteNew creates path, which must not exist, with data and the mode perm
 // whatever the umask, and flushes it to disk. The file is written and
 // flushed beside path first, then linked to it, which fails when path
-// exists: path never exists half written, not even after a crash.
+// exists: path never exists half written, not even after a crash. When it
+// fails, path was not made; a crash can leave it, whole.
 func WriteNew(path string, data []byte, perm os.FileMode) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
@@ -29,7 +30,13 @@ func WriteNew(path string, data []byte, perm os.FileMode) error {
 	if err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(path))
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		// The caller takes an error for a file not made, and will not
+		// remove it: left, it stops a new try with "exists".
+		os.Remove(path)
+		return err
+	}
+	return nil
 }
 
 // Replace writes data to path with the mode perm so that a crash leaves
@@ -66,8 +73,10 @@ func fill(f *os.File, data []byte, perm os.FileMode) error {
 }
 
 // syncDir flushes a directory, so that a file made or renamed in it is
-// still there after a power loss.
-func syncDir(dir string) error {
+// still there after a power loss. Tests replace it to make the flush fail.
+var syncDir = flushDir
+
+func flushDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err

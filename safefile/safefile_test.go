@@ -72,3 +72,26 @@ func TestReplace(t *testing.T) {
 		t.Fatalf("a failed Replace left %d entries, want 2 (the file and the directory): %v", len(entries), entries)
 	}
 }
+
+// TestWriteNewFailingLeavesNoFile: when the flush of the directory fails
+// after the link, WriteNew returned the error and left path behind. A
+// caller takes the error for a file not made: bootstrap.Init took back
+// the files written before it, not that one, and init run again stopped
+// at it with "exists".
+func TestWriteNewFailingLeavesNoFile(t *testing.T) {
+	errFlush := errors.New("directory flush failed")
+	syncDir = func(string) error { return errFlush }
+	t.Cleanup(func() { syncDir = flushDir })
+	dir := t.TempDir()
+	path := filepath.Join(dir, "key.nk")
+	if err := WriteNew(path, []byte("one"), 0o600); !errors.Is(err, errFlush) {
+		t.Fatalf("WriteNew: %v, want %v", err, errFlush)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) > 0 {
+		t.Fatalf("a failed WriteNew left %s", ents[0].Name())
+	}
+	syncDir = flushDir
+	if err := WriteNew(path, []byte("two"), 0o600); err != nil {
+		t.Fatalf("WriteNew again after a failed one: %v", err)
+	}
+}
