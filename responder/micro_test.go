@@ -759,7 +759,24 @@ func TestDroppedRequestsCountedAfterStop(t *testing.T) {
 		admin.PublishRequest("prov.behind2.account.create", admin.NewInbox(), fmt.Appendf(nil, `{"name":"x%d"}`, i))
 	}
 	admin.Flush()
-	time.Sleep(100 * time.Millisecond)
+	// The held request fills MaxInflight, the first of the n takes the one
+	// pending place, and the client library drops the rest; the gate opens
+	// once it did (a fixed sleep was too short beside other packages' race
+	// tests, and the later requests were then answered instead).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		d, err := r.Dropped()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d == n-1 {
+			break
+		}
+		if d > n-1 || time.Now().After(deadline) {
+			t.Fatalf("%d requests dropped by the client library, want %d", d, n-1)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	close(slow.gate)
 	if rep := <-created; rep.err != nil || rep.code != 0 {
 		t.Fatalf("the held create: %v %d", rep.err, rep.code)
