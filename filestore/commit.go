@@ -413,6 +413,7 @@ var errNotPlaced = errors.New("filestore: the new snapshot was not put in place"
 // come after the encoding go into the new journal.
 func (c *committer) compact() error {
 	s := c.s
+	start := time.Now()
 	id, err := newID()
 	if err != nil {
 		return err
@@ -452,6 +453,8 @@ func (c *committer) compact() error {
 	if err := old.close(); err != nil {
 		s.log.Warn("filestore: close old journal", "error", err)
 	}
-	s.log.Info("filestore compacted the journal", "bytes", old.hdr.end, "accounts", accounts, "snapshot", formatID(id))
+	// Changes wait while it runs (the committer writes the snapshot): the
+	// time is what an operator needs to tell a compaction from a stall.
+	s.log.Info("filestore compacted the journal", "bytes", old.hdr.end, "accounts", accounts, "snapshot", formatID(id), "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
