@@ -1,6 +1,7 @@
 package filestore
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -156,27 +157,6 @@ func TestStateFilesVanished(t *testing.T) {
 // has returned, the lock file shows that the directory holds a store: its
 // state files gone, Open refuses it.
 func TestFirstOpenKilled(t *testing.T) {
-	// killedAt stops the first Open of dir at step and puts back the lock
-	// file as it was there: a failed Open removes the lock file it made, a
-	// killed one does not.
-	killedAt := func(t *testing.T, dir, step string) {
-		t.Helper()
-		var lock []byte
-		orig := stepHook
-		stepHook = func(s string) error {
-			if s != step {
-				return nil
-			}
-			lock = readFile(t, filepath.Join(dir, lockFile))
-			return fmt.Errorf("%w at %s", errCrash, s)
-		}
-		_, err := Open(dir, Options{})
-		stepHook = orig
-		if !errors.Is(err, errCrash) {
-			t.Fatalf("Open: %v, want the simulated crash", err)
-		}
-		writeFile(t, filepath.Join(dir, lockFile), lock)
-	}
 	tests := []struct {
 		name string
 		step string
@@ -199,7 +179,7 @@ func TestFirstOpenKilled(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "store")
-			killedAt(t, dir, tt.step)
+			openKilledAt(t, dir, tt.step)
 			if tt.then != nil {
 				tt.then(t, dir)
 			}
@@ -230,5 +210,71 @@ func TestFirstOpenKilled(t *testing.T) {
 				t.Fatalf("Open of the store with its state files gone: %v, want ErrDamaged", err)
 			}
 		})
+	}
+}
+
+// openKilledAt stops an Open of dir at step and puts back the lock file as
+// it was there: a failed Open removes a lock file it marked, a killed one
+// does not.
+func openKilledAt(t *testing.T, dir, step string) {
+	t.Helper()
+	var lock []byte
+	orig := stepHook
+	stepHook = func(s string) error {
+		if s != step {
+			return nil
+		}
+		lock = readFile(t, filepath.Join(dir, lockFile))
+		return fmt.Errorf("%w at %s", errCrash, s)
+	}
+	_, err := Open(dir, Options{})
+	stepHook = orig
+	if !errors.Is(err, errCrash) {
+		t.Fatalf("Open: %v, want the simulated crash", err)
+	}
+	writeFile(t, filepath.Join(dir, lockFile), lock)
+}
+
+// TestOpenOfAStoreWithoutItsLockFileKilled: a store copied or restored
+// without its lock file gets a marked one from the next Open; that Open
+// killed before it took the mark off leaves the store as it was, and the
+// Open after it keeps every account and leaves the lock file a sign of
+// the store: its state files gone, Open refuses it.
+func TestOpenOfAStoreWithoutItsLockFileKilled(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	s := open(t, dir, Options{})
+	a := newAccount(t, "kept")
+	if _, err := s.CreateAccount(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	closeStore(t, s)
+	if err := os.Remove(filepath.Join(dir, lockFile)); err != nil {
+		t.Fatal(err)
+	}
+	openKilledAt(t, dir, stepLocked)
+	if state, err := readLock(dir); err != nil || state != lockNew {
+		t.Fatalf("the lock file after the killed Open: %v %v, want it marked new", state, err)
+	}
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatalf("Open after the kill: %v", err)
+	}
+	if got, err := s.Account(context.Background(), a.PublicKey); err != nil || got.Name != a.Name {
+		t.Errorf("the account after the killed Open: %+v %v", got, err)
+	}
+	closeStore(t, s)
+	if state, err := readLock(dir); err != nil || state != lockHeld {
+		t.Fatalf("the lock file after the Open: %v %v, want it held (a sign of the store)", state, err)
+	}
+	for _, n := range []string{snapshotFile, journalFile} {
+		if err := os.Remove(filepath.Join(dir, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s, err := Open(dir, Options{}); !errors.Is(err, ErrDamaged) {
+		if err == nil {
+			s.Close()
+		}
+		t.Fatalf("Open of the store with its state files gone: %v, want ErrDamaged", err)
 	}
 }
