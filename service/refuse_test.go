@@ -1,0 +1,129 @@
+package service_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/kvstore"
+	"github.com/natsprov/provisioner/provtest"
+	"github.com/natsprov/provisioner/service"
+)
+
+// TestStartRefusesABadJetStreamAccount: issue #8 has the service refuse to
+// start, naming what is wrong, when its account has no JetStream or the
+// bucket's settings differ from the config. kvstore's TestOpenRefuses
+// shows Open refusing; this shows the start does too, at once, rather than
+// taking the refusal for JetStream not being up yet and waiting on it.
+func TestStartRefusesABadJetStreamAccount(t *testing.T) {
+	tests := []struct {
+		name    string
+		prepare func(t *testing.T, env *provtest.Env)
+		want    error
+		mention []string
+	}{
+		{"bucket with other settings", func(t *testing.T, env *provtest.Env) {
+			js, err := jetstream.New(env.ServiceUser(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: env.Config.KVBucket, History: 5, Storage: jetstream.FileStorage}); err != nil {
+				t.Fatal(err)
+			}
+		}, kvstore.ErrBucketMismatch, []string{"history 5, want 1"}},
+		{"account without JetStream", func(t *testing.T, env *provtest.Env) {
+			pushWithoutJetStream(t, env)
+		}, kvstore.ErrNoJetStream, []string{"disk_storage"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+			tt.prepare(t, env)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			type result struct {
+				svc *service.Service
+				err error
+			}
+			done := make(chan result, 1)
+			go func() {
+				svc, err := service.Start(ctx, env.Config, slog.New(slog.DiscardHandler))
+				done <- result{svc, err}
+			}()
+			var r result
+			select {
+			case r = <-done:
+			case <-time.After(15 * time.Second):
+				cancel()
+				r = <-done
+				t.Fatalf("the start still waited after 15s (%v), want a refusal", r.err)
+			}
+			if r.err == nil {
+				r.svc.Stop()
+				t.Fatal("the service started")
+			}
+			if !errors.Is(r.err, tt.want) {
+				t.Errorf("start: %v, want %v", r.err, tt.want)
+			}
+			for _, m := range tt.mention {
+				if !strings.Contains(r.err.Error(), m) {
+					t.Errorf("start: %q does not say %q", r.err, m)
+				}
+			}
+		})
+	}
+}
+
+// pushWithoutJetStream pushes the service account's JWT with its JetStream
+// limits taken out, signed by the operator signing key, as an operator
+// editing the account by mistake would.
+func pushWithoutJetStream(t *testing.T, env *provtest.Env) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(env.Dir, bootstrap.ServiceAccountJWTFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := jwt.ParseDecoratedJWT(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac, err := jwt.DecodeAccountClaims(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{}
+	seed, err := os.ReadFile(filepath.Join(env.Dir, bootstrap.OperatorSigningKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := nkeys.FromSeed(bytes.TrimSpace(seed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kp.Wipe()
+	signed, err := ac.Encode(kp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys := env.Connect(t, env.Init.ProvisionerCreds)
+	m, err := sys.Request("$SYS.REQ.CLAIMS.UPDATE", []byte(signed), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(m.Data), `"code":200`) {
+		t.Fatalf("push of the service account without JetStream: %s", m.Data)
+	}
+}
