@@ -1,0 +1,92 @@
+package service_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/config"
+	"github.com/natsprov/provisioner/provtest"
+	"github.com/natsprov/provisioner/service"
+)
+
+// TestStatusOfTwoInstances: issue #8 has prov.status give
+// "store":"jetstream", the instance and its role, and one instance
+// reconcile at a time. Two instances on one bucket answer prov.status by
+// the queue group: both are seen, each names itself, and once the
+// reconcile lease is taken exactly one says "leader", the other
+// "follower".
+func TestStatusOfTwoInstances(t *testing.T) {
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	env.Config.ReconcileInterval = config.Duration(time.Second)
+	for _, name := range []string{"inst-a", "inst-b"} {
+		cfg := *env.Config
+		cfg.Instance = name
+		svc, err := service.Start(context.Background(), &cfg, provtest.Logger(t))
+		if err != nil {
+			t.Fatalf("start %s: %v", name, err)
+		}
+		t.Cleanup(func() { svc.Stop() })
+	}
+	admin := env.Admin(t)
+	var roles map[string]string
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		roles = map[string]string{}
+		bad := ""
+		// 40 requests spread by the queue group reach both instances but
+		// once in 2^39.
+		for range 40 {
+			r := provtest.Request(t, admin, env.Config.SubjectPrefix+".status", `{}`)
+			if r.Code != 0 {
+				t.Fatalf("prov.status: %d %q", r.Code, r.Description)
+			}
+			inst, _ := r.Body["instance"].(string)
+			role, _ := r.Body["role"].(string)
+			if store, _ := r.Body["store"].(string); store != "jetstream" {
+				t.Fatalf("prov.status of %s: store %q, want jetstream", inst, store)
+			}
+			if role != "leader" && role != "follower" {
+				t.Fatalf("prov.status of %s: role %q, want leader or follower", inst, role)
+			}
+			if prev, ok := roles[inst]; ok && prev != role {
+				bad = "an instance changed its role within one round"
+			}
+			roles[inst] = role
+		}
+		instances := make([]string, 0, len(roles))
+		leaders := 0
+		for inst, role := range roles {
+			instances = append(instances, inst)
+			if role == "leader" {
+				leaders++
+			}
+		}
+		slices.Sort(instances)
+		if !slices.Equal(instances, []string{"inst-a", "inst-b"}) {
+			t.Fatalf("prov.status answered by %v, want inst-a and inst-b", instances)
+		}
+		if bad == "" && leaders == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("prov.status roles %v (%s); want one leader and one follower", roles, bad)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// The roles hold: a second round over a few reconcile passes still has
+	// one leader.
+	time.Sleep(2500 * time.Millisecond)
+	leaders := map[string]bool{}
+	for range 40 {
+		r := provtest.Request(t, admin, env.Config.SubjectPrefix+".status", `{}`)
+		if r.Body["role"] == "leader" {
+			leaders[r.Body["instance"].(string)] = true
+		}
+	}
+	if len(leaders) != 1 {
+		t.Fatalf("after a few reconcile passes the leaders are %v, want one", leaders)
+	}
+}
