@@ -116,6 +116,14 @@ const (
 	MinResolverTimeout   = 100 * time.Millisecond
 	MinRequestTimeout    = time.Second
 	MinReconcileInterval = time.Second
+	// MinServerForgetAfter and MinTombstoneRetention are the smallest
+	// values of their fields. A server that restarts is unseen for
+	// seconds, and a server that missed a DELETE brings the account back
+	// through resolver sync within its interval (a minute by default):
+	// forgotten sooner, or a tombstone dropped sooner, a restart or a sync
+	// undoes a delete.
+	MinServerForgetAfter  = time.Minute
+	MinTombstoneRetention = time.Minute
 	// MaxDuration bounds every duration field.
 	MaxDuration = 10 * 365 * 24 * time.Hour
 )
@@ -324,8 +332,8 @@ func (c *Config) Validate() error {
 		{"resolver_timeout", c.ResolverTimeout, MinResolverTimeout},
 		{"request_timeout", c.RequestTimeout, MinRequestTimeout},
 		{"reconcile_interval", c.ReconcileInterval, MinReconcileInterval},
-		{"tombstone_retention", c.TombstoneRetention, 0},
-		{"server_forget_after", c.ServerForgetAfter, 0},
+		{"tombstone_retention", c.TombstoneRetention, MinTombstoneRetention},
+		{"server_forget_after", c.ServerForgetAfter, MinServerForgetAfter},
 	} {
 		if d.value <= 0 {
 			return fmt.Errorf("%q must be positive", d.name)

@@ -147,6 +147,7 @@ func TestLoadErrorsNameTheField(t *testing.T) {
 		{"resolver_timeout 1ns", with(map[string]any{"resolver_timeout": "1ns"}), "resolver_timeout"},
 		{"request_timeout 1ns", with(map[string]any{"request_timeout": "1ns"}), "request_timeout"},
 		{"reconcile_interval 1ns", with(map[string]any{"reconcile_interval": "1ns"}), "reconcile_interval"},
+		{"server_forget_after 1s", with(map[string]any{"server_forget_after": "1s"}), "server_forget_after"},
 		{"reconcile_interval 10ms", with(map[string]any{"reconcile_interval": "10ms"}), "reconcile_interval"},
 		{"subject_prefix with an empty token", with(map[string]any{"subject_prefix": "a..b"}), "subject_prefix"},
 		{"negative max_inflight", with(map[string]any{"max_inflight": -1}), "max_inflight"},
