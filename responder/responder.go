@@ -84,7 +84,10 @@ type Config struct {
 	// MaxInflight bounds the requests handled at once, over all endpoints;
 	// past it, requests wait in the subscription. Default 512.
 	MaxInflight int
-	Logger      *slog.Logger
+	// StopWait bounds how long Stop waits for the requests in flight
+	// before it cancels them. Default 10s.
+	StopWait time.Duration
+	Logger   *slog.Logger
 }
 
 // Responder is a running provisioning service. Stop it with Stop.
@@ -113,7 +116,14 @@ type Responder struct {
 	seq                         atomic.Uint64
 	stopOnce                    sync.Once
 	stopErr                     error
+	// base is every request's parent context; Stop cancels it, with
+	// errStopped, once StopWait is up.
+	base    context.Context
+	abandon context.CancelCauseFunc
 }
+
+// errStopped is the cause of a request cut short by Stop.
+var errStopped = errors.New("the provisioner stopped before the request was done")
 
 // handlerFunc decodes a request and carries it out.
 type handlerFunc func(ctx context.Context, m *nats.Msg) (any, error)
@@ -200,6 +210,9 @@ func start(nc *nats.Conn, cfg Config, eps []*endpoint, description string) (*Res
 	if cfg.MaxInflight <= 0 {
 		cfg.MaxInflight = 512
 	}
+	if cfg.StopWait <= 0 {
+		cfg.StopWait = 10 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -221,6 +234,7 @@ func start(nc *nats.Conn, cfg Config, eps []*endpoint, description string) (*Res
 		quit:        make(chan struct{}),
 		eps:         eps,
 	}
+	r.base, r.abandon = context.WithCancelCause(context.Background())
 	for _, e := range eps {
 		e.full = cfg.Prefix + "." + e.subject
 		req, err := api.RequestSchema(e.request)
@@ -281,6 +295,19 @@ func (r *Responder) stop() error {
 	r.mu.Lock()
 	r.closing = true
 	r.mu.Unlock()
+	// A stop must fit the time a container is given before it is killed
+	// (docker-compose.yml's stop_grace_period, 30s), and the service still
+	// flushes its audit events and user records after this (up to 15 s
+	// during an outage). Requests still running after StopWait are
+	// cancelled: each ends as its deadline would have ended it (a change
+	// in doubt is as a kill would leave it, which the store and the
+	// reconciler are built for), but the flush that follows still runs.
+	cut := time.AfterFunc(r.cfg.StopWait, func() {
+		r.log.Warn("stopping: cancelling the requests still in flight", "waited", r.cfg.StopWait)
+		r.abandon(errStopped)
+	})
+	defer cut.Stop()
+	defer r.abandon(nil)
 	// Dropped fails once a subscription is closed: count the drops so far;
 	// later ones leave requests pending, which receive counts them with.
 	for _, e := range r.eps {
@@ -400,7 +427,7 @@ func (r *Responder) serve(e *endpoint, m *nats.Msg, start time.Time) {
 				err = fmt.Errorf("panic: %v\n%s", p, debug.Stack())
 			}
 		}()
-		ctx, cancel := context.WithTimeout(context.Background(), r.cfg.RequestTimeout)
+		ctx, cancel := context.WithTimeout(r.base, r.cfg.RequestTimeout)
 		defer cancel()
 		if len(m.Data) > MaxRequestSize {
 			err = fmt.Errorf("%w: the request is %d bytes; the limit is %d", provision.ErrInvalid, len(m.Data), MaxRequestSize)
@@ -481,6 +508,11 @@ func (r *Responder) classify(e *endpoint, err error) (int, string) {
 		code = api.CodeUnavailable
 	case errors.Is(err, provision.ErrTimeout), errors.Is(err, provision.ErrNotSent):
 		code = api.CodeTimeout
+	case errors.Is(err, context.Canceled) && errors.Is(context.Cause(r.base), errStopped):
+		// Cut short by Stop (StopWait): like a deadline, the change may
+		// have been made.
+		code = api.CodeTimeout
+		err = fmt.Errorf("%w (it waited %s), so it may have taken effect; read it back before trying again: %w", errStopped, r.cfg.StopWait, err)
 	case errors.Is(err, context.DeadlineExceeded):
 		// The request's own deadline (request_timeout) ran out while it
 		// waited on the store or the servers: not a bug, and the change

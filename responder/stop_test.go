@@ -2,6 +2,7 @@ package responder_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,5 +74,49 @@ func waitConn(t *testing.T, nc *nats.Conn, connected bool) {
 			t.Fatalf("connection %s: connected=%v after 10s", nc.Opts.Name, nc.IsConnected())
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestStopCancelsRequestsPastStopWait: a request still at work when
+// StopWait is up is cancelled, so that a stop fits the grace period a
+// container is given (the flush of audit events and user records still
+// follows it). Before StopWait, Stop waited for every request in flight
+// for as long as its request_timeout, which may be anything: here 60 s.
+// The caller hears 504 (the change may have been made), naming the stop.
+func TestStopCancelsRequestsPastStopWait(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	svc := env.Start(t)
+	admin := env.Admin(t)
+	slow := &held{Service: svc.Provision, gate: make(chan struct{})}
+	defer close(slow.gate)
+	const wait = 300 * time.Millisecond
+	r := extra(t, env, slow, responder.Config{Prefix: "prov.cut", Name: "cut", RequestTimeout: time.Minute, StopWait: wait})
+	ch := make(chan *nats.Msg, 1)
+	go func() {
+		m, err := admin.Request("prov.cut.account.create", []byte(`{"name":"cut"}`), 20*time.Second)
+		if err != nil {
+			t.Errorf("create: %v", err)
+		}
+		ch <- m
+	}()
+	slow.waitHeld(t, 1)
+	start := time.Now()
+	if err := r.Stop(); err != nil {
+		t.Errorf("Stop: %v", err)
+	}
+	took := time.Since(start)
+	if took < wait || took > wait+2*time.Second {
+		t.Errorf("Stop with a request held took %s; want StopWait (%s) and little more", took, wait)
+	}
+	m := <-ch
+	if m == nil {
+		return
+	}
+	code, desc := m.Header.Get("Nats-Service-Error-Code"), m.Header.Get("Nats-Service-Error")
+	if code != "504" || !strings.Contains(desc, "stopped before the request was done") {
+		t.Errorf("the cut request was answered %q %q, want 504 naming the stop", code, desc)
+	}
+	if now, _ := slow.counts(); now != 0 {
+		t.Errorf("%d creates still held after Stop", now)
 	}
 }
