@@ -43,9 +43,12 @@ type published struct {
 // version it joins.
 type change struct {
 	apply applyFunc
-	done  chan struct{}
-	out   published
-	err   error
+	// repeatable: apply may run again on a version that already holds its
+	// effect (a revocation) and changes nothing it should not there.
+	repeatable bool
+	done       chan struct{}
+	out        published
+	err        error
 }
 
 func (c *change) finish(out published, err error) {
@@ -69,7 +72,19 @@ type queues struct {
 // and waits for the version it joined. It does not give up when ctx ends:
 // a change once taken lands or is undone, and its caller must know which.
 func (s *Service) submit(pub string, apply applyFunc) (published, error) {
-	c := &change{apply: apply, done: make(chan struct{})}
+	return s.enqueue(pub, &change{apply: apply, done: make(chan struct{})})
+}
+
+// submitRepeatable is submit for a change that may be applied again on top
+// of a version that already holds it: when the write of its version is in
+// doubt and the store moved on past the version it was based on, it is
+// made again on top of the newer one rather than failed.
+func (s *Service) submitRepeatable(pub string, apply applyFunc) (published, error) {
+	return s.enqueue(pub, &change{apply: apply, repeatable: true, done: make(chan struct{})})
+}
+
+// enqueue hands c to the account's worker; see submit.
+func (s *Service) enqueue(pub string, c *change) (published, error) {
 	qs := &s.queues
 	qs.mu.Lock()
 	if qs.m == nil {
@@ -183,8 +198,17 @@ func (s *Service) version(pub string, q *queue, batch []*change) {
 			// The write may have landed all the same (an acknowledgement
 			// lost in a stream leader election): find out before saying
 			// it failed.
-			if r, ok := s.landed(ctx, pub, token); ok {
+			r, ok := s.landed(ctx, pub, token)
+			switch {
+			case ok:
 				rev, err = r, nil
+			case r > a.Revision && repeatable(batch):
+				// Another version is in the store on top of the one
+				// this was based on: this write landed under it, or
+				// lost to it. Answered unavailable, a revocation in
+				// effect was told failed. Made again on top, the
+				// changes are in the version this answers with.
+				err = fmt.Errorf("%w: %w", ErrStale, err)
 			}
 		}
 		if errors.Is(err, ErrStale) && attempt < maxStaleRetries {
@@ -221,6 +245,16 @@ func (s *Service) version(pub string, q *queue, batch []*change) {
 		}
 		return
 	}
+}
+
+// repeatable tells whether every change of batch may be applied again.
+func repeatable(batch []*change) bool {
+	for _, c := range batch {
+		if !c.repeatable {
+			return false
+		}
+	}
+	return true
 }
 
 // landedWait bounds how long a write in doubt is looked for: a stream
@@ -268,7 +302,8 @@ func pause(ctx context.Context, d time.Duration) bool {
 }
 
 // landed reports whether an account's current version in the store is
-// token, after a write of it failed as unavailable, and its revision. It
+// token, after a write of it failed as unavailable, and the current
+// version's revision (0 when it could not be read). It
 // asks again while the store is unavailable, until ctx ends.
 func (s *Service) landed(ctx context.Context, pub, token string) (uint64, bool) {
 	if _, ok := s.store.(latestReader); !ok {

@@ -363,7 +363,9 @@ func (s *Service) revoke(ctx context.Context, a Account, ref string, selfOnly bo
 		}
 		pub, name, issued = active[len(active)-1].PublicKey, ref, active[len(active)-1].IssuedAt
 	}
-	out, err := s.submit(a.PublicKey, func(_ *Account, c *jwt.AccountClaims) error {
+	// Repeatable: a revocation made again on top of one that holds it
+	// moves its time on, which cuts off no other key.
+	out, err := s.submitRepeatable(a.PublicKey, func(_ *Account, c *jwt.AccountClaims) error {
 		// At the user's issue time at the least: an instance whose clock
 		// runs ahead of this one may have issued it "later" than now.
 		c.RevokeAt(pub, time.Unix(max(time.Now().Unix(), issued), 0))
