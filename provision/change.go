@@ -532,12 +532,23 @@ func (s *Service) afterPush(ctx context.Context, pub, pushed string) {
 	defer cancel()
 	// Each push of a newer version is itself a push that a still newer
 	// one may have overtaken: read again after it.
-	latest := func() (string, error) {
+	read := func() (string, error) {
 		if lj, ok := l.(latestJWTReader); ok {
 			return lj.LatestJWT(ctx, pub)
 		}
 		a, err := l.AccountLatest(ctx, pub)
 		return a.JWT, err
+	}
+	// A read the store answers unavailable (a stream leader election) is
+	// asked again for up to landedWait: given up at once, a stale push
+	// that landed last, maybe without a revocation already acknowledged,
+	// stayed on the servers until a reconcile pass.
+	latest := func() (string, error) {
+		cur, err := read()
+		for until := time.Now().Add(landedWait); errors.Is(err, ErrUnavailable) && time.Now().Before(until) && pause(ctx, landedPoll); {
+			cur, err = read()
+		}
+		return cur, err
 	}
 	for range maxStaleRetries {
 		cur, err := latest()

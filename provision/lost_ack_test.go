@@ -82,3 +82,113 @@ func TestLostAckUnderPeerChange(t *testing.T) {
 	}
 	checkRevokedOnServers(t, env, b, pub, key)
 }
+
+// lateWrite, once armed, answers the first account version that revokes
+// key as unavailable without storing it, and keeps the write for land:
+// a request the stream leader commits only after the writer gave up.
+type lateWrite struct {
+	*kvstore.Store
+	key   string
+	armed atomic.Bool
+	land  func() error
+}
+
+func (l *lateWrite) UpdateAccount(ctx context.Context, a provision.Account, rev uint64) (uint64, error) {
+	if revokes(a.JWT, l.key) && l.armed.CompareAndSwap(true, false) {
+		l.land = func() error {
+			_, err := l.Store.UpdateAccount(context.Background(), a, rev)
+			return err
+		}
+		return 0, fmt.Errorf("kvstore: update account %s: %w: %w", a.PublicKey, provision.ErrUnavailable, context.DeadlineExceeded)
+	}
+	return l.Store.UpdateAccount(ctx, a, rev)
+}
+
+// TestWriteLandsAfterLandedGaveUp: a revoke's write answers unavailable
+// and is not in the store when landed looks; it lands afterwards. The
+// caller must not have been told success, and once it landed the
+// reconciler must push the store's version, the revocation, to the
+// servers: the outcome is the one a retry of the revoke reaches.
+func TestWriteLandsAfterLandedGaveUp(t *testing.T) {
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	_, st := kvDomain(t, env, nil)
+	b, _ := kvDomain(t, env, nil)
+	key := newUserKey()
+	l := &lateWrite{Store: st, key: key}
+	a := domainOver(t, env, l, rawResolver(t, env))
+	ctx := context.Background()
+	acc, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := acc.Account.PublicKey
+	l.armed.Store(true)
+	_, err = a.RevokeUser(ctx, api.RevokeUserRequest{Account: pub, User: key})
+	if l.land == nil {
+		t.Fatal("the revocation was not written")
+	}
+	if !errors.Is(err, provision.ErrUnavailable) {
+		t.Fatalf("the revoke answered %v before its write landed, want unavailable", err)
+	}
+	if err := l.land(); err != nil {
+		t.Fatalf("the late write: %v", err)
+	}
+	waitAccount(t, b, pub)
+	if _, err := b.Reconcile(ctx, api.ReconcileRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	checkRevokedOnServers(t, env, b, pub, key)
+}
+
+// latestUnavailable, once armed, answers the next reads of an account's
+// latest version as unavailable, as a store electing a stream leader
+// does for a moment.
+type latestUnavailable struct {
+	*kvstore.Store
+	fails atomic.Int32
+}
+
+func (l *latestUnavailable) LatestJWT(ctx context.Context, pub string) (string, error) {
+	if l.fails.Add(-1) >= 0 {
+		return "", fmt.Errorf("kvstore: read account %s: %w: %w", pub, provision.ErrUnavailable, context.DeadlineExceeded)
+	}
+	return l.Store.LatestJWT(ctx, pub)
+}
+
+// TestStaleRepushAfterUnavailableRead: B's update (v1) is stored and its
+// push is slow; A revokes a key on top (v2), pushes it and answers
+// success. B's push of v1 lands last, and B's read of the store after it
+// answers unavailable for a moment. Giving up at once left v1, without
+// the acknowledged revocation, on the servers until a reconcile pass.
+func TestStaleRepushAfterUnavailableRead(t *testing.T) {
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	_, stB := kvDomain(t, env, nil)
+	lu := &latestUnavailable{Store: stB}
+	g := newGate(1, 0)
+	g.Resolver = rawResolver(t, env)
+	b := domainOver(t, env, lu, g)
+	a, _ := kvDomain(t, env, nil)
+	ctx := context.Background()
+	acc, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := acc.Account.PublicKey
+	waitAccount(t, b, pub)
+	updated := make(chan error, 1)
+	go func() {
+		_, err := b.UpdateAccount(ctx, api.UpdateAccountRequest{Account: pub, Description: ptr("v1")})
+		updated <- err
+	}()
+	<-g.reached // B's v1 stored, its push under way
+	key := newUserKey()
+	if _, err := a.RevokeUser(ctx, api.RevokeUserRequest{Account: pub, User: key}); err != nil {
+		t.Fatal(err)
+	}
+	lu.fails.Store(2)
+	close(g.released)
+	if err := <-updated; err != nil {
+		t.Fatal(err)
+	}
+	checkRevokedOnServers(t, env, a, pub, key)
+}
