@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/nats-io/jwt/v2"
 
@@ -133,7 +134,17 @@ func TestWriteLandsAfterLandedGaveUp(t *testing.T) {
 	if err := l.land(); err != nil {
 		t.Fatalf("the late write: %v", err)
 	}
-	waitAccount(t, b, pub)
+	// B's pass reads its mirror of the store: wait until it shows the
+	// late write.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		rep, err := b.GetAccount(ctx, api.AccountRequest{Account: pub})
+		if err == nil && revokes(rep.Account.JWT, key) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("B never saw the late write (%v)", err)
+		}
+	}
 	if _, err := b.Reconcile(ctx, api.ReconcileRequest{}); err != nil {
 		t.Fatal(err)
 	}
