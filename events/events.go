@@ -430,13 +430,17 @@ func (p *Publisher) recreate(ctx context.Context) {
 }
 
 // refused tells whether a write failed for what it is (the stream
-// answered with an error other than unavailable, or nats.go would not
-// send it), where another attempt may only fail the same way; the other
-// failures are the stream's or the connection's, and pass.
+// answered with an error other than unavailable or overloaded, or nats.go
+// would not send it), where another attempt may only fail the same way;
+// the other failures are the stream's or the connection's, and pass.
 func refused(err error) bool {
 	var api *jetstream.APIError
 	if errors.As(err, &api) {
-		return api.Code < 500
+		// 429: the stream's ingest queue was full and it dropped the
+		// write, or too many atomic batches were open: it says nothing of
+		// the event, and counted as a refusal it gave up events that
+		// another attempt stored.
+		return api.Code < 500 && api.Code != 429
 	}
 	for _, transient := range []error{
 		context.DeadlineExceeded, context.Canceled, nats.ErrTimeout,
