@@ -1,0 +1,129 @@
+package events_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natsprov/provisioner/events"
+	"github.com/natsprov/provisioner/natsembed"
+	"github.com/natsprov/provisioner/testenv"
+)
+
+// startCluster starts three embedded servers routed as one JetStream
+// cluster (no accounts: the publisher needs none) and returns their client
+// URLs.
+func startCluster(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	const n = 3
+	routes := make([]string, n)
+	routePorts := make([]int, n)
+	for i := range n {
+		routePorts[i] = testenv.FreePort(t)
+		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", routePorts[i])
+	}
+	var urls []string
+	confs := make([]string, n)
+	for i := range n {
+		port := testenv.FreePort(t)
+		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", port))
+		conf := fmt.Sprintf("server_name: n%d\nlisten: \"127.0.0.1:%d\"\njetstream: { store_dir: %q }\ncluster: { name: c1, listen: \"127.0.0.1:%d\", routes: [%s] }\n",
+			i+1, port, filepath.Join(dir, fmt.Sprintf("js%d", i+1)), routePorts[i], strings.Join(routes, ", "))
+		confs[i] = filepath.Join(dir, fmt.Sprintf("n%d.conf", i+1))
+		if err := os.WriteFile(confs[i], []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The servers of a cluster start together: each waits for its routes
+	// before its JetStream is ready.
+	errs := make(chan error, n)
+	for _, conf := range confs {
+		go func() {
+			srv, err := natsembed.Start(conf, natsembed.Options{})
+			if err == nil {
+				t.Cleanup(srv.Stop)
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	return strings.Join(urls, ",")
+}
+
+// TestAuditSurvivesLeaderChanges: on an R3 audit stream, the stream leader
+// steps down again and again while events go in batches of up to 500. A
+// batch a leader change cuts has no responders, or no commit in time, or
+// (when the change falls mid-batch) is refused as "atomic publish batch is
+// incomplete", a 400 charged as one refusal to the event at its head; the
+// writer then writes the window one by one, and a store clears the count,
+// so no event is given up for a leader change: each is stored once, in
+// publish order.
+func TestAuditSurvivesLeaderChanges(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-server cluster")
+	}
+	urls := startCluster(t)
+	connect := func(opts ...nats.Option) *nats.Conn {
+		nc, err := nats.Connect(urls, append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(50 * time.Millisecond)}, opts...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	svc := connect(nats.ReconnectBufSize(-1))
+	logs := &lossLog{}
+	pub := events.New(connect(), "prov", slog.New(logs))
+	ctx := context.Background()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := pub.WithAudit(c, svc, 3)
+		cancel()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("WithAudit: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	admin := connect()
+	const steps, per = 10, 1000
+	for s := range steps {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for i := s * per; i < (s+1)*per; i += 500 {
+				publishUsers(pub, i, i+500)
+				time.Sleep(time.Millisecond)
+			}
+		}()
+		time.Sleep(time.Millisecond)
+		if _, err := admin.Request("$JS.API.STREAM.LEADER.STEPDOWN."+events.StreamName, nil, 5*time.Second); err != nil {
+			t.Logf("step down %d: %v", s, err)
+		}
+		<-done
+		if err := pub.Flush(30 * time.Second); err != nil {
+			t.Errorf("step %d: Flush: %v", s, err)
+		}
+	}
+	err := pub.Flush(60 * time.Second)
+	if lost, logged := pub.Lost(), logs.lost(); lost != 0 || logged != 0 || err != nil {
+		t.Errorf("%d events counted lost, %d logged lost (Flush: %v); want none", lost, logged, err)
+	}
+	t.Logf("%d atomic batches", pub.Batches())
+	storedOnceInOrder(t, svc, steps*per)
+}
