@@ -429,6 +429,9 @@ func (p *Publisher) recreate(ctx context.Context) {
 	p.log.Warn("the audit stream was gone (deleted while the service ran): made again", "stream", StreamName)
 }
 
+// errCodeDuplicateInProcess is nats-server's JSStreamDuplicateMessageConflict.
+const errCodeDuplicateInProcess = 10158
+
 // refused tells whether a write failed for what it is (the stream
 // answered with an error other than unavailable or overloaded, or nats.go
 // would not send it), where another attempt may only fail the same way;
@@ -440,7 +443,10 @@ func refused(err error) bool {
 		// write, or too many atomic batches were open: it says nothing of
 		// the event, and counted as a refusal it gave up events that
 		// another attempt stored.
-		return api.Code < 500 && api.Code != 429
+		// 409 "duplicate message id is in process" (10158, R3): an
+		// earlier attempt of this very event is still being stored; the
+		// next attempt finds it stored, or stores it.
+		return api.Code < 500 && api.Code != 429 && api.ErrorCode != errCodeDuplicateInProcess
 	}
 	for _, transient := range []error{
 		context.DeadlineExceeded, context.Canceled, nats.ErrTimeout,
