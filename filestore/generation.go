@@ -85,13 +85,18 @@ func encodeSnapshot(st *state, id uint64, fromV1 map[string]string) ([]byte, err
 func writeGeneration(dir string, snap []byte, id, seq uint64) (j *journal, placed bool, err error) {
 	snapPath := filepath.Join(dir, snapshotFile)
 	jPath := filepath.Join(dir, journalFile)
+	// A write that fails takes back what it wrote of the new generation:
+	// on a full disk that holds the room the old journal needs to grow.
 	if err := writeFileSynced(snapPath+newSuffix, snap); err != nil {
+		os.Remove(snapPath + newSuffix)
 		return nil, false, fmt.Errorf("filestore: write snapshot: %w", err)
 	}
 	if err := stepHook(stepSnapshotWritten); err != nil {
 		return nil, false, err
 	}
 	if j, err = createJournal(jPath+newSuffix, id, seq); err != nil {
+		os.Remove(jPath + newSuffix)
+		os.Remove(snapPath + newSuffix)
 		return nil, false, fmt.Errorf("filestore: create journal: %w", err)
 	}
 	defer func() {
