@@ -123,6 +123,13 @@ func writeGeneration(dir string, snap []byte, id, seq uint64) (j *journal, place
 		return nil, true, fmt.Errorf("filestore: put journal in place: %w", err)
 	}
 	j.path = jPath
+	// The file keeps the name it was opened with, and its errors show
+	// it: an operator told of a failed write to journal.v2.new looks for
+	// a leftover. Opened by its own name, a failure names the journal.
+	if f, err := os.OpenFile(jPath, os.O_RDWR, 0); err == nil {
+		j.f.Close()
+		j.f = f
+	}
 	if err := stepHook(stepJournalPlaced); err != nil {
 		return nil, true, err
 	}

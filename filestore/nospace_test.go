@@ -121,6 +121,10 @@ func TestFullDisk(t *testing.T) {
 			if !errors.Is(err, provision.ErrFull) {
 				t.Fatalf("create on a full disk: %v, want ErrFull", err)
 			}
+			// The journal, by its name: not a leftover's.
+			if want := "write " + filepath.Join(dir, journalFile) + ":"; !strings.Contains(err.Error(), want) {
+				t.Errorf("create on a full disk: %v, want it to name the journal (%q)", err, want)
+			}
 			failed = a
 		}
 	}
