@@ -59,9 +59,13 @@ func (c *Client) RotateOperator(ctx context.Context) (*api.RotateOperatorReply, 
 // SelfCreateUser issues a user of the caller's own account in one of its
 // roles, through self-service (the caller is a tenant's user; the service
 // learns its account from the server). Without req.PublicKey the key pair
-// is made here, as CreateUser does.
+// is made here, as CreateUser does; a public_key
+// that holds a seed is refused (ErrInvalid) without sending anything.
 func (c *Client) SelfCreateUser(ctx context.Context, req api.SelfCreateUserRequest) (*User, error) {
-	if strings.TrimSpace(req.PublicKey) != "" {
+	if pub := strings.TrimSpace(req.PublicKey); pub != "" {
+		if err := notASeed(pub); err != nil {
+			return nil, err
+		}
 		var rep api.CreateUserReply
 		if err := c.request(ctx, api.SubjectSelfUserCreate, req, &rep); err != nil {
 			return nil, err

@@ -1,15 +1,23 @@
 package client_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/client"
+	"github.com/natsprov/provisioner/provtest"
 	"github.com/natsprov/provisioner/service"
 )
 
@@ -69,5 +77,82 @@ func TestEveryEndpoint(t *testing.T) {
 	}
 	if _, err := tenant.SelfRevokeUser(ctx, api.SelfRevokeUserRequest{User: "backend"}); !errors.Is(err, client.ErrNotFound) {
 		t.Errorf("a tenant revoking an admin-issued user: %v, want ErrNotFound", err)
+	}
+}
+
+// selfTenant creates an account with self-service and returns a client on
+// the connection of one of its users in the enroller role.
+func selfTenant(t *testing.T) (*provtest.Env, *client.Client) {
+	t.Helper()
+	env, c := started(t, bootstrap.Options{})
+	ctx := context.Background()
+	if _, err := c.CreateAccount(ctx, api.CreateAccountRequest{
+		Name:        "acme",
+		Roles:       map[string]*api.Role{"device": {}, "enroller": {}},
+		SelfService: true, SelfServiceRole: "enroller",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	backend, err := c.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "backend", Role: "enroller"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env, client.New(env.Connect(t, writeCreds(t, backend.Creds.Bytes())))
+}
+
+// TestSelfCreateUserRefusesASeed: a seed given as the public key is
+// refused before anything is sent, as CreateUser does; the service's own
+// account (which sees every self-service request) sees only the request
+// that follows it.
+func TestSelfCreateUserRefusesASeed(t *testing.T) {
+	t.Parallel()
+	env, tenant := selfTenant(t)
+	ctx := context.Background()
+	var mu sync.Mutex
+	var seen [][]byte
+	svc := env.ServiceUser(t)
+	if _, err := svc.Subscribe("prov.self.*.user.create", func(m *nats.Msg) {
+		mu.Lock()
+		seen = append(seen, m.Data)
+		mu.Unlock()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.LastError(); err != nil {
+		t.Fatalf("the tap's subscription: %v", err)
+	}
+	kp, _ := nkeys.CreateUser()
+	defer kp.Wipe()
+	seed, _ := kp.Seed()
+	_, err := tenant.SelfCreateUser(ctx, api.SelfCreateUserRequest{Name: "d1", Role: "device", PublicKey: " " + string(seed)})
+	if !errors.Is(err, client.ErrInvalid) || strings.Contains(err.Error(), string(seed)) {
+		t.Fatalf("a seed as public_key: %v", err)
+	}
+	other, _ := nkeys.CreateUser()
+	defer other.Wipe()
+	pub, _ := other.PublicKey()
+	if _, err := tenant.SelfCreateUser(ctx, api.SelfCreateUserRequest{Name: "d2", Role: "device", PublicKey: pub}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		got := slices.Clone(seen)
+		mu.Unlock()
+		for _, data := range got {
+			if bytes.Contains(data, seed) {
+				t.Fatalf("the seed crossed the wire: %s", data)
+			}
+		}
+		if len(got) > 0 && bytes.Contains(got[len(got)-1], []byte(pub)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the service account saw %d requests, none with %s", len(got), pub)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

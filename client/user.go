@@ -32,13 +32,13 @@ func (u *User) Wipe() {
 // CreateUser issues a user. Without req.PublicKey it makes the user's key
 // pair here, sends only its public key, and returns the seed and a creds
 // file formatted here: the seed never crosses the wire, and the service
-// never sees it. With req.PublicKey (the caller holds the seed) it returns
-// the JWT only. A public_key that holds a seed is refused (ErrInvalid)
-// without sending anything.
+// never sees it. With req.PublicKey (the caller holds the seed) it
+// returns the JWT only. A public_key that holds a seed is refused
+// (ErrInvalid) without sending anything.
 func (c *Client) CreateUser(ctx context.Context, req api.CreateUserRequest) (*User, error) {
 	if pub := strings.TrimSpace(req.PublicKey); pub != "" {
-		if strings.HasPrefix(strings.ToUpper(pub), "S") {
-			return nil, fmt.Errorf("%w: \"public_key\" holds a seed, not a user public key (U...); nothing was sent", ErrInvalid)
+		if err := notASeed(pub); err != nil {
+			return nil, err
 		}
 		var rep api.CreateUserReply
 		if err := c.request(ctx, api.SubjectUserCreate, req, &rep); err != nil {
@@ -51,6 +51,14 @@ func (c *Client) CreateUser(ctx context.Context, req api.CreateUserRequest) (*Us
 		req.PublicKey = pub
 		return req
 	})
+}
+
+// notASeed refuses a public_key that holds a seed, before it is sent.
+func notASeed(pub string) error {
+	if strings.HasPrefix(strings.ToUpper(pub), "S") {
+		return fmt.Errorf("%w: \"public_key\" holds a seed, not a user public key (U...); nothing was sent", ErrInvalid)
+	}
+	return nil
 }
 
 // issueLocal makes a user key pair here, sends the request body made with
