@@ -59,7 +59,7 @@ func (c *Client) RotateOperator(ctx context.Context) (*api.RotateOperatorReply, 
 // SelfCreateUser issues a user of the caller's own account in one of its
 // roles, through self-service (the caller is a tenant's user; the service
 // learns its account from the server). Without req.PublicKey the key pair
-// is made here, as CreateUser does; a public_key
+// is made here and req.XKey is not sent, as CreateUser does; a public_key
 // that holds a seed is refused (ErrInvalid) without sending anything.
 func (c *Client) SelfCreateUser(ctx context.Context, req api.SelfCreateUserRequest) (*User, error) {
 	if pub := strings.TrimSpace(req.PublicKey); pub != "" {
@@ -73,7 +73,7 @@ func (c *Client) SelfCreateUser(ctx context.Context, req api.SelfCreateUserReque
 		return &User{Name: rep.User.Name, PublicKey: rep.User.PublicKey, JWT: rep.User.JWT}, nil
 	}
 	return c.issueLocal(ctx, api.SubjectSelfUserCreate, func(pub string) any {
-		req.PublicKey = pub
+		req.PublicKey, req.XKey = pub, ""
 		return req
 	})
 }

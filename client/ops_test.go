@@ -156,3 +156,41 @@ func TestSelfCreateUserRefusesASeed(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestXKeyWithALocalKey: an xkey asks the service to seal a seed it makes;
+// the client makes the key itself, so no seed travels and there is nothing
+// to seal. CreateUser and SelfCreateUser issue the user (the xkey is not
+// sent) instead of failing on a request the caller did not write.
+func TestXKeyWithALocalKey(t *testing.T) {
+	t.Parallel()
+	env, tenant := selfTenant(t)
+	c := client.New(env.Admin(t))
+	ctx := context.Background()
+	curve, _ := nkeys.CreateCurveKeys()
+	defer curve.Wipe()
+	xkey, _ := curve.PublicKey()
+	tests := []struct {
+		name string
+		call func() (*client.User, error)
+	}{
+		{"CreateUser", func() (*client.User, error) {
+			return c.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "alice", XKey: xkey})
+		}},
+		{"SelfCreateUser", func() (*client.User, error) {
+			return tenant.SelfCreateUser(ctx, api.SelfCreateUserRequest{Name: "d1", Role: "device", XKey: xkey})
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			u, err := tt.call()
+			if err != nil {
+				t.Fatalf("with an xkey: %v", err)
+			}
+			defer u.Wipe()
+			if u.Seed.IsZero() || u.Creds.IsZero() {
+				t.Fatalf("no seed or creds made here: %+v", u)
+			}
+			env.Connect(t, writeCreds(t, u.Creds.Bytes())).Close()
+		})
+	}
+}

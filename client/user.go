@@ -32,7 +32,8 @@ func (u *User) Wipe() {
 // CreateUser issues a user. Without req.PublicKey it makes the user's key
 // pair here, sends only its public key, and returns the seed and a creds
 // file formatted here: the seed never crosses the wire, and the service
-// never sees it. With req.PublicKey (the caller holds the seed) it
+// never sees it, so req.XKey (which asks the service to seal a seed it
+// makes) is not sent. With req.PublicKey (the caller holds the seed) it
 // returns the JWT only. A public_key that holds a seed is refused
 // (ErrInvalid) without sending anything.
 func (c *Client) CreateUser(ctx context.Context, req api.CreateUserRequest) (*User, error) {
@@ -48,7 +49,7 @@ func (c *Client) CreateUser(ctx context.Context, req api.CreateUserRequest) (*Us
 	}
 
 	return c.issueLocal(ctx, api.SubjectUserCreate, func(pub string) any {
-		req.PublicKey = pub
+		req.PublicKey, req.XKey = pub, ""
 		return req
 	})
 }
