@@ -43,9 +43,14 @@ func (c *Client) ListAccounts(ctx context.Context, req api.ListRequest) (*api.Li
 // pages of start.Limit (0 lets the service choose) and following
 // next_offset until the last page. A failed page yields its error once and
 // ends the iteration. Pages are read one after the other, not as one
-// snapshot: an account created or deleted meanwhile may be seen or missed.
+// snapshot: an account created or deleted meanwhile may be seen or missed,
+// but one that stays is seen once with pages of two or more, as the list
+// is sorted (by name, then public key): each page is asked for from the
+// last account seen on, and read again from further back when that one
+// is gone.
 func (c *Client) Accounts(ctx context.Context, start api.ListRequest) iter.Seq2[api.AccountSummary, error] {
-	return pages(start.Offset, func(offset int) ([]api.AccountSummary, int, error) {
+	key := func(a api.AccountSummary) string { return a.Name + "\x00" + a.PublicKey }
+	return pages(start.Offset, key, func(offset int) ([]api.AccountSummary, int, error) {
 		req := start
 		req.Offset = offset
 		rep, err := c.ListAccounts(ctx, req)
@@ -60,16 +65,39 @@ func (c *Client) Accounts(ctx context.Context, start api.ListRequest) iter.Seq2[
 // offset and the next page's offset, 0 after the last. A next offset that
 // does not move past the page ends the iteration with an error, so that
 // paging always ends.
-func pages[T any](offset int, fetch func(offset int) ([]T, int, error)) iter.Seq2[T, error] {
+//
+// With key, the list is sorted by it, and entries created or deleted
+// before the iteration's place between two pages, which shift the offsets,
+// cost no entry that stays: the next page is asked for from the last entry
+// yielded on (when that still moves forward), entries not after it are
+// skipped, and a page that starts after it (or is empty) is read again
+// from further back.
+func pages[T any](offset int, key func(T) string, fetch func(offset int) ([]T, int, error)) iter.Seq2[T, error] {
 	return func(yield func(T, error) bool) {
 		var zero T
+		var last string
+		seen := false
+		overlap := false // offset is that of the last entry yielded
+		step := 1
 		for {
 			page, next, err := fetch(offset)
+			for err == nil && overlap && offset > 0 && (len(page) == 0 || key(page[0]) > last) {
+				offset = max(0, offset-step)
+				page, next, err = fetch(offset)
+			}
 			if err != nil {
 				yield(zero, err)
 				return
 			}
+			step = max(step, len(page))
 			for _, e := range page {
+				if key != nil {
+					k := key(e)
+					if seen && k <= last {
+						continue
+					}
+					last, seen = k, true
+				}
 				if !yield(e, nil) {
 					return
 				}
@@ -81,7 +109,10 @@ func pages[T any](offset int, fetch func(offset int) ([]T, int, error)) iter.Seq
 				yield(zero, fmt.Errorf("client: the service returned %d entries at offset %d and next_offset %d; paging would not end", len(page), offset, next))
 				return
 			}
-			offset = next
+			overlap = key != nil && seen && next-1 > offset
+			if offset = next; overlap {
+				offset--
+			}
 		}
 	}
 }

@@ -731,3 +731,58 @@ func TestSecretsDoNotPrint(t *testing.T) {
 		t.Errorf("json.Marshal dropped the public key: %s", marshalled)
 	}
 }
+
+// TestAccountsWhileTheListChanges: accounts deleted or created before the
+// iterator's place between two pages neither make it skip an account that
+// stayed nor show one twice.
+func TestAccountsWhileTheListChanges(t *testing.T) {
+	t.Parallel()
+	_, c := started(t, bootstrap.Options{})
+	ctx := context.Background()
+	for _, name := range []string{"b", "d", "f", "h", "j", "l"} {
+		if _, err := c.CreateAccount(ctx, api.CreateAccountRequest{Name: name}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var seenBefore []string // what the iteration yielded before the current account
+	tests := []struct {
+		name   string
+		change func(t *testing.T, seen string) // after each account yielded
+		want   []string
+	}{
+		{"deletes before the place", func(t *testing.T, seen string) {
+			if seen == "d" {
+				for _, name := range []string{"b", "d"} {
+					if _, err := c.DeleteAccount(ctx, api.AccountRequest{Account: name}); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+		}, []string{"b", "d", "f", "h", "j", "l"}},
+		{"creates before the place", func(t *testing.T, seen string) {
+			if seen == "h" && !slices.Contains(seenBefore, "h") {
+				for _, name := range []string{"a", "c"} {
+					if _, err := c.CreateAccount(ctx, api.CreateAccountRequest{Name: name}); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+		}, []string{"f", "h", "j", "l"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			for a, err := range c.Accounts(ctx, api.ListRequest{Limit: 2}) {
+				if err != nil {
+					t.Fatalf("after %v: %v", got, err)
+				}
+				seenBefore = got
+				got = append(got, a.Name)
+				tt.change(t, a.Name)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

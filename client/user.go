@@ -113,7 +113,7 @@ func (c *Client) ListUsers(ctx context.Context, req api.ListUsersRequest) (*api.
 // Users iterates over an account's users from start.Offset on, in pages of
 // start.Limit (0 lets the service choose), as Accounts does.
 func (c *Client) Users(ctx context.Context, start api.ListUsersRequest) iter.Seq2[api.UserSummary, error] {
-	return pages(start.Offset, func(offset int) ([]api.UserSummary, int, error) {
+	return pages(start.Offset, nil, func(offset int) ([]api.UserSummary, int, error) {
 		req := start
 		req.Offset = offset
 		rep, err := c.ListUsers(ctx, req)
