@@ -28,9 +28,11 @@ type Report struct {
 	Accounts map[provision.Phase]int `json:"accounts"`
 	Users    int                     `json:"users"`
 	// Records is how many journal records there are on top of the
-	// snapshot; Unacknowledged how many of them lie past the committed
-	// length, left by a crash before their callers had an answer (Open
-	// keeps them).
+	// snapshot; Unacknowledged how many of them lie past the header's
+	// committed length: the last batch before a crash, whose header was
+	// not flushed yet. Its callers had their answer if its records' flush
+	// had finished, and none otherwise; Open keeps them. (The name is the
+	// one this field has always had in the JSON.)
 	Records        int `json:"records"`
 	Unacknowledged int `json:"unacknowledged"`
 	// Damage lists every damage found, in the order found.
@@ -61,7 +63,7 @@ func (r *Report) WriteTo(w io.Writer) (int64, error) {
 	}
 	fmt.Fprintf(&b, "accounts  %d (%s)\n", total, strings.Join(phases, ", "))
 	fmt.Fprintf(&b, "users     %d\n", r.Users)
-	fmt.Fprintf(&b, "journal   %d records on the snapshot, %d of them unacknowledged\n", r.Records, r.Unacknowledged)
+	fmt.Fprintf(&b, "journal   %d records on the snapshot, %d of them past the header's committed length (kept)\n", r.Records, r.Unacknowledged)
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "note      %s\n", n)
 	}

@@ -37,12 +37,15 @@ type op struct {
 
 // committer owns the journal: it checks each batch of operations against
 // the state, writes them with the lazy user records that wait, flushes,
-// then applies them and wakes their callers. A commit takes two flushes,
-// the records' then the header's that counts them; while callers wait, the
-// header of one batch goes to disk with the records of the next, so that
-// under load a batch costs one flush. After a failed write it starts a new
-// generation before answering, so that the failed records are never read
-// back.
+// then applies them and wakes their callers. A batch is done once its
+// records are flushed: a start keeps the valid records past the committed
+// length (load.go), so the header that counts them, flushed after them
+// (with the next batch's records while more wait), is not waited for.
+// Waiting for it made each change wait for two flushes in a row, which on
+// ext4 under the servers' own writes were about a millisecond each.
+// After a failed write it marks the journal closed past the last batch
+// it answered, and starts a new generation before answering, so that the
+// failed records are never read back.
 type committer struct {
 	s            *Store
 	j            *journal
@@ -115,7 +118,7 @@ func (c *committer) run() {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	armed := false
-	var waiting *batch // records flushed, header not yet
+	var waiting *batch // records flushed and answered, header not yet
 	for {
 		ops := make([]*op, 0, 8)
 		closing := false
@@ -152,18 +155,19 @@ func (c *committer) run() {
 				break fill
 			}
 		}
-		waiting = c.step(waiting, c.build(ops, waiting), closing)
+		waiting = c.step(waiting, c.build(ops), closing)
 		if closing {
 			return
 		}
 	}
 }
 
-// build checks the operations against the state and what waiting will do
-// to it, gives the accepted ones their sequence, and frames them after the
-// lazy user records that wait, which were applied before these operations
-// were checked: the journal replays in sequence order.
-func (c *committer) build(ops []*op, waiting *batch) *batch {
+// build checks the operations against the state (where every batch
+// before has been applied), gives the accepted ones their sequence, and
+// frames them after the lazy user records that wait, which were applied
+// before these operations were checked: the journal replays in sequence
+// order.
+func (c *committer) build(ops []*op) *batch {
 	s := c.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -176,9 +180,7 @@ func (c *committer) build(ops []*op, waiting *batch) *batch {
 	}
 	b.buf, s.lazy, c.spare = s.lazy, c.spare[:0], nil
 	b.lazy = len(b.buf)
-	if waiting == nil {
-		c.view.reset(s.st)
-	}
+	c.view.reset(s.st)
 	for _, o := range ops {
 		if o.err = c.view.check(o, s.st.seq+1); o.err != nil {
 			continue
@@ -211,10 +213,10 @@ func (c *committer) build(ops []*op, waiting *batch) *batch {
 }
 
 // step writes batch b after the waiting one: the waiting batch's header
-// and b's records go to disk with one flush, and the waiting batch is
-// done. Unless more operations are queued (and the journal need not be
-// compacted, and this is not the last step), b's header is then flushed
-// at once. It returns the batch now waiting for its header.
+// and b's records go to disk with one flush, and b is done. Unless more
+// operations are queued (and the journal need not be compacted, and this
+// is not the last step), b's header is then flushed at once. It returns
+// the batch whose header is still to be written.
 func (c *committer) step(waiting, b *batch, final bool) *batch {
 	if b.empty() && waiting == nil {
 		c.answer(b)
@@ -236,13 +238,11 @@ func (c *committer) step(waiting, b *batch, final bool) *batch {
 		c.fail(err, waiting, b)
 		return nil
 	}
-	if waiting != nil {
-		c.finish(waiting)
-	}
 	if b.empty() {
 		c.answer(b)
 		return nil
 	}
+	c.finish(b)
 	if !final && len(c.in) > 0 && c.j.end < c.nextCompact {
 		return b
 	}
@@ -251,10 +251,9 @@ func (c *committer) step(waiting, b *batch, final bool) *batch {
 		err = c.j.flush()
 	}
 	if err != nil {
-		c.fail(err, nil, b)
+		c.fail(err, b, nil)
 		return nil
 	}
-	c.finish(b)
 	if c.j.hdr.end >= c.nextCompact {
 		if err := c.compact(); err != nil {
 			c.s.log.Error("filestore: compaction failed; the journal keeps growing", "error", err)
@@ -281,23 +280,29 @@ func (c *committer) finish(b *batch) {
 	c.answer(b)
 }
 
-// fail answers the batches a failed write or flush carried, after the
-// recovery.
-func (c *committer) fail(cause error, batches ...*batch) {
+// fail answers the batch a failed write or flush carried (failed, nil when
+// none), after the recovery. done is the last batch answered, whose
+// records are flushed and whose header may not be: the journal is closed
+// past it, not before.
+func (c *committer) fail(cause error, done, failed *batch) {
 	s := c.s
 	ops, lazy := 0, 0
-	s.mu.Lock()
-	for _, b := range batches {
-		if b != nil {
-			c.unreserve(b)
-			ops, lazy = ops+b.n, lazy+b.lazy
-		}
+	var batches []*batch
+	if failed != nil {
+		batches = append(batches, failed)
+		s.mu.Lock()
+		c.unreserve(failed)
+		s.mu.Unlock()
+		ops, lazy = failed.n, failed.lazy
 	}
-	s.mu.Unlock()
-	err := c.recover(cause, ops, lazy)
+	end, seq := c.j.hdr.end, c.j.hdr.seq
+	if done != nil && done.end > end {
+		end, seq = done.end, done.last
+	}
+	err := c.recover(cause, ops, lazy, end, seq)
 	// An operation refused by its check was checked against the operations
-	// before it in its batch and in the batch waiting before that, all of
-	// which failed here: its refusal may rest on what never happened (a
+	// before it in its batch, all of which failed here: its refusal may
+	// rest on what never happened (a
 	// name taken by a create that failed, a revision moved by an update
 	// that failed, an account gone by a remove that failed). Only a
 	// refusal that the state alone still makes stands; the others are
@@ -364,15 +369,15 @@ func (s *Store) apply(o *op) error {
 }
 
 // recover follows a failed journal write: the journal is marked closed at
-// its committed length, so that what the failed write left past it is
-// never read, and a new generation is written from memory, which holds the
-// lazy user records but not the failed operations. It returns the error
-// for the callers of the failed batch; when no new generation could be
-// written, the store is broken until reopened.
-func (c *committer) recover(cause error, ops, lazyBytes int) error {
+// end (the records answered so far, sequence seq), so that what the failed
+// write left past it is never read, and a new generation is written from
+// memory, which holds the lazy user records but not the failed operations.
+// It returns the error for the callers of the failed batch; when no new
+// generation could be written, the store is broken until reopened.
+func (c *committer) recover(cause error, ops, lazyBytes int, end int64, seq uint64) error {
 	s := c.s
 	s.log.Error("filestore: journal write failed; starting a new snapshot and journal", "error", cause, "operations_failed", ops, "user_record_bytes", lazyBytes)
-	closeErr := c.j.markClosed()
+	closeErr := c.j.markClosed(end, seq)
 	// The next batch is checked against the state alone: what the failed
 	// batches would have done is not there.
 	c.view.reset(s.st)

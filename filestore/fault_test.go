@@ -82,22 +82,25 @@ func (f *syncFault) count() int {
 	return f.failed
 }
 
-// TestSyncFailure: a flush that fails fails the request, the record is not
-// applied, and it is not read back after a restart; the store goes on with
-// a new snapshot, or, when it cannot write one, refuses writes until it is
-// reopened.
+// TestSyncFailure: a flush of a change's records that fails fails the
+// request, the record is not applied, and it is not read back after a
+// restart; the store goes on with a new snapshot, or, when it cannot write
+// one, refuses writes until it is reopened. A change whose records were
+// flushed is done: a failure of the header's flush after them (its
+// answer does not wait for it) leaves it applied, there after a restart.
 func TestSyncFailure(t *testing.T) {
 	tests := []struct {
 		name      string
 		countdown int  // which journal data flush of the commit fails
 		always    bool // and everything after
 		lazy      bool // the failing write carries only lazy user records
+		lands     bool // the failing flush is the header's, after the records'
 	}{
-		{"data flush fails", 1, false, false},
-		{"header flush fails", 2, false, false},
-		{"every flush fails from the data flush on", 1, true, false},
-		{"every flush fails from the header flush on", 2, true, false},
-		{"a lazy user write fails", 1, false, true},
+		{"data flush fails", 1, false, false, false},
+		{"header flush fails", 2, false, false, true},
+		{"every flush fails from the data flush on", 1, true, false, false},
+		{"every flush fails from the header flush on", 2, true, false, true},
+		{"a lazy user write fails", 1, false, true, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -111,6 +114,9 @@ func TestSyncFailure(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// The header of a's commit is flushed after a's answer: the
+			// fault counts the flushes from b's on.
+			waitCommitted(t, dir, rev)
 			// A lazy user record waits, and goes with the failing write.
 			u := newUser(t, a.PublicKey, "u", 1)
 			if err := s.AddUser(ctx, u, false); err != nil {
@@ -125,6 +131,20 @@ func TestSyncFailure(t *testing.T) {
 						t.Fatal("the lazy user records were not written")
 					}
 					time.Sleep(time.Millisecond)
+				}
+			} else if tt.lands {
+				if _, err = s.CreateAccount(ctx, b); err != nil {
+					t.Fatalf("CreateAccount failed though its records were flushed: %v", err)
+				}
+				deadline := time.Now().Add(5 * time.Second)
+				for fault.count() == 0 {
+					if time.Now().After(deadline) {
+						t.Fatal("the header was not flushed")
+					}
+					time.Sleep(time.Millisecond)
+				}
+				if _, err := s.Account(ctx, b.PublicKey); err != nil {
+					t.Errorf("the account whose records were flushed is not applied: %v", err)
 				}
 			} else {
 				_, err = s.CreateAccount(ctx, b)
@@ -173,20 +193,44 @@ func TestSyncFailure(t *testing.T) {
 				// The user record applied only in memory is lost with the
 				// store's writes; what was acknowledged is there.
 				for pub, us := range want.Users {
-					want.Users[pub] = slices.DeleteFunc(us, func(x provision.User) bool { return x == u || x.Name == "late" })
+					// u went with b's records: flushed when b lands.
+					want.Users[pub] = slices.DeleteFunc(us, func(x provision.User) bool { return (x == u && !tt.lands) || x.Name == "late" })
 					if len(want.Users[pub]) == 0 {
 						delete(want.Users, pub)
 					}
 				}
 			}
 			assertDump(t, got, want)
-			if _, err := s.Account(ctx, b.PublicKey); !errors.Is(err, provision.ErrNotFound) {
+			if _, err := s.Account(ctx, b.PublicKey); tt.lands && err != nil {
+				t.Errorf("the account whose records were flushed is gone after a reopen: %v", err)
+			} else if !tt.lands && !errors.Is(err, provision.ErrNotFound) {
 				t.Errorf("the failed account came back after a reopen: %v", err)
 			}
 			if !strings.Contains(logs.String(), "journal write failed") {
 				t.Errorf("the failure is not logged: %s", logs.String())
 			}
 		})
+	}
+}
+
+// waitCommitted waits until the journal in dir has a header that commits
+// the records up to sequence seq: a commit's header is flushed after its
+// callers have their answer.
+func waitCommitted(t *testing.T, dir string, seq uint64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		data, err := os.ReadFile(filepath.Join(dir, journalFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hdr, _, ok := pickSlot(data); ok && hdr.seq >= seq {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the journal's header does not commit sequence %d after 5s", seq)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -525,13 +569,13 @@ func (f *pipelineFault) disarm() {
 	f.armed = false
 }
 
-// TestAnswersOfAFailedFlush: first is in the batch waiting for its header,
-// second in the next batch, checked against the state and what first does
-// to it; the flush that carries first's header and second's record fails.
-// Neither is answered success or applied, and second is not refused for
-// what first would have done: that never happened. Its answer is the
-// failure, and the same operation succeeds when tried again. A refusal that
-// the durable state makes stands.
+// TestAnswersOfAFailedFlush: first's records are flushed and it is
+// answered; the flush that carries its header and second's record fails.
+// first stays: applied, and there after a reopen (a start keeps the valid
+// records past the committed length, and the journal is closed past
+// first's, not before). second was checked against the state with first
+// in it: a refusal that first makes stands, and an operation that passed
+// is answered the failure, is not applied, and succeeds when tried again.
 func TestAnswersOfAFailedFlush(t *testing.T) {
 	fault := installPipelineFault(t)
 	ctx := context.Background()
@@ -552,33 +596,32 @@ func TestAnswersOfAFailedFlush(t *testing.T) {
 	tests := []struct {
 		name          string
 		first, second func(e *env) error
-		refusal       error // second's answer when it stands on the durable state; nil: the failure
-		retry         bool  // second, tried again afterwards, succeeds
+		refusal       error // second's answer when first's effect refuses it; nil: the failure
 	}{
-		{"create of a name a failed create took",
+		{"create of a name first's create took",
 			func(e *env) error { _, err := e.s.CreateAccount(ctx, x1); return err },
 			func(e *env) error { _, err := e.s.CreateAccount(ctx, x2); return err },
-			nil, true},
-		{"update of a revision a failed update moved",
+			provision.ErrConflict},
+		{"update of a revision first's update moved",
 			func(e *env) error { return update(e, "first") },
 			func(e *env) error { return update(e, "second") },
-			nil, true},
-		{"durable user of an account a failed remove took",
+			provision.ErrStale},
+		{"durable user of an account first removed",
 			func(e *env) error { return e.s.RemoveAccount(ctx, e.a.PublicKey, e.a.Revision) },
 			func(e *env) error { return e.s.AddUser(ctx, u(e), true) },
-			nil, true},
-		{"durable user key a failed durable add took",
+			provision.ErrNotFound},
+		{"durable user key first's durable add took",
 			func(e *env) error { return e.s.AddUser(ctx, u(e), true) },
 			func(e *env) error { return e.s.AddUser(ctx, u(e), true) },
-			nil, true},
-		{"create of a name a failed remove freed",
+			provision.ErrConflict},
+		{"create of a name first's remove freed",
 			func(e *env) error { return e.s.RemoveAccount(ctx, e.a.PublicKey, e.a.Revision) },
 			func(e *env) error { _, err := e.s.CreateAccount(ctx, newAccount(t, e.a.Name)); return err },
-			nil, false},
+			nil},
 		{"create of a name a live account holds",
 			func(e *env) error { _, err := e.s.CreateAccount(ctx, x1); return err },
 			func(e *env) error { _, err := e.s.CreateAccount(ctx, newAccount(t, "other")); return err },
-			provision.ErrConflict, false},
+			provision.ErrConflict},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -592,6 +635,7 @@ func TestAnswersOfAFailedFlush(t *testing.T) {
 				a.Revision = rev
 			}
 			e.u = newUser(t, e.a.PublicKey, "u", 1)
+			waitCommitted(t, dir, e.other.Revision)
 			before := dumpOf(t, e.s)
 			fault.arm()
 			t.Cleanup(fault.disarm)
@@ -613,29 +657,30 @@ func TestAnswersOfAFailedFlush(t *testing.T) {
 				}
 				time.Sleep(time.Millisecond)
 			}
-			close(fault.gate) // first waits for its header, second is built
+			close(fault.gate) // first is answered, second is built
 			errFirst, errSecond := <-errs, <-second
 			fault.disarm()
-			if !errors.Is(errFirst, errInjected) {
-				t.Fatalf("first: %v, want the flush failure", errFirst)
+			if errFirst != nil {
+				t.Fatalf("first: %v, want success: its records were flushed", errFirst)
 			}
 			switch {
 			case tt.refusal != nil && !errors.Is(errSecond, tt.refusal):
 				t.Errorf("second: %v, want %v", errSecond, tt.refusal)
 			case tt.refusal == nil && !errors.Is(errSecond, errInjected):
-				t.Errorf("second: %v, want the flush failure: first never happened", errSecond)
+				t.Errorf("second: %v, want the flush failure", errSecond)
 			}
-			assertDump(t, dumpOf(t, e.s), before)
-			if tt.retry {
+			after := dumpOf(t, e.s)
+			if reflect.DeepEqual(after, before) {
+				t.Errorf("first is not applied")
+			}
+			closeStore(t, e.s)
+			e.s = open(t, dir, Options{})
+			assertDump(t, dumpOf(t, e.s), after)
+			if tt.refusal == nil {
 				if err := tt.second(e); err != nil {
 					t.Errorf("second, tried again: %v", err)
 				}
 			}
-			closeStore(t, e.s)
-			if tt.retry {
-				return
-			}
-			assertDump(t, dumpOf(t, open(t, dir, Options{})), before)
 		})
 	}
 }

@@ -102,16 +102,19 @@ func (j *journal) flush() error {
 	return nil
 }
 
-// markClosed records, after a failed write, that nothing past the
-// committed length is to be read, so that a record whose caller was told
-// it failed does not come back at the next start. It writes the slot a
-// header not yet flushed went to, so that one no longer counts either. It
-// is the last write to the journal; it may fail too, on the disk that
-// failed the write.
-func (j *journal) markClosed() error {
+// markClosed records, after a failed write, that nothing past end (the
+// records answered so far, the last of sequence seq) is to be read, so
+// that a record whose caller was told it failed does not come back at the
+// next start. It writes the slot a header not yet flushed went to, so that
+// one no longer counts either. It is the last write to the journal; it may
+// fail too, on the disk that failed the write.
+func (j *journal) markClosed(end int64, seq uint64) error {
 	next := j.hdr
 	next.gen++
 	next.closed = true
+	if end > next.end {
+		next.end, next.seq = end, seq
+	}
 	if _, err := j.f.WriteAt(next.encode(), slotOffset(next.gen)); err != nil {
 		return err
 	}

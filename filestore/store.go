@@ -10,8 +10,8 @@
 //     record, written into zero-filled space after two header slots. The
 //     header names the snapshot the journal belongs to and how many bytes
 //     of it are committed; it is rewritten, alternating slots, after each
-//     commit's data is flushed, and flushed before the commit is
-//     acknowledged;
+//     commit's data is flushed, and flushed after the commit is
+//     acknowledged (with the next commit's records, while more wait);
 //   - lock: locked (flock) by the process that has the store open, and
 //     holding its process ID; while the first Open of a new store has not
 //     finished, also a line that says so (see lockNewMark).
@@ -19,9 +19,11 @@
 // Every change has a sequence number, store-wide; an account's revision is
 // the sequence of the record that last wrote it. Account changes are
 // durable before the call returns: their records are flushed (fdatasync),
-// then the header that counts them. Concurrent changes share the flushes
-// (group commit), and while callers wait the header of one batch goes to
-// disk with the records of the next. A user record may be written lazily,
+// and a start keeps every valid record, numbered in order, past the
+// header's count as well as before it. The header that counts them is
+// flushed after the answer, with the records of the next batch while
+// more wait: a change waits for one flush, not two. Concurrent changes
+// share the flushes (group commit). A user record may be written lazily,
 // within a few tens of milliseconds, since it lists a user and secures
 // nothing. Reads are served from memory.
 //
@@ -286,7 +288,7 @@ func (s *Store) start(prevLock lockState) (*journal, error) {
 	case formatV2:
 		err = s.finishUpgrade(res.v1Done)
 		if res.records > 0 {
-			s.log.Info("filestore folded its journal into a new snapshot", "records", res.records, "unacknowledged_kept", res.kept, "accounts", len(s.st.accounts))
+			s.log.Info("filestore folded its journal into a new snapshot", "records", res.records, "past_header_kept", res.kept, "accounts", len(s.st.accounts))
 		}
 	case formatNew:
 		s.log.Info("filestore created a new store", "dir", s.dir)
