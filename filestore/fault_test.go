@@ -27,7 +27,28 @@ type syncFault struct {
 	always    bool // and every flush after it, of any file
 	failing   bool
 	failed    int
+	seen      int   // journal data flushes begun
 	err       error // what a failing flush returns; errInjected when nil
+}
+
+// waitSeen waits until n journal data flushes have begun: a commit's
+// header is flushed after its callers have their answer, and one begun
+// after arm would be counted.
+func (f *syncFault) waitSeen(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		f.mu.Lock()
+		seen := f.seen
+		f.mu.Unlock()
+		if seen >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d journal data flushes after 5s, want %d", seen, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func installSyncFault(t *testing.T) *syncFault {
@@ -56,7 +77,11 @@ func (f *syncFault) fail(file *os.File, dataOnly bool) bool {
 		f.failed++
 		return true
 	}
-	if f.countdown == 0 || !dataOnly || !strings.HasPrefix(filepath.Base(file.Name()), journalFile) {
+	if !dataOnly || !strings.HasPrefix(filepath.Base(file.Name()), journalFile) {
+		return false
+	}
+	f.seen++
+	if f.countdown == 0 {
 		return false
 	}
 	f.countdown--
@@ -115,8 +140,8 @@ func TestSyncFailure(t *testing.T) {
 				t.Fatal(err)
 			}
 			// The header of a's commit is flushed after a's answer: the
-			// fault counts the flushes from b's on.
-			waitCommitted(t, dir, rev)
+			// fault counts the flushes from b's on, after a's two.
+			fault.waitSeen(t, 2)
 			// A lazy user record waits, and goes with the failing write.
 			u := newUser(t, a.PublicKey, "u", 1)
 			if err := s.AddUser(ctx, u, false); err != nil {
@@ -522,11 +547,13 @@ func TestSyncFailureUnderLoad(t *testing.T) {
 // flushed waits for its header, which goes with the next batch's records
 // in the second.
 type pipelineFault struct {
-	mu      sync.Mutex
-	armed   bool
-	n       int
-	entered chan struct{}
-	gate    chan struct{}
+	mu    sync.Mutex
+	armed bool
+	n     int
+	// seen and finished count the journal data flushes begun and ended.
+	seen, finished int
+	entered        chan struct{}
+	gate           chan struct{}
 }
 
 func installPipelineFault(t *testing.T) *pipelineFault {
@@ -537,12 +564,18 @@ func installPipelineFault(t *testing.T) *pipelineFault {
 		if dataOnly && strings.HasPrefix(filepath.Base(file.Name()), journalFile) {
 			f.mu.Lock()
 			n := 0
+			f.seen++
 			if f.armed {
 				f.n++
 				n = f.n
 			}
 			entered, gate := f.entered, f.gate
 			f.mu.Unlock()
+			defer func() {
+				f.mu.Lock()
+				f.finished++
+				f.mu.Unlock()
+			}()
 			switch n {
 			case 1:
 				close(entered)
@@ -550,6 +583,7 @@ func installPipelineFault(t *testing.T) *pipelineFault {
 			case 2:
 				return errInjected
 			}
+			return orig(file, dataOnly)
 		}
 		return orig(file, dataOnly)
 	}
@@ -561,6 +595,27 @@ func (f *pipelineFault) arm() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.armed, f.n, f.entered, f.gate = true, 0, make(chan struct{}), make(chan struct{})
+}
+
+// armIdle arms f once no journal data flush is under way.
+func (f *pipelineFault) armIdle(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		f.mu.Lock()
+		idle := f.seen == f.finished
+		if idle {
+			f.armed, f.n, f.entered, f.gate = true, 0, make(chan struct{}), make(chan struct{})
+		}
+		f.mu.Unlock()
+		if idle {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a journal flush is still under way after 5s")
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func (f *pipelineFault) disarm() {
@@ -635,9 +690,11 @@ func TestAnswersOfAFailedFlush(t *testing.T) {
 				a.Revision = rev
 			}
 			e.u = newUser(t, e.a.PublicKey, "u", 1)
+			// other's header is flushed after its answer: armed once it
+			// is written and no flush is under way, the next is first's.
 			waitCommitted(t, dir, e.other.Revision)
 			before := dumpOf(t, e.s)
-			fault.arm()
+			fault.armIdle(t)
 			t.Cleanup(fault.disarm)
 			errs := make(chan error, 2)
 			go func() { errs <- tt.first(e) }()

@@ -18,27 +18,29 @@ import (
 // store with them.
 func TestAnsweredBeforeItsHeaderSurvivesAPowerLoss(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	s := open(t, dir, Options{})
-	a := newAccount(t, "a")
-	rev, err := s.CreateAccount(ctx, a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitCommitted(t, dir, rev)
-
 	var (
 		mu    sync.Mutex
-		n     int
-		image []byte
+		armed bool
+		// before counts the journal's data flushes done before armed.
+		before int
+		n      int
+		image  []byte
 	)
 	gate := make(chan struct{})
+	// Installed before the store opens: the committer reads syncFile.
 	orig := syncFile
 	syncFile = func(f *os.File, dataOnly bool) error {
-		if !dataOnly || !strings.HasPrefix(filepath.Base(f.Name()), journalFile) {
-			return orig(f, dataOnly)
-		}
 		mu.Lock()
+		if !armed || !dataOnly || !strings.HasPrefix(filepath.Base(f.Name()), journalFile) {
+			mu.Unlock()
+			err := orig(f, dataOnly)
+			if dataOnly {
+				mu.Lock()
+				before++
+				mu.Unlock()
+			}
+			return err
+		}
 		n++
 		k := n
 		mu.Unlock()
@@ -59,6 +61,30 @@ func TestAnsweredBeforeItsHeaderSurvivesAPowerLoss(t *testing.T) {
 		return orig(f, dataOnly)
 	}
 	t.Cleanup(func() { syncFile = orig })
+	dir := t.TempDir()
+	s := open(t, dir, Options{})
+	a := newAccount(t, "a")
+	rev, err := s.CreateAccount(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// a's two flushes, its records' and its header's, are over: the
+	// next one is b's.
+	waitCommitted(t, dir, rev)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		mu.Lock()
+		done := before >= 2
+		if done {
+			armed = true
+		}
+		mu.Unlock()
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a's header was not flushed")
+		}
+	}
 	released := false
 	release := func() {
 		if !released {
@@ -104,7 +130,9 @@ func TestAnsweredBeforeItsHeaderSurvivesAPowerLoss(t *testing.T) {
 		}
 	}
 	release()
-	syncFile = orig
+	mu.Lock()
+	armed = false
+	mu.Unlock()
 	got := open(t, crashed, Options{})
 	for _, acc := range []string{a.PublicKey, b.PublicKey} {
 		if _, err := got.Account(ctx, acc); err != nil {
