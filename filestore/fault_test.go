@@ -591,11 +591,6 @@ func installPipelineFault(t *testing.T) *pipelineFault {
 	return f
 }
 
-func (f *pipelineFault) arm() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.armed, f.n, f.entered, f.gate = true, 0, make(chan struct{}), make(chan struct{})
-}
 
 // armIdle arms f once no journal data flush is under way.
 func (f *pipelineFault) armIdle(t *testing.T) {
