@@ -591,7 +591,6 @@ func installPipelineFault(t *testing.T) *pipelineFault {
 	return f
 }
 
-
 // armIdle arms f once no journal data flush is under way.
 func (f *pipelineFault) armIdle(t *testing.T) {
 	t.Helper()
