@@ -92,7 +92,7 @@ func (s *Service) CreateAccount(ctx context.Context, req api.CreateAccountReques
 	if errors.Is(err, ErrUnavailable) {
 		// It may have landed all the same: find out, with a deadline of
 		// its own, before saying it failed.
-		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), changeTimeout)
+		lctx, cancel := context.WithTimeout(s.halted, changeTimeout)
 		if r, ok := s.landed(lctx, pub, token); ok {
 			rev, err = r, nil
 		}
@@ -216,7 +216,7 @@ func (s *Service) resign(a *Account, _ *jwt.AccountClaims) error {
 // takeBack is abandon's work; it reports whether the account was taken
 // back (forgotten, or a tombstone in the store).
 func (s *Service) takeBack(rec Account, claims *jwt.AccountClaims, stored bool) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), changeTimeout)
+	ctx, cancel := context.WithTimeout(s.halted, changeTimeout)
 	defer cancel()
 	log := s.log.With("account", rec.PublicKey, "name", rec.Name)
 	// On a shared store, another instance's reconciler may have pushed the

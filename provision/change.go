@@ -136,7 +136,7 @@ func (s *Service) work(pub string, q *queue) {
 // arriving meanwhile join), sign, store it with the revision it was based
 // on, push it, and put the account back when the push fails.
 func (s *Service) version(pub string, q *queue, batch []*change) {
-	ctx, cancel := context.WithTimeout(context.Background(), changeTimeout)
+	ctx, cancel := context.WithTimeout(s.halted, changeTimeout)
 	defer cancel()
 	defer s.locks.lock("account:" + pub)()
 	fail := func(cs []*change, err error) {
@@ -528,7 +528,7 @@ func (s *Service) afterPush(ctx context.Context, pub, pushed string) {
 	}
 	// A push is done whether or not its request is still waiting: what it
 	// may have overwritten is set right with a deadline of its own.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), changeTimeout)
+	ctx, cancel := context.WithTimeout(s.halted, changeTimeout)
 	defer cancel()
 	// Each push of a newer version is itself a push that a still newer
 	// one may have overtaken: read again after it.

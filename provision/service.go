@@ -102,8 +102,13 @@ type Service struct {
 	maxJWT     int
 	log        *slog.Logger
 
-	locks   keyedMutex
-	queues  queues
+	locks  keyedMutex
+	queues queues
+	// halted parents the work that does not end with its request (a
+	// change's version, its take-back, the read-back after a push); Halt
+	// cancels it.
+	halted  context.Context
+	halt    context.CancelFunc
 	cache   sync.Map // account public key -> *state
 	confirm confirmations
 	// deletesOff is set once the servers refused a DELETE because they do
@@ -174,6 +179,7 @@ func New(cfg Config) (*Service, error) {
 	}
 	s.op.Store(cfg.Operator)
 	s.rec.init()
+	s.halted, s.halt = context.WithCancel(context.Background())
 	return s, nil
 }
 
@@ -194,6 +200,12 @@ func (s *Service) Close() {
 		return true
 	})
 }
+
+// Halt cuts the changes under way, as a kill would: their store writes and
+// pushes end, and a change in doubt is left to the reconciler. A stop that
+// cannot wait longer (the responder's StopWait) calls it; Close after it
+// then returns at once.
+func (s *Service) Halt() { s.halt() }
 
 // operator returns the operator and the signing key the service signs
 // with now; an operator signing-key rotation replaces it.

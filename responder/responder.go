@@ -87,7 +87,12 @@ type Config struct {
 	// StopWait bounds how long Stop waits for the requests in flight
 	// before it cancels them. Default 10s.
 	StopWait time.Duration
-	Logger   *slog.Logger
+	// Cut, when set, is called once StopWait is up, after the requests are
+	// cancelled: it ends the work they handed on that does not end with
+	// them (provision.Service.Halt: a change's version runs under a
+	// deadline of its own).
+	Cut    func()
+	Logger *slog.Logger
 }
 
 // Responder is a running provisioning service. Stop it with Stop.
@@ -305,6 +310,9 @@ func (r *Responder) stop() error {
 	cut := time.AfterFunc(r.cfg.StopWait, func() {
 		r.log.Warn("stopping: cancelling the requests still in flight", "waited", r.cfg.StopWait)
 		r.abandon(errStopped)
+		if r.cfg.Cut != nil {
+			r.cfg.Cut()
+		}
 	})
 	defer cut.Stop()
 	defer r.abandon(nil)
@@ -504,15 +512,17 @@ func (r *Responder) classify(e *endpoint, err error) (int, string) {
 	case errors.Is(err, provision.ErrFull):
 		// Before ErrUnavailable: a store broken by a full disk is both.
 		code = api.CodeStoreFull
+	case errors.Is(context.Cause(r.base), errStopped) && (errors.Is(err, context.Canceled) || errors.Is(err, provision.ErrUnavailable) || errors.Is(err, provision.ErrTimeout)):
+		// Cut short by Stop (StopWait): like a deadline, the change may
+		// have been made. Before ErrUnavailable: a store answers a
+		// cancelled write unavailable (kvstore's transient), which said
+		// "retry" of a write that may have landed.
+		code = api.CodeTimeout
+		err = fmt.Errorf("%w (it waited %s), so it may have taken effect; read it back before trying again: %w", errStopped, r.cfg.StopWait, err)
 	case errors.Is(err, provision.ErrUnavailable):
 		code = api.CodeUnavailable
 	case errors.Is(err, provision.ErrTimeout), errors.Is(err, provision.ErrNotSent):
 		code = api.CodeTimeout
-	case errors.Is(err, context.Canceled) && errors.Is(context.Cause(r.base), errStopped):
-		// Cut short by Stop (StopWait): like a deadline, the change may
-		// have been made.
-		code = api.CodeTimeout
-		err = fmt.Errorf("%w (it waited %s), so it may have taken effect; read it back before trying again: %w", errStopped, r.cfg.StopWait, err)
 	case errors.Is(err, context.DeadlineExceeded):
 		// The request's own deadline (request_timeout) ran out while it
 		// waited on the store or the servers: not a bug, and the change

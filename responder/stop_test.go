@@ -1,14 +1,19 @@
 package responder_test
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/provision"
 	"github.com/natsprov/provisioner/provtest"
 	"github.com/natsprov/provisioner/responder"
 )
@@ -118,5 +123,169 @@ func TestStopCancelsRequestsPastStopWait(t *testing.T) {
 	}
 	if now, _ := slow.counts(); now != 0 {
 		t.Errorf("%d creates still held after Stop", now)
+	}
+}
+
+// blockedStore holds every account write until its context ends, and
+// counts the writes held; it then fails with wrap(ctx.Err()).
+type blockedStore struct {
+	provision.Store
+	wrap func(error) error
+	held atomic.Int64
+}
+
+func (b *blockedStore) UpdateAccount(ctx context.Context, a provision.Account, rev uint64) (uint64, error) {
+	b.held.Add(1)
+	<-ctx.Done()
+	return 0, b.wrap(ctx.Err())
+}
+
+// TestStopCutsChangesPastStopWait: an account.update whose store write
+// hangs (a store outage) is cut at StopWait like any other request, and
+// answered 504 naming the stop (the write may have landed). A change runs
+// on its account's worker under a deadline of its own (changeTimeout,
+// 2 min) that the request's context does not end, so Stop, and the
+// domain's Close after it, waited the 2 min. The JetStream store answers a
+// cancelled write unavailable (kvstore's transient): that was answered
+// 503 "retry", as if nothing had been written.
+func TestStopCutsChangesPastStopWait(t *testing.T) {
+	tests := []struct {
+		name string
+		wrap func(error) error
+	}{
+		{"cancelled", func(err error) error { return err }},
+		{"unavailable", func(err error) error { return fmt.Errorf("%w: kv update: %w", provision.ErrUnavailable, err) }},
+		{"unavailable without the cause", func(err error) error { return fmt.Errorf("%w: kv update: %v", provision.ErrUnavailable, err) }},
+	}
+	env := provtest.Deployment(t, bootstrap.Options{})
+	svc := env.Start(t)
+	admin := env.Admin(t)
+	if _, err := svc.Provision.CreateAccount(context.Background(), api.CreateAccountRequest{Name: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			store := &blockedStore{Store: svc.Store, wrap: tt.wrap}
+			p, err := provision.New(provision.Config{Operator: svc.Operator, Store: store, Resolver: svc.Resolver, Logger: provtest.Logger(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			const wait = 300 * time.Millisecond
+			r := extra(t, env, p, responder.Config{Prefix: "prov.cut", Name: "cut", RequestTimeout: time.Minute, StopWait: wait, Cut: p.Halt})
+			ch := make(chan *nats.Msg, 1)
+			go func() {
+				m, err := admin.Request("prov.cut.account.update", []byte(`{"account":"acme","tags":["x"]}`), time.Minute)
+				if err != nil {
+					t.Errorf("update: %v", err)
+				}
+				ch <- m
+			}()
+			for deadline := time.Now().Add(5 * time.Second); store.held.Load() == 0; time.Sleep(5 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("the update's store write was not held")
+				}
+			}
+			start := time.Now()
+			stopped := make(chan struct{})
+			go func() {
+				r.Stop()
+				p.Close()
+				close(stopped)
+			}()
+			select {
+			case <-stopped:
+			case <-time.After(wait + 3*time.Second):
+				t.Fatalf("Stop and Close with a change held in its store write still at work after %s; want StopWait (%s) and little more", time.Since(start), wait)
+			}
+			m := <-ch
+			if m == nil {
+				return
+			}
+			code, desc := m.Header.Get("Nats-Service-Error-Code"), m.Header.Get("Nats-Service-Error")
+			if code != "504" || !strings.Contains(desc, "stopped before the request was done") {
+				t.Errorf("the cut update was answered %q %q, want 504 naming the stop", code, desc)
+			}
+		})
+	}
+}
+
+// heldResolver pushes the first account JWT and then holds its answer
+// until the context ends, as a push whose acknowledgements are lost; it
+// holds every later push unsent until its context ends.
+type heldResolver struct {
+	provision.Resolver
+	pushes atomic.Int64
+}
+
+func (h *heldResolver) Update(ctx context.Context, token string) (provision.PushResult, error) {
+	if h.pushes.Add(1) == 1 {
+		h.Resolver.Update(ctx, token)
+	}
+	<-ctx.Done()
+	return nil, fmt.Errorf("%w: push: %w", provision.ErrTimeout, ctx.Err())
+}
+
+// TestStopCutsCreateDuringPush: an account.create whose push reached the
+// servers but is not acknowledged when StopWait is up. Its take-back
+// (abandon) pushes the disabled version under a deadline of its own
+// (changeTimeout): Stop and Close waited for it. The caller hears 504 (the
+// account may be live), and after a restart on the same store a reconcile
+// pass leaves the servers holding what the store holds.
+func TestStopCutsCreateDuringPush(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	svc := env.Start(t)
+	admin := env.Admin(t)
+	res := &heldResolver{Resolver: svc.Resolver}
+	p, err := provision.New(provision.Config{Operator: svc.Operator, Store: svc.Store, Resolver: res, Logger: provtest.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const wait = 300 * time.Millisecond
+	r := extra(t, env, p, responder.Config{Prefix: "prov.cut", Name: "cut", RequestTimeout: time.Minute, StopWait: wait, Cut: p.Halt})
+	ch := make(chan *nats.Msg, 1)
+	go func() {
+		m, err := admin.Request("prov.cut.account.create", []byte(`{"name":"cut"}`), time.Minute)
+		if err != nil {
+			t.Errorf("create: %v", err)
+		}
+		ch <- m
+	}()
+	for deadline := time.Now().Add(5 * time.Second); res.pushes.Load() == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the create's push was not held")
+		}
+	}
+	start := time.Now()
+	stopped := make(chan struct{})
+	go func() {
+		r.Stop()
+		p.Close()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(wait + 3*time.Second):
+		t.Fatalf("Stop and Close with a create held in its push still at work after %s; want StopWait (%s) and little more", time.Since(start), wait)
+	}
+	if m := <-ch; m != nil {
+		code, desc := m.Header.Get("Nats-Service-Error-Code"), m.Header.Get("Nats-Service-Error")
+		if code != "504" || !strings.Contains(desc, "stopped before the request was done") {
+			t.Errorf("the cut create was answered %q %q, want 504 naming the stop", code, desc)
+		}
+	}
+	// The restart: the running service on the same store reconciles.
+	ctx := context.Background()
+	if _, err := svc.Provision.Reconcile(ctx, api.ReconcileRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := svc.Store.AccountByName(ctx, "cut")
+	if errors.Is(err, provision.ErrNotFound) {
+		t.Fatal("the cut create is not in the store")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := svc.Resolver.Lookup(ctx, a.PublicKey); err != nil || got != a.JWT {
+		t.Errorf("after a reconcile pass the server holds %.40q (%v), the store %.40q", got, err, a.JWT)
 	}
 }

@@ -248,6 +248,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 		Version:        Version,
 		RequestTimeout: time.Duration(cfg.RequestTimeout),
 		MaxInflight:    cfg.MaxInflight,
+		Cut:            s.Provision.Halt,
 		Logger:         log,
 	})
 	if err != nil {
@@ -263,6 +264,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 			Version:        Version,
 			RequestTimeout: time.Duration(cfg.RequestTimeout),
 			MaxInflight:    cfg.MaxInflight,
+			Cut:            s.Provision.Halt,
 			Logger:         log,
 		})
 		if err != nil {
