@@ -170,41 +170,7 @@ func TestStopCutsChangesPastStopWait(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			const wait = 300 * time.Millisecond
-			r := extra(t, env, p, responder.Config{Prefix: "prov.cut", Name: "cut", RequestTimeout: time.Minute, StopWait: wait, Cut: p.Halt})
-			ch := make(chan *nats.Msg, 1)
-			go func() {
-				m, err := admin.Request("prov.cut.account.update", []byte(`{"account":"acme","tags":["x"]}`), time.Minute)
-				if err != nil {
-					t.Errorf("update: %v", err)
-				}
-				ch <- m
-			}()
-			for deadline := time.Now().Add(5 * time.Second); store.held.Load() == 0; time.Sleep(5 * time.Millisecond) {
-				if time.Now().After(deadline) {
-					t.Fatal("the update's store write was not held")
-				}
-			}
-			start := time.Now()
-			stopped := make(chan struct{})
-			go func() {
-				r.Stop()
-				p.Close()
-				close(stopped)
-			}()
-			select {
-			case <-stopped:
-			case <-time.After(wait + 3*time.Second):
-				t.Fatalf("Stop and Close with a change held in its store write still at work after %s; want StopWait (%s) and little more", time.Since(start), wait)
-			}
-			m := <-ch
-			if m == nil {
-				return
-			}
-			code, desc := m.Header.Get("Nats-Service-Error-Code"), m.Header.Get("Nats-Service-Error")
-			if code != "504" || !strings.Contains(desc, "stopped before the request was done") {
-				t.Errorf("the cut update was answered %q %q, want 504 naming the stop", code, desc)
-			}
+			stopCuts(t, env, admin, p, "account.update", `{"account":"acme","tags":["x"]}`, "in its store write", func() bool { return store.held.Load() > 0 })
 		})
 	}
 }
@@ -240,39 +206,7 @@ func TestStopCutsCreateDuringPush(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const wait = 300 * time.Millisecond
-	r := extra(t, env, p, responder.Config{Prefix: "prov.cut", Name: "cut", RequestTimeout: time.Minute, StopWait: wait, Cut: p.Halt})
-	ch := make(chan *nats.Msg, 1)
-	go func() {
-		m, err := admin.Request("prov.cut.account.create", []byte(`{"name":"cut"}`), time.Minute)
-		if err != nil {
-			t.Errorf("create: %v", err)
-		}
-		ch <- m
-	}()
-	for deadline := time.Now().Add(5 * time.Second); res.pushes.Load() == 0; time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the create's push was not held")
-		}
-	}
-	start := time.Now()
-	stopped := make(chan struct{})
-	go func() {
-		r.Stop()
-		p.Close()
-		close(stopped)
-	}()
-	select {
-	case <-stopped:
-	case <-time.After(wait + 3*time.Second):
-		t.Fatalf("Stop and Close with a create held in its push still at work after %s; want StopWait (%s) and little more", time.Since(start), wait)
-	}
-	if m := <-ch; m != nil {
-		code, desc := m.Header.Get("Nats-Service-Error-Code"), m.Header.Get("Nats-Service-Error")
-		if code != "504" || !strings.Contains(desc, "stopped before the request was done") {
-			t.Errorf("the cut create was answered %q %q, want 504 naming the stop", code, desc)
-		}
-	}
+	stopCuts(t, env, admin, p, "account.create", `{"name":"cut"}`, "in its push", func() bool { return res.pushes.Load() > 0 })
 	// The restart: the running service on the same store reconciles.
 	ctx := context.Background()
 	if _, err := svc.Provision.Reconcile(ctx, api.ReconcileRequest{}); err != nil {
@@ -287,5 +221,46 @@ func TestStopCutsCreateDuringPush(t *testing.T) {
 	}
 	if got, err := svc.Resolver.Lookup(ctx, a.PublicKey); err != nil || got != a.JWT {
 		t.Errorf("after a reconcile pass the server holds %.40q (%v), the store %.40q", got, err, a.JWT)
+	}
+}
+
+// stopCuts sends body to op on a responder of p (StopWait 300 ms, its
+// requests a minute), waits until held says the request is held, and stops
+// the responder and closes p: both must be done within StopWait and a
+// little more, and the request be answered 504 naming the stop.
+func stopCuts(t *testing.T, env *provtest.Env, admin *nats.Conn, p *provision.Service, op, body, where string, held func() bool) {
+	t.Helper()
+	const wait = 300 * time.Millisecond
+	r := extra(t, env, p, responder.Config{Prefix: "prov.cut", Name: "cut", RequestTimeout: time.Minute, StopWait: wait, Cut: p.Halt})
+	ch := make(chan *nats.Msg, 1)
+	go func() {
+		m, err := admin.Request("prov.cut."+op, []byte(body), time.Minute)
+		if err != nil {
+			t.Errorf("%s: %v", op, err)
+		}
+		ch <- m
+	}()
+	for deadline := time.Now().Add(5 * time.Second); !held(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the %s was not held %s", op, where)
+		}
+	}
+	start := time.Now()
+	stopped := make(chan struct{})
+	go func() {
+		r.Stop()
+		p.Close()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(wait + 3*time.Second):
+		t.Fatalf("Stop and Close with a %s held %s still at work after %s; want StopWait (%s) and little more", op, where, time.Since(start), wait)
+	}
+	if m := <-ch; m != nil {
+		code, desc := m.Header.Get("Nats-Service-Error-Code"), m.Header.Get("Nats-Service-Error")
+		if code != "504" || !strings.Contains(desc, "stopped before the request was done") {
+			t.Errorf("the cut %s was answered %q %q, want 504 naming the stop", op, code, desc)
+		}
 	}
 }
