@@ -1,8 +1,6 @@
 package service_test
 
 import (
-	"context"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -12,7 +10,6 @@ import (
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/provtest"
-	"github.com/natsprov/provisioner/service"
 )
 
 // TestStartRefusesServiceCredsWithoutTheAuditStream: service creds that
@@ -35,31 +32,9 @@ func TestStartRefusesServiceCredsWithoutTheAuditStream(t *testing.T) {
 
 	// No deadline, as serve's: each JetStream call waits its default
 	// timeout (5 s).
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	type result struct {
-		svc *service.Service
-		err error
-	}
-	done := make(chan result, 1)
 	start := time.Now()
-	go func() {
-		svc, err := service.Start(ctx, env.Config, slog.New(slog.DiscardHandler))
-		done <- result{svc, err}
-	}()
-	var r result
-	select {
-	case r = <-done:
-	case <-time.After(15 * time.Second):
-		cancel()
-		r = <-done
-		t.Fatalf("the start still waited after 15s (%v), want it refused, naming the refused audit stream subject", r.err)
-	}
-	if r.err == nil {
-		r.svc.Stop()
-		t.Fatal("started with service creds that may not create the audit stream")
-	}
-	if !strings.Contains(r.err.Error(), "Permissions Violation") || !strings.Contains(r.err.Error(), api.AuditStream) {
-		t.Fatalf("after %s: %v; want the refused audit stream subject named", time.Since(start).Round(time.Millisecond), r.err)
+	err := startRefused(t, env.Config)
+	if !strings.Contains(err.Error(), "Permissions Violation") || !strings.Contains(err.Error(), api.AuditStream) {
+		t.Fatalf("after %s: %v; want the refused audit stream subject named", time.Since(start).Round(time.Millisecond), err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/config"
 	"github.com/natsprov/provisioner/kvstore"
 	"github.com/natsprov/provisioner/provtest"
 	"github.com/natsprov/provisioner/service"
@@ -52,35 +53,13 @@ func TestStartRefusesABadJetStreamAccount(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 			tt.prepare(t, env)
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			type result struct {
-				svc *service.Service
-				err error
-			}
-			done := make(chan result, 1)
-			go func() {
-				svc, err := service.Start(ctx, env.Config, slog.New(slog.DiscardHandler))
-				done <- result{svc, err}
-			}()
-			var r result
-			select {
-			case r = <-done:
-			case <-time.After(15 * time.Second):
-				cancel()
-				r = <-done
-				t.Fatalf("the start still waited after 15s (%v), want a refusal", r.err)
-			}
-			if r.err == nil {
-				r.svc.Stop()
-				t.Fatal("the service started")
-			}
-			if !errors.Is(r.err, tt.want) {
-				t.Errorf("start: %v, want %v", r.err, tt.want)
+			err := startRefused(t, env.Config)
+			if !errors.Is(err, tt.want) {
+				t.Errorf("start: %v, want %v", err, tt.want)
 			}
 			for _, m := range tt.mention {
-				if !strings.Contains(r.err.Error(), m) {
-					t.Errorf("start: %q does not say %q", r.err, m)
+				if !strings.Contains(err.Error(), m) {
+					t.Errorf("start: %q does not say %q", err, m)
 				}
 			}
 		})
@@ -126,4 +105,35 @@ func pushWithoutJetStream(t *testing.T, env *provtest.Env) {
 	if !strings.Contains(string(m.Data), `"code":200`) {
 		t.Fatalf("push of the service account without JetStream: %s", m.Data)
 	}
+}
+
+// startRefused starts the service with cfg, with no deadline, as serve
+// does, and returns the start's error: it fails the test when the start
+// succeeds, or still waits after 15 s.
+func startRefused(t *testing.T, cfg *config.Config) error {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type result struct {
+		svc *service.Service
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		svc, err := service.Start(ctx, cfg, slog.New(slog.DiscardHandler))
+		done <- result{svc, err}
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(15 * time.Second):
+		cancel()
+		r = <-done
+		t.Fatalf("the start still waited after 15s (%v), want a refusal", r.err)
+	}
+	if r.err == nil {
+		r.svc.Stop()
+		t.Fatal("the service started")
+	}
+	return r.err
 }
