@@ -70,7 +70,8 @@ func (j *journal) writeRecords(buf []byte) error {
 // records up to offset end, sequence seq. Those records must be flushed
 // already; the header counts once the next flush is done. Data first,
 // then header: a crash between leaves valid records past the committed
-// length, which were never acknowledged and may be kept.
+// length, which a start keeps: the committer answers a batch once its
+// records are flushed, before its header is.
 func (j *journal) writeHeader(end int64, seq uint64) error {
 	if j.failed {
 		return errJournalFailed

@@ -50,7 +50,7 @@ type loaded struct {
 	jsize    int64
 	hdr      slot
 	records  int  // journal records applied
-	kept     int  // of which past the committed length: never acknowledged
+	kept     int  // of which past the committed length: the last batch, maybe answered
 	dirty    bool // something other than zeros past the last record
 	fellBack bool // a header slot was unreadable; the older one was used
 	useNew   bool // the journal is journal.v2.new: a compaction was cut short

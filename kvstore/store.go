@@ -17,12 +17,15 @@
 // the KV revision of its acct. entry, so an update is a compare-and-set on
 // it. A name is claimed by creating its name. entry; a name entry whose
 // account is missing or no longer live is free and is taken over with a
-// compare-and-set at its revision. An account is created in three steps:
-// claim the name, create the record, then write the name entry again at the
-// revision it was claimed with. That last write fences out anyone who took
-// the name over in between, and a live record that its name entry does not
-// point to (a create that lost such a race, or crashed before backing out)
-// is not shown at all and is removed when a store opens.
+// compare-and-set at its revision. An account is created in two writes:
+// claim the name, then write the record at a key never written before (a
+// take-over of a name first voids its holder's key, so a create that lost
+// its name cannot write there). Only when the key was written before does
+// a third write, the name entry again at the revision it was claimed with,
+// fence out anyone who took the name over in between (CreateAccount). A
+// live record that its name entry does not point to (a create that lost
+// such a race, or crashed before backing out) is not shown at all and is
+// removed when a store opens.
 //
 // Reads come from an in-memory mirror of the bucket that a watcher keeps up
 // to date, with an index per name and per user; seeds are opened once,
