@@ -125,5 +125,24 @@ func TestAuditSurvivesLeaderChanges(t *testing.T) {
 		t.Errorf("%d events counted lost, %d logged lost (Flush: %v); want none", lost, logged, err)
 	}
 	t.Logf("%d atomic batches", pub.Batches())
+	// The last step down may still be settling: until it has, a page of
+	// the audit (stream info, then an ordered consumer) can find no
+	// responders, which prov.audit answers 503. Read once three pages in
+	// a row come back.
+	audit, err := events.NewAudit(svc, "prov")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ok, deadline := 0, time.Now().Add(20*time.Second); ok < 3; time.Sleep(100 * time.Millisecond) {
+		c, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, _, err := audit.Page(c, "", 0, 1)
+		cancel()
+		if ok++; err != nil {
+			ok = 0
+			if time.Now().After(deadline) {
+				t.Fatalf("the audit cannot be read 20s after the last step down: %v", err)
+			}
+		}
+	}
 	storedOnceInOrder(t, svc, steps*per)
 }
