@@ -58,13 +58,8 @@ func TestLostAckUnderPeerChange(t *testing.T) {
 	b, _ := kvDomain(t, env, nil)
 	key := newUserKey()
 	l := &ackLostUnderPeer{Store: st, key: key}
-	a := domainOver(t, env, l, rawResolver(t, env))
+	a, pub := acmeOver(t, env, l)
 	ctx := context.Background()
-	acc, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub := acc.Account.PublicKey
 	waitAccount(t, b, pub)
 	l.under = func() {
 		if _, err := b.UpdateAccount(ctx, api.UpdateAccountRequest{Account: pub, Description: ptr("by b")}); err != nil {
@@ -72,7 +67,7 @@ func TestLostAckUnderPeerChange(t *testing.T) {
 		}
 	}
 	l.armed.Store(true)
-	_, err = a.RevokeUser(ctx, api.RevokeUserRequest{Account: pub, User: key})
+	_, err := a.RevokeUser(ctx, api.RevokeUserRequest{Account: pub, User: key})
 	if l.armed.Load() {
 		t.Fatal("the revocation was not written")
 	}
@@ -116,15 +111,10 @@ func TestWriteLandsAfterLandedGaveUp(t *testing.T) {
 	b, _ := kvDomain(t, env, nil)
 	key := newUserKey()
 	l := &lateWrite{Store: st, key: key}
-	a := domainOver(t, env, l, rawResolver(t, env))
+	a, pub := acmeOver(t, env, l)
 	ctx := context.Background()
-	acc, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub := acc.Account.PublicKey
 	l.armed.Store(true)
-	_, err = a.RevokeUser(ctx, api.RevokeUserRequest{Account: pub, User: key})
+	_, err := a.RevokeUser(ctx, api.RevokeUserRequest{Account: pub, User: key})
 	if l.land == nil {
 		t.Fatal("the revocation was not written")
 	}
@@ -202,4 +192,17 @@ func TestStaleRepushAfterUnavailableRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkRevokedOnServers(t, env, a, pub, key)
+}
+
+// acmeOver starts a domain over st, pushing straight to the servers, and
+// creates the account "acme" through it; it returns the domain and the
+// account's public key.
+func acmeOver(t *testing.T, env *provtest.Env, st provision.Store) (*provision.Service, string) {
+	t.Helper()
+	a := domainOver(t, env, st, rawResolver(t, env))
+	acc, err := a.CreateAccount(context.Background(), api.CreateAccountRequest{Name: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, acc.Account.PublicKey
 }
