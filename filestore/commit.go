@@ -287,33 +287,29 @@ func (c *committer) finish(b *batch) {
 func (c *committer) fail(cause error, done, failed *batch) {
 	s := c.s
 	ops, lazy := 0, 0
-	var batches []*batch
 	if failed != nil {
-		batches = append(batches, failed)
 		s.mu.Lock()
 		c.unreserve(failed)
 		s.mu.Unlock()
 		ops, lazy = failed.n, failed.lazy
 	}
-	end, seq := c.j.hdr.end, c.j.hdr.seq
-	if done != nil && done.end > end {
+	// Without an answered batch past it, the journal closes at its header.
+	var end int64
+	var seq uint64
+	if done != nil {
 		end, seq = done.end, done.last
 	}
 	err := c.recover(cause, ops, lazy, end, seq)
 	// An operation refused by its check was checked against the operations
 	// before it in its batch, all of which failed here: its refusal may
-	// rest on what never happened (a
-	// name taken by a create that failed, a revision moved by an update
-	// that failed, an account gone by a remove that failed). Only a
-	// refusal that the state alone still makes stands; the others are
-	// answered with the failure, as nothing was written for them either,
-	// and a retry decides.
+	// rest on what never happened (a name taken by a create that failed, a
+	// revision moved by an update that failed, an account gone by a remove
+	// that failed). Only a refusal that the state alone still makes stands;
+	// the others are answered with the failure, as nothing was written for
+	// them either, and a retry decides.
 	s.mu.RLock()
-	for _, b := range batches {
-		if b == nil {
-			continue
-		}
-		for _, o := range b.ops {
+	if failed != nil {
+		for _, o := range failed.ops {
 			if o.err == nil {
 				o.err = err
 				continue
@@ -326,10 +322,8 @@ func (c *committer) fail(cause error, done, failed *batch) {
 	}
 	c.view.reset(s.st)
 	s.mu.RUnlock()
-	for _, b := range batches {
-		if b != nil {
-			c.answer(b)
-		}
+	if failed != nil {
+		c.answer(failed)
 	}
 }
 

@@ -104,7 +104,8 @@ func (j *journal) flush() error {
 }
 
 // markClosed records, after a failed write, that nothing past end (the
-// records answered so far, the last of sequence seq) is to be read, so
+// records answered so far, the last of sequence seq; the committed length
+// when end is not beyond it) is to be read, so
 // that a record whose caller was told it failed does not come back at the
 // next start. It writes the slot a header not yet flushed went to, so that
 // one no longer counts either. It is the last write to the journal; it may
