@@ -10,22 +10,16 @@ import (
 	"testing"
 
 	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/testenv"
 )
 
 // TestInitFullDisk: init on a disk that fills up halfway (a small tmpfs,
 // so a real ENOSPC) fails naming it and takes back every file it wrote,
 // so that it can run again once there is room.
 func TestInitFullDisk(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs needs root")
-	}
 	for _, k := range storeKinds {
 		t.Run(k.store, func(t *testing.T) {
-			disk := t.TempDir()
-			if err := syscall.Mount("tmpfs", disk, "tmpfs", 0, "size=24k"); err != nil {
-				t.Skipf("cannot mount a tmpfs: %v", err)
-			}
-			t.Cleanup(func() { syscall.Unmount(disk, 0) })
+			disk := testenv.SmallDisk(t, "24k")
 			dir := filepath.Join(disk, "deploy")
 			_, err := bootstrap.Init(bootstrap.Options{Dir: dir, Store: k.store})
 			if !errors.Is(err, syscall.ENOSPC) {
@@ -35,12 +29,7 @@ func TestInitFullDisk(t *testing.T) {
 			if len(ents) != 0 {
 				t.Fatalf("Init left %v", ents)
 			}
-			if err := syscall.Unmount(disk, 0); err != nil {
-				t.Fatal(err)
-			}
-			if err := syscall.Mount("tmpfs", disk, "tmpfs", 0, "size=1m"); err != nil {
-				t.Fatal(err)
-			}
+			testenv.ResizeDisk(t, disk, "1m")
 			res, err := bootstrap.Init(bootstrap.Options{Dir: dir, Store: k.store})
 			if err != nil {
 				t.Fatalf("Init with room: %v", err)

@@ -12,27 +12,8 @@ import (
 	"testing"
 
 	"github.com/natsprov/provisioner/provision"
+	"github.com/natsprov/provisioner/testenv"
 )
-
-// smallDisk mounts a tmpfs of the given size for the test, which writes on
-// it until the disk is full: a real ENOSPC, not a simulated one. It skips
-// the test where mounting is not allowed.
-func smallDisk(t *testing.T, size string) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs needs root")
-	}
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size+",mode=0755"); err != nil {
-		t.Skipf("cannot mount a tmpfs: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, 0); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
-	return dir
-}
 
 // fillDisk writes a file in dir until the disk has no room, and returns
 // the function that removes it.
@@ -100,7 +81,7 @@ func TestFullDisk(t *testing.T) {
 	old := syscall.Umask(0)
 	t.Cleanup(func() { syscall.Umask(old) })
 	ctx := context.Background()
-	disk := smallDisk(t, "1m")
+	disk := testenv.SmallDisk(t, "1m")
 	dir := filepath.Join(disk, "store")
 	key := newSealKey(t)
 	s := open(t, dir, Options{Seal: key})
@@ -155,7 +136,7 @@ func TestCompactionOnFullDisk(t *testing.T) {
 	journalChunk = 16 << 10
 	t.Cleanup(func() { journalChunk = chunk })
 	ctx := context.Background()
-	disk := smallDisk(t, "1m")
+	disk := testenv.SmallDisk(t, "1m")
 	dir := filepath.Join(disk, "store")
 	log, logs := newLog()
 	s := open(t, dir, Options{Logger: log, CompactBytes: 4 << 10})

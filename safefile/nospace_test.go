@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	"github.com/natsprov/provisioner/testenv"
 )
 
 // TestFullDisk: on a disk with no room (a small tmpfs, so a real ENOSPC)
@@ -14,14 +16,7 @@ import (
 // and changes nothing, and leaves no temp file; once there is room the
 // same write succeeds with the mode asked for.
 func TestFullDisk(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs needs root")
-	}
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=64k"); err != nil {
-		t.Skipf("cannot mount a tmpfs: %v", err)
-	}
-	t.Cleanup(func() { syscall.Unmount(dir, 0) })
+	dir := testenv.SmallDisk(t, "64k")
 	old := syscall.Umask(0)
 	t.Cleanup(func() { syscall.Umask(old) })
 
