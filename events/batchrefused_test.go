@@ -1,13 +1,10 @@
 package events_test
 
 import (
-	"context"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/natsprov/provisioner/events"
 )
 
 // TestBatchRefusalsDoNotAddUp: a batch the stream refuses for what it is
@@ -19,20 +16,7 @@ import (
 func TestBatchRefusalsDoNotAddUp(t *testing.T) {
 	_, svc, pub, logs := auditSetupLogged(t)
 	pub.ForceBatches()
-	ctx := context.Background()
-	js, err := jetstream.New(svc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stream, err := js.Stream(ctx, events.StreamName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := stream.CachedInfo().Config
-	cfg.AllowAtomicPublish = false
-	if _, err := js.UpdateStream(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
+	changeAudit(t, svc, func(c *jetstream.StreamConfig) { c.AllowAtomicPublish = false })
 	const rounds, per = 2 * 5, 20 // twice auditAttempts batches, each of at least auditMinBatch
 	for r := range rounds {
 		publishUsers(pub, r*per, (r+1)*per)

@@ -216,6 +216,26 @@ func TestAnOutageLongerThanTheRetriesLosesNothing(t *testing.T) {
 func TestARefusedEventIsGivenUp(t *testing.T) {
 	_, svc, pub, logs := auditSetupLogged(t)
 	ctx := context.Background()
+	restore := changeAudit(t, svc, func(c *jetstream.StreamConfig) { c.MaxMsgSize = 10 })
+	pub.Publish(ctx, api.Event{Type: api.EventUserCreated, Account: acct, UserName: "refused"})
+	if err := pub.Flush(10 * time.Second); err == nil || !strings.Contains(err.Error(), "1 audit writes lost") {
+		t.Fatalf("Flush: %v, want 1 lost", err)
+	}
+	restore()
+	pub.Publish(ctx, api.Event{Type: api.EventUserCreated, Account: acct, UserName: "stored"})
+	if err := pub.Flush(10 * time.Second); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	if _, got := stored(t, svc); fmt.Sprint(got) != "[stored]" || pub.Lost() != 1 || logs.lost() != 1 {
+		t.Fatalf("stored %v, %d lost, %d logged lost; want [stored], 1, 1", got, pub.Lost(), logs.lost())
+	}
+}
+
+// changeAudit changes the audit stream's config with change, and returns
+// what puts back the config it had.
+func changeAudit(t *testing.T, svc *nats.Conn, change func(*jetstream.StreamConfig)) (restore func()) {
+	t.Helper()
+	ctx := context.Background()
 	js, err := jetstream.New(svc)
 	if err != nil {
 		t.Fatal(err)
@@ -224,25 +244,17 @@ func TestARefusedEventIsGivenUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := stream.CachedInfo().Config
-	small := cfg
-	small.MaxMsgSize = 10
-	if _, err := js.UpdateStream(ctx, small); err != nil {
-		t.Fatal(err)
-	}
-	pub.Publish(ctx, api.Event{Type: api.EventUserCreated, Account: acct, UserName: "refused"})
-	if err := pub.Flush(10 * time.Second); err == nil || !strings.Contains(err.Error(), "1 audit writes lost") {
-		t.Fatalf("Flush: %v, want 1 lost", err)
-	}
+	was := stream.CachedInfo().Config
+	cfg := was
+	change(&cfg)
 	if _, err := js.UpdateStream(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
-	pub.Publish(ctx, api.Event{Type: api.EventUserCreated, Account: acct, UserName: "stored"})
-	if err := pub.Flush(10 * time.Second); err != nil {
-		t.Fatalf("Flush: %v", err)
-	}
-	if _, got := stored(t, svc); fmt.Sprint(got) != "[stored]" || pub.Lost() != 1 || logs.lost() != 1 {
-		t.Fatalf("stored %v, %d lost, %d logged lost; want [stored], 1, 1", got, pub.Lost(), logs.lost())
+	return func() {
+		t.Helper()
+		if _, err := js.UpdateStream(ctx, was); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
