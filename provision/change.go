@@ -83,8 +83,32 @@ func (s *Service) submitRepeatable(pub string, apply applyFunc) (published, erro
 	return s.enqueue(pub, &change{apply: apply, repeatable: true, done: make(chan struct{})})
 }
 
-// enqueue hands c to the account's worker; see submit.
+// submitResign is submit for a re-sign (a reconcile pass's, an operator
+// rotation's), whose caller need not know how it ended: a re-sign that did
+// not land is made again by the next pass. It stops waiting when ctx ends;
+// the change goes on under its own deadline, which Close bounds. Waiting
+// it out, a stop whose pass was in a re-sign held for as long as the
+// change's deadline (changeTimeout) when its push or store write hung.
+func (s *Service) submitResign(ctx context.Context, pub string) error {
+	c := &change{apply: s.resign, done: make(chan struct{})}
+	s.hand(pub, c)
+	select {
+	case <-c.done:
+		return c.err
+	case <-ctx.Done():
+		return fmt.Errorf("re-sign of account %s left to its worker: %w", pub, ctx.Err())
+	}
+}
+
+// enqueue hands c to the account's worker and waits for it; see submit.
 func (s *Service) enqueue(pub string, c *change) (published, error) {
+	s.hand(pub, c)
+	<-c.done
+	return c.out, c.err
+}
+
+// hand gives c to the account's worker, starting one if needed.
+func (s *Service) hand(pub string, c *change) {
 	qs := &s.queues
 	qs.mu.Lock()
 	if qs.m == nil {
@@ -102,8 +126,6 @@ func (s *Service) enqueue(pub string, c *change) (published, error) {
 	if start {
 		go s.work(pub, q)
 	}
-	<-c.done
-	return c.out, c.err
 }
 
 // take returns the changes waiting in q. With none, and last set, the

@@ -153,10 +153,10 @@ func (s *Service) resignStored(ctx context.Context, a Account) error {
 		if c.Issuer == s.operator().SignerKey {
 			return nil // already (a rotation run again)
 		}
-		if _, err = s.submit(a.PublicKey, s.resign); errors.Is(err, errAbandoned) {
-			return nil // the next pass takes it back, signed with the key in use
+		if err := s.submitResign(ctx, a.PublicKey); !errors.Is(err, errAbandoned) {
+			return err
 		}
-		return err
+		return nil // the next pass takes it back, signed with the key in use
 	}
 	defer s.locks.lock("account:" + a.PublicKey)()
 	cur, err := s.account(ctx, a.PublicKey, true)

@@ -421,7 +421,7 @@ func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, 
 			// A new version: the change path prunes, and signs with the
 			// operator signing key in use (after a rotation, an instance
 			// that had not switched yet may have signed with the old one).
-			if _, err := s.submit(a.PublicKey, s.resign); errors.Is(err, errAbandoned) {
+			if err := s.submitResign(ctx, a.PublicKey); errors.Is(err, errAbandoned) {
 				return out
 			} else if err != nil {
 				out.err = err

@@ -183,16 +183,35 @@ func New(cfg Config) (*Service, error) {
 	return s, nil
 }
 
-// Close waits for the changes under way, stops making keys ahead and wipes
-// those not handed out, and the cached signing keys. Stop Run and the
-// requests first.
+// closeWait bounds how long Close waits for the changes under way. Those
+// are what the passes left (a re-sign or a prune, which runs under its own
+// deadline, changeTimeout): requests are answered or cut (Halt) before
+// Close. Past it they are cut too, as a kill would cut them, and the next
+// start's reconcile pass makes them again; waited out, a push or store
+// write that hung held a stop for 2 minutes, past any container's grace.
+const closeWait = 3 * time.Second
+
+// Close waits for the changes under way, at most closeWait before it cuts
+// them (Halt), stops making keys ahead and wipes those not handed out, and
+// the cached signing keys. Stop Run and the requests first.
 func (s *Service) Close() {
 	// Passes prov.reconcile started end first: they use the store.
 	s.rec.mu.Lock()
 	s.rec.end()
 	s.rec.mu.Unlock()
-	s.rec.manual.Wait()
-	s.queues.workers.Wait()
+	done := make(chan struct{})
+	go func() {
+		s.rec.manual.Wait()
+		s.queues.workers.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(closeWait):
+		s.log.Warn("stopping: cutting the changes still under way; the next start's reconcile pass makes them again", "waited", closeWait)
+		s.Halt()
+		<-done
+	}
 	s.userKeys.Close()
 	s.accountKeys.Close()
 	s.cache.Range(func(k, _ any) bool {
