@@ -450,6 +450,10 @@ func (s *Store) load(ctx context.Context) (*kvWatch, error) {
 	m := newMirror()
 	var broken []error
 	for _, c := range changes {
+		// Every entry delivered counts as watched, an unreadable one
+		// too (as in follow): the watchdog would take a watcher behind
+		// the stream's last entry, with nothing left to bring, for stuck.
+		m.watched = max(m.watched, c.rev)
 		if c.err != nil {
 			s.log.Error("kvstore: skipping an unreadable entry", "key", c.key, "error", c.err)
 			continue
@@ -458,7 +462,6 @@ func (s *Store) load(ctx context.Context) (*kvWatch, error) {
 			broken = append(broken, c.acct.err)
 		}
 		m.apply(c)
-		m.watched = max(m.watched, c.rev)
 	}
 	s.logTwice(m.takeTwice())
 	if len(broken) > 0 {
