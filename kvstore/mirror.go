@@ -587,6 +587,8 @@ func (s *Store) watchdog() {
 		prevWatched uint64
 		prevBehind  bool
 		caught      uint64 // the last revision catchUp read
+		missing     int    // ticks in a row the stream was not found
+		shorter     int    // ticks in a row it ended before the watched revision
 	)
 	tick := time.NewTicker(watchdogInterval)
 	defer tick.Stop()
@@ -599,6 +601,16 @@ func (s *Store) watchdog() {
 		ctx, cancel := context.WithTimeout(s.life, watchdogInterval)
 		info, err := s.stream.Info(ctx)
 		cancel()
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			// Said by the meta leader, not a timeout: asked twice so
+			// that one answer in a moment of doubt is not taken for it.
+			if missing++; missing >= 2 {
+				s.lose("deleted")
+				return
+			}
+		} else {
+			missing = 0
+		}
 		if err != nil {
 			prevBehind = false // nothing to compare with; the stream may be electing a leader
 			continue
@@ -607,6 +619,18 @@ func (s *Store) watchdog() {
 		s.mu.RLock()
 		watched := s.m.watched
 		s.mu.RUnlock()
+		if !info.Created.Equal(s.madeAt) {
+			s.lose(fmt.Sprintf("deleted and made again (its stream was made at %s, the one this instance opened at %s)", info.Created.UTC().Format(time.RFC3339), s.madeAt.UTC().Format(time.RFC3339)))
+			return
+		}
+		if last < watched {
+			if shorter++; shorter >= 2 {
+				s.lose(fmt.Sprintf("put back to an earlier state (its stream ends at revision %d, before revision %d this instance has seen)", last, watched))
+				return
+			}
+		} else {
+			shorter = 0
+		}
 		behind := watched < last
 		if behind && prevBehind && watched == prevWatched {
 			// The new watcher first: when the meta leader is there it

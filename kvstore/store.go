@@ -184,6 +184,11 @@ type Store struct {
 	mu     sync.RWMutex
 	m      *mirror
 	closed bool
+	// madeAt is when the bucket's stream was made, as Open found it;
+	// lost is set, for good, once the watchdog finds the bucket deleted
+	// or replaced (lose).
+	madeAt time.Time
+	lost   error
 
 	// Asynchronous user writes: the pending ones by key, and those to try
 	// again.
@@ -556,6 +561,7 @@ func (s *Store) checkBucket(ctx context.Context, nc *nats.Conn) error {
 		return fmt.Errorf("%w: cannot read the stream settings of bucket %q", ErrBucketMismatch, s.opts.Bucket)
 	}
 	cfg := bs.StreamInfo().Config
+	s.madeAt = bs.StreamInfo().Created
 	var diffs []string
 	if cfg.Storage != jetstream.FileStorage {
 		diffs = append(diffs, fmt.Sprintf("storage %s, want file", strings.ToLower(cfg.Storage.String())))
@@ -668,7 +674,22 @@ func (s *Store) checkOpen() error {
 	if s.closed {
 		return errClosedStore
 	}
-	return nil
+	return s.lost
+}
+
+// lose makes every later call fail with a refusal naming what happened to
+// the bucket: the mirror holds what no bucket holds any more, and its
+// revisions are not the new stream's, so reads would show accounts that
+// are gone and writes would go to a bucket the mirror does not follow. A
+// restart serves what the bucket holds then.
+func (s *Store) lose(what string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lost != nil || s.closed {
+		return
+	}
+	s.lost = fmt.Errorf("%w: kvstore: bucket %q was %s under this instance; it answers nothing more: restart it to serve what the bucket holds now", provision.ErrUnavailable, s.opts.Bucket, what)
+	s.log.Error("kvstore: the bucket was "+what+" under this instance; every request is refused until it restarts", "bucket", s.opts.Bucket)
 }
 
 var errClosedStore = fmt.Errorf("%w: %w", ErrClosed, provision.ErrUnavailable)

@@ -1,0 +1,73 @@
+package kvstore
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/natsprov/provisioner/provision"
+)
+
+// TestBucketReplacedUnderneath: the bucket is deleted under a running
+// store (`nats kv del`) and made again empty (by another instance's
+// start). The store's mirror then held the old bucket's accounts and
+// revisions ahead of the new stream's: it kept answering reads from what
+// no bucket holds any more, took creates into the new bucket, and failed
+// updates as conflicts, without a word in the log. It now notices within
+// a few seconds, says so at ERROR, and answers every call unavailable,
+// naming the way out (a restart, which serves what the bucket holds now).
+// A bucket deleted and not made again is noticed the same way.
+func TestBucketReplacedUnderneath(t *testing.T) {
+	for _, again := range []bool{true, false} {
+		name := "deleted and made again"
+		if !again {
+			name = "deleted"
+		}
+		t.Run(name, func(t *testing.T) {
+			d := startDeployment(t, 1)
+			nc := d.connect(t, d.svcCreds)
+			k, _ := newSealKey(t)
+			log, lb := newLog(t)
+			s := openStore(t, nc, Options{Seal: k, Logger: log})
+			ctx := bg(t)
+			a := newAccount(t, "acme")
+			if _, err := s.CreateAccount(ctx, a); err != nil {
+				t.Fatal(err)
+			}
+			js, err := jetstream.New(d.connect(t, d.svcCreds))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := js.DeleteKeyValue(ctx, s.opts.Bucket); err != nil {
+				t.Fatal(err)
+			}
+			var other *Store
+			if again {
+				other = openStore(t, d.connect(t, d.svcCreds), Options{Seal: k})
+			}
+			var readErr error
+			eventually(t, 10*time.Second, "a read of the store fails once its bucket is gone", func() bool {
+				_, readErr = s.Account(ctx, a.PublicKey)
+				return readErr != nil
+			})
+			if !errors.Is(readErr, provision.ErrUnavailable) || !strings.Contains(readErr.Error(), "restart") {
+				t.Errorf("read after the bucket was replaced: %v, want unavailable naming the restart", readErr)
+			}
+			b := newAccount(t, "beta")
+			if _, err := s.CreateAccount(ctx, b); !errors.Is(err, provision.ErrUnavailable) {
+				t.Errorf("create after the bucket was replaced: %v, want unavailable", err)
+			}
+			if other != nil {
+				if _, err := other.kv.Get(ctx, accountKey(b.PublicKey)); !errors.Is(err, jetstream.ErrKeyNotFound) {
+					t.Errorf("the refused create's record in the new bucket: %v, want none", err)
+				}
+			}
+			if !strings.Contains(lb.String(), "level=ERROR") {
+				t.Errorf("nothing logged at ERROR:\n%s", lb.String())
+			}
+		})
+	}
+}
