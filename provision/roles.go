@@ -1,6 +1,7 @@
 package provision
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -50,6 +51,16 @@ func template(name string, r *api.Role) (jwt.UserPermissionLimits, error) {
 	t.BearerToken = r.BearerToken
 	if err := setConnectionTypes(&t.AllowedConnectionTypes, r.AllowedConnectionTypes); err != nil {
 		return t, fmt.Errorf("role %q: %w", name, err)
+	}
+	// The template is held to what a user's own permissions and limits
+	// are (issue validates those as user claims): the server applies it
+	// to every user the key signs, and a subject, CIDR, time range or
+	// time zone it cannot read locks every such user out.
+	vr := jwt.CreateValidationResults()
+	t.Permissions.Validate(vr)
+	t.Limits.Validate(vr)
+	if errs := vr.Errors(); len(errs) > 0 {
+		return t, fmt.Errorf("%w: role %q: %w", ErrInvalid, name, errors.Join(errs...))
 	}
 	return t, nil
 }
