@@ -2,6 +2,7 @@ package provision
 
 import (
 	"fmt"
+	"regexp"
 
 	"github.com/nats-io/jwt/v2"
 
@@ -70,6 +71,11 @@ func mergeAccountFields(claims *jwt.AccountClaims, limits *api.AccountLimits, pe
 	return nil
 }
 
+// tierName is the name of a JetStream tier as the server looks it up:
+// "R" and a stream's replicas (1 to 5). Limits under any other name apply
+// to no stream.
+var tierName = regexp.MustCompile(`^R[1-5]$`)
+
 // tiersOf returns the JetStream tiers a request gives. A request that also
 // gives a flat JetStream limit other than 0 is refused: the two are
 // alternatives. No tiers is nil.
@@ -83,6 +89,9 @@ func tiersOf(limits *api.AccountLimits) (jwt.JetStreamTieredLimits, error) {
 	for name, t := range limits.TieredLimits {
 		if name == "" {
 			return nil, fmt.Errorf("%w: \"limits.tiered_limits\": a tier needs a name such as \"R1\" or \"R3\"", ErrInvalid)
+		}
+		if !tierName.MatchString(name) {
+			return nil, fmt.Errorf("%w: \"limits.tiered_limits\": tier %q is not a replica count: name a tier \"R1\" to \"R5\" (the server looks up a stream's limits under \"R\" and its replicas)", ErrInvalid, name)
 		}
 		var out jwt.JetStreamLimits
 		for _, f := range []struct {
