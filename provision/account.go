@@ -79,6 +79,9 @@ func (s *Service) CreateAccount(ctx context.Context, req api.CreateAccountReques
 	if err := setExpiry(claims, req.ExpiresIn); err != nil {
 		return nil, err
 	}
+	if err := checkBearer(claims); err != nil {
+		return nil, err
+	}
 	token, err := s.sign(claims)
 	if err != nil {
 		return nil, err
@@ -502,6 +505,9 @@ func (s *Service) updateAccount(ctx context.Context, req api.UpdateAccountReques
 		}
 		if req.Description != nil {
 			trialClaims.Description = *req.Description
+		}
+		if err := checkBearer(trialClaims); err != nil {
+			return err
 		}
 		vr := jwt.CreateValidationResults()
 		trialClaims.Validate(vr)

@@ -147,6 +147,26 @@ func setRoles(a *Account, c *jwt.AccountClaims, roles map[string]*api.Role, newK
 	return nil
 }
 
+// checkBearer refuses an account that disallows bearer tokens while one of
+// its roles gives them: the server refuses every user such a role signs,
+// as user.create refuses a bearer user of that account.
+func checkBearer(c *jwt.AccountClaims) error {
+	if !c.Limits.DisallowBearer {
+		return nil
+	}
+	var bad []string
+	for _, sc := range c.SigningKeys {
+		if us, ok := sc.(*jwt.UserScope); ok && us.Template.BearerToken && !slices.Contains(bad, us.Role) {
+			bad = append(bad, us.Role)
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	sort.Strings(bad)
+	return fmt.Errorf("%w: role %q gives \"bearer_token\" but the account's limits set \"disallow_bearer\": the server would refuse every user of the role; change one of them", ErrInvalid, bad[0])
+}
+
 // roleKey returns the public key of the account's scoped key for a role,
 // "" when it has none.
 func roleKey(a *Account, role string) string {
