@@ -480,12 +480,19 @@ type Event struct {
 const SubjectAudit = "audit"
 
 // AuditRequest is the body of audit: the events of one account ("" for
-// all), after a stream sequence, at most Limit (default 100, most 1000).
+// all), after a stream sequence, at most Limit (default
+// DefaultAuditLimit, at most MaxAuditLimit).
 type AuditRequest struct {
 	Account string `json:"account,omitempty" aka:"name,public_key"`
 	After   uint64 `json:"after,omitempty"`
 	Limit   int    `json:"limit,omitempty"`
 }
+
+// The page sizes of audit.
+const (
+	DefaultAuditLimit = 100
+	MaxAuditLimit     = 1000
+)
 
 // AuditEntry is one event in the audit stream, with its sequence.
 type AuditEntry struct {

@@ -660,8 +660,8 @@ func NewAudit(svc *nats.Conn, prefix string) (*Audit, error) {
 // after the stream sequence after, and the sequence to go on from (0 when
 // there are no more).
 func (a *Audit) Page(ctx context.Context, account string, after uint64, limit int) ([]api.AuditEntry, uint64, error) {
-	if limit <= 0 || limit > 1000 {
-		limit = 100
+	if limit <= 0 || limit > api.MaxAuditLimit {
+		limit = api.DefaultAuditLimit
 	}
 	if after == math.MaxUint64 {
 		// Nothing comes after the last sequence there can be (and after+1

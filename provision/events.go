@@ -48,8 +48,8 @@ func (s *Service) Audit(ctx context.Context, req api.AuditRequest) (*api.AuditRe
 	if s.cfg.Audit == nil {
 		return nil, fmt.Errorf("%w: there is no audit stream: it is kept with the JetStream store; the events subjects (<prefix>.events.>) carry every change either way", ErrNotFound)
 	}
-	if req.Limit < 0 {
-		return nil, fmt.Errorf("%w: \"limit\" must not be negative", ErrInvalid)
+	if req.Limit < 0 || req.Limit > api.MaxAuditLimit {
+		return nil, fmt.Errorf("%w: \"limit\" must be from 0 (the default, %d) to %d", ErrInvalid, api.DefaultAuditLimit, api.MaxAuditLimit)
 	}
 	acct := strings.TrimSpace(req.Account)
 	if acct != "" && !nkeys.IsValidPublicAccountKey(acct) {

@@ -2,6 +2,7 @@ package responder_test
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,6 +73,18 @@ func TestAuditAndStatusOnJetStream(t *testing.T) {
 	all := h.ok(t, "audit", `{}`)
 	if n := len(all["events"].([]any)); n != 4 {
 		t.Errorf("the whole audit has %d events, want 4", n)
+	}
+
+	// A page larger than the most was answered with the default 100, as
+	// if the limit had been read.
+	for _, limit := range []int{1001, -1} {
+		r := h.req(t, "audit", map[string]any{"limit": limit})
+		if r.Code != api.CodeInvalid || !strings.Contains(r.Description, `"limit"`) {
+			t.Errorf("audit with limit %d: %d %q, want 400 naming \"limit\"", limit, r.Code, r.Description)
+		}
+	}
+	if n := len(h.ok(t, "audit", map[string]any{"limit": 1000})["events"].([]any)); n != 4 {
+		t.Errorf("the audit with limit 1000 has %d events, want 4", n)
 	}
 
 	st := h.ok(t, "status", `{}`)
