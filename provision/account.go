@@ -69,6 +69,9 @@ func (s *Service) CreateAccount(ctx context.Context, req api.CreateAccountReques
 	if err := setRoles(&rec, claims, req.Roles, s.newSigningKey); err != nil {
 		return nil, err
 	}
+	if err := checkExports(req.Exports); err != nil {
+		return nil, err
+	}
 	claims.Exports = req.Exports
 	if err := s.setImports(ctx, &rec, claims, req.Imports); err != nil {
 		return nil, err
@@ -481,6 +484,9 @@ func (s *Service) updateAccount(ctx context.Context, req api.UpdateAccountReques
 			return err
 		}
 		if req.Exports != nil {
+			if err := checkExports(*req.Exports); err != nil {
+				return err
+			}
 			trialClaims.Exports = *req.Exports
 		}
 		if req.Imports != nil {

@@ -10,6 +10,24 @@ import (
 	"github.com/nats-io/nkeys"
 )
 
+// checkExports refuses an export revocation that names no account: the
+// server matches an export's revocations against the importing accounts'
+// keys (or "*", every account), so any other string revokes nothing, and
+// the import it was meant to cut off goes on working.
+func checkExports(exports jwt.Exports) error {
+	for i, e := range exports {
+		if e == nil {
+			continue // the claims' validation names it
+		}
+		for k := range e.Revocations {
+			if k != jwt.All && !nkeys.IsValidPublicAccountKey(k) {
+				return fmt.Errorf("%w: \"exports[%d].revocations\": %q is not an account public key (A...) or \"*\": it would revoke no import", ErrInvalid, i, k)
+			}
+		}
+	}
+	return nil
+}
+
 // setImports checks an account's imports against what their exporters
 // export and sets them. An import's account may be named by a managed
 // account's name. An import of a private export (token_req) from a managed
