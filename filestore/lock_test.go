@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -141,5 +143,70 @@ func TestLockOtherProcess(t *testing.T) {
 				time.Sleep(10 * time.Millisecond)
 			}
 		})
+	}
+}
+
+// TestLockFileRemovedUnderAWaitingOpen: a first Open that fails removes
+// the lock file it marked. A second Open that opened that file just
+// before, and takes its flock just after, holds a lock on a file no
+// longer in the directory; a third Open then makes a new lock file and
+// locks it too. Only one of the two may have the store.
+func TestLockFileRemovedUnderAWaitingOpen(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	opened := make(chan struct{})
+	proceed := make(chan struct{})
+	var once sync.Once
+	origOpened := lockOpenedHook
+	lockOpenedHook = func() {}
+	t.Cleanup(func() { lockOpenedHook = origOpened })
+
+	type result struct {
+		s   *Store
+		err error
+	}
+	second := make(chan result, 1)
+	origStep := stepHook
+	var first atomic.Bool
+	first.Store(true)
+	stepHook = func(step string) error {
+		if step != stepLocked || !first.CompareAndSwap(true, false) {
+			return nil
+		}
+		// The first Open holds the lock: the second opens the lock file
+		// and waits, then the first fails.
+		lockOpenedHook = func() {
+			once.Do(func() {
+				close(opened)
+				<-proceed
+			})
+		}
+		go func() {
+			s, err := Open(dir, Options{})
+			second <- result{s, err}
+		}()
+		<-opened
+		return fmt.Errorf("%w at %s", errCrash, step)
+	}
+	t.Cleanup(func() { stepHook = origStep })
+
+	if _, err := Open(dir, Options{}); !errors.Is(err, errCrash) {
+		t.Fatalf("first Open: %v, want the simulated crash", err)
+	}
+	close(proceed)
+	r := <-second
+	if r.err != nil {
+		if !errors.Is(r.err, ErrLocked) {
+			t.Fatalf("second Open: %v", r.err)
+		}
+		return // refused: nothing held twice
+	}
+	t.Cleanup(func() { r.s.Close() })
+	third, err := Open(dir, Options{})
+	if err == nil {
+		third.Close()
+		t.Fatal("a third Open has the store while the second has it open: the second locked a lock file no longer in the directory")
+	}
+	if !errors.Is(err, ErrLocked) {
+		t.Fatalf("third Open: %v, want ErrLocked", err)
 	}
 }

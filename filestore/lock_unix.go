@@ -15,6 +15,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// lockOpenedHook runs in lockDir between opening the lock file and taking
+// its lock, so that a test can let another Open act in that window.
+var lockOpenedHook = func() {}
+
 // lockDir takes the directory's lock: an exclusive flock on its lock file,
 // not waiting, and writes this process's ID into it. The kernel drops the
 // lock when the file is closed or the process dies, so a lock file left by
@@ -26,23 +30,22 @@ import (
 // by claimLock once the directory holds state.
 func lockDir(dir string) (f *os.File, prev lockState, err error) {
 	path := filepath.Join(dir, lockFile)
-	// Made exclusively, so that "no lock file" is told from an empty one
-	// without a look before the lock is taken.
-	prev = lockAbsent
-	f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		f, err = os.OpenFile(path, os.O_RDWR, 0o600)
-		prev = lockNew // until its content is read
-	}
-	if err != nil {
-		return nil, 0, fmt.Errorf("filestore: open lock file: %w", err)
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, 0, fmt.Errorf("%w: %s is locked by %s", ErrLocked, dir, lockOwner(dir))
+	// An Open that fails removes the lock file it marked, holding its
+	// lock: a file opened before that removal and locked after it is no
+	// longer the directory's lock file, and locking it keeps no one out.
+	// Such a lock is let go, and the lock file's name opened again.
+	for {
+		f, prev, err = lockFileAt(path)
+		if err != nil {
+			return nil, 0, err
 		}
-		return nil, 0, fmt.Errorf("filestore: lock %s: %w", path, err)
+		if same, err := isLockFile(f, path); err != nil {
+			f.Close()
+			return nil, 0, fmt.Errorf("filestore: lock %s: %w", path, err)
+		} else if same {
+			break
+		}
+		f.Close()
 	}
 	if prev != lockAbsent {
 		b := make([]byte, 64)
@@ -71,6 +74,48 @@ func lockDir(dir string) (f *os.File, prev lockState, err error) {
 		return nil, 0, fmt.Errorf("filestore: lock file: %w", err)
 	}
 	return f, prev, nil
+}
+
+// lockFileAt opens the lock file at path, making it when absent, and takes
+// its flock without waiting. prev is lockAbsent when it made the file, and
+// lockNew until the caller reads what the file holds.
+func lockFileAt(path string) (f *os.File, prev lockState, err error) {
+	// Made exclusively, so that "no lock file" is told from an empty one
+	// without a look before the lock is taken.
+	prev = lockAbsent
+	f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		f, err = os.OpenFile(path, os.O_RDWR, 0o600)
+		prev = lockNew // until its content is read
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("filestore: open lock file: %w", err)
+	}
+	lockOpenedHook()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, 0, fmt.Errorf("%w: %s is locked by %s", ErrLocked, filepath.Dir(path), lockOwner(filepath.Dir(path)))
+		}
+		return nil, 0, fmt.Errorf("filestore: lock %s: %w", path, err)
+	}
+	return f, prev, nil
+}
+
+// isLockFile reports whether f, locked, is still the file at path: not
+// removed, nor replaced by a new lock file, since it was opened.
+func isLockFile(f *os.File, path string) (bool, error) {
+	var held, named unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &held); err != nil {
+		return false, err
+	}
+	if err := unix.Stat(path, &named); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return false, nil
+		}
+		return false, err
+	}
+	return held.Dev == named.Dev && held.Ino == named.Ino, nil
 }
 
 // lockOwner describes who holds the lock, from the process ID its holder
