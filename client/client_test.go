@@ -786,3 +786,48 @@ func TestAccountsWhileTheListChanges(t *testing.T) {
 		})
 	}
 }
+
+// TestCreateUserRefusesASeedInsideThePublicKey: a public_key that holds a
+// seed anywhere (copied with its quotes, or a whole creds file read by
+// mistake) is refused before anything is sent, as a bare seed is.
+func TestCreateUserRefusesASeedInsideThePublicKey(t *testing.T) {
+	t.Parallel()
+	env, c := started(t, bootstrap.Options{})
+	ctx := context.Background()
+	if _, err := c.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	kp, _ := nkeys.CreateUser()
+	defer kp.Wipe()
+	seed, _ := kp.Seed()
+	// A creds file as the nats tools write it; its JWT does not matter:
+	// the client must not send the file at all.
+	creds := "-----BEGIN NATS USER JWT-----\neyJ0eXAiOiJKV1QifQ.e30.c2ln\n------END NATS USER JWT------\n\n" +
+		"-----BEGIN USER NKEY SEED-----\n" + string(seed) + "\n------END USER NKEY SEED------\n"
+	tp := newTap(t, env)
+	tests := []struct{ name, give string }{
+		{"quoted", `"` + string(seed) + `"`},
+		{"a creds file", creds},
+	}
+	for _, tt := range tests {
+		_, err := c.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "carol", PublicKey: tt.give})
+		if !errors.Is(err, client.ErrInvalid) || strings.Contains(err.Error(), string(seed)) {
+			t.Errorf("%s: a seed inside public_key: %v, want ErrInvalid", tt.name, err)
+		}
+	}
+	dave, _ := nkeys.CreateUser()
+	defer dave.Wipe()
+	davePub, _ := dave.PublicKey()
+	if _, err := c.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "dave", PublicKey: davePub}); err != nil {
+		t.Fatal(err)
+	}
+	// The requests reach the tap in the order they were sent: dave's is
+	// the last.
+	requests, _ := tp.wait(t, 1)
+	for _, r := range requests {
+		if bytes.Contains(r, seed) {
+			t.Errorf("the seed crossed the wire: %d requests sent, want only dave's", len(requests))
+			break
+		}
+	}
+}

@@ -54,9 +54,12 @@ func (c *Client) CreateUser(ctx context.Context, req api.CreateUserRequest) (*Us
 	})
 }
 
-// notASeed refuses a public_key that holds a seed, before it is sent.
+// notASeed refuses a public_key that holds a seed anywhere (a bare seed,
+// one in quotes, a whole creds file), before it is sent: the check the
+// service makes of every request, made here so that the seed never
+// crosses the wire.
 func notASeed(pub string) error {
-	if strings.HasPrefix(strings.ToUpper(pub), "S") {
+	if strings.HasPrefix(strings.ToUpper(pub), "S") || api.LooksLikeSeed(pub) {
 		return fmt.Errorf("%w: \"public_key\" holds a seed, not a user public key (U...); nothing was sent", ErrInvalid)
 	}
 	return nil

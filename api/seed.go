@@ -1,0 +1,46 @@
+package api
+
+import "strings"
+
+// seedKinds are the key kinds that follow the "S" of a seed.
+const seedKinds = "OAUNCXP"
+
+// LooksLikeSeed reports whether s holds something like a seed: a run of
+// base32 in one case that starts with "S" and a key kind and holds at least
+// 30 characters. The run must start there: public keys are base32 too, and
+// hold such pairs inside. A seed with a typo, cut short, pasted with its
+// creds file around it, or lowercased is still a secret. Such input is
+// refused without ever being echoed, stored or logged. An upper-case run
+// counts (names do not hold 30 capitals in a row); a lower-case one counts
+// when it holds a digit from 2 to 7, as a lowered seed does and a long
+// lower-case word does not.
+//
+// It runs on every request body, so it is one pass over the bytes rather
+// than a regular expression (a tenth of the cost on a user.create).
+func LooksLikeSeed(s string) bool {
+	for i := 0; i+30 <= len(s); i++ {
+		switch c := s[i]; {
+		case c == 'S' && (i == 0 || !base32Upper(s[i-1])) && strings.IndexByte(seedKinds, s[i+1]) >= 0:
+			n := i + 2
+			for n < len(s) && base32Upper(s[n]) {
+				n++
+			}
+			if n-i >= 30 {
+				return true
+			}
+		case c == 's' && (i == 0 || !base32Lower(s[i-1])) && s[i+1] >= 'a' && strings.IndexByte(seedKinds, s[i+1]-'a'+'A') >= 0:
+			n, digit := i+2, false
+			for n < len(s) && base32Lower(s[n]) {
+				digit = digit || s[n] <= '7'
+				n++
+			}
+			if n-i >= 30 && digit {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func base32Upper(c byte) bool { return c >= 'A' && c <= 'Z' || c >= '2' && c <= '7' }
+func base32Lower(c byte) bool { return c >= 'a' && c <= 'z' || c >= '2' && c <= '7' }
