@@ -332,6 +332,17 @@ func failover(t *testing.T, d *deployment) {
 		eventually(t, 30*time.Second, "the observer's mirror catches up", func() bool { return mirrorRevision(observer, pub) >= a.Revision })
 	}
 	t.Logf("the observer's mirror held the last writes %v after they stopped", time.Since(writesStopped).Round(time.Millisecond))
+	// And it still answers: a failover is no bucket put back to an earlier
+	// state (during the election a follower that has not applied the last
+	// entries answers the stream's info; its last sequence is not the
+	// stream's), and a false alarm refuses everything until a restart.
+	time.Sleep(3 * watchdogInterval)
+	for pub := range ackedAcct {
+		if _, err := observer.Account(ctx, pub); err != nil {
+			t.Errorf("the observer after the failover: %v", err)
+		}
+		break
+	}
 }
 
 // replicatedPair starts three nats-server processes with an R3 bucket and

@@ -598,6 +598,13 @@ func (s *Store) watchdog() {
 			return
 		case <-tick.C:
 		}
+		// The watched revision before the info is asked for: what the
+		// watcher delivers meanwhile can be past the stream's last
+		// sequence as the answer gave it, and under steady writes it was,
+		// tick after tick, taken for a bucket put back.
+		s.mu.RLock()
+		seen := s.m.watched
+		s.mu.RUnlock()
 		ctx, cancel := context.WithTimeout(s.life, watchdogInterval)
 		info, err := s.stream.Info(ctx)
 		cancel()
@@ -623,9 +630,9 @@ func (s *Store) watchdog() {
 			s.lose(fmt.Sprintf("deleted and made again (its stream was made at %s, the one this instance opened at %s)", info.Created.UTC().Format(time.RFC3339), s.madeAt.UTC().Format(time.RFC3339)))
 			return
 		}
-		if last < watched {
+		if last < seen {
 			if shorter++; shorter >= 2 {
-				s.lose(fmt.Sprintf("put back to an earlier state (its stream ends at revision %d, before revision %d this instance has seen)", last, watched))
+				s.lose(fmt.Sprintf("put back to an earlier state (its stream ends at revision %d, before revision %d this instance has seen)", last, seen))
 				return
 			}
 		} else {
