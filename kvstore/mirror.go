@@ -609,9 +609,9 @@ func (s *Store) watchdog() {
 		info, err := s.stream.Info(ctx)
 		cancel()
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			// Said by the meta leader, not a timeout: asked twice so
-			// that one answer in a moment of doubt is not taken for it.
-			if missing++; missing >= 2 {
+			// Said by the meta leader, not a timeout: asked three times
+			// so that an answer in a moment of doubt is not taken for it.
+			if missing++; missing >= 3 {
 				s.lose("deleted")
 				return
 			}
@@ -630,12 +630,17 @@ func (s *Store) watchdog() {
 			s.lose(fmt.Sprintf("deleted and made again (its stream was made at %s, the one this instance opened at %s)", info.Created.UTC().Format(time.RFC3339), s.madeAt.UTC().Format(time.RFC3339)))
 			return
 		}
-		if last < seen {
-			if shorter++; shorter >= 2 {
+		switch {
+		case info.Cluster != nil && info.Cluster.Leader == "" && s.replicas > 1:
+			// Without a leader each replica answers with what it has
+			// applied itself, which may be behind what the watcher was
+			// delivered: no sign of anything.
+		case last < seen:
+			if shorter++; shorter >= 3 {
 				s.lose(fmt.Sprintf("put back to an earlier state (its stream ends at revision %d, before revision %d this instance has seen)", last, seen))
 				return
 			}
-		} else {
+		default:
 			shorter = 0
 		}
 		behind := watched < last
