@@ -279,30 +279,55 @@ func (p *Publisher) publishSys(m *nats.Msg) {
 	}
 }
 
-// sendSys publishes the queued system-account events in order, and
-// returns once none wait.
+// sendSys publishes the queued system-account events in order, one at a
+// time from the head of the queue (so that Close can tell, at its
+// deadline, which were not sent), and returns once none wait.
 func (p *Publisher) sendSys() {
 	for {
 		p.mu.Lock()
-		queue := p.sysQueue
-		p.sysQueue = nil
-		if len(queue) == 0 {
+		if len(p.sysQueue) == 0 {
+			p.sysQueue = nil
 			p.sending = false
 			dropped := p.sysDropped
 			p.sysDropped = 0
+			p.idle.Broadcast()
 			p.mu.Unlock()
 			if dropped > 0 {
 				p.log.Warn("system-account events dropped while too many waited", "dropped", dropped)
 			}
 			return
 		}
+		m := p.sysQueue[0]
+		p.sysQueue[0] = nil
+		p.sysQueue = p.sysQueue[1:]
 		p.mu.Unlock()
-		for _, m := range queue {
-			if err := p.nc.PublishMsg(m); err != nil {
-				p.log.Warn("could not publish an event", "subject", m.Subject, "error", err)
-			}
+		if err := p.nc.PublishMsg(m); err != nil {
+			p.log.Warn("could not publish an event", "subject", m.Subject, "error", err)
 		}
 	}
+}
+
+// closeSys waits, until deadline, for the system-account events queued to
+// be handed to the connection (which its owner drains after Close). What
+// still waits then is given up, logged and returned as an error: Close
+// returned with them queued, and the stop that follows closed the
+// connection and exited before the sender got to them, so they were
+// neither published nor logged.
+func (p *Publisher) closeSys(deadline time.Time) error {
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	if p.wait(ctx, func() bool { return !p.sending }) {
+		return nil
+	}
+	p.mu.Lock()
+	n := len(p.sysQueue)
+	p.sysQueue = nil
+	p.mu.Unlock()
+	if n == 0 {
+		return nil
+	}
+	p.log.Error("events not published when the publisher closed", "lost", n)
+	return fmt.Errorf("events: %d events not published within the close's time", n)
 }
 
 // writer writes the queued audit events, in order, until Close: after a
@@ -598,15 +623,16 @@ func (p *Publisher) Flush(timeout time.Duration) error {
 	return nil
 }
 
-// Close flushes the audit writes, at most timeout, and stops the audit
-// writer, which gives up what is left then; events published later are
-// still written (by a writer started for them). It returns what Flush
-// returned.
+// Close sends the queued system-account events and flushes the audit
+// writes, at most timeout, and stops the audit writer, which gives up what
+// is left then; events published later are still sent and written (by a
+// sender and a writer started for them). It returns what Flush returned,
+// and an error when system-account events were given up.
 func (p *Publisher) Close(timeout time.Duration) error {
-	if p.js == nil {
-		return nil
-	}
 	deadline := time.Now().Add(timeout)
+	if p.js == nil {
+		return p.closeSys(deadline)
+	}
 	p.mu.Lock()
 	first := !p.closed
 	p.closed = true
@@ -637,7 +663,7 @@ func (p *Publisher) Close(timeout time.Duration) error {
 	defer stop()
 	p.wait(ctx, func() bool { return !p.writing })
 	p.logDropped()
-	return err
+	return errors.Join(err, p.closeSys(deadline))
 }
 
 // Audit pages through the audit stream.
