@@ -702,17 +702,31 @@ func (a *Audit) Page(ctx context.Context, account string, after uint64, limit in
 	if err != nil {
 		return nil, 0, fmt.Errorf("events: audit stream: %w", err)
 	}
-	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{filter},
-		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:    after + 1,
-		// A page is read at once; the server forgets the consumer soon
+	// One consumer for this page, deleted once it is read: the server
+	// allows 1,000 consumers per stream by default, and the ordered
+	// consumer used before left one behind per page (two made, one
+	// deleted), each until its inactive threshold, so that a client paging
+	// through the audit was refused at its thousandth page within a few
+	// seconds, as was every prov.audit until they expired.
+	cons, err := stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		FilterSubject: filter,
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:   after + 1,
+		AckPolicy:     jetstream.AckNonePolicy,
+		MemoryStorage: true,
+		Replicas:      1,
+		// The server forgets a consumer whose delete was lost soon
 		// after, instead of keeping one per request for minutes.
 		InactiveThreshold: 5 * time.Second,
 	})
 	if err != nil {
 		return nil, 0, fmt.Errorf("events: audit stream: %w", err)
 	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = stream.DeleteConsumer(dctx, cons.CachedInfo().Name)
+	}()
 	batch, err := cons.FetchNoWait(limit + 1)
 	if err != nil {
 		return nil, 0, fmt.Errorf("events: audit stream: %w", err)
