@@ -593,6 +593,10 @@ type StatusReply struct {
 	Servers []ServerStatus `json:"servers"`
 	// LastReconcile is the summary of this instance's last pass.
 	LastReconcile *ReconcileReply `json:"last_reconcile,omitempty"`
+	// Problem, when set, is why this instance refuses every change until
+	// it is restarted (its store's journal could not be written, its
+	// bucket was deleted under it): a health check's cue.
+	Problem string `json:"problem,omitempty"`
 }
 
 // ErrorReply is the body of every failed request.

@@ -286,6 +286,9 @@ func TestSyncFailureNoRoom(t *testing.T) {
 			if !always && err != nil {
 				t.Errorf("a write after the disk had room again: %v", err)
 			}
+			if err := s.Broken(); always != (err != nil) {
+				t.Errorf("Broken = %v; want an error only when no snapshot could be written", err)
+			}
 			fault.disarm()
 			s.Close()
 		})

@@ -588,6 +588,15 @@ func (s *Store) AddUser(ctx context.Context, u provision.User, durable bool) err
 	return nil
 }
 
+// Broken reports why the store refuses every change until it is reopened:
+// a failed journal write it could neither close nor replace with a new
+// snapshot. It is nil while the store serves.
+func (s *Store) Broken() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.broken
+}
+
 // submit hands an operation to the committer and waits for its outcome.
 func (s *Store) submit(o *op) error {
 	o.done = make(chan struct{})

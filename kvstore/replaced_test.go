@@ -37,6 +37,9 @@ func TestBucketReplacedUnderneath(t *testing.T) {
 			if _, err := s.CreateAccount(ctx, a); err != nil {
 				t.Fatal(err)
 			}
+			if err := s.Broken(); err != nil {
+				t.Fatalf("Broken before anything happened to the bucket: %v", err)
+			}
 			js, err := jetstream.New(d.connect(t, d.svcCreds))
 			if err != nil {
 				t.Fatal(err)
@@ -64,6 +67,9 @@ func TestBucketReplacedUnderneath(t *testing.T) {
 				if _, err := other.kv.Get(ctx, accountKey(b.PublicKey)); !errors.Is(err, jetstream.ErrKeyNotFound) {
 					t.Errorf("the refused create's record in the new bucket: %v, want none", err)
 				}
+			}
+			if err := s.Broken(); !errors.Is(err, provision.ErrUnavailable) {
+				t.Errorf("Broken after the bucket was replaced: %v, want why (unavailable)", err)
 			}
 			if !strings.Contains(lb.String(), "level=ERROR") {
 				t.Errorf("nothing logged at ERROR:\n%s", lb.String())

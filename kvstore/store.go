@@ -677,6 +677,15 @@ func (s *Store) checkOpen() error {
 	return s.lost
 }
 
+// Broken reports why the store refuses every call until it is opened
+// again: its bucket was deleted or replaced under it (lose). It is nil
+// while the store serves, and after Close.
+func (s *Store) Broken() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.lost
+}
+
 // lose makes every later call fail with a refusal naming what happened to
 // the bucket: the mirror holds what no bucket holds any more, and its
 // revisions are not the new stream's, so reads would show accounts that

@@ -186,6 +186,9 @@ func (s *Service) Status(_ context.Context, _ api.StatusRequest) (*api.StatusRep
 		out.LastReconcile = &last
 	}
 	s.rec.mu.Unlock()
+	if err := s.store.Broken(); err != nil {
+		out.Problem = err.Error()
+	}
 	return out, nil
 }
 

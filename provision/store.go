@@ -162,6 +162,11 @@ type Store interface {
 	// holds, but need not make the check durable across instances.
 	AddUser(ctx context.Context, u User, durable bool) error
 
+	// Broken reports why the store refuses every call until it is
+	// reopened (a journal it could neither close nor replace, a bucket
+	// deleted under it), nil while it serves; prov.status shows it.
+	Broken() error
+
 	// Close releases the store.
 	Close() error
 }
