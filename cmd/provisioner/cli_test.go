@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -117,7 +118,8 @@ func TestReorder(t *testing.T) {
 		{"bool does not take the next", "--json acme", "--json -- acme"},
 		{"after --", "acme -- --json", "-- acme --json"},
 		{"unknown flag left to Parse", "acme --nope x", "--nope -- acme x"},
-		{"value flag last", "acme --conn", "--conn -- acme"},
+		{"value flag last", "acme --conn", "--conn"},
+		{"string flag last", "acme -o", "-o"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -262,4 +264,36 @@ func TestNoServerNoService(t *testing.T) {
 			t.Errorf("got %v (exit %d)", err, exitCode(err))
 		}
 	})
+}
+
+// TestValueFlagWithoutValue: a flag that takes a value, given last without
+// one, is named as missing its value. Before, reorder put the "--" that ends
+// the flags right after it, and the flag package took "--" as its value:
+// `provisioner init --dir` wrote a whole deployment, seeds included, into a
+// directory named "--", and `serve --config` looked for a file named "--".
+func TestValueFlagWithoutValue(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"init --dir", []string{"init", "--dir"}},
+		{"init --dir after --store", []string{"init", "--store", "file", "--dir"}},
+		{"serve --config", []string{"serve", "--config"}},
+		{"store check --dir", []string{"store", "check", "--dir"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Chdir(t.TempDir())
+			_, _, err := runCmd(t, tt.args...)
+			if err == nil || exitCode(err) != 2 {
+				t.Fatalf("got %v (exit %d), want a failure, exit 2", err, exitCode(err))
+			}
+			if !strings.Contains(err.Error(), "flag needs an argument") {
+				t.Errorf("error %q does not say the flag needs a value", err)
+			}
+			if ents, _ := os.ReadDir("."); len(ents) > 0 {
+				t.Errorf("a refused command left %d entries, the first %q", len(ents), ents[0].Name())
+			}
+		})
+	}
 }

@@ -91,7 +91,8 @@ func (c *command) parse(args []string, stdout, stderr io.Writer, positional ...s
 // package stops at the first argument that is not a flag: "account create
 // acme --conn 10" parses like "account create --conn 10 acme". A flag that
 // is not boolean takes the next argument as its value. Everything after
-// "--" is positional.
+// "--" is positional. A flag that takes a value but comes last is left
+// last, so that Parse refuses it.
 func reorder(fs *flag.FlagSet, args []string) []string {
 	var flags, pos []string
 	for i := 0; i < len(args); i++ {
@@ -107,8 +108,15 @@ func reorder(fs *flag.FlagSet, args []string) []string {
 		flags = append(flags, a)
 		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
 		f := fs.Lookup(name)
-		if hasValue || f == nil || isBool(f) || i+1 == len(args) {
+		if hasValue || f == nil || isBool(f) {
 			continue
+		}
+		if i+1 == len(args) {
+			// A flag that takes a value came last, without one: nothing
+			// may follow it, or Parse would take the "--" that ends the
+			// flags as its value ("init --dir" writing into "--"). Alone
+			// at the end, Parse names it as needing an argument.
+			return flags
 		}
 		i++
 		flags = append(flags, args[i])
