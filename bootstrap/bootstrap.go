@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -174,12 +175,35 @@ func (o *Options) check() error {
 		return fmt.Errorf("bootstrap: KV bucket %q: letters, digits, _ and - only", o.KVBucket)
 	case strings.ContainsAny(o.SubjectPrefix, " \t*>") || strings.HasPrefix(o.SubjectPrefix, ".") || strings.HasSuffix(o.SubjectPrefix, ".") || strings.Contains(o.SubjectPrefix, ".."):
 		return fmt.Errorf("bootstrap: subject prefix %q must be subject tokens without wildcards or spaces", o.SubjectPrefix)
+	case !validHost(o.Host):
+		return fmt.Errorf("bootstrap: host %q must be a host name or an IP address, without a scheme or a port (the port is --port)", o.Host)
 	case o.Port < 1 || o.Port > 65535:
 		return fmt.Errorf("bootstrap: port %d is not a TCP port", o.Port)
 	case o.ResolverLimit < 1:
 		return fmt.Errorf("bootstrap: resolver limit %d must be positive", o.ResolverLimit)
 	}
 	return nil
+}
+
+// hostLabel is one label of a host name: letters, digits, - and _ (which
+// container and service names hold).
+var hostLabel = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?$`)
+
+// validHost reports whether h is an IP address or a host name, which Init
+// joins with the port into nats-server's listen and the config's nats_url.
+func validHost(h string) bool {
+	if net.ParseIP(h) != nil {
+		return true
+	}
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for l := range strings.SplitSeq(strings.TrimSuffix(h, "."), ".") {
+		if len(l) > 63 || !hostLabel.MatchString(l) {
+			return false
+		}
+	}
+	return true
 }
 
 // Result tells what Init made.

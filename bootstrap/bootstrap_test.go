@@ -150,6 +150,15 @@ func TestInitRefusesBadOptions(t *testing.T) {
 		{"prefix with a space", bootstrap.Options{SubjectPrefix: "a b"}, `"a b"`},
 		{"port out of range", bootstrap.Options{Port: 70000}, "70000"},
 		{"negative resolver limit", bootstrap.Options{ResolverLimit: -1}, "-1"},
+		// A host given as a URL or with its port made a deployment whose
+		// listen was "[nats://10.0.0.1]:4222" and nats_url
+		// "nats://[10.0.0.1:4222]:4222": nats-server cannot start on it,
+		// and init refuses the directory from then on.
+		{"host as a URL", bootstrap.Options{Host: "nats://10.0.0.1"}, `host "nats://10.0.0.1"`},
+		{"host with a port", bootstrap.Options{Host: "10.0.0.1:4222"}, `host "10.0.0.1:4222"`},
+		{"host with a space", bootstrap.Options{Host: "bad host"}, `host "bad host"`},
+		{"host with a quote", bootstrap.Options{Host: `"h"`}, `host "\"h\""`},
+		{"host in brackets", bootstrap.Options{Host: "[::1]"}, `host "[::1]"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -161,6 +170,22 @@ func TestInitRefusesBadOptions(t *testing.T) {
 			}
 			if _, err := os.Stat(dir); err == nil {
 				t.Errorf("the refused Init made %s", dir)
+			}
+		})
+	}
+}
+
+// TestInitTakesHostNamesAndAddresses: the host check lets through every
+// host name and address, IPv6 included.
+func TestInitTakesHostNamesAndAddresses(t *testing.T) {
+	for _, h := range []string{"127.0.0.1", "0.0.0.0", "::1", "fe80::1", "localhost", "nats-1.example.com", "n1", "NATS_host"} {
+		t.Run(h, func(t *testing.T) {
+			res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Host: h, Store: bootstrap.StoreFile})
+			if err != nil {
+				t.Fatalf("Init with host %q: %v", h, err)
+			}
+			if _, err := config.Load(res.Config); err != nil {
+				t.Fatal(err)
 			}
 		})
 	}
