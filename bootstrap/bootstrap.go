@@ -173,8 +173,8 @@ func (o *Options) check() error {
 		return fmt.Errorf("bootstrap: store %q: want %s or %s", o.Store, StoreJetStream, StoreFile)
 	case !config.ValidKVBucket(o.KVBucket):
 		return fmt.Errorf("bootstrap: KV bucket %q: letters, digits, _ and - only", o.KVBucket)
-	case strings.ContainsAny(o.SubjectPrefix, " \t*>") || strings.HasPrefix(o.SubjectPrefix, ".") || strings.HasSuffix(o.SubjectPrefix, ".") || strings.Contains(o.SubjectPrefix, ".."):
-		return fmt.Errorf("bootstrap: subject prefix %q must be subject tokens without wildcards or spaces", o.SubjectPrefix)
+	case config.CheckSubjectPrefix(o.SubjectPrefix) != nil:
+		return fmt.Errorf("bootstrap: subject prefix %w", config.CheckSubjectPrefix(o.SubjectPrefix))
 	case !validHost(o.Host):
 		return fmt.Errorf("bootstrap: host %q must be a host name or an IP address, without a scheme or a port (the port is --port)", o.Host)
 	case o.Port < 1 || o.Port > 65535:

@@ -159,6 +159,15 @@ func TestInitRefusesBadOptions(t *testing.T) {
 		{"host with a space", bootstrap.Options{Host: "bad host"}, `host "bad host"`},
 		{"host with a quote", bootstrap.Options{Host: `"h"`}, `host "\"h\""`},
 		{"host in brackets", bootstrap.Options{Host: "[::1]"}, `host "[::1]"`},
+		// The users' permissions are built on the prefix: with "$SYS" the
+		// admin could publish every system request ($SYS.REQ.CLAIMS.PACK,
+		// CONNZ, UPDATE past the service) and the provisioner subscribe to
+		// $SYS.>; with an inbox prefix, the admin could answer the
+		// provisioner's own requests.
+		{"prefix $SYS", bootstrap.Options{SubjectPrefix: "$SYS"}, `"$SYS"`},
+		{"prefix $JS.API", bootstrap.Options{SubjectPrefix: "$JS.API"}, `"$JS.API"`},
+		{"prefix an inbox", bootstrap.Options{SubjectPrefix: bootstrap.ProvisionerInboxPrefix}, `"` + bootstrap.ProvisionerInboxPrefix + `"`},
+		{"prefix _INBOX", bootstrap.Options{SubjectPrefix: "_INBOX.prov"}, `"_INBOX.prov"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

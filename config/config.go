@@ -294,6 +294,23 @@ var kvBucketRe = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
 // ValidKVBucket reports whether name is a valid JetStream KV bucket name.
 func ValidKVBucket(name string) bool { return kvBucketRe.MatchString(name) }
 
+// CheckSubjectPrefix checks a subject prefix: subject tokens without
+// wildcards or spaces, outside the server's own subjects ($SYS, $JS, ...:
+// every token starting with "$") and the inboxes (_INBOX...). The users
+// init makes are allowed prefix.> (the admin publishes it, the provisioner
+// subscribes to it): under $SYS that would be every system request, under
+// an inbox the replies of another user. The error starts with the prefix,
+// quoted.
+func CheckSubjectPrefix(p string) error {
+	switch first, _, _ := strings.Cut(p, "."); {
+	case strings.ContainsAny(p, " \t\r\n*>") || strings.HasPrefix(p, ".") || strings.HasSuffix(p, ".") || strings.Contains(p, ".."):
+		return fmt.Errorf("%q must be subject tokens without wildcards or spaces", p)
+	case strings.HasPrefix(first, "$") || strings.HasPrefix(first, "_INBOX"):
+		return fmt.Errorf("%q may not start with $ or _INBOX: those are the server's own subjects and the inboxes, and the users' permissions are built on the prefix", p)
+	}
+	return nil
+}
+
 // Validate checks every field and names the first bad one.
 func (c *Config) Validate() error {
 	for _, f := range []struct{ name, value string }{
@@ -312,9 +329,10 @@ func (c *Config) Validate() error {
 	if err := c.validateNoSeeds(); err != nil {
 		return err
 	}
+	if err := CheckSubjectPrefix(c.SubjectPrefix); err != nil {
+		return fmt.Errorf("\"subject_prefix\" %w", err)
+	}
 	switch {
-	case strings.ContainsAny(c.SubjectPrefix, " \t\r\n*>") || strings.HasPrefix(c.SubjectPrefix, ".") || strings.HasSuffix(c.SubjectPrefix, ".") || strings.Contains(c.SubjectPrefix, ".."):
-		return fmt.Errorf("\"subject_prefix\" %q must be subject tokens without wildcards or spaces", c.SubjectPrefix)
 	case c.MaxInflight < 0:
 		return errors.New("\"max_inflight\" must be positive")
 	case c.ReconcileRate < 0:
