@@ -165,6 +165,14 @@ func (o *Options) setDefaults() {
 	}
 }
 
+// Check reports what Init would refuse in the options, before anything is
+// written: for a caller that must refuse bad options before it changes
+// anything itself (dev --reset).
+func (o Options) Check() error {
+	o.setDefaults()
+	return o.check()
+}
+
 func (o *Options) check() error {
 	switch {
 	case o.Dir == "":

@@ -297,3 +297,35 @@ func TestValueFlagWithoutValue(t *testing.T) {
 		})
 	}
 }
+
+// TestDevResetWithBadFlagsKeepsTheDeployment: dev --reset with a flag that
+// init refuses must refuse before it deletes anything. Before, the reset
+// removed the whole deployment (keys, store, server data), and then init
+// refused the store kind or the port, leaving an empty directory.
+func TestDevResetWithBadFlagsKeepsTheDeployment(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown store", []string{"--store", "sql"}, `"sql"`},
+		{"port out of range", []string{"--port", "70000"}, "70000"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "dev")
+			if _, err := bootstrap.Init(bootstrap.Options{Dir: dir, Store: bootstrap.StoreFile}); err != nil {
+				t.Fatal(err)
+			}
+			_, _, err := runCmd(t, append([]string{"dev", "--dir", dir, "--reset"}, tt.args...)...)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, want an error naming %s", err, tt.want)
+			}
+			for _, f := range []string{bootstrap.ConfigFile, bootstrap.SealKeyFile, bootstrap.OperatorIdentityKeyFile} {
+				if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+					t.Errorf("the refused dev --reset removed %s: %v", f, err)
+				}
+			}
+		})
+	}
+}

@@ -94,6 +94,11 @@ func startDev(o devOptions, stdout io.Writer) (*dev, error) {
 	if err != nil {
 		return nil, err
 	}
+	// What init would refuse is refused before --reset deletes anything.
+	initOpts := bootstrap.Options{Dir: abs, Port: o.port, Store: o.store}
+	if err := initOpts.Check(); err != nil {
+		return nil, fmt.Errorf("dev: %w", err)
+	}
 	unlock, err := lockDev(abs)
 	if err != nil {
 		return nil, err
@@ -121,7 +126,7 @@ func startDev(o devOptions, stdout io.Writer) (*dev, error) {
 	}
 	cfgPath := filepath.Join(abs, bootstrap.ConfigFile)
 	if _, err := os.Stat(cfgPath); errors.Is(err, os.ErrNotExist) {
-		res, err := bootstrap.Init(bootstrap.Options{Dir: abs, Port: o.port, Store: o.store})
+		res, err := bootstrap.Init(initOpts)
 		if err != nil {
 			return nil, err
 		}
