@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -455,4 +456,18 @@ func (c *Config) validateStore() error {
 		return fmt.Errorf("\"kv_replicas\" %d must be 1, 3 or 5, or 0 to choose at start (3 with three or more JetStream servers, else 1)", c.KVReplicas)
 	}
 	return nil
+}
+
+// RedactURL returns a nats_url (one URL or several, comma-separated) with
+// the user information of each replaced, so that a password or token in
+// it never reaches a log or an error.
+func RedactURL(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		if u, err := url.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
+			u.User = url.User("redacted")
+			parts[i] = u.String()
+		}
+	}
+	return strings.Join(parts, ",")
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -79,31 +78,18 @@ func (s *Service) connect(ctx context.Context, cfg *config.Config, name, creds, 
 			return c, nil
 		}
 		if !retryable(err) {
-			return nil, fmt.Errorf("connect to %s with %s: %w", redact(cfg.NATSURL), creds, err)
+			return nil, fmt.Errorf("connect to %s with %s: %w", config.RedactURL(cfg.NATSURL), creds, err)
 		}
-		log.Warn("NATS is not reachable yet; retrying", "url", redact(cfg.NATSURL), "attempt", attempt, "retry_in", wait, "error", err)
+		log.Warn("NATS is not reachable yet; retrying", "url", config.RedactURL(cfg.NATSURL), "attempt", attempt, "retry_in", wait, "error", err)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, fmt.Errorf("connect to %s: %w (gave up: %w)", redact(cfg.NATSURL), err, ctx.Err())
+			return nil, fmt.Errorf("connect to %s: %w (gave up: %w)", config.RedactURL(cfg.NATSURL), err, ctx.Err())
 		case <-t.C:
 		}
 		wait = min(2*wait, 5*time.Second)
 	}
-}
-
-// redact removes user info (a password or token) from each URL of a
-// comma-separated list, for logs and errors.
-func redact(urls string) string {
-	parts := strings.Split(urls, ",")
-	for i, p := range parts {
-		if u, err := url.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
-			u.User = url.User("redacted")
-			parts[i] = u.String()
-		}
-	}
-	return strings.Join(parts, ",")
 }
 
 // retryable tells a server that is not there yet from creds it refuses:

@@ -327,3 +327,40 @@ func TestStoreMigrateLeavesTheSourceAsItWas(t *testing.T) {
 	}
 	s.Close()
 }
+
+// TestConnectErrorsHideTheURLsPassword: a nats_url may carry a user and
+// password (or a token); the commands that connect named the URL as given
+// when the connection failed, password included. The service redacted it;
+// store migrate and store reseal did not.
+func TestConnectErrorsHideTheURLsPassword(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	svc := env.Start(t)
+	if err := svc.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile(env.Init.Config)
+	var fields map[string]any
+	json.Unmarshal(raw, &fields)
+	storeDir := env.Config.StoreDir
+	delete(fields, "store_dir")
+	// Nothing listens on port 1.
+	fields["nats_url"] = "nats://admin:s3cret-pw@127.0.0.1:1"
+	raw, _ = json.MarshalIndent(fields, "", "  ")
+	kvConfig := filepath.Join(env.Dir, "config.kv.json")
+	os.WriteFile(kvConfig, raw, 0o600)
+	for _, args := range [][]string{
+		{"store", "migrate", "--from-dir", storeDir, "--config", kvConfig},
+		{"store", "reseal", "--config", kvConfig},
+	} {
+		_, _, err := runCmd(t, args...)
+		if err == nil {
+			t.Fatalf("%s with nothing listening: no error", strings.Join(args[:2], " "))
+		}
+		if strings.Contains(err.Error(), "s3cret-pw") {
+			t.Errorf("%s: the error holds the URL's password: %v", strings.Join(args[:2], " "), err)
+		}
+		if !strings.Contains(err.Error(), "127.0.0.1:1") {
+			t.Errorf("%s: the error does not name the URL: %v", strings.Join(args[:2], " "), err)
+		}
+	}
+}

@@ -188,7 +188,7 @@ func runOperatorFinish(ctx context.Context, args []string, stdout, stderr io.Wri
 	}
 	nc, err := nats.Connect(cfg.NATSURL, nats.UserCredentials(cfg.NATSCreds), nats.CustomInboxPrefix(bootstrap.ProvisionerInboxPrefix))
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w", cfg.NATSURL, err)
+		return fmt.Errorf("connect to %s: %w", config.RedactURL(cfg.NATSURL), err)
 	}
 	defer nc.Close()
 	// Nothing may still be signed by the old key once the config stops

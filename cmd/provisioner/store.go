@@ -145,7 +145,7 @@ func runStoreMigrate(ctx context.Context, args []string, stdout, stderr io.Write
 	defer src.Close()
 	nc, err := nats.Connect(cfg.NATSURL, nats.UserCredentials(cfg.ServiceCreds), nats.CustomInboxPrefix(bootstrap.ServiceInboxPrefix))
 	if err != nil {
-		return fmt.Errorf("connect to %s with %s: %w", cfg.NATSURL, cfg.ServiceCreds, err)
+		return fmt.Errorf("connect to %s with %s: %w", config.RedactURL(cfg.NATSURL), cfg.ServiceCreds, err)
 	}
 	defer nc.Close()
 	kv, err := kvstore.Open(ctx, nc, kvstore.Options{Bucket: cfg.KVBucket, Replicas: cfg.KVReplicas, Seal: dst, Instance: cfg.Instance + "-migrate"})
@@ -192,7 +192,7 @@ func runStoreReseal(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	nc, err := nats.Connect(cfg.NATSURL, nats.UserCredentials(cfg.ServiceCreds), nats.CustomInboxPrefix(bootstrap.ServiceInboxPrefix))
 	if err != nil {
-		return fmt.Errorf("connect to %s with %s: %w", cfg.NATSURL, cfg.ServiceCreds, err)
+		return fmt.Errorf("connect to %s with %s: %w", config.RedactURL(cfg.NATSURL), cfg.ServiceCreds, err)
 	}
 	defer nc.Close()
 	kv, err := kvstore.Open(ctx, nc, kvstore.Options{Bucket: cfg.KVBucket, Replicas: cfg.KVReplicas, Seal: key, Instance: cfg.Instance + "-reseal"})
