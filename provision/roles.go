@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strings"
+	"unicode"
 
 	"github.com/nats-io/jwt/v2"
 
@@ -205,4 +207,39 @@ func roles(a Account) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// nameTemplate matches the server's {{name()}} in a scoped key's template
+// (nats-server: any spacing, any case), which it replaces with the name in
+// the user's JWT.
+var nameTemplate = regexp.MustCompile(`(?i)\{\{\s*name\(\)\s*\}\}`)
+
+// checkTemplateName refuses the name of a user a scoped key signs when the
+// key's template puts the name into subjects and the name is not one
+// literal subject token: "*" or ">" would make "telemetry.{{name()}}.>" a
+// wildcard over every user's subjects, "a.b" would reach into the subjects
+// of a user named "a", and white space makes an invalid subject. The name
+// is the caller's choice (a tenant's, through self-service), so without
+// this a user could be issued more than its role gives.
+func checkTemplateName(claims *jwt.AccountClaims, signer, role, name string) error {
+	scope, ok := claims.SigningKeys[signer].(*jwt.UserScope)
+	if !ok || scope == nil {
+		return nil
+	}
+	p := scope.Template.Permissions
+	uses := false
+	for _, list := range []jwt.StringList{p.Pub.Allow, p.Pub.Deny, p.Sub.Allow, p.Sub.Deny} {
+		for _, subj := range list {
+			if nameTemplate.MatchString(subj) {
+				uses = true
+			}
+		}
+	}
+	if !uses {
+		return nil
+	}
+	if strings.ContainsAny(name, ".*>") || strings.ContainsFunc(name, unicode.IsSpace) {
+		return fmt.Errorf("%w: \"name\" %q: role %q puts the user's name into subjects ({{name()}}), so the name must be one subject token, without '.', '*', '>' or spaces", ErrInvalid, name, role)
+	}
+	return nil
 }

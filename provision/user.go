@@ -127,6 +127,12 @@ func (s *Service) issue(ctx context.Context, a Account, u *userRequest, caller a
 		}
 		return nil, User{}, fmt.Errorf("account %s has no signing key in the store", a.PublicKey)
 	}
+	if u.role != "" {
+		signerPub, _ := signer.PublicKey()
+		if err := checkTemplateName(st.claims, signerPub, u.role, name); err != nil {
+			return nil, User{}, err
+		}
+	}
 	// Only creates of the same name wait for each other, to keep names
 	// unique among active users; issuing changes nothing of the account.
 	defer s.locks.lock("user:" + a.PublicKey + ":" + name)()
