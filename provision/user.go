@@ -227,6 +227,11 @@ func (s *Service) issuable(ctx context.Context, a Account, claims *jwt.AccountCl
 		return nil
 	case err != nil:
 		return fmt.Errorf("look up user key %s: %w", pub, err)
+	case u.Account != a.PublicKey:
+		// Nothing of another account's user (its name, when it was
+		// issued or revoked) goes to a caller of this one: a tenant may
+		// send any key.
+		return fmt.Errorf("%w: user key %s has a record in another account (issued or revoked there); a key is issued once: make a new key", ErrConflict, pub)
 	case u.Revoked:
 		return fmt.Errorf("%w: user key %s was revoked at %s; a revoked key is never issued again: make a new key", ErrConflict, pub, time.Unix(u.IssuedAt, 0).UTC().Format(time.RFC3339))
 	}
