@@ -423,6 +423,17 @@ func (r *Responder) receive(e *endpoint) nats.MsgHandler {
 
 // serve carries out one request and answers it.
 func (r *Responder) serve(e *endpoint, m *nats.Msg, start time.Time) {
+	if reason := r.foreignReply(m.Reply); reason != "" {
+		// Answered, the reply would be published with this service's
+		// permissions (the system account's) on a subject a caller
+		// chose: a forged event on the service's own subjects, a message
+		// on the servers' own, an answer slipped into one of this
+		// connection's pending requests. Nothing is done and nothing
+		// is sent.
+		r.log.Warn("request dropped: its reply subject is "+reason, "subject", m.Subject, "reply", m.Reply)
+		e.stats.end(time.Since(start), strconv.Itoa(api.CodeInvalid)+":reply subject "+m.Reply+" is "+reason)
+		return
+	}
 	var (
 		data []byte
 		err  error
@@ -456,6 +467,22 @@ func (r *Responder) serve(e *endpoint, m *nats.Msg, start time.Time) {
 		return
 	}
 	r.finish(e, m, start, 0, "", data)
+}
+
+// foreignReply says why a reply subject is not one an answer may be sent
+// to ("" when it may): the servers' own subjects ($SYS, $JS, ...), this
+// service's, or this connection's own inboxes (when it has a prefix of its
+// own, as init gives the service's users).
+func (r *Responder) foreignReply(reply string) string {
+	switch ib := strings.TrimSuffix(r.nc.Opts.InboxPrefix, "."); {
+	case strings.HasPrefix(reply, "$"):
+		return "a server subject"
+	case strings.HasPrefix(reply, r.cfg.Prefix+"."):
+		return "one of this service's subjects"
+	case ib != "" && ib+"." != nats.InboxPrefix && strings.HasPrefix(reply, ib+"."):
+		return "in this service's own inboxes"
+	}
+	return ""
 }
 
 // finish counts the request and sends the answer: its time from start to
