@@ -3,6 +3,7 @@ package provision
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -294,14 +295,9 @@ func (s *Service) listUsers(ctx context.Context, a Account, req api.ListRequest)
 			users = append(users, u)
 		}
 	}
-	page, next, err := s.page(req, len(users), func(i int) int { return len(users[i].Name) + 200 })
-	if err != nil {
-		return nil, err
-	}
-	out := &api.ListUsersReply{Users: make([]api.UserSummary, 0, page.to-page.from), Total: len(users), NextOffset: next}
 	now := time.Now().Unix()
-	for _, u := range users[page.from:page.to] {
-		out.Users = append(out.Users, api.UserSummary{
+	summary := func(u User) api.UserSummary {
+		return api.UserSummary{
 			Name:        u.Name,
 			PublicKey:   u.PublicKey,
 			IssuedAt:    u.IssuedAt,
@@ -310,7 +306,21 @@ func (s *Service) listUsers(ctx context.Context, a Account, req api.ListRequest)
 			Expired:     u.ExpiresAt != 0 && u.ExpiresAt <= now,
 			Role:        u.Role,
 			SelfService: u.SelfService,
-		})
+		}
+	}
+	// Each entry is measured as the reply encodes it: a name JSON escapes
+	// ('<' is six bytes there), a role and an expiry make it much longer
+	// than its name alone, and a page over max_payload is no reply.
+	page, next, err := s.page(req, len(users), func(i int) int {
+		b, _ := json.Marshal(summary(users[i])) // strings, numbers and bools: it cannot fail
+		return len(b) + 1
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := &api.ListUsersReply{Users: make([]api.UserSummary, 0, page.to-page.from), Total: len(users), NextOffset: next}
+	for _, u := range users[page.from:page.to] {
+		out.Users = append(out.Users, summary(u))
 	}
 	return out, nil
 }
