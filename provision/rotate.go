@@ -27,6 +27,11 @@ func (s *Service) RotateAccount(ctx context.Context, req api.RotateAccountReques
 	if err != nil {
 		return nil, err
 	}
+	if req.RevokeOld {
+		// Users being issued with a key it removes are recorded first;
+		// later ones read the new keys.
+		defer s.signing.lock(a.PublicKey)()
+	}
 	var removed []string
 	out, err := s.submit(a.PublicKey, func(next *Account, claims *jwt.AccountClaims) error {
 		// On a copy: a step that fails half way leaves the claims as they

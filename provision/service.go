@@ -102,8 +102,13 @@ type Service struct {
 	maxJWT     int
 	log        *slog.Logger
 
-	locks  keyedMutex
-	queues queues
+	locks keyedMutex
+	// signing is held shared by a user.create from the read of the
+	// account's signing keys until the user is recorded, and exclusively
+	// by a rotation that removes keys: no user is issued with a key the
+	// account stops listing meanwhile.
+	signing keyedRWMutex
+	queues  queues
 	// halted parents the work that does not end with its request (a
 	// change's version, its take-back, the read-back after a push); Halt
 	// cancels it.
@@ -369,5 +374,54 @@ func (k *keyedMutex) lock(key string) (unlock func()) {
 			delete(k.m, key)
 		}
 		k.mu.Unlock()
+	}
+}
+
+// keyedRWMutex is a set of read-write mutexes, one per key, that exist
+// only while used.
+type keyedRWMutex struct {
+	mu sync.Mutex
+	m  map[string]*keyedRWLock
+}
+
+type keyedRWLock struct {
+	sync.RWMutex
+	refs int
+}
+
+// rlock takes the lock of key shared and returns its unlock.
+func (k *keyedRWMutex) rlock(key string) (unlock func()) {
+	l := k.ref(key)
+	l.RLock()
+	return func() { l.RUnlock(); k.unref(key, l) }
+}
+
+// lock takes the lock of key exclusively and returns its unlock.
+func (k *keyedRWMutex) lock(key string) (unlock func()) {
+	l := k.ref(key)
+	l.Lock()
+	return func() { l.Unlock(); k.unref(key, l) }
+}
+
+func (k *keyedRWMutex) ref(key string) *keyedRWLock {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.m == nil {
+		k.m = map[string]*keyedRWLock{}
+	}
+	l := k.m[key]
+	if l == nil {
+		l = &keyedRWLock{}
+		k.m[key] = l
+	}
+	l.refs++
+	return l
+}
+
+func (k *keyedRWMutex) unref(key string, l *keyedRWLock) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if l.refs--; l.refs == 0 {
+		delete(k.m, key)
 	}
 }

@@ -109,6 +109,17 @@ func newUserRequest(req api.CreateUserRequest) (*userRequest, error) {
 func (s *Service) issue(ctx context.Context, a Account, u *userRequest, caller api.Caller) (*api.CreateUserReply, User, error) {
 	uc := u.claims
 	name := uc.Name
+	// The signing key chosen here must still be the account's when the
+	// user is recorded: a rotation with revoke_old waits, and the account
+	// is read again under the lock, past a rotation that came first.
+	defer s.signing.rlock(a.PublicKey)()
+	a, err := s.store.Account(ctx, a.PublicKey)
+	if err != nil {
+		return nil, User{}, err
+	}
+	if !a.Live() {
+		return nil, User{}, fmt.Errorf("%w: account %s was deleted", ErrNotFound, a.PublicKey)
+	}
 	st, err := s.state(a)
 	if err != nil {
 		return nil, User{}, err
