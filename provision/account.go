@@ -2,6 +2,7 @@ package provision
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -378,7 +379,13 @@ func (s *Service) ListAccounts(ctx context.Context, req api.ListRequest) (*api.L
 			all = append(all, a)
 		}
 	}
-	page, next, err := s.page(req, len(all), func(i int) int { return len(all[i].Name) + len(all[i].PublicKey) + 32 })
+	// Each entry is measured as the reply encodes it: JSON escapes a
+	// name's '<', '>' and '&' to six bytes each, and a page over
+	// max_payload is no reply.
+	page, next, err := s.page(req, len(all), func(i int) int {
+		b, _ := json.Marshal(api.AccountSummary{Name: all[i].Name, PublicKey: all[i].PublicKey}) // two strings: it cannot fail
+		return len(b) + 1
+	})
 	if err != nil {
 		return nil, err
 	}
