@@ -47,6 +47,14 @@ func (r *Responder) subscribeVerbs() error {
 				if m.Reply == "" {
 					return
 				}
+				if reason := r.foreignReply(m.Reply); reason != "" {
+					// As for the endpoints (receive): an admin may publish
+					// $SRV.>, and the answer would go out with this
+					// service's permissions where the caller chose, such
+					// as on its own events subjects.
+					r.log.Warn("micro discovery request dropped: its reply subject is "+reason, "subject", m.Subject, "reply", m.Reply)
+					return
+				}
 				data, err := json.Marshal(answer())
 				if err == nil {
 					err = m.Respond(data)

@@ -400,6 +400,19 @@ func (r *Responder) dropUndrained(subs []*nats.Subscription) {
 // reply.
 func (r *Responder) receive(e *endpoint) nats.MsgHandler {
 	return func(m *nats.Msg) {
+		if reason := r.foreignReply(m.Reply); reason != "" {
+			// Answered, the reply would be published with this service's
+			// permissions (the system account's) on a subject a caller
+			// chose: a forged event on the service's own subjects, a
+			// message on the servers' own, an answer slipped into one of
+			// this connection's pending requests. Nothing is done and
+			// nothing is sent, not even the 503 of a stopping responder.
+			start := time.Now()
+			e.stats.begin()
+			r.log.Warn("request dropped: its reply subject is "+reason, "subject", m.Subject, "reply", m.Reply)
+			e.stats.end(time.Since(start), strconv.Itoa(api.CodeInvalid)+":reply subject "+m.Reply+" is "+reason)
+			return
+		}
 		r.mu.Lock()
 		if r.closing {
 			r.mu.Unlock()
@@ -423,17 +436,6 @@ func (r *Responder) receive(e *endpoint) nats.MsgHandler {
 
 // serve carries out one request and answers it.
 func (r *Responder) serve(e *endpoint, m *nats.Msg, start time.Time) {
-	if reason := r.foreignReply(m.Reply); reason != "" {
-		// Answered, the reply would be published with this service's
-		// permissions (the system account's) on a subject a caller
-		// chose: a forged event on the service's own subjects, a message
-		// on the servers' own, an answer slipped into one of this
-		// connection's pending requests. Nothing is done and nothing
-		// is sent.
-		r.log.Warn("request dropped: its reply subject is "+reason, "subject", m.Subject, "reply", m.Reply)
-		e.stats.end(time.Since(start), strconv.Itoa(api.CodeInvalid)+":reply subject "+m.Reply+" is "+reason)
-		return
-	}
 	var (
 		data []byte
 		err  error
