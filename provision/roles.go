@@ -59,12 +59,33 @@ func template(name string, r *api.Role) (jwt.UserPermissionLimits, error) {
 	// to every user the key signs, and a subject, CIDR, time range or
 	// time zone it cannot read locks every such user out.
 	vr := jwt.CreateValidationResults()
-	t.Permissions.Validate(vr)
+	checked := untemplated(t.Permissions)
+	checked.Validate(vr)
 	t.Limits.Validate(vr)
 	if errs := vr.Errors(); len(errs) > 0 {
 		return t, fmt.Errorf("%w: role %q: %w", ErrInvalid, name, errors.Join(errs...))
 	}
 	return t, nil
+}
+
+// templateFunc is one of the server's template functions in a subject
+// ({{name()}}, {{tag(x)}}, ...), which it lets hold spaces: "{{ name() }}".
+var templateFunc = regexp.MustCompile(`\{\{[^{}]*\}\}`)
+
+// untemplated returns permissions whose subjects have each template
+// function replaced by one token, for jwt's subject checks, which refuse
+// the spaces the server allows inside the braces.
+func untemplated(p jwt.Permissions) jwt.Permissions {
+	strip := func(l jwt.StringList) jwt.StringList {
+		out := make(jwt.StringList, len(l))
+		for i, subj := range l {
+			out[i] = templateFunc.ReplaceAllString(subj, "t")
+		}
+		return out
+	}
+	p.Pub.Allow, p.Pub.Deny = strip(p.Pub.Allow), strip(p.Pub.Deny)
+	p.Sub.Allow, p.Sub.Deny = strip(p.Sub.Allow), strip(p.Sub.Deny)
+	return p
 }
 
 // setRoles applies the roles of a request to an account: a role given

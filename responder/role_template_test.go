@@ -53,3 +53,16 @@ func TestRoleTemplateRefusedLikeUser(t *testing.T) {
 		})
 	}
 }
+
+// TestRoleTemplateFunctionsWithSpaces: the server lets a template
+// function hold spaces inside its braces ("{{ name() }}"), which jwt's
+// subject check, run on a role's template, refused as a subject with a
+// space. Such a role is taken, and its users are issued.
+func TestRoleTemplateFunctionsWithSpaces(t *testing.T) {
+	h := newHarness(t, bootstrap.Options{})
+	h.ok(t, "account.create", `{"name":"acme","roles":{"device":{"pub":{"allow":["telemetry.{{ name() }}.>","t.{{ tag(site) }}"]},"sub":{"allow":["cmd.{{name()}}"]}}}}`)
+	h.ok(t, "user.create", `{"account":"acme","name":"d1","role":"device"}`)
+	if r := h.req(t, "account.update", `{"account":"acme","roles":{"device":{"pub":{"allow":["a {{ name() }}"]}}}}`); r.Code != api.CodeInvalid {
+		t.Errorf("a space outside the braces: %d %q, want 400", r.Code, r.Description)
+	}
+}
