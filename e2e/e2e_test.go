@@ -156,6 +156,12 @@ type deployment struct {
 
 func newDeployment(t *testing.T) *deployment {
 	t.Helper()
+	return newDeploymentWith(t, "file")
+}
+
+// newDeploymentWith is newDeployment with the store init is given.
+func newDeploymentWith(t *testing.T, store string) *deployment {
+	t.Helper()
 	d := &deployment{t: t}
 	d.natsServer = provtest.Tool(t, "nats-server")
 	d.natsCLI = provtest.Tool(t, "nats")
@@ -181,7 +187,7 @@ func newDeployment(t *testing.T) *deployment {
 	d.dir = filepath.Join(tmp, "deploy")
 	d.port = provtest.FreePort(t)
 	d.url = fmt.Sprintf("nats://127.0.0.1:%d", d.port)
-	out, err := d.run(30*time.Second, d.provisioner, "init", "--dir", d.dir, "--port", strconv.Itoa(d.port), "--store", "file")
+	out, err := d.run(30*time.Second, d.provisioner, "init", "--dir", d.dir, "--port", strconv.Itoa(d.port), "--store", store)
 	if err != nil {
 		t.Fatalf("provisioner init: %v\n%s", err, out)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -152,12 +153,27 @@ func (c *conn) deniedError() error {
 		c.creds, c.name, strings.Join(denied, "; "))
 }
 
-// close drains the connection and waits until it is closed.
-func (c *conn) close() error {
+// close drains the connection and waits until it is closed, for at most
+// within. A server that is paused or cut off without a reset (a host gone,
+// a partition) leaves the connection looking connected, and nats.go's
+// drain then waits out its flushes (10 s a subscription, then 5 s for the
+// publishes) before it closes: four connections one after another took a
+// stop past the 30 s a container is given. Past within, what the drain has
+// not sent is given up and the connection closed, which is logged and is
+// no failed stop (the server is away, as in an outage).
+func (c *conn) close(within time.Duration, log *slog.Logger) error {
 	err := c.nc.Drain()
 	if err != nil {
 		c.nc.Close()
 	}
-	<-c.closed
+	t := time.NewTimer(within)
+	defer t.Stop()
+	select {
+	case <-c.closed:
+	case <-t.C:
+		log.Warn("NATS connection not drained in time; closed", "connection", c.name, "waited", within)
+		c.nc.Close()
+		<-c.closed
+	}
 	return err
 }

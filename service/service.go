@@ -362,6 +362,12 @@ func credsAccount(path string) (string, error) {
 	return uc.Issuer, nil
 }
 
+// connDrainWait bounds the drain of each connection at the end of a stop,
+// when everything the service still had to write has been flushed: with
+// the server there a drain takes a round trip; without it (paused, or cut
+// off without a reset) waiting longer sends nothing.
+const connDrainWait = time.Second
+
 // Stop drains the service: no new requests, those in flight answered, then
 // the store and the connection are closed. Later calls return the first
 // call's result.
@@ -444,16 +450,24 @@ func (s *Service) stop() error {
 		keep(s.Resolver.Close())
 	}
 	// The store's connection closes after the store, which may still write.
-	for _, c := range s.conns {
-		if c.nc != s.SvcNC {
-			keep(c.close())
+	// The others close at the same time, each within connDrainWait.
+	closeAll := func(store bool) {
+		var wg sync.WaitGroup
+		for _, c := range s.conns {
+			if (c.nc == s.SvcNC) != store {
+				continue
+			}
+			wg.Go(func() {
+				err := c.close(connDrainWait, s.log)
+				s.mu.Lock()
+				keep(err)
+				s.mu.Unlock()
+			})
 		}
+		wg.Wait()
 	}
-	for _, c := range s.conns {
-		if c.nc == s.SvcNC {
-			keep(c.close())
-		}
-	}
+	closeAll(false)
+	closeAll(true)
 	if s.Operator != nil {
 		s.Operator.Signer.Wipe()
 	}

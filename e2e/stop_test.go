@@ -1,0 +1,46 @@
+package e2e
+
+import (
+	"errors"
+	"os/exec"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestStopWithPausedServerFitsTheGracePeriod: SIGTERM while the server is
+// unreachable but its TCP connections stay open (a paused process, a host
+// gone without a reset, a partition): the connections still look
+// connected. The README promises a stop within 28 s (docker-compose's
+// stop_grace_period is 30 s, then SIGKILL) that exits 0.
+func TestStopWithPausedServerFitsTheGracePeriod(t *testing.T) {
+	t.Parallel()
+	for _, store := range []string{"jetstream", "file"} {
+		t.Run(store, func(t *testing.T) {
+			t.Parallel()
+			d := newDeploymentWith(t, store)
+			d.startServer()
+			d.startServe()
+			d.request("prov.account.create", `{"name":"before"}`)
+			if err := d.server.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { d.server.cmd.Process.Signal(syscall.SIGCONT) })
+			time.Sleep(300 * time.Millisecond)
+			began := time.Now()
+			err := d.serve.stop(40 * time.Second)
+			took := time.Since(began)
+			var ee *exec.ExitError
+			if err != nil && !errors.As(err, &ee) {
+				t.Fatalf("serve after SIGTERM with the server paused: %v (%s)", err, took.Round(time.Millisecond))
+			}
+			if err != nil {
+				t.Errorf("serve exited with %v after SIGTERM with the server paused, want 0", err)
+			}
+			if took > 28*time.Second {
+				t.Errorf("serve took %s to stop with the server paused, want at most 28s (stop_grace_period 30s)", took.Round(time.Millisecond))
+			}
+			t.Logf("stop took %s", took.Round(time.Millisecond))
+		})
+	}
+}
