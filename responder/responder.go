@@ -608,27 +608,35 @@ func decode(body []byte, v any) error {
 }
 
 // escapedSeed reports whether a JSON body holds a seed written with escapes
-// (\u0053...), which the scan of the raw bytes does not see.
+// (\u0053...), which the scan of the raw bytes does not see. Each string
+// literal with an escape, key or value, is unescaped on its own: the body
+// as a whole may be JSON that encoding/json refuses (a number out of
+// float64's range) while the strict decoder goes on to a type's own error
+// that quotes the string (an export's "type"). A literal that does not
+// unescape is left to the decoder, whose syntax error shows no value.
 func escapedSeed(body []byte) bool {
-	var v any
-	if json.Unmarshal(body, &v) != nil {
-		return false // the decoder says what is wrong
-	}
-	var walk func(any) bool
-	walk = func(v any) bool {
-		switch v := v.(type) {
-		case string:
-			return provision.LooksLikeSeed(v)
-		case []any:
-			return slices.ContainsFunc(v, walk)
-		case map[string]any:
-			for k, e := range v {
-				if provision.LooksLikeSeed(k) || walk(e) {
-					return true
-				}
+	for i := 0; i < len(body); i++ {
+		if body[i] != '"' {
+			continue
+		}
+		end, escaped := i+1, false
+		for end < len(body) && body[end] != '"' {
+			if body[end] == '\\' {
+				escaped = true
+				end++
+			}
+			end++
+		}
+		if end >= len(body) {
+			return false
+		}
+		if escaped {
+			var v string
+			if json.Unmarshal(body[i:end+1], &v) == nil && provision.LooksLikeSeed(v) {
+				return true
 			}
 		}
-		return false
+		i = end
 	}
-	return walk(v)
+	return false
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
@@ -33,6 +34,12 @@ func TestSeedsRefusedEverywhere(t *testing.T) {
 		{"escaped", "user.create", `{"account":"acme","name":"u3","tags":["` + escaped + `"]}`},
 		{"update description", "account.update", `{"account":"acme","description":"` + s + `"}`},
 		{"as a field name", "account.update", `{"account":"acme","` + s + `":1}`},
+		// A number out of float64's range is valid JSON that encoding/json
+		// refuses to decode: the escaped seed before it is still a seed,
+		// and the export type's own error would quote it.
+		{"escaped, then a huge number", "account.create", `{"name":"t4","exports":[{"subject":"a.>","type":"` + escaped + `"}],"limits":{"conn":1e400}}`},
+		{"escaped, then an unknown field", "account.create", `{"name":"t5","exports":[{"subject":"a.>","type":"` + escaped + `"}],"zz":1e400}`},
+		{"escaped key, then a huge number", "account.update", `{"account":"acme","` + escaped + `":1,"zz":1e400}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -44,6 +51,15 @@ func TestSeedsRefusedEverywhere(t *testing.T) {
 				t.Fatalf("the reply echoes the seed: %s", r.Raw)
 			}
 		})
+	}
+	// The refusals are counted in the micro stats, which every admin may
+	// read: they must not quote the seed either.
+	stats, err := h.admin.Request("$SRV.STATS."+h.env.Config.ServiceName, nil, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(stats.Data), s[2:20]) {
+		t.Errorf("$SRV.STATS quotes the seed: %s", stats.Data)
 	}
 	list := h.ok(t, "account.list", `{}`)
 	if n := len(list["accounts"].([]any)); n != 1 {
