@@ -831,3 +831,35 @@ func TestCreateUserRefusesASeedInsideThePublicKey(t *testing.T) {
 		}
 	}
 }
+
+// TestSeedInAnyFieldIsNotSent: a seed in any field of a request (here a
+// user's name), not only in public_key, is refused by the client before
+// anything is sent: the service would refuse it too, once it had crossed
+// the wire.
+func TestSeedInAnyFieldIsNotSent(t *testing.T) {
+	t.Parallel()
+	env, c := started(t, bootstrap.Options{})
+	ctx := context.Background()
+	if _, err := c.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	kp, _ := nkeys.CreateUser()
+	defer kp.Wipe()
+	seed, _ := kp.Seed()
+	pub, _ := kp.PublicKey()
+	tp := newTap(t, env)
+	_, err := c.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "device " + string(seed), PublicKey: pub})
+	if !errors.Is(err, client.ErrInvalid) || strings.Contains(err.Error(), string(seed)) {
+		t.Errorf("a seed in the name: %v, want ErrInvalid without the seed", err)
+	}
+	if _, err := c.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "dave", PublicKey: pub}); err != nil {
+		t.Fatal(err)
+	}
+	requests, _ := tp.wait(t, 1)
+	for _, r := range requests {
+		if bytes.Contains(r, seed) {
+			t.Errorf("the seed crossed the wire: %d requests sent, want only dave's", len(requests))
+			break
+		}
+	}
+}
