@@ -758,12 +758,16 @@ func (s *Store) sweep(ctx context.Context) {
 		// account is set for a user record: its account, whose record is
 		// read from the bucket before the user is removed.
 		account string
+		// pub and name are set for an account record its name entry does
+		// not point to: the name entry is read from the bucket before the
+		// record is removed or made a tombstone again.
+		pub, name string
 	}
 	var orphans []orphan
 	s.mu.RLock()
 	for pub, e := range s.m.accounts {
 		if !s.m.visible(e) {
-			o := orphan{key: accountKey(pub), rev: e.a.Revision}
+			o := orphan{key: accountKey(pub), rev: e.a.Revision, pub: pub, name: e.a.Name}
 			if e.revived != nil {
 				o.back = e
 			}
@@ -777,6 +781,7 @@ func (s *Store) sweep(ctx context.Context) {
 	}
 	empty := s.m.emptyPacks()
 	s.mu.RUnlock()
+	beforeSweep()
 	// Packs emptied by this sweep's own removals go at the next open.
 	s.removePacks(ctx, empty)
 	// account -> its record is not in the bucket (strays.go: the mirror's
@@ -803,6 +808,10 @@ func (s *Store) sweep(ctx context.Context) {
 				continue
 			}
 		}
+		if o.name != "" && !s.nameElsewhere(cctx, o.name, o.pub) {
+			cancel()
+			continue
+		}
 		var err error
 		if o.back != nil {
 			err = s.tombstoneAgain(cctx, o.back)
@@ -819,6 +828,25 @@ func (s *Store) sweep(ctx context.Context) {
 			s.log.Info("kvstore: removed an entry left by an unfinished change", "key", o.key)
 		}
 	}
+}
+
+// nameElsewhere reports whether the bucket's name entry for name points to
+// another account than pub, or to none: the record of pub is then one a
+// create or a revive left when it lost the name. The loaded mirror is no
+// proof: a name entry rewritten to pub (a fenced create's, a revive's)
+// after the watcher's initial values began can be missing from it while
+// the record is there, and removing a live account's record loses its
+// seeds. A failed read counts as pointing to pub.
+func (s *Store) nameElsewhere(ctx context.Context, name, pub string) bool {
+	e, err := s.kv.Get(ctx, nameKey(name))
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return true
+	case err != nil:
+		s.log.Warn("kvstore: cannot read the name entry of an account record that looks left behind; the next open checks it again", "account", pub, "error", err)
+		return false
+	}
+	return string(e.Value()) != pub
 }
 
 // tombstoneAgain writes back the tombstone a revive replaced, at the

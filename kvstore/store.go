@@ -244,6 +244,10 @@ type Store struct {
 	packHook atomic.Pointer[func(key string) error]
 }
 
+// beforeSweep runs, in tests only, once Open's sweep has taken from the
+// loaded mirror what looks left behind, before it removes anything.
+var beforeSweep = func() {}
+
 // at runs the test fault point named point.
 func (s *Store) at(point string) error {
 	if s.fault == nil {

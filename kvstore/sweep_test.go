@@ -98,3 +98,39 @@ func TestSweepKeepsUsersOfAnAccountUpdatedDuringOpen(t *testing.T) {
 		}
 	}
 }
+
+// TestSweepKeepsALiveAccountWhoseNameMovedDuringOpen: an account record
+// whose name entry, as the store loaded it, points elsewhere looks left
+// behind by a create that lost its name, and the sweep removed it. But a
+// fenced create or a revive rewrites the name entry to point to its record
+// after the record: written after the watcher's initial values began, it
+// can be missing from the loaded mirror while the record is there. The
+// sweep removed a live account's record, seeds and all. It now reads the
+// name entry from the bucket first.
+func TestSweepKeepsALiveAccountWhoseNameMovedDuringOpen(t *testing.T) {
+	d, s, opts := single(t)
+	ctx := bg(t)
+	a := newAccount(t, "moved")
+	if _, err := s.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	other := newAccount(t, "elsewhere")
+	// As the store will load it: the name entry points to another key.
+	if _, err := s.kv.Put(ctx, nameKey(a.Name), []byte(other.PublicKey)); err != nil {
+		t.Fatal(err)
+	}
+	// Between the load and the sweep, as a fence's write after the
+	// watcher's initial values: the name entry points to the record again.
+	orig := beforeSweep
+	beforeSweep = func() {
+		if _, err := s.kv.Put(ctx, nameKey(a.Name), []byte(a.PublicKey)); err != nil {
+			t.Error(err)
+		}
+	}
+	t.Cleanup(func() { beforeSweep = orig })
+	openStore(t, d.connect(t, d.svcCreds), opts)
+	beforeSweep = orig
+	if _, err := s.kv.Get(ctx, accountKey(a.PublicKey)); err != nil {
+		t.Fatalf("the record of a live account whose name entry points to it: %v, want it kept", err)
+	}
+}
