@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natsprov/provisioner/provision"
 )
@@ -37,7 +38,8 @@ type MigrateCounts struct {
 // holds as in src is skipped, and one that differs and is newer in the
 // bucket (an account whose JWT has a greater or equal iat; any user
 // record, since user records are never overwritten) is left and reported
-// as a conflict. An account whose name a different live account holds in
+// as a conflict, as is an account the bucket removed (a delete marker at
+// its key). An account whose name a different live account holds in
 // the bucket is a conflict too, and so are its users. Migrate stops at the
 // first failure of either store.
 func Migrate(ctx context.Context, dst *Store, src provision.Store) (MigrateReport, error) {
@@ -132,6 +134,15 @@ func (s *Store) migrateAccount(ctx context.Context, a provision.Account) (outcom
 	a.Phase = phase(a)
 	have, err := s.Account(ctx, a.PublicKey)
 	if errors.Is(err, provision.ErrNotFound) {
+		// A key with a delete marker is an account the bucket removed
+		// (a delete, dropped after tombstone_retention): a source from
+		// before it would bring it back live, seeds and all, and the
+		// reconciler would push it to the servers again.
+		if m, err := s.stream.GetLastMsgForSubject(ctx, s.subject+accountKey(a.PublicKey)); err == nil && m != nil {
+			return absent, "the bucket removed this account (deleted, and dropped after its tombstone's retention); migrate does not bring it back", nil
+		} else if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return 0, "", mapErr("read account "+a.PublicKey, err)
+		}
 		_, err := s.createAccount(ctx, a)
 		if errors.Is(err, provision.ErrConflict) {
 			return absent, err.Error(), nil

@@ -154,3 +154,48 @@ func TestMigrate(t *testing.T) {
 		t.Fatal("Migrate overwrote a user record")
 	}
 }
+
+// TestMigrateLeavesRemovedAccountsRemoved: an account deleted in the KV
+// deployment and dropped after its tombstone's retention (a delete marker
+// at its key) is not brought back live, seeds and users and all, by a
+// migrate run again from the file store it came from: the reconciler
+// would have pushed it to the servers again.
+func TestMigrateLeavesRemovedAccountsRemoved(t *testing.T) {
+	d := startDeployment(t, 1)
+	key, _ := newSealKey(t)
+	src := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Bucket: "filestore", Instance: "src"})
+	dst := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Instance: "dst"})
+	ctx := bg(t)
+	a := newAccount(t, "gone")
+	if _, err := src.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.AddUser(ctx, newUser(t, a.PublicKey, "u"), true); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := Migrate(ctx, dst, src); err != nil || r.Accounts.Copied != 1 {
+		t.Fatalf("first migrate: %+v, %v", r, err)
+	}
+	// Deleted in the KV deployment, and dropped after its retention.
+	cur, err := dst.Account(ctx, a.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := dst.UpdateAccount(ctx, tombstone(t, cur, provision.PhaseDeleted, time.Now().Unix()+1), cur.Revision)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dst.RemoveAccount(ctx, a.PublicKey, rev); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Migrate(ctx, dst, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Accounts.Copied != 0 || r.Accounts.Conflicts != 1 || !strings.Contains(strings.Join(r.Conflicts, "\n"), "removed") {
+		t.Errorf("migrate again after the account was removed: %+v, want it a conflict saying the bucket removed it", r)
+	}
+	if got, err := dst.Account(ctx, a.PublicKey); err == nil {
+		t.Errorf("the removed account is back in the bucket: %s, %s", got.Name, got.Phase)
+	}
+}
