@@ -10,7 +10,9 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"sync"
 
 	"github.com/nats-io/nkeys"
@@ -108,6 +110,14 @@ func PublicKeyOf(seed []byte) (string, error) {
 	defer kp.Wipe()
 	return kp.PublicKey()
 }
+
+// Format writes the key pair as its public key, whatever the verb: a key
+// pair printed by mistake (%v, %+v, %#v, %s, %x) never shows its seed or
+// private key.
+func (k *KeyPair) Format(f fmt.State, _ rune) { fmt.Fprintf(f, "keypair(%s)", k.pub) }
+
+// LogValue logs the key pair as its public key.
+func (k *KeyPair) LogValue() slog.Value { return slog.StringValue("keypair(" + k.pub + ")") }
 
 // Seed returns the encoded seed.
 func (k *KeyPair) Seed() ([]byte, error) { return k.seed, nil }

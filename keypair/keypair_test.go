@@ -1,6 +1,8 @@
 package keypair_test
 
 import (
+	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -178,5 +180,33 @@ func BenchmarkPublicKeyOf(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestPrintingShowsNoSecret: a key pair printed or logged by mistake shows
+// its public key, never its seed or private key, in any form: %v of the
+// struct printed the seed's bytes, which spell the seed.
+func TestPrintingShowsNoSecret(t *testing.T) {
+	ref, _ := nkeys.CreateAccount()
+	seed, _ := ref.Seed()
+	pub, _ := ref.PublicKey()
+	kp, err := keypair.FromSeed(seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged strings.Builder
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("signing", "key", kp, "in", struct{ K *keypair.KeyPair }{kp})
+	outs := []string{logged.String()}
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%x", "%q"} {
+		outs = append(outs, fmt.Sprintf(verb, kp), fmt.Sprintf(verb, struct{ K *keypair.KeyPair }{kp}))
+	}
+	raw := fmt.Sprint(seed) // the seed's bytes as %v of a []byte shows them
+	for _, out := range outs {
+		if strings.Contains(out, string(seed)) || strings.Contains(out, raw[1:40]) || strings.Contains(out, fmt.Sprintf("%x", seed)[:40]) {
+			t.Errorf("printed key pair shows its seed: %s", out)
+		}
+	}
+	if !strings.Contains(fmt.Sprint(kp), pub) {
+		t.Errorf("printed key pair %q does not name its public key %s", fmt.Sprint(kp), pub)
 	}
 }
