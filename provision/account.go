@@ -100,8 +100,10 @@ func (s *Service) CreateAccount(ctx context.Context, req api.CreateAccountReques
 		// It may have landed all the same: find out, with a deadline of
 		// its own, before saying it failed.
 		lctx, cancel := context.WithTimeout(s.halted, changeTimeout)
-		if r, ok := s.landed(lctx, pub, token); ok {
+		if r, ok, known := s.landed(lctx, pub, token); ok {
 			rev, err = r, nil
+		} else if !known {
+			err = inDoubt("the new account "+pub, err)
 		}
 		cancel()
 	}

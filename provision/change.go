@@ -220,10 +220,12 @@ func (s *Service) version(pub string, q *queue, batch []*change) {
 			// The write may have landed all the same (an acknowledgement
 			// lost in a stream leader election): find out before saying
 			// it failed.
-			r, ok := s.landed(ctx, pub, token)
+			r, ok, known := s.landed(ctx, pub, token)
 			switch {
 			case ok:
 				rev, err = r, nil
+			case !known:
+				err = inDoubt("the new version of account "+pub, err)
 			case r > a.Revision && repeatable(batch):
 				// Another version is in the store on top of the one
 				// this was based on: this write landed under it, or
@@ -299,7 +301,7 @@ const landedPoll = 250 * time.Millisecond
 func (s *Service) writeUntilLanded(ctx context.Context, pub, token string, write func() (uint64, error)) (uint64, error) {
 	rev, err := write()
 	for until := time.Now().Add(landedWait); errors.Is(err, ErrUnavailable); {
-		if r, ok := s.landed(ctx, pub, token); ok {
+		if r, ok, _ := s.landed(ctx, pub, token); ok {
 			return r, nil
 		}
 		if !time.Now().Before(until) || !pause(ctx, landedPoll) {
@@ -325,12 +327,14 @@ func pause(ctx context.Context, d time.Duration) bool {
 
 // landed reports whether an account's current version in the store is
 // token, after a write of it failed as unavailable, and the current
-// version's revision (0 when it could not be read). It
+// version's revision. known is false when the store could not be read
+// (0 then): the write may have landed, or may land yet (a write nats.go
+// kept in its reconnect buffer is sent when the connection is back). It
 // asks again while the store is unavailable, until ctx ends.
-func (s *Service) landed(ctx context.Context, pub, token string) (uint64, bool) {
+func (s *Service) landed(ctx context.Context, pub, token string) (rev uint64, ok, known bool) {
 	if _, ok := s.store.(latestReader); !ok {
 		// A local store's failed write failed: it is not in doubt.
-		return 0, false
+		return 0, false, true
 	}
 	ctx, cancel := context.WithTimeout(ctx, landedWait)
 	defer cancel()
@@ -338,14 +342,22 @@ func (s *Service) landed(ctx context.Context, pub, token string) (uint64, bool) 
 		cur, err := s.account(ctx, pub, true)
 		switch {
 		case err == nil:
-			return cur.Revision, cur.JWT == token
+			return cur.Revision, cur.JWT == token, true
+		case errors.Is(err, ErrNotFound):
+			return 0, false, true
 		case !errors.Is(err, ErrUnavailable):
-			return 0, false
+			return 0, false, false
 		}
 		if !pause(ctx, landedPoll) {
-			return 0, false
+			return 0, false, false
 		}
 	}
+}
+
+// inDoubt is the error of a write that failed as unavailable and whose
+// outcome the store could not tell afterwards.
+func inDoubt(what string, err error) error {
+	return fmt.Errorf("%w: %s: the store did not answer, then could not be read to tell whether the write landed; it may have, or may still: %w", ErrInDoubt, what, err)
 }
 
 // signable makes a version of a out of the changes of batch again, one at

@@ -21,6 +21,10 @@ var (
 	// ErrUnavailable: the store cannot be reached now, or the service is
 	// stopping; retrying may help.
 	ErrUnavailable = errors.New("unavailable")
+	// ErrInDoubt: a store write failed without an answer, and the store
+	// could not tell afterwards whether it landed: it may have taken
+	// effect (read it back before trying again).
+	ErrInDoubt = errors.New("in doubt")
 	// ErrFull: the store has no room for the change (the service
 	// account's JetStream limit, or the disk); nothing was changed, and
 	// retrying helps only once an operator makes room.

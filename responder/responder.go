@@ -548,6 +548,10 @@ func (r *Responder) classify(e *endpoint, err error) (int, string) {
 		// "retry" of a write that may have landed.
 		code = api.CodeTimeout
 		err = fmt.Errorf("%w (it waited %s), so it may have taken effect; read it back before trying again: %w", errStopped, r.cfg.StopWait, err)
+	case errors.Is(err, provision.ErrInDoubt):
+		// Before ErrUnavailable, which it wraps: a write the store may
+		// still hold is no "retry".
+		code = api.CodeTimeout
 	case errors.Is(err, provision.ErrUnavailable):
 		code = api.CodeUnavailable
 	case errors.Is(err, provision.ErrTimeout), errors.Is(err, provision.ErrNotSent):
@@ -569,6 +573,10 @@ func (r *Responder) classify(e *endpoint, err error) (int, string) {
 		ref := strconv.FormatUint(r.seq.Add(1), 10)
 		r.log.Error("request failed: the store is full", "subject", e.full, "ref", ref, "error", err)
 		desc = fmt.Sprintf("the provisioner's store is full, nothing was changed; an operator must make room (ref %s: the provisioner's log says where)", ref)
+	case errors.Is(err, provision.ErrInDoubt):
+		ref := strconv.FormatUint(r.seq.Add(1), 10)
+		r.log.Warn("request failed", "subject", e.full, "code", code, "ref", ref, "error", err)
+		desc = fmt.Sprintf("the provisioner's store did not answer the write, and could not tell afterwards whether it landed: it may have taken effect; read it back before trying again (ref %s: the provisioner's log has the details)", ref)
 	case code == api.CodeUnavailable:
 		ref := strconv.FormatUint(r.seq.Add(1), 10)
 		r.log.Warn("request failed", "subject", e.full, "code", code, "ref", ref, "error", err)
