@@ -418,7 +418,8 @@ func (s *Service) revoke(ctx context.Context, a Account, ref string, selfOnly bo
 // keyTarget checks a revoke by key and returns the name and issue time of
 // the user it revokes. The key's record must be of account a (with
 // selfOnly, of a self-service user). A key with no record, never issued
-// here, is recorded as revoked, so that it can never be issued later; when
+// here, is recorded as revoked, so that it can never be issued later, and
+// its issue time is given as maxClockLead from now; when
 // a create of that key lands first, its record is checked as if it had
 // been found, so that a revoke racing a create never answers "revoked"
 // for a key that is valid in another account.
@@ -429,7 +430,13 @@ func (s *Service) keyTarget(ctx context.Context, a Account, pub string, selfOnly
 		err = s.store.AddUser(ctx, rec, true)
 		switch {
 		case err == nil:
-			return "", 0, nil
+			// No instance recorded the key, yet one may have issued it
+			// (its record still gathering for a pack, or lost to a
+			// kill -9) with its clock ahead of this one's: revoked at
+			// this clock's now, that JWT's later iat kept it valid.
+			// Revoked up to the clock lead the instances tolerate, it
+			// covers any JWT of the key they could have signed.
+			return "", time.Now().Add(maxClockLead).Unix(), nil
 		case !errors.Is(err, ErrConflict):
 			return "", 0, fmt.Errorf("record revoked key %s: %w", pub, err)
 		}
