@@ -98,7 +98,8 @@ func (s *Service) setImports(ctx context.Context, a *Account, c *jwt.AccountClai
 
 // exporter finds the account an import names: a managed account by name or
 // key (with its signing key, to sign activations), or any other account by
-// key, read from the servers.
+// key, read from the servers. A deleted managed account is refused
+// (ErrInvalid), though the servers may still hold its disabled version.
 func (s *Service) exporter(ctx context.Context, ref string) (string, *jwt.AccountClaims, nkeys.KeyPair, error) {
 	ref = strings.TrimSpace(ref)
 	if ref == "" {
@@ -120,6 +121,12 @@ func (s *Service) exporter(ctx context.Context, ref string) (string, *jwt.Accoun
 		return a.PublicKey, st.claims, st.signers[""], nil
 	case err != nil && !errors.Is(err, ErrNotFound):
 		return "", nil, nil, err
+	case err == nil:
+		// A tombstone: its disabled version may still be on the servers
+		// (allow_delete off, or a DELETE not sent yet), exports and
+		// all, but an import of it would depend on an account that is
+		// gone.
+		return "", nil, nil, fmt.Errorf("%w: account %q (%s) was deleted", ErrInvalid, a.Name, a.PublicKey)
 	case !nkeys.IsValidPublicAccountKey(ref):
 		return "", nil, nil, fmt.Errorf("%w: no account named %q", ErrInvalid, ref)
 	}
