@@ -165,8 +165,9 @@ func afterIssue(ctx context.Context, iat int64) error {
 	}
 }
 
-// disable changes claims so that nobody can connect: no connections, no
-// leaf nodes, every user revoked. It is what the servers keep of a deleted
+// disable changes claims so that nobody can connect and nothing answers
+// for the account: no connections, no leaf nodes, JetStream off, every
+// user revoked. It is what the servers keep of a deleted
 // account until the DELETE, and what a server that missed the DELETE can
 // bring back.
 func disable(c *jwt.AccountClaims) {
@@ -175,6 +176,13 @@ func disable(c *jwt.AccountClaims) {
 	c.Expires = 0
 	c.Limits.Conn = 0
 	c.Limits.LeafNodeConn = 0
+	// JetStream off: it answers without a connection, so an account
+	// importing the deleted account's JetStream API (or a stream's
+	// deliveries) went on reading its streams. The servers stop the
+	// streams and keep their files, as they do when the DELETE arrives;
+	// with allow_delete off the disabled version is the end state.
+	c.Limits.JetStreamLimits = jwt.JetStreamLimits{}
+	c.Limits.JetStreamTieredLimits = nil
 	c.Revocations = jwt.RevocationList{}
 	c.Revocations.Revoke(jwt.All, time.Now())
 }

@@ -1,0 +1,72 @@
+package provision_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+
+	"github.com/natsprov/provisioner/api"
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/provtest"
+)
+
+// TestDeletedExporterServesNoJetStream: with allow_delete off, a deleted
+// account's disabled version is its end state on the servers. No user can
+// connect to it, but its JetStream answers without a connection: an
+// account importing its JetStream API went on reading its streams after
+// the delete, for good.
+func TestDeletedExporterServesNoJetStream(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{NoDelete: true})
+	d := newDomain(t, env, nil)
+	defer d.stop()
+	ctx := context.Background()
+	mem, unlimited := int64(1<<20), int64(-1)
+	alpha, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "alpha",
+		Limits:  &api.AccountLimits{JetStreamLimits: api.JetStreamLimits{MemStorage: &mem, Streams: &unlimited, Consumer: &unlimited}},
+		Exports: jwt.Exports{{Name: "js", Subject: "$JS.API.>", Type: jwt.Service}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alphaCreds, _ := issue(t, d, api.CreateUserRequest{Account: "alpha", Name: "owner"})
+	owner := dial(t, env, alphaCreds)
+	js, err := owner.JetStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.AddStream(&nats.StreamConfig{Name: "ORDERS", Subjects: []string{"orders.>"}, Storage: nats.MemoryStorage}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish("orders.1", []byte("secret order")); err != nil {
+		t.Fatal(err)
+	}
+	owner.Close()
+	if _, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "beta", Imports: jwt.Imports{
+		{Name: "alpha-js", Subject: "$JS.API.>", LocalSubject: "alpha.js.>", Account: "alpha", Type: jwt.Service},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	betaCreds, _ := issue(t, d, api.CreateUserRequest{Account: "beta", Name: "reader"})
+	reader := dial(t, env, betaCreds)
+	info := func() string {
+		m, err := reader.Request("alpha.js.STREAM.INFO.ORDERS", nil, 2*time.Second)
+		if err != nil {
+			return err.Error()
+		}
+		return string(m.Data)
+	}
+	if got := info(); !strings.Contains(got, `"messages":1`) {
+		t.Fatalf("beta reads alpha's stream before the delete: %s", got)
+	}
+	if _, err := d.svc.DeleteAccount(ctx, api.AccountRequest{Account: alpha.Account.PublicKey}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if got := info(); strings.Contains(got, `"messages":1`) {
+		t.Fatalf("after alpha's delete, beta still reads its stream through the import: %s", got)
+	}
+}
