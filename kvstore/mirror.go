@@ -793,20 +793,9 @@ func (s *Store) sweep(ctx context.Context) {
 	gone := map[string]bool{}
 	for _, o := range orphans {
 		cctx, cancel := s.ctx(ctx)
-		if o.account != "" {
-			g, known := gone[o.account]
-			if !known {
-				_, err := s.kv.Get(cctx, accountKey(o.account))
-				if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-					s.log.Warn("kvstore: cannot read the account of user records that look left behind; the next open checks them again", "account", o.account, "error", err)
-				}
-				g = errors.Is(err, jetstream.ErrKeyNotFound)
-				gone[o.account] = g
-			}
-			if !g {
-				cancel()
-				continue
-			}
+		if o.account != "" && !s.accountGone(cctx, o.account, gone) {
+			cancel()
+			continue
 		}
 		if o.name != "" && !s.nameElsewhere(cctx, o.name, o.pub) {
 			cancel()
@@ -828,6 +817,24 @@ func (s *Store) sweep(ctx context.Context) {
 			s.log.Info("kvstore: removed an entry left by an unfinished change", "key", o.key)
 		}
 	}
+}
+
+// accountGone reports whether the bucket holds no record of account pub,
+// reading it once per account (memo): the users of an account the mirror
+// does not hold are left behind only if so. The mirror's view is no proof
+// (an account record replaced while the watcher loaded, or missed by it).
+// A failed read counts as there: the next look checks again.
+func (s *Store) accountGone(ctx context.Context, pub string, memo map[string]bool) bool {
+	if g, ok := memo[pub]; ok {
+		return g
+	}
+	_, err := s.kv.Get(ctx, accountKey(pub))
+	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		s.log.Warn("kvstore: cannot read the account of user records that look left behind; the next open checks them again", "account", pub, "error", err)
+	}
+	g := errors.Is(err, jetstream.ErrKeyNotFound)
+	memo[pub] = g
+	return g
 }
 
 // nameElsewhere reports whether the bucket's name entry for name points to

@@ -118,16 +118,7 @@ func (s *Store) strayLoop() {
 			default:
 			}
 			ctx, cancel := s.ctx(s.life)
-			g, known := gone[st.account]
-			if !known {
-				_, err := s.kv.Get(ctx, accountKey(st.account))
-				if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-					s.log.Warn("kvstore: cannot read the account of user records that look left behind; the next open checks them again", "account", st.account, "error", err)
-				}
-				g = errors.Is(err, jetstream.ErrKeyNotFound)
-				gone[st.account] = g
-			}
-			if !g {
+			if !s.accountGone(ctx, st.account, gone) {
 				cancel()
 				continue // the account is there: the mirror missed its record
 			}

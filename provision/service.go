@@ -102,7 +102,7 @@ type Service struct {
 	maxJWT     int
 	log        *slog.Logger
 
-	locks keyedMutex
+	locks keyedRWMutex // taken exclusively (lock)
 	// signing is held shared by a user.create from the read of the
 	// account's signing keys until the user is recorded, and exclusively
 	// by a rotation that removes keys: no user is issued with a key the
@@ -342,43 +342,8 @@ func (s *Service) live(ctx context.Context, ref, action string) (Account, error)
 	return a, nil
 }
 
-// keyedMutex is a set of mutexes, one per key, that exist only while used.
-type keyedMutex struct {
-	mu sync.Mutex
-	m  map[string]*keyedLock
-}
-
-type keyedLock struct {
-	sync.Mutex
-	refs int
-}
-
-// lock takes the lock of key and returns its unlock.
-func (k *keyedMutex) lock(key string) (unlock func()) {
-	k.mu.Lock()
-	if k.m == nil {
-		k.m = map[string]*keyedLock{}
-	}
-	l := k.m[key]
-	if l == nil {
-		l = &keyedLock{}
-		k.m[key] = l
-	}
-	l.refs++
-	k.mu.Unlock()
-	l.Lock()
-	return func() {
-		l.Unlock()
-		k.mu.Lock()
-		if l.refs--; l.refs == 0 {
-			delete(k.m, key)
-		}
-		k.mu.Unlock()
-	}
-}
-
 // keyedRWMutex is a set of read-write mutexes, one per key, that exist
-// only while used.
+// only while used: taken exclusively (lock) or shared (rlock).
 type keyedRWMutex struct {
 	mu sync.Mutex
 	m  map[string]*keyedRWLock
