@@ -187,6 +187,12 @@ func disable(c *jwt.AccountClaims) {
 	c.Revocations.Revoke(jwt.All, time.Now())
 }
 
+// jetStreamOn reports whether an account's claims allow it JetStream (a
+// disabled version made before disable turned it off).
+func jetStreamOn(c *jwt.AccountClaims) bool {
+	return c.Limits.JetStreamLimits != (jwt.JetStreamLimits{}) || len(c.Limits.JetStreamTieredLimits) > 0
+}
+
 // jti returns the ID of a JWT this service signed, "" when it cannot tell.
 func jti(token string) string {
 	c, err := decodeAccount(token)

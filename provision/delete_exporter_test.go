@@ -11,6 +11,7 @@ import (
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/provision"
 	"github.com/natsprov/provisioner/provtest"
 )
 
@@ -68,5 +69,78 @@ func TestDeletedExporterServesNoJetStream(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	if got := info(); strings.Contains(got, `"messages":1`) {
 		t.Fatalf("after alpha's delete, beta still reads its stream through the import: %s", got)
+	}
+}
+
+// TestOldTombstoneLosesJetStream: a disabled version made before the
+// delete turned JetStream off (stored, and held by the servers, with
+// JetStream limits) is signed anew without them by a reconcile pass, and
+// pushed: left so, its streams went on answering its importers.
+func TestOldTombstoneLosesJetStream(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{NoDelete: true})
+	d := newDomain(t, env, nil)
+	defer d.stop()
+	ctx := context.Background()
+	mem, unlimited := int64(1<<20), int64(-1)
+	if _, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "old",
+		Limits: &api.AccountLimits{JetStreamLimits: api.JetStreamLimits{MemStorage: &mem, Streams: &unlimited, Consumer: &unlimited}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.svc.DeleteAccount(ctx, api.AccountRequest{Account: "old"}); err != nil {
+		t.Fatal(err)
+	}
+	// The tombstone as an earlier version made it: JetStream still on.
+	var tomb provision.Account
+	all, err := d.store.Accounts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range all {
+		if a.Name == "old" {
+			tomb = a
+		}
+	}
+	c, err := jwt.DecodeAccountClaims(tomb.JWT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: mem, Streams: -1, Consumer: -1}
+	c.IssuedAt = 0
+	time.Sleep(1100 * time.Millisecond) // a newer iat than the stored version's
+	old := tomb
+	if old.JWT, err = c.Encode(d.op.Signer); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.store.UpdateAccount(ctx, old, tomb.Revision); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.rc.Update(ctx, old.JWT); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := d.svc.Reconcile(ctx, api.ReconcileRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	all, err = d.store.Accounts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range all {
+		if a.PublicKey != tomb.PublicKey {
+			continue
+		}
+		c, err := jwt.DecodeAccountClaims(a.JWT)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Limits.JetStreamLimits != (jwt.JetStreamLimits{}) {
+			t.Errorf("after a reconcile pass the stored tombstone still allows JetStream: %+v", c.Limits.JetStreamLimits)
+		}
+		for i, got := range d.lookupAll(t, a.PublicKey) {
+			if got != a.JWT {
+				t.Errorf("server %d holds %.40q, the store %.40q", i, got, a.JWT)
+			}
+		}
 	}
 }

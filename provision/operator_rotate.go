@@ -167,9 +167,12 @@ func (s *Service) resignStored(ctx context.Context, a Account) error {
 	if err != nil {
 		return err
 	}
-	if c.Issuer == s.operator().SignerKey {
+	if c.Issuer == s.operator().SignerKey && !jetStreamOn(c) {
 		return nil
 	}
+	// A disabled version from before disable turned JetStream off loses
+	// it now.
+	c.Limits.JetStreamLimits, c.Limits.JetStreamTieredLimits = jwt.JetStreamLimits{}, nil
 	token, err := s.signNext(ctx, c)
 	if err != nil {
 		return err

@@ -345,14 +345,16 @@ func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, 
 		// A failed create not taken back yet: pushed, it would be live.
 		return out
 	}
-	if !a.Live() && rotated {
+	if !a.Live() {
 		// A tombstone signed with the old operator signing key is
 		// signed anew like a live account: left so, its disabled version
 		// stays on the servers that keep it (allow_delete off, or a
 		// server that missed the DELETE) signed with the old key, which
 		// stops the rotation's finish, and once the old key is removed
-		// no server takes a push of it.
-		if c, err := decodeAccount(a.JWT); err == nil && c.Issuer != s.operator().SignerKey {
+		// no server takes a push of it. One whose disabled version was
+		// made before disable turned JetStream off is signed anew
+		// without it: its streams went on answering its importers.
+		if c, err := decodeAccount(a.JWT); err == nil && (rotated && c.Issuer != s.operator().SignerKey || jetStreamOn(c)) {
 			if err := s.resignStored(ctx, a); err != nil {
 				out.err = err
 				return out
