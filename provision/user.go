@@ -178,10 +178,17 @@ func (s *Service) issue(ctx context.Context, a Account, u *userRequest, caller a
 	// A key the caller sent is recorded durably: the record is what
 	// refuses it a second time, on any instance.
 	if err := s.store.AddUser(ctx, rec, u.pub != "" || s.cfg.DurableUserRecords); err != nil {
-		if errors.Is(err, ErrConflict) {
-			return nil, User{}, fmt.Errorf("%w: user key %s was issued meanwhile; a key is issued once", ErrConflict, pub)
+		if errors.Is(err, ErrUnavailable) {
+			err = s.userLanded(ctx, rec, err)
 		}
-		return nil, User{}, fmt.Errorf("record user %s: %w", pub, err)
+		switch {
+		case err == nil:
+			// The record landed all the same: the user is issued.
+		case errors.Is(err, ErrConflict):
+			return nil, User{}, fmt.Errorf("%w: user key %s was issued meanwhile; a key is issued once", ErrConflict, pub)
+		default:
+			return nil, User{}, fmt.Errorf("record user %s: %w", pub, err)
+		}
 	}
 	out := &api.CreateUserReply{User: api.User{Name: name, PublicKey: pub, JWT: token}}
 	if kp != nil {
@@ -195,6 +202,34 @@ func (s *Service) issue(ctx context.Context, a Account, u *userRequest, caller a
 	s.log.Info("user issued", "account", a.PublicKey, "account_name", a.Name, "user", pub, "name", name, "role", u.role, "self_service", u.self)
 	s.emit(ctx, api.Event{Type: api.EventUserCreated, Account: a.PublicKey, AccountName: a.Name, User: pub, UserName: name, Role: u.role, Caller: caller})
 	return out, rec, nil
+}
+
+// userLanded tells, after a user's record failed as unavailable (err),
+// whether it landed all the same on a shared store: nil when the record
+// is there, ErrInDoubt when the store cannot tell (a retry of the same
+// name would find an active user whose creds nobody got). On a local
+// store a failed write failed: err is returned.
+func (s *Service) userLanded(ctx context.Context, rec User, err error) error {
+	if _, ok := s.store.(latestReader); !ok {
+		return err
+	}
+	lctx, cancel := context.WithTimeout(s.halted, landedWait)
+	defer cancel()
+	for {
+		got, rerr := s.store.User(lctx, rec.PublicKey)
+		switch {
+		case rerr == nil && got.Account == rec.Account && got.Name == rec.Name && got.IssuedAt == rec.IssuedAt && !got.Revoked:
+			return nil
+		case rerr == nil:
+			// Another record of the key (a revoke by key meanwhile).
+			return fmt.Errorf("%w: user key %s has another record: %w", ErrConflict, rec.PublicKey, err)
+		case !errors.Is(rerr, ErrUnavailable) && !errors.Is(rerr, ErrNotFound):
+			return inDoubt("the record of user "+rec.PublicKey, err)
+		}
+		if !pause(lctx, landedPoll) {
+			return inDoubt("the record of user "+rec.PublicKey, err)
+		}
+	}
 }
 
 // listOr joins names, or says none.
