@@ -191,22 +191,48 @@ func (s *Service) resignStored(ctx context.Context, a Account) error {
 }
 
 // resignRemote signs an account the service does not store (the system
-// account, the service's own) anew: its current JWT is read from the
-// servers, signed with the key in use, and pushed.
+// account, the service's own) anew: every server's copy is read, and
+// unless all of them are signed with the key in use, the newest is signed
+// with it (when it is not already) and pushed. Reading only the first
+// server's copy missed a server that was away through the rotation and
+// came back with the old key's version.
 func (s *Service) resignRemote(ctx context.Context, pub string) error {
 	defer s.locks.lock("account:" + pub)()
-	_, c, err := s.remoteAccount(ctx, pub)
+	copies, err := s.resolver.LookupAll(ctx, pub)
 	if err != nil {
-		return err
+		return fmt.Errorf("look up account %s: %w", pub, err)
 	}
-	if c.Issuer == s.operator().SignerKey {
+	key := s.operator().SignerKey
+	var newest string
+	var nc *jwt.AccountClaims
+	stale := false
+	for _, token := range copies {
+		if token == "" {
+			continue
+		}
+		c, err := jwt.DecodeAccountClaims(token)
+		if err != nil {
+			return fmt.Errorf("the JWT of account %s: %w", pub, err)
+		}
+		if c.Issuer != key {
+			stale = true
+		}
+		if nc == nil || c.IssuedAt > nc.IssuedAt {
+			newest, nc = token, c
+		}
+	}
+	if nc == nil {
+		return fmt.Errorf("%w: the servers hold no JWT for account %s", ErrNotFound, pub)
+	}
+	if !stale {
 		return nil
 	}
-	signed, err := s.signNext(ctx, c)
-	if err != nil {
-		return err
+	if nc.Issuer != key {
+		if newest, err = s.signNext(ctx, nc); err != nil {
+			return err
+		}
 	}
-	_, err = s.resolver.Update(ctx, signed)
+	_, err = s.resolver.Update(ctx, newest)
 	return err
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/config"
 	"github.com/natsprov/provisioner/provision"
+	"github.com/natsprov/provisioner/resolver"
 	"github.com/natsprov/provisioner/safefile"
 )
 
@@ -216,32 +217,44 @@ func runOperatorFinish(ctx context.Context, args []string, stdout, stderr io.Wri
 	return nil
 }
 
-// allSignedBy checks that every account the servers hold (the first
-// server to answer LIST, then a LOOKUP each) is signed by key.
+// allSignedBy checks that every copy of every account the servers hold
+// is signed by key: each server's LIST, then a LOOKUP answered by every
+// server. A server that was away through the rotation may hold the old
+// key's versions while the others hold the new ones, so the first answer
+// is not enough. A known server that does not answer stops the check.
 func allSignedBy(ctx context.Context, nc *nats.Conn, key string) error {
-	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	m, err := nc.RequestWithContext(rctx, "$SYS.REQ.CLAIMS.LIST", nil)
+	rc, err := resolver.New(rctx, nc, resolver.Options{})
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	lists, err := rc.List(rctx)
 	if err != nil {
 		return fmt.Errorf("list the servers' accounts: %w", err)
 	}
-	var list struct {
-		Data []string `json:"data"`
+	var accounts []string
+	for _, srv := range rc.Servers() {
+		list, ok := lists[srv.Name]
+		if !ok {
+			return fmt.Errorf("server %s did not list its accounts (it is down, or slow)", srv.Name)
+		}
+		accounts = append(accounts, list...)
 	}
-	if err := json.Unmarshal(m.Data, &list); err != nil {
-		return fmt.Errorf("list the servers' accounts: %w", err)
-	}
+	slices.Sort(accounts)
+	accounts = slices.Compact(accounts)
 	var old []string
-	for _, pub := range list.Data {
-		reply, err := nc.RequestWithContext(rctx, "$SYS.REQ.ACCOUNT."+pub+".CLAIMS.LOOKUP", nil)
+	for _, pub := range accounts {
+		copies, err := rc.LookupAll(rctx, pub)
 		if err != nil {
 			return fmt.Errorf("look up account %s: %w", pub, err)
 		}
-		c, err := jwt.DecodeAccountClaims(string(reply.Data))
-		if err != nil {
-			continue // not an account JWT this check can judge
-		}
-		if c.Issuer != key {
+		if slices.ContainsFunc(copies, func(token string) bool {
+			c, err := jwt.DecodeAccountClaims(token)
+			// A copy that is no account JWT is not one this check can judge.
+			return err == nil && c.Issuer != key
+		}) {
 			old = append(old, pub)
 		}
 	}
