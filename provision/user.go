@@ -206,9 +206,10 @@ func (s *Service) issue(ctx context.Context, a Account, u *userRequest, caller a
 
 // userLanded tells, after a user's record failed as unavailable (err),
 // whether it landed all the same on a shared store: nil when the record
-// is there, ErrInDoubt when the store cannot tell (a retry of the same
-// name would find an active user whose creds nobody got). On a local
-// store a failed write failed: err is returned.
+// is there, err when the store does not hold it, ErrInDoubt when the
+// store cannot tell (a retry of the same name would find an active user
+// whose creds nobody got). On a local store a failed write failed: err is
+// returned.
 func (s *Service) userLanded(ctx context.Context, rec User, err error) error {
 	if _, ok := s.store.(latestReader); !ok {
 		return err
@@ -223,7 +224,13 @@ func (s *Service) userLanded(ctx context.Context, rec User, err error) error {
 		case rerr == nil:
 			// Another record of the key (a revoke by key meanwhile).
 			return fmt.Errorf("%w: user key %s has another record: %w", ErrConflict, rec.PublicKey, err)
-		case !errors.Is(rerr, ErrUnavailable) && !errors.Is(rerr, ErrNotFound):
+		case errors.Is(rerr, ErrNotFound):
+			// The store, readable, does not hold it: the write did not
+			// land, as landed judges an account's. Read again until
+			// landedWait, a write that surely failed was answered 504
+			// "may have taken effect" after 15 s instead of 503 retry.
+			return err
+		case !errors.Is(rerr, ErrUnavailable):
 			return inDoubt("the record of user "+rec.PublicKey, err)
 		}
 		if !pause(lctx, landedPoll) {

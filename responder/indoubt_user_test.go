@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
@@ -70,5 +71,61 @@ func TestUserRecordInDoubtIs504(t *testing.T) {
 	}
 	if r := provtest.Request(t, admin, "prov.udoubt.user.list", `{"account":"acme"}`); r.Code != 0 || !strings.Contains(string(r.Raw), `"alice"`) {
 		t.Fatalf("the test's record did not land: %d %s", r.Code, r.Raw)
+	}
+}
+
+// unsentUserStore stands for a replicated store whose user records, once
+// armed, are answered unavailable without landing (the request never
+// reached the stream leader), while reads work.
+type unsentUserStore struct {
+	provision.Store
+	armed atomic.Bool
+}
+
+func (l *unsentUserStore) AddUser(ctx context.Context, u provision.User, durable bool) error {
+	if l.armed.Load() {
+		return fmt.Errorf("%w: kv create: no responders", provision.ErrUnavailable)
+	}
+	return l.Store.AddUser(ctx, u, durable)
+}
+
+func (l *unsentUserStore) AccountLatest(ctx context.Context, pub string) (provision.Account, error) {
+	return l.Store.Account(ctx, pub)
+}
+
+// TestUserRecordNotLandedIs503: a user.create whose record the store
+// answered unavailable, and which the store, readable, then does not
+// hold, did not take effect: it is answered 503 at once, as an account
+// write read back as not landed is, not after landedWait (15 s) of
+// reading it again as 504 "may have taken effect", for durable and
+// background records alike.
+func TestUserRecordNotLandedIs503(t *testing.T) {
+	for _, durable := range []bool{true, false} {
+		t.Run(fmt.Sprintf("durable=%v", durable), func(t *testing.T) {
+			env := provtest.Deployment(t, bootstrap.Options{Store: bootstrap.StoreJetStream})
+			svc := env.Start(t)
+			admin := env.Admin(t)
+			store := &unsentUserStore{Store: svc.Store}
+			p, err := provision.New(provision.Config{Operator: svc.Operator, Store: store, Resolver: svc.Resolver, Logger: provtest.Logger(t), DurableUserRecords: durable})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(p.Close)
+			extra(t, env, p, responder.Config{Prefix: "prov.unsent", Name: "unsent"})
+			if r := provtest.Request(t, admin, "prov.unsent.account.create", `{"name":"acme"}`); r.Code != 0 {
+				t.Fatalf("account.create: %d %q", r.Code, r.Description)
+			}
+			store.armed.Store(true)
+			start := time.Now()
+			r := provtest.Request(t, admin, "prov.unsent.user.create", `{"account":"acme","name":"alice"}`)
+			took := time.Since(start)
+			store.armed.Store(false)
+			if r.Code != api.CodeUnavailable || took > 5*time.Second {
+				t.Errorf("user.create whose record surely did not land: %d %q after %s, want 503 at once", r.Code, r.Description, took.Round(time.Millisecond))
+			}
+			if r := provtest.Request(t, admin, "prov.unsent.user.create", `{"account":"acme","name":"alice"}`); r.Code != 0 {
+				t.Errorf("the retry: %d %q, want the user issued", r.Code, r.Description)
+			}
+		})
 	}
 }
