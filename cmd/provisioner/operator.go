@@ -245,8 +245,22 @@ func allSignedBy(ctx context.Context, nc *nats.Conn, key string) error {
 	slices.Sort(accounts)
 	accounts = slices.Compact(accounts)
 	var old []string
-	for _, pub := range accounts {
-		copies, err := rc.LookupAll(rctx, pub)
+	full := 0
+	for i, pub := range accounts {
+		var copies []string
+		if i == 0 {
+			// A cache resolver (a leaf's, an edge's) answers LIST but
+			// no LOOKUP, and this fresh client cannot tell it from a
+			// full one: waited for, it made every LOOKUP take the
+			// resolver timeout, and past a handful of accounts the check
+			// ran out of time. A full resolver answers every LOOKUP,
+			// empty when it holds no copy: the first tells how many
+			// answers the others wait for.
+			copies, err = rc.LookupAll(rctx, pub)
+			full = len(copies)
+		} else {
+			copies, err = lookupCopies(rctx, nc, pub, full)
+		}
 		if err != nil {
 			return fmt.Errorf("look up account %s: %w", pub, err)
 		}
@@ -330,4 +344,31 @@ func swapSigningKey(path string) error {
 		return err
 	}
 	return safefile.Replace(path, out, st.Mode().Perm())
+}
+
+// lookupCopies asks the servers for their JWT of account pub with one
+// LOOKUP and returns the first n answers ("" where a server holds none).
+// It fails when fewer than n arrive within the resolver's default
+// timeout.
+func lookupCopies(ctx context.Context, nc *nats.Conn, pub string, n int) ([]string, error) {
+	inbox := nc.NewInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, err
+	}
+	defer sub.Unsubscribe()
+	if err := nc.PublishRequest("$SYS.REQ.ACCOUNT."+pub+".CLAIMS.LOOKUP", inbox, nil); err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, resolver.DefaultTimeout)
+	defer cancel()
+	copies := make([]string, 0, n)
+	for len(copies) < n {
+		m, err := sub.NextMsgWithContext(wctx)
+		if err != nil {
+			return nil, fmt.Errorf("%d of the %d servers with a full resolver answered: %w", len(copies), n, err)
+		}
+		copies = append(copies, string(m.Data))
+	}
+	return copies, nil
 }
