@@ -220,6 +220,12 @@ func TestDuplicates(t *testing.T) {
 		{name: "map key third", give: `{"m":{"a":1,"b":2,"a":3}}`, want: `"m.a" is given more than once`, class: ErrDuplicateField, path: "m.a"},
 		{name: "map keys distinct", give: `{"m":{"a":1,"b":2,"c":3}}`},
 		{name: "inside any: not ours", give: `{"any":{"a":1,"a":2}}`},
+		// encoding/json reads a byte that is not UTF-8 as U+FFFD, in keys
+		// too: these keys are one key to it, and the second would replace
+		// the first.
+		{name: "map key invalid UTF-8 twice", give: "{\"m\":{\"a\xff\":1,\"a\xfe\":2}}", want: `"m.<4-byte name>" is given more than once`, class: ErrDuplicateField, path: "m.<4-byte name>"},
+		{name: "map key invalid UTF-8 then U+FFFD", give: "{\"m\":{\"a\xff\":1,\"a\\ufffd\":2}}", want: `"m.<4-byte name>" is given more than once`, class: ErrDuplicateField, path: "m.<4-byte name>"},
+		{name: "map key invalid UTF-8 then a lone surrogate", give: "{\"m\":{\"a\xff\":1,\"a\\ud800\":2}}", want: `"m.<4-byte name>" is given more than once`, class: ErrDuplicateField, path: "m.<4-byte name>"},
 	})
 }
 

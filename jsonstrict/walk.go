@@ -5,6 +5,7 @@ import (
 	"math"
 	"reflect"
 	"strconv"
+	"unicode/utf8"
 )
 
 // value reads one value, checking it against p.
@@ -182,8 +183,11 @@ func (d *decoder) mapObject(p *plan) *Error {
 			return e
 		}
 		lit := d.data[start : start+len(raw)+2]
+		// The key as encoding/json reads it: escapes undone, and bytes
+		// that are not UTF-8 made U+FFFD, so that keys it reads as one are
+		// one here too.
 		k := string(raw)
-		if escaped {
+		if escaped || !utf8.Valid(raw) {
 			k = unquote(lit)
 		}
 		if e := mapKey(p, k, lit, start); e != nil {
