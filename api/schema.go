@@ -53,8 +53,9 @@ var opaque = map[reflect.Type]*schema{
 	// An export or import's "type".
 	reflect.TypeFor[jwt.ExportType](): {Type: types{"string"}, Enum: []string{"stream", "service"}},
 	// A service export's latency sampling: a percentage, or "headers"
-	// (any case).
-	reflect.TypeFor[jwt.SamplingRate](): {Type: types{"integer", "string"}, Pattern: "^[Hh][Ee][Aa][Dd][Ee][Rr][Ss]$"},
+	// (any case). Its UnmarshalJSON takes null too, as "headers", and the
+	// decoder hands null to it.
+	reflect.TypeFor[jwt.SamplingRate](): {Type: types{"integer", "string", "null"}, Pattern: "^[Hh][Ee][Aa][Dd][Ee][Rr][Ss]$"},
 	reflect.TypeFor[jwt.Account](): {
 		Type:        types{"object"},
 		Description: "the account's nats claim, as github.com/nats-io/jwt/v2 Account encodes it: limits, signing_keys, revocations, default_permissions, imports, exports, mappings",

@@ -124,6 +124,8 @@ func TestRequestSchemaAgreesWithDecoder(t *testing.T) {
 		{"sampling by headers", jwt.Export{}, `{"service_latency":{"sampling":"HEADERS","results":"lat"}}`, true},
 		{"sampling in percent", jwt.Export{}, `{"service_latency":{"sampling":50,"results":"lat"}}`, true},
 		{"sampling by a word", jwt.Export{}, `{"service_latency":{"sampling":"often","results":"lat"}}`, false},
+		// jwt.SamplingRate decodes null itself, as 0: by headers.
+		{"sampling null", jwt.Export{}, `{"service_latency":{"sampling":null,"results":"lat"}}`, true},
 		{"a role removed with null", api.UpdateAccountRequest{}, `{"account":"acme","roles":{"old":null}}`, true},
 		{"limits of the wrong type", api.CreateAccountRequest{}, `{"name":"acme","limits":{"conn":"10"}}`, false},
 		{"tiered limits", api.CreateAccountRequest{}, `{"name":"acme","limits":{"tiered_limits":{"R1":{"mem_storage":1024}}}}`, true},
