@@ -98,8 +98,13 @@ func runStoreSalvage(_ context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	rep, err := filestore.Salvage(*dir, *to, key)
-	if _, werr := rep.WriteTo(stdout); werr != nil && err == nil {
-		err = werr
+	// A salvage refused before it read the store (a target that is not
+	// empty, a store that cannot be read) has no report: printed, it
+	// would say "damage none" of a store it never read.
+	if rep.Format != "" {
+		if _, werr := rep.WriteTo(stdout); werr != nil && err == nil {
+			err = werr
+		}
 	}
 	if err != nil {
 		return err

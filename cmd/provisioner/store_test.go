@@ -126,3 +126,31 @@ func TestStoreCommand(t *testing.T) {
 }
 
 var errAny = errors.New("any error")
+
+// TestSalvageRefusedPrintsNoReport: a salvage refused before it read the
+// store (its target is not empty) prints no report, which would say
+// "damage none" of a store it never read.
+func TestSalvageRefusedPrintsNoReport(t *testing.T) {
+	damaged := storeWithAccounts(t)
+	j := filepath.Join(damaged, "journal.v2")
+	data, err := os.ReadFile(j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[8192+40] ^= 1
+	if err := os.WriteFile(j, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	target := t.TempDir()
+	if err := os.WriteFile(filepath.Join(target, "keep"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	err = run(context.Background(), []string{"store", "salvage", "--dir", damaged, "--to", target}, &stdout, &stderr)
+	if err == nil {
+		t.Fatal("salvage into a non-empty directory succeeded")
+	}
+	if strings.Contains(stdout.String(), "damage    none") {
+		t.Errorf("a refused salvage reports no damage of a damaged store:\n%s", stdout.String())
+	}
+}
