@@ -336,20 +336,31 @@ func (s *Service) landed(ctx context.Context, pub, token string) (rev uint64, ok
 		// A local store's failed write failed: it is not in doubt.
 		return 0, false, true
 	}
+	var cur Account
+	err := readBack(ctx, func(ctx context.Context) (err error) {
+		cur, err = s.account(ctx, pub, true)
+		return err
+	})
+	switch {
+	case err == nil:
+		return cur.Revision, cur.JWT == token, true
+	case errors.Is(err, ErrNotFound):
+		return 0, false, true
+	}
+	return 0, false, false
+}
+
+// readBack runs read, a read of what a write that failed as unavailable
+// may have stored, again while the store answers unavailable, every
+// landedPoll for up to landedWait or until ctx ends, and returns its last
+// error: nil or ErrNotFound when the store could tell.
+func readBack(ctx context.Context, read func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, landedWait)
 	defer cancel()
 	for {
-		cur, err := s.account(ctx, pub, true)
-		switch {
-		case err == nil:
-			return cur.Revision, cur.JWT == token, true
-		case errors.Is(err, ErrNotFound):
-			return 0, false, true
-		case !errors.Is(err, ErrUnavailable):
-			return 0, false, false
-		}
-		if !pause(ctx, landedPoll) {
-			return 0, false, false
+		err := read(ctx)
+		if !errors.Is(err, ErrUnavailable) || !pause(ctx, landedPoll) {
+			return err
 		}
 	}
 }

@@ -214,29 +214,25 @@ func (s *Service) userLanded(ctx context.Context, rec User, err error) error {
 	if _, ok := s.store.(latestReader); !ok {
 		return err
 	}
-	lctx, cancel := context.WithTimeout(s.halted, landedWait)
-	defer cancel()
-	for {
-		got, rerr := s.store.User(lctx, rec.PublicKey)
-		switch {
-		case rerr == nil && got.Account == rec.Account && got.Name == rec.Name && got.IssuedAt == rec.IssuedAt && !got.Revoked:
-			return nil
-		case rerr == nil:
-			// Another record of the key (a revoke by key meanwhile).
-			return fmt.Errorf("%w: user key %s has another record: %w", ErrConflict, rec.PublicKey, err)
-		case errors.Is(rerr, ErrNotFound):
-			// The store, readable, does not hold it: the write did not
-			// land, as landed judges an account's. Read again until
-			// landedWait, a write that surely failed was answered 504
-			// "may have taken effect" after 15 s instead of 503 retry.
-			return err
-		case !errors.Is(rerr, ErrUnavailable):
-			return inDoubt("the record of user "+rec.PublicKey, err)
-		}
-		if !pause(lctx, landedPoll) {
-			return inDoubt("the record of user "+rec.PublicKey, err)
-		}
+	var got User
+	rerr := readBack(s.halted, func(ctx context.Context) (err error) {
+		got, err = s.store.User(ctx, rec.PublicKey)
+		return err
+	})
+	switch {
+	case rerr == nil && got.Account == rec.Account && got.Name == rec.Name && got.IssuedAt == rec.IssuedAt && !got.Revoked:
+		return nil
+	case rerr == nil:
+		// Another record of the key (a revoke by key meanwhile).
+		return fmt.Errorf("%w: user key %s has another record: %w", ErrConflict, rec.PublicKey, err)
+	case errors.Is(rerr, ErrNotFound):
+		// The store, readable, does not hold it: the write did not
+		// land, as landed judges an account's. Read again until
+		// landedWait, a write that surely failed was answered 504
+		// "may have taken effect" after 15 s instead of 503 retry.
+		return err
 	}
+	return inDoubt("the record of user "+rec.PublicKey, err)
 }
 
 // listOr joins names, or says none.
