@@ -247,15 +247,26 @@ func asServiceError(err error) error {
 	return err
 }
 
+// damagedError is a store check that found damage: the check itself ran,
+// and a start would refuse the store. main exits 3 for it, so that a
+// script can tell a damaged store from a check that could not run (2).
+type damagedError struct{ msg string }
+
+func (e *damagedError) Error() string { return e.msg }
+
 // exitCode is the process's exit code for what run returned: 0 for
-// nothing or -h, 1 when the service refused the request, 2 otherwise.
+// nothing or -h, 1 when the service refused the request, 3 when store
+// check found damage, 2 otherwise.
 func exitCode(err error) int {
 	var se *serviceError
+	var de *damagedError
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.As(err, &se):
 		return 1
+	case errors.As(err, &de):
+		return 3
 	}
 	return 2
 }

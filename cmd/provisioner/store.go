@@ -75,7 +75,7 @@ func runStoreCheck(_ context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	if rep.Damaged() {
-		return fmt.Errorf("store check: %s has %d damaged places; `provisioner store salvage --dir %s --to NEWDIR` copies what is intact", *dir, len(rep.Damage), *dir)
+		return &damagedError{fmt.Sprintf("store check: %s has %d damaged places, and a start refuses it; `provisioner store salvage --dir %s --to NEWDIR` copies what is intact", *dir, len(rep.Damage), *dir)}
 	}
 	return nil
 }

@@ -78,20 +78,21 @@ func TestStoreCommand(t *testing.T) {
 		wantErr error // nil: no error; errAny: some error
 		stdout  string
 		stderr  string
+		exit    int // the process's exit code
 	}{
-		{"check an intact store", []string{"check", "--dir", good}, nil, "accounts  2 (2 live, 0 disabled, 0 deleted)", ""},
-		{"check a damaged store", []string{"check", "--dir", damaged}, errAny, "DAMAGE    " + j + " at byte 8192", ""},
-		{"salvage a damaged store", []string{"salvage", "--dir", damaged, "--to", salvaged}, nil, "The new store is in " + salvaged, ""},
-		{"salvage into a store", []string{"salvage", "--dir", damaged, "--to", good}, errAny, "", ""},
-		{"check without --dir", []string{"check"}, errAny, "", "--dir DIR"},
-		{"salvage without --to", []string{"salvage", "--dir", good}, errAny, "", "--to NEWDIR"},
-		{"check help", []string{"check", "-h"}, flag.ErrHelp, "Example:", ""},
-		{"salvage help", []string{"salvage", "-h"}, flag.ErrHelp, "Example:", ""},
-		{"store help", []string{"-h"}, flag.ErrHelp, "provisioner store COMMAND", ""},
-		{"no command", nil, errAny, "", "Usage:"},
-		{"unknown command", []string{"fix"}, errAny, "", "Usage:"},
-		{"a missing seal key file", []string{"check", "--dir", good, "--seal-key", filepath.Join(t.TempDir(), "none")}, errAny, "", ""},
-		{"a stray argument", []string{"check", "--dir", good, "extra"}, errAny, "", ""},
+		{"check an intact store", []string{"check", "--dir", good}, nil, "accounts  2 (2 live, 0 disabled, 0 deleted)", "", 0},
+		{"check a damaged store", []string{"check", "--dir", damaged}, errAny, "DAMAGE    " + j + " at byte 8192", "", 3},
+		{"salvage a damaged store", []string{"salvage", "--dir", damaged, "--to", salvaged}, nil, "The new store is in " + salvaged, "", 0},
+		{"salvage into a store", []string{"salvage", "--dir", damaged, "--to", good}, errAny, "", "", 2},
+		{"check without --dir", []string{"check"}, errAny, "", "--dir DIR", 2},
+		{"salvage without --to", []string{"salvage", "--dir", good}, errAny, "", "--to NEWDIR", 2},
+		{"check help", []string{"check", "-h"}, flag.ErrHelp, "Example:", "", 0},
+		{"salvage help", []string{"salvage", "-h"}, flag.ErrHelp, "Example:", "", 0},
+		{"store help", []string{"-h"}, flag.ErrHelp, "provisioner store COMMAND", "", 0},
+		{"no command", nil, errAny, "", "Usage:", 2},
+		{"unknown command", []string{"fix"}, errAny, "", "Usage:", 2},
+		{"a missing seal key file", []string{"check", "--dir", good, "--seal-key", filepath.Join(t.TempDir(), "none")}, errAny, "", "", 2},
+		{"a stray argument", []string{"check", "--dir", good, "extra"}, errAny, "", "", 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -108,6 +109,9 @@ func TestStoreCommand(t *testing.T) {
 			}
 			if !strings.Contains(stderr.String(), tt.stderr) {
 				t.Errorf("stderr lacks %q:\n%s", tt.stderr, stderr.String())
+			}
+			if got := exitCode(err); got != tt.exit {
+				t.Errorf("exit code %d, want %d", got, tt.exit)
 			}
 		})
 	}
