@@ -137,3 +137,33 @@ func startRefused(t *testing.T, cfg *config.Config) error {
 	}
 	return r.err
 }
+
+// TestStartRefusedForItsPrefixChangesNoAccount: a config whose
+// subject_prefix its creds do not allow is refused at the start, naming the
+// refused permission; and the refusal comes before anything is pushed. The
+// start pushed the self-service export of the new prefix into the
+// service's own account before it checked: every refused start added one,
+// under a prefix nobody serves.
+func TestStartRefusedForItsPrefixChangesNoAccount(t *testing.T) {
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	cfg := *env.Config
+	cfg.SubjectPrefix = "other"
+	err := startRefused(t, &cfg)
+	if !strings.Contains(err.Error(), "Permissions Violation") || !strings.Contains(err.Error(), `"other.`) {
+		t.Errorf("start: %v, want the refused subscription to other.>", err)
+	}
+	sys := env.Connect(t, env.Init.ProvisionerCreds)
+	m, err := sys.Request("$SYS.REQ.ACCOUNT."+env.Init.ServiceAccount+".CLAIMS.LOOKUP", nil, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac, err := jwt.DecodeAccountClaims(string(m.Data))
+	if err != nil {
+		t.Fatalf("the service account on the server: %v (%q)", err, m.Data)
+	}
+	for _, e := range ac.Exports {
+		if strings.HasPrefix(string(e.Subject), "other.") {
+			t.Errorf("the refused start pushed an export %q into the service account", e.Subject)
+		}
+	}
+}

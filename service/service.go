@@ -254,6 +254,14 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 	if err != nil {
 		return nil, err
 	}
+	// A subscription or publish the creds do not allow is refused by the
+	// server asynchronously: wait for the answers to what was sent so far,
+	// and refuse to run deaf. Checked before the self-service export is
+	// pushed too, so that a start refused for its prefix changes no
+	// account; the self-service subscriptions are checked after.
+	if err := s.permitted(ctx); err != nil {
+		return nil, err
+	}
 	if s.SvcNC != nil {
 		if err := s.Provision.EnsureSelfExport(ctx); err != nil {
 			return nil, err
@@ -270,12 +278,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 		if err != nil {
 			return nil, err
 		}
-	}
-	// A subscription or publish the creds do not allow is refused by the
-	// server asynchronously: wait for the answers to what was sent so far,
-	// and refuse to run deaf.
-	for _, c := range s.conns {
-		if err := c.permitted(ctx); err != nil {
+		if err := s.permitted(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -299,6 +302,17 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 		"prefix", cfg.SubjectPrefix,
 		"servers", len(s.Resolver.Servers()))
 	return s, nil
+}
+
+// permitted waits for the servers' answers to what each connection sent so
+// far, and returns the first permission they refused.
+func (s *Service) permitted(ctx context.Context) error {
+	for _, c := range s.conns {
+		if err := c.permitted(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // openKV opens the KV store, waiting with back-off while JetStream cannot
