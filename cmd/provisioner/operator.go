@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -315,28 +316,63 @@ func updatePreload(ctx context.Context, nc *nats.Conn, conf string) (int, error)
 
 // swapSigningKey rewrites a config file so that operator_signing_key takes
 // the value of operator_signing_key_next, which goes. The rest of the file
-// stays as it was, fields and order.
+// stays as it was, byte for byte: fields, order, layout and line endings
+// (the members are found by the JSON decoder's offsets, not by line).
 func swapSigningKey(path string) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(data, &fields); err != nil {
+	members, err := topMembers(data)
+	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	next, ok := fields["operator_signing_key_next"]
-	if !ok {
+	cur, nxt := -1, -1
+	for i, m := range members {
+		switch m.key {
+		case "operator_signing_key":
+			cur = i
+		case "operator_signing_key_next":
+			nxt = i
+		}
+	}
+	if nxt < 0 {
 		return fmt.Errorf("%s has no operator_signing_key_next", path)
 	}
-	re := regexp.MustCompile(`(?m)^(\s*"operator_signing_key"\s*:\s*)"[^"]*"`)
-	out := re.ReplaceAll(data, append([]byte("${1}"), next...))
-	drop := regexp.MustCompile(`(?m)^\s*"operator_signing_key_next"\s*:\s*"[^"]*",?\n`)
-	out = drop.ReplaceAll(out, nil)
-	// It may have been the last field.
-	out = regexp.MustCompile(`,(\s*\n\s*})`).ReplaceAll(out, []byte("$1"))
-	var check map[string]json.RawMessage
-	if err := json.Unmarshal(out, &check); err != nil || string(check["operator_signing_key"]) != string(next) {
+	if cur < 0 {
+		return fmt.Errorf("%s has no operator_signing_key", path)
+	}
+	next := members[nxt].value(data)
+	// The later edit first, so that the earlier one's offsets hold.
+	edits := []func([]byte) []byte{
+		func(b []byte) []byte { return slices.Concat(b[:members[cur].valStart], next, b[members[cur].end:]) },
+		func(b []byte) []byte {
+			// The member with its comma: the one before it, or, for the
+			// first member, the one after it.
+			if nxt > 0 {
+				return slices.Concat(b[:members[nxt-1].end], b[members[nxt].end:])
+			}
+			if len(members) > 1 {
+				return slices.Concat(b[:members[0].keyStart], b[members[1].keyStart:])
+			}
+			return slices.Concat(b[:members[0].keyStart], b[members[0].end:])
+		},
+	}
+	if nxt > cur {
+		edits[0], edits[1] = edits[1], edits[0]
+	}
+	out := data
+	for _, e := range edits {
+		out = e(out)
+	}
+	// What was meant: every field as it was but these two.
+	var before, after map[string]json.RawMessage
+	if err := json.Unmarshal(data, &before); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	before["operator_signing_key"] = next
+	delete(before, "operator_signing_key_next")
+	if err := json.Unmarshal(out, &after); err != nil || !maps.EqualFunc(before, after, func(a, b json.RawMessage) bool { return bytes.Equal(a, b) }) {
 		return fmt.Errorf("%s: could not rewrite it safely; set operator_signing_key to %s and remove operator_signing_key_next by hand", path, next)
 	}
 	st, err := os.Stat(path)
@@ -344,6 +380,45 @@ func swapSigningKey(path string) error {
 		return err
 	}
 	return safefile.Replace(path, out, st.Mode().Perm())
+}
+
+// member is one member of a JSON object, by byte offsets: its key's
+// opening quote, its value's first byte, and the byte after its value.
+type member struct {
+	key                     string
+	keyStart, valStart, end int
+}
+
+func (m member) value(data []byte) []byte { return data[m.valStart:m.end] }
+
+// topMembers lists the members of the JSON object data holds.
+func topMembers(data []byte) ([]member, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, errors.New("not a JSON object")
+	}
+	skip := func(off int, also string) int {
+		for off < len(data) && strings.IndexByte(" \t\r\n"+also, data[off]) >= 0 {
+			off++
+		}
+		return off
+	}
+	var ms []member
+	for dec.More() {
+		prev := int(dec.InputOffset())
+		t, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		key, _ := t.(string)
+		afterKey := int(dec.InputOffset())
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, err
+		}
+		ms = append(ms, member{key: key, keyStart: skip(prev, ","), valStart: skip(afterKey, ":"), end: int(dec.InputOffset())})
+	}
+	return ms, nil
 }
 
 // lookupCopies asks the servers for their JWT of account pub with one
