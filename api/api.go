@@ -599,6 +599,27 @@ type StatusReply struct {
 	Problem string `json:"problem,omitempty"`
 }
 
+// HealthPath is the path of the HTTP health endpoint (health_listen).
+const HealthPath = "/healthz"
+
+// Health statuses: ok is answered 200, the others 503.
+const (
+	HealthOK          = "ok"
+	HealthStarting    = "starting"
+	HealthUnavailable = "unavailable"
+	HealthStopping    = "stopping"
+)
+
+// HealthReply is the body of the HTTP health endpoint's answer.
+type HealthReply struct {
+	// Status is ok while the instance serves: its NATS connections up, its
+	// store usable. starting: not yet serving (waiting for NATS or the
+	// store); stopping: draining; unavailable: Problems says why.
+	Status   string   `json:"status"`
+	Instance string   `json:"instance"`
+	Problems []string `json:"problems,omitempty"`
+}
+
 // ErrorReply is the body of every failed request.
 type ErrorReply struct {
 	Error Error `json:"error"`

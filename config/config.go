@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -80,6 +81,10 @@ type Config struct {
 	ServiceName string `json:"service_name,omitempty"`
 	// MaxInflight bounds the requests handled at once.
 	MaxInflight int `json:"max_inflight,omitempty"`
+	// HealthListen is the host:port of the HTTP health endpoint (GET
+	// /healthz, for container healthchecks and readiness probes); empty:
+	// none.
+	HealthListen string `json:"health_listen,omitempty"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `json:"log_level,omitempty"`
 	// LogFormat is text or json.
@@ -332,6 +337,13 @@ func (c *Config) Validate() error {
 	}
 	if err := CheckSubjectPrefix(c.SubjectPrefix); err != nil {
 		return fmt.Errorf("\"subject_prefix\" %w", err)
+	}
+	if c.HealthListen != "" {
+		if _, port, err := net.SplitHostPort(c.HealthListen); err != nil {
+			return fmt.Errorf("\"health_listen\" %q must be host:port (127.0.0.1:8081, or :8081 for every interface): %w", c.HealthListen, err)
+		} else if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("\"health_listen\" %q: the port must be a number from 1 to 65535", c.HealthListen)
+		}
 	}
 	switch {
 	case c.MaxInflight < 0:

@@ -65,6 +65,7 @@ type Service struct {
 	stopOnce       sync.Once
 	stopErr        error
 	mu             sync.Mutex // orders keep in stop
+	health         *health    // nil without health_listen
 }
 
 // Option changes how Start starts the service.
@@ -95,6 +96,11 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 			s.Stop()
 		}
 	}()
+	if cfg.HealthListen != "" {
+		if s.health, err = listenHealth(cfg.HealthListen, cfg.Instance, log); err != nil {
+			return nil, err
+		}
+	}
 	var sealKey *seal.Key
 	if cfg.SealKey != "" {
 		if sealKey, err = seal.Load(cfg.SealKey, cfg.SealKeyPrevious...); err != nil {
@@ -291,6 +297,9 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 		defer close(s.runDone)
 		s.Provision.Run(runCtx)
 	}()
+	if s.health != nil {
+		s.health.state.Store(s)
+	}
 	log.Info("provisioner serving",
 		"url", s.NC.ConnectedUrlRedacted(),
 		"instance", cfg.Instance,
@@ -391,6 +400,10 @@ func (s *Service) Stop() error {
 }
 
 func (s *Service) stop() error {
+	if s.health != nil {
+		s.health.stopping.Store(true)
+		defer s.health.close()
+	}
 	var first error
 	keep := func(err error) {
 		// Stopping while the server is away is a normal stop: there is

@@ -1,0 +1,103 @@
+package service
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/natsprov/provisioner/api"
+)
+
+// health serves the HTTP health endpoint (health_listen). It listens from
+// the first moment of Start, so that a port taken by something else
+// refuses the start at once, and a healthcheck sees "starting" while the
+// service waits for NATS, instead of a refused connection.
+type health struct {
+	srv      *http.Server
+	instance string
+	// state is nil before the service serves, then the Service.
+	state    atomic.Pointer[Service]
+	stopping atomic.Bool
+	done     chan struct{}
+}
+
+// listenHealth starts the health endpoint on addr.
+func listenHealth(addr, instance string, log *slog.Logger) (*health, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("health_listen %s: %w", addr, err)
+	}
+	h := &health{instance: instance, done: make(chan struct{})}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+api.HealthPath, h.serve)
+	h.srv = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	go func() {
+		defer close(h.done)
+		if err := h.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("health endpoint stopped", "error", err)
+		}
+	}()
+	log.Info("health endpoint listening", "addr", ln.Addr().String(), "path", api.HealthPath)
+	return h, nil
+}
+
+func (h *health) serve(w http.ResponseWriter, _ *http.Request) {
+	out := api.HealthReply{Status: api.HealthOK, Instance: h.instance}
+	switch s := h.state.Load(); {
+	case h.stopping.Load():
+		out.Status = api.HealthStopping
+	case s == nil:
+		out.Status = api.HealthStarting
+	default:
+		out.Problems = s.problems()
+		if len(out.Problems) > 0 {
+			out.Status = api.HealthUnavailable
+		}
+	}
+	code := http.StatusOK
+	if out.Status != api.HealthOK {
+		code = http.StatusServiceUnavailable
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(out)
+}
+
+// close stops the endpoint; requests under way get their answer.
+func (h *health) close() {
+	if h == nil {
+		return
+	}
+	h.srv.Close()
+	<-h.done
+}
+
+// problems lists why the service cannot serve now: a NATS connection down
+// (requests, pushes, or the store's), or a store that refuses every change
+// until a restart. A connection down is reported while nats.go reconnects
+// (it retries forever): the instance answers nothing meanwhile, so a
+// readiness probe should take it out, not a liveness probe kill it.
+func (s *Service) problems() []string {
+	var out []string
+	for _, c := range s.conns {
+		if !c.nc.IsConnected() {
+			out = append(out, fmt.Sprintf("NATS connection %s is %s", c.name, c.nc.Status()))
+		}
+	}
+	if s.Store != nil {
+		if err := s.Store.Broken(); err != nil {
+			out = append(out, "store: "+err.Error())
+		}
+	}
+	return out
+}
