@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -33,6 +34,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/config"
 	"github.com/natsprov/provisioner/natsembed"
@@ -65,6 +67,14 @@ type composeService struct {
 	// StopGracePeriod is how long Docker waits after SIGTERM before it
 	// kills the container.
 	StopGracePeriod string `yaml:"stop_grace_period"`
+	// Healthcheck runs a command in the container; exit 0 is healthy.
+	Healthcheck *struct {
+		Test        []string `yaml:"test"`
+		Interval    string   `yaml:"interval"`
+		Timeout     string   `yaml:"timeout"`
+		Retries     int      `yaml:"retries"`
+		StartPeriod string   `yaml:"start_period"`
+	} `yaml:"healthcheck"`
 
 	mounts []mount
 }
@@ -496,6 +506,22 @@ func TestComposeMatchesInit(t *testing.T) {
 	if dcfg, _ := flagValue(df.cmd, "config"); dcfg != cfgPath {
 		t.Errorf("docker-compose.yml: provisioner --config %s differs from the Dockerfile CMD's %s", cfgPath, dcfg)
 	}
+	// The healthcheck asks the endpoint serve listens on, in the
+	// container, with the image's own binary (distroless has no shell or
+	// HTTP client); TestComposeProvisionersWithoutDocker runs it.
+	listen, ok := flagValue(cmd, "health-listen")
+	if !ok {
+		t.Errorf("docker-compose.yml: provisioner command %q has no --health-listen; its healthcheck asks that endpoint", cmd)
+	} else if host, _, err := net.SplitHostPort(listen); err != nil || host != "127.0.0.1" {
+		t.Errorf("docker-compose.yml: --health-listen %q, want 127.0.0.1:PORT (the healthcheck runs in the container; nothing outside needs it)", listen)
+	}
+	for _, name := range provs {
+		hc := c.Services[name].Healthcheck
+		want := slices.Concat([]string{"CMD"}, df.entrypoint, []string{"health", "--url", "http://" + listen + api.HealthPath})
+		if hc == nil || !slices.Equal(hc.Test, want) {
+			t.Errorf("docker-compose.yml: %s healthcheck %+v, want test %q", name, hc, want)
+		}
+	}
 	hostCfg := w.mustExist(t, provs[0], first, cfgPath)
 	if t.Failed() {
 		t.FailNow()
@@ -579,10 +605,11 @@ func mustAtoi(s string) int {
 // ---- the Dockerfile ----
 
 type dockerfile struct {
-	stages   [][]instruction
-	cmd      []string
-	user     string // uid:gid of the final stage
-	storeDir string // the directory copied --chown'ed to the user
+	stages     [][]instruction
+	entrypoint []string
+	cmd        []string
+	user       string // uid:gid of the final stage
+	storeDir   string // the directory copied --chown'ed to the user
 }
 
 type instruction struct {
@@ -634,6 +661,10 @@ func loadDockerfile(t *testing.T) *dockerfile {
 		case "CMD":
 			if err := json.Unmarshal([]byte(in.args), &d.cmd); err != nil {
 				t.Fatalf("Dockerfile: CMD %s is not the JSON (exec) form: %v", in.args, err)
+			}
+		case "ENTRYPOINT":
+			if err := json.Unmarshal([]byte(in.args), &d.entrypoint); err != nil {
+				t.Fatalf("Dockerfile: ENTRYPOINT %s is not the JSON (exec) form: %v", in.args, err)
 			}
 		case "USER":
 			d.user = in.args
@@ -980,6 +1011,21 @@ func TestComposeProvisionersWithoutDocker(t *testing.T) {
 	cl := startCluster(t)
 	_, provs := cl.c.split(t)
 	bin := provisionerBinary(t)
+	healthURL := map[string]string{}
+	// healthy runs the healthcheck of service name, its endpoint mapped as
+	// run mapped it, and reports whether it exits 0.
+	healthy := func(name string) (bool, string) {
+		t.Helper()
+		test := cl.c.Services[name].Healthcheck.Test
+		args := slices.Clone(test[2:]) // CMD /provisioner ...
+		for i := range args {
+			if i > 0 && args[i-1] == "--url" {
+				args[i] = healthURL[name]
+			}
+		}
+		out, err := exec.Command(bin, args...).CombinedOutput()
+		return err == nil, string(out)
+	}
 	// run starts the provisioner service name as compose would.
 	run := func(name string) *proc {
 		s := cl.c.Services[name]
@@ -988,6 +1034,10 @@ func TestComposeProvisionersWithoutDocker(t *testing.T) {
 			switch {
 			case i > 0 && args[i-1] == "--nats-url":
 				args[i] = cl.mapURLs(t, a)
+			case i > 0 && args[i-1] == "--health-listen":
+				// Each container has its own loopback; here they share one.
+				args[i] = fmt.Sprintf("127.0.0.1:%d", provtest.FreePort(t))
+				healthURL[name] = "http://" + args[i] + api.HealthPath
 			case strings.HasPrefix(a, "/"):
 				args[i], _ = cl.w.hostPath(t, name, s, a)
 			}
@@ -1049,6 +1099,11 @@ func TestComposeProvisionersWithoutDocker(t *testing.T) {
 
 	a, b := run(provs[0]), run(provs[1])
 	waitInstances(2, a, b)
+	for _, name := range provs {
+		if ok, out := healthy(name); !ok {
+			t.Errorf("%s serves, but its healthcheck fails: %s", name, out)
+		}
+	}
 	// Made through the one, read through the other, both ways.
 	if err := a.stop(5 * time.Second); err != nil {
 		t.Fatalf("%s after SIGTERM: %v", provs[0], err)
@@ -1069,6 +1124,9 @@ func TestComposeProvisionersWithoutDocker(t *testing.T) {
 		t.Fatalf("%s after SIGTERM: %v", provs[0], err)
 	}
 	waitInstances(1, b)
+	if ok, out := healthy(provs[0]); ok {
+		t.Errorf("%s is stopped, but its healthcheck passes: %s", provs[0], out)
+	}
 	ok("prov.account.get", `{"account":"by-a"}`)
 	if err := b.stop(5 * time.Second); err != nil {
 		t.Fatalf("%s after SIGTERM: %v", provs[1], err)

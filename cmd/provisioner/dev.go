@@ -154,7 +154,7 @@ func startDev(o devOptions, stdout io.Writer) (*dev, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := loadConfig(cfgPath, srv.URL(), "")
+	cfg, err := loadConfig(cfgPath, srv.URL(), "", "")
 	if err != nil {
 		srv.Stop()
 		return nil, err

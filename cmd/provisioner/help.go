@@ -255,15 +255,17 @@ type damagedError struct{ msg string }
 func (e *damagedError) Error() string { return e.msg }
 
 // exitCode is the process's exit code for what run returned: 0 for
-// nothing or -h, 1 when the service refused the request, 3 when store
-// check found damage, 2 otherwise.
+// nothing or -h, 1 when the service refused the request or a health
+// endpoint answered that its instance does not serve, 3 when store check
+// found damage, 2 otherwise.
 func exitCode(err error) int {
 	var se *serviceError
 	var de *damagedError
+	var ue *unhealthyError
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
-	case errors.As(err, &se):
+	case errors.As(err, &se), errors.As(err, &ue):
 		return 1
 	case errors.As(err, &de):
 		return 3

@@ -49,6 +49,7 @@ Usage:
   provisioner store check|salvage --dir DIR            check a file store directory, or copy what is intact
   provisioner store migrate|reseal --config FILE       copy a file store into the KV bucket; seal the bucket anew
   provisioner operator add-signing-key|finish|remove-signing-key   rotate the operator signing key
+  provisioner health --config FILE                     ask a running instance's health endpoint (health_listen)
   provisioner version
 
 Run "provisioner COMMAND -h" for a command's flags.
@@ -78,6 +79,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runStore(ctx, args[1:], stdout, stderr)
 	case "operator":
 		return runOperator(ctx, args[1:], stdout, stderr)
+	case "health":
+		return runHealth(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "provisioner", service.Version)
 		return nil
@@ -96,10 +99,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	path := fs.String("config", "config.json", "the JSON config `FILE` (provisioner init writes one)")
 	url := fs.String("nats-url", "", "override the config's nats_url (docker-compose uses it)")
 	store := fs.String("store-dir", "", "override the config's store_dir")
+	health := fs.String("health-listen", "", "override the config's health_listen, host:port of the HTTP health endpoint (docker-compose uses it)")
 	if err := fs.parse(args, stdout, stderr); err != nil {
 		return err
 	}
-	cfg, err := loadConfig(*path, *url, *store)
+	cfg, err := loadConfig(*path, *url, *store, *health)
 	if err != nil {
 		return err
 	}
@@ -115,7 +119,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 // loadConfig loads the config file and applies the command-line overrides.
-func loadConfig(path, url, store string) (*config.Config, error) {
+func loadConfig(path, url, store, health string) (*config.Config, error) {
 	cfg, err := config.Load(path)
 	if err != nil {
 		return nil, err
@@ -126,10 +130,13 @@ func loadConfig(path, url, store string) (*config.Config, error) {
 	if store != "" {
 		cfg.StoreDir = store
 	}
+	if health != "" {
+		cfg.HealthListen = health
+	}
 	// The overrides come after Load's Validate: check them as it checks
 	// the file, so that a blank --store-dir is not a directory of spaces.
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("config %s with --nats-url/--store-dir: %w", path, err)
+		return nil, fmt.Errorf("config %s with --nats-url/--store-dir/--health-listen: %w", path, err)
 	}
 	return cfg, nil
 }
