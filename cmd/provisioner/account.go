@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -179,9 +180,25 @@ func printAccount(w io.Writer, rep *api.AccountReply) error {
 		fmt.Fprintf(tw, "Leaf nodes\t%s\n", count(l.LeafNodeConn))
 		fmt.Fprintf(tw, "Data\t%s\n", size(l.Data))
 		fmt.Fprintf(tw, "Payload\t%s\n", size(l.Payload))
-		if l.MemoryStorage == 0 && l.DiskStorage == 0 {
+		switch {
+		case len(l.JetStreamTieredLimits) > 0:
+			// Per replica tier: the flat limits are empty, JetStream is on.
+			tiers := make([]string, 0, len(l.JetStreamTieredLimits))
+			for tier := range l.JetStreamTieredLimits {
+				tiers = append(tiers, tier)
+			}
+			slices.Sort(tiers)
+			for i, tier := range tiers {
+				t := l.JetStreamTieredLimits[tier]
+				title := ""
+				if i == 0 {
+					title = "JetStream"
+				}
+				fmt.Fprintf(tw, "%s\t%s: memory %s, disk %s\n", title, tier, size(t.MemoryStorage), size(t.DiskStorage))
+			}
+		case l.MemoryStorage == 0 && l.DiskStorage == 0:
 			fmt.Fprintf(tw, "JetStream\toff\n")
-		} else {
+		default:
 			fmt.Fprintf(tw, "JetStream\tmemory %s, disk %s\n", size(l.MemoryStorage), size(l.DiskStorage))
 		}
 		fmt.Fprintf(tw, "Signing keys\t%d\n", len(ac.SigningKeys))

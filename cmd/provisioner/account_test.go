@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -8,6 +9,7 @@ import (
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/client"
 )
 
 func TestAccountCommands(t *testing.T) {
@@ -126,4 +128,29 @@ func TestAccountServiceErrors(t *testing.T) {
 			t.Errorf("account delete --json: %+v, want phase %q", del, api.PhaseDeleted)
 		}
 	})
+}
+
+// TestAccountGetTieredJetStream: an account whose JetStream limits are per
+// replica tier (tiered_limits, which the API takes) has JetStream on, and
+// account get must say so rather than print "off" from the empty flat
+// limits.
+func TestAccountGetTieredJetStream(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, bootstrap.Options{})
+	one, disk := int64(1), int64(1<<30)
+	mem := int64(256 << 20)
+	_, err := client.New(c.env.Admin(t)).CreateAccount(context.Background(), api.CreateAccountRequest{
+		Name:   "tiered",
+		Limits: &api.AccountLimits{TieredLimits: map[string]api.JetStreamLimits{"R1": {DiskStorage: &disk, MemStorage: &mem, Streams: &one}}},
+	})
+	if err != nil {
+		t.Fatalf("CreateAccount with tiered limits: %v", err)
+	}
+	out := c.mustRun(t, "account", "get", "tiered")
+	if strings.Contains(out, "JetStream      off") {
+		t.Errorf("account get says JetStream is off for an account with tiered JetStream limits:\n%s", out)
+	}
+	if !strings.Contains(out, "R1") || !strings.Contains(out, "disk 1G") || !strings.Contains(out, "memory 256M") {
+		t.Errorf("account get lacks the R1 tier's limits:\n%s", out)
+	}
 }
