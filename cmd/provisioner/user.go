@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -63,20 +64,26 @@ func runUserCreate(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if *out == "" && isTerminal(stdout) {
 		return errors.New("user create: the creds hold the user's secret seed; write them with -o FILE, redirect stdout, or pass -o - to print them here")
 	}
+	// The file is written beside its path and linked there once whole
+	// (as safefile.WriteNew does): the path never holds an empty or half
+	// written creds file, not while the request is in flight, nor after a
+	// kill or a crash.
 	var file *os.File
 	if !toStdout {
-		f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if _, err := os.Lstat(*out); err == nil {
+			return fmt.Errorf("user create: %s exists; creds files are never overwritten", *out)
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("user create: %w", err)
+		}
+		f, err := os.CreateTemp(filepath.Dir(*out), "."+filepath.Base(*out)+".tmp*")
 		if err != nil {
-			if errors.Is(err, os.ErrExist) {
-				return fmt.Errorf("user create: %s exists; creds files are never overwritten", *out)
-			}
 			return fmt.Errorf("user create: %w", err)
 		}
 		file = f
 		defer func() {
 			if file != nil { // not written: leave nothing behind
 				file.Close()
-				os.Remove(*out)
+				os.Remove(file.Name())
 			}
 		}()
 	}
@@ -93,11 +100,21 @@ func runUserCreate(ctx context.Context, args []string, stdout, stderr io.Writer)
 	defer u.Wipe()
 
 	if file != nil {
+		tmp := file.Name()
 		if err := writeCreds(file, u.Creds.Bytes()); err != nil {
 			return fmt.Errorf("user create: user %s was issued, but its creds could not be written to %s: %w; "+
 				"nobody holds its key: revoke it with: provisioner user revoke %s %s", u.PublicKey, *out, err, req.Account, u.PublicKey)
 		}
+		if err := os.Link(tmp, *out); err != nil {
+			// The creds are whole in tmp (0600): keep them there.
+			file = nil
+			return fmt.Errorf("user create: user %s was issued, but its creds could not be put at %s: %w; they are in %s", u.PublicKey, *out, err, tmp)
+		}
 		file = nil
+		os.Remove(tmp) // *out keeps the file
+		if err := syncDir(filepath.Dir(*out)); err != nil {
+			return fmt.Errorf("user create: user %s was issued and its creds written to %s, but the directory could not be flushed: %w", u.PublicKey, *out, err)
+		}
 		if conn.json {
 			return printJSON(stdout, api.CreateUserReply{User: api.User{Name: u.Name, PublicKey: u.PublicKey, JWT: u.JWT}})
 		}
@@ -118,6 +135,20 @@ func runUserCreate(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	printUser(stderr, u, req.Account, "Creds\ton stdout\n")
 	return nil
+}
+
+// syncDir flushes a directory, so that a file linked into it is still
+// there after a power loss.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // writeCreds writes and syncs a creds file, then closes it.

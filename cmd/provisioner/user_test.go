@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -273,5 +274,53 @@ func TestUserCreateInARole(t *testing.T) {
 	}
 	if _, _, err := c.run(t, "user", "create", "acme", "d2", "--role", "nope"); err == nil {
 		t.Error("a role the account lacks was accepted")
+	}
+}
+
+// TestUserCreateCredsFileAppearsWhole: the creds file of -o appears only
+// once it holds the whole creds, as every file the project writes
+// (safefile.WriteNew): not as an empty file while the request is in
+// flight, which a kill or a crash would leave behind (and which then
+// blocks a new try with "exists"), and which a reader watching the path
+// would take for the creds.
+func TestUserCreateCredsFileAppearsWhole(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, bootstrap.Options{})
+	c.mustRun(t, "account", "create", "acme")
+	dir := t.TempDir()
+	out := filepath.Join(dir, "alice.creds")
+
+	// A second subscriber on the service's subject sees the request at the
+	// moment it is sent, and looks at the path then.
+	seen := make(chan string, 1)
+	obs := c.env.Connect(t, c.env.Init.ProvisionerCreds)
+	sub, err := obs.Subscribe(api.Subject(api.DefaultPrefix, api.SubjectUserCreate), func(*nats.Msg) {
+		fi, err := os.Lstat(out)
+		switch {
+		case err != nil:
+			seen <- "absent"
+		default:
+			seen <- fmt.Sprintf("present, %d bytes", fi.Size())
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := obs.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	c.mustRun(t, "user", "create", "acme", "alice", "-o", out)
+	if got := <-seen; got != "absent" {
+		t.Errorf("while the request was in flight the creds file was %s, want absent", got)
+	}
+	fi, err := os.Stat(out)
+	if err != nil || fi.Mode().Perm() != 0o600 || fi.Size() == 0 {
+		t.Fatalf("creds file: %v, %v", err, fi)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Errorf("the creds directory holds %d entries, want only the creds file: %v", len(entries), entries)
 	}
 }
