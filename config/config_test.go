@@ -156,6 +156,8 @@ func TestLoadErrorsNameTheField(t *testing.T) {
 		{"health_listen without a port", with(map[string]any{"health_listen": "127.0.0.1"}), "health_listen"},
 		{"health_listen with a named port", with(map[string]any{"health_listen": "127.0.0.1:http"}), "health_listen"},
 		{"health_listen with port 0", with(map[string]any{"health_listen": ":0"}), "health_listen"},
+		{"subject_prefix the server's reply subjects", with(map[string]any{"subject_prefix": "_R_"}), "subject_prefix"},
+		{"subject_prefix the gateway reply subjects", with(map[string]any{"subject_prefix": "_GR_.prov"}), "subject_prefix"},
 		{"negative max_inflight", with(map[string]any{"max_inflight": -1}), "max_inflight"},
 		{"bad log_level", with(map[string]any{"log_level": "verbose"}), "log_level"},
 		{"bad log_format", with(map[string]any{"log_format": "xml"}), "log_format"},
