@@ -205,7 +205,16 @@ func (c *Config) SetDefaults() {
 	if c.RequestTimeout == 0 {
 		// A delete pushes twice and deletes once, and a failed one pushes
 		// again to put things back.
-		c.RequestTimeout = Duration(4*time.Duration(c.ResolverTimeout) + 5*time.Second)
+		// Capped at MaxDuration, so that a resolver_timeout Validate takes
+		// does not give a default it refuses, naming request_timeout,
+		// which the config does not set. (One past MaxDuration, which can
+		// overflow here, is refused naming resolver_timeout.)
+		rt := time.Duration(c.ResolverTimeout)
+		if rt > 0 && rt <= (MaxDuration-5*time.Second)/4 {
+			c.RequestTimeout = Duration(4*rt + 5*time.Second)
+		} else {
+			c.RequestTimeout = Duration(MaxDuration)
+		}
 	}
 	if c.ReconcileInterval == 0 {
 		c.ReconcileInterval = Duration(DefaultReconcileInterval)

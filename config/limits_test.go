@@ -62,3 +62,22 @@ func TestLoadRefusesATombstoneShorterThanTheWait(t *testing.T) {
 		t.Errorf("a tombstone kept longer than the wait: %v", err)
 	}
 }
+
+// TestLoadDefaultRequestTimeoutStaysInBounds: request_timeout defaults to
+// four resolver timeouts and 5s. A resolver_timeout Load takes (at most
+// MaxDuration) must not make that default one Load refuses: the config has
+// no request_timeout, and the error named it.
+func TestLoadDefaultRequestTimeoutStaysInBounds(t *testing.T) {
+	c, err := Load(writeConfig(t, withKV(map[string]any{"resolver_timeout": "30000h"})))
+	if err != nil {
+		t.Fatalf("Load refused resolver_timeout 30000h (at most %s) without a request_timeout: %v", MaxDuration, err)
+	}
+	if got := time.Duration(c.RequestTimeout); got < time.Duration(c.ResolverTimeout) || got > MaxDuration {
+		t.Errorf("request_timeout defaulted to %s, want between resolver_timeout %s and %s", got, time.Duration(c.ResolverTimeout), MaxDuration)
+	}
+	// Past MaxDuration, the error names the field that is too long.
+	_, err = Load(writeConfig(t, withKV(map[string]any{"resolver_timeout": "100000h"})))
+	if err == nil || !strings.Contains(err.Error(), `"resolver_timeout"`) {
+		t.Errorf("resolver_timeout 100000h: %v, want an error naming \"resolver_timeout\"", err)
+	}
+}
