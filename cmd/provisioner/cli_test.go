@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -327,5 +328,41 @@ func TestDevResetWithBadFlagsKeepsTheDeployment(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDevResetOnlyInADevDirectory: dev --reset deletes what its directory
+// holds; it did so in any directory, so `--dir deploy` (a real init
+// deployment, its identity keys among them) or `--dir .` was wiped. It now
+// resets only a directory a dev has run in (it holds dev's lock file), or
+// an empty one.
+func TestDevResetOnlyInADevDirectory(t *testing.T) {
+	deploy := filepath.Join(t.TempDir(), "deploy")
+	if _, err := bootstrap.Init(bootstrap.Options{Dir: deploy, Store: bootstrap.StoreFile}); err != nil {
+		t.Fatal(err)
+	}
+	other := t.TempDir()
+	if err := os.WriteFile(filepath.Join(other, "notes.txt"), []byte("mine"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{deploy, other} {
+		d, err := startDev(devOptions{dir: dir, port: provtest.FreePort(t), store: bootstrap.StoreJetStream, reset: true}, io.Discard)
+		if err == nil {
+			d.Stop()
+		}
+		if err == nil || !strings.Contains(err.Error(), "not made by provisioner dev") {
+			t.Errorf("dev --reset --dir %s: %v, want a refusal", dir, err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, devLockFile)); err == nil {
+			t.Errorf("the refused reset left a dev lock file in %s", dir)
+		}
+	}
+	for _, f := range []string{bootstrap.ConfigFile, bootstrap.OperatorIdentityKeyFile} {
+		if _, err := os.Stat(filepath.Join(deploy, f)); err != nil {
+			t.Errorf("the refused dev --reset removed %s: %v", f, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(other, "notes.txt")); err != nil {
+		t.Errorf("the refused dev --reset removed notes.txt: %v", err)
 	}
 }

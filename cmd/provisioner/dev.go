@@ -86,6 +86,23 @@ func (d *dev) Stop() {
 	d.unlock()
 }
 
+// checkResettable refuses a --reset of a directory dev has not run in (it
+// has no dev lock file) that holds anything: --dir deploy (a real init
+// deployment, identity keys and all) or --dir . would be wiped.
+func checkResettable(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) || (err == nil && len(ents) == 0) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("dev: reset %s: %w", dir, err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, devLockFile)); err != nil {
+		return fmt.Errorf("dev: --reset deletes everything in %s, which was not made by provisioner dev (it has no %s): it may be a real deployment or other files; remove it yourself, or choose another --dir", dir, devLockFile)
+	}
+	return nil
+}
+
 // startDev makes the deployment in o.dir on first run (or after --reset)
 // and starts its embedded server, with JetStream. A directory made before
 // keeps its store kind; asking for the other one is an error.
@@ -98,6 +115,11 @@ func startDev(o devOptions, stdout io.Writer) (*dev, error) {
 	initOpts := bootstrap.Options{Dir: abs, Port: o.port, Store: o.store}
 	if err := initOpts.Check(); err != nil {
 		return nil, fmt.Errorf("dev: %w", err)
+	}
+	if o.reset {
+		if err := checkResettable(abs); err != nil {
+			return nil, err
+		}
 	}
 	unlock, err := lockDev(abs)
 	if err != nil {
