@@ -17,6 +17,13 @@ type MigrateReport struct {
 	Users    MigrateCounts
 	// Conflicts names each entry left as it was, and why.
 	Conflicts []string
+	// BucketOnly names each live account the bucket holds that the source
+	// does not: one made through a KV instance, or one the source deleted
+	// and dropped after its tombstone's retention, since an earlier run.
+	// Migrate never removes; the KV deployment would serve such an
+	// account, and push it to the servers, until it is deleted through
+	// the service.
+	BucketOnly []string
 }
 
 // MigrateCounts count the entries of one kind.
@@ -112,6 +119,19 @@ func Migrate(ctx context.Context, dst *Store, src provision.Store) (MigrateRepor
 			default:
 				return r, fmt.Errorf("kvstore: migrate user %s: %w", u.PublicKey, err)
 			}
+		}
+	}
+	inSource := make(map[string]bool, len(accounts))
+	for _, a := range accounts {
+		inSource[a.PublicKey] = true
+	}
+	held, err := dst.Accounts(ctx)
+	if err != nil {
+		return r, fmt.Errorf("kvstore: migrate: list the bucket's accounts: %w", err)
+	}
+	for _, a := range held {
+		if a.Live() && !inSource[a.PublicKey] {
+			r.BucketOnly = append(r.BucketOnly, fmt.Sprintf("account %s (%q)", a.PublicKey, a.Name))
 		}
 	}
 	return r, nil

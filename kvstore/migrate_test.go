@@ -70,6 +70,9 @@ func TestMigrate(t *testing.T) {
 	if !strings.Contains(strings.Join(r.Conflicts, "\n"), live[3].PublicKey) {
 		t.Fatalf("the conflict does not name the account: %v", r.Conflicts)
 	}
+	if len(r.BucketOnly) != 1 || !strings.Contains(r.BucketOnly[0], dup.PublicKey) {
+		t.Errorf("bucket only %q, want the bucket's own dup", r.BucketOnly)
+	}
 	// The bucket holds what the source holds, but for "dup".
 	srcAll, _ := src.Accounts(ctx)
 	for _, a := range srcAll {
@@ -197,5 +200,57 @@ func TestMigrateLeavesRemovedAccountsRemoved(t *testing.T) {
 	}
 	if got, err := dst.Account(ctx, a.PublicKey); err == nil {
 		t.Errorf("the removed account is back in the bucket: %s, %s", got.Name, got.Phase)
+	}
+}
+
+// TestMigrateAgainNamesAccountsOnlyInTheBucket: a migration rehearsed
+// while the file store keeps serving, run again at the switch: an account
+// the file store deleted meanwhile, and dropped after its tombstone's
+// retention, is no longer in the source, but live in the bucket, where the
+// KV deployment would push it to the servers again, seeds and all. Migrate
+// said nothing of it; it now lists such accounts.
+func TestMigrateAgainNamesAccountsOnlyInTheBucket(t *testing.T) {
+	d := startDeployment(t, 1)
+	key, _ := newSealKey(t)
+	src := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Bucket: "filestore", Instance: "src"})
+	dst := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Instance: "dst"})
+	ctx := bg(t)
+	now := time.Now().Unix()
+	var accts []provision.Account
+	for _, name := range []string{"kept", "gone"} {
+		a := newAccount(t, name)
+		a.JWT = accountJWTAt(t, a.PublicKey, name, now)
+		rev, err := src.CreateAccount(ctx, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Revision = rev
+		accts = append(accts, a)
+	}
+	r, err := Migrate(ctx, dst, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.BucketOnly) != 0 {
+		t.Fatalf("first run: bucket only %v, want none", r.BucketOnly)
+	}
+	// The source deletes "gone" and drops it.
+	gone := accts[1]
+	rev, err := src.UpdateAccount(ctx, tombstone(t, gone, provision.PhaseDeleted, now+1), gone.Revision)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := src.RemoveAccount(ctx, gone.PublicKey, rev); err != nil {
+		t.Fatal(err)
+	}
+	r, err = Migrate(ctx, dst, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.BucketOnly) != 1 || !strings.Contains(r.BucketOnly[0], gone.PublicKey) || !strings.Contains(r.BucketOnly[0], `"gone"`) {
+		t.Errorf("second run: bucket only %q, want the account the source dropped", r.BucketOnly)
+	}
+	if r.Accounts.Same != 1 || len(r.Conflicts) != 0 {
+		t.Errorf("second run: %+v, want kept the same and no conflicts", r)
 	}
 }

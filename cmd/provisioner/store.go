@@ -164,6 +164,9 @@ func runStoreMigrate(ctx context.Context, args []string, stdout, stderr io.Write
 	for _, c := range rep.Conflicts {
 		fmt.Fprintf(stdout, "  left as it is: %s\n", c)
 	}
+	for _, b := range rep.BucketOnly {
+		fmt.Fprintf(stdout, "  in the bucket only: %s (the file store deleted it since an earlier run, or a KV instance made it; if deleted, delete it through the service before the KV deployment serves)\n", b)
+	}
 	if err != nil {
 		return err
 	}
