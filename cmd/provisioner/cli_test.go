@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -364,5 +365,25 @@ func TestDevResetOnlyInADevDirectory(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(other, "notes.txt")); err != nil {
 		t.Errorf("the refused dev --reset removed notes.txt: %v", err)
+	}
+}
+
+// TestDevPortZeroTakesAFreePort: dev --port 0 asks for any free port. It
+// started the server on the deployment's port (init writes 4222 for 0),
+// and failed when that was taken, since the check for a taken port asked
+// about port 0, which is always free.
+func TestDevPortZeroTakesAFreePort(t *testing.T) {
+	// 4222 taken: by this listener, or by whatever holds it already.
+	if ln, err := net.Listen("tcp", "127.0.0.1:4222"); err == nil {
+		defer ln.Close()
+	}
+	dir := filepath.Join(t.TempDir(), "dev")
+	d, err := startDev(devOptions{dir: dir, port: 0, store: bootstrap.StoreFile}, io.Discard)
+	if err != nil {
+		t.Fatalf("dev --port 0 with 4222 taken: %v", err)
+	}
+	defer d.Stop()
+	if port := d.srv.Addr().(*net.TCPAddr).Port; port == 0 || port == 4222 {
+		t.Errorf("dev --port 0 listens on %d", port)
 	}
 }

@@ -34,7 +34,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		"provisioner dev --reset")
 	var o devOptions
 	fs.StringVar(&o.dir, "dir", "provisioner-dev", "directory for the keys, configs and server data; kept across runs")
-	fs.IntVar(&o.port, "port", 4222, "client port; when taken, a free one is used and said so")
+	fs.IntVar(&o.port, "port", 4222, "client port; when taken, a free one is used and said so; 0: any free port")
 	fs.BoolVar(&o.reset, "reset", false, "delete the directory first and start fresh")
 	fs.StringVar(&o.store, "store", bootstrap.StoreJetStream, "jetstream (the KV store in the embedded server's JetStream) or file (a directory); an existing directory keeps its kind")
 	fs.BoolVar(&o.serverLogs, "server-logs", false, "show the embedded nats-server's log")
@@ -168,7 +168,10 @@ func startDev(o devOptions, stdout io.Writer) (*dev, error) {
 	}
 
 	p := o.port
-	if !natsembed.PortFree("127.0.0.1", p) {
+	switch {
+	case p == 0: // any free port
+		p = -1
+	case !natsembed.PortFree("127.0.0.1", p):
 		fmt.Fprintf(stdout, "Port %d is taken; using a free port instead.\n", p)
 		p = -1
 	}
