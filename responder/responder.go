@@ -436,6 +436,13 @@ func (r *Responder) receive(e *endpoint) nats.MsgHandler {
 
 // serve carries out one request and answers it.
 func (r *Responder) serve(e *endpoint, m *nats.Msg, start time.Time) {
+	if context.Cause(r.base) == errStopped {
+		// It waited for a slot (max_inflight) until Stop cut the requests
+		// in flight: it never began, so it is not "may have taken
+		// effect" but the 503 of a stopping responder.
+		r.finish(e, m, start, api.CodeUnavailable, "the provisioner is shutting down; retry", nil)
+		return
+	}
 	var (
 		data []byte
 		err  error
