@@ -554,7 +554,11 @@ func (r *Responder) classify(e *endpoint, err error) (int, string) {
 		// cancelled write unavailable (kvstore's transient), which said
 		// "retry" of a write that may have landed.
 		code = api.CodeTimeout
-		err = fmt.Errorf("%w (it waited %s), so it may have taken effect; read it back before trying again: %w", errStopped, r.cfg.StopWait, err)
+		ref := strconv.FormatUint(r.seq.Add(1), 10)
+		r.log.Warn("request cut short by the stop", "subject", e.full, "code", code, "ref", ref, "error", err)
+		// The store's error (paths, bucket and key names) goes to the log
+		// only, as it does for the same error outside a stop (503).
+		return code, fmt.Sprintf("%s (it waited %s), so it may have taken effect; read it back before trying again (ref %s: the provisioner's log has the details)", errStopped, r.cfg.StopWait, ref)
 	case errors.Is(err, provision.ErrInDoubt):
 		// Before ErrUnavailable, which it wraps: a write the store may
 		// still hold is no "retry".
