@@ -39,6 +39,13 @@ func mergeAccountFields(claims *jwt.AccountClaims, limits *api.AccountLimits, pe
 			if _, err := tiersOf(limits); err != nil {
 				return err
 			}
+		} else if len(claims.Limits.JetStreamTieredLimits) > 0 && limits.JetStreamLimits != (api.JetStreamLimits{}) && !switchesToFlat(limits) {
+			// Flat JetStream limits replace the tiers. Given without a
+			// storage limit (only max_ack_pending, streams, ...), they
+			// dropped every tier and left JetStream off: the account's
+			// streams were cut off by a request that asked to change one
+			// limit.
+			return fmt.Errorf("%w: \"limits\": the account has tiered JetStream limits; change them with \"tiered_limits\", or give \"mem_storage\" or \"disk_storage\" to replace the tiers with flat limits", ErrInvalid)
 		}
 		for _, f := range ints {
 			if f.give != nil {
@@ -69,6 +76,13 @@ func mergeAccountFields(claims *jwt.AccountClaims, limits *api.AccountLimits, pe
 		claims.DefaultPermissions = *perms
 	}
 	return nil
+}
+
+// switchesToFlat tells whether a request's flat JetStream limits give
+// JetStream storage (mem_storage or disk_storage not 0): flat limits that
+// can replace an account's tiers without turning JetStream off.
+func switchesToFlat(limits *api.AccountLimits) bool {
+	return limits.MemStorage != nil && *limits.MemStorage != 0 || limits.DiskStorage != nil && *limits.DiskStorage != 0
 }
 
 // tierName is the name of a JetStream tier as the server looks it up:
