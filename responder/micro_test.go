@@ -604,8 +604,10 @@ func TestFaultsAreErrors(t *testing.T) {
 			t.Errorf("a panic: %d %q, want a 500 pointing to the log", rep.Code, rep.Description)
 		}
 	}
-	if rep := provtest.Request(t, admin, "prov.faulty.account.list", `{}`); rep.Code != 500 {
-		t.Errorf("a reply over max_payload: %d %q, want 500", rep.Code, rep.Description)
+	// The reply over max_payload says so: it is no bug to look up in the
+	// log, and the caller can act on it.
+	if rep := provtest.Request(t, admin, "prov.faulty.account.list", `{}`); rep.Code != 500 || !strings.Contains(rep.Description, "over the servers' max_payload") {
+		t.Errorf("a reply over max_payload: %d %q, want 500 saying so", rep.Code, rep.Description)
 	}
 	if rep := provtest.Request(t, admin, "prov.faulty.status", `{}`); rep.Code != 0 {
 		t.Errorf("status after the faults: %d %q", rep.Code, rep.Description)

@@ -468,7 +468,7 @@ func (r *Responder) serve(e *endpoint, m *nats.Msg, start time.Time) {
 	}()
 	if max := r.nc.MaxPayload() - 1024; err == nil && int64(len(data)) > max {
 		// Publishing it would fail and leave the caller waiting.
-		err = fmt.Errorf("the reply would be %d bytes, over the servers' max_payload of %d bytes; for lists, ask for a page with \"limit\"", len(data), max+1024)
+		err = &tooLargeError{fmt.Sprintf("the request was carried out, but its reply would be %d bytes, over the servers' max_payload of %d bytes; for lists, ask for a smaller page with \"limit\"; otherwise raise max_payload", len(data), max+1024)}
 	}
 	if err != nil {
 		code, desc := r.classify(e, err)
@@ -530,6 +530,11 @@ func (r *Responder) reply(m *nats.Msg, code int, desc string, data []byte) error
 	return nil
 }
 
+// tooLargeError is a reply over the servers' max_payload.
+type tooLargeError struct{ msg string }
+
+func (e *tooLargeError) Error() string { return e.msg }
+
 // classify is the one place where errors become wire codes. Callers get
 // descriptions they can act on; internal details go to the log only.
 func (r *Responder) classify(e *endpoint, err error) (int, string) {
@@ -575,7 +580,12 @@ func (r *Responder) classify(e *endpoint, err error) (int, string) {
 		err = fmt.Errorf("the request ran out of its time (request_timeout %s) before it was done, so it may have taken effect; read it back before trying again: %w", r.cfg.RequestTimeout, err)
 	}
 	desc := oneLine(err.Error())
+	var tooLarge *tooLargeError
 	switch {
+	case errors.As(err, &tooLarge):
+		// A 500, but no bug to look up in the log: the caller can act
+		// on it, and it holds no internal detail.
+		r.log.Error("request failed", "subject", e.full, "error", desc)
 	case code == api.CodeInternal:
 		ref := strconv.FormatUint(r.seq.Add(1), 10)
 		r.log.Error("request failed", "subject", e.full, "ref", ref, "error", err)
