@@ -223,8 +223,11 @@ func (s *Service) userLanded(ctx context.Context, rec User, err error) error {
 	case rerr == nil && got.Account == rec.Account && got.Name == rec.Name && got.IssuedAt == rec.IssuedAt && !got.Revoked:
 		return nil
 	case rerr == nil:
-		// Another record of the key (a revoke by key meanwhile).
-		return fmt.Errorf("%w: user key %s has another record: %w", ErrConflict, rec.PublicKey, err)
+		// Another record of the key (a revoke by key meanwhile). The
+		// caller answers the conflict in its own words: the store's
+		// error, which names its files or keys, is logged here.
+		s.log.Warn("a user record write failed, and the key has another record", "account", rec.Account, "user", rec.PublicKey, "error", err)
+		return fmt.Errorf("%w: user key %s has another record", ErrConflict, rec.PublicKey)
 	case errors.Is(rerr, ErrNotFound):
 		// The store, readable, does not hold it: the write did not
 		// land, as landed judges an account's. Read again until

@@ -129,3 +129,61 @@ func TestUserRecordNotLandedIs503(t *testing.T) {
 		})
 	}
 }
+
+// revokedMeanwhileStore stands for a replicated store where, once armed, a
+// revoke by key of the user's key lands first: the user's own record is
+// refused, and answered unavailable with the store's own words, which name
+// its stream and keys.
+type revokedMeanwhileStore struct {
+	provision.Store
+	armed atomic.Bool
+}
+
+func (l *revokedMeanwhileStore) AddUser(ctx context.Context, u provision.User, durable bool) error {
+	if l.armed.Load() {
+		other := u
+		other.Name, other.Revoked = "", true
+		if err := l.Store.AddUser(ctx, other, true); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: kv create KV_provisioner u.%s: no responders", provision.ErrUnavailable, u.PublicKey)
+	}
+	return l.Store.AddUser(ctx, u, durable)
+}
+
+func (l *revokedMeanwhileStore) AccountLatest(ctx context.Context, pub string) (provision.Account, error) {
+	return l.Store.Account(ctx, pub)
+}
+
+// TestUserRecordConflictHidesStoreError: a user.create whose record write
+// failed while the key got another record (a revoke by key) is a 409 that
+// says so, without the store's error (stream and key names), which goes
+// to the log only, not to the caller nor to $SRV.STATS, which every admin
+// reads.
+func TestUserRecordConflictHidesStoreError(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{Store: bootstrap.StoreJetStream})
+	svc := env.Start(t)
+	admin := env.Admin(t)
+	store := &revokedMeanwhileStore{Store: svc.Store}
+	p, err := provision.New(provision.Config{Operator: svc.Operator, Store: store, Resolver: svc.Resolver, Logger: provtest.Logger(t), DurableUserRecords: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	r := extra(t, env, p, responder.Config{Prefix: "prov.umeanwhile", Name: "umeanwhile"})
+	if rep := provtest.Request(t, admin, "prov.umeanwhile.account.create", `{"name":"acme"}`); rep.Code != 0 {
+		t.Fatalf("account.create: %d %q", rep.Code, rep.Description)
+	}
+	store.armed.Store(true)
+	rep := provtest.Request(t, admin, "prov.umeanwhile.user.create", `{"account":"acme","name":"alice"}`)
+	store.armed.Store(false)
+	if rep.Code != api.CodeConflict || !strings.Contains(rep.Description, "issued meanwhile") {
+		t.Errorf("user.create whose key was revoked meanwhile: %d %q, want 409", rep.Code, rep.Description)
+	}
+	if strings.Contains(rep.Description, "KV_provisioner") {
+		t.Errorf("the 409 carries the store's error: %q", rep.Description)
+	}
+	if u := endpointOf(t, r.Stats(), "user_create"); strings.Contains(u.LastError, "KV_provisioner") {
+		t.Errorf("$SRV.STATS carries the store's error: %q", u.LastError)
+	}
+}
