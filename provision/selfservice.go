@@ -128,10 +128,12 @@ func (s *Service) SelfCreateUser(ctx context.Context, t Tenant, req api.SelfCrea
 	if err != nil {
 		return nil, err
 	}
-	if req.PublicKey == "" && req.XKey == "" {
+	if u.pub == "" && u.xkey == "" {
 		// The reply goes to an inbox in the tenant's account, which other
 		// users of that account may be allowed to subscribe to: a seed in
-		// the clear there is readable by them.
+		// the clear there is readable by them. The request's values as
+		// newUserRequest read them, trimmed: a key of white space only is
+		// no key, and the service would make one and send its seed.
 		return nil, fmt.Errorf("%w: \"public_key\" or \"xkey\" is required: a tenant makes its user key itself, or sends a curve key to seal the seed to; a seed in the clear would travel on an inbox other users of the account may read", ErrInvalid)
 	}
 	// The count and the issue are one step for this instance.
