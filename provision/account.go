@@ -492,6 +492,9 @@ func (s *Service) updateAccount(ctx context.Context, req api.UpdateAccountReques
 		if err := setRoles(&trial, trialClaims, req.Roles, newKey); err != nil {
 			return err
 		}
+		if err := s.checkRoleUserNames(ctx, &trial, trialClaims, req.Roles); err != nil {
+			return err
+		}
 		if req.Exports != nil {
 			if err := checkExports(*req.Exports); err != nil {
 				return err

@@ -1,12 +1,14 @@
 package provision
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"regexp"
 	"slices"
 	"sort"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/nats-io/jwt/v2"
@@ -261,6 +263,54 @@ func checkTemplateName(claims *jwt.AccountClaims, signer, role, name string) err
 	}
 	if strings.ContainsAny(name, ".*>") || strings.ContainsFunc(name, unicode.IsSpace) {
 		return fmt.Errorf("%w: \"name\" %q: role %q puts the user's name into subjects ({{name()}}), so the name must be one subject token, without '.', '*', '>' or spaces", ErrInvalid, name, role)
+	}
+	return nil
+}
+
+// checkRoleUserNames refuses a change of role templates that would put the
+// name of one of the role's active users into subjects when that name is
+// not one subject token. The server applies a scoped key's template as it
+// is now to every user the key signed, also those issued before the
+// change: a device named "*", issued while its role's template did not use
+// {{name()}}, would get "telemetry.*.>" from "telemetry.{{name()}}.>", every
+// other device's subjects. a and c are the account and claims with the new
+// templates.
+func (s *Service) checkRoleUserNames(ctx context.Context, a *Account, c *jwt.AccountClaims, changed map[string]*api.Role) error {
+	var names []string
+	for name, r := range changed {
+		if r != nil {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	sort.Strings(names)
+	users, err := s.store.Users(ctx, a.PublicKey)
+	if errors.Is(err, ErrNotFound) {
+		return nil // a new account: no users yet
+	}
+	if err != nil {
+		return err
+	}
+	now := time.Now().Unix()
+	for _, role := range names {
+		keys := roleKeys(a, role)
+		for _, u := range users {
+			if u.Revoked || u.Name == "" || (u.ExpiresAt != 0 && u.ExpiresAt <= now) || c.Revocations.IsRevoked(u.PublicKey, time.Unix(u.IssuedAt, 0)) {
+				continue
+			}
+			signer := u.Signer
+			if signer == "" && u.Role == role {
+				signer = roleKey(a, role)
+			}
+			if !slices.Contains(keys, signer) {
+				continue
+			}
+			if err := checkTemplateName(c, signer, role, u.Name); err != nil {
+				return fmt.Errorf("%w (active user %s of role %q is named %q: revoke it first)", err, u.PublicKey, role, u.Name)
+			}
+		}
 	}
 	return nil
 }
