@@ -87,10 +87,43 @@ func tenant(m *nats.Msg, pos int) (provision.Tenant, error) {
 		return provision.Tenant{}, fmt.Errorf("%w: self-service requests come through the account's import", provision.ErrForbidden)
 	}
 	acc := tokens[pos]
+	raw, ok := serverRequestInfo(m)
+	if !ok {
+		return provision.Tenant{}, fmt.Errorf("%w: a self-service request carries no headers of its own (the server adds the one the service reads)", provision.ErrForbidden)
+	}
 	var info requestInfo
-	raw := m.Header.Get("Nats-Request-Info")
 	if raw == "" || json.Unmarshal([]byte(raw), &info) != nil || info.Account != acc {
 		return provision.Tenant{}, fmt.Errorf("%w: self-service requests come through the account's import", provision.ErrForbidden)
 	}
 	return provision.Tenant{Account: acc, User: info.User, Name: info.Name, IssuerKey: info.IssuerKey}, nil
+}
+
+// requestInfoHeader is the header the server sets on a request that
+// crosses a service import.
+const requestInfoHeader = "Nats-Request-Info"
+
+// serverRequestInfo returns the Nats-Request-Info header of a request when
+// it can only be the one the server set, and false otherwise. The server
+// replaces a caller's header of that name only where it finds it as its
+// own line (after "\r\n", ending in "\r\n") and appends its own at the end
+// of the header block; nats.go splits header lines at a bare "\n" and stops
+// at the first empty line. A caller that writes "X: a\nNats-Request-Info:
+// {...}" or ends its block with "\n\n" hides its own header from the server,
+// and nats.go reads it first or alone: a forged user and issuer_key (a role's
+// signing key is no secret), past self_service_role. So the request must
+// carry that header alone, once, and its header block on the wire must be
+// exactly what the server writes for a request without headers: any bytes
+// the parse skipped or never reached (a hidden forgery, the server's own
+// line after an empty one) make it longer.
+func serverRequestInfo(m *nats.Msg) (string, bool) {
+	if len(m.Header) != 1 {
+		return "", false
+	}
+	vals := m.Header[requestInfoHeader]
+	if len(vals) != 1 {
+		return "", false
+	}
+	want := len("NATS/1.0\r\n") + len(requestInfoHeader) + len(": ") + len(vals[0]) + len("\r\n\r\n")
+	got := m.Size() - len(m.Subject) - len(m.Reply) - len(m.Data)
+	return vals[0], got == want
 }
