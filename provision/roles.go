@@ -232,10 +232,23 @@ func roles(a Account) []string {
 	return out
 }
 
-// nameTemplate matches the server's {{name()}} in a scoped key's template
-// (nats-server: any spacing, any case), which it replaces with the name in
-// the user's JWT.
-var nameTemplate = regexp.MustCompile(`(?i)\{\{\s*name\(\)\s*\}\}`)
+// mustache finds template functions in a subject as nats-server does
+// (its mustacheRE): "{{", anything but '}', "}}".
+var mustache = regexp.MustCompile(`\{\{([^}]+)\}\}`)
+
+// usesName tells whether a subject of a scoped key's template holds the
+// server's {{name()}}, which it replaces with the name in the user's JWT.
+// It reads the function as the server does: any case, and the function
+// trimmed with strings.TrimSpace, which trims every Unicode space (a
+// no-break space, a vertical tab), not only regexp's \s.
+func usesName(subj string) bool {
+	for _, m := range mustache.FindAllStringSubmatch(subj, -1) {
+		if strings.EqualFold(strings.TrimSpace(m[1]), "name()") {
+			return true
+		}
+	}
+	return false
+}
 
 // checkTemplateName refuses the name of a user a scoped key signs when the
 // key's template puts the name into subjects and the name is not one
@@ -253,7 +266,7 @@ func checkTemplateName(claims *jwt.AccountClaims, signer, role, name string) err
 	uses := false
 	for _, list := range []jwt.StringList{p.Pub.Allow, p.Pub.Deny, p.Sub.Allow, p.Sub.Deny} {
 		for _, subj := range list {
-			if nameTemplate.MatchString(subj) {
+			if usesName(subj) {
 				uses = true
 			}
 		}
