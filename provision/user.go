@@ -144,6 +144,12 @@ func (s *Service) issue(ctx context.Context, a Account, u *userRequest, caller a
 		if err := checkTemplateName(st.claims, signerPub, u.role, name); err != nil {
 			return nil, User{}, err
 		}
+		// A bearer JWT connects without its seed, and a self-service
+		// reply travels on an inbox other users of the tenant's account
+		// may read: there it is as good as a seed in the clear.
+		if sc, ok := st.claims.SigningKeys[signerPub].(*jwt.UserScope); ok && u.self && sc.Template.BearerToken {
+			return nil, User{}, fmt.Errorf("%w: role %q gives bearer tokens, which connect without their seed; self-service replies travel on the tenant's inbox, where other users of the account may read them: an admin issues users of this role", ErrForbidden, u.role)
+		}
 	}
 	// Only creates of the same name wait for each other, to keep names
 	// unique among active users; issuing changes nothing of the account.
