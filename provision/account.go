@@ -449,6 +449,14 @@ func (s *Service) UpdateAccount(ctx context.Context, req api.UpdateAccountReques
 	if err := s.updateAccount(ctx, req, func() (Seed, string, error) { return "", a.PublicKey, nil })(&probe, probeClaims); err != nil {
 		return nil, err
 	}
+	if len(req.Roles) > 0 {
+		// A role template change checks the role's recorded users
+		// (checkRoleUserNames): users being issued under the old
+		// template are recorded first, as for a rotation with
+		// revoke_old; later ones are signed under the new one. On this
+		// instance.
+		defer s.signing.lock(a.PublicKey)()
+	}
 	out, err := s.submit(a.PublicKey, s.updateAccount(ctx, req, s.newSigningKey))
 	if err != nil {
 		return nil, err
