@@ -176,6 +176,15 @@ func (p *Publisher) WithAudit(ctx context.Context, svc *nats.Conn, replicas int)
 		// then sends them one by one).
 		AllowAtomicPublish: true,
 	}
+	// A stream that exists keeps the room and the replicas an operator
+	// gave it: put back to these bounds, a stream that discards its
+	// oldest events dropped at once, and silently, every record past
+	// them.
+	if have, err := js.Stream(ctx, StreamName); err == nil {
+		streamCfg = keepRoom(have.CachedInfo().Config, streamCfg)
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("events: audit stream %s: %w", StreamName, err)
+	}
 	stream, err := js.CreateOrUpdateStream(ctx, streamCfg)
 	if err != nil {
 		return fmt.Errorf("events: audit stream %s: %w", StreamName, err)
@@ -194,6 +203,22 @@ func (p *Publisher) WithAudit(ctx context.Context, svc *nats.Conn, replicas int)
 	p.writing = true
 	go p.writer(p.ctx)
 	return nil
+}
+
+// keepRoom returns want with the larger bounds of have, the audit stream
+// as it is: its max bytes where they are more (an unbounded stream, an
+// older version's, is bounded: it could fill the storage the bucket
+// shares), its max age where it is longer (0: forever), and its replicas
+// where it has more.
+func keepRoom(have, want jetstream.StreamConfig) jetstream.StreamConfig {
+	if have.MaxBytes > want.MaxBytes {
+		want.MaxBytes = have.MaxBytes
+	}
+	if have.MaxAge <= 0 || have.MaxAge > want.MaxAge {
+		want.MaxAge = have.MaxAge
+	}
+	want.Replicas = max(want.Replicas, have.Replicas)
+	return want
 }
 
 // Publish sends an event. It never fails the change it reports: a failed

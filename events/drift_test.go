@@ -1,0 +1,56 @@
+package events_test
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/events"
+	"github.com/natsprov/provisioner/provtest"
+)
+
+// TestStartKeepsTheAuditStreamsRoom: an operator who gave the audit stream
+// more room (max bytes, max age) or more replicas keeps them when the
+// service starts again. WithAudit put back its own bounds: the stream,
+// which discards its oldest events at its bounds, dropped at once, and
+// without a word, every record past 1 GiB or older than a year, and went
+// back to the replicas of the bucket.
+func TestStartKeepsTheAuditStreamsRoom(t *testing.T) {
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	sys := env.Connect(t, env.Init.ProvisionerCreds)
+	svc := env.ServiceUser(t)
+	ctx := context.Background()
+	pub := events.New(sys, "prov", slog.New(slog.DiscardHandler))
+	if err := pub.WithAudit(ctx, auditConn(t, env), 1); err != nil {
+		t.Fatal(err)
+	}
+	pub.Close(5 * time.Second)
+	const bytes, age = events.AuditMaxBytes * 3 / 2, 5 * 365 * 24 * time.Hour
+	changeAudit(t, svc, func(c *jetstream.StreamConfig) { c.MaxBytes, c.MaxAge = bytes, age })
+
+	// The service starts again.
+	again := events.New(sys, "prov", slog.New(slog.DiscardHandler))
+	if err := again.WithAudit(ctx, auditConn(t, env), 1); err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close(5 * time.Second)
+	js, err := jetstream.New(svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(ctx, events.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := stream.CachedInfo().Config
+	if cfg.MaxBytes != bytes || cfg.MaxAge != age {
+		t.Fatalf("after a start: max bytes %d, max age %v; the operator set %d, %v", cfg.MaxBytes, cfg.MaxAge, int64(bytes), age)
+	}
+	if !cfg.AllowAtomicPublish || cfg.Duplicates != 2*time.Minute {
+		t.Fatalf("after a start: atomic %v, duplicates %v", cfg.AllowAtomicPublish, cfg.Duplicates)
+	}
+}
