@@ -77,7 +77,13 @@ func runUserCreate(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 		f, err := os.CreateTemp(filepath.Dir(*out), "."+filepath.Base(*out)+".tmp*")
 		if err != nil {
-			return fmt.Errorf("user create: %w", err)
+			// The error is about -o's path: name it, not the temp file
+			// the user never asked for.
+			var pe *os.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
+			return fmt.Errorf("user create: %s: %w", *out, err)
 		}
 		file = f
 		defer func() {

@@ -324,3 +324,21 @@ func TestUserCreateCredsFileAppearsWhole(t *testing.T) {
 		t.Errorf("the creds directory holds %d entries, want only the creds file: %v", len(entries), entries)
 	}
 }
+
+// TestUserCreateOutputErrorNamesThePath: a -o path that cannot be written
+// (its directory missing) is refused naming that path, as before the creds
+// went through a temp file: the error named the hidden temp file's pattern
+// (".alice.creds.tmp*", "createtemp"), a file the user never asked for.
+func TestUserCreateOutputErrorNamesThePath(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "missing", "alice.creds")
+	err := run(context.Background(), []string{"user", "create", "acme", "alice", "-o", out}, &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil {
+		t.Fatal("user create -o into a missing directory succeeded")
+	}
+	if !strings.Contains(err.Error(), out) || strings.Contains(err.Error(), ".tmp") {
+		t.Errorf("user create -o %s: %v, want the path named, not the temp file", out, err)
+	}
+	if _, serr := os.Stat(filepath.Dir(out)); serr == nil {
+		t.Errorf("the missing directory was made")
+	}
+}
