@@ -354,15 +354,35 @@ func TestDevResetOnlyInADevDirectory(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "not made by provisioner dev") {
 			t.Errorf("dev --reset --dir %s: %v, want a refusal", dir, err)
 		}
-		if _, err := os.Stat(filepath.Join(dir, devLockFile)); err == nil {
-			t.Errorf("the refused reset left a dev lock file in %s", dir)
+		if _, err := os.Stat(filepath.Join(dir, devMadeFile)); err == nil {
+			t.Errorf("the refused reset left dev's mark in %s", dir)
 		}
+	}
+	// A plain dev on the real deployment uses it as it is, and takes its
+	// lock there: that does not make it resettable.
+	d, err := startDev(devOptions{dir: deploy, port: provtest.FreePort(t), store: bootstrap.StoreFile}, io.Discard)
+	if err != nil {
+		t.Fatalf("dev on an init deployment: %v", err)
+	}
+	d.Stop()
+	if _, err := startDev(devOptions{dir: deploy, port: provtest.FreePort(t), store: bootstrap.StoreFile, reset: true}, io.Discard); err == nil || !strings.Contains(err.Error(), "not made by provisioner dev") {
+		t.Errorf("dev --reset of an init deployment a plain dev ran in: %v, want a refusal", err)
 	}
 	for _, f := range []string{bootstrap.ConfigFile, bootstrap.OperatorIdentityKeyFile} {
 		if _, err := os.Stat(filepath.Join(deploy, f)); err != nil {
 			t.Errorf("the refused dev --reset removed %s: %v", f, err)
 		}
 	}
+	// A deployment dev made is reset.
+	made := filepath.Join(t.TempDir(), "dev")
+	if d, err = startDev(devOptions{dir: made, port: provtest.FreePort(t), store: bootstrap.StoreFile}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	d.Stop()
+	if d, err = startDev(devOptions{dir: made, port: provtest.FreePort(t), store: bootstrap.StoreFile, reset: true}, io.Discard); err != nil {
+		t.Fatalf("dev --reset of a deployment dev made: %v", err)
+	}
+	d.Stop()
 	if _, err := os.Stat(filepath.Join(other, "notes.txt")); err != nil {
 		t.Errorf("the refused dev --reset removed notes.txt: %v", err)
 	}

@@ -86,9 +86,15 @@ func (d *dev) Stop() {
 	d.unlock()
 }
 
-// checkResettable refuses a --reset of a directory dev has not run in (it
-// has no dev lock file) that holds anything: --dir deploy (a real init
-// deployment, identity keys and all) or --dir . would be wiped.
+// devMadeFile marks a deployment dev made itself: only such a directory,
+// or an empty one, may be reset. Not the lock file, which dev takes in any
+// directory it runs in: a plain dev on a real init deployment uses it as
+// it is, and must not make it resettable.
+const devMadeFile = ".dev.made"
+
+// checkResettable refuses a --reset of a directory that holds anything but
+// is not a deployment dev made: --dir deploy (a real init deployment,
+// identity keys and all) or --dir . would be wiped.
 func checkResettable(dir string) error {
 	ents, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) || (err == nil && len(ents) == 0) {
@@ -97,8 +103,8 @@ func checkResettable(dir string) error {
 	if err != nil {
 		return fmt.Errorf("dev: reset %s: %w", dir, err)
 	}
-	if _, err := os.Lstat(filepath.Join(dir, devLockFile)); err != nil {
-		return fmt.Errorf("dev: --reset deletes everything in %s, which was not made by provisioner dev (it has no %s): it may be a real deployment or other files; remove it yourself, or choose another --dir", dir, devLockFile)
+	if _, err := os.Lstat(filepath.Join(dir, devMadeFile)); err != nil {
+		return fmt.Errorf("dev: --reset deletes everything in %s, which was not made by provisioner dev (it has no %s): it may be a real deployment or other files; remove it yourself, or choose another --dir", dir, devMadeFile)
 	}
 	return nil
 }
@@ -151,6 +157,9 @@ func startDev(o devOptions, stdout io.Writer) (*dev, error) {
 		res, err := bootstrap.Init(initOpts)
 		if err != nil {
 			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(abs, devMadeFile), []byte("made by provisioner dev: --reset may delete this directory's contents\n"), 0o600); err != nil {
+			return nil, fmt.Errorf("dev: %w", err)
 		}
 		printInit(stdout, res)
 		fmt.Fprintln(stdout)
