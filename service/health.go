@@ -96,7 +96,10 @@ func (s *Service) problems() []string {
 	}
 	if s.Store != nil {
 		if err := s.Store.Broken(); err != nil {
-			out = append(out, "store: "+err.Error())
+			// Not the store's own words (a journal's path, a bucket's
+			// name): the endpoint answers anyone who reaches it.
+			// prov.status and the log say what broke.
+			out = append(out, "store: it refuses every change until a restart; prov.status and the log say why")
 		}
 	}
 	return out

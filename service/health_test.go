@@ -116,6 +116,10 @@ func TestHealthEndpoint(t *testing.T) {
 	if len(h.Problems) != 1 || !strings.HasPrefix(h.Problems[0], "store: ") || !strings.Contains(h.Problems[0], "restart") {
 		t.Errorf("bucket deleted: problems %q, want the store's, naming the restart", h.Problems)
 	}
+	// The store's own words (the bucket's name) stay with prov.status.
+	if strings.Contains(h.Problems[0], env.Config.KVBucket) {
+		t.Errorf("the unauthenticated endpoint names the bucket: %q", h.Problems[0])
+	}
 
 	// A stop while NATS is away takes a while (the lease release and the
 	// drains wait): the endpoint says stopping meanwhile.

@@ -63,7 +63,7 @@ func runHealth(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("health: %s: %w", *url, err)
 	}
 	var h api.HealthReply
-	if err := json.Unmarshal(body, &h); err != nil || h.Status == "" {
+	if err := json.Unmarshal(body, &h); err != nil || h.Status == "" || h.Instance == "" {
 		return fmt.Errorf("health: %s answered %s, not a provisioner's health: %.200q", *url, resp.Status, body)
 	}
 	stdout.Write(body)

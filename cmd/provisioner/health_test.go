@@ -44,6 +44,9 @@ func TestHealthCommand(t *testing.T) {
 	noHealth := env.Init.Config
 	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("hello")) }))
 	defer other.Close()
+	// Another service's health, which says ok in its own format.
+	otherOK := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte(`{"status":"ok"}`)) }))
+	defer otherOK.Close()
 	url := fmt.Sprintf("http://127.0.0.1:%d/healthz", port)
 
 	check := func(t *testing.T, args []string, exit int, stdout, stderr string) {
@@ -65,6 +68,7 @@ func TestHealthCommand(t *testing.T) {
 	check(t, []string{"--url", url}, 0, `"status":"ok"`, "")
 	check(t, []string{"--config", noHealth}, 2, "", "sets no health_listen")
 	check(t, []string{"--url", other.URL}, 2, "", "not a provisioner's health")
+	check(t, []string{"--url", otherOK.URL}, 2, "", "not a provisioner's health")
 	check(t, []string{"--url", fmt.Sprintf("http://127.0.0.1:%d/healthz", provtest.FreePort(t))}, 2, "", "connection refused")
 	check(t, nil, 2, "", "one of --config and --url")
 	check(t, []string{"--config", cfgPath, "--url", url}, 2, "", "one of --config and --url")
