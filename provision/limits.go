@@ -45,7 +45,7 @@ func mergeAccountFields(claims *jwt.AccountClaims, limits *api.AccountLimits, pe
 			// dropped every tier and left JetStream off: the account's
 			// streams were cut off by a request that asked to change one
 			// limit.
-			return fmt.Errorf("%w: \"limits\": the account has tiered JetStream limits; change them with \"tiered_limits\", or give \"mem_storage\" or \"disk_storage\" to replace the tiers with flat limits", ErrInvalid)
+			return fmt.Errorf("%w: \"limits\": the account has tiered JetStream limits; change them with \"tiered_limits\" (\"tiered_limits\": {} turns JetStream off), or give a \"mem_storage\" or \"disk_storage\" above 0 to replace the tiers with flat limits", ErrInvalid)
 		}
 		for _, f := range ints {
 			if f.give != nil {

@@ -3,6 +3,7 @@ package provision_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/nats-io/jwt/v2"
@@ -58,5 +59,43 @@ func TestFlatLimitKeepsTiers(t *testing.T) {
 	}
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "after", Subjects: []string{"after.>"}, Replicas: 1, MaxBytes: 64 << 10}); err != nil {
 		t.Errorf("JetStream of the tiered account after an update of max_ack_pending: %v", err)
+	}
+}
+
+// TestEmptyTiersTurnJetStreamOff: "tiered_limits": {} is the way the
+// refusal of flat limits on a tiered account names to turn JetStream off;
+// it must do that, on the servers.
+func TestEmptyTiersTurnJetStreamOff(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	d := newDomain(t, env, nil)
+	defer d.stop()
+	ctx := context.Background()
+	disk := int64(1 << 20)
+	acct, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "tiered", Limits: &api.AccountLimits{
+		TieredLimits: map[string]api.JetStreamLimits{"R1": {DiskStorage: &disk}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	zero := int64(0)
+	_, err = d.svc.UpdateAccount(ctx, api.UpdateAccountRequest{Account: "tiered", Limits: &api.AccountLimits{
+		JetStreamLimits: api.JetStreamLimits{MemStorage: &zero, DiskStorage: &zero},
+	}})
+	if !errors.Is(err, provision.ErrInvalid) || !strings.Contains(err.Error(), `"tiered_limits": {}`) {
+		t.Fatalf("flat zero storage on a tiered account: %v, want ErrInvalid naming the way to turn JetStream off", err)
+	}
+	if _, err := d.svc.UpdateAccount(ctx, api.UpdateAccountRequest{Account: "tiered", Limits: &api.AccountLimits{
+		TieredLimits: map[string]api.JetStreamLimits{},
+	}}); err != nil {
+		t.Fatalf("tiered_limits {}: %v", err)
+	}
+	for _, tok := range d.lookupAll(t, acct.Account.PublicKey) {
+		c, err := jwt.DecodeAccountClaims(tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Limits.IsJSEnabled() || len(c.Limits.JetStreamTieredLimits) > 0 {
+			t.Errorf("after tiered_limits {}, a server holds JetStream enabled: %+v", c.Limits.JetStreamTieredLimits)
+		}
 	}
 }
