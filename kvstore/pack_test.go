@@ -627,3 +627,58 @@ func TestDurableAddsBehindAStalledWatcher(t *testing.T) {
 	}
 	t.Logf("%d durable adds behind %d unwatched packs sent %d messages", adds, packs, sent)
 }
+
+// TestRetriedRecordAfterItsRemoval: a pack whose answer was lost was stored
+// after all; before its writer writes its users again one by one, another
+// instance removes their account (delete markers at the users' keys, the
+// pack removed) and stops. The writer's retry creates the user's record
+// over its delete marker: a record of an account that is gone, which the
+// writer must remove as a stray as the watcher would, not take for seen.
+func TestRetriedRecordAfterItsRemoval(t *testing.T) {
+	d, s, opts := single(t)
+	ctx := bg(t)
+	a := newAccount(t, "gone-meanwhile")
+	rev, err := s.CreateAccount(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := newUser(t, a.PublicKey, "late")
+	b := openStore(t, d.connect(t, d.svcCreds), Options{Seal: opts.Seal, Instance: "two"})
+	once := false
+	var release func()
+	lost := func(key string) error {
+		if once {
+			return nil
+		}
+		once = true
+		// Stored, its answer lost.
+		writePackAs(ctx, t, s, key, u)
+		eventually(t, 5*time.Second, "b shows the packed user", func() bool { return shows(b, u) })
+		if err := b.RemoveAccount(ctx, a.PublicKey, rev); err != nil {
+			t.Errorf("remove: %v", err)
+		}
+		if err := b.Close(); err != nil {
+			t.Errorf("close b: %v", err)
+		}
+		eventually(t, 5*time.Second, "the writer's watcher applied the removal", func() bool {
+			s.mu.RLock()
+			defer s.mu.RUnlock()
+			return s.m.revs[userKey(u.PublicKey)] > 0 && s.m.revs[accountKey(a.PublicKey)] > rev
+		})
+		// The writer's watcher is held, so that the retry's answer comes
+		// before the watcher brings the record (as it often does).
+		release = stallWatcher(t, s, s)
+		return jetstream.ErrNoStreamResponse
+	}
+	s.packHook.Store(&lost)
+	addAsync(t, s, u)
+	time.Sleep(50 * time.Millisecond)
+	release()
+	eventually(t, 10*time.Second, "the record of the removed account's user gone from the bucket", func() bool {
+		_, err := bucketUser(ctx, s, u.PublicKey)
+		return errors.Is(err, jetstream.ErrKeyNotFound)
+	})
+	if shows(s, u) {
+		t.Fatal("the user of a removed account is shown")
+	}
+}

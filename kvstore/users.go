@@ -383,7 +383,11 @@ func (s *Store) asyncFailed(_ jetstream.JetStream, m *nats.Msg, err error) {
 // leaves to its writer).
 func (s *Store) confirm(p *pendingWrite, rev uint64) {
 	var strays []stray
-	defer func() { s.removeStrays(strays) }()
+	var twice []provision.User
+	defer func() {
+		s.removeStrays(strays)
+		s.logTwice(twice)
+	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if p.user != nil {
@@ -393,10 +397,25 @@ func (s *Store) confirm(p *pendingWrite, rev uint64) {
 		}
 		return
 	}
+	if p.entry != nil && s.m.users[p.entry.u.PublicKey] != p.entry {
+		// The mirror dropped the record while it was pending (a delete
+		// marker at its key from a removal of its account, or the
+		// removal of a pack that held it) and the write then stored it:
+		// what the bucket holds is applied as the watcher would apply it,
+		// which will take it for seen. Only marking the revision seen
+		// hid the record here, a stray of a removed account included,
+		// which no watcher of this instance would then remove.
+		c := change{key: p.key, rev: rev, user: &p.entry.u}
+		if s.m.apply(c) {
+			strays = s.m.straysAfter(c)
+		}
+		twice = s.m.takeTwice()
+		return
+	}
 	if s.m.revs[p.key] < rev {
 		s.m.revs[p.key] = rev
 	}
-	if p.entry != nil && s.m.users[p.entry.u.PublicKey] == p.entry {
+	if p.entry != nil {
 		p.entry.pending = false
 		// Its own record takes precedence over a pack that holds it too
 		// (a pack whose answer was lost, stored after all).
