@@ -450,3 +450,70 @@ func TestDurableGivenUpIsNotStoredLater(t *testing.T) {
 		t.Fatalf("retrying a durable add that was answered ErrUnavailable: %v", err)
 	}
 }
+
+// TestDurableAddDuringRemove: on a bucket without atomic batches a durable
+// record is created on its own. An add that checked its account before
+// the account's removal creates the record after the removal, and its
+// store's watcher brought the account's delete marker before the create
+// returned (the removal's listing did not have the user). The record is
+// a stray: the store removes it, and does not show it.
+func TestDurableAddDuringRemove(t *testing.T) {
+	d := startDeployment(t, 1)
+	key, _ := newSealKey(t)
+	nc := d.connect(t, d.svcCreds)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := (&Store{opts: Options{Bucket: "provisioner"}, subject: "$KV.provisioner."}).streamConfig(1)
+	old.AllowAtomicPublish = false
+	old.AllowDirect = false
+	ctx := bg(t)
+	if _, err := js.CreateStream(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	s := openStore(t, nc, Options{Seal: key, Instance: "one"})
+	a := newAccount(t, "removed")
+	rev, err := s.CreateAccount(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := newUser(t, a.PublicKey, "late")
+	removed := false
+	s.fault = func(p string) error {
+		if p != "add user: account checked" || removed {
+			return nil
+		}
+		removed = true
+		if err := s.RemoveAccount(ctx, a.PublicKey, rev); err != nil {
+			t.Errorf("remove: %v", err)
+		}
+		eventually(t, 5*time.Second, "the watcher applied the account's delete marker", func() bool {
+			s.mu.RLock()
+			defer s.mu.RUnlock()
+			return s.m.revs[accountKey(a.PublicKey)] > rev
+		})
+		// Held, so that the create's answer comes before the watcher
+		// brings the record (as it often does).
+		release := stallWatcher(t, s, s)
+		// Let go once the create's answer was applied (the add may
+		// then wait for the held stray loop).
+		go func() {
+			eventually(t, 5*time.Second, "the record applied by its writer", func() bool {
+				s.mu.RLock()
+				defer s.mu.RUnlock()
+				return s.m.revs[userKey(u.PublicKey)] > 0
+			})
+			release()
+		}()
+		return nil
+	}
+	if err := s.AddUser(ctx, u, true); err != nil {
+		t.Fatalf("AddUser: %v", err)
+	}
+	s.fault = nil
+	eventually(t, 5*time.Second, "the user of the removed account gone from the mirror and the bucket", func() bool {
+		_, err := bucketUser(ctx, s, u.PublicKey)
+		return !shows(s, u) && errors.Is(err, jetstream.ErrKeyNotFound)
+	})
+}

@@ -168,6 +168,9 @@ func (s *Store) AddUser(ctx context.Context, u provision.User, durable bool) err
 	if err := s.liveAccount(ctx, u.Account); err != nil {
 		return err
 	}
+	if err := s.at("add user: account checked"); err != nil {
+		return err
+	}
 	// While the bucket has no room, a record written in the background
 	// would fail after its user's creds were handed out, leaving a user
 	// the service cannot find to revoke: write it before the reply, so
@@ -308,9 +311,19 @@ func (s *Store) addDurable(ctx context.Context, p *pendingWrite, u provision.Use
 	if err != nil {
 		return mapErr("add user "+u.PublicKey, err)
 	}
+	// As confirm does for a record stored in a batch: a record stored
+	// after the mirror saw its account removed is a stray, which the
+	// watcher, bringing it back as seen, would leave.
+	c := change{key: p.key, rev: rev, user: &u}
+	var strays []stray
 	s.mu.Lock()
-	s.m.apply(change{key: p.key, rev: rev, user: &u})
+	if s.m.apply(c) {
+		strays = s.m.straysAfter(c)
+	}
+	twice := s.m.takeTwice()
 	s.mu.Unlock()
+	s.removeStrays(strays)
+	s.logTwice(twice)
 	return nil
 }
 
