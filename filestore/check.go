@@ -37,6 +37,10 @@ type Report struct {
 	Unacknowledged int `json:"unacknowledged"`
 	// Damage lists every damage found, in the order found.
 	Damage []Damage `json:"damage,omitempty"`
+	// Refused lists what a start refuses that is not damage in a file:
+	// two stores in one directory (a version 1 file beside a version 2
+	// store not made from it).
+	Refused []string `json:"refused,omitempty"`
 	// Notes say what is not damage but worth knowing: a torn tail, a
 	// compaction or upgrade cut short that Open finishes, seeds that could
 	// not be checked for want of the seal key, an owner running.
@@ -45,6 +49,10 @@ type Report struct {
 
 // Damaged reports whether any damage was found.
 func (r *Report) Damaged() bool { return len(r.Damage) > 0 }
+
+// Refuses reports whether a start refuses the store: it is damaged, or
+// holds what a start refuses besides (Refused).
+func (r *Report) Refuses() bool { return r.Damaged() || len(r.Refused) > 0 }
 
 // WriteTo prints the report for a person.
 func (r *Report) WriteTo(w io.Writer) (int64, error) {
@@ -72,6 +80,9 @@ func (r *Report) WriteTo(w io.Writer) (int64, error) {
 	}
 	for _, d := range r.Damage {
 		fmt.Fprintf(&b, "DAMAGE    %s at byte %d: %s\n", d.File, d.Offset, d.What)
+	}
+	for _, x := range r.Refused {
+		fmt.Fprintf(&b, "REFUSED   %s\n", x)
 	}
 	n, err := io.WriteString(w, b.String())
 	return int64(n), err

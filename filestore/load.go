@@ -803,7 +803,9 @@ func (l *loader) v1Leftovers(res *loaded, hdr *snapshotHeader, has map[string]bo
 		if l.strict {
 			return err
 		}
-		l.note("%v", err)
+		if l.rep != nil {
+			l.rep.Refused = append(l.rep.Refused, err.Error())
+		}
 	}
 	return nil
 }

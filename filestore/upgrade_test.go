@@ -179,9 +179,10 @@ func TestV1AndV2Together(t *testing.T) {
 	if _, err := Open(dir, Options{}); err == nil || !strings.Contains(err.Error(), "version 1 file") {
 		t.Fatalf("Open of a directory with two stores: %v", err)
 	}
+	// Check says a start refuses it: not damage in a file, but refused.
 	rep, err := Check(dir, nil)
-	if err != nil || len(rep.Notes) == 0 {
-		t.Fatalf("Check: %+v, %v", rep, err)
+	if err != nil || len(rep.Refused) != 1 || !rep.Refuses() || !strings.Contains(rep.Refused[0], v1SnapshotFile) {
+		t.Fatalf("Check: %+v, %v; want it refused for the version 1 file", rep, err)
 	}
 	if err := os.Remove(filepath.Join(dir, v1SnapshotFile)); err != nil {
 		t.Fatal(err)

@@ -74,8 +74,11 @@ func runStoreCheck(_ context.Context, args []string, stdout, stderr io.Writer) e
 	if _, err := rep.WriteTo(stdout); err != nil {
 		return err
 	}
-	if rep.Damaged() {
+	switch {
+	case rep.Damaged():
 		return &damagedError{fmt.Sprintf("store check: %s has %d damaged places, and a start refuses it; `provisioner store salvage --dir %s --to NEWDIR` copies what is intact", *dir, len(rep.Damage), *dir)}
+	case rep.Refuses():
+		return &damagedError{fmt.Sprintf("store check: a start refuses %s: %s", *dir, strings.Join(rep.Refused, "; "))}
 	}
 	return nil
 }

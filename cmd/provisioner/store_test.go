@@ -71,6 +71,12 @@ func TestStoreCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	salvaged := filepath.Join(t.TempDir(), "salvaged")
+	// Two stores in one directory: a version 1 file beside the store,
+	// which a start refuses though no file is damaged.
+	twoStores := storeWithAccounts(t)
+	if err := os.WriteFile(filepath.Join(twoStores, "snapshot.json"), []byte(`{"version":1,"accounts":[]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	tests := []struct {
 		name    string
@@ -82,6 +88,7 @@ func TestStoreCommand(t *testing.T) {
 	}{
 		{"check an intact store", []string{"check", "--dir", good}, nil, "accounts  2 (2 live, 0 disabled, 0 deleted)", "", 0},
 		{"check a damaged store", []string{"check", "--dir", damaged}, errAny, "DAMAGE    " + j + " at byte 8192", "", 3},
+		{"check two stores in one directory", []string{"check", "--dir", twoStores}, errAny, "REFUSED   ", "", 3},
 		{"salvage a damaged store", []string{"salvage", "--dir", damaged, "--to", salvaged}, nil, "The new store is in " + salvaged, "", 0},
 		{"salvage into a store", []string{"salvage", "--dir", damaged, "--to", good}, errAny, "", "", 2},
 		{"check without --dir", []string{"check"}, errAny, "", "--dir DIR", 2},
