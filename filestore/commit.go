@@ -406,10 +406,16 @@ func noRoom(err error) error {
 // errNotPlaced is a compaction that failed before its snapshot was in place.
 var errNotPlaced = errors.New("filestore: the new snapshot was not put in place")
 
+// compactHook runs while a compaction encodes its snapshot. A test makes
+// it wait.
+var compactHook = func() {}
+
 // compact writes the state as a new generation and switches to its
-// journal. The state is encoded under the read lock: only the committer
-// changes accounts, and lazy user records wait for the lock; those that
-// come after the encoding go into the new journal.
+// journal. The state is copied under the read lock and encoded after it:
+// only the committer changes accounts, and lazy user records wait for the
+// lock while it is copied; those that come after go into the new journal.
+// Encoded under the lock (0.4 s at 10,000 accounts), a lazy record waiting
+// for it held back every read behind it.
 func (c *committer) compact() error {
 	s := c.s
 	start := time.Now()
@@ -418,11 +424,13 @@ func (c *committer) compact() error {
 		return err
 	}
 	s.mu.RLock()
-	data, err := encodeSnapshot(s.st, id, nil)
+	frozen := s.st.frozen()
 	seq := s.st.seq
 	held := len(s.lazy) // applied before the snapshot, so in it
 	accounts := len(s.st.accounts)
 	s.mu.RUnlock()
+	compactHook()
+	data, err := encodeSnapshot(frozen, id, nil)
 	if err != nil {
 		return err
 	}

@@ -38,6 +38,19 @@ func newState() *state {
 	return &state{accounts: map[string]*entry{}, names: map[string]string{}, users: map[string]*userRec{}}
 }
 
+// frozen returns what a snapshot of st encodes, apart from st: the
+// accounts, each with its users as they are now. Entries are copied, as a
+// user record added later appends to (or inserts into) its entry's users;
+// the accounts and records themselves are not changed in place but by the
+// committer, which is the one that encodes.
+func (st *state) frozen() *state {
+	out := &state{accounts: make(map[string]*entry, len(st.accounts)), seq: st.seq, nusers: st.nusers}
+	for k, e := range st.accounts {
+		out.accounts[k] = &entry{held: e.held, users: slices.Clone(e.users)}
+	}
+	return out
+}
+
 // Errors of applying a record the state does not allow. At run time the
 // store checks before it writes, so these mean damage when loading.
 var (
