@@ -183,14 +183,19 @@ func disable(c *jwt.AccountClaims) {
 	// with allow_delete off the disabled version is the end state.
 	c.Limits.JetStreamLimits = jwt.JetStreamLimits{}
 	c.Limits.JetStreamTieredLimits = nil
+	// No imports: an import works without a connection too, so a service
+	// the deleted account imported and exported again stayed reachable
+	// through it for every account importing that export.
+	c.Imports = nil
 	c.Revocations = jwt.RevocationList{}
 	c.Revocations.Revoke(jwt.All, time.Now())
 }
 
-// jetStreamOn reports whether an account's claims allow it JetStream (a
-// disabled version made before disable turned it off).
-func jetStreamOn(c *jwt.AccountClaims) bool {
-	return c.Limits.JetStreamLimits != (jwt.JetStreamLimits{}) || len(c.Limits.JetStreamTieredLimits) > 0
+// stillServes reports whether a disabled version still lets the account
+// serve without a connection: JetStream on or imports kept (one made
+// before disable turned them off).
+func stillServes(c *jwt.AccountClaims) bool {
+	return c.Limits.JetStreamLimits != (jwt.JetStreamLimits{}) || len(c.Limits.JetStreamTieredLimits) > 0 || len(c.Imports) > 0
 }
 
 // jti returns the ID of a JWT this service signed, "" when it cannot tell.

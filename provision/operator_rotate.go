@@ -167,12 +167,13 @@ func (s *Service) resignStored(ctx context.Context, a Account) error {
 	if err != nil {
 		return err
 	}
-	if c.Issuer == s.operator().SignerKey && !jetStreamOn(c) {
+	if c.Issuer == s.operator().SignerKey && !stillServes(c) {
 		return nil
 	}
-	// A disabled version from before disable turned JetStream off loses
-	// it now.
+	// A disabled version from before disable turned JetStream and imports
+	// off loses them now.
 	c.Limits.JetStreamLimits, c.Limits.JetStreamTieredLimits = jwt.JetStreamLimits{}, nil
+	c.Imports = nil
 	token, err := s.signNext(ctx, c)
 	if err != nil {
 		return err

@@ -352,9 +352,10 @@ func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, 
 		// server that missed the DELETE) signed with the old key, which
 		// stops the rotation's finish, and once the old key is removed
 		// no server takes a push of it. One whose disabled version was
-		// made before disable turned JetStream off is signed anew
-		// without it: its streams went on answering its importers.
-		if c, err := decodeAccount(a.JWT); err == nil && (rotated && c.Issuer != s.operator().SignerKey || jetStreamOn(c)) {
+		// made before disable turned JetStream and imports off is signed
+		// anew without them: its streams went on answering its
+		// importers, and its imports forwarded their requests.
+		if c, err := decodeAccount(a.JWT); err == nil && (rotated && c.Issuer != s.operator().SignerKey || stillServes(c)) {
 			if err := s.resignStored(ctx, a); err != nil {
 				out.err = err
 				return out
