@@ -162,8 +162,22 @@ func TestInvalidChangeFailsAlone(t *testing.T) {
 	rerr := <-revErr
 	t.Logf("bad update: %v", uerr)
 	t.Logf("innocent revoke: %v", rerr)
+	if !errors.Is(uerr, provision.ErrInvalid) {
+		t.Errorf("the update with an invalid export = %v, want ErrInvalid", uerr)
+	}
 	if rerr != nil {
 		t.Errorf("the revoke failed because of another caller's update: %v", rerr)
+	}
+	acc, err := d.svc.GetAccount(ctx, api.AccountRequest{Account: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac, err := jwt.DecodeAccountClaims(acc.Account.JWT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(ac.Exports); n != 0 {
+		t.Errorf("the invalid update landed: the account has %d exports, want none", n)
 	}
 }
 
