@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -101,9 +100,29 @@ func TestFailedDeleteIsPutBackOnKV(t *testing.T) {
 	if !a.Live() || len(a.SigningKeys) == 0 {
 		t.Errorf("failed delete changed the store: phase %s, %d signing keys", a.Phase, len(a.SigningKeys))
 	}
-	_, err = svc.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "bob"})
-	t.Logf("create user after failed delete: %v", err)
-	_ = strings.TrimSpace
+	// The stored JWT is the account's, not the refused disabled version.
+	was, err := jwt.DecodeAccountClaims(acc.Account.JWT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now, err := jwt.DecodeAccountClaims(a.JWT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, all := now.Revocations[jwt.All]; all || now.Limits.Conn != was.Limits.Conn {
+		t.Errorf("failed delete left the disabled JWT in the store: conn limit %d (was %d), every user revoked: %t", now.Limits.Conn, was.Limits.Conn, all)
+	}
+	// The account is live by its name again: a user can be made in it.
+	if _, err := svc.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "bob"}); err != nil {
+		t.Errorf("create user in the account after its failed delete: %v", err)
+	}
+	got, err := svc.GetAccount(ctx, api.AccountRequest{Account: "acme"})
+	if err != nil {
+		t.Fatalf("account.get by name after the failed delete: %v", err)
+	}
+	if got.Account.PublicKey != acc.Account.PublicKey {
+		t.Errorf("account.get acme after the failed delete: %s, want %s", got.Account.PublicKey, acc.Account.PublicKey)
+	}
 }
 
 // TestDeleteAnExpiredAccount: an account past its expiry can still be
