@@ -126,10 +126,12 @@ func TestOldTombstoneLosesJetStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	found := false
 	for _, a := range all {
 		if a.PublicKey != tomb.PublicKey {
 			continue
 		}
+		found = true
 		c, err := jwt.DecodeAccountClaims(a.JWT)
 		if err != nil {
 			t.Fatal(err)
@@ -142,5 +144,8 @@ func TestOldTombstoneLosesJetStream(t *testing.T) {
 				t.Errorf("server %d holds %.40q, the store %.40q", i, got, a.JWT)
 			}
 		}
+	}
+	if !found {
+		t.Errorf("after a reconcile pass the store has no tombstone of %s: a finished delete is kept (allow_delete off)", tomb.PublicKey)
 	}
 }
