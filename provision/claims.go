@@ -191,6 +191,13 @@ func disable(c *jwt.AccountClaims) {
 	c.Revocations.Revoke(jwt.All, time.Now())
 }
 
+// disabled reports whether claims are a disabled version as disable makes
+// it: no connections, and every user revoked.
+func disabled(c *jwt.AccountClaims) bool {
+	_, all := c.Revocations[jwt.All]
+	return all && c.Limits.Conn == 0
+}
+
 // stillServes reports whether a disabled version still lets the account
 // serve without a connection: JetStream on or imports kept (one made
 // before disable turned them off).

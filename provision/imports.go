@@ -141,5 +141,12 @@ func (s *Service) exporter(ctx context.Context, ref string) (string, *jwt.Accoun
 	if err != nil {
 		return "", nil, nil, fmt.Errorf("account %s: %w", ref, err)
 	}
+	if disabled(claims) {
+		// A deleted account's disabled version, which the servers keep
+		// for good with allow_delete off, after its tombstone here was
+		// dropped: an import of it would depend on an account that is
+		// gone.
+		return "", nil, nil, fmt.Errorf("%w: account %s is disabled on the servers (no connections, every user revoked): a deleted account", ErrInvalid, ref)
+	}
 	return ref, claims, nil, nil
 }
