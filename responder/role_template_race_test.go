@@ -50,7 +50,7 @@ func TestRoleTemplateChangeWaitsForIssuesUnderWay(t *testing.T) {
 	}
 	issued := make(chan provtest.Reply, 1)
 	go func() {
-		issued <- provtest.Request(t, admin, "prov.tplrace.user.create", `{"account":"acme","name":"*","role":"device","public_key":"`+mustUserPub(t)+`"}`)
+		issued <- provtest.Request(t, admin, "prov.tplrace.user.create", `{"account":"acme","name":"*","role":"device","public_key":"`+newUserPub(t)+`"}`)
 	}()
 	select {
 	case <-store.held:

@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nkeys"
-
 	"github.com/natsprov/provisioner/bootstrap"
 )
 
@@ -31,12 +29,7 @@ func TestSelfCreateInABearerRoleRefused(t *testing.T) {
 }`)
 	enroller, _ := h.userCreds(t, `{"account":"acme","name":"backend","role":"enroller"}`)
 	tenant := h.env.Connect(t, enroller)
-	kp, err := nkeys.CreateUser()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, _ := kp.PublicKey()
-	data, _ := json.Marshal(map[string]string{"name": "k1", "role": "kiosk", "public_key": pub})
+	data, _ := json.Marshal(map[string]string{"name": "k1", "role": "kiosk", "public_key": newUserPub(t)})
 	rep, err := tenant.Request("prov.self.user.create", data, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -48,15 +41,5 @@ func TestSelfCreateInABearerRoleRefused(t *testing.T) {
 		t.Errorf("self-service in a bearer role: code %q (%s), want 403 naming bearer", c, rep.Data)
 	}
 	// An admin still issues users of that role.
-	h.ok(t, "user.create", `{"account":"acme","name":"k2","role":"kiosk","public_key":"`+mustUserPub(t)+`"}`)
-}
-
-func mustUserPub(t *testing.T) string {
-	t.Helper()
-	kp, err := nkeys.CreateUser()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, _ := kp.PublicKey()
-	return pub
+	h.ok(t, "user.create", `{"account":"acme","name":"k2","role":"kiosk","public_key":"`+newUserPub(t)+`"}`)
 }
