@@ -41,6 +41,9 @@ type Env struct {
 	Operator *provision.Operator
 	Prefix   string
 	floors   *floors
+	// pusher sends the floors' claims API requests on Sys and waits for
+	// every server's answer.
+	pusher *pusher
 }
 
 // Start writes a deployment for o.Store, starts its nats-server (embedded,
@@ -126,6 +129,9 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	if e.Sys, err = nats.Connect(e.URL, nats.UserCredentials(res.ProvisionerCreds), nats.CustomInboxPrefix(bootstrap.ProvisionerInboxPrefix), nats.Name("bench-floor")); err != nil {
 		return nil, err
 	}
+	if e.pusher, err = newPusher(e.Sys, 1+len(e.Peers)); err != nil {
+		return nil, err
+	}
 	if e.floors, err = startFloors(e.Service.NC, e.Prefix); err != nil {
 		return nil, err
 	}
@@ -138,6 +144,7 @@ func (e *Env) Stop() error {
 	if e.floors != nil {
 		e.floors.stop()
 	}
+	e.pusher.stop()
 	for _, nc := range []*nats.Conn{e.Admin, e.Sys} {
 		if nc != nil {
 			nc.Close()

@@ -199,6 +199,10 @@ func (e *Env) floorCreate(name string) error {
 
 // claimsReply is a server's answer on the claims API.
 type claimsReply struct {
+	Server *struct {
+		Name string `json:"name"`
+		ID   string `json:"id"`
+	} `json:"server"`
 	Data *struct {
 		Code    int    `json:"code"`
 		Message string `json:"message"`
@@ -212,21 +216,112 @@ type claimsReply struct {
 // errRefused is a claims API request the server did not carry out.
 var errRefused = errors.New("bench: the server refused a floor's request")
 
+// pushTimeout bounds the wait for the servers' answers to a floor's push.
+const pushTimeout = 30 * time.Second
+
 // push sends a claims API request on the floors' connection and waits for
-// the (one) server's answer.
+// every server's answer, as the service's resolver client waits for every
+// server it knows.
 func (e *Env) push(subject, token string) error {
-	m, err := e.Sys.Request(subject, []byte(token), 30*time.Second)
+	return e.pusher.push(subject, []byte(token), pushTimeout)
+}
+
+// pusher sends claims API requests on one connection and collects the
+// answers of every server on one wildcard subscription, as the service's
+// resolver client does (no subscription per request).
+type pusher struct {
+	nc      *nats.Conn
+	servers int
+	inbox   string
+	sub     *nats.Subscription
+	seq     atomic.Uint64
+	mu      sync.Mutex
+	wait    map[string]chan *nats.Msg
+}
+
+// newPusher subscribes to the replies of the requests it will send on nc,
+// each to wait for servers servers.
+func newPusher(nc *nats.Conn, servers int) (*pusher, error) {
+	p := &pusher{nc: nc, servers: servers, inbox: nc.NewInbox() + ".", wait: map[string]chan *nats.Msg{}}
+	sub, err := nc.Subscribe(p.inbox+"*", func(m *nats.Msg) {
+		token := m.Subject[len(p.inbox):]
+		p.mu.Lock()
+		ch := p.wait[token]
+		p.mu.Unlock()
+		if ch != nil {
+			select {
+			case ch <- m:
+			default: // more answers than servers: not needed
+			}
+		}
+	})
 	if err != nil {
+		return nil, fmt.Errorf("bench: floor reply subscription: %w", err)
+	}
+	if err := nc.Flush(); err != nil {
+		sub.Unsubscribe()
+		return nil, fmt.Errorf("bench: floor reply subscription: %w", err)
+	}
+	p.sub = sub
+	return p, nil
+}
+
+// push publishes a claims API request and waits until p.servers distinct
+// servers have answered 200. A refusal or an unreadable answer fails it,
+// as does a timeout before all have answered.
+func (p *pusher) push(subject string, data []byte, timeout time.Duration) error {
+	token := strconv.FormatUint(p.seq.Add(1), 36)
+	ch := make(chan *nats.Msg, 2*p.servers+8)
+	p.mu.Lock()
+	p.wait[token] = ch
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		delete(p.wait, token)
+		p.mu.Unlock()
+	}()
+	if err := p.nc.PublishRequest(subject, p.inbox+token, data); err != nil {
 		return fmt.Errorf("%s: %w", subject, err)
 	}
-	var rep claimsReply
-	if err := json.Unmarshal(m.Data, &rep); err != nil {
-		return fmt.Errorf("%s: %w", subject, err)
-	}
-	if rep.Error != nil || rep.Data == nil || rep.Data.Code != 200 {
-		return fmt.Errorf("%w: %s: %s", errRefused, subject, m.Data)
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	answered := map[string]bool{}
+	for len(answered) < p.servers {
+		var m *nats.Msg
+		select {
+		case m = <-ch:
+		case <-timer.C:
+			return fmt.Errorf("%s: %d of %d servers answered within %s: %w", subject, len(answered), p.servers, timeout, nats.ErrTimeout)
+		}
+		if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+			return fmt.Errorf("%s: %w", subject, nats.ErrNoResponders)
+		}
+		var rep claimsReply
+		if err := json.Unmarshal(m.Data, &rep); err != nil {
+			return fmt.Errorf("%s: %w", subject, err)
+		}
+		if rep.Error != nil || rep.Data == nil || rep.Data.Code != 200 {
+			return fmt.Errorf("%w: %s: %s", errRefused, subject, m.Data)
+		}
+		id := ""
+		if rep.Server != nil {
+			id = rep.Server.ID
+		}
+		if id == "" {
+			// An answer that does not say which server sent it counts
+			// once, for a server not yet heard from.
+			id = fmt.Sprintf("anonymous-%d", len(answered))
+		}
+		answered[id] = true
 	}
 	return nil
+}
+
+// stop ends the reply subscription.
+func (p *pusher) stop() {
+	if p != nil && p.sub != nil {
+		p.sub.Unsubscribe()
+	}
 }
 
 // deleteAccounts deletes accounts from the server, in DELETE requests of
