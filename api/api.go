@@ -593,9 +593,11 @@ type StatusReply struct {
 	Servers []ServerStatus `json:"servers"`
 	// LastReconcile is the summary of this instance's last pass.
 	LastReconcile *ReconcileReply `json:"last_reconcile,omitempty"`
-	// Problem, when set, is why this instance refuses every change until
-	// it is restarted (its store's journal could not be written, its
-	// bucket was deleted under it): a health check's cue.
+	// Problem, when set, is why this instance cannot serve as it should
+	// until it is restarted: its store refuses every change (its journal
+	// could not be written, its bucket was deleted under it), or servers
+	// do not trust the operator signing key it signs with, so that every
+	// account it pushes is unusable there. A health check's cue.
 	Problem string `json:"problem,omitempty"`
 }
 

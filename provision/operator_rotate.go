@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -127,6 +128,45 @@ func (s *Service) adoptNextOperator(ctx context.Context) bool {
 	}
 	s.switchOperator(cur, next)
 	return true
+}
+
+// checkSigner finds the servers whose operator JWT does not list the
+// operator signing key this instance signs with (an instance left on the
+// old key after `operator remove-signing-key`, or configured with a key
+// of another operator). A server stores whatever UPDATE it gets and
+// answers 200, and then cannot use the account: every change such an
+// instance pushes cuts the account's users off there, without an error.
+// It is logged at ERROR at every pass while it lasts, and prov.status and
+// the health endpoint name it (SignerProblem).
+func (s *Service) checkSigner(ctx context.Context) {
+	trusted, err := s.resolver.Operators(ctx)
+	if err != nil {
+		return // VARZ unanswered: nothing learned
+	}
+	key := s.operator().SignerKey
+	var not []string
+	for name, keys := range trusted {
+		if !slices.Contains(keys, key) {
+			not = append(not, name)
+		}
+	}
+	if len(not) == 0 {
+		s.untrusted.Store(nil)
+		return
+	}
+	slices.Sort(not)
+	msg := fmt.Sprintf("server(s) %s do not trust operator signing key %s, which this instance signs with: every account it pushes there is unusable; set operator_signing_key to a key their operator JWT lists, and restart", strings.Join(not, ", "), key)
+	s.untrusted.Store(&msg)
+	s.log.Error("the servers do not trust this instance's operator signing key", "signing_key", key, "servers", not)
+}
+
+// SignerProblem is what checkSigner found at the last pass: nil when every
+// server that answered trusts the operator signing key in use.
+func (s *Service) SignerProblem() error {
+	if p := s.untrusted.Load(); p != nil {
+		return errors.New(*p)
+	}
+	return nil
 }
 
 // switchOperator makes next the operator signing key in use.

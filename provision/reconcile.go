@@ -188,6 +188,8 @@ func (s *Service) Status(_ context.Context, _ api.StatusRequest) (*api.StatusRep
 	s.rec.mu.Unlock()
 	if err := s.store.Broken(); err != nil {
 		out.Problem = err.Error()
+	} else if err := s.SignerProblem(); err != nil {
+		out.Problem = err.Error()
 	}
 	return out, nil
 }
@@ -216,6 +218,7 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 	// Every instance, leader or not, takes up a rotated operator signing
 	// key once the servers trust it.
 	rotated := s.adoptNextOperator(ctx)
+	s.checkSigner(ctx)
 	// Every instance takes back its own failed creates whose take-back
 	// failed: no other instance knows of them.
 	s.retakeAbandoned(ctx)

@@ -97,6 +97,9 @@ type Service struct {
 	op  atomic.Pointer[Operator]
 	// prevSigner is the operator signing key used before a rotation.
 	prevSigner atomic.Pointer[string]
+	// untrusted says which servers do not trust the operator signing key
+	// in use, as the last pass found (checkSigner); nil when all do.
+	untrusted atomic.Pointer[string]
 	store      Store
 	resolver   Resolver
 	maxJWT     int

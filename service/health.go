@@ -83,8 +83,9 @@ func (h *health) close() {
 }
 
 // problems lists why the service cannot serve now: a NATS connection down
-// (requests, pushes, or the store's), or a store that refuses every change
-// until a restart. A connection down is reported while nats.go reconnects
+// (requests, pushes, or the store's), servers that do not trust its
+// operator signing key, or a store that refuses every change until a
+// restart. A connection down is reported while nats.go reconnects
 // (it retries forever): the instance answers nothing meanwhile, so a
 // readiness probe should take it out, not a liveness probe kill it.
 func (s *Service) problems() []string {
@@ -92,6 +93,11 @@ func (s *Service) problems() []string {
 	for _, c := range s.conns {
 		if !c.nc.IsConnected() {
 			out = append(out, fmt.Sprintf("NATS connection %s is %s", c.name, c.nc.Status()))
+		}
+	}
+	if s.Provision != nil {
+		if err := s.Provision.SignerProblem(); err != nil {
+			out = append(out, err.Error())
 		}
 	}
 	if s.Store != nil {
