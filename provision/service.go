@@ -100,10 +100,10 @@ type Service struct {
 	// untrusted says which servers do not trust the operator signing key
 	// in use, as the last pass found (checkSigner); nil when all do.
 	untrusted atomic.Pointer[string]
-	store      Store
-	resolver   Resolver
-	maxJWT     int
-	log        *slog.Logger
+	store     Store
+	resolver  Resolver
+	maxJWT    int
+	log       *slog.Logger
 
 	locks keyedRWMutex // taken exclusively (lock)
 	// signing is held shared by a user.create from the read of the
