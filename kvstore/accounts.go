@@ -121,7 +121,7 @@ func (s *Store) Accounts(ctx context.Context) ([]provision.Account, error) {
 // change must be based on after ErrStale, and what a push is checked
 // against when another instance may have moved the account on.
 func (s *Store) AccountLatest(ctx context.Context, pub string) (provision.Account, error) {
-	if err := s.checkOpen(); err != nil {
+	if err := s.open(); err != nil {
 		return provision.Account{}, err
 	}
 	if err := s.fetchAccount(ctx, pub); err != nil {
@@ -191,7 +191,7 @@ func (s *Store) SealedByOlderKeys(ctx context.Context) ([]string, error) {
 // AccountLatest reads the name entry too and opens the seeds: after every
 // push that made account.create cost half a millisecond more.
 func (s *Store) LatestJWT(ctx context.Context, pub string) (string, error) {
-	if err := s.checkOpen(); err != nil {
+	if err := s.open(); err != nil {
 		return "", err
 	}
 	if !validAccountKey(pub) {

@@ -681,6 +681,13 @@ func (s *Store) checkOpen() error {
 	return s.lost
 }
 
+// open is checkOpen for a caller that does not hold s.mu.
+func (s *Store) open() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.checkOpen()
+}
+
 // Broken reports why the store refuses every call until it is opened
 // again: its bucket was deleted or replaced under it (lose). It is nil
 // while the store serves, and after Close.
