@@ -500,6 +500,14 @@ func (s *Service) keyTarget(ctx context.Context, a Account, pub string, selfOnly
 		return "", 0, fmt.Errorf("%w: user key %s belongs to account %s, not %q", ErrInvalid, pub, u.Account, a.Name)
 	case selfOnly && !u.SelfService:
 		return "", 0, fmt.Errorf("%w: user %s of account %q was not issued through self-service; an admin revokes it", ErrForbidden, pub, a.Name)
+	case u.Revoked:
+		// A key recorded as revoked, never issued here: an earlier revoke
+		// of it (whose push may have failed) recorded it at its clock's
+		// now. It covers, as that revoke did, the JWTs an instance with
+		// its clock ahead could have signed before the record stopped
+		// every issue of the key: revoked at the record's time only, a
+		// retry within the lead left such a JWT valid.
+		return "", u.IssuedAt + int64(maxClockLead/time.Second), nil
 	}
 	return u.Name, u.IssuedAt, nil
 }
