@@ -342,6 +342,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%q is required", f.name)
 		}
 	}
+	if err := checkNATSURL(c.NATSURL); err != nil {
+		return err
+	}
 	if err := c.validateStore(); err != nil {
 		return err
 	}
@@ -485,14 +488,69 @@ func (c *Config) validateStore() error {
 
 // RedactURL returns a nats_url (one URL or several, comma-separated) with
 // the user information of each replaced, so that a password or token in
-// it never reaches a log or an error.
+// it never reaches a log or an error. A part that is no URL (a typo in the
+// port, a password with a space) has everything before its last @ after
+// the scheme replaced: left as it was, its password was logged.
 func RedactURL(urls string) string {
 	parts := strings.Split(urls, ",")
 	for i, p := range parts {
-		if u, err := url.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
+		u, err := parseNATSURL(p)
+		switch {
+		case err == nil && u.User != nil:
 			u.User = url.User("redacted")
 			parts[i] = u.String()
+		case err != nil && strings.Contains(p, "@"):
+			p = strings.TrimSpace(p)
+			start := 0
+			if j := strings.Index(p, "://"); j >= 0 {
+				start = j + len("://")
+			}
+			if at := strings.LastIndex(p, "@"); at >= start {
+				parts[i] = p[:start] + "redacted" + p[at:]
+			}
 		}
 	}
 	return strings.Join(parts, ",")
+}
+
+// parseNATSURL parses one URL of a nats_url as nats.go does: trimmed, with
+// nats:// when it names no scheme.
+func parseNATSURL(s string) (*url.URL, error) {
+	s = strings.TrimSpace(s)
+	if !strings.Contains(s, "://") {
+		s = "nats://" + s
+	}
+	return url.Parse(s)
+}
+
+// checkNATSURL refuses a nats_url that nats.go cannot parse: a
+// configuration error, which the start would otherwise take for a server
+// that is not up yet and wait for forever. The error names the field and
+// the position, never the value (url.Parse's error quotes the URL,
+// password included).
+func checkNATSURL(urls string) error {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		if strings.TrimSpace(p) == "" {
+			continue // nats.go skips it
+		}
+		u, err := parseNATSURL(p)
+		if err == nil && u.Host == "" {
+			err = errors.New("no host")
+		}
+		if err != nil {
+			what := "it is not a URL"
+			if ue, ok := err.(*url.Error); ok && u == nil && !strings.Contains(p, "@") {
+				what = ue.Err.Error()
+			} else if u != nil {
+				what = err.Error()
+			}
+			where := ""
+			if len(parts) > 1 {
+				where = fmt.Sprintf(" (URL %d of %d)", i+1, len(parts))
+			}
+			return fmt.Errorf("\"nats_url\" %s%s: %s; want nats://[user:password@]host:port, several comma-separated", RedactURL(p), where, what)
+		}
+	}
+	return nil
 }

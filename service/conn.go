@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -77,6 +78,12 @@ func (s *Service) connect(ctx context.Context, cfg *config.Config, name, creds, 
 			c.nc = nc
 			s.conns = append(s.conns, c)
 			return c, nil
+		}
+		// url.Parse's error quotes the URL, password included, and no
+		// wait makes it parse (config.Validate refuses it first).
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			return nil, fmt.Errorf("connect to %s: nats_url is not a URL", config.RedactURL(cfg.NATSURL))
 		}
 		if !retryable(err) {
 			return nil, fmt.Errorf("connect to %s with %s: %w", config.RedactURL(cfg.NATSURL), creds, err)
