@@ -15,6 +15,7 @@ import (
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/kvstore"
 	"github.com/natsprov/provisioner/provision"
 	"github.com/natsprov/provisioner/provtest"
 )
@@ -45,17 +46,12 @@ func signUserAt(t *testing.T, uc *jwt.UserClaims, signer nkeys.KeyPair, iat int6
 	return token
 }
 
-// TestRevokeUnrecordedKeyIssuedByClockAhead: instance A, whose clock runs
-// a few seconds ahead (within what the service accepts, maxClockLead),
-// issues a user whose key it made, replies, and is killed before its
-// background record is written (or the record is still gathering for a
-// pack). The README promises that user.revoke by the public key on
-// another instance revokes it. Instance B finds no record and revoked the
-// key at its own "now", before the JWT's iat: the acknowledged revoke left
-// the creds working.
-func TestRevokeUnrecordedKeyIssuedByClockAhead(t *testing.T) {
-	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
-	svc, st := kvDomain(t, env, nil)
+// userAhead makes account "acme" and a user of it signed as an instance
+// whose clock runs ahead seconds would sign it, with no record here (the
+// instance killed before its background record was written), checks that
+// it connects, and returns its key, claims and a connect attempt.
+func userAhead(t *testing.T, env *provtest.Env, svc *provision.Service, st *kvstore.Store, ahead int64) (string, *jwt.UserClaims, func() error) {
+	t.Helper()
 	ctx := context.Background()
 	acc, err := svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
 	if err != nil {
@@ -77,15 +73,13 @@ func TestRevokeUnrecordedKeyIssuedByClockAhead(t *testing.T) {
 		t.Fatal("the account has no plain signing key in the store")
 	}
 	defer signer.Wipe()
-
-	// What instance A (clock 3 s ahead) handed out; no record of it.
 	ukp, _ := nkeys.CreateUser()
 	upub, _ := ukp.PublicKey()
 	useed, _ := ukp.Seed()
 	uc := jwt.NewUserClaims(upub)
 	uc.Name = "bob"
 	uc.IssuerAccount = acc.Account.PublicKey
-	token := signUserAt(t, uc, signer, time.Now().Unix()+3)
+	token := signUserAt(t, uc, signer, time.Now().Unix()+ahead)
 	connect := func() error {
 		nc, err := nats.Connect(env.Server.URL(), nats.UserJWTAndSeed(token, string(useed)), nats.NoReconnect())
 		if err == nil {
@@ -96,6 +90,23 @@ func TestRevokeUnrecordedKeyIssuedByClockAhead(t *testing.T) {
 	if err := connect(); err != nil {
 		t.Fatalf("the user issued by the instance ahead cannot connect before the revoke: %v", err)
 	}
+	return upub, uc, connect
+}
+
+// TestRevokeUnrecordedKeyIssuedByClockAhead: instance A, whose clock runs
+// a few seconds ahead (within what the service accepts, maxClockLead),
+// issues a user whose key it made, replies, and is killed before its
+// background record is written (or the record is still gathering for a
+// pack). The README promises that user.revoke by the public key on
+// another instance revokes it. Instance B finds no record and revoked the
+// key at its own "now", before the JWT's iat: the acknowledged revoke left
+// the creds working.
+func TestRevokeUnrecordedKeyIssuedByClockAhead(t *testing.T) {
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	svc, st := kvDomain(t, env, nil)
+	ctx := context.Background()
+	// What instance A (clock 3 s ahead) handed out; no record of it.
+	upub, uc, connect := userAhead(t, env, svc, st, 3)
 
 	rep, err := svc.RevokeUser(ctx, api.RevokeUserRequest{Account: "acme", User: upub})
 	if err != nil {
@@ -140,44 +151,7 @@ func TestRevokeUnrecordedKeyRetriedAfterFailedPush(t *testing.T) {
 	fail := &failNextPush{}
 	svc, st := kvDomain(t, env, func(r provision.Resolver) provision.Resolver { fail.Resolver = r; return fail })
 	ctx := context.Background()
-	acc, err := svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := st.AccountLatest(ctx, acc.Account.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var signer nkeys.KeyPair
-	for _, sk := range a.SigningKeys {
-		if sk.Role == "" && !sk.Retired {
-			if signer, err = nkeys.FromSeed(sk.Seed.Bytes()); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if signer == nil {
-		t.Fatal("the account has no plain signing key in the store")
-	}
-	defer signer.Wipe()
-
-	ukp, _ := nkeys.CreateUser()
-	upub, _ := ukp.PublicKey()
-	useed, _ := ukp.Seed()
-	uc := jwt.NewUserClaims(upub)
-	uc.Name = "bob"
-	uc.IssuerAccount = acc.Account.PublicKey
-	token := signUserAt(t, uc, signer, time.Now().Unix()+5)
-	connect := func() error {
-		nc, err := nats.Connect(env.Server.URL(), nats.UserJWTAndSeed(token, string(useed)), nats.NoReconnect())
-		if err == nil {
-			nc.Close()
-		}
-		return err
-	}
-	if err := connect(); err != nil {
-		t.Fatalf("the user issued by the instance ahead cannot connect before the revoke: %v", err)
-	}
+	upub, uc, connect := userAhead(t, env, svc, st, 5)
 
 	fail.armed.Store(true)
 	if _, err := svc.RevokeUser(ctx, api.RevokeUserRequest{Account: "acme", User: upub}); err == nil {
