@@ -139,9 +139,7 @@ func (s *Store) AccountLatest(ctx context.Context, pub string) (provision.Accoun
 // provision.ErrUnavailable when JetStream does not answer, and names the
 // key of a record that is not an account record.
 func (s *Store) SealedByOlderKeys(ctx context.Context) ([]string, error) {
-	s.mu.RLock()
-	err := s.checkOpen()
-	s.mu.RUnlock()
+	err := s.open()
 	if err != nil {
 		return nil, err
 	}

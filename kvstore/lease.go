@@ -51,9 +51,7 @@ func (s *Store) TryLease(ctx context.Context, name string, ttl time.Duration) (b
 	if ttl <= 0 {
 		return false, invalid("lease %s: ttl %s must be positive", name, ttl)
 	}
-	s.mu.RLock()
-	err := s.checkOpen()
-	s.mu.RUnlock()
+	err := s.open()
 	if err != nil {
 		return false, err
 	}
