@@ -70,9 +70,12 @@ func (c *Client) SelfCreateUser(ctx context.Context, req api.SelfCreateUserReque
 		if err := c.request(ctx, api.SubjectSelfUserCreate, req, &rep); err != nil {
 			return nil, err
 		}
-		return &User{Name: rep.User.Name, PublicKey: rep.User.PublicKey, JWT: rep.User.JWT}, nil
+		if err := checkIssued(api.SubjectSelfUserCreate, "", pub, rep.User); err != nil {
+			return nil, err
+		}
+		return &User{Name: rep.User.Name, PublicKey: pub, JWT: rep.User.JWT}, nil
 	}
-	return c.issueLocal(ctx, api.SubjectSelfUserCreate, func(pub string) any {
+	return c.issueLocal(ctx, api.SubjectSelfUserCreate, "", func(pub string) any {
 		req.PublicKey, req.XKey = pub, ""
 		return req
 	})

@@ -45,10 +45,13 @@ func (c *Client) CreateUser(ctx context.Context, req api.CreateUserRequest) (*Us
 		if err := c.request(ctx, api.SubjectUserCreate, req, &rep); err != nil {
 			return nil, err
 		}
-		return &User{Name: rep.User.Name, PublicKey: rep.User.PublicKey, JWT: rep.User.JWT}, nil
+		if err := checkIssued(api.SubjectUserCreate, req.Account, pub, rep.User); err != nil {
+			return nil, err
+		}
+		return &User{Name: rep.User.Name, PublicKey: pub, JWT: rep.User.JWT}, nil
 	}
 
-	return c.issueLocal(ctx, api.SubjectUserCreate, func(pub string) any {
+	return c.issueLocal(ctx, api.SubjectUserCreate, req.Account, func(pub string) any {
 		req.PublicKey, req.XKey = pub, ""
 		return req
 	})
@@ -65,10 +68,39 @@ func notASeed(pub string) error {
 	return nil
 }
 
+// checkIssued checks the user of a reply against the request: its JWT is
+// a user JWT for the key pub the request sent, and, when the request named
+// its account by public key (A...), signed for that account (by its
+// identity key or one of its signing keys). Without the check, a reply for
+// another key would leave the caller with a JWT its seed does not match,
+// and one for another account with a user of an account it did not ask
+// for. An account given by name, or self-service's own account, cannot
+// be checked from the reply alone.
+func checkIssued(endpoint, account, pub string, u api.User) error {
+	claims, err := jwt.DecodeUserClaims(u.JWT)
+	if err != nil {
+		return fmt.Errorf("client: the %s reply holds no valid user JWT: %w", endpoint, err)
+	}
+	if claims.Subject != pub || u.PublicKey != pub {
+		return fmt.Errorf("client: %s issued %s (JWT subject %s) for the key %s it was sent", endpoint, u.PublicKey, claims.Subject, pub)
+	}
+	if account = strings.TrimSpace(account); nkeys.IsValidPublicAccountKey(account) {
+		issuer := claims.IssuerAccount
+		if issuer == "" {
+			issuer = claims.Issuer
+		}
+		if issuer != account {
+			return fmt.Errorf("client: %s issued %s in the account %s, not in %s it was sent", endpoint, pub, issuer, account)
+		}
+	}
+	return nil
+}
+
 // issueLocal makes a user key pair here, sends the request body made with
-// its public key to endpoint, checks that the JWT of the reply is for that
-// key, and returns the user with its seed and creds, formatted here.
-func (c *Client) issueLocal(ctx context.Context, endpoint string, body func(pub string) any) (*User, error) {
+// its public key to endpoint, checks the reply (checkIssued; account is
+// the request's, "" when the request names none), and returns the user
+// with its seed and creds, formatted here.
+func (c *Client) issueLocal(ctx context.Context, endpoint, account string, body func(pub string) any) (*User, error) {
 	kp, err := nkeys.CreateUser()
 	if err != nil {
 		return nil, fmt.Errorf("client: make a user key: %w", err)
@@ -82,12 +114,8 @@ func (c *Client) issueLocal(ctx context.Context, endpoint string, body func(pub 
 	if err := c.request(ctx, endpoint, body(pub), &rep); err != nil {
 		return nil, err
 	}
-	claims, err := jwt.DecodeUserClaims(rep.User.JWT)
-	if err != nil {
-		return nil, fmt.Errorf("client: the %s reply holds no valid user JWT: %w", endpoint, err)
-	}
-	if claims.Subject != pub || rep.User.PublicKey != pub {
-		return nil, fmt.Errorf("client: %s issued %s (JWT subject %s) for the key %s it was sent", endpoint, rep.User.PublicKey, claims.Subject, pub)
+	if err := checkIssued(endpoint, account, pub, rep.User); err != nil {
+		return nil, err
 	}
 	raw, err := kp.Seed()
 	if err != nil {
