@@ -122,13 +122,13 @@ func (c *Client) issueLocal(ctx context.Context, endpoint, account string, body 
 		return nil, fmt.Errorf("client: user seed: %w", err)
 	}
 	// The key pair's Wipe overwrites raw itself: keep a copy.
-	seed := Secret{b: append([]byte(nil), raw...)}
-	creds, err := jwt.FormatUserConfig(rep.User.JWT, seed.b)
+	seed := newSecret(append([]byte(nil), raw...))
+	creds, err := jwt.FormatUserConfig(rep.User.JWT, seed.Bytes())
 	if err != nil {
 		seed.Wipe()
 		return nil, fmt.Errorf("client: format the creds of %s: %w", pub, err)
 	}
-	return &User{Name: rep.User.Name, PublicKey: pub, JWT: rep.User.JWT, Seed: seed, Creds: Secret{b: creds}}, nil
+	return &User{Name: rep.User.Name, PublicKey: pub, JWT: rep.User.JWT, Seed: seed, Creds: newSecret(creds)}, nil
 }
 
 // ListUsers returns one page of the users issued under an account, in
