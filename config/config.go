@@ -17,6 +17,8 @@ import (
 
 	"github.com/nats-io/nkeys"
 
+	"github.com/natsprov/provisioner/api"
+
 	"github.com/natsprov/provisioner/jsonstrict"
 )
 
@@ -418,7 +420,10 @@ func (c *Config) Validate() error {
 // seed pasted where the path of its file belongs would be read as a
 // relative path, and the start would fail with "open DIR/SO...: no such
 // file or directory", the seed in the error and the log. The error names
-// the field, never the value.
+// the field, never the value. A seed that is not the whole last element of
+// the path counts too: one in quotes, after a label, or pasted as the
+// decorated block of a creds or seed file ("-----BEGIN ... NKEY SEED-----"),
+// which the check of the last element alone let through to the same error.
 func (c *Config) validateNoSeeds() error {
 	fields := []struct{ name, value string }{
 		{"nats_creds", c.NATSCreds},
@@ -435,7 +440,7 @@ func (c *Config) validateNoSeeds() error {
 	for _, f := range fields {
 		// Load has joined a relative value to the config's directory.
 		base := strings.TrimSpace(filepath.Base(strings.TrimSpace(f.value)))
-		if _, _, err := nkeys.DecodeSeed([]byte(base)); err == nil {
+		if _, _, err := nkeys.DecodeSeed([]byte(base)); err == nil || api.LooksLikeSeed(f.value) {
 			return fmt.Errorf("%q holds a seed, not the path of a file: write the seed to a file only its owner may read (mode 0600) and give that file's path", f.name)
 		}
 	}

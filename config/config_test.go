@@ -489,6 +489,11 @@ func TestLoadRefusesASeedForItsFile(t *testing.T) {
 		{"seal_key_previous", withKV(map[string]any{"seal_key_previous": []string{string(curveSeed)}}), "seal_key_previous", string(curveSeed)},
 		{"nats_creds", with(map[string]any{"nats_creds": " " + string(userSeed) + "\n"}), "nats_creds", string(userSeed)},
 		{"service_creds", withKV(map[string]any{"service_creds": string(userSeed)}), "service_creds", string(userSeed)},
+		// Not the path's whole last element: in quotes, after a label, or
+		// the creds file pasted whole.
+		{"seal_key quoted", withKV(map[string]any{"seal_key": "'" + string(curveSeed) + "'"}), "seal_key", string(curveSeed)},
+		{"operator_signing_key labelled", with(map[string]any{"operator_signing_key": "seed: " + string(opSeed)}), "operator_signing_key", string(opSeed)},
+		{"nats_creds pasted whole", with(map[string]any{"nats_creds": "-----BEGIN USER NKEY SEED-----\n" + string(userSeed) + "\n------END USER NKEY SEED------\n"}), "nats_creds", string(userSeed)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
