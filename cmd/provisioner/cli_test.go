@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nkeys"
+
 	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/provtest"
 )
@@ -405,5 +407,37 @@ func TestDevPortZeroTakesAFreePort(t *testing.T) {
 	defer d.Stop()
 	if port := d.srv.Addr().(*net.TCPAddr).Port; port == 0 || port == 4222 {
 		t.Errorf("dev --port 0 listens on %d", port)
+	}
+}
+
+// TestSeedOnTheCommandLineIsNotEchoed: a seed pasted where the CLI wants a
+// path (--identity, --creds) or a value came back in the error ("open
+// SO...: no such file", the flag package's "invalid value"), on stderr and
+// in a container's log. It is refused before anything reads it, unnamed.
+func TestSeedOnTheCommandLineIsNotEchoed(t *testing.T) {
+	kp, err := nkeys.CreateOperator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := kp.Seed()
+	for _, args := range [][]string{
+		{"operator", "add-signing-key", "--identity", string(seed), "--operator-jwt", "x.jwt"},
+		{"account", "list", "--creds", string(seed)},
+		{"bench", "-n", string(seed)},
+		{"store", "check", "--dir", "'" + string(seed) + "'"},
+	} {
+		out, errOut, err := runCmd(t, args...)
+		if err == nil {
+			t.Errorf("%s: no error", args[0])
+			continue
+		}
+		for _, s := range []string{out, errOut, err.Error()} {
+			if strings.Contains(s, string(seed)) {
+				t.Errorf("%s %s: the seed is echoed: %q", args[0], args[1], s)
+			}
+		}
+		if !strings.Contains(err.Error(), "holds a seed") {
+			t.Errorf("%s %s: %v, want the seed refused", args[0], args[1], err)
+		}
 	}
 }
