@@ -425,6 +425,7 @@ func TestSeedOnTheCommandLineIsNotEchoed(t *testing.T) {
 		{"account", "list", "--creds", string(seed)},
 		{"bench", "-n", string(seed)},
 		{"store", "check", "--dir", "'" + string(seed) + "'"},
+		{string(seed), "x"},
 	} {
 		out, errOut, err := runCmd(t, args...)
 		if err == nil {

@@ -8,7 +8,6 @@ import (
 	"io"
 	"strings"
 
-	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/client"
 )
 
@@ -68,14 +67,6 @@ func (c *command) group(title string, define func(fs *flag.FlagSet)) {
 // main treats as success; on bad flags or arguments it prints the help to
 // stderr and returns an error naming what was wrong.
 func (c *command) parse(args []string, stdout, stderr io.Writer, positional ...string) error {
-	// A seed pasted where a path or a key goes would be echoed by the
-	// errors that follow (the flag package's, a file not found): refused
-	// first, without it.
-	for i, a := range args {
-		if api.LooksLikeSeed(a) {
-			return fmt.Errorf("%s: argument %d holds a seed; the CLI takes keys from files (a path) and public keys, never a seed, so nothing was done", c.Name(), i+1)
-		}
-	}
 	err := c.Parse(reorder(c.FlagSet, args))
 	switch {
 	case errors.Is(err, flag.ErrHelp):

@@ -20,6 +20,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/config"
 	"github.com/natsprov/provisioner/service"
 )
@@ -58,6 +59,14 @@ Run "provisioner COMMAND -h" for a command's flags.
 // run is the whole program; main only supplies the process's context,
 // arguments and output.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	// A seed pasted where a path or a key goes would be echoed by the
+	// errors that follow (an unknown command, the flag package's invalid
+	// value, a file not found): refused first, without it.
+	for i, a := range args {
+		if api.LooksLikeSeed(a) {
+			return fmt.Errorf("argument %d holds a seed; the CLI takes keys from files (a path) and public keys, never a seed, so nothing was done", i+1)
+		}
+	}
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return errors.New("a command is required")
