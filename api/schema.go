@@ -32,6 +32,11 @@ var ErrSchema = errors.New("api: no JSON schema for the type")
 // taken only where Go has nil (pointers, slices, maps); every object is
 // closed (additionalProperties false), as the service refuses an unknown
 // field; integers are bounded where their Go type is narrower than 64 bits.
+// The fields of a struct from another module (the jwt types a request
+// embeds: permissions, exports, imports) are required only where the
+// service refuses a request without them (foreignRequired): their tags say
+// how that module encodes them, not what the service needs, and the
+// decoder requires no field.
 // Two refusals of the decoder are beyond the schema: a whole number
 // written with a fraction or an exponent (1.0), and a 64-bit integer out
 // of range. It returns ErrSchema for a type it cannot describe.
@@ -60,6 +65,26 @@ var opaque = map[reflect.Type]*schema{
 		Type:        types{"object"},
 		Description: "the account's nats claim, as github.com/nats-io/jwt/v2 Account encodes it: limits, signing_keys, revocations, default_permissions, imports, exports, mappings",
 	},
+}
+
+// foreignRequired lists the fields of structs from other modules that a
+// request must give, as the service refuses it without them. Every other
+// field of such a struct is optional in a request schema, whatever its
+// tag: jwt.ResponsePermission's "max" and "ttl" default to 0, and
+// jwt.ServiceLatency's "sampling" to "headers". A service latency without
+// "results" is refused (its subject cannot be empty).
+var foreignRequired = map[reflect.Type][]string{
+	reflect.TypeFor[jwt.ServiceLatency](): {"results"},
+}
+
+// module is the path of this module: the structs under it follow the
+// tag rule for required fields.
+const module = "github.com/natsprov/provisioner"
+
+// foreign reports whether t is a named type from another module.
+func foreign(t reflect.Type) bool {
+	p := t.PkgPath()
+	return p != "" && p != module && !strings.HasPrefix(p, module+"/")
 }
 
 var (
@@ -344,7 +369,12 @@ func (g *generator) structSchema(t reflect.Type, top bool) (*schema, error) {
 			fsch = &schema{Type: types{"string"}, Description: "a string holding the JSON value"}
 		}
 		s.Properties = append(s.Properties, property{f.Name, fsch})
-		if !f.Optional {
+		if g.closed && foreign(t) {
+			// A request schema: see foreignRequired.
+			if slices.Contains(foreignRequired[t], f.Name) {
+				s.Required = append(s.Required, f.Name)
+			}
+		} else if !f.Optional {
 			s.Required = append(s.Required, f.Name)
 		}
 	}

@@ -299,3 +299,34 @@ func TestAPISchemasAreCompact(t *testing.T) {
 		}
 	}
 }
+
+// TestSchemaForeignRequired: a request need not give the fields of a jwt
+// type that the service defaults (resp's max and ttl, a latency's
+// sampling), while a reply, which jwt encodes whole, has them.
+func TestSchemaForeignRequired(t *testing.T) {
+	req, err := api.RequestSchema(jwt.Permissions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := api.ReplySchema(jwt.Permissions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := valid(t, compile(t, req), `{"resp":{"max":1}}`); err != nil {
+		t.Errorf("the request schema refuses resp without ttl: %v", err)
+	}
+	if err := valid(t, compile(t, rep), `{"resp":{"max":1}}`); err == nil {
+		t.Errorf("the reply schema takes resp without ttl, which jwt always writes")
+	}
+	ex, err := api.RequestSchema(jwt.Export{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := compile(t, ex)
+	if err := valid(t, s, `{"service_latency":{"results":"lat"}}`); err != nil {
+		t.Errorf("the request schema refuses a latency without sampling: %v", err)
+	}
+	if err := valid(t, s, `{"service_latency":{"sampling":5}}`); err == nil {
+		t.Errorf("the request schema takes a latency without results")
+	}
+}

@@ -187,3 +187,41 @@ func TestSelfServiceSchemas(t *testing.T) {
 		}
 	}
 }
+
+// TestSchemasAgreeOnJWTTypes: for the jwt types a request embeds
+// (permissions, roles, exports), the request schema takes what the
+// service takes and refuses what it refuses for its shape, so that a
+// client that validates against the schema neither refuses a good request
+// nor sends one bound to fail.
+func TestSchemasAgreeOnJWTTypes(t *testing.T) {
+	h := newHarness(t, bootstrap.Options{})
+	sch := compileSchemas(t, discover[micro.Info](t, h.admin, "$SRV.INFO.provisioner"))
+	h.ok(t, "account.create", `{"name":"base"}`)
+	for _, tt := range []struct {
+		endpoint, subject, body string
+		ok                      bool
+	}{
+		// jwt.ResponsePermission: "max" and "ttl" default to 0.
+		{"account_create", "account.create", `{"name":"r1","default_permissions":{"resp":{"max":1}}}`, true},
+		{"account_create", "account.create", `{"name":"r2","default_permissions":{"resp":{"ttl":1000000000}}}`, true},
+		{"account_create", "account.create", `{"name":"r3","roles":{"device":{"resp":{}}}}`, true},
+		{"account_update", "account.update", `{"account":"base","roles":{"device":{"resp":{"max":2}}}}`, true},
+		{"user_create", "user.create", `{"account":"base","name":"u1","permissions":{"resp":{"max":1}}}`, true},
+		{"user_create", "user.create", `{"account":"base","name":"u2","permissions":{"resp":{"max":"1"}}}`, false},
+		// jwt.ServiceLatency: "sampling" defaults to "headers"; "results"
+		// is needed.
+		{"account_create", "account.create", `{"name":"l1","exports":[{"subject":"a.>","type":"service","service_latency":{"results":"lat.a"}}]}`, true},
+		{"account_create", "account.create", `{"name":"l2","exports":[{"subject":"b.>","type":"service","service_latency":{"sampling":50}}]}`, false},
+	} {
+		t.Run(tt.body, func(t *testing.T) {
+			serr := validates(t, sch[tt.endpoint].request, []byte(tt.body))
+			r := h.req(t, tt.subject, tt.body)
+			if (r.Code == 0) != tt.ok {
+				t.Fatalf("the service answers %d %q, the test wants ok=%v", r.Code, r.Description, tt.ok)
+			}
+			if (serr == nil) != tt.ok {
+				t.Errorf("the %s request schema says %v; the service answers %d %q", tt.endpoint, serr, r.Code, r.Description)
+			}
+		})
+	}
+}
