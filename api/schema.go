@@ -36,7 +36,8 @@ var ErrSchema = errors.New("api: no JSON schema for the type")
 // embeds: permissions, exports, imports) are required only where the
 // service refuses a request without them (foreignRequired): their tags say
 // how that module encodes them, not what the service needs, and the
-// decoder requires no field.
+// decoder requires no field. An export or import (in "exports",
+// "imports") may not be null, which the service refuses.
 // Two refusals of the decoder are beyond the schema: a whole number
 // written with a fraction or an exponent (1.0), and a 64-bit integer out
 // of range. It returns ErrSchema for a type it cannot describe.
@@ -75,6 +76,14 @@ var opaque = map[reflect.Type]*schema{
 // "results" is refused (its subject cannot be empty).
 var foreignRequired = map[reflect.Type][]string{
 	reflect.TypeFor[jwt.ServiceLatency](): {"results"},
+}
+
+// nonNullElems are slices of pointers whose elements may not be null,
+// although Go has nil there: the service refuses an export or an import
+// given as null ("null export is not allowed", "imports[0] is empty").
+var nonNullElems = map[reflect.Type]bool{
+	reflect.TypeFor[jwt.Exports](): true,
+	reflect.TypeFor[jwt.Imports](): true,
 }
 
 // module is the path of this module: the structs under it follow the
@@ -283,7 +292,11 @@ func (g *generator) gen(t reflect.Type, top bool) (*schema, error) {
 		if t.Elem().Kind() == reflect.Uint8 && !custom(t.Elem()) {
 			return &schema{Type: types{"string", "null"}, ContentEncoding: "base64"}, nil
 		}
-		items, err := g.gen(t.Elem(), false)
+		elem := t.Elem()
+		if nonNullElems[t] && elem.Kind() == reflect.Pointer {
+			elem = elem.Elem()
+		}
+		items, err := g.gen(elem, false)
 		if err != nil {
 			return nil, err
 		}

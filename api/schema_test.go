@@ -330,3 +330,29 @@ func TestSchemaForeignRequired(t *testing.T) {
 		t.Errorf("the request schema takes a latency without results")
 	}
 }
+
+// TestSchemaNoNullExports: an export or import given as null is refused
+// by the service, so the request schema refuses it; the list may be null.
+func TestSchemaNoNullExports(t *testing.T) {
+	for _, tt := range []struct {
+		v    any
+		head string
+	}{
+		{api.CreateAccountRequest{}, `{"name":"a"`},
+		{api.UpdateAccountRequest{}, `{"account":"a"`},
+	} {
+		raw, err := api.RequestSchema(tt.v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := compile(t, raw)
+		for _, rest := range []string{`,"exports":[null]}`, `,"imports":[null]}`} {
+			if err := valid(t, s, tt.head+rest); err == nil {
+				t.Errorf("%T: the schema takes %s", tt.v, tt.head+rest)
+			}
+		}
+		if err := valid(t, s, tt.head+`,"exports":null,"imports":[{"subject":"x","account":"b","type":"stream"}]}`); err != nil {
+			t.Errorf("%T: the schema refuses a null list, or an import: %v", tt.v, err)
+		}
+	}
+}

@@ -212,6 +212,13 @@ func TestSchemasAgreeOnJWTTypes(t *testing.T) {
 		// is needed.
 		{"account_create", "account.create", `{"name":"l1","exports":[{"subject":"a.>","type":"service","service_latency":{"results":"lat.a"}}]}`, true},
 		{"account_create", "account.create", `{"name":"l2","exports":[{"subject":"b.>","type":"service","service_latency":{"sampling":50}}]}`, false},
+		// An export or import may not be null; the lists may.
+		{"account_create", "account.create", `{"name":"n1","exports":[null]}`, false},
+		{"account_create", "account.create", `{"name":"n2","imports":[null]}`, false},
+		{"account_update", "account.update", `{"account":"base","exports":[null]}`, false},
+		{"account_update", "account.update", `{"account":"base","imports":[null]}`, false},
+		{"account_create", "account.create", `{"name":"n3","exports":null,"imports":null}`, true},
+		{"account_update", "account.update", `{"account":"base","exports":null,"imports":null}`, true},
 	} {
 		t.Run(tt.body, func(t *testing.T) {
 			serr := validates(t, sch[tt.endpoint].request, []byte(tt.body))
