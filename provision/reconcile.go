@@ -242,6 +242,27 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 			rep.Skipped = "another instance holds the reconciler lease"
 			return finish()
 		}
+		// The lease is held for its ttl from now: a pass that lasts longer
+		// (a slow server, or more accounts than reconcile_rate checks in
+		// that time) renews it as it goes, and stops once it may have
+		// lost it. Not renewed, another instance took it over and both
+		// reconciled at once.
+		var cancel context.CancelCauseFunc
+		ctx, cancel = context.WithCancelCause(ctx)
+		stop := s.keepLease(ctx, cancel)
+		defer func() {
+			stop()
+			cancel(nil)
+		}()
+		outer := finish
+		finish = func() (*api.ReconcileReply, error) {
+			if errors.Is(context.Cause(ctx), errLeaseLost) {
+				s.rec.leader.Store(false)
+				s.log.Warn("reconcile pass stopped: the reconciler lease could not be renewed")
+				rep.Skipped = "the reconciler lease was lost during the pass; it stopped"
+			}
+			return outer()
+		}
 	}
 	servers := s.resolver.Servers()
 	var up []Server
@@ -255,6 +276,9 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 	msgs.Add(1)
 	lists, err := s.resolver.List(ctx)
 	if err != nil {
+		if errors.Is(context.Cause(ctx), errLeaseLost) {
+			return finish()
+		}
 		return nil, err
 	}
 	onServers := map[string]bool{}
@@ -273,6 +297,9 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 	}
 	accounts, err := s.store.Accounts(ctx)
 	if err != nil {
+		if errors.Is(context.Cause(ctx), errLeaseLost) {
+			return finish()
+		}
 		return nil, err
 	}
 	rep.Accounts = len(accounts)
@@ -305,6 +332,8 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 		out := s.reconcileAccount(ctx, a, up, onServers[a.PublicKey] || !listedAll, rotated, limiter, &msgs)
 		count(func() {
 			switch {
+			case out.err != nil && errors.Is(context.Cause(ctx), errLeaseLost):
+				// Cut off with the lease, not failed.
 			case out.err != nil:
 				rep.Failed++
 				s.log.Warn("reconcile: could not bring an account in line; the next pass tries again", "account", a.PublicKey, "name", a.Name, "error", out.err)
@@ -327,6 +356,47 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 		s.log.Info("reconcile pass", "accounts", rep.Accounts, "pushed", rep.Pushed, "deleted", rep.Deleted, "failed", rep.Failed, "orphans", len(rep.Orphans), "duration", time.Since(start).Round(time.Millisecond))
 	}
 	return finish()
+}
+
+// errLeaseLost ends a pass whose reconciler lease could not be renewed.
+var errLeaseLost = errors.New("reconciler lease lost")
+
+// keepLease renews the reconciler lease every reconcile interval (a third
+// of its ttl) until stop is called, and cancels the pass with errLeaseLost
+// once another instance holds it, or when no renewal succeeded for two
+// intervals (the lease may end before the next).
+func (s *Service) keepLease(ctx context.Context, cancel context.CancelCauseFunc) (stop func()) {
+	done := make(chan struct{})
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		t := time.NewTicker(s.cfg.ReconcileInterval)
+		defer t.Stop()
+		renewed := time.Now()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			held, err := s.cfg.Leader.TryLease(ctx, leaseName, 3*s.cfg.ReconcileInterval)
+			switch {
+			case err == nil && held:
+				renewed = time.Now()
+			case err == nil, time.Since(renewed) >= 2*s.cfg.ReconcileInterval:
+				cancel(errLeaseLost)
+				return
+			default:
+				s.log.Warn("could not renew the reconciler lease; trying again", "error", err)
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-ended
+	}
 }
 
 func boolRank(b bool) int {
