@@ -108,6 +108,20 @@ func TestSelfServiceAcrossClusterAndLeaf(t *testing.T) {
 		}
 		t.Cleanup(nc.Close)
 		where := nd.name
+		// Right after the account's create, the first request can find no
+		// responders for a moment (seen once in CI, under load): wait for
+		// a first answer, as a client would retry.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			_, err := nc.Request("prov.self.user.list", []byte(`{}`), 2*time.Second)
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no self-service answer within 10 s: %v", where, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 		cycle(t, where+" Request", func(s string, b []byte) (*nats.Msg, error) { return nc.Request(s, b, 10*time.Second) })
 		cycle(t, where+" RequestMsg (empty header map)", func(s string, b []byte) (*nats.Msg, error) {
 			m := nats.NewMsg(s)

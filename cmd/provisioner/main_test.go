@@ -643,8 +643,17 @@ func TestBenchRuns(t *testing.T) {
 			if svc.JWTBytes < revocations*80 || floor.JWTBytes < svc.JWTBytes*9/10 || floor.JWTBytes > svc.JWTBytes*11/10 {
 				t.Errorf("JWT sizes with %d revocations: service %d bytes, floor %d; want the same size, at least %d", revocations, svc.JWTBytes, floor.JWTBytes, revocations*80)
 			}
-			if tt.external && (rep.Results[0].ServerCPUPerOp <= 0 || rep.Results[0].CPUPerOp <= 0) {
-				t.Errorf("no CPU per operation of the two processes: %+v", rep.Results[0])
+			// The server's CPU time counts in clock ticks (10 ms): a row
+			// of a few dozen cheap operations can read 0 (the first row
+			// did once in CI), so some row must show it, not each.
+			if tt.external {
+				measured := false
+				for _, r := range rep.Results {
+					measured = measured || (r.ServerCPUPerOp > 0 && r.CPUPerOp > 0)
+				}
+				if !measured {
+					t.Errorf("no row has CPU per operation of the two processes: %+v", rep.Results[0])
+				}
 			}
 			writes := 0
 			for _, r := range rep.Results {
