@@ -3,20 +3,14 @@ package provision_test
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
-	"github.com/natsprov/provisioner/kvstore"
 	"github.com/natsprov/provisioner/provision"
 	"github.com/natsprov/provisioner/provtest"
-	"github.com/natsprov/provisioner/resolver"
-	"github.com/natsprov/provisioner/seal"
 )
 
 // lookupCounter counts LOOKUPs sent to every server while on is set.
@@ -38,34 +32,10 @@ func (l *lookupCounter) LookupAll(ctx context.Context, pub string) ([]string, er
 // second.
 func leaseDomain(t *testing.T, env *provtest.Env, instance string, interval time.Duration, rate int, wrap func(provision.Resolver) provision.Resolver) *provision.Service {
 	t.Helper()
-	op, err := provision.LoadOperator(filepath.Join(env.Dir, bootstrap.OperatorJWTFile), filepath.Join(env.Dir, bootstrap.OperatorSigningKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := seal.Load(env.Config.SealKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := kvstore.Open(context.Background(), env.ServiceUser(t), kvstore.Options{Seal: key, Bucket: env.Config.KVBucket, Instance: instance, Logger: provtest.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	nc := env.Connect(t, env.Init.ProvisionerCreds, nats.ReconnectBufSize(-1))
-	rc, err := resolver.New(context.Background(), nc, resolver.Options{Timeout: 2 * time.Second, Logger: provtest.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rc.Close() })
-	var r provision.Resolver = rc
-	if wrap != nil {
-		r = wrap(rc)
-	}
-	svc, err := provision.New(provision.Config{Operator: op, Store: st, Resolver: r, Leader: st, ReconcileInterval: interval, ReconcileRate: rate, Protected: []string{env.Init.ServiceAccount}, Logger: provtest.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(svc.Close)
+	svc, _ := kvDomainOf(t, env, instance, wrap, func(c *provision.Config) {
+		c.Leader = c.Store.(provision.Leader)
+		c.ReconcileInterval, c.ReconcileRate = interval, rate
+	})
 	return svc
 }
 

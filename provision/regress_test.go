@@ -41,6 +41,13 @@ func (r *refuseDisabled) Update(ctx context.Context, token string) (provision.Pu
 }
 
 func kvDomain(t *testing.T, env *provtest.Env, wrap func(provision.Resolver) provision.Resolver) (*provision.Service, *kvstore.Store) {
+	return kvDomainOf(t, env, "", wrap)
+}
+
+// kvDomainOf is a service on env's KV store as instance ("": the store's
+// default), its resolver wrapped by wrap (nil: as it is) and its config
+// changed by tune.
+func kvDomainOf(t *testing.T, env *provtest.Env, instance string, wrap func(provision.Resolver) provision.Resolver, tune ...func(*provision.Config)) (*provision.Service, *kvstore.Store) {
 	t.Helper()
 	op, err := provision.LoadOperator(filepath.Join(env.Dir, bootstrap.OperatorJWTFile), filepath.Join(env.Dir, bootstrap.OperatorSigningKeyFile))
 	if err != nil {
@@ -50,8 +57,7 @@ func kvDomain(t *testing.T, env *provtest.Env, wrap func(provision.Resolver) pro
 	if err != nil {
 		t.Fatal(err)
 	}
-	svcnc := env.ServiceUser(t)
-	st, err := kvstore.Open(context.Background(), svcnc, kvstore.Options{Seal: key, Bucket: env.Config.KVBucket, Logger: provtest.Logger(t)})
+	st, err := kvstore.Open(context.Background(), env.ServiceUser(t), kvstore.Options{Seal: key, Bucket: env.Config.KVBucket, Instance: instance, Logger: provtest.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +72,11 @@ func kvDomain(t *testing.T, env *provtest.Env, wrap func(provision.Resolver) pro
 	if wrap != nil {
 		r = wrap(rc)
 	}
-	svc, err := provision.New(provision.Config{Operator: op, Store: st, Resolver: r, Protected: []string{env.Init.ServiceAccount}, Logger: provtest.Logger(t)})
+	cfg := provision.Config{Operator: op, Store: st, Resolver: r, Protected: []string{env.Init.ServiceAccount}, Logger: provtest.Logger(t)}
+	for _, f := range tune {
+		f(&cfg)
+	}
+	svc, err := provision.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
