@@ -343,16 +343,33 @@ func stallWatcher(t *testing.T, sa, s *Store) func() {
 		defer s.mu.RUnlock()
 		return s.m.accounts[gone.PublicKey] == nil && s.m.revs[accountKey(gone.PublicKey)] > 0
 	})
-	s.smu.Lock()
-	stray := newUser(t, gone.PublicKey, "stray")
-	if _, err := sa.kv.Create(ctx, userKey(stray.PublicKey), mustJSON(t, stray)); err != nil {
-		t.Fatal(err)
+	// sa's own watcher removes the stray too: when it does so before s's
+	// watcher reaches the record, the bucket (history 1) no longer holds
+	// it, and s sees only the delete marker and does not stall. Then a
+	// new stray is tried.
+	for attempt := 0; ; attempt++ {
+		s.smu.Lock()
+		stray := newUser(t, gone.PublicKey, "stray")
+		rev, err := sa.kv.Create(ctx, userKey(stray.PublicKey), mustJSON(t, stray))
+		if err != nil {
+			s.smu.Unlock()
+			t.Fatal(err)
+		}
+		var seen uint64
+		eventually(t, 5*time.Second, "s's watcher applied the stray", func() bool {
+			s.mu.RLock()
+			defer s.mu.RUnlock()
+			seen = s.m.revs[userKey(stray.PublicKey)]
+			return seen > 0
+		})
+		if seen == rev {
+			break // the record itself: the watcher stalls handing it over
+		}
+		s.smu.Unlock()
+		if attempt == 10 {
+			t.Fatal("s's watcher never saw a stray record before its removal")
+		}
 	}
-	eventually(t, 5*time.Second, "s's watcher applied the stray", func() bool {
-		s.mu.RLock()
-		defer s.mu.RUnlock()
-		return s.m.revs[userKey(stray.PublicKey)] > 0
-	})
 	// Released at the test's end too: a failure before the test releases
 	// it would otherwise hang the store's Close until the test timeout.
 	release := sync.OnceFunc(s.smu.Unlock)
