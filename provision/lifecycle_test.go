@@ -311,3 +311,52 @@ func TestRevocationsShrink(t *testing.T) {
 		t.Errorf("the server's JWT has %d revocations, want 2", len(sc.Revocations))
 	}
 }
+
+// TestCutOffUserIsNotActive: a user whose signing key the account JWT no
+// longer holds (revoke_old removed it, or its role was removed) cannot
+// connect, and is not active: its name can be issued again with a new
+// key, without a revocation that would stay in the account JWT for good,
+// and user.list shows it revoked.
+func TestCutOffUserIsNotActive(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	d := newDomain(t, env, nil)
+	defer d.stop()
+	ctx := context.Background()
+	if _, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme", Roles: map[string]*api.Role{
+		"device": {Pub: &jwt.Permission{Allow: jwt.StringList{"telemetry.>"}}},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	u1, _ := issue(t, d, api.CreateUserRequest{Account: "acme", Name: "u1"})
+	d1, _ := issue(t, d, api.CreateUserRequest{Account: "acme", Name: "d1", Role: "device"})
+	if _, err := d.svc.RotateAccount(ctx, api.RotateAccountRequest{Account: "acme", RevokeOld: true}); err != nil {
+		t.Fatal(err)
+	}
+	if connects(env, u1) || connects(env, d1) {
+		t.Fatal("a user of a removed key connects")
+	}
+	d2, _ := issue(t, d, api.CreateUserRequest{Account: "acme", Name: "d2", Role: "device"})
+	if _, err := d.svc.UpdateAccount(ctx, api.UpdateAccountRequest{Account: "acme", Roles: map[string]*api.Role{"device": nil}}); err != nil {
+		t.Fatal(err)
+	}
+	if connects(env, d2) {
+		t.Fatal("a user of a removed role connects")
+	}
+	for _, n := range []string{"u1", "d2"} {
+		if _, err := d.svc.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: n}); err != nil {
+			t.Errorf("user.create %s, whose user of that name is cut off: %v", n, err)
+		}
+	}
+	ls, err := d.svc.ListUsers(ctx, api.ListUsersRequest{Account: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ls.Users) != 5 {
+		t.Fatalf("user.list has %d users, want 5: %+v", len(ls.Users), ls.Users)
+	}
+	for i, u := range ls.Users {
+		if want := i < 3; u.Revoked != want {
+			t.Errorf("user.list: %s (#%d) revoked=%v, want %v", u.Name, i, u.Revoked, want)
+		}
+	}
+}

@@ -167,7 +167,7 @@ func (s *Service) activeSelfUsers(ctx context.Context, a Account) (int, error) {
 	now := time.Now().Unix()
 	n := 0
 	for _, u := range users {
-		if u.SelfService && (u.ExpiresAt == 0 || u.ExpiresAt > now) && !st.claims.Revocations.IsRevoked(u.PublicKey, time.Unix(u.IssuedAt, 0)) {
+		if u.SelfService && (u.ExpiresAt == 0 || u.ExpiresAt > now) && !revokedBy(st.claims, u) {
 			n++
 		}
 	}

@@ -309,15 +309,29 @@ func (s *Service) activeNamed(ctx context.Context, acct, name string, claims *jw
 	for _, u := range users {
 		// An expired user is no longer active, also once its revocation
 		// has been pruned.
-		if !u.Revoked && (u.ExpiresAt == 0 || u.ExpiresAt > now) && !claims.Revocations.IsRevoked(u.PublicKey, time.Unix(u.IssuedAt, 0)) {
+		if !u.Revoked && (u.ExpiresAt == 0 || u.ExpiresAt > now) && !revokedBy(claims, u) {
 			active = append(active, u)
 		}
 	}
 	return active, nil
 }
 
+// revokedBy reports whether the account JWT c refuses user u: it revokes
+// the user's key at or after its issue time, or no longer holds the key
+// that signed it (a rotation's revoke_old removed it, or its role was
+// removed). Such a user is cut off on every server as a revoked one is,
+// and is not active: its name is free, and it takes no quota. A record
+// without its signer, written before the service kept it, is judged by
+// the revocations alone.
+func revokedBy(c *jwt.AccountClaims, u User) bool {
+	if c.Revocations.IsRevoked(u.PublicKey, time.Unix(u.IssuedAt, 0)) {
+		return true
+	}
+	return u.Signer != "" && u.Signer != c.Subject && !c.SigningKeys.Contains(u.Signer)
+}
+
 // ListUsers lists the users issued under an account, with whether the
-// account JWT revokes them.
+// account JWT revokes them (or no longer holds their signing key).
 func (s *Service) ListUsers(ctx context.Context, req api.ListUsersRequest) (*api.ListUsersReply, error) {
 	t, err := s.resolve(ctx, req.Account)
 	if err != nil {
@@ -360,7 +374,7 @@ func (s *Service) listUsers(ctx context.Context, a Account, req api.ListRequest)
 			PublicKey:   u.PublicKey,
 			IssuedAt:    u.IssuedAt,
 			ExpiresAt:   u.ExpiresAt,
-			Revoked:     st.claims.Revocations.IsRevoked(u.PublicKey, time.Unix(u.IssuedAt, 0)),
+			Revoked:     revokedBy(st.claims, u),
 			Expired:     u.ExpiresAt != 0 && u.ExpiresAt <= now,
 			Role:        u.Role,
 			SelfService: u.SelfService,
