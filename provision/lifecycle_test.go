@@ -360,3 +360,38 @@ func TestCutOffUserIsNotActive(t *testing.T) {
 		}
 	}
 }
+
+// TestSealedBearerRefused: an xkey asks for a reply whose secrets others
+// reading it cannot use, and a bearer user's JWT, sent in the clear beside
+// the sealed seed, connects without that seed: user.create refuses the
+// pair (its own bearer_token, or a role whose template gives it), and
+// records nothing.
+func TestSealedBearerRefused(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	d := newDomain(t, env, nil)
+	defer d.stop()
+	ctx := context.Background()
+	if _, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme", Roles: map[string]*api.Role{
+		"kiosk": {BearerToken: true},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	curve, _ := nkeys.CreateCurveKeys()
+	xkey, _ := curve.PublicKey()
+	for _, req := range []api.CreateUserRequest{
+		{Account: "acme", Name: "b1", BearerToken: true, XKey: xkey},
+		{Account: "acme", Name: "k1", Role: "kiosk", XKey: xkey},
+	} {
+		rep, err := d.svc.CreateUser(ctx, req)
+		if !errors.Is(err, provision.ErrInvalid) {
+			t.Errorf("user.create %s, bearer with an xkey: %v (jwt in the clear: %v), want ErrInvalid", req.Name, err, rep != nil && rep.User.JWT != "")
+		}
+	}
+	ls, err := d.svc.ListUsers(ctx, api.ListUsersRequest{Account: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ls.Users) != 0 {
+		t.Errorf("refused creates recorded users: %+v", ls.Users)
+	}
+}

@@ -44,6 +44,12 @@ type userRequest struct {
 	self   bool
 }
 
+// errSealedBearer refuses an xkey for a bearer user: the reply sends the
+// JWT in the clear beside the sealed seed, and a bearer JWT connects
+// without its seed, so whoever else reads the reply could connect as the
+// user, which is what the xkey is asked for to prevent.
+const errSealedBearer = "a bearer JWT connects without its seed, and the reply carries the JWT in the clear beside the sealed seed: issue it without \"xkey\", on a connection whose replies no one else reads"
+
 // newUserRequest checks a user.create request as far as it can without the
 // account.
 func newUserRequest(req api.CreateUserRequest) (*userRequest, error) {
@@ -57,6 +63,8 @@ func newUserRequest(req api.CreateUserRequest) (*userRequest, error) {
 		return nil, fmt.Errorf("%w: \"xkey\" seals a generated key's seed; with \"public_key\" there is none to seal", ErrInvalid)
 	case u.xkey != "" && !nkeys.IsValidPublicCurveKey(u.xkey):
 		return nil, fmt.Errorf("%w: \"xkey\" must be a curve public key (X...), got %s", ErrInvalid, describeKey(u.xkey))
+	case u.xkey != "" && req.BearerToken:
+		return nil, fmt.Errorf("%w: \"bearer_token\": %s", ErrInvalid, errSealedBearer)
 	case u.pub == "":
 	case looksLikeSeed(u.pub):
 		return nil, fmt.Errorf("%w: \"public_key\": %w", ErrInvalid, errSeedGiven)
@@ -147,8 +155,13 @@ func (s *Service) issue(ctx context.Context, a Account, u *userRequest, caller a
 		// A bearer JWT connects without its seed, and a self-service
 		// reply travels on an inbox other users of the tenant's account
 		// may read: there it is as good as a seed in the clear.
-		if sc, ok := st.claims.SigningKeys[signerPub].(*jwt.UserScope); ok && u.self && sc.Template.BearerToken {
-			return nil, User{}, fmt.Errorf("%w: role %q gives bearer tokens, which connect without their seed; self-service replies travel on the tenant's inbox, where other users of the account may read them: an admin issues users of this role", ErrForbidden, u.role)
+		if sc, ok := st.claims.SigningKeys[signerPub].(*jwt.UserScope); ok && sc.Template.BearerToken {
+			if u.self {
+				return nil, User{}, fmt.Errorf("%w: role %q gives bearer tokens, which connect without their seed; self-service replies travel on the tenant's inbox, where other users of the account may read them: an admin issues users of this role", ErrForbidden, u.role)
+			}
+			if u.xkey != "" {
+				return nil, User{}, fmt.Errorf("%w: role %q gives bearer tokens: %s", ErrInvalid, u.role, errSealedBearer)
+			}
 		}
 	}
 	// Only creates of the same name wait for each other, to keep names
