@@ -62,7 +62,11 @@ func (s *Store) TryLease(ctx context.Context, name string, ttl time.Duration) (b
 
 	e, err := s.kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		_, err := s.kv.Create(ctx, key, data)
+		// Over a delete marker (a released lease) kv.Create writes twice,
+		// and passes the second write's 10164 on a replicated bucket (the
+		// other instance's write of the key still under way) as it is:
+		// made again once that write settles, it matches ErrKeyExists.
+		_, err := createSettled(ctx, s.kv, key, data)
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			return false, nil // another instance took it first
 		}

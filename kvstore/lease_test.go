@@ -2,6 +2,7 @@ package kvstore
 
 import (
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -107,5 +108,48 @@ func TestLeaseSameInstanceName(t *testing.T) {
 	}
 	if ok, err := sb.TryLease(ctx, "l", time.Minute); ok || err != nil {
 		t.Fatalf("b with the same instance name: %v, %v; want refused", ok, err)
+	}
+}
+
+// TestLeaseRaceReplicated: two stores on an R3 bucket race TryLease for a
+// lease the last holder released, many rounds. Each hears "held" or "not
+// held"; a write of the other's still being replicated (10164 on a
+// replicated stream) is "not held", not "unavailable".
+func TestLeaseRaceReplicated(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-server cluster")
+	}
+	d := startDeployment(t, 3)
+	key, _ := newSealKey(t)
+	sa := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Instance: "a", Replicas: 3})
+	sb := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Instance: "b", Replicas: 3})
+	if sa.replicas != 3 {
+		t.Fatalf("replicas %d, want 3", sa.replicas)
+	}
+	ctx := bg(t)
+	stores := []*Store{sa, sb}
+	for round := range 200 {
+		var held [2]bool
+		var errs [2]error
+		var wg sync.WaitGroup
+		for i, s := range stores {
+			wg.Go(func() { held[i], errs[i] = s.TryLease(ctx, "race", time.Minute) })
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("round %d: store %d: %v", round, i, err)
+			}
+		}
+		if held[0] && held[1] {
+			t.Fatalf("round %d: both hold the lease", round)
+		}
+		for i, s := range stores {
+			if held[i] {
+				if err := s.ReleaseLease(ctx, "race"); err != nil {
+					t.Fatalf("round %d: release: %v", round, err)
+				}
+			}
+		}
 	}
 }
