@@ -100,3 +100,149 @@ func TestLongPassKeepsTheLease(t *testing.T) {
 		time.Sleep(interval)
 	}
 }
+
+// hangingLeader passes the first TryLease on; every later one hangs for
+// hang (a bucket that does not answer, until the store's Timeout), then
+// fails unavailable.
+type hangingLeader struct {
+	provision.Leader
+	hang  time.Duration
+	calls atomic.Int64
+	first atomic.Int64 // unix nanos of the first call
+}
+
+func (h *hangingLeader) TryLease(ctx context.Context, name string, ttl time.Duration) (bool, error) {
+	if h.calls.Add(1) == 1 {
+		h.first.Store(time.Now().UnixNano())
+		return h.Leader.TryLease(ctx, name, ttl)
+	}
+	select {
+	case <-time.After(h.hang):
+	case <-ctx.Done():
+	}
+	return false, fmt.Errorf("renew lease: %w: bucket away", provision.ErrUnavailable)
+}
+
+// lastLookup records when the last LOOKUP was sent.
+type lastLookup struct {
+	provision.Resolver
+	at atomic.Int64
+}
+
+func (l *lastLookup) LookupAll(ctx context.Context, pub string) ([]string, error) {
+	l.at.Store(time.Now().UnixNano())
+	return l.Resolver.LookupAll(ctx, pub)
+}
+
+// TestPassStopsWhenItsLeaseEnds: a pass whose renewals hang (the bucket
+// away, each call until the store's 5 s Timeout) stops by the end of the
+// lease it holds (3 reconcile intervals from its TryLease), when another
+// instance may take the lease over. It went on until a renewal returned.
+func TestPassStopsWhenItsLeaseEnds(t *testing.T) {
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	const interval = time.Second
+	ll := &lastLookup{}
+	hl := &hangingLeader{hang: 5 * time.Second}
+	a, _ := kvDomainOf(t, env, "a", func(r provision.Resolver) provision.Resolver { ll.Resolver = r; return ll }, func(c *provision.Config) {
+		hl.Leader = c.Store.(provision.Leader)
+		c.Leader = hl
+		c.ReconcileInterval, c.ReconcileRate = interval, 2
+	})
+	ctx := context.Background()
+	for i := range 20 {
+		if _, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: fmt.Sprintf("acc%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	rep, err := a.Reconcile(rctx, api.ReconcileRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("pass: %+v", rep)
+	end := time.Unix(0, hl.first.Load()).Add(3 * interval)
+	if last := time.Unix(0, ll.at.Load()); last.After(end) {
+		t.Fatalf("the pass sent a LOOKUP %v after its lease ended", last.Sub(end))
+	}
+	if rep.Skipped == "" {
+		t.Fatalf("the pass did not say it stopped with its lease: %+v", rep)
+	}
+}
+
+// pausingLeader passes TryLease on, and after the first it blocks for
+// pause before answering: a holder stopped (SIGSTOP, a GC pause, a
+// suspended VM) right after it took the lease.
+type pausingLeader struct {
+	provision.Leader
+	pause   time.Duration
+	calls   atomic.Int64
+	resumed atomic.Bool
+}
+
+func (p *pausingLeader) TryLease(ctx context.Context, name string, ttl time.Duration) (bool, error) {
+	held, err := p.Leader.TryLease(ctx, name, ttl)
+	if p.calls.Add(1) == 1 {
+		time.Sleep(p.pause)
+		p.resumed.Store(true)
+	}
+	return held, err
+}
+
+// TestPausedHolderResumes: A takes the lease and is paused past its end;
+// B takes it over and reconciles. A, resumed, does not reconcile on the
+// lease it no longer holds. It did, for an interval, until its first
+// renewal: the pass counted the lease from when it resumed.
+func TestPausedHolderResumes(t *testing.T) {
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	const interval = 300 * time.Millisecond
+	var aOn, bOn atomic.Bool
+	la := &lookupCounter{on: &aOn}
+	lb := &lookupCounter{on: &bOn}
+	pl := &pausingLeader{pause: 6 * interval}
+	a, _ := kvDomainOf(t, env, "a", func(r provision.Resolver) provision.Resolver { la.Resolver = r; return la }, func(c *provision.Config) {
+		pl.Leader = c.Store.(provision.Leader)
+		c.Leader = pl
+		c.ReconcileInterval, c.ReconcileRate = interval, 20
+	})
+	b := leaseDomain(t, env, "b", interval, 20, func(r provision.Resolver) provision.Resolver { lb.Resolver = r; return lb })
+	ctx := context.Background()
+	for i := range 10 {
+		if _, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: fmt.Sprintf("acc%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	aOn.Store(true)
+	bOn.Store(true)
+	aDone := make(chan *api.ReconcileReply, 1)
+	go func() {
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		rep, err := a.Reconcile(rctx, api.ReconcileRequest{})
+		if err != nil {
+			t.Error(err)
+		}
+		aDone <- rep
+	}()
+	for pl.calls.Load() == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	bRan := false
+	for !pl.resumed.Load() {
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		rep, err := b.Reconcile(rctx, api.ReconcileRequest{})
+		cancel()
+		if err == nil && rep.Skipped == "" {
+			bRan = true
+		}
+		time.Sleep(interval / 3)
+	}
+	if !bRan {
+		t.Fatal("B did not take over the lease of the paused A")
+	}
+	rep := <-aDone
+	t.Logf("A's pass: %+v", rep)
+	if n := la.n.Load(); n > 0 {
+		t.Fatalf("A, resumed past its lease, sent %d LOOKUPs", n)
+	}
+}

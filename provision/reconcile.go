@@ -233,6 +233,7 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 		return rep, nil
 	}
 	if s.cfg.Leader != nil {
+		taken := time.Now()
 		held, err := s.cfg.Leader.TryLease(ctx, leaseName, 3*s.cfg.ReconcileInterval)
 		if err != nil {
 			return nil, err
@@ -249,7 +250,7 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 		// reconciled at once.
 		var cancel context.CancelCauseFunc
 		ctx, cancel = context.WithCancelCause(ctx)
-		stop := s.keepLease(ctx, cancel)
+		stop := s.keepLease(ctx, cancel, taken)
 		defer func() {
 			stop()
 			cancel(nil)
@@ -364,15 +365,32 @@ var errLeaseLost = errors.New("reconciler lease lost")
 // keepLease renews the reconciler lease every reconcile interval (a third
 // of its ttl) until stop is called, and cancels the pass with errLeaseLost
 // once another instance holds it, or when no renewal succeeded for two
-// intervals (the lease may end before the next).
-func (s *Service) keepLease(ctx context.Context, cancel context.CancelCauseFunc) (stop func()) {
+// intervals (the lease may end before the next). taken is when the
+// TryLease that took the lease was called.
+//
+// The lease runs for its ttl from the call that took or renewed it, not
+// from its answer, and a renewal may hang until the store's timeout (5 s:
+// longer than an interval of 1 s) with the bucket away: a timer, not the
+// renewal's answer, cuts the pass half an interval before the lease ends,
+// when another instance may take it over.
+func (s *Service) keepLease(ctx context.Context, cancel context.CancelCauseFunc, taken time.Time) (stop func()) {
 	done := make(chan struct{})
 	ended := make(chan struct{})
+	lapse := func(from time.Time) time.Duration {
+		return time.Until(from.Add(3*s.cfg.ReconcileInterval - s.cfg.ReconcileInterval/2))
+	}
+	if lapse(taken) <= 0 {
+		// Paused since it took the lease (SIGSTOP, a suspended VM): the
+		// pass does nothing on it.
+		cancel(errLeaseLost)
+	}
+	cut := time.AfterFunc(lapse(taken), func() { cancel(errLeaseLost) })
 	go func() {
 		defer close(ended)
+		defer cut.Stop()
 		t := time.NewTicker(s.cfg.ReconcileInterval)
 		defer t.Stop()
-		renewed := time.Now()
+		renewed := taken
 		for {
 			select {
 			case <-done:
@@ -381,10 +399,12 @@ func (s *Service) keepLease(ctx context.Context, cancel context.CancelCauseFunc)
 				return
 			case <-t.C:
 			}
+			asked := time.Now()
 			held, err := s.cfg.Leader.TryLease(ctx, leaseName, 3*s.cfg.ReconcileInterval)
 			switch {
 			case err == nil && held:
-				renewed = time.Now()
+				renewed = asked
+				cut.Reset(lapse(asked))
 			case err == nil, time.Since(renewed) >= 2*s.cfg.ReconcileInterval:
 				cancel(errLeaseLost)
 				return
