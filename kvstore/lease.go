@@ -71,6 +71,7 @@ func (s *Store) TryLease(ctx context.Context, name string, ttl time.Duration) (b
 			return false, nil // another instance took it first
 		}
 		if err != nil {
+			s.mayHold(key)
 			return false, mapErr("take lease "+name, err)
 		}
 		s.holding(key, true)
@@ -101,6 +102,7 @@ func (s *Store) TryLease(ctx context.Context, name string, ttl time.Duration) (b
 		return false, nil
 	}
 	if err != nil {
+		s.mayHold(key)
 		return false, mapErr("renew lease "+name, err)
 	}
 	if cur.Token != s.token {
@@ -119,6 +121,17 @@ func (s *Store) holding(key string, held bool) {
 	} else {
 		delete(s.held, key)
 	}
+}
+
+// mayHold notes a lease whose write failed without an answer (a timeout,
+// a stream leader election): it may have been stored all the same, and
+// then this store holds the lease, so Close releases it (release checks
+// the token). What this store saw of another holder's entry is kept, so a
+// takeover that did not happen still waits from when it was first seen.
+func (s *Store) mayHold(key string) {
+	s.lmu.Lock()
+	defer s.lmu.Unlock()
+	s.held[key] = true
 }
 
 // ReleaseLease gives up the lease name if this instance holds it, so that

@@ -1,6 +1,8 @@
 package kvstore
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"sync"
 	"testing"
@@ -151,5 +153,46 @@ func TestLeaseRaceReplicated(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestLeaseReleasedAfterALostAck: a TryLease whose write timed out on a
+// replicated bucket (its followers paused), then was stored, took the
+// lease; Close releases it, so another instance takes it at once rather
+// than after its ttl.
+func TestLeaseReleasedAfterALostAck(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a three-process cluster")
+	}
+	_, sa, sb, pause, resume := replicatedPair(t)
+	ctx := bg(t)
+	pause()
+	short, cancel := context.WithTimeout(ctx, time.Second)
+	held, err := sa.TryLease(short, "l", time.Minute)
+	cancel()
+	resume()
+	if !errors.Is(err, provision.ErrUnavailable) {
+		t.Fatalf("TryLease with the followers paused: %v, %v; want unavailable", held, err)
+	}
+	// The write is stored once the followers are back.
+	for {
+		e, err := sa.kv.Get(ctx, leasePrefix+"l")
+		if err == nil {
+			var v leaseValue
+			if json.Unmarshal(e.Value(), &v) != nil || v.Token != sa.token {
+				t.Fatalf("the lease holds %s", e.Value())
+			}
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("a's lease write never stored: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := sa.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := sb.TryLease(ctx, "l", time.Minute); !ok || err != nil {
+		t.Fatalf("b after a closed: %v, %v; want the lease a's Close released", ok, err)
 	}
 }
