@@ -254,7 +254,22 @@ func (s *Service) version(pub string, q *queue, batch []*change) {
 		// forgot its keys and left it live on the servers, an orphan.
 		s.mayHoldAbandoned(pub, err == nil || mayHaveStored(res, err))
 		if err != nil {
-			s.restore(ctx, a, next, mayHaveStored(res, err))
+			perr := s.restore(ctx, a, next, mayHaveStored(res, err))
+			if !next.Live() && errors.Is(perr, ErrConflict) {
+				// A delete whose account cannot be put back: its name,
+				// freed by the tombstone, was taken meanwhile. The
+				// tombstone stays and the reconciler finishes the
+				// delete, so it stands: told it failed, its caller
+				// retried "delete <name>" and deleted the new account.
+				s.log.Warn("the push of a deleted account's disabled version failed and its name is taken by another account; the delete stands and the reconciler pushes it", "account", pub, "name", next.Name, "error", err)
+				s.remember(next, claims, prev)
+				out := published{account: next, claims: claims, result: res, phase: PhaseDisabled,
+					waiting: s.confirm.missing(pub, claims.ID, s.resolver.Servers())}
+				for _, c := range batch {
+					c.finish(out, nil)
+				}
+				return
+			}
 			fail(batch, fmt.Errorf("push account %s: %w", pub, err))
 			return
 		}
@@ -493,8 +508,10 @@ func mayHaveStored(res PushResult, err error) bool {
 // restore puts an account back to prev after the push of next failed. When
 // a server may hold next, prev's content is signed anew (a newer iat) and
 // pushed; either way the store gets prev's content back at a new revision.
-// The caller holds the account's lock.
-func (s *Service) restore(ctx context.Context, prev, next Account, repush bool) {
+// It returns the error of the store write that puts prev back (nil when
+// it landed, or when prev could not be signed anew). The caller holds the
+// account's lock.
+func (s *Service) restore(ctx context.Context, prev, next Account, repush bool) error {
 	log := s.log.With("account", prev.PublicKey, "name", prev.Name)
 	if _, shared := s.store.(latestReader); shared {
 		// Another instance's reconciler may have pushed next from the
@@ -512,7 +529,7 @@ func (s *Service) restore(ctx context.Context, prev, next Account, repush bool) 
 	}
 	if err != nil {
 		log.Error("could not sign the previous version of an account after a failed push; the store keeps the failed change and the reconciler pushes it", "error", err)
-		return
+		return nil
 	}
 	// A put-back written in doubt that did not land left the failed change
 	// in the store, where any instance's reconciler pushed it, while its
@@ -527,12 +544,12 @@ func (s *Service) restore(ctx context.Context, prev, next Account, repush bool) 
 			// instance stored and pushed meanwhile.
 			s.afterPush(ctx, prev.PublicKey, next.JWT)
 		}
-		return
+		return err
 	}
 	back.Revision = rev
 	s.cache.Delete(prev.PublicKey)
 	if !repush {
-		return
+		return nil
 	}
 	res, err := s.resolver.Update(ctx, back.JWT)
 	s.confirm.record(back.PublicKey, jti(back.JWT), res)
@@ -540,9 +557,10 @@ func (s *Service) restore(ctx context.Context, prev, next Account, repush bool) 
 	s.afterPush(ctx, back.PublicKey, back.JWT)
 	if err != nil {
 		log.Error("could not push the previous version of an account after a failed push; the reconciler retries", "error", err)
-		return
+		return nil
 	}
 	log.Info("put an account back after a failed push")
+	return nil
 }
 
 // withIssued returns claims whose iat is iat, so that signNext waits past
