@@ -293,8 +293,7 @@ func (s *Service) takeBack(rec Account, claims *jwt.AccountClaims, stored bool) 
 		tomb.Revision = rev
 		break
 	}
-	res, err := s.resolver.Update(ctx, token)
-	s.confirm.record(rec.PublicKey, off.ID, res)
+	_, err := s.pushDisabled(ctx, rec.PublicKey, token)
 	if err != nil {
 		log.Warn("a failed create may be on some servers; the reconciler disables and deletes it", "error", err)
 		return true

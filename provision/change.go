@@ -246,8 +246,13 @@ func (s *Service) version(pub string, q *queue, batch []*change) {
 			return
 		}
 		next.Revision = rev
-		res, err := s.resolver.Update(ctx, token)
-		s.confirm.record(pub, claims.ID, res)
+		var res PushResult
+		if next.Live() {
+			res, err = s.resolver.Update(ctx, token)
+			s.confirm.record(pub, claims.ID, res)
+		} else {
+			res, err = s.pushDisabled(ctx, pub, token)
+		}
 		// A failed create not taken back yet (abandon) that this version
 		// may have put on a server: its take-back must now disable and
 		// delete it there. Remembered as on no server, the take-back
@@ -631,6 +636,42 @@ func (s *Service) afterPush(ctx context.Context, pub, pushed string) {
 		pushed = cur
 	}
 }
+
+// pushDisabled pushes a deleted account's disabled version and records
+// which servers confirmed it. A server that refuses it as "jwt store is
+// full" holds no version of the account (a full resolver refuses only a
+// new account, and takes an update of one it holds): there is nothing to
+// disable there, and it counts as having confirmed. Refused so, the
+// tombstone of an account no server could take (a create refused as full,
+// taken back) was pushed and counted failed by every pass, never finished,
+// and a delete of an account a full server does not hold was put back.
+func (s *Service) pushDisabled(ctx context.Context, pub, token string) (PushResult, error) {
+	id := jti(token)
+	res, err := s.resolver.Update(ctx, token)
+	s.confirm.record(pub, id, res)
+	var refused *RefusedError
+	if err == nil || !errors.As(err, &refused) {
+		return res, err
+	}
+	var full []Server
+	for _, r := range res {
+		switch {
+		case r.Stored || !r.Answered:
+		case strings.HasSuffix(r.Message, storeFull):
+			full = append(full, Server{Name: r.Server})
+		default:
+			return res, err // refused for another reason, or a cache resolver
+		}
+	}
+	if len(full) == 0 {
+		return res, err
+	}
+	s.confirm.set(pub, id, full)
+	return res, nil
+}
+
+// storeFull ends a full resolver's refusal of a new account.
+const storeFull = "jwt store is full"
 
 // finishDelete moves a disabled account on: once every known server has
 // confirmed its disabled version, it sends the DELETE, and once every known

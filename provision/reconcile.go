@@ -619,8 +619,13 @@ func (s *Service) repush(ctx context.Context, pub string, msgs *atomic.Int64) (p
 		return false, false, nil
 	}
 	msgs.Add(1)
-	res, err := s.resolver.Update(ctx, a.JWT)
-	s.confirm.record(pub, jti(a.JWT), res)
+	var res PushResult
+	if a.Live() {
+		res, err = s.resolver.Update(ctx, a.JWT)
+		s.confirm.record(pub, jti(a.JWT), res)
+	} else {
+		_, err = s.pushDisabled(ctx, pub, a.JWT)
+	}
 	if err != nil {
 		return false, false, err
 	}
