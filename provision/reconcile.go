@@ -546,7 +546,11 @@ func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, 
 			return out
 		}
 		out.checked = true
-		// Only full resolvers answer a LOOKUP.
+		// Only full resolvers answer a LOOKUP, and only those up: the
+		// LOOKUP does not wait for a server that went down during the
+		// pass (or the LOOKUP). Counted, its missing answer made the
+		// pass push every account again, to servers that hold it.
+		up = s.withCache(up)
 		full := 0
 		for _, srv := range up {
 			if !srv.Cache {
@@ -585,15 +589,22 @@ func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, 
 	return out
 }
 
-// withCache returns a copy of up with each server's Cache as the resolver
-// knows it now, for the same server instance.
+// withCache returns the servers of up that are still up, each with its
+// Cache as the resolver knows it now, for the same server instance. A
+// server that went down (or was forgotten) since the pass began is left
+// out: no request waits for it.
 func (s *Service) withCache(up []Server) []Server {
 	now := s.resolver.Servers()
-	out := slices.Clone(up)
-	for i, srv := range out {
-		if j := slices.IndexFunc(now, func(n Server) bool { return n.Name == srv.Name && n.ID == srv.ID }); j >= 0 {
-			out[i].Cache = now[j].Cache
+	out := make([]Server, 0, len(up))
+	for _, srv := range up {
+		j := slices.IndexFunc(now, func(n Server) bool { return n.Name == srv.Name })
+		if j < 0 || !now[j].Up {
+			continue
 		}
+		if now[j].ID == srv.ID {
+			srv.Cache = now[j].Cache
+		}
+		out = append(out, srv)
 	}
 	return out
 }
