@@ -563,10 +563,20 @@ func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, 
 				same = false
 			}
 		}
-		if same {
-			s.confirm.set(a.PublicKey, id, up)
-		} else {
+		switch {
+		case !same:
 			needPush = true
+		case a.Phase == PhaseDisabled && len(s.confirm.missing(a.PublicKey, id, up)) > 0:
+			// LOOKUP replies do not say which server sent them: one
+			// from a server that joined during the pass can stand for
+			// one that did not answer. The DELETE waits for servers
+			// that confirmed by name, as a push's answers do: sent to a
+			// server that holds the live version and misses it, resolver
+			// sync spreads that version back to the servers that
+			// deleted the account.
+			needPush = true
+		default:
+			s.confirm.set(a.PublicKey, id, up)
 		}
 	}
 	if needPush {

@@ -1,0 +1,133 @@
+package provision_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+
+	"github.com/natsprov/provisioner/api"
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/provision"
+	"github.com/natsprov/provisioner/provtest"
+	"github.com/natsprov/provisioner/resolver"
+)
+
+// playerCreds writes the creds of a system account user allowed
+// everything, signed by the system account's signing key Init puts aside:
+// it plays a server on the real bus.
+func playerCreds(t *testing.T, res *bootstrap.Result, name string) string {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(res.Dir, bootstrap.SystemAccountSigningFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := nkeys.FromSeed([]byte(strings.TrimSpace(string(raw))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer signer.Wipe()
+	user, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer user.Wipe()
+	pub, _ := user.PublicKey()
+	uc := jwt.NewUserClaims(pub)
+	uc.Name = name
+	uc.IssuerAccount = res.SystemAccount
+	token, err := uc.Encode(signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := user.Seed()
+	creds, err := jwt.FormatUserConfig(token, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), name+".creds")
+	if err := os.WriteFile(path, creds, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestDeleteWaitsForConfirmationsByName: zz-hung is a known server whose
+// resolver is stuck (it answers pings, nothing else) and has not confirmed
+// a deleted account's disabled version. A second instance (no
+// confirmations in memory) sweeps the account with a LOOKUP while a server
+// it does not know yet (one that joined during the pass, holding the
+// disabled version) answers it too. LOOKUP replies do not say which server
+// sent them: the answers count as many as the servers up, all the
+// disabled version, but zz-hung is not among them. The DELETE must still
+// wait until zz-hung has confirmed the disabled version: sent before, a
+// server that holds the live version and misses the DELETE spreads it back
+// to every server by resolver sync (the others deleted the account, so
+// they take it).
+func TestDeleteWaitsForConfirmationsByName(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	ctx := context.Background()
+	const hungName, hungID = "zz-hung", "NHUNGSERVERFORLOOKUPCREDIT"
+	player := env.Connect(t, playerCreds(t, env.Init, "player"))
+	if _, err := player.Subscribe(resolver.SubjectServerPing, func(m *nats.Msg) {
+		_ = m.Respond(fmt.Appendf(nil, `{"name":%q,"host":"127.0.0.1","id":%q}`, hungName, hungID))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var deletes atomic.Int32
+	if _, err := player.Subscribe(resolver.SubjectClaimsDelete, func(*nats.Msg) { deletes.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := player.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	d := newDomain(t, env, nil)
+	if s := d.rc.Servers(); len(s) != 2 || s[1].Name != hungName || !s[1].Up {
+		t.Fatalf("Servers() = %+v, want the real server and %s, up", s, hungName)
+	}
+	acc, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := acc.Account.PublicKey
+	rep, err := d.svc.DeleteAccount(ctx, api.AccountRequest{Account: pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Phase != string(provision.PhaseDisabled) || deletes.Load() != 0 {
+		t.Fatalf("delete: phase %s waiting %v, %d DELETEs; want disabled waiting for %s, no DELETE", rep.Phase, rep.Waiting, deletes.Load(), hungName)
+	}
+	tomb, err := d.store.Account(ctx, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The server that joined: it holds the disabled version (resolver
+	// sync) and answers the LOOKUP, not yet the pings.
+	if _, err := player.Subscribe(fmt.Sprintf("$SYS.REQ.ACCOUNT.%s.CLAIMS.LOOKUP", pub), func(m *nats.Msg) {
+		_ = m.Respond([]byte(tomb.JWT))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := player.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	other := domainOver(t, env, d.store, d.rc)
+	if _, err := other.Reconcile(ctx, api.ReconcileRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := deletes.Load(); n != 0 {
+		t.Errorf("the pass sent the DELETE (%s got %d) although %s never confirmed the disabled version: a LOOKUP answer from another server was counted as its", hungName, n, hungName)
+	}
+	if cur, err := d.store.Account(ctx, pub); err != nil || cur.Phase != provision.PhaseDisabled {
+		t.Errorf("tombstone after the pass: %v %v, want disabled (waiting for %s)", cur.Phase, err, hungName)
+	}
+}
