@@ -2,9 +2,11 @@ package provision_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -129,5 +131,68 @@ func TestDeleteWaitsForConfirmationsByName(t *testing.T) {
 	}
 	if cur, err := d.store.Account(ctx, pub); err != nil || cur.Phase != provision.PhaseDisabled {
 		t.Errorf("tombstone after the pass: %v %v, want disabled (waiting for %s)", cur.Phase, err, hungName)
+	}
+}
+
+// TestRotationCountsARemoteResignOnlyWhereStored: zz-hung trusts the new
+// operator signing key (its VARZ says so) but its resolver is stuck: it
+// answers no LOOKUP and no push. The rotation re-signs the system account
+// and the service's own, which no reconciler pushes again: it must not
+// report them re-signed (failed empty, "nothing left to do") while a
+// server that holds the old key's copy, as far as anyone can tell, never
+// got the new one.
+func TestRotationCountsARemoteResignOnlyWhereStored(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	keyPath := nextSigningKey(t, env)
+	raw, err := os.ReadFile(filepath.Join(env.Dir, bootstrap.OperatorJWTFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opJWT, err := jwt.ParseDecoratedJWT(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oc, err := jwt.DecodeOperatorClaims(opJWT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const hungName, hungID = "zz-hung", "NHUNGSERVERFORROTATION"
+	server := map[string]string{"name": hungName, "host": "127.0.0.1", "id": hungID}
+	varz, err := json.Marshal(map[string]any{"server": server, "data": map[string]any{"trusted_operators_claim": []*jwt.OperatorClaims{oc}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idz, _ := json.Marshal(server)
+	player := env.Connect(t, playerCreds(t, env.Init, "player"))
+	for subject, reply := range map[string][]byte{resolver.SubjectServerPing: idz, resolver.SubjectServerVarz: varz} {
+		if _, err := player.Subscribe(subject, func(m *nats.Msg) { _ = m.Respond(reply) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := player.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	d := newDomain(t, env, nil)
+	defer d.stop()
+	if s := d.rc.Servers(); len(s) != 2 || s[1].Name != hungName || !s[1].Up {
+		t.Fatalf("Servers() = %+v, want the real server and %s, up", s, hungName)
+	}
+	next := func() (*provision.Operator, error) {
+		return provision.LoadOperator(filepath.Join(env.Dir, bootstrap.OperatorJWTFile), keyPath)
+	}
+	svc, err := provision.New(provision.Config{Operator: d.op, NextOperator: next, Store: d.store, Resolver: d.rc, Protected: []string{env.Init.ServiceAccount}, Logger: provtest.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	rep, err := svc.RotateOperator(context.Background(), api.RotateOperatorRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pub := range []string{env.Init.SystemAccount, env.Init.ServiceAccount} {
+		if !slices.Contains(rep.Failed, pub) {
+			t.Errorf("rotation: %d of %d re-signed, failed %v; want %s failed: %s never confirmed its new version", rep.Resigned, rep.Accounts, rep.Failed, pub, hungName)
+		}
 	}
 }

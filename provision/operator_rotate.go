@@ -246,7 +246,18 @@ func (s *Service) resignRemote(ctx context.Context, pub string) error {
 	key := s.operator().SignerKey
 	var newest string
 	var nc *jwt.AccountClaims
-	stale := false
+	// No reconciler pushes this account again: a server whose copy is
+	// missing from the answers may hold the old key's. It is pushed to
+	// as well, and the push's answers, which name their servers, tell
+	// whether it got the new one. (A cache resolver not known as one yet
+	// answers no LOOKUP, but answers the push.)
+	full := 0
+	for _, srv := range s.resolver.Servers() {
+		if srv.Up && !srv.Cache {
+			full++
+		}
+	}
+	stale := len(copies) < full
 	for _, token := range copies {
 		if token == "" {
 			continue
@@ -273,8 +284,23 @@ func (s *Service) resignRemote(ctx context.Context, pub string) error {
 			return err
 		}
 	}
-	_, err = s.resolver.Update(ctx, newest)
-	return err
+	res, err := s.resolver.Update(ctx, newest)
+	if err != nil {
+		return err
+	}
+	// A push that a server did not answer is no error to Update (the
+	// reconciler pushes a stored account again); this one nobody pushes
+	// again.
+	var missed []string
+	for _, r := range res {
+		if !r.Answered {
+			missed = append(missed, r.Server)
+		}
+	}
+	if len(missed) > 0 {
+		return fmt.Errorf("%w: push account %s: no answer from %s", ErrTimeout, pub, strings.Join(missed, ", "))
+	}
+	return nil
 }
 
 // remoteAccount reads an account the service does not store (the system
