@@ -37,7 +37,8 @@ var ErrSchema = errors.New("api: no JSON schema for the type")
 // service refuses a request without them (foreignRequired): their tags say
 // how that module encodes them, not what the service needs, and the
 // decoder requires no field. An export or import (in "exports",
-// "imports") may not be null, which the service refuses.
+// "imports") may not be null, which the service refuses, nor may a role
+// of account.create (nonNullValues).
 // Two refusals of the decoder are beyond the schema: a whole number
 // written with a fraction or an exponent (1.0), and a 64-bit integer out
 // of range. It returns ErrSchema for a type it cannot describe.
@@ -84,6 +85,15 @@ var foreignRequired = map[reflect.Type][]string{
 var nonNullElems = map[reflect.Type]bool{
 	reflect.TypeFor[jwt.Exports](): true,
 	reflect.TypeFor[jwt.Imports](): true,
+}
+
+// nonNullValues lists, per request type, the fields whose map values may
+// not be null although Go has nil there: account.create's "roles", where
+// null would remove a role the new account does not have, which the
+// service refuses ("the account has no role ... to remove"); on
+// account.update, null removes a role and stays allowed.
+var nonNullValues = map[reflect.Type][]string{
+	reflect.TypeFor[CreateAccountRequest](): {"roles"},
 }
 
 // module is the path of this module: the structs under it follow the
@@ -380,6 +390,15 @@ func (g *generator) structSchema(t reflect.Type, top bool) (*schema, error) {
 		}
 		if f.Quoted {
 			fsch = &schema{Type: types{"string"}, Description: "a string holding the JSON value"}
+		}
+		if slices.Contains(nonNullValues[t], f.Name) && f.Type.Kind() == reflect.Map && f.Type.Elem().Kind() == reflect.Pointer {
+			v, err := g.gen(f.Type.Elem().Elem(), false)
+			if err != nil {
+				return nil, fmt.Errorf("%s.%s: %w", t, f.Name, err)
+			}
+			c := *fsch
+			c.AdditionalProperties = v
+			fsch = &c
 		}
 		s.Properties = append(s.Properties, property{f.Name, fsch})
 		if g.closed && foreign(t) {

@@ -206,6 +206,10 @@ func TestSchemasAgreeOnJWTTypes(t *testing.T) {
 		{"account_create", "account.create", `{"name":"r2","default_permissions":{"resp":{"ttl":1000000000}}}`, true},
 		{"account_create", "account.create", `{"name":"r3","roles":{"device":{"resp":{}}}}`, true},
 		{"account_update", "account.update", `{"account":"base","roles":{"device":{"resp":{"max":2}}}}`, true},
+		// A role given as null removes it on update; on create there is
+		// none to remove, and the service refuses it.
+		{"account_create", "account.create", `{"name":"rn","roles":{"device":null}}`, false},
+		{"account_update", "account.update", `{"account":"base","roles":{"device":null}}`, true},
 		{"user_create", "user.create", `{"account":"base","name":"u1","permissions":{"resp":{"max":1}}}`, true},
 		{"user_create", "user.create", `{"account":"base","name":"u2","permissions":{"resp":{"max":"1"}}}`, false},
 		// jwt.ServiceLatency: "sampling" defaults to "headers"; "results"
