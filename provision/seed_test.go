@@ -27,6 +27,9 @@ func TestLooksLikeSeed(t *testing.T) {
 		{seed + ",", true},
 		{"-----BEGIN USER NKEY SEED-----\n" + seed + "\n------END USER NKEY SEED------", true},
 		{seed[:45] + "0" + seed[46:], true}, // a typo past the first 30 characters
+		{seed[:10] + "0" + seed[11:], true}, // 0 for O early on
+		{seed[:3] + "8" + seed[4:12] + "1" + seed[13:], true},
+		{strings.ToLower(seed[:10] + "0" + seed[11:]), true},
 		{pub, false},
 		{"UDMXQLKA42KBHB67PPNVYSP43CULGWBE6AYN6KZFY7QH5WYA542HCXNB", false}, // holds "SP43..." inside
 		{apub, false},
@@ -52,7 +55,7 @@ func TestLooksLikeSeed(t *testing.T) {
 
 // seedLike is the definition looksLikeSeed implements in one pass, kept
 // here as the test's oracle.
-var seedLike = regexp.MustCompile(`(?:^|[^A-Z2-7])(S[OAUNCXP][A-Z2-7]{28,})|(?:^|[^a-z2-7])(s[oauncxp][a-z2-7]{28,})`)
+var seedLike = regexp.MustCompile(`(?:^|[^A-Z2-7])(S[OAUNCXP][A-Z0-9]{28,})|(?:^|[^a-z2-7])(s[oauncxp][a-z0-9]{28,})`)
 
 func regexpSeed(s string) bool {
 	for _, sm := range seedLike.FindAllStringSubmatch(s, -1) {
@@ -67,7 +70,7 @@ func regexpSeed(s string) bool {
 // expression on random text made of what seeds, keys and names hold.
 func TestLooksLikeSeedMatchesDefinition(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
-	parts := []string{"S", "s", "SU", "su", "SA", "so", "SB", "sx", "A", "a", "2", "7", "8", "Z", "z", "-", " ", "\"", ":", "U", "ab", "AB"}
+	parts := []string{"S", "s", "SU", "su", "SA", "so", "SB", "sx", "A", "a", "2", "7", "8", "0", "Z", "z", "-", " ", "\"", ":", "U", "ab", "AB"}
 	for range 200000 {
 		var b strings.Builder
 		for n := r.IntN(12); n >= 0; n-- {

@@ -375,6 +375,8 @@ func TestErrors(t *testing.T) {
 	seed, _ := userKP.Seed()
 	lower := strings.ToLower(string(seed))
 	short := string(seed[:len(seed)-1])
+	// A seed with a typo early on: 0 for O, a confusion base32 avoids.
+	typo := string(seed[:10]) + "0" + string(seed[11:])
 	big := `{"name":"` + strings.Repeat("x", responder.MaxRequestSize) + `"}`
 
 	tests := []struct {
@@ -403,6 +405,8 @@ func TestErrors(t *testing.T) {
 		{"truncated seed as user", "user.revoke", `{"account":"acme","user":"` + short + `"}`, 400, "seed"},
 		{"truncated seed as account", "account.get", `{"account":"` + short + `"}`, 400, "seed"},
 		{"seed as a name", "account.create", `{"name":"` + lower + `"}`, 400, "seed"},
+		{"seed with a typo as user key", "user.create", `{"account":"acme","name":"bob","public_key":"` + typo + `"}`, 400, "seed"},
+		{"seed with a typo as a name", "account.create", `{"name":"` + typo + `"}`, 400, "seed"},
 		{"bad expiry", "user.create", `{"account":"acme","name":"bob","expires_in":"tomorrow"}`, 400, "expires_in"},
 		{"account key as user", "user.revoke", `{"account":"acme","user":"` + acctPub + `"}`, 400, "account public key"},
 		{"empty user", "user.revoke", `{"account":"acme","user":""}`, 400, `"user"`},
@@ -433,7 +437,7 @@ func TestErrors(t *testing.T) {
 			if !strings.Contains(r.Description, tt.mention) {
 				t.Errorf("description %q does not mention %q", r.Description, tt.mention)
 			}
-			for _, secret := range []string{string(seed), lower, short} {
+			for _, secret := range []string{string(seed), lower, short, typo} {
 				if strings.Contains(strings.ToLower(string(r.Raw)), strings.ToLower(secret[:40])) {
 					t.Errorf("the reply echoes a seed: %s", r.Raw)
 				}
