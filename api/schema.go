@@ -96,6 +96,40 @@ var nonNullValues = map[reflect.Type][]string{
 	reflect.TypeFor[CreateAccountRequest](): {"roles"},
 }
 
+// minimums and maximums bound the numbers of request fields that the
+// service refuses outside those bounds, by the struct that declares each
+// field (a promoted field keeps its struct's bounds): a limit is -1
+// (unlimited) or more, a page's offset and limit and a quota are not
+// negative, an audit page is at most MaxAuditLimit. Without them a client
+// that validates against the schema sends a request bound to fail.
+var (
+	minimums = map[reflect.Type]map[string]int64{
+		reflect.TypeFor[AccountLimits](): {"subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1, "conn": -1, "leaf": -1},
+		reflect.TypeFor[JetStreamLimits](): {"mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1, "max_ack_pending": -1,
+			"mem_max_stream_bytes": -1, "disk_max_stream_bytes": -1},
+		reflect.TypeFor[UserLimits]():           {"subs": -1, "data": -1, "payload": -1},
+		reflect.TypeFor[ListRequest]():          {"offset": 0, "limit": 0},
+		reflect.TypeFor[CreateAccountRequest](): {"self_service_quota": 0},
+		reflect.TypeFor[UpdateAccountRequest](): {"self_service_quota": 0},
+		reflect.TypeFor[AuditRequest]():         {"limit": 0},
+	}
+	maximums = map[reflect.Type]map[string]int64{
+		reflect.TypeFor[AuditRequest](): {"limit": MaxAuditLimit},
+	}
+)
+
+// declaring returns the struct type that declares the field at index in
+// t (t itself unless the field is promoted from an embedded struct).
+func declaring(t reflect.Type, index []int) reflect.Type {
+	for _, i := range index[:len(index)-1] {
+		t = t.Field(i).Type
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+	}
+	return t
+}
+
 // module is the path of this module: the structs under it follow the
 // tag rule for required fields.
 const module = "github.com/natsprov/provisioner"
@@ -390,6 +424,22 @@ func (g *generator) structSchema(t reflect.Type, top bool) (*schema, error) {
 		}
 		if f.Quoted {
 			fsch = &schema{Type: types{"string"}, Description: "a string holding the JSON value"}
+		}
+		if g.closed {
+			// A request schema: see minimums.
+			owner := declaring(t, f.Index)
+			lo, hasLo := minimums[owner][f.Name]
+			hi, hasHi := maximums[owner][f.Name]
+			if hasLo || hasHi {
+				c := *fsch
+				if hasLo {
+					c.Minimum = &lo
+				}
+				if hasHi {
+					c.Maximum = &hi
+				}
+				fsch = &c
+			}
 		}
 		if slices.Contains(nonNullValues[t], f.Name) && f.Type.Kind() == reflect.Map && f.Type.Elem().Kind() == reflect.Pointer {
 			v, err := g.gen(f.Type.Elem().Elem(), false)

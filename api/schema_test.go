@@ -356,3 +356,30 @@ func TestSchemaNoNullExports(t *testing.T) {
 		}
 	}
 }
+
+// TestSchemaBounds: the bounds the service holds numbers to (provision's
+// checks, which the decoder leaves to it) are in the request schemas, on
+// promoted fields too; the responder's TestSchemasAgreeOnBounds checks
+// them against the service.
+func TestSchemaBounds(t *testing.T) {
+	for _, tt := range []struct {
+		v    any
+		body string
+		ok   bool
+	}{
+		{api.AuditRequest{}, `{"limit":1000}`, true},
+		{api.AuditRequest{}, `{"limit":1001}`, false},
+		{api.AuditRequest{}, `{"limit":-1}`, false},
+		{api.ListUsersRequest{}, `{"account":"a","offset":-1}`, false},
+		{api.SelfListUsersRequest{}, `{"limit":-1}`, false},
+		{api.CreateAccountRequest{}, `{"name":"a","limits":{"conn":null,"disk_storage":-1}}`, true},
+	} {
+		raw, err := api.RequestSchema(tt.v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := valid(t, compile(t, raw), tt.body); (err == nil) != tt.ok {
+			t.Errorf("%T schema on %s: %v, want ok=%v", tt.v, tt.body, err, tt.ok)
+		}
+	}
+}

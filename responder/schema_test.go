@@ -236,3 +236,45 @@ func TestSchemasAgreeOnJWTTypes(t *testing.T) {
 		})
 	}
 }
+
+// TestSchemasAgreeOnBounds: the numbers the service refuses for their
+// value (a page's negative offset or limit, a negative quota, a limit
+// below -1) are refused by the request schemas too, and the bounds
+// themselves are taken by both.
+func TestSchemasAgreeOnBounds(t *testing.T) {
+	h := newHarness(t, bootstrap.Options{})
+	sch := compileSchemas(t, discover[micro.Info](t, h.admin, "$SRV.INFO.provisioner"))
+	h.ok(t, "account.create", `{"name":"base"}`)
+	for _, tt := range []struct {
+		endpoint, subject, body string
+		ok                      bool
+	}{
+		{"account_list", "account.list", `{"offset":-1}`, false},
+		{"account_list", "account.list", `{"limit":-1}`, false},
+		{"account_list", "account.list", `{"offset":0,"limit":0}`, true},
+		{"user_list", "user.list", `{"account":"base","offset":-3}`, false},
+		{"user_list", "user.list", `{"account":"base","limit":-3}`, false},
+		{"account_create", "account.create", `{"name":"q1","self_service_quota":-1}`, false},
+		{"account_update", "account.update", `{"account":"base","self_service_quota":-1}`, false},
+		{"account_update", "account.update", `{"account":"base","self_service_quota":0}`, true},
+		{"account_create", "account.create", `{"name":"l1","limits":{"conn":-2}}`, false},
+		{"account_create", "account.create", `{"name":"l2","limits":{"mem_storage":-2}}`, false},
+		{"account_create", "account.create", `{"name":"l3","limits":{"tiered_limits":{"R1":{"streams":-2}}}}`, false},
+		{"account_create", "account.create", `{"name":"l4","limits":{"conn":-1,"mem_storage":-1,"disk_storage":0}}`, true},
+		{"account_update", "account.update", `{"account":"base","limits":{"subs":-5}}`, false},
+		{"account_create", "account.create", `{"name":"l5","roles":{"r":{"limits":{"subs":-2}}}}`, false},
+		{"user_create", "user.create", `{"account":"base","name":"u1","limits":{"payload":-2}}`, false},
+		{"user_create", "user.create", `{"account":"base","name":"u2","limits":{"payload":-1,"subs":0}}`, true},
+	} {
+		t.Run(tt.body, func(t *testing.T) {
+			serr := validates(t, sch[tt.endpoint].request, []byte(tt.body))
+			r := h.req(t, tt.subject, tt.body)
+			if (r.Code == 0) != tt.ok {
+				t.Fatalf("the service answers %d %q, the test wants ok=%v", r.Code, r.Description, tt.ok)
+			}
+			if (serr == nil) != tt.ok {
+				t.Errorf("the %s request schema says %v; the service answers %d %q", tt.endpoint, serr, r.Code, r.Description)
+			}
+		})
+	}
+}
