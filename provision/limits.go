@@ -99,6 +99,11 @@ func tiersOf(limits *api.AccountLimits) (jwt.JetStreamTieredLimits, error) {
 			return nil, fmt.Errorf("%w: \"limits\": give either \"tiered_limits\" or the flat JetStream limits (mem_storage, disk_storage, ...), not both", ErrInvalid)
 		}
 	}
+	if limits.MaxBytesRequired != nil && *limits.MaxBytesRequired {
+		// The tiers replace the flat limits: it was dropped, and the
+		// request answered as done.
+		return nil, fmt.Errorf("%w: \"limits\": \"max_bytes_required\" is a flat JetStream limit; with \"tiered_limits\", give it in each tier", ErrInvalid)
+	}
 	tiers := jwt.JetStreamTieredLimits{}
 	for name, t := range limits.TieredLimits {
 		if name == "" {

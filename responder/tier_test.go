@@ -39,3 +39,29 @@ func TestTierNamesAreReplicaCounts(t *testing.T) {
 		})
 	}
 }
+
+// TestFlatMaxBytesRequiredWithTiers: a flat "max_bytes_required" next to
+// "tiered_limits" is refused as the other flat JetStream limits are: the
+// tiers replace the flat limits, so it was dropped and the request
+// answered as done, with no stream held to a max_bytes.
+func TestFlatMaxBytesRequiredWithTiers(t *testing.T) {
+	h := newHarness(t, bootstrap.Options{})
+	base := h.ok(t, "account.create", `{"name":"base","limits":{"tiered_limits":{"R1":{"disk_storage":1048576}}}}`)
+	baseJWT := str(base, "account", "jwt")
+	r := h.req(t, "account.create", `{"name":"flat","limits":{"tiered_limits":{"R1":{"disk_storage":1048576}},"max_bytes_required":true}}`)
+	if r.Code != api.CodeInvalid || !strings.Contains(r.Description, "tiered_limits") {
+		t.Errorf("account.create: got %d %q, want 400 naming tiered_limits", r.Code, r.Description)
+	}
+	if g := h.req(t, "account.get", `{"account":"flat"}`); g.Code != api.CodeNotFound {
+		t.Errorf("account.get after a refused create: got %d %q, want 404", g.Code, g.Description)
+	}
+	r = h.req(t, "account.update", `{"account":"base","limits":{"tiered_limits":{"R1":{"disk_storage":5}},"max_bytes_required":true}}`)
+	if r.Code != api.CodeInvalid || !strings.Contains(r.Description, "tiered_limits") {
+		t.Errorf("account.update: got %d %q, want 400 naming tiered_limits", r.Code, r.Description)
+	}
+	if got := str(h.ok(t, "account.get", `{"account":"base"}`), "account", "jwt"); got != baseJWT {
+		t.Errorf("a refused update changed the account's JWT")
+	}
+	// In the tier it belongs to, it is taken.
+	h.ok(t, "account.update", `{"account":"base","limits":{"tiered_limits":{"R1":{"disk_storage":5,"max_bytes_required":true}}}}`)
+}
