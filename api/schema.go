@@ -31,7 +31,8 @@ var ErrSchema = errors.New("api: no JSON schema for the type")
 // exactly; a field without omitempty (or omitzero) is required; null is
 // taken only where Go has nil (pointers, slices, maps); every object is
 // closed (additionalProperties false), as the service refuses an unknown
-// field; integers are bounded where their Go type is narrower than 64 bits.
+// field; a required string must hold more than white space, as the service
+// refuses a blank name, account or user; integers are bounded where their Go type is narrower than 64 bits.
 // The fields of a struct from another module (the jwt types a request
 // embeds: permissions, exports, imports) are required only where the
 // service refuses a request without them (foreignRequired): their tags say
@@ -424,6 +425,13 @@ func (g *generator) structSchema(t reflect.Type, top bool) (*schema, error) {
 		}
 		if f.Quoted {
 			fsch = &schema{Type: types{"string"}, Description: "a string holding the JSON value"}
+		}
+		if g.closed && !foreign(t) && !f.Optional && !f.Quoted && f.Type.Kind() == reflect.String {
+			// A required name, account or user: the service refuses it
+			// empty or blank ("is required and must not be empty").
+			c := *fsch
+			c.Pattern = `\S`
+			fsch = &c
 		}
 		if g.closed {
 			// A request schema: see minimums.

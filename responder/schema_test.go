@@ -278,3 +278,39 @@ func TestSchemasAgreeOnBounds(t *testing.T) {
 		})
 	}
 }
+
+// TestSchemasRefuseBlankRequiredStrings: a required name, account or user
+// given empty or blank is refused by the service ("is required and must
+// not be empty"), and so by the request schemas.
+func TestSchemasRefuseBlankRequiredStrings(t *testing.T) {
+	h := newHarness(t, bootstrap.Options{})
+	sch := compileSchemas(t, discover[micro.Info](t, h.admin, "$SRV.INFO.provisioner"))
+	h.ok(t, "account.create", `{"name":"base"}`)
+	for _, tt := range []struct{ endpoint, subject, body string }{
+		{"account_create", "account.create", `{"name":""}`},
+		{"account_create", "account.create", `{"name":"  "}`},
+		{"account_get", "account.get", `{"account":""}`},
+		{"account_update", "account.update", `{"account":" ","tags":["a"]}`},
+		{"account_rotate", "account.rotate", `{"account":""}`},
+		{"account_delete", "account.delete", `{"account":"\t"}`},
+		{"user_create", "user.create", `{"account":"base","name":""}`},
+		{"user_create", "user.create", `{"account":"","name":"bob"}`},
+		{"user_list", "user.list", `{"account":" "}`},
+		{"user_revoke", "user.revoke", `{"account":"base","user":""}`},
+	} {
+		t.Run(tt.body, func(t *testing.T) {
+			if r := h.req(t, tt.subject, tt.body); r.Code != 400 {
+				t.Fatalf("the service answers %d %q, want 400", r.Code, r.Description)
+			}
+			if err := validates(t, sch[tt.endpoint].request, []byte(tt.body)); err == nil {
+				t.Errorf("the %s request schema takes %s, which the service refuses", tt.endpoint, tt.body)
+			}
+		})
+	}
+	// A name with blanks around it is taken by both (the service trims it).
+	body := `{"name":" padded "}`
+	if err := validates(t, sch["account_create"].request, []byte(body)); err != nil {
+		t.Errorf("the schema refuses %s: %v", body, err)
+	}
+	h.ok(t, "account.create", body)
+}
