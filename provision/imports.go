@@ -105,6 +105,11 @@ func (s *Service) exporter(ctx context.Context, ref string) (string, *jwt.Accoun
 	if ref == "" {
 		return "", nil, nil, fmt.Errorf("%w: \"account\" is required: the exporting account's name or public key", ErrInvalid)
 	}
+	if !nkeys.IsValidPublicAccountKey(ref) && nkeys.IsValidPublicKey(ref) {
+		// No name is a key (checkName): it would be looked up as one and
+		// refused as "no account named U...".
+		return "", nil, nil, fmt.Errorf("%w: \"account\" is a %s public key (%s); give the exporting account's name or public key (A...)", ErrInvalid, keyKind(ref), ref)
+	}
 	var a Account
 	var err error
 	if nkeys.IsValidPublicAccountKey(ref) {

@@ -35,3 +35,19 @@ func TestKeyOfAnotherAccountTellsNothingOfIt(t *testing.T) {
 		t.Errorf("a key issued in the same account: %d %q, want 409 naming the user", r.Code, r.Description)
 	}
 }
+
+// TestImportOfAKeyOfAnotherKind: an import's "account" that is a public
+// key of another kind (a user's) is refused saying so, as "account" is
+// elsewhere; it was looked up as a name ("no account named U...").
+func TestImportOfAKeyOfAnotherKind(t *testing.T) {
+	h := newHarness(t, bootstrap.Options{})
+	kp, _ := nkeys.CreateUser()
+	pub, _ := kp.PublicKey()
+	r := h.req(t, "account.create", map[string]any{"name": "imp", "imports": []any{map[string]any{"account": pub, "subject": "a", "type": "stream"}}})
+	if r.Code != api.CodeInvalid || !strings.Contains(r.Description, "user public key") {
+		t.Errorf("an import from a user key: %d %q, want 400 saying it is a user public key", r.Code, r.Description)
+	}
+	if g := h.req(t, "account.get", `{"account":"imp"}`); g.Code != api.CodeNotFound {
+		t.Errorf("account.get after a refused create: %d %q, want 404", g.Code, g.Description)
+	}
+}
