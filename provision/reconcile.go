@@ -53,9 +53,14 @@ const leaseName = "reconciler"
 type reconciler struct {
 	kick    chan struct{}
 	running sync.Mutex // one pass at a time
-	leader  atomic.Bool
-	mu      sync.Mutex
-	last    *api.ReconcileReply
+	// leaderUntil is when the reconciler lease this instance holds may
+	// end (unix nanoseconds; 0: it holds none), as keepLease counts it. A
+	// TryLease that fails (the bucket away) leaves it to run out: the
+	// instance is no leader past it, whatever it last heard, since
+	// another instance may have taken the lease over.
+	leaderUntil atomic.Int64
+	mu          sync.Mutex
+	last        *api.ReconcileReply
 	// next is the requested pass (prov.reconcile) not yet started, which
 	// later requests join; manual are the passes requests started, which
 	// go on past their requests until life ends (Close).
@@ -75,7 +80,6 @@ type manualPass struct {
 
 func (r *reconciler) init() {
 	r.kick = make(chan struct{}, 1)
-	r.leader.Store(true)
 	r.life, r.end = context.WithCancel(context.Background())
 }
 
@@ -170,7 +174,7 @@ func (s *Service) Reconcile(ctx context.Context, _ api.ReconcileRequest) (*api.R
 // Status describes this instance (prov.status).
 func (s *Service) Status(_ context.Context, _ api.StatusRequest) (*api.StatusReply, error) {
 	out := &api.StatusReply{Instance: s.cfg.Instance, Store: s.cfg.StoreKind, Version: s.cfg.Version, Role: "follower", Servers: []api.ServerStatus{}}
-	if s.rec.leader.Load() {
+	if s.leader() {
 		out.Role = "leader"
 	}
 	for _, srv := range s.resolver.Servers() {
@@ -238,7 +242,7 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 		if err != nil {
 			return nil, err
 		}
-		s.rec.leader.Store(held)
+		s.holdLease(held, taken)
 		if !held {
 			rep.Skipped = "another instance holds the reconciler lease"
 			return finish()
@@ -258,7 +262,7 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 		outer := finish
 		finish = func() (*api.ReconcileReply, error) {
 			if errors.Is(context.Cause(ctx), errLeaseLost) {
-				s.rec.leader.Store(false)
+				s.holdLease(false, time.Time{})
 				s.log.Warn("reconcile pass stopped: the reconciler lease could not be renewed")
 				rep.Skipped = "the reconciler lease was lost during the pass; it stopped"
 			}
@@ -377,7 +381,7 @@ func (s *Service) keepLease(ctx context.Context, cancel context.CancelCauseFunc,
 	done := make(chan struct{})
 	ended := make(chan struct{})
 	lapse := func(from time.Time) time.Duration {
-		return time.Until(from.Add(3*s.cfg.ReconcileInterval - s.cfg.ReconcileInterval/2))
+		return time.Until(s.leaseEnds(from))
 	}
 	if lapse(taken) <= 0 {
 		// Paused since it took the lease (SIGSTOP, a suspended VM): the
@@ -404,8 +408,10 @@ func (s *Service) keepLease(ctx context.Context, cancel context.CancelCauseFunc,
 			switch {
 			case err == nil && held:
 				renewed = asked
+				s.holdLease(true, asked)
 				cut.Reset(lapse(asked))
 			case err == nil, time.Since(renewed) >= 2*s.cfg.ReconcileInterval:
+				s.holdLease(false, time.Time{})
 				cancel(errLeaseLost)
 				return
 			default:
@@ -417,6 +423,30 @@ func (s *Service) keepLease(ctx context.Context, cancel context.CancelCauseFunc,
 		close(done)
 		<-ended
 	}
+}
+
+// leaseEnds is when a reconciler lease taken or renewed by a TryLease
+// called at from may be taken over by another instance: half an interval
+// before its ttl (3 intervals) runs out.
+func (s *Service) leaseEnds(from time.Time) time.Time {
+	return from.Add(3*s.cfg.ReconcileInterval - s.cfg.ReconcileInterval/2)
+}
+
+// holdLease notes the answer of a TryLease called at from: the lease held
+// until leaseEnds(from), or not held.
+func (s *Service) holdLease(held bool, from time.Time) {
+	if !held {
+		s.rec.leaderUntil.Store(0)
+		return
+	}
+	s.rec.leaderUntil.Store(s.leaseEnds(from).UnixNano())
+}
+
+// leader reports whether this instance reconciles now (prov.status's
+// role): without a Leader it is the only one; with one, while the lease it
+// took has not run out.
+func (s *Service) leader() bool {
+	return s.cfg.Leader == nil || time.Now().UnixNano() < s.rec.leaderUntil.Load()
 }
 
 func boolRank(b bool) int {
