@@ -81,3 +81,45 @@ func TestCutOffLeaderSaysFollower(t *testing.T) {
 		t.Fatalf("A, cut off from the bucket past its lease while B holds it, says %q, want follower", r)
 	}
 }
+
+// TestPassEndsWithoutItsHangingRenewal: a pass that has done its work
+// while a renewal of its lease hangs (the bucket away, until the store's
+// 5 s Timeout) ends then: its reply, and the next pass, do not wait for
+// the renewal. The pass's end waited for the renewal, which ran on the
+// pass's context, cancelled only after that wait: until the renewal's
+// timeout or the lease's cut.
+func TestPassEndsWithoutItsHangingRenewal(t *testing.T) {
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	const interval = 1500 * time.Millisecond
+	hl := &hangingLeader{hang: 5 * time.Second}
+	a, _ := kvDomainOf(t, env, "a", nil, func(c *provision.Config) {
+		hl.Leader = c.Store.(provision.Leader)
+		c.Leader = hl
+		c.ReconcileInterval, c.ReconcileRate = interval, 2
+	})
+	ctx := context.Background()
+	for i := range 5 {
+		if _, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: fmt.Sprintf("acc%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	rep, err := a.Reconcile(rctx, api.ReconcileRequest{})
+	took := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("pass: %+v, reply after %s", rep, took)
+	if hl.calls.Load() < 2 {
+		t.Fatalf("the pass (%s) ended before a renewal", rep.Duration)
+	}
+	d, err := time.ParseDuration(rep.Duration)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took-d > 500*time.Millisecond {
+		t.Fatalf("a pass of %s replied after %s: its end waited for the hanging renewal", d, took.Round(time.Millisecond))
+	}
+}

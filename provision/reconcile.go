@@ -255,9 +255,12 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 		var cancel context.CancelCauseFunc
 		ctx, cancel = context.WithCancelCause(ctx)
 		stop := s.keepLease(ctx, cancel, taken)
+		// The pass's context ends first: a renewal under way runs on it,
+		// and with the bucket hanging it held the finished pass (its
+		// reply, the next pass) until the store's timeout.
 		defer func() {
-			stop()
 			cancel(nil)
+			stop()
 		}()
 		outer := finish
 		finish = func() (*api.ReconcileReply, error) {
@@ -406,6 +409,8 @@ func (s *Service) keepLease(ctx context.Context, cancel context.CancelCauseFunc,
 			asked := time.Now()
 			held, err := s.cfg.Leader.TryLease(ctx, leaseName, 3*s.cfg.ReconcileInterval)
 			switch {
+			case err != nil && ctx.Err() != nil:
+				return // cut off by the pass's end, or by the cut
 			case err == nil && held:
 				renewed = asked
 				s.holdLease(true, asked)
