@@ -51,8 +51,12 @@ const leaseName = "reconciler"
 
 // reconciler is the state of the reconcile loop.
 type reconciler struct {
-	kick    chan struct{}
-	running sync.Mutex // one pass at a time
+	kick chan struct{}
+	// running holds the pass under way: one at a time. A pass waits for
+	// it only until its context ends: the reconcile loop's, waiting
+	// behind a pass prov.reconcile started, held a stop (which ends that
+	// pass only after the loop) until that pass ended by itself.
+	running chan struct{}
 	// leaderUntil is when the reconciler lease this instance holds may
 	// end (unix nanoseconds; 0: it holds none), as keepLease counts it. A
 	// TryLease that fails (the bucket away) leaves it to run out: the
@@ -80,6 +84,7 @@ type manualPass struct {
 
 func (r *reconciler) init() {
 	r.kick = make(chan struct{}, 1)
+	r.running = make(chan struct{}, 1)
 	r.life, r.end = context.WithCancel(context.Background())
 }
 
@@ -216,8 +221,12 @@ func (s *Service) pass(ctx context.Context) (*api.ReconcileReply, error) {
 
 // passStarted is pass, calling started once no other pass runs.
 func (s *Service) passStarted(ctx context.Context, started func()) (*api.ReconcileReply, error) {
-	s.rec.running.Lock()
-	defer s.rec.running.Unlock()
+	select {
+	case s.rec.running <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-s.rec.running }()
 	started()
 	// Every instance, leader or not, takes up a rotated operator signing
 	// key once the servers trust it.

@@ -3,6 +3,7 @@ package service_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/config"
 	"github.com/natsprov/provisioner/provtest"
 	"github.com/natsprov/provisioner/service"
 )
@@ -112,4 +114,39 @@ func TestStopDuringAJetStreamOutageFitsTheGracePeriod(t *testing.T) {
 		t.Errorf("stop took %s, over compose's stop_grace_period of 30s", took.Round(time.Second))
 	}
 	<-replied
+}
+
+// TestStopDuringARequestedPass: SIGTERM while a pass prov.reconcile asked
+// for runs on (its request answered "running"), with the reconcile loop's
+// own pass waiting behind it. A stop ends the requested pass (Close), but
+// it first waited for the loop, whose pass waited for the requested one to
+// end by itself: the whole pass, here 10 s, in production as long as
+// reconcile_rate takes over every account, past the 30 s a container is
+// given.
+func TestStopDuringARequestedPass(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	env.Config.ReconcileInterval = config.Duration(time.Second)
+	env.Config.ReconcileRate = 2
+	svc := env.Start(t)
+	ctx := context.Background()
+	for i := range 20 {
+		if _, err := svc.Provision.CreateAccount(ctx, api.CreateAccountRequest{Name: fmt.Sprintf("acc%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	rep, err := svc.Provision.Reconcile(rctx, api.ReconcileRequest{})
+	cancel()
+	if err != nil || !rep.Running {
+		t.Fatalf("prov.reconcile of a 10 s pass: %+v, %v; want running", rep, err)
+	}
+	// The loop's next tick starts a pass that waits for the requested one.
+	time.Sleep(1500 * time.Millisecond)
+	start := time.Now()
+	if err := svc.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 4*time.Second {
+		t.Fatalf("stop took %s: it waited for the requested pass to end", took.Round(100*time.Millisecond))
+	}
 }
