@@ -121,12 +121,21 @@ func TestHealthEndpoint(t *testing.T) {
 		t.Errorf("the unauthenticated endpoint names the bucket: %q", h.Problems[0])
 	}
 
-	// A stop while NATS is away takes a while (the lease release and the
-	// drains wait): the endpoint says stopping meanwhile.
+	// The endpoint says stopping while a stop (here, with NATS away) is
+	// under way. The stop is held there until the test has seen it: with
+	// NATS away and the store refusing, it can end before a poll.
 	env.Server.Stop()
+	seen := make(chan struct{})
+	svc.HoldStop(func() {
+		select {
+		case <-seen:
+		case <-time.After(20 * time.Second):
+		}
+	})
 	stopped := make(chan error, 1)
 	go func() { stopped <- svc.Stop() }()
 	waitHealth(t, addr, http.StatusServiceUnavailable, api.HealthStopping)
+	close(seen)
 	if err := <-stopped; err != nil {
 		t.Logf("stop: %v", err)
 	}

@@ -66,6 +66,10 @@ type Service struct {
 	stopErr        error
 	mu             sync.Mutex // orders keep in stop
 	health         *health    // nil without health_listen
+	// stopping, when set (tests only, export_test.go), is called by Stop
+	// once the health endpoint says stopping, before anything stops: a
+	// test holds a stop there to see that state, however fast the stop.
+	stopping func()
 }
 
 // Option changes how Start starts the service.
@@ -403,6 +407,9 @@ func (s *Service) stop() error {
 	if s.health != nil {
 		s.health.stopping.Store(true)
 		defer s.health.close()
+	}
+	if s.stopping != nil {
+		s.stopping()
 	}
 	var first error
 	keep := func(err error) {
