@@ -124,7 +124,7 @@ func (s *Service) SelfCreateUser(ctx context.Context, t Tenant, req api.SelfCrea
 		return nil, err
 	}
 	u.self = true
-	a, err := s.selfAccount(ctx, t, &api.Event{Type: api.EventUserCreated, UserName: req.Name, Role: req.Role})
+	a, err := s.selfAccount(ctx, t, &api.Event{Type: api.EventUserCreated, UserName: u.claims.Name, Role: u.role})
 	if err != nil {
 		return nil, err
 	}
@@ -145,7 +145,7 @@ func (s *Service) SelfCreateUser(ctx context.Context, t Tenant, req api.SelfCrea
 		}
 		if n >= q {
 			err := fmt.Errorf("%w: account %q has %d active self-service users, its quota; revoke one first", ErrForbidden, a.Name, n)
-			s.emit(ctx, api.Event{Type: api.EventUserCreated, Account: a.PublicKey, AccountName: a.Name, UserName: req.Name, Role: req.Role, Caller: t.caller(), Result: "refused: quota reached"})
+			s.emit(ctx, api.Event{Type: api.EventUserCreated, Account: a.PublicKey, AccountName: a.Name, UserName: u.claims.Name, Role: u.role, Caller: t.caller(), Result: "refused: quota reached"})
 			return nil, err
 		}
 	}
