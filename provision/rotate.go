@@ -27,11 +27,12 @@ func (s *Service) RotateAccount(ctx context.Context, req api.RotateAccountReques
 	if err != nil {
 		return nil, err
 	}
-	if req.RevokeOld {
-		// Users being issued with a key it removes are recorded first;
-		// later ones read the new keys.
-		defer s.signing.lock(a.PublicKey)()
-	}
+	// Users being issued with a key it removes are recorded first; later
+	// ones read the new keys once they are pushed. Also without
+	// revoke_old: the new keys are in the store before the push, and a
+	// push that fails puts the account back without them, so a user
+	// signed with one meanwhile got creds that never connect.
+	defer s.signing.lock(a.PublicKey)()
 	var removed []string
 	out, err := s.submit(a.PublicKey, func(next *Account, claims *jwt.AccountClaims) error {
 		// On a copy: a step that fails half way leaves the claims as they

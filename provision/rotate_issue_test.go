@@ -96,3 +96,66 @@ func TestIssueRacingRotateRevokeOld(t *testing.T) {
 		t.Logf("the create was answered before the rotation")
 	}
 }
+
+// TestIssueDuringFailedRotate: a user.create on the instance of a
+// rotation (without revoke_old) whose push then fails must not answer with
+// creds of the rotation's new key, which the put-back removes: they would
+// never connect.
+func TestIssueDuringFailedRotate(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	fs, err := filestore.Open(filepath.Join(t.TempDir(), "store"), filestore.Options{Logger: provtest.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fs.Close() })
+	b := &blockingResolver{Resolver: rawResolver(t, env), armed: make(chan struct{}), reached: make(chan struct{}), released: make(chan struct{})}
+	svc := domainOver(t, env, fs, b)
+	ctx := context.Background()
+	if _, err := svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	close(b.armed)
+	rotated := make(chan error, 1)
+	go func() {
+		_, err := svc.RotateAccount(ctx, api.RotateAccountRequest{Account: "acme"})
+		rotated <- err
+	}()
+	select {
+	case <-b.reached:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the rotation never reached its push")
+	}
+	type result struct {
+		rep *api.CreateUserReply
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		rep, err := svc.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "dev"})
+		done <- result{rep, err}
+	}()
+	// The create may wait for the rotation; give it the time to answer
+	// first if it does not.
+	var c result
+	answered := false
+	select {
+	case c = <-done:
+		answered = true
+		t.Log("user.create answered during the rotation's push")
+	case <-time.After(time.Second):
+	}
+	close(b.released)
+	if err := <-rotated; err == nil {
+		t.Fatal("the rotation succeeded; its push failed")
+	}
+	if !answered {
+		c = <-done
+	}
+	if c.err != nil {
+		t.Logf("the racing create failed: %v", c.err)
+		return
+	}
+	if !connects(env, writeCreds(t, c.rep.User)) {
+		t.Errorf("user.create answered with creds that cannot connect: signed by the key of a rotation that failed and was put back")
+	}
+}
