@@ -60,6 +60,9 @@ func template(name string, r *api.Role) (jwt.UserPermissionLimits, error) {
 	// are (issue validates those as user claims): the server applies it
 	// to every user the key signs, and a subject, CIDR, time range or
 	// time zone it cannot read locks every such user out.
+	if err := checkTemplateFuncs(t.Permissions); err != nil {
+		return t, fmt.Errorf("%w: role %q: %w", ErrInvalid, name, err)
+	}
 	vr := jwt.CreateValidationResults()
 	checked := untemplated(t.Permissions)
 	checked.Validate(vr)
@@ -68,6 +71,29 @@ func template(name string, r *api.Role) (jwt.UserPermissionLimits, error) {
 		return t, fmt.Errorf("%w: role %q: %w", ErrInvalid, name, errors.Join(errs...))
 	}
 	return t, nil
+}
+
+// checkTemplateFuncs refuses a template function the server does not
+// know: it refuses every user whose key's template holds one ("template
+// operation ... is not defined"), so a typo ({{nmae()}}) locked out every
+// user of the role. It reads the functions as the server does
+// (processUserPermissionsTemplate): any case, trimmed of spaces.
+func checkTemplateFuncs(p jwt.Permissions) error {
+	for _, list := range []jwt.StringList{p.Pub.Allow, p.Pub.Deny, p.Sub.Allow, p.Sub.Deny} {
+		for _, subj := range list {
+			for _, m := range mustache.FindAllStringSubmatch(subj, -1) {
+				op := strings.ToLower(strings.TrimSpace(m[1]))
+				switch {
+				case op == "name()", op == "subject()", op == "account-name()", op == "account-subject()":
+				case strings.HasPrefix(op, "tag(") && strings.HasSuffix(op, ")"):
+				case strings.HasPrefix(op, "account-tag(") && strings.HasSuffix(op, ")"):
+				default:
+					return fmt.Errorf("subject %q: the server knows no template function %q (it has name(), subject(), account-name(), account-subject(), tag(x), account-tag(x)) and would refuse every user of the role", subj, strings.TrimSpace(m[1]))
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // templateFunc is one of the server's template functions in a subject
