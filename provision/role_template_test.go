@@ -44,3 +44,30 @@ func TestRoleTemplateUnknownFunction(t *testing.T) {
 		t.Errorf("a user of the role, left as it was, cannot connect")
 	}
 }
+
+// TestRoleDenyTagUserWithoutTag: the server refuses a user whose role's
+// template denies a subject of one of the user's tags ({{tag(site)}}) when
+// the user has no such tag ("generated invalid subject"): user.create must
+// refuse it (400) rather than answer with creds that cannot connect.
+func TestRoleDenyTagUserWithoutTag(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	d := newDomain(t, env, nil)
+	ctx := context.Background()
+	role := &api.Role{Sub: &jwt.Permission{Allow: []string{">"}, Deny: []string{"secret.{{tag(site)}}"}}}
+	if _, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme", Roles: map[string]*api.Role{"device": role}}); err != nil {
+		t.Fatal(err)
+	}
+	u, err := d.svc.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "d0", Role: "device"})
+	if err == nil && !connects(env, writeCreds(t, u.User)) {
+		t.Errorf("user.create of a user without the tag its role's deny list needs answered with creds that cannot connect")
+	} else if err != nil && (!errors.Is(err, provision.ErrInvalid) || !strings.Contains(err.Error(), "site")) {
+		t.Errorf("user.create without the tag: %v, want invalid naming the tag", err)
+	}
+	u, err = d.svc.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "d1", Role: "device", Tags: []string{"site:x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !connects(env, writeCreds(t, u.User)) {
+		t.Errorf("a user with the tag cannot connect")
+	}
+}

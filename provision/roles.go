@@ -306,6 +306,36 @@ func checkTemplateName(claims *jwt.AccountClaims, signer, role, name string) err
 	return nil
 }
 
+// checkTemplateTags refuses a user the server would refuse for its tags:
+// a deny subject of the template of the key that signs it holding
+// {{tag(x)}} when the user has no tag "x:..." (the server fails such a
+// user with "generated invalid subject" rather than leave the deny out).
+// It reads the tags as the server does: the prefix lowercased, the JWT's
+// tags as they are.
+func checkTemplateTags(claims *jwt.AccountClaims, signer, role string, tags jwt.TagList) error {
+	scope, ok := claims.SigningKeys[signer].(*jwt.UserScope)
+	if !ok || scope == nil {
+		return nil
+	}
+	p := scope.Template.Permissions
+	for _, list := range []jwt.StringList{p.Sub.Deny, p.Pub.Deny} {
+		for _, subj := range list {
+			for _, m := range mustache.FindAllStringSubmatch(subj, -1) {
+				op := strings.TrimSpace(m[1])
+				if len(op) < 4 || !strings.EqualFold(op[:4], "tag(") || !strings.HasSuffix(op, ")") {
+					continue
+				}
+				tag := strings.TrimSuffix(op[4:], ")")
+				prefix := strings.ToLower(tag) + ":"
+				if !slices.ContainsFunc(tags, func(t string) bool { return strings.HasPrefix(t, prefix) }) {
+					return fmt.Errorf("%w: role %q denies %q, which needs a tag %q on the user (\"tags\":[\"%s<value>\"]): the server refuses a user without it", ErrInvalid, role, subj, tag, prefix)
+				}
+			}
+		}
+	}
+	return nil
+}
+
 // checkRoleUserNames refuses a change of role templates that would put the
 // name of one of the role's active users into subjects when that name is
 // not one subject token. The server applies a scoped key's template as it

@@ -152,6 +152,9 @@ func (s *Service) issue(ctx context.Context, a Account, u *userRequest, caller a
 		if err := checkTemplateName(st.claims, signerPub, u.role, name); err != nil {
 			return nil, User{}, err
 		}
+		if err := checkTemplateTags(st.claims, signerPub, u.role, uc.Tags); err != nil {
+			return nil, User{}, err
+		}
 		// A bearer JWT connects without its seed, and a self-service
 		// reply travels on an inbox other users of the tenant's account
 		// may read: there it is as good as a seed in the clear.
