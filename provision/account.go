@@ -86,6 +86,9 @@ func (s *Service) CreateAccount(ctx context.Context, req api.CreateAccountReques
 	if err := checkBearer(claims); err != nil {
 		return nil, err
 	}
+	if err := checkAccountTags(claims); err != nil {
+		return nil, err
+	}
 	token, err := s.sign(claims)
 	if err != nil {
 		return nil, err
@@ -532,6 +535,9 @@ func (s *Service) updateAccount(ctx context.Context, req api.UpdateAccountReques
 			trialClaims.Description = *req.Description
 		}
 		if err := checkBearer(trialClaims); err != nil {
+			return err
+		}
+		if err := checkAccountTags(trialClaims); err != nil {
 			return err
 		}
 		vr := jwt.CreateValidationResults()

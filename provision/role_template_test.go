@@ -71,3 +71,33 @@ func TestRoleDenyTagUserWithoutTag(t *testing.T) {
 		t.Errorf("a user with the tag cannot connect")
 	}
 }
+
+// TestRoleDenyAccountTagMissing: the server refuses every user of a role
+// whose template denies a subject of an account tag
+// ({{account-tag(tier)}}) the account does not have: a create or update
+// that leaves the account so must be refused (400), not lock out the role.
+func TestRoleDenyAccountTagMissing(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	d := newDomain(t, env, nil)
+	ctx := context.Background()
+	role := &api.Role{Sub: &jwt.Permission{Allow: []string{">"}, Deny: []string{"secret.{{account-tag(tier)}}"}}}
+	_, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme", Roles: map[string]*api.Role{"device": role}})
+	if !errors.Is(err, provision.ErrInvalid) || !strings.Contains(err.Error(), "tier") {
+		t.Errorf("create without the account tag the role denies by: %v, want invalid naming the tag", err)
+	}
+	if _, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme", Tags: []string{"tier:gold"}, Roles: map[string]*api.Role{"device": role}}); err != nil {
+		t.Fatal(err)
+	}
+	none := []string{}
+	_, err = d.svc.UpdateAccount(ctx, api.UpdateAccountRequest{Account: "acme", Tags: &none})
+	if !errors.Is(err, provision.ErrInvalid) || !strings.Contains(err.Error(), "tier") {
+		t.Errorf("update removing the account tag the role denies by: %v, want invalid naming the tag", err)
+	}
+	u, err := d.svc.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "d1", Role: "device"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !connects(env, writeCreds(t, u.User)) {
+		t.Errorf("a user of the role cannot connect")
+	}
+}

@@ -218,6 +218,46 @@ func checkBearer(c *jwt.AccountClaims) error {
 	return fmt.Errorf("%w: role %q gives \"bearer_token\" but the account's limits set \"disallow_bearer\": the server would refuse every user of the role; change one of them", ErrInvalid, bad[0])
 }
 
+// checkAccountTags refuses an account one of whose roles' templates denies
+// a subject of an account tag ({{account-tag(x)}}) the account does not
+// have: the server fails every user of such a role ("generated invalid
+// subject") rather than leave the deny out. Checked on the whole claims,
+// so that an update removing the tag is refused as a role needing it is.
+func checkAccountTags(c *jwt.AccountClaims) error {
+	roles := make([]string, 0, len(c.SigningKeys))
+	for _, sc := range c.SigningKeys {
+		if us, ok := sc.(*jwt.UserScope); ok {
+			roles = append(roles, us.Role)
+		}
+	}
+	sort.Strings(roles)
+	for _, role := range roles {
+		for _, sc := range c.SigningKeys {
+			us, ok := sc.(*jwt.UserScope)
+			if !ok || us.Role != role {
+				continue
+			}
+			p := us.Template.Permissions
+			for _, list := range []jwt.StringList{p.Sub.Deny, p.Pub.Deny} {
+				for _, subj := range list {
+					for _, m := range mustache.FindAllStringSubmatch(subj, -1) {
+						op := strings.TrimSpace(m[1])
+						if len(op) < 12 || !strings.EqualFold(op[:12], "account-tag(") || !strings.HasSuffix(op, ")") {
+							continue
+						}
+						tag := strings.TrimSuffix(op[12:], ")")
+						prefix := strings.ToLower(tag) + ":"
+						if !slices.ContainsFunc(c.Tags, func(t string) bool { return strings.HasPrefix(t, prefix) }) {
+							return fmt.Errorf("%w: role %q denies %q, which needs an account tag %q (\"tags\":[\"%s<value>\"]): the server would refuse every user of the role; change one of them", ErrInvalid, role, subj, tag, prefix)
+						}
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
 // roleKey returns the public key of the account's scoped key for a role,
 // "" when it has none.
 func roleKey(a *Account, role string) string {
