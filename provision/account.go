@@ -578,8 +578,9 @@ func (s *Service) DeleteAccount(ctx context.Context, req api.AccountRequest) (*a
 }
 
 // checkName validates an account or user name: not empty, at most 128
-// characters, no control characters, and not an nkey (a name that parses
-// as a key would make "name or public key" ambiguous).
+// characters, no control characters, no invisible ones (below), and not an
+// nkey (a name that parses as a key would make "name or public key"
+// ambiguous).
 func checkName(field, name string) (string, error) {
 	name = strings.TrimSpace(name)
 	switch {
@@ -589,12 +590,27 @@ func checkName(field, name string) (string, error) {
 		return "", fmt.Errorf("%w: %q is %d bytes long; at most 128", ErrInvalid, field, len(name))
 	case strings.ContainsFunc(name, unicode.IsControl):
 		return "", fmt.Errorf("%w: %q must not contain control characters", ErrInvalid, field)
+	case strings.ContainsFunc(name, invisible):
+		r := []rune(name)[slices.IndexFunc([]rune(name), invisible)]
+		return "", fmt.Errorf("%w: %q must not contain invisible characters or white space other than a space (it holds %U)", ErrInvalid, field, r)
 	case looksLikeSeed(name):
 		return "", fmt.Errorf("%w: %q: %w", ErrInvalid, field, errSeedGiven)
 	case nkeys.IsValidPublicKey(name):
 		return "", fmt.Errorf("%w: %q must be a name, not a public key", ErrInvalid, field)
 	}
 	return name, nil
+}
+
+// invisible reports a character a name may not hold although it is not a
+// control character: a Unicode format character (zero-width space U+200B,
+// byte-order mark U+FEFF, soft hyphen, the bidirectional overrides such as
+// U+202E) shows as nothing or reorders the text around it, and white space
+// other than U+0020 (a no-break space, a line separator) looks like a space
+// or breaks the line. Either would let two names that cannot be told apart
+// on screen, "acme" and "acme\u200b", name two accounts in every list and
+// log.
+func invisible(r rune) bool {
+	return unicode.Is(unicode.Cf, r) || (r != ' ' && unicode.IsSpace(r))
 }
 
 // setTags adds tags, refusing empty ones.

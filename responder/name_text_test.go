@@ -1,0 +1,41 @@
+package responder_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/natsprov/provisioner/bootstrap"
+)
+
+// TestNamesWithInvisibleCharactersRefused: an account or user name with a
+// Unicode format character (a zero-width space, a byte-order mark, a
+// right-to-left override) or white space other than a plain space inside
+// it is a 400 naming "name", and creates nothing: "acme" and
+// "acme\u200b" would be two accounts that look the same in every list and
+// log, and an override reorders the text of a terminal that prints it.
+func TestNamesWithInvisibleCharactersRefused(t *testing.T) {
+	h := newHarness(t, bootstrap.Options{})
+	h.ok(t, "account.create", `{"name":"acme"}`)
+	h.ok(t, "user.create", `{"account":"acme","name":"alice"}`)
+	before := h.ok(t, "account.list", `{}`)["total"]
+	for _, bad := range []string{"acme\u200b", "\u202eemca", "ac\ufeffme", "ac\u00adme", "acme\u00a0corp", "acme\u2028x"} {
+		body, _ := json.Marshal(map[string]string{"name": bad})
+		if r := h.req(t, "account.create", body); r.Code != 400 || !strings.Contains(r.Description, `"name"`) {
+			t.Errorf("account.create %q: %d %q, want 400 naming \"name\"", bad, r.Code, r.Description)
+		}
+		body, _ = json.Marshal(map[string]string{"account": "acme", "name": "alice" + bad})
+		if r := h.req(t, "user.create", body); r.Code != 400 || !strings.Contains(r.Description, `"name"`) {
+			t.Errorf("user.create %q: %d %q, want 400 naming \"name\"", "alice"+bad, r.Code, r.Description)
+		}
+	}
+	if after := h.ok(t, "account.list", `{}`)["total"]; after != before {
+		t.Errorf("account.list total %v after the refusals, was %v", after, before)
+	}
+	if users := h.ok(t, "user.list", `{"account":"acme"}`)["total"]; users != float64(1) {
+		t.Errorf("acme has %v users after the refusals, want 1", users)
+	}
+	// A plain space inside a name, and letters of any script, are taken.
+	h.ok(t, "account.create", `{"name":"acme corp"}`)
+	h.ok(t, "account.create", `{"name":"ácmé 株式会社"}`)
+}
