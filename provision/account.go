@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
@@ -52,6 +53,9 @@ func (s *Service) CreateAccount(ctx context.Context, req api.CreateAccountReques
 
 	claims := jwt.NewAccountClaims(pub)
 	claims.Name = name
+	if err := checkDescription(req.Description); err != nil {
+		return nil, err
+	}
 	claims.Description = req.Description
 	claims.SigningKeys.Add(signerPub)
 	if err := mergeAccountFields(claims, req.Limits, req.DefaultPermissions); err != nil {
@@ -532,6 +536,9 @@ func (s *Service) updateAccount(ctx context.Context, req api.UpdateAccountReques
 			trialClaims.Tags = tags
 		}
 		if req.Description != nil {
+			if err := checkDescription(*req.Description); err != nil {
+				return err
+			}
 			trialClaims.Description = *req.Description
 		}
 		if err := checkBearer(trialClaims); err != nil {
@@ -601,6 +608,20 @@ func checkName(field, name string) (string, error) {
 	return name, nil
 }
 
+// checkDescription refuses an account description with a control
+// character other than a line break or a tab (a NUL, a terminal escape
+// that every tool printing the JWT's claims would play) or an invisible
+// one (see invisible; the white space it counts is taken here).
+func checkDescription(d string) error {
+	if i := strings.IndexFunc(d, func(r rune) bool {
+		return (unicode.IsControl(r) && r != '\n' && r != '\t') || unicode.Is(unicode.Cf, r)
+	}); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(d[i:])
+		return fmt.Errorf("%w: \"description\" must not contain control characters other than line breaks and tabs, nor invisible ones (it holds %U)", ErrInvalid, r)
+	}
+	return nil
+}
+
 // invisible reports a character a name may not hold although it is not a
 // control character: a Unicode format character (zero-width space U+200B,
 // byte-order mark U+FEFF, soft hyphen, the bidirectional overrides such as
@@ -613,7 +634,8 @@ func invisible(r rune) bool {
 	return unicode.Is(unicode.Cf, r) || (r != ' ' && unicode.IsSpace(r))
 }
 
-// setTags adds tags, refusing empty ones.
+// setTags adds tags, refusing empty ones and those with control or
+// invisible characters.
 // connectionTypes are the values of allowed_connection_types that
 // nats-server knows, in its order. The server reads them in any case.
 var connectionTypes = []string{
@@ -641,6 +663,12 @@ func setTags(list *jwt.TagList, tags []string) error {
 	for _, t := range tags {
 		if strings.TrimSpace(t) == "" {
 			return fmt.Errorf("%w: \"tags\" must not contain empty tags", ErrInvalid)
+		}
+		// A tag goes into the JWT as it is, shown by every tool that
+		// prints the claims, and into subjects through {{tag()}}.
+		if i := strings.IndexFunc(strings.TrimSpace(t), func(r rune) bool { return unicode.IsControl(r) || invisible(r) }); i >= 0 {
+			r, _ := utf8.DecodeRuneInString(strings.TrimSpace(t)[i:])
+			return fmt.Errorf("%w: \"tags\": tag %q must not contain control or invisible characters (it holds %U)", ErrInvalid, t, r)
 		}
 		list.Add(t)
 	}

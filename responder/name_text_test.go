@@ -39,3 +39,37 @@ func TestNamesWithInvisibleCharactersRefused(t *testing.T) {
 	h.ok(t, "account.create", `{"name":"acme corp"}`)
 	h.ok(t, "account.create", `{"name":"ácmé 株式会社"}`)
 }
+
+// TestTagsAndDescriptionsRefuseControlCharacters: a tag or a description
+// with a control character (a NUL, a terminal escape) or an invisible one
+// is a 400 naming the field, on account.create, account.update and
+// user.create, and changes nothing: both go into the JWT, where every tool
+// that shows it prints them. A description may span lines.
+func TestTagsAndDescriptionsRefuseControlCharacters(t *testing.T) {
+	h := newHarness(t, bootstrap.Options{})
+	h.ok(t, "account.create", `{"name":"acme","tags":["tier:gold"],"description":"kept"}`)
+	jwtBefore := h.ok(t, "account.get", `{"account":"acme"}`)["account"].(map[string]any)["jwt"]
+	for _, tt := range []struct{ subject, body, field string }{
+		{"user.create", `{"account":"acme","name":"u1","tags":["a\u0000b"]}`, "tags"},
+		{"user.create", `{"account":"acme","name":"u2","tags":["dev:\u202ex"]}`, "tags"},
+		{"account.create", `{"name":"b1","tags":["a\u001b[31mred"]}`, "tags"},
+		{"account.create", `{"name":"b2","description":"a\u001b[2Jb"}`, "description"},
+		{"account.create", `{"name":"b3","description":"a\u200bb"}`, "description"},
+		{"account.update", `{"account":"acme","tags":["x\ry"]}`, "tags"},
+		{"account.update", `{"account":"acme","description":"\u0007bell"}`, "description"},
+	} {
+		if r := h.req(t, tt.subject, tt.body); r.Code != 400 || !strings.Contains(r.Description, `"`+tt.field+`"`) {
+			t.Errorf("%s %s: %d %q, want 400 naming %q", tt.subject, tt.body, r.Code, r.Description, tt.field)
+		}
+	}
+	if n := h.ok(t, "account.list", `{}`)["total"]; n != float64(1) {
+		t.Errorf("%v accounts after the refusals, want 1", n)
+	}
+	if n := h.ok(t, "user.list", `{"account":"acme"}`)["total"]; n != float64(0) {
+		t.Errorf("acme has %v users after the refusals, want 0", n)
+	}
+	if got := h.ok(t, "account.get", `{"account":"acme"}`)["account"].(map[string]any)["jwt"]; got != jwtBefore {
+		t.Error("a refused update changed acme's JWT")
+	}
+	h.ok(t, "account.update", `{"account":"acme","description":"line one\nline two\tand a tab"}`)
+}
