@@ -597,6 +597,10 @@ func checkName(field, name string) (string, error) {
 		return "", fmt.Errorf("%w: %q is %d bytes long; at most 128", ErrInvalid, field, len(name))
 	case strings.ContainsFunc(name, unicode.IsControl):
 		return "", fmt.Errorf("%w: %q must not contain control characters", ErrInvalid, field)
+	case strings.ContainsRune(name, utf8.RuneError):
+		// What the decoder makes of an escaped lone surrogate ("\ud800")
+		// or of bytes that are not UTF-8: not what the caller sent.
+		return "", fmt.Errorf("%w: %q is not valid UTF-8 (it holds U+FFFD, which a lone surrogate such as \\ud800 decodes as)", ErrInvalid, field)
 	case strings.ContainsFunc(name, invisible):
 		r := []rune(name)[slices.IndexFunc([]rune(name), invisible)]
 		return "", fmt.Errorf("%w: %q must not contain invisible characters or white space other than a space (it holds %U)", ErrInvalid, field, r)

@@ -1,6 +1,7 @@
 package responder_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -72,4 +73,38 @@ func TestTagsAndDescriptionsRefuseControlCharacters(t *testing.T) {
 		t.Error("a refused update changed acme's JWT")
 	}
 	h.ok(t, "account.update", `{"account":"acme","description":"line one\nline two\tand a tab"}`)
+}
+
+// TestInvalidUTF8Refused: a request whose bytes are not UTF-8, or whose
+// name holds an escaped lone surrogate, is a 400 saying so and creates
+// nothing. The decoder reads either as U+FFFD, so "acme\xff" and
+// "acme\xfe" were both taken as the name "acme\ufffd": a name the caller
+// never sent, and the second a 409 over a name it did not send either.
+func TestInvalidUTF8Refused(t *testing.T) {
+	h := newHarness(t, bootstrap.Options{})
+	h.ok(t, "account.create", `{"name":"acme"}`)
+	for _, body := range [][]byte{
+		[]byte("{\"name\":\"acme\xff\"}"),
+		[]byte("{\"name\":\"acme\xc3\"}"),
+		[]byte(`{"name":"acme\ud800"}`),
+		[]byte("{\"account\":\"acme\",\"name\":\"alice\xfe\"}"),
+		[]byte("{\"account\":\"acme\",\"tags\":[\"t\xff\"]}"),
+	} {
+		subject := "account.create"
+		if bytes.Contains(body, []byte(`"account"`)) {
+			subject = "user.create"
+			if bytes.Contains(body, []byte(`"tags"`)) {
+				subject = "account.update"
+			}
+		}
+		if r := h.req(t, subject, body); r.Code != 400 || !strings.Contains(r.Description, "UTF-8") {
+			t.Errorf("%s %q: %d %q, want 400 saying it is not UTF-8", subject, body, r.Code, r.Description)
+		}
+	}
+	if n := h.ok(t, "account.list", `{}`)["total"]; n != float64(1) {
+		t.Errorf("%v accounts after the refusals, want 1", n)
+	}
+	if n := h.ok(t, "user.list", `{"account":"acme"}`)["total"]; n != float64(0) {
+		t.Errorf("acme has %v users after the refusals, want 0", n)
+	}
 }

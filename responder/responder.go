@@ -34,6 +34,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -625,6 +626,20 @@ func decode(body []byte, v any) error {
 	// it is decoded, signed into a JWT, stored or echoed.
 	if provision.LooksLikeSeed(string(body)) || (bytes.IndexByte(body, '\\') >= 0 && escapedSeed(body)) {
 		return fmt.Errorf("%w: a value in the request looks like an nkey seed; seeds are secrets: never send them, and replace this one", provision.ErrInvalid)
+	}
+	// JSON is UTF-8 (RFC 8259), and the decoder reads bytes that are not
+	// as U+FFFD: a name would be taken as one the caller never sent, and
+	// two different ones as the same.
+	if !utf8.Valid(body) {
+		i := 0
+		for {
+			r, n := utf8.DecodeRune(body[i:])
+			if r == utf8.RuneError && n == 1 {
+				break
+			}
+			i += n
+		}
+		return fmt.Errorf("%w: the request is not valid UTF-8: byte %#02x at offset %d", provision.ErrInvalid, body[i], i)
 	}
 	err := jsonstrict.Decode(body, v)
 	if errors.Is(err, jsonstrict.ErrEmpty) {
