@@ -32,7 +32,8 @@ var ErrSchema = errors.New("api: no JSON schema for the type")
 // taken only where Go has nil (pointers, slices, maps); every object is
 // closed (additionalProperties false), as the service refuses an unknown
 // field; a required string must hold more than white space, as the service
-// refuses a blank name, account or user; integers are bounded where their Go type is narrower than 64 bits.
+// refuses a blank name, account or user; a name, tag, description or role
+// has the pattern of what the service takes (patterns); integers are bounded where their Go type is narrower than 64 bits.
 // The fields of a struct from another module (the jwt types a request
 // embeds: permissions, exports, imports) are required only where the
 // service refuses a request without them (foreignRequired): their tags say
@@ -118,6 +119,34 @@ var (
 		reflect.TypeFor[AuditRequest](): {"limit": MaxAuditLimit},
 	}
 )
+
+// The patterns of the free text the service refuses for what it holds
+// (package provision: checkName, setTags, checkDescription,
+// checkRoleName). The service trims names, tags and roles of white space
+// (strings.TrimSpace: \p{Z} and the control characters \t\n\v\f\r and
+// U+0085) and refuses what is left when it is empty or holds a control
+// character, a format character (\p{Cf}: U+200B, U+FEFF, U+202E, ...) or
+// white space other than a space; a name U+FFFD too. A description may
+// hold line breaks and tabs but no other control or format character. A
+// role is 1 to 64 letters, digits, - or _. The patterns are written so
+// that ECMA-262 (with the u flag) and Go read them alike.
+const (
+	trimmed     = `[\p{Z}\t\n\v\f\r\x85]*`
+	namePattern = `^` + trimmed + `[^\p{Z}\p{Cc}\p{Cf}` + "\uFFFD" + `](?:[^\p{Z}\p{Cc}\p{Cf}` + "\uFFFD" + `]| )*` + trimmed + `$`
+	tagPattern  = `^` + trimmed + `[^\p{Z}\p{Cc}\p{Cf}](?:[^\p{Z}\p{Cc}\p{Cf}]| )*` + trimmed + `$`
+	descPattern = `^(?:[^\p{Cc}\p{Cf}]|[\n\t])*$`
+	roleToken   = `[A-Za-z0-9_-]{1,64}`
+)
+
+// patterns holds the pattern of the request fields above, by the struct
+// that declares each field: on the string itself, on the items of a list
+// of strings, on the names of a map's keys.
+var patterns = map[reflect.Type]map[string]string{
+	reflect.TypeFor[CreateAccountRequest]():  {"name": namePattern, "tags": tagPattern, "description": descPattern, "roles": `^` + roleToken + `$`},
+	reflect.TypeFor[UpdateAccountRequest]():  {"tags": tagPattern, "description": descPattern, "roles": `^` + roleToken + `$`},
+	reflect.TypeFor[CreateUserRequest]():     {"name": namePattern, "tags": tagPattern, "role": `^` + trimmed + `(?:` + roleToken + trimmed + `)?$`},
+	reflect.TypeFor[SelfCreateUserRequest](): {"name": namePattern, "role": `^` + trimmed + roleToken + trimmed + `$`},
+}
 
 // declaring returns the struct type that declares the field at index in
 // t (t itself unless the field is promoted from an embedded struct).
@@ -431,6 +460,21 @@ func (g *generator) structSchema(t reflect.Type, top bool) (*schema, error) {
 			// empty or blank ("is required and must not be empty").
 			c := *fsch
 			c.Pattern = `\S`
+			fsch = &c
+		}
+		if pat, ok := patterns[declaring(t, f.Index)][f.Name]; ok && g.closed {
+			// A request schema: see patterns.
+			c := *fsch
+			switch {
+			case c.Items != nil:
+				items := *c.Items
+				items.Pattern = pat
+				c.Items = &items
+			case f.Type.Kind() == reflect.Map:
+				c.PropertyNames = &schema{Pattern: pat}
+			default:
+				c.Pattern = pat
+			}
 			fsch = &c
 		}
 		if g.closed {

@@ -314,3 +314,51 @@ func TestSchemasRefuseBlankRequiredStrings(t *testing.T) {
 	}
 	h.ok(t, "account.create", body)
 }
+
+// TestSchemasAgreeOnText: the free text the service refuses for what it
+// holds (a name with a control or invisible character, a tag or a
+// description with one, a role name that is not a short token) is refused
+// by the request schemas too, and what the service takes (a padded name, a
+// name with a plain space or of any script, a description over lines) is
+// taken by both.
+func TestSchemasAgreeOnText(t *testing.T) {
+	h := newHarness(t, bootstrap.Options{})
+	sch := compileSchemas(t, discover[micro.Info](t, h.admin, "$SRV.INFO.provisioner"))
+	h.ok(t, "account.create", `{"name":"base"}`)
+	for _, tt := range []struct {
+		endpoint, subject, body string
+		ok                      bool
+	}{
+		{"account_create", "account.create", `{"name":"a\u0000b"}`, false},
+		{"account_create", "account.create", `{"name":"acme\u200b"}`, false},
+		{"account_create", "account.create", `{"name":"\u202eacme"}`, false},
+		{"account_create", "account.create", `{"name":"ac\u00a0me"}`, false},
+		{"account_create", "account.create", `{"name":"ac\ufffdme"}`, false},
+		{"account_create", "account.create", `{"name":"\t padded \u00a0\n"}`, true},
+		{"account_create", "account.create", `{"name":"acme corp"}`, true},
+		{"account_create", "account.create", `{"name":"ácmé 株式会社"}`, true},
+		{"account_create", "account.create", `{"name":"t1","tags":["a\u0000b"]}`, false},
+		{"account_create", "account.create", `{"name":"t2","tags":["dev:\u200bx"]}`, false},
+		{"account_create", "account.create", `{"name":"t3","tags":[" tier:gold "]}`, true},
+		{"account_create", "account.create", `{"name":"d1","description":"a\u001b[2Jb"}`, false},
+		{"account_create", "account.create", `{"name":"d2","description":"line\nline\ttab"}`, true},
+		{"account_update", "account.update", `{"account":"base","description":"\u0007"}`, false},
+		{"account_update", "account.update", `{"account":"base","tags":["x\ry"]}`, false},
+		{"account_create", "account.create", `{"name":"r1","roles":{"a b":{}}}`, false},
+		{"account_create", "account.create", `{"name":"r2","roles":{"dev-1_x":{}}}`, true},
+		{"user_create", "user.create", `{"account":"base","name":"u\u200b"}`, false},
+		{"user_create", "user.create", `{"account":"base","name":"u1","tags":["\u0000"]}`, false},
+		{"user_create", "user.create", `{"account":"base","name":" u2 "}`, true},
+	} {
+		t.Run(tt.body, func(t *testing.T) {
+			serr := validates(t, sch[tt.endpoint].request, []byte(tt.body))
+			r := h.req(t, tt.subject, tt.body)
+			if (r.Code == 0) != tt.ok {
+				t.Fatalf("the service answers %d %q, the test wants ok=%v", r.Code, r.Description, tt.ok)
+			}
+			if (serr == nil) != tt.ok {
+				t.Errorf("the %s request schema says %v; the service answers %d %q", tt.endpoint, serr, r.Code, r.Description)
+			}
+		})
+	}
+}
