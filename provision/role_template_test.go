@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/jwt/v2"
 
@@ -99,5 +100,76 @@ func TestRoleDenyAccountTagMissing(t *testing.T) {
 	}
 	if !connects(env, writeCreds(t, u.User)) {
 		t.Errorf("a user of the role cannot connect")
+	}
+}
+
+// TestRoleTemplateValuesAreTokens: the server puts a user's tag values
+// ({{tag(x)}}), the account's tag values ({{account-tag(x)}}) and the
+// account's name ({{account-name()}}) into the subjects of a role's
+// template as they are: a value "*" made "telemetry.{{tag(site)}}.>" a
+// wildcard over every site's subjects, wider than the role. Such a user,
+// account or role is refused (400) naming what is wrong, and a user whose
+// values are tokens gets exactly its own subjects.
+func TestRoleTemplateValuesAreTokens(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	d := newDomain(t, env, nil)
+	ctx := context.Background()
+	device := &api.Role{Pub: &jwt.Permission{Allow: []string{"telemetry.{{tag(site)}}.>"}}}
+	if _, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme", Roles: map[string]*api.Role{"device": device}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tag := range []string{"site:*", "site:>", "site:a.b"} {
+		u, err := d.svc.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "d-" + strings.NewReplacer("*", "star", ">", "gt", ".", "dot").Replace(tag[5:]), Role: "device", Tags: []string{tag}})
+		if err == nil {
+			// What the server makes of it: another site's subjects.
+			got := "not delivered"
+			if m, err := d.svc.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "watch-" + u.User.PublicKey[:8]}); err == nil {
+				sub, _ := dial(t, env, writeCreds(t, m.User)).SubscribeSync("telemetry.other-site.x")
+				nc := dial(t, env, writeCreds(t, u.User))
+				nc.Flush()
+				nc.Publish("telemetry.other-site.x", nil)
+				nc.Flush()
+				if _, err := sub.NextMsg(time.Second); err == nil {
+					got = "delivered"
+				}
+			}
+			t.Errorf("user.create with tag %q was issued (its publish to another site's subject: %s), want 400 naming the tag", tag, got)
+			continue
+		}
+		if !errors.Is(err, provision.ErrInvalid) || !strings.Contains(err.Error(), "site") {
+			t.Errorf("user.create with tag %q: %v, want invalid naming the tag", tag, err)
+		}
+	}
+	if _, err := d.svc.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "d1", Role: "device", Tags: []string{"site:berlin"}}); err != nil {
+		t.Errorf("user.create with a token tag value: %v", err)
+	}
+
+	byAccount := &api.Role{Pub: &jwt.Permission{Allow: []string{"svc.{{account-name()}}.{{account-tag(tier)}}.>"}}}
+	for _, tc := range []struct {
+		name string
+		tags []string
+		want string
+	}{
+		{"*", []string{"tier:gold"}, "account's name"},
+		{"a.b", []string{"tier:gold"}, "account's name"},
+		{"plain", []string{"tier:>"}, "tier"},
+	} {
+		_, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: tc.name, Tags: tc.tags, Roles: map[string]*api.Role{"r": byAccount}})
+		if !errors.Is(err, provision.ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("account.create %q %v with a role by account name and tag: %v, want invalid naming the %s", tc.name, tc.tags, err, tc.want)
+		}
+	}
+	if _, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "a.b", Tags: []string{"tier:gold"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.svc.UpdateAccount(ctx, api.UpdateAccountRequest{Account: "a.b", Roles: map[string]*api.Role{"r": byAccount}}); !errors.Is(err, provision.ErrInvalid) {
+		t.Errorf("account.update adding a role by account name to %q: %v, want invalid", "a.b", err)
+	}
+	if _, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "beta", Tags: []string{"tier:gold"}, Roles: map[string]*api.Role{"r": byAccount}}); err != nil {
+		t.Fatalf("account.create with token values: %v", err)
+	}
+	bad := []string{"tier:*"}
+	if _, err := d.svc.UpdateAccount(ctx, api.UpdateAccountRequest{Account: "beta", Tags: &bad}); !errors.Is(err, provision.ErrInvalid) {
+		t.Errorf("account.update to tag tier:* under a role by account tag: %v, want invalid", err)
 	}
 }

@@ -218,44 +218,101 @@ func checkBearer(c *jwt.AccountClaims) error {
 	return fmt.Errorf("%w: role %q gives \"bearer_token\" but the account's limits set \"disallow_bearer\": the server would refuse every user of the role; change one of them", ErrInvalid, bad[0])
 }
 
-// checkAccountTags refuses an account one of whose roles' templates denies
-// a subject of an account tag ({{account-tag(x)}}) the account does not
-// have: the server fails every user of such a role ("generated invalid
-// subject") rather than leave the deny out. Checked on the whole claims,
-// so that an update removing the tag is refused as a role needing it is.
+// checkAccountTags refuses an account whose roles' templates the server
+// would turn into subjects other than the role meant, for every user of
+// the role:
+//   - a deny subject holding {{account-tag(x)}} while the account has no
+//     tag "x:...": the server fails every such user ("generated invalid
+//     subject") rather than leave the deny out;
+//   - {{account-tag(x)}} or {{account-name()}} in any subject while the
+//     value the server puts there (the tag's value, the account's name)
+//     is not one subject token: "*" or ">" makes a wildcard of the subject
+//     (wider than the role), "a.b" reaches into other subjects, and white
+//     space makes an invalid subject (an allow silently dropped, a deny
+//     that fails every user).
+//
+// Checked on the whole claims, so that an update removing or changing the
+// tag is refused as a role needing it is.
 func checkAccountTags(c *jwt.AccountClaims) error {
-	roles := make([]string, 0, len(c.SigningKeys))
+	roles := make([]*jwt.UserScope, 0, len(c.SigningKeys))
 	for _, sc := range c.SigningKeys {
 		if us, ok := sc.(*jwt.UserScope); ok {
-			roles = append(roles, us.Role)
+			roles = append(roles, us)
 		}
 	}
-	sort.Strings(roles)
-	for _, role := range roles {
-		for _, sc := range c.SigningKeys {
-			us, ok := sc.(*jwt.UserScope)
-			if !ok || us.Role != role {
-				continue
+	slices.SortFunc(roles, func(a, b *jwt.UserScope) int { return strings.Compare(a.Role, b.Role) })
+	for _, us := range roles {
+		p := us.Template.Permissions
+		if subj, ok := templateUses(p, "account-name()"); ok && !oneToken(c.Name) {
+			return fmt.Errorf("%w: role %q puts the account's name into subjects (%q), and %q is not one subject token (no '.', '*', '>' or spaces): the server would give every user of the role other subjects than the role's", ErrInvalid, us.Role, subj, c.Name)
+		}
+		if err := checkTagValues(p, "account-tag(", c.Tags, us.Role, "an account tag", "the server would refuse every user of the role; change one of them"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// templateUses tells whether a subject of the template holds the server
+// function fn (such as "account-name()"), read as the server reads it (any
+// case, trimmed), and returns the first such subject.
+func templateUses(p jwt.Permissions, fn string) (string, bool) {
+	for _, list := range []jwt.StringList{p.Pub.Allow, p.Pub.Deny, p.Sub.Allow, p.Sub.Deny} {
+		for _, subj := range list {
+			for _, m := range mustache.FindAllStringSubmatch(subj, -1) {
+				if strings.EqualFold(strings.TrimSpace(m[1]), fn) {
+					return subj, true
+				}
 			}
-			p := us.Template.Permissions
-			for _, list := range []jwt.StringList{p.Sub.Deny, p.Pub.Deny} {
-				for _, subj := range list {
-					for _, m := range mustache.FindAllStringSubmatch(subj, -1) {
-						op := strings.TrimSpace(m[1])
-						if len(op) < 12 || !strings.EqualFold(op[:12], "account-tag(") || !strings.HasSuffix(op, ")") {
-							continue
-						}
-						tag := strings.TrimSuffix(op[12:], ")")
-						prefix := strings.ToLower(tag) + ":"
-						if !slices.ContainsFunc(c.Tags, func(t string) bool { return strings.HasPrefix(t, prefix) }) {
-							return fmt.Errorf("%w: role %q denies %q, which needs an account tag %q (\"tags\":[\"%s<value>\"]): the server would refuse every user of the role; change one of them", ErrInvalid, role, subj, tag, prefix)
-						}
+		}
+	}
+	return "", false
+}
+
+// checkTagValues checks the tags a template's subjects put in through the
+// server's fn ("tag(" for the user's tags, "account-tag(" for the
+// account's) against tags, as the server matches them (the name
+// lowercased, a prefix "name:"): a deny subject needs at least one such
+// tag, and every value of one must be one subject token. what names the
+// tags, fail says what the server would do.
+func checkTagValues(p jwt.Permissions, fn string, tags jwt.TagList, role, what, fail string) error {
+	lists := []struct {
+		deny bool
+		l    jwt.StringList
+	}{{false, p.Pub.Allow}, {true, p.Pub.Deny}, {false, p.Sub.Allow}, {true, p.Sub.Deny}}
+	for _, list := range lists {
+		for _, subj := range list.l {
+			for _, m := range mustache.FindAllStringSubmatch(subj, -1) {
+				op := strings.TrimSpace(m[1])
+				if len(op) < len(fn) || !strings.EqualFold(op[:len(fn)], fn) || !strings.HasSuffix(op, ")") {
+					continue
+				}
+				tag := strings.TrimSuffix(op[len(fn):], ")")
+				prefix := strings.ToLower(tag) + ":"
+				found := false
+				for _, t := range tags {
+					v, ok := strings.CutPrefix(t, prefix)
+					if !ok {
+						continue
 					}
+					found = true
+					if !oneToken(v) {
+						return fmt.Errorf("%w: role %q puts %s %q into subjects (%q), and its value %q is not one subject token (no '.', '*', '>' or spaces): the server would give the user other subjects than the role's", ErrInvalid, role, what, tag, subj, v)
+					}
+				}
+				if list.deny && !found {
+					return fmt.Errorf("%w: role %q denies %q, which needs %s %q (\"tags\":[\"%s<value>\"]): %s", ErrInvalid, role, subj, what, tag, prefix, fail)
 				}
 			}
 		}
 	}
 	return nil
+}
+
+// oneToken tells whether v, put into a subject by a template, is one
+// literal subject token.
+func oneToken(v string) bool {
+	return v != "" && !strings.ContainsAny(v, ".*>") && !strings.ContainsFunc(v, unicode.IsSpace)
 }
 
 // roleKey returns the public key of the account's scoped key for a role,
@@ -346,34 +403,17 @@ func checkTemplateName(claims *jwt.AccountClaims, signer, role, name string) err
 	return nil
 }
 
-// checkTemplateTags refuses a user the server would refuse for its tags:
+// checkTemplateTags refuses a user the server would refuse, or give other
+// subjects than its role's, for its tags (checkTagValues with {{tag(x)}}):
 // a deny subject of the template of the key that signs it holding
-// {{tag(x)}} when the user has no tag "x:..." (the server fails such a
-// user with "generated invalid subject" rather than leave the deny out).
-// It reads the tags as the server does: the prefix lowercased, the JWT's
-// tags as they are.
+// {{tag(x)}} when the user has no tag "x:...", or a value of such a tag
+// that is not one subject token ("dev:*" would make a wildcard of it).
 func checkTemplateTags(claims *jwt.AccountClaims, signer, role string, tags jwt.TagList) error {
 	scope, ok := claims.SigningKeys[signer].(*jwt.UserScope)
 	if !ok || scope == nil {
 		return nil
 	}
-	p := scope.Template.Permissions
-	for _, list := range []jwt.StringList{p.Sub.Deny, p.Pub.Deny} {
-		for _, subj := range list {
-			for _, m := range mustache.FindAllStringSubmatch(subj, -1) {
-				op := strings.TrimSpace(m[1])
-				if len(op) < 4 || !strings.EqualFold(op[:4], "tag(") || !strings.HasSuffix(op, ")") {
-					continue
-				}
-				tag := strings.TrimSuffix(op[4:], ")")
-				prefix := strings.ToLower(tag) + ":"
-				if !slices.ContainsFunc(tags, func(t string) bool { return strings.HasPrefix(t, prefix) }) {
-					return fmt.Errorf("%w: role %q denies %q, which needs a tag %q on the user (\"tags\":[\"%s<value>\"]): the server refuses a user without it", ErrInvalid, role, subj, tag, prefix)
-				}
-			}
-		}
-	}
-	return nil
+	return checkTagValues(scope.Template.Permissions, "tag(", tags, role, "a tag on the user", "the server refuses a user without it")
 }
 
 // checkRoleUserNames refuses a change of role templates that would put the
