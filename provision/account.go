@@ -584,6 +584,10 @@ func (s *Service) DeleteAccount(ctx context.Context, req api.AccountRequest) (*a
 	return &api.DeleteAccountReply{Deleted: a.PublicKey, Phase: string(out.phase), Waiting: out.waiting, Resolver: wireResult(out.result)}, nil
 }
 
+// maxNameLen is the most characters (not bytes: a name in Japanese is as
+// long as one in English) of an account or user name, once trimmed.
+const maxNameLen = 128
+
 // checkName validates an account or user name: not empty, at most 128
 // characters, no control characters, no invisible ones (below), and not an
 // nkey (a name that parses as a key would make "name or public key"
@@ -593,8 +597,8 @@ func checkName(field, name string) (string, error) {
 	switch {
 	case name == "":
 		return "", fmt.Errorf("%w: %q is required and must not be empty", ErrInvalid, field)
-	case len(name) > 128:
-		return "", fmt.Errorf("%w: %q is %d bytes long; at most 128", ErrInvalid, field, len(name))
+	case utf8.RuneCountInString(name) > maxNameLen:
+		return "", fmt.Errorf("%w: %q is %d characters long; at most %d", ErrInvalid, field, utf8.RuneCountInString(name), maxNameLen)
 	case strings.ContainsFunc(name, unicode.IsControl):
 		return "", fmt.Errorf("%w: %q must not contain control characters", ErrInvalid, field)
 	case strings.ContainsRune(name, utf8.RuneError):

@@ -349,6 +349,12 @@ func TestSchemasAgreeOnText(t *testing.T) {
 		{"user_create", "user.create", `{"account":"base","name":"u\u200b"}`, false},
 		{"user_create", "user.create", `{"account":"base","name":"u1","tags":["\u0000"]}`, false},
 		{"user_create", "user.create", `{"account":"base","name":" u2 "}`, true},
+		// At most 128 characters, not bytes, once trimmed.
+		{"account_create", "account.create", `{"name":"` + strings.Repeat("a", 129) + `"}`, false},
+		{"account_create", "account.create", `{"name":"` + strings.Repeat("a", 128) + `"}`, true},
+		{"account_create", "account.create", `{"name":"` + strings.Repeat("株", 128) + `"}`, true},
+		{"account_create", "account.create", `{"name":"  ` + strings.Repeat("b", 128) + `  "}`, true},
+		{"user_create", "user.create", `{"account":"base","name":"` + strings.Repeat("ü", 129) + `"}`, false},
 	} {
 		t.Run(tt.body, func(t *testing.T) {
 			serr := validates(t, sch[tt.endpoint].request, []byte(tt.body))
