@@ -306,18 +306,44 @@ func (s *Service) resignRemote(ctx context.Context, pub string) error {
 // remoteAccount reads an account the service does not store (the system
 // account, the service's own) from the servers, and checks its JWT.
 func (s *Service) remoteAccount(ctx context.Context, pub string) (string, *jwt.AccountClaims, error) {
-	token, err := s.resolver.Lookup(ctx, pub)
+	token, c, _, err := s.newestCopy(ctx, pub)
 	if err != nil {
-		return "", nil, fmt.Errorf("look up account %s: %w", pub, err)
+		return "", nil, err
 	}
 	if token == "" {
 		return "", nil, fmt.Errorf("%w: the servers hold no JWT for account %s", ErrNotFound, pub)
 	}
-	c, err := jwt.DecodeAccountClaims(token)
-	if err != nil {
-		return "", nil, fmt.Errorf("the JWT of account %s: %w", pub, err)
-	}
 	return token, c, nil
+}
+
+// newestCopy asks every server for its copy of an account the service
+// does not store and returns the newest (by iat), or "" when no server
+// holds one, and whether a server that answered holds another copy or
+// none. Each server answers a LOOKUP itself, empty when it holds no copy,
+// and servers may hold different versions (one was down through a push):
+// the first answer may be an empty one or an older version, and a change
+// built on that one and pushed would undo the newer.
+func (s *Service) newestCopy(ctx context.Context, pub string) (string, *jwt.AccountClaims, bool, error) {
+	copies, err := s.resolver.LookupAll(ctx, pub)
+	if err != nil {
+		return "", nil, false, fmt.Errorf("look up account %s: %w", pub, err)
+	}
+	var newest string
+	var nc *jwt.AccountClaims
+	for _, token := range copies {
+		if token == "" {
+			continue
+		}
+		c, err := jwt.DecodeAccountClaims(token)
+		if err != nil {
+			return "", nil, false, fmt.Errorf("the JWT of account %s: %w", pub, err)
+		}
+		if nc == nil || c.IssuedAt > nc.IssuedAt {
+			newest, nc = token, c
+		}
+	}
+	behind := slices.ContainsFunc(copies, func(token string) bool { return token != newest })
+	return newest, nc, behind, nil
 }
 
 // signNext signs claims as the account's next version: after the second

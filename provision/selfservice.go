@@ -213,13 +213,27 @@ func (s *Service) EnsureSelfExport(ctx context.Context) error {
 		return nil
 	}
 	defer s.locks.lock("account:" + pub)()
-	_, claims, err := s.remoteAccount(ctx, pub)
+	// The newest copy: the first server to answer may hold an older one
+	// (it was down through a push), and the next version built on it
+	// would undo the newer on every server.
+	token, claims, behind, err := s.newestCopy(ctx, pub)
+	if err == nil && token == "" {
+		err = fmt.Errorf("%w: the servers hold no JWT for account %s", ErrNotFound, pub)
+	}
 	if err != nil {
 		return fmt.Errorf("the provisioner's own account (service_creds): %w; preload it (provisioner init does)", err)
 	}
 	want := api.SelfExport(s.cfg.SubjectPrefix)
 	for _, e := range claims.Exports {
 		if e.Subject == want.Subject && e.Type == jwt.Service && e.AccountTokenPosition == want.AccountTokenPosition {
+			if behind {
+				// No reconciler pushes this account: a server that
+				// holds an older copy (or none) would lack the export
+				// for good.
+				if _, err := s.resolver.Update(ctx, token); err != nil {
+					return fmt.Errorf("push the provisioner's own account to the servers holding an older copy: %w", err)
+				}
+			}
 			return nil
 		}
 	}
