@@ -7,7 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
@@ -110,5 +112,42 @@ func TestEnsureSelfExportBuildsOnTheNewestCopy(t *testing.T) {
 		if cp != newerJWT {
 			t.Errorf("a server holds the service account described %q, want the newest copy", mustClaims(t, cp).Description)
 		}
+	}
+}
+
+// TestImportOfAnAccountOneServerHolds: an import names an account the
+// service does not store, which zz-holder holds and the real server does
+// not (it was down when the account was pushed). The real server's empty
+// answer comes first: taken as the only one, the import was refused "no
+// server knows account", though a server does.
+func TestImportOfAnAccountOneServerHolds(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	ctx := context.Background()
+	base := newDomain(t, env, nil)
+	base.stop()
+	kp, err := nkeys.CreateAccount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext, _ := kp.PublicKey()
+	kp.Wipe()
+	ec := jwt.NewAccountClaims(ext)
+	ec.Name = "external"
+	ec.Exports = jwt.Exports{{Name: "svc", Subject: "svc.>", Type: jwt.Service}}
+	extJWT, err := ec.Encode(base.op.Signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	player := env.Connect(t, playerCreds(t, env.Init, "player"))
+	playServer(t, player, "zz-holder", map[string]string{ext: extJWT})
+	d := newDomain(t, env, nil)
+	defer d.stop()
+	if s := d.rc.Servers(); len(s) != 2 {
+		t.Fatalf("Servers() = %+v, want the real server and zz-holder", s)
+	}
+	if _, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "importer",
+		Imports: jwt.Imports{{Name: "svc", Subject: "svc.>", Account: ext, Type: jwt.Service}},
+	}); err != nil {
+		t.Fatalf("import of an account zz-holder holds: %v", err)
 	}
 }

@@ -135,16 +135,15 @@ func (s *Service) exporter(ctx context.Context, ref string) (string, *jwt.Accoun
 	case !nkeys.IsValidPublicAccountKey(ref):
 		return "", nil, nil, fmt.Errorf("%w: no account named %q", ErrInvalid, ref)
 	}
-	token, err := s.resolver.Lookup(ctx, ref)
+	// Every server's copy: the first to answer may hold none (it was
+	// down when the account was pushed) or an older version than one
+	// that disabled it.
+	token, claims, _, err := s.newestCopy(ctx, ref)
 	if err != nil {
-		return "", nil, nil, fmt.Errorf("look up account %s: %w", ref, err)
+		return "", nil, nil, err
 	}
 	if token == "" {
 		return "", nil, nil, fmt.Errorf("%w: no server knows account %s", ErrInvalid, ref)
-	}
-	claims, err := jwt.DecodeAccountClaims(token)
-	if err != nil {
-		return "", nil, nil, fmt.Errorf("account %s: %w", ref, err)
 	}
 	if disabled(claims) {
 		// A deleted account's disabled version, which the servers keep
