@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -245,27 +246,31 @@ func allSignedBy(ctx context.Context, nc *nats.Conn, key string) error {
 	}
 	slices.Sort(accounts)
 	accounts = slices.Compact(accounts)
-	var old []string
+	// A cache resolver (a leaf's, an edge's) answers LIST but no LOOKUP,
+	// and this fresh client cannot tell it from a full one; a full
+	// resolver answers every LOOKUP, empty when it holds no copy. Every
+	// account is asked at once and the answers are counted per account:
+	// waited for one by one, a cache resolver made each LOOKUP take the
+	// resolver timeout, and counting the full resolvers by the first
+	// LOOKUP's answers let one slow to answer that one go unheard in
+	// every other.
+	copies, err := lookupEvery(rctx, nc, accounts, len(lists))
+	if err != nil {
+		return err
+	}
 	full := 0
+	for _, cs := range copies {
+		full = max(full, len(cs))
+	}
+	if full == 0 && len(accounts) > 0 {
+		return fmt.Errorf("no server answered a LOOKUP within %s (is there a server with a full resolver?)", resolver.DefaultTimeout)
+	}
+	var old []string
 	for i, pub := range accounts {
-		var copies []string
-		if i == 0 {
-			// A cache resolver (a leaf's, an edge's) answers LIST but
-			// no LOOKUP, and this fresh client cannot tell it from a
-			// full one: waited for, it made every LOOKUP take the
-			// resolver timeout, and past a handful of accounts the check
-			// ran out of time. A full resolver answers every LOOKUP,
-			// empty when it holds no copy: the first tells how many
-			// answers the others wait for.
-			copies, err = rc.LookupAll(rctx, pub)
-			full = len(copies)
-		} else {
-			copies, err = lookupCopies(rctx, nc, pub, full)
+		if len(copies[i]) < full {
+			return fmt.Errorf("look up account %s: %d of the %d servers with a full resolver answered (one is down, or slow)", pub, len(copies[i]), full)
 		}
-		if err != nil {
-			return fmt.Errorf("look up account %s: %w", pub, err)
-		}
-		if slices.ContainsFunc(copies, func(token string) bool {
+		if slices.ContainsFunc(copies[i], func(token string) bool {
 			c, err := jwt.DecodeAccountClaims(token)
 			// A copy that is no account JWT is not one this check can judge.
 			return err == nil && c.Issuer != key
@@ -421,29 +426,45 @@ func topMembers(data []byte) ([]member, error) {
 	return ms, nil
 }
 
-// lookupCopies asks the servers for their JWT of account pub with one
-// LOOKUP and returns the first n answers ("" where a server holds none).
-// It fails when fewer than n arrive within the resolver's default
-// timeout.
-func lookupCopies(ctx context.Context, nc *nats.Conn, pub string, n int) ([]string, error) {
+// lookupEvery sends a LOOKUP of each account at once and returns, per
+// account, the answers ("" where a server holds none) that arrived until
+// each account had n of them or the resolver's default timeout passed.
+func lookupEvery(ctx context.Context, nc *nats.Conn, accounts []string, n int) ([][]string, error) {
 	inbox := nc.NewInbox()
-	sub, err := nc.SubscribeSync(inbox)
+	sub, err := nc.SubscribeSync(inbox + ".*")
 	if err != nil {
 		return nil, err
 	}
 	defer sub.Unsubscribe()
-	if err := nc.PublishRequest("$SYS.REQ.ACCOUNT."+pub+".CLAIMS.LOOKUP", inbox, nil); err != nil {
-		return nil, err
+	sub.SetPendingLimits(-1, -1) // every answer is read after the burst
+	for i, pub := range accounts {
+		if err := nc.PublishRequest("$SYS.REQ.ACCOUNT."+pub+".CLAIMS.LOOKUP", inbox+"."+strconv.Itoa(i), nil); err != nil {
+			return nil, fmt.Errorf("look up account %s: %w", pub, err)
+		}
 	}
 	wctx, cancel := context.WithTimeout(ctx, resolver.DefaultTimeout)
 	defer cancel()
-	copies := make([]string, 0, n)
-	for len(copies) < n {
+	copies := make([][]string, len(accounts))
+	complete := 0
+	for complete < len(accounts) {
 		m, err := sub.NextMsgWithContext(wctx)
-		if err != nil {
-			return nil, fmt.Errorf("%d of the %d servers with a full resolver answered: %w", len(copies), n, err)
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			break // the servers that did not answer are counted by the caller
 		}
-		copies = append(copies, string(m.Data))
+		if err != nil {
+			return nil, fmt.Errorf("look up the accounts: %w", err)
+		}
+		if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+			return nil, errors.New("look up the accounts: nothing answers a LOOKUP (is the server in operator mode with a full resolver?)")
+		}
+		i, err := strconv.Atoi(m.Subject[len(inbox)+1:])
+		if err != nil || i < 0 || i >= len(accounts) || len(copies[i]) >= n {
+			continue
+		}
+		copies[i] = append(copies[i], string(m.Data))
+		if len(copies[i]) == n {
+			complete++
+		}
 	}
 	return copies, nil
 }

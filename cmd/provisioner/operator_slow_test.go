@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/provision"
+	"github.com/natsprov/provisioner/provtest"
+)
+
+// TestAllSignedBySlowServer: zz-slow, a server with a full resolver (a
+// system account user playing one), is slow to answer the first LOOKUP of
+// `operator finish`'s check and answers every later one, holding account X
+// signed by an old key (the real server holds X signed by the key in use).
+// The number of answers the first LOOKUP got was taken as the number of
+// full resolvers, so every later LOOKUP stopped at the real server's
+// answer and the check passed, though zz-slow holds X signed by the old
+// key. A known server that does not answer stops the check.
+func TestAllSignedBySlowServer(t *testing.T) {
+	ctx := context.Background()
+	env := provtest.Deployment(t, bootstrap.Options{})
+	op, err := provision.LoadOperator(filepath.Join(env.Dir, bootstrap.OperatorJWTFile), filepath.Join(env.Dir, bootstrap.OperatorSigningKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer op.Signer.Wipe()
+	nc := env.Connect(t, env.Init.ProvisionerCreds)
+	// X sorts after the system account and the service's own, so that
+	// the first LOOKUP is not X's.
+	var x string
+	for x <= min(env.Init.SystemAccount, env.Init.ServiceAccount) {
+		kp, err := nkeys.CreateAccount()
+		if err != nil {
+			t.Fatal(err)
+		}
+		x, _ = kp.PublicKey()
+	}
+	c := jwt.NewAccountClaims(x)
+	cur, err := c.Encode(op.Signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nc.Request("$SYS.REQ.CLAIMS.UPDATE", []byte(cur), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	oldKey, err := nkeys.CreateOperator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := c.Encode(oldKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	player := env.Connect(t, slowPlayerCreds(t, env))
+	const name, id = "zz-slow", "NZZSLOWSERVERFIRSTLOOKUP"
+	server := fmt.Sprintf(`{"name":%q,"host":"127.0.0.1","id":%q}`, name, id)
+	if _, err := player.Subscribe("$SYS.REQ.SERVER.PING.IDZ", func(m *nats.Msg) {
+		_ = m.Respond([]byte(server))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := player.Subscribe("$SYS.REQ.CLAIMS.LIST", func(m *nats.Msg) {
+		_ = m.Respond(fmt.Appendf(nil, `{"server":%s,"data":[%q]}`, server, x))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var lookups atomic.Int32
+	if _, err := player.Subscribe("$SYS.REQ.ACCOUNT.*.CLAIMS.LOOKUP", func(m *nats.Msg) {
+		if lookups.Add(1) == 1 {
+			return // slow: the answer comes after the check gave up waiting
+		}
+		if strings.Contains(m.Subject, x) {
+			_ = m.Respond([]byte(old))
+			return
+		}
+		_ = m.Respond(nil)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := player.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// Refused either way: naming X, or the LOOKUP zz-slow did not answer.
+	if err := allSignedBy(ctx, nc, op.SignerKey); err == nil {
+		t.Fatalf("allSignedBy passed, though %s holds %s signed by the old key", name, x)
+	} else if !strings.Contains(err.Error(), x) && !strings.Contains(err.Error(), "1 of the 2 servers") {
+		t.Fatalf("allSignedBy: %v; want it to name %s, or the LOOKUP %s did not answer", err, x, name)
+	}
+}
+
+// slowPlayerCreds writes the creds of a system account user allowed
+// everything: it plays a server on the real bus.
+func slowPlayerCreds(t *testing.T, env *provtest.Env) string {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(env.Dir, bootstrap.SystemAccountSigningFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := nkeys.FromSeed([]byte(strings.TrimSpace(string(raw))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer signer.Wipe()
+	user, _ := nkeys.CreateUser()
+	defer user.Wipe()
+	pub, _ := user.PublicKey()
+	uc := jwt.NewUserClaims(pub)
+	uc.Name = "player"
+	uc.IssuerAccount = env.Init.SystemAccount
+	token, err := uc.Encode(signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := user.Seed()
+	creds, err := jwt.FormatUserConfig(token, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "player.creds")
+	if err := os.WriteFile(path, creds, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
