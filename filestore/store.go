@@ -41,6 +41,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -118,7 +119,10 @@ type Store struct {
 	// with its own deployment's key afterwards, and sealing it anew with
 	// the reader's key made it open only with that one.
 	keepSeals bool
-	lock      *os.File
+	// scratch is the copy of a version 1 store that an Existing open
+	// upgraded in place of the store itself; Close removes it.
+	scratch string
+	lock    *os.File
 	// lockMarked: the lock file has the new-store mark, which claimLock
 	// takes off.
 	lockMarked bool
@@ -163,6 +167,24 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	if opts.Existing && !holdsStore(dir) {
 		return nil, fmt.Errorf("%w: %s has neither %s nor a previous version's %s", ErrNoStore, dir, snapshotFile, v1SnapshotFile)
+	}
+	if opts.Existing && holdsV1Only(dir) {
+		// Opening a version 1 store upgrades it: its files are renamed to
+		// backups, and the version that owns it (still serving from it,
+		// while a migration is rehearsed) would start empty. A reader
+		// upgrades a copy, which goes at Close.
+		scratch, err := copyV1(dir)
+		if err != nil {
+			return nil, err
+		}
+		opts.Existing = false
+		s, err := Open(scratch, opts)
+		if err != nil {
+			os.RemoveAll(scratch)
+			return nil, fmt.Errorf("filestore: %s (read from a copy in %s): %w", dir, scratch, err)
+		}
+		s.keepSeals, s.scratch = true, scratch
+		return s, nil
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("filestore: create %s: %w", dir, err)
@@ -361,6 +383,11 @@ func (s *Store) Close() error {
 	err := s.c.close()
 	if cerr := s.lock.Close(); err == nil {
 		err = cerr
+	}
+	if s.scratch != "" {
+		if rerr := os.RemoveAll(s.scratch); err == nil {
+			err = rerr
+		}
 	}
 	return err
 }
@@ -619,6 +646,40 @@ func (s *Store) submit(o *op) error {
 
 // holdsStore reports whether dir has a snapshot of this version or the
 // previous one (a compaction's new snapshot counts: Open completes it).
+// holdsV1Only reports whether dir holds a version 1 store and nothing of
+// a later one.
+func holdsV1Only(dir string) bool {
+	for _, n := range []string{snapshotFile, snapshotFile + newSuffix, journalFile, lockFile} {
+		if _, err := os.Lstat(filepath.Join(dir, n)); !errors.Is(err, fs.ErrNotExist) {
+			return false
+		}
+	}
+	_, err := os.Stat(filepath.Join(dir, v1SnapshotFile))
+	return err == nil
+}
+
+// copyV1 copies the version 1 files of dir into a new private directory.
+func copyV1(dir string) (string, error) {
+	scratch, err := os.MkdirTemp("", "provisioner-v1-read-")
+	if err != nil {
+		return "", fmt.Errorf("filestore: copy the version 1 store of %s: %w", dir, err)
+	}
+	for _, n := range []string{v1SnapshotFile, v1JournalFile} {
+		data, err := os.ReadFile(filepath.Join(dir, n))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err == nil {
+			err = os.WriteFile(filepath.Join(scratch, n), data, 0o600)
+		}
+		if err != nil {
+			os.RemoveAll(scratch)
+			return "", fmt.Errorf("filestore: copy the version 1 store of %s: %w", dir, err)
+		}
+	}
+	return scratch, nil
+}
+
 func holdsStore(dir string) bool {
 	for _, n := range []string{snapshotFile, snapshotFile + newSuffix, v1SnapshotFile} {
 		if _, err := os.Stat(filepath.Join(dir, n)); err == nil {

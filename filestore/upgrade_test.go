@@ -362,3 +362,51 @@ func TestUpgradeFromFixture(t *testing.T) {
 		}
 	}
 }
+
+// TestExistingLeavesAVersion1StoreAsItWas: Existing opens a store to read
+// it (store migrate's source, "it is not changed"); a version 1 store was
+// upgraded in place all the same, its snapshot.json and journal renamed
+// to backups, and provisioner 0.1, still serving from that directory
+// during a rehearsal of the migration, started empty at its next start.
+func TestExistingLeavesAVersion1StoreAsItWas(t *testing.T) {
+	dir := t.TempDir()
+	want := writeV1Store(t, dir)
+	files := func() map[string]string {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]string{}
+		for _, e := range entries {
+			m[e.Name()] = string(readFile(t, filepath.Join(dir, e.Name())))
+		}
+		return m
+	}
+	before := files()
+	s, err := Open(dir, Options{Seal: newSealKey(t), Existing: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertV1State(t, s, want)
+	closeStore(t, s)
+	after := files()
+	for n := range after {
+		if _, ok := before[n]; !ok {
+			t.Errorf("reading the version 1 store left %s in its directory", n)
+		}
+	}
+	for n, data := range before {
+		if after[n] != data {
+			t.Errorf("reading the version 1 store changed or removed its %s", n)
+		}
+	}
+	// The version that owns it still finds its accounts.
+	ks, err := keystore.Open(dir, keystore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ks.Close()
+	if got := ks.Len(); got != len(want.Accounts) {
+		t.Fatalf("provisioner 0.1 finds %d accounts after the store was read; want %d", got, len(want.Accounts))
+	}
+}
