@@ -166,7 +166,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.Existing && !holdsStore(dir) {
-		return nil, fmt.Errorf("%w: %s has neither %s nor a previous version's %s", ErrNoStore, dir, snapshotFile, v1SnapshotFile)
+		return nil, fmt.Errorf("%w: %s has neither %s nor a previous version's %s or %s", ErrNoStore, dir, snapshotFile, v1SnapshotFile, v1JournalFile)
 	}
 	if opts.Existing && holdsV1Only(dir) {
 		// Opening a version 1 store upgrades it: its files are renamed to
@@ -644,8 +644,6 @@ func (s *Store) submit(o *op) error {
 	return o.err
 }
 
-// holdsStore reports whether dir has a snapshot of this version or the
-// previous one (a compaction's new snapshot counts: Open completes it).
 // holdsV1Only reports whether dir holds a version 1 store and nothing of
 // a later one.
 func holdsV1Only(dir string) bool {
@@ -654,8 +652,19 @@ func holdsV1Only(dir string) bool {
 			return false
 		}
 	}
-	_, err := os.Stat(filepath.Join(dir, v1SnapshotFile))
-	return err == nil
+	return holdsV1(dir)
+}
+
+// holdsV1 reports whether dir has a previous version's store: its
+// snapshot, or its journal alone (version 1 wrote its first snapshot only
+// when a start found records in the journal, or at a compaction).
+func holdsV1(dir string) bool {
+	for _, n := range []string{v1SnapshotFile, v1JournalFile} {
+		if _, err := os.Stat(filepath.Join(dir, n)); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // copyV1 copies the version 1 files of dir into a new private directory.
@@ -680,11 +689,14 @@ func copyV1(dir string) (string, error) {
 	return scratch, nil
 }
 
+// holdsStore reports whether dir has a snapshot of this version or a store
+// of the previous one (a compaction's new snapshot counts: Open completes
+// it).
 func holdsStore(dir string) bool {
-	for _, n := range []string{snapshotFile, snapshotFile + newSuffix, v1SnapshotFile} {
+	for _, n := range []string{snapshotFile, snapshotFile + newSuffix} {
 		if _, err := os.Stat(filepath.Join(dir, n)); err == nil {
 			return true
 		}
 	}
-	return false
+	return holdsV1(dir)
 }

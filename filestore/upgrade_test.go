@@ -410,3 +410,37 @@ func TestExistingLeavesAVersion1StoreAsItWas(t *testing.T) {
 		t.Fatalf("provisioner 0.1 finds %d accounts after the store was read; want %d", got, len(want.Accounts))
 	}
 }
+
+// TestExistingOpensAVersion1JournalAlone: provisioner 0.1 wrote
+// snapshot.json only when a start found records in its journal, or at a
+// compaction; a store it never restarted holds its journal alone. Open
+// upgrades that, but Existing (store migrate's source) refused it as a
+// directory holding no store.
+func TestExistingOpensAVersion1JournalAlone(t *testing.T) {
+	dir := t.TempDir()
+	ks, err := keystore.Open(dir, keystore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newAccount(t, "only-journaled")
+	if err := ks.PutAccount(context.Background(), keystore.Account{Name: a.Name, PublicKey: a.PublicKey, IdentitySeed: keystore.Seed(a.IdentitySeed), SigningSeeds: []keystore.Seed{keystore.Seed(a.SigningKeys[0].Seed)}, JWT: a.JWT}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ks.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, v1SnapshotFile)); err == nil {
+		t.Fatalf("provisioner 0.1 wrote %s at its first start; the test needs a journal alone", v1SnapshotFile)
+	}
+	s, err := Open(dir, Options{Existing: true})
+	if err != nil {
+		t.Fatalf("Existing open of a version 1 store holding its journal alone: %v", err)
+	}
+	defer closeStore(t, s)
+	if got, err := s.AccountByName(context.Background(), a.Name); err != nil || got.PublicKey != a.PublicKey {
+		t.Fatalf("the account of the version 1 journal: %+v, %v", got.PublicKey, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, v1JournalFile)); err != nil {
+		t.Errorf("reading the version 1 store moved its journal: %v", err)
+	}
+}
