@@ -1,9 +1,11 @@
 package kvstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go/jetstream"
@@ -59,6 +61,13 @@ func Migrate(ctx context.Context, dst *Store, src provision.Store) (MigrateRepor
 	if err != nil {
 		return r, fmt.Errorf("kvstore: migrate: list source accounts: %w", err)
 	}
+	// Tombstones first: one the source made since an earlier run frees
+	// its name in the bucket, which a later account of the source may
+	// have taken again; in name order, that account came first whenever
+	// its key sorted first, and was refused the name.
+	slices.SortStableFunc(accounts, func(a, b provision.Account) int {
+		return cmp.Compare(btoi(phase(a) == provision.PhaseLive), btoi(phase(b) == provision.PhaseLive))
+	})
 	for _, a := range accounts {
 		if err := validAccount(a); err != nil {
 			conflict(&r.Accounts, "account %s: %v", a.PublicKey, err)
@@ -198,6 +207,13 @@ func (s *Store) migrateAccount(ctx context.Context, a provision.Account) (outcom
 		return 0, "", err
 	}
 	return replaced, "", nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func issuedAt(token string) (int64, error) {

@@ -254,3 +254,62 @@ func TestMigrateAgainNamesAccountsOnlyInTheBucket(t *testing.T) {
 		t.Errorf("second run: %+v, want kept the same and no conflicts", r)
 	}
 }
+
+// TestMigrateAgainAfterANameWasReused: a migration rehearsed while the
+// file store keeps serving, run again at the switch, after the file
+// deployment deleted "acme" and made a new "acme". Migrate went through
+// the accounts in name order, then key order: the new account came before
+// the tombstone that frees its name whenever its key sorted first, and
+// was refused as a name "a live account has it" (the old acme, still live
+// in the bucket until the same run wrote its tombstone), exit 2, its
+// users left behind.
+func TestMigrateAgainAfterANameWasReused(t *testing.T) {
+	d := startDeployment(t, 1)
+	key, _ := newSealKey(t)
+	src := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Bucket: "filestore", Instance: "src"})
+	dst := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Instance: "dst"})
+	ctx := bg(t)
+	now := time.Now().Unix()
+	old := newAccount(t, "acme")
+	old.JWT = accountJWTAt(t, old.PublicKey, "acme", now)
+	rev, err := src.CreateAccount(ctx, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := Migrate(ctx, dst, src); err != nil || r.Accounts.Copied != 1 {
+		t.Fatalf("rehearsal: %+v, %v", r, err)
+	}
+	// The file deployment deletes acme and makes a new acme, whose key
+	// sorts before the old one's.
+	if _, err := src.UpdateAccount(ctx, tombstone(t, old, provision.PhaseDeleted, now+1), rev); err != nil {
+		t.Fatal(err)
+	}
+	var renewed provision.Account
+	for {
+		renewed = newAccount(t, "acme")
+		if renewed.PublicKey < old.PublicKey {
+			break
+		}
+	}
+	renewed.JWT = accountJWTAt(t, renewed.PublicKey, "acme", now+2)
+	if _, err := src.CreateAccount(ctx, renewed); err != nil {
+		t.Fatal(err)
+	}
+	u := newUser(t, renewed.PublicKey, "web")
+	if err := src.AddUser(ctx, u, true); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Migrate(ctx, dst, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Conflicts) != 0 || r.Accounts.Copied != 1 || r.Accounts.Replaced != 1 || r.Users.Copied != 1 {
+		t.Fatalf("migrate again: %+v, want the tombstone replaced, the new acme and its user copied, no conflicts", r)
+	}
+	if got, err := dst.AccountByName(ctx, "acme"); err != nil || got.PublicKey != renewed.PublicKey {
+		t.Errorf("acme in the bucket: %s, %v; want the new one %s", got.PublicKey, err, renewed.PublicKey)
+	}
+	if got, err := dst.Account(ctx, old.PublicKey); err != nil || got.Live() {
+		t.Errorf("the old acme in the bucket: live %v, %v; want its tombstone", got.Live(), err)
+	}
+}
