@@ -444,3 +444,40 @@ func TestExistingOpensAVersion1JournalAlone(t *testing.T) {
 		t.Errorf("reading the version 1 store moved its journal: %v", err)
 	}
 }
+
+// TestUpgradeRefusalNamesTheJournal: a version 1 account that does not
+// upgrade (here a JWT of another account) stops the start with a message
+// naming the file and offset. One whose record was in the journal was
+// named as snapshot.json at offset 0, a file that was intact, or not even
+// there.
+func TestUpgradeRefusalNamesTheJournal(t *testing.T) {
+	dir := t.TempDir()
+	ks, err := keystore.Open(dir, keystore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, bad := newAccount(t, "good"), newAccount(t, "bad")
+	for _, a := range []provision.Account{good, bad} {
+		jwt := a.JWT
+		if a.Name == "bad" {
+			jwt = good.JWT
+		}
+		if err := ks.PutAccount(context.Background(), keystore.Account{Name: a.Name, PublicKey: a.PublicKey, IdentitySeed: keystore.Seed(a.IdentitySeed), SigningSeeds: []keystore.Seed{keystore.Seed(a.SigningKeys[0].Seed)}, JWT: jwt}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ks.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data := readFile(t, filepath.Join(dir, v1JournalFile))
+	line := bytes.Index(data, []byte(`"name":"bad"`))
+	line = bytes.LastIndexByte(data[:line], '\n') + 1
+	_, err = Open(dir, Options{})
+	var d *Damage
+	if !errors.As(err, &d) {
+		t.Fatalf("Open of a version 1 store with an account of another's JWT: %v", err)
+	}
+	if d.File != filepath.Join(dir, v1JournalFile) || d.Offset != int64(line) || !strings.Contains(d.What, bad.PublicKey) {
+		t.Errorf("the refusal names %s at %d (%s); want %s at %d, the record of %s", d.File, d.Offset, d.What, v1JournalFile, line, bad.PublicKey)
+	}
+}

@@ -52,19 +52,31 @@ type v1Snapshot struct {
 
 // v1Entry mirrors the previous version's in-memory account: a user key
 // issued again replaced its record in place.
+// Each record keeps where it was read from, for the message that refuses
+// it.
 type v1Entry struct {
-	a      v1Account
-	users  []v1User
-	byUser map[string]int
+	a        v1Account
+	from     v1From
+	users    []v1User
+	userFrom []v1From
+	byUser   map[string]int
 }
 
-func (e *v1Entry) addUser(u v1User) {
+// v1From is the file and byte offset a version 1 record was read from (0
+// for the snapshot's, which is one JSON document).
+type v1From struct {
+	file string
+	off  int64
+}
+
+func (e *v1Entry) addUser(u v1User, from v1From) {
 	if i, ok := e.byUser[u.PublicKey]; ok {
-		e.users[i] = u
+		e.users[i], e.userFrom[i] = u, from
 		return
 	}
 	e.byUser[u.PublicKey] = len(e.users)
 	e.users = append(e.users, u)
+	e.userFrom = append(e.userFrom, from)
 }
 
 // loadV1 reads a previous-version store into res.st, with sequences
@@ -92,9 +104,9 @@ func (l *loader) loadV1(res *loaded, has map[string]bool) error {
 			return fmt.Errorf("filestore: %s has version %d; this build upgrades version 1", l.path(v1SnapshotFile), snap.Version)
 		}
 		for _, sa := range snap.Accounts {
-			e := &v1Entry{a: sa.v1Account, byUser: map[string]int{}}
+			e := &v1Entry{a: sa.v1Account, from: v1From{file: v1SnapshotFile}, byUser: map[string]int{}}
 			for _, u := range sa.Users {
-				e.addUser(u)
+				e.addUser(u, v1From{file: v1SnapshotFile})
 			}
 			accounts[sa.PublicKey] = e
 		}
@@ -130,7 +142,7 @@ func (l *loader) loadV1(res *loaded, has map[string]bool) error {
 		}
 		signers, err := checkAccount(&a, true, nil)
 		if err != nil {
-			if err := l.damage(v1SnapshotFile, 0, "version 1 account %s (%q): %v", a.PublicKey, a.Name, err); err != nil {
+			if err := l.damage(e.from.file, e.from.off, "version 1 account %s (%q): %v", a.PublicKey, a.Name, err); err != nil {
 				return err
 			}
 			continue
@@ -148,7 +160,7 @@ func (l *loader) loadV1(res *loaded, has map[string]bool) error {
 		}
 		st.seq++
 		if err := st.create(st.seq, held{a: a, disk: d, signers: signers}); err != nil {
-			if err := l.damage(v1SnapshotFile, 0, "version 1 account %s (%q): %v", a.PublicKey, a.Name, err); err != nil {
+			if err := l.damage(e.from.file, e.from.off, "version 1 account %s (%q): %v", a.PublicKey, a.Name, err); err != nil {
 				return err
 			}
 		}
@@ -158,18 +170,19 @@ func (l *loader) loadV1(res *loaded, has map[string]bool) error {
 		if _, ok := st.accounts[k]; !ok {
 			continue
 		}
-		for _, u := range e.users {
+		for i, u := range e.users {
+			from := e.userFrom[i]
 			st.seq++
 			pu := provision.User{PublicKey: u.PublicKey, Account: k, Name: u.Name, IssuedAt: u.IssuedAt, ExpiresAt: u.ExpiresAt}
 			if err := checkUser(&pu); err != nil {
 				err = fmt.Errorf("version 1 user %s of account %s: %v", u.PublicKey, k, err)
-				if err := l.damage(v1SnapshotFile, 0, "%v", err); err != nil {
+				if err := l.damage(from.file, from.off, "%v", err); err != nil {
 					return err
 				}
 				continue
 			}
 			if err := st.addUser(st.seq, pu); err != nil {
-				if err := l.damage(v1SnapshotFile, 0, "version 1 user %s of account %s: %v", u.PublicKey, k, err); err != nil {
+				if err := l.damage(from.file, from.off, "version 1 user %s of account %s: %v", u.PublicKey, k, err); err != nil {
 					return err
 				}
 			}
@@ -206,10 +219,11 @@ func (l *loader) replayV1(data []byte, accounts map[string]*v1Entry) error {
 		}
 		switch rec.Op {
 		case "put":
+			from := v1From{file: v1JournalFile, off: int64(off)}
 			if e, ok := accounts[rec.Account.PublicKey]; ok {
-				e.a = *rec.Account
+				e.a, e.from = *rec.Account, from
 			} else {
-				accounts[rec.Account.PublicKey] = &v1Entry{a: *rec.Account, byUser: map[string]int{}}
+				accounts[rec.Account.PublicKey] = &v1Entry{a: *rec.Account, from: from, byUser: map[string]int{}}
 			}
 		case "delete":
 			delete(accounts, rec.PublicKey)
@@ -217,7 +231,7 @@ func (l *loader) replayV1(data []byte, accounts map[string]*v1Entry) error {
 			// A user of an account deleted at the same moment was
 			// refused by version 1 too.
 			if e, ok := accounts[rec.PublicKey]; ok {
-				e.addUser(*rec.User)
+				e.addUser(*rec.User, v1From{file: v1JournalFile, off: int64(off)})
 			}
 		}
 		off = next
