@@ -325,3 +325,33 @@ func TestNoRollUpOrPurge(t *testing.T) {
 		t.Fatalf("after the refused wipes the account reads %+v, %v", got, err)
 	}
 }
+
+// TestOpenBucketWithRollUps: a bucket made by an earlier version allows
+// roll-ups (and purges), which this one refuses. The refusal said "fix or
+// remove the bucket", and removing it loses every account's keys; it now
+// names the edit that fixes it, after which the bucket opens with what it
+// held.
+func TestOpenBucketWithRollUps(t *testing.T) {
+	d := startDeployment(t, 1)
+	key, _ := newSealKey(t)
+	nc := d.connect(t, d.svcCreds)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := bg(t)
+	old := (&Store{opts: Options{Bucket: "provisioner"}, subject: "$KV.provisioner."}).streamConfig(1)
+	old.AllowRollup, old.DenyPurge, old.AllowDirect, old.AllowAtomicPublish = true, false, false, false
+	if _, err := js.CreateStream(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(ctx, nc, Options{Seal: key, Instance: "one"})
+	if !errors.Is(err, ErrBucketMismatch) || !strings.Contains(err.Error(), "nats stream edit KV_provisioner --no-allow-rollup --deny-purge") {
+		t.Fatalf("Open of a bucket that allows roll-ups: %v; want it refused naming the edit that fixes it", err)
+	}
+	old.AllowRollup, old.DenyPurge = false, true
+	if _, err := js.UpdateStream(ctx, old); err != nil {
+		t.Fatalf("the edit the refusal names: %v", err)
+	}
+	openStore(t, nc, Options{Seal: key, Instance: "one"})
+}

@@ -586,7 +586,10 @@ func (s *Store) checkBucket(ctx context.Context, nc *nats.Conn) error {
 		diffs = append(diffs, "allow_direct true with "+strconv.Itoa(cfg.Replicas)+" replicas, want false (followers would answer reads before they hold the last write; `nats stream edit KV_"+s.opts.Bucket+" --no-allow-direct`)")
 	}
 	if cfg.AllowRollup || !cfg.DenyPurge {
-		diffs = append(diffs, "roll-ups or purges allowed, want neither (one such message could wipe the bucket)")
+		// A bucket made by an earlier version allows roll-ups: removing
+		// it would lose every account's keys, and the edit that fixes it
+		// needs creds that may edit the stream, which the service's may not.
+		diffs = append(diffs, "roll-ups or purges allowed, want neither (one such message could wipe the bucket; a bucket made by an earlier version allows roll-ups: with creds that may edit the stream, `nats stream edit KV_"+s.opts.Bucket+" --no-allow-rollup --deny-purge` fixes it, keeping what it holds)")
 	}
 	if cfg.Mirror != nil || len(cfg.Sources) > 0 {
 		diffs = append(diffs, "mirrors or sources another bucket, want a bucket of its own")
