@@ -78,6 +78,10 @@ type Publisher struct {
 	allowAtomic atomic.Bool
 	// batches counts the atomic batches stored, for tests.
 	batches atomic.Int64
+	// dupWindow is the audit stream's duplicate window, and startSeq its
+	// last sequence when the writer started (see storedAfter).
+	dupWindow time.Duration
+	startSeq  uint64
 }
 
 // auditTimeout bounds the wait for the answer to one audit write (a
@@ -88,6 +92,11 @@ type Publisher struct {
 // loses nothing while at most auditMaxQueue events wait. Past that, each
 // event dropped is counted and logged; at Close's deadline, each left.
 var auditTimeout = 10 * time.Second
+
+// auditDuplicates is the audit stream's duplicate window (a variable for
+// tests): a write tried again within it after its answer was lost is
+// stored once.
+var auditDuplicates = 2 * time.Minute
 
 const (
 	auditAttempts   = 5
@@ -170,7 +179,7 @@ func (p *Publisher) WithAudit(ctx context.Context, svc *nats.Conn, replicas int)
 		Discard:  jetstream.DiscardOld,
 		// An audit write tried again after its answer was lost is
 		// stored once (each event has a message id).
-		Duplicates: 2 * time.Minute,
+		Duplicates: auditDuplicates,
 		// Events that gather go in atomic batches (nats-server 2.12
 		// and later; an older server ignores the field, and the writer
 		// then sends them one by one).
@@ -196,6 +205,7 @@ func (p *Publisher) WithAudit(ctx context.Context, svc *nats.Conn, replicas int)
 	// single audit writes, 370 µs with batches of about 25). With
 	// replicas it stages in memory: 380-420 µs against 490-520 µs.
 	cfg := stream.CachedInfo().Config
+	p.dupWindow, p.startSeq = cfg.Duplicates, stream.CachedInfo().State.LastSeq
 	p.allowAtomic.Store(cfg.AllowAtomicPublish && cfg.Replicas > 1)
 	p.signal = make(chan struct{}, 1)
 	p.stop = make(chan struct{})
@@ -370,6 +380,15 @@ func (p *Publisher) writer(ctx context.Context) {
 	failures := 0    // failed writes in a row, for the back-off
 	refusals := 0    // times the stream refused the event at the head of the queue
 	unconfirmed := 0 // events at the head written without an answer: they may be stored
+	// since is when the first of the writes that may be stored without
+	// an answer was sent (zero: none), and lastSeq the stream sequence of
+	// the last write answered, before which none of them is: a write
+	// tried again once the stream's duplicate window has passed since
+	// its first copy is not recognised by its message id and is stored
+	// again, so that the writer first looks for them (storedAfter).
+	var since time.Time
+	lastSeq := p.startSeq
+	maybe := 0 // events at the head of the queue sent since without an answer
 	for {
 		p.mu.Lock()
 		n, closed := len(p.queue), p.closed
@@ -426,14 +445,52 @@ func (p *Publisher) writer(ctx context.Context) {
 			}
 			continue
 		}
+		// Writes without an answer for a quarter less than the duplicate
+		// window (their retries are answered, or given up, within
+		// auditTimeout): the ones the stream holds leave the queue before
+		// the others are written again. Only after a failure: the normal
+		// path costs nothing more.
+		if !since.IsZero() && p.dupWindow > 0 && time.Since(since) >= p.dupWindow-p.dupWindow/4 {
+			checked := time.Now()
+			held, err := p.storedAfter(ctx, lastSeq, window)
+			if err != nil {
+				failures++
+				select {
+				case <-time.After(min(time.Duration(failures)*200*time.Millisecond, auditMaxBackoff)):
+				case <-ctx.Done():
+				}
+				continue
+			}
+			// What is not held now was not stored: a copy written from
+			// here is the first the window counts from.
+			since = checked
+			if len(held) > 0 {
+				p.mu.Lock()
+				p.queue = slices.DeleteFunc(p.queue, func(m *nats.Msg) bool { return held[m.Header.Get(jetstream.MsgIDHeader)] })
+				p.idle.Broadcast()
+				p.mu.Unlock()
+				unconfirmed = max(0, unconfirmed-len(held))
+				maybe = max(0, maybe-len(held))
+				continue
+			}
+		}
 		// After a failure, one by one: a batch that was stored after all
 		// would be refused whole for its message ids, where single writes
 		// of the same events are stored once each.
-		stored, sent, err := p.write(ctx, window, failures > 0)
+		sentAt := time.Now()
+		stored, sent, seq, err := p.write(ctx, window, failures > 0)
 		p.mu.Lock()
 		p.queue = slices.Delete(p.queue, 0, stored)
 		p.idle.Broadcast()
 		p.mu.Unlock()
+		if seq > 0 {
+			lastSeq = seq
+		}
+		if maybe = max(maybe-stored, sent-stored); maybe == 0 {
+			since = time.Time{} // nothing sent is left unanswered
+		} else if since.IsZero() {
+			since = sentAt
+		}
 		if stored > 0 {
 			failures, refusals, unconfirmed = 0, 0, 0
 			p.logDropped()
@@ -446,6 +503,7 @@ func (p *Publisher) writer(ctx context.Context) {
 			if refusals++; refusals == auditAttempts {
 				p.giveUp(1, "the audit stream refused an event", err)
 				failures, refusals, unconfirmed = 0, 0, max(0, unconfirmed-1)
+				maybe = max(0, maybe-1)
 				continue
 			}
 		} else {
@@ -523,13 +581,15 @@ func (p *Publisher) giveUp(n int, why string, err error) {
 
 // write writes a window of audit events, in one atomic batch or one by
 // one, and returns how many of its first events were stored, how many
-// were written, and the error of the first that was not stored.
-func (p *Publisher) write(ctx context.Context, window []*nats.Msg, singles bool) (stored, sent int, err error) {
+// were written, the stream sequence of the last of the first stored (0:
+// none), and the error of the first that was not stored.
+func (p *Publisher) write(ctx context.Context, window []*nats.Msg, singles bool) (stored, sent int, seq uint64, err error) {
 	if !singles && p.allowAtomic.Load() && len(window) >= auditMinBatch {
-		if err := p.writeBatch(ctx, window); err != nil {
-			return 0, len(window), err
+		seq, err := p.writeBatch(ctx, window)
+		if err != nil {
+			return 0, len(window), 0, err
 		}
-		return len(window), len(window), nil
+		return len(window), len(window), seq, nil
 	}
 	var sendErr error
 	futures := make([]jetstream.PubAckFuture, 0, len(window))
@@ -550,7 +610,10 @@ func (p *Publisher) write(ctx context.Context, window []*nats.Msg, singles bool)
 	stored = -1
 	for i, f := range futures {
 		select {
-		case <-f.Ok():
+		case ack := <-f.Ok():
+			if stored < 0 {
+				seq = ack.Sequence
+			}
 		case e := <-f.Err():
 			if stored < 0 {
 				stored, err = i, e
@@ -559,13 +622,81 @@ func (p *Publisher) write(ctx context.Context, window []*nats.Msg, singles bool)
 			if stored < 0 {
 				stored, err = i, ctx.Err()
 			}
-			return stored, len(futures), err
+			return stored, len(futures), seq, err
 		}
 	}
 	if stored >= 0 {
-		return stored, len(futures), err
+		return stored, len(futures), seq, err
 	}
-	return len(futures), len(futures), sendErr
+	return len(futures), len(futures), seq, sendErr
+}
+
+// storedAfter returns the message ids of the events of window that the
+// audit stream holds after the sequence after (a lower bound of where a
+// write without an answer can be), read as headers only.
+func (p *Publisher) storedAfter(ctx context.Context, after uint64, window []*nats.Msg) (map[string]bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, auditTimeout)
+	defer cancel()
+	want := make(map[string]bool, len(window))
+	for _, m := range window {
+		want[m.Header.Get(jetstream.MsgIDHeader)] = true
+	}
+	stream, err := p.js.Stream(ctx, StreamName)
+	if err != nil {
+		return nil, err
+	}
+	held := map[string]bool{}
+	if stream.CachedInfo().State.LastSeq <= after {
+		return held, nil
+	}
+	cons, err := stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		FilterSubject:     p.prefix + ".audit.>",
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       after + 1,
+		AckPolicy:         jetstream.AckNonePolicy,
+		HeadersOnly:       true,
+		MemoryStorage:     true,
+		Replicas:          1,
+		InactiveThreshold: 5 * time.Second,
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = stream.DeleteConsumer(dctx, cons.CachedInfo().Name)
+	}()
+	// As many as the consumer had pending when made are read, or the
+	// look is not known to be whole.
+	total, seen := cons.CachedInfo().NumPending, uint64(0)
+	for pending := total > 0; pending; {
+		batch, err := cons.FetchNoWait(1000)
+		if err != nil {
+			return nil, err
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			seen++
+			if id := m.Headers().Get(jetstream.MsgIDHeader); want[id] {
+				held[id] = true
+			}
+			if meta, err := m.Metadata(); err == nil && meta.NumPending == 0 {
+				pending = false
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			return nil, err
+		}
+		if n == 0 {
+			if seen < total {
+				return nil, fmt.Errorf("events: audit stream: %d of %d events read after sequence %d", seen, total, after)
+			}
+			pending = false
+		}
+	}
+	return held, nil
 }
 
 // logDropped logs how many events were dropped, the queue full, since it
@@ -584,18 +715,19 @@ func (p *Publisher) logDropped() {
 // commit. A batch that is not stored, or whose answer is lost, is written
 // again event by event; the message ids make an event that was stored
 // after all count once.
-func (p *Publisher) writeBatch(ctx context.Context, batch []*nats.Msg) error {
+func (p *Publisher) writeBatch(ctx context.Context, batch []*nats.Msg) (uint64, error) {
 	// A commit takes milliseconds, or seconds while a stream leader is
 	// elected; one that takes longer (its messages were lost with the
 	// connection, say) is given up soon, as the retries store each event
 	// once whether or not the batch was stored.
 	ctx, cancel := context.WithTimeout(ctx, batchCommitTimeout)
 	defer cancel()
-	if _, err := jsbatch.Publish(ctx, p.svc, batch); err != nil {
-		return err
+	ack, err := jsbatch.Publish(ctx, p.svc, batch)
+	if err != nil {
+		return 0, err
 	}
 	p.batches.Add(1)
-	return nil
+	return ack.Seq, nil
 }
 
 // wait waits, until ctx ends, for done to hold (checked under p.mu, each

@@ -32,3 +32,11 @@ func (p *Publisher) Writing() bool {
 	defer p.mu.Unlock()
 	return p.writing
 }
+
+// SetAuditDuplicates sets the audit stream's duplicate window, for the
+// publishers made after, and returns what puts it back.
+func SetAuditDuplicates(d time.Duration) func() {
+	old := auditDuplicates
+	auditDuplicates = d
+	return func() { auditDuplicates = old }
+}
