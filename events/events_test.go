@@ -2,11 +2,13 @@ package events_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natsprov/provisioner/api"
@@ -154,7 +156,14 @@ func userNames(t *testing.T, audit *events.Audit, acct string) []string {
 	t.Helper()
 	var got []string
 	for after := uint64(0); ; {
+		// A leader change of the stream may still be settling (a test
+		// steps it down): a page finds no responders meanwhile, as
+		// prov.audit answers 503. Each page is asked again for a while.
 		page, next, err := audit.Page(context.Background(), acct, after, 1000)
+		for deadline := time.Now().Add(20 * time.Second); err != nil && errors.Is(err, nats.ErrNoResponders) && time.Now().Before(deadline); {
+			time.Sleep(200 * time.Millisecond)
+			page, next, err = audit.Page(context.Background(), acct, after, 1000)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -40,3 +40,6 @@ func SetAuditDuplicates(d time.Duration) func() {
 	auditDuplicates = d
 	return func() { auditDuplicates = old }
 }
+
+// AuditMaxQueue is the bound of the events waiting for the writer.
+const AuditMaxQueue = auditMaxQueue

@@ -71,8 +71,13 @@ func TestPublishDoesNotWaitForAPausedServer(t *testing.T) {
 		pub.Publish(context.Background(), api.Event{Type: api.EventUserCreated, Account: acct, UserName: name + fmt.Sprint(sent)})
 		slowest = max(slowest, time.Since(s))
 	}
-	if sent < 50000 || slowest > 500*time.Millisecond {
-		t.Fatalf("with the server paused, %d Publish calls (of 50000) in 5s, the slowest %v", sent, slowest)
+	// What is asserted is that no call waits: the count only has to be
+	// well past the audit queue's bound (4,000), so that the queue is
+	// full for most of them; on a loaded machine 50,000 take longer
+	// than 5s without any call waiting (44,325 once in CI, the slowest
+	// 76ms).
+	if sent < 5*events.AuditMaxQueue || slowest > 500*time.Millisecond {
+		t.Fatalf("with the server paused, %d Publish calls (of 50000) in 5s, the slowest %v; want at least %d, none over 500ms", sent, slowest, 5*events.AuditMaxQueue)
 	}
 	start := time.Now()
 	err = pub.Close(time.Second)
