@@ -685,7 +685,15 @@ func (s *Service) finishDelete(ctx context.Context, a Account) (Phase, []string)
 		log.Info("account disabled; the DELETE waits for servers that have not confirmed", "waiting", strings.Join(waiting, ","))
 		return PhaseDisabled, waiting
 	}
+	if pending := s.confirm.notDeleted(a.PublicKey, jti(a.JWT), servers); len(pending) > 0 && !slices.ContainsFunc(pending, func(srv Server) bool { return srv.Up }) {
+		// Every server that has not carried out the DELETE is down: sent
+		// again, it reached only servers that carried it out already.
+		// The server that returns is forgotten (Run) and gets the
+		// disabled version and the DELETE then.
+		return PhaseDisabled, names(pending)
+	}
 	res, err := s.deleteFromResolver(ctx, a.PublicKey)
+	s.confirm.deleted(a.PublicKey, jti(a.JWT), res)
 	switch {
 	case deletesRefused(err):
 		// allow_delete is off: the disabled version is the end state.
@@ -784,6 +792,11 @@ func deletesRefused(err error) bool {
 type confirmations struct {
 	mu sync.Mutex
 	m  map[string]map[string]string // account -> server name -> jti
+	// gone notes, per disabled account, the servers that confirmed its
+	// disabled version (jti) and then carried out its DELETE: they
+	// answer a LOOKUP with "", as the delete wants, while it waits for
+	// a server that is down.
+	gone map[string]map[string]string // account -> server name -> jti
 }
 
 // record notes the servers that stored a version.
@@ -804,7 +817,41 @@ func (c *confirmations) record(pub, id string, res PushResult) {
 			c.m[pub] = map[string]string{}
 		}
 		c.m[pub][r.Server] = id
+		delete(c.gone[pub], r.Server) // it holds the account again
 	}
+}
+
+// deleted notes the servers that carried out the DELETE of an account
+// after confirming its disabled version id.
+func (c *confirmations) deleted(pub, id string, res PushResult) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range res {
+		if !r.Stored || r.Server == "" || id == "" || c.m[pub][r.Server] != id {
+			continue
+		}
+		if c.gone == nil {
+			c.gone = map[string]map[string]string{}
+		}
+		if c.gone[pub] == nil {
+			c.gone[pub] = map[string]string{}
+		}
+		c.gone[pub][r.Server] = id
+	}
+}
+
+// notDeleted returns the servers (full resolvers) that have not carried out
+// the DELETE of an account since confirming its disabled version id.
+func (c *confirmations) notDeleted(pub, id string, servers []Server) []Server {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []Server
+	for _, srv := range servers {
+		if !srv.Cache && (id == "" || c.gone[pub][srv.Name] != id) {
+			out = append(out, srv)
+		}
+	}
+	return out
 }
 
 // set notes that the given servers hold version id.
@@ -819,6 +866,7 @@ func (c *confirmations) set(pub, id string, servers []Server) {
 	}
 	for _, srv := range servers {
 		c.m[pub][srv.Name] = id
+		delete(c.gone[pub], srv.Name)
 	}
 }
 
@@ -855,6 +903,7 @@ func (c *confirmations) drop(pub string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.m, pub)
+	delete(c.gone, pub)
 }
 
 // forgetServer forgets what a server confirmed: it restarted, possibly from
@@ -863,6 +912,9 @@ func (c *confirmations) forgetServer(name string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, m := range c.m {
+		delete(m, name)
+	}
+	for _, m := range c.gone {
 		delete(m, name)
 	}
 }

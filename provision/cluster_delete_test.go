@@ -322,3 +322,89 @@ func TestTombstoneKeptAfterTheWaitForAServer(t *testing.T) {
 		}
 	}
 }
+
+// countDeletes counts the DELETEs sent once on is set.
+type countDeletes struct {
+	provision.Resolver
+	on      atomic.Bool
+	deletes atomic.Int32
+}
+
+func (r *countDeletes) Delete(ctx context.Context, token string) (provision.PushResult, error) {
+	if r.on.Load() {
+		r.deletes.Add(1)
+	}
+	return r.Resolver.Delete(ctx, token)
+}
+
+// TestDeleteWaitingForADownServerLeavesTheOthersAlone: node-b confirms an
+// account's disabled version, then goes down just before the DELETE, which
+// node-a carries out. While node-b is down the delete waits for it, and
+// node-a answers the LOOKUP with "": that is what the DELETE it confirmed
+// by name wants, not a copy that differs. Taken for one, every pass pushed
+// the disabled version to node-a again and sent the DELETE again, until
+// server_forget_after (a day). Once node-b is back (holding the disabled
+// version on its disk) the delete must finish on both, the account on
+// neither.
+func TestDeleteWaitingForADownServerLeavesTheOthersAlone(t *testing.T) {
+	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := startNodes(t, res, 2)
+	b := nodes[1]
+	var rc *resolver.Client
+	cd := &countDeletes{}
+	bd := &beforeFirstDelete{Resolver: cd, hook: func() {
+		b.srv.Stop()
+		waitServers(t, rc, 5*time.Second, "node-b down", map[string]bool{"node-a": true, "node-b": false})
+	}}
+	d := newClusterDomain(t, res, nodes, time.Hour, func(r provision.Resolver) provision.Resolver { cd.Resolver = r; return bd })
+	rc = d.rc
+	ctx := context.Background()
+	acc, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := acc.Account.PublicKey
+	rep, err := d.svc.DeleteAccount(ctx, api.AccountRequest{Account: pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Phase != string(provision.PhaseDisabled) || !slices.Equal(rep.Waiting, []string{"node-b"}) {
+		t.Fatalf("delete: phase %s waiting %v, want disabled waiting for node-b", rep.Phase, rep.Waiting)
+	}
+	cd.on.Store(true)
+	for i := range 3 {
+		r, err := d.svc.Reconcile(ctx, api.ReconcileRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Pushed != 0 || r.Failed != 0 {
+			t.Errorf("pass %d while node-b is down: pushed=%d failed=%d, want nothing pushed (node-a carried out the DELETE)", i, r.Pushed, r.Failed)
+		}
+	}
+	if n := cd.deletes.Load(); n != 0 {
+		t.Errorf("the passes sent the DELETE %d times while node-b, the only server that had not carried it out, was down", n)
+	}
+	if copies := lookupAll(t, rc, pub); len(copies) != 1 || copies[0] != "" {
+		t.Errorf("node-a holds %q while node-b is down, want nothing", copies)
+	}
+	// node-b comes back from its disk, holding the disabled version.
+	b.start()
+	waitServers(t, rc, 10*time.Second, "node-b back", map[string]bool{"node-a": true, "node-b": true})
+	for range 2 {
+		if _, err := d.svc.Reconcile(ctx, api.ReconcileRequest{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if tomb, err := d.store.Account(ctx, pub); err != nil || tomb.Phase != provision.PhaseDeleted {
+		t.Errorf("tombstone after node-b returned: %v %v, want deleted", tomb.Phase, err)
+	}
+	for _, cp := range lookupAll(t, rc, pub) {
+		if cp != "" {
+			t.Errorf("a server holds the deleted account after node-b returned: the DELETE did not reach node-b, and resolver sync spreads it back")
+			break
+		}
+	}
+}

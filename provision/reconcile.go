@@ -602,8 +602,21 @@ func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, 
 			}
 		}
 		same := len(copies) >= full
+		// A disabled account is wanted gone from the servers that carried
+		// out its DELETE while the delete waits for one that is down: ""
+		// from as many servers as did is no copy that differs. Taken for
+		// one, every pass pushed the disabled version to them again and
+		// sent the DELETE again until server_forget_after.
+		blank, gone := 0, 0
+		if a.Phase == PhaseDisabled {
+			gone = full - len(s.confirm.notDeleted(a.PublicKey, id, up))
+		}
 		for _, c := range copies {
-			if c != a.JWT {
+			switch {
+			case c == a.JWT:
+			case c == "" && blank < gone:
+				blank++
+			default:
 				same = false
 			}
 		}
@@ -619,7 +632,7 @@ func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, 
 			// sync spreads that version back to the servers that
 			// deleted the account.
 			needPush = true
-		default:
+		case blank == 0:
 			s.confirm.set(a.PublicKey, id, up)
 		}
 	}
