@@ -328,6 +328,18 @@ func (s *Service) newestCopy(ctx context.Context, pub string) (string, *jwt.Acco
 	if err != nil {
 		return "", nil, false, fmt.Errorf("look up account %s: %w", pub, err)
 	}
+	newest, nc, err := NewestCopy(pub, copies)
+	if err != nil {
+		return "", nil, false, err
+	}
+	behind := slices.ContainsFunc(copies, func(token string) bool { return token != newest })
+	return newest, nc, behind, nil
+}
+
+// NewestCopy returns the newest (by iat) of the servers' copies of an
+// account's JWT, "" where a server holds none, or "" and nil when none
+// holds one. A copy that is no account JWT is an error.
+func NewestCopy(pub string, copies []string) (string, *jwt.AccountClaims, error) {
 	var newest string
 	var nc *jwt.AccountClaims
 	for _, token := range copies {
@@ -336,14 +348,13 @@ func (s *Service) newestCopy(ctx context.Context, pub string) (string, *jwt.Acco
 		}
 		c, err := jwt.DecodeAccountClaims(token)
 		if err != nil {
-			return "", nil, false, fmt.Errorf("the JWT of account %s: %w", pub, err)
+			return "", nil, fmt.Errorf("the JWT of account %s: %w", pub, err)
 		}
 		if nc == nil || c.IssuedAt > nc.IssuedAt {
 			newest, nc = token, c
 		}
 	}
-	behind := slices.ContainsFunc(copies, func(token string) bool { return token != newest })
-	return newest, nc, behind, nil
+	return newest, nc, nil
 }
 
 // signNext signs claims as the account's next version: after the second

@@ -201,12 +201,13 @@ func runOperatorFinish(ctx context.Context, args []string, stdout, stderr io.Wri
 		return err
 	}
 	next.Signer.Wipe()
-	if err := allSignedBy(ctx, nc, next.SignerKey); err != nil {
+	copies, err := allSignedBy(ctx, nc, next.SignerKey)
+	if err != nil {
 		return fmt.Errorf("operator finish: %w; send prov.operator.rotate again first", err)
 	}
 	// The preloads first: the config change makes the old key unused.
 	for _, conf := range confs {
-		n, err := updatePreload(ctx, nc, conf)
+		n, err := updatePreload(conf, copies)
 		if err != nil {
 			return err
 		}
@@ -224,23 +225,25 @@ func runOperatorFinish(ctx context.Context, args []string, stdout, stderr io.Wri
 // server. A server that was away through the rotation may hold the old
 // key's versions while the others hold the new ones, so the first answer
 // is not enough. A known server that does not answer stops the check.
-func allSignedBy(ctx context.Context, nc *nats.Conn, key string) error {
+// It returns every server's copy of each account ("" where a server with
+// a full resolver holds none).
+func allSignedBy(ctx context.Context, nc *nats.Conn, key string) (map[string][]string, error) {
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	rc, err := resolver.New(rctx, nc, resolver.Options{})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer rc.Close()
 	lists, err := rc.List(rctx)
 	if err != nil {
-		return fmt.Errorf("list the servers' accounts: %w", err)
+		return nil, fmt.Errorf("list the servers' accounts: %w", err)
 	}
 	var accounts []string
 	for _, srv := range rc.Servers() {
 		list, ok := lists[srv.Name]
 		if !ok {
-			return fmt.Errorf("server %s did not list its accounts (it is down, or slow)", srv.Name)
+			return nil, fmt.Errorf("server %s did not list its accounts (it is down, or slow)", srv.Name)
 		}
 		accounts = append(accounts, list...)
 	}
@@ -256,19 +259,19 @@ func allSignedBy(ctx context.Context, nc *nats.Conn, key string) error {
 	// every other.
 	copies, err := lookupEvery(rctx, nc, accounts, len(lists))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	full := 0
 	for _, cs := range copies {
 		full = max(full, len(cs))
 	}
 	if full == 0 && len(accounts) > 0 {
-		return fmt.Errorf("no server answered a LOOKUP within %s (is there a server with a full resolver?)", resolver.DefaultTimeout)
+		return nil, fmt.Errorf("no server answered a LOOKUP within %s (is there a server with a full resolver?)", resolver.DefaultTimeout)
 	}
 	var old []string
 	for i, pub := range accounts {
 		if len(copies[i]) < full {
-			return fmt.Errorf("look up account %s: %d of the %d servers with a full resolver answered (one is down, or slow)", pub, len(copies[i]), full)
+			return nil, fmt.Errorf("look up account %s: %d of the %d servers with a full resolver answered (one is down, or slow)", pub, len(copies[i]), full)
 		}
 		if slices.ContainsFunc(copies[i], func(token string) bool {
 			c, err := jwt.DecodeAccountClaims(token)
@@ -279,14 +282,20 @@ func allSignedBy(ctx context.Context, nc *nats.Conn, key string) error {
 		}
 	}
 	if len(old) > 0 {
-		return fmt.Errorf("%d accounts on the servers are not signed by the new key yet (%s)", len(old), strings.Join(old[:min(3, len(old))], ", "))
+		return nil, fmt.Errorf("%d accounts on the servers are not signed by the new key yet (%s)", len(old), strings.Join(old[:min(3, len(old))], ", "))
 	}
-	return nil
+	byAccount := make(map[string][]string, len(accounts))
+	for i, pub := range accounts {
+		byAccount[pub] = copies[i]
+	}
+	return byAccount, nil
 }
 
 // updatePreload replaces each preloaded account JWT in a server config by
-// the one the servers hold now, and returns how many it replaced.
-func updatePreload(ctx context.Context, nc *nats.Conn, conf string) (int, error) {
+// the newest of the servers' copies (allSignedBy's), and returns how many
+// it replaced. Not the first server's answer to a LOOKUP: that server may
+// hold none, or an older version (it was away through an update).
+func updatePreload(conf string, copies map[string][]string) (int, error) {
 	data, err := os.ReadFile(conf)
 	if err != nil {
 		return 0, err
@@ -296,15 +305,16 @@ func updatePreload(ctx context.Context, nc *nats.Conn, conf string) (int, error)
 	out := preloadEntry.ReplaceAllFunc(data, func(m []byte) []byte {
 		sub := preloadEntry.FindSubmatch(m)
 		pub := string(sub[2])
-		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		reply, err := nc.RequestWithContext(rctx, "$SYS.REQ.ACCOUNT."+pub+".CLAIMS.LOOKUP", nil)
-		if err != nil || len(reply.Data) == 0 {
-			failed = fmt.Errorf("%s: look up account %s: %v", conf, pub, err)
+		token, _, err := provision.NewestCopy(pub, copies[pub])
+		if err == nil && token == "" {
+			err = errors.New("no server holds it (push it to the servers, or take it out of resolver_preload)")
+		}
+		if err != nil {
+			failed = fmt.Errorf("%s: preloaded account %s: %w", conf, pub, err)
 			return m
 		}
 		n++
-		return []byte(fmt.Sprintf("%s%s: %q", sub[1], pub, reply.Data))
+		return []byte(fmt.Sprintf("%s%s: %q", sub[1], pub, token))
 	})
 	if failed != nil {
 		return 0, failed
