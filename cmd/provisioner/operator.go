@@ -203,7 +203,7 @@ func runOperatorFinish(ctx context.Context, args []string, stdout, stderr io.Wri
 	next.Signer.Wipe()
 	copies, err := allSignedBy(ctx, nc, next.SignerKey)
 	if err != nil {
-		return fmt.Errorf("operator finish: %w; send prov.operator.rotate again first", err)
+		return fmt.Errorf("operator finish: %w", err)
 	}
 	// The preloads first: the config change makes the old key unused.
 	for _, conf := range confs {
@@ -243,7 +243,9 @@ func allSignedBy(ctx context.Context, nc *nats.Conn, key string) (map[string][]s
 	for _, srv := range rc.Servers() {
 		list, ok := lists[srv.Name]
 		if !ok {
-			return nil, fmt.Errorf("server %s did not list its accounts (it is down, or slow)", srv.Name)
+			// Not a rotation's to fix: it re-signs nothing on a server
+			// that does not answer.
+			return nil, fmt.Errorf("server %s did not list its accounts (it is down, or slow): bring it back, and run operator finish again", srv.Name)
 		}
 		accounts = append(accounts, list...)
 	}
@@ -271,7 +273,7 @@ func allSignedBy(ctx context.Context, nc *nats.Conn, key string) (map[string][]s
 	var old []string
 	for i, pub := range accounts {
 		if len(copies[i]) < full {
-			return nil, fmt.Errorf("look up account %s: %d of the %d servers with a full resolver answered (one is down, or slow)", pub, len(copies[i]), full)
+			return nil, fmt.Errorf("look up account %s: %d of the %d servers with a full resolver answered (one is down, or slow): run operator finish again once every server answers", pub, len(copies[i]), full)
 		}
 		if slices.ContainsFunc(copies[i], func(token string) bool {
 			c, err := jwt.DecodeAccountClaims(token)
@@ -282,7 +284,7 @@ func allSignedBy(ctx context.Context, nc *nats.Conn, key string) (map[string][]s
 		}
 	}
 	if len(old) > 0 {
-		return nil, fmt.Errorf("%d accounts on the servers are not signed by the new key yet (%s)", len(old), strings.Join(old[:min(3, len(old))], ", "))
+		return nil, fmt.Errorf("%d accounts on the servers are not signed by the new key yet (%s); send prov.operator.rotate again first", len(old), strings.Join(old[:min(3, len(old))], ", "))
 	}
 	byAccount := make(map[string][]string, len(accounts))
 	for i, pub := range accounts {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -133,4 +134,36 @@ func slowPlayerCreds(t *testing.T, env *provtest.Env) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// TestFinishDownServerNamesTheNextStep: a known server (zz-down, a system
+// account user playing one) does not answer `operator finish`'s LIST. The
+// refusal named it but told the operator to send prov.operator.rotate
+// again, which re-signs nothing for a server that does not answer; it
+// must say to bring the server back and run finish again.
+func TestFinishDownServerNamesTheNextStep(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	player := env.Connect(t, slowPlayerCreds(t, env))
+	const server = `{"name":"zz-down","host":"127.0.0.1","id":"NZZDOWNSERVERNOLIST"}`
+	if _, err := player.Subscribe("$SYS.REQ.SERVER.PING.IDZ", func(m *nats.Msg) {
+		_ = m.Respond([]byte(server))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := player.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile(env.Init.Config)
+	var fields map[string]any
+	json.Unmarshal(raw, &fields)
+	fields["operator_signing_key_next"] = fields["operator_signing_key"]
+	fields["nats_url"] = env.Config.NATSURL
+	raw, _ = json.MarshalIndent(fields, "", "  ")
+	if err := os.WriteFile(env.Init.Config, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := runCmd(t, "operator", "finish", "--config", env.Init.Config)
+	if err == nil || !strings.Contains(err.Error(), "zz-down") || strings.Contains(err.Error(), "prov.operator.rotate") || !strings.Contains(err.Error(), "operator finish again") {
+		t.Fatalf("finish while zz-down does not answer: %v; want a refusal naming zz-down that says to run operator finish again once it answers", err)
+	}
 }
