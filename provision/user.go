@@ -450,9 +450,10 @@ func (s *Service) revoke(ctx context.Context, a Account, ref string, selfOnly bo
 	pub := ref
 	var name string
 	var issued int64
+	unrecorded := false
 	if nkeys.IsValidPublicUserKey(ref) {
 		var err error
-		if name, issued, err = s.keyTarget(ctx, a, pub, selfOnly); err != nil {
+		if name, issued, unrecorded, err = s.keyTarget(ctx, a, pub, selfOnly); err != nil {
 			return nil, err
 		}
 	} else {
@@ -483,6 +484,22 @@ func (s *Service) revoke(ctx context.Context, a Account, ref string, selfOnly bo
 	if err != nil {
 		return nil, err
 	}
+	if unrecorded {
+		// The revocation is in the account's version: only now is the
+		// key recorded as revoked, before the reply, so that no instance
+		// issues it once the revoke is acknowledged. Recorded before the
+		// change, a refused change (a JWT too large, the account deleted
+		// meanwhile, a failed push put back) left the record: the key
+		// could never be issued, and was refused as "revoked" although
+		// nothing revoked it.
+		again, err := s.recordRevoked(ctx, a, pub, issued)
+		if err != nil {
+			return nil, err
+		}
+		if again {
+			return s.revoke(ctx, a, ref, selfOnly, caller)
+		}
+	}
 	s.log.Info("user revoked", "account", a.PublicKey, "account_name", a.Name, "user", pub, "name", name)
 	s.emit(ctx, api.Event{Type: api.EventUserRevoked, Account: a.PublicKey, AccountName: a.Name, User: pub, UserName: name, Caller: caller})
 	return &api.RevokeUserReply{
@@ -495,51 +512,65 @@ func (s *Service) revoke(ctx context.Context, a Account, ref string, selfOnly bo
 // keyTarget checks a revoke by key and returns the name and issue time of
 // the user it revokes. The key's record must be of account a (with
 // selfOnly, of a self-service user). A key with no record, never issued
-// here, is recorded as revoked, so that it can never be issued later, and
-// its issue time is given as maxClockLead from now; when
-// a create of that key lands first, its record is checked as if it had
-// been found, so that a revoke racing a create never answers "revoked"
-// for a key that is valid in another account.
-func (s *Service) keyTarget(ctx context.Context, a Account, pub string, selfOnly bool) (name string, issued int64, err error) {
+// here, is returned unrecorded, with its issue time given as maxClockLead
+// from now: the revoke records it as revoked once the revocation is in the
+// account's version (recordRevoked), so that it can never be issued later.
+func (s *Service) keyTarget(ctx context.Context, a Account, pub string, selfOnly bool) (name string, issued int64, unrecorded bool, err error) {
 	u, err := s.store.User(ctx, pub)
-	if errors.Is(err, ErrNotFound) && !selfOnly {
-		rec := User{PublicKey: pub, Account: a.PublicKey, IssuedAt: time.Now().Unix(), Revoked: true}
-		err = s.store.AddUser(ctx, rec, true)
-		switch {
-		case err == nil:
-			// No instance recorded the key, yet one may have issued it
-			// (its record still gathering for a pack, or lost to a
-			// kill -9) with its clock ahead of this one's: revoked at
-			// this clock's now, that JWT's later iat kept it valid.
-			// Revoked up to the clock lead the instances tolerate, it
-			// covers any JWT of the key they could have signed.
-			return "", time.Now().Add(maxClockLead).Unix(), nil
-		case !errors.Is(err, ErrConflict):
-			return "", 0, fmt.Errorf("record revoked key %s: %w", pub, err)
-		}
-		u, err = s.store.User(ctx, pub)
-	}
 	switch {
 	case errors.Is(err, ErrNotFound) && selfOnly:
-		return "", 0, fmt.Errorf("%w: account %q has no self-service user %s", ErrNotFound, a.Name, pub)
+		return "", 0, false, fmt.Errorf("%w: account %q has no self-service user %s", ErrNotFound, a.Name, pub)
+	case errors.Is(err, ErrNotFound):
+		// No instance recorded the key, yet one may have issued it
+		// (its record still gathering for a pack, or lost to a
+		// kill -9) with its clock ahead of this one's: revoked at
+		// this clock's now, that JWT's later iat kept it valid.
+		// Revoked up to the clock lead the instances tolerate, it
+		// covers any JWT of the key they could have signed.
+		return "", time.Now().Add(maxClockLead).Unix(), true, nil
 	case err != nil:
-		return "", 0, fmt.Errorf("look up user key %s: %w", pub, err)
+		return "", 0, false, fmt.Errorf("look up user key %s: %w", pub, err)
 	case u.Account != a.PublicKey && selfOnly:
-		return "", 0, fmt.Errorf("%w: account %q has no self-service user %s", ErrNotFound, a.Name, pub)
+		return "", 0, false, fmt.Errorf("%w: account %q has no self-service user %s", ErrNotFound, a.Name, pub)
 	case u.Account != a.PublicKey:
-		return "", 0, fmt.Errorf("%w: user key %s belongs to account %s, not %q", ErrInvalid, pub, u.Account, a.Name)
+		return "", 0, false, fmt.Errorf("%w: user key %s belongs to account %s, not %q", ErrInvalid, pub, u.Account, a.Name)
 	case selfOnly && !u.SelfService:
-		return "", 0, fmt.Errorf("%w: user %s of account %q was not issued through self-service; an admin revokes it", ErrForbidden, pub, a.Name)
+		return "", 0, false, fmt.Errorf("%w: user %s of account %q was not issued through self-service; an admin revokes it", ErrForbidden, pub, a.Name)
 	case u.Revoked:
 		// A key recorded as revoked, never issued here: an earlier revoke
-		// of it (whose push may have failed) recorded it at its clock's
-		// now. It covers, as that revoke did, the JWTs an instance with
-		// its clock ahead could have signed before the record stopped
-		// every issue of the key: revoked at the record's time only, a
-		// retry within the lead left such a JWT valid.
-		return "", u.IssuedAt + int64(maxClockLead/time.Second), nil
+		// of it recorded it at its clock's now, once its revocation was
+		// in the account's version. It covers, as that revoke did, the
+		// JWTs an instance with its clock ahead could have signed before
+		// the record stopped every issue of the key: revoked at the
+		// record's time only, a repeat within the lead left such a JWT
+		// valid.
+		return "", u.IssuedAt + int64(maxClockLead/time.Second), false, nil
 	}
-	return u.Name, u.IssuedAt, nil
+	return u.Name, u.IssuedAt, false, nil
+}
+
+// recordRevoked records a key that had no record as revoked in account a,
+// once a revoke put its revocation (at revokedAt) in the account's
+// version. When a record of the key landed first (a create or a revoke of
+// the same key on another instance, between the lookup and now), it
+// reports again when the revoke must be made again from that record: a
+// user of a, issued after revokedAt, is not covered by it, and a key of
+// another account is refused, as it is when found at once (the revocation
+// already in a's version cuts off no user of a: a's never held the key).
+func (s *Service) recordRevoked(ctx context.Context, a Account, pub string, revokedAt int64) (again bool, err error) {
+	rec := User{PublicKey: pub, Account: a.PublicKey, IssuedAt: revokedAt - int64(maxClockLead/time.Second), Revoked: true}
+	err = s.store.AddUser(ctx, rec, true)
+	if !errors.Is(err, ErrConflict) {
+		if err != nil {
+			return false, fmt.Errorf("record revoked key %s (its revocation is in account %q's version; repeat the revoke): %w", pub, a.Name, err)
+		}
+		return false, nil
+	}
+	u, err := s.store.User(ctx, pub)
+	if err != nil {
+		return false, fmt.Errorf("look up user key %s: %w", pub, err)
+	}
+	return u.Account != a.PublicKey || (!u.Revoked && u.IssuedAt > revokedAt), nil
 }
 
 // describeKey names what kind of key s is, for errors; it never echoes a
