@@ -86,6 +86,12 @@ func writeV1Store(t *testing.T, dir string) dump {
 		}
 	}
 	want.Accounts = []provision.Account{a, b}
+	// Version 1 signed every user with the account's one signing key: the
+	// upgrade records it as their signer.
+	for _, u := range []*provision.User{&u1b, &u2} {
+		u.Signer = mustPub(t, a.SigningKeys[0].Seed)
+	}
+	u3.Signer = mustPub(t, b.SigningKeys[0].Seed)
 	want.Users[a.PublicKey] = []provision.User{u1b, u2}
 	want.Users[b.PublicKey] = []provision.User{u3}
 	return want

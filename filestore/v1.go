@@ -128,6 +128,13 @@ func (l *loader) loadV1(res *loaded, has map[string]bool) error {
 	}
 	slices.Sort(keys)
 	st := res.st
+	// Version 1 gave an account one signing key, made with it, and signed
+	// every user with it: the upgrade records it as their signer. Without
+	// it a user is judged by the revocations alone, and after a rotation
+	// with revoke_old (which removes the key: the servers refuse them)
+	// user.list showed them active, their names stayed taken and they
+	// counted against the self-service quota.
+	v1Signer := map[string]string{}
 	for _, k := range keys {
 		e := accounts[k]
 		a := provision.Account{
@@ -158,6 +165,9 @@ func (l *loader) loadV1(res *loaded, has map[string]bool) error {
 				}
 			}
 		}
+		if len(signers) == 1 {
+			v1Signer[k] = signers[0]
+		}
 		st.seq++
 		if err := st.create(st.seq, held{a: a, disk: d, signers: signers}); err != nil {
 			if err := l.damage(e.from.file, e.from.off, "version 1 account %s (%q): %v", a.PublicKey, a.Name, err); err != nil {
@@ -173,7 +183,7 @@ func (l *loader) loadV1(res *loaded, has map[string]bool) error {
 		for i, u := range e.users {
 			from := e.userFrom[i]
 			st.seq++
-			pu := provision.User{PublicKey: u.PublicKey, Account: k, Name: u.Name, IssuedAt: u.IssuedAt, ExpiresAt: u.ExpiresAt}
+			pu := provision.User{PublicKey: u.PublicKey, Account: k, Name: u.Name, IssuedAt: u.IssuedAt, ExpiresAt: u.ExpiresAt, Signer: v1Signer[k]}
 			if err := checkUser(&pu); err != nil {
 				err = fmt.Errorf("version 1 user %s of account %s: %v", u.PublicKey, k, err)
 				if err := l.damage(from.file, from.off, "%v", err); err != nil {

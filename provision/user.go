@@ -337,8 +337,8 @@ func (s *Service) activeNamed(ctx context.Context, acct, name string, claims *jw
 // that signed it (a rotation's revoke_old removed it, or its role was
 // removed). Such a user is cut off on every server as a revoked one is,
 // and is not active: its name is free, and it takes no quota. A record
-// without its signer, written before the service kept it, is judged by
-// the revocations alone.
+// without its signer (a version 1 user, upgraded by a build that did not
+// fill it in) is judged by the revocations alone.
 func revokedBy(c *jwt.AccountClaims, u User) bool {
 	if c.Revocations.IsRevoked(u.PublicKey, time.Unix(u.IssuedAt, 0)) {
 		return true
