@@ -2,6 +2,7 @@ package provision
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -62,6 +63,19 @@ func (s *Service) Audit(ctx context.Context, req api.AuditRequest) (*api.AuditRe
 	entries, next, err := s.cfg.Audit.Page(ctx, acct, req.After, req.Limit)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	// A page stops early to fit one message, as the lists do (page): an
+	// event's caller.name is a tenant's connection name, kilobytes long,
+	// and a page over max_payload is no reply. Each entry is measured as
+	// the reply encodes it; a page holds at least one, so that following
+	// next always ends.
+	budget := s.maxJWT - 4096 // room for the envelope
+	for i, e := range entries {
+		b, _ := json.Marshal(e) // strings and numbers: it cannot fail
+		if budget -= len(b) + 1; budget < 0 && i > 0 {
+			entries, next = entries[:i], entries[i-1].Seq
+			break
+		}
 	}
 	if entries == nil {
 		entries = []api.AuditEntry{}

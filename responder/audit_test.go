@@ -1,10 +1,14 @@
 package responder_test
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
@@ -100,4 +104,71 @@ func mustJSON(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestAuditPagesFitMaxPayload: an audit page is bounded by bytes as well
+// as by "limit", as user.list and account.list are: events whose
+// caller.name is a tenant's 4 KB connection name fill max_payload long
+// before 1000 of them, and a page of them must come back shorter, with
+// "next" to go on from, not as a 500 "reply too large". Following next
+// reads every event once.
+func TestAuditPagesFitMaxPayload(t *testing.T) {
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	env.Start(t)
+	h := &harness{env: env, admin: env.Admin(t)}
+	acct := str(h.ok(t, "account.create", `{"name":"acme"}`), "account", "public_key")
+	if acct == "" {
+		t.Fatal("account.create gave no public key")
+	}
+	// The events a tenant's requests leave, as the service writes them
+	// to the audit stream, each with a connection name of 4 KB.
+	js, err := jetstream.New(env.ServiceUser(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	const n = 400 // 400 x 4 KB: well over the default max_payload of 1 MB
+	for i := range n {
+		e := api.Event{Type: api.EventUserCreated, Time: time.Now().UTC().Format(time.RFC3339), Account: acct, AccountName: "acme",
+			UserName: fmt.Sprintf("u%d", i), Result: "ok",
+			Caller: api.Caller{Kind: "tenant", Account: acct, Name: strings.Repeat("n", 4096)}}
+		if _, err := js.Publish(ctx, "prov.audit."+acct+"."+api.EventUserCreated, mustJSON(t, e)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[string]int{}
+	after, pages := uint64(0), 0
+	for ; pages < n; pages++ {
+		r := h.req(t, "audit", map[string]any{"account": acct, "after": after, "limit": api.MaxAuditLimit})
+		if r.Code != 0 {
+			t.Fatalf("audit page after %d: %d %q, want a shorter page with next", after, r.Code, r.Description)
+		}
+		var p api.AuditReply
+		if err := json.Unmarshal(r.Raw, &p); err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Events) == 0 && p.Next != 0 {
+			t.Fatalf("an empty page after %d says to go on from %d", after, p.Next)
+		}
+		for _, e := range p.Events {
+			if e.Event.Type == api.EventUserCreated {
+				seen[e.Event.UserName]++
+			}
+		}
+		if p.Next == 0 {
+			break
+		}
+		after = p.Next
+	}
+	if pages == 0 {
+		t.Errorf("every event came in one page, which cannot fit max_payload")
+	}
+	if len(seen) != n {
+		t.Errorf("the pages hold %d of the %d events", len(seen), n)
+	}
+	for u, c := range seen {
+		if c != 1 {
+			t.Errorf("event of %s read %d times", u, c)
+		}
+	}
 }
