@@ -125,17 +125,19 @@ var (
 // checkRoleName). The service trims names, tags and roles of white space
 // (strings.TrimSpace: \p{Z} and the control characters \t\n\v\f\r and
 // U+0085) and refuses what is left when it is empty or holds a control
-// character, a format character (\p{Cf}: U+200B, U+FEFF, U+202E, ...) or
-// white space other than a space; a name U+FFFD too, and a name is at
-// most 128 characters once trimmed (provision's maxNameLen). A description may
-// hold line breaks and tabs but no other control or format character. A
-// role is 1 to 64 letters, digits, - or _. The patterns are written so
-// that ECMA-262 (with the u flag) and Go read them alike.
+// character, a format character (\p{Cf}: U+200B, U+FEFF, U+202E, ...),
+// white space other than a space, or U+FFFD (what a lone surrogate such as
+// \ud800 decodes as); a name is at most 128 characters once trimmed
+// (provision's maxNameLen). A description may hold line breaks and tabs
+// but no other control or format character, nor U+FFFD. A role is 1 to 64
+// letters, digits, - or _. The patterns are written so that ECMA-262
+// (with the u flag) and Go read them alike.
 const (
 	trimmed     = `[\p{Z}\t\n\v\f\r\x85]*`
-	namePattern = `^` + trimmed + `[^\p{Z}\p{Cc}\p{Cf}` + "\uFFFD" + `](?:[^\p{Z}\p{Cc}\p{Cf}` + "\uFFFD" + `]| ){0,127}` + trimmed + `$`
-	tagPattern  = `^` + trimmed + `[^\p{Z}\p{Cc}\p{Cf}](?:[^\p{Z}\p{Cc}\p{Cf}]| )*` + trimmed + `$`
-	descPattern = `^(?:[^\p{Cc}\p{Cf}]|[\n\t])*$`
+	visible     = `[^\p{Z}\p{Cc}\p{Cf}` + "\uFFFD" + `]`
+	namePattern = `^` + trimmed + visible + `(?:` + visible + `| ){0,127}` + trimmed + `$`
+	tagPattern  = `^` + trimmed + visible + `(?:` + visible + `| )*` + trimmed + `$`
+	descPattern = `^(?:[^\p{Cc}\p{Cf}` + "\uFFFD" + `]|[\n\t])*$`
 	roleToken   = `[A-Za-z0-9_-]{1,64}`
 )
 

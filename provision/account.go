@@ -53,7 +53,7 @@ func (s *Service) CreateAccount(ctx context.Context, req api.CreateAccountReques
 
 	claims := jwt.NewAccountClaims(pub)
 	claims.Name = name
-	if err := checkDescription(req.Description); err != nil {
+	if err := checkDescription("description", req.Description); err != nil {
 		return nil, err
 	}
 	claims.Description = req.Description
@@ -536,7 +536,7 @@ func (s *Service) updateAccount(ctx context.Context, req api.UpdateAccountReques
 			trialClaims.Tags = tags
 		}
 		if req.Description != nil {
-			if err := checkDescription(*req.Description); err != nil {
+			if err := checkDescription("description", *req.Description); err != nil {
 				return err
 			}
 			trialClaims.Description = *req.Description
@@ -599,15 +599,11 @@ func checkName(field, name string) (string, error) {
 		return "", fmt.Errorf("%w: %q is required and must not be empty", ErrInvalid, field)
 	case utf8.RuneCountInString(name) > maxNameLen:
 		return "", fmt.Errorf("%w: %q is %d characters long; at most %d", ErrInvalid, field, utf8.RuneCountInString(name), maxNameLen)
-	case strings.ContainsFunc(name, unicode.IsControl):
-		return "", fmt.Errorf("%w: %q must not contain control characters", ErrInvalid, field)
-	case strings.ContainsRune(name, utf8.RuneError):
-		// What the decoder makes of an escaped lone surrogate ("\ud800")
-		// or of bytes that are not UTF-8: not what the caller sent.
-		return "", fmt.Errorf("%w: %q is not valid UTF-8 (it holds U+FFFD, which a lone surrogate such as \\ud800 decodes as)", ErrInvalid, field)
-	case strings.ContainsFunc(name, invisible):
-		r := []rune(name)[slices.IndexFunc([]rune(name), invisible)]
-		return "", fmt.Errorf("%w: %q must not contain invisible characters or white space other than a space (it holds %U)", ErrInvalid, field, r)
+	}
+	if err := checkText(field, name); err != nil {
+		return "", err
+	}
+	switch {
 	case looksLikeSeed(name):
 		return "", fmt.Errorf("%w: %q: %w", ErrInvalid, field, errSeedGiven)
 	case nkeys.IsValidPublicKey(name):
@@ -616,16 +612,44 @@ func checkName(field, name string) (string, error) {
 	return name, nil
 }
 
-// checkDescription refuses an account description with a control
-// character other than a line break or a tab (a NUL, a terminal escape
-// that every tool printing the JWT's claims would play) or an invisible
-// one (see invisible; the white space it counts is taken here).
-func checkDescription(d string) error {
+// checkText refuses one line of text the service puts into a JWT as it
+// is (a name; an export's or import's name, an export's info_url): a
+// control character, U+FFFD (notUTF8), or an invisible character (see
+// invisible).
+func checkText(field, text string) error {
+	switch {
+	case strings.ContainsFunc(text, unicode.IsControl):
+		return fmt.Errorf("%w: %q must not contain control characters", ErrInvalid, field)
+	case strings.ContainsRune(text, utf8.RuneError):
+		return notUTF8(field)
+	case strings.ContainsFunc(text, invisible):
+		r := []rune(text)[slices.IndexFunc([]rune(text), invisible)]
+		return fmt.Errorf("%w: %q must not contain invisible characters or white space other than a space (it holds %U)", ErrInvalid, field, r)
+	}
+	return nil
+}
+
+// notUTF8 is the refusal of text holding U+FFFD: what the decoder makes of
+// an escaped lone surrogate ("\ud800") or of bytes that are not UTF-8, so
+// not what the caller sent.
+func notUTF8(field string) error {
+	return fmt.Errorf("%w: %q is not valid UTF-8 (it holds U+FFFD, which a lone surrogate such as \\ud800 decodes as)", ErrInvalid, field)
+}
+
+// checkDescription refuses a description (field names it: an account's, an
+// export's) with a control character other than a line break or a tab (a
+// NUL, a terminal escape that every tool printing the JWT's claims would
+// play), an invisible one (see invisible; the white space it counts is
+// taken here), or U+FFFD (notUTF8).
+func checkDescription(field, d string) error {
 	if i := strings.IndexFunc(d, func(r rune) bool {
 		return (unicode.IsControl(r) && r != '\n' && r != '\t') || unicode.Is(unicode.Cf, r)
 	}); i >= 0 {
 		r, _ := utf8.DecodeRuneInString(d[i:])
-		return fmt.Errorf("%w: \"description\" must not contain control characters other than line breaks and tabs, nor invisible ones (it holds %U)", ErrInvalid, r)
+		return fmt.Errorf("%w: %q must not contain control characters other than line breaks and tabs, nor invisible ones (it holds %U)", ErrInvalid, field, r)
+	}
+	if strings.ContainsRune(d, utf8.RuneError) {
+		return notUTF8(field)
 	}
 	return nil
 }
@@ -642,8 +666,6 @@ func invisible(r rune) bool {
 	return unicode.Is(unicode.Cf, r) || (r != ' ' && unicode.IsSpace(r))
 }
 
-// setTags adds tags, refusing empty ones and those with control or
-// invisible characters.
 // connectionTypes are the values of allowed_connection_types that
 // nats-server knows, in its order. The server reads them in any case.
 var connectionTypes = []string{
@@ -667,6 +689,8 @@ func setConnectionTypes(list *jwt.StringList, types []string) error {
 	return nil
 }
 
+// setTags adds tags, refusing empty ones and those with control or
+// invisible characters or U+FFFD (notUTF8).
 func setTags(list *jwt.TagList, tags []string) error {
 	for _, t := range tags {
 		if strings.TrimSpace(t) == "" {
@@ -677,6 +701,9 @@ func setTags(list *jwt.TagList, tags []string) error {
 		if i := strings.IndexFunc(strings.TrimSpace(t), func(r rune) bool { return unicode.IsControl(r) || invisible(r) }); i >= 0 {
 			r, _ := utf8.DecodeRuneInString(strings.TrimSpace(t)[i:])
 			return fmt.Errorf("%w: \"tags\": tag %q must not contain control or invisible characters (it holds %U)", ErrInvalid, t, r)
+		}
+		if strings.ContainsRune(t, utf8.RuneError) {
+			return notUTF8("tags")
 		}
 		list.Add(t)
 	}

@@ -108,3 +108,32 @@ func TestInvalidUTF8Refused(t *testing.T) {
 		t.Errorf("acme has %v users after the refusals, want 0", n)
 	}
 }
+
+// TestLoneSurrogateInTagsAndDescriptionsRefused: an escaped lone surrogate
+// in a tag or a description decodes to U+FFFD, which is not what the
+// caller sent; it is refused as in a name, not stored in the JWT.
+func TestLoneSurrogateInTagsAndDescriptionsRefused(t *testing.T) {
+	h := newHarness(t, bootstrap.Options{})
+	h.ok(t, "account.create", `{"name":"acme"}`)
+	jwtBefore := h.ok(t, "account.get", `{"account":"acme"}`)["account"].(map[string]any)["jwt"]
+	for _, tt := range []struct{ subject, body string }{
+		{"account.update", `{"account":"acme","tags":["t\ud800"]}`},
+		{"account.update", `{"account":"acme","description":"d\udc00"}`},
+		{"account.create", `{"name":"b1","tags":["\ud800"]}`},
+		{"account.create", `{"name":"b2","description":"\ud800x"}`},
+		{"user.create", `{"account":"acme","name":"u1","tags":["t\ud800"]}`},
+	} {
+		if r := h.req(t, tt.subject, tt.body); r.Code != 400 || !strings.Contains(r.Description, "UTF-8") {
+			t.Errorf("%s %s: %d %q, want 400 saying it is not UTF-8", tt.subject, tt.body, r.Code, r.Description)
+		}
+	}
+	if n := h.ok(t, "account.list", `{}`)["total"]; n != float64(1) {
+		t.Errorf("%v accounts after the refusals, want 1", n)
+	}
+	if n := h.ok(t, "user.list", `{"account":"acme"}`)["total"]; n != float64(0) {
+		t.Errorf("acme has %v users after the refusals, want 0", n)
+	}
+	if got := h.ok(t, "account.get", `{"account":"acme"}`)["account"].(map[string]any)["jwt"]; got != jwtBefore {
+		t.Error("a refused update changed acme's JWT")
+	}
+}

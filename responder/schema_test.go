@@ -317,7 +317,8 @@ func TestSchemasRefuseBlankRequiredStrings(t *testing.T) {
 
 // TestSchemasAgreeOnText: the free text the service refuses for what it
 // holds (a name with a control or invisible character, a tag or a
-// description with one, a role name that is not a short token) is refused
+// description with one or with U+FFFD, a role name that is not a short
+// token) is refused
 // by the request schemas too, and what the service takes (a padded name, a
 // name with a plain space or of any script, a description over lines) is
 // taken by both.
@@ -355,6 +356,11 @@ func TestSchemasAgreeOnText(t *testing.T) {
 		{"account_create", "account.create", `{"name":"` + strings.Repeat("株", 128) + `"}`, true},
 		{"account_create", "account.create", `{"name":"  ` + strings.Repeat("b", 128) + `  "}`, true},
 		{"user_create", "user.create", `{"account":"base","name":"` + strings.Repeat("ü", 129) + `"}`, false},
+		// A lone surrogate decodes to U+FFFD: refused in a tag and a
+		// description as in a name.
+		{"account_create", "account.create", `{"name":"s1","tags":["t\ud800"]}`, false},
+		{"account_update", "account.update", `{"account":"base","description":"d\udc00"}`, false},
+		{"user_create", "user.create", `{"account":"base","name":"u3","tags":["\ud800x"]}`, false},
 	} {
 		t.Run(tt.body, func(t *testing.T) {
 			serr := validates(t, sch[tt.endpoint].request, []byte(tt.body))
