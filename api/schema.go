@@ -33,7 +33,9 @@ var ErrSchema = errors.New("api: no JSON schema for the type")
 // closed (additionalProperties false), as the service refuses an unknown
 // field; a required string must hold more than white space, as the service
 // refuses a blank name, account or user; a name, tag, description or role
-// has the pattern of what the service takes (patterns); integers are bounded where their Go type is narrower than 64 bits.
+// (an export's or import's name, description and info_url too) has the
+// pattern of what the service takes (patterns); integers are bounded where
+// their Go type is narrower than 64 bits.
 // The fields of a struct from another module (the jwt types a request
 // embeds: permissions, exports, imports) are required only where the
 // service refuses a request without them (foreignRequired): their tags say
@@ -129,26 +131,36 @@ var (
 // white space other than a space, or U+FFFD (what a lone surrogate such as
 // \ud800 decodes as); a name is at most 128 characters once trimmed
 // (provision's maxNameLen). A description may hold line breaks and tabs
-// but no other control or format character, nor U+FFFD. A role is 1 to 64
-// letters, digits, - or _. The patterns are written so that ECMA-262
-// (with the u flag) and Go read them alike.
+// but no other control or format character, nor U+FFFD. An export's or
+// import's name and an export's info_url (provision's checkText) are
+// optional and not trimmed: any control, format or white space character
+// other than a space, or U+FFFD, anywhere is refused; an export's
+// description is an account's. A role is 1 to 64 letters, digits, - or _.
+// The patterns are written so that ECMA-262 (with the u flag) and Go read
+// them alike.
 const (
 	trimmed     = `[\p{Z}\t\n\v\f\r\x85]*`
 	visible     = `[^\p{Z}\p{Cc}\p{Cf}` + "\uFFFD" + `]`
 	namePattern = `^` + trimmed + visible + `(?:` + visible + `| ){0,127}` + trimmed + `$`
 	tagPattern  = `^` + trimmed + visible + `(?:` + visible + `| )*` + trimmed + `$`
+	textPattern = `^(?:` + visible + `| )*$`
 	descPattern = `^(?:[^\p{Cc}\p{Cf}` + "\uFFFD" + `]|[\n\t])*$`
 	roleToken   = `[A-Za-z0-9_-]{1,64}`
 )
 
 // patterns holds the pattern of the request fields above, by the struct
-// that declares each field: on the string itself, on the items of a list
-// of strings, on the names of a map's keys.
+// that declares each field (a struct of the jwt module too): on the string
+// itself, on the items of a list of strings, on the names of a map's keys.
 var patterns = map[reflect.Type]map[string]string{
 	reflect.TypeFor[CreateAccountRequest]():  {"name": namePattern, "tags": tagPattern, "description": descPattern, "roles": `^` + roleToken + `$`},
 	reflect.TypeFor[UpdateAccountRequest]():  {"tags": tagPattern, "description": descPattern, "roles": `^` + roleToken + `$`},
 	reflect.TypeFor[CreateUserRequest]():     {"name": namePattern, "tags": tagPattern, "role": `^` + trimmed + `(?:` + roleToken + trimmed + `)?$`},
 	reflect.TypeFor[SelfCreateUserRequest](): {"name": namePattern, "role": `^` + trimmed + roleToken + trimmed + `$`},
+	// The exports and imports of account.create and account.update; an
+	// export's description and info_url are its embedded jwt.Info's.
+	reflect.TypeFor[jwt.Export](): {"name": textPattern},
+	reflect.TypeFor[jwt.Import](): {"name": textPattern},
+	reflect.TypeFor[jwt.Info]():   {"description": descPattern, "info_url": textPattern},
 }
 
 // declaring returns the struct type that declares the field at index in

@@ -13,11 +13,23 @@ import (
 // checkExports refuses an export revocation that names no account: the
 // server matches an export's revocations against the importing accounts'
 // keys (or "*", every account), so any other string revokes nothing, and
-// the import it was meant to cut off goes on working.
+// the import it was meant to cut off goes on working. It refuses an
+// export's name, description or info_url with a control or invisible
+// character as an account's own are (checkText, checkDescription): they go
+// into the account JWT that every tool prints.
 func checkExports(exports jwt.Exports) error {
 	for i, e := range exports {
 		if e == nil {
 			continue // the claims' validation names it
+		}
+		if err := checkText(fmt.Sprintf("exports[%d].name", i), e.Name); err != nil {
+			return err
+		}
+		if err := checkDescription(fmt.Sprintf("exports[%d].description", i), e.Description); err != nil {
+			return err
+		}
+		if err := checkText(fmt.Sprintf("exports[%d].info_url", i), e.InfoURL); err != nil {
+			return err
 		}
 		for k := range e.Revocations {
 			if k != jwt.All && !nkeys.IsValidPublicAccountKey(k) {
@@ -43,6 +55,11 @@ func (s *Service) setImports(ctx context.Context, a *Account, c *jwt.AccountClai
 			return fmt.Errorf("%w: \"imports[%d]\" is empty", ErrInvalid, i)
 		}
 		im := *in
+		// An import's name goes into the account JWT as an export's does
+		// (checkExports).
+		if err := checkText(fmt.Sprintf("imports[%d].name", i), im.Name); err != nil {
+			return err
+		}
 		if im.Name == selfImportName {
 			return fmt.Errorf("%w: \"imports[%d]\": the name %q is the service's own; choose another", ErrInvalid, i, selfImportName)
 		}

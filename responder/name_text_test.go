@@ -109,6 +109,41 @@ func TestInvalidUTF8Refused(t *testing.T) {
 	}
 }
 
+// TestExportImportTextRefused: an export's name, description or info_url,
+// or an import's name, with a control character (a terminal escape), an
+// invisible one or U+FFFD (a lone surrogate) is a 400 naming the field's
+// path, and changes nothing: they go into the account JWT that every tool
+// prints, as an account's own description does.
+func TestExportImportTextRefused(t *testing.T) {
+	h := newHarness(t, bootstrap.Options{})
+	h.ok(t, "account.create", `{"name":"exp","exports":[{"name":"pub","subject":"pub.>","type":"stream"}]}`)
+	h.ok(t, "account.create", `{"name":"acme"}`)
+	jwtBefore := h.ok(t, "account.get", `{"account":"acme"}`)["account"].(map[string]any)["jwt"]
+	for _, tt := range []struct{ subject, body, field string }{
+		{"account.update", `{"account":"acme","exports":[{"subject":"a.>","type":"stream","description":"a\u001b]0;owned\u0007b"}]}`, "exports[0].description"},
+		{"account.update", `{"account":"acme","exports":[{"subject":"a.>","type":"stream"},{"subject":"b.>","type":"service","description":"x\u202ey"}]}`, "exports[1].description"},
+		{"account.update", `{"account":"acme","exports":[{"subject":"a.>","type":"stream","description":"x\ud800"}]}`, "exports[0].description"},
+		{"account.update", `{"account":"acme","exports":[{"name":"a\u0000b","subject":"a.>","type":"stream"}]}`, "exports[0].name"},
+		{"account.update", `{"account":"acme","exports":[{"name":"a\u200bb","subject":"a.>","type":"stream"}]}`, "exports[0].name"},
+		{"account.update", `{"account":"acme","exports":[{"subject":"a.>","type":"stream","info_url":"https://example.com/\u009b2J"}]}`, "exports[0].info_url"},
+		{"account.create", `{"name":"b1","exports":[{"subject":"a.>","type":"stream","description":"\u001b[2J"}]}`, "exports[0].description"},
+		{"account.update", `{"account":"acme","imports":[{"name":"i\u001b[31m","account":"exp","subject":"pub.>","type":"stream"}]}`, "imports[0].name"},
+		{"account.create", `{"name":"b2","imports":[{"name":"i\ufeff","account":"exp","subject":"pub.>","type":"stream"}]}`, "imports[0].name"},
+	} {
+		if r := h.req(t, tt.subject, tt.body); r.Code != 400 || !strings.Contains(r.Description, `"`+tt.field+`"`) {
+			t.Errorf("%s %s: %d %q, want 400 naming %q", tt.subject, tt.body, r.Code, r.Description, tt.field)
+		}
+	}
+	if n := h.ok(t, "account.list", `{}`)["total"]; n != float64(2) {
+		t.Errorf("%v accounts after the refusals, want 2", n)
+	}
+	if got := h.ok(t, "account.get", `{"account":"acme"}`)["account"].(map[string]any)["jwt"]; got != jwtBefore {
+		t.Error("a refused update changed acme's JWT")
+	}
+	// Plain text, over lines in a description, is taken.
+	h.ok(t, "account.update", `{"account":"acme","exports":[{"name":"a b","subject":"a.>","type":"stream","description":"line\nline\ttab","info_url":"https://example.com/a"}],"imports":[{"name":"from exp","account":"exp","subject":"pub.>","type":"stream"}]}`)
+}
+
 // TestLoneSurrogateInTagsAndDescriptionsRefused: an escaped lone surrogate
 // in a tag or a description decodes to U+FFFD, which is not what the
 // caller sent; it is refused as in a name, not stored in the JWT.

@@ -197,6 +197,7 @@ func TestSchemasAgreeOnJWTTypes(t *testing.T) {
 	h := newHarness(t, bootstrap.Options{})
 	sch := compileSchemas(t, discover[micro.Info](t, h.admin, "$SRV.INFO.provisioner"))
 	h.ok(t, "account.create", `{"name":"base"}`)
+	h.ok(t, "account.create", `{"name":"exp","exports":[{"subject":"pub.>","type":"stream"}]}`)
 	for _, tt := range []struct {
 		endpoint, subject, body string
 		ok                      bool
@@ -245,6 +246,7 @@ func TestSchemasAgreeOnBounds(t *testing.T) {
 	h := newHarness(t, bootstrap.Options{})
 	sch := compileSchemas(t, discover[micro.Info](t, h.admin, "$SRV.INFO.provisioner"))
 	h.ok(t, "account.create", `{"name":"base"}`)
+	h.ok(t, "account.create", `{"name":"exp","exports":[{"subject":"pub.>","type":"stream"}]}`)
 	for _, tt := range []struct {
 		endpoint, subject, body string
 		ok                      bool
@@ -317,7 +319,8 @@ func TestSchemasRefuseBlankRequiredStrings(t *testing.T) {
 
 // TestSchemasAgreeOnText: the free text the service refuses for what it
 // holds (a name with a control or invisible character, a tag or a
-// description with one or with U+FFFD, a role name that is not a short
+// description with one or with U+FFFD, an export's name, description or
+// info_url or an import's name with one, a role name that is not a short
 // token) is refused
 // by the request schemas too, and what the service takes (a padded name, a
 // name with a plain space or of any script, a description over lines) is
@@ -326,6 +329,7 @@ func TestSchemasAgreeOnText(t *testing.T) {
 	h := newHarness(t, bootstrap.Options{})
 	sch := compileSchemas(t, discover[micro.Info](t, h.admin, "$SRV.INFO.provisioner"))
 	h.ok(t, "account.create", `{"name":"base"}`)
+	h.ok(t, "account.create", `{"name":"exp","exports":[{"subject":"pub.>","type":"stream"}]}`)
 	for _, tt := range []struct {
 		endpoint, subject, body string
 		ok                      bool
@@ -361,6 +365,15 @@ func TestSchemasAgreeOnText(t *testing.T) {
 		{"account_create", "account.create", `{"name":"s1","tags":["t\ud800"]}`, false},
 		{"account_update", "account.update", `{"account":"base","description":"d\udc00"}`, false},
 		{"user_create", "user.create", `{"account":"base","name":"u3","tags":["\ud800x"]}`, false},
+		// An export's name, description and info_url, an import's name.
+		{"account_create", "account.create", `{"name":"e1","exports":[{"subject":"a.>","type":"stream","description":"a\u001b[2Jb"}]}`, false},
+		{"account_update", "account.update", `{"account":"base","exports":[{"subject":"a.>","type":"stream","description":"x\ud800"}]}`, false},
+		{"account_update", "account.update", `{"account":"base","exports":[{"name":"a\u200bb","subject":"a.>","type":"stream"}]}`, false},
+		{"account_update", "account.update", `{"account":"base","exports":[{"name":"\na","subject":"a.>","type":"stream"}]}`, false},
+		{"account_update", "account.update", `{"account":"base","exports":[{"subject":"a.>","type":"stream","info_url":"https://example.com/\u009b2J"}]}`, false},
+		{"account_update", "account.update", `{"account":"base","imports":[{"name":"i\u0007","account":"exp","subject":"pub.>","type":"stream"}]}`, false},
+		{"account_create", "account.create", `{"name":"e2","exports":[{"name":"a b","subject":"a.>","type":"stream","description":"line\nline\ttab","info_url":"https://example.com/a"}]}`, true},
+		{"account_update", "account.update", `{"account":"base","imports":[{"name":"from exp","account":"exp","subject":"pub.>","type":"stream"}]}`, true},
 	} {
 		t.Run(tt.body, func(t *testing.T) {
 			serr := validates(t, sch[tt.endpoint].request, []byte(tt.body))
