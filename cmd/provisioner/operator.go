@@ -111,6 +111,12 @@ func runOperatorAdd(_ context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	defer id.Wipe()
+	// A second key means a rotation is under way (init makes one): adding
+	// another would trust a key nothing uses, and overwrite .prev, the
+	// operator JWT from before the rotation.
+	if len(oc.SigningKeys) > 1 {
+		return fmt.Errorf("operator add-signing-key: operator %s already has %d signing keys (%s): a rotation is under way; go on with it from step 2 (README \"Rotating the operator signing key\"), or take out the key you do not want with operator remove-signing-key --key KEY first", oc.Subject, len(oc.SigningKeys), strings.Join(oc.SigningKeys, ", "))
+	}
 	kp, err := nkeys.CreateOperator()
 	if err != nil {
 		return err
