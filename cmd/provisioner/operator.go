@@ -178,13 +178,21 @@ func runOperatorRemove(_ context.Context, args []string, stdout, stderr io.Write
 // bootstrap.ServerConf renders it: `  ACCOUNT: "JWT"`.
 var preloadEntry = regexp.MustCompile(`(?m)^(\s*)(A[A-Z2-7]{55})\s*:\s*"([^"]*)"`)
 
+// serverNameEntry matches a nats-server config's server_name, as
+// bootstrap.ServerConf renders it (`server_name: "n1"`) or as written by
+// hand (`server_name = n1`).
+var serverNameEntry = regexp.MustCompile(`(?m)^[ \t]*server_name[ \t]*[:=]?[ \t]*"?([^"\s#;,]+)"?`)
+
+// clusterBlock matches a nats-server config's cluster block.
+var clusterBlock = regexp.MustCompile(`(?m)^[ \t]*cluster[ \t]*[:=]?[ \t]*\{`)
+
 func runOperatorFinish(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd := newCommand("operator finish", "after prov.operator.rotate: make the new key the config's, and update the servers' preloads",
 		"provisioner operator finish --config FILE [--server-conf FILE ...]",
 		"provisioner operator finish --config deploy/config.json --server-conf deploy/nats-server.conf")
 	path := cmd.String("config", "config.json", "the provisioner's config `FILE`: operator_signing_key becomes operator_signing_key_next")
 	var confs stringList
-	cmd.Var(&confs, "server-conf", "a nats-server config `FILE` whose resolver_preload gets the accounts' current JWTs; repeat for more")
+	cmd.Var(&confs, "server-conf", "a nats-server config `FILE` whose resolver_preload gets the accounts' current JWTs (with a cluster block, its server_name must answer); repeat for more")
 	if err := cmd.parse(args, stdout, stderr); err != nil {
 		return err
 	}
@@ -194,6 +202,21 @@ func runOperatorFinish(ctx context.Context, args []string, stdout, stderr io.Wri
 	}
 	if cfg.OperatorSigningKeyNext == "" {
 		return fmt.Errorf("operator finish: %s has no operator_signing_key_next: nothing to finish", *path)
+	}
+	// The cluster's servers the configs name must answer: the check knows
+	// only the servers that answer its first ping, and one down now comes
+	// back with the copies it held, perhaps signed by the old key. A
+	// config without a cluster block is a server of its own (init's
+	// nats-server.conf beside the container ones), not reached here.
+	need := map[string]string{}
+	for _, conf := range confs {
+		data, err := os.ReadFile(conf)
+		if err != nil {
+			return err
+		}
+		if m := serverNameEntry.FindSubmatch(data); m != nil && clusterBlock.Match(data) {
+			need[string(m[1])] = conf
+		}
 	}
 	nc, err := nats.Connect(cfg.NATSURL, nats.UserCredentials(cfg.NATSCreds), nats.CustomInboxPrefix(bootstrap.ProvisionerInboxPrefix))
 	if err != nil {
@@ -207,10 +230,11 @@ func runOperatorFinish(ctx context.Context, args []string, stdout, stderr io.Wri
 		return err
 	}
 	next.Signer.Wipe()
-	copies, err := allSignedBy(ctx, nc, next.SignerKey)
+	copies, checked, err := allSignedBy(ctx, nc, next.SignerKey, need)
 	if err != nil {
 		return fmt.Errorf("operator finish: %w", err)
 	}
+	fmt.Fprintf(stdout, "checked %d servers: %s\n", len(checked), strings.Join(checked, ", "))
 	// The preloads first: the config change makes the old key unused.
 	for _, conf := range confs {
 		n, err := updatePreload(conf, copies)
@@ -232,18 +256,20 @@ func runOperatorFinish(ctx context.Context, args []string, stdout, stderr io.Wri
 // key's versions while the others hold the new ones, so the first answer
 // is not enough. A known server that does not answer stops the check.
 // It returns every server's copy of each account ("" where a server with
-// a full resolver holds none).
-func allSignedBy(ctx context.Context, nc *nats.Conn, key string) (map[string][]string, error) {
+// a full resolver holds none), and the names of the servers it checked.
+// Every server named in need (name to the config naming it) must answer:
+// one down when the client starts is not known to it.
+func allSignedBy(ctx context.Context, nc *nats.Conn, key string, need map[string]string) (map[string][]string, []string, error) {
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	rc, err := resolver.New(rctx, nc, resolver.Options{})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer rc.Close()
 	lists, err := rc.List(rctx)
 	if err != nil {
-		return nil, fmt.Errorf("list the servers' accounts: %w", err)
+		return nil, nil, fmt.Errorf("list the servers' accounts: %w", err)
 	}
 	var accounts []string
 	for _, srv := range rc.Servers() {
@@ -251,9 +277,14 @@ func allSignedBy(ctx context.Context, nc *nats.Conn, key string) (map[string][]s
 		if !ok {
 			// Not a rotation's to fix: it re-signs nothing on a server
 			// that does not answer.
-			return nil, fmt.Errorf("server %s did not list its accounts (it is down, or slow): bring it back, and run operator finish again", srv.Name)
+			return nil, nil, fmt.Errorf("server %s did not list its accounts (it is down, or slow): bring it back, and run operator finish again", srv.Name)
 		}
 		accounts = append(accounts, list...)
+	}
+	for _, name := range slices.Sorted(maps.Keys(need)) {
+		if _, ok := lists[name]; !ok {
+			return nil, nil, fmt.Errorf("server %s (server_name in %s) did not list its accounts (it is down, or slow, or not reached through nats_url): bring it back, and run operator finish again", name, need[name])
+		}
 	}
 	slices.Sort(accounts)
 	accounts = slices.Compact(accounts)
@@ -267,19 +298,19 @@ func allSignedBy(ctx context.Context, nc *nats.Conn, key string) (map[string][]s
 	// every other.
 	copies, err := lookupEvery(rctx, nc, accounts, len(lists))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	full := 0
 	for _, cs := range copies {
 		full = max(full, len(cs))
 	}
 	if full == 0 && len(accounts) > 0 {
-		return nil, fmt.Errorf("no server answered a LOOKUP within %s (is there a server with a full resolver?)", resolver.DefaultTimeout)
+		return nil, nil, fmt.Errorf("no server answered a LOOKUP within %s (is there a server with a full resolver?)", resolver.DefaultTimeout)
 	}
 	var old []string
 	for i, pub := range accounts {
 		if len(copies[i]) < full {
-			return nil, fmt.Errorf("look up account %s: %d of the %d servers with a full resolver answered (one is down, or slow): run operator finish again once every server answers", pub, len(copies[i]), full)
+			return nil, nil, fmt.Errorf("look up account %s: %d of the %d servers with a full resolver answered (one is down, or slow): run operator finish again once every server answers", pub, len(copies[i]), full)
 		}
 		if slices.ContainsFunc(copies[i], func(token string) bool {
 			c, err := jwt.DecodeAccountClaims(token)
@@ -290,13 +321,13 @@ func allSignedBy(ctx context.Context, nc *nats.Conn, key string) (map[string][]s
 		}
 	}
 	if len(old) > 0 {
-		return nil, fmt.Errorf("%d accounts on the servers are not signed by the new key yet (%s); send prov.operator.rotate again first", len(old), strings.Join(old[:min(3, len(old))], ", "))
+		return nil, nil, fmt.Errorf("%d accounts on the servers are not signed by the new key yet (%s); send prov.operator.rotate again first", len(old), strings.Join(old[:min(3, len(old))], ", "))
 	}
 	byAccount := make(map[string][]string, len(accounts))
 	for i, pub := range accounts {
 		byAccount[pub] = copies[i]
 	}
-	return byAccount, nil
+	return byAccount, slices.Sorted(maps.Keys(lists)), nil
 }
 
 // updatePreload replaces each preloaded account JWT in a server config by

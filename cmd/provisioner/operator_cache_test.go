@@ -77,7 +77,7 @@ func TestAllSignedByWithCacheResolver(t *testing.T) {
 		}
 	}
 	start := time.Now()
-	if _, err := allSignedBy(ctx, nc, op.SignerKey); err != nil {
+	if _, _, err := allSignedBy(ctx, nc, op.SignerKey, nil); err != nil {
 		t.Fatalf("allSignedBy after %s: %v; want every account found signed by the key in use", time.Since(start).Round(time.Millisecond), err)
 	}
 }

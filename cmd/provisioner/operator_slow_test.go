@@ -94,7 +94,7 @@ func TestAllSignedBySlowServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Refused either way: naming X, or the LOOKUP zz-slow did not answer.
-	if _, err := allSignedBy(ctx, nc, op.SignerKey); err == nil {
+	if _, _, err := allSignedBy(ctx, nc, op.SignerKey, nil); err == nil {
 		t.Fatalf("allSignedBy passed, though %s holds %s signed by the old key", name, x)
 	} else if !strings.Contains(err.Error(), x) && !strings.Contains(err.Error(), "1 of the 2 servers") {
 		t.Fatalf("allSignedBy: %v; want it to name %s, or the LOOKUP %s did not answer", err, x, name)
