@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -243,6 +244,19 @@ func runOperatorFinish(ctx context.Context, args []string, stdout, stderr io.Wri
 		}
 		fmt.Fprintf(stdout, "%s: %d preloaded accounts now hold their current JWTs\n", conf, n)
 	}
+	// init's copies of the system and service accounts beside the
+	// operator JWT: a server configured from them later must preload JWTs
+	// the servers still trust once the old key is gone.
+	for _, name := range []string{bootstrap.SystemAccountJWTFile, bootstrap.ServiceAccountJWTFile} {
+		file := filepath.Join(filepath.Dir(cfg.OperatorJWT), name)
+		changed, err := updateAccountFile(file, copies)
+		if err != nil {
+			return err
+		}
+		if changed {
+			fmt.Fprintf(stdout, "%s: now holds the account's current JWT\n", file)
+		}
+	}
 	if err := swapSigningKey(*path); err != nil {
 		return err
 	}
@@ -366,6 +380,44 @@ func updatePreload(conf string, copies map[string][]string) (int, error) {
 		return 0, err
 	}
 	return n, safefile.Replace(conf, out, st.Mode().Perm())
+}
+
+// updateAccountFile replaces the account JWT a file holds, as init wrote
+// it, by the newest of the servers' copies (allSignedBy's), and reports
+// whether it changed the file. A file that does not exist, or an account
+// no server holds, is left alone.
+func updateAccountFile(file string, copies map[string][]string) (bool, error) {
+	raw, err := os.ReadFile(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	token, err := jwt.ParseDecoratedJWT(raw)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", file, err)
+	}
+	c, err := jwt.DecodeAccountClaims(token)
+	if err != nil {
+		return false, fmt.Errorf("%s is not an account JWT: %w", file, err)
+	}
+	newest, _, err := provision.NewestCopy(c.Subject, copies[c.Subject])
+	if err != nil {
+		return false, fmt.Errorf("%s: account %s: %w", file, c.Subject, err)
+	}
+	if newest == "" || newest == token {
+		return false, nil
+	}
+	data, err := jwt.DecorateJWT(newest)
+	if err != nil {
+		return false, err
+	}
+	st, err := os.Stat(file)
+	if err != nil {
+		return false, err
+	}
+	return true, safefile.Replace(file, data, st.Mode().Perm())
 }
 
 // swapSigningKey rewrites a config file so that operator_signing_key takes
