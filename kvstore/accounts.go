@@ -358,10 +358,10 @@ func (s *Store) createAccount(ctx context.Context, a provision.Account) (uint64,
 	s.mu.RLock()
 	err := s.checkOpen()
 	_, exists := s.m.accounts[a.PublicKey]
-	taken := false
+	taken := ""
 	if n, ok := s.m.names[a.Name]; ok && a.Live() && n.pub != a.PublicKey {
 		if h := s.m.accounts[n.pub]; h != nil && h.a.Live() {
-			taken = true
+			taken = n.pub
 		}
 	}
 	s.mu.RUnlock()
@@ -370,8 +370,8 @@ func (s *Store) createAccount(ctx context.Context, a provision.Account) (uint64,
 		return 0, err
 	case exists:
 		return 0, fmt.Errorf("kvstore: account %s: %w: the public key has a record", a.PublicKey, provision.ErrConflict)
-	case taken:
-		return 0, fmt.Errorf("kvstore: account name %q: %w: a live account has it", a.Name, provision.ErrConflict)
+	case taken != "":
+		return 0, fmt.Errorf("kvstore: account name %q: %w: account %s has it", a.Name, provision.ErrConflict, taken)
 	}
 	data, sealed, err := s.sealAccount(a, nil, nil)
 	if err != nil {
@@ -504,7 +504,9 @@ func (s *Store) holderGone(ctx context.Context, holder string) (bool, error) {
 		// A 10164 answer (the holder's record write still under way) says
 		// nothing of the key: only 10071 says it holds something.
 		verr := untilSettled(ctx, "void the record of account "+holder, func() error {
-			_, err := s.js.PublishMsg(ctx, deleteMarker(s.subject+key), jetstream.WithExpectLastSequencePerSubject(0))
+			m := deleteMarker(s.subject + key)
+			m.Header.Set(voidedHeader, "name taken over")
+			_, err := s.js.PublishMsg(ctx, m, jetstream.WithExpectLastSequencePerSubject(0))
 			return err
 		})
 		if verr == nil {

@@ -167,13 +167,24 @@ func (s *Store) migrateAccount(ctx context.Context, a provision.Account) (outcom
 		// (a delete, dropped after tombstone_retention): a source from
 		// before it would bring it back live, seeds and all, and the
 		// reconciler would push it to the servers again.
+		// A marker a name's take-over left (voidedHeader) is no removal:
+		// an earlier run claimed the name, was cut short before the
+		// record, and another create took the name since. The bucket never
+		// held the account: it is copied, if its name is free.
+		voided := false
 		if m, err := s.stream.GetLastMsgForSubject(ctx, s.subject+accountKey(a.PublicKey)); err == nil && m != nil {
-			return absent, "the bucket removed this account (deleted, and dropped after its tombstone's retention); migrate does not bring it back", nil
+			if m.Header.Get(voidedHeader) == "" {
+				return absent, "the bucket removed this account (deleted, and dropped after its tombstone's retention); migrate does not bring it back", nil
+			}
+			voided = true
 		} else if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 			return 0, "", mapErr("read account "+a.PublicKey, err)
 		}
 		_, err := s.createAccount(ctx, a)
 		if errors.Is(err, provision.ErrConflict) {
+			if voided {
+				return absent, fmt.Sprintf("not in the bucket: an earlier run was cut short after claiming its name, before writing it, and another account took the name since (%v)", err), nil
+			}
 			return absent, err.Error(), nil
 		}
 		if err != nil {

@@ -1,6 +1,7 @@
 package kvstore
 
 import (
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -311,5 +312,61 @@ func TestMigrateAgainAfterANameWasReused(t *testing.T) {
 	}
 	if got, err := dst.Account(ctx, old.PublicKey); err != nil || got.Live() {
 		t.Errorf("the old acme in the bucket: live %v, %v; want its tombstone", got.Live(), err)
+	}
+}
+
+// TestMigrateAfterARunCutShortBeforeTheRecord: a run killed after it
+// claimed an account's name, before it wrote the record, left a claim
+// without account; a create through a KV instance then took the name, and
+// voided the record's key on its way. The next run said "the bucket
+// removed this account", of an account the bucket never held, and never
+// copied it, even once the name was free again.
+func TestMigrateAfterARunCutShortBeforeTheRecord(t *testing.T) {
+	d := startDeployment(t, 1)
+	key, _ := newSealKey(t)
+	src := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Bucket: "filestore", Instance: "src"})
+	dst := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Instance: "dst"})
+	kv := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Instance: "kv"})
+	ctx := bg(t)
+	now := time.Now().Unix()
+	a := newAccount(t, "acme")
+	a.JWT = accountJWTAt(t, a.PublicKey, "acme", now)
+	if _, err := src.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	crashAt(dst, "create: name claimed", nil)
+	if _, err := Migrate(ctx, dst, src); !errors.Is(err, errCrash) {
+		t.Fatalf("the run cut short: %v", err)
+	}
+	dst.fault = nil
+	b := newAccount(t, "acme")
+	b.JWT = accountJWTAt(t, b.PublicKey, "acme", now)
+	brev, err := kv.CreateAccount(ctx, b)
+	if err != nil {
+		t.Fatalf("a KV instance's create over the claim left behind: %v", err)
+	}
+	r, err := Migrate(ctx, dst, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	why := strings.Join(r.Conflicts, "\n")
+	if r.Accounts.Conflicts != 1 || strings.Contains(why, "removed") || !strings.Contains(why, b.PublicKey) {
+		t.Fatalf("migrate after the cut-short run: %+v\nwant a conflict naming %s, which has the name, not a removal", r, b.PublicKey)
+	}
+	// Once the name is free, the account is copied: the bucket never
+	// removed it.
+	if _, err := kv.UpdateAccount(ctx, tombstone(t, b, provision.PhaseDeleted, now+1), brev); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "dst sees b deleted", func() bool {
+		got, err := dst.Account(ctx, b.PublicKey)
+		return err == nil && !got.Live()
+	})
+	r, err = Migrate(ctx, dst, src)
+	if err != nil || r.Accounts.Copied != 1 || len(r.Conflicts) != 0 {
+		t.Fatalf("migrate once the name is free: %+v, %v; want acme copied", r, err)
+	}
+	if got, err := dst.AccountByName(ctx, "acme"); err != nil || got.PublicKey != a.PublicKey {
+		t.Errorf("acme in the bucket: %s, %v; want %s", got.PublicKey, err, a.PublicKey)
 	}
 }

@@ -24,6 +24,13 @@ const (
 	kvPurge           = "PURGE"
 )
 
+// voidedHeader marks the delete marker a name's take-over puts at the
+// record key of a create that claimed the name and wrote no record: the
+// bucket never held that account, and store migrate, which leaves an
+// account the bucket removed as it is, must not take the void for a
+// removal.
+const voidedHeader = "Provisioner-Voided"
+
 func deleteMarker(subject string) *nats.Msg {
 	m := nats.NewMsg(subject)
 	m.Header.Set(kvOperationHeader, kvDelete)
