@@ -48,6 +48,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/natsprov/provisioner/provision"
 	"github.com/natsprov/provisioner/seal"
@@ -101,11 +102,14 @@ type Options struct {
 	// CompactBytes is the journal size past which the store writes a new
 	// snapshot and starts an empty journal. Default 64 MiB.
 	CompactBytes int64
-	// Existing opens only a store that is there: a directory without
-	// one fails with ErrNoStore and is neither created nor written to
-	// (for reading a store, where a mistyped path must not look like an
-	// empty store). Seeds found plain or sealed with a previous key stay
-	// as they are: Seal only opens them.
+	// Existing opens a store that is there only to read it (store
+	// migrate's source): a directory without one fails with ErrNoStore,
+	// and nothing is written in the directory. The store is
+	// read into memory without the lock, as Check reads it, so that a
+	// service that has it open goes on (and one that starts meanwhile is
+	// not kept out); what that service writes after the read is not in
+	// it. Nothing a start repairs or upgrades is written back: Seal only
+	// opens the seeds. Every change fails with provision.ErrInvalid.
 	Existing bool
 }
 
@@ -114,10 +118,12 @@ type Store struct {
 	dir string
 	log *slog.Logger
 	key *seal.Key
-	// keepSeals leaves stale seeds as they are at the start: a store
-	// opened only to be read (store migrate's source) must still open
-	// with its own deployment's key afterwards, and sealing it anew with
-	// the reader's key made it open only with that one.
+	// readOnly: opened with Existing, without lock or committer (lock
+	// and c are nil); every change fails.
+	readOnly bool
+	// keepSeals leaves stale seeds as they are at the start: a copy of a
+	// version 1 store opened only to be read must not be sealed anew with
+	// the reader's key.
 	keepSeals bool
 	// scratch is the copy of a version 1 store that an Existing open
 	// upgraded in place of the store itself; Close removes it.
@@ -186,6 +192,9 @@ func Open(dir string, opts Options) (*Store, error) {
 		s.keepSeals, s.scratch = true, scratch
 		return s, nil
 	}
+	if opts.Existing {
+		return openRead(dir, opts)
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("filestore: create %s: %w", dir, err)
 	}
@@ -202,7 +211,6 @@ func Open(dir string, opts Options) (*Store, error) {
 		dir:        dir,
 		log:        opts.Logger,
 		key:        opts.Seal,
-		keepSeals:  opts.Existing,
 		lock:       lock,
 		lockMarked: prevLock != lockHeld,
 		pendDead:   map[string]int{},
@@ -322,6 +330,52 @@ func (s *Store) start(prevLock lockState) (*journal, error) {
 	return j, nil
 }
 
+// openRead loads the store in dir into memory for a reader (Existing).
+// An Open writes into the directory (a new snapshot folding the journal
+// in, an upgrade of a version 1 store, seeds sealed anew, its lock file):
+// files a reader run by another user leaves the service unable to open,
+// an upgrade the version that owns the store does not read, seeds it no
+// longer opens with its own key. A reader writes nothing and takes no
+// lock; like Check, it reads again when a read met a compaction of the
+// service that has the store open.
+func openRead(dir string, opts Options) (*Store, error) {
+	for attempt := 0; ; attempt++ {
+		prevLock, err := readLock(dir)
+		if err != nil {
+			return nil, err
+		}
+		l := &loader{dir: dir, key: opts.Seal, strict: true, rep: &Report{}, lock: prevLock}
+		res, err := l.load()
+		pid, running := ownerRunning(dir)
+		if err != nil && running && attempt < 2 {
+			// The owner may have been between the steps of a compaction.
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range l.rep.Notes {
+			opts.Logger.Warn("filestore: " + n)
+		}
+		if running {
+			opts.Logger.Warn("filestore: the store is open in another process, and was read as it was now: what it writes later is not in this read", "dir", dir, "pid", pid)
+		}
+		return &Store{
+			dir:       dir,
+			log:       opts.Logger,
+			key:       opts.Seal,
+			readOnly:  true,
+			st:        res.st,
+			pendDead:  map[string]int{},
+			pendUsers: map[string]int{},
+		}, nil
+	}
+}
+
+// errReadOnly: a change to a store opened to be read.
+var errReadOnly = fmt.Errorf("filestore: the store was opened to be read (Options.Existing), and takes no change: %w", provision.ErrInvalid)
+
 // newGeneration writes the state as a new snapshot with an empty journal,
 // before the committer runs.
 func (s *Store) newGeneration(fromV1 map[string]string) (*journal, error) {
@@ -379,6 +433,9 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	s.mu.Unlock()
+	if s.readOnly {
+		return nil
+	}
 	s.submitting.Wait()
 	err := s.c.close()
 	if cerr := s.lock.Close(); err == nil {
@@ -597,6 +654,8 @@ func (s *Store) AddUser(ctx context.Context, u provision.User, durable bool) err
 	switch {
 	case s.closed:
 		return errClosed
+	case s.readOnly:
+		return errReadOnly
 	case s.broken != nil:
 		return s.broken
 	}
@@ -632,6 +691,9 @@ func (s *Store) submit(o *op) error {
 	case s.closed:
 		s.mu.RUnlock()
 		return errClosed
+	case s.readOnly:
+		s.mu.RUnlock()
+		return errReadOnly
 	case s.broken != nil:
 		s.mu.RUnlock()
 		return s.broken

@@ -487,3 +487,95 @@ func TestUpgradeRefusalNamesTheJournal(t *testing.T) {
 		t.Errorf("the refusal names %s at %d (%s); want %s at %d, the record of %s", d.File, d.Offset, d.What, v1JournalFile, line, bad.PublicKey)
 	}
 }
+
+// dirFiles returns the name, mode and content of every file in dir.
+func dirFiles(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]string{}
+	for _, e := range entries {
+		if e.IsDir() {
+			m[e.Name()] = "directory"
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		m[e.Name()] = info.Mode().String() + " " + string(readFile(t, filepath.Join(dir, e.Name())))
+	}
+	return m
+}
+
+// TestExistingLeavesAVersion2StoreAsItWas: store migrate says its source
+// "is not changed", but an Existing open of a store with journal records
+// folded them into a new snapshot and journal in the source directory (new
+// files, owned by whoever ran migrate: a `sudo provisioner store migrate`
+// left the service a store it could not open), and wrote its process ID
+// into the lock file.
+func TestExistingLeavesAVersion2StoreAsItWas(t *testing.T) {
+	dir := t.TempDir()
+	want := smallStore(t, dir)
+	before := dirFiles(t, dir)
+	s, err := Open(dir, Options{Existing: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertDump(t, dumpOf(t, s), want)
+	closeStore(t, s)
+	after := dirFiles(t, dir)
+	if !reflect.DeepEqual(before, after) {
+		var changed []string
+		for n := range after {
+			if before[n] != after[n] {
+				changed = append(changed, n)
+			}
+		}
+		for n := range before {
+			if _, ok := after[n]; !ok {
+				changed = append(changed, n+" (gone)")
+			}
+		}
+		slices.Sort(changed)
+		t.Fatalf("reading the store changed %v in its directory", changed)
+	}
+}
+
+// TestExistingReadsAStoreInUse: a migration is rehearsed while the file
+// deployment still serves; its store's lock made store migrate fail
+// ("store is in use"), or, once the service stopped, kept it from
+// starting again while migrate read. The reader takes no lock: it reads
+// what the store holds, and the store that has it open goes on.
+func TestExistingReadsAStoreInUse(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	owner := open(t, dir, Options{})
+	a := newAccount(t, "acme")
+	rev, err := owner.CreateAccount(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(dir, Options{Existing: true})
+	if err != nil {
+		t.Fatalf("Existing open of a store another Store has open: %v", err)
+	}
+	if got, err := r.AccountByName(ctx, "acme"); err != nil || got.PublicKey != a.PublicKey {
+		t.Fatalf("the reader's acme: %s, %v", got.PublicKey, err)
+	}
+	if _, err := r.CreateAccount(ctx, newAccount(t, "written")); err == nil {
+		t.Fatal("a store opened to be read took a write")
+	}
+	a.JWT = accountJWT(t, a.PublicKey, "acme", mustPub(t, a.SigningKeys[0].Seed))
+	if _, err := owner.UpdateAccount(ctx, a, rev); err != nil {
+		t.Fatalf("the owner, while a reader has the store: %v", err)
+	}
+	want := dumpOf(t, owner)
+	closeStore(t, r)
+	closeStore(t, owner)
+	// While the reader had it, and after: the owner opens it again.
+	again := open(t, dir, Options{})
+	assertDump(t, dumpOf(t, again), want)
+}

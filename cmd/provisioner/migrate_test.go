@@ -364,3 +364,47 @@ func TestConnectErrorsHideTheURLsPassword(t *testing.T) {
 		}
 	}
 }
+
+// TestStoreMigrateWhileTheFileStoreServes: a migration is rehearsed while
+// the file deployment serves. migrate took the store's lock, so it failed
+// with "store is in use" against a running service, and a service
+// (re)started while it read could not open its store; after a stop, it
+// wrote a new snapshot into the directory it says it does not change.
+// It now reads without the lock, says the store was in use, and the
+// service goes on.
+func TestStoreMigrateWhileTheFileStoreServes(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	svc := env.Start(t)
+	admin := env.Admin(t)
+	ok := func(op, body string) {
+		t.Helper()
+		if r := provtest.Request(t, admin, "prov."+op, body); r.Code != 0 {
+			t.Fatalf("%s: %d %q", op, r.Code, r.Description)
+		}
+	}
+	ok("account.create", `{"name":"acme"}`)
+	ok("user.create", `{"account":"acme","name":"alice"}`)
+	raw, _ := os.ReadFile(env.Init.Config)
+	var fields map[string]any
+	json.Unmarshal(raw, &fields)
+	delete(fields, "store_dir")
+	fields["nats_url"] = env.Server.URL()
+	raw, _ = json.MarshalIndent(fields, "", "  ")
+	kvConfig := filepath.Join(env.Dir, "config.kv.json")
+	os.WriteFile(kvConfig, raw, 0o644)
+
+	out, errOut, err := runCmd(t, "store", "migrate", "--from-dir", env.Config.StoreDir, "--config", kvConfig)
+	if err != nil || !strings.Contains(out, "accounts: 1 copied") {
+		t.Fatalf("migrate while the file deployment serves: %v\n%s%s", err, out, errOut)
+	}
+	if !strings.Contains(errOut, "open in another process") {
+		t.Errorf("migrate did not say the store was in use:\n%s", errOut)
+	}
+	// The service goes on, and starts again.
+	ok("account.create", `{"name":"later"}`)
+	if err := svc.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	env.Start(t)
+	ok("account.get", `{"account":"later"}`)
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 	"strings"
 
@@ -120,7 +121,7 @@ func runStoreMigrate(ctx context.Context, args []string, stdout, stderr io.Write
 	fs := newCommand("store migrate", "copy a file store into the JetStream KV bucket a config names, sealing its seeds; run it again safely: what is there already is skipped, and an entry the bucket holds newer, or a name the bucket gives another account, is left as it is and reported",
 		"provisioner store migrate --from-dir DIR --config FILE [--seal-key FILE]",
 		"provisioner store migrate --from-dir /var/lib/provisioner/store --config deploy/config.json")
-	dir := fs.String("from-dir", "", "the file store directory to copy (required; it is not changed, and must not be in use)")
+	dir := fs.String("from-dir", "", "the file store directory to copy (required; it is not changed; a service may serve from it meanwhile, for a rehearsal, but what it writes after the read is not copied: run again after stopping it)")
 	path := fs.String("config", "", "the config of the JetStream deployment: service_creds, kv_bucket, kv_replicas, seal_key (required)")
 	keyPath := fs.String("seal-key", "", "the seal key of the file store, when its seeds are sealed with another key than the config's")
 	if err := fs.parse(args, stdout, stderr); err != nil {
@@ -146,7 +147,10 @@ func runStoreMigrate(ctx context.Context, args []string, stdout, stderr io.Write
 			return err
 		}
 	}
-	src, err := filestore.Open(*dir, filestore.Options{Seal: srcKey, Existing: true})
+	// The store is read without its lock: a service that has it open (a
+	// rehearsal) goes on, and the log says so, for the final run to
+	// follow its stop.
+	src, err := filestore.Open(*dir, filestore.Options{Seal: srcKey, Existing: true, Logger: slog.New(slog.NewTextHandler(stderr, nil))})
 	if err != nil {
 		return err
 	}
