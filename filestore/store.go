@@ -41,7 +41,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -104,7 +103,7 @@ type Options struct {
 	CompactBytes int64
 	// Existing opens a store that is there only to read it (store
 	// migrate's source): a directory without one fails with ErrNoStore,
-	// and nothing is written in the directory. The store is
+	// and nothing is written, in the directory or elsewhere. The store is
 	// read into memory without the lock, as Check reads it, so that a
 	// service that has it open goes on (and one that starts meanwhile is
 	// not kept out); what that service writes after the read is not in
@@ -121,14 +120,7 @@ type Store struct {
 	// readOnly: opened with Existing, without lock or committer (lock
 	// and c are nil); every change fails.
 	readOnly bool
-	// keepSeals leaves stale seeds as they are at the start: a copy of a
-	// version 1 store opened only to be read must not be sealed anew with
-	// the reader's key.
-	keepSeals bool
-	// scratch is the copy of a version 1 store that an Existing open
-	// upgraded in place of the store itself; Close removes it.
-	scratch string
-	lock    *os.File
+	lock     *os.File
 	// lockMarked: the lock file has the new-store mark, which claimLock
 	// takes off.
 	lockMarked bool
@@ -171,28 +163,10 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.Existing && !holdsStore(dir) {
-		return nil, fmt.Errorf("%w: %s has neither %s nor a previous version's %s or %s", ErrNoStore, dir, snapshotFile, v1SnapshotFile, v1JournalFile)
-	}
-	if opts.Existing && holdsV1Only(dir) {
-		// Opening a version 1 store upgrades it: its files are renamed to
-		// backups, and the version that owns it (still serving from it,
-		// while a migration is rehearsed) would start empty. A reader
-		// upgrades a copy, which goes at Close.
-		scratch, err := copyV1(dir)
-		if err != nil {
-			return nil, err
-		}
-		opts.Existing = false
-		s, err := Open(scratch, opts)
-		if err != nil {
-			os.RemoveAll(scratch)
-			return nil, fmt.Errorf("filestore: %s (read from a copy in %s): %w", dir, scratch, err)
-		}
-		s.keepSeals, s.scratch = true, scratch
-		return s, nil
-	}
 	if opts.Existing {
+		if !holdsStore(dir) {
+			return nil, fmt.Errorf("%w: %s has neither %s nor a previous version's %s or %s", ErrNoStore, dir, snapshotFile, v1SnapshotFile, v1JournalFile)
+		}
 		return openRead(dir, opts)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -275,7 +249,7 @@ func (s *Store) start(prevLock lockState) (*journal, error) {
 		}
 		res.jpath = journalFile
 	}
-	reseal := l.forms.stale > 0 && !s.keepSeals
+	reseal := l.forms.stale > 0
 	if reseal {
 		// Seal with the current key what is plain or sealed with an old one.
 		for _, e := range s.st.accounts {
@@ -440,11 +414,6 @@ func (s *Store) Close() error {
 	err := s.c.close()
 	if cerr := s.lock.Close(); err == nil {
 		err = cerr
-	}
-	if s.scratch != "" {
-		if rerr := os.RemoveAll(s.scratch); err == nil {
-			err = rerr
-		}
 	}
 	return err
 }
@@ -706,17 +675,6 @@ func (s *Store) submit(o *op) error {
 	return o.err
 }
 
-// holdsV1Only reports whether dir holds a version 1 store and nothing of
-// a later one.
-func holdsV1Only(dir string) bool {
-	for _, n := range []string{snapshotFile, snapshotFile + newSuffix, journalFile, lockFile} {
-		if _, err := os.Lstat(filepath.Join(dir, n)); !errors.Is(err, fs.ErrNotExist) {
-			return false
-		}
-	}
-	return holdsV1(dir)
-}
-
 // holdsV1 reports whether dir has a previous version's store: its
 // snapshot, or its journal alone (version 1 wrote its first snapshot only
 // when a start found records in the journal, or at a compaction).
@@ -727,28 +685,6 @@ func holdsV1(dir string) bool {
 		}
 	}
 	return false
-}
-
-// copyV1 copies the version 1 files of dir into a new private directory.
-func copyV1(dir string) (string, error) {
-	scratch, err := os.MkdirTemp("", "provisioner-v1-read-")
-	if err != nil {
-		return "", fmt.Errorf("filestore: copy the version 1 store of %s: %w", dir, err)
-	}
-	for _, n := range []string{v1SnapshotFile, v1JournalFile} {
-		data, err := os.ReadFile(filepath.Join(dir, n))
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err == nil {
-			err = os.WriteFile(filepath.Join(scratch, n), data, 0o600)
-		}
-		if err != nil {
-			os.RemoveAll(scratch)
-			return "", fmt.Errorf("filestore: copy the version 1 store of %s: %w", dir, err)
-		}
-	}
-	return scratch, nil
 }
 
 // holdsStore reports whether dir has a snapshot of this version or a store

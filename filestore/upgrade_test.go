@@ -579,3 +579,23 @@ func TestExistingReadsAStoreInUse(t *testing.T) {
 	again := open(t, dir, Options{})
 	assertDump(t, dumpOf(t, again), want)
 }
+
+// TestExistingLeavesNoCopyOfAVersion1Store: a version 1 store was read by
+// upgrading a copy of it in the temporary directory, removed at Close; a
+// migrate killed meanwhile left that copy, its seeds unsealed, in /tmp.
+// The store is read in memory: nothing is written anywhere.
+func TestExistingLeavesNoCopyOfAVersion1Store(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	dir := t.TempDir()
+	want := writeV1Store(t, dir)
+	s, err := Open(dir, Options{Seal: newSealKey(t), Existing: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeStore(t, s)
+	if left := dirFiles(t, tmp); len(left) > 0 {
+		t.Fatalf("reading a version 1 store wrote %d files into the temporary directory, which a kill leaves there", len(left))
+	}
+	assertV1State(t, s, want)
+}
