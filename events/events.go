@@ -641,11 +641,17 @@ func (p *Publisher) storedAfter(ctx context.Context, after uint64, window []*nat
 	for _, m := range window {
 		want[m.Header.Get(jetstream.MsgIDHeader)] = true
 	}
+	held := map[string]bool{}
 	stream, err := p.js.Stream(ctx, StreamName)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		// Gone (an operator deleted it): it holds none of them, and the
+		// write that follows makes it again (recreate). Taken for a
+		// failure, the writer looked again forever and never wrote.
+		return held, nil
+	}
 	if err != nil {
 		return nil, err
 	}
-	held := map[string]bool{}
 	if stream.CachedInfo().State.LastSeq <= after {
 		return held, nil
 	}
