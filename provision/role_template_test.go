@@ -29,7 +29,7 @@ func TestRoleTemplateUnknownFunction(t *testing.T) {
 	if !errors.Is(err, provision.ErrInvalid) || !strings.Contains(err.Error(), "nmae()") {
 		t.Errorf("create with a role using an unknown template function: %v, want invalid naming it", err)
 	}
-	good := &api.Role{Pub: &jwt.Permission{Allow: []string{"telemetry.{{ Name() }}.>", "a.{{subject()}}", "b.{{account-name()}}", "c.{{account-subject()}}", "d.{{tag(site)}}", "e.{{ACCOUNT-TAG(tier)}}"}}}
+	good := &api.Role{Pub: &jwt.Permission{Allow: []string{"telemetry.{{ Name() }}.>", "a.{{subject()}}", "b.{{account-name()}}", "c.{{account-subject()}}", "d.{{tag(site)}}", "e.{{account-tag(tier)}}"}}}
 	if _, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme", Tags: []string{"tier:gold"}, Roles: map[string]*api.Role{"device": good}}); err != nil {
 		t.Fatal(err)
 	}

@@ -82,11 +82,20 @@ func checkTemplateFuncs(p jwt.Permissions) error {
 	for _, list := range []jwt.StringList{p.Pub.Allow, p.Pub.Deny, p.Sub.Allow, p.Sub.Deny} {
 		for _, subj := range list {
 			for _, m := range mustache.FindAllStringSubmatch(subj, -1) {
-				op := strings.ToLower(strings.TrimSpace(m[1]))
+				raw := strings.TrimSpace(m[1])
+				op := strings.ToLower(raw)
 				switch {
 				case op == "name()", op == "subject()", op == "account-name()", op == "account-subject()":
-				case strings.HasPrefix(op, "tag(") && strings.HasSuffix(op, ")"):
-				case strings.HasPrefix(op, "account-tag(") && strings.HasSuffix(op, ")"):
+				case (strings.HasPrefix(op, "tag(") || strings.HasPrefix(op, "account-tag(")) && strings.HasSuffix(op, ")"):
+					// The server knows the function in any case but cuts
+					// the tag's name out after a lowercase "tag(" (or
+					// "account-tag("): {{Tag(site)}} looks for tags
+					// "tag(site:...", which no user has, so a deny of it
+					// refuses every user of the role and an allow of it
+					// is dropped.
+					if !strings.HasPrefix(raw, "tag(") && !strings.HasPrefix(raw, "account-tag(") {
+						return fmt.Errorf("subject %q: the server reads the tag's name only after a lowercase %q: write {{%s}}", subj, op[:strings.IndexByte(op, '(')+1], op[:strings.IndexByte(op, '(')+1]+raw[strings.IndexByte(raw, '(')+1:])
+					}
 				default:
 					return fmt.Errorf("subject %q: the server knows no template function %q (it has name(), subject(), account-name(), account-subject(), tag(x), account-tag(x)) and would refuse every user of the role", subj, strings.TrimSpace(m[1]))
 				}
