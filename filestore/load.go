@@ -111,6 +111,10 @@ var loadHook = func(step string) {}
 // hookSnapshotRead: the snapshot is read, the journal not yet.
 const hookSnapshotRead = "snapshot-read"
 
+// hookV1SnapshotRead: a version 1 store's snapshot.json is read (or found
+// absent), its journal not yet.
+const hookV1SnapshotRead = "v1-snapshot-read"
+
 // load reads the directory. It changes nothing: what Open must repair is
 // in the result.
 func (l *loader) load() (*loaded, error) {

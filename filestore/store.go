@@ -41,6 +41,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -329,6 +330,18 @@ func openRead(dir string, opts Options) (*Store, error) {
 		if err != nil {
 			return nil, err
 		}
+		if res.kind == formatV1 && !v1SnapshotAsRead(dir, res) {
+			// Provisioner 0.1 serving from the store takes no lock a
+			// reader sees, and compacts by putting a new snapshot.json in
+			// place, then an empty journal: the snapshot read and the
+			// journal read after it may be of two generations, which
+			// loses what the old journal held. Read again.
+			if attempt < 4 {
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			return nil, fmt.Errorf("filestore: %s: snapshot.json changed while it was read, again and again: a process (provisioner 0.1?) is writing the store; stop it and read it again", dir)
+		}
 		for _, n := range l.rep.Notes {
 			opts.Logger.Warn("filestore: " + n)
 		}
@@ -345,6 +358,17 @@ func openRead(dir string, opts Options) (*Store, error) {
 			pendUsers: map[string]int{},
 		}, nil
 	}
+}
+
+// v1SnapshotAsRead reports whether the version 1 store's snapshot.json is
+// still the one a load read (or still absent).
+func v1SnapshotAsRead(dir string, res *loaded) bool {
+	data, err := os.ReadFile(filepath.Join(dir, v1SnapshotFile))
+	sum, read := res.fromV1[v1SnapshotFile]
+	if errors.Is(err, fs.ErrNotExist) {
+		return !read
+	}
+	return err == nil && read && fileSum(data) == sum
 }
 
 // errReadOnly: a change to a store opened to be read.

@@ -599,3 +599,63 @@ func TestExistingLeavesNoCopyOfAVersion1Store(t *testing.T) {
 	}
 	assertV1State(t, s, want)
 }
+
+// TestExistingReadsAVersion1StoreThatCompacts: store migrate reads a
+// version 1 store while provisioner 0.1 still serves from it (a
+// rehearsal). 0.1 takes no lock a reader can see, and compacts by putting
+// a new snapshot.json in place, then an empty journal: a read that took
+// the old snapshot.json and then that empty journal held neither what
+// the old journal held nor any error.
+func TestExistingReadsAVersion1StoreThatCompacts(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	ks, err := keystore.Open(dir, keystore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(ks *keystore.DirStore, a provision.Account) {
+		t.Helper()
+		if err := ks.PutAccount(ctx, keystore.Account{Name: a.Name, PublicKey: a.PublicKey, IdentitySeed: keystore.Seed(a.IdentitySeed), SigningSeeds: []keystore.Seed{keystore.Seed(a.SigningKeys[0].Seed)}, JWT: a.JWT}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, second := newAccount(t, "first"), newAccount(t, "second")
+	put(ks, first)
+	ks.Close()
+	ks, err = keystore.Open(dir, keystore.Options{}) // snapshot.json holds first
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(ks, second) // in the journal only
+	ks.Close()
+
+	orig := loadHook
+	t.Cleanup(func() { loadHook = orig })
+	fired := false
+	loadHook = func(step string) {
+		if step != hookV1SnapshotRead || fired {
+			return
+		}
+		fired = true
+		// 0.1 compacts (its start folds the journal into snapshot.json).
+		ks, err := keystore.Open(dir, keystore.Options{})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		ks.Close()
+	}
+	s, err := Open(dir, Options{Existing: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeStore(t, s)
+	if !fired {
+		t.Fatal("the hook did not run")
+	}
+	for _, a := range []provision.Account{first, second} {
+		if got, err := s.AccountByName(ctx, a.Name); err != nil || got.PublicKey != a.PublicKey {
+			t.Errorf("account %q acknowledged by provisioner 0.1 before the read: %s, %v", a.Name, got.PublicKey, err)
+		}
+	}
+}

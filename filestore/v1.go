@@ -111,6 +111,7 @@ func (l *loader) loadV1(res *loaded, has map[string]bool) error {
 			accounts[sa.PublicKey] = e
 		}
 	}
+	loadHook(hookV1SnapshotRead)
 	if has[v1JournalFile] {
 		data, err := l.read(v1JournalFile)
 		if err != nil {
