@@ -2,16 +2,12 @@ package events_test
 
 import (
 	"context"
-	"log/slog"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/events"
-	"github.com/natsprov/provisioner/provtest"
 )
 
 // TestAuditStreamDeletedWhileAnswersWereLost: writes whose answers were
@@ -21,23 +17,7 @@ import (
 // again, never made the stream again as a failed write does, and every
 // event after was held until dropped.
 func TestAuditStreamDeletedWhileAnswersWereLost(t *testing.T) {
-	t.Cleanup(events.SetAuditTimeout(300 * time.Millisecond))
-	t.Cleanup(events.SetAuditDuplicates(time.Second))
-	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
-	sys := env.Connect(t, env.Init.ProvisionerCreds)
-	d := &deafDialer{}
-	svc := env.Connect(t, env.Init.ServiceCreds, nats.SetCustomDialer(d), nats.ReconnectBufSize(-1))
-	logs := &lossLog{}
-	pub := events.New(sys, "prov", slog.New(logs))
-	if err := pub.WithAudit(context.Background(), svc, 1); err != nil {
-		t.Fatal(err)
-	}
-	publishUsers(pub, 0, 1)
-	if err := pub.Flush(10 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	d.deaf.Store(true)
-	publishUsers(pub, 1, 3) // stored, their answers lost
+	env, svc, d, _, pub := answersLost(t)
 	time.Sleep(2 * time.Second)
 	js, err := jetstream.New(operatorConn(t, env))
 	if err != nil {

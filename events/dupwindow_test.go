@@ -50,14 +50,12 @@ func (d *deafDialer) Dial(network, address string) (net.Conn, error) {
 	return d.last, nil
 }
 
-// TestAuditRewriteAfterTheDuplicateWindowStoresOnce: an audit write is
-// stored but its answer is lost, and the writer tries it again for as
-// long as it takes. A retry made after the stream's duplicate window has
-// passed since the first copy is no longer recognised by its message id:
-// it was stored again, once per retry. The writer now looks whether the
-// stream holds the event before it writes an old one again. (The window
-// is cut to 1s here, the answer's wait to 300ms.)
-func TestAuditRewriteAfterTheDuplicateWindowStoresOnce(t *testing.T) {
+// answersLost starts a publisher whose audit stream has a duplicate window
+// of 1s (and an answer's wait of 300ms), writes event 0, then makes the
+// service connection deaf (d) and publishes events 1 and 2: stored, their
+// answers lost.
+func answersLost(t *testing.T) (*provtest.Env, *nats.Conn, *deafDialer, *lossLog, *events.Publisher) {
+	t.Helper()
 	t.Cleanup(events.SetAuditTimeout(300 * time.Millisecond))
 	t.Cleanup(events.SetAuditDuplicates(time.Second))
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
@@ -75,6 +73,18 @@ func TestAuditRewriteAfterTheDuplicateWindowStoresOnce(t *testing.T) {
 	}
 	d.deaf.Store(true)
 	publishUsers(pub, 1, 3) // stored, their answers lost
+	return env, svc, d, logs, pub
+}
+
+// TestAuditRewriteAfterTheDuplicateWindowStoresOnce: an audit write is
+// stored but its answer is lost, and the writer tries it again for as
+// long as it takes. A retry made after the stream's duplicate window has
+// passed since the first copy is no longer recognised by its message id:
+// it was stored again, once per retry. The writer now looks whether the
+// stream holds the event before it writes an old one again. (The window
+// is cut to 1s here, the answer's wait to 300ms.)
+func TestAuditRewriteAfterTheDuplicateWindowStoresOnce(t *testing.T) {
+	_, svc, d, logs, pub := answersLost(t)
 	time.Sleep(4 * time.Second)
 	d.deaf.Store(false)
 	d.mu.Lock()

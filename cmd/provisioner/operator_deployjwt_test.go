@@ -12,7 +12,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsprov/provisioner/bootstrap"
-	"github.com/natsprov/provisioner/provision"
 	"github.com/natsprov/provisioner/resolver"
 )
 
@@ -24,29 +23,7 @@ import (
 // removed. finish must give them the re-signed JWTs, as the preloads.
 func TestFinishRewritesDeployAccountJWTs(t *testing.T) {
 	ctx := context.Background()
-	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := startPair(t, res)
-	opJWT := filepath.Join(res.Dir, bootstrap.OperatorJWTFile)
-	identity := filepath.Join(res.Dir, bootstrap.OperatorIdentityKeyFile)
-	if _, _, err := runCmd(t, "operator", "add-signing-key", "--identity", identity, "--operator-jwt", opJWT); err != nil {
-		t.Fatal(err)
-	}
-	keys, _ := filepath.Glob(filepath.Join(res.Dir, "operator-signing-*.nk"))
-	if len(keys) != 1 {
-		t.Fatalf("add-signing-key wrote %v", keys)
-	}
-	for i := range 2 {
-		p.restart(t, i)
-		p.routed(t, res.ProvisionerCreds)
-	}
-	next, err := provision.LoadOperator(opJWT, keys[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer next.Signer.Wipe()
+	res, p, _, keyFile, next := newKeyTrusted(t)
 	nc, err := nats.Connect(p.urls(), nats.UserCredentials(res.ProvisionerCreds), nats.CustomInboxPrefix(bootstrap.ProvisionerInboxPrefix))
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +60,7 @@ func TestFinishRewritesDeployAccountJWTs(t *testing.T) {
 	raw, _ := os.ReadFile(res.Config)
 	var fields map[string]any
 	json.Unmarshal(raw, &fields)
-	fields["operator_signing_key_next"] = filepath.Base(keys[0])
+	fields["operator_signing_key_next"] = filepath.Base(keyFile)
 	fields["nats_url"] = p.urls()
 	raw, _ = json.MarshalIndent(fields, "", "  ")
 	if err := os.WriteFile(res.Config, raw, 0o644); err != nil {

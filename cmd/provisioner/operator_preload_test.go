@@ -17,7 +17,6 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/bootstrap"
-	"github.com/natsprov/provisioner/provision"
 	"github.com/natsprov/provisioner/resolver"
 )
 
@@ -30,29 +29,7 @@ import (
 // X: <nil>". Every preload must get the newest copy any server holds.
 func TestFinishPreloadsTheNewestCopy(t *testing.T) {
 	ctx := context.Background()
-	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := startPair(t, res)
-	opJWT := filepath.Join(res.Dir, bootstrap.OperatorJWTFile)
-	identity := filepath.Join(res.Dir, bootstrap.OperatorIdentityKeyFile)
-	if _, _, err := runCmd(t, "operator", "add-signing-key", "--identity", identity, "--operator-jwt", opJWT); err != nil {
-		t.Fatal(err)
-	}
-	keys, _ := filepath.Glob(filepath.Join(res.Dir, "operator-signing-*.nk"))
-	if len(keys) != 1 {
-		t.Fatalf("add-signing-key wrote %v", keys)
-	}
-	for i := range 2 {
-		p.restart(t, i)
-		p.routed(t, res.ProvisionerCreds)
-	}
-	next, err := provision.LoadOperator(opJWT, keys[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer next.Signer.Wipe()
+	res, p, opJWT, keyFile, next := newKeyTrusted(t)
 
 	connect := func(url string) *nats.Conn {
 		t.Helper()
@@ -137,7 +114,7 @@ func TestFinishPreloadsTheNewestCopy(t *testing.T) {
 	raw, _ := os.ReadFile(res.Config)
 	var fields map[string]any
 	json.Unmarshal(raw, &fields)
-	fields["operator_signing_key_next"] = filepath.Base(keys[0])
+	fields["operator_signing_key_next"] = filepath.Base(keyFile)
 	fields["nats_url"] = n2
 	raw, _ = json.MarshalIndent(fields, "", "  ")
 	if err := os.WriteFile(res.Config, raw, 0o644); err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/config"
 	"github.com/natsprov/provisioner/natsembed"
+	"github.com/natsprov/provisioner/provision"
 	"github.com/natsprov/provisioner/provtest"
 	"github.com/natsprov/provisioner/service"
 )
@@ -28,6 +29,37 @@ type pair struct {
 	confs [2]string
 	ports [2]int
 	srv   [2]*natsembed.Server
+}
+
+// newKeyTrusted makes a file deployment on a routed pair of servers, adds
+// a new operator signing key (step 1 of the rotation: opJWT lists it,
+// keyFile holds its seed) and restarts both servers with it (step 2): what
+// the finish tests start from.
+func newKeyTrusted(t *testing.T) (res *bootstrap.Result, p *pair, opJWT, keyFile string, next *provision.Operator) {
+	t.Helper()
+	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p = startPair(t, res)
+	opJWT = filepath.Join(res.Dir, bootstrap.OperatorJWTFile)
+	identity := filepath.Join(res.Dir, bootstrap.OperatorIdentityKeyFile)
+	if _, _, err := runCmd(t, "operator", "add-signing-key", "--identity", identity, "--operator-jwt", opJWT); err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := filepath.Glob(filepath.Join(res.Dir, "operator-signing-*.nk"))
+	if len(keys) != 1 {
+		t.Fatalf("add-signing-key wrote %v", keys)
+	}
+	for i := range 2 {
+		p.restart(t, i)
+		p.routed(t, res.ProvisionerCreds)
+	}
+	if next, err = provision.LoadOperator(opJWT, keys[0]); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(next.Signer.Wipe)
+	return res, p, opJWT, keys[0], next
 }
 
 func startPair(t *testing.T, res *bootstrap.Result) *pair {
