@@ -145,11 +145,13 @@ func runOperatorAdd(_ context.Context, args []string, stdout, stderr io.Writer) 
 
 func runOperatorRemove(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd := newCommand("operator remove-signing-key", "offline: remove a signing key from the operator JWT",
-		"provisioner operator remove-signing-key --identity FILE --operator-jwt FILE --key PUBLIC-KEY",
+		"provisioner operator remove-signing-key --identity FILE --operator-jwt FILE --key PUBLIC-KEY [--config FILE ...]",
 		"provisioner operator remove-signing-key --identity OFFLINE-identity-keys/operator-identity.nk --operator-jwt deploy/operator.jwt --key OD...")
 	identity := cmd.String("identity", "", "the operator identity key (`FILE`, a seed)")
 	jwtPath := cmd.String("operator-jwt", "", "the operator JWT `FILE` to change (the old one is kept as FILE.prev)")
 	key := cmd.String("key", "", "the public `KEY` of the signing key to remove (O...)")
+	var configs stringList
+	cmd.Var(&configs, "config", "a provisioner config `FILE` whose operator_signing_key and operator_signing_key_next must stay (default: config.json beside the operator JWT, if it names that JWT); repeat for more")
 	if err := cmd.parse(args, stdout, stderr); err != nil {
 		return err
 	}
@@ -167,12 +169,63 @@ func runOperatorRemove(_ context.Context, args []string, stdout, stderr io.Write
 	if len(oc.SigningKeys) == 1 {
 		return fmt.Errorf("operator remove-signing-key: %s is the operator's only signing key; add its successor first", *key)
 	}
+	// A key a provisioner signs with, or is about to: once the servers run
+	// the JWT without it, every account it signed stops working. A slip of
+	// --key (the new key, or the old one before finish) did that.
+	if len(configs) == 0 {
+		beside := filepath.Join(filepath.Dir(*jwtPath), "config.json")
+		if cfg, err := config.Load(beside); err == nil && sameFile(cfg.OperatorJWT, *jwtPath) {
+			configs = append(configs, beside)
+		}
+	}
+	for _, path := range configs {
+		cfg, err := config.Load(path)
+		if err != nil {
+			return err
+		}
+		for _, f := range []struct{ field, file string }{{"operator_signing_key", cfg.OperatorSigningKey}, {"operator_signing_key_next", cfg.OperatorSigningKeyNext}} {
+			if f.file == "" {
+				continue
+			}
+			pub, err := seedFilePublicKey(f.file)
+			if err != nil {
+				return fmt.Errorf("operator remove-signing-key: %s %s: %w", path, f.field, err)
+			}
+			if pub == *key {
+				return fmt.Errorf("operator remove-signing-key: %s signs with %s (its %s, %s): the servers running an operator JWT without it could use no account it signed; finish the rotation (README \"Rotating the operator signing key\") and remove the other key", path, *key, f.field, f.file)
+			}
+		}
+	}
 	oc.SigningKeys = slices.DeleteFunc(oc.SigningKeys, func(k string) bool { return k == *key })
 	if err := writeOperator(*jwtPath, oc, id); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "Removed signing key %s from operator %s (%s). Give every nats-server this operator JWT and restart them one at a time.\n", *key, oc.Subject, *jwtPath)
 	return nil
+}
+
+// seedFilePublicKey returns the public key of the nkey seed in file.
+func seedFilePublicKey(file string) (string, error) {
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return "", err
+	}
+	kp, err := jwt.ParseDecoratedNKey(raw)
+	if err != nil {
+		return "", fmt.Errorf("%s holds no nkey seed", file)
+	}
+	defer kp.Wipe()
+	return kp.PublicKey()
+}
+
+// sameFile tells whether a and b name one existing file.
+func sameFile(a, b string) bool {
+	fa, err := os.Stat(a)
+	if err != nil {
+		return false
+	}
+	fb, err := os.Stat(b)
+	return err == nil && os.SameFile(fa, fb)
 }
 
 // preloadEntry matches one account of a resolver_preload block as
