@@ -128,12 +128,25 @@ func Check(dir string, key *seal.Key) (Report, error) {
 // a file read is gone), which looks like damage the store does not have.
 // Check and Salvage both read through it: a salvage that took such a read
 // for the store would copy the old snapshot without the records beside
-// it, and report damage that a person would then act on.
+// it, and report damage that a person would then act on. A version 1
+// store is read again when its snapshot.json changed during the read, as
+// openRead does (v1ReadAgain).
 func checkSettled(dir string, key *seal.Key) (Report, *loaded, error) {
 	for attempt := 0; ; attempt++ {
 		rep, res, err := check(dir, key)
+		if err == nil {
+			// A version 1 store that provisioner 0.1 serves shows no
+			// owner (ownerRunning), and its compaction between the two
+			// reads looks like no damage at all: only what snapshot.json
+			// now holds tells.
+			if again, verr := v1ReadAgain(dir, res, attempt); verr != nil {
+				return rep, nil, verr
+			} else if again {
+				continue
+			}
+		}
 		pid, running := ownerRunning(dir)
-		if (err == nil && !rep.Damaged()) || !running || attempt == 2 {
+		if (err == nil && !rep.Damaged()) || !running || attempt >= 2 {
 			if running {
 				rep.Notes = append(rep.Notes, fmt.Sprintf("process %d has the store open: the check read it while it runs", pid))
 			}

@@ -330,17 +330,10 @@ func openRead(dir string, opts Options) (*Store, error) {
 		if err != nil {
 			return nil, err
 		}
-		if res.kind == formatV1 && !v1SnapshotAsRead(dir, res) {
-			// Provisioner 0.1 serving from the store takes no lock a
-			// reader sees, and compacts by putting a new snapshot.json in
-			// place, then an empty journal: the snapshot read and the
-			// journal read after it may be of two generations, which
-			// loses what the old journal held. Read again.
-			if attempt < 4 {
-				time.Sleep(50 * time.Millisecond)
-				continue
-			}
-			return nil, fmt.Errorf("filestore: %s: snapshot.json changed while it was read, again and again: a process (provisioner 0.1?) is writing the store; stop it and read it again", dir)
+		if again, err := v1ReadAgain(dir, res, attempt); err != nil {
+			return nil, err
+		} else if again {
+			continue
 		}
 		for _, n := range l.rep.Notes {
 			opts.Logger.Warn("filestore: " + n)
@@ -358,6 +351,25 @@ func openRead(dir string, opts Options) (*Store, error) {
 			pendUsers: map[string]int{},
 		}, nil
 	}
+}
+
+// v1ReadAgain reports whether a load that read a version 1 store must be
+// read again, after a pause: provisioner 0.1 serving from the store takes
+// no lock a reader sees, and compacts by putting a new snapshot.json in
+// place, then an empty journal, so the snapshot read and the journal read
+// after it may be of two generations, which loses what the old journal
+// held. After the fifth such load it fails, naming the writer. Every
+// reader of a store that does not take its lock (openRead, Check,
+// Salvage) goes through it.
+func v1ReadAgain(dir string, res *loaded, attempt int) (bool, error) {
+	if res.kind != formatV1 || v1SnapshotAsRead(dir, res) {
+		return false, nil
+	}
+	if attempt < 4 {
+		time.Sleep(50 * time.Millisecond)
+		return true, nil
+	}
+	return false, fmt.Errorf("filestore: %s: snapshot.json changed while it was read, again and again: a process (provisioner 0.1?) is writing the store; stop it and read it again", dir)
 }
 
 // v1SnapshotAsRead reports whether the version 1 store's snapshot.json is

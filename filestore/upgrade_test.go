@@ -600,13 +600,14 @@ func TestExistingLeavesNoCopyOfAVersion1Store(t *testing.T) {
 	assertV1State(t, s, want)
 }
 
-// TestExistingReadsAVersion1StoreThatCompacts: store migrate reads a
-// version 1 store while provisioner 0.1 still serves from it (a
-// rehearsal). 0.1 takes no lock a reader can see, and compacts by putting
-// a new snapshot.json in place, then an empty journal: a read that took
-// the old snapshot.json and then that empty journal held neither what
-// the old journal held nor any error.
-func TestExistingReadsAVersion1StoreThatCompacts(t *testing.T) {
+// compactingV1Store writes a version 1 store whose snapshot.json holds
+// one account and whose journal a second, and makes the first load that
+// reads its snapshot.json meet a compaction of provisioner 0.1 before it
+// reads the journal: 0.1 takes no lock a reader can see, and compacts by
+// putting a new snapshot.json in place, then an empty journal. It returns
+// the directory, the accounts 0.1 acknowledged, and whether the hook ran.
+func compactingV1Store(t *testing.T) (string, []provision.Account, *bool) {
+	t.Helper()
 	dir := t.TempDir()
 	ctx := context.Background()
 	ks, err := keystore.Open(dir, keystore.Options{})
@@ -631,12 +632,12 @@ func TestExistingReadsAVersion1StoreThatCompacts(t *testing.T) {
 
 	orig := loadHook
 	t.Cleanup(func() { loadHook = orig })
-	fired := false
+	fired := new(bool)
 	loadHook = func(step string) {
-		if step != hookV1SnapshotRead || fired {
+		if step != hookV1SnapshotRead || *fired {
 			return
 		}
-		fired = true
+		*fired = true
 		// 0.1 compacts (its start folds the journal into snapshot.json).
 		ks, err := keystore.Open(dir, keystore.Options{})
 		if err != nil {
@@ -645,17 +646,71 @@ func TestExistingReadsAVersion1StoreThatCompacts(t *testing.T) {
 		}
 		ks.Close()
 	}
+	return dir, []provision.Account{first, second}, fired
+}
+
+// TestExistingReadsAVersion1StoreThatCompacts: store migrate reads a
+// version 1 store while provisioner 0.1 still serves from it (a
+// rehearsal). A read that took the old snapshot.json and then the empty
+// journal of a compaction held neither what the old journal held nor any
+// error.
+func TestExistingReadsAVersion1StoreThatCompacts(t *testing.T) {
+	ctx := context.Background()
+	dir, want, fired := compactingV1Store(t)
 	s, err := Open(dir, Options{Existing: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer closeStore(t, s)
-	if !fired {
+	if !*fired {
 		t.Fatal("the hook did not run")
 	}
-	for _, a := range []provision.Account{first, second} {
+	for _, a := range want {
 		if got, err := s.AccountByName(ctx, a.Name); err != nil || got.PublicKey != a.PublicKey {
 			t.Errorf("account %q acknowledged by provisioner 0.1 before the read: %s, %v", a.Name, got.PublicKey, err)
 		}
+	}
+}
+
+// TestCheckAndSalvageReadAVersion1StoreThatCompacts: store check and
+// store salvage of a version 1 store that provisioner 0.1 serves meet the
+// same compaction as the read above: Check may not count the old
+// snapshot.json without the records of the old journal, with no damage
+// reported, nor Salvage copy the store without them.
+func TestCheckAndSalvageReadAVersion1StoreThatCompacts(t *testing.T) {
+	for _, salvage := range []bool{false, true} {
+		t.Run(map[bool]string{false: "Check", true: "Salvage"}[salvage], func(t *testing.T) {
+			ctx := context.Background()
+			dir, want, fired := compactingV1Store(t)
+			var rep Report
+			var err error
+			to := filepath.Join(t.TempDir(), "salvaged")
+			if salvage {
+				rep, err = Salvage(dir, to, nil)
+			} else {
+				rep, err = Check(dir, nil)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !*fired {
+				t.Fatal("the hook did not run")
+			}
+			if rep.Damaged() {
+				t.Errorf("damage reported in a store that has none: %+v", rep.Damage)
+			}
+			if n := rep.Accounts[provision.PhaseLive]; n != len(want) {
+				t.Errorf("the report counts %d accounts, provisioner 0.1 acknowledged %d", n, len(want))
+			}
+			if !salvage {
+				return
+			}
+			c := open(t, to, Options{})
+			for _, a := range want {
+				if got, err := c.AccountByName(ctx, a.Name); err != nil || got.PublicKey != a.PublicKey {
+					t.Errorf("account %q acknowledged by provisioner 0.1 before the salvage, not in the copy: %s, %v", a.Name, got.PublicKey, err)
+				}
+			}
+		})
 	}
 }
