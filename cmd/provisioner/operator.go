@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats-server/v2/conf"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
@@ -232,13 +233,33 @@ func sameFile(a, b string) bool {
 // bootstrap.ServerConf renders it: `  ACCOUNT: "JWT"`.
 var preloadEntry = regexp.MustCompile(`(?m)^(\s*)(A[A-Z2-7]{55})\s*:\s*"([^"]*)"`)
 
-// serverNameEntry matches a nats-server config's server_name, as
-// bootstrap.ServerConf renders it (`server_name: "n1"`) or as written by
-// hand (`server_name = n1`).
-var serverNameEntry = regexp.MustCompile(`(?m)^[ \t]*server_name[ \t]*[:=]?[ \t]*"?([^"\s#;,]+)"?`)
-
-// clusterBlock matches a nats-server config's cluster block.
-var clusterBlock = regexp.MustCompile(`(?m)^[ \t]*cluster[ \t]*[:=]?[ \t]*\{`)
+// clusterServerName is the server_name of the nats-server config in
+// file when it has a cluster block, and "" otherwise. The config is read
+// with the server's own parser, as the server reads it: a block's brace on
+// the next line, quoted names, variables (from the config or the
+// environment), included files, keys in any case. (Regular expressions
+// took one way of writing them: a block written otherwise left its server
+// not required, and a variable was taken for the name.)
+func clusterServerName(file string) (string, error) {
+	m, err := conf.ParseFile(file)
+	if err != nil {
+		return "", fmt.Errorf("operator finish: read %s as nats-server does: %w", file, err)
+	}
+	var name string
+	cluster := false
+	for k, v := range m {
+		switch strings.ToLower(k) { // as the server matches them
+		case "server_name":
+			name, _ = v.(string)
+		case "cluster":
+			_, cluster = v.(map[string]any)
+		}
+	}
+	if !cluster {
+		return "", nil
+	}
+	return name, nil
+}
 
 func runOperatorFinish(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd := newCommand("operator finish", "after prov.operator.rotate: make the new key the config's, and update the servers' preloads",
@@ -264,12 +285,12 @@ func runOperatorFinish(ctx context.Context, args []string, stdout, stderr io.Wri
 	// nats-server.conf beside the container ones), not reached here.
 	need := map[string]string{}
 	for _, conf := range confs {
-		data, err := os.ReadFile(conf)
+		name, err := clusterServerName(conf)
 		if err != nil {
 			return err
 		}
-		if m := serverNameEntry.FindSubmatch(data); m != nil && clusterBlock.Match(data) {
-			need[string(m[1])] = conf
+		if name != "" {
+			need[name] = conf
 		}
 	}
 	nc, err := nats.Connect(cfg.NATSURL, nats.UserCredentials(cfg.NATSCreds), nats.CustomInboxPrefix(bootstrap.ProvisionerInboxPrefix))

@@ -4,8 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/config"
@@ -57,5 +60,99 @@ func TestFinishNeedsTheServersItIsGiven(t *testing.T) {
 	}
 	if !strings.Contains(out, fmt.Sprintf("checked 2 servers: %s, %s", "n1", "n2")) {
 		t.Errorf("finish does not say which servers it checked:\n%s", out)
+	}
+}
+
+// TestFinishNeedsTheServersOfEveryConfigSyntax: finish requires the
+// server_name of every --server-conf with a cluster block. It found them
+// with regular expressions that took only one way of writing them, while
+// nats-server also takes a block's brace on the next line, a quoted or
+// variable server_name, and a cluster block in an included file: n2's
+// config written so made n2 not required (finish passed while n2 was
+// down, n2's old-key copies to come back), and a name taken as written
+// ($N2) made finish refuse for a server that does not exist. Each config
+// here is checked to be read by nats-server as n2 with a cluster block.
+func TestFinishNeedsTheServersOfEveryConfigSyntax(t *testing.T) {
+	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startPair(t, res)
+	raw, _ := os.ReadFile(res.Config)
+	var fields map[string]any
+	json.Unmarshal(raw, &fields)
+	fields["operator_signing_key_next"] = fields["operator_signing_key"]
+	fields["nats_url"] = p.urls()
+	cfgRaw, _ := json.MarshalIndent(fields, "", "  ")
+	n2Raw, err := os.ReadFile(p.confs[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	n2 := string(n2Raw)
+	const name, cluster = `server_name: "n2"`, "cluster {"
+	if !strings.Contains(n2, name) || !strings.Contains(n2, cluster) {
+		t.Fatalf("n2's config is not as the test expects:\n%s", n2)
+	}
+	t.Setenv("PROV_TEST_N2", "n2")
+	dir := t.TempDir()
+	syntaxes := []struct {
+		name string
+		conf string
+	}{
+		{"brace on the next line", strings.Replace(n2, cluster, "cluster\n{", 1)},
+		{"cluster colon", strings.Replace(n2, cluster, "cluster: {", 1)},
+		{"cluster equals", strings.Replace(n2, cluster, "cluster = {", 1)},
+		{"upper case keys", strings.Replace(strings.Replace(n2, cluster, "Cluster {", 1), name, `SERVER_NAME: "n2"`, 1)},
+		{"single-quoted name", strings.Replace(n2, name, "server_name: 'n2'", 1)},
+		{"variable name", "N2 = n2\n" + strings.Replace(n2, name, "server_name: $N2", 1)},
+		{"environment variable name", strings.Replace(n2, name, "server_name: $PROV_TEST_N2", 1)},
+		{"included cluster block", func() string {
+			i, j := strings.Index(n2, cluster), strings.Index(n2, "\n}\n")
+			if err := os.WriteFile(filepath.Join(dir, "cluster.conf"), []byte(n2[i:j+3]), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return n2[:i] + "include ./cluster.conf\n" + n2[j+3:]
+		}()},
+	}
+	var files []string
+	for i, s := range syntaxes {
+		file := filepath.Join(dir, fmt.Sprintf("n2-%d.conf", i))
+		if err := os.WriteFile(file, []byte(s.conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		opts, err := server.ProcessConfigFile(file)
+		if err != nil || opts.ServerName != "n2" || opts.Cluster.Name != "rotation" {
+			t.Fatalf("%s: nats-server does not read n2 with its cluster block from\n%s\n(%v)", s.name, s.conf, err)
+		}
+		files = append(files, file)
+	}
+
+	p.srv[1].Stop()
+	for i, s := range syntaxes {
+		t.Run(s.name+", n2 down", func(t *testing.T) {
+			if err := os.WriteFile(res.Config, cfgRaw, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, _, err := runCmd(t, "operator", "finish", "--config", res.Config, "--server-conf", p.confs[0], "--server-conf", files[i])
+			if err == nil || !strings.Contains(err.Error(), "server n2 (") {
+				t.Fatalf("finish while n2 is down: %v; want a refusal naming n2", err)
+			}
+		})
+	}
+	p.start(t, 1)
+	p.routed(t, res.ProvisionerCreds)
+	for i, s := range syntaxes {
+		t.Run(s.name+", n2 up", func(t *testing.T) {
+			if err := os.WriteFile(res.Config, cfgRaw, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			out, _, err := runCmd(t, "operator", "finish", "--config", res.Config, "--server-conf", p.confs[0], "--server-conf", files[i])
+			if err != nil {
+				t.Fatalf("finish with n2 up: %v", err)
+			}
+			if !strings.Contains(out, "checked 2 servers: n1, n2") {
+				t.Errorf("finish does not say it checked both servers:\n%s", out)
+			}
+		})
 	}
 }
