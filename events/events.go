@@ -79,9 +79,11 @@ type Publisher struct {
 	// batches counts the atomic batches stored, for tests.
 	batches atomic.Int64
 	// dupWindow is the audit stream's duplicate window, and startSeq its
-	// last sequence when the writer started (see storedAfter).
+	// last sequence when the writer started, in the stream made at
+	// startOf (see storedAfter).
 	dupWindow time.Duration
 	startSeq  uint64
+	startOf   time.Time
 }
 
 // auditTimeout bounds the wait for the answer to one audit write (a
@@ -206,6 +208,7 @@ func (p *Publisher) WithAudit(ctx context.Context, svc *nats.Conn, replicas int)
 	// replicas it stages in memory: 380-420 µs against 490-520 µs.
 	cfg := stream.CachedInfo().Config
 	p.dupWindow, p.startSeq = cfg.Duplicates, stream.CachedInfo().State.LastSeq
+	p.startOf = stream.CachedInfo().Created
 	p.allowAtomic.Store(cfg.AllowAtomicPublish && cfg.Replicas > 1)
 	p.signal = make(chan struct{}, 1)
 	p.stop = make(chan struct{})
@@ -386,8 +389,12 @@ func (p *Publisher) writer(ctx context.Context) {
 	// tried again once the stream's duplicate window has passed since
 	// its first copy is not recognised by its message id and is stored
 	// again, so that the writer first looks for them (storedAfter).
+	// lastOf is when the stream lastSeq counts in was made: one deleted
+	// and made again (by an operator, this writer or another instance)
+	// counts from 1 again, and looked at from the old lastSeq, it held
+	// none of the writes it stored, which were stored again.
 	var since time.Time
-	lastSeq := p.startSeq
+	lastSeq, lastOf := p.startSeq, p.startOf
 	maybe := 0 // events at the head of the queue sent since without an answer
 	for {
 		p.mu.Lock()
@@ -452,7 +459,7 @@ func (p *Publisher) writer(ctx context.Context) {
 		// path costs nothing more.
 		if !since.IsZero() && p.dupWindow > 0 && time.Since(since) >= p.dupWindow-p.dupWindow/4 {
 			checked := time.Now()
-			held, err := p.storedAfter(ctx, lastSeq, window)
+			held, made, err := p.storedAfter(ctx, lastSeq, lastOf, window)
 			if err != nil {
 				failures++
 				select {
@@ -464,6 +471,11 @@ func (p *Publisher) writer(ctx context.Context) {
 			// What is not held now was not stored: a copy written from
 			// here is the first the window counts from.
 			since = checked
+			if !made.Equal(lastOf) {
+				// Another stream than lastSeq's: its answers count
+				// from its start.
+				lastSeq, lastOf = 0, made
+			}
 			if len(held) > 0 {
 				p.mu.Lock()
 				p.queue = slices.DeleteFunc(p.queue, func(m *nats.Msg) bool { return held[m.Header.Get(jetstream.MsgIDHeader)] })
@@ -633,8 +645,11 @@ func (p *Publisher) write(ctx context.Context, window []*nats.Msg, singles bool)
 
 // storedAfter returns the message ids of the events of window that the
 // audit stream holds after the sequence after (a lower bound of where a
-// write without an answer can be), read as headers only.
-func (p *Publisher) storedAfter(ctx context.Context, after uint64, window []*nats.Msg) (map[string]bool, error) {
+// write without an answer can be) of the stream made at of, read as
+// headers only, and when the stream it read was made (zero: none). A
+// stream made at another time (deleted and made again since) is read
+// from its start: its sequences started at 1 again.
+func (p *Publisher) storedAfter(ctx context.Context, after uint64, of time.Time, window []*nats.Msg) (map[string]bool, time.Time, error) {
 	ctx, cancel := context.WithTimeout(ctx, auditTimeout)
 	defer cancel()
 	want := make(map[string]bool, len(window))
@@ -647,13 +662,17 @@ func (p *Publisher) storedAfter(ctx context.Context, after uint64, window []*nat
 		// Gone (an operator deleted it): it holds none of them, and the
 		// write that follows makes it again (recreate). Taken for a
 		// failure, the writer looked again forever and never wrote.
-		return held, nil
+		return held, time.Time{}, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
+	}
+	made := stream.CachedInfo().Created
+	if !made.Equal(of) {
+		after = 0
 	}
 	if stream.CachedInfo().State.LastSeq <= after {
-		return held, nil
+		return held, made, nil
 	}
 	cons, err := stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
 		FilterSubject:     p.prefix + ".audit.>",
@@ -666,7 +685,7 @@ func (p *Publisher) storedAfter(ctx context.Context, after uint64, window []*nat
 		InactiveThreshold: 5 * time.Second,
 	})
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	defer func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -679,7 +698,7 @@ func (p *Publisher) storedAfter(ctx context.Context, after uint64, window []*nat
 	for pending := total > 0; pending; {
 		batch, err := cons.FetchNoWait(1000)
 		if err != nil {
-			return nil, err
+			return nil, time.Time{}, err
 		}
 		n := 0
 		for m := range batch.Messages() {
@@ -693,16 +712,16 @@ func (p *Publisher) storedAfter(ctx context.Context, after uint64, window []*nat
 			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-			return nil, err
+			return nil, time.Time{}, err
 		}
 		if n == 0 {
 			if seen < total {
-				return nil, fmt.Errorf("events: audit stream: %d of %d events read after sequence %d", seen, total, after)
+				return nil, time.Time{}, fmt.Errorf("events: audit stream: %d of %d events read after sequence %d", seen, total, after)
 			}
 			pending = false
 		}
 	}
-	return held, nil
+	return held, made, nil
 }
 
 // logDropped logs how many events were dropped, the queue full, since it
