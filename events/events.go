@@ -396,6 +396,10 @@ func (p *Publisher) writer(ctx context.Context) {
 	var since time.Time
 	lastSeq, lastOf := p.startSeq, p.startOf
 	maybe := 0 // events at the head of the queue sent since without an answer
+	// lookFailed: the look for them failed since it last succeeded
+	// (logged once: retried silently, the writer held every audit write
+	// and an operator saw why only once events were dropped).
+	lookFailed := false
 	for {
 		p.mu.Lock()
 		n, closed := len(p.queue), p.closed
@@ -461,12 +465,20 @@ func (p *Publisher) writer(ctx context.Context) {
 			checked := time.Now()
 			held, made, err := p.storedAfter(ctx, lastSeq, lastOf, window)
 			if err != nil {
+				if !lookFailed {
+					lookFailed = true
+					p.log.Warn("audit writes held: could not look in the audit stream for writes whose answers were lost past its duplicate window (written again unseen, they could be stored twice); trying again", "stream", StreamName, "waiting", n, "error", err)
+				}
 				failures++
 				select {
 				case <-time.After(min(time.Duration(failures)*200*time.Millisecond, auditMaxBackoff)):
 				case <-ctx.Done():
 				}
 				continue
+			}
+			if lookFailed {
+				lookFailed = false
+				p.log.Info("audit writes resumed: the audit stream answered the look for writes whose answers were lost", "stream", StreamName)
 			}
 			// What is not held now was not stored: a copy written from
 			// here is the first the window counts from.

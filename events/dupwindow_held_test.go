@@ -1,0 +1,82 @@
+package events_test
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/events"
+	"github.com/natsprov/provisioner/provtest"
+)
+
+// warnLog records the messages a publisher logs at level Warn and above.
+type warnLog struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (h *warnLog) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+func (h *warnLog) WithAttrs([]slog.Attr) slog.Handler           { return h }
+func (h *warnLog) WithGroup(string) slog.Handler                { return h }
+func (h *warnLog) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.msgs = append(h.msgs, r.Message)
+	return nil
+}
+
+func (h *warnLog) count(sub string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, m := range h.msgs {
+		if strings.Contains(m, sub) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestAuditHeldWhileTheLookFails: writes whose answers were lost wait past
+// the duplicate window's check, and the stream does not answer the look
+// for them (storedAfter) for seconds. The writer tried it again and again
+// and said nothing: an operator saw no reason why audit writes were held
+// (only, later, the events dropped). It now logs it once for the outage,
+// not once per attempt.
+func TestAuditHeldWhileTheLookFails(t *testing.T) {
+	t.Cleanup(events.SetAuditTimeout(300 * time.Millisecond))
+	t.Cleanup(events.SetAuditDuplicates(time.Second))
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	sys := env.Connect(t, env.Init.ProvisionerCreds)
+	d := &deafDialer{}
+	svc := env.Connect(t, env.Init.ServiceCreds, nats.SetCustomDialer(d), nats.ReconnectBufSize(-1))
+	logs := &warnLog{}
+	pub := events.New(sys, "prov", slog.New(logs))
+	if err := pub.WithAudit(context.Background(), svc, 1); err != nil {
+		t.Fatal(err)
+	}
+	publishUsers(pub, 0, 1)
+	if err := pub.Flush(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	d.deaf.Store(true)
+	publishUsers(pub, 1, 3) // stored, their answers lost
+	time.Sleep(4 * time.Second) // the look fails several times
+	if n := logs.count("held"); n != 1 {
+		t.Fatalf("the writer logged %d times that audit writes are held while the look failed, want once: %q", n, logs.msgs)
+	}
+	d.deaf.Store(false)
+	d.mu.Lock()
+	d.last.Close() // nats.go reconnects, and the look is answered
+	d.mu.Unlock()
+	if err := pub.Flush(20 * time.Second); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	storedOnceInOrder(t, svc, 3)
+}
