@@ -66,7 +66,7 @@ func TestAuditHeldWhileTheLookFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.deaf.Store(true)
-	publishUsers(pub, 1, 3) // stored, their answers lost
+	publishUsers(pub, 1, 3)     // stored, their answers lost
 	time.Sleep(4 * time.Second) // the look fails several times
 	if n := logs.count("held"); n != 1 {
 		t.Fatalf("the writer logged %d times that audit writes are held while the look failed, want once: %q", n, logs.msgs)
