@@ -240,17 +240,50 @@ var preloadEntry = regexp.MustCompile(`(?m)^(\s*)(A[A-Z2-7]{55})\s*:\s*"([^"]*)"
 // environment), included files, keys in any case. (Regular expressions
 // took one way of writing them: a block written otherwise left its server
 // not required, and a variable was taken for the name.)
+//
+// A variable that only the server's environment sets (a route password,
+// say) is read as a placeholder: finish stopped on it, and the only way
+// on was to put the server's secrets into the operator's shell. Only a
+// server_name or cluster block taken from one is refused, naming it.
 func clusterServerName(file string) (string, error) {
-	m, err := conf.ParseFile(file)
-	if err != nil {
-		return "", fmt.Errorf("operator finish: read %s as nats-server does: %w", file, err)
+	placeholders := map[string]string{} // value to variable
+	defer func() {
+		for _, v := range placeholders {
+			os.Unsetenv(v)
+		}
+	}()
+	var m map[string]any
+	for {
+		var err error
+		m, err = conf.ParseFile(file)
+		if err == nil {
+			break
+		}
+		sub := unsetVariable.FindStringSubmatch(err.Error())
+		if sub == nil || len(placeholders) >= 100 {
+			return "", fmt.Errorf("operator finish: read %s as nats-server does: %w", file, err)
+		}
+		if _, set := os.LookupEnv(sub[1]); set {
+			return "", fmt.Errorf("operator finish: read %s as nats-server does: %w", file, err)
+		}
+		value := fmt.Sprintf("<%s unset>", sub[1])
+		if err := os.Setenv(sub[1], strconv.Quote(value)); err != nil {
+			return "", fmt.Errorf("operator finish: read %s as nats-server does: %w", file, err)
+		}
+		placeholders[value] = sub[1]
 	}
 	var name string
 	cluster := false
 	for k, v := range m {
+		s, _ := v.(string)
+		if env, ok := placeholders[s]; ok && s != "" {
+			if lk := strings.ToLower(k); lk == "server_name" || lk == "cluster" {
+				return "", fmt.Errorf("operator finish: %s takes its %s from $%s, which this environment does not set: set %s as the server's environment does, and run operator finish again", file, lk, env, env)
+			}
+		}
 		switch strings.ToLower(k) { // as the server matches them
 		case "server_name":
-			name, _ = v.(string)
+			name = s
 		case "cluster":
 			_, cluster = v.(map[string]any)
 		}
@@ -260,6 +293,10 @@ func clusterServerName(file string) (string, error) {
 	}
 	return name, nil
 }
+
+// unsetVariable matches conf.ParseFile's error for a variable that
+// neither the config nor the environment sets.
+var unsetVariable = regexp.MustCompile(`variable reference for '([^']+)' on line \d+ can not be found`)
 
 func runOperatorFinish(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd := newCommand("operator finish", "after prov.operator.rotate: make the new key the config's, and update the servers' preloads",

@@ -156,3 +156,77 @@ func TestFinishNeedsTheServersOfEveryConfigSyntax(t *testing.T) {
 		})
 	}
 }
+
+// TestFinishReadsConfigsWithTheServersVariables: nats-server configs take
+// secrets from the server's environment (a route password $ROUTE_PASS),
+// which the shell an operator runs finish from does not have. finish
+// read each --server-conf with nats-server's parser only for server_name
+// and the cluster block, and stopped on the first variable it could not
+// find, one that says nothing of either: the only way on was to put the
+// server's secrets into that shell. Such a variable must not stop it (n2
+// down is still found, and n2 up passes); a server_name that is such a
+// variable must be refused naming the variable to set.
+func TestFinishReadsConfigsWithTheServersVariables(t *testing.T) {
+	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startPair(t, res)
+	raw, _ := os.ReadFile(res.Config)
+	var fields map[string]any
+	json.Unmarshal(raw, &fields)
+	fields["operator_signing_key_next"] = fields["operator_signing_key"]
+	fields["nats_url"] = p.urls()
+	cfgRaw, _ := json.MarshalIndent(fields, "", "  ")
+	n2Raw, err := os.ReadFile(p.confs[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	n2 := string(n2Raw)
+	const name, cluster = `server_name: "n2"`, "cluster {"
+	if !strings.Contains(n2, name) || !strings.Contains(n2, cluster) {
+		t.Fatalf("n2's config is not as the test expects:\n%s", n2)
+	}
+	const secret, nameVar = "PROV_TEST_ROUTE_PASS_UNSET", "PROV_TEST_N2_UNSET"
+	for _, v := range []string{secret, nameVar} {
+		if _, ok := os.LookupEnv(v); ok {
+			t.Fatalf("%s is set", v)
+		}
+	}
+	dir := t.TempDir()
+	withSecret := filepath.Join(dir, "n2-secret.conf")
+	if err := os.WriteFile(withSecret, []byte(strings.Replace(n2, cluster, cluster+"\n  authorization { user: route, password: $"+secret+" }", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	nameFromEnv := filepath.Join(dir, "n2-name.conf")
+	if err := os.WriteFile(nameFromEnv, []byte(strings.Replace(n2, name, "server_name: $"+nameVar, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	finish := func(conf string) (string, error) {
+		if err := os.WriteFile(res.Config, cfgRaw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, _, err := runCmd(t, "operator", "finish", "--config", res.Config, "--server-conf", p.confs[0], "--server-conf", conf)
+		return out, err
+	}
+
+	p.srv[1].Stop()
+	if _, err := finish(withSecret); err == nil || !strings.Contains(err.Error(), "server n2 (") {
+		t.Fatalf("finish while n2 is down, its config using a variable of the server's environment: %v; want a refusal naming n2", err)
+	}
+	if _, err := finish(nameFromEnv); err == nil || !strings.Contains(err.Error(), nameVar) || !strings.Contains(err.Error(), "server_name") {
+		t.Fatalf("finish with n2's server_name from a variable this environment lacks: %v; want a refusal naming %s", err, nameVar)
+	}
+	if _, ok := os.LookupEnv(secret); ok {
+		t.Fatalf("finish left %s set in its environment", secret)
+	}
+	p.start(t, 1)
+	p.routed(t, res.ProvisionerCreds)
+	out, err := finish(withSecret)
+	if err != nil {
+		t.Fatalf("finish with n2 up, its config using a variable of the server's environment: %v", err)
+	}
+	if !strings.Contains(out, "checked 2 servers: n1, n2") {
+		t.Errorf("finish does not say it checked both servers:\n%s", out)
+	}
+}
