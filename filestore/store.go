@@ -218,10 +218,26 @@ func Open(dir string, opts Options) (*Store, error) {
 // start loads the directory, finishes what a crash cut short, and returns
 // the journal to go on with.
 func (s *Store) start(prevLock lockState) (*journal, error) {
-	l := &loader{dir: s.dir, key: s.key, strict: true, rep: &Report{}, lock: prevLock}
-	res, err := l.load()
-	if err != nil {
-		return nil, err
+	// A version 1 store is read again when provisioner 0.1, which takes no
+	// lock this one sees, compacted it during the read (v1ReadAgain): the
+	// upgrade of such a read held the old snapshot.json with the new empty
+	// journal, losing what the old journal held, and renamed the files
+	// that held it out of the way.
+	var l *loader
+	var res *loaded
+	var err error
+	for attempt := 0; ; attempt++ {
+		l = &loader{dir: s.dir, key: s.key, strict: true, rep: &Report{}, lock: prevLock}
+		if res, err = l.load(); err != nil {
+			return nil, err
+		}
+		again, err := v1ReadAgain(s.dir, res, attempt)
+		if err != nil {
+			return nil, err
+		}
+		if !again {
+			break
+		}
 	}
 	if res.kind != formatNew {
 		// The directory holds a store: the lock file shows it before
@@ -360,7 +376,7 @@ func openRead(dir string, opts Options) (*Store, error) {
 // after it may be of two generations, which loses what the old journal
 // held. After the fifth such load it fails, naming the writer. Every
 // reader of a store that does not take its lock (openRead, Check,
-// Salvage) goes through it.
+// Salvage) goes through it, and so does the start that upgrades one.
 func v1ReadAgain(dir string, res *loaded, attempt int) (bool, error) {
 	if res.kind != formatV1 || v1SnapshotAsRead(dir, res) {
 		return false, nil

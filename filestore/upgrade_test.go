@@ -714,3 +714,25 @@ func TestCheckAndSalvageReadAVersion1StoreThatCompacts(t *testing.T) {
 		})
 	}
 }
+
+// TestUpgradeOfAVersion1StoreThatCompacts: a start of this version on the
+// directory of provisioner 0.1, still serving, meets the same compaction
+// as the reads above. The upgrade took the old snapshot.json and the new
+// empty journal, wrote a store without what the old journal held, and
+// renamed the version 1 files, which held it, out of the way.
+func TestUpgradeOfAVersion1StoreThatCompacts(t *testing.T) {
+	ctx := context.Background()
+	dir, want, fired := compactingV1Store(t)
+	s := open(t, dir, Options{})
+	if !*fired {
+		t.Fatal("the hook did not run")
+	}
+	closeStore(t, s)
+	s = open(t, dir, Options{})
+	defer closeStore(t, s)
+	for _, a := range want {
+		if got, err := s.AccountByName(ctx, a.Name); err != nil || got.PublicKey != a.PublicKey {
+			t.Errorf("account %q acknowledged by provisioner 0.1 before the upgrade, not in the upgraded store: %s, %v", a.Name, got.PublicKey, err)
+		}
+	}
+}
