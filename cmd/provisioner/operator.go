@@ -246,31 +246,9 @@ var preloadEntry = regexp.MustCompile(`(?m)^(\s*)(A[A-Z2-7]{55})\s*:\s*"([^"]*)"
 // on was to put the server's secrets into the operator's shell. Only a
 // server_name or cluster block taken from one is refused, naming it.
 func clusterServerName(file string) (string, error) {
-	placeholders := map[string]string{} // value to variable
-	defer func() {
-		for _, v := range placeholders {
-			os.Unsetenv(v)
-		}
-	}()
-	var m map[string]any
-	for {
-		var err error
-		m, err = conf.ParseFile(file)
-		if err == nil {
-			break
-		}
-		sub := unsetVariable.FindStringSubmatch(err.Error())
-		if sub == nil || len(placeholders) >= 100 {
-			return "", fmt.Errorf("operator finish: read %s as nats-server does: %w", file, err)
-		}
-		if _, set := os.LookupEnv(sub[1]); set {
-			return "", fmt.Errorf("operator finish: read %s as nats-server does: %w", file, err)
-		}
-		value := fmt.Sprintf("<%s unset>", sub[1])
-		if err := os.Setenv(sub[1], strconv.Quote(value)); err != nil {
-			return "", fmt.Errorf("operator finish: read %s as nats-server does: %w", file, err)
-		}
-		placeholders[value] = sub[1]
+	m, placeholders, err := readServerConf(file, conf.ParseFile)
+	if err != nil {
+		return "", err
 	}
 	var name string
 	cluster := false
@@ -292,6 +270,38 @@ func clusterServerName(file string) (string, error) {
 		return "", nil
 	}
 	return name, nil
+}
+
+// readServerConf reads a nats-server config file with parse (one of the
+// server's own parsers), each variable that neither the file nor this
+// environment sets read as a placeholder: it returns the config and the
+// placeholders it used (value to variable), so that a caller refuses what
+// it needs from one. The environment is left as it was.
+func readServerConf(file string, parse func(string) (map[string]any, error)) (map[string]any, map[string]string, error) {
+	placeholders := map[string]string{} // value to variable
+	defer func() {
+		for _, v := range placeholders {
+			os.Unsetenv(v)
+		}
+	}()
+	for {
+		m, err := parse(file)
+		if err == nil {
+			return m, placeholders, nil
+		}
+		sub := unsetVariable.FindStringSubmatch(err.Error())
+		if sub == nil || len(placeholders) >= 100 {
+			return nil, nil, fmt.Errorf("operator finish: read %s as nats-server does: %w", file, err)
+		}
+		if _, set := os.LookupEnv(sub[1]); set {
+			return nil, nil, fmt.Errorf("operator finish: read %s as nats-server does: %w", file, err)
+		}
+		value := fmt.Sprintf("<%s unset>", sub[1])
+		if err := os.Setenv(sub[1], strconv.Quote(value)); err != nil {
+			return nil, nil, fmt.Errorf("operator finish: read %s as nats-server does: %w", file, err)
+		}
+		placeholders[value] = sub[1]
+	}
 }
 
 // unsetVariable matches conf.ParseFile's error for a variable that
@@ -459,10 +469,16 @@ func allSignedBy(ctx context.Context, nc *nats.Conn, key string, need map[string
 // the newest of the servers' copies (allSignedBy's), and returns how many
 // it replaced. Not the first server's answer to a LOOKUP: that server may
 // hold none, or an older version (it was away through an update).
-func updatePreload(conf string, copies map[string][]string) (int, error) {
-	data, err := os.ReadFile(conf)
+func updatePreload(file string, copies map[string][]string) (int, error) {
+	data, err := os.ReadFile(file)
 	if err != nil {
 		return 0, err
+	}
+	// The line of each entry the rewrite takes, by account.
+	lines := map[string][]int{}
+	for _, ix := range preloadEntry.FindAllSubmatchIndex(data, -1) {
+		pub := string(data[ix[4]:ix[5]])
+		lines[pub] = append(lines[pub], 1+bytes.Count(data[:ix[6]], []byte("\n")))
 	}
 	n := 0
 	var failed error
@@ -474,7 +490,7 @@ func updatePreload(conf string, copies map[string][]string) (int, error) {
 			err = errors.New("no server holds it (push it to the servers, or take it out of resolver_preload)")
 		}
 		if err != nil {
-			failed = fmt.Errorf("%s: preloaded account %s: %w", conf, pub, err)
+			failed = fmt.Errorf("%s: preloaded account %s: %w", file, pub, err)
 			return m
 		}
 		n++
@@ -483,14 +499,55 @@ func updatePreload(conf string, copies map[string][]string) (int, error) {
 	if failed != nil {
 		return 0, failed
 	}
-	if bytes.Equal(out, data) {
-		return n, nil
-	}
-	st, err := os.Stat(conf)
+	// The accounts the server preloads from this file, and where each is
+	// written, as its own parser reads them: an entry written otherwise
+	// (`=`, single or no quotes, a quoted key) or kept in an included file
+	// was left as it was, its old-key JWT for the server to load once the
+	// old key is gone, and finish passed.
+	// A variable only the server's environment sets reads as a
+	// placeholder here too (clusterServerName): the preloads are written
+	// out, not taken from variables.
+	m, _, err := readServerConf(file, conf.ParseFileWithChecks)
 	if err != nil {
 		return 0, err
 	}
-	return n, safefile.Replace(conf, out, st.Mode().Perm())
+	type token interface {
+		Value() any
+		Line() int
+		SourceFile() string
+	}
+	for k, v := range m {
+		if strings.ToLower(k) != "resolver_preload" { // as the server matches it
+			continue
+		}
+		if tk, ok := v.(token); ok {
+			v = tk.Value()
+		}
+		preload, _ := v.(map[string]any)
+		for _, pub := range slices.Sorted(maps.Keys(preload)) {
+			tk, ok := preload[pub].(token)
+			if ok && sameFile(tk.SourceFile(), file) && slices.Contains(lines[pub], tk.Line()) {
+				continue // rewritten above
+			}
+			// Already the current JWT: there is nothing to rewrite.
+			if cur, _, err := provision.NewestCopy(pub, copies[pub]); ok && err == nil && cur != "" && tk.Value() == cur {
+				continue
+			}
+			where := file
+			if ok {
+				where = fmt.Sprintf("%s line %d", tk.SourceFile(), tk.Line())
+			}
+			return 0, fmt.Errorf("%s: preloaded account %s (%s) is not written as operator finish rewrites it (`ACCOUNT: \"JWT\"` in the file itself), and does not hold the account's current JWT: write it so, or put its current JWT there yourself, and run operator finish again", file, pub, where)
+		}
+	}
+	if bytes.Equal(out, data) {
+		return n, nil
+	}
+	st, err := os.Stat(file)
+	if err != nil {
+		return 0, err
+	}
+	return n, safefile.Replace(file, out, st.Mode().Perm())
 }
 
 // updateAccountFile replaces the account JWT a file holds, as init wrote
