@@ -66,8 +66,18 @@ func TestAuditHeldWhileTheLookFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.deaf.Store(true)
-	publishUsers(pub, 1, 3)     // stored, their answers lost
-	time.Sleep(4 * time.Second) // the look fails several times
+	publishUsers(pub, 1, 3) // stored, their answers lost
+	// The first look is due 750ms after the lost writes and fails after
+	// 300ms; wait for its warning rather than a fixed time, which a
+	// loaded machine can overrun (a fail without the bug).
+	for deadline := time.Now().Add(20 * time.Second); logs.count("held") == 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the writer did not log within 20s that audit writes are held while the look failed: %q", logs.msgs)
+		}
+	}
+	// Then let the look fail several times more (each 300ms, and a
+	// back-off of 200ms, 400ms, ...): the outage is still logged once.
+	time.Sleep(3 * time.Second)
 	if n := logs.count("held"); n != 1 {
 		t.Fatalf("the writer logged %d times that audit writes are held while the look failed, want once: %q", n, logs.msgs)
 	}
