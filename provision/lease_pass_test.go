@@ -2,6 +2,7 @@ package provision_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -109,7 +110,12 @@ type hangingLeader struct {
 	hang  time.Duration
 	calls atomic.Int64
 	first atomic.Int64 // unix nanos of the first call
+	// ended holds why the last hanging call ended: context.Cause of its
+	// context, or errHangElapsed.
+	ended atomic.Value
 }
+
+var errHangElapsed = errors.New("hang elapsed")
 
 func (h *hangingLeader) TryLease(ctx context.Context, name string, ttl time.Duration) (bool, error) {
 	if h.calls.Add(1) == 1 {
@@ -118,7 +124,9 @@ func (h *hangingLeader) TryLease(ctx context.Context, name string, ttl time.Dura
 	}
 	select {
 	case <-time.After(h.hang):
+		h.ended.Store(errHangElapsed)
 	case <-ctx.Done():
+		h.ended.Store(context.Cause(ctx))
 	}
 	return false, fmt.Errorf("renew lease: %w: bucket away", provision.ErrUnavailable)
 }

@@ -2,6 +2,7 @@ package provision_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -115,11 +116,17 @@ func TestPassEndsWithoutItsHangingRenewal(t *testing.T) {
 	if hl.calls.Load() < 2 {
 		t.Fatalf("the pass (%s) ended before a renewal", rep.Duration)
 	}
-	d, err := time.ParseDuration(rep.Duration)
-	if err != nil {
-		t.Fatal(err)
+	if rep.Skipped != "" {
+		t.Fatalf("the pass (%s) lasted past its lease: it did not end by itself: %+v", rep.Duration, rep)
 	}
-	if took-d > 500*time.Millisecond {
-		t.Fatalf("a pass of %s replied after %s: its end waited for the hanging renewal", d, took.Round(time.Millisecond))
+	// The renewal hangs until its context ends: the pass's end, or the
+	// lease's cut (errLeaseLost) after the reply waited for it; not a
+	// reply time against a wall-clock bound, which a loaded machine
+	// stretches either way.
+	switch cause, _ := hl.ended.Load().(error); {
+	case cause == nil:
+		t.Fatalf("the pass (%s) replied after %s with its renewal still hanging", rep.Duration, took.Round(time.Millisecond))
+	case !errors.Is(cause, context.Canceled):
+		t.Fatalf("the pass (%s) replied after %s, once the hanging renewal ended by %q: its end waited for the renewal", rep.Duration, took.Round(time.Millisecond), cause)
 	}
 }
