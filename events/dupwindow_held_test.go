@@ -7,12 +7,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go"
-
-	"github.com/natsprov/provisioner/bootstrap"
-	"github.com/natsprov/provisioner/events"
-	"github.com/natsprov/provisioner/provtest"
 )
 
 // warnLog records the messages a publisher logs at level Warn and above.
@@ -50,17 +44,8 @@ func (h *warnLog) count(sub string) int {
 // (only, later, the events dropped). It now logs it once for the outage,
 // not once per attempt.
 func TestAuditHeldWhileTheLookFails(t *testing.T) {
-	t.Cleanup(events.SetAuditTimeout(300 * time.Millisecond))
-	t.Cleanup(events.SetAuditDuplicates(time.Second))
-	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
-	sys := env.Connect(t, env.Init.ProvisionerCreds)
-	d := &deafDialer{}
-	svc := env.Connect(t, env.Init.ServiceCreds, nats.SetCustomDialer(d), nats.ReconnectBufSize(-1))
 	logs := &warnLog{}
-	pub := events.New(sys, "prov", slog.New(logs))
-	if err := pub.WithAudit(context.Background(), svc, 1); err != nil {
-		t.Fatal(err)
-	}
+	_, svc, d, pub := deafPublisher(t, logs)
 	publishUsers(pub, 0, 1)
 	if err := pub.Flush(10 * time.Second); err != nil {
 		t.Fatal(err)

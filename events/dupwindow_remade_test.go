@@ -2,17 +2,13 @@ package events_test
 
 import (
 	"context"
-	"log/slog"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/events"
-	"github.com/natsprov/provisioner/provtest"
 )
 
 // TestAuditStreamRemadeThenAnswersLost: the audit stream is deleted and
@@ -23,17 +19,8 @@ import (
 // answered write in the old stream (5), found nothing in a stream whose
 // last sequence was 2, and stored them again.
 func TestAuditStreamRemadeThenAnswersLost(t *testing.T) {
-	t.Cleanup(events.SetAuditTimeout(300 * time.Millisecond))
-	t.Cleanup(events.SetAuditDuplicates(time.Second))
-	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
-	sys := env.Connect(t, env.Init.ProvisionerCreds)
-	d := &deafDialer{}
-	svc := env.Connect(t, env.Init.ServiceCreds, nats.SetCustomDialer(d), nats.ReconnectBufSize(-1))
 	logs := &lossLog{}
-	pub := events.New(sys, "prov", slog.New(logs))
-	if err := pub.WithAudit(context.Background(), svc, 1); err != nil {
-		t.Fatal(err)
-	}
+	env, svc, d, pub := deafPublisher(t, logs)
 	publishUsers(pub, 0, 5)
 	if err := pub.Flush(10 * time.Second); err != nil {
 		t.Fatal(err)

@@ -56,17 +56,8 @@ func (d *deafDialer) Dial(network, address string) (net.Conn, error) {
 // answers lost.
 func answersLost(t *testing.T) (*provtest.Env, *nats.Conn, *deafDialer, *lossLog, *events.Publisher) {
 	t.Helper()
-	t.Cleanup(events.SetAuditTimeout(300 * time.Millisecond))
-	t.Cleanup(events.SetAuditDuplicates(time.Second))
-	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
-	sys := env.Connect(t, env.Init.ProvisionerCreds)
-	d := &deafDialer{}
-	svc := env.Connect(t, env.Init.ServiceCreds, nats.SetCustomDialer(d), nats.ReconnectBufSize(-1))
 	logs := &lossLog{}
-	pub := events.New(sys, "prov", slog.New(logs))
-	if err := pub.WithAudit(context.Background(), svc, 1); err != nil {
-		t.Fatal(err)
-	}
+	env, svc, d, pub := deafPublisher(t, logs)
 	publishUsers(pub, 0, 1)
 	if err := pub.Flush(10 * time.Second); err != nil {
 		t.Fatal(err)
@@ -74,6 +65,25 @@ func answersLost(t *testing.T) (*provtest.Env, *nats.Conn, *deafDialer, *lossLog
 	d.deaf.Store(true)
 	publishUsers(pub, 1, 3) // stored, their answers lost
 	return env, svc, d, logs, pub
+}
+
+// deafPublisher starts a publisher, logging to h, whose audit stream has a
+// duplicate window of 1s (and an answer's wait of 300ms), on a service
+// connection that d can make deaf (what it writes is stored, the answers
+// lost).
+func deafPublisher(t *testing.T, h slog.Handler) (*provtest.Env, *nats.Conn, *deafDialer, *events.Publisher) {
+	t.Helper()
+	t.Cleanup(events.SetAuditTimeout(300 * time.Millisecond))
+	t.Cleanup(events.SetAuditDuplicates(time.Second))
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	sys := env.Connect(t, env.Init.ProvisionerCreds)
+	d := &deafDialer{}
+	svc := env.Connect(t, env.Init.ServiceCreds, nats.SetCustomDialer(d), nats.ReconnectBufSize(-1))
+	pub := events.New(sys, "prov", slog.New(h))
+	if err := pub.WithAudit(context.Background(), svc, 1); err != nil {
+		t.Fatal(err)
+	}
+	return env, svc, d, pub
 }
 
 // TestAuditRewriteAfterTheDuplicateWindowStoresOnce: an audit write is
