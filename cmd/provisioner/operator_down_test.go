@@ -63,6 +63,39 @@ func TestFinishNeedsTheServersItIsGiven(t *testing.T) {
 	}
 }
 
+// n2Name and n2Cluster are the lines of n2's config that name it and open
+// its cluster block, as init writes them.
+const n2Name, n2Cluster = `server_name: "n2"`, "cluster {"
+
+// finishReady starts a routed pair of one file deployment whose config
+// (cfgRaw, pointing at both servers) has operator_signing_key_next set to
+// the key in use, so that finish has nothing to re-sign and checks only
+// the servers; n2 is n2's config as init wrote it, server_name "n2" in a
+// cluster block.
+func finishReady(t *testing.T) (res *bootstrap.Result, p *pair, cfgRaw []byte, n2 string) {
+	t.Helper()
+	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p = startPair(t, res)
+	raw, _ := os.ReadFile(res.Config)
+	var fields map[string]any
+	json.Unmarshal(raw, &fields)
+	fields["operator_signing_key_next"] = fields["operator_signing_key"]
+	fields["nats_url"] = p.urls()
+	cfgRaw, _ = json.MarshalIndent(fields, "", "  ")
+	n2Raw, err := os.ReadFile(p.confs[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	n2 = string(n2Raw)
+	if !strings.Contains(n2, n2Name) || !strings.Contains(n2, n2Cluster) {
+		t.Fatalf("n2's config is not as the test expects:\n%s", n2)
+	}
+	return res, p, cfgRaw, n2
+}
+
 // TestFinishNeedsTheServersOfEveryConfigSyntax: finish requires the
 // server_name of every --server-conf with a cluster block. It found them
 // with regular expressions that took only one way of writing them, while
@@ -73,26 +106,8 @@ func TestFinishNeedsTheServersItIsGiven(t *testing.T) {
 // ($N2) made finish refuse for a server that does not exist. Each config
 // here is checked to be read by nats-server as n2 with a cluster block.
 func TestFinishNeedsTheServersOfEveryConfigSyntax(t *testing.T) {
-	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := startPair(t, res)
-	raw, _ := os.ReadFile(res.Config)
-	var fields map[string]any
-	json.Unmarshal(raw, &fields)
-	fields["operator_signing_key_next"] = fields["operator_signing_key"]
-	fields["nats_url"] = p.urls()
-	cfgRaw, _ := json.MarshalIndent(fields, "", "  ")
-	n2Raw, err := os.ReadFile(p.confs[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	n2 := string(n2Raw)
-	const name, cluster = `server_name: "n2"`, "cluster {"
-	if !strings.Contains(n2, name) || !strings.Contains(n2, cluster) {
-		t.Fatalf("n2's config is not as the test expects:\n%s", n2)
-	}
+	res, p, cfgRaw, n2 := finishReady(t)
+	const name, cluster = n2Name, n2Cluster
 	t.Setenv("PROV_TEST_N2", "n2")
 	dir := t.TempDir()
 	syntaxes := []struct {
@@ -167,26 +182,8 @@ func TestFinishNeedsTheServersOfEveryConfigSyntax(t *testing.T) {
 // down is still found, and n2 up passes); a server_name that is such a
 // variable must be refused naming the variable to set.
 func TestFinishReadsConfigsWithTheServersVariables(t *testing.T) {
-	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := startPair(t, res)
-	raw, _ := os.ReadFile(res.Config)
-	var fields map[string]any
-	json.Unmarshal(raw, &fields)
-	fields["operator_signing_key_next"] = fields["operator_signing_key"]
-	fields["nats_url"] = p.urls()
-	cfgRaw, _ := json.MarshalIndent(fields, "", "  ")
-	n2Raw, err := os.ReadFile(p.confs[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	n2 := string(n2Raw)
-	const name, cluster = `server_name: "n2"`, "cluster {"
-	if !strings.Contains(n2, name) || !strings.Contains(n2, cluster) {
-		t.Fatalf("n2's config is not as the test expects:\n%s", n2)
-	}
+	res, p, cfgRaw, n2 := finishReady(t)
+	const name, cluster = n2Name, n2Cluster
 	const secret, nameVar = "PROV_TEST_ROUTE_PASS_UNSET", "PROV_TEST_N2_UNSET"
 	for _, v := range []string{secret, nameVar} {
 		if _, ok := os.LookupEnv(v); ok {
