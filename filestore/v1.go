@@ -228,9 +228,9 @@ func (l *loader) replayV1(data []byte, accounts map[string]*v1Entry) error {
 			off = next
 			continue
 		}
+		from := v1From{file: v1JournalFile, off: int64(off)}
 		switch rec.Op {
 		case "put":
-			from := v1From{file: v1JournalFile, off: int64(off)}
 			if e, ok := accounts[rec.Account.PublicKey]; ok {
 				e.a, e.from = *rec.Account, from
 			} else {
@@ -242,7 +242,7 @@ func (l *loader) replayV1(data []byte, accounts map[string]*v1Entry) error {
 			// A user of an account deleted at the same moment was
 			// refused by version 1 too.
 			if e, ok := accounts[rec.PublicKey]; ok {
-				e.addUser(*rec.User, v1From{file: v1JournalFile, off: int64(off)})
+				e.addUser(*rec.User, from)
 			}
 		}
 		off = next

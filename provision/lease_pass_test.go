@@ -55,23 +55,10 @@ func TestLongPassKeepsTheLease(t *testing.T) {
 	a := leaseDomain(t, env, "a", interval, 2, func(r provision.Resolver) provision.Resolver { la.Resolver = r; return la })
 	b := leaseDomain(t, env, "b", interval, 2, func(r provision.Resolver) provision.Resolver { lb.Resolver = r; return lb })
 	ctx := context.Background()
-	for i := range 10 {
-		if _, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: fmt.Sprintf("acc%d", i)}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	createAccounts(t, a, 10)
 	// A's long pass.
 	aOn.Store(true)
-	aDone := make(chan *api.ReconcileReply, 1)
-	go func() {
-		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		rep, err := a.Reconcile(rctx, api.ReconcileRequest{})
-		if err != nil {
-			t.Error(err)
-		}
-		aDone <- rep
-	}()
+	aDone := reconcileInBackground(t, a)
 	// Wait until A's pass is under way (it LOOKUPs, so it holds the lease).
 	for la.n.Load() == 0 {
 		time.Sleep(10 * time.Millisecond)
@@ -215,23 +202,10 @@ func TestPausedHolderResumes(t *testing.T) {
 	})
 	b := leaseDomain(t, env, "b", interval, 20, func(r provision.Resolver) provision.Resolver { lb.Resolver = r; return lb })
 	ctx := context.Background()
-	for i := range 10 {
-		if _, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: fmt.Sprintf("acc%d", i)}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	createAccounts(t, a, 10)
 	aOn.Store(true)
 	bOn.Store(true)
-	aDone := make(chan *api.ReconcileReply, 1)
-	go func() {
-		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		rep, err := a.Reconcile(rctx, api.ReconcileRequest{})
-		if err != nil {
-			t.Error(err)
-		}
-		aDone <- rep
-	}()
+	aDone := reconcileInBackground(t, a)
 	for pl.calls.Load() == 0 {
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -253,4 +227,30 @@ func TestPausedHolderResumes(t *testing.T) {
 	if n := la.n.Load(); n > 0 {
 		t.Fatalf("A, resumed past its lease, sent %d LOOKUPs", n)
 	}
+}
+
+// createAccounts makes n accounts, acc0 to acc<n-1>, through svc.
+func createAccounts(t *testing.T, svc *provision.Service, n int) {
+	t.Helper()
+	for i := range n {
+		if _, err := svc.CreateAccount(context.Background(), api.CreateAccountRequest{Name: fmt.Sprintf("acc%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// reconcileInBackground starts a pass of svc (prov.reconcile, within 30s)
+// and returns where its reply comes.
+func reconcileInBackground(t *testing.T, svc *provision.Service) <-chan *api.ReconcileReply {
+	done := make(chan *api.ReconcileReply, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		rep, err := svc.Reconcile(ctx, api.ReconcileRequest{})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- rep
+	}()
+	return done
 }
