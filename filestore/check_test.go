@@ -56,7 +56,7 @@ func dirContents(t *testing.T, dir string) map[string]string {
 func withoutUsers(d dump, gone ...provision.User) dump {
 	out := dump{Accounts: d.Accounts, Users: map[string][]provision.User{}}
 	for pub, us := range d.Users {
-		us = slices.DeleteFunc(slices.Clone(us), func(u provision.User) bool { return slices.Contains(gone, u) })
+		us = slices.DeleteFunc(slices.Clone(us), func(u provision.User) bool { return slices.ContainsFunc(gone, u.Equal) })
 		if len(us) > 0 {
 			out.Users[pub] = us
 		}

@@ -219,7 +219,7 @@ func TestSyncFailure(t *testing.T) {
 				// store's writes; what was acknowledged is there.
 				for pub, us := range want.Users {
 					// u went with b's records: flushed when b lands.
-					want.Users[pub] = slices.DeleteFunc(us, func(x provision.User) bool { return (x == u && !tt.lands) || x.Name == "late" })
+					want.Users[pub] = slices.DeleteFunc(us, func(x provision.User) bool { return (x.Equal(u) && !tt.lands) || x.Name == "late" })
 					if len(want.Users[pub]) == 0 {
 						delete(want.Users, pub)
 					}
@@ -525,7 +525,7 @@ func TestSyncFailureUnderLoad(t *testing.T) {
 						t.Fatalf("%s: worker %d's account is not as its last successful update left it", when, w)
 					}
 					for _, u := range r.kept {
-						if got, err := s.User(ctx, u.PublicKey); err != nil || got != u {
+						if got, err := s.User(ctx, u.PublicKey); err != nil || !got.Equal(u) {
 							t.Fatalf("%s: worker %d's user %s, added, is missing: %v", when, w, u.Name, err)
 						}
 					}

@@ -94,7 +94,9 @@ func newUser(t testing.TB, account, name string, issued int64) provision.User {
 		t.Fatal(err)
 	}
 	pub, _ := kp.PublicKey()
-	return provision.User{PublicKey: pub, Account: account, Name: name, IssuedAt: issued}
+	// Tags, recorded, so that every round trip through the store checks
+	// that they come back.
+	return provision.User{PublicKey: pub, Account: account, Name: name, IssuedAt: issued, Tags: []string{"team:" + name, "site:x"}, TagsRecorded: true}
 }
 
 func newSealSeed(t testing.TB) []byte {
@@ -164,7 +166,7 @@ func dumpOf(t testing.TB, s *Store) dump {
 		}
 		for _, u := range us {
 			got, err := s.User(ctx, u.PublicKey)
-			if err != nil || got != u {
+			if err != nil || !got.Equal(u) {
 				t.Fatalf("User(%s) = %+v, %v; want %+v", u.PublicKey, got, err, u)
 			}
 		}

@@ -125,7 +125,7 @@ func TestRoundTrip(t *testing.T) {
 		if err != nil || len(none) != 0 {
 			t.Errorf("UsersNamed(nobody) = %+v, %v; want none", none, err)
 		}
-		if got, err := s.User(ctx, u3.PublicKey); err != nil || got != u3 {
+		if got, err := s.User(ctx, u3.PublicKey); err != nil || !got.Equal(u3) {
 			t.Errorf("User(u3) = %+v, %v", got, err)
 		}
 		us[0].Name = "mutated"
@@ -366,10 +366,10 @@ func TestTombstones(t *testing.T) {
 	if got, err := s.Account(ctx, a.PublicKey); err != nil || !reflect.DeepEqual(got, disabled) {
 		t.Errorf("Account(tombstone) = %+v, %v; want %+v", got, err, disabled)
 	}
-	if us, err := s.Users(ctx, a.PublicKey); err != nil || len(us) != 1 || us[0] != u {
+	if us, err := s.Users(ctx, a.PublicKey); err != nil || len(us) != 1 || !us[0].Equal(u) {
 		t.Errorf("a tombstone's users: %+v, %v; want [%+v]", us, err, u)
 	}
-	if got, err := s.User(ctx, u.PublicKey); err != nil || got != u {
+	if got, err := s.User(ctx, u.PublicKey); err != nil || !got.Equal(u) {
 		t.Errorf("User of a tombstone's user: %+v, %v", got, err)
 	}
 
@@ -559,7 +559,7 @@ func TestLazyUserReachesDisk(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("a lazy AddUser waits for the disk")
 	}
-	if got, err := s.User(ctx, lazy.PublicKey); err != nil || got != lazy {
+	if got, err := s.User(ctx, lazy.PublicKey); err != nil || !got.Equal(lazy) {
 		t.Fatalf("a lazy user is not visible at once: %+v, %v", got, err)
 	}
 	durable := make(chan error, 1)

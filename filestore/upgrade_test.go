@@ -34,6 +34,12 @@ func writeV1Store(t *testing.T, dir string) dump {
 		return keystore.Account{Name: a.Name, PublicKey: a.PublicKey, IdentitySeed: keystore.Seed(a.IdentitySeed), SigningSeeds: []keystore.Seed{keystore.Seed(a.SigningKeys[0].Seed)}, JWT: a.JWT}
 	}
 	want := dump{Users: map[string][]provision.User{}}
+	// Version 1 recorded no tags.
+	newUser := func(t testing.TB, account, name string, issued int64) provision.User {
+		u := newUser(t, account, name, issued)
+		u.Tags, u.TagsRecorded = nil, false
+		return u
+	}
 	addUser := func(s *keystore.DirStore, a provision.Account, u provision.User) {
 		if err := s.AddUser(ctx, a.PublicKey, keystore.User{Name: u.Name, PublicKey: u.PublicKey, IssuedAt: u.IssuedAt, ExpiresAt: u.ExpiresAt}); err != nil {
 			t.Fatal(err)

@@ -95,7 +95,7 @@ func TestPackedUserRecords(t *testing.T) {
 	}
 	want := append([]provision.User{users[n-1]}, users[:n-1]...)
 	for i := range got {
-		if got[i] != want[i] {
+		if !got[i].Equal(want[i]) {
 			t.Fatalf("user %d in the bucket is %s, want %s", i, got[i].PublicKey, want[i].PublicKey)
 		}
 	}
@@ -209,7 +209,7 @@ func TestBatchWithTakenKey(t *testing.T) {
 	})
 	eventually(t, 10*time.Second, "the mirror shows the record stored first", func() bool {
 		got, err := s.User(ctx, other.PublicKey)
-		return err == nil && got == other
+		return err == nil && got.Equal(other)
 	})
 }
 
@@ -287,7 +287,7 @@ func TestUnbatchedBucket(t *testing.T) {
 	kind := func(list []provision.User, durable bool) []provision.User {
 		var out []provision.User
 		for _, u := range list {
-			i := slices.IndexFunc(added, func(a provision.User) bool { return a == u })
+			i := slices.IndexFunc(added, func(a provision.User) bool { return a.Equal(u) })
 			if (i%4 == 3) == durable {
 				out = append(out, u)
 			}
@@ -295,7 +295,7 @@ func TestUnbatchedBucket(t *testing.T) {
 		return out
 	}
 	for _, durable := range []bool{false, true} {
-		if g, w := kind(got, durable), kind(added, durable); !slices.Equal(g, w) {
+		if g, w := kind(got, durable), kind(added, durable); !slices.EqualFunc(g, w, provision.User.Equal) {
 			t.Fatalf("durable=%t: the bucket lists %d users out of issue order", durable, len(g))
 		}
 	}
@@ -354,7 +354,7 @@ func TestServerDownDuringBatch(t *testing.T) {
 	}
 	check := openStore(t, d.connect(t, d.svcCreds), opts)
 	for _, u := range users {
-		if got, err := check.User(ctx, u.PublicKey); err != nil || got != u {
+		if got, err := check.User(ctx, u.PublicKey); err != nil || !got.Equal(u) {
 			t.Fatalf("user %s after the outage: %v, %v", u.PublicKey, got, err)
 		}
 	}
@@ -403,7 +403,7 @@ func TestServerPausedDuringBatch(t *testing.T) {
 	}
 	check := openStore(t, d.connect(t, d.svcCreds), opts)
 	for _, u := range users {
-		if got, err := check.User(ctx, u.PublicKey); err != nil || got != u {
+		if got, err := check.User(ctx, u.PublicKey); err != nil || !got.Equal(u) {
 			t.Fatalf("user %s after the pause: %v, %v", u.PublicKey, got, err)
 		}
 	}

@@ -320,7 +320,7 @@ func failover(t *testing.T, d *deployment) {
 		}
 	}
 	for _, u := range ackedUsers {
-		if got, err := check.User(ctx, u.PublicKey); err != nil || got != u {
+		if got, err := check.User(ctx, u.PublicKey); err != nil || !got.Equal(u) {
 			t.Errorf("acknowledged user %s (%s): %v", u.PublicKey, u.Name, err)
 		}
 	}

@@ -165,7 +165,9 @@ func newUser(t testing.TB, account, name string) provision.User {
 		t.Fatal(err)
 	}
 	pub, _ := kp.PublicKey()
-	return provision.User{PublicKey: pub, Account: account, Name: name, IssuedAt: time.Now().Unix()}
+	// Tags, recorded, so that every round trip through the store checks
+	// that they come back.
+	return provision.User{PublicKey: pub, Account: account, Name: name, IssuedAt: time.Now().Unix(), Tags: []string{"team:" + name, "site:x"}, TagsRecorded: true}
 }
 
 // tombstone is a as a deleted account keeps it: no seeds.

@@ -165,7 +165,7 @@ func TestConcurrentAddUser(t *testing.T) {
 					stored, err = bucketUser(ctx, sa, base.PublicKey)
 					return err == nil
 				})
-				if !mode.durableA && mode.durabB && errB == nil && stored != ub {
+				if !mode.durableA && mode.durabB && errB == nil && !stored.Equal(ub) {
 					t.Fatalf("round %d: the durable add succeeded but the bucket holds %v", round, stored)
 				}
 				for _, s := range []*Store{sa, sb} {
@@ -173,7 +173,7 @@ func TestConcurrentAddUser(t *testing.T) {
 						s.mu.RLock()
 						defer s.mu.RUnlock()
 						u := s.m.users[base.PublicKey]
-						return u != nil && u.u == stored && !u.pending
+						return u != nil && u.u.Equal(stored) && !u.pending
 					})
 				}
 				lost := func(l *logBuffer) func() bool {
@@ -181,10 +181,10 @@ func TestConcurrentAddUser(t *testing.T) {
 						return strings.Contains(l.String(), "level=ERROR msg=\"kvstore: user key was issued twice") && strings.Contains(l.String(), userKey(base.PublicKey))
 					}
 				}
-				if !mode.durableA && errA == nil && stored != ua {
+				if !mode.durableA && errA == nil && !stored.Equal(ua) {
 					eventually(t, 5*time.Second, "a's lost asynchronous add is logged as an error naming the key", lost(logA))
 				}
-				if !mode.durabB && errB == nil && stored != ub {
+				if !mode.durabB && errB == nil && !stored.Equal(ub) {
 					eventually(t, 5*time.Second, "b's lost asynchronous add is logged as an error naming the key", lost(logB))
 				}
 			}

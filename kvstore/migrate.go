@@ -107,7 +107,7 @@ func Migrate(ctx context.Context, dst *Store, src provision.Store) (MigrateRepor
 		for _, u := range users {
 			have, err := dst.User(ctx, u.PublicKey)
 			switch {
-			case err == nil && have == u:
+			case err == nil && have.Equal(u):
 				r.Users.Same++
 			case err == nil:
 				conflict(&r.Users, "user %s: the bucket holds another record of it (account %s, name %q)", u.PublicKey, have.Account, have.Name)

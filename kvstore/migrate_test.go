@@ -154,7 +154,7 @@ func TestMigrate(t *testing.T) {
 			t.Fatalf("%s is not reported: %v", k, r.Conflicts)
 		}
 	}
-	if got, _ := dst.User(ctx, extra.PublicKey); got != other {
+	if got, _ := dst.User(ctx, extra.PublicKey); !got.Equal(other) {
 		t.Fatal("Migrate overwrote a user record")
 	}
 }

@@ -171,7 +171,7 @@ func (m *mirror) apply(c change) bool {
 		} else {
 			if old := m.users[pub]; old != nil {
 				m.unpack(old) // the record of its own takes precedence
-				if old.u != *c.user {
+				if !old.u.Equal(*c.user) {
 					m.twice = append(m.twice, old.u)
 				}
 			}
@@ -207,16 +207,16 @@ func (m *mirror) applyPack(key string, rev uint64, users []provision.User) {
 		switch {
 		case e == nil:
 			e = m.putUser(u, false)
-		case e.u == u && e.pack == "":
+		case e.u.Equal(u) && e.pack == "":
 			e.pending = false
-		case e.u != u && (e.pack == "" || m.packs[e.pack].rev > rev):
+		case !e.u.Equal(u) && (e.pack == "" || m.packs[e.pack].rev > rev):
 			// This store's record still on its way, or one from a pack
 			// stored later: this one was first.
 			m.twice = append(m.twice, e.u)
 			m.dropUser(u.PublicKey)
 			e = m.putUser(u, false)
 		default:
-			if e.u != u {
+			if !e.u.Equal(u) {
 				m.twice = append(m.twice, u)
 			}
 			continue
@@ -269,7 +269,7 @@ func (m *mirror) emptyPacks() map[string]uint64 {
 // store's own write).
 func (m *mirror) putUser(u provision.User, pending bool) *userEntry {
 	if old := m.users[u.PublicKey]; old != nil {
-		if old.u == u {
+		if old.u.Equal(u) {
 			old.pending = old.pending && pending
 			return old
 		}

@@ -70,7 +70,7 @@ func TestServerDown(t *testing.T) {
 	}
 	check := openStore(t, d.connect(t, d.svcCreds), opts)
 	for _, u := range async {
-		if got, err := check.User(ctx, u.PublicKey); err != nil || got != u {
+		if got, err := check.User(ctx, u.PublicKey); err != nil || !got.Equal(u) {
 			t.Fatalf("asynchronous add %s after the outage: %v", u.PublicKey, err)
 		}
 	}

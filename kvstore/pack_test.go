@@ -57,7 +57,7 @@ func writePackAs(ctx context.Context, t *testing.T, s *Store, key string, users 
 // shows reports whether a store shows a user, and which record.
 func shows(s *Store, u provision.User) bool {
 	got, err := s.User(context.Background(), u.PublicKey)
-	return err == nil && got == u
+	return err == nil && got.Equal(u)
 }
 
 // TestPackedUsersRemoved: users of two accounts in one pack; removing one
@@ -109,7 +109,7 @@ func TestPackedUsersRemoved(t *testing.T) {
 		}
 	}
 	fresh := openStore(t, d.connect(t, d.svcCreds), Options{Seal: sa.opts.Seal, Instance: "fresh"})
-	if got, err := fresh.Users(ctx, b.PublicKey); err != nil || len(got) != 1 || got[0] != ub[0] {
+	if got, err := fresh.Users(ctx, b.PublicKey); err != nil || len(got) != 1 || !got[0].Equal(ub[0]) {
 		t.Fatalf("a new store lists %v, %v; want the other account's user", got, err)
 	}
 	if _, err := fresh.Account(ctx, a.PublicKey); !errors.Is(err, provision.ErrNotFound) {
@@ -151,7 +151,7 @@ func TestPackWriteFails(t *testing.T) {
 		if err != nil {
 			t.Fatalf("user %s: %v, want its own record", u.PublicKey, err)
 		}
-		if got, err := decodeUser(e.Key(), e.Value()); err != nil || got != u {
+		if got, err := decodeUser(e.Key(), e.Value()); err != nil || !got.Equal(u) {
 			t.Fatalf("user %s: %v %v", u.PublicKey, got, err)
 		}
 	}
@@ -398,7 +398,7 @@ func TestPackUnseenByTheMirror(t *testing.T) {
 	if len(packKeys(ctx, t, sa)) == 0 {
 		t.Fatal("the record is not in a pack")
 	}
-	if got, err := sb.User(ctx, u.PublicKey); err != nil || got != u {
+	if got, err := sb.User(ctx, u.PublicKey); err != nil || !got.Equal(u) {
 		t.Errorf("b reads the stored user as %+v, %v", got, err)
 	}
 	second := newUser(t, other.PublicKey, "again")

@@ -457,7 +457,7 @@ func (s *Service) UpdateAccount(ctx context.Context, req api.UpdateAccountReques
 	}
 	if len(req.Roles) > 0 {
 		// A role template change checks the role's recorded users
-		// (checkRoleUserNames): users being issued under the old
+		// (checkRoleUsers): users being issued under the old
 		// template are recorded first, as for a rotation with
 		// revoke_old; later ones are signed under the new one. On this
 		// instance.
@@ -506,7 +506,7 @@ func (s *Service) updateAccount(ctx context.Context, req api.UpdateAccountReques
 		if err := setRoles(&trial, trialClaims, req.Roles, newKey); err != nil {
 			return err
 		}
-		if err := s.checkRoleUserNames(ctx, &trial, trialClaims, req.Roles); err != nil {
+		if err := s.checkRoleUsers(ctx, &trial, c, trialClaims, req.Roles); err != nil {
 			return err
 		}
 		if req.Exports != nil {

@@ -425,15 +425,23 @@ func checkTemplateTags(claims *jwt.AccountClaims, signer, role string, tags jwt.
 	return checkTagValues(scope.Template.Permissions, "tag(", tags, role, "a tag on the user", "the server refuses a user without it")
 }
 
-// checkRoleUserNames refuses a change of role templates that would put the
-// name of one of the role's active users into subjects when that name is
-// not one subject token. The server applies a scoped key's template as it
-// is now to every user the key signed, also those issued before the
-// change: a device named "*", issued while its role's template did not use
-// {{name()}}, would get "telemetry.*.>" from "telemetry.{{name()}}.>", every
-// other device's subjects. a and c are the account and claims with the new
-// templates.
-func (s *Service) checkRoleUserNames(ctx context.Context, a *Account, c *jwt.AccountClaims, changed map[string]*api.Role) error {
+// checkRoleUsers refuses a change of role templates that would give one
+// of the role's active users other subjects than its role's. The server
+// applies a scoped key's template as it is now to every user the key
+// signed, also those issued before the change, checked against the old
+// template only:
+//   - a device named "*", issued while its role's template did not use
+//     {{name()}}, would get "telemetry.*.>" from "telemetry.{{name()}}.>",
+//     every other device's subjects;
+//   - a user tagged "site:*" would get "site.*.>" from a new
+//     "site.{{tag(site)}}.>", and one without a tag "site:..." would be
+//     refused at its next connect by a deny subject holding it.
+//
+// A user recorded before records held tags (TagsRecorded false) has tags
+// nobody can check: for such a user, the role's subjects that hold
+// {{tag(x)}} must stay as they were. a and c are the account and claims
+// with the new templates, old the claims before.
+func (s *Service) checkRoleUsers(ctx context.Context, a *Account, old, c *jwt.AccountClaims, changed map[string]*api.Role) error {
 	var names []string
 	for name, r := range changed {
 		if r != nil {
@@ -455,7 +463,7 @@ func (s *Service) checkRoleUserNames(ctx context.Context, a *Account, c *jwt.Acc
 	for _, role := range names {
 		keys := roleKeys(a, role)
 		for _, u := range users {
-			if u.Revoked || u.Name == "" || (u.ExpiresAt != 0 && u.ExpiresAt <= now) || c.Revocations.IsRevoked(u.PublicKey, time.Unix(u.IssuedAt, 0)) {
+			if u.Revoked || (u.ExpiresAt != 0 && u.ExpiresAt <= now) || c.Revocations.IsRevoked(u.PublicKey, time.Unix(u.IssuedAt, 0)) {
 				continue
 			}
 			signer := u.Signer
@@ -465,10 +473,47 @@ func (s *Service) checkRoleUserNames(ctx context.Context, a *Account, c *jwt.Acc
 			if !slices.Contains(keys, signer) {
 				continue
 			}
-			if err := checkTemplateName(c, signer, role, u.Name); err != nil {
-				return fmt.Errorf("%w (active user %s of role %q is named %q: revoke it first)", err, u.PublicKey, role, u.Name)
+			if u.Name != "" {
+				if err := checkTemplateName(c, signer, role, u.Name); err != nil {
+					return fmt.Errorf("%w (active user %s of role %q is named %q: revoke it first)", err, u.PublicKey, role, u.Name)
+				}
+			}
+			if u.TagsRecorded {
+				if err := checkTemplateTags(c, signer, role, u.Tags); err != nil {
+					return fmt.Errorf("%w (active user %s of role %q has tags %q: revoke it first)", err, u.PublicKey, role, u.Tags)
+				}
+			} else if !slices.Equal(tagSubjects(old, signer), tagSubjects(c, signer)) {
+				return fmt.Errorf("%w: role %q: the change touches subjects that hold {{tag(x)}}, and active user %s was issued before this service recorded users' tags, so what the server would put there for it cannot be checked: revoke it first, or leave those subjects as they are", ErrInvalid, role, u.PublicKey)
 			}
 		}
 	}
 	return nil
+}
+
+// tagSubjects lists, sorted and each with its list ("pub allow: ..."),
+// the subjects of the template of signer's scope that put a user's tag
+// into them ({{tag(x)}}).
+func tagSubjects(c *jwt.AccountClaims, signer string) []string {
+	scope, ok := c.SigningKeys[signer].(*jwt.UserScope)
+	if !ok || scope == nil {
+		return nil
+	}
+	p := scope.Template.Permissions
+	var out []string
+	for _, list := range []struct {
+		what string
+		l    jwt.StringList
+	}{{"pub allow", p.Pub.Allow}, {"pub deny", p.Pub.Deny}, {"sub allow", p.Sub.Allow}, {"sub deny", p.Sub.Deny}} {
+		for _, subj := range list.l {
+			for _, m := range mustache.FindAllStringSubmatch(subj, -1) {
+				op := strings.TrimSpace(m[1])
+				if len(op) >= len("tag(") && strings.EqualFold(op[:len("tag(")], "tag(") {
+					out = append(out, list.what+": "+subj)
+					break
+				}
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
 }

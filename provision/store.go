@@ -3,6 +3,7 @@ package provision
 import (
 	"context"
 	"log/slog"
+	"slices"
 )
 
 // Seed is an nkey seed. Its String, GoString and LogValue methods redact
@@ -112,6 +113,21 @@ type User struct {
 	Revoked bool `json:"revoked,omitempty"`
 	// SelfService is set for a user a tenant issued itself.
 	SelfService bool `json:"self_service,omitempty"`
+	// Tags are the tags in the user's JWT, as signed. The server puts them
+	// into the subjects of its role's templates ({{tag(x)}}) at every
+	// connect, so a template change is checked against them
+	// (checkRoleUsers). TagsRecorded tells a record that holds them from
+	// one made before records held tags, whose user's tags are unknown.
+	Tags         []string `json:"tags,omitempty"`
+	TagsRecorded bool     `json:"tags_recorded,omitempty"`
+}
+
+// Equal reports whether u and v are the same record.
+func (u User) Equal(v User) bool {
+	return u.PublicKey == v.PublicKey && u.Account == v.Account && u.Name == v.Name &&
+		u.IssuedAt == v.IssuedAt && u.ExpiresAt == v.ExpiresAt && u.Role == v.Role &&
+		u.Signer == v.Signer && u.Revoked == v.Revoked && u.SelfService == v.SelfService &&
+		slices.Equal(u.Tags, v.Tags) && u.TagsRecorded == v.TagsRecorded
 }
 
 // Store is the durable state of the service: accounts with their keys and

@@ -196,7 +196,7 @@ func (s *Service) issue(ctx context.Context, a Account, u *userRequest, caller a
 		return nil, User{}, fmt.Errorf("sign user %s: %w", pub, err)
 	}
 	signerPub, _ := signer.PublicKey()
-	rec := User{PublicKey: pub, Account: a.PublicKey, Name: name, IssuedAt: uc.IssuedAt, ExpiresAt: uc.Expires, Signer: signerPub, Role: u.role, SelfService: u.self}
+	rec := User{PublicKey: pub, Account: a.PublicKey, Name: name, IssuedAt: uc.IssuedAt, ExpiresAt: uc.Expires, Signer: signerPub, Role: u.role, SelfService: u.self, Tags: slices.Clone([]string(uc.Tags)), TagsRecorded: true}
 	// A key the caller sent is recorded durably: the record is what
 	// refuses it a second time, on any instance.
 	if err := s.store.AddUser(ctx, rec, u.pub != "" || s.cfg.DurableUserRecords); err != nil {
