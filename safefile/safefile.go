@@ -6,6 +6,7 @@
 package safefile
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 )
@@ -41,8 +42,16 @@ func WriteNew(path string, data []byte, perm os.FileMode) error {
 
 // Replace writes data to path with the mode perm so that a crash leaves
 // either the old file or the new one, whole: a temp file beside it,
-// flushed, renamed over it.
+// flushed, renamed over it. A path that is a symlink (config management's,
+// a mounted secret's) has the file it points to replaced, beside that
+// file, and stays a link: renamed over the link, the new file took its
+// place and the target kept the old content. A link that points nowhere
+// is refused, naming it.
 func Replace(path string, data []byte, perm os.FileMode) error {
+	path, err := resolveLink(path)
+	if err != nil {
+		return err
+	}
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return err
@@ -55,6 +64,21 @@ func Replace(path string, data []byte, perm os.FileMode) error {
 		return err
 	}
 	return syncDir(filepath.Dir(path))
+}
+
+// resolveLink returns the file path names: path itself unless it is a
+// symlink, else the file at the end of its links.
+func resolveLink(path string) (string, error) {
+	fi, err := os.Lstat(path)
+	if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		return path, nil // a new file, or not a link: written at path
+	}
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		dest, _ := os.Readlink(path)
+		return "", fmt.Errorf("%s is a symlink to %s, which does not resolve (%w): fix or remove the link", path, dest, err)
+	}
+	return real, nil
 }
 
 // fill sets f's mode, writes data, flushes and closes f.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -93,5 +94,55 @@ func TestWriteNewFailingLeavesNoFile(t *testing.T) {
 	syncDir = flushDir
 	if err := WriteNew(path, []byte("two"), 0o600); err != nil {
 		t.Fatalf("WriteNew again after a failed one: %v", err)
+	}
+}
+
+// TestReplaceThroughSymlink: a file that is a symlink (a server config or
+// account JWT kept elsewhere by config management, a mounted secret) is
+// rewritten where it points, in the target's directory, and the link
+// stays. Replace renamed the new file over the link: the link became a
+// plain file and the target the operator's tooling reads kept the old
+// content. A dangling link is refused, naming it, and left as it was.
+func TestReplaceThroughSymlink(t *testing.T) {
+	dir, real := t.TempDir(), t.TempDir()
+	target := filepath.Join(real, "nats-server.conf")
+	if err := os.WriteFile(target, []byte("old"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "nats-server.conf")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := Replace(link, []byte("new"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("after Replace %s is no longer a symlink: %v, %v", link, fi.Mode(), err)
+	}
+	if b, _ := os.ReadFile(target); string(b) != "new" {
+		t.Fatalf("after Replace the symlink's target holds %q, want \"new\"", b)
+	}
+	if fi, _ := os.Stat(target); fi.Mode().Perm() != 0o640 {
+		t.Errorf("target mode %v, want 0640", fi.Mode().Perm())
+	}
+	for _, d := range []string{dir, real} {
+		if entries, _ := os.ReadDir(d); len(entries) != 1 {
+			t.Errorf("%s holds %v after Replace, want one entry", d, entries)
+		}
+	}
+
+	dangling := filepath.Join(dir, "operator.jwt")
+	if err := os.Symlink(filepath.Join(real, "gone.jwt"), dangling); err != nil {
+		t.Fatal(err)
+	}
+	err := Replace(dangling, []byte("new"), 0o644)
+	if err == nil || !strings.Contains(err.Error(), dangling) || !strings.Contains(err.Error(), "gone.jwt") {
+		t.Fatalf("Replace through a dangling symlink: %v, want an error naming the link and its target", err)
+	}
+	if fi, err := os.Lstat(dangling); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("a refused Replace changed the dangling link: %v, %v", fi.Mode(), err)
+	}
+	if _, err := os.Stat(filepath.Join(real, "gone.jwt")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a refused Replace made the link's target: %v", err)
 	}
 }
