@@ -57,6 +57,10 @@ func Replace(path string, data []byte, perm os.FileMode) error {
 		return err
 	}
 	defer os.Remove(f.Name()) // gone after the rename; left over on failure
+	// Its owner's too: run as root (sudo operator finish), the new file
+	// was root's, and the service or nats-server that reads the old one
+	// as its own user (0600) could no longer read it.
+	keepOwner(f, path)
 	if err := fill(f, data, perm); err != nil {
 		return err
 	}
