@@ -6,6 +6,7 @@
 package safefile
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -19,17 +20,17 @@ import (
 func WriteNew(path string, data []byte, perm os.FileMode) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
-		return err
+		return named("create", path, err)
 	}
 	tmp := f.Name()
 	if err := fill(f, data, perm); err != nil {
 		os.Remove(tmp)
-		return err
+		return named("write", path, err)
 	}
 	err = os.Link(tmp, path)
 	os.Remove(tmp) // path, if linked, keeps the file
 	if err != nil {
-		return err
+		return named("create", path, err)
 	}
 	if err := syncDir(filepath.Dir(path)); err != nil {
 		// The caller takes an error for a file not made, and will not
@@ -48,13 +49,14 @@ func WriteNew(path string, data []byte, perm os.FileMode) error {
 // place and the target kept the old content. A link that points nowhere
 // is refused, naming it.
 func Replace(path string, data []byte, perm os.FileMode) error {
+	name := path // what errors name
 	path, err := resolveLink(path)
 	if err != nil {
 		return err
 	}
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
-		return err
+		return named("write", name, err)
 	}
 	defer os.Remove(f.Name()) // gone after the rename; left over on failure
 	// Its owner's too: run as root (sudo operator finish), the new file
@@ -62,10 +64,10 @@ func Replace(path string, data []byte, perm os.FileMode) error {
 	// as its own user (0600) could no longer read it.
 	keepOwner(f, path)
 	if err := fill(f, data, perm); err != nil {
-		return err
+		return named("write", name, err)
 	}
 	if err := os.Rename(f.Name(), path); err != nil {
-		return err
+		return named("replace", name, err)
 	}
 	return syncDir(filepath.Dir(path))
 }
@@ -83,6 +85,21 @@ func resolveLink(path string) (string, error) {
 		return "", fmt.Errorf("%s is a symlink to %s, which does not resolve (%w): fix or remove the link", path, dest, err)
 	}
 	return real, nil
+}
+
+// named is err, from a step on the temp file beside path, as an error on
+// path: the temp file is one the caller never asked for, and gone by the
+// time the error is read. The cause (ENOSPC, EEXIST, ...) is kept.
+func named(op, path string, err error) error {
+	var pe *os.PathError
+	var le *os.LinkError
+	switch {
+	case errors.As(err, &pe):
+		err = pe.Err
+	case errors.As(err, &le):
+		err = le.Err
+	}
+	return &os.PathError{Op: op, Path: path, Err: err}
 }
 
 // fill sets f's mode, writes data, flushes and closes f.

@@ -146,3 +146,39 @@ func TestReplaceThroughSymlink(t *testing.T) {
 		t.Fatalf("a refused Replace made the link's target: %v", err)
 	}
 }
+
+// TestErrorsNameThePath: a write that fails names the file asked for, not
+// the temp file beside it that the operator never asked for and that is
+// gone by then ("open deploy/.operator-signing-OABC.nk.tmp1234: no such
+// file or directory" for add-signing-key --out into a missing directory;
+// "link .key.nk.tmp99 key.nk: file exists"). The cause is kept.
+func TestErrorsNameThePath(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "nowhere", "key.nk")
+	existing := filepath.Join(dir, "key.nk")
+	if err := WriteNew(existing, []byte("one"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sub := filepath.Join(dir, "conf.d")
+	if err := os.MkdirAll(filepath.Join(sub, "keep"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, path string
+		err        error
+		want       error
+	}{
+		{"WriteNew into a missing directory", missing, WriteNew(missing, []byte("x"), 0o600), os.ErrNotExist},
+		{"Replace into a missing directory", missing, Replace(missing, []byte("x"), 0o600), os.ErrNotExist},
+		{"WriteNew over an existing file", existing, WriteNew(existing, []byte("x"), 0o600), os.ErrExist},
+		{"Replace onto a directory", sub, Replace(sub, []byte("x"), 0o600), nil},
+	} {
+		if c.err == nil || (c.want != nil && !errors.Is(c.err, c.want)) {
+			t.Errorf("%s: %v, want %v", c.name, c.err, c.want)
+			continue
+		}
+		if msg := c.err.Error(); !strings.Contains(msg, c.path) || strings.Contains(msg, ".tmp") {
+			t.Errorf("%s: %q names the temp file, not %s", c.name, msg, c.path)
+		}
+	}
+}
