@@ -122,6 +122,13 @@ var (
 	}
 )
 
+// minProperties is the fewest fields of a request the service takes: an
+// account.update needs a field to change besides the account (a field
+// given as null changes nothing either, which the schema does not tell).
+var minProperties = map[reflect.Type]int{
+	reflect.TypeFor[UpdateAccountRequest](): 2,
+}
+
 // The patterns of the free text the service refuses for what it holds
 // (package provision: checkName, setTags, checkDescription,
 // checkRoleName). The service trims names, tags and roles of white space
@@ -207,6 +214,7 @@ type schema struct {
 	Minimum              *int64             `json:"minimum,omitempty"`
 	Maximum              *int64             `json:"maximum,omitempty"`
 	MaxItems             *int               `json:"maxItems,omitempty"`
+	MinProperties        *int               `json:"minProperties,omitempty"`
 	Items                *schema            `json:"items,omitempty"`
 	Properties           properties         `json:"properties,omitempty"`
 	Required             []string           `json:"required,omitempty"`
@@ -526,6 +534,9 @@ func (g *generator) structSchema(t reflect.Type, top bool) (*schema, error) {
 		} else if !f.Optional {
 			s.Required = append(s.Required, f.Name)
 		}
+	}
+	if n, ok := minProperties[t]; ok && g.closed {
+		s.MinProperties = &n
 	}
 	if !def {
 		return s, nil

@@ -93,7 +93,9 @@ func scale(ctx context.Context, e *Env, o Options, rep *Report) error {
 			return err
 		})
 		costs["account.update"] = cost(samples, o.C, func(rep, i int) error {
-			_, err := request(e.Admin, e.Prefix+".account.update", fmt.Appendf(nil, `{"account":%q,"limits":{"conn":%d}}`, pick(rep, i), i))
+			// A value no earlier update gave: an update to what the
+			// account already has makes no version, and is no measure.
+			_, err := request(e.Admin, e.Prefix+".account.update", fmt.Appendf(nil, `{"account":%q,"limits":{"conn":%d}}`, pick(rep, i), 1+(size+rep)*samples+i))
 			return err
 		})
 		costs["user.create"] = cost(samples, o.C, func(rep, i int) error {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -439,6 +440,9 @@ func (s *Service) page(req api.ListRequest, n int, size func(i int) int) (span, 
 
 // UpdateAccount changes the given fields of an account and pushes it.
 func (s *Service) UpdateAccount(ctx context.Context, req api.UpdateAccountRequest) (*api.AccountReply, error) {
+	if updatesNothing(req) {
+		return nil, fmt.Errorf("%w: account.update of %q gives nothing to change: give at least one field besides \"account\" (limits, description, tags, roles, exports, imports, expires_in, default_permissions, self_service...)", ErrInvalid, req.Account)
+	}
 	a, err := s.live(ctx, req.Account, "updated")
 	if err != nil {
 		return nil, err
@@ -463,13 +467,41 @@ func (s *Service) UpdateAccount(ctx context.Context, req api.UpdateAccountReques
 		// instance.
 		defer s.signing.lock(a.PublicKey)()
 	}
-	out, err := s.submit(a.PublicKey, s.updateAccount(ctx, req, s.newSigningKey))
+	out, err := s.submitValues(a.PublicKey, s.updateAccount(ctx, req, s.newSigningKey))
 	if err != nil {
 		return nil, err
+	}
+	if out.unchanged {
+		// Nothing pushed, nothing to audit: "resolver" is empty.
+		s.log.Debug("account update asks for what the account has; no new version", "account", a.PublicKey, "name", a.Name)
+		return &api.AccountReply{Account: api.Account{Name: out.account.Name, PublicKey: a.PublicKey, JWT: out.account.JWT}, Resolver: wireResult(out.result)}, nil
 	}
 	s.log.Info("account updated", "account", a.PublicKey, "name", a.Name)
 	s.emit(ctx, api.Event{Type: api.EventAccountUpdated, Account: a.PublicKey, AccountName: a.Name})
 	return &api.AccountReply{Account: api.Account{Name: out.account.Name, PublicKey: a.PublicKey, JWT: out.account.JWT}, Resolver: wireResult(out.result)}, nil
+}
+
+// updatesNothing tells whether an update request gives no field to change
+// (or only empty roles): every field of it but the account is nil or empty.
+func updatesNothing(req api.UpdateAccountRequest) bool {
+	v := reflect.ValueOf(req)
+	for i := range v.NumField() {
+		if v.Type().Field(i).Name == "Account" {
+			continue
+		}
+		f := v.Field(i)
+		switch f.Kind() {
+		case reflect.Map, reflect.Slice:
+			if f.Len() > 0 {
+				return false
+			}
+		default:
+			if !f.IsZero() {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // updateAccount returns the change an update request makes; newKey makes

@@ -1,9 +1,12 @@
 package provision
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -37,6 +40,9 @@ type published struct {
 	// servers that have not confirmed, or PhaseDeleted).
 	phase   Phase
 	waiting []string
+	// unchanged: the changes asked for what the account already was, and
+	// no version was made (sameValues).
+	unchanged bool
 }
 
 // change is one requested change to an existing account, waiting for the
@@ -46,6 +52,12 @@ type change struct {
 	// repeatable: apply may run again on a version that already holds its
 	// effect (a revocation) and changes nothing it should not there.
 	repeatable bool
+	// sameValues: the change sets values (an update); when it and the
+	// others of its version set only what the account already has, no
+	// version is made. A version that differed only in its issue time
+	// pushed the same account to every server, took the account's one
+	// version a second, and was audited as a change.
+	sameValues bool
 	done       chan struct{}
 	out        published
 	err        error
@@ -81,6 +93,12 @@ func (s *Service) submit(pub string, apply applyFunc) (published, error) {
 // made again on top of the newer one rather than failed.
 func (s *Service) submitRepeatable(pub string, apply applyFunc) (published, error) {
 	return s.enqueue(pub, &change{apply: apply, repeatable: true, done: make(chan struct{})})
+}
+
+// submitValues is submit for a change that sets values: when the account
+// already has them, it is answered unchanged, with no new version.
+func (s *Service) submitValues(pub string, apply applyFunc) (published, error) {
+	return s.enqueue(pub, &change{apply: apply, sameValues: true, done: make(chan struct{})})
 }
 
 // submitResign is submit for a re-sign (a reconcile pass's, an operator
@@ -191,6 +209,19 @@ func (s *Service) version(pub string, q *queue, batch []*change) {
 		if len(batch) == 0 {
 			return
 		}
+		if sameValues(batch) && sameVersion(a, next, prev.claims, claims) {
+			if _, ok := s.store.(latestReader); ok && !fresh {
+				// A cached read may be behind a version another
+				// instance stored: decide on the store's latest.
+				fresh = true
+				continue
+			}
+			out := published{account: a, claims: prev.claims, phase: a.Phase, unchanged: true}
+			for _, c := range batch {
+				c.finish(out, nil)
+			}
+			return
+		}
 		if err := afterIssue(ctx, prev.claims.IssuedAt); err != nil {
 			fail(batch, err)
 			return
@@ -289,6 +320,30 @@ func (s *Service) version(pub string, q *queue, batch []*change) {
 		}
 		return
 	}
+}
+
+// sameValues tells whether every change of batch sets values.
+func sameValues(batch []*change) bool {
+	for _, c := range batch {
+		if !c.sameValues {
+			return false
+		}
+	}
+	return true
+}
+
+// sameVersion tells whether next, with claims, is the account a with its
+// claims prev but for the issue time and ID a new signature would give.
+func sameVersion(a, next Account, prev, claims *jwt.AccountClaims) bool {
+	a.JWT, next.JWT, a.Revision, next.Revision = "", "", 0, 0
+	if !reflect.DeepEqual(a, next) {
+		return false
+	}
+	p, c := *prev, *claims
+	p.IssuedAt, c.IssuedAt, p.ID, c.ID = 0, 0, "", ""
+	pj, err1 := json.Marshal(&p)
+	cj, err2 := json.Marshal(&c)
+	return err1 == nil && err2 == nil && bytes.Equal(pj, cj)
 }
 
 // repeatable tells whether every change of batch may be applied again.

@@ -34,7 +34,12 @@ func (s *Service) RotateAccount(ctx context.Context, req api.RotateAccountReques
 	// signed with one meanwhile got creds that never connect.
 	defer s.signing.lock(a.PublicKey)()
 	var removed []string
-	out, err := s.submit(a.PublicKey, func(next *Account, claims *jwt.AccountClaims) error {
+	submit := s.submit
+	if !rotate {
+		// Only retired keys go: with none, nothing changes.
+		submit = s.submitValues
+	}
+	out, err := submit(a.PublicKey, func(next *Account, claims *jwt.AccountClaims) error {
 		// On a copy: a step that fails half way leaves the claims as they
 		// were, with no key listed whose seed is gone.
 		c, err := claimsCopy(claims)
@@ -109,6 +114,9 @@ func (s *Service) RotateAccount(ctx context.Context, req api.RotateAccountReques
 		} else {
 			rep.SigningKeys = append(rep.SigningKeys, pub)
 		}
+	}
+	if out.unchanged {
+		return rep, nil // no retired keys: nothing pushed, nothing to audit
 	}
 	s.log.Info("account signing keys rotated", "account", a.PublicKey, "name", a.Name, "rotated", rotate, "removed", len(removed))
 	s.emit(ctx, api.Event{Type: api.EventAccountUpdated, Account: a.PublicKey, AccountName: a.Name})

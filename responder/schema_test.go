@@ -223,7 +223,9 @@ func TestSchemasAgreeOnJWTTypes(t *testing.T) {
 		{"account_update", "account.update", `{"account":"base","exports":[null]}`, false},
 		{"account_update", "account.update", `{"account":"base","imports":[null]}`, false},
 		{"account_create", "account.create", `{"name":"n3","exports":null,"imports":null}`, true},
-		{"account_update", "account.update", `{"account":"base","exports":null,"imports":null}`, true},
+		{"account_update", "account.update", `{"account":"base","description":"d","exports":null,"imports":null}`, true},
+		// An update needs a field to change.
+		{"account_update", "account.update", `{"account":"base"}`, false},
 	} {
 		t.Run(tt.body, func(t *testing.T) {
 			serr := validates(t, sch[tt.endpoint].request, []byte(tt.body))
