@@ -198,8 +198,11 @@ func (s *Service) issue(ctx context.Context, a Account, u *userRequest, caller a
 	signerPub, _ := signer.PublicKey()
 	rec := User{PublicKey: pub, Account: a.PublicKey, Name: name, IssuedAt: uc.IssuedAt, ExpiresAt: uc.Expires, Signer: signerPub, Role: u.role, SelfService: u.self, Tags: slices.Clone([]string(uc.Tags)), TagsRecorded: true}
 	// A key the caller sent is recorded durably: the record is what
-	// refuses it a second time, on any instance.
-	if err := s.store.AddUser(ctx, rec, u.pub != "" || s.cfg.DurableUserRecords); err != nil {
+	// refuses it a second time, on any instance. So is a self-service
+	// user: its record is what the account's quota counts, and what lets
+	// the tenant revoke it; lost to a kill after the reply, the tenant
+	// kept creds that no instance counted.
+	if err := s.store.AddUser(ctx, rec, u.pub != "" || u.self || s.cfg.DurableUserRecords); err != nil {
 		if errors.Is(err, ErrUnavailable) {
 			err = s.userLanded(ctx, rec, err)
 		}
