@@ -138,6 +138,16 @@ func (s *Service) SelfCreateUser(ctx context.Context, t Tenant, req api.SelfCrea
 	}
 	// The count and the issue are one step for this instance.
 	defer s.locks.lock("self:" + a.PublicKey)()
+	// The account is read again under the lock: the version read before
+	// it may be older than a user the request ahead issued with a key
+	// made since (an account.rotate), whom it would show cut off, and the
+	// count would miss.
+	if a, err = s.store.Account(ctx, a.PublicKey); err != nil {
+		return nil, err
+	}
+	if !a.Live() {
+		return nil, fmt.Errorf("%w: account %s is not managed by this service", ErrNotFound, a.PublicKey)
+	}
 	if q := a.Settings.Quota; q > 0 {
 		n, err := s.activeSelfUsers(ctx, a)
 		if err != nil {
