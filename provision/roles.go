@@ -435,7 +435,10 @@ func checkTemplateTags(claims *jwt.AccountClaims, signer, role string, tags jwt.
 //     every other device's subjects;
 //   - a user tagged "site:*" would get "site.*.>" from a new
 //     "site.{{tag(site)}}.>", and one without a tag "site:..." would be
-//     refused at its next connect by a deny subject holding it.
+//     refused at its next connect by a deny subject holding it;
+//   - a template that gives bearer_token makes the JWT of a self-service
+//     user, which travelled on the tenant's inbox where other users of the
+//     account may read it, connect without its seed.
 //
 // A user recorded before records held tags (TagsRecorded false) has tags
 // nobody can check: for such a user, the role's subjects that hold
@@ -484,6 +487,14 @@ func (s *Service) checkRoleUsers(ctx context.Context, a *Account, old, c *jwt.Ac
 				}
 			} else if !slices.Equal(tagSubjects(old, signer), tagSubjects(c, signer)) {
 				return fmt.Errorf("%w: role %q: the change touches subjects that hold {{tag(x)}}, and active user %s was issued before this service recorded users' tags, so what the server would put there for it cannot be checked: revoke it first, or leave those subjects as they are", ErrInvalid, role, u.PublicKey)
+			}
+			// The template's bearer_token reaches the users signed before
+			// it too: a self-service user's JWT travelled on the tenant's
+			// inbox, where other users of the account may read it, and
+			// would connect without its seed (why self-service refuses a
+			// bearer role).
+			if sc, ok := c.SigningKeys[signer].(*jwt.UserScope); ok && sc.Template.BearerToken && u.SelfService {
+				return fmt.Errorf("%w: role %q would give \"bearer_token\" to active self-service user %s (%q), whose JWT travelled on the tenant's inbox, where other users of the account may read it, and would then connect without its seed: revoke it first", ErrInvalid, role, u.PublicKey, u.Name)
 			}
 		}
 	}

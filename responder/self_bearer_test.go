@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
+	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
 )
 
@@ -42,4 +45,38 @@ func TestSelfCreateInABearerRoleRefused(t *testing.T) {
 	}
 	// An admin still issues users of that role.
 	h.ok(t, "user.create", `{"account":"acme","name":"k2","role":"kiosk","public_key":"`+newUserPub(t)+`"}`)
+}
+
+// TestRoleMadeBearerOverSelfServiceUsersRefused: the server applies a
+// scoped key's template as it is now to every user the key signed, its
+// bearer_token included. A role turned bearer made the JWTs of its
+// self-service users, which travelled on the tenant's inbox where other
+// users of the account may read them, connect without their seed: what
+// self-service refuses a bearer role for. The change is refused while the
+// role has active self-service users.
+func TestRoleMadeBearerOverSelfServiceUsersRefused(t *testing.T) {
+	h := newHarness(t, bootstrap.Options{})
+	h.ok(t, "account.create", tenantAccount)
+	enroller, _ := h.userCreds(t, `{"account":"acme","name":"backend","role":"enroller"}`)
+	tenant := h.env.Connect(t, enroller)
+	data, _ := json.Marshal(map[string]string{"name": "d1", "role": "device", "public_key": newUserPub(t)})
+	rep, err := tenant.Request("prov.self.user.create", data, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var created api.CreateUserReply
+	if err := json.Unmarshal(rep.Data, &created); err != nil || created.User.JWT == "" {
+		t.Fatalf("self.user.create: %s", rep.Data)
+	}
+	r := h.req(t, "account.update", `{"account":"acme","roles":{"device":{"pub":{"allow":["telemetry.>"]},"sub":{"allow":["cmd.>"]},"bearer_token":true}}}`)
+	if r.Code == 400 && strings.Contains(r.Description, "bearer") && strings.Contains(r.Description, created.User.PublicKey) {
+		return
+	}
+	// Anyone who read the JWT on the tenant's inbox now connects as d1,
+	// without its seed.
+	nc, cerr := nats.Connect(h.env.Server.URL(), nats.UserJWT(func() (string, error) { return created.User.JWT, nil }, func([]byte) ([]byte, error) { return nil, nil }), nats.NoReconnect())
+	if cerr == nil {
+		nc.Close()
+	}
+	t.Errorf("a role with an active self-service user made bearer: %d %q (connecting with its JWT alone: %v), want 400 naming bearer and the user", r.Code, r.Description, cerr)
 }
