@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/natsprov/provisioner/api"
@@ -137,6 +138,12 @@ func loadConfig(path, url, store, health string) (*config.Config, error) {
 		cfg.NATSURL = url
 	}
 	if store != "" {
+		// --store-dir moves a file store (the image's /store volume). On
+		// a config of the KV store it would switch this instance to a new,
+		// empty file store serving in the KV instances' queue group.
+		if cfg.StoreKind() == config.StoreJetStream && strings.TrimSpace(store) != "" {
+			return nil, fmt.Errorf("config %s is of the JetStream KV store (kv_bucket %q): --store-dir would start this instance on an empty file store instead, beside the instances on the bucket; leave it out, or use a config of a file store (`provisioner init --store file`)", path, cfg.KVBucket)
+		}
 		cfg.StoreDir = store
 	}
 	if health != "" {

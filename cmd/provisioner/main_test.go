@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -763,6 +765,31 @@ func TestDevStoppedWhileStarting(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if err := runDev(ctx, []string{"--dir", dir, "--port", strconv.Itoa(provtest.FreePort(t))}, &stdout, &stderr); err != nil {
 		t.Fatalf("dev stopped before its service started: %v, want a clean stop\n%s", err, stderr.String())
+	}
+}
+
+// TestServeRefusesStoreDirOnAKVConfig: --store-dir overrides a file
+// store's store_dir (the image's /store volume). On the config of a
+// JetStream deployment it switched the instance to a new, empty file store
+// without a word: it served in the same queue group as the KV instances,
+// answering 404 for their accounts and creating accounts no other instance
+// knew. It is refused, naming the flag and the KV store, and nothing is
+// made.
+func TestServeRefusesStoreDirOnAKVConfig(t *testing.T) {
+	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Port: provtest.FreePort(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	storeDir := filepath.Join(t.TempDir(), "store")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	err = run(ctx, []string{"serve", "--config", res.Config, "--store-dir", storeDir}, &out, &errOut)
+	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "--store-dir") || !strings.Contains(err.Error(), "kv_bucket") {
+		t.Fatalf("serve --store-dir on a JetStream config: %v (timed out: %v), want a refusal at once naming --store-dir and kv_bucket\n%s", err, ctx.Err() != nil, errOut.String())
+	}
+	if _, err := os.Stat(storeDir); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the refused serve made %s: %v", storeDir, err)
 	}
 }
 
