@@ -75,8 +75,34 @@ func TestEveryEndpoint(t *testing.T) {
 	if _, err := tenant.SelfRevokeUser(ctx, api.SelfRevokeUserRequest{User: "d1"}); err != nil {
 		t.Fatalf("SelfRevokeUser: %v", err)
 	}
-	if _, err := tenant.SelfRevokeUser(ctx, api.SelfRevokeUserRequest{User: "backend"}); !errors.Is(err, client.ErrNotFound) {
-		t.Errorf("a tenant revoking an admin-issued user: %v, want ErrNotFound", err)
+	if _, err := tenant.SelfRevokeUser(ctx, api.SelfRevokeUserRequest{User: "backend"}); !errors.Is(err, client.ErrForbidden) {
+		t.Errorf("a tenant revoking an admin-issued user: %v, want ErrForbidden", err)
+	}
+}
+
+// TestSelfRevokeRefusesAnAdminIssuedUser: a tenant may revoke only the
+// users issued through self-service. Named by its key, an admin-issued user
+// was refused 403 ("an admin revokes it"); named by its name, the same user
+// (which self.user.list shows the tenant, active) got 404 "has no active
+// user named": untrue, and another code for the same refusal. Both are 403
+// now, naming why, and the user stays active.
+func TestSelfRevokeRefusesAnAdminIssuedUser(t *testing.T) {
+	t.Parallel()
+	_, tenant := selfTenant(t)
+	ctx := context.Background()
+	list, err := tenant.SelfListUsers(ctx, api.SelfListUsersRequest{})
+	if err != nil || len(list.Users) != 1 || list.Users[0].Name != "backend" {
+		t.Fatalf("SelfListUsers = %+v, %v; want the backend", list, err)
+	}
+	for _, ref := range []string{"backend", list.Users[0].PublicKey} {
+		_, err := tenant.SelfRevokeUser(ctx, api.SelfRevokeUserRequest{User: ref})
+		if !errors.Is(err, client.ErrForbidden) || !strings.Contains(err.Error(), "self-service") {
+			t.Errorf("a tenant revoking the admin-issued user as %q: %v, want ErrForbidden saying it was not issued through self-service", ref, err)
+		}
+	}
+	list, err = tenant.SelfListUsers(ctx, api.SelfListUsersRequest{})
+	if err != nil || len(list.Users) != 1 || list.Users[0].Revoked {
+		t.Fatalf("after the refusals SelfListUsers = %+v, %v; want the backend active", list, err)
 	}
 }
 

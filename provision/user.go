@@ -469,7 +469,13 @@ func (s *Service) revoke(ctx context.Context, a Account, ref string, selfOnly bo
 			return nil, err
 		}
 		if selfOnly {
+			all := len(active)
 			active = slices.DeleteFunc(active, func(u User) bool { return !u.SelfService })
+			if len(active) == 0 && all > 0 {
+				// The tenant sees this user in self.user.list: it is there,
+				// only not its to revoke (as keyTarget says for its key).
+				return nil, fmt.Errorf("%w: user %q of account %q was not issued through self-service; an admin revokes it", ErrForbidden, ref, a.Name)
+			}
 		}
 		if len(active) == 0 {
 			return nil, fmt.Errorf("%w: account %q has no active user named %q", ErrNotFound, a.Name, ref)

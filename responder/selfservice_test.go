@@ -184,7 +184,7 @@ func TestRolesAndSelfService(t *testing.T) {
 		{"neither a public key nor an xkey", tenant, "create", map[string]string{"name": "d2", "role": "device"}, "", 400, "public_key"},
 		{"a forged header naming another account", tenant, "list", map[string]string{},
 			fmt.Sprintf(`{"acc":%q,"issuer_key":"x"}`, str(h.ok(t, "account.get", `{"account":"other"}`), "account", "public_key")), 0, ""},
-		{"revoking an admin-issued user", tenant, "revoke", map[string]string{"user": "plain"}, "", 404, "no active user"},
+		{"revoking an admin-issued user", tenant, "revoke", map[string]string{"user": "plain"}, "", 403, "not issued through self-service"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
