@@ -176,6 +176,11 @@ func check(dir string, key *seal.Key) (Report, *loaded, error) {
 	if key != nil && l.forms.stale > 0 {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("%d seeds are plain or sealed with a previous key; Open with this seal key seals them", l.forms.stale))
 	}
+	if l.otherKey > 0 {
+		// Not damage (the records are whole), but what a start with this
+		// key does: refuse the store.
+		rep.Refused = append(rep.Refused, fmt.Sprintf("the seeds of %d accounts are sealed with another seal key than the one given, and were not checked: a start with it refuses the store", l.otherKey))
+	}
 	if l.unchecked > 0 {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("the seeds of %d accounts are sealed with a key not given, and were not checked", l.unchecked))
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -295,5 +296,32 @@ func TestReadWhileTheStoreCompacts(t *testing.T) {
 				assertDump(t, dumpOf(t, c), want)
 			}
 		})
+	}
+}
+
+// TestCheckRefusesAnotherSealKey: `store check --seal-key` with a key that
+// did not seal the store's seeds reported it intact (exit 0), and even
+// noted that a start with that key seals the seeds anew, while a start with
+// it refuses the store (ErrSealKey). It reports what a start refuses.
+func TestCheckRefusesAnotherSealKey(t *testing.T) {
+	fastDisk(t)
+	dir := t.TempDir()
+	s := open(t, dir, Options{Seal: newSealKey(t)})
+	if _, err := s.CreateAccount(t.Context(), newAccount(t, "sealed")); err != nil {
+		t.Fatal(err)
+	}
+	closeStore(t, s)
+	other := newSealKey(t)
+	if _, err := Open(dir, Options{Seal: other}); !errors.Is(err, ErrSealKey) {
+		t.Fatalf("Open with another seal key: %v, want ErrSealKey", err)
+	}
+	rep, err := Check(dir, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	rep.WriteTo(&out)
+	if !rep.Refuses() || strings.Contains(out.String(), "Open with this seal key seals them") {
+		t.Fatalf("Check with another seal key: refuses %v, want a refusal and no note that it seals them:\n%s", rep.Refuses(), out.String())
 	}
 }

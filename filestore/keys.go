@@ -236,12 +236,14 @@ func fromDisk(d *diskAccount, key *seal.Key, forms *seedForms) (provision.Accoun
 			missing = errNoKey
 			return "", nil
 		}
-		if !key.Current(v) {
-			forms.stale++
-		}
 		b, err := key.Open(v)
 		if err != nil {
 			return "", err
+		}
+		// Counted once opened: a seed the key cannot open is not one
+		// that a start with it seals anew.
+		if !key.Current(v) {
+			forms.stale++
 		}
 		return provision.Seed(b), nil
 	}

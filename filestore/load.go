@@ -27,9 +27,12 @@ type loader struct {
 	strict bool
 	rep    *Report
 	forms  seedForms
-	// unchecked counts accounts whose seeds could not be opened (no key,
-	// or another key) in a read-only check.
+	// unchecked counts accounts whose sealed seeds could not be opened
+	// for want of a key in a read-only check.
 	unchecked int
+	// otherKey counts accounts whose seeds the given key did not seal: a
+	// start with that key refuses them (ErrSealKey).
+	otherKey int
 	// lock is what the lock file showed before this load (for Open,
 	// before Open wrote it): lockHeld tells a directory that held a store
 	// from a new one.
@@ -549,7 +552,11 @@ func (l *loader) accept(file string, off int64, d *diskAccount, o opened) (*held
 			}
 			return nil, fmt.Errorf("%w: account %s in %s: %v", ErrSealKey, d.PublicKey, l.dir, o.openErr)
 		}
-		l.unchecked++
+		if errors.Is(o.openErr, seal.ErrUnknownKey) {
+			l.otherKey++
+		} else {
+			l.unchecked++
+		}
 	default:
 		return nil, l.damage(file, off, "account %s (%q): %v", d.PublicKey, d.Name, o.openErr)
 	}

@@ -246,7 +246,7 @@ func TestSealedStore(t *testing.T) {
 				t.Fatalf("Open: %v, want ErrSealKey", err)
 			}
 			rep, err := Check(dir, tt.key().Seal)
-			if err != nil || rep.Damaged() || !strings.Contains(strings.Join(rep.Notes, "\n"), "not checked") {
+			if err != nil || rep.Damaged() || !strings.Contains(strings.Join(append(rep.Notes, rep.Refused...), "\n"), "not checked") {
 				t.Fatalf("Check without the key: %+v, %v", rep, err)
 			}
 		})
