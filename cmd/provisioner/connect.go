@@ -178,6 +178,10 @@ type conn struct {
 	// otherwise only shows as a timeout.
 	mu       sync.Mutex
 	asyncErr error
+	// stop ends the request under way (watch) at a permissions
+	// violation: the server refused its inbox or its subject, so no
+	// reply can come, and waiting out --timeout told nothing more.
+	stop context.CancelCauseFunc
 }
 
 // connect connects as natscli would: each setting comes from its flag,
@@ -200,6 +204,9 @@ func (f *connFlags) connect() (*conn, error) {
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			c.mu.Lock()
 			c.asyncErr = err
+			if c.stop != nil && errors.Is(err, nats.ErrPermissionViolation) {
+				c.stop(err)
+			}
 			c.mu.Unlock()
 		}),
 	}
@@ -325,9 +332,11 @@ func request[R any](ctx context.Context, f *connFlags, stdout io.Writer, call fu
 		return err
 	}
 	defer c.Close()
+	ctx, done := c.watch(ctx)
+	defer done()
 	rep, err := call(ctx, c.client)
 	if err != nil {
-		return c.explain(err)
+		return c.explain(ctx, err)
 	}
 	if f.json {
 		return printJSON(stdout, rep)
@@ -347,7 +356,20 @@ func collect[T any](pages iter.Seq2[T, error]) ([]T, error) {
 	return all, nil
 }
 
-func (c *conn) explain(err error) error {
+// watch returns ctx, ended at a permissions violation the server sends
+// while it is in use; done releases it.
+func (c *conn) watch(ctx context.Context) (context.Context, func()) {
+	ctx, stop := context.WithCancelCause(ctx)
+	c.mu.Lock()
+	c.stop = stop
+	c.mu.Unlock()
+	return ctx, func() { stop(nil) }
+}
+
+func (c *conn) explain(ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); err != nil && errors.Is(cause, nats.ErrPermissionViolation) {
+		return fmt.Errorf("%w; the server said: %v", err, cause)
+	}
 	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
@@ -232,5 +233,36 @@ func TestRedactURL(t *testing.T) {
 		if got := redactURL(tt.give); got != tt.want {
 			t.Errorf("redactURL(%q) = %q, want %q", tt.give, got, tt.want)
 		}
+	}
+}
+
+// TestCLIStopsAtAPermissionsViolation: creds that may not read replies on
+// the inbox prefix, or may not send the request (a newcomer's
+// `--creds deploy/provisioner.creds`), can never get an answer, and the
+// server says so at once; the CLI waited its whole --timeout (30 s by
+// default) before saying what the server had said. It stops at the
+// violation and names it.
+func TestCLIStopsAtAPermissionsViolation(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, bootstrap.Options{})
+	url, admin := c.env.Server.URL(), c.env.Init.AdminCreds
+	for _, tt := range []struct {
+		name    string
+		args    []string
+		wantErr string
+	}{
+		{"an inbox the creds may not read", []string{"--creds", admin, "--inbox-prefix", "_INBOX"}, `Permissions Violation for Subscription to "_INBOX.`},
+		{"creds that may not send the request", []string{"--creds", c.env.Init.ProvisionerCreds}, `Permissions Violation for Publish to "prov.account.list"`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Now()
+			_, _, err := runCmd(t, append([]string{"account", "list", "--server", url, "--timeout", "20s"}, tt.args...)...)
+			if took := time.Since(start); took > 5*time.Second {
+				t.Errorf("account list took %s, want it to stop at the server's violation", took.Round(time.Millisecond))
+			}
+			if err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("got %v (exit %d), want exit 2 and %q", err, exitCode(err), tt.wantErr)
+			}
+		})
 	}
 }

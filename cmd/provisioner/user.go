@@ -99,9 +99,11 @@ func runUserCreate(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	defer c.Close()
+	ctx, done := c.watch(ctx)
+	defer done()
 	u, err := c.client.CreateUser(ctx, req)
 	if err != nil {
-		return c.explain(err)
+		return c.explain(ctx, err)
 	}
 	defer u.Wipe()
 
