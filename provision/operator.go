@@ -63,7 +63,7 @@ func LoadOperator(jwtPath, seedPath string) (*Operator, error) {
 	}
 	if !nkeys.IsValidPublicOperatorKey(pub) {
 		kp.Wipe()
-		return nil, fmt.Errorf("operator_signing_key %s is a %s key (%s); it must be an operator signing key (O...)", seedPath, keyKind(pub), pub)
+		return nil, fmt.Errorf("operator_signing_key %s is %s key (%s); it must be an operator signing key (O...)", seedPath, article(keyKind(pub)), pub)
 	}
 	howTo := "create one with `nsc edit operator --sk generate` (or `provisioner init`), push the new operator JWT to every server, and point operator_signing_key at its seed"
 	if pub == claims.Subject {
@@ -110,6 +110,14 @@ func keyKind(pub string) string {
 		return "curve"
 	}
 	return "unknown"
+}
+
+// article puts "a" or "an" before a key kind.
+func article(kind string) string {
+	if strings.ContainsRune("aeiou", rune(kind[0])) {
+		return "an " + kind
+	}
+	return "a " + kind
 }
 
 // LooksLikeSeed reports whether s holds something like an nkey seed

@@ -191,7 +191,7 @@ func TestLoadOperatorRefuses(t *testing.T) {
 		},
 		{
 			name: "account seed", jwtPath: goodJWT, seed: opSeed(t, account),
-			contains: []string{"account", opPub(t, account), "operator signing key"},
+			contains: []string{"is an account key", opPub(t, account), "operator signing key"},
 		},
 		{
 			name: "user creds file", jwtPath: goodJWT, seed: creds,

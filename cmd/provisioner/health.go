@@ -46,6 +46,11 @@ func runHealth(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return fmt.Errorf("health: %s sets no health_listen", *path)
 		}
 		*url = healthURL(cfg.HealthListen)
+	case !strings.HasPrefix(*url, "http://") && !strings.HasPrefix(*url, "https://"):
+		// "127.0.0.1:8081" read as a URL fails with Go's "first path
+		// segment in URL cannot contain colon", which says nothing of
+		// what to give.
+		return fmt.Errorf("health: --url %q is not an http:// or https:// URL; give the endpoint's whole URL, e.g. http://%s/healthz", *url, strings.TrimSuffix(*url, "/healthz"))
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()

@@ -70,6 +70,7 @@ func TestHealthCommand(t *testing.T) {
 	check(t, []string{"--url", other.URL}, 2, "", "not a provisioner's health")
 	check(t, []string{"--url", otherOK.URL}, 2, "", "not a provisioner's health")
 	check(t, []string{"--url", fmt.Sprintf("http://127.0.0.1:%d/healthz", provtest.FreePort(t))}, 2, "", "connection refused")
+	check(t, []string{"--url", fmt.Sprintf("127.0.0.1:%d", port)}, 2, "", fmt.Sprintf("e.g. http://127.0.0.1:%d/healthz", port))
 	check(t, nil, 2, "", "one of --config and --url")
 	check(t, []string{"--config", cfgPath, "--url", url}, 2, "", "one of --config and --url")
 
