@@ -416,13 +416,76 @@ func checkTemplateName(claims *jwt.AccountClaims, signer, role, name string) err
 // subjects than its role's, for its tags (checkTagValues with {{tag(x)}}):
 // a deny subject of the template of the key that signs it holding
 // {{tag(x)}} when the user has no tag "x:...", or a value of such a tag
-// that is not one subject token ("dev:*" would make a wildcard of it).
+// that is not one subject token ("dev:*" would make a wildcard of it), or
+// more subjects in one list than the server makes (checkTagExpansions).
 func checkTemplateTags(claims *jwt.AccountClaims, signer, role string, tags jwt.TagList) error {
 	scope, ok := claims.SigningKeys[signer].(*jwt.UserScope)
 	if !ok || scope == nil {
 		return nil
 	}
-	return checkTagValues(scope.Template.Permissions, "tag(", tags, role, "a tag on the user", "the server refuses a user without it")
+	if err := checkTagValues(scope.Template.Permissions, "tag(", tags, role, "a tag on the user", "the server refuses a user without it"); err != nil {
+		return err
+	}
+	return checkTagExpansions(scope.Template.Permissions, tags, claims.Tags, role)
+}
+
+// maxTagExpansions is the most subjects the server makes of one list of a
+// template for a user (maxPermTemplateSubjectExpansions).
+const maxTagExpansions = 4096
+
+// checkTagExpansions refuses a user for whom the server would make more
+// subjects of one list of the template than it allows: a subject holding
+// {{tag(x)}} (or {{account-tag(x)}}) becomes one subject for every
+// combination of the values of its tags, and past maxTagExpansions in a
+// list the server refuses the user at every connect. It counts as
+// processUserPermissionsTemplate does: a tag with no value in an allow
+// list makes no subject.
+func checkTagExpansions(p jwt.Permissions, userTags, accountTags jwt.TagList, role string) error {
+	count := func(tags jwt.TagList, name string) int {
+		prefix := strings.ToLower(name) + ":"
+		n := 0
+		for _, t := range tags {
+			if strings.HasPrefix(t, prefix) {
+				n++
+			}
+		}
+		return n
+	}
+	for _, list := range []jwt.StringList{p.Sub.Allow, p.Sub.Deny, p.Pub.Allow, p.Pub.Deny} {
+		emitted := 0
+		for _, subj := range list {
+			exp, tagged, none := 1, false, false
+			for _, m := range mustache.FindAllStringSubmatch(subj, -1) {
+				op := strings.TrimSpace(m[1])
+				var n int
+				switch lower := strings.ToLower(op); {
+				case strings.HasPrefix(lower, "tag(") && strings.HasSuffix(op, ")"):
+					n = count(userTags, strings.TrimSuffix(op[len("tag("):], ")"))
+				case strings.HasPrefix(lower, "account-tag(") && strings.HasSuffix(op, ")"):
+					n = count(accountTags, strings.TrimSuffix(op[len("account-tag("):], ")"))
+				default:
+					continue
+				}
+				tagged = true
+				if n == 0 {
+					none, n = true, 1 // an invalid subject, dropped
+				}
+				if exp > maxTagExpansions/n {
+					return fmt.Errorf("%w: role %q makes more than %d subjects of %q for the user's tags (one for every combination of their values), which the server refuses at every connect: give the user fewer values of those tags", ErrInvalid, role, maxTagExpansions, subj)
+				}
+				exp *= n
+			}
+			switch {
+			case !tagged:
+				emitted++
+			case emitted > maxTagExpansions-exp:
+				return fmt.Errorf("%w: role %q makes more than %d subjects of one list (%q among them) for the user's tags (one for every combination of their values), which the server refuses at every connect: give the user fewer values of those tags", ErrInvalid, role, maxTagExpansions, subj)
+			case !none:
+				emitted += exp
+			}
+		}
+	}
+	return nil
 }
 
 // checkRoleUsers refuses a change of role templates that would give one
