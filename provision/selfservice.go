@@ -141,12 +141,11 @@ func (s *Service) SelfCreateUser(ctx context.Context, t Tenant, req api.SelfCrea
 	// The account is read again under the lock: the version read before
 	// it may be older than a user the request ahead issued with a key
 	// made since (an account.rotate), whom it would show cut off, and the
-	// count would miss.
-	if a, err = s.store.Account(ctx, a.PublicKey); err != nil {
+	// count would miss. Its checks are made again too: read before an
+	// admin turned self-service off (or changed the role that may
+	// self-serve), a request queued here issued its user all the same.
+	if a, err = s.selfAccount(ctx, t, &api.Event{Type: api.EventUserCreated, UserName: u.claims.Name, Role: u.role}); err != nil {
 		return nil, err
-	}
-	if !a.Live() {
-		return nil, fmt.Errorf("%w: account %s is not managed by this service", ErrNotFound, a.PublicKey)
 	}
 	if q := a.Settings.Quota; q > 0 {
 		n, err := s.activeSelfUsers(ctx, a)
