@@ -209,7 +209,10 @@ func (s *Service) version(pub string, q *queue, batch []*change) {
 		if len(batch) == 0 {
 			return
 		}
-		if sameValues(batch) && sameVersion(a, next, prev.claims, claims) {
+		// Signed with another operator signing key than the one in use
+		// (a rotation whose re-sign of this account has not happened or
+		// failed), the current version is not what a new one would be.
+		if sameValues(batch) && prev.claims.Issuer == s.operator().SignerKey && sameVersion(a, next, prev.claims, claims) {
 			if _, ok := s.store.(latestReader); ok && !fresh {
 				// A cached read may be behind a version another
 				// instance stored: decide on the store's latest.

@@ -3,6 +3,7 @@ package provision_test
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -156,14 +157,14 @@ func TestUpdateToWhatAnotherInstanceReplacedIsMade(t *testing.T) {
 		}
 		return r
 	}
-	r := set(b, 5)
+	set(b, 5)
 	old, err := st.AccountByName(ctx, "acme")
 	if err != nil {
 		t.Fatal(err)
 	}
 	set(a, 6)
 	sr.stale.Store(&old) // b's mirror has not seen a's version yet
-	r = set(b, 5)
+	r := set(b, 5)
 	c, err := jwt.DecodeAccountClaims(r.Account.JWT)
 	if err != nil {
 		t.Fatal(err)
@@ -178,5 +179,38 @@ func TestUpdateToWhatAnotherInstanceReplacedIsMade(t *testing.T) {
 	}
 	if c.Limits.Conn != 5 || lc.Limits.Conn != 5 {
 		t.Fatalf("b set the connection limit to 5 after a set it to 6: b answered %d, the store holds %d", c.Limits.Conn, lc.Limits.Conn)
+	}
+}
+
+// TestUpdateToWhatTheAccountHasAfterTheSigningKeyChanged: an account
+// signed with another operator signing key than the one in use (an
+// instance restarted on the new key before the re-sign reached the
+// account) is not what a new version would be: an update to what it has
+// is made, signed with the key in use, and pushed.
+func TestUpdateToWhatTheAccountHasAfterTheSigningKeyChanged(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	keyPath := nextSigningKey(t, env)
+	nextOp, err := provision.LoadOperator(filepath.Join(env.Dir, bootstrap.OperatorJWTFile), keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	desc := "kept"
+	d := newDomain(t, env, nil)
+	if _, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme", Description: desc}); err != nil {
+		t.Fatal(err)
+	}
+	d.stop()
+	d = newDomain(t, env, nil, func(c *provision.Config) { c.Operator = nextOp })
+	defer d.stop()
+	out, err := d.svc.UpdateAccount(ctx, api.UpdateAccountRequest{Account: "acme", Description: &desc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if iss := mustClaims(t, out.Account.JWT).Issuer; iss != nextOp.SignerKey {
+		t.Errorf("an update to what the account has, signed with the old operator signing key, answered a JWT signed by %s, not the key in use %s", iss, nextOp.SignerKey)
+	}
+	if len(out.Resolver) == 0 {
+		t.Errorf("the update pushed nothing")
 	}
 }
