@@ -459,6 +459,12 @@ func (s *Service) UpdateAccount(ctx context.Context, req api.UpdateAccountReques
 	if err := s.updateAccount(ctx, req, func() (Seed, string, error) { return "", a.PublicKey, nil })(&probe, probeClaims); err != nil {
 		return nil, err
 	}
+	if req.SelfService != nil || req.SelfServiceQuota != nil || req.SelfServiceRole != nil {
+		// A self-service create under way on this instance finishes
+		// first; one after it checks the new settings. Taken before
+		// the signing lock, as a create takes them.
+		defer s.locks.lock(selfLock(a.PublicKey))()
+	}
 	if len(req.Roles) > 0 {
 		// A role template change checks the role's recorded users
 		// (checkRoleUsers): users being issued under the old

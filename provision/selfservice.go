@@ -31,6 +31,12 @@ func (t Tenant) caller() api.Caller {
 	return api.Caller{Kind: "tenant", Account: t.Account, User: t.User, Name: t.Name}
 }
 
+// selfLock names the lock a self-service create holds from its count to
+// its record, and an account.update of the account's self-service settings
+// takes: the update replies only once the creates it could not stop have
+// issued, and the ones after it read its settings.
+func selfLock(pub string) string { return "self:" + pub }
+
 // selfImportName names the import the service adds to tenant accounts.
 const selfImportName = api.SelfServiceName
 
@@ -93,8 +99,18 @@ func (s *Service) selfAccount(ctx context.Context, t Tenant, refusal *api.Event)
 	if err != nil {
 		return Account{}, err
 	}
+	if err := s.selfAllowed(ctx, t, a, refusal); err != nil {
+		return Account{}, err
+	}
+	return a, nil
+}
+
+// selfAllowed checks the account's self-service settings for the tenant:
+// self-service on, and the caller in self_service_role if one is set. A
+// refusal for the role is published as selfAccount says.
+func (s *Service) selfAllowed(ctx context.Context, t Tenant, a Account, refusal *api.Event) error {
 	if !a.Settings.SelfService {
-		return Account{}, fmt.Errorf("%w: self-service is off for account %q", ErrForbidden, a.Name)
+		return fmt.Errorf("%w: self-service is off for account %q", ErrForbidden, a.Name)
 	}
 	if r := a.Settings.CallerRole; r != "" {
 		if t.IssuerKey == "" || !slices.Contains(roleKeys(&a, r), t.IssuerKey) {
@@ -104,10 +120,10 @@ func (s *Service) selfAccount(ctx context.Context, t Tenant, refusal *api.Event)
 				e.Result = fmt.Sprintf("refused: caller outside self-service role %q", r)
 				s.emit(ctx, e)
 			}
-			return Account{}, fmt.Errorf("%w: only users of role %q may self-serve in account %q", ErrForbidden, r, a.Name)
+			return fmt.Errorf("%w: only users of role %q may self-serve in account %q", ErrForbidden, r, a.Name)
 		}
 	}
-	return a, nil
+	return nil
 }
 
 // SelfCreateUser issues a user of the tenant's own account in one of its
@@ -136,15 +152,24 @@ func (s *Service) SelfCreateUser(ctx context.Context, t Tenant, req api.SelfCrea
 		// no key, and the service would make one and send its seed.
 		return nil, fmt.Errorf("%w: \"public_key\" or \"xkey\" is required: a tenant makes its user key itself, or sends a curve key to seal the seed to; a seed in the clear would travel on an inbox other users of the account may read", ErrInvalid)
 	}
-	// The count and the issue are one step for this instance.
-	defer s.locks.lock("self:" + a.PublicKey)()
+	// The count and the issue are one step for this instance, and an
+	// account.update of the self-service settings waits for it (selfLock).
+	defer s.locks.lock(selfLock(a.PublicKey))()
 	// The account is read again under the lock: the version read before
 	// it may be older than a user the request ahead issued with a key
 	// made since (an account.rotate), whom it would show cut off, and the
-	// count would miss. Its checks are made again too: read before an
-	// admin turned self-service off (or changed the role that may
-	// self-serve), a request queued here issued its user all the same.
-	if a, err = s.selfAccount(ctx, t, &api.Event{Type: api.EventUserCreated, UserName: u.claims.Name, Role: u.role}); err != nil {
+	// count would miss; and older than an account.update that replied
+	// while this request waited, which turned self-service off, set a
+	// self_service_role or lowered the quota: the settings are checked
+	// again on it. It is the store's latest, past a mirror that may not
+	// hold yet an update another instance stored.
+	if a, err = s.account(ctx, a.PublicKey, true); err != nil {
+		return nil, err
+	}
+	if !a.Live() {
+		return nil, fmt.Errorf("%w: account %s is not managed by this service", ErrNotFound, a.PublicKey)
+	}
+	if err := s.selfAllowed(ctx, t, a, &api.Event{Type: api.EventUserCreated, UserName: u.claims.Name, Role: u.role}); err != nil {
 		return nil, err
 	}
 	if q := a.Settings.Quota; q > 0 {
