@@ -225,3 +225,73 @@ func TestSelfCreateHeedsSettingsChangedOnAnotherInstance(t *testing.T) {
 		t.Fatal("the create did not end")
 	}
 }
+
+// TestSelfRevokeHeedsSettingsChangedMeanwhile: a tenant's self.user.revoke
+// checked self_service and self_service_role on the account it read first,
+// and not on the version its revocation went into: a revoke in flight
+// while an account.update turned self-service off, or set a
+// self_service_role the caller is not in, revoked the user after the
+// update replied. The revocation checks the settings of the version it
+// joins.
+func TestSelfRevokeHeedsSettingsChangedMeanwhile(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	g := &readGate{}
+	d := newDomain(t, env, nil, func(c *provision.Config) {
+		c.ServiceAccount = env.Init.ServiceAccount
+		g.Store = c.Store
+		c.Store = g
+	})
+	defer d.stop()
+	ctx := context.Background()
+	off, enroller := false, "enroller"
+	for _, tc := range []struct {
+		name   string
+		update api.UpdateAccountRequest
+	}{
+		{"self_service off", api.UpdateAccountRequest{SelfService: &off}},
+		{"self_service_role set", api.UpdateAccountRequest{SelfServiceRole: &enroller}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			name := "acme-" + strings.ReplaceAll(tc.name, " ", "-")
+			acc, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: name, Roles: map[string]*api.Role{"device": {}, "enroller": {}}, SelfService: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tenant := provision.Tenant{Account: acc.Account.PublicKey}
+			key := newUserKey()
+			if _, err := d.svc.SelfCreateUser(ctx, tenant, api.SelfCreateUserRequest{Name: "d0", Role: "device", PublicKey: key}); err != nil {
+				t.Fatal(err)
+			}
+			g.held, g.release = make(chan struct{}), make(chan struct{})
+			g.arm.Store(true)
+			revoked := make(chan error, 1)
+			go func() {
+				_, err := d.svc.SelfRevokeUser(ctx, tenant, api.SelfRevokeUserRequest{User: key})
+				revoked <- err
+			}()
+			<-g.held // the revoke checked the account and goes on
+			tc.update.Account = name
+			if _, err := d.svc.UpdateAccount(ctx, tc.update); err != nil {
+				t.Fatal(err)
+			}
+			close(g.release)
+			select {
+			case err = <-revoked:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the revoke did not end")
+			}
+			if !errors.Is(err, provision.ErrForbidden) {
+				t.Errorf("a self-service revoke in flight across an account.update (%s) that replied first: %v, want refused (403)", tc.name, err)
+			}
+			users, err := d.svc.ListUsers(ctx, api.ListUsersRequest{Account: name})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, u := range users.Users {
+				if u.PublicKey == key && u.Revoked {
+					t.Errorf("d0 revoked by a tenant after the update (%s) replied", tc.name)
+				}
+			}
+		})
+	}
+}

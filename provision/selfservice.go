@@ -233,7 +233,10 @@ func (s *Service) SelfRevokeUser(ctx context.Context, t Tenant, req api.SelfRevo
 	if err != nil {
 		return nil, err
 	}
-	return s.revoke(ctx, a, ref, true, t.caller())
+	// Checked again on the version the revocation joins; a refusal
+	// there is not published (the apply may run more than once).
+	allowed := func(next Account) error { return s.selfAllowed(ctx, t, next, nil) }
+	return s.revoke(ctx, a, ref, true, allowed, t.caller())
 }
 
 // EnsureSelfExport makes sure the service's own account exports the

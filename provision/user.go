@@ -429,7 +429,7 @@ func (s *Service) RevokeUser(ctx context.Context, req api.RevokeUserRequest) (*a
 	if err != nil {
 		return nil, err
 	}
-	return s.revoke(ctx, a, ref, false, api.Caller{Kind: "admin"})
+	return s.revoke(ctx, a, ref, false, nil, api.Caller{Kind: "admin"})
 }
 
 // userRef checks the "user" of a revoke: a user public key or a name.
@@ -448,8 +448,9 @@ func userRef(raw string) (string, error) {
 
 // revoke revokes a user of a live account by key or by the name of an
 // active user. With selfOnly, only users issued through self-service may be
-// named, and a key must be one.
-func (s *Service) revoke(ctx context.Context, a Account, ref string, selfOnly bool, caller api.Caller) (*api.RevokeUserReply, error) {
+// named, and a key must be one. allowed, when not nil, checks the version
+// the revocation joins and refuses it with its error.
+func (s *Service) revoke(ctx context.Context, a Account, ref string, selfOnly bool, allowed func(Account) error, caller api.Caller) (*api.RevokeUserReply, error) {
 	pub := ref
 	var name string
 	var issued int64
@@ -484,7 +485,17 @@ func (s *Service) revoke(ctx context.Context, a Account, ref string, selfOnly bo
 	}
 	// Repeatable: a revocation made again on top of one that holds it
 	// moves its time on, which cuts off no other key.
-	out, err := s.submitRepeatable(a.PublicKey, func(_ *Account, c *jwt.AccountClaims) error {
+	out, err := s.submitRepeatable(a.PublicKey, func(next *Account, c *jwt.AccountClaims) error {
+		// A tenant's revoke is checked again on the version it joins:
+		// an account.update that turned self-service off, or set a
+		// self_service_role the caller is not in, and replied while
+		// this revoke was on its way, came first (on any instance: a
+		// version built on an older one is made again on the newer).
+		if allowed != nil {
+			if err := allowed(*next); err != nil {
+				return err
+			}
+		}
 		// At the user's issue time at the least: an instance whose clock
 		// runs ahead of this one may have issued it "later" than now.
 		c.RevokeAt(pub, time.Unix(max(time.Now().Unix(), issued), 0))
@@ -506,7 +517,7 @@ func (s *Service) revoke(ctx context.Context, a Account, ref string, selfOnly bo
 			return nil, err
 		}
 		if again {
-			return s.revoke(ctx, a, ref, selfOnly, caller)
+			return s.revoke(ctx, a, ref, selfOnly, allowed, caller)
 		}
 	}
 	s.log.Info("user revoked", "account", a.PublicKey, "account_name", a.Name, "user", pub, "name", name)
