@@ -79,7 +79,8 @@ func (c *Client) Prefix() string { return c.prefix }
 // matching ErrNoService when nothing answers on the subject, and
 // context.DeadlineExceeded or context.Canceled (wrapped) when no reply came
 // in time; a request sent is not taken back, so the service may still
-// carry it out.
+// carry it out. With a context that has already ended, nothing is sent,
+// and the error says so.
 func (c *Client) request(ctx context.Context, endpoint string, req, rep any) error {
 	subject := api.Subject(c.prefix, endpoint)
 	data, err := json.Marshal(req)
@@ -90,6 +91,12 @@ func (c *Client) request(ctx context.Context, endpoint string, req, rep any) err
 	// wire (and the servers): the same scan runs here first.
 	if api.LooksLikeSeed(string(data)) {
 		return fmt.Errorf("%w: a field of the %s request holds a seed; nothing was sent", ErrInvalid, subject)
+	}
+	// A context that has already ended sends nothing (nats.go checks it
+	// before it publishes): the caller must not be told that the service
+	// may carry the request out, and read back or revoke for nothing.
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("client: %s not sent, its context had already ended%s: %w", subject, cause(ctx), err)
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -102,9 +109,9 @@ func (c *Client) request(ctx context.Context, endpoint string, req, rep any) err
 	case errors.Is(err, nats.ErrNoResponders):
 		return fmt.Errorf("%w on %s (is the service running, with subject prefix %q?): %w", ErrNoService, subject, c.prefix, err)
 	case errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("client: no reply on %s within %s (the service may still carry the request out): %w", subject, time.Since(start).Round(time.Millisecond), err)
+		return fmt.Errorf("client: no reply on %s within %s%s (the service may still carry the request out): %w", subject, time.Since(start).Round(time.Millisecond), cause(ctx), err)
 	case errors.Is(err, context.Canceled):
-		return fmt.Errorf("client: %s canceled before its reply (the service may still carry the request out): %w", subject, err)
+		return fmt.Errorf("client: %s canceled before its reply%s (the service may still carry the request out): %w", subject, cause(ctx), err)
 	case err != nil:
 		return fmt.Errorf("client: request %s: %w", subject, err)
 	}
@@ -116,6 +123,15 @@ func (c *Client) request(ctx context.Context, endpoint string, req, rep any) err
 		return fmt.Errorf("client: the reply on %s is not what the client expects: %w", subject, err)
 	}
 	return nil
+}
+
+// cause names why ctx ended when the caller gave a cause of its own
+// (context.WithCancelCause, WithTimeoutCause), "" otherwise.
+func cause(ctx context.Context) string {
+	if c := context.Cause(ctx); c != nil && c != ctx.Err() {
+		return " (" + c.Error() + ")"
+	}
+	return ""
 }
 
 // replyError returns the *Error of a failed reply, or nil. The code comes

@@ -310,6 +310,60 @@ func TestTimeouts(t *testing.T) {
 	})
 }
 
+// TestContextEndedBeforeTheCall: a context that has already ended sends
+// nothing (nats.go checks it before it publishes), yet the error said the
+// service "may still carry the request out": a caller of CreateUser would
+// read back, or revoke, a user that was never asked for. It says nothing
+// was sent, and a cause the caller gave is named, then and while waiting.
+func TestContextEndedBeforeTheCall(t *testing.T) {
+	t.Parallel()
+	env, c := started(t, bootstrap.Options{})
+	tp := newTap(t, env)
+	if _, err := c.CreateAccount(context.Background(), api.CreateAccountRequest{Name: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	canceled, cancel := context.WithCancelCause(context.Background())
+	cancel(errors.New("the job was called off"))
+	expired, cancel2 := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel2()
+	for _, tt := range []struct {
+		name  string
+		ctx   context.Context
+		want  error
+		cause string
+	}{
+		{"canceled", canceled, context.Canceled, "the job was called off"},
+		{"deadline passed", expired, context.DeadlineExceeded, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := c.CreateUser(tt.ctx, api.CreateUserRequest{Account: "acme", Name: "alice"})
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("got %v, want %v", err, tt.want)
+			}
+			if !strings.Contains(err.Error(), "prov.user.create not sent") || strings.Contains(err.Error(), "may still carry") || !strings.Contains(err.Error(), tt.cause) {
+				t.Errorf("message %q, want it to say that prov.user.create was not sent (and the cause %q)", err, tt.cause)
+			}
+		})
+	}
+	// Nothing crossed the wire: the one user.create the tap sees is the
+	// next one.
+	if _, err := c.CreateUser(context.Background(), api.CreateUserRequest{Account: "acme", Name: "bob"}); err != nil {
+		t.Fatal(err)
+	}
+	if requests, _ := tp.wait(t, 1); len(requests) != 1 || !strings.Contains(string(requests[0]), `"bob"`) {
+		t.Errorf("the service was sent %d user.create requests: %q", len(requests), requests)
+	}
+	// A cause given while the request waits is named too.
+	silent(t, env)
+	hung := client.New(env.Admin(t), client.WithPrefix("prov.hung"))
+	ctx, stop := context.WithCancelCause(context.Background())
+	time.AfterFunc(200*time.Millisecond, func() { stop(errors.New("the operator pressed stop")) })
+	_, err := hung.GetAccount(ctx, api.AccountRequest{Account: "nobody-answers"})
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "the operator pressed stop") {
+		t.Errorf("got %v, want context.Canceled naming its cause", err)
+	}
+}
+
 // TestReplyDecoding answers with hand-made replies on a real connection:
 // the error code and description are read from the micro headers, or from
 // the body when a responder sends no headers; a successful reply may carry
