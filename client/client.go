@@ -7,7 +7,9 @@
 // errors.Is. A request nobody answers returns ErrNoService.
 //
 // CreateUser makes the user's key pair here, in the caller's process, and
-// sends only the public key: the seed never crosses the wire.
+// sends only the public key: the seed never crosses the wire. When no
+// answer says whether that key was issued, its error (*UserInDoubtError)
+// names it, so that it can be revoked.
 package client
 
 import (
@@ -96,7 +98,7 @@ func (c *Client) request(ctx context.Context, endpoint string, req, rep any) err
 	// before it publishes): the caller must not be told that the service
 	// may carry the request out, and read back or revoke for nothing.
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("client: %s not sent, its context had already ended%s: %w", subject, cause(ctx), err)
+		return fmt.Errorf("client: %s %w, its context had already ended%s: %w", subject, errNotSent, cause(ctx), err)
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -123,6 +125,21 @@ func (c *Client) request(ctx context.Context, endpoint string, req, rep any) err
 		return fmt.Errorf("client: the reply on %s is not what the client expects: %w", subject, err)
 	}
 	return nil
+}
+
+// errNotSent marks the error of a request that was never sent.
+var errNotSent = errors.New("not sent")
+
+// inDoubt reports whether err leaves it unknown whether the service
+// carried the request out: it was sent and no answer came (the context
+// ended, the connection went away), or the service answered 504.
+func inDoubt(err error) bool {
+	if errors.Is(err, errNotSent) {
+		return false
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, nats.ErrDisconnected) || errors.Is(err, nats.ErrConnectionClosed) ||
+		errors.Is(err, ErrTimeout)
 }
 
 // cause names why ctx ended when the caller gave a cause of its own

@@ -60,7 +60,9 @@ func (c *Client) RotateOperator(ctx context.Context) (*api.RotateOperatorReply, 
 // roles, through self-service (the caller is a tenant's user; the service
 // learns its account from the server). Without req.PublicKey the key pair
 // is made here and req.XKey is not sent, as CreateUser does; a public_key
-// that holds a seed is refused (ErrInvalid) without sending anything.
+// that holds a seed is refused (ErrInvalid) without sending anything, and
+// a call with a key made here whose outcome is unknown returns a
+// *UserInDoubtError, as CreateUser does.
 func (c *Client) SelfCreateUser(ctx context.Context, req api.SelfCreateUserRequest) (*User, error) {
 	if pub := strings.TrimSpace(req.PublicKey); pub != "" {
 		if err := notASeed(pub); err != nil {

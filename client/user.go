@@ -35,7 +35,9 @@ func (u *User) Wipe() {
 // never sees it, so req.XKey (which asks the service to seal a seed it
 // makes) is not sent. With req.PublicKey (the caller holds the seed) it
 // returns the JWT only. A public_key that holds a seed is refused
-// (ErrInvalid) without sending anything.
+// (ErrInvalid) without sending anything. A call without req.PublicKey
+// whose outcome is unknown returns a *UserInDoubtError naming the key it
+// sent.
 func (c *Client) CreateUser(ctx context.Context, req api.CreateUserRequest) (*User, error) {
 	if pub := strings.TrimSpace(req.PublicKey); pub != "" {
 		if err := notASeed(pub); err != nil {
@@ -112,6 +114,12 @@ func (c *Client) issueLocal(ctx context.Context, endpoint, account string, body 
 	}
 	var rep api.CreateUserReply
 	if err := c.request(ctx, endpoint, body(pub), &rep); err != nil {
+		if inDoubt(err) {
+			// The seed is wiped with the key pair (no one gets the JWT
+			// of a reply that did not come), but the service may issue
+			// the key yet: the caller needs it to revoke it.
+			return nil, &UserInDoubtError{PublicKey: pub, Err: err}
+		}
 		return nil, err
 	}
 	if err := checkIssued(endpoint, account, pub, rep.User); err != nil {
@@ -130,6 +138,26 @@ func (c *Client) issueLocal(ctx context.Context, endpoint, account string, body 
 	}
 	return &User{Name: rep.User.Name, PublicKey: pub, JWT: rep.User.JWT, Seed: seed, Creds: newSecret(creds)}, nil
 }
+
+// UserInDoubtError is the error of a CreateUser or SelfCreateUser that
+// made the key here, sent the request and got no answer (the context
+// ended, the connection went away) or a 504: the service may have issued
+// PublicKey, or may still (a request waiting for a slot, or in nats.go's
+// reconnect buffer, is carried out later), and the seed is gone with the
+// call. Such a user is of no use to anyone; revoke PublicKey (RevokeUser
+// by key: a key revoked before it is issued can never be issued) before
+// creating the user again, or its name may stay taken. It matches what
+// Err matches (context.DeadlineExceeded, ErrTimeout, ...).
+type UserInDoubtError struct {
+	PublicKey string
+	Err       error
+}
+
+func (e *UserInDoubtError) Error() string {
+	return fmt.Sprintf("%v; the user key sent, %s, may have been issued: revoke it by that key before creating the user again", e.Err, e.PublicKey)
+}
+
+func (e *UserInDoubtError) Unwrap() error { return e.Err }
 
 // ListUsers returns one page of the users issued under an account, in
 // issue order; Users follows next_offset for you.

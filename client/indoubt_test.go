@@ -1,0 +1,122 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nkeys"
+
+	"github.com/natsprov/provisioner/api"
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/client"
+	"github.com/natsprov/provisioner/provtest"
+	"github.com/natsprov/provisioner/testenv"
+)
+
+// realServer replaces the deployment's embedded server with the
+// nats-server binary on the same port and config, so that the test can
+// pause it (SIGSTOP), and returns its process.
+func realServer(t *testing.T, env *provtest.Env) *os.Process {
+	t.Helper()
+	env.Server.Stop()
+	cmd := exec.Command(testenv.Tool(t, "nats-server"), "-c", env.Init.ServerConf, "-p", fmt.Sprint(env.Port))
+	out, err := os.Create(filepath.Join(t.TempDir(), "nats-server.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGCONT)
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", env.Port))
+		if err == nil {
+			c.Close()
+			return cmd.Process
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nats-server not up: %v", err)
+		}
+	}
+}
+
+// TestCreateUserInDoubtNamesTheKey: with the server paused, CreateUser's
+// context ends before the answer, and the service issues the user once
+// the server goes on. The client had wiped the key and said only that the
+// service "may still carry the request out": the caller could not tell
+// the user it finds from another's, nor fence a request still on its way
+// (revoking a key before it is issued keeps it from being issued), and a
+// user nobody holds the seed of kept the name. The error names the key
+// sent, which revokes it.
+func TestCreateUserInDoubtNamesTheKey(t *testing.T) {
+	t.Parallel()
+	env := provtest.Deployment(t, bootstrap.Options{})
+	server := realServer(t, env)
+	env.Start(t)
+	c := client.New(env.Admin(t))
+	ctx := context.Background()
+	if _, err := c.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := server.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	began := time.Now()
+	_, err := c.CreateUser(short, api.CreateUserRequest{Account: "acme", Name: "alice"})
+	took := time.Since(began)
+	server.Signal(syscall.SIGCONT)
+	if !errors.Is(err, context.DeadlineExceeded) || took > 3*time.Second {
+		t.Fatalf("CreateUser with the server paused: %v after %s, want context.DeadlineExceeded after about 1s", err, took)
+	}
+	var doubt *client.UserInDoubtError
+	if !errors.As(err, &doubt) || !nkeys.IsValidPublicUserKey(doubt.PublicKey) || !strings.Contains(err.Error(), doubt.PublicKey) {
+		t.Fatalf("got %v, want a *client.UserInDoubtError naming the user key sent", err)
+	}
+	// The server goes on, and the service issues the request it kept.
+	var listed []api.UserSummary
+	for deadline := time.Now().Add(10 * time.Second); len(listed) == 0; time.Sleep(50 * time.Millisecond) {
+		rep, err := c.ListUsers(ctx, api.ListUsersRequest{Account: "acme"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed = rep.Users
+		if time.Now().After(deadline) {
+			t.Fatal("the request sent before the pause was never carried out")
+		}
+	}
+	if len(listed) != 1 || listed[0].Name != "alice" || listed[0].PublicKey != doubt.PublicKey {
+		t.Fatalf("listed %+v, want alice with the key the error named, %s", listed, doubt.PublicKey)
+	}
+	if _, err := c.RevokeUser(ctx, api.RevokeUserRequest{Account: "acme", User: doubt.PublicKey}); err != nil {
+		t.Fatalf("revoke the key in doubt: %v", err)
+	}
+	if _, err := c.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "alice"}); err != nil {
+		t.Fatalf("alice again, once the key in doubt is revoked: %v", err)
+	}
+	// Nothing in doubt: nothing sent, or a refusal.
+	_, err = c.CreateUser(ctx, api.CreateUserRequest{Account: "nobody", Name: "bob"})
+	if !errors.Is(err, client.ErrNotFound) || errors.As(err, &doubt) {
+		t.Errorf("a refused create: %v, want ErrNotFound and no key in doubt", err)
+	}
+	done, stop := context.WithCancel(ctx)
+	stop()
+	if _, err := c.CreateUser(done, api.CreateUserRequest{Account: "acme", Name: "carol"}); !errors.Is(err, context.Canceled) || errors.As(err, &doubt) {
+		t.Errorf("a create never sent: %v, want context.Canceled and no key in doubt", err)
+	}
+}
