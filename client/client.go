@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -108,6 +109,12 @@ func (c *Client) request(ctx context.Context, endpoint string, req, rep any) err
 	start := time.Now()
 	msg, err := c.nc.RequestWithContext(ctx, subject, data)
 	switch {
+	case errors.Is(err, nats.ErrNoResponders) && strings.HasPrefix(endpoint, "self."):
+		// A tenant reaches the service through the import the service
+		// adds to an account with self_service only: without it, the
+		// subject has no responder in the tenant's account even while
+		// the service runs.
+		return fmt.Errorf("%w on %s (does the caller's account have self_service? Only such an account imports the self-service subjects; else, is the service running, with subject prefix %q?): %w", ErrNoService, subject, c.prefix, err)
 	case errors.Is(err, nats.ErrNoResponders):
 		return fmt.Errorf("%w on %s (is the service running, with subject prefix %q?): %w", ErrNoService, subject, c.prefix, err)
 	case errors.Is(err, context.DeadlineExceeded):

@@ -23,8 +23,10 @@ var (
 )
 
 // ErrNoService is returned when nothing subscribes to the request's
-// subject: no provisioner runs, or it uses another subject prefix. The
-// returned error wraps nats.ErrNoResponders as well.
+// subject: no provisioner runs, or it uses another subject prefix, or,
+// for a tenant's Self* call, the caller's account has no self_service
+// (only such an account imports the self-service subjects). The returned
+// error wraps nats.ErrNoResponders as well.
 var ErrNoService = errors.New("client: no provisioner answers")
 
 // kinds maps each wire code to its kind.

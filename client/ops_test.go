@@ -220,3 +220,30 @@ func TestXKeyWithALocalKey(t *testing.T) {
 		})
 	}
 }
+
+// TestSelfServiceOffIsNoService: a tenant whose account has no
+// self_service has no import of the self-service subjects, so its request
+// finds no responder while the service runs. The client said only "is the
+// service running, with subject prefix?", sending a developer after a
+// service that runs; it names the account's self_service.
+func TestSelfServiceOffIsNoService(t *testing.T) {
+	t.Parallel()
+	env, c := started(t, bootstrap.Options{})
+	ctx := context.Background()
+	if _, err := c.CreateAccount(ctx, api.CreateAccountRequest{Name: "plain", Roles: map[string]*api.Role{"device": {}}}); err != nil {
+		t.Fatal(err)
+	}
+	u, err := c.CreateUser(ctx, api.CreateUserRequest{Account: "plain", Name: "backend"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tenant := client.New(env.Connect(t, writeCreds(t, u.Creds.Bytes())))
+	_, err = tenant.SelfListUsers(ctx, api.SelfListUsersRequest{})
+	if !errors.Is(err, client.ErrNoService) || !strings.Contains(err.Error(), "self_service") {
+		t.Fatalf("a tenant without self-service: %v, want ErrNoService naming the account's self_service", err)
+	}
+	// The admin's requests keep the plain hint.
+	if _, err := client.New(env.Admin(t), client.WithPrefix("prov.other")).Status(ctx); !errors.Is(err, client.ErrNoService) || strings.Contains(err.Error(), "self_service") {
+		t.Errorf("no service on another prefix: %v", err)
+	}
+}
