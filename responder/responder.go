@@ -519,6 +519,7 @@ func (r *Responder) reply(m *nats.Msg, code int, desc string, data []byte) error
 	}
 	out := &nats.Msg{Subject: m.Reply, Data: data}
 	if code != 0 {
+		desc = fitDescription(desc, r.nc.MaxPayload())
 		out.Header = nats.Header{}
 		out.Header.Set(micro.ErrorHeader, desc)
 		out.Header.Set(micro.ErrorCodeHeader, strconv.Itoa(code))
@@ -529,6 +530,25 @@ func (r *Responder) reply(m *nats.Msg, code int, desc string, data []byte) error
 		return err
 	}
 	return nil
+}
+
+// fitDescription cuts an error's description so that its reply, which
+// carries it twice (the Nats-Service-Error header and the body, where
+// JSON may write a byte as six), stays under max_payload: a description
+// that echoes a long value of the request (a name of 60 KB) made a reply
+// the connection refused to publish, and the caller waited out its
+// timeout for an answer that never came.
+func fitDescription(desc string, maxPayload int64) string {
+	limit := int((maxPayload - 1024) / 7)
+	if len(desc) <= limit {
+		return desc
+	}
+	const cut = "... (cut: the description was too long for max_payload)"
+	n := max(0, limit-len(cut))
+	for n > 0 && !utf8.RuneStart(desc[n]) {
+		n--
+	}
+	return desc[:n] + cut
 }
 
 // tooLargeError is a reply over the servers' max_payload.
