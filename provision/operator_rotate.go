@@ -138,10 +138,12 @@ func (s *Service) adoptNextOperator(ctx context.Context) bool {
 // instance pushes cuts the account's users off there, without an error.
 // It is logged at ERROR at every pass while it lasts, and prov.status and
 // the health endpoint name it (SignerProblem).
-func (s *Service) checkSigner(ctx context.Context) {
+// It returns the keys each server that answered trusts (nil when VARZ
+// went unanswered).
+func (s *Service) checkSigner(ctx context.Context) map[string][]string {
 	trusted, err := s.resolver.Operators(ctx)
 	if err != nil {
-		return // VARZ unanswered: nothing learned
+		return nil // VARZ unanswered: nothing learned
 	}
 	key := s.operator().SignerKey
 	var not []string
@@ -152,12 +154,49 @@ func (s *Service) checkSigner(ctx context.Context) {
 	}
 	if len(not) == 0 {
 		s.untrusted.Store(nil)
-		return
+		return trusted
 	}
 	slices.Sort(not)
 	msg := fmt.Sprintf("server(s) %s do not trust operator signing key %s, which this instance signs with: every account it pushes there is unusable; set operator_signing_key to a key their operator JWT lists, and restart", strings.Join(not, ", "), key)
 	s.untrusted.Store(&msg)
 	s.log.Error("the servers do not trust this instance's operator signing key", "signing_key", key, "servers", not)
+	return trusted
+}
+
+// resignIssuer tells a pass which accounts to sign anew with the key in
+// use: after this instance switched to the next key (rotated), every one
+// another key signed; otherwise, when every server that answered trusts
+// the key in use, one signed by a key that a server does not trust. An
+// instance left on the old key after `operator finish` signs changes with
+// it, which every server trusts until `operator remove-signing-key` is
+// rolled out; then those accounts are unusable, and no instance has a
+// next key configured any more to re-sign them: they stayed so for good.
+// An instance whose own key some server does not trust re-signs nothing
+// that way (its signature would be no better).
+func (s *Service) resignIssuer(rotated bool, trusted map[string][]string) func(issuer string) bool {
+	key := s.operator().SignerKey
+	if rotated {
+		return func(issuer string) bool { return issuer != key }
+	}
+	if len(trusted) == 0 {
+		return func(string) bool { return false }
+	}
+	for _, keys := range trusted {
+		if !slices.Contains(keys, key) {
+			return func(string) bool { return false }
+		}
+	}
+	return func(issuer string) bool {
+		if issuer == key {
+			return false
+		}
+		for _, keys := range trusted {
+			if !slices.Contains(keys, issuer) {
+				return true
+			}
+		}
+		return false
+	}
 }
 
 // SignerProblem is what checkSigner found at the last pass: nil when every

@@ -1,0 +1,129 @@
+package provision_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/nats-io/jwt/v2"
+
+	"github.com/natsprov/provisioner/api"
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/provision"
+	"github.com/natsprov/provisioner/provtest"
+)
+
+// removeSigningKey does what `operator remove-signing-key` and rolling its
+// operator JWT out do: the operator JWT without key, the server restarted.
+func removeSigningKey(t *testing.T, env *provtest.Env, key string) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(env.Dir, bootstrap.OperatorIdentityKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := jwt.ParseDecoratedNKey(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opPath := filepath.Join(env.Dir, bootstrap.OperatorJWTFile)
+	raw, err = os.ReadFile(opPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := jwt.ParseDecoratedJWT(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oc, err := jwt.DecodeOperatorClaims(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oc.SigningKeys = slices.DeleteFunc(oc.SigningKeys, func(k string) bool { return k == key })
+	signed, err := oc.Encode(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(opPath, []byte(signed+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env.Restart(t)
+}
+
+// TestStaleSignerAccountsResignedAfterKeyRemoved: after `operator finish`,
+// an instance restarted with its config from before the rotation signs a
+// change with the old operator signing key, which every server still
+// trusts. Once the operator rolls out the operator JWT without that key,
+// the account is unusable on every server. The instance configured with
+// the new key must re-sign it at its next pass: no instance has a next key
+// configured any more, and an account whose signer no server trusts was
+// left so for good, its users cut off until someone changed it.
+func TestStaleSignerAccountsResignedAfterKeyRemoved(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	keyPath := nextSigningKey(t, env)
+	loadNext := func() (*provision.Operator, error) {
+		return provision.LoadOperator(filepath.Join(env.Dir, bootstrap.OperatorJWTFile), keyPath)
+	}
+	ctx := context.Background()
+
+	// Step 3: the rotation.
+	a := newDomain(t, env, nil, func(c *provision.Config) { c.NextOperator = loadNext })
+	waitUp(t, a)
+	oldKey := a.op.SignerKey
+	if _, err := a.svc.RotateOperator(ctx, api.RotateOperatorRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	created, err := a.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := created.Account.PublicKey
+	u, err := a.svc.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := writeCreds(t, u.User)
+	a.stop()
+
+	// After finish, an instance restarted with the old config changes the
+	// account: signed with the old key.
+	stale := newDomain(t, env, nil)
+	waitUp(t, stale)
+	desc := "changed by the stale instance"
+	if _, err := stale.svc.UpdateAccount(ctx, api.UpdateAccountRequest{Account: "acme", Description: &desc}); err != nil {
+		t.Fatal(err)
+	}
+	for _, cp := range stale.lookupAll(t, pub) {
+		if iss := mustClaims(t, cp).Issuer; iss != oldKey {
+			t.Fatalf("the stale instance's change is signed by %s, want the old key %s", iss, oldKey)
+		}
+	}
+	stale.stop()
+
+	// Step 5: the old key leaves the operator JWT; the instance runs with
+	// the config finish wrote (the new key, no next).
+	removeSigningKey(t, env, oldKey)
+	seed, err := os.ReadFile(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(env.Dir, bootstrap.OperatorSigningKeyFile), seed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := newDomain(t, env, nil)
+	nextOp := b.op
+	defer b.stop()
+	waitUp(t, b)
+	if _, err := b.svc.Reconcile(ctx, api.ReconcileRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, cp := range b.lookupAll(t, pub) {
+		if iss := mustClaims(t, cp).Issuer; iss != nextOp.SignerKey {
+			t.Errorf("after a pass, a server holds the account signed by %s, which no server trusts, not by %s", iss, nextOp.SignerKey)
+		}
+	}
+	if !connects(env, creds) {
+		t.Error("the account's user cannot connect after a pass")
+	}
+}
