@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -92,6 +93,17 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 	}
 	op, err := provision.LoadOperator(cfg.OperatorJWT, cfg.OperatorSigningKey)
 	if err != nil {
+		// The old key of a rotation whose finish this config missed (it
+		// names the new key as next) is gone from the operator JWT: the
+		// fix is the finish, not another new key as LoadOperator advises.
+		if cfg.OperatorSigningKeyNext != "" {
+			if next, nerr := provision.LoadOperator(cfg.OperatorJWT, cfg.OperatorSigningKeyNext); nerr == nil {
+				next.Signer.Wipe()
+				if old, ok := seedPublicKey(cfg.OperatorSigningKey); ok && !slices.Contains(next.Claims.SigningKeys, old) {
+					return nil, fmt.Errorf("operator_signing_key %s is %s, which the operator JWT %s no longer lists, while operator_signing_key_next %s is its signing key %s: the rotation was finished without this config; run `provisioner operator finish --config CONFIG` on it, or set operator_signing_key to %s and remove operator_signing_key_next", cfg.OperatorSigningKey, old, cfg.OperatorJWT, cfg.OperatorSigningKeyNext, next.SignerKey, cfg.OperatorSigningKeyNext)
+				}
+			}
+		}
 		return nil, err
 	}
 	s := &Service{Operator: op, log: log}
@@ -523,4 +535,20 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 	<-ctx.Done()
 	log.Info("provisioner stopping")
 	return s.Stop()
+}
+
+// seedPublicKey returns the public key of the nkey seed in file, and
+// whether it holds one.
+func seedPublicKey(file string) (string, bool) {
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return "", false
+	}
+	kp, err := jwt.ParseDecoratedNKey(raw)
+	if err != nil {
+		return "", false
+	}
+	defer kp.Wipe()
+	pub, err := kp.PublicKey()
+	return pub, err == nil
 }
