@@ -25,7 +25,11 @@ import (
 // resumable: run it again until nothing failed.
 func (s *Service) RotateOperator(ctx context.Context, _ api.RotateOperatorRequest) (*api.RotateOperatorReply, error) {
 	if s.cfg.NextOperator == nil {
-		return nil, fmt.Errorf("%w: no new operator signing key is configured: `provisioner operator add-signing-key` makes one, then set operator_signing_key_next to it and restart the provisioner", ErrInvalid)
+		// The request goes to any one instance: with several, the
+		// operator may have set the key on another one only, and then
+		// add-signing-key, which refuses a rotation under way, is not
+		// what to do.
+		return nil, fmt.Errorf("%w: no new operator signing key is configured on instance %q: set operator_signing_key_next to the key `provisioner operator add-signing-key` wrote (it makes one when no rotation is under way) in every instance's config, restart every instance, and send it again", ErrInvalid, s.cfg.Instance)
 	}
 	start := time.Now()
 	next, err := s.cfg.NextOperator()
