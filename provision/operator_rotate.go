@@ -167,30 +167,42 @@ func (s *Service) checkSigner(ctx context.Context) map[string][]string {
 	return trusted
 }
 
-// resignIssuer tells a pass which accounts to sign anew with the key in
-// use: after this instance switched to the next key (rotated), every one
-// another key signed; otherwise, when every server that answered trusts
-// the key in use, one signed by a key that a server does not trust. An
-// instance left on the old key after `operator finish` signs changes with
-// it, which every server trusts until `operator remove-signing-key` is
-// rolled out; then those accounts are unusable, and no instance has a
-// next key configured any more to re-sign them: they stayed so for good.
-// An instance whose own key some server does not trust re-signs nothing
-// that way (its signature would be no better).
-func (s *Service) resignIssuer(rotated bool, trusted map[string][]string) func(issuer string) bool {
+// passSigning is what a reconcile pass signs anew, from checkSigner's
+// answers and whether the instance switched to the next key (rotated).
+type passSigning struct {
+	// resign tells whether an account signed by issuer is signed anew
+	// with the key in use.
+	resign func(issuer string) bool
+	// ok is false when a server does not trust the key in use: every
+	// version the pass signed would be unusable there, so it signs none,
+	// not even to prune revocations; an instance whose key they trust
+	// does it.
+	ok bool
+}
+
+// passSigner says what a pass signs anew: after this instance switched to
+// the next key (rotated), every account another key signed; otherwise,
+// when every server that answered trusts the key in use, an account signed
+// by a key a server does not trust. An instance left on the old key after
+// `operator finish` signs changes with it, which every server trusts until
+// `operator remove-signing-key` is rolled out; then those accounts are
+// unusable, and no instance has a next key configured any more to re-sign
+// them: they stayed so for good.
+func (s *Service) passSigner(rotated bool, trusted map[string][]string) passSigning {
 	key := s.operator().SignerKey
-	if rotated {
-		return func(issuer string) bool { return issuer != key }
-	}
-	if len(trusted) == 0 {
-		return func(string) bool { return false }
-	}
+	never := func(string) bool { return false }
 	for _, keys := range trusted {
 		if !slices.Contains(keys, key) {
-			return func(string) bool { return false }
+			return passSigning{resign: never}
 		}
 	}
-	return func(issuer string) bool {
+	switch {
+	case rotated:
+		return passSigning{resign: func(issuer string) bool { return issuer != key }, ok: true}
+	case len(trusted) == 0:
+		return passSigning{resign: never, ok: true} // VARZ unanswered: nothing learned
+	}
+	return passSigning{ok: true, resign: func(issuer string) bool {
 		if issuer == key {
 			return false
 		}
@@ -200,7 +212,7 @@ func (s *Service) resignIssuer(rotated bool, trusted map[string][]string) func(i
 			}
 		}
 		return false
-	}
+	}}
 }
 
 // SignerProblem is what checkSigner found at the last pass: nil when every

@@ -231,7 +231,7 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 	// Every instance, leader or not, takes up a rotated operator signing
 	// key once the servers trust it.
 	rotated := s.adoptNextOperator(ctx)
-	resign := s.resignIssuer(rotated, s.checkSigner(ctx))
+	signing := s.passSigner(rotated, s.checkSigner(ctx))
 	// Every instance takes back its own failed creates whose take-back
 	// failed: no other instance knows of them.
 	s.retakeAbandoned(ctx)
@@ -346,7 +346,7 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 		mu.Unlock()
 	}
 	eachAccount(ctx, accounts, func(a Account) {
-		out := s.reconcileAccount(ctx, a, up, onServers[a.PublicKey] || !listedAll, resign, limiter, &msgs)
+		out := s.reconcileAccount(ctx, a, up, onServers[a.PublicKey] || !listedAll, signing, limiter, &msgs)
 		count(func() {
 			switch {
 			case out.err != nil && errors.Is(context.Cause(ctx), errLeaseLost):
@@ -477,7 +477,7 @@ type accountOutcome struct {
 }
 
 // reconcileAccount brings one account in line.
-func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, listed bool, resignIssuer func(string) bool, limiter *rate.Limiter, msgs *atomic.Int64) (out accountOutcome) {
+func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, listed bool, signing passSigning, limiter *rate.Limiter, msgs *atomic.Int64) (out accountOutcome) {
 	if a.Live() && s.isAbandoned(a.PublicKey) {
 		// A failed create not taken back yet: pushed, it would be live.
 		return out
@@ -492,7 +492,7 @@ func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, 
 		// made before disable turned JetStream and imports off is signed
 		// anew without them: its streams went on answering its
 		// importers, and its imports forwarded their requests.
-		if c, err := decodeAccount(a.JWT); err == nil && (resignIssuer(c.Issuer) || stillServes(c)) {
+		if c, err := decodeAccount(a.JWT); err == nil && signing.ok && (signing.resign(c.Issuer) || stillServes(c)) {
 			if err := s.resignStored(ctx, a); err != nil {
 				out.err = err
 				return out
@@ -559,8 +559,8 @@ func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, 
 		// server restored from an old disk may hold a version without the
 		// expiry, which its users can still connect with.
 		out.expired = err == nil && c.Expires != 0 && c.Expires <= time.Now().Unix()
-		resign := err == nil && resignIssuer(c.Issuer)
-		if err == nil && !out.expired && (resign || len(s.prunable(ctx, a.PublicKey, c)) > 0) {
+		resign := err == nil && signing.resign(c.Issuer)
+		if err == nil && !out.expired && (resign || signing.ok && len(s.prunable(ctx, a.PublicKey, c)) > 0) {
 			// A new version: the change path prunes, and signs with the
 			// operator signing key in use (after a rotation, an instance
 			// that had not switched yet may have signed with the old one).

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/nats-io/jwt/v2"
 
@@ -125,5 +126,67 @@ func TestStaleSignerAccountsResignedAfterKeyRemoved(t *testing.T) {
 	}
 	if !connects(env, creds) {
 		t.Error("the account's user cannot connect after a pass")
+	}
+}
+
+// TestUntrustedSignerPrunesNothing: an instance left on the old operator
+// signing key after `operator remove-signing-key` was rolled out (started
+// before, it runs on) signs every new version with a key no server trusts.
+// A reconcile pass of its own, with nobody asking for a change, signed
+// anew an account whose revocations could be pruned: the account,
+// signed by the new key until then, became unusable, cutting off every
+// user. A pass of an instance whose key a server does not trust signs
+// nothing anew; an instance with a trusted key prunes it.
+func TestUntrustedSignerPrunesNothing(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	keyPath := nextSigningKey(t, env)
+	loadNext := func() (*provision.Operator, error) {
+		return provision.LoadOperator(filepath.Join(env.Dir, bootstrap.OperatorJWTFile), keyPath)
+	}
+	margin := func(c *provision.Config) { c.RevocationMargin = time.Millisecond }
+	ctx := context.Background()
+
+	a := newDomain(t, env, nil, margin, func(c *provision.Config) { c.NextOperator = loadNext })
+	waitUp(t, a)
+	oldKey := a.op.SignerKey
+	if _, err := a.svc.RotateOperator(ctx, api.RotateOperatorRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	created, err := a.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := created.Account.PublicKey
+	short, err := a.svc.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "short", ExpiresIn: "1s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.svc.RevokeUser(ctx, api.RevokeUserRequest{Account: "acme", User: short.User.PublicKey}); err != nil {
+		t.Fatal(err)
+	}
+	u, err := a.svc.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := writeCreds(t, u.User)
+	a.stop()
+
+	// The stale instance runs from before step 5 on.
+	stale := newDomain(t, env, nil, margin)
+	defer stale.stop()
+	waitUp(t, stale)
+	removeSigningKey(t, env, oldKey)
+	waitUp(t, stale)
+	time.Sleep(2500 * time.Millisecond) // the revoked user's JWT expired
+	if _, err := stale.svc.Reconcile(ctx, api.ReconcileRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, cp := range stale.lookupAll(t, pub) {
+		if iss := mustClaims(t, cp).Issuer; iss == oldKey {
+			t.Errorf("the stale instance's pass signed the account anew with %s, which no server trusts", iss)
+		}
+	}
+	if !connects(env, creds) {
+		t.Error("the account's user cannot connect after the stale instance's pass")
 	}
 }
