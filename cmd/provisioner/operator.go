@@ -192,6 +192,12 @@ func runOperatorRemove(_ context.Context, args []string, stdout, stderr io.Write
 			if err != nil {
 				return fmt.Errorf("operator remove-signing-key: %s %s: %w", path, f.field, err)
 			}
+			if pub == *key && f.field == "operator_signing_key" && cfg.OperatorSigningKeyNext == "" {
+				// Not a finish left to do: finish refuses a config with no
+				// next key, and this refusal sent the operator to it.
+				others := slices.DeleteFunc(slices.Clone(oc.SigningKeys), func(k string) bool { return k == *key })
+				return fmt.Errorf("operator remove-signing-key: %s signs with %s (its operator_signing_key, %s) and names no operator_signing_key_next: the instance it configures was left out of the rotation; set its operator_signing_key_next to the seed file of %s (the key operator add-signing-key wrote), restart it, send prov.operator.rotate, run operator finish on %s, then remove this key", path, *key, f.file, strings.Join(others, " or "), path)
+			}
 			if pub == *key {
 				return fmt.Errorf("operator remove-signing-key: %s signs with %s (its %s, %s): the servers running an operator JWT without it could use no account it signed; finish the rotation (README \"Rotating the operator signing key\") and remove the other key", path, *key, f.field, f.file)
 			}
@@ -323,6 +329,14 @@ func runOperatorFinish(ctx context.Context, args []string, stdout, stderr io.Wri
 		return err
 	}
 	if cfg.OperatorSigningKeyNext == "" {
+		// Finished already, or the instance was left out of a rotation
+		// under way: the operator JWT lists another key than its own.
+		if cur, err := provision.LoadOperator(cfg.OperatorJWT, cfg.OperatorSigningKey); err == nil {
+			cur.Signer.Wipe()
+			if others := slices.DeleteFunc(slices.Clone(cur.Claims.SigningKeys), func(k string) bool { return k == cur.SignerKey }); len(others) > 0 {
+				return fmt.Errorf("operator finish: %s has no operator_signing_key_next, and signs with %s while the operator JWT also lists %s: if that is the rotation's new key and this instance still signs with the old one, set operator_signing_key_next to its seed file (the key operator add-signing-key wrote), restart the instance, send prov.operator.rotate, and run finish again; if finish already made %s the new key, nothing is left to finish", *path, cur.SignerKey, strings.Join(others, ", "), cur.SignerKey)
+			}
+		}
 		return fmt.Errorf("operator finish: %s has no operator_signing_key_next: nothing to finish", *path)
 	}
 	// The cluster's servers the configs name must answer: the check knows
