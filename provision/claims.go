@@ -119,7 +119,7 @@ func (s *Service) sign(claims *jwt.AccountClaims) (string, error) {
 		return "", fmt.Errorf("sign account %s: %w", pub, err)
 	}
 	if len(token) > s.maxJWT {
-		return "", fmt.Errorf("%w: the account JWT would be %d bytes, over the servers' limit of %d bytes (max_payload); remove revocations, tags or permissions", ErrInvalid, len(token), s.maxJWT)
+		return "", fmt.Errorf("%w: the account JWT would be %d bytes, over the limit of %d bytes (the servers' max_payload, less room for the reply that carries it); remove revocations, tags or permissions", ErrInvalid, len(token), s.maxJWT)
 	}
 	// Encode filled in the claims it serialized (issuer, issue time, ID):
 	// check them as they are, without verifying our own signature again.

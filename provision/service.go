@@ -69,8 +69,9 @@ type Config struct {
 	// Protected are accounts besides the system account that requests must
 	// not change: the service's own account. They are not orphans either.
 	Protected []string
-	// MaxJWTSize is the largest account JWT the servers take (their
-	// max_payload). Default 1 MiB.
+	// MaxJWTSize is the largest account JWT the service signs: what the
+	// servers take (their max_payload), less room for the reply that
+	// carries it back. Default 1 MiB.
 	MaxJWTSize int
 	// DurableUserRecords makes user.create wait until the user's record is
 	// durable. Off, the record is visible at once and durable within

@@ -48,6 +48,11 @@ import (
 // MaxRequestSize is the largest request body accepted.
 const MaxRequestSize = 64 << 10
 
+// HeaderRoom is what a reply leaves of max_payload for its headers (the
+// micro service's, an error's description): a reply body is at most
+// max_payload - HeaderRoom.
+const HeaderRoom = 1024
+
 // ErrConfig is returned by New and NewSelf for a name or version that the
 // micro protocol does not allow.
 var ErrConfig = errors.New("responder: invalid config")
@@ -467,9 +472,9 @@ func (r *Responder) serve(e *endpoint, m *nats.Msg, start time.Time) {
 			data, err = json.Marshal(rep)
 		}
 	}()
-	if max := r.nc.MaxPayload() - 1024; err == nil && int64(len(data)) > max {
+	if max := r.nc.MaxPayload() - HeaderRoom; err == nil && int64(len(data)) > max {
 		// Publishing it would fail and leave the caller waiting.
-		err = &tooLargeError{fmt.Sprintf("the request was carried out, but its reply would be %d bytes, over the servers' max_payload of %d bytes; for lists, ask for a smaller page with \"limit\"; otherwise raise max_payload", len(data), max+1024)}
+		err = &tooLargeError{fmt.Sprintf("the request was carried out, but its reply would be %d bytes, over the servers' max_payload of %d bytes; for lists, ask for a smaller page with \"limit\"; otherwise raise max_payload", len(data), max+HeaderRoom)}
 	}
 	if err != nil {
 		code, desc := r.classify(e, err)
@@ -539,7 +544,7 @@ func (r *Responder) reply(m *nats.Msg, code int, desc string, data []byte) error
 // the connection refused to publish, and the caller waited out its
 // timeout for an answer that never came.
 func fitDescription(desc string, maxPayload int64) string {
-	limit := int((maxPayload - 1024) / 7)
+	limit := int((maxPayload - HeaderRoom) / 7)
 	if len(desc) <= limit {
 		return desc
 	}

@@ -254,7 +254,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 		Instance:           cfg.Instance,
 		StoreKind:          cfg.StoreKind(),
 		Version:            Version,
-		MaxJWTSize:         int(s.NC.MaxPayload()),
+		MaxJWTSize:         maxJWTSize(s.NC.MaxPayload()),
 		DurableUserRecords: cfg.DurableUserRecords,
 		ReconcileInterval:  time.Duration(cfg.ReconcileInterval),
 		ReconcileRate:      cfg.ReconcileRate,
@@ -551,4 +551,18 @@ func seedPublicKey(file string) (string, bool) {
 	defer kp.Wipe()
 	pub, err := kp.PublicKey()
 	return pub, err == nil
+}
+
+// jwtReplyEnvelope is the room an account JWT's reply (account.create,
+// update, rotate) needs beside the JWT: the account's name and key, and a
+// line for each server's answer.
+const jwtReplyEnvelope = 4096
+
+// maxJWTSize is the largest account JWT the service signs: the servers
+// take one of max_payload, but the reply that carries it back must fit in
+// a reply body too. A JWT that fitted the push but not its reply was made
+// and pushed, then answered 500 "carried out, but its reply would be over
+// max_payload": a caller that retried made it again.
+func maxJWTSize(maxPayload int64) int {
+	return int(maxPayload) - responder.HeaderRoom - jwtReplyEnvelope
 }
