@@ -465,11 +465,12 @@ func (s *Service) UpdateAccount(ctx context.Context, req api.UpdateAccountReques
 		// the signing lock, as a create takes them.
 		defer s.locks.lock(selfLock(a.PublicKey))()
 	}
-	if len(req.Roles) > 0 {
-		// A role template change checks the role's recorded users
-		// (checkRoleUsers): users being issued under the old
-		// template are recorded first, as for a rotation with
-		// revoke_old; later ones are signed under the new one. On this
+	if len(req.Roles) > 0 || req.Tags != nil {
+		// A role template change, or one of the account's tags, checks
+		// the roles' recorded users (checkRoleUsers,
+		// checkAccountTagUsers): users being issued under the old
+		// template or tags are recorded first, as for a rotation with
+		// revoke_old; later ones are signed under the new ones. On this
 		// instance.
 		defer s.signing.lock(a.PublicKey)()
 	}
@@ -544,9 +545,6 @@ func (s *Service) updateAccount(ctx context.Context, req api.UpdateAccountReques
 		if err := setRoles(&trial, trialClaims, req.Roles, newKey); err != nil {
 			return err
 		}
-		if err := s.checkRoleUsers(ctx, &trial, c, trialClaims, req.Roles); err != nil {
-			return err
-		}
 		if req.Exports != nil {
 			if err := checkExports(*req.Exports); err != nil {
 				return err
@@ -572,6 +570,14 @@ func (s *Service) updateAccount(ctx context.Context, req api.UpdateAccountReques
 		}
 		if req.Tags != nil {
 			trialClaims.Tags = tags
+		}
+		// With the account's new tags: the server puts them into the
+		// templates of every role ({{account-tag(x)}}) for every user.
+		if err := s.checkRoleUsers(ctx, &trial, c, trialClaims, req.Roles); err != nil {
+			return err
+		}
+		if err := s.checkAccountTagUsers(ctx, &trial, c, trialClaims); err != nil {
+			return err
 		}
 		if req.Description != nil {
 			if err := checkDescription("description", *req.Description); err != nil {

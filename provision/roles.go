@@ -591,3 +591,92 @@ func tagSubjects(c *jwt.AccountClaims, signer string) []string {
 	sort.Strings(out)
 	return out
 }
+
+// checkAccountTagUsers refuses a change of the account's tags that would
+// cut off an active user of a role: the server puts the account's tags
+// into {{account-tag(x)}} at every connect, so more values of one
+// multiply the subjects it makes of the user's template (with the
+// user's own tags, {{tag(y)}}) past what it allows (checkTagExpansions).
+// A user refused so already before the change is left to its role's
+// checks. For a user recorded before records held tags, whose tags
+// nobody can check, more values of an account tag its template uses are
+// refused when the template also holds {{tag(x)}}. a and c are the
+// account and claims with the change, old the claims before.
+func (s *Service) checkAccountTagUsers(ctx context.Context, a *Account, old, c *jwt.AccountClaims) error {
+	if slices.Equal(old.Tags, c.Tags) {
+		return nil
+	}
+	users, err := s.store.Users(ctx, a.PublicKey)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	now := time.Now().Unix()
+	for _, u := range users {
+		if u.Revoked || (u.ExpiresAt != 0 && u.ExpiresAt <= now) || c.Revocations.IsRevoked(u.PublicKey, time.Unix(u.IssuedAt, 0)) {
+			continue
+		}
+		signer := u.Signer
+		if signer == "" && u.Role != "" {
+			signer = roleKey(a, u.Role)
+		}
+		scope, ok := c.SigningKeys[signer].(*jwt.UserScope)
+		if !ok || scope == nil {
+			continue
+		}
+		p := scope.Template.Permissions
+		// What the user got before the change: a user the server
+		// refused already is not this change's doing.
+		was := func(userTags jwt.TagList) error {
+			if os, ok := old.SigningKeys[signer].(*jwt.UserScope); ok && os != nil {
+				return checkTagExpansions(os.Template.Permissions, userTags, old.Tags, os.Role)
+			}
+			return nil
+		}
+		var userTags jwt.TagList
+		if u.TagsRecorded {
+			userTags = u.Tags
+		}
+		if err := checkTagExpansions(p, userTags, c.Tags, scope.Role); err != nil && was(userTags) == nil {
+			return fmt.Errorf("%w (with the account's new tags, for active user %s of role %q, tags %q: revoke it first, or give the account fewer values of those tags)", err, u.PublicKey, scope.Role, u.Tags)
+		}
+		if !u.TagsRecorded && len(tagSubjects(c, signer)) > 0 {
+			if tag, ok := moreAccountTagValues(p, old.Tags, c.Tags); ok {
+				return fmt.Errorf("%w: role %q multiplies the values of account tag %q by the user's tags ({{tag(x)}}), and active user %s was issued before this service recorded users' tags, so whether the server would still take it with more values of %q cannot be checked: revoke it first, or leave the values of %q as they are", ErrInvalid, scope.Role, tag, u.PublicKey, tag, tag)
+			}
+		}
+	}
+	return nil
+}
+
+// moreAccountTagValues tells whether tags hold more values than old of an
+// account tag a subject of p puts in ({{account-tag(x)}}), and which.
+func moreAccountTagValues(p jwt.Permissions, old, tags jwt.TagList) (string, bool) {
+	count := func(tags jwt.TagList, prefix string) int {
+		n := 0
+		for _, t := range tags {
+			if strings.HasPrefix(t, prefix) {
+				n++
+			}
+		}
+		return n
+	}
+	for _, list := range []jwt.StringList{p.Pub.Allow, p.Pub.Deny, p.Sub.Allow, p.Sub.Deny} {
+		for _, subj := range list {
+			for _, m := range mustache.FindAllStringSubmatch(subj, -1) {
+				op := strings.TrimSpace(m[1])
+				if len(op) < len("account-tag(") || !strings.EqualFold(op[:len("account-tag(")], "account-tag(") || !strings.HasSuffix(op, ")") {
+					continue
+				}
+				tag := strings.TrimSuffix(op[len("account-tag("):], ")")
+				prefix := strings.ToLower(tag) + ":"
+				if count(tags, prefix) > count(old, prefix) {
+					return tag, true
+				}
+			}
+		}
+	}
+	return "", false
+}
