@@ -115,13 +115,22 @@ func (s *Service) adoptNextOperator(ctx context.Context) bool {
 		return false
 	}
 	cur := s.operator()
-	if cur.SignerKey == next.SignerKey {
-		return true
-	}
 	if next.PublicKey != cur.PublicKey {
 		return false
 	}
 	trusted, err := s.resolver.Operators(ctx)
+	if cur.SignerKey == next.SignerKey {
+		// The switch could only ask the servers the instance knew: one
+		// down when it started, perhaps never given the new operator
+		// JWT, comes back trusting only the old key, and every account
+		// signed with the new one is unusable there once it loads it
+		// again. Back on the key every server trusts, the pass signs
+		// those accounts anew with it.
+		if err == nil && s.revertOperator(next, trusted) {
+			return false
+		}
+		return true
+	}
 	if err != nil {
 		return false
 	}
@@ -222,6 +231,34 @@ func (s *Service) SignerProblem() error {
 		return errors.New(*p)
 	}
 	return nil
+}
+
+// revertOperator goes back from next to the operator signing key the
+// instance started with when a server that answered does not trust next
+// while every one that answered trusts that key, and reports whether it
+// did.
+func (s *Service) revertOperator(next *Operator, trusted map[string][]string) bool {
+	start := s.cfg.Operator
+	if start.SignerKey == next.SignerKey {
+		return false
+	}
+	var not []string
+	for name, keys := range trusted {
+		if !slices.Contains(keys, start.SignerKey) {
+			return false
+		}
+		if !slices.Contains(keys, next.SignerKey) {
+			not = append(not, name)
+		}
+	}
+	if len(not) == 0 {
+		return false
+	}
+	slices.Sort(not)
+	s.prevSigner.Store(nil)
+	s.op.Store(start)
+	s.log.Error("operator signing key switched back: server(s) that were not known at the switch do not trust the new key; give them the new operator JWT and restart them", "signing_key", start.SignerKey, "untrusted", next.SignerKey, "servers", not)
+	return true
 }
 
 // switchOperator makes next the operator signing key in use.
