@@ -461,16 +461,20 @@ func allSignedBy(ctx context.Context, nc *nats.Conn, key string, need map[string
 		if len(copies[i]) < full {
 			return nil, nil, fmt.Errorf("look up account %s: %d of the %d servers with a full resolver answered (one is down, or slow): run operator finish again once every server answers", pub, len(copies[i]), full)
 		}
-		if slices.ContainsFunc(copies[i], func(token string) bool {
+		for _, token := range copies[i] {
 			c, err := jwt.DecodeAccountClaims(token)
 			// A copy that is no account JWT is not one this check can judge.
-			return err == nil && c.Issuer != key
-		}) {
-			old = append(old, pub)
+			if err == nil && c.Issuer != key {
+				old = append(old, pub+" signed by "+c.Issuer)
+				break
+			}
 		}
 	}
 	if len(old) > 0 {
-		return nil, nil, fmt.Errorf("%d accounts on the servers are not signed by the new key yet (%s); send prov.operator.rotate again first", len(old), strings.Join(old[:min(3, len(old))], ", "))
+		// Sending the rotation again re-signs only what the store knows,
+		// with the key in use: the key each account is signed by, and
+		// what keeps it so, tell whether it can help.
+		return nil, nil, fmt.Errorf("%d accounts on the servers are not signed by the new key %s yet (%s); send prov.operator.rotate again first. If they stay so: an instance whose config has no operator_signing_key_next keeps signing with the old key (set it in every instance's config and restart them; each logs \"operator signing key switched\" once it signs with the new key), and an account the store does not know (an orphan in prov.reconcile's report) is never re-signed (sign it again with the new key yourself, or delete it from the servers)", len(old), key, strings.Join(old[:min(3, len(old))], ", "))
 	}
 	byAccount := make(map[string][]string, len(accounts))
 	for i, pub := range accounts {
