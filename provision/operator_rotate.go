@@ -54,7 +54,9 @@ func (s *Service) RotateOperator(ctx context.Context, _ api.RotateOperatorReques
 		case !answered:
 			// A server just restarted answers VARZ before the client
 			// has noticed it is back; its answer is what counts.
-			return nil, fmt.Errorf("%w: server %s did not answer (it is down, or slow); every server must run with the operator JWT that lists %s before the rotation (or be forgotten)", ErrConflict, srv.Name, next.SignerKey)
+			// How a server stops being expected: the resolver knows the
+			// servers it has seen since the instance started.
+			return nil, fmt.Errorf("%w: server %s did not answer (it is down, or slow); every server must run with the operator JWT that lists %s before the rotation, or be forgotten: a server down for server_forget_after (24h by default) is no longer expected, nor, once instance %q is restarted, one down then (a forgotten server that comes back must trust the new key too)", ErrConflict, srv.Name, next.SignerKey, s.cfg.Instance)
 		case !slices.Contains(keys, next.SignerKey):
 			return nil, fmt.Errorf("%w: server %s does not trust signing key %s yet: give it the new operator JWT and restart it", ErrConflict, srv.Name, next.SignerKey)
 		}
