@@ -173,7 +173,7 @@ func (s *Service) SelfCreateUser(ctx context.Context, t Tenant, req api.SelfCrea
 		return nil, err
 	}
 	if q := a.Settings.Quota; q > 0 {
-		n, err := s.activeSelfUsers(ctx, a)
+		n, err := s.activeSelfUsers(ctx, a, "")
 		if err != nil {
 			return nil, err
 		}
@@ -183,13 +183,77 @@ func (s *Service) SelfCreateUser(ctx context.Context, t Tenant, req api.SelfCrea
 			return nil, err
 		}
 	}
-	out, _, err := s.issue(ctx, a, u, t.caller())
+	// The settings are read once more from the bucket's latest version
+	// once the user's record is stored, before its JWT is handed out: a
+	// create on this instance that read them just before another
+	// instance's account.update was stored, and wrote its record only
+	// after that update replied (paused in between), issued under the
+	// settings the update replaced. Refused then, its user is revoked
+	// (its record holds its name and would take quota). A record stored
+	// before the update is as a user issued before it. A bucket that
+	// cannot be read now (for as long as a write's outcome is waited for)
+	// leaves the checks made before the record: refused, the user was
+	// revoked in a version the bucket would refuse as well, and its
+	// record kept its name and quota.
+	var withdrawn bool
+	u.recorded = func(ctx context.Context, rec User) error {
+		var now Account
+		err := readBack(ctx, func(ctx context.Context) (err error) {
+			now, err = s.account(ctx, a.PublicKey, true)
+			return err
+		})
+		switch {
+		case errors.Is(err, ErrNotFound) || (err == nil && !now.Live()):
+			// Deleted meanwhile: its users' records go with it.
+			return fmt.Errorf("%w: account %s is not managed by this service", ErrNotFound, a.PublicKey)
+		case err != nil:
+			s.log.Warn("the self-service settings could not be read again once a user's record was stored; the checks made before it stand", "account", a.PublicKey, "user", rec.PublicKey, "error", err)
+			return nil
+		}
+		refused := s.selfAllowed(ctx, t, now, nil)
+		if q := now.Settings.Quota; refused == nil && q > 0 && q != a.Settings.Quota {
+			// The others: the mirror may or may not hold this record yet.
+			n, err := s.activeSelfUsers(ctx, now, rec.PublicKey)
+			if err != nil {
+				s.log.Warn("the self-service users could not be counted again once a user's record was stored; the count made before it stands", "account", a.PublicKey, "user", rec.PublicKey, "error", err)
+				return nil
+			}
+			if n >= q {
+				refused = fmt.Errorf("%w: account %q has %d active self-service users, its quota; revoke one first", ErrForbidden, now.Name, n)
+			}
+		}
+		withdrawn = refused != nil
+		return refused
+	}
+	out, rec, err := s.issue(ctx, a, u, t.caller())
+	if err != nil && withdrawn {
+		if werr := s.withdrawUser(a, rec); werr != nil {
+			return nil, werr
+		}
+		s.emit(ctx, api.Event{Type: api.EventUserCreated, Account: a.PublicKey, AccountName: a.Name, User: rec.PublicKey, UserName: rec.Name, Role: rec.Role, Caller: t.caller(), Result: "refused: self-service settings changed meanwhile"})
+	}
 	return out, err
 }
 
+// withdrawUser revokes a self-service user whose record was stored but
+// whose JWT was never handed out (the settings changed meanwhile), so that
+// it neither holds its name nor takes quota.
+func (s *Service) withdrawUser(a Account, rec User) error {
+	_, err := s.submitRepeatable(a.PublicKey, func(next *Account, c *jwt.AccountClaims) error {
+		c.RevokeAt(rec.PublicKey, time.Unix(max(time.Now().Unix(), rec.IssuedAt), 0))
+		return nil
+	})
+	if err != nil {
+		s.log.Error("a self-service user refused after its record was stored could not be revoked; it stays listed as active (its JWT was never handed out): revoke it", "account", a.PublicKey, "user", rec.PublicKey, "name", rec.Name, "error", err)
+		return fmt.Errorf("self-service settings changed meanwhile, and user %s, refused, recorded but never handed out, could not be revoked: %w", rec.PublicKey, err)
+	}
+	s.log.Warn("a self-service user was refused after its record was stored: the account's self-service settings changed meanwhile; it is revoked (its JWT was never handed out)", "account", a.PublicKey, "user", rec.PublicKey, "name", rec.Name)
+	return nil
+}
+
 // activeSelfUsers counts an account's self-service users that are neither
-// revoked nor expired.
-func (s *Service) activeSelfUsers(ctx context.Context, a Account) (int, error) {
+// revoked nor expired, but for the key except.
+func (s *Service) activeSelfUsers(ctx context.Context, a Account, except string) (int, error) {
 	st, err := s.state(a)
 	if err != nil {
 		return 0, err
@@ -201,7 +265,7 @@ func (s *Service) activeSelfUsers(ctx context.Context, a Account) (int, error) {
 	now := time.Now().Unix()
 	n := 0
 	for _, u := range users {
-		if u.SelfService && (u.ExpiresAt == 0 || u.ExpiresAt > now) && !revokedBy(st.claims, u) {
+		if u.SelfService && u.PublicKey != except && (u.ExpiresAt == 0 || u.ExpiresAt > now) && !revokedBy(st.claims, u) {
 			n++
 		}
 	}

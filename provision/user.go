@@ -42,6 +42,9 @@ type userRequest struct {
 	pub    string // "" : generate
 	xkey   string
 	self   bool
+	// recorded, when set, is called once the user's record is stored and
+	// before anything is handed out: an error refuses the create.
+	recorded func(context.Context, User) error
 }
 
 // errSealedBearer refuses an xkey for a bearer user: the reply sends the
@@ -213,6 +216,11 @@ func (s *Service) issue(ctx context.Context, a Account, u *userRequest, caller a
 			return nil, User{}, fmt.Errorf("%w: user key %s was issued meanwhile; a key is issued once", ErrConflict, pub)
 		default:
 			return nil, User{}, fmt.Errorf("record user %s: %w", pub, err)
+		}
+	}
+	if u.recorded != nil {
+		if err := u.recorded(ctx, rec); err != nil {
+			return nil, rec, err
 		}
 	}
 	out := &api.CreateUserReply{User: api.User{Name: name, PublicKey: pub, JWT: token}}

@@ -1,0 +1,110 @@
+package provision_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/natsprov/provisioner/api"
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/kvstore"
+	"github.com/natsprov/provisioner/provision"
+	"github.com/natsprov/provisioner/provtest"
+)
+
+// pauseAdd is a KV store whose next AddUser, once armed, waits until
+// released before it writes: an instance paused (a GC pause, SIGSTOP)
+// between a self-service create's check of the settings and its record.
+type pauseAdd struct {
+	*kvstore.Store
+	arm     atomic.Bool
+	held    chan struct{}
+	release chan struct{}
+}
+
+func (p *pauseAdd) AddUser(ctx context.Context, u provision.User, durable bool) error {
+	if p.arm.CompareAndSwap(true, false) {
+		p.held <- struct{}{}
+		<-p.release
+	}
+	return p.Store.AddUser(ctx, u, durable)
+}
+
+// TestSelfCreateRecordedAfterUpdateOnAnotherInstance: a self-service create
+// on instance a that checked the settings on the bucket's latest version,
+// and wrote its user's record only after instance b's account.update
+// (self-service off, or the quota lowered) was stored and had replied,
+// issued its user under the settings the update replaced. The create reads
+// the settings again once its record is stored, and refuses (403), its
+// user revoked, when they no longer allow it.
+func TestSelfCreateRecordedAfterUpdateOnAnotherInstance(t *testing.T) {
+	one := 1
+	off := false
+	for _, tc := range []struct {
+		name   string
+		update api.UpdateAccountRequest
+		before int // self-service users issued before the race
+	}{
+		{"self_service off", api.UpdateAccountRequest{SelfService: &off}, 0},
+		{"quota lowered", api.UpdateAccountRequest{SelfServiceQuota: &one}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+			p := &pauseAdd{held: make(chan struct{}), release: make(chan struct{})}
+			a, _ := kvDomainOf(t, env, "a", nil, func(c *provision.Config) {
+				c.ServiceAccount = env.Init.ServiceAccount
+				p.Store = c.Store.(*kvstore.Store)
+				c.Store = p
+			})
+			b, _ := kvDomainOf(t, env, "b", nil, func(c *provision.Config) { c.ServiceAccount = env.Init.ServiceAccount })
+			ctx := context.Background()
+			acc, err := b.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme", Roles: map[string]*api.Role{"device": {}}, SelfService: true, SelfServiceQuota: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pub := acc.Account.PublicKey
+			tenant := provision.Tenant{Account: pub}
+			for i := range tc.before {
+				if _, err := a.SelfCreateUser(ctx, tenant, api.SelfCreateUserRequest{Name: "early" + string(rune('0'+i)), Role: "device", PublicKey: newUserKey()}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			p.arm.Store(true)
+			created := make(chan error, 1)
+			go func() {
+				_, err := a.SelfCreateUser(ctx, tenant, api.SelfCreateUserRequest{Name: "late", Role: "device", PublicKey: newUserKey()})
+				created <- err
+			}()
+			select {
+			case <-p.held:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the create never reached its record")
+			}
+			u := tc.update
+			u.Account = pub
+			if _, err := b.UpdateAccount(ctx, u); err != nil {
+				t.Fatal(err)
+			}
+			close(p.release)
+			select {
+			case err := <-created:
+				if !errors.Is(err, provision.ErrForbidden) {
+					t.Errorf("a self-service create on instance a, recorded after instance b's account.update (%s) replied: %v, want refused (403)", tc.name, err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the create did not end")
+			}
+			users, err := a.ListUsers(ctx, api.ListUsersRequest{Account: pub})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, us := range users.Users {
+				if us.Name == "late" && !us.Revoked {
+					t.Errorf("the refused create left user %q active (it holds its name and takes quota)", us.Name)
+				}
+			}
+		})
+	}
+}
