@@ -241,6 +241,12 @@ func (e *serviceError) Unwrap() error { return e.err }
 // the request, and err unchanged otherwise.
 func asServiceError(err error) error {
 	var ce *client.Error
+	var doubt *userInDoubtError
+	if errors.As(err, &doubt) {
+		// Its message names the key to revoke; exitCode still tells a
+		// service's answer (504) from no reply.
+		return err
+	}
 	if errors.As(err, &ce) {
 		return &serviceError{ce}
 	}
@@ -255,17 +261,20 @@ type damagedError struct{ msg string }
 func (e *damagedError) Error() string { return e.msg }
 
 // exitCode is the process's exit code for what run returned: 0 for
-// nothing or -h, 1 when the service refused the request or a health
+// nothing or -h, 1 when the service refused the request (a user create
+// in doubt included, when the service answered it 504) or a health
 // endpoint answered that its instance does not serve, 3 when store check
 // found damage, 2 otherwise.
 func exitCode(err error) int {
 	var se *serviceError
 	var de *damagedError
 	var ue *unhealthyError
+	var ce *client.Error
+	var doubt *userInDoubtError
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
-	case errors.As(err, &se), errors.As(err, &ue):
+	case errors.As(err, &se), errors.As(err, &ue), errors.As(err, &doubt) && errors.As(err, &ce):
 		return 1
 	case errors.As(err, &de):
 		return 3

@@ -103,7 +103,7 @@ func runUserCreate(ctx context.Context, args []string, stdout, stderr io.Writer)
 	defer done()
 	u, err := c.client.CreateUser(ctx, req)
 	if err != nil {
-		return c.explain(ctx, err)
+		return inDoubt(req.Account, c.explain(ctx, err))
 	}
 	defer u.Wipe()
 
@@ -143,6 +143,36 @@ func runUserCreate(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	printUser(stderr, u, req.Account, "Creds\ton stdout\n")
 	return nil
+}
+
+// userInDoubtError is a user create whose outcome is unknown (no reply
+// in time, the connection gone, a 504): the key sent may be issued yet,
+// and nobody holds its seed. Its message names the key and the command
+// that revokes it; main exits 1 when the service answered (504), 2 when
+// no reply came, as for any other request.
+type userInDoubtError struct {
+	err     error
+	account string
+	key     string
+}
+
+func (e *userInDoubtError) Error() string {
+	return fmt.Sprintf("user create: %v; revoke it, with the connection flags given here, with: provisioner user revoke %s %s",
+		e.err, e.account, e.key)
+}
+
+func (e *userInDoubtError) Unwrap() error { return e.err }
+
+// inDoubt returns err as a *userInDoubtError when the client reports the
+// key it sent in doubt, and err unchanged otherwise. Without it a 504 was
+// printed as the service's description alone (asServiceError keeps only
+// the *client.Error), and the operator never learnt the key to revoke.
+func inDoubt(account string, err error) error {
+	var doubt *client.UserInDoubtError
+	if errors.As(err, &doubt) {
+		return &userInDoubtError{err: err, account: account, key: doubt.PublicKey}
+	}
+	return err
 }
 
 // syncDir flushes a directory, so that a file linked into it is still

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nkeys"
+
+	"github.com/natsprov/provisioner/api"
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/client"
+	"github.com/natsprov/provisioner/provtest"
+)
+
+// realServer replaces the deployment's embedded server with the
+// nats-server binary on the same port and config, so that the test can
+// pause it (SIGSTOP), and returns its process.
+func realServer(t *testing.T, env *provtest.Env) *os.Process {
+	t.Helper()
+	env.Server.Stop()
+	cmd := exec.Command(provtest.Tool(t, "nats-server"), "-c", env.Init.ServerConf, "-p", fmt.Sprint(env.Port))
+	out, err := os.Create(filepath.Join(t.TempDir(), "nats-server.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGCONT)
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", env.Port))
+		if err == nil {
+			c.Close()
+			return cmd.Process
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nats-server not up: %v", err)
+		}
+	}
+}
+
+// pauseOn is a TCP relay to the server at port that pauses the server
+// (SIGSTOP) just before it passes on the first client bytes holding
+// marker, and then passes them on: the request reaches a server that is
+// paused, as when a server stalls after the CLI has connected. It returns
+// the relay's URL.
+func pauseOn(t *testing.T, port int, server *os.Process, marker string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var once sync.Once
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+			if err != nil {
+				in.Close()
+				continue
+			}
+			t.Cleanup(func() { in.Close(); out.Close() })
+			go io.Copy(in, out)
+			go func() {
+				buf := make([]byte, 64<<10)
+				for {
+					n, err := in.Read(buf)
+					if n > 0 {
+						if bytes.Contains(buf[:n], []byte(marker)) {
+							once.Do(func() { server.Signal(syscall.SIGSTOP) })
+						}
+						if _, err := out.Write(buf[:n]); err != nil {
+							return
+						}
+					}
+					if err != nil {
+						out.Close()
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return "nats://" + ln.Addr().String()
+}
+
+// TestUserCreateInDoubtGivesTheRevokeCommand: the server stalls once the
+// create is sent, and no reply comes within --timeout. The client's
+// *client.UserInDoubtError names the key sent; the CLI printed it without
+// the command that revokes it (and a 504 lost the key altogether). The
+// error gives the command, which revokes the user the service issues once
+// the server goes on, and the exit code is that of a request without a
+// reply (2).
+func TestUserCreateInDoubtGivesTheRevokeCommand(t *testing.T) {
+	t.Parallel()
+	env := provtest.Deployment(t, bootstrap.Options{})
+	server := realServer(t, env)
+	env.Start(t)
+	relay := pauseOn(t, env.Port, server, api.Subject(api.DefaultPrefix, api.SubjectUserCreate))
+	c := &cli{env: env, conn: []string{"--server", relay, "--creds", env.Init.AdminCreds}}
+	c.mustRun(t, "account", "create", "acme")
+
+	out := filepath.Join(t.TempDir(), "alice.creds")
+	_, _, err := c.run(t, "user", "create", "acme", "alice", "-o", out, "--timeout", "1s")
+	server.Signal(syscall.SIGCONT)
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) || exitCode(err) != 2 {
+		t.Fatalf("user create with the server paused: %v (exit %d), want no reply in time, exit 2", err, exitCode(err))
+	}
+	_, line, ok := strings.Cut(err.Error(), "with: provisioner ")
+	if !ok {
+		t.Fatalf("no revoke command in %q", err)
+	}
+	args := strings.Fields(line)
+	if len(args) != 4 || args[0] != "user" || args[1] != "revoke" || args[2] != "acme" || !nkeys.IsValidPublicUserKey(args[3]) {
+		t.Fatalf("revoke command %q", line)
+	}
+	if _, err := os.Lstat(out); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a creds file at %s after a create in doubt: %v", out, err)
+	}
+	// The server goes on, and the service issues the request it kept:
+	// the command given revokes it.
+	var list api.ListUsersReply
+	for deadline := time.Now().Add(10 * time.Second); len(list.Users) == 0; time.Sleep(50 * time.Millisecond) {
+		decodeJSON(t, c.mustRun(t, "user", "list", "acme", "--json"), &list)
+		if time.Now().After(deadline) {
+			t.Fatal("the request sent before the pause was never carried out")
+		}
+	}
+	if len(list.Users) != 1 || list.Users[0].PublicKey != args[3] {
+		t.Fatalf("listed %+v, want alice with the key %s", list.Users, args[3])
+	}
+	if rep := c.mustRun(t, args...); !strings.HasPrefix(rep, "Revoked user "+args[3]) {
+		t.Fatalf("the given revoke command printed:\n%s", rep)
+	}
+	c.mustRun(t, "user", "create", "acme", "alice", "-o", out)
+}
+
+// TestUserCreateInDoubt504NamesTheKey: a 504 is the service's answer, so
+// it exits 1, but its message kept only the service's description: the
+// key in doubt, which the client reports, was lost.
+func TestUserCreateInDoubt504NamesTheKey(t *testing.T) {
+	kp, _ := nkeys.CreateUser()
+	pub, _ := kp.PublicKey()
+	err := asServiceError(inDoubt("acme", &client.UserInDoubtError{PublicKey: pub,
+		Err: &client.Error{Code: api.CodeTimeout, Description: "the user record may have taken effect"}}))
+	if exitCode(err) != 1 || !errors.Is(err, client.ErrTimeout) {
+		t.Errorf("exit %d for %v, want 1 and ErrTimeout", exitCode(err), err)
+	}
+	if !strings.Contains(err.Error(), "(code 504)") || !strings.HasSuffix(err.Error(), "with: provisioner user revoke acme "+pub) {
+		t.Errorf("message %q, want the description and the revoke command of %s", err, pub)
+	}
+}
