@@ -358,7 +358,8 @@ type UserSummary struct {
 }
 
 // ListUsersReply is the reply of user.list: the users issued under the
-// account, in issue order.
+// account, in issue order: by issued_at, then public key, the same on
+// every instance.
 type ListUsersReply struct {
 	Users []UserSummary `json:"users"`
 	Total int           `json:"total"`

@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -449,10 +450,32 @@ func TestIteratorsPage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Users are listed in issue order to the second, then by public key.
+	type issued struct {
+		iat       int64
+		pub, name string
+	}
+	var created []issued
 	for i := range 5 {
-		if _, err := c.CreateUser(ctx, api.CreateUserRequest{Account: "acct-0", Name: fmt.Sprintf("user-%d", i)}); err != nil {
+		u, err := c.CreateUser(ctx, api.CreateUserRequest{Account: "acct-0", Name: fmt.Sprintf("user-%d", i)})
+		if err != nil {
 			t.Fatal(err)
 		}
+		claims, err := jwt.DecodeUserClaims(u.JWT)
+		if err != nil {
+			t.Fatal(err)
+		}
+		created = append(created, issued{claims.IssuedAt, u.PublicKey, u.Name})
+	}
+	slices.SortFunc(created, func(a, b issued) int {
+		if a.iat != b.iat {
+			return cmp.Compare(a.iat, b.iat)
+		}
+		return strings.Compare(a.pub, b.pub)
+	})
+	var userNames []string
+	for _, u := range created {
+		userNames = append(userNames, u.name)
 	}
 	page, err := c.ListAccounts(ctx, api.ListRequest{Limit: 2})
 	if err != nil || len(page.Accounts) != 2 || page.NextOffset != 2 || page.Total != 5 {
@@ -495,7 +518,7 @@ func TestIteratorsPage(t *testing.T) {
 		{"accounts in pages of 2", accounts(api.ListRequest{Limit: 2}), names},
 		{"accounts in pages of 1 from 3", accounts(api.ListRequest{Offset: 3, Limit: 1}), names[3:]},
 		{"accounts in one page", accounts(api.ListRequest{}), names},
-		{"users in pages of 2", users(api.ListUsersRequest{Account: "acct-0", ListRequest: api.ListRequest{Limit: 2}}), []string{"user-0", "user-1", "user-2", "user-3", "user-4"}},
+		{"users in pages of 2", users(api.ListUsersRequest{Account: "acct-0", ListRequest: api.ListRequest{Limit: 2}}), userNames},
 		{"users of an account without any", users(api.ListUsersRequest{Account: "acct-1"}), nil},
 	}
 	for _, tt := range tests {

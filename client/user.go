@@ -160,7 +160,8 @@ func (e *UserInDoubtError) Error() string {
 func (e *UserInDoubtError) Unwrap() error { return e.Err }
 
 // ListUsers returns one page of the users issued under an account, in
-// issue order; Users follows next_offset for you.
+// issue order (by issued_at, then public key, the same on every instance
+// of the service); Users follows next_offset for you.
 func (c *Client) ListUsers(ctx context.Context, req api.ListUsersRequest) (*api.ListUsersReply, error) {
 	var rep api.ListUsersReply
 	if err := c.request(ctx, api.SubjectUserList, req, &rep); err != nil {
@@ -170,9 +171,14 @@ func (c *Client) ListUsers(ctx context.Context, req api.ListUsersRequest) (*api.
 }
 
 // Users iterates over an account's users from start.Offset on, in pages of
-// start.Limit (0 lets the service choose), as Accounts does.
+// start.Limit (0 lets the service choose), following next_offset until
+// the last page. A failed page yields its error once and ends the
+// iteration. As Accounts does, it relies on the list's order (issued_at,
+// then public key) so that a user that stays is seen once with pages of
+// two or more, whichever instance answers each page and whatever is
+// issued meanwhile; a user issued meanwhile may be seen or missed.
 func (c *Client) Users(ctx context.Context, start api.ListUsersRequest) iter.Seq2[api.UserSummary, error] {
-	return pages(start.Offset, nil, func(offset int) ([]api.UserSummary, int, error) {
+	return pages(start.Offset, userKey, func(offset int) ([]api.UserSummary, int, error) {
 		req := start
 		req.Offset = offset
 		rep, err := c.ListUsers(ctx, req)
@@ -181,6 +187,12 @@ func (c *Client) Users(ctx context.Context, start api.ListUsersRequest) iter.Seq
 		}
 		return rep.Users, rep.NextOffset, nil
 	})
+}
+
+// userKey orders users as the service lists them: issued_at (a JWT's iat,
+// never negative, padded to compare as a string), then public key.
+func userKey(u api.UserSummary) string {
+	return fmt.Sprintf("%020d\x00%s", max(u.IssuedAt, 0), u.PublicKey)
 }
 
 // RevokeUser revokes a user, by public key or by the name of an active

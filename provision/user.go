@@ -1,6 +1,7 @@
 package provision
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -358,7 +359,8 @@ func revokedBy(c *jwt.AccountClaims, u User) bool {
 }
 
 // ListUsers lists the users issued under an account, with whether the
-// account JWT revokes them (or no longer holds their signing key).
+// account JWT revokes them (or no longer holds their signing key), in
+// issue order: by issued_at, then public key.
 func (s *Service) ListUsers(ctx context.Context, req api.ListUsersRequest) (*api.ListUsersReply, error) {
 	t, err := s.resolve(ctx, req.Account)
 	if err != nil {
@@ -394,6 +396,18 @@ func (s *Service) listUsers(ctx context.Context, a Account, req api.ListRequest)
 			users = append(users, u)
 		}
 	}
+	// The store lists records in the order they reached it, which differs
+	// between instances on one bucket (each sees its own writes first) and
+	// moves a revoked user to the end: pages answered by different
+	// instances, or read around a revoke, skipped and repeated users. By
+	// issued_at, then public key, the order is the same on every instance
+	// and a user keeps its place for good (client.Users relies on it).
+	slices.SortFunc(users, func(a, b User) int {
+		if c := cmp.Compare(a.IssuedAt, b.IssuedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.PublicKey, b.PublicKey)
+	})
 	now := time.Now().Unix()
 	summary := func(u User) api.UserSummary {
 		return api.UserSummary{

@@ -1,11 +1,13 @@
 package responder_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -317,8 +319,25 @@ func TestListsPage(t *testing.T) {
 	if got := names(last, "accounts"); fmt.Sprint(got) != "[a4]" || last["next_offset"] != nil {
 		t.Errorf("last page = %v", last)
 	}
+	// Users are listed in issue order to the second, then by public key:
+	// a page is a slice of the whole list.
+	allUsers := h.ok(t, "user.list", `{"account":"a0"}`)
+	if got := names(allUsers, "users"); len(got) != 5 || allUsers["total"] != float64(5) {
+		t.Errorf("user.list {} = %v", allUsers)
+	}
+	byKey := allUsers["users"].([]any)
+	sorted := slices.IsSortedFunc(byKey, func(a, b any) int {
+		ua, ub := a.(map[string]any), b.(map[string]any)
+		if c := cmp.Compare(ua["issued_at"].(float64), ub["issued_at"].(float64)); c != 0 {
+			return c
+		}
+		return strings.Compare(ua["public_key"].(string), ub["public_key"].(string))
+	})
+	if !sorted {
+		t.Errorf("user.list is not by issued_at, then public key: %v", allUsers)
+	}
 	users := h.ok(t, "user.list", `{"account":"a0","offset":1,"limit":3}`)
-	if got := names(users, "users"); fmt.Sprint(got) != "[u1 u2 u3]" || users["next_offset"] != float64(4) || users["total"] != float64(5) {
+	if got := names(users, "users"); fmt.Sprint(got) != fmt.Sprint(names(allUsers, "users")[1:4]) || users["next_offset"] != float64(4) || users["total"] != float64(5) {
 		t.Errorf("user.list page = %v", users)
 	}
 	if r := h.req(t, "account.list", `{"offset":-1}`); r.Code != 400 {
