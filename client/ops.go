@@ -17,7 +17,16 @@ func (c *Client) RotateAccount(ctx context.Context, req api.RotateAccountRequest
 	return &rep, nil
 }
 
-// Reconcile runs a reconcile pass now and returns its summary.
+// Reconcile asks the instance that answers for a reconcile pass now. The
+// reply is the pass's summary only when the pass ended in time: one still
+// going at nine tenths of the service's request_timeout goes on, and the
+// reply is then {"running": true} (and when it started, if it has), with
+// none of the counts; Status's LastReconcile reports the summary once the
+// pass ended, from that instance (Status, too, is answered by any
+// instance). A reply with Skipped set is of an instance that did not
+// reconcile, because another holds the reconciler lease (or it lost the
+// lease during the pass): its counts are zero as well. Check Running and
+// Skipped before reading the counts.
 func (c *Client) Reconcile(ctx context.Context) (*api.ReconcileReply, error) {
 	var rep api.ReconcileReply
 	if err := c.request(ctx, api.SubjectReconcile, api.ReconcileRequest{}, &rep); err != nil {
