@@ -111,7 +111,7 @@ func runUserCreate(ctx context.Context, args []string, stdout, stderr io.Writer)
 		tmp := file.Name()
 		if err := writeCreds(file, u.Creds.Bytes()); err != nil {
 			return fmt.Errorf("user create: user %s was issued, but its creds could not be written to %s: %w; "+
-				"nobody holds its key: revoke it with: provisioner user revoke %s %s", u.PublicKey, *out, err, req.Account, u.PublicKey)
+				"nobody holds its key: revoke it with: provisioner user revoke %s %s", u.PublicKey, *out, err, shellQuote(req.Account), u.PublicKey)
 		}
 		if err := os.Link(tmp, *out); err != nil {
 			// The creds are whole in tmp (0600): keep them there.
@@ -139,7 +139,7 @@ func runUserCreate(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	if err != nil {
 		return fmt.Errorf("user create: user %s was issued, but its creds could not be written: %w; revoke it with: provisioner user revoke %s %s",
-			u.PublicKey, err, req.Account, u.PublicKey)
+			u.PublicKey, err, shellQuote(req.Account), u.PublicKey)
 	}
 	printUser(stderr, u, req.Account, "Creds\ton stdout\n")
 	return nil
@@ -149,7 +149,10 @@ func runUserCreate(ctx context.Context, args []string, stdout, stderr io.Writer)
 // in time, the connection gone, a 504): the key sent may be issued yet,
 // and nobody holds its seed. Its message names the key and the command
 // that revokes it; main exits 1 when the service answered (504), 2 when
-// no reply came, as for any other request.
+// no reply came, as for any other request. Like the other revoke
+// commands the errors give, the account is quoted for a shell: a name may
+// hold spaces, quotes or '$', and pasted unquoted it named another
+// account, or none.
 type userInDoubtError struct {
 	err     error
 	account string
@@ -158,7 +161,7 @@ type userInDoubtError struct {
 
 func (e *userInDoubtError) Error() string {
 	return fmt.Sprintf("user create: %v; revoke it, with the connection flags given here, with: provisioner user revoke %s %s",
-		e.err, e.account, e.key)
+		e.err, shellQuote(e.account), e.key)
 }
 
 func (e *userInDoubtError) Unwrap() error { return e.err }

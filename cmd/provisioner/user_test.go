@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -242,6 +243,35 @@ func TestUserCreateLostCreds(t *testing.T) {
 	decodeJSON(t, c.mustRun(t, "user", "list", "acme", "--json"), &list)
 	if len(list.Users) != 1 || !list.Users[0].Revoked {
 		t.Errorf("after the revoke: %+v", list.Users)
+	}
+}
+
+// TestUserCreateLostCredsQuotesTheAccount: the revoke command the error
+// gives is pasted into a shell. With an account name holding a space and
+// a quote, it named the account unquoted, which the shell split: the
+// command revoked nothing. The account is quoted, and the command, as the
+// shell reads it, revokes the user.
+func TestUserCreateLostCredsQuotesTheAccount(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, bootstrap.Options{})
+	const account = "acme's corp"
+	c.mustRun(t, "account", "create", account)
+	var stderr bytes.Buffer
+	err := run(context.Background(), append([]string{"user", "create", account, "alice"}, c.conn...), failingWriter{}, &stderr)
+	_, line, ok := strings.Cut(fmt.Sprint(err), "revoke it with: ")
+	if !ok {
+		t.Fatalf("no revoke command in %v", err)
+	}
+	words, err := exec.Command("sh", "-c", "set -- "+line+`; for a in "$@"; do printf '%s\0' "$a"; done`).Output()
+	if err != nil {
+		t.Fatalf("sh reads %q: %v", line, err)
+	}
+	args := strings.Split(strings.TrimSuffix(string(words), "\x00"), "\x00")
+	if len(args) != 5 || args[0] != "provisioner" || args[3] != account {
+		t.Fatalf("the shell reads the command %q as %q", line, args)
+	}
+	if rep := c.mustRun(t, args[1:]...); !strings.HasPrefix(rep, "Revoked user "+args[4]) {
+		t.Fatalf("the given revoke command printed:\n%s", rep)
 	}
 }
 
