@@ -117,21 +117,6 @@ func TestUpdateToWhatTheAccountHasMakesNoVersion(t *testing.T) {
 	}
 }
 
-// staleReads answers Account with a copy set by the test (a mirror behind
-// the bucket, as a watcher lagging under load leaves it) and passes the
-// rest, AccountLatest included, to the KV store.
-type staleReads struct {
-	*kvstore.Store
-	stale atomic.Pointer[provision.Account]
-}
-
-func (s *staleReads) Account(ctx context.Context, pub string) (provision.Account, error) {
-	if a := s.stale.Load(); a != nil && a.PublicKey == pub {
-		return *a, nil
-	}
-	return s.Store.Account(ctx, pub)
-}
-
 // TestUpdateToWhatAnotherInstanceReplacedIsMade: on a shared store, an
 // update that matches this instance's cached copy but not the version
 // another instance stored since is made, on the latest version: answered
@@ -140,7 +125,7 @@ func (s *staleReads) Account(ctx context.Context, pub string) (provision.Account
 func TestUpdateToWhatAnotherInstanceReplacedIsMade(t *testing.T) {
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	a, st := kvDomainOf(t, env, "a", nil)
-	sr := &staleReads{}
+	sr := &laggingMirror{} // stale set by hand below, never armed
 	b, _ := kvDomainOf(t, env, "b", nil, func(c *provision.Config) {
 		sr.Store = c.Store.(*kvstore.Store)
 		c.Store = sr
