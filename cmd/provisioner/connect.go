@@ -366,6 +366,20 @@ func (c *conn) watch(ctx context.Context) (context.Context, func()) {
 	return ctx, func() { stop(nil) }
 }
 
+// refused returns the server's violation when ctx ended because the
+// server would not take a message to subject ("Permissions Violation for
+// Publish to" it), and nil otherwise. The server drops such a message
+// before routing it, so the request never reached the service: nothing
+// is in doubt. A violation on the inbox is not one of these: the request
+// went out, and only its reply was lost.
+func refused(ctx context.Context, subject string) error {
+	cause := context.Cause(ctx)
+	if cause != nil && errors.Is(cause, nats.ErrPermissionViolation) && strings.Contains(cause.Error(), fmt.Sprintf("Publish to %q", subject)) {
+		return cause
+	}
+	return nil
+}
+
 func (c *conn) explain(ctx context.Context, err error) error {
 	if cause := context.Cause(ctx); err != nil && errors.Is(cause, nats.ErrPermissionViolation) {
 		return fmt.Errorf("%w; the server said: %v", err, cause)

@@ -103,6 +103,12 @@ func runUserCreate(ctx context.Context, args []string, stdout, stderr io.Writer)
 	defer done()
 	u, err := c.client.CreateUser(ctx, req)
 	if err != nil {
+		// The client reports the key in doubt for any request the
+		// context ended, but a request the server refused to take was
+		// never sent: no key to revoke.
+		if v := refused(ctx, api.Subject(conn.prefix, api.SubjectUserCreate)); v != nil {
+			return fmt.Errorf("user create: the server refused the request, so no user was issued: %w", v)
+		}
 		return inDoubt(req.Account, c.explain(ctx, err))
 	}
 	defer u.Wipe()

@@ -171,3 +171,31 @@ func TestUserCreateInDoubt504NamesTheKey(t *testing.T) {
 		t.Errorf("message %q, want the description and the revoke command of %s", err, pub)
 	}
 }
+
+// TestUserCreateRefusedIsNotInDoubt: creds that may not publish the
+// request get the server's "Permissions Violation for Publish", and the
+// server drops the message (it never reaches the service). The CLI
+// stopped at the violation but reported the create in doubt, telling the
+// operator to revoke a key no service ever saw. It says the server
+// refused the request, and nothing was issued.
+func TestUserCreateRefusedIsNotInDoubt(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, bootstrap.Options{})
+	c.mustRun(t, "account", "create", "acme")
+	out := filepath.Join(t.TempDir(), "alice.creds")
+	_, _, err := runCmd(t, "user", "create", "acme", "alice", "-o", out, "--timeout", "20s",
+		"--server", c.env.Server.URL(), "--creds", c.env.Init.ProvisionerCreds)
+	var doubt *userInDoubtError
+	if err == nil || errors.As(err, &doubt) || strings.Contains(err.Error(), "revoke") || exitCode(err) != 2 ||
+		!strings.Contains(err.Error(), `Permissions Violation for Publish to "prov.user.create"`) {
+		t.Fatalf("user create with creds that may not send it: %v (exit %d), want the server's refusal, exit 2, and no revoke command", err, exitCode(err))
+	}
+	if _, err := os.Lstat(out); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a creds file at %s after a refused create: %v", out, err)
+	}
+	var list api.ListUsersReply
+	decodeJSON(t, c.mustRun(t, "user", "list", "acme", "--json"), &list)
+	if len(list.Users) != 0 {
+		t.Errorf("a refused create issued %+v", list.Users)
+	}
+}
