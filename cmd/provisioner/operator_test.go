@@ -205,14 +205,20 @@ func TestOperatorRotation(t *testing.T) {
 	os.WriteFile(creds, []byte(u["user"].(map[string]any)["creds"].(string)), 0o600)
 	var live [2]*nats.Conn
 	for i := range 2 {
-		live[i], err = nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", p.ports[i]), nats.UserCredentials(creds), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+		// Only to n(i+1), also when reconnecting: nats.go moves on to the
+		// servers the cluster announces, so a user refused by its
+		// restarted server would be found connected to the other one.
+		live[i], err = nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", p.ports[i]), nats.UserCredentials(creds), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond), nats.IgnoreDiscoveredServers())
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer live[i].Close()
 	}
+	// connectTo connects to n(i+1) and no other server: refused there,
+	// nats.go's first connect goes on to the servers n(i+1)'s INFO
+	// announces unless told not to, and would succeed on the other one.
 	connectTo := func(i int) error {
-		nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", p.ports[i]), nats.UserCredentials(creds), nats.NoReconnect())
+		nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", p.ports[i]), nats.UserCredentials(creds), nats.NoReconnect(), nats.IgnoreDiscoveredServers())
 		if err != nil {
 			return err
 		}
