@@ -100,9 +100,13 @@ func TestSelfServiceAcrossClusterAndLeaf(t *testing.T) {
 		selfReply(t, where+": self.user.revoke", m, err)
 	}
 
+	// Each connection is to its one server (no discovered servers, no
+	// reconnect): refused by node b, nats.go would go on to a server node
+	// b announces, node a perhaps, and nothing would cross a route.
+	one := []nats.Option{nats.IgnoreDiscoveredServers(), nats.NoReconnect()}
 	for i := range 3 {
 		nd := cl.node(i)
-		nc, err := nats.Connect(nd.url, nats.UserCredentials(creds))
+		nc, err := nats.Connect(nd.url, append([]nats.Option{nats.UserCredentials(creds)}, one...)...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -131,7 +135,7 @@ func TestSelfServiceAcrossClusterAndLeaf(t *testing.T) {
 		cycle(t, where+" RequestMsg (nil header)", func(s string, b []byte) (*nats.Msg, error) {
 			return nc.RequestMsg(&nats.Msg{Subject: s, Data: b}, 10*time.Second)
 		})
-		oldStyle, err := nats.Connect(nd.url, nats.UserCredentials(creds), nats.UseOldRequestStyle())
+		oldStyle, err := nats.Connect(nd.url, append([]nats.Option{nats.UserCredentials(creds), nats.UseOldRequestStyle()}, one...)...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -156,7 +160,7 @@ func TestSelfServiceAcrossClusterAndLeaf(t *testing.T) {
 	// The check is live here: a request with a header of its own is
 	// refused, on the service's server and across a route.
 	for i := range 2 {
-		nc, err := nats.Connect(cl.node(i).url, nats.UserCredentials(creds))
+		nc, err := nats.Connect(cl.node(i).url, append([]nats.Option{nats.UserCredentials(creds)}, one...)...)
 		if err != nil {
 			t.Fatal(err)
 		}
