@@ -186,6 +186,10 @@ func TestUserCommands(t *testing.T) {
 	}
 	var list api.ListUsersReply
 	decodeJSON(t, c.mustRun(t, "user", "list", "acme", "--json"), &list)
+	// The loop checks only the users listed: an empty list passed it.
+	if len(list.Users) != 4 || !slices.ContainsFunc(list.Users, func(u api.UserSummary) bool { return u.Name == "alice" }) {
+		t.Errorf("user list after the revoke: %+v, want alice, bob, carol and dave", list.Users)
+	}
 	for _, u := range list.Users {
 		if u.Revoked != (u.Name == "alice") {
 			t.Errorf("user list after the revoke: %+v", list.Users)
