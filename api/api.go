@@ -36,6 +36,15 @@ const (
 	SubjectStatus         = "status"
 )
 
+// InstanceStatusSubject is the subject on which the instance named
+// instance alone answers status: prefix.status.<instance>. prov.status is
+// answered by any instance of the queue group; this one asks the instance
+// that a reply named (a reconcile pass still running, the instances
+// operator finish asks for their signing key).
+func InstanceStatusSubject(prefix, instance string) string {
+	return Subject(prefix, SubjectStatus+"."+instance)
+}
+
 // Subject joins a prefix and an endpoint subject.
 func Subject(prefix, endpoint string) string {
 	if prefix == "" {
@@ -569,6 +578,12 @@ type ReconcileReply struct {
 	// it goes on, and prov.status's last_reconcile reports it once it
 	// ended. Started is then when it started, if it has.
 	Running bool `json:"running,omitempty"`
+	// Instance names the instance that runs the pass, and StatusSubject
+	// (prefix.status.<instance>) is where that instance alone answers
+	// status: prov.status goes to any instance, which reports its own
+	// last pass, not this one. Set with Running.
+	Instance      string `json:"instance,omitempty"`
+	StatusSubject string `json:"status_subject,omitempty"`
 }
 
 // StatusRequest is the body of status.

@@ -21,9 +21,10 @@ func (c *Client) RotateAccount(ctx context.Context, req api.RotateAccountRequest
 // reply is the pass's summary only when the pass ended in time: one still
 // going at nine tenths of the service's request_timeout goes on, and the
 // reply is then {"running": true} (and when it started, if it has), with
-// none of the counts; Status's LastReconcile reports the summary once the
-// pass ended, from that instance (Status, too, is answered by any
-// instance). A reply with Skipped set is of an instance that did not
+// none of the counts, and Instance names the instance that runs it:
+// InstanceStatus(ctx, rep.Instance)'s LastReconcile reports the summary
+// once the pass ended (Status is answered by any instance, which reports
+// its own last pass). A reply with Skipped set is of an instance that did not
 // reconcile, because another holds the reconciler lease (or it lost the
 // lease during the pass): its counts are zero as well. Check Running and
 // Skipped before reading the counts.
@@ -105,6 +106,17 @@ func (c *Client) SelfListUsers(ctx context.Context, req api.SelfListUsersRequest
 func (c *Client) SelfRevokeUser(ctx context.Context, req api.SelfRevokeUserRequest) (*api.RevokeUserReply, error) {
 	var rep api.RevokeUserReply
 	if err := c.request(ctx, api.SubjectSelfUserRevoke, req, &rep); err != nil {
+		return nil, err
+	}
+	return &rep, nil
+}
+
+// InstanceStatus describes the instance named instance, which alone
+// answers on prefix.status.<instance>: the one a running Reconcile
+// named.
+func (c *Client) InstanceStatus(ctx context.Context, instance string) (*api.StatusReply, error) {
+	var rep api.StatusReply
+	if err := c.request(ctx, api.SubjectStatus+"."+instance, api.StatusRequest{}, &rep); err != nil {
 		return nil, err
 	}
 	return &rep, nil

@@ -167,7 +167,10 @@ func (s *Service) Reconcile(ctx context.Context, _ api.ReconcileRequest) (*api.R
 	case <-due:
 	case <-ctx.Done():
 	}
-	running := &api.ReconcileReply{Running: true, Orphans: []string{}}
+	// prov.status goes to any instance of the queue group, which reports
+	// its own last pass: the reply names this one, and where it alone
+	// answers.
+	running := &api.ReconcileReply{Running: true, Orphans: []string{}, Instance: s.cfg.Instance, StatusSubject: api.InstanceStatusSubject(s.cfg.SubjectPrefix, s.cfg.Instance)}
 	r.mu.Lock()
 	if !m.started.IsZero() {
 		running.Started = m.started.UTC().Format(time.RFC3339)

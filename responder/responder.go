@@ -85,6 +85,12 @@ type Config struct {
 	// semantic version.
 	Name    string
 	Version string
+	// Instance, when set, names this instance (letters, digits, - and _):
+	// it is in the micro metadata ("instance"), and the status endpoint
+	// is also answered by this instance alone on prefix.status.<instance>
+	// (api.InstanceStatusSubject), since the queue group hands
+	// prov.status to any instance.
+	Instance string
 	// RequestTimeout bounds the work of one request. Default 30s.
 	RequestTimeout time.Duration
 	// MaxInflight bounds the requests handled at once, over all endpoints;
@@ -233,6 +239,9 @@ func start(nc *nats.Conn, cfg Config, eps []*endpoint, description string) (*Res
 	if !semverRegexp.MatchString(cfg.Version) {
 		return nil, fmt.Errorf("%w: version %q is not a semantic version (1.2.3)", ErrConfig, cfg.Version)
 	}
+	if cfg.Instance != "" && !nameRegexp.MatchString(cfg.Instance) {
+		return nil, fmt.Errorf("%w: instance %q: use letters, digits, - and _", ErrConfig, cfg.Instance)
+	}
 	r := &Responder{
 		nc:          nc,
 		cfg:         cfg,
@@ -244,6 +253,9 @@ func start(nc *nats.Conn, cfg Config, eps []*endpoint, description string) (*Res
 		jobs:        make(chan job),
 		quit:        make(chan struct{}),
 		eps:         eps,
+	}
+	if cfg.Instance != "" {
+		r.metadata["instance"] = cfg.Instance
 	}
 	r.base, r.abandon = context.WithCancelCause(context.Background())
 	for _, e := range eps {
@@ -271,6 +283,10 @@ func start(nc *nats.Conn, cfg Config, eps []*endpoint, description string) (*Res
 		r.unsubscribe()
 		return nil, err
 	}
+	if err := r.subscribeInstanceStatus(); err != nil {
+		r.unsubscribe()
+		return nil, err
+	}
 	// Requests sent right after New returns must find the subscriptions.
 	// A server that went away meanwhile gets them again on reconnect: that
 	// is no reason to fail.
@@ -279,6 +295,29 @@ func start(nc *nats.Conn, cfg Config, eps []*endpoint, description string) (*Res
 		return nil, fmt.Errorf("responder: flush subscriptions: %w", err)
 	}
 	return r, nil
+}
+
+// subscribeInstanceStatus answers status on this instance's own subject
+// too, outside the queue group: a reconcile reply that says its pass is
+// still running names the instance whose prov.status will report it, and
+// operator finish asks every instance which key it signs with. It counts
+// in the status endpoint's stats, and is drained with the verbs.
+func (r *Responder) subscribeInstanceStatus() error {
+	if r.cfg.Instance == "" {
+		return nil
+	}
+	for _, e := range r.eps {
+		if e.subject != api.SubjectStatus {
+			continue
+		}
+		subj := api.InstanceStatusSubject(r.cfg.Prefix, r.cfg.Instance)
+		sub, err := r.nc.Subscribe(subj, r.receive(e))
+		if err != nil {
+			return fmt.Errorf("responder: subscribe %s: %w", subj, err)
+		}
+		r.verbs = append(r.verbs, sub)
+	}
+	return nil
 }
 
 // unsubscribe undoes a start that failed half way.

@@ -267,6 +267,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 	s.Responder, err = responder.New(s.NC, s.Provision, responder.Config{
 		Prefix:         cfg.SubjectPrefix,
 		Name:           cfg.ServiceName,
+		Instance:       cfg.Instance,
 		Version:        Version,
 		RequestTimeout: time.Duration(cfg.RequestTimeout),
 		MaxInflight:    cfg.MaxInflight,
