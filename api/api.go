@@ -615,6 +615,10 @@ type StatusReply struct {
 	// do not trust the operator signing key it signs with, so that every
 	// account it pushes is unusable there. A health check's cue.
 	Problem string `json:"problem,omitempty"`
+	// SigningKey is the public key of the operator signing key this
+	// instance signs account JWTs with (never its seed): during a
+	// rotation, an instance still on the old key shows it here.
+	SigningKey string `json:"signing_key,omitempty"`
 }
 
 // HealthPath is the path of the HTTP health endpoint (health_listen).

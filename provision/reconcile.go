@@ -181,7 +181,9 @@ func (s *Service) Reconcile(ctx context.Context, _ api.ReconcileRequest) (*api.R
 
 // Status describes this instance (prov.status).
 func (s *Service) Status(_ context.Context, _ api.StatusRequest) (*api.StatusReply, error) {
-	out := &api.StatusReply{Instance: s.cfg.Instance, Store: s.cfg.StoreKind, Version: s.cfg.Version, Role: "follower", Servers: []api.ServerStatus{}}
+	// The signing key's public key only: operator finish names the
+	// instances still signing with the old one.
+	out := &api.StatusReply{Instance: s.cfg.Instance, Store: s.cfg.StoreKind, Version: s.cfg.Version, Role: "follower", Servers: []api.ServerStatus{}, SigningKey: s.operator().SignerKey}
 	if s.leader() {
 		out.Role = "leader"
 	}

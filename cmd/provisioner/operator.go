@@ -20,8 +20,10 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/conf"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nkeys"
 
+	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/config"
 	"github.com/natsprov/provisioner/provision"
@@ -321,6 +323,7 @@ func runOperatorFinish(ctx context.Context, args []string, stdout, stderr io.Wri
 	path := cmd.String("config", "config.json", "the provisioner's config `FILE`: operator_signing_key becomes operator_signing_key_next")
 	var confs stringList
 	cmd.Var(&confs, "server-conf", "a nats-server config `FILE` whose resolver_preload gets the accounts' current JWTs (with a cluster block, its server_name must answer); repeat for more")
+	adminCreds := cmd.String("creds", "", "credentials `FILE` that may send "+config.DefaultSubjectPrefix+".> and $SRV.> (init's admin.creds), to ask every instance which key it signs with (default: admin.creds beside nats_creds, if there is one)")
 	if err := cmd.parse(args, stdout, stderr); err != nil {
 		return err
 	}
@@ -366,9 +369,35 @@ func runOperatorFinish(ctx context.Context, args []string, stdout, stderr io.Wri
 		return err
 	}
 	next.Signer.Wipe()
+	// An instance whose config has no operator_signing_key_next goes on
+	// signing with the old key: its next change is unusable once the
+	// operator JWT drops that key, and the accounts it re-signs keep the
+	// check below failing. Each instance says which key it signs with;
+	// the provisioner's own creds may not ask (they publish no requests).
+	if *adminCreds == "" {
+		if def := filepath.Join(filepath.Dir(cfg.NATSCreds), bootstrap.AdminCredsFile); cfg.NATSCreds != "" {
+			if _, err := os.Stat(def); err == nil {
+				*adminCreds = def
+			}
+		}
+	}
+	var onOld []string
+	if *adminCreds == "" {
+		fmt.Fprintf(stdout, "not asking the instances which key they sign with: no --creds, and no %s beside nats_creds; check that every instance's prov.status.<instance> shows signing_key %s\n", bootstrap.AdminCredsFile, next.SignerKey)
+	} else if onOld, err = instancesSignWith(ctx, cfg, *adminCreds, next.SignerKey, stdout); err != nil {
+		return fmt.Errorf("operator finish: %w", err)
+	}
 	copies, checked, err := allSignedBy(ctx, nc, next.SignerKey, need)
 	if err != nil {
+		if len(onOld) > 0 {
+			return fmt.Errorf("operator finish: %w. Instance(s) %s", err, strings.Join(onOld, ", "))
+		}
 		return fmt.Errorf("operator finish: %w", err)
+	}
+	if len(onOld) > 0 {
+		// Every copy is the new key's, but such an instance signs its
+		// next change with the old one.
+		return fmt.Errorf("operator finish: instance(s) %s, not the new key %s: set operator_signing_key_next to its seed file (the key operator add-signing-key wrote) in their config, restart them, send prov.operator.rotate, and run operator finish again", strings.Join(onOld, ", "), next.SignerKey)
 	}
 	fmt.Fprintf(stdout, "checked %d servers: %s\n", len(checked), strings.Join(checked, ", "))
 	// The preloads first: the config change makes the old key unused.
@@ -397,6 +426,96 @@ func runOperatorFinish(ctx context.Context, args []string, stdout, stderr io.Wri
 	}
 	fmt.Fprintf(stdout, "%s: operator_signing_key is now %s; restart the provisioner when convenient (it signs with that key already).\nLast: provisioner operator remove-signing-key ... --key OLD-KEY, and roll that operator JWT out.\n", *path, cfg.OperatorSigningKeyNext)
 	return nil
+}
+
+// instancesSignWith asks every instance of the service (micro's
+// $SRV.PING.<name>, each naming its instance in its metadata) for its
+// status on its own subject, and fails naming those that sign with another
+// operator signing key than key ("NAME signs with KEY"). An instance too
+// old to say is listed, not returned.
+func instancesSignWith(ctx context.Context, cfg *config.Config, creds, key string, stdout io.Writer) ([]string, error) {
+	nc, err := nats.Connect(cfg.NATSURL, nats.UserCredentials(creds), nats.CustomInboxPrefix(bootstrap.AdminInboxPrefix))
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s with %s to ask the instances: %w", config.RedactURL(cfg.NATSURL), creds, err)
+	}
+	defer nc.Close()
+	pings, err := micro.ControlSubject(micro.PingVerb, cfg.ServiceName, "")
+	if err != nil {
+		return nil, err
+	}
+	inbox := nc.NewRespInbox()
+	replies, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, err
+	}
+	defer replies.Unsubscribe()
+	if err := nc.PublishRequest(pings, inbox, nil); err != nil {
+		return nil, fmt.Errorf("ask the instances (%s): %w", pings, err)
+	}
+	// Every instance answers at once: the first answer is waited for up
+	// to the resolver timeout, the others until none came for a while.
+	var instances, unnamed []string
+	wait := time.Duration(cfg.ResolverTimeout)
+	if wait <= 0 {
+		wait = resolver.DefaultTimeout
+	}
+	for {
+		m, err := replies.NextMsg(wait)
+		if err != nil {
+			break
+		}
+		wait = 500 * time.Millisecond
+		var ping micro.Ping
+		if json.Unmarshal(m.Data, &ping) != nil {
+			continue
+		}
+		if inst := ping.Metadata["instance"]; inst != "" {
+			instances = append(instances, inst)
+		} else {
+			unnamed = append(unnamed, ping.ID)
+		}
+	}
+	if len(instances)+len(unnamed) == 0 {
+		// None runs (or the creds may not ask): none signs either; one
+		// started later with a config left on the old key is not seen.
+		fmt.Fprintf(stdout, "no instance of service %q answered %s (with %s): check that each instance's config has operator_signing_key_next\n", cfg.ServiceName, pings, creds)
+		return nil, nil
+	}
+	slices.Sort(instances)
+	instances = slices.Compact(instances)
+	var old, asked []string
+	for _, inst := range instances {
+		subj := api.InstanceStatusSubject(cfg.SubjectPrefix, inst)
+		// Bounded: an instance that stopped answering must not hang finish.
+		rctx, cancel := context.WithTimeout(ctx, max(time.Duration(cfg.RequestTimeout), 5*time.Second))
+		m, err := nc.RequestWithContext(rctx, subj, []byte("{}"))
+		cancel()
+		if err == nil && m.Header.Get(micro.ErrorCodeHeader) != "" {
+			err = errors.New(m.Header.Get(micro.ErrorHeader))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("ask instance %s (%s): %w: run operator finish again once it answers", inst, subj, err)
+		}
+		var st api.StatusReply
+		if err := json.Unmarshal(m.Data, &st); err != nil {
+			return nil, fmt.Errorf("instance %s's status: %w", inst, err)
+		}
+		switch {
+		case st.SigningKey == "":
+			asked = append(asked, inst+" (too old to say its key)")
+		case st.SigningKey != key:
+			old = append(old, inst+" signs with "+st.SigningKey)
+		default:
+			asked = append(asked, inst)
+		}
+	}
+	for _, id := range unnamed {
+		asked = append(asked, "micro id "+id+" (too old to say its key)")
+	}
+	if len(old) == 0 {
+		fmt.Fprintf(stdout, "asked %d instances which key they sign with (the new one, %s, for each that says): %s\n", len(asked), key, strings.Join(asked, ", "))
+	}
+	return old, nil
 }
 
 // allSignedBy checks that every copy of every account the servers hold
