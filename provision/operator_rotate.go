@@ -40,6 +40,13 @@ func (s *Service) RotateOperator(ctx context.Context, _ api.RotateOperatorReques
 	if next.PublicKey != cur.PublicKey {
 		return nil, fmt.Errorf("%w: the new signing key belongs to operator %s, not %s", ErrInvalid, next.PublicKey, cur.PublicKey)
 	}
+	// The resolver knows the servers that answered its pings in time: one
+	// that answers late (busy, paused, across a gateway) is not known for
+	// seconds after a start, and the rotation, checking only the servers
+	// known, re-signed the accounts there with a key it may not trust.
+	if err := s.resolver.Discover(ctx); err != nil {
+		s.log.Warn("operator rotation: could not ask every server to answer", "error", err)
+	}
 	trusted, err := s.serversTrust(ctx)
 	if err != nil {
 		return nil, err
@@ -136,12 +143,29 @@ func (s *Service) adoptNextOperator(ctx context.Context) bool {
 	if err != nil {
 		return false
 	}
-	for _, srv := range s.resolver.Servers() {
-		if !slices.Contains(trusted[srv.Name], next.SignerKey) {
+	if !everyServerTrusts(s.resolver.Servers(), trusted, next.SignerKey) {
+		return false
+	}
+	// Every server known trusts the key; a server slow to answer may not
+	// be known yet (the first pass runs right after a start): ask every
+	// server, and every one again, before the switch.
+	if err := s.resolver.Discover(ctx); err != nil {
+		return false
+	}
+	if trusted, err = s.resolver.Operators(ctx); err != nil || !everyServerTrusts(s.resolver.Servers(), trusted, next.SignerKey) {
+		return false
+	}
+	s.switchOperator(cur, next)
+	return true
+}
+
+// everyServerTrusts tells whether each of servers answered trusting key.
+func everyServerTrusts(servers []Server, trusted map[string][]string, key string) bool {
+	for _, srv := range servers {
+		if !slices.Contains(trusted[srv.Name], key) {
 			return false
 		}
 	}
-	s.switchOperator(cur, next)
 	return true
 }
 

@@ -89,6 +89,10 @@ type Resolver interface {
 	Operators(ctx context.Context) (map[string][]string, error)
 	// Servers returns the known servers, sorted by name.
 	Servers() []Server
+	// Discover asks every server to answer, waiting long enough for one
+	// slow to answer that the servers known do not include yet; Servers
+	// then lists it.
+	Discover(ctx context.Context) error
 	// Joined delivers a server each time one starts answering: a new
 	// server, or a known one back with a new ID (a restart, possibly from
 	// an old disk).

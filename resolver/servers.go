@@ -294,13 +294,31 @@ func (c *Client) refreshIfNoneUp(ctx context.Context) error {
 	if c.upCount() > 0 {
 		return nil
 	}
-	return c.refreshLocked(ctx)
+	return c.refreshLocked(ctx, false)
 }
 
 func (c *Client) refresh(ctx context.Context) error {
 	c.refreshMu.Lock()
 	defer c.refreshMu.Unlock()
-	return c.refreshLocked(ctx)
+	return c.refreshLocked(ctx, false)
+}
+
+// Discover pings every server and waits the whole ping timeout (the
+// smaller of Options.Timeout and 2s) for their answers, not only until the
+// servers known have answered and quietGap more: a server that answers
+// later (busy, paused, across a gateway) is known when it returns. A
+// refresh does not wait for such a server, which stays unknown until its
+// next STATSZ event (up to 10s) or the next refresh; what must hear from
+// every server before it changes anything (an operator signing-key
+// rotation) calls Discover first. The error is as a refresh's: nothing
+// answered.
+func (c *Client) Discover(ctx context.Context) error {
+	c.refreshMu.Lock()
+	defer c.refreshMu.Unlock()
+	if err := c.refreshLocked(ctx, true); err != nil {
+		return fmt.Errorf("resolver: discover the servers: %w", err)
+	}
+	return nil
 }
 
 // errNoServer: a refresh heard from no server.
@@ -308,9 +326,10 @@ var errNoServer = errors.New("no server answered " + SubjectServerPing)
 
 // refreshLocked pings every server. Each that answers is up; one that was
 // up and stays silent until the timeout is marked down. It waits for every
-// server it knows to be up, then quietGap more for others. When ctx ends
-// first, it marks nothing down: the wait was cut short.
-func (c *Client) refreshLocked(ctx context.Context) error {
+// server it knows to be up, then quietGap more for others; with full, until
+// the timeout. When ctx ends first, it marks nothing down: the wait was cut
+// short.
+func (c *Client) refreshLocked(ctx context.Context, full bool) error {
 	start := time.Now()
 	want := map[string]bool{}
 	c.mu.Lock()
@@ -369,7 +388,7 @@ wait:
 			c.mu.Lock()
 			c.observeLocked(id.Name, id.ID, time.Now())
 			c.mu.Unlock()
-			if missing <= 0 {
+			if missing <= 0 && !full {
 				quiet = time.After(quietGap)
 			}
 		case <-quiet:
