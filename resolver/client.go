@@ -246,7 +246,13 @@ func (c *Client) dispatch(m *nats.Msg) {
 	ch := c.wait[token]
 	c.waitMu.Unlock()
 	if ch == nil {
-		return // a late reply to a request that is done
+		// A late reply to a request that is done. Its server may be one
+		// that answers after the others (busy, across a gateway, on a
+		// slow route), which a refresh, waiting only quietGap after the
+		// servers known, never learns of: without the server events it
+		// stayed unknown for good, and no push or delete waited for it.
+		c.sighted(lateIdentity(m.Data))
+		return
 	}
 	select {
 	case ch <- m:
@@ -427,6 +433,20 @@ func identity(data []byte) (name, id string) {
 		return "", ""
 	}
 	return serverName(r.Server), r.Server.ID
+}
+
+// lateIdentity reads the server's name and ID from a reply of any kind: a
+// system API reply, or a reply to PING.IDZ (the server's identity itself).
+// A LOOKUP's bare JWT has neither.
+func lateIdentity(data []byte) (name, id string) {
+	if name, id = identity(data); id != "" {
+		return name, id
+	}
+	var s serverInfo
+	if json.Unmarshal(data, &s) != nil {
+		return "", ""
+	}
+	return serverName(&s), s.ID
 }
 
 // awaitConnected waits, while the connection is reconnecting, until it is
