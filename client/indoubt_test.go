@@ -3,11 +3,6 @@ package client_test
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,40 +14,7 @@ import (
 	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/client"
 	"github.com/natsprov/provisioner/provtest"
-	"github.com/natsprov/provisioner/testenv"
 )
-
-// realServer replaces the deployment's embedded server with the
-// nats-server binary on the same port and config, so that the test can
-// pause it (SIGSTOP), and returns its process.
-func realServer(t *testing.T, env *provtest.Env) *os.Process {
-	t.Helper()
-	env.Server.Stop()
-	cmd := exec.Command(testenv.Tool(t, "nats-server"), "-c", env.Init.ServerConf, "-p", fmt.Sprint(env.Port))
-	out, err := os.Create(filepath.Join(t.TempDir(), "nats-server.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGCONT)
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", env.Port))
-		if err == nil {
-			c.Close()
-			return cmd.Process
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nats-server not up: %v", err)
-		}
-	}
-}
 
 // TestCreateUserInDoubtNamesTheKey: with the server paused, CreateUser's
 // context ends before the answer, and the service issues the user once
@@ -65,7 +27,7 @@ func realServer(t *testing.T, env *provtest.Env) *os.Process {
 func TestCreateUserInDoubtNamesTheKey(t *testing.T) {
 	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
-	server := realServer(t, env)
+	server := env.RealServer(t)
 	env.Start(t)
 	c := client.New(env.Admin(t))
 	ctx := context.Background()

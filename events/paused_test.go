@@ -4,10 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,7 +13,6 @@ import (
 	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/events"
 	"github.com/natsprov/provisioner/provtest"
-	"github.com/natsprov/provisioner/testenv"
 )
 
 // TestPublishDoesNotWaitForAPausedServer: the server is paused (SIGSTOP),
@@ -25,44 +20,19 @@ import (
 // events are published, and Close within about its timeout.
 func TestPublishDoesNotWaitForAPausedServer(t *testing.T) {
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
-	env.Server.Stop()
-	cmd := exec.Command(testenv.Tool(t, "nats-server"), "-c", env.Init.ServerConf, "-p", fmt.Sprint(env.Port))
-	out, err := os.Create(filepath.Join(t.TempDir(), "nats-server.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGCONT)
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	addr := fmt.Sprintf("127.0.0.1:%d", env.Port)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nats-server not up: %v", err)
-		}
-	}
+	proc := env.RealServer(t)
 	sys := env.Connect(t, env.Init.ProvisionerCreds)
 	svc := auditConn(t, env)
 	pub := events.New(sys, "prov", slog.New(slog.DiscardHandler))
 	if err := pub.WithAudit(context.Background(), svc, 1); err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := proc.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	// Resumed before the connections close, which wait for their
 	// writes to the paused server.
-	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGCONT) })
+	t.Cleanup(func() { proc.Signal(syscall.SIGCONT) })
 	name := strings.Repeat("x", 1000)
 	var slowest time.Duration
 	sent := 0
@@ -80,7 +50,7 @@ func TestPublishDoesNotWaitForAPausedServer(t *testing.T) {
 		t.Fatalf("with the server paused, %d Publish calls (of 50000) in 5s, the slowest %v; want at least %d, none over 500ms", sent, slowest, 5*events.AuditMaxQueue)
 	}
 	start := time.Now()
-	err = pub.Close(time.Second)
+	err := pub.Close(time.Second)
 	if took := time.Since(start); took > 2*time.Second {
 		t.Fatalf("Close(1s) took %v (%v)", took, err)
 	}

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -23,38 +22,6 @@ import (
 	"github.com/natsprov/provisioner/client"
 	"github.com/natsprov/provisioner/provtest"
 )
-
-// realServer replaces the deployment's embedded server with the
-// nats-server binary on the same port and config, so that the test can
-// pause it (SIGSTOP), and returns its process.
-func realServer(t *testing.T, env *provtest.Env) *os.Process {
-	t.Helper()
-	env.Server.Stop()
-	cmd := exec.Command(provtest.Tool(t, "nats-server"), "-c", env.Init.ServerConf, "-p", fmt.Sprint(env.Port))
-	out, err := os.Create(filepath.Join(t.TempDir(), "nats-server.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGCONT)
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", env.Port))
-		if err == nil {
-			c.Close()
-			return cmd.Process
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nats-server not up: %v", err)
-		}
-	}
-}
 
 // pauseOn is a TCP relay to the server at port that pauses the server
 // (SIGSTOP) just before it passes on the first client bytes holding
@@ -115,7 +82,7 @@ func pauseOn(t *testing.T, port int, server *os.Process, marker string) string {
 func TestUserCreateInDoubtGivesTheRevokeCommand(t *testing.T) {
 	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
-	server := realServer(t, env)
+	server := env.RealServer(t)
 	env.Start(t)
 	relay := pauseOn(t, env.Port, server, api.Subject(api.DefaultPrefix, api.SubjectUserCreate))
 	c := &cli{env: env, conn: []string{"--server", relay, "--creds", env.Init.AdminCreds}}
