@@ -317,6 +317,32 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 			listedAll = false
 		}
 	}
+	// Dropping a tombstone cannot be undone, and the servers known at the
+	// pass's start may not include one that answers late (busy, on a slow
+	// route): the first pass after a start knew only the servers that
+	// answered the resolver's first ping in time, and the LIST waited for
+	// those alone. A tombstone was dropped while such a server still held
+	// the account, from then on only an orphan. Before the first drop the
+	// pass asks every server to answer, as a rotation does, and drops
+	// only if the LIST heard from every server known then.
+	var dropCheck sync.Once
+	mayDrop := false
+	canDrop := func() bool {
+		dropCheck.Do(func() {
+			if err := s.resolver.Discover(ctx); err != nil {
+				s.log.Warn("reconcile: could not ask every server to answer; tombstones are kept", "error", err)
+				return
+			}
+			for _, srv := range s.resolver.Servers() {
+				if _, ok := lists[srv.Name]; !ok {
+					s.log.Info("reconcile: a server did not answer LIST in time; tombstones are kept", "server", srv.Name)
+					return
+				}
+			}
+			mayDrop = true
+		})
+		return mayDrop
+	}
 	accounts, err := s.store.Accounts(ctx)
 	if err != nil {
 		if errors.Is(context.Cause(ctx), errLeaseLost) {
@@ -351,7 +377,7 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 		mu.Unlock()
 	}
 	eachAccount(ctx, accounts, func(a Account) {
-		out := s.reconcileAccount(ctx, a, up, onServers[a.PublicKey] || !listedAll, signing, limiter, &msgs)
+		out := s.reconcileAccount(ctx, a, up, onServers[a.PublicKey] || !listedAll, canDrop, signing, limiter, &msgs)
 		count(func() {
 			switch {
 			case out.err != nil && errors.Is(context.Cause(ctx), errLeaseLost):
@@ -482,7 +508,9 @@ type accountOutcome struct {
 }
 
 // reconcileAccount brings one account in line.
-func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, listed bool, signing passSigning, limiter *rate.Limiter, msgs *atomic.Int64) (out accountOutcome) {
+// A tombstone not listed is dropped past its retention only if mayDrop
+// says every server answered the pass's LIST.
+func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, listed bool, mayDrop func() bool, signing passSigning, limiter *rate.Limiter, msgs *atomic.Int64) (out accountOutcome) {
 	if a.Live() && s.isAbandoned(a.PublicKey) {
 		// A failed create not taken back yet: pushed, it would be live.
 		return out
@@ -551,7 +579,7 @@ func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, 
 			out.deleted = err == nil
 			return out
 		}
-		if time.Since(time.Unix(a.DeletedAt, 0)) > s.cfg.TombstoneRetention {
+		if time.Since(time.Unix(a.DeletedAt, 0)) > s.cfg.TombstoneRetention && mayDrop() {
 			if err := s.store.RemoveAccount(ctx, a.PublicKey, a.Revision); err != nil && !errors.Is(err, ErrStale) && !errors.Is(err, ErrNotFound) {
 				out.err = err
 			}
