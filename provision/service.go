@@ -94,8 +94,9 @@ type Config struct {
 
 // Service carries out provisioning requests. It is safe for concurrent use.
 type Service struct {
-	cfg Config
-	op  atomic.Pointer[Operator]
+	closeOnce sync.Once
+	cfg       Config
+	op        atomic.Pointer[Operator]
 	// prevSigner is the operator signing key used before a rotation.
 	prevSigner atomic.Pointer[string]
 	// untrusted says which servers do not trust the operator signing key
@@ -203,7 +204,14 @@ const closeWait = 3 * time.Second
 // Close waits for the changes under way, at most closeWait before it cuts
 // them (Halt), stops making keys ahead and wipes those not handed out, and
 // the cached signing keys. Stop Run and the requests first.
+// Close may be called more than once (a deferred Close beside a test's
+// cleanup, a signal handler's beside main's); the later calls return at
+// once.
 func (s *Service) Close() {
+	s.closeOnce.Do(s.close)
+}
+
+func (s *Service) close() {
 	// Passes prov.reconcile started end first: they use the store.
 	s.rec.mu.Lock()
 	s.rec.end()

@@ -82,3 +82,17 @@ func TestStopCutsAPassInAResign(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseTwice: a second Close (a deferred one beside a cleanup's)
+// returns at once. It panicked: the key pools' channels were closed again.
+func TestCloseTwice(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	d := newDomain(t, env, nil)
+	if _, err := d.svc.CreateAccount(context.Background(), api.CreateAccountRequest{Name: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	d.svc.Close()
+	d.svc.Close()
+	d.rc.Close()
+	d.store.Close()
+}
