@@ -136,6 +136,7 @@ func (s *Service) adoptNextOperator(ctx context.Context) bool {
 		// again. Back on the key every server trusts, the pass signs
 		// those accounts anew with it.
 		if err == nil && s.revertOperator(next, trusted) {
+			s.resignRemoteBack(ctx, next.SignerKey)
 			return false
 		}
 		return true
@@ -144,6 +145,12 @@ func (s *Service) adoptNextOperator(ctx context.Context) bool {
 		return false
 	}
 	if !everyServerTrusts(s.resolver.Servers(), trusted, next.SignerKey) {
+		// Switched back, or restarted on the old key since: the system
+		// account and the service's own may still be signed by the next
+		// key, which a server does not trust.
+		if mustSignBack(trusted, cur.SignerKey, next.SignerKey) {
+			s.resignRemoteBack(ctx, next.SignerKey)
+		}
 		return false
 	}
 	// Every server known trusts the key; a server slow to answer may not
@@ -285,6 +292,51 @@ func (s *Service) revertOperator(next *Operator, trusted map[string][]string) bo
 	s.op.Store(start)
 	s.log.Error("operator signing key switched back: server(s) that were not known at the switch do not trust the new key; give them the new operator JWT and restart them", "signing_key", start.SignerKey, "untrusted", next.SignerKey, "servers", not)
 	return true
+}
+
+// mustSignBack tells whether a server that answered does not trust the
+// next key while every one that answered trusts the key in use: an
+// account the next key signed is unusable there.
+func mustSignBack(trusted map[string][]string, key, next string) bool {
+	not := false
+	for _, keys := range trusted {
+		if !slices.Contains(keys, key) {
+			return false
+		}
+		if !slices.Contains(keys, next) {
+			not = true
+		}
+	}
+	return not
+}
+
+// resignRemoteBack signs the system account and the service's own anew
+// with the key in use when a server holds a copy signed by untrusted, the
+// next key, which a server does not trust (mustSignBack). After a switch
+// back (revertOperator), prov.operator.rotate had signed them with the
+// next key, and the passes push neither: a server that does not trust it
+// stores them all the same (an UPDATE, or its resolver's sync, which takes
+// any newer copy), cannot load the service's account from then on, and at
+// its next restart does not start at all ("Can't set system account:
+// account validation failed"). Each pass checks again, so that one that
+// failed, or an instance restarted meanwhile, does it later.
+func (s *Service) resignRemoteBack(ctx context.Context, untrusted string) {
+	for _, pub := range append([]string{s.operator().SystemAccount}, s.cfg.Protected...) {
+		copies, err := s.resolver.LookupAll(ctx, pub)
+		if err != nil {
+			s.log.Warn("could not read an account the next operator signing key may have signed", "account", pub, "error", err)
+			continue
+		}
+		if !slices.ContainsFunc(copies, func(token string) bool {
+			c, err := jwt.DecodeAccountClaims(token)
+			return err == nil && c.Issuer == untrusted
+		}) {
+			continue
+		}
+		if err := s.resignRemote(ctx, pub); err != nil {
+			s.log.Warn("operator signing key switched back: could not sign an account anew with the key every server trusts; the next pass tries again", "account", pub, "error", err)
+		}
+	}
 }
 
 // switchOperator makes next the operator signing key in use.
