@@ -33,37 +33,8 @@ func TestOperatorRotationServerBack(t *testing.T) {
 	}
 	p := startPair(t, res)
 	n1 := fmt.Sprintf("nats://127.0.0.1:%d", p.ports[0])
-	cfg, err := config.Load(res.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.NATSURL = p.urls()
-	cfg.ResolverTimeout = config.Duration(2 * time.Second)
-	svc, err := service.Start(ctx, cfg, provtest.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, svc, _, ok := servePair(ctx, t, res, p, n1)
 	defer func() { svc.Stop() }()
-	admin, err := nats.Connect(n1, nats.UserCredentials(res.AdminCreds), nats.CustomInboxPrefix(bootstrap.AdminInboxPrefix), nats.MaxReconnects(-1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	ok := func(op string, body any) map[string]any {
-		t.Helper()
-		for range 50 {
-			r := provtest.Request(t, admin, "prov."+op, body)
-			if r.Code == 0 {
-				return r.Body
-			}
-			if r.Code != 503 && r.Code != 504 {
-				t.Fatalf("%s: %d %q", op, r.Code, r.Description)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-		t.Fatalf("%s kept failing", op)
-		return nil
-	}
 	acme := ok("account.create", `{"name":"acme"}`)["account"].(map[string]any)["public_key"].(string)
 
 	opJWT := filepath.Join(res.Dir, bootstrap.OperatorJWTFile)

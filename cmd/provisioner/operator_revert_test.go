@@ -13,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsprov/provisioner/bootstrap"
-	"github.com/natsprov/provisioner/config"
 	"github.com/natsprov/provisioner/provtest"
 	"github.com/natsprov/provisioner/service"
 )
@@ -68,37 +67,8 @@ func switchBack(t *testing.T, restart bool) {
 
 	n1 := fmt.Sprintf("nats://127.0.0.1:%d", p.ports[0])
 	n2 := fmt.Sprintf("nats://127.0.0.1:%d", p.ports[1])
-	cfg, err := config.Load(res.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.NATSURL = p.urls()
-	cfg.ResolverTimeout = config.Duration(2 * time.Second)
-	svc, err := service.Start(ctx, cfg, provtest.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, svc, _, ok := servePair(ctx, t, res, p, n1)
 	defer func() { svc.Stop() }()
-	admin, err := nats.Connect(n1, nats.UserCredentials(res.AdminCreds), nats.CustomInboxPrefix(bootstrap.AdminInboxPrefix), nats.MaxReconnects(-1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	ok := func(op string, body any) map[string]any {
-		t.Helper()
-		for range 50 {
-			r := provtest.Request(t, admin, "prov."+op, body)
-			if r.Code == 0 {
-				return r.Body
-			}
-			if r.Code != 503 && r.Code != 504 {
-				t.Fatalf("%s: %d %q", op, r.Code, r.Description)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-		t.Fatalf("%s kept failing", op)
-		return nil
-	}
 	ok("account.create", `{"name":"acme"}`)
 
 	identity := filepath.Join(res.Dir, bootstrap.OperatorIdentityKeyFile)

@@ -31,6 +31,47 @@ type pair struct {
 	srv   [2]*natsembed.Server
 }
 
+// servePair starts the service of deployment res on the pair p, with a
+// resolver timeout of 2 s, and connects an admin to url; ok sends a
+// request as the admin, again while the service answers 503 or 504 (a
+// server restarting, the admin reconnecting), and fails the test on any
+// other answer. The caller stops svc (and may start another with cfg).
+func servePair(ctx context.Context, t *testing.T, res *bootstrap.Result, p *pair, url string) (*config.Config, *service.Service, *nats.Conn, func(op string, body any) map[string]any) {
+	t.Helper()
+	cfg, err := config.Load(res.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.NATSURL = p.urls()
+	cfg.ResolverTimeout = config.Duration(2 * time.Second)
+	svc, err := service.Start(ctx, cfg, provtest.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := nats.Connect(url, nats.UserCredentials(res.AdminCreds), nats.CustomInboxPrefix(bootstrap.AdminInboxPrefix), nats.MaxReconnects(-1))
+	if err != nil {
+		svc.Stop()
+		t.Fatal(err)
+	}
+	t.Cleanup(admin.Close)
+	ok := func(op string, body any) map[string]any {
+		t.Helper()
+		for range 50 {
+			r := provtest.Request(t, admin, "prov."+op, body)
+			if r.Code == 0 {
+				return r.Body
+			}
+			if r.Code != 503 && r.Code != 504 {
+				t.Fatalf("%s: %d %q", op, r.Code, r.Description)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		t.Fatalf("%s kept failing", op)
+		return nil
+	}
+	return cfg, svc, admin, ok
+}
+
 // newKeyTrusted makes a file deployment on a routed pair of servers, adds
 // a new operator signing key (step 1 of the rotation: opJWT lists it,
 // keyFile holds its seed) and restarts both servers with it (step 2): what
@@ -168,37 +209,8 @@ func TestOperatorRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := startPair(t, res)
-	cfg, err := config.Load(res.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.NATSURL = p.urls()
-	cfg.ResolverTimeout = config.Duration(2 * time.Second)
-	svc, err := service.Start(ctx, cfg, provtest.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, svc, admin, ok := servePair(ctx, t, res, p, p.urls())
 	defer func() { svc.Stop() }()
-	admin, err := nats.Connect(p.urls(), nats.UserCredentials(res.AdminCreds), nats.CustomInboxPrefix(bootstrap.AdminInboxPrefix), nats.MaxReconnects(-1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	ok := func(op string, body any) map[string]any {
-		t.Helper()
-		for range 50 { // the admin may be reconnecting after a restart
-			r := provtest.Request(t, admin, "prov."+op, body)
-			if r.Code == 0 {
-				return r.Body
-			}
-			if r.Code != 503 && r.Code != 504 {
-				t.Fatalf("%s: %d %q", op, r.Code, r.Description)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-		t.Fatalf("%s kept failing", op)
-		return nil
-	}
 	ok("account.create", `{"name":"acme"}`)
 	u := ok("user.create", `{"account":"acme","name":"alice"}`)
 	creds := filepath.Join(t.TempDir(), "alice.creds")
