@@ -344,7 +344,10 @@ func TestStrayUserRecords(t *testing.T) {
 func TestReviveCrashes(t *testing.T) {
 	// disabled creates a live account through sa and disables it: the
 	// tombstone a revive starts from, and the live account to write back.
-	disabled := func(t *testing.T, sa *Store, name string) (provision.Account, uint64) {
+	// It returns once each of others shows the tombstone: a create there
+	// of the same name, checked against a mirror that still held the live
+	// account, was refused (the name taken) under load.
+	disabled := func(t *testing.T, sa *Store, name string, others ...*Store) (provision.Account, uint64) {
 		ctx := bg(t)
 		a := newAccount(t, name)
 		rev, err := sa.CreateAccount(ctx, a)
@@ -353,6 +356,12 @@ func TestReviveCrashes(t *testing.T) {
 		}
 		if rev, err = sa.UpdateAccount(ctx, tombstone(t, a, provision.PhaseDisabled, time.Now().Unix()), rev); err != nil {
 			t.Fatal(err)
+		}
+		for _, s := range others {
+			eventually(t, 5*time.Second, "the other store shows the tombstone", func() bool {
+				got, err := s.Account(ctx, a.PublicKey)
+				return err == nil && got.Phase == provision.PhaseDisabled
+			})
 		}
 		return a, rev
 	}
@@ -396,7 +405,7 @@ func TestReviveCrashes(t *testing.T) {
 	t.Run("name taken over between claim and record", func(t *testing.T) {
 		_, sa, sb, _, _ := pair(t)
 		ctx := bg(t)
-		a, rev := disabled(t, sa, "contested-revive")
+		a, rev := disabled(t, sa, "contested-revive", sb)
 		b := newAccount(t, "contested-revive")
 		// While a's claim waits for its record, b sees a claim held by a
 		// tombstone and takes the name over.
@@ -418,7 +427,7 @@ func TestReviveCrashes(t *testing.T) {
 	t.Run("name taken over, then a crash before the tombstone is back", func(t *testing.T) {
 		d, sa, sb, _, _ := pair(t)
 		ctx := bg(t)
-		a, rev := disabled(t, sa, "lost-revive")
+		a, rev := disabled(t, sa, "lost-revive", sb)
 		tomb, err := sa.Account(ctx, a.PublicKey)
 		if err != nil {
 			t.Fatal(err)
