@@ -479,8 +479,9 @@ func (s *Service) UpdateAccount(ctx context.Context, req api.UpdateAccountReques
 		return nil, err
 	}
 	if out.unchanged {
-		// Nothing pushed, nothing to audit: "resolver" is empty.
-		s.log.Debug("account update asks for what the account has; no new version", "account", a.PublicKey, "name", a.Name)
+		// No new version, nothing to audit; the current one was pushed
+		// again ("resolver").
+		s.log.Debug("account update asks for what the account has; no new version, the current one pushed again", "account", a.PublicKey, "name", a.Name)
 		return &api.AccountReply{Account: api.Account{Name: out.account.Name, PublicKey: a.PublicKey, JWT: out.account.JWT}, Resolver: wireResult(out.result)}, nil
 	}
 	s.log.Info("account updated", "account", a.PublicKey, "name", a.Name)

@@ -219,7 +219,18 @@ func (s *Service) version(pub string, q *queue, batch []*change) {
 				fresh = true
 				continue
 			}
-			out := published{account: a, claims: prev.claims, phase: a.Phase, unchanged: true}
+			// No new version, but the current one is pushed again: it
+			// may be on no server yet (a write whose acknowledgement was
+			// lost, another instance paused between its write and its
+			// push), and the reply's server answers say they hold it.
+			res, err := s.resolver.Update(ctx, a.JWT)
+			s.confirm.record(pub, prev.claims.ID, res)
+			if err != nil {
+				fail(batch, fmt.Errorf("push account %s: %w", pub, err))
+				return
+			}
+			s.afterPush(ctx, pub, a.JWT)
+			out := published{account: a, claims: prev.claims, result: res, phase: a.Phase, unchanged: true}
 			for _, c := range batch {
 				c.finish(out, nil)
 			}

@@ -116,7 +116,7 @@ func (s *Service) RotateAccount(ctx context.Context, req api.RotateAccountReques
 		}
 	}
 	if out.unchanged {
-		return rep, nil // no retired keys: nothing pushed, nothing to audit
+		return rep, nil // no retired keys: no new version, nothing to audit
 	}
 	s.log.Info("account signing keys rotated", "account", a.PublicKey, "name", a.Name, "rotated", rotate, "removed", len(removed))
 	s.emit(ctx, api.Event{Type: api.EventAccountUpdated, Account: a.PublicKey, AccountName: a.Name})

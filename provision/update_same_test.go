@@ -30,17 +30,19 @@ func (r *countPushes) Update(ctx context.Context, token string) (provision.PushR
 
 // TestUpdateToWhatTheAccountHasMakesNoVersion: an update that asks for
 // what the account already has (automation applying its desired state
-// again) answers with the account as it is: the same JWT, nothing pushed,
-// no new revision in the store, the servers' copy untouched. Before, each
-// made a version differing only in its issue time: a push to every server,
-// the account's one version a second, an audit event. An update that
-// gives no field at all is refused (400) and changes nothing.
+// again) answers with the account as it is: the same JWT, no new
+// revision in the store, and that JWT pushed again, since the store's
+// version may be on no server yet (here a server holds an older one).
+// Before, each made a version differing only in its issue time: the
+// account's one version a second, an audit event. An update that gives no
+// field at all is refused (400) and changes nothing.
 func TestUpdateToWhatTheAccountHasMakesNoVersion(t *testing.T) {
 	env := provtest.Deployment(t, bootstrap.Options{})
 	cp := &countPushes{}
 	d := newDomain(t, env, func(r provision.Resolver) provision.Resolver { cp.Resolver = r; return cp })
 	ctx := context.Background()
-	if _, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme", Tags: []string{"tier:gold"}}); err != nil {
+	created, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme", Tags: []string{"tier:gold"}})
+	if err != nil {
 		t.Fatal(err)
 	}
 	conn := int64(5)
@@ -54,6 +56,11 @@ func TestUpdateToWhatTheAccountHasMakesNoVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The servers hold an older version (the store's newest may not have
+	// reached them: a lost acknowledgement, a paused instance).
+	if _, err := d.rc.Update(ctx, created.Account.JWT); err != nil {
+		t.Fatal(err)
+	}
 	pushes := cp.n.Load()
 
 	again, err := d.svc.UpdateAccount(ctx, req)
@@ -65,11 +72,11 @@ func TestUpdateToWhatTheAccountHasMakesNoVersion(t *testing.T) {
 		c2, _ := jwt.DecodeAccountClaims(again.Account.JWT)
 		t.Errorf("an update to what the account has answered a new JWT (iat %d, was %d)", c2.IssuedAt, c1.IssuedAt)
 	}
-	if len(again.Resolver) != 0 {
-		t.Errorf("an update to what the account has answered server replies %v, want none (nothing pushed)", again.Resolver)
+	if len(again.Resolver) == 0 {
+		t.Errorf("an update to what the account has answered no server replies: the current version was not pushed again")
 	}
-	if n := cp.n.Load() - pushes; n != 0 {
-		t.Errorf("an update to what the account has pushed %d times", n)
+	if n := cp.n.Load() - pushes; n != 1 {
+		t.Errorf("an update to what the account has pushed %d times, want once (the current version again)", n)
 	}
 	b, err := d.store.AccountByName(ctx, "acme")
 	if err != nil {
@@ -100,8 +107,8 @@ func TestUpdateToWhatTheAccountHasMakesNoVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rot.Account.JWT != changed.Account.JWT || len(rot.Resolver) != 0 || len(rot.SigningKeys) != 1 {
-		t.Errorf("revoke_old without rotate, with no retired key, made a version (resolver %v) or lost keys (%v)", rot.Resolver, rot.SigningKeys)
+	if rot.Account.JWT != changed.Account.JWT || len(rot.SigningKeys) != 1 {
+		t.Errorf("revoke_old without rotate, with no retired key, made a version or lost keys (%v)", rot.SigningKeys)
 	}
 
 	_, err = d.svc.UpdateAccount(ctx, api.UpdateAccountRequest{Account: "acme", Roles: map[string]*api.Role{}})
