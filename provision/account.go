@@ -349,7 +349,16 @@ func (s *Service) GetAccount(ctx context.Context, req api.AccountRequest) (*api.
 		}
 		return &api.AccountReply{Account: api.Account{Name: claims.Name, PublicKey: t.pub, JWT: token, Claims: claims}}, nil
 	}
-	a, err := s.store.Account(ctx, t.pub)
+	// The store's latest version, past a replicated store's cache: the
+	// get may reach another instance than the change it follows, and its
+	// cache lags that change by milliseconds, or by seconds while its
+	// watcher recovers from the loss of a stream leader.
+	var a Account
+	if l, ok := s.store.(latestReader); ok {
+		a, err = l.AccountLatest(ctx, t.pub)
+	} else {
+		a, err = s.store.Account(ctx, t.pub)
+	}
 	if err != nil {
 		return nil, err
 	}

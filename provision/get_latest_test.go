@@ -1,0 +1,53 @@
+package provision_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/natsprov/provisioner/api"
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/kvstore"
+	"github.com/natsprov/provisioner/provision"
+	"github.com/natsprov/provisioner/provtest"
+)
+
+// TestGetAfterAnUpdateOnAnotherInstance: account.get answered from the
+// instance's mirror of the bucket, so a get that reached the other
+// instance right after an acknowledged update showed the version before
+// it for as long as that mirror lagged: milliseconds while its watcher
+// delivers, seconds while the watcher recovers from the loss of the
+// stream leader (TestHAClusterNodeLoss saw it once). A get reads the
+// bucket's latest version.
+func TestGetAfterAnUpdateOnAnotherInstance(t *testing.T) {
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	a, st := kvDomainOf(t, env, "a", nil)
+	lag := &laggingMirror{} // stale set by hand below, never armed
+	b, _ := kvDomainOf(t, env, "b", nil, func(c *provision.Config) {
+		lag.Store = c.Store.(*kvstore.Store)
+		c.Store = lag
+	})
+	ctx := context.Background()
+	if _, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme", Description: "first"}); err != nil {
+		t.Fatal(err)
+	}
+	old, err := st.AccountByName(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lag.stale.Store(&old) // b's mirror has not seen a's update yet
+	desc := "second"
+	up, err := a.UpdateAccount(ctx, api.UpdateAccountRequest{Account: "acme", Description: &desc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ref := range []string{"acme", old.PublicKey} {
+		got, err := b.GetAccount(ctx, api.AccountRequest{Account: ref})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Account.Claims.Description != desc || got.Account.JWT != up.Account.JWT {
+			t.Errorf("account.get %q on the other instance after an acknowledged update: description %q, want %q (the JWT the update answered: %v)",
+				ref, got.Account.Claims.Description, desc, got.Account.JWT == up.Account.JWT)
+		}
+	}
+}
