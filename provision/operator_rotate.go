@@ -368,8 +368,17 @@ func (s *Service) resignStored(ctx context.Context, a Account) error {
 		}
 		return nil // the next pass takes it back, signed with the key in use
 	}
-	defer s.locks.lock("account:" + a.PublicKey)()
+	unlock := s.locks.lock("account:" + a.PublicKey)
 	cur, err := s.account(ctx, a.PublicKey, true)
+	if err == nil && cur.Live() {
+		// Put back live since a was listed (a delete whose push failed,
+		// on this instance or another): re-signed in place as a
+		// tombstone's disabled version, it lost its JetStream limits
+		// and imports, stored live. The change path takes the lock.
+		unlock()
+		return s.resignStored(ctx, cur)
+	}
+	defer unlock()
 	if err != nil {
 		return err
 	}
