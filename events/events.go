@@ -564,6 +564,11 @@ func (p *Publisher) recreate(ctx context.Context) {
 // errCodeDuplicateInProcess is nats-server's JSStreamDuplicateMessageConflict.
 const errCodeDuplicateInProcess = 10158
 
+// noRoomCodes are JetStream's answers to a write that finds no room: the
+// account's storage limit reached (10002, a 400), or the servers out of
+// storage (10023, 10047), as the store reads them (kvstore's full).
+var noRoomCodes = []jetstream.ErrorCode{10002, 10023, 10047}
+
 // refused tells whether a write failed for what it is (the stream
 // answered with an error other than unavailable or overloaded, or nats.go
 // would not send it), where another attempt may only fail the same way;
@@ -578,7 +583,14 @@ func refused(err error) bool {
 		// 409 "duplicate message id is in process" (10158, R3): an
 		// earlier attempt of this very event is still being stored; the
 		// next attempt finds it stored, or stores it.
-		return api.Code < 500 && api.Code != 429 && api.ErrorCode != errCodeDuplicateInProcess
+		// No room (the service account's storage, which the bucket
+		// shares, is full) says nothing of the event either: an operator
+		// makes room, as for the store's user records, which are not
+		// given up on. The account's limit comes as a 400, and counted
+		// as a refusal it gave up, within two seconds, the events of the
+		// changes made as the bucket filled.
+		return api.Code < 500 && api.Code != 429 && api.ErrorCode != errCodeDuplicateInProcess &&
+			!slices.Contains(noRoomCodes, api.ErrorCode)
 	}
 	for _, transient := range []error{
 		context.DeadlineExceeded, context.Canceled, nats.ErrTimeout,

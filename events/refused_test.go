@@ -24,6 +24,7 @@ func TestRefusedTellsTheEventFromTheStream(t *testing.T) {
 		{"another stream expected", &jetstream.APIError{Code: 400, ErrorCode: 10060, Description: "expected stream does not match"}, true},
 		{"over max_msg_size", &jetstream.APIError{Code: 400, ErrorCode: 10054, Description: "message size exceeds maximum allowed"}, true},
 		{"ingest queue full", &jetstream.APIError{Code: 429, Description: "too many requests"}, false},
+		{"the account's storage full", &jetstream.APIError{Code: 400, ErrorCode: 10002, Description: "resource limits exceeded for account"}, false},
 		{"duplicate in process", &jetstream.APIError{Code: 409, ErrorCode: 10158, Description: "duplicate message id is in process"}, false},
 		{"no leader", fmt.Errorf("publish: %w", jetstream.ErrNoStreamResponse), false},
 		{"timeout", context.DeadlineExceeded, false},
