@@ -38,9 +38,13 @@ func transient(err error) bool {
 		}
 	}
 	// JetStream answers 503 while a stream or the meta layer has no
-	// leader, and 10164 while another write of the key is replicated.
+	// leader, 429 when the stream's ingest queue is full and it dropped
+	// the write (overloaded: the write says nothing of the record, and
+	// taken for a refusal, a user record in the background was given up
+	// after five attempts, a second and a half), and 10164 while another
+	// write of the key is replicated.
 	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.Code == http.StatusServiceUnavailable || busy(err)
+	return errors.As(err, &apiErr) && (apiErr.Code == http.StatusServiceUnavailable || apiErr.Code == http.StatusTooManyRequests) || busy(err)
 }
 
 // busy reports a conditional write the stream refused because another
