@@ -64,15 +64,8 @@ func TestAdoptedKeyUndoneForAServerThatDoesNotTrustIt(t *testing.T) {
 		return nil
 	}
 
-	identity := filepath.Join(res.Dir, bootstrap.OperatorIdentityKeyFile)
-	if _, _, err := runCmd(t, "operator", "add-signing-key", "--identity", identity, "--operator-jwt", opJWT); err != nil {
-		t.Fatal(err)
-	}
-	keys, _ := filepath.Glob(filepath.Join(res.Dir, "operator-signing-*.nk"))
-	if len(keys) != 1 {
-		t.Fatalf("add-signing-key wrote %v", keys)
-	}
-	newKey, err := seedFilePublicKey(keys[0])
+	nextKey := addSigningKey(t, res)
+	newKey, err := seedFilePublicKey(nextKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +75,7 @@ func TestAdoptedKeyUndoneForAServerThatDoesNotTrustIt(t *testing.T) {
 	p.srv[1].Stop()
 	svc.Stop()
 	cfg.NATSURL = n1
-	cfg.OperatorSigningKeyNext = keys[0]
+	cfg.OperatorSigningKeyNext = nextKey
 	if svc, err = service.Start(ctx, cfg, provtest.Logger(t)); err != nil {
 		t.Fatal(err)
 	}

@@ -37,15 +37,7 @@ func TestOperatorRotationServerBack(t *testing.T) {
 	defer func() { svc.Stop() }()
 	acme := ok("account.create", `{"name":"acme"}`)["account"].(map[string]any)["public_key"].(string)
 
-	opJWT := filepath.Join(res.Dir, bootstrap.OperatorJWTFile)
-	identity := filepath.Join(res.Dir, bootstrap.OperatorIdentityKeyFile)
-	if _, _, err := runCmd(t, "operator", "add-signing-key", "--identity", identity, "--operator-jwt", opJWT); err != nil {
-		t.Fatal(err)
-	}
-	keys, _ := filepath.Glob(filepath.Join(res.Dir, "operator-signing-*.nk"))
-	if len(keys) != 1 {
-		t.Fatalf("add-signing-key wrote %v", keys)
-	}
+	nextKey := addSigningKey(t, res)
 	for i := range 2 {
 		p.restart(t, i)
 		p.routed(t, res.ProvisionerCreds)
@@ -54,7 +46,7 @@ func TestOperatorRotationServerBack(t *testing.T) {
 	p.srv[1].Stop()
 	svc.Stop()
 	cfg.NATSURL = n1
-	cfg.OperatorSigningKeyNext = keys[0]
+	cfg.OperatorSigningKeyNext = nextKey
 	if svc, err = service.Start(ctx, cfg, provtest.Logger(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +103,7 @@ func TestOperatorRotationServerBack(t *testing.T) {
 	raw, _ := os.ReadFile(res.Config)
 	var fields map[string]any
 	json.Unmarshal(raw, &fields)
-	fields["operator_signing_key_next"] = filepath.Base(keys[0])
+	fields["operator_signing_key_next"] = filepath.Base(nextKey)
 	fields["nats_url"] = n1
 	raw, _ = json.MarshalIndent(fields, "", "  ")
 	if err := os.WriteFile(res.Config, raw, 0o644); err != nil {

@@ -57,15 +57,7 @@ func TestFinishSaysWhatKeepsTheOldKey(t *testing.T) {
 	}
 	oldOp.Signer.Wipe()
 
-	opJWT := filepath.Join(res.Dir, bootstrap.OperatorJWTFile)
-	identity := filepath.Join(res.Dir, bootstrap.OperatorIdentityKeyFile)
-	if _, _, err := runCmd(t, "operator", "add-signing-key", "--identity", identity, "--operator-jwt", opJWT); err != nil {
-		t.Fatal(err)
-	}
-	keys, _ := filepath.Glob(filepath.Join(res.Dir, "operator-signing-*.nk"))
-	if len(keys) != 1 {
-		t.Fatalf("add-signing-key wrote %v", keys)
-	}
+	nextKey := addSigningKey(t, res)
 	for i := range 2 {
 		p.restart(t, i)
 		p.routed(t, res.ProvisionerCreds)
@@ -75,7 +67,7 @@ func TestFinishSaysWhatKeepsTheOldKey(t *testing.T) {
 	raw, _ := os.ReadFile(res.Config)
 	var fields map[string]any
 	json.Unmarshal(raw, &fields)
-	fields["operator_signing_key_next"] = filepath.Base(keys[0])
+	fields["operator_signing_key_next"] = filepath.Base(nextKey)
 	fields["nats_url"] = p.urls()
 	raw, _ = json.MarshalIndent(fields, "", "  ")
 	os.WriteFile(res.Config, raw, 0o644)

@@ -30,22 +30,14 @@ func TestFinishNamesTheInstanceOnTheOldKey(t *testing.T) {
 	ctx := context.Background()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	res := env.Init
-	opJWT := filepath.Join(res.Dir, bootstrap.OperatorJWTFile)
-	identity := filepath.Join(res.Dir, bootstrap.OperatorIdentityKeyFile)
-	if _, _, err := runCmd(t, "operator", "add-signing-key", "--identity", identity, "--operator-jwt", opJWT); err != nil {
-		t.Fatal(err)
-	}
-	keys, _ := filepath.Glob(filepath.Join(res.Dir, "operator-signing-*.nk"))
-	if len(keys) != 1 {
-		t.Fatalf("add-signing-key wrote %v", keys)
-	}
+	nextKey := addSigningKey(t, res)
 	env.Restart(t) // the server reads the operator JWT with both keys
 	oldOp, err := provision.LoadOperator(env.Config.OperatorJWT, env.Config.OperatorSigningKey)
 	if err != nil {
 		t.Fatal(err)
 	}
 	oldOp.Signer.Wipe()
-	newOp, err := provision.LoadOperator(env.Config.OperatorJWT, keys[0])
+	newOp, err := provision.LoadOperator(env.Config.OperatorJWT, nextKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +48,7 @@ func TestFinishNamesTheInstanceOnTheOldKey(t *testing.T) {
 		cfg := *env.Config
 		cfg.Instance = name
 		if name == "inst-new" {
-			cfg.OperatorSigningKeyNext = keys[0]
+			cfg.OperatorSigningKeyNext = nextKey
 		}
 		svc, err := service.Start(ctx, &cfg, provtest.Logger(t))
 		if err != nil {
@@ -87,7 +79,7 @@ func TestFinishNamesTheInstanceOnTheOldKey(t *testing.T) {
 	raw, _ := os.ReadFile(res.Config)
 	var fields map[string]any
 	json.Unmarshal(raw, &fields)
-	fields["operator_signing_key_next"] = filepath.Base(keys[0])
+	fields["operator_signing_key_next"] = filepath.Base(nextKey)
 	fields["nats_url"] = env.Config.NATSURL
 	raw, _ = json.MarshalIndent(fields, "", "  ")
 	os.WriteFile(res.Config, raw, 0o644)

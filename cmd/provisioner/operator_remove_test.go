@@ -33,14 +33,8 @@ func TestRemoveSigningKeyKeepsTheConfigsKeys(t *testing.T) {
 	}
 	oldOp.Signer.Wipe()
 	oldKey := oldOp.SignerKey
-	if _, _, err := runCmd(t, "operator", "add-signing-key", "--identity", identity, "--operator-jwt", opJWT); err != nil {
-		t.Fatal(err)
-	}
-	keys, _ := filepath.Glob(filepath.Join(res.Dir, "operator-signing-*.nk"))
-	if len(keys) != 1 {
-		t.Fatalf("add-signing-key wrote %v", keys)
-	}
-	next, err := provision.LoadOperator(opJWT, keys[0])
+	nextKey := addSigningKey(t, res)
+	next, err := provision.LoadOperator(opJWT, nextKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +72,7 @@ func TestRemoveSigningKeyKeepsTheConfigsKeys(t *testing.T) {
 		}
 	}
 	// Step 3: the config signs with the old key and names the new one.
-	setKeys(bootstrap.OperatorSigningKeyFile, filepath.Base(keys[0]))
+	setKeys(bootstrap.OperatorSigningKeyFile, filepath.Base(nextKey))
 	refused(newKey)
 	refused(oldKey)
 	// A config elsewhere, named by --config.
@@ -93,7 +87,7 @@ func TestRemoveSigningKeyKeepsTheConfigsKeys(t *testing.T) {
 	}
 	raw, _ = json.MarshalIndent(fields, "", "  ")
 	os.WriteFile(elsewhere, raw, 0o644)
-	setKeys(filepath.Base(keys[0]), "")
+	setKeys(filepath.Base(nextKey), "")
 	refused(oldKey, "--config", elsewhere)
 	// Step 4 done: the config signs with the new key only.
 	refused(newKey)

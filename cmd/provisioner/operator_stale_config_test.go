@@ -31,14 +31,8 @@ func TestRefusalsNameTheMissingNextKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	oldOp.Signer.Wipe()
-	if _, _, err := runCmd(t, "operator", "add-signing-key", "--identity", identity, "--operator-jwt", opJWT); err != nil {
-		t.Fatal(err)
-	}
-	keys, _ := filepath.Glob(filepath.Join(res.Dir, "operator-signing-*.nk"))
-	if len(keys) != 1 {
-		t.Fatalf("add-signing-key wrote %v", keys)
-	}
-	next, err := provision.LoadOperator(opJWT, keys[0])
+	nextKey := addSigningKey(t, res)
+	next, err := provision.LoadOperator(opJWT, nextKey)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -72,6 +72,23 @@ func servePair(ctx context.Context, t *testing.T, res *bootstrap.Result, p *pair
 	return cfg, svc, admin, ok
 }
 
+// addSigningKey runs step 1 of an operator rotation on a deployment made
+// by init (operator add-signing-key with its identity key and operator
+// JWT) and returns the file of the one new signing seed it wrote.
+func addSigningKey(t *testing.T, res *bootstrap.Result) string {
+	t.Helper()
+	identity := filepath.Join(res.Dir, bootstrap.OperatorIdentityKeyFile)
+	opJWT := filepath.Join(res.Dir, bootstrap.OperatorJWTFile)
+	if _, _, err := runCmd(t, "operator", "add-signing-key", "--identity", identity, "--operator-jwt", opJWT); err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := filepath.Glob(filepath.Join(res.Dir, "operator-signing-*.nk"))
+	if len(keys) != 1 {
+		t.Fatalf("add-signing-key wrote %v", keys)
+	}
+	return keys[0]
+}
+
 // newKeyTrusted makes a file deployment on a routed pair of servers, adds
 // a new operator signing key (step 1 of the rotation: opJWT lists it,
 // keyFile holds its seed) and restarts both servers with it (step 2): what
@@ -84,23 +101,16 @@ func newKeyTrusted(t *testing.T) (res *bootstrap.Result, p *pair, opJWT, keyFile
 	}
 	p = startPair(t, res)
 	opJWT = filepath.Join(res.Dir, bootstrap.OperatorJWTFile)
-	identity := filepath.Join(res.Dir, bootstrap.OperatorIdentityKeyFile)
-	if _, _, err := runCmd(t, "operator", "add-signing-key", "--identity", identity, "--operator-jwt", opJWT); err != nil {
-		t.Fatal(err)
-	}
-	keys, _ := filepath.Glob(filepath.Join(res.Dir, "operator-signing-*.nk"))
-	if len(keys) != 1 {
-		t.Fatalf("add-signing-key wrote %v", keys)
-	}
+	nextKey := addSigningKey(t, res)
 	for i := range 2 {
 		p.restart(t, i)
 		p.routed(t, res.ProvisionerCreds)
 	}
-	if next, err = provision.LoadOperator(opJWT, keys[0]); err != nil {
+	if next, err = provision.LoadOperator(opJWT, nextKey); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(next.Signer.Wipe)
-	return res, p, opJWT, keys[0], next
+	return res, p, opJWT, nextKey, next
 }
 
 func startPair(t *testing.T, res *bootstrap.Result) *pair {
