@@ -481,6 +481,13 @@ func instancesSignWith(ctx context.Context, cfg *config.Config, creds, key strin
 		fmt.Fprintf(stdout, "no instance of service %q answered %s (with %s): check that each instance's config has operator_signing_key_next\n", cfg.ServiceName, pings, creds)
 		return nil, nil
 	}
+	// Instances given the same "instance" (one config copied to several)
+	// all answer that name's status subject: each answer counts, not the
+	// first, which may be one on the new key while another is on the old.
+	counts := map[string]int{}
+	for _, inst := range instances {
+		counts[inst]++
+	}
 	slices.Sort(instances)
 	instances = slices.Compact(instances)
 	var old, asked []string
@@ -488,25 +495,27 @@ func instancesSignWith(ctx context.Context, cfg *config.Config, creds, key strin
 		subj := api.InstanceStatusSubject(cfg.SubjectPrefix, inst)
 		// Bounded: an instance that stopped answering must not hang finish.
 		rctx, cancel := context.WithTimeout(ctx, max(time.Duration(cfg.RequestTimeout), 5*time.Second))
-		m, err := nc.RequestWithContext(rctx, subj, []byte("{}"))
+		msgs, err := requestN(rctx, nc, subj, counts[inst])
 		cancel()
-		if err == nil && m.Header.Get(micro.ErrorCodeHeader) != "" {
-			err = errors.New(m.Header.Get(micro.ErrorHeader))
-		}
 		if err != nil {
 			return nil, fmt.Errorf("ask instance %s (%s): %w: run operator finish again once it answers", inst, subj, err)
 		}
-		var st api.StatusReply
-		if err := json.Unmarshal(m.Data, &st); err != nil {
-			return nil, fmt.Errorf("instance %s's status: %w", inst, err)
+		for _, m := range msgs {
+			var st api.StatusReply
+			if err := json.Unmarshal(m.Data, &st); err != nil {
+				return nil, fmt.Errorf("instance %s's status: %w", inst, err)
+			}
+			switch {
+			case st.SigningKey == "":
+				asked = append(asked, inst+" (too old to say its key)")
+			case st.SigningKey != key:
+				old = append(old, inst+" signs with "+st.SigningKey)
+			default:
+				asked = append(asked, inst)
+			}
 		}
-		switch {
-		case st.SigningKey == "":
-			asked = append(asked, inst+" (too old to say its key)")
-		case st.SigningKey != key:
-			old = append(old, inst+" signs with "+st.SigningKey)
-		default:
-			asked = append(asked, inst)
+		if counts[inst] > 1 {
+			fmt.Fprintf(stdout, "%d instances answer as instance %s: give each its own \"instance\" in its config (or leave it out)\n", counts[inst], inst)
 		}
 	}
 	for _, id := range unnamed {
@@ -516,6 +525,39 @@ func instancesSignWith(ctx context.Context, cfg *config.Config, creds, key strin
 		fmt.Fprintf(stdout, "asked %d instances which key they sign with (the new one, %s, for each that says): %s\n", len(asked), key, strings.Join(asked, ", "))
 	}
 	return old, nil
+}
+
+// requestN sends a request to subj and waits for n answers (the instances
+// that share one name each answer), or fails with the first error answer
+// or when ctx ends first.
+func requestN(ctx context.Context, nc *nats.Conn, subj string, n int) ([]*nats.Msg, error) {
+	inbox := nc.NewRespInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, err
+	}
+	defer sub.Unsubscribe()
+	if err := nc.PublishRequest(subj, inbox, []byte("{}")); err != nil {
+		return nil, err
+	}
+	var msgs []*nats.Msg
+	for len(msgs) < n {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			if len(msgs) > 0 {
+				err = fmt.Errorf("%d of the %d instances of that name answered: %w", len(msgs), n, err)
+			}
+			return nil, err
+		}
+		if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+			return nil, nats.ErrNoResponders
+		}
+		if m.Header.Get(micro.ErrorCodeHeader) != "" {
+			return nil, errors.New(m.Header.Get(micro.ErrorHeader))
+		}
+		msgs = append(msgs, m)
+	}
+	return msgs, nil
 }
 
 // allSignedBy checks that every copy of every account the servers hold
