@@ -442,3 +442,31 @@ func TestSeedOnTheCommandLineIsNotEchoed(t *testing.T) {
 		}
 	}
 }
+
+// TestDevResetKeepsFilesDevDidNotMake: a first dev in a directory that
+// already held files of its own (`--dir .` in a project) writes its
+// deployment beside them, and marked the directory as made by dev: the
+// next `dev --reset` deleted everything in it, those files too. Only a
+// directory dev found empty (or made) is dev's to reset.
+func TestDevResetKeepsFilesDevDidNotMake(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("mine"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d, err := startDev(devOptions{dir: dir, port: provtest.FreePort(t), store: bootstrap.StoreFile}, io.Discard)
+	if err != nil {
+		t.Fatalf("dev in a directory with a file of its own: %v", err)
+	}
+	d.Stop()
+	d, err = startDev(devOptions{dir: dir, port: provtest.FreePort(t), store: bootstrap.StoreFile, reset: true}, io.Discard)
+	if err == nil {
+		d.Stop()
+	}
+	if _, serr := os.Stat(filepath.Join(dir, "notes.txt")); serr != nil {
+		t.Fatalf("dev --reset deleted notes.txt, which dev did not make (reset: %v)", err)
+	}
+	if err == nil || !strings.Contains(err.Error(), "not made by provisioner dev") {
+		t.Errorf("dev --reset of a directory dev did not make: %v, want a refusal", err)
+	}
+
+}

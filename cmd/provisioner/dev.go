@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/config"
@@ -154,12 +155,23 @@ func startDev(o devOptions, stdout io.Writer) (*dev, error) {
 	}
 	cfgPath := filepath.Join(abs, bootstrap.ConfigFile)
 	if _, err := os.Stat(cfgPath); errors.Is(err, os.ErrNotExist) {
+		// Only a directory dev found empty (but for its lock) is dev's
+		// to reset: one that held files of its own (--dir .) gets the
+		// deployment beside them, unmarked, or a later --reset would
+		// delete them too. Marked before init writes, so that a first
+		// run cut inside init (kill -9) can be reset.
+		ents, err := os.ReadDir(abs)
+		if err != nil {
+			return nil, fmt.Errorf("dev: %w", err)
+		}
+		if !slices.ContainsFunc(ents, func(e os.DirEntry) bool { return e.Name() != devLockFile && e.Name() != devMadeFile }) {
+			if err := os.WriteFile(filepath.Join(abs, devMadeFile), []byte("made by provisioner dev: --reset may delete this directory's contents\n"), 0o600); err != nil {
+				return nil, fmt.Errorf("dev: %w", err)
+			}
+		}
 		res, err := bootstrap.Init(initOpts)
 		if err != nil {
 			return nil, err
-		}
-		if err := os.WriteFile(filepath.Join(abs, devMadeFile), []byte("made by provisioner dev: --reset may delete this directory's contents\n"), 0o600); err != nil {
-			return nil, fmt.Errorf("dev: %w", err)
 		}
 		printInit(stdout, res)
 		fmt.Fprintln(stdout)
