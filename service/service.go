@@ -190,6 +190,19 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 		}
 		s.Store, leader = kv, kv
 	}
+	if s.ServiceAccount != "" && cfg.StoreKind() == config.StoreFile {
+		// The creds of a tenant's user given as service_creds: taken for
+		// the service's own account, the tenant's JWT got the self-service
+		// export outside the store, and requests could no longer change
+		// the account. (A KV store lives in the account of service_creds:
+		// there a tenant's creds open another bucket, which holds no
+		// tenants.)
+		if _, err := s.Store.Account(ctx, s.ServiceAccount); err == nil {
+			return nil, fmt.Errorf("service_creds %s is a user of account %s, which this service manages (a tenant's); it must be the provisioner's user in its own account (`provisioner init` writes service.creds)", cfg.ServiceCreds, s.ServiceAccount)
+		} else if !errors.Is(err, provision.ErrNotFound) {
+			return nil, fmt.Errorf("service_creds: look up its account %s in the store: %w", s.ServiceAccount, err)
+		}
+	}
 	var resolverAPI provision.Resolver = s.Resolver
 	if o.fault != nil {
 		resolverAPI = &faultResolver{Resolver: s.Resolver, f: o.fault}
