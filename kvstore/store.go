@@ -79,6 +79,9 @@ var (
 	// ErrBucketMismatch: the bucket exists with settings other than the
 	// configured ones.
 	ErrBucketMismatch = errors.New("kvstore: bucket settings differ from the configuration")
+	// ErrNoBucket: the bucket does not exist and Options.Existing forbade
+	// making it.
+	ErrNoBucket = errors.New("kvstore: the bucket does not exist")
 	// ErrClosed: the store is closed. It matches provision.ErrUnavailable
 	// too.
 	ErrClosed = errors.New("kvstore: store is closed")
@@ -123,6 +126,11 @@ type Options struct {
 	// CloseTimeout bounds how long Close waits for asynchronous writes
 	// still in flight. Default 10s.
 	CloseTimeout time.Duration
+	// Existing makes Open fail with ErrNoBucket when the bucket is missing,
+	// instead of making it: for tools that act on a store that must be
+	// there (store reseal), which an empty bucket made by a mistyped
+	// nats_url would answer with nothing to do.
+	Existing bool
 	// JetStreamWait is how long Open, on a cluster, asks again when the
 	// servers say JetStream is not enabled for the account, or cannot
 	// place the new bucket's replicas because a server is offline, before
@@ -342,6 +350,9 @@ func (s *Store) openBucket(ctx context.Context, nc *nats.Conn) error {
 
 	kv, err := s.js.KeyValue(ctx, s.opts.Bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		if s.opts.Existing {
+			return fmt.Errorf("%w: no bucket %q in the account of these creds on %s", ErrNoBucket, s.opts.Bucket, nc.ConnectedUrlRedacted())
+		}
 		kv, err = s.createBucket(ctx, nc, info)
 	}
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/bootstrap"
@@ -407,4 +408,25 @@ func TestStoreMigrateWhileTheFileStoreServes(t *testing.T) {
 	}
 	env.Start(t)
 	ok("account.get", `{"account":"later"}`)
+}
+
+// TestStoreResealRefusesAMissingBucket: reseal made the bucket when it was
+// missing (a nats_url pointing at another cluster, where the service's
+// creds work too) and said that 0 accounts were written and the previous
+// seal keys could go, while the real bucket still held records sealed
+// with them. It refuses, naming the bucket, and makes nothing.
+func TestStoreResealRefusesAMissingBucket(t *testing.T) {
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{}) // no service started: no bucket yet
+	rotateSealKey(t, env, newSealKey(t, env))
+	out, errOut, err := runCmd(t, "store", "reseal", "--config", env.Init.Config)
+	if err == nil || strings.Contains(out, "can go") || !strings.Contains(err.Error(), env.Config.KVBucket) || !strings.Contains(err.Error(), "nothing was resealed") {
+		t.Errorf("reseal without a bucket: %v\nstdout %q\nstderr %q\nwant a refusal naming bucket %q", err, out, errOut, env.Config.KVBucket)
+	}
+	js, jerr := jetstream.New(env.ServiceUser(t))
+	if jerr != nil {
+		t.Fatal(jerr)
+	}
+	if _, err := js.KeyValue(context.Background(), env.Config.KVBucket); !errors.Is(err, jetstream.ErrBucketNotFound) {
+		t.Errorf("after the refused reseal the bucket: %v, want none made", err)
+	}
 }

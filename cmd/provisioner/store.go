@@ -210,7 +210,13 @@ func runStoreReseal(ctx context.Context, args []string, stdout, stderr io.Writer
 		return fmt.Errorf("connect to %s with %s: %w", config.RedactURL(cfg.NATSURL), cfg.ServiceCreds, err)
 	}
 	defer nc.Close()
-	kv, err := kvstore.Open(ctx, nc, kvstore.Options{Bucket: cfg.KVBucket, Replicas: cfg.KVReplicas, Seal: key, Instance: cfg.Instance + "-reseal"})
+	// Existing: a bucket made here (nats_url pointing at another cluster)
+	// would be resealed with nothing in it, and the old key said to be
+	// free to go while the real bucket still needs it.
+	kv, err := kvstore.Open(ctx, nc, kvstore.Options{Bucket: cfg.KVBucket, Replicas: cfg.KVReplicas, Seal: key, Instance: cfg.Instance + "-reseal", Existing: true})
+	if errors.Is(err, kvstore.ErrNoBucket) {
+		return fmt.Errorf("store reseal: %w; nothing was resealed: check nats_url, service_creds and kv_bucket in %s (the previous seal keys are still needed)", err, *path)
+	}
 	if err != nil {
 		return err
 	}
