@@ -98,7 +98,12 @@ func (s *Store) TryLease(ctx context.Context, name string, ttl time.Duration) (b
 	}
 	_, err = s.kv.Update(ctx, key, data, e.Revision())
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		s.holding(key, false)
+		// Another write moved the entry since the read: another
+		// instance's, or an earlier write of this store's own that timed
+		// out and was stored late, which holds this store's token. Close
+		// must release the latter (release checks the token), else the
+		// others wait a whole ttl.
+		s.mayHold(key)
 		return false, nil
 	}
 	if err != nil {

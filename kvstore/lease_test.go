@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/natsprov/provisioner/provision"
 )
 
@@ -189,6 +190,54 @@ func TestLeaseReleasedAfterALostAck(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	if err := sa.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := sb.TryLease(ctx, "l", time.Minute); !ok || err != nil {
+		t.Fatalf("b after a closed: %v, %v; want the lease a's Close released", ok, err)
+	}
+}
+
+// lateWriteKV stores, once armed, a write of the lease key just before
+// the next Update of it: a write of this store's own that timed out
+// earlier (mayHold) and lands between TryLease's read and its write.
+type lateWriteKV struct {
+	jetstream.KeyValue
+	late func(ctx context.Context)
+}
+
+func (k *lateWriteKV) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	if f := k.late; f != nil {
+		k.late = nil
+		f(ctx)
+	}
+	return k.KeyValue.Update(ctx, key, value, rev)
+}
+
+// TestLeaseReleasedAfterALateOwnWrite: a renewal that finds its revision
+// gone because an earlier renewal of this store's own (timed out, stored
+// late) moved it still leaves the lease to Close to release: the entry
+// carries this store's token, so another instance would otherwise wait a
+// whole ttl.
+func TestLeaseReleasedAfterALateOwnWrite(t *testing.T) {
+	_, sa, sb, _, _ := pair(t)
+	ctx := bg(t)
+	if ok, err := sa.TryLease(ctx, "l", time.Minute); !ok || err != nil {
+		t.Fatalf("a: %v, %v", ok, err)
+	}
+	kv := &lateWriteKV{KeyValue: sa.kv}
+	kv.late = func(ctx context.Context) {
+		data, _ := json.Marshal(leaseValue{Instance: sa.opts.Instance, Token: sa.token, Expires: time.Now().Add(time.Minute).UTC(), TTL: time.Minute})
+		if _, err := kv.KeyValue.Put(ctx, leasePrefix+"l", data); err != nil {
+			t.Error(err)
+		}
+	}
+	sa.kv = kv
+	held, err := sa.TryLease(ctx, "l", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("renewal over the late write: held %v", held)
 	if err := sa.Close(); err != nil {
 		t.Fatal(err)
 	}
