@@ -240,6 +240,12 @@ func (s *Store) writeBatch(batch []*pendingWrite) {
 // stored confirms a pending write stored at rev.
 func (s *Store) stored(p *pendingWrite, rev uint64) {
 	s.amu.Lock()
+	if p.settled != nil {
+		s.amu.Unlock()
+		s.withdrawLater(p, rev)
+		return
+	}
+	p.answered = true
 	if s.pending[p.key] == p {
 		delete(s.pending, p.key)
 	}
@@ -256,7 +262,12 @@ func (s *Store) stored(p *pendingWrite, rev uint64) {
 func (s *Store) retryLater(batch []*pendingWrite, err error) {
 	s.amu.Lock()
 	for _, p := range batch {
+		if p.settled != nil {
+			s.withdrawLater(p, 0)
+			continue
+		}
 		if p.done != nil {
+			p.answered = true
 			p.done <- err
 			continue
 		}

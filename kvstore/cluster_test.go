@@ -474,3 +474,47 @@ func TestReusedNameDuringAReplicatedClaim(t *testing.T) {
 	}
 	oneWins(t, d, sa, sb, pause, resume, "reused")
 }
+
+// TestDurableGivenUpInFlightIsNotKept: a durable add whose caller gave up
+// while its write was in flight (the stream's followers paused, so no
+// answer came) is answered ErrUnavailable; the write, stored once they
+// are back, must not keep the key, or the caller's retry of it (a user
+// JWT issued again, a second later) is refused as a conflict, and a
+// self-service user counts with no creds handed out.
+func TestDurableGivenUpInFlightIsNotKept(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a three-process cluster")
+	}
+	_, sa, _, pause, resume := replicatedPair(t)
+	if !sa.atomicBatches {
+		t.Fatal("the bucket allows no atomic batches: durable writes do not go through the batch loop")
+	}
+	ctx := bg(t)
+	a := newAccount(t, "patient")
+	if _, err := sa.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	u := newUser(t, a.PublicKey, "caller-key")
+	pause()
+	short, cancel := context.WithTimeout(ctx, time.Second)
+	err := sa.AddUser(short, u, true)
+	cancel()
+	resume()
+	if !errors.Is(err, provision.ErrUnavailable) {
+		t.Fatalf("AddUser with the followers paused: %v, want ErrUnavailable", err)
+	}
+	// The write that was in flight reaches the bucket once the followers
+	// are back.
+	eventually(t, 10*time.Second, "the write in flight stored", func() bool {
+		_, err := sa.stream.GetLastMsgForSubject(ctx, sa.subject+userKey(u.PublicKey))
+		return err == nil
+	})
+	again := u
+	again.IssuedAt++
+	if err := sa.AddUser(ctx, again, true); err != nil {
+		t.Fatalf("retrying a durable add that was answered ErrUnavailable: %v", err)
+	}
+	if got, err := bucketUser(ctx, sa, u.PublicKey); err != nil || !got.Equal(again) {
+		t.Fatalf("the bucket holds %+v, %v; want the retry's record", got, err)
+	}
+}

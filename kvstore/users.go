@@ -156,8 +156,13 @@ type pendingWrite struct {
 	done chan error
 	user *provision.User
 	// abandoned is set, under amu, on a durable write whose caller gave
-	// up while it was queued: the batch loop drops it.
+	// up before its outcome came: queued, the batch loop drops it; in
+	// flight, its outcome withdraws it (withdraw), and settled is closed
+	// once that is done. answered is set, under amu, once its outcome is
+	// on its way to done.
 	abandoned bool
+	answered  bool
+	settled   chan struct{}
 }
 
 // AddUser records an issued user. It fails with ErrConflict when the key
@@ -230,6 +235,23 @@ func (s *Store) addUser(ctx context.Context, u provision.User, durable bool) err
 		}
 	}
 
+	// A durable write of this key whose caller gave up while it was in
+	// flight is being withdrawn: its caller was told it is not stored, so
+	// its retry must not find the key taken by it.
+	s.amu.Lock()
+	var settled chan struct{}
+	if p := s.pending[key]; p != nil {
+		settled = p.settled
+	}
+	s.amu.Unlock()
+	if settled != nil {
+		select {
+		case <-settled:
+		case <-ctx.Done():
+			return mapErr("add user "+u.PublicKey, ctx.Err())
+		}
+	}
+
 	s.mu.Lock()
 	if err := s.checkOpen(); err != nil {
 		s.mu.Unlock()
@@ -292,13 +314,24 @@ func (s *Store) addDurable(ctx context.Context, p *pendingWrite, u provision.Use
 			case err = <-p.done:
 			case <-ctx.Done():
 				err = ctx.Err()
-				// Still queued: it must not be written after this
-				// answer, which says it is not stored.
+				// It must not be kept after this answer, which says it is
+				// not stored: still queued, the batch loop drops it; in
+				// flight, its outcome withdraws it, and an add of the key
+				// waits for that (the retry this answer asks for).
 				s.amu.Lock()
-				if slices.Contains(s.queue, p) {
+				switch {
+				case p.answered:
+					s.amu.Unlock()
+					err = <-p.done
+				case slices.Contains(s.queue, p):
 					p.abandoned = true
+					s.amu.Unlock()
+				default:
+					p.abandoned = true
+					p.settled = make(chan struct{})
+					s.amu.Unlock()
+					return mapErr("add user "+u.PublicKey, err)
 				}
-				s.amu.Unlock()
 			}
 		}
 		if err == nil {
@@ -356,6 +389,12 @@ func (s *Store) asyncAcked(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.Pu
 		s.amu.Unlock()
 		return
 	}
+	if p.settled != nil {
+		s.amu.Unlock()
+		s.withdrawLater(p, ack.Sequence)
+		return
+	}
+	p.answered = true
 	delete(s.pending, key)
 	s.amu.Unlock()
 	s.noteWrite(nil)
@@ -377,8 +416,14 @@ func (s *Store) asyncFailed(_ jetstream.JetStream, m *nats.Msg, err error) {
 		return
 	}
 	p.msg = nil
+	if p.settled != nil {
+		s.amu.Unlock()
+		s.withdrawLater(p, 0)
+		return
+	}
 	if p.done != nil {
 		// A durable write's caller writes it again itself.
+		p.answered = true
 		s.amu.Unlock()
 		p.done <- err
 		return
@@ -391,6 +436,54 @@ func (s *Store) asyncFailed(_ jetstream.JetStream, m *nats.Msg, err error) {
 	case s.retrySig <- struct{}{}:
 	default:
 	}
+}
+
+// withdrawLater withdraws, in the background (withdraw), a durable write
+// whose caller gave up while it was in flight: stored at rev, or, with rev
+// 0, failed (its answer perhaps lost: it may be stored all the same).
+func (s *Store) withdrawLater(p *pendingWrite, rev uint64) {
+	s.retries.Add(1)
+	go func() {
+		defer s.retries.Done()
+		s.withdraw(p, rev)
+	}()
+}
+
+// withdraw deletes the record of a durable write answered as not stored
+// (its caller gave up while it was in flight) that was stored all the
+// same: its caller's retry of the key would find it taken, and a user
+// whose creds were never handed out would be listed and counted. The write
+// stays pending until then, so that an add of its key waits.
+func (s *Store) withdraw(p *pendingWrite, rev uint64) {
+	defer func() {
+		s.amu.Lock()
+		if s.pending[p.key] == p {
+			delete(s.pending, p.key)
+		}
+		s.amu.Unlock()
+		close(p.settled)
+	}()
+	ctx, cancel := context.WithTimeout(s.life, s.opts.Timeout)
+	defer cancel()
+	if rev == 0 {
+		e, err := s.kv.Get(ctx, p.key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) || err == nil && !bytes.Equal(e.Value(), p.data) {
+			return // not stored
+		}
+		if err != nil {
+			s.log.Warn("kvstore: cannot tell whether a durable user write answered as not stored was stored", "key", p.key, "error", err)
+			return
+		}
+		rev = e.Revision()
+	}
+	ack, err := s.js.PublishMsg(ctx, deleteMarker(s.subject+p.key), jetstream.WithExpectLastSequencePerSubject(rev))
+	if err != nil {
+		s.log.Warn("kvstore: cannot withdraw a durable user write answered as not stored; its key stays taken", "key", p.key, "error", err)
+		return
+	}
+	s.mu.Lock()
+	s.m.apply(change{key: p.key, rev: ack.Sequence, del: true})
+	s.mu.Unlock()
 }
 
 // confirm records the revision a pending write was stored at, and shows
