@@ -888,6 +888,17 @@ func NewAudit(svc *nats.Conn, prefix string) (*Audit, error) {
 	return &Audit{js: js, prefix: prefix}, nil
 }
 
+// pageErr is a failure of Page to reach the audit stream. A stream an
+// operator deleted is made again by the writer with the next event only:
+// answered as unavailable, a read until then was told to try again, for
+// ever; it is not found, and said so.
+func pageErr(err error) error {
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("events: %w: the audit stream %s is gone (deleted); the next event makes it again: %w", provision.ErrNotFound, StreamName, err)
+	}
+	return fmt.Errorf("events: audit stream: %w", err)
+}
+
 // Page returns up to limit events of an account ("" for every account)
 // after the stream sequence after, and the sequence to go on from (0 when
 // there are no more).
@@ -906,7 +917,7 @@ func (a *Audit) Page(ctx context.Context, account string, after uint64, limit in
 	}
 	stream, err := a.js.Stream(ctx, StreamName)
 	if err != nil {
-		return nil, 0, fmt.Errorf("events: audit stream: %w", err)
+		return nil, 0, pageErr(err)
 	}
 	// One consumer for this page, deleted once it is read: the server
 	// allows 1,000 consumers per stream by default, and the ordered
@@ -926,7 +937,7 @@ func (a *Audit) Page(ctx context.Context, account string, after uint64, limit in
 		InactiveThreshold: 5 * time.Second,
 	})
 	if err != nil {
-		return nil, 0, fmt.Errorf("events: audit stream: %w", err)
+		return nil, 0, pageErr(err)
 	}
 	defer func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

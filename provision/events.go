@@ -3,6 +3,7 @@ package provision
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -72,6 +73,9 @@ func (s *Service) Audit(ctx context.Context, req api.AuditRequest) (*api.AuditRe
 		acct = t.pub
 	}
 	entries, next, err := s.cfg.Audit.Page(ctx, acct, req.After, req.Limit)
+	if errors.Is(err, ErrNotFound) {
+		return nil, err // the stream gone, until the next event makes it again
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
