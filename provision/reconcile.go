@@ -244,6 +244,9 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 	start := time.Now()
 	rep := &api.ReconcileReply{Started: start.UTC().Format(time.RFC3339), Orphans: []string{}}
 	finish := func() (*api.ReconcileReply, error) {
+		if rep.Skipped == "" && ctx.Err() != nil && !errors.Is(context.Cause(ctx), errLeaseLost) {
+			rep.Skipped = "the service stopped during the pass; it stopped"
+		}
 		rep.Duration = time.Since(start).Round(time.Millisecond).String()
 		s.rec.mu.Lock()
 		s.rec.last = rep
@@ -380,8 +383,10 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 		out := s.reconcileAccount(ctx, a, up, onServers[a.PublicKey] || !listedAll, canDrop, signing, limiter, &msgs)
 		count(func() {
 			switch {
-			case out.err != nil && errors.Is(context.Cause(ctx), errLeaseLost):
-				// Cut off with the lease, not failed.
+			case out.err != nil && ctx.Err() != nil:
+				// Cut off with the lease, or by the service's stop (Run's
+				// context, or Close for a pass prov.reconcile started): not
+				// failed.
 			case out.err != nil:
 				rep.Failed++
 				s.log.Warn("reconcile: could not bring an account in line; the next pass tries again", "account", a.PublicKey, "name", a.Name, "error", out.err)
