@@ -219,6 +219,12 @@ type Account struct {
 	JWT string `json:"jwt,omitempty"`
 	// Claims are the decoded JWT; account.get sets them.
 	Claims *jwt.AccountClaims `json:"claims,omitempty"`
+	// ClaimsOmitted is set by account.get, in place of Claims, when the
+	// reply with them would be over what one NATS message may carry: the
+	// claims repeat the JWT, decoded, at near its size, while a JWT may
+	// take most of max_payload. It says why; the claims are in the JWT
+	// (the Go client decodes it into Claims).
+	ClaimsOmitted string `json:"claims_omitted,omitempty"`
 	// Roles names the account's roles (account.get).
 	Roles            []string `json:"roles,omitempty"`
 	SelfService      bool     `json:"self_service,omitempty"`

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"iter"
 
+	"github.com/nats-io/jwt/v2"
+
 	"github.com/natsprov/provisioner/api"
 )
 
@@ -19,11 +21,20 @@ func (c *Client) CreateAccount(ctx context.Context, req api.CreateAccountRequest
 }
 
 // GetAccount returns an account, by name or public key, with its JWT and
-// decoded claims.
+// decoded claims. The service leaves the claims out of a reply they would
+// make too large for one NATS message (Account.ClaimsOmitted says so);
+// GetAccount then decodes them from the JWT, so Claims is always set.
 func (c *Client) GetAccount(ctx context.Context, req api.AccountRequest) (*api.AccountReply, error) {
 	var rep api.AccountReply
 	if err := c.request(ctx, api.SubjectAccountGet, req, &rep); err != nil {
 		return nil, err
+	}
+	if rep.Account.Claims == nil && rep.Account.JWT != "" {
+		claims, err := jwt.DecodeAccountClaims(rep.Account.JWT)
+		if err != nil {
+			return nil, fmt.Errorf("client: the account's claims were left out of the reply (%s), and its JWT does not decode: %w", rep.Account.ClaimsOmitted, err)
+		}
+		rep.Account.Claims = claims
 	}
 	return &rep, nil
 }

@@ -940,3 +940,41 @@ func TestSeedInAnyFieldIsNotSent(t *testing.T) {
 		}
 	}
 }
+
+// TestGetAccountDecodesOmittedClaims: account.get leaves the claims out of
+// a reply they would make larger than max_payload (claims_omitted); the Go
+// client decodes them from the JWT, so a caller of GetAccount sees them
+// as with a small account.
+func TestGetAccountDecodesOmittedClaims(t *testing.T) {
+	t.Parallel()
+	env := provtest.Deployment(t, bootstrap.Options{})
+	f, err := os.OpenFile(env.Init.ServerConf, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("\nmax_payload: 16384\n"); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	env.Restart(t)
+	env.Start(t)
+	c := client.New(env.Admin(t))
+	ctx := context.Background()
+	tags := make([]string, 700) // a JWT of about 10 KB: its claims do not fit beside it
+	for i := range tags {
+		tags[i] = fmt.Sprintf("t%07d", i)
+	}
+	if _, err := c.CreateAccount(ctx, api.CreateAccountRequest{Name: "big", Description: "large", Tags: tags}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.GetAccount(ctx, api.AccountRequest{Account: "big"})
+	if err != nil {
+		t.Fatalf("GetAccount of an account the service made: %v", err)
+	}
+	if got.Account.ClaimsOmitted == "" {
+		t.Fatal("the reply carried the claims: the account is too small to test the omission; make it larger")
+	}
+	if got.Account.Claims == nil || got.Account.Claims.Subject != got.Account.PublicKey || got.Account.Claims.Description != "large" || len(got.Account.Claims.Tags) != len(tags) {
+		t.Fatalf("GetAccount's claims were not decoded from the JWT: %+v", got.Account.Claims)
+	}
+}

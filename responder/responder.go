@@ -492,6 +492,7 @@ func (r *Responder) serve(e *endpoint, m *nats.Msg, start time.Time) {
 		data []byte
 		err  error
 	)
+	max := r.nc.MaxPayload() - HeaderRoom
 	// The handler and the reply's encoding run under recover: a panic in
 	// either answers 500 and frees the request's slot.
 	func() {
@@ -510,8 +511,13 @@ func (r *Responder) serve(e *endpoint, m *nats.Msg, start time.Time) {
 		if rep, err = e.handle(ctx, m); err == nil {
 			data, err = json.Marshal(rep)
 		}
+		if err == nil && int64(len(data)) > max {
+			if short, ok := withoutClaims(rep, len(data), max+HeaderRoom); ok {
+				data, err = json.Marshal(short)
+			}
+		}
 	}()
-	if max := r.nc.MaxPayload() - HeaderRoom; err == nil && int64(len(data)) > max {
+	if err == nil && int64(len(data)) > max {
 		// Publishing it would fail and leave the caller waiting.
 		err = &tooLargeError{fmt.Sprintf("the request was carried out, but its reply would be %d bytes, over the servers' max_payload of %d bytes; for lists, ask for a smaller page with \"limit\"; otherwise raise max_payload", len(data), max+HeaderRoom)}
 	}
@@ -593,6 +599,23 @@ func fitDescription(desc string, maxPayload int64) string {
 		n--
 	}
 	return desc[:n] + cut
+}
+
+// withoutClaims returns account.get's reply rep without its claims, and
+// whether it had any to leave out. The claims are the JWT decoded, near
+// its size again, and the service signs JWTs up to nearly what a reply may
+// carry (service's maxJWTSize): with them, a get of an account over about
+// half of max_payload (many revocations, tags) failed though the account
+// was made and updated fine. The JWT holds them all.
+func withoutClaims(rep any, size int, maxPayload int64) (any, bool) {
+	a, ok := rep.(*api.AccountReply)
+	if !ok || a.Account.Claims == nil {
+		return nil, false
+	}
+	short := *a
+	short.Account.Claims = nil
+	short.Account.ClaimsOmitted = fmt.Sprintf("the claims are left out: with them the reply would be %d bytes, over the servers' max_payload of %d bytes; they are all in the jwt, decode it", size, maxPayload)
+	return &short, true
 }
 
 // tooLargeError is a reply over the servers' max_payload.
