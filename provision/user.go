@@ -199,6 +199,25 @@ func (s *Service) issue(ctx context.Context, a Account, u *userRequest, caller a
 	if err != nil {
 		return nil, User{}, fmt.Errorf("sign user %s: %w", pub, err)
 	}
+	// The reply is made before the record: it carries the JWT twice (in
+	// the creds too), sealed or not, and one over what a reply may carry
+	// (as the lists do, the largest account JWT: max_payload less room)
+	// was answered 500 "carried out" after the record, with the seed lost
+	// and the name taken by an active user nobody had creds for.
+	out := &api.CreateUserReply{User: api.User{Name: name, PublicKey: pub, JWT: token}}
+	if kp != nil {
+		seed, _ := kp.Seed()
+		if u.xkey == "" {
+			out.User.Seed, out.User.Creds = string(seed), FormatCreds(token, seed)
+		} else if out.User.Sealed, err = sealTo(u.xkey, seed, FormatCreds(token, seed)); err != nil {
+			return nil, User{}, err
+		}
+	}
+	if data, err := json.Marshal(out); err != nil {
+		return nil, User{}, err
+	} else if len(data) > s.maxJWT {
+		return nil, User{}, fmt.Errorf("%w: the reply with the user would be %d bytes (its JWT is %d, and the creds carry it again), over the limit of %d bytes (the servers' max_payload, less room); give it fewer permissions or tags, or raise max_payload", ErrInvalid, len(data), len(token), s.maxJWT)
+	}
 	signerPub, _ := signer.PublicKey()
 	rec := User{PublicKey: pub, Account: a.PublicKey, Name: name, IssuedAt: uc.IssuedAt, ExpiresAt: uc.Expires, Signer: signerPub, Role: u.role, SelfService: u.self, Tags: slices.Clone([]string(uc.Tags)), TagsRecorded: true}
 	// A key the caller sent is recorded durably: the record is what
@@ -222,15 +241,6 @@ func (s *Service) issue(ctx context.Context, a Account, u *userRequest, caller a
 	if u.recorded != nil {
 		if err := u.recorded(ctx, rec); err != nil {
 			return nil, rec, err
-		}
-	}
-	out := &api.CreateUserReply{User: api.User{Name: name, PublicKey: pub, JWT: token}}
-	if kp != nil {
-		seed, _ := kp.Seed()
-		if u.xkey == "" {
-			out.User.Seed, out.User.Creds = string(seed), FormatCreds(token, seed)
-		} else if out.User.Sealed, err = sealTo(u.xkey, seed, FormatCreds(token, seed)); err != nil {
-			return nil, User{}, err
 		}
 	}
 	s.log.Info("user issued", "account", a.PublicKey, "account_name", a.Name, "user", pub, "name", name, "role", u.role, "self_service", u.self)
