@@ -91,6 +91,25 @@ func (s *Service) RotateAccount(ctx context.Context, req api.RotateAccountReques
 			}
 			keys = slices.DeleteFunc(keys, func(sk SigningKey) bool { return sk.Retired })
 		}
+		// The reply lists every key (signing_keys, retired, removed)
+		// beside the JWT, more than the reply's room for its envelope
+		// holds for an account of many roles: rotated near the largest
+		// JWT, it was made and pushed, then answered 500 "its reply would
+		// be over max_payload", and a retry rotated it again. The keys
+		// take room of their own: refused here, it is made nowhere.
+		if listed := (len(keys) + len(gone)) * listedKeySize; listed > 0 {
+			probe, err := claimsCopy(c)
+			if err != nil {
+				return err
+			}
+			token, err := s.sign(probe)
+			if err != nil {
+				return err
+			}
+			if len(token)+listed > s.maxJWT {
+				return fmt.Errorf("%w: the rotated account JWT would be %d bytes, and the reply lists its %d signing keys besides: over the limit of %d bytes (the servers' max_payload, less room); remove revocations, tags or roles first, or rotate with \"revoke_old\"", ErrInvalid, len(token), len(keys)+len(gone), s.maxJWT)
+			}
+		}
 		next.SigningKeys = keys
 		*claims = *c
 		removed = gone
@@ -122,3 +141,7 @@ func (s *Service) RotateAccount(ctx context.Context, req api.RotateAccountReques
 	s.emit(ctx, api.Event{Type: api.EventAccountUpdated, Account: a.PublicKey, AccountName: a.Name})
 	return rep, nil
 }
+
+// listedKeySize is what one public key takes in a JSON list: its 56
+// characters, quotes and a comma.
+const listedKeySize = 59
