@@ -569,6 +569,10 @@ type ReconcileReply struct {
 	// manage (other than the system account and the service's own). They
 	// are reported and logged, never deleted.
 	Orphans []string `json:"orphans"`
+	// OrphansOmitted is how many orphans were left out of Orphans (the
+	// first ones by key are listed): a list of them all may not fit in
+	// one NATS message. The log names every one.
+	OrphansOmitted int `json:"orphans_omitted,omitempty"`
 	// Failed is how many accounts could not be brought in line; the next
 	// pass tries again.
 	Failed int `json:"failed"`

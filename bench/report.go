@@ -129,7 +129,7 @@ func (r *Report) Print(w io.Writer) {
 	if rc := r.Reconcile; rc != nil {
 		rp := rc.Reply
 		fmt.Fprintf(w, "reconcile pass at %d live accounts (%d in the store with tombstones): %s by its reply (%s timed here), %d messages to the servers; checked %d, pushed %d, deleted %d, failed %d, orphans %d: in line %s\n",
-			rc.Live, rp.Accounts, rp.Duration, round(rc.Elapsed), rp.Messages, rp.Checked, rp.Pushed, rp.Deleted, rp.Failed, len(rp.Orphans), verdict(rc.InLine))
+			rc.Live, rp.Accounts, rp.Duration, round(rc.Elapsed), rp.Messages, rp.Checked, rp.Pushed, rp.Deleted, rp.Failed, len(rp.Orphans)+rp.OrphansOmitted, verdict(rc.InLine))
 		if rc.RequestTimeout > 0 && rc.Elapsed > rc.RequestTimeout {
 			fmt.Fprintf(w, "  the pass took longer than request_timeout (%s): prov.reconcile's reply would say it is running, and prov.status report it when done\n", rc.RequestTimeout)
 		}

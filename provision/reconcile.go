@@ -367,6 +367,14 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 	for _, pub := range rep.Orphans {
 		s.log.Warn("orphan account on the servers: not managed by this service; left alone", "account", pub)
 	}
+	// The reply (and prov.status's last_reconcile) lists at most half of
+	// what a reply may carry: with hundreds of orphans at a small
+	// max_payload, prov.reconcile and every prov.status after it failed
+	// 500 "its reply would be over max_payload".
+	if n := s.maxJWT / 2 / listedKeySize; len(rep.Orphans) > n {
+		rep.OrphansOmitted = len(rep.Orphans) - n
+		rep.Orphans = rep.Orphans[:n:n]
+	}
 	// Deletes first: a returning server may bring a deleted account back.
 	slices.SortStableFunc(accounts, func(a, b Account) int {
 		return boolRank(a.Live()) - boolRank(b.Live())
@@ -406,7 +414,7 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 	})
 	rep.Messages = int(msgs.Load())
 	if rep.Pushed > 0 || rep.Deleted > 0 || rep.Failed > 0 || len(rep.Orphans) > 0 {
-		s.log.Info("reconcile pass", "accounts", rep.Accounts, "pushed", rep.Pushed, "deleted", rep.Deleted, "failed", rep.Failed, "orphans", len(rep.Orphans), "duration", time.Since(start).Round(time.Millisecond))
+		s.log.Info("reconcile pass", "accounts", rep.Accounts, "pushed", rep.Pushed, "deleted", rep.Deleted, "failed", rep.Failed, "orphans", len(rep.Orphans)+rep.OrphansOmitted, "duration", time.Since(start).Round(time.Millisecond))
 	}
 	return finish()
 }
