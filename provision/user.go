@@ -213,10 +213,8 @@ func (s *Service) issue(ctx context.Context, a Account, u *userRequest, caller a
 			return nil, User{}, err
 		}
 	}
-	if data, err := json.Marshal(out); err != nil {
-		return nil, User{}, err
-	} else if len(data) > s.maxJWT {
-		return nil, User{}, fmt.Errorf("%w: the reply with the user would be %d bytes (its JWT is %d, and the creds carry it again), over the limit of %d bytes (the servers' max_payload, less room); give it fewer permissions or tags, or raise max_payload", ErrInvalid, len(data), len(token), s.maxJWT)
+	if size := replySize(out); size > s.maxJWT {
+		return nil, User{}, fmt.Errorf("%w: the reply with the user would be about %d bytes (its JWT is %d, and the creds carry it again), over the limit of %d bytes (the servers' max_payload, less room); give it fewer permissions or tags, or raise max_payload", ErrInvalid, size, len(token), s.maxJWT)
 	}
 	signerPub, _ := signer.PublicKey()
 	rec := User{PublicKey: pub, Account: a.PublicKey, Name: name, IssuedAt: uc.IssuedAt, ExpiresAt: uc.Expires, Signer: signerPub, Role: u.role, SelfService: u.self, Tags: slices.Clone([]string(uc.Tags)), TagsRecorded: true}
@@ -635,4 +633,17 @@ func describeKey(s string) string {
 		return fmt.Sprintf("a %s public key (%s)", keyKind(s), s)
 	}
 	return fmt.Sprintf("%q, which is not an nkey", s)
+}
+
+// replySize bounds the size of user.create's reply as JSON, without the
+// encoding (a second one on every create): each string at its length,
+// plus what JSON escapes add (a creds file's newlines; any name byte at
+// most six, as \u003c), plus the field names.
+func replySize(r *api.CreateUserReply) int {
+	u := r.User
+	n := 160 + 6*len(u.Name) + len(u.PublicKey) + len(u.JWT) + len(u.Seed) + len(u.Creds) + strings.Count(u.Creds, "\n")
+	if u.Sealed != nil {
+		n += len(u.Sealed.Sender) + len(u.Sealed.Seed) + len(u.Sealed.Creds)
+	}
+	return n
 }
