@@ -455,7 +455,7 @@ func (r *Responder) receive(e *endpoint) nats.MsgHandler {
 			start := time.Now()
 			e.stats.begin()
 			r.log.Warn("request dropped: its reply subject is "+reason, "subject", m.Subject, "reply", m.Reply)
-			e.stats.end(time.Since(start), strconv.Itoa(api.CodeInvalid)+":reply subject "+m.Reply+" is "+reason)
+			e.stats.end(time.Since(start), strconv.Itoa(api.CodeInvalid)+":"+r.statError("reply subject "+m.Reply+" is "+reason))
 			return
 		}
 		r.mu.Lock()
@@ -553,12 +553,25 @@ func (r *Responder) foreignReply(reply string) string {
 func (r *Responder) finish(e *endpoint, m *nats.Msg, start time.Time, code int, desc string, data []byte) {
 	var last string
 	if code != 0 {
-		last = strconv.Itoa(code) + ":" + desc
+		last = strconv.Itoa(code) + ":" + r.statError(desc)
 	}
 	e.stats.end(time.Since(start), last)
 	if err := r.reply(m, code, desc, data); err != nil && last == "" {
-		e.stats.unsent("the reply could not be sent: " + err.Error())
+		e.stats.unsent(r.statError("the reply could not be sent: " + err.Error()))
 	}
+}
+
+// statError cuts an error kept as an endpoint's last error. $SRV.STATS
+// carries the last error of every endpoint in one reply, JSON-escaped
+// (where "<" is six bytes): a description that echoed a long value of a
+// request (an account name of 12 KB), cut in its reply (fitDescription)
+// but kept whole here, made a STATS answer over max_payload that could
+// not be published, and `nats micro stats` got nothing from the instance
+// until another error replaced it. Each endpoint gets an equal share of
+// max_payload, with room for the rest of the STATS answer.
+func (r *Responder) statError(desc string) string {
+	limit := int((r.nc.MaxPayload() - HeaderRoom) / int64(7*(len(r.eps)+3)))
+	return cutText(desc, limit, "... (cut)")
 }
 
 // reply publishes the answer: data, or for a code the micro error headers
@@ -589,16 +602,20 @@ func (r *Responder) reply(m *nats.Msg, code int, desc string, data []byte) error
 // the connection refused to publish, and the caller waited out its
 // timeout for an answer that never came.
 func fitDescription(desc string, maxPayload int64) string {
-	limit := int((maxPayload - HeaderRoom) / 7)
-	if len(desc) <= limit {
-		return desc
+	return cutText(desc, int((maxPayload-HeaderRoom)/7), "... (cut: the description was too long for max_payload)")
+}
+
+// cutText returns s, or when it is longer than limit bytes, its start
+// (whole characters) and cut, in about limit bytes.
+func cutText(s string, limit int, cut string) string {
+	if len(s) <= limit {
+		return s
 	}
-	const cut = "... (cut: the description was too long for max_payload)"
 	n := max(0, limit-len(cut))
-	for n > 0 && !utf8.RuneStart(desc[n]) {
+	for n > 0 && !utf8.RuneStart(s[n]) {
 		n--
 	}
-	return desc[:n] + cut
+	return s[:n] + cut
 }
 
 // withoutClaims returns account.get's reply rep without its claims, and
