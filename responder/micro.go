@@ -33,7 +33,7 @@ type EndpointData struct {
 func (r *Responder) subscribeVerbs() error {
 	answers := map[micro.Verb]func() any{
 		micro.PingVerb:  func() any { return micro.Ping{ServiceIdentity: r.identity(), Type: micro.PingResponseType} },
-		micro.InfoVerb:  func() any { return r.Info() },
+		micro.InfoVerb:  func() any { return r.fittingInfo() },
 		micro.StatsVerb: func() any { return r.Stats() },
 	}
 	for _, verb := range []micro.Verb{micro.PingVerb, micro.InfoVerb, micro.StatsVerb} {
@@ -116,6 +116,25 @@ func (r *Responder) Stats() micro.Stats {
 		st.Endpoints = append(st.Endpoints, e.stats.snapshot(e))
 	}
 	return st
+}
+
+// fittingInfo is Info, without the endpoints' schemas when with them it
+// would be over the servers' max_payload: the thirteen endpoints' schemas
+// are about 32 KB, and on servers with a smaller max_payload the answer
+// could not be published, so `nats micro info` got nothing. The service's
+// metadata says why they are left out ("schemas_omitted").
+func (r *Responder) fittingInfo() micro.Info {
+	info := r.Info()
+	data, err := json.Marshal(info)
+	if err != nil || int64(len(data)) <= r.nc.MaxPayload() {
+		return info
+	}
+	for i := range info.Endpoints {
+		delete(info.Endpoints[i].Metadata, "request_schema")
+		delete(info.Endpoints[i].Metadata, "response_schema")
+	}
+	info.Metadata["schemas_omitted"] = fmt.Sprintf("the endpoints' request and response schemas are left out: with them this answer would be %d bytes, over the servers' max_payload of %d bytes", len(data), r.nc.MaxPayload())
+	return info
 }
 
 // endpointStats counts what an endpoint did.
