@@ -286,6 +286,14 @@ func (s *Service) version(pub string, q *queue, batch []*change) {
 			fresh = true
 			continue
 		}
+		if errors.Is(err, ErrStale) {
+			// Other instances kept winning: nothing of this version was
+			// stored. As ErrStale it was a 409, which callers take for a
+			// name or key taken and do not retry, though a retry is what
+			// helps.
+			fail(batch, fmt.Errorf("%w: account %s was changed by other instances %d times in a row while this version was made; nothing was changed: %v", ErrUnavailable, pub, attempt+1, err))
+			return
+		}
 		if err != nil {
 			fail(batch, fmt.Errorf("store account %s: %w", pub, err))
 			return
