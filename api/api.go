@@ -541,7 +541,11 @@ type RotateOperatorReply struct {
 	Accounts int      `json:"accounts"`
 	Resigned int      `json:"resigned"`
 	Failed   []string `json:"failed,omitempty"`
-	Duration string   `json:"duration"`
+	// FailedOmitted is how many failed accounts were left out of Failed
+	// (the list holds as many as half of what a reply may carry); the
+	// log names each.
+	FailedOmitted int    `json:"failed_omitted,omitempty"`
+	Duration      string `json:"duration"`
 }
 
 // ReconcileRequest is the body of reconcile: run a reconcile pass now.

@@ -104,8 +104,17 @@ func (s *Service) RotateOperator(ctx context.Context, _ api.RotateOperatorReques
 		}
 	}
 	rep.Resigned = rep.Accounts - len(rep.Failed)
+	// The reply lists at most half of what a reply may carry, as
+	// prov.reconcile's orphans: with hundreds of failures at a small
+	// max_payload, the rotation was carried out and answered 500 "its
+	// reply would be over max_payload", its list lost. Each failure is
+	// logged above.
+	if n := s.maxJWT / 2 / listedKeySize; len(rep.Failed) > n {
+		rep.FailedOmitted = len(rep.Failed) - n
+		rep.Failed = rep.Failed[:n:n]
+	}
 	rep.Duration = time.Since(start).Round(time.Millisecond).String()
-	s.log.Info("operator rotation", "signing_key", next.SignerKey, "accounts", rep.Accounts, "failed", len(rep.Failed))
+	s.log.Info("operator rotation", "signing_key", next.SignerKey, "accounts", rep.Accounts, "failed", len(rep.Failed)+rep.FailedOmitted)
 	return rep, nil
 }
 
