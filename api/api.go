@@ -203,6 +203,9 @@ type RotateAccountReply struct {
 	Retired     []string      `json:"retired,omitempty"`
 	Removed     []string      `json:"removed,omitempty"`
 	Resolver    []ServerReply `json:"resolver"`
+	// ResolverOmitted counts the servers' answers left out of Resolver
+	// (see ServerReply).
+	ResolverOmitted int `json:"resolver_omitted,omitempty"`
 }
 
 // AccountRequest is the body of account.get and account.delete.
@@ -233,6 +236,9 @@ type Account struct {
 }
 
 // ServerReply is one server's answer to a push, or that it did not answer.
+// A reply that carries an account JWT lists as many as its room beside the
+// JWT holds (those that did not store the change first), and counts the
+// rest in resolver_omitted.
 type ServerReply struct {
 	Server   string `json:"server"`
 	ServerID string `json:"server_id"`
@@ -248,6 +254,9 @@ type AccountReply struct {
 	Account Account `json:"account"`
 	// Resolver lists each server's answer to the push (create and update).
 	Resolver []ServerReply `json:"resolver,omitempty"`
+	// ResolverOmitted counts the servers' answers left out of Resolver
+	// (see ServerReply).
+	ResolverOmitted int `json:"resolver_omitted,omitempty"`
 }
 
 // ListRequest pages a list: Offset skips entries; Limit, when above 0,
@@ -292,6 +301,9 @@ type DeleteAccountReply struct {
 	Phase    string        `json:"phase"`
 	Waiting  []string      `json:"waiting,omitempty"`
 	Resolver []ServerReply `json:"resolver"`
+	// ResolverOmitted counts the servers' answers left out of Resolver
+	// (see ServerReply).
+	ResolverOmitted int `json:"resolver_omitted,omitempty"`
 }
 
 // CreateUserRequest is the body of user.create. Without PublicKey the
@@ -395,6 +407,9 @@ type RevokeUserReply struct {
 	Revoked  string        `json:"revoked"`
 	Account  Account       `json:"account"`
 	Resolver []ServerReply `json:"resolver"`
+	// ResolverOmitted counts the servers' answers left out of Resolver
+	// (see ServerReply).
+	ResolverOmitted int `json:"resolver_omitted,omitempty"`
 }
 
 // Self-service subjects. A tenant's user sends to <prefix>.self.user.*

@@ -138,7 +138,9 @@ func (s *Service) CreateAccount(ctx context.Context, req api.CreateAccountReques
 	}
 	s.log.Info("account created", "account", pub, "name", name, "servers", res.Stored(), "roles", len(rec.SigningKeys)-1, "self_service", rec.Settings.SelfService)
 	s.emit(ctx, api.Event{Type: api.EventAccountCreated, Account: pub, AccountName: name})
-	return &api.AccountReply{Account: api.Account{Name: name, PublicKey: pub, JWT: token}, Resolver: wireResult(res)}, nil
+	rep := &api.AccountReply{Account: api.Account{Name: name, PublicKey: pub, JWT: token}}
+	rep.Resolver, rep.ResolverOmitted = wireResult(res)
+	return rep, nil
 }
 
 // abandon takes back an account whose create failed. When no server can
@@ -491,11 +493,15 @@ func (s *Service) UpdateAccount(ctx context.Context, req api.UpdateAccountReques
 		// No new version, nothing to audit; the current one was pushed
 		// again ("resolver").
 		s.log.Debug("account update asks for what the account has; no new version, the current one pushed again", "account", a.PublicKey, "name", a.Name)
-		return &api.AccountReply{Account: api.Account{Name: out.account.Name, PublicKey: a.PublicKey, JWT: out.account.JWT}, Resolver: wireResult(out.result)}, nil
+		rep := &api.AccountReply{Account: api.Account{Name: out.account.Name, PublicKey: a.PublicKey, JWT: out.account.JWT}}
+		rep.Resolver, rep.ResolverOmitted = wireResult(out.result)
+		return rep, nil
 	}
 	s.log.Info("account updated", "account", a.PublicKey, "name", a.Name)
 	s.emit(ctx, api.Event{Type: api.EventAccountUpdated, Account: a.PublicKey, AccountName: a.Name})
-	return &api.AccountReply{Account: api.Account{Name: out.account.Name, PublicKey: a.PublicKey, JWT: out.account.JWT}, Resolver: wireResult(out.result)}, nil
+	rep := &api.AccountReply{Account: api.Account{Name: out.account.Name, PublicKey: a.PublicKey, JWT: out.account.JWT}}
+	rep.Resolver, rep.ResolverOmitted = wireResult(out.result)
+	return rep, nil
 }
 
 // updatesNothing tells whether an update request gives no field to change
@@ -635,7 +641,9 @@ func (s *Service) DeleteAccount(ctx context.Context, req api.AccountRequest) (*a
 	}
 	s.log.Info("account deleted", "account", a.PublicKey, "name", a.Name, "phase", out.phase)
 	s.emit(ctx, api.Event{Type: api.EventAccountDeleted, Account: a.PublicKey, AccountName: a.Name})
-	return &api.DeleteAccountReply{Deleted: a.PublicKey, Phase: string(out.phase), Waiting: out.waiting, Resolver: wireResult(out.result)}, nil
+	rep := &api.DeleteAccountReply{Deleted: a.PublicKey, Phase: string(out.phase), Waiting: out.waiting}
+	rep.Resolver, rep.ResolverOmitted = wireResult(out.result)
+	return rep, nil
 }
 
 // maxNameLen is the most characters (not bytes: a name in Japanese is as

@@ -1,6 +1,7 @@
 package provision
 
 import (
+	"encoding/json"
 	"fmt"
 	"regexp"
 
@@ -169,11 +170,39 @@ func mergeUserLimits(l *jwt.Limits, give *api.UserLimits) error {
 	return nil
 }
 
-// wireResult turns a resolver result into the replies of the wire.
-func wireResult(res PushResult) []api.ServerReply {
-	out := make([]api.ServerReply, 0, len(res))
-	for _, r := range res {
-		out = append(out, api.ServerReply{Server: r.Server, ServerID: r.ServerID, Code: r.Code, Message: r.Message})
+// replyServersRoom is what the servers' answers may take of a reply that
+// carries an account JWT: the service leaves 4096 bytes of a reply beside
+// the largest JWT it signs (jwtReplyEnvelope), and the rest of the reply
+// (a name of 128 characters JSON escapes to 768 bytes, the keys) takes up
+// to about 1 KB of it.
+const replyServersRoom = 3072
+
+// wireResult turns a resolver result into the replies of the wire, as
+// many as replyServersRoom holds, and counts the rest. At about 140 bytes
+// an answer, with 25 servers or more a JWT near the largest was made and
+// pushed, then answered 500 "its reply would be over max_payload", and a
+// caller that retried made it again. Answers that are not a store are
+// kept first: they are the ones to act on.
+func wireResult(res PushResult) ([]api.ServerReply, int) {
+	keep := make([]bool, len(res))
+	room := replyServersRoom
+	for _, stored := range []bool{false, true} {
+		for i, r := range res {
+			if (r.Code == 200) != stored {
+				continue
+			}
+			line, _ := json.Marshal(api.ServerReply{Server: r.Server, ServerID: r.ServerID, Code: r.Code, Message: r.Message})
+			if len(line)+1 <= room {
+				room -= len(line) + 1
+				keep[i] = true
+			}
+		}
 	}
-	return out
+	out := make([]api.ServerReply, 0, len(res))
+	for i, r := range res {
+		if keep[i] {
+			out = append(out, api.ServerReply{Server: r.Server, ServerID: r.ServerID, Code: r.Code, Message: r.Message})
+		}
+	}
+	return out, len(res) - len(out)
 }

@@ -119,10 +119,10 @@ func (s *Service) RotateAccount(ctx context.Context, req api.RotateAccountReques
 		return nil, err
 	}
 	rep := &api.RotateAccountReply{
-		Account:  api.Account{Name: out.account.Name, PublicKey: a.PublicKey, JWT: out.account.JWT},
-		Removed:  removed,
-		Resolver: wireResult(out.result),
+		Account: api.Account{Name: out.account.Name, PublicKey: a.PublicKey, JWT: out.account.JWT},
+		Removed: removed,
 	}
+	rep.Resolver, rep.ResolverOmitted = wireResult(out.result)
 	for _, sk := range out.account.SigningKeys {
 		pub, err := seedPublic(sk.Seed)
 		if err != nil {

@@ -552,11 +552,12 @@ func (s *Service) revoke(ctx context.Context, a Account, ref string, selfOnly bo
 	}
 	s.log.Info("user revoked", "account", a.PublicKey, "account_name", a.Name, "user", pub, "name", name)
 	s.emit(ctx, api.Event{Type: api.EventUserRevoked, Account: a.PublicKey, AccountName: a.Name, User: pub, UserName: name, Caller: caller})
-	return &api.RevokeUserReply{
-		Revoked:  pub,
-		Account:  api.Account{Name: out.account.Name, PublicKey: a.PublicKey, JWT: out.account.JWT},
-		Resolver: wireResult(out.result),
-	}, nil
+	rep := &api.RevokeUserReply{
+		Revoked: pub,
+		Account: api.Account{Name: out.account.Name, PublicKey: a.PublicKey, JWT: out.account.JWT},
+	}
+	rep.Resolver, rep.ResolverOmitted = wireResult(out.result)
+	return rep, nil
 }
 
 // keyTarget checks a revoke by key and returns the name and issue time of

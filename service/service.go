@@ -568,8 +568,9 @@ func seedPublicKey(file string) (string, bool) {
 }
 
 // jwtReplyEnvelope is the room an account JWT's reply (account.create,
-// update, rotate) needs beside the JWT: the account's name and key, and a
-// line for each server's answer.
+// update, rotate, user.revoke) needs beside the JWT: the account's name
+// and key, and a line for each server's answer, as many as provision's
+// replyServersRoom holds (with many servers, the rest are counted).
 const jwtReplyEnvelope = 4096
 
 // maxJWTSize is the largest account JWT the service signs: the servers

@@ -227,7 +227,7 @@ func runAccountDelete(ctx context.Context, args []string, stdout, stderr io.Writ
 		} else {
 			fmt.Fprintf(w, "Deleted account %s\n", rep.Deleted)
 		}
-		printResolver(w, rep.Resolver)
+		printResolver(w, rep.Resolver, rep.ResolverOmitted)
 		return nil
 	})
 }
@@ -236,11 +236,12 @@ func runAccountDelete(ctx context.Context, args []string, stdout, stderr io.Writ
 // answers to its push.
 func printAccountChange(w io.Writer, verb string, rep *api.AccountReply) {
 	fmt.Fprintf(w, "%s account %s (%s)\n", verb, rep.Account.Name, rep.Account.PublicKey)
-	printResolver(w, rep.Resolver)
+	printResolver(w, rep.Resolver, rep.ResolverOmitted)
 }
 
-// printResolver prints each server's answer to a push.
-func printResolver(w io.Writer, replies []api.ServerReply) {
+// printResolver prints each server's answer to a push, and how many the
+// reply left out.
+func printResolver(w io.Writer, replies []api.ServerReply, omitted int) {
 	if len(replies) == 0 {
 		return
 	}
@@ -251,6 +252,9 @@ func printResolver(w io.Writer, replies []api.ServerReply) {
 		fmt.Fprintf(tw, "%s\t%d\t%s\n", r.Server, r.Code, r.Message)
 	}
 	tw.Flush()
+	if omitted > 0 {
+		fmt.Fprintf(w, "(and %d more servers' answers the reply had no room for)\n", omitted)
+	}
 }
 
 func table(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0) }

@@ -291,7 +291,7 @@ func runUserRevoke(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	return request(ctx, conn, stdout, revoke, func(w io.Writer, rep *api.RevokeUserReply) error {
 		fmt.Fprintf(w, "Revoked user %s in account %s (%s)\n", rep.Revoked, rep.Account.Name, rep.Account.PublicKey)
-		printResolver(w, rep.Resolver)
+		printResolver(w, rep.Resolver, rep.ResolverOmitted)
 		return nil
 	})
 }
