@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natsprov/provisioner/provision"
 )
@@ -351,8 +352,26 @@ func failover(t *testing.T, d *deployment) {
 // requests; resume lets them go on, and runs when the test ends too.
 func replicatedPair(t *testing.T) (d *deployment, sa, sb *Store, pause, resume func()) {
 	t.Helper()
+	return replicatedPairOf(t, true)
+}
+
+// replicatedPairOf is replicatedPair, on a bucket made without atomic
+// batches (by an earlier version) unless batches.
+func replicatedPairOf(t *testing.T, batches bool) (d *deployment, sa, sb *Store, pause, resume func()) {
+	t.Helper()
 	d = startProcesses(t, 3)
 	key, _ := newSealKey(t)
+	if !batches {
+		js, err := jetstream.New(d.connect(t, d.svcCreds))
+		if err != nil {
+			t.Fatal(err)
+		}
+		old := (&Store{opts: Options{Bucket: "provisioner"}, subject: "$KV.provisioner."}).streamConfig(3)
+		old.AllowAtomicPublish = false
+		if _, err := js.CreateStream(context.Background(), old); err != nil {
+			t.Fatal(err)
+		}
+	}
 	boot := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Replicas: 3})
 	info, err := boot.stream.Info(context.Background())
 	if err != nil {
@@ -489,6 +508,31 @@ func TestDurableGivenUpInFlightIsNotKept(t *testing.T) {
 	if !sa.atomicBatches {
 		t.Fatal("the bucket allows no atomic batches: durable writes do not go through the batch loop")
 	}
+	givenUpNotKept(t, sa, pause, resume)
+}
+
+// TestUnbatchedDurableGivenUpInFlightIsNotKept: on a bucket without atomic
+// batches a durable add writes the record on its own, under its caller's
+// context. A write in flight when that context ended was stored all the
+// same after its caller was answered ErrUnavailable: the retry of the key
+// got ErrConflict, and a user whose creds were never handed out was listed
+// and counted toward a quota.
+func TestUnbatchedDurableGivenUpInFlightIsNotKept(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a three-process cluster")
+	}
+	_, sa, _, pause, resume := replicatedPairOf(t, false)
+	if sa.atomicBatches {
+		t.Fatal("the store uses atomic batches on a stream that does not allow them")
+	}
+	givenUpNotKept(t, sa, pause, resume)
+}
+
+// givenUpNotKept adds a durable user record with the stream's followers
+// paused until the caller gives up, and checks that the retry of the key,
+// once the write in flight reached the bucket, is stored.
+func givenUpNotKept(t *testing.T, sa *Store, pause, resume func()) {
+	t.Helper()
 	ctx := bg(t)
 	a := newAccount(t, "patient")
 	if _, err := sa.CreateAccount(ctx, a); err != nil {

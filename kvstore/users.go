@@ -338,7 +338,40 @@ func (s *Store) addDurable(ctx context.Context, p *pendingWrite, u provision.Use
 			return nil // stored made it visible
 		}
 	}
-	rev, other, err := s.createOnce(ctx, p)
+	// Written under the store's own deadline, not the caller's: a write
+	// in flight when the caller gives up may be stored all the same after
+	// the caller was told it is not, and then its retry of the key got
+	// ErrConflict and a user whose creds were never handed out was listed
+	// and counted. As in a batch, its outcome withdraws it then, and an
+	// add of the key waits for that.
+	wctx, wcancel := context.WithTimeout(s.life, s.opts.Timeout)
+	var rev uint64
+	var other jetstream.KeyValueEntry
+	var err error
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		rev, other, err = s.createOnce(wctx, p)
+	}()
+	select {
+	case <-written:
+		wcancel()
+	case <-ctx.Done():
+		s.amu.Lock()
+		p.settled = make(chan struct{})
+		s.amu.Unlock()
+		s.retries.Add(1)
+		go func() {
+			defer s.retries.Done()
+			<-written
+			wcancel()
+			if err != nil || other != nil {
+				rev = 0 // withdraw finds out whether it is stored
+			}
+			s.withdraw(p, rev)
+		}()
+		return mapErr("add user "+u.PublicKey, ctx.Err())
+	}
 	s.amu.Lock()
 	if s.pending[p.key] == p {
 		delete(s.pending, p.key)
