@@ -352,12 +352,12 @@ func failover(t *testing.T, d *deployment) {
 // requests; resume lets them go on, and runs when the test ends too.
 func replicatedPair(t *testing.T) (d *deployment, sa, sb *Store, pause, resume func()) {
 	t.Helper()
-	return replicatedPairOf(t, true)
+	return replicatedPairOf(t, true, 20*time.Second)
 }
 
 // replicatedPairOf is replicatedPair, on a bucket made without atomic
-// batches (by an earlier version) unless batches.
-func replicatedPairOf(t *testing.T, batches bool) (d *deployment, sa, sb *Store, pause, resume func()) {
+// batches (by an earlier version) unless batches, with the stores' Timeout.
+func replicatedPairOf(t *testing.T, batches bool, timeout time.Duration) (d *deployment, sa, sb *Store, pause, resume func()) {
 	t.Helper()
 	d = startProcesses(t, 3)
 	key, _ := newSealKey(t)
@@ -394,8 +394,8 @@ func replicatedPairOf(t *testing.T, batches bool) (d *deployment, sa, sb *Store,
 		t.Cleanup(nc.Close)
 		return nc
 	}
-	sa = openStore(t, conn(), Options{Seal: key, Timeout: 20 * time.Second, Instance: "a"})
-	sb = openStore(t, conn(), Options{Seal: key, Timeout: 20 * time.Second, Instance: "b"})
+	sa = openStore(t, conn(), Options{Seal: key, Timeout: timeout, Instance: "a"})
+	sb = openStore(t, conn(), Options{Seal: key, Timeout: timeout, Instance: "b"})
 	var paused atomic.Bool
 	pause = func() {
 		for _, f := range followers {
@@ -521,11 +521,61 @@ func TestUnbatchedDurableGivenUpInFlightIsNotKept(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a three-process cluster")
 	}
-	_, sa, _, pause, resume := replicatedPairOf(t, false)
+	_, sa, _, pause, resume := replicatedPairOf(t, false, 20*time.Second)
 	if sa.atomicBatches {
 		t.Fatal("the store uses atomic batches on a stream that does not allow them")
 	}
 	givenUpNotKept(t, sa, pause, resume)
+}
+
+// TestFailedWithdrawIsTriedAgain: a durable add whose caller gave up
+// while its write was in flight, stored all the same, is withdrawn; when
+// the bucket is away for the whole of the withdrawal's timeout, the
+// withdrawal gave up at once with a warning, and the record stayed for
+// good (its account is live: no sweep takes it): the caller's retry of the
+// key got ErrConflict, and a user whose creds were never handed out was
+// listed and counted. It is tried again once the bucket is back.
+func TestFailedWithdrawIsTriedAgain(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a three-process cluster")
+	}
+	_, sa, _, pause, resume := replicatedPairOf(t, false, 3*time.Second)
+	ctx := bg(t)
+	a := newAccount(t, "patient")
+	if _, err := sa.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	u := newUser(t, a.PublicKey, "caller-key")
+	// The bucket away through the withdrawal's attempts, as for its whole
+	// timeout: the delete is not sent.
+	var away, tried atomic.Bool
+	away.Store(true)
+	sa.fault = func(p string) error {
+		if p == "withdraw: delete" && away.Load() {
+			tried.Store(true)
+			return fmt.Errorf("the bucket is away (test fault point): %w", nats.ErrNoResponders)
+		}
+		return nil
+	}
+	pause()
+	short, cancel := context.WithTimeout(ctx, time.Second)
+	err := sa.AddUser(short, u, true)
+	cancel()
+	resume()
+	if !errors.Is(err, provision.ErrUnavailable) {
+		t.Fatalf("AddUser with the followers paused: %v, want ErrUnavailable", err)
+	}
+	eventually(t, 10*time.Second, "the withdrawal tried", tried.Load)
+	time.Sleep(2 * time.Second)
+	away.Store(false)
+	again := u
+	again.IssuedAt++
+	if err := sa.AddUser(ctx, again, true); err != nil {
+		t.Fatalf("retrying a durable add that was answered ErrUnavailable, once the bucket is back: %v", err)
+	}
+	if got, err := bucketUser(ctx, sa, u.PublicKey); err != nil || !got.Equal(again) {
+		t.Fatalf("the bucket holds %+v, %v; want the retry's record", got, err)
+	}
 }
 
 // givenUpNotKept adds a durable user record with the stream's followers

@@ -486,7 +486,10 @@ func (s *Store) withdrawLater(p *pendingWrite, rev uint64) {
 // (its caller gave up while it was in flight) that was stored all the
 // same: its caller's retry of the key would find it taken, and a user
 // whose creds were never handed out would be listed and counted. The write
-// stays pending until then, so that an add of its key waits.
+// stays pending until then, so that an add of its key waits. A withdrawal
+// that fails for a passing reason (the bucket away for the whole timeout)
+// is tried again until Close: given up at once, it left the record, and
+// nothing else removes it (its account is live: no sweep takes it).
 func (s *Store) withdraw(p *pendingWrite, rev uint64) {
 	defer func() {
 		s.amu.Lock()
@@ -496,27 +499,52 @@ func (s *Store) withdraw(p *pendingWrite, rev uint64) {
 		s.amu.Unlock()
 		close(p.settled)
 	}()
+	for {
+		err := s.withdrawOnce(p, rev)
+		if err == nil {
+			return
+		}
+		if !transient(err) || s.life.Err() != nil {
+			s.log.Warn("kvstore: cannot withdraw a durable user write answered as not stored; its key stays taken", "key", p.key, "error", err)
+			return
+		}
+		s.log.Warn("kvstore: cannot withdraw a durable user write answered as not stored yet; trying again", "key", p.key, "error", err)
+		// A delete that timed out may have landed: the next attempt
+		// reads the key again.
+		rev = 0
+		select {
+		case <-s.life.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// withdrawOnce is one attempt of withdraw: stored at rev, or, with rev 0,
+// perhaps stored.
+func (s *Store) withdrawOnce(p *pendingWrite, rev uint64) error {
 	ctx, cancel := context.WithTimeout(s.life, s.opts.Timeout)
 	defer cancel()
 	if rev == 0 {
 		e, err := s.kv.Get(ctx, p.key)
 		if errors.Is(err, jetstream.ErrKeyNotFound) || err == nil && !bytes.Equal(e.Value(), p.data) {
-			return // not stored
+			return nil // not stored
 		}
 		if err != nil {
-			s.log.Warn("kvstore: cannot tell whether a durable user write answered as not stored was stored", "key", p.key, "error", err)
-			return
+			return fmt.Errorf("tell whether it was stored: %w", err)
 		}
 		rev = e.Revision()
 	}
+	if err := s.at("withdraw: delete"); err != nil {
+		return err
+	}
 	ack, err := s.js.PublishMsg(ctx, deleteMarker(s.subject+p.key), jetstream.WithExpectLastSequencePerSubject(rev))
 	if err != nil {
-		s.log.Warn("kvstore: cannot withdraw a durable user write answered as not stored; its key stays taken", "key", p.key, "error", err)
-		return
+		return err
 	}
 	s.mu.Lock()
 	s.m.apply(change{key: p.key, rev: ack.Sequence, del: true})
 	s.mu.Unlock()
+	return nil
 }
 
 // confirm records the revision a pending write was stored at, and shows
