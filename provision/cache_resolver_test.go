@@ -2,11 +2,16 @@ package provision_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/jwt/v2"
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
@@ -142,7 +147,15 @@ func TestDeleteDoesNotWaitForADownCacheResolver(t *testing.T) {
 // with a full resolver and node-b with a cache resolver.
 func cacheResolverNodes(t *testing.T) (*bootstrap.Result, []*clusterNode) {
 	t.Helper()
-	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
+	return cacheResolverNodesOf(t, bootstrap.Options{})
+}
+
+// cacheResolverNodesOf is cacheResolverNodes of a deployment made with
+// opts (a file store in a directory of the test's).
+func cacheResolverNodesOf(t *testing.T, opts bootstrap.Options) (*bootstrap.Result, []*clusterNode) {
+	t.Helper()
+	opts.Dir, opts.Store = t.TempDir(), bootstrap.StoreFile
+	res, err := bootstrap.Init(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,5 +185,64 @@ func waitRoutes(t *testing.T, b *clusterNode) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s did not route to the other node", b.name)
 		}
+	}
+}
+
+// TestDeleteOnAFullServerBesideACacheResolver: node-a runs a full resolver
+// at its limit that holds no version of the account (it lost it: a
+// DELETE, an old disk), node-b a cache resolver. node-a refuses the
+// disabled version as "jwt store is full", which counts as having
+// confirmed it (nothing is there to disable), and node-b answers "jwt
+// update cache skipped", as it answers every push of an account it does
+// not hold. The delete must go on: a cache resolver's 200 was taken for a
+// refusal "for another reason", and the delete failed and was put back,
+// each try the same, in any deployment with a leaf or edge server.
+func TestDeleteOnAFullServerBesideACacheResolver(t *testing.T) {
+	res, nodes := cacheResolverNodesOf(t, bootstrap.Options{ResolverLimit: 6})
+	d := newClusterDomain(t, res, nodes, time.Hour, nil)
+	ctx := context.Background()
+	acc, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := acc.Account.PublicKey
+	fill := func() {
+		t.Helper()
+		for i := 0; ; i++ {
+			if i == 20 {
+				t.Fatal("node-a's resolver never filled up")
+			}
+			_, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: fmt.Sprintf("filler-%d-%d", time.Now().UnixNano(), i)})
+			if errors.Is(err, provision.ErrRefused) && strings.Contains(err.Error(), "jwt store is full") {
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	fill()
+	// node-a loses acme, and its place is taken.
+	op, err := provision.LoadOperator(filepath.Join(res.Dir, bootstrap.OperatorJWTFile), filepath.Join(res.Dir, bootstrap.OperatorSigningKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gc := jwt.NewGenericClaims(op.SignerKey)
+	gc.Data["accounts"] = []string{pub}
+	token, err := gc.Encode(op.Signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := d.rc.Delete(ctx, token); err != nil {
+		t.Fatalf("DELETE of acme on the servers: %v (%+v)", err, r)
+	}
+	fill()
+
+	rep, err := d.svc.DeleteAccount(ctx, api.AccountRequest{Account: pub})
+	if err != nil {
+		t.Fatalf("delete of an account the full node-a does not hold, beside the cache resolver node-b: %v", err)
+	}
+	if rep.Phase != string(provision.PhaseDeleted) || len(rep.Waiting) != 0 {
+		t.Errorf("delete: phase %s waiting %v, want deleted", rep.Phase, rep.Waiting)
 	}
 }
