@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
@@ -244,5 +245,63 @@ func TestDeleteOnAFullServerBesideACacheResolver(t *testing.T) {
 	}
 	if rep.Phase != string(provision.PhaseDeleted) || len(rep.Waiting) != 0 {
 		t.Errorf("delete: phase %s waiting %v, want deleted", rep.Phase, rep.Waiting)
+	}
+}
+
+// TestCacheResolverErrorDoesNotUndoAChange: node-b runs a cache resolver
+// that holds an account (a user of it is connected there) and cannot
+// write its cache (its disk is full or broken), so it answers the push
+// "jwt update cache resulted in error". No version waits for a cache
+// resolver (it stores nothing pushed), and node-a stored the change: the
+// change must stand. node-b's answer was taken for a refusal, the change
+// failed and was put back on every server, so a leaf server with a broken
+// disk made every change of an account used there fail, revocations
+// included.
+func TestCacheResolverErrorDoesNotUndoAChange(t *testing.T) {
+	res, nodes := cacheResolverNodes(t)
+	d := newClusterDomain(t, res, nodes, time.Hour, nil)
+	ctx := context.Background()
+	acc, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := d.svc.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "edge"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The user connects to node-b, which fetches the account and caches it.
+	nc, err := nats.Connect(nodes[1].srv.URL(), nats.UserCredentials(writeCreds(t, u.User)), nats.NoReconnect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	raw, err := os.ReadFile(nodes[1].conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`type: cache, dir: "([^"]+)"`).FindStringSubmatch(string(raw))
+	if m == nil {
+		t.Fatal("no cache resolver directory in node-b's configuration")
+	}
+	// node-b's cache cannot be written any more.
+	if err := os.RemoveAll(m[1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(m[1], nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tags := []string{"moved"}
+	rep, err := d.svc.UpdateAccount(ctx, api.UpdateAccountRequest{Account: acc.Account.PublicKey, Tags: &tags})
+	if err != nil {
+		t.Fatalf("update with node-b's cache resolver failing to write: %v", err)
+	}
+	t.Logf("resolver answers: %+v", rep.Resolver)
+	a, err := d.store.Account(ctx, acc.Account.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := jwt.DecodeAccountClaims(a.JWT)
+	if err != nil || !c.Tags.Contains("moved") {
+		t.Errorf("the store's version has tags %v (%v), want the update's", c.Tags, err)
 	}
 }

@@ -34,8 +34,9 @@ type claimsReply struct {
 // one reply per known server, sorted by server name: those that are down
 // are not waited for and are listed as not answered (code 504). The error,
 // wrapped with context, is a *provision.RefusedError (matching
-// provision.ErrRefused) when a server refused or only cache resolvers
-// answered, provision.ErrTimeout when no server answered, and
+// provision.ErrRefused) when a server refused (a cache resolver's failure
+// to update its copy is in the result, but refuses nothing) or only cache
+// resolvers answered, provision.ErrTimeout when no server answered, and
 // provision.ErrNotSent when the push reached no server.
 func (c *Client) Update(ctx context.Context, accountJWT string) (provision.PushResult, error) {
 	res, err := c.push(ctx, SubjectClaimsUpdate, []byte(accountJWT))
@@ -71,6 +72,15 @@ func (c *Client) push(ctx context.Context, subject string, data []byte) (provisi
 		}
 		answered[rep.Server] = true
 		res = append(res, rep)
+		if refusal != "" && subject == SubjectClaimsUpdate && isCacheMessage(rep.Message) {
+			// A cache resolver that could not update its copy (its disk
+			// full or broken) refuses nothing that is waited for: it
+			// stores nothing pushed, and fetches the account from the
+			// full resolvers. Counted, one leaf server's disk failed
+			// every change of an account used there, and the change was
+			// put back on every server. Its answer stays in the result.
+			continue
+		}
 		if refusal != "" {
 			refusals = append(refusals, refusal)
 		}
