@@ -275,21 +275,8 @@ func TestCacheResolverErrorDoesNotUndoAChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	raw, err := os.ReadFile(nodes[1].conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := regexp.MustCompile(`type: cache, dir: "([^"]+)"`).FindStringSubmatch(string(raw))
-	if m == nil {
-		t.Fatal("no cache resolver directory in node-b's configuration")
-	}
 	// node-b's cache cannot be written any more.
-	if err := os.RemoveAll(m[1]); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(m[1], nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	breakCacheDir(t, nodes[1])
 	tags := []string{"moved"}
 	rep, err := d.svc.UpdateAccount(ctx, api.UpdateAccountRequest{Account: acc.Account.PublicKey, Tags: &tags})
 	if err != nil {
@@ -303,5 +290,58 @@ func TestCacheResolverErrorDoesNotUndoAChange(t *testing.T) {
 	c, err := jwt.DecodeAccountClaims(a.JWT)
 	if err != nil || !c.Tags.Contains("moved") {
 		t.Errorf("the store's version has tags %v (%v), want the update's", c.Tags, err)
+	}
+}
+
+// TestCacheResolverErrorDoesNotHoldADelete: as
+// TestCacheResolverErrorDoesNotUndoAChange, but the account is deleted:
+// node-b cannot remove its cached copy either ("deleted 0 accounts,
+// failed for 1"). No delete waits for a cache resolver, which holds the
+// disabled version at most: the delete must finish. It stayed disabled,
+// its DELETE failed by every pass, as long as node-b's disk was broken.
+func TestCacheResolverErrorDoesNotHoldADelete(t *testing.T) {
+	res, nodes := cacheResolverNodes(t)
+	d := newClusterDomain(t, res, nodes, time.Hour, nil)
+	ctx := context.Background()
+	acc, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := d.svc.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "edge"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(nodes[1].srv.URL(), nats.UserCredentials(writeCreds(t, u.User)), nats.NoReconnect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	breakCacheDir(t, nodes[1])
+	rep, err := d.svc.DeleteAccount(ctx, api.AccountRequest{Account: acc.Account.PublicKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Phase != string(provision.PhaseDeleted) || len(rep.Waiting) != 0 {
+		t.Errorf("delete with node-b's cache resolver failing to write: phase %s waiting %v, want deleted", rep.Phase, rep.Waiting)
+	}
+}
+
+// breakCacheDir makes a cache resolver node's directory unwritable, as a
+// full or broken disk does: a file takes its place.
+func breakCacheDir(t *testing.T, n *clusterNode) {
+	t.Helper()
+	raw, err := os.ReadFile(n.conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`type: cache, dir: "([^"]+)"`).FindStringSubmatch(string(raw))
+	if m == nil {
+		t.Fatalf("no cache resolver directory in %s's configuration", n.name)
+	}
+	if err := os.RemoveAll(m[1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(m[1], nil, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -48,7 +48,8 @@ func (c *Client) Update(ctx context.Context, accountJWT string) (provision.PushR
 
 // Delete sends a signed delete request (a generic JWT listing accounts,
 // signed by an operator key) to every server's resolver, with the same
-// result and errors as Update.
+// result and errors as Update; a server known to run a cache resolver
+// refuses nothing.
 func (c *Client) Delete(ctx context.Context, token string) (provision.PushResult, error) {
 	res, err := c.push(ctx, SubjectClaimsDelete, []byte(token))
 	if err != nil {
@@ -72,13 +73,14 @@ func (c *Client) push(ctx context.Context, subject string, data []byte) (provisi
 		}
 		answered[rep.Server] = true
 		res = append(res, rep)
-		if refusal != "" && subject == SubjectClaimsUpdate && isCacheMessage(rep.Message) {
-			// A cache resolver that could not update its copy (its disk
-			// full or broken) refuses nothing that is waited for: it
-			// stores nothing pushed, and fetches the account from the
-			// full resolvers. Counted, one leaf server's disk failed
-			// every change of an account used there, and the change was
-			// put back on every server. Its answer stays in the result.
+		if refusal != "" && (subject == SubjectClaimsUpdate && isCacheMessage(rep.Message) || subject == SubjectClaimsDelete && c.isCache(rep.Server, rep.ServerID)) {
+			// A cache resolver that could not update or remove its copy
+			// (its disk full or broken) refuses nothing that is waited
+			// for: it stores nothing pushed, and fetches the account
+			// from the full resolvers. Counted, one leaf server's disk
+			// failed every change of an account used there, put back on
+			// every server, and kept every delete disabled. Its answer
+			// stays in the result.
 			continue
 		}
 		if refusal != "" {

@@ -184,6 +184,15 @@ func (c *Client) noteResolver(name, id string, cache bool) {
 	}
 }
 
+// isCache reports whether the server instance runs a cache resolver, as
+// its last answer to a push said (a DELETE's answer does not say).
+func (c *Client) isCache(name, id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.servers[name]
+	return s != nil && s.ID == id && s.Cache
+}
+
 // markDownLocked marks a server down; it stays known until ForgetAfter.
 func (c *Client) markDownLocked(s *provision.Server, reason string) {
 	if !s.Up {
