@@ -83,9 +83,12 @@ func TestUserCommands(t *testing.T) {
 	if uc.Name != "alice" || uc.Expires < time.Now().Add(23*time.Hour).Unix() || !uc.Pub.Allow.Contains("orders.>") || !uc.Sub.Deny.Contains("secret.>") {
 		t.Errorf("alice's JWT: name %q expires %d pub %+v sub %+v", uc.Name, uc.Expires, uc.Pub, uc.Sub)
 	}
+	// A publish the server refuses returns nil and so does the flush: the
+	// refusal is the -ERR the server sends before the flush's PONG, which
+	// the connection keeps as its last error.
 	nc := c.env.Connect(t, alice)
-	if err := nc.Publish("orders.new", nil); err != nil || nc.Flush() != nil {
-		t.Errorf("alice cannot publish on orders.new: %v", err)
+	if err := nc.Publish("orders.new", nil); err != nil || nc.Flush() != nil || nc.LastError() != nil {
+		t.Errorf("alice cannot publish on orders.new: %v, last error %v", err, nc.LastError())
 	}
 
 	// The file is never overwritten, and nothing is issued.
