@@ -77,3 +77,39 @@ func TestBucketReplacedUnderneath(t *testing.T) {
 		})
 	}
 }
+
+// TestLostStoreWritesNothingToTheNewBucket: a user added in the background
+// just as the bucket is deleted has its write tried again until Close. Once
+// the store has found its bucket gone (lose), it answers nothing more; but
+// its retries went on, and when another instance made the bucket again they
+// stored the record there: a user of an account the new bucket has never
+// held, which no stray removal takes (no instance saw that account removed).
+func TestLostStoreWritesNothingToTheNewBucket(t *testing.T) {
+	d := startDeployment(t, 1)
+	k, _ := newSealKey(t)
+	log, lb := newLog(t)
+	s := openStore(t, d.connect(t, d.svcCreds), Options{Seal: k, Logger: log, CloseTimeout: time.Second})
+	ctx := bg(t)
+	a := newAccount(t, "acme")
+	if _, err := s.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(d.connect(t, d.svcCreds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteKeyValue(ctx, s.opts.Bucket); err != nil {
+		t.Fatal(err)
+	}
+	// The mirror still holds the account: the add is taken, its write fails.
+	u := newUser(t, a.PublicKey, "late")
+	if err := s.AddUser(ctx, u, false); err != nil {
+		t.Fatalf("add just after the delete: %v", err)
+	}
+	eventually(t, 10*time.Second, "the store finds its bucket gone", func() bool { return s.Broken() != nil })
+	other := openStore(t, d.connect(t, d.svcCreds), Options{Seal: k})
+	time.Sleep(5 * time.Second) // a few of the retries' rounds
+	if e, err := other.kv.Get(ctx, userKey(u.PublicKey)); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Errorf("the new bucket holds the user record the lost store was trying to write (%v, %v):\n%s", e, err, lb.String())
+	}
+}

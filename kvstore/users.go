@@ -648,6 +648,13 @@ func (s *Store) retry(p *pendingWrite, sem chan struct{}) {
 		case <-time.After(wait):
 		}
 		wait = min(2*max(wait, 50*time.Millisecond), 2*time.Second)
+		if s.Broken() != nil {
+			// The bucket was deleted or replaced under the store (lose):
+			// a record stored now would land in a bucket that never held
+			// its account, a user no stray removal takes. It stays
+			// unconfirmed, and Close names it.
+			return
+		}
 		select {
 		case <-s.stop:
 			return
