@@ -277,3 +277,48 @@ func writesUnavailable(t *testing.T, s *Store, a provision.Account) {
 		t.Fatalf("durable AddUser with the server down: %v, want ErrUnavailable", err)
 	}
 }
+
+// TestCloseLeavesNoSubscription: the connection belongs to the caller and
+// stays open after Close (the migrate and reseal commands open a store,
+// close it and go on). The JetStream contexts' reply subscription for
+// asynchronous acknowledgements, made by the first background write (a
+// user record written alone, a removal's delete markers), stayed on it after
+// Close with its goroutine: one more per store opened and closed on the
+// connection.
+func TestCloseLeavesNoSubscription(t *testing.T) {
+	d := startDeployment(t, 1)
+	nc := d.connect(t, d.svcCreds)
+	key, _ := newSealKey(t)
+	// The connection's own subscription for replies to requests, made
+	// by its first request, is the connection's.
+	_, _ = nc.Request("no.one.listens", nil, 100*time.Millisecond)
+	before := nc.NumSubscriptions()
+	s, err := Open(bg(t), nc, Options{Seal: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := bg(t)
+	a := newAccount(t, "x")
+	rev, err := s.CreateAccount(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := s.AddUser(ctx, newUser(t, a.PublicKey, "u"), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.RemoveAccount(ctx, a.PublicKey, rev); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for nc.NumSubscriptions() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := nc.NumSubscriptions(); n > before {
+		t.Errorf("%d subscriptions on the connection after Close, %d before Open", n, before)
+	}
+}

@@ -668,6 +668,12 @@ func (s *Store) Close() error {
 	s.workers.Wait() // retryLoop starts no retry after this
 	s.retries.Wait()
 	s.watcher.Wait()
+	// The reply subscriptions of asynchronous acknowledgements belong to
+	// the JetStream contexts, on the caller's connection, which stays
+	// open: left, every store opened and closed on it left one more, with
+	// its goroutine. What is still in flight is unconfirmed, named below.
+	s.js.CleanupPublisher()
+	s.bulkJS.CleanupPublisher()
 	if len(unconfirmed) > 0 {
 		for _, k := range unconfirmed {
 			s.log.Error("kvstore: user record not confirmed before close; it may be missing from user.list", "key", k)
