@@ -3,6 +3,7 @@ package kvstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -697,4 +698,38 @@ func TestRetriedRecordAfterItsRemoval(t *testing.T) {
 	})
 	// The mirror drops it when the watcher brings the removal.
 	eventually(t, 5*time.Second, "the user of a removed account no longer shown", func() bool { return !shows(s, u) })
+}
+
+// TestUserReadBehindManyPacksUnavailable: a read of a user the mirror does
+// not hold reads the packs the watcher has not brought yet. When the bucket
+// did not answer that read within the store's Timeout (here: a stalled
+// watcher, and more packs than one Timeout reads), the bare context error
+// came back, which the responder takes for the request's own deadline
+// ("ran out of its time ... may have taken effect") instead of unavailable.
+func TestUserReadBehindManyPacksUnavailable(t *testing.T) {
+	d := startDeployment(t, 1)
+	key, _ := newSealKey(t)
+	sa := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Instance: "a"})
+	sb := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Instance: "b", Timeout: 100 * time.Millisecond})
+	ctx := bg(t)
+	a := newAccount(t, "packed")
+	if _, err := sa.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "b sees it", func() bool { return mirrorRevision(sb, a.PublicKey) != 0 })
+	release := stallWatcher(t, sa, sb)
+	defer release()
+	for i := range 3000 {
+		u := newUser(t, a.PublicKey, "p")
+		if _, err := sa.kv.Create(ctx, fmt.Sprintf("%sp%d", packPrefix, i), mustJSON(t, packRecord{Users: []provision.User{u}})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := sb.User(ctx, newUser(t, a.PublicKey, "unknown").PublicKey)
+	if err == nil {
+		t.Skip("the packs were read within the timeout")
+	}
+	if !errors.Is(err, provision.ErrUnavailable) {
+		t.Errorf("a user read whose pack read timed out: %v, want unavailable", err)
+	}
 }

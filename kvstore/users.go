@@ -76,8 +76,13 @@ func (s *Store) fetchUser(ctx context.Context, userPub string) error {
 	key := userKey(userPub)
 	m, err := s.stream.GetLastMsgForSubject(ctx, s.subject+key)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		// Or in a pack the mirror has not seen yet.
-		return s.readPacks(ctx)
+		// Or in a pack the mirror has not seen yet. Its failure is the
+		// bucket's, as the read's above: bare, a timeout was taken for
+		// the request's own deadline.
+		if err := s.readPacks(ctx); err != nil {
+			return mapErr("read user "+userPub, err)
+		}
+		return nil
 	}
 	if err != nil {
 		return mapErr("read user "+userPub, err)
