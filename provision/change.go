@@ -245,7 +245,7 @@ func (s *Service) version(pub string, q *queue, batch []*change) {
 		if next.Live() {
 			s.prune(ctx, pub, claims)
 		}
-		token, err := s.sign(claims)
+		token, err := s.signKeeping(claims, prev.claims.Expires)
 		if errors.Is(err, ErrInvalid) && len(batch) > 1 {
 			// One change may have made the version unsignable (too
 			// large): it fails alone, not the others it joined.
@@ -253,7 +253,7 @@ func (s *Service) version(pub string, q *queue, batch []*change) {
 			if len(batch) == 0 {
 				return
 			}
-			token, err = s.sign(claims)
+			token, err = s.signKeeping(claims, prev.claims.Expires)
 		}
 		if err != nil {
 			fail(batch, err)
@@ -495,7 +495,7 @@ func (s *Service) signable(ctx context.Context, a Account, base *jwt.AccountClai
 				if trial.Live() {
 					s.prune(ctx, a.PublicKey, probe)
 				}
-				_, err = s.sign(probe)
+				_, err = s.signKeeping(probe, base.Expires)
 			}
 		}
 		if err != nil {
@@ -607,7 +607,11 @@ func (s *Service) restore(ctx context.Context, prev, next Account, repush bool) 
 	back := prev
 	claims, err := decodeAccount(prev.JWT)
 	if err == nil {
-		back.JWT, err = s.signNext(ctx, withIssued(claims, mustIssued(next.JWT)))
+		// prev's content keeps its expiry, passed or not.
+		claims = withIssued(claims, mustIssued(next.JWT))
+		if err = afterIssue(ctx, claims.IssuedAt); err == nil {
+			back.JWT, err = s.signKeeping(claims, claims.Expires)
+		}
 	}
 	if err != nil {
 		log.Error("could not sign the previous version of an account after a failed push; the store keeps the failed change and the reconciler pushes it", "error", err)

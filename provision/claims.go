@@ -107,6 +107,18 @@ func claimsCopy(c *jwt.AccountClaims) (*jwt.AccountClaims, error) {
 // receives, so nothing leaves here unless its issuer is our signing key,
 // its subject the account, it is unexpired, valid, and small enough.
 func (s *Service) sign(claims *jwt.AccountClaims) (string, error) {
+	return s.signKeeping(claims, 0)
+}
+
+// signKeeping is sign for a new version of an account whose current version
+// expires at kept: a version that keeps an expiry already passed is signed
+// all the same. The servers take it (they store an expired account JWT, and
+// its users stay shut out), and a change made to an expired account, a
+// revocation above all, is in place when the account is renewed: refused,
+// a revocation could only follow the renewal, and the user was valid again
+// in between. A change that makes the version expired (an expiry already
+// passed) is still refused.
+func (s *Service) signKeeping(claims *jwt.AccountClaims, kept int64) (string, error) {
 	vr := jwt.CreateValidationResults()
 	claims.Validate(vr)
 	if errs := vr.Errors(); len(errs) > 0 {
@@ -128,7 +140,7 @@ func (s *Service) sign(claims *jwt.AccountClaims) (string, error) {
 		return "", fmt.Errorf("signed account JWT has issuer %s, want the operator signing key %s", claims.Issuer, op.SignerKey)
 	case claims.Subject != pub:
 		return "", fmt.Errorf("signed account JWT has subject %s, want %s", claims.Subject, pub)
-	case claims.Expires != 0 && claims.Expires <= time.Now().Unix():
+	case claims.Expires != 0 && claims.Expires <= time.Now().Unix() && claims.Expires != kept:
 		return "", fmt.Errorf("%w: the account JWT would be expired", ErrInvalid)
 	}
 	return token, nil

@@ -102,7 +102,7 @@ func (s *Service) RotateAccount(ctx context.Context, req api.RotateAccountReques
 			if err != nil {
 				return err
 			}
-			token, err := s.sign(probe)
+			token, err := s.signKeeping(probe, claims.Expires)
 			if err != nil {
 				return err
 			}

@@ -1,0 +1,59 @@
+package provision_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+
+	"github.com/natsprov/provisioner/api"
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/provtest"
+)
+
+// TestRevokeInAnExpiredAccount: a user of an account whose expiry has
+// passed can be revoked, so that it stays cut off once the account is
+// renewed. Refused ("the account JWT would be expired"), the only order
+// left was renew, then revoke, and the user was valid again in between;
+// the servers store an expired account JWT (its users stay shut out). A
+// change that makes the account expired is still refused.
+func TestRevokeInAnExpiredAccount(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	d := newDomain(t, env, nil)
+	defer d.stop()
+	ctx := context.Background()
+	acc, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "brief", ExpiresIn: "2s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, uc := issue(t, d, api.CreateUserRequest{Account: "brief", Name: "u"})
+	time.Sleep(3 * time.Second)
+	if connects(env, creds) {
+		t.Fatal("a user of an expired account connects")
+	}
+	if _, err := d.svc.RevokeUser(ctx, api.RevokeUserRequest{Account: "brief", User: uc.Subject}); err != nil {
+		t.Fatalf("revoke of a user of an expired account: %v", err)
+	}
+	for _, cp := range d.lookupAll(t, acc.Account.PublicKey) {
+		c, err := jwt.DecodeAccountClaims(cp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := c.Revocations[uc.Subject]; !ok {
+			t.Error("a server's copy of the account lacks the revocation")
+		}
+	}
+	renew := "1h"
+	if _, err := d.svc.UpdateAccount(ctx, api.UpdateAccountRequest{Account: "brief", ExpiresIn: &renew}); err != nil {
+		t.Fatal(err)
+	}
+	if connects(env, creds) {
+		t.Error("the user revoked while the account was expired connects once it is renewed")
+	}
+	// Making the account expired is still refused.
+	past := "1ns"
+	if _, err := d.svc.UpdateAccount(ctx, api.UpdateAccountRequest{Account: "brief", ExpiresIn: &past}); err == nil {
+		t.Error("an update that makes the account expired was made")
+	}
+}
