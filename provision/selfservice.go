@@ -227,10 +227,14 @@ func (s *Service) SelfCreateUser(ctx context.Context, t Tenant, req api.SelfCrea
 	}
 	out, rec, err := s.issue(ctx, a, u, t.caller())
 	if err != nil && withdrawn {
+		refused := api.Event{Type: api.EventUserCreated, Account: a.PublicKey, AccountName: a.Name, User: rec.PublicKey, UserName: rec.Name, Role: rec.Role, Caller: t.caller(), Result: "refused: self-service settings changed meanwhile"}
 		if werr := s.withdrawUser(a, rec); werr != nil {
-			return nil, werr
+			s.log.Error("a self-service user refused after its record was stored could not be revoked; it stays listed as active (its JWT was never handed out) until a retry revokes it", "account", a.PublicKey, "user", rec.PublicKey, "name", rec.Name, "error", werr)
+			s.retryWithdraw(a, rec, refused)
+			return nil, fmt.Errorf("self-service settings changed meanwhile, and user %s, refused, recorded but never handed out, could not be revoked yet (tried again in the background): %w", rec.PublicKey, werr)
 		}
-		s.emit(ctx, api.Event{Type: api.EventUserCreated, Account: a.PublicKey, AccountName: a.Name, User: rec.PublicKey, UserName: rec.Name, Role: rec.Role, Caller: t.caller(), Result: "refused: self-service settings changed meanwhile"})
+		s.log.Warn("a self-service user was refused after its record was stored: the account's self-service settings changed meanwhile; it is revoked (its JWT was never handed out)", "account", a.PublicKey, "user", rec.PublicKey, "name", rec.Name)
+		s.emit(ctx, refused)
 	}
 	return out, err
 }
@@ -243,12 +247,53 @@ func (s *Service) withdrawUser(a Account, rec User) error {
 		c.RevokeAt(rec.PublicKey, time.Unix(max(time.Now().Unix(), rec.IssuedAt), 0))
 		return nil
 	})
-	if err != nil {
-		s.log.Error("a self-service user refused after its record was stored could not be revoked; it stays listed as active (its JWT was never handed out): revoke it", "account", a.PublicKey, "user", rec.PublicKey, "name", rec.Name, "error", err)
-		return fmt.Errorf("self-service settings changed meanwhile, and user %s, refused, recorded but never handed out, could not be revoked: %w", rec.PublicKey, err)
+	return err
+}
+
+// withdrawRetry bounds the wait between two tries of a withdrawal.
+const withdrawRetry = 30 * time.Second
+
+// retryWithdraw tries withdrawUser again in the background, after a
+// second and then twice as long each time up to withdrawRetry, until it
+// lands, the account is gone (its users' records go with it), or the
+// service closes; landed, it publishes the create's refusal (event), as
+// the create does when its first try lands. Nothing else would revoke the
+// user: its record looks like any active user's, and the reconciler
+// pushes what the store holds. It is this instance's alone: a crash or a
+// stop before it lands leaves the user active (listed, counted by the
+// quota, its name taken), for an admin to revoke, as the ERROR logged at
+// the first failure asks.
+func (s *Service) retryWithdraw(a Account, rec User, event api.Event) {
+	if s.closing.Err() != nil {
+		return
 	}
-	s.log.Warn("a self-service user was refused after its record was stored: the account's self-service settings changed meanwhile; it is revoked (its JWT was never handed out)", "account", a.PublicKey, "user", rec.PublicKey, "name", rec.Name)
-	return nil
+	s.retries.Add(1)
+	go func() {
+		defer s.retries.Done()
+		wait := time.Second
+		for tries := 1; ; tries++ {
+			t := time.NewTimer(wait)
+			select {
+			case <-s.closing.Done():
+				t.Stop()
+				s.log.Error("stopping: a self-service user refused after its record was stored was never revoked; it stays listed as active (its JWT was never handed out): revoke it", "account", a.PublicKey, "user", rec.PublicKey, "name", rec.Name, "tries", tries)
+				return
+			case <-t.C:
+			}
+			err := s.withdrawUser(a, rec)
+			switch {
+			case err == nil:
+				s.log.Warn("a self-service user refused after its record was stored is revoked at last (its JWT was never handed out)", "account", a.PublicKey, "user", rec.PublicKey, "name", rec.Name, "tries", tries+1)
+				s.emit(s.closing, event)
+				return
+			case errors.Is(err, ErrNotFound):
+				// The account was deleted: the record went with it.
+				return
+			}
+			s.log.Debug("a self-service user refused after its record was stored could not be revoked yet; tried again", "account", a.PublicKey, "user", rec.PublicKey, "error", err)
+			wait = min(2*wait, withdrawRetry)
+		}
+	}()
 }
 
 // activeSelfUsers counts an account's self-service users that are neither

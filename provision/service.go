@@ -117,10 +117,16 @@ type Service struct {
 	// halted parents the work that does not end with its request (a
 	// change's version, its take-back, the read-back after a push); Halt
 	// cancels it.
-	halted  context.Context
-	halt    context.CancelFunc
-	cache   sync.Map // account public key -> *state
-	confirm confirmations
+	halted context.Context
+	halt   context.CancelFunc
+	// closing ends when Close begins: the background work that would go
+	// on for as long as the service runs (a withdrawal tried again,
+	// retryWithdraw) stops then, and Close waits for it in retries.
+	closing  context.Context
+	closeNow context.CancelFunc
+	retries  sync.WaitGroup
+	cache    sync.Map // account public key -> *state
+	confirm  confirmations
 	// deletesOff is set once the servers refused a DELETE because they do
 	// not allow deletes (allow_delete false), and cleared by a DELETE
 	// carried out: the disabled version is then the end state, and a
@@ -190,6 +196,7 @@ func New(cfg Config) (*Service, error) {
 	s.op.Store(cfg.Operator)
 	s.rec.init()
 	s.halted, s.halt = context.WithCancel(context.Background())
+	s.closing, s.closeNow = context.WithCancel(context.Background())
 	return s, nil
 }
 
@@ -216,9 +223,12 @@ func (s *Service) close() {
 	s.rec.mu.Lock()
 	s.rec.end()
 	s.rec.mu.Unlock()
+	s.closeNow()
 	done := make(chan struct{})
 	go func() {
 		s.rec.manual.Wait()
+		// Before the workers: a retry's change is handed to one.
+		s.retries.Wait()
 		s.queues.workers.Wait()
 		close(done)
 	}()
