@@ -216,6 +216,13 @@ type Report struct {
 	// minutes) when the measurements began and ended.
 	LoadStart string `json:"load_start,omitempty"`
 	LoadEnd   string `json:"load_end,omitempty"`
+	// Storage names the memory-backed filesystem (tmpfs, ramfs) the
+	// deployment's directory is on, when it is: the file store's
+	// fdatasync and the servers' sync_interval always reach no disk
+	// there and cost nothing, so the run does not measure the durable
+	// settings the targets are set for (a temp dir where /tmp is tmpfs;
+	// give --dir on a disk).
+	Storage string `json:"storage,omitempty"`
 	// Elapsed is the time the measurements in Results took, setup
 	// included.
 	Elapsed      time.Duration    `json:"elapsed_ns"`
@@ -413,7 +420,7 @@ func Run(ctx context.Context, e *Env, o Options) (*Report, error) {
 		return nil, err
 	}
 	start := time.Now()
-	rep := &Report{Machine: Machine(), Store: e.Store, Server: e.ServerDescription(), External: e.External != nil, Servers: 1 + len(e.Peers),
+	rep := &Report{Machine: Machine(), Store: e.Store, Server: e.ServerDescription(), External: e.External != nil, Servers: 1 + len(e.Peers), Storage: e.Storage,
 		N: o.N, C: o.C, CHigh: o.CHigh, Rounds: o.Rounds, LoadStart: loadAverage()}
 	prefix := e.Prefix
 	create := func(body string) (api.AccountReply, error) {

@@ -40,7 +40,10 @@ type Env struct {
 	// Operator is the floors' own copy of the operator signing key.
 	Operator *provision.Operator
 	Prefix   string
-	floors   *floors
+	// Storage names the memory-backed filesystem (tmpfs, ramfs) Dir is
+	// on, "" when it is on another: see Report.Storage.
+	Storage string
+	floors  *floors
 	// pusher sends the floors' claims API requests on Sys and waits for
 	// every server's answer.
 	pusher *pusher
@@ -74,7 +77,7 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Env{Dir: res.Dir, Store: o.Store}
+	e := &Env{Dir: res.Dir, Store: o.Store, Storage: volatileStorage(res.Dir)}
 	defer func() {
 		if err != nil {
 			e.Stop()
