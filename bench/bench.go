@@ -293,13 +293,49 @@ func run(n, c int, op func(i int) error) sample {
 	return s
 }
 
-// measure is run with the CPU time each process spent meanwhile.
+// measure is run with the CPU time each process spent meanwhile, and
+// until the work the operations left running is done (settle): the
+// service writes user records and audit events after its replies (400
+// user.creates on the KV store left about 40 ms of CPU behind them, half
+// their own), and the key pools refill once a row stops taking keys.
+// Measured up to the last reply only, that work fell into the next row,
+// often a floor or the JetStream write floor: the service's CPU per
+// operation read low, theirs high, and the next row ran slower than alone.
 func (e *Env) measure(n, c int, op func(i int) error) sample {
 	self0, srv0 := e.cpu()
 	s := run(n, c, op)
+	e.settle()
 	self1, srv1 := e.cpu()
 	s.cpu, s.serverCPU = self1-self0, srv1-srv0
 	return s
+}
+
+// settle takes the work as done once the processes used at most
+// settleQuiet of CPU in each of settleQuietPolls polls settlePoll apart
+// (the servers' CPU counts in 10 ms ticks: one tick in a poll is not
+// quiet). settleMax bounds the wait.
+const (
+	settlePoll       = 10 * time.Millisecond
+	settleQuiet      = time.Millisecond
+	settleQuietPolls = 3
+	settleMax        = 5 * time.Second
+)
+
+// settle waits until this process and the servers are quiet, at most
+// settleMax.
+func (e *Env) settle() {
+	self, srv := e.cpu()
+	quiet := 0
+	for deadline := time.Now().Add(settleMax); quiet < settleQuietPolls && time.Now().Before(deadline); {
+		time.Sleep(settlePoll)
+		self1, srv1 := e.cpu()
+		if self1-self+srv1-srv <= settleQuiet {
+			quiet++
+		} else {
+			quiet = 0
+		}
+		self, srv = self1, srv1
+	}
 }
 
 func (s sample) result(name string, c int) Result {
