@@ -301,7 +301,13 @@ func run(n, c int, op func(i int) error) sample {
 // Measured up to the last reply only, that work fell into the next row,
 // often a floor or the JetStream write floor: the service's CPU per
 // operation read low, theirs high, and the next row ran slower than alone.
+//
+// It waits for quiet before the row too, unmeasured: what ran before it
+// and is not a row's (the setup's 1,000 revocations, whose records and
+// audit events were still being written as the first row, a floor,
+// started; the floors' deletes between rounds) is not counted in it.
 func (e *Env) measure(n, c int, op func(i int) error) sample {
+	e.settle()
 	self0, srv0 := e.cpu()
 	s := run(n, c, op)
 	e.settle()
