@@ -327,10 +327,23 @@ func (s *Store) addDurable(ctx context.Context, p *pendingWrite, u provision.Use
 				switch {
 				case p.answered:
 					s.amu.Unlock()
-					err = <-p.done
+					if err = <-p.done; err == nil {
+						return nil // stored made it visible
+					}
+					// Not written again on its own: the caller has gone.
+					return mapErr("add user "+u.PublicKey, err)
 				case slices.Contains(s.queue, p):
+					// The batch loop drops it; its key is free for the
+					// retry this answer asks for.
 					p.abandoned = true
+					if s.pending[p.key] == p {
+						delete(s.pending, p.key)
+					}
 					s.amu.Unlock()
+					// Not written on its own either: the record written
+					// after this answer (then withdrawn) was in the bucket
+					// for a while, though the caller was told it is not.
+					return mapErr("add user "+u.PublicKey, err)
 				default:
 					p.abandoned = true
 					p.settled = make(chan struct{})
