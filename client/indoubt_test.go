@@ -14,6 +14,7 @@ import (
 	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/client"
 	"github.com/natsprov/provisioner/provtest"
+	"github.com/natsprov/provisioner/testenv"
 )
 
 // TestCreateUserInDoubtNamesTheKey: with the server paused, CreateUser's
@@ -34,9 +35,7 @@ func TestCreateUserInDoubtNamesTheKey(t *testing.T) {
 	if _, err := c.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := server.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
+	testenv.Pause(t, server)
 	short, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	began := time.Now()

@@ -6,6 +6,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/natsprov/provisioner/testenv"
 )
 
 // TestStopWithPausedServerFitsTheGracePeriod: SIGTERM while the server is
@@ -22,9 +24,7 @@ func TestStopWithPausedServerFitsTheGracePeriod(t *testing.T) {
 			d.startServer()
 			d.startServe()
 			d.request("prov.account.create", `{"name":"before"}`)
-			if err := d.server.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-				t.Fatal(err)
-			}
+			testenv.Pause(t, d.server.cmd.Process)
 			t.Cleanup(func() { d.server.cmd.Process.Signal(syscall.SIGCONT) })
 			time.Sleep(300 * time.Millisecond)
 			began := time.Now()

@@ -13,6 +13,7 @@ import (
 	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/events"
 	"github.com/natsprov/provisioner/provtest"
+	"github.com/natsprov/provisioner/testenv"
 )
 
 // TestPublishDoesNotWaitForAPausedServer: the server is paused (SIGSTOP),
@@ -27,9 +28,7 @@ func TestPublishDoesNotWaitForAPausedServer(t *testing.T) {
 	if err := pub.WithAudit(context.Background(), svc, 1); err != nil {
 		t.Fatal(err)
 	}
-	if err := proc.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
+	testenv.Pause(t, proc)
 	// Resumed before the connections close, which wait for their
 	// writes to the paused server.
 	t.Cleanup(func() { proc.Signal(syscall.SIGCONT) })

@@ -15,6 +15,7 @@ import (
 
 	"github.com/natsprov/provisioner/jsbatch"
 	"github.com/natsprov/provisioner/provision"
+	"github.com/natsprov/provisioner/testenv"
 )
 
 // TestPackedUserRecords: asynchronous user records that queue up reach
@@ -379,9 +380,7 @@ func TestServerPausedDuringBatch(t *testing.T) {
 	ctx := context.Background()
 	gate, users := heldBatch(t, s)
 	proc := d.nodes[0].cmd.Process
-	if err := proc.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
+	testenv.Pause(t, proc)
 	resumed := false
 	defer func() {
 		if !resumed {

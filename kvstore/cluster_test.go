@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natsprov/provisioner/provision"
+	"github.com/natsprov/provisioner/testenv"
 )
 
 // opLog records the outcome of every write of the failover test.
@@ -368,8 +369,17 @@ func replicatedPairOf(t *testing.T, batches bool, timeout time.Duration) (d *dep
 		}
 		old := (&Store{opts: Options{Bucket: "provisioner"}, subject: "$KV.provisioner."}).streamConfig(3)
 		old.AllowAtomicPublish = false
-		if _, err := js.CreateStream(context.Background(), old); err != nil {
-			t.Fatal(err)
+		// A cluster just started may not know every peer yet (10005, "no
+		// suitable peers for placement, peer offline"): Open asks again
+		// for JetStreamWait, and so does this.
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			_, err := js.CreateStream(context.Background(), old)
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal(err)
+			}
 		}
 	}
 	boot := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Replicas: 3})
@@ -398,10 +408,29 @@ func replicatedPairOf(t *testing.T, batches bool, timeout time.Duration) (d *dep
 	sb = openStore(t, conn(), Options{Seal: key, Timeout: timeout, Instance: "b"})
 	var paused atomic.Bool
 	pause = func() {
-		for _, f := range followers {
-			if err := f.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-				t.Error(err)
+		// The followers of the stream leader as it is now: under load a
+		// leader elected again since the start (one of the nodes then
+		// followers) left a pause of those two with no effect on the
+		// commit, and a write meant to hang was stored (CI).
+		followers = followers[:0]
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			info, err := boot.stream.Info(context.Background())
+			if err == nil && info.Cluster.Leader != "" {
+				for _, nd := range d.nodes {
+					if nd.name != info.Cluster.Leader {
+						followers = append(followers, nd)
+					}
+				}
+				break
 			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no stream leader to pause the followers of: %v", err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		for _, f := range followers {
+			testenv.Pause(t, f.cmd.Process)
 		}
 		paused.Store(true)
 	}

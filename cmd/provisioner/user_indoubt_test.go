@@ -21,6 +21,7 @@ import (
 	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/client"
 	"github.com/natsprov/provisioner/provtest"
+	"github.com/natsprov/provisioner/testenv"
 )
 
 // pauseOn is a TCP relay to the server at port that pauses the server
@@ -55,7 +56,7 @@ func pauseOn(t *testing.T, port int, server *os.Process, marker string) string {
 					n, err := in.Read(buf)
 					if n > 0 {
 						if bytes.Contains(buf[:n], []byte(marker)) {
-							once.Do(func() { server.Signal(syscall.SIGSTOP) })
+							once.Do(func() { _ = testenv.PauseProcess(server) })
 						}
 						if _, err := out.Write(buf[:n]); err != nil {
 							return
