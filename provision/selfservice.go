@@ -264,10 +264,14 @@ const withdrawRetry = 30 * time.Second
 // quota, its name taken), for an admin to revoke, as the ERROR logged at
 // the first failure asks.
 func (s *Service) retryWithdraw(a Account, rec User, event api.Event) {
+	// Under retryMu, so that no Add meets close's Wait at a zero count.
+	s.retryMu.Lock()
 	if s.closing.Err() != nil {
+		s.retryMu.Unlock()
 		return
 	}
 	s.retries.Add(1)
+	s.retryMu.Unlock()
 	go func() {
 		defer s.retries.Done()
 		wait := time.Second

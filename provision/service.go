@@ -124,6 +124,7 @@ type Service struct {
 	// retryWithdraw) stops then, and Close waits for it in retries.
 	closing  context.Context
 	closeNow context.CancelFunc
+	retryMu  sync.Mutex // orders retries.Add with closeNow
 	retries  sync.WaitGroup
 	cache    sync.Map // account public key -> *state
 	confirm  confirmations
@@ -223,7 +224,9 @@ func (s *Service) close() {
 	s.rec.mu.Lock()
 	s.rec.end()
 	s.rec.mu.Unlock()
+	s.retryMu.Lock()
 	s.closeNow()
+	s.retryMu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		s.rec.manual.Wait()
