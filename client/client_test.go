@@ -948,15 +948,7 @@ func TestSeedInAnyFieldIsNotSent(t *testing.T) {
 func TestGetAccountDecodesOmittedClaims(t *testing.T) {
 	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
-	f, err := os.OpenFile(env.Init.ServerConf, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteString("\nmax_payload: 16384\n"); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	env.Restart(t)
+	env.SetMaxPayload(t, 16384)
 	env.Start(t)
 	c := client.New(env.Admin(t))
 	ctx := context.Background()

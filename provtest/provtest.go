@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -84,6 +85,24 @@ func (e *Env) Restart(tb testing.TB) {
 	}
 	e.Server = srv
 	tb.Cleanup(srv.Stop)
+}
+
+// SetMaxPayload restarts the nats-server with max_payload set to n bytes
+// (its default is 1 MiB), for tests of what must fit in one message.
+func (e *Env) SetMaxPayload(tb testing.TB, n int) {
+	tb.Helper()
+	f, err := os.OpenFile(e.Init.ServerConf, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	_, err = fmt.Fprintf(f, "\nmax_payload: %d\n", n)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	e.Restart(tb)
 }
 
 // Start starts the provisioner against the deployment; it stops when the

@@ -2,7 +2,6 @@ package responder_test
 
 import (
 	"encoding/json"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -22,15 +21,7 @@ import (
 func TestInfoFitsMaxPayload(t *testing.T) {
 	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
-	f, err := os.OpenFile(env.Init.ServerConf, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteString("\nmax_payload: 16384\n"); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	env.Restart(t)
+	env.SetMaxPayload(t, 16384)
 	env.Start(t)
 	admin := env.Admin(t)
 	for _, subj := range []string{"$SRV.INFO", "$SRV.INFO." + env.Config.ServiceName} {

@@ -1,7 +1,6 @@
 package responder_test
 
 import (
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -21,15 +20,7 @@ import (
 func TestLongErrorFitsMaxPayload(t *testing.T) {
 	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
-	f, err := os.OpenFile(env.Init.ServerConf, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteString("\nmax_payload: 16384\n"); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	env.Restart(t)
+	env.SetMaxPayload(t, 16384)
 	env.Start(t)
 	admin := env.Admin(t)
 	for _, name := range []string{strings.Repeat("n", 9000), strings.Repeat("<é>", 3000)} {

@@ -3,7 +3,6 @@ package responder_test
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"testing"
 
 	"github.com/natsprov/provisioner/api"
@@ -21,15 +20,7 @@ import (
 func TestRotateReplyFits(t *testing.T) {
 	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
-	f, err := os.OpenFile(env.Init.ServerConf, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteString("\nmax_payload: 65536\n"); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	env.Restart(t)
+	env.SetMaxPayload(t, 65536)
 	env.Start(t)
 	admin := env.Admin(t)
 	roles := map[string]*api.Role{}

@@ -2,7 +2,6 @@ package responder_test
 
 import (
 	"encoding/json"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -23,15 +22,7 @@ import (
 func TestStatsFitMaxPayload(t *testing.T) {
 	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
-	f, err := os.OpenFile(env.Init.ServerConf, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteString("\nmax_payload: 16384\n"); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	env.Restart(t)
+	env.SetMaxPayload(t, 16384)
 	env.Start(t)
 	admin := env.Admin(t)
 	name := strings.Repeat("<é>", 3000)
