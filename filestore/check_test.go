@@ -325,3 +325,33 @@ func TestCheckRefusesAnotherSealKey(t *testing.T) {
 		t.Fatalf("Check with another seal key: refuses %v, want a refusal and no note that it seals them:\n%s", rep.Refuses(), out.String())
 	}
 }
+
+// TestSalvagePastDamageWithoutHeader: a journal whose two header slots are
+// both unreadable has no committed length; a salvage reads on as if
+// nothing were committed, and must still go past a damaged record to the
+// intact ones after it, as it does where a header counts them.
+func TestSalvagePastDamageWithoutHeader(t *testing.T) {
+	fastDisk(t)
+	dir := t.TempDir()
+	want := smallStore(t, dir)
+	j := readFile(t, filepath.Join(dir, journalFile))
+	clear(j[:dataStart])
+	jOff, jUser := userLine(t, j, dataStart)
+	j[jOff+40] ^= 1
+	writeFile(t, filepath.Join(dir, journalFile), j)
+
+	rep, err := Check(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Damage) != 2 || rep.Damage[1].Offset != jOff {
+		t.Errorf("Check found %+v; want the header and the record at %d", rep.Damage, jOff)
+	}
+	to := filepath.Join(t.TempDir(), "salvaged")
+	if _, err := Salvage(dir, to, nil); err != nil {
+		t.Fatal(err)
+	}
+	s := open(t, to, Options{})
+	assertDump(t, dumpOf(t, s), withoutUsers(want, jUser))
+	closeStore(t, s)
+}

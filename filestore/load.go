@@ -588,12 +588,23 @@ func (l *loader) journal(res *loaded, name string, data []byte, snap *snapshotHe
 		return l.damage(name, int64(len(data)), "the journal is %d bytes, shorter than its %d-byte header: emptied or cut", len(data), dataStart)
 	}
 	hdr, fellBack, ok := pickSlot(data)
+	noHeader := false // no header counts the records: its last sequence is unknown
 	if !ok {
 		if err := l.damage(name, 0, "neither header slot of the journal is valid"); err != nil {
 			return err
 		}
-		// Read on as if nothing were committed, to salvage what is there.
+		// Read on as if everything written were committed, to salvage
+		// what is there: read as past the committed length, the first
+		// damaged record would end the read, and the intact records after
+		// it would be neither copied nor checked.
 		hdr = slot{snap: res.snapID, base: res.snapSeq, seq: res.snapSeq, end: dataStart}
+		for i := int64(len(data)); i > dataStart; i-- {
+			if data[i-1] != 0 {
+				hdr.end = i
+				break
+			}
+		}
+		noHeader = true
 	}
 	if fellBack {
 		res.fellBack = true
@@ -688,7 +699,7 @@ func (l *loader) journal(res *loaded, name string, data []byte, snap *snapshotHe
 		res.records++
 		expect = seq + 1
 		off = lineEnd + 1
-		if off == end && seq != hdr.seq {
+		if off == end && seq != hdr.seq && !noHeader {
 			if err := l.damage(name, off, "the header's last committed record is %d, the journal's is %d", hdr.seq, seq); err != nil {
 				return err
 			}
