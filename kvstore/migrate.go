@@ -185,6 +185,12 @@ func (s *Store) migrateAccount(ctx context.Context, a provision.Account) (outcom
 			if voided {
 				return absent, fmt.Sprintf("not in the bucket: an earlier run was cut short after claiming its name, before writing it, and another account took the name since (%v)", err), nil
 			}
+			// The key written meanwhile (another migrate run at once, or
+			// an instance): compared as if it had been there, so that
+			// the same record is no conflict.
+			if have, herr := s.Account(ctx, a.PublicKey); herr == nil {
+				return s.migrateOver(ctx, a, have)
+			}
 			return absent, err.Error(), nil
 		}
 		if err != nil {
@@ -195,6 +201,12 @@ func (s *Store) migrateAccount(ctx context.Context, a provision.Account) (outcom
 	if err != nil {
 		return 0, "", err
 	}
+	return s.migrateOver(ctx, a, have)
+}
+
+// migrateOver writes a over have, the bucket's version of it, unless have
+// is the same or not older.
+func (s *Store) migrateOver(ctx context.Context, a, have provision.Account) (outcome, string, error) {
 	if sameAccount(a, have) {
 		return same, "", nil
 	}

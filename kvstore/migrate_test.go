@@ -370,3 +370,44 @@ func TestMigrateAfterARunCutShortBeforeTheRecord(t *testing.T) {
 		t.Errorf("acme in the bucket: %s, %v; want %s", got.PublicKey, err, a.PublicKey)
 	}
 }
+
+// TestTwoMigratesAtOnce: two migrate runs of the same file store at once
+// (two operators, or a run started again while the first was still
+// going). The second to write an account found its key taken by the
+// first's identical record and reported it as a conflict, "the public key
+// has a record", and each of its users as "its account is not in the
+// bucket": exit 2, for a bucket that holds exactly the source.
+func TestTwoMigratesAtOnce(t *testing.T) {
+	d := startDeployment(t, 1)
+	key, _ := newSealKey(t)
+	src := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Bucket: "filestore", Instance: "src"})
+	m1 := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Instance: "m1"})
+	m2 := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Instance: "m2"})
+	ctx := bg(t)
+	now := time.Now().Unix()
+	a := newAccount(t, "acme")
+	a.JWT = accountJWTAt(t, a.PublicKey, "acme", now)
+	if _, err := src.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.AddUser(ctx, newUser(t, a.PublicKey, "web"), true); err != nil {
+		t.Fatal(err)
+	}
+	// The first run has claimed acme's name when the second runs through.
+	m1.fault = func(p string) error {
+		if p == "create: name claimed" {
+			m1.fault = nil
+			if r, err := Migrate(ctx, m2, src); err != nil || len(r.Conflicts) != 0 {
+				t.Errorf("the second run: %+v, %v", r, err)
+			}
+		}
+		return nil
+	}
+	r, err := Migrate(ctx, m1, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Conflicts) != 0 || r.Accounts.Same != 1 || r.Users.Same != 1 {
+		t.Fatalf("the first run, after the second stored the same: %+v, want the account and its user already there, no conflicts", r)
+	}
+}
