@@ -116,8 +116,17 @@ func Migrate(ctx context.Context, dst *Store, src provision.Store) (MigrateRepor
 					conflict(&r.Users, "user %s: %v", u.PublicKey, err)
 					continue
 				}
+				if err := dst.at("migrate: user checked"); err != nil {
+					return r, err
+				}
 				err := dst.addUser(ctx, u, true)
 				if errors.Is(err, provision.ErrConflict) {
+					// Another migrate run at once stores the same record:
+					// no conflict.
+					if have, herr := dst.User(ctx, u.PublicKey); herr == nil && have.Equal(u) {
+						r.Users.Same++
+						continue
+					}
 					conflict(&r.Users, "user %s: stored meanwhile by another instance", u.PublicKey)
 					continue
 				}

@@ -411,3 +411,41 @@ func TestTwoMigratesAtOnce(t *testing.T) {
 		t.Fatalf("the first run, after the second stored the same: %+v, want the account and its user already there, no conflicts", r)
 	}
 }
+
+// TestTwoMigratesAtOnceCopyingAUser: the second of two runs at once to
+// write a user record found the key taken by the first's identical
+// record, and reported it "stored meanwhile by another instance": exit 2,
+// for a bucket that holds exactly the source.
+func TestTwoMigratesAtOnceCopyingAUser(t *testing.T) {
+	d := startDeployment(t, 1)
+	key, _ := newSealKey(t)
+	src := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Bucket: "filestore", Instance: "src"})
+	m1 := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Instance: "m1"})
+	m2 := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Instance: "m2"})
+	ctx := bg(t)
+	a := newAccount(t, "acme")
+	if _, err := src.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.AddUser(ctx, newUser(t, a.PublicKey, "web"), true); err != nil {
+		t.Fatal(err)
+	}
+	// The first run has found the user missing when the second runs
+	// through.
+	m1.fault = func(p string) error {
+		if p == "migrate: user checked" {
+			m1.fault = nil
+			if r, err := Migrate(ctx, m2, src); err != nil || len(r.Conflicts) != 0 {
+				t.Errorf("the second run: %+v, %v", r, err)
+			}
+		}
+		return nil
+	}
+	r, err := Migrate(ctx, m1, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Conflicts) != 0 || r.Users.Same != 1 {
+		t.Fatalf("the first run, after the second stored the same user: %+v, want it already there, no conflicts", r)
+	}
+}
