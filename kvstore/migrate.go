@@ -228,6 +228,13 @@ func (s *Store) migrateOver(ctx context.Context, a, have provision.Account) (out
 		return kept, fmt.Sprintf("the bucket's version differs and is not older (iat %d, source %d)", dstIat, srcIat), nil
 	}
 	if _, err := s.UpdateAccount(ctx, a, have.Revision); err != nil {
+		if errors.Is(err, provision.ErrStale) {
+			// Changed meanwhile: by another migrate run at once, to the
+			// same, is no conflict.
+			if now, lerr := s.AccountLatest(ctx, a.PublicKey); lerr == nil && sameAccount(a, now) {
+				return same, "", nil
+			}
+		}
 		if errors.Is(err, provision.ErrInvalid) || errors.Is(err, provision.ErrStale) {
 			return kept, err.Error(), nil
 		}

@@ -449,3 +449,62 @@ func TestTwoMigratesAtOnceCopyingAUser(t *testing.T) {
 		t.Fatalf("the first run, after the second stored the same user: %+v, want it already there, no conflicts", r)
 	}
 }
+
+// TestTwoMigratesAtOnceReplacingAnAccount: the second of two runs at once
+// to write over an account older in the bucket found it changed by the
+// first (ErrStale), to exactly the source's version, and reported it as
+// a conflict: exit 2, for a bucket that holds exactly the source.
+func TestTwoMigratesAtOnceReplacingAnAccount(t *testing.T) {
+	d := startDeployment(t, 1)
+	key, _ := newSealKey(t)
+	src := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Bucket: "filestore", Instance: "src"})
+	m1 := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Instance: "m1"})
+	m2 := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Instance: "m2"})
+	ctx := bg(t)
+	now := time.Now().Unix()
+	a := newAccount(t, "acme")
+	a.JWT = accountJWTAt(t, a.PublicKey, "acme", now)
+	rev, err := src.CreateAccount(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := Migrate(ctx, m1, src); err != nil || r.Accounts.Copied != 1 {
+		t.Fatalf("rehearsal: %+v, %v", r, err)
+	}
+	// The bucket holds acme deleted (older), the source acme live again
+	// (a delete put back), newer.
+	cur, err := m1.Account(ctx, a.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m1.UpdateAccount(ctx, tombstone(t, cur, provision.PhaseDeleted, now+1), cur.Revision); err != nil {
+		t.Fatal(err)
+	}
+	a.JWT = accountJWTAt(t, a.PublicKey, "acme", now+2)
+	if _, err := src.UpdateAccount(ctx, a, rev); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "m2 sees acme deleted", func() bool {
+		got, err := m2.Account(ctx, a.PublicKey)
+		return err == nil && !got.Live()
+	})
+	m1.fault = func(p string) error {
+		if p == "revive: name claimed" {
+			m1.fault = nil
+			if r, err := Migrate(ctx, m2, src); err != nil || len(r.Conflicts) != 0 || r.Accounts.Replaced != 1 {
+				t.Errorf("the second run: %+v, %v", r, err)
+			}
+		}
+		return nil
+	}
+	r, err := Migrate(ctx, m1, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Conflicts) != 0 || r.Accounts.Same != 1 {
+		t.Fatalf("the first run, after the second wrote the same over it: %+v, want it already there, no conflicts", r)
+	}
+	if got, err := m1.AccountLatest(ctx, a.PublicKey); err != nil || got.JWT != a.JWT || !got.Live() {
+		t.Errorf("acme in the bucket: live %v, %v; want the source's", got.Live(), err)
+	}
+}
