@@ -101,6 +101,12 @@ func (c *Client) request(ctx context.Context, endpoint string, req, rep any) err
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("client: %s %w, its context had already ended%s: %w", subject, errNotSent, cause(ctx), err)
 	}
+	// A closed connection sends nothing either (nats.go refuses to
+	// publish), but its error is the one of a connection lost while the
+	// request waited, which leaves the request in doubt: told apart here.
+	if c.nc.IsClosed() {
+		return fmt.Errorf("client: %s %w, the connection is closed: %w", subject, errNotSent, nats.ErrConnectionClosed)
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)

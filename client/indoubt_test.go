@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/api"
@@ -79,5 +80,30 @@ func TestCreateUserInDoubtNamesTheKey(t *testing.T) {
 	stop()
 	if _, err := c.CreateUser(done, api.CreateUserRequest{Account: "acme", Name: "carol"}); !errors.Is(err, context.Canceled) || errors.As(err, &doubt) {
 		t.Errorf("a create never sent: %v, want context.Canceled and no key in doubt", err)
+	}
+}
+
+// TestCreateUserOnAClosedConnectionIsNotInDoubt: a connection the caller
+// closed sends nothing (nats.go refuses to publish on it), but CreateUser
+// reported its key in doubt, as for a connection lost while the request
+// waited: the caller was told to revoke a key the service never saw.
+func TestCreateUserOnAClosedConnectionIsNotInDoubt(t *testing.T) {
+	t.Parallel()
+	env := provtest.Deployment(t, bootstrap.Options{})
+	env.Start(t)
+	nc := env.Admin(t)
+	c := client.New(nc)
+	ctx := context.Background()
+	if _, err := c.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	nc.Close()
+	_, err := c.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "alice"})
+	var doubt *client.UserInDoubtError
+	if err == nil || errors.As(err, &doubt) || strings.Contains(err.Error(), "may still carry") {
+		t.Fatalf("CreateUser on a closed connection: %v, want an error that nothing was sent and no key in doubt", err)
+	}
+	if !errors.Is(err, nats.ErrConnectionClosed) {
+		t.Errorf("got %v, want it to match nats.ErrConnectionClosed", err)
 	}
 }
