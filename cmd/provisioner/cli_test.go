@@ -227,6 +227,10 @@ func TestBadInvocations(t *testing.T) {
 		{"nothing to update", []string{"account", "update", "acme"}, "nothing to change"},
 		{"bad expiry", []string{"user", "create", "acme", "alice", "-o", "-", "--expires-in", "tomorrow"}, `--expires-in must be a positive duration`},
 		{"unknown verb", []string{"account", "frobnicate"}, `unknown command "frobnicate"`},
+		// The client takes a timeout of 0 or less as its default: such a
+		// --timeout was used as 30s without a word.
+		{"negative timeout", []string{"account", "list", "--timeout", "-1s"}, `invalid value "-1s" for flag -timeout: want a positive duration`},
+		{"zero timeout", []string{"user", "list", "acme", "--timeout", "0"}, `invalid value "0" for flag -timeout: want a positive duration`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -46,10 +46,26 @@ func addConnFlags(c *command) *connFlags {
 		fs.StringVar(&f.inboxPrefix, "inbox-prefix", "", "custom inbox `PREFIX` for replies, such as _INBOX_admin (default: the context's inbox_prefix, then the one prefix the creds may subscribe to, then _INBOX)")
 		fs.StringVar(&f.context, "context", "", "natscli context `NAME`, or the path of a context .json file (default: $NATS_CONTEXT)")
 		fs.StringVar(&f.prefix, "prefix", api.DefaultPrefix, "subject `PREFIX` of the provisioning service")
-		fs.DurationVar(&f.timeout, "timeout", client.DefaultTimeout, "how long to wait for each reply, a `DURATION`")
+		f.timeout = client.DefaultTimeout
+		fs.Var((*positiveDuration)(&f.timeout), "timeout", "how long to wait for each reply, a `DURATION`")
 	})
 	c.BoolVar(&f.json, "json", false, "print the reply as JSON")
 	return f
+}
+
+// positiveDuration is a duration flag that must be more than 0. The
+// client takes a timeout of 0 or less as "the default" (30s): --timeout
+// 0 or -1s waited the default, without a word, instead of being refused.
+type positiveDuration time.Duration
+
+func (d *positiveDuration) String() string { return time.Duration(*d).String() }
+func (d *positiveDuration) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil || v <= 0 {
+		return errors.New("want a positive duration such as 5s or 2m")
+	}
+	*d = positiveDuration(v)
+	return nil
 }
 
 // natsContext holds the fields of a natscli context file this command

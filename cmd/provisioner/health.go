@@ -29,7 +29,8 @@ func runHealth(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		"provisioner health --config /deploy/config.container.json")
 	path := fs.String("config", "", "the instance's config `FILE`: its health_listen is asked, on this machine")
 	url := fs.String("url", "", "the endpoint's `URL` (http://127.0.0.1:8081/healthz)")
-	timeout := fs.Duration("timeout", 3*time.Second, "how long to wait for the answer")
+	timeout := 3 * time.Second
+	fs.Var((*positiveDuration)(&timeout), "timeout", "how long to wait for the answer, a `DURATION`")
 	if err := fs.parse(args, stdout, stderr); err != nil {
 		return err
 	}
@@ -52,7 +53,7 @@ func runHealth(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		// what to give.
 		return fmt.Errorf("health: --url %q is not an http:// or https:// URL; give the endpoint's whole URL, e.g. http://%s/healthz", *url, strings.TrimSuffix(*url, "/healthz"))
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, *url, nil)
 	if err != nil {
