@@ -230,6 +230,8 @@ func TestBadInvocations(t *testing.T) {
 		// The client takes a timeout of 0 or less as its default: such a
 		// --timeout was used as 30s without a word.
 		{"negative timeout", []string{"account", "list", "--timeout", "-1s"}, `invalid value "-1s" for flag -timeout: want a positive duration`},
+		{"wildcard prefix", []string{"account", "list", "--prefix", "prov.*"}, `invalid value "prov.*" for flag -prefix: "prov.*" must be subject tokens`},
+		{"prefix with an empty token", []string{"account", "get", "acme", "--prefix", "prov."}, `invalid value "prov." for flag -prefix`},
 		{"zero timeout", []string{"user", "list", "acme", "--timeout", "0"}, `invalid value "0" for flag -timeout: want a positive duration`},
 	}
 	for _, tt := range tests {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/client"
+	"github.com/natsprov/provisioner/config"
 )
 
 // getenv reads the environment; only the connection settings read it.
@@ -45,7 +46,8 @@ func addConnFlags(c *command) *connFlags {
 		fs.StringVar(&f.creds, "creds", "", "user credentials `FILE` (default: $NATS_CREDS, then the context's creds)")
 		fs.StringVar(&f.inboxPrefix, "inbox-prefix", "", "custom inbox `PREFIX` for replies, such as _INBOX_admin (default: the context's inbox_prefix, then the one prefix the creds may subscribe to, then _INBOX)")
 		fs.StringVar(&f.context, "context", "", "natscli context `NAME`, or the path of a context .json file (default: $NATS_CONTEXT)")
-		fs.StringVar(&f.prefix, "prefix", api.DefaultPrefix, "subject `PREFIX` of the provisioning service")
+		f.prefix = api.DefaultPrefix
+		fs.Var((*prefixFlag)(&f.prefix), "prefix", "subject `PREFIX` of the provisioning service")
 		f.timeout = client.DefaultTimeout
 		fs.Var((*positiveDuration)(&f.timeout), "timeout", "how long to wait for each reply, a `DURATION`")
 	})
@@ -65,6 +67,22 @@ func (d *positiveDuration) Set(s string) error {
 		return errors.New("want a positive duration such as 5s or 2m")
 	}
 	*d = positiveDuration(v)
+	return nil
+}
+
+// prefixFlag is a subject prefix, checked as the service checks its
+// subject_prefix: one with a space, a wildcard or an empty token failed
+// as "invalid subject", as no service answering, or as a permissions
+// violation on a request the service "may still carry out", none of
+// which named the flag.
+type prefixFlag string
+
+func (p *prefixFlag) String() string { return string(*p) }
+func (p *prefixFlag) Set(s string) error {
+	if err := config.CheckSubjectPrefix(s); err != nil {
+		return err
+	}
+	*p = prefixFlag(s)
 	return nil
 }
 
