@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"fmt"
 	"strings"
 
 	"github.com/natsprov/provisioner/api"
@@ -115,6 +116,15 @@ func (c *Client) SelfRevokeUser(ctx context.Context, req api.SelfRevokeUserReque
 // answers on prefix.status.<instance>: the one a running Reconcile
 // named.
 func (c *Client) InstanceStatus(ctx context.Context, instance string) (*api.StatusReply, error) {
+	// An instance name is letters, digits, _ and - (the config's rule).
+	// Any other was sent as is: "" (the Instance of a reply that names
+	// none) to prov.status., which the server drops, so that the call
+	// waited out its timeout; a wildcard or a dot to no one.
+	if instance == "" || strings.IndexFunc(instance, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-')
+	}) >= 0 {
+		return nil, fmt.Errorf("%w: instance %q is not an instance name (letters, digits, _ and -); nothing was sent", ErrInvalid, instance)
+	}
 	var rep api.StatusReply
 	if err := c.request(ctx, api.SubjectStatus+"."+instance, api.StatusRequest{}, &rep); err != nil {
 		return nil, err

@@ -247,3 +247,30 @@ func TestSelfServiceOffIsNoService(t *testing.T) {
 		t.Errorf("no service on another prefix: %v", err)
 	}
 }
+
+// TestInstanceStatusRefusesABadInstanceName: an instance name is letters,
+// digits, _ and - (the config's rule). InstanceStatus sent any string: ""
+// (the Instance of a reconcile reply that ran its pass) went to
+// prov.status., which the server drops, and the call waited out its whole
+// timeout to say that the service "may still carry the request out"; "*"
+// said no provisioner runs.
+func TestInstanceStatusRefusesABadInstanceName(t *testing.T) {
+	t.Parallel()
+	_, c := started(t, bootstrap.Options{})
+	st, err := c.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := c.InstanceStatus(context.Background(), st.Instance); err != nil || rep.Instance != st.Instance {
+		t.Fatalf("InstanceStatus(%q): %+v, %v", st.Instance, rep, err)
+	}
+	for _, name := range []string{"", "*", ">", "a.b", "a b"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		began := time.Now()
+		_, err := c.InstanceStatus(ctx, name)
+		cancel()
+		if !errors.Is(err, client.ErrInvalid) || time.Since(began) > time.Second || !strings.Contains(err.Error(), "nothing was sent") {
+			t.Errorf("InstanceStatus(%q): %v after %s, want ErrInvalid at once, nothing sent", name, err, time.Since(began).Round(time.Millisecond))
+		}
+	}
+}
