@@ -370,6 +370,13 @@ func request[R any](ctx context.Context, f *connFlags, stdout io.Writer, call fu
 	defer done()
 	rep, err := call(ctx, c.client)
 	if err != nil {
+		// The client says of a request its context ended that the
+		// service may still carry it out; not so of one the server would
+		// not take from these creds (the only messages the CLI publishes
+		// are its requests, under the prefix).
+		if v := refused(ctx, api.Subject(f.prefix, "")); v != nil {
+			return fmt.Errorf("the server refused the request, so nothing was done: %w", v)
+		}
 		return c.explain(ctx, err)
 	}
 	if f.json {
@@ -402,13 +409,18 @@ func (c *conn) watch(ctx context.Context) (context.Context, func()) {
 
 // refused returns the server's violation when ctx ended because the
 // server would not take a message to subject ("Permissions Violation for
-// Publish to" it), and nil otherwise. The server drops such a message
+// Publish to" it; a subject ending in "." stands for every subject it
+// starts), and nil otherwise. The server drops such a message
 // before routing it, so the request never reached the service: nothing
 // is in doubt. A violation on the inbox is not one of these: the request
 // went out, and only its reply was lost.
 func refused(ctx context.Context, subject string) error {
 	cause := context.Cause(ctx)
-	if cause != nil && errors.Is(cause, nats.ErrPermissionViolation) && strings.Contains(cause.Error(), fmt.Sprintf("Publish to %q", subject)) {
+	want := fmt.Sprintf("Publish to %q", subject)
+	if strings.HasSuffix(subject, ".") {
+		want = strings.TrimSuffix(want, `"`)
+	}
+	if cause != nil && errors.Is(cause, nats.ErrPermissionViolation) && strings.Contains(cause.Error(), want) {
 		return cause
 	}
 	return nil

@@ -266,3 +266,23 @@ func TestCLIStopsAtAPermissionsViolation(t *testing.T) {
 		})
 	}
 }
+
+// TestCLIPublishViolationIsNotInDoubt: a request the server would not
+// take from the creds (Permissions Violation for Publish) never reached
+// the service, but account create said the service "may still carry the
+// request out", and the operator was left to check whether acme was
+// made. It says that nothing was done.
+func TestCLIPublishViolationIsNotInDoubt(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, bootstrap.Options{})
+	_, _, err := runCmd(t, "account", "create", "acme", "--server", c.env.Server.URL(), "--creds", c.env.Init.ProvisionerCreds, "--timeout", "20s")
+	if err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), `Permissions Violation for Publish to "prov.account.create"`) {
+		t.Fatalf("got %v (exit %d), want exit 2 and the violation", err, exitCode(err))
+	}
+	if strings.Contains(err.Error(), "may still carry") || !strings.Contains(err.Error(), "nothing was done") {
+		t.Errorf("error %q, want it to say that nothing was done, and not that the service may still carry the request out", err)
+	}
+	if out := c.mustRun(t, "account", "list"); strings.Contains(out, "acme") {
+		t.Errorf("acme was created:\n%s", out)
+	}
+}
