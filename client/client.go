@@ -135,7 +135,7 @@ func (c *Client) request(ctx context.Context, endpoint string, req, rep any) err
 	}
 	// Unknown fields are accepted: a newer service may add some.
 	if err := json.Unmarshal(msg.Data, rep); err != nil {
-		return fmt.Errorf("client: the reply on %s is not what the client expects: %w", subject, err)
+		return fmt.Errorf("client: the reply on %s is not what the client expects: %w: %w", subject, errUnreadable, err)
 	}
 	return nil
 }
@@ -143,14 +143,19 @@ func (c *Client) request(ctx context.Context, endpoint string, req, rep any) err
 // errNotSent marks the error of a request that was never sent.
 var errNotSent = errors.New("not sent")
 
+// errUnreadable marks a success reply the client could not decode: the
+// service carried the request out, but what it did is unknown here.
+var errUnreadable = errors.New("unreadable reply")
+
 // inDoubt reports whether err leaves it unknown whether the service
 // carried the request out: it was sent and no answer came (the context
-// ended, the connection went away), or the service answered 504.
+// ended, the connection went away), or the service answered 504, or
+// with a success the client cannot read.
 func inDoubt(err error) bool {
 	if errors.Is(err, errNotSent) {
 		return false
 	}
-	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+	return errors.Is(err, errUnreadable) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
 		errors.Is(err, nats.ErrDisconnected) || errors.Is(err, nats.ErrConnectionClosed) ||
 		errors.Is(err, ErrTimeout)
 }

@@ -2,8 +2,10 @@ package client_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -105,5 +107,55 @@ func TestCreateUserOnAClosedConnectionIsNotInDoubt(t *testing.T) {
 	}
 	if !errors.Is(err, nats.ErrConnectionClosed) {
 		t.Errorf("got %v, want it to match nats.ErrConnectionClosed", err)
+	}
+}
+
+// TestCreateUserUnreadableReplyNamesTheKey: a user.create answered with a
+// success the client cannot read (a field of another type, as a newer or
+// broken service may send; a user JWT that does not decode) says nothing
+// of whether the key sent was issued, and the seed is gone with the call:
+// the error said only that the reply was not what the client expects,
+// and the key the service may have issued was named nowhere a caller
+// could find it. It is a *client.UserInDoubtError naming the key.
+func TestCreateUserUnreadableReplyNamesTheKey(t *testing.T) {
+	t.Parallel()
+	env := provtest.Deployment(t, bootstrap.Options{})
+	nc := env.Connect(t, env.Init.ProvisionerCreds)
+	var mu sync.Mutex
+	var reply func(pub string) string
+	sent := make(chan string, 4)
+	if _, err := nc.Subscribe("prov.user.create", func(m *nats.Msg) {
+		var req api.CreateUserRequest
+		json.Unmarshal(m.Data, &req)
+		sent <- req.PublicKey
+		mu.Lock()
+		r := reply
+		mu.Unlock()
+		m.Respond([]byte(r(req.PublicKey)))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	nc.Flush()
+	c := client.New(env.Admin(t))
+	for _, tt := range []struct {
+		name  string
+		reply func(pub string) string
+	}{
+		{"a field of another type", func(pub string) string { return `{"user":{"name":"alice","public_key":7}}` }},
+		{"a JWT that does not decode", func(pub string) string {
+			return `{"user":{"name":"alice","public_key":"` + pub + `","jwt":"not.a.jwt"}}`
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			mu.Lock()
+			reply = tt.reply
+			mu.Unlock()
+			_, err := c.CreateUser(context.Background(), api.CreateUserRequest{Account: "acme", Name: "alice"})
+			pub := <-sent
+			var doubt *client.UserInDoubtError
+			if !errors.As(err, &doubt) || doubt.PublicKey != pub || !strings.Contains(err.Error(), pub) {
+				t.Fatalf("got %v, want a *client.UserInDoubtError naming the key sent, %s", err, pub)
+			}
+		})
 	}
 }

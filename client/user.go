@@ -123,7 +123,9 @@ func (c *Client) issueLocal(ctx context.Context, endpoint, account string, body 
 		return nil, err
 	}
 	if err := checkIssued(endpoint, account, pub, rep.User); err != nil {
-		return nil, err
+		// A success that is not of the key sent says nothing of what
+		// became of that key, and the seed is wiped as for no answer.
+		return nil, &UserInDoubtError{PublicKey: pub, Err: err}
 	}
 	raw, err := kp.Seed()
 	if err != nil {
@@ -141,7 +143,8 @@ func (c *Client) issueLocal(ctx context.Context, endpoint, account string, body 
 
 // UserInDoubtError is the error of a CreateUser or SelfCreateUser that
 // made the key here, sent the request and got no answer (the context
-// ended, the connection went away) or a 504: the service may have issued
+// ended, the connection went away), a 504, or a success it could not
+// read or that is not of the key it sent: the service may have issued
 // PublicKey, or may still (a request waiting for a slot, or in nats.go's
 // reconnect buffer, is carried out later), and the seed is gone with the
 // call. Such a user is of no use to anyone; revoke PublicKey (RevokeUser
