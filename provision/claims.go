@@ -165,7 +165,7 @@ func afterIssue(ctx context.Context, iat int64) error {
 		}
 		lead := time.Unix(iat+1, 0).Sub(now)
 		if lead > maxClockLead {
-			return fmt.Errorf("the account's current version was issued %s in the future by this machine's clock; check the clocks of the provisioner instances", lead.Round(time.Second))
+			return fmt.Errorf("%w: the account's current version was issued %s in the future by this machine's clock, and versions only move forward; nothing was changed: check the clocks of the provisioner instances (NTP)", ErrClockBehind, lead.Round(time.Second))
 		}
 		t := time.NewTimer(lead)
 		select {

@@ -29,6 +29,11 @@ var (
 	// account's JetStream limit, or the disk); nothing was changed, and
 	// retrying helps only once an operator makes room.
 	ErrFull = errors.New("store full")
+	// ErrClockBehind: the account's current version was issued later
+	// than this machine's clock says now, by more than the service waits
+	// for (a clock stepped back, or another instance's clock ahead):
+	// nothing was changed; the clocks must be set right.
+	ErrClockBehind = errors.New("the clock is behind the account's last version")
 
 	// ErrRefused: a server refused a push (its reason is in the error), or
 	// only cache resolvers answered.

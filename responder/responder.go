@@ -673,6 +673,12 @@ func (r *Responder) classify(e *endpoint, err error) (int, string) {
 		// Before ErrUnavailable, which it wraps: a write the store may
 		// still hold is no "retry".
 		code = api.CodeTimeout
+	case errors.Is(err, provision.ErrClockBehind):
+		// Nothing was changed, and it passes once the clocks agree (or
+		// the account's last version is no longer ahead of them). As a
+		// bare error it was a 500 whose "check the clocks" reached only
+		// the log.
+		code = api.CodeUnavailable
 	case errors.Is(err, provision.ErrUnavailable):
 		code = api.CodeUnavailable
 	case errors.Is(err, provision.ErrTimeout), errors.Is(err, provision.ErrNotSent):
@@ -703,6 +709,10 @@ func (r *Responder) classify(e *endpoint, err error) (int, string) {
 		ref := strconv.FormatUint(r.seq.Add(1), 10)
 		r.log.Warn("request failed", "subject", e.full, "code", code, "ref", ref, "error", err)
 		desc = fmt.Sprintf("the provisioner's store did not answer the write, and could not tell afterwards whether it landed: it may have taken effect; read it back before trying again (ref %s: the provisioner's log has the details)", ref)
+	case errors.Is(err, provision.ErrClockBehind):
+		// Its description names no internal detail, and the fix is the
+		// operator's: it goes to the caller as it is.
+		r.log.Warn("request failed", "subject", e.full, "code", code, "error", desc)
 	case code == api.CodeUnavailable:
 		ref := strconv.FormatUint(r.seq.Add(1), 10)
 		r.log.Warn("request failed", "subject", e.full, "code", code, "ref", ref, "error", err)
