@@ -63,6 +63,9 @@ func template(name string, r *api.Role) (jwt.UserPermissionLimits, error) {
 	if err := checkTemplateFuncs(t.Permissions); err != nil {
 		return t, fmt.Errorf("%w: role %q: %w", ErrInvalid, name, err)
 	}
+	if err := checkTemplateQueues(t.Permissions); err != nil {
+		return t, fmt.Errorf("%w: role %q: %w", ErrInvalid, name, err)
+	}
 	vr := jwt.CreateValidationResults()
 	checked := untemplated(t.Permissions)
 	checked.Validate(vr)
@@ -99,6 +102,29 @@ func checkTemplateFuncs(p jwt.Permissions) error {
 				default:
 					return fmt.Errorf("subject %q: the server knows no template function %q (it has name(), subject(), account-name(), account-subject(), tag(x), account-tag(x)) and would refuse every user of the role", subj, strings.TrimSpace(m[1]))
 				}
+			}
+		}
+	}
+	return nil
+}
+
+// checkTemplateQueues refuses a queue group entry ("jobs.> workers") in a
+// subscribe list that holds a template function: the server then reads
+// every entry of that list as a plain subject (IsValidSubject after
+// processUserPermissionsTemplate), so the entry, with its space, is an
+// invalid subject: dropped from an allow list, and in a deny list it
+// fails every user of the role at connect. In a list without template
+// functions the server keeps it as it is.
+func checkTemplateQueues(p jwt.Permissions) error {
+	for _, list := range []struct {
+		what string
+		l    jwt.StringList
+	}{{"sub allow", p.Sub.Allow}, {"sub deny", p.Sub.Deny}} {
+		templated := slices.ContainsFunc(list.l, mustache.MatchString)
+		for _, subj := range list.l {
+			// Spaces the server allows inside the braces name no queue.
+			if templated && strings.ContainsAny(mustache.ReplaceAllString(subj, "t"), "\t\n\f\r ") {
+				return fmt.Errorf("%s %q names a queue group in a list that holds a template function ({{...}}): the server reads every subject of such a list without queue groups, and would drop it from an allow list or refuse every user of the role for it in a deny list; put it in a role without template functions in that list", list.what, subj)
 			}
 		}
 	}
