@@ -279,7 +279,7 @@ func checkAccountTags(c *jwt.AccountClaims) error {
 	for _, us := range roles {
 		p := us.Template.Permissions
 		if subj, ok := templateUses(p, "account-name()"); ok && !oneToken(c.Name) {
-			return fmt.Errorf("%w: role %q puts the account's name into subjects (%q), and %q is not one subject token (no '.', '*', '>' or spaces): the server would give every user of the role other subjects than the role's", ErrInvalid, us.Role, subj, c.Name)
+			return fmt.Errorf("%w: role %q puts the account's name into subjects (%q), and %q is not one subject token (no '.', '*', '>', spaces or {{...}}): the server would give every user of the role other subjects than the role's", ErrInvalid, us.Role, subj, c.Name)
 		}
 		if err := checkTagValues(p, "account-tag(", c.Tags, us.Role, "an account tag", "the server would refuse every user of the role; change one of them"); err != nil {
 			return err
@@ -332,7 +332,7 @@ func checkTagValues(p jwt.Permissions, fn string, tags jwt.TagList, role, what, 
 					}
 					found = true
 					if !oneToken(v) {
-						return fmt.Errorf("%w: role %q puts %s %q into subjects (%q), and its value %q is not one subject token (no '.', '*', '>' or spaces): the server would give the user other subjects than the role's", ErrInvalid, role, what, tag, subj, v)
+						return fmt.Errorf("%w: role %q puts %s %q into subjects (%q), and its value %q is not one subject token (no '.', '*', '>', spaces or {{...}}): the server would give the user other subjects than the role's", ErrInvalid, role, what, tag, subj, v)
 					}
 				}
 				if list.deny && !found {
@@ -345,9 +345,13 @@ func checkTagValues(p jwt.Permissions, fn string, tags jwt.TagList, role, what, 
 }
 
 // oneToken tells whether v, put into a subject by a template, is one
-// literal subject token.
+// literal subject token. It holds no template function either: the
+// server replaces the functions of a subject one after the other, each
+// everywhere in it, so a value "{{account-name()}}" put in by an earlier
+// one is replaced in its turn (a user so named got the subjects of the
+// user named as the account).
 func oneToken(v string) bool {
-	return v != "" && !strings.ContainsAny(v, ".*>") && !strings.ContainsFunc(v, unicode.IsSpace)
+	return v != "" && !strings.ContainsAny(v, ".*>") && !strings.ContainsFunc(v, unicode.IsSpace) && !mustache.MatchString(v)
 }
 
 // roleKey returns the public key of the account's scoped key for a role,
@@ -412,7 +416,8 @@ func usesName(subj string) bool {
 // key's template puts the name into subjects and the name is not one
 // literal subject token: "*" or ">" would make "telemetry.{{name()}}.>" a
 // wildcard over every user's subjects, "a.b" would reach into the subjects
-// of a user named "a", and white space makes an invalid subject. The name
+// of a user named "a", white space makes an invalid subject, and a name
+// holding a template function is replaced in its turn (oneToken). The name
 // is the caller's choice (a tenant's, through self-service), so without
 // this a user could be issued more than its role gives.
 func checkTemplateName(claims *jwt.AccountClaims, signer, role, name string) error {
@@ -432,8 +437,8 @@ func checkTemplateName(claims *jwt.AccountClaims, signer, role, name string) err
 	if !uses {
 		return nil
 	}
-	if strings.ContainsAny(name, ".*>") || strings.ContainsFunc(name, unicode.IsSpace) {
-		return fmt.Errorf("%w: \"name\" %q: role %q puts the user's name into subjects ({{name()}}), so the name must be one subject token, without '.', '*', '>' or spaces", ErrInvalid, name, role)
+	if !oneToken(name) {
+		return fmt.Errorf("%w: \"name\" %q: role %q puts the user's name into subjects ({{name()}}), so the name must be one subject token, without '.', '*', '>', spaces or {{...}}", ErrInvalid, name, role)
 	}
 	return nil
 }
