@@ -63,7 +63,7 @@ func template(name string, r *api.Role) (jwt.UserPermissionLimits, error) {
 	if err := checkTemplateFuncs(t.Permissions); err != nil {
 		return t, fmt.Errorf("%w: role %q: %w", ErrInvalid, name, err)
 	}
-	if err := checkTemplateQueues(t.Permissions); err != nil {
+	if err := checkTemplateSubjects(t.Permissions); err != nil {
 		return t, fmt.Errorf("%w: role %q: %w", ErrInvalid, name, err)
 	}
 	vr := jwt.CreateValidationResults()
@@ -108,27 +108,48 @@ func checkTemplateFuncs(p jwt.Permissions) error {
 	return nil
 }
 
-// checkTemplateQueues refuses a queue group entry ("jobs.> workers") in a
-// subscribe list that holds a template function: the server then reads
-// every entry of that list as a plain subject (IsValidSubject after
-// processUserPermissionsTemplate), so the entry, with its space, is an
-// invalid subject: dropped from an allow list, and in a deny list it
-// fails every user of the role at connect. In a list without template
-// functions the server keeps it as it is.
-func checkTemplateQueues(p jwt.Permissions) error {
+// checkTemplateSubjects refuses a subject the server cannot read in a
+// list of the template that holds a template function: the server then
+// checks every subject of that list as it makes it (IsValidSubject after
+// processUserPermissionsTemplate), those without a function too, and one
+// it cannot read is dropped from an allow list and, in a deny list, fails
+// every user of the role at connect. Such are a queue group entry
+// ("jobs.> workers", which the server reads without queue groups there)
+// and what jwt takes but the server does not ("a.>.b"). In a list without
+// template functions the server keeps the list as it is.
+func checkTemplateSubjects(p jwt.Permissions) error {
 	for _, list := range []struct {
 		what string
 		l    jwt.StringList
-	}{{"sub allow", p.Sub.Allow}, {"sub deny", p.Sub.Deny}} {
-		templated := slices.ContainsFunc(list.l, mustache.MatchString)
+	}{{"pub allow", p.Pub.Allow}, {"pub deny", p.Pub.Deny}, {"sub allow", p.Sub.Allow}, {"sub deny", p.Sub.Deny}} {
+		if !slices.ContainsFunc(list.l, mustache.MatchString) {
+			continue
+		}
 		for _, subj := range list.l {
 			// Spaces the server allows inside the braces name no queue.
-			if templated && strings.ContainsAny(mustache.ReplaceAllString(subj, "t"), "\t\n\f\r ") {
-				return fmt.Errorf("%s %q names a queue group in a list that holds a template function ({{...}}): the server reads every subject of such a list without queue groups, and would drop it from an allow list or refuse every user of the role for it in a deny list; put it in a role without template functions in that list", list.what, subj)
+			plain := mustache.ReplaceAllString(subj, "t")
+			switch {
+			case strings.ContainsAny(plain, "\t\n\f\r "):
+				return fmt.Errorf("%s %q names a queue group or holds white space in a list that holds a template function ({{...}}): the server reads every subject of such a list without queue groups, and would drop it from an allow list or refuse every user of the role for it in a deny list; put it in a role without template functions in that list", list.what, subj)
+			case !validSubject(plain):
+				return fmt.Errorf("%s %q is not a subject the server reads (an empty token, or a token after '>'), in a list that holds a template function ({{...}}): the server checks every subject of such a list, and would drop it from an allow list or refuse every user of the role for it in a deny list", list.what, subj)
 			}
 		}
 	}
 	return nil
+}
+
+// validSubject tells whether the server takes subj as a subject
+// (IsValidSubject, white space apart): no empty token, nothing after a
+// '>' token.
+func validSubject(subj string) bool {
+	tokens := strings.Split(subj, ".")
+	for i, tok := range tokens {
+		if tok == "" || (tok == ">" && i < len(tokens)-1) {
+			return false
+		}
+	}
+	return true
 }
 
 // templateFunc is one of the server's template functions in a subject
