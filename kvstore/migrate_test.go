@@ -159,16 +159,29 @@ func TestMigrate(t *testing.T) {
 	}
 }
 
+// migrateStores starts a server and opens the source of a migration (a
+// store in bucket "filestore", standing for the file store) and a store
+// in the default bucket for each instance named, all with one seal key.
+func migrateStores(t *testing.T, instances ...string) (*Store, []*Store) {
+	t.Helper()
+	d := startDeployment(t, 1)
+	key, _ := newSealKey(t)
+	src := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Bucket: "filestore", Instance: "src"})
+	var dst []*Store
+	for _, in := range instances {
+		dst = append(dst, openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Instance: in}))
+	}
+	return src, dst
+}
+
 // TestMigrateLeavesRemovedAccountsRemoved: an account deleted in the KV
 // deployment and dropped after its tombstone's retention (a delete marker
 // at its key) is not brought back live, seeds and users and all, by a
 // migrate run again from the file store it came from: the reconciler
 // would have pushed it to the servers again.
 func TestMigrateLeavesRemovedAccountsRemoved(t *testing.T) {
-	d := startDeployment(t, 1)
-	key, _ := newSealKey(t)
-	src := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Bucket: "filestore", Instance: "src"})
-	dst := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Instance: "dst"})
+	src, stores := migrateStores(t, "dst")
+	dst := stores[0]
 	ctx := bg(t)
 	a := newAccount(t, "gone")
 	if _, err := src.CreateAccount(ctx, a); err != nil {
@@ -211,10 +224,8 @@ func TestMigrateLeavesRemovedAccountsRemoved(t *testing.T) {
 // KV deployment would push it to the servers again, seeds and all. Migrate
 // said nothing of it; it now lists such accounts.
 func TestMigrateAgainNamesAccountsOnlyInTheBucket(t *testing.T) {
-	d := startDeployment(t, 1)
-	key, _ := newSealKey(t)
-	src := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Bucket: "filestore", Instance: "src"})
-	dst := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Instance: "dst"})
+	src, stores := migrateStores(t, "dst")
+	dst := stores[0]
 	ctx := bg(t)
 	now := time.Now().Unix()
 	var accts []provision.Account
@@ -265,10 +276,8 @@ func TestMigrateAgainNamesAccountsOnlyInTheBucket(t *testing.T) {
 // in the bucket until the same run wrote its tombstone), exit 2, its
 // users left behind.
 func TestMigrateAgainAfterANameWasReused(t *testing.T) {
-	d := startDeployment(t, 1)
-	key, _ := newSealKey(t)
-	src := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Bucket: "filestore", Instance: "src"})
-	dst := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Instance: "dst"})
+	src, stores := migrateStores(t, "dst")
+	dst := stores[0]
 	ctx := bg(t)
 	now := time.Now().Unix()
 	old := newAccount(t, "acme")
@@ -322,11 +331,8 @@ func TestMigrateAgainAfterANameWasReused(t *testing.T) {
 // removed this account", of an account the bucket never held, and never
 // copied it, even once the name was free again.
 func TestMigrateAfterARunCutShortBeforeTheRecord(t *testing.T) {
-	d := startDeployment(t, 1)
-	key, _ := newSealKey(t)
-	src := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Bucket: "filestore", Instance: "src"})
-	dst := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Instance: "dst"})
-	kv := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Instance: "kv"})
+	src, stores := migrateStores(t, "dst", "kv")
+	dst, kv := stores[0], stores[1]
 	ctx := bg(t)
 	now := time.Now().Unix()
 	a := newAccount(t, "acme")
@@ -378,11 +384,8 @@ func TestMigrateAfterARunCutShortBeforeTheRecord(t *testing.T) {
 // has a record", and each of its users as "its account is not in the
 // bucket": exit 2, for a bucket that holds exactly the source.
 func TestTwoMigratesAtOnce(t *testing.T) {
-	d := startDeployment(t, 1)
-	key, _ := newSealKey(t)
-	src := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Bucket: "filestore", Instance: "src"})
-	m1 := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Instance: "m1"})
-	m2 := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Instance: "m2"})
+	src, stores := migrateStores(t, "m1", "m2")
+	m1, m2 := stores[0], stores[1]
 	ctx := bg(t)
 	now := time.Now().Unix()
 	a := newAccount(t, "acme")
@@ -417,11 +420,8 @@ func TestTwoMigratesAtOnce(t *testing.T) {
 // record, and reported it "stored meanwhile by another instance": exit 2,
 // for a bucket that holds exactly the source.
 func TestTwoMigratesAtOnceCopyingAUser(t *testing.T) {
-	d := startDeployment(t, 1)
-	key, _ := newSealKey(t)
-	src := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Bucket: "filestore", Instance: "src"})
-	m1 := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Instance: "m1"})
-	m2 := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Instance: "m2"})
+	src, stores := migrateStores(t, "m1", "m2")
+	m1, m2 := stores[0], stores[1]
 	ctx := bg(t)
 	a := newAccount(t, "acme")
 	if _, err := src.CreateAccount(ctx, a); err != nil {
@@ -455,11 +455,8 @@ func TestTwoMigratesAtOnceCopyingAUser(t *testing.T) {
 // first (ErrStale), to exactly the source's version, and reported it as
 // a conflict: exit 2, for a bucket that holds exactly the source.
 func TestTwoMigratesAtOnceReplacingAnAccount(t *testing.T) {
-	d := startDeployment(t, 1)
-	key, _ := newSealKey(t)
-	src := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Bucket: "filestore", Instance: "src"})
-	m1 := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Instance: "m1"})
-	m2 := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Instance: "m2"})
+	src, stores := migrateStores(t, "m1", "m2")
+	m1, m2 := stores[0], stores[1]
 	ctx := bg(t)
 	now := time.Now().Unix()
 	a := newAccount(t, "acme")
