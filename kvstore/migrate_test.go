@@ -377,6 +377,35 @@ func TestMigrateAfterARunCutShortBeforeTheRecord(t *testing.T) {
 	}
 }
 
+// migrateTwiceAt runs a migration of src into first, and, when first's
+// run reaches the fault point, a whole one into second: two runs at once.
+// It returns their reports, first's and second's.
+func migrateTwiceAt(t *testing.T, first, second *Store, src provision.Store, point string) (MigrateReport, MigrateReport) {
+	t.Helper()
+	ctx := bg(t)
+	var r2 MigrateReport
+	ran := false
+	first.fault = func(p string) error {
+		if p == point {
+			first.fault = nil
+			ran = true
+			var err error
+			if r2, err = Migrate(ctx, second, src); err != nil {
+				t.Errorf("the second run: %v", err)
+			}
+		}
+		return nil
+	}
+	r1, err := Migrate(ctx, first, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ran {
+		t.Fatalf("the first run never reached %q: the second did not run beside it", point)
+	}
+	return r1, r2
+}
+
 // TestTwoMigratesAtOnce: two migrate runs of the same file store at once
 // (two operators, or a run started again while the first was still
 // going). The second to write an account found its key taken by the
@@ -397,18 +426,9 @@ func TestTwoMigratesAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The first run has claimed acme's name when the second runs through.
-	m1.fault = func(p string) error {
-		if p == "create: name claimed" {
-			m1.fault = nil
-			if r, err := Migrate(ctx, m2, src); err != nil || len(r.Conflicts) != 0 {
-				t.Errorf("the second run: %+v, %v", r, err)
-			}
-		}
-		return nil
-	}
-	r, err := Migrate(ctx, m1, src)
-	if err != nil {
-		t.Fatal(err)
+	r, second := migrateTwiceAt(t, m1, m2, src, "create: name claimed")
+	if len(second.Conflicts) != 0 {
+		t.Errorf("the second run: %+v", second)
 	}
 	if len(r.Conflicts) != 0 || r.Accounts.Same != 1 || r.Users.Same != 1 {
 		t.Fatalf("the first run, after the second stored the same: %+v, want the account and its user already there, no conflicts", r)
@@ -432,18 +452,9 @@ func TestTwoMigratesAtOnceCopyingAUser(t *testing.T) {
 	}
 	// The first run has found the user missing when the second runs
 	// through.
-	m1.fault = func(p string) error {
-		if p == "migrate: user checked" {
-			m1.fault = nil
-			if r, err := Migrate(ctx, m2, src); err != nil || len(r.Conflicts) != 0 {
-				t.Errorf("the second run: %+v, %v", r, err)
-			}
-		}
-		return nil
-	}
-	r, err := Migrate(ctx, m1, src)
-	if err != nil {
-		t.Fatal(err)
+	r, second := migrateTwiceAt(t, m1, m2, src, "migrate: user checked")
+	if len(second.Conflicts) != 0 {
+		t.Errorf("the second run: %+v", second)
 	}
 	if len(r.Conflicts) != 0 || r.Users.Same != 1 {
 		t.Fatalf("the first run, after the second stored the same user: %+v, want it already there, no conflicts", r)
@@ -485,18 +496,9 @@ func TestTwoMigratesAtOnceReplacingAnAccount(t *testing.T) {
 		got, err := m2.Account(ctx, a.PublicKey)
 		return err == nil && !got.Live()
 	})
-	m1.fault = func(p string) error {
-		if p == "revive: name claimed" {
-			m1.fault = nil
-			if r, err := Migrate(ctx, m2, src); err != nil || len(r.Conflicts) != 0 || r.Accounts.Replaced != 1 {
-				t.Errorf("the second run: %+v, %v", r, err)
-			}
-		}
-		return nil
-	}
-	r, err := Migrate(ctx, m1, src)
-	if err != nil {
-		t.Fatal(err)
+	r, second := migrateTwiceAt(t, m1, m2, src, "revive: name claimed")
+	if len(second.Conflicts) != 0 || second.Accounts.Replaced != 1 {
+		t.Errorf("the second run: %+v", second)
 	}
 	if len(r.Conflicts) != 0 || r.Accounts.Same != 1 {
 		t.Fatalf("the first run, after the second wrote the same over it: %+v, want it already there, no conflicts", r)
