@@ -57,3 +57,28 @@ func TestRevokeInAnExpiredAccount(t *testing.T) {
 		t.Error("an update that makes the account expired was made")
 	}
 }
+
+// TestUserCreateInAnExpiredAccount: user.create in an account whose expiry
+// has passed issues the user (pre-provisioning, as README says): its creds
+// are shut out while the account is expired and connect once it is renewed.
+func TestUserCreateInAnExpiredAccount(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	d := newDomain(t, env, nil)
+	defer d.stop()
+	ctx := context.Background()
+	if _, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "lapsed", ExpiresIn: "2s"}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	creds, _ := issue(t, d, api.CreateUserRequest{Account: "lapsed", Name: "early"})
+	if connects(env, creds) {
+		t.Fatal("a user issued in an expired account connects before the account is renewed")
+	}
+	renew := "1h"
+	if _, err := d.svc.UpdateAccount(ctx, api.UpdateAccountRequest{Account: "lapsed", ExpiresIn: &renew}); err != nil {
+		t.Fatal(err)
+	}
+	if !connects(env, creds) {
+		t.Error("a user issued while the account was expired does not connect once it is renewed")
+	}
+}
