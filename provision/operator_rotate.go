@@ -359,15 +359,15 @@ func (s *Service) switchOperator(cur, next *Operator) {
 // resignStored signs a stored account's current version anew with the
 // operator signing key in use: a live one through the change path (a new
 // version), a tombstone's disabled version in place. An expired account is
-// left alone: it cannot be signed, and nobody can use it.
+// signed anew too, keeping its expiry: left on the old key, `operator
+// finish` refused for as long as it stayed expired (it finds every account
+// on the servers signed by the new key first), and it is usable again
+// once renewed.
 func (s *Service) resignStored(ctx context.Context, a Account) error {
 	if a.Live() {
 		c, err := decodeAccount(a.JWT)
 		if err != nil {
 			return err
-		}
-		if c.Expires != 0 && c.Expires <= time.Now().Unix() {
-			return nil
 		}
 		if c.Issuer == s.operator().SignerKey {
 			return nil // already (a rotation run again)

@@ -601,12 +601,15 @@ func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, 
 	}
 	if a.Live() {
 		c, err := decodeAccount(a.JWT)
-		// An expired account gets no new version, but is still checked: a
-		// server restored from an old disk may hold a version without the
-		// expiry, which its users can still connect with.
+		// An expired account gets no new version but a re-sign with the
+		// operator signing key in use (keeping its expiry: `operator
+		// finish` waits for every account to be on the new key), and is
+		// still checked: a server restored from an old disk may hold a
+		// version without the expiry, which its users can still connect
+		// with.
 		out.expired = err == nil && c.Expires != 0 && c.Expires <= time.Now().Unix()
 		resign := err == nil && signing.resign(c.Issuer)
-		if err == nil && !out.expired && (resign || signing.ok && len(s.prunable(ctx, a.PublicKey, c)) > 0) {
+		if err == nil && (resign || !out.expired && signing.ok && len(s.prunable(ctx, a.PublicKey, c)) > 0) {
 			// A new version: the change path prunes, and signs with the
 			// operator signing key in use (after a rotation, an instance
 			// that had not switched yet may have signed with the old one).
