@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -639,5 +640,43 @@ func givenUpNotKept(t *testing.T, sa *Store, pause, resume func()) {
 	}
 	if got, err := bucketUser(ctx, sa, u.PublicKey); err != nil || !got.Equal(again) {
 		t.Fatalf("the bucket holds %+v, %v; want the retry's record", got, err)
+	}
+}
+
+// TestWithdrawalAfterCloseIsNotStarted: a durable add whose caller gave up
+// while its write was in flight is withdrawn in the background, a
+// goroutine Close waits for. Close's cleanup of the asynchronous publisher
+// fails the write still in flight, and that failure started a withdrawal
+// after Close's wait was over: a goroutine left running after Close (its
+// WaitGroup Add meeting, or following, Close's Wait at a zero count).
+func TestWithdrawalAfterCloseIsNotStarted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a three-process cluster")
+	}
+	_, sa, _, pause, resume := replicatedPairOf(t, true, 5*time.Second)
+	ctx := bg(t)
+	a := newAccount(t, "patient")
+	if _, err := sa.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	log, lb := newLog(t)
+	sa.log = log
+	sa.opts.CloseTimeout = 200 * time.Millisecond
+	u := newUser(t, a.PublicKey, "caller-key")
+	pause()
+	defer resume()
+	short, cancel := context.WithTimeout(ctx, time.Second)
+	err := sa.AddUser(short, u, true)
+	cancel()
+	if !errors.Is(err, provision.ErrUnavailable) {
+		t.Fatalf("AddUser with the followers paused: %v, want ErrUnavailable", err)
+	}
+	if err := sa.Close(); !errors.Is(err, ErrUnconfirmed) {
+		t.Fatalf("Close with a write in flight: %v, want ErrUnconfirmed", err)
+	}
+	closed := len(lb.String())
+	time.Sleep(time.Second)
+	if after := lb.String()[closed:]; strings.Contains(after, "withdraw") {
+		t.Fatalf("a withdrawal ran after Close returned:\n%s", after)
 	}
 }

@@ -205,6 +205,11 @@ type Store struct {
 	retryq   []*pendingWrite
 	retrySig chan struct{}
 	retries  sync.WaitGroup
+	// rmu guards retriesDone, set once Close waits for retries: an Add
+	// after that would meet its Wait at a zero count, or follow it and
+	// leave a goroutine running after Close (goRetry).
+	rmu         sync.Mutex
+	retriesDone bool
 	// With atomic batches (batch.go): the writes waiting for the next
 	// batch, a signal for the batch loop, and a slot per queued write.
 	atomicBatches bool
@@ -666,6 +671,12 @@ func (s *Store) Close() error {
 	// in flight would take another Timeout.
 	s.endLife()
 	s.workers.Wait() // retryLoop starts no retry after this
+	// Nor does anything else: a durable write still in flight is failed
+	// by the publisher's cleanup below, and an abandoned one's withdrawal
+	// would start then (goRetry).
+	s.rmu.Lock()
+	s.retriesDone = true
+	s.rmu.Unlock()
 	s.retries.Wait()
 	s.watcher.Wait()
 	// The reply subscriptions of asynchronous acknowledgements belong to

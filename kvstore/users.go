@@ -378,16 +378,14 @@ func (s *Store) addDurable(ctx context.Context, p *pendingWrite, u provision.Use
 		s.amu.Lock()
 		p.settled = make(chan struct{})
 		s.amu.Unlock()
-		s.retries.Add(1)
-		go func() {
-			defer s.retries.Done()
+		s.withdrawAfter(p, func() uint64 {
 			<-written
 			wcancel()
 			if err != nil || other != nil {
-				rev = 0 // withdraw finds out whether it is stored
+				return 0 // withdraw finds out whether it is stored
 			}
-			s.withdraw(p, rev)
-		}()
+			return rev
+		})
 		return mapErr("add user "+u.PublicKey, ctx.Err())
 	}
 	s.amu.Lock()
@@ -493,10 +491,25 @@ func (s *Store) asyncFailed(_ jetstream.JetStream, m *nats.Msg, err error) {
 // whose caller gave up while it was in flight: stored at rev, or, with rev
 // 0, failed (its answer perhaps lost: it may be stored all the same).
 func (s *Store) withdrawLater(p *pendingWrite, rev uint64) {
+	s.withdrawAfter(p, func() uint64 { return rev })
+}
+
+// withdrawAfter is withdrawLater for a write whose revision outcome
+// returns once known. Once Close waits for what runs in the background it
+// starts nothing: the write stays pending, and Close names its key as not
+// confirmed; settled is closed, so that an add of the key is refused as
+// closed rather than waiting for a withdrawal that never comes.
+func (s *Store) withdrawAfter(p *pendingWrite, outcome func() uint64) {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	if s.retriesDone {
+		close(p.settled)
+		return
+	}
 	s.retries.Add(1)
 	go func() {
 		defer s.retries.Done()
-		s.withdraw(p, rev)
+		s.withdraw(p, outcome())
 	}()
 }
 
