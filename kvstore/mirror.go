@@ -589,6 +589,7 @@ func (s *Store) watchdog() {
 		caught      uint64 // the last revision catchUp read
 		missing     int    // ticks in a row the stream was not found
 		shorter     int    // ticks in a row it ended before the watched revision
+		unreadable  bool   // the last info failed
 	)
 	tick := time.NewTicker(watchdogInterval)
 	defer tick.Stop()
@@ -619,8 +620,18 @@ func (s *Store) watchdog() {
 			missing = 0
 		}
 		if err != nil {
+			// Logged once per change, not once a tick: meanwhile what
+			// other instances change may not reach this one's reads.
+			if !unreadable {
+				unreadable = true
+				s.log.Warn("kvstore: the watchdog cannot read the bucket's stream; changes other instances make may not be seen here until it answers", "error", err)
+			}
 			prevBehind = false // nothing to compare with; the stream may be electing a leader
 			continue
+		}
+		if unreadable {
+			unreadable = false
+			s.log.Info("kvstore: the watchdog reads the bucket's stream again")
 		}
 		last := info.State.LastSeq
 		s.mu.RLock()

@@ -322,3 +322,26 @@ func TestCloseLeavesNoSubscription(t *testing.T) {
 		t.Errorf("%d subscriptions on the connection after Close, %d before Open", n, before)
 	}
 }
+
+// TestWatchdogLogsStreamUnreadable: while the bucket's stream does not
+// answer the watchdog, the mirror cannot notice or read what it missed,
+// and reads may be stale. The watchdog's failures went unlogged: an
+// operator saw nothing. It warns once when they start and says when the
+// stream answers again, not once a second.
+func TestWatchdogLogsStreamUnreadable(t *testing.T) {
+	d := startDeployment(t, 1)
+	key, _ := newSealKey(t)
+	log, lb := newLog(t)
+	s := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Timeout: 500 * time.Millisecond, CloseTimeout: time.Second, Logger: log})
+	_ = s
+	d.nodes[0].emb.Stop()
+	const warn = "kvstore: the watchdog cannot read the bucket's stream"
+	eventually(t, 10*time.Second, "the watchdog's warning", func() bool { return strings.Contains(lb.String(), warn) })
+	time.Sleep(3 * watchdogInterval)
+	if n := strings.Count(lb.String(), warn); n != 1 {
+		t.Fatalf("the watchdog's warning logged %d times in 3 intervals of an outage, want once", n)
+	}
+	d.restart(t, "n1")
+	const back = "kvstore: the watchdog reads the bucket's stream again"
+	eventually(t, 20*time.Second, "the watchdog's all-clear", func() bool { return strings.Contains(lb.String(), back) })
+}
