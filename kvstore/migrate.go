@@ -182,6 +182,13 @@ func (s *Store) migrateAccount(ctx context.Context, a provision.Account) (outcom
 		// held the account: it is copied, if its name is free.
 		voided := false
 		if m, err := s.stream.GetLastMsgForSubject(ctx, s.subject+accountKey(a.PublicKey)); err == nil && m != nil {
+			// A record, not a marker: held but hidden (mirror.visible), a
+			// create or revive whose name went to another account. Said
+			// to be removed, the operator was told of a delete that never
+			// was.
+			if (rawEntry{m: m}).Operation() == jetstream.KeyValuePut {
+				return absent, "the bucket holds a record of this account but keeps it hidden: its name entry names another account (a create or revive that lost its name, cut short; an instance's next open removes the record or puts its tombstone back); migrate leaves it", nil
+			}
 			if m.Header.Get(voidedHeader) == "" {
 				return absent, "the bucket removed this account (deleted, and dropped after its tombstone's retention); migrate does not bring it back", nil
 			}

@@ -507,3 +507,41 @@ func TestTwoMigratesAtOnceReplacingAnAccount(t *testing.T) {
 		t.Errorf("acme in the bucket: live %v, %v; want the source's", got.Live(), err)
 	}
 }
+
+// TestMigrateNamesAHiddenRecordAsHidden: a live record the bucket holds
+// but does not show (its name entry names another account: a create or a
+// revive that lost its name, left by a crash) was reported as an account
+// the bucket removed, deleted and dropped after its tombstone's retention:
+// the operator was told the account was deleted, which it never was.
+func TestMigrateNamesAHiddenRecordAsHidden(t *testing.T) {
+	src, stores := migrateStores(t, "dst")
+	dst := stores[0]
+	ctx := bg(t)
+	a := newAccount(t, "shadowed")
+	if _, err := src.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dst.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	other := newAccount(t, "other")
+	if _, err := dst.CreateAccount(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	// The name entry taken over by another account, the record left.
+	if _, err := dst.kv.Put(ctx, nameKey(a.Name), []byte(other.PublicKey)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the record hidden", func() bool {
+		_, err := dst.Account(ctx, a.PublicKey)
+		return errors.Is(err, provision.ErrNotFound)
+	})
+	r, err := Migrate(ctx, dst, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := strings.Join(r.Conflicts, "\n")
+	if r.Accounts.Conflicts != 1 || strings.Contains(all, "removed") || !strings.Contains(all, "hidden") {
+		t.Fatalf("migrate with the account's record hidden in the bucket: %+v, want a conflict saying it is hidden, not removed", r)
+	}
+}
