@@ -184,8 +184,13 @@ func check(dir string, key *seal.Key) (Report, *loaded, error) {
 	if l.unchecked > 0 {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("the seeds of %d accounts are sealed with a key not given, and were not checked", l.unchecked))
 	}
-	if res.dirty && res.kept == 0 {
+	// A torn tail after records kept past the committed length is left
+	// out all the same: the operator is told in both cases.
+	switch {
+	case res.dirty && res.kept == 0:
 		rep.Notes = append(rep.Notes, "the journal has a torn tail past its committed records (never acknowledged; Open leaves it out)")
+	case res.dirty:
+		rep.Notes = append(rep.Notes, fmt.Sprintf("the journal has a torn tail after the %d records kept past its committed length (a write a crash cut short, or damage to the last batch; Open leaves it out)", res.kept))
 	}
 	return rep, res, nil
 }

@@ -355,3 +355,36 @@ func TestSalvagePastDamageWithoutHeader(t *testing.T) {
 	assertDump(t, dumpOf(t, s), withoutUsers(want, jUser))
 	closeStore(t, s)
 }
+
+// TestCheckNotesTornTailAfterKeptRecords: a journal whose last batch lies
+// past the header's committed length (its header slot's write torn), kept,
+// and a torn record after it: Check must say the torn tail is there, as it
+// does when no record was kept, since Open leaves it out.
+func TestCheckNotesTornTailAfterKeptRecords(t *testing.T) {
+	fastDisk(t)
+	dir := t.TempDir()
+	smallStore(t, dir)
+	j := currentSlotTorn(t, readFile(t, filepath.Join(dir, journalFile)))
+	last := int64(len(j))
+	for last > dataStart && j[last-1] == 0 {
+		last--
+	}
+	// Half a record past the last one: a write a crash cut short.
+	copy(j[last:], []byte("17 deadbeef {\"op\":\"us"))
+	writeFile(t, filepath.Join(dir, journalFile), j)
+
+	rep, err := Check(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Unacknowledged == 0 || rep.Damaged() {
+		t.Fatalf("Check: %d records kept past the committed length, damage %v; want some kept and no damage", rep.Unacknowledged, rep.Damage)
+	}
+	noted := false
+	for _, n := range rep.Notes {
+		noted = noted || strings.Contains(n, "torn tail")
+	}
+	if !noted {
+		t.Errorf("Check's notes %q do not mention the torn tail Open leaves out", rep.Notes)
+	}
+}
