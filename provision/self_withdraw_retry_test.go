@@ -2,6 +2,7 @@ package provision_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -61,7 +62,7 @@ func (l *eventLog) has(typ, user, result string) bool {
 func TestSelfCreateWithdrawalRetried(t *testing.T) {
 	t.Run("lands", func(t *testing.T) {
 		ev := &eventLog{}
-		a, r, pub, late := refusedAfterRecord(t, ev)
+		a, r, pub, late, _ := refusedAfterRecord(t, ev)
 		r.armed.Store(false)
 		waitWithdrawn(t, a, pub, late)
 		// Published just after the revocation landed.
@@ -73,8 +74,21 @@ func TestSelfCreateWithdrawalRetried(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	})
+	t.Run("answer", func(t *testing.T) {
+		// README: refused then, 403, whether or not its revocation
+		// landed at the first try; the servers' refusal of the
+		// revocation is not the tenant's answer.
+		_, _, _, _, err := refusedAfterRecord(t, nil)
+		if !errors.Is(err, provision.ErrForbidden) {
+			t.Errorf("the create refused after its record, whose withdrawal failed, answered %v; want ErrForbidden (403)", err)
+		}
+		var refused *provision.RefusedError
+		if errors.As(err, &refused) {
+			t.Errorf("the create's answer carries the revocation's push error as its own (a 502): %v", err)
+		}
+	})
 	t.Run("close", func(t *testing.T) {
-		a, _, _, _ := refusedAfterRecord(t, nil)
+		a, _, _, _, _ := refusedAfterRecord(t, nil)
 		closed := make(chan struct{})
 		go func() { a.Close(); close(closed) }()
 		select {
@@ -88,7 +102,7 @@ func TestSelfCreateWithdrawalRetried(t *testing.T) {
 // refusedAfterRecord makes a self-service create on instance a that is
 // refused after its record was stored, and whose withdrawal's push is
 // refused: a's servers refuse pushes until r is disarmed.
-func refusedAfterRecord(t *testing.T, events provision.Events) (a *provision.Service, r *refuseWhileArmed, pub, late string) {
+func refusedAfterRecord(t *testing.T, events provision.Events) (a *provision.Service, r *refuseWhileArmed, pub, late string, createErr error) {
 	t.Helper()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	p := &pauseAdd{held: make(chan struct{}), release: make(chan struct{})}
@@ -133,14 +147,14 @@ func refusedAfterRecord(t *testing.T, events provision.Events) (a *provision.Ser
 	r.armed.Store(true)
 	close(p.release)
 	select {
-	case err := <-created:
-		if err == nil {
+	case createErr = <-created:
+		if createErr == nil {
 			t.Fatal("the create, refused after its record, succeeded")
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("the create did not end")
 	}
-	return a, r, pub, late
+	return a, r, pub, late, createErr
 }
 
 // waitWithdrawn waits for the withdrawn user late to be revoked, in the

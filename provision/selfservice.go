@@ -231,7 +231,11 @@ func (s *Service) SelfCreateUser(ctx context.Context, t Tenant, req api.SelfCrea
 		if werr := s.withdrawUser(a, rec); werr != nil {
 			s.log.Error("a self-service user refused after its record was stored could not be revoked; it stays listed as active (its JWT was never handed out) until a retry revokes it", "account", a.PublicKey, "user", rec.PublicKey, "name", rec.Name, "error", werr)
 			s.retryWithdraw(a, rec, refused)
-			return nil, fmt.Errorf("self-service settings changed meanwhile, and user %s, refused, recorded but never handed out, could not be revoked yet (tried again in the background): %w", rec.PublicKey, werr)
+			// The answer is the refusal (403, as when the revocation
+			// lands): the revocation's own failure is the service's to
+			// retry, not the tenant's, and a 502/503/504 would tell the
+			// tenant to retry a create that is refused.
+			return nil, fmt.Errorf("%w (the settings changed meanwhile; user %s, recorded but never handed out, could not be revoked yet and is tried again in the background: %v)", err, rec.PublicKey, werr)
 		}
 		s.log.Warn("a self-service user was refused after its record was stored: the account's self-service settings changed meanwhile; it is revoked (its JWT was never handed out)", "account", a.PublicKey, "user", rec.PublicKey, "name", rec.Name)
 		s.emit(ctx, refused)
