@@ -80,6 +80,10 @@ func runStoreCheck(_ context.Context, args []string, stdout, stderr io.Writer) e
 		return &damagedError{fmt.Sprintf("store check: %s has %d damaged places, and a start refuses it; `provisioner store salvage --dir %s --to NEWDIR` copies what is intact", *dir, len(rep.Damage), *dir)}
 	case rep.Refuses():
 		return &damagedError{fmt.Sprintf("store check: a start refuses %s: %s", *dir, strings.Join(rep.Refused, "; "))}
+	case rep.Format == "empty":
+		// Nothing was checked: a mistyped --dir that exists (the store's
+		// parent, say) must not pass as an intact store.
+		return fmt.Errorf("store check: %s holds no store (no snapshot.v2 or journal.v2, nor a previous version's snapshot.json or journal): nothing to check; is it the service's store_dir?", *dir)
 	}
 	return nil
 }

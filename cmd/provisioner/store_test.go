@@ -92,6 +92,10 @@ func TestStoreCommand(t *testing.T) {
 		{"salvage a damaged store", []string{"salvage", "--dir", damaged, "--to", salvaged}, nil, "The new store is in " + salvaged, "", 0},
 		{"salvage into a store", []string{"salvage", "--dir", damaged, "--to", good}, errAny, "", "", 2},
 		{"check without --dir", []string{"check"}, errAny, "", "--dir DIR", 2},
+		// A --dir that exists but holds no store (a mistyped path, the
+		// store's parent) has nothing to check: not a pass.
+		{"check an empty directory", []string{"check", "--dir", t.TempDir()}, errAny, "format    empty", "", 2},
+		{"check the store's parent directory", []string{"check", "--dir", filepath.Dir(good)}, errAny, "format    empty", "", 2},
 		{"salvage without --to", []string{"salvage", "--dir", good}, errAny, "", "--to NEWDIR", 2},
 		{"check help", []string{"check", "-h"}, flag.ErrHelp, "Example:", "", 0},
 		{"salvage help", []string{"salvage", "-h"}, flag.ErrHelp, "Example:", "", 0},
