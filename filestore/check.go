@@ -185,8 +185,12 @@ func check(dir string, key *seal.Key) (Report, *loaded, error) {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("the seeds of %d accounts are sealed with a key not given, and were not checked", l.unchecked))
 	}
 	// A torn tail after records kept past the committed length is left
-	// out all the same: the operator is told in both cases.
+	// out all the same: the operator is told in both cases. Past an older
+	// header slot (the current one unreadable) the tail may hold a batch
+	// that was answered: its header was written, in the unreadable slot.
 	switch {
+	case res.dirty && res.fellBack:
+		rep.Notes = append(rep.Notes, fmt.Sprintf("the journal has a torn tail after the %d records kept past the older header slot's committed length; it may hold changes that were answered (the unreadable slot counted them), and Open leaves it out", res.kept))
 	case res.dirty && res.kept == 0:
 		rep.Notes = append(rep.Notes, "the journal has a torn tail past its committed records (never acknowledged; Open leaves it out)")
 	case res.dirty:

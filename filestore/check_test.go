@@ -388,3 +388,34 @@ func TestCheckNotesTornTailAfterKeptRecords(t *testing.T) {
 		t.Errorf("Check's notes %q do not mention the torn tail Open leaves out", rep.Notes)
 	}
 }
+
+// TestCheckTornTailPastAnUnreadableSlot: the current header slot
+// unreadable, the older one in use, and the record past the older one's
+// committed length damaged. That record's batch was answered (its header
+// was written, in the slot now unreadable): Check must not call the tail
+// Open leaves out "never acknowledged".
+func TestCheckTornTailPastAnUnreadableSlot(t *testing.T) {
+	fastDisk(t)
+	dir := t.TempDir()
+	smallStore(t, dir)
+	j := currentSlotTorn(t, readFile(t, filepath.Join(dir, journalFile)))
+	j[journalEnd(t, j)+40] ^= 1
+	writeFile(t, filepath.Join(dir, journalFile), j)
+
+	rep, err := Check(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noted := false
+	for _, n := range rep.Notes {
+		if strings.Contains(n, "torn tail") {
+			noted = true
+			if strings.Contains(n, "never acknowledged") {
+				t.Errorf("Check calls the tail past an unreadable header slot never acknowledged: %q", n)
+			}
+		}
+	}
+	if !noted {
+		t.Errorf("Check's notes %q do not mention the torn tail Open leaves out", rep.Notes)
+	}
+}
