@@ -40,17 +40,25 @@ type Client struct {
 	nc      *nats.Conn
 	prefix  string
 	timeout time.Duration
+	// badPrefix is why WithPrefix's prefix is not one the service can
+	// have; every call fails with it, sending nothing.
+	badPrefix error
 }
 
 // Option tunes a Client.
 type Option func(*Client)
 
 // WithPrefix sets the subject prefix of the service (its subject_prefix);
-// default api.DefaultPrefix. An empty prefix keeps the default.
+// default api.DefaultPrefix. An empty prefix keeps the default. A prefix
+// the service refuses as its subject_prefix (a wildcard, a space, an empty
+// token, a server subject) makes every call fail with ErrInvalid, sending
+// nothing: such a request went to a wildcard or invalid subject, and the
+// caller waited out its timeout or was told that no service runs.
 func WithPrefix(prefix string) Option {
 	return func(c *Client) {
 		if prefix != "" {
 			c.prefix = prefix
+			c.badPrefix = api.CheckPrefix(prefix)
 		}
 	}
 }
@@ -86,6 +94,9 @@ func (c *Client) Prefix() string { return c.prefix }
 // and the error says so.
 func (c *Client) request(ctx context.Context, endpoint string, req, rep any) error {
 	subject := api.Subject(c.prefix, endpoint)
+	if c.badPrefix != nil {
+		return fmt.Errorf("%w: the client's subject prefix %w; nothing was sent", ErrInvalid, c.badPrefix)
+	}
 	data, err := json.Marshal(req)
 	if err != nil {
 		return fmt.Errorf("client: encode the %s request: %w", subject, err)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -968,5 +969,26 @@ func TestGetAccountDecodesOmittedClaims(t *testing.T) {
 	}
 	if got.Account.Claims == nil || got.Account.Claims.Subject != got.Account.PublicKey || got.Account.Claims.Description != "large" || len(got.Account.Claims.Tags) != len(tags) {
 		t.Fatalf("GetAccount's claims were not decoded from the JWT: %+v", got.Account.Claims)
+	}
+}
+
+// TestWithPrefixRefusesABadPrefix: a prefix the service could not have
+// (a wildcard, a space, an empty token: the CLI's --prefix refuses them)
+// is refused at the first call, naming the prefix, with nothing sent: it
+// went to a wildcard or invalid subject, where no service answers or the
+// server drops it, and the caller waited out its timeout or was told no
+// service runs.
+func TestWithPrefixRefusesABadPrefix(t *testing.T) {
+	t.Parallel()
+	env, _ := started(t, bootstrap.Options{})
+	for _, prefix := range []string{"prov.*", ">", "prov.>", "*", "prov..x", "prov x", ".prov", "$SYS"} {
+		c := client.New(env.Admin(t), client.WithPrefix(prefix))
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		began := time.Now()
+		_, err := c.ListAccounts(ctx, api.ListRequest{})
+		cancel()
+		if !errors.Is(err, client.ErrInvalid) || time.Since(began) > time.Second || !strings.Contains(err.Error(), "nothing was sent") || !strings.Contains(err.Error(), strconv.Quote(prefix)) {
+			t.Errorf("WithPrefix(%q): %v after %s, want ErrInvalid at once naming the prefix, nothing sent", prefix, err, time.Since(began).Round(time.Millisecond))
+		}
 	}
 }

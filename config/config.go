@@ -311,26 +311,9 @@ var kvBucketRe = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
 // ValidKVBucket reports whether name is a valid JetStream KV bucket name.
 func ValidKVBucket(name string) bool { return kvBucketRe.MatchString(name) }
 
-// CheckSubjectPrefix checks a subject prefix: subject tokens without
-// wildcards or spaces, outside the server's own subjects ($SYS, $JS, ...:
-// every token starting with "$"; the reply subjects of service imports,
-// _R_ and _GR_) and the inboxes (_INBOX...). The users
-// init makes are allowed prefix.> (the admin publishes it, the provisioner
-// subscribes to it): under $SYS that would be every system request, under
-// an inbox the replies of another user. The error starts with the prefix,
-// quoted.
-func CheckSubjectPrefix(p string) error {
-	switch first, _, _ := strings.Cut(p, "."); {
-	case strings.ContainsAny(p, " \t\r\n*>") || strings.HasPrefix(p, ".") || strings.HasSuffix(p, ".") || strings.Contains(p, ".."):
-		return fmt.Errorf("%q must be subject tokens without wildcards or spaces", p)
-	case strings.HasPrefix(first, "$") || strings.HasPrefix(first, "_INBOX") || first == "_R_" || first == "_GR_":
-		// _R_ and _GR_ are the server's reply subjects of service imports
-		// (and gateways): the system services' answers to every account
-		// pass through _R_.> in the system account.
-		return fmt.Errorf("%q may not start with $, _INBOX, _R_ or _GR_: those are the server's own subjects, its reply subjects and the inboxes, and the users' permissions are built on the prefix", p)
-	}
-	return nil
-}
+// CheckSubjectPrefix checks a subject prefix: api.CheckPrefix, which the
+// client shares.
+func CheckSubjectPrefix(p string) error { return api.CheckPrefix(p) }
 
 // Validate checks every field and names the first bad one.
 func (c *Config) Validate() error {
