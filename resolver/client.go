@@ -135,6 +135,15 @@ type Client struct {
 	downCh chan struct{}
 	ready  bool // set once New's first refresh is done; Joined fires after
 	closed bool
+	// A server's resolver may be of a type that answers no claims request
+	// (MEMORY, URL): it answers the server ping, so it is known, but no
+	// push, DELETE, LIST or LOOKUP. claimsAnswered holds, by name, the ID
+	// of each instance that has answered one; suspects those that missed
+	// one without ever answering one; noResolver those of the suspects
+	// that then answered a ping: up, but without a resolver to wait for.
+	claimsAnswered map[string]string
+	suspects       map[string]string
+	noResolver     map[string]string
 
 	refreshMu sync.Mutex // one refresh at a time
 	kick      chan struct{}
@@ -162,10 +171,14 @@ func New(ctx context.Context, nc *nats.Conn, opts Options) (*Client, error) {
 		ids:     map[string]string{},
 		retired: map[string]time.Time{},
 		joined:  make(chan provision.Server, joinedBuffer),
-		downCh:  make(chan struct{}),
-		kick:    make(chan struct{}, 1),
-		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
+
+		claimsAnswered: map[string]string{},
+		suspects:       map[string]string{},
+		noResolver:     map[string]string{},
+		downCh:         make(chan struct{}),
+		kick:           make(chan struct{}, 1),
+		stop:           make(chan struct{}),
+		done:           make(chan struct{}),
 	}
 	sub, err := c.subscribe(ctx, c.inbox+"*", c.dispatch)
 	if err != nil {
@@ -252,6 +265,11 @@ func (c *Client) dispatch(m *nats.Msg) {
 		// servers known, never learns of: without the server events it
 		// stayed unknown for good, and no push or delete waited for it.
 		c.sighted(lateIdentity(m.Data))
+		if name, id := claimsIdentity(m.Data); id != "" {
+			// A resolver's late answer: a server suspected of having
+			// none (new, and slow to answer its first) has one.
+			c.answeredClaims(name, id)
+		}
 		return
 	}
 	select {
@@ -334,9 +352,10 @@ func (c *Client) gather(ctx context.Context, subject string, data []byte, rule u
 	// between is noticed.
 	down := c.downSignal()
 	g = c.withKnown(g)
+	claims := isClaimsSubject(subject)
 	want := map[string]string{} // name -> the ID of the instance waited for
 	for _, s := range g.known {
-		if s.Up && !(rule == untilAllFullUp && s.Cache) {
+		if s.Up && !(rule == untilAllFullUp && s.Cache) && !(claims && c.hasNoResolver(s.Name, s.ID)) {
 			want[s.Name] = s.ID
 		}
 	}
@@ -391,6 +410,9 @@ func (c *Client) gather(ctx context.Context, subject string, data []byte, rule u
 		switch {
 		case r.id != "":
 			c.sighted(r.server, r.id)
+			if claims {
+				c.answeredClaims(r.server, r.id)
+			}
 			if _, ok := want[r.server]; ok {
 				got[r.server] = true
 			}
@@ -400,8 +422,12 @@ func (c *Client) gather(ctx context.Context, subject string, data []byte, rule u
 		g.replies = append(g.replies, r)
 	}
 	if rule != untilFirst && !enough() && !noResponders {
+		if claims && identify {
+			c.suspectSilent(want, got)
+		}
 		// A server that went away without a word would keep every later
-		// request waiting for it: a ping tells whether it is down.
+		// request waiting for it: a ping tells whether it is down (or,
+		// for a suspect, up without a resolver).
 		c.triggerRefresh()
 	}
 	g.known = c.updateUp(g.known)
@@ -418,6 +444,12 @@ func (c *Client) gather(ctx context.Context, subject string, data []byte, rule u
 	return g, fmt.Errorf("%w within %s", provision.ErrTimeout, c.opts.Timeout)
 }
 
+// isClaimsSubject tells a request that only a server's resolver answers (a
+// full or cache one): a push, DELETE, LIST or LOOKUP, not a server ping.
+func isClaimsSubject(subject string) bool {
+	return strings.HasPrefix(subject, "$SYS.REQ.CLAIMS.") || strings.HasPrefix(subject, "$SYS.REQ.ACCOUNT.") && strings.HasSuffix(subject, ".CLAIMS.LOOKUP")
+}
+
 func (c *Client) withKnown(g gathered) gathered {
 	g.known = c.Servers()
 	return g
@@ -430,6 +462,27 @@ func identity(data []byte) (name, id string) {
 		Server *serverInfo `json:"server"`
 	}
 	if json.Unmarshal(data, &r) != nil || r.Server == nil {
+		return "", ""
+	}
+	return serverName(r.Server), r.Server.ID
+}
+
+// claimsIdentity reads the server's name and ID from a resolver's answer
+// to a push, DELETE or LIST (its data a message, or a list of accounts),
+// not from another system API reply.
+func claimsIdentity(data []byte) (name, id string) {
+	var r struct {
+		Server *serverInfo      `json:"server"`
+		Data   *json.RawMessage `json:"data"`
+	}
+	if json.Unmarshal(data, &r) != nil || r.Server == nil || r.Data == nil {
+		return "", ""
+	}
+	var update struct {
+		Message *string `json:"message"`
+	}
+	var list []string
+	if json.Unmarshal(*r.Data, &list) != nil && (json.Unmarshal(*r.Data, &update) != nil || update.Message == nil) {
 		return "", ""
 	}
 	return serverName(r.Server), r.Server.ID

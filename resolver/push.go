@@ -93,7 +93,9 @@ func (c *Client) push(ctx context.Context, subject string, data []byte) (provisi
 			continue
 		}
 		rep := provision.ServerReply{Server: s.Name, ServerID: s.ID, Code: 504}
-		if s.Up {
+		if s.Up && c.hasNoResolver(s.Name, s.ID) {
+			rep.Message = "answers no claims request (its resolver is not a full or cache one); not waited for"
+		} else if s.Up {
 			missedUp = true
 			rep.Message = fmt.Sprintf("no answer within %s", c.opts.Timeout)
 		} else {

@@ -30,7 +30,13 @@ func (c *Client) Servers() []provision.Server {
 	c.forgetLocked(time.Now())
 	out := make([]provision.Server, 0, len(c.servers))
 	for _, s := range c.servers {
-		out = append(out, *s)
+		srv := *s
+		if c.noResolver[s.Name] == s.ID {
+			// Not waited for, as a cache resolver is not: it stores
+			// nothing pushed and answers nothing.
+			srv.Cache = true
+		}
+		out = append(out, srv)
 	}
 	slices.SortFunc(out, func(a, b provision.Server) int { return strings.Compare(a.Name, b.Name) })
 	return out
@@ -193,6 +199,40 @@ func (c *Client) isCache(name, id string) bool {
 	return s != nil && s.ID == id && s.Cache
 }
 
+// answeredClaims notes that the server instance answered a claims
+// request: it has a resolver, whatever it was suspected of.
+func (c *Client) answeredClaims(name, id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.claimsAnswered[name] = id
+	delete(c.suspects, name)
+	if c.noResolver[name] == id {
+		delete(c.noResolver, name)
+		c.log.Info("resolver server answers claims requests again; waited for", "server", name, "server_id", id)
+	}
+}
+
+// suspectSilent notes the servers of want that did not answer a claims
+// request (got) and have never answered one: the next ping tells whether
+// they are up, and so answer no claims request at all.
+func (c *Client) suspectSilent(want map[string]string, got map[string]bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name, id := range want {
+		if !got[name] && c.claimsAnswered[name] != id {
+			c.suspects[name] = id
+		}
+	}
+}
+
+// hasNoResolver reports whether the server instance is known to answer no
+// claims request.
+func (c *Client) hasNoResolver(name, id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.noResolver[name] == id
+}
+
 // markDownLocked marks a server down; it stays known until ForgetAfter.
 func (c *Client) markDownLocked(s *provision.Server, reason string) {
 	if !s.Up {
@@ -211,6 +251,9 @@ func (c *Client) forgetLocked(now time.Time) {
 		if !s.Up && now.Sub(s.LastSeen) >= c.opts.ForgetAfter {
 			delete(c.servers, name)
 			delete(c.ids, s.ID)
+			delete(c.claimsAnswered, name)
+			delete(c.suspects, name)
+			delete(c.noResolver, name)
 			c.log.Info("resolver forgot a server", "server", name, "server_id", s.ID, "last_seen", s.LastSeen)
 		}
 	}
@@ -396,6 +439,15 @@ wait:
 			// Not sighted: an unknown ID must not set off another refresh.
 			c.mu.Lock()
 			c.observeLocked(id.Name, id.ID, time.Now())
+			if c.suspects[id.Name] == id.ID {
+				// Up, yet it answered no claims request: its resolver
+				// is none that answers them (MEMORY or URL). Waited
+				// for, it cost every push the whole timeout and kept
+				// every delete disabled for ever.
+				delete(c.suspects, id.Name)
+				c.noResolver[id.Name] = id.ID
+				c.log.Warn("resolver server answers the server ping but no claims request: its resolver is not a full or cache one (MEMORY or URL?); no push, delete or lookup waits for it, and it gets no account pushed", "server", id.Name, "server_id", id.ID)
+			}
 			c.mu.Unlock()
 			if missing <= 0 && !full {
 				quiet = time.After(quietGap)

@@ -1,0 +1,84 @@
+package provision_test
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/natsprov/provisioner/api"
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/provision"
+)
+
+// memoryResolverNodes starts two routed servers of one deployment: node-a
+// with a full resolver, node-b with a MEMORY resolver (one a NATS operator
+// may run beside the full ones, with the same operator): it answers the
+// server ping, but no claims request, as it subscribes to none.
+func memoryResolverNodes(t *testing.T) (*bootstrap.Result, []*clusterNode) {
+	t.Helper()
+	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := startNodes(t, res, 2)
+	b := nodes[1]
+	b.srv.Stop()
+	raw, err := os.ReadFile(b.conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := resolverBlock.ReplaceAllLiteralString(string(raw), "\nresolver: MEMORY")
+	if conf == string(raw) {
+		t.Fatal("no resolver block in node-b's configuration")
+	}
+	if err := os.WriteFile(b.conf, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b.start()
+	waitRoutes(t, b)
+	return res, nodes
+}
+
+// TestMemoryResolverServer: node-b runs a MEMORY resolver, which answers
+// no claims request (no push, no DELETE, no LIST, no LOOKUP). It was
+// counted as a server whose resolver stores what is pushed: every push
+// waited the whole resolver timeout for it, the reconciler pushed every
+// account again each pass, and a delete stayed disabled for ever, waiting
+// for node-b to confirm it. Once it has shown that it answers no claims
+// request, it is not waited for (as a cache resolver is not).
+func TestMemoryResolverServer(t *testing.T) {
+	res, nodes := memoryResolverNodes(t)
+	d := newClusterDomain(t, res, nodes, time.Hour, nil)
+	ctx := context.Background()
+
+	if _, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "first"}); err != nil {
+		t.Fatal(err)
+	}
+	// The first request may wait for node-b to learn that it answers
+	// nothing; the next ones must not.
+	time.Sleep(2500 * time.Millisecond)
+	start := time.Now()
+	acc, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("a create took %s: it waited the resolver timeout for node-b, which answers no push", took)
+	}
+	pub := acc.Account.PublicKey
+	r, err := d.svc.Reconcile(ctx, api.ReconcileRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Pushed != 0 || r.Failed != 0 {
+		t.Errorf("a pass after the creates: pushed %d, failed %d; want nothing to do", r.Pushed, r.Failed)
+	}
+	rep, err := d.svc.DeleteAccount(ctx, api.AccountRequest{Account: pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Phase != string(provision.PhaseDeleted) || len(rep.Waiting) != 0 {
+		t.Errorf("delete: phase %s waiting %v, want deleted (node-b holds nothing to wait for)", rep.Phase, rep.Waiting)
+	}
+}
