@@ -267,7 +267,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 		Instance:           cfg.Instance,
 		StoreKind:          cfg.StoreKind(),
 		Version:            Version,
-		MaxJWTSize:         maxJWTSize(s.NC.MaxPayload()),
+		MaxJWTSize:         maxJWTSize(s.NC.MaxPayload(), s.PushNC.MaxPayload()),
 		DurableUserRecords: cfg.DurableUserRecords,
 		ReconcileInterval:  time.Duration(cfg.ReconcileInterval),
 		ReconcileRate:      cfg.ReconcileRate,
@@ -577,7 +577,11 @@ const jwtReplyEnvelope = 4096
 // take one of max_payload, but the reply that carries it back must fit in
 // a reply body too. A JWT that fitted the push but not its reply was made
 // and pushed, then answered 500 "carried out, but its reply would be over
-// max_payload": a caller that retried made it again.
-func maxJWTSize(maxPayload int64) int {
-	return int(maxPayload) - responder.HeaderRoom - jwtReplyEnvelope
+// max_payload": a caller that retried made it again. The push goes on the
+// other connection, which may be to another server of the cluster, with a
+// smaller max_payload: a JWT over it was made, then its push failed
+// ("maximum payload exceeded", answered 504, so a caller retried for
+// ever), so the JWT must fit that connection's max_payload too.
+func maxJWTSize(replyMaxPayload, pushMaxPayload int64) int {
+	return min(int(replyMaxPayload)-responder.HeaderRoom-jwtReplyEnvelope, int(pushMaxPayload))
 }
