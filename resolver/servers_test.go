@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,7 +24,10 @@ import (
 
 // TestHungServer: a server that answers pings but not pushes, as one whose
 // resolver is stuck would, costs a push the timeout; once it is down, even a
-// push already waiting for it ends.
+// push already waiting for it ends. It answers its first push: a server
+// that never answered one is taken for one without a resolver that answers
+// claims requests (MEMORY or URL; TestMemoryResolverServer in provision),
+// and not waited for.
 func TestHungServer(t *testing.T) {
 	env := provtest.Deployment(t, bootstrap.Options{})
 	op := operator(t, env.Init.Dir)
@@ -39,7 +43,14 @@ func TestHungServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	pushes := make(chan struct{}, 16)
-	if _, err := hung.Subscribe(resolver.SubjectClaimsUpdate, func(*nats.Msg) { pushes <- struct{}{} }); err != nil {
+	var answered atomic.Bool
+	if _, err := hung.Subscribe(resolver.SubjectClaimsUpdate, func(m *nats.Msg) {
+		if answered.CompareAndSwap(false, true) {
+			_ = m.Respond(fmt.Appendf(nil, `{"data":{"code":200,"message":"jwt updated"},"server":{"name":%q,"host":"127.0.0.1","id":%q}}`, hungName, hungID))
+			return
+		}
+		pushes <- struct{}{}
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if err := hung.Flush(); err != nil {
@@ -65,6 +76,13 @@ func TestHungServer(t *testing.T) {
 			t.Fatalf("result %+v, want the real server stored and %s not answered (504)", res, hungName)
 		}
 		return res, time.Since(start)
+	}
+
+	if _, token := newAccount(t, "first", op.Signer); true {
+		res, err := c.Update(ctx, token)
+		if err != nil || len(res) != 2 || res.Stored() != 2 {
+			t.Fatalf("the first push, which both answer: %+v, %v", res, err)
+		}
 	}
 
 	t.Run("no answer within the timeout", func(t *testing.T) {
