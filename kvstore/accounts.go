@@ -422,8 +422,9 @@ func (s *Store) createAccount(ctx context.Context, a provision.Account) (uint64,
 		nameRev, err = s.kv.Update(ctx, nameKey(a.Name), []byte(a.PublicKey), claimRev)
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			// Taken over between the claim and the record: the record is
-			// not shown (its name entry points elsewhere); remove it.
-			if derr := s.kv.Delete(ctx, accountKey(a.PublicKey), jetstream.LastRevision(rev)); derr != nil {
+			// not shown (its name entry points elsewhere); remove it,
+			// voided: the bucket never held it live (store migrate).
+			if derr := s.voidAt(ctx, accountKey(a.PublicKey), rev, "create lost its name"); derr != nil {
 				s.log.Warn("kvstore: cannot remove the record of a create that lost its name; the next open removes it", "account", a.PublicKey, "error", derr)
 			}
 			return 0, fmt.Errorf("kvstore: account name %q: %w: taken by another create meanwhile", a.Name, provision.ErrConflict)

@@ -178,8 +178,10 @@ func (s *Store) migrateAccount(ctx context.Context, a provision.Account) (outcom
 		// reconciler would push it to the servers again.
 		// A marker a name's take-over left (voidedHeader) is no removal:
 		// an earlier run claimed the name, was cut short before the
-		// record, and another create took the name since. The bucket never
-		// held the account: it is copied, if its name is free.
+		// record, and another create took the name since; nor is the
+		// marker that removed the record of a create that lost its name.
+		// The bucket never held the account: it is copied, if its name is
+		// free.
 		voided := false
 		if m, err := s.stream.GetLastMsgForSubject(ctx, s.subject+accountKey(a.PublicKey)); err == nil && m != nil {
 			// A record, not a marker: held but hidden (mirror.visible), a
@@ -199,7 +201,7 @@ func (s *Store) migrateAccount(ctx context.Context, a provision.Account) (outcom
 		_, err := s.createAccount(ctx, a)
 		if errors.Is(err, provision.ErrConflict) {
 			if voided {
-				return absent, fmt.Sprintf("not in the bucket: an earlier run was cut short after claiming its name, before writing it, and another account took the name since (%v)", err), nil
+				return absent, fmt.Sprintf("not in the bucket: an earlier create of it (a migrate run's, or an instance's) lost its name to another account, which has it (%v)", err), nil
 			}
 			// The key written meanwhile (another migrate run at once, or
 			// an instance): compared as if it had been there, so that

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/natsprov/provisioner/provision"
 )
 
@@ -544,4 +546,62 @@ func TestMigrateNamesAHiddenRecordAsHidden(t *testing.T) {
 	if r.Accounts.Conflicts != 1 || strings.Contains(all, "removed") || !strings.Contains(all, "hidden") {
 		t.Fatalf("migrate with the account's record hidden in the bucket: %+v, want a conflict saying it is hidden, not removed", r)
 	}
+}
+
+// TestMigrateDoesNotCallALostCreateRemoved: the record of a create that
+// lost its name to another account was never shown; once removed (by the
+// create backing out, or by the next open's sweep after a crash before
+// it), store migrate must not report the account as one the bucket
+// removed (deleted, and dropped after retention).
+func TestMigrateDoesNotCallALostCreateRemoved(t *testing.T) {
+	stores := func(t *testing.T) (*deployment, *Store, *Store, *Store) {
+		d := startDeployment(t, 1)
+		key, _ := newSealKey(t)
+		src := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Bucket: "filestore", Instance: "src"})
+		sa := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Instance: "a"})
+		sb := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Instance: "b"})
+		return d, src, sa, sb
+	}
+	check := func(t *testing.T, dst, src *Store, a provision.Account) {
+		t.Helper()
+		ctx := bg(t)
+		if _, err := src.CreateAccount(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		r, err := Migrate(ctx, dst, src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all := strings.Join(r.Conflicts, "\n")
+		if strings.Contains(all, "removed this account") {
+			t.Fatalf("migrate of an account whose create lost its name: %+v, want it not reported as removed by the bucket", r)
+		}
+	}
+	t.Run("backed out", func(t *testing.T) {
+		_, src, sa, sb := stores(t)
+		ctx := bg(t)
+		a, b := newAccount(t, "contested"), newAccount(t, "contested")
+		takeOverAt(t, sa, sb, b, "create: name claimed", "")
+		if _, err := sa.CreateAccount(ctx, a); !errors.Is(err, provision.ErrConflict) {
+			t.Fatalf("a's create: %v, want ErrConflict (fenced out)", err)
+		}
+		sa.fault = nil
+		check(t, sb, src, a)
+	})
+	t.Run("swept", func(t *testing.T) {
+		d, src, sa, sb := stores(t)
+		ctx := bg(t)
+		a, b := newAccount(t, "left-behind"), newAccount(t, "left-behind")
+		takeOverAt(t, sa, sb, b, "create: name claimed", "create: record written")
+		if _, err := sa.CreateAccount(ctx, a); !errors.Is(err, errCrash) {
+			t.Fatalf("a's create: %v, want the crash", err)
+		}
+		sa.fault = nil
+		sc := openStore(t, d.connect(t, d.svcCreds), sa.opts)
+		eventually(t, 5*time.Second, "the record is removed", func() bool {
+			_, err := sc.kv.Get(ctx, accountKey(a.PublicKey))
+			return errors.Is(err, jetstream.ErrKeyNotFound)
+		})
+		check(t, sc, src, a)
+	})
 }

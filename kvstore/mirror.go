@@ -813,9 +813,14 @@ func (s *Store) sweep(ctx context.Context) {
 			continue
 		}
 		var err error
-		if o.back != nil {
+		switch {
+		case o.back != nil:
 			err = s.tombstoneAgain(cctx, o.back)
-		} else {
+		case o.name != "":
+			// A create's record, never shown: voided, not removed
+			// (store migrate tells the two apart).
+			err = s.voidAt(cctx, o.key, o.rev, "create lost its name")
+		default:
 			err = s.deleteAt(cctx, o.key, o.rev)
 		}
 		cancel()

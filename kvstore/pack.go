@@ -118,9 +118,26 @@ func (s *Store) writePack(writes []*pendingWrite) {
 // deleteAt writes a delete marker at key, expecting its last revision to
 // be rev; 0 expects a key never written (kv.Delete takes 0 as "any").
 func (s *Store) deleteAt(ctx context.Context, key string, rev uint64) error {
+	return s.markAt(ctx, key, rev, "")
+}
+
+// voidAt removes, as deleteAt does, the record at key of an account whose
+// create lost its name to another account (never shown): its marker
+// carries voidedHeader, saying why, so that store migrate does not report
+// the account as one the bucket removed.
+func (s *Store) voidAt(ctx context.Context, key string, rev uint64, why string) error {
+	return s.markAt(ctx, key, rev, why)
+}
+
+// markAt writes deleteAt's marker, with voidedHeader set to voided unless
+// it is "".
+func (s *Store) markAt(ctx context.Context, key string, rev uint64, voided string) error {
 	return untilSettled(ctx, "remove "+key, func() error {
 		m := deleteMarker(s.subject + key)
 		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(rev, 10))
+		if voided != "" {
+			m.Header.Set(voidedHeader, voided)
+		}
 		_, err := s.js.PublishMsg(ctx, m)
 		if wrongLast(err) {
 			return fmt.Errorf("%w: %w", err, jetstream.ErrKeyRevisionMismatch)

@@ -25,10 +25,11 @@ const (
 )
 
 // voidedHeader marks the delete marker a name's take-over puts at the
-// record key of a create that claimed the name and wrote no record: the
-// bucket never held that account, and store migrate, which leaves an
-// account the bucket removed as it is, must not take the void for a
-// removal.
+// record key of a create that claimed the name and wrote no record, and
+// the one that removes the record of a create that lost its name (the
+// create backing out, or the sweep after it crashed): the bucket never
+// held that account live, and store migrate, which leaves an account the
+// bucket removed as it is, must not take the void for a removal.
 const voidedHeader = "Provisioner-Voided"
 
 func deleteMarker(subject string) *nats.Msg {
