@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -428,5 +429,73 @@ func TestStoreResealRefusesAMissingBucket(t *testing.T) {
 	}
 	if _, err := js.KeyValue(context.Background(), env.Config.KVBucket); !errors.Is(err, jetstream.ErrBucketNotFound) {
 		t.Errorf("after the refused reseal the bucket: %v, want none made", err)
+	}
+}
+
+// TestStoreResealNamesAHiddenRecord: a record sealed with the old key that
+// the store does not show (a create that lost its name to another account
+// and was cut short before removing it, left after reseal's own open) is
+// not one an instance keeps writing. reseal said an instance still runs
+// with the old key as its seal_key and to restart every instance, which
+// changes nothing; it now names the record for what it is.
+func TestStoreResealNamesAHiddenRecord(t *testing.T) {
+	ctx := context.Background()
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	svc := env.Start(t)
+	if r := provtest.Request(t, env.Admin(t), "prov.account.create", `{"name":"acme"}`); r.Code != 0 {
+		t.Fatal(r.Description)
+	}
+	if err := svc.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	oldKey, err := seal.Load(env.Init.SealKeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc := env.ServiceUser(t)
+	old, err := kvstore.Open(ctx, nc, kvstore.Options{Bucket: env.Config.KVBucket, Seal: oldKey, Instance: "old"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bucket, err := js.KeyValue(ctx, env.Config.KVBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hidden := testAccount(t, "lost")
+	other := testAccount(t, "lost")
+	once := false
+	resealChecking = func(ctx context.Context) {
+		if once {
+			return
+		}
+		once = true
+		// A create with the old key, whose name then went to another
+		// account: its record stays, not shown.
+		if _, err := old.CreateAccount(ctx, hidden); err != nil {
+			t.Errorf("the old instance's create: %v", err)
+		}
+		if _, err := bucket.Put(ctx, "name."+base64.RawURLEncoding.EncodeToString([]byte("lost")), []byte(other.PublicKey)); err != nil {
+			t.Errorf("the name taken over: %v", err)
+		}
+	}
+	t.Cleanup(func() { resealChecking = nil })
+
+	newKey := newSealKey(t, env)
+	rotateSealKey(t, env, newKey)
+	out, _, err := runCmd(t, "store", "reseal", "--config", env.Init.Config)
+	if err == nil || strings.Contains(out, "can go") {
+		t.Fatalf("reseal with a record sealed with the old key left in the bucket: %v\n%s", err, out)
+	}
+	if !strings.Contains(err.Error(), hidden.PublicKey) || strings.Contains(err.Error(), "restart every instance") || !strings.Contains(err.Error(), "lost its name") {
+		t.Errorf("reseal's error %q does not name the hidden record of %s for what it is", err, hidden.PublicKey)
+	}
+	// As it says: run again, its open removes the record.
+	if out, _, err := runCmd(t, "store", "reseal", "--config", env.Init.Config); err != nil || !strings.Contains(out, "can go") {
+		t.Fatalf("reseal run again: %v\n%s", err, out)
 	}
 }

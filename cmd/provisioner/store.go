@@ -246,6 +246,11 @@ func runStoreReseal(ctx context.Context, args []string, stdout, stderr io.Writer
 	// bucket itself and write again what is not sealed with the current
 	// key, a few times, for a change that was on its way.
 	var older []string
+	// hidden: accounts listed whose record the store does not show (a
+	// create that lost its name to another account, cut short before it
+	// removed its record): no instance writes them again, and the open
+	// of the bucket removes them (the sweep), not a restart.
+	hidden := map[string]bool{}
 	for try := 0; ; try++ {
 		if resealChecking != nil {
 			resealChecking(ctx)
@@ -259,8 +264,11 @@ func runStoreReseal(ctx context.Context, args []string, stdout, stderr io.Writer
 		for _, pub := range older {
 			a, err := kv.AccountLatest(ctx, pub)
 			if errors.Is(err, provision.ErrNotFound) {
-				continue // removed meanwhile: nothing sealed is left
+				// Removed meanwhile (not listed again), or hidden.
+				hidden[pub] = true
+				continue
 			}
+			delete(hidden, pub)
 			if err != nil {
 				return fmt.Errorf("store reseal: account %s: %w", pub, err)
 			}
@@ -268,6 +276,22 @@ func runStoreReseal(ctx context.Context, args []string, stdout, stderr io.Writer
 				return fmt.Errorf("store reseal: account %s: %w", pub, err)
 			}
 		}
+	}
+	var live []string
+	for _, pub := range older {
+		if !hidden[pub] {
+			live = append(live, pub)
+		}
+	}
+	if len(live) < len(older) {
+		first := ""
+		for _, pub := range older {
+			if hidden[pub] {
+				first = pub
+				break
+			}
+		}
+		return fmt.Errorf("store reseal: %d accounts are still sealed with a previous key, %d of them (first: %s) in a record the store does not show: a create that lost its name to another account and was cut short before removing its record; opening the bucket removes such a record: run reseal again; keep seal_key_previous until reseal succeeds (a start without it refuses the record)", len(older), len(older)-len(live), first)
 	}
 	if len(older) > 0 {
 		return fmt.Errorf("store reseal: %d accounts are still sealed with a previous key (first: %s): an instance still runs with it as its seal_key; restart every instance with the seal_key of %s (%s), then run reseal again; keep seal_key_previous until reseal succeeds", len(older), older[0], *path, key.PublicKey())
