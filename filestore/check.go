@@ -201,7 +201,14 @@ func check(dir string, key *seal.Key) (Report, *loaded, error) {
 
 // Salvage copies every intact record of the store in dir into a new store
 // in to, which must not exist or be empty, and reports what it read (the
-// damage it went past) and what it copied. It never changes dir; a person
+// damage it went past) and what it copied. Within the committed length it
+// goes past damage to the intact records after it; past it (the last
+// batch, its header slot's write torn or unreadable) it stops at the first
+// record that does not read, as Open does: a crash can persist a write's
+// pages out of order, so a record after a torn one is no proof. There the
+// records after a damaged one are not copied, though with the current
+// header slot unreadable they may be of an answered batch: the report's
+// note on the torn tail says so. It never changes dir; a person
 // decides what to do with the copy. Seeds are copied as they are on disk:
 // sealed ones stay sealed, and without the key they are not checked. A
 // store that runs is read as Check reads it, again when a read met a
