@@ -65,8 +65,11 @@ type Service struct {
 	runDone        chan struct{}
 	stopOnce       sync.Once
 	stopErr        error
-	mu             sync.Mutex // orders keep in stop
-	health         *health    // nil without health_listen
+	// lost receives the first connection nats.go closed by itself (the
+	// server refused its creds twice: expired, revoked); Run ends on it.
+	lost   chan *conn
+	mu     sync.Mutex // orders keep in stop
+	health *health    // nil without health_listen
 	// stopping, when set (tests only, export_test.go), is called by Stop
 	// once the health endpoint says stopping, before anything stops: a
 	// test holds a stop there to see that state, however fast the stop.
@@ -327,6 +330,21 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 		defer close(s.runDone)
 		s.Provision.Run(runCtx)
 	}()
+	// A connection nats.go closed by itself never comes back (it
+	// reconnects forever, but gives up on creds the server refused twice):
+	// Run ends then, so that the process exits and its supervisor restarts
+	// it, instead of serving deaf for ever. Stop's own closes come after
+	// Run stopped looking.
+	s.lost = make(chan *conn, 1)
+	for _, c := range s.conns {
+		go func() {
+			<-c.closed
+			select {
+			case s.lost <- c:
+			default:
+			}
+		}()
+	}
 	if s.health != nil {
 		s.health.state.Store(s)
 	}
@@ -534,7 +552,8 @@ func (s *Service) stop() error {
 	return first
 }
 
-// Run starts the service and serves until ctx ends, then stops it. A stop
+// Run starts the service and serves until ctx ends, then stops it; or until
+// a NATS connection is closed for good, then it stops it and fails. A stop
 // asked for (ctx ending) while it still waits for NATS at start is a clean
 // exit.
 func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Option) error {
@@ -546,9 +565,18 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		}
 		return err
 	}
-	<-ctx.Done()
-	log.Info("provisioner stopping")
-	return s.Stop()
+	select {
+	case <-ctx.Done():
+		log.Info("provisioner stopping")
+		return s.Stop()
+	case c := <-s.lost:
+		err := fmt.Errorf("NATS connection %s was closed for good (the server refused the creds %s: %v); nats.go does not reconnect it, so the provisioner stops, for a restart", c.name, c.creds, c.nc.LastError())
+		log.Error("provisioner stopping: a NATS connection was closed for good", "connection", c.name, "creds", c.creds, "error", c.nc.LastError())
+		if serr := s.Stop(); serr != nil {
+			log.Warn("stop after the connection was lost", "error", serr)
+		}
+		return err
+	}
 }
 
 // seedPublicKey returns the public key of the nkey seed in file, and
