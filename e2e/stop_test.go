@@ -44,3 +44,37 @@ func TestStopWithPausedServerFitsTheGracePeriod(t *testing.T) {
 		})
 	}
 }
+
+// TestSecondSignalEndsAStop: a stop that waits on a server that does not
+// answer takes up to 30 s. An operator who sends a second SIGINT or
+// SIGTERM meanwhile (Ctrl-C again) means "now": the process must end at
+// once, as a kill would, not swallow the signal and go on waiting. The
+// signal handler stayed installed for the whole stop, so every later
+// signal was ignored.
+func TestSecondSignalEndsAStop(t *testing.T) {
+	t.Parallel()
+	d := newDeploymentWith(t, "file")
+	d.startServer()
+	d.startServe()
+	d.request("prov.account.create", `{"name":"before"}`)
+	testenv.Pause(t, d.server.cmd.Process)
+	t.Cleanup(func() { d.server.cmd.Process.Signal(syscall.SIGCONT) })
+	time.Sleep(300 * time.Millisecond)
+	if err := d.serve.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // the stop waits on the paused server
+	if d.serve.exited() {
+		t.Skip("the stop ended before the second signal")
+	}
+	began := time.Now()
+	if err := d.serve.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-d.serve.done:
+		t.Logf("exited %v, %s after the second signal", d.serve.err, time.Since(began).Round(time.Millisecond))
+	case <-time.After(3 * time.Second):
+		t.Errorf("serve still stopping 3 s after a second signal (SIGINT during the SIGTERM's stop), want it ended at once")
+	}
+}

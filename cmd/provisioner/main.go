@@ -29,6 +29,14 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The first SIGINT or SIGTERM ends ctx, and a stop begins (up to 30 s
+	// during an outage). A second one means now: the handler is removed
+	// once ctx ends, so that it ends the process at once, as a kill would,
+	// instead of being swallowed while the stop goes on waiting.
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		// -h asked for help and got it: that is a success.
 		if errors.Is(err, flag.ErrHelp) {
