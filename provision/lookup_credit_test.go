@@ -62,7 +62,8 @@ func playerCreds(t *testing.T, res *bootstrap.Result, name string) string {
 }
 
 // TestDeleteWaitsForConfirmationsByName: zz-hung is a known server whose
-// resolver is stuck (it answers pings, nothing else) and has not confirmed
+// resolver got stuck (it answers pings, nothing else since the create's
+// push) and has not confirmed
 // a deleted account's disabled version. A second instance (no
 // confirmations in memory) sweeps the account with a LOOKUP while a server
 // it does not know yet (one that joined during the pass, holding the
@@ -80,6 +81,17 @@ func TestDeleteWaitsForConfirmationsByName(t *testing.T) {
 	player := env.Connect(t, playerCreds(t, env.Init, "player"))
 	if _, err := player.Subscribe(resolver.SubjectServerPing, func(m *nats.Msg) {
 		_ = m.Respond(fmt.Appendf(nil, `{"name":%q,"host":"127.0.0.1","id":%q}`, hungName, hungID))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// It answers its first push (the create's): a server that never
+	// answered a claims request is taken for one whose resolver answers
+	// none (MEMORY or URL), and nothing waits for it.
+	var answered atomic.Bool
+	if _, err := player.Subscribe(resolver.SubjectClaimsUpdate, func(m *nats.Msg) {
+		if answered.CompareAndSwap(false, true) {
+			_ = m.Respond(fmt.Appendf(nil, `{"data":{"code":200,"message":"jwt updated"},"server":{"name":%q,"host":"127.0.0.1","id":%q}}`, hungName, hungID))
+		}
 	}); err != nil {
 		t.Fatal(err)
 	}
