@@ -430,7 +430,7 @@ func (s *Service) page(req api.ListRequest, n int, size func(i int) int) (span, 
 	if req.Limit > 0 && req.Limit < n-from {
 		to = from + req.Limit
 	}
-	budget := s.maxJWT - 4096 // room for the envelope
+	budget := s.jwtLimit() - 4096 // room for the envelope
 	// Every page holds at least one entry, so that following next_offset
 	// always ends.
 	if from < to {

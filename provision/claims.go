@@ -130,8 +130,8 @@ func (s *Service) signKeeping(claims *jwt.AccountClaims, kept int64) (string, er
 	if err != nil {
 		return "", fmt.Errorf("sign account %s: %w", pub, err)
 	}
-	if len(token) > s.maxJWT {
-		return "", fmt.Errorf("%w: the account JWT would be %d bytes, over the limit of %d bytes (the servers' max_payload, less room for the reply that carries it); remove revocations, tags or permissions", ErrInvalid, len(token), s.maxJWT)
+	if len(token) > s.jwtLimit() {
+		return "", fmt.Errorf("%w: the account JWT would be %d bytes, over the limit of %d bytes (the servers' max_payload, less room for the reply that carries it); remove revocations, tags or permissions", ErrInvalid, len(token), s.jwtLimit())
 	}
 	// Encode filled in the claims it serialized (issuer, issue time, ID):
 	// check them as they are, without verifying our own signature again.

@@ -84,7 +84,7 @@ func (s *Service) Audit(ctx context.Context, req api.AuditRequest) (*api.AuditRe
 	// and a page over max_payload is no reply. Each entry is measured as
 	// the reply encodes it; a page holds at least one, so that following
 	// next always ends.
-	budget := s.maxJWT - 4096 // room for the envelope
+	budget := s.jwtLimit() - 4096 // room for the envelope
 	for i, e := range entries {
 		b, _ := json.Marshal(e) // strings and numbers: it cannot fail
 		if budget -= len(b) + 1; budget < 0 && i > 0 {

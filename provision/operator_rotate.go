@@ -109,7 +109,7 @@ func (s *Service) RotateOperator(ctx context.Context, _ api.RotateOperatorReques
 	// max_payload, the rotation was carried out and answered 500 "its
 	// reply would be over max_payload", its list lost. Each failure is
 	// logged above.
-	if n := s.maxJWT / 2 / listedKeySize; len(rep.Failed) > n {
+	if n := s.jwtLimit() / 2 / listedKeySize; len(rep.Failed) > n {
 		rep.FailedOmitted = len(rep.Failed) - n
 		rep.Failed = rep.Failed[:n:n]
 	}

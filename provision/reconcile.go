@@ -371,7 +371,7 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 	// what a reply may carry: with hundreds of orphans at a small
 	// max_payload, prov.reconcile and every prov.status after it failed
 	// 500 "its reply would be over max_payload".
-	if n := s.maxJWT / 2 / listedKeySize; len(rep.Orphans) > n {
+	if n := s.jwtLimit() / 2 / listedKeySize; len(rep.Orphans) > n {
 		rep.OrphansOmitted = len(rep.Orphans) - n
 		rep.Orphans = rep.Orphans[:n:n]
 	}

@@ -106,8 +106,8 @@ func (s *Service) RotateAccount(ctx context.Context, req api.RotateAccountReques
 			if err != nil {
 				return err
 			}
-			if len(token)+listed > s.maxJWT {
-				return fmt.Errorf("%w: the rotated account JWT would be %d bytes, and the reply lists its %d signing keys besides: over the limit of %d bytes (the servers' max_payload, less room); remove revocations, tags or roles first, or rotate with \"revoke_old\"", ErrInvalid, len(token), len(keys)+len(gone), s.maxJWT)
+			if len(token)+listed > s.jwtLimit() {
+				return fmt.Errorf("%w: the rotated account JWT would be %d bytes, and the reply lists its %d signing keys besides: over the limit of %d bytes (the servers' max_payload, less room); remove revocations, tags or roles first, or rotate with \"revoke_old\"", ErrInvalid, len(token), len(keys)+len(gone), s.jwtLimit())
 			}
 		}
 		next.SigningKeys = keys

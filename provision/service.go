@@ -71,7 +71,8 @@ type Config struct {
 	Protected []string
 	// MaxJWTSize is the largest account JWT the service signs: what the
 	// servers take (their max_payload), less room for the reply that
-	// carries it back. Default 1 MiB.
+	// carries it back. Default 1 MiB. SetMaxJWTSize changes it when the
+	// connections land on other servers.
 	MaxJWTSize int
 	// DurableUserRecords makes user.create wait until the user's record is
 	// durable. Off, the record is visible at once and durable within
@@ -104,8 +105,9 @@ type Service struct {
 	untrusted atomic.Pointer[string]
 	store     Store
 	resolver  Resolver
-	maxJWT    int
-	log       *slog.Logger
+	// maxJWT is Config.MaxJWTSize, as SetMaxJWTSize last set it.
+	maxJWT atomic.Int64
+	log    *slog.Logger
 
 	locks keyedRWMutex // taken exclusively (lock)
 	// signing is held shared by a user.create from the read of the
@@ -189,17 +191,32 @@ func New(cfg Config) (*Service, error) {
 		cfg:         cfg,
 		store:       cfg.Store,
 		resolver:    cfg.Resolver,
-		maxJWT:      cfg.MaxJWTSize,
 		log:         cfg.Logger,
 		userKeys:    keypair.NewPool(nkeys.PrefixByteUser, 1024),
 		accountKeys: keypair.NewPool(nkeys.PrefixByteAccount, 256),
 	}
 	s.op.Store(cfg.Operator)
+	s.maxJWT.Store(int64(cfg.MaxJWTSize))
 	s.rec.init()
 	s.halted, s.halt = context.WithCancel(context.Background())
 	s.closing, s.closeNow = context.WithCancel(context.Background())
 	return s, nil
 }
+
+// SetMaxJWTSize sets the largest account JWT the service signs from now on
+// (see Config.MaxJWTSize; n <= 0 keeps it). A reconnect may land a
+// connection on another server of the cluster, with a smaller max_payload:
+// a JWT made for the first was pushed to the second, which refused it
+// ("maximum payload exceeded", answered 504, so a caller retried for
+// ever), instead of being refused, before anything was made, as too large.
+func (s *Service) SetMaxJWTSize(n int) {
+	if n > 0 {
+		s.maxJWT.Store(int64(n))
+	}
+}
+
+// jwtLimit is the largest account JWT the service signs now.
+func (s *Service) jwtLimit() int { return int(s.maxJWT.Load()) }
 
 // closeWait bounds how long Close waits for the changes under way. Those
 // are what the passes left (a re-sign or a prune, which runs under its own

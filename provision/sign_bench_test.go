@@ -21,7 +21,8 @@ func BenchmarkSignAccount(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := &Service{maxJWT: 1 << 20}
+	s := &Service{}
+	s.maxJWT.Store(1 << 20)
 	s.op.Store(op)
 	acct, _ := nkeys.CreateAccount()
 	pub, _ := acct.PublicKey()

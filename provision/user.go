@@ -213,8 +213,8 @@ func (s *Service) issue(ctx context.Context, a Account, u *userRequest, caller a
 			return nil, User{}, err
 		}
 	}
-	if size := replySize(out); size > s.maxJWT {
-		return nil, User{}, fmt.Errorf("%w: the reply with the user would be about %d bytes (its JWT is %d, and the creds carry it again), over the limit of %d bytes (the servers' max_payload, less room); give it fewer permissions or tags, or raise max_payload", ErrInvalid, size, len(token), s.maxJWT)
+	if size := replySize(out); size > s.jwtLimit() {
+		return nil, User{}, fmt.Errorf("%w: the reply with the user would be about %d bytes (its JWT is %d, and the creds carry it again), over the limit of %d bytes (the servers' max_payload, less room); give it fewer permissions or tags, or raise max_payload", ErrInvalid, size, len(token), s.jwtLimit())
 	}
 	signerPub, _ := signer.PublicKey()
 	rec := User{PublicKey: pub, Account: a.PublicKey, Name: name, IssuedAt: uc.IssuedAt, ExpiresAt: uc.Expires, Signer: signerPub, Role: u.role, SelfService: u.self, Tags: slices.Clone([]string(uc.Tags)), TagsRecorded: true}

@@ -321,9 +321,18 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 			return nil, err
 		}
 	}
+	// A reconnect may land on another server of the cluster, with another
+	// max_payload: the largest JWT follows it (the reconnect before these
+	// handlers is caught by the call after them).
+	jwtSize := func() { s.Provision.SetMaxJWTSize(maxJWTSize(s.NC.MaxPayload(), s.PushNC.MaxPayload())) }
+	sys.onReconnect(jwtSize)
 	// What is pushed while disconnected may reach no server: reconcile
 	// after every reconnect.
-	push.onReconnect(s.Provision.Kick)
+	push.onReconnect(func() {
+		jwtSize()
+		s.Provision.Kick()
+	})
+	jwtSize()
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.stopRun, s.runDone = cancel, make(chan struct{})
 	go func() {
