@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natsprov/provisioner/provision"
+	"github.com/natsprov/provisioner/seal"
 )
 
 // mirror is the store's in-memory copy of the acct., name., user. and
@@ -81,6 +82,11 @@ type accountEntry struct {
 	// err is why the record could not be read; reads of the account fail
 	// with it.
 	err error
+	// lockedName is, for a live record (not a revive's) whose seeds are
+	// sealed with a key this instance lacks, the name it holds in clear:
+	// enough to tell a create that lost its name (never shown, swept) from
+	// an account the store shows, whose record Open refuses.
+	lockedName string
 	// revived is the tombstone a revive replaced (record.go), as read.
 	revived *revivedRecord
 }
@@ -134,7 +140,13 @@ type change struct {
 // point to is a create that lost a race for the name, or crashed before
 // backing out.
 func (m *mirror) visible(e *accountEntry) bool {
-	if e.err != nil || !e.a.Live() {
+	if e.err != nil {
+		// Sealed with a key since dropped, a create that lost its name
+		// blocked every Open (its record cannot be read), though no
+		// request can see it: its name in clear tells it apart.
+		return e.lockedName == "" || m.names[e.lockedName].pub == e.a.PublicKey
+	}
+	if !e.a.Live() {
 		return true
 	}
 	return m.names[e.a.Name].pub == e.a.PublicKey
@@ -325,6 +337,9 @@ func (s *Store) decode(e jetstream.KeyValueEntry) change {
 			acct, err := openAccount(s.seal, c.key, e.Value())
 			if err != nil {
 				acct = &accountEntry{a: provision.Account{PublicKey: c.key[len(accountPrefix):]}, err: err}
+				if errors.Is(err, seal.ErrUnknownKey) {
+					acct.lockedName = lockedName(e.Value())
+				}
 			}
 			c.acct = acct
 		}
@@ -458,10 +473,15 @@ func (s *Store) load(ctx context.Context) (*kvWatch, error) {
 			s.log.Error("kvstore: skipping an unreadable entry", "key", c.key, "error", c.err)
 			continue
 		}
-		if c.acct != nil && c.acct.err != nil {
+		m.apply(c)
+	}
+	// Once every name entry is in: a record the store does not show (a
+	// create that lost its name, sealed with a key since dropped) refuses
+	// no start; the sweep removes it.
+	for _, c := range changes {
+		if c.acct != nil && c.acct.err != nil && m.accounts[c.key[len(accountPrefix):]] == c.acct && m.visible(c.acct) {
 			broken = append(broken, c.acct.err)
 		}
-		m.apply(c)
 	}
 	s.logTwice(m.takeTwice())
 	if len(broken) > 0 {
@@ -778,7 +798,9 @@ func (s *Store) sweep(ctx context.Context) {
 	s.mu.RLock()
 	for pub, e := range s.m.accounts {
 		if !s.m.visible(e) {
-			o := orphan{key: accountKey(pub), rev: e.a.Revision, pub: pub, name: e.a.Name}
+			// cmp.Or: a record sealed with a dropped key holds its name
+			// in clear only.
+			o := orphan{key: accountKey(pub), rev: e.a.Revision, pub: pub, name: cmp.Or(e.a.Name, e.lockedName)}
 			if e.revived != nil {
 				o.back = e
 			}

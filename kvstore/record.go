@@ -206,6 +206,22 @@ func openAccount(k *seal.Key, key string, data []byte) (*accountEntry, error) {
 	return e, nil
 }
 
+// lockedName reads, without opening its seeds, the name of an account
+// record that is live and not a revive's: "" for any other (see
+// accountEntry.lockedName).
+func lockedName(data []byte) string {
+	var rec struct {
+		V       int             `json:"v"`
+		Name    string          `json:"name"`
+		Phase   provision.Phase `json:"phase"`
+		Revived *revivedRecord  `json:"revived"`
+	}
+	if json.Unmarshal(data, &rec) != nil || rec.V > recordVersion || rec.Revived != nil || rec.Phase != provision.PhaseLive && rec.Phase != "" {
+		return ""
+	}
+	return rec.Name
+}
+
 // liveOf reads only the phase of an account record, without opening its
 // seeds: whether the account holds its name.
 func liveOf(data []byte) (bool, error) {

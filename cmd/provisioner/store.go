@@ -291,7 +291,7 @@ func runStoreReseal(ctx context.Context, args []string, stdout, stderr io.Writer
 				break
 			}
 		}
-		return fmt.Errorf("store reseal: %d accounts are still sealed with a previous key, %d of them (first: %s) in a record the store does not show: a create that lost its name to another account and was cut short before removing its record; opening the bucket removes such a record: run reseal again; keep seal_key_previous until reseal succeeds (a start without it refuses the record)", len(older), len(older)-len(live), first)
+		return fmt.Errorf("store reseal: %d accounts are still sealed with a previous key, %d of them (first: %s) in a record the store does not show: a create that lost its name to another account and was cut short before removing its record; opening the bucket removes such a record (even without the previous key): run reseal again; keep seal_key_previous until reseal succeeds", len(older), len(older)-len(live), first)
 	}
 	if len(older) > 0 {
 		return fmt.Errorf("store reseal: %d accounts are still sealed with a previous key (first: %s): an instance still runs with it as its seal_key; restart every instance with the seal_key of %s (%s), then run reseal again; keep seal_key_previous until reseal succeeds", len(older), older[0], *path, key.PublicKey())
