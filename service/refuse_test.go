@@ -71,6 +71,13 @@ func TestStartRefusesABadJetStreamAccount(t *testing.T) {
 // editing the account by mistake would.
 func pushWithoutJetStream(t *testing.T, env *provtest.Env) {
 	t.Helper()
+	pushServiceAccount(t, env, func(ac *jwt.AccountClaims) { ac.Limits.JetStreamLimits = jwt.JetStreamLimits{} })
+}
+
+// pushServiceAccount pushes the service account's JWT as init wrote it,
+// changed by edit, signed by the operator signing key.
+func pushServiceAccount(t *testing.T, env *provtest.Env, edit func(*jwt.AccountClaims)) {
+	t.Helper()
 	raw, err := os.ReadFile(filepath.Join(env.Dir, bootstrap.ServiceAccountJWTFile))
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +90,7 @@ func pushWithoutJetStream(t *testing.T, env *provtest.Env) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{}
+	edit(ac)
 	seed, err := os.ReadFile(filepath.Join(env.Dir, bootstrap.OperatorSigningKeyFile))
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +110,7 @@ func pushWithoutJetStream(t *testing.T, env *provtest.Env) {
 		t.Fatal(err)
 	}
 	if !strings.Contains(string(m.Data), `"code":200`) {
-		t.Fatalf("push of the service account without JetStream: %s", m.Data)
+		t.Fatalf("push of the changed service account: %s", m.Data)
 	}
 }
 
@@ -165,5 +172,30 @@ func TestStartRefusedForItsPrefixChangesNoAccount(t *testing.T) {
 		if strings.HasPrefix(string(e.Subject), "other.") {
 			t.Errorf("the refused start pushed an export %q into the service account", e.Subject)
 		}
+	}
+}
+
+// TestStartRefusedForSelfServiceChangesNoAccount: service_creds that may
+// not subscribe to the self-service subjects (an operator's own user, made
+// before self-service) are refused at the start, naming the refused
+// subscription; and the refusal comes before anything is pushed. The start
+// pushed the self-service export into the service's own account first,
+// then found the responder deaf: a refused start changed the account.
+func TestStartRefusedForSelfServiceChangesNoAccount(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	// An account from before self-service: no export yet.
+	pushServiceAccount(t, env, func(ac *jwt.AccountClaims) { ac.Exports = nil })
+	before := lookup(t, env, env.Init.ServiceAccount)
+	perms := bootstrap.ServicePermissions(env.Config.KVBucket, env.Config.SubjectPrefix)
+	perms.Sub.Allow = jwt.StringList{bootstrap.ServiceInboxPrefix + ".>", "$SRV.>"}
+	cfg := *env.Config
+	cfg.ServiceCreds = env.ServiceAccountCreds(t, "noself", perms)
+	err := startRefused(t, &cfg)
+	if !strings.Contains(err.Error(), "Permissions Violation") || !strings.Contains(err.Error(), ".self.") {
+		t.Errorf("start: %v, want the refused subscription to the self-service subjects", err)
+	}
+	if after := lookup(t, env, env.Init.ServiceAccount); after != before {
+		ac, _ := jwt.DecodeAccountClaims(after)
+		t.Errorf("the refused start changed the service account on the server (exports now %v)", ac.Exports)
 	}
 }

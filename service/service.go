@@ -296,15 +296,14 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 	// A subscription or publish the creds do not allow is refused by the
 	// server asynchronously: wait for the answers to what was sent so far,
 	// and refuse to run deaf. Checked before the self-service export is
-	// pushed too, so that a start refused for its prefix changes no
-	// account; the self-service subscriptions are checked after.
+	// pushed, the self-service subscriptions included, so that a start
+	// refused for its prefix, or for service_creds that may not answer
+	// self-service, changes no account. (Before the export is there no
+	// tenant can reach the self-service responder.)
 	if err := s.permitted(ctx); err != nil {
 		return nil, err
 	}
 	if s.SvcNC != nil {
-		if err := s.Provision.EnsureSelfExport(ctx); err != nil {
-			return nil, err
-		}
 		s.Self, err = responder.NewSelf(s.SvcNC, s.Provision, responder.Config{
 			Prefix:         cfg.SubjectPrefix,
 			Name:           cfg.ServiceName + "-self",
@@ -318,6 +317,9 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 			return nil, err
 		}
 		if err := s.permitted(ctx); err != nil {
+			return nil, err
+		}
+		if err := s.Provision.EnsureSelfExport(ctx); err != nil {
 			return nil, err
 		}
 	}
