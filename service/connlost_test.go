@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -68,5 +69,30 @@ func TestRunEndsWhenAConnectionIsClosedForGood(t *testing.T) {
 		cancel()
 		<-done
 		t.Fatal("Run still serving 16 s after its creds expired and nats.go closed the connection for good")
+	}
+}
+
+// TestRunFailsAStartRefusedAsItIsStopped: a start that fails for a real
+// reason (here creds that are not there) as the stop signal arrives is
+// still a failure; only the wait for NATS that the stop cuts short is a
+// clean exit. Run took any failed start with its context ended for a
+// clean stop: serve exited 0 and the error was logged at INFO only.
+func TestRunFailsAStartRefusedAsItIsStopped(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	cfg := *env.Config
+	cfg.NATSCreds = filepath.Join(t.TempDir(), "missing.creds")
+	if err := service.Run(ctx, &cfg, provtest.Logger(t)); err == nil || !strings.Contains(err.Error(), "nats_creds") {
+		t.Errorf("Run with missing nats_creds, stopped as it started: %v, want the missing creds named", err)
+	}
+
+	// Stopped while it waits for a server that is not there: clean.
+	cfg = *env.Config
+	cfg.NATSURL = "nats://127.0.0.1:" + strconv.Itoa(provtest.FreePort(t))
+	ctx, cancel = context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := service.Run(ctx, &cfg, provtest.Logger(t)); err != nil {
+		t.Errorf("Run stopped while it waited for NATS: %v, want a clean stop", err)
 	}
 }

@@ -570,7 +570,10 @@ func (s *Service) stop() error {
 func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Option) error {
 	s, err := Start(ctx, cfg, log, opts...)
 	if err != nil {
-		if ctx.Err() != nil {
+		// Only a wait that the stop cut short (its error wraps ctx's) is
+		// a clean exit: a start refused for a real reason (creds missing
+		// or denied, a bad bucket) as the stop came is still a failure.
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 			log.Info("provisioner stopped before it started", "error", err)
 			return nil
 		}

@@ -52,9 +52,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	log := newLogger(stderr, d.cfg)
 	svc, err := service.Start(ctx, d.cfg, log)
 	if err != nil {
-		if ctx.Err() != nil {
-			// Stopped (Ctrl-C, SIGTERM) before it started: a clean stop,
-			// as serve's.
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			// Stopped (Ctrl-C, SIGTERM) while it waited to start: a
+			// clean stop, as serve's. A start refused for a real reason
+			// as the stop came is still a failure.
 			log.Info("provisioner stopped before it started", "error", err)
 			return nil
 		}
