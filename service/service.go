@@ -579,6 +579,14 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		}
 		return err
 	}
+	return s.Serve(ctx)
+}
+
+// Serve serves until ctx ends, then stops the service; or until a NATS
+// connection is closed for good, then it stops it and fails. Run and dev
+// both end this way.
+func (s *Service) Serve(ctx context.Context) error {
+	log := s.log
 	select {
 	case <-ctx.Done():
 		log.Info("provisioner stopping")

@@ -69,9 +69,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fmt.Fprintf(stdout, "  nats --server %s --creds %s --inbox-prefix %s micro info %s\n",
 		shellQuote(d.srv.URL()), shellQuote(creds), bootstrap.AdminInboxPrefix, d.cfg.ServiceName)
 	fmt.Fprintln(stdout, "\nCtrl-C stops.")
-	<-ctx.Done()
-	log.Info("provisioner stopping")
-	return svc.Stop()
+	// Not only Ctrl-C: a connection closed for good (creds expired or
+	// revoked) ends dev too, as serve, instead of serving deaf.
+	return svc.Serve(ctx)
 }
 
 // dev is a deployment of dev with its server running.

@@ -774,6 +774,61 @@ func TestDevStoppedWhileStarting(t *testing.T) {
 	}
 }
 
+// TestDevEndsWhenAConnectionIsClosedForGood: dev waited on Ctrl-C only,
+// not on the service: with a connection nats.go closed for good (here the
+// provisioner user's JWT expired, as a revoked one would be) it went on
+// "serving" deaf for ever, where serve stops and fails. dev must end the
+// same way, naming the connection.
+func TestDevEndsWhenAConnectionIsClosedForGood(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "dev")
+	res, err := bootstrap.Init(bootstrap.Options{Dir: dir, Store: bootstrap.StoreFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, bootstrap.SystemAccountSigningFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := nkeys.FromSeed(bytes.TrimSpace(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ukp, _ := nkeys.CreateUser()
+	upub, _ := ukp.PublicKey()
+	uc := jwt.NewUserClaims(upub)
+	uc.Name = "provisioner-expiring"
+	uc.IssuerAccount = res.SystemAccount
+	uc.Permissions = bootstrap.ProvisionerPermissions("prov")
+	uc.Expires = time.Now().Add(4 * time.Second).Unix()
+	token, err := uc.Encode(signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := ukp.Seed()
+	creds, _ := jwt.FormatUserConfig(token, seed)
+	if err := os.WriteFile(res.ProvisionerCreds, creds, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr provtest.SyncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- runDev(ctx, []string{"--dir", dir, "--port", "0"}, &stdout, &stderr)
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "closed for good") {
+			t.Errorf("dev after its connection was closed for good: %v, want it named\n%s", err, stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		cancel()
+		<-done
+		t.Fatalf("dev still serving 16 s after its creds expired and nats.go closed the connection for good\n%s", stdout.String())
+	}
+}
+
 // TestServeRefusesStoreDirOnAKVConfig: --store-dir overrides a file
 // store's store_dir (the image's /store volume). On the config of a
 // JetStream deployment it switched the instance to a new, empty file store
