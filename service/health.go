@@ -1,6 +1,7 @@
 package service
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +25,9 @@ type health struct {
 	state    atomic.Pointer[Service]
 	stopping atomic.Bool
 	done     chan struct{}
+	// hold, when set (tests only, export_test.go), is called by each
+	// request's handler before it answers.
+	hold atomic.Pointer[func()]
 }
 
 // listenHealth starts the health endpoint on addr.
@@ -51,6 +55,9 @@ func listenHealth(addr, instance string, log *slog.Logger) (*health, error) {
 }
 
 func (h *health) serve(w http.ResponseWriter, _ *http.Request) {
+	if hold := h.hold.Load(); hold != nil {
+		(*hold)()
+	}
 	out := api.HealthReply{Status: api.HealthOK, Instance: h.instance}
 	switch s := h.state.Load(); {
 	case h.stopping.Load():
@@ -73,12 +80,24 @@ func (h *health) serve(w http.ResponseWriter, _ *http.Request) {
 	json.NewEncoder(w).Encode(out)
 }
 
-// close stops the endpoint; requests under way get their answer.
+// healthCloseWait bounds how long close waits for the requests under way:
+// it comes at the end of a stop, which must fit in a container's grace
+// period, and a client that connected but sends nothing must not hold it.
+const healthCloseWait = time.Second
+
+// close stops the endpoint; requests being answered get their answer
+// (within healthCloseWait): Close alone cut their connections, and a
+// healthcheck polling at the stop saw a reset, not "stopping". (A request
+// whose header is still arriving is dropped by net/http either way.)
 func (h *health) close() {
 	if h == nil {
 		return
 	}
-	h.srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), healthCloseWait)
+	defer cancel()
+	if err := h.srv.Shutdown(ctx); err != nil {
+		h.srv.Close()
+	}
 	<-h.done
 }
 

@@ -165,3 +165,54 @@ func TestHealthListenTaken(t *testing.T) {
 		t.Errorf("start: %v, want health_listen named", err)
 	}
 }
+
+// TestHealthRequestUnderWayAtStopIsAnswered: a health request whose
+// answer is being made when the stop closes the endpoint gets it, as the
+// endpoint's doc says. http.Server.Close cut its connection: the
+// healthcheck saw a reset, not a stopping instance.
+func TestHealthRequestUnderWayAtStopIsAnswered(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	addr := fmt.Sprintf("127.0.0.1:%d", provtest.FreePort(t))
+	env.Config.HealthListen = addr
+	svc := env.Start(t)
+	waitHealth(t, addr, http.StatusOK, api.HealthOK)
+
+	// The next request is held in its handler until the endpoint closes.
+	entered, release := make(chan struct{}), make(chan struct{})
+	svc.HoldHealth(func() {
+		close(entered)
+		<-release
+	})
+	type answer struct {
+		code int
+		h    api.HealthReply
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		code, h := getHealth(t, addr)
+		answered <- answer{code, h}
+	}()
+	<-entered
+	stopped := make(chan error, 1)
+	go func() { stopped <- svc.Stop() }()
+	// The endpoint is closing once it takes no new connection.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("the endpoint still takes connections 15 s into the stop")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(release)
+	if a := <-answered; a.code != http.StatusServiceUnavailable || a.h.Status != api.HealthStopping {
+		t.Errorf("the request under way at the stop: %d %+v, want 503 stopping (0: no answer)", a.code, a.h)
+	}
+	if err := <-stopped; err != nil {
+		t.Errorf("stop: %v", err)
+	}
+}
