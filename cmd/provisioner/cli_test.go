@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nkeys"
 
@@ -475,4 +476,51 @@ func TestDevResetKeepsFilesDevDidNotMake(t *testing.T) {
 		t.Errorf("dev --reset of a directory dev did not make: %v, want a refusal", err)
 	}
 
+}
+
+// TestEmptyFlagValueIsRefused: a flag of init or dev given an empty or
+// zero value is refused, naming the flag, and nothing is written. Before,
+// bootstrap took it for a flag left out and put its default in its place
+// without a word: `init --resolver-limit 0` (to nats-server, a limit of 0
+// is no limit) wrote limit 10000, `init --prefix ""` wrote prov, and
+// `dev --dir ""` (an unset shell variable) made a deployment, seeds and
+// all, in the current directory.
+func TestEmptyFlagValueIsRefused(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		flag string
+	}{
+		{"init --resolver-limit 0", []string{"init", "--dir", "deploy", "--resolver-limit", "0"}, "--resolver-limit"},
+		{"init --port 0", []string{"init", "--dir", "deploy", "--port", "0"}, "--port"},
+		{"init --prefix empty", []string{"init", "--dir", "deploy", "--prefix", ""}, "--prefix"},
+		{"init --host empty", []string{"init", "--dir", "deploy", "--host", ""}, "--host"},
+		{"init --kv-bucket empty", []string{"init", "--dir", "deploy", "--kv-bucket", ""}, "--kv-bucket"},
+		{"init --store empty", []string{"init", "--dir", "deploy", "--store", ""}, "--store"},
+		{"init --operator-name empty", []string{"init", "--dir", "deploy", "--operator-name", ""}, "--operator-name"},
+		{"dev --dir empty", []string{"dev", "--dir", "", "--port", "0", "--store", "file"}, "--dir"},
+		{"dev --store empty", []string{"dev", "--dir", "dev", "--port", "0", "--store", ""}, "--store"},
+	}
+	// "0" is a value of a string flag, not a zero.
+	if err := run(context.Background(), []string{"init", "--dir", filepath.Join(t.TempDir(), "d"), "--prefix", "0", "--operator-name", "0"}, io.Discard, io.Discard); err != nil {
+		t.Errorf("init --prefix 0 --operator-name 0: %v", err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Chdir(t.TempDir())
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			var out, errOut bytes.Buffer
+			err := run(ctx, tt.args, &out, &errOut)
+			if err == nil || exitCode(err) != 2 {
+				t.Fatalf("got %v (exit %d), want a failure, exit 2", err, exitCode(err))
+			}
+			if !strings.Contains(err.Error(), tt.flag) {
+				t.Errorf("error %q does not name %s", err, tt.flag)
+			}
+			if ents, _ := os.ReadDir("."); len(ents) > 0 {
+				t.Errorf("a refused command left %d entries, the first %q", len(ents), ents[0].Name())
+			}
+		})
+	}
 }

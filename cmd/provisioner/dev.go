@@ -42,6 +42,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := fs.parse(args, stdout, stderr); err != nil {
 		return err
 	}
+	if err := fs.refuseEmptyValues(stderr, "port"); err != nil {
+		return err
+	}
 	fs.Visit(func(f *flag.Flag) { o.storeSet = o.storeSet || f.Name == "store" })
 
 	d, err := startDev(o, stdout)

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/natsprov/provisioner/client"
@@ -85,6 +86,37 @@ func (c *command) parse(args []string, stdout, stderr io.Writer, positional ...s
 		return fmt.Errorf("%s: unexpected argument %q", c.Name(), c.Arg(len(positional)))
 	}
 	return nil
+}
+
+// refuseEmptyValues refuses a flag given on the command line with an empty
+// or zero value, other than those named in allowed (dev's --port 0 means
+// any free port). init and dev hand their flags to bootstrap, whose zero
+// values stand for a flag left out: there `--resolver-limit 0` (no limit,
+// to nats-server) became 10000, `--prefix ""` prov, and `dev --dir ""`
+// (an unset shell variable) the current directory, without a word.
+func (c *command) refuseEmptyValues(stderr io.Writer, allowed ...string) error {
+	var bad *flag.Flag
+	c.Visit(func(f *flag.Flag) {
+		g, ok := f.Value.(flag.Getter)
+		if !ok || bad != nil || slices.Contains(allowed, f.Name) {
+			return
+		}
+		switch v := g.Get().(type) {
+		case string: // "0" is a name (--prefix 0), not a zero
+			if v == "" {
+				bad = f
+			}
+		case int:
+			if v == 0 {
+				bad = f
+			}
+		}
+	})
+	if bad == nil {
+		return nil
+	}
+	c.printHelp(stderr)
+	return fmt.Errorf("%s: --%s %q: give a value, or leave the flag out for its default (%s)", c.Name(), bad.Name, bad.Value.String(), bad.DefValue)
 }
 
 // reorder moves the flags before the positional arguments, since the flag

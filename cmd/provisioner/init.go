@@ -31,6 +31,9 @@ func runInit(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := fs.parse(args, stdout, stderr); err != nil {
 		return err
 	}
+	if err := fs.refuseEmptyValues(stderr); err != nil {
+		return err
+	}
 	if o.Dir == "" {
 		fs.printHelp(stderr)
 		return errors.New("init: --dir is required")
