@@ -524,3 +524,38 @@ func TestEmptyFlagValueIsRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestDevAfterAFirstRunCutInsideInit: a first dev killed while init wrote
+// the deployment leaves dev's mark and some of the files, but no
+// config.json. The next dev must say that --reset is the way out (the mark
+// is there so that it may), and --reset must work. Before, it repeated
+// init's "exists; init never overwrites a deployment (choose another --dir
+// or remove it)", to someone who never ran init.
+func TestDevAfterAFirstRunCutInsideInit(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "dev")
+	if err := os.MkdirAll(filepath.Join(dir, bootstrap.OfflineDir), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	kp, err := nkeys.CreateOperator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := kp.Seed()
+	for name, data := range map[string][]byte{
+		devMadeFile:                       []byte("made by provisioner dev\n"),
+		bootstrap.OperatorIdentityKeyFile: append(seed, '\n'),
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = startDev(devOptions{dir: dir, port: provtest.FreePort(t), store: bootstrap.StoreFile}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "--reset") {
+		t.Fatalf("dev on a half-made deployment: %v, want an error that points at --reset", err)
+	}
+	d, err := startDev(devOptions{dir: dir, port: provtest.FreePort(t), store: bootstrap.StoreFile, reset: true}, io.Discard)
+	if err != nil {
+		t.Fatalf("dev --reset of a half-made deployment: %v", err)
+	}
+	d.Stop()
+}

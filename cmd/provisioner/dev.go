@@ -168,13 +168,21 @@ func startDev(o devOptions, stdout io.Writer) (*dev, error) {
 		if err != nil {
 			return nil, fmt.Errorf("dev: %w", err)
 		}
-		if !slices.ContainsFunc(ents, func(e os.DirEntry) bool { return e.Name() != devLockFile && e.Name() != devMadeFile }) {
+		others := slices.ContainsFunc(ents, func(e os.DirEntry) bool { return e.Name() != devLockFile && e.Name() != devMadeFile })
+		if !others {
 			if err := os.WriteFile(filepath.Join(abs, devMadeFile), []byte("made by provisioner dev: --reset may delete this directory's contents\n"), 0o600); err != nil {
 				return nil, fmt.Errorf("dev: %w", err)
 			}
 		}
 		res, err := bootstrap.Init(initOpts)
 		if err != nil {
+			// A directory dev marked, holding files but no config.json,
+			// is a first run cut inside init: Init's "exists; choose
+			// another --dir or remove it" does not say that --reset, which
+			// the mark is there for, is the way out.
+			if _, serr := os.Lstat(filepath.Join(abs, devMadeFile)); serr == nil && others {
+				return nil, fmt.Errorf("dev: %s holds part of a deployment that a first run of dev did not finish (it has no %s); --reset starts fresh: %w", abs, bootstrap.ConfigFile, err)
+			}
 			return nil, err
 		}
 		printInit(stdout, res)
