@@ -62,6 +62,10 @@ const (
 	ContainerDataDir     = "/data"
 	ContainerPort        = 4222
 	ContainerClusterPort = 6222
+	// ContainerHealthListen is the health endpoint of a provisioner
+	// container, on its own loopback: docker-compose.yml's healthcheck
+	// asks it there.
+	ContainerHealthListen = "127.0.0.1:8081"
 	// ClusterName and ClusterSize describe the container cluster.
 	ClusterName = "provisioner"
 	ClusterSize = 3
@@ -420,6 +424,11 @@ func Init(opts Options) (*Result, error) {
 		cc := cfg
 		cc.NATSURL = ContainerURLs()
 		cc.KVReplicas = ClusterSize
+		// Set in the file, not only by docker-compose.yml's
+		// --health-listen: `provisioner health --config
+		// /deploy/config.container.json` (its help's example) reads it
+		// here, and the image's own CMD serves without the flag.
+		cc.HealthListen = ContainerHealthListen
 		data, err := configFile(cc)
 		if err != nil {
 			return nil, err

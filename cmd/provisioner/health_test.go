@@ -91,3 +91,34 @@ func TestHealthCommand(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestHealthExampleOnTheContainerConfig: health's own example,
+// `provisioner health --config /deploy/config.container.json`, is run in a
+// provisioner container of docker-compose.yml against the config init
+// wrote for it. That config set no health_listen (docker-compose.yml gives
+// --health-listen on serve's command line), so the example failed with
+// "sets no health_listen" whatever the instance's state. It must ask the
+// endpoint the compose file's serve listens on.
+func TestHealthExampleOnTheContainerConfig(t *testing.T) {
+	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	compose, err := os.ReadFile(filepath.Join("..", "..", "docker-compose.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(compose), `"--health-listen", "`)
+	listen, _, _ := strings.Cut(after, `"`)
+	if !ok || listen == "" {
+		t.Fatal("docker-compose.yml gives serve no --health-listen")
+	}
+	var out, errOut bytes.Buffer
+	err = run(context.Background(), []string{"health", "--config", filepath.Join(res.Dir, bootstrap.ContainerConfigFile), "--timeout", "1s"}, &out, &errOut)
+	if err == nil {
+		t.Skipf("something answers on %s here", listen)
+	}
+	if !strings.Contains(err.Error(), "http://"+listen+"/healthz") {
+		t.Errorf("health --config %s: %v; want it to ask http://%s/healthz, docker-compose.yml's endpoint", bootstrap.ContainerConfigFile, err, listen)
+	}
+}
