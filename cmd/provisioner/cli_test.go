@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -558,4 +559,67 @@ func TestDevAfterAFirstRunCutInsideInit(t *testing.T) {
 		t.Fatalf("dev --reset of a half-made deployment: %v", err)
 	}
 	d.Stop()
+}
+
+// TestDevInACopiedOrMovedDirectory: nats-server.conf names the files and
+// directories of the server (the operator JWT, the resolver's and
+// JetStream's directories) by absolute paths, those of the directory init
+// wrote it in. A dev directory copied elsewhere (or the checkout holding
+// ./provisioner-dev moved) and run with dev --dir ran its server on the
+// original's resolver and JetStream data, beside a store of its own, while
+// it said "data in" the copy; moved, it failed with the server's "open
+// .../operator.jwt". dev now refuses such a directory before it starts
+// anything, naming the directory the config was written for.
+func TestDevInACopiedOrMovedDirectory(t *testing.T) {
+	orig := filepath.Join(t.TempDir(), "dev")
+	d, err := startDev(devOptions{dir: orig, port: provtest.FreePort(t), store: bootstrap.StoreFile}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Stop()
+	before := snapshotNames(t, orig)
+
+	cp := filepath.Join(t.TempDir(), "copy")
+	if err := os.CopyFS(cp, os.DirFS(orig)); err != nil {
+		t.Fatal(err)
+	}
+	d, err = startDev(devOptions{dir: cp, port: provtest.FreePort(t), store: bootstrap.StoreFile}, io.Discard)
+	if err == nil {
+		d.Stop()
+		t.Errorf("dev in a copy of a dev directory started a server on the original's data (%s)", orig)
+	} else if !strings.Contains(err.Error(), orig) {
+		t.Errorf("dev in a copy: %v, want an error naming %s", err, orig)
+	}
+	if after := snapshotNames(t, orig); !slices.Equal(before, after) {
+		t.Errorf("dev in the copy changed the original:\nbefore %v\nafter  %v", before, after)
+	}
+
+	moved := filepath.Join(t.TempDir(), "moved")
+	if err := os.Rename(orig, moved); err != nil {
+		t.Fatal(err)
+	}
+	if d, err = startDev(devOptions{dir: moved, port: provtest.FreePort(t), store: bootstrap.StoreFile}, io.Discard); err == nil {
+		d.Stop()
+		t.Fatal("dev in a moved directory started")
+	}
+	if !strings.Contains(err.Error(), orig) || !strings.Contains(err.Error(), "--reset") {
+		t.Errorf("dev in a moved directory: %v, want an error naming %s and --reset", err, orig)
+	}
+}
+
+// snapshotNames lists the paths under dir.
+func snapshotNames(t *testing.T, dir string) []string {
+	t.Helper()
+	var names []string
+	err := filepath.WalkDir(dir, func(p string, _ os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		names = append(names, p)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return names
 }

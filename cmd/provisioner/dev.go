@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/nats-io/nats-server/v2/conf"
+
 	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/config"
 	"github.com/natsprov/provisioner/natsembed"
@@ -197,6 +199,9 @@ func startDev(o devOptions, stdout io.Writer) (*dev, error) {
 		if o.storeSet && cfg.StoreKind() != o.store {
 			return nil, fmt.Errorf("dev: %s holds a deployment with the %s store; run without --store to use it, or with --reset to start over with %s", abs, cfg.StoreKind(), o.store)
 		}
+		if err := checkServerConfHere(abs); err != nil {
+			return nil, err
+		}
 		fmt.Fprintf(stdout, "Using the %s deployment in %s (--reset starts fresh)\n", cfg.StoreKind(), abs)
 	}
 
@@ -219,4 +224,32 @@ func startDev(o devOptions, stdout io.Writer) (*dev, error) {
 	}
 	ok = true
 	return &dev{dir: abs, srv: srv, cfg: cfg, unlock: unlock}, nil
+}
+
+// checkServerConfHere refuses a deployment whose nats-server.conf was
+// written in another directory. The conf names the operator JWT, the
+// resolver's and JetStream's directories by absolute paths (nats-server
+// reads relative ones from its working directory), those of the directory
+// init wrote it in: in a copy, the server ran on the original's resolver
+// and JetStream data beside the copy's own store; moved, it failed to read
+// the operator JWT, naming neither the move nor the way out.
+func checkServerConfHere(dir string) error {
+	path := filepath.Join(dir, bootstrap.ServerConfFile)
+	m, err := conf.ParseFile(path)
+	if err != nil {
+		return nil // the server's start names what is wrong with it
+	}
+	op, _ := m["operator"].(string)
+	if !filepath.IsAbs(op) {
+		return nil
+	}
+	was := filepath.Dir(op)
+	here, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	if there, err := os.Stat(was); err == nil && os.SameFile(here, there) {
+		return nil
+	}
+	return fmt.Errorf("dev: %s was written for %s: its operator JWT, resolver and JetStream directories are there, not here (the deployment was moved or copied); run dev on the directory it was made in, or --reset to start fresh here", path, was)
 }
