@@ -56,38 +56,8 @@ func roundRobin(t *testing.T, targets ...string) string {
 // anything is made, as one over the requests connection's limit is.
 func TestMaxJWTSizeFitsThePushConnection(t *testing.T) {
 	env := provtest.Deployment(t, bootstrap.Options{})
-	env.Server.Stop()
-	// node-a is the deployment's server (1 MiB max_payload), node-b one
-	// routed to it with 32 KiB.
-	node := func(name, route, extra string) *natsembed.Server {
-		conf := env.Init.Server
-		conf.ServerName = name
-		conf.Listen = "127.0.0.1:-1"
-		conf.ResolverDir = filepath.Join(t.TempDir(), "jwt")
-		conf.JetStreamDir = ""
-		conf.Cluster = &bootstrap.ClusterConf{Name: "test-cluster", Listen: "127.0.0.1:-1"}
-		if route != "" {
-			conf.Cluster.Routes = []string{route}
-		}
-		path := filepath.Join(t.TempDir(), name+".conf")
-		if err := os.WriteFile(path, append(conf.Render(), extra...), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		srv, err := natsembed.Start(path, natsembed.Options{Port: -1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(srv.Stop)
-		return srv
-	}
-	a := node("node-a", "", "")
-	b := node("node-b", "nats-route://"+a.ClusterAddr().String(), "\nmax_payload: 32768\n")
+	a, b := maxPayloadPair(t, env)
 	env.Server = a
-	for deadline := time.Now().Add(10 * time.Second); b.NumRoutes() < 1 || a.NumRoutes() < 1; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("node-b did not route to node-a")
-		}
-	}
 	env.Config.NATSURL = "nats://" + roundRobin(t, a.Addr().String(), b.Addr().String())
 	svc := env.Start(t)
 	if svc.NC.MaxPayload() <= svc.PushNC.MaxPayload() {
@@ -118,35 +88,7 @@ func TestMaxJWTSizeFitsThePushConnection(t *testing.T) {
 // refused (400) before anything is made, as at start.
 func TestMaxJWTSizeFollowsAReconnect(t *testing.T) {
 	env := provtest.Deployment(t, bootstrap.Options{})
-	env.Server.Stop()
-	node := func(name, route, extra string) *natsembed.Server {
-		conf := env.Init.Server
-		conf.ServerName = name
-		conf.Listen = "127.0.0.1:-1"
-		conf.ResolverDir = filepath.Join(t.TempDir(), "jwt")
-		conf.JetStreamDir = ""
-		conf.Cluster = &bootstrap.ClusterConf{Name: "test-cluster", Listen: "127.0.0.1:-1"}
-		if route != "" {
-			conf.Cluster.Routes = []string{route}
-		}
-		path := filepath.Join(t.TempDir(), name+".conf")
-		if err := os.WriteFile(path, append(conf.Render(), extra...), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		srv, err := natsembed.Start(path, natsembed.Options{Port: -1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(srv.Stop)
-		return srv
-	}
-	a := node("node-a", "", "")
-	b := node("node-b", "nats-route://"+a.ClusterAddr().String(), "\nmax_payload: 32768\n")
-	for deadline := time.Now().Add(10 * time.Second); b.NumRoutes() < 1 || a.NumRoutes() < 1; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("node-b did not route to node-a")
-		}
-	}
+	a, b := maxPayloadPair(t, env)
 	// Both connections start on node-a (1 MiB); node-b is known to them
 	// from node-a's INFO only.
 	env.Server = a
@@ -177,4 +119,40 @@ func TestMaxJWTSizeFollowsAReconnect(t *testing.T) {
 	if got := provtest.Request(t, admin, "prov.account.get", map[string]any{"account": "big"}); got.Code != 404 {
 		t.Errorf("account.get after the refused create: %d %q, want 404", got.Code, got.Description)
 	}
+}
+
+// maxPayloadPair stops env's server and starts node-a, the deployment's
+// server (1 MiB max_payload), and node-b, routed to it, with 32 KiB.
+func maxPayloadPair(t *testing.T, env *provtest.Env) (a, b *natsembed.Server) {
+	t.Helper()
+	env.Server.Stop()
+	node := func(name, route, extra string) *natsembed.Server {
+		conf := env.Init.Server
+		conf.ServerName = name
+		conf.Listen = "127.0.0.1:-1"
+		conf.ResolverDir = filepath.Join(t.TempDir(), "jwt")
+		conf.JetStreamDir = ""
+		conf.Cluster = &bootstrap.ClusterConf{Name: "test-cluster", Listen: "127.0.0.1:-1"}
+		if route != "" {
+			conf.Cluster.Routes = []string{route}
+		}
+		path := filepath.Join(t.TempDir(), name+".conf")
+		if err := os.WriteFile(path, append(conf.Render(), extra...), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		srv, err := natsembed.Start(path, natsembed.Options{Port: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(srv.Stop)
+		return srv
+	}
+	a = node("node-a", "", "")
+	b = node("node-b", "nats-route://"+a.ClusterAddr().String(), "\nmax_payload: 32768\n")
+	for deadline := time.Now().Add(10 * time.Second); b.NumRoutes() < 1 || a.NumRoutes() < 1; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("node-b did not route to node-a")
+		}
+	}
+	return a, b
 }
