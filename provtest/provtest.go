@@ -228,7 +228,23 @@ func (w tbWriter) Write(p []byte) (int, error) {
 // returns their path.
 func (e *Env) ServiceAccountCreds(tb testing.TB, name string, perms jwt.Permissions) string {
 	tb.Helper()
-	data, err := os.ReadFile(filepath.Join(e.Dir, bootstrap.ServiceAccountSigningFile))
+	return userCreds(tb, filepath.Join(e.Dir, bootstrap.ServiceAccountSigningFile), e.Init.ServiceAccount, name, func(uc *jwt.UserClaims) { uc.Permissions = perms })
+}
+
+// SystemUserCreds writes creds of a new user name of the system account
+// of the deployment in dir, signed by the system account's signing key
+// Init puts aside, and returns their path. edit, when not nil, sets the
+// user's claims (permissions, expiry); left alone, everything is allowed.
+func SystemUserCreds(tb testing.TB, dir, systemAccount, name string, edit func(*jwt.UserClaims)) string {
+	tb.Helper()
+	return userCreds(tb, filepath.Join(dir, bootstrap.SystemAccountSigningFile), systemAccount, name, edit)
+}
+
+// userCreds writes creds of a new user name of account, signed by the
+// account signing key whose seed is in signingFile.
+func userCreds(tb testing.TB, signingFile, account, name string, edit func(*jwt.UserClaims)) string {
+	tb.Helper()
+	data, err := os.ReadFile(signingFile)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -236,15 +252,19 @@ func (e *Env) ServiceAccountCreds(tb testing.TB, name string, perms jwt.Permissi
 	if err != nil {
 		tb.Fatal(err)
 	}
+	defer signer.Wipe()
 	ukp, err := nkeys.CreateUser()
 	if err != nil {
 		tb.Fatal(err)
 	}
+	defer ukp.Wipe()
 	upub, _ := ukp.PublicKey()
 	uc := jwt.NewUserClaims(upub)
 	uc.Name = name
-	uc.IssuerAccount = e.Init.ServiceAccount
-	uc.Permissions = perms
+	uc.IssuerAccount = account
+	if edit != nil {
+		edit(uc)
+	}
 	token, err := uc.Encode(signer)
 	if err != nil {
 		tb.Fatal(err)

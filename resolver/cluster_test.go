@@ -14,7 +14,6 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/natsembed"
@@ -145,41 +144,7 @@ func pingOnlyCreds(t *testing.T, res *bootstrap.Result, inboxPrefix string) stri
 // that perms sets (none: everything allowed).
 func sysUserCreds(t *testing.T, res *bootstrap.Result, name string, perms func(*jwt.UserClaims)) string {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(res.Dir, bootstrap.SystemAccountSigningFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := nkeys.FromSeed([]byte(strings.TrimSpace(string(raw))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer signer.Wipe()
-	user, err := nkeys.CreateUser()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer user.Wipe()
-	pub, _ := user.PublicKey()
-	uc := jwt.NewUserClaims(pub)
-	uc.Name = name
-	uc.IssuerAccount = res.SystemAccount
-	if perms != nil {
-		perms(uc)
-	}
-	token, err := uc.Encode(signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seed, _ := user.Seed()
-	creds, err := jwt.FormatUserConfig(token, seed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), name+".creds")
-	if err := os.WriteFile(path, creds, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return provtest.SystemUserCreds(t, res.Dir, res.SystemAccount, name, perms)
 }
 
 // waitFor polls cond every 10ms until it holds, and returns how long that

@@ -1,9 +1,7 @@
 package service_test
 
 import (
-	"bytes"
 	"context"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -11,7 +9,6 @@ import (
 	"time"
 
 	"github.com/nats-io/jwt/v2"
-	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/provtest"
@@ -27,30 +24,9 @@ import (
 // must stop the service and return an error naming the connection.
 func TestRunEndsWhenAConnectionIsClosedForGood(t *testing.T) {
 	env := provtest.Deployment(t, bootstrap.Options{})
-	data, err := os.ReadFile(filepath.Join(env.Dir, bootstrap.SystemAccountSigningFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := nkeys.FromSeed(bytes.TrimSpace(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ukp, _ := nkeys.CreateUser()
-	upub, _ := ukp.PublicKey()
-	uc := jwt.NewUserClaims(upub)
-	uc.Name = "provisioner-expiring"
-	uc.IssuerAccount = env.Init.SystemAccount
-	uc.Expires = time.Now().Add(4 * time.Second).Unix()
-	token, err := uc.Encode(signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seed, _ := ukp.Seed()
-	creds, _ := jwt.FormatUserConfig(token, seed)
-	path := filepath.Join(t.TempDir(), "expiring.creds")
-	if err := os.WriteFile(path, creds, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := provtest.SystemUserCreds(t, env.Dir, env.Init.SystemAccount, "provisioner-expiring", func(uc *jwt.UserClaims) {
+		uc.Expires = time.Now().Add(4 * time.Second).Unix()
+	})
 	env.Config.NATSCreds = path
 
 	ctx, cancel := context.WithCancel(context.Background())

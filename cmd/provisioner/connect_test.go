@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/nats-io/jwt/v2"
-	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/provtest"
 )
 
 // writeContext writes a natscli context file and returns its path.
@@ -36,39 +36,12 @@ func writeContext(t *testing.T, dir, name string, fields map[string]any) string 
 // PREFIX.>); it returns its creds file.
 func inboxAdmin(t *testing.T, c *cli, inboxes ...string) string {
 	t.Helper()
-	seed, err := os.ReadFile(filepath.Join(c.env.Dir, bootstrap.SystemAccountSigningFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := nkeys.FromSeed([]byte(strings.TrimSpace(string(seed))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer signer.Wipe()
-	kp, _ := nkeys.CreateUser()
-	defer kp.Wipe()
-	pub, _ := kp.PublicKey()
-	uc := jwt.NewUserClaims(pub)
-	uc.Name = "inbox-admin"
-	uc.IssuerAccount = c.env.Init.SystemAccount
-	uc.Pub.Allow.Add("prov.>")
-	for _, in := range inboxes {
-		uc.Sub.Allow.Add(in + ".>")
-	}
-	token, err := uc.Encode(signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	userSeed, _ := kp.Seed()
-	creds, err := jwt.FormatUserConfig(token, userSeed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(t.TempDir(), "inbox-admin.creds")
-	if err := os.WriteFile(p, creds, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return provtest.SystemUserCreds(t, c.env.Dir, c.env.Init.SystemAccount, "inbox-admin", func(uc *jwt.UserClaims) {
+		uc.Pub.Allow.Add("prov.>")
+		for _, in := range inboxes {
+			uc.Sub.Allow.Add(in + ".>")
+		}
+	})
 }
 
 // TestConnectSettings checks where the connection settings come from: the

@@ -785,27 +785,13 @@ func TestDevEndsWhenAConnectionIsClosedForGood(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	data, err := os.ReadFile(filepath.Join(dir, bootstrap.SystemAccountSigningFile))
+	creds, err := os.ReadFile(provtest.SystemUserCreds(t, dir, res.SystemAccount, "provisioner-expiring", func(uc *jwt.UserClaims) {
+		uc.Permissions = bootstrap.ProvisionerPermissions("prov")
+		uc.Expires = time.Now().Add(4 * time.Second).Unix()
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	signer, err := nkeys.FromSeed(bytes.TrimSpace(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ukp, _ := nkeys.CreateUser()
-	upub, _ := ukp.PublicKey()
-	uc := jwt.NewUserClaims(upub)
-	uc.Name = "provisioner-expiring"
-	uc.IssuerAccount = res.SystemAccount
-	uc.Permissions = bootstrap.ProvisionerPermissions("prov")
-	uc.Expires = time.Now().Add(4 * time.Second).Unix()
-	token, err := uc.Encode(signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seed, _ := ukp.Seed()
-	creds, _ := jwt.FormatUserConfig(token, seed)
 	if err := os.WriteFile(res.ProvisionerCreds, creds, 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -105,35 +105,7 @@ func TestAllSignedBySlowServer(t *testing.T) {
 // everything: it plays a server on the real bus.
 func slowPlayerCreds(t *testing.T, env *provtest.Env) string {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(env.Dir, bootstrap.SystemAccountSigningFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := nkeys.FromSeed([]byte(strings.TrimSpace(string(raw))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer signer.Wipe()
-	user, _ := nkeys.CreateUser()
-	defer user.Wipe()
-	pub, _ := user.PublicKey()
-	uc := jwt.NewUserClaims(pub)
-	uc.Name = "player"
-	uc.IssuerAccount = env.Init.SystemAccount
-	token, err := uc.Encode(signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seed, _ := user.Seed()
-	creds, err := jwt.FormatUserConfig(token, seed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "player.creds")
-	if err := os.WriteFile(path, creds, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return provtest.SystemUserCreds(t, env.Dir, env.Init.SystemAccount, "player", nil)
 }
 
 // TestFinishDownServerNamesTheNextStep: a known server (zz-down, a system
