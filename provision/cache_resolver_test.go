@@ -155,6 +155,14 @@ func cacheResolverNodes(t *testing.T) (*bootstrap.Result, []*clusterNode) {
 // opts (a file store in a directory of the test's).
 func cacheResolverNodesOf(t *testing.T, opts bootstrap.Options) (*bootstrap.Result, []*clusterNode) {
 	t.Helper()
+	return nodesWithResolverB(t, opts, "\nresolver: { type: cache, dir: \""+t.TempDir()+"\", ttl: \"1h\", limit: 100 }")
+}
+
+// nodesWithResolverB starts node-a and node-b of a deployment made with
+// opts (a file store in a directory of the test's), node-b with resolver
+// in place of its full resolver block.
+func nodesWithResolverB(t *testing.T, opts bootstrap.Options, resolver string) (*bootstrap.Result, []*clusterNode) {
+	t.Helper()
 	opts.Dir, opts.Store = t.TempDir(), bootstrap.StoreFile
 	res, err := bootstrap.Init(opts)
 	if err != nil {
@@ -167,7 +175,7 @@ func cacheResolverNodesOf(t *testing.T, opts bootstrap.Options) (*bootstrap.Resu
 	if err != nil {
 		t.Fatal(err)
 	}
-	conf := resolverBlock.ReplaceAllLiteralString(string(raw), "\nresolver: { type: cache, dir: \""+t.TempDir()+"\", ttl: \"1h\", limit: 100 }")
+	conf := resolverBlock.ReplaceAllLiteralString(string(raw), resolver)
 	if conf == string(raw) {
 		t.Fatal("no resolver block in node-b's configuration")
 	}

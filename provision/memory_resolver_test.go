@@ -2,7 +2,6 @@ package provision_test
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
@@ -17,27 +16,7 @@ import (
 // server ping, but no claims request, as it subscribes to none.
 func memoryResolverNodes(t *testing.T) (*bootstrap.Result, []*clusterNode) {
 	t.Helper()
-	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodes := startNodes(t, res, 2)
-	b := nodes[1]
-	b.srv.Stop()
-	raw, err := os.ReadFile(b.conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf := resolverBlock.ReplaceAllLiteralString(string(raw), "\nresolver: MEMORY")
-	if conf == string(raw) {
-		t.Fatal("no resolver block in node-b's configuration")
-	}
-	if err := os.WriteFile(b.conf, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b.start()
-	waitRoutes(t, b)
-	return res, nodes
+	return nodesWithResolverB(t, bootstrap.Options{}, "\nresolver: MEMORY")
 }
 
 // TestMemoryResolverServer: node-b runs a MEMORY resolver, which answers
