@@ -355,3 +355,42 @@ func TestOpenBucketWithRollUps(t *testing.T) {
 	}
 	openStore(t, nc, Options{Seal: key, Instance: "one"})
 }
+
+// TestOpenStoppedWhileAskingAgain: an Open stopped (its context ended, as
+// by serve's SIGTERM) while it asks a starting cluster again whether
+// JetStream is enabled for the account must fail with the stop, not with
+// the refusal it had not reached yet: the answer taken at the stop said
+// the account had no JetStream, so service.Run took the stop for a bad
+// account and serve exited 1 instead of 0.
+func TestOpenStoppedWhileAskingAgain(t *testing.T) {
+	d := startDeployment(t, 2)
+	key, _ := newSealKey(t)
+	log, logs := newLog(t)
+	nc := d.connect(t, d.noJSCred)
+	ctx, cancel := context.WithCancel(bg(t))
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		s, err := Open(ctx, nc, Options{Seal: key, Logger: log, JetStreamWait: 30 * time.Second})
+		if err == nil {
+			s.Close()
+		}
+		done <- err
+	}()
+	eventually(t, 10*time.Second, "Open says it asks again", func() bool {
+		return strings.Contains(logs.String(), "asking again")
+	})
+	cancel()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Open did not return after its context ended")
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Open stopped while asking again: %v, want an error that wraps the context's end", err)
+	}
+	if errors.Is(err, ErrNoJetStream) {
+		t.Errorf("Open stopped while asking again: %v, want no refusal of the account it had not reached", err)
+	}
+}

@@ -392,7 +392,10 @@ func (s *Store) accountInfo(ctx context.Context, nc *nats.Conn) (*jetstream.Acco
 		}
 		select {
 		case <-ctx.Done():
-			return info, err
+			// Stopped before the wait was over: the answer so far is no
+			// refusal of the account, and the caller must see the stop
+			// (service.Run takes only that for a clean exit).
+			return nil, fmt.Errorf("the cluster still says JetStream is not enabled for the account (%v); gave up asking again: %w", err, ctx.Err())
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
