@@ -119,6 +119,20 @@ func (s *Server) Stop() {
 	s.WaitForShutdown()
 }
 
+// ListenHost returns the host the server of a configuration file listens
+// on (nats-server's default, 0.0.0.0, when the file names none), or "" when
+// the file cannot be read (Start says why).
+func ListenHost(confFile string) string {
+	opts, err := server.ProcessConfigFile(confFile)
+	if err != nil {
+		return ""
+	}
+	if opts.Host == "" {
+		return "0.0.0.0"
+	}
+	return opts.Host
+}
+
 // PortFree reports whether a TCP port on host can be listened on.
 func PortFree(host string, port int) bool {
 	l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))

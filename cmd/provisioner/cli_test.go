@@ -623,3 +623,29 @@ func snapshotNames(t *testing.T, dir string) []string {
 	}
 	return names
 }
+
+// TestDevPortTakenOnTheDeploymentsHost: dev switches to a free port when
+// its port is taken, but asked only whether it was taken on 127.0.0.1: on
+// a deployment made with `init --host ::1`, whose server listens on [::1],
+// a port taken there was found free, and the server failed to start with
+// "address already in use".
+func TestDevPortTakenOnTheDeploymentsHost(t *testing.T) {
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	dir := filepath.Join(t.TempDir(), "deploy")
+	if _, err := bootstrap.Init(bootstrap.Options{Dir: dir, Host: "::1", Port: port, Store: bootstrap.StoreFile}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := startDev(devOptions{dir: dir, port: port, store: bootstrap.StoreFile}, io.Discard)
+	if err != nil {
+		t.Fatalf("dev with port %d taken on [::1], the deployment's host: %v", port, err)
+	}
+	defer d.Stop()
+	if got := d.srv.Addr().(*net.TCPAddr).Port; got == port {
+		t.Errorf("dev listens on the taken port %d", got)
+	}
+}

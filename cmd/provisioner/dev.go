@@ -205,15 +205,23 @@ func startDev(o devOptions, stdout io.Writer) (*dev, error) {
 		fmt.Fprintf(stdout, "Using the %s deployment in %s (--reset starts fresh)\n", cfg.StoreKind(), abs)
 	}
 
+	// Taken or not on the host the deployment's server listens on: a
+	// deployment made with `init --host ::1` listens on [::1], where a
+	// port free on 127.0.0.1 may be taken.
+	confFile := filepath.Join(abs, bootstrap.ServerConfFile)
+	host := natsembed.ListenHost(confFile)
+	if host == "" {
+		host = "127.0.0.1"
+	}
 	p := o.port
 	switch {
 	case p == 0: // any free port
 		p = -1
-	case !natsembed.PortFree("127.0.0.1", p):
+	case !natsembed.PortFree(host, p):
 		fmt.Fprintf(stdout, "Port %d is taken; using a free port instead.\n", p)
 		p = -1
 	}
-	srv, err := natsembed.Start(filepath.Join(abs, bootstrap.ServerConfFile), natsembed.Options{Port: p, Logs: o.serverLogs})
+	srv, err := natsembed.Start(confFile, natsembed.Options{Port: p, Logs: o.serverLogs})
 	if err != nil {
 		return nil, err
 	}
