@@ -9,9 +9,13 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 RUN go build -trimpath -ldflags="-s -w" -o /out/provisioner ./cmd/provisioner
-# A mount point for the file store (--store-dir /store on a volume, with a
-# deployment made by `init --store file`), so that a new named volume mounted
-# there starts out owned by the nonroot user. The JetStream store needs none.
+# A mount point for the file store, so that a new named volume mounted there
+# starts out owned by the nonroot user. The JetStream store needs none.
+# `init --store file` writes no config.container.json, and its config.json
+# points at nats://127.0.0.1: a file-store container runs with a command of
+# its own, `serve --config /deploy/config.json --nats-url nats://SERVER:4222
+# --store-dir /store` (its deploy/ mounted at /deploy, a volume at /store,
+# one container: the file store is one process's).
 RUN mkdir -p /out/store
 
 FROM gcr.io/distroless/static-debian12:nonroot
