@@ -339,6 +339,11 @@ func (c *Client) gather(ctx context.Context, subject string, data []byte, rule u
 	wctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
 	if !c.awaitConnected(wctx) {
+		// Ended by the caller (a stop) before the timeout: say so, so
+		// that service.Run takes a stop during the start for a clean one.
+		if err := ctx.Err(); err != nil {
+			return c.withKnown(g), fmt.Errorf("%w: not connected to NATS: %w", provision.ErrNotSent, err)
+		}
 		return c.withKnown(g), fmt.Errorf("%w: not connected to NATS within %s", provision.ErrNotSent, c.opts.Timeout)
 	}
 	if rule != untilFirst && c.upCount() == 0 {
