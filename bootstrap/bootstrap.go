@@ -114,6 +114,13 @@ const (
 	// cannot fill the servers' disks.
 	ServiceAccountMemStorage  = 256 << 20
 	ServiceAccountDiskStorage = 4 << 30
+	// ServiceAccountMaxReplicas: the account has these limits in each
+	// tier from R1 to this (the replica counts kv_replicas allows). Tiers,
+	// not flat limits: the server counts a stream's bytes on every
+	// replica against flat limits, so on the 3-node cluster the audit
+	// stream's 1 GiB took 3 GiB of the 4 and left the bucket 341 MiB; a
+	// tier's limit is what its streams hold, on each replica.
+	ServiceAccountMaxReplicas = 5
 )
 
 // Options tune Init. The zero value gives a JetStream deployment listening
@@ -325,11 +332,14 @@ func Init(opts Options) (*Result, error) {
 	// Tenants' users reach the self-service responder through this export,
 	// which binds the importing account's key into the subject.
 	sc.Exports.Add(api.SelfExport(opts.SubjectPrefix))
-	sc.Limits.JetStreamLimits = jwt.JetStreamLimits{
-		MemoryStorage: ServiceAccountMemStorage,
-		DiskStorage:   ServiceAccountDiskStorage,
-		Streams:       jwt.NoLimit,
-		Consumer:      jwt.NoLimit,
+	sc.Limits.JetStreamTieredLimits = jwt.JetStreamTieredLimits{}
+	for r := 1; r <= ServiceAccountMaxReplicas; r++ {
+		sc.Limits.JetStreamTieredLimits["R"+strconv.Itoa(r)] = jwt.JetStreamLimits{
+			MemoryStorage: ServiceAccountMemStorage,
+			DiskStorage:   ServiceAccountDiskStorage,
+			Streams:       jwt.NoLimit,
+			Consumer:      jwt.NoLimit,
+		}
 	}
 	svcJWT, err := sc.Encode(k.operatorSigning)
 	if err != nil {

@@ -422,8 +422,15 @@ func TestOperatorAndSystemAccount(t *testing.T) {
 	if res.ServiceAccount == res.SystemAccount {
 		t.Error("the service account is the system account")
 	}
-	if js := sc.Limits.JetStreamLimits; js.MemoryStorage != bootstrap.ServiceAccountMemStorage || js.DiskStorage != bootstrap.ServiceAccountDiskStorage || js.Streams != -1 || js.Consumer != -1 {
-		t.Errorf("the service account's JetStream limits are %+v", js)
+	// In a tier per replica count, so that R3 streams are not counted
+	// three times against them.
+	if sc.Limits.JetStreamLimits != (jwt.JetStreamLimits{}) || len(sc.Limits.JetStreamTieredLimits) != bootstrap.ServiceAccountMaxReplicas {
+		t.Errorf("the service account's JetStream limits are flat %+v, tiers %+v; want tiers R1 to R%d only", sc.Limits.JetStreamLimits, sc.Limits.JetStreamTieredLimits, bootstrap.ServiceAccountMaxReplicas)
+	}
+	for r := 1; r <= bootstrap.ServiceAccountMaxReplicas; r++ {
+		if js := sc.Limits.JetStreamTieredLimits[fmt.Sprintf("R%d", r)]; js.MemoryStorage != bootstrap.ServiceAccountMemStorage || js.DiskStorage != bootstrap.ServiceAccountDiskStorage || js.Streams != -1 || js.Consumer != -1 {
+			t.Errorf("the service account's JetStream limits in tier R%d are %+v", r, js)
+		}
 	}
 	vr = jwt.ValidationResults{}
 	sc.Validate(&vr)

@@ -57,7 +57,15 @@ func TestStoreFull(t *testing.T) {
 			t.Fatalf("push of the service account: %v %s", err, r.Data)
 		}
 	}
-	ac.Limits.JetStreamLimits.DiskStorage = 1 // on, without room
+	// The disk of every tier init gave the account (one per replica
+	// count).
+	setDisk := func(disk int64) {
+		for tier, l := range ac.Limits.JetStreamTieredLimits {
+			l.DiskStorage = disk
+			ac.Limits.JetStreamTieredLimits[tier] = l
+		}
+	}
+	setDisk(1) // on, without room
 	ac.IssuedAt = time.Now().Unix() + 1
 	full, err := ac.Encode(opSigning)
 	if err != nil {
@@ -84,7 +92,7 @@ func TestStoreFull(t *testing.T) {
 		t.Fatalf("users after the refusal: %v, %v", users, err)
 	}
 
-	ac.Limits.JetStreamLimits.DiskStorage = 1 << 30
+	setDisk(1 << 30)
 	ac.IssuedAt = time.Now().Unix() + 2
 	back, err := ac.Encode(opSigning)
 	if err != nil {

@@ -33,7 +33,8 @@ const StreamName = api.AuditStream
 var ErrReconnectBuffer = errors.New("events: the audit stream's connection must have no reconnect buffer (nats.ReconnectBufSize(-1)): writes it kept while disconnected would be stored out of order")
 
 // AuditMaxBytes bounds the audit stream: a quarter of the 4 GiB of disk
-// `provisioner init` gives the service account (about 2.7 million events).
+// `provisioner init` gives the service account in the tier of each replica
+// count (about 2.7 million events).
 const AuditMaxBytes = 1 << 30
 
 // Publisher publishes events. It is safe for concurrent use.

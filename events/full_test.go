@@ -60,7 +60,11 @@ func TestAFullAccountLosesNoAuditEvent(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.Limits.JetStreamLimits.DiskStorage = disk
+		// In every tier init gave the account (one per replica count).
+		for tier, l := range c.Limits.JetStreamTieredLimits {
+			l.DiskStorage = disk
+			c.Limits.JetStreamTieredLimits[tier] = l
+		}
 		c.IssuedAt = 0
 		tok, err := c.Encode(signer)
 		if err != nil {

@@ -71,7 +71,9 @@ func TestStartRefusesABadJetStreamAccount(t *testing.T) {
 // editing the account by mistake would.
 func pushWithoutJetStream(t *testing.T, env *provtest.Env) {
 	t.Helper()
-	pushServiceAccount(t, env, func(ac *jwt.AccountClaims) { ac.Limits.JetStreamLimits = jwt.JetStreamLimits{} })
+	pushServiceAccount(t, env, func(ac *jwt.AccountClaims) {
+		ac.Limits.JetStreamLimits, ac.Limits.JetStreamTieredLimits = jwt.JetStreamLimits{}, nil
+	})
 }
 
 // pushServiceAccount pushes the service account's JWT as init wrote it,
