@@ -87,7 +87,7 @@ func extra(t *testing.T, env *provtest.Env, p responder.Provisioner, cfg respond
 	if cfg.Logger == nil {
 		cfg.Logger = provtest.Logger(t)
 	}
-	r, err := responder.New(nc, p, cfg)
+	r, err := responder.New(context.Background(), nc, p, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -699,7 +699,7 @@ func TestConfigRefused(t *testing.T) {
 		{Prefix: "prov.x", Name: "has space"},
 		{Prefix: "prov.x", Name: "x", Version: "1.0"},
 	} {
-		if r, err := responder.New(nc, svc.Provision, cfg); !errors.Is(err, responder.ErrConfig) {
+		if r, err := responder.New(context.Background(), nc, svc.Provision, cfg); !errors.Is(err, responder.ErrConfig) {
 			if r != nil {
 				r.Stop()
 			}

@@ -198,9 +198,11 @@ func handle[Req, Rep any](name, subject string, op func(context.Context, Req) (R
 }
 
 // New starts the provisioning service on nc, a connection in the system
-// account: its endpoints, and its answers to micro discovery.
-func New(nc *nats.Conn, p Provisioner, cfg Config) (*Responder, error) {
-	return start(nc, cfg, endpoints(p), "Provisions NATS accounts and users: signs JWTs and pushes them to the account resolver")
+// account: its endpoints, and its answers to micro discovery. ctx bounds
+// the wait for the server to have the subscriptions (a stop during a start
+// cuts it).
+func New(ctx context.Context, nc *nats.Conn, p Provisioner, cfg Config) (*Responder, error) {
+	return start(ctx, nc, cfg, endpoints(p), "Provisions NATS accounts and users: signs JWTs and pushes them to the account resolver")
 }
 
 // The micro protocol's rules for a service name and version.
@@ -211,7 +213,7 @@ var (
 
 // start subscribes the endpoints, in micro's queue group so that instances
 // share the requests, and the discovery subjects.
-func start(nc *nats.Conn, cfg Config, eps []*endpoint, description string) (*Responder, error) {
+func start(ctx context.Context, nc *nats.Conn, cfg Config, eps []*endpoint, description string) (*Responder, error) {
 	if cfg.Prefix == "" {
 		cfg.Prefix = api.DefaultPrefix
 	}
@@ -289,8 +291,13 @@ func start(nc *nats.Conn, cfg Config, eps []*endpoint, description string) (*Res
 	}
 	// Requests sent right after New returns must find the subscriptions.
 	// A server that went away meanwhile gets them again on reconnect: that
-	// is no reason to fail.
-	if err := nc.Flush(); err != nil && !nc.IsReconnecting() {
+	// is no reason to fail. Bounded by ctx too: a SIGTERM while a paused
+	// server holds the flush stops the start at once, as a stop (its
+	// error wraps ctx's), instead of after the flush's own timeout, as a
+	// failure.
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second) // nc.Flush's own bound
+	defer cancel()
+	if err := nc.FlushWithContext(fctx); err != nil && !nc.IsReconnecting() {
 		r.unsubscribe()
 		return nil, fmt.Errorf("responder: flush subscriptions: %w", err)
 	}

@@ -703,7 +703,7 @@ func TestResolverSilent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := responder.New(nc, p, responder.Config{Logger: provtest.Logger(t)})
+	r, err := responder.New(context.Background(), nc, p, responder.Config{Logger: provtest.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -884,7 +884,7 @@ func TestInternalErrorHidesDetails(t *testing.T) {
 	svc := env.Start(t)
 	admin := env.Admin(t)
 	nc := env.Connect(t, env.Init.ProvisionerCreds)
-	r2, err := responder.New(nc, failing{svc.Provision}, responder.Config{Prefix: "prov.failing", Name: "failing", Logger: provtest.Logger(t)})
+	r2, err := responder.New(context.Background(), nc, failing{svc.Provision}, responder.Config{Prefix: "prov.failing", Name: "failing", Logger: provtest.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

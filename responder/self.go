@@ -29,7 +29,7 @@ var _ SelfProvisioner = (*provision.Service)(nil)
 // bound by the export (account_token_position), so the server, not the
 // request, names the caller's account. The Nats-Request-Info header the
 // server sets on every request that crosses the import names the user.
-func NewSelf(nc *nats.Conn, p SelfProvisioner, cfg Config) (*Responder, error) {
+func NewSelf(ctx context.Context, nc *nats.Conn, p SelfProvisioner, cfg Config) (*Responder, error) {
 	if cfg.Prefix == "" {
 		cfg.Prefix = api.DefaultPrefix
 	}
@@ -43,7 +43,7 @@ func NewSelf(nc *nats.Conn, p SelfProvisioner, cfg Config) (*Responder, error) {
 		handleSelf("self_user_list", sub("list"), pos, p.SelfListUsers),
 		handleSelf("self_user_revoke", sub("revoke"), pos, p.SelfRevokeUser),
 	}
-	return start(nc, cfg, eps, "Self-service for tenants: issue, list and revoke users of your own account in its roles, on "+cfg.Prefix+".self.user.*")
+	return start(ctx, nc, cfg, eps, "Self-service for tenants: issue, list and revoke users of your own account in its roles, on "+cfg.Prefix+".self.user.*")
 }
 
 // requestInfo mirrors the server's ClientInfo in the Nats-Request-Info

@@ -33,7 +33,7 @@ func TestStopWhileReconnecting(t *testing.T) {
 	svc := env.Start(t)
 	admin := env.Admin(t)
 	nc := env.Connect(t, env.Init.ProvisionerCreds)
-	r, err := responder.New(nc, svc.Provision, responder.Config{Prefix: "prov.gone", Name: "gone", Logger: provtest.Logger(t)})
+	r, err := responder.New(context.Background(), nc, svc.Provision, responder.Config{Prefix: "prov.gone", Name: "gone", Logger: provtest.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -280,7 +280,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 	if err != nil {
 		return nil, err
 	}
-	s.Responder, err = responder.New(s.NC, s.Provision, responder.Config{
+	s.Responder, err = responder.New(ctx, s.NC, s.Provision, responder.Config{
 		Prefix:         cfg.SubjectPrefix,
 		Name:           cfg.ServiceName,
 		Instance:       cfg.Instance,
@@ -304,7 +304,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 		return nil, err
 	}
 	if s.SvcNC != nil {
-		s.Self, err = responder.NewSelf(s.SvcNC, s.Provision, responder.Config{
+		s.Self, err = responder.NewSelf(ctx, s.SvcNC, s.Provision, responder.Config{
 			Prefix:         cfg.SubjectPrefix,
 			Name:           cfg.ServiceName + "-self",
 			Version:        Version,
