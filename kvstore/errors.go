@@ -94,12 +94,24 @@ func full(err error) bool {
 	return errors.As(err, &apiErr) && slices.Contains(fullCodes, apiErr.ErrorCode)
 }
 
+// noLimits reports whether err is JetStream finding no limit for the
+// stream's tier (10120, "no JetStream default or applicable tiered limit
+// present"): the account's limits changed between flat and tiered while
+// the stream existed, which only a restart of the server mends.
+func noLimits(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == 10120
+}
+
 // mapErr translates a JetStream failure of op into the domain's kinds:
 // provision.ErrFull when there is no room, provision.ErrUnavailable for
 // the transient ones, wrapped with what was being done.
 func mapErr(op string, err error) error {
 	if full(err) {
 		return fmt.Errorf("kvstore: %s: %w: the service account's JetStream storage has no room; raise disk_storage in its JWT or make room on the servers: %w", op, provision.ErrFull, err)
+	}
+	if noLimits(err) {
+		return fmt.Errorf("kvstore: %s: %w: the service account's JWT has no JetStream limit for the tier its bucket is in; a server keeps a stream in the tier it was created or started under, so after the account's limits change between flat and tiered, restart each server (one at a time): %w", op, provision.ErrUnavailable, err)
 	}
 	if transient(err) {
 		return fmt.Errorf("kvstore: %s: %w: %w", op, provision.ErrUnavailable, err)

@@ -39,6 +39,9 @@ type deployment struct {
 	// is 64 KiB, for a test to push: its bucket then runs out of room.
 	// svcJWT is the one it starts with, to push back.
 	svcFull, svcJWT string
+	// svcKeys are the service account's key, its signing key and the
+	// operator signing key, for a test to make JWTs of it to push.
+	svcKeys [3]nkeys.KeyPair
 }
 
 // accountJWT makes an account JWT signed by the operator signing key; the
@@ -65,6 +68,26 @@ func accountJWTLimited(t testing.TB, kp, signing, opSigning nkeys.KeyPair, name 
 	ac.SigningKeys.Add(spub)
 	if disk != 0 {
 		ac.Limits.JetStreamLimits = jwt.JetStreamLimits{DiskStorage: disk, MemoryStorage: 64 << 20, Streams: -1, Consumer: -1}
+	}
+	tok, err := ac.Encode(opSigning)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// accountJWTTiered is accountJWTLimited with its JetStream limits in a
+// tier per replica count, R1 to R5, each of disk bytes.
+func accountJWTTiered(t testing.TB, kp, signing, opSigning nkeys.KeyPair, name string, disk int64) string {
+	t.Helper()
+	pub, _ := kp.PublicKey()
+	spub, _ := signing.PublicKey()
+	ac := jwt.NewAccountClaims(pub)
+	ac.Name = name
+	ac.SigningKeys.Add(spub)
+	ac.Limits.JetStreamTieredLimits = jwt.JetStreamTieredLimits{}
+	for r := 1; r <= 5; r++ {
+		ac.Limits.JetStreamTieredLimits[fmt.Sprintf("R%d", r)] = jwt.JetStreamLimits{DiskStorage: disk, MemoryStorage: 8 << 20, Streams: -1, Consumer: -1}
 	}
 	tok, err := ac.Encode(opSigning)
 	if err != nil {
@@ -160,6 +183,7 @@ func start(t testing.TB, n int, processes bool) *deployment {
 	d.noJSWithJS = accountJWT(t, nojs, nojsSK, opSigning, "NOJS", true)
 	d.svcFull = accountJWTLimited(t, svc, svcSK, opSigning, "SERVICE", 64<<10)
 	d.svcJWT = accountJWT(t, svc, svcSK, opSigning, "SERVICE", true)
+	d.svcKeys = [3]nkeys.KeyPair{svc, svcSK, opSigning}
 	preload := fmt.Sprintf("resolver_preload: {\n  %s: %q\n  %s: %q\n  %s: %q\n}\n",
 		pub(sys), accountJWT(t, sys, sysSK, opSigning, "SYS", false),
 		pub(svc), d.svcJWT,

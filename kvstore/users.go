@@ -670,7 +670,7 @@ func (s *Store) retry(p *pendingWrite, sem chan struct{}) {
 		s.log.Warn("kvstore: asynchronous user write failed; trying again", "key", p.key, "error", p.err)
 		wait = 100 * time.Millisecond
 	}
-	if full(p.err) {
+	if full(p.err) || noLimits(p.err) {
 		wait = 100 * time.Millisecond
 	}
 	for attempt := 1; ; attempt++ {
@@ -724,9 +724,12 @@ func (s *Store) retry(p *pendingWrite, sem chan struct{}) {
 			}
 			s.mu.Unlock()
 			return
-		case !transient(err) && !full(err) && attempt >= 5:
+		case !transient(err) && !full(err) && !noLimits(err) && attempt >= 5:
 			// A full bucket is not given up on: the user's creds are out,
-			// and only its record lets the service find it to revoke.
+			// and only its record lets the service find it to revoke. Nor
+			// is one that has no limit for its tier (the account's limits
+			// changed between flat and tiered), which a restart of the
+			// servers mends.
 			s.amu.Lock()
 			delete(s.pending, p.key)
 			s.amu.Unlock()

@@ -1,0 +1,97 @@
+package kvstore
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/natsprov/provisioner/provision"
+)
+
+// TestLimitsChangedBetweenFlatAndTiers: README tells the operator of a
+// deployment made before the tiers to replace the service account's flat
+// JetStream limits with tiers. A server keeps each stream in the tier it
+// was created (or last recovered) under, so once the push takes the
+// limits of that tier away, every write to the bucket is refused
+// (JetStream's 10120) until the server is restarted, in either direction.
+// The store's error says so, and after a restart the writes go on and an
+// instance starts under either shape.
+func TestLimitsChangedBetweenFlatAndTiers(t *testing.T) {
+	d, s, opts := single(t)
+	ctx := bg(t)
+	sys := d.connect(t, d.sysCreds)
+	js, err := jetstream.New(d.connect(t, d.svcCreds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	push := func(jwt string, tiered bool) {
+		t.Helper()
+		if _, err := sys.Request("$SYS.REQ.CLAIMS.UPDATE", []byte(jwt), 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, "the pushed limits in force", func() bool {
+			c, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			info, err := js.AccountInfo(c)
+			return err == nil && (info.Limits.MaxStore == 0) == tiered
+		})
+	}
+	n := 0
+	write := func() error {
+		n++
+		_, err := s.CreateAccount(ctx, newAccount(t, "a"+string(rune('a'+n))))
+		return err
+	}
+	owner := newAccount(t, "owner")
+	if _, err := s.CreateAccount(ctx, owner); err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []struct {
+		shape  string
+		jwt    string
+		tiered bool
+	}{
+		// Tiers that fit beside the flat 1 GiB in the server's 2 GB.
+		{"tiers", accountJWTTiered(t, d.svcKeys[0], d.svcKeys[1], d.svcKeys[2], "SERVICE", 128<<20), true},
+		{"flat limits", accountJWT(t, d.svcKeys[0], d.svcKeys[1], d.svcKeys[2], "SERVICE", true), false},
+	} {
+		push(step.jwt, step.tiered)
+		err := write()
+		if err == nil {
+			t.Logf("a write after the change to %s was taken without a restart", step.shape)
+		} else if !errors.Is(err, provision.ErrUnavailable) || !strings.Contains(err.Error(), "restart") {
+			t.Fatalf("a write after the change to %s: %v, want ErrUnavailable saying to restart the servers", step.shape, err)
+		}
+		// A user acknowledged before its record is written is not given
+		// up on: its creds are out, and only its record lets the service
+		// find it to revoke.
+		u := newUser(t, owner.PublicKey, "u-"+strings.ReplaceAll(step.shape, " ", "-"))
+		acked := s.AddUser(ctx, u, false) == nil
+		time.Sleep(4 * time.Second) // past the five attempts other failures get
+		d.restart(t, "n1")
+		eventually(t, 20*time.Second, "a write after the restart", func() bool { return write() == nil })
+		if acked {
+			eventually(t, 20*time.Second, "the acknowledged user's record stored", func() bool {
+				s.amu.Lock()
+				defer s.amu.Unlock()
+				return len(s.pending) == 0
+			})
+			if _, err := s.User(ctx, u.PublicKey); err != nil {
+				t.Fatalf("the user acknowledged while the bucket refused writes (%s): %v", step.shape, err)
+			}
+			packs, err := bucketPacks(ctx, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := bucketUserIn(ctx, s, packs, u.PublicKey); err != nil {
+				t.Fatalf("the user acknowledged while the bucket refused writes (%s) is not in the bucket: %v", step.shape, err)
+			}
+		}
+		opts.Instance = "after-" + strings.ReplaceAll(step.shape, " ", "-")
+		openStore(t, d.connect(t, d.svcCreds), opts)
+	}
+}
