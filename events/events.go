@@ -570,6 +570,13 @@ const errCodeDuplicateInProcess = 10158
 // storage (10023, 10047), as the store reads them (kvstore's full).
 var noRoomCodes = []jetstream.ErrorCode{10002, 10023, 10047}
 
+// errCodeNoLimits is JetStream's answer to a write to a stream whose tier
+// the account's limits no longer have (10120, "no JetStream default or
+// applicable tiered limit present"): they changed between flat and tiered
+// while the stream existed, and the server refuses every write to it
+// until it is restarted.
+const errCodeNoLimits = 10120
+
 // refused tells whether a write failed for what it is (the stream
 // answered with an error other than unavailable or overloaded, or nats.go
 // would not send it), where another attempt may only fail the same way;
@@ -589,9 +596,11 @@ func refused(err error) bool {
 		// makes room, as for the store's user records, which are not
 		// given up on. The account's limit comes as a 400, and counted
 		// as a refusal it gave up, within two seconds, the events of the
-		// changes made as the bucket filled.
+		// changes made as the bucket filled. No limit for the stream's
+		// tier says nothing of the event either: a restart of the
+		// servers mends it, and the store keeps its user records for it.
 		return api.Code < 500 && api.Code != 429 && api.ErrorCode != errCodeDuplicateInProcess &&
-			!slices.Contains(noRoomCodes, api.ErrorCode)
+			api.ErrorCode != errCodeNoLimits && !slices.Contains(noRoomCodes, api.ErrorCode)
 	}
 	for _, transient := range []error{
 		context.DeadlineExceeded, context.Canceled, nats.ErrTimeout,

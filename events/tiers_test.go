@@ -1,0 +1,89 @@
+package events_test
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nkeys"
+
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/events"
+	"github.com/natsprov/provisioner/provtest"
+)
+
+// TestLimitsChangedFromTiersLosesNoAuditEvent: the service account's
+// JetStream limits change between tiered and flat (README's advice for a
+// deployment made before the tiers, or back). The server keeps the audit
+// stream in the tier it was made under, and refuses every write to it
+// (10120, "no JetStream default or applicable tiered limit present") until
+// it is restarted. That says nothing of the event: it is kept and written
+// after the restart, not given up after five attempts.
+func TestLimitsChangedFromTiersLosesNoAuditEvent(t *testing.T) {
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	sys := env.Connect(t, env.Init.ProvisionerCreds)
+	svc := env.ServiceUser(t)
+	pub := events.New(sys, "prov", slog.New(slog.DiscardHandler))
+	if err := pub.WithAudit(context.Background(), auditConn(t, env), 1); err != nil {
+		t.Fatal(err)
+	}
+	publishUsers(pub, 0, 5)
+	if err := pub.Flush(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	raw, err := os.ReadFile(filepath.Join(env.Dir, bootstrap.ServiceAccountJWTFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := jwt.ParseDecoratedJWT(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, err := os.ReadFile(filepath.Join(env.Dir, bootstrap.OperatorSigningKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := nkeys.FromSeed([]byte(strings.TrimSpace(string(seed))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Flat limits where init gave tiers.
+	c, err := jwt.DecodeAccountClaims(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Limits.JetStreamTieredLimits = nil
+	c.Limits.JetStreamLimits = jwt.JetStreamLimits{DiskStorage: 1 << 30, MemoryStorage: 64 << 20, Streams: -1, Consumer: -1}
+	c.IssuedAt = 0
+	time.Sleep(time.Second) // a newer iat than init's
+	tok, err := c.Encode(signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := sys.Request("$SYS.REQ.CLAIMS.UPDATE", []byte(tok), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(m.Data), `"code":200`) {
+		t.Fatalf("claims update: %s", m.Data)
+	}
+	publishUsers(pub, 5, 6)
+	time.Sleep(4 * time.Second) // past five attempts
+	if err := pub.Flush(100 * time.Millisecond); err == nil && pub.Lost() == 0 {
+		t.Log("the event was stored before the restart: the server moved the stream to the new limits")
+	}
+	env.Restart(t)
+	if err := pub.Flush(20 * time.Second); err != nil {
+		t.Fatalf("Flush after the restart: %v", err)
+	}
+	if n := pub.Lost(); n != 0 {
+		t.Errorf("%d audit events given up while the stream had no limit for its tier", n)
+	}
+	storedOnceInOrder(t, svc, 6)
+}
