@@ -43,4 +43,9 @@ var (
 	// ErrNotSent: the request reached no server (not connected, or nothing
 	// listens on the claims API), so nothing can have changed.
 	ErrNotSent = errors.New("resolver request not delivered")
+	// ErrOverMaxPayload: an account JWT is larger than the servers'
+	// max_payload (signed while it was larger), with ErrNotSent. Unlike
+	// the other failures to deliver, no retry passes it: an operator must
+	// raise max_payload or make the JWT smaller.
+	ErrOverMaxPayload = errors.New("too large for the servers' max_payload")
 )

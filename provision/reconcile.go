@@ -72,6 +72,10 @@ type reconciler struct {
 	manual sync.WaitGroup
 	life   context.Context
 	end    context.CancelFunc
+	// overMax holds the JWT of each account whose push was over the
+	// servers' max_payload, by public key, as last logged: logged once
+	// until the account changes.
+	overMax sync.Map
 }
 
 // manualPass is a pass prov.reconcile asked for.
@@ -389,12 +393,24 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 	}
 	eachAccount(ctx, accounts, func(a Account) {
 		out := s.reconcileAccount(ctx, a, up, onServers[a.PublicKey] || !listedAll, canDrop, signing, limiter, &msgs)
+		if out.err == nil {
+			s.rec.overMax.Delete(a.PublicKey)
+		}
 		count(func() {
 			switch {
 			case out.err != nil && ctx.Err() != nil:
 				// Cut off with the lease, or by the service's stop (Run's
 				// context, or Close for a pass prov.reconcile started): not
 				// failed.
+			case out.err != nil && errors.Is(out.err, ErrOverMaxPayload):
+				rep.Failed++
+				// No pass delivers it: logged once (at Error) until the
+				// account changes, not at Warn every pass for ever.
+				if prev, ok := s.rec.overMax.Swap(a.PublicKey, a.JWT); ok && prev == a.JWT {
+					s.log.Debug("reconcile: account JWT still over the servers' max_payload", "account", a.PublicKey, "name", a.Name)
+					break
+				}
+				s.log.Error("reconcile: could not bring an account in line, and no pass will until an operator acts; logged once until the account changes", "account", a.PublicKey, "name", a.Name, "error", out.err)
 			case out.err != nil:
 				rep.Failed++
 				s.log.Warn("reconcile: could not bring an account in line; the next pass tries again", "account", a.PublicKey, "name", a.Name, "error", out.err)

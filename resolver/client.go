@@ -374,7 +374,7 @@ func (c *Client) gather(ctx context.Context, subject string, data []byte, rule u
 			// An account JWT signed while max_payload was larger: no
 			// retry delivers it, and "maximum payload exceeded" alone
 			// reads like a delivery failure that passes.
-			return g, fmt.Errorf("%w: publish %s: the JWT is %d bytes, too large for the servers' max_payload of %d bytes; raise max_payload on every server, or make the account's JWT smaller (remove revocations, tags or permissions): %w", provision.ErrNotSent, subject, len(data), c.nc.MaxPayload(), err)
+			return g, fmt.Errorf("%w: publish %s: the JWT is %d bytes, %w of %d bytes; raise max_payload on every server, or make the account's JWT smaller (remove revocations, tags or permissions): %w", provision.ErrNotSent, subject, len(data), provision.ErrOverMaxPayload, c.nc.MaxPayload(), err)
 		}
 		return g, fmt.Errorf("%w: publish %s: %w", provision.ErrNotSent, subject, err)
 	}
