@@ -357,14 +357,44 @@ func TestSalvagePastDamageWithoutHeader(t *testing.T) {
 }
 
 // TestCheckNotesTornTailAfterKeptRecords: a journal whose last batch lies
-// past the header's committed length (its header slot's write torn), kept,
-// and a torn record after it: Check must say the torn tail is there, as it
-// does when no record was kept, since Open leaves it out.
+// past the header's committed length (the header not rewritten after it,
+// or its slot's write torn), kept, and a torn record after it: Check must
+// say the torn tail is there, as it does when no record was kept, since
+// Open leaves it out. Past a torn slot it has a note of its own, so the
+// intact header is a case of its own too.
 func TestCheckNotesTornTailAfterKeptRecords(t *testing.T) {
 	fastDisk(t)
 	dir := t.TempDir()
 	smallStore(t, dir)
-	j := currentSlotTorn(t, readFile(t, filepath.Join(dir, journalFile)))
+	orig := readFile(t, filepath.Join(dir, journalFile))
+	// Records kept past the committed length: with the current header
+	// slot intact (its rewrite after the last batch not done yet), and
+	// past the older slot (the current one torn), a case of its own.
+	for name, j := range map[string][]byte{
+		"header not rewritten": lastRecordUncommitted(t, orig),
+		"older slot in use":    currentSlotTorn(t, orig),
+	} {
+		t.Run(name, func(t *testing.T) { tornTailAfterKeptRecordsNoted(t, dir, j) })
+	}
+}
+
+// lastRecordUncommitted moves the current header slot's committed length
+// back to the start of the last record, as a crash before the header's
+// rewrite after that record's batch leaves it: both slots readable, and
+// the last record past the committed length.
+func lastRecordUncommitted(t *testing.T, j []byte) []byte {
+	t.Helper()
+	cur, _, _ := pickSlot(j)
+	b := recordBoundaries(t, j)
+	j = slices.Clone(j)
+	cur.end, cur.seq = b[len(b)-2], cur.seq-1
+	copy(j[slotOffset(cur.gen):], cur.encode())
+	return j
+}
+
+func tornTailAfterKeptRecordsNoted(t *testing.T, dir string, j []byte) {
+	t.Helper()
+	j = slices.Clone(j)
 	last := int64(len(j))
 	for last > dataStart && j[last-1] == 0 {
 		last--
