@@ -114,14 +114,20 @@ const (
 	// cannot fill the servers' disks.
 	ServiceAccountMemStorage  = 256 << 20
 	ServiceAccountDiskStorage = 4 << 30
-	// ServiceAccountMaxReplicas: the account has these limits in each
-	// tier from R1 to this (the replica counts kv_replicas allows). Tiers,
-	// not flat limits: the server counts a stream's bytes on every
-	// replica against flat limits, so on the 3-node cluster the audit
-	// stream's 1 GiB took 3 GiB of the 4 and left the bucket 341 MiB; a
-	// tier's limit is what its streams hold, on each replica.
-	ServiceAccountMaxReplicas = 5
 )
+
+// ServiceAccountTiers are the replica counts the account has these limits
+// for, each in its own tier: R1 (one server) and R3 (the 3-node cluster of
+// the container configs). Tiers, not flat limits: the server counts a
+// stream's bytes on every replica against flat limits, so on the 3-node
+// cluster the audit stream's 1 GiB took 3 GiB of the 4 and left the bucket
+// 341 MiB; a tier's limit is what its streams hold, on each replica. Not
+// R1 to R5: a single server checks the sum of an account's tiers against
+// its max_file_store and max_memory_store (75% of the free disk and of
+// the memory by default), so each tier more asks 4 GiB of disk and
+// 256 MiB of memory more of every host; a kv_replicas of 2, 4 or 5 needs
+// its tier added (README).
+var ServiceAccountTiers = []int{1, 3}
 
 // Options tune Init. The zero value gives a JetStream deployment listening
 // on 127.0.0.1:4222 that allows deletes.
@@ -333,7 +339,7 @@ func Init(opts Options) (*Result, error) {
 	// which binds the importing account's key into the subject.
 	sc.Exports.Add(api.SelfExport(opts.SubjectPrefix))
 	sc.Limits.JetStreamTieredLimits = jwt.JetStreamTieredLimits{}
-	for r := 1; r <= ServiceAccountMaxReplicas; r++ {
+	for _, r := range ServiceAccountTiers {
 		sc.Limits.JetStreamTieredLimits["R"+strconv.Itoa(r)] = jwt.JetStreamLimits{
 			MemoryStorage: ServiceAccountMemStorage,
 			DiskStorage:   ServiceAccountDiskStorage,

@@ -424,10 +424,10 @@ func TestOperatorAndSystemAccount(t *testing.T) {
 	}
 	// In a tier per replica count, so that R3 streams are not counted
 	// three times against them.
-	if sc.Limits.JetStreamLimits != (jwt.JetStreamLimits{}) || len(sc.Limits.JetStreamTieredLimits) != bootstrap.ServiceAccountMaxReplicas {
-		t.Errorf("the service account's JetStream limits are flat %+v, tiers %+v; want tiers R1 to R%d only", sc.Limits.JetStreamLimits, sc.Limits.JetStreamTieredLimits, bootstrap.ServiceAccountMaxReplicas)
+	if sc.Limits.JetStreamLimits != (jwt.JetStreamLimits{}) || len(sc.Limits.JetStreamTieredLimits) != len(bootstrap.ServiceAccountTiers) {
+		t.Errorf("the service account's JetStream limits are flat %+v, tiers %+v; want tiers %v only", sc.Limits.JetStreamLimits, sc.Limits.JetStreamTieredLimits, bootstrap.ServiceAccountTiers)
 	}
-	for r := 1; r <= bootstrap.ServiceAccountMaxReplicas; r++ {
+	for _, r := range []int{1, 3} {
 		if js := sc.Limits.JetStreamTieredLimits[fmt.Sprintf("R%d", r)]; js.MemoryStorage != bootstrap.ServiceAccountMemStorage || js.DiskStorage != bootstrap.ServiceAccountDiskStorage || js.Streams != -1 || js.Consumer != -1 {
 			t.Errorf("the service account's JetStream limits in tier R%d are %+v", r, js)
 		}
