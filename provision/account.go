@@ -322,8 +322,19 @@ func setExpiry(c *jwt.AccountClaims, in string) error {
 	if err != nil || d <= 0 {
 		return fmt.Errorf("%w: \"expires_in\" must be a positive Go duration such as \"720h\", got %q", ErrInvalid, in)
 	}
-	c.Expires = time.Now().Add(d).Unix()
+	c.Expires = expiryAfter(d)
 	return nil
+}
+
+// expiryAfter is the JWT expiry (whole seconds) d from now, rounded up: a
+// JWT's exp counts seconds, and cut down, "expires_in":"1500ms" expired
+// after half a second, and "1ms" at once.
+func expiryAfter(d time.Duration) int64 {
+	t := time.Now().Add(d)
+	if t.Nanosecond() > 0 {
+		return t.Unix() + 1
+	}
+	return t.Unix()
 }
 
 // tombstone returns the record of a deleted account: its keys dropped and

@@ -98,7 +98,7 @@ func newUserRequest(req api.CreateUserRequest) (*userRequest, error) {
 		if err != nil || d <= 0 {
 			return nil, fmt.Errorf("%w: \"expires_in\" must be a positive Go duration such as \"24h\" or \"90m\", got %q", ErrInvalid, req.ExpiresIn)
 		}
-		uc.Expires = time.Now().Add(d).Unix()
+		uc.Expires = expiryAfter(d)
 	}
 	uc.BearerToken = req.BearerToken
 	if err := setConnectionTypes(&uc.AllowedConnectionTypes, req.AllowedConnectionTypes); err != nil {
