@@ -34,7 +34,11 @@ func (s *Service) RotateOperator(ctx context.Context, _ api.RotateOperatorReques
 	start := time.Now()
 	next, err := s.cfg.NextOperator()
 	if err != nil {
-		return nil, fmt.Errorf("%w: operator_signing_key_next: %w", ErrInvalid, err)
+		// LoadOperator's errors name the seed file's path (and call it
+		// operator_signing_key): the deployment's secrets, for the log
+		// only, not for the caller's reply.
+		s.log.Error("operator rotation: operator_signing_key_next cannot be used", "error", err)
+		return nil, fmt.Errorf("%w: operator_signing_key_next of instance %q cannot be used (unreadable, no operator signing key seed, or not one the operator JWT lists; the provisioner's log says which): fix it and send it again", ErrInvalid, s.cfg.Instance)
 	}
 	cur := s.operator()
 	if next.PublicKey != cur.PublicKey {
