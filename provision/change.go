@@ -328,6 +328,14 @@ func (s *Service) version(pub string, q *queue, batch []*change) {
 				}
 				return
 			}
+			if perr != nil {
+				// The store keeps the change, and any instance's
+				// reconciler pushes it: told the push's own error (a
+				// 502 says nothing was changed), its caller took it
+				// for failed.
+				fail(batch, fmt.Errorf("%w: push account %s failed (%v), and the previous version could not be put back in the store, which keeps the change for the reconciler to push: %v", ErrInDoubt, pub, err, perr))
+				return
+			}
 			fail(batch, fmt.Errorf("push account %s: %w", pub, err))
 			return
 		}

@@ -22,7 +22,8 @@ var (
 	// stopping; retrying may help.
 	ErrUnavailable = errors.New("unavailable")
 	// ErrInDoubt: a store write failed without an answer, and the store
-	// could not tell afterwards whether it landed: it may have taken
+	// could not tell afterwards whether it landed; or a change whose push
+	// failed could not be taken back out of the store: it may have taken
 	// effect (read it back before trying again).
 	ErrInDoubt = errors.New("in doubt")
 	// ErrFull: the store has no room for the change (the service

@@ -715,7 +715,7 @@ func (r *Responder) classify(e *endpoint, err error) (int, string) {
 	case errors.Is(err, provision.ErrInDoubt):
 		ref := strconv.FormatUint(r.seq.Add(1), 10)
 		r.log.Warn("request failed", "subject", e.full, "code", code, "ref", ref, "error", err)
-		desc = fmt.Sprintf("the provisioner's store did not answer the write, and could not tell afterwards whether it landed: it may have taken effect; read it back before trying again (ref %s: the provisioner's log has the details)", ref)
+		desc = fmt.Sprintf("the provisioner's store did not answer the write, or could not take back a change whose push failed, so it could not tell whether the change stands: it may have taken effect; read it back before trying again (ref %s: the provisioner's log has the details)", ref)
 	case errors.Is(err, provision.ErrClockBehind):
 		// Its description names no internal detail, and the fix is the
 		// operator's: it goes to the caller as it is.
