@@ -28,9 +28,14 @@ func (s *Service) CreateAccount(ctx context.Context, req api.CreateAccountReques
 	if err != nil {
 		return nil, err
 	}
-	if pub, ok := s.reservedName(ctx, name); ok {
+	reserved, ok, err := s.reservedName(ctx, name)
+	if err != nil {
+		// The name may be the system account's: it cannot be told.
+		return nil, err
+	}
+	if ok {
 		what := "the system account"
-		if pub != s.operator().SystemAccount {
+		if reserved != s.operator().SystemAccount {
 			what = "the provisioner's own account"
 		}
 		return nil, fmt.Errorf("%w: %q is the name of %s", ErrConflict, name, what)

@@ -279,29 +279,39 @@ func (s *Service) operator() *Operator { return s.op.Load() }
 
 // reservedName returns the protected account (the system account, the
 // service's own) with the given name. Their names are asked of the
-// resolver once.
-func (s *Service) reservedName(ctx context.Context, name string) (string, bool) {
+// resolver once. When a name could not be asked (no server answered),
+// and name is none of those that could, the look-up's error is returned:
+// name may be that account's, and "no account named" (404) told the
+// caller of an outage that the system account does not exist.
+func (s *Service) reservedName(ctx context.Context, name string) (string, bool, error) {
 	names := s.reserved.Load()
 	if names == nil {
 		m := map[string]string{}
 		complete := true
+		var lerr error
 		for _, pub := range append([]string{s.operator().SystemAccount}, s.cfg.Protected...) {
 			_, c, err := s.remoteAccount(ctx, pub)
 			if err != nil {
 				complete = false // ask again next time
+				if !errors.Is(err, ErrNotFound) && lerr == nil {
+					lerr = err
+				}
 				continue
 			}
 			m[c.Name] = pub
 		}
 		if !complete {
 			pub, ok := m[name]
-			return pub, ok
+			if !ok && lerr != nil {
+				return "", false, lerr
+			}
+			return pub, ok, nil
 		}
 		names = &m
 		s.reserved.Store(names)
 	}
 	pub, ok := (*names)[name]
-	return pub, ok
+	return pub, ok, nil
 }
 
 // protected reports whether requests must not change the account: the
@@ -354,7 +364,11 @@ func (s *Service) resolve(ctx context.Context, ref string) (target, error) {
 	if !errors.Is(err, ErrNotFound) {
 		return target{}, err
 	}
-	if pub, ok := s.reservedName(ctx, ref); ok {
+	pub, ok, err := s.reservedName(ctx, ref)
+	if err != nil {
+		return target{}, err
+	}
+	if ok {
 		return target{pub: pub, system: true}, nil
 	}
 	return target{}, fmt.Errorf("%w: no account named %q", ErrNotFound, ref)
