@@ -723,7 +723,11 @@ func (r *Responder) classify(e *endpoint, err error) (int, string) {
 	case code == api.CodeUnavailable:
 		ref := strconv.FormatUint(r.seq.Add(1), 10)
 		r.log.Warn("request failed", "subject", e.full, "code", code, "ref", ref, "error", err)
-		desc = fmt.Sprintf("the provisioner's store is unavailable; retry (ref %s: the provisioner's log has the details)", ref)
+		// Not only an unreachable store: an account other instances
+		// changed under this one too often, the service account's
+		// JetStream limits changed under its streams. "The store is
+		// unavailable" sent operators looking at the wrong thing.
+		desc = fmt.Sprintf("the provisioner cannot carry the request out now (its store cannot be reached, or other instances kept changing the account meanwhile); retry (ref %s: the provisioner's log has the details)", ref)
 	case code >= 500:
 		r.log.Warn("request failed", "subject", e.full, "code", code, "error", desc)
 	default:
