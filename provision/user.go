@@ -610,19 +610,43 @@ func (s *Service) keyTarget(ctx context.Context, a Account, pub string, selfOnly
 // already in a's version cuts off no user of a: a's never held the key).
 func (s *Service) recordRevoked(ctx context.Context, a Account, pub string, revokedAt int64) (again bool, err error) {
 	rec := User{PublicKey: pub, Account: a.PublicKey, IssuedAt: revokedAt - int64(maxClockLead/time.Second), Revoked: true}
-	err = s.store.AddUser(ctx, rec, true)
-	if !errors.Is(err, ErrConflict) {
-		if err != nil {
-			return false, fmt.Errorf("record revoked key %s (its revocation is in account %q's version; repeat the revoke): %w", pub, a.Name, err)
+	// A record of the key still in flight (a create's durable write on
+	// this instance) refuses this one as a conflict, yet is not found
+	// until it is stored: that was answered 404, though the revocation
+	// was made. Its outcome is waited for: stored, it is found; not
+	// stored, the key is free for this record.
+	wait := 10 * time.Millisecond
+	deadline := time.Now().Add(recordInFlightWait)
+	for {
+		err = s.store.AddUser(ctx, rec, true)
+		if !errors.Is(err, ErrConflict) {
+			if err != nil {
+				return false, fmt.Errorf("record revoked key %s (its revocation is in account %q's version; repeat the revoke): %w", pub, a.Name, err)
+			}
+			return false, nil
 		}
-		return false, nil
+		u, err := s.store.User(ctx, pub)
+		if err == nil {
+			return u.Account != a.PublicKey || (!u.Revoked && u.IssuedAt > revokedAt), nil
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return false, fmt.Errorf("look up user key %s: %w", pub, err)
+		}
+		if time.Now().After(deadline) {
+			return false, fmt.Errorf("%w: record revoked key %s: a record of the key is still being written (its revocation is in account %q's version; repeat the revoke)", ErrUnavailable, pub, a.Name)
+		}
+		select {
+		case <-ctx.Done():
+			return false, fmt.Errorf("%w: record revoked key %s: a record of the key is still being written (its revocation is in account %q's version; repeat the revoke): %w", ErrUnavailable, pub, a.Name, ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 200*time.Millisecond)
 	}
-	u, err := s.store.User(ctx, pub)
-	if err != nil {
-		return false, fmt.Errorf("look up user key %s: %w", pub, err)
-	}
-	return u.Account != a.PublicKey || (!u.Revoked && u.IssuedAt > revokedAt), nil
 }
+
+// recordInFlightWait bounds how long a revoke waits for a record of its
+// key that is still being written (recordRevoked).
+const recordInFlightWait = 15 * time.Second
 
 // describeKey names what kind of key s is, for errors; it never echoes a
 // seed.
