@@ -411,6 +411,14 @@ func (s *Store) awaitWritable(ctx context.Context) error {
 	for {
 		_, err := s.js.PublishMsg(ctx, probe, jetstream.WithExpectLastSequencePerSubject(math.MaxUint64))
 		var apiErr *jetstream.APIError
+		if noLimits(err) {
+			// Refused for want of its tier's limits (in a cluster, the
+			// leader checks them before the revision): every write is,
+			// until the servers restart. Taken for "writable", the
+			// instance started while every change failed; unavailable,
+			// the service waits, saying to restart them.
+			return mapErr("bucket does not answer writes", err)
+		}
 		if err == nil || errors.As(err, &apiErr) && apiErr.Code != http.StatusServiceUnavailable {
 			return nil
 		}

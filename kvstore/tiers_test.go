@@ -95,3 +95,40 @@ func TestLimitsChangedBetweenFlatAndTiers(t *testing.T) {
 		openStore(t, d.connect(t, d.svcCreds), opts)
 	}
 }
+
+// TestStartWaitsWhileTheBucketsTierHasNoLimits: once the service account's
+// limits change between flat and tiered, every write to the bucket is
+// refused (10120) until the servers restart. Open's write probe took that
+// refusal, as any refusal but a 503, for "the bucket answers writes", so
+// an instance started while every change it was asked for failed; Open
+// now fails as unavailable, saying to restart the servers (the service
+// waits on it, logging that).
+func TestStartWaitsWhileTheBucketsTierHasNoLimits(t *testing.T) {
+	d := startDeployment(t, 3)
+	key, _ := newSealKey(t)
+	opts := Options{Seal: key, Instance: "one"}
+	s := openStore(t, d.connect(t, d.svcCreds), opts)
+	ctx := bg(t)
+	sys := d.connect(t, d.sysCreds)
+	tiered := accountJWTTiered(t, d.svcKeys[0], d.svcKeys[1], d.svcKeys[2], "SERVICE", 128<<20)
+	if _, err := sys.Request("$SYS.REQ.CLAIMS.UPDATE", []byte(tiered), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	eventually(t, 20*time.Second, "writes refused for the tier", func() bool {
+		n++
+		_, err := s.CreateAccount(ctx, newAccount(t, "a"+string(rune('a'+n))))
+		return err != nil && strings.Contains(err.Error(), "restart")
+	})
+	c, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	opts.Instance = "two"
+	other, err := Open(c, d.connect(t, d.svcCreds), opts)
+	if err == nil {
+		other.Close()
+		t.Fatal("an instance started while the bucket refused every write for want of its tier's limits")
+	}
+	if !errors.Is(err, provision.ErrUnavailable) || !strings.Contains(err.Error(), "restart") {
+		t.Fatalf("Open while the bucket's tier has no limits: %v, want ErrUnavailable saying to restart the servers", err)
+	}
+}
