@@ -223,8 +223,20 @@ func (p *Publisher) WithAudit(ctx context.Context, svc *nats.Conn, replicas int)
 // as it is: its max bytes where they are more (an unbounded stream, an
 // older version's, is bounded: it could fill the storage the bucket
 // shares), its max age where it is longer (0: forever), and its replicas
-// where it has more.
+// where it has more. It keeps the guards an operator gave it against
+// deletes and purges of its records, the features it turned on that the
+// server lets no update turn off (per-message TTLs, schedules), its
+// persistence mode and its compression: the server refuses an update that
+// takes a guard away ("can not cancel deny message deletes") or changes
+// those, and WithAudit, writing its own config over them, failed at every
+// start, so that the service never started.
 func keepRoom(have, want jetstream.StreamConfig) jetstream.StreamConfig {
+	want.DenyDelete = want.DenyDelete || have.DenyDelete
+	want.DenyPurge = want.DenyPurge || have.DenyPurge
+	want.AllowMsgTTL = want.AllowMsgTTL || have.AllowMsgTTL
+	want.AllowMsgSchedules = want.AllowMsgSchedules || have.AllowMsgSchedules
+	want.PersistMode = have.PersistMode
+	want.Compression = have.Compression
 	if have.MaxBytes > want.MaxBytes {
 		want.MaxBytes = have.MaxBytes
 	}
