@@ -515,7 +515,10 @@ func (s *Service) stop() error {
 			// returned, it made serve exit 1 on a SIGTERM during an
 			// outage, where the README promises exit 0.
 			if err := s.events.Close(5 * time.Second); err != nil {
-				s.log.Error("stopped with audit events not stored", "error", err)
+				// Without an audit stream (the file store) these are
+				// the change events on the system account: the error
+				// says which.
+				s.log.Error("stopped with change events not sent or audit records not stored", "error", err)
 			}
 		})
 	}
