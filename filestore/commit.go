@@ -382,9 +382,9 @@ func (c *committer) recover(cause error, ops, lazyBytes int, end int64, seq uint
 	if err == nil {
 		return fmt.Errorf("filestore: write journal: %w", noRoom(cause))
 	}
-	broken := fmt.Errorf("filestore: a journal write failed (%w) and no new snapshot could be written (%v); reopen the store: %w", noRoom(cause), err, provision.ErrUnavailable)
+	broken := fmt.Errorf("filestore: a journal write failed (%w) and no new snapshot could be written (%v); reopen the store: %w: %w", noRoom(cause), err, provision.ErrBroken, provision.ErrUnavailable)
 	if closeErr != nil {
-		broken = fmt.Errorf("filestore: a journal write failed (%w), neither the journal could be closed (%v) nor a new snapshot written (%v), so the failed change may be read back at the next start; reopen the store: %w", noRoom(cause), closeErr, err, provision.ErrUnavailable)
+		broken = fmt.Errorf("filestore: a journal write failed (%w), neither the journal could be closed (%v) nor a new snapshot written (%v), so the failed change may be read back at the next start; reopen the store: %w: %w", noRoom(cause), closeErr, err, provision.ErrBroken, provision.ErrUnavailable)
 	}
 	s.mu.Lock()
 	s.broken = broken
@@ -446,7 +446,7 @@ func (c *committer) compact() error {
 			// The old journal no longer counts, and the new one may not
 			// be in place: only a restart can tell which generation is.
 			s.mu.Lock()
-			s.broken = fmt.Errorf("filestore: a new snapshot was put in place but its journal may not be (%v); reopen the store: %w", err, provision.ErrUnavailable)
+			s.broken = fmt.Errorf("filestore: a new snapshot was put in place but its journal may not be (%v); reopen the store: %w: %w", err, provision.ErrBroken, provision.ErrUnavailable)
 			s.mu.Unlock()
 		}
 		return err

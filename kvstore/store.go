@@ -750,7 +750,7 @@ func (s *Store) lose(what string) {
 	if s.lost != nil || s.closed {
 		return
 	}
-	s.lost = fmt.Errorf("%w: kvstore: bucket %q was %s under this instance; it answers nothing more: restart it to serve what the bucket holds now", provision.ErrUnavailable, s.opts.Bucket, what)
+	s.lost = fmt.Errorf("%w: %w: kvstore: bucket %q was %s under this instance; it answers nothing more: restart it to serve what the bucket holds now", provision.ErrUnavailable, provision.ErrBroken, s.opts.Bucket, what)
 	s.log.Error("kvstore: the bucket was "+what+" under this instance; every request is refused until it restarts", "bucket", s.opts.Bucket)
 }
 

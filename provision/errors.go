@@ -26,6 +26,12 @@ var (
 	// failed could not be taken back out of the store: it may have taken
 	// effect (read it back before trying again).
 	ErrInDoubt = errors.New("in doubt")
+	// ErrBroken: the store refuses every change until the instance is
+	// restarted (a journal write it could neither close nor replace with
+	// a new snapshot, a bucket deleted under it). It comes with
+	// ErrUnavailable (503), but retrying does not help: an operator must
+	// restart the instance.
+	ErrBroken = errors.New("the store refuses every change until this instance is restarted")
 	// ErrFull: the store has no room for the change (the service
 	// account's JetStream limit, or the disk); nothing was changed, and
 	// retrying helps only once an operator makes room.

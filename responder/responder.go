@@ -712,6 +712,10 @@ func (r *Responder) classify(e *endpoint, err error) (int, string) {
 		ref := strconv.FormatUint(r.seq.Add(1), 10)
 		r.log.Error("request failed: the store is full", "subject", e.full, "ref", ref, "error", err)
 		desc = fmt.Sprintf("the provisioner's store is full, nothing was changed; an operator must make room (ref %s: the provisioner's log says where)", ref)
+		if errors.Is(err, provision.ErrBroken) {
+			// Room alone does not repair a store that broke on it.
+			desc = fmt.Sprintf("the provisioner's store is full and refuses every change until this instance is restarted; an operator must make room, then restart it (ref %s: the provisioner's log says where)", ref)
+		}
 	case errors.Is(err, provision.ErrInDoubt):
 		ref := strconv.FormatUint(r.seq.Add(1), 10)
 		r.log.Warn("request failed", "subject", e.full, "code", code, "ref", ref, "error", err)
@@ -720,6 +724,14 @@ func (r *Responder) classify(e *endpoint, err error) (int, string) {
 		// Its description names no internal detail, and the fix is the
 		// operator's: it goes to the caller as it is.
 		r.log.Warn("request failed", "subject", e.full, "code", code, "error", desc)
+	case code == api.CodeUnavailable && errors.Is(err, provision.ErrBroken):
+		// "Retry" never helps here: only a restart repairs the store
+		// (prov.status's problem says why).
+		ref := strconv.FormatUint(r.seq.Add(1), 10)
+		r.log.Error("request failed: the store refuses every change until a restart", "subject", e.full, "code", code, "ref", ref, "error", err)
+		// Not "nothing was changed": the write that broke it may be read
+		// back at the restart (a journal it could not close).
+		desc = fmt.Sprintf("the provisioner's store refuses every change until this instance is restarted; an operator must restart it, trying again does not help (ref %s: the provisioner's log and prov.status say why)", ref)
 	case code == api.CodeUnavailable:
 		ref := strconv.FormatUint(r.seq.Add(1), 10)
 		r.log.Warn("request failed", "subject", e.full, "code", code, "ref", ref, "error", err)
