@@ -598,9 +598,9 @@ func mayHaveStored(res PushResult, err error) bool {
 // restore puts an account back to prev after the push of next failed. When
 // a server may hold next, prev's content is signed anew (a newer iat) and
 // pushed; either way the store gets prev's content back at a new revision.
-// It returns the error of the store write that puts prev back (nil when
-// it landed, or when prev could not be signed anew). The caller holds the
-// account's lock.
+// It returns the error of the store write that puts prev back, or of
+// signing prev anew (nil when it landed): either way the store keeps
+// next. The caller holds the account's lock.
 func (s *Service) restore(ctx context.Context, prev, next Account, repush bool) error {
 	log := s.log.With("account", prev.PublicKey, "name", prev.Name)
 	if _, shared := s.store.(latestReader); shared {
@@ -623,7 +623,10 @@ func (s *Service) restore(ctx context.Context, prev, next Account, repush bool) 
 	}
 	if err != nil {
 		log.Error("could not sign the previous version of an account after a failed push; the store keeps the failed change and the reconciler pushes it", "error", err)
-		return nil
+		// The failed change stands, as when the put-back's write fails:
+		// answered nil, its caller was told the push's error (a 502 says
+		// nothing was changed) of a change the reconciler pushes.
+		return fmt.Errorf("sign the previous version anew: %w", err)
 	}
 	// A put-back written in doubt that did not land left the failed change
 	// in the store, where any instance's reconciler pushed it, while its
