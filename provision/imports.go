@@ -155,11 +155,28 @@ func (s *Service) exporter(ctx context.Context, ref string) (string, *jwt.Accoun
 	// Every server's copy: the first to answer may hold none (it was
 	// down when the account was pushed) or an older version than one
 	// that disabled it.
-	token, claims, _, err := s.newestCopy(ctx, ref)
+	copies, err := s.resolver.LookupAll(ctx, ref)
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("look up account %s: %w", ref, err)
+	}
+	token, claims, err := NewestCopy(ref, copies)
 	if err != nil {
 		return "", nil, nil, err
 	}
 	if token == "" {
+		// LookupAll answers with the servers that answered: one down
+		// (or slow) may be the one that holds it (pushed while the
+		// others were down; they sync every few minutes). Refused 400,
+		// an outage told the caller the account does not exist.
+		full := 0
+		for _, sv := range s.resolver.Servers() {
+			if !sv.Cache {
+				full++
+			}
+		}
+		if missing := full - len(copies); missing > 0 {
+			return "", nil, nil, fmt.Errorf("%w: no server that answered knows account %s, but %d of the %d servers did not answer (down or slow) and may hold it; retry once they are up", ErrTimeout, ref, missing, full)
+		}
 		return "", nil, nil, fmt.Errorf("%w: no server knows account %s", ErrInvalid, ref)
 	}
 	if disabled(claims) {
