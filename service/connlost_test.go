@@ -1,7 +1,9 @@
 package service_test
 
 import (
+	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -9,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/provtest"
@@ -71,4 +74,67 @@ func TestRunFailsAStartRefusedAsItIsStopped(t *testing.T) {
 	if err := service.Run(ctx, &cfg, provtest.Logger(t)); err != nil {
 		t.Errorf("Run stopped while it waited for NATS: %v, want a clean stop", err)
 	}
+}
+
+// TestStartEndsWhenAConnectionIsClosedForGood: a connection nats.go closes
+// for good while the start still waits for the bucket (the server refused
+// its creds twice: here the service user's JWT expired) never comes back,
+// yet the start took its "connection closed" for JetStream not up yet and
+// retried for ever: the process neither served nor exited, so no
+// supervisor restarted it. Run must fail, naming the connection, as it
+// does once the service serves.
+func TestStartEndsWhenAConnectionIsClosedForGood(t *testing.T) {
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	// The account's limits without a tier for the bucket's one replica:
+	// its creation is refused (10120), and the start waits on it.
+	pushServiceAccount(t, env, func(ac *jwt.AccountClaims) {
+		delete(ac.Limits.JetStreamTieredLimits, "R1")
+	})
+	env.Config.ServiceCreds = userCredsExpiring(t, filepath.Join(env.Dir, bootstrap.ServiceAccountSigningFile), env.Init.ServiceAccount, 4*time.Second)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- service.Run(ctx, env.Config, provtest.Logger(t)) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "closed for good") {
+			t.Errorf("Run whose connection was closed for good during the start: %v, want it named", err)
+		}
+	case <-time.After(20 * time.Second):
+		cancel()
+		<-done
+		t.Fatal("the start still waiting 16 s after its creds expired and nats.go closed the connection for good")
+	}
+}
+
+// userCredsExpiring writes creds of a new user of account, allowed
+// everything, that expire after d, signed by the key in signingFile.
+func userCredsExpiring(t *testing.T, signingFile, account string, d time.Duration) string {
+	t.Helper()
+	data, err := os.ReadFile(signingFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := nkeys.FromSeed(bytes.TrimSpace(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ukp, _ := nkeys.CreateUser()
+	upub, _ := ukp.PublicKey()
+	uc := jwt.NewUserClaims(upub)
+	uc.Name = "service-expiring"
+	uc.IssuerAccount = account
+	uc.Expires = time.Now().Add(d).Unix()
+	token, err := uc.Encode(signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := ukp.Seed()
+	creds, _ := jwt.FormatUserConfig(token, seed)
+	path := filepath.Join(t.TempDir(), "service-expiring.creds")
+	if err := os.WriteFile(path, creds, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

@@ -412,6 +412,14 @@ func waitJetStream(ctx context.Context, c *conn, what string, log *slog.Logger, 
 		if derr := c.deniedError(); derr != nil {
 			return derr
 		}
+		// A connection nats.go closed for good (the server refused its
+		// creds twice: expired, revoked) makes every attempt fail
+		// "connection closed", which reads as unavailable: retried, the
+		// start waited for ever, neither serving nor exiting for its
+		// supervisor to restart it.
+		if c.nc.IsClosed() {
+			return fmt.Errorf("%s: NATS connection %s was closed for good (the server refused the creds %s: %v); nats.go does not reconnect it, so the start fails, for a restart: %w", what, c.name, c.creds, c.nc.LastError(), err)
+		}
 		log.Warn("JetStream is not available yet; retrying", "what", what, "attempt", attempt, "retry_in", wait, "error", err)
 		t := time.NewTimer(wait)
 		select {
