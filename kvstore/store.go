@@ -360,6 +360,10 @@ func (s *Store) openBucket(ctx context.Context, nc *nats.Conn) error {
 		}
 		kv, err = s.createBucket(ctx, nc, info)
 	}
+	if errors.Is(err, ErrNoJetStream) {
+		// Its 10120 is no change of limits that a restart mends.
+		return fmt.Errorf("kvstore: bucket %s: %w", s.opts.Bucket, err)
+	}
 	if err != nil {
 		return mapErr("bucket "+s.opts.Bucket, err)
 	}
@@ -492,10 +496,25 @@ func (s *Store) createBucket(ctx context.Context, nc *nats.Conn, info *jetstream
 	case replicas == 0:
 		replicas = 1
 	case replicas > 1:
-		return s.createReplicated(ctx, nc, replicas, false)
+		kv, err := s.createReplicated(ctx, nc, replicas, false)
+		return kv, tierless(err, replicas)
 	}
 	_, err := s.js.CreateStream(ctx, s.streamConfig(replicas))
-	return s.bound(ctx, err, replicas)
+	kv, err := s.bound(ctx, err, replicas)
+	return kv, tierless(err, replicas)
+}
+
+// tierless tells a bucket refused at its creation for want of its tier's
+// limits (10120: tiered limits without one for its replica count, as for
+// a kv_replicas of 2, 4 or 5) from the same refusal of an existing
+// bucket's writes after the limits changed between flat and tiered: no
+// restart creates the tier, so taken for that (unavailable, "restart each
+// server") the start waited for ever. It fails naming the tier to add.
+func tierless(err error, replicas int) error {
+	if !noLimits(err) {
+		return err
+	}
+	return fmt.Errorf("%w: the account's JWT has JetStream limits per tier but none for R%d, the bucket's %d replica(s); add it (`nsc edit account <service account> --js-tier %d --js-disk-storage 4G --js-mem-storage 256M`, then push it): %w", ErrNoJetStream, replicas, replicas, replicas, err)
 }
 
 // createReplicated creates the bucket with replicas replicas, on a

@@ -48,6 +48,16 @@ func TestStartRefusesABadJetStreamAccount(t *testing.T) {
 		{"account without JetStream", func(t *testing.T, env *provtest.Env) {
 			pushWithoutJetStream(t, env)
 		}, kvstore.ErrNoJetStream, []string{"disk_storage"}},
+		// Tiers without one for the bucket's replica count (a kv_replicas
+		// of 2, 4 or 5 needs its tier added, README): the new bucket is
+		// refused (10120), which was taken for limits changed under an
+		// existing bucket, so the start waited for ever, saying to
+		// restart the servers, which creates no tier.
+		{"account without the tier of the bucket's replicas", func(t *testing.T, env *provtest.Env) {
+			pushServiceAccount(t, env, func(ac *jwt.AccountClaims) {
+				delete(ac.Limits.JetStreamTieredLimits, "R1")
+			})
+		}, kvstore.ErrNoJetStream, []string{"R1", "--js-tier 1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
