@@ -348,7 +348,12 @@ func (s *Store) openBucket(ctx context.Context, nc *nats.Conn) error {
 	case errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
 		return fmt.Errorf("%w: give the service account JetStream limits in its JWT (non-zero disk_storage, e.g. `nsc edit account <name> --js-disk-storage 1G --js-mem-storage 64M`, then push it); the system account can never use JetStream, connect with the service account's creds", ErrNoJetStream)
 	case errors.Is(err, jetstream.ErrJetStreamNotEnabled):
-		return fmt.Errorf("%w: no JetStream answered (enable jetstream {} in the servers' configuration, or the account's JWT lacks mem_storage/disk_storage limits)", ErrNoJetStream)
+		// A single server also refuses an account whose limits, summed
+		// over its tiers (init's R1 and R3: 8 GiB of disk, 512 MiB of
+		// memory), exceed its max_file_store or max_memory_store (75% of
+		// the free disk and memory by default): then both jetstream {}
+		// and the limits are there, and only the server's log says why.
+		return fmt.Errorf("%w: no JetStream answered (enable jetstream {} in the servers' configuration, or the account's JWT lacks mem_storage/disk_storage limits; or a single server refused the account's limits: it checks their sum over the tiers, 8 GiB of disk and 512 MiB of memory for init's R1 and R3, against its max_file_store and max_memory_store, by default 75%% of the free disk and memory, and logs \"insufficient storage (or memory) resources available\": raise those, or lower or remove tiers in the account's JWT)", ErrNoJetStream)
 	case err != nil:
 		return mapErr("account info", err)
 	}

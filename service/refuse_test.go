@@ -58,6 +58,22 @@ func TestStartRefusesABadJetStreamAccount(t *testing.T) {
 				delete(ac.Limits.JetStreamTieredLimits, "R1")
 			})
 		}, kvstore.ErrNoJetStream, []string{"R1", "--js-tier 1"}},
+		// A single server checks the sum of the account's tiers (init's
+		// R1 and R3: 8 GiB of disk) against its max_file_store (75% of
+		// the free disk by default), and a small host refuses the
+		// account's JetStream: the start said to enable jetstream {} or
+		// to give the JWT limits, both there already.
+		{"server whose max_file_store is below the sum of the tiers", func(t *testing.T, env *provtest.Env) {
+			conf, err := os.ReadFile(env.Init.ServerConf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conf = []byte(strings.Replace(string(conf), "jetstream {\n", "jetstream {\n  max_file_store: 6G\n", 1))
+			if err := os.WriteFile(env.Init.ServerConf, conf, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			env.Restart(t)
+		}, kvstore.ErrNoJetStream, []string{"max_file_store", "sum"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
