@@ -3,14 +3,10 @@ package events_test
 import (
 	"context"
 	"log/slog"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
-	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/events"
@@ -37,46 +33,16 @@ func TestAFullAccountLosesNoAuditEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The service account's JWT, with the disk storage given.
-	raw, err := os.ReadFile(filepath.Join(env.Dir, bootstrap.ServiceAccountJWTFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	token, err := jwt.ParseDecoratedJWT(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seed, err := os.ReadFile(filepath.Join(env.Dir, bootstrap.OperatorSigningKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := nkeys.FromSeed([]byte(strings.TrimSpace(string(seed))))
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The service account's JWT, with the disk storage given in every
+	// tier init gave it (one per replica count).
 	push := func(disk int64) {
 		t.Helper()
-		c, err := jwt.DecodeAccountClaims(token)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// In every tier init gave the account (one per replica count).
-		for tier, l := range c.Limits.JetStreamTieredLimits {
-			l.DiskStorage = disk
-			c.Limits.JetStreamTieredLimits[tier] = l
-		}
-		c.IssuedAt = 0
-		tok, err := c.Encode(signer)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, err := sys.Request("$SYS.REQ.CLAIMS.UPDATE", []byte(tok), 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !strings.Contains(string(m.Data), `"code":200`) {
-			t.Fatalf("claims update: %s", m.Data)
-		}
+		env.PushServiceAccount(t, func(c *jwt.AccountClaims) {
+			for tier, l := range c.Limits.JetStreamTieredLimits {
+				l.DiskStorage = disk
+				c.Limits.JetStreamTieredLimits[tier] = l
+			}
+		})
 	}
 	push(1) // no room at all
 	publishUsers(pub, 5, 6)

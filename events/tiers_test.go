@@ -3,14 +3,10 @@ package events_test
 import (
 	"context"
 	"log/slog"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
-	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/events"
@@ -37,42 +33,12 @@ func TestLimitsChangedFromTiersLosesNoAuditEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	raw, err := os.ReadFile(filepath.Join(env.Dir, bootstrap.ServiceAccountJWTFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	token, err := jwt.ParseDecoratedJWT(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seed, err := os.ReadFile(filepath.Join(env.Dir, bootstrap.OperatorSigningKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := nkeys.FromSeed([]byte(strings.TrimSpace(string(seed))))
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Flat limits where init gave tiers.
-	c, err := jwt.DecodeAccountClaims(token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Limits.JetStreamTieredLimits = nil
-	c.Limits.JetStreamLimits = jwt.JetStreamLimits{DiskStorage: 1 << 30, MemoryStorage: 64 << 20, Streams: -1, Consumer: -1}
-	c.IssuedAt = 0
 	time.Sleep(time.Second) // a newer iat than init's
-	tok, err := c.Encode(signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := sys.Request("$SYS.REQ.CLAIMS.UPDATE", []byte(tok), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(m.Data), `"code":200`) {
-		t.Fatalf("claims update: %s", m.Data)
-	}
+	env.PushServiceAccount(t, func(c *jwt.AccountClaims) {
+		c.Limits.JetStreamTieredLimits = nil
+		c.Limits.JetStreamLimits = jwt.JetStreamLimits{DiskStorage: 1 << 30, MemoryStorage: 64 << 20, Streams: -1, Consumer: -1}
+	})
 	publishUsers(pub, 5, 6)
 	time.Sleep(4 * time.Second) // past five attempts
 	if err := pub.Flush(100 * time.Millisecond); err == nil && pub.Lost() == 0 {

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -228,7 +229,7 @@ func (w tbWriter) Write(p []byte) (int, error) {
 // returns their path.
 func (e *Env) ServiceAccountCreds(tb testing.TB, name string, perms jwt.Permissions) string {
 	tb.Helper()
-	return userCreds(tb, filepath.Join(e.Dir, bootstrap.ServiceAccountSigningFile), e.Init.ServiceAccount, name, func(uc *jwt.UserClaims) { uc.Permissions = perms })
+	return UserCreds(tb, filepath.Join(e.Dir, bootstrap.ServiceAccountSigningFile), e.Init.ServiceAccount, name, func(uc *jwt.UserClaims) { uc.Permissions = perms })
 }
 
 // SystemUserCreds writes creds of a new user name of the system account
@@ -237,12 +238,13 @@ func (e *Env) ServiceAccountCreds(tb testing.TB, name string, perms jwt.Permissi
 // user's claims (permissions, expiry); left alone, everything is allowed.
 func SystemUserCreds(tb testing.TB, dir, systemAccount, name string, edit func(*jwt.UserClaims)) string {
 	tb.Helper()
-	return userCreds(tb, filepath.Join(dir, bootstrap.SystemAccountSigningFile), systemAccount, name, edit)
+	return UserCreds(tb, filepath.Join(dir, bootstrap.SystemAccountSigningFile), systemAccount, name, edit)
 }
 
-// userCreds writes creds of a new user name of account, signed by the
-// account signing key whose seed is in signingFile.
-func userCreds(tb testing.TB, signingFile, account, name string, edit func(*jwt.UserClaims)) string {
+// UserCreds writes creds of a new user name of account, signed by the
+// account signing key whose seed is in signingFile, edit (when not nil)
+// setting its claims, and returns their path.
+func UserCreds(tb testing.TB, signingFile, account, name string, edit func(*jwt.UserClaims)) string {
 	tb.Helper()
 	data, err := os.ReadFile(signingFile)
 	if err != nil {
@@ -279,4 +281,46 @@ func userCreds(tb testing.TB, signingFile, account, name string, edit func(*jwt.
 		tb.Fatal(err)
 	}
 	return path
+}
+
+// PushServiceAccount pushes the service's own account as init made it,
+// changed by edit and signed by the operator signing key, and fails the
+// test unless the server stores it. Each call starts from init's JWT.
+func (e *Env) PushServiceAccount(tb testing.TB, edit func(*jwt.AccountClaims)) {
+	tb.Helper()
+	raw, err := os.ReadFile(filepath.Join(e.Dir, bootstrap.ServiceAccountJWTFile))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	token, err := jwt.ParseDecoratedJWT(raw)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ac, err := jwt.DecodeAccountClaims(token)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	edit(ac)
+	seed, err := os.ReadFile(filepath.Join(e.Dir, bootstrap.OperatorSigningKeyFile))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	kp, err := nkeys.FromSeed(bytes.TrimSpace(seed))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer kp.Wipe()
+	signed, err := ac.Encode(kp)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sys := e.Connect(tb, e.Init.ProvisionerCreds)
+	defer sys.Close()
+	m, err := sys.Request("$SYS.REQ.CLAIMS.UPDATE", []byte(signed), 5*time.Second)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if !strings.Contains(string(m.Data), `"code":200`) {
+		tb.Fatalf("push of the changed service account: %s", m.Data)
+	}
 }

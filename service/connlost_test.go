@@ -1,9 +1,8 @@
 package service_test
 
 import (
-	"bytes"
 	"context"
-	"os"
+	"fmt"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -11,9 +10,9 @@ import (
 	"time"
 
 	"github.com/nats-io/jwt/v2"
-	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/provision"
 	"github.com/natsprov/provisioner/provtest"
 	"github.com/natsprov/provisioner/service"
 )
@@ -77,64 +76,34 @@ func TestRunFailsAStartRefusedAsItIsStopped(t *testing.T) {
 }
 
 // TestStartEndsWhenAConnectionIsClosedForGood: a connection nats.go closes
-// for good while the start still waits for the bucket (the server refused
-// its creds twice: here the service user's JWT expired) never comes back,
-// yet the start took its "connection closed" for JetStream not up yet and
-// retried for ever: the process neither served nor exited, so no
-// supervisor restarted it. Run must fail, naming the connection, as it
-// does once the service serves.
+// for good while the start still waits for JetStream (the bucket, the
+// audit stream: the server refused its creds twice, here the service
+// user's JWT expired) never comes back, yet the wait took its
+// "connection closed" for JetStream not up yet and retried for ever: the
+// process neither served nor exited, so no supervisor restarted it. The
+// wait must fail at once, naming the connection.
 func TestStartEndsWhenAConnectionIsClosedForGood(t *testing.T) {
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
-	// The account's limits without a tier for the bucket's one replica:
-	// its creation is refused (10120), and the start waits on it.
-	pushServiceAccount(t, env, func(ac *jwt.AccountClaims) {
-		delete(ac.Limits.JetStreamTieredLimits, "R1")
+	creds := provtest.UserCreds(t, filepath.Join(env.Dir, bootstrap.ServiceAccountSigningFile), env.Init.ServiceAccount, "service-expiring", func(uc *jwt.UserClaims) {
+		uc.Expires = time.Now().Add(2 * time.Second).Unix()
 	})
-	env.Config.ServiceCreds = userCredsExpiring(t, filepath.Join(env.Dir, bootstrap.ServiceAccountSigningFile), env.Init.ServiceAccount, 4*time.Second)
-
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- service.Run(ctx, env.Config, provtest.Logger(t)) }()
-	select {
-	case err := <-done:
-		if err == nil || !strings.Contains(err.Error(), "closed for good") {
-			t.Errorf("Run whose connection was closed for good during the start: %v, want it named", err)
+	nc := env.Connect(t, creds)
+	for deadline := time.Now().Add(15 * time.Second); !nc.IsClosed(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("nats.go did not close the connection of the expired creds for good")
 		}
-	case <-time.After(20 * time.Second):
-		cancel()
-		<-done
-		t.Fatal("the start still waiting 16 s after its creds expired and nats.go closed the connection for good")
 	}
-}
-
-// userCredsExpiring writes creds of a new user of account, allowed
-// everything, that expire after d, signed by the key in signingFile.
-func userCredsExpiring(t *testing.T, signingFile, account string, d time.Duration) string {
-	t.Helper()
-	data, err := os.ReadFile(signingFile)
-	if err != nil {
-		t.Fatal(err)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	began := time.Now()
+	err := service.WaitJetStreamOn(ctx, nc, "provisioner-store", creds, func() error {
+		_, err := nc.Request("$JS.API.INFO", nil, time.Second)
+		return fmt.Errorf("%w: %w", provision.ErrUnavailable, err)
+	})
+	if err == nil || !strings.Contains(err.Error(), "closed for good") {
+		t.Errorf("the wait for JetStream on a connection closed for good: %v, want it named", err)
 	}
-	signer, err := nkeys.FromSeed(bytes.TrimSpace(data))
-	if err != nil {
-		t.Fatal(err)
+	if took := time.Since(began); took > 5*time.Second {
+		t.Errorf("the wait for JetStream on a connection closed for good took %s", took.Round(time.Millisecond))
 	}
-	ukp, _ := nkeys.CreateUser()
-	upub, _ := ukp.PublicKey()
-	uc := jwt.NewUserClaims(upub)
-	uc.Name = "service-expiring"
-	uc.IssuerAccount = account
-	uc.Expires = time.Now().Add(d).Unix()
-	token, err := uc.Encode(signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seed, _ := ukp.Seed()
-	creds, _ := jwt.FormatUserConfig(token, seed)
-	path := filepath.Join(t.TempDir(), "service-expiring.creds")
-	if err := os.WriteFile(path, creds, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }

@@ -1,5 +1,17 @@
 package service
 
+import (
+	"context"
+	"log/slog"
+
+	"github.com/nats-io/nats.go"
+)
+
+// WaitJetStreamOn is waitJetStream on nc, the connection name of creds.
+func WaitJetStreamOn(ctx context.Context, nc *nats.Conn, name, creds string, op func() error) error {
+	return waitJetStream(ctx, &conn{nc: nc, name: name, creds: creds, closed: make(chan struct{})}, "test", slog.New(slog.DiscardHandler), op)
+}
+
 // HoldStop makes Stop call hold once the health endpoint says stopping,
 // before anything stops.
 func (s *Service) HoldStop(hold func()) { s.stopping = hold }

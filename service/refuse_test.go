@@ -1,19 +1,16 @@
 package service_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/config"
@@ -54,7 +51,7 @@ func TestStartRefusesABadJetStreamAccount(t *testing.T) {
 		// existing bucket, so the start waited for ever, saying to
 		// restart the servers, which creates no tier.
 		{"account without the tier of the bucket's replicas", func(t *testing.T, env *provtest.Env) {
-			pushServiceAccount(t, env, func(ac *jwt.AccountClaims) {
+			env.PushServiceAccount(t, func(ac *jwt.AccountClaims) {
 				delete(ac.Limits.JetStreamTieredLimits, "R1")
 			})
 		}, kvstore.ErrNoJetStream, []string{"R1", "--js-tier 1"}},
@@ -97,49 +94,9 @@ func TestStartRefusesABadJetStreamAccount(t *testing.T) {
 // editing the account by mistake would.
 func pushWithoutJetStream(t *testing.T, env *provtest.Env) {
 	t.Helper()
-	pushServiceAccount(t, env, func(ac *jwt.AccountClaims) {
+	env.PushServiceAccount(t, func(ac *jwt.AccountClaims) {
 		ac.Limits.JetStreamLimits, ac.Limits.JetStreamTieredLimits = jwt.JetStreamLimits{}, nil
 	})
-}
-
-// pushServiceAccount pushes the service account's JWT as init wrote it,
-// changed by edit, signed by the operator signing key.
-func pushServiceAccount(t *testing.T, env *provtest.Env, edit func(*jwt.AccountClaims)) {
-	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(env.Dir, bootstrap.ServiceAccountJWTFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	token, err := jwt.ParseDecoratedJWT(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ac, err := jwt.DecodeAccountClaims(token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	edit(ac)
-	seed, err := os.ReadFile(filepath.Join(env.Dir, bootstrap.OperatorSigningKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	kp, err := nkeys.FromSeed(bytes.TrimSpace(seed))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kp.Wipe()
-	signed, err := ac.Encode(kp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sys := env.Connect(t, env.Init.ProvisionerCreds)
-	m, err := sys.Request("$SYS.REQ.CLAIMS.UPDATE", []byte(signed), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(m.Data), `"code":200`) {
-		t.Fatalf("push of the changed service account: %s", m.Data)
-	}
 }
 
 // startRefused starts the service with cfg, with no deadline, as serve
@@ -212,7 +169,7 @@ func TestStartRefusedForItsPrefixChangesNoAccount(t *testing.T) {
 func TestStartRefusedForSelfServiceChangesNoAccount(t *testing.T) {
 	env := provtest.Deployment(t, bootstrap.Options{})
 	// An account from before self-service: no export yet.
-	pushServiceAccount(t, env, func(ac *jwt.AccountClaims) { ac.Exports = nil })
+	env.PushServiceAccount(t, func(ac *jwt.AccountClaims) { ac.Exports = nil })
 	before := lookup(t, env, env.Init.ServiceAccount)
 	perms := bootstrap.ServicePermissions(env.Config.KVBucket, env.Config.SubjectPrefix)
 	perms.Sub.Allow = jwt.StringList{bootstrap.ServiceInboxPrefix + ".>", "$SRV.>"}
