@@ -54,3 +54,50 @@ func TestStartKeepsTheAuditStreamsRoom(t *testing.T) {
 		t.Fatalf("after a start: atomic %v, duplicates %v", cfg.AllowAtomicPublish, cfg.Duplicates)
 	}
 }
+
+// TestStartKeepsAnUnboundedAuditStreamsRecords: an audit stream an
+// operator (or an older version) left unbounded is bounded at start, as it
+// could fill the storage the bucket shares, but not below what it holds.
+// Bounded at the service's max bytes, the stream, which discards its
+// oldest events, dropped at once, and without a word, every record past
+// it.
+func TestStartKeepsAnUnboundedAuditStreamsRecords(t *testing.T) {
+	defer events.SetAuditMaxBytes(4 << 10)()
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	sys := env.Connect(t, env.Init.ProvisionerCreds)
+	svc := env.ServiceUser(t)
+	ctx := context.Background()
+	pub := events.New(sys, "prov", slog.New(slog.DiscardHandler))
+	if err := pub.WithAudit(ctx, auditConn(t, env), 1); err != nil {
+		t.Fatal(err)
+	}
+	changeAudit(t, svc, func(c *jetstream.StreamConfig) { c.MaxBytes = -1 })
+	const n = 100 // well past 4 KiB
+	publishUsers(pub, 0, n)
+	if err := pub.Close(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	// The service starts again.
+	again := events.New(sys, "prov", slog.New(slog.DiscardHandler))
+	if err := again.WithAudit(ctx, auditConn(t, env), 1); err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close(5 * time.Second)
+	js, err := jetstream.New(svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(ctx, events.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := stream.CachedInfo()
+	if info.Config.MaxBytes <= 0 {
+		t.Fatalf("after a start: max bytes %d; the stream stays unbounded", info.Config.MaxBytes)
+	}
+	if info.State.Msgs != n {
+		t.Fatalf("after a start: the audit stream holds %d events (%d bytes, max bytes %d), had %d", info.State.Msgs, info.State.Bytes, info.Config.MaxBytes, n)
+	}
+	storedOnceInOrder(t, svc, n)
+}

@@ -37,6 +37,10 @@ var ErrReconnectBuffer = errors.New("events: the audit stream's connection must 
 // count (about 2.7 million events).
 const AuditMaxBytes = 1 << 30
 
+// auditMaxBytes is the bound WithAudit gives the audit stream
+// (AuditMaxBytes; tests lower it).
+var auditMaxBytes int64 = AuditMaxBytes
+
 // Publisher publishes events. It is safe for concurrent use.
 type Publisher struct {
 	nc     *nats.Conn
@@ -178,7 +182,7 @@ func (p *Publisher) WithAudit(ctx context.Context, svc *nats.Conn, replicas int)
 		// Bounded, so that it can never fill the service account's
 		// storage, which the KV bucket shares: at the bound the oldest
 		// events go, as with the age.
-		MaxBytes: AuditMaxBytes,
+		MaxBytes: auditMaxBytes,
 		Discard:  jetstream.DiscardOld,
 		// An audit write tried again after its answer was lost is
 		// stored once (each event has a message id).
@@ -193,7 +197,15 @@ func (p *Publisher) WithAudit(ctx context.Context, svc *nats.Conn, replicas int)
 	// oldest events dropped at once, and silently, every record past
 	// them.
 	if have, err := js.Stream(ctx, StreamName); err == nil {
-		streamCfg = keepRoom(have.CachedInfo().Config, streamCfg)
+		was := have.CachedInfo().Config
+		streamCfg = keepRoom(was, have.CachedInfo().State.Bytes, streamCfg)
+		if was.MaxBytes != streamCfg.MaxBytes || was.MaxAge != streamCfg.MaxAge || was.Replicas != streamCfg.Replicas {
+			// An operator looking at the stream sees what the start
+			// changed, and why.
+			p.log.Warn("the audit stream's bounds were below the service's (or unbounded, which could fill the storage the KV bucket shares): changed at start; no record was dropped",
+				"stream", StreamName, "max_bytes", was.MaxBytes, "now_max_bytes", streamCfg.MaxBytes,
+				"max_age", was.MaxAge, "now_max_age", streamCfg.MaxAge, "replicas", was.Replicas, "now_replicas", streamCfg.Replicas)
+		}
 	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return fmt.Errorf("events: audit stream %s: %w", StreamName, err)
 	}
@@ -220,9 +232,11 @@ func (p *Publisher) WithAudit(ctx context.Context, svc *nats.Conn, replicas int)
 }
 
 // keepRoom returns want with the larger bounds of have, the audit stream
-// as it is: its max bytes where they are more (an unbounded stream, an
-// older version's, is bounded: it could fill the storage the bucket
-// shares), its max age where it is longer (0: forever), and its replicas
+// as it is, holding held bytes: its max bytes where they are more (an
+// unbounded stream, an older version's or an operator's, is bounded, as
+// it could fill the storage the bucket shares, but at no less than what it
+// holds: bounded at want's, a stream that discards its oldest events
+// dropped at once every record past it), its max age where it is longer (0: forever), and its replicas
 // where it has more. It keeps the guards an operator gave it against
 // deletes and purges of its records, the features it turned on that the
 // server lets no update turn off (per-message TTLs, schedules), its
@@ -230,7 +244,7 @@ func (p *Publisher) WithAudit(ctx context.Context, svc *nats.Conn, replicas int)
 // takes a guard away ("can not cancel deny message deletes") or changes
 // those, and WithAudit, writing its own config over them, failed at every
 // start, so that the service never started.
-func keepRoom(have, want jetstream.StreamConfig) jetstream.StreamConfig {
+func keepRoom(have jetstream.StreamConfig, held uint64, want jetstream.StreamConfig) jetstream.StreamConfig {
 	want.DenyDelete = want.DenyDelete || have.DenyDelete
 	want.DenyPurge = want.DenyPurge || have.DenyPurge
 	want.AllowMsgTTL = want.AllowMsgTTL || have.AllowMsgTTL
@@ -239,6 +253,8 @@ func keepRoom(have, want jetstream.StreamConfig) jetstream.StreamConfig {
 	want.Compression = have.Compression
 	if have.MaxBytes > want.MaxBytes {
 		want.MaxBytes = have.MaxBytes
+	} else if have.MaxBytes <= 0 && int64(held) > want.MaxBytes {
+		want.MaxBytes = int64(held)
 	}
 	if have.MaxAge <= 0 || have.MaxAge > want.MaxAge {
 		want.MaxAge = have.MaxAge

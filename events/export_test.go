@@ -43,3 +43,11 @@ func SetAuditDuplicates(d time.Duration) func() {
 
 // AuditMaxQueue is the bound of the events waiting for the writer.
 const AuditMaxQueue = auditMaxQueue
+
+// SetAuditMaxBytes sets the bound WithAudit gives the audit stream, for
+// the publishers made after, and returns what puts it back.
+func SetAuditMaxBytes(n int64) func() {
+	old := auditMaxBytes
+	auditMaxBytes = n
+	return func() { auditMaxBytes = old }
+}
