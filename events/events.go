@@ -386,15 +386,19 @@ func (p *Publisher) closeSys(deadline time.Time) error {
 	if p.wait(ctx, func() bool { return !p.sending }) {
 		return nil
 	}
+	// The events dropped earlier, the queue full, are logged by the
+	// sender once the queue empties: it is stuck in a publish, and the
+	// stop that follows exits before it gets there, so they are counted
+	// here.
 	p.mu.Lock()
-	n := len(p.sysQueue)
-	p.sysQueue = nil
+	n, dropped := len(p.sysQueue), p.sysDropped
+	p.sysQueue, p.sysDropped = nil, 0
 	p.mu.Unlock()
-	if n == 0 {
+	if n == 0 && dropped == 0 {
 		return nil
 	}
-	p.log.Error("events not published when the publisher closed", "lost", n)
-	return fmt.Errorf("events: %d events not published within the close's time", n)
+	p.log.Error("events not published when the publisher closed", "lost", n, "dropped_before", dropped)
+	return fmt.Errorf("events: %d events not published within the close's time, and %d dropped before while too many waited", n, dropped)
 }
 
 // writer writes the queued audit events, in order, until Close: after a

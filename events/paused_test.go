@@ -54,3 +54,32 @@ func TestPublishDoesNotWaitForAPausedServer(t *testing.T) {
 		t.Fatalf("Close(1s) took %v (%v)", took, err)
 	}
 }
+
+// TestCloseCountsTheSystemEventsDroppedBefore: with the server paused,
+// more system-account events are published than the queue holds; the
+// sender, stuck in a publish, never empties the queue, where it logs how
+// many were dropped. Close gave up the queued ones and said nothing of
+// those dropped before: the stop that follows exits, and their count was
+// lost.
+func TestCloseCountsTheSystemEventsDroppedBefore(t *testing.T) {
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	proc := env.RealServer(t)
+	sys := env.Connect(t, env.Init.ProvisionerCreds)
+	pub := events.New(sys, "prov", slog.New(slog.DiscardHandler))
+	testenv.Pause(t, proc)
+	t.Cleanup(func() { proc.Signal(syscall.SIGCONT) })
+	name := strings.Repeat("x", 1000)
+	const sent = 20000 // past what the socket and the queue take
+	for i := range sent {
+		pub.Publish(context.Background(), api.Event{Type: api.EventUserCreated, Account: acct, UserName: name + fmt.Sprint(i)})
+	}
+	err := pub.Close(time.Second)
+	if err == nil {
+		t.Fatal("Close with the server paused gave up no event")
+	}
+	var lost, dropped int
+	fmt.Sscanf(err.Error(), "events: %d events not published within the close's time, and %d dropped before", &lost, &dropped)
+	if dropped == 0 || lost+dropped < sent-events.AuditMaxQueue*3 {
+		t.Fatalf("Close: %v; %d events were published, most of them dropped before (the queue holds %d)", err, sent, events.AuditMaxQueue)
+	}
+}
