@@ -83,6 +83,12 @@ type Publisher struct {
 	allowAtomic atomic.Bool
 	// batches counts the atomic batches stored, for tests.
 	batches atomic.Int64
+	// overflowing: events were dropped since the writer last caught up
+	// (the queue empty), so that the first drop is logged once for it,
+	// not after every write round, which logged its count and set
+	// dropped back to 0; droppedLogged is when a count was last logged.
+	overflowing   bool
+	droppedLogged time.Time
 	// dupWindow is the audit stream's duplicate window, and startSeq its
 	// last sequence when the writer started, in the stream made at
 	// startOf (see storedAfter).
@@ -130,6 +136,9 @@ const (
 	// that finds it full is dropped, counted and logged (Publish does
 	// not wait).
 	auditMaxQueue = 4000
+	// dropLogEvery: how often, at most, the count of audit events
+	// dropped is logged while the queue stays full.
+	dropLogEvery = 10 * time.Second
 	// batchCommitTimeout bounds the wait for a batch's commit.
 	batchCommitTimeout = 3 * time.Second
 )
@@ -293,7 +302,8 @@ func (p *Publisher) Publish(ctx context.Context, e api.Event) {
 	if len(p.queue) >= auditMaxQueue {
 		p.lost++
 		p.dropped++
-		first := p.dropped == 1
+		first := !p.overflowing
+		p.overflowing = true
 		p.mu.Unlock()
 		if first {
 			p.log.Error("the audit stream is too far behind: its queue is full and events are dropped until it catches up", "queue", auditMaxQueue)
@@ -448,7 +458,7 @@ func (p *Publisher) writer(ctx context.Context) {
 				p.log.Error("audit events not stored when the publisher closed", "lost", n,
 					"written_unanswered", min(n, unconfirmed)) // these may be stored after all
 			}
-			p.logDropped()
+			p.logDropped(true)
 			return
 		}
 		p.mu.Unlock()
@@ -550,7 +560,7 @@ func (p *Publisher) writer(ctx context.Context) {
 		}
 		if stored > 0 {
 			failures, refusals, unconfirmed = 0, 0, 0
-			p.logDropped()
+			p.logDropped(false)
 		}
 		if stored == len(window) {
 			continue
@@ -791,11 +801,25 @@ func (p *Publisher) storedAfter(ctx context.Context, after uint64, of time.Time,
 }
 
 // logDropped logs how many events were dropped, the queue full, since it
-// last did.
-func (p *Publisher) logDropped() {
+// last did: at once when final (the writer stops) or the writer caught up,
+// else at most every dropLogEvery, so that a sustained overload, dropping
+// events between every write round, logs a line now and then, not one
+// per round.
+func (p *Publisher) logDropped(final bool) {
 	p.mu.Lock()
+	caughtUp := len(p.queue) == 0
+	if caughtUp {
+		p.overflowing = false
+	}
+	if !final && !caughtUp && time.Since(p.droppedLogged) < dropLogEvery {
+		p.mu.Unlock()
+		return
+	}
 	dropped := p.dropped
 	p.dropped = 0
+	if dropped > 0 {
+		p.droppedLogged = time.Now()
+	}
 	p.mu.Unlock()
 	if dropped > 0 {
 		p.log.Error("audit events dropped: the audit queue was full", "lost", dropped, "queue", auditMaxQueue)
@@ -910,7 +934,7 @@ func (p *Publisher) Close(timeout time.Duration) error {
 	ctx, stop := context.WithTimeout(context.Background(), time.Second)
 	defer stop()
 	p.wait(ctx, func() bool { return !p.writing })
-	p.logDropped()
+	p.logDropped(true)
 	return errors.Join(err, p.closeSys(deadline))
 }
 
