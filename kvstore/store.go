@@ -642,6 +642,11 @@ func (s *Store) checkBucket(ctx context.Context, nc *nats.Conn) error {
 		// needs creds that may edit the stream, which the service's may not.
 		diffs = append(diffs, "roll-ups or purges allowed, want neither (one such message could wipe the bucket; a bucket made by an earlier version allows roll-ups: with creds that may edit the stream, `nats stream edit KV_"+s.opts.Bucket+" --no-allow-rollup --deny-purge` fixes it, keeping what it holds)")
 	}
+	if cfg.Sealed {
+		// The write probe's refusal is taken for a writable stream: the
+		// instance started healthy and every change failed.
+		diffs = append(diffs, "sealed, want writable (a sealed stream takes no writes and cannot be unsealed; restore a backup taken before the seal, or move its contents to a new bucket)")
+	}
 	if cfg.Mirror != nil || len(cfg.Sources) > 0 {
 		diffs = append(diffs, "mirrors or sources another bucket, want a bucket of its own")
 	}
