@@ -645,6 +645,12 @@ type ServerStatus struct {
 	ID       string `json:"id"`
 	Up       bool   `json:"up"`
 	LastSeen string `json:"last_seen,omitempty"`
+	// Resolver is "cache" for a server whose resolver is a cache one (as
+	// its answer to a push said), "none" for one that answers the server
+	// ping but no claims request (a MEMORY or URL resolver): it gets no
+	// account pushed and nothing waits for it. Empty for a full resolver
+	// (or one not yet known to be otherwise).
+	Resolver string `json:"resolver,omitempty"`
 }
 
 // StatusReply describes the instance that answered.

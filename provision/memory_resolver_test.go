@@ -61,3 +61,45 @@ func TestMemoryResolverServer(t *testing.T) {
 		t.Errorf("delete: phase %s waiting %v, want deleted (node-b holds nothing to wait for)", rep.Phase, rep.Waiting)
 	}
 }
+
+// TestStatusNamesAServerWithNoResolver: once node-b has shown that it
+// answers no claims request, prov.status listed it as an ordinary up
+// server; only a WARN log told an operator that it gets no account. Its
+// line now says so (resolver "none").
+func TestStatusNamesAServerWithNoResolver(t *testing.T) {
+	res, nodes := memoryResolverNodes(t)
+	d := newClusterDomain(t, res, nodes, time.Hour, nil)
+	ctx := context.Background()
+
+	if _, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "first"}); err != nil {
+		t.Fatal(err)
+	}
+	var st *api.StatusReply
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var err error
+		if st, err = d.svc.Status(ctx, api.StatusRequest{}); err != nil {
+			t.Fatal(err)
+		}
+		var b api.ServerStatus
+		for _, srv := range st.Servers {
+			if srv.Name == nodes[1].name {
+				b = srv
+			}
+		}
+		if b.Resolver == "none" {
+			for _, srv := range st.Servers {
+				if srv.Name != b.Name && srv.Resolver != "" {
+					t.Errorf("full resolver %s: resolver %q, want none said", srv.Name, srv.Resolver)
+				}
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("prov.status still lists node-b as an ordinary server: %+v", st.Servers)
+		}
+		// A push finds it silent, the next ping finds it up.
+		if _, err := d.svc.Reconcile(ctx, api.ReconcileRequest{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

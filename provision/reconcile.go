@@ -193,6 +193,13 @@ func (s *Service) Status(_ context.Context, _ api.StatusRequest) (*api.StatusRep
 	}
 	for _, srv := range s.resolver.Servers() {
 		st := api.ServerStatus{Name: srv.Name, ID: srv.ID, Up: srv.Up}
+		// A server that gets no account pushed is said, not only logged.
+		switch {
+		case srv.NoResolver:
+			st.Resolver = "none"
+		case srv.Cache:
+			st.Resolver = "cache"
+		}
 		if !srv.LastSeen.IsZero() {
 			st.LastSeen = srv.LastSeen.UTC().Format(time.RFC3339)
 		}

@@ -62,6 +62,10 @@ type Server struct {
 	// version waits for it to confirm. A server that has not answered a
 	// push since it started counts as a full resolver.
 	Cache bool
+	// NoResolver is true for a server that answers the server ping but
+	// no claims request (a MEMORY or URL resolver): no account is pushed
+	// to it and nothing waits for it, so Cache is true as well.
+	NoResolver bool
 }
 
 // Resolver is what the service needs of the servers' account resolvers.

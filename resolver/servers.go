@@ -35,6 +35,7 @@ func (c *Client) Servers() []provision.Server {
 			// Not waited for, as a cache resolver is not: it stores
 			// nothing pushed and answers nothing.
 			srv.Cache = true
+			srv.NoResolver = true
 		}
 		out = append(out, srv)
 	}
