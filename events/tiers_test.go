@@ -53,3 +53,58 @@ func TestLimitsChangedFromTiersLosesNoAuditEvent(t *testing.T) {
 	}
 	storedOnceInOrder(t, svc, 6)
 }
+
+// TestAuditStreamRefusedForWantOfItsTier: the service account's tiers
+// lack the audit stream's replica count (an R1 tier taken out, or a
+// kv_replicas of 2, 4 or 5 with no tier added). The server refuses the
+// stream (10120) and WithAudit failed with the server's words alone,
+// naming neither the tier nor how to add it, as kvstore does for the
+// bucket.
+func TestAuditStreamRefusedForWantOfItsTier(t *testing.T) {
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	sys := env.Connect(t, env.Init.ProvisionerCreds)
+	raw, err := os.ReadFile(filepath.Join(env.Dir, bootstrap.ServiceAccountJWTFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := jwt.ParseDecoratedJWT(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, err := os.ReadFile(filepath.Join(env.Dir, bootstrap.OperatorSigningKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := nkeys.FromSeed([]byte(strings.TrimSpace(string(seed))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := jwt.DecodeAccountClaims(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	delete(c.Limits.JetStreamTieredLimits, "R1")
+	tok, err := c.Encode(signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := sys.Request("$SYS.REQ.CLAIMS.UPDATE", []byte(tok), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(m.Data), `"code":200`) {
+		t.Fatalf("claims update: %s", m.Data)
+	}
+	pub := events.New(sys, "prov", slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = pub.WithAudit(ctx, auditConn(t, env), 1)
+	if err == nil {
+		t.Fatal("WithAudit made the audit stream with no limits for its tier")
+	}
+	for _, want := range []string{"R1", "--js-tier 1"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("WithAudit: %q does not say %q", err, want)
+		}
+	}
+}
