@@ -394,3 +394,27 @@ func TestOpenStoppedWhileAskingAgain(t *testing.T) {
 		t.Errorf("Open stopped while asking again: %v, want no refusal of the account it had not reached", err)
 	}
 }
+
+// TestAwaitWritableEndsOnAClosedConnection: a connection nats.go closed
+// for good (creds expired or revoked) while Open waited for the bucket to
+// answer writes failed every probe "connection closed", taken for
+// unavailable: the wait went on every 50 ms until its context ended, and
+// the service's start, whose context never ends, neither served nor
+// exited. It now fails at once, naming the closed connection.
+func TestAwaitWritableEndsOnAClosedConnection(t *testing.T) {
+	d := startDeployment(t, 1)
+	key, _ := newSealKey(t)
+	nc := d.connect(t, d.svcCreds)
+	s := openStore(t, nc, Options{Seal: key})
+	nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	err := s.awaitWritable(ctx)
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("awaitWritable on a closed connection took %s (%v), want a failure at once", took, err)
+	}
+	if err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Errorf("awaitWritable: %v, want the connection named closed", err)
+	}
+}

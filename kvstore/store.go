@@ -434,6 +434,13 @@ func (s *Store) awaitWritable(ctx context.Context) error {
 		if !transient(err) || ctx.Err() != nil {
 			return mapErr("bucket does not answer writes", err)
 		}
+		if s.nc.IsClosed() {
+			// Closed for good (creds expired or revoked): every probe
+			// fails "connection closed", and retried until ctx ends, the
+			// service's start (whose ctx never ends) neither served nor
+			// exited. The caller tells the closed connection.
+			return mapErr("bucket does not answer writes: the NATS connection is closed", err)
+		}
 		select {
 		case <-ctx.Done():
 			return mapErr("bucket does not answer writes", ctx.Err())
