@@ -103,6 +103,14 @@ func noLimits(err error) bool {
 	return errors.As(err, &apiErr) && apiErr.ErrorCode == 10120
 }
 
+// watchTierless reports a watcher refused for want of its tier's limits
+// (10120): nats.go's watch reports the consumer's creation with its own
+// API error type, which noLimits does not read.
+func watchTierless(err error) bool {
+	var apiErr *nats.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == 10120
+}
+
 // mapErr translates a JetStream failure of op into the domain's kinds:
 // provision.ErrFull when there is no room, provision.ErrUnavailable for
 // the transient ones, wrapped with what was being done.

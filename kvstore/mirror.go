@@ -426,6 +426,13 @@ func (kw *kvWatch) stop() {
 // hide accounts.
 func (s *Store) load(ctx context.Context) (*kvWatch, error) {
 	kw, err := s.startWatcher(ctx)
+	if watchTierless(err) {
+		// The watcher is an ephemeral consumer of one replica, in the
+		// R1 tier whatever the bucket's replicas, which the server
+		// selects from the account's limits as they are now: no retry
+		// or restart adds the tier, and the server's words name none.
+		return nil, fmt.Errorf("kvstore: watch bucket: %w: the account's JWT has JetStream limits per tier but none for R1, which the bucket's watcher (a consumer of one replica) needs whatever the bucket's replicas; add it (`nsc edit account <service account> --js-tier 1 --js-disk-storage 4G --js-mem-storage 256M`, then push it): %w", ErrNoJetStream, err)
+	}
 	if err != nil {
 		return nil, mapErr("watch bucket", err)
 	}

@@ -71,6 +71,20 @@ func TestStartRefusesABadJetStreamAccount(t *testing.T) {
 			}
 			env.Restart(t)
 		}, kvstore.ErrNoJetStream, []string{"max_file_store", "sum"}},
+		// The bucket there already (a service that ran), the R1 tier
+		// taken out: the bucket's watcher (a consumer of one replica) is
+		// refused (10120), and the start failed with the server's words
+		// alone, naming no tier to add.
+		{"bucket there, account without the R1 tier", func(t *testing.T, env *provtest.Env) {
+			svc, err := service.Start(context.Background(), env.Config, slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			svc.Stop()
+			pushServiceAccount(t, env, func(ac *jwt.AccountClaims) {
+				delete(ac.Limits.JetStreamTieredLimits, "R1")
+			})
+		}, kvstore.ErrNoJetStream, []string{"R1", "--js-tier 1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
