@@ -426,6 +426,16 @@ func (s *Store) awaitWritable(ctx context.Context) error {
 			// until the servers restart. Taken for "writable", the
 			// instance started while every change failed; unavailable,
 			// the service waits, saying to restart them.
+			// Unless the account's tiers lack the bucket's replica
+			// count (taken out): no restart adds it, and waited on,
+			// the start never ended.
+			if info, ierr := s.js.AccountInfo(ctx); ierr == nil && len(info.Tiers) > 0 {
+				// A tier the bucket's stream uses is listed for its
+				// usage, with zero limits once taken out.
+				if tier, ok := info.Tiers[fmt.Sprintf("R%d", s.replicas)]; !ok || tier.Limits == (jetstream.AccountLimits{}) {
+					return fmt.Errorf("kvstore: bucket %s: %w", s.opts.Bucket, tierless(err, s.replicas))
+				}
+			}
 			return mapErr("bucket does not answer writes", err)
 		}
 		if err == nil || errors.As(err, &apiErr) && apiErr.Code != http.StatusServiceUnavailable {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natsprov/provisioner/provision"
@@ -130,5 +131,47 @@ func TestStartWaitsWhileTheBucketsTierHasNoLimits(t *testing.T) {
 	}
 	if !errors.Is(err, provision.ErrUnavailable) || !strings.Contains(err.Error(), "restart") {
 		t.Fatalf("Open while the bucket's tier has no limits: %v, want ErrUnavailable saying to restart the servers", err)
+	}
+}
+
+// TestOpenRefusesWhenTheBucketsTierIsTakenOut: on a cluster, the tier of
+// an existing bucket's replica count taken out of the account's limits
+// (R3 here, the other tiers kept) makes every write refused (10120), as
+// while limits changed between flat and tiered; but no restart mends it.
+// Open said to restart the servers, unavailable, and the service waited
+// on it for ever; it now fails with ErrNoJetStream naming the tier.
+func TestOpenRefusesWhenTheBucketsTierIsTakenOut(t *testing.T) {
+	d := startDeployment(t, 3)
+	key, _ := newSealKey(t)
+	opts := Options{Seal: key, Instance: "one", Replicas: 3}
+	openStore(t, d.connect(t, d.svcCreds), opts)
+	sys := d.connect(t, d.sysCreds)
+	pub, _ := d.svcKeys[0].PublicKey()
+	spub, _ := d.svcKeys[1].PublicKey()
+	ac := jwt.NewAccountClaims(pub)
+	ac.Name = "SERVICE"
+	ac.SigningKeys.Add(spub)
+	ac.Limits.JetStreamTieredLimits = jwt.JetStreamTieredLimits{}
+	for _, r := range []string{"R1", "R2", "R4", "R5"} {
+		ac.Limits.JetStreamTieredLimits[r] = jwt.JetStreamLimits{DiskStorage: 128 << 20, MemoryStorage: 8 << 20, Streams: -1, Consumer: -1}
+	}
+	tok, err := ac.Encode(d.svcKeys[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sys.Request("$SYS.REQ.CLAIMS.UPDATE", []byte(tok), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // every server has the new limits
+	c, cancel := context.WithTimeout(bg(t), 10*time.Second)
+	defer cancel()
+	opts.Instance = "two"
+	other, err := Open(c, d.connect(t, d.svcCreds), opts)
+	if err == nil {
+		other.Close()
+		t.Fatal("an instance started while the bucket's tier had no limits")
+	}
+	if !errors.Is(err, ErrNoJetStream) || !strings.Contains(err.Error(), "R3") || !strings.Contains(err.Error(), "--js-tier 3") {
+		t.Fatalf("Open with the bucket's tier taken out: %v, want ErrNoJetStream naming R3 and --js-tier 3", err)
 	}
 }
