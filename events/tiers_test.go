@@ -3,6 +3,7 @@ package events_test
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,42 +64,13 @@ func TestLimitsChangedFromTiersLosesNoAuditEvent(t *testing.T) {
 func TestAuditStreamRefusedForWantOfItsTier(t *testing.T) {
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	sys := env.Connect(t, env.Init.ProvisionerCreds)
-	raw, err := os.ReadFile(filepath.Join(env.Dir, bootstrap.ServiceAccountJWTFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	token, err := jwt.ParseDecoratedJWT(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seed, err := os.ReadFile(filepath.Join(env.Dir, bootstrap.OperatorSigningKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := nkeys.FromSeed([]byte(strings.TrimSpace(string(seed))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := jwt.DecodeAccountClaims(token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	delete(c.Limits.JetStreamTieredLimits, "R1")
-	tok, err := c.Encode(signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := sys.Request("$SYS.REQ.CLAIMS.UPDATE", []byte(tok), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(m.Data), `"code":200`) {
-		t.Fatalf("claims update: %s", m.Data)
-	}
+	env.PushServiceAccount(t, func(c *jwt.AccountClaims) {
+		delete(c.Limits.JetStreamTieredLimits, "R1")
+	})
 	pub := events.New(sys, "prov", slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err = pub.WithAudit(ctx, auditConn(t, env), 1)
+	err := pub.WithAudit(ctx, auditConn(t, env), 1)
 	if err == nil {
 		t.Fatal("WithAudit made the audit stream with no limits for its tier")
 	}

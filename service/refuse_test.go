@@ -81,7 +81,7 @@ func TestStartRefusesABadJetStreamAccount(t *testing.T) {
 				t.Fatal(err)
 			}
 			svc.Stop()
-			pushServiceAccount(t, env, func(ac *jwt.AccountClaims) {
+			env.PushServiceAccount(t, func(ac *jwt.AccountClaims) {
 				delete(ac.Limits.JetStreamTieredLimits, "R1")
 			})
 		}, kvstore.ErrNoJetStream, []string{"R1", "--js-tier 1"}},
