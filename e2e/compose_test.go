@@ -855,6 +855,15 @@ func (cl *cluster) mapURLs(t *testing.T, urls string) string {
 // 127.0.0.1, and the listen addresses to the same ports.
 func startCluster(t *testing.T) *cluster {
 	t.Helper()
+	return startClusterTry(t, 1)
+}
+
+// startClusterTry is startCluster's try number try: the ports mapped are
+// free when chosen, but another test's connection may take one before its
+// node listens on it ("address already in use"), and then every port is
+// chosen again, three tries at most.
+func startClusterTry(t *testing.T, try int) *cluster {
+	t.Helper()
 	c, _ := loadCompose(t)
 	cl := &cluster{w: newWorld(t), c: c, servers: map[string]*natsembed.Server{}, ports: map[string]int{}, confs: map[string]string{}}
 	natsSvcs, _ := c.split(t)
@@ -894,6 +903,13 @@ func startCluster(t *testing.T) *cluster {
 	}
 	for _, name := range natsSvcs {
 		srv, err := natsembed.Start(cl.confs[name], natsembed.Options{})
+		if err != nil && strings.Contains(err.Error(), "address already in use") && try < 3 {
+			t.Logf("%s: a port chosen for the played cluster was taken meanwhile (%v); choosing again", name, err)
+			for _, started := range cl.servers {
+				started.Stop()
+			}
+			return startClusterTry(t, try+1)
+		}
 		if err != nil {
 			t.Fatalf("%s does not start from its container config (paths mapped): %v", name, err)
 		}
