@@ -2,7 +2,6 @@ package events_test
 
 import (
 	"context"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -24,19 +23,13 @@ func TestStartKeepsTheAuditStreamsRoom(t *testing.T) {
 	sys := env.Connect(t, env.Init.ProvisionerCreds)
 	svc := env.ServiceUser(t)
 	ctx := context.Background()
-	pub := events.New(sys, "prov", slog.New(slog.DiscardHandler))
-	if err := pub.WithAudit(ctx, auditConn(t, env), 1); err != nil {
-		t.Fatal(err)
-	}
+	pub := auditPublisher(t, env, sys)
 	pub.Close(5 * time.Second)
 	const bytes, age = events.AuditMaxBytes * 3 / 2, 5 * 365 * 24 * time.Hour
 	changeAudit(t, svc, func(c *jetstream.StreamConfig) { c.MaxBytes, c.MaxAge = bytes, age })
 
 	// The service starts again.
-	again := events.New(sys, "prov", slog.New(slog.DiscardHandler))
-	if err := again.WithAudit(ctx, auditConn(t, env), 1); err != nil {
-		t.Fatal(err)
-	}
+	again := auditPublisher(t, env, sys)
 	defer again.Close(5 * time.Second)
 	js, err := jetstream.New(svc)
 	if err != nil {
@@ -67,10 +60,7 @@ func TestStartKeepsAnUnboundedAuditStreamsRecords(t *testing.T) {
 	sys := env.Connect(t, env.Init.ProvisionerCreds)
 	svc := env.ServiceUser(t)
 	ctx := context.Background()
-	pub := events.New(sys, "prov", slog.New(slog.DiscardHandler))
-	if err := pub.WithAudit(ctx, auditConn(t, env), 1); err != nil {
-		t.Fatal(err)
-	}
+	pub := auditPublisher(t, env, sys)
 	changeAudit(t, svc, func(c *jetstream.StreamConfig) { c.MaxBytes = -1 })
 	const n = 100 // well past 4 KiB
 	publishUsers(pub, 0, n)
@@ -79,10 +69,7 @@ func TestStartKeepsAnUnboundedAuditStreamsRecords(t *testing.T) {
 	}
 
 	// The service starts again.
-	again := events.New(sys, "prov", slog.New(slog.DiscardHandler))
-	if err := again.WithAudit(ctx, auditConn(t, env), 1); err != nil {
-		t.Fatal(err)
-	}
+	again := auditPublisher(t, env, sys)
 	defer again.Close(5 * time.Second)
 	js, err := jetstream.New(svc)
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -26,11 +25,7 @@ func TestAuditWritesSurviveAnOutage(t *testing.T) {
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	sys := env.Connect(t, env.Init.ProvisionerCreds)
 	svc := env.ServiceUser(t)
-	ctx := context.Background()
-	pub := events.New(sys, "prov", slog.New(slog.DiscardHandler))
-	if err := pub.WithAudit(ctx, auditConn(t, env), 1); err != nil {
-		t.Fatal(err)
-	}
+	pub := auditPublisher(t, env, sys)
 	send := func(from, to int) { publishUsers(pub, from, to) }
 	send(0, 200)
 	if err := pub.Flush(10 * time.Second); err != nil {
@@ -85,10 +80,7 @@ func TestAuditWritesGoInBatches(t *testing.T) {
 		MaxAge: 365 * 24 * time.Hour, MaxBytes: events.AuditMaxBytes, Duplicates: 2 * time.Minute}); err != nil {
 		t.Fatal(err)
 	}
-	pub := events.New(sys, "prov", slog.New(slog.DiscardHandler))
-	if err := pub.WithAudit(ctx, auditConn(t, env), 1); err != nil {
-		t.Fatal(err)
-	}
+	pub := auditPublisher(t, env, sys)
 	stream, err := js.Stream(ctx, events.StreamName)
 	if err != nil {
 		t.Fatal(err)

@@ -26,10 +26,7 @@ func TestStartKeepsTheAuditStreamsGuards(t *testing.T) {
 	sys := env.Connect(t, env.Init.ProvisionerCreds)
 	svc := env.ServiceUser(t)
 	ctx := context.Background()
-	pub := events.New(sys, "prov", slog.New(slog.DiscardHandler))
-	if err := pub.WithAudit(ctx, auditConn(t, env), 1); err != nil {
-		t.Fatal(err)
-	}
+	pub := auditPublisher(t, env, sys)
 	publishUsers(pub, 0, 3)
 	if err := pub.Close(5 * time.Second); err != nil {
 		t.Fatal(err)

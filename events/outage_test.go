@@ -265,6 +265,17 @@ func auditConn(t *testing.T, env *provtest.Env) *nats.Conn {
 	return env.Connect(t, env.Init.ServiceCreds, nats.ReconnectBufSize(-1))
 }
 
+// auditPublisher is a publisher of sys's events that writes them to the
+// audit stream (one replica) on a connection of its own, as the service's.
+func auditPublisher(t *testing.T, env *provtest.Env, sys *nats.Conn) *events.Publisher {
+	t.Helper()
+	pub := events.New(sys, "prov", slog.New(slog.DiscardHandler))
+	if err := pub.WithAudit(context.Background(), auditConn(t, env), 1); err != nil {
+		t.Fatal(err)
+	}
+	return pub
+}
+
 // cutConn is a client's socket that dies, once armed, at the first large
 // write (a window of audit writes being flushed): what follows is dropped
 // as a dead peer's socket would, mid-window.

@@ -25,10 +25,7 @@ func TestLimitsChangedFromTiersLosesNoAuditEvent(t *testing.T) {
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	sys := env.Connect(t, env.Init.ProvisionerCreds)
 	svc := env.ServiceUser(t)
-	pub := events.New(sys, "prov", slog.New(slog.DiscardHandler))
-	if err := pub.WithAudit(context.Background(), auditConn(t, env), 1); err != nil {
-		t.Fatal(err)
-	}
+	pub := auditPublisher(t, env, sys)
 	publishUsers(pub, 0, 5)
 	if err := pub.Flush(10 * time.Second); err != nil {
 		t.Fatal(err)
