@@ -36,6 +36,18 @@ const (
 	SubjectStatus         = "status"
 )
 
+// DeadlineHeader is the request header in which a caller gives the time
+// after which it no longer waits for the reply: RFC 3339 with fractional
+// seconds (time.RFC3339Nano), the key written exactly so (nats.go keeps a
+// header key's case). A request whose turn comes after that time (it
+// waited behind max_inflight, or in a paused instance's socket) is not
+// begun: it is answered 503 and nothing is done, so that a caller who gave
+// up and retried does not get two users. Begun requests are carried out
+// whatever the deadline: cutting one short would leave it in doubt. The
+// comparison uses the service's clock, so clocks must agree to well within
+// a caller's timeout. The Go client sends it from its context's deadline.
+const DeadlineHeader = "Provisioner-Deadline"
+
 // InstanceStatusSubject is the subject on which the instance named
 // instance alone answers status: prefix.status.<instance>. prov.status is
 // answered by any instance of the queue group; this one asks the instance

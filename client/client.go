@@ -124,7 +124,7 @@ func (c *Client) request(ctx context.Context, endpoint string, req, rep any) err
 		defer cancel()
 	}
 	start := time.Now()
-	msg, err := c.nc.RequestWithContext(ctx, subject, data)
+	msg, err := c.send(ctx, subject, data, strings.HasPrefix(endpoint, "self."))
 	switch {
 	case errors.Is(err, nats.ErrNoResponders) && strings.HasPrefix(endpoint, "self."):
 		// A tenant reaches the service through the import the service
@@ -149,6 +149,32 @@ func (c *Client) request(ctx context.Context, endpoint string, req, rep any) err
 		return fmt.Errorf("client: the reply on %s is not what the client expects: %w: %w", subject, errUnreadable, err)
 	}
 	return nil
+}
+
+// send sends a request with the context's deadline (api.DeadlineHeader),
+// so that a service reaching it only after the client gave up does not
+// carry it out, and returns the reply.
+func (c *Client) send(ctx context.Context, subject string, data []byte, self bool) (*nats.Msg, error) {
+	m := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+	if d, ok := ctx.Deadline(); ok {
+		m.Header.Set(api.DeadlineHeader, d.UTC().Format(time.RFC3339Nano))
+	}
+	msg, err := c.nc.RequestMsgWithContext(ctx, m)
+	if self && err == nil && len(m.Header) > 0 && oldSelfRefusal(msg) {
+		// A service older than the header refuses every header on a
+		// self-service request before doing anything: sent again
+		// without it, as such a service expects.
+		m.Header = nil
+		msg, err = c.nc.RequestMsgWithContext(ctx, m)
+	}
+	return msg, err
+}
+
+// oldSelfRefusal reports whether msg is the 403 with which a service older
+// than api.DeadlineHeader refuses a self-service request with headers.
+func oldSelfRefusal(msg *nats.Msg) bool {
+	var e *Error
+	return errors.As(replyError(msg), &e) && e.Code == 403 && strings.Contains(e.Description, "carries no headers of its own (the server adds")
 }
 
 // errNotSent marks the error of a request that was never sent.

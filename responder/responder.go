@@ -131,8 +131,11 @@ type Responder struct {
 	// workersStarted and workersLive count the workers, for tests.
 	workersStarted, workersLive atomic.Int64
 	seq                         atomic.Uint64
-	stopOnce                    sync.Once
-	stopErr                     error
+	// shed counts requests not begun since logShed's last line
+	// (shedLogged, in Unix nanoseconds).
+	shed, shedLogged atomic.Int64
+	stopOnce         sync.Once
+	stopErr          error
 	// base is every request's parent context; Stop cancels it, with
 	// errStopped, once StopWait is up.
 	base    context.Context
@@ -465,6 +468,16 @@ func (r *Responder) receive(e *endpoint) nats.MsgHandler {
 			e.stats.end(time.Since(start), strconv.Itoa(api.CodeInvalid)+":"+r.statError("reply subject "+m.Reply+" is "+reason))
 			return
 		}
+		deadline, err := callerDeadline(m)
+		if err == nil {
+			err = late(deadline, time.Now())
+		}
+		if err != nil {
+			// Answered here, without a slot: under overload the requests
+			// whose callers have gone are shed as fast as they come.
+			r.refuse(e, m, err)
+			return
+		}
 		r.mu.Lock()
 		if r.closing {
 			r.mu.Unlock()
@@ -478,21 +491,41 @@ func (r *Responder) receive(e *endpoint) nats.MsgHandler {
 		r.wg.Add(1)
 		r.mu.Unlock()
 		// At MaxInflight, this blocks the endpoint's delivery: requests
-		// wait in the subscription until a slot frees.
-		r.sem <- struct{}{}
+		// wait in the subscription until a slot frees, or this one's
+		// caller's deadline passes.
+		if err := r.acquire(deadline); err != nil {
+			r.wg.Done()
+			r.refuse(e, m, err)
+			return
+		}
 		start := time.Now()
 		e.stats.begin()
-		r.dispatch(job{e: e, m: m, start: start})
+		r.dispatch(job{e: e, m: m, start: start, deadline: deadline})
 	}
 }
 
+// refuse answers a request that is not begun with err's code.
+func (r *Responder) refuse(e *endpoint, m *nats.Msg, err error) {
+	start := time.Now()
+	e.stats.begin()
+	code, desc := r.classify(e, err)
+	r.finish(e, m, start, code, desc, nil)
+}
+
 // serve carries out one request and answers it.
-func (r *Responder) serve(e *endpoint, m *nats.Msg, start time.Time) {
+func (r *Responder) serve(e *endpoint, m *nats.Msg, start, deadline time.Time) {
 	if context.Cause(r.base) == errStopped {
 		// It waited for a slot (max_inflight) until Stop cut the requests
 		// in flight: it never began, so it is not "may have taken
 		// effect" but the 503 of a stopping responder.
 		r.finish(e, m, start, api.CodeUnavailable, "the provisioner is shutting down; retry", nil)
+		return
+	}
+	// Again once a worker has it: the hand-off may have crossed its
+	// caller's deadline.
+	if err := late(deadline, time.Now()); err != nil {
+		code, desc := r.classify(e, err)
+		r.finish(e, m, start, code, desc, nil)
 		return
 	}
 	var (
@@ -651,7 +684,11 @@ func (e *tooLargeError) Error() string { return e.msg }
 // descriptions they can act on; internal details go to the log only.
 func (r *Responder) classify(e *endpoint, err error) (int, string) {
 	code := api.CodeInternal
+	var lateErr *lateError
 	switch {
+	case errors.As(err, &lateErr):
+		// First: never begun, so not "cut short by the stop" either.
+		code = api.CodeUnavailable
 	case errors.Is(err, provision.ErrInvalid):
 		code = api.CodeInvalid
 	case errors.Is(err, provision.ErrForbidden):
@@ -700,6 +737,10 @@ func (r *Responder) classify(e *endpoint, err error) (int, string) {
 	desc := oneLine(err.Error())
 	var tooLarge *tooLargeError
 	switch {
+	case lateErr != nil:
+		// Its description is the caller's to act on, and shed requests
+		// come in floods: a few log lines, with a count.
+		r.logShed(e.full, desc)
 	case errors.As(err, &tooLarge):
 		// A 500, but no bug to look up in the log: the caller can act
 		// on it, and it holds no internal detail.

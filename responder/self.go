@@ -89,7 +89,7 @@ func tenant(m *nats.Msg, pos int) (provision.Tenant, error) {
 	acc := tokens[pos]
 	raw, ok := serverRequestInfo(m)
 	if !ok {
-		return provision.Tenant{}, fmt.Errorf("%w: a self-service request carries no headers of its own (the server adds the one the service reads)", provision.ErrForbidden)
+		return provision.Tenant{}, fmt.Errorf("%w: a self-service request carries no headers of its own but %s (the server adds the one the service reads)", provision.ErrForbidden, api.DeadlineHeader)
 	}
 	var info requestInfo
 	if raw == "" || json.Unmarshal([]byte(raw), &info) != nil || info.Account != acc {
@@ -111,19 +111,25 @@ const requestInfoHeader = "Nats-Request-Info"
 // {...}" or ends its block with "\n\n" hides its own header from the server,
 // and nats.go reads it first or alone: a forged user and issuer_key (a role's
 // signing key is no secret), past self_service_role. So the request must
-// carry that header alone, once, and its header block on the wire must be
-// exactly what the server writes for a request without headers: any bytes
-// the parse skipped or never reached (a hidden forgery, the server's own
-// line after an empty one) make it longer.
+// carry that header once, beside at most the caller's deadline
+// (api.DeadlineHeader, once), and its header block on the wire must be
+// exactly what the server writes for such a request: any bytes the parse
+// skipped or never reached (a hidden forgery, the server's own line after
+// an empty one) make it longer. The few bytes a caller can save by writing
+// its lines shorter (a bare "\n", no space after ":") are far fewer than
+// the server's own line, which then went unread, adds.
 func serverRequestInfo(m *nats.Msg) (string, bool) {
-	if len(m.Header) != 1 {
-		return "", false
+	want := len("NATS/1.0\r\n") + len("\r\n")
+	for k, vals := range m.Header {
+		if k != requestInfoHeader && k != api.DeadlineHeader || len(vals) != 1 {
+			return "", false
+		}
+		want += len(k) + len(": ") + len(vals[0]) + len("\r\n")
 	}
 	vals := m.Header[requestInfoHeader]
 	if len(vals) != 1 {
 		return "", false
 	}
-	want := len("NATS/1.0\r\n") + len(requestInfoHeader) + len(": ") + len(vals[0]) + len("\r\n\r\n")
 	got := m.Size() - len(m.Subject) - len(m.Reply) - len(m.Data)
 	return vals[0], got == want
 }

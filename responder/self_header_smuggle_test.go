@@ -100,11 +100,16 @@ func TestSelfServiceForgedHeaderBehindBareNewline(t *testing.T) {
 	_ = enrollerCreds
 	plainCreds, _ := h.userCreds(t, `{"account":"acme","name":"plain"}`)
 
+	soon := time.Now().Add(time.Minute).UTC().Format(time.RFC3339Nano)
 	listen := h.env.Connect(t, plainCreds)
 	forged, _ := json.Marshal(map[string]string{"acc": pub, "user": "UFORGED", "name": "forged", "issuer_key": roleKey})
 	for i, hdr := range []string{
 		"NATS/1.0\r\nX-A: a\nNats-Request-Info: " + string(forged) + "\r\n\r\n",
 		"NATS/1.0\r\nNats-Request-Info: " + string(forged) + "\n\nXX",
+		// The caller's deadline is the one header a tenant may add; its
+		// lines written as short as nats.go still reads them.
+		"NATS/1.0\r\n" + api.DeadlineHeader + ": " + soon + "\nNats-Request-Info: " + string(forged) + "\r\n\r\n",
+		"NATS/1.0\r\n" + api.DeadlineHeader + ":" + soon + "\nNats-Request-Info:" + string(forged) + "\n\n",
 	} {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
 			inbox := nats.NewInbox()

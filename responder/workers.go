@@ -20,6 +20,8 @@ type job struct {
 	e     *endpoint
 	m     *nats.Msg
 	start time.Time
+	// deadline is the caller's (api.DeadlineHeader), zero without one.
+	deadline time.Time
 }
 
 // dispatch hands j to an idle worker, or starts one.
@@ -40,7 +42,7 @@ func (r *Responder) work(j job) {
 	idle := time.NewTimer(workerIdle)
 	defer idle.Stop()
 	for {
-		r.serve(j.e, j.m, j.start)
+		r.serve(j.e, j.m, j.start, j.deadline)
 		<-r.sem
 		r.wg.Done()
 		idle.Reset(workerIdle)

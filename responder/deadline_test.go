@@ -1,0 +1,90 @@
+package responder_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/natsprov/provisioner/api"
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/client"
+	"github.com/natsprov/provisioner/provtest"
+	"github.com/natsprov/provisioner/responder"
+)
+
+// TestLateRequestsAreNotBegun: a create that waited behind max_inflight
+// until after its caller gave up is not carried out when its turn comes
+// (the caller, or its retry, would get an account or user nobody asked
+// for twice); one whose deadline had passed on arrival is answered at once,
+// without waiting for a slot; an unreadable deadline is a 400.
+func TestLateRequestsAreNotBegun(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	svc := env.Start(t)
+	admin := env.Admin(t)
+	slow := &held{Service: svc.Provision, gate: make(chan struct{})}
+	r := extra(t, env, slow, responder.Config{Prefix: "prov.dl", Name: "dl", MaxInflight: 1})
+	first := send(admin, "prov.dl.account.create", `{"name":"first"}`)
+	slow.waitHeld(t, 1)
+
+	cl := client.New(admin, client.WithPrefix("prov.dl"))
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	// The responder gives up on it at the deadline, so its 503 may reach
+	// the caller before the caller's own timer fires.
+	var ce *client.Error
+	if _, err := cl.CreateAccount(ctx, api.CreateAccountRequest{Name: "second"}); !errors.Is(err, context.DeadlineExceeded) && (!errors.As(err, &ce) || ce.Code != 503 || !strings.Contains(ce.Description, "not begun")) {
+		t.Fatalf("a create behind the held one: %v, want the caller's deadline or a 503 saying it was not begun", err)
+	}
+
+	// Already late when it arrives: answered while the slot is still held.
+	m := nats.NewMsg("prov.dl.account.create")
+	m.Data = []byte(`{"name":"third"}`)
+	m.Header.Set(api.DeadlineHeader, time.Now().Add(-time.Second).UTC().Format(time.RFC3339Nano))
+	rep, err := admin.RequestMsg(m, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, desc := rep.Header.Get(micro.ErrorCodeHeader), rep.Header.Get(micro.ErrorHeader); code != "503" || !strings.Contains(desc, "after the caller's deadline") || !strings.Contains(desc, "nothing was done") {
+		t.Errorf("a create late on arrival: %s %q, want 503 saying nothing was done", code, desc)
+	}
+	m.Data = []byte(`{"name":"fourth"}`)
+	m.Header.Set(api.DeadlineHeader, "soon")
+	if rep, err = admin.RequestMsg(m, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if code, desc := rep.Header.Get(micro.ErrorCodeHeader), rep.Header.Get(micro.ErrorHeader); code != "400" || !strings.Contains(desc, api.DeadlineHeader+" header is not an RFC 3339 time") || strings.Contains(desc, "soon") {
+		t.Errorf("an unreadable deadline: %s %q, want 400 naming the header, not echoing it", code, desc)
+	}
+
+	close(slow.gate)
+	if r := <-first; r.err != nil || r.code != 0 {
+		t.Fatalf("the held create: %v %d", r.err, r.code)
+	}
+	// The second has had its turn once account_create counts it.
+	deadline := time.Now().Add(5 * time.Second)
+	for endpointOf(t, r.Stats(), "account_create").NumRequests < 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("account_create = %+v, want 4 requests", endpointOf(t, r.Stats(), "account_create"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, name := range []string{"second", "third", "fourth"} {
+		if _, err := cl.GetAccount(context.Background(), api.AccountRequest{Account: name}); !errors.Is(err, client.ErrNotFound) {
+			t.Errorf("account %s after its caller's deadline: %v, want not found", name, err)
+		}
+	}
+	if c := endpointOf(t, r.Stats(), "account_create"); c.NumErrors != 3 {
+		t.Errorf("account_create = %+v, want the three refusals counted as errors", c)
+	}
+	// A deadline still ahead changes nothing.
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := cl.CreateAccount(ctx, api.CreateAccountRequest{Name: "fifth"}); err != nil {
+		t.Errorf("a create in time: %v", err)
+	}
+}
