@@ -508,6 +508,22 @@ func (s *Service) remoteAccount(ctx context.Context, pub string) (string, *jwt.A
 	return token, c, nil
 }
 
+// downServers names the known servers with a full resolver (or not known
+// to have a cache one) that are down, sorted. Each may hold a newer copy
+// of an account the service does not store than the servers that
+// answered a LOOKUP: a version signed anew on the newest answer is issued
+// later, and resolver sync keeps it over that copy once the server is
+// back.
+func (s *Service) downServers() []string {
+	var down []string
+	for _, srv := range s.resolver.Servers() {
+		if !srv.Up && !srv.Cache {
+			down = append(down, srv.Name)
+		}
+	}
+	return down
+}
+
 // newestCopy asks every server for its copy of an account the service
 // does not store and returns the newest (by iat), or "" when no server
 // holds one, and whether a server that answered holds another copy or

@@ -391,6 +391,14 @@ func (s *Service) EnsureSelfExport(ctx context.Context) error {
 			return nil
 		}
 	}
+	// A server down may hold a newer copy than those that answered (one
+	// pushed while the others were away, or that they lost): a version
+	// built on an older one carries a later iat, and when the server
+	// comes back its resolver sync keeps that version on every server,
+	// the newer one's change undone. Nothing is pushed then.
+	if down := s.downServers(); len(down) > 0 {
+		return fmt.Errorf("%w: the provisioner's own account lacks the self-service export, and server(s) %s, down, may hold a newer copy of it than the servers that answered: a version built on theirs would undo it when they come back; start again once they are back", ErrUnavailable, strings.Join(down, ", "))
+	}
 	claims.Exports.Add(want)
 	signed, err := s.signNext(ctx, claims)
 	if err != nil {
