@@ -103,7 +103,7 @@ func (s *Service) RotateOperator(ctx context.Context, _ api.RotateOperatorReques
 	rep.Accounts = len(accounts)
 	for _, pub := range append([]string{next.SystemAccount}, s.cfg.Protected...) {
 		rep.Accounts++
-		if err := s.resignRemote(ctx, pub); err != nil {
+		if err := s.resignRemote(ctx, pub, true); err != nil {
 			fail(pub, err)
 		}
 	}
@@ -346,7 +346,11 @@ func (s *Service) resignRemoteBack(ctx context.Context, untrusted string) {
 		}) {
 			continue
 		}
-		if err := s.resignRemote(ctx, pub); err != nil {
+		// Not held for a server that is down (false): a server up now
+		// cannot use the copy signed by the key it does not trust, and
+		// would not start at its next restart; that is worse than the
+		// rare newer copy only a server that is down holds.
+		if err := s.resignRemote(ctx, pub, false); err != nil {
 			s.log.Warn("operator signing key switched back: could not sign an account anew with the key every server trusts; the next pass tries again", "account", pub, "error", err)
 		}
 	}
@@ -428,8 +432,12 @@ func (s *Service) resignStored(ctx context.Context, a Account) error {
 // unless all of them are signed with the key in use, the newest is signed
 // with it (when it is not already) and pushed. Reading only the first
 // server's copy missed a server that was away through the rotation and
-// came back with the old key's version.
-func (s *Service) resignRemote(ctx context.Context, pub string) error {
+// came back with the old key's version. With holdForDown, nothing is
+// signed anew while a known server is down (ErrUnavailable naming it): it
+// may hold a newer copy than the servers that answered, and the version
+// signed on theirs, issued later, would replace it everywhere once it is
+// back (resolver sync keeps the later iat).
+func (s *Service) resignRemote(ctx context.Context, pub string, holdForDown bool) error {
 	defer s.locks.lock("account:" + pub)()
 	copies, err := s.resolver.LookupAll(ctx, pub)
 	if err != nil {
@@ -472,6 +480,9 @@ func (s *Service) resignRemote(ctx context.Context, pub string) error {
 		return nil
 	}
 	if nc.Issuer != key {
+		if down := s.downServers(); holdForDown && len(down) > 0 {
+			return fmt.Errorf("%w: server(s) %s, down, may hold a newer copy of account %s than the servers that answered: it is signed anew once they are back (send the rotation again then)", ErrUnavailable, strings.Join(down, ", "), pub)
+		}
 		if newest, err = s.signNext(ctx, nc); err != nil {
 			return err
 		}

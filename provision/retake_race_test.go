@@ -104,7 +104,17 @@ func TestRetakeReadsWhetherHeldUnderTheLock(t *testing.T) {
 // the nats-server with it, and returns the key's seed file.
 func nextSigningKey(t *testing.T, env *provtest.Env) string {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(env.Dir, bootstrap.OperatorIdentityKeyFile))
+	keyPath := addSigningKey(t, env.Dir)
+	env.Restart(t)
+	return keyPath
+}
+
+// addSigningKey adds a new signing key to the operator JWT of the
+// deployment in dir, for the servers started after, and returns the path
+// of its seed.
+func addSigningKey(t *testing.T, dir string) string {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(dir, bootstrap.OperatorIdentityKeyFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +122,7 @@ func nextSigningKey(t *testing.T, env *provtest.Env) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opPath := filepath.Join(env.Dir, bootstrap.OperatorJWTFile)
+	opPath := filepath.Join(dir, bootstrap.OperatorJWTFile)
 	raw, err = os.ReadFile(opPath)
 	if err != nil {
 		t.Fatal(err)
@@ -131,7 +141,7 @@ func nextSigningKey(t *testing.T, env *provtest.Env) string {
 	}
 	pub, _ := kp.PublicKey()
 	seed, _ := kp.Seed()
-	keyPath := filepath.Join(env.Dir, "operator-signing-next.nk")
+	keyPath := filepath.Join(dir, "operator-signing-next.nk")
 	if err := os.WriteFile(keyPath, append(seed, '\n'), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +153,6 @@ func nextSigningKey(t *testing.T, env *provtest.Env) string {
 	if err := os.WriteFile(opPath, []byte(signed+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	env.Restart(t)
 	return keyPath
 }
 
