@@ -40,6 +40,19 @@ func deleteMarker(subject string) *nats.Msg {
 
 // User returns the record of a user public key, in whichever account.
 func (s *Store) User(ctx context.Context, userPub string) (provision.User, error) {
+	// A durable write of the key whose caller gave up while it was in
+	// flight (answered unavailable) is withdrawn once it lands: until
+	// then its record, in the mirror or the bucket, is no answer. The
+	// caller reads the key back to tell whether its write landed (the
+	// service's userLanded): found before the withdrawal, the user was
+	// handed out, and then its record was deleted (creds valid, no record
+	// to count or revoke it by).
+	wctx, cancel := s.ctx(ctx)
+	err := s.awaitWithdrawal(wctx, userKey(userPub))
+	cancel()
+	if err != nil {
+		return provision.User{}, mapErr("read user "+userPub, err)
+	}
 	find := func() (provision.User, bool, error) {
 		s.mu.RLock()
 		defer s.mu.RUnlock()
@@ -65,6 +78,27 @@ func (s *Store) User(ctx context.Context, userPub string) (provision.User, error
 		}
 	}
 	return provision.User{}, fmt.Errorf("kvstore: user %s: %w", userPub, provision.ErrNotFound)
+}
+
+// awaitWithdrawal waits, until ctx ends, for the withdrawal of a durable
+// write of key whose caller gave up while it was in flight, if one is
+// under way (withdraw).
+func (s *Store) awaitWithdrawal(ctx context.Context, key string) error {
+	s.amu.Lock()
+	var settled chan struct{}
+	if p := s.pending[key]; p != nil {
+		settled = p.settled
+	}
+	s.amu.Unlock()
+	if settled == nil {
+		return nil
+	}
+	select {
+	case <-settled:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // fetchUser reads a user record from the bucket into the mirror.
@@ -244,18 +278,8 @@ func (s *Store) addUser(ctx context.Context, u provision.User, durable bool) err
 	// A durable write of this key whose caller gave up while it was in
 	// flight is being withdrawn: its caller was told it is not stored, so
 	// its retry must not find the key taken by it.
-	s.amu.Lock()
-	var settled chan struct{}
-	if p := s.pending[key]; p != nil {
-		settled = p.settled
-	}
-	s.amu.Unlock()
-	if settled != nil {
-		select {
-		case <-settled:
-		case <-ctx.Done():
-			return mapErr("add user "+u.PublicKey, ctx.Err())
-		}
+	if err := s.awaitWithdrawal(ctx, key); err != nil {
+		return mapErr("add user "+u.PublicKey, err)
 	}
 
 	s.mu.Lock()
