@@ -234,8 +234,10 @@ func (s *Service) SelfCreateUser(ctx context.Context, t Tenant, req api.SelfCrea
 			// The answer is the refusal (403, as when the revocation
 			// lands): the revocation's own failure is the service's to
 			// retry, not the tenant's, and a 502/503/504 would tell the
-			// tenant to retry a create that is refused.
-			return nil, fmt.Errorf("%w (the settings changed meanwhile; user %s, recorded but never handed out, could not be revoked yet and is tried again in the background: %v)", err, rec.PublicKey, werr)
+			// tenant to retry a create that is refused. Nor its text: a
+			// 403's description goes to the tenant as it is, and what
+			// the servers or the store said is for the log (above).
+			return nil, fmt.Errorf("%w (the settings changed meanwhile; user %s, recorded but never handed out, could not be revoked yet and is tried again in the background)", err, rec.PublicKey)
 		}
 		s.log.Warn("a self-service user was refused after its record was stored: the account's self-service settings changed meanwhile; it is revoked (its JWT was never handed out)", "account", a.PublicKey, "user", rec.PublicKey, "name", rec.Name)
 		s.emit(ctx, refused)
