@@ -285,7 +285,12 @@ func checkBearer(c *jwt.AccountClaims) error {
 //     is not one subject token: "*" or ">" makes a wildcard of the subject
 //     (wider than the role), "a.b" reaches into other subjects, and white
 //     space makes an invalid subject (an allow silently dropped, a deny
-//     that fails every user).
+//     that fails every user);
+//   - more subjects in one list than the server makes
+//     (checkTagExpansions) with the account's tags alone: a user's own
+//     tags ({{tag(x)}}) only add to them, so the server would refuse
+//     every user of the role, whose creates were refused telling the
+//     caller to give the user fewer tags.
 //
 // Checked on the whole claims, so that an update removing or changing the
 // tag is refused as a role needing it is.
@@ -303,6 +308,9 @@ func checkAccountTags(c *jwt.AccountClaims) error {
 			return fmt.Errorf("%w: role %q puts the account's name into subjects (%q), and %q is not one subject token (no '.', '*', '>', spaces or {{...}}): the server would give every user of the role other subjects than the role's", ErrInvalid, us.Role, subj, c.Name)
 		}
 		if err := checkTagValues(p, "account-tag(", c.Tags, us.Role, "an account tag", "the server would refuse every user of the role; change one of them"); err != nil {
+			return err
+		}
+		if err := checkTagExpansions(p, nil, c.Tags, us.Role, "with the account's tags alone, for every user of the role", "give the account fewer values of those tags, or change the role"); err != nil {
 			return err
 		}
 	}
@@ -478,8 +486,14 @@ func checkTemplateTags(claims *jwt.AccountClaims, signer, role string, tags jwt.
 	if err := checkTagValues(scope.Template.Permissions, "tag(", tags, role, "a tag on the user", "the server refuses a user without it"); err != nil {
 		return err
 	}
-	return checkTagExpansions(scope.Template.Permissions, tags, claims.Tags, role)
+	return checkTagExpansions(scope.Template.Permissions, tags, claims.Tags, role, userTagsFor, userTagsFix)
 }
+
+// What checkTagExpansions says of a user's count.
+const (
+	userTagsFor = "for the user's tags"
+	userTagsFix = "give the user fewer values of those tags"
+)
 
 // maxTagExpansions is the most subjects the server makes of one list of a
 // template for a user (maxPermTemplateSubjectExpansions).
@@ -491,8 +505,9 @@ const maxTagExpansions = 4096
 // combination of the values of its tags, and past maxTagExpansions in a
 // list the server refuses the user at every connect. It counts as
 // processUserPermissionsTemplate does: a tag with no value in an allow
-// list makes no subject.
-func checkTagExpansions(p jwt.Permissions, userTags, accountTags jwt.TagList, role string) error {
+// list makes no subject. For and fix say, in the error, whose tags make
+// them and what to do.
+func checkTagExpansions(p jwt.Permissions, userTags, accountTags jwt.TagList, role, forWhom, fix string) error {
 	count := func(tags jwt.TagList, name string) int {
 		prefix := strings.ToLower(name) + ":"
 		n := 0
@@ -523,7 +538,7 @@ func checkTagExpansions(p jwt.Permissions, userTags, accountTags jwt.TagList, ro
 					none, n = true, 1 // an invalid subject, dropped
 				}
 				if exp > maxTagExpansions/n {
-					return fmt.Errorf("%w: role %q makes more than %d subjects of %q for the user's tags (one for every combination of their values), which the server refuses at every connect: give the user fewer values of those tags", ErrInvalid, role, maxTagExpansions, subj)
+					return fmt.Errorf("%w: role %q makes more than %d subjects of %q %s (one for every combination of the values of its tags), which the server refuses at every connect: %s", ErrInvalid, role, maxTagExpansions, subj, forWhom, fix)
 				}
 				exp *= n
 			}
@@ -531,7 +546,7 @@ func checkTagExpansions(p jwt.Permissions, userTags, accountTags jwt.TagList, ro
 			case !tagged:
 				emitted++
 			case emitted > maxTagExpansions-exp:
-				return fmt.Errorf("%w: role %q makes more than %d subjects of one list (%q among them) for the user's tags (one for every combination of their values), which the server refuses at every connect: give the user fewer values of those tags", ErrInvalid, role, maxTagExpansions, subj)
+				return fmt.Errorf("%w: role %q makes more than %d subjects of one list (%q among them) %s (one for every combination of the values of its tags), which the server refuses at every connect: %s", ErrInvalid, role, maxTagExpansions, subj, forWhom, fix)
 			case !none:
 				emitted += exp
 			}
@@ -683,7 +698,7 @@ func (s *Service) checkAccountTagUsers(ctx context.Context, a *Account, old, c *
 		// refused already is not this change's doing.
 		was := func(userTags jwt.TagList) error {
 			if os, ok := old.SigningKeys[signer].(*jwt.UserScope); ok && os != nil {
-				return checkTagExpansions(os.Template.Permissions, userTags, old.Tags, os.Role)
+				return checkTagExpansions(os.Template.Permissions, userTags, old.Tags, os.Role, userTagsFor, userTagsFix)
 			}
 			return nil
 		}
@@ -691,7 +706,7 @@ func (s *Service) checkAccountTagUsers(ctx context.Context, a *Account, old, c *
 		if u.TagsRecorded {
 			userTags = u.Tags
 		}
-		if err := checkTagExpansions(p, userTags, c.Tags, scope.Role); err != nil && was(userTags) == nil {
+		if err := checkTagExpansions(p, userTags, c.Tags, scope.Role, userTagsFor, userTagsFix); err != nil && was(userTags) == nil {
 			return fmt.Errorf("%w (with the account's new tags, for active user %s of role %q, tags %q: revoke it first, or give the account fewer values of those tags)", err, u.PublicKey, scope.Role, u.Tags)
 		}
 		if !u.TagsRecorded && len(tagSubjects(c, signer)) > 0 {
