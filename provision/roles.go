@@ -99,6 +99,15 @@ func checkTemplateFuncs(p jwt.Permissions) error {
 					if !strings.HasPrefix(raw, "tag(") && !strings.HasPrefix(raw, "account-tag(") {
 						return fmt.Errorf("subject %q: the server reads the tag's name only after a lowercase %q: write {{%s}}", subj, op[:strings.IndexByte(op, '(')+1], op[:strings.IndexByte(op, '(')+1]+raw[strings.IndexByte(raw, '(')+1:])
 					}
+					// It trims the spaces around the function, not
+					// those inside its parentheses: {{tag( site )}}
+					// looks for tags " site :...", which no tag is
+					// (tags are trimmed), so an allow of it is dropped
+					// for every user.
+					fn, tag := raw[:strings.IndexByte(raw, '(')+1], raw[strings.IndexByte(raw, '(')+1:len(raw)-1]
+					if tag != strings.TrimSpace(tag) {
+						return fmt.Errorf("subject %q: the server reads the tag's name between the parentheses as it is, spaces included, and no tag would match it: write {{%s%s)}}", subj, fn, strings.TrimSpace(tag))
+					}
 				default:
 					return fmt.Errorf("subject %q: the server knows no template function %q (it has name(), subject(), account-name(), account-subject(), tag(x), account-tag(x)) and would refuse every user of the role", subj, strings.TrimSpace(m[1]))
 				}
