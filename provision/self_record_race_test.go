@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
+
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/kvstore"
@@ -103,6 +105,77 @@ func TestSelfCreateRecordedAfterUpdateOnAnotherInstance(t *testing.T) {
 			for _, us := range users.Users {
 				if us.Name == "late" && !us.Revoked {
 					t.Errorf("the refused create left user %q active (it holds its name and takes quota)", us.Name)
+				}
+			}
+		})
+	}
+}
+
+// TestSelfCreateRecordedAfterRoleChangeOnAnotherInstance: a self-service
+// create on instance a of a user named "*", checked against its role's
+// template that did not use the name, wrote its record only after
+// instance b's change of the role to "telemetry.{{name()}}.>" was stored
+// and had replied: b's check of the role's active users did not see it,
+// and the tenant's user got "telemetry.*.>", every device's subjects. So
+// with a change to bearer_token, whose JWT travelled on the tenant's
+// inbox. The create checks its user against the role's template again
+// once its record is stored, on the bucket's latest version, and refuses
+// it, its user revoked.
+func TestSelfCreateRecordedAfterRoleChangeOnAnotherInstance(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		user string
+		role *api.Role
+	}{
+		{"name into subjects", "*", &api.Role{Pub: &jwt.Permission{Allow: []string{"telemetry.{{name()}}.>"}}}},
+		{"bearer_token", "d1", &api.Role{Pub: &jwt.Permission{Allow: []string{"telemetry.>"}}, BearerToken: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+			p := &pauseAdd{held: make(chan struct{}), release: make(chan struct{})}
+			a, _ := kvDomainOf(t, env, "a", nil, func(c *provision.Config) {
+				c.ServiceAccount = env.Init.ServiceAccount
+				p.Store = c.Store.(*kvstore.Store)
+				c.Store = p
+			})
+			b, _ := kvDomainOf(t, env, "b", nil, func(c *provision.Config) { c.ServiceAccount = env.Init.ServiceAccount })
+			ctx := context.Background()
+			device := &api.Role{Pub: &jwt.Permission{Allow: []string{"telemetry.>"}}}
+			acc, err := b.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme", Roles: map[string]*api.Role{"device": device}, SelfService: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pub := acc.Account.PublicKey
+			p.arm.Store(true)
+			created := make(chan error, 1)
+			go func() {
+				_, err := a.SelfCreateUser(ctx, provision.Tenant{Account: pub}, api.SelfCreateUserRequest{Name: tc.user, Role: "device", PublicKey: newUserKey()})
+				created <- err
+			}()
+			select {
+			case <-p.held:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the create never reached its record")
+			}
+			if _, err := b.UpdateAccount(ctx, api.UpdateAccountRequest{Account: pub, Roles: map[string]*api.Role{"device": tc.role}}); err != nil {
+				t.Fatal(err)
+			}
+			close(p.release)
+			select {
+			case err := <-created:
+				if err == nil {
+					t.Errorf("a self-service create of %q on instance a, recorded after instance b changed its role (%s), issued its user", tc.user, tc.name)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the create did not end")
+			}
+			users, err := a.ListUsers(ctx, api.ListUsersRequest{Account: pub})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, us := range users.Users {
+				if us.Name == tc.user && !us.Revoked {
+					t.Errorf("the refused create left user %q active under the new template", us.Name)
 				}
 			}
 		})

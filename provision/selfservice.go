@@ -211,6 +211,12 @@ func (s *Service) SelfCreateUser(ctx context.Context, t Tenant, req api.SelfCrea
 			return nil
 		}
 		refused := s.selfAllowed(ctx, t, now, nil)
+		if refused == nil {
+			// The role's template as it is now: another instance's
+			// change of it checked the role's active users in its
+			// mirror, which did not hold this record yet.
+			refused = s.selfRoleFits(now, rec)
+		}
 		if q := now.Settings.Quota; refused == nil && q > 0 && q != a.Settings.Quota {
 			// The others: the mirror may or may not hold this record yet.
 			n, err := s.activeSelfUsers(ctx, now, rec.PublicKey)
@@ -239,10 +245,36 @@ func (s *Service) SelfCreateUser(ctx context.Context, t Tenant, req api.SelfCrea
 			// the servers or the store said is for the log (above).
 			return nil, fmt.Errorf("%w (the settings changed meanwhile; user %s, recorded but never handed out, could not be revoked yet and is tried again in the background)", err, rec.PublicKey)
 		}
-		s.log.Warn("a self-service user was refused after its record was stored: the account's self-service settings changed meanwhile; it is revoked (its JWT was never handed out)", "account", a.PublicKey, "user", rec.PublicKey, "name", rec.Name)
+		s.log.Warn("a self-service user was refused after its record was stored: the account's self-service settings or the user's role changed meanwhile; it is revoked (its JWT was never handed out)", "account", a.PublicKey, "user", rec.PublicKey, "name", rec.Name)
 		s.emit(ctx, refused)
 	}
 	return out, err
+}
+
+// selfRoleFits checks a self-service user, once its record is stored,
+// against its role's template on the account's latest version now, as
+// issue checked it on the version it read: a change of the template on
+// another instance, stored after that read and checked against the
+// role's active users in that instance's mirror, which did not hold this
+// record yet, would apply to the user unchecked (a user named "*" given
+// "telemetry.*.>" by a new "telemetry.{{name()}}.>", or bearer_token to a
+// JWT that travelled on the tenant's inbox). A signer the account no
+// longer holds cuts the user off: nothing to check.
+func (s *Service) selfRoleFits(now Account, rec User) error {
+	st, err := s.state(now)
+	if err != nil {
+		return err
+	}
+	if err := checkTemplateName(st.claims, rec.Signer, rec.Role, rec.Name); err != nil {
+		return fmt.Errorf("%w (the role changed meanwhile)", err)
+	}
+	if err := checkTemplateTags(st.claims, rec.Signer, rec.Role, rec.Tags); err != nil {
+		return fmt.Errorf("%w (the role changed meanwhile)", err)
+	}
+	if sc, ok := st.claims.SigningKeys[rec.Signer].(*jwt.UserScope); ok && sc.Template.BearerToken {
+		return fmt.Errorf("%w: role %q gives bearer tokens now (it changed meanwhile), which connect without their seed; self-service replies travel on the tenant's inbox, where other users of the account may read them: an admin issues users of this role", ErrForbidden, rec.Role)
+	}
+	return nil
 }
 
 // withdrawUser revokes a self-service user whose record was stored but
