@@ -47,11 +47,14 @@ func (s *Store) User(ctx context.Context, userPub string) (provision.User, error
 	// service's userLanded): found before the withdrawal, the user was
 	// handed out, and then its record was deleted (creds valid, no record
 	// to count or revoke it by).
-	wctx, cancel := s.ctx(ctx)
-	err := s.awaitWithdrawal(wctx, userKey(userPub))
-	cancel()
-	if err != nil {
-		return provision.User{}, mapErr("read user "+userPub, err)
+	if s.withdrawing(userKey(userPub)) != nil {
+		// Bounded here only: no timer on the read's usual path.
+		wctx, cancel := s.ctx(ctx)
+		err := s.awaitWithdrawal(wctx, userKey(userPub))
+		cancel()
+		if err != nil {
+			return provision.User{}, mapErr("read user "+userPub, err)
+		}
 	}
 	find := func() (provision.User, bool, error) {
 		s.mu.RLock()
@@ -80,16 +83,22 @@ func (s *Store) User(ctx context.Context, userPub string) (provision.User, error
 	return provision.User{}, fmt.Errorf("kvstore: user %s: %w", userPub, provision.ErrNotFound)
 }
 
+// withdrawing returns the channel closed when the withdrawal of a durable
+// write of key ends, or nil when none is under way.
+func (s *Store) withdrawing(key string) chan struct{} {
+	s.amu.Lock()
+	defer s.amu.Unlock()
+	if p := s.pending[key]; p != nil {
+		return p.settled
+	}
+	return nil
+}
+
 // awaitWithdrawal waits, until ctx ends, for the withdrawal of a durable
 // write of key whose caller gave up while it was in flight, if one is
 // under way (withdraw).
 func (s *Store) awaitWithdrawal(ctx context.Context, key string) error {
-	s.amu.Lock()
-	var settled chan struct{}
-	if p := s.pending[key]; p != nil {
-		settled = p.settled
-	}
-	s.amu.Unlock()
+	settled := s.withdrawing(key)
 	if settled == nil {
 		return nil
 	}
