@@ -159,6 +159,11 @@ func loadContext(name string) (*natsContext, error) {
 		if *p, err = contextFile(*p); err != nil {
 			return nil, fmt.Errorf("context %q: %q: %w", name, field, err)
 		}
+		// A file's content where its path goes (a seed, a creds file)
+		// would be quoted by the stat or open that fails on it.
+		if api.LooksLikeSeed(*p) {
+			return nil, fmt.Errorf("context %q: %q holds a seed, not the path of a file: write it to a file only its owner may read (mode 0600) and give that file's path", name, field)
+		}
 	}
 	for field, v := range map[string]string{"password": c.Password, "token": c.Token, "user_jwt": c.UserJWT, "user_seed": c.UserSeed} {
 		if s := scheme(v); s != "" {
@@ -227,6 +232,12 @@ func (f *connFlags) connect() (*conn, error) {
 	}
 	if creds == "" {
 		creds = getenv("NATS_CREDS")
+		// The creds file's content or a seed in the variable (a CI
+		// secret put there as it is) would be quoted by the stat that
+		// fails on it, as run refuses one on the command line.
+		if api.LooksLikeSeed(creds) {
+			return nil, errors.New("NATS_CREDS holds a seed, not the path of a creds file: write the creds to a file only its owner may read (mode 0600) and give that file's path")
+		}
 	}
 	name := f.context
 	if name == "" {

@@ -259,3 +259,52 @@ func TestCLIPublishViolationIsNotInDoubt(t *testing.T) {
 		t.Errorf("acme was created:\n%s", out)
 	}
 }
+
+// TestSeedInTheEnvironmentIsNotEchoed: NATS_CREDS, or a context's creds or
+// nkey, given the creds file's content or a seed instead of a path (a CI
+// secret put in the variable as it is) is refused without quoting it, as
+// a seed on the command line is. Before, the error was stat's or open's,
+// "creds: stat -----BEGIN NATS USER JWT----- ... SUA...: file name too
+// long", the seed on stderr and in the CI log.
+func TestSeedInTheEnvironmentIsNotEchoed(t *testing.T) {
+	c := newCLI(t, bootstrap.Options{})
+	url := c.env.Server.URL()
+	raw, err := os.ReadFile(c.env.Init.AdminCreds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, err := jwt.ParseDecoratedUserNKey(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := seed.Seed()
+	dir := t.TempDir()
+	for _, tt := range []struct {
+		name string
+		env  map[string]string
+	}{
+		{"NATS_CREDS creds content", map[string]string{"NATS_CREDS": string(raw)}},
+		{"NATS_CREDS seed", map[string]string{"NATS_CREDS": string(s)}},
+		{"context creds content", map[string]string{"NATS_CONTEXT": writeContext(t, dir, "content", map[string]any{"url": url, "creds": string(raw)})}},
+		{"context nkey seed", map[string]string{"NATS_CONTEXT": writeContext(t, dir, "nkey", map[string]any{"url": url, "nkey": string(s)})}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("NATS_URL", url)
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			out, errOut, err := runCmd(t, "account", "list")
+			if err == nil || exitCode(err) != 2 {
+				t.Fatalf("got %v (exit %d), want a refusal, exit 2", err, exitCode(err))
+			}
+			for _, o := range []string{out, errOut, err.Error()} {
+				if strings.Contains(o, string(s)) {
+					t.Fatalf("the seed is echoed: %q", o)
+				}
+			}
+			if !strings.Contains(err.Error(), "holds a seed") {
+				t.Errorf("%v, want the seed refused", err)
+			}
+		})
+	}
+}
