@@ -106,6 +106,11 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// Check reports what Start would refuse in the options, before anything
+// is made: for a caller that must refuse bad options before it changes
+// anything itself (the CLI's --cpuprofile file).
+func (o Options) Check() error { return o.setDefaults() }
+
 // setDefaults fills what was left zero and checks the rest.
 func (o *Options) setDefaults() error {
 	if o.N == 0 {

@@ -74,6 +74,21 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		o.ServerBinary = bin
 	}
+	var runs []bench.Options
+	for _, s := range stores {
+		so := o
+		so.Store = s
+		so.Cluster = *cluster && s == bench.StoreJetStream
+		if o.Dir != "" && len(stores) > 1 {
+			so.Dir = filepath.Join(o.Dir, s)
+		}
+		// Refused before the profile is made: os.Create empties the
+		// file a --cpuprofile names (an earlier run's profile).
+		if err := so.Check(); err != nil {
+			return err
+		}
+		runs = append(runs, so)
+	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -86,13 +101,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer pprof.StopCPUProfile()
 	}
 	failed := false
-	for _, s := range stores {
-		so := o
-		so.Store = s
-		so.Cluster = *cluster && s == bench.StoreJetStream
-		if o.Dir != "" && len(stores) > 1 {
-			so.Dir = filepath.Join(o.Dir, s)
-		}
+	for _, so := range runs {
 		rep, err := benchOne(ctx, so, *asJSON, stdout, stderr)
 		if err != nil {
 			return err

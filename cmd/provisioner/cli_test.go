@@ -649,3 +649,26 @@ func TestDevPortTakenOnTheDeploymentsHost(t *testing.T) {
 		t.Errorf("dev listens on the taken port %d", got)
 	}
 }
+
+// TestBenchRefusedKeepsTheProfile: bench options that Start refuses are
+// refused before the --cpuprofile file is made: os.Create emptied the
+// file it names (an earlier run's profile), and a run that measured
+// nothing left it an empty profile.
+func TestBenchRefusedKeepsTheProfile(t *testing.T) {
+	prof := filepath.Join(t.TempDir(), "cpu.prof")
+	if err := os.WriteFile(prof, []byte("an earlier run's profile"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"bench", "-n", "-1", "--cpuprofile", prof},
+		{"bench", "--accounts", "5", "--cpuprofile", prof},
+	} {
+		_, _, err := runCmd(t, args...)
+		if err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), "bad options") {
+			t.Fatalf("%s: got %v (exit %d), want the options refused, exit 2", strings.Join(args, " "), err, exitCode(err))
+		}
+		if data, _ := os.ReadFile(prof); string(data) != "an earlier run's profile" {
+			t.Fatalf("%s: the profile file now holds %d bytes %.40q", strings.Join(args, " "), len(data), data)
+		}
+	}
+}
