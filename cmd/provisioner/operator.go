@@ -142,7 +142,22 @@ func runOperatorAdd(_ context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	fmt.Fprintf(stdout, "Added signing key %s to operator %s.\n  new operator JWT  %s (previous: %s.prev)\n  new signing key   %s (0600)\n\n", pub, oc.Subject, *jwtPath, *jwtPath, *out)
-	fmt.Fprintf(stdout, "Next:\n  2. give every nats-server the new operator JWT and restart them one at a time\n  3. set \"operator_signing_key_next\": %q in the provisioner's config, restart it, and send prov.operator.rotate '{}'\n  4. provisioner operator finish --config CONFIG --server-conf NATS-SERVER.CONF\n  5. provisioner operator remove-signing-key ... --key OLD-KEY, and roll that operator JWT out\n", *out)
+	// A config's paths are relative to the config's directory, not to
+	// where this runs: *out as given ("deploy/operator-signing-X.nk" run
+	// from above deploy) pasted into deploy/config.json named
+	// deploy/deploy/.... The value is given for a config beside the
+	// operator JWT, as init writes config.json (and config.container.json,
+	// whose container mounts that directory elsewhere).
+	next := *out
+	if absOut, err := filepath.Abs(*out); err == nil {
+		next = absOut
+		if absJWT, err := filepath.Abs(*jwtPath); err == nil {
+			if rel, err := filepath.Rel(filepath.Dir(absJWT), absOut); err == nil {
+				next = rel
+			}
+		}
+	}
+	fmt.Fprintf(stdout, "Next:\n  2. give every nats-server the new operator JWT and restart them one at a time\n  3. set \"operator_signing_key_next\": %q in the provisioner's config (relative to the config's directory: this is for a config beside the operator JWT, as init writes it), restart it, and send prov.operator.rotate '{}'\n  4. provisioner operator finish --config CONFIG --server-conf NATS-SERVER.CONF\n  5. provisioner operator remove-signing-key ... --key OLD-KEY, and roll that operator JWT out\n", next)
 	return nil
 }
 
