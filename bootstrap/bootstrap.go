@@ -125,7 +125,7 @@ const (
 // R1 to R5: a single server checks the sum of an account's tiers against
 // its max_file_store and max_memory_store (75% of the free disk and of
 // the memory by default), so each tier more asks 4 GiB of disk and
-// 256 MiB of memory more of every host; a kv_replicas of 2, 4 or 5 needs
+// 256 MiB of memory more of every host; a kv_replicas of 5 needs
 // its tier added (README).
 var ServiceAccountTiers = []int{1, 3}
 

@@ -223,7 +223,7 @@ func (p *Publisher) WithAudit(ctx context.Context, svc *nats.Conn, replicas int)
 	if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeNoLimits {
 		// A create or update selects the tier from the account's limits
 		// as they are now: they have none for the stream's replicas (an
-		// R1 tier taken out, a kv_replicas of 2, 4 or 5), which no
+		// R1 tier taken out, a kv_replicas of 5), which no
 		// retry or restart adds. The server's words name no tier.
 		return fmt.Errorf("events: audit stream %s: the account's JWT has JetStream limits per tier but none for R%d, the audit stream's %d replica(s); add it (`nsc edit account <service account> --js-tier %d --js-disk-storage 4G --js-mem-storage 256M`, then push it): %w", StreamName, streamCfg.Replicas, streamCfg.Replicas, streamCfg.Replicas, err)
 	}

@@ -54,7 +54,7 @@ func TestLimitsChangedFromTiersLosesNoAuditEvent(t *testing.T) {
 
 // TestAuditStreamRefusedForWantOfItsTier: the service account's tiers
 // lack the audit stream's replica count (an R1 tier taken out, or a
-// kv_replicas of 2, 4 or 5 with no tier added). The server refuses the
+// kv_replicas of 5 with no tier added). The server refuses the
 // stream (10120) and WithAudit failed with the server's words alone,
 // naming neither the tier nor how to add it, as kvstore does for the
 // bucket.

@@ -528,7 +528,7 @@ func (s *Store) createBucket(ctx context.Context, nc *nats.Conn, info *jetstream
 
 // tierless tells a bucket refused at its creation for want of its tier's
 // limits (10120: tiered limits without one for its replica count, as for
-// a kv_replicas of 2, 4 or 5) from the same refusal of an existing
+// a kv_replicas of 5) from the same refusal of an existing
 // bucket's writes after the limits changed between flat and tiered: no
 // restart creates the tier, so taken for that (unavailable, "restart each
 // server") the start waited for ever. It fails naming the tier to add.

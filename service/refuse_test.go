@@ -46,7 +46,7 @@ func TestStartRefusesABadJetStreamAccount(t *testing.T) {
 			pushWithoutJetStream(t, env)
 		}, kvstore.ErrNoJetStream, []string{"disk_storage"}},
 		// Tiers without one for the bucket's replica count (a kv_replicas
-		// of 2, 4 or 5 needs its tier added, README): the new bucket is
+		// of 5 needs its tier added, README): the new bucket is
 		// refused (10120), which was taken for limits changed under an
 		// existing bucket, so the start waited for ever, saying to
 		// restart the servers, which creates no tier.
