@@ -153,6 +153,11 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	if err != nil {
 		return fmt.Errorf("must be a duration such as \"5s\", got %q", s)
 	}
+	if v <= 0 {
+		// Zero is what SetDefaults fills in: "0s" silently became the
+		// default, never "none" or "no wait" as an operator may mean it.
+		return fmt.Errorf("must be positive, such as \"5s\" (leave it out for the default), got %q", s)
+	}
 	*d = Duration(v)
 	return nil
 }

@@ -398,7 +398,8 @@ func TestDurationErrorsNameTheField(t *testing.T) {
 		t.Fatalf("Config's Duration fields are %q; this test checks %q", all, durations)
 	}
 	for _, field := range durations {
-		for _, v := range []any{"5 seconds", 5} {
+		// "0s" was taken as the default, as if left out.
+		for _, v := range []any{"5 seconds", 5, "0s", "-1s"} {
 			_, err := Load(writeConfig(t, with(map[string]any{field: v})))
 			if err == nil || !strings.Contains(err.Error(), `"`+field+`"`) {
 				t.Errorf("%s = %v: error %v does not name the field", field, v, err)
