@@ -181,3 +181,77 @@ func TestSelfCreateRecordedAfterRoleChangeOnAnotherInstance(t *testing.T) {
 		})
 	}
 }
+
+// TestAdminCreateRecordedAfterRoleChangeOnAnotherInstance: an admin
+// user.create on instance a of a user named "*" (one token of any
+// subject), checked against its role's template that did not use the
+// name, wrote its record only after instance b's change of the role to
+// "telemetry.{{name()}}.>" was stored and had replied: b's check of the
+// role's active users did not see it (its mirror did not hold the record
+// yet), and the user got "telemetry.*.>", every device's subjects; so did
+// a user tagged "site:*" from "telemetry.{{tag(site)}}.>". With durable
+// user records and without (the record of such a user is written before
+// the reply then: it must be stored to be checked again).
+func TestAdminCreateRecordedAfterRoleChangeOnAnotherInstance(t *testing.T) {
+	for _, tc := range []struct {
+		name, user string
+		tags       []string
+		template   string
+		durable    bool
+	}{
+		{"name", "*", nil, "telemetry.{{name()}}.>", false},
+		{"name durable_user_records", "*", nil, "telemetry.{{name()}}.>", true},
+		{"tag", "d1", []string{"site:*"}, "telemetry.{{tag(site)}}.>", false},
+	} {
+		durable := tc.durable
+		t.Run(tc.name, func(t *testing.T) {
+			env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+			p := &pauseAdd{held: make(chan struct{}), release: make(chan struct{})}
+			a, _ := kvDomainOf(t, env, "a", nil, func(c *provision.Config) {
+				c.DurableUserRecords = durable
+				p.Store = c.Store.(*kvstore.Store)
+				c.Store = p
+			})
+			b, _ := kvDomainOf(t, env, "b", nil, func(c *provision.Config) { c.DurableUserRecords = durable })
+			ctx := context.Background()
+			device := &api.Role{Pub: &jwt.Permission{Allow: []string{"telemetry.>"}}}
+			acc, err := b.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme", Roles: map[string]*api.Role{"device": device}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pub := acc.Account.PublicKey
+			p.arm.Store(true)
+			created := make(chan error, 1)
+			go func() {
+				_, err := a.CreateUser(ctx, api.CreateUserRequest{Account: pub, Name: tc.user, Role: "device", Tags: tc.tags})
+				created <- err
+			}()
+			select {
+			case <-p.held:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the create never reached its record")
+			}
+			if _, err := b.UpdateAccount(ctx, api.UpdateAccountRequest{Account: pub, Roles: map[string]*api.Role{"device": {Pub: &jwt.Permission{Allow: []string{tc.template}}}}}); err != nil {
+				t.Fatal(err)
+			}
+			close(p.release)
+			select {
+			case err := <-created:
+				if err == nil {
+					t.Errorf("an admin create of %q (tags %q) on instance a, recorded after instance b changed its role to %q, issued its user: it gets \"telemetry.*.>\"", tc.user, tc.tags, tc.template)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("the create did not end")
+			}
+			users, err := a.ListUsers(ctx, api.ListUsersRequest{Account: pub})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, us := range users.Users {
+				if us.Name == tc.user && !us.Revoked {
+					t.Errorf("the create left user %q active under the new template", us.Name)
+				}
+			}
+		})
+	}
+}

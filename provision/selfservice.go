@@ -265,11 +265,8 @@ func (s *Service) selfRoleFits(now Account, rec User) error {
 	if err != nil {
 		return err
 	}
-	if err := checkTemplateName(st.claims, rec.Signer, rec.Role, rec.Name); err != nil {
-		return fmt.Errorf("%w (the role changed meanwhile)", err)
-	}
-	if err := checkTemplateTags(st.claims, rec.Signer, rec.Role, rec.Tags); err != nil {
-		return fmt.Errorf("%w (the role changed meanwhile)", err)
+	if err := roleFits(st.claims, rec); err != nil {
+		return err
 	}
 	if sc, ok := st.claims.SigningKeys[rec.Signer].(*jwt.UserScope); ok && sc.Template.BearerToken {
 		return fmt.Errorf("%w: role %q gives bearer tokens now (it changed meanwhile), which connect without their seed; self-service replies travel on the tenant's inbox, where other users of the account may read them: an admin issues users of this role", ErrForbidden, rec.Role)
@@ -277,9 +274,22 @@ func (s *Service) selfRoleFits(now Account, rec User) error {
 	return nil
 }
 
-// withdrawUser revokes a self-service user whose record was stored but
-// whose JWT was never handed out (the settings changed meanwhile), so that
-// it neither holds its name nor takes quota.
+// roleFits checks a user, once its record is stored, against its role's
+// template in claims, the account's latest version: its name and tags as
+// issue checked them on the version it read.
+func roleFits(claims *jwt.AccountClaims, rec User) error {
+	if err := checkTemplateName(claims, rec.Signer, rec.Role, rec.Name); err != nil {
+		return fmt.Errorf("%w (the role changed meanwhile)", err)
+	}
+	if err := checkTemplateTags(claims, rec.Signer, rec.Role, rec.Tags); err != nil {
+		return fmt.Errorf("%w (the role changed meanwhile)", err)
+	}
+	return nil
+}
+
+// withdrawUser revokes a user whose record was stored but whose JWT was
+// never handed out (the self-service settings or its role changed
+// meanwhile), so that it neither holds its name nor takes quota.
 func (s *Service) withdrawUser(a Account, rec User) error {
 	_, err := s.submitRepeatable(a.PublicKey, func(next *Account, c *jwt.AccountClaims) error {
 		c.RevokeAt(rec.PublicKey, time.Unix(max(time.Now().Unix(), rec.IssuedAt), 0))
@@ -318,21 +328,21 @@ func (s *Service) retryWithdraw(a Account, rec User, event api.Event) {
 			select {
 			case <-s.closing.Done():
 				t.Stop()
-				s.log.Error("stopping: a self-service user refused after its record was stored was never revoked; it stays listed as active (its JWT was never handed out): revoke it", "account", a.PublicKey, "user", rec.PublicKey, "name", rec.Name, "tries", tries)
+				s.log.Error("stopping: a user refused after its record was stored was never revoked; it stays listed as active (its JWT was never handed out): revoke it", "account", a.PublicKey, "user", rec.PublicKey, "name", rec.Name, "tries", tries)
 				return
 			case <-t.C:
 			}
 			err := s.withdrawUser(a, rec)
 			switch {
 			case err == nil:
-				s.log.Warn("a self-service user refused after its record was stored is revoked at last (its JWT was never handed out)", "account", a.PublicKey, "user", rec.PublicKey, "name", rec.Name, "tries", tries+1)
+				s.log.Warn("a user refused after its record was stored is revoked at last (its JWT was never handed out)", "account", a.PublicKey, "user", rec.PublicKey, "name", rec.Name, "tries", tries+1)
 				s.emit(s.closing, event)
 				return
 			case errors.Is(err, ErrNotFound):
 				// The account was deleted: the record went with it.
 				return
 			}
-			s.log.Debug("a self-service user refused after its record was stored could not be revoked yet; tried again", "account", a.PublicKey, "user", rec.PublicKey, "error", err)
+			s.log.Debug("a user refused after its record was stored could not be revoked yet; tried again", "account", a.PublicKey, "user", rec.PublicKey, "error", err)
 			wait = min(2*wait, withdrawRetry)
 		}
 	}()

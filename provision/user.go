@@ -31,8 +31,74 @@ func (s *Service) CreateUser(ctx context.Context, req api.CreateUserRequest) (*a
 	if err != nil {
 		return nil, err
 	}
-	out, _, err := s.issue(ctx, a, u, api.Caller{Kind: "admin"})
+	caller := api.Caller{Kind: "admin"}
+	// A role's user whose name or tags are more than one subject token
+	// fits only templates that do not put them into subjects. A change of
+	// the template on another instance checks the role's active users in
+	// that instance's mirror, which may not hold this user's record yet:
+	// a user named "*" issued as "telemetry.{{name()}}.>" was stored and
+	// replied got "telemetry.*.>", every device's subjects. Such a user's
+	// record is written before the reply, and the user is checked again
+	// against the role's template on the account's latest version once it
+	// is stored, as a self-service user is; refused then, it is revoked.
+	// Any other user fits every template a change can make as far as its
+	// subjects go (at worst the server refuses it at connect), and pays
+	// no read of the bucket.
+	var withdrawn bool
+	if u.role != "" && !templateSafe(u.claims.Name, u.claims.Tags) {
+		u.recorded = func(ctx context.Context, rec User) error {
+			var now Account
+			err := readBack(ctx, func(ctx context.Context) (err error) {
+				now, err = s.account(ctx, a.PublicKey, true)
+				return err
+			})
+			switch {
+			case errors.Is(err, ErrNotFound) || (err == nil && !now.Live()):
+				return fmt.Errorf("%w: account %s was deleted", ErrNotFound, a.PublicKey)
+			case err != nil:
+				s.log.Warn("the role's template could not be read again once a user's record was stored; the check made before it stands", "account", a.PublicKey, "user", rec.PublicKey, "error", err)
+				return nil
+			}
+			st, err := s.state(now)
+			if err != nil {
+				return err
+			}
+			err = roleFits(st.claims, rec)
+			withdrawn = err != nil
+			return err
+		}
+	}
+	out, rec, err := s.issue(ctx, a, u, caller)
+	if err != nil && withdrawn {
+		refused := api.Event{Type: api.EventUserCreated, Account: a.PublicKey, AccountName: a.Name, User: rec.PublicKey, UserName: rec.Name, Role: rec.Role, Caller: caller, Result: "refused: role changed meanwhile"}
+		if werr := s.withdrawUser(a, rec); werr != nil {
+			s.log.Error("a user refused after its record was stored could not be revoked; it stays listed as active (its JWT was never handed out) until a retry revokes it", "account", a.PublicKey, "user", rec.PublicKey, "name", rec.Name, "error", werr)
+			s.retryWithdraw(a, rec, refused)
+			return nil, fmt.Errorf("%w (user %s, recorded but never handed out, could not be revoked yet and is tried again in the background)", err, rec.PublicKey)
+		}
+		s.log.Warn("a user was refused after its record was stored: its role changed meanwhile; it is revoked (its JWT was never handed out)", "account", a.PublicKey, "user", rec.PublicKey, "name", rec.Name)
+		s.emit(ctx, refused)
+	}
 	return out, err
+}
+
+// templateSafe tells whether a user's name and every value of its tags
+// are one subject token each: no template can then put them into
+// subjects as anything but themselves (checkTemplateName, checkTagValues).
+// A tag's value is what follows any ':' in it ({{tag(x)}} of "x:v", or of
+// "x:y:v" through "x:y").
+func templateSafe(name string, tags jwt.TagList) bool {
+	if !oneToken(name) {
+		return false
+	}
+	for _, t := range tags {
+		for i, r := range t {
+			if r == ':' && !oneToken(t[i+1:]) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // userRequest is a checked user.create: the claims to sign but for the
@@ -222,8 +288,9 @@ func (s *Service) issue(ctx context.Context, a Account, u *userRequest, caller a
 	// refuses it a second time, on any instance. So is a self-service
 	// user: its record is what the account's quota counts, and what lets
 	// the tenant revoke it; lost to a kill after the reply, the tenant
-	// kept creds that no instance counted.
-	if err := s.store.AddUser(ctx, rec, u.pub != "" || u.self || s.cfg.DurableUserRecords); err != nil {
+	// kept creds that no instance counted. So is one checked again once
+	// its record is stored (recorded): it must be stored by then.
+	if err := s.store.AddUser(ctx, rec, u.pub != "" || u.self || u.recorded != nil || s.cfg.DurableUserRecords); err != nil {
 		if errors.Is(err, ErrUnavailable) {
 			err = s.userLanded(ctx, rec, err)
 		}
