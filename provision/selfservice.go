@@ -197,18 +197,13 @@ func (s *Service) SelfCreateUser(ctx context.Context, t Tenant, req api.SelfCrea
 	// record kept its name and quota.
 	var withdrawn bool
 	u.recorded = func(ctx context.Context, rec User) error {
-		var now Account
-		err := readBack(ctx, func(ctx context.Context) (err error) {
-			now, err = s.account(ctx, a.PublicKey, true)
-			return err
-		})
-		switch {
-		case errors.Is(err, ErrNotFound) || (err == nil && !now.Live()):
+		now, ok, err := s.latestOnceRecorded(ctx, a, rec, "the self-service settings")
+		if errors.Is(err, ErrNotFound) {
 			// Deleted meanwhile: its users' records go with it.
 			return fmt.Errorf("%w: account %s is not managed by this service", ErrNotFound, a.PublicKey)
-		case err != nil:
-			s.log.Warn("the self-service settings could not be read again once a user's record was stored; the checks made before it stand", "account", a.PublicKey, "user", rec.PublicKey, "error", err)
-			return nil
+		}
+		if !ok {
+			return err
 		}
 		refused := s.selfAllowed(ctx, t, now, nil)
 		if refused == nil {
@@ -233,22 +228,50 @@ func (s *Service) SelfCreateUser(ctx context.Context, t Tenant, req api.SelfCrea
 	}
 	out, rec, err := s.issue(ctx, a, u, t.caller())
 	if err != nil && withdrawn {
-		refused := api.Event{Type: api.EventUserCreated, Account: a.PublicKey, AccountName: a.Name, User: rec.PublicKey, UserName: rec.Name, Role: rec.Role, Caller: t.caller(), Result: "refused: self-service settings changed meanwhile"}
-		if werr := s.withdrawUser(a, rec); werr != nil {
-			s.log.Error("a self-service user refused after its record was stored could not be revoked; it stays listed as active (its JWT was never handed out) until a retry revokes it", "account", a.PublicKey, "user", rec.PublicKey, "name", rec.Name, "error", werr)
-			s.retryWithdraw(a, rec, refused)
-			// The answer is the refusal (403, as when the revocation
-			// lands): the revocation's own failure is the service's to
-			// retry, not the tenant's, and a 502/503/504 would tell the
-			// tenant to retry a create that is refused. Nor its text: a
-			// 403's description goes to the tenant as it is, and what
-			// the servers or the store said is for the log (above).
-			return nil, fmt.Errorf("%w (the settings changed meanwhile; user %s, recorded but never handed out, could not be revoked yet and is tried again in the background)", err, rec.PublicKey)
-		}
-		s.log.Warn("a self-service user was refused after its record was stored: the account's self-service settings or the user's role changed meanwhile; it is revoked (its JWT was never handed out)", "account", a.PublicKey, "user", rec.PublicKey, "name", rec.Name)
-		s.emit(ctx, refused)
+		return nil, s.withdrawRefused(ctx, a, rec, t.caller(), err, "self-service settings changed")
 	}
 	return out, err
+}
+
+// latestOnceRecorded reads a's latest version once a user's record is
+// stored, for the checks made on it again. Deleted meanwhile, it is
+// ErrNotFound; ok is false, with no error, when it could not be read: the
+// checks made before the record stand (logged, naming what of stands).
+func (s *Service) latestOnceRecorded(ctx context.Context, a Account, rec User, what string) (now Account, ok bool, err error) {
+	err = readBack(ctx, func(ctx context.Context) (err error) {
+		now, err = s.account(ctx, a.PublicKey, true)
+		return err
+	})
+	switch {
+	case errors.Is(err, ErrNotFound) || (err == nil && !now.Live()):
+		return Account{}, false, ErrNotFound
+	case err != nil:
+		s.log.Warn(what+" could not be read again once a user's record was stored; the checks made before it stand", "account", a.PublicKey, "user", rec.PublicKey, "error", err)
+		return Account{}, false, nil
+	}
+	return now, true, nil
+}
+
+// withdrawRefused revokes a user refused (err) once its record was stored,
+// its JWT never handed out, and returns the create's answer: err, saying
+// so when the revocation failed and is retried in the background. why is
+// what changed meanwhile, for the event and the log.
+func (s *Service) withdrawRefused(ctx context.Context, a Account, rec User, caller api.Caller, err error, why string) error {
+	refused := api.Event{Type: api.EventUserCreated, Account: a.PublicKey, AccountName: a.Name, User: rec.PublicKey, UserName: rec.Name, Role: rec.Role, Caller: caller, Result: "refused: " + why + " meanwhile"}
+	if werr := s.withdrawUser(a, rec); werr != nil {
+		s.log.Error("a user refused after its record was stored could not be revoked; it stays listed as active (its JWT was never handed out) until a retry revokes it", "account", a.PublicKey, "user", rec.PublicKey, "name", rec.Name, "caller", caller.Kind, "error", werr)
+		s.retryWithdraw(a, rec, refused)
+		// The answer is the refusal (403 or 400, as when the revocation
+		// lands): the revocation's own failure is the service's to
+		// retry, not the caller's, and a 502/503/504 would tell the
+		// caller to retry a create that is refused. Nor its text: a
+		// 403's description goes to a tenant as it is, and what the
+		// servers or the store said is for the log (above).
+		return fmt.Errorf("%w (%s meanwhile; user %s, recorded but never handed out, could not be revoked yet and is tried again in the background)", err, why, rec.PublicKey)
+	}
+	s.log.Warn("a user was refused after its record was stored: "+why+" meanwhile; it is revoked (its JWT was never handed out)", "account", a.PublicKey, "user", rec.PublicKey, "name", rec.Name, "caller", caller.Kind)
+	s.emit(ctx, refused)
+	return err
 }
 
 // selfRoleFits checks a self-service user, once its record is stored,

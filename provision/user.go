@@ -47,17 +47,12 @@ func (s *Service) CreateUser(ctx context.Context, req api.CreateUserRequest) (*a
 	var withdrawn bool
 	if u.role != "" && !templateSafe(u.claims.Name, u.claims.Tags) {
 		u.recorded = func(ctx context.Context, rec User) error {
-			var now Account
-			err := readBack(ctx, func(ctx context.Context) (err error) {
-				now, err = s.account(ctx, a.PublicKey, true)
-				return err
-			})
-			switch {
-			case errors.Is(err, ErrNotFound) || (err == nil && !now.Live()):
+			now, ok, err := s.latestOnceRecorded(ctx, a, rec, "the role's template")
+			if errors.Is(err, ErrNotFound) {
 				return fmt.Errorf("%w: account %s was deleted", ErrNotFound, a.PublicKey)
-			case err != nil:
-				s.log.Warn("the role's template could not be read again once a user's record was stored; the check made before it stands", "account", a.PublicKey, "user", rec.PublicKey, "error", err)
-				return nil
+			}
+			if !ok {
+				return err
 			}
 			st, err := s.state(now)
 			if err != nil {
@@ -70,14 +65,7 @@ func (s *Service) CreateUser(ctx context.Context, req api.CreateUserRequest) (*a
 	}
 	out, rec, err := s.issue(ctx, a, u, caller)
 	if err != nil && withdrawn {
-		refused := api.Event{Type: api.EventUserCreated, Account: a.PublicKey, AccountName: a.Name, User: rec.PublicKey, UserName: rec.Name, Role: rec.Role, Caller: caller, Result: "refused: role changed meanwhile"}
-		if werr := s.withdrawUser(a, rec); werr != nil {
-			s.log.Error("a user refused after its record was stored could not be revoked; it stays listed as active (its JWT was never handed out) until a retry revokes it", "account", a.PublicKey, "user", rec.PublicKey, "name", rec.Name, "error", werr)
-			s.retryWithdraw(a, rec, refused)
-			return nil, fmt.Errorf("%w (user %s, recorded but never handed out, could not be revoked yet and is tried again in the background)", err, rec.PublicKey)
-		}
-		s.log.Warn("a user was refused after its record was stored: its role changed meanwhile; it is revoked (its JWT was never handed out)", "account", a.PublicKey, "user", rec.PublicKey, "name", rec.Name)
-		s.emit(ctx, refused)
+		return nil, s.withdrawRefused(ctx, a, rec, caller, err, "role changed")
 	}
 	return out, err
 }
