@@ -680,3 +680,52 @@ func TestWithdrawalAfterCloseIsNotStarted(t *testing.T) {
 		t.Fatalf("a withdrawal ran after Close returned:\n%s", after)
 	}
 }
+
+// TestWithdrawOnClosedConnectionGivesUp: a withdrawal whose store's
+// connection is closed for good (nats.go gave up on it: creds expired or
+// revoked) cannot succeed on it. "connection closed" read as a passing
+// failure, so the withdrawal tried again every second, a WARN each time,
+// until Close, which waited its whole CloseTimeout for the write it kept
+// pending. It gives up at once, saying what is left.
+func TestWithdrawOnClosedConnectionGivesUp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a three-process cluster")
+	}
+	_, sa, _, pause, resume := replicatedPairOf(t, false, 3*time.Second)
+	ctx := bg(t)
+	a := newAccount(t, "patient")
+	if _, err := sa.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	log, lb := newLog(t)
+	sa.log = log
+	var tried atomic.Bool
+	sa.fault = func(p string) error {
+		if p == "withdraw: delete" && tried.CompareAndSwap(false, true) {
+			sa.nc.Close() // closed for good, as nats.go does with refused creds
+		}
+		return nil
+	}
+	u := newUser(t, a.PublicKey, "caller-key")
+	pause()
+	short, cancel := context.WithTimeout(ctx, time.Second)
+	err := sa.AddUser(short, u, true)
+	cancel()
+	resume()
+	if !errors.Is(err, provision.ErrUnavailable) {
+		t.Fatalf("AddUser with the followers paused: %v, want ErrUnavailable", err)
+	}
+	eventually(t, 10*time.Second, "the withdrawal tried", tried.Load)
+	eventually(t, 5*time.Second, "the withdrawal settled", func() bool {
+		sa.amu.Lock()
+		defer sa.amu.Unlock()
+		return sa.pending[userKey(u.PublicKey)] == nil
+	})
+	time.Sleep(1500 * time.Millisecond)
+	if n := strings.Count(lb.String(), "trying again"); n > 0 {
+		t.Fatalf("the withdrawal on a closed connection was tried again %d times:\n%s", n, lb.String())
+	}
+	if !strings.Contains(lb.String(), "revoke") {
+		t.Fatalf("the withdrawal given up does not say what is left:\n%s", lb.String())
+	}
+}

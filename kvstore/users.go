@@ -573,6 +573,14 @@ func (s *Store) withdraw(p *pendingWrite, rev uint64) {
 			s.log.Warn("kvstore: cannot withdraw a durable user write answered as not stored; its key stays taken", "key", p.key, "error", err)
 			return
 		}
+		if s.nc.IsClosed() {
+			// Closed for good (creds expired or revoked): every attempt
+			// fails "connection closed", and tried again, it warned each
+			// second until Close, which waited its whole CloseTimeout for
+			// the write kept pending.
+			s.log.Warn("kvstore: cannot withdraw a durable user write answered as not stored: the NATS connection is closed for good; if it was stored, its user (whose creds were never handed out) stays listed and counted until an operator revokes it by its public key", "key", p.key, "error", err)
+			return
+		}
 		s.log.Warn("kvstore: cannot withdraw a durable user write answered as not stored yet; trying again", "key", p.key, "error", err)
 		// A delete that timed out may have landed: the next attempt
 		// reads the key again.
