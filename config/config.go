@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -188,12 +189,37 @@ func Load(path string) (*Config, error) {
 		}
 		return nil, fmt.Errorf("config %s: %s", path, msg)
 	}
+	if err := refuseExplicitZero(data); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
 	c.SetDefaults()
 	c.resolvePaths(filepath.Dir(path))
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	return &c, nil
+}
+
+// refuseExplicitZero refuses a number written out as 0 where 0 is what
+// SetDefaults fills in: "max_inflight": 0 or "reconcile_rate": 0 silently
+// became the default, never "unlimited" as an operator may mean it. Only
+// the input tells a 0 written from one left out; data has passed the
+// strict decode.
+func refuseExplicitZero(data []byte) error {
+	var given struct {
+		MaxInflight   *int `json:"max_inflight"`
+		ReconcileRate *int `json:"reconcile_rate"`
+	}
+	if err := json.Unmarshal(data, &given); err != nil {
+		return err
+	}
+	switch {
+	case given.MaxInflight != nil && *given.MaxInflight == 0:
+		return fmt.Errorf("\"max_inflight\" 0: must be positive, there is no unlimited (leave it out for the default, %d)", DefaultMaxInflight)
+	case given.ReconcileRate != nil && *given.ReconcileRate == 0:
+		return fmt.Errorf("\"reconcile_rate\" 0: must be a positive number of LOOKUPs per second, there is no unlimited (leave it out for the default, %d)", DefaultReconcileRate)
+	}
+	return nil
 }
 
 // SetDefaults fills the optional fields left empty. The instance name
@@ -523,6 +549,11 @@ func parseNATSURL(s string) (*url.URL, error) {
 // password included).
 func checkNATSURL(urls string) error {
 	parts := strings.Split(urls, ",")
+	if !slices.ContainsFunc(parts, func(p string) bool { return strings.TrimSpace(p) != "" }) {
+		// nats.go skips every blank part and, left with none, connects
+		// to its default, nats://127.0.0.1:4222: not what was written.
+		return errors.New("\"nats_url\" holds no URL, only commas and blanks; want nats://[user:password@]host:port, several comma-separated")
+	}
 	for i, p := range parts {
 		if strings.TrimSpace(p) == "" {
 			continue // nats.go skips it

@@ -511,3 +511,32 @@ func TestLoadRefusesASeedForItsFile(t *testing.T) {
 		})
 	}
 }
+
+// TestLoadRefusesExplicitZeroOrNoURL: "max_inflight": 0 and
+// "reconcile_rate": 0 written out silently became the defaults (512 and
+// 500), where an operator may mean "unlimited"; a "nats_url" of only
+// commas or blanks passed, and nats.go then connected to its default,
+// 127.0.0.1:4222. Each is refused, naming the field; left out, the
+// numbers still take their defaults.
+func TestLoadRefusesExplicitZeroOrNoURL(t *testing.T) {
+	for _, tc := range []struct {
+		field string
+		value any
+	}{
+		{"max_inflight", 0},
+		{"reconcile_rate", 0},
+		{"nats_url", ","},
+		{"nats_url", " , ,"},
+	} {
+		_, err := Load(writeConfig(t, with(map[string]any{tc.field: tc.value})))
+		if err == nil || !strings.Contains(err.Error(), `"`+tc.field+`"`) {
+			t.Errorf("%s = %#v: error %v, want one naming the field", tc.field, tc.value, err)
+		}
+	}
+	c, err := Load(writeConfig(t, with(nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, "max_inflight", c.MaxInflight, DefaultMaxInflight)
+	check(t, "reconcile_rate", c.ReconcileRate, DefaultReconcileRate)
+}
