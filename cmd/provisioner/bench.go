@@ -45,6 +45,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := fs.parse(args, stdout, stderr); err != nil {
 		return err
 	}
+	// bench.Options takes a zero for "the default": -n 0 or --rounds 0
+	// ran the benchmark with the defaults without a word. The flags whose
+	// default is the zero (--accounts 0: no scale mode; --dir "": a temp
+	// dir) mean what they say.
+	if err := fs.refuseEmptyValues(stderr, "accounts", "dir", "server-binary", "cpuprofile", "only"); err != nil {
+		return err
+	}
 	var stores []string
 	switch *store {
 	case bench.StoreFile, bench.StoreJetStream:

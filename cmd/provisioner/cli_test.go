@@ -672,3 +672,30 @@ func TestBenchRefusedKeepsTheProfile(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchZeroFlagIsRefused: bench's -n 0, -c 0, --rounds 0 and the like
+// were taken for flags left out, bench.Options' zero, and the benchmark
+// ran with the defaults without a word (init and dev refuse an empty
+// value). They are refused, naming the flag, before anything starts. The
+// context is cancelled beforehand, so that on code that accepted them no
+// benchmark runs: Start fails, and its directory tells it started.
+func TestBenchZeroFlagIsRefused(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, flag := range []string{"-n", "-c", "--c-high", "--rounds", "--versions", "--revocations"} {
+		dir := filepath.Join(t.TempDir(), "bench")
+		var out, errOut bytes.Buffer
+		err := run(ctx, []string{"bench", flag, "0", "--dir", dir}, &out, &errOut)
+		if err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), flag) {
+			t.Errorf("bench %s 0: got %v (exit %d), want a refusal naming %s, exit 2", flag, err, exitCode(err), flag)
+		}
+		if _, serr := os.Stat(dir); serr == nil {
+			t.Errorf("bench %s 0: the benchmark started (%s exists)", flag, dir)
+		}
+	}
+	// --accounts 0 is its default, no scale mode: not refused for it.
+	err := run(ctx, []string{"bench", "--accounts", "0", "--dir", filepath.Join(t.TempDir(), "bench")}, io.Discard, io.Discard)
+	if err != nil && strings.Contains(err.Error(), "--accounts") {
+		t.Errorf("bench --accounts 0: %v", err)
+	}
+}

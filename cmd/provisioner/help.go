@@ -90,10 +90,11 @@ func (c *command) parse(args []string, stdout, stderr io.Writer, positional ...s
 
 // refuseEmptyValues refuses a flag given on the command line with an empty
 // or zero value, other than those named in allowed (dev's --port 0 means
-// any free port). init and dev hand their flags to bootstrap, whose zero
-// values stand for a flag left out: there `--resolver-limit 0` (no limit,
-// to nats-server) became 10000, `--prefix ""` prov, and `dev --dir ""`
-// (an unset shell variable) the current directory, without a word.
+// any free port). init and dev hand their flags to bootstrap (bench to
+// bench.Options), whose zero values stand for a flag left out: there
+// `--resolver-limit 0` (no limit, to nats-server) became 10000, `--prefix
+// ""` prov, and `dev --dir ""` (an unset shell variable) the current
+// directory, without a word.
 func (c *command) refuseEmptyValues(stderr io.Writer, allowed ...string) error {
 	var bad *flag.Flag
 	c.Visit(func(f *flag.Flag) {
