@@ -77,14 +77,31 @@ func (r *Responder) acquire(deadline time.Time) error {
 		return nil
 	default:
 	}
-	t := time.NewTimer(time.Until(deadline))
+	t := time.NewTimer(deadline.Sub(r.now()))
 	defer t.Stop()
-	select {
-	case r.sem <- struct{}{}:
-		return nil
-	case <-t.C:
-		return late(deadline, time.Now())
+	for {
+		select {
+		case r.sem <- struct{}{}:
+			return nil
+		case <-t.C:
+			if err := late(deadline, r.now()); err != nil {
+				return err
+			}
+			// The timer runs on the monotonic clock, the deadline is
+			// the wall clock's: stepped back meanwhile, the deadline is
+			// ahead again. Returning nil would go on without the slot
+			// (and give back another's), so it waits on.
+			t.Reset(deadline.Sub(r.now()))
+		}
 	}
+}
+
+// now is the wall clock callers' deadlines are compared with.
+func (r *Responder) now() time.Time {
+	if f := r.clock.Load(); f != nil {
+		return (*f)()
+	}
+	return time.Now()
 }
 
 // logShed logs a request not begun: the first at once, then one line per

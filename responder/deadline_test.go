@@ -3,6 +3,7 @@ package responder_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -86,5 +87,62 @@ func TestLateRequestsAreNotBegun(t *testing.T) {
 	defer cancel()
 	if _, err := cl.CreateAccount(ctx, api.CreateAccountRequest{Name: "fifth"}); err != nil {
 		t.Errorf("a create in time: %v", err)
+	}
+}
+
+// TestDeadlineAfterAClockStepWaitsForItsSlot: the wall clock is stepped
+// back while a request waits for its slot behind max_inflight. Its timer
+// fires at the deadline as it was, but by the stepped clock the deadline
+// is still ahead: acquire returned "not late" without a slot, so the
+// request ran beside the held one (two past max_inflight 1), and the slot
+// it never took was given back, leaving a worker waiting forever for a
+// token and Stop for it. It now waits on for its slot.
+func TestDeadlineAfterAClockStepWaitsForItsSlot(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	svc := env.Start(t)
+	admin := env.Admin(t)
+	slow := &held{Service: svc.Provision, gate: make(chan struct{})}
+	stuck := make(chan struct{})
+	t.Cleanup(func() { close(stuck) }) // after extra's Stop
+	go func() {
+		select {
+		case <-stuck:
+		case <-time.After(30 * time.Second):
+			_, most := slow.counts()
+			panic(fmt.Sprintf("Stop still waits: a request gave back a slot it never took (%d creates ran at once with max_inflight 1)", most))
+		}
+	}()
+	r := extra(t, env, slow, responder.Config{Prefix: "prov.step", Name: "step", MaxInflight: 1})
+	first := send(admin, "prov.step.account.create", `{"name":"first"}`)
+	slow.waitHeld(t, 1)
+
+	m := nats.NewMsg("prov.step.account.create")
+	m.Data = []byte(`{"name":"second"}`)
+	m.Header.Set(api.DeadlineHeader, time.Now().Add(300*time.Millisecond).UTC().Format(time.RFC3339Nano))
+	second := make(chan *nats.Msg, 1)
+	go func() {
+		rep, err := admin.RequestMsg(m, 20*time.Second)
+		if err != nil {
+			t.Error(err)
+		}
+		second <- rep
+	}()
+	// The clock steps back an hour once the request waits for its slot.
+	time.Sleep(100 * time.Millisecond)
+	r.SetClock(func() time.Time { return time.Now().Add(-time.Hour) })
+	time.Sleep(time.Second)
+	if _, most := slow.counts(); most != 1 {
+		close(slow.gate)
+		t.Fatalf("%d creates ran at once with max_inflight 1: the one behind the held create began without its slot after the clock stepped back", most)
+	}
+	close(slow.gate)
+	if rep := <-first; rep.err != nil || rep.code != 0 {
+		t.Fatalf("the held create: %v %d", rep.err, rep.code)
+	}
+	if rep := <-second; rep == nil || rep.Header.Get(micro.ErrorCodeHeader) != "" {
+		t.Fatalf("the create behind it, in time by the service's clock: %+v", rep)
+	}
+	if err := r.Stop(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,5 +1,7 @@
 package responder
 
+import "time"
+
 // SetPendingLimits sets the pending limits of every endpoint subscription
 // (nats.Subscription.SetPendingLimits), so that a test can make an
 // endpoint fall behind and drop requests.
@@ -32,3 +34,7 @@ func (r *Responder) Dropped() (int, error) {
 func (r *Responder) Workers() (started, live int64) {
 	return r.workersStarted.Load(), r.workersLive.Load()
 }
+
+// SetClock makes f the wall clock callers' deadlines are compared with,
+// so that a test can step it.
+func (r *Responder) SetClock(f func() time.Time) { r.clock.Store(&f) }

@@ -134,8 +134,11 @@ type Responder struct {
 	// shed counts requests not begun since logShed's last line
 	// (shedLogged, in Unix nanoseconds).
 	shed, shedLogged atomic.Int64
-	stopOnce         sync.Once
-	stopErr          error
+	// clock, when set, stands for the wall clock the callers' deadlines
+	// are compared with (a test steps it).
+	clock    atomic.Pointer[func() time.Time]
+	stopOnce sync.Once
+	stopErr  error
 	// base is every request's parent context; Stop cancels it, with
 	// errStopped, once StopWait is up.
 	base    context.Context
@@ -470,7 +473,7 @@ func (r *Responder) receive(e *endpoint) nats.MsgHandler {
 		}
 		deadline, err := callerDeadline(m)
 		if err == nil {
-			err = late(deadline, time.Now())
+			err = late(deadline, r.now())
 		}
 		if err != nil {
 			// Answered here, without a slot: under overload the requests
@@ -523,7 +526,7 @@ func (r *Responder) serve(e *endpoint, m *nats.Msg, start, deadline time.Time) {
 	}
 	// Again once a worker has it: the hand-off may have crossed its
 	// caller's deadline.
-	if err := late(deadline, time.Now()); err != nil {
+	if err := late(deadline, r.now()); err != nil {
 		code, desc := r.classify(e, err)
 		r.finish(e, m, start, code, desc, nil)
 		return
