@@ -156,7 +156,10 @@ func (c *Client) request(ctx context.Context, endpoint string, req, rep any) err
 // carry it out, and returns the reply.
 func (c *Client) send(ctx context.Context, subject string, data []byte, self bool) (*nats.Msg, error) {
 	m := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
-	if d, ok := ctx.Deadline(); ok {
+	// A deadline past the year 9999 (a caller's "never") has no RFC 3339
+	// form (Format writes five digits, which the service refuses, 400),
+	// and fences nothing: it is not sent.
+	if d, ok := ctx.Deadline(); ok && d.UTC().Year() <= 9999 {
 		m.Header.Set(api.DeadlineHeader, d.UTC().Format(time.RFC3339Nano))
 	}
 	msg, err := c.nc.RequestMsgWithContext(ctx, m)

@@ -11,7 +11,9 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/natsprov/provisioner/api"
+	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/client"
+	"github.com/natsprov/provisioner/provtest"
 )
 
 // TestSelfServiceWithAServiceOlderThanTheDeadline: a service older than
@@ -68,5 +70,22 @@ func TestSelfServiceWithAServiceOlderThanTheDeadline(t *testing.T) {
 	defer mu.Unlock()
 	if len(rep.Users) != 1 || rep.Users[0].Name != "d1" || len(headers) != 2 || headers[0] != 1 || headers[1] != 0 {
 		t.Errorf("users %+v, headers per request %v: want d1, sent with the deadline, then again without", rep.Users, headers)
+	}
+}
+
+// TestFarDeadlineIsNoBadRequest: a context whose deadline lies past the
+// year 9999 (a caller's "never") was sent as a five-digit year, which no
+// RFC 3339 time has: the service answered 400 "the Provisioner-Deadline
+// header is not an RFC 3339 time" to a request nothing was wrong with.
+// Such a deadline fences nothing and is not sent.
+func TestFarDeadlineIsNoBadRequest(t *testing.T) {
+	t.Parallel()
+	env := provtest.Deployment(t, bootstrap.Options{})
+	env.Start(t)
+	c := client.New(env.Admin(t))
+	ctx, cancel := context.WithDeadline(context.Background(), time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC))
+	defer cancel()
+	if _, err := c.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"}); err != nil {
+		t.Fatalf("a create whose context ends in the year 10000: %v", err)
 	}
 }
