@@ -111,7 +111,21 @@ func (r *Responder) logShed(subject, desc string) {
 	now := time.Now().UnixNano()
 	last := r.shedLogged.Load()
 	if last != 0 && now-last < int64(shedLogEvery) || !r.shedLogged.CompareAndSwap(last, now) {
+		// Counted for a line once shedLogEvery is up: left to the next
+		// request not begun, the rest of a burst went unlogged until
+		// then, maybe days later, or for good.
+		if r.shedFlush.CompareAndSwap(false, true) {
+			time.AfterFunc(time.Duration(r.shedLogged.Load()+int64(shedLogEvery)-now), func() {
+				r.shedFlush.Store(false)
+				r.shedLogged.Store(time.Now().UnixNano())
+				if n := r.shed.Swap(0); n > 0 {
+					r.log.Warn(shedMsg, "count", n, "subject", subject, "error", desc)
+				}
+			})
+		}
 		return
 	}
-	r.log.Warn("requests not begun: their callers' deadlines had passed (overload, or this instance was paused)", "count", r.shed.Swap(0), "subject", subject, "error", desc)
+	r.log.Warn(shedMsg, "count", r.shed.Swap(0), "subject", subject, "error", desc)
 }
+
+const shedMsg = "requests not begun: their callers' deadlines had passed (overload, or this instance was paused)"

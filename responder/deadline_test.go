@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -144,5 +146,76 @@ func TestDeadlineAfterAClockStepWaitsForItsSlot(t *testing.T) {
 	}
 	if err := r.Stop(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// shedLog collects the counts of the "requests not begun" log lines.
+type shedLog struct {
+	mu     sync.Mutex
+	counts []int64
+}
+
+func (h *shedLog) Enabled(context.Context, slog.Level) bool { return true }
+func (h *shedLog) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *shedLog) WithGroup(string) slog.Handler            { return h }
+func (h *shedLog) Handle(_ context.Context, rec slog.Record) error {
+	if !strings.HasPrefix(rec.Message, "requests not begun") {
+		return nil
+	}
+	rec.Attrs(func(a slog.Attr) bool {
+		if a.Key == "count" {
+			h.mu.Lock()
+			h.counts = append(h.counts, a.Value.Int64())
+			h.mu.Unlock()
+		}
+		return true
+	})
+	return nil
+}
+
+func (h *shedLog) total() (n int64, lines int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, c := range h.counts {
+		n += c
+	}
+	return n, len(h.counts)
+}
+
+// TestShedBurstIsLoggedWhole: a burst of late requests (a paused instance
+// going on) logged its first at once and counted the others for the next
+// line, which came only with the next late request, maybe days later, or
+// never: the log said one request was not begun where there were five.
+// The rest of a burst is logged once the 10 s are up.
+func TestShedBurstIsLoggedWhole(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	svc := env.Start(t)
+	admin := env.Admin(t)
+	h := &shedLog{}
+	extra(t, env, svc.Provision, responder.Config{Prefix: "prov.shed", Name: "shed", Logger: slog.New(h)})
+	for i := range 5 {
+		m := nats.NewMsg("prov.shed.account.create")
+		m.Data = []byte(fmt.Sprintf(`{"name":"late%d"}`, i))
+		m.Header.Set(api.DeadlineHeader, time.Now().Add(-time.Second).UTC().Format(time.RFC3339Nano))
+		rep, err := admin.RequestMsg(m, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code := rep.Header.Get(micro.ErrorCodeHeader); code != "503" {
+			t.Fatalf("late request %d: code %q, want 503", i, code)
+		}
+	}
+	if n, lines := h.total(); lines != 1 || n != 1 {
+		t.Fatalf("%d lines counting %d right after the burst, want the first alone", lines, n)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for n, lines := h.total(); n < 5; n, lines = h.total() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d lines counting %d requests not begun, 15 s after a burst of 5", lines, n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n, lines := h.total(); lines != 2 || n != 5 {
+		t.Errorf("%d lines counting %d, want 2 lines counting 5", lines, n)
 	}
 }

@@ -132,8 +132,10 @@ type Responder struct {
 	workersStarted, workersLive atomic.Int64
 	seq                         atomic.Uint64
 	// shed counts requests not begun since logShed's last line
-	// (shedLogged, in Unix nanoseconds).
+	// (shedLogged, in Unix nanoseconds); shedFlush is set while a line
+	// for them is due.
 	shed, shedLogged atomic.Int64
+	shedFlush        atomic.Bool
 	// clock, when set, stands for the wall clock the callers' deadlines
 	// are compared with (a test steps it).
 	clock    atomic.Pointer[func() time.Time]
