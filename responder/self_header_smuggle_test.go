@@ -135,3 +135,34 @@ func TestSelfServiceForgedHeaderBehindBareNewline(t *testing.T) {
 		})
 	}
 }
+
+// TestSelfServiceDeadlineWrittenWithoutSpace: clients other than nats.go
+// may write a header as "Key:value". A tenant's request carrying its
+// deadline so was one byte shorter than the check expected and refused
+// 403, though README says any caller may send the header.
+func TestSelfServiceDeadlineWrittenWithoutSpace(t *testing.T) {
+	h := newHarness(t, bootstrap.Options{})
+	h.ok(t, "account.create", tenantAccount)
+	enrollerCreds, _ := h.userCreds(t, `{"account":"acme","name":"backend","role":"enroller"}`)
+	listen := h.env.Connect(t, enrollerCreds)
+	inbox := nats.NewInbox()
+	sub, err := listen.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen.Flush()
+	raw := rawConn(t, h.env.Server.URL(), enrollerCreds)
+	kp, _ := nkeys.CreateUser()
+	upub, _ := kp.PublicKey()
+	body, _ := json.Marshal(map[string]string{"name": "d1", "role": "device", "public_key": upub})
+	hdr := "NATS/1.0\r\n" + api.DeadlineHeader + ":" + time.Now().Add(time.Minute).UTC().Format(time.RFC3339Nano) + "\r\n\r\n"
+	fmt.Fprintf(raw, "HPUB prov.self.user.create %s %d %d\r\n%s%s\r\nPING\r\n", inbox, len(hdr), len(hdr)+len(body), hdr, body)
+	m, err := sub.NextMsg(10 * time.Second)
+	if err != nil {
+		t.Fatalf("no answer: %v", err)
+	}
+	var rep api.CreateUserReply
+	if c := m.Header.Get("Nats-Service-Error-Code"); c != "" || json.Unmarshal(m.Data, &rep) != nil || rep.User.PublicKey != upub {
+		t.Fatalf("a tenant's create with its deadline written \"Key:value\": code %q %q, want the user issued", c, m.Header.Get("Nats-Service-Error"))
+	}
+}
