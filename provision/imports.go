@@ -81,6 +81,16 @@ func (s *Service) setImports(ctx context.Context, a *Account, c *jwt.AccountClai
 		if export == nil {
 			return fmt.Errorf("%w: \"imports[%d]\": account %q (%s) exports no %s %q", ErrInvalid, i, claims.Name, exporter, im.Type, im.Subject)
 		}
+		if pos := export.AccountTokenPosition; pos > 0 {
+			// The server serves such an export to an importer only on
+			// subjects holding the importer's own key at that token
+			// (checkAuth); any other import it leaves out of the
+			// account, which it takes all the same: nothing crosses.
+			tokens := strings.Split(string(im.Subject), ".")
+			if uint(len(tokens)) < pos || tokens[pos-1] != a.PublicKey {
+				return fmt.Errorf("%w: \"imports[%d]\": %s %q of account %s serves each account only the subjects holding its own public key at token %d, and %q does not hold this account's (%s) there: the server would leave the import out (an account.create cannot name the key it makes: add such an import with account.update)", ErrInvalid, i, im.Type, export.Subject, exporter, pos, im.Subject, a.PublicKey)
+			}
+		}
 		if export.TokenReq && im.Token == "" {
 			if signer == nil {
 				return fmt.Errorf("%w: \"imports[%d]\": %s %q of account %s is private: give its activation \"token\"", ErrInvalid, i, im.Type, im.Subject, exporter)
