@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
@@ -105,6 +106,10 @@ func (s *Service) setImports(ctx context.Context, a *Account, c *jwt.AccountClai
 				return fmt.Errorf("sign the activation of %q for account %s: %w", im.Subject, a.PublicKey, err)
 			}
 			im.Token = token
+		} else if export.TokenReq && export.AccountTokenPosition == 0 {
+			if err := checkActivation(i, &im, exporter, claims, export, signer != nil); err != nil {
+				return err
+			}
 		}
 		out = append(out, &im)
 	}
@@ -119,6 +124,39 @@ func (s *Service) setImports(ctx context.Context, a *Account, c *jwt.AccountClai
 	c.Imports.Validate(a.PublicKey, vr)
 	if errs := vr.Errors(); len(errs) > 0 {
 		return fmt.Errorf("%w: \"imports\": %w", ErrInvalid, errors.Join(errs...))
+	}
+	return nil
+}
+
+// checkActivation refuses an import of a private export whose activation
+// token the server would not take, as it checks it (checkActivation,
+// isIssuerClaimTrusted): signed by a key its exporter does not list (one a
+// rotation with revoke_old removed), not valid yet, expired, or revoked by
+// the export. The server leaves such an import out of the account and
+// takes the JWT: it was answered as done while nothing crossed it. A token
+// it cannot decode, or that names another account, the imports'
+// validation refuses. managed says the service signs the exporter's
+// activations.
+func checkActivation(i int, im *jwt.Import, exporter string, claims *jwt.AccountClaims, export *jwt.Export, managed bool) error {
+	act, err := jwt.DecodeActivationClaims(im.Token)
+	if err != nil {
+		return nil // the imports' validation names it
+	}
+	fix := "give one the exporting account signs now"
+	if managed {
+		fix = "leave \"token\" out, and the service signs one"
+	}
+	switch {
+	case act.IssuerAccount != "" && (act.IssuerAccount != exporter || !claims.SigningKeys.Contains(act.Issuer)):
+		return fmt.Errorf("%w: \"imports[%d]\": the activation token of %s %q is signed by %s, which account %s no longer lists as a signing key (rotated with \"revoke_old\"?): the server would leave the import out; %s", ErrInvalid, i, im.Type, im.Subject, act.Issuer, exporter, fix)
+	case act.NotBefore > time.Now().Unix():
+		// Judged when the importer's JWT arrives, and not again once it
+		// becomes valid: the import stays out until the next version.
+		return fmt.Errorf("%w: \"imports[%d]\": the activation token of %s %q is not valid before %s: the server would leave the import out; %s", ErrInvalid, i, im.Type, im.Subject, time.Unix(act.NotBefore, 0).UTC().Format(time.RFC3339), fix)
+	case act.Expires != 0 && act.Expires <= time.Now().Unix():
+		return fmt.Errorf("%w: \"imports[%d]\": the activation token of %s %q expired at %s: the server would leave the import out; %s", ErrInvalid, i, im.Type, im.Subject, time.Unix(act.Expires, 0).UTC().Format(time.RFC3339), fix)
+	case export.Revocations.IsRevoked(act.Subject, time.Unix(act.IssuedAt, 0)):
+		return fmt.Errorf("%w: \"imports[%d]\": the activation token of %s %q is revoked by the export of account %s: the server would leave the import out", ErrInvalid, i, im.Type, im.Subject, exporter)
 	}
 	return nil
 }
