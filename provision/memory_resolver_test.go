@@ -2,6 +2,7 @@ package provision_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -101,5 +102,57 @@ func TestStatusNamesAServerWithNoResolver(t *testing.T) {
 		if _, err := d.svc.Reconcile(ctx, api.ReconcileRequest{}); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestTombstoneDroppedBesideAServerWithNoResolver: node-b runs a MEMORY
+// resolver, which answers no LIST. A pass whose LIST missed a server keeps
+// every tombstone (the server may hold the account), and node-b missed
+// every LIST: the tombstone of a finished delete was kept for good past
+// tombstone_retention, and LOOKUPed by every pass. node-b holds nothing
+// pushed; once it has shown that it answers no claims request, its
+// missing LIST keeps nothing.
+func TestTombstoneDroppedBesideAServerWithNoResolver(t *testing.T) {
+	res, nodes := memoryResolverNodes(t)
+	d := newClusterDomain(t, res, nodes, time.Hour, nil, func(cfg *provision.Config) { cfg.TombstoneRetention = time.Second })
+	ctx := context.Background()
+
+	if _, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "first"}); err != nil {
+		t.Fatal(err)
+	}
+	// node-b shows that it answers no claims request.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var none bool
+		for _, srv := range d.rc.Servers() {
+			none = none || srv.Name == nodes[1].name && srv.NoResolver
+		}
+		if none {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("node-b not known to have no resolver")
+		}
+		if _, err := d.svc.Reconcile(ctx, api.ReconcileRequest{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	acc, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := acc.Account.PublicKey
+	rep, err := d.svc.DeleteAccount(ctx, api.AccountRequest{Account: pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Phase != string(provision.PhaseDeleted) {
+		t.Fatalf("delete: phase %s, want deleted", rep.Phase)
+	}
+	time.Sleep(2100 * time.Millisecond)
+	if _, err := d.svc.Reconcile(ctx, api.ReconcileRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if tomb, err := d.store.Account(ctx, pub); !errors.Is(err, provision.ErrNotFound) {
+		t.Errorf("tombstone past its retention after a pass: phase %q, error %v; want it dropped", tomb.Phase, err)
 	}
 }

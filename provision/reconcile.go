@@ -325,9 +325,18 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 	}
 	// A server missing from the LIST replies (late, or down) may hold any
 	// account: no tombstone may be taken for gone from the servers then.
+	// A server known, before the LIST was sent, to answer no claims
+	// request (a MEMORY or URL resolver) answers no LIST and holds nothing
+	// pushed: waited for, it kept every tombstone for good, LOOKUPed by
+	// every pass. One taken for such by this LIST's timeout may be a full
+	// resolver slow to answer its first claims request: it keeps them.
+	noResolver := map[string]string{}
 	listedAll := true
 	for _, srv := range servers {
-		if _, ok := lists[srv.Name]; !ok {
+		if srv.NoResolver {
+			noResolver[srv.Name] = srv.ID
+		}
+		if _, ok := lists[srv.Name]; !ok && !srv.NoResolver {
 			listedAll = false
 		}
 	}
@@ -348,7 +357,7 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 				return
 			}
 			for _, srv := range s.resolver.Servers() {
-				if _, ok := lists[srv.Name]; !ok {
+				if _, ok := lists[srv.Name]; !ok && !(srv.NoResolver && noResolver[srv.Name] == srv.ID) {
 					s.log.Info("reconcile: a server did not answer LIST in time; tombstones are kept", "server", srv.Name)
 					return
 				}
