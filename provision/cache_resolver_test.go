@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -351,5 +352,133 @@ func breakCacheDir(t *testing.T, n *clusterNode) {
 	}
 	if err := os.WriteFile(m[1], nil, 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDeletedAccountCachedOnAReturningCacheResolver: node-b runs a cache
+// resolver (a leaf or edge server) and holds acme in its cache, fetched
+// for a user who connected there. node-b is down while acme is deleted,
+// which waits for no cache resolver, and comes back with its disk, acme
+// live in its cache: it lists acme, but answers no LOOKUP. The tombstone
+// is kept (acme is listed), yet the reconciler only compared the full
+// resolvers' LOOKUP answers (none hold acme) and did nothing: node-b kept
+// the live version, and the deleted account's users got in there, for as
+// long as the cache keeps it. The tombstone's disabled version and DELETE
+// must reach it.
+func TestDeletedAccountCachedOnAReturningCacheResolver(t *testing.T) {
+	res, nodes := cacheResolverNodes(t)
+	b := nodes[1]
+	d := newClusterDomain(t, res, nodes, time.Hour, nil)
+	ctx := context.Background()
+	acc, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := acc.Account.PublicKey
+	u, err := d.svc.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "edge"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := writeCreds(t, u.User)
+	connectsTo := func(n *clusterNode) bool {
+		nc, err := nats.Connect(n.srv.URL(), nats.UserCredentials(creds), nats.NoReconnect())
+		if err != nil {
+			return false
+		}
+		nc.Close()
+		return true
+	}
+	// The user connects to node-b, which fetches acme and caches it.
+	if !connectsTo(b) {
+		t.Fatal("the user cannot connect to node-b before the delete")
+	}
+	b.srv.Stop()
+	waitServers(t, d.rc, 10*time.Second, "node-b down", map[string]bool{"node-a": true, "node-b": false})
+	rep, err := d.svc.DeleteAccount(ctx, api.AccountRequest{Account: pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Phase != string(provision.PhaseDeleted) {
+		t.Fatalf("delete with the cache resolver down: phase %s, want deleted", rep.Phase)
+	}
+	b.start()
+	waitRoutes(t, b)
+	waitServers(t, d.rc, 10*time.Second, "node-b back", map[string]bool{"node-a": true, "node-b": true})
+	for range 2 {
+		if _, err := d.svc.Reconcile(ctx, api.ReconcileRequest{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lists, err := d.rc.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(lists["node-b"], pub) {
+		t.Errorf("node-b still lists the deleted account after two passes")
+	}
+	if connectsTo(b) {
+		t.Errorf("the deleted account's user connects to node-b after two passes")
+	}
+}
+
+// TestDeletedAccountCachedOnAReturningCacheResolverWithoutDeletes: as
+// TestDeletedAccountCachedOnAReturningCacheResolver, where servers do not
+// allow deletes (init --no-delete): node-a keeps acme's disabled version
+// as the end state, node-b comes back with acme live in its cache. A
+// pass sends the DELETE of one tombstone only (a probe of whether deletes
+// are allowed yet), and it went to the first tombstone on node-a's list,
+// never to acme: no pass gave node-b the disabled version, and acme's
+// users got in there.
+func TestDeletedAccountCachedOnAReturningCacheResolverWithoutDeletes(t *testing.T) {
+	res, nodes := cacheResolverNodesOf(t, bootstrap.Options{NoDelete: true})
+	b := nodes[1]
+	d := newClusterDomain(t, res, nodes, time.Hour, nil)
+	ctx := context.Background()
+	// Tombstones that come before acme.
+	for i := range 8 {
+		acc, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: fmt.Sprintf("a-%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.svc.DeleteAccount(ctx, api.AccountRequest{Account: acc.Account.PublicKey}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	acc, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := acc.Account.PublicKey
+	u, err := d.svc.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "edge"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := writeCreds(t, u.User)
+	connectsTo := func(n *clusterNode) bool {
+		nc, err := nats.Connect(n.srv.URL(), nats.UserCredentials(creds), nats.NoReconnect())
+		if err != nil {
+			return false
+		}
+		nc.Close()
+		return true
+	}
+	if !connectsTo(b) {
+		t.Fatal("the user cannot connect to node-b before the delete")
+	}
+	b.srv.Stop()
+	waitServers(t, d.rc, 10*time.Second, "node-b down", map[string]bool{"node-a": true, "node-b": false})
+	if _, err := d.svc.DeleteAccount(ctx, api.AccountRequest{Account: pub}); err != nil {
+		t.Fatal(err)
+	}
+	b.start()
+	waitRoutes(t, b)
+	waitServers(t, d.rc, 10*time.Second, "node-b back", map[string]bool{"node-a": true, "node-b": true})
+	for range 2 {
+		if _, err := d.svc.Reconcile(ctx, api.ReconcileRequest{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if connectsTo(b) {
+		t.Errorf("the deleted account's user connects to node-b after two passes")
 	}
 }

@@ -52,7 +52,7 @@ func startNodes(t *testing.T, res *bootstrap.Result, count int) []*clusterNode {
 		conf.Listen = "127.0.0.1:-1"
 		conf.ResolverDir = filepath.Join(t.TempDir(), "jwt")
 		conf.JetStreamDir = ""
-		conf.AllowDelete = true
+		// allow_delete as init made it: off with NoDelete.
 		conf.Cluster = &bootstrap.ClusterConf{Name: "test-cluster", Listen: "127.0.0.1:-1"}
 		if i > 0 {
 			conf.Cluster.Routes = []string{"nats-route://" + nodes[0].srv.ClusterAddr().String()}

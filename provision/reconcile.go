@@ -317,10 +317,10 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 		}
 		return nil, err
 	}
-	onServers := map[string]bool{}
+	onServers := map[string]int{} // how many servers list each account
 	for _, accs := range lists {
 		for _, a := range accs {
-			onServers[a] = true
+			onServers[a]++
 		}
 	}
 	// A server missing from the LIST replies (late, or down) may hold any
@@ -408,7 +408,7 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 		mu.Unlock()
 	}
 	eachAccount(ctx, accounts, func(a Account) {
-		out := s.reconcileAccount(ctx, a, up, onServers[a.PublicKey] || !listedAll, canDrop, signing, limiter, &msgs)
+		out := s.reconcileAccount(ctx, a, up, onServers[a.PublicKey], onServers[a.PublicKey] > 0 || !listedAll, canDrop, signing, limiter, &msgs)
 		if out.err == nil {
 			s.rec.overMax.Delete(a.PublicKey)
 		}
@@ -552,10 +552,12 @@ type accountOutcome struct {
 	err                               error
 }
 
-// reconcileAccount brings one account in line.
-// A tombstone not listed is dropped past its retention only if mayDrop
-// says every server answered the pass's LIST.
-func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, listed bool, mayDrop func() bool, signing passSigning, limiter *rate.Limiter, msgs *atomic.Int64) (out accountOutcome) {
+// reconcileAccount brings one account in line. onLists is how many
+// servers' LISTs named it; listed says a server may hold it (it is on a
+// LIST, or a server did not answer the pass's LIST). A tombstone not listed
+// is dropped past its retention only if mayDrop says every server answered
+// the pass's LIST.
+func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, onLists int, listed bool, mayDrop func() bool, signing passSigning, limiter *rate.Limiter, msgs *atomic.Int64) (out accountOutcome) {
 	if a.Live() && s.isAbandoned(a.PublicKey) {
 		// A failed create not taken back yet: pushed, it would be live.
 		return out
@@ -599,6 +601,25 @@ func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, 
 			}
 			out.checked = true
 			if slices.ContainsFunc(copies, func(c string) bool { return c != "" && c != a.JWT }) {
+				out.pushed, out.deleted, out.err = s.repush(ctx, a.PublicKey, msgs)
+				return out
+			}
+			held := 0
+			for _, c := range copies {
+				if c != "" {
+					held++
+				}
+			}
+			if held < onLists {
+				// More servers list it than LOOKUP answers hold it: a
+				// cache resolver (a leaf or edge server), which answers
+				// no LOOKUP, down during the delete and back with the
+				// live version in its cache, where the deleted
+				// account's users got in for as long as the cache kept
+				// it (where servers do not allow deletes, the one
+				// DELETE a pass sends as a probe went to another
+				// tombstone). The disabled version and the DELETE reach
+				// it as they reach every server.
 				out.pushed, out.deleted, out.err = s.repush(ctx, a.PublicKey, msgs)
 				return out
 			}
