@@ -61,14 +61,6 @@ type Publisher struct {
 	// emptied: the first is logged at once, the count when it empties,
 	// so that a long pause logs two lines, not one per event.
 	sysDropped int
-	// sysQueued counts the system-account events queued, and sysDone
-	// those handed to the connection (or given up by closeSys): Publish
-	// waits, at most sysHandOffWait, for its own to be handed over, so
-	// that it is on the connection before the change's reply (see
-	// publishSys). sysStuck: a wait ran out (the server is paused, the
-	// sender stuck in a publish); until the queue empties, none waits.
-	sysQueued, sysDone uint64
-	sysStuck           bool
 
 	// The audit writer: events wait in queue (at most auditMaxQueue) for
 	// the writer goroutine, which sends them in atomic batches when the
@@ -346,21 +338,12 @@ func (p *Publisher) Publish(ctx context.Context, e api.Event) {
 	}
 }
 
-// sysHandOffWait bounds Publish's wait for the sender to hand its
-// system-account event to the connection.
-const sysHandOffWait = 200 * time.Millisecond
-
 // publishSys queues a system-account event for the sender, which it
-// starts when none runs, and waits, at most sysHandOffWait, until the
-// sender has handed it to the connection. Publish published it itself,
-// and with the server paused (its sockets full) nats.go wrote to the
-// socket inside the publish, under the connection's lock, for up to its
-// flusher timeout (a minute): Publish, and every Publish behind it,
-// waited that long. Not waiting at all, the change's reply, published
-// on the same connection right after Publish returned, went out before
-// the event every time, and a kill -9 once the caller had its reply lost
-// the event too, where README promises that only the audit record can
-// be lost. An event that finds the queue full is dropped and logged.
+// starts when none runs. Publish published it itself, and with the
+// server paused (its sockets full) nats.go wrote to the socket inside
+// the publish, under the connection's lock, for up to its flusher
+// timeout (a minute): Publish, and every Publish behind it, waited that
+// long. An event that finds the queue full is dropped and logged.
 func (p *Publisher) publishSys(m *nats.Msg) {
 	p.mu.Lock()
 	if len(p.sysQueue) >= auditMaxQueue {
@@ -373,23 +356,11 @@ func (p *Publisher) publishSys(m *nats.Msg) {
 		return
 	}
 	p.sysQueue = append(p.sysQueue, m)
-	p.sysQueued++
-	ticket, stuck := p.sysQueued, p.sysStuck
 	start := !p.sending
 	p.sending = true
 	p.mu.Unlock()
 	if start {
 		go p.sendSys()
-	}
-	if stuck {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), sysHandOffWait)
-	defer cancel()
-	if !p.wait(ctx, func() bool { return p.sysDone >= ticket }) {
-		p.mu.Lock()
-		p.sysStuck = true
-		p.mu.Unlock()
 	}
 }
 
@@ -402,7 +373,6 @@ func (p *Publisher) sendSys() {
 		if len(p.sysQueue) == 0 {
 			p.sysQueue = nil
 			p.sending = false
-			p.sysStuck = false
 			dropped := p.sysDropped
 			p.sysDropped = 0
 			p.idle.Broadcast()
@@ -419,10 +389,6 @@ func (p *Publisher) sendSys() {
 		if err := p.nc.PublishMsg(m); err != nil {
 			p.log.Warn("could not publish an event", "subject", m.Subject, "error", err)
 		}
-		p.mu.Lock()
-		p.sysDone++
-		p.idle.Broadcast()
-		p.mu.Unlock()
 	}
 }
 
@@ -445,8 +411,6 @@ func (p *Publisher) closeSys(deadline time.Time) error {
 	p.mu.Lock()
 	n, dropped := len(p.sysQueue), p.sysDropped
 	p.sysQueue, p.sysDropped = nil, 0
-	p.sysDone += uint64(n)
-	p.idle.Broadcast()
 	p.mu.Unlock()
 	if n == 0 && dropped == 0 {
 		return nil
