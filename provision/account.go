@@ -84,6 +84,11 @@ func (s *Service) CreateAccount(ctx context.Context, req api.CreateAccountReques
 		return nil, err
 	}
 	claims.Exports = req.Exports
+	if exporters := s.activationSigners(ctx, req.Imports); len(exporters) > 0 {
+		// Activations are signed with keys their exporters still list
+		// once the account is pushed (activationSigners).
+		defer s.lockSigning("", exporters)()
+	}
 	if err := s.setImports(ctx, &rec, claims, req.Imports); err != nil {
 		return nil, err
 	}
@@ -492,6 +497,7 @@ func (s *Service) UpdateAccount(ctx context.Context, req api.UpdateAccountReques
 		// the signing lock, as a create takes them.
 		defer s.locks.lock(selfLock(a.PublicKey))()
 	}
+	own := ""
 	if len(req.Roles) > 0 || req.Tags != nil {
 		// A role template change, or one of the account's tags, checks
 		// the roles' recorded users (checkRoleUsers,
@@ -499,7 +505,16 @@ func (s *Service) UpdateAccount(ctx context.Context, req api.UpdateAccountReques
 		// template or tags are recorded first, as for a rotation with
 		// revoke_old; later ones are signed under the new ones. On this
 		// instance.
-		defer s.signing.lock(a.PublicKey)()
+		own = a.PublicKey
+	}
+	var exporters []string
+	if req.Imports != nil {
+		// Activations are signed with keys their exporters still list
+		// once this is done (activationSigners).
+		exporters = s.activationSigners(ctx, *req.Imports)
+	}
+	if own != "" || len(exporters) > 0 {
+		defer s.lockSigning(own, exporters)()
 	}
 	out, err := s.submitValues(a.PublicKey, s.updateAccount(ctx, req, s.newSigningKey))
 	if err != nil {

@@ -161,6 +161,35 @@ func checkActivation(i int, im *jwt.Import, exporter string, claims *jwt.Account
 	return nil
 }
 
+// activationSigners are the accounts whose signing keys may sign the
+// activations of imports: those of the imports given without a token,
+// named by key or by a managed account's name (one the store does not
+// know is left to setImports to refuse). A change that signs such an
+// activation holds their signing locks shared (lockSigning) from its read
+// of the exporter's keys until it is done: an exporter's rotation whose
+// push fails puts the account back without its new key, and one with
+// revoke_old removes the old key; an activation signed meanwhile with
+// either is one the server refuses, the import left out for good while
+// its change answered success.
+func (s *Service) activationSigners(ctx context.Context, imports jwt.Imports) []string {
+	var keys []string
+	for _, im := range imports {
+		if im == nil || im.Token != "" {
+			continue
+		}
+		ref := strings.TrimSpace(im.Account)
+		switch {
+		case nkeys.IsValidPublicAccountKey(ref):
+			keys = append(keys, ref)
+		case ref != "" && !nkeys.IsValidPublicKey(ref):
+			if a, err := s.store.AccountByName(ctx, ref); err == nil {
+				keys = append(keys, a.PublicKey)
+			}
+		}
+	}
+	return keys
+}
+
 // exporter finds the account an import names: a managed account by name or
 // key (with its signing key, to sign activations), or any other account by
 // key, read from the servers. A deleted managed account is refused

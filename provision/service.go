@@ -398,6 +398,33 @@ func (s *Service) live(ctx context.Context, ref, action string) (Account, error)
 	return a, nil
 }
 
+// lockSigning takes the signing lock of own exclusively (none when own is
+// "") and those of shared shared, in the order of their keys, and returns
+// their unlock. In that order: two accounts' updates, each holding its own
+// lock exclusively (a role change) and importing from the other, would
+// otherwise each wait for the other's for good.
+func (s *Service) lockSigning(own string, shared []string) (unlock func()) {
+	keys := slices.Clone(shared)
+	if own != "" {
+		keys = append(keys, own)
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	unlocks := make([]func(), 0, len(keys))
+	for _, k := range keys {
+		if k == own {
+			unlocks = append(unlocks, s.signing.lock(k))
+		} else {
+			unlocks = append(unlocks, s.signing.rlock(k))
+		}
+	}
+	return func() {
+		for i := len(unlocks) - 1; i >= 0; i-- {
+			unlocks[i]()
+		}
+	}
+}
+
 // keyedRWMutex is a set of read-write mutexes, one per key, that exist
 // only while used: taken exclusively (lock) or shared (rlock).
 type keyedRWMutex struct {
