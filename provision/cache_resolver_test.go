@@ -482,3 +482,72 @@ func TestDeletedAccountCachedOnAReturningCacheResolverWithoutDeletes(t *testing.
 		t.Errorf("the deleted account's user connects to node-b after two passes")
 	}
 }
+
+// TestRevokeReachesAReturningCacheResolver: node-b runs a cache resolver
+// (a leaf or edge server) and holds acme in its cache, fetched for a user
+// who connected there. node-b is down while the user is revoked, and comes
+// back with its disk: acme's copy there lacks the revocation. A cache
+// resolver takes a push only while the account is loaded ("jwt update
+// cache skipped" otherwise), answers no LOOKUP, and was never pushed to
+// again: once a user loaded the copy, the revoked user got in there for as
+// long as the cache kept it (its ttl starts again at each restart). node-a
+// refuses the user all along: a client given node-a's URL alone that got
+// in had failed over to node-b, learned from node-a's INFO.
+func TestRevokeReachesAReturningCacheResolver(t *testing.T) {
+	res, nodes := cacheResolverNodes(t)
+	a, b := nodes[0], nodes[1]
+	d := newClusterDomain(t, res, nodes, time.Hour, nil)
+	ctx := context.Background()
+	if _, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	u, err := d.svc.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "edge"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := writeCreds(t, u.User)
+	// connect connects to n alone (no failover to a server n's INFO
+	// names) and returns the name of the server that let the user in.
+	connect := func(n *clusterNode) (string, bool) {
+		nc, err := nats.Connect(n.srv.URL(), nats.UserCredentials(creds), nats.NoReconnect(), nats.DontRandomize(), nats.IgnoreDiscoveredServers())
+		if err != nil {
+			return err.Error(), false
+		}
+		defer nc.Close()
+		return nc.ConnectedServerName(), true
+	}
+	if s, ok := connect(b); !ok {
+		t.Fatalf("the user cannot connect to node-b before the revoke: %s", s)
+	}
+	b.srv.Stop()
+	waitServers(t, d.rc, 10*time.Second, "node-b down", map[string]bool{"node-a": true, "node-b": false})
+	if _, err := d.svc.RevokeUser(ctx, api.RevokeUserRequest{Account: "acme", User: u.User.PublicKey}); err != nil {
+		t.Fatal(err)
+	}
+	b.start()
+	waitRoutes(t, b)
+	waitServers(t, d.rc, 10*time.Second, "node-b back", map[string]bool{"node-a": true, "node-b": true})
+	// The passes after node-b's return come before any user loads acme
+	// there: their pushes are skipped.
+	for range 2 {
+		if _, err := d.svc.Reconcile(ctx, api.ReconcileRequest{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A user loads node-b's old copy (it gets in until the next pass).
+	s, ok := connect(b)
+	t.Logf("the revoked user on node-b before the next pass: %v (%s)", ok, s)
+	if _, err := d.svc.Reconcile(ctx, api.ReconcileRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if s, ok := connect(a); ok {
+		t.Errorf("the revoked user connects to node-a (let in by %s)", s)
+	}
+	if s, ok := connect(b); ok {
+		t.Errorf("the revoked user connects to node-b (let in by %s) after a pass", s)
+	}
+	// node-b took the version: the passes leave it be.
+	if r, err := d.svc.Reconcile(ctx, api.ReconcileRequest{}); err != nil || r.Pushed != 0 {
+		t.Errorf("a pass after node-b took the version: %+v, %v; want nothing pushed", r, err)
+	}
+}

@@ -895,6 +895,10 @@ type confirmations struct {
 	// answer a LOOKUP with "", as the delete wants, while it waits for
 	// a server that is down.
 	gone map[string]map[string]string // account -> server name -> jti
+	// cached notes, per account, the cache resolvers (by name, and the
+	// instance's server ID) that updated their copy to a version (jti):
+	// see staleCache.
+	cached map[string]map[string]string // account -> server name -> jti "/" server ID
 }
 
 // record notes the servers that stored a version.
@@ -917,6 +921,39 @@ func (c *confirmations) record(pub, id string, res PushResult) {
 		c.m[pub][r.Server] = id
 		delete(c.gone[pub], r.Server) // it holds the account again
 	}
+	for _, r := range res {
+		if !r.Cached || r.Server == "" {
+			continue
+		}
+		if c.cached == nil {
+			c.cached = map[string]map[string]string{}
+		}
+		if c.cached[pub] == nil {
+			c.cached[pub] = map[string]string{}
+		}
+		c.cached[pub][r.Server] = id + "/" + r.ServerID
+	}
+}
+
+// staleCache reports whether one of the cache resolvers among servers that
+// list the account (listers: the names whose LIST named it) has not updated
+// its copy to version id in its present instance. A cache resolver keeps a
+// copy on its disk across a restart and loads it when a user connects, but
+// updates it only from a push that comes while the account is loaded ("jwt
+// update cache skipped" otherwise): one down during a revoke, or restarted
+// since, let the revoked user in for as long as its cache kept the copy
+// (its ttl starts again at each restart and each load), and nothing pushed
+// to it again. Its copy is unknown (it answers no LOOKUP): the version is
+// pushed again each pass until it answers "jwt updated cache".
+func (c *confirmations) staleCache(pub, id string, servers []Server, listers []string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, srv := range servers {
+		if srv.Cache && slices.Contains(listers, srv.Name) && c.cached[pub][srv.Name] != id+"/"+srv.ID {
+			return true
+		}
+	}
+	return false
 }
 
 // deleted notes the servers that carried out the DELETE of an account
@@ -1002,6 +1039,7 @@ func (c *confirmations) drop(pub string) {
 	defer c.mu.Unlock()
 	delete(c.m, pub)
 	delete(c.gone, pub)
+	delete(c.cached, pub)
 }
 
 // forgetServer forgets what a server confirmed: it restarted, possibly from
@@ -1013,6 +1051,9 @@ func (c *confirmations) forgetServer(name string) {
 		delete(m, name)
 	}
 	for _, m := range c.gone {
+		delete(m, name)
+	}
+	for _, m := range c.cached {
 		delete(m, name)
 	}
 }

@@ -317,10 +317,12 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 		}
 		return nil, err
 	}
-	onServers := map[string]int{} // how many servers list each account
-	for _, accs := range lists {
+	onServers := map[string]int{}    // how many servers list each account
+	listers := map[string][]string{} // the servers that list each account
+	for name, accs := range lists {
 		for _, a := range accs {
 			onServers[a]++
+			listers[a] = append(listers[a], name)
 		}
 	}
 	// A server missing from the LIST replies (late, or down) may hold any
@@ -408,7 +410,7 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 		mu.Unlock()
 	}
 	eachAccount(ctx, accounts, func(a Account) {
-		out := s.reconcileAccount(ctx, a, up, onServers[a.PublicKey], onServers[a.PublicKey] > 0 || !listedAll, canDrop, signing, limiter, &msgs)
+		out := s.reconcileAccount(ctx, a, up, onServers[a.PublicKey], listers[a.PublicKey], onServers[a.PublicKey] > 0 || !listedAll, canDrop, signing, limiter, &msgs)
 		if out.err == nil {
 			s.rec.overMax.Delete(a.PublicKey)
 		}
@@ -553,11 +555,11 @@ type accountOutcome struct {
 }
 
 // reconcileAccount brings one account in line. onLists is how many
-// servers' LISTs named it; listed says a server may hold it (it is on a
+// servers' LISTs named it, listers their names; listed says a server may hold it (it is on a
 // LIST, or a server did not answer the pass's LIST). A tombstone not listed
 // is dropped past its retention only if mayDrop says every server answered
 // the pass's LIST.
-func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, onLists int, listed bool, mayDrop func() bool, signing passSigning, limiter *rate.Limiter, msgs *atomic.Int64) (out accountOutcome) {
+func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, onLists int, listers []string, listed bool, mayDrop func() bool, signing passSigning, limiter *rate.Limiter, msgs *atomic.Int64) (out accountOutcome) {
 	if a.Live() && s.isAbandoned(a.PublicKey) {
 		// A failed create not taken back yet: pushed, it would be live.
 		return out
@@ -685,6 +687,13 @@ func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, 
 	// every account again.
 	up = s.withCache(up)
 	needPush := s.confirm.known(a.PublicKey) && len(s.confirm.missing(a.PublicKey, id, up)) > 0
+	if a.Live() && s.confirm.staleCache(a.PublicKey, id, up, listers) {
+		// A cache resolver (a leaf or edge server) lists the account
+		// but has not taken this version: its copy, kept across a
+		// restart, may lack a revocation. It answers no LOOKUP, and
+		// takes a push only while the account is loaded there.
+		needPush = true
+	}
 	if !needPush {
 		copies, err := s.lookupPaced(ctx, a.PublicKey, limiter, msgs)
 		if err != nil {

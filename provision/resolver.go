@@ -15,6 +15,11 @@ type ServerReply struct {
 	// Stored is true when the server's full resolver stored the JWT or
 	// carried out the deletion.
 	Stored bool
+	// Cached is true when a cache resolver updated its copy ("jwt updated
+	// cache"): it holds the account loaded, and now this version. Its
+	// "jwt update cache skipped" (the account not loaded) leaves any copy
+	// on its disk as it was.
+	Cached bool
 	// Answered is false for a server that was expected but did not answer.
 	Answered bool
 }

@@ -153,6 +153,7 @@ func decodeClaimsReply(data []byte) (provision.ServerReply, string) {
 		// A delete answers "deleted N accounts"; an update "jwt updated".
 		// The cache resolver's answers are 200s that store nothing.
 		rep.Stored = rep.Code == 200 && rep.Message != msgCacheSkipped && rep.Message != msgCacheUpdated
+		rep.Cached = rep.Code == 200 && rep.Message == msgCacheUpdated
 		return rep, ""
 	}
 	rep.Code, rep.Message = 500, "reply with neither data nor error"
