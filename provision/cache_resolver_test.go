@@ -551,3 +551,85 @@ func TestRevokeReachesAReturningCacheResolver(t *testing.T) {
 		t.Errorf("a pass after node-b took the version: %+v, %v; want nothing pushed", r, err)
 	}
 }
+
+// TestDisabledAccountCachedOnAReturningCacheResolver: node-b runs a cache
+// resolver and holds acme in its cache; node-c, a full resolver, is down,
+// so acme's delete stays disabled (its DELETE waits for node-c, for up to
+// server_forget_after). node-b is down during the delete and comes back
+// with acme live on its disk, not loaded: the disabled version's push is
+// skipped there. Every pass left it so (only live accounts were pushed
+// again to a cache resolver that lists them), and once a user of the
+// deleted account loaded node-b's live copy it got in there until the
+// DELETE went out. The disabled version is the account's current one: it
+// must be pushed again until node-b takes it.
+func TestDisabledAccountCachedOnAReturningCacheResolver(t *testing.T) {
+	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := startNodes(t, res, 3)
+	b, c := nodes[1], nodes[2]
+	b.srv.Stop()
+	raw, err := os.ReadFile(b.conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := resolverBlock.ReplaceAllLiteralString(string(raw), "\nresolver: { type: cache, dir: \""+t.TempDir()+"\", ttl: \"1h\", limit: 100 }")
+	if err := os.WriteFile(b.conf, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b.start()
+	waitRoutes(t, b)
+	d := newClusterDomain(t, res, nodes, time.Hour, nil)
+	ctx := context.Background()
+	acc, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := acc.Account.PublicKey
+	u, err := d.svc.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "edge"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := writeCreds(t, u.User)
+	connectsTo := func(n *clusterNode) bool {
+		nc, err := nats.Connect(n.srv.URL(), nats.UserCredentials(creds), nats.NoReconnect(), nats.IgnoreDiscoveredServers())
+		if err != nil {
+			return false
+		}
+		nc.Close()
+		return true
+	}
+	if !connectsTo(b) {
+		t.Fatal("the user cannot connect to node-b before the delete")
+	}
+	b.srv.Stop()
+	c.srv.Stop()
+	waitServers(t, d.rc, 10*time.Second, "node-b and node-c down", map[string]bool{"node-a": true, "node-b": false, "node-c": false})
+	rep, err := d.svc.DeleteAccount(ctx, api.AccountRequest{Account: pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Phase != string(provision.PhaseDisabled) {
+		t.Fatalf("delete with node-c down: phase %s, want disabled", rep.Phase)
+	}
+	b.start()
+	waitRoutes(t, b)
+	waitServers(t, d.rc, 10*time.Second, "node-b back", map[string]bool{"node-a": true, "node-b": true, "node-c": false})
+	for range 2 {
+		if _, err := d.svc.Reconcile(ctx, api.ReconcileRequest{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A user of the deleted account loads node-b's live copy.
+	t.Logf("the deleted account's user on node-b before the next pass: %v", connectsTo(b))
+	if _, err := d.svc.Reconcile(ctx, api.ReconcileRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if connectsTo(nodes[0]) {
+		t.Error("the deleted account's user connects to node-a")
+	}
+	if connectsTo(b) {
+		t.Error("the deleted account's user connects to node-b after a pass")
+	}
+}

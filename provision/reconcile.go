@@ -687,11 +687,15 @@ func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, 
 	// every account again.
 	up = s.withCache(up)
 	needPush := s.confirm.known(a.PublicKey) && len(s.confirm.missing(a.PublicKey, id, up)) > 0
-	if a.Live() && s.confirm.staleCache(a.PublicKey, id, up, listers) {
+	if a.Phase != PhaseDeleted && s.confirm.staleCache(a.PublicKey, id, up, listers) {
 		// A cache resolver (a leaf or edge server) lists the account
 		// but has not taken this version: its copy, kept across a
 		// restart, may lack a revocation. It answers no LOOKUP, and
-		// takes a push only while the account is loaded there.
+		// takes a push only while the account is loaded there. So too
+		// a disabled version, whose DELETE waits for a full server
+		// that is down (up to server_forget_after): the copy there
+		// may be the live one, which a user of the deleted account
+		// loads and gets in by until the DELETE goes out.
 		needPush = true
 	}
 	if !needPush {
