@@ -449,3 +449,57 @@ func TestCheckTornTailPastAnUnreadableSlot(t *testing.T) {
 		t.Errorf("Check's notes %q do not mention the torn tail Open leaves out", rep.Notes)
 	}
 }
+
+// TestSalvageWithoutTheSnapshotHeader: a snapshot whose header line is
+// damaged (the journal beside it empty, as every start leaves it) has lost
+// the store's sequence, not its accounts. The salvaged copy must go on
+// past every revision it holds: given sequence 0, its next change was
+// revision 1, an account's revision went backwards, and once a start
+// folded that change into a snapshot of sequence 1 the copy no longer
+// opened (an account's revision outside the snapshot's sequence).
+func TestSalvageWithoutTheSnapshotHeader(t *testing.T) {
+	fastDisk(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	fill(t, open(t, dir, Options{}), "old")
+	s := open(t, dir, Options{}) // folds the journal: it is empty
+	want := dumpOf(t, s)
+	closeStore(t, s)
+	snap := readFile(t, filepath.Join(dir, snapshotFile))
+	snap[20] ^= 1 // in the header line's sequence number
+	writeFile(t, filepath.Join(dir, snapshotFile), snap)
+
+	to := filepath.Join(t.TempDir(), "salvaged")
+	rep, err := Salvage(dir, to, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Damage) == 0 || rep.Damage[0].Offset != 0 {
+		t.Fatalf("Salvage found %+v; want the snapshot's header", rep.Damage)
+	}
+	s = open(t, to, Options{})
+	assertDump(t, dumpOf(t, s), want)
+	accounts, err := s.Accounts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := accounts[0]
+	a.JWT = accountJWT(t, a.PublicKey, a.Name, mustPub(t, a.SigningKeys[0].Seed))
+	rev, err := s.UpdateAccount(ctx, a, a.Revision)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rev <= a.Revision {
+		t.Errorf("an update of account %q at revision %d made revision %d: backwards", a.Name, a.Revision, rev)
+	}
+	closeStore(t, s)
+	// The first start folds the change into a new snapshot, the second
+	// reads that snapshot.
+	for i := range 2 {
+		s, err = Open(to, Options{})
+		if err != nil {
+			t.Fatalf("start %d of the salvaged store after a change: %v", i+1, err)
+		}
+		closeStore(t, s)
+	}
+}

@@ -486,6 +486,11 @@ func (l *loader) snapshotAccount(res *loaded, off int64, d *diskAccount, rev uin
 	if err := res.st.create(rev, *h); err != nil {
 		return l.damage(snapshotFile, off, "account %s (%q): %v", d.PublicKey, d.Name, err)
 	}
+	// The sequence goes on past every revision held, should the header
+	// that gives it be lost (a salvage reads past it): from 0, the next
+	// change made an account's revision go backwards, and a snapshot of
+	// that state, its sequence below the revisions, did not open.
+	res.st.seq = max(res.st.seq, rev)
 	return nil
 }
 
@@ -496,6 +501,7 @@ func (l *loader) snapshotUser(res *loaded, off int64, u *provision.User, seq uin
 	if err := res.st.addUser(seq, *u); err != nil {
 		return l.damage(snapshotFile, off, "user %s of account %s: %v", u.PublicKey, u.Account, err)
 	}
+	res.st.seq = max(res.st.seq, seq) // as for an account's revision
 	return nil
 }
 
