@@ -162,6 +162,11 @@ func ownerRunning(dir string) (int, bool) {
 // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF" (pid, then device
 // major:minor in hex and inode). known is false where there is no
 // /proc/locks.
+//
+// The device there is the filesystem's, which is not always the one stat
+// gives (a btrfs subvolume, an overlay whose layers are on two
+// filesystems): a lock on the same inode number held by the process the
+// lock file names counts too.
 func flockHolder(path string) (pid int, held, known bool) {
 	var st unix.Stat_t
 	if err := unix.Stat(path, &st); err != nil {
@@ -172,13 +177,17 @@ func flockHolder(path string) (pid int, held, known bool) {
 		return 0, false, false
 	}
 	want := fmt.Sprintf("%02x:%02x:%d", unix.Major(uint64(st.Dev)), unix.Minor(uint64(st.Dev)), st.Ino)
+	ino := fmt.Sprintf(":%d", st.Ino)
+	named, _ := lockPID(filepath.Dir(path))
 	for line := range strings.Lines(string(locks)) {
 		f := strings.Fields(line)
-		if len(f) < 6 || f[1] != "FLOCK" || f[len(f)-3] != want {
+		if len(f) < 6 || f[1] != "FLOCK" {
 			continue
 		}
 		pid, _ := strconv.Atoi(f[len(f)-4])
-		return pid, true, true
+		if id := f[len(f)-3]; id == want || (strings.HasSuffix(id, ino) && pid > 0 && pid == named) {
+			return pid, true, true
+		}
 	}
 	return 0, false, true
 }
