@@ -397,10 +397,16 @@ func (c *committer) recover(cause error, ops, lazyBytes int, end int64, seq uint
 // user's quota) as provision.ErrFull, which the service answers with 507:
 // it takes an operator to make room, and a restart once the store broke.
 func noRoom(err error) error {
-	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+	if isNoRoom(err) {
 		return fmt.Errorf("%w: the disk of store_dir has no room: %w", provision.ErrFull, err)
 	}
 	return err
+}
+
+// isNoRoom tells whether err is a write's failure for want of room on the
+// disk (or in the user's quota).
+func isNoRoom(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
 // errNotPlaced is a compaction that failed before its snapshot was in place.

@@ -174,3 +174,70 @@ func TestCompactionOnFullDisk(t *testing.T) {
 	}
 	checkModes(t, dir)
 }
+
+// TestStartOnFullDisk: a start on a disk with no room opens an intact
+// store whose journal holds records, as the store running on that disk
+// goes on with its journal: the new snapshot that would fold them in
+// waits for room (the log says so), reads are served, and changes go
+// into the journal's zeroed space while it has some (507 past it). Once
+// there is room, a restart has everything acknowledged. Refused, an
+// instance restarted on a full disk served nothing, not even reads.
+func TestStartOnFullDisk(t *testing.T) {
+	chunk := journalChunk
+	journalChunk = 16 << 10
+	t.Cleanup(func() { journalChunk = chunk })
+	ctx := context.Background()
+	disk := testenv.SmallDisk(t, "1m")
+	dir := filepath.Join(disk, "store")
+	s := open(t, dir, Options{})
+	var made []provision.Account
+	for i := range 3 {
+		a := newAccount(t, fmt.Sprint("a", i))
+		if _, err := s.CreateAccount(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		made = append(made, a)
+	}
+	closeStore(t, s)
+	room := fillDisk(t, disk)
+
+	log, logs := newLog()
+	s, err := Open(dir, Options{Logger: log})
+	if err != nil {
+		t.Fatalf("open an intact store on a full disk: %v", err)
+	}
+	for _, a := range made {
+		if _, err := s.Account(ctx, a.PublicKey); err != nil {
+			t.Errorf("account %s after a start on a full disk: %v", a.Name, err)
+		}
+	}
+	if !strings.Contains(logs.String(), "waits for room") {
+		t.Errorf("the start does not say the new snapshot waits for room:\n%s", logs.String())
+	}
+	// Into the journal's zeroed space, then 507.
+	for i := 0; ; i++ {
+		if i == 200 {
+			t.Fatal("no write failed on a full disk")
+		}
+		a := newAccount(t, fmt.Sprint("b", i))
+		if _, err := s.CreateAccount(ctx, a); err != nil {
+			if !errors.Is(err, provision.ErrFull) {
+				t.Fatalf("create on a full disk: %v, want ErrFull", err)
+			}
+			break
+		}
+		made = append(made, a)
+	}
+	want := dumpOf(t, s)
+	s.Close()
+	room()
+
+	s = open(t, dir, Options{})
+	assertDump(t, dumpOf(t, s), want)
+	for _, a := range made {
+		if _, err := s.Account(ctx, a.PublicKey); err != nil {
+			t.Errorf("acknowledged account %s after a start with room: %v", a.Name, err)
+		}
+	}
+	checkModes(t, dir)
+}

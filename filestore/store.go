@@ -294,9 +294,27 @@ func (s *Store) start(prevLock lockState) (*journal, error) {
 	// Fold what the journal holds into a new snapshot, so that start-up
 	// time stays bounded by the state, not the history, and a torn tail is
 	// left behind with the old journal.
-	j, err := s.newGeneration(fromV1)
+	j, placed, err := s.newGeneration(fromV1)
+	if err != nil && !placed && isNoRoom(err) && res.kind == formatV2 && res.kept == 0 && !res.dirty && !res.fellBack && !res.hdr.closed && !reseal {
+		// A disk with no room: the journal is intact, its committed
+		// records end where its zeroed space begins, and the running
+		// store goes on with it in the same case (a compaction that
+		// failed). Refused, an instance restarted on a full disk served
+		// nothing, not even reads, until an operator made room; the
+		// new snapshot waits for it (the next compaction, or start).
+		s.log.Warn("filestore: the disk of store_dir has no room for a new snapshot folding the journal in; going on with the journal, and the new snapshot waits for room", "records", res.records, "error", err)
+		j, err := openJournal(l.path(journalFile), res.hdr, res.jsize)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.finishUpgrade(res.v1Done); err != nil {
+			j.close()
+			return nil, err
+		}
+		return j, nil
+	}
 	if err != nil {
-		return nil, err
+		return nil, noRoom(err)
 	}
 	switch res.kind {
 	case formatV1:
@@ -404,17 +422,17 @@ var errReadOnly = fmt.Errorf("filestore: the store was opened to be read (Option
 
 // newGeneration writes the state as a new snapshot with an empty journal,
 // before the committer runs.
-func (s *Store) newGeneration(fromV1 map[string]string) (*journal, error) {
+// placed reports that the new snapshot is in place (see writeGeneration).
+func (s *Store) newGeneration(fromV1 map[string]string) (*journal, bool, error) {
 	id, err := newID()
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	data, err := encodeSnapshot(s.st, id, fromV1)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	j, _, err := writeGeneration(s.dir, data, id, s.st.seq)
-	return j, err
+	return writeGeneration(s.dir, data, id, s.st.seq)
 }
 
 // finishUpgrade renames the previous version's files, now held by the
