@@ -613,6 +613,11 @@ type ReconcileReply struct {
 	// Pushed is how many accounts were pushed because a server lacked
 	// their current version.
 	Pushed int `json:"pushed"`
+	// CacheRepushed is how many accounts were pushed again only because a
+	// cache resolver (a leaf or edge server) lists them and has not taken
+	// their current version: at the pass's rate, each no more often than
+	// its backoff allows (README, the cache resolver).
+	CacheRepushed int `json:"cache_repushed,omitempty"`
 	// Deleted is how many deletes were finished.
 	Deleted int `json:"deleted"`
 	// Expired is how many accounts were skipped because their JWT expired.

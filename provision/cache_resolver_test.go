@@ -633,3 +633,171 @@ func TestDisabledAccountCachedOnAReturningCacheResolver(t *testing.T) {
 		t.Error("the deleted account's user connects to node-b after a pass")
 	}
 }
+
+// cacheRestarted restarts node-b (a cache resolver) and waits until the
+// client knows its new instance as a cache resolver: a push of a new
+// account, which node-b does not list, tells it.
+func cacheRestarted(t *testing.T, d *clusterDomain, b *clusterNode) {
+	t.Helper()
+	oldID := serverID(d.rc, "node-b")
+	b.srv.Stop()
+	b.start()
+	waitRoutes(t, b)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if id := serverID(d.rc, "node-b"); id != "" && id != oldID && up(d.rc) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the client did not see node-b's new instance")
+		}
+	}
+	if _, err := d.svc.CreateAccount(context.Background(), api.CreateAccountRequest{Name: "probe-" + strings.ToLower(b.srv.ID()[:6])}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(d.rc.Servers(), func(s provision.Server) bool { return s.Name == "node-b" && s.Cache }) {
+		t.Fatal("the client does not know node-b for a cache resolver after a push")
+	}
+}
+
+// TestCacheResolverRestartBacksOff: node-b, a cache resolver, restarts
+// listing 20 accounts (on its disk), none loaded: it answers "jwt update
+// cache skipped" to each of their pushes, and a server never unloads an
+// account. Each pass pushed all 20 again to every server, for good (up to
+// its cache's limit, 1,000 by default, every 30 s), counted as pushed, and
+// left their LOOKUP out. A version's push to an instance that skipped it
+// waits 1, 2, 4, ... passes; the accounts are still checked.
+func TestCacheResolverRestartBacksOff(t *testing.T) {
+	res, nodes := cacheResolverNodes(t)
+	b := nodes[1]
+	d := newClusterDomain(t, res, nodes, time.Hour, nil)
+	ctx := context.Background()
+	const accounts = 20
+	var pubs []string
+	for i := range accounts {
+		acc, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: fmt.Sprintf("acme-%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pubs = append(pubs, acc.Account.PublicKey)
+		u, err := d.svc.CreateUser(ctx, api.CreateUserRequest{Account: acc.Account.PublicKey, Name: "edge"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The user loads the account on node-b, which keeps it on its disk.
+		nc, err := nats.Connect(b.srv.URL(), nats.UserCredentials(writeCreds(t, u.User)), nats.NoReconnect(), nats.IgnoreDiscoveredServers())
+		if err != nil {
+			t.Fatalf("acme-%d's user cannot connect to node-b: %v", i, err)
+		}
+		nc.Close()
+	}
+	pass := func(what string) *api.ReconcileReply {
+		t.Helper()
+		r, err := d.svc.Reconcile(ctx, api.ReconcileRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Pushed != 0 || r.Failed != 0 {
+			t.Errorf("%s: pushed %d, failed %d; want 0", what, r.Pushed, r.Failed)
+		}
+		return r
+	}
+	// Their creates came before the loads: node-b skipped them; loaded
+	// now, it takes them, and is left be.
+	if r := pass("the pass after the loads"); r.CacheRepushed != accounts {
+		t.Errorf("the pass after the loads pushed %d again for node-b, want %d", r.CacheRepushed, accounts)
+	}
+	if r := pass("the pass after node-b took them"); r.CacheRepushed != 0 {
+		t.Errorf("the pass after node-b took them pushed %d again, want 0", r.CacheRepushed)
+	}
+	cacheRestarted(t, d, b)
+	lists, err := d.rc.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pub := range pubs {
+		if !slices.Contains(lists["node-b"], pub) {
+			t.Fatalf("node-b does not list %s after its restart", pub)
+		}
+	}
+	// A new instance: pushed at once; then after 1, 2 and 4 passes.
+	want := []int{accounts, 0, accounts, 0, 0, accounts, 0, 0, 0, 0, accounts}
+	for i, n := range want {
+		r := pass(fmt.Sprintf("pass %d after the restart", i+1))
+		if r.CacheRepushed != n {
+			t.Errorf("pass %d after the restart pushed %d again for node-b, want %d", i+1, r.CacheRepushed, n)
+		}
+		// The full resolver still checks them all (and the probe).
+		if r.Checked < accounts+1 {
+			t.Errorf("pass %d after the restart checked %d accounts, want %d", i+1, r.Checked, accounts+1)
+		}
+	}
+}
+
+// TestRevokeReachesALoadedCacheResolverWithinBackoff: node-b, a cache
+// resolver, was down during a revoke and comes back with acme's old copy
+// on its disk, not loaded. Its pushes back off (TestCacheResolverRestartBacksOff);
+// a user who loads the copy meanwhile gets in until the next push due,
+// which node-b takes ("jwt updated cache"): the revoked user is refused
+// there, and that version is pushed no more.
+func TestRevokeReachesALoadedCacheResolverWithinBackoff(t *testing.T) {
+	res, nodes := cacheResolverNodes(t)
+	b := nodes[1]
+	d := newClusterDomain(t, res, nodes, time.Hour, nil)
+	ctx := context.Background()
+	if _, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	u, err := d.svc.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "edge"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := writeCreds(t, u.User)
+	connect := func() (string, bool) {
+		nc, err := nats.Connect(b.srv.URL(), nats.UserCredentials(creds), nats.NoReconnect(), nats.DontRandomize(), nats.IgnoreDiscoveredServers())
+		if err != nil {
+			return err.Error(), false
+		}
+		defer nc.Close()
+		return nc.ConnectedServerName(), true
+	}
+	if s, ok := connect(); !ok {
+		t.Fatalf("the user cannot connect to node-b before the revoke: %s", s)
+	}
+	b.srv.Stop()
+	waitServers(t, d.rc, 10*time.Second, "node-b down", map[string]bool{"node-a": true, "node-b": false})
+	if _, err := d.svc.RevokeUser(ctx, api.RevokeUserRequest{Account: "acme", User: u.User.PublicKey}); err != nil {
+		t.Fatal(err)
+	}
+	cacheRestarted(t, d, b)
+	pass := func() *api.ReconcileReply {
+		t.Helper()
+		r, err := d.svc.Reconcile(ctx, api.ReconcileRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	// Passes 1 and 3 push acme again (skipped: not loaded); 4 and 5 wait.
+	for i, n := range []int{1, 0, 1} {
+		if r := pass(); r.CacheRepushed != n {
+			t.Errorf("pass %d after node-b's return pushed %d again, want %d", i+1, r.CacheRepushed, n)
+		}
+	}
+	// A user loads node-b's old copy: it gets in until the push due.
+	s, ok := connect()
+	t.Logf("the revoked user on node-b after pass 3: %v (%s)", ok, s)
+	for i, n := range []int{0, 0, 1} {
+		if r := pass(); r.CacheRepushed != n {
+			t.Errorf("pass %d after node-b's return pushed %d again, want %d", i+4, r.CacheRepushed, n)
+		}
+	}
+	if s, ok := connect(); ok {
+		t.Errorf("the revoked user connects to node-b (let in by %s) after the push due", s)
+	}
+	// node-b took the version: no pass pushes it again.
+	for i := range 8 {
+		if r := pass(); r.CacheRepushed != 0 || r.Pushed != 0 {
+			t.Errorf("pass %d after node-b took the version: %+v; want nothing pushed", i+7, r)
+		}
+	}
+}

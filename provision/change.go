@@ -899,7 +899,24 @@ type confirmations struct {
 	// instance's server ID) that updated their copy to a version (jti):
 	// see staleCache.
 	cached map[string]map[string]string // account -> server name -> jti "/" server ID
+	// waits notes, per account, the cache resolvers that answered the
+	// reconciler's push of a version it lists "jwt update cache skipped"
+	// (the account not loaded there): see staleCache.
+	waits map[string]map[string]cacheWait // account -> server name -> backoff
 }
+
+// cacheWait is the backoff of a version's pushes to a cache resolver
+// instance that skipped them.
+type cacheWait struct {
+	ver   string // jti "/" server ID
+	skips int    // pushes of ver it skipped in a row
+	next  uint64 // the first pass that pushes ver to it again
+}
+
+// maxCacheWait is the most passes a version's push to a cache resolver
+// that skipped it waits (with the default reconcile_interval of 30s, 16
+// minutes).
+const maxCacheWait = 32
 
 // record notes the servers that stored a version.
 func (c *confirmations) record(pub, id string, res PushResult) {
@@ -932,28 +949,100 @@ func (c *confirmations) record(pub, id string, res PushResult) {
 			c.cached[pub] = map[string]string{}
 		}
 		c.cached[pub][r.Server] = id + "/" + r.ServerID
+		delete(c.waits[pub], r.Server) // it took the version
 	}
 }
 
-// staleCache reports whether one of the cache resolvers among servers that
-// list the account (listers: the names whose LIST named it) has not updated
-// its copy to version id in its present instance. A cache resolver keeps a
+// staleCache reports whether a push of version id is due to one of the
+// cache resolvers among servers that list the account (listers: the names
+// whose LIST named it) that has not updated its copy to it in its present
+// instance. A cache resolver keeps a
 // copy on its disk across a restart and loads it when a user connects, but
 // updates it only from a push that comes while the account is loaded ("jwt
 // update cache skipped" otherwise): one down during a revoke, or restarted
 // since, let the revoked user in for as long as its cache kept the copy
 // (its ttl starts again at each restart and each load), and nothing pushed
 // to it again. Its copy is unknown (it answers no LOOKUP): the version is
-// pushed again each pass until it answers "jwt updated cache".
-func (c *confirmations) staleCache(pub, id string, servers []Server, listers []string) bool {
+// pushed again until it answers "jwt updated cache".
+//
+// It answers "skipped" for every account not loaded there, and a server
+// never unloads one: after its restart every account it lists (up to its
+// cache's limit, 1,000 by default) was pushed again to every server each
+// pass, for good. So after a push that it skipped, a version's next push
+// to that instance waits 1, 2, 4, ... passes (pass numbers this one), at
+// most maxCacheWait (see cacheSkipped); a new version, or a new instance,
+// is pushed at once.
+func (c *confirmations) staleCache(pub, id string, servers []Server, listers []string, pass uint64) (due bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, srv := range servers {
-		if srv.Cache && slices.Contains(listers, srv.Name) && c.cached[pub][srv.Name] != id+"/"+srv.ID {
-			return true
+		ver := id + "/" + srv.ID
+		if !srv.Cache || !slices.Contains(listers, srv.Name) || c.cached[pub][srv.Name] == ver {
+			// Nothing to push to it: what it waited for is moot.
+			delete(c.waits[pub], srv.Name)
+			continue
+		}
+		if w, ok := c.waits[pub][srv.Name]; !ok || w.ver != ver || pass >= w.next {
+			due = true
 		}
 	}
-	return false
+	if len(c.waits[pub]) == 0 {
+		delete(c.waits, pub)
+	}
+	return due
+}
+
+// cacheSkipped notes the cache resolvers among servers that list the
+// account (listers) and did not take version id of a push in pass (res):
+// the next push of that version to each waits twice as many passes as the
+// last did there (one after the first skip), at most maxCacheWait.
+func (c *confirmations) cacheSkipped(pub, id string, res PushResult, servers []Server, listers []string, pass uint64) {
+	if id == "" {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range res {
+		if !r.Answered || r.Cached || r.Stored || !slices.Contains(listers, r.Server) ||
+			!slices.ContainsFunc(servers, func(srv Server) bool { return srv.Cache && srv.Name == r.Server && srv.ID == r.ServerID }) {
+			continue
+		}
+		ver := id + "/" + r.ServerID
+		w := c.waits[pub][r.Server]
+		if w.ver != ver {
+			w = cacheWait{ver: ver}
+		}
+		w.skips++
+		w.next = pass + 1 + uint64(min(1<<min(w.skips-1, 5), maxCacheWait))
+		if c.waits == nil {
+			c.waits = map[string]map[string]cacheWait{}
+		}
+		if c.waits[pub] == nil {
+			c.waits[pub] = map[string]cacheWait{}
+		}
+		c.waits[pub][r.Server] = w
+	}
+}
+
+// keepWaits forgets the cache resolver backoffs of accounts the store no
+// longer holds (known: its accounts) and of servers no longer known.
+func (c *confirmations) keepWaits(known map[string]bool, servers []Server) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for pub, m := range c.waits {
+		if !known[pub] {
+			delete(c.waits, pub)
+			continue
+		}
+		for name := range m {
+			if !slices.ContainsFunc(servers, func(srv Server) bool { return srv.Name == name }) {
+				delete(m, name)
+			}
+		}
+		if len(m) == 0 {
+			delete(c.waits, pub)
+		}
+	}
 }
 
 // deleted notes the servers that carried out the DELETE of an account
@@ -1040,6 +1129,7 @@ func (c *confirmations) drop(pub string) {
 	delete(c.m, pub)
 	delete(c.gone, pub)
 	delete(c.cached, pub)
+	delete(c.waits, pub)
 }
 
 // forgetServer forgets what a server confirmed: it restarted, possibly from
@@ -1054,6 +1144,9 @@ func (c *confirmations) forgetServer(name string) {
 		delete(m, name)
 	}
 	for _, m := range c.cached {
+		delete(m, name)
+	}
+	for _, m := range c.waits {
 		delete(m, name)
 	}
 }

@@ -72,6 +72,9 @@ type reconciler struct {
 	manual sync.WaitGroup
 	life   context.Context
 	end    context.CancelFunc
+	// passes counts the passes this instance ran as the reconciler: a
+	// push to a cache resolver that skipped it waits for a later one.
+	passes atomic.Uint64
 	// overMax holds the JWT of each account whose push was over the
 	// servers' max_payload, by public key, as last logged: logged once
 	// until the account changes.
@@ -300,6 +303,7 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 			return outer()
 		}
 	}
+	pass := s.rec.passes.Add(1)
 	servers := s.resolver.Servers()
 	var up []Server
 	for _, srv := range servers {
@@ -410,7 +414,7 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 		mu.Unlock()
 	}
 	eachAccount(ctx, accounts, func(a Account) {
-		out := s.reconcileAccount(ctx, a, up, onServers[a.PublicKey], listers[a.PublicKey], onServers[a.PublicKey] > 0 || !listedAll, canDrop, signing, limiter, &msgs)
+		out := s.reconcileAccount(ctx, a, up, onServers[a.PublicKey], listers[a.PublicKey], onServers[a.PublicKey] > 0 || !listedAll, canDrop, signing, limiter, &msgs, pass)
 		if out.err == nil {
 			s.rec.overMax.Delete(a.PublicKey)
 		}
@@ -441,14 +445,20 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 			if out.pushed {
 				rep.Pushed++
 			}
+			if out.cacheRepushed {
+				rep.CacheRepushed++
+			}
 			if out.deleted {
 				rep.Deleted++
 			}
 		})
 	})
+	// What waits for a cache resolver is kept for accounts and servers
+	// still there only.
+	s.confirm.keepWaits(known, s.resolver.Servers())
 	rep.Messages = int(msgs.Load())
-	if rep.Pushed > 0 || rep.Deleted > 0 || rep.Failed > 0 || len(rep.Orphans) > 0 {
-		s.log.Info("reconcile pass", "accounts", rep.Accounts, "pushed", rep.Pushed, "deleted", rep.Deleted, "failed", rep.Failed, "orphans", len(rep.Orphans)+rep.OrphansOmitted, "duration", time.Since(start).Round(time.Millisecond))
+	if rep.Pushed > 0 || rep.CacheRepushed > 0 || rep.Deleted > 0 || rep.Failed > 0 || len(rep.Orphans) > 0 {
+		s.log.Info("reconcile pass", "accounts", rep.Accounts, "pushed", rep.Pushed, "cache_repushed", rep.CacheRepushed, "deleted", rep.Deleted, "failed", rep.Failed, "orphans", len(rep.Orphans)+rep.OrphansOmitted, "duration", time.Since(start).Round(time.Millisecond))
 	}
 	return finish()
 }
@@ -551,15 +561,18 @@ func boolRank(b bool) int {
 // accountOutcome is what a pass did for one account.
 type accountOutcome struct {
 	checked, pushed, deleted, expired bool
-	err                               error
+	// cacheRepushed: pushed again only for a cache resolver that lists
+	// the account and has not taken its current version.
+	cacheRepushed bool
+	err           error
 }
 
 // reconcileAccount brings one account in line. onLists is how many
 // servers' LISTs named it, listers their names; listed says a server may hold it (it is on a
 // LIST, or a server did not answer the pass's LIST). A tombstone not listed
 // is dropped past its retention only if mayDrop says every server answered
-// the pass's LIST.
-func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, onLists int, listers []string, listed bool, mayDrop func() bool, signing passSigning, limiter *rate.Limiter, msgs *atomic.Int64) (out accountOutcome) {
+// the pass's LIST. pass numbers the pass (see confirmations.staleCache).
+func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, onLists int, listers []string, listed bool, mayDrop func() bool, signing passSigning, limiter *rate.Limiter, msgs *atomic.Int64, pass uint64) (out accountOutcome) {
 	if a.Live() && s.isAbandoned(a.PublicKey) {
 		// A failed create not taken back yet: pushed, it would be live.
 		return out
@@ -603,7 +616,7 @@ func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, 
 			}
 			out.checked = true
 			if slices.ContainsFunc(copies, func(c string) bool { return c != "" && c != a.JWT }) {
-				out.pushed, out.deleted, out.err = s.repush(ctx, a.PublicKey, msgs)
+				out.pushed, out.deleted, out.err = s.repush(ctx, a.PublicKey, msgs, nil)
 				return out
 			}
 			held := 0
@@ -622,7 +635,7 @@ func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, 
 				// DELETE a pass sends as a probe went to another
 				// tombstone). The disabled version and the DELETE reach
 				// it as they reach every server.
-				out.pushed, out.deleted, out.err = s.repush(ctx, a.PublicKey, msgs)
+				out.pushed, out.deleted, out.err = s.repush(ctx, a.PublicKey, msgs, nil)
 				return out
 			}
 			if !slices.Contains(copies, a.JWT) || s.deletesOff.Load() && !s.deletesProbe.CompareAndSwap(true, false) {
@@ -687,16 +700,26 @@ func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, 
 	// every account again.
 	up = s.withCache(up)
 	needPush := s.confirm.known(a.PublicKey) && len(s.confirm.missing(a.PublicKey, id, up)) > 0
-	if a.Phase != PhaseDeleted && s.confirm.staleCache(a.PublicKey, id, up, listers) {
-		// A cache resolver (a leaf or edge server) lists the account
-		// but has not taken this version: its copy, kept across a
-		// restart, may lack a revocation. It answers no LOOKUP, and
-		// takes a push only while the account is loaded there. So too
-		// a disabled version, whose DELETE waits for a full server
-		// that is down (up to server_forget_after): the copy there
-		// may be the live one, which a user of the deleted account
-		// loads and gets in by until the DELETE goes out.
-		needPush = true
+	// A cache resolver (a leaf or edge server) that lists the account but
+	// has not taken this version: its copy, kept across a restart, may
+	// lack a revocation. It answers no LOOKUP, and takes a push only
+	// while the account is loaded there. So too a disabled version, whose
+	// DELETE waits for a full server that is down (up to
+	// server_forget_after): the copy there may be the live one, which a
+	// user of the deleted account loads and gets in by until the DELETE
+	// goes out. It skips the push of every account not loaded there, for
+	// good: pushed again each pass, every account it listed after a
+	// restart went to every server each pass. Such a push backs off, goes
+	// at the pass's rate, and leaves the full resolvers' LOOKUP to be
+	// done.
+	cacheDue := a.Phase != PhaseDeleted && s.confirm.staleCache(a.PublicKey, id, up, listers, pass)
+	var noteCache func(id string, res PushResult)
+	if a.Phase != PhaseDeleted {
+		// Any push of the pass counts: the first may be what tells a
+		// restarted cache resolver for one (staleCache did not know).
+		noteCache = func(id string, res PushResult) {
+			s.confirm.cacheSkipped(a.PublicKey, id, res, s.withCache(up), listers, pass)
+		}
 	}
 	if !needPush {
 		copies, err := s.lookupPaced(ctx, a.PublicKey, limiter, msgs)
@@ -752,7 +775,17 @@ func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, 
 		}
 	}
 	if needPush {
-		out.pushed, out.deleted, out.err = s.repush(ctx, a.PublicKey, msgs)
+		out.pushed, out.deleted, out.err = s.repush(ctx, a.PublicKey, msgs, noteCache)
+		return out
+	}
+	if cacheDue {
+		// Paced like the LOOKUPs: after a cache resolver's restart, up
+		// to its cache's limit of accounts are due at once.
+		if err := limiter.Wait(ctx); err != nil {
+			out.err = err
+			return out
+		}
+		out.cacheRepushed, out.deleted, out.err = s.repush(ctx, a.PublicKey, msgs, noteCache)
 		return out
 	}
 	if a.Phase == PhaseDisabled {
@@ -794,8 +827,9 @@ func (s *Service) withCache(up []Server) []Server {
 // repush pushes the store's current version of an account again, under
 // the account's lock, and moves a delete on. It never pushes a version
 // older than one a server may hold: versions only move forward in the
-// store, and it pushes the latest.
-func (s *Service) repush(ctx context.Context, pub string, msgs *atomic.Int64) (pushed, deleted bool, err error) {
+// store, and it pushes the latest. note, if not nil, is given the version
+// pushed and the servers' answers.
+func (s *Service) repush(ctx context.Context, pub string, msgs *atomic.Int64, note func(id string, res PushResult)) (pushed, deleted bool, err error) {
 	defer s.locks.lock("account:" + pub)()
 	a, err := s.account(ctx, pub, true)
 	if errors.Is(err, ErrNotFound) {
@@ -817,7 +851,10 @@ func (s *Service) repush(ctx context.Context, pub string, msgs *atomic.Int64) (p
 		res, err = s.resolver.Update(ctx, a.JWT)
 		s.confirm.record(pub, jti(a.JWT), res)
 	} else {
-		_, err = s.pushDisabled(ctx, pub, a.JWT)
+		res, err = s.pushDisabled(ctx, pub, a.JWT)
+	}
+	if note != nil {
+		note(jti(a.JWT), res)
 	}
 	if err != nil {
 		return false, false, err

@@ -81,7 +81,9 @@ type Config struct {
 	DurableUserRecords bool
 	// ReconcileInterval is the time between reconcile passes. Default 30s.
 	ReconcileInterval time.Duration
-	// ReconcileRate bounds the LOOKUPs per second of a pass. Default 500.
+	// ReconcileRate bounds the LOOKUPs per second of a pass, and its
+	// pushes again for a cache resolver (see confirmations.staleCache).
+	// Default 500.
 	ReconcileRate int
 	// TombstoneRetention is how long a finished delete's record is kept.
 	// Default 30 days.
