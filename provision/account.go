@@ -138,7 +138,14 @@ func (s *Service) CreateAccount(ctx context.Context, req api.CreateAccountReques
 	res, err := s.resolver.Update(ctx, token)
 	s.confirm.record(pub, claims.ID, res)
 	if err != nil {
-		s.abandon(rec, claims, mayHaveStored(res, err))
+		if !s.abandon(rec, claims, mayHaveStored(res, err)) {
+			// The store keeps the failed create live, remembered as
+			// failed in this instance's memory only: after a restart, or
+			// by another instance, it is pushed as any account is. Told
+			// the push's own error (a 502 says nothing was changed), its
+			// caller took it for failed.
+			return nil, fmt.Errorf("%w: push new account %q (%s) failed (%v), and it could not be taken back out of the store, which keeps it: this instance takes it back when the store lets it, but a restart before that pushes it live", ErrInDoubt, name, pub, err)
+		}
 		return nil, fmt.Errorf("push new account %q (%s): %w", name, pub, err)
 	}
 	// Another instance may have changed the account during the push.
@@ -163,13 +170,15 @@ func (s *Service) CreateAccount(ctx context.Context, req api.CreateAccountReques
 // still live in the store, where the reconciler took it for an account
 // like any other and pushed it live, while its caller had been told it
 // failed. So it is remembered: each reconcile pass takes it back again
-// (retakeAbandoned), and pushes it nowhere meanwhile.
-func (s *Service) abandon(rec Account, claims *jwt.AccountClaims, stored bool) {
+// (retakeAbandoned), and pushes it nowhere meanwhile. It reports whether
+// the account was taken back.
+func (s *Service) abandon(rec Account, claims *jwt.AccountClaims, stored bool) bool {
 	if s.takeBack(rec, claims, stored) {
 		s.abandoned.Delete(rec.PublicKey)
-		return
+		return true
 	}
 	s.abandoned.Store(rec.PublicKey, stored)
+	return false
 }
 
 // retakeAbandoned takes back again each failed create whose take-back
