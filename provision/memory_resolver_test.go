@@ -111,10 +111,11 @@ func TestStatusNamesAServerWithNoResolver(t *testing.T) {
 // every LIST: the tombstone of a finished delete was kept for good past
 // tombstone_retention, and LOOKUPed by every pass. node-b holds nothing
 // pushed; once it has shown that it answers no claims request, its
-// missing LIST keeps nothing.
+// missing LIST keeps nothing (once it has shown it for as long as a
+// down server stays known: 2s here).
 func TestTombstoneDroppedBesideAServerWithNoResolver(t *testing.T) {
 	res, nodes := memoryResolverNodes(t)
-	d := newClusterDomain(t, res, nodes, time.Hour, nil, func(cfg *provision.Config) { cfg.TombstoneRetention = time.Second })
+	d := newClusterDomain(t, res, nodes, 2*time.Second, nil, func(cfg *provision.Config) { cfg.TombstoneRetention = time.Second })
 	ctx := context.Background()
 
 	if _, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "first"}); err != nil {

@@ -335,11 +335,17 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 	// request (a MEMORY or URL resolver) answers no LIST and holds nothing
 	// pushed: waited for, it kept every tombstone for good, LOOKUPed by
 	// every pass. One taken for such by this LIST's timeout may be a full
-	// resolver slow to answer its first claims request: it keeps them.
+	// resolver slow to answer its first claims request: it keeps them. So
+	// does one taken for such lately (NoResolverLong): a full resolver
+	// whose claims requests wait (a stalled disk) answers pings, and was
+	// taken for one with no resolver, whose missing LIST dropped every
+	// tombstone past its retention while it held the account, maybe
+	// live (back from an old disk), for its resolver sync to spread once
+	// it answered again.
 	noResolver := map[string]string{}
 	listedAll := true
 	for _, srv := range servers {
-		if srv.NoResolver {
+		if srv.NoResolver && srv.NoResolverLong {
 			noResolver[srv.Name] = srv.ID
 		}
 		if _, ok := lists[srv.Name]; !ok && !srv.NoResolver {

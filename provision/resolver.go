@@ -71,6 +71,13 @@ type Server struct {
 	// no claims request (a MEMORY or URL resolver): no account is pushed
 	// to it and nothing waits for it, so Cache is true as well.
 	NoResolver bool
+	// NoResolverLong is true for a NoResolver server found to be one at
+	// least as long ago as a down server stays known. A full resolver
+	// whose claims requests wait (a stalled disk) while it answers pings
+	// is NoResolver too, until it answers them, and may hold any account
+	// meanwhile: only once NoResolverLong is its missing LIST taken for
+	// a resolver that holds nothing.
+	NoResolverLong bool
 }
 
 // Resolver is what the service needs of the servers' account resolvers.

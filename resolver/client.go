@@ -140,10 +140,12 @@ type Client struct {
 	// push, DELETE, LIST or LOOKUP. claimsAnswered holds, by name, the ID
 	// of each instance that has answered one; suspects those that missed
 	// one without ever answering one; noResolver those of the suspects
-	// that then answered a ping: up, but without a resolver to wait for.
+	// that then answered a ping: up, but without a resolver to wait for;
+	// noResolverAt when each of those was found.
 	claimsAnswered map[string]string
 	suspects       map[string]string
 	noResolver     map[string]string
+	noResolverAt   map[string]time.Time
 
 	refreshMu sync.Mutex // one refresh at a time
 	kick      chan struct{}
@@ -175,6 +177,7 @@ func New(ctx context.Context, nc *nats.Conn, opts Options) (*Client, error) {
 		claimsAnswered: map[string]string{},
 		suspects:       map[string]string{},
 		noResolver:     map[string]string{},
+		noResolverAt:   map[string]time.Time{},
 		downCh:         make(chan struct{}),
 		kick:           make(chan struct{}, 1),
 		stop:           make(chan struct{}),

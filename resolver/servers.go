@@ -36,6 +36,12 @@ func (c *Client) Servers() []provision.Server {
 			// nothing pushed and answers nothing.
 			srv.Cache = true
 			srv.NoResolver = true
+			// A full resolver whose claims requests wait (a stalled
+			// disk: nats-server answers pings apart from them) is
+			// taken for one with no resolver until it answers, and
+			// may hold any account meanwhile; silent for as long as a
+			// down server stays known, it is taken for gone as one.
+			srv.NoResolverLong = time.Since(c.noResolverAt[s.Name]) >= c.opts.ForgetAfter
 		}
 		out = append(out, srv)
 	}
@@ -255,6 +261,7 @@ func (c *Client) forgetLocked(now time.Time) {
 			delete(c.claimsAnswered, name)
 			delete(c.suspects, name)
 			delete(c.noResolver, name)
+			delete(c.noResolverAt, name)
 			c.log.Info("resolver forgot a server", "server", name, "server_id", s.ID, "last_seen", s.LastSeen)
 		}
 	}
@@ -447,6 +454,7 @@ wait:
 				// every delete disabled for ever.
 				delete(c.suspects, id.Name)
 				c.noResolver[id.Name] = id.ID
+				c.noResolverAt[id.Name] = time.Now()
 				c.log.Warn("resolver server answers the server ping but no claims request: its resolver is not a full or cache one (MEMORY or URL?); no push, delete or lookup waits for it, and it gets no account pushed", "server", id.Name, "server_id", id.ID)
 			}
 			c.mu.Unlock()
