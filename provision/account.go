@@ -262,7 +262,7 @@ func (s *Service) takeBack(rec Account, claims *jwt.AccountClaims, stored bool) 
 	// tombstone is sure to take it back from the servers.
 	if _, shared := s.store.(latestReader); !stored && !shared {
 		if err := s.store.RemoveAccount(ctx, rec.PublicKey, rec.Revision); err != nil {
-			log.Error("could not forget the keys of a failed create; the reconciler takes it back at its next pass", "error", err)
+			log.Error("could not forget the keys of a failed create; this instance's reconciler takes it back at its next pass (a restart before that leaves it live, as the store holds it: its caller was answered 504 in doubt)", "error", err)
 			return false
 		}
 		return true
@@ -281,7 +281,7 @@ func (s *Service) takeBack(rec Account, claims *jwt.AccountClaims, stored bool) 
 			token, err = s.sign(off)
 		}
 		if err != nil {
-			log.Error("could not sign the disabled version of a failed create; the reconciler takes it back at its next pass", "error", err)
+			log.Error("could not sign the disabled version of a failed create; this instance's reconciler takes it back at its next pass (a restart before that leaves it live, as the store holds it: its caller was answered 504 in doubt)", "error", err)
 			return false
 		}
 		tomb = tombstone(rec, token)
@@ -301,7 +301,7 @@ func (s *Service) takeBack(rec Account, claims *jwt.AccountClaims, stored bool) 
 			// live, in the store and on the servers, for good.
 			cur, err := s.account(ctx, rec.PublicKey, true)
 			if err != nil {
-				log.Error("could not read back a failed create changed meanwhile; the reconciler takes it back at its next pass", "error", err)
+				log.Error("could not read back a failed create changed meanwhile; this instance's reconciler takes it back at its next pass (a restart before that leaves it live, as the store holds it: its caller was answered 504 in doubt)", "error", err)
 				return false
 			}
 			if !cur.Live() {
@@ -309,14 +309,14 @@ func (s *Service) takeBack(rec Account, claims *jwt.AccountClaims, stored bool) 
 			}
 			c, err := decodeAccount(cur.JWT)
 			if err != nil {
-				log.Error("could not read back a failed create changed meanwhile; the reconciler takes it back at its next pass", "error", err)
+				log.Error("could not read back a failed create changed meanwhile; this instance's reconciler takes it back at its next pass (a restart before that leaves it live, as the store holds it: its caller was answered 504 in doubt)", "error", err)
 				return false
 			}
 			rec, claims = cur, c
 			continue
 		}
 		if err != nil {
-			log.Error("could not record a failed create as deleted; the reconciler takes it back at its next pass", "error", err)
+			log.Error("could not record a failed create as deleted; this instance's reconciler takes it back at its next pass (a restart before that leaves it live, as the store holds it: its caller was answered 504 in doubt)", "error", err)
 			return false
 		}
 		tomb.Revision = rev
