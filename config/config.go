@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -181,6 +182,11 @@ func Load(path string) (*Config, error) {
 	// The one strict decoder of the project: exact field names with a
 	// suggestion for a near miss, errors that name the field as written
 	// (a Duration's own error included).
+	// Before the decoder, whose errors (a duration's, for one) and the
+	// checks after it quote values.
+	if err := refuseSeeds(data); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
 	var c Config
 	if err := jsonstrict.Decode(data, &c); err != nil {
 		msg := err.Error()
@@ -459,6 +465,44 @@ func (c *Config) validateNoSeeds() error {
 		}
 	}
 	return nil
+}
+
+// refuseSeeds refuses a config with a seed in any field, escaped in the
+// JSON or not, naming the field and never the value. validateNoSeeds sees
+// only the path fields, once decoded: a seed elsewhere was quoted by that
+// field's error ("log_level" "SU..." must be ..., a duration's "got ..."),
+// or taken as it was and logged at every start and put in every event (an
+// instance, kv_bucket, subject_prefix or service_name). A body that is not
+// a JSON object is left to the decoder, whose errors quote no value.
+func refuseSeeds(data []byte) error {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(data, &fields) != nil {
+		return nil
+	}
+	for _, name := range slices.Sorted(maps.Keys(fields)) {
+		var v any
+		if api.LooksLikeSeed(string(fields[name])) || json.Unmarshal(fields[name], &v) == nil && holdsSeed(v) {
+			return fmt.Errorf("%q holds a seed: seeds are secrets; the config names the files that hold them (mode 0600), and holds none", name)
+		}
+	}
+	return nil
+}
+
+// holdsSeed reports whether a decoded JSON value holds a seed in any string.
+func holdsSeed(v any) bool {
+	switch v := v.(type) {
+	case string:
+		return api.LooksLikeSeed(v)
+	case []any:
+		return slices.ContainsFunc(v, holdsSeed)
+	case map[string]any:
+		for k, e := range v {
+			if api.LooksLikeSeed(k) || holdsSeed(e) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // validateStore checks the fields of the store: the file store needs only

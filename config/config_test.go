@@ -512,6 +512,46 @@ func TestLoadRefusesASeedForItsFile(t *testing.T) {
 	}
 }
 
+// TestLoadRefusesASeedInAnyField: only the path fields were checked for a
+// seed. One pasted into another field was quoted by its error ("log_level"
+// "SU..." must be debug, ...; a duration's "got ..."), or taken as it was
+// and then logged at every start and stamped on every event (instance,
+// kv_bucket, subject_prefix, service_name). Load refuses a seed in any
+// field, escaped in the JSON too, naming the field and not the value.
+func TestLoadRefusesASeedInAnyField(t *testing.T) {
+	user, _ := nkeys.CreateUser()
+	s, _ := user.Seed()
+	seed := string(s)
+	escaped := `\u0053` + seed[1:]
+	for _, tc := range []struct {
+		field string
+		value any
+	}{
+		{"resolver_timeout", seed},
+		{"request_timeout", seed},
+		{"health_listen", seed},
+		{"log_level", seed},
+		{"log_format", strings.ToLower(seed)},
+		{"instance", seed},
+		{"kv_bucket", seed},
+		{"subject_prefix", seed},
+		{"service_name", seed},
+		{"log_level", json.RawMessage(`"` + escaped + `"`)},
+	} {
+		_, err := Load(writeConfig(t, withKV(map[string]any{tc.field: tc.value})))
+		if err == nil {
+			t.Errorf("%s: Load accepted a seed", tc.field)
+			continue
+		}
+		if strings.Contains(err.Error(), seed) || strings.Contains(strings.ToLower(err.Error()), strings.ToLower(seed)) {
+			t.Errorf("%s: the error shows the seed: %v", tc.field, err)
+		}
+		if !strings.Contains(err.Error(), `"`+tc.field+`"`) {
+			t.Errorf("%s: error does not name the field: %v", tc.field, err)
+		}
+	}
+}
+
 // TestLoadRefusesExplicitZeroOrNoURL: "max_inflight": 0 and
 // "reconcile_rate": 0 written out silently became the defaults (512 and
 // 500), where an operator may mean "unlimited"; a "nats_url" of only
