@@ -16,6 +16,9 @@ func TestLooksLikeSeed(t *testing.T) {
 	pub, _ := kp.PublicKey()
 	akp, _ := nkeys.CreateAccount()
 	apub, _ := akp.PublicKey()
+	priv, _ := kp.PrivateKey()
+	ckp, _ := nkeys.CreateCurveKeys()
+	cpriv, _ := ckp.PrivateKey()
 	tests := []struct {
 		give string
 		want bool
@@ -41,6 +44,11 @@ func TestLooksLikeSeed(t *testing.T) {
 		{"SalesDepartmentEuropeanRegionNorthernDivision", false},
 		{"supercalifragilisticexpialidociousandmore", false},
 		{"SUPPORT-TEAM-2024", false},
+		// An encoded private key holds the seed's secret.
+		{string(priv), true},
+		{strings.ToLower(string(priv)), true},
+		{string(cpriv), true},
+		{"PLATFORMENGINEERINGOBSERVABILITYSERVICEACCOUNTS", false},
 	}
 	for range 2000 { // public keys are never taken for seeds
 		u, _ := nkeys.CreateUser()
@@ -59,7 +67,7 @@ func TestLooksLikeSeed(t *testing.T) {
 
 // seedLike is the definition looksLikeSeed implements in one pass, kept
 // here as the test's oracle.
-var seedLike = regexp.MustCompile(`(?:^|[^A-Z2-7])(S[OAUNCXP][A-Z0-9]{28,})|(?:^|[^a-z2-7])(s[oauncxp][a-z2-7]{28,})`)
+var seedLike = regexp.MustCompile(`(?:^|[^A-Z2-7])(S[OAUNCXP][A-Z0-9]{28,}|P[A-Z2-7]{55,})|(?:^|[^a-z2-7])(s[oauncxp][a-z2-7]{28,}|p[a-z2-7]{55,})`)
 
 func regexpSeed(s string) bool {
 	for _, sm := range seedLike.FindAllStringSubmatch(s, -1) {
@@ -74,7 +82,7 @@ func regexpSeed(s string) bool {
 // expression on random text made of what seeds, keys and names hold.
 func TestLooksLikeSeedMatchesDefinition(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
-	parts := []string{"S", "s", "SU", "su", "SA", "so", "SB", "sx", "A", "a", "2", "7", "8", "0", "Z", "z", "-", " ", "\"", ":", "U", "ab", "AB"}
+	parts := []string{"S", "s", "SU", "su", "SA", "so", "SB", "sx", "P", "p", "A", "a", "2", "7", "8", "0", "Z", "z", "-", " ", "\"", ":", "U", "ab", "AB"}
 	for range 200000 {
 		var b strings.Builder
 		for n := r.IntN(12); n >= 0; n-- {
