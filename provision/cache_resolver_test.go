@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -799,5 +800,79 @@ func TestRevokeReachesALoadedCacheResolverWithinBackoff(t *testing.T) {
 		if r := pass(); r.CacheRepushed != 0 || r.Pushed != 0 {
 			t.Errorf("pass %d after node-b took the version: %+v; want nothing pushed", i+7, r)
 		}
+	}
+}
+
+// listWithout answers LIST as if one server had not answered in time
+// while on is set: that server missing from the map, no error.
+type listWithout struct {
+	provision.Resolver
+	name string
+	on   atomic.Bool
+}
+
+func (r *listWithout) List(ctx context.Context) (map[string][]string, error) {
+	m, err := r.Resolver.List(ctx)
+	if r.on.Load() {
+		delete(m, r.name)
+	}
+	return m, err
+}
+
+// TestCacheResolverBackoffKeptThroughALateList: node-b, a cache resolver,
+// restarted listing 5 accounts it skips; their pushes back off. One pass
+// in which node-b's LIST reply came too late (a leaf on a slow link) is
+// no sign that it stopped listing them: that pass threw their backoff
+// away, so the next pass pushed all of them again at once and the backoff
+// started over at 1 pass; a late LIST every few passes kept it there.
+func TestCacheResolverBackoffKeptThroughALateList(t *testing.T) {
+	res, nodes := cacheResolverNodes(t)
+	b := nodes[1]
+	lw := &listWithout{name: "node-b"}
+	d := newClusterDomain(t, res, nodes, time.Hour, func(r provision.Resolver) provision.Resolver { lw.Resolver = r; return lw })
+	ctx := context.Background()
+	const accounts = 5
+	for i := range accounts {
+		acc, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: fmt.Sprintf("acme-%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := d.svc.CreateUser(ctx, api.CreateUserRequest{Account: acc.Account.PublicKey, Name: "edge"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := nats.Connect(b.srv.URL(), nats.UserCredentials(writeCreds(t, u.User)), nats.NoReconnect(), nats.IgnoreDiscoveredServers())
+		if err != nil {
+			t.Fatalf("acme-%d's user cannot connect to node-b: %v", i, err)
+		}
+		nc.Close()
+	}
+	pass := func() *api.ReconcileReply {
+		t.Helper()
+		r, err := d.svc.Reconcile(ctx, api.ReconcileRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	pass()
+	pass()
+	cacheRestarted(t, d, b)
+	// Pushed at once, then after 1 pass, then (next) after 2.
+	for i, n := range []int{accounts, 0, accounts} {
+		if r := pass(); r.CacheRepushed != n {
+			t.Fatalf("pass %d after the restart pushed %d again for node-b, want %d", i+1, r.CacheRepushed, n)
+		}
+	}
+	lw.on.Store(true)
+	if r := pass(); r.CacheRepushed != 0 {
+		t.Errorf("the pass without node-b's LIST pushed %d again for it, want 0", r.CacheRepushed)
+	}
+	lw.on.Store(false)
+	if r := pass(); r.CacheRepushed != 0 {
+		t.Errorf("the pass after node-b's late LIST pushed %d again for it, want 0 (its backoff of 2 passes not over)", r.CacheRepushed)
+	}
+	if r := pass(); r.CacheRepushed != accounts {
+		t.Errorf("the second pass after node-b's late LIST pushed %d again for it, want %d", r.CacheRepushed, accounts)
 	}
 }

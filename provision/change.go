@@ -977,9 +977,16 @@ func (c *confirmations) staleCache(pub, id string, servers []Server, listers []s
 	defer c.mu.Unlock()
 	for _, srv := range servers {
 		ver := id + "/" + srv.ID
-		if !srv.Cache || !slices.Contains(listers, srv.Name) || c.cached[pub][srv.Name] == ver {
+		if !srv.Cache || c.cached[pub][srv.Name] == ver {
 			// Nothing to push to it: what it waited for is moot.
 			delete(c.waits[pub], srv.Name)
+			continue
+		}
+		if !slices.Contains(listers, srv.Name) {
+			// Not on its LIST, or its LIST reply came too late (a leaf
+			// on a slow link): nothing due, but its wait is kept.
+			// Dropped, one late reply made the next pass push every
+			// account it lists again at once, the backoff started over.
 			continue
 		}
 		if w, ok := c.waits[pub][srv.Name]; !ok || w.ver != ver || pass >= w.next {
