@@ -876,3 +876,70 @@ func TestCacheResolverBackoffKeptThroughALateList(t *testing.T) {
 		t.Errorf("the second pass after node-b's late LIST pushed %d again for it, want %d", r.CacheRepushed, accounts)
 	}
 }
+
+// TestDeletedAccountRefetchedByACacheResolverBacksOff: servers do not
+// allow deletes (init --no-delete), so node-a keeps a deleted account's
+// disabled version as the end state; node-b, a cache resolver, removes its
+// copy at the DELETE. Each time a client of the deleted account reconnects
+// to node-b, node-b fetches the disabled version from node-a and lists it
+// again: every pass then pushed the account and sent a DELETE (past the
+// one DELETE a pass sends as a probe), counted as pushed. node-b fetched
+// the very version the store holds, which it took before: a push to it
+// follows the cache backoff and counts as cache_repushed.
+func TestDeletedAccountRefetchedByACacheResolverBacksOff(t *testing.T) {
+	res, nodes := cacheResolverNodesOf(t, bootstrap.Options{NoDelete: true})
+	b := nodes[1]
+	d := newClusterDomain(t, res, nodes, time.Hour, nil)
+	ctx := context.Background()
+	acc, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := acc.Account.PublicKey
+	u, err := d.svc.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "edge"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := writeCreds(t, u.User)
+	connect := func() bool {
+		nc, err := nats.Connect(b.srv.URL(), nats.UserCredentials(creds), nats.NoReconnect(), nats.IgnoreDiscoveredServers())
+		if err != nil {
+			return false
+		}
+		nc.Close()
+		return true
+	}
+	if !connect() {
+		t.Fatal("the user cannot connect to node-b before the delete")
+	}
+	if _, err := d.svc.DeleteAccount(ctx, api.AccountRequest{Account: pub}); err != nil {
+		t.Fatal(err)
+	}
+	pushed, repushed := 0, 0
+	for i := range 6 {
+		// The deleted account's client reconnects to node-b, which
+		// fetches the disabled version again (node-b asks no more than
+		// once a second).
+		time.Sleep(1100 * time.Millisecond)
+		if connect() {
+			t.Fatalf("the deleted account's user connects to node-b (pass %d)", i+1)
+		}
+		lists, err := d.rc.List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(lists["node-b"], pub) {
+			t.Fatalf("node-b does not list the deleted account after its client reconnected (pass %d)", i+1)
+		}
+		r, err := d.svc.Reconcile(ctx, api.ReconcileRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("pass %d: pushed %d, cache_repushed %d, deleted %d", i+1, r.Pushed, r.CacheRepushed, r.Deleted)
+		pushed += r.Pushed
+		repushed += r.CacheRepushed
+	}
+	if pushed != 0 || repushed > 1 {
+		t.Errorf("six passes, each after the deleted account's client reconnected to node-b: pushed %d, cache_repushed %d; want 0 pushed, at most 1 pushed again for node-b (it took the version)", pushed, repushed)
+	}
+}

@@ -641,8 +641,40 @@ func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, 
 				// DELETE a pass sends as a probe went to another
 				// tombstone). The disabled version and the DELETE reach
 				// it as they reach every server.
-				out.pushed, out.deleted, out.err = s.repush(ctx, a.PublicKey, msgs, nil)
-				return out
+				//
+				// A full resolver that lists it and whose LOOKUP answer
+				// is missing gets it at once, as before. A cache
+				// resolver's push follows its backoff (staleCache), and
+				// is pushed no more once it took this version: where
+				// servers do not allow deletes, a cache resolver fetches
+				// the disabled version again (the one the full
+				// resolvers keep) each time a client of the deleted
+				// account reconnects there, after the DELETE took it
+				// from its cache, and lists it again. Pushed for that,
+				// every pass pushed the account and sent a DELETE, past
+				// the one probe DELETE a pass sends, counted as pushed.
+				cup := s.withCache(up)
+				fullListers := 0
+				for _, srv := range cup {
+					if !srv.Cache && slices.Contains(listers, srv.Name) {
+						fullListers++
+					}
+				}
+				note := func(id string, res PushResult) {
+					s.confirm.cacheSkipped(a.PublicKey, id, res, s.withCache(cup), listers, pass)
+				}
+				if held < fullListers {
+					out.pushed, out.deleted, out.err = s.repush(ctx, a.PublicKey, msgs, note)
+					return out
+				}
+				if s.confirm.staleCache(a.PublicKey, id, cup, listers, pass) {
+					if err := limiter.Wait(ctx); err != nil {
+						out.err = err
+						return out
+					}
+					out.cacheRepushed, out.deleted, out.err = s.repush(ctx, a.PublicKey, msgs, note)
+					return out
+				}
 			}
 			if !slices.Contains(copies, a.JWT) || s.deletesOff.Load() && !s.deletesProbe.CompareAndSwap(true, false) {
 				return out
