@@ -1140,8 +1140,13 @@ func (c *confirmations) drop(pub string) {
 }
 
 // forgetServer forgets what a server confirmed: it restarted, possibly from
-// an old disk.
-func (c *confirmations) forgetServer(name string) {
+// an old disk, or is back after missing a ping. What a cache resolver took
+// and what its pushes wait for (cached, waits) name its instance (server
+// ID): only another instance's are forgotten, a new instance's pushes being
+// due at once anyway. The same instance back (a leaf whose link flapped)
+// has the cache it had: forgotten, every account it lists was pushed again
+// at once, and each flap started its backoff over.
+func (c *confirmations) forgetServer(name, id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, m := range c.m {
@@ -1151,9 +1156,13 @@ func (c *confirmations) forgetServer(name string) {
 		delete(m, name)
 	}
 	for _, m := range c.cached {
-		delete(m, name)
+		if v, ok := m[name]; ok && (id == "" || !strings.HasSuffix(v, "/"+id)) {
+			delete(m, name)
+		}
 	}
 	for _, m := range c.waits {
-		delete(m, name)
+		if w, ok := m[name]; ok && (id == "" || !strings.HasSuffix(w.ver, "/"+id)) {
+			delete(m, name)
+		}
 	}
 }

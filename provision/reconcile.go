@@ -123,7 +123,7 @@ func (s *Service) Run(ctx context.Context) {
 		case <-s.rec.kick:
 		case srv := <-joined:
 			s.log.Info("server joined; pushing every version it has not confirmed", "server", srv.Name, "server_id", srv.ID)
-			s.confirm.forgetServer(srv.Name)
+			s.confirm.forgetServer(srv.Name, srv.ID)
 		}
 	}
 }
