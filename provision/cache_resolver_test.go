@@ -943,3 +943,55 @@ func TestDeletedAccountRefetchedByACacheResolverBacksOff(t *testing.T) {
 		t.Errorf("six passes, each after the deleted account's client reconnected to node-b: pushed %d, cache_repushed %d; want 0 pushed, at most 1 pushed again for node-b (it took the version)", pushed, repushed)
 	}
 }
+
+// TestDroppedTombstoneForgotten: node-b, a cache resolver, was down while
+// acme was deleted and came back with acme live in its cache, loaded by a
+// user: a pass pushes the disabled version (node-a stores it, node-b
+// updates its copy) and the DELETE. Once the tombstone is dropped past its
+// retention, what the instance remembered of acme on the servers (node-a's
+// confirmation, node-b's copy) was kept for as long as it ran: a leak of
+// one entry per server for each such account.
+func TestDroppedTombstoneForgotten(t *testing.T) {
+	res, nodes := cacheResolverNodes(t)
+	b := nodes[1]
+	d := newClusterDomain(t, res, nodes, time.Hour, nil, func(cfg *provision.Config) { cfg.TombstoneRetention = time.Nanosecond })
+	ctx := context.Background()
+	acc, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := acc.Account.PublicKey
+	u, err := d.svc.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "edge"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := writeCreds(t, u.User)
+	connect := func() {
+		if nc, err := nats.Connect(b.srv.URL(), nats.UserCredentials(creds), nats.NoReconnect(), nats.IgnoreDiscoveredServers()); err == nil {
+			nc.Close()
+		}
+	}
+	connect()
+	b.srv.Stop()
+	waitServers(t, d.rc, 10*time.Second, "node-b down", map[string]bool{"node-a": true, "node-b": false})
+	if _, err := d.svc.DeleteAccount(ctx, api.AccountRequest{Account: pub}); err != nil {
+		t.Fatal(err)
+	}
+	b.start()
+	waitRoutes(t, b)
+	waitServers(t, d.rc, 10*time.Second, "node-b back", map[string]bool{"node-a": true, "node-b": true})
+	connect() // loads node-b's live copy
+	for i := range 3 {
+		r, err := d.svc.Reconcile(ctx, api.ReconcileRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("pass %d: %+v remembers %v", i+1, r, d.svc.Remembers(pub))
+	}
+	if _, err := d.store.Account(ctx, pub); !errors.Is(err, provision.ErrNotFound) {
+		t.Fatalf("the tombstone is still there after 3 passes (%v)", err)
+	}
+	if d.svc.Remembers(pub) {
+		t.Errorf("the instance still remembers acme on the servers after its tombstone was dropped")
+	}
+}

@@ -699,7 +699,15 @@ func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, 
 			return out
 		}
 		if time.Since(time.Unix(a.DeletedAt, 0)) > s.cfg.TombstoneRetention && mayDrop() {
-			if err := s.store.RemoveAccount(ctx, a.PublicKey, a.Revision); err != nil && !errors.Is(err, ErrStale) && !errors.Is(err, ErrNotFound) {
+			err := s.store.RemoveAccount(ctx, a.PublicKey, a.Revision)
+			switch {
+			case err == nil, errors.Is(err, ErrNotFound):
+				// Gone from the store: what the servers confirmed of it
+				// (a pass's push of its disabled version, a cache
+				// resolver's copy) is forgotten too, not kept for as
+				// long as the instance runs.
+				s.confirm.drop(a.PublicKey)
+			case !errors.Is(err, ErrStale):
 				out.err = err
 			}
 		}
