@@ -49,6 +49,10 @@ func TestLooksLikeSeed(t *testing.T) {
 		{strings.ToLower(string(priv)), true},
 		{string(cpriv), true},
 		{"PLATFORMENGINEERINGOBSERVABILITYSERVICEACCOUNTS", false},
+		// A JWT is skipped whole (base64 of keys holds seed-like runs);
+		// what follows it is not.
+		{`{"token":"eyJ0eXAiOiJKV1QiLCJhbGciOiJlZDI1NTE5LW5rZXkifQ.eyJqdGkiOiJTVUFBQkNERUZHSElKS0xNTk9QUVJTVFVWV1hZWjIzNDU2NyJ9.sig","name":"` + seed + `"}`, true},
+		{"eyJ0eXAiOiJKV1QiLCJhbGciOiJlZDI1NTE5LW5rZXkifQ.e30.sig\n\n-----BEGIN USER NKEY SEED-----\n" + seed, true},
 	}
 	for range 2000 { // public keys are never taken for seeds
 		u, _ := nkeys.CreateUser()
