@@ -707,11 +707,13 @@ func (r *Responder) classify(e *endpoint, err error) (int, string) {
 	case errors.Is(err, provision.ErrFull):
 		// Before ErrUnavailable: a store broken by a full disk is both.
 		code = api.CodeStoreFull
-	case errors.Is(context.Cause(r.base), errStopped) && (errors.Is(err, context.Canceled) || errors.Is(err, provision.ErrUnavailable) || errors.Is(err, provision.ErrTimeout)):
+	case errors.Is(context.Cause(r.base), errStopped) && (errors.Is(err, context.Canceled) || errors.Is(err, provision.ErrUnavailable) || errors.Is(err, provision.ErrTimeout) || errors.Is(err, provision.ErrInDoubt)):
 		// Cut short by Stop (StopWait): like a deadline, the change may
 		// have been made. Before ErrUnavailable: a store answers a
 		// cancelled write unavailable (kvstore's transient), which said
-		// "retry" of a write that may have landed.
+		// "retry" of a write that may have landed. ErrInDoubt too: a
+		// create cut in its push whose take-back the stop cut as well
+		// is in doubt for the stop's sake.
 		code = api.CodeTimeout
 		ref := strconv.FormatUint(r.seq.Add(1), 10)
 		r.log.Warn("request cut short by the stop", "subject", e.full, "code", code, "ref", ref, "error", err)
