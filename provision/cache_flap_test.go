@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/provision"
 )
@@ -164,11 +162,9 @@ func TestCacheResolverKeptThroughALinkFlap(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		nc, err := nats.Connect(b.srv.URL(), nats.UserCredentials(writeCreds(t, u.User)), nats.NoReconnect(), nats.IgnoreDiscoveredServers())
-		if err != nil {
+		if _, err := userConnect(writeCreds(t, u.User), b); err != nil {
 			t.Fatalf("acme-%d's user cannot connect to node-b: %v", i, err)
 		}
-		nc.Close()
 	}
 	if r := pass(); r.CacheRepushed != accounts {
 		t.Fatalf("the pass after the loads pushed %d again for node-b, want %d", r.CacheRepushed, accounts)

@@ -381,14 +381,7 @@ func TestDeletedAccountCachedOnAReturningCacheResolver(t *testing.T) {
 		t.Fatal(err)
 	}
 	creds := writeCreds(t, u.User)
-	connectsTo := func(n *clusterNode) bool {
-		nc, err := nats.Connect(n.srv.URL(), nats.UserCredentials(creds), nats.NoReconnect())
-		if err != nil {
-			return false
-		}
-		nc.Close()
-		return true
-	}
+	connectsTo := func(n *clusterNode) bool { return userConnects(creds, n) }
 	// The user connects to node-b, which fetches acme and caches it.
 	if !connectsTo(b) {
 		t.Fatal("the user cannot connect to node-b before the delete")
@@ -455,14 +448,7 @@ func TestDeletedAccountCachedOnAReturningCacheResolverWithoutDeletes(t *testing.
 		t.Fatal(err)
 	}
 	creds := writeCreds(t, u.User)
-	connectsTo := func(n *clusterNode) bool {
-		nc, err := nats.Connect(n.srv.URL(), nats.UserCredentials(creds), nats.NoReconnect())
-		if err != nil {
-			return false
-		}
-		nc.Close()
-		return true
-	}
+	connectsTo := func(n *clusterNode) bool { return userConnects(creds, n) }
 	if !connectsTo(b) {
 		t.Fatal("the user cannot connect to node-b before the delete")
 	}
@@ -510,12 +496,11 @@ func TestRevokeReachesAReturningCacheResolver(t *testing.T) {
 	// connect connects to n alone (no failover to a server n's INFO
 	// names) and returns the name of the server that let the user in.
 	connect := func(n *clusterNode) (string, bool) {
-		nc, err := nats.Connect(n.srv.URL(), nats.UserCredentials(creds), nats.NoReconnect(), nats.DontRandomize(), nats.IgnoreDiscoveredServers())
+		name, err := userConnect(creds, n)
 		if err != nil {
 			return err.Error(), false
 		}
-		defer nc.Close()
-		return nc.ConnectedServerName(), true
+		return name, true
 	}
 	if s, ok := connect(b); !ok {
 		t.Fatalf("the user cannot connect to node-b before the revoke: %s", s)
@@ -593,14 +578,7 @@ func TestDisabledAccountCachedOnAReturningCacheResolver(t *testing.T) {
 		t.Fatal(err)
 	}
 	creds := writeCreds(t, u.User)
-	connectsTo := func(n *clusterNode) bool {
-		nc, err := nats.Connect(n.srv.URL(), nats.UserCredentials(creds), nats.NoReconnect(), nats.IgnoreDiscoveredServers())
-		if err != nil {
-			return false
-		}
-		nc.Close()
-		return true
-	}
+	connectsTo := func(n *clusterNode) bool { return userConnects(creds, n) }
 	if !connectsTo(b) {
 		t.Fatal("the user cannot connect to node-b before the delete")
 	}
@@ -638,6 +616,24 @@ func TestDisabledAccountCachedOnAReturningCacheResolver(t *testing.T) {
 // cacheRestarted restarts node-b (a cache resolver) and waits until the
 // client knows its new instance as a cache resolver: a push of a new
 // account, which node-b does not list, tells it.
+// userConnect connects a user's creds to node n itself, not to a server
+// n's INFO names (to which nats.go fails over when n refuses), and returns
+// the name of the server that let it in.
+func userConnect(creds string, n *clusterNode) (string, error) {
+	nc, err := nats.Connect(n.srv.URL(), nats.UserCredentials(creds), nats.NoReconnect(), nats.IgnoreDiscoveredServers())
+	if err != nil {
+		return "", err
+	}
+	defer nc.Close()
+	return nc.ConnectedServerName(), nil
+}
+
+// userConnects tells whether a user's creds connect to node n itself.
+func userConnects(creds string, n *clusterNode) bool {
+	_, err := userConnect(creds, n)
+	return err == nil
+}
+
 func cacheRestarted(t *testing.T, d *clusterDomain, b *clusterNode) {
 	t.Helper()
 	oldID := serverID(d.rc, "node-b")
@@ -685,11 +681,9 @@ func TestCacheResolverRestartBacksOff(t *testing.T) {
 			t.Fatal(err)
 		}
 		// The user loads the account on node-b, which keeps it on its disk.
-		nc, err := nats.Connect(b.srv.URL(), nats.UserCredentials(writeCreds(t, u.User)), nats.NoReconnect(), nats.IgnoreDiscoveredServers())
-		if err != nil {
+		if _, err := userConnect(writeCreds(t, u.User), b); err != nil {
 			t.Fatalf("acme-%d's user cannot connect to node-b: %v", i, err)
 		}
-		nc.Close()
 	}
 	pass := func(what string) *api.ReconcileReply {
 		t.Helper()
@@ -754,12 +748,11 @@ func TestRevokeReachesALoadedCacheResolverWithinBackoff(t *testing.T) {
 	}
 	creds := writeCreds(t, u.User)
 	connect := func() (string, bool) {
-		nc, err := nats.Connect(b.srv.URL(), nats.UserCredentials(creds), nats.NoReconnect(), nats.DontRandomize(), nats.IgnoreDiscoveredServers())
+		name, err := userConnect(creds, b)
 		if err != nil {
 			return err.Error(), false
 		}
-		defer nc.Close()
-		return nc.ConnectedServerName(), true
+		return name, true
 	}
 	if s, ok := connect(); !ok {
 		t.Fatalf("the user cannot connect to node-b before the revoke: %s", s)
@@ -841,11 +834,9 @@ func TestCacheResolverBackoffKeptThroughALateList(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		nc, err := nats.Connect(b.srv.URL(), nats.UserCredentials(writeCreds(t, u.User)), nats.NoReconnect(), nats.IgnoreDiscoveredServers())
-		if err != nil {
+		if _, err := userConnect(writeCreds(t, u.User), b); err != nil {
 			t.Fatalf("acme-%d's user cannot connect to node-b: %v", i, err)
 		}
-		nc.Close()
 	}
 	pass := func() *api.ReconcileReply {
 		t.Helper()
@@ -901,14 +892,7 @@ func TestDeletedAccountRefetchedByACacheResolverBacksOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	creds := writeCreds(t, u.User)
-	connect := func() bool {
-		nc, err := nats.Connect(b.srv.URL(), nats.UserCredentials(creds), nats.NoReconnect(), nats.IgnoreDiscoveredServers())
-		if err != nil {
-			return false
-		}
-		nc.Close()
-		return true
-	}
+	connect := func() bool { return userConnects(creds, b) }
 	if !connect() {
 		t.Fatal("the user cannot connect to node-b before the delete")
 	}
@@ -966,11 +950,7 @@ func TestDroppedTombstoneForgotten(t *testing.T) {
 		t.Fatal(err)
 	}
 	creds := writeCreds(t, u.User)
-	connect := func() {
-		if nc, err := nats.Connect(b.srv.URL(), nats.UserCredentials(creds), nats.NoReconnect(), nats.IgnoreDiscoveredServers()); err == nil {
-			nc.Close()
-		}
-	}
+	connect := func() { userConnects(creds, b) }
 	connect()
 	b.srv.Stop()
 	waitServers(t, d.rc, 10*time.Second, "node-b down", map[string]bool{"node-a": true, "node-b": false})
