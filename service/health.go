@@ -116,7 +116,10 @@ func (s *Service) problems() []string {
 	}
 	if s.Provision != nil {
 		if err := s.Provision.SignerProblem(); err != nil {
-			out = append(out, err.Error())
+			// Not its own words, which name the operator signing key:
+			// the endpoint answers anyone who reaches it and says
+			// nothing of keys. prov.status and the log name it.
+			out = append(out, "operator signing key: servers do not trust the key this instance signs with; prov.status and the log say which")
 		}
 	}
 	if s.Store != nil {
