@@ -356,11 +356,15 @@ func (s *Service) resignRemoteBack(ctx context.Context, untrusted string) {
 	}
 }
 
-// switchOperator makes next the operator signing key in use.
+// switchOperator makes next the operator signing key in use. Its callers
+// found every server known trusting next: what checkSigner found of the
+// old key (servers that do not trust it) no longer holds, and prov.status
+// and the health endpoint kept naming it until the next pass.
 func (s *Service) switchOperator(cur, next *Operator) {
 	prev := cur.SignerKey
 	s.prevSigner.Store(&prev)
 	s.op.Store(next)
+	s.untrusted.Store(nil)
 	s.log.Info("operator signing key switched: every server trusts the new key", "signing_key", next.SignerKey, "previous", prev)
 }
 
