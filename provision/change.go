@@ -1031,11 +1031,36 @@ func (c *confirmations) cacheSkipped(pub, id string, res PushResult, servers []S
 	}
 }
 
-// keepWaits forgets the cache resolver backoffs of accounts the store no
-// longer holds (known: its accounts) and of servers no longer known.
-func (c *confirmations) keepWaits(known map[string]bool, servers []Server) {
+// remembered returns the accounts anything is noted for.
+func (c *confirmations) remembered() map[string]bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	out := map[string]bool{}
+	for _, by := range []map[string]map[string]string{c.m, c.gone, c.cached} {
+		for pub := range by {
+			out[pub] = true
+		}
+	}
+	return out
+}
+
+// keepWaits forgets the cache resolver backoffs of accounts the store no
+// longer holds (known: its accounts) and of servers no longer known, and
+// all that is noted of the accounts of before (remembered before known
+// was read) that the store no longer holds: removed by another instance
+// (a tombstone it dropped) or by a take-back, they were kept for as long
+// as the instance ran. An account noted only since known was read (created
+// during the pass) is not in before, and keeps its confirmations.
+func (c *confirmations) keepWaits(known, before map[string]bool, servers []Server) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for pub := range before {
+		if !known[pub] {
+			delete(c.m, pub)
+			delete(c.gone, pub)
+			delete(c.cached, pub)
+		}
+	}
 	for pub, m := range c.waits {
 		if !known[pub] {
 			delete(c.waits, pub)

@@ -378,6 +378,9 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 		})
 		return mayDrop
 	}
+	// Read before the store's accounts: an account noted after (created
+	// during the pass) is missing from them, and must not be forgotten.
+	remembered := s.confirm.remembered()
 	accounts, err := s.store.Accounts(ctx)
 	if err != nil {
 		if errors.Is(context.Cause(ctx), errLeaseLost) {
@@ -460,8 +463,9 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 		})
 	})
 	// What waits for a cache resolver is kept for accounts and servers
-	// still there only.
-	s.confirm.keepWaits(known, s.resolver.Servers())
+	// still there only, what the servers confirmed for accounts still
+	// there only.
+	s.confirm.keepWaits(known, remembered, s.resolver.Servers())
 	rep.Messages = int(msgs.Load())
 	if rep.Pushed > 0 || rep.CacheRepushed > 0 || rep.Deleted > 0 || rep.Failed > 0 || len(rep.Orphans) > 0 {
 		s.log.Info("reconcile pass", "accounts", rep.Accounts, "pushed", rep.Pushed, "cache_repushed", rep.CacheRepushed, "deleted", rep.Deleted, "failed", rep.Failed, "orphans", len(rep.Orphans)+rep.OrphansOmitted, "duration", time.Since(start).Round(time.Millisecond))

@@ -1,0 +1,55 @@
+package provision_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/natsprov/provisioner/api"
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/provision"
+	"github.com/natsprov/provisioner/provtest"
+)
+
+// TestAccountRemovedByAPeerForgotten: instance A creates acme (it
+// remembers which servers confirmed it); instance B, on the same KV
+// store, deletes it and, past the retention, drops its tombstone. A's
+// next pass finds acme nowhere in the store: what A remembered of it on
+// the servers was kept for as long as A ran, a leak of one entry per
+// server for each account another instance removed.
+func TestAccountRemovedByAPeerForgotten(t *testing.T) {
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	a, st := kvDomain(t, env, nil)
+	b, _ := kvDomainOf(t, env, "", nil, func(cfg *provision.Config) { cfg.TombstoneRetention = time.Nanosecond })
+	ctx := context.Background()
+	acc, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := acc.Account.PublicKey
+	if !a.Remembers(pub) {
+		t.Fatal("A remembers nothing of the account it created")
+	}
+	waitAccount(t, b, pub)
+	if _, err := b.DeleteAccount(ctx, api.AccountRequest{Account: pub}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := b.Reconcile(ctx, api.ReconcileRequest{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.AccountLatest(ctx, pub); errors.Is(err, provision.ErrNotFound) {
+			break
+		}
+	}
+	if _, err := st.AccountLatest(ctx, pub); !errors.Is(err, provision.ErrNotFound) {
+		t.Fatalf("B did not drop the tombstone (%v)", err)
+	}
+	if _, err := a.Reconcile(ctx, api.ReconcileRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if a.Remembers(pub) {
+		t.Errorf("A still remembers acme on the servers after a pass that found it gone from the store")
+	}
+}
