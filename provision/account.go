@@ -144,7 +144,7 @@ func (s *Service) CreateAccount(ctx context.Context, req api.CreateAccountReques
 			// by another instance, it is pushed as any account is. Told
 			// the push's own error (a 502 says nothing was changed), its
 			// caller took it for failed.
-			return nil, fmt.Errorf("%w: push new account %q (%s) failed (%v), and it could not be taken back out of the store, which keeps it: this instance takes it back when the store lets it, but a restart before that pushes it live", ErrInDoubt, name, pub, err)
+			return nil, fmt.Errorf("%w: push new account %q (%s) failed (%v), and it could not be taken back out of the store, which keeps it: this instance takes it back when the store lets it, but another instance's reconciler pushes it live meanwhile, and a restart before that leaves it live", ErrInDoubt, name, pub, err)
 		}
 		return nil, fmt.Errorf("push new account %q (%s): %w", name, pub, err)
 	}
