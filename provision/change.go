@@ -1041,7 +1041,24 @@ func (c *confirmations) remembered() map[string]bool {
 			out[pub] = true
 		}
 	}
+	for pub := range c.waits {
+		out[pub] = true
+	}
 	return out
+}
+
+// forgetRemoved forgets all that is noted of the accounts the store no
+// longer holds (another instance dropped their tombstone). A pass of an
+// instance without the reconciler lease reads no accounts, and never
+// forgot them (keepWaits): every instance but the leader kept them for as
+// long as it ran. Noted only after its store write, an account the store
+// does not hold is not one being created.
+func (s *Service) forgetRemoved(ctx context.Context) {
+	for pub := range s.confirm.remembered() {
+		if _, err := s.store.Account(ctx, pub); errors.Is(err, ErrNotFound) {
+			s.confirm.drop(pub)
+		}
+	}
 }
 
 // keepWaits forgets the cache resolver backoffs of accounts the store no

@@ -275,6 +275,7 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 		}
 		s.holdLease(held, taken)
 		if !held {
+			s.forgetRemoved(ctx)
 			rep.Skipped = "another instance holds the reconciler lease"
 			return finish()
 		}
