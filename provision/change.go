@@ -1047,16 +1047,31 @@ func (c *confirmations) remembered() map[string]bool {
 	return out
 }
 
-// forgetRemoved forgets all that is noted of the accounts the store no
-// longer holds (another instance dropped their tombstone). A pass of an
-// instance without the reconciler lease reads no accounts, and never
-// forgot them (keepWaits): every instance but the leader kept them for as
-// long as it ran. Noted only after its store write, an account the store
-// does not hold is not one being created.
+// remembered returns the accounts the instance holds anything of in
+// memory: what the servers confirmed of them, their decoded state (their
+// signing keys among it). Both are noted only after the account's store
+// write.
+func (s *Service) remembered() map[string]bool {
+	out := s.confirm.remembered()
+	s.cache.Range(func(k, _ any) bool {
+		out[k.(string)] = true
+		return true
+	})
+	return out
+}
+
+// forgetRemoved forgets all that is held in memory of the accounts the
+// store no longer holds (another instance dropped their tombstone). A pass
+// of an instance without the reconciler lease reads no accounts, and never
+// forgot them (keepWaits): every instance but the leader kept them, their
+// signing keys among them, for as long as it ran. Noted only after its
+// store write, an account the store does not hold is not one being
+// created.
 func (s *Service) forgetRemoved(ctx context.Context) {
-	for pub := range s.confirm.remembered() {
+	for pub := range s.remembered() {
 		if _, err := s.store.Account(ctx, pub); errors.Is(err, ErrNotFound) {
 			s.confirm.drop(pub)
+			s.forget(pub)
 		}
 	}
 }

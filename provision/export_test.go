@@ -9,3 +9,10 @@ func (s *Service) Remembers(pub string) bool {
 	defer c.mu.Unlock()
 	return len(c.m[pub]) > 0 || len(c.gone[pub]) > 0 || len(c.cached[pub]) > 0 || len(c.waits[pub]) > 0
 }
+
+// Caches reports whether this instance holds the decoded state of an
+// account (its signing keys among it).
+func (s *Service) Caches(pub string) bool {
+	_, ok := s.cache.Load(pub)
+	return ok
+}

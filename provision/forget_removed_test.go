@@ -52,6 +52,9 @@ func TestAccountRemovedByAPeerForgotten(t *testing.T) {
 	if a.Remembers(pub) {
 		t.Errorf("A still remembers acme on the servers after a pass that found it gone from the store")
 	}
+	if a.Caches(pub) {
+		t.Errorf("A still holds acme's signing keys after a pass that found it gone from the store")
+	}
 }
 
 // neverLeader never grants the reconciler lease: another instance holds
@@ -104,5 +107,8 @@ func TestAccountRemovedByTheLeaderForgottenByAnotherInstance(t *testing.T) {
 	}
 	if a.Remembers(pub) {
 		t.Errorf("A still remembers acme on the servers after a pass once B removed it from the store")
+	}
+	if a.Caches(pub) {
+		t.Errorf("A still holds acme's signing keys after a pass once B removed it from the store")
 	}
 }

@@ -381,7 +381,7 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 	}
 	// Read before the store's accounts: an account noted after (created
 	// during the pass) is missing from them, and must not be forgotten.
-	remembered := s.confirm.remembered()
+	remembered := s.remembered()
 	accounts, err := s.store.Accounts(ctx)
 	if err != nil {
 		if errors.Is(context.Cause(ctx), errLeaseLost) {
@@ -467,6 +467,14 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 	// still there only, what the servers confirmed for accounts still
 	// there only.
 	s.confirm.keepWaits(known, remembered, s.resolver.Servers())
+	// Nor are the signing keys of an account gone from the store (another
+	// instance dropped its tombstone) kept for as long as the instance
+	// runs.
+	for pub := range remembered {
+		if !known[pub] {
+			s.forget(pub)
+		}
+	}
 	rep.Messages = int(msgs.Load())
 	if rep.Pushed > 0 || rep.CacheRepushed > 0 || rep.Deleted > 0 || rep.Failed > 0 || len(rep.Orphans) > 0 {
 		s.log.Info("reconcile pass", "accounts", rep.Accounts, "pushed", rep.Pushed, "cache_repushed", rep.CacheRepushed, "deleted", rep.Deleted, "failed", rep.Failed, "orphans", len(rep.Orphans)+rep.OrphansOmitted, "duration", time.Since(start).Round(time.Millisecond))
