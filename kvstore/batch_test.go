@@ -516,3 +516,66 @@ func TestDurableAddDuringRemove(t *testing.T) {
 		return !shows(s, u) && errors.Is(err, jetstream.ErrKeyNotFound)
 	})
 }
+
+// TestDurableGivenUpAsItsBatchFailed: a durable add whose caller gives up
+// just as its batch fails (here: refused whole for another record's key,
+// taken meanwhile), its outcome on its way, is answered as not stored. Its
+// key must then be free: the caller's retry of it is stored. The write
+// stayed pending for as long as the store ran, each retry of the key
+// answered ErrConflict.
+func TestDurableGivenUpAsItsBatchFailed(t *testing.T) {
+	_, s, _ := single(t)
+	ctx := bg(t)
+	a := newAccount(t, "unlucky")
+	if _, err := s.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	gate := make(chan struct{})
+	hold := func() { <-gate }
+	s.gatherHook.Store(&hold)
+	users := make([]provision.User, minBatch)
+	errs := make(chan error, len(users))
+	for i := range users {
+		users[i] = newUser(t, a.PublicKey, "d")
+		go func() { errs <- s.AddUser(ctx, users[i], true) }()
+	}
+	victim := newUser(t, a.PublicKey, "victim")
+	vctx, giveUp := context.WithCancel(ctx)
+	defer giveUp()
+	verr := make(chan error, 1)
+	go func() { verr <- s.AddUser(vctx, victim, true) }()
+	eventually(t, 10*time.Second, "every record queued", func() bool {
+		s.amu.Lock()
+		defer s.amu.Unlock()
+		return len(s.queue) == len(users)+1
+	})
+	// Another instance takes the first record's key: the batch is
+	// refused whole.
+	if _, err := s.kv.Create(ctx, userKey(users[0].PublicKey), mustJSON(t, users[0])); err != nil {
+		t.Fatal(err)
+	}
+	// The victim's caller gives up; before it looks at its record, the
+	// batch goes and fails.
+	once := func() {
+		s.gatherHook.Store(nil)
+		close(gate)
+		eventually(t, 10*time.Second, "the batch answered", func() bool {
+			s.amu.Lock()
+			defer s.amu.Unlock()
+			p := s.pending[userKey(victim.PublicKey)]
+			return p != nil && p.answered
+		})
+	}
+	s.givenUpHook.Store(&once)
+	giveUp()
+	if err := <-verr; err == nil {
+		t.Fatal("a durable add whose caller gave up before its batch failed returned nil")
+	}
+	s.givenUpHook.Store(nil)
+	for range users {
+		<-errs
+	}
+	if err := s.AddUser(ctx, victim, true); err != nil {
+		t.Fatalf("retrying a durable add answered as not stored: %v", err)
+	}
+}

@@ -255,6 +255,10 @@ type Store struct {
 	// packHook, set by tests only, runs before a pack of user records is
 	// written, with its key; an error it returns fails the write.
 	packHook atomic.Pointer[func(key string) error]
+	// givenUpHook, set by tests only, runs in a durable add whose caller
+	// gave up while its record waited for its batch, before it looks at
+	// where the record is (it runs alongside the batch loop, hence atomic).
+	givenUpHook atomic.Pointer[func()]
 }
 
 // beforeSweep runs, in tests only, once Open's sweep has taken from the

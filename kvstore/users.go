@@ -353,6 +353,9 @@ func (s *Store) addDurable(ctx context.Context, p *pendingWrite, u provision.Use
 			case err = <-p.done:
 			case <-ctx.Done():
 				err = ctx.Err()
+				if hook := s.givenUpHook.Load(); hook != nil {
+					(*hook)()
+				}
 				// It must not be kept after this answer, which says it is
 				// not stored: still queued, the batch loop drops it; in
 				// flight, its outcome withdraws it, and an add of the key
@@ -365,6 +368,15 @@ func (s *Store) addDurable(ctx context.Context, p *pendingWrite, u provision.Use
 						return nil // stored made it visible
 					}
 					// Not written again on its own: the caller has gone.
+					// Its write stays pending until withdrawn, as one in
+					// flight is: a failure whose answer was lost may be
+					// stored all the same, and left pending, its key was
+					// refused to the caller's retry for as long as the
+					// store ran.
+					s.amu.Lock()
+					p.settled = make(chan struct{})
+					s.amu.Unlock()
+					s.withdrawLater(p, 0)
 					return mapErr("add user "+u.PublicKey, err)
 				case slices.Contains(s.queue, p):
 					// The batch loop drops it; its key is free for the
