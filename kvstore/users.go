@@ -377,6 +377,14 @@ func (s *Store) addDurable(ctx context.Context, p *pendingWrite, u provision.Use
 					p.settled = make(chan struct{})
 					s.amu.Unlock()
 					s.withdrawLater(p, 0)
+					if !full(err) && !transient(err) {
+						// The batch was refused for another record
+						// (its key taken meanwhile), which says nothing
+						// of this one: not written on its own, it is
+						// not stored because its caller gave up, as
+						// below, not a 500.
+						err = ctx.Err()
+					}
 					return mapErr("add user "+u.PublicKey, err)
 				case slices.Contains(s.queue, p):
 					// The batch loop drops it; its key is free for the
