@@ -265,7 +265,10 @@ func (s *sample) add(o sample) {
 }
 
 // run does n operations with c workers; op gets the operation's index.
-func run(n, c int, op func(i int) error) sample {
+// Once ctx ends (Ctrl-C), the workers start no more operations, and the
+// sample fails with ctx's error: the rows and the scale mode's fills of
+// thousands of accounts otherwise ran on to the end.
+func run(ctx context.Context, n, c int, op func(i int) error) sample {
 	lat := make([]time.Duration, n)
 	var next atomic.Int64
 	var errs atomic.Int64
@@ -277,6 +280,9 @@ func run(n, c int, op func(i int) error) sample {
 		go func() {
 			defer wg.Done()
 			for {
+				if ctx.Err() != nil {
+					return
+				}
 				i := int(next.Add(1) - 1)
 				if i >= n {
 					return
@@ -294,6 +300,8 @@ func run(n, c int, op func(i int) error) sample {
 	s := sample{lat: lat, elapsed: time.Since(start), errors: int(errs.Load())}
 	if p := firstErr.Load(); p != nil {
 		s.firstErr = *p
+	} else if int(next.Load()) < n {
+		s.firstErr = ctx.Err() // stopped before every operation ran
 	}
 	return s
 }
@@ -311,10 +319,10 @@ func run(n, c int, op func(i int) error) sample {
 // and is not a row's (the setup's 1,000 revocations, whose records and
 // audit events were still being written as the first row, a floor,
 // started; the floors' deletes between rounds) is not counted in it.
-func (e *Env) measure(n, c int, op func(i int) error) sample {
+func (e *Env) measure(ctx context.Context, n, c int, op func(i int) error) sample {
 	e.settle()
 	self0, srv0 := e.cpu()
-	s := run(n, c, op)
+	s := run(ctx, n, c, op)
 	e.settle()
 	self1, srv1 := e.cpu()
 	s.cpu, s.serverCPU = self1-self0, srv1-srv0
@@ -638,7 +646,10 @@ func Run(ctx context.Context, e *Env, o Options) (*Report, error) {
 					return nil, err
 				}
 			}
-			r.s.add(e.measure(r.ops, r.c, func(i int) error { return r.op(round, i) }))
+			r.s.add(e.measure(ctx, r.ops, r.c, func(i int) error { return r.op(round, i) }))
+			if err := ctx.Err(); err != nil {
+				return nil, err // interrupted: not "operations failed"
+			}
 			if r.s.firstErr != nil {
 				return nil, fmt.Errorf("bench: %s: %d operations failed, first: %w", r.name, r.s.errors, r.s.firstErr)
 			}
@@ -654,10 +665,13 @@ func Run(ctx context.Context, e *Env, o Options) (*Report, error) {
 	if o.Only != nil && !o.Only.MatchString(delName) {
 		created = nil // left in place: measure only what was asked
 	}
-	del := e.measure(len(created), min(o.C, max(1, len(created))), func(i int) error {
+	del := e.measure(ctx, len(created), min(o.C, max(1, len(created))), func(i int) error {
 		_, err := request(e.Admin, prefix+".account.delete", fmt.Appendf(nil, `{"account":%q}`, created[i]))
 		return err
 	})
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	if del.firstErr != nil {
 		return nil, fmt.Errorf("bench: account.delete: %d operations failed, first: %w", del.errors, del.firstErr)
 	}

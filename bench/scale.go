@@ -48,7 +48,7 @@ func scale(ctx context.Context, e *Env, o Options, rep *Report) error {
 			return nil
 		}
 		start := time.Now()
-		s := run(to-have, o.C*2, func(i int) error {
+		s := run(ctx, to-have, o.C*2, func(i int) error {
 			_, err := request(e.Admin, e.Prefix+".account.create", fmt.Appendf(nil, `{"name":"fill-%d-%d"}`, to, i))
 			return err
 		})
@@ -77,7 +77,7 @@ func scale(ctx context.Context, e *Env, o Options, rep *Report) error {
 		cost := func(n, c int, op func(rep, i int) error) time.Duration {
 			var all []time.Duration
 			for rep := range scaleRepeats {
-				s := run(n, c, func(i int) error { return op(rep, i) })
+				s := run(ctx, n, c, func(i int) error { return op(rep, i) })
 				if firstErr == nil && s.firstErr != nil {
 					firstErr = s.firstErr
 				}

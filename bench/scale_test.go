@@ -2,9 +2,11 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 )
@@ -76,5 +78,33 @@ func TestScaleMeasuresAtTheSizesItReports(t *testing.T) {
 	}
 	if sizes[0] != rep.SmallSize || sizes[1] != rep.LargeSize || rep.SmallSize != scaleSmall {
 		t.Fatalf("account.get measured at %d and %d live accounts; the report says at %d and %d (reconcile at %d); want %d first", sizes[0], sizes[1], rep.SmallSize, rep.LargeSize, rep.Reconcile.Live, scaleSmall)
+	}
+}
+
+// An interrupted run (Ctrl-C ends the context) stops: the scale mode's
+// fills and measurements took no notice of it, and went on creating
+// accounts by the thousand before the next check.
+func TestScaleStopsWhenInterrupted(t *testing.T) {
+	o := Options{Dir: t.TempDir(), Store: StoreFile, N: 40, C: 4, Accounts: 100000}
+	e, err := Start(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Stop()
+	if err := o.setDefaults(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(500*time.Millisecond, cancel)
+	done := make(chan error, 1)
+	go func() { done <- scale(ctx, e, o, &Report{}) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("scale interrupted: %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		all, _ := e.Service.Store.Accounts(context.Background())
+		t.Fatalf("scale still running 4.5 s after the interrupt (%d accounts in the store)", len(all))
 	}
 }

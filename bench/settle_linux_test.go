@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"runtime"
 	"syscall"
 	"testing"
@@ -31,14 +32,14 @@ func TestWorkLeftByARowCountsInIt(t *testing.T) {
 	e := &Env{}
 	const tail = 60 * time.Millisecond
 	done := make(chan struct{})
-	left := e.measure(4, 2, func(i int) error {
+	left := e.measure(context.Background(), 4, 2, func(i int) error {
 		if i == 3 {
 			go func() { defer close(done); burn(tail) }()
 		}
 		return nil
 	})
 	// The next row lasts longer than the work left.
-	next := e.measure(4, 1, func(int) error { time.Sleep(30 * time.Millisecond); return nil })
+	next := e.measure(context.Background(), 4, 1, func(int) error { time.Sleep(30 * time.Millisecond); return nil })
 	<-done
 	if left.cpu < tail*3/4 || next.cpu > tail/4 {
 		t.Fatalf("a row that left %s of work running measured %s of CPU, the row after it %s; want the work in the first", tail, left.cpu, next.cpu)
@@ -54,7 +55,7 @@ func TestWorkBeforeARowIsNotCountedInIt(t *testing.T) {
 	const setup = 60 * time.Millisecond
 	done := make(chan struct{})
 	go func() { defer close(done); burn(setup) }()
-	row := e.measure(4, 1, func(int) error { time.Sleep(30 * time.Millisecond); return nil })
+	row := e.measure(context.Background(), 4, 1, func(int) error { time.Sleep(30 * time.Millisecond); return nil })
 	<-done
 	if row.cpu > setup/4 {
 		t.Fatalf("a row started while %s of other work ran measured %s of CPU", setup, row.cpu)
