@@ -699,3 +699,18 @@ func TestBenchZeroFlagIsRefused(t *testing.T) {
 		t.Errorf("bench --accounts 0: %v", err)
 	}
 }
+
+// TestBenchOnlyMatchingNothingIsRefused: an --only that matches no
+// operation (a typo: "acount") made the set-up (1,000 revocations) and
+// printed an empty table, exit 0, a pass even with --strict. It is
+// refused, naming --only, before the set-up.
+func TestBenchOnlyMatchingNothingIsRefused(t *testing.T) {
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), []string{"bench", "--only", "^acount", "--strict", "--dir", filepath.Join(t.TempDir(), "bench")}, &out, &errOut)
+	if err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), "--only") {
+		t.Fatalf("bench --only matching nothing: got %v (exit %d), want a refusal naming --only, exit 2\n%s", err, exitCode(err), out.String())
+	}
+	if out.Len() > 0 {
+		t.Fatalf("bench --only matching nothing printed a report:\n%s", out.String())
+	}
+}
