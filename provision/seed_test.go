@@ -83,31 +83,51 @@ func regexpSeed(s string) bool {
 }
 
 // TestLooksLikeSeedMatchesDefinition compares the scanner with the regular
-// expression on random text made of what seeds, keys and names hold.
+// expression on random text made of what seeds, keys and names hold. It
+// makes 20,000 texts (a few seconds under the race detector, which the
+// whole suite runs with); FuzzLooksLikeSeed searches further on demand:
+// go test -fuzz FuzzLooksLikeSeed ./provision.
 func TestLooksLikeSeedMatchesDefinition(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
-	parts := []string{"S", "s", "SU", "su", "SA", "so", "SB", "sx", "P", "p", "A", "a", "2", "7", "8", "0", "Z", "z", "-", " ", "\"", ":", "U", "ab", "AB"}
-	for range 200000 {
+	for range 20000 {
 		var b strings.Builder
 		for n := r.IntN(12); n >= 0; n-- {
-			p := parts[r.IntN(len(parts))]
+			p := seedParts[r.IntN(len(seedParts))]
 			b.WriteString(strings.Repeat(p, 1+r.IntN(16)))
 		}
-		s := b.String()
-		got, want := looksLikeSeed(s), regexpSeed(s)
-		if got && !want {
-			// The expression's matches do not overlap: a lower-case run
-			// without a digit hides the boundary of a seed right after it.
-			// The scanner looks at every start; the seed is in a suffix.
-			for k := range len(s) {
-				if want = regexpSeed(s[k:]); want {
-					break
-				}
+		matchesDefinition(t, b.String())
+	}
+}
+
+// FuzzLooksLikeSeed compares the scanner with the regular expression on
+// what the fuzzer makes, starting from the pieces of seeds and keys.
+func FuzzLooksLikeSeed(f *testing.F) {
+	for _, p := range seedParts {
+		f.Add(strings.Repeat(p, 30))
+	}
+	f.Add("SUAM" + strings.Repeat("A", 52))
+	f.Add("x" + strings.Repeat("s", 2) + "ua" + strings.Repeat("a2", 30))
+	f.Fuzz(matchesDefinition)
+}
+
+// seedParts are what the random texts are made of: the prefixes and
+// alphabets of seeds, keys and names, and separators.
+var seedParts = []string{"S", "s", "SU", "su", "SA", "so", "SB", "sx", "P", "p", "A", "a", "2", "7", "8", "0", "Z", "z", "-", " ", "\"", ":", "U", "ab", "AB"}
+
+func matchesDefinition(t *testing.T, s string) {
+	got, want := looksLikeSeed(s), regexpSeed(s)
+	if got && !want {
+		// The expression's matches do not overlap: a lower-case run
+		// without a digit hides the boundary of a seed right after it.
+		// The scanner looks at every start; the seed is in a suffix.
+		for k := range len(s) {
+			if want = regexpSeed(s[k:]); want {
+				break
 			}
 		}
-		if got != want {
-			t.Fatalf("looksLikeSeed(%q) = %v, the definition says %v", s, got, want)
-		}
+	}
+	if got != want {
+		t.Fatalf("looksLikeSeed(%q) = %v, the definition says %v", s, got, want)
 	}
 }
 
