@@ -290,6 +290,28 @@ type AccountReply struct {
 	// ResolverOmitted counts the servers' answers left out of Resolver
 	// (see ServerReply).
 	ResolverOmitted int `json:"resolver_omitted,omitempty"`
+	// CutImports lists the imports of other managed accounts an update of
+	// exports cut off (see CutImport), as many as the reply has room for
+	// beside the servers' answers; CutImportsOmitted counts the rest.
+	CutImports        []CutImport `json:"cut_imports,omitempty"`
+	CutImportsOmitted int         `json:"cut_imports_omitted,omitempty"`
+}
+
+// CutImport is an import of another managed account that an update of its
+// exporter's exports, or the exporter's delete, cut off: it was served
+// before the change and is not after (no export matches it any more, the
+// export became private and the import has no activation token, its token
+// is no longer one the server takes). The change is made all the same:
+// the exporter decides what it exports, as in NATS itself, and the server
+// drops such an import from the importing account without a word.
+type CutImport struct {
+	// Account and AccountName name the importing account.
+	Account     string `json:"account"`
+	AccountName string `json:"account_name"`
+	// Name, Subject and Type are the import's.
+	Name    string `json:"name,omitempty"`
+	Subject string `json:"subject"`
+	Type    string `json:"type"`
 }
 
 // ListRequest pages a list: Offset skips entries; Limit, when above 0,
@@ -337,6 +359,11 @@ type DeleteAccountReply struct {
 	// ResolverOmitted counts the servers' answers left out of Resolver
 	// (see ServerReply).
 	ResolverOmitted int `json:"resolver_omitted,omitempty"`
+	// CutImports lists the imports of other managed accounts the delete
+	// cut off (see CutImport); CutImportsOmitted counts those the reply
+	// had no room for.
+	CutImports        []CutImport `json:"cut_imports,omitempty"`
+	CutImportsOmitted int         `json:"cut_imports_omitted,omitempty"`
 }
 
 // CreateUserRequest is the body of user.create. Without PublicKey the

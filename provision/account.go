@@ -525,7 +525,23 @@ func (s *Service) UpdateAccount(ctx context.Context, req api.UpdateAccountReques
 	if own != "" || len(exporters) > 0 {
 		defer s.lockSigning(own, exporters)()
 	}
-	out, err := s.submitValues(a.PublicKey, s.updateAccount(ctx, req, s.newSigningKey))
+	apply := s.updateAccount(ctx, req, s.newSigningKey)
+	var before *jwt.AccountClaims
+	if req.Exports != nil {
+		// The exports the change replaced, for the imports it cuts off
+		// (cutImports): those of the version it applied to, the last
+		// one tried.
+		update := apply
+		apply = func(a *Account, c *jwt.AccountClaims) error {
+			prev := *c
+			if err := update(a, c); err != nil {
+				return err
+			}
+			before = &prev
+			return nil
+		}
+	}
+	out, err := s.submitValues(a.PublicKey, apply)
 	if err != nil {
 		return nil, err
 	}
@@ -541,6 +557,11 @@ func (s *Service) UpdateAccount(ctx context.Context, req api.UpdateAccountReques
 	s.emit(ctx, api.Event{Type: api.EventAccountUpdated, Account: a.PublicKey, AccountName: a.Name})
 	rep := &api.AccountReply{Account: api.Account{Name: out.account.Name, PublicKey: a.PublicKey, JWT: out.account.JWT}}
 	rep.Resolver, rep.ResolverOmitted = wireResult(out.result)
+	if before != nil {
+		if after, err := s.claimsOf(out.account); err == nil {
+			rep.CutImports, rep.CutImportsOmitted = s.cutImports(ctx, a.PublicKey, before, after, serversRoomLeft(rep.Resolver))
+		}
+	}
 	return rep, nil
 }
 
@@ -671,7 +692,10 @@ func (s *Service) DeleteAccount(ctx context.Context, req api.AccountRequest) (*a
 	if err != nil {
 		return nil, err
 	}
+	var before *jwt.AccountClaims
 	out, err := s.submit(a.PublicKey, func(next *Account, c *jwt.AccountClaims) error {
+		prev := *c // what the imports it cuts off were served by
+		before = &prev
 		*next = tombstone(*next, "")
 		disable(c)
 		return nil
@@ -683,6 +707,7 @@ func (s *Service) DeleteAccount(ctx context.Context, req api.AccountRequest) (*a
 	s.emit(ctx, api.Event{Type: api.EventAccountDeleted, Account: a.PublicKey, AccountName: a.Name})
 	rep := &api.DeleteAccountReply{Deleted: a.PublicKey, Phase: string(out.phase), Waiting: out.waiting}
 	rep.Resolver, rep.ResolverOmitted = wireResult(out.result)
+	rep.CutImports, rep.CutImportsOmitted = s.cutImports(ctx, a.PublicKey, before, nil, serversRoomLeft(rep.Resolver))
 	return rep, nil
 }
 

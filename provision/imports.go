@@ -72,13 +72,7 @@ func (s *Service) setImports(ctx context.Context, a *Account, c *jwt.AccountClai
 			return fmt.Errorf("%w: \"imports[%d]\": an account cannot import from itself", ErrInvalid, i)
 		}
 		im.Account = exporter
-		var export *jwt.Export
-		for _, e := range claims.Exports {
-			if e.Type == im.Type && (im.Subject == e.Subject || im.Subject.IsContainedIn(e.Subject)) {
-				export = e
-				break
-			}
-		}
+		export := findExport(claims, &im)
 		if export == nil {
 			return fmt.Errorf("%w: \"imports[%d]\": account %q (%s) exports no %s %q", ErrInvalid, i, claims.Name, exporter, im.Type, im.Subject)
 		}

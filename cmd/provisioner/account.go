@@ -228,6 +228,7 @@ func runAccountDelete(ctx context.Context, args []string, stdout, stderr io.Writ
 			fmt.Fprintf(w, "Deleted account %s\n", rep.Deleted)
 		}
 		printResolver(w, rep.Resolver, rep.ResolverOmitted)
+		printCutImports(w, rep.CutImports, rep.CutImportsOmitted)
 		return nil
 	})
 }
@@ -237,6 +238,25 @@ func runAccountDelete(ctx context.Context, args []string, stdout, stderr io.Writ
 func printAccountChange(w io.Writer, verb string, rep *api.AccountReply) {
 	fmt.Fprintf(w, "%s account %s (%s)\n", verb, rep.Account.Name, rep.Account.PublicKey)
 	printResolver(w, rep.Resolver, rep.ResolverOmitted)
+	printCutImports(w, rep.CutImports, rep.CutImportsOmitted)
+}
+
+// printCutImports prints the imports of other accounts a change cut off,
+// which the server drops from those accounts without a word.
+func printCutImports(w io.Writer, cut []api.CutImport, omitted int) {
+	if len(cut) == 0 && omitted == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nThis change cut off %d imports of other accounts (the servers drop them; update or remove them with those accounts' account.update):\n", len(cut)+omitted)
+	tw := table(w)
+	fmt.Fprintln(tw, "ACCOUNT\tIMPORT\tTYPE\tSUBJECT")
+	for _, c := range cut {
+		fmt.Fprintf(tw, "%s (%s)\t%s\t%s\t%s\n", c.AccountName, c.Account, c.Name, c.Type, c.Subject)
+	}
+	tw.Flush()
+	if omitted > 0 {
+		fmt.Fprintf(w, "(and %d more the reply had no room for; the service's log counts them)\n", omitted)
+	}
 }
 
 // printResolver prints each server's answer to a push, and how many the

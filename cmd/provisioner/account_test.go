@@ -154,3 +154,23 @@ func TestAccountGetTieredJetStream(t *testing.T) {
 		t.Errorf("account get lacks the R1 tier's limits:\n%s", out)
 	}
 }
+
+// TestAccountDeleteNamesTheImportsItCuts: deleting an account whose export
+// another account imports prints the import it cut off.
+func TestAccountDeleteNamesTheImportsItCuts(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, bootstrap.Options{})
+	cl := client.New(c.env.Admin(t))
+	ctx := context.Background()
+	if _, err := cl.CreateAccount(ctx, api.CreateAccountRequest{Name: "alpha", Exports: jwt.Exports{{Name: "feed", Subject: "alpha.feed.>", Type: jwt.Stream}}}); err != nil {
+		t.Fatal(err)
+	}
+	beta, err := cl.CreateAccount(ctx, api.CreateAccountRequest{Name: "beta", Imports: jwt.Imports{{Name: "alpha-feed", Subject: "alpha.feed.>", Account: "alpha", Type: jwt.Stream}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := c.mustRun(t, "account", "delete", "alpha")
+	if !strings.Contains(out, "cut off 1 imports") || !strings.Contains(out, "beta ("+beta.Account.PublicKey+")") || !strings.Contains(out, "alpha-feed") || !strings.Contains(out, "alpha.feed.>") {
+		t.Errorf("account delete of an exporter printed:\n%s", out)
+	}
+}

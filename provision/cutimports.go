@@ -1,0 +1,132 @@
+package provision
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+
+	"github.com/nats-io/jwt/v2"
+
+	"github.com/natsprov/provisioner/api"
+)
+
+// cutImportsRoom is what the imports a change cuts off may take of its
+// reply, shared with the servers' answers (replyServersRoom): those come
+// first, they are the ones to act on; what does not fit is counted.
+const cutImportsRoom = replyServersRoom
+
+// findExport returns the export of claims an import of im's type and
+// subject is served by, as the server matches them: the import's subject
+// equal to the export's or contained in it.
+func findExport(claims *jwt.AccountClaims, im *jwt.Import) *jwt.Export {
+	for _, e := range claims.Exports {
+		if e != nil && e.Type == im.Type && (im.Subject == e.Subject || im.Subject.IsContainedIn(e.Subject)) {
+			return e
+		}
+	}
+	return nil
+}
+
+// served tells whether the server would keep importer's import im of
+// exporter, whose claims are given (nil: the account is gone or disabled),
+// in the importing account: an export matches it, an account_token_position
+// export is imported on a subject holding importer's key, and a private
+// one's activation token is one the server takes (checkActivation).
+func served(importer string, im *jwt.Import, exporter string, claims *jwt.AccountClaims) bool {
+	if claims == nil {
+		return false
+	}
+	export := findExport(claims, im)
+	if export == nil {
+		return false
+	}
+	if pos := export.AccountTokenPosition; pos > 0 {
+		tokens := strings.Split(string(im.Subject), ".")
+		return uint(len(tokens)) >= pos && tokens[pos-1] == importer
+	}
+	if !export.TokenReq {
+		return true
+	}
+	if im.Token == "" {
+		return false
+	}
+	return checkActivation(0, im, exporter, claims, export, false) == nil
+}
+
+// cutImports lists the imports of live managed accounts that exporter's
+// change from before to after (nil: deleted) cuts off: served before, not
+// after. The exporter decides what it exports, as in NATS itself, so the
+// change is made; its reply names what it cut, which the server would drop
+// from the importing accounts without a word. room is what is left of the
+// reply beside the servers' answers; the rest is counted. It is read from
+// the store after the change, and is the caller's to act on: a read that
+// fails is logged and lists nothing.
+func (s *Service) cutImports(ctx context.Context, exporter string, before, after *jwt.AccountClaims, room int) ([]api.CutImport, int) {
+	if before == nil || len(before.Exports) == 0 {
+		return nil, 0
+	}
+	accounts, err := s.store.Accounts(ctx)
+	if err != nil {
+		s.log.Warn("the imports of other accounts this change cut off could not be listed", "account", exporter, "error", err)
+		return nil, 0
+	}
+	var cut []api.CutImport
+	for _, b := range accounts {
+		if b.PublicKey == exporter || !b.Live() {
+			continue
+		}
+		claims, err := s.claimsOf(b)
+		if err != nil {
+			continue
+		}
+		for _, im := range claims.Imports {
+			if im == nil || im.Account != exporter || im.Name == selfImportName {
+				continue
+			}
+			if served(b.PublicKey, im, exporter, before) && !served(b.PublicKey, im, exporter, after) {
+				cut = append(cut, api.CutImport{Account: b.PublicKey, AccountName: b.Name, Name: im.Name, Subject: string(im.Subject), Type: im.Type.String()})
+			}
+		}
+	}
+	if len(cut) == 0 {
+		return nil, 0
+	}
+	slices.SortFunc(cut, func(x, y api.CutImport) int {
+		return strings.Compare(x.AccountName+"\x00"+x.Account+"\x00"+x.Subject, y.AccountName+"\x00"+y.Account+"\x00"+y.Subject)
+	})
+	s.log.Warn("the change cut off imports of other accounts (the server drops them from those accounts)", "account", exporter, "imports", len(cut), "first_importer", cut[0].Account, "first_subject", cut[0].Subject)
+	kept := cut[:0]
+	for _, c := range cut {
+		line, _ := json.Marshal(c)
+		if len(line)+1 > room {
+			break
+		}
+		room -= len(line) + 1
+		kept = append(kept, c)
+	}
+	return kept, len(cut) - len(kept)
+}
+
+// claimsOf returns the decoded claims of a stored account: the cached
+// state's when it holds this version, else decoded without caching (and
+// without the signing keys a state loads).
+func (s *Service) claimsOf(a Account) (*jwt.AccountClaims, error) {
+	if v, ok := s.cache.Load(a.PublicKey); ok {
+		if st := v.(*state); st.jwt == a.JWT {
+			return st.claims, nil
+		}
+	}
+	return decodeAccount(a.JWT)
+}
+
+// serversRoomLeft is what the servers' answers of a reply leave of
+// cutImportsRoom.
+func serversRoomLeft(replies []api.ServerReply) int {
+	room := cutImportsRoom
+	for _, r := range replies {
+		line, _ := json.Marshal(r)
+		room -= len(line) + 1
+	}
+	return max(room, 0)
+}
