@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/natsembed"
 	"github.com/natsprov/provisioner/provtest"
 )
 
@@ -340,6 +341,36 @@ func TestDevResetWithBadFlagsKeepsTheDeployment(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDevRefusesADeploymentWhoseServerRuns: dev on an init deployment
+// whose own nats-server runs (`nats-server -c deploy/nats-server.conf`, the
+// README's terminal 1) found the port taken, took a free one and started a
+// second server on the same JetStream store and resolver directories, which
+// nothing locks: two servers writing one bucket's files. It now refuses,
+// naming the running server.
+func TestDevRefusesADeploymentWhoseServerRuns(t *testing.T) {
+	deploy := filepath.Join(t.TempDir(), "deploy")
+	if _, err := bootstrap.Init(bootstrap.Options{Dir: deploy, Port: provtest.FreePort(t)}); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := natsembed.Start(filepath.Join(deploy, bootstrap.ServerConfFile), natsembed.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := startDev(devOptions{dir: deploy, port: provtest.FreePort(t), store: bootstrap.StoreJetStream}, io.Discard)
+	if err == nil {
+		d.Stop()
+	}
+	if err == nil || !strings.Contains(err.Error(), srv.URL()) {
+		t.Fatalf("dev on a deployment whose server runs at %s: %v, want a refusal naming it", srv.URL(), err)
+	}
+	// Stopped, the deployment is dev's to run.
+	srv.Stop()
+	if d, err = startDev(devOptions{dir: deploy, port: provtest.FreePort(t), store: bootstrap.StoreJetStream}, io.Discard); err != nil {
+		t.Fatalf("dev on the deployment once its server stopped: %v", err)
+	}
+	d.Stop()
 }
 
 // TestDevResetOnlyInADevDirectory: dev --reset deletes what its directory

@@ -9,8 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/conf"
+	"github.com/nats-io/nats.go"
 
 	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/config"
@@ -202,6 +204,9 @@ func startDev(o devOptions, stdout io.Writer) (*dev, error) {
 		if err := checkServerConfHere(abs); err != nil {
 			return nil, err
 		}
+		if err := checkServerNotRunning(cfg, cfgPath); err != nil {
+			return nil, err
+		}
 		fmt.Fprintf(stdout, "Using the %s deployment in %s (--reset starts fresh)\n", cfg.StoreKind(), abs)
 	}
 
@@ -232,6 +237,23 @@ func startDev(o devOptions, stdout io.Writer) (*dev, error) {
 	}
 	ok = true
 	return &dev{dir: abs, srv: srv, cfg: cfg, unlock: unlock}, nil
+}
+
+// checkServerNotRunning refuses a deployment whose own nats-server runs
+// (README's `nats-server -c deploy/nats-server.conf`): dev would find its
+// port taken, take another and start a second server on the same
+// JetStream store and resolver directories, which nothing locks (dev's
+// lock keeps out only another dev). A server at the deployment's address
+// that lets its provisioner user in trusts its operator: it is this
+// deployment's. One that does not answer, or refuses the creds, is not.
+func checkServerNotRunning(cfg *config.Config, cfgPath string) error {
+	nc, err := nats.Connect(cfg.NATSURL, nats.UserCredentials(cfg.NATSCreds), nats.CustomInboxPrefix(bootstrap.ProvisionerInboxPrefix),
+		nats.Name("provisioner dev check"), nats.Timeout(time.Second), nats.NoReconnect())
+	if err != nil {
+		return nil
+	}
+	nc.Close()
+	return fmt.Errorf("dev: a nats-server of this deployment already runs at %s (it takes %s): dev would start another beside it, on the JetStream and resolver files in %s that nats-server.conf names; stop it first, or leave it running and use `provisioner serve --config %s`", config.RedactURL(cfg.NATSURL), cfg.NATSCreds, filepath.Dir(cfgPath), cfgPath)
 }
 
 // checkServerConfHere refuses a deployment whose nats-server.conf was
