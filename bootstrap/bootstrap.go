@@ -458,6 +458,16 @@ func Init(opts Options) (*Result, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
 	}
+	// MkdirAll's mode goes through the umask: under 077 the directory was
+	// 0700, which the public files' 0644 cannot make up for, and
+	// docker-compose.yml's provisioners (another uid, handed only their
+	// secret files) could not read /deploy.
+	if errors.Is(statErr, os.ErrNotExist) {
+		if err := os.Chmod(dir, 0o755); err != nil {
+			os.Remove(dir)
+			return nil, fmt.Errorf("bootstrap: %w", err)
+		}
+	}
 	if err := os.Mkdir(filepath.Join(dir, OfflineDir), 0o700); err != nil {
 		if statErr != nil {
 			os.Remove(dir)
