@@ -28,6 +28,7 @@ import (
 // account back on top of B's version, not give up and leave a failed
 // create live on the servers and in the store for good.
 func TestAbandonedCreateChangedByPeer(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	g := &notSentAfterHold{reached: make(chan string, 1), released: make(chan struct{})}
 	a, st := kvDomain(t, env, func(r provision.Resolver) provision.Resolver { g.Resolver = r; return g })
@@ -79,6 +80,7 @@ func (d *dropTombstone) UpdateAccount(ctx context.Context, a provision.Account, 
 // failed create must not stay live in the store, where any instance's
 // reconciler pushes it live to the servers.
 func TestAbandonTombstoneUnavailable(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	_, st := kvDomain(t, env, nil)
 	b, _ := kvDomain(t, env, nil)
@@ -171,6 +173,7 @@ func (r *notSentOnce) Update(ctx context.Context, token string) (provision.PushR
 // landed. The caller is told the update failed: the failed change must
 // not stay in the store, where any instance's reconciler pushes it.
 func TestPutBackUnavailable(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	_, st := kvDomain(t, env, nil)
 	b, _ := kvDomain(t, env, nil)
@@ -312,6 +315,7 @@ const maxWritesInAnOutage = 20
 // second (a stream leader election) while reads still work. The put-back
 // is written again until it lands, but not in a loop at full speed.
 func TestPutBackPausesWhileTheStoreIsUnavailable(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	_, st := kvDomain(t, env, nil)
 	u := &unavailableWrites{Store: st}

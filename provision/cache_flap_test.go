@@ -105,6 +105,7 @@ var routeURL = regexp.MustCompile(`nats-route://127\.0\.0\.1:[0-9]+`)
 // for) as for a restart, and pushed every account it lists again at once:
 // each flap of a leaf's link did so, and reset its backoff.
 func TestCacheResolverKeptThroughALinkFlap(t *testing.T) {
+	t.Parallel()
 	res, nodes := cacheResolverNodes(t)
 	a, b := nodes[0], nodes[1]
 	// node-b's route goes through a proxy the test can cut.

@@ -33,6 +33,7 @@ var resolverBlock = regexp.MustCompile(`(?s)\nresolver: \{.*?\n\}`)
 // disabled for ever, waiting for node-b to confirm the disabled version,
 // and every reconcile pass pushed every account again.
 func TestCacheResolverServer(t *testing.T) {
+	t.Parallel()
 	res, nodes := cacheResolverNodes(t)
 	d := newClusterDomain(t, res, nodes, time.Hour, nil)
 	ctx := context.Background()
@@ -73,6 +74,7 @@ func TestCacheResolverServer(t *testing.T) {
 // node-b were still a full resolver that has not confirmed them (the
 // servers it listed when it started).
 func TestCacheResolverLearnedDuringAPass(t *testing.T) {
+	t.Parallel()
 	res, nodes := cacheResolverNodes(t)
 	b := nodes[1]
 	d := newClusterDomain(t, res, nodes, time.Hour, nil)
@@ -126,6 +128,7 @@ func serverID(rc *resolver.Client, name string) string {
 // the delete must finish, not stay disabled, its DELETE sent again by
 // every pass, until the client forgets node-b (server_forget_after).
 func TestDeleteDoesNotWaitForADownCacheResolver(t *testing.T) {
+	t.Parallel()
 	res, nodes := cacheResolverNodes(t)
 	b := nodes[1]
 	d := newClusterDomain(t, res, nodes, time.Hour, nil)
@@ -209,6 +212,7 @@ func waitRoutes(t *testing.T, b *clusterNode) {
 // refusal "for another reason", and the delete failed and was put back,
 // each try the same, in any deployment with a leaf or edge server.
 func TestDeleteOnAFullServerBesideACacheResolver(t *testing.T) {
+	t.Parallel()
 	res, nodes := cacheResolverNodesOf(t, bootstrap.Options{ResolverLimit: 6})
 	d := newClusterDomain(t, res, nodes, time.Hour, nil)
 	ctx := context.Background()
@@ -268,6 +272,7 @@ func TestDeleteOnAFullServerBesideACacheResolver(t *testing.T) {
 // disk made every change of an account used there fail, revocations
 // included.
 func TestCacheResolverErrorDoesNotUndoAChange(t *testing.T) {
+	t.Parallel()
 	res, nodes := cacheResolverNodes(t)
 	d := newClusterDomain(t, res, nodes, time.Hour, nil)
 	ctx := context.Background()
@@ -310,6 +315,7 @@ func TestCacheResolverErrorDoesNotUndoAChange(t *testing.T) {
 // disabled version at most: the delete must finish. It stayed disabled,
 // its DELETE failed by every pass, as long as node-b's disk was broken.
 func TestCacheResolverErrorDoesNotHoldADelete(t *testing.T) {
+	t.Parallel()
 	res, nodes := cacheResolverNodes(t)
 	d := newClusterDomain(t, res, nodes, time.Hour, nil)
 	ctx := context.Background()
@@ -367,6 +373,7 @@ func breakCacheDir(t *testing.T, n *clusterNode) {
 // long as the cache keeps it. The tombstone's disabled version and DELETE
 // must reach it.
 func TestDeletedAccountCachedOnAReturningCacheResolver(t *testing.T) {
+	t.Parallel()
 	res, nodes := cacheResolverNodes(t)
 	b := nodes[1]
 	d := newClusterDomain(t, res, nodes, time.Hour, nil)
@@ -424,6 +431,7 @@ func TestDeletedAccountCachedOnAReturningCacheResolver(t *testing.T) {
 // never to acme: no pass gave node-b the disabled version, and acme's
 // users got in there.
 func TestDeletedAccountCachedOnAReturningCacheResolverWithoutDeletes(t *testing.T) {
+	t.Parallel()
 	res, nodes := cacheResolverNodesOf(t, bootstrap.Options{NoDelete: true})
 	b := nodes[1]
 	d := newClusterDomain(t, res, nodes, time.Hour, nil)
@@ -481,6 +489,7 @@ func TestDeletedAccountCachedOnAReturningCacheResolverWithoutDeletes(t *testing.
 // refuses the user all along: a client given node-a's URL alone that got
 // in had failed over to node-b, learned from node-a's INFO.
 func TestRevokeReachesAReturningCacheResolver(t *testing.T) {
+	t.Parallel()
 	res, nodes := cacheResolverNodes(t)
 	a, b := nodes[0], nodes[1]
 	d := newClusterDomain(t, res, nodes, time.Hour, nil)
@@ -549,6 +558,7 @@ func TestRevokeReachesAReturningCacheResolver(t *testing.T) {
 // DELETE went out. The disabled version is the account's current one: it
 // must be pushed again until node-b takes it.
 func TestDisabledAccountCachedOnAReturningCacheResolver(t *testing.T) {
+	t.Parallel()
 	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
 	if err != nil {
 		t.Fatal(err)
@@ -664,6 +674,7 @@ func cacheRestarted(t *testing.T, d *clusterDomain, b *clusterNode) {
 // left their LOOKUP out. A version's push to an instance that skipped it
 // waits 1, 2, 4, ... passes; the accounts are still checked.
 func TestCacheResolverRestartBacksOff(t *testing.T) {
+	t.Parallel()
 	res, nodes := cacheResolverNodes(t)
 	b := nodes[1]
 	d := newClusterDomain(t, res, nodes, time.Hour, nil)
@@ -735,6 +746,7 @@ func TestCacheResolverRestartBacksOff(t *testing.T) {
 // which node-b takes ("jwt updated cache"): the revoked user is refused
 // there, and that version is pushed no more.
 func TestRevokeReachesALoadedCacheResolverWithinBackoff(t *testing.T) {
+	t.Parallel()
 	res, nodes := cacheResolverNodes(t)
 	b := nodes[1]
 	d := newClusterDomain(t, res, nodes, time.Hour, nil)
@@ -819,6 +831,7 @@ func (r *listWithout) List(ctx context.Context) (map[string][]string, error) {
 // away, so the next pass pushed all of them again at once and the backoff
 // started over at 1 pass; a late LIST every few passes kept it there.
 func TestCacheResolverBackoffKeptThroughALateList(t *testing.T) {
+	t.Parallel()
 	res, nodes := cacheResolverNodes(t)
 	b := nodes[1]
 	lw := &listWithout{name: "node-b"}
@@ -878,6 +891,7 @@ func TestCacheResolverBackoffKeptThroughALateList(t *testing.T) {
 // the very version the store holds, which it took before: a push to it
 // follows the cache backoff and counts as cache_repushed.
 func TestDeletedAccountRefetchedByACacheResolverBacksOff(t *testing.T) {
+	t.Parallel()
 	res, nodes := cacheResolverNodesOf(t, bootstrap.Options{NoDelete: true})
 	b := nodes[1]
 	d := newClusterDomain(t, res, nodes, time.Hour, nil)
@@ -936,6 +950,7 @@ func TestDeletedAccountRefetchedByACacheResolverBacksOff(t *testing.T) {
 // confirmation, node-b's copy) was kept for as long as it ran: a leak of
 // one entry per server for each such account.
 func TestDroppedTombstoneForgotten(t *testing.T) {
+	t.Parallel()
 	res, nodes := cacheResolverNodes(t)
 	b := nodes[1]
 	d := newClusterDomain(t, res, nodes, time.Hour, nil, func(cfg *provision.Config) { cfg.TombstoneRetention = time.Nanosecond })

@@ -148,6 +148,7 @@ func relayClaims(t *testing.T, target string) (string, *claimsHold) {
 // sync spreads the account back to every server, an orphan that no pass
 // deletes.
 func TestTombstoneKeptBesideAFullResolverSlowToAnswerClaims(t *testing.T) {
+	t.Parallel()
 	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
 	if err != nil {
 		t.Fatal(err)

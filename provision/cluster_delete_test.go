@@ -196,6 +196,7 @@ func (r *beforeFirstDelete) Delete(ctx context.Context, token string) (provision
 // sync spreads the account back to every server, and the tombstone, on a
 // server for good, is never dropped.
 func TestDeleteSentAgainToAServerThatMissedIt(t *testing.T) {
+	t.Parallel()
 	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
 	if err != nil {
 		t.Fatal(err)
@@ -267,6 +268,7 @@ func TestDeleteSentAgainToAServerThatMissedIt(t *testing.T) {
 // but passed when the delete finished: the tombstone went at once, and
 // node-c brought the account back live, an orphan left alone.
 func TestTombstoneKeptAfterTheWaitForAServer(t *testing.T) {
+	t.Parallel()
 	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
 	if err != nil {
 		t.Fatal(err)

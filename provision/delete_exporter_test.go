@@ -77,6 +77,7 @@ func TestDeletedExporterServesNoJetStream(t *testing.T) {
 // JetStream limits) is signed anew without them by a reconcile pass, and
 // pushed: left so, its streams went on answering its importers.
 func TestOldTombstoneLosesJetStream(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{NoDelete: true})
 	d := newDomain(t, env, nil)
 	defer d.stop()

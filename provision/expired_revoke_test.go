@@ -19,6 +19,7 @@ import (
 // the servers store an expired account JWT (its users stay shut out). A
 // change that makes the account expired is still refused.
 func TestRevokeInAnExpiredAccount(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	d := newDomain(t, env, nil)
 	defer d.stop()
@@ -62,6 +63,7 @@ func TestRevokeInAnExpiredAccount(t *testing.T) {
 // has passed issues the user (pre-provisioning, as README says): its creds
 // are shut out while the account is expired and connect once it is renewed.
 func TestUserCreateInAnExpiredAccount(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	d := newDomain(t, env, nil)
 	defer d.stop()

@@ -64,6 +64,7 @@ func playServer(t *testing.T, player *nats.Conn, name string, copies map[string]
 // pushed it to every server, replacing the newer version and losing its
 // description.
 func TestEnsureSelfExportBuildsOnTheNewestCopy(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	ctx := context.Background()
 	pub := env.Init.ServiceAccount
@@ -121,6 +122,7 @@ func TestEnsureSelfExportBuildsOnTheNewestCopy(t *testing.T) {
 // answer comes first: taken as the only one, the import was refused "no
 // server knows account", though a server does.
 func TestImportOfAnAccountOneServerHolds(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	ctx := context.Background()
 	base := newDomain(t, env, nil)

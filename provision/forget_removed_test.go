@@ -19,6 +19,7 @@ import (
 // the servers was kept for as long as A ran, a leak of one entry per
 // server for each account another instance removed.
 func TestAccountRemovedByAPeerForgotten(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	a, st := kvDomain(t, env, nil)
 	b, _ := kvDomainOf(t, env, "", nil, func(cfg *provision.Config) { cfg.TombstoneRetention = time.Nanosecond })
@@ -69,6 +70,7 @@ func (neverLeader) TryLease(context.Context, string, time.Duration) (bool, error
 // never looked at the store: what A remembered of acme on the servers
 // was kept for as long as it ran, on every instance but the leader.
 func TestAccountRemovedByTheLeaderForgottenByAnotherInstance(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	a, st := kvDomainOf(t, env, "", nil, func(cfg *provision.Config) { cfg.Leader = neverLeader{} })
 	b, _ := kvDomainOf(t, env, "", nil, func(cfg *provision.Config) { cfg.TombstoneRetention = time.Nanosecond })

@@ -130,6 +130,7 @@ func newUserKey() string {
 // account, stores and pushes it. A's create push lands last and, with no
 // re-read after it, the servers keep the version without the revocation.
 func TestCreatePushLandsLastOverPeerRevoke(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	g := newGate(1, 0)
 	a, _ := kvDomain(t, env, func(r provision.Resolver) provision.Resolver { g.Resolver = r; return g })
@@ -156,6 +157,7 @@ func TestCreatePushLandsLastOverPeerRevoke(t *testing.T) {
 // that while A's push is under way. A's push lands last and, with no
 // re-read after it, the servers keep the version without the revocation.
 func TestRestorePushLandsLastOverPeerRevoke(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	g := newGate(3, 2) // 1: create, 2: update (fails), 3: restore's push
 	a, _ := kvDomain(t, env, func(r provision.Resolver) provision.Resolver { g.Resolver = r; return g })
@@ -196,6 +198,7 @@ func (h *holds) Update(ctx context.Context, token string) (provision.PushResult,
 // key meanwhile (v3). A's push of v2 lands last and nothing reads the store
 // after it: the servers keep v2, without the revocation.
 func TestAfterPushRepushLandsLast(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	h := &holds{at: map[int32]chan struct{}{2: make(chan struct{}), 3: make(chan struct{})}, reached: make(chan string, 1)}
 	a, _ := kvDomain(t, env, func(r provision.Resolver) provision.Resolver { h.Resolver = r; return h })

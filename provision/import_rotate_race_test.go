@@ -65,6 +65,7 @@ func (h *holdAccount) arm(account string) {
 // put back, the key never reaches the servers, and the server leaves the
 // import out for good while the update answered success.
 func TestImportDuringFailedRotateOfItsExporter(t *testing.T) {
+	t.Parallel()
 	for _, create := range []bool{false, true} {
 		name := "update"
 		if create {
@@ -178,6 +179,7 @@ func (p *pauseUsersNamed) UsersNamed(ctx context.Context, account, name string) 
 // comes first: the first held back by a user.create of its account, the
 // second begun meanwhile. And each import crosses.
 func TestUpdatesImportingFromEachOther(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	fs, err := filestore.Open(filepath.Join(t.TempDir(), "store"), filestore.Options{Logger: provtest.Logger(t)})
 	if err != nil {

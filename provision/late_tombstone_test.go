@@ -30,6 +30,7 @@ import (
 // must hear from node-b before it drops the tombstone; the next pass then
 // deletes acme from node-b.
 func TestTombstoneKeptForAServerThatAnswersLate(t *testing.T) {
+	t.Parallel()
 	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
 	if err != nil {
 		t.Fatal(err)

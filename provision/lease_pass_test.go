@@ -47,6 +47,7 @@ func leaseDomain(t *testing.T, env *provtest.Env, instance string, interval time
 // the lease it took at its start. Another instance took it over while the
 // pass went on, and both reconciled at once.
 func TestLongPassKeepsTheLease(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	var aOn, bOn atomic.Bool
 	la := &lookupCounter{on: &aOn}
@@ -134,6 +135,7 @@ func (l *lastLookup) LookupAll(ctx context.Context, pub string) ([]string, error
 // lease it holds (3 reconcile intervals from its TryLease), when another
 // instance may take the lease over. It went on until a renewal returned.
 func TestPassStopsWhenItsLeaseEnds(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	const interval = time.Second
 	ll := &lastLookup{}
@@ -189,6 +191,7 @@ func (p *pausingLeader) TryLease(ctx context.Context, name string, ttl time.Dura
 // lease it no longer holds. It did, for an interval, until its first
 // renewal: the pass counted the lease from when it resumed.
 func TestPausedHolderResumes(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	const interval = 300 * time.Millisecond
 	var aOn, bOn atomic.Bool

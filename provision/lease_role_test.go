@@ -90,6 +90,7 @@ func TestCutOffLeaderSaysFollower(t *testing.T) {
 // pass's context, cancelled only after that wait: until the renewal's
 // timeout or the lease's cut.
 func TestPassEndsWithoutItsHangingRenewal(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	const interval = 1500 * time.Millisecond
 	hl := &hangingLeader{hang: 5 * time.Second}

@@ -61,6 +61,7 @@ func waitClosed(t *testing.T, nc *nats.Conn, what string) {
 // the old keys are revoked, the users they signed are cut off and cannot
 // connect, and the new ones still can.
 func TestAccountKeyRotation(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	d := newDomain(t, env, nil)
 	defer d.stop()
@@ -198,6 +199,7 @@ func TestExportsAndImports(t *testing.T) {
 // with both flat and tiered limits is refused, and an expired account is
 // refused by the server and not pushed again.
 func TestTiersAndExpiry(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	d := newDomain(t, env, nil)
 	defer d.stop()
@@ -256,6 +258,7 @@ func TestTiersAndExpiry(t *testing.T) {
 // leave the account JWT (after the margin), at the next change or the
 // next reconcile pass; a key revoked without being issued here stays.
 func TestRevocationsShrink(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	d := newDomain(t, env, nil, func(c *provision.Config) { c.RevocationMargin = time.Millisecond })
 	defer d.stop()

@@ -42,6 +42,7 @@ func playerCreds(t *testing.T, res *bootstrap.Result, name string) string {
 // to every server by resolver sync (the others deleted the account, so
 // they take it).
 func TestDeleteWaitsForConfirmationsByName(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	ctx := context.Background()
 	const hungName, hungID = "zz-hung", "NHUNGSERVERFORLOOKUPCREDIT"
@@ -121,6 +122,7 @@ func TestDeleteWaitsForConfirmationsByName(t *testing.T) {
 // server that holds the old key's copy, as far as anyone can tell, never
 // got the new one.
 func TestRotationCountsARemoteResignOnlyWhereStored(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	keyPath := nextSigningKey(t, env)
 	raw, err := os.ReadFile(filepath.Join(env.Dir, bootstrap.OperatorJWTFile))

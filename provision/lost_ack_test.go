@@ -53,6 +53,7 @@ func revokes(token, key string) bool {
 // version changes nothing it should not: A makes it again there and
 // answers with the outcome.
 func TestLostAckUnderPeerChange(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	_, st := kvDomain(t, env, nil)
 	b, _ := kvDomain(t, env, nil)
@@ -106,6 +107,7 @@ func (l *lateWrite) UpdateAccount(ctx context.Context, a provision.Account, rev 
 // reconciler must push the store's version, the revocation, to the
 // servers: the outcome is the one a retry of the revoke reaches.
 func TestWriteLandsAfterLandedGaveUp(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	_, st := kvDomain(t, env, nil)
 	b, _ := kvDomain(t, env, nil)
@@ -162,6 +164,7 @@ func (l *latestUnavailable) LatestJWT(ctx context.Context, pub string) (string, 
 // answers unavailable for a moment. Giving up at once left v1, without
 // the acknowledged revocation, on the servers until a reconcile pass.
 func TestStaleRepushAfterUnavailableRead(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	_, stB := kvDomain(t, env, nil)
 	lu := &latestUnavailable{Store: stB}

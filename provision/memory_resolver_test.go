@@ -28,6 +28,7 @@ func memoryResolverNodes(t *testing.T) (*bootstrap.Result, []*clusterNode) {
 // for node-b to confirm it. Once it has shown that it answers no claims
 // request, it is not waited for (as a cache resolver is not).
 func TestMemoryResolverServer(t *testing.T) {
+	t.Parallel()
 	res, nodes := memoryResolverNodes(t)
 	d := newClusterDomain(t, res, nodes, time.Hour, nil)
 	ctx := context.Background()
@@ -68,6 +69,7 @@ func TestMemoryResolverServer(t *testing.T) {
 // server; only a WARN log told an operator that it gets no account. Its
 // line now says so (resolver "none").
 func TestStatusNamesAServerWithNoResolver(t *testing.T) {
+	t.Parallel()
 	res, nodes := memoryResolverNodes(t)
 	d := newClusterDomain(t, res, nodes, time.Hour, nil)
 	ctx := context.Background()
@@ -114,6 +116,7 @@ func TestStatusNamesAServerWithNoResolver(t *testing.T) {
 // missing LIST keeps nothing (once it has shown it for as long as a
 // down server stays known: 2s here).
 func TestTombstoneDroppedBesideAServerWithNoResolver(t *testing.T) {
+	t.Parallel()
 	res, nodes := memoryResolverNodes(t)
 	d := newClusterDomain(t, res, nodes, 2*time.Second, nil, func(cfg *provision.Config) { cfg.TombstoneRetention = time.Second })
 	ctx := context.Background()

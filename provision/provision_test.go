@@ -217,6 +217,7 @@ func (b *blockingResolver) Update(ctx context.Context, token string) (provision.
 // first reconcile pass of the next start: the user cannot connect, the
 // listing says revoked, and revoking again by key works.
 func TestInterruptedRevokeIsFinished(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	b := &blockingResolver{armed: make(chan struct{}), reached: make(chan struct{}), released: make(chan struct{})}
 	first := newDomain(t, env, func(r provision.Resolver) provision.Resolver { b.Resolver = r; return b })
@@ -415,6 +416,7 @@ func TestKeyIssuedOnce(t *testing.T) {
 // started, and prov.status reports the whole pass once it ended. A
 // request that comes while it runs gets a pass of its own, after it.
 func TestReconcileOutlastsTheRequest(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	// Five LOOKUPs a second: a pass over 30 accounts takes six seconds,
 	// longer than two requests of two seconds each (the service answers

@@ -52,6 +52,7 @@ func (r *refuseOnce) Update(ctx context.Context, token string) (provision.PushRe
 // servers: its caller must not be told the plain refusal, which says
 // nothing was changed, but that it may have taken effect.
 func TestRefusedPushWhosePutBackFailsIsNotToldItChangedNothing(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	d := newDomain(t, env, nil)
 	t.Cleanup(d.stop)

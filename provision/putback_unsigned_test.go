@@ -39,6 +39,7 @@ func (r *refuseShrinking) Update(ctx context.Context, token string) (provision.P
 // the reconciler pushes, while its caller was told the plain refusal (502:
 // nothing was changed). It must be told the change may have taken effect.
 func TestRefusedPushWhosePreviousVersionCannotBeSignedIsInDoubt(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	d := newDomain(t, env, nil)
 	t.Cleanup(d.stop)

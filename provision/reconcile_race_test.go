@@ -111,6 +111,7 @@ func (r *silentList) List(ctx context.Context) (map[string][]string, error) {
 // removes the tombstone past its retention; from then on the live account
 // is an orphan, left alone: a deleted account brought back.
 func TestTombstoneRemovedWhileAServerMissedList(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	sl := &silentList{}
 	d := newDomain(t, env, func(r provision.Resolver) provision.Resolver { sl.Resolver = r; return sl },
@@ -155,6 +156,7 @@ func TestTombstoneRemovedWhileAServerMissedList(t *testing.T) {
 // server keeps the older version for good, and the account's users keep
 // connecting.
 func TestExpiredAccountLeftLiveOnRestoredServer(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	d := newDomain(t, env, nil)
 	defer d.stop()
@@ -258,6 +260,7 @@ func (r *holdDelete) Delete(ctx context.Context, token string) (provision.PushRe
 // to A's put-back. The servers must get the store's live version again at
 // once, not when the next pass finds it missing.
 func TestDeleteFinishedOverARestore(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	ga := &holdThenNotSent{at: 2, reached: make(chan string, 1), released: make(chan struct{})}
 	a, _ := kvDomain(t, env, func(r provision.Resolver) provision.Resolver { ga.Resolver = r; return ga })
@@ -342,6 +345,7 @@ func mustClaims(t *testing.T, token string) *jwt.AccountClaims {
 // the store and on no server, and pushed it. The servers must not keep the
 // failed update once A's put-back is done.
 func TestFailedUpdatePushedByPeerReconciler(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	ga := &holdThenNotSent{at: 2, reached: make(chan string, 1), released: make(chan struct{})}
 	a, st := kvDomain(t, env, func(r provision.Resolver) provision.Resolver { ga.Resolver = r; return ga })

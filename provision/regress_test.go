@@ -88,6 +88,7 @@ func kvDomainOf(t *testing.T, env *provtest.Env, instance string, wrap func(prov
 // leaves the account as it was, on the KV store too (where the tombstone
 // must claim its name again to become live).
 func TestFailedDeleteIsPutBackOnKV(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	rd := &refuseDisabled{}
 	svc, st := kvDomain(t, env, func(r provision.Resolver) provision.Resolver { rd.Resolver = r; return rd })
@@ -138,6 +139,7 @@ func TestFailedDeleteIsPutBackOnKV(t *testing.T) {
 // TestDeleteAnExpiredAccount: an account past its expiry can still be
 // deleted (its disabled version has no expiry).
 func TestDeleteAnExpiredAccount(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	d := newDomain(t, env, nil)
 	defer d.stop()
@@ -213,6 +215,7 @@ func TestInvalidChangeFailsAlone(t *testing.T) {
 // TestRoleTemplateReachesRetiredKeys: a role's template narrowed after a
 // rotation also binds the users signed by the role's retired scoped key.
 func TestRoleTemplateReachesRetiredKeys(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	d := newDomain(t, env, nil)
 	defer d.stop()
@@ -264,6 +267,7 @@ func TestRoleTemplateReachesRetiredKeys(t *testing.T) {
 // TestExpiredUserIsNotActive: once a revoked, expired user's revocation is
 // pruned, the user does not count as active again: its name is free.
 func TestExpiredUserIsNotActive(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	d := newDomain(t, env, nil, func(c *provision.Config) { c.RevocationMargin = time.Millisecond })
 	defer d.stop()

@@ -47,6 +47,7 @@ func (r *notSentThenHeld) Update(ctx context.Context, token string) (provision.P
 // took it for one no server holds, forgot its keys and left it live on
 // the servers for good, an orphan.
 func TestRetakeReadsWhetherHeldUnderTheLock(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	d := newDomain(t, env, nil)
 	defer d.stop()
@@ -163,6 +164,7 @@ func addSigningKey(t *testing.T, dir string) string {
 // live to the servers, which no pass does either, while its caller was
 // told it failed.
 func TestRotationDoesNotPushAFailedCreate(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	keyPath := nextSigningKey(t, env)
 	d := newDomain(t, env, nil)

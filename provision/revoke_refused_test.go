@@ -17,6 +17,7 @@ import (
 // was put back) changes nothing: no server has the revocation, so the key
 // can still be issued, and is not refused as "revoked".
 func TestRefusedRevokeOfUnrecordedKeyRecordsNothing(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	fail := &failNextPush{}
 	d := newDomain(t, env, func(r provision.Resolver) provision.Resolver { fail.Resolver = r; return fail })

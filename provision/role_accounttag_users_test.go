@@ -26,6 +26,7 @@ import (
 // recorded, whose count nobody can check. A change of tags the template
 // does not use goes through.
 func TestAccountTagChangeChecksUsersExpansions(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	d := newDomain(t, env, nil)
 	ctx := context.Background()

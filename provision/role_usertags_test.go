@@ -26,6 +26,7 @@ import (
 // before records held tags, a change of the subjects holding {{tag(x)}}
 // is refused, while a change of the others is not.
 func TestRoleTemplateChangeChecksUsersTags(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	d := newDomain(t, env, nil)
 	ctx := context.Background()

@@ -40,6 +40,7 @@ func (r *beforeLookupOf) LookupAll(ctx context.Context, pub string) ([]string, e
 // be left as it is, listed as failed, while node-b is down, and signed
 // anew on node-b's copy by the rotation sent again once it is back.
 func TestRotateResignsNoRemoteAccountWhileAServerIsDown(t *testing.T) {
+	t.Parallel()
 	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 // stayed expired, and sending the rotation again, as it advised, changed
 // nothing.
 func TestRotationResignsAnExpiredAccount(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	keyPath := nextSigningKey(t, env)
 	next := func() (*provision.Operator, error) {
@@ -73,6 +74,7 @@ func TestRotationResignsAnExpiredAccount(t *testing.T) {
 // an expired account too (keeping its expiry), for the same reason as the
 // rotation above.
 func TestPassResignsAnExpiredAccount(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	keyPath := nextSigningKey(t, env)
 	next := func() (*provision.Operator, error) {

@@ -35,6 +35,7 @@ func (f *failingPushes) Update(ctx context.Context, token string) (provision.Pus
 // the list. The list holds as many as prov.reconcile's orphans do, and
 // failed_omitted counts the rest (the log names each).
 func TestRotateOperatorFailedListFits(t *testing.T) {
+	t.Parallel()
 	const (
 		maxJWT   = 6 << 10 // a reply may carry maxJWT + 4096
 		accounts = 200     // 59 bytes each in a list: 11.8 KB

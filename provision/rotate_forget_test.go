@@ -24,6 +24,7 @@ func (r withGoneServer) Servers() []provision.Server {
 // server that is down said it must run with the new operator JWT "(or
 // be forgotten)", without saying how a server is forgotten.
 func TestRotateRefusalSaysHowAServerIsForgotten(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	keyPath := nextSigningKey(t, env)
 	d := newDomain(t, env, func(r provision.Resolver) provision.Resolver { return withGoneServer{r} }, func(c *provision.Config) {

@@ -22,6 +22,7 @@ import (
 // refusal names the instance and the config to change on every instance,
 // and the rotation works once it is set; nothing changed meanwhile.
 func TestRotateOnAnInstanceWithoutTheNextKey(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	keyPath := nextSigningKey(t, env)
 	next := func() (*provision.Operator, error) {

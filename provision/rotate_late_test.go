@@ -31,6 +31,7 @@ import (
 // key it does not trust, which no reconcile pass signs back; it must ask
 // every server, node-b too, and refuse (409, nothing changed).
 func TestRotateAsksAServerThatAnswersLate(t *testing.T) {
+	t.Parallel()
 	svc, rc, op := lateServerDomain(t)
 	ctx := context.Background()
 	rep, err := svc.RotateOperator(ctx, api.RotateOperatorRequest{})
@@ -45,6 +46,7 @@ func TestRotateAsksAServerThatAnswersLate(t *testing.T) {
 // restarted with operator_signing_key_next does: it switched to the new key
 // once node-a trusted it, without asking node-b.
 func TestPassSwitchesKeyOnlyOnceALateServerTrustsIt(t *testing.T) {
+	t.Parallel()
 	svc, rc, op := lateServerDomain(t)
 	if _, err := svc.Reconcile(context.Background(), api.ReconcileRequest{}); err != nil {
 		t.Fatal(err)

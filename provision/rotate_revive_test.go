@@ -38,6 +38,7 @@ func (l *listSignal) Accounts(ctx context.Context) ([]provision.Account, error) 
 // that version to every server. (A reconcile pass that lists a tombstone
 // to re-sign while another instance puts the account back does the same.)
 func TestRotationKeepsARevivedAccountsJetStream(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	keyPath := nextSigningKey(t, env)
 	next := func() (*provision.Operator, error) {

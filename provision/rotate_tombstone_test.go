@@ -20,6 +20,7 @@ import (
 // `operator finish` for good, and once the old key is removed a push of
 // it is not taken by any server.
 func TestReconcilerResignsTombstones(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{NoDelete: true})
 	keyPath := nextSigningKey(t, env)
 	next := func() (*provision.Operator, error) {

@@ -88,6 +88,7 @@ func regexpSeed(s string) bool {
 // whole suite runs with); FuzzLooksLikeSeed searches further on demand:
 // go test -fuzz FuzzLooksLikeSeed ./provision.
 func TestLooksLikeSeedMatchesDefinition(t *testing.T) {
+	t.Parallel()
 	r := rand.New(rand.NewPCG(1, 2))
 	for range 20000 {
 		var b strings.Builder

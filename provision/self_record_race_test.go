@@ -42,6 +42,7 @@ func (p *pauseAdd) AddUser(ctx context.Context, u provision.User, durable bool) 
 // the settings again once its record is stored, and refuses (403), its
 // user revoked, when they no longer allow it.
 func TestSelfCreateRecordedAfterUpdateOnAnotherInstance(t *testing.T) {
+	t.Parallel()
 	one := 1
 	off := false
 	for _, tc := range []struct {
@@ -122,6 +123,7 @@ func TestSelfCreateRecordedAfterUpdateOnAnotherInstance(t *testing.T) {
 // once its record is stored, on the bucket's latest version, and refuses
 // it, its user revoked.
 func TestSelfCreateRecordedAfterRoleChangeOnAnotherInstance(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		user string
@@ -193,6 +195,7 @@ func TestSelfCreateRecordedAfterRoleChangeOnAnotherInstance(t *testing.T) {
 // user records and without (the record of such a user is written before
 // the reply then: it must be stored to be checked again).
 func TestAdminCreateRecordedAfterRoleChangeOnAnotherInstance(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, user string
 		tags       []string

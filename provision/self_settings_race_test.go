@@ -52,6 +52,7 @@ func (g *readGate) Account(ctx context.Context, pub string) (provision.Account, 
 // settings the update replaced. The update waits for the creates in flight,
 // and a create checks the settings under the lock.
 func TestSelfCreateHeedsSettingsChangedMeanwhile(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	g := &readGate{}
 	d := newDomain(t, env, nil, func(c *provision.Config) {
@@ -180,6 +181,7 @@ func (l *laggingMirror) Account(ctx context.Context, pub string) (provision.Acco
 // settings. The create checks them again on the bucket's latest version,
 // under its lock.
 func TestSelfCreateHeedsSettingsChangedOnAnotherInstance(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	lag := &laggingMirror{held: make(chan struct{}), release: make(chan struct{})}
 	a, _ := kvDomainOf(t, env, "a", nil, func(c *provision.Config) {

@@ -61,6 +61,7 @@ func (l *eventLog) has(typ, user, result string) bool {
 // again in the background until it lands; Close does not wait for one that
 // keeps failing.
 func TestSelfCreateWithdrawalRetried(t *testing.T) {
+	t.Parallel()
 	t.Run("lands", func(t *testing.T) {
 		ev := &eventLog{}
 		a, r, pub, late, _ := refusedAfterRecord(t, ev)

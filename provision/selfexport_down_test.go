@@ -40,6 +40,7 @@ func resolverDir(t *testing.T, n *clusterNode) string {
 // server. It must push nothing while a known server is down, naming it,
 // and build on node-b's copy once it is back.
 func TestEnsureSelfExportWaitsForADownServer(t *testing.T) {
+	t.Parallel()
 	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
 	if err != nil {
 		t.Fatal(err)

@@ -55,6 +55,7 @@ func setSigningKeys(t *testing.T, dir string, keys ...string) {
 // problem: prov.status (and the health endpoint) kept naming the old key,
 // which it no longer signs with, until the next pass.
 func TestRotateToTrustedKeyClearsSignerProblem(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	ctx := context.Background()
 

@@ -147,6 +147,7 @@ func (f *failNextPush) Update(ctx context.Context, token string) (provision.Push
 // clock lead: the JWT of the instance ahead stayed valid after an
 // acknowledged revoke.
 func TestRevokeUnrecordedKeyRetriedAfterFailedPush(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	fail := &failNextPush{}
 	svc, st := kvDomain(t, env, func(r provision.Resolver) provision.Resolver { fail.Resolver = r; return fail })

@@ -61,6 +61,7 @@ func removeSigningKey(t *testing.T, env *provtest.Env, key string) {
 // configured any more, and an account whose signer no server trusts was
 // left so for good, its users cut off until someone changed it.
 func TestStaleSignerAccountsResignedAfterKeyRemoved(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	keyPath := nextSigningKey(t, env)
 	loadNext := func() (*provision.Operator, error) {
@@ -138,6 +139,7 @@ func TestStaleSignerAccountsResignedAfterKeyRemoved(t *testing.T) {
 // user. A pass of an instance whose key a server does not trust signs
 // nothing anew; an instance with a trusted key prunes it.
 func TestUntrustedSignerPrunesNothing(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	keyPath := nextSigningKey(t, env)
 	loadNext := func() (*provision.Operator, error) {

@@ -20,6 +20,7 @@ import (
 // few seconds; a start on the same store then leaves the servers holding
 // the store's version.
 func TestStopCutsAPassInAResign(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	b := &blockingResolver{armed: make(chan struct{}), reached: make(chan struct{}), released: make(chan struct{})}
 	short := func(c *provision.Config) { c.RevocationMargin = time.Millisecond }

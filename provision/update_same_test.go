@@ -37,6 +37,7 @@ func (r *countPushes) Update(ctx context.Context, token string) (provision.PushR
 // account's one version a second, an audit event. An update that gives no
 // field at all is refused (400) and changes nothing.
 func TestUpdateToWhatTheAccountHasMakesNoVersion(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	cp := &countPushes{}
 	d := newDomain(t, env, func(r provision.Resolver) provision.Resolver { cp.Resolver = r; return cp })
@@ -130,6 +131,7 @@ func TestUpdateToWhatTheAccountHasMakesNoVersion(t *testing.T) {
 // unchanged from the cache, it left the other instance's value in place
 // while telling its caller the account has the value it asked for.
 func TestUpdateToWhatAnotherInstanceReplacedIsMade(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	a, st := kvDomainOf(t, env, "a", nil)
 	sr := &laggingMirror{} // stale set by hand below, never armed

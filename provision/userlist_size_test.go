@@ -19,6 +19,7 @@ import (
 // escapes ('<' becomes \u003c) and who carry a long role and an expiry;
 // and the pages together list every user once.
 func TestUserListPagesFitMaxPayload(t *testing.T) {
+	t.Parallel()
 	const (
 		maxPayload = 256 << 10
 		users      = 900
