@@ -94,6 +94,9 @@ type Options struct {
 	// three replicas, and the servers keep the default sync interval, as
 	// init's cluster configs do.
 	Cluster bool
+	// Progress, when set, is told what a long step (the scale mode's
+	// fills, minutes at 100,000 accounts) is about to do.
+	Progress func(msg string)
 	// Only, when set, measures only the operations whose names it
 	// matches (and whose floors it matches, for a ratio), to profile
 	// them alone.

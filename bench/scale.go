@@ -47,6 +47,9 @@ func scale(ctx context.Context, e *Env, o Options, rep *Report) error {
 		if have >= to {
 			return nil
 		}
+		if o.Progress != nil {
+			o.Progress(fmt.Sprintf("scale mode: filling the store from %d to %d accounts", have, to))
+		}
 		start := time.Now()
 		s := run(ctx, to-have, o.C*2, func(i int) error {
 			_, err := request(e.Admin, e.Prefix+".account.create", fmt.Appendf(nil, `{"name":"fill-%d-%d"}`, to, i))

@@ -140,10 +140,13 @@ func benchOne(ctx context.Context, o bench.Options, asJSON bool, stdout, stderr 
 		fmt.Fprintf(stderr, "bench: store %s, n=%d c=%d c-high=%d rounds=%d accounts=%d, %s at %s\n",
 			o.Store, o.N, o.C, o.CHigh, o.Rounds, o.Accounts, env.ServerDescription(), env.URL)
 	}
+	o.Progress = func(msg string) { fmt.Fprintf(stderr, "bench: %s\n", msg) }
 	rep, err := bench.Run(ctx, env, o)
-	if err != nil {
+	if rep == nil {
 		return nil, err
 	}
+	// A scale mode that fails comes back with the report of the rows
+	// measured before it: minutes of results, printed before the error.
 	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -154,5 +157,5 @@ func benchOne(ctx context.Context, o bench.Options, asJSON bool, stdout, stderr 
 		rep.Print(stdout)
 		fmt.Fprintln(stdout)
 	}
-	return rep, nil
+	return rep, err
 }

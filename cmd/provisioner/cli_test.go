@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -743,5 +744,43 @@ func TestBenchOnlyMatchingNothingIsRefused(t *testing.T) {
 	}
 	if out.Len() > 0 {
 		t.Fatalf("bench --only matching nothing printed a report:\n%s", out.String())
+	}
+}
+
+// cancelOn is a writer that cancels a context once what was written to it
+// holds a text.
+type cancelOn struct {
+	mu     sync.Mutex
+	buf    bytes.Buffer
+	text   string
+	cancel context.CancelFunc
+}
+
+func (w *cancelOn) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	if strings.Contains(w.buf.String(), w.text) {
+		w.cancel()
+	}
+	return len(p), nil
+}
+
+// TestBenchPrintsTheRowsMeasuredBeforeAFailedScale: the scale mode runs
+// after the rows, minutes of them; when it fails (here: interrupted as
+// its fill starts), the rows measured are printed before the error, not
+// dropped.
+func TestBenchPrintsTheRowsMeasuredBeforeAFailedScale(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errOut := &cancelOn{text: "scale mode: filling", cancel: cancel}
+	var out bytes.Buffer
+	err := run(ctx, []string{"bench", "--only", `^user\.create`, "-n", "8", "-c", "2", "--c-high", "2", "--rounds", "1",
+		"--revocations", "1", "--versions", "1", "--accounts", "100000", "--dir", filepath.Join(t.TempDir(), "bench")}, &out, errOut)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("bench interrupted in its scale mode: %v, want context.Canceled\nstderr:\n%s", err, errOut.buf.String())
+	}
+	if !strings.Contains(out.String(), "user.create") {
+		t.Fatalf("bench interrupted in its scale mode printed no row measured before it:\n%s\nstderr:\n%s", out.String(), errOut.buf.String())
 	}
 }
