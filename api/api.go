@@ -239,6 +239,11 @@ type RotateAccountReply struct {
 	// ResolverOmitted counts the servers' answers left out of Resolver
 	// (see ServerReply).
 	ResolverOmitted int `json:"resolver_omitted,omitempty"`
+	// CutImports lists the imports of other managed accounts whose
+	// activation tokens the removed keys signed (see CutImport), as many
+	// as the reply has room for; CutImportsOmitted counts the rest.
+	CutImports        []CutImport `json:"cut_imports,omitempty"`
+	CutImportsOmitted int         `json:"cut_imports_omitted,omitempty"`
 }
 
 // AccountRequest is the body of account.get and account.delete.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
@@ -32,6 +33,7 @@ func cutList(cut []api.CutImport) []string {
 // from the importing accounts without a word; one that cuts nothing names
 // nothing. The exporter's delete names the imports left.
 func TestChangesNameTheImportsTheyCut(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	d := newDomain(t, env, nil)
 	defer d.stop()
@@ -132,6 +134,7 @@ func TestChangesNameTheImportsTheyCut(t *testing.T) {
 // as many of them as the reply has room for beside the servers' answers
 // and counts the rest.
 func TestCutImportsFitTheReply(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	d := newDomain(t, env, nil)
 	defer d.stop()
@@ -163,5 +166,79 @@ func TestCutImportsFitTheReply(t *testing.T) {
 	}
 	if rep.CutImports[0].AccountName != "importer-00" {
 		t.Fatalf("first cut import is %q's, want importer-00's (sorted by name)", rep.CutImports[0].AccountName)
+	}
+}
+
+// TestRotationNamesTheImportsItCuts: a rotation with revoke_old removes the
+// key the service signed a managed importer's activation with; the server
+// then refuses the activation and drops the import. The reply names it.
+func TestRotationNamesTheImportsItCuts(t *testing.T) {
+	t.Parallel()
+	env := provtest.Deployment(t, bootstrap.Options{})
+	d := newDomain(t, env, nil)
+	defer d.stop()
+	ctx := context.Background()
+	if _, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "alpha", Exports: jwt.Exports{
+		{Name: "get", Subject: "alpha.get", Type: jwt.Service, TokenReq: true},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "beta", Imports: jwt.Imports{
+		{Name: "get", Subject: "alpha.get", Account: "alpha", Type: jwt.Service},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	alphaCreds, _ := issue(t, d, api.CreateUserRequest{Account: "alpha", Name: "responder"})
+	betaCreds, _ := issue(t, d, api.CreateUserRequest{Account: "beta", Name: "caller"})
+	resp, caller := dial(t, env, alphaCreds), dial(t, env, betaCreds)
+	if _, err := resp.Subscribe("alpha.get", func(m *nats.Msg) { m.Respond([]byte("ok")) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := resp.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := caller.Request("alpha.get", nil, 2*time.Second); err != nil {
+		t.Fatalf("beta's import of alpha.get before the rotation: %v", err)
+	}
+	// Retiring the key cuts nothing: activations it signed still count.
+	rep, err := d.svc.RotateAccount(ctx, api.RotateAccountRequest{Account: "alpha"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.CutImports) != 0 {
+		t.Fatalf("a rotation that removes no key names cut imports: %v", rep.CutImports)
+	}
+	rot := false
+	rep, err = d.svc.RotateAccount(ctx, api.RotateAccountRequest{Account: "alpha", Rotate: &rot, RevokeOld: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := cutList(rep.CutImports), []string{"beta alpha.get"}; !slices.Equal(got, want) {
+		t.Fatalf("revoke_old: cut imports %q, want %q", got, want)
+	}
+	// alpha's responder, signed by the removed key too, is cut off: a
+	// new one answers, inside alpha, and not through beta's import.
+	alphaCreds, _ = issue(t, d, api.CreateUserRequest{Account: "alpha", Name: "responder-2"})
+	resp = dial(t, env, alphaCreds)
+	if _, err := resp.Subscribe("alpha.get", func(m *nats.Msg) { m.Respond([]byte("ok")) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := resp.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := resp.Request("alpha.get", nil, 2*time.Second); err != nil {
+		t.Fatalf("alpha's new responder does not answer inside alpha: %v", err)
+	}
+	if _, err := caller.Request("alpha.get", nil, time.Second); err == nil {
+		t.Fatal("beta still reaches alpha.get once the key that signed its activation is removed: the cut the reply names is not real")
+	}
+	// What README says to do: give beta's imports again, and the service
+	// signs a new activation.
+	imports := jwt.Imports{{Name: "get", Subject: "alpha.get", Account: "alpha", Type: jwt.Service}}
+	if _, err := d.svc.UpdateAccount(ctx, api.UpdateAccountRequest{Account: "beta", Imports: &imports}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := caller.Request("alpha.get", nil, 2*time.Second); err != nil {
+		t.Fatalf("beta's import given again after the rotation: %v", err)
 	}
 }

@@ -34,6 +34,7 @@ func (s *Service) RotateAccount(ctx context.Context, req api.RotateAccountReques
 	// signed with one meanwhile got creds that never connect.
 	defer s.signing.lock(a.PublicKey)()
 	var removed []string
+	var before *jwt.AccountClaims
 	submit := s.submit
 	if !rotate {
 		// Only retired keys go: with none, nothing changes.
@@ -111,6 +112,10 @@ func (s *Service) RotateAccount(ctx context.Context, req api.RotateAccountReques
 			}
 		}
 		next.SigningKeys = keys
+		if len(gone) > 0 {
+			prev := *claims // what the imports it cuts off were served by
+			before = &prev
+		}
 		*claims = *c
 		removed = gone
 		return nil
@@ -136,6 +141,13 @@ func (s *Service) RotateAccount(ctx context.Context, req api.RotateAccountReques
 	}
 	if out.unchanged {
 		return rep, nil // no retired keys: no new version, nothing to audit
+	}
+	if len(removed) > 0 && before != nil {
+		// Activations the removed keys signed no longer count: the
+		// imports they served are cut off, as by an update of exports.
+		if after, err := s.claimsOf(out.account); err == nil {
+			rep.CutImports, rep.CutImportsOmitted = s.cutImports(ctx, a.PublicKey, before, after, serversRoomLeft(rep.Resolver))
+		}
 	}
 	s.log.Info("account signing keys rotated", "account", a.PublicKey, "name", a.Name, "rotated", rotate, "removed", len(removed))
 	s.emit(ctx, api.Event{Type: api.EventAccountUpdated, Account: a.PublicKey, AccountName: a.Name})
