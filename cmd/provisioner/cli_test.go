@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -370,6 +371,34 @@ func TestDevRefusesADeploymentWhoseServerRuns(t *testing.T) {
 	srv.Stop()
 	if d, err = startDev(devOptions{dir: deploy, port: provtest.FreePort(t), store: bootstrap.StoreJetStream}, io.Discard); err != nil {
 		t.Fatalf("dev on the deployment once its server stopped: %v", err)
+	}
+	d.Stop()
+}
+
+// TestDevTakesAnotherPortBesideAForeignServer: a nats-server of another
+// project on the deployment's port (a plain one, no auth: the usual
+// `nats-server` of a developer) let dev's check connect with any creds,
+// and dev refused, calling it this deployment's server, where it used to
+// take a free port. Only a server that authenticates the provisioner's
+// creds is this deployment's.
+func TestDevTakesAnotherPortBesideAForeignServer(t *testing.T) {
+	deploy := filepath.Join(t.TempDir(), "deploy")
+	port := provtest.FreePort(t)
+	if _, err := bootstrap.Init(bootstrap.Options{Dir: deploy, Port: port}); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(t.TempDir(), "plain.conf")
+	if err := os.WriteFile(conf, []byte("listen: \"127.0.0.1:"+strconv.Itoa(port)+"\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := natsembed.Start(conf, natsembed.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	d, err := startDev(devOptions{dir: deploy, port: port, store: bootstrap.StoreJetStream}, io.Discard)
+	if err != nil {
+		t.Fatalf("dev beside a foreign server without auth on its port %d: %v, want it to take another port", port, err)
 	}
 	d.Stop()
 }

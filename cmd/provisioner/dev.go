@@ -245,14 +245,21 @@ func startDev(o devOptions, stdout io.Writer) (*dev, error) {
 // JetStream store and resolver directories, which nothing locks (dev's
 // lock keeps out only another dev). A server at the deployment's address
 // that lets its provisioner user in trusts its operator: it is this
-// deployment's. One that does not answer, or refuses the creds, is not.
+// deployment's. One that does not answer, or refuses the creds, is not;
+// nor is one that asks for no auth at all (another project's plain
+// nats-server on the port), which lets any creds in: dev takes another
+// port beside it, as it did before this check.
 func checkServerNotRunning(cfg *config.Config, cfgPath string) error {
 	nc, err := nats.Connect(cfg.NATSURL, nats.UserCredentials(cfg.NATSCreds), nats.CustomInboxPrefix(bootstrap.ProvisionerInboxPrefix),
 		nats.Name("provisioner dev check"), nats.Timeout(time.Second), nats.NoReconnect())
 	if err != nil {
 		return nil
 	}
+	authenticated := nc.AuthRequired()
 	nc.Close()
+	if !authenticated {
+		return nil
+	}
 	return fmt.Errorf("dev: a nats-server of this deployment already runs at %s (it takes %s): dev would start another beside it, on the JetStream and resolver files in %s that nats-server.conf names; stop it first, or leave it running and use `provisioner serve --config %s`", config.RedactURL(cfg.NATSURL), cfg.NATSCreds, filepath.Dir(cfgPath), cfgPath)
 }
 
