@@ -516,6 +516,16 @@ func (s *Service) UpdateAccount(ctx context.Context, req api.UpdateAccountReques
 		// instance.
 		own = a.PublicKey
 	}
+	if req.Exports != nil {
+		// An importer's change holds this lock shared from its check of
+		// the exports to its push (activationSigners): taken
+		// exclusively, one under way is stored before the imports it
+		// cuts are listed (cutImports), and one after checks the new
+		// exports. Without it, an import checked against the old
+		// exports was stored after the list: the server dropped it,
+		// and neither reply named it. On this instance.
+		own = a.PublicKey
+	}
 	var exporters []string
 	if req.Imports != nil {
 		// Activations are signed with keys their exporters still list
@@ -692,6 +702,10 @@ func (s *Service) DeleteAccount(ctx context.Context, req api.AccountRequest) (*a
 	if err != nil {
 		return nil, err
 	}
+	// As an update of exports does: an importer's change that checked
+	// this account's exports is stored before the imports the delete
+	// cuts are listed, and one after finds the account deleted.
+	defer s.signing.lock(a.PublicKey)()
 	var before *jwt.AccountClaims
 	out, err := s.submit(a.PublicKey, func(next *Account, c *jwt.AccountClaims) error {
 		prev := *c // what the imports it cuts off were served by
