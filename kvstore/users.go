@@ -377,7 +377,7 @@ func (s *Store) addDurable(ctx context.Context, p *pendingWrite, u provision.Use
 					p.settled = make(chan struct{})
 					s.amu.Unlock()
 					s.withdrawLater(p, 0)
-					if !full(err) && !transient(err) {
+					if !full(err) && !noLimits(err) && !transient(err) {
 						// The batch was refused for another record
 						// (its key taken meanwhile), which says nothing
 						// of this one: not written on its own, it is
