@@ -718,7 +718,9 @@ type StatusReply struct {
 	// until it is restarted: its store refuses every change (its journal
 	// could not be written, its bucket was deleted under it), or servers
 	// do not trust the operator signing key it signs with, so that every
-	// account it pushes is unusable there. A health check's cue.
+	// account it pushes is unusable there, or the bucket holds accounts
+	// sealed with a seal key it does not hold (another instance runs with
+	// another seal_key). A health check's cue.
 	Problem string `json:"problem,omitempty"`
 	// SigningKey is the public key of the operator signing key this
 	// instance signs account JWTs with (never its seed): during a

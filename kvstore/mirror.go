@@ -339,6 +339,16 @@ func (s *Store) decode(e jetstream.KeyValueEntry) change {
 				acct = &accountEntry{a: provision.Account{PublicKey: c.key[len(accountPrefix):]}, err: err}
 				if errors.Is(err, seal.ErrUnknownKey) {
 					acct.lockedName = lockedName(e.Value())
+					// Not a 500: the request's answer says why (the
+					// error holds public keys only).
+					acct.err = fmt.Errorf("%w: %w", provision.ErrOtherSealKey, err)
+					var uk *seal.UnknownKeyError
+					if errors.As(err, &uk) && s.loaded.Load() {
+						// Open refuses such a record the store shows,
+						// and sweeps one it does not: met after it, it
+						// was written by an instance running now.
+						s.noteForeign(uk.Key, c.key)
+					}
 				}
 			}
 			c.acct = acct
@@ -567,7 +577,12 @@ func (s *Store) follow(w jetstream.KeyWatcher) {
 			if c.err != nil {
 				s.log.Error("kvstore: skipping an unreadable entry", "key", c.key, "error", c.err)
 			}
-			if c.acct != nil && c.acct.err != nil {
+			switch {
+			case c.acct != nil && errors.Is(c.acct.err, provision.ErrOtherSealKey):
+				// Its seal key is logged at ERROR once (noteForeign),
+				// not at each record another instance writes.
+				s.log.Warn("kvstore: account record cannot be read; reads of it fail", "key", c.key, "error", c.acct.err)
+			case c.acct != nil && c.acct.err != nil:
 				s.log.Error("kvstore: account record cannot be read; reads of it fail", "key", c.key, "error", c.acct.err)
 			}
 			s.applyBrought(c, true)

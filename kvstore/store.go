@@ -52,6 +52,7 @@ import (
 	"net/http"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -225,6 +226,14 @@ type Store struct {
 	// full is set while writes find the bucket without room (users.go).
 	full atomic.Bool
 
+	// loaded is set once Open has loaded the bucket. From then on, an
+	// account record sealed with a key this instance lacks was written by
+	// an instance running with another seal_key: fmu guards foreign, the
+	// public keys of those keys, in the order met (SealProblem).
+	loaded  atomic.Bool
+	fmu     sync.Mutex
+	foreign []string
+
 	// User records of removed accounts to remove (strays.go).
 	smu      sync.Mutex
 	strays   []stray
@@ -328,6 +337,7 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 		s.endLife()
 		return nil, err
 	}
+	s.loaded.Store(true)
 	s.watcher.Add(1)
 	go s.watch(kw)
 	s.workers.Add(4)
@@ -787,6 +797,34 @@ func (s *Store) Broken() error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.lost
+}
+
+// SealProblem reports the seal keys, by public key, of account records
+// this instance read since its start and cannot open: sealed by an
+// instance given another seal_key, which this one holds neither as its
+// seal_key nor as a seal_key_previous. Reads of those accounts fail here,
+// and a restart of this instance refuses the bucket. It stays until a
+// restart: only one with the right keys repairs it. nil while there is
+// none; prov.status and the health endpoint show it.
+func (s *Store) SealProblem() error {
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	if len(s.foreign) == 0 {
+		return nil
+	}
+	return fmt.Errorf("kvstore: the bucket holds accounts sealed with seal key(s) %s, which this instance (seal key %s) does not hold: the instances run with different seal_key files, and each cannot read what the other creates; give every instance the same seal_key (and the other key as seal_key_previous, then run store reseal), and restart them", strings.Join(s.foreign, ", "), s.seal.PublicKey())
+}
+
+// noteForeign records a seal key met in an account record that this
+// instance does not hold, logging it at ERROR the first time.
+func (s *Store) noteForeign(key, record string) {
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	if slices.Contains(s.foreign, key) {
+		return
+	}
+	s.foreign = append(s.foreign, key)
+	s.log.Error("kvstore: account records are sealed with a seal key this instance does not hold: another instance runs with another seal_key; reads of its accounts fail here, and this instance will not start again on the bucket; give every instance the same seal_key and restart them", "foreign_seal_key", key, "seal_key", s.seal.PublicKey(), "key", record)
 }
 
 // lose makes every later call fail with a refusal naming what happened to

@@ -41,6 +41,12 @@ var (
 	// for (a clock stepped back, or another instance's clock ahead):
 	// nothing was changed; the clocks must be set right.
 	ErrClockBehind = errors.New("the clock is behind the account's last version")
+	// ErrOtherSealKey: the account's seeds are sealed with a seal key this
+	// instance holds neither as seal_key nor as seal_key_previous (the
+	// instances were given different seal_key files). Retrying does not
+	// help: an operator must give the instances the same key and restart
+	// them.
+	ErrOtherSealKey = errors.New("the account is sealed with a seal key this instance does not hold")
 
 	// ErrRefused: a server refused a push (its reason is in the error), or
 	// only cache resolvers answered.

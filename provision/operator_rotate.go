@@ -279,6 +279,20 @@ func (s *Service) SignerProblem() error {
 	return nil
 }
 
+// sealProblemer is a store shared by instances (kvstore) that can find
+// account records sealed with a seal key this instance does not hold.
+type sealProblemer interface{ SealProblem() error }
+
+// SealProblem is the store's report of account records sealed with a seal
+// key this instance lacks (another instance given another seal_key); nil
+// when there is none, or the store cannot have any.
+func (s *Service) SealProblem() error {
+	if p, ok := s.store.(sealProblemer); ok {
+		return p.SealProblem()
+	}
+	return nil
+}
+
 // revertOperator goes back from next to the operator signing key the
 // instance started with when a server that answered does not trust next
 // while every one that answered trusts that key, and reports whether it

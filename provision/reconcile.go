@@ -218,6 +218,8 @@ func (s *Service) Status(_ context.Context, _ api.StatusRequest) (*api.StatusRep
 		out.Problem = err.Error()
 	} else if err := s.SignerProblem(); err != nil {
 		out.Problem = err.Error()
+	} else if err := s.SealProblem(); err != nil {
+		out.Problem = err.Error()
 	}
 	return out, nil
 }

@@ -724,6 +724,10 @@ func (r *Responder) classify(e *endpoint, err error) (int, string) {
 		// Before ErrUnavailable, which it wraps: a write the store may
 		// still hold is no "retry".
 		code = api.CodeTimeout
+	case errors.Is(err, provision.ErrOtherSealKey):
+		// This instance cannot serve the account, and retrying here does
+		// not help; as a bare error it was a 500 "internal error".
+		code = api.CodeUnavailable
 	case errors.Is(err, provision.ErrClockBehind):
 		// Nothing was changed, and it passes once the clocks agree (or
 		// the account's last version is no longer ahead of them). As a
@@ -768,6 +772,10 @@ func (r *Responder) classify(e *endpoint, err error) (int, string) {
 		ref := strconv.FormatUint(r.seq.Add(1), 10)
 		r.log.Warn("request failed", "subject", e.full, "code", code, "ref", ref, "error", err)
 		desc = fmt.Sprintf("the provisioner's store did not answer the write, or could not take back a change whose push failed, so it could not tell whether the change stands: it may have taken effect; read it back before trying again (ref %s: the provisioner's log has the details)", ref)
+	case errors.Is(err, provision.ErrOtherSealKey):
+		ref := strconv.FormatUint(r.seq.Add(1), 10)
+		r.log.Error("request failed: the account is sealed with a seal key this instance does not hold", "subject", e.full, "code", code, "ref", ref, "error", err)
+		desc = fmt.Sprintf("%s: another instance, given another seal_key, created or changed it; an operator must give every instance the same seal_key and restart them, trying again here does not help (ref %s: the provisioner's log and prov.status name the keys)", provision.ErrOtherSealKey, ref)
 	case errors.Is(err, provision.ErrClockBehind):
 		// Its description names no internal detail, and the fix is the
 		// operator's: it goes to the caller as it is.

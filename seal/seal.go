@@ -33,6 +33,13 @@ var (
 	ErrDamaged = errors.New("seal: sealed value does not open (damaged, or not sealed by this key)")
 )
 
+// UnknownKeyError is ErrUnknownKey naming the public key of the key that
+// sealed the value, so that a store can say which key it lacks.
+type UnknownKeyError struct{ Key string }
+
+func (e *UnknownKeyError) Error() string        { return ErrUnknownKey.Error() + " " + e.Key }
+func (e *UnknownKeyError) Is(target error) bool { return target == ErrUnknownKey }
+
 // Key seals with one curve key and opens what it, or a previous key,
 // sealed. It is safe for concurrent use.
 //
@@ -164,7 +171,7 @@ func (k *Key) Open(sealed string) ([]byte, error) {
 func (k *Key) open(pub string, sealed []byte) ([]byte, error) {
 	c := k.keys[pub]
 	if c == nil {
-		return nil, fmt.Errorf("%w %s", ErrUnknownKey, pub)
+		return nil, &UnknownKeyError{Key: pub}
 	}
 	if len(sealed) <= len(boxVersion)+nonceLen || string(sealed[:len(boxVersion)]) != boxVersion {
 		return nil, ErrDamaged

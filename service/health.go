@@ -103,8 +103,8 @@ func (h *health) close() {
 
 // problems lists why the service cannot serve now: a NATS connection down
 // (requests, pushes, or the store's), servers that do not trust its
-// operator signing key, or a store that refuses every change until a
-// restart. A connection down is reported while nats.go reconnects
+// operator signing key, accounts sealed with a seal key it does not hold,
+// or a store that refuses every change until a restart. A connection down is reported while nats.go reconnects
 // (it retries forever): the instance answers nothing meanwhile, so a
 // readiness probe should take it out, not a liveness probe kill it.
 func (s *Service) problems() []string {
@@ -120,6 +120,11 @@ func (s *Service) problems() []string {
 			// the endpoint answers anyone who reaches it and says
 			// nothing of keys. prov.status and the log name it.
 			out = append(out, "operator signing key: servers do not trust the key this instance signs with; prov.status and the log say which")
+		}
+		if err := s.Provision.SealProblem(); err != nil {
+			// Nor the seal keys' public keys: prov.status and the log
+			// name them.
+			out = append(out, "seal key: the store holds accounts sealed with a seal key this instance does not hold (the instances were given different seal_key files); prov.status and the log say which")
 		}
 	}
 	if s.Store != nil {
