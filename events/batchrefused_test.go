@@ -14,6 +14,7 @@ import (
 // and a store resets the count: however many batches are refused, no event
 // is given up for them.
 func TestBatchRefusalsDoNotAddUp(t *testing.T) {
+	t.Parallel()
 	_, svc, pub, logs := auditSetupLogged(t)
 	pub.ForceBatches()
 	changeAudit(t, svc, func(c *jetstream.StreamConfig) { c.AllowAtomicPublish = false })

@@ -71,6 +71,7 @@ func startCluster(t *testing.T) string {
 // so no event is given up for a leader change: each is stored once, in
 // publish order.
 func TestAuditSurvivesLeaderChanges(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts a three-server cluster")
 	}

@@ -43,6 +43,7 @@ func (h countingHandler) count(msg string) int {
 // next drop was a first), with the count's ERROR beside it: two lines a
 // round, every few hundred milliseconds for as long as it lasts.
 func TestASustainedOverloadLogsItsDropsNowAndThen(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	sys := env.Connect(t, env.Init.ProvisionerCreds)
 	h := countingHandler{mu: &sync.Mutex{}, n: map[string]int{}}

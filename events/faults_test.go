@@ -118,6 +118,7 @@ func TestFlushReportsALostWrite(t *testing.T) {
 // flight, then a new failing write: WaitGroup.Add from zero concurrent
 // with the Flush goroutine's Wait.
 func TestFlushThenRetryNoRace(t *testing.T) {
+	t.Parallel()
 	_, svc, pub := auditSetup(t)
 	ctx := context.Background()
 	svc.Close()

@@ -18,6 +18,7 @@ import (
 // storage (10047, 10023) is waited out. Counted as the event's refusal,
 // it was given up after five attempts, two seconds.
 func TestAFullAccountLosesNoAuditEvent(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	sys := env.Connect(t, env.Init.ProvisionerCreds)
 	svc := env.ServiceUser(t)

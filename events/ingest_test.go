@@ -22,6 +22,7 @@ import (
 // counted it a refusal of the event, and gave up (lost) an event dropped
 // five times in a row while another publisher kept the queue full.
 func TestAnOverloadedStreamLosesNothing(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "server.conf")
 	// A small ingest queue, which the flood below keeps full.

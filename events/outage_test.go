@@ -102,6 +102,7 @@ func stored(t *testing.T, svc *nats.Conn) (map[string]int, []string) {
 // what does not fit the writer's bound is dropped, and each event dropped
 // is counted and logged: stored + lost is every event published.
 func TestPublishDoesNotWaitForTheAuditStream(t *testing.T) {
+	t.Parallel()
 	for _, batches := range []bool{false, true} {
 		t.Run(map[bool]string{false: "one-by-one", true: "batches"}[batches], func(t *testing.T) {
 			env, svc, pub, logs := auditSetupLogged(t)
@@ -214,6 +215,7 @@ func TestAnOutageLongerThanTheRetriesLosesNothing(t *testing.T) {
 // it: after auditAttempts refusals it is given up, counted and logged, and
 // the events after it are stored.
 func TestARefusedEventIsGivenUp(t *testing.T) {
+	t.Parallel()
 	_, svc, pub, logs := auditSetupLogged(t)
 	ctx := context.Background()
 	restore := changeAudit(t, svc, func(c *jetstream.StreamConfig) { c.MaxMsgSize = 10 })

@@ -19,6 +19,7 @@ import (
 // thousandth page within a few seconds, and every prov.audit after it
 // answered 503 until they expired.
 func TestPagingLeavesNoConsumers(t *testing.T) {
+	t.Parallel()
 	_, svc, pub := auditSetup(t)
 	ctx := context.Background()
 	const n = 1100

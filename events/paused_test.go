@@ -20,6 +20,7 @@ import (
 // its sockets open. Publish must still return at once, however many
 // events are published, and Close within about its timeout.
 func TestPublishDoesNotWaitForAPausedServer(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	proc := env.RealServer(t)
 	sys := env.Connect(t, env.Init.ProvisionerCreds)
@@ -62,6 +63,7 @@ func TestPublishDoesNotWaitForAPausedServer(t *testing.T) {
 // those dropped before: the stop that follows exits, and their count was
 // lost.
 func TestCloseCountsTheSystemEventsDroppedBefore(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	proc := env.RealServer(t)
 	sys := env.Connect(t, env.Init.ProvisionerCreds)

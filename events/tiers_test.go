@@ -22,6 +22,7 @@ import (
 // it is restarted. That says nothing of the event: it is kept and written
 // after the restart, not given up after five attempts.
 func TestLimitsChangedFromTiersLosesNoAuditEvent(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	sys := env.Connect(t, env.Init.ProvisionerCreds)
 	svc := env.ServiceUser(t)

@@ -369,6 +369,7 @@ func TestServerDownDuringBatch(t *testing.T) {
 // write one by one say the same: none is logged as issued twice, Close
 // confirms them all, and a new store shows each user once.
 func TestServerPausedDuringBatch(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs a nats-server process")
 	}

@@ -45,6 +45,7 @@ func (l *opLog) add(kind string, start time.Time, err error) {
 // hands its leaderships over), or a nats-server process killed with
 // SIGKILL.
 func TestClusterFailover(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts three-server clusters")
 	}
@@ -489,6 +490,7 @@ func oneWins(t *testing.T, d *deployment, sa, sb *Store, pauseAt func(), resume 
 // reading the key, finding it empty and taking the name (which let both
 // creates win, and the first account be swept).
 func TestTakeOverDuringAReplicatedCreate(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs a three-process cluster")
 	}
@@ -508,6 +510,7 @@ func TestTakeOverDuringAReplicatedCreate(t *testing.T) {
 // create's claim is replicated. It is asked again: the loser gets the
 // conflict, not a 503.
 func TestReusedNameDuringAReplicatedClaim(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs a three-process cluster")
 	}
@@ -531,6 +534,7 @@ func TestReusedNameDuringAReplicatedClaim(t *testing.T) {
 // JWT issued again, a second later) is refused as a conflict, and a
 // self-service user counts with no creds handed out.
 func TestDurableGivenUpInFlightIsNotKept(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs a three-process cluster")
 	}
@@ -548,6 +552,7 @@ func TestDurableGivenUpInFlightIsNotKept(t *testing.T) {
 // got ErrConflict, and a user whose creds were never handed out was listed
 // and counted toward a quota.
 func TestUnbatchedDurableGivenUpInFlightIsNotKept(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs a three-process cluster")
 	}
@@ -566,6 +571,7 @@ func TestUnbatchedDurableGivenUpInFlightIsNotKept(t *testing.T) {
 // key got ErrConflict, and a user whose creds were never handed out was
 // listed and counted. It is tried again once the bucket is back.
 func TestFailedWithdrawIsTriedAgain(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs a three-process cluster")
 	}
@@ -650,6 +656,7 @@ func givenUpNotKept(t *testing.T, sa *Store, pause, resume func()) {
 // after Close's wait was over: a goroutine left running after Close (its
 // WaitGroup Add meeting, or following, Close's Wait at a zero count).
 func TestWithdrawalAfterCloseIsNotStarted(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs a three-process cluster")
 	}
@@ -688,6 +695,7 @@ func TestWithdrawalAfterCloseIsNotStarted(t *testing.T) {
 // until Close, which waited its whole CloseTimeout for the write it kept
 // pending. It gives up at once, saying what is left.
 func TestWithdrawOnClosedConnectionGivesUp(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs a three-process cluster")
 	}

@@ -20,6 +20,7 @@ import (
 // returns, so that a caller is refused before it hands out creds, rather
 // than issuing a user whose record is then lost.
 func TestFullBucket(t *testing.T) {
+	t.Parallel()
 	d, s, _ := single(t)
 	ctx := bg(t)
 	a := newAccount(t, "tenant")

@@ -119,6 +119,7 @@ func TestLeaseSameInstanceName(t *testing.T) {
 // held"; a write of the other's still being replicated (10164 on a
 // replicated stream) is "not held", not "unavailable".
 func TestLeaseRaceReplicated(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts a three-server cluster")
 	}
@@ -162,6 +163,7 @@ func TestLeaseRaceReplicated(t *testing.T) {
 // lease; Close releases it, so another instance takes it at once rather
 // than after its ttl.
 func TestLeaseReleasedAfterALostAck(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs a three-process cluster")
 	}

@@ -458,7 +458,12 @@ func TestTwoMigratesAtOnceCopyingAUser(t *testing.T) {
 	if len(second.Conflicts) != 0 {
 		t.Errorf("the second run: %+v", second)
 	}
-	if len(r.Conflicts) != 0 || r.Users.Same != 1 {
+	// Found there (Same), or counted as its own write (Copied): a write
+	// refused in a batch is made again on its own, and an identical record
+	// in its key is then taken as the store's own write whose answer was
+	// lost (addDurable), which is all it can tell of an identical record.
+	// Either way, no conflict.
+	if len(r.Conflicts) != 0 || r.Users.Same+r.Users.Copied != 1 {
 		t.Fatalf("the first run, after the second stored the same user: %+v, want it already there, no conflicts", r)
 	}
 }

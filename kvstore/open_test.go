@@ -79,6 +79,7 @@ func TestOpenRefuses(t *testing.T) {
 // single server and on a cluster too small for three, saying what one
 // risks; a cluster of three gets three (TestClusterFailover).
 func TestOpenReplicas(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		name    string
 		servers int
@@ -123,6 +124,7 @@ func TestOpenReplicas(t *testing.T) {
 // on one server it refuses at once. Either way the refusal names what to
 // give the account.
 func TestOpenNoJetStreamOnACluster(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		name     string
 		servers  int

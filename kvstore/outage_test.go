@@ -17,6 +17,7 @@ import (
 // ErrUnavailable and reads are served from the mirror; asynchronous user
 // adds are accepted and stored once it is back; Close waits for them.
 func TestServerDown(t *testing.T) {
+	t.Parallel()
 	d := startDeployment(t, 1)
 	key, _ := newSealKey(t)
 	opts := Options{Seal: key, Timeout: 500 * time.Millisecond, CloseTimeout: 20 * time.Second}
@@ -111,6 +112,7 @@ func TestCloseIsBounded(t *testing.T) {
 // queued while the server is down stops the batch loop once it gives up,
 // instead of letting it try each pack for another Timeout.
 func TestCloseIsBoundedWithAQueue(t *testing.T) {
+	t.Parallel()
 	d := startDeployment(t, 1)
 	key, _ := newSealKey(t)
 	log, _ := newLog(t)
@@ -329,6 +331,7 @@ func TestCloseLeavesNoSubscription(t *testing.T) {
 // operator saw nothing. It warns once when they start and says when the
 // stream answers again, not once a second.
 func TestWatchdogLogsStreamUnreadable(t *testing.T) {
+	t.Parallel()
 	d := startDeployment(t, 1)
 	key, _ := newSealKey(t)
 	log, lb := newLog(t)

@@ -18,6 +18,7 @@ import (
 // second and a half, then given up: the user, whose creds were handed
 // out, was missing from user.list and could not be found to revoke.
 func TestAnOverloadedBucketLosesNoUserRecord(t *testing.T) {
+	t.Parallel()
 	d := startDeployment(t, 1)
 	// A small ingest queue, which the flood below keeps full.
 	nd := d.nodes[0]

@@ -707,6 +707,7 @@ func TestRetriedRecordAfterItsRemoval(t *testing.T) {
 // came back, which the responder takes for the request's own deadline
 // ("ran out of its time ... may have taken effect") instead of unavailable.
 func TestUserReadBehindManyPacksUnavailable(t *testing.T) {
+	t.Parallel()
 	d := startDeployment(t, 1)
 	key, _ := newSealKey(t)
 	sa := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Instance: "a"})

@@ -19,6 +19,7 @@ import (
 // kv_replicas, and creates nothing, instead of making an R1 bucket for
 // good. With the third server back it creates the bucket with three.
 func TestOpenWaitsForAServerItKnows(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts a three-server cluster")
 	}

@@ -21,6 +21,7 @@ import (
 // naming the way out (a restart, which serves what the bucket holds now).
 // A bucket deleted and not made again is noticed the same way.
 func TestBucketReplacedUnderneath(t *testing.T) {
+	t.Parallel()
 	for _, again := range []bool{true, false} {
 		name := "deleted and made again"
 		if !again {
@@ -85,6 +86,7 @@ func TestBucketReplacedUnderneath(t *testing.T) {
 // stored the record there: a user of an account the new bucket has never
 // held, which no stray removal takes (no instance saw that account removed).
 func TestLostStoreWritesNothingToTheNewBucket(t *testing.T) {
+	t.Parallel()
 	d := startDeployment(t, 1)
 	k, _ := newSealKey(t)
 	log, lb := newLog(t)

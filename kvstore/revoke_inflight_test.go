@@ -26,6 +26,7 @@ import (
 // revoke answered 404 for a key whose revocation it had made. It waits for
 // the create's record, and succeeds.
 func TestRevokeOfAKeyWhoseCreateIsInFlight(t *testing.T) {
+	t.Parallel()
 	d := startDeployment(t, 1)
 	seal, _ := newSealKey(t)
 	st := openStore(t, d.connect(t, d.svcCreds), Options{Seal: seal})

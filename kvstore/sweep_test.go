@@ -17,6 +17,7 @@ import (
 // delivered after a newer entry is not in the loaded mirror, while its
 // users are. The sweep must not take them for users of a removed account.
 func TestSweepKeepsUsersOfAnAccountUpdatedDuringOpen(t *testing.T) {
+	t.Parallel()
 	d, s, opts := single(t)
 	ctx := bg(t)
 	a := newAccount(t, "busy")

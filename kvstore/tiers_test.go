@@ -22,6 +22,7 @@ import (
 // The store's error says so, and after a restart the writes go on and an
 // instance starts under either shape.
 func TestLimitsChangedBetweenFlatAndTiers(t *testing.T) {
+	t.Parallel()
 	d, s, opts := single(t)
 	ctx := bg(t)
 	sys := d.connect(t, d.sysCreds)
@@ -141,6 +142,7 @@ func TestStartWaitsWhileTheBucketsTierHasNoLimits(t *testing.T) {
 // Open said to restart the servers, unavailable, and the service waited
 // on it for ever; it now fails with ErrNoJetStream naming the tier.
 func TestOpenRefusesWhenTheBucketsTierIsTakenOut(t *testing.T) {
+	t.Parallel()
 	d := startDeployment(t, 3)
 	key, _ := newSealKey(t)
 	opts := Options{Seal: key, Instance: "one", Replicas: 3}

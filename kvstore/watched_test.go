@@ -13,6 +13,7 @@ import (
 // take it for stuck: a restart of the watcher and a read of the stream
 // after every Open whose bucket ends with such an entry.
 func TestOpenWithAnUnreadableLastEntry(t *testing.T) {
+	t.Parallel()
 	d := startDeployment(t, 1)
 	nc := d.connect(t, d.svcCreds)
 	k, _ := newSealKey(t)
