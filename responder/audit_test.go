@@ -113,6 +113,7 @@ func mustJSON(t *testing.T, v any) []byte {
 // "next" to go on from, not as a 500 "reply too large". Following next
 // reads every event once.
 func TestAuditPagesFitMaxPayload(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	env.Start(t)
 	h := &harness{env: env, admin: env.Admin(t)}

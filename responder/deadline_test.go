@@ -188,6 +188,7 @@ func (h *shedLog) total() (n int64, lines int) {
 // never: the log said one request was not begun where there were five.
 // The rest of a burst is logged once the 10 s are up.
 func TestShedBurstIsLoggedWhole(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	svc := env.Start(t)
 	admin := env.Admin(t)

@@ -14,6 +14,7 @@ import (
 // nothing: the import it was meant to cut off went on working. It is
 // refused naming the string, on create and on update, and nothing changes.
 func TestExportRevocationsNameAccounts(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, bootstrap.Options{})
 	importer := str(h.ok(t, "account.create", `{"name":"importer"}`), "account", "public_key")
 	base := str(h.ok(t, "account.create", `{"name":"base","exports":[{"subject":"svc.>","type":"service"}]}`), "account", "jwt")

@@ -26,6 +26,7 @@ import (
 // account.get shows them) was refused 400 "looks like an nkey seed", every
 // time: the token is what it is.
 func TestImportTokenNotTakenForASeed(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, bootstrap.Options{})
 	gamma := str(h.ok(t, "account.create", `{"name":"gamma"}`), "account", "public_key")
 

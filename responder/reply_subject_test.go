@@ -80,6 +80,7 @@ func TestMicroDiscoveryReplyToServiceSubjectsIsDropped(t *testing.T) {
 // that answer too went to a reply subject on the service's own subjects,
 // past the check the requests it carries out get.
 func TestReplyToServiceSubjectsIsDroppedWhileStopping(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	svc := env.Start(t)
 	admin := env.Admin(t)

@@ -95,6 +95,7 @@ func lookup(t *testing.T, nc *nats.Conn, pub string) *jwt.AccountClaims {
 }
 
 func TestAccountLifecycle(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, bootstrap.Options{})
 	sys := h.env.Init.SystemAccount
 	sysConn := h.env.Connect(t, h.env.Init.ProvisionerCreds)
@@ -761,6 +762,7 @@ func TestServerRestart(t *testing.T) {
 // each other and against a revoke of that name: at no point may two active
 // users share it.
 func TestNoTwoActiveUsersOfOneName(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, bootstrap.Options{})
 	h.ok(t, "account.create", `{"name":"acme"}`)
 	for i := range 5 {
@@ -796,6 +798,7 @@ func TestNoTwoActiveUsersOfOneName(t *testing.T) {
 // each gets an answer (a result, or 503 while shutting down), nothing
 // panics.
 func TestStopAnswersEveryRequest(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	svc := env.Start(t)
 	admin := env.Admin(t)

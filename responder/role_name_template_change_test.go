@@ -23,6 +23,7 @@ import (
 // tenant's device named "*" would reconnect with "telemetry.*.>", every
 // device's telemetry. The change is refused while such a user is active.
 func TestRoleTemplateChangeToNameKeepsUsersInTheirSubjects(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, bootstrap.Options{})
 	h.ok(t, "account.create", `{
 		"name": "acme",

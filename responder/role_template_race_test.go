@@ -35,6 +35,7 @@ func (s *heldUserStore) AddUser(ctx context.Context, u provision.User, durable b
 // "telemetry.*.>". A template change now waits for the issues under way on
 // its account (on this instance), then sees their users.
 func TestRoleTemplateChangeWaitsForIssuesUnderWay(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	svc := env.Start(t)
 	admin := env.Admin(t)

@@ -67,6 +67,7 @@ func withUnknownField(body string) string {
 // takes the README's examples and refuses an unknown field as the service
 // does, and the service's replies validate against its reply schemas.
 func TestSchemasMatchTheService(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, bootstrap.Options{})
 	sch := compileSchemas(t, discover[micro.Info](t, h.admin, "$SRV.INFO.provisioner"))
 	kp, _ := nkeys.CreateUser()
@@ -194,6 +195,7 @@ func TestSelfServiceSchemas(t *testing.T) {
 // client that validates against the schema neither refuses a good request
 // nor sends one bound to fail.
 func TestSchemasAgreeOnJWTTypes(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, bootstrap.Options{})
 	sch := compileSchemas(t, discover[micro.Info](t, h.admin, "$SRV.INFO.provisioner"))
 	h.ok(t, "account.create", `{"name":"base"}`)

@@ -83,6 +83,7 @@ func (h *harness) userCreds(t *testing.T, body string) (string, api.User) {
 }
 
 func TestRolesAndSelfService(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, bootstrap.Options{})
 	events := h.env.Admin(t)
 	var evMu sync.Mutex

@@ -20,6 +20,7 @@ import (
 // took 20 s where the README promises a stop that exits 0. The stop must
 // cut the wait, with an error that says it was stopped.
 func TestStartCutByAStop(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	server := env.RealServer(t)
 	svc := env.Start(t)

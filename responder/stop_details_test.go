@@ -19,6 +19,7 @@ import (
 // the store's error (file paths, bucket and key names) goes to the log
 // only, as it does for the same error outside a stop (503 with a ref).
 func TestStopCutHidesStoreDetails(t *testing.T) {
+	t.Parallel()
 	const secret = "/var/lib/provisioner/store/journal-000042"
 	env := provtest.Deployment(t, bootstrap.Options{})
 	svc := env.Start(t)

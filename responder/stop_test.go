@@ -150,6 +150,7 @@ func (b *blockedStore) UpdateAccount(ctx context.Context, a provision.Account, r
 // cancelled write unavailable (kvstore's transient): that was answered
 // 503 "retry", as if nothing had been written.
 func TestStopCutsChangesPastStopWait(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		wrap func(error) error
