@@ -191,12 +191,7 @@ func TestRotationNamesTheImportsItCuts(t *testing.T) {
 	alphaCreds, _ := issue(t, d, api.CreateUserRequest{Account: "alpha", Name: "responder"})
 	betaCreds, _ := issue(t, d, api.CreateUserRequest{Account: "beta", Name: "caller"})
 	resp, caller := dial(t, env, alphaCreds), dial(t, env, betaCreds)
-	if _, err := resp.Subscribe("alpha.get", func(m *nats.Msg) { m.Respond([]byte("ok")) }); err != nil {
-		t.Fatal(err)
-	}
-	if err := resp.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	answer(t, resp, "alpha.get")
 	if _, err := caller.Request("alpha.get", nil, 2*time.Second); err != nil {
 		t.Fatalf("beta's import of alpha.get before the rotation: %v", err)
 	}
@@ -220,12 +215,7 @@ func TestRotationNamesTheImportsItCuts(t *testing.T) {
 	// new one answers, inside alpha, and not through beta's import.
 	alphaCreds, _ = issue(t, d, api.CreateUserRequest{Account: "alpha", Name: "responder-2"})
 	resp = dial(t, env, alphaCreds)
-	if _, err := resp.Subscribe("alpha.get", func(m *nats.Msg) { m.Respond([]byte("ok")) }); err != nil {
-		t.Fatal(err)
-	}
-	if err := resp.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	answer(t, resp, "alpha.get")
 	if _, err := resp.Request("alpha.get", nil, 2*time.Second); err != nil {
 		t.Fatalf("alpha's new responder does not answer inside alpha: %v", err)
 	}
@@ -240,5 +230,17 @@ func TestRotationNamesTheImportsItCuts(t *testing.T) {
 	}
 	if _, err := caller.Request("alpha.get", nil, 2*time.Second); err != nil {
 		t.Fatalf("beta's import given again after the rotation: %v", err)
+	}
+}
+
+// answer makes nc answer requests on subject, once the server has its
+// subscription.
+func answer(t *testing.T, nc *nats.Conn, subject string) {
+	t.Helper()
+	if _, err := nc.Subscribe(subject, func(m *nats.Msg) { m.Respond([]byte("ok")) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
 	}
 }
