@@ -156,19 +156,22 @@ func checkActivation(i int, im *jwt.Import, exporter string, claims *jwt.Account
 }
 
 // activationSigners are the accounts whose signing keys may sign the
-// activations of imports: those of the imports given without a token,
-// named by key or by a managed account's name (one the store does not
-// know is left to setImports to refuse). A change that signs such an
-// activation holds their signing locks shared (lockSigning) from its read
+// activations of imports: the exporters the imports name, by key or by a
+// managed account's name (one the store does not know is left to
+// setImports to refuse). A change that signs such an activation holds their signing locks shared (lockSigning) from its read
 // of the exporter's keys until it is done: an exporter's rotation whose
 // push fails puts the account back without its new key, and one with
 // revoke_old removes the old key; an activation signed meanwhile with
 // either is one the server refuses, the import left out for good while
-// its change answered success.
+// its change answered success. An import given with its token counts
+// too: it is checked against the exporter's exports and signing keys
+// (checkActivation) as one signed here is, and an exporter's update of
+// exports, delete or rotation with revoke_old, which takes the lock
+// exclusively, lists the imports it cuts only once it is stored.
 func (s *Service) activationSigners(ctx context.Context, imports jwt.Imports) []string {
 	var keys []string
 	for _, im := range imports {
-		if im == nil || im.Token != "" {
+		if im == nil {
 			continue
 		}
 		ref := strings.TrimSpace(im.Account)
