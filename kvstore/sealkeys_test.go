@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/natsprov/provisioner/provision"
+	"github.com/natsprov/provisioner/seal"
 )
 
 // TestOtherSealKeyIsReported: two instances on one new bucket, each given
@@ -61,6 +62,50 @@ func TestOtherSealKeyIsReported(t *testing.T) {
 	for _, seed := range [][]byte{seedA, seedB} {
 		if strings.Contains(logs, string(seed)) || p != nil && strings.Contains(p.Error(), string(seed)) {
 			t.Errorf("a seal seed in b's log or problem")
+		}
+	}
+}
+
+// TestSealKeyRotationInTwoSteps: README's rotation of seal_key. First every
+// instance gets the new key as a previous key (and keeps sealing with the
+// old); then, restarted one by one, with the new key as seal_key and the
+// old as previous. An instance of the first step reads what one of the
+// second seals, so none reports a seal problem at any point.
+func TestSealKeyRotationInTwoSteps(t *testing.T) {
+	t.Parallel()
+	d := startDeployment(t, 1)
+	ctx := bg(t)
+	_, oldSeed := newSealKey(t)
+	_, newSeed := newSealKey(t)
+	firstStep, err := seal.New(oldSeed, newSeed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secondStep, err := seal.New(newSeed, oldSeed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := openStore(t, d.connect(t, d.svcCreds), Options{Seal: firstStep, Instance: "a"})
+	b := openStore(t, d.connect(t, d.svcCreds), Options{Seal: secondStep, Instance: "b"})
+	fromA, fromB := newAccount(t, "from-a"), newAccount(t, "from-b")
+	if _, err := a.CreateAccount(ctx, fromA); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.CreateAccount(ctx, fromB); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "each mirror holds the other's record", func() bool {
+		return mirrorRevision(a, fromB.PublicKey) > 0 && mirrorRevision(b, fromA.PublicKey) > 0
+	})
+	if _, err := a.Account(ctx, fromB.PublicKey); err != nil {
+		t.Errorf("an instance of the first step reads an account sealed with the new key: %v", err)
+	}
+	if _, err := b.Account(ctx, fromA.PublicKey); err != nil {
+		t.Errorf("an instance of the second step reads an account sealed with the old key: %v", err)
+	}
+	for _, s := range []*Store{a, b} {
+		if err := s.SealProblem(); err != nil {
+			t.Errorf("seal problem during a rotation in two steps: %v", err)
 		}
 	}
 }
