@@ -372,6 +372,10 @@ func (c *Client) gather(ctx context.Context, subject string, data []byte, rule u
 	if err := ctx.Err(); err != nil {
 		return g, fmt.Errorf("%w: %w", provision.ErrNotSent, err)
 	}
+	// The replies of a request sent before the connection dropped are
+	// lost with it (the inbox is subscribed again, but nothing resends
+	// the request): the servers' silence is then the client's own.
+	reconnects := c.nc.Stats().Reconnects
 	if err := c.nc.PublishRequest(subject, subj, data); err != nil {
 		if errors.Is(err, nats.ErrMaxPayload) {
 			// An account JWT signed while max_payload was larger: no
@@ -436,7 +440,11 @@ func (c *Client) gather(ctx context.Context, subject string, data []byte, rule u
 		g.replies = append(g.replies, r)
 	}
 	if rule != untilFirst && !enough() && !noResponders {
-		if claims && identify {
+		if claims && identify && c.nc.IsConnected() && c.nc.Stats().Reconnects == reconnects {
+			// Not when the connection dropped meanwhile: a server
+			// that never heard the request, or whose answer was lost,
+			// is no server without a resolver, and the ping after the
+			// reconnect, which it answers, took it for one.
 			c.suspectSilent(want, got)
 		}
 		// A server that went away without a word would keep every later
