@@ -65,3 +65,40 @@ func TestOwnReconnectIsNoSilence(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestOwnReconnectDuringPingIsNoSilence: the client's connection drops
+// while a refresh waits for the servers to answer its ping (lost with
+// the connection), and is back before the refresh's deadline. The silence
+// was the client's own, yet every server it knew was marked down: no push
+// waited for it, each listed it as down, until its next event or ping.
+func TestOwnReconnectDuringPingIsNoSilence(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	link := provtest.SlowLink(t, strings.TrimPrefix(env.Server.URL(), "nats://"), 200*time.Millisecond)
+	nc := env.Connect(t, env.Init.ProvisionerCreds, func(o *nats.Options) error {
+		o.Url, o.Servers = "nats://"+link, []string{"nats://" + link}
+		return nil
+	})
+	c := newClient(t, nc, resolver.Options{Timeout: 3 * time.Second, RefreshInterval: time.Hour, Logger: provtest.Logger(t)})
+	if s := c.Servers(); len(s) != 1 || !s[0].Up {
+		t.Fatalf("Servers() = %+v, want the one server up", s)
+	}
+	// A refresh that New's first events set off is done by then: the
+	// Discover below is the only ping.
+	time.Sleep(time.Second)
+	cid, err := nc.GetClientID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.Discover(context.Background()) }()
+	time.Sleep(50 * time.Millisecond)
+	if err := env.Server.DisconnectClientByID(cid); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err == nil {
+		t.Error("Discover heard from no server (its ping lost with the connection), yet returned no error")
+	}
+	if s := c.Servers(); len(s) != 1 || !s[0].Up {
+		t.Fatalf("after a ping lost with the client's own connection, Servers() = %+v, want the server still up", s)
+	}
+}

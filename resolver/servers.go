@@ -381,6 +381,10 @@ func (c *Client) Discover(ctx context.Context) error {
 	return nil
 }
 
+// errLostPing: the connection dropped while a refresh waited for the
+// answers to its ping.
+var errLostPing = errors.New("the connection to NATS dropped while waiting for the answers to " + SubjectServerPing)
+
 // errNoServer: a refresh heard from no server.
 var errNoServer = errors.New("no server answered " + SubjectServerPing)
 
@@ -403,6 +407,7 @@ func (c *Client) refreshLocked(ctx context.Context, full bool) error {
 
 	reply, ch, done := c.open(1024)
 	defer done()
+	reconnects := c.nc.Stats().Reconnects
 	if err := c.nc.PublishRequest(SubjectServerPing, reply, nil); err != nil {
 		return fmt.Errorf("ping servers: %w", err)
 	}
@@ -471,9 +476,13 @@ wait:
 			return nil
 		}
 	}
-	if !c.nc.IsConnected() {
-		// The silence may be the client's own outage.
-		return nil
+	if !c.nc.IsConnected() || c.nc.Stats().Reconnects != reconnects {
+		// The silence may be the client's own outage: the ping, or the
+		// answers, lost with a connection that dropped (and may be
+		// back) since the ping was sent. Nothing is marked down, and
+		// what waits on hearing from every server (Discover) is told
+		// it did not.
+		return errLostPing
 	}
 	c.mu.Lock()
 	for name := range want {
