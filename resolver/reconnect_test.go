@@ -23,6 +23,7 @@ import (
 // shown as "resolver":"none", logged as such, waited for by nothing and
 // given no account pushed until it answered another claims request.
 func TestOwnReconnectIsNoSilence(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	// The client's link is slow, so that its push is still on the way
 	// when the server drops the connection.
@@ -72,6 +73,7 @@ func TestOwnReconnectIsNoSilence(t *testing.T) {
 // was the client's own, yet every server it knew was marked down: no push
 // waited for it, each listed it as down, until its next event or ping.
 func TestOwnReconnectDuringPingIsNoSilence(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	link := provtest.SlowLink(t, strings.TrimPrefix(env.Server.URL(), "nats://"), 200*time.Millisecond)
 	nc := env.Connect(t, env.Init.ProvisionerCreds, func(o *nats.Options) error {
