@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -135,7 +137,13 @@ func runUserCreate(ctx context.Context, args []string, stdout, stderr io.Writer)
 		printUser(stdout, u, req.Account, "Creds file\t"+*out+"\n")
 		return nil
 	}
-	// The creds on stdout, and what was issued on stderr.
+	// The creds on stdout, and what was issued on stderr. A stdout whose
+	// reader is gone (a closed pipe) killed the process with SIGPIPE at
+	// the write, before the error below could name the key issued to
+	// nobody: with SIGPIPE notified, the write fails with EPIPE instead.
+	sigpipe := make(chan os.Signal, 1)
+	signal.Notify(sigpipe, syscall.SIGPIPE)
+	defer signal.Stop(sigpipe)
 	if conn.json {
 		err = printJSON(stdout, api.CreateUserReply{User: api.User{
 			Name: u.Name, PublicKey: u.PublicKey, JWT: u.JWT, Seed: string(u.Seed.Bytes()), Creds: string(u.Creds.Bytes()),

@@ -384,3 +384,39 @@ func TestUserCreateOutputErrorNamesThePath(t *testing.T) {
 		t.Errorf("the missing directory was made")
 	}
 }
+
+// TestUserCreateToAClosedPipeGivesTheRevokeCommand: the creds go to
+// stdout, a pipe whose reader is gone (`| head -c0`, a consumer that
+// failed). The runtime killed the process with SIGPIPE at the write: the
+// user was issued, nobody held its key, and nothing said which key to
+// revoke. The write fails instead, and the error gives the command that
+// revokes it, exit 2.
+func TestUserCreateToAClosedPipeGivesTheRevokeCommand(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, bootstrap.Options{})
+	c.mustRun(t, "account", "create", "acme")
+	bin := filepath.Join(t.TempDir(), "provisioner")
+	copyBinary(t, bin)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	defer w.Close()
+	cmd := exec.Command(bin, append([]string{"user", "create", "acme", "alice"}, c.conn...)...)
+	cmd.Stdout = w
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+		t.Fatalf("user create into a closed pipe: %v, want exit 2\n%s", err, stderr.String())
+	}
+	_, line, ok := strings.Cut(stderr.String(), "revoke it with: provisioner ")
+	if !ok {
+		t.Fatalf("no revoke command in %q", stderr.String())
+	}
+	if out := c.mustRun(t, strings.Fields(line)...); !strings.HasPrefix(out, "Revoked user U") {
+		t.Fatalf("the given revoke command printed:\n%s", out)
+	}
+}
