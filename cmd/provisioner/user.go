@@ -66,6 +66,15 @@ func runUserCreate(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if *out == "" && isTerminal(stdout) {
 		return errors.New("user create: the creds hold the user's secret seed; write them with -o FILE, redirect stdout, or pass -o - to print them here")
 	}
+	// A stdout redirected to a file (`> ci-bot.creds`, the example above)
+	// is a file the shell made, 0644 under the usual umask: the seed
+	// would be readable by every user of the machine, where -o writes
+	// 0600. It is restricted to its owner first, or nothing is issued.
+	if toStdout {
+		if err := ownerOnly(stdout); err != nil {
+			return fmt.Errorf("user create: stdout is a file others may read, and it could not be made 0600: %w; write the creds with -o FILE", err)
+		}
+	}
 	// The file is written beside its path and linked there once whole
 	// (as safefile.WriteNew does): the path never holds an empty or half
 	// written creds file, not while the request is in flight, nor after a
@@ -190,6 +199,20 @@ func inDoubt(account string, err error) error {
 		return &userInDoubtError{err: err, account: account, key: doubt.PublicKey}
 	}
 	return err
+}
+
+// ownerOnly takes the group's and others' permissions away from w when
+// it is a regular file that grants them.
+func ownerOnly(w io.Writer) error {
+	f, ok := w.(*os.File)
+	if !ok {
+		return nil
+	}
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm()&0o077 == 0 {
+		return nil
+	}
+	return f.Chmod(fi.Mode().Perm() &^ 0o077)
 }
 
 // syncDir flushes a directory, so that a file linked into it is still

@@ -420,3 +420,36 @@ func TestUserCreateToAClosedPipeGivesTheRevokeCommand(t *testing.T) {
 		t.Fatalf("the given revoke command printed:\n%s", out)
 	}
 }
+
+// TestUserCreateRedirectedToAFileOthersMayRead: the creds redirected to a
+// file (`> ci-bot.creds`, as the command's own example does) went into
+// the file the shell made, 0644 under the usual umask: the seed readable
+// by every user of the machine, where -o writes 0600. The file is
+// restricted to its owner before anything is issued.
+func TestUserCreateRedirectedToAFileOthersMayRead(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, bootstrap.Options{})
+	c.mustRun(t, "account", "create", "acme")
+	path := filepath.Join(t.TempDir(), "ci-bot.creds")
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Chmod(0o644); err != nil { // whatever the umask
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	if err := run(context.Background(), append([]string{"user", "create", "acme", "ci-bot"}, c.conn...), f, &stderr); err != nil {
+		t.Fatalf("user create > file: %v\n%s", err, stderr.String())
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, _ := os.ReadFile(path)
+	readCreds(t, creds)
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("the creds file stdout went to is %v, want 0600", fi.Mode().Perm())
+	}
+}
