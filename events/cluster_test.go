@@ -35,8 +35,8 @@ func startCluster(t *testing.T) string {
 	for i := range n {
 		port := testenv.FreePort(t)
 		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", port))
-		conf := fmt.Sprintf("server_name: n%d\nlisten: \"127.0.0.1:%d\"\njetstream: { store_dir: %q }\ncluster: { name: c1, listen: \"127.0.0.1:%d\", routes: [%s] }\n",
-			i+1, port, filepath.Join(dir, fmt.Sprintf("js%d", i+1)), routePorts[i], strings.Join(routes, ", "))
+		conf := fmt.Sprintf("server_name: n%d\nlisten: \"127.0.0.1:%d\"\njetstream: { store_dir: %q }\ncluster: { name: c%d, listen: \"127.0.0.1:%d\", routes: [%s] }\n",
+			i+1, port, filepath.Join(dir, fmt.Sprintf("js%d", i+1)), routePorts[0], routePorts[i], strings.Join(routes, ", "))
 		confs[i] = filepath.Join(dir, fmt.Sprintf("n%d.conf", i+1))
 		if err := os.WriteFile(confs[i], []byte(conf), 0o644); err != nil {
 			t.Fatal(err)

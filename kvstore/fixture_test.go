@@ -207,7 +207,11 @@ func start(t testing.TB, n int, processes bool) *deployment {
 			for _, p := range routes {
 				rs = append(rs, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
 			}
-			fmt.Fprintf(&b, "cluster: { name: c1, listen: \"127.0.0.1:%d\", routes: [%s] }\n", routes[i], strings.Join(rs, ", "))
+			// Named for its first route port, unique among the clusters
+			// of tests running in parallel: a node killed and restarted
+			// on its port must not be joined by another test's routes
+			// that came to use a freed port.
+			fmt.Fprintf(&b, "cluster: { name: c%d, listen: \"127.0.0.1:%d\", routes: [%s] }\n", routes[0], routes[i], strings.Join(rs, ", "))
 		}
 		nd.conf = filepath.Join(dir, nd.name+".conf")
 		if err := os.WriteFile(nd.conf, []byte(b.String()), 0o644); err != nil {
