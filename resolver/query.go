@@ -73,10 +73,16 @@ func (c *Client) List(ctx context.Context) (map[string][]string, error) {
 			errs = append(errs, fmt.Errorf("server %s: %s", name, lr.Error.Description))
 			continue
 		}
-		accounts := slices.Clone(lr.Data)
-		if accounts == nil {
-			accounts = []string{}
+		if lr.Data == nil {
+			// nats-server always sends "data", an empty list too. A
+			// reply without it says nothing of what that server holds:
+			// read as holding nothing, it let the reconciler drop a
+			// tombstone for good while the server might hold the
+			// account.
+			errs = append(errs, fmt.Errorf("server %s: a LIST reply without \"data\"", name))
+			continue
 		}
+		accounts := slices.Clone(lr.Data)
 		slices.Sort(accounts)
 		out[name] = accounts
 	}
