@@ -318,10 +318,17 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 	var msgs atomic.Int64
 	msgs.Add(1)
 	lists, err := s.resolver.List(ctx)
-	if err != nil {
-		if errors.Is(context.Cause(ctx), errLeaseLost) {
-			return finish()
-		}
+	switch {
+	case err != nil && errors.Is(context.Cause(ctx), errLeaseLost):
+		return finish()
+	case errors.Is(err, ErrRefused):
+		// A server that answered LIST with an error, or with a reply
+		// that says nothing of what it holds, is missing from lists, as
+		// one that did not answer in time: the pass goes on with the
+		// others' (failed, it repaired nothing on any server, pass
+		// after pass), and keeps the tombstones that server may need.
+		s.log.Warn("reconcile: a server refused LIST; the pass goes on without its list, and keeps tombstones", "error", err)
+	case err != nil:
 		return nil, err
 	}
 	onServers := map[string]int{}    // how many servers list each account
