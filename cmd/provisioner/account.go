@@ -88,10 +88,13 @@ func runAccountCreate(ctx context.Context, args []string, stdout, stderr io.Writ
 	if f.description.set {
 		req.Description = f.description.v
 	}
-	return request(ctx, conn, stdout, func(ctx context.Context, c *client.Client) (*api.AccountReply, error) {
+	return change(ctx, "account create", conn, stdout, func(ctx context.Context, c *client.Client) (*api.AccountReply, error) {
 		return c.CreateAccount(ctx, req)
 	},
-		func(w io.Writer, rep *api.AccountReply) error { printAccountChange(w, "Created", rep); return nil })
+		func(w io.Writer, rep *api.AccountReply) error { printAccountChange(w, "Created", rep); return nil },
+		func(rep *api.AccountReply) string {
+			return fmt.Sprintf("account %s was created (%s)", rep.Account.Name, rep.Account.PublicKey)
+		})
 }
 
 func runAccountUpdate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -115,10 +118,13 @@ func runAccountUpdate(ctx context.Context, args []string, stdout, stderr io.Writ
 		cmd.printHelp(stderr)
 		return errors.New("account update: nothing to change; give a limit, --description or --tag")
 	}
-	return request(ctx, conn, stdout, func(ctx context.Context, c *client.Client) (*api.AccountReply, error) {
+	return change(ctx, "account update", conn, stdout, func(ctx context.Context, c *client.Client) (*api.AccountReply, error) {
 		return c.UpdateAccount(ctx, req)
 	},
-		func(w io.Writer, rep *api.AccountReply) error { printAccountChange(w, "Updated", rep); return nil })
+		func(w io.Writer, rep *api.AccountReply) error { printAccountChange(w, "Updated", rep); return nil },
+		func(rep *api.AccountReply) string {
+			return fmt.Sprintf("account %s was updated (%s)", rep.Account.Name, rep.Account.PublicKey)
+		})
 }
 
 func runAccountList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -221,7 +227,7 @@ func runAccountDelete(ctx context.Context, args []string, stdout, stderr io.Writ
 	del := func(ctx context.Context, c *client.Client) (*api.DeleteAccountReply, error) {
 		return c.DeleteAccount(ctx, api.AccountRequest{Account: cmd.Arg(0)})
 	}
-	return request(ctx, conn, stdout, del, func(w io.Writer, rep *api.DeleteAccountReply) error {
+	return change(ctx, "account delete", conn, stdout, del, func(w io.Writer, rep *api.DeleteAccountReply) error {
 		if rep.Phase == api.PhaseDisabled {
 			fmt.Fprintf(w, "Disabled account %s; the DELETE follows once %s confirm (the reconciler sees to it)\n", rep.Deleted, strings.Join(rep.Waiting, ", "))
 		} else {
@@ -230,6 +236,11 @@ func runAccountDelete(ctx context.Context, args []string, stdout, stderr io.Writ
 		printResolver(w, rep.Resolver, rep.ResolverOmitted)
 		printCutImports(w, rep.CutImports, rep.CutImportsOmitted)
 		return nil
+	}, func(rep *api.DeleteAccountReply) string {
+		if rep.Phase == api.PhaseDisabled {
+			return fmt.Sprintf("account %s was disabled, its DELETE to follow once %s confirm", rep.Deleted, strings.Join(rep.Waiting, ", "))
+		}
+		return fmt.Sprintf("account %s was deleted", rep.Deleted)
 	})
 }
 

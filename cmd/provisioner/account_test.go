@@ -1,7 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -172,5 +177,64 @@ func TestAccountDeleteNamesTheImportsItCuts(t *testing.T) {
 	out := c.mustRun(t, "account", "delete", "alpha")
 	if !strings.Contains(out, "cut off 1 imports") || !strings.Contains(out, "beta ("+beta.Account.PublicKey+")") || !strings.Contains(out, "alpha-feed") || !strings.Contains(out, "alpha.feed.>") {
 		t.Errorf("account delete of an exporter printed:\n%s", out)
+	}
+}
+
+// TestChangeWhoseOutputCannotBeWrittenFails: a change the service made,
+// printed to a stdout that fails (a full disk, a closed pipe). The
+// printers ignored the write errors: nothing printed, exit 0, and a
+// script went on as if all was well with no record of what was done. It
+// fails, exit 2, saying the change was made (so that it is not retried
+// blindly), and the change is there.
+func TestChangeWhoseOutputCannotBeWrittenFails(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, bootstrap.Options{})
+	c.mustRun(t, "account", "create", "gone")
+	c.mustRun(t, "account", "create", "keep")
+	c.mustRun(t, "user", "create", "keep", "alice", "-o", t.TempDir()+"/alice.creds")
+	for _, tc := range []struct {
+		args  []string
+		wants string
+	}{
+		{[]string{"account", "create", "acme"}, "account create: account acme was created"},
+		{[]string{"account", "create", "acme2", "--json"}, "account create: account acme2 was created"},
+		{[]string{"account", "update", "acme", "--conn", "7"}, "account update: account acme was updated"},
+		{[]string{"user", "revoke", "keep", "alice"}, "user revoke: user U"},
+		{[]string{"account", "delete", "gone"}, "account delete: account A"},
+	} {
+		var stderr bytes.Buffer
+		err := run(context.Background(), append(tc.args, c.conn...), failingWriter{}, &stderr)
+		if err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), tc.wants) || !strings.Contains(err.Error(), "no space left") {
+			t.Errorf("%s to a failing stdout: %v (exit %d), want exit 2 and %q", strings.Join(tc.args, " "), err, exitCode(err), tc.wants)
+		}
+	}
+	// A closed pipe: the process was killed by SIGPIPE at the write,
+	// saying nothing.
+	bin := filepath.Join(t.TempDir(), "provisioner")
+	copyBinary(t, bin)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	defer w.Close()
+	cmd := exec.Command(bin, append([]string{"account", "create", "piped"}, c.conn...)...)
+	cmd.Stdout = w
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(stderr.String(), "account create: account piped was created") {
+		t.Errorf("account create into a closed pipe: %v, want exit 2 saying it was created\n%s", err, stderr.String())
+	}
+	var acme api.AccountReply
+	decodeJSON(t, c.mustRun(t, "account", "get", "acme", "--json"), &acme)
+	if acme.Account.Claims == nil || acme.Account.Claims.Limits.Conn != 7 {
+		t.Errorf("acme after its update: %+v", acme.Account)
+	}
+	var list api.ListUsersReply
+	decodeJSON(t, c.mustRun(t, "user", "list", "keep", "--json"), &list)
+	if len(list.Users) != 1 || !list.Users[0].Revoked {
+		t.Errorf("alice after her revoke: %+v", list.Users)
 	}
 }

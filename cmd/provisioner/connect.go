@@ -9,9 +9,11 @@ import (
 	"io"
 	"iter"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -390,10 +392,72 @@ func request[R any](ctx context.Context, f *connFlags, stdout io.Writer, call fu
 		}
 		return c.explain(ctx, err)
 	}
+	// The printers write many times and most ignore the errors: w keeps
+	// the first one, so that a full disk or a closed pipe is not exit 0.
+	w := &errWriter{w: stdout}
 	if f.json {
-		return printJSON(stdout, rep)
+		err = printJSON(w, rep)
+	} else {
+		err = text(w, rep)
 	}
-	return text(stdout, rep)
+	if err == nil {
+		err = w.err
+	}
+	if err != nil {
+		return &outputError{rep: rep, err: err}
+	}
+	return nil
+}
+
+// change is request for a command that changes something: when its
+// output cannot be written (a full disk, a closed pipe) after the service
+// made the change, the error says what was done (done), so that the
+// caller neither takes it for a failed change nor retries it blindly.
+// SIGPIPE is notified meanwhile: a stdout pipe whose reader is gone
+// killed the process at the write, saying nothing; the write fails with
+// EPIPE instead (as for user create's creds).
+func change[R any](ctx context.Context, what string, f *connFlags, stdout io.Writer, call func(context.Context, *client.Client) (R, error), text func(io.Writer, R) error, done func(R) string) error {
+	stop := notifySIGPIPE()
+	defer stop()
+	err := request(ctx, f, stdout, call, text)
+	var oe *outputError
+	if errors.As(err, &oe) {
+		return fmt.Errorf("%s: %s, but the output could not be written: %w", what, done(oe.rep.(R)), oe.err)
+	}
+	return err
+}
+
+// outputError is a reply that came but could not be printed.
+type outputError struct {
+	rep any
+	err error
+}
+
+func (e *outputError) Error() string { return "the reply could not be written: " + e.err.Error() }
+func (e *outputError) Unwrap() error { return e.err }
+
+// errWriter writes to w until a write fails, and keeps that error.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	n, err := e.w.Write(p)
+	e.err = err
+	return n, err
+}
+
+// notifySIGPIPE has a write to a pipe whose reader is gone fail with
+// EPIPE, rather than kill the process (what Go does for stdout and
+// stderr), until the function it returns is called.
+func notifySIGPIPE() func() {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, syscall.SIGPIPE)
+	return func() { signal.Stop(c) }
 }
 
 // collect gathers every page of a list.

@@ -320,9 +320,11 @@ func runUserRevoke(ctx context.Context, args []string, stdout, stderr io.Writer)
 	revoke := func(ctx context.Context, c *client.Client) (*api.RevokeUserReply, error) {
 		return c.RevokeUser(ctx, api.RevokeUserRequest{Account: cmd.Arg(0), User: cmd.Arg(1)})
 	}
-	return request(ctx, conn, stdout, revoke, func(w io.Writer, rep *api.RevokeUserReply) error {
+	return change(ctx, "user revoke", conn, stdout, revoke, func(w io.Writer, rep *api.RevokeUserReply) error {
 		fmt.Fprintf(w, "Revoked user %s in account %s (%s)\n", rep.Revoked, rep.Account.Name, rep.Account.PublicKey)
 		printResolver(w, rep.Resolver, rep.ResolverOmitted)
 		return nil
+	}, func(rep *api.RevokeUserReply) string {
+		return fmt.Sprintf("user %s of account %s was revoked", rep.Revoked, rep.Account.Name)
 	})
 }
