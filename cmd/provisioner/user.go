@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -124,6 +122,10 @@ func runUserCreate(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	defer u.Wipe()
 
+	// Stdout whose reader is gone (a closed pipe) killed the process with
+	// SIGPIPE at the write, before the errors below could name the key
+	// issued: with SIGPIPE notified, the write fails with EPIPE instead.
+	defer notifySIGPIPE()()
 	if file != nil {
 		tmp := file.Name()
 		if err := writeCreds(file, u.Creds.Bytes()); err != nil {
@@ -140,19 +142,21 @@ func runUserCreate(ctx context.Context, args []string, stdout, stderr io.Writer)
 		if err := syncDir(filepath.Dir(*out)); err != nil {
 			return fmt.Errorf("user create: user %s was issued and its creds written to %s, but the directory could not be flushed: %w", u.PublicKey, *out, err)
 		}
+		// The user is issued and usable: a report that cannot be
+		// printed (a full disk, a closed pipe) must not read as exit 0,
+		// nor as a bare write error, as if nothing was issued.
 		if conn.json {
-			return printJSON(stdout, api.CreateUserReply{User: api.User{Name: u.Name, PublicKey: u.PublicKey, JWT: u.JWT}})
+			err = printJSON(stdout, api.CreateUserReply{User: api.User{Name: u.Name, PublicKey: u.PublicKey, JWT: u.JWT}})
+		} else {
+			err = printUser(stdout, u, req.Account, "Creds file\t"+*out+"\n")
 		}
-		printUser(stdout, u, req.Account, "Creds file\t"+*out+"\n")
+		if err != nil {
+			return fmt.Errorf("user create: user %s was issued and its creds written to %s, but the output could not be written: %w; if it is not wanted, revoke it with: provisioner user revoke %s %s",
+				u.PublicKey, *out, err, shellQuote(req.Account), u.PublicKey)
+		}
 		return nil
 	}
-	// The creds on stdout, and what was issued on stderr. A stdout whose
-	// reader is gone (a closed pipe) killed the process with SIGPIPE at
-	// the write, before the error below could name the key issued to
-	// nobody: with SIGPIPE notified, the write fails with EPIPE instead.
-	sigpipe := make(chan os.Signal, 1)
-	signal.Notify(sigpipe, syscall.SIGPIPE)
-	defer signal.Stop(sigpipe)
+	// The creds on stdout, and what was issued on stderr.
 	if conn.json {
 		err = printJSON(stdout, api.CreateUserReply{User: api.User{
 			Name: u.Name, PublicKey: u.PublicKey, JWT: u.JWT, Seed: string(u.Seed.Bytes()), Creds: string(u.Creds.Bytes()),
@@ -164,7 +168,8 @@ func runUserCreate(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return fmt.Errorf("user create: user %s was issued, but its creds could not be written: %w; revoke it with: provisioner user revoke %s %s",
 			u.PublicKey, err, shellQuote(req.Account), u.PublicKey)
 	}
-	printUser(stderr, u, req.Account, "Creds\ton stdout\n")
+	// The creds are out: a stderr that fails loses only this report.
+	_ = printUser(stderr, u, req.Account, "Creds\ton stdout\n")
 	return nil
 }
 
@@ -241,8 +246,10 @@ func writeCreds(f *os.File, creds []byte) error {
 	return err
 }
 
-// printUser prints what was issued; never the seed.
-func printUser(w io.Writer, u *client.User, account, extra string) {
+// printUser prints what was issued; never the seed. It returns the first
+// error writing to w.
+func printUser(out io.Writer, u *client.User, account, extra string) error {
+	w := &errWriter{w: out}
 	tw := table(w)
 	fmt.Fprintf(tw, "Issued user\t%s\n", u.Name)
 	fmt.Fprintf(tw, "Public key\t%s\n", u.PublicKey)
@@ -262,6 +269,7 @@ func printUser(w io.Writer, u *client.User, account, extra string) {
 	}
 	fmt.Fprint(tw, extra)
 	tw.Flush()
+	return w.err
 }
 
 // isTerminal reports whether w is a terminal (a character device), where

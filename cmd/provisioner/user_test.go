@@ -453,3 +453,37 @@ func TestUserCreateRedirectedToAFileOthersMayRead(t *testing.T) {
 		t.Errorf("the creds file stdout went to is %v, want 0600", fi.Mode().Perm())
 	}
 }
+
+// TestUserCreateToAFileWhoseReportCannotBeWritten: user create -o FILE
+// wrote the creds, then printed what was issued to a stdout that fails (a
+// full disk, a closed pipe). The error was ignored: exit 0 with nothing
+// printed, and with --json the bare write error, exit 2, which reads as a
+// user never issued. It fails, exit 2, saying the user was issued and
+// where its creds are, with the command that revokes it if unwanted.
+func TestUserCreateToAFileWhoseReportCannotBeWritten(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, bootstrap.Options{})
+	c.mustRun(t, "account", "create", "acme")
+	dir := t.TempDir()
+	for i, extra := range [][]string{nil, {"--json"}} {
+		path := filepath.Join(dir, fmt.Sprintf("u%d.creds", i))
+		args := append([]string{"user", "create", "acme", fmt.Sprintf("u%d", i), "-o", path}, extra...)
+		var stderr bytes.Buffer
+		err := run(context.Background(), append(args, c.conn...), failingWriter{}, &stderr)
+		if err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), "was issued and its creds written to "+path) || !strings.Contains(err.Error(), "no space left") {
+			t.Errorf("%v to a failing stdout: %v (exit %d)", extra, err, exitCode(err))
+			continue
+		}
+		creds, rerr := os.ReadFile(path)
+		if rerr != nil {
+			t.Fatal(rerr)
+		}
+		uc, _ := readCreds(t, creds)
+		if want := "provisioner user revoke acme " + uc.Subject; !strings.Contains(err.Error(), want) {
+			t.Errorf("%v: no %q in %q", extra, want, err)
+		}
+	}
+	if n := c.userCount(t, "acme"); n != 2 {
+		t.Errorf("%d users issued, want 2", n)
+	}
+}
