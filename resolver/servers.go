@@ -340,7 +340,11 @@ func (c *Client) refreshLoop() {
 		// Bounded by the refresh's own deadline and by Close: a context
 		// deadline racing that one would end the refresh before it marks
 		// the silent servers down.
-		if err := c.refresh(context.Background()); err != nil {
+		// A refresh cut by the connection's drop is the client's own
+		// outage, which the connection's handlers log; logged here, it
+		// came at every stop too (the server or the connection going
+		// first), after the stop had returned.
+		if err := c.refresh(context.Background()); err != nil && !errors.Is(err, errLostPing) {
 			c.log.Warn("resolver could not refresh the server list", "error", err)
 		}
 	}
