@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
@@ -55,15 +56,25 @@ func (p *pauseImportWrite) UpdateAccount(ctx context.Context, a provision.Accoun
 func TestExporterChangeDuringAnImportOfIt(t *testing.T) {
 	t.Parallel()
 	for _, del := range []bool{false, true} {
-		name := "update"
-		if del {
-			name = "delete"
-		}
-		t.Run(name, func(t *testing.T) { exporterChangeDuringImport(t, del) })
+		t.Run(map[bool]string{false: "update", true: "delete"}[del], func(t *testing.T) { exporterChangeDuringImport(t, del, false) })
 	}
 }
 
-func exporterChangeDuringImport(t *testing.T, del bool) {
+// TestExporterChangeDuringAnImportWithItsToken: the same, for an import of
+// a managed account's private export that carries its activation token
+// (one the caller kept, e.g. sent back from the account's imports): the
+// importer's change took no signing lock of the exporter for it.
+func TestExporterChangeDuringAnImportWithItsToken(t *testing.T) {
+	t.Parallel()
+	for _, del := range []bool{false, true} {
+		t.Run(map[bool]string{false: "update", true: "delete"}[del], func(t *testing.T) { exporterChangeDuringImport(t, del, true) })
+	}
+}
+
+// exporterChangeDuringImport runs the exporter's update (or delete, del)
+// while the importer's update is held at its store write; withToken makes
+// the export private and gives the import its activation token.
+func exporterChangeDuringImport(t *testing.T, del, withToken bool) {
 	env := provtest.Deployment(t, bootstrap.Options{})
 	fs, err := filestore.Open(filepath.Join(t.TempDir(), "store"), filestore.Options{Logger: provtest.Logger(t)})
 	if err != nil {
@@ -73,21 +84,39 @@ func exporterChangeDuringImport(t *testing.T, del bool) {
 	store := &pauseImportWrite{Store: fs, reached: make(chan struct{}), released: make(chan struct{})}
 	svc := domainOver(t, env, store, rawResolver(t, env))
 	ctx := context.Background()
-	if _, err := svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "alpha", Exports: jwt.Exports{
-		{Name: "events", Subject: "alpha.events.>", Type: jwt.Stream},
-	}}); err != nil {
+	alpha, err := svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "alpha", Exports: jwt.Exports{
+		{Name: "events", Subject: "alpha.events.>", Type: jwt.Stream, TokenReq: withToken},
+	}})
+	if err != nil {
 		t.Fatal(err)
 	}
 	beta, err := svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "beta"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	im := &jwt.Import{Name: "events", Subject: "alpha.events.>", Account: "alpha", Type: jwt.Stream}
+	if withToken {
+		// An activation for beta, signed by alpha's identity key.
+		stored, err := fs.Account(ctx, alpha.Account.PublicKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kp, err := nkeys.FromSeed([]byte(stored.IdentitySeed))
+		if err != nil {
+			t.Fatal(err)
+		}
+		act := jwt.NewActivationClaims(beta.Account.PublicKey)
+		act.ImportSubject, act.ImportType = "alpha.events.>", jwt.Stream
+		if im.Token, err = act.Encode(kp); err != nil {
+			t.Fatal(err)
+		}
+	}
 	store.mu.Lock()
 	store.account = beta.Account.PublicKey
 	store.mu.Unlock()
 	imported := make(chan error, 1)
 	go func() {
-		imports := jwt.Imports{{Name: "events", Subject: "alpha.events.>", Account: "alpha", Type: jwt.Stream}}
+		imports := jwt.Imports{im}
 		_, err := svc.UpdateAccount(ctx, api.UpdateAccountRequest{Account: "beta", Imports: &imports})
 		imported <- err
 	}()
@@ -102,21 +131,19 @@ func exporterChangeDuringImport(t *testing.T, del bool) {
 	}
 	changed := make(chan result, 1)
 	go func() {
+		var res result
 		if del {
-			rep, err := svc.DeleteAccount(ctx, api.AccountRequest{Account: "alpha"})
-			if err != nil {
-				changed <- result{err: err}
-				return
+			var rep *api.DeleteAccountReply
+			if rep, res.err = svc.DeleteAccount(ctx, api.AccountRequest{Account: "alpha"}); res.err == nil {
+				res.cut = rep.CutImports
 			}
-			changed <- result{cut: rep.CutImports}
-			return
+		} else {
+			var rep *api.AccountReply
+			if rep, res.err = svc.UpdateAccount(ctx, api.UpdateAccountRequest{Account: "alpha", Exports: &jwt.Exports{}}); res.err == nil {
+				res.cut = rep.CutImports
+			}
 		}
-		rep, err := svc.UpdateAccount(ctx, api.UpdateAccountRequest{Account: "alpha", Exports: &jwt.Exports{}})
-		if err != nil {
-			changed <- result{err: err}
-			return
-		}
-		changed <- result{cut: rep.CutImports}
+		changed <- res
 	}()
 	// The exporter's change may wait for the importer's; give it the
 	// time to answer first if it does not.
@@ -139,6 +166,6 @@ func exporterChangeDuringImport(t *testing.T, del bool) {
 		return
 	}
 	if got, want := cutList(res.cut), []string{"beta alpha.events.>"}; !slices.Equal(got, want) {
-		t.Fatalf("the importer's update answered success, and the exporter's %s during it names cut imports %q, want %q (answered during the importer's write: %t)", map[bool]string{false: "update", true: "delete"}[del], got, want, answered)
+		t.Fatalf("the importer's update (token given: %t) answered success, and the exporter's %s during it names cut imports %q, want %q (answered during the importer's write: %t)", withToken, map[bool]string{false: "update", true: "delete"}[del], got, want, answered)
 	}
 }
