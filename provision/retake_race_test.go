@@ -3,14 +3,12 @@ package provision_test
 import (
 	"context"
 	"errors"
-	"os"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
-	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
@@ -115,45 +113,8 @@ func nextSigningKey(t *testing.T, env *provtest.Env) string {
 // of its seed.
 func addSigningKey(t *testing.T, dir string) string {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(dir, bootstrap.OperatorIdentityKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := jwt.ParseDecoratedNKey(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opPath := filepath.Join(dir, bootstrap.OperatorJWTFile)
-	raw, err = os.ReadFile(opPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	token, err := jwt.ParseDecoratedJWT(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	oc, err := jwt.DecodeOperatorClaims(token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kp, err := nkeys.CreateOperator()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, _ := kp.PublicKey()
-	seed, _ := kp.Seed()
-	keyPath := filepath.Join(dir, "operator-signing-next.nk")
-	if err := os.WriteFile(keyPath, append(seed, '\n'), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	oc.SigningKeys.Add(pub)
-	signed, err := oc.Encode(id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(opPath, []byte(signed+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	pub, keyPath := provtest.NewOperatorKeyFile(t, dir, "operator-signing-next.nk")
+	provtest.EditOperatorJWT(t, dir, func(oc *jwt.OperatorClaims) { oc.SigningKeys.Add(pub) })
 	return keyPath
 }
 

@@ -2,7 +2,6 @@ package provision_test
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -18,35 +17,7 @@ import (
 // signing keys, for the servers started after.
 func setSigningKeys(t *testing.T, dir string, keys ...string) {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(dir, bootstrap.OperatorIdentityKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := jwt.ParseDecoratedNKey(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opPath := filepath.Join(dir, bootstrap.OperatorJWTFile)
-	raw, err = os.ReadFile(opPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	token, err := jwt.ParseDecoratedJWT(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	oc, err := jwt.DecodeOperatorClaims(token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	oc.SigningKeys = jwt.StringList(keys)
-	signed, err := oc.Encode(id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(opPath, []byte(signed+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	provtest.EditOperatorJWT(t, dir, func(oc *jwt.OperatorClaims) { oc.SigningKeys = jwt.StringList(keys) })
 }
 
 // TestRotateToTrustedKeyClearsSignerProblem: an instance whose pass found

@@ -20,35 +20,9 @@ import (
 // operator JWT out do: the operator JWT without key, the server restarted.
 func removeSigningKey(t *testing.T, env *provtest.Env, key string) {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(env.Dir, bootstrap.OperatorIdentityKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := jwt.ParseDecoratedNKey(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opPath := filepath.Join(env.Dir, bootstrap.OperatorJWTFile)
-	raw, err = os.ReadFile(opPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	token, err := jwt.ParseDecoratedJWT(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	oc, err := jwt.DecodeOperatorClaims(token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	oc.SigningKeys = slices.DeleteFunc(oc.SigningKeys, func(k string) bool { return k == key })
-	signed, err := oc.Encode(id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(opPath, []byte(signed+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	provtest.EditOperatorJWT(t, env.Dir, func(oc *jwt.OperatorClaims) {
+		oc.SigningKeys = slices.DeleteFunc(oc.SigningKeys, func(k string) bool { return k == key })
+	})
 	env.Restart(t)
 }
 

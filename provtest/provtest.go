@@ -324,3 +324,57 @@ func (e *Env) PushServiceAccount(tb testing.TB, edit func(*jwt.AccountClaims)) {
 		tb.Fatalf("push of the changed service account: %s", m.Data)
 	}
 }
+
+// EditOperatorJWT changes the operator JWT of the deployment in dir with
+// edit and signs it again with the operator's identity key, as an operator
+// does with nsc: the running servers keep the one they loaded until they
+// are restarted.
+func EditOperatorJWT(tb testing.TB, dir string, edit func(*jwt.OperatorClaims)) {
+	tb.Helper()
+	raw, err := os.ReadFile(filepath.Join(dir, bootstrap.OperatorIdentityKeyFile))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	id, err := jwt.ParseDecoratedNKey(raw)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	opPath := filepath.Join(dir, bootstrap.OperatorJWTFile)
+	raw, err = os.ReadFile(opPath)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	token, err := jwt.ParseDecoratedJWT(raw)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	oc, err := jwt.DecodeOperatorClaims(token)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	edit(oc)
+	signed, err := oc.Encode(id)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(opPath, []byte(signed+"\n"), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// NewOperatorKeyFile makes a new operator key and writes its seed, 0600,
+// to name in dir; it returns the public key and the file's path.
+func NewOperatorKeyFile(tb testing.TB, dir, name string) (pub, path string) {
+	tb.Helper()
+	kp, err := nkeys.CreateOperator()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pub, _ = kp.PublicKey()
+	seed, _ := kp.Seed()
+	path = filepath.Join(dir, name)
+	if err := os.WriteFile(path, append(seed, '\n'), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return pub, path
+}
