@@ -210,22 +210,8 @@ func TestChangeWhoseOutputCannotBeWrittenFails(t *testing.T) {
 	}
 	// A closed pipe: the process was killed by SIGPIPE at the write,
 	// saying nothing.
-	bin := filepath.Join(t.TempDir(), "provisioner")
-	copyBinary(t, bin)
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Close()
-	defer w.Close()
-	cmd := exec.Command(bin, append([]string{"account", "create", "piped"}, c.conn...)...)
-	cmd.Stdout = w
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	err = cmd.Run()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(stderr.String(), "account create: account piped was created") {
-		t.Errorf("account create into a closed pipe: %v, want exit 2 saying it was created\n%s", err, stderr.String())
+	if code, stderr := c.runToClosedPipe(t, "account", "create", "piped"); code != 2 || !strings.Contains(stderr, "account create: account piped was created") {
+		t.Errorf("account create into a closed pipe: exit %d, want exit 2 saying it was created\n%s", code, stderr)
 	}
 	var acme api.AccountReply
 	decodeJSON(t, c.mustRun(t, "account", "get", "acme", "--json"), &acme)
@@ -237,4 +223,33 @@ func TestChangeWhoseOutputCannotBeWrittenFails(t *testing.T) {
 	if len(list.Users) != 1 || !list.Users[0].Revoked {
 		t.Errorf("alice after her revoke: %+v", list.Users)
 	}
+}
+
+// runToClosedPipe runs the real binary with args and the connection flags,
+// its stdout a pipe whose reader has gone, and returns its exit code (-1
+// for a death by signal) and its stderr.
+func (c *cli) runToClosedPipe(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "provisioner")
+	copyBinary(t, bin)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	defer w.Close()
+	cmd := exec.Command(bin, append(args, c.conn...)...)
+	cmd.Stdout = w
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, stderr.String()
+	case errors.As(err, &ee):
+		return ee.ExitCode(), stderr.String()
+	}
+	t.Fatal(err)
+	return 0, ""
 }

@@ -395,26 +395,13 @@ func TestUserCreateToAClosedPipeGivesTheRevokeCommand(t *testing.T) {
 	t.Parallel()
 	c := newCLI(t, bootstrap.Options{})
 	c.mustRun(t, "account", "create", "acme")
-	bin := filepath.Join(t.TempDir(), "provisioner")
-	copyBinary(t, bin)
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
+	code, stderr := c.runToClosedPipe(t, "user", "create", "acme", "alice")
+	if code != 2 {
+		t.Fatalf("user create into a closed pipe: exit %d, want exit 2\n%s", code, stderr)
 	}
-	r.Close()
-	defer w.Close()
-	cmd := exec.Command(bin, append([]string{"user", "create", "acme", "alice"}, c.conn...)...)
-	cmd.Stdout = w
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	err = cmd.Run()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
-		t.Fatalf("user create into a closed pipe: %v, want exit 2\n%s", err, stderr.String())
-	}
-	_, line, ok := strings.Cut(stderr.String(), "revoke it with: provisioner ")
+	_, line, ok := strings.Cut(stderr, "revoke it with: provisioner ")
 	if !ok {
-		t.Fatalf("no revoke command in %q", stderr.String())
+		t.Fatalf("no revoke command in %q", stderr)
 	}
 	if out := c.mustRun(t, strings.Fields(line)...); !strings.HasPrefix(out, "Revoked user U") {
 		t.Fatalf("the given revoke command printed:\n%s", out)
