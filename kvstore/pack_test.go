@@ -476,8 +476,13 @@ func TestPackRemovalDuringOutage(t *testing.T) {
 		}
 		return true
 	})
-	if len(left) != len(packs) {
-		t.Fatalf("packs %v after the restart, want the %d the outage left", left, len(packs))
+	// The outage leaves the pack, unless the watcher's removal of the
+	// account's stray user records (strays.go), which removes the packs
+	// it empties as RemoveAccount does, got it before the server went
+	// (CI, once: "packs [] after the restart"). Either way the new
+	// store's open below must leave none, and no user.
+	if len(left) > len(packs) {
+		t.Fatalf("packs %v after the restart, want at most the %d the outage left", left, len(packs))
 	}
 	s2 := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Instance: "two"})
 	if keys := packKeys(ctx, t, s2); len(keys) != 0 {
