@@ -590,6 +590,38 @@ func (s *Store) follow(w jetstream.KeyWatcher) {
 	}
 }
 
+// SeenThrough waits until the watcher has delivered every entry of the
+// bucket up to revision rev, so that reads of users (Users, UsersNamed)
+// hold every record stored before it, by any instance. A change that
+// checked an account's users here and was stored at rev calls it before
+// it checks them again: a user another instance recorded just before the
+// change, whose own check read the version before it, was not in this
+// mirror at the first check, and is now. It fails with
+// provision.ErrUnavailable when ctx ends first (the watcher stalled, as in
+// a stream leader's failover; the watchdog's own reads do not count, as
+// they bring no order).
+func (s *Store) SeenThrough(ctx context.Context, rev uint64) error {
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.mu.RLock()
+		err := s.checkOpen()
+		watched := s.m.watched
+		s.mu.RUnlock()
+		switch {
+		case err != nil:
+			return err
+		case watched >= rev:
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: kvstore: the bucket's watcher has not delivered revision %d yet (it is at %d): %w", provision.ErrUnavailable, rev, watched, context.Cause(ctx))
+		case <-tick.C:
+		}
+	}
+}
+
 // applyBrought applies an entry the watcher (or the watchdog) brought,
 // moving the watched revision on when watched, and hands the user records
 // it leaves without an account to the stray loop.

@@ -551,7 +551,16 @@ func (s *Service) UpdateAccount(ctx context.Context, req api.UpdateAccountReques
 			return nil
 		}
 	}
-	out, err := s.submitValues(a.PublicKey, apply)
+	var recheck func(ctx context.Context, a *Account, old, c *jwt.AccountClaims) error
+	if len(req.Roles) > 0 || req.Tags != nil {
+		recheck = func(ctx context.Context, a *Account, old, c *jwt.AccountClaims) error {
+			if err := s.checkRoleUsers(ctx, a, old, c, req.Roles); err != nil {
+				return err
+			}
+			return s.checkAccountTagUsers(ctx, a, old, c)
+		}
+	}
+	out, err := s.submitChecked(a.PublicKey, apply, recheck)
 	if err != nil {
 		return nil, err
 	}

@@ -58,9 +58,16 @@ type change struct {
 	// pushed the same account to every server, took the account's one
 	// version a second, and was audited as a change.
 	sameValues bool
-	done       chan struct{}
-	out        published
-	err        error
+	// recheck, when set, checks the account's recorded users against a
+	// version of it again (checkRoleUsers, checkAccountTagUsers), as
+	// apply did: old is the version it was made from, a and c the new
+	// one. On a shared store it runs once the version is stored and the
+	// store's reads of users hold every record stored before it
+	// (usersAgain).
+	recheck func(ctx context.Context, a *Account, old, c *jwt.AccountClaims) error
+	done    chan struct{}
+	out     published
+	err     error
 }
 
 func (c *change) finish(out published, err error) {
@@ -99,6 +106,13 @@ func (s *Service) submitRepeatable(pub string, apply applyFunc) (published, erro
 // already has them, it is answered unchanged, with no new version.
 func (s *Service) submitValues(pub string, apply applyFunc) (published, error) {
 	return s.enqueue(pub, &change{apply: apply, sameValues: true, done: make(chan struct{})})
+}
+
+// submitChecked is submitValues for a change that checked the account's
+// recorded users (recheck): on a shared store they are checked again once
+// its version is stored (usersAgain).
+func (s *Service) submitChecked(pub string, apply applyFunc, recheck func(ctx context.Context, a *Account, old, c *jwt.AccountClaims) error) (published, error) {
+	return s.enqueue(pub, &change{apply: apply, sameValues: true, recheck: recheck, done: make(chan struct{})})
 }
 
 // submitResign is submit for a re-sign (a reconcile pass's, an operator
@@ -299,6 +313,38 @@ func (s *Service) version(pub string, q *queue, batch []*change) {
 			return
 		}
 		next.Revision = rev
+		if err := s.usersAgain(ctx, rev, &next, prev.claims, claims, batch); err != nil {
+			// A user another instance issued meanwhile does not fit
+			// the version, or whether one does cannot be told: it goes
+			// no further than the store, and is put back there. Made
+			// again, the change that does not fit fails its own check
+			// (apply), and the others of the batch get a version.
+			s.log.Warn("a change of role templates or account tags was stored, and the account's users checked again do not allow it; the account is put back", "account", pub, "name", next.Name, "error", err)
+			if perr := s.restore(ctx, a, next, true); perr != nil {
+				fail(batch, fmt.Errorf("%w: account %s: %v, and the previous version could not be put back in the store, which keeps the change for the reconciler to push: %v", ErrInDoubt, pub, err, perr))
+				return
+			}
+			if errors.Is(err, ErrUnavailable) {
+				// Nothing tells yet whether the users allow it: the
+				// changes that checked them fail, the others go on.
+				batch = slices.DeleteFunc(batch, func(c *change) bool {
+					if c.recheck != nil {
+						c.finish(published{}, fmt.Errorf("%w: nothing was changed: %w", ErrUnavailable, err))
+						return true
+					}
+					return false
+				})
+			}
+			if len(batch) == 0 {
+				return
+			}
+			if attempt >= maxStaleRetries {
+				fail(batch, fmt.Errorf("%w: account %s: nothing was changed: %w", ErrUnavailable, pub, err))
+				return
+			}
+			fresh = true
+			continue
+		}
 		var res PushResult
 		if next.Live() {
 			res, err = s.resolver.Update(ctx, token)
@@ -350,6 +396,52 @@ func (s *Service) version(pub string, q *queue, batch []*change) {
 		}
 		return
 	}
+}
+
+// usersFollower is a store shared by instances whose reads of users come
+// from a copy that follows the store (kvstore's mirror), which may not
+// hold a record another instance has just stored.
+type usersFollower interface {
+	// SeenThrough waits until reads of users hold every record stored
+	// before revision rev; ErrUnavailable when ctx ends first.
+	SeenThrough(ctx context.Context, rev uint64) error
+}
+
+// usersAgainWait bounds the wait for a shared store's reads of users to
+// hold every record stored before a version (usersAgain): a few
+// deliveries of its watcher, or a stream leader's failover.
+const usersAgainWait = 5 * time.Second
+
+// usersAgain checks the account's recorded users again, once the version
+// (next, claims) is stored at rev, for the changes of batch that checked
+// them (recheck). A user issued on another instance is checked there
+// against the account's latest version once its record is stored
+// (latestOnceRecorded); a change here checked the users in this
+// instance's copy of the store, which may not have held that record yet.
+// When the user's check read the version before this one, neither saw
+// the other, and a template that puts the user's name or tags into
+// subjects applied to it unchecked. Checked after its own write, in the
+// store's order, one of them sees the other. Nothing to do on a store of
+// one instance.
+func (s *Service) usersAgain(ctx context.Context, rev uint64, next *Account, old, claims *jwt.AccountClaims, batch []*change) error {
+	f, ok := s.store.(usersFollower)
+	if !ok || !next.Live() || !slices.ContainsFunc(batch, func(c *change) bool { return c.recheck != nil }) {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, usersAgainWait)
+	defer cancel()
+	if err := f.SeenThrough(wctx, rev); err != nil {
+		return fmt.Errorf("the users other instances issued meanwhile could not be checked: %w", err)
+	}
+	for _, c := range batch {
+		if c.recheck == nil {
+			continue
+		}
+		if err := c.recheck(ctx, next, old, claims); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // sameValues tells whether every change of batch sets values.

@@ -3,6 +3,10 @@ package provision_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -253,6 +257,160 @@ func TestAdminCreateRecordedAfterRoleChangeOnAnotherInstance(t *testing.T) {
 			for _, us := range users.Users {
 				if us.Name == tc.user && !us.Revoked {
 					t.Errorf("the create left user %q active under the new template", us.Name)
+				}
+			}
+		})
+	}
+}
+
+// staleUsers is a KV store whose user reads, once armed, return what its
+// mirror held at that moment: an instance whose mirror lags the records
+// another instance wrote. The lag ends at the store's barrier
+// (SeenThrough), which waits for the mirror to hold every record stored
+// before a revision.
+type staleUsers struct {
+	*kvstore.Store
+	mu     sync.Mutex
+	frozen map[string][]provision.User // account -> its users when armed
+	// stalled: SeenThrough fails at once, as when the wait for the
+	// store's watcher ends.
+	stalled atomic.Bool
+}
+
+func (s *staleUsers) freeze(ctx context.Context, account string) error {
+	users, err := s.Store.Users(ctx, account)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.frozen = map[string][]provision.User{account: users}
+	return err
+}
+
+func (s *staleUsers) Users(ctx context.Context, account string) ([]provision.User, error) {
+	s.mu.Lock()
+	users, ok := s.frozen[account]
+	s.mu.Unlock()
+	if ok {
+		return slices.Clone(users), nil
+	}
+	return s.Store.Users(ctx, account)
+}
+
+func (s *staleUsers) SeenThrough(ctx context.Context, rev uint64) error {
+	if s.stalled.Load() {
+		// A watcher that does not move: what the wait ends with.
+		return fmt.Errorf("%w: the watcher is stalled", provision.ErrUnavailable)
+	}
+	s.mu.Lock()
+	s.frozen = nil
+	s.mu.Unlock()
+	return s.Store.SeenThrough(ctx, rev)
+}
+
+// TestRoleChangeWhileUsersCannotBeCheckedAgain: when the store cannot say
+// that its reads of users hold every record stored before the change's
+// version (its watcher stalled, as in a failover), whether a user another
+// instance issued meanwhile fits cannot be told: the change fails as
+// unavailable (503, retry), and nothing of it stays, in the store or on
+// a server.
+func TestRoleChangeWhileUsersCannotBeCheckedAgain(t *testing.T) {
+	t.Parallel()
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	st := &staleUsers{}
+	b, _ := kvDomainOf(t, env, "b", nil, func(c *provision.Config) {
+		st.Store = c.Store.(*kvstore.Store)
+		c.Store = st
+	})
+	ctx := context.Background()
+	device := &api.Role{Pub: &jwt.Permission{Allow: []string{"telemetry.>"}}}
+	acc, err := b.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme", Roles: map[string]*api.Role{"device": device}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := acc.Account.PublicKey
+	st.stalled.Store(true)
+	_, err = b.UpdateAccount(ctx, api.UpdateAccountRequest{Account: pub, Roles: map[string]*api.Role{"device": {Pub: &jwt.Permission{Allow: []string{"telemetry.{{name()}}.>"}}}}})
+	if !errors.Is(err, provision.ErrUnavailable) {
+		t.Errorf("a role change whose users cannot be checked again: %v, want unavailable (503)", err)
+	}
+	st.stalled.Store(false)
+	got, err := b.GetAccount(ctx, api.AccountRequest{Account: pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := append(lookupAll(t, rawResolver(t, env), pub), got.Account.JWT)
+	for _, token := range tokens {
+		sc, _ := jwt.DecodeAccountClaims(token)
+		for _, sk := range sc.SigningKeys {
+			if us, ok := sk.(*jwt.UserScope); ok && us.Role == "device" && !slices.Equal(us.Template.Pub.Allow, device.Pub.Allow) {
+				t.Errorf("the role's template is %v after the change failed, want %v", us.Template.Pub.Allow, device.Pub.Allow)
+			}
+		}
+	}
+}
+
+// TestRoleChangeStoredAfterAnotherInstanceCheckedItsUser: the other
+// order of the race above. Instance a issued a user named "*" (or tagged
+// "site:*") under a role whose template did not use the name, and its
+// check once the record was stored read the version before instance b's
+// change of the template to "telemetry.{{name()}}.>"; b's check of the
+// role's active users read its mirror, which did not hold a's record yet.
+// Neither saw the other, and the server gave the user "telemetry.*.>",
+// every device's subjects. b checks the role's users again once its
+// version is stored and its mirror holds every record stored before it:
+// the change is refused as it would have been had b seen the user, and
+// the account is put back.
+func TestRoleChangeStoredAfterAnotherInstanceCheckedItsUser(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, user string
+		tags       []string
+		template   string
+	}{
+		{"name", "*", nil, "telemetry.{{name()}}.>"},
+		{"tag", "d1", []string{"site:*"}, "telemetry.{{tag(site)}}.>"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+			a, _ := kvDomainOf(t, env, "a", nil)
+			st := &staleUsers{}
+			b, _ := kvDomainOf(t, env, "b", nil, func(c *provision.Config) {
+				st.Store = c.Store.(*kvstore.Store)
+				c.Store = st
+			})
+			ctx := context.Background()
+			device := &api.Role{Pub: &jwt.Permission{Allow: []string{"telemetry.>"}}}
+			acc, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme", Roles: map[string]*api.Role{"device": device}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pub := acc.Account.PublicKey
+			if err := st.freeze(ctx, pub); err != nil {
+				t.Fatal(err)
+			}
+			rep, err := a.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: tc.user, Tags: tc.tags, Role: "device"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = b.UpdateAccount(ctx, api.UpdateAccountRequest{Account: pub, Roles: map[string]*api.Role{"device": {Pub: &jwt.Permission{Allow: []string{tc.template}}}}})
+			if !errors.Is(err, provision.ErrInvalid) || !strings.Contains(fmt.Sprint(err), rep.User.PublicKey) {
+				t.Errorf("instance b's change of the role to %q, with user %q of instance a active: %v, want refused (400) naming the user", tc.template, tc.user, err)
+			}
+			got, err := a.GetAccount(ctx, api.AccountRequest{Account: pub})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for key, sk := range got.Account.Claims.SigningKeys {
+				if sc, ok := sk.(*jwt.UserScope); ok && sc.Role == "device" && !slices.Equal(sc.Template.Pub.Allow, device.Pub.Allow) {
+					t.Errorf("the role's key %s has template %v after the refused change, want %v", key, sc.Template.Pub.Allow, device.Pub.Allow)
+				}
+			}
+			server := lookupAll(t, rawResolver(t, env), pub)
+			for _, token := range server {
+				sc, _ := jwt.DecodeAccountClaims(token)
+				for _, sk := range sc.SigningKeys {
+					if us, ok := sk.(*jwt.UserScope); ok && us.Role == "device" && !slices.Equal(us.Template.Pub.Allow, device.Pub.Allow) {
+						t.Errorf("a server holds the role's template %v, want %v", us.Template.Pub.Allow, device.Pub.Allow)
+					}
 				}
 			}
 		})
