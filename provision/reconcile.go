@@ -269,6 +269,20 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 		s.rec.mu.Unlock()
 		return rep, nil
 	}
+	if s.cfg.Leader != nil && s.SealProblem() != nil {
+		// It cannot read every account record (another instance seals
+		// with a seal key it lacks): every pass it led failed reading
+		// all accounts, and while it held the lease no instance that
+		// can read them reconciled. It leaves the lease to those.
+		if l, ok := s.cfg.Leader.(leaseReleaser); ok && s.leader() {
+			if err := l.ReleaseLease(ctx, leaseName); err != nil {
+				s.log.Warn("could not give up the reconciler lease; it runs out", "error", err)
+			}
+		}
+		s.holdLease(false, time.Time{})
+		rep.Skipped = "this instance cannot read every account record (seal key, see problem); it leaves the reconciler lease to instances that can"
+		return finish()
+	}
 	if s.cfg.Leader != nil {
 		taken := time.Now()
 		held, err := s.cfg.Leader.TryLease(ctx, leaseName, 3*s.cfg.ReconcileInterval)
@@ -493,6 +507,11 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 
 // errLeaseLost ends a pass whose reconciler lease could not be renewed.
 var errLeaseLost = errors.New("reconciler lease lost")
+
+// leaseReleaser is a Leader that can give a lease up before it runs out.
+type leaseReleaser interface {
+	ReleaseLease(ctx context.Context, name string) error
+}
 
 // keepLease renews the reconciler lease every reconcile interval (a third
 // of its ttl) until stop is called, and cancels the pass with errLeaseLost
