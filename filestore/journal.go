@@ -127,6 +127,30 @@ func (j *journal) markClosed(end int64, seq uint64) error {
 	return nil
 }
 
+// goOnAfter makes an opened journal go on after the records a start
+// kept past its committed length (ending at end, the last of sequence
+// seq), when no new generation could be written: what lies past them up
+// to tail (a torn write) is zeroed, so that no part of it is read after
+// the records that will be written there, and a header counting them is
+// written. One flush: before it, the records kept are still past the old
+// header and read as such. All of it is in space the file has.
+func (j *journal) goOnAfter(end int64, seq uint64, tail int64) error {
+	if tail > end {
+		if _, err := j.f.WriteAt(make([]byte, tail-end), end); err != nil {
+			j.failed = true
+			return err
+		}
+	}
+	if err := j.writeHeader(end, seq); err != nil {
+		return err
+	}
+	if err := j.flush(); err != nil {
+		return err
+	}
+	j.end = end
+	return nil
+}
+
 func (j *journal) close() error {
 	if j == nil || j.f == nil {
 		return nil

@@ -57,6 +57,13 @@ type loaded struct {
 	dirty    bool // something other than zeros past the last record
 	fellBack bool // a header slot was unreadable; the older one was used
 	useNew   bool // the journal is journal.v2.new: a compaction was cut short
+	// recEnd and recSeq are where the records read end (the next record
+	// goes there) and the sequence of the last; tailEnd is where the
+	// bytes past them that are not zeros end (recEnd when dirty is not
+	// set).
+	recEnd  int64
+	recSeq  uint64
+	tailEnd int64
 
 	leftovers []string // ".new" files that are not part of the store
 	v1Done    []string // previous-version files an upgrade already holds
@@ -717,6 +724,13 @@ func (l *loader) journal(res *loaded, name string, data []byte, snap *snapshotHe
 		}
 	}
 	res.dirty = !allZero(data[min(off, int64(len(data))):])
+	res.recEnd, res.recSeq, res.tailEnd = off, expect-1, off
+	for i := int64(len(data)); i > off; i-- {
+		if data[i-1] != 0 {
+			res.tailEnd = i
+			break
+		}
+	}
 	return nil
 }
 

@@ -295,17 +295,28 @@ func (s *Store) start(prevLock lockState) (*journal, error) {
 	// time stays bounded by the state, not the history, and a torn tail is
 	// left behind with the old journal.
 	j, placed, err := s.newGeneration(fromV1)
-	if err != nil && !placed && isNoRoom(err) && res.kind == formatV2 && res.kept == 0 && !res.dirty && !res.fellBack && !res.hdr.closed && !reseal {
-		// A disk with no room: the journal is intact, its committed
-		// records end where its zeroed space begins, and the running
+	if err != nil && !placed && isNoRoom(err) && res.kind == formatV2 && !res.hdr.closed && !reseal {
+		// A disk with no room: the journal is intact, and the running
 		// store goes on with it in the same case (a compaction that
 		// failed). Refused, an instance restarted on a full disk served
 		// nothing, not even reads, until an operator made room; the
 		// new snapshot waits for it (the next compaction, or start).
-		s.log.Warn("filestore: the disk of store_dir has no room for a new snapshot folding the journal in; going on with the journal, and the new snapshot waits for room", "records", res.records, "error", err)
+		s.log.Warn("filestore: the disk of store_dir has no room for a new snapshot folding the journal in; going on with the journal, and the new snapshot waits for room", "records", res.records, "past_header_kept", res.kept, "error", err)
 		j, err := openJournal(l.path(journalFile), res.hdr, res.jsize)
 		if err != nil {
 			return nil, err
+		}
+		if res.kept > 0 || res.dirty || res.fellBack {
+			// A crash left records past the header's count (answered
+			// ones, most likely: the header is flushed after the
+			// answer), a torn tail, or a torn header slot. Refused
+			// here, every kill -9 under load made a restart on a full
+			// disk fail, where a clean stop's did not. The journal
+			// goes on after the records kept, in space it has.
+			if err := j.goOnAfter(res.recEnd, res.recSeq, res.tailEnd); err != nil {
+				j.close()
+				return nil, noRoom(fmt.Errorf("filestore: go on with the journal: %w", err))
+			}
 		}
 		if err := s.finishUpgrade(res.v1Done); err != nil {
 			j.close()
