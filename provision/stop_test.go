@@ -33,7 +33,12 @@ func TestStopCutsAPassInAResign(t *testing.T) {
 	if _, err := d.svc.RevokeUser(ctx, api.RevokeUserRequest{Account: "acme", User: uc.Subject}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2100 * time.Millisecond) // the JWT expires; its revocation can go
+	// The JWT expires; its revocation can go once a whole second has
+	// passed its exp (a Unix second, rounded up at issue): a fixed 2.1 s
+	// from here left the pass in exp's second when the issue came early
+	// in the second after the create's (the revoke then had no second to
+	// wait for), and the pass pushed nothing.
+	time.Sleep(time.Until(time.Unix(uc.Expires+1, 0).Add(50 * time.Millisecond)))
 
 	close(b.armed)
 	runCtx, stopRun := context.WithCancel(ctx)
