@@ -254,7 +254,7 @@ func (p *Publisher) WithAudit(ctx context.Context, svc *nats.Conn, replicas int)
 // it could fill the storage the bucket shares, but at no less than what it
 // holds: bounded at want's, a stream that discards its oldest events
 // dropped at once every record past it), its max age where it is longer (0: forever), and its replicas
-// where it has more. It keeps the guards an operator gave it against
+// where it has more. It keeps an operator's republish and placement, the guards an operator gave it against
 // deletes and purges of its records, the features it turned on that the
 // server lets no update turn off (per-message TTLs, schedules), its
 // persistence mode and its compression: the server refuses an update that
@@ -268,6 +268,16 @@ func keepRoom(have jetstream.StreamConfig, held uint64, want jetstream.StreamCon
 	want.AllowMsgSchedules = want.AllowMsgSchedules || have.AllowMsgSchedules
 	want.PersistMode = have.PersistMode
 	want.Compression = have.Compression
+	// What an operator added that changes nothing the writer relies on:
+	// a republish that feeds a log collector, and where the stream is
+	// placed. Written over, the collector got nothing more and the stream
+	// moved, without a word.
+	if want.RePublish == nil {
+		want.RePublish = have.RePublish
+	}
+	if want.Placement == nil {
+		want.Placement = have.Placement
+	}
 	if have.MaxBytes > want.MaxBytes {
 		want.MaxBytes = have.MaxBytes
 	} else if have.MaxBytes <= 0 && int64(held) > want.MaxBytes {

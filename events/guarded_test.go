@@ -58,3 +58,42 @@ func TestStartKeepsTheAuditStreamsGuards(t *testing.T) {
 	}
 	storedOnceInOrder(t, svc, 6)
 }
+
+// TestStartKeepsTheAuditStreamsRepublish: an operator feeds a log
+// collector from the audit stream with a republish of its records. Every
+// start wrote the service's own config over the stream's, and took it
+// away without a word: the collector got nothing more.
+func TestStartKeepsTheAuditStreamsRepublish(t *testing.T) {
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	sys := env.Connect(t, env.Init.ProvisionerCreds)
+	svc := env.ServiceUser(t)
+	ctx := context.Background()
+	pub := auditPublisher(t, env, sys)
+	publishUsers(pub, 0, 3)
+	if err := pub.Close(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	republish := &jetstream.RePublish{Source: "prov.audit.>", Destination: "collector.>", HeadersOnly: true}
+	changeAudit(t, svc, func(c *jetstream.StreamConfig) { c.RePublish = republish })
+
+	again := events.New(sys, "prov", slog.New(slog.DiscardHandler))
+	if err := again.WithAudit(ctx, auditConn(t, env), 1); err != nil {
+		t.Fatalf("WithAudit on a stream that republishes: %v", err)
+	}
+	publishUsers(again, 3, 6)
+	if err := again.Close(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(ctx, events.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := stream.CachedInfo().Config.RePublish; got == nil || *got != *republish {
+		t.Fatalf("after a start: republish %+v, want the operator's %+v", got, republish)
+	}
+	storedOnceInOrder(t, svc, 6)
+}
