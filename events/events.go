@@ -81,6 +81,11 @@ type Publisher struct {
 	ctx         context.Context
 	cancel      context.CancelFunc // at Close's deadline: what is left is given up
 	allowAtomic atomic.Bool
+	// remakeFailing: the audit stream is gone and the last try to make
+	// it again failed, so that it is logged at ERROR once, not at every
+	// retry of the writer (a line every 2 s for as long as it lasts).
+	// Only the writer goroutine, one at a time, uses it.
+	remakeFailing bool
 	// batches counts the atomic batches stored, for tests.
 	batches atomic.Int64
 	// overflowing: events were dropped since the writer last caught up
@@ -616,9 +621,15 @@ func (p *Publisher) recreate(ctx context.Context) {
 		return
 	}
 	if _, err := p.js.CreateStream(ctx, p.streamCfg); err != nil {
-		p.log.Error("the audit stream is gone and could not be made again", "stream", StreamName, "error", err)
+		if !p.remakeFailing {
+			p.log.Error("the audit stream is gone and could not be made again; the writer keeps trying, and logs again once it is made", "stream", StreamName, "error", err)
+		} else {
+			p.log.Debug("the audit stream is gone and could not be made again", "stream", StreamName, "error", err)
+		}
+		p.remakeFailing = true
 		return
 	}
+	p.remakeFailing = false
 	p.log.Warn("the audit stream was gone (deleted while the service ran): made again", "stream", StreamName)
 }
 

@@ -1,0 +1,95 @@
+package events_test
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/events"
+	"github.com/natsprov/provisioner/provtest"
+)
+
+// errorLines is a slog handler that keeps the messages logged at ERROR.
+type errorLines struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (h *errorLines) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelError }
+func (h *errorLines) WithAttrs([]slog.Attr) slog.Handler           { return h }
+func (h *errorLines) WithGroup(string) slog.Handler                { return h }
+func (h *errorLines) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.msgs = append(h.msgs, r.Message)
+	return nil
+}
+
+func (h *errorLines) count(part string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, m := range h.msgs {
+		if strings.Contains(m, part) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestAuditStreamThatCannotBeMadeAgainIsLoggedOnce: the audit stream is
+// deleted while the service runs, and cannot be made again (here another
+// stream holds a subject within its subjects, which the server refuses to
+// overlap; in production a missing tier, or no room).
+// Every retry of the writer, every 2 s at most, logged an ERROR for as
+// long as it lasted. It is logged once, and once more only after it was
+// made again and is gone again; the events wait and are stored once it
+// can be made.
+func TestAuditStreamThatCannotBeMadeAgainIsLoggedOnce(t *testing.T) {
+	t.Parallel()
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	sys := env.Connect(t, env.Init.ProvisionerCreds)
+	svc := env.ServiceUser(t)
+	logs := &errorLines{}
+	pub := events.New(sys, "prov", slog.New(logs))
+	if err := pub.WithAudit(context.Background(), auditConn(t, env), 1); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pub.Close(5 * time.Second) })
+	ctx := context.Background()
+	js, err := jetstream.New(operatorConn(t, env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteStream(ctx, events.StreamName); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BLOCKER", Subjects: []string{"prov.audit.none.none"}}); err != nil {
+		t.Fatal(err)
+	}
+	publishUsers(pub, 0, 1)
+	const gone = "the audit stream is gone and could not be made again"
+	deadline := time.Now().Add(10 * time.Second)
+	for logs.count(gone) == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(6 * time.Second) // several of the writer's retries
+	if n := logs.count(gone); n != 1 {
+		t.Errorf("logged %q %d times while it lasted, want once", gone, n)
+	}
+	if err := js.DeleteStream(ctx, "BLOCKER"); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Flush(20 * time.Second); err != nil {
+		t.Fatalf("Flush once the stream can be made again: %v", err)
+	}
+	if seen, got := stored(t, svc); seen["0"] != 1 {
+		t.Errorf("stored %v in the stream made again, want event 0 once", got)
+	}
+}
