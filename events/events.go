@@ -383,6 +383,10 @@ func (p *Publisher) publishSys(m *nats.Msg) {
 // time from the head of the queue (so that Close can tell, at its
 // deadline, which were not sent), and returns once none wait.
 func (p *Publisher) sendSys() {
+	// The first publish that fails is logged with its error, and how many
+	// failed once none wait: with the server away and the connection's
+	// reconnect buffer full, every event logged a line of its own.
+	failed := 0
 	for {
 		p.mu.Lock()
 		if len(p.sysQueue) == 0 {
@@ -395,6 +399,9 @@ func (p *Publisher) sendSys() {
 			if dropped > 0 {
 				p.log.Warn("system-account events dropped while too many waited", "dropped", dropped)
 			}
+			if failed > 1 {
+				p.log.Warn("could not publish system-account events", "failed", failed)
+			}
 			return
 		}
 		m := p.sysQueue[0]
@@ -402,7 +409,9 @@ func (p *Publisher) sendSys() {
 		p.sysQueue = p.sysQueue[1:]
 		p.mu.Unlock()
 		if err := p.nc.PublishMsg(m); err != nil {
-			p.log.Warn("could not publish an event", "subject", m.Subject, "error", err)
+			if failed++; failed == 1 {
+				p.log.Warn("could not publish an event; the count of those that follow is logged once none wait", "subject", m.Subject, "error", err)
+			}
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natsprov/provisioner/bootstrap"
@@ -15,13 +16,15 @@ import (
 	"github.com/natsprov/provisioner/provtest"
 )
 
-// errorLines is a slog handler that keeps the messages logged at ERROR.
+// errorLines is a slog handler that keeps the messages logged at min
+// and above (the zero value: INFO).
 type errorLines struct {
+	min  slog.Level
 	mu   sync.Mutex
 	msgs []string
 }
 
-func (h *errorLines) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelError }
+func (h *errorLines) Enabled(_ context.Context, l slog.Level) bool { return l >= h.min }
 func (h *errorLines) WithAttrs([]slog.Attr) slog.Handler           { return h }
 func (h *errorLines) WithGroup(string) slog.Handler                { return h }
 func (h *errorLines) Handle(_ context.Context, r slog.Record) error {
@@ -56,7 +59,7 @@ func TestAuditStreamThatCannotBeMadeAgainIsLoggedOnce(t *testing.T) {
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	sys := env.Connect(t, env.Init.ProvisionerCreds)
 	svc := env.ServiceUser(t)
-	logs := &errorLines{}
+	logs := &errorLines{min: slog.LevelError}
 	pub := events.New(sys, "prov", slog.New(logs))
 	if err := pub.WithAudit(context.Background(), auditConn(t, env), 1); err != nil {
 		t.Fatal(err)
@@ -91,5 +94,33 @@ func TestAuditStreamThatCannotBeMadeAgainIsLoggedOnce(t *testing.T) {
 	}
 	if seen, got := stored(t, svc); seen["0"] != 1 {
 		t.Errorf("stored %v in the stream made again, want event 0 once", got)
+	}
+}
+
+// TestSystemEventsThatCannotBePublishedAreLoggedOnce: with the server away
+// and the system connection's reconnect buffer full (here: 64 bytes), every
+// event published meanwhile logged a WARN line of its own. The first
+// failure is logged, and the count when the sender has no more to send.
+func TestSystemEventsThatCannotBePublishedAreLoggedOnce(t *testing.T) {
+	t.Parallel()
+	env := provtest.Deployment(t, bootstrap.Options{})
+	sys := env.Connect(t, env.Init.ProvisionerCreds, nats.ReconnectBufSize(64), nats.MaxReconnects(-1))
+	logs := &errorLines{min: slog.LevelWarn}
+	pub := events.New(sys, "prov", slog.New(logs))
+	t.Cleanup(func() { pub.Close(time.Second) })
+	env.Server.Stop()
+	deadline := time.Now().Add(5 * time.Second)
+	for !sys.IsReconnecting() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	publishUsers(pub, 0, 20)
+	const failed = "could not publish"
+	deadline = time.Now().Add(5 * time.Second)
+	for logs.count(failed) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond) // the sender goes through the rest
+	if n := logs.count(failed); n < 1 || n > 2 {
+		t.Errorf("20 events that could not be published logged %d lines with %q, want the first and a count", n, failed)
 	}
 }
