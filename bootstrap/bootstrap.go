@@ -575,9 +575,19 @@ func ProvisionerPermissions(prefix string) jwt.Permissions {
 			"$SYS.SERVER.*.STATSZ",
 			"$SYS.SERVER.*.SHUTDOWN",
 		}},
-		Resp: &jwt.ResponsePermission{MaxMsgs: 1},
+		Resp: &jwt.ResponsePermission{MaxMsgs: 1, Expires: ResponseTTL},
 	}
 }
+
+// ResponseTTL is how long the service's users may answer a request
+// (allow_responses). Without one the server allows two minutes, and a
+// reply later than that, to a request whose work request_timeout lets
+// run longer (it may be set up to config.MaxDuration, and defaults past
+// two minutes from a resolver_timeout of 29 s) or that waited behind
+// max_inflight, was refused by the server: its caller, told nothing,
+// waited out its timeout for a change that was made. Each request is
+// answered once (max 1), which ends its permission.
+const ResponseTTL = 2 * config.MaxDuration
 
 // AdminPermissions let an admin send provisioning requests, use the micro
 // discovery subjects, read the replies on its own inbox and follow the
@@ -645,7 +655,7 @@ func ServicePermissions(bucket, prefix string) jwt.Permissions {
 			prefix + ".self.*.user.*",
 			"$SRV.>",
 		}},
-		Resp: &jwt.ResponsePermission{MaxMsgs: 1},
+		Resp: &jwt.ResponsePermission{MaxMsgs: 1, Expires: ResponseTTL},
 	}
 }
 
