@@ -146,6 +146,11 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 			fh.Close()
 		}
 	}
+	for _, f := range []struct{ field, path string }{{"nats_creds", cfg.NATSCreds}, {"service_creds", cfg.ServiceCreds}} {
+		if ttl, short := shortResponseTTL(f.path, time.Duration(cfg.RequestTimeout)); short {
+			log.Warn("the creds allow a reply to a request for less time than request_timeout lets a request take (allow_responses): the server refuses a later reply, and its caller waits out its timeout for a change that may have been made; reissue the user with a longer response ttl (`nsc edit user --response-ttl`; `provisioner init` writes "+bootstrap.ResponseTTL.String()+")", "field", f.field, "creds", f.path, "response_ttl", ttl.String(), "request_timeout", time.Duration(cfg.RequestTimeout).String())
+		}
+	}
 	sys, err := s.connect(ctx, cfg, "provisioner", cfg.NATSCreds, bootstrap.ProvisionerInboxPrefix)
 	if err != nil {
 		return nil, err
@@ -450,6 +455,38 @@ func credsAccount(path string) (string, error) {
 		return uc.IssuerAccount, nil
 	}
 	return uc.Issuer, nil
+}
+
+// defaultResponseTTL is how long the server lets a user with
+// allow_responses and no ttl answer a request.
+const defaultResponseTTL = 2 * time.Minute
+
+// shortResponseTTL tells whether the user of the creds at path answers
+// requests through allow_responses for less time than a request may take
+// (requestTimeout, and a little for the reply itself), and what that time
+// is. Creds it cannot read, or that answer through other permissions, say
+// nothing.
+func shortResponseTTL(path string, requestTimeout time.Duration) (time.Duration, bool) {
+	if path == "" {
+		return 0, false
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return 0, false
+	}
+	token, err := jwt.ParseDecoratedJWT(raw)
+	if err != nil {
+		return 0, false
+	}
+	uc, err := jwt.DecodeUserClaims(token)
+	if err != nil || uc.Resp == nil {
+		return 0, false
+	}
+	ttl := uc.Resp.Expires
+	if ttl <= 0 {
+		ttl = defaultResponseTTL
+	}
+	return ttl, ttl < requestTimeout+5*time.Second
 }
 
 // connDrainWait bounds the drain of each connection at the end of a stop,
