@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -552,7 +553,9 @@ func (s *Service) UpdateAccount(ctx context.Context, req api.UpdateAccountReques
 		}
 	}
 	var recheck func(ctx context.Context, a *Account, old, c *jwt.AccountClaims) error
-	if len(req.Roles) > 0 || req.Tags != nil {
+	if slices.ContainsFunc(slices.Collect(maps.Values(req.Roles)), func(r *api.Role) bool { return r != nil }) || req.Tags != nil {
+		// A role removed, with no template set, checks nothing: it
+		// cuts its users off.
 		recheck = func(ctx context.Context, a *Account, old, c *jwt.AccountClaims) error {
 			if err := s.checkRoleUsers(ctx, a, old, c, req.Roles); err != nil {
 				return err
