@@ -581,3 +581,49 @@ func TestDurableGivenUpAsItsBatchFailed(t *testing.T) {
 		t.Fatalf("retrying a durable add answered as not stored: %v", err)
 	}
 }
+
+// TestDurableGivenUpWaitingForQueueRoomIsNotWritten: a durable add whose
+// caller gives up while it waits for room in the batch loop's full queue
+// (the loop behind a slow server) is answered as not stored
+// (ErrUnavailable). It must not be written then: it was written on its
+// own at once, after its caller had gone, and withdrawn later, so for a
+// while the bucket held, and every instance listed and counted, a user
+// whose creds nobody got (for good after a kill -9 before the
+// withdrawal), and the overloaded server took one more write.
+func TestDurableGivenUpWaitingForQueueRoomIsNotWritten(t *testing.T) {
+	_, s, _ := single(t)
+	ctx := bg(t)
+	a := newAccount(t, "crowded")
+	if _, err := s.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	// The queue is full: maxQueued records wait for the loop.
+	for range maxQueued {
+		s.queueRoom <- struct{}{}
+	}
+	u := newUser(t, a.PublicKey, "caller-key")
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	err := s.AddUser(short, u, true)
+	cancel()
+	for range maxQueued {
+		<-s.queueRoom
+	}
+	if !errors.Is(err, provision.ErrUnavailable) {
+		t.Fatalf("AddUser with the queue full: %v, want ErrUnavailable", err)
+	}
+	eventually(t, 5*time.Second, "nothing of the key pending", func() bool {
+		s.amu.Lock()
+		defer s.amu.Unlock()
+		return s.pending[userKey(u.PublicKey)] == nil
+	})
+	if m, err := s.stream.GetLastMsgForSubject(ctx, s.subject+userKey(u.PublicKey)); !errors.Is(err, jetstream.ErrMsgNotFound) {
+		op := ""
+		if m != nil {
+			op = m.Header.Get(kvOperationHeader)
+		}
+		t.Fatalf("a durable add answered as not stored while it waited for queue room wrote its key (last entry %q, %v): its record was stored after its caller had gone", op, err)
+	}
+	if err := s.AddUser(ctx, u, true); err != nil {
+		t.Fatalf("retrying: %v", err)
+	}
+}

@@ -348,62 +348,73 @@ func (s *Store) addDurable(ctx context.Context, p *pendingWrite, u provision.Use
 	if s.atomicBatches {
 		p.user, p.done = &u, make(chan error, 1)
 		err := s.enqueue(ctx, p)
-		if err == nil {
-			select {
-			case err = <-p.done:
-			case <-ctx.Done():
-				err = ctx.Err()
-				if hook := s.givenUpHook.Load(); hook != nil {
-					(*hook)()
+		if err != nil {
+			// Its caller gave up (or the store closes) while it waited
+			// for room in a full queue: not queued, and not written on
+			// its own either, which stored it after this answer (then
+			// withdrew it): for a while every instance listed and
+			// counted a user whose creds nobody got.
+			s.amu.Lock()
+			if s.pending[p.key] == p {
+				delete(s.pending, p.key)
+			}
+			s.amu.Unlock()
+			return mapErr("add user "+u.PublicKey, err)
+		}
+		select {
+		case err = <-p.done:
+		case <-ctx.Done():
+			err = ctx.Err()
+			if hook := s.givenUpHook.Load(); hook != nil {
+				(*hook)()
+			}
+			// It must not be kept after this answer, which says it is
+			// not stored: still queued, the batch loop drops it; in
+			// flight, its outcome withdraws it, and an add of the key
+			// waits for that (the retry this answer asks for).
+			s.amu.Lock()
+			switch {
+			case p.answered:
+				s.amu.Unlock()
+				if err = <-p.done; err == nil {
+					return nil // stored made it visible
 				}
-				// It must not be kept after this answer, which says it is
-				// not stored: still queued, the batch loop drops it; in
-				// flight, its outcome withdraws it, and an add of the key
-				// waits for that (the retry this answer asks for).
+				// Not written again on its own: the caller has gone.
+				// Its write stays pending until withdrawn, as one in
+				// flight is: a failure whose answer was lost may be
+				// stored all the same, and left pending, its key was
+				// refused to the caller's retry for as long as the
+				// store ran.
 				s.amu.Lock()
-				switch {
-				case p.answered:
-					s.amu.Unlock()
-					if err = <-p.done; err == nil {
-						return nil // stored made it visible
-					}
-					// Not written again on its own: the caller has gone.
-					// Its write stays pending until withdrawn, as one in
-					// flight is: a failure whose answer was lost may be
-					// stored all the same, and left pending, its key was
-					// refused to the caller's retry for as long as the
-					// store ran.
-					s.amu.Lock()
-					p.settled = make(chan struct{})
-					s.amu.Unlock()
-					s.withdrawLater(p, 0)
-					if !full(err) && !noLimits(err) && !transient(err) {
-						// The batch was refused for another record
-						// (its key taken meanwhile), which says nothing
-						// of this one: not written on its own, it is
-						// not stored because its caller gave up, as
-						// below, not a 500.
-						err = ctx.Err()
-					}
-					return mapErr("add user "+u.PublicKey, err)
-				case slices.Contains(s.queue, p):
-					// The batch loop drops it; its key is free for the
-					// retry this answer asks for.
-					p.abandoned = true
-					if s.pending[p.key] == p {
-						delete(s.pending, p.key)
-					}
-					s.amu.Unlock()
-					// Not written on its own either: the record written
-					// after this answer (then withdrawn) was in the bucket
-					// for a while, though the caller was told it is not.
-					return mapErr("add user "+u.PublicKey, err)
-				default:
-					p.abandoned = true
-					p.settled = make(chan struct{})
-					s.amu.Unlock()
-					return mapErr("add user "+u.PublicKey, err)
+				p.settled = make(chan struct{})
+				s.amu.Unlock()
+				s.withdrawLater(p, 0)
+				if !full(err) && !noLimits(err) && !transient(err) {
+					// The batch was refused for another record
+					// (its key taken meanwhile), which says nothing
+					// of this one: not written on its own, it is
+					// not stored because its caller gave up, as
+					// below, not a 500.
+					err = ctx.Err()
 				}
+				return mapErr("add user "+u.PublicKey, err)
+			case slices.Contains(s.queue, p):
+				// The batch loop drops it; its key is free for the
+				// retry this answer asks for.
+				p.abandoned = true
+				if s.pending[p.key] == p {
+					delete(s.pending, p.key)
+				}
+				s.amu.Unlock()
+				// Not written on its own either: the record written
+				// after this answer (then withdrawn) was in the bucket
+				// for a while, though the caller was told it is not.
+				return mapErr("add user "+u.PublicKey, err)
+			default:
+				p.abandoned = true
+				p.settled = make(chan struct{})
+				s.amu.Unlock()
+				return mapErr("add user "+u.PublicKey, err)
 			}
 		}
 		if err == nil {
