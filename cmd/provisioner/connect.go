@@ -47,7 +47,7 @@ func addConnFlags(c *command) *connFlags {
 		fs.StringVar(&f.server, "server", "", "NATS server `URL` (default: $NATS_URL, the context's url, then "+nats.DefaultURL+")")
 		fs.StringVar(&f.creds, "creds", "", "user credentials `FILE` (default: $NATS_CREDS, then the context's creds)")
 		fs.StringVar(&f.inboxPrefix, "inbox-prefix", "", "custom inbox `PREFIX` for replies, such as _INBOX_admin (default: the context's inbox_prefix, then the one prefix the creds may subscribe to, then _INBOX)")
-		fs.StringVar(&f.context, "context", "", "natscli context `NAME`, or the path of a context .json file (default: $NATS_CONTEXT)")
+		fs.StringVar(&f.context, "context", "", "natscli context `NAME`, or the path of a context .json file (default: $NATS_CONTEXT, then the context selected with nats context select)")
 		f.prefix = api.DefaultPrefix
 		fs.Var((*prefixFlag)(&f.prefix), "prefix", "subject `PREFIX` of the provisioning service")
 		f.timeout = client.DefaultTimeout
@@ -120,15 +120,40 @@ func contextPath(name string) (string, error) {
 	if name == "" || strings.ContainsAny(name, `/\`) || strings.Contains(name, "..") {
 		return "", fmt.Errorf("context %q: not a context name, nor an existing .json file", name)
 	}
-	dir := getenv("XDG_CONFIG_HOME")
-	if dir == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return "", fmt.Errorf("context %q: %w", name, err)
-		}
-		dir = filepath.Join(home, ".config")
+	dir, err := configDir()
+	if err != nil {
+		return "", fmt.Errorf("context %q: %w", name, err)
 	}
 	return filepath.Join(dir, "nats", "context", name+".json"), nil
+}
+
+// configDir is where natscli keeps its contexts and its selection:
+// $XDG_CONFIG_HOME, else ~/.config.
+func configDir() (string, error) {
+	if dir := getenv("XDG_CONFIG_HOME"); dir != "" {
+		return dir, nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(home, ".config"), nil
+}
+
+// selectedContext returns the context chosen with `nats context select`
+// (natscli's nats/context.txt), or "" when none is: natscli connects with
+// it when neither --context nor $NATS_CONTEXT names one, and this command
+// connected to the default URL instead, without a word.
+func selectedContext() string {
+	dir, err := configDir()
+	if err != nil {
+		return ""
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "nats", "context.txt"))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(data))
 }
 
 // loadContext reads a natscli context. Values that natscli would resolve
@@ -245,6 +270,11 @@ func (f *connFlags) connect() (*conn, error) {
 	if name == "" {
 		name = getenv("NATS_CONTEXT")
 	}
+	selected := false
+	if name == "" {
+		name = selectedContext()
+		selected = name != ""
+	}
 	c := &conn{}
 	opts := []nats.Option{
 		nats.Name("provisioner-cli"),
@@ -260,6 +290,11 @@ func (f *connFlags) connect() (*conn, error) {
 	if name != "" {
 		ctx, err := loadContext(name)
 		if err != nil {
+			if selected {
+				// natscli fails too rather than dial the default URL;
+				// say where the name came from.
+				return nil, fmt.Errorf("%w (the context selected with nats context select: name another with --context or $NATS_CONTEXT, or run nats context unselect)", err)
+			}
 			return nil, err
 		}
 		server = firstOf(server, ctx.URL)

@@ -137,6 +137,48 @@ func TestContextByName(t *testing.T) {
 	}
 }
 
+// TestSelectedContext: with neither --context nor $NATS_CONTEXT, the
+// context selected with `nats context select` (natscli's context.txt) is
+// used, as natscli uses it; the flag and the variable come before it.
+func TestSelectedContext(t *testing.T) {
+	c := newCLI(t, bootstrap.Options{})
+	url, admin := c.env.Server.URL(), c.env.Init.AdminCreds
+	cfg := t.TempDir()
+	t.Setenv("XDG_CONFIG_HOME", cfg)
+	writeContext(t, filepath.Join(cfg, "nats", "context"), "prov", map[string]any{"url": url, "creds": admin})
+	writeContext(t, filepath.Join(cfg, "nats", "context"), "nowhere", map[string]any{"url": "nats://127.0.0.1:1"})
+	selectContext := func(name string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(cfg, "nats", "context.txt"), []byte(name), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	selectContext("prov")
+	if out, _, err := runCmd(t, "account", "list"); err != nil || out != "No accounts.\n" {
+		t.Fatalf("the selected context prov: %v\n%s", err, out)
+	}
+	selectContext("nowhere")
+	if _, _, err := runCmd(t, "account", "list"); err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Fatalf("the selected context nowhere: %v", err)
+	}
+	if _, _, err := runCmd(t, "account", "list", "--context", "prov"); err != nil {
+		t.Fatalf("--context over the selected context: %v", err)
+	}
+	t.Setenv("NATS_CONTEXT", "prov")
+	if _, _, err := runCmd(t, "account", "list"); err != nil {
+		t.Fatalf("NATS_CONTEXT over the selected context: %v", err)
+	}
+	t.Setenv("NATS_CONTEXT", "")
+	// A selection whose file is gone is an error naming it, not a
+	// connection to the default URL.
+	selectContext("gone\n")
+	_, _, err := runCmd(t, "account", "list")
+	if err == nil || !strings.Contains(err.Error(), `"gone"`) || !strings.Contains(err.Error(), "selected") {
+		t.Fatalf("a selected context that is gone: %v", err)
+	}
+}
+
 // TestLoadContext: what a context holds is read with natscli's field names,
 // and what this command cannot honour is refused by name, without quoting
 // secrets.

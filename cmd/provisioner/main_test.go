@@ -128,7 +128,15 @@ func TestMain(m *testing.M) {
 	for _, v := range []string{"NATS_URL", "NATS_CREDS", "NATS_CONTEXT"} {
 		os.Unsetenv(v)
 	}
+	// Nor the natscli context selected on it (nats/context.txt).
+	cfg, err := os.MkdirTemp("", "provisioner-cmd-test-config-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Setenv("XDG_CONFIG_HOME", cfg)
 	code := m.Run()
+	os.RemoveAll(cfg)
 	if buildBin != "" {
 		os.RemoveAll(filepath.Dir(buildBin))
 	}
