@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"unicode/utf8"
 )
 
 // WriteNew creates path, which must not exist, with data and the mode perm
@@ -18,7 +19,7 @@ import (
 // exists: path never exists half written, not even after a crash. When it
 // fails, path was not made; a crash can leave it, whole.
 func WriteNew(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	f, err := os.CreateTemp(filepath.Dir(path), TempPattern(path))
 	if err != nil {
 		return named("create", path, err)
 	}
@@ -41,6 +42,22 @@ func WriteNew(path string, data []byte, perm os.FileMode) error {
 	return nil
 }
 
+// TempPattern is the os.CreateTemp pattern of the temp file written
+// beside path: ".NAME.tmp" and digits, with NAME cut to its first 100
+// bytes (at a character's start). Whole, a name that fits the file system
+// (255 bytes) made a temp name that did not, and the write failed with
+// "file name too long" for a path that could be made.
+func TempPattern(path string) string {
+	name := filepath.Base(path)
+	if len(name) > 100 {
+		name = name[:100]
+		for !utf8.ValidString(name) {
+			name = name[:len(name)-1]
+		}
+	}
+	return "." + name + ".tmp*"
+}
+
 // Replace writes data to path with the mode perm so that a crash leaves
 // either the old file or the new one, whole: a temp file beside it,
 // flushed, renamed over it. A path that is a symlink (config management's,
@@ -54,7 +71,7 @@ func Replace(path string, data []byte, perm os.FileMode) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	f, err := os.CreateTemp(filepath.Dir(path), TempPattern(path))
 	if err != nil {
 		return named("write", name, err)
 	}

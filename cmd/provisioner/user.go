@@ -13,6 +13,7 @@ import (
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/client"
+	"github.com/natsprov/provisioner/safefile"
 )
 
 // runUser is "provisioner user VERB": users of accounts, through the
@@ -84,7 +85,7 @@ func runUserCreate(ctx context.Context, args []string, stdout, stderr io.Writer)
 		} else if !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("user create: %w", err)
 		}
-		f, err := os.CreateTemp(filepath.Dir(*out), "."+filepath.Base(*out)+".tmp*")
+		f, err := os.CreateTemp(filepath.Dir(*out), safefile.TempPattern(*out))
 		if err != nil {
 			// The error is about -o's path: name it, not the temp file
 			// the user never asked for.

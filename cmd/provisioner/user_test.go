@@ -385,6 +385,26 @@ func TestUserCreateOutputErrorNamesThePath(t *testing.T) {
 	}
 }
 
+// TestUserCreateLongFileName: a -o name that fits the file system (255
+// bytes) is written, though the temp file beside it, "." NAME ".tmp" and
+// digits, would not fit: it was refused as "file name too long", naming
+// the path given.
+func TestUserCreateLongFileName(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, bootstrap.Options{})
+	c.mustRun(t, "account", "create", "acme")
+	dir := t.TempDir()
+	out := filepath.Join(dir, strings.Repeat("a", 249)+".creds")
+	c.mustRun(t, "user", "create", "acme", "alice", "-o", out)
+	fi, err := os.Stat(out)
+	if err != nil || fi.Mode().Perm() != 0o600 || fi.Size() == 0 {
+		t.Fatalf("creds file: %v, %v", err, fi)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("the creds directory holds %d entries, want only the creds file: %v", len(entries), entries)
+	}
+}
+
 // TestUserCreateToAClosedPipeGivesTheRevokeCommand: the creds go to
 // stdout, a pipe whose reader is gone (`| head -c0`, a consumer that
 // failed). The runtime killed the process with SIGPIPE at the write: the
