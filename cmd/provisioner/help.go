@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -226,6 +227,28 @@ type subcommand struct {
 	name    string
 	summary string
 	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+// reported runs a command that changes files (or a bucket) and then
+// prints what it did and what comes next. A stdout that fails (a full
+// disk, a closed pipe) does not stop it half way (SIGPIPE is notified, as
+// for change) nor pass for success: the error says the report could not
+// be written and carries it, so that what was done is told on stderr, as
+// the client commands exit 2 saying what was done.
+func reported(name string, run func(ctx context.Context, args []string, stdout, stderr io.Writer) error) func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+		defer notifySIGPIPE()()
+		var report bytes.Buffer
+		w := &errWriter{w: stdout}
+		err := run(ctx, args, io.MultiWriter(&report, w), stderr)
+		if w.err == nil {
+			return err
+		}
+		if err == nil {
+			return fmt.Errorf("%s: done, but its report could not be written: %w; it said:\n%s", name, w.err, strings.TrimRight(report.String(), "\n"))
+		}
+		return fmt.Errorf("%w\n(its report could not be written either: %v; it said:\n%s)", err, w.err, strings.TrimRight(report.String(), "\n"))
+	}
 }
 
 // dispatch runs the verb args[0] of a command group. Without a verb, or

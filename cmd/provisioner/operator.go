@@ -37,9 +37,9 @@ import (
 // procedure.
 func runOperator(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return dispatch(ctx, "operator", "rotate the operator signing key, a step at a time", []subcommand{
-		{"add-signing-key", "offline: add a new signing key to the operator JWT (step 1)", runOperatorAdd},
-		{"finish", "after prov.operator.rotate: make the new key the config's, and update the servers' preloads (step 4)", runOperatorFinish},
-		{"remove-signing-key", "offline: remove the old signing key from the operator JWT (step 5)", runOperatorRemove},
+		{"add-signing-key", "offline: add a new signing key to the operator JWT (step 1)", reported("operator add-signing-key", runOperatorAdd)},
+		{"finish", "after prov.operator.rotate: make the new key the config's, and update the servers' preloads (step 4)", reported("operator finish", runOperatorFinish)},
+		{"remove-signing-key", "offline: remove the old signing key from the operator JWT (step 5)", reported("operator remove-signing-key", runOperatorRemove)},
 	}, args, stdout, stderr)
 }
 

@@ -22,9 +22,9 @@ import (
 func runStore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return dispatch(ctx, "store", "check or salvage the service's store directory, or migrate it into a JetStream KV bucket", []subcommand{
 		{"check", "report what a store holds and every damage; changes nothing", runStoreCheck},
-		{"salvage", "copy every intact record of a store into a new store", runStoreSalvage},
-		{"migrate", "copy a file store into the KV bucket of a JetStream deployment", runStoreMigrate},
-		{"reseal", "seal every seed in a KV bucket with the config's seal_key (after a seal key rotation)", runStoreReseal},
+		{"salvage", "copy every intact record of a store into a new store", reported("store salvage", runStoreSalvage)},
+		{"migrate", "copy a file store into the KV bucket of a JetStream deployment", reported("store migrate", runStoreMigrate)},
+		{"reseal", "seal every seed in a KV bucket with the config's seal_key (after a seal key rotation)", reported("store reseal", runStoreReseal)},
 	}, args, stdout, stderr)
 }
 
@@ -109,10 +109,10 @@ func runStoreSalvage(_ context.Context, args []string, stdout, stderr io.Writer)
 	// A salvage refused before it read the store (a target that is not
 	// empty, a store that cannot be read) has no report: printed, it
 	// would say "damage none" of a store it never read.
+	// A stdout that fails is for reported to tell, after the rest: the
+	// write error returned here read as a salvage that failed.
 	if rep.Format != "" {
-		if _, werr := rep.WriteTo(stdout); werr != nil && err == nil {
-			err = werr
-		}
+		_, _ = rep.WriteTo(stdout)
 	}
 	if err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
+	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/filestore"
 	"github.com/natsprov/provisioner/provision"
 )
@@ -167,5 +168,34 @@ func TestSalvageRefusedPrintsNoReport(t *testing.T) {
 	}
 	if strings.Contains(stdout.String(), "damage    none") {
 		t.Errorf("a refused salvage reports no damage of a damaged store:\n%s", stdout.String())
+	}
+}
+
+// TestLocalChangeWhoseOutputCannotBeWrittenFails: the operator and store
+// commands change files, then print what they did and what comes next.
+// To a stdout that failed (a full disk) they exited 0 having printed
+// nothing, where the client commands exit 2 saying what was done: the
+// new signing key's file, or where the salvaged store went, was told
+// nowhere. They exit 2, the report in the error.
+func TestLocalChangeWhoseOutputCannotBeWrittenFails(t *testing.T) {
+	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	identity := filepath.Join(res.Dir, bootstrap.OperatorIdentityKeyFile)
+	opJWT := filepath.Join(res.Dir, bootstrap.OperatorJWTFile)
+	err = run(context.Background(), []string{"operator", "add-signing-key", "--identity", identity, "--operator-jwt", opJWT}, failingWriter{}, &bytes.Buffer{})
+	keys, _ := filepath.Glob(filepath.Join(res.Dir, "operator-signing-*.nk"))
+	if len(keys) != 1 {
+		t.Fatalf("add-signing-key wrote %v", keys)
+	}
+	if err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), "no space left") || !strings.Contains(err.Error(), "Added signing key") || !strings.Contains(err.Error(), keys[0]) {
+		t.Errorf("operator add-signing-key to a failing stdout: %v (exit %d), want exit 2 naming the key written", err, exitCode(err))
+	}
+
+	salvaged := filepath.Join(t.TempDir(), "salvaged")
+	err = run(context.Background(), []string{"store", "salvage", "--dir", storeWithAccounts(t), "--to", salvaged}, failingWriter{}, &bytes.Buffer{})
+	if err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), "no space left") || !strings.Contains(err.Error(), "The new store is in "+salvaged) {
+		t.Errorf("store salvage to a failing stdout: %v (exit %d), want exit 2 naming the new store", err, exitCode(err))
 	}
 }
