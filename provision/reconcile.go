@@ -367,8 +367,14 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 	// live (back from an old disk), for its resolver sync to spread once
 	// it answered again.
 	noResolver := map[string]string{}
+	// The instance each server ran when the pass began, before its LIST:
+	// LIST replies are by name, and a server restarted since (from an old
+	// disk, holding a deleted account live) keeps its name, so its LIST
+	// says nothing of what its new instance holds.
+	listedAs := map[string]string{}
 	listedAll := true
 	for _, srv := range servers {
+		listedAs[srv.Name] = srv.ID
 		if srv.NoResolver && srv.NoResolverLong {
 			noResolver[srv.Name] = srv.ID
 		}
@@ -393,8 +399,18 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 				return
 			}
 			for _, srv := range s.resolver.Servers() {
-				if _, ok := lists[srv.Name]; !ok && !(srv.NoResolver && noResolver[srv.Name] == srv.ID) {
+				if srv.NoResolver && noResolver[srv.Name] == srv.ID {
+					continue
+				}
+				if _, ok := lists[srv.Name]; !ok {
 					s.log.Info("reconcile: a server did not answer LIST in time; tombstones are kept", "server", srv.Name)
+					return
+				}
+				if listedAs[srv.Name] != srv.ID {
+					// Restarted (or first heard of) since the pass began:
+					// what it holds now was not listed. The next pass
+					// lists it.
+					s.log.Info("reconcile: a server restarted since its LIST; tombstones are kept", "server", srv.Name, "server_id", srv.ID)
 					return
 				}
 			}
