@@ -207,10 +207,20 @@ func (c *Client) isCache(name, id string) bool {
 }
 
 // answeredClaims notes that the server instance answered a claims
-// request: it has a resolver, whatever it was suspected of.
+// request: it has a resolver, whatever it was suspected of. An answer from
+// an instance that is not the server's current one (a late reply from one
+// replaced by a restart) says nothing of the current one: noted, it put
+// that instance's answer in the current one's place, and the current one,
+// slow once, was taken for a server without a resolver.
 func (c *Client) answeredClaims(name, id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if name == "" {
+		name = id
+	}
+	if s := c.servers[name]; s == nil || s.ID != id {
+		return
+	}
 	c.claimsAnswered[name] = id
 	delete(c.suspects, name)
 	if c.noResolver[name] == id {
