@@ -76,8 +76,9 @@ func TestOpenRefuses(t *testing.T) {
 }
 
 // TestOpenReplicas: with Replicas 0 the store chooses one replica on a
-// single server and on a cluster too small for three, saying what one
-// risks; a cluster of three gets three (TestClusterFailover).
+// single server and on a cluster too small for three (once JetStreamWait
+// has told it from one still forming), saying what one risks; a cluster
+// of three gets three (TestClusterFailover).
 func TestOpenReplicas(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
@@ -92,7 +93,7 @@ func TestOpenReplicas(t *testing.T) {
 			d := startDeployment(t, tt.servers)
 			key, _ := newSealKey(t)
 			log, logs := newLog(t)
-			s := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Logger: log})
+			s := openStore(t, d.connect(t, d.svcCreds), Options{Seal: key, Logger: log, JetStreamWait: 2 * time.Second})
 			if s.replicas != 1 {
 				t.Fatalf("replicas %d, want 1", s.replicas)
 			}

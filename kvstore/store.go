@@ -558,7 +558,10 @@ func tierless(err error, replicas int) error {
 // room, it returns neither bucket nor error if fallback (replicas not set:
 // the bucket then gets one, with a warning), and the refusal otherwise.
 //
-// When the meta leader answers that a server it knows is offline ("peer
+// When the meta leader knows fewer servers than the replicas ("no
+// suitable peers for placement" with no reason: a cluster still forming,
+// or one of fewer servers, which only the wait tells apart), or answers
+// that a server it knows is offline ("peer
 // offline": not heard from since it started, as when compose starts every
 // server and instance at once; seen in tests of three processes), or a
 // member of its group it has no word of at all ("miscellaneous issue": a
@@ -570,6 +573,13 @@ func tierless(err error, replicas int) error {
 // the deployment without the HA it was built for, after a moment's bad
 // timing. So Open asks again for JetStreamWait and then refuses, naming
 // the way out.
+// noPeersNoReason is the meta leader's answer when it knows fewer servers
+// than the replicas asked for: a cluster that has fewer, or one still
+// forming, whose other servers have not joined its meta group yet (met
+// under load right after every server answered JetStream). The two cannot
+// be told apart, so it is asked again as for a server offline.
+const noPeersNoReason = "no suitable peers for placement"
+
 func (s *Store) createReplicated(ctx context.Context, nc *nats.Conn, replicas int, fallback bool) (jetstream.KeyValue, error) {
 	deadline := time.Now().Add(s.opts.JetStreamWait)
 	for logged := false; ; {
@@ -578,11 +588,17 @@ func (s *Store) createReplicated(ctx context.Context, nc *nats.Conn, replicas in
 		if err == nil || !errors.As(err, &apiErr) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			return s.bound(ctx, err, replicas)
 		}
-		if apiErr.Code != http.StatusServiceUnavailable && !strings.Contains(apiErr.Description, "peer offline") && !strings.Contains(apiErr.Description, "miscellaneous issue") {
+		if apiErr.Code != http.StatusServiceUnavailable && !strings.Contains(apiErr.Description, "peer offline") && !strings.Contains(apiErr.Description, "miscellaneous issue") && apiErr.Description != noPeersNoReason {
 			if !fallback {
 				return nil, fmt.Errorf("kvstore: the cluster cannot place the bucket's %d replicas (kv_replicas): %w", replicas, err)
 			}
 			s.log.Warn("kvstore: the cluster cannot place three replicas; creating the bucket with one", "cluster", nc.ConnectedClusterName(), "reason", apiErr.Description)
+			return nil, nil
+		}
+		if time.Now().After(deadline) && fallback && apiErr.Description == noPeersNoReason {
+			// Fewer servers than three, as far as the wait tells: one
+			// replica, as for a cluster of two from the start.
+			s.log.Warn("kvstore: the cluster cannot place three replicas; creating the bucket with one", "cluster", nc.ConnectedClusterName(), "reason", apiErr.Description, "asked_for", s.opts.JetStreamWait)
 			return nil, nil
 		}
 		if time.Now().After(deadline) {
