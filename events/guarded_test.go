@@ -22,41 +22,12 @@ import (
 // deletes"), and the service never started; the compression it took away
 // without a word.
 func TestStartKeepsTheAuditStreamsGuards(t *testing.T) {
-	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
-	sys := env.Connect(t, env.Init.ProvisionerCreds)
-	svc := env.ServiceUser(t)
-	ctx := context.Background()
-	pub := auditPublisher(t, env, sys)
-	publishUsers(pub, 0, 3)
-	if err := pub.Close(5 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	changeAudit(t, svc, func(c *jetstream.StreamConfig) {
+	cfg := auditAfterRestart(t, func(c *jetstream.StreamConfig) {
 		c.DenyDelete, c.DenyPurge, c.Compression, c.AllowMsgTTL = true, true, jetstream.S2Compression, true
 	})
-
-	// The service starts again.
-	again := events.New(sys, "prov", slog.New(slog.DiscardHandler))
-	if err := again.WithAudit(ctx, auditConn(t, env), 1); err != nil {
-		t.Fatalf("WithAudit on a stream guarded against deletes and purges: %v", err)
-	}
-	publishUsers(again, 3, 6)
-	if err := again.Close(5 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	js, err := jetstream.New(svc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stream, err := js.Stream(ctx, events.StreamName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := stream.CachedInfo().Config
 	if !cfg.DenyDelete || !cfg.DenyPurge || cfg.Compression != jetstream.S2Compression || !cfg.AllowMsgTTL {
 		t.Fatalf("after a start: deny delete %v, deny purge %v, compression %v, message TTLs %v; the operator set them", cfg.DenyDelete, cfg.DenyPurge, cfg.Compression, cfg.AllowMsgTTL)
 	}
-	storedOnceInOrder(t, svc, 6)
 }
 
 // TestStartKeepsTheAuditStreamsRepublish: an operator feeds a log
@@ -64,6 +35,19 @@ func TestStartKeepsTheAuditStreamsGuards(t *testing.T) {
 // start wrote the service's own config over the stream's, and took it
 // away without a word: the collector got nothing more.
 func TestStartKeepsTheAuditStreamsRepublish(t *testing.T) {
+	republish := &jetstream.RePublish{Source: "prov.audit.>", Destination: "collector.>", HeadersOnly: true}
+	cfg := auditAfterRestart(t, func(c *jetstream.StreamConfig) { c.RePublish = republish })
+	if got := cfg.RePublish; got == nil || *got != *republish {
+		t.Fatalf("after a start: republish %+v, want the operator's %+v", got, republish)
+	}
+}
+
+// auditAfterRestart writes three events, lets an operator change the
+// audit stream (change), starts the publisher again (WithAudit, as the
+// service's start does), writes three more, checks all six are stored
+// once in order, and returns the stream's config as the start left it.
+func auditAfterRestart(t *testing.T, change func(*jetstream.StreamConfig)) jetstream.StreamConfig {
+	t.Helper()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	sys := env.Connect(t, env.Init.ProvisionerCreds)
 	svc := env.ServiceUser(t)
@@ -73,12 +57,12 @@ func TestStartKeepsTheAuditStreamsRepublish(t *testing.T) {
 	if err := pub.Close(5 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	republish := &jetstream.RePublish{Source: "prov.audit.>", Destination: "collector.>", HeadersOnly: true}
-	changeAudit(t, svc, func(c *jetstream.StreamConfig) { c.RePublish = republish })
+	changeAudit(t, svc, change)
 
+	// The service starts again.
 	again := events.New(sys, "prov", slog.New(slog.DiscardHandler))
 	if err := again.WithAudit(ctx, auditConn(t, env), 1); err != nil {
-		t.Fatalf("WithAudit on a stream that republishes: %v", err)
+		t.Fatalf("WithAudit on the stream the operator changed: %v", err)
 	}
 	publishUsers(again, 3, 6)
 	if err := again.Close(5 * time.Second); err != nil {
@@ -92,8 +76,6 @@ func TestStartKeepsTheAuditStreamsRepublish(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := stream.CachedInfo().Config.RePublish; got == nil || *got != *republish {
-		t.Fatalf("after a start: republish %+v, want the operator's %+v", got, republish)
-	}
 	storedOnceInOrder(t, svc, 6)
+	return stream.CachedInfo().Config
 }

@@ -3,8 +3,6 @@ package events_test
 import (
 	"context"
 	"log/slog"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,36 +13,6 @@ import (
 	"github.com/natsprov/provisioner/events"
 	"github.com/natsprov/provisioner/provtest"
 )
-
-// errorLines is a slog handler that keeps the messages logged at min
-// and above (the zero value: INFO).
-type errorLines struct {
-	min  slog.Level
-	mu   sync.Mutex
-	msgs []string
-}
-
-func (h *errorLines) Enabled(_ context.Context, l slog.Level) bool { return l >= h.min }
-func (h *errorLines) WithAttrs([]slog.Attr) slog.Handler           { return h }
-func (h *errorLines) WithGroup(string) slog.Handler                { return h }
-func (h *errorLines) Handle(_ context.Context, r slog.Record) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.msgs = append(h.msgs, r.Message)
-	return nil
-}
-
-func (h *errorLines) count(part string) int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	n := 0
-	for _, m := range h.msgs {
-		if strings.Contains(m, part) {
-			n++
-		}
-	}
-	return n
-}
 
 // TestAuditStreamThatCannotBeMadeAgainIsLoggedOnce: the audit stream is
 // deleted while the service runs, and cannot be made again (here another
@@ -59,7 +27,7 @@ func TestAuditStreamThatCannotBeMadeAgainIsLoggedOnce(t *testing.T) {
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	sys := env.Connect(t, env.Init.ProvisionerCreds)
 	svc := env.ServiceUser(t)
-	logs := &errorLines{min: slog.LevelError}
+	logs := &warnLog{}
 	pub := events.New(sys, "prov", slog.New(logs))
 	if err := pub.WithAudit(context.Background(), auditConn(t, env), 1); err != nil {
 		t.Fatal(err)
@@ -105,7 +73,7 @@ func TestSystemEventsThatCannotBePublishedAreLoggedOnce(t *testing.T) {
 	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	sys := env.Connect(t, env.Init.ProvisionerCreds, nats.ReconnectBufSize(64), nats.MaxReconnects(-1))
-	logs := &errorLines{min: slog.LevelWarn}
+	logs := &warnLog{}
 	pub := events.New(sys, "prov", slog.New(logs))
 	t.Cleanup(func() { pub.Close(time.Second) })
 	env.Server.Stop()
