@@ -627,3 +627,47 @@ func TestDurableGivenUpWaitingForQueueRoomIsNotWritten(t *testing.T) {
 		t.Fatalf("retrying: %v", err)
 	}
 }
+
+// TestRevokedBeforeItsRecordIsNotIssuedTwice: another instance revoked a
+// key this one issued (a revoke by key that found no record yet, which
+// records the key as revoked, never issued there) before this instance's
+// record of it, written in the background, was stored. The record's write
+// finds the key taken, and this was logged at ERROR as a key issued
+// twice, which it is not: the key was issued once, and revoked. It is
+// logged at INFO as that, and the revoked record is kept.
+func TestRevokedBeforeItsRecordIsNotIssuedTwice(t *testing.T) {
+	_, s, _, logA, _ := pair(t)
+	ctx := bg(t)
+	a := newAccount(t, "revoked-first")
+	if _, err := s.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	mine := newUser(t, a.PublicKey, "device")
+	revoked := provision.User{PublicKey: mine.PublicKey, Account: a.PublicKey, IssuedAt: time.Now().Unix(), Revoked: true}
+	var batch []*pendingWrite
+	s.mu.Lock()
+	s.amu.Lock()
+	for _, u := range []provision.User{newUser(t, a.PublicKey, "fresh"), mine} {
+		p := &pendingWrite{key: userKey(u.PublicKey), data: mustJSON(t, u), entry: s.m.putUser(u, true)}
+		s.pending[p.key] = p
+		batch = append(batch, p)
+	}
+	s.amu.Unlock()
+	s.mu.Unlock()
+	if _, err := s.kv.Create(ctx, userKey(revoked.PublicKey), mustJSON(t, revoked)); err != nil {
+		t.Fatal(err)
+	}
+
+	s.writeBatch(batch)
+
+	eventually(t, 10*time.Second, "the mirror shows the revoked record", func() bool {
+		got, err := s.User(ctx, mine.PublicKey)
+		return err == nil && got.Revoked
+	})
+	eventually(t, 10*time.Second, "the write that found the revoked record is logged", func() bool {
+		return strings.Contains(logA.String(), "revoked") && strings.Contains(logA.String(), userKey(mine.PublicKey))
+	})
+	if strings.Contains(logA.String(), "issued twice") {
+		t.Errorf("a key revoked on another instance before this one's record of it was stored was logged as issued twice:\n%s", logA)
+	}
+}

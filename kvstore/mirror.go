@@ -183,7 +183,7 @@ func (m *mirror) apply(c change) bool {
 		} else {
 			if old := m.users[pub]; old != nil {
 				m.unpack(old) // the record of its own takes precedence
-				if !old.u.Equal(*c.user) {
+				if !old.u.Equal(*c.user) && !revokedFirst(*c.user, old.u) {
 					m.twice = append(m.twice, old.u)
 				}
 			}
@@ -620,6 +620,14 @@ func (s *Store) SeenThrough(ctx context.Context, rev uint64) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// revokedFirst tells whether stored, the record a key has, is another
+// instance's record of the key as revoked in mine's account, made by a
+// revoke by key that found no record of it (mine's still on its way): the
+// key was issued once, as mine, and revoked, not issued twice.
+func revokedFirst(stored, mine provision.User) bool {
+	return stored.Revoked && stored.Account == mine.Account && !mine.Revoked
 }
 
 // applyBrought applies an entry the watcher (or the watchdog) brought,

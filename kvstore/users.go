@@ -782,11 +782,15 @@ func (s *Store) retry(p *pendingWrite, sem chan struct{}) {
 			}
 			return
 		case other != nil:
-			s.log.Error("kvstore: user key was issued twice; keeping the record stored first, this instance's is dropped", "key", p.key)
+			c := s.decode(other)
+			if c.err == nil && c.user != nil && p.entry != nil && revokedFirst(*c.user, p.entry.u) {
+				s.log.Info("kvstore: a user key was revoked on another instance before this instance's record of it was stored; the revoked record is kept", "key", p.key, "name", p.entry.u.Name)
+			} else {
+				s.log.Error("kvstore: user key was issued twice; keeping the record stored first, this instance's is dropped", "key", p.key)
+			}
 			s.amu.Lock()
 			delete(s.pending, p.key)
 			s.amu.Unlock()
-			c := s.decode(other)
 			s.mu.Lock()
 			if p.entry != nil && s.m.users[p.entry.u.PublicKey] == p.entry {
 				s.m.dropUser(p.entry.u.PublicKey)
