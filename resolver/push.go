@@ -63,8 +63,20 @@ func (c *Client) push(ctx context.Context, subject string, data []byte) (provisi
 	res := provision.PushResult{}
 	answered := map[string]bool{}
 	var refusals []string
+	replaced := 0
 	for _, r := range g.replies {
 		rep, refusal := decodeClaimsReply(r.msg.Data)
+		if id, ok := c.currentID(rep.Server); ok && rep.ServerID != "" && id != rep.ServerID {
+			// The answer of an instance replaced by a restart since (its
+			// reply came in after the new instance was known): the new
+			// one never got the push, and may hold an old disk. Counted,
+			// the server was reported as having stored it (the service,
+			// which forgets what a restarted server confirmed, noted it
+			// again by name) and no line said its new instance did not.
+			c.log.Debug("resolver ignored a push answer from a server instance replaced by a restart", "server", rep.Server, "server_id", rep.ServerID, "current_id", id)
+			replaced++
+			continue
+		}
 		if subject == SubjectClaimsUpdate && rep.ServerID != "" {
 			// A cache resolver answers every update (its messages say
 			// "cache"), but no LOOKUP: LookupAll and the service must
@@ -93,7 +105,12 @@ func (c *Client) push(ctx context.Context, subject string, data []byte) (provisi
 			continue
 		}
 		rep := provision.ServerReply{Server: s.Name, ServerID: s.ID, Code: 504}
-		if s.Up && c.hasNoResolver(s.Name, s.ID) {
+		if id, ok := c.currentID(s.Name); ok && id != s.ID {
+			// The line is the current instance's: the one the push was
+			// sent to is gone.
+			rep.ServerID = id
+			rep.Message = "restarted while the push waited; its new instance did not get it"
+		} else if s.Up && c.hasNoResolver(s.Name, s.ID) {
 			rep.Message = "answers no claims request (its resolver is not a full or cache one); not waited for"
 		} else if s.Up {
 			missedUp = true
@@ -117,6 +134,8 @@ func (c *Client) push(ctx context.Context, subject string, data []byte) (provisi
 		return res, &provision.RefusedError{Result: res, Reason: strings.Join(refusals, "; ")}
 	case err != nil:
 		return res, err
+	case replaced == len(g.replies):
+		return res, fmt.Errorf("%w: only server instances since replaced by a restart answered", provision.ErrTimeout)
 	case res.Stored() == 0:
 		return res, &provision.RefusedError{Result: res, Reason: "no server has a full resolver that stored it (only cache resolvers answered)"}
 	}

@@ -76,6 +76,17 @@ func (c *Client) isUpAs(name, id string) bool {
 	return s != nil && s.Up && s.ID == id
 }
 
+// currentID returns the ID of the named server's current instance, if the
+// server is known.
+func (c *Client) currentID(name string) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s := c.servers[name]; s != nil {
+		return s.ID, true
+	}
+	return "", false
+}
+
 // updateUp returns list with each server's Up as it is now; an instance
 // that was replaced by a restart (another ID under its name) is down.
 func (c *Client) updateUp(list []provision.Server) []provision.Server {
