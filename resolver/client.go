@@ -147,12 +147,15 @@ type Client struct {
 	noResolver     map[string]string
 	noResolverAt   map[string]time.Time
 
-	refreshMu sync.Mutex // one refresh at a time
-	kick      chan struct{}
-	stop      chan struct{}
-	done      chan struct{}
-	closeOnce sync.Once
-	closeErr  error
+	// refreshing holds one token while a refresh runs: one refresh at a
+	// time. A channel, not a mutex, so that a request waiting for the
+	// refresh under way stops at its deadline or at Close.
+	refreshing chan struct{}
+	kick       chan struct{}
+	stop       chan struct{}
+	done       chan struct{}
+	closeOnce  sync.Once
+	closeErr   error
 }
 
 // New subscribes the client's reply inbox and the server events on nc,
@@ -179,6 +182,7 @@ func New(ctx context.Context, nc *nats.Conn, opts Options) (*Client, error) {
 		noResolver:     map[string]string{},
 		noResolverAt:   map[string]time.Time{},
 		downCh:         make(chan struct{}),
+		refreshing:     make(chan struct{}, 1),
 		kick:           make(chan struct{}, 1),
 		stop:           make(chan struct{}),
 		done:           make(chan struct{}),

@@ -365,7 +365,7 @@ func (c *Client) refreshLoop() {
 		// outage, which the connection's handlers log; logged here, it
 		// came at every stop too (the server or the connection going
 		// first), after the stop had returned.
-		if err := c.refresh(context.Background()); err != nil && !errors.Is(err, errLostPing) {
+		if err := c.refresh(context.Background()); err != nil && !errors.Is(err, errLostPing) && !errors.Is(err, errClosed) {
 			c.log.Warn("resolver could not refresh the server list", "error", err)
 		}
 	}
@@ -374,8 +374,10 @@ func (c *Client) refreshLoop() {
 // refreshIfNoneUp refreshes unless, once any refresh under way is done, a
 // server is up.
 func (c *Client) refreshIfNoneUp(ctx context.Context) error {
-	c.refreshMu.Lock()
-	defer c.refreshMu.Unlock()
+	if err := c.lockRefresh(ctx); err != nil {
+		return err
+	}
+	defer c.unlockRefresh()
 	if c.upCount() > 0 {
 		return nil
 	}
@@ -383,8 +385,10 @@ func (c *Client) refreshIfNoneUp(ctx context.Context) error {
 }
 
 func (c *Client) refresh(ctx context.Context) error {
-	c.refreshMu.Lock()
-	defer c.refreshMu.Unlock()
+	if err := c.lockRefresh(ctx); err != nil {
+		return err
+	}
+	defer c.unlockRefresh()
 	return c.refreshLocked(ctx, false)
 }
 
@@ -398,13 +402,37 @@ func (c *Client) refresh(ctx context.Context) error {
 // rotation) calls Discover first. The error is as a refresh's: nothing
 // answered.
 func (c *Client) Discover(ctx context.Context) error {
-	c.refreshMu.Lock()
-	defer c.refreshMu.Unlock()
+	if err := c.lockRefresh(ctx); err != nil {
+		return fmt.Errorf("resolver: discover the servers: %w", err)
+	}
+	defer c.unlockRefresh()
 	if err := c.refreshLocked(ctx, true); err != nil {
 		return fmt.Errorf("resolver: discover the servers: %w", err)
 	}
 	return nil
 }
+
+// lockRefresh waits until no other refresh runs, or ctx ends (its error),
+// or the client closes (errClosed). Waited for
+// with a mutex, a request that found no server up (a stalled link, the
+// connection still open) waited for the refresh or Discover under way, up
+// to the whole ping timeout, past its own deadline or a stop.
+func (c *Client) lockRefresh(ctx context.Context) error {
+	select {
+	case c.refreshing <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.stop:
+		return errClosed
+	}
+}
+
+// errClosed: the client closed while waiting for the refresh under way.
+var errClosed = errors.New("client closed")
+
+// unlockRefresh ends what lockRefresh began.
+func (c *Client) unlockRefresh() { <-c.refreshing }
 
 // errLostPing: the connection dropped while a refresh waited for the
 // answers to its ping.
