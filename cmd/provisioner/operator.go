@@ -169,7 +169,7 @@ func runOperatorRemove(_ context.Context, args []string, stdout, stderr io.Write
 	jwtPath := cmd.String("operator-jwt", "", "the operator JWT `FILE` to change (the old one is kept as FILE.prev)")
 	key := cmd.String("key", "", "the public `KEY` of the signing key to remove (O...)")
 	var configs stringList
-	cmd.Var(&configs, "config", "a provisioner config `FILE` whose operator_signing_key and operator_signing_key_next must stay (default: config.json beside the operator JWT, if it names that JWT); repeat for more")
+	cmd.Var(&configs, "config", "a provisioner config `FILE` whose operator_signing_key and operator_signing_key_next must stay (default: config.json and config.container.json beside the operator JWT, each if it names that JWT); repeat for more")
 	if err := cmd.parse(args, stdout, stderr); err != nil {
 		return err
 	}
@@ -190,10 +190,15 @@ func runOperatorRemove(_ context.Context, args []string, stdout, stderr io.Write
 	// A key a provisioner signs with, or is about to: once the servers run
 	// the JWT without it, every account it signed stops working. A slip of
 	// --key (the new key, or the old one before finish) did that.
+	// Both configs init writes beside the JWT: docker-compose.yml's
+	// provisioners run config.container.json, and a finish run on
+	// config.json alone left it signing with the key this removed.
 	if len(configs) == 0 {
-		beside := filepath.Join(filepath.Dir(*jwtPath), "config.json")
-		if cfg, err := config.Load(beside); err == nil && sameFile(cfg.OperatorJWT, *jwtPath) {
-			configs = append(configs, beside)
+		for _, name := range []string{bootstrap.ConfigFile, bootstrap.ContainerConfigFile} {
+			beside := filepath.Join(filepath.Dir(*jwtPath), name)
+			if cfg, err := config.Load(beside); err == nil && sameFile(cfg.OperatorJWT, *jwtPath) {
+				configs = append(configs, beside)
+			}
 		}
 	}
 	for _, path := range configs {

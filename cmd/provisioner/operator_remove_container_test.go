@@ -1,0 +1,74 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/provision"
+)
+
+// TestRemoveSigningKeyKeepsTheContainerConfigsKeys: init --store jetstream
+// writes two configs beside the operator JWT, config.json and
+// config.container.json, which docker-compose.yml's provisioners run. A
+// finish on config.json alone left config.container.json signing with the
+// old key; remove-signing-key, checking only config.json by default, took
+// the old key out, and the containers' provisioners, once the servers ran
+// that JWT, signed with a key no server trusts (and did not start again).
+// Every config init writes beside the JWT that names it is checked.
+func TestRemoveSigningKeyKeepsTheContainerConfigsKeys(t *testing.T) {
+	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreJetStream})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opJWT := filepath.Join(res.Dir, bootstrap.OperatorJWTFile)
+	identity := filepath.Join(res.Dir, bootstrap.OperatorIdentityKeyFile)
+	container := filepath.Join(res.Dir, bootstrap.ContainerConfigFile)
+	oldOp, err := provision.LoadOperator(opJWT, filepath.Join(res.Dir, bootstrap.OperatorSigningKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldOp.Signer.Wipe()
+	nextKey := addSigningKey(t, res)
+	setKeys := func(file, cur, nxt string) {
+		t.Helper()
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var fields map[string]any
+		if err := json.Unmarshal(raw, &fields); err != nil {
+			t.Fatal(err)
+		}
+		fields["operator_signing_key"] = cur
+		delete(fields, "operator_signing_key_next")
+		if nxt != "" {
+			fields["operator_signing_key_next"] = nxt
+		}
+		raw, _ = json.MarshalIndent(fields, "", "  ")
+		if err := os.WriteFile(file, raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// config.json finished; the containers' config still on the old key,
+	// the new one next (they sign with it, switched at a pass).
+	setKeys(res.Config, filepath.Base(nextKey), "")
+	setKeys(container, bootstrap.OperatorSigningKeyFile, filepath.Base(nextKey))
+	before, _ := os.ReadFile(opJWT)
+	_, _, err = runCmd(t, "operator", "remove-signing-key", "--identity", identity, "--operator-jwt", opJWT, "--key", oldOp.SignerKey)
+	if err == nil || !strings.Contains(err.Error(), bootstrap.ContainerConfigFile) {
+		t.Errorf("removing the old key while %s signs with it: %v; want it refused, naming that config", bootstrap.ContainerConfigFile, err)
+	}
+	if after, _ := os.ReadFile(opJWT); !bytes.Equal(before, after) {
+		t.Fatal("the refused remove changed the operator JWT")
+	}
+	// Both finished: the old key goes.
+	setKeys(container, filepath.Base(nextKey), "")
+	if _, _, err := runCmd(t, "operator", "remove-signing-key", "--identity", identity, "--operator-jwt", opJWT, "--key", oldOp.SignerKey); err != nil {
+		t.Fatalf("removing the old key once neither config names it: %v", err)
+	}
+}
