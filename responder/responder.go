@@ -538,16 +538,18 @@ func (r *Responder) serve(e *endpoint, m *nats.Msg, start, deadline time.Time) {
 		err  error
 	)
 	max := r.nc.MaxPayload() - HeaderRoom
+	ctx, cancel := context.WithTimeout(r.base, r.cfg.RequestTimeout)
+	defer cancel()
 	// The handler and the reply's encoding run under recover: a panic in
 	// either answers 500 and frees the request's slot.
-	func() {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
 		defer func() {
 			if p := recover(); p != nil {
 				err = fmt.Errorf("panic: %v\n%s", p, debug.Stack())
 			}
 		}()
-		ctx, cancel := context.WithTimeout(r.base, r.cfg.RequestTimeout)
-		defer cancel()
 		if len(m.Data) > MaxRequestSize {
 			err = fmt.Errorf("%w: the request is %d bytes; the limit is %d", provision.ErrInvalid, len(m.Data), MaxRequestSize)
 			return
@@ -562,6 +564,26 @@ func (r *Responder) serve(e *endpoint, m *nats.Msg, start, deadline time.Time) {
 			}
 		}
 	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		select {
+		case <-done:
+		default:
+			// A change goes on past the request's deadline on its
+			// account's worker (under a deadline of its own), where it
+			// is finished or undone: waited for, the caller, whose own
+			// timeout came first, heard nothing. It is answered now,
+			// as README promises for request_timeout: it may have taken
+			// effect. The slot stays taken until the work ends, so that
+			// max_inflight still bounds it.
+			code, desc := r.classify(e, ctx.Err())
+			r.finish(e, m, start, code, desc, nil)
+			<-done
+			r.log.Info("a request answered at its deadline has ended", "subject", e.full, "took", time.Since(start).Round(time.Millisecond), "error", err)
+			return
+		}
+	}
 	if err == nil && int64(len(data)) > max {
 		// Publishing it would fail and leave the caller waiting.
 		err = &tooLargeError{fmt.Sprintf("the request was carried out, but its reply would be %d bytes, over the servers' max_payload of %d bytes; for lists, ask for a smaller page with \"limit\"; otherwise raise max_payload", len(data), max+HeaderRoom)}

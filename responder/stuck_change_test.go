@@ -1,0 +1,57 @@
+package responder_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/natsprov/provisioner/api"
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/provision"
+	"github.com/natsprov/provisioner/provtest"
+	"github.com/natsprov/provisioner/responder"
+)
+
+// TestRequestTimeoutAnswersAStuckChange: an account.update whose store
+// write hangs (a store outage) runs on its account's worker under a
+// deadline of its own (2 min), which the request's does not end: the
+// request waited for it, past request_timeout, and its caller, whose own
+// timeout came first, heard nothing, where README promises a 504 once
+// request_timeout is up. It is answered 504 at request_timeout (the
+// change may still be made); its slot stays taken until the change ends.
+func TestRequestTimeoutAnswersAStuckChange(t *testing.T) {
+	t.Parallel()
+	env := provtest.Deployment(t, bootstrap.Options{})
+	svc := env.Start(t)
+	admin := env.Admin(t)
+	if _, err := svc.Provision.CreateAccount(context.Background(), api.CreateAccountRequest{Name: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	store := &blockedStore{Store: svc.Store, wrap: func(err error) error { return err }}
+	p, err := provision.New(provision.Config{Operator: svc.Operator, Store: store, Resolver: svc.Resolver, Logger: provtest.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	const timeout = 300 * time.Millisecond
+	r := extra(t, env, p, responder.Config{Prefix: "prov.stuck", Name: "stuck", RequestTimeout: timeout, StopWait: 100 * time.Millisecond, Cut: p.Halt})
+	t.Cleanup(func() { r.Stop() })
+	start := time.Now()
+	m, err := admin.Request("prov.stuck.account.update", []byte(`{"account":"acme","tags":["x"]}`), 10*time.Second)
+	took := time.Since(start)
+	if err != nil {
+		t.Fatalf("an update held in its store write, request_timeout %s: no answer after %s: %v", timeout, took.Round(time.Millisecond), err)
+	}
+	code, desc := m.Header.Get("Nats-Service-Error-Code"), m.Header.Get("Nats-Service-Error")
+	if code != "504" || !strings.Contains(desc, "request_timeout") || took > 5*time.Second {
+		t.Errorf("an update held in its store write: %q %q after %s, want 504 naming request_timeout soon after %s", code, desc, took.Round(time.Millisecond), timeout)
+	}
+	// It went on after the answer (its version waits for the second
+	// after the create's first).
+	for deadline := time.Now().Add(5 * time.Second); store.held.Load() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the update never reached its store write")
+		}
+	}
+}
