@@ -206,15 +206,21 @@ func Load(path string) (*Config, error) {
 	return &c, nil
 }
 
-// refuseExplicitZero refuses a number written out as 0 where 0 is what
-// SetDefaults fills in: "max_inflight": 0 or "reconcile_rate": 0 silently
-// became the default, never "unlimited" as an operator may mean it. Only
+// refuseExplicitZero refuses a number written out as 0, or a name as "",
+// where that is what SetDefaults fills in: "max_inflight": 0 or
+// "reconcile_rate": 0 silently became the default, never "unlimited" as
+// an operator may mean it. Only
 // the input tells a 0 written from one left out; data has passed the
 // strict decode.
 func refuseExplicitZero(data []byte) error {
 	var given struct {
-		MaxInflight   *int `json:"max_inflight"`
-		ReconcileRate *int `json:"reconcile_rate"`
+		MaxInflight   *int    `json:"max_inflight"`
+		ReconcileRate *int    `json:"reconcile_rate"`
+		KVBucket      *string `json:"kv_bucket"`
+		SubjectPrefix *string `json:"subject_prefix"`
+		ServiceName   *string `json:"service_name"`
+		LogLevel      *string `json:"log_level"`
+		LogFormat     *string `json:"log_format"`
 	}
 	if err := json.Unmarshal(data, &given); err != nil {
 		return err
@@ -224,6 +230,27 @@ func refuseExplicitZero(data []byte) error {
 		return fmt.Errorf("\"max_inflight\" 0: must be positive, there is no unlimited (leave it out for the default, %d)", DefaultMaxInflight)
 	case given.ReconcileRate != nil && *given.ReconcileRate == 0:
 		return fmt.Errorf("\"reconcile_rate\" 0: must be a positive number of LOOKUPs per second, there is no unlimited (leave it out for the default, %d)", DefaultReconcileRate)
+	}
+	// The same for a name written out as "": "kv_bucket": "" (a template
+	// whose variable was unset) silently became the bucket "provisioner",
+	// which may be another deployment's in the same account, and
+	// "subject_prefix": "" the prefix prov, where an operator may mean no
+	// prefix. None of these fields has an empty value; the fields whose
+	// "" means "none" or "the default" (store_dir, instance, health_listen,
+	// operator_signing_key_next) say so in config.example.json, and take it.
+	for _, f := range []struct {
+		name, def string
+		value     *string
+	}{
+		{"kv_bucket", DefaultKVBucket, given.KVBucket},
+		{"subject_prefix", DefaultSubjectPrefix, given.SubjectPrefix},
+		{"service_name", DefaultServiceName, given.ServiceName},
+		{"log_level", DefaultLogLevel, given.LogLevel},
+		{"log_format", DefaultLogFormat, given.LogFormat},
+	} {
+		if f.value != nil && *f.value == "" {
+			return fmt.Errorf("%q is empty: give a value, or leave it out for the default, %s", f.name, f.def)
+		}
 	}
 	return nil
 }

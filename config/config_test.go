@@ -580,3 +580,27 @@ func TestLoadRefusesExplicitZeroOrNoURL(t *testing.T) {
 	check(t, "max_inflight", c.MaxInflight, DefaultMaxInflight)
 	check(t, "reconcile_rate", c.ReconcileRate, DefaultReconcileRate)
 }
+
+// TestLoadRefusesAnEmptyName: "kv_bucket": "" (a templated config whose
+// variable was unset) silently became the bucket "provisioner", which
+// another deployment in the same account may use, and "subject_prefix": ""
+// the prefix prov, where an operator may have meant none; so did the other
+// names with a default. Each is refused, naming the field; the fields whose
+// "" config.example.json itself writes for "none" or "the default" still
+// take it.
+func TestLoadRefusesAnEmptyName(t *testing.T) {
+	for _, field := range []string{"kv_bucket", "subject_prefix", "service_name", "log_level", "log_format"} {
+		_, err := Load(writeConfig(t, withKV(map[string]any{field: ""})))
+		if err == nil || !strings.Contains(err.Error(), `"`+field+`"`) {
+			t.Errorf("%s = \"\": error %v, want one naming the field", field, err)
+		}
+	}
+	c, err := Load(writeConfig(t, withKV(map[string]any{"store_dir": "", "instance": "", "health_listen": "", "operator_signing_key_next": ""})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, "kv_bucket", c.KVBucket, DefaultKVBucket)
+	if c.StoreKind() != StoreJetStream || c.Instance == "" || c.HealthListen != "" || c.OperatorSigningKeyNext != "" {
+		t.Errorf("empty store_dir, instance, health_listen, operator_signing_key_next: store %s, instance %q, health_listen %q, next %q", c.StoreKind(), c.Instance, c.HealthListen, c.OperatorSigningKeyNext)
+	}
+}
