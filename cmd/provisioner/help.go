@@ -91,7 +91,8 @@ func (c *command) parse(args []string, stdout, stderr io.Writer, positional ...s
 
 // refuseEmptyValues refuses a flag given on the command line with an empty
 // or zero value, other than those named in allowed (dev's --port 0 means
-// any free port). init and dev hand their flags to bootstrap (bench to
+// any free port). serve's overrides are taken only when not empty. init
+// and dev hand their flags to bootstrap (bench to
 // bench.Options), whose zero values stand for a flag left out: there
 // `--resolver-limit 0` (no limit, to nats-server) became 10000, `--prefix
 // ""` prov, and `dev --dir ""` (an unset shell variable) the current
@@ -118,6 +119,10 @@ func (c *command) refuseEmptyValues(stderr io.Writer, allowed ...string) error {
 		return nil
 	}
 	c.printHelp(stderr)
+	if bad.DefValue == "" {
+		// An override (serve's): left out, the config's value holds.
+		return fmt.Errorf("%s: --%s %q: give a value, or leave the flag out", c.Name(), bad.Name, bad.Value.String())
+	}
 	return fmt.Errorf("%s: --%s %q: give a value, or leave the flag out for its default (%s)", c.Name(), bad.Name, bad.Value.String(), bad.DefValue)
 }
 

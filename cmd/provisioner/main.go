@@ -121,6 +121,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := fs.parse(args, stdout, stderr); err != nil {
 		return err
 	}
+	// A flag given empty (an unset shell variable, or --health-listen ""
+	// meant to turn the endpoint off) was taken as left out: the config's
+	// value was used without a word.
+	if err := fs.refuseEmptyValues(stderr); err != nil {
+		return err
+	}
 	cfg, err := loadConfig(*path, *url, *store, *health)
 	if err != nil {
 		return err

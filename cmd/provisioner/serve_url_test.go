@@ -46,3 +46,27 @@ func TestServeRefusesAMalformedNATSURL(t *testing.T) {
 		}
 	}
 }
+
+// TestServeRefusesAnEmptyOverride: `serve --nats-url "$NATS_URL"` with the
+// variable unset, or --store-dir "" / --health-listen "" (an operator
+// turning the config's endpoint off), was taken as the flag left out: the
+// config's value was used without a word, and serve went on to connect
+// there. init and dev refuse a flag given empty; serve does too, naming
+// it, before it connects.
+func TestServeRefusesAnEmptyOverride(t *testing.T) {
+	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, flag := range []string{"--nats-url", "--store-dir", "--health-listen", "--config"} {
+		args := []string{"serve", "--config", res.Config, flag, ""}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		var errOut provtest.SyncBuffer
+		err := run(ctx, args, &errOut, &errOut)
+		timedOut := ctx.Err() != nil
+		cancel()
+		if err == nil || timedOut || !strings.Contains(err.Error(), flag+` ""`) {
+			t.Errorf("serve %s \"\": %v (timed out: %v), want a refusal at once naming %s", flag, err, timedOut, flag)
+		}
+	}
+}
