@@ -197,7 +197,7 @@ func (o *Options) check() error {
 	case o.Store != StoreJetStream && o.Store != StoreFile:
 		return fmt.Errorf("bootstrap: store %q: want %s or %s", o.Store, StoreJetStream, StoreFile)
 	case !config.ValidKVBucket(o.KVBucket):
-		return fmt.Errorf("bootstrap: KV bucket %q: letters, digits, _ and - only", o.KVBucket)
+		return fmt.Errorf("bootstrap: KV bucket %q: letters, digits, _ and - only, at most %d", o.KVBucket, config.MaxKVBucketLen)
 	case config.CheckSubjectPrefix(o.SubjectPrefix) != nil:
 		return fmt.Errorf("bootstrap: subject prefix %w", config.CheckSubjectPrefix(o.SubjectPrefix))
 	case !validHost(o.Host):

@@ -372,8 +372,17 @@ func (c *Config) resolvePaths(base string) {
 // kvBucketRe is what nats.go's jetstream package accepts as a bucket name.
 var kvBucketRe = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
 
+// MaxKVBucketLen is the longest bucket name: nats-server refuses a stream
+// name over 255 bytes (JSMaxNameLen), and the bucket's stream is
+// KV_<bucket>. nats.go checks no length, so a longer name passed, and the
+// start failed with the server's "stream name is too long", which names
+// neither kv_bucket nor the bucket.
+const MaxKVBucketLen = 255 - len("KV_")
+
 // ValidKVBucket reports whether name is a valid JetStream KV bucket name.
-func ValidKVBucket(name string) bool { return kvBucketRe.MatchString(name) }
+func ValidKVBucket(name string) bool {
+	return len(name) <= MaxKVBucketLen && kvBucketRe.MatchString(name)
+}
 
 // CheckSubjectPrefix checks a subject prefix: api.CheckPrefix, which the
 // client shares.
@@ -566,7 +575,7 @@ func (c *Config) validateStore() error {
 		}
 	}
 	if !ValidKVBucket(c.KVBucket) {
-		return fmt.Errorf("\"kv_bucket\" %q must be a KV bucket name: letters, digits, _ and - only", c.KVBucket)
+		return fmt.Errorf("\"kv_bucket\" %q must be a KV bucket name: letters, digits, _ and - only, at most %d", c.KVBucket, MaxKVBucketLen)
 	}
 	switch c.KVReplicas {
 	case 0, 1, 3, 5:

@@ -81,3 +81,19 @@ func TestLoadDefaultRequestTimeoutStaysInBounds(t *testing.T) {
 		t.Errorf("resolver_timeout 100000h: %v, want an error naming \"resolver_timeout\"", err)
 	}
 }
+
+// TestLoadRefusesABucketNameTooLongForItsStream: nats-server refuses a
+// stream name over 255 bytes, and the bucket's stream is KV_<kv_bucket>.
+// A kv_bucket of 253 letters loaded, and the start failed with the
+// server's "stream name is too long", naming neither the field nor the
+// bucket. It is refused naming kv_bucket; 252 still loads.
+func TestLoadRefusesABucketNameTooLongForItsStream(t *testing.T) {
+	if _, err := Load(writeConfig(t, withKV(map[string]any{"kv_bucket": strings.Repeat("a", 253)}))); err == nil || !strings.Contains(err.Error(), `"kv_bucket"`) {
+		t.Errorf("kv_bucket of 253 letters: %v, want an error naming kv_bucket", err)
+	}
+	c, err := Load(writeConfig(t, withKV(map[string]any{"kv_bucket": strings.Repeat("a", 252)})))
+	if err != nil {
+		t.Fatalf("kv_bucket of 252 letters: %v", err)
+	}
+	check(t, "kv_bucket length", len(c.KVBucket), 252)
+}
