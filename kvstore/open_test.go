@@ -158,7 +158,10 @@ func TestOpenNoJetStreamOnACluster(t *testing.T) {
 // TestOpenJetStreamEnabledMeanwhile: on a cluster, an Open that finds
 // JetStream not enabled for the account asks again, and opens once it is
 // (here: the account's JWT is pushed with JetStream limits while Open
-// waits, as a starting cluster enables it once its JetStream is up).
+// waits, as a starting cluster enables it once its JetStream is up). On
+// two servers the bucket's three replicas are then asked for again for
+// JetStreamWait before it settles for one: 10 s keeps both waits within
+// the test's context.
 func TestOpenJetStreamEnabledMeanwhile(t *testing.T) {
 	d := startDeployment(t, 2)
 	key, _ := newSealKey(t)
@@ -170,7 +173,7 @@ func TestOpenJetStreamEnabledMeanwhile(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		s, err := Open(bg(t), nc, Options{Seal: key, Logger: log, JetStreamWait: 30 * time.Second})
+		s, err := Open(bg(t), nc, Options{Seal: key, Logger: log, JetStreamWait: 10 * time.Second})
 		done <- result{s, err}
 	}()
 	// Open is asking again before the push.
