@@ -605,7 +605,7 @@ func (s *Store) createReplicated(ctx context.Context, nc *nats.Conn, replicas in
 			return nil, fmt.Errorf("%w: the cluster cannot place the bucket's %d replicas (%s): a server of the cluster is down or not heard from yet, it has no meta leader, or max_ha_assets is reached; start the server, or set kv_replicas to 1 for a bucket held by one server", provision.ErrUnavailable, replicas, apiErr.Description)
 		}
 		if !logged {
-			s.log.Info("kvstore: a server of the cluster is offline, so the bucket's replicas cannot be placed yet; asking again while it may be starting", "replicas", replicas, "for", s.opts.JetStreamWait, "reason", apiErr.Description)
+			s.log.Info("kvstore: a server of the cluster is offline or not known to its meta leader yet, so the bucket's replicas cannot be placed yet; asking again while it may be starting", "replicas", replicas, "for", s.opts.JetStreamWait, "reason", apiErr.Description)
 			logged = true
 		}
 		select {
