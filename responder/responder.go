@@ -534,8 +534,9 @@ func (r *Responder) serve(e *endpoint, m *nats.Msg, start, deadline time.Time) {
 		return
 	}
 	var (
-		data []byte
-		err  error
+		data     []byte
+		err      error
+		panicked bool
 	)
 	max := r.nc.MaxPayload() - HeaderRoom
 	ctx, cancel := context.WithTimeout(r.base, r.cfg.RequestTimeout)
@@ -548,6 +549,7 @@ func (r *Responder) serve(e *endpoint, m *nats.Msg, start, deadline time.Time) {
 		defer func() {
 			if p := recover(); p != nil {
 				err = fmt.Errorf("panic: %v\n%s", p, debug.Stack())
+				panicked = true
 			}
 		}()
 		if len(m.Data) > MaxRequestSize {
@@ -580,6 +582,13 @@ func (r *Responder) serve(e *endpoint, m *nats.Msg, start, deadline time.Time) {
 			code, desc := r.classify(e, ctx.Err())
 			r.finish(e, m, start, code, desc, nil)
 			<-done
+			if panicked {
+				// A bug as much as a panic before the deadline (a 500,
+				// logged at ERROR): in the INFO line below, a log_level
+				// of warn or error never showed it.
+				r.log.Error("request failed after it was answered at its deadline", "subject", e.full, "took", time.Since(start).Round(time.Millisecond), "error", err)
+				return
+			}
 			r.log.Info("a request answered at its deadline has ended", "subject", e.full, "took", time.Since(start).Round(time.Millisecond), "error", err)
 			return
 		}
