@@ -156,6 +156,14 @@ func (s *endpointStats) begin() {
 	s.mu.Unlock()
 }
 
+// ended takes off in-flight work that was answered before it ended (at
+// its deadline), once it ends.
+func (s *endpointStats) ended() {
+	s.mu.Lock()
+	s.inFlight--
+	s.mu.Unlock()
+}
+
 // end counts a request answered after d, failed when lastError is set.
 func (s *endpointStats) end(d time.Duration, lastError string) {
 	s.mu.Lock()

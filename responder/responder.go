@@ -578,10 +578,14 @@ func (r *Responder) serve(e *endpoint, m *nats.Msg, start, deadline time.Time) {
 			// timeout came first, heard nothing. It is answered now,
 			// as README promises for request_timeout: it may have taken
 			// effect. The slot stays taken until the work ends, so that
-			// max_inflight still bounds it.
+			// max_inflight still bounds it, and in_flight ($SRV.STATS)
+			// counts it until then: finish's count of the answer takes
+			// one off.
+			e.stats.begin()
 			code, desc := r.classify(e, ctx.Err())
 			r.finish(e, m, start, code, desc, nil)
 			<-done
+			e.stats.ended()
 			if panicked {
 				// A bug as much as a panic before the deadline (a 500,
 				// logged at ERROR): in the INFO line below, a log_level

@@ -55,3 +55,49 @@ func TestRequestTimeoutAnswersAStuckChange(t *testing.T) {
 		}
 	}
 }
+
+// TestStuckChangeAnsweredAtItsDeadlineStaysInFlight: a change answered
+// 504 at request_timeout goes on, holding its max_inflight slot; the
+// endpoint's in_flight ($SRV.STATS), which counts the requests being
+// carried out, each holding a slot, dropped to 0 with the answer, and an
+// operator whose requests waited for slots (pending) saw none at work.
+// It counts the change until it ends.
+func TestStuckChangeAnsweredAtItsDeadlineStaysInFlight(t *testing.T) {
+	t.Parallel()
+	env := provtest.Deployment(t, bootstrap.Options{})
+	svc := env.Start(t)
+	admin := env.Admin(t)
+	if _, err := svc.Provision.CreateAccount(context.Background(), api.CreateAccountRequest{Name: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	store := &blockedStore{Store: svc.Store, wrap: func(err error) error { return err }}
+	p, err := provision.New(provision.Config{Operator: svc.Operator, Store: store, Resolver: svc.Resolver, Logger: provtest.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	r := extra(t, env, p, responder.Config{Prefix: "prov.stuckfl", Name: "stuckfl", RequestTimeout: 300 * time.Millisecond, StopWait: 100 * time.Millisecond, Cut: p.Halt})
+	m, err := admin.Request("prov.stuckfl.account.update", []byte(`{"account":"acme","tags":["x"]}`), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := m.Header.Get("Nats-Service-Error-Code"); code != "504" {
+		t.Fatalf("an update held in its store write: code %q, want 504", code)
+	}
+	for deadline := time.Now().Add(5 * time.Second); store.held.Load() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the update never reached its store write")
+		}
+	}
+	u := endpointOf(t, r.Stats(), "account_update")
+	if d := data(t, u); d.InFlight != 1 || u.NumRequests != 1 || u.NumErrors != 1 {
+		t.Errorf("an update answered 504 and still in its store write: %d in flight, %d requests, %d errors; want 1, 1, 1", d.InFlight, u.NumRequests, u.NumErrors)
+	}
+	// Stop cuts it (StopWait, then Cut): it is no longer in flight, and
+	// counted once.
+	r.Stop()
+	u = endpointOf(t, r.Stats(), "account_update")
+	if d := data(t, u); d.InFlight != 0 || u.NumRequests != 1 || u.NumErrors != 1 {
+		t.Errorf("after the stop: %d in flight, %d requests, %d errors; want 0, 1, 1", d.InFlight, u.NumRequests, u.NumErrors)
+	}
+}
