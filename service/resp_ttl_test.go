@@ -53,3 +53,37 @@ func TestStartWarnsOfAShortResponseTTL(t *testing.T) {
 		t.Errorf("creds that allow a reply for two minutes under a request_timeout of 3m: no warning naming them:\n%s", logs)
 	}
 }
+
+// TestStartWarnsOfARequestTimeoutShorterThanItsPushes: a request_timeout
+// under two resolver_timeouts (a delete's two claims requests, each
+// waiting that long for a server that does not answer) and the wait for
+// a version's second answers such changes 504 while they go on, and may
+// land: the start says so, naming both; the defaults say nothing.
+func TestStartWarnsOfARequestTimeoutShorterThanItsPushes(t *testing.T) {
+	t.Parallel()
+	env := provtest.Deployment(t, bootstrap.Options{})
+	start := func() string {
+		t.Helper()
+		logs := &syncBuf{}
+		svc, err := service.Start(context.Background(), env.Config, slog.New(slog.NewTextHandler(logs, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		svc.Stop()
+		return logs.String()
+	}
+	if logs := start(); strings.Contains(logs, "request_timeout") && strings.Contains(logs, "level=WARN") {
+		t.Errorf("the default timeouts: the start warned:\n%s", logs)
+	}
+	env.Config.ResolverTimeout = config.Duration(5 * time.Second)
+	env.Config.RequestTimeout = config.Duration(6 * time.Second)
+	var warned bool
+	for _, l := range strings.Split(start(), "\n") {
+		if strings.Contains(l, "level=WARN") && strings.Contains(l, "request_timeout=6s") && strings.Contains(l, "resolver_timeout=5s") {
+			warned = true
+		}
+	}
+	if !warned {
+		t.Error("request_timeout 6s with resolver_timeout 5s: no warning naming both")
+	}
+}

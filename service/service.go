@@ -151,6 +151,12 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 			log.Warn("the creds allow a reply to a request for less time than request_timeout lets a request take (allow_responses): the server refuses a later reply, and its caller waits out its timeout for a change that may have been made; reissue the user with a longer response ttl (`nsc edit user --response-ttl`; `provisioner init` writes "+bootstrap.ResponseTTL.String()+")", "field", f.field, "creds", f.path, "response_ttl", ttl.String(), "request_timeout", time.Duration(cfg.RequestTimeout).String())
 		}
 	}
+	if rt, pt := time.Duration(cfg.RequestTimeout), time.Duration(cfg.ResolverTimeout); rt < 2*pt+2*time.Second {
+		// A delete makes two claims requests (the disabled version, then
+		// the DELETE), each waiting resolver_timeout for a server that
+		// does not answer, and a version waits for its second first.
+		log.Warn("request_timeout is shorter than two resolver_timeouts and the wait for a version's second: with a server that does not answer, changes are answered 504 while they go on, and may land; the default is 4 resolver_timeouts and 5s", "request_timeout", rt.String(), "resolver_timeout", pt.String())
+	}
 	sys, err := s.connect(ctx, cfg, "provisioner", cfg.NATSCreds, bootstrap.ProvisionerInboxPrefix)
 	if err != nil {
 		return nil, err
