@@ -90,11 +90,13 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 			return nil, err
 		}
 		e.External, e.Peers = nodes[0], nodes[1:]
-		urls := make([]string, len(nodes))
-		for i, n := range nodes {
-			urls[i] = n.URL
-		}
-		e.URL = strings.Join(urls, ",")
+		// Every connection, the service's and the floors', enters
+		// through the first node. Given the three URLs, each picked one
+		// at random: the floors' pushes could enter through one node and
+		// the service's through another, and the admin's requests reach
+		// the service over a route, paths that differ from row to floor.
+		// The other nodes are learnt from the first, for reconnects.
+		e.URL = nodes[0].URL
 	case o.ServerBinary != "":
 		if e.External, err = StartServerProcess(ctx, o.ServerBinary, res.ServerConf, filepath.Join(res.Dir, "nats-server.log")); err != nil {
 			return nil, err
