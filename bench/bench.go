@@ -670,11 +670,15 @@ func Run(ctx context.Context, e *Env, o Options) (*Report, error) {
 			return nil, err
 		}
 	}
-	delName := fmt.Sprintf("account.delete via service c=%d", o.C)
+	// Fewer accounts than requesters (a small -n, or --only) are
+	// deleted at one requester each: the row names that concurrency, not
+	// -c, which it did not run at.
+	delC := min(o.C, max(1, len(created)))
+	delName := fmt.Sprintf("account.delete via service c=%d", delC)
 	if o.Only != nil && !o.Only.MatchString(delName) {
 		created = nil // left in place: measure only what was asked
 	}
-	del := e.measure(ctx, len(created), min(o.C, max(1, len(created))), func(i int) error {
+	del := e.measure(ctx, len(created), delC, func(i int) error {
 		_, err := request(e.Admin, prefix+".account.delete", fmt.Appendf(nil, `{"account":%q}`, created[i]))
 		return err
 	})
@@ -706,7 +710,7 @@ func Run(ctx context.Context, e *Env, o Options) (*Report, error) {
 		rep.Results = append(rep.Results, res)
 	}
 	if len(created) > 0 {
-		rep.Results = append(rep.Results, del.result(delName, o.C))
+		rep.Results = append(rep.Results, del.result(delName, delC))
 	}
 	rep.Elapsed, rep.LoadEnd = time.Since(start), loadAverage()
 	if o.Accounts > 0 {
