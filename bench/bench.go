@@ -691,6 +691,16 @@ func Run(ctx context.Context, e *Env, o Options) (*Report, error) {
 	if err := e.deleteChangeFloors(ctx); err != nil {
 		return nil, err
 	}
+	// The write floor's account goes too before the scale mode: its
+	// reconcile pass took it, still on the servers, for an orphan, and
+	// failed the run's "in line" on the bench's own account.
+	if wf != nil {
+		err := wf.stop(ctx, e)
+		wf = nil
+		if err != nil {
+			return nil, fmt.Errorf("bench: remove the JetStream write floor: %w", err)
+		}
+	}
 
 	for _, r := range rows {
 		res := r.s.result(r.name, r.c)

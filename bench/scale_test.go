@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"errors"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -106,5 +107,31 @@ func TestScaleStopsWhenInterrupted(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		all, _ := e.Service.Store.Accounts(context.Background())
 		t.Fatalf("scale still running 4.5 s after the interrupt (%d accounts in the store)", len(all))
+	}
+}
+
+// The scale mode's reconcile pass finds the servers in line with the
+// store after the rows: the JetStream write floor's account, which the
+// bench made and deletes, was still on the servers then (deleted only when
+// Run returned, after the scale mode), an orphan to the pass, and the run
+// failed "in line" (and --strict) on the bench's own account.
+func TestScaleReconcileFindsNoBenchAccountLeft(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fills 1,000 accounts")
+	}
+	ctx := context.Background()
+	o := Options{Dir: t.TempDir(), Store: StoreJetStream, N: 8, C: 4, CHigh: 4, Rounds: 1, Revocations: 1, Versions: 1,
+		Only: regexp.MustCompile(`^JetStream write floor`), Accounts: scaleSmall + 1}
+	e, err := Start(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Stop()
+	rep, err := Run(ctx, e, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc := rep.Reconcile; rc == nil || rc.InLine == nil || !*rc.InLine {
+		t.Fatalf("reconcile pass after the rows: %+v; want in line, no orphans", rc)
 	}
 }
