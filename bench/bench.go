@@ -233,17 +233,19 @@ type Report struct {
 	Storage string `json:"storage,omitempty"`
 	// Elapsed is the time the measurements in Results took, setup
 	// included.
-	Elapsed      time.Duration    `json:"elapsed_ns"`
-	SmallSize    int              `json:"scale_small,omitempty"`
-	LargeSize    int              `json:"scale_large,omitempty"`
-	Scale        []ScaleResult    `json:"scale,omitempty"`
-	Reconcile    *ReconcileResult `json:"reconcile,omitempty"`
-	RSSBytes     uint64           `json:"rss_bytes,omitempty"`
-	HeapBytes    uint64           `json:"heap_bytes,omitempty"`
-	ServerRSS    uint64           `json:"server_rss_bytes,omitempty"`
-	RSSLimit     uint64           `json:"rss_limit_bytes,omitempty"`
-	RSSPass      *bool            `json:"rss_pass,omitempty"`
-	ScaleElapsed time.Duration    `json:"scale_fill_ns,omitempty"`
+	Elapsed   time.Duration    `json:"elapsed_ns"`
+	SmallSize int              `json:"scale_small,omitempty"`
+	LargeSize int              `json:"scale_large,omitempty"`
+	Scale     []ScaleResult    `json:"scale,omitempty"`
+	Reconcile *ReconcileResult `json:"reconcile,omitempty"`
+	RSSBytes  uint64           `json:"rss_bytes,omitempty"`
+	HeapBytes uint64           `json:"heap_bytes,omitempty"`
+	// ServerRSS is the separate servers' resident memory, a cluster's three
+	// processes together.
+	ServerRSS    uint64        `json:"server_rss_bytes,omitempty"`
+	RSSLimit     uint64        `json:"rss_limit_bytes,omitempty"`
+	RSSPass      *bool         `json:"rss_pass,omitempty"`
+	ScaleElapsed time.Duration `json:"scale_fill_ns,omitempty"`
 }
 
 // sample is what one batch of operations measured.

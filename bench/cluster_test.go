@@ -1,8 +1,11 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"os/exec"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/nats-io/nats.go"
@@ -43,5 +46,30 @@ func TestClusterFloorsAndServiceEnterThroughOneNode(t *testing.T) {
 		if got := c.nc.ConnectedServerName(); got != want {
 			t.Errorf("%s enter through node %s, the service's requests through %s", c.name, got, want)
 		}
+	}
+}
+
+// The scale mode's memory of a cluster counts its three server processes,
+// and says so: it took the first node's alone and printed it as "the
+// nats-server process".
+func TestClusterMemoryCountsEveryServer(t *testing.T) {
+	binary, err := exec.LookPath("nats-server")
+	if err != nil {
+		t.Skip("no nats-server binary on PATH")
+	}
+	e, err := Start(context.Background(), Options{Dir: t.TempDir(), Store: StoreJetStream, ServerBinary: binary, Cluster: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Stop()
+	first := rss(strconv.Itoa(e.External.Pid()))
+	if got := e.serverRSS(); first == 0 || got < first*2 {
+		t.Errorf("servers' memory %d bytes, the first node's alone %d: want the three nodes'", got, first)
+	}
+	r := &Report{External: true, Servers: 3, LargeSize: 2000, RSSBytes: 50 << 20, ServerRSS: 90 << 20, RSSLimit: RSSLimit, RSSPass: pass(true)}
+	var b bytes.Buffer
+	r.Print(&b)
+	if !strings.Contains(b.String(), "the 3 nats-server processes together: 90.0 MiB") {
+		t.Errorf("a cluster's memory printed as:\n%s", b.String())
 	}
 }

@@ -206,6 +206,20 @@ func (e *Env) cpu() (self, server time.Duration) {
 	return self, server
 }
 
+// serverRSS returns the resident memory of the separate server processes
+// together (0 with the embedded server): a cluster's three, not its first
+// node alone.
+func (e *Env) serverRSS() uint64 {
+	var sum uint64
+	if e.External != nil {
+		sum = rss(strconv.Itoa(e.External.Pid()))
+	}
+	for _, p := range e.Peers {
+		sum += rss(strconv.Itoa(p.Pid()))
+	}
+	return sum
+}
+
 // clusterSize is the number of nodes of the bench's cluster.
 const clusterSize = 3
 

@@ -140,7 +140,11 @@ func (r *Report) Print(w io.Writer) {
 	if r.RSSLimit > 0 {
 		what := "whole process: service, embedded nats-server and bench clients"
 		if r.External {
-			what = fmt.Sprintf("this process: service and bench clients; the nats-server process: %.1f MiB", float64(r.ServerRSS)/(1<<20))
+			servers := "the nats-server process"
+			if r.Servers > 1 {
+				servers = fmt.Sprintf("the %d nats-server processes together", r.Servers)
+			}
+			what = fmt.Sprintf("this process: service and bench clients; %s: %.1f MiB", servers, float64(r.ServerRSS)/(1<<20))
 		}
 		fmt.Fprintf(w, "resident memory at %d accounts: %.1f MiB (%s; Go heap in use %.1f MiB); target < %d MiB %s\n",
 			r.LargeSize, float64(r.RSSBytes)/(1<<20), what, float64(r.HeapBytes)/(1<<20), r.RSSLimit>>20, verdict(r.RSSPass))

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/natsprov/provisioner/api"
@@ -146,9 +145,7 @@ func scale(ctx context.Context, e *Env, o Options, rep *Report) error {
 	runtime.ReadMemStats(&ms)
 	rep.HeapBytes = ms.HeapInuse
 	rep.RSSBytes = rss("self")
-	if e.External != nil {
-		rep.ServerRSS = rss(strconv.Itoa(e.External.Pid()))
-	}
+	rep.ServerRSS = e.serverRSS()
 	rep.RSSLimit = RSSLimit
 	rep.RSSPass = pass(rep.RSSBytes > 0 && rep.RSSBytes < rep.RSSLimit)
 	runtime.GC()
