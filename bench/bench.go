@@ -503,11 +503,21 @@ func Run(ctx context.Context, e *Env, o Options) (*Report, error) {
 	if o.CHigh != o.C {
 		cs = append(cs, o.CHigh)
 	}
+	// A row of fewer operations a round than requesters runs at one
+	// requester per operation, and is named at that concurrency: a small
+	// -n labelled account.create "c=32" and the write floor's few
+	// batches "c=8" where they ran at fewer. One-account rows make at
+	// least c operations.
+	at := func(c, ops int) int { return min(c, ops) }
+	createCs := []int{at(o.C, per)}
+	if c := at(o.CHigh, per); c != createCs[0] {
+		createCs = append(createCs, c)
+	}
 
 	var rows []*row
 	var mu sync.Mutex
 	var created []string
-	for _, c := range cs {
+	for _, c := range createCs {
 		floor := &row{name: fmt.Sprintf("account.create floor (keys, sign, push, 200) c=%d", c), c: c, ops: per,
 			op: func(round, i int) error { return e.floorCreate(fmt.Sprintf("floor-c%d-%d-%d", c, round, i)) }}
 		svc := &row{name: fmt.Sprintf("account.create via service c=%d", c), c: c, ops: per, floor: floor, target: TargetCreate,
@@ -526,12 +536,13 @@ func Run(ctx context.Context, e *Env, o Options) (*Report, error) {
 	userBody := func(round, i int) []byte {
 		return fmt.Appendf(nil, `{"account":"bench-users-%d","name":"u-%d-%d"}`, i%userAccounts, round, i)
 	}
-	userFloor := &row{name: fmt.Sprintf("user.create floor (pooled key, sign, creds; service's connection) c=%d", o.C), c: o.C, ops: per,
+	userC := at(o.C, per)
+	userFloor := &row{name: fmt.Sprintf("user.create floor (pooled key, sign, creds; service's connection) c=%d", userC), c: userC, ops: per,
 		op: func(round, i int) error {
 			_, err := request(e.Admin, prefix+floorUserSubject, userBody(round, i))
 			return err
 		}}
-	rows = append(rows, userFloor, &row{name: fmt.Sprintf("user.create via service c=%d", o.C), c: o.C, ops: per, floor: userFloor, target: TargetUser,
+	rows = append(rows, userFloor, &row{name: fmt.Sprintf("user.create via service c=%d", userC), c: userC, ops: per, floor: userFloor, target: TargetUser,
 		op: func(round, i int) error {
 			_, err := request(e.Admin, prefix+".user.create", userBody(round, i))
 			return err
@@ -542,14 +553,15 @@ func Run(ctx context.Context, e *Env, o Options) (*Report, error) {
 	if e.Store == StoreJetStream {
 		replicas := e.replicas()
 		opCtx := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, 30*time.Second) }
+		batches := max(1, per/writeBatchSize)
 		writeRows = []*row{
-			{name: fmt.Sprintf("JetStream write floor: one %d B write, acknowledged (R%d) c=%d", writeSize, replicas, o.C), c: o.C, ops: per,
+			{name: fmt.Sprintf("JetStream write floor: one %d B write, acknowledged (R%d) c=%d", writeSize, replicas, at(o.C, per)), c: at(o.C, per), ops: per,
 				op: func(int, int) error {
 					c, cancel := opCtx()
 					defer cancel()
 					return wf.write(c)
 				}},
-			{name: fmt.Sprintf("JetStream write floor: atomic batch of %d such writes (R%d) c=%d", writeBatchSize, replicas, o.C), c: o.C, ops: max(1, per/writeBatchSize),
+			{name: fmt.Sprintf("JetStream write floor: atomic batch of %d such writes (R%d) c=%d", writeBatchSize, replicas, at(o.C, batches)), c: at(o.C, batches), ops: batches,
 				op: func(int, int) error {
 					c, cancel := opCtx()
 					defer cancel()
@@ -589,7 +601,7 @@ func Run(ctx context.Context, e *Env, o Options) (*Report, error) {
 		if err != nil {
 			return nil, err
 		}
-		floor := &row{name: fmt.Sprintf("revoke+update floor (sign, push same size), %s c=%d", acct.label, o.C), c: o.C, ops: per,
+		floor := &row{name: fmt.Sprintf("revoke+update floor (sign, push same size), %s c=%d", acct.label, at(o.C, per)), c: at(o.C, per), ops: per,
 			before: func(int) error { return f.copyFrom(e, acct.name) },
 			op:     func(_, i int) error { return f.push(e, i) }, jwtBytes: f.size}
 		made := &tokens{}

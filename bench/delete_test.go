@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -33,4 +34,29 @@ func TestDeleteRowNamesTheConcurrencyItRanAt(t *testing.T) {
 		return
 	}
 	t.Fatalf("no account.delete row: %+v", rep.Results)
+}
+
+// Every row names the concurrency it ran at: a row of fewer operations per
+// round than requesters (account.create at --c-high with a small -n, the
+// JetStream write floor's batches: one per 32 writes) ran at one requester
+// per operation, but was labelled, and its c in --json set, at -c or
+// --c-high.
+func TestRowsNameTheConcurrencyTheyRanAt(t *testing.T) {
+	o := Options{Dir: t.TempDir(), Store: StoreJetStream, N: 40, C: 8, CHigh: 32, Rounds: 2, Revocations: 1, Versions: 1,
+		Only: regexp.MustCompile(`^(account\.|user\.create|JetStream)`)}
+	ctx := context.Background()
+	e, err := Start(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Stop()
+	rep, err := Run(ctx, e, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.Results {
+		if perRound := r.Ops / o.Rounds; r.C > perRound || !strings.HasSuffix(r.Name, fmt.Sprintf(" c=%d", r.C)) {
+			t.Errorf("%q: c=%d, %d operations a round", r.Name, r.C, perRound)
+		}
+	}
 }
