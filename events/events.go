@@ -61,6 +61,13 @@ type Publisher struct {
 	// emptied: the first is logged at once, the count when it empties,
 	// so that a long pause logs two lines, not one per event.
 	sysDropped int
+	// sysFailed counts the publishes that failed since the last one that
+	// went out (the server away, the reconnect buffer full): the first is
+	// logged with its error, the count when one goes out again, at Close,
+	// and at most once a minute (sysFailLogged) while it lasts, so that an
+	// outage logs a few lines, not one per event or per burst of them.
+	sysFailed     int
+	sysFailLogged time.Time
 
 	// The audit writer: events wait in queue (at most auditMaxQueue) for
 	// the writer goroutine, which sends them in atomic batches when the
@@ -383,10 +390,6 @@ func (p *Publisher) publishSys(m *nats.Msg) {
 // time from the head of the queue (so that Close can tell, at its
 // deadline, which were not sent), and returns once none wait.
 func (p *Publisher) sendSys() {
-	// The first publish that fails is logged with its error, and how many
-	// failed once none wait: with the server away and the connection's
-	// reconnect buffer full, every event logged a line of its own.
-	failed := 0
 	for {
 		p.mu.Lock()
 		if len(p.sysQueue) == 0 {
@@ -399,19 +402,36 @@ func (p *Publisher) sendSys() {
 			if dropped > 0 {
 				p.log.Warn("system-account events dropped while too many waited", "dropped", dropped)
 			}
-			if failed > 1 {
-				p.log.Warn("could not publish system-account events", "failed", failed)
-			}
 			return
 		}
 		m := p.sysQueue[0]
 		p.sysQueue[0] = nil
 		p.sysQueue = p.sysQueue[1:]
 		p.mu.Unlock()
-		if err := p.nc.PublishMsg(m); err != nil {
-			if failed++; failed == 1 {
-				p.log.Warn("could not publish an event; the count of those that follow is logged once none wait", "subject", m.Subject, "error", err)
-			}
+		p.noteSys(m.Subject, p.nc.PublishMsg(m))
+	}
+}
+
+// noteSys notes how a system-account publish went (sysFailed): with the
+// server away and the connection's reconnect buffer full, every event
+// logged a line of its own.
+func (p *Publisher) noteSys(subject string, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case err == nil && p.sysFailed > 0:
+		p.log.Info("system-account events are published again", "failed_meanwhile", p.sysFailed)
+		p.sysFailed = 0
+	case err == nil:
+	case p.sysFailed == 0:
+		p.sysFailed = 1
+		p.sysFailLogged = time.Now()
+		p.log.Warn("could not publish an event; those that follow and fail too are counted, and the count logged once one goes out again", "subject", subject, "error", err)
+	default:
+		p.sysFailed++
+		if time.Since(p.sysFailLogged) >= time.Minute {
+			p.sysFailLogged = time.Now()
+			p.log.Warn("could not publish system-account events", "failed", p.sysFailed, "error", err)
 		}
 	}
 }
@@ -425,7 +445,14 @@ func (p *Publisher) sendSys() {
 func (p *Publisher) closeSys(deadline time.Time) error {
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
-	if p.wait(ctx, func() bool { return !p.sending }) {
+	sent := p.wait(ctx, func() bool { return !p.sending })
+	p.mu.Lock()
+	if p.sysFailed > 1 {
+		p.log.Warn("could not publish system-account events", "failed", p.sysFailed)
+	}
+	p.sysFailed = 0
+	p.mu.Unlock()
+	if sent {
 		return nil
 	}
 	// The events dropped earlier, the queue full, are logged by the
