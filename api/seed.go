@@ -1,6 +1,10 @@
 package api
 
-import "strings"
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+)
 
 // seedKinds are the key kinds that follow the "S" of a seed.
 const seedKinds = "OAUNCXP"
@@ -98,3 +102,48 @@ func jwtChar(c byte) bool {
 
 // typoDigit reports whether c is a digit base32 does not use.
 func typoDigit(c byte) bool { return c == '0' || c == '1' || c == '8' || c == '9' }
+
+// BodyHoldsSeed reports whether a JSON body holds something like a seed
+// (LooksLikeSeed) in its raw bytes or in a string written with escapes: a
+// seed spelled \u0053..., or right after an escape whose last character
+// is base32 (encoding/json writes "&" as \u0026), does not start a run in
+// the raw bytes. The service refuses such a body, and the Go client makes
+// the same check before it sends one, so that the seed does not cross the
+// wire.
+func BodyHoldsSeed(body []byte) bool {
+	return LooksLikeSeed(string(body)) || bytes.IndexByte(body, '\\') >= 0 && escapedSeed(body)
+}
+
+// escapedSeed reports whether a JSON body holds a seed written with escapes
+// (\u0053...), which the scan of the raw bytes does not see. Each string
+// literal with an escape, key or value, is unescaped on its own: the body
+// as a whole may be JSON that encoding/json refuses (a number out of
+// float64's range) while the strict decoder goes on to a type's own error
+// that quotes the string (an export's "type"). A literal that does not
+// unescape is left to the decoder, whose syntax error shows no value.
+func escapedSeed(body []byte) bool {
+	for i := 0; i < len(body); i++ {
+		if body[i] != '"' {
+			continue
+		}
+		end, escaped := i+1, false
+		for end < len(body) && body[end] != '"' {
+			if body[end] == '\\' {
+				escaped = true
+				end++
+			}
+			end++
+		}
+		if end >= len(body) {
+			return false
+		}
+		if escaped {
+			var v string
+			if json.Unmarshal(body[i:end+1], &v) == nil && LooksLikeSeed(v) {
+				return true
+			}
+		}
+		i = end
+	}
+	return false
+}

@@ -992,3 +992,38 @@ func TestWithPrefixRefusesABadPrefix(t *testing.T) {
 		}
 	}
 }
+
+// TestSeedAfterAnEscapedCharacterIsNotSent: the client scanned the JSON it
+// sends for a seed, but encoding/json writes "&" as \u0026 (and a control
+// character such as \x03 as \u0003), whose last digit is base32: the seed
+// right after it did not start a run, and crossed the wire to a service
+// that found it (it unescapes such strings) and refused it, 400, too late.
+// The client scans escaped strings as the service does, sending nothing.
+func TestSeedAfterAnEscapedCharacterIsNotSent(t *testing.T) {
+	t.Parallel()
+	env, c := started(t, bootstrap.Options{})
+	ctx := context.Background()
+	if _, err := c.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	kp, _ := nkeys.CreateUser()
+	defer kp.Wipe()
+	seed, _ := kp.Seed()
+	pub, _ := kp.PublicKey()
+	tp := newTap(t, env)
+	for _, name := range []string{"tom&" + string(seed), "tom\x03" + string(seed), "tom&" + strings.ToLower(string(seed))} {
+		_, err := c.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: name, PublicKey: pub})
+		if !errors.Is(err, client.ErrInvalid) || strings.Contains(strings.ToUpper(err.Error()), string(seed)) {
+			t.Errorf("a seed after an escaped character in the name: %v, want ErrInvalid without the seed", err)
+		}
+	}
+	if _, err := c.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "dave", PublicKey: pub}); err != nil {
+		t.Fatal(err)
+	}
+	requests, _ := tp.wait(t, 1)
+	for _, r := range requests {
+		if bytes.Contains(bytes.ToUpper(r), seed) {
+			t.Fatalf("the seed crossed the wire: %d requests sent, want only dave's: %s", len(requests), r[:40])
+		}
+	}
+}

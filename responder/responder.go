@@ -20,7 +20,6 @@
 package responder
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -852,7 +851,7 @@ func decode(body []byte, v any) error {
 	// Public keys never look like seeds, so a seed anywhere in the body,
 	// in any string field, is a secret sent by mistake: refuse it before
 	// it is decoded, signed into a JWT, stored or echoed.
-	if provision.LooksLikeSeed(string(body)) || (bytes.IndexByte(body, '\\') >= 0 && escapedSeed(body)) {
+	if api.BodyHoldsSeed(body) {
 		return fmt.Errorf("%w: a value in the request looks like an nkey seed; seeds are secrets: never send them, and replace this one", provision.ErrInvalid)
 	}
 	// JSON is UTF-8 (RFC 8259), and the decoder reads bytes that are not
@@ -877,38 +876,4 @@ func decode(body []byte, v any) error {
 		return fmt.Errorf("%w: %w", provision.ErrInvalid, err)
 	}
 	return nil
-}
-
-// escapedSeed reports whether a JSON body holds a seed written with escapes
-// (\u0053...), which the scan of the raw bytes does not see. Each string
-// literal with an escape, key or value, is unescaped on its own: the body
-// as a whole may be JSON that encoding/json refuses (a number out of
-// float64's range) while the strict decoder goes on to a type's own error
-// that quotes the string (an export's "type"). A literal that does not
-// unescape is left to the decoder, whose syntax error shows no value.
-func escapedSeed(body []byte) bool {
-	for i := 0; i < len(body); i++ {
-		if body[i] != '"' {
-			continue
-		}
-		end, escaped := i+1, false
-		for end < len(body) && body[end] != '"' {
-			if body[end] == '\\' {
-				escaped = true
-				end++
-			}
-			end++
-		}
-		if end >= len(body) {
-			return false
-		}
-		if escaped {
-			var v string
-			if json.Unmarshal(body[i:end+1], &v) == nil && provision.LooksLikeSeed(v) {
-				return true
-			}
-		}
-		i = end
-	}
-	return false
 }
