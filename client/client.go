@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -43,6 +44,10 @@ type Client struct {
 	// badPrefix is why WithPrefix's prefix is not one the service can
 	// have; every call fails with it, sending nothing.
 	badPrefix error
+	// inboxOK is set once the connection is known to be allowed its
+	// inbox (checkInbox).
+	inboxMu sync.Mutex
+	inboxOK bool
 }
 
 // Option tunes a Client.
@@ -125,6 +130,13 @@ func (c *Client) request(ctx context.Context, endpoint string, req, rep any) err
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
+	if err := c.checkInbox(ctx); err != nil {
+		return fmt.Errorf("client: %s %w: %w", subject, errNotSent, err)
+	}
+	if err := ctx.Err(); err != nil {
+		// It ended while the inbox was checked.
+		return fmt.Errorf("client: %s %w, its context ended%s: %w", subject, errNotSent, cause(ctx), err)
+	}
 	start := time.Now()
 	msg, err := c.send(ctx, subject, data, strings.HasPrefix(endpoint, "self."))
 	switch {
@@ -150,6 +162,43 @@ func (c *Client) request(ctx context.Context, endpoint string, req, rep any) err
 	if err := json.Unmarshal(msg.Data, rep); err != nil {
 		return fmt.Errorf("client: the reply on %s is not what the client expects: %w: %w", subject, errUnreadable, err)
 	}
+	return nil
+}
+
+// checkInbox makes sure, once per client, that the connection may
+// subscribe to its own inbox, where every reply comes. Creds that may read
+// replies only under their own prefix (init's admin creds: _INBOX_admin)
+// on a connection without nats.CustomInboxPrefix had their inbox refused
+// by the server, which said so only to the async error handler: each
+// request was sent and carried out, and its caller waited out its timeout
+// to hear that the service "may still carry the request out" (a user
+// created, its seed gone). When the check cannot be made (the connection
+// is reconnecting, the context ends), the request goes as before.
+func (c *Client) checkInbox(ctx context.Context) error {
+	c.inboxMu.Lock()
+	defer c.inboxMu.Unlock()
+	if c.inboxOK || !c.nc.IsConnected() {
+		// While reconnecting, the request goes to nats.go's buffer as
+		// before: a flush would hold it until the context ends.
+		return nil
+	}
+	// The shape of nats.go's own reply subscription (prefix.<id>.*), so
+	// that creds allowed that much and no more pass.
+	inbox := c.nc.NewInbox()
+	sub, err := c.nc.SubscribeSync(inbox + ".*")
+	if err != nil {
+		return nil
+	}
+	defer sub.Unsubscribe()
+	// The server answers a refused subscription with an -ERR before the
+	// flush's PONG, which nats.go keeps as the connection's last error.
+	if err := c.nc.FlushWithContext(ctx); err != nil {
+		return nil
+	}
+	if err := c.nc.LastError(); errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), strconv.Quote(inbox+".*")) {
+		return fmt.Errorf("the connection may not subscribe to its inbox (prefix %q), so no reply could reach it: connect with nats.CustomInboxPrefix set to the prefix its creds may read (%q for the admin creds init writes): %w", inbox[:strings.LastIndexByte(inbox, '.')], "_INBOX_admin", err)
+	}
+	c.inboxOK = true
 	return nil
 }
 

@@ -1027,3 +1027,37 @@ func TestSeedAfterAnEscapedCharacterIsNotSent(t *testing.T) {
 		}
 	}
 }
+
+// TestInboxRefusedIsSaidAtOnce: admin creds may read replies only under
+// _INBOX_admin. A connection made without nats.CustomInboxPrefix had its
+// inbox subscription refused (said only to the async error handler), yet
+// every request was sent and carried out: the caller waited out its
+// timeout to hear that the service "may still carry the request out",
+// while the account was created. The client says at once that the
+// connection may not read its replies, and sends nothing.
+func TestInboxRefusedIsSaidAtOnce(t *testing.T) {
+	t.Parallel()
+	env, c := started(t, bootstrap.Options{})
+	bad := client.New(env.Connect(t, env.Init.AdminCreds, nats.CustomInboxPrefix("_INBOX")), client.WithTimeout(3*time.Second))
+	began := time.Now()
+	_, err := bad.CreateAccount(context.Background(), api.CreateAccountRequest{Name: "acme"})
+	if err == nil || !strings.Contains(err.Error(), "CustomInboxPrefix") || !strings.Contains(err.Error(), "not sent") || time.Since(began) > 2*time.Second {
+		t.Fatalf("a create on a connection that may not read its inbox: %v after %s, want at once that nothing was sent, naming CustomInboxPrefix", err, time.Since(began).Round(time.Millisecond))
+	}
+	time.Sleep(300 * time.Millisecond)
+	if _, err := c.GetAccount(context.Background(), api.AccountRequest{Account: "acme"}); !errors.Is(err, client.ErrNotFound) {
+		t.Errorf("GetAccount after the refused create: %v, want ErrNotFound", err)
+	}
+	// A key made here is not in doubt: nothing was sent.
+	_, err = bad.CreateUser(context.Background(), api.CreateUserRequest{Account: "acme", Name: "alice"})
+	var doubt *client.UserInDoubtError
+	if err == nil || errors.As(err, &doubt) {
+		t.Errorf("CreateUser on that connection: %v, want an error and no key in doubt", err)
+	}
+	// The right prefix works, and is checked once.
+	for range 2 {
+		if _, err := c.CreateAccount(context.Background(), api.CreateAccountRequest{Name: fmt.Sprintf("ok-%d", time.Now().UnixNano())}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
