@@ -3,6 +3,7 @@ package provtest
 import (
 	"io"
 	"net"
+	"sync"
 	"testing"
 	"time"
 )
@@ -14,12 +15,7 @@ import (
 // stops when the test ends.
 func SlowLink(t testing.TB, target string, delay time.Duration) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	pipe := func(dst, src net.Conn) {
+	return forward(t, target, func(dst, src net.Conn) {
 		type chunk struct {
 			at   time.Time
 			data []byte
@@ -47,7 +43,69 @@ func SlowLink(t testing.TB, target string, delay time.Duration) string {
 		dst.Close()
 		src.Close()
 		_, _ = io.Copy(io.Discard, src)
+	})
+}
+
+// StallLink forwards each connection to target, both ways, until paused:
+// then it holds what comes (a link that stalls, the connection still
+// open) until resumed. It returns the address to connect to and the
+// function that pauses (true) or resumes (false) it; it stops when the
+// test ends.
+func StallLink(t testing.TB, target string) (string, func(bool)) {
+	t.Helper()
+	var mu sync.Mutex
+	resumed := make(chan struct{})
+	close(resumed)
+	gate := func() <-chan struct{} {
+		mu.Lock()
+		defer mu.Unlock()
+		return resumed
 	}
+	pause := func(on bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		select {
+		case <-resumed:
+			if on {
+				resumed = make(chan struct{})
+			}
+		default:
+			if !on {
+				close(resumed)
+			}
+		}
+	}
+	addr := forward(t, target, func(dst, src net.Conn) {
+		defer dst.Close()
+		defer src.Close()
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := src.Read(buf)
+			if n > 0 {
+				<-gate()
+				if _, err := dst.Write(buf[:n]); err != nil {
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	})
+	t.Cleanup(func() { pause(false) })
+	return addr, pause
+}
+
+// forward listens on a local port and forwards each connection to target
+// through pipe, one each way. It returns the address to connect to; it
+// stops when the test ends.
+func forward(t testing.TB, target string, pipe func(dst, src net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
 			in, err := ln.Accept()

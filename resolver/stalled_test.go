@@ -3,9 +3,7 @@ package resolver_test
 import (
 	"context"
 	"errors"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,76 +15,6 @@ import (
 	"github.com/natsprov/provisioner/resolver"
 )
 
-// stallLink forwards each connection to target, both ways, until paused:
-// then it holds what comes (a link that stalls, the connection still
-// open) until resumed. It returns the address to connect to and the
-// function that pauses (true) or resumes (false) it.
-func stallLink(t *testing.T, target string) (string, func(bool)) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	var mu sync.Mutex
-	resumed := make(chan struct{})
-	close(resumed)
-	gate := func() <-chan struct{} {
-		mu.Lock()
-		defer mu.Unlock()
-		return resumed
-	}
-	pause := func(on bool) {
-		mu.Lock()
-		defer mu.Unlock()
-		select {
-		case <-resumed:
-			if on {
-				resumed = make(chan struct{})
-			}
-		default:
-			if !on {
-				close(resumed)
-			}
-		}
-	}
-	pipe := func(dst, src net.Conn) {
-		defer dst.Close()
-		defer src.Close()
-		buf := make([]byte, 64<<10)
-		for {
-			n, err := src.Read(buf)
-			if n > 0 {
-				<-gate()
-				if _, err := dst.Write(buf[:n]); err != nil {
-					return
-				}
-			}
-			if err != nil {
-				return
-			}
-		}
-	}
-	go func() {
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			t.Cleanup(func() { in.Close(); out.Close() })
-			go pipe(out, in)
-			go pipe(in, out)
-		}
-	}()
-	t.Cleanup(func() { pause(false) })
-	return ln.Addr().String(), pause
-}
-
 // TestRequestWithNoServerUpKeepsItsDeadline: the client's link stalls (the
 // connection open, nothing answering), so a refresh marks the server down;
 // a request then finds no server up and asks the servers first, while a
@@ -94,7 +22,7 @@ func stallLink(t *testing.T, target string) (string, func(bool)) {
 // own deadline (or a stop), up to the whole ping timeout.
 func TestRequestWithNoServerUpKeepsItsDeadline(t *testing.T) {
 	env := provtest.Deployment(t, bootstrap.Options{})
-	link, pause := stallLink(t, strings.TrimPrefix(env.Server.URL(), "nats://"))
+	link, pause := provtest.StallLink(t, strings.TrimPrefix(env.Server.URL(), "nats://"))
 	nc := env.Connect(t, env.Init.ProvisionerCreds, func(o *nats.Options) error {
 		o.Url, o.Servers = "nats://"+link, []string{"nats://" + link}
 		return nil

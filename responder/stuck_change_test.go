@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/provision"
@@ -22,21 +24,8 @@ import (
 // change may still be made); its slot stays taken until the change ends.
 func TestRequestTimeoutAnswersAStuckChange(t *testing.T) {
 	t.Parallel()
-	env := provtest.Deployment(t, bootstrap.Options{})
-	svc := env.Start(t)
-	admin := env.Admin(t)
-	if _, err := svc.Provision.CreateAccount(context.Background(), api.CreateAccountRequest{Name: "acme"}); err != nil {
-		t.Fatal(err)
-	}
-	store := &blockedStore{Store: svc.Store, wrap: func(err error) error { return err }}
-	p, err := provision.New(provision.Config{Operator: svc.Operator, Store: store, Resolver: svc.Resolver, Logger: provtest.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
 	const timeout = 300 * time.Millisecond
-	r := extra(t, env, p, responder.Config{Prefix: "prov.stuck", Name: "stuck", RequestTimeout: timeout, StopWait: 100 * time.Millisecond, Cut: p.Halt})
-	t.Cleanup(func() { r.Stop() })
+	admin, _, store := stuckUpdate(t, "prov.stuck", timeout)
 	start := time.Now()
 	m, err := admin.Request("prov.stuck.account.update", []byte(`{"account":"acme","tags":["x"]}`), 10*time.Second)
 	took := time.Since(start)
@@ -47,13 +36,8 @@ func TestRequestTimeoutAnswersAStuckChange(t *testing.T) {
 	if code != "504" || !strings.Contains(desc, "request_timeout") || took > 5*time.Second {
 		t.Errorf("an update held in its store write: %q %q after %s, want 504 naming request_timeout soon after %s", code, desc, took.Round(time.Millisecond), timeout)
 	}
-	// It went on after the answer (its version waits for the second
-	// after the create's first).
-	for deadline := time.Now().Add(5 * time.Second); store.held.Load() == 0; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the update never reached its store write")
-		}
-	}
+	// It went on after the answer.
+	heldInItsWrite(t, store)
 }
 
 // TestStuckChangeAnsweredAtItsDeadlineStaysInFlight: a change answered
@@ -64,6 +48,34 @@ func TestRequestTimeoutAnswersAStuckChange(t *testing.T) {
 // It counts the change until it ends.
 func TestStuckChangeAnsweredAtItsDeadlineStaysInFlight(t *testing.T) {
 	t.Parallel()
+	admin, r, store := stuckUpdate(t, "prov.stuckfl", 300*time.Millisecond)
+	m, err := admin.Request("prov.stuckfl.account.update", []byte(`{"account":"acme","tags":["x"]}`), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := m.Header.Get("Nats-Service-Error-Code"); code != "504" {
+		t.Fatalf("an update held in its store write: code %q, want 504", code)
+	}
+	heldInItsWrite(t, store)
+	u := endpointOf(t, r.Stats(), "account_update")
+	if d := data(t, u); d.InFlight != 1 || u.NumRequests != 1 || u.NumErrors != 1 {
+		t.Errorf("an update answered 504 and still in its store write: %d in flight, %d requests, %d errors; want 1, 1, 1", d.InFlight, u.NumRequests, u.NumErrors)
+	}
+	// Stop cuts it (StopWait, then Cut): it is no longer in flight, and
+	// counted once.
+	r.Stop()
+	u = endpointOf(t, r.Stats(), "account_update")
+	if d := data(t, u); d.InFlight != 0 || u.NumRequests != 1 || u.NumErrors != 1 {
+		t.Errorf("after the stop: %d in flight, %d requests, %d errors; want 0, 1, 1", d.InFlight, u.NumRequests, u.NumErrors)
+	}
+}
+
+// stuckUpdate starts a deployment and a responder on prefix with a
+// request_timeout of timeout whose domain's account writes hang
+// (blockedStore), and returns the admin's connection, the responder and
+// the store; account "acme" exists.
+func stuckUpdate(t *testing.T, prefix string, timeout time.Duration) (*nats.Conn, *responder.Responder, *blockedStore) {
+	t.Helper()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	svc := env.Start(t)
 	admin := env.Admin(t)
@@ -76,28 +88,17 @@ func TestStuckChangeAnsweredAtItsDeadlineStaysInFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(p.Close)
-	r := extra(t, env, p, responder.Config{Prefix: "prov.stuckfl", Name: "stuckfl", RequestTimeout: 300 * time.Millisecond, StopWait: 100 * time.Millisecond, Cut: p.Halt})
-	m, err := admin.Request("prov.stuckfl.account.update", []byte(`{"account":"acme","tags":["x"]}`), 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if code := m.Header.Get("Nats-Service-Error-Code"); code != "504" {
-		t.Fatalf("an update held in its store write: code %q, want 504", code)
-	}
+	r := extra(t, env, p, responder.Config{Prefix: prefix, Name: strings.ReplaceAll(prefix, ".", "-"), RequestTimeout: timeout, StopWait: 100 * time.Millisecond, Cut: p.Halt})
+	return admin, r, store
+}
+
+// heldInItsWrite waits until the update reached its store write (its
+// version waits for the second after the create's first).
+func heldInItsWrite(t *testing.T, store *blockedStore) {
+	t.Helper()
 	for deadline := time.Now().Add(5 * time.Second); store.held.Load() == 0; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the update never reached its store write")
 		}
-	}
-	u := endpointOf(t, r.Stats(), "account_update")
-	if d := data(t, u); d.InFlight != 1 || u.NumRequests != 1 || u.NumErrors != 1 {
-		t.Errorf("an update answered 504 and still in its store write: %d in flight, %d requests, %d errors; want 1, 1, 1", d.InFlight, u.NumRequests, u.NumErrors)
-	}
-	// Stop cuts it (StopWait, then Cut): it is no longer in flight, and
-	// counted once.
-	r.Stop()
-	u = endpointOf(t, r.Stats(), "account_update")
-	if d := data(t, u); d.InFlight != 0 || u.NumRequests != 1 || u.NumErrors != 1 {
-		t.Errorf("after the stop: %d in flight, %d requests, %d errors; want 0, 1, 1", d.InFlight, u.NumRequests, u.NumErrors)
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,30 +33,10 @@ func TestRemoveSigningKeyKeepsTheContainerConfigsKeys(t *testing.T) {
 	}
 	oldOp.Signer.Wipe()
 	nextKey := addSigningKey(t, res)
-	setKeys := func(file, cur, nxt string) {
-		t.Helper()
-		raw, err := os.ReadFile(file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var fields map[string]any
-		if err := json.Unmarshal(raw, &fields); err != nil {
-			t.Fatal(err)
-		}
-		fields["operator_signing_key"] = cur
-		delete(fields, "operator_signing_key_next")
-		if nxt != "" {
-			fields["operator_signing_key_next"] = nxt
-		}
-		raw, _ = json.MarshalIndent(fields, "", "  ")
-		if err := os.WriteFile(file, raw, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
 	// config.json finished; the containers' config still on the old key,
 	// the new one next (they sign with it, switched at a pass).
-	setKeys(res.Config, filepath.Base(nextKey), "")
-	setKeys(container, bootstrap.OperatorSigningKeyFile, filepath.Base(nextKey))
+	setConfigKeys(t, res.Config, filepath.Base(nextKey), "")
+	setConfigKeys(t, container, bootstrap.OperatorSigningKeyFile, filepath.Base(nextKey))
 	before, _ := os.ReadFile(opJWT)
 	_, _, err = runCmd(t, "operator", "remove-signing-key", "--identity", identity, "--operator-jwt", opJWT, "--key", oldOp.SignerKey)
 	if err == nil || !strings.Contains(err.Error(), bootstrap.ContainerConfigFile) {
@@ -67,7 +46,7 @@ func TestRemoveSigningKeyKeepsTheContainerConfigsKeys(t *testing.T) {
 		t.Fatal("the refused remove changed the operator JWT")
 	}
 	// Both finished: the old key goes.
-	setKeys(container, filepath.Base(nextKey), "")
+	setConfigKeys(t, container, filepath.Base(nextKey), "")
 	if _, _, err := runCmd(t, "operator", "remove-signing-key", "--identity", identity, "--operator-jwt", opJWT, "--key", oldOp.SignerKey); err != nil {
 		t.Fatalf("removing the old key once neither config names it: %v", err)
 	}

@@ -40,26 +40,7 @@ func TestRemoveSigningKeyKeepsTheConfigsKeys(t *testing.T) {
 	}
 	next.Signer.Wipe()
 	newKey := next.SignerKey
-	setKeys := func(cur, nxt string) {
-		t.Helper()
-		raw, err := os.ReadFile(res.Config)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var fields map[string]any
-		if err := json.Unmarshal(raw, &fields); err != nil {
-			t.Fatal(err)
-		}
-		fields["operator_signing_key"] = cur
-		delete(fields, "operator_signing_key_next")
-		if nxt != "" {
-			fields["operator_signing_key_next"] = nxt
-		}
-		raw, _ = json.MarshalIndent(fields, "", "  ")
-		if err := os.WriteFile(res.Config, raw, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	setKeys := func(cur, nxt string) { t.Helper(); setConfigKeys(t, res.Config, cur, nxt) }
 	refused := func(key string, args ...string) {
 		t.Helper()
 		before, _ := os.ReadFile(opJWT)
@@ -93,5 +74,28 @@ func TestRemoveSigningKeyKeepsTheConfigsKeys(t *testing.T) {
 	refused(newKey)
 	if _, _, err := runCmd(t, "operator", "remove-signing-key", "--identity", identity, "--operator-jwt", opJWT, "--key", oldKey); err != nil {
 		t.Fatalf("removing the old key once the config no longer names it: %v", err)
+	}
+}
+
+// setConfigKeys sets a config file's operator_signing_key to cur and its
+// operator_signing_key_next to nxt ("": none).
+func setConfigKeys(t *testing.T, file, cur, nxt string) {
+	t.Helper()
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fields map[string]any
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		t.Fatal(err)
+	}
+	fields["operator_signing_key"] = cur
+	delete(fields, "operator_signing_key_next")
+	if nxt != "" {
+		fields["operator_signing_key_next"] = nxt
+	}
+	raw, _ = json.MarshalIndent(fields, "", "  ")
+	if err := os.WriteFile(file, raw, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
