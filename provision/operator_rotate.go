@@ -200,8 +200,16 @@ func everyServerTrusts(servers []Server, trusted map[string][]string, key string
 // It returns the keys each server that answered trusts (nil when VARZ
 // went unanswered).
 func (s *Service) checkSigner(ctx context.Context) map[string][]string {
+	// A server that answered VARZ with an error (or unreadably) is missing
+	// from the map, as one that did not answer in time; the others'
+	// answers hold (Operators returns them with the error). Thrown away,
+	// one such server kept the problem from being named, or cleared, for
+	// as long as it refused.
 	trusted, err := s.resolver.Operators(ctx)
 	if err != nil {
+		s.log.Warn("a server did not tell which operator keys it trusts; the others' answers are used", "error", err)
+	}
+	if len(trusted) == 0 {
 		return nil // VARZ unanswered: nothing learned
 	}
 	key := s.operator().SignerKey

@@ -101,7 +101,8 @@ type Resolver interface {
 	// holds.
 	List(ctx context.Context) (map[string][]string, error)
 	// Operators returns, per server name, the operator keys (identity and
-	// signing) the server trusts.
+	// signing) the server trusts. When a server answered with an error,
+	// the map holds the others' answers, returned with the error.
 	Operators(ctx context.Context) (map[string][]string, error)
 	// Servers returns the known servers, sorted by name.
 	Servers() []Server
