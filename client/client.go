@@ -102,6 +102,14 @@ func (c *Client) request(ctx context.Context, endpoint string, req, rep any) err
 	if c.badPrefix != nil {
 		return fmt.Errorf("%w: the client's subject prefix %w; nothing was sent", ErrInvalid, c.badPrefix)
 	}
+	if !strings.HasPrefix(endpoint, "self.") {
+		// A tenant's request reaches the service through an import, whose
+		// reply subject the server replaces with one of its own: only a
+		// connection in the service's account is checked.
+		if reason := c.foreignInbox(); reason != "" {
+			return fmt.Errorf("%w: %s %w: the connection's inbox prefix %q is %s, where the service sends no answer and carries out no request: connect with nats.CustomInboxPrefix set to another prefix (%q for the admin creds init writes)", ErrInvalid, subject, errNotSent, c.nc.Opts.InboxPrefix, reason, "_INBOX_admin")
+		}
+	}
 	data, err := json.Marshal(req)
 	if err != nil {
 		return fmt.Errorf("client: encode the %s request: %w", subject, err)
@@ -163,6 +171,28 @@ func (c *Client) request(ctx context.Context, endpoint string, req, rep any) err
 		return fmt.Errorf("client: the reply on %s is not what the client expects: %w: %w", subject, errUnreadable, err)
 	}
 	return nil
+}
+
+// foreignInbox says why the connection's reply subjects are ones the
+// service's responder drops a request for unanswered, without carrying it
+// out ("" when they are not): a server subject, one of the service's
+// subjects (README). Sent, such a request was waited for until the
+// timeout and reported as one the service "may still carry out",
+// CreateUser naming a key to revoke, though nothing was done. The
+// service's own inbox prefix is its config's, unknown here; the creds
+// init gives it (_INBOX_provisioner) may not send requests anyway, which
+// the server's publish violation says.
+func (c *Client) foreignInbox() string {
+	ib := strings.TrimSuffix(c.nc.Opts.InboxPrefix, ".") + "."
+	switch {
+	case ib == ".":
+		return "" // nats.go's default, _INBOX
+	case strings.HasPrefix(ib, "$"):
+		return "a server subject"
+	case strings.HasPrefix(ib, c.prefix+"."):
+		return "under the service's subject prefix"
+	}
+	return ""
 }
 
 // checkInbox makes sure, once per client, that the connection may
