@@ -39,14 +39,33 @@ func TestPassGoesOnPastAServerThatRefusesList(t *testing.T) {
 	if _, err := d.rc.Update(ctx, v1.Account.JWT); err != nil {
 		t.Fatal(err)
 	}
+	refusingServer(t, env, d, resolver.SubjectClaimsList, "list request error")
+	rep, err := d.svc.Reconcile(ctx, api.ReconcileRequest{})
+	if err != nil {
+		t.Fatalf("a pass beside a server that refuses LIST: %v", err)
+	}
+	if rep.Pushed < 1 {
+		t.Fatalf("a pass beside a server that refuses LIST pushed %d accounts, want acme's current version pushed: %+v", rep.Pushed, rep)
+	}
+	if got, err := d.rc.Lookup(ctx, v2.Account.PublicKey); err != nil || got != v2.Account.JWT {
+		t.Fatalf("after the pass the server holds %.40q (%v), want the current version", got, err)
+	}
+}
+
+// refusingServer adds a fake server (a system-account user) that answers
+// the server ping as "fake" and every request on subject with an error
+// reply carrying desc, as a server whose claims or monitoring request
+// fails does, and waits until d's resolver client counts it up.
+func refusingServer(t *testing.T, env *provtest.Env, d *domain, subject, desc string) {
+	t.Helper()
 	fake := env.Connect(t, provtest.SystemUserCreds(t, env.Init.Dir, env.Init.SystemAccount, "fake", nil))
 	if _, err := fake.Subscribe(resolver.SubjectServerPing, func(m *nats.Msg) {
 		m.Respond([]byte(`{"name":"fake","host":"127.0.0.1","id":"NFAKE"}`))
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := fake.Subscribe(resolver.SubjectClaimsList, func(m *nats.Msg) {
-		m.Respond([]byte(`{"server":{"name":"fake","id":"NFAKE"},"error":{"code":500,"description":"list request error"}}`))
+	if _, err := fake.Subscribe(subject, func(m *nats.Msg) {
+		m.Respond([]byte(`{"server":{"name":"fake","id":"NFAKE"},"error":{"code":500,"description":"` + desc + `"}}`))
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -58,19 +77,9 @@ func TestPassGoesOnPastAServerThatRefusesList(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("the resolver client never learned the fake server")
 		}
-		d.rc.Discover(ctx)
+		d.rc.Discover(context.Background())
 		for _, srv := range d.rc.Servers() {
 			known = known || srv.Name == "fake" && srv.Up
 		}
-	}
-	rep, err := d.svc.Reconcile(ctx, api.ReconcileRequest{})
-	if err != nil {
-		t.Fatalf("a pass beside a server that refuses LIST: %v", err)
-	}
-	if rep.Pushed < 1 {
-		t.Fatalf("a pass beside a server that refuses LIST pushed %d accounts, want acme's current version pushed: %+v", rep.Pushed, rep)
-	}
-	if got, err := d.rc.Lookup(ctx, v2.Account.PublicKey); err != nil || got != v2.Account.JWT {
-		t.Fatalf("after the pass the server holds %.40q (%v), want the current version", got, err)
 	}
 }

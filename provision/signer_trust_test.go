@@ -31,19 +31,7 @@ func TestUntrustedSignerIsNamed(t *testing.T) {
 		t.Fatalf("status with the trusted key: problem %q", st.Problem)
 	}
 
-	// The same operator, a signing key its JWT does not list.
-	stray, err := nkeys.CreateOperator()
-	if err != nil {
-		t.Fatal(err)
-	}
-	strayPub, _ := stray.PublicKey()
-	op := *d.op
-	op.Signer, op.SignerKey = stray, strayPub
-	svc, err := provision.New(provision.Config{Operator: &op, Store: d.store, Resolver: d.rc, Logger: provtest.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Close()
+	svc, strayPub := strayInstance(t, d)
 	if _, err := svc.Reconcile(ctx, api.ReconcileRequest{}); err != nil {
 		t.Fatal(err)
 	}
@@ -57,4 +45,24 @@ func TestUntrustedSignerIsNamed(t *testing.T) {
 	if err := svc.SignerProblem(); err == nil {
 		t.Error("SignerProblem is nil")
 	}
+}
+
+// strayInstance is an instance on d's store and resolver client with the
+// same operator but a signing key its JWT does not list, and that key's
+// public key; it closes when the test ends.
+func strayInstance(t *testing.T, d *domain) (*provision.Service, string) {
+	t.Helper()
+	stray, err := nkeys.CreateOperator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	strayPub, _ := stray.PublicKey()
+	op := *d.op
+	op.Signer, op.SignerKey = stray, strayPub
+	svc, err := provision.New(provision.Config{Operator: &op, Store: d.store, Resolver: d.rc, Logger: provtest.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(svc.Close)
+	return svc, strayPub
 }

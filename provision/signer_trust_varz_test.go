@@ -4,14 +4,9 @@ import (
 	"context"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
-	"github.com/natsprov/provisioner/provision"
 	"github.com/natsprov/provisioner/provtest"
 	"github.com/natsprov/provisioner/resolver"
 )
@@ -28,44 +23,9 @@ func TestUntrustedSignerNamedPastAServerThatRefusesVarz(t *testing.T) {
 	defer d.stop()
 	ctx := context.Background()
 
-	fake := env.Connect(t, provtest.SystemUserCreds(t, env.Init.Dir, env.Init.SystemAccount, "fake", nil))
-	if _, err := fake.Subscribe(resolver.SubjectServerPing, func(m *nats.Msg) {
-		m.Respond([]byte(`{"name":"fake","host":"127.0.0.1","id":"NFAKE"}`))
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := fake.Subscribe(resolver.SubjectServerVarz, func(m *nats.Msg) {
-		m.Respond([]byte(`{"server":{"name":"fake","id":"NFAKE"},"error":{"code":500,"description":"varz request error"}}`))
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if err := fake.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for known := false; !known; {
-		if time.Now().After(deadline) {
-			t.Fatal("the resolver client never learned the fake server")
-		}
-		d.rc.Discover(ctx)
-		for _, srv := range d.rc.Servers() {
-			known = known || srv.Name == "fake" && srv.Up
-		}
-	}
+	refusingServer(t, env, d, resolver.SubjectServerVarz, "varz request error")
 
-	// The same operator, a signing key its JWT does not list.
-	stray, err := nkeys.CreateOperator()
-	if err != nil {
-		t.Fatal(err)
-	}
-	strayPub, _ := stray.PublicKey()
-	op := *d.op
-	op.Signer, op.SignerKey = stray, strayPub
-	svc, err := provision.New(provision.Config{Operator: &op, Store: d.store, Resolver: d.rc, Logger: provtest.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Close()
+	svc, strayPub := strayInstance(t, d)
 	if _, err := svc.Reconcile(ctx, api.ReconcileRequest{}); err != nil {
 		t.Fatal(err)
 	}
