@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"slices"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/jwt/v2"
+	"github.com/natsprov/provisioner/api"
 )
 
 // changeTimeout bounds the work of one version of an account: the wait for
@@ -737,6 +739,9 @@ func (s *Service) restore(ctx context.Context, prev, next Account, repush bool) 
 	}
 	back.Revision = rev
 	s.cache.Delete(prev.PublicKey)
+	if fixed, ok := s.revokeMisfits(ctx, back, log); ok {
+		back, repush = fixed, true
+	}
 	if !repush {
 		return nil
 	}
@@ -750,6 +755,88 @@ func (s *Service) restore(ctx context.Context, prev, next Account, repush bool) 
 	}
 	log.Info("put an account back after a failed push")
 	return nil
+}
+
+// revokeMisfits checks the account's users against a put-back (back, its
+// previous content stored again) on a shared store. Another instance that
+// issued a user while the change being put back stood checked the user
+// against that change: a user named "*" fits a template that does not use
+// the name, and the put-back's "telemetry.{{name()}}.>" gave it
+// "telemetry.*.>", every device's subjects. Once the store's reads of
+// users hold every record stored before the put-back, in the store's order
+// either that instance's check read the put-back (and refused the user) or
+// the user is seen here: one that no longer fits is revoked, in a version
+// stored on top of the put-back before either is pushed. It returns that
+// version, or ok false when nothing was revoked (the put-back stands as it
+// is). Whether users fit that cannot be told (the store's reads stalled)
+// leaves the put-back as it is, logged: a put-back cannot be refused.
+func (s *Service) revokeMisfits(ctx context.Context, back Account, log *slog.Logger) (Account, bool) {
+	f, shared := s.store.(usersFollower)
+	if !shared || !back.Live() {
+		return back, false
+	}
+	wctx, cancel := context.WithTimeout(ctx, usersAgainWait)
+	err := f.SeenThrough(wctx, back.Revision)
+	cancel()
+	var users []User
+	if err == nil {
+		users, err = s.store.Users(ctx, back.PublicKey)
+	}
+	claims, cerr := decodeAccount(back.JWT)
+	if err == nil {
+		err = cerr
+	}
+	if err != nil {
+		log.Warn("the users other instances issued while a change stood could not be checked against the version put back; any that does not fit it keeps its role's subjects under it", "error", err)
+		return back, false
+	}
+	now := time.Now().Unix()
+	var misfits []User
+	for _, u := range users {
+		if u.Revoked || (u.ExpiresAt != 0 && u.ExpiresAt <= now) || claims.Revocations.IsRevoked(u.PublicKey, time.Unix(u.IssuedAt, 0)) || u.Role == "" {
+			continue
+		}
+		if templateSafe(u.Name, u.Tags) {
+			continue // fits every template a change can make (CreateUser)
+		}
+		signer := u.Signer
+		if signer == "" {
+			signer = roleKey(&back, u.Role)
+		}
+		// As checkRoleUsers: tags only when the record has them.
+		if checkTemplateName(claims, signer, u.Role, u.Name) != nil || (u.TagsRecorded && checkTemplateTags(claims, signer, u.Role, u.Tags) != nil) {
+			misfits = append(misfits, u)
+		}
+	}
+	if len(misfits) == 0 {
+		return back, false
+	}
+	fixed := back
+	err = afterIssue(ctx, claims.IssuedAt)
+	if err == nil {
+		for _, u := range misfits {
+			claims.RevokeAt(u.PublicKey, time.Unix(max(time.Now().Unix(), u.IssuedAt), 0))
+		}
+		fixed.JWT, err = s.signKeeping(claims, claims.Expires)
+	}
+	if err == nil {
+		fixed.Revision, err = s.writeUntilLanded(ctx, back.PublicKey, fixed.JWT, func() (uint64, error) {
+			return s.store.UpdateAccount(ctx, fixed, back.Revision)
+		})
+	}
+	keys := make([]string, len(misfits))
+	for i, u := range misfits {
+		keys[i] = u.PublicKey
+	}
+	if err != nil {
+		log.Error("users issued while a change stood do not fit the version put back, and could not be revoked; revoke them", "users", keys, "error", err)
+		return back, false
+	}
+	log.Warn("users issued on another instance while a change stood do not fit the version put back; they are revoked", "users", keys)
+	for _, u := range misfits {
+		s.emit(ctx, api.Event{Type: api.EventUserRevoked, Account: back.PublicKey, AccountName: back.Name, User: u.PublicKey, UserName: u.Name, Role: u.Role, Caller: api.Caller{Kind: "admin"}, Result: "revoked: issued while a change of its role stood, which was put back; it does not fit the version put back"})
+	}
+	return fixed, true
 }
 
 // withIssued returns claims whose iat is iat, so that signNext waits past

@@ -412,3 +412,128 @@ func deviceTemplateIs(t *testing.T, env *provtest.Env, svc *provision.Service, p
 		}
 	}
 }
+
+// TestPutBackRevokesUsersIssuedUnderTheRefusedVersion: the put-back of a
+// refused role change is checked against the users another instance
+// issued while the change stood. Instance b changes the role's template
+// from "telemetry.{{name()}}.>" to "telemetry.{{tag(site)}}.>"; a user of
+// instance a tagged "site:*" refuses it once b's mirror holds that user,
+// and b puts the account back. In the moment between, instance a issues
+// a user named "*" tagged "site:b": it fits the refused version, which
+// does not use the name, and a checks it against that version, the
+// latest then. Under the version put back it would get "telemetry.*.>",
+// every device's subjects: it is revoked before the put-back is pushed.
+func TestPutBackRevokesUsersIssuedUnderTheRefusedVersion(t *testing.T) {
+	t.Parallel()
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	a, _ := kvDomainOf(t, env, "a", nil)
+	st := &putBackHook{staleUsers: &staleUsers{}}
+	b, _ := kvDomainOf(t, env, "b", nil, func(c *provision.Config) {
+		st.Store = c.Store.(*kvstore.Store)
+		c.Store = st
+	})
+	ctx := context.Background()
+	byName := &api.Role{Pub: &jwt.Permission{Allow: []string{"telemetry.{{name()}}.>"}}}
+	acc, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme", Roles: map[string]*api.Role{"device": byName}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := acc.Account.PublicKey
+	if err := st.freeze(ctx, pub); err != nil {
+		t.Fatal(err)
+	}
+	first, err := a.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "d1", Tags: []string{"site:*"}, Role: "device"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bySite := []string{"telemetry.{{tag(site)}}.>"}
+	var wide *api.CreateUserReply
+	st.arm(pub, func() {
+		// a issues once its reads hold b's refused version.
+		deadline := time.Now().Add(5 * time.Second)
+		for time.Now().Before(deadline) {
+			got, err := a.GetAccount(ctx, api.AccountRequest{Account: pub})
+			if err == nil && templateOf(got.Account.JWT, "device") == bySite[0] {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		wide, err = a.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "*", Tags: []string{"site:b"}, Role: "device"})
+		if err != nil {
+			t.Errorf("instance a's user named \"*\" under the version that does not use the name: %v", err)
+		}
+	})
+	_, err = b.UpdateAccount(ctx, api.UpdateAccountRequest{Account: pub, Roles: map[string]*api.Role{"device": {Pub: &jwt.Permission{Allow: bySite}}}})
+	if !errors.Is(err, provision.ErrInvalid) || !strings.Contains(fmt.Sprint(err), first.User.PublicKey) {
+		t.Fatalf("instance b's change of the role with user %s active: %v, want refused (400) naming it", first.User.PublicKey, err)
+	}
+	if wide == nil {
+		t.Fatal("the put-back was not written, or instance a's user was not issued before it")
+	}
+	deviceTemplateIs(t, env, a, pub, byName.Pub.Allow)
+	got, err := a.GetAccount(ctx, api.AccountRequest{Account: pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	where := map[string][]string{"the store": {got.Account.JWT}, "a server": lookupAll(t, rawResolver(t, env), pub)}
+	for place, tokens := range where {
+		for _, token := range tokens {
+			c, err := jwt.DecodeAccountClaims(token)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !c.Revocations.IsRevoked(wide.User.PublicKey, time.Unix(c.IssuedAt, 0)) {
+				t.Errorf("%s holds the version put back with user %s (named \"*\") active: it gets telemetry.*.>", place, wide.User.PublicKey)
+			}
+			if c.Revocations.IsRevoked(first.User.PublicKey, time.Unix(c.IssuedAt, 0)) {
+				t.Errorf("%s revokes user %s, which fits the version put back", place, first.User.PublicKey)
+			}
+		}
+	}
+}
+
+// putBackHook is a staleUsers that runs hook once, before the second
+// write of a version of account since arm: the put-back of the first.
+type putBackHook struct {
+	*staleUsers
+	mu      sync.Mutex
+	account string
+	writes  int
+	hook    func()
+}
+
+func (p *putBackHook) arm(account string, hook func()) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.account, p.writes, p.hook = account, 0, hook
+}
+
+func (p *putBackHook) UpdateAccount(ctx context.Context, a provision.Account, rev uint64) (uint64, error) {
+	p.mu.Lock()
+	var hook func()
+	if a.PublicKey == p.account {
+		if p.writes++; p.writes == 2 {
+			hook = p.hook
+		}
+	}
+	p.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	return p.staleUsers.UpdateAccount(ctx, a, rev)
+}
+
+// templateOf is the first publish subject of role's template in an
+// account JWT, "" when it has none.
+func templateOf(token, role string) string {
+	c, err := jwt.DecodeAccountClaims(token)
+	if err != nil {
+		return ""
+	}
+	for _, sk := range c.SigningKeys {
+		if us, ok := sk.(*jwt.UserScope); ok && us.Role == role && len(us.Template.Pub.Allow) > 0 {
+			return us.Template.Pub.Allow[0]
+		}
+	}
+	return ""
+}
