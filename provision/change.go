@@ -730,6 +730,16 @@ func (s *Service) restore(ctx context.Context, prev, next Account, repush bool) 
 	})
 	if err != nil {
 		log.Error("could not put an account back in the store after a failed push; the reconciler pushes the store's version", "error", err)
+		if errors.Is(err, ErrStale) {
+			// Another instance stored a version on top of next, which
+			// keeps next's change: a role template refused because a
+			// user does not fit it then stands with that user active.
+			// The users are checked against what stands instead, and
+			// those that do not fit it are revoked.
+			if now, rerr := s.account(ctx, prev.PublicKey, true); rerr == nil {
+				s.revokeMisfits(ctx, now, "a change of its role that could not be put back stands, and it does not fit it", log)
+			}
+		}
 		if repush {
 			// next may be on a server, over a newer version another
 			// instance stored and pushed meanwhile.
@@ -739,7 +749,7 @@ func (s *Service) restore(ctx context.Context, prev, next Account, repush bool) 
 	}
 	back.Revision = rev
 	s.cache.Delete(prev.PublicKey)
-	if fixed, ok := s.revokeMisfits(ctx, back, log); ok {
+	if fixed, ok := s.revokeMisfits(ctx, back, "issued while a change of its role stood, which was put back; it does not fit the version put back", log); ok {
 		back, repush = fixed, true
 	}
 	if !repush {
@@ -758,7 +768,8 @@ func (s *Service) restore(ctx context.Context, prev, next Account, repush bool) 
 }
 
 // revokeMisfits checks the account's users against a put-back (back, its
-// previous content stored again) on a shared store. Another instance that
+// previous content stored again) on a shared store, or against the version
+// that stands when the put-back lost to another instance's; why says which. Another instance that
 // issued a user while the change being put back stood checked the user
 // against that change: a user named "*" fits a template that does not use
 // the name, and the put-back's "telemetry.{{name()}}.>" gave it
@@ -770,7 +781,7 @@ func (s *Service) restore(ctx context.Context, prev, next Account, repush bool) 
 // version, or ok false when nothing was revoked (the put-back stands as it
 // is). Whether users fit that cannot be told (the store's reads stalled)
 // leaves the put-back as it is, logged: a put-back cannot be refused.
-func (s *Service) revokeMisfits(ctx context.Context, back Account, log *slog.Logger) (Account, bool) {
+func (s *Service) revokeMisfits(ctx context.Context, back Account, why string, log *slog.Logger) (Account, bool) {
 	f, shared := s.store.(usersFollower)
 	if !shared || !back.Live() {
 		return back, false
@@ -832,9 +843,9 @@ func (s *Service) revokeMisfits(ctx context.Context, back Account, log *slog.Log
 		log.Error("users issued while a change stood do not fit the version put back, and could not be revoked; revoke them", "users", keys, "error", err)
 		return back, false
 	}
-	log.Warn("users issued on another instance while a change stood do not fit the version put back; they are revoked", "users", keys)
+	log.Warn("users that do not fit the account's version are revoked: "+why, "users", keys)
 	for _, u := range misfits {
-		s.emit(ctx, api.Event{Type: api.EventUserRevoked, Account: back.PublicKey, AccountName: back.Name, User: u.PublicKey, UserName: u.Name, Role: u.Role, Caller: api.Caller{Kind: "admin"}, Result: "revoked: issued while a change of its role stood, which was put back; it does not fit the version put back"})
+		s.emit(ctx, api.Event{Type: api.EventUserRevoked, Account: back.PublicKey, AccountName: back.Name, User: u.PublicKey, UserName: u.Name, Role: u.Role, Caller: api.Caller{Kind: "admin"}, Result: "revoked: " + why})
 	}
 	return fixed, true
 }

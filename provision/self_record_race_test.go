@@ -537,3 +537,64 @@ func templateOf(token, role string) string {
 	}
 	return ""
 }
+
+// TestPutBackLostToAnotherInstanceRevokesWhatDoesNotFit: a role change
+// refused once stored (a user of instance a tagged "site:*" does not fit
+// "telemetry.{{tag(site)}}.>") cannot be put back when instance a stored
+// a version on top of it first: the change stands (504, in doubt), and
+// with it the user it was refused for would get "telemetry.*.>". The
+// users are checked against the version that stands, and that user is
+// revoked.
+func TestPutBackLostToAnotherInstanceRevokesWhatDoesNotFit(t *testing.T) {
+	t.Parallel()
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	a, _ := kvDomainOf(t, env, "a", nil)
+	st := &putBackHook{staleUsers: &staleUsers{}}
+	b, _ := kvDomainOf(t, env, "b", nil, func(c *provision.Config) {
+		st.Store = c.Store.(*kvstore.Store)
+		c.Store = st
+	})
+	ctx := context.Background()
+	device := &api.Role{Pub: &jwt.Permission{Allow: []string{"telemetry.>"}}}
+	acc, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme", Roles: map[string]*api.Role{"device": device}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := acc.Account.PublicKey
+	if err := st.freeze(ctx, pub); err != nil {
+		t.Fatal(err)
+	}
+	user, err := a.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "d1", Tags: []string{"site:*"}, Role: "device"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bySite := []string{"telemetry.{{tag(site)}}.>"}
+	st.arm(pub, func() {
+		if _, err := a.UpdateAccount(ctx, api.UpdateAccountRequest{Account: pub, Description: ptr("changed on a")}); err != nil {
+			t.Errorf("instance a's update while b puts the account back: %v", err)
+		}
+	})
+	_, err = b.UpdateAccount(ctx, api.UpdateAccountRequest{Account: pub, Roles: map[string]*api.Role{"device": {Pub: &jwt.Permission{Allow: bySite}}}})
+	if !errors.Is(err, provision.ErrInDoubt) {
+		t.Fatalf("instance b's change of the role, its put-back lost to instance a's version: %v, want in doubt (504)", err)
+	}
+	got, err := a.GetAccount(ctx, api.AccountRequest{Account: pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	where := map[string][]string{"the store": {got.Account.JWT}, "a server": lookupAll(t, rawResolver(t, env), pub)}
+	for place, tokens := range where {
+		for _, token := range tokens {
+			c, err := jwt.DecodeAccountClaims(token)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if templateOf(token, "device") != bySite[0] || c.Description != "changed on a" {
+				t.Fatalf("%s holds template %q, description %q: want instance a's version on top of b's change", place, templateOf(token, "device"), c.Description)
+			}
+			if !c.Revocations.IsRevoked(user.User.PublicKey, time.Unix(c.IssuedAt, 0)) {
+				t.Errorf("%s holds %v with user %s (tagged \"site:*\") active: it gets telemetry.*.>", place, bySite, user.User.PublicKey)
+			}
+		}
+	}
+}
