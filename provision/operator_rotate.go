@@ -140,6 +140,11 @@ func (s *Service) adoptNextOperator(ctx context.Context) bool {
 	if next.PublicKey != cur.PublicKey {
 		return false
 	}
+	// A server that refused VARZ is missing from trusted, and the others'
+	// answers hold (checkSigner): one that does not trust the next key
+	// says to switch back, or sign back, whatever the missing one says.
+	// Only the switch itself needs every server's answer. (checkSigner,
+	// right after in the pass, logs the refusal.)
 	trusted, err := s.resolver.Operators(ctx)
 	if cur.SignerKey == next.SignerKey {
 		// The switch could only ask the servers the instance knew: one
@@ -148,16 +153,16 @@ func (s *Service) adoptNextOperator(ctx context.Context) bool {
 		// signed with the new one is unusable there once it loads it
 		// again. Back on the key every server trusts, the pass signs
 		// those accounts anew with it.
-		if err == nil && s.revertOperator(next, trusted) {
+		if len(trusted) > 0 && s.revertOperator(next, trusted) {
 			s.resignRemoteBack(ctx, next.SignerKey)
 			return false
 		}
 		return true
 	}
-	if err != nil {
+	if len(trusted) == 0 {
 		return false
 	}
-	if !everyServerTrusts(s.resolver.Servers(), trusted, next.SignerKey) {
+	if err != nil || !everyServerTrusts(s.resolver.Servers(), trusted, next.SignerKey) {
 		// Switched back, or restarted on the old key since: the system
 		// account and the service's own may still be signed by the next
 		// key, which a server does not trust.
