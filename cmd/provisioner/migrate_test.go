@@ -499,3 +499,72 @@ func TestStoreResealNamesAHiddenRecord(t *testing.T) {
 		t.Fatalf("reseal run again: %v\n%s", err, out)
 	}
 }
+
+// TestStoreMigrateSaysHowToGiveTheFileStoresSealKey: the KV deployment
+// has a seal key of its own (init makes one), so the command the README
+// gives, migrate --from-dir --config, met the file store's seeds sealed
+// with another key and failed with the file store's "wrong or missing
+// seal key ... sealed with another key X...", which names neither
+// --seal-key nor seal_key_previous; a --seal-key that did not seal them
+// failed the same way. Each error now says what to give, and holds no
+// seed.
+func TestStoreMigrateSaysHowToGiveTheFileStoresSealKey(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	svc := env.Start(t)
+	admin := env.Admin(t)
+	if r := provtest.Request(t, admin, "prov.account.create", `{"name":"acme"}`); r.Code != 0 {
+		t.Fatal(r.Description)
+	}
+	if err := svc.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	storeDir := env.Config.StoreDir
+	fileKey := env.Config.SealKey
+	fileSeed, err := os.ReadFile(fileKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The KV deployment's config, with its own seal key alone.
+	kp, _ := nkeys.CreateCurveKeys()
+	seed, _ := kp.Seed()
+	os.WriteFile(filepath.Join(env.Dir, "seal-kv.xk"), append(seed, '\n'), 0o600)
+	raw, _ := os.ReadFile(env.Init.Config)
+	var fields map[string]any
+	json.Unmarshal(raw, &fields)
+	delete(fields, "store_dir")
+	fields["seal_key"] = "seal-kv.xk"
+	fields["nats_url"] = env.Server.URL()
+	raw, _ = json.MarshalIndent(fields, "", "  ")
+	kvConfig := filepath.Join(env.Dir, "config.kv.json")
+	os.WriteFile(kvConfig, raw, 0o644)
+	noSeed := func(what string, err error) {
+		t.Helper()
+		for _, s := range [][]byte{seed, fileSeed} {
+			if strings.Contains(err.Error(), strings.TrimSpace(string(s))) {
+				t.Errorf("%s: the error holds a seal key's seed: %v", what, err)
+			}
+		}
+	}
+
+	_, _, err = runCmd(t, "store", "migrate", "--from-dir", storeDir, "--config", kvConfig)
+	if !errors.Is(err, filestore.ErrSealKey) || !strings.Contains(err.Error(), "--seal-key") || !strings.Contains(err.Error(), "seal_key_previous") {
+		t.Errorf("migrate of a file store sealed with another key than the config's: %v\nwant ErrSealKey saying to give its key with --seal-key or seal_key_previous", err)
+	}
+	noSeed("without --seal-key", err)
+
+	other := filepath.Join(env.Dir, "other.xk")
+	okp, _ := nkeys.CreateCurveKeys()
+	oseed, _ := okp.Seed()
+	os.WriteFile(other, oseed, 0o600)
+	_, _, err = runCmd(t, "store", "migrate", "--from-dir", storeDir, "--config", kvConfig, "--seal-key", other)
+	if !errors.Is(err, filestore.ErrSealKey) || !strings.Contains(err.Error(), "--seal-key "+other) {
+		t.Errorf("migrate with a --seal-key that did not seal the file store: %v\nwant ErrSealKey naming --seal-key %s", err, other)
+	}
+	noSeed("with another --seal-key", err)
+
+	out, _, err := runCmd(t, "store", "migrate", "--from-dir", storeDir, "--config", kvConfig, "--seal-key", fileKey)
+	if err != nil || !strings.Contains(out, "accounts: 1 copied") {
+		t.Fatalf("migrate with the file store's key as --seal-key: %v\n%s", err, out)
+	}
+}

@@ -155,7 +155,14 @@ func runStoreMigrate(ctx context.Context, args []string, stdout, stderr io.Write
 	// rehearsal) goes on, and the log says so, for the final run to
 	// follow its stop.
 	src, err := filestore.Open(*dir, filestore.Options{Seal: srcKey, Existing: true, Logger: slog.New(slog.NewTextHandler(stderr, nil))})
-	if err != nil {
+	switch {
+	case errors.Is(err, filestore.ErrSealKey) && *keyPath == "":
+		// A KV deployment made by init has a seal key of its own: the
+		// file store's error alone names neither way to give its key.
+		return fmt.Errorf("store migrate: %w; the file store's seeds are sealed with another key than seal_key (or seal_key_previous) of %s: give the file deployment's seal key with --seal-key FILE, or list it in seal_key_previous", err, *path)
+	case errors.Is(err, filestore.ErrSealKey):
+		return fmt.Errorf("store migrate: %w; --seal-key %s is not the key that sealed them: give the file deployment's seal_key", err, *keyPath)
+	case err != nil:
 		return err
 	}
 	defer src.Close()
