@@ -568,3 +568,40 @@ func TestStoreMigrateSaysHowToGiveTheFileStoresSealKey(t *testing.T) {
 		t.Fatalf("migrate with the file store's key as --seal-key: %v\n%s", err, out)
 	}
 }
+
+// TestStoreMigrateSaysWhatTheBucketWarns: store migrate, which makes the
+// bucket of a new KV deployment, opened it with no logger, so what the
+// KV store warns of went nowhere: here, that the bucket it made has one
+// replica (a cluster that cannot place three, a single server), whose
+// server's disk holds every account's keys. It goes to stderr now, as
+// the file store's notes do.
+func TestStoreMigrateSaysWhatTheBucketWarns(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	svc := env.Start(t)
+	if err := svc.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile(env.Init.Config)
+	var fields map[string]any
+	json.Unmarshal(raw, &fields)
+	delete(fields, "store_dir")
+	fields["nats_url"] = env.Server.URL()
+	raw, _ = json.MarshalIndent(fields, "", "  ")
+	kvConfig := filepath.Join(env.Dir, "config.kv.json")
+	os.WriteFile(kvConfig, raw, 0o644)
+
+	_, errOut, err := runCmd(t, "store", "migrate", "--from-dir", env.Config.StoreDir, "--config", kvConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(errOut, "the bucket has one replica") {
+		t.Errorf("migrate made a bucket of one replica and did not say so; stderr:\n%s", errOut)
+	}
+	_, errOut, err = runCmd(t, "store", "reseal", "--config", kvConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(errOut, "the bucket has one replica") {
+		t.Errorf("reseal did not pass on the bucket's warning; stderr:\n%s", errOut)
+	}
+}

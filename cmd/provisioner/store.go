@@ -154,7 +154,10 @@ func runStoreMigrate(ctx context.Context, args []string, stdout, stderr io.Write
 	// The store is read without its lock: a service that has it open (a
 	// rehearsal) goes on, and the log says so, for the final run to
 	// follow its stop.
-	src, err := filestore.Open(*dir, filestore.Options{Seal: srcKey, Existing: true, Logger: slog.New(slog.NewTextHandler(stderr, nil))})
+	// Both stores say on stderr what they note (a service that has the
+	// file store open; a bucket made with one replica).
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	src, err := filestore.Open(*dir, filestore.Options{Seal: srcKey, Existing: true, Logger: log})
 	switch {
 	case errors.Is(err, filestore.ErrSealKey) && *keyPath == "":
 		// A KV deployment made by init has a seal key of its own: the
@@ -171,7 +174,7 @@ func runStoreMigrate(ctx context.Context, args []string, stdout, stderr io.Write
 		return fmt.Errorf("connect to %s with %s: %w", config.RedactURL(cfg.NATSURL), cfg.ServiceCreds, err)
 	}
 	defer nc.Close()
-	kv, err := kvstore.Open(ctx, nc, kvstore.Options{Bucket: cfg.KVBucket, Replicas: cfg.KVReplicas, Seal: dst, Instance: cfg.Instance + "-migrate"})
+	kv, err := kvstore.Open(ctx, nc, kvstore.Options{Bucket: cfg.KVBucket, Replicas: cfg.KVReplicas, Seal: dst, Instance: cfg.Instance + "-migrate", Logger: log})
 	if err != nil {
 		return err
 	}
@@ -224,7 +227,7 @@ func runStoreReseal(ctx context.Context, args []string, stdout, stderr io.Writer
 	// Existing: a bucket made here (nats_url pointing at another cluster)
 	// would be resealed with nothing in it, and the old key said to be
 	// free to go while the real bucket still needs it.
-	kv, err := kvstore.Open(ctx, nc, kvstore.Options{Bucket: cfg.KVBucket, Replicas: cfg.KVReplicas, Seal: key, Instance: cfg.Instance + "-reseal", Existing: true})
+	kv, err := kvstore.Open(ctx, nc, kvstore.Options{Bucket: cfg.KVBucket, Replicas: cfg.KVReplicas, Seal: key, Instance: cfg.Instance + "-reseal", Existing: true, Logger: slog.New(slog.NewTextHandler(stderr, nil))})
 	if errors.Is(err, kvstore.ErrNoBucket) {
 		return fmt.Errorf("store reseal: %w; nothing was resealed: check nats_url, service_creds and kv_bucket in %s (the previous seal keys are still needed)", err, *path)
 	}
