@@ -356,6 +356,13 @@ func (s *Store) decode(e jetstream.KeyValueEntry) change {
 	case strings.HasPrefix(c.key, namePrefix):
 		c.name, c.err = nameOfKey(c.key)
 		c.pub = string(e.Value())
+		if c.err == nil && !c.del && !validAccountKey(c.pub) {
+			// Damage (a write by hand): applied, it hid the account it
+			// named, and the next open's sweep removed that account's
+			// record as a create's that lost its name. The value is
+			// not quoted: it could be anything pasted there.
+			c.err = fmt.Errorf("kvstore: %s: not a name entry: it holds no account public key (%d bytes)", c.key, len(c.pub))
+		}
 	case strings.HasPrefix(c.key, userPrefix):
 		if !c.del {
 			u, err := decodeUser(c.key, e.Value())
@@ -953,7 +960,15 @@ func (s *Store) nameElsewhere(ctx context.Context, name, pub string) bool {
 		s.log.Warn("kvstore: cannot read the name entry of an account record that looks left behind; the next open checks it again", "account", pub, "error", err)
 		return false
 	}
-	return string(e.Value()) != pub
+	holder := string(e.Value())
+	if !validAccountKey(holder) {
+		// Damage, which the load logged: the record is no create's
+		// that lost its name to another account, and removing it loses
+		// its seeds.
+		s.log.Error("kvstore: the name entry of an account record holds no account public key; the record is kept, repair the name entry", "account", pub, "key", nameKey(name))
+		return false
+	}
+	return holder != pub
 }
 
 // tombstoneAgain writes back the tombstone a revive replaced, at the
