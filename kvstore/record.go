@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/nats-io/nkeys"
 
@@ -201,6 +202,13 @@ func openAccount(k *seal.Key, key string, data []byte) (*accountEntry, error) {
 			return nil, err
 		}
 		a.SigningKeys = append(a.SigningKeys, provision.SigningKey{Seed: seed, Role: sk.Role, Retired: sk.Retired})
+	}
+	// A record edited by hand (a seed copied from another account's
+	// record opens with the same seal key) is damage, as in the file
+	// store: served, the account's JWTs were signed with another
+	// account's key. Not ErrInvalid: the request is not at fault.
+	if err := validAccount(a); err != nil {
+		return nil, fmt.Errorf("kvstore: %s: damaged record: %s", key, strings.TrimPrefix(err.Error(), "kvstore: "+provision.ErrInvalid.Error()+": "))
 	}
 	e.a = a
 	return e, nil
