@@ -60,6 +60,12 @@ type change struct {
 	// pushed the same account to every server, took the account's one
 	// version a second, and was audited as a change.
 	sameValues bool
+	// keep: when the push of its version fails, the version stays in the
+	// store for the reconciler to push, rather than being put back. For a
+	// withdrawal (withdrawUser): put back, it lived on in one instance's
+	// memory alone, and a crash or a stop before its retry landed left
+	// its user active for good.
+	keep bool
 	// recheck, when set, checks the account's recorded users against a
 	// version of it again (checkRoleUsers, checkAccountTagUsers), as
 	// apply did: old is the version it was made from, a and c the new
@@ -359,6 +365,31 @@ func (s *Service) version(pub string, q *queue, batch []*change) {
 		// delete it there. Remembered as on no server, the take-back
 		// forgot its keys and left it live on the servers, an orphan.
 		s.mayHoldAbandoned(pub, err == nil || mayHaveStored(res, err))
+		if err != nil && next.Live() && kept(batch) {
+			// The store holds the version: any instance's reconciler
+			// pushes it (joined by a delete, it is put back as usual,
+			// and the withdrawal tried again: retryWithdraw). The
+			// changes that joined it stand as well: told the push's
+			// own error (a 502 says nothing was changed), their
+			// callers would take them for failed.
+			s.log.Warn("the push of a version that withdraws a user failed; the store keeps it and the reconciler pushes it", "account", pub, "name", next.Name, "error", err)
+			s.remember(next, claims, prev)
+			if mayHaveStored(res, err) {
+				// On some server, maybe over a newer version another
+				// instance stored and pushed meanwhile, as a push that
+				// went through.
+				s.afterPush(ctx, pub, token)
+			}
+			out := published{account: next, claims: claims, result: res, phase: next.Phase}
+			for _, c := range batch {
+				if c.keep {
+					c.finish(out, nil)
+				} else {
+					c.finish(published{}, fmt.Errorf("%w: push account %s failed (%v); the store keeps the change, joined by a withdrawal, for the reconciler to push", ErrInDoubt, pub, err))
+				}
+			}
+			return
+		}
 		if err != nil {
 			perr := s.restore(ctx, a, next, mayHaveStored(res, err))
 			if !next.Live() && errors.Is(perr, ErrConflict) {
@@ -478,6 +509,12 @@ func repeatable(batch []*change) bool {
 		}
 	}
 	return true
+}
+
+// kept tells whether a change of batch keeps its version in the store when
+// its push fails (keep).
+func kept(batch []*change) bool {
+	return slices.ContainsFunc(batch, func(c *change) bool { return c.keep })
 }
 
 // landedWait bounds how long a write in doubt is looked for: a stream

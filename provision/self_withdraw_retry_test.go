@@ -64,7 +64,7 @@ func TestSelfCreateWithdrawalRetried(t *testing.T) {
 	t.Parallel()
 	t.Run("lands", func(t *testing.T) {
 		ev := &eventLog{}
-		a, r, pub, late, _ := refusedAfterRecord(t, ev)
+		a, r, _, pub, late, _ := refusedAfterRecord(t, ev)
 		r.armed.Store(false)
 		waitWithdrawn(t, a, pub, late)
 		// Published just after the revocation landed.
@@ -80,7 +80,7 @@ func TestSelfCreateWithdrawalRetried(t *testing.T) {
 		// README: refused then, 403, whether or not its revocation
 		// landed at the first try; the servers' refusal of the
 		// revocation is not the tenant's answer.
-		_, _, _, _, err := refusedAfterRecord(t, nil)
+		_, _, _, _, _, err := refusedAfterRecord(t, nil)
 		if !errors.Is(err, provision.ErrForbidden) {
 			t.Errorf("the create refused after its record, whose withdrawal failed, answered %v; want ErrForbidden (403)", err)
 		}
@@ -94,8 +94,23 @@ func TestSelfCreateWithdrawalRetried(t *testing.T) {
 			t.Errorf("the tenant's answer carries the revocation's own failure, for the log only: %v", err)
 		}
 	})
+	t.Run("restart", func(t *testing.T) {
+		// The withdrawal lived in the instance's memory alone: stopped
+		// (or killed) before its retry landed, the instance left the
+		// user active in the store for good, counted by the quota and
+		// holding its name, though its JWT was never handed out. The
+		// store holds the revocation now, for any instance's reconciler
+		// to push.
+		a, r, b, pub, late, _ := refusedAfterRecord(t, nil)
+		a.Close()
+		r.armed.Store(false)
+		if _, err := b.Reconcile(context.Background(), api.ReconcileRequest{}); err != nil {
+			t.Fatal(err)
+		}
+		waitWithdrawn(t, b, pub, late)
+	})
 	t.Run("close", func(t *testing.T) {
-		a, _, _, _, _ := refusedAfterRecord(t, nil)
+		a, _, _, _, _, _ := refusedAfterRecord(t, nil)
 		closed := make(chan struct{})
 		go func() { a.Close(); close(closed) }()
 		select {
@@ -108,8 +123,9 @@ func TestSelfCreateWithdrawalRetried(t *testing.T) {
 
 // refusedAfterRecord makes a self-service create on instance a that is
 // refused after its record was stored, and whose withdrawal's push is
-// refused: a's servers refuse pushes until r is disarmed.
-func refusedAfterRecord(t *testing.T, events provision.Events) (a *provision.Service, r *refuseWhileArmed, pub, late string, createErr error) {
+// refused: a's servers refuse pushes until r is disarmed. b is the
+// instance whose account.update refused it.
+func refusedAfterRecord(t *testing.T, events provision.Events) (a *provision.Service, r *refuseWhileArmed, b *provision.Service, pub, late string, createErr error) {
 	t.Helper()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	p := &pauseAdd{held: make(chan struct{}), release: make(chan struct{})}
@@ -124,7 +140,7 @@ func refusedAfterRecord(t *testing.T, events provision.Events) (a *provision.Ser
 		p.Store = c.Store.(*kvstore.Store)
 		c.Store = p
 	})
-	b, _ := kvDomainOf(t, env, "b", nil, func(c *provision.Config) { c.ServiceAccount = env.Init.ServiceAccount })
+	b, _ = kvDomainOf(t, env, "b", nil, func(c *provision.Config) { c.ServiceAccount = env.Init.ServiceAccount })
 	ctx := context.Background()
 	acc, err := b.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme", Roles: map[string]*api.Role{"device": {}}, SelfService: true, SelfServiceQuota: 3})
 	if err != nil {
@@ -161,7 +177,7 @@ func refusedAfterRecord(t *testing.T, events provision.Events) (a *provision.Ser
 	case <-time.After(20 * time.Second):
 		t.Fatal("the create did not end")
 	}
-	return a, r, pub, late, createErr
+	return a, r, b, pub, late, createErr
 }
 
 // waitWithdrawn waits for the withdrawn user late to be revoked, in the

@@ -312,12 +312,15 @@ func roleFits(claims *jwt.AccountClaims, rec User) error {
 
 // withdrawUser revokes a user whose record was stored but whose JWT was
 // never handed out (the self-service settings or its role changed
-// meanwhile), so that it neither holds its name nor takes quota.
+// meanwhile), so that it neither holds its name nor takes quota. Once the
+// revocation is stored it stands, its push failed or not (keep): the
+// reconciler pushes it, whichever instance runs then. Only a store write
+// that failed leaves it to retryWithdraw.
 func (s *Service) withdrawUser(a Account, rec User) error {
-	_, err := s.submitRepeatable(a.PublicKey, func(next *Account, c *jwt.AccountClaims) error {
+	_, err := s.enqueue(a.PublicKey, &change{apply: func(next *Account, c *jwt.AccountClaims) error {
 		c.RevokeAt(rec.PublicKey, time.Unix(max(time.Now().Unix(), rec.IssuedAt), 0))
 		return nil
-	})
+	}, repeatable: true, keep: true, done: make(chan struct{})})
 	return err
 }
 
@@ -328,12 +331,14 @@ const withdrawRetry = 30 * time.Second
 // second and then twice as long each time up to withdrawRetry, until it
 // lands, the account is gone (its users' records go with it), or the
 // service closes; landed, it publishes the create's refusal (event), as
-// the create does when its first try lands. Nothing else would revoke the
-// user: its record looks like any active user's, and the reconciler
-// pushes what the store holds. It is this instance's alone: a crash or a
-// stop before it lands leaves the user active (listed, counted by the
-// quota, its name taken), for an admin to revoke, as the ERROR logged at
-// the first failure asks.
+// the create does when its first try lands. A try fails only when the
+// revocation could not be stored (a push that fails leaves it to the
+// reconciler: withdrawUser). Nothing else would revoke the user: its
+// record looks like any active user's, and the reconciler pushes what the
+// store holds. It is this instance's alone: a crash or a stop before it
+// lands leaves the user active (listed, counted by the quota, its name
+// taken), for an admin to revoke, as the ERROR logged at the first
+// failure asks.
 func (s *Service) retryWithdraw(a Account, rec User, event api.Event) {
 	// Under retryMu, so that no Add meets close's Wait at a zero count.
 	s.retryMu.Lock()
