@@ -537,12 +537,12 @@ func userRef(raw string) (string, error) {
 // the revocation joins and refuses it with its error.
 func (s *Service) revoke(ctx context.Context, a Account, ref string, selfOnly bool, allowed func(Account) error, caller api.Caller) (*api.RevokeUserReply, error) {
 	pub := ref
-	var name string
+	var name, role string
 	var issued int64
 	unrecorded := false
 	if nkeys.IsValidPublicUserKey(ref) {
 		var err error
-		if name, issued, unrecorded, err = s.keyTarget(ctx, a, pub, selfOnly); err != nil {
+		if name, role, issued, unrecorded, err = s.keyTarget(ctx, a, pub, selfOnly); err != nil {
 			return nil, err
 		}
 	} else {
@@ -566,7 +566,7 @@ func (s *Service) revoke(ctx context.Context, a Account, ref string, selfOnly bo
 		if len(active) == 0 {
 			return nil, fmt.Errorf("%w: account %q has no active user named %q", ErrNotFound, a.Name, ref)
 		}
-		pub, name, issued = active[len(active)-1].PublicKey, ref, active[len(active)-1].IssuedAt
+		pub, name, role, issued = active[len(active)-1].PublicKey, ref, active[len(active)-1].Role, active[len(active)-1].IssuedAt
 	}
 	// Repeatable: a revocation made again on top of one that holds it
 	// moves its time on, which cuts off no other key.
@@ -606,7 +606,9 @@ func (s *Service) revoke(ctx context.Context, a Account, ref string, selfOnly bo
 		}
 	}
 	s.log.Info("user revoked", "account", a.PublicKey, "account_name", a.Name, "user", pub, "name", name)
-	s.emit(ctx, api.Event{Type: api.EventUserRevoked, Account: a.PublicKey, AccountName: a.Name, User: pub, UserName: name, Caller: caller})
+	// The role, as user.created's event has it: an audit that follows a
+	// role's users sees their revocations too.
+	s.emit(ctx, api.Event{Type: api.EventUserRevoked, Account: a.PublicKey, AccountName: a.Name, User: pub, UserName: name, Role: role, Caller: caller})
 	rep := &api.RevokeUserReply{
 		Revoked: pub,
 		Account: api.Account{Name: out.account.Name, PublicKey: a.PublicKey, JWT: out.account.JWT},
@@ -615,17 +617,17 @@ func (s *Service) revoke(ctx context.Context, a Account, ref string, selfOnly bo
 	return rep, nil
 }
 
-// keyTarget checks a revoke by key and returns the name and issue time of
-// the user it revokes. The key's record must be of account a (with
+// keyTarget checks a revoke by key and returns the name, role and issue
+// time of the user it revokes. The key's record must be of account a (with
 // selfOnly, of a self-service user). A key with no record, never issued
 // here, is returned unrecorded, with its issue time given as maxClockLead
 // from now: the revoke records it as revoked once the revocation is in the
 // account's version (recordRevoked), so that it can never be issued later.
-func (s *Service) keyTarget(ctx context.Context, a Account, pub string, selfOnly bool) (name string, issued int64, unrecorded bool, err error) {
+func (s *Service) keyTarget(ctx context.Context, a Account, pub string, selfOnly bool) (name, role string, issued int64, unrecorded bool, err error) {
 	u, err := s.store.User(ctx, pub)
 	switch {
 	case errors.Is(err, ErrNotFound) && selfOnly:
-		return "", 0, false, fmt.Errorf("%w: account %q has no self-service user %s", ErrNotFound, a.Name, pub)
+		return "", "", 0, false, fmt.Errorf("%w: account %q has no self-service user %s", ErrNotFound, a.Name, pub)
 	case errors.Is(err, ErrNotFound):
 		// No instance recorded the key, yet one may have issued it
 		// (its record still gathering for a pack, or lost to a
@@ -633,15 +635,15 @@ func (s *Service) keyTarget(ctx context.Context, a Account, pub string, selfOnly
 		// this clock's now, that JWT's later iat kept it valid.
 		// Revoked up to the clock lead the instances tolerate, it
 		// covers any JWT of the key they could have signed.
-		return "", time.Now().Add(maxClockLead).Unix(), true, nil
+		return "", "", time.Now().Add(maxClockLead).Unix(), true, nil
 	case err != nil:
-		return "", 0, false, fmt.Errorf("look up user key %s: %w", pub, err)
+		return "", "", 0, false, fmt.Errorf("look up user key %s: %w", pub, err)
 	case u.Account != a.PublicKey && selfOnly:
-		return "", 0, false, fmt.Errorf("%w: account %q has no self-service user %s", ErrNotFound, a.Name, pub)
+		return "", "", 0, false, fmt.Errorf("%w: account %q has no self-service user %s", ErrNotFound, a.Name, pub)
 	case u.Account != a.PublicKey:
-		return "", 0, false, fmt.Errorf("%w: user key %s belongs to account %s, not %q", ErrInvalid, pub, u.Account, a.Name)
+		return "", "", 0, false, fmt.Errorf("%w: user key %s belongs to account %s, not %q", ErrInvalid, pub, u.Account, a.Name)
 	case selfOnly && !u.SelfService:
-		return "", 0, false, fmt.Errorf("%w: user %s of account %q was not issued through self-service; an admin revokes it", ErrForbidden, pub, a.Name)
+		return "", "", 0, false, fmt.Errorf("%w: user %s of account %q was not issued through self-service; an admin revokes it", ErrForbidden, pub, a.Name)
 	case u.Revoked:
 		// A key recorded as revoked, never issued here: an earlier revoke
 		// of it recorded it at its clock's now, once its revocation was
@@ -650,9 +652,9 @@ func (s *Service) keyTarget(ctx context.Context, a Account, pub string, selfOnly
 		// the record stopped every issue of the key: revoked at the
 		// record's time only, a repeat within the lead left such a JWT
 		// valid.
-		return "", u.IssuedAt + int64(maxClockLead/time.Second), false, nil
+		return "", "", u.IssuedAt + int64(maxClockLead/time.Second), false, nil
 	}
-	return u.Name, u.IssuedAt, false, nil
+	return u.Name, u.Role, u.IssuedAt, false, nil
 }
 
 // recordRevoked records a key that had no record as revoked in account a,
