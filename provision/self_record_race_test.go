@@ -425,69 +425,141 @@ func deviceTemplateIs(t *testing.T, env *provtest.Env, svc *provision.Service, p
 // every device's subjects: it is revoked before the put-back is pushed.
 func TestPutBackRevokesUsersIssuedUnderTheRefusedVersion(t *testing.T) {
 	t.Parallel()
-	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
-	a, _ := kvDomainOf(t, env, "a", nil)
-	st := &putBackHook{staleUsers: &staleUsers{}}
-	b, _ := kvDomainOf(t, env, "b", nil, func(c *provision.Config) {
-		st.Store = c.Store.(*kvstore.Store)
-		c.Store = st
-	})
-	ctx := context.Background()
-	byName := &api.Role{Pub: &jwt.Permission{Allow: []string{"telemetry.{{name()}}.>"}}}
-	acc, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme", Roles: map[string]*api.Role{"device": byName}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub := acc.Account.PublicKey
-	if err := st.freeze(ctx, pub); err != nil {
-		t.Fatal(err)
-	}
-	first, err := a.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "d1", Tags: []string{"site:*"}, Role: "device"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bySite := []string{"telemetry.{{tag(site)}}.>"}
+	r := newPutBackRace(t, "telemetry.{{name()}}.>")
 	var wide *api.CreateUserReply
-	st.arm(pub, func() {
+	r.st.arm(r.pub, func() {
 		// a issues once its reads hold b's refused version.
 		deadline := time.Now().Add(5 * time.Second)
 		for time.Now().Before(deadline) {
-			got, err := a.GetAccount(ctx, api.AccountRequest{Account: pub})
-			if err == nil && templateOf(got.Account.JWT, "device") == bySite[0] {
+			got, err := r.a.GetAccount(r.ctx, api.AccountRequest{Account: r.pub})
+			if err == nil && templateOf(got.Account.JWT, "device") == bySite {
 				break
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		wide, err = a.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "*", Tags: []string{"site:b"}, Role: "device"})
+		var err error
+		wide, err = r.a.CreateUser(r.ctx, api.CreateUserRequest{Account: "acme", Name: "*", Tags: []string{"site:b"}, Role: "device"})
 		if err != nil {
 			t.Errorf("instance a's user named \"*\" under the version that does not use the name: %v", err)
 		}
 	})
-	_, err = b.UpdateAccount(ctx, api.UpdateAccountRequest{Account: pub, Roles: map[string]*api.Role{"device": {Pub: &jwt.Permission{Allow: bySite}}}})
-	if !errors.Is(err, provision.ErrInvalid) || !strings.Contains(fmt.Sprint(err), first.User.PublicKey) {
-		t.Fatalf("instance b's change of the role with user %s active: %v, want refused (400) naming it", first.User.PublicKey, err)
+	err := r.changeToBySite()
+	if !errors.Is(err, provision.ErrInvalid) || !strings.Contains(fmt.Sprint(err), r.first) {
+		t.Fatalf("instance b's change of the role with user %s active: %v, want refused (400) naming it", r.first, err)
 	}
 	if wide == nil {
 		t.Fatal("the put-back was not written, or instance a's user was not issued before it")
 	}
-	deviceTemplateIs(t, env, a, pub, byName.Pub.Allow)
-	got, err := a.GetAccount(ctx, api.AccountRequest{Account: pub})
+	deviceTemplateIs(t, r.env, r.a, r.pub, []string{"telemetry.{{name()}}.>"})
+	r.revokedEverywhere(wide.User.PublicKey, true, "named \"*\", it gets telemetry.*.>")
+	r.revokedEverywhere(r.first, false, "it fits the version put back")
+}
+
+// TestPutBackLostToAnotherInstanceRevokesWhatDoesNotFit: a role change
+// refused once stored (a user of instance a tagged "site:*" does not fit
+// "telemetry.{{tag(site)}}.>") cannot be put back when instance a stored
+// a version on top of it first: the change stands (504, in doubt), and
+// with it the user it was refused for would get "telemetry.*.>". The
+// users are checked against the version that stands, and that user is
+// revoked.
+func TestPutBackLostToAnotherInstanceRevokesWhatDoesNotFit(t *testing.T) {
+	t.Parallel()
+	r := newPutBackRace(t, "telemetry.>")
+	r.st.arm(r.pub, func() {
+		if _, err := r.a.UpdateAccount(r.ctx, api.UpdateAccountRequest{Account: r.pub, Description: ptr("changed on a")}); err != nil {
+			t.Errorf("instance a's update while b puts the account back: %v", err)
+		}
+	})
+	if err := r.changeToBySite(); !errors.Is(err, provision.ErrInDoubt) {
+		t.Fatalf("instance b's change of the role, its put-back lost to instance a's version: %v, want in doubt (504)", err)
+	}
+	for place, token := range r.everywhere() {
+		c, err := jwt.DecodeAccountClaims(token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if templateOf(token, "device") != bySite || c.Description != "changed on a" {
+			t.Fatalf("%s holds template %q, description %q: want instance a's version on top of b's change", place, templateOf(token, "device"), c.Description)
+		}
+	}
+	r.revokedEverywhere(r.first, true, "tagged \"site:*\", it gets telemetry.*.> under "+bySite)
+}
+
+// bySite is the template the put-back races change the role "device" to.
+const bySite = "telemetry.{{tag(site)}}.>"
+
+// putBackRace is an account "acme" whose role "device" has a template,
+// made on instance a, with a user of it (first, tagged "site:*", which
+// does not fit bySite) that instance b's reads of users do not hold until
+// b's change is stored; b's store runs a hook before a put-back.
+type putBackRace struct {
+	ctx   context.Context
+	env   *provtest.Env
+	a, b  *provision.Service
+	st    *putBackHook
+	pub   string
+	first string
+	t     *testing.T
+}
+
+func newPutBackRace(t *testing.T, template string) *putBackRace {
+	t.Helper()
+	r := &putBackRace{ctx: context.Background(), env: provtest.JetStreamDeployment(t, bootstrap.Options{}), st: &putBackHook{staleUsers: &staleUsers{}}}
+	r.a, _ = kvDomainOf(t, r.env, "a", nil)
+	r.b, _ = kvDomainOf(t, r.env, "b", nil, func(c *provision.Config) {
+		r.st.Store = c.Store.(*kvstore.Store)
+		c.Store = r.st
+	})
+	acc, err := r.a.CreateAccount(r.ctx, api.CreateAccountRequest{Name: "acme", Roles: map[string]*api.Role{"device": {Pub: &jwt.Permission{Allow: []string{template}}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	where := map[string][]string{"the store": {got.Account.JWT}, "a server": lookupAll(t, rawResolver(t, env), pub)}
-	for place, tokens := range where {
-		for _, token := range tokens {
-			c, err := jwt.DecodeAccountClaims(token)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !c.Revocations.IsRevoked(wide.User.PublicKey, time.Unix(c.IssuedAt, 0)) {
-				t.Errorf("%s holds the version put back with user %s (named \"*\") active: it gets telemetry.*.>", place, wide.User.PublicKey)
-			}
-			if c.Revocations.IsRevoked(first.User.PublicKey, time.Unix(c.IssuedAt, 0)) {
-				t.Errorf("%s revokes user %s, which fits the version put back", place, first.User.PublicKey)
-			}
+	r.pub = acc.Account.PublicKey
+	if err := r.st.freeze(r.ctx, r.pub); err != nil {
+		t.Fatal(err)
+	}
+	first, err := r.a.CreateUser(r.ctx, api.CreateUserRequest{Account: "acme", Name: "d1", Tags: []string{"site:*"}, Role: "device"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.first = first.User.PublicKey
+	r.t = t
+	return r
+}
+
+// changeToBySite changes the role's template to bySite on instance b.
+func (r *putBackRace) changeToBySite() error {
+	_, err := r.b.UpdateAccount(r.ctx, api.UpdateAccountRequest{Account: r.pub, Roles: map[string]*api.Role{"device": {Pub: &jwt.Permission{Allow: []string{bySite}}}}})
+	return err
+}
+
+// everywhere is the account's JWT in the store and on each server, by
+// where it is.
+func (r *putBackRace) everywhere() map[string]string {
+	r.t.Helper()
+	got, err := r.a.GetAccount(r.ctx, api.AccountRequest{Account: r.pub})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	out := map[string]string{"the store": got.Account.JWT}
+	for i, token := range lookupAll(r.t, rawResolver(r.t, r.env), r.pub) {
+		out[fmt.Sprintf("server answer %d", i+1)] = token
+	}
+	return out
+}
+
+// revokedEverywhere fails the test when user is (want false) or is not
+// (want true) revoked in the account in the store or on a server; why
+// says what its state would mean.
+func (r *putBackRace) revokedEverywhere(user string, want bool, why string) {
+	r.t.Helper()
+	for place, token := range r.everywhere() {
+		c, err := jwt.DecodeAccountClaims(token)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		if got := c.Revocations.IsRevoked(user, time.Unix(c.IssuedAt, 0)); got != want {
+			r.t.Errorf("%s: user %s revoked %v, want %v: %s", place, user, got, want, why)
 		}
 	}
 }
@@ -536,65 +608,4 @@ func templateOf(token, role string) string {
 		}
 	}
 	return ""
-}
-
-// TestPutBackLostToAnotherInstanceRevokesWhatDoesNotFit: a role change
-// refused once stored (a user of instance a tagged "site:*" does not fit
-// "telemetry.{{tag(site)}}.>") cannot be put back when instance a stored
-// a version on top of it first: the change stands (504, in doubt), and
-// with it the user it was refused for would get "telemetry.*.>". The
-// users are checked against the version that stands, and that user is
-// revoked.
-func TestPutBackLostToAnotherInstanceRevokesWhatDoesNotFit(t *testing.T) {
-	t.Parallel()
-	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
-	a, _ := kvDomainOf(t, env, "a", nil)
-	st := &putBackHook{staleUsers: &staleUsers{}}
-	b, _ := kvDomainOf(t, env, "b", nil, func(c *provision.Config) {
-		st.Store = c.Store.(*kvstore.Store)
-		c.Store = st
-	})
-	ctx := context.Background()
-	device := &api.Role{Pub: &jwt.Permission{Allow: []string{"telemetry.>"}}}
-	acc, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme", Roles: map[string]*api.Role{"device": device}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub := acc.Account.PublicKey
-	if err := st.freeze(ctx, pub); err != nil {
-		t.Fatal(err)
-	}
-	user, err := a.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "d1", Tags: []string{"site:*"}, Role: "device"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bySite := []string{"telemetry.{{tag(site)}}.>"}
-	st.arm(pub, func() {
-		if _, err := a.UpdateAccount(ctx, api.UpdateAccountRequest{Account: pub, Description: ptr("changed on a")}); err != nil {
-			t.Errorf("instance a's update while b puts the account back: %v", err)
-		}
-	})
-	_, err = b.UpdateAccount(ctx, api.UpdateAccountRequest{Account: pub, Roles: map[string]*api.Role{"device": {Pub: &jwt.Permission{Allow: bySite}}}})
-	if !errors.Is(err, provision.ErrInDoubt) {
-		t.Fatalf("instance b's change of the role, its put-back lost to instance a's version: %v, want in doubt (504)", err)
-	}
-	got, err := a.GetAccount(ctx, api.AccountRequest{Account: pub})
-	if err != nil {
-		t.Fatal(err)
-	}
-	where := map[string][]string{"the store": {got.Account.JWT}, "a server": lookupAll(t, rawResolver(t, env), pub)}
-	for place, tokens := range where {
-		for _, token := range tokens {
-			c, err := jwt.DecodeAccountClaims(token)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if templateOf(token, "device") != bySite[0] || c.Description != "changed on a" {
-				t.Fatalf("%s holds template %q, description %q: want instance a's version on top of b's change", place, templateOf(token, "device"), c.Description)
-			}
-			if !c.Revocations.IsRevoked(user.User.PublicKey, time.Unix(c.IssuedAt, 0)) {
-				t.Errorf("%s holds %v with user %s (tagged \"site:*\") active: it gets telemetry.*.>", place, bySite, user.User.PublicKey)
-			}
-		}
-	}
 }
