@@ -395,6 +395,12 @@ func (s *Service) GetAccount(ctx context.Context, req api.AccountRequest) (*api.
 	if err != nil {
 		return nil, err
 	}
+	if !a.Live() {
+		// Deleted by another instance since resolve read this one's
+		// mirror: answered, the get showed the tombstone's disabled JWT
+		// as the account.
+		return nil, fmt.Errorf("%w: account %s (%q) was deleted at %s", ErrNotFound, a.PublicKey, a.Name, time.Unix(a.DeletedAt, 0).UTC().Format(time.RFC3339))
+	}
 	st, err := s.state(a)
 	if err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package provision_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"github.com/natsprov/provisioner/api"
@@ -49,5 +50,41 @@ func TestGetAfterAnUpdateOnAnotherInstance(t *testing.T) {
 			t.Errorf("account.get %q on the other instance after an acknowledged update: description %q, want %q (the JWT the update answered: %v)",
 				ref, got.Account.Claims.Description, desc, got.Account.JWT == up.Account.JWT)
 		}
+	}
+}
+
+// TestGetAfterADeleteOnAnotherInstance: account.get checked that the
+// account was live in the instance's mirror, then answered the bucket's
+// latest version without looking at it: right after another instance's
+// acknowledged delete, not yet in this mirror, the get answered 200 with
+// the tombstone (its disabled JWT) as if the account were there. A get of
+// a deleted account is a 404 whichever instance it reaches.
+func TestGetAfterADeleteOnAnotherInstance(t *testing.T) {
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	a, st := kvDomainOf(t, env, "a", nil)
+	lag := &laggingMirror{} // stale set by hand below, never armed
+	b, _ := kvDomainOf(t, env, "b", nil, func(c *provision.Config) {
+		lag.Store = c.Store.(*kvstore.Store)
+		c.Store = lag
+	})
+	ctx := context.Background()
+	if _, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	old, err := st.AccountByName(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lag.stale.Store(&old) // b's mirror has not seen a's delete yet
+	if _, err := a.DeleteAccount(ctx, api.AccountRequest{Account: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.GetAccount(ctx, api.AccountRequest{Account: old.PublicKey})
+	if !errors.Is(err, provision.ErrNotFound) {
+		var conn int64
+		if got != nil && got.Account.Claims != nil {
+			conn = got.Account.Claims.Limits.Conn
+		}
+		t.Fatalf("account.get on the other instance after an acknowledged delete: %v (a reply: %v, its JWT's conn limit %d), want a 404", err, got != nil, conn)
 	}
 }
