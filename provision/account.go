@@ -371,6 +371,12 @@ func tombstone(a Account, disabledJWT string) Account {
 // GetAccount returns an account with its JWT and decoded claims. The system
 // account and the service's own are read from the resolver.
 func (s *Service) GetAccount(ctx context.Context, req api.AccountRequest) (*api.AccountReply, error) {
+	return s.getAccount(ctx, req, true)
+}
+
+// getAccount is GetAccount; again says a name that led to a deleted
+// account is resolved once more.
+func (s *Service) getAccount(ctx context.Context, req api.AccountRequest, again bool) (*api.AccountReply, error) {
 	t, err := s.resolve(ctx, req.Account)
 	if err != nil {
 		return nil, err
@@ -398,7 +404,12 @@ func (s *Service) GetAccount(ctx context.Context, req api.AccountRequest) (*api.
 	if !a.Live() {
 		// Deleted by another instance since resolve read this one's
 		// mirror: answered, the get showed the tombstone's disabled JWT
-		// as the account.
+		// as the account. A name may have gone to an account created
+		// since: the read of the tombstone brought the cache past it,
+		// and the name is resolved again.
+		if again && !nkeys.IsValidPublicAccountKey(strings.TrimSpace(req.Account)) {
+			return s.getAccount(ctx, req, false)
+		}
 		return nil, fmt.Errorf("%w: account %s (%q) was deleted at %s", ErrNotFound, a.PublicKey, a.Name, time.Unix(a.DeletedAt, 0).UTC().Format(time.RFC3339))
 	}
 	st, err := s.state(a)

@@ -3,6 +3,7 @@ package provision_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 
 	"github.com/natsprov/provisioner/api"
@@ -86,5 +87,59 @@ func TestGetAfterADeleteOnAnotherInstance(t *testing.T) {
 			conn = got.Account.Claims.Limits.Conn
 		}
 		t.Fatalf("account.get on the other instance after an acknowledged delete: %v (a reply: %v, its JWT's conn limit %d), want a 404", err, got != nil, conn)
+	}
+}
+
+// staleName answers the first AccountByName of a name with the account it
+// held before (a mirror that has not seen the delete and the create that
+// followed it on another instance); the reads after it are the store's.
+type staleName struct {
+	*kvstore.Store
+	stale atomic.Pointer[provision.Account]
+}
+
+func (l *staleName) AccountByName(ctx context.Context, name string) (provision.Account, error) {
+	if a := l.stale.Load(); a != nil && a.Name == name && l.stale.CompareAndSwap(a, nil) {
+		return *a, nil
+	}
+	return l.Store.AccountByName(ctx, name)
+}
+
+// TestGetByNameAfterADeleteAndACreateOnAnotherInstance: "delete acme" and
+// then "create acme" on one instance, and "get acme" on another whose
+// mirror has seen neither: the name led to the deleted account, whose
+// latest record is its tombstone, so the get answered that account (or a
+// 404) though the name belongs to the new one. The read of the tombstone
+// brings the mirror past it; the name is resolved again.
+func TestGetByNameAfterADeleteAndACreateOnAnotherInstance(t *testing.T) {
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	a, st := kvDomainOf(t, env, "a", nil)
+	lag := &staleName{}
+	b, _ := kvDomainOf(t, env, "b", nil, func(c *provision.Config) {
+		lag.Store = c.Store.(*kvstore.Store)
+		c.Store = lag
+	})
+	ctx := context.Background()
+	if _, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	old, err := st.AccountByName(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.DeleteAccount(ctx, api.AccountRequest{Account: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	created, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lag.stale.Store(&old) // b's mirror has seen neither
+	got, err := b.GetAccount(ctx, api.AccountRequest{Account: "acme"})
+	if err != nil {
+		t.Fatalf("account.get \"acme\" on the other instance after the delete and the create of acme: %v, want the new account %s", err, created.Account.PublicKey)
+	}
+	if got.Account.PublicKey != created.Account.PublicKey {
+		t.Fatalf("account.get \"acme\" on the other instance answered %s, want the new account %s (the deleted one: %v)", got.Account.PublicKey, created.Account.PublicKey, got.Account.PublicKey == old.PublicKey)
 	}
 }
