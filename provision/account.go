@@ -580,6 +580,20 @@ func (s *Service) UpdateAccount(ctx context.Context, req api.UpdateAccountReques
 			return s.checkAccountTagUsers(ctx, a, old, c)
 		}
 	}
+	if req.Imports != nil {
+		// On a store shared by instances, an exporter's delete or change
+		// of exports another instance stored meanwhile is checked for
+		// once this change is stored (importsServed).
+		roles := recheck
+		recheck = func(ctx context.Context, a *Account, old, c *jwt.AccountClaims) error {
+			if roles != nil {
+				if err := roles(ctx, a, old, c); err != nil {
+					return err
+				}
+			}
+			return s.importsServed(ctx, a, c)
+		}
+	}
 	out, err := s.submitChecked(a.PublicKey, apply, recheck)
 	if err != nil {
 		return nil, err
@@ -598,7 +612,7 @@ func (s *Service) UpdateAccount(ctx context.Context, req api.UpdateAccountReques
 	rep.Resolver, rep.ResolverOmitted = wireResult(out.result)
 	if before != nil {
 		if after, err := s.claimsOf(out.account); err == nil {
-			rep.CutImports, rep.CutImportsOmitted = s.cutImports(ctx, a.PublicKey, before, after, serversRoomLeft(rep.Resolver))
+			rep.CutImports, rep.CutImportsOmitted = s.cutImports(ctx, a.PublicKey, out.account.Revision, before, after, serversRoomLeft(rep.Resolver))
 		}
 	}
 	return rep, nil
@@ -750,7 +764,7 @@ func (s *Service) DeleteAccount(ctx context.Context, req api.AccountRequest) (*a
 	s.emit(ctx, api.Event{Type: api.EventAccountDeleted, Account: a.PublicKey, AccountName: a.Name})
 	rep := &api.DeleteAccountReply{Deleted: a.PublicKey, Phase: string(out.phase), Waiting: out.waiting}
 	rep.Resolver, rep.ResolverOmitted = wireResult(out.result)
-	rep.CutImports, rep.CutImportsOmitted = s.cutImports(ctx, a.PublicKey, before, nil, serversRoomLeft(rep.Resolver))
+	rep.CutImports, rep.CutImportsOmitted = s.cutImports(ctx, a.PublicKey, out.account.Revision, before, nil, serversRoomLeft(rep.Resolver))
 	return rep, nil
 }
 

@@ -327,7 +327,7 @@ func (s *Service) version(pub string, q *queue, batch []*change) {
 			// no further than the store, and is put back there. Made
 			// again, the change that does not fit fails its own check
 			// (apply), and the others of the batch get a version.
-			s.log.Warn("a change of role templates or account tags was stored, and the account's users checked again do not allow it; the account is put back", "account", pub, "name", next.Name, "error", err)
+			s.log.Warn("a change was stored that what other instances stored meanwhile does not allow (the account's users checked again against its role templates or tags, or its imports against their exporters); the account is put back", "account", pub, "name", next.Name, "error", err)
 			if perr := s.restore(ctx, a, next, true); perr != nil {
 				fail(batch, fmt.Errorf("%w: account %s: %v, and the previous version could not be put back in the store, which keeps the change for the reconciler to push: %v", ErrInDoubt, pub, err, perr))
 				return
@@ -464,7 +464,7 @@ func (s *Service) usersAgain(ctx context.Context, rev uint64, next *Account, old
 	wctx, cancel := context.WithTimeout(ctx, usersAgainWait)
 	defer cancel()
 	if err := f.SeenThrough(wctx, rev); err != nil {
-		return fmt.Errorf("the users other instances issued meanwhile could not be checked: %w", err)
+		return fmt.Errorf("what other instances stored meanwhile (users issued, an exporter's change) could not be checked: %w", err)
 	}
 	for _, c := range batch {
 		if c.recheck == nil {

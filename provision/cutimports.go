@@ -3,6 +3,8 @@ package provision
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -61,10 +63,24 @@ func served(importer string, im *jwt.Import, exporter string, claims *jwt.Accoun
 // from the importing accounts without a word. room is what is left of the
 // reply beside the servers' answers; the rest is counted. It is read from
 // the store after the change, and is the caller's to act on: a read that
-// fails is logged and lists nothing.
-func (s *Service) cutImports(ctx context.Context, exporter string, before, after *jwt.AccountClaims, room int) ([]api.CutImport, int) {
+// fails is logged and lists nothing. rev is the revision the change was
+// stored at: a store shared by instances is read once its copy holds every
+// account stored before it (importsServed checks the other way round).
+func (s *Service) cutImports(ctx context.Context, exporter string, rev uint64, before, after *jwt.AccountClaims, room int) ([]api.CutImport, int) {
 	if before == nil || len(before.Exports) == 0 {
 		return nil, 0
+	}
+	if f, ok := s.store.(usersFollower); ok {
+		// The signing locks that order an importer's change and this
+		// one are this instance's own: an import another instance
+		// stored just before this change was not in this copy yet, and
+		// neither reply named it.
+		wctx, cancel := context.WithTimeout(ctx, usersAgainWait)
+		err := f.SeenThrough(wctx, rev)
+		cancel()
+		if err != nil {
+			s.log.Warn("the imports of other accounts this change cut off are listed from a copy of the store that may lack another instance's latest changes", "account", exporter, "error", err)
+		}
 	}
 	accounts, err := s.store.Accounts(ctx)
 	if err != nil {
@@ -129,4 +145,38 @@ func serversRoomLeft(replies []api.ServerReply) int {
 		room -= len(line) + 1
 	}
 	return max(room, 0)
+}
+
+// importsServed checks, once an importer's change is stored on a store
+// shared by instances and this instance's copy holds every account stored
+// before it (usersAgain), that each import of a managed account is still
+// served by that account: the signing locks that order an exporter's
+// change and an importer's are each instance's own, and an exporter's
+// delete or change of exports another instance stored meanwhile was not in
+// this copy when the import was checked. Stored after it, the import was
+// answered success though the server drops it, and the exporter's reply
+// did not name it (cutImports).
+func (s *Service) importsServed(ctx context.Context, a *Account, c *jwt.AccountClaims) error {
+	for _, im := range c.Imports {
+		if im == nil || im.Name == selfImportName {
+			continue
+		}
+		exp, err := s.store.Account(ctx, im.Account)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			continue // not a managed account
+		case err != nil:
+			return err
+		case !exp.Live():
+			return fmt.Errorf("%w: import %q: account %q (%s) was deleted", ErrInvalid, im.Subject, exp.Name, exp.PublicKey)
+		}
+		claims, err := s.claimsOf(exp)
+		if err != nil {
+			return err
+		}
+		if !served(a.PublicKey, im, exp.PublicKey, claims) {
+			return fmt.Errorf("%w: import %q: account %q (%s) no longer exports it to this account", ErrInvalid, im.Subject, exp.Name, exp.PublicKey)
+		}
+	}
+	return nil
 }

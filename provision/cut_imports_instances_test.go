@@ -1,0 +1,132 @@
+package provision_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync/atomic"
+	"testing"
+
+	"github.com/nats-io/jwt/v2"
+
+	"github.com/natsprov/provisioner/api"
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/kvstore"
+	"github.com/natsprov/provisioner/provision"
+	"github.com/natsprov/provisioner/provtest"
+)
+
+// lagUntilSeen is an instance's mirror of the bucket that shows the
+// accounts as they were when stale was set, until the instance asks it to
+// catch up with a revision (SeenThrough).
+type lagUntilSeen struct {
+	*kvstore.Store
+	stale atomic.Pointer[[]provision.Account]
+}
+
+func (l *lagUntilSeen) freeze(t *testing.T) {
+	t.Helper()
+	all, err := l.Store.Accounts(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.stale.Store(&all)
+}
+
+func (l *lagUntilSeen) Account(ctx context.Context, pub string) (provision.Account, error) {
+	if s := l.stale.Load(); s != nil {
+		if i := slices.IndexFunc(*s, func(a provision.Account) bool { return a.PublicKey == pub }); i >= 0 {
+			return (*s)[i], nil
+		}
+	}
+	return l.Store.Account(ctx, pub)
+}
+
+func (l *lagUntilSeen) AccountByName(ctx context.Context, name string) (provision.Account, error) {
+	if s := l.stale.Load(); s != nil {
+		if i := slices.IndexFunc(*s, func(a provision.Account) bool { return a.Name == name && a.Live() }); i >= 0 {
+			return (*s)[i], nil
+		}
+	}
+	return l.Store.AccountByName(ctx, name)
+}
+
+func (l *lagUntilSeen) Accounts(ctx context.Context) ([]provision.Account, error) {
+	if s := l.stale.Load(); s != nil {
+		return slices.Clone(*s), nil
+	}
+	return l.Store.Accounts(ctx)
+}
+
+func (l *lagUntilSeen) SeenThrough(ctx context.Context, rev uint64) error {
+	l.stale.Store(nil)
+	return l.Store.SeenThrough(ctx, rev)
+}
+
+// TestExporterDeleteAndAnImportOfItOnTwoInstances: the signing locks that
+// order an exporter's delete and an importer's import of it are each
+// instance's own. On two instances, each checked the other's account in a
+// mirror that had not seen the other's change: the import of a deleted
+// account was stored and answered success, and the delete's reply named
+// no cut import (the server drops such an import without a word). Checked
+// again once its own change is stored, in the bucket's order, one of them
+// sees the other: the delete names the import stored before it, and an
+// import stored after the delete is refused.
+func TestExporterDeleteAndAnImportOfItOnTwoInstances(t *testing.T) {
+	for _, importFirst := range []bool{true, false} {
+		t.Run(map[bool]string{true: "import first", false: "delete first"}[importFirst], func(t *testing.T) {
+			env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+			lagA, lagB := &lagUntilSeen{}, &lagUntilSeen{}
+			a, _ := kvDomainOf(t, env, "a", nil, func(c *provision.Config) {
+				lagA.Store = c.Store.(*kvstore.Store)
+				c.Store = lagA
+			})
+			b, _ := kvDomainOf(t, env, "b", nil, func(c *provision.Config) {
+				lagB.Store = c.Store.(*kvstore.Store)
+				c.Store = lagB
+			})
+			ctx := context.Background()
+			alpha, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "alpha", Exports: jwt.Exports{
+				{Name: "events", Subject: "alpha.events.>", Type: jwt.Stream},
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			beta, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "beta"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			imports := jwt.Imports{{Name: "events", Subject: "alpha.events.>", Account: alpha.Account.PublicKey, Type: jwt.Stream}}
+			// Neither instance's mirror sees the other's change.
+			lagA.freeze(t)
+			lagB.freeze(t)
+			importBeta := func() error {
+				_, err := b.UpdateAccount(ctx, api.UpdateAccountRequest{Account: beta.Account.PublicKey, Imports: &imports})
+				return err
+			}
+			var del *api.DeleteAccountReply
+			var imErr error
+			if importFirst {
+				imErr = importBeta()
+				del, err = a.DeleteAccount(ctx, api.AccountRequest{Account: alpha.Account.PublicKey})
+			} else {
+				del, err = a.DeleteAccount(ctx, api.AccountRequest{Account: alpha.Account.PublicKey})
+				imErr = importBeta()
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			named := slices.ContainsFunc(del.CutImports, func(c api.CutImport) bool { return c.Account == beta.Account.PublicKey })
+			switch {
+			case importFirst && imErr != nil:
+				t.Fatalf("beta's import, stored before alpha's delete: %v", imErr)
+			case importFirst && !named:
+				t.Errorf("alpha's delete after beta's import of it on another instance named no cut import: %+v", del.CutImports)
+			case !importFirst && imErr == nil:
+				t.Errorf("beta's import of alpha on another instance after alpha's delete answered success; the delete named %d cut imports", len(del.CutImports))
+			case !importFirst && !errors.Is(imErr, provision.ErrInvalid):
+				t.Errorf("beta's import of deleted alpha: %v, want a 400", imErr)
+			}
+		})
+	}
+}
