@@ -229,7 +229,7 @@ func runAccountDelete(ctx context.Context, args []string, stdout, stderr io.Writ
 	}
 	return change(ctx, "account delete", conn, stdout, del, func(w io.Writer, rep *api.DeleteAccountReply) error {
 		if rep.Phase == api.PhaseDisabled {
-			fmt.Fprintf(w, "Disabled account %s; the DELETE follows once %s confirm (the reconciler sees to it)\n", rep.Deleted, strings.Join(rep.Waiting, ", "))
+			fmt.Fprintf(w, "Disabled account %s; %s\n", rep.Deleted, deleteFollows(rep.Waiting))
 		} else {
 			fmt.Fprintf(w, "Deleted account %s\n", rep.Deleted)
 		}
@@ -238,7 +238,7 @@ func runAccountDelete(ctx context.Context, args []string, stdout, stderr io.Writ
 		return nil
 	}, func(rep *api.DeleteAccountReply) string {
 		if rep.Phase == api.PhaseDisabled {
-			return fmt.Sprintf("account %s was disabled, its DELETE to follow once %s confirm", rep.Deleted, strings.Join(rep.Waiting, ", "))
+			return fmt.Sprintf("account %s was disabled; %s", rep.Deleted, deleteFollows(rep.Waiting))
 		}
 		return fmt.Sprintf("account %s was deleted", rep.Deleted)
 	})
@@ -393,3 +393,13 @@ func (l *stringList) Set(s string) error {
 }
 
 var _ flag.Value = limitFlag{}
+
+// deleteFollows says what a delete left disabled waits for: the servers
+// named, or none (its last step failed, or the account changed under it:
+// the reconciler finishes it), which printed as "once  confirm".
+func deleteFollows(waiting []string) string {
+	if len(waiting) == 0 {
+		return "the reconciler sends its DELETE"
+	}
+	return "the DELETE follows once " + strings.Join(waiting, ", ") + " confirm (the reconciler sees to it)"
+}

@@ -253,3 +253,21 @@ func (c *cli) runToClosedPipe(t *testing.T, args ...string) (int, string) {
 	t.Fatal(err)
 	return 0, ""
 }
+
+// TestDeleteLeftDisabledSaysWhatFollows: a delete left disabled with no
+// server waited for (its last store write failed, or the account changed
+// under it: the reconciler finishes it) printed "the DELETE follows once
+// confirm", naming nobody.
+func TestDeleteLeftDisabledSaysWhatFollows(t *testing.T) {
+	for _, tc := range []struct {
+		waiting []string
+		want    string
+	}{
+		{nil, "the reconciler sends its DELETE"},
+		{[]string{"n1", "n2"}, "the DELETE follows once n1, n2 confirm (the reconciler sees to it)"},
+	} {
+		if got := deleteFollows(tc.waiting); got != tc.want {
+			t.Errorf("waiting for %v: %q, want %q", tc.waiting, got, tc.want)
+		}
+	}
+}
