@@ -136,6 +136,16 @@ func (s *Service) CreateAccount(ctx context.Context, req api.CreateAccountReques
 		return nil, fmt.Errorf("store account %s: %w", pub, err)
 	}
 	rec.Revision = rev
+	if len(claims.Imports) > 0 {
+		if err := s.importsAgain(ctx, rev, &rec, claims); err != nil {
+			// Stored, pushed nowhere: taken back as a create whose push
+			// failed is.
+			if !s.abandon(rec, claims, false) {
+				return nil, fmt.Errorf("%w: new account %q (%s): %v, and it could not be taken back out of the store, which keeps it: this instance takes it back when the store lets it, but another instance's reconciler pushes it live meanwhile", ErrInDoubt, name, pub, err)
+			}
+			return nil, err
+		}
+	}
 	res, err := s.resolver.Update(ctx, token)
 	s.confirm.record(pub, claims.ID, res)
 	if err != nil {

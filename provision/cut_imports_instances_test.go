@@ -130,3 +130,40 @@ func TestExporterDeleteAndAnImportOfItOnTwoInstances(t *testing.T) {
 		})
 	}
 }
+
+// TestCreateImportingAnExporterDeletedOnAnotherInstance: as above, for an
+// import given at create. The new account's imports were checked in its
+// instance's mirror, which did not hold the exporter's delete another
+// instance had stored: the account was created with an import the
+// servers drop, answered success, and the delete had named no cut import.
+// Checked again once the create is stored, it is refused (400) and
+// nothing of it stays.
+func TestCreateImportingAnExporterDeletedOnAnotherInstance(t *testing.T) {
+	t.Parallel()
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	lagB := &lagUntilSeen{}
+	a, _ := kvDomainOf(t, env, "a", nil)
+	b, _ := kvDomainOf(t, env, "b", nil, func(c *provision.Config) {
+		lagB.Store = c.Store.(*kvstore.Store)
+		c.Store = lagB
+	})
+	ctx := context.Background()
+	alpha, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "alpha", Exports: jwt.Exports{
+		{Name: "events", Subject: "alpha.events.>", Type: jwt.Stream},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lagB.freeze(t)
+	if _, err := a.DeleteAccount(ctx, api.AccountRequest{Account: alpha.Account.PublicKey}); err != nil {
+		t.Fatal(err)
+	}
+	imports := jwt.Imports{{Name: "events", Subject: "alpha.events.>", Account: alpha.Account.PublicKey, Type: jwt.Stream}}
+	beta, err := b.CreateAccount(ctx, api.CreateAccountRequest{Name: "beta", Imports: imports})
+	if !errors.Is(err, provision.ErrInvalid) {
+		t.Fatalf("beta's create on instance b importing alpha, deleted on instance a: %+v, %v; want a 400", beta, err)
+	}
+	if got, err := a.GetAccount(ctx, api.AccountRequest{Account: "beta"}); !errors.Is(err, provision.ErrNotFound) {
+		t.Errorf("after the refused create the store holds beta: %+v, %v", got, err)
+	}
+}

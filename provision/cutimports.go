@@ -180,3 +180,23 @@ func (s *Service) importsServed(ctx context.Context, a *Account, c *jwt.AccountC
 	}
 	return nil
 }
+
+// importsAgain is importsServed for a new account, once stored at rev: on a
+// store shared by instances, after this instance's copy holds every
+// account stored before it. An exporter's delete or change of exports that
+// another instance stored before the create was not in the copy the
+// create's imports were checked in, and neither reply named the import the
+// server drops. Nothing to do on a store of one instance.
+func (s *Service) importsAgain(ctx context.Context, rev uint64, a *Account, c *jwt.AccountClaims) error {
+	f, ok := s.store.(usersFollower)
+	if !ok {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, usersAgainWait)
+	err := f.SeenThrough(wctx, rev)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("%w: the exporters of the new account's imports could not be checked again for what other instances stored meanwhile; nothing was created: %w", ErrUnavailable, err)
+	}
+	return s.importsServed(ctx, a, c)
+}
