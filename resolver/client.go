@@ -435,7 +435,12 @@ func (c *Client) gather(ctx context.Context, subject string, data []byte, rule u
 			if claims {
 				c.answeredClaims(r.server, r.id)
 			}
-			if _, ok := want[r.server]; ok {
+			// Only the answer of the instance waited for: another
+			// instance under the name (a restarted server's old one,
+			// not yet gone) has not answered for it. Counted, the
+			// request stopped waiting for the instance that holds what
+			// the server holds now, and reported it as silent.
+			if id, ok := want[r.server]; ok && id == r.id {
 				got[r.server] = true
 			}
 		default:
