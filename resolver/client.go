@@ -146,6 +146,11 @@ type Client struct {
 	suspects       map[string]string
 	noResolver     map[string]string
 	noResolverAt   map[string]time.Time
+	// shared holds the names that two instances answered one ping as
+	// (two servers given one server_name, which nats-server refuses on
+	// routes and gateways but not on leaf connections), and when that was
+	// last seen: their LISTs cannot be told apart by name.
+	shared map[string]time.Time
 
 	// refreshing holds one token while a refresh runs: one refresh at a
 	// time. A channel, not a mutex, so that a request waiting for the
@@ -181,6 +186,7 @@ func New(ctx context.Context, nc *nats.Conn, opts Options) (*Client, error) {
 		suspects:       map[string]string{},
 		noResolver:     map[string]string{},
 		noResolverAt:   map[string]time.Time{},
+		shared:         map[string]time.Time{},
 		downCh:         make(chan struct{}),
 		refreshing:     make(chan struct{}, 1),
 		kick:           make(chan struct{}, 1),

@@ -82,6 +82,16 @@ func (c *Client) List(ctx context.Context) (map[string][]string, error) {
 			errs = append(errs, fmt.Errorf("server %s: a LIST reply without \"data\"", name))
 			continue
 		}
+		if c.isShared(name) {
+			// Two servers answer as name: which of them holds what
+			// cannot be told, and the request waited for one only.
+			// Listed, the first to answer stood for both, and the
+			// reconciler dropped a tombstone of an account the other
+			// held. Left out, as a server that did not answer, it keeps
+			// the tombstones until the names are told apart.
+			errs = append(errs, fmt.Errorf("server %s: two servers answer with that name; give each its own server_name", name))
+			continue
+		}
 		accounts := slices.Clone(lr.Data)
 		slices.Sort(accounts)
 		out[name] = accounts

@@ -253,6 +253,15 @@ func (c *Client) suspectSilent(want map[string]string, got map[string]bool) {
 	}
 }
 
+// isShared reports whether two server instances have lately answered one
+// ping under the name (see Client.shared).
+func (c *Client) isShared(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.shared[name]
+	return ok
+}
+
 // hasNoResolver reports whether the server instance is known to answer no
 // claims request.
 func (c *Client) hasNoResolver(name, id string) bool {
@@ -289,6 +298,11 @@ func (c *Client) forgetLocked(now time.Time) {
 	for id, at := range c.retired {
 		if now.Sub(at) >= c.opts.ForgetAfter {
 			delete(c.retired, id)
+		}
+	}
+	for name, at := range c.shared {
+		if now.Sub(at) >= c.opts.ForgetAfter {
+			delete(c.shared, name)
 		}
 	}
 }
@@ -494,6 +508,9 @@ wait:
 			}
 			if prev, ok := seen[id.Name]; ok && prev != id.ID {
 				c.log.Warn("resolver: two servers answer with the same name", "server", id.Name, "server_id", id.ID, "other_id", prev)
+				c.mu.Lock()
+				c.shared[id.Name] = time.Now()
+				c.mu.Unlock()
 				continue
 			}
 			if _, ok := seen[id.Name]; !ok {
