@@ -82,6 +82,15 @@ func (c *Client) List(ctx context.Context) (map[string][]string, error) {
 			errs = append(errs, fmt.Errorf("server %s: a LIST reply without \"data\"", name))
 			continue
 		}
+		if id, ok := c.currentID(name); ok && lr.Server != nil && lr.Server.ID != id {
+			// The list of an instance that is not the server's current
+			// one (a restarted server's old one, not yet gone): kept as
+			// the last reply under the name, it stood for what the new
+			// instance holds, and the reconciler could drop a tombstone
+			// of an account the new one held.
+			c.log.Debug("resolver ignored a LIST reply from a server instance that is not the current one", "server", name, "server_id", lr.Server.ID, "current_id", id)
+			continue
+		}
 		if c.isShared(name) {
 			// Two servers answer as name: which of them holds what
 			// cannot be told, and the request waited for one only.
