@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,10 +23,46 @@ import (
 // stood for what zz holds, and the reconciler could drop a tombstone of an
 // account the new instance holds.
 func TestGoneInstanceListIsNotTheServers(t *testing.T) {
-	env := provtest.Deployment(t, bootstrap.Options{})
-	const name, oldID, newID = "zz-gonelist", "NGONELISTOLD", "NGONELISTNEW"
 	const held = "AHELDBYTHENEWINSTANCE"
-	fake := env.Connect(t, sysUserCreds(t, env.Init, "gonelist", nil))
+	c, name := goneInstance(t, "gonelist", resolver.SubjectClaimsList, `"data":["`+held+`"]`, `"data":[]`)
+	list, err := c.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := list[name]; ok && !slices.Contains(got, held) {
+		t.Fatalf("List[%s] = %q, the old instance's list; want the current instance's, which holds %s", name, got, held)
+	}
+}
+
+// TestGoneInstanceVarzIsNotTheServers: as above for VARZ, the operator
+// keys a server trusts: the old instance's answer (its operator JWT
+// without the next signing key) stood for the new instance's, which
+// trusts it, and a rotation was refused, or an instance switched back.
+func TestGoneInstanceVarzIsNotTheServers(t *testing.T) {
+	const op, cur, next = "OPERATORIDENTITY", "OCURRENTSIGNINGKEY", "ONEXTSIGNINGKEY"
+	trusting := func(keys string) string {
+		return `"data":{"trusted_operators_claim":[{"sub":"` + op + `","nats":{"signing_keys":[` + keys + `]}}]}`
+	}
+	c, name := goneInstance(t, "gonevarz", resolver.SubjectServerVarz, trusting(`"`+cur+`","`+next+`"`), trusting(`"`+cur+`"`))
+	trusted, err := c.Operators(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := trusted[name]; ok && !slices.Contains(got, next) {
+		t.Fatalf("Operators[%s] = %q, the old instance's keys; want the current instance's, which trusts %s", name, got, next)
+	}
+}
+
+// goneInstance runs a fake server zz-<tag> that the client has seen
+// restart, and a slower one: on subject, zz's new instance answers at once
+// with the reply fields newFields, its old one, not yet gone, 100 ms later
+// with oldFields, while the request still waits for the slower server.
+// It returns the client and zz's name.
+func goneInstance(t *testing.T, tag, subject, newFields, oldFields string) (*resolver.Client, string) {
+	t.Helper()
+	env := provtest.Deployment(t, bootstrap.Options{})
+	name, oldID, newID := "zz-"+tag, "NOLD"+strings.ToUpper(tag), "NNEW"+strings.ToUpper(tag)
+	fake := env.Connect(t, sysUserCreds(t, env.Init, tag, nil))
 	respondAfter := func(m *nats.Msg, d time.Duration, data []byte) {
 		reply := m.Reply
 		time.AfterFunc(d, func() { _ = fake.Publish(reply, data) })
@@ -38,10 +75,10 @@ func TestGoneInstanceListIsNotTheServers(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := fake.Subscribe(resolver.SubjectClaimsList, func(m *nats.Msg) {
-		_ = m.Respond(fmt.Appendf(nil, `{"server":{"name":%q,"id":%q},"data":["%s"]}`, name, newID, held))
-		respondAfter(m, 100*time.Millisecond, fmt.Appendf(nil, `{"server":{"name":%q,"id":%q},"data":[]}`, name, oldID))
-		respondAfter(m, 400*time.Millisecond, []byte(`{"server":{"name":"zz-slow","id":"NSLOWSERVER"},"data":[]}`))
+	if _, err := fake.Subscribe(subject, func(m *nats.Msg) {
+		_ = m.Respond(fmt.Appendf(nil, `{"server":{"name":%q,"id":%q},%s}`, name, newID, newFields))
+		respondAfter(m, 100*time.Millisecond, fmt.Appendf(nil, `{"server":{"name":%q,"id":%q},%s}`, name, oldID, oldFields))
+		respondAfter(m, 400*time.Millisecond, fmt.Appendf(nil, `{"server":{"name":"zz-slow","id":"NSLOWSERVER"},%s}`, oldFields))
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -65,11 +102,5 @@ func TestGoneInstanceListIsNotTheServers(t *testing.T) {
 	// zz restarts: the client learns its new instance.
 	current.Store(newID)
 	waitFor(t, 5*time.Second, "the client knows the new instance", known(newID))
-	list, err := c.List(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, ok := list[name]; ok && !slices.Contains(got, held) {
-		t.Fatalf("List[%s] = %q, the old instance's list; want the current instance's, which holds %s", name, got, held)
-	}
+	return c, name
 }

@@ -82,13 +82,10 @@ func (c *Client) List(ctx context.Context) (map[string][]string, error) {
 			errs = append(errs, fmt.Errorf("server %s: a LIST reply without \"data\"", name))
 			continue
 		}
-		if id, ok := c.currentID(name); ok && lr.Server != nil && lr.Server.ID != id {
-			// The list of an instance that is not the server's current
-			// one (a restarted server's old one, not yet gone): kept as
-			// the last reply under the name, it stood for what the new
-			// instance holds, and the reconciler could drop a tombstone
-			// of an account the new one held.
-			c.log.Debug("resolver ignored a LIST reply from a server instance that is not the current one", "server", name, "server_id", lr.Server.ID, "current_id", id)
+		if c.notCurrent("LIST", name, lr.Server) {
+			// Kept as the last reply under the name, it stood for what
+			// the new instance holds, and the reconciler could drop a
+			// tombstone of an account the new one held.
 			continue
 		}
 		if c.isShared(name) {
@@ -144,6 +141,12 @@ func (c *Client) Operators(ctx context.Context) (map[string][]string, error) {
 			errs = append(errs, fmt.Errorf("server %s: %s", name, vr.Error.Description))
 			continue
 		}
+		if c.notCurrent("VARZ", name, vr.Server) {
+			// Kept as the last reply under the name, it stood for the
+			// operator keys the new instance trusts (a rotation's check
+			// that every server trusts the next key).
+			continue
+		}
 		keys := []string{}
 		if vr.Data != nil {
 			for _, oc := range vr.Data.TrustedOperatorsClaim {
@@ -161,6 +164,18 @@ func (c *Client) Operators(ctx context.Context) (map[string][]string, error) {
 		return out, fmt.Errorf("resolver: operators: %w: %w", provision.ErrRefused, errors.Join(errs...))
 	}
 	return out, nil
+}
+
+// notCurrent tells whether a reply to request comes from an instance that
+// is not its server's current one (a restarted server's old one, not yet
+// gone), whose answer says nothing of what the server holds or trusts now.
+func (c *Client) notCurrent(request, name string, s *serverInfo) bool {
+	id, ok := c.currentID(name)
+	if !ok || s == nil || s.ID == id {
+		return false
+	}
+	c.log.Debug("resolver ignored a reply from a server instance that is not the current one", "request", request, "server", name, "server_id", s.ID, "current_id", id)
+	return true
 }
 
 // serverName names the server of a reply: its name, else its ID.
