@@ -843,6 +843,22 @@ func (m *mirror) sortedAccounts() []*accountEntry {
 	return out
 }
 
+// sweepOrphan is an entry the sweep finds left behind.
+type sweepOrphan struct {
+	key  string
+	rev  uint64
+	back *accountEntry // a revive's record, to make a tombstone again
+	// account is set for a user record: its account, whose record is
+	// read from the bucket before the user is removed.
+	account string
+	// pub and name are set for an account record its name entry does
+	// not point to: the name entry is read from the bucket before the
+	// record is removed or made a tombstone again.
+	pub, name string
+	// unreadable is set for an account record that cannot be read.
+	unreadable bool
+}
+
 // sweep repairs what a crash left behind: live account records their
 // name entry does not point to (a create that lost its name, or crashed
 // before backing out: removed; a revive that lost it: the tombstone is
@@ -851,25 +867,13 @@ func (m *mirror) sortedAccounts() []*accountEntry {
 // the bucket's order, so a name entry is always seen before the record
 // created under it. Failures are logged; the next Open tries again.
 func (s *Store) sweep(ctx context.Context) {
-	type orphan struct {
-		key  string
-		rev  uint64
-		back *accountEntry // a revive's record, to make a tombstone again
-		// account is set for a user record: its account, whose record is
-		// read from the bucket before the user is removed.
-		account string
-		// pub and name are set for an account record its name entry does
-		// not point to: the name entry is read from the bucket before the
-		// record is removed or made a tombstone again.
-		pub, name string
-	}
-	var orphans []orphan
+	var orphans []sweepOrphan
 	s.mu.RLock()
 	for pub, e := range s.m.accounts {
 		if !s.m.visible(e) {
 			// cmp.Or: a record sealed with a dropped key holds its name
 			// in clear only.
-			o := orphan{key: accountKey(pub), rev: e.a.Revision, pub: pub, name: cmp.Or(e.a.Name, e.lockedName)}
+			o := sweepOrphan{key: accountKey(pub), rev: e.a.Revision, pub: pub, name: cmp.Or(e.a.Name, e.lockedName), unreadable: e.err != nil}
 			if e.revived != nil {
 				o.back = e
 			}
@@ -878,7 +882,7 @@ func (s *Store) sweep(ctx context.Context) {
 	}
 	for pub, e := range s.m.users {
 		if _, ok := s.m.accounts[e.u.Account]; !ok {
-			orphans = append(orphans, orphan{key: userKey(pub), rev: s.m.revs[userKey(pub)], account: e.u.Account})
+			orphans = append(orphans, sweepOrphan{key: userKey(pub), rev: s.m.revs[userKey(pub)], account: e.u.Account})
 		}
 	}
 	empty := s.m.emptyPacks()
@@ -899,9 +903,15 @@ func (s *Store) sweep(ctx context.Context) {
 			cancel()
 			continue
 		}
-		if o.name != "" && !s.nameElsewhere(cctx, o.name, o.pub) {
-			cancel()
-			continue
+		if o.name != "" {
+			where := s.nameHeld(cctx, o.name, o.pub)
+			if where == nameMissing {
+				s.nameBack(cctx, o)
+			}
+			if where != nameOther {
+				cancel()
+				continue
+			}
 		}
 		var err error
 		switch {
@@ -944,21 +954,29 @@ func (s *Store) accountGone(ctx context.Context, pub string, memo map[string]boo
 	return g
 }
 
-// nameElsewhere reports whether the bucket's name entry for name points to
-// another account than pub, or to none: the record of pub is then one a
-// create or a revive left when it lost the name. The loaded mirror is no
-// proof: a name entry rewritten to pub (a fenced create's, a revive's)
-// after the watcher's initial values began can be missing from it while
-// the record is there, and removing a live account's record loses its
-// seeds. A failed read counts as pointing to pub.
-func (s *Store) nameElsewhere(ctx context.Context, name, pub string) bool {
+// Where the bucket's name entry of an account record that looks left
+// behind points (nameHeld).
+const (
+	nameHere    = iota // to the record, or unknown (a failed read, damage)
+	nameOther          // to another account
+	nameMissing        // nowhere: the entry is gone
+)
+
+// nameHeld reports where the bucket's name entry for name points: to
+// another account than pub, the record of pub is one a create or a revive
+// left when it lost the name. The loaded mirror is no proof: a name entry
+// rewritten to pub (a fenced create's, a revive's) after the watcher's
+// initial values began can be missing from it while the record is there,
+// and removing a live account's record loses its seeds. A failed read
+// counts as pointing to pub.
+func (s *Store) nameHeld(ctx context.Context, name, pub string) int {
 	e, err := s.kv.Get(ctx, nameKey(name))
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
-		return true
+		return nameMissing
 	case err != nil:
 		s.log.Warn("kvstore: cannot read the name entry of an account record that looks left behind; the next open checks it again", "account", pub, "error", err)
-		return false
+		return nameHere
 	}
 	holder := string(e.Value())
 	if !validAccountKey(holder) {
@@ -966,9 +984,38 @@ func (s *Store) nameElsewhere(ctx context.Context, name, pub string) bool {
 		// that lost its name to another account, and removing it loses
 		// its seeds.
 		s.log.Error("kvstore: the name entry of an account record holds no account public key; the record is kept, repair the name entry", "account", pub, "key", nameKey(name))
-		return false
+		return nameHere
 	}
-	return holder != pub
+	if holder != pub {
+		return nameOther
+	}
+	return nameHere
+}
+
+// nameBack writes back the missing name entry of a live record. No name
+// entry is no proof of a create that lost its name: a name entry removed
+// by hand (`nats kv del`) leaves the same, and history 1 keeps nothing of
+// what it held; voiding the record would lose the account's seeds. (A
+// create cut short after losing its name, whose rival was removed since,
+// leaves it too: that account is then shown, complete, under a name no
+// other account holds, for its owner to remove.) A record that cannot be
+// read (sealed with a key since dropped) is kept hidden: shown, it would
+// refuse every open.
+func (s *Store) nameBack(ctx context.Context, o sweepOrphan) {
+	key := nameKey(o.name)
+	if o.unreadable {
+		s.log.Error("kvstore: an account record has no name entry and cannot be read; it is kept, hidden: give its seal key as a previous key, or write the name entry back", "account", o.pub, "key", key)
+		return
+	}
+	rev, err := s.kv.Create(ctx, key, []byte(o.pub))
+	if err != nil {
+		s.log.Warn("kvstore: cannot write back the missing name entry of an account record; the next open tries again", "account", o.pub, "key", key, "error", err)
+		return
+	}
+	s.log.Warn("kvstore: an account record had no name entry (removed by hand, or a create cut short whose rival was removed since); the name entry is written back and the account shown again", "account", o.pub, "key", key)
+	s.mu.Lock()
+	s.m.apply(change{key: key, rev: rev, name: o.name, pub: o.pub})
+	s.mu.Unlock()
 }
 
 // tombstoneAgain writes back the tombstone a revive replaced, at the

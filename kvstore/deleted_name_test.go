@@ -1,0 +1,41 @@
+package kvstore
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestDeletedNameEntryOfALiveAccountIsWrittenBack: a name entry removed by
+// hand (`nats kv del <bucket> name.<X>`) hid its account, and the next
+// open's sweep took the record for a create that lost its name and voided
+// it, seeds and all, logged at INFO only. A live record whose name entry is
+// missing is no proof of a lost create (history 1 keeps nothing of what the
+// entry held): the name entry is written back, and the open says so.
+func TestDeletedNameEntryOfALiveAccountIsWrittenBack(t *testing.T) {
+	d, s, opts := single(t)
+	ctx := bg(t)
+	a := newAccount(t, "unnamed")
+	if _, err := s.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.kv.Delete(ctx, nameKey(a.Name)); err != nil {
+		t.Fatal(err)
+	}
+	log, lb := newLog(t)
+	opts.Logger = log
+	s2 := openStore(t, d.connect(t, d.svcCreds), opts)
+	if _, err := s.kv.Get(ctx, accountKey(a.PublicKey)); err != nil {
+		t.Fatalf("the record of an account whose name entry was removed: %v, want it kept", err)
+	}
+	got, err := s2.AccountByName(ctx, a.Name)
+	if err != nil || got.PublicKey != a.PublicKey || got.IdentitySeed != a.IdentitySeed {
+		t.Fatalf("AccountByName after the open: %v, %v; want the account, seeds and all", got.PublicKey, err)
+	}
+	e, err := s.kv.Get(ctx, nameKey(a.Name))
+	if err != nil || string(e.Value()) != a.PublicKey {
+		t.Fatalf("name entry after the open: %v, want it written back", err)
+	}
+	if !strings.Contains(lb.String(), nameKey(a.Name)) {
+		t.Fatalf("the open did not warn of the missing name entry %s: %s", nameKey(a.Name), lb.String())
+	}
+}
