@@ -451,7 +451,8 @@ func (s *Store) created(a provision.Account, sealed map[provision.Seed]string, n
 
 // claimName makes the name entry point to pub and returns its revision. A
 // name entry is free when the account it points to is missing or not
-// live; it is then taken over at its revision.
+// live; it is then taken over at its revision. One that holds no account
+// key is damage, never taken over: the claim fails with ErrConflict.
 func (s *Store) claimName(ctx context.Context, name, pub string) (uint64, error) {
 	key := nameKey(name)
 	for attempt := 0; attempt < 8; attempt++ {
@@ -473,14 +474,19 @@ func (s *Store) claimName(ctx context.Context, name, pub string) (uint64, error)
 		if holder == pub {
 			return e.Revision(), nil
 		}
-		if validAccountKey(holder) {
-			free, err := s.holderGone(ctx, holder)
-			if err != nil {
-				return 0, err
-			}
-			if !free {
-				return 0, fmt.Errorf("kvstore: account name %q: %w: account %s has it", name, provision.ErrConflict, holder)
-			}
+		if !validAccountKey(holder) {
+			// Damage (a write by hand), which hides the account whose
+			// name it was: taken over, that account's record would be a
+			// create's that lost its name, which the next open voids,
+			// seeds and all. The value is not quoted (decode).
+			return 0, fmt.Errorf("kvstore: account name %q: %w: its name entry %s holds no account public key (damage); repair it with the key of the account it names, or remove it", name, provision.ErrConflict, key)
+		}
+		free, err := s.holderGone(ctx, holder)
+		if err != nil {
+			return 0, err
+		}
+		if !free {
+			return 0, fmt.Errorf("kvstore: account name %q: %w: account %s has it", name, provision.ErrConflict, holder)
 		}
 		rev, err = s.kv.Update(ctx, key, []byte(pub), e.Revision())
 		if err == nil {

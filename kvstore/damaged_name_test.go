@@ -1,8 +1,11 @@
 package kvstore
 
 import (
+	"errors"
 	"strings"
 	"testing"
+
+	"github.com/natsprov/provisioner/provision"
 )
 
 // TestDamagedNameEntryIsReportedNotSwept: a name entry written by hand
@@ -28,5 +31,32 @@ func TestDamagedNameEntryIsReportedNotSwept(t *testing.T) {
 	}
 	if !strings.Contains(lb.String(), nameKey(a.Name)) {
 		t.Fatalf("the damaged name entry %s is not named in the log", nameKey(a.Name))
+	}
+}
+
+// TestCreateDoesNotTakeOverADamagedNameEntry: a create of a name whose entry
+// holds no account key (damage, a write by hand) took the entry over, which
+// made the account the entry belonged to a create that lost its name: the
+// next open voided its record, seeds and all. The create now fails,
+// naming the entry to repair.
+func TestCreateDoesNotTakeOverADamagedNameEntry(t *testing.T) {
+	d, s, opts := single(t)
+	ctx := bg(t)
+	a := newAccount(t, "damaged")
+	if _, err := s.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.kv.Put(ctx, nameKey(a.Name), []byte("not an account key")); err != nil {
+		t.Fatal(err)
+	}
+	s2 := openStore(t, d.connect(t, d.svcCreds), opts)
+	b := newAccount(t, a.Name)
+	_, err := s2.CreateAccount(ctx, b)
+	if !errors.Is(err, provision.ErrConflict) || !strings.Contains(err.Error(), nameKey(a.Name)) {
+		t.Fatalf("create over a damaged name entry: %v, want ErrConflict naming %s", err, nameKey(a.Name))
+	}
+	openStore(t, d.connect(t, d.svcCreds), opts)
+	if _, err := s.kv.Get(ctx, accountKey(a.PublicKey)); err != nil {
+		t.Fatalf("the record of the account whose name entry is damaged: %v, want it kept", err)
 	}
 }
