@@ -518,7 +518,8 @@ func (s *Store) load(ctx context.Context) (*kvWatch, error) {
 
 // watch applies the watcher's updates until the store closes, and starts
 // a new watcher, resuming after the last revision seen, when the old one
-// ends (the ordered consumer gave up, for instance after a long outage).
+// ends (the ordered consumer gave up, for instance after a long outage),
+// unless the bucket was lost.
 func (s *Store) watch(kw *kvWatch) {
 	defer s.watcher.Done()
 	for {
@@ -531,8 +532,14 @@ func (s *Store) watch(kw *kvWatch) {
 		}
 		for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
 			s.mu.RLock()
-			from := s.m.watched + 1
+			from, lost := s.m.watched+1, s.lost
 			s.mu.RUnlock()
+			if lost != nil {
+				// The bucket was deleted or replaced (lose): the store
+				// answers nothing more, so nothing a watcher brings is
+				// of use, and a deleted one's restarts fail for good.
+				return
+			}
 			ctx, cancel := context.WithTimeout(s.life, s.opts.Timeout)
 			nw, err := s.startWatcher(ctx, jetstream.ResumeFromRevision(from))
 			cancel()

@@ -115,3 +115,31 @@ func TestLostStoreWritesNothingToTheNewBucket(t *testing.T) {
 		t.Errorf("the new bucket holds the user record the lost store was trying to write (%v, %v):\n%s", e, err, lb.String())
 	}
 }
+
+// TestLostStoreStopsRestartingItsWatcher: once the store has found its
+// bucket deleted (lose) it answers nothing more, and nothing a watcher
+// brings is of use; but its watcher, ended by the delete, was restarted
+// over and over, logging "cannot restart the watcher" every 5 s until the
+// process stopped.
+func TestLostStoreStopsRestartingItsWatcher(t *testing.T) {
+	t.Parallel()
+	d := startDeployment(t, 1)
+	k, _ := newSealKey(t)
+	log, lb := newLog(t)
+	s := openStore(t, d.connect(t, d.svcCreds), Options{Seal: k, Logger: log, Timeout: 500 * time.Millisecond})
+	ctx := bg(t)
+	js, err := jetstream.New(d.connect(t, d.svcCreds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteKeyValue(ctx, s.opts.Bucket); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the store finds its bucket gone", func() bool { return s.Broken() != nil })
+	time.Sleep(time.Second) // a restart under way when it was found ends
+	before := strings.Count(lb.String(), "cannot restart the watcher")
+	time.Sleep(12 * time.Second) // past two rounds of the restart's longest backoff
+	if n := strings.Count(lb.String(), "cannot restart the watcher") - before; n > 0 {
+		t.Fatalf("the lost store tried to restart its watcher %d more times after it found its bucket gone:\n%s", n, lb.String())
+	}
+}
