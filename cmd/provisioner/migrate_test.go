@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
@@ -603,5 +604,51 @@ func TestStoreMigrateSaysWhatTheBucketWarns(t *testing.T) {
 	}
 	if !strings.Contains(errOut, "the bucket has one replica") {
 		t.Errorf("reseal did not pass on the bucket's warning; stderr:\n%s", errOut)
+	}
+}
+
+// TestStoreResealSkipsAnAccountRemovedMeanwhile: an account removed
+// between reseal's listing and its write (a serving instance's reconciler
+// drops tombstones) stopped reseal with "not found", though a removed
+// account holds no seed left to seal. reseal now goes on; its check of the
+// bucket finds anything still sealed with a previous key.
+func TestStoreResealSkipsAnAccountRemovedMeanwhile(t *testing.T) {
+	ctx := context.Background()
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	svc := env.Start(t)
+	for _, name := range []string{"acme", "zulu"} {
+		if r := provtest.Request(t, env.Admin(t), "prov.account.create", `{"name":"`+name+`"}`); r.Code != 0 {
+			t.Fatal(r.Description)
+		}
+	}
+	if err := svc.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	oldKey, err := seal.Load(env.Init.SealKeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := kvstore.Open(ctx, env.ServiceUser(t), kvstore.Options{Bucket: env.Config.KVBucket, Seal: oldKey, Instance: "other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	resealListed = func(ctx context.Context) {
+		a, err := other.AccountByName(ctx, "zulu")
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if err := other.RemoveAccount(ctx, a.PublicKey, a.Revision); err != nil {
+			t.Errorf("the other instance's removal: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond) // for reseal's watcher to bring it
+	}
+	t.Cleanup(func() { resealListed = nil })
+
+	rotateSealKey(t, env, newSealKey(t, env))
+	out, _, err := runCmd(t, "store", "reseal", "--config", env.Init.Config)
+	if err != nil || !strings.Contains(out, "can go") {
+		t.Fatalf("reseal with an account removed meanwhile: %v\n%s", err, out)
 	}
 }

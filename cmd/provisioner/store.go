@@ -239,13 +239,21 @@ func runStoreReseal(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
+	if resealListed != nil {
+		resealListed(ctx)
+	}
 	n := 0
 	for _, a := range accounts {
 		// Writing a record seals anew what the current key did not seal;
 		// a change made meanwhile by a running instance wins (ErrStale),
 		// and the check below finds it if that instance sealed it with an
-		// older key.
-		if _, err := kv.UpdateAccount(ctx, a, a.Revision); err != nil && !errors.Is(err, provision.ErrStale) {
+		// older key. One removed meanwhile (a running instance's
+		// reconciler drops tombstones) holds nothing left to seal.
+		_, err := kv.UpdateAccount(ctx, a, a.Revision)
+		if errors.Is(err, provision.ErrNotFound) {
+			continue
+		}
+		if err != nil && !errors.Is(err, provision.ErrStale) {
 			return fmt.Errorf("store reseal: account %s: %w", a.PublicKey, err)
 		}
 		n++
@@ -282,7 +290,9 @@ func runStoreReseal(ctx context.Context, args []string, stdout, stderr io.Writer
 			if err != nil {
 				return fmt.Errorf("store reseal: account %s: %w", pub, err)
 			}
-			if _, err := kv.UpdateAccount(ctx, a, a.Revision); err != nil && !errors.Is(err, provision.ErrStale) {
+			// ErrNotFound: removed meanwhile, not listed again.
+			_, err = kv.UpdateAccount(ctx, a, a.Revision)
+			if err != nil && !errors.Is(err, provision.ErrStale) && !errors.Is(err, provision.ErrNotFound) {
 				return fmt.Errorf("store reseal: account %s: %w", pub, err)
 			}
 		}
@@ -313,6 +323,10 @@ func runStoreReseal(ctx context.Context, args []string, stdout, stderr io.Writer
 // resealTries is how many times reseal writes again the accounts a
 // running instance sealed with an older key meanwhile, before it gives up.
 const resealTries = 3
+
+// resealListed, set by tests only, runs after reseal listed the accounts,
+// before it writes them.
+var resealListed func(ctx context.Context)
 
 // resealChecking, set by tests only, runs before each check of the
 // bucket's seals: where another instance's write falls between reseal's
