@@ -563,7 +563,9 @@ func (l *loader) accept(file string, off int64, d *diskAccount, o opened) (*held
 			if errors.Is(o.openErr, errNoKey) {
 				return nil, fmt.Errorf("%w: %s holds sealed seeds (account %s); open it with the seal key that sealed them", ErrSealKey, l.dir, d.PublicKey)
 			}
-			return nil, fmt.Errorf("%w: account %s in %s: %v", ErrSealKey, d.PublicKey, l.dir, o.openErr)
+			// The usual cause, a seal_key rotated without listing the
+			// old one, is said as the KV store says it.
+			return nil, fmt.Errorf("%w: account %s in %s: %v; a seal key rotated away must be given as a previous key (seal_key_previous)", ErrSealKey, d.PublicKey, l.dir, o.openErr)
 		}
 		if errors.Is(o.openErr, seal.ErrUnknownKey) {
 			l.otherKey++

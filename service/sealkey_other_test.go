@@ -76,3 +76,38 @@ func TestOtherSealKeyIsAProblem(t *testing.T) {
 		t.Errorf("account.get on inst-b: %d %q, want 503 saying the account is sealed with another key and what to do", got.Code, got.Description)
 	}
 }
+
+// TestFileStoreNewSealKeySaysSealKeyPrevious: a file deployment started
+// with a new seal_key and without seal_key_previous failed with the bare
+// "wrong or missing seal key: account A... in DIR: seal: sealed with
+// another key X...", which does not say how to give the old key (the KV
+// store's refusal does). It now names seal_key_previous.
+func TestFileStoreNewSealKeySaysSealKeyPrevious(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	svc := env.Start(t)
+	if r := provtest.Request(t, env.Admin(t), "prov.account.create", `{"name":"acme"}`); r.Code != 0 {
+		t.Fatal(r.Description)
+	}
+	if err := svc.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	kp, err := nkeys.CreateCurveKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := kp.Seed()
+	newKey := filepath.Join(env.Dir, "seal-2.xk")
+	if err := os.WriteFile(newKey, append(seed, '\n'), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := *env.Config
+	cfg.SealKey, cfg.SealKeyPrevious = newKey, nil
+	s, err := service.Start(context.Background(), &cfg, provtest.Logger(t))
+	if err == nil {
+		s.Stop()
+		t.Fatal("a start with a seal key that did not seal the store succeeded")
+	}
+	if !strings.Contains(err.Error(), "seal_key_previous") {
+		t.Fatalf("start with a new seal_key: %v, want it to say the old key goes in seal_key_previous", err)
+	}
+}
