@@ -3,6 +3,7 @@ package kvstore
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestDeletedNameEntryOfALiveAccountIsWrittenBack: a name entry removed by
@@ -16,6 +17,10 @@ func TestDeletedNameEntryOfALiveAccountIsWrittenBack(t *testing.T) {
 	ctx := bg(t)
 	a := newAccount(t, "unnamed")
 	if _, err := s.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	// Stopped, as every instance was: none saw the entry go.
+	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.kv.Delete(ctx, nameKey(a.Name)); err != nil {
@@ -37,5 +42,41 @@ func TestDeletedNameEntryOfALiveAccountIsWrittenBack(t *testing.T) {
 	}
 	if !strings.Contains(lb.String(), nameKey(a.Name)) {
 		t.Fatalf("the open did not warn of the missing name entry %s: %s", nameKey(a.Name), lb.String())
+	}
+}
+
+// TestDeletedNameEntryIsWrittenBackWhileServing: a name entry removed by
+// hand under a running store hid its account at once, and left its name
+// free for another create, whose claim would make the record a lost
+// create's, voided at the next open. The store that sees the entry go
+// while the record is there writes it back.
+func TestDeletedNameEntryIsWrittenBackWhileServing(t *testing.T) {
+	_, s, _ := single(t)
+	ctx := bg(t)
+	a := newAccount(t, "unnamed")
+	if _, err := s.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.kv.Delete(ctx, nameKey(a.Name)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the name entry is written back", func() bool {
+		e, err := s.kv.Get(ctx, nameKey(a.Name))
+		return err == nil && string(e.Value()) == a.PublicKey
+	})
+	if got, err := s.AccountByName(ctx, a.Name); err != nil || got.PublicKey != a.PublicKey {
+		t.Fatalf("AccountByName after the name entry was written back: %v, %v", got.PublicKey, err)
+	}
+	// A removal, whose name entry goes after its record, is left alone.
+	got, err := s.AccountByName(ctx, a.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemoveAccount(ctx, a.PublicKey, got.Revision); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if _, err := s.kv.Get(ctx, nameKey(a.Name)); err == nil {
+		t.Fatal("the name entry of a removed account was written back")
 	}
 }

@@ -649,15 +649,30 @@ func revokedFirst(stored, mine provision.User) bool {
 // it leaves without an account to the stray loop.
 func (s *Store) applyBrought(c change, watched bool) {
 	var strays []stray
+	var unnamed *accountEntry
 	s.mu.Lock()
+	prev, named := s.m.names[c.name]
 	if c.err == nil && s.m.apply(c) {
 		strays = s.m.straysAfter(c)
+		if e := s.m.accounts[prev.pub]; c.del && named && strings.HasPrefix(c.key, namePrefix) && e != nil && e.err == nil && e.a.Live() && e.a.Name == c.name {
+			// The name entry of an account shown, removed while its
+			// record is there: no removal does that (the record goes
+			// first), so it is damage (`nats kv del` by hand), which
+			// hides the account and frees its name for another create,
+			// whose claim would make the record a lost create's.
+			unnamed = e
+		}
 	}
 	if watched {
 		s.m.watched = max(s.m.watched, c.rev)
 	}
 	twice := s.m.takeTwice()
 	s.mu.Unlock()
+	if unnamed != nil {
+		ctx, cancel := s.ctx(s.life)
+		s.nameBack(ctx, sweepOrphan{key: accountKey(unnamed.a.PublicKey), pub: unnamed.a.PublicKey, name: unnamed.a.Name})
+		cancel()
+	}
 	s.removeStrays(strays)
 	s.logTwice(twice)
 }
@@ -1015,6 +1030,11 @@ func (s *Store) nameBack(ctx context.Context, o sweepOrphan) {
 		return
 	}
 	rev, err := s.kv.Create(ctx, key, []byte(o.pub))
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		if e, gerr := s.kv.Get(ctx, key); gerr == nil && string(e.Value()) == o.pub {
+			return // another instance wrote it back; the watcher brings it
+		}
+	}
 	if err != nil {
 		s.log.Warn("kvstore: cannot write back the missing name entry of an account record; the next open tries again", "account", o.pub, "key", key, "error", err)
 		return
