@@ -231,6 +231,11 @@ func (s *Service) issue(ctx context.Context, a Account, u *userRequest, caller a
 	if active, err := s.activeNamed(ctx, a.PublicKey, name, st.claims); err != nil {
 		return nil, User{}, err
 	} else if len(active) > 0 {
+		// A tenant may revoke only the users issued through self-service:
+		// "revoke it first" is advice it cannot follow.
+		if i := slices.IndexFunc(active, func(x User) bool { return !x.SelfService }); u.self && i >= 0 {
+			return nil, User{}, fmt.Errorf("%w: account %q has an active user named %q (%s), issued by an admin, which self-service cannot revoke; choose another name", ErrConflict, a.Name, name, active[i].PublicKey)
+		}
 		return nil, User{}, fmt.Errorf("%w: account %q has an active user named %q (%s); revoke it first or choose another name", ErrConflict, a.Name, name, active[0].PublicKey)
 	}
 	pub := u.pub
