@@ -471,7 +471,24 @@ func (s *Service) EnsureSelfExport(ctx context.Context) error {
 	if down := s.downServers(); len(down) > 0 {
 		return fmt.Errorf("%w: the provisioner's own account lacks the self-service export, and server(s) %s, down, may hold a newer copy of it than the servers that answered: a version built on theirs would undo it when they come back; start again once they are back", ErrUnavailable, strings.Join(down, ", "))
 	}
-	claims.Exports.Add(want)
+	// An export of the same subject is the service's own in an older
+	// form (a deployment's before the account token was bound into it):
+	// it is replaced, as the two together make a JWT the servers refuse
+	// ("already exports"), and the service refused to start for good. An
+	// operator's export that overlaps the subjects otherwise (prov.>) is
+	// not the service's to remove: the start is refused, naming it.
+	kept := claims.Exports[:0]
+	for _, e := range claims.Exports {
+		switch {
+		case e.Type != jwt.Service:
+		case e.Subject == want.Subject:
+			continue
+		case want.Subject.IsContainedIn(e.Subject) || e.Subject.IsContainedIn(want.Subject):
+			return fmt.Errorf("%w: the provisioner's own account exports %q (export %q), which overlaps the self-service subjects %q: an account may not export a service subject twice, and the self-service export binds the tenant's account into its subject; remove or narrow that export (nsc edit account), push it, and start again", ErrInvalid, e.Subject, e.Name, want.Subject)
+		}
+		kept = append(kept, e)
+	}
+	claims.Exports = append(kept, want)
 	signed, err := s.signNext(ctx, claims)
 	if err != nil {
 		return fmt.Errorf("sign the provisioner's own account: %w", err)
