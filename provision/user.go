@@ -273,7 +273,17 @@ func (s *Service) issue(ctx context.Context, a Account, u *userRequest, caller a
 		}
 	}
 	if size := replySize(out); size > s.jwtLimit() {
-		return nil, User{}, fmt.Errorf("%w: the reply with the user would be about %d bytes (its JWT is %d, and the creds carry it again), over the limit of %d bytes (the servers' max_payload, less room); give it fewer permissions or tags, or raise max_payload", ErrInvalid, size, len(token), s.jwtLimit())
+		advice := "give it fewer permissions or tags, or raise max_payload"
+		if u.self {
+			// A tenant's request has no permissions or tags (its role
+			// gives them), and max_payload is the operator's: what it
+			// can change is the name, and the sealed creds.
+			advice = "choose a shorter name; max_payload is the operator's to raise"
+			if u.xkey != "" {
+				advice = "choose a shorter name, or send \"public_key\" instead of \"xkey\" (the sealed creds carry the JWT again); max_payload is the operator's to raise"
+			}
+		}
+		return nil, User{}, fmt.Errorf("%w: the reply with the user would be about %d bytes (its JWT is %d, and the creds carry it again), over the limit of %d bytes (the servers' max_payload, less room); %s", ErrInvalid, size, len(token), s.jwtLimit(), advice)
 	}
 	signerPub, _ := signer.PublicKey()
 	rec := User{PublicKey: pub, Account: a.PublicKey, Name: name, IssuedAt: uc.IssuedAt, ExpiresAt: uc.Expires, Signer: signerPub, Role: u.role, SelfService: u.self, Tags: slices.Clone([]string(uc.Tags)), TagsRecorded: true}
