@@ -102,6 +102,11 @@ func claimsCopy(c *jwt.AccountClaims) (*jwt.AccountClaims, error) {
 	return &out, nil
 }
 
+// errJWTFull is the advice of a change refused for making an account JWT
+// over the limit: an admin's to follow, which a tenant's revoke words
+// otherwise (SelfRevokeUser).
+var errJWTFull = errors.New("remove revocations, tags or permissions")
+
 // sign encodes account claims with the operator signing key and validates
 // the result as a server would not: the resolver stores whatever UPDATE
 // receives, so nothing leaves here unless its issuer is our signing key,
@@ -131,7 +136,7 @@ func (s *Service) signKeeping(claims *jwt.AccountClaims, kept int64) (string, er
 		return "", fmt.Errorf("sign account %s: %w", pub, err)
 	}
 	if len(token) > s.jwtLimit() {
-		return "", fmt.Errorf("%w: the account JWT would be %d bytes, over the limit of %d bytes (the servers' max_payload, less room for the reply that carries it); remove revocations, tags or permissions", ErrInvalid, len(token), s.jwtLimit())
+		return "", fmt.Errorf("%w: the account JWT would be %d bytes, over the limit of %d bytes (the servers' max_payload, less room for the reply that carries it); %w", ErrInvalid, len(token), s.jwtLimit(), errJWTFull)
 	}
 	// Encode filled in the claims it serialized (issuer, issue time, ID):
 	// check them as they are, without verifying our own signature again.

@@ -425,7 +425,13 @@ func (s *Service) SelfRevokeUser(ctx context.Context, t Tenant, req api.SelfRevo
 	// Checked again on the version the revocation joins; a refusal
 	// there is not published (the apply may run more than once).
 	allowed := func(next Account) error { return s.selfAllowed(ctx, t, next, nil) }
-	return s.revoke(ctx, a, ref, true, allowed, t.caller())
+	rep, err := s.revoke(ctx, a, ref, true, allowed, t.caller())
+	if errors.Is(err, errJWTFull) {
+		// Revocations, tags and permissions are the admin's to remove,
+		// max_payload the operator's to raise: nothing a tenant can do.
+		return nil, fmt.Errorf("%w: account %q's JWT has no room for another revocation (the servers' max_payload, less room); an admin must make room in it (fewer revocations, tags or permissions) or raise max_payload", ErrInvalid, a.Name)
+	}
+	return rep, err
 }
 
 // EnsureSelfExport makes sure the service's own account exports the
