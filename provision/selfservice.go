@@ -288,13 +288,24 @@ func (s *Service) selfRoleFits(now Account, rec User) error {
 	if err != nil {
 		return err
 	}
-	if err := roleFits(st.claims, rec); err != nil {
-		return err
+	if err := checkTemplateName(st.claims, rec.Signer, rec.Role, rec.Name); err != nil {
+		return fmt.Errorf("%w (the role changed meanwhile)", err)
+	}
+	if err := checkTemplateTags(st.claims, rec.Signer, rec.Role, rec.Tags); err != nil {
+		return errSelfTags(rec.Role, "; the role changed meanwhile")
 	}
 	if sc, ok := st.claims.SigningKeys[rec.Signer].(*jwt.UserScope); ok && sc.Template.BearerToken {
 		return fmt.Errorf("%w: role %q gives bearer tokens now (it changed meanwhile), which connect without their seed; self-service replies travel on the tenant's inbox, where other users of the account may read them: an admin issues users of this role", ErrForbidden, rec.Role)
 	}
 	return nil
+}
+
+// errSelfTags refuses a self-service user its role's template refuses for
+// its tags (checkTemplateTags): a tenant's request has no "tags", so what
+// that error asks of them is an admin's to give. more is said in the
+// parentheses.
+func errSelfTags(role, more string) error {
+	return fmt.Errorf("%w: role %q needs tags on its users that self-service cannot give (self-service issues users without tags%s): an admin issues users of this role", ErrInvalid, role, more)
 }
 
 // roleFits checks a user, once its record is stored, against its role's

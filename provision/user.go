@@ -212,9 +212,7 @@ func (s *Service) issue(ctx context.Context, a Account, u *userRequest, caller a
 		}
 		if err := checkTemplateTags(st.claims, signerPub, u.role, uc.Tags); err != nil {
 			if u.self {
-				// A tenant's request has no "tags": what the error asks
-				// of them is an admin's to give.
-				return nil, User{}, fmt.Errorf("%w: role %q needs tags on its users that self-service cannot give (self-service issues users without tags): an admin issues users of this role", ErrInvalid, u.role)
+				return nil, User{}, errSelfTags(u.role, "")
 			}
 			return nil, User{}, err
 		}
