@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"reflect"
 	"slices"
 	"strings"
@@ -352,8 +353,25 @@ func setExpiry(c *jwt.AccountClaims, in string) error {
 	if err != nil || d <= 0 {
 		return fmt.Errorf("%w: \"expires_in\" must be a positive Go duration such as \"720h\", got %q", ErrInvalid, in)
 	}
+	if d > maxExpiresIn {
+		return errExpiresInTooLong(in)
+	}
 	c.Expires = expiryAfter(d)
 	return nil
+}
+
+// maxExpiresIn bounds "expires_in". nats-server times a JWT's expiry as a
+// time.Duration of the whole seconds left (exp less its clock's Unix
+// second), which overflows past math.MaxInt64 ns: an account or a user
+// given Go's longest duration was expired at once on the servers,
+// though the service signed, stored and answered it as valid for 292
+// years. Two seconds under the longest duration leave room for the
+// rounding up (expiryAfter) and the second the server's clock is in.
+const maxExpiresIn = time.Duration(math.MaxInt64) - 2*time.Second
+
+// errExpiresInTooLong refuses an "expires_in" over maxExpiresIn.
+func errExpiresInTooLong(in string) error {
+	return fmt.Errorf("%w: \"expires_in\" %q is longer than the servers can time (at most %s); leave it out for a JWT that does not expire", ErrInvalid, in, maxExpiresIn)
 }
 
 // expiryAfter is the JWT expiry (whole seconds) d from now, rounded up: a

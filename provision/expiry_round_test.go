@@ -2,6 +2,8 @@ package provision_test
 
 import (
 	"context"
+	"errors"
+	"math"
 	"testing"
 	"time"
 
@@ -9,6 +11,7 @@ import (
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/provision"
 	"github.com/natsprov/provisioner/provtest"
 )
 
@@ -45,5 +48,38 @@ func TestExpiresInIsNeverShortened(t *testing.T) {
 		if exp := time.Unix(uc.Expires, 0); exp.Before(before.Add(want)) {
 			t.Errorf("a user asked to expire in %s from %s expires at %s", in, before.Format(time.StampMicro), exp.Format(time.StampMicro))
 		}
+	}
+}
+
+// TestExpiresInTheServersCannotTimeIsRefused: nats-server times an expiry
+// as a time.Duration of the seconds left, which overflows within a second
+// or two of Go's longest duration: a user given it was signed and
+// answered as valid for 292 years, and the server refused it at once as
+// expired (an account so, expired at once). Such an "expires_in" is a
+// 400; the longest one taken connects and stays connected.
+func TestExpiresInTheServersCannotTimeIsRefused(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	d := newDomain(t, env, nil)
+	defer d.stop()
+	ctx := context.Background()
+	longest := time.Duration(math.MaxInt64).String()
+	if _, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "forever", ExpiresIn: longest}); !errors.Is(err, provision.ErrInvalid) {
+		t.Errorf("account.create with expires_in %s: %v, want ErrInvalid", longest, err)
+	}
+	taken := (time.Duration(math.MaxInt64) - 2*time.Second).String()
+	if _, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme", ExpiresIn: taken}); err != nil {
+		t.Fatalf("account.create with expires_in %s: %v", taken, err)
+	}
+	if _, err := d.svc.UpdateAccount(ctx, api.UpdateAccountRequest{Account: "acme", ExpiresIn: &longest}); !errors.Is(err, provision.ErrInvalid) {
+		t.Errorf("account.update with expires_in %s: %v, want ErrInvalid", longest, err)
+	}
+	if _, err := d.svc.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "forever", ExpiresIn: longest}); !errors.Is(err, provision.ErrInvalid) {
+		t.Errorf("user.create with expires_in %s: %v, want ErrInvalid", longest, err)
+	}
+	creds, _ := issue(t, d, api.CreateUserRequest{Account: "acme", Name: "long", ExpiresIn: taken})
+	nc := dial(t, env, creds)
+	time.Sleep(time.Second)
+	if !nc.IsConnected() {
+		t.Errorf("a user of expires_in %s in an account of expires_in %s was disconnected: %v", taken, taken, nc.LastError())
 	}
 }

@@ -152,6 +152,9 @@ func newUserRequest(req api.CreateUserRequest) (*userRequest, error) {
 		if err != nil || d <= 0 {
 			return nil, fmt.Errorf("%w: \"expires_in\" must be a positive Go duration such as \"24h\" or \"90m\", got %q", ErrInvalid, req.ExpiresIn)
 		}
+		if d > maxExpiresIn {
+			return nil, errExpiresInTooLong(req.ExpiresIn)
+		}
 		uc.Expires = expiryAfter(d)
 	}
 	uc.BearerToken = req.BearerToken
