@@ -857,6 +857,14 @@ func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, 
 			case c == a.JWT:
 			case c == "" && blank < gone:
 				blank++
+			case c == "" && out.expired:
+				// A full resolver removes an account JWT from its store
+				// once its exp has passed (it checks once a minute), and
+				// answers its LOOKUP empty: nothing its users could
+				// connect with. Taken for a copy that differs, every pass
+				// pushed the expired version again, for the server to
+				// drop it again. A server holding an older version
+				// without the expiry still gets the stored one.
 			default:
 				same = false
 			}
