@@ -357,8 +357,18 @@ func setExpiry(c *jwt.AccountClaims, in string) error {
 		return errExpiresInTooLong(in)
 	}
 	c.Expires = expiryAfter(d)
+	if c.Expires > maxAccountExpiry {
+		return fmt.Errorf("%w: \"expires_in\" %q puts the account's expiry past %s, the last one nats-server's resolver stores (past it, the store drops the account's JWT within a minute); leave it out for an account that does not expire", ErrInvalid, in, time.Unix(maxAccountExpiry, 0).UTC().Format(time.RFC3339))
+	}
 	return nil
 }
+
+// maxAccountExpiry is the last account expiry (Unix seconds) a full
+// resolver keeps: its store times the removal of an expired JWT in Unix
+// nanoseconds, which overflow past 2262-04-11, so it removed an account
+// expiring later at its next check (once a minute), and the reconciler
+// pushed it again, pass after pass.
+const maxAccountExpiry = math.MaxInt64 / int64(time.Second)
 
 // maxExpiresIn bounds "expires_in". nats-server times a JWT's expiry as a
 // time.Duration of the whole seconds left (exp less its clock's Unix
