@@ -137,7 +137,11 @@ func (s *Service) CreateAccount(ctx context.Context, req api.CreateAccountReques
 		return nil, fmt.Errorf("store account %s: %w", pub, err)
 	}
 	rec.Revision = rev
-	if len(claims.Imports) > 0 {
+	// Only an import of another account is checked again: the service's
+	// own (self-service) has nothing to wait for, and waiting, a
+	// self-service create failed (503) while the store's watcher caught
+	// up.
+	if slices.ContainsFunc(claims.Imports, func(im *jwt.Import) bool { return im != nil && im.Name != selfImportName }) {
 		if err := s.importsAgain(ctx, rev, &rec, claims); err != nil {
 			// Stored, pushed nowhere: taken back as a create whose push
 			// failed is.
@@ -618,10 +622,13 @@ func (s *Service) UpdateAccount(ctx context.Context, req api.UpdateAccountReques
 			return s.checkAccountTagUsers(ctx, a, old, c)
 		}
 	}
-	if req.Imports != nil {
+	if len(exporters) > 0 {
 		// On a store shared by instances, an exporter's delete or change
 		// of exports another instance stored meanwhile is checked for
-		// once this change is stored (importsServed).
+		// once this change is stored (importsServed). Imports that name
+		// no account (removed: "imports": []) have nothing to check:
+		// checked, such a change waited for the store's watcher and
+		// failed (503) while it caught up.
 		roles := recheck
 		recheck = func(ctx context.Context, a *Account, old, c *jwt.AccountClaims) error {
 			if roles != nil {
