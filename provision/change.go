@@ -800,7 +800,7 @@ func (s *Service) restore(ctx context.Context, prev, next Account, repush bool) 
 		log.Error("could not push the previous version of an account after a failed push; the reconciler retries", "error", err)
 		return nil
 	}
-	log.Info("put an account back after a failed push")
+	log.Info("put an account back")
 	return nil
 }
 
@@ -819,6 +819,12 @@ func (s *Service) restore(ctx context.Context, prev, next Account, repush bool) 
 // is). Whether users fit that cannot be told (the store's reads stalled)
 // leaves the put-back as it is, logged: a put-back cannot be refused.
 func (s *Service) revokeMisfits(ctx context.Context, back Account, why string, log *slog.Logger) (Account, bool) {
+	return s.revokeMisfitsFrom(ctx, back, why, log, 0)
+}
+
+// revokeMisfitsFrom is revokeMisfits after depth writes lost to another
+// instance's.
+func (s *Service) revokeMisfitsFrom(ctx context.Context, back Account, why string, log *slog.Logger, depth int) (Account, bool) {
 	f, shared := s.store.(usersFollower)
 	if !shared || !back.Live() {
 		return back, false
@@ -851,8 +857,8 @@ func (s *Service) revokeMisfits(ctx context.Context, back Account, why string, l
 		if signer == "" {
 			signer = roleKey(&back, u.Role)
 		}
-		// As checkRoleUsers: tags only when the record has them.
-		if checkTemplateName(claims, signer, u.Role, u.Name) != nil || (u.TagsRecorded && checkTemplateTags(claims, signer, u.Role, u.Tags) != nil) {
+		// As checkRoleUsers: names and tags only when the record has them.
+		if (u.Name != "" && checkTemplateName(claims, signer, u.Role, u.Name) != nil) || (u.TagsRecorded && checkTemplateTags(claims, signer, u.Role, u.Tags) != nil) {
 			misfits = append(misfits, u)
 		}
 	}
@@ -871,6 +877,13 @@ func (s *Service) revokeMisfits(ctx context.Context, back Account, why string, l
 		fixed.Revision, err = s.writeUntilLanded(ctx, back.PublicKey, fixed.JWT, func() (uint64, error) {
 			return s.store.UpdateAccount(ctx, fixed, back.Revision)
 		})
+	}
+	if errors.Is(err, ErrStale) && depth < maxStaleRetries {
+		// Another instance stored a version on top of back meanwhile:
+		// the users are checked against that one.
+		if now, rerr := s.account(ctx, back.PublicKey, true); rerr == nil {
+			return s.revokeMisfitsFrom(ctx, now, why, log, depth+1)
+		}
 	}
 	keys := make([]string, len(misfits))
 	for i, u := range misfits {

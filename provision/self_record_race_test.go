@@ -428,17 +428,8 @@ func TestPutBackRevokesUsersIssuedUnderTheRefusedVersion(t *testing.T) {
 	r := newPutBackRace(t, "telemetry.{{name()}}.>")
 	var wide *api.CreateUserReply
 	r.st.arm(r.pub, func() {
-		// a issues once its reads hold b's refused version.
-		deadline := time.Now().Add(5 * time.Second)
-		for time.Now().Before(deadline) {
-			got, err := r.a.GetAccount(r.ctx, api.AccountRequest{Account: r.pub})
-			if err == nil && templateOf(got.Account.JWT, "device") == bySite {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
 		var err error
-		wide, err = r.a.CreateUser(r.ctx, api.CreateUserRequest{Account: "acme", Name: "*", Tags: []string{"site:b"}, Role: "device"})
+		wide, err = r.issueUnder(bySite)
 		if err != nil {
 			t.Errorf("instance a's user named \"*\" under the version that does not use the name: %v", err)
 		}
@@ -453,6 +444,40 @@ func TestPutBackRevokesUsersIssuedUnderTheRefusedVersion(t *testing.T) {
 	deviceTemplateIs(t, r.env, r.a, r.pub, []string{"telemetry.{{name()}}.>"})
 	r.revokedEverywhere(wide.User.PublicKey, true, "named \"*\", it gets telemetry.*.>")
 	r.revokedEverywhere(r.first, false, "it fits the version put back")
+}
+
+// TestPutBackRevocationLostToAnotherInstanceIsMadeAgain: as above, with
+// instance a's update stored on top of the put-back before the version
+// that revokes the user: that version lost its compare-and-set, and the
+// user stayed active under the put-back's template (logged only). It is
+// made again on top of a's version.
+func TestPutBackRevocationLostToAnotherInstanceIsMadeAgain(t *testing.T) {
+	t.Parallel()
+	r := newPutBackRace(t, "telemetry.{{name()}}.>")
+	var wide *api.CreateUserReply
+	r.st.arm(r.pub, func() {
+		var err error
+		wide, err = r.issueUnder(bySite)
+		if err != nil {
+			t.Errorf("instance a's user named \"*\" under the version that does not use the name: %v", err)
+		}
+	}, func() {
+		if _, err := r.a.UpdateAccount(r.ctx, api.UpdateAccountRequest{Account: r.pub, Description: ptr("changed on a")}); err != nil {
+			t.Errorf("instance a's update on top of the put-back: %v", err)
+		}
+	})
+	if err := r.changeToBySite(); !errors.Is(err, provision.ErrInvalid) {
+		t.Fatalf("instance b's change of the role with user %s active: %v, want refused (400)", r.first, err)
+	}
+	if wide == nil {
+		t.Fatal("instance a's user was not issued before the put-back")
+	}
+	for place, token := range r.everywhere() {
+		if c, err := jwt.DecodeAccountClaims(token); err != nil || c.Description != "changed on a" {
+			t.Fatalf("%s does not hold instance a's version on top of the put-back (%v)", place, err)
+		}
+	}
+	r.revokedEverywhere(wide.User.PublicKey, true, "named \"*\", it gets telemetry.*.>")
 }
 
 // TestPutBackLostToAnotherInstanceRevokesWhatDoesNotFit: a role change
@@ -527,6 +552,20 @@ func newPutBackRace(t *testing.T, template string) *putBackRace {
 	return r
 }
 
+// issueUnder issues, on instance a, a user named "*" tagged "site:b" once
+// a's reads hold the role's template.
+func (r *putBackRace) issueUnder(template string) (*api.CreateUserReply, error) {
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		got, err := r.a.GetAccount(r.ctx, api.AccountRequest{Account: r.pub})
+		if err == nil && templateOf(got.Account.JWT, "device") == template {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return r.a.CreateUser(r.ctx, api.CreateUserRequest{Account: "acme", Name: "*", Tags: []string{"site:b"}, Role: "device"})
+}
+
 // changeToBySite changes the role's template to bySite on instance b.
 func (r *putBackRace) changeToBySite() error {
 	_, err := r.b.UpdateAccount(r.ctx, api.UpdateAccountRequest{Account: r.pub, Roles: map[string]*api.Role{"device": {Pub: &jwt.Permission{Allow: []string{bySite}}}}})
@@ -564,28 +603,30 @@ func (r *putBackRace) revokedEverywhere(user string, want bool, why string) {
 	}
 }
 
-// putBackHook is a staleUsers that runs hook once, before the second
-// write of a version of account since arm: the put-back of the first.
+// putBackHook is a staleUsers that runs each hook once, before the
+// write of a version of account it is armed for: the first hook before
+// the second write since arm (the put-back of the first), the next before
+// the third (the version on top of the put-back), and so on.
 type putBackHook struct {
 	*staleUsers
 	mu      sync.Mutex
 	account string
 	writes  int
-	hook    func()
+	hooks   []func()
 }
 
-func (p *putBackHook) arm(account string, hook func()) {
+func (p *putBackHook) arm(account string, hooks ...func()) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.account, p.writes, p.hook = account, 0, hook
+	p.account, p.writes, p.hooks = account, 0, hooks
 }
 
 func (p *putBackHook) UpdateAccount(ctx context.Context, a provision.Account, rev uint64) (uint64, error) {
 	p.mu.Lock()
 	var hook func()
 	if a.PublicKey == p.account {
-		if p.writes++; p.writes == 2 {
-			hook = p.hook
+		if p.writes++; p.writes >= 2 && p.writes-2 < len(p.hooks) {
+			hook = p.hooks[p.writes-2]
 		}
 	}
 	p.mu.Unlock()
