@@ -302,17 +302,16 @@ func runUserList(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			return nil
 		}
 		tw := table(w)
-		fmt.Fprintln(tw, "NAME\tPUBLIC KEY\tISSUED\tEXPIRES\tREVOKED")
+		// EXPIRED is the service's "expired": a revocation is dropped once
+		// it can no longer matter, so an expired user may show REVOKED no,
+		// which alone would read as active.
+		fmt.Fprintln(tw, "NAME\tPUBLIC KEY\tISSUED\tEXPIRES\tEXPIRED\tREVOKED")
 		for _, u := range all.Users {
 			expires := "never"
 			if u.ExpiresAt != 0 {
 				expires = time.Unix(u.ExpiresAt, 0).UTC().Format(time.RFC3339)
 			}
-			revoked := "no"
-			if u.Revoked {
-				revoked = "yes"
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", u.Name, u.PublicKey, time.Unix(u.IssuedAt, 0).UTC().Format(time.RFC3339), expires, revoked)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", u.Name, u.PublicKey, time.Unix(u.IssuedAt, 0).UTC().Format(time.RFC3339), expires, yesNo(u.Expired), yesNo(u.Revoked))
 		}
 		return tw.Flush()
 	})
@@ -336,4 +335,12 @@ func runUserRevoke(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}, func(rep *api.RevokeUserReply) string {
 		return fmt.Sprintf("user %s of account %s was revoked", rep.Revoked, rep.Account.Name)
 	})
+}
+
+// yesNo is a table cell for a flag.
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
 }

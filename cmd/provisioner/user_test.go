@@ -211,6 +211,31 @@ func TestUserCommands(t *testing.T) {
 	wantServiceError(t, err, "404", "nobody")
 }
 
+// TestUserListShowsExpiredUsers: the table had no expired column, so a user
+// whose JWT had expired (and whose revocation, if any, was dropped once it
+// could no longer matter) showed "REVOKED no" with a past expiry, which
+// reads as active. The reply's "expired" is shown.
+func TestUserListShowsExpiredUsers(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, bootstrap.Options{})
+	c.mustRun(t, "account", "create", "acme")
+	c.mustRun(t, "user", "create", "acme", "brief", "--expires-in", "1s", "-o", filepath.Join(t.TempDir(), "brief.creds"))
+	c.mustRun(t, "user", "create", "acme", "steady", "-o", filepath.Join(t.TempDir(), "steady.creds"))
+	time.Sleep(2100 * time.Millisecond)
+	out := c.mustRun(t, "user", "list", "acme")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[0], "EXPIRED") {
+		t.Fatalf("user list printed no EXPIRED column:\n%s", out)
+	}
+	for _, l := range lines[1:] {
+		f := strings.Fields(l)
+		// NAME, PUBLIC KEY, ISSUED, EXPIRES, EXPIRED, REVOKED
+		if len(f) != 6 || f[4] != map[string]string{"brief": "yes", "steady": "no"}[f[0]] || f[5] != "no" {
+			t.Errorf("user list row %q, want brief expired and steady not, neither revoked:\n%s", l, out)
+		}
+	}
+}
+
 // writeFile writes creds into a 0600 temp file.
 func writeFile(t *testing.T, creds string) string {
 	t.Helper()
