@@ -244,6 +244,10 @@ type RotateAccountReply struct {
 	// as the reply has room for; CutImportsOmitted counts the rest.
 	CutImports        []CutImport `json:"cut_imports,omitempty"`
 	CutImportsOmitted int         `json:"cut_imports_omitted,omitempty"`
+	// CutImportsIncomplete is set, saying why, when CutImports may lack
+	// imports the change cut off: they were listed from a copy of the
+	// store not known to hold every account stored before the change.
+	CutImportsIncomplete string `json:"cut_imports_incomplete,omitempty"`
 }
 
 // AccountRequest is the body of account.get and account.delete.
@@ -300,6 +304,10 @@ type AccountReply struct {
 	// beside the servers' answers; CutImportsOmitted counts the rest.
 	CutImports        []CutImport `json:"cut_imports,omitempty"`
 	CutImportsOmitted int         `json:"cut_imports_omitted,omitempty"`
+	// CutImportsIncomplete is set, saying why, when CutImports may lack
+	// imports the change cut off: they were listed from a copy of the
+	// store not known to hold every account stored before the change.
+	CutImportsIncomplete string `json:"cut_imports_incomplete,omitempty"`
 }
 
 // CutImport is an import of another managed account that an update of its
@@ -369,6 +377,10 @@ type DeleteAccountReply struct {
 	// had no room for.
 	CutImports        []CutImport `json:"cut_imports,omitempty"`
 	CutImportsOmitted int         `json:"cut_imports_omitted,omitempty"`
+	// CutImportsIncomplete is set, saying why, when CutImports may lack
+	// imports the change cut off: they were listed from a copy of the
+	// store not known to hold every account stored before the change.
+	CutImportsIncomplete string `json:"cut_imports_incomplete,omitempty"`
 }
 
 // CreateUserRequest is the body of user.create. Without PublicKey the

@@ -657,7 +657,7 @@ func (s *Service) UpdateAccount(ctx context.Context, req api.UpdateAccountReques
 	rep.Resolver, rep.ResolverOmitted = wireResult(out.result)
 	if before != nil {
 		if after, err := s.claimsOf(out.account); err == nil {
-			rep.CutImports, rep.CutImportsOmitted = s.cutImports(ctx, a.PublicKey, out.account.Revision, before, after, serversRoomLeft(rep.Resolver))
+			rep.CutImports, rep.CutImportsOmitted, rep.CutImportsIncomplete = s.cutImports(ctx, a.PublicKey, out.account.Revision, before, after, serversRoomLeft(rep.Resolver))
 		}
 	}
 	return rep, nil
@@ -809,7 +809,7 @@ func (s *Service) DeleteAccount(ctx context.Context, req api.AccountRequest) (*a
 	s.emit(ctx, api.Event{Type: api.EventAccountDeleted, Account: a.PublicKey, AccountName: a.Name})
 	rep := &api.DeleteAccountReply{Deleted: a.PublicKey, Phase: string(out.phase), Waiting: out.waiting}
 	rep.Resolver, rep.ResolverOmitted = wireResult(out.result)
-	rep.CutImports, rep.CutImportsOmitted = s.cutImports(ctx, a.PublicKey, out.account.Revision, before, nil, serversRoomLeft(rep.Resolver))
+	rep.CutImports, rep.CutImportsOmitted, rep.CutImportsIncomplete = s.cutImports(ctx, a.PublicKey, out.account.Revision, before, nil, serversRoomLeft(rep.Resolver))
 	return rep, nil
 }
 

@@ -3,6 +3,7 @@ package provision_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -22,6 +23,9 @@ import (
 type lagUntilSeen struct {
 	*kvstore.Store
 	stale atomic.Pointer[[]provision.Account]
+	// stalled: SeenThrough fails, the copy still lagging, as when the
+	// wait for the store's watcher ends.
+	stalled atomic.Bool
 }
 
 func (l *lagUntilSeen) freeze(t *testing.T) {
@@ -59,6 +63,9 @@ func (l *lagUntilSeen) Accounts(ctx context.Context) ([]provision.Account, error
 }
 
 func (l *lagUntilSeen) SeenThrough(ctx context.Context, rev uint64) error {
+	if l.stalled.Load() {
+		return fmt.Errorf("%w: the watcher is stalled", provision.ErrUnavailable)
+	}
 	l.stale.Store(nil)
 	return l.Store.SeenThrough(ctx, rev)
 }
@@ -165,5 +172,75 @@ func TestCreateImportingAnExporterDeletedOnAnotherInstance(t *testing.T) {
 	}
 	if got, err := a.GetAccount(ctx, api.AccountRequest{Account: "beta"}); !errors.Is(err, provision.ErrNotFound) {
 		t.Errorf("after the refused create the store holds beta: %+v, %v", got, err)
+	}
+}
+
+// TestCutImportsFromALaggingCopySaySo: when the wait for the store's copy to
+// hold every account stored before the exporter's change fails (its
+// watcher stalled), the imports it cut off are listed from a copy that may
+// lack another instance's import. That was only logged: the reply's empty
+// cut_imports read as "nothing was cut off". The reply says the list may
+// be incomplete, for an update of exports and for a delete.
+func TestCutImportsFromALaggingCopySaySo(t *testing.T) {
+	t.Parallel()
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	lagA := &lagUntilSeen{}
+	a, _ := kvDomainOf(t, env, "a", nil, func(c *provision.Config) {
+		lagA.Store = c.Store.(*kvstore.Store)
+		c.Store = lagA
+	})
+	b, _ := kvDomainOf(t, env, "b", nil)
+	ctx := context.Background()
+	exports := jwt.Exports{
+		{Name: "events", Subject: "alpha.events.>", Type: jwt.Stream},
+		{Name: "audit", Subject: "alpha.audit.>", Type: jwt.Stream},
+	}
+	alpha, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "alpha", Exports: exports})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Instance a's copy does not see beta's imports, stored on b, and
+	// cannot catch up.
+	lagA.freeze(t)
+	lagA.stalled.Store(true)
+	imports := jwt.Imports{
+		{Name: "events", Subject: "alpha.events.>", Account: alpha.Account.PublicKey, Type: jwt.Stream},
+		{Name: "audit", Subject: "alpha.audit.>", Account: alpha.Account.PublicKey, Type: jwt.Stream},
+	}
+	if _, err := b.CreateAccount(ctx, api.CreateAccountRequest{Name: "beta", Imports: imports}); err != nil {
+		t.Fatal(err)
+	}
+	narrowed := exports[1:]
+	up, err := a.UpdateAccount(ctx, api.UpdateAccountRequest{Account: alpha.Account.PublicKey, Exports: &narrowed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(up.CutImports) == 0 && up.CutImportsIncomplete == "" {
+		t.Errorf("alpha's update of exports, listed from a lagging copy, named no cut import and did not say the list may be incomplete: %+v", up)
+	}
+	del, err := a.DeleteAccount(ctx, api.AccountRequest{Account: alpha.Account.PublicKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(del.CutImports) == 0 && del.CutImportsIncomplete == "" {
+		t.Errorf("alpha's delete, listed from a lagging copy, named no cut import and did not say the list may be incomplete: %+v", del)
+	}
+	// Caught up, the list is whole and says nothing more.
+	lagA.stalled.Store(false)
+	gamma, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "gamma", Exports: exports})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.CreateAccount(ctx, api.CreateAccountRequest{Name: "delta", Imports: jwt.Imports{
+		{Name: "events", Subject: "alpha.events.>", Account: gamma.Account.PublicKey, Type: jwt.Stream},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	del, err = a.DeleteAccount(ctx, api.AccountRequest{Account: gamma.Account.PublicKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(del.CutImports) != 1 || del.CutImportsIncomplete != "" {
+		t.Errorf("gamma's delete from a copy that caught up: %+v", del)
 	}
 }

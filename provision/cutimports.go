@@ -18,6 +18,13 @@ import (
 // first, they are the ones to act on; what does not fit is counted.
 const cutImportsRoom = replyServersRoom
 
+// What a reply's cut_imports_incomplete says when its cut_imports may lack
+// imports the change cut off; the log has the error.
+const (
+	cutImportsLagging = "listed from this instance's copy of the store, which could not be brought up to the change: imports other instances stored just before it may be missing"
+	cutImportsUnread  = "the accounts could not be read: imports this change cut off are not listed"
+)
+
 // findExport returns the export of claims an import of im's type and
 // subject is served by, as the server matches them: the import's subject
 // equal to the export's or contained in it.
@@ -66,10 +73,14 @@ func served(importer string, im *jwt.Import, exporter string, claims *jwt.Accoun
 // fails is logged and lists nothing. rev is the revision the change was
 // stored at: a store shared by instances is read once its copy holds every
 // account stored before it (importsServed checks the other way round).
-func (s *Service) cutImports(ctx context.Context, exporter string, rev uint64, before, after *jwt.AccountClaims, room int) ([]api.CutImport, int) {
+// When the list may lack imports (that wait failed, or the read did), the
+// third value says why, for the reply's cut_imports_incomplete: an empty
+// list alone reads as "nothing was cut off".
+func (s *Service) cutImports(ctx context.Context, exporter string, rev uint64, before, after *jwt.AccountClaims, room int) ([]api.CutImport, int, string) {
 	if before == nil || len(before.Exports) == 0 {
-		return nil, 0
+		return nil, 0, ""
 	}
+	incomplete := ""
 	if f, ok := s.store.(usersFollower); ok {
 		// The signing locks that order an importer's change and this
 		// one are this instance's own: an import another instance
@@ -80,12 +91,13 @@ func (s *Service) cutImports(ctx context.Context, exporter string, rev uint64, b
 		cancel()
 		if err != nil {
 			s.log.Warn("the imports of other accounts this change cut off are listed from a copy of the store that may lack another instance's latest changes", "account", exporter, "error", err)
+			incomplete = cutImportsLagging
 		}
 	}
 	accounts, err := s.store.Accounts(ctx)
 	if err != nil {
 		s.log.Warn("the imports of other accounts this change cut off could not be listed", "account", exporter, "error", err)
-		return nil, 0
+		return nil, 0, cutImportsUnread
 	}
 	var cut []api.CutImport
 	for _, b := range accounts {
@@ -106,13 +118,16 @@ func (s *Service) cutImports(ctx context.Context, exporter string, rev uint64, b
 		}
 	}
 	if len(cut) == 0 {
-		return nil, 0
+		return nil, 0, incomplete
 	}
 	slices.SortFunc(cut, func(x, y api.CutImport) int {
 		return strings.Compare(x.AccountName+"\x00"+x.Account+"\x00"+x.Subject, y.AccountName+"\x00"+y.Account+"\x00"+y.Subject)
 	})
 	s.log.Warn("the change cut off imports of other accounts (the server drops them from those accounts)", "account", exporter, "imports", len(cut), "first_importer", cut[0].Account, "first_subject", cut[0].Subject)
 	kept := cut[:0]
+	if incomplete != "" {
+		room -= len(incomplete) + len(`,"cut_imports_incomplete":""`)
+	}
 	for _, c := range cut {
 		line, _ := json.Marshal(c)
 		if len(line)+1 > room {
@@ -121,7 +136,7 @@ func (s *Service) cutImports(ctx context.Context, exporter string, rev uint64, b
 		room -= len(line) + 1
 		kept = append(kept, c)
 	}
-	return kept, len(cut) - len(kept)
+	return kept, len(cut) - len(kept), incomplete
 }
 
 // claimsOf returns the decoded claims of a stored account: the cached

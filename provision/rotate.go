@@ -146,7 +146,7 @@ func (s *Service) RotateAccount(ctx context.Context, req api.RotateAccountReques
 		// Activations the removed keys signed no longer count: the
 		// imports they served are cut off, as by an update of exports.
 		if after, err := s.claimsOf(out.account); err == nil {
-			rep.CutImports, rep.CutImportsOmitted = s.cutImports(ctx, a.PublicKey, out.account.Revision, before, after, serversRoomLeft(rep.Resolver))
+			rep.CutImports, rep.CutImportsOmitted, rep.CutImportsIncomplete = s.cutImports(ctx, a.PublicKey, out.account.Revision, before, after, serversRoomLeft(rep.Resolver))
 		}
 	}
 	s.log.Info("account signing keys rotated", "account", a.PublicKey, "name", a.Name, "rotated", rotate, "removed", len(removed))

@@ -234,7 +234,7 @@ func runAccountDelete(ctx context.Context, args []string, stdout, stderr io.Writ
 			fmt.Fprintf(w, "Deleted account %s\n", rep.Deleted)
 		}
 		printResolver(w, rep.Resolver, rep.ResolverOmitted)
-		printCutImports(w, rep.CutImports, rep.CutImportsOmitted)
+		printCutImports(w, rep.CutImports, rep.CutImportsOmitted, rep.CutImportsIncomplete)
 		return nil
 	}, func(rep *api.DeleteAccountReply) string {
 		if rep.Phase == api.PhaseDisabled {
@@ -249,12 +249,16 @@ func runAccountDelete(ctx context.Context, args []string, stdout, stderr io.Writ
 func printAccountChange(w io.Writer, verb string, rep *api.AccountReply) {
 	fmt.Fprintf(w, "%s account %s (%s)\n", verb, rep.Account.Name, rep.Account.PublicKey)
 	printResolver(w, rep.Resolver, rep.ResolverOmitted)
-	printCutImports(w, rep.CutImports, rep.CutImportsOmitted)
+	printCutImports(w, rep.CutImports, rep.CutImportsOmitted, rep.CutImportsIncomplete)
 }
 
 // printCutImports prints the imports of other accounts a change cut off,
-// which the server drops from those accounts without a word.
-func printCutImports(w io.Writer, cut []api.CutImport, omitted int) {
+// which the server drops from those accounts without a word, and why the
+// list may lack some (incomplete).
+func printCutImports(w io.Writer, cut []api.CutImport, omitted int, incomplete string) {
+	if incomplete != "" {
+		fmt.Fprintf(w, "\nThe imports of other accounts this change cut off may not all be listed: %s\n", incomplete)
+	}
 	if len(cut) == 0 && omitted == 0 {
 		return
 	}
