@@ -290,7 +290,7 @@ func (s *Service) takeBack(rec Account, claims *jwt.AccountClaims, stored bool) 
 		var err error
 		off, err = claimsCopy(claims)
 		if err == nil {
-			disable(off)
+			s.disable(off)
 			err = afterIssue(ctx, claims.IssuedAt)
 		}
 		if err == nil {
@@ -799,7 +799,7 @@ func (s *Service) DeleteAccount(ctx context.Context, req api.AccountRequest) (*a
 		prev := *c // what the imports it cuts off were served by
 		before = &prev
 		*next = tombstone(*next, "")
-		disable(c)
+		s.disable(c)
 		return nil
 	})
 	if err != nil {

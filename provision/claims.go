@@ -208,6 +208,34 @@ func disable(c *jwt.AccountClaims) {
 	c.Revocations.Revoke(jwt.All, time.Now())
 }
 
+// disable is disable for a version the service signs next: when the
+// disabled version would be over the JWT size limit (the revoke-all entry
+// it adds can take an account just under the limit past it), it is
+// slimmed down to what the servers need of an account nobody can use. A
+// delete refused as too large left the account live until someone edited
+// it smaller, and a failed create's take-back left it live.
+func (s *Service) disable(c *jwt.AccountClaims) {
+	disable(c)
+	probe, err := claimsCopy(c)
+	if err != nil {
+		return
+	}
+	if token, err := probe.Encode(s.operator().Signer); err == nil && len(token) <= s.jwtLimit() {
+		return
+	}
+	// Nothing of these serves without a connection once imports and
+	// JetStream are off: exports are answered by the account's
+	// connections, users signed by its signing keys (and activations)
+	// are revoked with everyone else, and the rest is description.
+	c.Description, c.InfoURL = "", ""
+	c.Tags = nil
+	c.Exports = nil
+	c.Mappings = nil
+	c.SigningKeys = nil
+	c.DefaultPermissions = jwt.Permissions{}
+	c.Trace = nil
+}
+
 // disabled reports whether claims are a disabled version as disable makes
 // it: no connections, and every user revoked.
 func disabled(c *jwt.AccountClaims) bool {
