@@ -298,7 +298,11 @@ func (s *Store) fetchName(ctx context.Context, name string) error {
 	}
 	c := s.decode(e)
 	if c.err != nil {
-		return c.err
+		// Damage (a write by hand): bare, the decode error was a 500
+		// "internal error" that told the caller nothing and nobody how
+		// to repair it. Answered as a create of the name is (claimName),
+		// without quoting the value (decode).
+		return fmt.Errorf("kvstore: account name %q: %w: its name entry %s holds no account public key (damage); repair it with the key of the account it names, or remove it", name, provision.ErrConflict, e.Key())
 	}
 	var ac *change
 	if validAccountKey(c.pub) {

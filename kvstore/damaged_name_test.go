@@ -60,3 +60,33 @@ func TestCreateDoesNotTakeOverADamagedNameEntry(t *testing.T) {
 		t.Fatalf("the record of the account whose name entry is damaged: %v, want it kept", err)
 	}
 }
+
+// TestGetByADamagedNameEntrySaysSo: a read by name of an account whose name
+// entry holds no account key (damage, a write by hand) returned the decode
+// error bare, which the responder answers 500 "internal error": the caller
+// learned nothing, and nothing said how to repair it. It now fails as a
+// create of the name does, naming the entry and the repair, without
+// quoting what the entry holds (it could be anything pasted there).
+func TestGetByADamagedNameEntrySaysSo(t *testing.T) {
+	d, s, opts := single(t)
+	ctx := bg(t)
+	a := newAccount(t, "damaged")
+	if _, err := s.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	const junk = "pasted-secret-by-mistake"
+	if _, err := s.kv.Put(ctx, nameKey(a.Name), []byte(junk)); err != nil {
+		t.Fatal(err)
+	}
+	s2 := openStore(t, d.connect(t, d.svcCreds), opts)
+	_, err := s2.AccountByName(ctx, a.Name)
+	t.Logf("get by the damaged name: %v", err)
+	switch {
+	case !errors.Is(err, provision.ErrConflict):
+		t.Fatalf("get by a damaged name entry: %v, want ErrConflict (a bare error is a 500 internal error)", err)
+	case !strings.Contains(err.Error(), nameKey(a.Name)) || !strings.Contains(err.Error(), "repair"):
+		t.Errorf("get by a damaged name entry: %v, want it to name the entry %s and the repair", err, nameKey(a.Name))
+	case strings.Contains(err.Error(), junk):
+		t.Errorf("get by a damaged name entry quotes what the entry holds: %v", err)
+	}
+}
