@@ -952,6 +952,11 @@ func (s *Store) sweep(ctx context.Context) {
 			s.log.Warn("kvstore: cannot repair an entry left by an unfinished change", "key", o.key, "error", err)
 		case o.back != nil:
 			s.log.Info("kvstore: wrote back the tombstone of an account whose revive lost its name to another account", "key", o.key)
+		case o.name != "":
+			// The record held the account's seeds, gone for good now
+			// (history 1 keeps nothing of it): an operator must hear of
+			// it, at INFO it passed as routine.
+			s.log.Warn("kvstore: removed the record of a create that lost its name to another account; its identity and signing seeds are dropped", "account", o.pub, "name", o.name, "key", o.key)
 		default:
 			s.log.Info("kvstore: removed an entry left by an unfinished change", "key", o.key)
 		}
