@@ -996,7 +996,7 @@ func (s *Service) pushDisabled(ctx context.Context, pub, token string) (PushResu
 			// not hold failed in every deployment with a leaf or edge
 			// server, and was put back, each try the same.
 		case strings.HasSuffix(r.Message, storeFull):
-			full = append(full, Server{Name: r.Server})
+			full = append(full, Server{Name: r.Server, ID: r.ServerID})
 		default:
 			return res, err // refused for another reason
 		}
@@ -1127,14 +1127,22 @@ func deletesRefused(err error) bool {
 // confirmations record, per account, which version (JWT ID) each server
 // confirmed it stored. They live in memory: after a restart the
 // reconciler's LOOKUP sweep finds what they would have said.
+//
+// A confirmation names the server's instance (server ID) that gave it, and
+// counts for that instance only: a push's replies are noted after it
+// returns, and a server restarted meanwhile (from an old disk) was
+// forgotten (Run) before its old instance's "stored" was noted. Kept by
+// name alone, that reply counted for the new instance, which had
+// confirmed nothing: the DELETE went out, or the tombstone was final
+// (allow_delete off), while it held the account live.
 type confirmations struct {
 	mu sync.Mutex
-	m  map[string]map[string]string // account -> server name -> jti
+	m  map[string]map[string]string // account -> server name -> jti "/" server ID
 	// gone notes, per disabled account, the servers that confirmed its
 	// disabled version (jti) and then carried out its DELETE: they
 	// answer a LOOKUP with "", as the delete wants, while it waits for
 	// a server that is down.
-	gone map[string]map[string]string // account -> server name -> jti
+	gone map[string]map[string]string // account -> server name -> jti "/" server ID
 	// cached notes, per account, the cache resolvers (by name, and the
 	// instance's server ID) that updated their copy to a version (jti):
 	// see staleCache.
@@ -1175,7 +1183,7 @@ func (c *confirmations) record(pub, id string, res PushResult) {
 		if c.m[pub] == nil {
 			c.m[pub] = map[string]string{}
 		}
-		c.m[pub][r.Server] = id
+		c.m[pub][r.Server] = id + "/" + r.ServerID
 		delete(c.gone[pub], r.Server) // it holds the account again
 	}
 	for _, r := range res {
@@ -1355,7 +1363,7 @@ func (c *confirmations) deleted(pub, id string, res PushResult) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, r := range res {
-		if !r.Stored || r.Server == "" || id == "" || c.m[pub][r.Server] != id {
+		if !r.Stored || r.Server == "" || id == "" || !confirmedBy(c.m[pub][r.Server], id, r.ServerID) {
 			continue
 		}
 		if c.gone == nil {
@@ -1364,7 +1372,7 @@ func (c *confirmations) deleted(pub, id string, res PushResult) {
 		if c.gone[pub] == nil {
 			c.gone[pub] = map[string]string{}
 		}
-		c.gone[pub][r.Server] = id
+		c.gone[pub][r.Server] = id + "/" + r.ServerID
 	}
 }
 
@@ -1375,7 +1383,7 @@ func (c *confirmations) notDeleted(pub, id string, servers []Server) []Server {
 	defer c.mu.Unlock()
 	var out []Server
 	for _, srv := range servers {
-		if !srv.Cache && (id == "" || c.gone[pub][srv.Name] != id) {
+		if !srv.Cache && (id == "" || !confirmedBy(c.gone[pub][srv.Name], id, srv.ID)) {
 			out = append(out, srv)
 		}
 	}
@@ -1393,7 +1401,7 @@ func (c *confirmations) set(pub, id string, servers []Server) {
 		c.m[pub] = map[string]string{}
 	}
 	for _, srv := range servers {
-		c.m[pub][srv.Name] = id
+		c.m[pub][srv.Name] = id + "/" + srv.ID
 		delete(c.gone[pub], srv.Name)
 	}
 }
@@ -1412,11 +1420,19 @@ func (c *confirmations) missing(pub, id string, servers []Server) []string {
 		if srv.Cache {
 			continue
 		}
-		if c.m[pub][srv.Name] != id || id == "" {
+		if id == "" || !confirmedBy(c.m[pub][srv.Name], id, srv.ID) {
 			out = append(out, srv.Name)
 		}
 	}
 	return out
+}
+
+// confirmedBy reports whether a noted confirmation (jti "/" server ID)
+// is of version id by the server instance serverID. One whose instance is
+// unknown, on either side, is taken by its version alone.
+func confirmedBy(noted, id, serverID string) bool {
+	ver, inst, _ := strings.Cut(noted, "/")
+	return ver == id && (inst == "" || serverID == "" || inst == serverID)
 }
 
 // known reports whether anything is recorded for the account.

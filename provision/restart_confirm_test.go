@@ -1,0 +1,149 @@
+package provision_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/natsprov/provisioner/api"
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/provision"
+	"github.com/natsprov/provisioner/provtest"
+)
+
+// restartAfterPush, once armed, restarts the server from an old disk
+// (restart) after the next push's replies came back, and returns them only
+// once Run has handled the server's return (forgetServer): the pass that
+// follows (its LIST) is held until released.
+type restartAfterPush struct {
+	provision.Resolver
+	armed    atomic.Bool
+	restart  func()        // restarts the server
+	handled  chan struct{} // closed at the first LIST after newID joined
+	once     sync.Once
+	released chan struct{}
+	joined   chan provision.Server
+	start    sync.Once
+	lists    atomic.Int32
+	hold     atomic.Bool
+	// restarting is set once the restart begins: the server's next
+	// return is its new instance.
+	restarting atomic.Bool
+}
+
+func (r *restartAfterPush) Joined() <-chan provision.Server {
+	r.start.Do(func() {
+		in := r.Resolver.Joined()
+		go func() {
+			for srv := range in {
+				// Taken by Run, which forgets the server, then passes:
+				// that pass's LIST is held.
+				if r.restarting.Load() {
+					r.hold.Store(true)
+				}
+				r.joined <- srv
+			}
+		}()
+	})
+	return r.joined
+}
+
+func (r *restartAfterPush) List(ctx context.Context) (map[string][]string, error) {
+	r.lists.Add(1)
+	if r.hold.Load() {
+		r.once.Do(func() { close(r.handled) })
+		<-r.released
+	}
+	return r.Resolver.List(ctx)
+}
+
+func (r *restartAfterPush) Update(ctx context.Context, token string) (provision.PushResult, error) {
+	res, err := r.Resolver.Update(ctx, token)
+	if !r.armed.CompareAndSwap(true, false) {
+		return res, err
+	}
+	r.restarting.Store(true)
+	r.restart()
+	<-r.handled
+	return res, err
+}
+
+// TestDeleteWaitsForAServerRestartedAfterItsConfirmation: the server
+// stores a deleted account's disabled version and restarts from an old
+// disk (holding the live version) before the push's replies are noted,
+// Run forgetting what it confirmed in between. The reply of its old
+// instance counted for the new one: the delete (allow_delete off) was
+// final, "deleted", while the server held the account live.
+func TestDeleteWaitsForAServerRestartedAfterItsConfirmation(t *testing.T) {
+	t.Parallel()
+	env := provtest.Deployment(t, bootstrap.Options{NoDelete: true})
+	jwtDir := filepath.Join(env.Dir, bootstrap.ResolverDir)
+	backup := filepath.Join(t.TempDir(), "jwt")
+	var d *domain
+	w := &restartAfterPush{handled: make(chan struct{}), released: make(chan struct{}), joined: make(chan provision.Server)}
+	var releaseOnce sync.Once
+	release := func() { releaseOnce.Do(func() { close(w.released) }) }
+	w.restart = func() {
+		env.Server.Stop()
+		if err := os.RemoveAll(jwtDir); err != nil {
+			t.Error(err)
+		}
+		if err := os.CopyFS(jwtDir, os.DirFS(backup)); err != nil {
+			t.Error(err)
+		}
+		env.Restart(t)
+		waitUp(t, d)
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if s := d.rc.Servers(); len(s) == 1 && s[0].Up && s[0].ID == env.Server.ID() {
+				return
+			}
+		}
+		t.Error("the client does not see the restarted server")
+	}
+	d = newDomain(t, env, func(r provision.Resolver) provision.Resolver { w.Resolver = r; return w }, func(c *provision.Config) {
+		c.ReconcileInterval = time.Hour
+	})
+	defer d.stop()
+	ctx := context.Background()
+	acc, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, live := acc.Account.PublicKey, acc.Account.JWT
+	// The old disk: the server holds the account live.
+	if err := os.CopyFS(backup, os.DirFS(jwtDir)); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		d.svc.Run(runCtx)
+	}()
+	defer func() { release(); stop(); <-ran }()
+	// Run's first pass, then one of the test's: Run waits for a server
+	// to join.
+	for deadline := time.Now().Add(10 * time.Second); w.lists.Load() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("Run started no pass")
+		}
+	}
+	if _, err := d.svc.Reconcile(ctx, api.ReconcileRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	w.armed.Store(true)
+	rep, err := d.svc.DeleteAccount(ctx, api.AccountRequest{Account: pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	copies := d.lookupAll(t, pub)
+	release()
+	if rep.Phase == string(provision.PhaseDeleted) && slices.Contains(copies, live) {
+		t.Errorf("delete: phase deleted while the restarted server holds the account live (waiting %v)", rep.Waiting)
+	}
+}
