@@ -216,6 +216,12 @@ func disable(c *jwt.AccountClaims) {
 // it smaller, and a failed create's take-back left it live.
 func (s *Service) disable(c *jwt.AccountClaims) {
 	disable(c)
+	s.slim(c)
+}
+
+// slim slims a disabled version down to what the servers need of an
+// account nobody can use, when it would be over the JWT size limit.
+func (s *Service) slim(c *jwt.AccountClaims) {
 	probe, err := claimsCopy(c)
 	if err != nil {
 		return

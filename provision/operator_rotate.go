@@ -441,6 +441,11 @@ func (s *Service) resignStored(ctx context.Context, a Account) error {
 	// off loses them now.
 	c.Limits.JetStreamLimits, c.Limits.JetStreamTieredLimits = jwt.JetStreamLimits{}, nil
 	c.Imports = nil
+	// One signed when the limit was larger (a reconnect to a server with
+	// a smaller max_payload) is slimmed to fit, as a new one is: refused
+	// "too large", it stayed on the old key for good, as nobody can edit
+	// a deleted account smaller, and the rotation never finished.
+	s.slim(c)
 	token, err := s.signNext(ctx, c)
 	if err != nil {
 		return err
