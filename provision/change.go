@@ -844,10 +844,11 @@ func (s *Service) revokeMisfitsFrom(ctx context.Context, back Account, why strin
 		log.Warn("the users other instances issued while a change stood could not be checked against the version put back; any that does not fit it keeps its role's subjects under it", "error", err)
 		return back, false
 	}
-	now := time.Now().Unix()
 	var misfits []User
 	for _, u := range users {
-		if u.Revoked || (u.ExpiresAt != 0 && u.ExpiresAt <= now) || claims.Revocations.IsRevoked(u.PublicKey, time.Unix(u.IssuedAt, 0)) || u.Role == "" {
+		// As checkRoleUsers: a user past its expiry on this clock only
+		// may still connect to a server whose clock runs behind.
+		if u.Revoked || s.expiredEverywhere(u) || claims.Revocations.IsRevoked(u.PublicKey, time.Unix(u.IssuedAt, 0)) || u.Role == "" {
 			continue
 		}
 		if templateSafe(u.Name, u.Tags) {
