@@ -145,8 +145,9 @@ type endpointStats struct {
 	total     time.Duration
 	lastError string
 	inFlight  int
-	// dropped is how many drops of the subscription are counted.
-	dropped int
+	// dropped is how many drops of each of the endpoint's subscriptions
+	// are counted.
+	dropped map[*nats.Subscription]int
 }
 
 // begin counts a request whose work starts.
@@ -189,9 +190,11 @@ func (s *endpointStats) unsent(lastError string) {
 func (s *endpointStats) snapshot(e *endpoint) *micro.EndpointStats {
 	s.countDrops(e)
 	// It fails once the subscription is gone: nothing is pending.
-	pending, _, perr := e.sub.Pending()
-	if perr != nil {
-		pending = 0
+	pending := 0
+	for _, sub := range e.subs() {
+		if n, _, err := sub.Pending(); err == nil {
+			pending += n
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -214,18 +217,34 @@ func (s *endpointStats) snapshot(e *endpoint) *micro.EndpointStats {
 // countDrops counts the drops of the subscription not counted yet. Dropped
 // fails once the subscription is closed, so Stop counts them before the
 // drain, and receive while it drains (a drop leaves requests pending).
+// The status endpoint's own subscription (prov.status.<instance>) drops
+// requests as its queue subscription does: they were dropped unanswered
+// and counted nowhere.
 func (s *endpointStats) countDrops(e *endpoint) {
-	dropped, err := e.sub.Dropped()
-	if err != nil {
-		return
+	for _, sub := range e.subs() {
+		dropped, err := sub.Dropped()
+		if err != nil {
+			continue
+		}
+		s.mu.Lock()
+		if s.dropped == nil {
+			s.dropped = map[*nats.Subscription]int{}
+		}
+		if dropped > s.dropped[sub] {
+			n := dropped - s.dropped[sub]
+			s.dropped[sub] = dropped
+			s.requests += n
+			s.errors += n
+			s.lastError = fmt.Sprintf("slow consumer: %d requests dropped unanswered while the endpoint was at its limit of requests in flight", n)
+		}
+		s.mu.Unlock()
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if dropped > s.dropped {
-		n := dropped - s.dropped
-		s.dropped = dropped
-		s.requests += n
-		s.errors += n
-		s.lastError = fmt.Sprintf("slow consumer: %d requests dropped unanswered while the endpoint was at its limit of requests in flight", n)
+}
+
+// subs returns the subscriptions that take the endpoint's requests.
+func (e *endpoint) subs() []*nats.Subscription {
+	if e.own == nil {
+		return []*nats.Subscription{e.sub}
 	}
+	return []*nats.Subscription{e.sub, e.own}
 }

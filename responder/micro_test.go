@@ -658,6 +658,47 @@ func TestDroppedRequestsCount(t *testing.T) {
 	}
 }
 
+// TestDroppedInstanceStatusCount: requests dropped on an instance's own
+// status subject (prov.status.<instance>, outside the queue group) count
+// in the status endpoint's stats, as its doc comment says its requests do:
+// they were dropped unanswered and nothing counted them.
+func TestDroppedInstanceStatusCount(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	svc := env.Start(t)
+	admin := env.Admin(t)
+	slow := &held{Service: svc.Provision, gate: make(chan struct{})}
+	r := extra(t, env, slow, responder.Config{Prefix: "prov.behindi", Name: "behindi", Instance: "i1", MaxInflight: 1})
+	if err := r.SetPendingLimits(1, -1); err != nil {
+		t.Fatal(err)
+	}
+	created := send(admin, "prov.behindi.account.create", `{"name":"acme"}`)
+	slow.waitHeld(t, 1)
+	// The first status request waits for the slot in its handler, and
+	// holds the only pending place; the rest are dropped.
+	const n = 5
+	subj := api.InstanceStatusSubject("prov.behindi", "i1")
+	for range n {
+		admin.PublishRequest(subj, admin.NewInbox(), []byte(`{}`))
+	}
+	admin.Flush()
+	time.Sleep(50 * time.Millisecond)
+	discover[micro.Ping](t, admin, "$SRV.PING.behindi."+r.Info().ID)
+	dropped, err := r.Dropped()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dropped == 0 {
+		t.Fatal("no request was dropped")
+	}
+	if st := endpointOf(t, r.Stats(), "status"); st.NumErrors != dropped || st.NumRequests != dropped || !strings.Contains(st.LastError, "slow consumer") || data(t, st).Pending != 1 {
+		t.Errorf("status with %d dropped on %s: %+v", dropped, subj, st)
+	}
+	close(slow.gate)
+	if r := <-created; r.err != nil || r.code != 0 {
+		t.Errorf("the held create: %v %d", r.err, r.code)
+	}
+}
+
 // TestSelfServiceStats: the self-service responder, in the service's own
 // account, counts and describes itself the same way.
 func TestSelfServiceStats(t *testing.T) {

@@ -165,7 +165,10 @@ type endpoint struct {
 	full     string // the subject with the prefix
 	metadata map[string]string
 	sub      *nats.Subscription
-	stats    endpointStats
+	// own is the status endpoint's subscription to this instance's own
+	// subject (subscribeInstanceStatus), counted with sub.
+	own   *nats.Subscription
+	stats endpointStats
 }
 
 func endpoints(p Provisioner) []*endpoint {
@@ -330,6 +333,7 @@ func (r *Responder) subscribeInstanceStatus() error {
 			return fmt.Errorf("responder: subscribe %s: %w", subj, err)
 		}
 		r.verbs = append(r.verbs, sub)
+		e.own = sub
 	}
 	return nil
 }
