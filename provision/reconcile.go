@@ -173,6 +173,13 @@ func (s *Service) Reconcile(ctx context.Context, _ api.ReconcileRequest) (*api.R
 		return m.rep, m.err
 	case <-due:
 	case <-ctx.Done():
+		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			// Cut, not timed out (due comes first): a stop cuts its
+			// requests, and the pass ends with the service right after
+			// (Close), so "running" named an instance that would never
+			// report it. The request's error, as for any request cut.
+			return nil, ctx.Err()
+		}
 	}
 	// prov.status goes to any instance of the queue group, which reports
 	// its own last pass: the reply names this one, and where it alone
