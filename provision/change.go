@@ -1041,6 +1041,13 @@ func (s *Service) finishDelete(ctx context.Context, a Account) (Phase, []string)
 		log.Warn("DELETE failed; the reconciler retries", "error", err)
 		return PhaseDisabled, names(servers)
 	default:
+		// A reply counts only as noted (deleted): by the instance that
+		// confirmed the disabled version, not forgotten since. Read by
+		// the server's name alone, the reply of an instance that then
+		// restarted from an old disk (Run forgetting it before the
+		// replies came back) made the delete final while the new
+		// instance held the account live.
+		notDone := s.confirm.notDeleted(a.PublicKey, jti(a.JWT), servers)
 		var waiting []string
 		for _, srv := range servers {
 			if srv.Cache {
@@ -1050,7 +1057,8 @@ func (s *Service) finishDelete(ctx context.Context, a Account) (Phase, []string)
 				// DELETE sent by every pass, until server_forget_after.
 				continue
 			}
-			if !slices.ContainsFunc(res, func(r ServerReply) bool { return r.Server == srv.Name && r.Stored }) {
+			if slices.ContainsFunc(notDone, func(n Server) bool { return n.Name == srv.Name }) ||
+				!slices.ContainsFunc(res, func(r ServerReply) bool { return r.Server == srv.Name && r.Stored }) {
 				waiting = append(waiting, srv.Name)
 			}
 		}

@@ -147,3 +147,99 @@ func TestDeleteWaitsForAServerRestartedAfterItsConfirmation(t *testing.T) {
 		t.Errorf("delete: phase deleted while the restarted server holds the account live (waiting %v)", rep.Waiting)
 	}
 }
+
+// restartAfterDelete, once armed, restarts the server from an old disk
+// after the next DELETE's replies came back, and returns them only once Run
+// has handled the server's return (see restartAfterPush).
+type restartAfterDelete struct {
+	*restartAfterPush
+	armedDelete atomic.Bool
+}
+
+func (r *restartAfterDelete) Delete(ctx context.Context, token string) (provision.PushResult, error) {
+	res, err := r.Resolver.Delete(ctx, token)
+	if !r.armedDelete.CompareAndSwap(true, false) {
+		return res, err
+	}
+	r.restarting.Store(true)
+	r.restart()
+	<-r.handled
+	return res, err
+}
+
+// TestDeleteWaitsForAServerRestartedAfterItsDelete: the server carries out
+// a deleted account's DELETE and restarts from an old disk (holding the
+// live version) before the DELETE's replies are noted, Run forgetting
+// what it confirmed in between. The check that every server carried out
+// the DELETE read the replies by server name: its old instance's reply
+// made the delete final, "deleted", while the new one held the account
+// live.
+func TestDeleteWaitsForAServerRestartedAfterItsDelete(t *testing.T) {
+	t.Parallel()
+	env := provtest.Deployment(t, bootstrap.Options{})
+	jwtDir := filepath.Join(env.Dir, bootstrap.ResolverDir)
+	backup := filepath.Join(t.TempDir(), "jwt")
+	var d *domain
+	w := &restartAfterDelete{restartAfterPush: &restartAfterPush{handled: make(chan struct{}), released: make(chan struct{}), joined: make(chan provision.Server)}}
+	var releaseOnce sync.Once
+	release := func() { releaseOnce.Do(func() { close(w.released) }) }
+	w.restart = func() {
+		env.Server.Stop()
+		if err := os.RemoveAll(jwtDir); err != nil {
+			t.Error(err)
+		}
+		if err := os.CopyFS(jwtDir, os.DirFS(backup)); err != nil {
+			t.Error(err)
+		}
+		env.Restart(t)
+		waitUp(t, d)
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if s := d.rc.Servers(); len(s) == 1 && s[0].Up && s[0].ID == env.Server.ID() {
+				return
+			}
+		}
+		t.Error("the client does not see the restarted server")
+	}
+	d = newDomain(t, env, func(r provision.Resolver) provision.Resolver { w.Resolver = r; return w }, func(c *provision.Config) {
+		c.ReconcileInterval = time.Hour
+	})
+	defer d.stop()
+	ctx := context.Background()
+	acc, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, live := acc.Account.PublicKey, acc.Account.JWT
+	// The old disk: the server holds the account live.
+	if err := os.CopyFS(backup, os.DirFS(jwtDir)); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		d.svc.Run(runCtx)
+	}()
+	defer func() { release(); stop(); <-ran }()
+	for deadline := time.Now().Add(10 * time.Second); w.lists.Load() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("Run started no pass")
+		}
+	}
+	if _, err := d.svc.Reconcile(ctx, api.ReconcileRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	w.armedDelete.Store(true)
+	rep, err := d.svc.DeleteAccount(ctx, api.AccountRequest{Account: pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	copies := d.lookupAll(t, pub)
+	release()
+	if !slices.Contains(copies, live) {
+		t.Fatalf("the restarted server does not hold the account live: %v", copies)
+	}
+	if rep.Phase == string(provision.PhaseDeleted) {
+		t.Errorf("delete: phase deleted while the restarted server holds the account live (waiting %v)", rep.Waiting)
+	}
+}
