@@ -1035,7 +1035,14 @@ func (s *Service) finishDelete(ctx context.Context, a Account) (Phase, []string)
 	s.confirm.deleted(a.PublicKey, jti(a.JWT), res)
 	switch {
 	case deletesRefused(err):
-		// allow_delete is off: the disabled version is the end state.
+		// allow_delete is off: the disabled version is the end state,
+		// once every server still confirms it. One that restarted from
+		// an old disk while the DELETE was out was forgotten (Run): taken
+		// as confirmed from before it, the delete was final while it
+		// held the account live.
+		if waiting := s.confirm.missing(a.PublicKey, jti(a.JWT), servers); len(waiting) > 0 {
+			return PhaseDisabled, waiting
+		}
 		log.Info("servers do not allow deletes; the account stays disabled on them")
 	case err != nil:
 		log.Warn("DELETE failed; the reconciler retries", "error", err)

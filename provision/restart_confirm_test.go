@@ -176,7 +176,21 @@ func (r *restartAfterDelete) Delete(ctx context.Context, token string) (provisio
 // live.
 func TestDeleteWaitsForAServerRestartedAfterItsDelete(t *testing.T) {
 	t.Parallel()
-	env := provtest.Deployment(t, bootstrap.Options{})
+	deleteRestartedAfterDelete(t, bootstrap.Options{})
+}
+
+// TestRefusedDeleteWaitsForAServerRestartedMeanwhile: as above, where
+// servers do not allow deletes: the refused DELETE made the disabled
+// version the end state, "deleted", without asking again whether every
+// server still confirmed it, while the restarted server held the account
+// live.
+func TestRefusedDeleteWaitsForAServerRestartedMeanwhile(t *testing.T) {
+	t.Parallel()
+	deleteRestartedAfterDelete(t, bootstrap.Options{NoDelete: true})
+}
+
+func deleteRestartedAfterDelete(t *testing.T, opts bootstrap.Options) {
+	env := provtest.Deployment(t, opts)
 	jwtDir := filepath.Join(env.Dir, bootstrap.ResolverDir)
 	backup := filepath.Join(t.TempDir(), "jwt")
 	var d *domain
