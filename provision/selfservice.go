@@ -228,7 +228,11 @@ func (s *Service) SelfCreateUser(ctx context.Context, t Tenant, req api.SelfCrea
 	}
 	out, rec, err := s.issue(ctx, a, u, t.caller())
 	if err != nil && withdrawn {
-		return nil, s.withdrawRefused(ctx, a, rec, t.caller(), err, "self-service settings changed")
+		why := "self-service settings changed"
+		if errors.Is(err, ErrStale) {
+			why = "its signing key removed" // signerRemoved
+		}
+		return nil, s.withdrawRefused(ctx, a, rec, t.caller(), err, why)
 	}
 	return out, err
 }
@@ -282,10 +286,13 @@ func (s *Service) withdrawRefused(ctx context.Context, a Account, rec User, call
 // record yet, would apply to the user unchecked (a user named "*" given
 // "telemetry.*.>" by a new "telemetry.{{name()}}.>", or bearer_token to a
 // JWT that travelled on the tenant's inbox). A signer the account no
-// longer holds cuts the user off: nothing to check.
+// longer holds (signerRemoved) refuses the user as well.
 func (s *Service) selfRoleFits(now Account, rec User) error {
 	st, err := s.state(now)
 	if err != nil {
+		return err
+	}
+	if err := signerRemoved(st.claims, rec); err != nil {
 		return err
 	}
 	if err := checkTemplateName(st.claims, rec.Signer, rec.Role, rec.Name); err != nil {
@@ -308,10 +315,31 @@ func errSelfTags(role, more string) error {
 	return fmt.Errorf("%w: role %q needs tags on its users that self-service cannot give (self-service issues users without tags%s): an admin issues users of this role", ErrInvalid, role, more)
 }
 
+// signerRemoved refuses a user, once its record is stored, whose signing
+// key claims, the account's latest version, no longer holds: an
+// account.rotate with revoke_old on another instance removed it after
+// issue read the account (the rotation waits only for the creates on its
+// own instance). Its creds would never connect; answered with them, the
+// caller learnt nothing until its connects failed. Refused, the create is
+// asked again, and signed with the keys the account holds now. The user
+// is withdrawn (revoked) all the same: a rotation whose push failed and
+// that is put back brings the key back, and with it a user whose creds
+// nobody got, holding its name (and a self-service quota's place).
+func signerRemoved(claims *jwt.AccountClaims, rec User) error {
+	if rec.Signer == "" || rec.Signer == claims.Subject || claims.SigningKeys.Contains(rec.Signer) {
+		return nil
+	}
+	return fmt.Errorf("%w: account %q's signing keys were rotated meanwhile (revoke_old removed key %s, which signed user %s, so its creds would not connect): ask again, and it is signed with the account's keys now (with a new \"public_key\" if you sent one: a key is issued once)", ErrStale, claims.Name, rec.Signer, rec.PublicKey)
+}
+
 // roleFits checks a user, once its record is stored, against its role's
 // template in claims, the account's latest version: its name and tags as
-// issue checked them on the version it read.
+// issue checked them on the version it read, and its signer
+// (signerRemoved).
 func roleFits(claims *jwt.AccountClaims, rec User) error {
+	if err := signerRemoved(claims, rec); err != nil {
+		return err
+	}
 	if err := checkTemplateName(claims, rec.Signer, rec.Role, rec.Name); err != nil {
 		return fmt.Errorf("%w (the role changed meanwhile)", err)
 	}

@@ -65,7 +65,11 @@ func (s *Service) CreateUser(ctx context.Context, req api.CreateUserRequest) (*a
 	}
 	out, rec, err := s.issue(ctx, a, u, caller)
 	if err != nil && withdrawn {
-		return nil, s.withdrawRefused(ctx, a, rec, caller, err, "role changed")
+		why := "role changed"
+		if errors.Is(err, ErrStale) {
+			why = "its signing key removed" // signerRemoved
+		}
+		return nil, s.withdrawRefused(ctx, a, rec, caller, err, why)
 	}
 	return out, err
 }
