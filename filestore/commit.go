@@ -256,7 +256,15 @@ func (c *committer) step(waiting, b *batch, final bool) *batch {
 	}
 	if c.j.hdr.end >= c.nextCompact {
 		if err := c.compact(); err != nil {
-			c.s.log.Error("filestore: compaction failed; the journal keeps growing", "error", err)
+			// Failed past its snapshot, it broke the store: the one line
+			// that says so (recover's for a failed journal write). The
+			// requests that meet the store next may be answered with a
+			// stop's 504, and log nothing of a restart.
+			if c.s.Broken() != nil {
+				c.s.log.Error("filestore: compaction failed once its snapshot was in place; the store takes no more writes until it is reopened (restart the instance)", "error", err)
+			} else {
+				c.s.log.Error("filestore: compaction failed; the journal keeps growing", "error", err)
+			}
 		}
 	}
 	return nil

@@ -417,6 +417,48 @@ func TestCompactionFailsAtRuntime(t *testing.T) {
 	}
 }
 
+// TestCompactionBrokenAtRuntimeSaysRestart: a compaction the store starts
+// while it runs, failing past its snapshot, leaves the store refusing
+// every change until it is reopened. The log says so at ERROR, once: it
+// said "compaction failed; the journal keeps growing", and the one line
+// asking for a restart was the responder's for a request that met the
+// store afterwards (none during a stop, answered with the stop's 504).
+func TestCompactionBrokenAtRuntimeSaysRestart(t *testing.T) {
+	hook := installStepHook(t)
+	for _, step := range []string{stepSnapshotPlaced, stepJournalPlaced} {
+		t.Run(step, func(t *testing.T) {
+			ctx := context.Background()
+			log, logs := newLog()
+			s := open(t, t.TempDir(), Options{CompactBytes: 4 << 10, Logger: log})
+			hook.set(step)
+			t.Cleanup(func() { hook.set("") })
+			for i := 0; hook.hits() == 0; i++ {
+				if _, err := s.CreateAccount(ctx, newAccount(t, fmt.Sprint("a", i))); err != nil && !errors.Is(err, provision.ErrUnavailable) {
+					t.Fatalf("create %d: %v", i, err)
+				}
+			}
+			hook.set("")
+			deadline := time.Now().Add(5 * time.Second)
+			for s.Broken() == nil {
+				if time.Now().After(deadline) {
+					t.Fatal("the store did not break")
+				}
+				time.Sleep(time.Millisecond)
+			}
+			_, _ = s.CreateAccount(ctx, newAccount(t, "after"))
+			var said int
+			for _, line := range strings.Split(logs.String(), "\n") {
+				if strings.Contains(line, `"level":"ERROR"`) && strings.Contains(line, "no more writes until it is reopened") {
+					said++
+				}
+			}
+			if said != 1 {
+				t.Errorf("ERROR lines saying the store takes no more writes until reopened: %d, want 1; log:\n%s", said, logs.String())
+			}
+		})
+	}
+}
+
 // TestCrashDuringUpgrade stops an upgrade at each step: the next Open
 // finishes it, once.
 func TestCrashDuringUpgrade(t *testing.T) {
