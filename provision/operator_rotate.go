@@ -434,7 +434,11 @@ func (s *Service) resignStored(ctx context.Context, a Account) error {
 	if err != nil {
 		return err
 	}
-	if c.Issuer == s.operator().SignerKey && !stillServes(c) {
+	// One over the limit in use is signed anew (slimmed) even on the key
+	// in use: pushed as it was to servers whose max_payload went down, it
+	// was refused "maximum payload exceeded" at every pass, and the
+	// delete waiting for them never finished.
+	if c.Issuer == s.operator().SignerKey && !stillServes(c) && len(cur.JWT) <= s.jwtLimit() {
 		return nil
 	}
 	// A disabled version from before disable turned JetStream and imports

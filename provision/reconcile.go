@@ -656,8 +656,12 @@ func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, 
 		// no server takes a push of it. One whose disabled version was
 		// made before disable turned JetStream and imports off is signed
 		// anew without them: its streams went on answering its
-		// importers, and its imports forwarded their requests.
-		if c, err := decodeAccount(a.JWT); err == nil && signing.ok && (signing.resign(c.Issuer) || stillServes(c)) {
+		// importers, and its imports forwarded their requests. One
+		// signed when the JWT limit was larger (max_payload went down
+		// on the servers) is signed anew slimmed: pushed as it was, it
+		// was refused "maximum payload exceeded" at every pass, and a
+		// delete waiting for servers never finished.
+		if c, err := decodeAccount(a.JWT); err == nil && signing.ok && (signing.resign(c.Issuer) || stillServes(c) || len(a.JWT) > s.jwtLimit()) {
 			if err := s.resignStored(ctx, a); err != nil {
 				out.err = err
 				return out
