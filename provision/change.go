@@ -1020,6 +1020,15 @@ const storeFull = "jwt store is full"
 func (s *Service) finishDelete(ctx context.Context, a Account) (Phase, []string) {
 	log := s.log.With("account", a.PublicKey, "name", a.Name)
 	servers := s.resolver.Servers()
+	if shared := sharedNames(servers); len(shared) > 0 {
+		// Two servers answer under one name: what it confirmed (one
+		// entry per name, a request waiting for one instance) may be
+		// one's alone. Taken as both's, the DELETE went out and the
+		// tombstone was final while the other, slower, had refused
+		// the disabled version and held the account live.
+		log.Warn("account disabled; the DELETE waits: two servers answer with one name, and which of them confirmed cannot be told; give each its own server_name", "waiting", strings.Join(shared, ","))
+		return PhaseDisabled, shared
+	}
 	if waiting := s.confirm.missing(a.PublicKey, jti(a.JWT), servers); len(waiting) > 0 {
 		log.Info("account disabled; the DELETE waits for servers that have not confirmed", "waiting", strings.Join(waiting, ","))
 		return PhaseDisabled, waiting
@@ -1102,6 +1111,18 @@ func (s *Service) finishDelete(ctx context.Context, a Account) (Phase, []string)
 	s.forget(a.PublicKey)
 	log.Info("account deleted from every known server")
 	return PhaseDeleted, nil
+}
+
+// sharedNames returns the names of servers that two instances answer
+// under (Server.Shared).
+func sharedNames(servers []Server) []string {
+	var out []string
+	for _, srv := range servers {
+		if srv.Shared {
+			out = append(out, srv.Name)
+		}
+	}
+	return out
 }
 
 func names(servers []Server) []string {

@@ -78,6 +78,13 @@ type Server struct {
 	// meanwhile: only once NoResolverLong is its missing LIST taken for
 	// a resolver that holds nothing.
 	NoResolverLong bool
+	// Shared is true for a name that two server instances have lately
+	// answered under (one server_name given to two servers, which
+	// nats-server refuses on routes and gateways but not on leaf
+	// connections). Their answers cannot be told apart by name, and a
+	// request waits for one of them: what the name confirmed says
+	// nothing of the other.
+	Shared bool
 }
 
 // Resolver is what the service needs of the servers' account resolvers.

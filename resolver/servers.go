@@ -43,6 +43,7 @@ func (c *Client) Servers() []provision.Server {
 			// down server stays known, it is taken for gone as one.
 			srv.NoResolverLong = time.Since(c.noResolverAt[s.Name]) >= c.opts.ForgetAfter
 		}
+		_, srv.Shared = c.shared[s.Name]
 		out = append(out, srv)
 	}
 	slices.SortFunc(out, func(a, b provision.Server) int { return strings.Compare(a.Name, b.Name) })
