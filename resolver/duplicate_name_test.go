@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/provision"
 	"github.com/natsprov/provisioner/provtest"
 	"github.com/natsprov/provisioner/resolver"
 )
@@ -59,5 +60,57 @@ func TestTwoServersWithOneNameListNothing(t *testing.T) {
 	list, _ := c.List(ctx)
 	if got, ok := list[name]; ok && !slices.Contains(got, held) {
 		t.Fatalf("List[%s] = %q, one of two servers named so; want it left out (or naming %s, which the other holds)", name, got, held)
+	}
+}
+
+// TestSecondServerWithOneNameAnnouncedFirstIsShared: a second server
+// given a known server's name that announces itself (its STATSZ event)
+// before a ping hears both was taken for a restart of the first, whose
+// ID was retired: its answers, to every ping too, were ignored, the name
+// was never marked shared, and what the second confirmed stood for both.
+func TestSecondServerWithOneNameAnnouncedFirstIsShared(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	const name = "zz-dup"
+	start := func(id string) *nats.Conn {
+		fake := env.Connect(t, sysUserCreds(t, env.Init, "dup-"+id, nil))
+		if _, err := fake.Subscribe(resolver.SubjectServerPing, func(m *nats.Msg) {
+			_ = m.Respond(fmt.Appendf(nil, `{"name":%q,"host":"127.0.0.1","id":%q}`, name, id))
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := fake.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		return fake
+	}
+	start("NDUPINSTANCEA")
+	c := newClient(t, env.Connect(t, env.Init.ProvisionerCreds), resolver.Options{Timeout: 2 * time.Second, RefreshInterval: time.Minute, Logger: provtest.Logger(t)})
+	ctx := context.Background()
+	if err := c.Discover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b := start("NDUPINSTANCEB")
+	if err := b.Publish("$SYS.SERVER.NDUPINSTANCEB.STATSZ", fmt.Appendf(nil, `{"server":{"name":%q,"id":"NDUPINSTANCEB"}}`, name)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if err := c.Discover(ctx); err != nil {
+			t.Fatal(err)
+		}
+		i := slices.IndexFunc(c.Servers(), func(s provision.Server) bool { return s.Name == name })
+		if i >= 0 && c.Servers()[i].ID == "NDUPINSTANCEB" {
+			if !c.Servers()[i].Shared {
+				t.Fatalf("%s answered by two instances, the second announced first: %+v; want it Shared", name, c.Servers()[i])
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the client never took in the second instance's event: %+v", c.Servers())
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

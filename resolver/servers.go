@@ -503,9 +503,18 @@ wait:
 			}
 			c.mu.Lock()
 			_, gone := c.retired[id.ID]
+			if cur := c.servers[id.Name]; gone && cur != nil && cur.ID != id.ID {
+				// An instance taken for replaced by a restart (another
+				// ID under its name announced itself first: a STATSZ
+				// event, a claims reply) answers this ping: it is not
+				// gone, a second server has its name. Skipped alone,
+				// the name was never marked shared, and what the other
+				// confirmed stood for both.
+				c.shared[id.Name] = time.Now()
+			}
 			c.mu.Unlock()
 			if gone {
-				continue // a late reply from an instance that is gone
+				continue // an instance that is gone, or shares its name
 			}
 			if prev, ok := seen[id.Name]; ok && prev != id.ID {
 				c.log.Warn("resolver: two servers answer with the same name", "server", id.Name, "server_id", id.ID, "other_id", prev)
