@@ -71,18 +71,7 @@ func TestTwoServersWithOneNameListNothing(t *testing.T) {
 func TestSecondServerWithOneNameAnnouncedFirstIsShared(t *testing.T) {
 	env := provtest.Deployment(t, bootstrap.Options{})
 	const name = "zz-dup"
-	start := func(id string) *nats.Conn {
-		fake := env.Connect(t, sysUserCreds(t, env.Init, "dup-"+id, nil))
-		if _, err := fake.Subscribe(resolver.SubjectServerPing, func(m *nats.Msg) {
-			_ = m.Respond(fmt.Appendf(nil, `{"name":%q,"host":"127.0.0.1","id":%q}`, name, id))
-		}); err != nil {
-			t.Fatal(err)
-		}
-		if err := fake.Flush(); err != nil {
-			t.Fatal(err)
-		}
-		return fake
-	}
+	start := func(id string) *nats.Conn { return dupInstance(t, env, name, id) }
 	start("NDUPINSTANCEA")
 	c := newClient(t, env.Connect(t, env.Init.ProvisionerCreds), resolver.Options{Timeout: 2 * time.Second, RefreshInterval: time.Minute, Logger: provtest.Logger(t)})
 	ctx := context.Background()
@@ -113,4 +102,46 @@ func TestSecondServerWithOneNameAnnouncedFirstIsShared(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// dupInstance runs a fake server instance id that answers the server ping
+// as name.
+func dupInstance(t *testing.T, env *provtest.Env, name, id string) *nats.Conn {
+	t.Helper()
+	fake := env.Connect(t, sysUserCreds(t, env.Init, "dup-"+id, nil))
+	if _, err := fake.Subscribe(resolver.SubjectServerPing, func(m *nats.Msg) {
+		_ = m.Respond(fmt.Appendf(nil, `{"name":%q,"host":"127.0.0.1","id":%q}`, name, id))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := fake.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return fake
+}
+
+// TestSharedNameClearsOnceOneInstanceIsLeft: a name two instances answered
+// under stays shared while both answer, and is cleared once one alone has
+// answered for sharedPings refreshes. Kept for server_forget_after (a day by
+// default), it held every delete (it waits while a name is shared) that
+// long after the duplicate was renamed or gone, or after a leaf's old and
+// new instance overlapped once.
+func TestSharedNameClearsOnceOneInstanceIsLeft(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	const name = "zz-dupgone"
+	a := dupInstance(t, env, name, "NDUPGONEA")
+	dupInstance(t, env, name, "NDUPGONEB")
+	c := newClient(t, env.Connect(t, env.Init.ProvisionerCreds), resolver.Options{Timeout: 2 * time.Second, RefreshInterval: 100 * time.Millisecond, Logger: provtest.Logger(t)})
+	shared := func() bool {
+		i := slices.IndexFunc(c.Servers(), func(s provision.Server) bool { return s.Name == name })
+		return i >= 0 && c.Servers()[i].Shared
+	}
+	waitFor(t, 5*time.Second, "the name is marked shared", shared)
+	// Both still answer: it stays shared over more than sharedPings refreshes.
+	time.Sleep(1500 * time.Millisecond)
+	if !shared() {
+		t.Fatal("a name two instances still answer under was cleared")
+	}
+	a.Close()
+	waitFor(t, 5*time.Second, "the name is cleared once one instance is left", func() bool { return !shared() })
 }

@@ -254,6 +254,10 @@ func (c *Client) suspectSilent(want map[string]string, got map[string]bool) {
 	}
 }
 
+// sharedPings is how many refreshes a name stays shared once only one
+// instance answers under it.
+const sharedPings = 10
+
 // isShared reports whether two server instances have lately answered one
 // ping under the name (see Client.shared).
 func (c *Client) isShared(name string) bool {
@@ -301,8 +305,13 @@ func (c *Client) forgetLocked(now time.Time) {
 			delete(c.retired, id)
 		}
 	}
+	// A name two instances answer under is marked again at every ping
+	// both answer; one alone for sharedPings refreshes is no longer
+	// shared (the duplicate renamed or gone, a leaf's old and new
+	// instance overlapping once). Kept for ForgetAfter, it held every
+	// delete that long.
 	for name, at := range c.shared {
-		if now.Sub(at) >= c.opts.ForgetAfter {
+		if now.Sub(at) >= min(c.opts.ForgetAfter, sharedPings*c.opts.RefreshInterval) {
 			delete(c.shared, name)
 		}
 	}
