@@ -195,6 +195,33 @@ func rotateSealKey(t *testing.T, env *provtest.Env, path string) {
 	}
 }
 
+// oldKeyInstance starts a KV deployment, creates the named accounts
+// through it, stops it, and opens its bucket as the instance named
+// instance that still runs with the old seal key as its seal_key. The
+// caller closes the store.
+func oldKeyInstance(t *testing.T, instance string, names ...string) (*provtest.Env, *kvstore.Store) {
+	t.Helper()
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	svc := env.Start(t)
+	for _, name := range names {
+		if r := provtest.Request(t, env.Admin(t), "prov.account.create", `{"name":"`+name+`"}`); r.Code != 0 {
+			t.Fatal(r.Description)
+		}
+	}
+	if err := svc.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	oldKey, err := seal.Load(env.Init.SealKeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := kvstore.Open(context.Background(), env.ServiceUser(t), kvstore.Options{Bucket: env.Config.KVBucket, Seal: oldKey, Instance: instance})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env, old
+}
+
 // TestStoreResealChecksTheBucket rotates the seal key while an instance
 // still runs with the old one as its seal_key and writes meanwhile,
 // between reseal's writes and its check: the account it wrote is sealed
@@ -216,23 +243,8 @@ func TestStoreResealChecksTheBucket(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := context.Background()
-			env := provtest.JetStreamDeployment(t, bootstrap.Options{})
-			svc := env.Start(t)
-			if r := provtest.Request(t, env.Admin(t), "prov.account.create", `{"name":"acme"}`); r.Code != 0 {
-				t.Fatal(r.Description)
-			}
-			if err := svc.Stop(); err != nil {
-				t.Fatal(err)
-			}
 			// The instance not restarted: the old key is its current one.
-			oldKey, err := seal.Load(env.Init.SealKeyFile)
-			if err != nil {
-				t.Fatal(err)
-			}
-			old, err := kvstore.Open(ctx, env.ServiceUser(t), kvstore.Options{Bucket: env.Config.KVBucket, Seal: oldKey, Instance: "old"})
-			if err != nil {
-				t.Fatal(err)
-			}
+			env, old := oldKeyInstance(t, "old", "acme")
 			defer old.Close()
 			var written []string
 			resealChecking = func(ctx context.Context) {
@@ -441,25 +453,9 @@ func TestStoreResealRefusesAMissingBucket(t *testing.T) {
 // changes nothing; it now names the record for what it is.
 func TestStoreResealNamesAHiddenRecord(t *testing.T) {
 	ctx := context.Background()
-	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
-	svc := env.Start(t)
-	if r := provtest.Request(t, env.Admin(t), "prov.account.create", `{"name":"acme"}`); r.Code != 0 {
-		t.Fatal(r.Description)
-	}
-	if err := svc.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	oldKey, err := seal.Load(env.Init.SealKeyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc := env.ServiceUser(t)
-	old, err := kvstore.Open(ctx, nc, kvstore.Options{Bucket: env.Config.KVBucket, Seal: oldKey, Instance: "old"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	env, old := oldKeyInstance(t, "old", "acme")
 	defer old.Close()
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(env.ServiceUser(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -613,25 +609,7 @@ func TestStoreMigrateSaysWhatTheBucketWarns(t *testing.T) {
 // account holds no seed left to seal. reseal now goes on; its check of the
 // bucket finds anything still sealed with a previous key.
 func TestStoreResealSkipsAnAccountRemovedMeanwhile(t *testing.T) {
-	ctx := context.Background()
-	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
-	svc := env.Start(t)
-	for _, name := range []string{"acme", "zulu"} {
-		if r := provtest.Request(t, env.Admin(t), "prov.account.create", `{"name":"`+name+`"}`); r.Code != 0 {
-			t.Fatal(r.Description)
-		}
-	}
-	if err := svc.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	oldKey, err := seal.Load(env.Init.SealKeyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := kvstore.Open(ctx, env.ServiceUser(t), kvstore.Options{Bucket: env.Config.KVBucket, Seal: oldKey, Instance: "other"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	env, other := oldKeyInstance(t, "other", "acme", "zulu")
 	defer other.Close()
 	resealListed = func(ctx context.Context) {
 		a, err := other.AccountByName(ctx, "zulu")
