@@ -38,6 +38,49 @@ func (p *pauseAdd) AddUser(ctx context.Context, u provision.User, durable bool) 
 	return p.Store.AddUser(ctx, u, durable)
 }
 
+// pausedPair opens instances a and b of env, each with tune, a's store a
+// pauseAdd that holds its next AddUser once armed (see hold).
+func pausedPair(t *testing.T, env *provtest.Env, tune func(*provision.Config)) (a, b *provision.Service, p *pauseAdd) {
+	t.Helper()
+	p = &pauseAdd{held: make(chan struct{}), release: make(chan struct{})}
+	a, _ = kvDomainOf(t, env, "a", nil, func(c *provision.Config) {
+		tune(c)
+		p.Store = c.Store.(*kvstore.Store)
+		c.Store = p
+	})
+	b, _ = kvDomainOf(t, env, "b", nil, tune)
+	return a, b, p
+}
+
+// hold arms p, runs create on its own and waits until it reaches its
+// record; the channel gives create's error once let goes on.
+func (p *pauseAdd) hold(t *testing.T, create func() error) <-chan error {
+	t.Helper()
+	p.arm.Store(true)
+	created := make(chan error, 1)
+	go func() { created <- create() }()
+	select {
+	case <-p.held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the create never reached its record")
+	}
+	return created
+}
+
+// let releases the create hold holds and returns its error, failing the
+// test if it does not end within wait.
+func (p *pauseAdd) let(t *testing.T, created <-chan error, wait time.Duration) error {
+	t.Helper()
+	close(p.release)
+	select {
+	case err := <-created:
+		return err
+	case <-time.After(wait):
+		t.Fatal("the create did not end")
+		return nil
+	}
+}
+
 // TestSelfCreateRecordedAfterUpdateOnAnotherInstance: a self-service create
 // on instance a that checked the settings on the bucket's latest version,
 // and wrote its user's record only after instance b's account.update
@@ -59,13 +102,7 @@ func TestSelfCreateRecordedAfterUpdateOnAnotherInstance(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := provtest.JetStreamDeployment(t, bootstrap.Options{})
-			p := &pauseAdd{held: make(chan struct{}), release: make(chan struct{})}
-			a, _ := kvDomainOf(t, env, "a", nil, func(c *provision.Config) {
-				c.ServiceAccount = env.Init.ServiceAccount
-				p.Store = c.Store.(*kvstore.Store)
-				c.Store = p
-			})
-			b, _ := kvDomainOf(t, env, "b", nil, func(c *provision.Config) { c.ServiceAccount = env.Init.ServiceAccount })
+			a, b, p := pausedPair(t, env, func(c *provision.Config) { c.ServiceAccount = env.Init.ServiceAccount })
 			ctx := context.Background()
 			acc, err := b.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme", Roles: map[string]*api.Role{"device": {}}, SelfService: true, SelfServiceQuota: 2})
 			if err != nil {
@@ -78,30 +115,17 @@ func TestSelfCreateRecordedAfterUpdateOnAnotherInstance(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			p.arm.Store(true)
-			created := make(chan error, 1)
-			go func() {
+			created := p.hold(t, func() error {
 				_, err := a.SelfCreateUser(ctx, tenant, api.SelfCreateUserRequest{Name: "late", Role: "device", PublicKey: newUserKey()})
-				created <- err
-			}()
-			select {
-			case <-p.held:
-			case <-time.After(10 * time.Second):
-				t.Fatal("the create never reached its record")
-			}
+				return err
+			})
 			u := tc.update
 			u.Account = pub
 			if _, err := b.UpdateAccount(ctx, u); err != nil {
 				t.Fatal(err)
 			}
-			close(p.release)
-			select {
-			case err := <-created:
-				if !errors.Is(err, provision.ErrForbidden) {
-					t.Errorf("a self-service create on instance a, recorded after instance b's account.update (%s) replied: %v, want refused (403)", tc.name, err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatal("the create did not end")
+			if err := p.let(t, created, 10*time.Second); !errors.Is(err, provision.ErrForbidden) {
+				t.Errorf("a self-service create on instance a, recorded after instance b's account.update (%s) replied: %v, want refused (403)", tc.name, err)
 			}
 			users, err := a.ListUsers(ctx, api.ListUsersRequest{Account: pub})
 			if err != nil {
@@ -138,13 +162,7 @@ func TestSelfCreateRecordedAfterRoleChangeOnAnotherInstance(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := provtest.JetStreamDeployment(t, bootstrap.Options{})
-			p := &pauseAdd{held: make(chan struct{}), release: make(chan struct{})}
-			a, _ := kvDomainOf(t, env, "a", nil, func(c *provision.Config) {
-				c.ServiceAccount = env.Init.ServiceAccount
-				p.Store = c.Store.(*kvstore.Store)
-				c.Store = p
-			})
-			b, _ := kvDomainOf(t, env, "b", nil, func(c *provision.Config) { c.ServiceAccount = env.Init.ServiceAccount })
+			a, b, p := pausedPair(t, env, func(c *provision.Config) { c.ServiceAccount = env.Init.ServiceAccount })
 			ctx := context.Background()
 			device := &api.Role{Pub: &jwt.Permission{Allow: []string{"telemetry.>"}}}
 			acc, err := b.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme", Roles: map[string]*api.Role{"device": device}, SelfService: true})
@@ -152,28 +170,15 @@ func TestSelfCreateRecordedAfterRoleChangeOnAnotherInstance(t *testing.T) {
 				t.Fatal(err)
 			}
 			pub := acc.Account.PublicKey
-			p.arm.Store(true)
-			created := make(chan error, 1)
-			go func() {
+			created := p.hold(t, func() error {
 				_, err := a.SelfCreateUser(ctx, provision.Tenant{Account: pub}, api.SelfCreateUserRequest{Name: tc.user, Role: "device", PublicKey: newUserKey()})
-				created <- err
-			}()
-			select {
-			case <-p.held:
-			case <-time.After(10 * time.Second):
-				t.Fatal("the create never reached its record")
-			}
+				return err
+			})
 			if _, err := b.UpdateAccount(ctx, api.UpdateAccountRequest{Account: pub, Roles: map[string]*api.Role{"device": tc.role}}); err != nil {
 				t.Fatal(err)
 			}
-			close(p.release)
-			select {
-			case err := <-created:
-				if err == nil {
-					t.Errorf("a self-service create of %q on instance a, recorded after instance b changed its role (%s), issued its user", tc.user, tc.name)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatal("the create did not end")
+			if err := p.let(t, created, 10*time.Second); err == nil {
+				t.Errorf("a self-service create of %q on instance a, recorded after instance b changed its role (%s), issued its user", tc.user, tc.name)
 			}
 			users, err := a.ListUsers(ctx, api.ListUsersRequest{Account: pub})
 			if err != nil {
@@ -213,13 +218,7 @@ func TestAdminCreateRecordedAfterRoleChangeOnAnotherInstance(t *testing.T) {
 		durable := tc.durable
 		t.Run(tc.name, func(t *testing.T) {
 			env := provtest.JetStreamDeployment(t, bootstrap.Options{})
-			p := &pauseAdd{held: make(chan struct{}), release: make(chan struct{})}
-			a, _ := kvDomainOf(t, env, "a", nil, func(c *provision.Config) {
-				c.DurableUserRecords = durable
-				p.Store = c.Store.(*kvstore.Store)
-				c.Store = p
-			})
-			b, _ := kvDomainOf(t, env, "b", nil, func(c *provision.Config) { c.DurableUserRecords = durable })
+			a, b, p := pausedPair(t, env, func(c *provision.Config) { c.DurableUserRecords = durable })
 			ctx := context.Background()
 			device := &api.Role{Pub: &jwt.Permission{Allow: []string{"telemetry.>"}}}
 			acc, err := b.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme", Roles: map[string]*api.Role{"device": device}})
@@ -227,28 +226,15 @@ func TestAdminCreateRecordedAfterRoleChangeOnAnotherInstance(t *testing.T) {
 				t.Fatal(err)
 			}
 			pub := acc.Account.PublicKey
-			p.arm.Store(true)
-			created := make(chan error, 1)
-			go func() {
+			created := p.hold(t, func() error {
 				_, err := a.CreateUser(ctx, api.CreateUserRequest{Account: pub, Name: tc.user, Role: "device", Tags: tc.tags})
-				created <- err
-			}()
-			select {
-			case <-p.held:
-			case <-time.After(10 * time.Second):
-				t.Fatal("the create never reached its record")
-			}
+				return err
+			})
 			if _, err := b.UpdateAccount(ctx, api.UpdateAccountRequest{Account: pub, Roles: map[string]*api.Role{"device": {Pub: &jwt.Permission{Allow: []string{tc.template}}}}}); err != nil {
 				t.Fatal(err)
 			}
-			close(p.release)
-			select {
-			case err := <-created:
-				if err == nil {
-					t.Errorf("an admin create of %q (tags %q) on instance a, recorded after instance b changed its role to %q, issued its user: it gets \"telemetry.*.>\"", tc.user, tc.tags, tc.template)
-				}
-			case <-time.After(20 * time.Second):
-				t.Fatal("the create did not end")
+			if err := p.let(t, created, 20*time.Second); err == nil {
+				t.Errorf("an admin create of %q (tags %q) on instance a, recorded after instance b changed its role to %q, issued its user: it gets \"telemetry.*.>\"", tc.user, tc.tags, tc.template)
 			}
 			users, err := a.ListUsers(ctx, api.ListUsersRequest{Account: pub})
 			if err != nil {

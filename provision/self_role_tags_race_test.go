@@ -10,7 +10,6 @@ import (
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
-	"github.com/natsprov/provisioner/kvstore"
 	"github.com/natsprov/provisioner/provision"
 	"github.com/natsprov/provisioner/provtest"
 )
@@ -26,40 +25,21 @@ import (
 func TestSelfCreateRefusedForATagTheRoleNeedsMeanwhile(t *testing.T) {
 	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
-	p := &pauseAdd{held: make(chan struct{}), release: make(chan struct{})}
-	a, _ := kvDomainOf(t, env, "a", nil, func(c *provision.Config) {
-		c.ServiceAccount = env.Init.ServiceAccount
-		p.Store = c.Store.(*kvstore.Store)
-		c.Store = p
-	})
-	b, _ := kvDomainOf(t, env, "b", nil, func(c *provision.Config) { c.ServiceAccount = env.Init.ServiceAccount })
+	a, b, p := pausedPair(t, env, func(c *provision.Config) { c.ServiceAccount = env.Init.ServiceAccount })
 	ctx := context.Background()
 	acc, err := b.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme", Roles: map[string]*api.Role{"device": {Sub: &jwt.Permission{Allow: []string{"cmd.>"}}}}, SelfService: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	pub := acc.Account.PublicKey
-	p.arm.Store(true)
-	created := make(chan error, 1)
-	go func() {
+	created := p.hold(t, func() error {
 		_, err := a.SelfCreateUser(ctx, provision.Tenant{Account: pub}, api.SelfCreateUserRequest{Name: "d1", Role: "device", PublicKey: newUserKey()})
-		created <- err
-	}()
-	select {
-	case <-p.held:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the create never reached its record")
-	}
+		return err
+	})
 	if _, err := b.UpdateAccount(ctx, api.UpdateAccountRequest{Account: pub, Roles: map[string]*api.Role{"device": {Sub: &jwt.Permission{Allow: []string{"cmd.>"}, Deny: []string{"cmd.{{tag(site)}}.admin"}}}}}); err != nil {
 		t.Fatal(err)
 	}
-	close(p.release)
-	select {
-	case err := <-created:
-		if err == nil || strings.Contains(err.Error(), `"tags":[`) || !strings.Contains(err.Error(), "without tags") {
-			t.Errorf("a self-service create refused for a tag its role needs meanwhile: %v, want a refusal saying self-service issues no tags, not asking for them", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the create did not end")
+	if err := p.let(t, created, 10*time.Second); err == nil || strings.Contains(err.Error(), `"tags":[`) || !strings.Contains(err.Error(), "without tags") {
+		t.Errorf("a self-service create refused for a tag its role needs meanwhile: %v, want a refusal saying self-service issues no tags, not asking for them", err)
 	}
 }
