@@ -21,21 +21,12 @@ import (
 // stream leader (TestHAClusterNodeLoss saw it once). A get reads the
 // bucket's latest version.
 func TestGetAfterAnUpdateOnAnotherInstance(t *testing.T) {
-	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
-	a, st := kvDomainOf(t, env, "a", nil)
 	lag := &laggingMirror{} // stale set by hand below, never armed
-	b, _ := kvDomainOf(t, env, "b", nil, func(c *provision.Config) {
-		lag.Store = c.Store.(*kvstore.Store)
-		c.Store = lag
+	a, b, old := laggingPair(t, api.CreateAccountRequest{Name: "acme", Description: "first"}, func(st *kvstore.Store) provision.Store {
+		lag.Store = st
+		return lag
 	})
 	ctx := context.Background()
-	if _, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme", Description: "first"}); err != nil {
-		t.Fatal(err)
-	}
-	old, err := st.AccountByName(ctx, "acme")
-	if err != nil {
-		t.Fatal(err)
-	}
 	lag.stale.Store(&old) // b's mirror has not seen a's update yet
 	desc := "second"
 	up, err := a.UpdateAccount(ctx, api.UpdateAccountRequest{Account: "acme", Description: &desc})
@@ -54,6 +45,26 @@ func TestGetAfterAnUpdateOnAnotherInstance(t *testing.T) {
 	}
 }
 
+// laggingPair opens instances a and b of a KV deployment, b's store the
+// one wrap makes of its own (a mirror that lags a's writes), creates the
+// account req names ("acme") on a, and returns it as a's store then holds
+// it.
+func laggingPair(t *testing.T, req api.CreateAccountRequest, wrap func(*kvstore.Store) provision.Store) (a, b *provision.Service, old provision.Account) {
+	t.Helper()
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	a, st := kvDomainOf(t, env, "a", nil)
+	b, _ = kvDomainOf(t, env, "b", nil, func(c *provision.Config) { c.Store = wrap(c.Store.(*kvstore.Store)) })
+	ctx := context.Background()
+	if _, err := a.CreateAccount(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	old, err := st.AccountByName(ctx, req.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, b, old
+}
+
 // TestGetAfterADeleteOnAnotherInstance: account.get checked that the
 // account was live in the instance's mirror, then answered the bucket's
 // latest version without looking at it: right after another instance's
@@ -61,21 +72,12 @@ func TestGetAfterAnUpdateOnAnotherInstance(t *testing.T) {
 // the tombstone (its disabled JWT) as if the account were there. A get of
 // a deleted account is a 404 whichever instance it reaches.
 func TestGetAfterADeleteOnAnotherInstance(t *testing.T) {
-	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
-	a, st := kvDomainOf(t, env, "a", nil)
 	lag := &laggingMirror{} // stale set by hand below, never armed
-	b, _ := kvDomainOf(t, env, "b", nil, func(c *provision.Config) {
-		lag.Store = c.Store.(*kvstore.Store)
-		c.Store = lag
+	a, b, old := laggingPair(t, api.CreateAccountRequest{Name: "acme"}, func(st *kvstore.Store) provision.Store {
+		lag.Store = st
+		return lag
 	})
 	ctx := context.Background()
-	if _, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"}); err != nil {
-		t.Fatal(err)
-	}
-	old, err := st.AccountByName(ctx, "acme")
-	if err != nil {
-		t.Fatal(err)
-	}
 	lag.stale.Store(&old) // b's mirror has not seen a's delete yet
 	if _, err := a.DeleteAccount(ctx, api.AccountRequest{Account: "acme"}); err != nil {
 		t.Fatal(err)
@@ -112,21 +114,12 @@ func (l *staleName) AccountByName(ctx context.Context, name string) (provision.A
 // 404) though the name belongs to the new one. The read of the tombstone
 // brings the mirror past it; the name is resolved again.
 func TestGetByNameAfterADeleteAndACreateOnAnotherInstance(t *testing.T) {
-	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
-	a, st := kvDomainOf(t, env, "a", nil)
 	lag := &staleName{}
-	b, _ := kvDomainOf(t, env, "b", nil, func(c *provision.Config) {
-		lag.Store = c.Store.(*kvstore.Store)
-		c.Store = lag
+	a, b, old := laggingPair(t, api.CreateAccountRequest{Name: "acme"}, func(st *kvstore.Store) provision.Store {
+		lag.Store = st
+		return lag
 	})
 	ctx := context.Background()
-	if _, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"}); err != nil {
-		t.Fatal(err)
-	}
-	old, err := st.AccountByName(ctx, "acme")
-	if err != nil {
-		t.Fatal(err)
-	}
 	if _, err := a.DeleteAccount(ctx, api.AccountRequest{Account: "acme"}); err != nil {
 		t.Fatal(err)
 	}
