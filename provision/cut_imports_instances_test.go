@@ -70,6 +70,43 @@ func (l *lagUntilSeen) SeenThrough(ctx context.Context, rev uint64) error {
 	return l.Store.SeenThrough(ctx, rev)
 }
 
+// lagInstances opens instances a and b of a KV deployment, each on its
+// lagUntilSeen (nil: on its store as it is).
+func lagInstances(t *testing.T, lagA, lagB *lagUntilSeen) (a, b *provision.Service) {
+	t.Helper()
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	open := func(instance string, lag *lagUntilSeen) *provision.Service {
+		t.Helper()
+		svc, _ := kvDomainOf(t, env, instance, nil, func(c *provision.Config) {
+			if lag != nil {
+				lag.Store = c.Store.(*kvstore.Store)
+				c.Store = lag
+			}
+		})
+		return svc
+	}
+	return open("a", lagA), open("b", lagB)
+}
+
+// createAlpha creates on svc account alpha exporting stream "events" on
+// alpha.events.>.
+func createAlpha(t *testing.T, svc *provision.Service) *api.AccountReply {
+	t.Helper()
+	alpha, err := svc.CreateAccount(context.Background(), api.CreateAccountRequest{Name: "alpha", Exports: jwt.Exports{
+		{Name: "events", Subject: "alpha.events.>", Type: jwt.Stream},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return alpha
+}
+
+// alphaEvents is an import of stream "events" on alpha.events.> (as
+// createAlpha exports it) from the account whose public key is pub.
+func alphaEvents(pub string) jwt.Imports {
+	return jwt.Imports{{Name: "events", Subject: "alpha.events.>", Account: pub, Type: jwt.Stream}}
+}
+
 // TestExporterDeleteAndAnImportOfItOnTwoInstances: the signing locks that
 // order an exporter's delete and an importer's import of it are each
 // instance's own. On two instances, each checked the other's account in a
@@ -82,28 +119,15 @@ func (l *lagUntilSeen) SeenThrough(ctx context.Context, rev uint64) error {
 func TestExporterDeleteAndAnImportOfItOnTwoInstances(t *testing.T) {
 	for _, importFirst := range []bool{true, false} {
 		t.Run(map[bool]string{true: "import first", false: "delete first"}[importFirst], func(t *testing.T) {
-			env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 			lagA, lagB := &lagUntilSeen{}, &lagUntilSeen{}
-			a, _ := kvDomainOf(t, env, "a", nil, func(c *provision.Config) {
-				lagA.Store = c.Store.(*kvstore.Store)
-				c.Store = lagA
-			})
-			b, _ := kvDomainOf(t, env, "b", nil, func(c *provision.Config) {
-				lagB.Store = c.Store.(*kvstore.Store)
-				c.Store = lagB
-			})
+			a, b := lagInstances(t, lagA, lagB)
 			ctx := context.Background()
-			alpha, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "alpha", Exports: jwt.Exports{
-				{Name: "events", Subject: "alpha.events.>", Type: jwt.Stream},
-			}})
-			if err != nil {
-				t.Fatal(err)
-			}
+			alpha := createAlpha(t, a)
 			beta, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "beta"})
 			if err != nil {
 				t.Fatal(err)
 			}
-			imports := jwt.Imports{{Name: "events", Subject: "alpha.events.>", Account: alpha.Account.PublicKey, Type: jwt.Stream}}
+			imports := alphaEvents(alpha.Account.PublicKey)
 			// Neither instance's mirror sees the other's change.
 			lagA.freeze(t)
 			lagB.freeze(t)
@@ -147,26 +171,15 @@ func TestExporterDeleteAndAnImportOfItOnTwoInstances(t *testing.T) {
 // nothing of it stays.
 func TestCreateImportingAnExporterDeletedOnAnotherInstance(t *testing.T) {
 	t.Parallel()
-	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	lagB := &lagUntilSeen{}
-	a, _ := kvDomainOf(t, env, "a", nil)
-	b, _ := kvDomainOf(t, env, "b", nil, func(c *provision.Config) {
-		lagB.Store = c.Store.(*kvstore.Store)
-		c.Store = lagB
-	})
+	a, b := lagInstances(t, nil, lagB)
 	ctx := context.Background()
-	alpha, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "alpha", Exports: jwt.Exports{
-		{Name: "events", Subject: "alpha.events.>", Type: jwt.Stream},
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	alpha := createAlpha(t, a)
 	lagB.freeze(t)
 	if _, err := a.DeleteAccount(ctx, api.AccountRequest{Account: alpha.Account.PublicKey}); err != nil {
 		t.Fatal(err)
 	}
-	imports := jwt.Imports{{Name: "events", Subject: "alpha.events.>", Account: alpha.Account.PublicKey, Type: jwt.Stream}}
-	beta, err := b.CreateAccount(ctx, api.CreateAccountRequest{Name: "beta", Imports: imports})
+	beta, err := b.CreateAccount(ctx, api.CreateAccountRequest{Name: "beta", Imports: alphaEvents(alpha.Account.PublicKey)})
 	if !errors.Is(err, provision.ErrInvalid) {
 		t.Fatalf("beta's create on instance b importing alpha, deleted on instance a: %+v, %v; want a 400", beta, err)
 	}
@@ -183,13 +196,8 @@ func TestCreateImportingAnExporterDeletedOnAnotherInstance(t *testing.T) {
 // be incomplete, for an update of exports and for a delete.
 func TestCutImportsFromALaggingCopySaySo(t *testing.T) {
 	t.Parallel()
-	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	lagA := &lagUntilSeen{}
-	a, _ := kvDomainOf(t, env, "a", nil, func(c *provision.Config) {
-		lagA.Store = c.Store.(*kvstore.Store)
-		c.Store = lagA
-	})
-	b, _ := kvDomainOf(t, env, "b", nil)
+	a, b := lagInstances(t, lagA, nil)
 	ctx := context.Background()
 	exports := jwt.Exports{
 		{Name: "events", Subject: "alpha.events.>", Type: jwt.Stream},
@@ -231,9 +239,7 @@ func TestCutImportsFromALaggingCopySaySo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.CreateAccount(ctx, api.CreateAccountRequest{Name: "delta", Imports: jwt.Imports{
-		{Name: "events", Subject: "alpha.events.>", Account: gamma.Account.PublicKey, Type: jwt.Stream},
-	}}); err != nil {
+	if _, err := b.CreateAccount(ctx, api.CreateAccountRequest{Name: "delta", Imports: alphaEvents(gamma.Account.PublicKey)}); err != nil {
 		t.Fatal(err)
 	}
 	del, err = a.DeleteAccount(ctx, api.AccountRequest{Account: gamma.Account.PublicKey})

@@ -31,15 +31,8 @@ func TestNoImportToCheckNeedsNoCatchUp(t *testing.T) {
 		c.Store = st
 	})
 	ctx := context.Background()
-	alpha, err := b.CreateAccount(ctx, api.CreateAccountRequest{Name: "alpha", Exports: jwt.Exports{
-		{Name: "events", Subject: "alpha.events.>", Type: jwt.Stream},
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	beta, err := b.CreateAccount(ctx, api.CreateAccountRequest{Name: "beta", Imports: jwt.Imports{
-		{Name: "events", Subject: "alpha.events.>", Account: alpha.Account.PublicKey, Type: jwt.Stream},
-	}})
+	alpha := createAlpha(t, b)
+	beta, err := b.CreateAccount(ctx, api.CreateAccountRequest{Name: "beta", Imports: alphaEvents(alpha.Account.PublicKey)})
 	if err != nil {
 		t.Fatal(err)
 	}
