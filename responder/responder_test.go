@@ -41,6 +41,15 @@ func newHarness(t *testing.T, opts bootstrap.Options) *harness {
 	return &harness{env: env, admin: env.Admin(t)}
 }
 
+// newHarnessMaxPayload is newHarness on a server whose max_payload is n.
+func newHarnessMaxPayload(t *testing.T, n int) *harness {
+	t.Helper()
+	env := provtest.Deployment(t, bootstrap.Options{})
+	env.SetMaxPayload(t, n)
+	env.Start(t)
+	return &harness{env: env, admin: env.Admin(t)}
+}
+
 func (h *harness) req(t *testing.T, op string, body any) provtest.Reply {
 	t.Helper()
 	return provtest.Request(t, h.admin, "prov."+op, body)

@@ -1,10 +1,8 @@
 package responder_test
 
 import (
-	"encoding/json"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/natsprov/provisioner/bootstrap"
 )
@@ -17,30 +15,20 @@ import (
 func TestSelfCreateNameTakenByAnAdminsUser(t *testing.T) {
 	h := newHarness(t, bootstrap.Options{})
 	h.ok(t, "account.create", tenantAccount)
-	enroller, _ := h.userCreds(t, `{"account":"acme","name":"backend","role":"enroller"}`)
+	tenant := h.enrollerTenant(t)
 	h.ok(t, "user.create", `{"account":"acme","name":"taken","role":"device"}`)
-	tenant := h.env.Connect(t, enroller)
-	self := func(op string, body map[string]string) (string, string) {
-		t.Helper()
-		data, _ := json.Marshal(body)
-		rep, err := tenant.Request("prov.self.user."+op, data, 10*time.Second)
-		if err != nil {
-			t.Fatalf("self.user.%s: %v", op, err)
-		}
-		return rep.Header.Get("Nats-Service-Error-Code"), rep.Header.Get("Nats-Service-Error")
-	}
-	code, desc := self("create", map[string]string{"name": "taken", "role": "device", "public_key": newUserPub(t)})
+	code, desc := selfReq(t, tenant, "create", map[string]string{"name": "taken", "role": "device", "public_key": newUserPub(t)})
 	if code != "409" || strings.Contains(desc, "revoke it") || !strings.Contains(desc, "another name") {
 		t.Errorf("a tenant's create of a name an admin's user holds: %s %q, want 409 asking for another name, not to revoke a user the tenant may not revoke", code, desc)
 	}
-	if code, desc := self("revoke", map[string]string{"user": "taken"}); code != "403" {
+	if code, desc := selfReq(t, tenant, "revoke", map[string]string{"user": "taken"}); code != "403" {
 		t.Fatalf("precondition: a tenant revoking an admin's user: %s %q, want 403", code, desc)
 	}
 	// A self-service user of that name the tenant may revoke: the advice stands.
-	if code, desc := self("create", map[string]string{"name": "mine", "role": "device", "public_key": newUserPub(t)}); code != "" {
+	if code, desc := selfReq(t, tenant, "create", map[string]string{"name": "mine", "role": "device", "public_key": newUserPub(t)}); code != "" {
 		t.Fatalf("self create: %s %q", code, desc)
 	}
-	code, desc = self("create", map[string]string{"name": "mine", "role": "device", "public_key": newUserPub(t)})
+	code, desc = selfReq(t, tenant, "create", map[string]string{"name": "mine", "role": "device", "public_key": newUserPub(t)})
 	if code != "409" || !strings.Contains(desc, "revoke it first") {
 		t.Errorf("a tenant's create of a name its own self-service user holds: %s %q, want 409 saying to revoke it first", code, desc)
 	}

@@ -7,9 +7,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nkeys"
-
-	"github.com/natsprov/provisioner/bootstrap"
-	"github.com/natsprov/provisioner/provtest"
 )
 
 // TestSelfCreateTooLargeAdvisesTheTenant: a self-service user whose reply
@@ -20,13 +17,9 @@ import (
 // max_payload is the operator's. It now names what the tenant can change.
 func TestSelfCreateTooLargeAdvisesTheTenant(t *testing.T) {
 	t.Parallel()
-	env := provtest.Deployment(t, bootstrap.Options{})
-	env.SetMaxPayload(t, 8192)
-	env.Start(t)
-	h := &harness{env: env, admin: env.Admin(t)}
+	h := newHarnessMaxPayload(t, 8192)
 	h.ok(t, "account.create", tenantAccount)
-	enroller, _ := h.userCreds(t, `{"account":"acme","name":"backend","role":"enroller"}`)
-	tenant := h.env.Connect(t, enroller)
+	tenant := h.enrollerTenant(t)
 	xk, err := nkeys.CreateCurveKeys()
 	if err != nil {
 		t.Fatal(err)

@@ -1,15 +1,11 @@
 package responder_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/natsprov/provisioner/api"
-	"github.com/natsprov/provisioner/bootstrap"
-	"github.com/natsprov/provisioner/provtest"
 )
 
 // TestSelfRevokeOverTheLimitAdvisesTheTenant: a tenant's revoke whose
@@ -19,23 +15,10 @@ import (
 // must say the account is full and that an admin makes room.
 func TestSelfRevokeOverTheLimitAdvisesTheTenant(t *testing.T) {
 	t.Parallel()
-	env := provtest.Deployment(t, bootstrap.Options{})
-	env.SetMaxPayload(t, 8192)
-	env.Start(t)
-	h := &harness{env: env, admin: env.Admin(t)}
+	h := newHarnessMaxPayload(t, 8192)
 	h.ok(t, "account.create", tenantAccount)
-	enroller, _ := h.userCreds(t, `{"account":"acme","name":"backend","role":"enroller"}`)
-	tenant := h.env.Connect(t, enroller)
-	self := func(op string, body map[string]string) (string, string) {
-		t.Helper()
-		data, _ := json.Marshal(body)
-		rep, err := tenant.Request("prov.self.user."+op, data, 10*time.Second)
-		if err != nil {
-			t.Fatalf("self.user.%s: %v", op, err)
-		}
-		return rep.Header.Get("Nats-Service-Error-Code"), rep.Header.Get("Nats-Service-Error")
-	}
-	if code, desc := self("create", map[string]string{"name": "d1", "role": "device", "public_key": newUserPub(t)}); code != "" {
+	tenant := h.enrollerTenant(t)
+	if code, desc := selfReq(t, tenant, "create", map[string]string{"name": "d1", "role": "device", "public_key": newUserPub(t)}); code != "" {
 		t.Fatalf("self create: %s %q", code, desc)
 	}
 	// An admin's revocations fill the account JWT up to the limit.
@@ -48,7 +31,7 @@ func TestSelfRevokeOverTheLimitAdvisesTheTenant(t *testing.T) {
 			t.Fatalf("filling the account with revocations: %d %q after %d", r.Code, r.Description, i)
 		}
 	}
-	code, desc := self("revoke", map[string]string{"user": "d1"})
+	code, desc := selfReq(t, tenant, "revoke", map[string]string{"user": "d1"})
 	if code != "400" || strings.Contains(desc, "remove revocations") || !strings.Contains(desc, "admin") {
 		t.Errorf("a tenant's revoke over the limit: %s %q, want 400 saying an admin must make room", code, desc)
 	}

@@ -1,10 +1,8 @@
 package responder_test
 
 import (
-	"encoding/json"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/natsprov/provisioner/bootstrap"
 )
@@ -19,14 +17,7 @@ import (
 func TestSelfCreateInARoleThatNeedsTags(t *testing.T) {
 	h := newHarness(t, bootstrap.Options{})
 	h.ok(t, "account.create", `{"name":"acme","roles":{"device":{"sub":{"allow":["cmd.>"],"deny":["cmd.{{tag(site)}}.admin"]}},"enroller":{}},"self_service":true}`)
-	enroller, _ := h.userCreds(t, `{"account":"acme","name":"backend","role":"enroller"}`)
-	tenant := h.env.Connect(t, enroller)
-	data, _ := json.Marshal(map[string]string{"name": "d1", "role": "device", "public_key": newUserPub(t)})
-	rep, err := tenant.Request("prov.self.user.create", data, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	code, desc := rep.Header.Get("Nats-Service-Error-Code"), rep.Header.Get("Nats-Service-Error")
+	code, desc := selfReq(t, h.enrollerTenant(t), "create", map[string]string{"name": "d1", "role": "device", "public_key": newUserPub(t)})
 	if code == "" || strings.Contains(desc, `"tags":[`) || !strings.Contains(desc, "without tags") {
 		t.Errorf("a tenant's create in a role that needs a tag: %q %q, want a refusal saying self-service issues no tags, not asking for them", code, desc)
 	}

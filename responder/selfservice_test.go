@@ -82,6 +82,26 @@ func (h *harness) userCreds(t *testing.T, body string) (string, api.User) {
 	return p, rep.User
 }
 
+// enrollerTenant issues acme's enroller user "backend" and connects as
+// it: a tenant's connection.
+func (h *harness) enrollerTenant(t *testing.T) *nats.Conn {
+	t.Helper()
+	enroller, _ := h.userCreds(t, `{"account":"acme","name":"backend","role":"enroller"}`)
+	return h.env.Connect(t, enroller)
+}
+
+// selfReq sends a tenant's prov.self.user.<op> with body and returns the
+// reply's error code and description ("" for a success).
+func selfReq(t *testing.T, tenant *nats.Conn, op string, body map[string]string) (code, desc string) {
+	t.Helper()
+	data, _ := json.Marshal(body)
+	rep, err := tenant.Request("prov.self.user."+op, data, 10*time.Second)
+	if err != nil {
+		t.Fatalf("self.user.%s: %v", op, err)
+	}
+	return rep.Header.Get("Nats-Service-Error-Code"), rep.Header.Get("Nats-Service-Error")
+}
+
 func TestRolesAndSelfService(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, bootstrap.Options{})
