@@ -30,12 +30,7 @@ func TestGoneInstanceAnswerIsNotTheCurrentOnes(t *testing.T) {
 	const held = "AHELDBYTHENEWINSTANCEONLY"
 	var current atomic.Value
 	current.Store(oldID)
-	fake := env.Connect(t, sysUserCreds(t, env.Init, "gone", nil))
-	if _, err := fake.Subscribe(resolver.SubjectServerPing, func(m *nats.Msg) {
-		_ = m.Respond(fmt.Appendf(nil, `{"name":%q,"host":"127.0.0.1","id":%q}`, name, current.Load().(string)))
-	}); err != nil {
-		t.Fatal(err)
-	}
+	fake := restartingServer(t, env, "gone", name, &current)
 	// Each request is answered at once by the old instance, and 300ms
 	// later by the new one.
 	answer := func(m *nats.Msg, data func(id string) string) {
@@ -47,7 +42,7 @@ func TestGoneInstanceAnswerIsNotTheCurrentOnes(t *testing.T) {
 	}
 	if _, err := fake.Subscribe(resolver.SubjectClaimsUpdate, func(m *nats.Msg) {
 		if current.Load().(string) == oldID {
-			_ = m.Respond(fmt.Appendf(nil, `{"server":{"name":%q,"id":%q},"data":{"account":"","code":200,"message":"jwt updated"}}`, name, oldID))
+			_ = m.Respond(jwtUpdated(name, oldID))
 			return
 		}
 		answer(m, func(string) string { return `{"account":"","code":200,"message":"jwt updated"}` })
@@ -68,9 +63,7 @@ func TestGoneInstanceAnswerIsNotTheCurrentOnes(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	const prefix = "_INBOX_gone-test"
-	c := newClient(t, env.Connect(t, inboxUserCreds(t, env.Init, prefix), nats.CustomInboxPrefix(prefix)),
-		resolver.Options{Timeout: 2 * time.Second, RefreshInterval: time.Minute, Logger: provtest.Logger(t)})
+	c := inboxClient(t, env, "_INBOX_gone-test", 2*time.Second)
 	ctx := context.Background()
 	_, token := newAccount(t, "first", op.Signer)
 	if _, err := c.Update(ctx, token); err != nil { // the old instance answers a claims request
@@ -78,9 +71,7 @@ func TestGoneInstanceAnswerIsNotTheCurrentOnes(t *testing.T) {
 	}
 	// zz restarts: its new instance announces itself.
 	current.Store(newID)
-	if err := fake.Publish(fmt.Sprintf("$SYS.SERVER.%s.STATSZ", newID), fmt.Appendf(nil, `{"server":{"name":%q,"id":%q},"statsz":{}}`, name, newID)); err != nil {
-		t.Fatal(err)
-	}
+	announce(t, fake, name, newID)
 	waitFor(t, 5*time.Second, "the client knows the new instance", func() bool {
 		s, ok := findServer(c.Servers(), name)
 		return ok && s.Up && s.ID == newID

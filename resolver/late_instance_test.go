@@ -37,19 +37,11 @@ func TestLateAnswerOfAGoneInstanceKeepsTheNewOnesResolver(t *testing.T) {
 	)
 	var mode atomic.Int32
 	held := make(chan string, 1)
-	fake := env.Connect(t, sysUserCreds(t, env.Init, "late", nil))
-	if _, err := fake.Subscribe(resolver.SubjectServerPing, func(m *nats.Msg) {
-		_ = m.Respond(fmt.Appendf(nil, `{"name":%q,"host":"127.0.0.1","id":%q}`, name, current.Load().(string)))
-	}); err != nil {
-		t.Fatal(err)
-	}
-	updated := func(id string) []byte {
-		return fmt.Appendf(nil, `{"server":{"name":%q,"id":%q},"data":{"account":"","code":200,"message":"jwt updated"}}`, name, id)
-	}
+	fake := restartingServer(t, env, "late", name, &current)
 	if _, err := fake.Subscribe(resolver.SubjectClaimsUpdate, func(m *nats.Msg) {
 		switch mode.Load() {
 		case answer:
-			_ = m.Respond(updated(current.Load().(string)))
+			_ = m.Respond(jwtUpdated(name, current.Load().(string)))
 		case hold:
 			held <- m.Reply
 		}
@@ -60,9 +52,7 @@ func TestLateAnswerOfAGoneInstanceKeepsTheNewOnesResolver(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	const prefix = "_INBOX_late-test"
-	c := newClient(t, env.Connect(t, inboxUserCreds(t, env.Init, prefix), nats.CustomInboxPrefix(prefix)),
-		resolver.Options{Timeout: time.Second, RefreshInterval: time.Minute, Logger: provtest.Logger(t)})
+	c := inboxClient(t, env, "_INBOX_late-test", time.Second)
 	ctx := context.Background()
 	push := func(what string) {
 		t.Helper()
@@ -84,14 +74,12 @@ func TestLateAnswerOfAGoneInstanceKeepsTheNewOnesResolver(t *testing.T) {
 	reply := <-held
 	// zz restarts: its new instance announces itself.
 	current.Store(newID)
-	if err := fake.Publish(fmt.Sprintf("$SYS.SERVER.%s.STATSZ", newID), fmt.Appendf(nil, `{"server":{"name":%q,"id":%q},"statsz":{}}`, name, newID)); err != nil {
-		t.Fatal(err)
-	}
+	announce(t, fake, name, newID)
 	<-done
 	mode.Store(answer)
 	push("new-instance") // the new instance answers a claims request
 	// The old instance's answer, late.
-	if err := fake.Publish(reply, updated(oldID)); err != nil {
+	if err := fake.Publish(reply, jwtUpdated(name, oldID)); err != nil {
 		t.Fatal(err)
 	}
 	if err := fake.Flush(); err != nil {
@@ -114,4 +102,41 @@ func TestLateAnswerOfAGoneInstanceKeepsTheNewOnesResolver(t *testing.T) {
 	if s.NoResolver {
 		t.Errorf("%s (%s) taken for a server without a resolver after one missed push, though it answered a push; the late answer of its gone instance %s counted instead", name, newID, oldID)
 	}
+}
+
+// restartingServer connects as system user user and answers server pings
+// as server name, whose instance is the ID current holds: store a new one
+// for the server to restart (and announce it).
+func restartingServer(t *testing.T, env *provtest.Env, user, name string, current *atomic.Value) *nats.Conn {
+	t.Helper()
+	fake := env.Connect(t, sysUserCreds(t, env.Init, user, nil))
+	if _, err := fake.Subscribe(resolver.SubjectServerPing, func(m *nats.Msg) {
+		_ = m.Respond(fmt.Appendf(nil, `{"name":%q,"host":"127.0.0.1","id":%q}`, name, current.Load().(string)))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return fake
+}
+
+// announce publishes on fake the STATSZ of server name's instance id, as a
+// server that starts does.
+func announce(t *testing.T, fake *nats.Conn, name, id string) {
+	t.Helper()
+	if err := fake.Publish(fmt.Sprintf("$SYS.SERVER.%s.STATSZ", id), fmt.Appendf(nil, `{"server":{"name":%q,"id":%q},"statsz":{}}`, name, id)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// jwtUpdated is server name's instance id's answer to a claims update
+// that it stored.
+func jwtUpdated(name, id string) []byte {
+	return fmt.Appendf(nil, `{"server":{"name":%q,"id":%q},"data":{"account":"","code":200,"message":"jwt updated"}}`, name, id)
+}
+
+// inboxClient is a client of env, on a connection whose inbox prefix is
+// prefix, whose requests wait timeout.
+func inboxClient(t *testing.T, env *provtest.Env, prefix string, timeout time.Duration) *resolver.Client {
+	t.Helper()
+	return newClient(t, env.Connect(t, inboxUserCreds(t, env.Init, prefix), nats.CustomInboxPrefix(prefix)),
+		resolver.Options{Timeout: timeout, RefreshInterval: time.Minute, Logger: provtest.Logger(t)})
 }

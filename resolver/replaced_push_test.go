@@ -45,14 +45,10 @@ func TestPushAnswerOfAReplacedInstanceConfirmsNothing(t *testing.T) {
 	if err := fake.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	updated := func(name, id string) []byte {
-		return fmt.Appendf(nil, `{"server":{"name":%q,"id":%q},"data":{"account":"","code":200,"message":"jwt updated"}}`, name, id)
-	}
 
 	const prefix = "_INBOX_replaced-test"
 	const timeout = 4 * time.Second
-	c := newClient(t, env.Connect(t, inboxUserCreds(t, env.Init, prefix), nats.CustomInboxPrefix(prefix)),
-		resolver.Options{Timeout: timeout, RefreshInterval: time.Minute, Logger: provtest.Logger(t)})
+	c := inboxClient(t, env, prefix, timeout)
 	if s, ok := findServer(c.Servers(), zz); !ok || s.ID != oldID || !s.Up {
 		t.Fatalf("Servers() = %+v, want %s (%s) up", c.Servers(), zz, oldID)
 	}
@@ -75,22 +71,20 @@ func TestPushAnswerOfAReplacedInstanceConfirmsNothing(t *testing.T) {
 	}
 	// zz restarts; its new instance never saw the push.
 	current.Store(newID)
-	if err := fake.Publish(fmt.Sprintf("$SYS.SERVER.%s.STATSZ", newID), fmt.Appendf(nil, `{"server":{"name":%q,"id":%q},"statsz":{}}`, zz, newID)); err != nil {
-		t.Fatal(err)
-	}
+	announce(t, fake, zz, newID)
 	waitFor(t, time.Second, "the new instance known", func() bool {
 		s, ok := findServer(c.Servers(), zz)
 		return ok && s.ID == newID && s.Up
 	})
 	// The old instance's answer comes in late, then yy's.
-	if err := fake.Publish(reply, updated(zz, oldID)); err != nil {
+	if err := fake.Publish(reply, jwtUpdated(zz, oldID)); err != nil {
 		t.Fatal(err)
 	}
 	if err := fake.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(200 * time.Millisecond)
-	if err := fake.Publish(reply, updated(yy, yyID)); err != nil {
+	if err := fake.Publish(reply, jwtUpdated(yy, yyID)); err != nil {
 		t.Fatal(err)
 	}
 	var o outcome
