@@ -8,8 +8,6 @@ import (
 	"github.com/nats-io/jwt/v2"
 
 	"github.com/natsprov/provisioner/api"
-	"github.com/natsprov/provisioner/bootstrap"
-	"github.com/natsprov/provisioner/provtest"
 )
 
 // TestExpiredAccountDroppedByTheServersIsNotPushedAgain: a full resolver
@@ -21,14 +19,9 @@ import (
 // it holds nothing its users could connect with.
 func TestExpiredAccountDroppedByTheServersIsNotPushedAgain(t *testing.T) {
 	t.Parallel()
-	env := provtest.Deployment(t, bootstrap.Options{})
-	d := newDomain(t, env, nil)
+	_, d, acc := expiringAccount(t, "brief", "1s")
 	defer d.stop()
 	ctx := context.Background()
-	acc, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "brief", ExpiresIn: "1s"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ac, err := jwt.DecodeAccountClaims(acc.Account.JWT)
 	if err != nil {
 		t.Fatal(err)

@@ -20,14 +20,9 @@ import (
 // change that makes the account expired is still refused.
 func TestRevokeInAnExpiredAccount(t *testing.T) {
 	t.Parallel()
-	env := provtest.Deployment(t, bootstrap.Options{})
-	d := newDomain(t, env, nil)
+	env, d, acc := expiringAccount(t, "brief", "2s")
 	defer d.stop()
 	ctx := context.Background()
-	acc, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "brief", ExpiresIn: "2s"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	creds, uc := issue(t, d, api.CreateUserRequest{Account: "brief", Name: "u"})
 	time.Sleep(3 * time.Second)
 	if connects(env, creds) {
@@ -64,13 +59,9 @@ func TestRevokeInAnExpiredAccount(t *testing.T) {
 // are shut out while the account is expired and connect once it is renewed.
 func TestUserCreateInAnExpiredAccount(t *testing.T) {
 	t.Parallel()
-	env := provtest.Deployment(t, bootstrap.Options{})
-	d := newDomain(t, env, nil)
+	env, d, _ := expiringAccount(t, "lapsed", "2s")
 	defer d.stop()
 	ctx := context.Background()
-	if _, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "lapsed", ExpiresIn: "2s"}); err != nil {
-		t.Fatal(err)
-	}
 	time.Sleep(3 * time.Second)
 	creds, _ := issue(t, d, api.CreateUserRequest{Account: "lapsed", Name: "early"})
 	if connects(env, creds) {
@@ -83,4 +74,18 @@ func TestUserCreateInAnExpiredAccount(t *testing.T) {
 	if !connects(env, creds) {
 		t.Error("a user issued while the account was expired does not connect once it is renewed")
 	}
+}
+
+// expiringAccount starts a domain on a new deployment and creates account
+// name on it, expiring in expiresIn. The caller stops the domain.
+func expiringAccount(t *testing.T, name, expiresIn string) (*provtest.Env, *domain, *api.AccountReply) {
+	t.Helper()
+	env := provtest.Deployment(t, bootstrap.Options{})
+	d := newDomain(t, env, nil)
+	acc, err := d.svc.CreateAccount(context.Background(), api.CreateAccountRequest{Name: name, ExpiresIn: expiresIn})
+	if err != nil {
+		d.stop()
+		t.Fatal(err)
+	}
+	return env, d, acc
 }
