@@ -73,21 +73,28 @@ func (r *restartAfterPush) Update(ctx context.Context, token string) (provision.
 	return res, err
 }
 
-// TestDeleteWaitsForAServerRestartedAfterItsConfirmation: the server
-// stores a deleted account's disabled version and restarts from an old
-// disk (holding the live version) before the push's replies are noted,
-// Run forgetting what it confirmed in between. The reply of its old
-// instance counted for the new one: the delete (allow_delete off) was
-// final, "deleted", while the server held the account live.
-func TestDeleteWaitsForAServerRestartedAfterItsConfirmation(t *testing.T) {
-	t.Parallel()
-	env := provtest.Deployment(t, bootstrap.Options{NoDelete: true})
+func newRestartAfterPush() *restartAfterPush {
+	return &restartAfterPush{handled: make(chan struct{}), released: make(chan struct{}), joined: make(chan provision.Server)}
+}
+
+// restartFromOldDisk starts a domain on env whose resolver is outer, w
+// (outer's restartAfterPush) wrapping the real one, and w's restart brings
+// the server back from the disk it had once account acme was created
+// (holding acme live); it creates acme, starts Run and makes a pass.
+// release lets the held pass go on; done (which the caller defers)
+// releases it, ends Run and stops the domain.
+func restartFromOldDisk(t *testing.T, env *provtest.Env, w *restartAfterPush, outer provision.Resolver) (d *domain, pub, live string, release, done func()) {
+	t.Helper()
+	set := false
+	defer func() {
+		if !set && done != nil { // a Fatal below
+			done()
+		}
+	}()
 	jwtDir := filepath.Join(env.Dir, bootstrap.ResolverDir)
 	backup := filepath.Join(t.TempDir(), "jwt")
-	var d *domain
-	w := &restartAfterPush{handled: make(chan struct{}), released: make(chan struct{}), joined: make(chan provision.Server)}
 	var releaseOnce sync.Once
-	release := func() { releaseOnce.Do(func() { close(w.released) }) }
+	release = func() { releaseOnce.Do(func() { close(w.released) }) }
 	w.restart = func() {
 		env.Server.Stop()
 		if err := os.RemoveAll(jwtDir); err != nil {
@@ -105,16 +112,16 @@ func TestDeleteWaitsForAServerRestartedAfterItsConfirmation(t *testing.T) {
 		}
 		t.Error("the client does not see the restarted server")
 	}
-	d = newDomain(t, env, func(r provision.Resolver) provision.Resolver { w.Resolver = r; return w }, func(c *provision.Config) {
+	d = newDomain(t, env, func(r provision.Resolver) provision.Resolver { w.Resolver = r; return outer }, func(c *provision.Config) {
 		c.ReconcileInterval = time.Hour
 	})
-	defer d.stop()
+	done = d.stop
 	ctx := context.Background()
 	acc, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, live := acc.Account.PublicKey, acc.Account.JWT
+	pub, live = acc.Account.PublicKey, acc.Account.JWT
 	// The old disk: the server holds the account live.
 	if err := os.CopyFS(backup, os.DirFS(jwtDir)); err != nil {
 		t.Fatal(err)
@@ -125,7 +132,7 @@ func TestDeleteWaitsForAServerRestartedAfterItsConfirmation(t *testing.T) {
 		defer close(ran)
 		d.svc.Run(runCtx)
 	}()
-	defer func() { release(); stop(); <-ran }()
+	done = func() { release(); stop(); <-ran; d.stop() }
 	// Run's first pass, then one of the test's: Run waits for a server
 	// to join.
 	for deadline := time.Now().Add(10 * time.Second); w.lists.Load() == 0; time.Sleep(10 * time.Millisecond) {
@@ -136,6 +143,23 @@ func TestDeleteWaitsForAServerRestartedAfterItsConfirmation(t *testing.T) {
 	if _, err := d.svc.Reconcile(ctx, api.ReconcileRequest{}); err != nil {
 		t.Fatal(err)
 	}
+	set = true
+	return d, pub, live, release, done
+}
+
+// TestDeleteWaitsForAServerRestartedAfterItsConfirmation: the server
+// stores a deleted account's disabled version and restarts from an old
+// disk (holding the live version) before the push's replies are noted,
+// Run forgetting what it confirmed in between. The reply of its old
+// instance counted for the new one: the delete (allow_delete off) was
+// final, "deleted", while the server held the account live.
+func TestDeleteWaitsForAServerRestartedAfterItsConfirmation(t *testing.T) {
+	t.Parallel()
+	env := provtest.Deployment(t, bootstrap.Options{NoDelete: true})
+	w := newRestartAfterPush()
+	d, pub, live, release, done := restartFromOldDisk(t, env, w, w)
+	defer done()
+	ctx := context.Background()
 	w.armed.Store(true)
 	rep, err := d.svc.DeleteAccount(ctx, api.AccountRequest{Account: pub})
 	if err != nil {
@@ -191,58 +215,10 @@ func TestRefusedDeleteWaitsForAServerRestartedMeanwhile(t *testing.T) {
 
 func deleteRestartedAfterDelete(t *testing.T, opts bootstrap.Options) {
 	env := provtest.Deployment(t, opts)
-	jwtDir := filepath.Join(env.Dir, bootstrap.ResolverDir)
-	backup := filepath.Join(t.TempDir(), "jwt")
-	var d *domain
-	w := &restartAfterDelete{restartAfterPush: &restartAfterPush{handled: make(chan struct{}), released: make(chan struct{}), joined: make(chan provision.Server)}}
-	var releaseOnce sync.Once
-	release := func() { releaseOnce.Do(func() { close(w.released) }) }
-	w.restart = func() {
-		env.Server.Stop()
-		if err := os.RemoveAll(jwtDir); err != nil {
-			t.Error(err)
-		}
-		if err := os.CopyFS(jwtDir, os.DirFS(backup)); err != nil {
-			t.Error(err)
-		}
-		env.Restart(t)
-		waitUp(t, d)
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-			if s := d.rc.Servers(); len(s) == 1 && s[0].Up && s[0].ID == env.Server.ID() {
-				return
-			}
-		}
-		t.Error("the client does not see the restarted server")
-	}
-	d = newDomain(t, env, func(r provision.Resolver) provision.Resolver { w.Resolver = r; return w }, func(c *provision.Config) {
-		c.ReconcileInterval = time.Hour
-	})
-	defer d.stop()
+	w := &restartAfterDelete{restartAfterPush: newRestartAfterPush()}
+	d, pub, live, release, done := restartFromOldDisk(t, env, w.restartAfterPush, w)
+	defer done()
 	ctx := context.Background()
-	acc, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, live := acc.Account.PublicKey, acc.Account.JWT
-	// The old disk: the server holds the account live.
-	if err := os.CopyFS(backup, os.DirFS(jwtDir)); err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(context.Background())
-	ran := make(chan struct{})
-	go func() {
-		defer close(ran)
-		d.svc.Run(runCtx)
-	}()
-	defer func() { release(); stop(); <-ran }()
-	for deadline := time.Now().Add(10 * time.Second); w.lists.Load() == 0; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("Run started no pass")
-		}
-	}
-	if _, err := d.svc.Reconcile(ctx, api.ReconcileRequest{}); err != nil {
-		t.Fatal(err)
-	}
 	w.armedDelete.Store(true)
 	rep, err := d.svc.DeleteAccount(ctx, api.AccountRequest{Account: pub})
 	if err != nil {
