@@ -48,22 +48,12 @@ func TestStoreMigrate(t *testing.T) {
 	}
 
 	// The same deployment's config, on the KV store.
-	raw, err := os.ReadFile(env.Init.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var fields map[string]any
-	json.Unmarshal(raw, &fields)
-	delete(fields, "store_dir")
-	fields["nats_url"] = env.Server.URL()
-	raw, _ = json.MarshalIndent(fields, "", "  ")
-	kvConfig := filepath.Join(env.Dir, "config.kv.json")
-	os.WriteFile(kvConfig, raw, 0o644)
+	kvConfig := writeKVConfig(t, env, nil)
 
 	// A mistyped directory is refused, and not made: it is not an empty
 	// store with nothing to copy.
 	typo := storeDir + "-typo"
-	_, _, err = runCmd(t, "store", "migrate", "--from-dir", typo, "--config", kvConfig)
+	_, _, err := runCmd(t, "store", "migrate", "--from-dir", typo, "--config", kvConfig)
 	if !errors.Is(err, filestore.ErrNoStore) || !strings.Contains(err.Error(), typo) {
 		t.Fatalf("migrate from a directory that does not exist: %v, want ErrNoStore naming it", err)
 	}
@@ -164,6 +154,28 @@ func TestStoreReseal(t *testing.T) {
 	if err := onlyNew(); err != nil {
 		t.Fatalf("after the reseal the new key alone: %v", err)
 	}
+}
+
+// writeKVConfig writes config.kv.json into the deployment's directory:
+// its config on the KV store (no store_dir, nats_url the server's),
+// changed by tune (nil: as it is). It returns the file's path.
+func writeKVConfig(t *testing.T, env *provtest.Env, tune func(fields map[string]any)) string {
+	t.Helper()
+	raw, err := os.ReadFile(env.Init.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fields map[string]any
+	json.Unmarshal(raw, &fields)
+	delete(fields, "store_dir")
+	if tune != nil {
+		tune(fields)
+	}
+	fields["nats_url"] = env.Server.URL()
+	raw, _ = json.MarshalIndent(fields, "", "  ")
+	kvConfig := filepath.Join(env.Dir, "config.kv.json")
+	os.WriteFile(kvConfig, raw, 0o644)
+	return kvConfig
 }
 
 // newSealKey writes a new seal key file into the deployment's directory
@@ -316,16 +328,10 @@ func TestStoreMigrateLeavesTheSourceAsItWas(t *testing.T) {
 	kp, _ := nkeys.CreateCurveKeys()
 	seed, _ := kp.Seed()
 	os.WriteFile(filepath.Join(env.Dir, "seal-kv.xk"), append(seed, '\n'), 0o600)
-	raw, _ := os.ReadFile(env.Init.Config)
-	var fields map[string]any
-	json.Unmarshal(raw, &fields)
-	delete(fields, "store_dir")
-	fields["seal_key_previous"] = []string{fields["seal_key"].(string)}
-	fields["seal_key"] = "seal-kv.xk"
-	fields["nats_url"] = env.Server.URL()
-	raw, _ = json.MarshalIndent(fields, "", "  ")
-	kvConfig := filepath.Join(env.Dir, "config.kv.json")
-	os.WriteFile(kvConfig, raw, 0o644)
+	kvConfig := writeKVConfig(t, env, func(fields map[string]any) {
+		fields["seal_key_previous"] = []string{fields["seal_key"].(string)}
+		fields["seal_key"] = "seal-kv.xk"
+	})
 
 	out, _, err := runCmd(t, "store", "migrate", "--from-dir", storeDir, "--config", kvConfig)
 	if err != nil || !strings.Contains(out, "accounts: 1 copied") {
@@ -399,14 +405,7 @@ func TestStoreMigrateWhileTheFileStoreServes(t *testing.T) {
 	}
 	ok("account.create", `{"name":"acme"}`)
 	ok("user.create", `{"account":"acme","name":"alice"}`)
-	raw, _ := os.ReadFile(env.Init.Config)
-	var fields map[string]any
-	json.Unmarshal(raw, &fields)
-	delete(fields, "store_dir")
-	fields["nats_url"] = env.Server.URL()
-	raw, _ = json.MarshalIndent(fields, "", "  ")
-	kvConfig := filepath.Join(env.Dir, "config.kv.json")
-	os.WriteFile(kvConfig, raw, 0o644)
+	kvConfig := writeKVConfig(t, env, nil)
 
 	out, errOut, err := runCmd(t, "store", "migrate", "--from-dir", env.Config.StoreDir, "--config", kvConfig)
 	if err != nil || !strings.Contains(out, "accounts: 1 copied") {
@@ -526,15 +525,7 @@ func TestStoreMigrateSaysHowToGiveTheFileStoresSealKey(t *testing.T) {
 	kp, _ := nkeys.CreateCurveKeys()
 	seed, _ := kp.Seed()
 	os.WriteFile(filepath.Join(env.Dir, "seal-kv.xk"), append(seed, '\n'), 0o600)
-	raw, _ := os.ReadFile(env.Init.Config)
-	var fields map[string]any
-	json.Unmarshal(raw, &fields)
-	delete(fields, "store_dir")
-	fields["seal_key"] = "seal-kv.xk"
-	fields["nats_url"] = env.Server.URL()
-	raw, _ = json.MarshalIndent(fields, "", "  ")
-	kvConfig := filepath.Join(env.Dir, "config.kv.json")
-	os.WriteFile(kvConfig, raw, 0o644)
+	kvConfig := writeKVConfig(t, env, func(fields map[string]any) { fields["seal_key"] = "seal-kv.xk" })
 	noSeed := func(what string, err error) {
 		t.Helper()
 		for _, s := range [][]byte{seed, fileSeed} {
@@ -578,14 +569,7 @@ func TestStoreMigrateSaysWhatTheBucketWarns(t *testing.T) {
 	if err := svc.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	raw, _ := os.ReadFile(env.Init.Config)
-	var fields map[string]any
-	json.Unmarshal(raw, &fields)
-	delete(fields, "store_dir")
-	fields["nats_url"] = env.Server.URL()
-	raw, _ = json.MarshalIndent(fields, "", "  ")
-	kvConfig := filepath.Join(env.Dir, "config.kv.json")
-	os.WriteFile(kvConfig, raw, 0o644)
+	kvConfig := writeKVConfig(t, env, nil)
 
 	_, errOut, err := runCmd(t, "store", "migrate", "--from-dir", env.Config.StoreDir, "--config", kvConfig)
 	if err != nil {
