@@ -413,13 +413,7 @@ func TestPutBackRevokesUsersIssuedUnderTheRefusedVersion(t *testing.T) {
 	t.Parallel()
 	r := newPutBackRace(t, "telemetry.{{name()}}.>")
 	var wide *api.CreateUserReply
-	r.st.arm(r.pub, func() {
-		var err error
-		wide, err = r.issueUnder(bySite)
-		if err != nil {
-			t.Errorf("instance a's user named \"*\" under the version that does not use the name: %v", err)
-		}
-	})
+	r.st.arm(r.pub, r.issueWide(&wide))
 	err := r.changeToBySite()
 	if !errors.Is(err, provision.ErrInvalid) || !strings.Contains(fmt.Sprint(err), r.first) {
 		t.Fatalf("instance b's change of the role with user %s active: %v, want refused (400) naming it", r.first, err)
@@ -441,13 +435,7 @@ func TestPutBackRevocationLostToAnotherInstanceIsMadeAgain(t *testing.T) {
 	t.Parallel()
 	r := newPutBackRace(t, "telemetry.{{name()}}.>")
 	var wide *api.CreateUserReply
-	r.st.arm(r.pub, func() {
-		var err error
-		wide, err = r.issueUnder(bySite)
-		if err != nil {
-			t.Errorf("instance a's user named \"*\" under the version that does not use the name: %v", err)
-		}
-	}, func() {
+	r.st.arm(r.pub, r.issueWide(&wide), func() {
 		if _, err := r.a.UpdateAccount(r.ctx, api.UpdateAccountRequest{Account: r.pub, Description: ptr("changed on a")}); err != nil {
 			t.Errorf("instance a's update on top of the put-back: %v", err)
 		}
@@ -550,6 +538,18 @@ func (r *putBackRace) issueUnder(template string) (*api.CreateUserReply, error) 
 		time.Sleep(20 * time.Millisecond)
 	}
 	return r.a.CreateUser(r.ctx, api.CreateUserRequest{Account: "acme", Name: "*", Tags: []string{"site:b"}, Role: "device"})
+}
+
+// issueWide is a hook that issues the user of issueUnder under bySite, a
+// version that does not use the name, into *wide.
+func (r *putBackRace) issueWide(wide **api.CreateUserReply) func() {
+	return func() {
+		var err error
+		*wide, err = r.issueUnder(bySite)
+		if err != nil {
+			r.t.Errorf("instance a's user named \"*\" under the version that does not use the name: %v", err)
+		}
+	}
 }
 
 // changeToBySite changes the role's template to bySite on instance b.
