@@ -30,19 +30,12 @@ func TestAccountTagChangeChecksUsersExpansions(t *testing.T) {
 	env := provtest.Deployment(t, bootstrap.Options{})
 	d := newDomain(t, env, nil)
 	ctx := context.Background()
-	values := func(name string, n int) []string {
-		var out []string
-		for i := range n {
-			out = append(out, fmt.Sprintf("%s:%d", name, i))
-		}
-		return out
-	}
 	role := &api.Role{Pub: &jwt.Permission{Allow: []string{"t.{{account-tag(a)}}.{{tag(b)}}"}}}
-	if _, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme", Tags: values("a", 64), Roles: map[string]*api.Role{"device": role}}); err != nil {
+	if _, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme", Tags: tagValues("a", 64), Roles: map[string]*api.Role{"device": role}}); err != nil {
 		t.Fatal(err)
 	}
 	// 64*64 = 4096: at the server's limit.
-	u, err := d.svc.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "at", Role: "device", Tags: values("b", 64)})
+	u, err := d.svc.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "at", Role: "device", Tags: tagValues("b", 64)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +43,7 @@ func TestAccountTagChangeChecksUsersExpansions(t *testing.T) {
 	if !connects(env, creds) {
 		t.Fatal("user with 64x64 subjects cannot connect")
 	}
-	more := values("a", 65)
+	more := tagValues("a", 65)
 	_, err = d.svc.UpdateAccount(ctx, api.UpdateAccountRequest{Account: "acme", Tags: &more})
 	if !errors.Is(err, provision.ErrInvalid) || !strings.Contains(err.Error(), u.User.PublicKey) {
 		t.Errorf("account tags making 65x64 subjects for an active user: %v, want invalid naming the user", err)
@@ -87,8 +80,17 @@ func TestAccountTagChangeChecksUsersExpansions(t *testing.T) {
 	if !errors.Is(err, provision.ErrInvalid) || !strings.Contains(err.Error(), upub) {
 		t.Errorf("more values of an account tag the role multiplies by a user's tags, with a user of unrecorded tags: %v, want invalid naming the user", err)
 	}
-	other := append(values("a", 64), "z:1")
+	other := append(tagValues("a", 64), "z:1")
 	if _, err := d.svc.UpdateAccount(ctx, api.UpdateAccountRequest{Account: "acme", Tags: &other}); err != nil {
 		t.Errorf("account tag change the role's template does not use: %v", err)
 	}
+}
+
+// tagValues is n tags name:0, name:1, ...: n values of the tag name.
+func tagValues(name string, n int) []string {
+	var out []string
+	for i := range n {
+		out = append(out, fmt.Sprintf("%s:%d", name, i))
+	}
+	return out
 }

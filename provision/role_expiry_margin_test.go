@@ -3,7 +3,6 @@ package provision_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -35,13 +34,6 @@ func TestRoleChecksCountAUserJustExpired(t *testing.T) {
 		}
 		return u.User
 	}
-	values := func(name string, n int) []string {
-		var out []string
-		for i := range n {
-			out = append(out, fmt.Sprintf("%s:%d", name, i))
-		}
-		return out
-	}
 
 	role := &api.Role{Pub: &jwt.Permission{Allow: []string{"telemetry.>"}}}
 	if _, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme", Roles: map[string]*api.Role{"device": role}}); err != nil {
@@ -50,10 +42,10 @@ func TestRoleChecksCountAUserJustExpired(t *testing.T) {
 	wild := issue("acme", "wild", []string{"site:*"})
 
 	tagRole := &api.Role{Pub: &jwt.Permission{Allow: []string{"t.{{account-tag(a)}}.{{tag(b)}}"}}}
-	if _, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "beta", Tags: values("a", 64), Roles: map[string]*api.Role{"device": tagRole}}); err != nil {
+	if _, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "beta", Tags: tagValues("a", 64), Roles: map[string]*api.Role{"device": tagRole}}); err != nil {
 		t.Fatal(err)
 	}
-	many := issue("beta", "many", values("b", 64))
+	many := issue("beta", "many", tagValues("b", 64))
 
 	// Both JWTs expired on this clock, well within the margin.
 	time.Sleep(2100 * time.Millisecond)
@@ -63,7 +55,7 @@ func TestRoleChecksCountAUserJustExpired(t *testing.T) {
 	if !errors.Is(err, provision.ErrInvalid) || !strings.Contains(err.Error(), wild.PublicKey) {
 		t.Errorf("role change giving \"site.*.>\" to a user expired a moment ago: %v, want invalid naming it", err)
 	}
-	more := values("a", 65)
+	more := tagValues("a", 65)
 	_, err = d.svc.UpdateAccount(ctx, api.UpdateAccountRequest{Account: "beta", Tags: &more})
 	if !errors.Is(err, provision.ErrInvalid) || !strings.Contains(err.Error(), many.PublicKey) {
 		t.Errorf("account tags making 65x64 subjects for a user expired a moment ago: %v, want invalid naming it", err)
