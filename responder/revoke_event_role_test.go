@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
 )
@@ -18,16 +16,7 @@ import (
 // revocations too, by a tenant (by name) and by an admin (by key).
 func TestRevokeEventNamesTheRole(t *testing.T) {
 	h := newHarness(t, bootstrap.Options{})
-	events := h.env.Admin(t)
-	got := make(chan api.Event, 16)
-	if _, err := events.Subscribe("prov.events.user.revoked", func(m *nats.Msg) {
-		var e api.Event
-		json.Unmarshal(m.Data, &e)
-		got <- e
-	}); err != nil {
-		t.Fatal(err)
-	}
-	events.Flush()
+	got := h.eventsOn(t, "prov.events.user.revoked")
 	h.ok(t, "account.create", tenantAccount)
 	enrollerCreds, _ := h.userCreds(t, `{"account":"acme","name":"e1","role":"enroller"}`)
 	tenant := h.env.Connect(t, enrollerCreds)

@@ -90,6 +90,23 @@ func (h *harness) enrollerTenant(t *testing.T) *nats.Conn {
 	return h.env.Connect(t, enroller)
 }
 
+// eventsOn subscribes an admin connection to subject and gives the events
+// that come on it.
+func (h *harness) eventsOn(t *testing.T, subject string) <-chan api.Event {
+	t.Helper()
+	events := h.env.Admin(t)
+	got := make(chan api.Event, 16)
+	if _, err := events.Subscribe(subject, func(m *nats.Msg) {
+		var e api.Event
+		json.Unmarshal(m.Data, &e)
+		got <- e
+	}); err != nil {
+		t.Fatal(err)
+	}
+	events.Flush()
+	return got
+}
+
 // selfReq sends a tenant's prov.self.user.<op> with body and returns the
 // reply's error code and description ("" for a success).
 func selfReq(t *testing.T, tenant *nats.Conn, op string, body map[string]string) (code, desc string) {
@@ -299,16 +316,7 @@ func TestRolesAndSelfService(t *testing.T) {
 // caller, as the quota's is (README, Events and audit).
 func TestSelfServiceRoleRefusalIsAnEvent(t *testing.T) {
 	h := newHarness(t, bootstrap.Options{})
-	events := h.env.Admin(t)
-	got := make(chan api.Event, 16)
-	if _, err := events.Subscribe("prov.events.>", func(m *nats.Msg) {
-		var e api.Event
-		json.Unmarshal(m.Data, &e)
-		got <- e
-	}); err != nil {
-		t.Fatal(err)
-	}
-	events.Flush()
+	got := h.eventsOn(t, "prov.events.>")
 	pub := str(h.ok(t, "account.create", tenantAccount), "account", "public_key")
 	_, plainCreds := h.createUser(t, "acme", "plain")
 	plain := h.env.Connect(t, plainCreds)
