@@ -16,13 +16,7 @@ import (
 func TestDamagedNameEntryIsReportedNotSwept(t *testing.T) {
 	d, s, opts := single(t)
 	ctx := bg(t)
-	a := newAccount(t, "damaged")
-	if _, err := s.CreateAccount(ctx, a); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.kv.Put(ctx, nameKey(a.Name), []byte("not an account key")); err != nil {
-		t.Fatal(err)
-	}
+	a := damageName(t, s, "not an account key")
 	log, lb := newLog(t)
 	opts.Logger = log
 	openStore(t, d.connect(t, d.svcCreds), opts)
@@ -42,13 +36,7 @@ func TestDamagedNameEntryIsReportedNotSwept(t *testing.T) {
 func TestCreateDoesNotTakeOverADamagedNameEntry(t *testing.T) {
 	d, s, opts := single(t)
 	ctx := bg(t)
-	a := newAccount(t, "damaged")
-	if _, err := s.CreateAccount(ctx, a); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.kv.Put(ctx, nameKey(a.Name), []byte("not an account key")); err != nil {
-		t.Fatal(err)
-	}
+	a := damageName(t, s, "not an account key")
 	s2 := openStore(t, d.connect(t, d.svcCreds), opts)
 	b := newAccount(t, a.Name)
 	_, err := s2.CreateAccount(ctx, b)
@@ -70,14 +58,8 @@ func TestCreateDoesNotTakeOverADamagedNameEntry(t *testing.T) {
 func TestGetByADamagedNameEntrySaysSo(t *testing.T) {
 	d, s, opts := single(t)
 	ctx := bg(t)
-	a := newAccount(t, "damaged")
-	if _, err := s.CreateAccount(ctx, a); err != nil {
-		t.Fatal(err)
-	}
 	const junk = "pasted-secret-by-mistake"
-	if _, err := s.kv.Put(ctx, nameKey(a.Name), []byte(junk)); err != nil {
-		t.Fatal(err)
-	}
+	a := damageName(t, s, junk)
 	s2 := openStore(t, d.connect(t, d.svcCreds), opts)
 	_, err := s2.AccountByName(ctx, a.Name)
 	t.Logf("get by the damaged name: %v", err)
@@ -89,4 +71,19 @@ func TestGetByADamagedNameEntrySaysSo(t *testing.T) {
 	case strings.Contains(err.Error(), junk):
 		t.Errorf("get by a damaged name entry quotes what the entry holds: %v", err)
 	}
+}
+
+// damageName creates account "damaged" in s and writes what (no account
+// key: damage, a write by hand) over its name entry.
+func damageName(t *testing.T, s *Store, what string) provision.Account {
+	t.Helper()
+	ctx := bg(t)
+	a := newAccount(t, "damaged")
+	if _, err := s.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.kv.Put(ctx, nameKey(a.Name), []byte(what)); err != nil {
+		t.Fatal(err)
+	}
+	return a
 }
