@@ -156,6 +156,32 @@ func TestStoreReseal(t *testing.T) {
 	}
 }
 
+// stoppedWithAcme is a file-store deployment that made account acme and
+// stopped.
+func stoppedWithAcme(t *testing.T) *provtest.Env {
+	t.Helper()
+	env := provtest.Deployment(t, bootstrap.Options{})
+	svc := env.Start(t)
+	admin := env.Admin(t)
+	if r := provtest.Request(t, admin, "prov.account.create", `{"name":"acme"}`); r.Code != 0 {
+		t.Fatal(r.Description)
+	}
+	if err := svc.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+// writeKVSealKey writes a new seal key into the deployment's directory as
+// seal-kv.xk, a KV deployment's own, and returns its seed.
+func writeKVSealKey(t *testing.T, env *provtest.Env) []byte {
+	t.Helper()
+	kp, _ := nkeys.CreateCurveKeys()
+	seed, _ := kp.Seed()
+	os.WriteFile(filepath.Join(env.Dir, "seal-kv.xk"), append(seed, '\n'), 0o600)
+	return seed
+}
+
 // writeKVConfig writes config.kv.json into the deployment's directory:
 // its config on the KV store (no store_dir, nats_url the server's),
 // changed by tune (nil: as it is). It returns the file's path.
@@ -311,23 +337,13 @@ func TestStoreResealChecksTheBucket(t *testing.T) {
 // key, then no longer opened it, though migrate says the source "is not
 // changed".
 func TestStoreMigrateLeavesTheSourceAsItWas(t *testing.T) {
-	env := provtest.Deployment(t, bootstrap.Options{})
-	svc := env.Start(t)
-	admin := env.Admin(t)
-	if r := provtest.Request(t, admin, "prov.account.create", `{"name":"acme"}`); r.Code != 0 {
-		t.Fatal(r.Description)
-	}
-	if err := svc.Stop(); err != nil {
-		t.Fatal(err)
-	}
+	env := stoppedWithAcme(t)
 	storeDir := env.Config.StoreDir
 	fileKey := env.Config.SealKey
 
 	// The KV deployment's config: its own seal key, the file store's as
 	// a previous one.
-	kp, _ := nkeys.CreateCurveKeys()
-	seed, _ := kp.Seed()
-	os.WriteFile(filepath.Join(env.Dir, "seal-kv.xk"), append(seed, '\n'), 0o600)
+	writeKVSealKey(t, env)
 	kvConfig := writeKVConfig(t, env, func(fields map[string]any) {
 		fields["seal_key_previous"] = []string{fields["seal_key"].(string)}
 		fields["seal_key"] = "seal-kv.xk"
@@ -505,15 +521,7 @@ func TestStoreResealNamesAHiddenRecord(t *testing.T) {
 // failed the same way. Each error now says what to give, and holds no
 // seed.
 func TestStoreMigrateSaysHowToGiveTheFileStoresSealKey(t *testing.T) {
-	env := provtest.Deployment(t, bootstrap.Options{})
-	svc := env.Start(t)
-	admin := env.Admin(t)
-	if r := provtest.Request(t, admin, "prov.account.create", `{"name":"acme"}`); r.Code != 0 {
-		t.Fatal(r.Description)
-	}
-	if err := svc.Stop(); err != nil {
-		t.Fatal(err)
-	}
+	env := stoppedWithAcme(t)
 	storeDir := env.Config.StoreDir
 	fileKey := env.Config.SealKey
 	fileSeed, err := os.ReadFile(fileKey)
@@ -522,9 +530,7 @@ func TestStoreMigrateSaysHowToGiveTheFileStoresSealKey(t *testing.T) {
 	}
 
 	// The KV deployment's config, with its own seal key alone.
-	kp, _ := nkeys.CreateCurveKeys()
-	seed, _ := kp.Seed()
-	os.WriteFile(filepath.Join(env.Dir, "seal-kv.xk"), append(seed, '\n'), 0o600)
+	seed := writeKVSealKey(t, env)
 	kvConfig := writeKVConfig(t, env, func(fields map[string]any) { fields["seal_key"] = "seal-kv.xk" })
 	noSeed := func(what string, err error) {
 		t.Helper()
