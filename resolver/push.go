@@ -66,6 +66,20 @@ func (c *Client) push(ctx context.Context, subject string, data []byte) (provisi
 	replaced := 0
 	for _, r := range g.replies {
 		rep, refusal := decodeClaimsReply(r.msg.Data)
+		otherRefused := refusal != "" && !(subject == SubjectClaimsUpdate && isCacheMessage(rep.Message))
+		if id, ok := c.currentID(rep.Server); ok && rep.ServerID != "" && id != rep.ServerID && otherRefused && c.isShared(rep.Server) {
+			// Not replaced: a second server answers under the name (the
+			// client cannot tell which is "the" one) and it refused (a
+			// cache resolver's failure refuses nothing, as below).
+			// Dropped as a replaced instance's, the push (a revoke) was
+			// reported stored while that server kept the older version.
+			// Its line is kept, not taken for the name's answer: the
+			// current instance's silence is still reported.
+			c.log.Warn("resolver: a second server under a shared name refused a push", "server", rep.Server, "server_id", rep.ServerID, "current_id", id)
+			res = append(res, rep)
+			refusals = append(refusals, refusal+" (two servers answer with that name; give each its own server_name)")
+			continue
+		}
 		if id, ok := c.currentID(rep.Server); ok && rep.ServerID != "" && id != rep.ServerID {
 			// The answer of an instance replaced by a restart since (its
 			// reply came in after the new instance was known): the new
