@@ -328,7 +328,16 @@ func (s *Service) version(pub string, q *queue, batch []*change) {
 			// again, the change that does not fit fails its own check
 			// (apply), and the others of the batch get a version.
 			s.log.Warn("a change was stored that what other instances stored meanwhile does not allow (the account's users checked again against its role templates or tags, or its imports against their exporters); the account is put back", "account", pub, "name", next.Name, "error", err)
-			if perr := s.restore(ctx, a, next, true); perr != nil {
+			var unseen error
+			if errors.Is(err, errUnseen) {
+				// The store's reads of users did not catch up in
+				// usersAgainWait: the put-back's check would wait for
+				// the same watcher as long again, and its 503 came
+				// after twice the wait (a short request_timeout heard
+				// 504).
+				unseen = err
+			}
+			if perr := s.restore(ctx, a, next, true, unseen); perr != nil {
 				fail(batch, fmt.Errorf("%w: account %s: %v, and the previous version could not be put back in the store, which keeps the change for the reconciler to push: %v", ErrInDoubt, pub, err, perr))
 				return
 			}
@@ -391,7 +400,7 @@ func (s *Service) version(pub string, q *queue, batch []*change) {
 			return
 		}
 		if err != nil {
-			perr := s.restore(ctx, a, next, mayHaveStored(res, err))
+			perr := s.restore(ctx, a, next, mayHaveStored(res, err), nil)
 			if !next.Live() && errors.Is(perr, ErrConflict) {
 				// A delete whose account cannot be put back: its name,
 				// freed by the tombstone, was taken meanwhile. The
@@ -445,6 +454,10 @@ type usersFollower interface {
 // deliveries of its watcher, or a stream leader's failover.
 const usersAgainWait = 5 * time.Second
 
+// errUnseen is usersAgain's error when the wait for the store's reads of
+// users ended first (usersAgainWait).
+var errUnseen = errors.New("what other instances stored meanwhile (users issued, an exporter's change) could not be checked")
+
 // usersAgain checks the account's recorded users again, once the version
 // (next, claims) is stored at rev, for the changes of batch that checked
 // them (recheck). A user issued on another instance is checked there
@@ -464,7 +477,7 @@ func (s *Service) usersAgain(ctx context.Context, rev uint64, next *Account, old
 	wctx, cancel := context.WithTimeout(ctx, usersAgainWait)
 	defer cancel()
 	if err := f.SeenThrough(wctx, rev); err != nil {
-		return fmt.Errorf("what other instances stored meanwhile (users issued, an exporter's change) could not be checked: %w", err)
+		return fmt.Errorf("%w: %w", errUnseen, err)
 	}
 	for _, c := range batch {
 		if c.recheck == nil {
@@ -731,8 +744,10 @@ func mayHaveStored(res PushResult, err error) bool {
 // pushed; either way the store gets prev's content back at a new revision.
 // It returns the error of the store write that puts prev back, or of
 // signing prev anew (nil when it landed): either way the store keeps
-// next. The caller holds the account's lock.
-func (s *Service) restore(ctx context.Context, prev, next Account, repush bool) error {
+// next. unseen is the error of a wait for the store's reads of users that
+// has just ended (usersAgain), nil when there was none: the put-back's users
+// are then not checked (revokeMisfits). The caller holds the account's lock.
+func (s *Service) restore(ctx context.Context, prev, next Account, repush bool, unseen error) error {
 	log := s.log.With("account", prev.PublicKey, "name", prev.Name)
 	if _, shared := s.store.(latestReader); shared {
 		// Another instance's reconciler may have pushed next from the
@@ -774,7 +789,7 @@ func (s *Service) restore(ctx context.Context, prev, next Account, repush bool) 
 			// The users are checked against what stands instead, and
 			// those that do not fit it are revoked.
 			if now, rerr := s.account(ctx, prev.PublicKey, true); rerr == nil {
-				s.revokeMisfits(ctx, now, "a change of its role that could not be put back stands, and it does not fit it", log)
+				s.revokeMisfits(ctx, now, "a change of its role that could not be put back stands, and it does not fit it", log, unseen)
 			}
 		}
 		if repush {
@@ -786,7 +801,7 @@ func (s *Service) restore(ctx context.Context, prev, next Account, repush bool) 
 	}
 	back.Revision = rev
 	s.cache.Delete(prev.PublicKey)
-	if fixed, ok := s.revokeMisfits(ctx, back, "issued while a change of its role stood, which was put back; it does not fit the version put back", log); ok {
+	if fixed, ok := s.revokeMisfits(ctx, back, "issued while a change of its role stood, which was put back; it does not fit the version put back", log, unseen); ok {
 		back, repush = fixed, true
 	}
 	if !repush {
@@ -818,20 +833,25 @@ func (s *Service) restore(ctx context.Context, prev, next Account, repush bool) 
 // version, or ok false when nothing was revoked (the put-back stands as it
 // is). Whether users fit that cannot be told (the store's reads stalled)
 // leaves the put-back as it is, logged: a put-back cannot be refused.
-func (s *Service) revokeMisfits(ctx context.Context, back Account, why string, log *slog.Logger) (Account, bool) {
-	return s.revokeMisfitsFrom(ctx, back, why, log, 0)
+// unseen, when not nil, is the error of a wait for those reads that has
+// just ended: they are not waited for again.
+func (s *Service) revokeMisfits(ctx context.Context, back Account, why string, log *slog.Logger, unseen error) (Account, bool) {
+	return s.revokeMisfitsFrom(ctx, back, why, log, 0, unseen)
 }
 
 // revokeMisfitsFrom is revokeMisfits after depth writes lost to another
 // instance's.
-func (s *Service) revokeMisfitsFrom(ctx context.Context, back Account, why string, log *slog.Logger, depth int) (Account, bool) {
+func (s *Service) revokeMisfitsFrom(ctx context.Context, back Account, why string, log *slog.Logger, depth int, unseen error) (Account, bool) {
 	f, shared := s.store.(usersFollower)
 	if !shared || !back.Live() {
 		return back, false
 	}
-	wctx, cancel := context.WithTimeout(ctx, usersAgainWait)
-	err := f.SeenThrough(wctx, back.Revision)
-	cancel()
+	err := unseen
+	if err == nil {
+		wctx, cancel := context.WithTimeout(ctx, usersAgainWait)
+		err = f.SeenThrough(wctx, back.Revision)
+		cancel()
+	}
 	var users []User
 	if err == nil {
 		users, err = s.store.Users(ctx, back.PublicKey)
@@ -883,7 +903,7 @@ func (s *Service) revokeMisfitsFrom(ctx context.Context, back Account, why strin
 		// Another instance stored a version on top of back meanwhile:
 		// the users are checked against that one.
 		if now, rerr := s.account(ctx, back.PublicKey, true); rerr == nil {
-			return s.revokeMisfitsFrom(ctx, now, why, log, depth+1)
+			return s.revokeMisfitsFrom(ctx, now, why, log, depth+1, nil)
 		}
 	}
 	keys := make([]string, len(misfits))

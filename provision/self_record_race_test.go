@@ -258,8 +258,8 @@ type staleUsers struct {
 	*kvstore.Store
 	mu     sync.Mutex
 	frozen map[string][]provision.User // account -> its users when armed
-	// stalled: SeenThrough fails at once, as when the wait for the
-	// store's watcher ends.
+	// stalled: SeenThrough waits until its context ends, as the store's
+	// does while its watcher does not move.
 	stalled atomic.Bool
 }
 
@@ -283,8 +283,9 @@ func (s *staleUsers) Users(ctx context.Context, account string) ([]provision.Use
 
 func (s *staleUsers) SeenThrough(ctx context.Context, rev uint64) error {
 	if s.stalled.Load() {
-		// A watcher that does not move: what the wait ends with.
-		return fmt.Errorf("%w: the watcher is stalled", provision.ErrUnavailable)
+		// A watcher that does not move: the wait ends with its context.
+		<-ctx.Done()
+		return fmt.Errorf("%w: the watcher is stalled: %w", provision.ErrUnavailable, context.Cause(ctx))
 	}
 	s.mu.Lock()
 	s.frozen = nil
@@ -297,7 +298,9 @@ func (s *staleUsers) SeenThrough(ctx context.Context, rev uint64) error {
 // version (its watcher stalled, as in a failover), whether a user another
 // instance issued meanwhile fits cannot be told: the change fails as
 // unavailable (503, retry), and nothing of it stays, in the store or on
-// a server.
+// a server. It answers once, after the one wait for the watcher: the
+// put-back is not checked by waiting for it again (the 503 came after
+// twice usersAgainWait, and a short request_timeout heard 504 instead).
 func TestRoleChangeWhileUsersCannotBeCheckedAgain(t *testing.T) {
 	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
@@ -310,9 +313,16 @@ func TestRoleChangeWhileUsersCannotBeCheckedAgain(t *testing.T) {
 	}
 	pub := acc.Account.PublicKey
 	st.stalled.Store(true)
+	start := time.Now()
 	_, err = b.UpdateAccount(ctx, api.UpdateAccountRequest{Account: pub, Roles: map[string]*api.Role{"device": {Pub: &jwt.Permission{Allow: []string{"telemetry.{{name()}}.>"}}}}})
+	took := time.Since(start)
 	if !errors.Is(err, provision.ErrUnavailable) {
 		t.Errorf("a role change whose users cannot be checked again: %v, want unavailable (503)", err)
+	}
+	// One wait of 5 s (usersAgainWait) and the put-back; waiting again
+	// for the same watcher took 10 s.
+	if took > 8*time.Second {
+		t.Errorf("a role change whose users cannot be checked again answered after %v, want one wait for the store's watcher (about 5s), not two", took.Round(100*time.Millisecond))
 	}
 	st.stalled.Store(false)
 	deviceTemplateIs(t, env, b, pub, device.Pub.Allow)
