@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -248,5 +249,41 @@ func TestCutImportsFromALaggingCopySaySo(t *testing.T) {
 	}
 	if len(del.CutImports) != 1 || del.CutImportsIncomplete != "" {
 		t.Errorf("gamma's delete from a copy that caught up: %+v", del)
+	}
+}
+
+// TestCreateImportingWithAKeyRemovedOnAnotherInstance: a new account's
+// import of a private export, its activation signed on instance b with the
+// exporter's signing key as b's copy of the store held it, while instance
+// a's rotation with revoke_old had removed that key. Checked again once the
+// create is stored, the import is refused (400), and the error says why:
+// told the exporter "no longer exports it to this account", its caller
+// looked at exports that had not changed.
+func TestCreateImportingWithAKeyRemovedOnAnotherInstance(t *testing.T) {
+	t.Parallel()
+	lagB := &lagUntilSeen{}
+	a, b := lagInstances(t, nil, lagB)
+	ctx := context.Background()
+	alpha, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "alpha", Exports: jwt.Exports{
+		{Name: "events", Subject: "alpha.events.>", Type: jwt.Stream, TokenReq: true},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	imports := alphaEvents(alpha.Account.PublicKey)
+	// Instance b has signed an activation with alpha's key.
+	if _, err := b.CreateAccount(ctx, api.CreateAccountRequest{Name: "gamma", Imports: imports}); err != nil {
+		t.Fatal(err)
+	}
+	lagB.freeze(t)
+	if _, err := a.RotateAccount(ctx, api.RotateAccountRequest{Account: alpha.Account.PublicKey, RevokeOld: true}); err != nil {
+		t.Fatal(err)
+	}
+	beta, err := b.CreateAccount(ctx, api.CreateAccountRequest{Name: "beta", Imports: imports})
+	if !errors.Is(err, provision.ErrInvalid) {
+		t.Fatalf("beta's create on instance b importing alpha, whose key instance a removed: %+v, %v; want a 400", beta, err)
+	}
+	if msg := err.Error(); strings.Contains(msg, "no longer exports") || !strings.Contains(msg, "signing key") {
+		t.Errorf("beta's create refused with %q, want it to say alpha's signing key that signed the activation was removed", msg)
 	}
 }

@@ -190,10 +190,32 @@ func (s *Service) importsServed(ctx context.Context, a *Account, c *jwt.AccountC
 			return err
 		}
 		if !served(a.PublicKey, im, exp.PublicKey, claims) {
+			if key := removedActivationKey(im, exp.PublicKey, claims); key != "" {
+				// The exports did not change: another instance's
+				// rotation with revoke_old removed the key that signed
+				// the activation. Told "no longer exports it", its
+				// caller looked for a change of exports.
+				return fmt.Errorf("%w: import %q: its activation token was signed by %s, a signing key account %q (%s) no longer lists (removed meanwhile by a rotation with \"revoke_old\"): the server would leave the import out; send the import again without \"token\", and the service signs a new activation", ErrInvalid, im.Subject, key, exp.Name, exp.PublicKey)
+			}
 			return fmt.Errorf("%w: import %q: account %q (%s) no longer exports it to this account", ErrInvalid, im.Subject, exp.Name, exp.PublicKey)
 		}
 	}
 	return nil
+}
+
+// removedActivationKey returns the signing key that signed im's activation
+// token when exporter (its claims given) exports im with a token required
+// and no longer lists that key; "" otherwise.
+func removedActivationKey(im *jwt.Import, exporter string, claims *jwt.AccountClaims) string {
+	export := findExport(claims, im)
+	if export == nil || !export.TokenReq || export.AccountTokenPosition > 0 || im.Token == "" {
+		return ""
+	}
+	act, err := jwt.DecodeActivationClaims(im.Token)
+	if err != nil || act.IssuerAccount != exporter || claims.SigningKeys.Contains(act.Issuer) {
+		return ""
+	}
+	return act.Issuer
 }
 
 // importsAgain is importsServed for a new account, once stored at rev: on a
