@@ -746,7 +746,10 @@ func mayHaveStored(res PushResult, err error) bool {
 // signing prev anew (nil when it landed): either way the store keeps
 // next. unseen is the error of a wait for the store's reads of users that
 // has just ended (usersAgain), nil when there was none: the put-back's users
-// are then not checked (revokeMisfits). The caller holds the account's lock.
+// are then not checked once it is stored (revokeMisfits); those the
+// store's reads hold already are checked before, and the put-back revokes
+// any that does not fit it (misfitsNow). The caller holds the account's
+// lock.
 func (s *Service) restore(ctx context.Context, prev, next Account, repush bool, unseen error) error {
 	log := s.log.With("account", prev.PublicKey, "name", prev.Name)
 	if _, shared := s.store.(latestReader); shared {
@@ -760,10 +763,24 @@ func (s *Service) restore(ctx context.Context, prev, next Account, repush bool, 
 	// next meanwhile.
 	back := prev
 	claims, err := decodeAccount(prev.JWT)
+	var folded []User
 	if err == nil {
 		// prev's content keeps its expiry, passed or not.
 		claims = withIssued(claims, mustIssued(next.JWT))
+		// The users another instance issued while next stood that the
+		// store's reads already hold, and that do not fit prev, are
+		// revoked in the put-back itself: revoked in a second write,
+		// an instance killed between the two left the put-back stored
+		// without them, and any reconciler pushed it, each such user
+		// valid under prev. Those issued while the put-back is being
+		// written are checked once it is stored (revokeMisfits below).
+		folded = s.misfitsNow(ctx, back, claims)
 		if err = afterIssue(ctx, claims.IssuedAt); err == nil {
+			// As revokeMisfits: revoked as of now, past the second
+			// of the version before, as the put-back's iat.
+			for _, u := range folded {
+				claims.RevokeAt(u.PublicKey, time.Unix(max(time.Now().Unix(), u.IssuedAt), 0))
+			}
 			back.JWT, err = s.signKeeping(claims, claims.Expires)
 		}
 	}
@@ -801,6 +818,10 @@ func (s *Service) restore(ctx context.Context, prev, next Account, repush bool, 
 	}
 	back.Revision = rev
 	s.cache.Delete(prev.PublicKey)
+	if len(folded) > 0 {
+		s.misfitsRevoked(ctx, back, folded, "issued while a change of its role stood, which was put back; it does not fit the version put back", log)
+		repush = true
+	}
 	if fixed, ok := s.revokeMisfits(ctx, back, "issued while a change of its role stood, which was put back; it does not fit the version put back", log, unseen); ok {
 		back, repush = fixed, true
 	}
@@ -864,25 +885,7 @@ func (s *Service) revokeMisfitsFrom(ctx context.Context, back Account, why strin
 		log.Warn("the users other instances issued while a change stood could not be checked against the version put back; any that does not fit it keeps its role's subjects under it", "error", err)
 		return back, false
 	}
-	var misfits []User
-	for _, u := range users {
-		// As checkRoleUsers: a user past its expiry on this clock only
-		// may still connect to a server whose clock runs behind.
-		if u.Revoked || s.expiredEverywhere(u) || claims.Revocations.IsRevoked(u.PublicKey, time.Unix(u.IssuedAt, 0)) || u.Role == "" {
-			continue
-		}
-		if templateSafe(u.Name, u.Tags) {
-			continue // fits every template a change can make (CreateUser)
-		}
-		signer := u.Signer
-		if signer == "" {
-			signer = roleKey(&back, u.Role)
-		}
-		// As checkRoleUsers: names and tags only when the record has them.
-		if (u.Name != "" && checkTemplateName(claims, signer, u.Role, u.Name) != nil) || (u.TagsRecorded && checkTemplateTags(claims, signer, u.Role, u.Tags) != nil) {
-			misfits = append(misfits, u)
-		}
-	}
+	misfits := s.misfitsOf(back, claims, users)
 	if len(misfits) == 0 {
 		return back, false
 	}
@@ -906,19 +909,70 @@ func (s *Service) revokeMisfitsFrom(ctx context.Context, back Account, why strin
 			return s.revokeMisfitsFrom(ctx, now, why, log, depth+1, nil)
 		}
 	}
+	if err != nil {
+		keys := make([]string, len(misfits))
+		for i, u := range misfits {
+			keys[i] = u.PublicKey
+		}
+		log.Error("users issued while a change stood do not fit the version put back, and could not be revoked; revoke them", "users", keys, "error", err)
+		return back, false
+	}
+	s.misfitsRevoked(ctx, back, misfits, why, log)
+	return fixed, true
+}
+
+// misfitsRevoked logs and announces the revocation of misfits in a
+// version of account a that was stored.
+func (s *Service) misfitsRevoked(ctx context.Context, a Account, misfits []User, why string, log *slog.Logger) {
 	keys := make([]string, len(misfits))
 	for i, u := range misfits {
 		keys[i] = u.PublicKey
 	}
-	if err != nil {
-		log.Error("users issued while a change stood do not fit the version put back, and could not be revoked; revoke them", "users", keys, "error", err)
-		return back, false
-	}
 	log.Warn("users that do not fit the account's version are revoked: "+why, "users", keys)
 	for _, u := range misfits {
-		s.emit(ctx, api.Event{Type: api.EventUserRevoked, Account: back.PublicKey, AccountName: back.Name, User: u.PublicKey, UserName: u.Name, Role: u.Role, Caller: api.Caller{Kind: "admin"}, Result: "revoked: " + why})
+		s.emit(ctx, api.Event{Type: api.EventUserRevoked, Account: a.PublicKey, AccountName: a.Name, User: u.PublicKey, UserName: u.Name, Role: u.Role, Caller: api.Caller{Kind: "admin"}, Result: "revoked: " + why})
 	}
-	return fixed, true
+}
+
+// misfitsNow is the users of a put-back (back, with claims not signed
+// yet) on a shared store that the store's reads hold now, not waited
+// for, and that do not fit it: revoked in the put-back's own write. Any
+// its reads do not hold yet is left to revokeMisfits once the put-back is
+// stored; a read that fails leaves them all to it.
+func (s *Service) misfitsNow(ctx context.Context, back Account, claims *jwt.AccountClaims) []User {
+	if _, shared := s.store.(usersFollower); !shared || !back.Live() {
+		return nil
+	}
+	users, err := s.store.Users(ctx, back.PublicKey)
+	if err != nil {
+		return nil
+	}
+	return s.misfitsOf(back, claims, users)
+}
+
+// misfitsOf is the active users of a role, of users, that do not fit
+// the role's template in a version of account a (claims).
+func (s *Service) misfitsOf(a Account, claims *jwt.AccountClaims, users []User) []User {
+	var misfits []User
+	for _, u := range users {
+		// As checkRoleUsers: a user past its expiry on this clock only
+		// may still connect to a server whose clock runs behind.
+		if u.Revoked || s.expiredEverywhere(u) || claims.Revocations.IsRevoked(u.PublicKey, time.Unix(u.IssuedAt, 0)) || u.Role == "" {
+			continue
+		}
+		if templateSafe(u.Name, u.Tags) {
+			continue // fits every template a change can make (CreateUser)
+		}
+		signer := u.Signer
+		if signer == "" {
+			signer = roleKey(&a, u.Role)
+		}
+		// As checkRoleUsers: names and tags only when the record has them.
+		if (u.Name != "" && checkTemplateName(claims, signer, u.Role, u.Name) != nil) || (u.TagsRecorded && checkTemplateTags(claims, signer, u.Role, u.Tags) != nil) {
+			misfits = append(misfits, u)
+		}
+	}
+	return misfits
 }
 
 // withIssued returns claims whose iat is iat, so that signNext waits past
