@@ -669,9 +669,7 @@ func (s *Store) applyBrought(c change, watched bool) {
 	twice := s.m.takeTwice()
 	s.mu.Unlock()
 	if unnamed != nil {
-		ctx, cancel := s.ctx(s.life)
-		s.nameBack(ctx, sweepOrphan{key: accountKey(unnamed.a.PublicKey), pub: unnamed.a.PublicKey, name: unnamed.a.Name})
-		cancel()
+		s.nameBackLater(sweepOrphan{key: accountKey(unnamed.a.PublicKey), pub: unnamed.a.PublicKey, name: unnamed.a.Name})
 	}
 	s.removeStrays(strays)
 	s.logTwice(twice)
@@ -1048,6 +1046,71 @@ func (s *Store) nameBack(ctx context.Context, o sweepOrphan) {
 	s.mu.Lock()
 	s.m.apply(change{key: key, rev: rev, name: o.name, pub: o.pub})
 	s.mu.Unlock()
+}
+
+// maxNameBacks bounds the name entries waiting to be written back; past
+// it, the next open's sweep writes the rest back.
+const maxNameBacks = 1000
+
+// nameBackLater hands a name entry the watcher found removed under a live
+// record to the name loop: written on the watcher's goroutine, the write
+// held every other update for up to Options.Timeout while the server was
+// slow or the stream stalled, and every SeenThrough meanwhile timed out.
+func (s *Store) nameBackLater(o sweepOrphan) {
+	s.nmu.Lock()
+	_, queued := s.names[nameKey(o.name)]
+	full := !queued && len(s.names) >= maxNameBacks
+	if !full {
+		s.names[nameKey(o.name)] = o
+	}
+	s.nmu.Unlock()
+	if full {
+		s.log.Warn("kvstore: too many name entries wait to be written back; the next open writes this one back", "account", o.pub, "key", nameKey(o.name))
+		return
+	}
+	select {
+	case s.nameSig <- struct{}{}:
+	default:
+	}
+}
+
+// nameLoop writes back the name entries nameBackLater queued until the
+// store closes. What it has not written back by then, or could not, the
+// next open's sweep writes back.
+func (s *Store) nameLoop() {
+	defer s.workers.Done()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.nameSig:
+		}
+		s.nmu.Lock()
+		todo := s.names
+		s.names = map[string]sweepOrphan{}
+		s.nmu.Unlock()
+		for _, o := range todo {
+			select {
+			case <-s.stop:
+				return
+			default:
+			}
+			// Still missing under the same live record, as the watcher
+			// saw it: the account may have been removed, or its name
+			// written back or taken, while this waited.
+			s.mu.RLock()
+			e := s.m.accounts[o.pub]
+			_, named := s.m.names[o.name]
+			still := s.checkOpen() == nil && !named && e != nil && e.err == nil && e.a.Live() && e.a.Name == o.name
+			s.mu.RUnlock()
+			if !still {
+				continue
+			}
+			ctx, cancel := s.ctx(s.life)
+			s.nameBack(ctx, o)
+			cancel()
+		}
+	}
 }
 
 // tombstoneAgain writes back the tombstone a revive replaced, at the

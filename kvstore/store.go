@@ -239,6 +239,12 @@ type Store struct {
 	strays   []stray
 	straySig chan struct{}
 
+	// Name entries to write back (nameBackLater), by name key, and a
+	// signal for the loop that writes them.
+	nmu     sync.Mutex
+	names   map[string]sweepOrphan
+	nameSig chan struct{}
+
 	lmu    sync.Mutex
 	leases map[string]leaseSeen // lease key -> the other holder's revision, when first seen
 	held   map[string]bool      // lease keys this store holds
@@ -306,6 +312,8 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 		retrySig:     make(chan struct{}, 1),
 		queueSig:     make(chan struct{}, 1),
 		straySig:     make(chan struct{}, 1),
+		names:        map[string]sweepOrphan{},
+		nameSig:      make(chan struct{}, 1),
 		queueRoom:    make(chan struct{}, maxQueued),
 		nc:           nc,
 		restartWatch: make(chan struct{}, 1),
@@ -340,11 +348,12 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 	s.loaded.Store(true)
 	s.watcher.Add(1)
 	go s.watch(kw)
-	s.workers.Add(4)
+	s.workers.Add(5)
 	go s.retryLoop()
 	go s.batchLoop()
 	go s.watchdog()
 	go s.strayLoop()
+	go s.nameLoop()
 	s.sweep(ctx)
 
 	s.mu.RLock()
