@@ -567,6 +567,9 @@ func (s *Store) follow(w jetstream.KeyWatcher) {
 		case <-s.stop:
 			return
 		case <-s.restartWatch:
+			if s.Broken() != nil {
+				return // lose woke it: watch ends
+			}
 			s.log.Warn("kvstore: the watcher is behind the bucket and not moving; restarting it")
 			return
 		case e, ok := <-w.Updates():
@@ -577,6 +580,15 @@ func (s *Store) follow(w jetstream.KeyWatcher) {
 				continue // end of a resumed watcher's initial values
 			}
 			s.mu.Lock()
+			if s.lost != nil {
+				// The bucket was deleted or replaced (lose): what the
+				// watcher brings now, which the jetstream package takes
+				// from the new bucket's stream once it finds its
+				// consumer gone, is not this mirror's to apply or act
+				// on (a name entry written back, strays removed there).
+				s.mu.Unlock()
+				return
+			}
 			seen := e.Revision() <= s.m.revs[e.Key()]
 			if seen {
 				// This instance's own write, applied when it was made:
@@ -651,6 +663,11 @@ func (s *Store) applyBrought(c change, watched bool) {
 	var strays []stray
 	var unnamed *accountEntry
 	s.mu.Lock()
+	if s.lost != nil {
+		// Lost while it was decoded, or read by catchUp: see follow.
+		s.mu.Unlock()
+		return
+	}
 	prev, named := s.m.names[c.name]
 	if c.err == nil && s.m.apply(c) {
 		strays = s.m.straysAfter(c)
@@ -1101,6 +1118,7 @@ func (s *Store) nameLoop() {
 			s.mu.RLock()
 			e := s.m.accounts[o.pub]
 			_, named := s.m.names[o.name]
+			// Nor is the store lost: the bucket may be another now.
 			still := s.checkOpen() == nil && !named && e != nil && e.err == nil && e.a.Live() && e.a.Name == o.name
 			s.mu.RUnlock()
 			if !still {

@@ -865,6 +865,12 @@ func (s *Store) lose(what string) {
 	}
 	s.lost = fmt.Errorf("%w: %w: kvstore: bucket %q was %s under this instance; it answers nothing more: restart it to serve what the bucket holds now", provision.ErrUnavailable, provision.ErrBroken, s.opts.Bucket, what)
 	s.log.Error("kvstore: the bucket was "+what+" under this instance; every request is refused until it restarts", "bucket", s.opts.Bucket)
+	// The watcher ends now rather than at its next update, which may be
+	// the new bucket's.
+	select {
+	case s.restartWatch <- struct{}{}:
+	default:
+	}
 }
 
 var errClosedStore = fmt.Errorf("%w: %w", ErrClosed, provision.ErrUnavailable)

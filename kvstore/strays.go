@@ -117,6 +117,9 @@ func (s *Store) strayLoop() {
 				return // the next open's sweep finds the rest
 			default:
 			}
+			if s.open() != nil {
+				return // lost, for good: the bucket may be another now
+			}
 			ctx, cancel := s.ctx(s.life)
 			if !s.accountGone(ctx, st.account, gone) {
 				cancel()
