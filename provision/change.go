@@ -227,7 +227,7 @@ func (s *Service) version(pub string, q *queue, batch []*change) {
 			fail(batch, err)
 			return
 		}
-		batch = applyAll(&next, claims, batch)
+		batch = s.applyAll(&next, claims, batch)
 		if len(batch) == 0 {
 			return
 		}
@@ -263,7 +263,7 @@ func (s *Service) version(pub string, q *queue, batch []*change) {
 			return
 		}
 		// Changes that arrived during the wait join this version.
-		batch = append(batch, applyAll(&next, claims, s.queues.take(pub, q, false))...)
+		batch = append(batch, s.applyAll(&next, claims, s.queues.take(pub, q, false))...)
 		if next.Live() {
 			s.prune(ctx, pub, claims)
 		}
@@ -639,8 +639,8 @@ func (s *Service) signable(ctx context.Context, a Account, base *jwt.AccountClai
 		trial := next
 		trialClaims, err := claimsCopy(claims)
 		if err == nil {
-			if kept := applyAll(&trial, trialClaims, []*change{ch}); len(kept) == 0 {
-				continue // finished with its own error
+			if kept := s.applyAll(&trial, trialClaims, []*change{ch}); len(kept) == 0 {
+				continue // finished with its own error, or handed back (after a delete)
 			}
 			var probe *jwt.AccountClaims
 			if probe, err = claimsCopy(trialClaims); err == nil {
@@ -664,12 +664,18 @@ func (s *Service) signable(ctx context.Context, a Account, base *jwt.AccountClai
 }
 
 // applyAll applies each change to the working copy; those that refuse are
-// finished with their error and left out of the result.
-func applyAll(a *Account, c *jwt.AccountClaims, batch []*change) []*change {
+// finished with their error and left out of the result. One that follows a
+// delete is left out too, handed back to the account's worker for the next
+// version: once the delete lands it finds the account deleted (404), and
+// if the delete's push fails, the put-back live version. Finished at once
+// as "being deleted", a revoke that joined a delete whose push then failed
+// was answered 404 while the account was put back live, its user still
+// able to connect.
+func (s *Service) applyAll(a *Account, c *jwt.AccountClaims, batch []*change) []*change {
 	kept := batch[:0]
 	for _, ch := range batch {
 		if !a.Live() {
-			ch.finish(published{}, fmt.Errorf("%w: account %s is being deleted", ErrNotFound, a.PublicKey))
+			s.hand(a.PublicKey, ch)
 			continue
 		}
 		if err := ch.apply(a, c); err != nil {
