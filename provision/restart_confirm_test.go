@@ -83,7 +83,7 @@ func newRestartAfterPush() *restartAfterPush {
 // (holding acme live); it creates acme, starts Run and makes a pass.
 // release lets the held pass go on; done (which the caller defers)
 // releases it, ends Run and stops the domain.
-func restartFromOldDisk(t *testing.T, env *provtest.Env, w *restartAfterPush, outer provision.Resolver) (d *domain, pub, live string, release, done func()) {
+func restartFromOldDisk(t *testing.T, env *provtest.Env, w *restartAfterPush, outer provision.Resolver, tune ...func(*provision.Config)) (d *domain, pub, live string, release, done func()) {
 	t.Helper()
 	set := false
 	defer func() {
@@ -112,9 +112,9 @@ func restartFromOldDisk(t *testing.T, env *provtest.Env, w *restartAfterPush, ou
 		}
 		t.Error("the client does not see the restarted server")
 	}
-	d = newDomain(t, env, func(r provision.Resolver) provision.Resolver { w.Resolver = r; return outer }, func(c *provision.Config) {
+	d = newDomain(t, env, func(r provision.Resolver) provision.Resolver { w.Resolver = r; return outer }, append([]func(*provision.Config){func(c *provision.Config) {
 		c.ReconcileInterval = time.Hour
-	})
+	}}, tune...)...)
 	done = d.stop
 	ctx := context.Background()
 	acc, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
