@@ -1,5 +1,7 @@
 package provision
 
+import "time"
+
 // Remembers reports whether this instance's memory of the servers
 // (confirmations: versions confirmed, DELETEs carried out, cache resolver
 // copies and backoffs) holds anything for an account.
@@ -15,4 +17,10 @@ func (s *Service) Remembers(pub string) bool {
 func (s *Service) Caches(pub string) bool {
 	_, ok := s.cache.Load(pub)
 	return ok
+}
+
+// SetMisfitsSettle sets how old a version must be before a reconcile pass
+// revokes the users that do not fit it. Call it before any pass runs.
+func (s *Service) SetMisfitsSettle(d time.Duration) {
+	s.misfitsSettle = d
 }

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"golang.org/x/time/rate"
 
 	"github.com/natsprov/provisioner/api"
@@ -806,6 +808,18 @@ func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, 
 			return out
 		}
 	}
+	// A refused role change whose put-back was never stored (its instance
+	// killed between the two writes, or its put-back lost to another
+	// instance's version and killed before revoking) stands in the store
+	// with the user it was refused for active: its users are checked
+	// against it here, and those that do not fit it revoked, in a version
+	// pushed below.
+	revoked := false
+	if a.Live() && !out.expired && signing.ok {
+		if fixed, ok := s.revokeStandingMisfits(ctx, a); ok {
+			a, id, revoked = fixed, jti(fixed.JWT), true
+		}
+	}
 	// Which servers run a cache resolver as the client knows it now: a
 	// push earlier in this pass may have told it (a server counts as a
 	// full resolver until its answer to a push says otherwise). Taken from
@@ -813,7 +827,7 @@ func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, 
 	// one not heard from since the service started) made the pass push
 	// every account again.
 	up = s.withCache(up)
-	needPush := s.confirm.known(a.PublicKey) && len(s.confirm.missing(a.PublicKey, id, up)) > 0
+	needPush := revoked || s.confirm.known(a.PublicKey) && len(s.confirm.missing(a.PublicKey, id, up)) > 0
 	// A cache resolver (a leaf or edge server) that lists the account but
 	// has not taken this version: its copy, kept across a restart, may
 	// lack a revocation. It answers no LOOKUP, and takes a push only
@@ -924,6 +938,79 @@ func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, 
 		out.deleted = phase == PhaseDeleted
 	}
 	return out
+}
+
+// revokeStandingMisfits revokes the active users of a live account's
+// roles that do not fit the version the store holds (misfitsOf), on a
+// store shared by instances, in a new version stored on top of it, and
+// returns that version (ok false when none was stored). Each user was
+// checked when issued, and each change against the role's users, so such
+// a user is one another instance issued while a change stood that was
+// refused, and whose put-back did not make it to the store: its instance
+// killed between the change's write and the put-back's, or between a
+// put-back that lost to another instance's version and the revocations
+// restore then stores. Left so, any reconciler pushed the refused version
+// and the user had the subjects the change was refused for (a user tagged
+// "site:*" under "telemetry.{{tag(site)}}.>"). Only accounts whose
+// templates put a user's name or tags into subjects are checked, against
+// the store's reads of users (kvstore's mirror, no bucket read), and only
+// versions older than misfitsSettle: a younger one may still be checked
+// by its instance (usersAgain) and put back, which a revocation stored
+// first would make stand, with the user revoked.
+func (s *Service) revokeStandingMisfits(ctx context.Context, a Account) (Account, bool) {
+	if _, shared := s.store.(usersFollower); !shared {
+		return a, false
+	}
+	settled := func(a Account) bool {
+		c, err := decodeAccount(a.JWT)
+		return err == nil && templatesTakeUsers(c) && time.Since(time.Unix(c.IssuedAt, 0)) >= s.misfitsSettle
+	}
+	if !settled(a) {
+		return a, false
+	}
+	users, err := s.store.Users(ctx, a.PublicKey)
+	if err != nil {
+		return a, false // the next pass checks again
+	}
+	c, err := decodeAccount(a.JWT)
+	if err != nil || len(s.misfitsOf(a, c, users)) == 0 {
+		return a, false
+	}
+	defer s.locks.lock("account:" + a.PublicKey)()
+	cur, err := s.account(ctx, a.PublicKey, true)
+	if err != nil || !cur.Live() || !settled(cur) {
+		return a, false
+	}
+	log := s.log.With("account", cur.PublicKey, "name", cur.Name)
+	fixed, ok := s.revokeMisfits(ctx, cur, "a change of its role stands that it does not fit (refused, and its instance stopped before the put-back, or the revocations after it, were stored)", log, nil)
+	if ok {
+		s.cache.Delete(cur.PublicKey)
+	}
+	return fixed, ok
+}
+
+// templatesTakeUsers tells whether a role template of c puts a user's
+// name or tags into subjects ({{name()}}, {{tag(x)}}), read as the server
+// reads them: only there can a user's name or tags widen its subjects.
+func templatesTakeUsers(c *jwt.AccountClaims) bool {
+	for _, sk := range c.SigningKeys {
+		us, ok := sk.(*jwt.UserScope)
+		if !ok || us == nil {
+			continue
+		}
+		p := us.Template.Permissions
+		for _, list := range []jwt.StringList{p.Pub.Allow, p.Pub.Deny, p.Sub.Allow, p.Sub.Deny} {
+			for _, subj := range list {
+				for _, m := range mustache.FindAllStringSubmatch(subj, -1) {
+					op := strings.ToLower(strings.TrimSpace(m[1]))
+					if op == "name()" || strings.HasPrefix(op, "tag(") {
+						return true
+					}
+				}
+			}
+		}
+	}
+	return false
 }
 
 // withCache returns the servers of up that are still up, each with its

@@ -155,6 +155,11 @@ type Service struct {
 	accountKeys *keypair.Pool
 
 	rec reconciler
+	// misfitsSettle is how old a version must be before a reconcile pass
+	// revokes the users it finds that do not fit it
+	// (revokeStandingMisfits): changeTimeout, the longest the instance
+	// that stored it may still check it and put it back.
+	misfitsSettle time.Duration
 }
 
 // New returns a Service. Start its reconciler with Run.
@@ -196,6 +201,8 @@ func New(cfg Config) (*Service, error) {
 		log:         cfg.Logger,
 		userKeys:    keypair.NewPool(nkeys.PrefixByteUser, 1024),
 		accountKeys: keypair.NewPool(nkeys.PrefixByteAccount, 256),
+
+		misfitsSettle: changeTimeout,
 	}
 	s.op.Store(cfg.Operator)
 	s.maxJWT.Store(int64(cfg.MaxJWTSize))
