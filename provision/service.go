@@ -158,7 +158,9 @@ type Service struct {
 	// misfitsSettle is how old a version must be before a reconcile pass
 	// revokes the users it finds that do not fit it
 	// (revokeStandingMisfits): changeTimeout, the longest the instance
-	// that stored it may still check it and put it back.
+	// that stored it may still check it and put it back, plus
+	// RevocationMargin: its age is read from its iat, set by that
+	// instance's clock, which may run behind this one's.
 	misfitsSettle time.Duration
 }
 
@@ -202,7 +204,7 @@ func New(cfg Config) (*Service, error) {
 		userKeys:    keypair.NewPool(nkeys.PrefixByteUser, 1024),
 		accountKeys: keypair.NewPool(nkeys.PrefixByteAccount, 256),
 
-		misfitsSettle: changeTimeout,
+		misfitsSettle: changeTimeout + cfg.RevocationMargin,
 	}
 	s.op.Store(cfg.Operator)
 	s.maxJWT.Store(int64(cfg.MaxJWTSize))
