@@ -542,6 +542,17 @@ func (s *Store) watch(kw *kvWatch) {
 			}
 			ctx, cancel := context.WithTimeout(s.life, s.opts.Timeout)
 			nw, err := s.startWatcher(ctx, jetstream.ResumeFromRevision(from))
+			if err == nil {
+				// Made on the stream this instance opened only if that
+				// one is still there once it is made: a bucket deleted
+				// and made again since the watchdog's last look took the
+				// restart onto the new stream, whose entries (revisions
+				// of another bucket) went into the mirror and were acted
+				// on (a name entry written back there) before lose.
+				if err = s.sameStream(ctx); err != nil {
+					nw.stop()
+				}
+			}
 			cancel()
 			if err == nil {
 				s.log.Info("kvstore: watcher restarted", "from_revision", from)
@@ -557,6 +568,28 @@ func (s *Store) watch(kw *kvWatch) {
 			}
 		}
 	}
+}
+
+// sameStream checks that the bucket's stream is the one this instance
+// opened, and calls lose when it is another (deleted and made again). A
+// stream once deleted never comes back with its creation time, so a
+// watcher made before a check that passes is on the stream opened.
+func (s *Store) sameStream(ctx context.Context) error {
+	info, err := s.stream.Info(ctx)
+	if err != nil {
+		return err
+	}
+	if !info.Created.Equal(s.madeAt) {
+		s.loseReplaced(info.Created)
+		return cmp.Or(s.Broken(), errClosedStore) // nil if closed meanwhile
+	}
+	return nil
+}
+
+// loseReplaced is lose for a bucket whose stream, made at created, is not
+// the one this instance opened.
+func (s *Store) loseReplaced(created time.Time) {
+	s.lose(fmt.Sprintf("deleted and made again (its stream was made at %s, the one this instance opened at %s)", created.UTC().Format(time.RFC3339Nano), s.madeAt.UTC().Format(time.RFC3339Nano)))
 }
 
 // follow applies one watcher's updates until it ends, the store closes
@@ -764,7 +797,7 @@ func (s *Store) watchdog() {
 		watched := s.m.watched
 		s.mu.RUnlock()
 		if !info.Created.Equal(s.madeAt) {
-			s.lose(fmt.Sprintf("deleted and made again (its stream was made at %s, the one this instance opened at %s)", info.Created.UTC().Format(time.RFC3339), s.madeAt.UTC().Format(time.RFC3339)))
+			s.loseReplaced(info.Created)
 			return
 		}
 		switch {

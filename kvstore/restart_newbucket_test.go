@@ -1,0 +1,77 @@
+package kvstore
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// TestRestartedWatcherStaysOffTheNewBucket: a watcher that ends (its
+// ordered consumer's reset finds the stream gone, or the watchdog finds it
+// stuck) is restarted after the last revision watched. When the bucket was
+// deleted and made again meanwhile, before the watchdog's next look found
+// it (lose), the restart started a watcher on the new bucket's stream, and
+// its entries, whose revisions have nothing to do with the old one's, were
+// applied to the mirror and acted on: a name entry removed there, whose
+// name the mirror held for a live account, was written back into the new
+// bucket, pointing to an account it never held.
+func TestRestartedWatcherStaysOffTheNewBucket(t *testing.T) {
+	t.Parallel()
+	d := startDeployment(t, 1)
+	k, _ := newSealKey(t)
+	log, lb := newLog(t)
+	s := openStore(t, d.connect(t, d.svcCreds), Options{Seal: k, Logger: log})
+	ctx := bg(t)
+	a := newAccount(t, "acme")
+	if _, err := s.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.RLock()
+	watched := s.m.watched
+	s.mu.RUnlock()
+	js, err := jetstream.New(d.connect(t, d.svcCreds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteKeyValue(ctx, s.opts.Bucket); err != nil {
+		t.Fatal(err)
+	}
+	other := openStore(t, d.connect(t, d.svcCreds), Options{Seal: k})
+	// The new bucket's revisions pass the old one's, then its name entry
+	// for acme (another account's, removed by hand) goes.
+	b := newAccount(t, "other")
+	for i := uint64(0); i <= watched; i++ {
+		if _, err := other.kv.Put(ctx, fmt.Sprintf("lease.pad%d", i), []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := other.kv.Put(ctx, nameKey(a.Name), []byte(b.PublicKey)); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.kv.Delete(ctx, nameKey(a.Name)); err != nil {
+		t.Fatal(err)
+	}
+	last, err := other.kv.Put(ctx, "lease.last", []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The watcher ends now, before the watchdog's next look, as when its
+	// ordered consumer's reset found the stream gone: watch restarts it.
+	s.restartWatch <- struct{}{}
+	eventually(t, 10*time.Second, "the store finds its bucket replaced", func() bool { return s.Broken() != nil })
+	time.Sleep(time.Second) // the name loop writes back what it was handed
+	if e, err := other.kv.Get(ctx, nameKey(a.Name)); err == nil {
+		t.Fatalf("the store wrote %s -> %s into the new bucket:\n%s", e.Key(), e.Value(), lb.String())
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatal(err)
+	}
+	s.mu.RLock()
+	after := s.m.watched
+	s.mu.RUnlock()
+	if after >= last {
+		t.Errorf("the store's mirror followed the new bucket to revision %d:\n%s", after, lb.String())
+	}
+}
