@@ -719,7 +719,7 @@ func (s *Store) applyBrought(c change, watched bool) {
 	twice := s.m.takeTwice()
 	s.mu.Unlock()
 	if unnamed != nil {
-		s.nameBackLater(sweepOrphan{key: accountKey(unnamed.a.PublicKey), pub: unnamed.a.PublicKey, name: unnamed.a.Name})
+		s.nameBackLater(sweepOrphan{key: accountKey(unnamed.a.PublicKey), pub: unnamed.a.PublicKey, name: unnamed.a.Name, removedAt: c.rev})
 	}
 	s.removeStrays(strays)
 	s.logTwice(twice)
@@ -927,6 +927,9 @@ type sweepOrphan struct {
 	pub, name string
 	// unreadable is set for an account record that cannot be read.
 	unreadable bool
+	// removedAt is, for a name entry the watcher saw removed, the
+	// revision of its delete marker: the write-back goes there only.
+	removedAt uint64
 }
 
 // sweep repairs what a crash left behind: live account records their
@@ -1082,7 +1085,18 @@ func (s *Store) nameBack(ctx context.Context, o sweepOrphan) {
 		s.log.Error("kvstore: an account record has no name entry and cannot be read; it is kept, hidden: give its seal key as a previous key, or write the name entry back", "account", o.pub, "key", key)
 		return
 	}
-	rev, err := s.kv.Create(ctx, key, []byte(o.pub))
+	var rev uint64
+	var err error
+	if o.removedAt > 0 {
+		// Over the delete marker the watcher saw, not wherever the key
+		// is missing: the bucket may have been deleted and made again
+		// since the name loop checked the store was not lost, and a
+		// create put the name, for an account the new bucket never
+		// held, there.
+		rev, err = s.kv.Update(ctx, key, []byte(o.pub), o.removedAt)
+	} else {
+		rev, err = s.kv.Create(ctx, key, []byte(o.pub))
+	}
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		if e, gerr := s.kv.Get(ctx, key); gerr == nil && string(e.Value()) == o.pub {
 			return // another instance wrote it back; the watcher brings it
@@ -1094,7 +1108,10 @@ func (s *Store) nameBack(ctx context.Context, o sweepOrphan) {
 	}
 	s.log.Warn("kvstore: an account record had no name entry (removed by hand, or a create cut short whose rival was removed since); the name entry is written back and the account shown again", "account", o.pub, "key", key)
 	s.mu.Lock()
-	s.m.apply(change{key: key, rev: rev, name: o.name, pub: o.pub})
+	if s.lost == nil {
+		// A lost mirror is not the bucket's (applyBrought).
+		s.m.apply(change{key: key, rev: rev, name: o.name, pub: o.pub})
+	}
 	s.mu.Unlock()
 }
 
@@ -1156,6 +1173,9 @@ func (s *Store) nameLoop() {
 			s.mu.RUnlock()
 			if !still {
 				continue
+			}
+			if hook := s.nameBackHook.Load(); hook != nil {
+				(*hook)()
 			}
 			ctx, cancel := s.ctx(s.life)
 			s.nameBack(ctx, o)

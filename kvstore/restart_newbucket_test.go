@@ -75,3 +75,56 @@ func TestRestartedWatcherStaysOffTheNewBucket(t *testing.T) {
 		t.Errorf("the store's mirror followed the new bucket to revision %d:\n%s", after, lb.String())
 	}
 }
+
+// TestNameWriteBackStaysOffTheNewBucket: the name loop checks that the
+// store is not lost before it writes a name entry back, but the bucket
+// can be deleted and made again between that check and the write, which
+// created the entry in the new bucket: a name held there for an account
+// it has never held, which keeps the name from every create.
+func TestNameWriteBackStaysOffTheNewBucket(t *testing.T) {
+	t.Parallel()
+	d := startDeployment(t, 1)
+	k, _ := newSealKey(t)
+	log, lb := newLog(t)
+	s := openStore(t, d.connect(t, d.svcCreds), Options{Seal: k, Logger: log})
+	ctx := bg(t)
+	a := newAccount(t, "acme")
+	if _, err := s.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(d.connect(t, d.svcCreds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reached, release := make(chan struct{}), make(chan struct{})
+	hook := func() {
+		close(reached)
+		<-release
+	}
+	s.nameBackHook.Store(&hook)
+	kv, err := js.KeyValue(ctx, s.opts.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Removed by hand: the watcher hands it to the name loop.
+	if err := kv.Delete(ctx, nameKey(a.Name)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-reached:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the name entry was not handed to the name loop:\n%s", lb.String())
+	}
+	if err := js.DeleteKeyValue(ctx, s.opts.Bucket); err != nil {
+		t.Fatal(err)
+	}
+	other := openStore(t, d.connect(t, d.svcCreds), Options{Seal: k})
+	close(release)
+	eventually(t, 10*time.Second, "the store finds its bucket replaced", func() bool { return s.Broken() != nil })
+	time.Sleep(500 * time.Millisecond)
+	if e, err := other.kv.Get(ctx, nameKey(a.Name)); err == nil {
+		t.Fatalf("the store wrote %s -> %s into the new bucket:\n%s", e.Key(), e.Value(), lb.String())
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatal(err)
+	}
+}

@@ -274,6 +274,9 @@ type Store struct {
 	// gave up while its record waited for its batch, before it looks at
 	// where the record is (it runs alongside the batch loop, hence atomic).
 	givenUpHook atomic.Pointer[func()]
+	// nameBackHook, set by tests only, runs in the name loop once it has
+	// checked a name entry is still to write back, before it writes it.
+	nameBackHook atomic.Pointer[func()]
 }
 
 // beforeSweep runs, in tests only, once Open's sweep has taken from the
