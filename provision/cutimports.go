@@ -197,6 +197,16 @@ func (s *Service) importsServed(ctx context.Context, a *Account, c *jwt.AccountC
 				// caller looked for a change of exports.
 				return fmt.Errorf("%w: import %q: its activation token was signed by %s, a signing key account %q (%s) no longer lists (removed meanwhile by a rotation with \"revoke_old\"): the server would leave the import out; send the import again without \"token\", and the service signs a new activation", ErrInvalid, im.Subject, key, exp.Name, exp.PublicKey)
 			}
+			if export := findExport(claims, im); export != nil && export.TokenReq && export.AccountTokenPosition == 0 && im.Token != "" {
+				// The export is there; its activation is not one the
+				// server takes: revoked by the export (another
+				// instance stored the revocation meanwhile), or
+				// expired. Told "no longer exports it", its caller
+				// looked for a change of exports.
+				if fault := activationFault(im, exp.PublicKey, claims, export, true); fault != "" {
+					return fmt.Errorf("%w: import %q of account %q: %s", ErrInvalid, im.Subject, exp.Name, fault)
+				}
+			}
 			return fmt.Errorf("%w: import %q: account %q (%s) no longer exports it to this account", ErrInvalid, im.Subject, exp.Name, exp.PublicKey)
 		}
 	}

@@ -132,27 +132,57 @@ func (s *Service) setImports(ctx context.Context, a *Account, c *jwt.AccountClai
 // validation refuses. managed says the service signs the exporter's
 // activations.
 func checkActivation(i int, im *jwt.Import, exporter string, claims *jwt.AccountClaims, export *jwt.Export, managed bool) error {
+	if fault := activationFault(im, exporter, claims, export, managed); fault != "" {
+		return fmt.Errorf("%w: \"imports[%d]\": %s", ErrInvalid, i, fault)
+	}
+	return nil
+}
+
+// activationFault says why the server would not take im's activation token
+// (checkActivation), and what to do; "" when it would, or when the token
+// cannot be decoded.
+func activationFault(im *jwt.Import, exporter string, claims *jwt.AccountClaims, export *jwt.Export, managed bool) string {
 	act, err := jwt.DecodeActivationClaims(im.Token)
 	if err != nil {
-		return nil // the imports' validation names it
+		return "" // the imports' validation names it
 	}
 	fix := "give one the exporting account signs now"
 	if managed {
 		fix = "leave \"token\" out, and the service signs one"
 	}
+	now := time.Now().Unix()
 	switch {
 	case act.IssuerAccount != "" && (act.IssuerAccount != exporter || !claims.SigningKeys.Contains(act.Issuer)):
-		return fmt.Errorf("%w: \"imports[%d]\": the activation token of %s %q is signed by %s, which account %s no longer lists as a signing key (rotated with \"revoke_old\"?): the server would leave the import out; %s", ErrInvalid, i, im.Type, im.Subject, act.Issuer, exporter, fix)
-	case act.NotBefore > time.Now().Unix():
+		return fmt.Sprintf("the activation token of %s %q is signed by %s, which account %s no longer lists as a signing key (rotated with \"revoke_old\"?): the server would leave the import out; %s", im.Type, im.Subject, act.Issuer, exporter, fix)
+	case act.NotBefore > now:
 		// Judged when the importer's JWT arrives, and not again once it
 		// becomes valid: the import stays out until the next version.
-		return fmt.Errorf("%w: \"imports[%d]\": the activation token of %s %q is not valid before %s: the server would leave the import out; %s", ErrInvalid, i, im.Type, im.Subject, time.Unix(act.NotBefore, 0).UTC().Format(time.RFC3339), fix)
-	case act.Expires != 0 && act.Expires <= time.Now().Unix():
-		return fmt.Errorf("%w: \"imports[%d]\": the activation token of %s %q expired at %s: the server would leave the import out; %s", ErrInvalid, i, im.Type, im.Subject, time.Unix(act.Expires, 0).UTC().Format(time.RFC3339), fix)
+		return fmt.Sprintf("the activation token of %s %q is not valid before %s: the server would leave the import out; %s", im.Type, im.Subject, rfc3339(act.NotBefore), fix)
+	case act.Expires != 0 && act.Expires <= now:
+		return fmt.Sprintf("the activation token of %s %q expired at %s: the server would leave the import out; %s", im.Type, im.Subject, rfc3339(act.Expires), fix)
 	case export.Revocations.IsRevoked(act.Subject, time.Unix(act.IssuedAt, 0)):
-		return fmt.Errorf("%w: \"imports[%d]\": the activation token of %s %q is revoked by the export of account %s: the server would leave the import out", ErrInvalid, i, im.Type, im.Subject, exporter)
+		// The server revokes the activations of the account issued up
+		// to the revocation's time: a new one issued after it is
+		// taken, one issued before a time still to come is not.
+		until := revokedUntil(export.Revocations, act.Subject)
+		what := fmt.Sprintf("the activation token of %s %q (issued %s) is revoked by the export of account %s, which revokes this account's activations issued up to %s: the server would leave the import out; ", im.Type, im.Subject, rfc3339(act.IssuedAt), exporter, rfc3339(until))
+		if until >= now {
+			return what + "the exporter must lift the revocation (an update of its \"exports\") first"
+		}
+		return what + fix + " (issued after the revocation), or the exporter lifts the revocation"
 	}
-	return nil
+	return ""
+}
+
+// revokedUntil is the latest time up to which revocations revoke the
+// activations of account sub: its own entry's or every account's ("*").
+func revokedUntil(revocations jwt.RevocationList, sub string) int64 {
+	return max(revocations[sub], revocations[jwt.All])
+}
+
+// rfc3339 formats Unix seconds as the errors give times.
+func rfc3339(sec int64) string {
+	return time.Unix(sec, 0).UTC().Format(time.RFC3339)
 }
 
 // activationSigners are the accounts whose signing keys may sign the

@@ -1,0 +1,100 @@
+package provision_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+
+	"github.com/natsprov/provisioner/api"
+	"github.com/natsprov/provisioner/provision"
+)
+
+// TestImportRevokedOnAnotherInstanceSaysRevoked: beta's update on instance
+// b, its import of alpha's private export given with the activation it
+// has, was checked in b's copy of the store, which did not hold alpha's
+// revocation of beta that instance a had stored. Checked again once
+// stored, it is refused (400), but the error said alpha "no longer
+// exports it to this account": its exports had not changed. It says the
+// activation is revoked by the export, and when.
+func TestImportRevokedOnAnotherInstanceSaysRevoked(t *testing.T) {
+	t.Parallel()
+	lagB := &lagUntilSeen{}
+	a, b := lagInstances(t, nil, lagB)
+	ctx := context.Background()
+	exports := jwt.Exports{
+		{Name: "events", Subject: "alpha.events.>", Type: jwt.Stream, TokenReq: true},
+		{Name: "audit", Subject: "alpha.audit.>", Type: jwt.Stream},
+	}
+	alpha, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "alpha", Exports: exports})
+	if err != nil {
+		t.Fatal(err)
+	}
+	beta, err := b.CreateAccount(ctx, api.CreateAccountRequest{Name: "beta", Imports: alphaEvents(alpha.Account.PublicKey)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc, err := jwt.DecodeAccountClaims(beta.Account.JWT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lagB.freeze(t)
+	revoked := time.Now().Unix()
+	withRevocation := jwt.Exports{
+		{Name: "events", Subject: "alpha.events.>", Type: jwt.Stream, TokenReq: true, Revocations: jwt.RevocationList{beta.Account.PublicKey: revoked}},
+		{Name: "audit", Subject: "alpha.audit.>", Type: jwt.Stream},
+	}
+	if _, err := a.UpdateAccount(ctx, api.UpdateAccountRequest{Account: alpha.Account.PublicKey, Exports: &withRevocation}); err != nil {
+		t.Fatal(err)
+	}
+	// Beta's imports as it has them, its token kept, and one more.
+	imports := append(bc.Imports, &jwt.Import{Name: "audit", Subject: "alpha.audit.>", Account: alpha.Account.PublicKey, Type: jwt.Stream})
+	_, err = b.UpdateAccount(ctx, api.UpdateAccountRequest{Account: beta.Account.PublicKey, Imports: &imports})
+	if !errors.Is(err, provision.ErrInvalid) {
+		t.Fatalf("beta's update on instance b, its activation revoked on instance a: %v; want a 400", err)
+	}
+	want := time.Unix(revoked, 0).UTC().Format(time.RFC3339)
+	if msg := err.Error(); strings.Contains(msg, "no longer exports") || !strings.Contains(msg, "revoked") || !strings.Contains(msg, want) {
+		t.Errorf("beta's update refused with %q, want it to say the activation was revoked by alpha's export at %s", msg, want)
+	}
+}
+
+// TestCreateImportingRevokedOnAnotherInstanceSaysRevoked: a new account's
+// import of a private export, its activation signed on instance b as b's
+// copy of the store held the exporter, while instance a had stored the
+// exporter's revocation of every activation issued up to a time still to
+// come. Checked again once the create is stored, it is refused (400), but
+// the error said the exporter "no longer exports it to this account",
+// though its export was there, unchanged but for the revocation. It says
+// the activation is revoked by the export, and up to when.
+func TestCreateImportingRevokedOnAnotherInstanceSaysRevoked(t *testing.T) {
+	t.Parallel()
+	lagB := &lagUntilSeen{}
+	a, b := lagInstances(t, nil, lagB)
+	ctx := context.Background()
+	alpha, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "alpha", Exports: jwt.Exports{
+		{Name: "events", Subject: "alpha.events.>", Type: jwt.Stream, TokenReq: true},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lagB.freeze(t)
+	revoked := time.Now().Add(time.Hour).Unix()
+	exports := jwt.Exports{
+		{Name: "events", Subject: "alpha.events.>", Type: jwt.Stream, TokenReq: true, Revocations: jwt.RevocationList{jwt.All: revoked}},
+	}
+	if _, err := a.UpdateAccount(ctx, api.UpdateAccountRequest{Account: alpha.Account.PublicKey, Exports: &exports}); err != nil {
+		t.Fatal(err)
+	}
+	beta, err := b.CreateAccount(ctx, api.CreateAccountRequest{Name: "beta", Imports: alphaEvents(alpha.Account.PublicKey)})
+	if !errors.Is(err, provision.ErrInvalid) {
+		t.Fatalf("beta's create on instance b importing alpha, whose export instance a revoked: %+v, %v; want a 400", beta, err)
+	}
+	want := time.Unix(revoked, 0).UTC().Format(time.RFC3339)
+	if msg := err.Error(); strings.Contains(msg, "no longer exports") || !strings.Contains(msg, "revoked") || !strings.Contains(msg, want) {
+		t.Errorf("beta's create refused with %q, want it to say the activation is revoked by alpha's export up to %s", msg, want)
+	}
+}
