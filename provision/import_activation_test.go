@@ -10,7 +10,9 @@ import (
 	"github.com/nats-io/jwt/v2"
 
 	"github.com/natsprov/provisioner/api"
+	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/provision"
+	"github.com/natsprov/provisioner/provtest"
 )
 
 // TestImportRevokedOnAnotherInstanceSaysRevoked: beta's update on instance
@@ -96,5 +98,52 @@ func TestCreateImportingRevokedOnAnotherInstanceSaysRevoked(t *testing.T) {
 	want := time.Unix(revoked, 0).UTC().Format(time.RFC3339)
 	if msg := err.Error(); strings.Contains(msg, "no longer exports") || !strings.Contains(msg, "revoked") || !strings.Contains(msg, want) {
 		t.Errorf("beta's create refused with %q, want it to say the activation is revoked by alpha's export up to %s", msg, want)
+	}
+}
+
+// TestImportOfAnExportThatRevokesItsNewActivation: an import of a managed
+// account's private export, given without a token, gets an activation
+// signed now. When the export revokes this account's activations (or
+// every account's, "*") up to a time still to come, that new activation
+// is revoked as it is signed: the server left the import out and the
+// create answered success, though nothing crossed it. It is refused
+// (400) before anything is pushed, saying the exporter must lift the
+// revocation.
+func TestImportOfAnExportThatRevokesItsNewActivation(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	d := newDomain(t, env, nil)
+	defer d.stop()
+	ctx := context.Background()
+	revoked := time.Now().Add(time.Hour).Unix()
+	if _, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "alpha", Exports: jwt.Exports{
+		{Name: "events", Subject: "alpha.events.>", Type: jwt.Stream, TokenReq: true, Revocations: jwt.RevocationList{jwt.All: revoked}},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "beta", Imports: jwt.Imports{
+		{Name: "events", Subject: "alpha.events.>", Account: "alpha", Type: jwt.Stream},
+	}})
+	if errors.Is(err, provision.ErrInvalid) {
+		if msg := err.Error(); !strings.Contains(msg, "revoke") {
+			t.Errorf("beta's create refused with %q, want it to say alpha's export revokes the activation", msg)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("beta's create importing an export that revokes its activation: %v, want ErrInvalid", err)
+	}
+	alphaCreds, _ := issue(t, d, api.CreateUserRequest{Account: "alpha", Name: "source"})
+	betaCreds, _ := issue(t, d, api.CreateUserRequest{Account: "beta", Name: "sink"})
+	sink := dial(t, env, betaCreds)
+	sub, err := sink.SubscribeSync("alpha.events.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink.Flush()
+	src := dial(t, env, alphaCreds)
+	src.Publish("alpha.events.x", []byte("hi"))
+	src.Flush()
+	if _, err := sub.NextMsg(time.Second); err != nil {
+		t.Fatalf("beta's create importing an export that revokes its new activation answered success, and nothing crosses the import (%v); want ErrInvalid", err)
 	}
 }

@@ -100,6 +100,15 @@ func (s *Service) setImports(ctx context.Context, a *Account, c *jwt.AccountClai
 				return fmt.Errorf("sign the activation of %q for account %s: %w", im.Subject, a.PublicKey, err)
 			}
 			im.Token = token
+			// An export that revokes this account's activations up to
+			// a time still to come revokes the one just signed: the
+			// server would leave the import out (it checks no
+			// activation of an account_token_position export).
+			if export.AccountTokenPosition == 0 {
+				if err := checkActivation(i, &im, exporter, claims, export, true); err != nil {
+					return err
+				}
+			}
 		} else if export.TokenReq && export.AccountTokenPosition == 0 {
 			if err := checkActivation(i, &im, exporter, claims, export, signer != nil); err != nil {
 				return err
