@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
@@ -145,5 +147,64 @@ func TestImportOfAnExportThatRevokesItsNewActivation(t *testing.T) {
 	src.Flush()
 	if _, err := sub.NextMsg(time.Second); err != nil {
 		t.Fatalf("beta's create importing an export that revokes its new activation answered success, and nothing crosses the import (%v); want ErrInvalid", err)
+	}
+}
+
+// TestImportOfAForeignAccountTokenPositionExportNeedsNoToken: the server
+// checks no activation for an export with account_token_position, private
+// or not: it serves each account the subjects holding its own key
+// (checkAuth). An import of such an export of an account this service
+// does not manage, given without a token, was refused (400, "is private:
+// give its activation token") though the server serves it.
+func TestImportOfAForeignAccountTokenPositionExportNeedsNoToken(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	d := newDomain(t, env, nil)
+	defer d.stop()
+	ctx := context.Background()
+	kp, _ := nkeys.CreateAccount()
+	pub, _ := kp.PublicKey()
+	fc := jwt.NewAccountClaims(pub)
+	fc.Name = "foreign"
+	fc.Exports.Add(&jwt.Export{Subject: "req.*", Type: jwt.Service, TokenReq: true, AccountTokenPosition: 2})
+	skp, _ := nkeys.CreateAccount()
+	spub, _ := skp.PublicKey()
+	fc.SigningKeys.Add(spub)
+	token, err := fc.Encode(d.op.Signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.rc.Update(ctx, token); err != nil {
+		t.Fatal(err)
+	}
+	ukp, _ := nkeys.CreateUser()
+	upub, _ := ukp.PublicKey()
+	uc := jwt.NewUserClaims(upub)
+	uc.IssuerAccount = pub
+	ujwt, err := uc.Encode(skp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	useed, _ := ukp.Seed()
+	srv, err := nats.Connect(env.Server.URL(), nats.UserJWTAndSeed(ujwt, string(useed)), nats.NoReconnect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	if _, err := srv.Subscribe("req.*", func(m *nats.Msg) { m.Respond([]byte("ok")) }); err != nil {
+		t.Fatal(err)
+	}
+	srv.Flush()
+	gamma, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "gamma"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	imports := jwt.Imports{{Name: "own", Subject: jwt.Subject("req." + gamma.Account.PublicKey), LocalSubject: "mine", Account: pub, Type: jwt.Service}}
+	if _, err := d.svc.UpdateAccount(ctx, api.UpdateAccountRequest{Account: "gamma", Imports: &imports}); err != nil {
+		t.Fatalf("gamma's import of its own subject of a foreign account_token_position export, without a token: %v", err)
+	}
+	creds, _ := issue(t, d, api.CreateUserRequest{Account: "gamma", Name: "client"})
+	cli := dial(t, env, creds)
+	if m, err := cli.Request("mine", nil, 2*time.Second); err != nil || string(m.Data) != "ok" {
+		t.Fatalf("gamma's import: %v", err)
 	}
 }

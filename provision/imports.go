@@ -86,7 +86,11 @@ func (s *Service) setImports(ctx context.Context, a *Account, c *jwt.AccountClai
 				return fmt.Errorf("%w: \"imports[%d]\": %s %q of account %s serves each account only the subjects holding its own public key at token %d, and %q does not hold this account's (%s) there: the server would leave the import out (an account.create cannot name the key it makes: add such an import with account.update)", ErrInvalid, i, im.Type, export.Subject, exporter, pos, im.Subject, a.PublicKey)
 			}
 		}
-		if export.TokenReq && im.Token == "" {
+		// The server checks no activation of an account_token_position
+		// export, private or not (checkAuth): the subject's token is
+		// the importer's proof. An import of one needs no token.
+		private := export.TokenReq && export.AccountTokenPosition == 0
+		if private && im.Token == "" {
 			if signer == nil {
 				return fmt.Errorf("%w: \"imports[%d]\": %s %q of account %s is private: give its activation \"token\"", ErrInvalid, i, im.Type, im.Subject, exporter)
 			}
@@ -102,14 +106,11 @@ func (s *Service) setImports(ctx context.Context, a *Account, c *jwt.AccountClai
 			im.Token = token
 			// An export that revokes this account's activations up to
 			// a time still to come revokes the one just signed: the
-			// server would leave the import out (it checks no
-			// activation of an account_token_position export).
-			if export.AccountTokenPosition == 0 {
-				if err := checkActivation(i, &im, exporter, claims, export, true); err != nil {
-					return err
-				}
+			// server would leave the import out.
+			if err := checkActivation(i, &im, exporter, claims, export, true); err != nil {
+				return err
 			}
-		} else if export.TokenReq && export.AccountTokenPosition == 0 {
+		} else if private {
 			if err := checkActivation(i, &im, exporter, claims, export, signer != nil); err != nil {
 				return err
 			}
