@@ -208,3 +208,41 @@ func TestImportOfAForeignAccountTokenPositionExportNeedsNoToken(t *testing.T) {
 		t.Fatalf("gamma's import: %v", err)
 	}
 }
+
+// TestRevocationsOfAPublicExportAreRefused: the server checks an export's
+// revocations against activations only, and an export without token_req
+// (or with account_token_position) takes no activation: its revocations
+// revoke nothing. An exporter's update revoking beta's import of its
+// public export was answered success, named no cut import, and beta's
+// import went on working. It is refused (400), as a revocation that names
+// no account is.
+func TestRevocationsOfAPublicExportAreRefused(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	d := newDomain(t, env, nil)
+	defer d.stop()
+	ctx := context.Background()
+	if _, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "alpha", Exports: jwt.Exports{
+		{Name: "events", Subject: "alpha.events.>", Type: jwt.Stream},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	beta, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "beta", Imports: jwt.Imports{
+		{Name: "events", Subject: "alpha.events.>", Account: "alpha", Type: jwt.Stream},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for what, e := range map[string]*jwt.Export{
+		"public":                 {Name: "events", Subject: "alpha.events.>", Type: jwt.Stream},
+		"account_token_position": {Name: "events", Subject: "alpha.*.>", Type: jwt.Stream, TokenReq: true, AccountTokenPosition: 2},
+	} {
+		e.Revocations = jwt.RevocationList{beta.Account.PublicKey: time.Now().Unix()}
+		exports := jwt.Exports{e}
+		up, err := d.svc.UpdateAccount(ctx, api.UpdateAccountRequest{Account: "alpha", Exports: &exports})
+		if err == nil {
+			t.Errorf("revocations of a %s export, which revoke nothing: %v (cut_imports %v); want a 400", what, err, up.CutImports)
+		} else if !errors.Is(err, provision.ErrInvalid) {
+			t.Errorf("revocations of a %s export: %v; want a 400", what, err)
+		}
+	}
+}

@@ -14,7 +14,8 @@ import (
 // checkExports refuses an export revocation that names no account: the
 // server matches an export's revocations against the importing accounts'
 // keys (or "*", every account), so any other string revokes nothing, and
-// the import it was meant to cut off goes on working. It refuses an
+// the import it was meant to cut off goes on working; so do the
+// revocations of an export that takes no activation. It refuses an
 // export's name, description or info_url with a control or invisible
 // character as an account's own are (checkText, checkDescription): they go
 // into the account JWT that every tool prints.
@@ -36,6 +37,13 @@ func checkExports(exports jwt.Exports) error {
 			if k != jwt.All && !nkeys.IsValidPublicAccountKey(k) {
 				return fmt.Errorf("%w: \"exports[%d].revocations\": %q is not an account public key (A...) or \"*\": it would revoke no import", ErrInvalid, i, k)
 			}
+		}
+		// The server checks revocations against activations only
+		// (checkAuth): an export that takes none, public or with
+		// account_token_position, serves every import its revocations
+		// name.
+		if len(e.Revocations) > 0 && (!e.TokenReq || e.AccountTokenPosition > 0) {
+			return fmt.Errorf("%w: \"exports[%d].revocations\": export %q takes no activation token (it needs \"token_req\" and no \"account_token_position\"): its revocations would revoke no import; make it private, or remove its revocations", ErrInvalid, i, e.Subject)
 		}
 	}
 	return nil

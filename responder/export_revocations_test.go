@@ -19,7 +19,7 @@ func TestExportRevocationsNameAccounts(t *testing.T) {
 	importer := str(h.ok(t, "account.create", `{"name":"importer"}`), "account", "public_key")
 	base := str(h.ok(t, "account.create", `{"name":"base","exports":[{"subject":"svc.>","type":"service"}]}`), "account", "jwt")
 	exports := func(key string) string {
-		return `[{"subject":"svc.>","type":"service","revocations":{"` + key + `":1700000000}}]`
+		return `[{"subject":"svc.>","type":"service","token_req":true,"revocations":{"` + key + `":1700000000}}]`
 	}
 	for _, key := range []string{"importer", "U" + importer[1:], "AAAA"} {
 		t.Run(key, func(t *testing.T) {
