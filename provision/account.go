@@ -85,7 +85,9 @@ func (s *Service) CreateAccount(ctx context.Context, req api.CreateAccountReques
 	if err := checkExports(req.Exports); err != nil {
 		return nil, err
 	}
-	claims.Exports = req.Exports
+	// A copy: Encode sorts the exports in place, and the caller's slice
+	// (a Go client's, reused for the next request) came back reordered.
+	claims.Exports = slices.Clone(req.Exports)
 	if exporters := s.activationSigners(ctx, req.Imports); len(exporters) > 0 {
 		// Activations are signed with keys their exporters still list
 		// once the account is pushed (activationSigners).
@@ -724,7 +726,7 @@ func (s *Service) updateAccount(ctx context.Context, req api.UpdateAccountReques
 			if err := checkExports(*req.Exports); err != nil {
 				return err
 			}
-			trialClaims.Exports = *req.Exports
+			trialClaims.Exports = slices.Clone(*req.Exports) // as CreateAccount
 		}
 		if req.Imports != nil {
 			if err := s.setImports(ctx, &trial, trialClaims, *req.Imports); err != nil {
