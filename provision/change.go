@@ -1176,9 +1176,19 @@ func (s *Service) finishDelete(ctx context.Context, a Account) (Phase, []string)
 		// finished this delete too, or (on a shared store) put the live
 		// version back after its own push of the disabled one failed,
 		// which the DELETE just took from the servers.
-		if cur, lerr := s.store.Account(ctx, a.PublicKey); lerr == nil && cur.Phase != PhaseDeleted {
+		cur, lerr := s.store.Account(ctx, a.PublicKey)
+		switch {
+		case lerr == nil && cur.Phase != PhaseDeleted:
 			log.Warn("the account changed while its DELETE was sent; pushing the store's version again", "phase", cur.Phase)
 			s.afterPush(ctx, a.PublicKey, a.JWT)
+			return PhaseDisabled, nil
+		case lerr != nil && !errors.Is(lerr, ErrNotFound):
+			// Unread (a KV failover), the store may hold the live
+			// version put back: taken for a finished delete, the
+			// caller was told "deleted" and its confirmations and
+			// keys were dropped while the store held it live, off
+			// the servers. The reconciler finds what the store holds.
+			log.Warn("the account changed while its DELETE was sent and could not be read again; the reconciler finishes or repairs it", "error", lerr)
 			return PhaseDisabled, nil
 		}
 		err = nil

@@ -1,0 +1,95 @@
+package provision_test
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+
+	"github.com/natsprov/provisioner/api"
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/filestore"
+	"github.com/natsprov/provisioner/provision"
+	"github.com/natsprov/provisioner/provtest"
+)
+
+// staleFinish, once armed, has the write that makes a delete final find
+// the account changed (another instance wrote it again meanwhile), and the
+// read after it fail as a KV failover does.
+type staleFinish struct {
+	*filestore.Store
+	armed    atomic.Bool
+	readFail atomic.Bool
+}
+
+func (f *staleFinish) UpdateAccount(ctx context.Context, a provision.Account, rev uint64) (uint64, error) {
+	if a.Phase == provision.PhaseDeleted && f.armed.CompareAndSwap(true, false) {
+		// Another instance's write: the account as it was, at a new
+		// revision.
+		cur, err := f.Store.Account(ctx, a.PublicKey)
+		if err != nil {
+			return 0, err
+		}
+		if _, err := f.Store.UpdateAccount(ctx, cur, cur.Revision); err != nil {
+			return 0, err
+		}
+		f.readFail.Store(true)
+		return 0, fmt.Errorf("filestore: update account %s: %w", a.PublicKey, provision.ErrStale)
+	}
+	return f.Store.UpdateAccount(ctx, a, rev)
+}
+
+func (f *staleFinish) Account(ctx context.Context, pub string) (provision.Account, error) {
+	if f.readFail.CompareAndSwap(true, false) {
+		return provision.Account{}, fmt.Errorf("kvstore: get account %s: %w: %w", pub, provision.ErrUnavailable, context.DeadlineExceeded)
+	}
+	return f.Store.Account(ctx, pub)
+}
+
+// TestDeleteNotFinalWhenTheStaleRereadFails: the write that makes a
+// delete final finds the account changed by another instance (which may
+// have put the live version back), and reading it again fails (a KV
+// failover). Nothing says what the store holds: the delete must not be
+// answered "deleted", and the store's version must still be there for a
+// pass to finish or repair.
+func TestDeleteNotFinalWhenTheStaleRereadFails(t *testing.T) {
+	t.Parallel()
+	env := provtest.Deployment(t, bootstrap.Options{})
+	var fs *staleFinish
+	d := newDomain(t, env, nil, func(c *provision.Config) {
+		fs = &staleFinish{Store: c.Store.(*filestore.Store)}
+		c.Store = fs
+	})
+	t.Cleanup(d.stop)
+	ctx := context.Background()
+	created, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := created.Account.PublicKey
+	fs.armed.Store(true)
+	rep, err := d.svc.DeleteAccount(ctx, api.AccountRequest{Account: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fs.armed.Load() {
+		t.Fatal("the delete never tried to become final")
+	}
+	if rep.Phase == "deleted" {
+		t.Errorf("the delete is answered deleted, though the store's account could not be read after another instance changed it")
+	}
+	a, err := d.store.Account(ctx, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Phase == provision.PhaseDeleted {
+		t.Fatalf("the store says deleted; the wrapper never let that write through")
+	}
+	// The next pass finishes it.
+	if _, err := d.svc.Reconcile(ctx, api.ReconcileRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if a, err = d.store.Account(ctx, pub); err != nil || a.Phase != provision.PhaseDeleted {
+		t.Errorf("after a pass the store holds %q (%v), want deleted", a.Phase, err)
+	}
+}
