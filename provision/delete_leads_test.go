@@ -3,6 +3,8 @@ package provision_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 
@@ -91,5 +93,66 @@ func TestDeleteNotFinalWhenTheStaleRereadFails(t *testing.T) {
 	}
 	if a, err = d.store.Account(ctx, pub); err != nil || a.Phase != provision.PhaseDeleted {
 		t.Errorf("after a pass the store holds %q (%v), want deleted", a.Phase, err)
+	}
+}
+
+// blockDelete makes a server's rename of an account's JWT to .deleted
+// (allow_delete without hard_delete) fail: a non-empty directory stands
+// where the renamed file goes. The server answers the DELETE with its
+// error, as a broken disk makes it do. It returns what undoes it.
+func blockDelete(t *testing.T, resolverDir, pub string) func() {
+	t.Helper()
+	var file string
+	filepath.WalkDir(resolverDir, func(p string, e os.DirEntry, err error) error {
+		if err == nil && e.Name() == pub+".jwt" {
+			file = p
+		}
+		return nil
+	})
+	if file == "" {
+		t.Fatalf("no %s.jwt under %s", pub, resolverDir)
+	}
+	blocker := file + ".deleted"
+	os.RemoveAll(blocker)
+	if err := os.MkdirAll(filepath.Join(blocker, "keep"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return func() { os.RemoveAll(blocker) }
+}
+
+// TestRefusedRepushDeleteCountedFailed: a finished delete's account is
+// back live on a server (restored from an old disk); the pass pushes the
+// disabled version and sends the DELETE again, which the server, which
+// allows deletes, answers with an error (its disk). The pass must count
+// the account failed: only a refusal because deletes are off is the end
+// state.
+func TestRefusedRepushDeleteCountedFailed(t *testing.T) {
+	t.Parallel()
+	env := provtest.Deployment(t, bootstrap.Options{})
+	d := newDomain(t, env, nil)
+	t.Cleanup(d.stop)
+	ctx := context.Background()
+	created, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, live := created.Account.PublicKey, created.Account.JWT
+	if rep, err := d.svc.DeleteAccount(ctx, api.AccountRequest{Account: "acme"}); err != nil || rep.Phase != "deleted" {
+		t.Fatalf("delete: %+v, %v", rep, err)
+	}
+	// The server gets the live version back, as from an old disk.
+	if _, err := d.rc.Update(ctx, live); err != nil {
+		t.Fatal(err)
+	}
+	defer blockDelete(t, env.Init.Server.ResolverDir, pub)()
+	rep, err := d.svc.Reconcile(ctx, api.ReconcileRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Pushed == 0 {
+		t.Fatalf("the pass pushed nothing: %+v", rep)
+	}
+	if rep.Failed == 0 {
+		t.Errorf("the server's DELETE failed with an error of its disk, and the pass counts nothing failed: %+v", rep)
 	}
 }

@@ -1077,11 +1077,14 @@ func (s *Service) repush(ctx context.Context, pub string, msgs *atomic.Int64, no
 	case PhaseDeleted:
 		msgs.Add(1)
 		_, err := s.deleteFromResolver(ctx, pub)
-		var refused *RefusedError
-		if err != nil && !errors.As(err, &refused) {
+		if err != nil && !deletesRefused(err) {
+			// Refused for another reason (a server's disk) by a
+			// server that allows deletes: it still holds the
+			// account. Swallowed with the refusals of servers that
+			// do not allow deletes, the pass counted nothing failed.
 			return true, false, err
 		}
-		// A refused DELETE deleted nothing.
+		// A DELETE refused because deletes are off deleted nothing.
 		deleted = err == nil
 	}
 	return true, deleted, nil
