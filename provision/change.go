@@ -1245,10 +1245,22 @@ func (s *Service) deleteFromResolver(ctx context.Context, pub string) (PushResul
 }
 
 // deletesRefused tells a DELETE refused because the servers do not allow
-// deletes (allow_delete false).
+// deletes (allow_delete false): every server that refused it said so. The
+// reason joins each refusing server's ("; "): read as a whole, one
+// server's "delete must be enabled" beside another's real error (its
+// disk), a server that allows deletes and still held the account, made
+// the delete final and deletes taken for off.
 func deletesRefused(err error) bool {
 	var refused *RefusedError
-	return errors.As(err, &refused) && strings.Contains(refused.Reason, "delete must be enabled")
+	if !errors.As(err, &refused) {
+		return false
+	}
+	for _, r := range strings.Split(refused.Reason, "; ") {
+		if !strings.Contains(r, "delete must be enabled") {
+			return false
+		}
+	}
+	return true
 }
 
 // confirmations record, per account, which version (JWT ID) each server

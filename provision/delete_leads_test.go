@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
@@ -155,4 +157,76 @@ func TestRefusedRepushDeleteCountedFailed(t *testing.T) {
 	if rep.Failed == 0 {
 		t.Errorf("the server's DELETE failed with an error of its disk, and the pass counts nothing failed: %+v", rep)
 	}
+}
+
+// TestDeleteFailedBesideDeletesOffWaits: two servers, node-a with
+// allow_delete off, node-b with it on. node-b's DELETE fails (its disk)
+// while node-a refuses it because deletes are off. node-b is a server
+// that allows deletes and still holds the account: the delete must wait
+// for it, not be taken for final because node-a does not allow deletes.
+func TestDeleteFailedBesideDeletesOffWaits(t *testing.T) {
+	t.Parallel()
+	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile, NoDelete: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := startNodes(t, res, 2)
+	// node-b allows deletes.
+	conf, err := os.ReadFile(nodes[1].conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	on := []byte(strings.Replace(string(conf), "allow_delete: false", "allow_delete: true", 1))
+	if string(on) == string(conf) {
+		t.Fatal("node-b's config has no allow_delete: false")
+	}
+	if err := os.WriteFile(nodes[1].conf, on, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	nodes[1].srv.Stop()
+	nodes[1].start()
+	for nodes[1].srv.NumRoutes() < 1 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	d := newClusterDomain(t, res, nodes, time.Hour, nil)
+	ctx := context.Background()
+	created, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := created.Account.PublicKey
+	unblock := blockDelete(t, resolverDirOf(t, nodes[1]), pub)
+	rep, err := d.svc.DeleteAccount(ctx, api.AccountRequest{Account: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Phase != "disabled" {
+		t.Errorf("node-b, which allows deletes, failed the DELETE, and the delete is answered %q (waiting %v), want disabled", rep.Phase, rep.Waiting)
+	}
+	// Once node-b's disk is mended, a pass finishes the delete.
+	unblock()
+	if _, err := d.svc.Reconcile(ctx, api.ReconcileRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := d.store.Account(ctx, pub)
+	if err != nil || a.Phase != provision.PhaseDeleted {
+		t.Errorf("after a pass the store holds %q (%v), want deleted", a.Phase, err)
+	}
+}
+
+// resolverDirOf reads a node's resolver directory from its config.
+func resolverDirOf(t *testing.T, n *clusterNode) string {
+	t.Helper()
+	conf, err := os.ReadFile(n.conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(conf), "\n") {
+		var dir string
+		if _, err := fmt.Sscanf(line, "  dir: %q", &dir); err == nil {
+			return dir
+		}
+	}
+	t.Fatalf("no resolver dir in %s", n.conf)
+	return ""
 }
