@@ -1135,7 +1135,11 @@ func (s *Service) finishDelete(ctx context.Context, a Account) (Phase, []string)
 		log.Info("servers do not allow deletes; the account stays disabled on them")
 	case err != nil:
 		log.Warn("DELETE failed; the reconciler retries", "error", err)
-		return PhaseDisabled, names(servers)
+		// The servers still waited for are those that did not carry it
+		// out, as below: named all, the reply listed servers that
+		// deleted the account and cache resolvers, which nothing waits
+		// for.
+		fallthrough
 	default:
 		// A reply counts only as noted (deleted): by the instance that
 		// confirmed the disabled version, not forgotten since. Read by
@@ -1158,7 +1162,7 @@ func (s *Service) finishDelete(ctx context.Context, a Account) (Phase, []string)
 				waiting = append(waiting, srv.Name)
 			}
 		}
-		if len(waiting) > 0 {
+		if len(waiting) > 0 || err != nil {
 			return PhaseDisabled, waiting
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -229,4 +230,31 @@ func resolverDirOf(t *testing.T, n *clusterNode) string {
 	}
 	t.Fatalf("no resolver dir in %s", n.conf)
 	return ""
+}
+
+// TestFailedDeleteWaitsOnlyForTheServerThatFailed: two servers allow
+// deletes; node-a carries out an account's DELETE, node-b fails it (its
+// disk). The reply's waiting must name the server still waited for,
+// node-b, not every server: node-a deleted the account.
+func TestFailedDeleteWaitsOnlyForTheServerThatFailed(t *testing.T) {
+	t.Parallel()
+	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := startNodes(t, res, 2)
+	d := newClusterDomain(t, res, nodes, time.Hour, nil)
+	ctx := context.Background()
+	created, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blockDelete(t, resolverDirOf(t, nodes[1]), created.Account.PublicKey)()
+	rep, err := d.svc.DeleteAccount(ctx, api.AccountRequest{Account: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Phase != "disabled" || !slices.Equal(rep.Waiting, []string{"node-b"}) {
+		t.Errorf("node-a deleted the account and node-b failed to: the reply says %q waiting %v, want disabled waiting [node-b]", rep.Phase, rep.Waiting)
+	}
 }
