@@ -642,6 +642,14 @@ func checkNATSURL(urls string) error {
 		if err == nil && u.Host == "" {
 			err = errors.New("no host")
 		}
+		// url.Parse takes any digits as the port: one out of range
+		// (422222, a digit too many) failed only at the dial, which the
+		// start takes for a server not up yet and waits for forever.
+		if err == nil && u.Port() != "" {
+			if n, perr := strconv.Atoi(u.Port()); perr != nil || n < 1 || n > 65535 {
+				err = fmt.Errorf("port %s is not a TCP port (1 to 65535)", u.Port())
+			}
+		}
 		if err != nil {
 			what := "it is not a URL"
 			if ue, ok := err.(*url.Error); ok && u == nil && !strings.Contains(p, "@") {
