@@ -119,14 +119,27 @@ func newCurve(seed []byte) (*curve, error) {
 	return c, nil
 }
 
+// FileError is Load's error on one of its files: Previous tells one of
+// the previous keys from the key that seals, so that the caller can name
+// the config field that lists it.
+type FileError struct {
+	Path     string
+	Previous bool
+	Err      error
+}
+
+func (e *FileError) Error() string { return e.Err.Error() }
+func (e *FileError) Unwrap() error { return e.Err }
+
 // Load reads a seal key file (a curve seed, "SX...", alone or decorated as
-// nsc writes it) and previous ones, which open what they sealed.
+// nsc writes it) and previous ones, which open what they sealed. An error
+// on a file is a *FileError.
 func Load(path string, previous ...string) (*Key, error) {
 	var seeds [][]byte
-	for _, p := range append([]string{path}, previous...) {
+	for i, p := range append([]string{path}, previous...) {
 		raw, err := os.ReadFile(p)
 		if err != nil {
-			return nil, fmt.Errorf("seal key: %w", err)
+			return nil, &FileError{p, i > 0, fmt.Errorf("seal key: %w", err)}
 		}
 		var seed []byte
 		for _, f := range strings.Fields(string(raw)) {
@@ -136,7 +149,7 @@ func Load(path string, previous ...string) (*Key, error) {
 			}
 		}
 		if seed == nil {
-			return nil, fmt.Errorf("seal key %s must hold a curve seed (SX...); `provisioner init` writes one, `nk -gen curve` makes one", p)
+			return nil, &FileError{p, i > 0, fmt.Errorf("seal key %s must hold a curve seed (SX...); `provisioner init` writes one, `nk -gen curve` makes one", p)}
 		}
 		seeds = append(seeds, seed)
 	}

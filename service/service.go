@@ -123,7 +123,13 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 	var sealKey *seal.Key
 	if cfg.SealKey != "" {
 		if sealKey, err = seal.Load(cfg.SealKey, cfg.SealKeyPrevious...); err != nil {
-			return nil, fmt.Errorf("seal_key: %w", err)
+			// A previous key's file was named seal_key, whose file is
+			// fine: mid-rotation, the wrong one to check.
+			field := "seal_key"
+			if fe := (*seal.FileError)(nil); errors.As(err, &fe) && fe.Previous {
+				field = "seal_key_previous"
+			}
+			return nil, fmt.Errorf("%s: %w", field, err)
 		}
 	}
 	if cfg.ServiceCreds != "" {
