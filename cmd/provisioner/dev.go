@@ -147,13 +147,16 @@ func startDev(o devOptions, stdout io.Writer) (*dev, error) {
 		}
 	}()
 	if o.reset {
-		// Everything but the lock, which is held.
+		// Everything but the lock, which is held, and the mark, which
+		// stays: it sorts first, and a reset cut after it (kill -9, an
+		// entry that would not go) left a half-deleted directory that no
+		// later --reset would touch.
 		ents, err := os.ReadDir(abs)
 		if err != nil {
 			return nil, fmt.Errorf("dev: reset %s: %w", abs, err)
 		}
 		for _, e := range ents {
-			if e.Name() == devLockFile {
+			if e.Name() == devLockFile || e.Name() == devMadeFile {
 				continue
 			}
 			if err := os.RemoveAll(filepath.Join(abs, e.Name())); err != nil {
