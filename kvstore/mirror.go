@@ -39,6 +39,10 @@ type mirror struct {
 	// watched is the last revision the watcher delivered; a new watcher
 	// resumes after it.
 	watched uint64
+	// top is the entry of the highest revision applied, whoever brought
+	// it (this store's own writes included, which can be past watched):
+	// the watchdog checks that the stream still holds it there.
+	top revRef
 	// packsRead is the last revision up to which every pack entry was
 	// applied by a read of the stream (readPacks, the watchdog's catch-up)
 	// rather than by the watcher. While the watcher is stalled, as after a
@@ -89,6 +93,12 @@ type accountEntry struct {
 	lockedName string
 	// revived is the tombstone a revive replaced (record.go), as read.
 	revived *revivedRecord
+}
+
+// revRef is an entry of the bucket: its key at a revision.
+type revRef struct {
+	rev uint64
+	key string
 }
 
 type nameEntry struct {
@@ -159,6 +169,9 @@ func (m *mirror) apply(c change) bool {
 		return false
 	}
 	m.revs[c.key] = c.rev
+	if c.rev > m.top.rev {
+		m.top = revRef{rev: c.rev, key: c.key}
+	}
 	switch {
 	case strings.HasPrefix(c.key, accountPrefix):
 		pub := c.key[len(accountPrefix):]
@@ -747,8 +760,15 @@ func (s *Store) watchdog() {
 		prevBehind  bool
 		caught      uint64 // the last revision catchUp read
 		missing     int    // ticks in a row the stream was not found
-		shorter     int    // ticks in a row it ended before the watched revision
+		shorter     int    // ticks in a row it ended before the watched revision, or lacked an entry applied
 		unreadable  bool   // the last info failed
+		// ref is the entry of the highest revision applied as of the
+		// last tick whose look found the bucket sound, and held the one
+		// of the last tick the stream could not be read (the server
+		// down, as while its JetStream directory is put back from a
+		// copy): each is checked until a look finds them all there.
+		// suspect is the entry the last look did not find.
+		ref, held, suspect revRef
 	)
 	tick := time.NewTicker(watchdogInterval)
 	defer tick.Stop()
@@ -763,7 +783,7 @@ func (s *Store) watchdog() {
 		// sequence as the answer gave it, and under steady writes it was,
 		// tick after tick, taken for a bucket put back.
 		s.mu.RLock()
-		seen := s.m.watched
+		seen, top := s.m.watched, s.m.top
 		s.mu.RUnlock()
 		ctx, cancel := context.WithTimeout(s.life, watchdogInterval)
 		info, err := s.stream.Info(ctx)
@@ -786,6 +806,7 @@ func (s *Store) watchdog() {
 				s.log.Warn("kvstore: the watchdog cannot read the bucket's stream; changes other instances make may not be seen here until it answers", "error", err)
 			}
 			prevBehind = false // nothing to compare with; the stream may be electing a leader
+			held = top
 			continue
 		}
 		if unreadable {
@@ -811,7 +832,27 @@ func (s *Store) watchdog() {
 				return
 			}
 		default:
-			shorter = 0
+			// A stream put back keeps its creation time, and once
+			// written past the revision seen (another instance started
+			// on it) ends after it again: the entries this mirror
+			// applied must still be where it applied them.
+			missing, err := s.missingEntry(suspect, ref, held, top)
+			switch {
+			case err != nil:
+				// No answer, no sign of anything either way.
+			case missing.rev > 0:
+				// Looked for again at the next ticks, though the
+				// mirror moves on meanwhile (the new stream's entries
+				// the watcher brings are where they were applied).
+				suspect = missing
+				if shorter++; shorter >= 3 {
+					s.lose(fmt.Sprintf("put back to an earlier state (its stream no longer holds the entry at revision %d this instance has applied)", missing.rev))
+					return
+				}
+			default:
+				shorter = 0
+				ref, held, suspect = top, revRef{}, revRef{}
+			}
 		}
 		behind := watched < last
 		if behind && prevBehind && watched == prevWatched {
@@ -829,6 +870,49 @@ func (s *Store) watchdog() {
 		}
 		prevBehind, prevWatched = behind, watched
 	}
+}
+
+// missingEntry returns the first of refs the bucket's stream no longer
+// holds: at its revision the stream holds another key's message, or none
+// while that key has nothing after it (history 1 removes a value only for
+// a later one; the bucket allows no purge). A zero revRef when it holds
+// every one.
+func (s *Store) missingEntry(refs ...revRef) (revRef, error) {
+	for _, r := range refs {
+		if r.rev == 0 {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(s.life, watchdogInterval)
+		held, err := s.holds(ctx, r)
+		cancel()
+		if err != nil {
+			return revRef{}, err
+		}
+		if !held {
+			return r, nil
+		}
+	}
+	return revRef{}, nil
+}
+
+// holds reports whether the stream still holds entry r, or a later value
+// of its key.
+func (s *Store) holds(ctx context.Context, r revRef) (bool, error) {
+	m, err := s.stream.GetMsg(ctx, r.rev)
+	if err == nil {
+		return m.Subject == s.subject+r.key, nil
+	}
+	if !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return false, err
+	}
+	m, err = s.stream.GetLastMsgForSubject(ctx, s.subject+r.key)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return m.Sequence > r.rev, nil
 }
 
 // catchUp applies the stream's entries after revision from, up to last,
