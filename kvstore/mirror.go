@@ -745,6 +745,10 @@ const watchdogInterval = time.Second
 // catchUpMax bounds the entries the watchdog reads itself in one round.
 const catchUpMax = 2000
 
+// catchUpChunk is how many revisions catchUp reads between two looks that
+// the stream is still the one opened (about a second's reads on R3).
+const catchUpChunk = 100
+
 // watchdog keeps the mirror current when the watcher falls silent. The
 // jetstream package's watcher (an ordered consumer) finds out that its
 // consumer is gone, after a stream leader change or the loss of a server,
@@ -919,36 +923,77 @@ func (s *Store) holds(ctx context.Context, r revRef) (bool, error) {
 // read one by one, and returns the last revision it read. It leaves the
 // watched revision as it is: the next watcher delivers these entries
 // again, and the mirror keeps what is newer.
+//
+// The entries are read by revision from whatever stream has the bucket's
+// name, for up to tens of seconds on R3: each chunk read is applied only
+// once the stream is found to be still the one opened (sameStream), so
+// that a bucket deleted and made again meanwhile has none of its entries,
+// revisions of another bucket, applied and acted on (a name entry written
+// back there).
 func (s *Store) catchUp(from, last uint64) uint64 {
+	type read struct {
+		seq uint64
+		m   *jetstream.RawStreamMsg // nil: a value since replaced
+	}
 	n := 0
 	seq := from + 1
-	for ; seq <= last && n < catchUpMax; seq++ {
-		select {
-		case <-s.stop:
-			return seq - 1
-		default:
+	for done := false; !done && seq <= last && n < catchUpMax; {
+		var chunk []read
+		found := 0
+		for ; seq <= last && n+found < catchUpMax && len(chunk) < catchUpChunk; seq++ {
+			select {
+			case <-s.stop:
+				done = true
+			default:
+			}
+			if done {
+				break
+			}
+			s.mu.RLock()
+			watched := s.m.watched
+			s.mu.RUnlock()
+			if watched >= last {
+				done = true
+				break // a new watcher brought them
+			}
+			seq = max(seq, watched+1)
+			if hook := s.catchUpHook.Load(); hook != nil {
+				(*hook)(seq)
+			}
+			ctx, cancel := context.WithTimeout(s.life, watchdogInterval)
+			m, err := s.stream.GetMsg(ctx, seq)
+			cancel()
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				chunk = append(chunk, read{seq: seq})
+				continue
+			}
+			if err != nil {
+				done = true
+				break
+			}
+			chunk = append(chunk, read{seq: seq, m: m})
+			found++
 		}
-		s.mu.RLock()
-		watched := s.m.watched
-		s.mu.RUnlock()
-		if watched >= last {
-			break // a new watcher brought them
-		}
-		seq = max(seq, watched+1)
-		ctx, cancel := context.WithTimeout(s.life, watchdogInterval)
-		m, err := s.stream.GetMsg(ctx, seq)
-		cancel()
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			s.packsReadTo(seq)
-			continue // a value since replaced
-		}
-		if err != nil {
+		if len(chunk) == 0 {
 			break
 		}
-		c := s.decode(rawEntry{m: m, key: strings.TrimPrefix(m.Subject, s.subject)})
-		s.applyBrought(c, false)
-		s.packsReadTo(seq)
-		n++
+		ctx, cancel := context.WithTimeout(s.life, watchdogInterval)
+		err := s.sameStream(ctx)
+		cancel()
+		if err != nil {
+			// Another stream (lose was called), or no answer: nothing
+			// of the chunk is applied; the next round reads it again.
+			seq = chunk[0].seq
+			break
+		}
+		for _, r := range chunk {
+			if r.m != nil {
+				c := s.decode(rawEntry{m: r.m, key: strings.TrimPrefix(r.m.Subject, s.subject)})
+				s.applyBrought(c, false)
+				n++
+			}
+			s.packsReadTo(r.seq)
+		}
 	}
 	if n > 0 {
 		s.log.Info("kvstore: the watcher is behind; read the entries it missed", "entries", n, "after_revision", from)

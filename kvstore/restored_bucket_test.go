@@ -7,8 +7,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natsprov/provisioner/provision"
 )
@@ -85,5 +88,86 @@ func TestBucketPutBackThenWrittenPast(t *testing.T) {
 	}
 	if !strings.Contains(lb.String(), "earlier state") {
 		t.Errorf("no word of the bucket put back in the log:\n%s", lb.String())
+	}
+}
+
+// TestCatchUpStaysOffTheNewBucket: the watchdog's catch-up reads the
+// entries a stalled watcher missed one by one, by revision, up to 2000 of
+// them (tens of seconds on R3), after a single look at the stream. A
+// bucket deleted and made again meanwhile had its entries, revisions of
+// another bucket, applied to the mirror and acted on: a name entry removed
+// there, whose name the mirror held for a live account, was written back
+// into the new bucket, pointing to an account it has never held.
+func TestCatchUpStaysOffTheNewBucket(t *testing.T) {
+	t.Parallel()
+	d := startDeployment(t, 1)
+	k, _ := newSealKey(t)
+	log, lb := newLog(t)
+	s := openStore(t, d.connect(t, d.svcCreds), Options{Seal: k, Logger: log})
+	ctx := bg(t)
+	a := newAccount(t, "acme")
+	if _, err := s.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SeenThrough(ctx, mirrorRevision(s, a.PublicKey)); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.RLock()
+	watched, named := s.m.watched, s.m.revs[nameKey(a.Name)]
+	s.mu.RUnlock()
+	js, err := jetstream.New(d.connect(t, d.svcCreds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The bucket is replaced once the catch-up has begun, after the
+	// watchdog's look at the stream.
+	var last uint64
+	var once sync.Once
+	hook := func(uint64) {
+		once.Do(func() {
+			if err := js.DeleteKeyValue(ctx, s.opts.Bucket); err != nil {
+				t.Error(err)
+				return
+			}
+			other := openStore(t, d.connect(t, d.svcCreds), Options{Seal: k})
+			b := newAccount(t, "other")
+			for i := uint64(0); i <= watched; i++ {
+				if _, err := other.kv.Put(ctx, fmt.Sprintf("lease.pad%d", i), []byte("x")); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+			// Another account's name entry for acme, removed by hand.
+			if _, err := other.kv.Put(ctx, nameKey(a.Name), []byte(b.PublicKey)); err != nil {
+				t.Error(err)
+			}
+			if err := other.kv.Delete(ctx, nameKey(a.Name)); err != nil {
+				t.Error(err)
+			}
+			if last, err = other.kv.Put(ctx, "lease.last", []byte("x")); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	s.catchUpHook.Store(&hook)
+	// As the watchdog does for a watcher stalled at watched while the
+	// stream it looked at ends 10 entries later.
+	s.catchUp(watched, watched+10)
+	eventually(t, 10*time.Second, "the store finds its bucket replaced", func() bool { return s.Broken() != nil })
+	time.Sleep(time.Second) // the name loop writes back what it was handed
+	kv, err := js.KeyValue(ctx, s.opts.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, err := kv.Get(ctx, nameKey(a.Name)); err == nil {
+		t.Fatalf("the store wrote %s -> %s into the new bucket:\n%s", e.Key(), e.Value(), lb.String())
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatal(err)
+	}
+	s.mu.RLock()
+	held := s.m.revs[nameKey(a.Name)]
+	s.mu.RUnlock()
+	if held != named {
+		t.Errorf("the store's mirror applied the new bucket's entry for %s at revision %d (new bucket's last: %d)", nameKey(a.Name), held, last)
 	}
 }

@@ -277,6 +277,9 @@ type Store struct {
 	// nameBackHook, set by tests only, runs in the name loop once it has
 	// checked a name entry is still to write back, before it writes it.
 	nameBackHook atomic.Pointer[func()]
+	// catchUpHook, set by tests only, runs in the watchdog's catch-up
+	// before it reads the entry at a revision.
+	catchUpHook atomic.Pointer[func(rev uint64)]
 }
 
 // beforeSweep runs, in tests only, once Open's sweep has taken from the
