@@ -37,6 +37,21 @@ func findExport(claims *jwt.AccountClaims, im *jwt.Import) *jwt.Export {
 	return nil
 }
 
+// subjectsOverlap tells whether some subject is held by both x and y:
+// token by token equal or either a wildcard, up to either's ">".
+func subjectsOverlap(x, y jwt.Subject) bool {
+	a, b := strings.Split(string(x), "."), strings.Split(string(y), ".")
+	for i := 0; i < len(a) && i < len(b); i++ {
+		if a[i] == ">" || b[i] == ">" {
+			return true
+		}
+		if a[i] != b[i] && a[i] != "*" && b[i] != "*" {
+			return false
+		}
+	}
+	return len(a) == len(b)
+}
+
 // served tells whether the server would keep importer's import im of
 // exporter, whose claims are given (nil: the account is gone or disabled),
 // in the importing account: an export matches it, an account_token_position

@@ -18,8 +18,22 @@ import (
 // revocations of an export that takes no activation. It refuses an
 // export's name, description or info_url with a control or invisible
 // character as an account's own are (checkText, checkDescription): they go
-// into the account JWT that every tool prints.
+// into the account JWT that every tool prints. It refuses two exports of
+// one type whose subjects overlap though neither holds the other (a.*.c
+// and a.b.*; one that holds the other the claims' validation refuses):
+// the server serves an import of a subject both hold (a.b.c) by the one
+// it meets first in a map, at random, so one public and one private serve
+// it to some importers and not to others.
 func checkExports(exports jwt.Exports) error {
+	for i, e := range exports {
+		for j := i + 1; j < len(exports); j++ {
+			o := exports[j]
+			if e == nil || o == nil || e.Type != o.Type || !subjectsOverlap(e.Subject, o.Subject) || e.Subject.IsContainedIn(o.Subject) || o.Subject.IsContainedIn(e.Subject) {
+				continue
+			}
+			return fmt.Errorf("%w: \"exports[%d]\" (%s %q) and \"exports[%d]\" (%q) overlap: the server serves an import of a subject both hold by either, picked at random, and judges it by that one's terms; narrow one of them so that no subject is in both", ErrInvalid, i, e.Type, e.Subject, j, o.Subject)
+		}
+	}
 	for i, e := range exports {
 		if e == nil {
 			continue // the claims' validation names it
