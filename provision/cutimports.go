@@ -37,6 +37,18 @@ func findExport(claims *jwt.AccountClaims, im *jwt.Import) *jwt.Export {
 	return nil
 }
 
+// otherExport returns an export of claims other than export that serves an
+// import of im's type and subject too, as findExport matches them; nil
+// when there is none.
+func otherExport(claims *jwt.AccountClaims, im *jwt.Import, export *jwt.Export) *jwt.Export {
+	for _, e := range claims.Exports {
+		if e != nil && e != export && e.Type == im.Type && (im.Subject == e.Subject || im.Subject.IsContainedIn(e.Subject)) {
+			return e
+		}
+	}
+	return nil
+}
+
 // subjectsOverlap tells whether some subject is held by both x and y:
 // token by token equal or either a wildcard, up to either's ">".
 func subjectsOverlap(x, y jwt.Subject) bool {

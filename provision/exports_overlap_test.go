@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
@@ -102,5 +103,60 @@ func TestPartlyOverlappingExportsAreRefused(t *testing.T) {
 	}
 	if _, err := d.svc.UpdateAccount(ctx, api.UpdateAccountRequest{Account: "alpha", Exports: &exports}); err != nil {
 		t.Fatalf("update with exports that do not overlap: %v", err)
+	}
+}
+
+// TestImportMatchedByTwoExportsOfAForeignAccountIsRefused: an account this
+// service does not manage may hold exports that overlap (a.*.c public,
+// a.b.* private). An import of a.b.c without a token was answered
+// success, and the server, which picks either export at random, left it
+// out of about half the importers. It is refused (400) naming both
+// exports; an import only one export serves is taken as before.
+func TestImportMatchedByTwoExportsOfAForeignAccountIsRefused(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	d := newDomain(t, env, nil)
+	defer d.stop()
+	ctx := context.Background()
+	kp, _ := nkeys.CreateAccount()
+	fpub, _ := kp.PublicKey()
+	fc := jwt.NewAccountClaims(fpub)
+	fc.Name = "foreign"
+	fc.Exports = overlapping()
+	skp, _ := nkeys.CreateAccount()
+	spub, _ := skp.PublicKey()
+	fc.SigningKeys.Add(spub)
+	token, err := fc.Encode(d.op.Signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.rc.Update(ctx, token); err != nil {
+		t.Fatal(err)
+	}
+	ukp, _ := nkeys.CreateUser()
+	upub, _ := ukp.PublicKey()
+	uc := jwt.NewUserClaims(upub)
+	uc.IssuerAccount = fpub
+	ujwt, err := uc.Encode(skp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	useed, _ := ukp.Seed()
+	pub, err := nats.Connect(env.Server.URL(), nats.UserJWTAndSeed(ujwt, string(useed)), nats.NoReconnect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+
+	const n = 8
+	served, err := importersServed(t, env, d, pub, fpub, n)
+	if err == nil {
+		t.Fatalf("imports of a.b.c of exports a.*.c (public) and a.b.* (private) without a token taken; the server served %d of %d importers; want a 400 naming both exports", served, n)
+	}
+	if !errors.Is(err, provision.ErrInvalid) || !strings.Contains(err.Error(), `"a.*.c"`) || !strings.Contains(err.Error(), `"a.b.*"`) {
+		t.Fatalf("import of a.b.c: %v, want ErrInvalid naming both exports", err)
+	}
+	imports := jwt.Imports{{Name: "axc", Subject: "a.x.c", Account: fpub, Type: jwt.Stream}}
+	if _, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "other", Imports: imports}); err != nil {
+		t.Fatalf("import of a.x.c, which only the public export serves: %v", err)
 	}
 }

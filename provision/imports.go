@@ -98,6 +98,14 @@ func (s *Service) setImports(ctx context.Context, a *Account, c *jwt.AccountClai
 		if export == nil {
 			return fmt.Errorf("%w: \"imports[%d]\": account %q (%s) exports no %s %q", ErrInvalid, i, claims.Name, exporter, im.Type, im.Subject)
 		}
+		if other := otherExport(claims, &im, export); other != nil {
+			// An account this service does not manage (or one stored
+			// before checkExports refused them) may hold exports that
+			// overlap: the server serves the import by either, picked
+			// at random, one public and one private to some importers
+			// and not to others.
+			return fmt.Errorf("%w: \"imports[%d]\": account %q (%s) exports %s %q by two exports, %q and %q, and the server serves the import by either, picked at random, on that one's terms: import a subject only one of them holds", ErrInvalid, i, claims.Name, exporter, im.Type, im.Subject, export.Subject, other.Subject)
+		}
 		if pos := export.AccountTokenPosition; pos > 0 {
 			// The server serves such an export to an importer only on
 			// subjects holding the importer's own key at that token
