@@ -27,14 +27,43 @@ const (
 
 // findExport returns the export of claims an import of im's type and
 // subject is served by, as the server matches them: the import's subject
-// equal to the export's or contained in it.
+// equal to the export's or held by it (heldBy).
 func findExport(claims *jwt.AccountClaims, im *jwt.Import) *jwt.Export {
 	for _, e := range claims.Exports {
-		if e != nil && e.Type == im.Type && (im.Subject == e.Subject || im.Subject.IsContainedIn(e.Subject)) {
+		if e != nil && e.Type == im.Type && heldBy(im.Subject, e.Subject) {
 			return e
 		}
 	}
 	return nil
+}
+
+// heldBy tells whether the server serves an import of subject by an export
+// of export's subject (checkStreamExportApproved, isSubsetMatch): equal, or
+// every subject the import names is one the export names. The JWT
+// library's IsContainedIn lets an import's ">" match an export's "*" (a.>
+// of a.*), which the server does not: it leaves such an import out of the
+// account and takes the JWT.
+func heldBy(subject, export jwt.Subject) bool {
+	if subject == export {
+		return true
+	}
+	tokens, test := strings.Split(string(subject), "."), strings.Split(string(export), ".")
+	for i, t2 := range test {
+		if i >= len(tokens) || t2 == "" {
+			return false
+		}
+		if t2 == ">" {
+			return true
+		}
+		t1 := tokens[i]
+		if t1 == "" || t1 == ">" || (t1 == "*" && t2 != "*") {
+			return false
+		}
+		if t2 != "*" && t1 != t2 {
+			return false
+		}
+	}
+	return len(tokens) == len(test)
 }
 
 // otherExport returns an export of claims other than export that serves an
@@ -42,7 +71,7 @@ func findExport(claims *jwt.AccountClaims, im *jwt.Import) *jwt.Export {
 // when there is none.
 func otherExport(claims *jwt.AccountClaims, im *jwt.Import, export *jwt.Export) *jwt.Export {
 	for _, e := range claims.Exports {
-		if e != nil && e != export && e.Type == im.Type && (im.Subject == e.Subject || im.Subject.IsContainedIn(e.Subject)) {
+		if e != nil && e != export && e.Type == im.Type && heldBy(im.Subject, e.Subject) {
 			return e
 		}
 	}

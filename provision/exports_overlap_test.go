@@ -160,3 +160,54 @@ func TestImportMatchedByTwoExportsOfAForeignAccountIsRefused(t *testing.T) {
 		t.Fatalf("import of a.x.c, which only the public export serves: %v", err)
 	}
 }
+
+// TestImportOfAFullWildcardFromAnExportOfOneToken: an import of a.> of an
+// export of a.* was taken (the JWT library's IsContainedIn lets ">" match
+// "*"), though the server, whose match (isSubsetMatch) does not, leaves
+// it out of the account: answered success while nothing crossed. It is
+// refused (400), as an import of what nobody exports; a.b is taken.
+func TestImportOfAFullWildcardFromAnExportOfOneToken(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	d := newDomain(t, env, nil)
+	defer d.stop()
+	ctx := context.Background()
+	if _, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "alpha", Exports: jwt.Exports{
+		{Name: "one", Subject: "a.*", Type: jwt.Stream},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	creds, _ := issue(t, d, api.CreateUserRequest{Account: "alpha", Name: "writer"})
+	pub := dial(t, env, creds)
+	for _, tc := range []struct {
+		subject string
+		taken   bool
+	}{{"a.>", false}, {"a.b", true}} {
+		name := "beta" + strings.NewReplacer(".", "", ">", "gt").Replace(tc.subject)
+		imports := jwt.Imports{{Name: "a", Subject: jwt.Subject(tc.subject), Account: "alpha", Type: jwt.Stream}}
+		_, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: name, Imports: imports})
+		if !tc.taken && errors.Is(err, provision.ErrInvalid) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("import of %s: %v", tc.subject, err)
+		}
+		bcreds, _ := issue(t, d, api.CreateUserRequest{Account: name, Name: "reader"})
+		cli := dial(t, env, bcreds)
+		sub, err := cli.SubscribeSync("a.b")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cli.Flush()
+		time.Sleep(50 * time.Millisecond)
+		pub.Publish("a.b", []byte("x"))
+		pub.Flush()
+		_, rerr := sub.NextMsg(time.Second)
+		cli.Close()
+		if !tc.taken {
+			t.Fatalf("import of a.> of export a.* taken, and a message across it: %v; want ErrInvalid", rerr)
+		}
+		if rerr != nil {
+			t.Fatalf("import of a.b of export a.*: %v", rerr)
+		}
+	}
+}
