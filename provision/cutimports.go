@@ -67,11 +67,11 @@ func heldBy(subject, export jwt.Subject) bool {
 }
 
 // otherExport returns an export of claims other than export that serves an
-// import of im's type and subject too, as findExport matches them; nil
-// when there is none.
+// import of im's type and subject too, as findExport matches them, on
+// other terms (sameTerms); nil when there is none.
 func otherExport(claims *jwt.AccountClaims, im *jwt.Import, export *jwt.Export) *jwt.Export {
 	for _, e := range claims.Exports {
-		if e != nil && e != export && e.Type == im.Type && heldBy(im.Subject, e.Subject) {
+		if e != nil && e != export && e.Type == im.Type && heldBy(im.Subject, e.Subject) && !sameTerms(e, export) {
 			return e
 		}
 	}

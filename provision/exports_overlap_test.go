@@ -211,3 +211,27 @@ func TestImportOfAFullWildcardFromAnExportOfOneToken(t *testing.T) {
 		}
 	}
 }
+
+// TestOverlappingExportsOnTheSameTermsAreTaken: two exports that overlap
+// on the same terms (both public) serve an import alike, whichever the
+// server picks; refusing them refused an account nsc and the server take.
+func TestOverlappingExportsOnTheSameTermsAreTaken(t *testing.T) {
+	env := provtest.Deployment(t, bootstrap.Options{})
+	d := newDomain(t, env, nil)
+	defer d.stop()
+	ctx := context.Background()
+	exports := jwt.Exports{
+		{Name: "one", Subject: "a.*.c", Type: jwt.Stream},
+		{Name: "two", Subject: "a.b.*", Type: jwt.Stream},
+	}
+	if _, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "alpha", Exports: exports}); err != nil {
+		t.Fatalf("two public exports that overlap: %v", err)
+	}
+	creds, _ := issue(t, d, api.CreateUserRequest{Account: "alpha", Name: "writer"})
+	pub := dial(t, env, creds)
+	defer pub.Close()
+	served, err := importersServed(t, env, d, pub, "alpha", 2)
+	if err != nil || served != 2 {
+		t.Fatalf("importers of a.b.c served: %d of 2 (%v)", served, err)
+	}
+}

@@ -1,7 +1,9 @@
 package provision
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -23,12 +25,13 @@ import (
 // and a.b.*; one that holds the other the claims' validation refuses):
 // the server serves an import of a subject both hold (a.b.c) by the one
 // it meets first in a map, at random, so one public and one private serve
-// it to some importers and not to others.
+// it to some importers and not to others. Two on the same terms (both
+// public, say) serve it alike, whichever is picked, and are taken.
 func checkExports(exports jwt.Exports) error {
 	for i, e := range exports {
 		for j := i + 1; j < len(exports); j++ {
 			o := exports[j]
-			if e == nil || o == nil || e.Type != o.Type || !subjectsOverlap(e.Subject, o.Subject) || e.Subject.IsContainedIn(o.Subject) || o.Subject.IsContainedIn(e.Subject) {
+			if e == nil || o == nil || e.Type != o.Type || !subjectsOverlap(e.Subject, o.Subject) || e.Subject.IsContainedIn(o.Subject) || o.Subject.IsContainedIn(e.Subject) || sameTerms(e, o) {
 				continue
 			}
 			return fmt.Errorf("%w: \"exports[%d]\" (%s %q) and \"exports[%d]\" (%q) overlap: the server serves an import of a subject both hold by either, picked at random, and judges it by that one's terms; narrow one of them so that no subject is in both", ErrInvalid, i, e.Type, e.Subject, j, o.Subject)
@@ -331,4 +334,17 @@ func (s *Service) exporter(ctx context.Context, ref string) (string, *jwt.Accoun
 		return "", nil, nil, fmt.Errorf("%w: account %s is disabled on the servers (no connections, every user revoked): a deleted account", ErrInvalid, ref)
 	}
 	return ref, claims, nil, nil
+}
+
+// sameTerms tells whether two exports serve an import alike: equal but
+// for their names, subjects and descriptions, which the server does not
+// judge an import by.
+func sameTerms(x, y *jwt.Export) bool {
+	a, b := *x, *y
+	for _, e := range []*jwt.Export{&a, &b} {
+		e.Name, e.Subject, e.Advertise, e.Info = "", "", false, jwt.Info{}
+	}
+	ja, errA := json.Marshal(a)
+	jb, errB := json.Marshal(b)
+	return errA == nil && errB == nil && bytes.Equal(ja, jb)
 }
