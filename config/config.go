@@ -379,14 +379,29 @@ var kvBucketRe = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
 // neither kv_bucket nor the bucket.
 const MaxKVBucketLen = 255 - len("KV_")
 
+// MaxNameLen is the longest instance, service_name and subject_prefix.
+// They go into the subjects the service subscribes to and clients publish
+// to (<prefix>.status.<instance>, $SRV.INFO.<service_name>.<id>), and
+// nats-server closes a connection whose SUB or PUB line, subject and reply
+// subject together, is past its max_control_line (4096 bytes by default):
+// the start failed with "connection closed", naming no field. 255 each, as
+// for a stream name, keeps the longest subject (prefix and instance) and a
+// reply subject well inside it.
+const MaxNameLen = 255
+
 // ValidKVBucket reports whether name is a valid JetStream KV bucket name.
 func ValidKVBucket(name string) bool {
 	return len(name) <= MaxKVBucketLen && kvBucketRe.MatchString(name)
 }
 
 // CheckSubjectPrefix checks a subject prefix: api.CheckPrefix, which the
-// client shares.
-func CheckSubjectPrefix(p string) error { return api.CheckPrefix(p) }
+// client shares, and MaxNameLen. The error quotes no prefix past the limit.
+func CheckSubjectPrefix(p string) error {
+	if len(p) > MaxNameLen {
+		return fmt.Errorf("is %d bytes, at most %d: it goes into every subject, and a subject past the server's max_control_line closes the connection", len(p), MaxNameLen)
+	}
+	return api.CheckPrefix(p)
+}
 
 // Validate checks every field and names the first bad one.
 func (c *Config) Validate() error {
@@ -424,6 +439,10 @@ func (c *Config) Validate() error {
 		return errors.New("\"max_inflight\" must be positive")
 	case c.ReconcileRate < 0:
 		return errors.New("\"reconcile_rate\" must be a positive number of LOOKUPs per second")
+	case len(c.ServiceName) > MaxNameLen:
+		return fmt.Errorf("\"service_name\" is %d bytes, at most %d: it goes into the micro subjects ($SRV.INFO.<service_name>.<id>), and a subject past the server's max_control_line closes the connection", len(c.ServiceName), MaxNameLen)
+	case len(c.Instance) > MaxNameLen:
+		return fmt.Errorf("\"instance\" is %d bytes, at most %d: it goes into the subject <prefix>.status.<instance>, and a subject past the server's max_control_line closes the connection", len(c.Instance), MaxNameLen)
 	case c.ServiceName == "" || strings.IndexFunc(c.ServiceName, func(r rune) bool { return !instanceChar(r) }) >= 0:
 		return fmt.Errorf("\"service_name\" %q may hold only letters, digits, _ and - (it is the micro service name)", c.ServiceName)
 	case c.Instance == "" || strings.IndexFunc(c.Instance, func(r rune) bool { return !instanceChar(r) }) >= 0:
