@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -33,6 +34,14 @@ func runInit(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if err := fs.refuseEmptyValues(stderr); err != nil {
 		return err
+	}
+	// --kv-bucket is of the JetStream store: with the file store it went
+	// into service.creds' permissions alone, not into the config (which
+	// has no bucket), and init said nothing.
+	kvBucketSet := false
+	fs.Visit(func(f *flag.Flag) { kvBucketSet = kvBucketSet || f.Name == "kv-bucket" })
+	if kvBucketSet && o.Store == bootstrap.StoreFile {
+		return fmt.Errorf("init: --kv-bucket applies to --store %s only; the %s store keeps no bucket: leave it out", bootstrap.StoreJetStream, bootstrap.StoreFile)
 	}
 	if o.Dir == "" {
 		fs.printHelp(stderr)
