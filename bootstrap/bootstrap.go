@@ -8,10 +8,13 @@
 package bootstrap
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -74,6 +77,20 @@ const (
 // ContainerConfFile returns the name of the nats-server config of container
 // cluster node n, 1 to ClusterSize.
 func ContainerConfFile(n int) string { return fmt.Sprintf("nats-server-%d.container.conf", n) }
+
+// ClusterRouteUser is the user the container cluster's routes
+// authenticate as; the password is made by each init.
+const ClusterRouteUser = "route"
+
+// randomPassword returns 32 random bytes, base64url: characters a route
+// URL's user information and a config string take as they are.
+func randomPassword() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("bootstrap: route password: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
 
 // ContainerNode returns the server name of container cluster node n, which
 // is also its host name in docker-compose.yml: "n1" to "n3".
@@ -420,6 +437,13 @@ func Init(opts Options) (*Result, error) {
 		for i := range routes {
 			routes[i] = "nats://" + net.JoinHostPort(ContainerNode(i+1), strconv.Itoa(ContainerClusterPort))
 		}
+		// The cluster port is reachable wherever the containers are (from
+		// the host, for one): the routes authenticate with a password of
+		// this deployment's, which makes the container configs secret.
+		routePassword, err := randomPassword()
+		if err != nil {
+			return nil, err
+		}
 		for n := 1; n <= ClusterSize; n++ {
 			c := hostConf
 			c.Listen = net.JoinHostPort("0.0.0.0", strconv.Itoa(ContainerPort))
@@ -431,8 +455,11 @@ func Init(opts Options) (*Result, error) {
 				Name:   ClusterName,
 				Listen: net.JoinHostPort("0.0.0.0", strconv.Itoa(ContainerClusterPort)),
 				Routes: routes,
+
+				RouteUser:     ClusterRouteUser,
+				RoutePassword: routePassword,
 			}
-			public(ContainerConfFile(n), c.Render())
+			secret(ContainerConfFile(n), c.Render())
 		}
 		// Three replicas, set rather than chosen at start: a provisioner
 		// that starts while a node is still down must not make the bucket
@@ -764,6 +791,10 @@ type ClusterConf struct {
 	Name   string
 	Listen string
 	Routes []string
+	// RouteUser and RoutePassword, when set, are the credentials every
+	// route must present (cluster { authorization }), and the ones the
+	// routes given by URL without credentials of their own present.
+	RouteUser, RoutePassword string
 }
 
 // Render writes the configuration in nats-server's format.
@@ -791,8 +822,18 @@ func (c ServerConf) Render() []byte {
 		}
 	}
 	if c.Cluster != nil {
-		fmt.Fprintf(&b, "cluster {\n  name: %q\n  listen: %q\n  routes: [\n", c.Cluster.Name, c.Cluster.Listen)
+		fmt.Fprintf(&b, "cluster {\n  name: %q\n  listen: %q\n", c.Cluster.Name, c.Cluster.Listen)
+		if c.Cluster.RouteUser != "" {
+			fmt.Fprintf(&b, "  # A route is trusted with every account's messages: without these\n")
+			fmt.Fprintf(&b, "  # credentials, whatever reaches the cluster port could join.\n")
+			fmt.Fprintf(&b, "  authorization {\n    user: %q\n    password: %q\n  }\n", c.Cluster.RouteUser, c.Cluster.RoutePassword)
+		}
+		fmt.Fprintf(&b, "  routes: [\n")
 		for _, r := range c.Cluster.Routes {
+			if u, err := url.Parse(r); err == nil && u.User == nil && c.Cluster.RouteUser != "" {
+				u.User = url.UserPassword(c.Cluster.RouteUser, c.Cluster.RoutePassword)
+				r = u.String()
+			}
 			fmt.Fprintf(&b, "    %q\n", r)
 		}
 		fmt.Fprintf(&b, "  ]\n}\n\n")

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"maps"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -1134,9 +1135,19 @@ func TestServerConfigs(t *testing.T) {
 				js, _ := m["jetstream"].(map[string]any)
 				cl, _ := m["cluster"].(map[string]any)
 				res2, _ := m["resolver"].(map[string]any)
+				// Each route presents the cluster's route credentials.
+				auth, _ := cl["authorization"].(map[string]any)
 				var routes []string
 				for _, r := range asList(cl["routes"]) {
-					routes = append(routes, fmt.Sprint(r))
+					u, err := url.Parse(fmt.Sprint(r))
+					if err != nil {
+						t.Fatal(err)
+					}
+					if pw, _ := u.User.Password(); u.User.Username() != fmt.Sprint(auth["user"]) || pw == "" || pw != fmt.Sprint(auth["password"]) {
+						t.Errorf("%s: route %s does not present the cluster's route credentials", filepath.Base(path), u.Redacted())
+					}
+					u.User = nil
+					routes = append(routes, u.String())
 				}
 				for _, c := range []struct{ what, got, want string }{
 					{"server_name", fmt.Sprint(m["server_name"]), name},
