@@ -240,8 +240,11 @@ func TestInterruptedRevokeIsFinished(t *testing.T) {
 		first.svc.RevokeUser(ctx, api.RevokeUserRequest{Account: "acme", User: "alice"})
 	}()
 	// The dead process's revoke must not log into the test after it has
-	// ended (its push times out long after): end it while it may.
+	// ended (its push times out long after): end it while it may, cut as
+	// a kill would (Halt): released alone, its put-back retried the
+	// closed store for landedWait (15 s).
 	t.Cleanup(func() {
+		first.svc.Halt()
 		close(b.released)
 		<-abandoned
 		first.svc.Close() // waits for the account's worker
