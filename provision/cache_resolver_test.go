@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -436,15 +437,27 @@ func TestDeletedAccountCachedOnAReturningCacheResolverWithoutDeletes(t *testing.
 	b := nodes[1]
 	d := newClusterDomain(t, res, nodes, time.Hour, nil)
 	ctx := context.Background()
-	// Tombstones that come before acme.
-	for i := range 8 {
+	// Tombstones that come before acme. Deleted at once: each delete
+	// waits for a later second for its disabled version's iat.
+	tombs := make([]string, 8)
+	for i := range tombs {
 		acc, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: fmt.Sprintf("a-%d", i)})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := d.svc.DeleteAccount(ctx, api.AccountRequest{Account: acc.Account.PublicKey}); err != nil {
-			t.Fatal(err)
-		}
+		tombs[i] = acc.Account.PublicKey
+	}
+	var wg sync.WaitGroup
+	for _, tomb := range tombs {
+		wg.Go(func() {
+			if _, err := d.svc.DeleteAccount(ctx, api.AccountRequest{Account: tomb}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
 	}
 	acc, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
 	if err != nil {
