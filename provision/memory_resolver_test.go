@@ -37,8 +37,20 @@ func TestMemoryResolverServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The first request may wait for node-b to learn that it answers
-	// nothing; the next ones must not.
-	time.Sleep(2500 * time.Millisecond)
+	// nothing; the next ones must not. Once the client knows it (polled,
+	// rather than a fixed 2.5 s), nothing is left to learn.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		known := false
+		for _, s := range d.rc.Servers() {
+			known = known || s.Name == "node-b" && s.NoResolver
+		}
+		if known {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node-b not known to answer no claims request after the first create: %+v", d.rc.Servers())
+		}
+	}
 	start := time.Now()
 	acc, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
 	if err != nil {
