@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -1121,6 +1122,23 @@ type haLoadClient struct {
 	// changed is when the last account change that succeeded was sent
 	// (unix ns); the test reads it while the client runs.
 	changed atomic.Int64
+	// mu guards made, users and lastAcked, which the test reads while the
+	// client runs (acked).
+	mu sync.Mutex
+}
+
+// haAcked is what a load client had acknowledged at one moment.
+type haAcked struct {
+	made      map[string]string
+	users     []string
+	lastAcked int
+}
+
+// acked returns what the client has had acknowledged so far.
+func (c *haLoadClient) acked() haAcked {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return haAcked{made: maps.Clone(c.made), users: slices.Clone(c.users), lastAcked: c.lastAcked}
 }
 
 // step sends request i and records its outcome.
@@ -1134,21 +1152,27 @@ func (c *haLoadClient) step(i int) {
 		name := fmt.Sprintf("load-%d-%d", c.id, i)
 		op.err = provCall(c.nc, "prov.account.create", map[string]string{"name": name}, timeout, &rep)
 		if op.err == nil {
+			c.mu.Lock()
 			c.made[rep.Account.PublicKey] = name
+			c.mu.Unlock()
 		}
 	case 1:
 		op.kind = "account.update"
 		c.lastTried = i
 		op.err = provCall(c.nc, "prov.account.update", map[string]string{"account": c.own, "description": fmt.Sprint(i)}, timeout, nil)
 		if op.err == nil {
+			c.mu.Lock()
 			c.lastAcked = i
+			c.mu.Unlock()
 		}
 	default:
 		op.kind = "user.create"
 		var rep userReply
 		op.err = provCall(c.nc, "prov.user.create", map[string]string{"account": c.own, "name": fmt.Sprintf("u%d", i)}, timeout, &rep)
 		if op.err == nil {
+			c.mu.Lock()
 			c.users = append(c.users, rep.User.PublicKey)
+			c.mu.Unlock()
 		}
 	}
 	op.end = time.Now()
@@ -1345,6 +1369,10 @@ func TestHAClusterNodeLoss(t *testing.T) {
 	}
 	waitChanged(jsBack, 60*time.Second, "once the bucket took writes again")
 	clientsBack := time.Now()
+	// An acknowledged change must survive the loss of the machine, not
+	// only its return with its disk: with the victim still down, what was
+	// acknowledged so far is in the store and on both servers left.
+	downChecked := e.checkAckedWhileDown(js, cs, e.cl.nodes[victim].name)
 	e.cl.start(victim)
 	restartedAt := time.Now()
 	e.cl.waitFormed(30 * time.Second)
@@ -1426,6 +1454,7 @@ func TestHAClusterNodeLoss(t *testing.T) {
 	if failed > 0 {
 		errWindow = fmt.Sprintf("the last failed request was sent %s and failed %s", since(lastFailedStart), since(lastErr))
 	}
+	t.Logf("with %s down: %s", info.Cluster.Leader, downChecked)
 	t.Logf("kill -9 of the stream leader %s: the bucket took no write from %s to %s; %d of %d requests failed (%s); "+
 		"no account change succeeded from %s to %s; every client had made a change again at %s; "+
 		"requests sent after the bucket was back took up to %s (%d over 4s); server back %s, load stopped %s; errors: %v",
@@ -1509,6 +1538,75 @@ func TestHAClusterNodeLoss(t *testing.T) {
 		t.Logf("%d acknowledged creates and %d acknowledged users: all in the store, every user's record in the bucket, every account on the three servers with the store's JWT (checked in %s)",
 			acked, users, time.Since(began).Round(time.Millisecond))
 	}
+}
+
+// checkAckedWhileDown checks, while server down is down and the load goes
+// on, that nothing the clients had acknowledged by now is lost: every
+// acknowledged create is in the store (account.get reads the bucket's
+// stream leader, one of the two servers left) and held by both servers
+// left with the store's JWT; every client's account has its last
+// acknowledged update or a later one; every acknowledged user has a record
+// in the bucket (written after the reply: looked for again for up to 15s).
+// It returns what it checked, for the log.
+func (e *haEnv) checkAckedWhileDown(js jetstream.JetStream, cs []*haLoadClient, down string) string {
+	t := e.t
+	t.Helper()
+	began := time.Now()
+	if n := e.serverCount(); n != 2 {
+		t.Fatalf("%d servers up while %s is down, want 2", n, down)
+	}
+	accounts, users := 0, 0
+	owner := map[string]int{}
+	for _, c := range cs {
+		a := c.acked()
+		for pub, name := range a.made {
+			accounts++
+			got := e.accountGet(pub)
+			if got.Account.Name != name || got.Account.JWT == "" {
+				t.Errorf("with %s down, acknowledged create %s (%s): account.get gives %q with JWT %q", down, name, pub, got.Account.Name, got.Account.JWT)
+				continue
+			}
+			e.waitAllHold(pub, got.Account.JWT, 10*time.Second)
+		}
+		if a.lastAcked >= 0 {
+			got := e.accountGet(c.own)
+			var n int
+			if _, err := fmt.Sscan(got.Account.Claims.Description, &n); err != nil || n < a.lastAcked {
+				t.Errorf("with %s down, client %d: its account's description is %q, want its update %d acknowledged by then or a later one", down, c.id, got.Account.Claims.Description, a.lastAcked)
+			}
+		}
+		for _, u := range a.users {
+			users++
+			owner[u] = c.id
+		}
+	}
+	kv, err := js.KeyValue(context.Background(), "provisioner")
+	if err != nil {
+		t.Fatalf("the bucket with the service creds, with %s down: %v", down, err)
+	}
+	var missing []string
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		stored := e.bucketUsers(kv)
+		missing = missing[:0]
+		for u := range owner {
+			if !stored[u] {
+				missing = append(missing, u)
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, u := range missing {
+		t.Errorf("with %s down, client %d: acknowledged user %s has no record in the bucket", down, owner[u], u)
+	}
+	if accounts == 0 || users == 0 {
+		t.Errorf("with %s down: %d acknowledged creates and %d acknowledged users: the load did nothing to check", down, accounts, users)
+	}
+	return fmt.Sprintf("%d acknowledged creates in the store and on both servers left, %d users' records in the bucket, every client's last acknowledged update (checked in %s)",
+		accounts, users, time.Since(began).Round(time.Millisecond))
 }
 
 // bucketUsers reads the bucket with the service creds and returns the
