@@ -772,6 +772,15 @@ func TestHAPausedInstanceLeavesNoStaleVersion(t *testing.T) {
 	if st.Instance != "ha-2" || st.Store != "jetstream" {
 		t.Fatalf("prov.status with ha-1 paused: %+v, want instance ha-2, store jetstream", st)
 	}
+	// ha-1 stopped between its store write and its push: the store holds
+	// v1, the servers still the create's version.
+	if got := e.accountGet(pub); got.Account.Claims == nil || got.Account.Claims.Description != v1 {
+		t.Fatalf("with ha-1 paused at its fault point the store holds %v, want ha-1's v1 %q: the fault point is not after the store write", describeJWTs([]string{got.Account.JWT}), v1)
+	}
+	if !e.allHold(pub, created.Account.JWT) {
+		t.Fatalf("with ha-1 paused at its fault point the servers hold %v, want the create's %v: the fault point is not before the push",
+			describeJWTs(e.lookup(pub)), describeJWTs([]string{created.Account.JWT}))
+	}
 	var v2, v3 accountReply
 	e.call("prov.account.update", map[string]string{"account": pub, "description": "v2"}, &v2)
 	e.call("prov.account.update", map[string]string{"account": pub, "description": "v3"}, &v3)
