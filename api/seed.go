@@ -11,8 +11,9 @@ const seedKinds = "OAUNCXP"
 
 // LooksLikeSeed reports whether s holds something like a seed: a run of
 // base32 in one case that starts with "S" and a key kind and holds at least
-// 30 characters. The run must start there: public keys are base32 too, and
-// hold such pairs inside. A seed with a typo, cut short, pasted with its
+// 30 characters. The run must start there (public keys are base32 too, and
+// hold such pairs inside), unless it is longer than a public key (56): a
+// seed with a capital or a digit glued before it. A seed with a typo, cut short, pasted with its
 // creds file around it, or lowercased is still a secret. Such input is
 // refused without ever being echoed, stored or logged. An upper-case run
 // counts (names do not hold 30 capitals in a row); a lower-case one counts
@@ -49,12 +50,20 @@ func LooksLikeSeed(s string) bool {
 				n++
 			}
 			i = n - 1
-		case c == 'S' && (i == 0 || !base32Upper(s[i-1])) && strings.IndexByte(seedKinds, s[i+1]) >= 0:
+		case c == 'S' && strings.IndexByte(seedKinds, s[i+1]) >= 0:
 			n := i + 2
 			for n < len(s) && (base32Upper(s[n]) || typoDigit(s[n])) {
 				n++
 			}
-			if n-i >= 30 {
+			// Inside a run, it counts when the run is longer than a
+			// public key: a seed typed with its "S" twice, or glued to
+			// a capital or a digit before it ("NKEY", "ID7"), started
+			// no run of its own and was taken, stored and echoed whole.
+			start := i
+			for start > 0 && base32Upper(s[start-1]) {
+				start--
+			}
+			if n-i >= 30 && (start == i || n-start > privateLen) {
 				return true
 			}
 		case c == 's' && (i == 0 || !base32Lower(s[i-1])) && s[i+1] >= 'a' && strings.IndexByte(seedKinds, s[i+1]-'a'+'A') >= 0:
