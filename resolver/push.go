@@ -77,7 +77,12 @@ func (c *Client) push(ctx context.Context, subject string, data []byte) (provisi
 			// current instance's silence is still reported.
 			c.log.Warn("resolver: a second server under a shared name refused a push", "server", rep.Server, "server_id", rep.ServerID, "current_id", id)
 			res = append(res, rep)
-			refusals = append(refusals, refusal+" (two servers answer with that name; give each its own server_name)")
+			// No "; " in the mark: the refusals are joined with it, and
+			// the service reads a DELETE's one by one (deletesRefused):
+			// split there, its tail was taken for a refusal for another
+			// reason than deletes off, and every pass failed the
+			// account.
+			refusals = append(refusals, refusal+" (two servers answer with that name: give each its own server_name)")
 			continue
 		}
 		if id, ok := c.currentID(rep.Server); ok && rep.ServerID != "" && id != rep.ServerID {
