@@ -1249,8 +1249,8 @@ func (s *Service) deleteFromResolver(ctx context.Context, pub string) (PushResul
 }
 
 // deletesRefused tells a DELETE refused because the servers do not allow
-// deletes (allow_delete false): every server that refused it said so. The
-// reason joins each refusing server's ("; "): read as a whole, one
+// deletes (allow_delete false): every server that refused it said so
+// (Reasons, one a server). Read as one joined reason, one
 // server's "delete must be enabled" beside another's real error (its
 // disk), a server that allows deletes and still held the account, made
 // the delete final and deletes taken for off.
@@ -1259,7 +1259,11 @@ func deletesRefused(err error) bool {
 	if !errors.As(err, &refused) {
 		return false
 	}
-	for _, r := range strings.Split(refused.Reason, "; ") {
+	reasons := refused.Reasons
+	if len(reasons) == 0 {
+		reasons = []string{refused.Reason}
+	}
+	for _, r := range reasons {
 		if !strings.Contains(r, "delete must be enabled") {
 			return false
 		}

@@ -44,6 +44,9 @@ func (r PushResult) Stored() int {
 type RefusedError struct {
 	Result PushResult
 	Reason string
+	// Reasons are the refusals Reason joins, one a server, when there
+	// are such: read one by one, none is mistaken for part of another.
+	Reasons []string
 }
 
 func (e *RefusedError) Error() string { return "resolver refused: " + e.Reason }

@@ -150,7 +150,7 @@ func (c *Client) push(ctx context.Context, subject string, data []byte) (provisi
 	switch {
 	case len(refusals) > 0:
 		slices.Sort(refusals)
-		return res, &provision.RefusedError{Result: res, Reason: strings.Join(refusals, "; ")}
+		return res, &provision.RefusedError{Result: res, Reason: strings.Join(refusals, "; "), Reasons: refusals}
 	case err != nil:
 		return res, err
 	case replaced == len(g.replies):
