@@ -283,7 +283,12 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 		// with a seal key it lacks): every pass it led failed reading
 		// all accounts, and while it held the lease no instance that
 		// can read them reconciled. It leaves the lease to those.
-		if l, ok := s.cfg.Leader.(leaseReleaser); ok && s.leader() {
+		// Released whether or not its own view of the lease (s.leader())
+		// has run out: that view ends before the lease in the bucket
+		// does, and a pass that came a little late left the lease held
+		// there for a whole ttl more. Release only deletes a lease that
+		// holds this instance's token.
+		if l, ok := s.cfg.Leader.(leaseReleaser); ok {
 			if err := l.ReleaseLease(ctx, leaseName); err != nil {
 				s.log.Warn("could not give up the reconciler lease; it runs out", "error", err)
 			}
