@@ -808,6 +808,9 @@ func (s *Store) watchdog() {
 			if !unreadable {
 				unreadable = true
 				s.log.Warn("kvstore: the watchdog cannot read the bucket's stream; changes other instances make may not be seen here until it answers", "error", err)
+				if f := s.opts.StreamUnreadable; f != nil {
+					f()
+				}
 			}
 			prevBehind = false // nothing to compare with; the stream may be electing a leader
 			held = top

@@ -127,6 +127,12 @@ type Options struct {
 	// CloseTimeout bounds how long Close waits for asynchronous writes
 	// still in flight. Default 10s.
 	CloseTimeout time.Duration
+	// StreamUnreadable, when set, is called (in the watchdog's goroutine;
+	// it must not block) each time the bucket's stream stops answering
+	// the watchdog: its leader is gone, often with its server (the
+	// service asks the resolver to ping the servers: resolver.Client's
+	// CheckServers).
+	StreamUnreadable func()
 	// Existing makes Open fail with ErrNoBucket when the bucket is missing,
 	// instead of making it: for tools that act on a store that must be
 	// there (store reseal), which an empty bucket made by a mistyped

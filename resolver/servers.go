@@ -359,6 +359,15 @@ func subjectServerID(subject string) string {
 	return parts[2]
 }
 
+// CheckServers pings the servers now, in the background, rather than at
+// the next refresh: something other than a request (the store's stream
+// without a leader) says a server may have gone away without a word (kill
+// -9, a machine lost), which no event announces. Until a ping marks it
+// down, every push waits the whole Timeout for it; stacked on the store's
+// own wait through a stream leader's failover, a change caught in it was
+// answered past its caller's timeout.
+func (c *Client) CheckServers() { c.triggerRefresh() }
+
 func (c *Client) triggerRefresh() {
 	select {
 	case c.kick <- struct{}{}:

@@ -204,6 +204,11 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 			Seal:     sealKey,
 			Instance: cfg.Instance,
 			Logger:   log,
+			// A stream that stops answering has most often lost its
+			// leader's server; unless the resolver learns so now, the
+			// first pushes after the failover wait resolver_timeout for
+			// it, on top of the store's wait.
+			StreamUnreadable: s.Resolver.CheckServers,
 		}, log)
 		if err != nil {
 			return nil, err
