@@ -122,9 +122,10 @@ func TestHAFailoverRequestsAnswered(t *testing.T) {
 	// at all: the store gives up on it after its timeout (5s), and the
 	// version waits for the next second before it is written. So a
 	// request is answered by 2s after the later of the bucket's return
-	// and that: a read of whether the write landed, the changes queued
-	// behind it, a push that waits for no server that is gone. Never by
-	// the client's timeout.
+	// and that: a read of whether the write landed (asked again every
+	// 1.25s at most, not every 5s), the changes queued behind it, a push
+	// that waits for no server that is gone. Never by the client's
+	// timeout.
 	const (
 		storeWrite = 6 * time.Second
 		grace      = 2 * time.Second

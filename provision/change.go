@@ -541,6 +541,13 @@ const landedWait = 15 * time.Second
 // with hundreds of writes a second.
 const landedPoll = 250 * time.Millisecond
 
+// landedRead bounds each read of readBack and afterPush: a read sent while
+// the stream has no leader gets no answer at all, and waited out with the
+// store's own timeout (5s) it was sent again only seconds after the bucket
+// was back, the request answered that much later (past a 10s client
+// timeout). A stream that has a leader answers in milliseconds.
+const landedRead = time.Second
+
 // writeUntilLanded writes a version of account pub whose JWT is token
 // (write), and while the store answers unavailable finds out whether the
 // write landed all the same (an acknowledgement lost) or not (a request
@@ -607,7 +614,9 @@ func readBack(ctx context.Context, read func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, landedWait)
 	defer cancel()
 	for {
-		err := read(ctx)
+		rctx, rcancel := context.WithTimeout(ctx, landedRead)
+		err := read(rctx)
+		rcancel()
 		if !errors.Is(err, ErrUnavailable) || !pause(ctx, landedPoll) {
 			return err
 		}
@@ -1014,6 +1023,8 @@ func (s *Service) afterPush(ctx context.Context, pub, pushed string) {
 	// Each push of a newer version is itself a push that a still newer
 	// one may have overtaken: read again after it.
 	read := func() (string, error) {
+		ctx, cancel := context.WithTimeout(ctx, landedRead)
+		defer cancel()
 		if lj, ok := l.(latestJWTReader); ok {
 			return lj.LatestJWT(ctx, pub)
 		}
