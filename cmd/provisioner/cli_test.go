@@ -800,6 +800,7 @@ func (w *cancelOn) Write(p []byte) (int, error) {
 // its fill starts), the rows measured are printed before the error, not
 // dropped.
 func TestBenchPrintsTheRowsMeasuredBeforeAFailedScale(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	errOut := &cancelOn{text: "scale mode: filling", cancel: cancel}

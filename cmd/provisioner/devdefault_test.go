@@ -13,6 +13,7 @@ import (
 // with JetStream and the KV store by default. The other dev tests all name
 // a store; this one names none, and the service comes up on the bucket.
 func TestDevDefaultsToJetStream(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "dev")
 	out := startDevRun(t, "--dir", dir, "--port", strconv.Itoa(provtest.FreePort(t)))
 	if !strings.Contains(out, "store        jetstream\n") {

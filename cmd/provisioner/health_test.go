@@ -22,6 +22,7 @@ import (
 // serves, 1 when its endpoint says it does not (NATS away), 2 when nothing
 // or something else answers, or the flags are wrong.
 func TestHealthCommand(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	port := provtest.FreePort(t)
 	env.Config.HealthListen = fmt.Sprintf(":%d", port) // every interface: asked on the loopback

@@ -146,6 +146,7 @@ func TestMain(m *testing.M) {
 // A dev killed with SIGKILL leaves its directory usable: the next dev
 // takes the lock it held and finds the account made before.
 func TestDevAfterKill(t *testing.T) {
+	t.Parallel()
 	provtest.Tool(t, "nats")
 	work := t.TempDir()
 	copyBinary(t, filepath.Join(work, "provisioner"))
@@ -273,6 +274,7 @@ func waitConnect(t *testing.T, url, creds string, opts ...nats.Option) *nats.Con
 // TestDevPrintsAWorkingRequestLine runs `provisioner dev` and pastes the
 // lines it prints into a shell, as a newcomer would.
 func TestDevPrintsAWorkingRequestLine(t *testing.T) {
+	t.Parallel()
 	for _, store := range []string{bootstrap.StoreFile, bootstrap.StoreJetStream} {
 		t.Run(store, func(t *testing.T) {
 			provtest.Tool(t, "nats")
@@ -380,6 +382,7 @@ func TestDevJetStreamServer(t *testing.T) {
 // the README says, and runs the lines it prints in a shell: nats-server,
 // then ./provisioner serve, then the nats request.
 func TestInitLinesRunAsPasted(t *testing.T) {
+	t.Parallel()
 	provtest.Tool(t, "nats")
 	provtest.Tool(t, "nats-server")
 	work := t.TempDir()
@@ -588,6 +591,7 @@ func TestServeRefusesBadStarts(t *testing.T) {
 // combined into fewer versions, and each revoke+update floor pushes a JWT
 // of the size the service's account has.
 func TestBenchRuns(t *testing.T) {
+	t.Parallel()
 	const revocations = 50
 	tests := []struct {
 		name     string
@@ -601,6 +605,7 @@ func TestBenchRuns(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			var out, errOut bytes.Buffer
 			dir := filepath.Join(t.TempDir(), "bench")
 			args := append([]string{"bench", "-n", "40", "-c", "4", "--c-high", "8", "-rounds", "2", "--versions", "1",
@@ -722,6 +727,7 @@ func TestServeWithTheWrongCreds(t *testing.T) {
 // TestServeWaitsForTheServer: serve started before its nats-server keeps
 // trying, and serves once the server appears.
 func TestServeWaitsForTheServer(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	port := provtest.FreePort(t)
 	res, err := bootstrap.Init(bootstrap.Options{Dir: dir, Port: port, Store: bootstrap.StoreFile})
@@ -733,7 +739,19 @@ func TestServeWaitsForTheServer(t *testing.T) {
 	var errOut provtest.SyncBuffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"serve", "--config", res.Config}, io.Discard, &errOut) }()
-	time.Sleep(1500 * time.Millisecond)
+	// Until it says it retries a second time (its retries back off from
+	// 250 ms): it must not exit meanwhile, and must serve once the server
+	// is there, which it can only if it kept trying.
+	for waitUntil := time.Now().Add(10 * time.Second); !strings.Contains(errOut.String(), "attempt=2"); time.Sleep(20 * time.Millisecond) {
+		select {
+		case err := <-done:
+			t.Fatalf("serve exited while the server was not there: %v\n%s", err, errOut.String())
+		default:
+		}
+		if time.Now().After(waitUntil) {
+			t.Fatalf("serve did not retry twice in 10 s:\n%s", errOut.String())
+		}
+	}
 	select {
 	case err := <-done:
 		t.Fatalf("serve exited while the server was not there: %v\n%s", err, errOut.String())
@@ -788,6 +806,7 @@ func TestDevStoppedWhileStarting(t *testing.T) {
 // "serving" deaf for ever, where serve stops and fails. dev must end the
 // same way, naming the connection.
 func TestDevEndsWhenAConnectionIsClosedForGood(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "dev")
 	res, err := bootstrap.Init(bootstrap.Options{Dir: dir, Store: bootstrap.StoreFile})
 	if err != nil {

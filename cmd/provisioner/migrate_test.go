@@ -26,6 +26,7 @@ import (
 // users come over and the service on the bucket serves them; a second run
 // changes nothing; an entry the bucket holds newer is left and reported.
 func TestStoreMigrate(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	svc := env.Start(t)
 	admin := env.Admin(t)
@@ -111,6 +112,7 @@ func TestStoreMigrate(t *testing.T) {
 // TestStoreReseal rotates the seal key of a bucket: after reseal, the new
 // key alone opens every seed; before it, it does not.
 func TestStoreReseal(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	svc := env.Start(t)
 	admin := env.Admin(t)
@@ -337,6 +339,7 @@ func TestStoreResealChecksTheBucket(t *testing.T) {
 // key, then no longer opened it, though migrate says the source "is not
 // changed".
 func TestStoreMigrateLeavesTheSourceAsItWas(t *testing.T) {
+	t.Parallel()
 	env := stoppedWithAcme(t)
 	storeDir := env.Config.StoreDir
 	fileKey := env.Config.SealKey
@@ -410,6 +413,7 @@ func TestConnectErrorsHideTheURLsPassword(t *testing.T) {
 // It now reads without the lock, says the store was in use, and the
 // service goes on.
 func TestStoreMigrateWhileTheFileStoreServes(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	svc := env.Start(t)
 	admin := env.Admin(t)
@@ -521,6 +525,7 @@ func TestStoreResealNamesAHiddenRecord(t *testing.T) {
 // failed the same way. Each error now says what to give, and holds no
 // seed.
 func TestStoreMigrateSaysHowToGiveTheFileStoresSealKey(t *testing.T) {
+	t.Parallel()
 	env := stoppedWithAcme(t)
 	storeDir := env.Config.StoreDir
 	fileKey := env.Config.SealKey
@@ -570,6 +575,7 @@ func TestStoreMigrateSaysHowToGiveTheFileStoresSealKey(t *testing.T) {
 // server's disk holds every account's keys. It goes to stderr now, as
 // the file store's notes do.
 func TestStoreMigrateSaysWhatTheBucketWarns(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	svc := env.Start(t)
 	if err := svc.Stop(); err != nil {

@@ -27,6 +27,7 @@ import (
 // instance must go back to the key every server trusts, and sign the
 // accounts with it again.
 func TestAdoptedKeyUndoneForAServerThatDoesNotTrustIt(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
 	if err != nil {

@@ -26,6 +26,7 @@ import (
 // the servers' answers are ordered; prov.operator.rotate sent again must
 // re-sign what that server holds, after which finish succeeds.
 func TestOperatorRotationServerBack(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
 	if err != nil {

@@ -26,6 +26,7 @@ var resolverBlock = regexp.MustCompile(`(?s)\nresolver: \{.*?\n\}`)
 // n2, and past a handful of accounts the check ran out of time and
 // refused the finish.
 func TestAllSignedByWithCacheResolver(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 // from them later preloads accounts no server trusts once the old key is
 // removed. finish must give them the re-signed JWTs, as the preloads.
 func TestFinishRewritesDeployAccountJWTs(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	res, p, _, keyFile, next := newKeyTrusted(t)
 	nc, err := nats.Connect(p.urls(), nats.UserCredentials(res.ProvisionerCreds), nats.CustomInboxPrefix(bootstrap.ProvisionerInboxPrefix))

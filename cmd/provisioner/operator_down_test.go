@@ -22,6 +22,7 @@ import (
 // unusable. finish must refuse, naming n2, change nothing, and, once n2
 // answers, say which servers it checked.
 func TestFinishNeedsTheServersItIsGiven(t *testing.T) {
+	t.Parallel()
 	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
 	if err != nil {
 		t.Fatal(err)

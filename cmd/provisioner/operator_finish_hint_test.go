@@ -25,6 +25,7 @@ import (
 // prov.operator.rotate again", which then loops for ever. It must name
 // the key each account is signed by and what keeps it so.
 func TestFinishSaysWhatKeepsTheOldKey(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
 	if err != nil {

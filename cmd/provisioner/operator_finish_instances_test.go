@@ -27,6 +27,7 @@ import (
 // must ask every instance and name the one on the old key, and no status
 // reply holds a seed.
 func TestFinishNamesTheInstanceOnTheOldKey(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	res := env.Init

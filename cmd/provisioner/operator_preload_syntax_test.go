@@ -28,6 +28,7 @@ import (
 // account no longer trusted. Finish must refuse, naming the file and the
 // account, unless that preload already holds the current JWT.
 func TestFinishRefusesPreloadsItCannotRewrite(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	res, p, _, keyFile, next := newKeyTrusted(t)
 	nc, err := nats.Connect(p.urls(), nats.UserCredentials(res.ProvisionerCreds), nats.CustomInboxPrefix(bootstrap.ProvisionerInboxPrefix))

@@ -28,6 +28,7 @@ import (
 // the preloads, and failed on the account n2 lacks with "look up account
 // X: <nil>". Every preload must get the newest copy any server holds.
 func TestFinishPreloadsTheNewestCopy(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	res, p, opJWT, keyFile, next := newKeyTrusted(t)
 

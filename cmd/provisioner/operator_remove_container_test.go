@@ -20,6 +20,7 @@ import (
 // that JWT, signed with a key no server trusts (and did not start again).
 // Every config init writes beside the JWT that names it is checked.
 func TestRemoveSigningKeyKeepsTheContainerConfigsKeys(t *testing.T) {
+	t.Parallel()
 	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreJetStream})
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 // with, or will (operator_signing_key_next), is refused; the old key,
 // once the config names only the new one, is removed.
 func TestRemoveSigningKeyKeepsTheConfigsKeys(t *testing.T) {
+	t.Parallel()
 	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
 	if err != nil {
 		t.Fatal(err)

@@ -28,6 +28,7 @@ import (
 // validation failed"). The switch-back must sign them anew with the key
 // every server trusts.
 func TestSwitchBackResignsSystemAndServiceAccounts(t *testing.T) {
+	t.Parallel()
 	switchBack(t, false)
 }
 
@@ -35,6 +36,7 @@ func TestSwitchBackResignsSystemAndServiceAccounts(t *testing.T) {
 // instance restarted once n2 is back: it starts on the old key and never
 // switches, and must still sign those two accounts anew.
 func TestRestartOnOldKeyResignsSystemAndServiceAccounts(t *testing.T) {
+	t.Parallel()
 	switchBack(t, true)
 }
 
@@ -147,8 +149,21 @@ func switchBack(t *testing.T, restart bool) {
 	}
 
 	// n2 stores the newer copies the sync brings, and what it stored is
-	// what it loads at its next restart.
-	time.Sleep(3 * time.Second)
+	// what it loads at its next restart: wait until its resolver directory
+	// holds n1's copy of each, signed by a key it trusts.
+	stored := func(n int, pub string) string {
+		raw, _ := os.ReadFile(filepath.Join(res.Dir, fmt.Sprintf("jwt-n%d", n), pub+".jwt"))
+		return string(raw)
+	}
+	synced := func(pub string) bool {
+		c, err := jwt.DecodeAccountClaims(stored(2, pub))
+		return err == nil && c.Issuer != newKey && stored(1, pub) == stored(2, pub)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !synced(res.SystemAccount) || !synced(res.ServiceAccount); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("10s on, n2 has not stored n1's copies signed by a key it trusts (system account synced: %v, the service's own: %v)", synced(res.SystemAccount), synced(res.ServiceAccount))
+		}
+	}
 	p.restart(t, 1)
 	p.routed(t, res.ProvisionerCreds)
 	for _, c := range []struct{ name, creds, prefix string }{

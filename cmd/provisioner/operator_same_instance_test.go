@@ -22,6 +22,7 @@ import (
 // passed, and the other kept signing with a key the operator JWT is about
 // to drop. Every instance of the name must be heard.
 func TestFinishAsksEveryInstanceOfOneName(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	res := env.Init

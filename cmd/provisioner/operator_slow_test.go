@@ -29,6 +29,7 @@ import (
 // answer and the check passed, though zz-slow holds X signed by the old
 // key. A known server that does not answer stops the check.
 func TestAllSignedBySlowServer(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	op, err := provision.LoadOperator(filepath.Join(env.Dir, bootstrap.OperatorJWTFile), filepath.Join(env.Dir, bootstrap.OperatorSigningKeyFile))
@@ -114,6 +115,7 @@ func slowPlayerCreds(t *testing.T, env *provtest.Env) string {
 // again, which re-signs nothing for a server that does not answer; it
 // must say to bring the server back and run finish again.
 func TestFinishDownServerNamesTheNextStep(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	player := env.Connect(t, slowPlayerCreds(t, env))
 	const server = `{"name":"zz-down","host":"127.0.0.1","id":"NZZDOWNSERVERNOLIST"}`

@@ -20,6 +20,7 @@ import (
 // the operator to the other, and neither named what to do (give that
 // instance the new key as operator_signing_key_next).
 func TestRefusalsNameTheMissingNextKey(t *testing.T) {
+	t.Parallel()
 	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
 	if err != nil {
 		t.Fatal(err)

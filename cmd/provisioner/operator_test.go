@@ -188,7 +188,7 @@ func (p *pair) routed(t *testing.T, creds string) {
 		sub, _ := nc.SubscribeSync(inbox)
 		nc.PublishRequest("$SYS.REQ.SERVER.PING.IDZ", inbox, nil)
 		n := 0
-		for {
+		for n < 2 { // two servers: no third answer to wait for
 			if _, err := sub.NextMsg(300 * time.Millisecond); err != nil {
 				break
 			}
@@ -213,6 +213,7 @@ func (p *pair) urls() string {
 // keep working throughout, and new connections to each restarted server
 // succeed.
 func TestOperatorRotation(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
 	if err != nil {

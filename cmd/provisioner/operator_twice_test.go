@@ -16,6 +16,7 @@ import (
 // extra seed file, and operator.jwt.prev still the JWT from before the
 // rotation (README: "the old one kept as .prev").
 func TestAddSigningKeyTwiceRefused(t *testing.T) {
+	t.Parallel()
 	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
 	if err != nil {
 		t.Fatal(err)

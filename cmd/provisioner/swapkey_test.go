@@ -15,6 +15,7 @@ import (
 // every other field stays. With CRLF line endings or on one line, the
 // next key stayed in the config, and finish said it was done.
 func TestSwapSigningKeyLayouts(t *testing.T) {
+	t.Parallel()
 	tests := []struct{ name, give string }{
 		{"indented", "{\n  \"nats_url\": \"nats://h:4222\",\n  \"operator_signing_key\": \"old.nk\",\n  \"operator_signing_key_next\": \"new.nk\",\n  \"store_dir\": \"store\"\n}\n"},
 		{"next last", "{\n  \"nats_url\": \"nats://h:4222\",\n  \"operator_signing_key\": \"old.nk\",\n  \"operator_signing_key_next\": \"new.nk\"\n}\n"},

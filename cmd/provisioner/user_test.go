@@ -221,8 +221,15 @@ func TestUserListShowsExpiredUsers(t *testing.T) {
 	c.mustRun(t, "account", "create", "acme")
 	c.mustRun(t, "user", "create", "acme", "brief", "--expires-in", "1s", "-o", filepath.Join(t.TempDir(), "brief.creds"))
 	c.mustRun(t, "user", "create", "acme", "steady", "-o", filepath.Join(t.TempDir(), "steady.creds"))
-	time.Sleep(2100 * time.Millisecond)
-	out := c.mustRun(t, "user", "list", "acme")
+	// Until brief's JWT has expired (its exp is a whole second, at most
+	// 1 s away): the list asked then must show it, and steady not.
+	var out string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		out = c.mustRun(t, "user", "list", "acme")
+		if briefExpired(out) || time.Now().After(deadline) {
+			break
+		}
+	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) != 3 || !strings.Contains(lines[0], "EXPIRED") {
 		t.Fatalf("user list printed no EXPIRED column:\n%s", out)
@@ -234,6 +241,16 @@ func TestUserListShowsExpiredUsers(t *testing.T) {
 			t.Errorf("user list row %q, want brief expired and steady not, neither revoked:\n%s", l, out)
 		}
 	}
+}
+
+// briefExpired tells whether a user list shows brief expired.
+func briefExpired(out string) bool {
+	for l := range strings.Lines(out) {
+		if f := strings.Fields(l); len(f) == 6 && f[0] == "brief" && f[4] == "yes" {
+			return true
+		}
+	}
+	return false
 }
 
 // writeFile writes creds into a 0600 temp file.
