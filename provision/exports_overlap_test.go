@@ -10,7 +10,6 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
@@ -117,35 +116,7 @@ func TestImportMatchedByTwoExportsOfAForeignAccountIsRefused(t *testing.T) {
 	d := newDomain(t, env, nil)
 	defer d.stop()
 	ctx := context.Background()
-	kp, _ := nkeys.CreateAccount()
-	fpub, _ := kp.PublicKey()
-	fc := jwt.NewAccountClaims(fpub)
-	fc.Name = "foreign"
-	fc.Exports = overlapping()
-	skp, _ := nkeys.CreateAccount()
-	spub, _ := skp.PublicKey()
-	fc.SigningKeys.Add(spub)
-	token, err := fc.Encode(d.op.Signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := d.rc.Update(ctx, token); err != nil {
-		t.Fatal(err)
-	}
-	ukp, _ := nkeys.CreateUser()
-	upub, _ := ukp.PublicKey()
-	uc := jwt.NewUserClaims(upub)
-	uc.IssuerAccount = fpub
-	ujwt, err := uc.Encode(skp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	useed, _ := ukp.Seed()
-	pub, err := nats.Connect(env.Server.URL(), nats.UserJWTAndSeed(ujwt, string(useed)), nats.NoReconnect())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
+	_, fpub, pub := foreignExporter(t, env, d, overlapping()...)
 
 	const n = 8
 	served, err := importersServed(t, env, d, pub, fpub, n)

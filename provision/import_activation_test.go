@@ -9,7 +9,6 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
@@ -161,35 +160,7 @@ func TestImportOfAForeignAccountTokenPositionExportNeedsNoToken(t *testing.T) {
 	d := newDomain(t, env, nil)
 	defer d.stop()
 	ctx := context.Background()
-	kp, _ := nkeys.CreateAccount()
-	pub, _ := kp.PublicKey()
-	fc := jwt.NewAccountClaims(pub)
-	fc.Name = "foreign"
-	fc.Exports.Add(&jwt.Export{Subject: "req.*", Type: jwt.Service, TokenReq: true, AccountTokenPosition: 2})
-	skp, _ := nkeys.CreateAccount()
-	spub, _ := skp.PublicKey()
-	fc.SigningKeys.Add(spub)
-	token, err := fc.Encode(d.op.Signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := d.rc.Update(ctx, token); err != nil {
-		t.Fatal(err)
-	}
-	ukp, _ := nkeys.CreateUser()
-	upub, _ := ukp.PublicKey()
-	uc := jwt.NewUserClaims(upub)
-	uc.IssuerAccount = pub
-	ujwt, err := uc.Encode(skp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	useed, _ := ukp.Seed()
-	srv, err := nats.Connect(env.Server.URL(), nats.UserJWTAndSeed(ujwt, string(useed)), nats.NoReconnect())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	_, pub, srv := foreignExporter(t, env, d, &jwt.Export{Subject: "req.*", Type: jwt.Service, TokenReq: true, AccountTokenPosition: 2})
 	if _, err := srv.Subscribe("req.*", func(m *nats.Msg) { m.Respond([]byte("ok")) }); err != nil {
 		t.Fatal(err)
 	}

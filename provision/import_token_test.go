@@ -82,40 +82,12 @@ func TestImportOfAForeignAccountWithAStaleActivation(t *testing.T) {
 	d := newDomain(t, env, nil)
 	defer d.stop()
 	ctx := context.Background()
-	kp, _ := nkeys.CreateAccount()
-	pub, _ := kp.PublicKey()
-	fc := jwt.NewAccountClaims(pub)
-	fc.Name = "foreign"
-	fc.Exports.Add(&jwt.Export{Subject: "feed.x", Type: jwt.Stream, TokenReq: true})
-	skp, _ := nkeys.CreateAccount()
-	spub, _ := skp.PublicKey()
-	fc.SigningKeys.Add(spub)
-	token, err := fc.Encode(d.op.Signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := d.rc.Update(ctx, token); err != nil {
-		t.Fatal(err)
-	}
+	kp, pub, pubConn := foreignExporter(t, env, d, &jwt.Export{Subject: "feed.x", Type: jwt.Stream, TokenReq: true})
 	gamma, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "gamma"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	gammaCreds, _ := issue(t, d, api.CreateUserRequest{Account: "gamma", Name: "reader"})
-	ukp, _ := nkeys.CreateUser()
-	upub, _ := ukp.PublicKey()
-	uc := jwt.NewUserClaims(upub)
-	uc.IssuerAccount = pub
-	ujwt, err := uc.Encode(skp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	useed, _ := ukp.Seed()
-	pubConn, err := nats.Connect(env.Server.URL(), nats.UserJWTAndSeed(ujwt, string(useed)), nats.NoReconnect())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pubConn.Close()
 
 	now := time.Now()
 	for what, set := range map[string]func(*jwt.ActivationClaims){
@@ -166,4 +138,42 @@ func TestImportOfAForeignAccountWithAStaleActivation(t *testing.T) {
 	if _, err := sub.NextMsg(2 * time.Second); err != nil {
 		t.Fatalf("a valid activation's import: %v", err)
 	}
+}
+
+// foreignExporter pushes an account this service does not manage, named
+// foreign, with exports and a signing key, and connects a user of it
+// signed by that key (closed when the test ends). It returns the
+// account's key pair, its public key and the connection.
+func foreignExporter(t *testing.T, env *provtest.Env, d *domain, exports ...*jwt.Export) (nkeys.KeyPair, string, *nats.Conn) {
+	t.Helper()
+	kp, _ := nkeys.CreateAccount()
+	pub, _ := kp.PublicKey()
+	fc := jwt.NewAccountClaims(pub)
+	fc.Name = "foreign"
+	fc.Exports.Add(exports...)
+	skp, _ := nkeys.CreateAccount()
+	spub, _ := skp.PublicKey()
+	fc.SigningKeys.Add(spub)
+	token, err := fc.Encode(d.op.Signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.rc.Update(context.Background(), token); err != nil {
+		t.Fatal(err)
+	}
+	ukp, _ := nkeys.CreateUser()
+	upub, _ := ukp.PublicKey()
+	uc := jwt.NewUserClaims(upub)
+	uc.IssuerAccount = pub
+	ujwt, err := uc.Encode(skp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	useed, _ := ukp.Seed()
+	nc, err := nats.Connect(env.Server.URL(), nats.UserJWTAndSeed(ujwt, string(useed)), nats.NoReconnect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return kp, pub, nc
 }
