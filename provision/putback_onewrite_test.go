@@ -17,42 +17,87 @@ import (
 	"github.com/natsprov/provisioner/provtest"
 )
 
-// crashAfterPutBack is a staleUsers that, once armed for an account, runs
-// a hook right after the first write of a version of it (the change) and
-// fails every write after the second (the put-back): the instance killed
-// (kill -9) once its put-back is stored.
-type crashAfterPutBack struct {
+// crashAfterChange is a staleUsers that, once armed for an account, runs
+// a hook right after the first write of it (the change's own) and fails
+// every write of it after the first keep: the instance killed (kill -9)
+// once those are stored.
+type crashAfterChange struct {
 	*staleUsers
 	mu      sync.Mutex
 	account string
 	writes  int
+	keep    int
 	after   func()
 }
 
 var errCrashed = errors.New("the instance was killed")
 
-func (c *crashAfterPutBack) arm(account string, after func()) {
+func (c *crashAfterChange) arm(account string, keep int, after func()) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.account, c.writes, c.after = account, 0, after
+	c.account, c.writes, c.keep, c.after = account, 0, keep, after
 }
 
-func (c *crashAfterPutBack) UpdateAccount(ctx context.Context, a provision.Account, rev uint64) (uint64, error) {
+func (c *crashAfterChange) UpdateAccount(ctx context.Context, a provision.Account, rev uint64) (uint64, error) {
 	c.mu.Lock()
 	n := 0
 	if a.PublicKey == c.account {
 		c.writes++
 		n = c.writes
 	}
+	keep, after := c.keep, c.after
 	c.mu.Unlock()
-	if n > 2 {
+	if n > keep {
 		return 0, errCrashed
 	}
 	got, err := c.staleUsers.UpdateAccount(ctx, a, rev)
-	if n == 1 && err == nil && c.after != nil {
-		c.after()
+	if n == 1 && err == nil && after != nil {
+		after()
 	}
 	return got, err
+}
+
+// misfitSetup is instances a and b over one bucket, b's store a
+// crashAfterChange over a staleUsers, and account acme created on a with
+// role "device" as "telemetry.{{name()}}.>", b's reads of its users
+// frozen (they hold a user issued after this only once b's change is
+// stored: SeenThrough), then user d1 tagged "site:*" issued on a, which
+// a change of the role to bySite does not fit.
+type misfitSetup struct {
+	a, b *provision.Service
+	st   *crashAfterChange
+	kv   *kvstore.Store     // b's store, under st
+	rc   provision.Resolver // instance a's
+	pub  string             // acme's
+	d1   *api.CreateUserReply
+}
+
+func newMisfitSetup(t *testing.T) *misfitSetup {
+	t.Helper()
+	ctx := context.Background()
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	s := &misfitSetup{st: &crashAfterChange{staleUsers: &staleUsers{}}}
+	s.a, _ = kvDomainOf(t, env, "a", func(r provision.Resolver) provision.Resolver {
+		s.rc = r
+		return r
+	})
+	s.b, _ = kvDomainOf(t, env, "b", nil, func(c *provision.Config) {
+		s.kv = c.Store.(*kvstore.Store)
+		s.st.Store = s.kv
+		c.Store = s.st
+	})
+	acc, err := s.a.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme", Roles: map[string]*api.Role{"device": {Pub: &jwt.Permission{Allow: []string{"telemetry.{{name()}}.>"}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.pub = acc.Account.PublicKey
+	if err := s.st.freeze(ctx, s.pub); err != nil {
+		t.Fatal(err)
+	}
+	if s.d1, err = s.a.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "d1", Tags: []string{"site:*"}, Role: "device"}); err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // TestPutBackStoresItsRevocationsInOneWrite: a role change refused once
@@ -67,29 +112,10 @@ func (c *crashAfterPutBack) UpdateAccount(ctx context.Context, a provision.Accou
 func TestPutBackStoresItsRevocationsInOneWrite(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
-	st := &crashAfterPutBack{staleUsers: &staleUsers{}}
-	a, _ := kvDomainOf(t, env, "a", nil)
-	var kv *kvstore.Store
-	b, _ := kvDomainOf(t, env, "b", nil, func(c *provision.Config) {
-		kv = c.Store.(*kvstore.Store)
-		st.Store = kv
-		c.Store = st
-	})
-	acc, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme", Roles: map[string]*api.Role{"device": {Pub: &jwt.Permission{Allow: []string{"telemetry.{{name()}}.>"}}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub := acc.Account.PublicKey
-	if err := st.freeze(ctx, pub); err != nil {
-		t.Fatal(err)
-	}
-	first, err := a.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "d1", Tags: []string{"site:*"}, Role: "device"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newMisfitSetup(t)
+	a, b, st, kv, pub, first := s.a, s.b, s.st, s.kv, s.pub, s.d1
 	var wide *api.CreateUserReply
-	st.arm(pub, func() {
+	st.arm(pub, 2, func() {
 		// Instance a issues a user named "*" under b's change, which
 		// does not use the name, and b's reads of users hold it before
 		// b checks its users again.
@@ -112,7 +138,7 @@ func TestPutBackStoresItsRevocationsInOneWrite(t *testing.T) {
 		}
 		t.Errorf("instance b's reads of users do not hold instance a's user %s", wide.User.PublicKey)
 	})
-	_, err = b.UpdateAccount(ctx, api.UpdateAccountRequest{Account: pub, Roles: map[string]*api.Role{"device": {Pub: &jwt.Permission{Allow: []string{bySite}}}}})
+	_, err := b.UpdateAccount(ctx, api.UpdateAccountRequest{Account: pub, Roles: map[string]*api.Role{"device": {Pub: &jwt.Permission{Allow: []string{bySite}}}}})
 	if !errors.Is(err, provision.ErrInvalid) {
 		t.Fatalf("instance b's change of the role with user %s active: %v, want refused (400)", first.User.PublicKey, err)
 	}

@@ -3,56 +3,14 @@ package provision_test
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
 
 	"github.com/natsprov/provisioner/api"
-	"github.com/natsprov/provisioner/bootstrap"
-	"github.com/natsprov/provisioner/kvstore"
 	"github.com/natsprov/provisioner/provision"
-	"github.com/natsprov/provisioner/provtest"
 )
-
-// crashAfterChange is a staleUsers that, once armed for an account, runs
-// a hook right after the first write of it (the change's own) and fails
-// every write of it after the first keep: the instance killed (kill -9)
-// once those are stored.
-type crashAfterChange struct {
-	*staleUsers
-	mu      sync.Mutex
-	account string
-	writes  int
-	keep    int
-	after   func()
-}
-
-func (c *crashAfterChange) arm(account string, keep int, after func()) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.account, c.writes, c.keep, c.after = account, 0, keep, after
-}
-
-func (c *crashAfterChange) UpdateAccount(ctx context.Context, a provision.Account, rev uint64) (uint64, error) {
-	c.mu.Lock()
-	n := 0
-	if a.PublicKey == c.account {
-		c.writes++
-		n = c.writes
-	}
-	keep, after := c.keep, c.after
-	c.mu.Unlock()
-	if n > keep {
-		return 0, errCrashed
-	}
-	got, err := c.staleUsers.UpdateAccount(ctx, a, rev)
-	if n == 1 && err == nil && after != nil {
-		after()
-	}
-	return got, err
-}
 
 // TestReconcilerRevokesUsersTheStandingVersionDoesNotFit: instance b's
 // change of role "device" to "telemetry.{{tag(site)}}.>" is stored, then
@@ -65,33 +23,10 @@ func (c *crashAfterChange) UpdateAccount(ctx context.Context, a provision.Accoun
 func TestReconcilerRevokesUsersTheStandingVersionDoesNotFit(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
-	st := &crashAfterChange{staleUsers: &staleUsers{}}
-	var rc provision.Resolver
-	a, _ := kvDomainOf(t, env, "a", func(r provision.Resolver) provision.Resolver {
-		rc = r
-		return r
-	})
-	var kv *kvstore.Store
-	b, _ := kvDomainOf(t, env, "b", nil, func(c *provision.Config) {
-		kv = c.Store.(*kvstore.Store)
-		st.Store = kv
-		c.Store = st
-	})
-	acc, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme", Roles: map[string]*api.Role{"device": {Pub: &jwt.Permission{Allow: []string{"telemetry.{{name()}}.>"}}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub := acc.Account.PublicKey
 	// b's reads of users do not hold d1 when it checks its change, only
 	// once the change is stored (SeenThrough).
-	if err := st.freeze(ctx, pub); err != nil {
-		t.Fatal(err)
-	}
-	d1, err := a.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "d1", Tags: []string{"site:*"}, Role: "device"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newMisfitSetup(t)
+	a, b, st, kv, rc, pub, d1 := s.a, s.b, s.st, s.kv, s.rc, s.pub, s.d1
 	fits, err := a.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "d2", Tags: []string{"site:b"}, Role: "device"})
 	if err != nil {
 		t.Fatal(err)
@@ -163,27 +98,8 @@ func userIssued(t *testing.T, token string) int64 {
 func TestReconcilerRevokesMisfitsAfterALostPutBack(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
-	st := &crashAfterChange{staleUsers: &staleUsers{}}
-	a, _ := kvDomainOf(t, env, "a", nil)
-	var kv *kvstore.Store
-	b, _ := kvDomainOf(t, env, "b", nil, func(c *provision.Config) {
-		kv = c.Store.(*kvstore.Store)
-		st.Store = kv
-		c.Store = st
-	})
-	acc, err := a.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme", Roles: map[string]*api.Role{"device": {Pub: &jwt.Permission{Allow: []string{"telemetry.{{name()}}.>"}}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub := acc.Account.PublicKey
-	if err := st.freeze(ctx, pub); err != nil {
-		t.Fatal(err)
-	}
-	d1, err := a.CreateUser(ctx, api.CreateUserRequest{Account: "acme", Name: "d1", Tags: []string{"site:*"}, Role: "device"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newMisfitSetup(t)
+	a, b, st, kv, pub, d1 := s.a, s.b, s.st, s.kv, s.pub, s.d1
 	// b's put-back is written, and loses to a's version; the revocation
 	// that follows it is not.
 	st.arm(pub, 2, func() {
@@ -192,7 +108,7 @@ func TestReconcilerRevokesMisfitsAfterALostPutBack(t *testing.T) {
 			t.Errorf("instance a's change on top of b's: %v", err)
 		}
 	})
-	_, err = b.UpdateAccount(ctx, api.UpdateAccountRequest{Account: pub, Roles: map[string]*api.Role{"device": {Pub: &jwt.Permission{Allow: []string{bySite}}}}})
+	_, err := b.UpdateAccount(ctx, api.UpdateAccountRequest{Account: pub, Roles: map[string]*api.Role{"device": {Pub: &jwt.Permission{Allow: []string{bySite}}}}})
 	if err == nil || errors.Is(err, provision.ErrInvalid) {
 		t.Fatalf("instance b's change, whose put-back lost: %v, want the put-back's failure", err)
 	}
