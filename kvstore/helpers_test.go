@@ -204,6 +204,54 @@ func mirrorRevision(s *Store, pub string) uint64 {
 	return 0
 }
 
+// acmeStore opens a store logging to lb on a new one-server deployment d
+// (sealed with k) and creates account acme (a) in it.
+func acmeStore(t testing.TB) (d *deployment, k *seal.Key, s *Store, lb *logBuffer, ctx context.Context, a provision.Account) {
+	t.Helper()
+	d = startDeployment(t, 1)
+	k, _ = newSealKey(t)
+	log, lb := newLog(t)
+	s = openStore(t, d.connect(t, d.svcCreds), Options{Seal: k, Logger: log})
+	ctx = bg(t)
+	a = newAccount(t, "acme")
+	if _, err := s.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	return d, k, s, lb, ctx, a
+}
+
+// removedNameInNewBucket writes into other, a store on the bucket made
+// again, entries past revision watched (the old bucket's), then another
+// account's name entry for name and its removal (by hand), then one more
+// entry, whose revision it returns: what a store that follows the new
+// bucket would take for a name to write back.
+func removedNameInNewBucket(ctx context.Context, t testing.TB, other *Store, name string, watched uint64) (uint64, error) {
+	b := newAccount(t, "other")
+	for i := uint64(0); i <= watched; i++ {
+		if _, err := other.kv.Put(ctx, fmt.Sprintf("lease.pad%d", i), []byte("x")); err != nil {
+			return 0, err
+		}
+	}
+	if _, err := other.kv.Put(ctx, nameKey(name), []byte(b.PublicKey)); err != nil {
+		return 0, err
+	}
+	if err := other.kv.Delete(ctx, nameKey(name)); err != nil {
+		return 0, err
+	}
+	return other.kv.Put(ctx, "lease.last", []byte("x"))
+}
+
+// noNameEntry fails the test if kv (the bucket made again) holds a name
+// entry for name: who wrote it there, its log in lb.
+func noNameEntry(ctx context.Context, t testing.TB, kv jetstream.KeyValue, name, who string, lb *logBuffer) {
+	t.Helper()
+	if e, err := kv.Get(ctx, nameKey(name)); err == nil {
+		t.Fatalf("%s wrote %s -> %s into the new bucket:\n%s", who, e.Key(), e.Value(), lb.String())
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatal(err)
+	}
+}
+
 func bg(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)

@@ -1,8 +1,6 @@
 package kvstore
 
 import (
-	"errors"
-	"fmt"
 	"testing"
 	"time"
 
@@ -18,15 +16,7 @@ import (
 // new bucket has never held, which kept the name from every create.
 func TestLostStoreAppliesNothingFromTheNewBucket(t *testing.T) {
 	t.Parallel()
-	d := startDeployment(t, 1)
-	k, _ := newSealKey(t)
-	log, lb := newLog(t)
-	s := openStore(t, d.connect(t, d.svcCreds), Options{Seal: k, Logger: log})
-	ctx := bg(t)
-	a := newAccount(t, "acme")
-	if _, err := s.CreateAccount(ctx, a); err != nil {
-		t.Fatal(err)
-	}
+	d, k, s, lb, ctx, a := acmeStore(t)
 	js, err := jetstream.New(d.connect(t, d.svcCreds))
 	if err != nil {
 		t.Fatal(err)
@@ -41,19 +31,7 @@ func TestLostStoreAppliesNothingFromTheNewBucket(t *testing.T) {
 	s.mu.RUnlock()
 	// The new bucket's revisions pass the old one's, then its name entry
 	// for acme (another account's, since removed by hand) goes.
-	b := newAccount(t, "other")
-	for i := uint64(0); i <= watched; i++ {
-		if _, err := other.kv.Put(ctx, fmt.Sprintf("lease.pad%d", i), []byte("x")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := other.kv.Put(ctx, nameKey(a.Name), []byte(b.PublicKey)); err != nil {
-		t.Fatal(err)
-	}
-	if err := other.kv.Delete(ctx, nameKey(a.Name)); err != nil {
-		t.Fatal(err)
-	}
-	last, err := other.kv.Put(ctx, "lease.last", []byte("x"))
+	last, err := removedNameInNewBucket(ctx, t, other, a.Name, watched)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,11 +55,7 @@ func TestLostStoreAppliesNothingFromTheNewBucket(t *testing.T) {
 		return err == nil && info.State.Consumers >= 2
 	})
 	time.Sleep(time.Second) // it brings the new bucket's entries
-	if e, err := other.kv.Get(ctx, nameKey(a.Name)); err == nil {
-		t.Fatalf("the lost store wrote %s -> %s into the new bucket:\n%s", e.Key(), e.Value(), lb.String())
-	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
-		t.Fatal(err)
-	}
+	noNameEntry(ctx, t, other.kv, a.Name, "the lost store", lb)
 	s.mu.RLock()
 	after := s.m.watched
 	s.mu.RUnlock()

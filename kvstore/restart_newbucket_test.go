@@ -1,8 +1,6 @@
 package kvstore
 
 import (
-	"errors"
-	"fmt"
 	"testing"
 	"time"
 
@@ -20,15 +18,7 @@ import (
 // bucket, pointing to an account it never held.
 func TestRestartedWatcherStaysOffTheNewBucket(t *testing.T) {
 	t.Parallel()
-	d := startDeployment(t, 1)
-	k, _ := newSealKey(t)
-	log, lb := newLog(t)
-	s := openStore(t, d.connect(t, d.svcCreds), Options{Seal: k, Logger: log})
-	ctx := bg(t)
-	a := newAccount(t, "acme")
-	if _, err := s.CreateAccount(ctx, a); err != nil {
-		t.Fatal(err)
-	}
+	d, k, s, lb, ctx, a := acmeStore(t)
 	s.mu.RLock()
 	watched := s.m.watched
 	s.mu.RUnlock()
@@ -42,19 +32,7 @@ func TestRestartedWatcherStaysOffTheNewBucket(t *testing.T) {
 	other := openStore(t, d.connect(t, d.svcCreds), Options{Seal: k})
 	// The new bucket's revisions pass the old one's, then its name entry
 	// for acme (another account's, removed by hand) goes.
-	b := newAccount(t, "other")
-	for i := uint64(0); i <= watched; i++ {
-		if _, err := other.kv.Put(ctx, fmt.Sprintf("lease.pad%d", i), []byte("x")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := other.kv.Put(ctx, nameKey(a.Name), []byte(b.PublicKey)); err != nil {
-		t.Fatal(err)
-	}
-	if err := other.kv.Delete(ctx, nameKey(a.Name)); err != nil {
-		t.Fatal(err)
-	}
-	last, err := other.kv.Put(ctx, "lease.last", []byte("x"))
+	last, err := removedNameInNewBucket(ctx, t, other, a.Name, watched)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,11 +41,7 @@ func TestRestartedWatcherStaysOffTheNewBucket(t *testing.T) {
 	s.restartWatch <- struct{}{}
 	eventually(t, 10*time.Second, "the store finds its bucket replaced", func() bool { return s.Broken() != nil })
 	time.Sleep(time.Second) // the name loop writes back what it was handed
-	if e, err := other.kv.Get(ctx, nameKey(a.Name)); err == nil {
-		t.Fatalf("the store wrote %s -> %s into the new bucket:\n%s", e.Key(), e.Value(), lb.String())
-	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
-		t.Fatal(err)
-	}
+	noNameEntry(ctx, t, other.kv, a.Name, "the store", lb)
 	s.mu.RLock()
 	after := s.m.watched
 	s.mu.RUnlock()
@@ -83,15 +57,7 @@ func TestRestartedWatcherStaysOffTheNewBucket(t *testing.T) {
 // it has never held, which keeps the name from every create.
 func TestNameWriteBackStaysOffTheNewBucket(t *testing.T) {
 	t.Parallel()
-	d := startDeployment(t, 1)
-	k, _ := newSealKey(t)
-	log, lb := newLog(t)
-	s := openStore(t, d.connect(t, d.svcCreds), Options{Seal: k, Logger: log})
-	ctx := bg(t)
-	a := newAccount(t, "acme")
-	if _, err := s.CreateAccount(ctx, a); err != nil {
-		t.Fatal(err)
-	}
+	d, k, s, lb, ctx, a := acmeStore(t)
 	js, err := jetstream.New(d.connect(t, d.svcCreds))
 	if err != nil {
 		t.Fatal(err)
@@ -122,9 +88,5 @@ func TestNameWriteBackStaysOffTheNewBucket(t *testing.T) {
 	close(release)
 	eventually(t, 10*time.Second, "the store finds its bucket replaced", func() bool { return s.Broken() != nil })
 	time.Sleep(500 * time.Millisecond)
-	if e, err := other.kv.Get(ctx, nameKey(a.Name)); err == nil {
-		t.Fatalf("the store wrote %s -> %s into the new bucket:\n%s", e.Key(), e.Value(), lb.String())
-	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
-		t.Fatal(err)
-	}
+	noNameEntry(ctx, t, other.kv, a.Name, "the store", lb)
 }

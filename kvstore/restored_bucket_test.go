@@ -43,15 +43,7 @@ func copyDir(t *testing.T, from, to string) {
 // revision, skipped the other instance's entries before it.
 func TestBucketPutBackThenWrittenPast(t *testing.T) {
 	t.Parallel()
-	d := startDeployment(t, 1)
-	k, _ := newSealKey(t)
-	log, lb := newLog(t)
-	s := openStore(t, d.connect(t, d.svcCreds), Options{Seal: k, Logger: log})
-	ctx := bg(t)
-	a := newAccount(t, "acme")
-	if _, err := s.CreateAccount(ctx, a); err != nil {
-		t.Fatal(err)
-	}
+	d, k, s, lb, ctx, _ := acmeStore(t)
 	backup := filepath.Join(t.TempDir(), "js1")
 	putBack(t, d, func(dir string) { copyDir(t, dir, backup) })
 	// Written after the backup: what the put-back loses.
@@ -100,15 +92,7 @@ func TestBucketPutBackThenWrittenPast(t *testing.T) {
 // into the new bucket, pointing to an account it has never held.
 func TestCatchUpStaysOffTheNewBucket(t *testing.T) {
 	t.Parallel()
-	d := startDeployment(t, 1)
-	k, _ := newSealKey(t)
-	log, lb := newLog(t)
-	s := openStore(t, d.connect(t, d.svcCreds), Options{Seal: k, Logger: log})
-	ctx := bg(t)
-	a := newAccount(t, "acme")
-	if _, err := s.CreateAccount(ctx, a); err != nil {
-		t.Fatal(err)
-	}
+	d, k, s, lb, ctx, a := acmeStore(t)
 	if err := s.SeenThrough(ctx, mirrorRevision(s, a.PublicKey)); err != nil {
 		t.Fatal(err)
 	}
@@ -130,21 +114,8 @@ func TestCatchUpStaysOffTheNewBucket(t *testing.T) {
 				return
 			}
 			other := openStore(t, d.connect(t, d.svcCreds), Options{Seal: k})
-			b := newAccount(t, "other")
-			for i := uint64(0); i <= watched; i++ {
-				if _, err := other.kv.Put(ctx, fmt.Sprintf("lease.pad%d", i), []byte("x")); err != nil {
-					t.Error(err)
-					return
-				}
-			}
 			// Another account's name entry for acme, removed by hand.
-			if _, err := other.kv.Put(ctx, nameKey(a.Name), []byte(b.PublicKey)); err != nil {
-				t.Error(err)
-			}
-			if err := other.kv.Delete(ctx, nameKey(a.Name)); err != nil {
-				t.Error(err)
-			}
-			if last, err = other.kv.Put(ctx, "lease.last", []byte("x")); err != nil {
+			if last, err = removedNameInNewBucket(ctx, t, other, a.Name, watched); err != nil {
 				t.Error(err)
 			}
 		})
@@ -159,11 +130,7 @@ func TestCatchUpStaysOffTheNewBucket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e, err := kv.Get(ctx, nameKey(a.Name)); err == nil {
-		t.Fatalf("the store wrote %s -> %s into the new bucket:\n%s", e.Key(), e.Value(), lb.String())
-	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
-		t.Fatal(err)
-	}
+	noNameEntry(ctx, t, kv, a.Name, "the store", lb)
 	s.mu.RLock()
 	held := s.m.revs[nameKey(a.Name)]
 	s.mu.RUnlock()
