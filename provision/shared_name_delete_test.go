@@ -43,30 +43,10 @@ func TestDeleteWaitsWhileTwoServersShareAName(t *testing.T) {
 		// The other, slower, refuses: it keeps the live version.
 		{"NDUPINSTANCEB", 500 * time.Millisecond, `"error":{"code":500,"description":"jwt update resulted in error - disk full"}`},
 	} {
-		fake := env.Connect(t, provtest.SystemUserCreds(t, env.Init.Dir, env.Init.SystemAccount, "dup-"+f.id, nil))
-		respond := func(m *nats.Msg, data []byte, delay time.Duration) {
-			if delay == 0 {
-				_ = m.Respond(data)
-				return
-			}
-			reply := m.Reply
-			time.AfterFunc(delay, func() { _ = fake.Publish(reply, data) })
-		}
-		if _, err := fake.Subscribe(resolver.SubjectServerPing, func(m *nats.Msg) {
-			respond(m, fmt.Appendf(nil, `{"name":%q,"host":"127.0.0.1","id":%q}`, name, f.id), f.delay/5)
-		}); err != nil {
-			t.Fatal(err)
-		}
-		for _, subj := range []string{resolver.SubjectClaimsUpdate, resolver.SubjectClaimsDelete} {
-			if _, err := fake.Subscribe(subj, func(m *nats.Msg) {
-				respond(m, fmt.Appendf(nil, `{"server":{"name":%q,"id":%q},%s}`, name, f.id, f.reply), f.delay)
-			}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := fake.Flush(); err != nil {
-			t.Fatal(err)
-		}
+		fakeServer(t, env, name, f.id, f.delay, map[string]string{
+			resolver.SubjectClaimsUpdate: f.reply,
+			resolver.SubjectClaimsDelete: f.reply,
+		})
 	}
 	if err := d.rc.Discover(ctx); err != nil {
 		t.Fatal(err)
@@ -92,5 +72,37 @@ func TestDeleteWaitsWhileTwoServersShareAName(t *testing.T) {
 	}
 	if a.Phase == provision.PhaseDeleted {
 		t.Fatalf("after a pass the tombstone is final while two servers answer as %s", name)
+	}
+}
+
+// fakeServer answers as a server named name with id (a system user of
+// env's): the resolver client's ping, after a fifth of delay, and each
+// subject of bodies after delay, with a reply holding its body (the
+// reply's "data" or "error" member).
+func fakeServer(t *testing.T, env *provtest.Env, name, id string, delay time.Duration, bodies map[string]string) {
+	t.Helper()
+	fake := env.Connect(t, provtest.SystemUserCreds(t, env.Init.Dir, env.Init.SystemAccount, "dup-"+id, nil))
+	respond := func(m *nats.Msg, data []byte, delay time.Duration) {
+		if delay == 0 {
+			_ = m.Respond(data)
+			return
+		}
+		reply := m.Reply
+		time.AfterFunc(delay, func() { _ = fake.Publish(reply, data) })
+	}
+	if _, err := fake.Subscribe(resolver.SubjectServerPing, func(m *nats.Msg) {
+		respond(m, fmt.Appendf(nil, `{"name":%q,"host":"127.0.0.1","id":%q}`, name, id), delay/5)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for subj, body := range bodies {
+		if _, err := fake.Subscribe(subj, func(m *nats.Msg) {
+			respond(m, fmt.Appendf(nil, `{"server":{"name":%q,"id":%q},%s}`, name, id, body), delay)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := fake.Flush(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -7,11 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/provision"
-	"github.com/natsprov/provisioner/provtest"
 	"github.com/natsprov/provisioner/resolver"
 )
 
@@ -34,36 +31,13 @@ func TestDeletesOffUnderASharedNameCountNothingFailed(t *testing.T) {
 		id    string
 		delay time.Duration
 	}{{"NDUPOFFINSTANCEA", 0}, {"NDUPOFFINSTANCEB", 300 * time.Millisecond}} {
-		fake := env.Connect(t, provtest.SystemUserCreds(t, env.Init.Dir, env.Init.SystemAccount, "dup-"+f.id, nil))
-		respond := func(m *nats.Msg, data []byte, delay time.Duration) {
-			if delay == 0 {
-				_ = m.Respond(data)
-				return
-			}
-			reply := m.Reply
-			time.AfterFunc(delay, func() { _ = fake.Publish(reply, data) })
-		}
-		if _, err := fake.Subscribe(resolver.SubjectServerPing, func(m *nats.Msg) {
-			respond(m, fmt.Appendf(nil, `{"name":%q,"host":"127.0.0.1","id":%q}`, name, f.id), f.delay/5)
-		}); err != nil {
-			t.Fatal(err)
-		}
-		for subj, body := range map[string]string{
+		fakeServer(t, env, name, f.id, f.delay, map[string]string{
 			// It holds the disabled version, as the real server does.
 			resolver.SubjectClaimsList:   fmt.Sprintf(`"data":[%q]`, pub),
 			resolver.SubjectClaimsUpdate: `"data":{"code":200,"message":"jwt updated"}`,
 			// As nats-server with allow_delete false answers.
 			resolver.SubjectClaimsDelete: `"error":{"code":500,"description":"delete accounts request by X failed - delete must be enabled in server config"}`,
-		} {
-			if _, err := fake.Subscribe(subj, func(m *nats.Msg) {
-				respond(m, fmt.Appendf(nil, `{"server":{"name":%q,"id":%q},%s}`, name, f.id, body), f.delay)
-			}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := fake.Flush(); err != nil {
-			t.Fatal(err)
-		}
+		})
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
