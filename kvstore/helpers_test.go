@@ -220,6 +220,20 @@ func acmeStore(t testing.TB) (d *deployment, k *seal.Key, s *Store, lb *logBuffe
 	return d, k, s, lb, ctx, a
 }
 
+// deleteBucket deletes s's bucket under it (a jetstream client of d's
+// service user, which it returns, does).
+func deleteBucket(ctx context.Context, t testing.TB, d *deployment, s *Store) jetstream.JetStream {
+	t.Helper()
+	js, err := jetstream.New(d.connect(t, d.svcCreds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteKeyValue(ctx, s.opts.Bucket); err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
 // removedNameInNewBucket writes into other, a store on the bucket made
 // again, entries past revision watched (the old bucket's), then another
 // account's name entry for name and its removal (by hand), then one more

@@ -3,8 +3,6 @@ package kvstore
 import (
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // TestLostStoreAppliesNothingFromTheNewBucket: once the store found its
@@ -17,13 +15,7 @@ import (
 func TestLostStoreAppliesNothingFromTheNewBucket(t *testing.T) {
 	t.Parallel()
 	d, k, s, lb, ctx, a := acmeStore(t)
-	js, err := jetstream.New(d.connect(t, d.svcCreds))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := js.DeleteKeyValue(ctx, s.opts.Bucket); err != nil {
-		t.Fatal(err)
-	}
+	js := deleteBucket(ctx, t, d, s)
 	other := openStore(t, d.connect(t, d.svcCreds), Options{Seal: k})
 	eventually(t, 10*time.Second, "the store finds its bucket replaced", func() bool { return s.Broken() != nil })
 	s.mu.RLock()

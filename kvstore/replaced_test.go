@@ -41,13 +41,7 @@ func TestBucketReplacedUnderneath(t *testing.T) {
 			if err := s.Broken(); err != nil {
 				t.Fatalf("Broken before anything happened to the bucket: %v", err)
 			}
-			js, err := jetstream.New(d.connect(t, d.svcCreds))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := js.DeleteKeyValue(ctx, s.opts.Bucket); err != nil {
-				t.Fatal(err)
-			}
+			deleteBucket(ctx, t, d, s)
 			var other *Store
 			if again {
 				other = openStore(t, d.connect(t, d.svcCreds), Options{Seal: k})
@@ -96,13 +90,7 @@ func TestLostStoreWritesNothingToTheNewBucket(t *testing.T) {
 	if _, err := s.CreateAccount(ctx, a); err != nil {
 		t.Fatal(err)
 	}
-	js, err := jetstream.New(d.connect(t, d.svcCreds))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := js.DeleteKeyValue(ctx, s.opts.Bucket); err != nil {
-		t.Fatal(err)
-	}
+	deleteBucket(ctx, t, d, s)
 	// The mirror still holds the account: the add is taken, its write fails.
 	u := newUser(t, a.PublicKey, "late")
 	if err := s.AddUser(ctx, u, false); err != nil {
@@ -128,13 +116,7 @@ func TestLostStoreStopsRestartingItsWatcher(t *testing.T) {
 	log, lb := newLog(t)
 	s := openStore(t, d.connect(t, d.svcCreds), Options{Seal: k, Logger: log, Timeout: 500 * time.Millisecond})
 	ctx := bg(t)
-	js, err := jetstream.New(d.connect(t, d.svcCreds))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := js.DeleteKeyValue(ctx, s.opts.Bucket); err != nil {
-		t.Fatal(err)
-	}
+	deleteBucket(ctx, t, d, s)
 	eventually(t, 10*time.Second, "the store finds its bucket gone", func() bool { return s.Broken() != nil })
 	time.Sleep(time.Second) // a restart under way when it was found ends
 	before := strings.Count(lb.String(), "cannot restart the watcher")

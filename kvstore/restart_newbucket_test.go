@@ -22,13 +22,7 @@ func TestRestartedWatcherStaysOffTheNewBucket(t *testing.T) {
 	s.mu.RLock()
 	watched := s.m.watched
 	s.mu.RUnlock()
-	js, err := jetstream.New(d.connect(t, d.svcCreds))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := js.DeleteKeyValue(ctx, s.opts.Bucket); err != nil {
-		t.Fatal(err)
-	}
+	deleteBucket(ctx, t, d, s)
 	other := openStore(t, d.connect(t, d.svcCreds), Options{Seal: k})
 	// The new bucket's revisions pass the old one's, then its name entry
 	// for acme (another account's, removed by hand) goes.
