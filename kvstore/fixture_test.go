@@ -97,8 +97,8 @@ func accountJWTTiered(t testing.TB, kp, signing, opSigning nkeys.KeyPair, name s
 }
 
 // userCreds writes a creds file (0600) for a new user of the account,
-// signed by the account's signing key.
-func userCreds(t testing.TB, dir string, acct, signing nkeys.KeyPair, name string) string {
+// signed by the account's signing key, that may not publish to deny.
+func userCreds(t testing.TB, dir string, acct, signing nkeys.KeyPair, name string, deny ...string) string {
 	t.Helper()
 	ukp, err := nkeys.CreateUser()
 	if err != nil {
@@ -108,6 +108,7 @@ func userCreds(t testing.TB, dir string, acct, signing nkeys.KeyPair, name strin
 	uc := jwt.NewUserClaims(upub)
 	uc.Name = name
 	uc.IssuerAccount, _ = acct.PublicKey()
+	uc.Pub.Deny.Add(deny...)
 	tok, err := uc.Encode(signing)
 	if err != nil {
 		t.Fatal(err)

@@ -2,13 +2,8 @@ package kvstore
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/nats-io/jwt/v2"
-	"github.com/nats-io/nkeys"
 )
 
 // restrictedCreds writes a creds file for a user of the service account
@@ -17,29 +12,7 @@ import (
 // as a write does while JetStream stalls.
 func restrictedCreds(t testing.TB, d *deployment, deny string) string {
 	t.Helper()
-	ukp, err := nkeys.CreateUser()
-	if err != nil {
-		t.Fatal(err)
-	}
-	upub, _ := ukp.PublicKey()
-	uc := jwt.NewUserClaims(upub)
-	uc.Name = "restricted"
-	uc.IssuerAccount, _ = d.svcKeys[0].PublicKey()
-	uc.Pub.Deny.Add(deny)
-	tok, err := uc.Encode(d.svcKeys[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	seed, _ := ukp.Seed()
-	creds, err := jwt.FormatUserConfig(tok, seed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(d.dir, "restricted.creds")
-	if err := os.WriteFile(p, creds, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return userCreds(t, d.dir, d.svcKeys[0], d.svcKeys[1], "restricted", deny)
 }
 
 // TestNameWriteBackDoesNotStallTheWatcher: a name entry removed by hand
