@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"encoding/base32"
 	"encoding/base64"
 	"encoding/json"
 	"strings"
@@ -19,7 +20,8 @@ const seedKinds = "OAUNCXP"
 // refused without ever being echoed, stored or logged. An upper-case run
 // counts (names do not hold 30 capitals in a row); a lower-case one counts
 // when it holds a digit from 2 to 7, as a lowered seed does and a long
-// lower-case word does not. An upper-case run goes on over 0, 1, 8 and 9,
+// lower-case word does not. Inside a lower-case run, a whole lowered seed
+// (its checksum holds) counts too: one glued after a word ("nkeys"). An upper-case run goes on over 0, 1, 8 and 9,
 // which base32 leaves out because they are mistaken for O, I, B and g: a
 // seed copied with such a typo in its first 30 characters is still a
 // secret, and was echoed in full (a name, a key of the wrong kind), which
@@ -76,6 +78,15 @@ func LooksLikeSeed(s string) bool {
 			if n-i >= 30 && digit {
 				return true
 			}
+		case c == 's' && i+seedLen <= len(s) && strings.IndexByte(seedKinds, s[i+1]&^0x20) >= 0 && wholeSeed(s[i:i+seedLen]):
+			// Inside a lower-case run (the case above took those that
+			// start one), a lowered seed glued after a word or a digit
+			// ("nkeys", "id7") counts when it is whole: its checksum
+			// holds. The run alone says too little here: base32 ids in
+			// lower case (content ids, 59 characters and more) hold "s"
+			// and a kind with 30 characters after it one time in six.
+			// Each check reads a fixed 58 characters: one pass still.
+			return true
 		case c == 'P' && (i == 0 || !base32Upper(s[i-1])):
 			n := i + 1
 			for n < len(s) && base32Upper(s[n]) {
@@ -96,6 +107,53 @@ func LooksLikeSeed(s string) bool {
 		}
 	}
 	return false
+}
+
+// seedLen is the length of every encoded seed.
+const seedLen = 58
+
+// wholeSeed reports whether s, in upper or lower case, is an encoded seed
+// whose checksum holds. It decodes into arrays of its own rather than
+// through nkeys, which allocates: in a body of "saa" over and over, it runs
+// at every third byte.
+func wholeSeed(s string) bool {
+	// A seed's third character is always "A": the kind's last bits, then
+	// zeros.
+	if s[2] != 'a' && s[2] != 'A' {
+		return false
+	}
+	var enc [seedLen]byte
+	for k := range enc {
+		c := s[k]
+		if c >= 'a' && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		if !base32Upper(c) {
+			return false
+		}
+		enc[k] = c
+	}
+	var raw [36]byte // the prefix's 2 bytes, the seed's 32, the checksum's 2
+	n, err := seedEncoding.Decode(raw[:], enc[:])
+	ok := err == nil && n == len(raw) && crc16(raw[:34]) == uint16(raw[34])|uint16(raw[35])<<8
+	clear(raw[:])
+	clear(enc[:])
+	return ok
+}
+
+var seedEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+// crc16 is the checksum nkeys encodes with (CRC-16/XMODEM).
+func crc16(b []byte) uint16 {
+	var crc uint16
+	for _, c := range b {
+		crc = crc<<8 | crc>>8
+		crc ^= uint16(c)
+		crc ^= crc & 0xff >> 4
+		crc ^= crc << 12
+		crc ^= (crc & 0xff) << 5
+	}
+	return crc
 }
 
 // privateLen is the length of the shortest encoded private key, a curve
