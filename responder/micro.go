@@ -52,7 +52,7 @@ func (r *Responder) subscribeVerbs() error {
 					// $SRV.>, and the answer would go out with this
 					// service's permissions where the caller chose, such
 					// as on its own events subjects.
-					r.log.Warn("micro discovery request dropped: its reply subject is "+reason, "subject", m.Subject, "reply", m.Reply)
+					r.log.Warn("micro discovery request dropped: its reply subject is "+reason, "subject", m.Subject, "reply", shownReply(m.Reply))
 					return
 				}
 				data, err := json.Marshal(answer())

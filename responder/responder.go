@@ -472,8 +472,9 @@ func (r *Responder) receive(e *endpoint) nats.MsgHandler {
 			// nothing is sent, not even the 503 of a stopping responder.
 			start := time.Now()
 			e.stats.begin()
-			r.log.Warn("request dropped: its reply subject is "+reason, "subject", m.Subject, "reply", m.Reply)
-			e.stats.end(time.Since(start), strconv.Itoa(api.CodeInvalid)+":"+r.statError("reply subject "+m.Reply+" is "+reason))
+			reply := shownReply(m.Reply)
+			r.log.Warn("request dropped: its reply subject is "+reason, "subject", m.Subject, "reply", reply)
+			e.stats.end(time.Since(start), strconv.Itoa(api.CodeInvalid)+":"+r.statError("reply subject "+reply+" is "+reason))
 			return
 		}
 		deadline, err := callerDeadline(m)
@@ -626,6 +627,16 @@ func (r *Responder) foreignReply(reply string) string {
 		return "in this service's own inboxes"
 	}
 	return ""
+}
+
+// shownReply is a refused reply subject as the log and the stats quote it:
+// it is the caller's own text, and one that holds a seed is not quoted
+// (the stats are every admin's to read, the log is kept).
+func shownReply(reply string) string {
+	if api.LooksLikeSeed(reply) {
+		return "[redacted: it looks like an nkey seed]"
+	}
+	return reply
 }
 
 // finish counts the request and sends the answer: its time from start to
