@@ -104,6 +104,12 @@ func LooksLikeSeed(s string) bool {
 			if n-i >= privateLen && digit {
 				return true
 			}
+		case (c == 'P' || c == 'p') && wholePrivate(s[i:]):
+			// Inside a run (the cases above took those that start one),
+			// a private key glued after a word or a digit ("KEY", "id7")
+			// counts when it is whole, as a lowered seed does: long runs
+			// (public keys glued together) hold "P" and 55 more.
+			return true
 		}
 	}
 	return false
@@ -113,17 +119,40 @@ func LooksLikeSeed(s string) bool {
 const seedLen = 58
 
 // wholeSeed reports whether s, in upper or lower case, is an encoded seed
-// whose checksum holds. It decodes into arrays of its own rather than
-// through nkeys, which allocates: in a body of "saa" over and over, it runs
-// at every third byte.
+// whose checksum holds.
 func wholeSeed(s string) bool {
 	// A seed's third character is always "A": the kind's last bits, then
 	// zeros.
 	if s[2] != 'a' && s[2] != 'A' {
 		return false
 	}
-	var enc [seedLen]byte
-	for k := range enc {
+	var raw [36]byte // the prefix's 2 bytes, the seed's 32, the checksum's 2
+	return wholeKey(s, raw[:])
+}
+
+// wholePrivate reports whether s starts with an encoded private key, in
+// upper or lower case, whose checksum holds: a curve key's (56
+// characters) or a signing key's (108).
+func wholePrivate(s string) bool {
+	// The prefix byte is "P" and three zero bits: "A" to "D" follow.
+	if len(s) < privateLen || s[1]|0x20 < 'a' || s[1]|0x20 > 'd' {
+		return false
+	}
+	var curve [35]byte // the prefix, the key's 32 bytes, the checksum's 2
+	if wholeKey(s[:privateLen], curve[:]) {
+		return true
+	}
+	var signing [67]byte // the prefix, the key's 64 bytes, the checksum's 2
+	return len(s) >= 108 && wholeKey(s[:108], signing[:])
+}
+
+// wholeKey reports whether s, in upper or lower case, decodes into raw
+// whole (len(raw) bytes) with its checksum holding. It decodes into arrays
+// of its own rather than through nkeys, which allocates: in a body of
+// "saa" over and over, it runs at every third byte. It wipes what it read.
+func wholeKey(s string, raw []byte) bool {
+	var enc [108]byte
+	for k := range len(s) {
 		c := s[k]
 		if c >= 'a' && c <= 'z' {
 			c -= 'a' - 'A'
@@ -133,10 +162,9 @@ func wholeSeed(s string) bool {
 		}
 		enc[k] = c
 	}
-	var raw [36]byte // the prefix's 2 bytes, the seed's 32, the checksum's 2
-	n, err := seedEncoding.Decode(raw[:], enc[:])
-	ok := err == nil && n == len(raw) && crc16(raw[:34]) == uint16(raw[34])|uint16(raw[35])<<8
-	clear(raw[:])
+	n, err := seedEncoding.Decode(raw, enc[:len(s)])
+	ok := err == nil && n == len(raw) && crc16(raw[:n-2]) == uint16(raw[n-2])|uint16(raw[n-1])<<8
+	clear(raw)
 	clear(enc[:])
 	return ok
 }
