@@ -14,14 +14,14 @@ const seedKinds = "OAUNCXP"
 // LooksLikeSeed reports whether s holds something like a seed: a run of
 // base32 in one case that starts with "S" and a key kind and holds at least
 // 30 characters. The run must start there (public keys are base32 too, and
-// hold such pairs inside), unless it is longer than a public key (56): a
-// seed with a capital or a digit glued before it. A seed with a typo, cut short, pasted with its
-// creds file around it, or lowercased is still a secret. Such input is
-// refused without ever being echoed, stored or logged. An upper-case run
-// counts (names do not hold 30 capitals in a row); a lower-case one counts
-// when it holds a digit from 2 to 7, as a lowered seed does and a long
-// lower-case word does not. Inside a lower-case run, a whole lowered seed
-// (its checksum holds) counts too: one glued after a word ("nkeys"). An upper-case run goes on over 0, 1, 8 and 9,
+// hold such pairs inside); within the first 16 characters of a run, a
+// whole seed (its checksum holds) counts too: one glued after a word or a
+// digit ("NKEY", "ID7", "nkeys"). A seed with a typo, cut short, pasted
+// with its creds file around it, or lowercased is still a secret. Such
+// input is refused without ever being echoed, stored or logged. An
+// upper-case run counts (names do not hold 30 capitals in a row); a
+// lower-case one counts when it holds a digit from 2 to 7, as a lowered
+// seed does and a long lower-case word does not. An upper-case run goes on over 0, 1, 8 and 9,
 // which base32 leaves out because they are mistaken for O, I, B and g: a
 // seed copied with such a typo in its first 30 characters is still a
 // secret, and was echoed in full (a name, a key of the wrong kind), which
