@@ -50,6 +50,11 @@ const (
 	DefaultForgetAfter     = 24 * time.Hour
 )
 
+// pingOverdue is how long a request waits for the servers' answers
+// before it asks for a ping, while it goes on waiting: a server answers a
+// claims request within milliseconds unless it is busy or gone.
+const pingOverdue = 500 * time.Millisecond
+
 // joinedBuffer is how many Joined events wait for a reader before the
 // oldest is dropped.
 const joinedBuffer = 64
@@ -405,10 +410,26 @@ func (c *Client) gather(ctx context.Context, subject string, data []byte, rule u
 		return len(want)-len(got) <= anonymous
 	}
 	noResponders := false
+	// A server that went away without a word (kill -9, a machine lost)
+	// answers no ping either, but only a ping marks it down: asked for
+	// after the whole timeout, every request until then waited all of it
+	// for that server. Asked for once a live server's answer is overdue,
+	// the wait for a dead one is about the ping's; a slow server answers
+	// the ping, stays up and is still waited for.
+	var overdue <-chan time.Time
+	if rule != untilFirst {
+		t := time.NewTimer(pingOverdue)
+		defer t.Stop()
+		overdue = t.C
+	}
 	for !enough() {
 		var m *nats.Msg
 		select {
 		case m = <-ch:
+		case <-overdue:
+			overdue = nil
+			c.triggerRefresh()
+			continue
 		case <-down:
 			// A server went down, or was replaced by a restart, while
 			// the request waits for it.
