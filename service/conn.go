@@ -28,6 +28,12 @@ type conn struct {
 	reconnected func()
 }
 
+// The pings of every connection: see connect.
+const (
+	connPingInterval = 2 * time.Second
+	connMaxPingsOut  = 2
+)
+
 // connect opens a connection with a creds file that reconnects forever. The
 // first connection is retried with back-off until ctx ends, logging each
 // try: a provisioner started before its nats-server (a container, a
@@ -43,6 +49,16 @@ func (s *Service) connect(ctx context.Context, cfg *config.Config, name, creds, 
 		nats.Name(name),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
+		// A server whose machine is lost without a TCP reset (a power
+		// cut, a partition) leaves the connection open and silent: with
+		// nats.go's default pings (every 2 minutes, two unanswered) it
+		// was called stale only 4 to 6 minutes later, and until then
+		// the instance answered nothing, its subscriptions and pushes on
+		// that server, while the cluster's others were there. A PING
+		// every 2 s costs nothing; two unanswered (4-6 s) make the
+		// connection go over to another server.
+		nats.PingInterval(connPingInterval),
+		nats.MaxPingsOutstanding(connMaxPingsOut),
 		nats.ClosedHandler(func(*nats.Conn) { close(c.closed) }),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil { // nil: a drain on the way out
