@@ -379,18 +379,32 @@ func (c *Client) refreshLoop() {
 	defer close(c.done)
 	t := time.NewTicker(c.opts.RefreshInterval)
 	defer t.Stop()
+	// A refresh asked for while the connection is down (CheckServers, a
+	// request's overdue answers: a server may have gone with the machine
+	// the connection was on) is held until it is back. Dropped, the dead
+	// server stayed up until the next refresh, and every push until then
+	// waited for it.
+	reconnected := c.nc.StatusChanged(nats.CONNECTED)
+	defer c.nc.RemoveStatusListener(reconnected)
+	pending := false
 	for {
 		select {
 		case <-c.stop:
 			return
 		case <-t.C:
 		case <-c.kick:
+		case <-reconnected:
+			if !pending {
+				continue
+			}
 		}
 		if !c.nc.IsConnected() {
 			// Nothing can be learned; a ping now would mark every server
 			// down for the client's own outage.
+			pending = true
 			continue
 		}
+		pending = false
 		// Bounded by the refresh's own deadline and by Close: a context
 		// deadline racing that one would end the refresh before it marks
 		// the silent servers down.
@@ -398,7 +412,14 @@ func (c *Client) refreshLoop() {
 		// outage, which the connection's handlers log; logged here, it
 		// came at every stop too (the server or the connection going
 		// first), after the stop had returned.
-		if err := c.refresh(context.Background()); err != nil && !errors.Is(err, errLostPing) && !errors.Is(err, errClosed) {
+		err := c.refresh(context.Background())
+		if errors.Is(err, errLostPing) {
+			// Its ping, or the answers, lost with the connection: asked
+			// again once it is back (its CONNECTED waits in reconnected
+			// if it is back already).
+			pending = true
+		}
+		if err != nil && !errors.Is(err, errLostPing) && !errors.Is(err, errClosed) {
 			c.log.Warn("resolver could not refresh the server list", "error", err)
 		}
 	}

@@ -37,6 +37,28 @@ func startSilentCluster(t *testing.T) *silentCluster {
 		t.Fatal(err)
 	}
 	a := startCluster(t, res, 1)[0]
+	b := startProcessNode(t, res, a)
+	const prefix = bootstrap.ProvisionerInboxPrefix
+	nc, err := nats.Connect(a.srv.URL(), nats.UserCredentials(res.ProvisionerCreds), nats.CustomInboxPrefix(prefix), nats.NoReconnect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	waitFor(t, 15*time.Second, "both servers answer the ping", func() bool { return pingCount(t, nc) == 2 })
+	c := newClient(t, nc, resolver.Options{Timeout: resolver.DefaultTimeout, RefreshInterval: time.Minute, Logger: provtest.Logger(t)})
+	sc := &silentCluster{a: a, b: b, c: c, op: operator(t, res.Dir)}
+	// Both answer a push: each is a server with a resolver.
+	if r := sc.push(t, "first"); r.Stored() != 2 {
+		t.Fatalf("first push: %+v, want both servers to store it", r)
+	}
+	return sc
+}
+
+// startProcessNode starts node-b, a nats-server process of the deployment
+// made by res routed to a, which the test can kill -9 (no SHUTDOWN event)
+// or pause (SIGSTOP); it is killed when the test ends.
+func startProcessNode(t *testing.T, res *bootstrap.Result, a *node) *os.Process {
+	t.Helper()
 	sysJWT, err := os.ReadFile(filepath.Join(res.Dir, bootstrap.SystemAccountJWTFile))
 	if err != nil {
 		t.Fatal(err)
@@ -74,20 +96,7 @@ func startSilentCluster(t *testing.T) *silentCluster {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
-	const prefix = bootstrap.ProvisionerInboxPrefix
-	nc, err := nats.Connect(a.srv.URL(), nats.UserCredentials(res.ProvisionerCreds), nats.CustomInboxPrefix(prefix), nats.NoReconnect())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	waitFor(t, 15*time.Second, "both servers answer the ping", func() bool { return pingCount(t, nc) == 2 })
-	c := newClient(t, nc, resolver.Options{Timeout: resolver.DefaultTimeout, RefreshInterval: time.Minute, Logger: provtest.Logger(t)})
-	sc := &silentCluster{a: a, b: cmd.Process, c: c, op: operator(t, res.Dir)}
-	// Both answer a push: each is a server with a resolver.
-	if r := sc.push(t, "first"); r.Stored() != 2 {
-		t.Fatalf("first push: %+v, want both servers to store it", r)
-	}
-	return sc
+	return cmd.Process
 }
 
 func (sc *silentCluster) push(t *testing.T, name string) provision.PushResult {
