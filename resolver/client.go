@@ -388,8 +388,19 @@ func (c *Client) gather(ctx context.Context, subject string, data []byte, rule u
 		return g, fmt.Errorf("%w: %w", provision.ErrNotSent, err)
 	}
 	// The replies of a request sent before the connection dropped are
-	// lost with it (the inbox is subscribed again, but nothing resends
-	// the request): the servers' silence is then the client's own.
+	// lost with it (the inbox is subscribed again on the reconnect), and
+	// the request itself may be: the servers' silence is then the
+	// client's own. A request whose replies say who sent them is sent
+	// again once the connection is back, the replies of a server that
+	// had answered it counted once: a push of one JWT or one deletion
+	// lands the same twice, and a LIST or VARZ changes nothing. Left
+	// lost, a push across the client's own reconnect waited the whole
+	// timeout and failed as unanswered.
+	var reconnected chan nats.Status
+	if identify {
+		reconnected = c.nc.StatusChanged(nats.CONNECTED)
+		defer c.nc.RemoveStatusListener(reconnected)
+	}
 	reconnects := c.nc.Stats().Reconnects
 	if err := c.nc.PublishRequest(subject, subj, data); err != nil {
 		if errors.Is(err, nats.ErrMaxPayload) {
@@ -403,6 +414,8 @@ func (c *Client) gather(ctx context.Context, subject string, data []byte, rule u
 
 	got := map[string]bool{}
 	anonymous := 0
+	resent := false
+	answered := map[string]bool{} // IDs that replied, once resent
 	enough := func() bool {
 		if rule == untilFirst || len(want) == 0 {
 			return len(g.replies) > 0
@@ -430,6 +443,17 @@ func (c *Client) gather(ctx context.Context, subject string, data []byte, rule u
 			overdue = nil
 			c.triggerRefresh()
 			continue
+		case <-reconnected:
+			if n := c.nc.Stats().Reconnects; n != reconnects {
+				reconnects = n
+				if err := c.nc.PublishRequest(subject, subj, data); err != nil {
+					c.log.Debug("resolver could not send a request again after a reconnect", "subject", subject, "error", err)
+					continue
+				}
+				resent = true
+				c.log.Debug("resolver sent a request again after a reconnect", "subject", subject)
+			}
+			continue
 		case <-down:
 			// A server went down, or was replaced by a restart, while
 			// the request waits for it.
@@ -456,8 +480,12 @@ func (c *Client) gather(ctx context.Context, subject string, data []byte, rule u
 		if identify {
 			r.server, r.id = identity(m.Data)
 		}
+		if r.id != "" && resent && answered[r.id] {
+			continue // its answer to the request sent again
+		}
 		switch {
 		case r.id != "":
+			answered[r.id] = true
 			c.sighted(r.server, r.id)
 			if claims {
 				c.answeredClaims(r.server, r.id)
@@ -498,6 +526,8 @@ func (c *Client) gather(ctx context.Context, subject string, data []byte, rule u
 		return g, fmt.Errorf("%w: %w", provision.ErrTimeout, ctx.Err())
 	case c.isClosed():
 		return g, fmt.Errorf("%w: client closed", provision.ErrTimeout)
+	case !c.nc.IsConnected() || c.nc.Stats().Reconnects != reconnects:
+		return g, fmt.Errorf("%w within %s: the connection to NATS dropped while waiting, and the request may or may not have reached the servers", provision.ErrTimeout, c.opts.Timeout)
 	}
 	return g, fmt.Errorf("%w within %s", provision.ErrTimeout, c.opts.Timeout)
 }
