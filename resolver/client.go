@@ -402,6 +402,9 @@ func (c *Client) gather(ctx context.Context, subject string, data []byte, rule u
 		defer c.nc.RemoveStatusListener(reconnected)
 	}
 	reconnects := c.nc.Stats().Reconnects
+	// As first sent: a request sent again after a reconnect (below) still
+	// crossed one, which the end's checks must know.
+	sentAt := reconnects
 	if err := c.nc.PublishRequest(subject, subj, data); err != nil {
 		if errors.Is(err, nats.ErrMaxPayload) {
 			// An account JWT signed while max_payload was larger: no
@@ -504,8 +507,10 @@ func (c *Client) gather(ctx context.Context, subject string, data []byte, rule u
 		g.replies = append(g.replies, r)
 	}
 	if rule != untilFirst && !enough() && !noResponders {
-		if claims && identify && c.nc.IsConnected() && c.nc.Stats().Reconnects == reconnects {
-			// Not when the connection dropped meanwhile: a server
+		if claims && identify && c.nc.IsConnected() && c.nc.Stats().Reconnects == sentAt {
+			// Not when the connection dropped meanwhile (sent again
+			// after it or not: the resent request's answer may still
+			// be on the way): a server
 			// that never heard the request, or whose answer was lost,
 			// is no server without a resolver, and the ping after the
 			// reconnect, which it answers, took it for one.
@@ -526,7 +531,7 @@ func (c *Client) gather(ctx context.Context, subject string, data []byte, rule u
 		return g, fmt.Errorf("%w: %w", provision.ErrTimeout, ctx.Err())
 	case c.isClosed():
 		return g, fmt.Errorf("%w: client closed", provision.ErrTimeout)
-	case !c.nc.IsConnected() || c.nc.Stats().Reconnects != reconnects:
+	case !c.nc.IsConnected() || c.nc.Stats().Reconnects != sentAt:
 		return g, fmt.Errorf("%w within %s: the connection to NATS dropped while waiting, and the request may or may not have reached the servers", provision.ErrTimeout, c.opts.Timeout)
 	}
 	return g, fmt.Errorf("%w within %s", provision.ErrTimeout, c.opts.Timeout)
