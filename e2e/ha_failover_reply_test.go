@@ -1,15 +1,12 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natsprov/provisioner/bootstrap"
 )
@@ -28,24 +25,7 @@ func TestHAFailoverRequestsAnswered(t *testing.T) {
 	p0 := e.serve("ha-0")
 	e.waitInstances(1, 30*time.Second, p0)
 
-	js, err := jetstream.New(e.serviceConn())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	stream, err := js.Stream(ctx, "KV_provisioner")
-	if err != nil {
-		t.Fatal(err)
-	}
-	info := stream.CachedInfo()
-	if info.Cluster == nil || info.Cluster.Leader == "" {
-		t.Fatalf("the bucket's stream has no leader: %+v", info.Cluster)
-	}
-	victim := slices.IndexFunc(e.cl.nodes, func(nd *clusterNode) bool { return nd.name == info.Cluster.Leader })
-	if victim < 0 {
-		t.Fatalf("the stream leader %q is none of the cluster's servers", info.Cluster.Leader)
-	}
+	_, info, victim := e.bucketLeader()
 	other := e.cl.node((victim + 1) % 3).url
 	// The instance that answers: connected to a server that stays up (it
 	// learns the others from the server's INFO); the first one, which

@@ -249,6 +249,33 @@ func (e *haEnv) waitJetStream(within time.Duration) {
 	}
 }
 
+// bucketLeader reads the bucket's stream with the service creds and
+// returns it, its info, and the index in the cluster's nodes of the
+// server that leads it; the stream must have three replicas and a leader.
+func (e *haEnv) bucketLeader() (jetstream.Stream, *jetstream.StreamInfo, int) {
+	t := e.t
+	t.Helper()
+	js, err := jetstream.New(e.serviceConn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stream, err := js.Stream(ctx, "KV_provisioner")
+	if err != nil {
+		t.Fatalf("stream info of the bucket, with the service creds: %v", err)
+	}
+	info := stream.CachedInfo()
+	if info.Config.Replicas != 3 || info.Cluster == nil || info.Cluster.Leader == "" {
+		t.Fatalf("the bucket's stream has %d replicas, cluster %+v; want 3 and a leader", info.Config.Replicas, info.Cluster)
+	}
+	victim := slices.IndexFunc(e.cl.nodes, func(nd *clusterNode) bool { return nd.name == info.Cluster.Leader })
+	if victim < 0 {
+		t.Fatalf("the stream leader %q is none of the cluster's servers", info.Cluster.Leader)
+	}
+	return stream, info, victim
+}
+
 func (e *haEnv) serviceConn() *nats.Conn {
 	e.t.Helper()
 	return e.connect(filepath.Join(e.d.dir, "service.creds"), bootstrap.ServiceInboxPrefix)
@@ -1283,23 +1310,10 @@ func TestHAClusterNodeLoss(t *testing.T) {
 	p2 := e.serve("ha-2")
 	e.waitInstances(2, 30*time.Second, p1, p2)
 
+	stream, info, victim := e.bucketLeader()
 	js, err := jetstream.New(e.serviceConn())
 	if err != nil {
 		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	stream, err := js.Stream(ctx, "KV_provisioner")
-	if err != nil {
-		t.Fatalf("stream info of the bucket, with the service creds: %v", err)
-	}
-	info := stream.CachedInfo()
-	if info.Config.Replicas != 3 || info.Cluster == nil || info.Cluster.Leader == "" {
-		t.Fatalf("the bucket's stream has %d replicas, cluster %+v; want 3 and a leader", info.Config.Replicas, info.Cluster)
-	}
-	victim := slices.IndexFunc(e.cl.nodes, func(nd *clusterNode) bool { return nd.name == info.Cluster.Leader })
-	if victim < 0 {
-		t.Fatalf("the stream leader %q is none of the cluster's servers", info.Cluster.Leader)
 	}
 	// The clients and the probe use a server that stays up: the errors
 	// they see are the service's, not their own reconnect's.
