@@ -966,24 +966,26 @@ func (s *Service) revokeStandingMisfits(ctx context.Context, a Account) (Account
 	if _, shared := s.store.(usersFollower); !shared {
 		return a, false
 	}
-	settled := func(a Account) bool {
+	// The version's claims, when its templates take users' names or tags
+	// and it is old enough; nil otherwise.
+	settled := func(a Account) *jwt.AccountClaims {
 		c, err := decodeAccount(a.JWT)
-		return err == nil && templatesTakeUsers(c) && time.Since(time.Unix(c.IssuedAt, 0)) >= s.misfitsSettle
+		if err != nil || !templatesTakeUsers(c) || time.Since(time.Unix(c.IssuedAt, 0)) < s.misfitsSettle {
+			return nil
+		}
+		return c
 	}
-	if !settled(a) {
+	c := settled(a)
+	if c == nil {
 		return a, false
 	}
 	users, err := s.store.Users(ctx, a.PublicKey)
-	if err != nil {
-		return a, false // the next pass checks again
-	}
-	c, err := decodeAccount(a.JWT)
 	if err != nil || len(s.misfitsOf(a, c, users)) == 0 {
-		return a, false
+		return a, false // on an error, the next pass checks again
 	}
 	defer s.locks.lock("account:" + a.PublicKey)()
 	cur, err := s.account(ctx, a.PublicKey, true)
-	if err != nil || !cur.Live() || !settled(cur) {
+	if err != nil || !cur.Live() || settled(cur) == nil {
 		return a, false
 	}
 	log := s.log.With("account", cur.PublicKey, "name", cur.Name)
