@@ -1541,18 +1541,25 @@ func TestHAClusterNodeLoss(t *testing.T) {
 	}
 	var missing []string
 	deadline = time.Now().Add(30 * time.Second)
+	var readErr error
 	for {
-		stored := e.bucketUsers(bkv)
+		stored, err := e.bucketUsers(bkv)
+		readErr = err
 		missing = missing[:0]
-		for u := range owner {
-			if !stored[u] {
-				missing = append(missing, u)
+		if err == nil {
+			for u := range owner {
+				if !stored[u] {
+					missing = append(missing, u)
+				}
 			}
 		}
-		if len(missing) == 0 || time.Now().After(deadline) {
+		if (err == nil && len(missing) == 0) || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+	if readErr != nil {
+		t.Fatalf("the bucket did not answer until the deadline: %v", readErr)
 	}
 	for _, u := range missing {
 		t.Errorf("client %d: acknowledged user %s has no record in the bucket 30s after the load (neither user.%s nor a pack)", owner[u], u, u)
@@ -1569,7 +1576,7 @@ func TestHAClusterNodeLoss(t *testing.T) {
 // stream leader, one of the two servers left) and held by both servers
 // left with the store's JWT; every client's account has its last
 // acknowledged update or a later one; every acknowledged user has a record
-// in the bucket (written after the reply: looked for again for up to 15s).
+// in the bucket (written after the reply: looked for again for up to 30s).
 // It returns what it checked, for the log.
 func (e *haEnv) checkAckedWhileDown(js jetstream.JetStream, cs []*haLoadClient, down string) string {
 	t := e.t
@@ -1608,19 +1615,26 @@ func (e *haEnv) checkAckedWhileDown(js jetstream.JetStream, cs []*haLoadClient, 
 		t.Fatalf("the bucket with the service creds, with %s down: %v", down, err)
 	}
 	var missing []string
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
+	var readErr error
 	for {
-		stored := e.bucketUsers(kv)
+		stored, err := e.bucketUsers(kv)
+		readErr = err
 		missing = missing[:0]
-		for u := range owner {
-			if !stored[u] {
-				missing = append(missing, u)
+		if err == nil {
+			for u := range owner {
+				if !stored[u] {
+					missing = append(missing, u)
+				}
 			}
 		}
-		if len(missing) == 0 || time.Now().After(deadline) {
+		if (err == nil && len(missing) == 0) || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+	if readErr != nil {
+		t.Fatalf("the bucket did not answer until the deadline: %v", readErr)
 	}
 	for _, u := range missing {
 		t.Errorf("with %s down, client %d: acknowledged user %s has no record in the bucket", down, owner[u], u)
@@ -1636,18 +1650,29 @@ func (e *haEnv) checkAckedWhileDown(js jetstream.JetStream, cs []*haLoadClient, 
 // users it holds a record of: at user.<key>, or in a pack (upack.<id>).
 // The load of TestHAClusterNodeLoss removes no user, so a delete marker at
 // user.<key> over a pack's record is not looked for.
-func (e *haEnv) bucketUsers(kv jetstream.KeyValue) map[string]bool {
+//
+// A read that does not answer is returned as an error for the caller to
+// try again: listing keys makes a consumer, which needs the JetStream meta
+// leader, and with a node just killed that may be elected seconds after
+// the stream's leader (a 20 s list timed out in CI with the stream
+// already taking writes).
+func (e *haEnv) bucketUsers(kv jetstream.KeyValue) (map[string]bool, error) {
 	t := e.t
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	lister, err := kv.ListKeys(ctx)
 	if err != nil {
-		t.Fatalf("list the bucket's keys with the service creds: %v", err)
+		return nil, fmt.Errorf("list the bucket's keys with the service creds: %w", err)
 	}
 	var keys []string
 	for k := range lister.Keys() {
 		keys = append(keys, k)
+	}
+	if ctx.Err() != nil {
+		// The lister stops on the deadline without saying so: the keys
+		// may be cut short.
+		return nil, fmt.Errorf("list the bucket's keys with the service creds: %w", ctx.Err())
 	}
 	out := map[string]bool{}
 	for _, k := range keys {
@@ -1659,7 +1684,7 @@ func (e *haEnv) bucketUsers(kv jetstream.KeyValue) map[string]bool {
 			continue
 		}
 		if err != nil {
-			t.Fatalf("KV get %s: %v", k, err)
+			return nil, fmt.Errorf("KV get %s: %w", k, err)
 		}
 		type user struct {
 			PublicKey string `json:"public_key"`
@@ -1682,7 +1707,7 @@ func (e *haEnv) bucketUsers(kv jetstream.KeyValue) map[string]bool {
 			out[u.PublicKey] = true
 		}
 	}
-	return out
+	return out, nil
 }
 
 // sealedFormat is a sealed value: "xkv1:", a curve public key, a
