@@ -19,3 +19,11 @@ func (s *Service) HoldStop(hold func()) { s.stopping = hold }
 // HoldHealth makes the health endpoint call hold in each request's
 // handler, before it answers.
 func (s *Service) HoldHealth(hold func()) { s.health.hold.Store(&hold) }
+
+// StopRenewingInstance stops renewing the lease on the instance name, as
+// a process that crashed stops: the lease stays in the bucket.
+func (s *Service) StopRenewingInstance() {
+	s.stopClaim()
+	<-s.claimDone
+	s.stopClaim = nil
+}

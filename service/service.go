@@ -68,7 +68,12 @@ type Service struct {
 	// lost receives the first connection nats.go closed by itself (the
 	// server refused its creds twice: expired, revoked); Run ends on it.
 	lost   chan *conn
-	mu     sync.Mutex // orders keep in stop
+	// stopClaim ends the renewal of the instance name's lease
+	// (claimInstance); claimDone is closed once it ended. Nil when the
+	// name is not claimed.
+	stopClaim context.CancelFunc
+	claimDone chan struct{}
+	mu        sync.Mutex // orders keep in stop
 	health *health    // nil without health_listen
 	// stopping, when set (tests only, export_test.go), is called by Stop
 	// once the health endpoint says stopping, before anything stops: a
@@ -80,8 +85,14 @@ type Service struct {
 type Option func(*options)
 
 type options struct {
-	fault *Fault
+	fault     *Fault
+	unclaimed bool
 }
+
+// WithUnclaimedInstance starts without taking the lease on the instance
+// name (claimInstance), as an older version did: for tests of what other
+// parts do when two processes answer as one instance.
+func WithUnclaimedInstance() Option { return func(o *options) { o.unclaimed = true } }
 
 // WithFault installs a test-only fault point (see Fault).
 func WithFault(f *Fault) Option { return func(o *options) { o.fault = f } }
@@ -214,6 +225,11 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 			return nil, err
 		}
 		s.Store, leader = kv, kv
+		if cfg.Instance != config.DefaultInstance() && !o.unclaimed {
+			if err := s.claimInstance(ctx, kv, cfg.KVBucket, cfg.Instance); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if s.ServiceAccount != "" && cfg.StoreKind() == config.StoreFile {
 		// The creds of a tenant's user given as service_creds: taken for
@@ -394,6 +410,85 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 	return s, nil
 }
 
+// instanceLeaseTTL is how long the lease on an explicit instance name
+// outlives its holder's last renewal (every third of it): how long a
+// restart after a crash waits for the name.
+const instanceLeaseTTL = 5 * time.Second
+
+// claimInstance takes the lease on the instance name for as long as the
+// service runs. Two processes started with one explicit "instance" (one
+// config copied to a second machine) both answered prov.status.<instance>,
+// which the README says that instance alone answers: a prov.reconcile
+// answered "running" sent its caller to a subject the other answered too,
+// with its own pass. The second is refused instead. A name held by a
+// process that crashed is taken over once its lease has not been renewed
+// for instanceLeaseTTL; one that a live process renews is never free. The
+// default name (host name and process id) is not claimed: it is this
+// process's alone, and a lease per process id would pile up in the bucket.
+func (s *Service) claimInstance(ctx context.Context, kv *kvstore.Store, bucket, name string) error {
+	lease := "instance." + name
+	// A crashed holder's lease is taken over after instanceLeaseTTL
+	// without a renewal, seen from its first read: twice that and the
+	// polls leave room for a slow bucket.
+	deadline := time.Now().Add(2*instanceLeaseTTL + 2*time.Second)
+	var lastErr error
+	for logged := false; ; {
+		held, err := kv.TryLease(ctx, lease, instanceLeaseTTL)
+		if err != nil && !errors.Is(err, provision.ErrUnavailable) {
+			return fmt.Errorf("instance %q: take its lease in the bucket: %w", name, err)
+		}
+		if held {
+			break
+		}
+		lastErr = err
+		if time.Now().After(deadline) {
+			if lastErr != nil {
+				return fmt.Errorf("instance %q: its lease in the bucket could not be read or taken for %s: %w", name, 2*instanceLeaseTTL, lastErr)
+			}
+			return fmt.Errorf("instance %q already runs on bucket %s (another process renews its lease %s): give each instance its own \"instance\" in its config, or leave it out for host name and process id", name, bucket, lease)
+		}
+		if !logged && err == nil {
+			s.log.Warn("another process holds this instance name on the bucket; waiting to see whether it still runs", "instance", name, "wait", 2*instanceLeaseTTL)
+			logged = true
+		}
+		t := time.NewTimer(instanceLeaseTTL / 10)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("instance %q: wait for its lease: %w", name, ctx.Err())
+		case <-t.C:
+		}
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	s.stopClaim, s.claimDone = cancel, make(chan struct{})
+	go func() {
+		defer close(s.claimDone)
+		tick := time.NewTicker(instanceLeaseTTL / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-rctx.Done():
+				return
+			case <-tick.C:
+			}
+			held, err := kv.TryLease(rctx, lease, instanceLeaseTTL)
+			if rctx.Err() != nil {
+				return
+			}
+			switch {
+			case err != nil:
+				s.log.Warn("could not renew the lease on the instance name; retrying", "instance", name, "error", err)
+			case !held:
+				// Not renewed for instanceLeaseTTL (the process paused,
+				// the bucket away that long): another process took
+				// the name meanwhile.
+				s.log.Error("another process took over this instance name on the bucket: two instances now answer as it; stop one", "instance", name, "lease", lease)
+			}
+		}
+	}()
+	return nil
+}
+
 // permitted waits for the servers' answers to what each connection sent so
 // far, and returns the first permission they refused.
 func (s *Service) permitted(ctx context.Context) error {
@@ -562,6 +657,12 @@ func (s *Service) stop() error {
 	}
 	if s.Provision != nil {
 		s.Provision.Close()
+	}
+	// The store's Close releases the name's lease: renewed after it, the
+	// name stayed taken for a whole instanceLeaseTTL.
+	if s.stopClaim != nil {
+		s.stopClaim()
+		<-s.claimDone
 	}
 	// The audit queue and the store's unconfirmed user records are waited
 	// for at the same time: each has its own connection (the audit's, the

@@ -51,7 +51,10 @@ func TestFinishAsksEveryInstanceOfOneName(t *testing.T) {
 		cfg := *env.Config
 		cfg.Instance = "same"
 		cfg.OperatorSigningKeyNext = next
-		svc, err := service.Start(ctx, &cfg, provtest.Logger(t))
+		// A start now refuses a name another process holds: started as
+		// an older version was, which did not (or one that took the
+		// name over from a paused holder).
+		svc, err := service.Start(ctx, &cfg, provtest.Logger(t), service.WithUnclaimedInstance())
 		if err != nil {
 			t.Fatalf("start (next %q): %v", next, err)
 		}
