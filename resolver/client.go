@@ -383,7 +383,7 @@ func (c *Client) gather(ctx context.Context, subject string, data []byte, rule u
 		}
 	}
 	subj, ch, done := c.open(2*len(g.known) + 8)
-	defer done()
+	defer func() { done() }() // the reply subject of a request sent again may replace it
 	if err := ctx.Err(); err != nil {
 		return g, fmt.Errorf("%w: %w", provision.ErrNotSent, err)
 	}
@@ -395,12 +395,14 @@ func (c *Client) gather(ctx context.Context, subject string, data []byte, rule u
 	// had answered it counted once: a push of one JWT or one deletion
 	// lands the same twice, and a LIST or VARZ changes nothing. Left
 	// lost, a push across the client's own reconnect waited the whole
-	// timeout and failed as unanswered.
-	var reconnected chan nats.Status
-	if identify {
-		reconnected = c.nc.StatusChanged(nats.CONNECTED)
-		defer c.nc.RemoveStatusListener(reconnected)
-	}
+	// timeout and failed as unanswered. A request whose replies do not
+	// say who sent them (a LOOKUP's bare JWT) is sent again too, on a
+	// reply subject of its own, and starts over: its replies to the
+	// first could not be told from those to the second. Not sent again,
+	// a LOOKUP across the client's own reconnect waited the whole
+	// timeout as well.
+	reconnected := c.nc.StatusChanged(nats.CONNECTED)
+	defer c.nc.RemoveStatusListener(reconnected)
 	reconnects := c.nc.Stats().Reconnects
 	// As first sent: a request sent again after a reconnect (below) still
 	// crossed one, which the end's checks must know.
@@ -449,9 +451,21 @@ func (c *Client) gather(ctx context.Context, subject string, data []byte, rule u
 		case <-reconnected:
 			if n := c.nc.Stats().Reconnects; n != reconnects {
 				reconnects = n
-				if err := c.nc.PublishRequest(subject, subj, data); err != nil {
+				to, tch, tdone := subj, ch, func() {}
+				if !identify {
+					to, tch, tdone = c.open(cap(ch))
+				}
+				if err := c.nc.PublishRequest(subject, to, data); err != nil {
+					tdone()
 					c.log.Debug("resolver could not send a request again after a reconnect", "subject", subject, "error", err)
 					continue
+				}
+				if !identify {
+					// Late replies to the first request now go
+					// unread, as any request's that is done.
+					done()
+					subj, ch, done = to, tch, tdone
+					g.replies, anonymous = nil, 0
 				}
 				resent = true
 				c.log.Debug("resolver sent a request again after a reconnect", "subject", subject)
