@@ -362,6 +362,9 @@ func (c *Client) gather(ctx context.Context, subject string, data []byte, rule u
 		if err := ctx.Err(); err != nil {
 			return c.withKnown(g), fmt.Errorf("%w: not connected to NATS: %w", provision.ErrNotSent, err)
 		}
+		if c.isClosed() {
+			return g, fmt.Errorf("%w: client closed while waiting for the connection to NATS", provision.ErrNotSent)
+		}
 		return c.withKnown(g), fmt.Errorf("%w: not connected to NATS within %s", provision.ErrNotSent, c.opts.Timeout)
 	}
 	if rule != untilFirst && c.upCount() == 0 {
@@ -613,7 +616,9 @@ func lateIdentity(data []byte) (name, id string) {
 // back or ctx ends. A push connection keeps no reconnect buffer (a push must
 // not land after its request was answered), so a push sent in the first
 // moments after a server restart would otherwise fail. It reports false
-// when it gave up.
+// when it gave up: ctx ended, or the client closed (requests still waiting
+// end at Close; waiting here, a push went on waiting its whole timeout
+// after it).
 func (c *Client) awaitConnected(ctx context.Context) bool {
 	if !c.nc.IsReconnecting() {
 		return true
@@ -624,6 +629,8 @@ func (c *Client) awaitConnected(ctx context.Context) bool {
 		select {
 		case <-tick.C:
 		case <-ctx.Done():
+			return false
+		case <-c.stop:
 			return false
 		}
 	}
