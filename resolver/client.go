@@ -403,8 +403,10 @@ func (c *Client) gather(ctx context.Context, subject string, data []byte, rule u
 	// reply subject of its own, and starts over: its replies to the
 	// first could not be told from those to the second. Not sent again,
 	// a LOOKUP across the client's own reconnect waited the whole
-	// timeout as well.
-	reconnected := c.nc.StatusChanged(nats.CONNECTED)
+	// timeout as well. A connection closed for good (by nats.go: its
+	// creds refused, its reconnects used up; or by its owner) brings no
+	// answer any more: the wait ends with it, not at the timeout.
+	reconnected := c.nc.StatusChanged(nats.CONNECTED, nats.CLOSED)
 	defer c.nc.RemoveStatusListener(reconnected)
 	reconnects := c.nc.Stats().Reconnects
 	// As first sent: a request sent again after a reconnect (below) still
@@ -451,7 +453,10 @@ func (c *Client) gather(ctx context.Context, subject string, data []byte, rule u
 			overdue = nil
 			c.triggerRefresh()
 			continue
-		case <-reconnected:
+		case st := <-reconnected:
+			if st == nats.CLOSED || c.nc.IsClosed() {
+				break // the wait ends with what it has
+			}
 			if n := c.nc.Stats().Reconnects; n != reconnects {
 				reconnects = n
 				to, tch, tdone := subj, ch, func() {}
@@ -548,6 +553,8 @@ func (c *Client) gather(ctx context.Context, subject string, data []byte, rule u
 		return g, fmt.Errorf("%w: %w", provision.ErrTimeout, ctx.Err())
 	case c.isClosed():
 		return g, fmt.Errorf("%w: client closed", provision.ErrTimeout)
+	case c.nc.IsClosed():
+		return g, fmt.Errorf("%w: the connection to NATS was closed while waiting, and the request may or may not have reached the servers", provision.ErrTimeout)
 	case !c.nc.IsConnected() || c.nc.Stats().Reconnects != sentAt:
 		return g, fmt.Errorf("%w within %s: the connection to NATS dropped while waiting, and the request may or may not have reached the servers", provision.ErrTimeout, c.opts.Timeout)
 	}
