@@ -95,10 +95,17 @@ type accountEntry struct {
 	revived *revivedRecord
 }
 
-// revRef is an entry of the bucket: its key at a revision.
+// revRef is an entry of the bucket: its key at a revision, and the time
+// the stream stored it, zero until known (a store's own write, until its
+// watcher brings it back).
 type revRef struct {
 	rev uint64
 	key string
+	// at tells the entry from another value of the same key at the same
+	// revision: a bucket put back from a backup and written again by
+	// another instance, that instance updating the same record from the
+	// same revision.
+	at time.Time
 }
 
 type nameEntry struct {
@@ -143,6 +150,9 @@ type change struct {
 	// advances the watched revision.
 	skip bool
 	err  error
+	// at is when the stream stored the entry; zero for a store's own
+	// write.
+	at time.Time
 }
 
 // visible reports whether an account record is shown: a live record only
@@ -170,7 +180,7 @@ func (m *mirror) apply(c change) bool {
 	}
 	m.revs[c.key] = c.rev
 	if c.rev > m.top.rev {
-		m.top = revRef{rev: c.rev, key: c.key}
+		m.top = revRef{rev: c.rev, key: c.key, at: c.at}
 	}
 	switch {
 	case strings.HasPrefix(c.key, accountPrefix):
@@ -343,7 +353,7 @@ func (m *mirror) dropUser(pub string) {
 // record that cannot be read becomes an account entry holding the error,
 // or, for a user or name key, a change with err set.
 func (s *Store) decode(e jetstream.KeyValueEntry) change {
-	c := change{key: e.Key(), rev: e.Revision(), del: e.Operation() != jetstream.KeyValuePut}
+	c := change{key: e.Key(), rev: e.Revision(), del: e.Operation() != jetstream.KeyValuePut, at: e.Created()}
 	switch {
 	case strings.HasPrefix(c.key, accountPrefix):
 		if !c.del {
@@ -640,6 +650,12 @@ func (s *Store) follow(w jetstream.KeyWatcher) {
 				// This instance's own write, applied when it was made:
 				// opening its seeds again would cost more than the write.
 				s.m.watched = max(s.m.watched, e.Revision())
+				if t := &s.m.top; t.rev == e.Revision() && t.key == e.Key() && t.at.IsZero() {
+					// Applied when acknowledged, which says nothing
+					// of when it was stored: now the watchdog can
+					// tell it from another value written there.
+					t.at = e.Created()
+				}
 			}
 			s.mu.Unlock()
 			if seen {
@@ -907,7 +923,10 @@ func (s *Store) missingEntry(refs ...revRef) (revRef, error) {
 func (s *Store) holds(ctx context.Context, r revRef) (bool, error) {
 	m, err := s.stream.GetMsg(ctx, r.rev)
 	if err == nil {
-		return m.Subject == s.subject+r.key, nil
+		// The key alone is not enough: put back from a backup, the
+		// stream can hold, at the same revision, the same key written
+		// again with another value.
+		return m.Subject == s.subject+r.key && (r.at.IsZero() || m.Time.Equal(r.at)), nil
 	}
 	if !errors.Is(err, jetstream.ErrMsgNotFound) {
 		return false, err
