@@ -175,13 +175,17 @@ func (m *mirror) visible(e *accountEntry) bool {
 // apply applies a change unless the mirror holds a newer revision of its
 // key. It reports whether it applied.
 func (m *mirror) apply(c change) bool {
+	if c.rev > m.top.rev && (c.skip || c.rev > m.revs[c.key]) {
+		// A lease too: a bucket put back that lost only leases (a quiet
+		// deployment's leader renewing its own) and was written past
+		// them ends no earlier than the revision seen, and the watcher,
+		// resumed after it, skips what was written there meanwhile.
+		m.top = revRef{rev: c.rev, key: c.key, at: c.at}
+	}
 	if c.skip || c.rev <= m.revs[c.key] {
 		return false
 	}
 	m.revs[c.key] = c.rev
-	if c.rev > m.top.rev {
-		m.top = revRef{rev: c.rev, key: c.key, at: c.at}
-	}
 	switch {
 	case strings.HasPrefix(c.key, accountPrefix):
 		pub := c.key[len(accountPrefix):]
