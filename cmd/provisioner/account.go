@@ -400,10 +400,13 @@ var _ flag.Value = limitFlag{}
 
 // deleteFollows says what a delete left disabled waits for: the servers
 // named, or none (its last step failed, or the account changed under it:
-// the reconciler finishes it), which printed as "once  confirm".
+// the reconciler finishes it), which printed as "once  confirm". With
+// none, the DELETE may have gone out already (only the record of the
+// finished delete failed) or the servers may refuse deletes
+// (allow_delete false): "sends its DELETE" said neither.
 func deleteFollows(waiting []string) string {
 	if len(waiting) == 0 {
-		return "the reconciler sends its DELETE"
+		return "the reconciler finishes the delete"
 	}
 	return "the DELETE follows once " + strings.Join(waiting, ", ") + " confirm (the reconciler sees to it)"
 }

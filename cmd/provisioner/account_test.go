@@ -263,7 +263,7 @@ func TestDeleteLeftDisabledSaysWhatFollows(t *testing.T) {
 		waiting []string
 		want    string
 	}{
-		{nil, "the reconciler sends its DELETE"},
+		{nil, "the reconciler finishes the delete"},
 		{[]string{"n1", "n2"}, "the DELETE follows once n1, n2 confirm (the reconciler sees to it)"},
 	} {
 		if got := deleteFollows(tc.waiting); got != tc.want {
