@@ -454,7 +454,8 @@ func (c *Client) refresh(ctx context.Context) error {
 // next STATSZ event (up to 10s) or the next refresh; what must hear from
 // every server before it changes anything (an operator signing-key
 // rotation) calls Discover first. The error is as a refresh's: nothing
-// answered.
+// answered, the connection dropped, or ctx ended or the client closed
+// before the wait was over.
 func (c *Client) Discover(ctx context.Context) error {
 	if err := c.lockRefresh(ctx); err != nil {
 		return fmt.Errorf("resolver: discover the servers: %w", err)
@@ -482,7 +483,8 @@ func (c *Client) lockRefresh(ctx context.Context) error {
 	}
 }
 
-// errClosed: the client closed while waiting for the refresh under way.
+// errClosed: the client closed while waiting for the refresh under way,
+// or during the refresh.
 var errClosed = errors.New("client closed")
 
 // unlockRefresh ends what lockRefresh began.
@@ -498,8 +500,8 @@ var errNoServer = errors.New("no server answered " + SubjectServerPing)
 // refreshLocked pings every server. Each that answers is up; one that was
 // up and stays silent until the timeout is marked down. It waits for every
 // server it knows to be up, then quietGap more for others; with full, until
-// the timeout. When ctx ends first, it marks nothing down: the wait was cut
-// short.
+// the timeout. When ctx ends or the client closes first, it marks nothing
+// down and returns an error: the wait was cut short.
 func (c *Client) refreshLocked(ctx context.Context, full bool) error {
 	start := time.Now()
 	want := map[string]bool{}
@@ -592,7 +594,9 @@ wait:
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-c.stop:
-			return nil
+			// Cut short, as by ctx: nil told Discover's caller it had
+			// heard from every server.
+			return errClosed
 		}
 	}
 	if !c.nc.IsConnected() || c.nc.Stats().Reconnects != reconnects {
