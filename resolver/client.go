@@ -216,6 +216,15 @@ func New(ctx context.Context, nc *nats.Conn, opts Options) (*Client, error) {
 	}
 	if err := c.refresh(ctx); err != nil {
 		c.log.Warn("resolver could not list the servers; will retry", "error", err)
+		if errors.Is(err, errLostPing) {
+			// The answers still on the way were lost with the
+			// connection: asked again as soon as the loop starts (once
+			// the connection is back), as the loop does for its own.
+			// Left to the next refresh, a server whose answer was lost
+			// stayed unknown that long, and every push meanwhile was
+			// answered as heard from every server without it.
+			c.triggerRefresh()
+		}
 	}
 	c.mu.Lock()
 	c.ready = true
