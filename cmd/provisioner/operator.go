@@ -193,7 +193,8 @@ func runOperatorRemove(_ context.Context, args []string, stdout, stderr io.Write
 	// Both configs init writes beside the JWT: docker-compose.yml's
 	// provisioners run config.container.json, and a finish run on
 	// config.json alone left it signing with the key this removed.
-	if len(configs) == 0 {
+	defaulted := len(configs) == 0
+	if defaulted {
 		for _, name := range []string{bootstrap.ConfigFile, bootstrap.ContainerConfigFile} {
 			beside := filepath.Join(filepath.Dir(*jwtPath), name)
 			if cfg, err := config.Load(beside); err == nil && sameFile(cfg.OperatorJWT, *jwtPath) {
@@ -218,7 +219,20 @@ func runOperatorRemove(_ context.Context, args []string, stdout, stderr io.Write
 				// Not a finish left to do: finish refuses a config with no
 				// next key, and this refusal sent the operator to it.
 				others := slices.DeleteFunc(slices.Clone(oc.SigningKeys), func(k string) bool { return k == *key })
-				return fmt.Errorf("operator remove-signing-key: %s signs with %s (its operator_signing_key, %s) and names no operator_signing_key_next: the instance it configures was left out of the rotation; set its operator_signing_key_next to the seed file of %s (the key operator add-signing-key wrote), restart it, send prov.operator.rotate, run operator finish on %s, then remove this key", path, *key, f.file, strings.Join(others, " or "), path)
+				// A config found beside the JWT may configure no instance:
+				// init writes config.container.json for docker-compose.yml
+				// also on a deployment that runs `serve --config
+				// config.json` alone, and README's rotation, followed
+				// there, ended here with no instance to rotate.
+				unused := ""
+				if defaulted {
+					run := "FILE"
+					if rest := slices.DeleteFunc(slices.Clone(configs), func(c string) bool { return c == path }); len(rest) > 0 {
+						run = strings.Join(rest, " --config ")
+					}
+					unused = fmt.Sprintf("; or, if no instance runs with %s (init writes it for docker-compose.yml), name the configs the instances do run: --config %s", path, run)
+				}
+				return fmt.Errorf("operator remove-signing-key: %s signs with %s (its operator_signing_key, %s) and names no operator_signing_key_next: the instance it configures was left out of the rotation; set its operator_signing_key_next to the seed file of %s (the key operator add-signing-key wrote), restart it, send prov.operator.rotate, run operator finish on %s, then remove this key%s", path, *key, f.file, strings.Join(others, " or "), path, unused)
 			}
 			if pub == *key {
 				return fmt.Errorf("operator remove-signing-key: %s signs with %s (its %s, %s): the servers running an operator JWT without it could use no account it signed; finish the rotation (README \"Rotating the operator signing key\") and remove the other key", path, *key, f.field, f.file)

@@ -52,3 +52,36 @@ func TestRemoveSigningKeyKeepsTheContainerConfigsKeys(t *testing.T) {
 		t.Fatalf("removing the old key once neither config names it: %v", err)
 	}
 }
+
+// TestRemoveSigningKeyUnusedContainerConfigSaysConfigFlag: README's
+// rotation, followed on an init deployment that runs `serve --config
+// deploy/config.json` and no containers, finishes config.json; step 5 then
+// found config.container.json (written by init for docker-compose.yml, run
+// by nobody) on the old key and refused, telling the operator to rotate
+// the instance it configures. There is none: the way out is --config
+// naming the configs the instances run, and the refusal says so.
+func TestRemoveSigningKeyUnusedContainerConfigSaysConfigFlag(t *testing.T) {
+	t.Parallel()
+	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreJetStream})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opJWT := filepath.Join(res.Dir, bootstrap.OperatorJWTFile)
+	identity := filepath.Join(res.Dir, bootstrap.OperatorIdentityKeyFile)
+	oldOp, err := provision.LoadOperator(opJWT, filepath.Join(res.Dir, bootstrap.OperatorSigningKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldOp.Signer.Wipe()
+	nextKey := addSigningKey(t, res)
+	// What finish leaves: config.json on the new key; config.container.json
+	// as init wrote it.
+	setConfigKeys(t, res.Config, filepath.Base(nextKey), "")
+	_, _, err = runCmd(t, "operator", "remove-signing-key", "--identity", identity, "--operator-jwt", opJWT, "--key", oldOp.SignerKey)
+	if err == nil || !strings.Contains(err.Error(), bootstrap.ContainerConfigFile) || !strings.Contains(err.Error(), "--config "+res.Config) {
+		t.Fatalf("removing the old key while only the unused %s names it: %v; want it refused, naming that config and --config %s as the way out when no instance runs it", bootstrap.ContainerConfigFile, err, res.Config)
+	}
+	if _, _, err := runCmd(t, "operator", "remove-signing-key", "--identity", identity, "--operator-jwt", opJWT, "--key", oldOp.SignerKey, "--config", res.Config); err != nil {
+		t.Fatalf("removing the old key with --config naming the finished config: %v", err)
+	}
+}
