@@ -31,28 +31,7 @@ func TestImportTokenNotTakenForASeed(t *testing.T) {
 	gamma := str(h.ok(t, "account.create", `{"name":"gamma"}`), "account", "public_key")
 
 	// An account this service does not manage, with a private export.
-	kp, _ := nkeys.CreateAccount()
-	pub, _ := kp.PublicKey()
-	fc := jwt.NewAccountClaims(pub)
-	fc.Name = "foreign"
-	fc.Exports.Add(&jwt.Export{Subject: "feed.x", Type: jwt.Stream, TokenReq: true})
-	seed, err := os.ReadFile(filepath.Join(h.env.Dir, bootstrap.OperatorSigningKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	op, err := nkeys.FromSeed(bytes.TrimSpace(seed))
-	if err != nil {
-		t.Fatal(err)
-	}
-	signed, err := fc.Encode(op)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sys := h.env.Connect(t, h.env.Init.ProvisionerCreds)
-	m, err := sys.Request("$SYS.REQ.CLAIMS.UPDATE", []byte(signed), 5*time.Second)
-	if err != nil || !strings.Contains(string(m.Data), `"code":200`) {
-		t.Fatalf("push the foreign account: %v %s", err, m.Data)
-	}
+	kp, pub := h.foreignExporter(t)
 
 	// A valid token whose base64 holds a seed-like run.
 	var body []byte
@@ -79,4 +58,34 @@ func TestImportTokenNotTakenForASeed(t *testing.T) {
 	if r.Code != 0 {
 		t.Fatalf("account.update with a valid activation token: %d %q, want success", r.Code, r.Description)
 	}
+}
+
+// foreignExporter pushes an account this service does not manage, signed
+// with the operator signing key, with a private stream export feed.x, and
+// returns its key pair (to sign activations) and public key.
+func (h *harness) foreignExporter(t *testing.T) (nkeys.KeyPair, string) {
+	t.Helper()
+	kp, _ := nkeys.CreateAccount()
+	pub, _ := kp.PublicKey()
+	fc := jwt.NewAccountClaims(pub)
+	fc.Name = "foreign"
+	fc.Exports.Add(&jwt.Export{Subject: "feed.x", Type: jwt.Stream, TokenReq: true})
+	seed, err := os.ReadFile(filepath.Join(h.env.Dir, bootstrap.OperatorSigningKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, err := nkeys.FromSeed(bytes.TrimSpace(seed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed, err := fc.Encode(op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys := h.env.Connect(t, h.env.Init.ProvisionerCreds)
+	m, err := sys.Request("$SYS.REQ.CLAIMS.UPDATE", []byte(signed), 5*time.Second)
+	if err != nil || !strings.Contains(string(m.Data), `"code":200`) {
+		t.Fatalf("push the foreign account: %v %s", err, m.Data)
+	}
+	return kp, pub
 }

@@ -1,14 +1,10 @@
 package responder_test
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
@@ -28,28 +24,7 @@ func TestSeedInsideJWTIsRefused(t *testing.T) {
 	gamma := str(h.ok(t, "account.create", `{"name":"gamma"}`), "account", "public_key")
 
 	// An account this service does not manage, with a private export.
-	kp, _ := nkeys.CreateAccount()
-	pub, _ := kp.PublicKey()
-	fc := jwt.NewAccountClaims(pub)
-	fc.Name = "foreign"
-	fc.Exports.Add(&jwt.Export{Subject: "feed.x", Type: jwt.Stream, TokenReq: true})
-	opSeed, err := os.ReadFile(filepath.Join(h.env.Dir, bootstrap.OperatorSigningKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	op, err := nkeys.FromSeed(bytes.TrimSpace(opSeed))
-	if err != nil {
-		t.Fatal(err)
-	}
-	signed, err := fc.Encode(op)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sys := h.env.Connect(t, h.env.Init.ProvisionerCreds)
-	m, err := sys.Request("$SYS.REQ.CLAIMS.UPDATE", []byte(signed), 5*time.Second)
-	if err != nil || !strings.Contains(string(m.Data), `"code":200`) {
-		t.Fatalf("push the foreign account: %v %s", err, m.Data)
-	}
+	kp, pub := h.foreignExporter(t)
 
 	ukp, _ := nkeys.CreateUser()
 	seed, _ := ukp.Seed()
