@@ -2,11 +2,8 @@ package resolver_test
 
 import (
 	"context"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go"
 
 	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/provtest"
@@ -20,11 +17,7 @@ func TestConnectionClosedEndsPushWait(t *testing.T) {
 	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	// A slow link: the push is on the way when the connection closes.
-	link := provtest.SlowLink(t, strings.TrimPrefix(env.Server.URL(), "nats://"), 500*time.Millisecond)
-	nc := env.Connect(t, env.Init.ProvisionerCreds, func(o *nats.Options) error {
-		o.Url, o.Servers = "nats://"+link, []string{"nats://" + link}
-		return nil
-	})
+	nc := slowConn(t, env, 500*time.Millisecond)
 	const timeout = 10 * time.Second
 	c := newClient(t, nc, resolver.Options{Timeout: timeout, RefreshInterval: time.Hour, Logger: provtest.Logger(t)})
 	if s := c.Servers(); len(s) != 1 || !s[0].Up {

@@ -2,11 +2,8 @@ package resolver_test
 
 import (
 	"context"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go"
 
 	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/provtest"
@@ -21,13 +18,7 @@ import (
 func TestLookupAllAcrossOwnReconnectIsSentAgain(t *testing.T) {
 	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
-	link := provtest.SlowLink(t, strings.TrimPrefix(env.Server.URL(), "nats://"), 300*time.Millisecond)
-	nc := env.Connect(t, env.Init.ProvisionerCreds, func(o *nats.Options) error {
-		o.Url, o.Servers = "nats://"+link, []string{"nats://" + link}
-		o.ReconnectWait = 50 * time.Millisecond
-		o.ReconnectBufSize = -1
-		return nil
-	})
+	nc := slowConn(t, env, 300*time.Millisecond, reconnectAtOnce)
 	const timeout = 8 * time.Second
 	c := newClient(t, nc, resolver.Options{Timeout: timeout, RefreshInterval: time.Hour, Logger: provtest.Logger(t)})
 	pub, token := newAccount(t, "team", operator(t, env.Init.Dir).Signer)

@@ -27,11 +27,7 @@ func TestOwnReconnectIsNoSilence(t *testing.T) {
 	env := provtest.Deployment(t, bootstrap.Options{})
 	// The client's link is slow, so that its push is still on the way
 	// when the server drops the connection.
-	link := provtest.SlowLink(t, strings.TrimPrefix(env.Server.URL(), "nats://"), 300*time.Millisecond)
-	nc := env.Connect(t, env.Init.ProvisionerCreds, func(o *nats.Options) error {
-		o.Url, o.Servers = "nats://"+link, []string{"nats://" + link}
-		return nil
-	})
+	nc := slowConn(t, env, 300*time.Millisecond)
 	c := newClient(t, nc, resolver.Options{Timeout: 1500 * time.Millisecond, RefreshInterval: 300 * time.Millisecond, Logger: provtest.Logger(t)})
 	if s := c.Servers(); len(s) != 1 || !s[0].Up {
 		t.Fatalf("Servers() = %+v, want the one server up", s)
@@ -75,11 +71,7 @@ func TestOwnReconnectIsNoSilence(t *testing.T) {
 func TestOwnReconnectDuringPingIsNoSilence(t *testing.T) {
 	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
-	link := provtest.SlowLink(t, strings.TrimPrefix(env.Server.URL(), "nats://"), 200*time.Millisecond)
-	nc := env.Connect(t, env.Init.ProvisionerCreds, func(o *nats.Options) error {
-		o.Url, o.Servers = "nats://"+link, []string{"nats://" + link}
-		return nil
-	})
+	nc := slowConn(t, env, 200*time.Millisecond)
 	c := newClient(t, nc, resolver.Options{Timeout: 3 * time.Second, RefreshInterval: time.Hour, Logger: provtest.Logger(t)})
 	if s := c.Servers(); len(s) != 1 || !s[0].Up {
 		t.Fatalf("Servers() = %+v, want the one server up", s)
@@ -103,4 +95,24 @@ func TestOwnReconnectDuringPingIsNoSilence(t *testing.T) {
 	if s := c.Servers(); len(s) != 1 || !s[0].Up {
 		t.Fatalf("after a ping lost with the client's own connection, Servers() = %+v, want the server still up", s)
 	}
+}
+
+// slowConn connects the provisioner's user to env's server through a link
+// that delays what crosses it by delay (provtest.SlowLink), so that a
+// request is still on the way when the connection drops; opts set more.
+func slowConn(t *testing.T, env *provtest.Env, delay time.Duration, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	link := provtest.SlowLink(t, strings.TrimPrefix(env.Server.URL(), "nats://"), delay)
+	return env.Connect(t, env.Init.ProvisionerCreds, append([]nats.Option{func(o *nats.Options) error {
+		o.Url, o.Servers = "nats://"+link, []string{"nats://" + link}
+		return nil
+	}}, opts...)...)
+}
+
+// reconnectAtOnce: the connection is back 50 ms after it drops, and keeps
+// nothing to send meanwhile, as the service's push connection.
+func reconnectAtOnce(o *nats.Options) error {
+	o.ReconnectWait = 50 * time.Millisecond
+	o.ReconnectBufSize = -1
+	return nil
 }
