@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/natsprov/provisioner/bootstrap"
-	"github.com/natsprov/provisioner/provision"
 )
 
 // TestRemoveSigningKeyKeepsTheContainerConfigsKeys: init --store jetstream
@@ -28,18 +27,14 @@ func TestRemoveSigningKeyKeepsTheContainerConfigsKeys(t *testing.T) {
 	opJWT := filepath.Join(res.Dir, bootstrap.OperatorJWTFile)
 	identity := filepath.Join(res.Dir, bootstrap.OperatorIdentityKeyFile)
 	container := filepath.Join(res.Dir, bootstrap.ContainerConfigFile)
-	oldOp, err := provision.LoadOperator(opJWT, filepath.Join(res.Dir, bootstrap.OperatorSigningKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	oldOp.Signer.Wipe()
+	oldKey := signerKey(t, res)
 	nextKey := addSigningKey(t, res)
 	// config.json finished; the containers' config still on the old key,
 	// the new one next (they sign with it, switched at a pass).
 	setConfigKeys(t, res.Config, filepath.Base(nextKey), "")
 	setConfigKeys(t, container, bootstrap.OperatorSigningKeyFile, filepath.Base(nextKey))
 	before, _ := os.ReadFile(opJWT)
-	_, _, err = runCmd(t, "operator", "remove-signing-key", "--identity", identity, "--operator-jwt", opJWT, "--key", oldOp.SignerKey)
+	_, _, err = runCmd(t, "operator", "remove-signing-key", "--identity", identity, "--operator-jwt", opJWT, "--key", oldKey)
 	if err == nil || !strings.Contains(err.Error(), bootstrap.ContainerConfigFile) {
 		t.Errorf("removing the old key while %s signs with it: %v; want it refused, naming that config", bootstrap.ContainerConfigFile, err)
 	}
@@ -48,7 +43,7 @@ func TestRemoveSigningKeyKeepsTheContainerConfigsKeys(t *testing.T) {
 	}
 	// Both finished: the old key goes.
 	setConfigKeys(t, container, filepath.Base(nextKey), "")
-	if _, _, err := runCmd(t, "operator", "remove-signing-key", "--identity", identity, "--operator-jwt", opJWT, "--key", oldOp.SignerKey); err != nil {
+	if _, _, err := runCmd(t, "operator", "remove-signing-key", "--identity", identity, "--operator-jwt", opJWT, "--key", oldKey); err != nil {
 		t.Fatalf("removing the old key once neither config names it: %v", err)
 	}
 }
@@ -68,20 +63,16 @@ func TestRemoveSigningKeyUnusedContainerConfigSaysConfigFlag(t *testing.T) {
 	}
 	opJWT := filepath.Join(res.Dir, bootstrap.OperatorJWTFile)
 	identity := filepath.Join(res.Dir, bootstrap.OperatorIdentityKeyFile)
-	oldOp, err := provision.LoadOperator(opJWT, filepath.Join(res.Dir, bootstrap.OperatorSigningKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	oldOp.Signer.Wipe()
+	oldKey := signerKey(t, res)
 	nextKey := addSigningKey(t, res)
 	// What finish leaves: config.json on the new key; config.container.json
 	// as init wrote it.
 	setConfigKeys(t, res.Config, filepath.Base(nextKey), "")
-	_, _, err = runCmd(t, "operator", "remove-signing-key", "--identity", identity, "--operator-jwt", opJWT, "--key", oldOp.SignerKey)
+	_, _, err = runCmd(t, "operator", "remove-signing-key", "--identity", identity, "--operator-jwt", opJWT, "--key", oldKey)
 	if err == nil || !strings.Contains(err.Error(), bootstrap.ContainerConfigFile) || !strings.Contains(err.Error(), "--config "+res.Config) {
 		t.Fatalf("removing the old key while only the unused %s names it: %v; want it refused, naming that config and --config %s as the way out when no instance runs it", bootstrap.ContainerConfigFile, err, res.Config)
 	}
-	if _, _, err := runCmd(t, "operator", "remove-signing-key", "--identity", identity, "--operator-jwt", opJWT, "--key", oldOp.SignerKey, "--config", res.Config); err != nil {
+	if _, _, err := runCmd(t, "operator", "remove-signing-key", "--identity", identity, "--operator-jwt", opJWT, "--key", oldKey, "--config", res.Config); err != nil {
 		t.Fatalf("removing the old key with --config naming the finished config: %v", err)
 	}
 }

@@ -28,12 +28,7 @@ func TestRemoveSigningKeyKeepsTheConfigsKeys(t *testing.T) {
 	}
 	opJWT := filepath.Join(res.Dir, bootstrap.OperatorJWTFile)
 	identity := filepath.Join(res.Dir, bootstrap.OperatorIdentityKeyFile)
-	oldOp, err := provision.LoadOperator(opJWT, filepath.Join(res.Dir, bootstrap.OperatorSigningKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	oldOp.Signer.Wipe()
-	oldKey := oldOp.SignerKey
+	oldKey := signerKey(t, res)
 	nextKey := addSigningKey(t, res)
 	next, err := provision.LoadOperator(opJWT, nextKey)
 	if err != nil {

@@ -27,11 +27,7 @@ func TestRefusalsNameTheMissingNextKey(t *testing.T) {
 	}
 	opJWT := filepath.Join(res.Dir, bootstrap.OperatorJWTFile)
 	identity := filepath.Join(res.Dir, bootstrap.OperatorIdentityKeyFile)
-	oldOp, err := provision.LoadOperator(opJWT, filepath.Join(res.Dir, bootstrap.OperatorSigningKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	oldOp.Signer.Wipe()
+	oldKey := signerKey(t, res)
 	nextKey := addSigningKey(t, res)
 	next, err := provision.LoadOperator(opJWT, nextKey)
 	if err != nil {
@@ -58,7 +54,7 @@ func TestRefusalsNameTheMissingNextKey(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	_, _, err = runCmd(t, "operator", "remove-signing-key", "--identity", identity, "--operator-jwt", opJWT, "--key", oldOp.SignerKey, "--config", other)
+	_, _, err = runCmd(t, "operator", "remove-signing-key", "--identity", identity, "--operator-jwt", opJWT, "--key", oldKey, "--config", other)
 	if err == nil || !strings.Contains(err.Error(), "operator_signing_key_next") || !strings.Contains(err.Error(), next.SignerKey) {
 		t.Errorf("remove-signing-key of the key a config without a next key signs with: %v; want it refused, naming operator_signing_key_next and the new key %s", err, next.SignerKey)
 	}

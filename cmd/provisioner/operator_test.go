@@ -75,6 +75,18 @@ func servePair(ctx context.Context, t *testing.T, res *bootstrap.Result, p *pair
 // addSigningKey runs step 1 of an operator rotation on a deployment made
 // by init (operator add-signing-key with its identity key and operator
 // JWT) and returns the file of the one new signing seed it wrote.
+// signerKey returns the public key of the operator signing key init wrote
+// for res (the key a rotation replaces).
+func signerKey(t *testing.T, res *bootstrap.Result) string {
+	t.Helper()
+	op, err := provision.LoadOperator(filepath.Join(res.Dir, bootstrap.OperatorJWTFile), filepath.Join(res.Dir, bootstrap.OperatorSigningKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	op.Signer.Wipe()
+	return op.SignerKey
+}
+
 func addSigningKey(t *testing.T, res *bootstrap.Result) string {
 	t.Helper()
 	identity := filepath.Join(res.Dir, bootstrap.OperatorIdentityKeyFile)
