@@ -229,6 +229,10 @@ func (s *Service) Status(_ context.Context, _ api.StatusRequest) (*api.StatusRep
 		out.Problem = err.Error()
 	} else if err := s.SealProblem(); err != nil {
 		out.Problem = err.Error()
+	} else if s.cfg.Problem != nil {
+		if err := s.cfg.Problem(); err != nil {
+			out.Problem = err.Error()
+		}
 	}
 	return out, nil
 }

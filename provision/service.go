@@ -92,7 +92,11 @@ type Config struct {
 	// revocation is dropped from the account JWT: the room for clocks that
 	// run behind. Default 5 minutes.
 	RevocationMargin time.Duration
-	Logger           *slog.Logger
+	// Problem, when set, reports a problem of the instance found outside
+	// this Service (another process took over its instance name); Status
+	// says it in problem. Nil: none.
+	Problem func() error
+	Logger  *slog.Logger
 }
 
 // Service carries out provisioning requests. It is safe for concurrent use.

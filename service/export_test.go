@@ -27,3 +27,7 @@ func (s *Service) StopRenewingInstance() {
 	<-s.claimDone
 	s.stopClaim = nil
 }
+
+// ResumeRenewingInstance starts renewing the lease on the instance name
+// again after StopRenewingInstance, as a paused process resumes.
+func (s *Service) ResumeRenewingInstance() { s.renewInstance() }

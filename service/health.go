@@ -104,7 +104,8 @@ func (h *health) close() {
 // problems lists why the service cannot serve now: a NATS connection down
 // (requests, pushes, or the store's), servers that do not trust its
 // operator signing key, accounts sealed with a seal key it does not hold,
-// or a store that refuses every change until a restart. A connection down is reported while nats.go reconnects
+// a store that refuses every change until a restart, or another process
+// that took over the instance name. A connection down is reported while nats.go reconnects
 // (it retries forever): the instance answers nothing meanwhile, so a
 // readiness probe should take it out, not a liveness probe kill it.
 func (s *Service) problems() []string {
@@ -126,6 +127,9 @@ func (s *Service) problems() []string {
 			// name them.
 			out = append(out, "seal key: the store holds accounts sealed with a seal key this instance does not hold (the instances were given different seal_key files); prov.status and the log say which")
 		}
+	}
+	if s.instanceProblem() != nil {
+		out = append(out, fmt.Sprintf("instance name: another process took over instance %q on the bucket while this one did not renew it; two processes answer as it; stop one", s.claimName))
 	}
 	if s.Store != nil {
 		if err := s.Store.Broken(); err != nil {

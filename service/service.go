@@ -12,6 +12,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -67,14 +68,21 @@ type Service struct {
 	stopErr        error
 	// lost receives the first connection nats.go closed by itself (the
 	// server refused its creds twice: expired, revoked); Run ends on it.
-	lost   chan *conn
+	lost chan *conn
 	// stopClaim ends the renewal of the instance name's lease
 	// (claimInstance); claimDone is closed once it ended. Nil when the
 	// name is not claimed.
-	stopClaim context.CancelFunc
-	claimDone chan struct{}
+	stopClaim   context.CancelFunc
+	claimDone   chan struct{}
+	claimKV     *kvstore.Store
+	claimName   string
+	claimBucket string
+	// nameTaken says, while the renewal finds the instance name's lease
+	// held by another process, that two processes answer as this
+	// instance; nil otherwise.
+	nameTaken atomic.Pointer[string]
 	mu        sync.Mutex // orders keep in stop
-	health *health    // nil without health_listen
+	health    *health    // nil without health_listen
 	// stopping, when set (tests only, export_test.go), is called by Stop
 	// once the health endpoint says stopping, before anything stops: a
 	// test holds a stop there to see that state, however fast the stop.
@@ -313,6 +321,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 		ReconcileInterval:  time.Duration(cfg.ReconcileInterval),
 		ReconcileRate:      cfg.ReconcileRate,
 		TombstoneRetention: time.Duration(cfg.TombstoneRetention),
+		Problem:            s.instanceProblem,
 		Logger:             log,
 	})
 	if err != nil {
@@ -459,6 +468,16 @@ func (s *Service) claimInstance(ctx context.Context, kv *kvstore.Store, bucket, 
 		case <-t.C:
 		}
 	}
+	s.claimKV, s.claimName, s.claimBucket = kv, name, bucket
+	s.renewInstance()
+	return nil
+}
+
+// renewInstance renews the lease on the instance name (claimInstance)
+// every third of its ttl until stopClaim.
+func (s *Service) renewInstance() {
+	kv, name, bucket := s.claimKV, s.claimName, s.claimBucket
+	lease := "instance." + name
 	rctx, cancel := context.WithCancel(context.Background())
 	s.stopClaim, s.claimDone = cancel, make(chan struct{})
 	go func() {
@@ -478,14 +497,29 @@ func (s *Service) claimInstance(ctx context.Context, kv *kvstore.Store, bucket, 
 			switch {
 			case err != nil:
 				s.log.Warn("could not renew the lease on the instance name; retrying", "instance", name, "error", err)
+			case held:
+				// Back (the other process stopped and released it).
+				s.nameTaken.Store(nil)
 			case !held:
 				// Not renewed for instanceLeaseTTL (the process paused,
 				// the bucket away that long): another process took
-				// the name meanwhile.
+				// the name meanwhile. The log alone was missed by the
+				// checks an operator runs: prov.status's problem and
+				// the health endpoint say it too, while it lasts.
+				p := fmt.Sprintf("another process took over instance %q on bucket %s (its lease %s) while this one did not renew it (paused, or the bucket away): two processes answer as this instance; stop one", name, bucket, lease)
+				s.nameTaken.Store(&p)
 				s.log.Error("another process took over this instance name on the bucket: two instances now answer as it; stop one", "instance", name, "lease", lease)
 			}
 		}
 	}()
+}
+
+// instanceProblem says, while it lasts, that another process holds this
+// instance's name (renewInstance).
+func (s *Service) instanceProblem() error {
+	if p := s.nameTaken.Load(); p != nil {
+		return errors.New(*p)
+	}
 	return nil
 }
 
