@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/natsprov/provisioner/provision"
 )
 
 // leaseValue is what a lease entry holds.
@@ -96,15 +98,39 @@ func (s *Store) TryLease(ctx context.Context, name string, ttl time.Duration) (b
 			return false, nil
 		}
 	}
-	_, err = s.kv.Update(ctx, key, data, e.Revision())
-	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+	for rev, again := e.Revision(), true; ; again = false {
+		_, err = s.kv.Update(ctx, key, data, rev)
+		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			break
+		}
 		// Another write moved the entry since the read: another
 		// instance's, or an earlier write of this store's own that timed
 		// out and was stored late, which holds this store's token. Close
 		// must release the latter (release checks the token), else the
 		// others wait a whole ttl.
 		s.mayHold(key)
-		return false, nil
+		// The server refuses a write as a mismatch as well while an
+		// earlier write of the key is still in process (sent without an
+		// answer yet: the followers away, a failover under way): the
+		// entry read is then still the last stored, and nobody is known
+		// to hold the lease but this store. Said as unavailable, not as
+		// another's hold, and this store's own late write is renewed
+		// over: the instance name's renewal took either for another
+		// process that took its name over.
+		now, gerr := s.kv.Get(ctx, key)
+		switch {
+		case errors.Is(gerr, jetstream.ErrKeyNotFound):
+			return false, nil
+		case gerr != nil:
+			return false, mapErr("read lease "+name, gerr)
+		case now.Revision() == rev:
+			return false, fmt.Errorf("kvstore: renew lease %s: %w: a write of it is still under way", name, provision.ErrUnavailable)
+		}
+		var nv leaseValue
+		if !again || json.Unmarshal(now.Value(), &nv) != nil || nv.Token != s.token {
+			return false, nil
+		}
+		rev = now.Revision()
 	}
 	if err != nil {
 		s.mayHold(key)
