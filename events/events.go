@@ -656,7 +656,26 @@ func (p *Publisher) recreate(ctx context.Context) {
 	if _, err := p.js.Stream(ctx, StreamName); !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return
 	}
-	if _, err := p.js.CreateStream(ctx, p.streamCfg); err != nil {
+	var err error
+	for try := 1; ; try++ {
+		_, err = p.js.CreateStream(ctx, p.streamCfg)
+		// After a delete the server removes the account's streams
+		// directory in the background once it is empty (the audit
+		// stream was the only stream of the account on it), and a
+		// stream made meanwhile may find it gone under the directory it
+		// makes: "error creating store for stream", about one make in a
+		// hundred, which logged an ERROR that the writer's next try
+		// mended. A moment later it is made.
+		var api *jetstream.APIError
+		if err == nil || try == remakeTries || !errors.As(err, &api) || api.ErrorCode != errCodeStreamCreate {
+			break
+		}
+		select {
+		case <-time.After(remakePause):
+		case <-ctx.Done():
+		}
+	}
+	if err != nil {
 		if !p.remakeFailing {
 			p.log.Error("the audit stream is gone and could not be made again; the writer keeps trying, and logs again once it is made", "stream", StreamName, "error", err)
 		} else {
@@ -668,6 +687,16 @@ func (p *Publisher) recreate(ctx context.Context) {
 	p.remakeFailing = false
 	p.log.Warn("the audit stream was gone (deleted while the service ran): made again", "stream", StreamName)
 }
+
+// errCodeStreamCreate is nats-server's JSStreamCreateErrF, a stream create
+// that failed in the server (among others, "error creating store for
+// stream"), which recreate tries again remakeTries times in all,
+// remakePause apart.
+const (
+	errCodeStreamCreate = 10049
+	remakeTries         = 5
+	remakePause         = 50 * time.Millisecond
+)
 
 // errCodeDuplicateInProcess is nats-server's JSStreamDuplicateMessageConflict.
 const errCodeDuplicateInProcess = 10158

@@ -1,6 +1,9 @@
 package events
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // Batches is how many atomic batches of audit events were stored.
 func (p *Publisher) Batches() int64 { return p.batches.Load() }
@@ -51,3 +54,7 @@ func SetAuditMaxBytes(n int64) func() {
 	auditMaxBytes = n
 	return func() { auditMaxBytes = old }
 }
+
+// Recreate makes the audit stream again if it is gone, as the writer does
+// when a write finds no stream (call it while no event waits).
+func (p *Publisher) Recreate(ctx context.Context) { p.recreate(ctx) }

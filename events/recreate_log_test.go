@@ -102,3 +102,48 @@ func TestSystemEventsThatCannotBePublishedAreLoggedOnce(t *testing.T) {
 		t.Errorf("after Close: %d lines with %q, want the first and the count", n, failed)
 	}
 }
+
+// TestAuditStreamDeletedAgainAndAgainIsMadeAgainQuietly: the audit stream,
+// the only stream of the service's account on the server (a file store
+// deployment), is deleted and made again by the writer, over and over.
+// After a delete the server removes the account's streams directory in
+// the background once it is empty, and a stream made meanwhile could find
+// it gone under the directory it was making: "error creating store for
+// stream" (about one make in a hundred here). The writer logged an ERROR
+// that the stream could not be made again, which its next try did. A make
+// is tried again on that answer, within the bound, before it is called
+// failed.
+func TestAuditStreamDeletedAgainAndAgainIsMadeAgainQuietly(t *testing.T) {
+	t.Parallel()
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	sys := env.Connect(t, env.Init.ProvisionerCreds)
+	svc := env.ServiceUser(t)
+	logs := &warnLog{}
+	pub := events.New(sys, "prov", slog.New(logs))
+	if err := pub.WithAudit(context.Background(), auditConn(t, env), 1); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pub.Close(5 * time.Second) })
+	ctx := context.Background()
+	js, err := jetstream.New(operatorConn(t, env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const gone = "the audit stream is gone and could not be made again"
+	for i := range 1000 {
+		if err := js.DeleteStream(ctx, events.StreamName); err != nil {
+			t.Fatalf("delete %d: %v", i, err)
+		}
+		pub.Recreate(ctx)
+		if n := logs.count(gone); n != 0 {
+			t.Fatalf("after delete %d, logged %q %d times: it was made again at the writer's next try", i, gone, n)
+		}
+	}
+	publishUsers(pub, 0, 1)
+	if err := pub.Flush(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if seen, got := stored(t, svc); seen["0"] != 1 {
+		t.Errorf("stored %v in the stream made again, want event 0 once", got)
+	}
+}
