@@ -2,6 +2,7 @@ package events_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"testing"
 	"time"
@@ -41,9 +42,7 @@ func TestAuditStreamThatCannotBeMadeAgainIsLoggedOnce(t *testing.T) {
 	if err := js.DeleteStream(ctx, events.StreamName); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BLOCKER", Subjects: []string{"prov.audit.none.none"}}); err != nil {
-		t.Fatal(err)
-	}
+	createAfterDelete(t, js, jetstream.StreamConfig{Name: "BLOCKER", Subjects: []string{"prov.audit.none.none"}})
 	publishUsers(pub, 0, 1)
 	const gone = "the audit stream is gone and could not be made again"
 	deadline := time.Now().Add(10 * time.Second)
@@ -145,5 +144,27 @@ func TestAuditStreamDeletedAgainAndAgainIsMadeAgainQuietly(t *testing.T) {
 	}
 	if seen, got := stored(t, svc); seen["0"] != 1 {
 		t.Errorf("stored %v in the stream made again, want event 0 once", got)
+	}
+}
+
+// createAfterDelete makes the stream cfg right after the account's only
+// stream on the server was deleted. The server removes the account's
+// emptied streams directory in the background, and a stream made
+// meanwhile may find it gone under the directory it makes: "error
+// creating store for stream" (10049; CI, loaded: BLOCKER's create failed
+// once). That answer alone is tried again, for up to 5 s.
+func createAfterDelete(t *testing.T, js jetstream.JetStream, cfg jetstream.StreamConfig) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := js.CreateStream(context.Background(), cfg)
+		var api *jetstream.APIError
+		if err == nil {
+			return
+		}
+		if !errors.As(err, &api) || api.ErrorCode != 10049 || time.Now().After(deadline) {
+			t.Fatalf("create stream %s: %v", cfg.Name, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
