@@ -35,7 +35,11 @@ func (c *cutLeader) TryLease(ctx context.Context, name string, ttl time.Duration
 // TryLease calls failed.
 func TestCutOffLeaderSaysFollower(t *testing.T) {
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
-	const interval = 300 * time.Millisecond
+	// Not 300 ms: an instance says "leader" until 2.5 intervals after
+	// the TryLease of its pass, and the test goroutine, stalled that long
+	// between the pass and the status (CI, loaded, -race), read
+	// "follower" of the lease's holder (holderSays).
+	const interval = time.Second
 	cl := &cutLeader{}
 	a, _ := kvDomainOf(t, env, "a", nil, func(c *provision.Config) {
 		cl.Leader = c.Store.(provision.Leader)
@@ -51,13 +55,34 @@ func TestCutOffLeaderSaysFollower(t *testing.T) {
 		}
 		return st.Role
 	}
+	// holderSays checks that s, whose pass that started at start took or
+	// renewed the lease, says "leader". It may say "follower" only once
+	// the lease as it counts it ended (2.5 intervals from start: the
+	// test goroutine stalled); then a pass of s renews the lease and its
+	// role is read again.
+	holderSays := func(who string, s *provision.Service, start time.Time) {
+		t.Helper()
+		for range 5 {
+			r := role(s)
+			if r == "leader" {
+				return
+			}
+			if time.Since(start) < 3*interval-interval/2 {
+				t.Fatalf("%s says %q", who, r)
+			}
+			start = time.Now()
+			if rep, err := s.Reconcile(ctx, api.ReconcileRequest{}); err != nil || rep.Skipped != "" {
+				t.Fatalf("%s: pass again after its lease ended unread: %+v, %v", who, rep, err)
+			}
+		}
+		t.Fatalf("%s: its role read too late for its lease 5 times", who)
+	}
+	start := time.Now()
 	rep, err := a.Reconcile(ctx, api.ReconcileRequest{})
 	if err != nil || rep.Skipped != "" {
 		t.Fatalf("A's first pass: %+v, %v", rep, err)
 	}
-	if r := role(a); r != "leader" {
-		t.Fatalf("A holding the lease says %q", r)
-	}
+	holderSays("A holding the lease", a, start)
 	cl.cut.Store(true)
 	// A's passes fail on the lease, as its Run loop's would; B's take it
 	// over once A's lease ends.
@@ -66,6 +91,7 @@ func TestCutOffLeaderSaysFollower(t *testing.T) {
 		if _, err := a.Reconcile(ctx, api.ReconcileRequest{}); err == nil {
 			t.Fatal("A's pass without the bucket did not fail")
 		}
+		start = time.Now()
 		rep, err := b.Reconcile(ctx, api.ReconcileRequest{})
 		if err == nil && rep.Skipped == "" {
 			break
@@ -75,9 +101,7 @@ func TestCutOffLeaderSaysFollower(t *testing.T) {
 		}
 		time.Sleep(interval / 3)
 	}
-	if r := role(b); r != "leader" {
-		t.Fatalf("B, which took the lease over, says %q", r)
-	}
+	holderSays("B, which took the lease over,", b, start)
 	if r := role(a); r != "follower" {
 		t.Fatalf("A, cut off from the bucket past its lease while B holds it, says %q, want follower", r)
 	}
