@@ -42,7 +42,7 @@ func leaseDomain(t *testing.T, env *provtest.Env, instance string, interval time
 
 // TestLongPassKeepsTheLease: a pass that lasts longer than the reconciler
 // lease's ttl (3 reconcile intervals: here 10 accounts at 2 LOOKUPs a
-// second against a 900 ms lease; in production a pass over a slow server,
+// second against a 3 s lease; in production a pass over a slow server,
 // or over more accounts than reconcile_rate checks in 90 s) never renewed
 // the lease it took at its start. Another instance took it over while the
 // pass went on, and both reconciled at once.
@@ -52,7 +52,10 @@ func TestLongPassKeepsTheLease(t *testing.T) {
 	var aOn, bOn atomic.Bool
 	la := &lookupCounter{on: &aOn}
 	lb := &lookupCounter{on: &bOn}
-	const interval = 300 * time.Millisecond
+	// Not 300 ms: a pass is cut 2.5 intervals after the last renewal it
+	// asked for, and a renewal answered 450 ms late (CI, loaded, -race)
+	// cut A's pass, and the test passed on a pass that lost its lease.
+	const interval = time.Second
 	a := leaseDomain(t, env, "a", interval, 2, func(r provision.Resolver) provision.Resolver { la.Resolver = r; return la })
 	b := leaseDomain(t, env, "b", interval, 2, func(r provision.Resolver) provision.Resolver { lb.Resolver = r; return lb })
 	ctx := context.Background()
@@ -73,6 +76,9 @@ func TestLongPassKeepsTheLease(t *testing.T) {
 			t.Logf("A's pass: %+v", rep)
 			if bRan > 0 || lb.n.Load() > 0 {
 				t.Fatalf("B reconciled %d passes (%d LOOKUPs) while A's pass ran", bRan, lb.n.Load())
+			}
+			if rep.Skipped != "" || rep.Checked != 10 {
+				t.Fatalf("A's pass did not keep its lease to the end (checked %d of 10): %q", rep.Checked, rep.Skipped)
 			}
 			return
 		default:
