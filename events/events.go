@@ -1054,7 +1054,7 @@ func NewAudit(svc *nats.Conn, prefix string) (*Audit, error) {
 // ever; it is not found, and said so.
 func pageErr(err error) error {
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return fmt.Errorf("events: %w: the audit stream %s is gone (deleted); the next event makes it again: %w", provision.ErrNotFound, StreamName, err)
+		return fmt.Errorf("events: %w: the audit stream %s is gone (deleted); the next event makes it again, its sequences starting over at 1: page it from 0 then: %w", provision.ErrNotFound, StreamName, err)
 	}
 	return fmt.Errorf("events: audit stream: %w", err)
 }
@@ -1078,6 +1078,15 @@ func (a *Audit) Page(ctx context.Context, account string, after uint64, limit in
 	stream, err := a.js.Stream(ctx, StreamName)
 	if err != nil {
 		return nil, 0, pageErr(err)
+	}
+	// A cursor past the stream's last sequence is from no page of this
+	// stream (its sequences never go back): it is from a stream deleted
+	// since and made again, whose sequences started over at 1. Answered
+	// with an empty page, a client polling on from it skipped, silently,
+	// every record of the new stream until it grew past the cursor.
+	if st := stream.CachedInfo(); after > st.State.LastSeq {
+		return nil, 0, fmt.Errorf("events: %w: \"after\" %d is past the audit stream's last record (%d): it is not a sequence of this stream, which was made again at %s (deleted, its sequences starting over at 1), or never was one; page again from 0",
+			provision.ErrInvalid, after, st.State.LastSeq, st.Created.UTC().Format(time.RFC3339))
 	}
 	// One consumer for this page, deleted once it is read: the server
 	// allows 1,000 consumers per stream by default, and the ordered

@@ -73,8 +73,10 @@ func (s *Service) Audit(ctx context.Context, req api.AuditRequest) (*api.AuditRe
 		acct = t.pub
 	}
 	entries, next, err := s.cfg.Audit.Page(ctx, acct, req.After, req.Limit)
-	if errors.Is(err, ErrNotFound) {
-		return nil, err // the stream gone, until the next event makes it again
+	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalid) {
+		// The stream gone, until the next event makes it again; a cursor
+		// from a stream made again since.
+		return nil, err
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
