@@ -25,20 +25,8 @@ import (
 // can be made.
 func TestAuditStreamThatCannotBeMadeAgainIsLoggedOnce(t *testing.T) {
 	t.Parallel()
-	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
-	sys := env.Connect(t, env.Init.ProvisionerCreds)
-	svc := env.ServiceUser(t)
-	logs := &warnLog{}
-	pub := events.New(sys, "prov", slog.New(logs))
-	if err := pub.WithAudit(context.Background(), auditConn(t, env), 1); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pub.Close(5 * time.Second) })
+	pub, svc, logs, js := auditWriter(t)
 	ctx := context.Background()
-	js, err := jetstream.New(operatorConn(t, env))
-	if err != nil {
-		t.Fatal(err)
-	}
 	if err := js.DeleteStream(ctx, events.StreamName); err != nil {
 		t.Fatal(err)
 	}
@@ -114,20 +102,8 @@ func TestSystemEventsThatCannotBePublishedAreLoggedOnce(t *testing.T) {
 // failed.
 func TestAuditStreamDeletedAgainAndAgainIsMadeAgainQuietly(t *testing.T) {
 	t.Parallel()
-	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
-	sys := env.Connect(t, env.Init.ProvisionerCreds)
-	svc := env.ServiceUser(t)
-	logs := &warnLog{}
-	pub := events.New(sys, "prov", slog.New(logs))
-	if err := pub.WithAudit(context.Background(), auditConn(t, env), 1); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pub.Close(5 * time.Second) })
+	pub, svc, logs, js := auditWriter(t)
 	ctx := context.Background()
-	js, err := jetstream.New(operatorConn(t, env))
-	if err != nil {
-		t.Fatal(err)
-	}
 	const gone = "the audit stream is gone and could not be made again"
 	for i := range 1000 {
 		if err := js.DeleteStream(ctx, events.StreamName); err != nil {
@@ -167,4 +143,25 @@ func createAfterDelete(t *testing.T, js jetstream.JetStream, cfg jetstream.Strea
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// auditWriter starts an events writer with the audit stream on a JetStream
+// deployment of its own, logging into a warnLog, and returns it with the
+// service user's connection (to read the stream) and a JetStream context
+// of the operator's (to delete and make streams under it).
+func auditWriter(t *testing.T) (*events.Publisher, *nats.Conn, *warnLog, jetstream.JetStream) {
+	t.Helper()
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	sys := env.Connect(t, env.Init.ProvisionerCreds)
+	logs := &warnLog{}
+	pub := events.New(sys, "prov", slog.New(logs))
+	if err := pub.WithAudit(context.Background(), auditConn(t, env), 1); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pub.Close(5 * time.Second) })
+	js, err := jetstream.New(operatorConn(t, env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pub, env.ServiceUser(t), logs, js
 }
