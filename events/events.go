@@ -22,6 +22,7 @@ import (
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/jsbatch"
+	"github.com/natsprov/provisioner/jsmake"
 	"github.com/natsprov/provisioner/provision"
 )
 
@@ -230,7 +231,14 @@ func (p *Publisher) WithAudit(ctx context.Context, svc *nats.Conn, replicas int)
 	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return fmt.Errorf("events: audit stream %s: %w", StreamName, err)
 	}
-	stream, err := js.CreateOrUpdateStream(ctx, streamCfg)
+	// Deleted right before the start, the audit stream was maybe the
+	// account's only stream on the server (a file store deployment): its
+	// make may fail for a moment (jsmake), which failed the start.
+	var stream jetstream.Stream
+	err = jsmake.Retry(ctx, func() (err error) {
+		stream, err = js.CreateOrUpdateStream(ctx, streamCfg)
+		return err
+	})
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeNoLimits {
 		// A create or update selects the tier from the account's limits
@@ -656,25 +664,12 @@ func (p *Publisher) recreate(ctx context.Context) {
 	if _, err := p.js.Stream(ctx, StreamName); !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return
 	}
-	var err error
-	for try := 1; ; try++ {
-		_, err = p.js.CreateStream(ctx, p.streamCfg)
-		// After a delete the server removes the account's streams
-		// directory in the background once it is empty (the audit
-		// stream was the only stream of the account on it), and a
-		// stream made meanwhile may find it gone under the directory it
-		// makes: "error creating store for stream", about one make in a
-		// hundred, which logged an ERROR that the writer's next try
-		// mended. A moment later it is made.
-		var api *jetstream.APIError
-		if err == nil || try == remakeTries || !errors.As(err, &api) || api.ErrorCode != errCodeStreamCreate {
-			break
-		}
-		select {
-		case <-time.After(remakePause):
-		case <-ctx.Done():
-		}
-	}
+	// The audit stream was maybe the account's only stream on the
+	// server: a make right after its delete may fail for a moment (jsmake).
+	err := jsmake.Retry(ctx, func() error {
+		_, err := p.js.CreateStream(ctx, p.streamCfg)
+		return err
+	})
 	if err != nil {
 		if !p.remakeFailing {
 			p.log.Error("the audit stream is gone and could not be made again; the writer keeps trying, and logs again once it is made", "stream", StreamName, "error", err)
@@ -687,16 +682,6 @@ func (p *Publisher) recreate(ctx context.Context) {
 	p.remakeFailing = false
 	p.log.Warn("the audit stream was gone (deleted while the service ran): made again", "stream", StreamName)
 }
-
-// errCodeStreamCreate is nats-server's JSStreamCreateErrF, a stream create
-// that failed in the server (among others, "error creating store for
-// stream"), which recreate tries again remakeTries times in all,
-// remakePause apart.
-const (
-	errCodeStreamCreate = 10049
-	remakeTries         = 5
-	remakePause         = 50 * time.Millisecond
-)
 
 // errCodeDuplicateInProcess is nats-server's JSStreamDuplicateMessageConflict.
 const errCodeDuplicateInProcess = 10158

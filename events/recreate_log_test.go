@@ -165,3 +165,34 @@ func auditWriter(t *testing.T) (*events.Publisher, *nats.Conn, *warnLog, jetstre
 	}
 	return pub, env.ServiceUser(t), logs, js
 }
+
+// TestAuditStreamDeletedThenStartMakesIt: the audit stream, the only
+// stream of the service's account on the server (a file store
+// deployment), is deleted and the service starts right after, over and
+// over. The server removes the account's emptied streams directory in the
+// background, and the start's make of the stream could find it gone under
+// the directory it was making: "error creating store for stream"
+// (10049), and the start failed. It is tried again on that answer, within
+// the bound, as the writer's remake is.
+func TestAuditStreamDeletedThenStartMakesIt(t *testing.T) {
+	t.Parallel()
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	sys := env.Connect(t, env.Init.ProvisionerCreds)
+	svc := auditConn(t, env)
+	ctx := context.Background()
+	js, err := jetstream.New(operatorConn(t, env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 500 {
+		pub := events.New(sys, "prov", slog.New(slog.DiscardHandler))
+		err := pub.WithAudit(ctx, svc, 1)
+		if err != nil {
+			t.Fatalf("start %d, right after the audit stream was deleted: %v", i, err)
+		}
+		pub.Close(5 * time.Second)
+		if err := js.DeleteStream(ctx, events.StreamName); err != nil {
+			t.Fatalf("delete %d: %v", i, err)
+		}
+	}
+}
