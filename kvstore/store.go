@@ -63,6 +63,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
+	"github.com/natsprov/provisioner/jsmake"
 	"github.com/natsprov/provisioner/provision"
 	"github.com/natsprov/provisioner/seal"
 )
@@ -556,7 +557,13 @@ func (s *Store) createBucket(ctx context.Context, nc *nats.Conn, info *jetstream
 		kv, err := s.createReplicated(ctx, nc, replicas, false)
 		return kv, tierless(err, replicas)
 	}
-	_, err := s.js.CreateStream(ctx, s.streamConfig(replicas))
+	// Deleted right before, the bucket was maybe the account's only
+	// stream on the server: its make may fail for a moment (jsmake), an
+	// answer no ErrUnavailable, which failed the start.
+	err := jsmake.Retry(ctx, func() error {
+		_, err := s.js.CreateStream(ctx, s.streamConfig(replicas))
+		return err
+	})
 	kv, err := s.bound(ctx, err, replicas)
 	return kv, tierless(err, replicas)
 }
