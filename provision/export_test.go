@@ -24,3 +24,13 @@ func (s *Service) Caches(pub string) bool {
 func (s *Service) SetMisfitsSettle(d time.Duration) {
 	s.misfitsSettle = d
 }
+
+// AccountLockRefs reports how many hold or wait for an account's lock.
+func (s *Service) AccountLockRefs(pub string) int {
+	s.locks.mu.Lock()
+	defer s.locks.mu.Unlock()
+	if l := s.locks.m["account:"+pub]; l != nil {
+		return l.refs
+	}
+	return 0
+}

@@ -84,8 +84,15 @@ func TestRetakeReadsWhetherHeldUnderTheLock(t *testing.T) {
 		_, err := svc.Reconcile(ctx, api.ReconcileRequest{})
 		passed <- err
 	}()
-	// The pass's take-back waits for the account's lock.
-	time.Sleep(300 * time.Millisecond)
+	// The pass's take-back waits for the account's lock, which the
+	// update holds: released before, the race is not run at all.
+	deadline := time.Now().Add(10 * time.Second)
+	for svc.AccountLockRefs(pub) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the pass did not come to wait for the account's lock")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	close(g.released)
 	if err := <-updated; err != nil {
 		t.Fatal(err)
