@@ -975,12 +975,21 @@ func (s *Service) misfitsOf(a Account, claims *jwt.AccountClaims, users []User) 
 		if u.Revoked || s.expiredEverywhere(u) || claims.Revocations.IsRevoked(u.PublicKey, time.Unix(u.IssuedAt, 0)) || u.Role == "" {
 			continue
 		}
-		if templateSafe(u.Name, u.Tags) {
-			continue // fits every template a change can make (CreateUser)
-		}
 		signer := u.Signer
 		if signer == "" {
 			signer = roleKey(&a, u.Role)
+		}
+		// As checkRoleUsers: a template that gives bearer_token makes the
+		// JWT of a self-service user, which travelled on the tenant's
+		// inbox, connect without its seed, whatever its name and tags (a
+		// put-back to a role that gave bearer tokens, of a user issued
+		// while the change that took them away stood).
+		if sc, ok := claims.SigningKeys[signer].(*jwt.UserScope); ok && sc != nil && sc.Template.BearerToken && u.SelfService {
+			misfits = append(misfits, u)
+			continue
+		}
+		if templateSafe(u.Name, u.Tags) {
+			continue // fits every template a change can make (CreateUser)
 		}
 		// As checkRoleUsers: names and tags only when the record has them.
 		if (u.Name != "" && checkTemplateName(claims, signer, u.Role, u.Name) != nil) || (u.TagsRecorded && checkTemplateTags(claims, signer, u.Role, u.Tags) != nil) {
