@@ -1003,11 +1003,17 @@ func (s *Service) revokeStandingMisfits(ctx context.Context, a Account) (Account
 // templatesTakeUsers tells whether a role template of c puts a user's
 // name or tags into subjects ({{name()}}, {{tag(x)}}), read as the server
 // reads them: only there can a user's name or tags widen its subjects.
+// So too a template that gives bearer_token: a self-service user's JWT,
+// which travelled on the tenant's inbox, then connects without its seed
+// (misfitsOf), and a refused change to one stands as the others do.
 func templatesTakeUsers(c *jwt.AccountClaims) bool {
 	for _, sk := range c.SigningKeys {
 		us, ok := sk.(*jwt.UserScope)
 		if !ok || us == nil {
 			continue
+		}
+		if us.Template.BearerToken {
+			return true
 		}
 		p := us.Template.Permissions
 		for _, list := range []jwt.StringList{p.Pub.Allow, p.Pub.Deny, p.Sub.Allow, p.Sub.Deny} {
