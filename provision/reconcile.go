@@ -2,6 +2,7 @@ package provision
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -963,41 +964,84 @@ func (s *Service) reconcileAccount(ctx context.Context, a Account, up []Server, 
 // "site:*" under "telemetry.{{tag(site)}}.>"). Only accounts whose
 // templates put a user's name or tags into subjects are checked, against
 // the store's reads of users (kvstore's mirror, no bucket read), and only
-// versions older than misfitsSettle: a younger one may still be checked
-// by its instance (usersAgain) and put back, which a revocation stored
-// first would make stand, with the user revoked.
+// once the version is older than misfitsSettle, or its misfits have
+// stood that long as this instance's passes saw them: a younger change
+// may still be checked by its instance (usersAgain) and put back, which a
+// revocation stored first would make stand, with the user revoked.
 func (s *Service) revokeStandingMisfits(ctx context.Context, a Account) (Account, bool) {
 	if _, shared := s.store.(usersFollower); !shared {
 		return a, false
 	}
-	// The version's claims, when its templates take users' names or tags
-	// and it is old enough; nil otherwise.
-	settled := func(a Account) *jwt.AccountClaims {
-		c, err := decodeAccount(a.JWT)
-		if err != nil || !templatesTakeUsers(c) || time.Since(time.Unix(c.IssuedAt, 0)) < s.misfitsSettle {
-			return nil
-		}
-		return c
-	}
-	c := settled(a)
-	if c == nil {
+	c, err := decodeAccount(a.JWT)
+	if err != nil || !templatesTakeUsers(c) {
+		s.misfitsSeen.Delete(a.PublicKey)
 		return a, false
 	}
 	users, err := s.store.Users(ctx, a.PublicKey)
-	if err != nil || len(s.misfitsOf(a, c, users)) == 0 {
-		return a, false // on an error, the next pass checks again
+	if err != nil {
+		return a, false // the next pass checks again
+	}
+	if len(s.misfitsOf(a, c, users)) == 0 {
+		s.misfitsSeen.Delete(a.PublicKey)
+		return a, false
+	}
+	// Settled: the version is older than misfitsSettle, or the misfits
+	// have stood that long on this instance's clock under the same
+	// templates. The version's age alone was never reached on an account
+	// changed more often than that (a revoke, a description, a prune's
+	// re-sign: each a version on top of the refused change with the same
+	// templates), and its misfits stood for good.
+	since := s.misfitsSince(a.PublicKey, c)
+	settled := func(c *jwt.AccountClaims) bool {
+		return time.Since(time.Unix(c.IssuedAt, 0)) >= s.misfitsSettle || time.Since(since) >= s.misfitsSettle
+	}
+	if !settled(c) {
+		return a, false
 	}
 	defer s.locks.lock("account:" + a.PublicKey)()
 	cur, err := s.account(ctx, a.PublicKey, true)
-	if err != nil || !cur.Live() || settled(cur) == nil {
+	if err != nil || !cur.Live() {
+		return a, false
+	}
+	if cc, err := decodeAccount(cur.JWT); err != nil || !templatesTakeUsers(cc) || templatesOf(cc) != templatesOf(c) || !settled(cc) {
 		return a, false
 	}
 	log := s.log.With("account", cur.PublicKey, "name", cur.Name)
 	fixed, ok := s.revokeMisfits(ctx, cur, "a change of its role stands that it does not fit (refused, and its instance stopped before the put-back, or the revocations after it, were stored)", log, nil)
 	if ok {
 		s.cache.Delete(cur.PublicKey)
+		s.misfitsSeen.Delete(cur.PublicKey)
 	}
 	return fixed, ok
+}
+
+// misfitSeen is when a pass first found misfits of an account, and under
+// which templates (templatesOf).
+type misfitSeen struct {
+	at        time.Time
+	templates string
+}
+
+// misfitsSince returns when a pass of this instance first found users of
+// account pub that the templates of c do not fit, noting now when it is
+// the first time, or the templates changed since (a put-back, or another
+// change of a role: a new refused change is given the whole settle
+// again, for its own put-back).
+func (s *Service) misfitsSince(pub string, c *jwt.AccountClaims) time.Time {
+	t := templatesOf(c)
+	if v, ok := s.misfitsSeen.Load(pub); ok && v.(misfitSeen).templates == t {
+		return v.(misfitSeen).at
+	}
+	now := time.Now()
+	s.misfitsSeen.Store(pub, misfitSeen{at: now, templates: t})
+	return now
+}
+
+// templatesOf is the role templates of c as text, to tell whether two
+// versions have the same.
+func templatesOf(c *jwt.AccountClaims) string {
+	b, _ := json.Marshal(c.SigningKeys)
+	return string(b)
 }
 
 // templatesTakeUsers tells whether a role template of c puts a user's

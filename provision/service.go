@@ -166,6 +166,10 @@ type Service struct {
 	// RevocationMargin: its age is read from its iat, set by that
 	// instance's clock, which may run behind this one's.
 	misfitsSettle time.Duration
+	// misfitsSeen holds, by account, when a reconcile pass of this
+	// instance first found users that its version's templates do not fit
+	// (misfitsSince), on this instance's own clock.
+	misfitsSeen sync.Map
 }
 
 // New returns a Service. Start its reconciler with Run.
