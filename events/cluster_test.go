@@ -22,8 +22,15 @@ import (
 // URLs.
 func startCluster(t *testing.T) string {
 	t.Helper()
+	urls, _, _ := startClusterServers(t, 3)
+	return strings.Join(urls, ",")
+}
+
+// startClusterServers is startCluster of n servers, returning each
+// server's client URL, configuration file (to start it again) and server.
+func startClusterServers(t *testing.T, n int) ([]string, []string, []*natsembed.Server) {
+	t.Helper()
 	dir := t.TempDir()
-	const n = 3
 	routes := make([]string, n)
 	routePorts := make([]int, n)
 	for i := range n {
@@ -45,10 +52,12 @@ func startCluster(t *testing.T) string {
 	// The servers of a cluster start together: each waits for its routes
 	// before its JetStream is ready.
 	errs := make(chan error, n)
-	for _, conf := range confs {
+	srvs := make([]*natsembed.Server, n)
+	for i, conf := range confs {
 		go func() {
 			srv, err := natsembed.Start(conf, natsembed.Options{})
 			if err == nil {
+				srvs[i] = srv
 				t.Cleanup(srv.Stop)
 			}
 			errs <- err
@@ -59,7 +68,7 @@ func startCluster(t *testing.T) string {
 			t.Fatal(err)
 		}
 	}
-	return strings.Join(urls, ",")
+	return urls, confs, srvs
 }
 
 // TestAuditSurvivesLeaderChanges: on an R3 audit stream, the stream leader

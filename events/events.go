@@ -1069,7 +1069,15 @@ func (a *Audit) Page(ctx context.Context, account string, after uint64, limit in
 	// since and made again, whose sequences started over at 1. Answered
 	// with an empty page, a client polling on from it skipped, silently,
 	// every record of the new stream until it grew past the cursor.
-	if st := stream.CachedInfo(); after > st.State.LastSeq {
+	st := stream.CachedInfo()
+	if after > st.State.LastSeq && st.Cluster != nil && st.Cluster.Leader == "" {
+		// Without a leader (an election under way) any replica answers
+		// the info with what it has applied itself, which may be behind
+		// the records a client already read from the leader: no sign of
+		// a stream made again. Asked again once there is a leader.
+		return nil, 0, fmt.Errorf("events: audit stream %s has no leader (an election under way); its replica's last record %d may be behind \"after\" %d", StreamName, st.State.LastSeq, after)
+	}
+	if after > st.State.LastSeq {
 		return nil, 0, fmt.Errorf("events: %w: \"after\" %d is past the audit stream's last record (%d): it is not a sequence of this stream, which was made again at %s (deleted, its sequences starting over at 1), or never was one; page again from 0",
 			provision.ErrInvalid, after, st.State.LastSeq, st.Created.UTC().Format(time.RFC3339))
 	}
