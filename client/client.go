@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -45,9 +44,11 @@ type Client struct {
 	// have; every call fails with it, sending nothing.
 	badPrefix error
 	// inboxOK is set once the connection is known to be allowed its
-	// inbox (checkInbox).
-	inboxMu sync.Mutex
-	inboxOK bool
+	// inbox (checkInbox). inboxSem (one slot) guards it: a channel, not
+	// a mutex, so that a request waiting for another's check gives up at
+	// its own context's end.
+	inboxSem chan struct{}
+	inboxOK  bool
 }
 
 // Option tunes a Client.
@@ -80,7 +81,7 @@ func WithTimeout(d time.Duration) Option {
 
 // New returns a client that sends requests on nc.
 func New(nc *nats.Conn, opts ...Option) *Client {
-	c := &Client{nc: nc, prefix: api.DefaultPrefix, timeout: DefaultTimeout}
+	c := &Client{nc: nc, prefix: api.DefaultPrefix, timeout: DefaultTimeout, inboxSem: make(chan struct{}, 1)}
 	for _, o := range opts {
 		o(c)
 	}
@@ -205,8 +206,16 @@ func (c *Client) foreignInbox() string {
 // created, its seed gone). When the check cannot be made (the connection
 // is reconnecting, the context ends), the request goes as before.
 func (c *Client) checkInbox(ctx context.Context) error {
-	c.inboxMu.Lock()
-	defer c.inboxMu.Unlock()
+	// Another request's check, on a stalled server, lasts until that
+	// request's context ends: waited for with a mutex, a request with a
+	// shorter deadline returned only then. Given up here, the caller
+	// finds its context ended and says that nothing was sent.
+	select {
+	case c.inboxSem <- struct{}{}:
+	case <-ctx.Done():
+		return nil
+	}
+	defer func() { <-c.inboxSem }()
 	if c.inboxOK || !c.nc.IsConnected() {
 		// While reconnecting, the request goes to nats.go's buffer as
 		// before: a flush would hold it until the context ends.
