@@ -184,17 +184,8 @@ func check(dir string, key *seal.Key) (Report, *loaded, error) {
 	if l.unchecked > 0 {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("the seeds of %d accounts are sealed with a key not given, and were not checked", l.unchecked))
 	}
-	// A torn tail after records kept past the committed length is left
-	// out all the same: the operator is told in both cases. Past an older
-	// header slot (the current one unreadable) the tail may hold a batch
-	// that was answered: its header was written, in the unreadable slot.
-	switch {
-	case res.dirty && res.fellBack:
-		rep.Notes = append(rep.Notes, fmt.Sprintf("the journal has a torn tail after the %d records kept past the older header slot's committed length; it may hold changes that were answered (the unreadable slot counted them), and Open leaves it out", res.kept))
-	case res.dirty && res.kept == 0:
-		rep.Notes = append(rep.Notes, "the journal has a torn tail past its committed records (never acknowledged; Open leaves it out)")
-	case res.dirty:
-		rep.Notes = append(rep.Notes, fmt.Sprintf("the journal has a torn tail after the %d records kept past its committed length (a write a crash cut short, or damage to the last batch; Open leaves it out)", res.kept))
+	if n := res.tornTail(); n != "" {
+		rep.Notes = append(rep.Notes, n)
 	}
 	return rep, res, nil
 }
@@ -290,4 +281,22 @@ func emptyDir(dir string) error {
 		return fmt.Errorf("filestore: salvage target %s is not empty (holds %s); give a new directory", dir, strings.Join(names, ", "))
 	}
 	return nil
+}
+
+// tornTail says what a torn tail the journal has, for Check's report and
+// Open's log, or "" when it has none. A torn tail after records kept past
+// the committed length is left out all the same: the operator is told in
+// both cases. Past an older header slot (the current one unreadable) the
+// tail may hold a batch that was answered: its header was written, in the
+// unreadable slot.
+func (res *loaded) tornTail() string {
+	switch {
+	case res.dirty && res.fellBack:
+		return fmt.Sprintf("the journal has a torn tail after the %d records kept past the older header slot's committed length; it may hold changes that were answered (the unreadable slot counted them), and Open leaves it out", res.kept)
+	case res.dirty && res.kept == 0:
+		return "the journal has a torn tail past its committed records (never acknowledged; Open leaves it out)"
+	case res.dirty:
+		return fmt.Sprintf("the journal has a torn tail after the %d records kept past its committed length (a write a crash cut short, or damage to the last batch; Open leaves it out)", res.kept)
+	}
+	return ""
 }

@@ -251,6 +251,12 @@ func (s *Store) start(prevLock lockState) (*journal, error) {
 	for _, n := range l.rep.Notes {
 		s.log.Warn("filestore: " + n)
 	}
+	// Said as Check says it: a tail left out without a word could be a
+	// batch that was answered (damaged, or past a torn header slot), and
+	// only the log tells an operator to look.
+	if n := res.tornTail(); n != "" {
+		s.log.Warn("filestore: "+n, "journal", l.path(res.jpath), "at", res.recEnd, "to", res.tailEnd)
+	}
 	for _, n := range res.leftovers {
 		if err := os.Remove(l.path(n)); err != nil {
 			return nil, fmt.Errorf("filestore: remove %s: %w", n, err)
