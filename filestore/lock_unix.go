@@ -76,6 +76,36 @@ func lockDir(dir string) (f *os.File, prev lockState, err error) {
 	return f, prev, nil
 }
 
+// lockDirInode takes an exclusive flock on the directory itself, not
+// waiting, beside the lock file's (lockDir): a lock file removed while its
+// owner runs (an operator clearing what looks like a stale lock) let the
+// next Open make a new one and lock that, and two processes wrote one
+// journal. The directory cannot be swapped under its open files so
+// lightly. It is taken after the lock file's, so that what lockDir tells
+// of the lock file is as before. It returns nil, and no error, where the
+// directory cannot be flocked.
+func lockDirInode(dir string) (*os.File, error) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("filestore: lock %s: %w", dir, err)
+	}
+	if err := unix.Flock(int(d.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		d.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			owner := "another process, though its lock file was removed"
+			if pid, held, _ := flockHolder(dir); held {
+				owner = fmt.Sprintf("process %d, though its lock file was removed", pid)
+			}
+			return nil, fmt.Errorf("%w: %s is locked by %s", ErrLocked, dir, owner)
+		}
+		// Where a directory cannot be flocked (NFS emulates flock with
+		// byte-range locks, which need a file open for writing), the
+		// lock file alone keeps a second owner out, as before.
+		return nil, nil
+	}
+	return d, nil
+}
+
 // lockFileAt opens the lock file at path, making it when absent, and takes
 // its flock without waiting. prev is lockAbsent when it made the file, and
 // lockNew until the caller reads what the file holds.
@@ -147,6 +177,11 @@ func lockPID(dir string) (int, bool) {
 // looks for the lock in /proc/locks; elsewhere it asks whether the process
 // named in the lock file is alive.
 func ownerRunning(dir string) (int, bool) {
+	// The owner also locks the directory (lockDirInode), which tells it
+	// when its lock file was removed.
+	if pid, held, _ := flockHolder(dir); held {
+		return pid, true
+	}
 	if pid, held, known := flockHolder(filepath.Join(dir, lockFile)); known {
 		return pid, held
 	}

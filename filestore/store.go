@@ -122,6 +122,9 @@ type Store struct {
 	// and c are nil); every change fails.
 	readOnly bool
 	lock     *os.File
+	// dirLock holds the flock on the directory itself (lockDirInode);
+	// nil where the directory cannot be flocked.
+	dirLock *os.File
 	// lockMarked: the lock file has the new-store mark, which claimLock
 	// takes off.
 	lockMarked bool
@@ -182,11 +185,23 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	dirLock, err := lockDirInode(dir)
+	if err != nil {
+		// The owner's lock file was removed: one this Open made goes
+		// too, as the directory was before it, so that it names no
+		// process that does not have the store open.
+		if prevLock == lockAbsent {
+			os.Remove(filepath.Join(dir, lockFile))
+		}
+		lock.Close()
+		return nil, err
+	}
 	s := &Store{
 		dir:        dir,
 		log:        opts.Logger,
 		key:        opts.Seal,
 		lock:       lock,
+		dirLock:    dirLock,
 		lockMarked: prevLock != lockHeld,
 		pendDead:   map[string]int{},
 		pendUsers:  map[string]int{},
@@ -209,6 +224,9 @@ func Open(dir string, opts Options) (*Store, error) {
 			os.Remove(filepath.Join(dir, lockFile))
 		}
 		lock.Close()
+		if dirLock != nil {
+			dirLock.Close()
+		}
 		return nil, err
 	}
 	s.c = newCommitter(s, j, opts.CompactBytes)
@@ -501,6 +519,11 @@ func (s *Store) Close() error {
 	err := s.c.close()
 	if cerr := s.lock.Close(); err == nil {
 		err = cerr
+	}
+	if s.dirLock != nil {
+		if cerr := s.dirLock.Close(); err == nil {
+			err = cerr
+		}
 	}
 	return err
 }
