@@ -6,7 +6,8 @@ import (
 	"os"
 )
 
-// journalChunk is how much zeroed space the journal is extended by.
+// journalChunk is how much zeroed space the journal is extended by (less,
+// on a disk without room for it: what the records written need).
 // Records overwrite zeros in place, so the file's size and block map do not
 // change on a commit, and fdatasync flushes only data: on ext4 that halves
 // the cost of a commit. A variable so that tests can use small files.
@@ -46,9 +47,21 @@ func (j *journal) writeRecords(buf []byte) error {
 	if j.failed {
 		return errJournalFailed
 	}
+	grow := journalChunk
 	for j.end+int64(len(buf)) > j.alloc {
 		// Growing the file changes its size: a full flush, once a chunk.
-		if _, err := j.f.WriteAt(make([]byte, journalChunk), j.alloc); err != nil {
+		if _, err := j.f.WriteAt(make([]byte, grow), j.alloc); err != nil {
+			// A disk without room for a chunk may have room for these
+			// records: the journal grows by what they need instead.
+			// Failed here, a store with megabytes free broke (its new
+			// snapshot comes with a chunk of journal too, and the
+			// partial write had taken what room there was), and did
+			// not start again until room was made.
+			need := (j.end + int64(len(buf)) - j.alloc + 4095) &^ 4095
+			if isNoRoom(err) && need < grow && j.f.Truncate(j.alloc) == nil {
+				grow = need
+				continue
+			}
 			j.failed = true
 			return err
 		}
@@ -56,7 +69,7 @@ func (j *journal) writeRecords(buf []byte) error {
 			j.failed = true
 			return err
 		}
-		j.alloc += journalChunk
+		j.alloc += grow
 	}
 	if _, err := j.f.WriteAt(buf, j.end); err != nil {
 		j.failed = true
