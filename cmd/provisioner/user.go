@@ -7,9 +7,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/client"
@@ -131,7 +133,7 @@ func runUserCreate(ctx context.Context, args []string, stdout, stderr io.Writer)
 		tmp := file.Name()
 		if err := writeCreds(file, u.Creds.Bytes()); err != nil {
 			return fmt.Errorf("user create: user %s was issued, but its creds could not be written to %s: %w; "+
-				"nobody holds its key: revoke it with: provisioner user revoke %s %s", u.PublicKey, *out, err, shellQuote(req.Account), u.PublicKey)
+				"nobody holds its key: revoke it with: %s", u.PublicKey, *out, err, revokeCommand(req.Account, u.JWT, u.PublicKey))
 		}
 		if err := os.Link(tmp, *out); err != nil {
 			// The creds are whole in tmp (0600): keep them there.
@@ -152,8 +154,8 @@ func runUserCreate(ctx context.Context, args []string, stdout, stderr io.Writer)
 			err = printUser(stdout, u, req.Account, "Creds file\t"+*out+"\n")
 		}
 		if err != nil {
-			return fmt.Errorf("user create: user %s was issued and its creds written to %s, but the output could not be written: %w; if it is not wanted, revoke it with: provisioner user revoke %s %s",
-				u.PublicKey, *out, err, shellQuote(req.Account), u.PublicKey)
+			return fmt.Errorf("user create: user %s was issued and its creds written to %s, but the output could not be written: %w; if it is not wanted, revoke it with: %s",
+				u.PublicKey, *out, err, revokeCommand(req.Account, u.JWT, u.PublicKey))
 		}
 		return nil
 	}
@@ -166,8 +168,8 @@ func runUserCreate(ctx context.Context, args []string, stdout, stderr io.Writer)
 		_, err = stdout.Write(u.Creds.Bytes())
 	}
 	if err != nil {
-		return fmt.Errorf("user create: user %s was issued, but its creds could not be written: %w; revoke it with: provisioner user revoke %s %s",
-			u.PublicKey, err, shellQuote(req.Account), u.PublicKey)
+		return fmt.Errorf("user create: user %s was issued, but its creds could not be written: %w; revoke it with: %s",
+			u.PublicKey, err, revokeCommand(req.Account, u.JWT, u.PublicKey))
 	}
 	// The creds are out: a stderr that fails loses only this report.
 	_ = printUser(stderr, u, req.Account, "Creds\ton stdout\n")
@@ -189,8 +191,23 @@ type userInDoubtError struct {
 }
 
 func (e *userInDoubtError) Error() string {
-	return fmt.Sprintf("user create: %v; revoke it, with the connection flags given here, with: provisioner user revoke %s %s",
-		e.err, shellQuote(e.account), e.key)
+	return fmt.Sprintf("user create: %v; revoke it, with the connection flags given here, with: %s",
+		e.err, revokeCommand(e.account, "", e.key))
+}
+
+// revokeCommand is the command that revokes user key of account, quoted
+// for a shell. An account whose name begins with "-" ("-ops") is read by
+// the command's flag parse as a flag: it is named by its public key, the
+// issuer account of the user's JWT when there is one, else after "--"
+// (the connection flags then go before it, as usage says flags may).
+func revokeCommand(account, userJWT, key string) string {
+	if strings.HasPrefix(account, "-") {
+		if uc, err := jwt.DecodeUserClaims(userJWT); err == nil && nkeys.IsValidPublicAccountKey(uc.IssuerAccount) {
+			return "provisioner user revoke " + uc.IssuerAccount + " " + key
+		}
+		return "provisioner user revoke -- " + shellQuote(account) + " " + key
+	}
+	return "provisioner user revoke " + shellQuote(account) + " " + key
 }
 
 func (e *userInDoubtError) Unwrap() error { return e.err }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/client"
 	"github.com/natsprov/provisioner/provtest"
 )
 
@@ -534,5 +535,54 @@ func TestUserCreateToAFileWhoseReportCannotBeWritten(t *testing.T) {
 	}
 	if n := c.userCount(t, "acme"); n != 2 {
 		t.Errorf("%d users issued, want 2", n)
+	}
+}
+
+// TestUserCreateLostCredsRevokesDashAccount: an account's name may begin
+// with "-". The revoke command the error gives named it as it is, and the
+// CLI read "-ops" as a flag: the pasted command revoked nothing, though
+// nobody holds the issued user's key. It names the account by its public
+// key, which no flag parse takes for a flag.
+func TestUserCreateLostCredsRevokesDashAccount(t *testing.T) {
+	t.Parallel()
+	c := newCLI(t, bootstrap.Options{})
+	const account = "-ops"
+	if _, _, err := runCmd(t, append(append([]string{"account", "create"}, c.conn...), "--", account)...); err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	err := run(context.Background(), append(append([]string{"user", "create"}, c.conn...), "--", account, "alice"), failingWriter{}, &stderr)
+	_, line, ok := strings.Cut(fmt.Sprint(err), "revoke it with: ")
+	if !ok {
+		t.Fatalf("no revoke command in %v", err)
+	}
+	words, err := exec.Command("sh", "-c", "set -- "+line+`; for a in "$@"; do printf '%s\0' "$a"; done`).Output()
+	if err != nil {
+		t.Fatalf("sh reads %q: %v", line, err)
+	}
+	args := strings.Split(strings.TrimSuffix(string(words), "\x00"), "\x00")
+	if len(args) < 5 || args[0] != "provisioner" {
+		t.Fatalf("the shell reads the command %q as %q", line, args)
+	}
+	out, errOut, err := c.run(t, args[1:]...)
+	if err != nil || !strings.HasPrefix(out, "Revoked user "+args[len(args)-1]) {
+		t.Fatalf("the given revoke command %q: %v\n%s%s", line, err, out, errOut)
+	}
+	// A key in doubt has no JWT to name the account by: the command puts
+	// it after "--", the connection flags going before.
+	kp, _ := nkeys.CreateUser()
+	pub, _ := kp.PublicKey()
+	_, line, _ = strings.Cut(inDoubt(account, &client.UserInDoubtError{PublicKey: pub, Err: context.DeadlineExceeded}).Error(), "with: provisioner ")
+	words, err = exec.Command("sh", "-c", "set -- "+line+`; for a in "$@"; do printf '%s\0' "$a"; done`).Output()
+	if err != nil {
+		t.Fatalf("sh reads %q: %v", line, err)
+	}
+	args = strings.Split(strings.TrimSuffix(string(words), "\x00"), "\x00")
+	if len(args) < 2 || args[0] != "user" || args[1] != "revoke" {
+		t.Fatalf("the shell reads the command %q as %q", line, args)
+	}
+	out, errOut, err = runCmd(t, append(append([]string{"user", "revoke"}, c.conn...), args[2:]...)...)
+	if err != nil || !strings.HasPrefix(out, "Revoked user "+pub) {
+		t.Fatalf("the revoke command of a key in doubt %q: %v\n%s%s", line, err, out, errOut)
 	}
 }
