@@ -607,6 +607,16 @@ func (r *Responder) serve(e *endpoint, m *nats.Msg, start, deadline time.Time) {
 	}
 	if err != nil {
 		code, desc := r.classify(e, err)
+		if code == api.CodeUnavailable && errors.Is(ctx.Err(), context.DeadlineExceeded) && errors.Is(err, context.DeadlineExceeded) {
+			// The request's deadline cut a store write, which answered
+			// unavailable, and the handler returned before the wait above
+			// saw the deadline: answered 503 "nothing was changed, retry"
+			// though the write may land (and the change it follows, a
+			// revocation, had), where losing that race gave the
+			// deadline's 504. It is the deadline's answer either way.
+			r.log.Info("a request cut short by its deadline ended as it was answered", "subject", e.full, "took", time.Since(start).Round(time.Millisecond), "error", err)
+			code, desc = r.classify(e, ctx.Err())
+		}
 		r.finish(e, m, start, code, desc, nil)
 		return
 	}
