@@ -37,8 +37,8 @@ func (f *failingPushes) Update(ctx context.Context, token string) (provision.Pus
 func TestRotateOperatorFailedListFits(t *testing.T) {
 	t.Parallel()
 	const (
-		maxJWT   = 6 << 10 // a reply may carry maxJWT + 4096
-		accounts = 120     // 59 bytes each in a list: 7.1 KB with the 2 protected ones, over maxJWT
+		maxJWT   = 2 << 10 // a reply may carry maxJWT + 4096
+		accounts = 40      // 59 bytes each in a list: 2.5 KB with the 2 protected ones, over maxJWT
 	)
 	env := provtest.Deployment(t, bootstrap.Options{})
 	keyPath := nextSigningKey(t, env)
