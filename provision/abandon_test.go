@@ -259,6 +259,7 @@ func noLiveCopy(t *testing.T, copies []string, what string) {
 // forget the keys of an account the servers hold live: that left it live
 // on them for good, an orphan no pass ever disables.
 func TestAbandonedCreatePushedByALaterChangeIsNotForgotten(t *testing.T) {
+	t.Parallel()
 	d, svc, pub := failedFileCreate(t)
 	ctx := context.Background()
 	if _, err := svc.UpdateAccount(ctx, api.UpdateAccountRequest{Account: pub, Description: ptr("later")}); err != nil {
@@ -364,6 +365,7 @@ func TestPutBackPausesWhileTheStoreIsUnavailable(t *testing.T) {
 // unavailable at once for a second. It is written again until it lands,
 // but not in a loop at full speed.
 func TestTakeBackPausesWhileTheStoreIsUnavailable(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	_, st := kvDomain(t, env, nil)
 	u := &unavailableWrites{Store: st, match: func(a provision.Account) bool { return !a.Live() }}
@@ -417,6 +419,7 @@ func (l *lookedUp) LookupAll(ctx context.Context, pub string) ([]string, error) 
 // pass's take-back, which takes it for one no server holds, forgets its
 // keys and leaves it live on the servers, an orphan.
 func TestAbandonedDuringAPassIsNotPushedByIt(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	d := newDomain(t, env, nil)
 	defer d.stop()

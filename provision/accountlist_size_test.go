@@ -19,6 +19,7 @@ import (
 // names' own length, and a page over max_payload-1024 is refused with 500
 // instead of stopping early with next_offset.
 func TestAccountListPagesFitMaxPayload(t *testing.T) {
+	t.Parallel()
 	const (
 		maxPayload = 64 << 10
 		accounts   = 120

@@ -349,6 +349,7 @@ func (r *countDeletes) Delete(ctx context.Context, token string) (provision.Push
 // version on its disk) the delete must finish on both, the account on
 // neither.
 func TestDeleteWaitingForADownServerLeavesTheOthersAlone(t *testing.T) {
+	t.Parallel()
 	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
 	if err != nil {
 		t.Fatal(err)

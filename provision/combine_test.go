@@ -16,6 +16,7 @@ import (
 // than the servers take joins a version with a revoke; the update must fail
 // alone, as an invalid one does (TestInvalidChangeFailsAlone).
 func TestOversizeChangeFailsAlone(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	d := newDomain(t, env, nil, func(c *provision.Config) { c.MaxJWTSize = 8 << 10 })
 	defer d.stop()

@@ -118,6 +118,7 @@ func alphaEvents(pub string) jwt.Imports {
 // sees the other: the delete names the import stored before it, and an
 // import stored after the delete is refused.
 func TestExporterDeleteAndAnImportOfItOnTwoInstances(t *testing.T) {
+	t.Parallel()
 	for _, importFirst := range []bool{true, false} {
 		t.Run(map[bool]string{true: "import first", false: "delete first"}[importFirst], func(t *testing.T) {
 			lagA, lagB := &lagUntilSeen{}, &lagUntilSeen{}

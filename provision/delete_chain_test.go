@@ -23,6 +23,7 @@ import (
 // imported from a third one and exported again went on reaching that
 // service through it after the delete.
 func TestDeletedAccountForwardsNoImports(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{NoDelete: true})
 	d := newDomain(t, env, nil)
 	defer d.stop()

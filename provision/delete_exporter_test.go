@@ -21,6 +21,7 @@ import (
 // account importing its JetStream API went on reading its streams after
 // the delete, for good.
 func TestDeletedExporterServesNoJetStream(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{NoDelete: true})
 	d := newDomain(t, env, nil)
 	defer d.stop()

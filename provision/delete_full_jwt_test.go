@@ -20,6 +20,7 @@ import (
 // deletable: a delete refused "too large" leaves the account live, with
 // no way to remove it but to edit it first.
 func TestDeleteOfAnAccountAtTheJWTLimit(t *testing.T) {
+	t.Parallel()
 	const limit = 4 << 10
 	env := provtest.Deployment(t, bootstrap.Options{})
 	d := newDomain(t, env, nil, func(c *provision.Config) { c.MaxJWTSize = limit })

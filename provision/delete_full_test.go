@@ -20,6 +20,7 @@ import (
 // kept disabled, every pass pushed it again and counted it failed, for
 // good.
 func TestTombstoneOfACreateRefusedAsFullFinishes(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{ResolverLimit: 4})
 	svc, st := kvDomain(t, env, nil)
 	ctx := context.Background()

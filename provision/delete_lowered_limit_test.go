@@ -44,6 +44,7 @@ func bigTags(n int) []string {
 // exceeded", and the delete never finished. Nothing else slims it: nobody
 // can edit a deleted account smaller.
 func TestDeleteFinishesAfterMaxPayloadWentDown(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	f := &failedDeletes{}
 	d := newDomain(t, env, func(r provision.Resolver) provision.Resolver { f.Resolver = r; return f })

@@ -44,6 +44,7 @@ func (h *heldDeletePush) Update(ctx context.Context, token string) (provision.Pu
 // and the reconciler finishes the delete. The caller was told the delete
 // failed, and a retry of "delete acme" deleted the new account.
 func TestDeleteWhoseNameWasReusedStands(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	h := &heldDeletePush{reached: make(chan struct{}), released: make(chan struct{})}
 	d := newDomain(t, env, func(r provision.Resolver) provision.Resolver { h.Resolver = r; return h })
@@ -101,6 +102,7 @@ func TestDeleteWhoseNameWasReusedStands(t *testing.T) {
 // one bucket: the name is taken on the other instance while the delete's
 // push is under way.
 func TestDeleteWhoseNameWasReusedStandsOnKV(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	h := &heldDeletePush{reached: make(chan struct{}), released: make(chan struct{})}
 	a, st := kvDomainOf(t, env, "a", func(r provision.Resolver) provision.Resolver { h.Resolver = r; return h })

@@ -36,6 +36,7 @@ func (r *afterList) List(ctx context.Context) (map[string][]string, error) {
 // server going down during a pass over 10,000 accounts sent 10,000
 // pushes, none of which it could receive).
 func TestServerDownDuringAPass(t *testing.T) {
+	t.Parallel()
 	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
 	if err != nil {
 		t.Fatal(err)

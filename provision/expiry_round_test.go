@@ -58,6 +58,7 @@ func TestExpiresInIsNeverShortened(t *testing.T) {
 // expired (an account so, expired at once). Such an "expires_in" is a
 // 400; the longest one a user takes connects and stays connected.
 func TestExpiresInTheServersCannotTimeIsRefused(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	d := newDomain(t, env, nil)
 	defer d.stop()

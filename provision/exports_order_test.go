@@ -16,6 +16,7 @@ import (
 // Go caller that reused its exports for the next request found them in
 // another order than it built them.
 func TestExportsOfTheRequestAreNotReordered(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	d := newDomain(t, env, nil)
 	defer d.stop()

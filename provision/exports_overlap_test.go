@@ -70,6 +70,7 @@ func importersServed(t *testing.T, env *provtest.Env, d *domain, pub *nats.Conn,
 // the importers. Such exports are refused (400), naming both, on create
 // and on update.
 func TestPartlyOverlappingExportsAreRefused(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	d := newDomain(t, env, nil)
 	defer d.stop()

@@ -21,6 +21,7 @@ import (
 // stream leader (TestHAClusterNodeLoss saw it once). A get reads the
 // bucket's latest version.
 func TestGetAfterAnUpdateOnAnotherInstance(t *testing.T) {
+	t.Parallel()
 	lag := &laggingMirror{} // stale set by hand below, never armed
 	a, b, old := laggingPair(t, api.CreateAccountRequest{Name: "acme", Description: "first"}, func(st *kvstore.Store) provision.Store {
 		lag.Store = st
@@ -72,6 +73,7 @@ func laggingPair(t *testing.T, req api.CreateAccountRequest, wrap func(*kvstore.
 // the tombstone (its disabled JWT) as if the account were there. A get of
 // a deleted account is a 404 whichever instance it reaches.
 func TestGetAfterADeleteOnAnotherInstance(t *testing.T) {
+	t.Parallel()
 	lag := &laggingMirror{} // stale set by hand below, never armed
 	a, b, old := laggingPair(t, api.CreateAccountRequest{Name: "acme"}, func(st *kvstore.Store) provision.Store {
 		lag.Store = st
@@ -114,6 +116,7 @@ func (l *staleName) AccountByName(ctx context.Context, name string) (provision.A
 // 404) though the name belongs to the new one. The read of the tombstone
 // brings the mirror past it; the name is resolved again.
 func TestGetByNameAfterADeleteAndACreateOnAnotherInstance(t *testing.T) {
+	t.Parallel()
 	lag := &staleName{}
 	a, b, old := laggingPair(t, api.CreateAccountRequest{Name: "acme"}, func(st *kvstore.Store) provision.Store {
 		lag.Store = st

@@ -246,6 +246,7 @@ func (r *raceUser) User(ctx context.Context, pub string) (provision.User, error)
 // it finds the record first (K belongs to "a"), not that K is revoked:
 // K stays valid in "a".
 func TestRevokeRacingCreateInOtherAccount(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	d := newDomain(t, env, nil)
 	defer d.stop()

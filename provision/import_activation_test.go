@@ -156,6 +156,7 @@ func TestImportOfAnExportThatRevokesItsNewActivation(t *testing.T) {
 // does not manage, given without a token, was refused (400, "is private:
 // give its activation token") though the server serves it.
 func TestImportOfAForeignAccountTokenPositionExportNeedsNoToken(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	d := newDomain(t, env, nil)
 	defer d.stop()

@@ -23,6 +23,7 @@ import (
 // with revoke_old) makes the server leave the import out: it must be
 // refused (400), not pushed and answered as done while nothing crosses.
 func TestImportKeepsNoUntrustedActivation(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	d := newDomain(t, env, nil)
 	defer d.stop()
@@ -78,6 +79,7 @@ func TestImportKeepsNoUntrustedActivation(t *testing.T) {
 // importer's JWT arrives), so it is refused (400) before anything is
 // pushed.
 func TestImportOfAForeignAccountWithAStaleActivation(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	d := newDomain(t, env, nil)
 	defer d.stop()

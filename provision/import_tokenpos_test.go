@@ -22,6 +22,7 @@ import (
 // the account (it logs it and takes the JWT): it must be refused (400)
 // before anything is pushed, not answered as done while nothing crosses.
 func TestImportOfAccountTokenPositionExport(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	d := newDomain(t, env, nil)
 	defer d.stop()

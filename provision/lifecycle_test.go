@@ -327,6 +327,7 @@ func TestRevocationsShrink(t *testing.T) {
 // key, without a revocation that would stay in the account JWT for good,
 // and user.list shows it revoked.
 func TestCutOffUserIsNotActive(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	d := newDomain(t, env, nil)
 	defer d.stop()

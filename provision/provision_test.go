@@ -116,6 +116,7 @@ func connects(env *provtest.Env, creds string) bool {
 // one lands, in versions whose iat strictly grows, so resolver sync can
 // never swap two of them.
 func TestVersionsMoveForward(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	d := newDomain(t, env, nil)
 	defer d.stop()
@@ -294,6 +295,7 @@ func TestInterruptedRevokeIsFinished(t *testing.T) {
 // account the service does not know is reported as an orphan and left
 // alone.
 func TestReconcileRepairsDrift(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	d := newDomain(t, env, nil)
 	defer d.stop()
@@ -367,6 +369,7 @@ func ptr[T any](v T) *T { return &v }
 // key revoked without ever being issued here is recorded so that it cannot
 // be issued later.
 func TestKeyIssuedOnce(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	d := newDomain(t, env, nil)
 	defer d.stop()
@@ -478,6 +481,7 @@ func TestReconcileOutlastsTheRequest(t *testing.T) {
 // and changes nothing; the server would ignore it, and a user whose every
 // type it ignores can never connect. Known types are taken in any case.
 func TestUnknownConnectionTypeRefused(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	d := newDomain(t, env, nil)
 	defer d.stop()

@@ -44,6 +44,7 @@ func (r *notSentAfterHold) Update(ctx context.Context, token string) (provision.
 // The live version B pushed stays on the server, an orphan nothing ever
 // disables: an abandoned create left live.
 func TestAbandonedCreatePushedByPeerReconciler(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	g := &notSentAfterHold{reached: make(chan string, 1), released: make(chan struct{})}
 	a, st := kvDomain(t, env, func(r provision.Resolver) provision.Resolver { g.Resolver = r; return g })

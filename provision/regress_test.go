@@ -183,6 +183,7 @@ func revokeInAVersion(t *testing.T, d *domain) <-chan error {
 // TestInvalidChangeFailsAlone: an invalid update that joins a version with
 // a revoke fails alone; the revoke lands.
 func TestInvalidChangeFailsAlone(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	d := newDomain(t, env, nil)
 	defer d.stop()
@@ -306,6 +307,7 @@ func TestExpiredUserIsNotActive(t *testing.T) {
 // delete (the disabled version kept as the end state) is checked, not
 // pushed again, by every pass.
 func TestFinishedDeleteNotPushedAgain(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{NoDelete: true})
 	d := newDomain(t, env, nil)
 	defer d.stop()
@@ -347,6 +349,7 @@ func (l *lostAck) UpdateAccount(ctx context.Context, a provision.Account, rev ui
 // TestLostStoreAckAgreesWithReply: a store write whose acknowledgement is
 // lost but that landed is found out: the reply and the outcome agree.
 func TestLostStoreAckAgreesWithReply(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	_, st := kvDomain(t, env, nil)
 	la := &lostAck{Store: st}

@@ -41,6 +41,7 @@ func (m *manyServers) Update(ctx context.Context, token string) (provision.PushR
 // reply would be over max_payload". The reply fits, listing as many
 // servers' answers as the room holds and counting the rest.
 func TestJWTReplyFitsWithManyServers(t *testing.T) {
+	t.Parallel()
 	const (
 		maxPayload = 16 << 10
 		maxJWT     = maxPayload - 1024 - 4096 // what the service sets

@@ -35,6 +35,7 @@ func deletedWithoutDelete(t *testing.T) (*provtest.Env, *domain, string) {
 // A DELETE the servers refuse (allow_delete false) deleted nothing: the
 // pass must not report it as deleted.
 func TestRefusedDeleteNotCountedAsDeleted(t *testing.T) {
+	t.Parallel()
 	env, d, _ := deletedWithoutDelete(t)
 	// Started again, the domain has not seen the servers refuse a DELETE.
 	d.stop()
@@ -56,6 +57,7 @@ func TestRefusedDeleteNotCountedAsDeleted(t *testing.T) {
 // servers; the service, which noted that the servers refuse deletes,
 // must not go on taking that for true.
 func TestDeleteSentAgainOnceServersAllowDeletes(t *testing.T) {
+	t.Parallel()
 	env, d, pub := deletedWithoutDelete(t)
 	defer d.stop()
 	conf, err := os.ReadFile(env.Init.ServerConf)

@@ -24,6 +24,7 @@ import (
 // role was refused, telling the caller to give the user (who has no tags)
 // fewer values.
 func TestRoleAccountTagExpansionLimit(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	d := newDomain(t, env, nil)
 	ctx := context.Background()

@@ -23,6 +23,7 @@ import (
 // the queue entry in a list without template functions is taken (as are
 // the spaces the server allows inside the braces), and its users connect.
 func TestRoleTemplateQueueSubject(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	d := newDomain(t, env, nil)
 	ctx := context.Background()

@@ -23,6 +23,7 @@ import (
 // tagged ones too, and the role gives nothing there. Such a role must be
 // refused (400) naming the subject, not taken as {{tag(site)}}.
 func TestRoleTemplateTagNameSpaced(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	d := newDomain(t, env, nil)
 	ctx := context.Background()

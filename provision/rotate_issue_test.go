@@ -41,6 +41,7 @@ func (p *pauseNamed) UsersNamed(ctx context.Context, account, name string) ([]pr
 // not hand out creds that the servers refuse: the user it answers with
 // must be able to connect.
 func TestIssueRacingRotateRevokeOld(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	fs, err := filestore.Open(filepath.Join(t.TempDir(), "store"), filestore.Options{Logger: provtest.Logger(t)})
 	if err != nil {
@@ -102,6 +103,7 @@ func TestIssueRacingRotateRevokeOld(t *testing.T) {
 // creds of the rotation's new key, which the put-back removes: they would
 // never connect.
 func TestIssueDuringFailedRotate(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	fs, err := filestore.Open(filepath.Join(t.TempDir(), "store"), filestore.Options{Logger: provtest.Logger(t)})
 	if err != nil {

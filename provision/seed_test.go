@@ -10,6 +10,7 @@ import (
 )
 
 func TestLooksLikeSeed(t *testing.T) {
+	t.Parallel()
 	kp, _ := nkeys.CreateUser()
 	b, _ := kp.Seed()
 	seed := string(b)

@@ -37,6 +37,7 @@ func (k killedBeforeBackground) AddUser(ctx context.Context, u provision.User, d
 // after each such kill) and the tenant could not revoke (404: no
 // self-service user). A self-service user is recorded before the reply.
 func TestSelfServiceQuotaHoldsPastAKill(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	selfOn := func(c *provision.Config) { c.ServiceAccount = env.Init.ServiceAccount }
 	a, _ := kvDomainOf(t, env, "a", nil, selfOn, func(c *provision.Config) { c.Store = killedBeforeBackground{c.Store} })

@@ -48,6 +48,7 @@ func (g *quotaGate) Account(ctx context.Context, pub string) (provision.Account,
 // not counted: on one instance, every request queued across a rotation
 // passed a full quota. The count reads the account under the lock.
 func TestSelfServiceQuotaCountsUsersOfNewKeys(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	g := &quotaGate{held: make(chan struct{}), release: make(chan struct{}), read: make(chan struct{})}
 	d := newDomain(t, env, nil, func(c *provision.Config) {

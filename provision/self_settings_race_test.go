@@ -236,6 +236,7 @@ func TestSelfCreateHeedsSettingsChangedOnAnotherInstance(t *testing.T) {
 // update replied. The revocation checks the settings of the version it
 // joins.
 func TestSelfRevokeHeedsSettingsChangedMeanwhile(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	g := &readGate{}
 	d := newDomain(t, env, nil, func(c *provision.Config) {

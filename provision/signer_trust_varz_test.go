@@ -18,6 +18,7 @@ import (
 // long as that one server kept refusing. The servers that answered count,
 // as when a server does not answer in time.
 func TestUntrustedSignerNamedPastAServerThatRefusesVarz(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	d := newDomain(t, env, nil)
 	defer d.stop()

@@ -37,6 +37,7 @@ func (s *alwaysStale) UpdateAccount(ctx context.Context, a provision.Account, re
 // taken) and do not retry, though nothing was changed and a retry is what
 // helps. It answers unavailable, and changes nothing.
 func TestChangeThatKeepsLosingIsUnavailable(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	st := &alwaysStale{}
 	svc, _ := kvDomainOf(t, env, "a", nil, func(c *provision.Config) {

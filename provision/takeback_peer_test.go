@@ -35,6 +35,7 @@ func (f *fullTombstone) UpdateAccount(ctx context.Context, a provision.Account, 
 // only, and instance B's reconciler, which knows nothing of it, pushes it
 // live (as README says) until A's next pass takes it back.
 func TestFailedCreateNotTakenBackIsPushedByAPeer(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	_, st := kvDomain(t, env, nil)
 	b, _ := kvDomain(t, env, nil)

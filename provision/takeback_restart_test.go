@@ -19,6 +19,7 @@ import (
 // other in the store, and the reconciler pushes it live. Its caller must
 // not be told the plain refusal, but that it may have taken effect.
 func TestRefusedCreateWhoseTakeBackFailedIsNotToldItChangedNothing(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	d := newDomain(t, env, nil)
 	t.Cleanup(d.stop)

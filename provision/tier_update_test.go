@@ -66,6 +66,7 @@ func TestFlatLimitKeepsTiers(t *testing.T) {
 // refusal of flat limits on a tiered account names to turn JetStream off;
 // it must do that, on the servers.
 func TestEmptyTiersTurnJetStreamOff(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	d := newDomain(t, env, nil)
 	defer d.stop()

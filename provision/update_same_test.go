@@ -182,6 +182,7 @@ func TestUpdateToWhatAnotherInstanceReplacedIsMade(t *testing.T) {
 // account) is not what a new version would be: an update to what it has
 // is made, signed with the key in use, and pushed.
 func TestUpdateToWhatTheAccountHasAfterTheSigningKeyChanged(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	keyPath := nextSigningKey(t, env)
 	nextOp, err := provision.LoadOperator(filepath.Join(env.Dir, bootstrap.OperatorJWTFile), keyPath)

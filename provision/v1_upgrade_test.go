@@ -17,6 +17,7 @@ import (
 // the servers refuse them. user.list must show them revoked, and their
 // names must be free again, as for any user of a removed key.
 func TestV1UsersCutOffByRevokeOld(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	d := newDomain(t, env, nil)
 	ctx := context.Background()
