@@ -23,6 +23,7 @@ import (
 // prov.audit answered 503 (unavailable: try again) for ever; it now says
 // the stream is gone (404), naming it.
 func TestAuditOfADeletedAuditStream(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	svc, err := service.Start(context.Background(), env.Config, slog.New(slog.DiscardHandler))
 	if err != nil {

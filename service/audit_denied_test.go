@@ -19,6 +19,7 @@ import (
 // was looked for on the store's connection, which had none: the start
 // took the refusal for JetStream not being up yet and retried forever.
 func TestStartRefusesServiceCredsWithoutTheAuditStream(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	perms := bootstrap.ServicePermissions(env.Config.KVBucket, env.Config.SubjectPrefix)
 	var allow jwt.StringList

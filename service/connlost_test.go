@@ -25,6 +25,7 @@ import (
 // and the health endpoint called it an outage that passes by itself. Run
 // must stop the service and return an error naming the connection.
 func TestRunEndsWhenAConnectionIsClosedForGood(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	path := provtest.SystemUserCreds(t, env.Dir, env.Init.SystemAccount, "provisioner-expiring", func(uc *jwt.UserClaims) {
 		uc.Expires = time.Now().Add(4 * time.Second).Unix()
@@ -56,6 +57,7 @@ func TestRunEndsWhenAConnectionIsClosedForGood(t *testing.T) {
 // clean exit. Run took any failed start with its context ended for a
 // clean stop: serve exited 0 and the error was logged at INFO only.
 func TestRunFailsAStartRefusedAsItIsStopped(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

@@ -19,6 +19,7 @@ import (
 // answers anyone who reaches it, says so without the key (README: it
 // says nothing of keys or accounts); prov.status and the log name it.
 func TestHealthNamesNoUntrustedKey(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	// add-signing-key on the instance's copy only: the running server
 	// keeps the operator JWT it loaded.

@@ -62,6 +62,7 @@ func waitHealth(t *testing.T, addr string, code int, status string) api.HealthRe
 // away and naming the store once the store refuses every change (its
 // bucket deleted), stopping while it drains, and nothing once stopped.
 func TestHealthEndpoint(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	addr := fmt.Sprintf("127.0.0.1:%d", provtest.FreePort(t))
 	env.Config.HealthListen = addr
@@ -171,6 +172,7 @@ func TestHealthListenTaken(t *testing.T) {
 // endpoint's doc says. http.Server.Close cut its connection: the
 // healthcheck saw a reset, not a stopping instance.
 func TestHealthRequestUnderWayAtStopIsAnswered(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	addr := fmt.Sprintf("127.0.0.1:%d", provtest.FreePort(t))
 	env.Config.HealthListen = addr

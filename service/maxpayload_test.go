@@ -55,6 +55,7 @@ func roundRobin(t *testing.T, targets ...string) string {
 // not say the account is too large. It must be refused (400) before
 // anything is made, as one over the requests connection's limit is.
 func TestMaxJWTSizeFitsThePushConnection(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	a, b := maxPayloadPair(t, env)
 	env.Server = a
@@ -87,6 +88,7 @@ func TestMaxJWTSizeFitsThePushConnection(t *testing.T) {
 // request was answered 504, which a caller retries for ever. It must be
 // refused (400) before anything is made, as at start.
 func TestMaxJWTSizeFollowsAReconnect(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	a, b := maxPayloadPair(t, env)
 	// Both connections start on node-a (1 MiB); node-b is known to them

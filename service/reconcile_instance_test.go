@@ -22,6 +22,7 @@ import (
 // answers status, and that subject is answered by it only, with the pass
 // once it ended.
 func TestRunningReconcileNamesItsInstance(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	env.Config.ReconcileInterval = config.Duration(time.Minute)
 	env.Config.RequestTimeout = config.Duration(2 * time.Second)

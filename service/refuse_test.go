@@ -25,6 +25,7 @@ import (
 // shows Open refusing; this shows the start does too, at once, rather than
 // taking the refusal for JetStream not being up yet and waiting on it.
 func TestStartRefusesABadJetStreamAccount(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		prepare func(t *testing.T, env *provtest.Env)
@@ -151,6 +152,7 @@ func startRefused(t *testing.T, cfg *config.Config) error {
 // service's own account before it checked: every refused start added one,
 // under a prefix nobody serves.
 func TestStartRefusedForItsPrefixChangesNoAccount(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	cfg := *env.Config
 	cfg.SubjectPrefix = "other"
@@ -181,6 +183,7 @@ func TestStartRefusedForItsPrefixChangesNoAccount(t *testing.T) {
 // pushed the self-service export into the service's own account first,
 // then found the responder deaf: a refused start changed the account.
 func TestStartRefusedForSelfServiceChangesNoAccount(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	// An account from before self-service: no export yet.
 	env.PushServiceAccount(t, func(ac *jwt.AccountClaims) { ac.Exports = nil })

@@ -26,6 +26,7 @@ import (
 // readiness fails, prov.status names the foreign key, and the request's
 // answer says why and what to do.
 func TestOtherSealKeyIsAProblem(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	ctx := context.Background()
 	kp, err := nkeys.CreateCurveKeys()
@@ -83,6 +84,7 @@ func TestOtherSealKeyIsAProblem(t *testing.T) {
 // another key X...", which does not say how to give the old key (the KV
 // store's refusal does). It now names seal_key_previous.
 func TestFileStoreNewSealKeySaysSealKeyPrevious(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	svc := env.Start(t)
 	if r := provtest.Request(t, env.Admin(t), "prov.account.create", `{"name":"acme"}`); r.Code != 0 {

@@ -21,6 +21,7 @@ import (
 // fails at once, and when the server is back no account turns up there or
 // in the store.
 func TestCreateWhileServerDownLeavesNothing(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	svc := env.Start(t)
 	env.Server.Stop()
@@ -57,6 +58,7 @@ func TestCreateWhileServerDownLeavesNothing(t *testing.T) {
 // TestStopWhileDisconnected: SIGTERM while the server is away is a clean
 // stop.
 func TestStopWhileDisconnected(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	svc := env.Start(t)
 	env.Server.Stop()

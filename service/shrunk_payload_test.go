@@ -26,6 +26,7 @@ import (
 // to do, at Error and once (not at Warn every 30 s for ever), and not that
 // the next pass tries again.
 func TestReconcileNamesAJWTOverAShrunkMaxPayload(t *testing.T) {
+	t.Parallel()
 	env := provtest.Deployment(t, bootstrap.Options{})
 	svc := env.Start(t)
 	// About 30 KB of subjects: an account JWT of about 40 KB (base64).

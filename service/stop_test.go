@@ -43,6 +43,7 @@ func (b *syncBuf) String() string {
 // Stop returned the publisher's "audit writes not confirmed" error, and
 // serve exited 1.
 func TestStopWithUnconfirmedAuditWritesExitsClean(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	logs := &syncBuf{}
 	svc, err := service.Start(context.Background(), env.Config, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
@@ -99,6 +100,7 @@ func TestStopWithUnconfirmedAuditWritesExitsClean(t *testing.T) {
 // another: the request (its write looked for 15 s), the audit queue 5 s,
 // the user records 10 s, the lease release: over 30 s.
 func TestStopDuringAJetStreamOutageFitsTheGracePeriod(t *testing.T) {
+	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
 	svc := env.Start(t)
 	ctx := context.Background()

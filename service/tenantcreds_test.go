@@ -22,6 +22,7 @@ import (
 // and made the account one that requests may not change. It must refuse,
 // naming the field and the account, and change nothing.
 func TestStartRefusesATenantsCredsAsServiceCreds(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	env := provtest.Deployment(t, bootstrap.Options{Store: bootstrap.StoreFile})
 	svc := env.Start(t)
