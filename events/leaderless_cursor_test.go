@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/events"
 	"github.com/natsprov/provisioner/natsembed"
 	"github.com/natsprov/provisioner/provision"
@@ -99,9 +100,20 @@ func TestAuditCursorWhileLeaderlessIsNotRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub.Close(time.Second)
-	entries, _, err := mustAudit(t, svc).Page(ctx, "", 0, 100)
-	if err != nil || len(entries) != 6 {
-		t.Fatalf("page of the 6 records: %d, %v", len(entries), err)
+	// Read until it answers: the stopped follower may have been the
+	// JetStream meta leader, and a page's consumer waits for the next one
+	// (CI timed out a page here once).
+	var entries []api.AuditEntry
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		c, cancel := context.WithTimeout(ctx, 5*time.Second)
+		entries, _, err = mustAudit(t, svc).Page(c, "", 0, 100)
+		cancel()
+		if err == nil && len(entries) == 6 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("page of the 6 records: %d, %v", len(entries), err)
+		}
 	}
 	cursor := entries[len(entries)-1].Seq
 	// The other two go; the follower comes back alone, behind them, and
