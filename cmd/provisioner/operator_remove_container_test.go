@@ -20,21 +20,14 @@ import (
 // Every config init writes beside the JWT that names it is checked.
 func TestRemoveSigningKeyKeepsTheContainerConfigsKeys(t *testing.T) {
 	t.Parallel()
-	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreJetStream})
-	if err != nil {
-		t.Fatal(err)
-	}
-	opJWT := filepath.Join(res.Dir, bootstrap.OperatorJWTFile)
-	identity := filepath.Join(res.Dir, bootstrap.OperatorIdentityKeyFile)
+	res, opJWT, identity, oldKey, nextKey := rotationStart(t, bootstrap.StoreJetStream)
 	container := filepath.Join(res.Dir, bootstrap.ContainerConfigFile)
-	oldKey := signerKey(t, res)
-	nextKey := addSigningKey(t, res)
 	// config.json finished; the containers' config still on the old key,
 	// the new one next (they sign with it, switched at a pass).
 	setConfigKeys(t, res.Config, filepath.Base(nextKey), "")
 	setConfigKeys(t, container, bootstrap.OperatorSigningKeyFile, filepath.Base(nextKey))
 	before, _ := os.ReadFile(opJWT)
-	_, _, err = runCmd(t, "operator", "remove-signing-key", "--identity", identity, "--operator-jwt", opJWT, "--key", oldKey)
+	_, _, err := runCmd(t, "operator", "remove-signing-key", "--identity", identity, "--operator-jwt", opJWT, "--key", oldKey)
 	if err == nil || !strings.Contains(err.Error(), bootstrap.ContainerConfigFile) {
 		t.Errorf("removing the old key while %s signs with it: %v; want it refused, naming that config", bootstrap.ContainerConfigFile, err)
 	}
@@ -57,18 +50,11 @@ func TestRemoveSigningKeyKeepsTheContainerConfigsKeys(t *testing.T) {
 // naming the configs the instances run, and the refusal says so.
 func TestRemoveSigningKeyUnusedContainerConfigSaysConfigFlag(t *testing.T) {
 	t.Parallel()
-	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreJetStream})
-	if err != nil {
-		t.Fatal(err)
-	}
-	opJWT := filepath.Join(res.Dir, bootstrap.OperatorJWTFile)
-	identity := filepath.Join(res.Dir, bootstrap.OperatorIdentityKeyFile)
-	oldKey := signerKey(t, res)
-	nextKey := addSigningKey(t, res)
+	res, opJWT, identity, oldKey, nextKey := rotationStart(t, bootstrap.StoreJetStream)
 	// What finish leaves: config.json on the new key; config.container.json
 	// as init wrote it.
 	setConfigKeys(t, res.Config, filepath.Base(nextKey), "")
-	_, _, err = runCmd(t, "operator", "remove-signing-key", "--identity", identity, "--operator-jwt", opJWT, "--key", oldKey)
+	_, _, err := runCmd(t, "operator", "remove-signing-key", "--identity", identity, "--operator-jwt", opJWT, "--key", oldKey)
 	if err == nil || !strings.Contains(err.Error(), bootstrap.ContainerConfigFile) || !strings.Contains(err.Error(), "--config "+res.Config) {
 		t.Fatalf("removing the old key while only the unused %s names it: %v; want it refused, naming that config and --config %s as the way out when no instance runs it", bootstrap.ContainerConfigFile, err, res.Config)
 	}

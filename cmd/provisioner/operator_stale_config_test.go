@@ -21,14 +21,7 @@ import (
 // instance the new key as operator_signing_key_next).
 func TestRefusalsNameTheMissingNextKey(t *testing.T) {
 	t.Parallel()
-	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: bootstrap.StoreFile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	opJWT := filepath.Join(res.Dir, bootstrap.OperatorJWTFile)
-	identity := filepath.Join(res.Dir, bootstrap.OperatorIdentityKeyFile)
-	oldKey := signerKey(t, res)
-	nextKey := addSigningKey(t, res)
+	res, opJWT, identity, oldKey, nextKey := rotationStart(t, bootstrap.StoreFile)
 	next, err := provision.LoadOperator(opJWT, nextKey)
 	if err != nil {
 		t.Fatal(err)

@@ -75,6 +75,21 @@ func servePair(ctx context.Context, t *testing.T, res *bootstrap.Result, p *pair
 // addSigningKey runs step 1 of an operator rotation on a deployment made
 // by init (operator add-signing-key with its identity key and operator
 // JWT) and returns the file of the one new signing seed it wrote.
+// rotationStart inits a deployment with store and adds the next operator
+// signing key, as a rotation's first step: it returns the deployment, the
+// operator JWT's and identity key's paths, and the public keys of the
+// signing key init wrote and of the one added.
+func rotationStart(t *testing.T, store string) (res *bootstrap.Result, opJWT, identity, oldKey, nextKey string) {
+	t.Helper()
+	res, err := bootstrap.Init(bootstrap.Options{Dir: t.TempDir(), Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opJWT = filepath.Join(res.Dir, bootstrap.OperatorJWTFile)
+	identity = filepath.Join(res.Dir, bootstrap.OperatorIdentityKeyFile)
+	return res, opJWT, identity, signerKey(t, res), addSigningKey(t, res)
+}
+
 // signerKey returns the public key of the operator signing key init wrote
 // for res (the key a rotation replaces).
 func signerKey(t *testing.T, res *bootstrap.Result) string {
