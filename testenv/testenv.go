@@ -7,10 +7,12 @@ package testenv
 import (
 	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -43,14 +45,57 @@ func Tool(tb testing.TB, name string) string {
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+//
+// It is picked below the kernel's ephemeral range
+// (/proc/sys/net/ipv4/ip_local_port_range), not by listening on port 0:
+// a port from that range is handed to the next outgoing connection of any
+// process once it is released, so a server started on it a moment later
+// could find it taken (CI: "bind: address already in use" for a cluster
+// node). Ports handed out before in this process are not handed out again,
+// so a node stopped and restarted on its port keeps it.
 func FreePort(tb testing.TB) int {
 	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatalf("find a free port: %v", err)
+	lo, hi := portRange()
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 1000 {
+		p := lo + rand.IntN(hi-lo)
+		if portsGiven[p] {
+			continue
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		portsGiven[p] = true
+		return p
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	tb.Fatalf("find a free port: none free in 127.0.0.1:%d-%d", lo, hi-1)
+	return 0
+}
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
+
+// portRange returns the ports FreePort picks from, [lo, hi): 10000 up to
+// the start of the ephemeral range, or 20000-30000 where that range cannot
+// be read or leaves too little room below it.
+func portRange() (lo, hi int) {
+	lo, hi = 10000, 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if start, err := strconv.Atoi(f[0]); err == nil {
+				hi = start
+			}
+		}
+	}
+	if hi-lo < 5000 {
+		return 20000, 30000
+	}
+	return lo, hi
 }
 
 // SyncBuffer is a bytes.Buffer that a process or goroutine may write while
