@@ -119,18 +119,34 @@ func (s *Server) Stop() {
 	s.WaitForShutdown()
 }
 
-// ListenHost returns the host the server of a configuration file listens
-// on (nats-server's default, 0.0.0.0, when the file names none), or "" when
-// the file cannot be read (Start says why).
-func ListenHost(confFile string) string {
+// Listen returns the host and client port the server of a configuration
+// file listens on (nats-server's defaults, 0.0.0.0 and 4222, for what the
+// file leaves out), or "" and 0 when the file cannot be read (Start says
+// why).
+func Listen(confFile string) (host string, port int) {
 	opts, err := server.ProcessConfigFile(confFile)
 	if err != nil {
-		return ""
+		return "", 0
 	}
-	if opts.Host == "" {
-		return "0.0.0.0"
+	host, port = opts.Host, opts.Port
+	if host == "" {
+		host = server.DEFAULT_HOST
 	}
-	return opts.Host
+	if port == 0 {
+		port = server.DEFAULT_PORT
+	}
+	return host, port
+}
+
+// FreePort returns a TCP port on host that was free when asked: the port
+// a server started at once can listen on.
+func FreePort(host string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return 0, fmt.Errorf("natsembed: a free port on %s: %w", host, err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // PortFree reports whether a TCP port on host can be listened on.

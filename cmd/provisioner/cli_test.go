@@ -8,6 +8,7 @@ import (
 	"flag"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,6 +21,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/config"
 	"github.com/natsprov/provisioner/natsembed"
 	"github.com/natsprov/provisioner/provtest"
 )
@@ -431,7 +433,7 @@ func TestDevResetOnlyInADevDirectory(t *testing.T) {
 	}
 	// A plain dev on the real deployment uses it as it is, and takes its
 	// lock there: that does not make it resettable.
-	d, err := startDev(devOptions{dir: deploy, port: provtest.FreePort(t), store: bootstrap.StoreFile}, io.Discard)
+	d, err := startDev(devOptions{dir: deploy, port: provtest.FreePort(t), store: bootstrap.StoreFile, portSet: true}, io.Discard)
 	if err != nil {
 		t.Fatalf("dev on an init deployment: %v", err)
 	}
@@ -812,5 +814,63 @@ func TestBenchPrintsTheRowsMeasuredBeforeAFailedScale(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "user.create") {
 		t.Fatalf("bench interrupted in its scale mode printed no row measured before it:\n%s\nstderr:\n%s", out.String(), errOut.buf.String())
+	}
+}
+
+// TestDevFallbackPortIsTheConfigs: a first dev whose port was taken ran
+// its server on a free port, but init had written the port asked for into
+// config.json (and nats-server.conf), so a later command given that config
+// (store reseal, operator finish, serve beside `nats-server -c`) connected
+// to whatever held the port asked for. The deployment is now made with the
+// port its server runs on, and a later dev without --port runs on it again.
+func TestDevFallbackPortIsTheConfigs(t *testing.T) {
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(provtest.FreePort(t))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	taken := ln.Addr().(*net.TCPAddr).Port
+	dir := filepath.Join(t.TempDir(), "dev")
+	configPort := func() int {
+		t.Helper()
+		cfg, err := config.Load(filepath.Join(dir, bootstrap.ConfigFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := url.Parse(cfg.NATSURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := strconv.Atoi(u.Port())
+		if err != nil {
+			t.Fatalf("config.json's nats_url %s: %v", cfg.NATSURL, err)
+		}
+		return p
+	}
+
+	d, err := startDev(devOptions{dir: dir, port: taken, portSet: true, store: bootstrap.StoreFile}, io.Discard)
+	if err != nil {
+		t.Fatalf("dev with port %d taken: %v", taken, err)
+	}
+	ran := d.srv.Addr().(*net.TCPAddr).Port
+	d.Stop()
+	if ran == taken {
+		t.Fatalf("dev listens on the taken port %d", ran)
+	}
+	if got := configPort(); got != ran {
+		t.Fatalf("config.json names port %d (asked for, taken), the server ran on %d", got, ran)
+	}
+
+	// Run again without --port: on the deployment's port, unless that was
+	// taken meanwhile (and said so).
+	var out bytes.Buffer
+	d, err = startDev(devOptions{dir: dir, port: 4222, store: bootstrap.StoreFile}, &out)
+	if err != nil {
+		t.Fatalf("dev again: %v", err)
+	}
+	defer d.Stop()
+	again := d.srv.Addr().(*net.TCPAddr).Port
+	if again != configPort() && !strings.Contains(out.String(), "is taken") {
+		t.Fatalf("dev again without --port runs on %d, config.json names %d:\n%s", again, configPort(), out.String())
 	}
 }

@@ -27,6 +27,7 @@ type devOptions struct {
 	reset      bool
 	store      string
 	storeSet   bool // --store was given, not defaulted
+	portSet    bool // --port was given: a deployment made before runs on its own port without it
 	serverLogs bool
 }
 
@@ -39,7 +40,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		"provisioner dev --reset")
 	var o devOptions
 	fs.StringVar(&o.dir, "dir", "provisioner-dev", "directory for the keys, configs and server data; kept across runs")
-	fs.IntVar(&o.port, "port", 4222, "client port; when taken, a free one is used and said so; 0: any free port")
+	fs.IntVar(&o.port, "port", 4222, "client port; when taken, a free one is used and said so; 0: any free port. The first run's is the deployment's (its config.json's), which later runs use without --port")
 	fs.BoolVar(&o.reset, "reset", false, "delete the directory first and start fresh")
 	fs.StringVar(&o.store, "store", bootstrap.StoreJetStream, "jetstream (the KV store in the embedded server's JetStream) or file (a directory); an existing directory keeps its kind")
 	fs.BoolVar(&o.serverLogs, "server-logs", false, "show the embedded nats-server's log")
@@ -49,7 +50,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := fs.refuseEmptyValues(stderr, "port"); err != nil {
 		return err
 	}
-	fs.Visit(func(f *flag.Flag) { o.storeSet = o.storeSet || f.Name == "store" })
+	fs.Visit(func(f *flag.Flag) {
+		o.storeSet = o.storeSet || f.Name == "store"
+		o.portSet = o.portSet || f.Name == "port"
+	})
 
 	d, err := startDev(o, stdout)
 	if err != nil {
@@ -165,6 +169,7 @@ func startDev(o devOptions, stdout io.Writer) (*dev, error) {
 		}
 	}
 	cfgPath := filepath.Join(abs, bootstrap.ConfigFile)
+	made := false // made here, on the port settled for this run
 	if _, err := os.Stat(cfgPath); errors.Is(err, os.ErrNotExist) {
 		// Only a directory dev found empty (but for its lock) is dev's
 		// to reset: one that held files of its own (--dir .) gets the
@@ -181,6 +186,14 @@ func startDev(o devOptions, stdout io.Writer) (*dev, error) {
 				return nil, fmt.Errorf("dev: %w", err)
 			}
 		}
+		// The port is settled before init writes it: a free one in place
+		// of a taken one is then the port config.json and nats-server.conf
+		// name, not only this run's, and a command given the config (store
+		// reseal, operator finish, serve beside `nats-server -c`) reaches
+		// this deployment's server, not whatever holds the port asked for.
+		if initOpts.Port, err = devPort("127.0.0.1", o.port, stdout); err != nil {
+			return nil, fmt.Errorf("dev: %w", err)
+		}
 		res, err := bootstrap.Init(initOpts)
 		if err != nil {
 			// A directory dev marked, holding files but no config.json,
@@ -194,6 +207,7 @@ func startDev(o devOptions, stdout io.Writer) (*dev, error) {
 		}
 		printInit(stdout, res)
 		fmt.Fprintln(stdout)
+		made = true
 	} else if err != nil {
 		return nil, err
 	} else {
@@ -215,19 +229,24 @@ func startDev(o devOptions, stdout io.Writer) (*dev, error) {
 
 	// Taken or not on the host the deployment's server listens on: a
 	// deployment made with `init --host ::1` listens on [::1], where a
-	// port free on 127.0.0.1 may be taken.
+	// port free on 127.0.0.1 may be taken. The deployment's own port,
+	// which config.json names, unless --port asks another of one made
+	// before.
 	confFile := filepath.Join(abs, bootstrap.ServerConfFile)
-	host := natsembed.ListenHost(confFile)
+	host, own := natsembed.Listen(confFile)
 	if host == "" {
 		host = "127.0.0.1"
 	}
-	p := o.port
-	switch {
-	case p == 0: // any free port
-		p = -1
-	case !natsembed.PortFree(host, p):
-		fmt.Fprintf(stdout, "Port %d is taken; using a free port instead.\n", p)
-		p = -1
+	asked := o.port
+	if (made || !o.portSet) && own != 0 {
+		asked = own
+	}
+	p, err := devPort(host, asked, stdout)
+	if err != nil {
+		return nil, fmt.Errorf("dev: %w", err)
+	}
+	if own != 0 && p != own {
+		fmt.Fprintf(stdout, "This run's server is not on the deployment's port %d: a command given %s connects to that port, not to this server.\n", own, cfgPath)
 	}
 	srv, err := natsembed.Start(confFile, natsembed.Options{Port: p, Logs: o.serverLogs})
 	if err != nil {
@@ -240,6 +259,18 @@ func startDev(o devOptions, stdout io.Writer) (*dev, error) {
 	}
 	ok = true
 	return &dev{dir: abs, srv: srv, cfg: cfg, unlock: unlock}, nil
+}
+
+// devPort returns the port dev's server is to listen on, on host: asked,
+// or a free one when asked is 0 or taken (said so).
+func devPort(host string, asked int, stdout io.Writer) (int, error) {
+	if asked != 0 {
+		if natsembed.PortFree(host, asked) {
+			return asked, nil
+		}
+		fmt.Fprintf(stdout, "Port %d is taken; using a free port instead.\n", asked)
+	}
+	return natsembed.FreePort(host)
 }
 
 // checkServerNotRunning refuses a deployment whose own nats-server runs
