@@ -1051,11 +1051,6 @@ func (a *Audit) Page(ctx context.Context, account string, after uint64, limit in
 	if limit <= 0 || limit > api.MaxAuditLimit {
 		limit = api.DefaultAuditLimit
 	}
-	if after == math.MaxUint64 {
-		// Nothing comes after the last sequence there can be (and after+1
-		// would wrap to the start).
-		return nil, 0, nil
-	}
 	filter := a.prefix + ".audit.>"
 	if account != "" {
 		filter = a.prefix + ".audit." + account + ".>"
@@ -1080,6 +1075,12 @@ func (a *Audit) Page(ctx context.Context, account string, after uint64, limit in
 	if after > st.State.LastSeq {
 		return nil, 0, fmt.Errorf("events: %w: \"after\" %d is past the audit stream's last record (%d): it is not a sequence of this stream, which was made again at %s (deleted, its sequences starting over at 1), or never was one; page again from 0",
 			provision.ErrInvalid, after, st.State.LastSeq, st.Created.UTC().Format(time.RFC3339))
+	}
+	if after == math.MaxUint64 {
+		// A stream whose last record is the last sequence there can be:
+		// nothing comes after it (and after+1 would wrap to the start).
+		// Any other stream refused this cursor above, as past its end.
+		return nil, 0, nil
 	}
 	// One consumer for this page, deleted once it is read: the server
 	// allows 1,000 consumers per stream by default, and the ordered

@@ -2,6 +2,7 @@ package events_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -16,6 +17,7 @@ import (
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/events"
+	"github.com/natsprov/provisioner/provision"
 	"github.com/natsprov/provisioner/provtest"
 )
 
@@ -133,7 +135,9 @@ func TestFlushThenRetryNoRace(t *testing.T) {
 }
 
 // TestPageAfterTheLastSequence: a cursor at the largest sequence there can
-// be pages nothing, instead of wrapping to the start of the stream.
+// be is past the stream's last record, like any other: refused (400) as
+// such, not wrapped to the start of the stream. It was answered with an
+// empty page since, not refused as every other cursor past the end is.
 func TestPageAfterTheLastSequence(t *testing.T) {
 	_, svc, pub := auditSetup(t)
 	ctx := context.Background()
@@ -145,9 +149,11 @@ func TestPageAfterTheLastSequence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	page, next, err := audit.Page(ctx, acct, math.MaxUint64, 10)
-	if err != nil || len(page) != 0 || next != 0 {
-		t.Fatalf("a page after the last sequence: %d entries, next %d, %v; want none", len(page), next, err)
+	for _, after := range []uint64{1 << 40, math.MaxUint64} {
+		page, next, err := audit.Page(ctx, acct, after, 10)
+		if !errors.Is(err, provision.ErrInvalid) || len(page) != 0 || next != 0 {
+			t.Errorf("a page after %d, past the last record: %d entries, next %d, %v; want it refused as invalid", after, len(page), next, err)
+		}
 	}
 }
 
