@@ -402,19 +402,34 @@ func (c *committer) recover(cause error, ops, lazyBytes int, end int64, seq uint
 }
 
 // noRoom marks a write that failed for want of room on the disk (or in the
-// user's quota) as provision.ErrFull, which the service answers with 507:
-// it takes an operator to make room, and a restart once the store broke.
+// user's quota, or under the process's file size limit) as
+// provision.ErrFull, which the service answers with 507: it takes an
+// operator to make room, and a restart once the store broke.
 func noRoom(err error) error {
 	if isNoRoom(err) {
-		return fmt.Errorf("%w: the disk of store_dir has no room: %w", provision.ErrFull, err)
+		return fmt.Errorf("%w: %s: %w", provision.ErrFull, roomWanting(err), err)
 	}
 	return err
 }
 
 // isNoRoom tells whether err is a write's failure for want of room on the
-// disk (or in the user's quota).
+// disk (or in the user's quota), or past the process's file size limit
+// (RLIMIT_FSIZE: ulimit -f, systemd's LimitFSIZE), which Go reports as
+// EFBIG, ignoring the SIGXFSZ that would kill a C program. The limit
+// leaves the journal no room as a full disk does: taken for any other
+// failure, it was answered 500 and did not let the journal grow into the
+// room left below it.
 func isNoRoom(err error) bool {
-	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EFBIG)
+}
+
+// roomWanting says, for an operator, what has no room in a failure that
+// isNoRoom matches.
+func roomWanting(err error) string {
+	if errors.Is(err, syscall.EFBIG) {
+		return "a file of store_dir reached the process's file size limit (ulimit -f, systemd's LimitFSIZE); raise it or lift it"
+	}
+	return "the disk of store_dir has no room"
 }
 
 // errNotPlaced is a compaction that failed before its snapshot was in place.

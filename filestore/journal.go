@@ -7,7 +7,8 @@ import (
 )
 
 // journalChunk is how much zeroed space the journal is extended by (less,
-// on a disk without room for it: what the records written need).
+// on a disk without room for it or past the process's file size limit:
+// what the records written need).
 // Records overwrite zeros in place, so the file's size and block map do not
 // change on a commit, and fdatasync flushes only data: on ext4 that halves
 // the cost of a commit. A variable so that tests can use small files.

@@ -325,7 +325,7 @@ func (s *Store) start(prevLock lockState) (*journal, error) {
 		// failed). Refused, an instance restarted on a full disk served
 		// nothing, not even reads, until an operator made room; the
 		// new snapshot waits for it (the next compaction, or start).
-		s.log.Warn("filestore: the disk of store_dir has no room for a new snapshot folding the journal in; going on with the journal, and the new snapshot waits for room", "records", res.records, "past_header_kept", res.kept, "error", err)
+		s.log.Warn("filestore: no room for a new snapshot folding the journal in ("+roomWanting(err)+"); going on with the journal, and the new snapshot waits for room", "records", res.records, "past_header_kept", res.kept, "error", err)
 		j, err := openJournal(l.path(journalFile), res.hdr, res.jsize)
 		if err != nil {
 			return nil, err

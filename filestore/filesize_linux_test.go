@@ -1,0 +1,110 @@
+//go:build linux
+
+package filestore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/natsprov/provisioner/provision"
+)
+
+// TestFileSizeLimit: a process whose files may not grow past a limit
+// (ulimit -f, systemd's LimitFSIZE; Go ignores the SIGXFSZ, so a write
+// past it fails with EFBIG) has, like one on a full disk, no room for the
+// journal: a change that needs more fails with ErrFull (507), saying which
+// limit, and is not applied, and every acknowledged change is there after
+// a restart. It failed with a bare "file too large" (500), or, once no new
+// snapshot fitted either, a broken store's 503, and the journal did not
+// grow into the room the limit left as it does into a disk's.
+//
+// The limit is the whole process's: the test is not parallel, so no other
+// test writes while it is set.
+func TestFileSizeLimit(t *testing.T) {
+	chunk := journalChunk
+	journalChunk = 16 << 10
+	t.Cleanup(func() { journalChunk = chunk })
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "store")
+	s := open(t, dir, Options{})
+	defer func() { s.Close() }()
+	for i := range 3 {
+		if _, err := s.CreateAccount(ctx, newAccount(t, fmt.Sprint("a", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	// Not a multiple of the chunk: the journal's last growth is a part of one.
+	limit := syscall.Rlimit{Cur: 40 << 10, Max: old.Max}
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &limit); err != nil {
+		t.Skipf("cannot set RLIMIT_FSIZE: %v", err)
+	}
+	lifted := false
+	lift := func() {
+		if !lifted {
+			lifted = true
+			if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+				t.Fatalf("restore RLIMIT_FSIZE: %v", err)
+			}
+		}
+	}
+	defer lift()
+
+	jpath := filepath.Join(dir, journalFile)
+	var made, failed []provision.Account
+	var size int64 // the journal's, after the last create that passed
+	for i := 0; len(failed) < 3; i++ {
+		if i == 400 {
+			t.Fatal("no write failed past the file size limit")
+		}
+		a := newAccount(t, fmt.Sprint("b", i))
+		_, err := s.CreateAccount(ctx, a)
+		if err == nil {
+			made = append(made, a)
+			fi, err := os.Stat(jpath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			size = fi.Size()
+			continue
+		}
+		if !errors.Is(err, provision.ErrFull) {
+			t.Fatalf("create %d past the file size limit: %v, want ErrFull", i, err)
+		}
+		if !strings.Contains(err.Error(), "file size limit") {
+			t.Errorf("create %d: %v, want it to name the file size limit", i, err)
+		}
+		if len(failed) == 0 && size <= 2*journalChunk {
+			t.Errorf("the first create failed with the journal at %d bytes: it did not grow into the room the limit left past its last whole chunk", size)
+		}
+		failed = append(failed, a)
+	}
+	for _, a := range failed {
+		if _, err := s.Account(ctx, a.PublicKey); !errors.Is(err, provision.ErrNotFound) {
+			t.Errorf("the failed account %s is applied: %v", a.Name, err)
+		}
+	}
+	want := dumpOf(t, s)
+	s.Close()
+	lift()
+
+	s = open(t, dir, Options{})
+	assertDump(t, dumpOf(t, s), want)
+	for _, a := range made {
+		if _, err := s.Account(ctx, a.PublicKey); err != nil {
+			t.Errorf("acknowledged account %s after a restart: %v", a.Name, err)
+		}
+	}
+	if _, err := s.CreateAccount(ctx, failed[0]); err != nil {
+		t.Errorf("create once the limit is lifted: %v", err)
+	}
+}
