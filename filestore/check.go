@@ -119,7 +119,7 @@ func Check(dir string, key *seal.Key) (Report, error) {
 		return Report{Dir: dir}, fmt.Errorf("filestore: %s is not a directory", dir)
 	}
 	rep, _, err := checkSettled(dir, key)
-	return rep, err
+	return rep, explainPermission(dir, err)
 }
 
 // checkSettled is check, read again when it found damage or an error while

@@ -159,8 +159,18 @@ var errClosed = fmt.Errorf("%w: %w", ErrClosed, provision.ErrUnavailable)
 // open elsewhere, ErrDamaged (a *Damage) when its files are damaged (or
 // gone: a directory that held a store, as its lock file or kept files
 // show, does not open empty), and ErrSealKey when it holds sealed seeds
-// the options give no key for.
+// the options give no key for. A file it may not read or write fails it
+// with an error that says whose the file is and what to do (see
+// explainPermission).
 func Open(dir string, opts Options) (*Store, error) {
+	s, err := openDir(dir, opts)
+	if err != nil {
+		return nil, explainPermission(dir, err)
+	}
+	return s, nil
+}
+
+func openDir(dir string, opts Options) (*Store, error) {
 	if opts.CompactBytes <= 0 {
 		opts.CompactBytes = 64 << 20
 	}
@@ -179,7 +189,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	// MkdirAll leaves an existing directory as it was; the seeds inside must
 	// not be readable by others whatever it was made with.
 	if err := os.Chmod(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("filestore: chmod %s: %w", dir, err)
+		return nil, fmt.Errorf("filestore: %w", err) // names the directory
 	}
 	lock, prevLock, err := lockDir(dir)
 	if err != nil {
