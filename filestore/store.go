@@ -487,6 +487,12 @@ func (s *Store) finishUpgrade(names []string) error {
 	var backups []string
 	for _, n := range names {
 		b := backupName(s.dir, n)
+		// The backups hold every seed in the clear: 0600 like the store's
+		// own files, whatever the old ones were left with (copied back
+		// from elsewhere, 0644), before they are there by that name.
+		if err := os.Chmod(filepath.Join(s.dir, n), 0o600); err != nil {
+			return fmt.Errorf("filestore: keep %s as a backup: %w", n, err)
+		}
 		if err := os.Rename(filepath.Join(s.dir, n), filepath.Join(s.dir, b)); err != nil {
 			return fmt.Errorf("filestore: keep %s as a backup: %w", n, err)
 		}

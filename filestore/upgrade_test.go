@@ -742,3 +742,24 @@ func TestUpgradeOfAVersion1StoreThatCompacts(t *testing.T) {
 		}
 	}
 }
+
+// TestUpgradeBackupsAre0600: the version 1 files an upgrade keeps as
+// backups hold every seed in the clear. They kept the modes they had, so
+// a store copied back from elsewhere (its files 0644) left world-readable
+// seeds beside the new store's 0600 files: the backups are 0600 too.
+func TestUpgradeBackupsAre0600(t *testing.T) {
+	dir := t.TempDir()
+	writeV1Store(t, dir)
+	for _, n := range []string{v1SnapshotFile, v1JournalFile} {
+		if err := os.Chmod(filepath.Join(dir, n), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	closeStore(t, open(t, dir, Options{}))
+	for _, n := range []string{v1SnapshotFile, v1JournalFile} {
+		if _, err := os.Stat(filepath.Join(dir, n+v1BackupSuffix)); err != nil {
+			t.Errorf("no backup of %s: %v", n, err)
+		}
+	}
+	checkModes(t, dir)
+}
