@@ -178,25 +178,44 @@ func (s *Store) ReleaseLease(ctx context.Context, name string) error {
 }
 
 func (s *Store) release(ctx context.Context, key string) error {
-	e, err := s.kv.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		s.holding(key, false)
-		return nil
+	for {
+		e, err := s.kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			s.holding(key, false)
+			return nil
+		}
+		if err != nil {
+			return mapErr("read lease "+key, err)
+		}
+		var cur leaseValue
+		if json.Unmarshal(e.Value(), &cur) != nil || cur.Token != s.token {
+			s.holding(key, false)
+			return nil
+		}
+		err = s.kv.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
+		if err == nil {
+			s.holding(key, false)
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return mapErr("release lease "+key, err)
+		}
+		// The entry moved since the read: another instance took the
+		// lease (read again, it holds another token), or a write of this
+		// store's own was stored in between (a renewal cut by the stop,
+		// its answer not waited for) or was not yet shown by the
+		// replica that answered the read. Left, the latter held the
+		// lease for a whole ttl after the release. The server also
+		// refuses the delete while an earlier write of the key is still
+		// in process: read again a moment later.
+		t := time.NewTimer(20 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("kvstore: release lease %s: still held by this store, refused as moved: %w: %w", key, provision.ErrUnavailable, ctx.Err())
+		case <-t.C:
+		}
 	}
-	if err != nil {
-		return mapErr("read lease "+key, err)
-	}
-	var cur leaseValue
-	if json.Unmarshal(e.Value(), &cur) != nil || cur.Token != s.token {
-		s.holding(key, false)
-		return nil
-	}
-	err = s.kv.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
-	if err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return mapErr("release lease "+key, err)
-	}
-	s.holding(key, false)
-	return nil
 }
 
 // releaseAll releases the leases this store holds, for Close.
