@@ -64,20 +64,7 @@ func (s *Store) TryLease(ctx context.Context, name string, ttl time.Duration) (b
 
 	e, err := s.kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		// Over a delete marker (a released lease) kv.Create writes twice,
-		// and passes the second write's 10164 on a replicated bucket (the
-		// other instance's write of the key still under way) as it is:
-		// made again once that write settles, it matches ErrKeyExists.
-		_, err := createSettled(ctx, s.kv, key, data)
-		if errors.Is(err, jetstream.ErrKeyExists) {
-			return false, nil // another instance took it first
-		}
-		if err != nil {
-			s.mayHold(key)
-			return false, mapErr("take lease "+name, err)
-		}
-		s.holding(key, true)
-		return true, nil
+		return s.takeFree(ctx, name, key, data)
 	}
 	if err != nil {
 		return false, mapErr("read lease "+name, err)
@@ -120,7 +107,10 @@ func (s *Store) TryLease(ctx context.Context, name string, ttl time.Duration) (b
 		now, gerr := s.kv.Get(ctx, key)
 		switch {
 		case errors.Is(gerr, jetstream.ErrKeyNotFound):
-			return false, nil
+			// Deleted since the read (released, or an operator's `nats
+			// kv del`): nobody holds it. Said as held by another, the
+			// instance name's renewal reported its name taken over.
+			return s.takeFree(ctx, name, key, data)
 		case gerr != nil:
 			return false, mapErr("read lease "+name, gerr)
 		case now.Revision() == rev:
@@ -138,6 +128,26 @@ func (s *Store) TryLease(ctx context.Context, name string, ttl time.Duration) (b
 	}
 	if cur.Token != s.token {
 		s.log.Info("kvstore: lease taken over", "lease", name, "from", cur.Instance)
+	}
+	s.holding(key, true)
+	return true, nil
+}
+
+// takeFree takes the lease key, which has no entry (never taken, or
+// released), and reports whether this store got it: false when another
+// instance took it first.
+func (s *Store) takeFree(ctx context.Context, name, key string, data []byte) (bool, error) {
+	// Over a delete marker (a released lease) kv.Create writes twice,
+	// and passes the second write's 10164 on a replicated bucket (the
+	// other instance's write of the key still under way) as it is:
+	// made again once that write settles, it matches ErrKeyExists.
+	_, err := createSettled(ctx, s.kv, key, data)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return false, nil // another instance took it first
+	}
+	if err != nil {
+		s.mayHold(key)
+		return false, mapErr("take lease "+name, err)
 	}
 	s.holding(key, true)
 	return true, nil
