@@ -563,6 +563,77 @@ func TestUnbatchedDurableGivenUpInFlightIsNotKept(t *testing.T) {
 	givenUpNotKept(t, sa, pause, resume)
 }
 
+// TestDurableTimedOutInALongOutageIsNotKept: a durable add whose write
+// got no answer within the store's timeout (the stream's followers paused
+// past it) is answered ErrUnavailable and withdrawn. The withdrawal read
+// the key while they were still away, found no record (the stream leader
+// answers from what it has committed) and took the write for not stored;
+// committed once they were back, the record stood: the caller's retry of
+// the key got ErrConflict, and a user whose creds were never handed out
+// was listed and counted.
+func TestDurableTimedOutInALongOutageIsNotKept(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("runs a three-process cluster")
+	}
+	_, sa, _, pause, resume := replicatedPairOf(t, true, time.Second)
+	if !sa.atomicBatches {
+		t.Fatal("the bucket allows no atomic batches: durable writes do not go through the batch loop")
+	}
+	timedOutNotKept(t, sa, pause, resume)
+}
+
+// timedOutNotKept adds a durable user record under the store's own
+// timeout with the stream's followers paused past it and past the
+// withdrawal's first attempt, and checks that the retry of the key, once
+// they are back, is stored.
+func timedOutNotKept(t *testing.T, sa *Store, pause, resume func()) {
+	t.Helper()
+	ctx := bg(t)
+	a := newAccount(t, "patient")
+	if _, err := sa.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	u := newUser(t, a.PublicKey, "caller-key")
+	key := userKey(u.PublicKey)
+	pause()
+	err := sa.AddUser(ctx, u, true)
+	if !errors.Is(err, provision.ErrUnavailable) {
+		resume()
+		t.Fatalf("AddUser with the followers paused: %v, want ErrUnavailable", err)
+	}
+	// Away a while longer: the write's own timeout ends and its
+	// withdrawal starts, well within the 10 s after which the stream
+	// leader, without a quorum, steps down (and stops answering reads).
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		sa.amu.Lock()
+		settled := sa.pending[key] == nil
+		sa.amu.Unlock()
+		if settled {
+			break
+		}
+	}
+	resume()
+	// The write in flight is committed (or dropped) once the followers
+	// are back; its withdrawal ends after that.
+	eventually(t, 15*time.Second, "the withdrawal settled", func() bool {
+		sa.amu.Lock()
+		defer sa.amu.Unlock()
+		return sa.pending[key] == nil
+	})
+	again := u
+	again.IssuedAt++
+	if err := sa.AddUser(ctx, again, true); err != nil {
+		if got, gerr := bucketUser(ctx, sa, u.PublicKey); gerr == nil && got.Equal(u) {
+			t.Fatalf("retrying a durable add that was answered ErrUnavailable: %v; the bucket holds the first write's record, stored after its caller was told it is not", err)
+		}
+		t.Fatalf("retrying a durable add that was answered ErrUnavailable: %v", err)
+	}
+	if got, err := bucketUser(ctx, sa, u.PublicKey); err != nil || !got.Equal(again) {
+		t.Fatalf("the bucket holds %+v, %v; want the retry's record", got, err)
+	}
+}
+
 // TestFailedWithdrawIsTriedAgain: a durable add whose caller gave up
 // while its write was in flight, stored all the same, is withdrawn; when
 // the bucket is away for the whole of the withdrawal's timeout, the

@@ -629,9 +629,32 @@ func (s *Store) withdrawOnce(p *pendingWrite, rev uint64) error {
 	ctx, cancel := context.WithTimeout(s.life, s.opts.Timeout)
 	defer cancel()
 	if rev == 0 {
+		// No record at the key says nothing yet: the write may be in the
+		// stream leader's log, not committed (its followers away), and
+		// stored once they are back, while the leader answers reads from
+		// what it has committed. A delete marker expecting the revision
+		// the write expected settles it: stored, the write never can be
+		// (it expects that revision too); refused as another write of
+		// the key under way (10164), the write is still in flight, and
+		// this is tried again; refused as the wrong revision, the key
+		// holds a record, read below.
+		var ack *jetstream.PubAck
+		err := untilSettled(ctx, "withdraw "+p.key, func() (err error) {
+			ack, err = s.js.PublishMsg(ctx, deleteMarker(s.subject+p.key), jetstream.WithExpectLastSequencePerSubject(p.expected))
+			return err
+		})
+		if err == nil {
+			s.mu.Lock()
+			s.m.apply(change{key: p.key, rev: ack.Sequence, del: true})
+			s.mu.Unlock()
+			return nil // not stored, and now it cannot be
+		}
+		if !wrongLast(err) {
+			return fmt.Errorf("tell whether it was stored: %w", err)
+		}
 		e, err := s.kv.Get(ctx, p.key)
 		if errors.Is(err, jetstream.ErrKeyNotFound) || err == nil && !bytes.Equal(e.Value(), p.data) {
-			return nil // not stored
+			return nil // not stored: another write took the key
 		}
 		if err != nil {
 			return fmt.Errorf("tell whether it was stored: %w", err)
