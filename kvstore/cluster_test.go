@@ -583,6 +583,21 @@ func TestDurableTimedOutInALongOutageIsNotKept(t *testing.T) {
 	timedOutNotKept(t, sa, pause, resume)
 }
 
+// TestUnbatchedDurableTimedOutInALongOutageIsNotKept is
+// TestDurableTimedOutInALongOutageIsNotKept for a record written on its
+// own (a bucket without atomic batches).
+func TestUnbatchedDurableTimedOutInALongOutageIsNotKept(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("runs a three-process cluster")
+	}
+	_, sa, _, pause, resume := replicatedPairOf(t, false, time.Second)
+	if sa.atomicBatches {
+		t.Fatal("the store uses atomic batches on a stream that does not allow them")
+	}
+	timedOutNotKept(t, sa, pause, resume)
+}
+
 // timedOutNotKept adds a durable user record under the store's own
 // timeout with the stream's followers paused past it and past the
 // withdrawal's first attempt, and checks that the retry of the key, once

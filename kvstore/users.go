@@ -453,6 +453,22 @@ func (s *Store) addDurable(ctx context.Context, p *pendingWrite, u provision.Use
 		})
 		return mapErr("add user "+u.PublicKey, ctx.Err())
 	}
+	var refused *jetstream.APIError
+	if err != nil && (!errors.As(err, &refused) || busy(err)) {
+		// No answer, not a refusal: the write timed out with the caller
+		// (whose deadline the store's own timeout matches, and which it
+		// ends first only by a hair: under load the write's timeout is
+		// as often seen first), or the connection went; or refused until
+		// then while another write of the key, its batch's, was in
+		// flight. It may be stored all the same, as the stream commits
+		// it once its followers are back, after this answer says it is
+		// not: withdrawn as when the caller gives up first.
+		s.amu.Lock()
+		p.settled = make(chan struct{})
+		s.amu.Unlock()
+		s.withdrawLater(p, 0)
+		return mapErr("add user "+u.PublicKey, err)
+	}
 	s.amu.Lock()
 	if s.pending[p.key] == p {
 		delete(s.pending, p.key)
