@@ -2,7 +2,11 @@ package kvstore
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -42,5 +46,54 @@ func TestOpenRightAfterTheBucketWasDeleted(t *testing.T) {
 			t.Fatalf("delete %d: %v", i, err)
 		}
 		cancel()
+	}
+}
+
+// TestReplicatedBucketCreateRefusedByAReplicaIsTriedAgain: on a cluster,
+// a server whose replica of the new bucket cannot make its store (as
+// right after a delete of the account's only stream there, when the
+// server removes the emptied streams directory in the background: about
+// one create in 700 in a loop of deletes and creates on three servers)
+// refuses the create, and the meta leader answers "error creating store
+// for stream" (10049). Open took that for a cluster that cannot place
+// three replicas and made the bucket with one, for good (with
+// kv_replicas 3 the start failed). Here a file blocks one server's
+// directory of the bucket's stream until the second try.
+func TestReplicatedBucketCreateRefusedByAReplicaIsTriedAgain(t *testing.T) {
+	// Not parallel: it sets beforeBucketCreate.
+	if testing.Short() {
+		t.Skip("runs a cluster of three")
+	}
+	d := startDeployment(t, 3)
+	k, _ := newSealKey(t)
+	svcPub, err := d.svcKeys[0].PublicKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := filepath.Join(d.dir, "js2", "jetstream", svcPub, "streams", "KV_provisioner")
+	if err := os.MkdirAll(filepath.Dir(block), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(block, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tries := 0
+	orig := beforeBucketCreate
+	beforeBucketCreate = func() {
+		// The server may have cleared it itself, refusing the replica.
+		if tries++; tries == 2 {
+			if err := os.Remove(block); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				t.Error(err)
+			}
+		}
+	}
+	t.Cleanup(func() { beforeBucketCreate = orig })
+	s := openStore(t, d.connect(t, d.svcCreds), Options{Seal: k})
+	beforeBucketCreate = orig
+	if s.Replicas() != 3 {
+		t.Fatalf("the bucket was made with %d replica(s) after a server refused its replica once, want 3", s.Replicas())
+	}
+	if tries < 2 {
+		t.Fatalf("the bucket was made at the first try: the blocked server (js2) did not refuse its replica")
 	}
 }

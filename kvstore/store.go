@@ -293,6 +293,10 @@ type Store struct {
 // loaded mirror what looks left behind, before it removes anything.
 var beforeSweep = func() {}
 
+// beforeBucketCreate runs, in tests only, before each attempt of Open to
+// create the bucket's stream with more than one replica.
+var beforeBucketCreate = func() {}
+
 // at runs the test fault point named point.
 func (s *Store) at(point string) error {
 	if s.fault == nil {
@@ -611,7 +615,15 @@ const noPeersNoReason = "no suitable peers for placement"
 func (s *Store) createReplicated(ctx context.Context, nc *nats.Conn, replicas int, fallback bool) (jetstream.KeyValue, error) {
 	deadline := time.Now().Add(s.opts.JetStreamWait)
 	for logged := false; ; {
-		_, err := s.js.CreateStream(ctx, s.streamConfig(replicas))
+		// A server that cannot make its replica's store (as right after
+		// a delete of the account's only stream on it: jsmake) fails the
+		// create with 10049, which is no want of servers or room: taken
+		// for one, the bucket got a single replica for good.
+		err := jsmake.Retry(ctx, func() error {
+			beforeBucketCreate()
+			_, err := s.js.CreateStream(ctx, s.streamConfig(replicas))
+			return err
+		})
 		var apiErr *jetstream.APIError
 		if err == nil || !errors.As(err, &apiErr) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			return s.bound(ctx, err, replicas)
