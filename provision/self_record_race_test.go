@@ -23,19 +23,26 @@ import (
 // pauseAdd is a KV store whose next AddUser, once armed, waits until
 // released before it writes: an instance paused (a GC pause, SIGSTOP)
 // between a self-service create's check of the settings and its record.
+// With after set, it waits once the record is stored instead.
 type pauseAdd struct {
 	*kvstore.Store
+	after   bool
 	arm     atomic.Bool
 	held    chan struct{}
 	release chan struct{}
 }
 
 func (p *pauseAdd) AddUser(ctx context.Context, u provision.User, durable bool) error {
-	if p.arm.CompareAndSwap(true, false) {
+	if !p.after && p.arm.CompareAndSwap(true, false) {
 		p.held <- struct{}{}
 		<-p.release
 	}
-	return p.Store.AddUser(ctx, u, durable)
+	err := p.Store.AddUser(ctx, u, durable)
+	if p.after && err == nil && p.arm.CompareAndSwap(true, false) {
+		p.held <- struct{}{}
+		<-p.release
+	}
+	return err
 }
 
 // pausedPair opens instances a and b of env, each with tune, a's store a

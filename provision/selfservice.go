@@ -203,6 +203,7 @@ func (s *Service) SelfCreateUser(ctx context.Context, t Tenant, req api.SelfCrea
 			return fmt.Errorf("%w: account %s is not managed by this service", ErrNotFound, a.PublicKey)
 		}
 		if !ok {
+			withdrawn = err != nil
 			return err
 		}
 		refused := s.selfAllowed(ctx, t, now, nil)
@@ -228,19 +229,30 @@ func (s *Service) SelfCreateUser(ctx context.Context, t Tenant, req api.SelfCrea
 	}
 	out, rec, err := s.issue(ctx, a, u, t.caller())
 	if err != nil && withdrawn {
-		why := "self-service settings changed"
-		if errors.Is(err, ErrStale) {
-			why = "its signing key removed" // signerRemoved
-		}
-		return nil, s.withdrawRefused(ctx, a, rec, t.caller(), err, why)
+		return nil, s.withdrawRefused(ctx, a, rec, t.caller(), err, refusedWhy(err, "self-service settings changed"))
 	}
 	return out, err
+}
+
+// refusedWhy says what changed meanwhile for a user refused (err) once
+// its record was stored, for withdrawRefused: changed, or what err names
+// instead.
+func refusedWhy(err error, changed string) string {
+	switch {
+	case errors.Is(err, ErrStale):
+		return "its signing key removed" // signerRemoved
+	case errors.Is(err, ErrOtherSealKey):
+		return "the account stored by an instance with another seal_key"
+	}
+	return changed
 }
 
 // latestOnceRecorded reads a's latest version once a user's record is
 // stored, for the checks made on it again. Deleted meanwhile, it is
 // ErrNotFound; ok is false, with no error, when it could not be read: the
 // checks made before the record stand (logged, naming what of stands).
+// A version sealed with a seal key this instance does not hold is
+// ErrOtherSealKey: the user is refused, and to be withdrawn.
 func (s *Service) latestOnceRecorded(ctx context.Context, a Account, rec User, what string) (now Account, ok bool, err error) {
 	err = readBack(ctx, func(ctx context.Context) (err error) {
 		now, err = s.account(ctx, a.PublicKey, true)
@@ -249,6 +261,16 @@ func (s *Service) latestOnceRecorded(ctx context.Context, a Account, rec User, w
 	switch {
 	case errors.Is(err, ErrNotFound) || (err == nil && !now.Live()):
 		return Account{}, false, ErrNotFound
+	case errors.Is(err, ErrOtherSealKey):
+		// The bucket answered: it holds a version another instance,
+		// given another seal_key, stored since the account was read
+		// (a seal_key rotation done in one step). Its changes are
+		// what the checks are made again for, and none can be made
+		// on it here: the checks made before the record standing,
+		// the user was handed out though that version may have
+		// turned self-service off or changed the role's template,
+		// while every other request for the account is answered 503.
+		return Account{}, false, err
 	case err != nil:
 		s.log.Warn(what+" could not be read again once a user's record was stored; the checks made before it stand", "account", a.PublicKey, "user", rec.PublicKey, "error", err)
 		return Account{}, false, nil
@@ -263,7 +285,14 @@ func (s *Service) latestOnceRecorded(ctx context.Context, a Account, rec User, w
 func (s *Service) withdrawRefused(ctx context.Context, a Account, rec User, caller api.Caller, err error, why string) error {
 	refused := api.Event{Type: api.EventUserCreated, Account: a.PublicKey, AccountName: a.Name, User: rec.PublicKey, UserName: rec.Name, Role: rec.Role, Caller: caller, Result: "refused: " + why + " meanwhile"}
 	if werr := s.withdrawUser(a, rec); werr != nil {
-		s.log.Error("a user refused after its record was stored could not be revoked; it stays listed as active (its JWT was never handed out) until a retry revokes it", "account", a.PublicKey, "user", rec.PublicKey, "name", rec.Name, "caller", caller.Kind, "error", werr)
+		msg := "a user refused after its record was stored could not be revoked; it stays listed as active (its JWT was never handed out) until a retry revokes it"
+		if errors.Is(werr, ErrOtherSealKey) {
+			// The retries fail as well until this instance holds the
+			// account's seal key, and the restart that gives it the
+			// key ends them.
+			msg = "a user refused after its record was stored cannot be revoked here: the account is sealed with a seal key this instance does not hold; it stays listed as active (its JWT was never handed out): revoke it on an instance that holds the key"
+		}
+		s.log.Error(msg, "account", a.PublicKey, "user", rec.PublicKey, "name", rec.Name, "caller", caller.Kind, "error", werr)
 		s.retryWithdraw(a, rec, refused)
 		// The answer is the refusal (403 or 400, as when the revocation
 		// lands): the revocation's own failure is the service's to

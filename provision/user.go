@@ -52,6 +52,7 @@ func (s *Service) CreateUser(ctx context.Context, req api.CreateUserRequest) (*a
 				return fmt.Errorf("%w: account %s was deleted", ErrNotFound, a.PublicKey)
 			}
 			if !ok {
+				withdrawn = err != nil
 				return err
 			}
 			st, err := s.state(now)
@@ -65,11 +66,7 @@ func (s *Service) CreateUser(ctx context.Context, req api.CreateUserRequest) (*a
 	}
 	out, rec, err := s.issue(ctx, a, u, caller)
 	if err != nil && withdrawn {
-		why := "role changed"
-		if errors.Is(err, ErrStale) {
-			why = "its signing key removed" // signerRemoved
-		}
-		return nil, s.withdrawRefused(ctx, a, rec, caller, err, why)
+		return nil, s.withdrawRefused(ctx, a, rec, caller, err, refusedWhy(err, "role changed"))
 	}
 	return out, err
 }
