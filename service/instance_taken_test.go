@@ -3,9 +3,12 @@ package service_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
@@ -28,7 +31,8 @@ func TestInstanceNameTakenWhilePausedIsAProblem(t *testing.T) {
 	cfg.Instance = "sleeper"
 	addr := fmt.Sprintf("127.0.0.1:%d", provtest.FreePort(t))
 	cfg.HealthListen = addr
-	paused, err := service.Start(ctx, &cfg, provtest.Logger(t))
+	var logs provtest.SyncBuffer
+	paused, err := service.Start(ctx, &cfg, slog.New(slog.NewTextHandler(io.MultiWriter(&logs, t.Output()), nil)))
 	if err != nil {
 		t.Fatalf("start the first: %v", err)
 	}
@@ -61,6 +65,13 @@ func TestInstanceNameTakenWhilePausedIsAProblem(t *testing.T) {
 	if !strings.Contains(st.Problem, `"sleeper"`) {
 		t.Errorf("prov.status of the resumed process: problem %q, want it to say another process took instance \"sleeper\"", st.Problem)
 	}
+	// Logged once when it starts, not at each renewal while it lasts
+	// (every 1.7 s): two more renewals find it taken.
+	const takenLog = "another process took over this instance name"
+	time.Sleep(4 * time.Second)
+	if n := strings.Count(logs.String(), takenLog); n != 1 {
+		t.Errorf("the ERROR that another process took the name was logged %d times over three renewals, want once:\n%s", n, logs.String())
+	}
 
 	// The other stops: the resumed process takes its name back, and the
 	// problem ends.
@@ -71,5 +82,8 @@ func TestInstanceNameTakenWhilePausedIsAProblem(t *testing.T) {
 	waitHealth(t, addr, http.StatusOK, api.HealthOK)
 	if st, _ := paused.Provision.Status(ctx, api.StatusRequest{}); st.Problem != "" {
 		t.Errorf("prov.status once the name is back: problem %q", st.Problem)
+	}
+	if !strings.Contains(logs.String(), "this instance name is this process's again") {
+		t.Errorf("the name's return was not logged:\n%s", logs.String())
 	}
 }

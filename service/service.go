@@ -439,7 +439,8 @@ func (s *Service) claimInstance(ctx context.Context, kv *kvstore.Store, bucket, 
 	// A crashed holder's lease is taken over after instanceLeaseTTL
 	// without a renewal, seen from its first read: twice that and the
 	// polls leave room for a slow bucket.
-	deadline := time.Now().Add(2*instanceLeaseTTL + 2*time.Second)
+	wait := 2*instanceLeaseTTL + 2*time.Second
+	deadline := time.Now().Add(wait)
 	var lastErr error
 	for logged := false; ; {
 		held, err := kv.TryLease(ctx, lease, instanceLeaseTTL)
@@ -452,12 +453,12 @@ func (s *Service) claimInstance(ctx context.Context, kv *kvstore.Store, bucket, 
 		lastErr = err
 		if time.Now().After(deadline) {
 			if lastErr != nil {
-				return fmt.Errorf("instance %q: its lease in the bucket could not be read or taken for %s: %w", name, 2*instanceLeaseTTL, lastErr)
+				return fmt.Errorf("instance %q: its lease in the bucket could not be read or taken for %s: %w", name, wait, lastErr)
 			}
 			return fmt.Errorf("instance %q already runs on bucket %s (another process renews its lease %s): give each instance its own \"instance\" in its config, or leave it out for host name and process id", name, bucket, lease)
 		}
 		if !logged && err == nil {
-			s.log.Warn("another process holds this instance name on the bucket; waiting to see whether it still runs", "instance", name, "wait", 2*instanceLeaseTTL)
+			s.log.Warn("another process holds this instance name on the bucket; waiting to see whether it still runs", "instance", name, "wait", wait)
 			logged = true
 		}
 		t := time.NewTimer(instanceLeaseTTL / 10)
@@ -499,7 +500,9 @@ func (s *Service) renewInstance() {
 				s.log.Warn("could not renew the lease on the instance name; retrying", "instance", name, "error", err)
 			case held:
 				// Back (the other process stopped and released it).
-				s.nameTaken.Store(nil)
+				if s.nameTaken.Swap(nil) != nil {
+					s.log.Info("this instance name is this process's again on the bucket", "instance", name, "lease", lease)
+				}
 			case !held:
 				// Not renewed for instanceLeaseTTL (the process paused,
 				// the bucket away that long): another process took
@@ -507,7 +510,12 @@ func (s *Service) renewInstance() {
 				// checks an operator runs: prov.status's problem and
 				// the health endpoint say it too, while it lasts.
 				p := fmt.Sprintf("another process took over instance %q on bucket %s (its lease %s) while this one did not renew it (paused, or the bucket away): two processes answer as this instance; stop one", name, bucket, lease)
-				s.nameTaken.Store(&p)
+				if s.nameTaken.Swap(&p) != nil {
+					// Said once when it starts, not at each renewal
+					// (every 1.7 s) while it lasts: prov.status and the
+					// health endpoint keep saying it.
+					continue
+				}
 				s.log.Error("another process took over this instance name on the bucket: two instances now answer as it; stop one", "instance", name, "lease", lease)
 			}
 		}
