@@ -76,9 +76,10 @@ func startClusterServers(t *testing.T, n int) ([]string, []string, []*natsembed.
 // batch a leader change cuts has no responders, or no commit in time, or
 // (when the change falls mid-batch) is refused as "atomic publish batch is
 // incomplete", a 400 charged as one refusal to the event at its head; the
-// writer then writes the window one by one, and a store clears the count,
-// so no event is given up for a leader change: each is stored once, in
-// publish order.
+// writer then writes one event at a time until one is stored, which clears
+// the count, then batches again, so no event is given up for a leader
+// change: each is stored once, in publish order (no write goes while the
+// one before it has no answer: TestBatchingWriterKeepsOrderWhenWritesAreDropped).
 func TestAuditSurvivesLeaderChanges(t *testing.T) {
 	t.Parallel()
 	if testing.Short() {

@@ -510,6 +510,8 @@ func (p *Publisher) writer(ctx context.Context) {
 	// (logged once: retried silently, the writer held every audit write
 	// and an operator saw why only once events were dropped).
 	lookFailed := false
+	again := writeUntilNew // how a window is written after a failure
+	batchFails := 0        // batches that failed since one was stored
 	for {
 		p.mu.Lock()
 		n, closed := len(p.queue), p.closed
@@ -608,11 +610,21 @@ func (p *Publisher) writer(ctx context.Context) {
 				continue
 			}
 		}
-		// After a failure, one by one: a batch that was stored after all
-		// would be refused whole for its message ids, where single writes
-		// of the same events are stored once each.
+		// After a failure, one by one (again): a batch that was stored
+		// after all would be refused whole for its message ids, where
+		// single writes of the same events are stored once each.
+		mode := writeFirst
+		if failures > 0 {
+			mode = again
+		}
+		batch := p.batched(window, mode)
 		sentAt := time.Now()
-		stored, sent, seq, err := p.write(ctx, window, failures > 0)
+		stored, sent, seq, err := p.write(ctx, window, mode)
+		if batch && err == nil {
+			batchFails = 0
+		} else if batch {
+			batchFails++
+		}
 		p.mu.Lock()
 		p.queue = slices.Delete(p.queue, 0, stored)
 		p.idle.Broadcast()
@@ -629,10 +641,24 @@ func (p *Publisher) writer(ctx context.Context) {
 			failures, refusals, unconfirmed = 0, 0, 0
 			p.logDropped(false)
 		}
-		if stored == len(window) {
+		if stored == len(window) || (stored > 0 && err == nil) {
+			// All written, or the writes one by one after a failure
+			// stopped where a batch may go again.
 			continue
 		}
 		failures++
+		// A batch the stream refused for one of its events is written
+		// again one by one to its end, so that the events before that
+		// one are stored and it is refused on its own, and so are the
+		// windows while batches fail again and again (a stream whose
+		// ingest queue overflows drops a message of each, or one that
+		// allows none): written until the first is stored, only one
+		// event went between two failed batches. After any other
+		// failure, one by one only until the stream is seen to store.
+		again = writeUntilNew
+		if (refused(err) && !batchCut(err)) || batchFails > 1 {
+			again = writeEach
+		}
 		if refused(err) {
 			if refusals++; refusals == auditAttempts {
 				p.giveUp(1, "the audit stream refused an event", err)
@@ -746,17 +772,62 @@ func (p *Publisher) giveUp(n int, why string, err error) {
 	p.log.Error("could not store events in the audit stream: "+why, "lost", n, "first_subject", subject, "error", err)
 }
 
+// writeMode is how write writes a window.
+type writeMode int
+
+const (
+	// writeFirst: in one atomic batch where the stream allows them and
+	// enough wait, else one by one.
+	writeFirst writeMode = iota
+	// writeUntilNew, after a write without an answer or cut by a leader
+	// change: one by one, and on a replicated stream only until one is
+	// stored that the stream did not hold before, so that a batch may
+	// go again.
+	writeUntilNew
+	// writeEach, after the stream refused a batch for one of its events:
+	// one by one to the window's end or the first that is not stored.
+	writeEach
+)
+
+// batchCut tells whether err is a batch's refusal that says nothing of
+// its events: a leader change cut it ("atomic publish batch is
+// incomplete"), or some of them were stored already (a batch stored
+// after all whose commit's answer was lost: "atomic publish batch
+// contains duplicate message id").
+func batchCut(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && (api.ErrorCode == errCodeBatchIncomplete || api.ErrorCode == errCodeBatchDuplicate)
+}
+
+// nats-server's JSAtomicPublishIncompleteBatchErr and
+// JSAtomicPublishContainsDuplicateMessageErr.
+const (
+	errCodeBatchIncomplete = 10176
+	errCodeBatchDuplicate  = 10201
+)
+
 // write writes a window of audit events, in one atomic batch or one by
 // one, and returns how many of its first events were stored, how many
 // were written, the stream sequence of the last of the first stored (0:
-// none), and the error of the first that was not stored.
-func (p *Publisher) write(ctx context.Context, window []*nats.Msg, singles bool) (stored, sent int, seq uint64, err error) {
-	if !singles && p.allowAtomic.Load() && len(window) >= auditMinBatch {
+// none), and the error of the first that was not stored (nil when
+// writeUntilNew stopped by choice).
+//
+// On a replicated stream no write is sent while the one before it has no
+// answer (a batch is one write): of writes sent together, those that
+// reached a leader stepping down were lost while those after them
+// reached the new leader and were stored, and the lost ones, written
+// again, were stored after them, out of order. On one replica, where
+// no leader changes, the single writes go together.
+func (p *Publisher) write(ctx context.Context, window []*nats.Msg, mode writeMode) (stored, sent int, seq uint64, err error) {
+	if p.batched(window, mode) {
 		seq, err := p.writeBatch(ctx, window)
 		if err != nil {
 			return 0, len(window), 0, err
 		}
 		return len(window), len(window), seq, nil
+	}
+	if p.allowAtomic.Load() {
+		return p.writeInTurn(ctx, window, mode == writeUntilNew)
 	}
 	var sendErr error
 	futures := make([]jetstream.PubAckFuture, 0, len(window))
@@ -796,6 +867,37 @@ func (p *Publisher) write(ctx context.Context, window []*nats.Msg, singles bool)
 		return stored, len(futures), seq, err
 	}
 	return len(futures), len(futures), seq, sendErr
+}
+
+// batched tells whether write writes window in one atomic batch.
+func (p *Publisher) batched(window []*nats.Msg, mode writeMode) bool {
+	return mode == writeFirst && p.allowAtomic.Load() && len(window) >= auditMinBatch
+}
+
+// writeInTurn writes window's events one by one, each once the one before
+// it is stored, and returns as write does; with untilNew, it stops after
+// the first event the stream had not stored before (its answer is no
+// duplicate): those after it were never written, so that a batch of them
+// is neither refused for an earlier copy nor stored after a later one.
+func (p *Publisher) writeInTurn(ctx context.Context, window []*nats.Msg, untilNew bool) (stored, sent int, seq uint64, err error) {
+	for i, m := range window {
+		f, err := p.js.PublishMsgAsync(m, jetstream.WithRetryAttempts(0))
+		if err != nil {
+			return i, i, seq, err
+		}
+		select {
+		case ack := <-f.Ok():
+			seq = ack.Sequence
+			if untilNew && !ack.Duplicate {
+				return i + 1, i + 1, seq, nil
+			}
+		case err := <-f.Err():
+			return i, i + 1, seq, err
+		case <-ctx.Done():
+			return i, i + 1, seq, ctx.Err()
+		}
+	}
+	return len(window), len(window), seq, nil
 }
 
 // storedAfter returns the message ids of the events of window that the
