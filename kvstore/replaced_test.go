@@ -3,9 +3,11 @@ package kvstore
 import (
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natsprov/provisioner/provision"
@@ -123,5 +125,74 @@ func TestLostStoreStopsRestartingItsWatcher(t *testing.T) {
 	time.Sleep(12 * time.Second) // past two rounds of the restart's longest backoff
 	if n := strings.Count(lb.String(), "cannot restart the watcher") - before; n > 0 {
 		t.Fatalf("the lost store tried to restart its watcher %d more times after it found its bucket gone:\n%s", n, lb.String())
+	}
+}
+
+// TestRetryStaysOffTheNewBucket: a retry of a user record checks that the
+// store is not lost, then writes; but the bucket can be deleted and made
+// again by another instance between the check and the write (or before
+// the watchdog finds it lost at all), and the create of a key never
+// written, which any bucket of the name meets, stored the record in the
+// new bucket: a user of an account it has never held.
+func TestRetryStaysOffTheNewBucket(t *testing.T) {
+	t.Parallel()
+	for _, found := range []bool{true, false} {
+		name := "the loss found before the write"
+		if !found {
+			name = "the loss not found yet"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			d, k, s, lb, ctx, a := acmeStore(t)
+			// The record's pack is not stored: the record goes to the
+			// retry path, which stops between its check and its write.
+			failed := false
+			fail := func(string) error {
+				if failed {
+					return nil
+				}
+				failed = true
+				return nats.ErrTimeout
+			}
+			s.packHook.Store(&fail)
+			reached, release := make(chan struct{}), make(chan struct{})
+			var once sync.Once
+			hook := func(string) {
+				once.Do(func() {
+					close(reached)
+					<-release
+				})
+			}
+			s.retryHook.Store(&hook)
+			u := newUser(t, a.PublicKey, "late")
+			if err := s.AddUser(ctx, u, false); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-reached:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("the record was not retried:\n%s", lb.String())
+			}
+			deleteBucket(ctx, t, d, s)
+			if found {
+				eventually(t, 10*time.Second, "the store finds its bucket gone", func() bool { return s.Broken() != nil })
+			}
+			other := openStore(t, d.connect(t, d.svcCreds), Options{Seal: k})
+			close(release)
+			ended := make(chan struct{})
+			go func() {
+				s.retries.Wait()
+				close(ended)
+			}()
+			select {
+			case <-ended:
+			case <-time.After(20 * time.Second):
+				t.Fatalf("the retry did not end:\n%s", lb.String())
+			}
+			if e, err := other.kv.Get(ctx, userKey(u.PublicKey)); !errors.Is(err, jetstream.ErrKeyNotFound) {
+				t.Errorf("the new bucket holds the user record the retry wrote (%v, %v):\n%s", e, err, lb.String())
+			}
+			eventually(t, 10*time.Second, "the store finds its bucket replaced", func() bool { return s.Broken() != nil })
+		})
 	}
 }

@@ -287,6 +287,10 @@ type Store struct {
 	// catchUpHook, set by tests only, runs in the watchdog's catch-up
 	// before it reads the entry at a revision.
 	catchUpHook atomic.Pointer[func(rev uint64)]
+	// retryHook, set by tests only, runs in a retry of a user record once
+	// it has checked the store is not lost, before it writes, with the
+	// record's key.
+	retryHook atomic.Pointer[func(key string)]
 }
 
 // beforeSweep runs, in tests only, once Open's sweep has taken from the

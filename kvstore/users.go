@@ -803,14 +803,35 @@ func (s *Store) retry(p *pendingWrite, sem chan struct{}) {
 			return
 		case sem <- struct{}{}:
 		}
+		if hook := s.retryHook.Load(); hook != nil {
+			(*hook)(p.key)
+		}
 		ctx, cancel := context.WithTimeout(s.life, s.opts.Timeout)
 		rev, other, err := s.createOnce(ctx, p)
-		cancel()
-		<-sem
 		if other == nil {
 			s.noteWrite(err)
 		}
+		stored := err == nil && other == nil
+		if stored {
+			// The check above does not keep the bucket from being
+			// deleted and made again before the write (nor does the
+			// jetstream package's own retry of a write that found no
+			// stream), and a create of a key never written is met by
+			// any bucket of the name: stored in the new one, the
+			// record was a user of an account it never held.
+			err = s.storedInOpened(ctx, p, rev)
+		}
+		cancel()
+		<-sem
 		switch {
+		case errors.Is(err, errNotInOpened):
+			// Not in the bucket opened, as for a lost store above: it
+			// stays unconfirmed, and Close names it.
+			return
+		case stored && err != nil:
+			// Stored, but where is not known yet: the next attempt's
+			// create finds the record and checks again.
+			continue
 		case err == nil && other == nil:
 			s.amu.Lock()
 			delete(s.pending, p.key)
@@ -862,6 +883,30 @@ func (s *Store) retry(p *pendingWrite, sem chan struct{}) {
 			return
 		}
 	}
+}
+
+// errNotInOpened is a retried write found, once stored, in a bucket other
+// than the one the store opened (storedInOpened).
+var errNotInOpened = errors.New("kvstore: the bucket was deleted under the store; the user record is not in the bucket it opened")
+
+// storedInOpened checks that a retried write of p, stored at rev, went to
+// the bucket's stream the store opened: a stream once deleted never comes
+// back with its creation time, so one found there after the write held
+// the key's name during it. Stored in another (the bucket deleted and
+// made again), the record is withdrawn from it, expecting rev there (a
+// write that went to the old stream does not meet it), the store is lost
+// (sameStream), and errNotInOpened returned. Without an answer, or with
+// no stream found (which the watchdog asks three times before it takes
+// the bucket for deleted), it fails as the read did, and the retry goes
+// on: its next create finds the record and checks again.
+func (s *Store) storedInOpened(ctx context.Context, p *pendingWrite, rev uint64) error {
+	if err := s.sameStream(ctx); err == nil || !errors.Is(err, provision.ErrBroken) {
+		return err
+	}
+	if derr := s.deleteAt(ctx, p.key, rev); derr != nil && !errors.Is(derr, jetstream.ErrKeyRevisionMismatch) {
+		s.log.Error("kvstore: a user record was written into the bucket made again after this instance's was deleted, and cannot be removed from it; remove it by hand (nats kv del)", "key", p.key, "error", derr)
+	}
+	return errNotInOpened
 }
 
 // createOnce creates a pending record. It returns the revision stored at,
