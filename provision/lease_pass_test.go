@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -173,29 +174,37 @@ func TestPassStopsWhenItsLeaseEnds(t *testing.T) {
 	}
 }
 
-// pausingLeader passes TryLease on, and after the first it blocks for
-// pause before answering: a holder stopped (SIGSTOP, a GC pause, a
-// suspended VM) right after it took the lease.
+// pausingLeader passes TryLease on, and after the first it blocks until
+// resume is called: a holder stopped (SIGSTOP, a GC pause, a suspended VM)
+// right after it took the lease.
 type pausingLeader struct {
 	provision.Leader
-	pause   time.Duration
 	calls   atomic.Int64
-	resumed atomic.Bool
+	resumed chan struct{}
+	once    sync.Once
 }
 
 func (p *pausingLeader) TryLease(ctx context.Context, name string, ttl time.Duration) (bool, error) {
 	held, err := p.Leader.TryLease(ctx, name, ttl)
 	if p.calls.Add(1) == 1 {
-		time.Sleep(p.pause)
-		p.resumed.Store(true)
+		<-p.resumed
 	}
 	return held, err
 }
+
+// resume lets the paused first TryLease answer.
+func (p *pausingLeader) resume() { p.once.Do(func() { close(p.resumed) }) }
 
 // TestPausedHolderResumes: A takes the lease and is paused past its end;
 // B takes it over and reconciles. A, resumed, does not reconcile on the
 // lease it no longer holds. It did, for an interval, until its first
 // renewal: the pass counted the lease from when it resumed.
+//
+// A stays paused until B has run a pass, not for a fixed time: B takes
+// the lease over only once it has seen it unchanged for its ttl, and a
+// loaded machine (CI, -race) made B's passes late enough that a pause of
+// 6 intervals ended first ("B did not take over"). B's takeover itself
+// puts the pause past the end of A's lease.
 func TestPausedHolderResumes(t *testing.T) {
 	t.Parallel()
 	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
@@ -203,38 +212,53 @@ func TestPausedHolderResumes(t *testing.T) {
 	var aOn, bOn atomic.Bool
 	la := &lookupCounter{on: &aOn}
 	lb := &lookupCounter{on: &bOn}
-	pl := &pausingLeader{pause: 6 * interval}
+	pl := &pausingLeader{resumed: make(chan struct{})}
 	a, _ := kvDomainOf(t, env, "a", func(r provision.Resolver) provision.Resolver { la.Resolver = r; return la }, func(c *provision.Config) {
 		pl.Leader = c.Store.(provision.Leader)
 		c.Leader = pl
 		c.ReconcileInterval, c.ReconcileRate = interval, 20
 	})
 	b := leaseDomain(t, env, "b", interval, 20, func(r provision.Resolver) provision.Resolver { lb.Resolver = r; return lb })
+	// Run before the services' Close, which waits for A's pass.
+	t.Cleanup(pl.resume)
 	ctx := context.Background()
 	createAccounts(t, a, 10)
 	aOn.Store(true)
 	bOn.Store(true)
 	aDone := reconcileInBackground(t, a)
+	deadline := time.Now().Add(30 * time.Second)
 	for pl.calls.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("A's pass did not try the lease")
+		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	bRan := false
-	for !pl.resumed.Load() {
+	for {
 		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		rep, err := b.Reconcile(rctx, api.ReconcileRequest{})
 		cancel()
 		if err == nil && rep.Skipped == "" {
-			bRan = true
+			t.Logf("B's pass: %+v", rep)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("B did not take over the lease of the paused A in 30 s: %v, %+v", err, rep)
 		}
 		time.Sleep(interval / 3)
 	}
-	if !bRan {
-		t.Fatal("B did not take over the lease of the paused A")
+	pl.resume()
+	var rep *api.ReconcileReply
+	select {
+	case rep = <-aDone:
+	case <-time.After(30 * time.Second):
+		t.Fatal("A's pass did not end in 30 s once resumed")
 	}
-	rep := <-aDone
 	t.Logf("A's pass: %+v", rep)
 	if n := la.n.Load(); n > 0 {
 		t.Fatalf("A, resumed past its lease, sent %d LOOKUPs", n)
+	}
+	if rep != nil && rep.Skipped == "" {
+		t.Fatalf("A's pass, resumed past its lease, did not say it stopped: %+v", rep)
 	}
 }
 
