@@ -189,25 +189,34 @@ func (s *Store) ReleaseLease(ctx context.Context, name string) error {
 
 func (s *Store) release(ctx context.Context, key string) error {
 	for {
-		e, err := s.kv.Get(ctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			s.holding(key, false)
-			return nil
-		}
-		if err != nil {
+		// The last message of the key, not kv.Get: a delete marker there
+		// gives the revision a take of the free lease expects.
+		m, err := s.stream.GetLastMsgForSubject(ctx, s.subject+key)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			err = s.releaseFree(ctx, key, 0)
+		case err != nil:
 			return mapErr("read lease "+key, err)
+		case rawEntry{m: m}.Operation() != jetstream.KeyValuePut:
+			err = s.releaseFree(ctx, key, m.Sequence)
+		default:
+			var cur leaseValue
+			if json.Unmarshal(m.Data, &cur) != nil || cur.Token != s.token {
+				s.holding(key, false)
+				return nil
+			}
+			err = s.kv.Delete(ctx, key, jetstream.LastRevision(m.Sequence))
+			if err == nil {
+				s.holding(key, false)
+			}
 		}
-		var cur leaseValue
-		if json.Unmarshal(e.Value(), &cur) != nil || cur.Token != s.token {
-			s.holding(key, false)
-			return nil
-		}
-		err = s.kv.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
 		if err == nil {
-			s.holding(key, false)
 			return nil
 		}
-		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		if !wrongLast(err) {
+			if errors.Is(err, provision.ErrUnavailable) {
+				return err
+			}
 			return mapErr("release lease "+key, err)
 		}
 		// The entry moved since the read: another instance took the
@@ -226,6 +235,33 @@ func (s *Store) release(ctx context.Context, key string) error {
 		case <-t.C:
 		}
 	}
+}
+
+// releaseFree releases the lease key, which has no entry at revision rev
+// (0: the key has no message), but which this store may hold: a take of
+// it that got no answer (its caller's deadline, a start cancelled, the
+// stream's followers away) may still be in process on the stream leader,
+// which answers reads from what it has committed. Stored after the
+// release, it held the lease with the closed store's token for its whole
+// ttl. A delete marker expecting rev settles it: stored, that take never
+// can be (it expects rev too); refused as another write of the key under
+// way (10164), it is made again until that write settles; refused as the
+// wrong revision, the key moved, and the release reads it again.
+func (s *Store) releaseFree(ctx context.Context, key string, rev uint64) error {
+	s.lmu.Lock()
+	held := s.held[key]
+	s.lmu.Unlock()
+	if !held {
+		return nil
+	}
+	err := untilSettled(ctx, "release lease "+key, func() error {
+		_, err := s.js.PublishMsg(ctx, deleteMarker(s.subject+key), jetstream.WithExpectLastSequencePerSubject(rev))
+		return err
+	})
+	if err == nil {
+		s.holding(key, false)
+	}
+	return err
 }
 
 // releaseAll releases the leases this store holds, for Close.
