@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"go/build"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -124,21 +125,46 @@ func (p *ServerProcess) Stop() error {
 }
 
 // freePort returns a TCP port of 127.0.0.1 that was free a moment ago and
-// is not in avoid: ports picked a moment before and released (a cluster's
-// route ports) can be handed out again.
+// is not in avoid: ports picked a moment before and not yet bound (a
+// cluster's route ports). It picks below the kernel's ephemeral range:
+// a port from that range (a listen on port 0) is handed to the next
+// outgoing connection of any process once released, and a node started
+// on it a moment later, or a route port picked before the first node's
+// routes dialled out, could find it taken ("bind: address already in
+// use" for a node of bench --cluster).
 func freePort(avoid ...int) (int, error) {
-	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, fmt.Errorf("bench: find a free port: %w", err)
+	lo, hi := portRange()
+	for range 1000 {
+		p := lo + rand.IntN(hi-lo)
+		if slices.Contains(avoid, p) {
+			continue
 		}
-		port := l.Addr().(*net.TCPAddr).Port
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			continue
+		}
 		l.Close()
-		if !slices.Contains(avoid, port) {
-			return port, nil
+		return p, nil
+	}
+	return 0, fmt.Errorf("bench: find a free port: none free in 127.0.0.1:%d-%d", lo, hi-1)
+}
+
+// portRange returns the ports freePort picks from, [lo, hi): 10000 up to
+// the start of the ephemeral range, or 20000-30000 where that range cannot
+// be read or leaves too little room below it (as testenv.FreePort).
+func portRange() (lo, hi int) {
+	lo, hi = 10000, 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if start, err := strconv.Atoi(f[0]); err == nil {
+				hi = start
+			}
 		}
 	}
-	return 0, fmt.Errorf("bench: find a free port: every one offered is taken by the cluster")
+	if hi-lo < 5000 {
+		return 20000, 30000
+	}
+	return lo, hi
 }
 
 // tail returns the end of a log file, for errors.
