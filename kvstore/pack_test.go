@@ -725,13 +725,17 @@ func TestUserReadBehindManyPacksUnavailable(t *testing.T) {
 	eventually(t, 5*time.Second, "b sees it", func() bool { return mirrorRevision(sb, a.PublicKey) != 0 })
 	release := stallWatcher(t, sa, sb)
 	defer release()
+	// 3000 writes one after another: 5 s alone, past 30 s (bg's) on a
+	// loaded machine under -race.
+	setup, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 	for i := range 3000 {
 		u := newUser(t, a.PublicKey, "p")
-		if _, err := sa.kv.Create(ctx, fmt.Sprintf("%sp%d", packPrefix, i), mustJSON(t, packRecord{Users: []provision.User{u}})); err != nil {
+		if _, err := sa.kv.Create(setup, fmt.Sprintf("%sp%d", packPrefix, i), mustJSON(t, packRecord{Users: []provision.User{u}})); err != nil {
 			t.Fatal(err)
 		}
 	}
-	_, err := sb.User(ctx, newUser(t, a.PublicKey, "unknown").PublicKey)
+	_, err := sb.User(bg(t), newUser(t, a.PublicKey, "unknown").PublicKey)
 	if errors.Is(err, provision.ErrNotFound) {
 		// The user is unknown: not found is the answer of a read that
 		// got through every pack in time (a fast machine). Checked for
