@@ -823,3 +823,59 @@ func TestWithdrawOnClosedConnectionGivesUp(t *testing.T) {
 		t.Fatalf("the withdrawal given up does not say what is left:\n%s", lb.String())
 	}
 }
+
+// TestStopDuringAWithdrawalSaysToRevoke: a durable add answered
+// ErrUnavailable (its write without an answer, the stream's followers
+// away) is withdrawn in the background; a stop while they are still away
+// gives the withdrawal up, and the write, committed once they are back,
+// stands: a user listed and counted whose creds were never handed out.
+// Close named its key as "may be missing from user.list", the opposite
+// of what an operator has to do: it must say to revoke the user.
+func TestStopDuringAWithdrawalSaysToRevoke(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("runs a three-process cluster")
+	}
+	d, sa, _, pause, resume := replicatedPairOf(t, false, time.Second)
+	ctx := bg(t)
+	info, err := sa.stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var leaderURL string
+	for _, nd := range d.nodes {
+		if nd.name == info.Cluster.Leader {
+			leaderURL = nd.url
+		}
+	}
+	nc, err := nats.Connect(leaderURL, nats.UserCredentials(d.svcCreds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	lg, logs := newLog(t)
+	sc := openStore(t, nc, Options{Seal: sa.opts.Seal, Timeout: time.Second, CloseTimeout: 2 * time.Second, Instance: "c", Logger: lg})
+	a := newAccount(t, "stopped")
+	if _, err := sc.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	u := newUser(t, a.PublicKey, "caller-key")
+	pause()
+	defer resume()
+	if err := sc.AddUser(ctx, u, true); !errors.Is(err, provision.ErrUnavailable) {
+		t.Fatalf("AddUser with the followers paused: %v, want ErrUnavailable", err)
+	}
+	if err := sc.Close(); !errors.Is(err, ErrUnconfirmed) {
+		t.Fatalf("Close with the withdrawal not done: %v, want ErrUnconfirmed", err)
+	}
+	key := userKey(u.PublicKey)
+	var said string
+	for line := range strings.Lines(logs.String()) {
+		if strings.Contains(line, "level=ERROR") && strings.Contains(line, key) {
+			said = line
+		}
+	}
+	if !strings.Contains(said, "revoke") || strings.Contains(said, "missing") {
+		t.Fatalf("Close's ERROR for the key whose withdrawal it gave up: %q; want it to say to revoke the user, which may be stored", said)
+	}
+}

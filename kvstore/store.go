@@ -780,13 +780,19 @@ func (s *Store) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 
-	var unconfirmed []string
+	var unconfirmed, unwithdrawn []string
 	deadline := time.Now().Add(s.opts.CloseTimeout)
 	for {
 		s.amu.Lock()
 		n := len(s.pending)
 		if n == 0 || time.Now().After(deadline) {
-			for k := range s.pending {
+			for k, p := range s.pending {
+				if p.settled != nil {
+					// Answered as not stored, its withdrawal not done:
+					// stored after all, it stands (withdraw).
+					unwithdrawn = append(unwithdrawn, k)
+					continue
+				}
 				unconfirmed = append(unconfirmed, k)
 			}
 			s.amu.Unlock()
@@ -816,11 +822,15 @@ func (s *Store) Close() error {
 	// its goroutine. What is still in flight is unconfirmed, named below.
 	s.js.CleanupPublisher()
 	s.bulkJS.CleanupPublisher()
-	if len(unconfirmed) > 0 {
-		for _, k := range unconfirmed {
-			s.log.Error("kvstore: user record not confirmed before close; it may be missing from user.list", "key", k)
-		}
-		return fmt.Errorf("kvstore: close: %d %w within %s", len(unconfirmed), ErrUnconfirmed, s.opts.CloseTimeout)
+	for _, k := range unconfirmed {
+		s.log.Error("kvstore: user record not confirmed before close; it may be missing from user.list", "key", k)
+	}
+	for _, k := range unwithdrawn {
+		// Said as missing, it was the opposite of what to do.
+		s.log.Error("kvstore: a durable user write answered as not stored was not withdrawn before close; stored after all (user.get finds it), its user is listed and counted though nobody got its creds: revoke it", "key", k)
+	}
+	if n := len(unconfirmed) + len(unwithdrawn); n > 0 {
+		return fmt.Errorf("kvstore: close: %d %w within %s", n, ErrUnconfirmed, s.opts.CloseTimeout)
 	}
 	return nil
 }
