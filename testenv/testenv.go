@@ -81,8 +81,9 @@ var (
 )
 
 // portRange returns the ports FreePort picks from, [lo, hi): 10000 up to
-// the start of the ephemeral range, or 20000-30000 where that range cannot
-// be read or leaves too little room below it.
+// the start of the ephemeral range (32768, Linux's default, where that
+// range cannot be read), or 20000-30000 where it leaves too little room
+// below it.
 func portRange() (lo, hi int) {
 	lo, hi = 10000, 32768
 	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
