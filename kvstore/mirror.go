@@ -480,22 +480,10 @@ func (s *Store) load(ctx context.Context) (*kvWatch, error) {
 	if err != nil {
 		return nil, mapErr("watch bucket", err)
 	}
-	var entries []jetstream.KeyValueEntry
-	for done := false; !done; {
-		select {
-		case e, ok := <-kw.w.Updates():
-			if !ok {
-				return nil, mapErr("load bucket", fmt.Errorf("watcher closed"))
-			}
-			if e == nil {
-				done = true
-				break
-			}
-			entries = append(entries, e)
-		case <-ctx.Done():
-			kw.stop()
-			return nil, mapErr("load bucket", ctx.Err())
-		}
+	entries, err := s.loadEntries(ctx, kw)
+	if err != nil {
+		kw.stop()
+		return nil, err
 	}
 	changes := make([]change, len(entries))
 	var wg sync.WaitGroup
@@ -541,6 +529,98 @@ func (s *Store) load(ctx context.Context) (*kvWatch, error) {
 	}
 	s.m = m
 	return kw, nil
+}
+
+// loadRounds bounds the reads of the stream's head in loadEntries.
+const loadRounds = 10
+
+// loadEntries returns the entries the watcher delivers until the mirror
+// made of them holds every key of the bucket. The watcher's end of its
+// initial values (the nil entry) is no proof: the jetstream package sends
+// it once as many entries were delivered as were pending when it started,
+// entries written since counted, so a key rewritten meanwhile (another
+// instance's revoke, update or renewal), whose message ahead of the
+// watcher was removed, came after it with its new revision: Open returned
+// with users and accounts missing. So the watcher is read on up to the
+// stream's last message, read after it, until every revision in between
+// came (no message of it was removed before the watcher got to it, so no
+// key moved past the head); a stream whose head keeps moving that way is
+// given up on after loadRounds reads, or once the store's Timeout has
+// passed since the initial values, its last keys left to the watcher.
+func (s *Store) loadEntries(ctx context.Context, kw *kvWatch) ([]jetstream.KeyValueEntry, error) {
+	var entries []jetstream.KeyValueEntry
+	// next returns the watcher's next entry, or nil, nil when none came
+	// within idle (none: no limit).
+	next := func(idle <-chan time.Time) (jetstream.KeyValueEntry, error) {
+		select {
+		case e, ok := <-kw.w.Updates():
+			if !ok {
+				return nil, mapErr("load bucket", fmt.Errorf("watcher closed"))
+			}
+			return e, nil
+		case <-idle:
+			return nil, nil
+		case <-ctx.Done():
+			return nil, mapErr("load bucket", ctx.Err())
+		}
+	}
+	for {
+		e, err := next(nil)
+		if err != nil {
+			return nil, err
+		}
+		if e == nil {
+			break
+		}
+		entries = append(entries, e)
+	}
+	var got uint64 // the last revision delivered
+	if len(entries) > 0 {
+		got = entries[len(entries)-1].Revision()
+	}
+	// What is still missing comes with the watcher a moment later: a
+	// bucket written faster than the load goes is not waited for longer
+	// than a request.
+	budget := time.NewTimer(s.opts.Timeout)
+	defer budget.Stop()
+	for round := 0; ; round++ {
+		info, err := s.stream.Info(ctx)
+		if err != nil {
+			return nil, mapErr("load bucket: stream info", err)
+		}
+		head := info.State.LastSeq
+		if got >= head || info.State.Msgs == 0 {
+			return entries, nil
+		}
+		if round == loadRounds {
+			s.log.Info("kvstore: the bucket's keys kept being rewritten while it was loaded; those rewritten last are shown once the watcher brings them", "watched", got, "last", head)
+			return entries, nil
+		}
+		whole := true
+		for got < head {
+			// Bounded too for a message at the head removed by hand
+			// (`nats stream rmm`), which never comes.
+			e, err := next(budget.C)
+			if err != nil {
+				return nil, err
+			}
+			if e == nil {
+				s.log.Info("kvstore: the bucket was written faster than it was loaded; the keys written last are shown once the watcher brings them", "watched", got, "last", head)
+				return entries, nil
+			}
+			if e.Revision() != got+1 {
+				// The messages between were removed before the
+				// watcher got to them: their keys were written again
+				// past head, maybe.
+				whole = false
+			}
+			got = e.Revision()
+			entries = append(entries, e)
+		}
+		if whole {
+			return entries, nil
+		}
+	}
 }
 
 // watch applies the watcher's updates until the store closes, and starts
@@ -1119,11 +1199,10 @@ func (s *Store) sweep(ctx context.Context) {
 	// Packs emptied by this sweep's own removals go at the next open.
 	s.removePacks(ctx, empty)
 	// account -> its record is not in the bucket (strays.go: the mirror's
-	// view is not proof). The watcher's initial values end once as many
-	// entries were delivered as were pending when it started, entries
-	// written since counted: an account record replaced meanwhile (its old
-	// message removed) and delivered after that point is not in the loaded
-	// mirror, while its users are. A failed read counts as there.
+	// view is not proof). A load that gave up on a bucket written faster
+	// than it went (loadEntries) can lack an account record replaced
+	// meanwhile (its old message removed), while its users are there. A
+	// failed read counts as there.
 	gone := map[string]bool{}
 	for _, o := range orphans {
 		cctx, cancel := s.ctx(ctx)
