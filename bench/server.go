@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"go/build"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -14,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/natsprov/provisioner/freeport"
 )
 
 // ErrNoServerBinary is returned when no nats-server binary can be found.
@@ -126,45 +127,15 @@ func (p *ServerProcess) Stop() error {
 
 // freePort returns a TCP port of 127.0.0.1 that was free a moment ago and
 // is not in avoid: ports picked a moment before and not yet bound (a
-// cluster's route ports). It picks below the kernel's ephemeral range:
-// a port from that range (a listen on port 0) is handed to the next
-// outgoing connection of any process once released, and a node started
-// on it a moment later, or a route port picked before the first node's
-// routes dialled out, could find it taken ("bind: address already in
-// use" for a node of bench --cluster).
+// cluster's route ports). It is below the kernel's ephemeral range
+// (freeport.Pick): a route port picked before the first node's routes
+// dialled out could otherwise be taken by one of them.
 func freePort(avoid ...int) (int, error) {
-	lo, hi := portRange()
-	for range 1000 {
-		p := lo + rand.IntN(hi-lo)
-		if slices.Contains(avoid, p) {
-			continue
-		}
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
-		if err != nil {
-			continue
-		}
-		l.Close()
-		return p, nil
+	p, err := freeport.Pick("127.0.0.1", func(p int) bool { return slices.Contains(avoid, p) })
+	if err != nil {
+		return 0, fmt.Errorf("bench: %w", err)
 	}
-	return 0, fmt.Errorf("bench: find a free port: none free in 127.0.0.1:%d-%d", lo, hi-1)
-}
-
-// portRange returns the ports freePort picks from, [lo, hi): 10000 up to
-// the start of the ephemeral range, or 20000-30000 where that range cannot
-// be read or leaves too little room below it (as testenv.FreePort).
-func portRange() (lo, hi int) {
-	lo, hi = 10000, 32768
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if start, err := strconv.Atoi(f[0]); err == nil {
-				hi = start
-			}
-		}
-	}
-	if hi-lo < 5000 {
-		return 20000, 30000
-	}
-	return lo, hi
+	return p, nil
 }
 
 // tail returns the end of a log file, for errors.

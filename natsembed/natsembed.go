@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/natsprov/provisioner/freeport"
 )
 
 // Options override parts of the configuration file. Everything else, the
@@ -138,15 +140,16 @@ func Listen(confFile string) (host string, port int) {
 	return host, port
 }
 
-// FreePort returns a TCP port on host that was free when asked: the port
-// a server started at once can listen on.
+// FreePort returns a TCP port on host that was free when asked, below
+// the kernel's ephemeral range (freeport.Pick): the port a server started
+// at once can listen on, and one that dev writes into config.json for
+// later runs, which an outgoing connection is not handed meanwhile.
 func FreePort(host string) (int, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	p, err := freeport.Pick(host, nil)
 	if err != nil {
-		return 0, fmt.Errorf("natsembed: a free port on %s: %w", host, err)
+		return 0, fmt.Errorf("natsembed: %w", err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return p, nil
 }
 
 // PortFree reports whether a TCP port on host can be listened on.

@@ -1,21 +1,21 @@
 // Package testenv finds what tests need on the machine: the real tools
 // (nats-server, nats) and free ports, and gives a buffer that a process
-// may write while a test reads it. It imports nothing of the project, so
-// that any package's tests, the stores' included, may use it.
+// may write while a test reads it. It imports nothing of the project but
+// freeport (which imports none), so that any package's tests, the stores'
+// included, may use it.
 package testenv
 
 import (
 	"bytes"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/natsprov/provisioner/freeport"
 )
 
 // Tool finds an installed binary (nats-server, nats) on PATH or in
@@ -44,60 +44,26 @@ func Tool(tb testing.TB, name string) string {
 	return ""
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-//
-// It is picked below the kernel's ephemeral range
-// (/proc/sys/net/ipv4/ip_local_port_range), not by listening on port 0:
-// a port from that range is handed to the next outgoing connection of any
-// process once it is released, so a server started on it a moment later
-// could find it taken (CI: "bind: address already in use" for a cluster
-// node). Ports handed out before in this process are not handed out again,
-// so a node stopped and restarted on its port keeps it.
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago,
+// below the kernel's ephemeral range (freeport.Pick says why). Ports handed
+// out before in this process are not handed out again, so a node stopped
+// and restarted on its port keeps it.
 func FreePort(tb testing.TB) int {
 	tb.Helper()
-	lo, hi := portRange()
 	portsMu.Lock()
 	defer portsMu.Unlock()
-	for range 1000 {
-		p := lo + rand.IntN(hi-lo)
-		if portsGiven[p] {
-			continue
-		}
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
-		if err != nil {
-			continue
-		}
-		l.Close()
-		portsGiven[p] = true
-		return p
+	p, err := freeport.Pick("127.0.0.1", func(p int) bool { return portsGiven[p] })
+	if err != nil {
+		tb.Fatal(err)
 	}
-	tb.Fatalf("find a free port: none free in 127.0.0.1:%d-%d", lo, hi-1)
-	return 0
+	portsGiven[p] = true
+	return p
 }
 
 var (
 	portsMu    sync.Mutex
 	portsGiven = map[int]bool{}
 )
-
-// portRange returns the ports FreePort picks from, [lo, hi): 10000 up to
-// the start of the ephemeral range (32768, Linux's default, where that
-// range cannot be read), or 20000-30000 where it leaves too little room
-// below it.
-func portRange() (lo, hi int) {
-	lo, hi = 10000, 32768
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if start, err := strconv.Atoi(f[0]); err == nil {
-				hi = start
-			}
-		}
-	}
-	if hi-lo < 5000 {
-		return 20000, 30000
-	}
-	return lo, hi
-}
 
 // SyncBuffer is a bytes.Buffer that a process or goroutine may write while
 // the test reads it.
