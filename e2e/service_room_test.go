@@ -35,11 +35,16 @@ func TestServiceAccountRoomAtEveryReplicaCount(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			create := func(cfg jetstream.StreamConfig) error {
-				// A cluster just formed may not place replicas yet.
+			// A cluster just formed may not place replicas yet. The
+			// first create, which must succeed, also waits out "no
+			// suitable peers" (a peer not known yet: CI); once it is
+			// placed on three, every peer is known, and the refusal
+			// of a bucket past the room is not waited on.
+			create := func(cfg jetstream.StreamConfig, first bool) error {
 				for {
 					_, err := js.CreateStream(ctx, cfg)
-					if err == nil || ctx.Err() != nil || (!strings.Contains(err.Error(), "peer offline") && !strings.Contains(err.Error(), "503") && !strings.Contains(err.Error(), "miscellaneous")) {
+					if err == nil || ctx.Err() != nil || (!strings.Contains(err.Error(), "peer offline") && !strings.Contains(err.Error(), "503") && !strings.Contains(err.Error(), "miscellaneous") &&
+						!(first && strings.Contains(err.Error(), "no suitable peers"))) {
 						return err
 					}
 					time.Sleep(250 * time.Millisecond)
@@ -51,7 +56,7 @@ func TestServiceAccountRoomAtEveryReplicaCount(t *testing.T) {
 				Storage:  jetstream.FileStorage,
 				Replicas: nodes,
 				MaxBytes: events.AuditMaxBytes,
-			}); err != nil {
+			}, true); err != nil {
 				t.Fatalf("the audit stream at R%d with max_bytes %d: %v", nodes, events.AuditMaxBytes, err)
 			}
 			bucket := jetstream.StreamConfig{
@@ -63,11 +68,11 @@ func TestServiceAccountRoomAtEveryReplicaCount(t *testing.T) {
 			}
 			// One byte past the room is refused: the limit still bounds
 			// what the streams can take of the servers' disks.
-			if err := create(bucket); err == nil {
+			if err := create(bucket, false); err == nil {
 				t.Fatalf("a bucket one byte past the room (%d bytes) beside the audit stream at R%d was allowed", bucket.MaxBytes, nodes)
 			}
 			bucket.MaxBytes--
-			if err := create(bucket); err != nil {
+			if err := create(bucket, false); err != nil {
 				t.Fatalf("a bucket of %d MiB (the %d GiB of the service account less the audit stream's %d MiB) beside the audit stream at R%d: %v",
 					bucket.MaxBytes>>20, bootstrap.ServiceAccountDiskStorage>>30, events.AuditMaxBytes>>20, nodes, err)
 			}
