@@ -97,13 +97,7 @@ func TestFileSizeLimit(t *testing.T) {
 	s.Close()
 	lift()
 
-	s = open(t, dir, Options{})
-	assertDump(t, dumpOf(t, s), want)
-	for _, a := range made {
-		if _, err := s.Account(ctx, a.PublicKey); err != nil {
-			t.Errorf("acknowledged account %s after a restart: %v", a.Name, err)
-		}
-	}
+	s = reopenHolds(t, dir, want, made, "after a restart")
 	if _, err := s.CreateAccount(ctx, failed[0]); err != nil {
 		t.Errorf("create once the limit is lifted: %v", err)
 	}

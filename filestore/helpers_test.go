@@ -355,3 +355,19 @@ func fastDisk(t testing.TB) {
 	journalChunk = 16 << 10
 	t.Cleanup(func() { syncFile, journalChunk = sync, chunk })
 }
+
+// reopenHolds opens the store in dir again (after a crash, or once there
+// is room) and checks that it holds want, and every account of made, the
+// changes acknowledged before; when says after what, for the errors. It
+// returns the store, which the test's cleanup closes.
+func reopenHolds(t *testing.T, dir string, want dump, made []provision.Account, when string) *Store {
+	t.Helper()
+	s := open(t, dir, Options{})
+	assertDump(t, dumpOf(t, s), want)
+	for _, a := range made {
+		if _, err := s.Account(context.Background(), a.PublicKey); err != nil {
+			t.Errorf("acknowledged account %s %s: %v", a.Name, when, err)
+		}
+	}
+	return s
+}

@@ -102,12 +102,6 @@ func startOnFullDiskAfterACrash(t *testing.T, torn bool) {
 	closeStore(t, s)
 	room()
 
-	s = open(t, dir, Options{})
-	assertDump(t, dumpOf(t, s), want)
-	for _, a := range made {
-		if _, err := s.Account(ctx, a.PublicKey); err != nil {
-			t.Errorf("acknowledged account %s after a start with room: %v", a.Name, err)
-		}
-	}
+	s = reopenHolds(t, dir, want, made, "after a start with room")
 	closeStore(t, s)
 }

@@ -232,12 +232,6 @@ func TestStartOnFullDisk(t *testing.T) {
 	s.Close()
 	room()
 
-	s = open(t, dir, Options{})
-	assertDump(t, dumpOf(t, s), want)
-	for _, a := range made {
-		if _, err := s.Account(ctx, a.PublicKey); err != nil {
-			t.Errorf("acknowledged account %s after a start with room: %v", a.Name, err)
-		}
-	}
+	reopenHolds(t, dir, want, made, "after a start with room")
 	checkModes(t, dir)
 }
