@@ -408,6 +408,12 @@ func replicatedPairOf(t *testing.T, batches bool, timeout time.Duration) (d *dep
 	}
 	sa = openStore(t, conn(), Options{Seal: key, Timeout: timeout, Instance: "a"})
 	sb = openStore(t, conn(), Options{Seal: key, Timeout: timeout, Instance: "b"})
+	// Durable writes go through the batch loop only on a bucket that
+	// allows atomic batches, and on their own only on one that does not:
+	// the tests of either path must run on it.
+	if sa.atomicBatches != batches {
+		t.Fatalf("the store uses atomic batches: %v, on a bucket made for them: %v", sa.atomicBatches, batches)
+	}
 	var paused atomic.Bool
 	pause = func() {
 		// The followers of the stream leader as it is now: under load a
@@ -539,9 +545,6 @@ func TestDurableGivenUpInFlightIsNotKept(t *testing.T) {
 		t.Skip("runs a three-process cluster")
 	}
 	_, sa, _, pause, resume := replicatedPair(t)
-	if !sa.atomicBatches {
-		t.Fatal("the bucket allows no atomic batches: durable writes do not go through the batch loop")
-	}
 	givenUpNotKept(t, sa, pause, resume)
 }
 
@@ -557,9 +560,6 @@ func TestUnbatchedDurableGivenUpInFlightIsNotKept(t *testing.T) {
 		t.Skip("runs a three-process cluster")
 	}
 	_, sa, _, pause, resume := replicatedPairOf(t, false, 20*time.Second)
-	if sa.atomicBatches {
-		t.Fatal("the store uses atomic batches on a stream that does not allow them")
-	}
 	givenUpNotKept(t, sa, pause, resume)
 }
 
@@ -577,9 +577,6 @@ func TestDurableTimedOutInALongOutageIsNotKept(t *testing.T) {
 		t.Skip("runs a three-process cluster")
 	}
 	_, sa, _, pause, resume := replicatedPairOf(t, true, time.Second)
-	if !sa.atomicBatches {
-		t.Fatal("the bucket allows no atomic batches: durable writes do not go through the batch loop")
-	}
 	timedOutNotKept(t, sa, pause, resume)
 }
 
@@ -592,9 +589,6 @@ func TestUnbatchedDurableTimedOutInALongOutageIsNotKept(t *testing.T) {
 		t.Skip("runs a three-process cluster")
 	}
 	_, sa, _, pause, resume := replicatedPairOf(t, false, time.Second)
-	if sa.atomicBatches {
-		t.Fatal("the store uses atomic batches on a stream that does not allow them")
-	}
 	timedOutNotKept(t, sa, pause, resume)
 }
 
