@@ -815,8 +815,10 @@ func (s *Store) applyBrought(c change, watched bool) {
 		return
 	}
 	prev, named := s.m.names[c.name]
+	var foreign *seal.UnknownKeyError
 	if c.err == nil && s.m.apply(c) {
 		strays = s.m.straysAfter(c)
+		foreign = s.m.shownForeign(c)
 		if e := s.m.accounts[prev.pub]; c.del && named && strings.HasPrefix(c.key, namePrefix) && e != nil && e.err == nil && e.a.Live() && e.a.Name == c.name {
 			// The name entry of an account shown, removed while its
 			// record is there: no removal does that (the record goes
@@ -831,11 +833,32 @@ func (s *Store) applyBrought(c change, watched bool) {
 	}
 	twice := s.m.takeTwice()
 	s.mu.Unlock()
+	if foreign != nil {
+		s.noteForeign(foreign.Key, accountKey(c.pub))
+	}
 	if unnamed != nil {
 		s.nameBackLater(sweepOrphan{key: accountKey(unnamed.a.PublicKey), pub: unnamed.a.PublicKey, name: unnamed.a.Name, removedAt: c.rev})
 	}
 	s.removeStrays(strays)
 	s.logTwice(twice)
+}
+
+// shownForeign returns the seal key, unknown to this instance, of the
+// account record that c, an applied change, shows by its name entry; nil
+// when it shows none such. Such a record decoded before Open ended is not
+// noted then (Open refuses it if shown), and hidden at the time (its name
+// entry missing, or another account's) it was not noted at all: shown
+// now, its reads fail and a restart refuses the bucket, unsaid. The caller
+// holds s.mu.
+func (m *mirror) shownForeign(c change) *seal.UnknownKeyError {
+	if c.del || !strings.HasPrefix(c.key, namePrefix) {
+		return nil
+	}
+	var uk *seal.UnknownKeyError
+	if e := m.accounts[c.pub]; e != nil && errors.As(e.err, &uk) && m.visible(e) {
+		return uk
+	}
+	return nil
 }
 
 // watchdogInterval is how often the watchdog compares the stream's last
