@@ -317,10 +317,11 @@ func (s *Store) fetchName(ctx context.Context, name string) error {
 	}
 	s.mu.Lock()
 	s.m.apply(c)
-	if ac != nil {
-		s.m.apply(*ac)
-	}
+	applied := ac != nil && s.m.apply(*ac)
 	s.mu.Unlock()
+	if applied {
+		s.logUnreadable(*ac)
+	}
 	return nil
 }
 

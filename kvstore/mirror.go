@@ -749,14 +749,6 @@ func (s *Store) follow(w jetstream.KeyWatcher) {
 			if c.err != nil {
 				s.log.Error("kvstore: skipping an unreadable entry", "key", c.key, "error", c.err)
 			}
-			switch {
-			case c.acct != nil && errors.Is(c.acct.err, provision.ErrOtherSealKey):
-				// Its seal key is logged at ERROR once (noteForeign),
-				// not at each record another instance writes.
-				s.log.Warn("kvstore: account record cannot be read; reads of it fail", "key", c.key, "error", c.acct.err)
-			case c.acct != nil && c.acct.err != nil:
-				s.log.Error("kvstore: account record cannot be read; reads of it fail", "key", c.key, "error", c.acct.err)
-			}
 			s.applyBrought(c, true)
 		}
 	}
@@ -802,6 +794,23 @@ func revokedFirst(stored, mine provision.User) bool {
 	return stored.Revoked && stored.Account == mine.Account && !mine.Revoked
 }
 
+// logUnreadable logs an account record that cannot be read, once the
+// mirror has applied it, whoever brought it: the watcher skips an entry
+// the mirror holds, so that one the watchdog's catch-up or a read brought
+// went in without a word when only the watcher logged it.
+func (s *Store) logUnreadable(c change) {
+	if c.acct == nil || c.acct.err == nil {
+		return
+	}
+	if errors.Is(c.acct.err, provision.ErrOtherSealKey) {
+		// Its seal key is logged at ERROR once (noteForeign), not at
+		// each record another instance writes.
+		s.log.Warn("kvstore: account record cannot be read; reads of it fail", "key", c.key, "error", c.acct.err)
+		return
+	}
+	s.log.Error("kvstore: account record cannot be read; reads of it fail", "key", c.key, "error", c.acct.err)
+}
+
 // applyBrought applies an entry the watcher (or the watchdog) brought,
 // moving the watched revision on when watched, and hands the user records
 // it leaves without an account to the stray loop.
@@ -816,7 +825,8 @@ func (s *Store) applyBrought(c change, watched bool) {
 	}
 	prev, named := s.m.names[c.name]
 	var foreign *seal.UnknownKeyError
-	if c.err == nil && s.m.apply(c) {
+	applied := c.err == nil && s.m.apply(c)
+	if applied {
 		strays = s.m.straysAfter(c)
 		foreign = s.m.shownForeign(c)
 		if e := s.m.accounts[prev.pub]; c.del && named && strings.HasPrefix(c.key, namePrefix) && e != nil && e.err == nil && e.a.Live() && e.a.Name == c.name {
@@ -833,6 +843,9 @@ func (s *Store) applyBrought(c change, watched bool) {
 	}
 	twice := s.m.takeTwice()
 	s.mu.Unlock()
+	if applied {
+		s.logUnreadable(c)
+	}
 	if foreign != nil {
 		s.noteForeign(foreign.Key, accountKey(c.pub))
 	}
