@@ -188,8 +188,9 @@ func (s *Store) linger() bool {
 // must not hold up the loop for the whole wait.
 func (s *Store) writeSingles(writes []*pendingWrite) {
 	futures := make([]jetstream.PubAckFuture, 0, len(writes))
+	seen := s.seenRev()
 	for _, p := range writes {
-		f, err := s.publish(p)
+		f, err := s.publish(p, seen)
 		if err != nil {
 			s.amu.Lock()
 			p.msg = nil
@@ -225,6 +226,7 @@ func (s *Store) writeBatch(batch []*pendingWrite) {
 		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(p.expected, 10))
 		msgs[i] = m
 	}
+	seen := s.seenRev()
 	ack, err := jsbatch.Publish(ctx, s.nc, msgs)
 	if err != nil {
 		s.retryLater(batch, err)
@@ -232,6 +234,12 @@ func (s *Store) writeBatch(batch []*pendingWrite) {
 	}
 	// A committed batch is stored in one piece, in order.
 	first := ack.Seq - uint64(len(batch)) + 1
+	if s.replacedUnder(batch[0].key, first, seen) {
+		for i, p := range batch {
+			s.storedElsewhere(p, first+uint64(i))
+		}
+		return
+	}
 	for i, p := range batch {
 		s.stored(p, first+uint64(i))
 	}

@@ -84,6 +84,7 @@ func (s *Store) writePack(writes []*pendingWrite) {
 	if hook := s.packHook.Load(); hook != nil {
 		err = (*hook)(key)
 	}
+	seen := s.seenRev()
 	if err == nil {
 		s.writing.Store(key, users)
 		rev, err = s.kv.Create(ctx, key, data)
@@ -91,6 +92,12 @@ func (s *Store) writePack(writes []*pendingWrite) {
 	}
 	if err != nil {
 		s.retryLater(writes, err)
+		return
+	}
+	if s.replacedUnder(key, rev, seen) {
+		// Its records stay unconfirmed, as a retry's (storedInOpened),
+		// and Close names them.
+		s.removeElsewhere(key, rev)
 		return
 	}
 	s.noteWrite(nil)

@@ -2,6 +2,7 @@ package kvstore
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -200,6 +201,9 @@ type pendingWrite struct {
 	// expected is the key's revision when the record was added: 0, or
 	// the delete marker of a removed record.
 	expected uint64
+	// seen is the highest revision the store had seen when the attempt
+	// in flight was sent (replacedUnder).
+	seen uint64
 	// A durable write waits for its batch: done receives its outcome,
 	// and user is the record to show once it is stored.
 	done chan error
@@ -379,6 +383,11 @@ func (s *Store) addDurable(ctx context.Context, p *pendingWrite, u provision.Use
 				if err = <-p.done; err == nil {
 					return nil // stored made it visible
 				}
+				if errors.Is(err, provision.ErrBroken) {
+					// Stored in a bucket made again, and removed
+					// from it (storedElsewhere).
+					return mapErr("add user "+u.PublicKey, err)
+				}
 				// Not written again on its own: the caller has gone.
 				// Its write stays pending until withdrawn, as one in
 				// flight is: a failure whose answer was lost may be
@@ -420,6 +429,11 @@ func (s *Store) addDurable(ctx context.Context, p *pendingWrite, u provision.Use
 		if err == nil {
 			return nil // stored made it visible
 		}
+		if errors.Is(err, provision.ErrBroken) {
+			// Stored in a bucket made again, and removed from it
+			// (storedElsewhere): not written on its own there too.
+			return mapErr("add user "+u.PublicKey, err)
+		}
 	}
 	// Written under the store's own deadline, not the caller's: a write
 	// in flight when the caller gives up may be stored all the same after
@@ -431,10 +445,21 @@ func (s *Store) addDurable(ctx context.Context, p *pendingWrite, u provision.Use
 	var rev uint64
 	var other jetstream.KeyValueEntry
 	var err error
+	var unsure bool // stored, but where is not known
 	written := make(chan struct{})
+	seen := s.seenRev()
 	go func() {
 		defer close(written)
 		rev, other, err = s.createOnce(wctx, p)
+		if err == nil && other == nil && rev <= seen {
+			// Not past what the store had seen: an earlier attempt's
+			// record, which createOnce found, or one stored in a bucket
+			// made again (replacedUnder); the stream tells which, a
+			// round trip only here. Stored where is not known, it is
+			// withdrawn as a write without an answer.
+			err = s.storedInOpened(wctx, p, rev)
+			unsure = err != nil && !errors.Is(err, errNotInOpened)
+		}
 	}()
 	select {
 	case <-written:
@@ -453,8 +478,16 @@ func (s *Store) addDurable(ctx context.Context, p *pendingWrite, u provision.Use
 		})
 		return mapErr("add user "+u.PublicKey, ctx.Err())
 	}
+	if errors.Is(err, errNotInOpened) {
+		s.amu.Lock()
+		if s.pending[p.key] == p {
+			delete(s.pending, p.key)
+		}
+		s.amu.Unlock()
+		return mapErr("add user "+u.PublicKey, cmp.Or(s.Broken(), errClosedStore))
+	}
 	var refused *jetstream.APIError
-	if err != nil && (!errors.As(err, &refused) || busy(err)) {
+	if err != nil && (unsure || !errors.As(err, &refused) || busy(err)) {
 		// No answer, not a refusal: the write timed out with the caller
 		// (whose deadline the store's own timeout matches, and which it
 		// ends first only by a hair: under load the write's timeout is
@@ -498,13 +531,14 @@ func (s *Store) addDurable(ctx context.Context, p *pendingWrite, u provision.Use
 }
 
 // publish sends an attempt of a pending write: a create, as kv.Create
-// makes it (the key's last revision must be expected). Its answer goes to
-// asyncAcked or asyncFailed, and to the future returned.
-func (s *Store) publish(p *pendingWrite) (jetstream.PubAckFuture, error) {
+// makes it (the key's last revision must be expected), sent once the
+// store had seen revision seen. Its answer goes to asyncAcked or
+// asyncFailed, and to the future returned.
+func (s *Store) publish(p *pendingWrite, seen uint64) (jetstream.PubAckFuture, error) {
 	m := nats.NewMsg(s.subject + p.key)
 	m.Data = p.data
 	s.amu.Lock()
-	p.msg = m
+	p.msg, p.seen = m, seen
 	s.amu.Unlock()
 	return s.js.PublishMsgAsync(m, jetstream.WithExpectLastSequencePerSubject(p.expected))
 }
@@ -517,6 +551,13 @@ func (s *Store) asyncAcked(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.Pu
 	p := s.pending[key]
 	if p == nil || p.msg != m {
 		s.amu.Unlock()
+		return
+	}
+	if seen := p.seen; ack.Sequence <= seen {
+		s.amu.Unlock()
+		if s.replacedUnder(p.key, ack.Sequence, seen) {
+			s.storedElsewhere(p, ack.Sequence)
+		}
 		return
 	}
 	if p.settled != nil {
@@ -907,6 +948,78 @@ func (s *Store) storedInOpened(ctx context.Context, p *pendingWrite, rev uint64)
 		s.log.Error("kvstore: a user record was written into the bucket made again after this instance's was deleted, and cannot be removed from it; remove it by hand (nats kv del)", "key", p.key, "error", derr)
 	}
 	return errNotInOpened
+}
+
+// seenRev returns the highest revision the store has seen of its
+// bucket's stream: a write sent after it is read, stored in that stream
+// as a new message, is stored past it (a stream's sequence only grows).
+func (s *Store) seenRev() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return max(s.m.watched, s.m.top.rev)
+}
+
+// replacedUnder reports whether a write of key sent once the store had
+// seen revision seen, and stored as a new message at rev, went to a
+// stream other than the one the store opened: rev not past seen. The
+// bucket was then deleted and made again (or put back to an earlier
+// state) before the watchdog found it, and the store is lost. It is a
+// comparison, no round trip, so that every first attempt is checked (a
+// retry, whose record may be an earlier attempt's, asks the stream:
+// storedInOpened); a new stream already written past seen when the write
+// came is left to the watchdog.
+func (s *Store) replacedUnder(key string, rev, seen uint64) bool {
+	if rev > seen {
+		return false
+	}
+	s.lose(fmt.Sprintf("deleted and made again, or put back to an earlier state (a write of %s was stored at revision %d, while this instance had seen revision %d before it sent it)", key, rev, seen))
+	return true
+}
+
+// storedElsewhere handles a first attempt of p stored at rev in a stream
+// other than the one the store opened (replacedUnder): it is removed from
+// there; a durable write's caller is answered with why, and a record in
+// the background stays unconfirmed, as a retry's (storedInOpened), and
+// Close names it.
+func (s *Store) storedElsewhere(p *pendingWrite, rev uint64) {
+	s.amu.Lock()
+	p.msg = nil
+	if p.settled != nil {
+		// Its caller gave up: its withdrawal removes it.
+		s.amu.Unlock()
+		s.withdrawLater(p, rev)
+		return
+	}
+	if p.done != nil {
+		p.answered = true
+		if s.pending[p.key] == p {
+			delete(s.pending, p.key)
+		}
+	}
+	s.amu.Unlock()
+	s.removeElsewhere(p.key, rev)
+	if p.done != nil {
+		p.done <- cmp.Or(s.Broken(), errClosedStore)
+	}
+}
+
+// removeElsewhere removes, in the background, the entry of key stored at
+// rev in a stream other than the one the store opened.
+func (s *Store) removeElsewhere(key string, rev uint64) {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	if s.retriesDone {
+		return
+	}
+	s.retries.Add(1)
+	go func() {
+		defer s.retries.Done()
+		ctx, cancel := context.WithTimeout(s.life, s.opts.Timeout)
+		defer cancel()
+		if err := s.deleteAt(ctx, key, rev); err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			s.log.Error("kvstore: a user record was written into the bucket made again after this instance's was deleted, and cannot be removed from it; remove it by hand (nats kv del)", "key", key, "error", err)
+		}
+	}()
 }
 
 // createOnce creates a pending record. It returns the revision stored at,
