@@ -825,6 +825,7 @@ func (s *Store) retry(p *pendingWrite, sem chan struct{}) {
 	if full(p.err) || noLimits(p.err) {
 		wait = 100 * time.Millisecond
 	}
+	unchecked := false // the check of where a stored attempt went failed
 	for attempt := 1; ; attempt++ {
 		select {
 		case <-s.stop:
@@ -871,7 +872,14 @@ func (s *Store) retry(p *pendingWrite, sem chan struct{}) {
 			return
 		case stored && err != nil:
 			// Stored, but where is not known yet: the next attempt's
-			// create finds the record and checks again.
+			// create finds the record and checks again, until Close, as
+			// for any failure that may pass. Said once: without it the
+			// record stayed unconfirmed with nothing in the log saying
+			// why.
+			if !unchecked {
+				unchecked = true
+				s.log.Warn("kvstore: asynchronous user write stored, but whether in the bucket this instance opened cannot be told yet; trying again", "key", p.key, "error", err)
+			}
 			continue
 		case err == nil && other == nil:
 			s.amu.Lock()
@@ -941,6 +949,9 @@ var errNotInOpened = errors.New("kvstore: the bucket was deleted under the store
 // the bucket for deleted), it fails as the read did, and the retry goes
 // on: its next create finds the record and checks again.
 func (s *Store) storedInOpened(ctx context.Context, p *pendingWrite, rev uint64) error {
+	if err := s.at("retry: stream check"); err != nil {
+		return err
+	}
 	if err := s.sameStream(ctx); err == nil || !errors.Is(err, provision.ErrBroken) {
 		return err
 	}
