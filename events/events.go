@@ -94,6 +94,13 @@ type Publisher struct {
 	// retry of the writer (a line every 2 s for as long as it lasts).
 	// Only the writer goroutine, one at a time, uses it.
 	remakeFailing bool
+	// noBatchesUntil: the stream refused a batch as it allows none (an
+	// operator set allow_atomic false while the service ran, as the start
+	// puts it back on), so that no window of a batch's worth until then
+	// costs a batch refused before its single writes. A stream made again
+	// (recreate) allows them. Only the writer goroutine uses it.
+	noBatchesUntil time.Time
+	batchesOff     time.Duration // batchesOffFor when WithAudit ran
 	// batches counts the atomic batches stored, for tests.
 	batches atomic.Int64
 	// overflowing: events were dropped since the writer last caught up
@@ -155,6 +162,12 @@ const (
 	// batchCommitTimeout bounds the wait for a batch's commit.
 	batchCommitTimeout = 3 * time.Second
 )
+
+// batchesOffFor is how long the writer sends no batch after the audit
+// stream refused one as it allows none (an operator set allow_atomic
+// false; a variable for tests): then it tries one again, which a stream
+// that allows them again stores.
+var batchesOffFor = 5 * time.Minute
 
 var _ provision.Events = (*Publisher)(nil)
 
@@ -260,6 +273,7 @@ func (p *Publisher) WithAudit(ctx context.Context, svc *nats.Conn, replicas int)
 	p.dupWindow, p.startSeq = cfg.Duplicates, stream.CachedInfo().State.LastSeq
 	p.startOf = stream.CachedInfo().Created
 	p.allowAtomic.Store(cfg.AllowAtomicPublish && cfg.Replicas > 1)
+	p.batchesOff = batchesOffFor
 	p.signal = make(chan struct{}, 1)
 	p.stop = make(chan struct{})
 	p.ctx, p.cancel = context.WithCancel(context.Background())
@@ -542,7 +556,7 @@ func (p *Publisher) writer(ctx context.Context) {
 			}
 			continue
 		}
-		if p.allowAtomic.Load() && n < auditMinBatch && failures == 0 && !closed {
+		if p.batching() && n < auditMinBatch && failures == 0 && !closed {
 			select {
 			case <-time.After(auditLinger):
 			case <-stop:
@@ -625,6 +639,15 @@ func (p *Publisher) writer(ctx context.Context) {
 		} else if batch {
 			batchFails++
 		}
+		if batch && batchesDisabled(err) {
+			if p.noBatchesUntil.IsZero() {
+				p.log.Info("the audit stream allows no atomic batches (allow_atomic is off): events are written one at a time, which costs the servers more; a batch is tried again now and then",
+					"stream", StreamName, "retry_in", p.batchesOff)
+			}
+			p.noBatchesUntil = time.Now().Add(p.batchesOff)
+		} else if batch && err == nil {
+			p.noBatchesUntil = time.Time{}
+		}
 		p.mu.Lock()
 		p.queue = slices.Delete(p.queue, 0, stored)
 		p.idle.Broadcast()
@@ -706,6 +729,7 @@ func (p *Publisher) recreate(ctx context.Context) {
 		return
 	}
 	p.remakeFailing = false
+	p.noBatchesUntil = time.Time{}
 	p.log.Warn("the audit stream was gone (deleted while the service ran): made again", "stream", StreamName)
 }
 
@@ -806,6 +830,9 @@ const (
 	errCodeBatchDuplicate  = 10201
 )
 
+// errCodeBatchesDisabled is nats-server's JSAtomicPublishDisabledErr.
+const errCodeBatchesDisabled = 10174
+
 // write writes a window of audit events, in one atomic batch or one by
 // one, and returns how many of its first events were stored, how many
 // were written, the stream sequence of the last of the first stored (0:
@@ -871,7 +898,20 @@ func (p *Publisher) write(ctx context.Context, window []*nats.Msg, mode writeMod
 
 // batched tells whether write writes window in one atomic batch.
 func (p *Publisher) batched(window []*nats.Msg, mode writeMode) bool {
-	return mode == writeFirst && p.allowAtomic.Load() && len(window) >= auditMinBatch
+	return mode == writeFirst && p.batching() && len(window) >= auditMinBatch
+}
+
+// batching tells whether the writer sends atomic batches now: the stream
+// allows them, and has not refused one lately as it allows none.
+func (p *Publisher) batching() bool {
+	return p.allowAtomic.Load() && !time.Now().Before(p.noBatchesUntil)
+}
+
+// batchesDisabled tells whether err is the stream's refusal of any batch
+// (allow_atomic off).
+func batchesDisabled(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && api.ErrorCode == errCodeBatchesDisabled
 }
 
 // writeInTurn writes window's events one by one, each once the one before

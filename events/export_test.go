@@ -58,3 +58,12 @@ func SetAuditMaxBytes(n int64) func() {
 // Recreate makes the audit stream again if it is gone, as the writer does
 // when a write finds no stream (call it while no event waits).
 func (p *Publisher) Recreate(ctx context.Context) { p.recreate(ctx) }
+
+// SetBatchesOffFor sets how long the writer writes one by one after the
+// audit stream refused a batch as it allows none, for the publishers
+// made after, and returns what puts it back.
+func SetBatchesOffFor(d time.Duration) func() {
+	old := batchesOffFor
+	batchesOffFor = d
+	return func() { batchesOffFor = old }
+}
