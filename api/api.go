@@ -11,6 +11,7 @@ package api
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/nats-io/jwt/v2"
 )
@@ -589,11 +590,17 @@ const SubjectAudit = "audit"
 
 // AuditRequest is the body of audit: the events of one account ("" for
 // all), after a stream sequence, at most Limit (default
-// DefaultAuditLimit, at most MaxAuditLimit).
+// DefaultAuditLimit, at most MaxAuditLimit). StreamCreated, when given
+// with After, is the StreamCreated of the reply After came from: a stream
+// made since (deleted, its sequences starting over at 1) is a conflict
+// (409) rather than read from After on, which skipped its first events
+// or read a position of another stream. Without it, a bare After is read
+// in whatever stream there is now, as before.
 type AuditRequest struct {
-	Account string `json:"account,omitempty" aka:"name,public_key"`
-	After   uint64 `json:"after,omitempty"`
-	Limit   int    `json:"limit,omitempty"`
+	Account       string    `json:"account,omitempty" aka:"name,public_key"`
+	After         uint64    `json:"after,omitempty"`
+	StreamCreated time.Time `json:"stream_created,omitzero"`
+	Limit         int       `json:"limit,omitempty"`
 }
 
 // The page sizes of audit.
@@ -609,10 +616,12 @@ type AuditEntry struct {
 }
 
 // AuditReply is the reply of audit. Next is set when more events remain:
-// send it as After.
+// send it as After, and StreamCreated, when the audit stream the page was
+// read from was made, with it.
 type AuditReply struct {
-	Events []AuditEntry `json:"events"`
-	Next   uint64       `json:"next,omitempty"`
+	Events        []AuditEntry `json:"events"`
+	Next          uint64       `json:"next,omitempty"`
+	StreamCreated time.Time    `json:"stream_created,omitzero"`
 }
 
 // RotateOperatorRequest is the body of operator.rotate: switch to the

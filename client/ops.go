@@ -47,7 +47,8 @@ func (c *Client) Status(ctx context.Context) (*api.StatusReply, error) {
 }
 
 // Audit returns one page of the audit stream (JetStream store): follow
-// Next as req.After.
+// Next as req.After, with StreamCreated as req.StreamCreated, so that a
+// stream made again meanwhile is a conflict (409: page again from 0).
 func (c *Client) Audit(ctx context.Context, req api.AuditRequest) (*api.AuditReply, error) {
 	var rep api.AuditReply
 	if err := c.request(ctx, api.SubjectAudit, req, &rep); err != nil {

@@ -146,7 +146,7 @@ func TestAuditSurvivesLeaderChanges(t *testing.T) {
 	}
 	for ok, deadline := 0, time.Now().Add(20*time.Second); ok < 3; time.Sleep(100 * time.Millisecond) {
 		c, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_, _, err := audit.Page(c, "", 0, 1)
+		_, _, _, err := audit.Page(c, "", 0, time.Time{}, 1)
 		cancel()
 		if ok++; err != nil {
 			ok = 0

@@ -1187,9 +1187,14 @@ func pageErr(err error) error {
 }
 
 // Page returns up to limit events of an account ("" for every account)
-// after the stream sequence after, and the sequence to go on from (0 when
-// there are no more).
-func (a *Audit) Page(ctx context.Context, account string, after uint64, limit int) ([]api.AuditEntry, uint64, error) {
+// after the stream sequence after, the sequence to go on from (0 when
+// there are no more), and when the stream was made, which a caller sends
+// with the sequence it goes on from as made (zero: not checked). A stream
+// made at another time is a provision.ErrConflict for an after past 0: it
+// is not the stream the cursor counts in (deleted and made again since,
+// its sequences starting over at 1), and read from after, its first
+// records were skipped, or another stream's position taken for its own.
+func (a *Audit) Page(ctx context.Context, account string, after uint64, made time.Time, limit int) ([]api.AuditEntry, uint64, time.Time, error) {
 	if limit <= 0 || limit > api.MaxAuditLimit {
 		limit = api.DefaultAuditLimit
 	}
@@ -1199,7 +1204,7 @@ func (a *Audit) Page(ctx context.Context, account string, after uint64, limit in
 	}
 	stream, err := a.js.Stream(ctx, StreamName)
 	if err != nil {
-		return nil, 0, pageErr(err)
+		return nil, 0, time.Time{}, pageErr(err)
 	}
 	// A cursor past the stream's last sequence is from no page of this
 	// stream (its sequences never go back): it is from a stream deleted
@@ -1207,22 +1212,26 @@ func (a *Audit) Page(ctx context.Context, account string, after uint64, limit in
 	// with an empty page, a client polling on from it skipped, silently,
 	// every record of the new stream until it grew past the cursor.
 	st := stream.CachedInfo()
+	if after > 0 && !made.IsZero() && !made.Equal(st.Created) {
+		return nil, 0, time.Time{}, fmt.Errorf("events: %w: \"after\" %d is a sequence of the audit stream made at %s (\"stream_created\"); the audit stream %s was deleted and made again at %s, its sequences starting over at 1: page again from 0",
+			provision.ErrConflict, after, made.UTC().Format(time.RFC3339Nano), StreamName, st.Created.UTC().Format(time.RFC3339Nano))
+	}
 	if after > st.State.LastSeq && st.Cluster != nil && st.Cluster.Leader == "" {
 		// Without a leader (an election under way) any replica answers
 		// the info with what it has applied itself, which may be behind
 		// the records a client already read from the leader: no sign of
 		// a stream made again. Asked again once there is a leader.
-		return nil, 0, fmt.Errorf("events: audit stream %s has no leader (an election under way); its replica's last record %d may be behind \"after\" %d", StreamName, st.State.LastSeq, after)
+		return nil, 0, time.Time{}, fmt.Errorf("events: audit stream %s has no leader (an election under way); its replica's last record %d may be behind \"after\" %d", StreamName, st.State.LastSeq, after)
 	}
 	if after > st.State.LastSeq {
-		return nil, 0, fmt.Errorf("events: %w: \"after\" %d is past the audit stream's last record (%d): it is not a sequence of this stream, which was made again at %s (deleted, its sequences starting over at 1), or never was one; page again from 0",
+		return nil, 0, time.Time{}, fmt.Errorf("events: %w: \"after\" %d is past the audit stream's last record (%d): it is not a sequence of this stream, which was made again at %s (deleted, its sequences starting over at 1), or never was one; page again from 0",
 			provision.ErrInvalid, after, st.State.LastSeq, st.Created.UTC().Format(time.RFC3339))
 	}
 	if after == math.MaxUint64 {
 		// A stream whose last record is the last sequence there can be:
 		// nothing comes after it (and after+1 would wrap to the start).
 		// Any other stream refused this cursor above, as past its end.
-		return nil, 0, nil
+		return nil, 0, st.Created, nil
 	}
 	// One consumer for this page, deleted once it is read: the server
 	// allows 1,000 consumers per stream by default, and the ordered
@@ -1242,7 +1251,7 @@ func (a *Audit) Page(ctx context.Context, account string, after uint64, limit in
 		InactiveThreshold: 5 * time.Second,
 	})
 	if err != nil {
-		return nil, 0, pageErr(err)
+		return nil, 0, time.Time{}, pageErr(err)
 	}
 	defer func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -1251,7 +1260,7 @@ func (a *Audit) Page(ctx context.Context, account string, after uint64, limit in
 	}()
 	batch, err := cons.FetchNoWait(limit + 1)
 	if err != nil {
-		return nil, 0, fmt.Errorf("events: audit stream: %w", err)
+		return nil, 0, time.Time{}, fmt.Errorf("events: audit stream: %w", err)
 	}
 	var out []api.AuditEntry
 	var next, last uint64
@@ -1278,7 +1287,7 @@ func (a *Audit) Page(ctx context.Context, account string, after uint64, limit in
 		next = last
 	}
 	if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-		return out, next, fmt.Errorf("events: audit stream: %w", err)
+		return out, next, st.Created, fmt.Errorf("events: audit stream: %w", err)
 	}
-	return out, next, nil
+	return out, next, st.Created, nil
 }

@@ -133,7 +133,7 @@ func TestAuditWritesGoInBatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	last, _, err := audit.Page(ctx, acct, info.State.LastSeq-1, 10)
+	last, _, _, err := audit.Page(ctx, acct, info.State.LastSeq-1, time.Time{}, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,10 +151,10 @@ func userNames(t *testing.T, audit *events.Audit, acct string) []string {
 		// A leader change of the stream may still be settling (a test
 		// steps it down): a page finds no responders meanwhile, as
 		// prov.audit answers 503. Each page is asked again for a while.
-		page, next, err := audit.Page(context.Background(), acct, after, 1000)
+		page, next, _, err := audit.Page(context.Background(), acct, after, time.Time{}, 1000)
 		for deadline := time.Now().Add(20 * time.Second); err != nil && errors.Is(err, nats.ErrNoResponders) && time.Now().Before(deadline); {
 			time.Sleep(200 * time.Millisecond)
-			page, next, err = audit.Page(context.Background(), acct, after, 1000)
+			page, next, _, err = audit.Page(context.Background(), acct, after, time.Time{}, 1000)
 		}
 		if err != nil {
 			t.Fatal(err)

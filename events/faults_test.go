@@ -67,7 +67,7 @@ func TestPageGoesOnPastASkippedEntry(t *testing.T) {
 	}
 	var got []string
 	for after := uint64(0); ; {
-		page, next, err := audit.Page(ctx, acct, after, 2)
+		page, next, _, err := audit.Page(ctx, acct, after, time.Time{}, 2)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -150,7 +150,7 @@ func TestPageAfterTheLastSequence(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, after := range []uint64{1 << 40, math.MaxUint64} {
-		page, next, err := audit.Page(ctx, acct, after, 10)
+		page, next, _, err := audit.Page(ctx, acct, after, time.Time{}, 10)
 		if !errors.Is(err, provision.ErrInvalid) || len(page) != 0 || next != 0 {
 			t.Errorf("a page after %d, past the last record: %d entries, next %d, %v; want it refused as invalid", after, len(page), next, err)
 		}

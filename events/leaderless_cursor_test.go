@@ -106,7 +106,7 @@ func TestAuditCursorWhileLeaderlessIsNotRefused(t *testing.T) {
 	var entries []api.AuditEntry
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		c, cancel := context.WithTimeout(ctx, 5*time.Second)
-		entries, _, err = mustAudit(t, svc).Page(c, "", 0, 100)
+		entries, _, _, err = mustAudit(t, svc).Page(c, "", 0, time.Time{}, 100)
 		cancel()
 		if err == nil && len(entries) == 6 {
 			break
@@ -150,7 +150,7 @@ func TestAuditCursorWhileLeaderlessIsNotRefused(t *testing.T) {
 	}
 	c, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	_, _, err = audit.Page(c, "", cursor, 10)
+	_, _, _, err = audit.Page(c, "", cursor, time.Time{}, 10)
 	if errors.Is(err, provision.ErrInvalid) {
 		t.Fatalf("cursor %d, the last record read from the leader, refused while the stream has no leader: %v", cursor, err)
 	}

@@ -37,7 +37,7 @@ func TestPagingLeavesNoConsumers(t *testing.T) {
 	}
 	var got []string
 	for after := uint64(0); ; {
-		page, next, err := audit.Page(ctx, acct, after, 1)
+		page, next, _, err := audit.Page(ctx, acct, after, time.Time{}, 1)
 		if err != nil {
 			t.Fatalf("page %d: %v", len(got)+1, err)
 		}

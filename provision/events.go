@@ -50,9 +50,12 @@ func (s *Service) emit(ctx context.Context, e api.Event) {
 }
 
 // AuditLog pages the durable record of past events (the audit stream of
-// the JetStream store).
+// the JetStream store): up to limit events after the sequence after, the
+// sequence to go on from, and when the log was made, which the caller
+// sends back with it as made (zero: not checked); a log made at another
+// time since is ErrConflict.
 type AuditLog interface {
-	Page(ctx context.Context, account string, after uint64, limit int) ([]api.AuditEntry, uint64, error)
+	Page(ctx context.Context, account string, after uint64, made time.Time, limit int) ([]api.AuditEntry, uint64, time.Time, error)
 }
 
 // Audit pages the audit log (prov.audit): the events of one account, by
@@ -72,8 +75,8 @@ func (s *Service) Audit(ctx context.Context, req api.AuditRequest) (*api.AuditRe
 		}
 		acct = t.pub
 	}
-	entries, next, err := s.cfg.Audit.Page(ctx, acct, req.After, req.Limit)
-	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalid) {
+	entries, next, made, err := s.cfg.Audit.Page(ctx, acct, req.After, req.StreamCreated, req.Limit)
+	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalid) || errors.Is(err, ErrConflict) {
 		// The stream gone, until the next event makes it again; a cursor
 		// from a stream made again since.
 		return nil, err
@@ -97,5 +100,5 @@ func (s *Service) Audit(ctx context.Context, req api.AuditRequest) (*api.AuditRe
 	if entries == nil {
 		entries = []api.AuditEntry{}
 	}
-	return &api.AuditReply{Events: entries, Next: next}, nil
+	return &api.AuditReply{Events: entries, Next: next, StreamCreated: made}, nil
 }
