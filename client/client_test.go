@@ -303,8 +303,18 @@ func TestTimeouts(t *testing.T) {
 		})
 	}
 	t.Run("canceled", func(t *testing.T) {
+		// Canceled once the request is out: a cancel at a fixed time
+		// landed, on a loaded machine, before it was sent (a "not sent"
+		// error, another test's).
 		ctx, cancel := context.WithCancel(context.Background())
-		time.AfterFunc(200*time.Millisecond, cancel)
+		defer cancel()
+		watch := env.Connect(t, env.Init.ProvisionerCreds)
+		if _, err := watch.Subscribe("prov.account.get", func(*nats.Msg) { cancel() }); err != nil {
+			t.Fatal(err)
+		}
+		if err := watch.Flush(); err != nil {
+			t.Fatal(err)
+		}
 		_, err := client.New(nc).GetAccount(ctx, api.AccountRequest{Account: "acme"})
 		if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "prov.account.get canceled") {
 			t.Fatalf("got %v, want context.Canceled", err)
