@@ -260,9 +260,14 @@ func (c *committer) step(waiting, b *batch, final bool) *batch {
 			// that says so (recover's for a failed journal write). The
 			// requests that meet the store next may be answered with a
 			// stop's 504, and log nothing of a restart.
-			if c.s.Broken() != nil {
+			switch {
+			case c.s.Broken() != nil:
 				c.s.log.Error("filestore: compaction failed once its snapshot was in place; the store takes no more writes until it is reopened (restart the instance)", "error", err)
-			} else {
+			case isNoRoom(err):
+				// Said as a journal write's 507 says it: the error alone
+				// ended in a bare "file too large".
+				c.s.log.Error("filestore: compaction failed: no room for its new snapshot and journal ("+roomWanting(err)+"); the journal keeps growing, and changes fail with 507 once it has no room either", "error", err)
+			default:
 				c.s.log.Error("filestore: compaction failed; the journal keeps growing", "error", err)
 			}
 		}
@@ -378,7 +383,7 @@ func (s *Store) apply(o *op) error {
 // generation could be written, the store is broken until reopened.
 func (c *committer) recover(cause error, ops, lazyBytes int, end int64, seq uint64) error {
 	s := c.s
-	s.log.Error("filestore: journal write failed; starting a new snapshot and journal", "error", cause, "operations_failed", ops, "user_record_bytes", lazyBytes)
+	s.log.Error("filestore: journal write failed; starting a new snapshot and journal", "error", noRoom(cause), "operations_failed", ops, "user_record_bytes", lazyBytes)
 	closeErr := c.j.markClosed(end, seq)
 	// The next batch is checked against the state alone: what the failed
 	// batches would have done is not there.
@@ -427,7 +432,12 @@ func isNoRoom(err error) bool {
 // isNoRoom matches.
 func roomWanting(err error) string {
 	if errors.Is(err, syscall.EFBIG) {
-		return "a file of store_dir reached the process's file size limit (ulimit -f, systemd's LimitFSIZE); raise it or lift it"
+		// The limit itself, read now: "file too large" alone gave an
+		// operator neither the cause nor how far to raise it.
+		if limit, ok := fileSizeLimit(); ok {
+			return fmt.Sprintf("a file of store_dir reached the process's file size limit of %d bytes (ulimit -f, systemd's LimitFSIZE); raise it or lift it", limit)
+		}
+		return "a file of store_dir reached the process's file size limit (ulimit -f, systemd's LimitFSIZE), or the largest file its file system takes; raise the limit or lift it"
 	}
 	return "the disk of store_dir has no room"
 }

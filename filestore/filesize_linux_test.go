@@ -22,7 +22,8 @@ import (
 // limit, and is not applied, and every acknowledged change is there after
 // a restart. It failed with a bare "file too large" (500), or, once no new
 // snapshot fitted either, a broken store's 503, and the journal did not
-// grow into the room the limit left as it does into a disk's.
+// grow into the room the limit left as it does into a disk's. Its log
+// line said only "file too large"; it says the limit.
 //
 // The limit is the whole process's: the test is not parallel, so no other
 // test writes while it is set.
@@ -32,7 +33,8 @@ func TestFileSizeLimit(t *testing.T) {
 	t.Cleanup(func() { journalChunk = chunk })
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "store")
-	s := open(t, dir, Options{})
+	log, logs := newLog()
+	s := open(t, dir, Options{Logger: log})
 	defer func() { s.Close() }()
 	for i := range 3 {
 		if _, err := s.CreateAccount(ctx, newAccount(t, fmt.Sprint("a", i))); err != nil {
@@ -93,6 +95,13 @@ func TestFileSizeLimit(t *testing.T) {
 			t.Errorf("the failed account %s is applied: %v", a.Name, err)
 		}
 	}
+	// The log line of the failed write says the limit, as its error does:
+	// it said only "file too large".
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, "journal write failed") && !strings.Contains(l, fmt.Sprintf("file size limit of %d bytes", limit.Cur)) {
+			t.Errorf("the failed write's log line does not say the limit:\n%s", l)
+		}
+	}
 	want := dumpOf(t, s)
 	s.Close()
 	lift()
@@ -100,5 +109,74 @@ func TestFileSizeLimit(t *testing.T) {
 	s = reopenHolds(t, dir, want, made, "after a restart")
 	if _, err := s.CreateAccount(ctx, failed[0]); err != nil {
 		t.Errorf("create once the limit is lifted: %v", err)
+	}
+}
+
+// TestCompactionPastFileSizeLimit: a compaction whose new snapshot is
+// larger than the process's file size limit fails with EFBIG, and the
+// store goes on with its journal. The log said only "file too large"; it
+// says which file was being written, how large, the limit, and to raise
+// it, and quotes no seed.
+func TestCompactionPastFileSizeLimit(t *testing.T) {
+	chunk := journalChunk
+	journalChunk = 16 << 10
+	t.Cleanup(func() { journalChunk = chunk })
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "store")
+	log, logs := newLog()
+	s := open(t, dir, Options{Logger: log, CompactBytes: 8 << 10})
+	var made []provision.Account
+	// A state whose snapshot is past the limit set below.
+	for i := 0; ; i++ {
+		a := newAccount(t, fmt.Sprint("a", i))
+		if _, err := s.CreateAccount(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		made = append(made, a)
+		if fi, err := os.Stat(filepath.Join(dir, snapshotFile)); err != nil {
+			t.Fatal(err)
+		} else if fi.Size() > 48<<10 {
+			break
+		}
+	}
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	const limit = 40 << 10
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: limit, Max: old.Max}); err != nil {
+		t.Skipf("cannot set RLIMIT_FSIZE: %v", err)
+	}
+	defer func() {
+		if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+			t.Fatalf("restore RLIMIT_FSIZE: %v", err)
+		}
+	}()
+	for i := 0; !strings.Contains(logs.String(), "compaction failed"); i++ {
+		if i == 100 {
+			t.Fatalf("no compaction failed past the file size limit; log:\n%s", logs.String())
+		}
+		a := newAccount(t, fmt.Sprint("b", i))
+		if _, err := s.CreateAccount(ctx, a); err != nil {
+			t.Fatalf("create %d: %v", i, err)
+		}
+		made = append(made, a)
+	}
+	var line string
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, "compaction failed") {
+			line = l
+			break
+		}
+	}
+	for _, want := range []string{snapshotFile, "file size limit", fmt.Sprint(limit), "ulimit -f", "raise"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("the compaction's log line does not say %q:\n%s", want, line)
+		}
+	}
+	for _, a := range made {
+		if strings.Contains(logs.String(), string(a.IdentitySeed)) || strings.Contains(logs.String(), string(a.SigningKeys[0].Seed)) {
+			t.Fatalf("the log quotes a seed:\n%s", logs.String())
+		}
 	}
 }

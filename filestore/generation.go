@@ -89,7 +89,8 @@ func writeGeneration(dir string, snap []byte, id, seq uint64) (j *journal, place
 	// on a full disk that holds the room the old journal needs to grow.
 	if err := writeFileSynced(snapPath+newSuffix, snap); err != nil {
 		os.Remove(snapPath + newSuffix)
-		return nil, false, fmt.Errorf("filestore: write snapshot: %w", err)
+		// Its size: past a file size limit, how far to raise it.
+		return nil, false, fmt.Errorf("filestore: write snapshot (%d bytes): %w", len(snap), err)
 	}
 	if err := stepHook(stepSnapshotWritten); err != nil {
 		return nil, false, err
@@ -97,7 +98,7 @@ func writeGeneration(dir string, snap []byte, id, seq uint64) (j *journal, place
 	if j, err = createJournal(jPath+newSuffix, id, seq); err != nil {
 		os.Remove(jPath + newSuffix)
 		os.Remove(snapPath + newSuffix)
-		return nil, false, fmt.Errorf("filestore: create journal: %w", err)
+		return nil, false, fmt.Errorf("filestore: create journal (%d bytes): %w", max(journalChunk, dataStart+journalSlotSize), err)
 	}
 	defer func() {
 		if err != nil {
