@@ -795,8 +795,9 @@ const (
 	// CodeTimeout: no server answered, or the push could not be sent.
 	CodeTimeout = 504
 	// CodeStoreFull: the store has no room (the service account's
-	// JetStream storage limit, or the disk); nothing was changed. It
-	// takes an operator to make room.
+	// JetStream storage limit, the disk, or the process's file size
+	// limit); nothing was changed. It takes an operator to make room (or
+	// raise the limit).
 	CodeStoreFull = 507
 )
 

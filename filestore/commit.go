@@ -409,8 +409,13 @@ func (c *committer) recover(cause error, ops, lazyBytes int, end int64, seq uint
 // noRoom marks a write that failed for want of room on the disk (or in the
 // user's quota, or under the process's file size limit) as
 // provision.ErrFull, which the service answers with 507: it takes an
-// operator to make room, and a restart once the store broke.
+// operator to make room (raise the limit: provision.ErrFileSizeLimit
+// too), and a restart once the store broke.
 func noRoom(err error) error {
+	if errors.Is(err, syscall.EFBIG) {
+		// Room on the disk does not help: the 507 says what does.
+		return fmt.Errorf("%w: %w: %s: %w", provision.ErrFull, provision.ErrFileSizeLimit, roomWanting(err), err)
+	}
 	if isNoRoom(err) {
 		return fmt.Errorf("%w: %s: %w", provision.ErrFull, roomWanting(err), err)
 	}

@@ -18,9 +18,10 @@ import (
 // TestFileSizeLimit: a process whose files may not grow past a limit
 // (ulimit -f, systemd's LimitFSIZE; Go ignores the SIGXFSZ, so a write
 // past it fails with EFBIG) has, like one on a full disk, no room for the
-// journal: a change that needs more fails with ErrFull (507), saying which
-// limit, and is not applied, and every acknowledged change is there after
-// a restart. It failed with a bare "file too large" (500), or, once no new
+// journal: a change that needs more fails with ErrFull (507) and
+// ErrFileSizeLimit (the 507 says to raise the limit, not to make room on
+// the disk), saying which limit, and is not applied, and every
+// acknowledged change is there after a restart. It failed with a bare "file too large" (500), or, once no new
 // snapshot fitted either, a broken store's 503, and the journal did not
 // grow into the room the limit left as it does into a disk's. Its log
 // line said only "file too large"; it says the limit.
@@ -82,8 +83,8 @@ func TestFileSizeLimit(t *testing.T) {
 		if !errors.Is(err, provision.ErrFull) {
 			t.Fatalf("create %d past the file size limit: %v, want ErrFull", i, err)
 		}
-		if !strings.Contains(err.Error(), "file size limit") {
-			t.Errorf("create %d: %v, want it to name the file size limit", i, err)
+		if !errors.Is(err, provision.ErrFileSizeLimit) || !strings.Contains(err.Error(), "file size limit") {
+			t.Errorf("create %d: %v, want ErrFileSizeLimit, naming the file size limit", i, err)
 		}
 		if len(failed) == 0 && size <= 2*journalChunk {
 			t.Errorf("the first create failed with the journal at %d bytes: it did not grow into the room the limit left past its last whole chunk", size)

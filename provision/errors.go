@@ -36,6 +36,11 @@ var (
 	// account's JetStream limit, or the disk); nothing was changed, and
 	// retrying helps only once an operator makes room.
 	ErrFull = errors.New("store full")
+	// ErrFileSizeLimit: with ErrFull, what has no room is a file of the
+	// store past the process's file size limit (ulimit -f, systemd's
+	// LimitFSIZE), not the disk: room on the disk does not help, an
+	// operator must raise or lift the limit.
+	ErrFileSizeLimit = errors.New("file size limit")
 	// ErrClockBehind: the account's current version was issued later
 	// than this machine's clock says now, by more than the service waits
 	// for (a clock stepped back, or another instance's clock ahead):

@@ -819,6 +819,15 @@ func (r *Responder) classify(e *endpoint, err error) (int, string) {
 		ref := strconv.FormatUint(r.seq.Add(1), 10)
 		r.log.Error("request failed", "subject", e.full, "ref", ref, "error", err)
 		desc = fmt.Sprintf("internal error (ref %s); the provisioner's log has the details", ref)
+	case code == api.CodeStoreFull && errors.Is(err, provision.ErrFileSizeLimit):
+		// Not a full disk: "make room" sent operators freeing a disk
+		// that had room.
+		ref := strconv.FormatUint(r.seq.Add(1), 10)
+		r.log.Error("request failed: a file of the store reached the process's file size limit", "subject", e.full, "ref", ref, "error", err)
+		desc = fmt.Sprintf("a file of the provisioner's store reached the process's file size limit, nothing was changed; an operator must raise the limit or lift it (ulimit -f, systemd's LimitFSIZE) (ref %s: the provisioner's log says the limit and the file)", ref)
+		if errors.Is(err, provision.ErrBroken) {
+			desc = fmt.Sprintf("a file of the provisioner's store reached the process's file size limit, and the store refuses every change until this instance is restarted; an operator must raise the limit or lift it (ulimit -f, systemd's LimitFSIZE), then restart it (ref %s: the provisioner's log says the limit and the file)", ref)
+		}
 	case code == api.CodeStoreFull:
 		ref := strconv.FormatUint(r.seq.Add(1), 10)
 		r.log.Error("request failed: the store is full", "subject", e.full, "ref", ref, "error", err)
