@@ -33,6 +33,9 @@ type mirror struct {
 	users    map[string]*userEntry    // user public key -> record
 	byAcct   map[string]*accountUsers // account public key -> its users
 	packs    map[string]*packEntry    // upack. key -> what of it is shown
+	// damaged holds the public keys of the account records that cannot
+	// be read for another cause than their seal key (Damage).
+	damaged map[string]bool
 	// sorted holds the visible accounts by name then public key; nil when
 	// an account or name changed since it was made.
 	sorted []*accountEntry
@@ -64,6 +67,7 @@ func newMirror() *mirror {
 		users:    map[string]*userEntry{},
 		byAcct:   map[string]*accountUsers{},
 		packs:    map[string]*packEntry{},
+		damaged:  map[string]bool{},
 	}
 }
 
@@ -189,11 +193,15 @@ func (m *mirror) apply(c change) bool {
 	switch {
 	case strings.HasPrefix(c.key, accountPrefix):
 		pub := c.key[len(accountPrefix):]
+		delete(m.damaged, pub)
 		if c.del {
 			delete(m.accounts, pub)
 		} else {
 			c.acct.a.Revision = c.rev
 			m.accounts[pub] = c.acct
+			if c.acct.err != nil && !errors.Is(c.acct.err, provision.ErrOtherSealKey) {
+				m.damaged[pub] = true
+			}
 		}
 		m.sorted = nil
 	case strings.HasPrefix(c.key, namePrefix):

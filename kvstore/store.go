@@ -885,6 +885,36 @@ func (s *Store) SealProblem() error {
 	return fmt.Errorf("kvstore: the bucket holds accounts sealed with seal key(s) %s, which this instance (seal key %s) does not hold: the instances run with different seal_key files, and each cannot read what the other creates; give every instance the same seal_key (and the other key as seal_key_previous, then run store reseal), and restart them", strings.Join(s.foreign, ", "), s.seal.PublicKey())
 }
 
+// damageNamed bounds how many keys Damage names; the log names each.
+const damageNamed = 10
+
+// Damage reports the account records the store shows that cannot be read
+// for another cause than their seal key (SealProblem's): damaged in the
+// bucket (not an account record, a seal that does not open, the record of
+// another key), or written by a newer provisioner. It names their keys,
+// never what they hold. Reads of those accounts, account lists and
+// reconcile passes fail on every instance, and a start of any instance
+// refuses the bucket, until each is put back whole or removed; nil while
+// there is none. Unlike SealProblem, it ends once the bucket is repaired:
+// prov.status shows it, and the health endpoint says that there is some.
+func (s *Store) Damage() error {
+	s.mu.RLock()
+	keys := make([]string, 0, len(s.m.damaged))
+	for pub := range s.m.damaged {
+		keys = append(keys, accountKey(pub))
+	}
+	s.mu.RUnlock()
+	if len(keys) == 0 {
+		return nil
+	}
+	slices.Sort(keys)
+	named := strings.Join(keys[:min(len(keys), damageNamed)], ", ")
+	if len(keys) > damageNamed {
+		named += fmt.Sprintf(" and %d more", len(keys)-damageNamed)
+	}
+	return fmt.Errorf("kvstore: bucket %q holds %d account record(s) that cannot be read: %s; the log says why for each (written by a newer provisioner: upgrade this instance; damaged: put the record back whole from a backup of the bucket, or remove the key); until then reads of these accounts, account lists and reconcile passes fail on every instance, and any instance that starts refuses the bucket", s.opts.Bucket, len(keys), named)
+}
+
 // noteForeign records a seal key met in an account record that this
 // instance does not hold, logging it at ERROR the first time.
 func (s *Store) noteForeign(key, record string) {
