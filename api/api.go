@@ -743,6 +743,13 @@ type StatusReply struct {
 	// sealed with a seal key it does not hold (another instance runs with
 	// another seal_key). A health check's cue.
 	Problem string `json:"problem,omitempty"`
+	// Damage, when set, names the account records in the store that
+	// cannot be read (damaged in the bucket, or written by a newer
+	// provisioner; their keys only) and what to do: reads of those
+	// accounts fail on every instance, and any instance that starts
+	// refuses the store until they are repaired. Not a Problem: every
+	// instance shares the record, and a restart does not help.
+	Damage string `json:"damage,omitempty"`
 	// SigningKey is the public key of the operator signing key this
 	// instance signs account JWTs with (never its seed): during a
 	// rotation, an instance still on the old key shows it here.
@@ -768,6 +775,10 @@ type HealthReply struct {
 	Status   string   `json:"status"`
 	Instance string   `json:"instance"`
 	Problems []string `json:"problems,omitempty"`
+	// Warnings, with any status, say what an operator should see to
+	// before a restart, though the instance serves: store records that
+	// cannot be read (prov.status's damage names them).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // ErrorReply is the body of every failed request.

@@ -306,6 +306,21 @@ func (s *Service) SealProblem() error {
 	return nil
 }
 
+// damageReporter is a store that can find, while it serves, records it
+// holds that cannot be read (kvstore: another instance's bucket, written
+// by hand or by a newer provisioner).
+type damageReporter interface{ Damage() error }
+
+// Damage is the store's report of the records it holds that cannot be
+// read for another cause than their seal key; nil when there is none, or
+// the store cannot tell.
+func (s *Service) Damage() error {
+	if d, ok := s.store.(damageReporter); ok {
+		return d.Damage()
+	}
+	return nil
+}
+
 // revertOperator goes back from next to the operator signing key the
 // instance started with when a server that answered does not trust next
 // while every one that answered trusts that key, and reports whether it

@@ -235,6 +235,10 @@ func (s *Service) Status(_ context.Context, _ api.StatusRequest) (*api.StatusRep
 			out.Problem = err.Error()
 		}
 	}
+	// Alongside any problem: it is the bucket's, not this instance's.
+	if err := s.Damage(); err != nil {
+		out.Damage = err.Error()
+	}
 	return out, nil
 }
 

@@ -69,6 +69,7 @@ func (h *health) serve(w http.ResponseWriter, _ *http.Request) {
 		if len(out.Problems) > 0 {
 			out.Status = api.HealthUnavailable
 		}
+		out.Warnings = s.warnings()
 	}
 	code := http.StatusOK
 	if out.Status != api.HealthOK {
@@ -99,6 +100,21 @@ func (h *health) close() {
 		h.srv.Close()
 	}
 	<-h.done
+}
+
+// warnings lists what an operator should see to while the instance
+// serves: account records in the store that cannot be read (damaged in
+// the bucket, or written by a newer provisioner). Not a problem: the
+// record is in the bucket every instance reads, so each would answer 503
+// at once and a load balancer take them all out, though they serve every
+// other account; nor does a restart help, it refuses the bucket.
+func (s *Service) warnings() []string {
+	if s.Provision == nil || s.Provision.Damage() == nil {
+		return nil
+	}
+	// Not the store's words, which name the records and the bucket:
+	// prov.status and the log do.
+	return []string{"store: account records in it cannot be read (damaged, or written by a newer provisioner): reads of those accounts fail on every instance, and an instance that starts refuses the store until they are repaired; prov.status (damage) and the log name them"}
 }
 
 // problems lists why the service cannot serve now: a NATS connection down
