@@ -741,7 +741,8 @@ type StatusReply struct {
 	// do not trust the operator signing key it signs with, so that every
 	// account it pushes is unusable there, or the bucket holds accounts
 	// sealed with a seal key it does not hold (another instance runs with
-	// another seal_key). A health check's cue.
+	// another seal_key, or a rotated key was dropped from
+	// seal_key_previous too early). A health check's cue.
 	Problem string `json:"problem,omitempty"`
 	// Damage, when set, names the account records in the store that
 	// cannot be read (damaged in the bucket, or written by a newer

@@ -381,7 +381,10 @@ func (s *Store) decode(e jetstream.KeyValueEntry) change {
 					if errors.As(err, &uk) && s.loaded.Load() {
 						// Open refuses such a record the store shows,
 						// and sweeps one it does not: met after it, it
-						// was written by an instance running now.
+						// was written by an instance running now:
+						// given another seal_key, or not restarted
+						// since a rotation this one dropped the key
+						// of (foreignWhy).
 						s.noteForeign(uk.Key, c.key)
 					}
 				}

@@ -235,8 +235,9 @@ type Store struct {
 
 	// loaded is set once Open has loaded the bucket. From then on, an
 	// account record sealed with a key this instance lacks was written by
-	// an instance running with another seal_key: fmu guards foreign, the
-	// public keys of those keys, in the order met (SealProblem).
+	// an instance running with another seal_key, or was hidden at Open and
+	// is shown since, sealed with a key rotated away: fmu guards foreign,
+	// the public keys of those keys, in the order met (SealProblem).
 	loaded  atomic.Bool
 	fmu     sync.Mutex
 	foreign []string
@@ -869,10 +870,18 @@ func (s *Store) Broken() error {
 	return s.lost
 }
 
+// foreignWhy is what SealProblem and its ERROR say of a seal key met in
+// account records that this instance lacks: the instance cannot tell an
+// instance given another seal_key from its own key rotated away too
+// early, and each needs the key listed again before a reseal, the first
+// also that instance's seal_key changed.
+const foreignWhy = "either another instance runs with that key as its seal_key (given another seal key file, or not restarted since a seal_key rotation), or it is a key rotated away and dropped from seal_key_previous before every record was resealed; reads of those accounts fail here, and this instance will not start again on the bucket; list that key in seal_key_previous on every instance and give every instance the same seal_key, restart them one by one, then run provisioner store reseal; the key can go once reseal finds no record sealed with it"
+
 // SealProblem reports the seal keys, by public key, of account records
 // this instance read since its start and cannot open: sealed by an
-// instance given another seal_key, which this one holds neither as its
-// seal_key nor as a seal_key_previous. Reads of those accounts fail here,
+// instance given another seal_key, or with a key rotated away too early,
+// which this one holds neither as its seal_key nor as a
+// seal_key_previous. Reads of those accounts fail here,
 // and a restart of this instance refuses the bucket. It stays until a
 // restart: only one with the right keys repairs it. nil while there is
 // none; prov.status and the health endpoint show it.
@@ -882,7 +891,7 @@ func (s *Store) SealProblem() error {
 	if len(s.foreign) == 0 {
 		return nil
 	}
-	return fmt.Errorf("kvstore: the bucket holds accounts sealed with seal key(s) %s, which this instance (seal key %s) does not hold: the instances run with different seal_key files, and each cannot read what the other creates; give every instance the same seal_key (and the other key as seal_key_previous, then run store reseal), and restart them", strings.Join(s.foreign, ", "), s.seal.PublicKey())
+	return fmt.Errorf("kvstore: the bucket holds accounts sealed with seal key(s) %s, which this instance (seal key %s) holds neither as seal_key nor in seal_key_previous: %s", strings.Join(s.foreign, ", "), s.seal.PublicKey(), foreignWhy)
 }
 
 // damageNamed bounds how many keys Damage names; the log names each.
@@ -924,7 +933,7 @@ func (s *Store) noteForeign(key, record string) {
 		return
 	}
 	s.foreign = append(s.foreign, key)
-	s.log.Error("kvstore: account records are sealed with a seal key this instance does not hold: another instance runs with another seal_key; reads of its accounts fail here, and this instance will not start again on the bucket; give every instance the same seal_key and restart them", "foreign_seal_key", key, "seal_key", s.seal.PublicKey(), "key", record)
+	s.log.Error("kvstore: account records are sealed with a seal key this instance does not hold (neither its seal_key nor in seal_key_previous): "+foreignWhy, "foreign_seal_key", key, "seal_key", s.seal.PublicKey(), "key", record)
 }
 
 // lose makes every later call fail with a refusal naming what happened to

@@ -48,9 +48,10 @@ var (
 	ErrClockBehind = errors.New("the clock is behind the account's last version")
 	// ErrOtherSealKey: the account's seeds are sealed with a seal key this
 	// instance holds neither as seal_key nor as seal_key_previous (the
-	// instances were given different seal_key files). Retrying does not
-	// help: an operator must give the instances the same key and restart
-	// them.
+	// instances were given different seal_key files, or a rotated key was
+	// dropped too early). Retrying does not help: an operator must list
+	// the key in seal_key_previous, give the instances the same seal_key
+	// and restart them.
 	ErrOtherSealKey = errors.New("the account is sealed with a seal key this instance does not hold")
 
 	// ErrRefused: a server refused a push (its reason is in the error), or

@@ -297,8 +297,9 @@ func (s *Service) SignerProblem() error {
 type sealProblemer interface{ SealProblem() error }
 
 // SealProblem is the store's report of account records sealed with a seal
-// key this instance lacks (another instance given another seal_key); nil
-// when there is none, or the store cannot have any.
+// key this instance lacks (another instance given another seal_key, or a
+// key rotated away too early); nil when there is none, or the store
+// cannot have any.
 func (s *Service) SealProblem() error {
 	if p, ok := s.store.(sealProblemer); ok {
 		return p.SealProblem()

@@ -843,7 +843,7 @@ func (r *Responder) classify(e *endpoint, err error) (int, string) {
 	case errors.Is(err, provision.ErrOtherSealKey):
 		ref := strconv.FormatUint(r.seq.Add(1), 10)
 		r.log.Error("request failed: the account is sealed with a seal key this instance does not hold", "subject", e.full, "code", code, "ref", ref, "error", err)
-		desc = fmt.Sprintf("%s: another instance, given another seal_key, created or changed it; an operator must give every instance the same seal_key and restart them, trying again here does not help (ref %s: the provisioner's log and prov.status name the keys)", provision.ErrOtherSealKey, ref)
+		desc = fmt.Sprintf("%s: an instance running with another seal_key created or changed it, or its key was dropped from seal_key_previous before every record was resealed; an operator must list that key in seal_key_previous and give every instance the same seal_key, restart them, and run store reseal, trying again here does not help (ref %s: the provisioner's log and prov.status name the keys)", provision.ErrOtherSealKey, ref)
 	case errors.Is(err, provision.ErrClockBehind):
 		// Its description names no internal detail, and the fix is the
 		// operator's: it goes to the caller as it is.

@@ -141,7 +141,7 @@ func (s *Service) problems() []string {
 		if err := s.Provision.SealProblem(); err != nil {
 			// Nor the seal keys' public keys: prov.status and the log
 			// name them.
-			out = append(out, "seal key: the store holds accounts sealed with a seal key this instance does not hold (the instances were given different seal_key files); prov.status and the log say which")
+			out = append(out, "seal key: the store holds accounts sealed with a seal key this instance does not hold (another instance runs with it as its seal_key, or it was dropped from seal_key_previous before every record was resealed); prov.status and the log say which and what to do")
 		}
 	}
 	if s.instanceProblem() != nil {
