@@ -37,7 +37,10 @@ import (
 // A batch is committed whole or not at all. When it is refused (one of its
 // keys exists: a caller-supplied key issued twice, or a record an earlier
 // attempt stored) or its answer is lost, each of its records is written
-// again on its own by the retry path, which tells those cases apart.
+// again on its own by the retry path, which tells those cases apart. A
+// stream that refuses it as it allows none (an operator set allow_atomic
+// false while the store ran) gets no batch for batchesOffFor after: the
+// records go as single writes meanwhile.
 
 // maxBatch bounds the records of one batch; the server refuses batches of
 // more than 1,000 messages by default.
@@ -45,6 +48,11 @@ const maxBatch = 500
 
 // minBatch is the fewest queued records sent as an atomic batch.
 const minBatch = 64
+
+// batchesOffFor is how long the batch loop sends no batch after the
+// bucket's stream refused one as it allows none (a variable for tests):
+// then it tries one again, which a stream that allows them again stores.
+var batchesOffFor = 5 * time.Minute
 
 // maxQueued bounds the records waiting for a batch; AddUser waits for room
 // beyond it, as it waits for the jetstream package's async publisher
@@ -120,7 +128,7 @@ func (s *Store) batchLoop() {
 				}
 			}
 			switch {
-			case len(own) >= minBatch && s.atomicBatches:
+			case len(own) >= minBatch && s.batching():
 				s.writeBatch(own)
 			case len(own) > 0:
 				s.writeSingles(own)
@@ -228,10 +236,20 @@ func (s *Store) writeBatch(batch []*pendingWrite) {
 	}
 	seen := s.seenRev()
 	ack, err := jsbatch.Publish(ctx, s.nc, msgs)
+	if batchesDisabled(err) {
+		// Said once until a batch is stored again: each window of a
+		// batch's worth cost a batch refused before its records were
+		// written one by one, and nothing said why.
+		if s.noBatchesUntil.Swap(time.Now().Add(s.batchesOff).UnixNano()) == 0 {
+			s.log.Info("kvstore: the bucket's stream refused an atomic batch as it allows none (allow_atomic was turned off while the service ran): user records are written one by one, which costs the server more; a batch is tried again now and then (`nats stream edit KV_"+s.opts.Bucket+" --allow-batch` allows them)",
+				"retry_in", s.batchesOff)
+		}
+	}
 	if err != nil {
 		s.retryLater(batch, err)
 		return
 	}
+	s.noBatchesUntil.Store(0)
 	// A committed batch is stored in one piece, in order.
 	first := ack.Seq - uint64(len(batch)) + 1
 	if s.replacedUnder(batch[0].key, first, seen) {
@@ -243,6 +261,13 @@ func (s *Store) writeBatch(batch []*pendingWrite) {
 	for i, p := range batch {
 		s.stored(p, first+uint64(i))
 	}
+}
+
+// batching reports whether the batch loop sends atomic batches now: the
+// stream allowed them at Open, and has not refused one lately as it
+// allows none.
+func (s *Store) batching() bool {
+	return s.atomicBatches && time.Now().UnixNano() >= s.noBatchesUntil.Load()
 }
 
 // stored confirms a pending write stored at rev.

@@ -55,6 +55,17 @@ func busy(err error) bool {
 	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
 }
 
+// errCodeBatchesDisabled is nats-server's JSAtomicPublishDisabledErr: the
+// stream allows no atomic batches.
+const errCodeBatchesDisabled = 10174
+
+// batchesDisabled reports a batch the stream refused as it allows none
+// (allow_atomic off).
+func batchesDisabled(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeBatchesDisabled
+}
+
 // untilSettled makes a conditional write again while the stream answers
 // that another write of its key is under way, until ctx ends; then it
 // fails with provision.ErrUnavailable.

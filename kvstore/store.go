@@ -225,6 +225,13 @@ type Store struct {
 	queueSig      chan struct{}
 	queueRoom     chan struct{}
 	nc            *nats.Conn
+	// noBatchesUntil (Unix nanoseconds, 0: none): the stream refused a
+	// batch as it allows none (an operator set allow_atomic false while
+	// the store ran), so that no window of a batch's worth until then
+	// costs a batch refused before its records go one by one.
+	noBatchesUntil atomic.Int64
+	batchesOff     time.Duration // batchesOffFor when Open ran
+
 	// writing holds the users of this store's packs being written, by
 	// key, so that the watcher, which often brings a pack before its
 	// write returns, need not decode it (pack.go).
@@ -752,6 +759,7 @@ func (s *Store) checkBucket(ctx context.Context, nc *nats.Conn) error {
 		s.log.Info("kvstore: the bucket's stream does not allow direct gets; reads past the mirror go through the JetStream API (`nats stream edit KV_" + s.opts.Bucket + " --allow-direct` makes them cheaper on a bucket of one replica)")
 	}
 	s.atomicBatches = cfg.AllowAtomicPublish
+	s.batchesOff = batchesOffFor
 	if !s.atomicBatches {
 		// A bucket made by an earlier version, or a server before 2.12:
 		// everything works, user records are written one per message.
