@@ -763,7 +763,7 @@ func (s *Store) checkBucket(ctx context.Context, nc *nats.Conn) error {
 	if !s.atomicBatches {
 		// A bucket made by an earlier version, or a server before 2.12:
 		// everything works, user records are written one per message.
-		s.log.Info("kvstore: the bucket's stream does not allow atomic batches; user records are written one by one (`nats stream edit KV_" + s.opts.Bucket + " --allow-batch` with a server of 2.12 or later allows them)")
+		s.log.Info("kvstore: the bucket's stream does not allow atomic batches; user records are written one by one (`nats stream edit KV_" + s.opts.Bucket + " --allow-batch` with a server of 2.12 or later allows them, from this instance's next start: the store reads it at Open)")
 	}
 	if cfg.Replicas == 1 {
 		s.log.Warn("kvstore: the bucket has one replica: while the server that holds it is down no instance can start or change anything, and if its disk is lost every account's keys are lost with it; run three JetStream servers in a cluster for three replicas",
