@@ -123,13 +123,8 @@ func TestOpenRefusesDiscardOld(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := (&Store{opts: Options{Bucket: "provisioner"}, subject: "$KV.provisioner."}).streamConfig(1)
-	cfg.Discard = jetstream.DiscardOld
-	cfg.MaxMsgs = 3
+	makeBucket(t, js, func(c *jetstream.StreamConfig) { c.Discard, c.MaxMsgs = jetstream.DiscardOld, 3 })
 	ctx := bg(t)
-	if _, err := js.CreateStream(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
 	s, err := Open(ctx, nc, Options{Seal: key, Instance: "one"})
 	if errors.Is(err, ErrBucketMismatch) {
 		return

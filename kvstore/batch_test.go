@@ -225,13 +225,8 @@ func TestUnbatchedBucket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	old := (&Store{opts: Options{Bucket: "provisioner"}, subject: "$KV.provisioner."}).streamConfig(1)
-	old.AllowAtomicPublish = false
-	old.AllowDirect = false
+	makeBucket(t, js, func(c *jetstream.StreamConfig) { c.AllowAtomicPublish, c.AllowDirect = false, false })
 	ctx := bg(t)
-	if _, err := js.CreateStream(ctx, old); err != nil {
-		t.Fatal(err)
-	}
 	log, logs := newLog(t)
 	s := openStore(t, nc, Options{Seal: key, Instance: "one", Logger: log})
 	if s.atomicBatches {
@@ -465,13 +460,8 @@ func TestDurableAddDuringRemove(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	old := (&Store{opts: Options{Bucket: "provisioner"}, subject: "$KV.provisioner."}).streamConfig(1)
-	old.AllowAtomicPublish = false
-	old.AllowDirect = false
+	makeBucket(t, js, func(c *jetstream.StreamConfig) { c.AllowAtomicPublish, c.AllowDirect = false, false })
 	ctx := bg(t)
-	if _, err := js.CreateStream(ctx, old); err != nil {
-		t.Fatal(err)
-	}
 	s := openStore(t, nc, Options{Seal: key, Instance: "one"})
 	a := newAccount(t, "removed")
 	rev, err := s.CreateAccount(ctx, a)

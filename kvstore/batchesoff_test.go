@@ -176,12 +176,8 @@ func TestBucketBatchesTurnedOn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	old := (&Store{opts: Options{Bucket: "provisioner"}, subject: "$KV.provisioner."}).streamConfig(1)
-	old.AllowAtomicPublish = false
+	makeBucket(t, js, func(c *jetstream.StreamConfig) { c.AllowAtomicPublish = false })
 	ctx := bg(t)
-	if _, err := js.CreateStream(ctx, old); err != nil {
-		t.Fatal(err)
-	}
 	log, logs := newLog(t)
 	s := openStore(t, nc, Options{Seal: key, Instance: "one", Logger: log})
 	a := newAccount(t, "turned-on")

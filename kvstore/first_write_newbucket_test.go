@@ -41,11 +41,7 @@ func TestFirstWriteStaysOffTheNewBucket(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				old := (&Store{opts: Options{Bucket: "provisioner"}, subject: "$KV.provisioner."}).streamConfig(1)
-				old.AllowAtomicPublish = false
-				if _, err := js.CreateStream(bg(t), old); err != nil {
-					t.Fatal(err)
-				}
+				makeBucket(t, js, func(c *jetstream.StreamConfig) { c.AllowAtomicPublish = false })
 			}
 			log, lb := newLog(t)
 			s := openStore(t, d.connect(t, d.svcCreds), Options{Seal: k, Logger: log})

@@ -23,11 +23,9 @@ func TestOpenRefusesASealedBucket(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := bg(t)
-	cfg := (&Store{opts: Options{Bucket: "provisioner"}, subject: "$KV.provisioner."}).streamConfig(1)
-	cfg.Compression, cfg.AllowMsgTTL, cfg.MaxBytes = jetstream.S2Compression, true, 1<<20
-	if _, err := js.CreateStream(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
+	cfg := makeBucket(t, js, func(c *jetstream.StreamConfig) {
+		c.Compression, c.AllowMsgTTL, c.MaxBytes = jetstream.S2Compression, true, 1<<20
+	})
 	s := openStore(t, nc, Options{Seal: key, Instance: "one"})
 	if _, err := s.CreateAccount(ctx, newAccount(t, "acme")); err != nil {
 		t.Fatal(err)

@@ -22,6 +22,20 @@ import (
 	"github.com/natsprov/provisioner/seal"
 )
 
+// makeBucket makes the default bucket's stream, R1, as Open would make
+// it, changed by edit first: a bucket an earlier version, or an operator,
+// made, for a store opened on it. It returns the config made, for a test
+// that edits the stream again.
+func makeBucket(t testing.TB, js jetstream.JetStream, edit func(*jetstream.StreamConfig)) jetstream.StreamConfig {
+	t.Helper()
+	cfg := (&Store{opts: Options{Bucket: "provisioner"}, subject: "$KV.provisioner."}).streamConfig(1)
+	edit(&cfg)
+	if _, err := js.CreateStream(bg(t), cfg); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
 // newSealKey makes a seal key from a new curve key.
 func newSealKey(t testing.TB) (*seal.Key, []byte) {
 	t.Helper()

@@ -346,11 +346,9 @@ func TestOpenBucketWithRollUps(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := bg(t)
-	old := (&Store{opts: Options{Bucket: "provisioner"}, subject: "$KV.provisioner."}).streamConfig(1)
-	old.AllowRollup, old.DenyPurge, old.AllowDirect, old.AllowAtomicPublish = true, false, false, false
-	if _, err := js.CreateStream(ctx, old); err != nil {
-		t.Fatal(err)
-	}
+	old := makeBucket(t, js, func(c *jetstream.StreamConfig) {
+		c.AllowRollup, c.DenyPurge, c.AllowDirect, c.AllowAtomicPublish = true, false, false, false
+	})
 	_, err = Open(ctx, nc, Options{Seal: key, Instance: "one"})
 	if !errors.Is(err, ErrBucketMismatch) || !strings.Contains(err.Error(), "nats stream edit KV_provisioner --no-allow-rollup --deny-purge") {
 		t.Fatalf("Open of a bucket that allows roll-ups: %v; want it refused naming the edit that fixes it", err)
