@@ -50,11 +50,7 @@ func TestWriteCutByRequestTimeoutIs504(t *testing.T) {
 	svc := env.Start(t)
 	admin := env.Admin(t)
 	store := &cutRecordStore{Store: svc.Store}
-	p, err := provision.New(provision.Config{Operator: svc.Operator, Store: store, Resolver: svc.Resolver, Logger: provtest.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
+	p := domain(t, svc, provision.Config{Store: store})
 	extra(t, env, p, responder.Config{Prefix: "prov.cut", Name: "cut", RequestTimeout: 300 * time.Millisecond})
 	if r := provtest.Request(t, admin, "prov.cut.account.create", `{"name":"acme"}`); r.Code != 0 {
 		t.Fatalf("account.create: %d %q", r.Code, r.Description)

@@ -54,11 +54,7 @@ func TestUserRecordInDoubtIs504(t *testing.T) {
 	svc := env.Start(t)
 	admin := env.Admin(t)
 	store := &lostUserAckStore{Store: svc.Store}
-	p, err := provision.New(provision.Config{Operator: svc.Operator, Store: store, Resolver: svc.Resolver, Logger: provtest.Logger(t), DurableUserRecords: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
+	p := domain(t, svc, provision.Config{Store: store, DurableUserRecords: true})
 	extra(t, env, p, responder.Config{Prefix: "prov.udoubt", Name: "udoubt"})
 	if r := provtest.Request(t, admin, "prov.udoubt.account.create", `{"name":"acme"}`); r.Code != 0 {
 		t.Fatalf("account.create: %d %q", r.Code, r.Description)
@@ -106,11 +102,7 @@ func TestUserRecordNotLandedIs503(t *testing.T) {
 			svc := env.Start(t)
 			admin := env.Admin(t)
 			store := &unsentUserStore{Store: svc.Store}
-			p, err := provision.New(provision.Config{Operator: svc.Operator, Store: store, Resolver: svc.Resolver, Logger: provtest.Logger(t), DurableUserRecords: durable})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(p.Close)
+			p := domain(t, svc, provision.Config{Store: store, DurableUserRecords: durable})
 			extra(t, env, p, responder.Config{Prefix: "prov.unsent", Name: "unsent"})
 			if r := provtest.Request(t, admin, "prov.unsent.account.create", `{"name":"acme"}`); r.Code != 0 {
 				t.Fatalf("account.create: %d %q", r.Code, r.Description)
@@ -165,11 +157,7 @@ func TestUserRecordConflictHidesStoreError(t *testing.T) {
 	svc := env.Start(t)
 	admin := env.Admin(t)
 	store := &revokedMeanwhileStore{Store: svc.Store}
-	p, err := provision.New(provision.Config{Operator: svc.Operator, Store: store, Resolver: svc.Resolver, Logger: provtest.Logger(t), DurableUserRecords: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
+	p := domain(t, svc, provision.Config{Store: store, DurableUserRecords: true})
 	r := extra(t, env, p, responder.Config{Prefix: "prov.umeanwhile", Name: "umeanwhile"})
 	if rep := provtest.Request(t, admin, "prov.umeanwhile.account.create", `{"name":"acme"}`); rep.Code != 0 {
 		t.Fatalf("account.create: %d %q", rep.Code, rep.Description)

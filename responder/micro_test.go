@@ -20,6 +20,7 @@ import (
 	"github.com/natsprov/provisioner/provision"
 	"github.com/natsprov/provisioner/provtest"
 	"github.com/natsprov/provisioner/responder"
+	"github.com/natsprov/provisioner/service"
 )
 
 // discover sends a micro discovery request and decodes its one reply.
@@ -93,6 +94,29 @@ func extra(t *testing.T, env *provtest.Env, p responder.Provisioner, cfg respond
 	}
 	t.Cleanup(func() { r.Stop() })
 	return r
+}
+
+// domain makes another domain over svc's operator, store and resolver,
+// changed by cfg (a wrapped store or resolver, an instance name, ...), for
+// a responder of a test's own; it is closed when the test ends.
+func domain(t *testing.T, svc *service.Service, cfg provision.Config) *provision.Service {
+	t.Helper()
+	cfg.Operator = svc.Operator
+	if cfg.Store == nil {
+		cfg.Store = svc.Store
+	}
+	if cfg.Resolver == nil {
+		cfg.Resolver = svc.Resolver
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = provtest.Logger(t)
+	}
+	p, err := provision.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
 }
 
 // held makes the real service's account creates wait (for hold, or until

@@ -40,11 +40,7 @@ func TestRoleTemplateChangeWaitsForIssuesUnderWay(t *testing.T) {
 	svc := env.Start(t)
 	admin := env.Admin(t)
 	store := &heldUserStore{Store: svc.Store, hold: "*", held: make(chan struct{}), release: make(chan struct{})}
-	p, err := provision.New(provision.Config{Operator: svc.Operator, Store: store, Resolver: svc.Resolver, Logger: provtest.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
+	p := domain(t, svc, provision.Config{Store: store})
 	extra(t, env, p, responder.Config{Prefix: "prov.tplrace", Name: "tplrace"})
 	if r := provtest.Request(t, admin, "prov.tplrace.account.create", `{"name":"acme","roles":{"device":{"pub":{"allow":["telemetry.>"]}}}}`); r.Code != 0 {
 		t.Fatalf("account.create: %d %q", r.Code, r.Description)

@@ -30,11 +30,7 @@ func TestStopCutHidesStoreDetails(t *testing.T) {
 	store := &blockedStore{Store: svc.Store, wrap: func(err error) error {
 		return fmt.Errorf("filestore: a journal write failed (write %s: input/output error) (%v); reopen the store: %w", secret, err, provision.ErrUnavailable)
 	}}
-	p, err := provision.New(provision.Config{Operator: svc.Operator, Store: store, Resolver: svc.Resolver, Logger: provtest.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
+	p := domain(t, svc, provision.Config{Store: store})
 	const wait = 300 * time.Millisecond
 	r := extra(t, env, p, responder.Config{Prefix: "prov.cut", Name: "cut", RequestTimeout: time.Minute, StopWait: wait, Cut: p.Halt})
 	ch := make(chan provtest.Reply, 1)

@@ -43,11 +43,7 @@ func TestStopCutReconcileIsNotRunning(t *testing.T) {
 		t.Fatal(err)
 	}
 	sl := &stuckLookups{Resolver: svc.Resolver, started: make(chan struct{})}
-	p, err := provision.New(provision.Config{Operator: svc.Operator, Store: svc.Store, Resolver: sl, Logger: provtest.Logger(t), Instance: "cut"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
+	p := domain(t, svc, provision.Config{Resolver: sl, Instance: "cut"})
 	for i := range 30 {
 		prefix := fmt.Sprintf("prov.rcut%d", i)
 		r := extra(t, env, p, responder.Config{Prefix: prefix, Name: fmt.Sprintf("rcut%d", i), RequestTimeout: time.Minute, StopWait: 50 * time.Millisecond})

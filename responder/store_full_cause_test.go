@@ -41,11 +41,7 @@ func TestStoreFullSaysItsCause(t *testing.T) {
 	svc := env.Start(t)
 	admin := env.Admin(t)
 	store := &fullStore{Store: svc.Store}
-	p, err := provision.New(provision.Config{Operator: svc.Operator, Store: store, Resolver: svc.Resolver, Logger: provtest.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
+	p := domain(t, svc, provision.Config{Store: store})
 	extra(t, env, p, responder.Config{Prefix: "prov.full", Name: "full"})
 	kp, err := nkeys.CreateAccount()
 	if err != nil {

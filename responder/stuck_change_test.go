@@ -83,11 +83,7 @@ func stuckUpdate(t *testing.T, prefix string, timeout time.Duration) (*nats.Conn
 		t.Fatal(err)
 	}
 	store := &blockedStore{Store: svc.Store, wrap: func(err error) error { return err }}
-	p, err := provision.New(provision.Config{Operator: svc.Operator, Store: store, Resolver: svc.Resolver, Logger: provtest.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
+	p := domain(t, svc, provision.Config{Store: store})
 	r := extra(t, env, p, responder.Config{Prefix: prefix, Name: strings.ReplaceAll(prefix, ".", "-"), RequestTimeout: timeout, StopWait: 100 * time.Millisecond, Cut: p.Halt})
 	return admin, r, store
 }
