@@ -130,9 +130,12 @@ func TestLeaseRaceReplicated(t *testing.T) {
 	if sa.replicas != 3 {
 		t.Fatalf("replicas %d, want 3", sa.replicas)
 	}
-	ctx := bg(t)
 	stores := []*Store{sa, sb}
 	for round := range 200 {
+		// A deadline for each round: 200 rounds of R3 writes under one
+		// 30 s deadline ran out on a loaded machine.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		t.Cleanup(cancel)
 		var held [2]bool
 		var errs [2]error
 		var wg sync.WaitGroup
