@@ -1,9 +1,11 @@
 package kvstore
 
 import (
+	"context"
 	"encoding/json"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -19,7 +21,10 @@ import (
 func TestSweepKeepsUsersOfAnAccountUpdatedDuringOpen(t *testing.T) {
 	t.Parallel()
 	d, s, opts := single(t)
-	ctx := bg(t)
+	// Longer than bg's 30 s: 3,000 synced writes and an Open under load
+	// ran past it.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 	a := newAccount(t, "busy")
 	rev, err := s.CreateAccount(ctx, a)
 	if err != nil {
