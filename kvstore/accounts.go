@@ -20,10 +20,21 @@ func errAccountNotFound(what string) error {
 	return fmt.Errorf("kvstore: account %s: %w", what, provision.ErrNotFound)
 }
 
+// entryErr is why an account entry cannot be read: its seal key's
+// (provision.ErrOtherSealKey), or provision.ErrUnreadable for a record
+// damaged or written by a newer provisioner, which was a bare error and a
+// 500 "internal error" to the caller. nil for a readable entry.
+func entryErr(e *accountEntry) error {
+	if e.err == nil || errors.Is(e.err, provision.ErrOtherSealKey) {
+		return e.err
+	}
+	return fmt.Errorf("%w: %w", provision.ErrUnreadable, e.err)
+}
+
 // copyAccount returns the account of an entry, for a caller to keep.
 func copyAccount(e *accountEntry) (provision.Account, error) {
-	if e.err != nil {
-		return provision.Account{}, e.err
+	if err := entryErr(e); err != nil {
+		return provision.Account{}, err
 	}
 	a := e.a
 	a.SigningKeys = slices.Clone(e.a.SigningKeys)
@@ -575,7 +586,7 @@ func (s *Store) updateAccount(ctx context.Context, a provision.Account, rev uint
 	case cur == nil:
 		return 0, errAccountNotFound(a.PublicKey)
 	case cur.err != nil:
-		return 0, cur.err
+		return 0, entryErr(cur)
 	case cur.a.Name != a.Name:
 		return 0, invalid("account %s: the name cannot change (%q to %q)", a.PublicKey, cur.a.Name, a.Name)
 	case cur.a.Revision > rev:

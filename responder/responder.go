@@ -787,6 +787,11 @@ func (r *Responder) classify(e *endpoint, err error) (int, string) {
 		// This instance cannot serve the account, and retrying here does
 		// not help; as a bare error it was a 500 "internal error".
 		code = api.CodeUnavailable
+	case errors.Is(err, provision.ErrUnreadable):
+		// Not the service's bug (a 500 sent callers and operators after
+		// one) nor the request's fault: the account cannot be served
+		// until an operator repairs its record, like ErrOtherSealKey.
+		code = api.CodeUnavailable
 	case errors.Is(err, provision.ErrClockBehind):
 		// Nothing was changed, and it passes once the clocks agree (or
 		// the account's last version is no longer ahead of them). As a
@@ -844,6 +849,12 @@ func (r *Responder) classify(e *endpoint, err error) (int, string) {
 		ref := strconv.FormatUint(r.seq.Add(1), 10)
 		r.log.Error("request failed: the account is sealed with a seal key this instance does not hold", "subject", e.full, "code", code, "ref", ref, "error", err)
 		desc = fmt.Sprintf("%s: an instance running with another seal_key created or changed it, or its key was dropped from seal_key_previous before every record was resealed; an operator must list that key in seal_key_previous and give every instance the same seal_key, restart them, and run store reseal, trying again here does not help (ref %s: the provisioner's log and prov.status name the keys)", provision.ErrOtherSealKey, ref)
+	case errors.Is(err, provision.ErrUnreadable):
+		// The store's error goes to the log only: it names the bucket,
+		// and a decoder's message may quote a byte of the record.
+		ref := strconv.FormatUint(r.seq.Add(1), 10)
+		r.log.Error("request failed: the account's record in the store cannot be read", "subject", e.full, "code", code, "ref", ref, "error", err)
+		desc = fmt.Sprintf("%s (damaged in the store, or written by a newer provisioner): an operator must put it back whole from a backup of the bucket or remove it, or upgrade this provisioner; trying again does not help (ref %s: the provisioner's log says what is wrong with it, prov.status's damage names it)", provision.ErrUnreadable, ref)
 	case errors.Is(err, provision.ErrClockBehind):
 		// Its description names no internal detail, and the fix is the
 		// operator's: it goes to the caller as it is.
