@@ -349,6 +349,11 @@ type ListAccountsReply struct {
 	Total    int              `json:"total"`
 	// NextOffset is set when more accounts remain.
 	NextOffset int `json:"next_offset,omitempty"`
+	// Unreadable is how many account records the store holds that cannot
+	// be read (damaged, or written by a newer provisioner): they are not
+	// listed, nor counted in Total, and may be live accounts.
+	// prov.status's damage names them.
+	Unreadable int `json:"unreadable,omitempty"`
 }
 
 // Phases of a deleted account in DeleteAccountReply.

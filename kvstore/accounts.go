@@ -106,8 +106,10 @@ func (s *Store) AccountByName(ctx context.Context, name string) (provision.Accou
 }
 
 // Accounts returns every account, tombstones included, sorted by name and
-// then public key, as the mirror holds them. It fails when a record
-// cannot be read.
+// then public key, as the mirror holds them. The records that cannot be
+// read are left out and named by a *provision.UnreadableError returned
+// with the others: one damaged record failed every list and reconcile
+// pass, on every instance.
 func (s *Store) Accounts(ctx context.Context) ([]provision.Account, error) {
 	s.mu.Lock()
 	if err := s.checkOpen(); err != nil {
@@ -117,12 +119,19 @@ func (s *Store) Accounts(ctx context.Context) ([]provision.Account, error) {
 	sorted := s.m.sortedAccounts()
 	s.mu.Unlock()
 	out := make([]provision.Account, 0, len(sorted))
+	var unread []string
+	var errs []error
 	for _, e := range sorted {
 		a, err := copyAccount(e)
 		if err != nil {
-			return nil, err
+			unread = append(unread, e.a.PublicKey)
+			errs = append(errs, err)
+			continue
 		}
 		out = append(out, a)
+	}
+	if len(unread) > 0 {
+		return out, &provision.UnreadableError{Accounts: unread, Err: errors.Join(errs...)}
 	}
 	return out, nil
 }

@@ -482,6 +482,12 @@ func (s *Service) newSigningKey() (Seed, string, error) {
 // name, a page at a time.
 func (s *Service) ListAccounts(ctx context.Context, req api.ListRequest) (*api.ListAccountsReply, error) {
 	stored, err := s.store.Accounts(ctx)
+	var unread *UnreadableError
+	if errors.As(err, &unread) {
+		// A damaged record is every instance's: the list holds the
+		// others, and says how many it lacks.
+		err = nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -505,7 +511,11 @@ func (s *Service) ListAccounts(ctx context.Context, req api.ListRequest) (*api.L
 	for _, a := range all[page.from:page.to] {
 		out = append(out, api.AccountSummary{Name: a.Name, PublicKey: a.PublicKey})
 	}
-	return &api.ListAccountsReply{Accounts: out, Total: len(all), NextOffset: next}, nil
+	rep := &api.ListAccountsReply{Accounts: out, Total: len(all), NextOffset: next}
+	if unread != nil {
+		rep.Unreadable = len(unread.Accounts)
+	}
+	return rep, nil
 }
 
 type span struct{ from, to int }

@@ -1,6 +1,9 @@
 package provision
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Errors of the provisioning domain. Adapters (the stores, the resolver
 // client) translate their own failures into these, and the responder maps
@@ -73,3 +76,19 @@ var (
 	// raise max_payload or make the JWT smaller.
 	ErrOverMaxPayload = errors.New("too large for the servers' max_payload")
 )
+
+// UnreadableError is Store.Accounts' error when the records of some
+// accounts cannot be read: it returns the others with it, so that one
+// damaged record, which every instance shares, does not fail every list
+// and reconcile pass. Accounts are their public keys; Err says why for
+// each (ErrUnreadable or ErrOtherSealKey), for the log: it holds no seed.
+type UnreadableError struct {
+	Accounts []string
+	Err      error
+}
+
+func (e *UnreadableError) Error() string {
+	return fmt.Sprintf("%d account record(s) cannot be read: %v", len(e.Accounts), e.Err)
+}
+
+func (e *UnreadableError) Unwrap() error { return e.Err }

@@ -82,6 +82,10 @@ type reconciler struct {
 	// servers' max_payload, by public key, as last logged: logged once
 	// until the account changes.
 	overMax sync.Map
+	// unreadable holds the public keys, joined, of the accounts whose
+	// records the last pass could not read: logged once until they
+	// change.
+	unreadable atomic.Value
 }
 
 // manualPass is a pass prov.reconcile asked for.
@@ -445,6 +449,13 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 	// during the pass) is missing from them, and must not be forgotten.
 	remembered := s.remembered()
 	accounts, err := s.store.Accounts(ctx)
+	var unread *UnreadableError
+	if errors.As(err, &unread) {
+		// A damaged record is every instance's, and no pass mends it:
+		// failing the pass for it left every other account out of line
+		// until an operator repaired it.
+		err = nil
+	}
 	if err != nil {
 		if errors.Is(context.Cause(ctx), errLeaseLost) {
 			return finish()
@@ -456,6 +467,7 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 	for _, a := range accounts {
 		known[a.PublicKey] = true
 	}
+	s.skipUnreadable(unread, rep, known)
 	for pub := range onServers {
 		if !known[pub] && !s.protected(pub) {
 			rep.Orphans = append(rep.Orphans, pub)
@@ -542,6 +554,26 @@ func (s *Service) passStarted(ctx context.Context, started func()) (*api.Reconci
 		s.log.Info("reconcile pass", "accounts", rep.Accounts, "pushed", rep.Pushed, "cache_repushed", rep.CacheRepushed, "deleted", rep.Deleted, "failed", rep.Failed, "orphans", len(rep.Orphans)+rep.OrphansOmitted, "duration", time.Since(start).Round(time.Millisecond))
 	}
 	return finish()
+}
+
+// skipUnreadable counts the accounts whose records the pass could not
+// read (unread, nil for none) in rep, as failed, and marks them known:
+// not orphans on the servers, their waits and signing keys kept. They are
+// logged once until they change, since no pass mends them.
+func (s *Service) skipUnreadable(unread *UnreadableError, rep *api.ReconcileReply, known map[string]bool) {
+	var keys string
+	if unread != nil {
+		rep.Accounts += len(unread.Accounts)
+		rep.Failed += len(unread.Accounts)
+		for _, pub := range unread.Accounts {
+			known[pub] = true
+		}
+		keys = strings.Join(unread.Accounts, ",")
+	}
+	if prev, _ := s.rec.unreadable.Swap(keys).(string); keys == "" || prev == keys {
+		return
+	}
+	s.log.Error("reconcile: account records cannot be read; these accounts are skipped, and no pass will bring them in line until an operator puts each back whole or removes it (prov.status's damage names them); logged once until they change", "accounts", unread.Accounts, "error", unread.Err)
 }
 
 // errLeaseLost ends a pass whose reconciler lease could not be renewed.

@@ -144,7 +144,8 @@ type Store interface {
 	// AccountByName returns the live account with the given name.
 	AccountByName(ctx context.Context, name string) (Account, error)
 	// Accounts returns every account, tombstones included, sorted by name
-	// and then public key.
+	// and then public key. When the records of some cannot be read, it
+	// returns the others with an *UnreadableError naming those.
 	Accounts(ctx context.Context) ([]Account, error)
 	// CreateAccount stores a new live account and returns its revision.
 	// It fails with ErrConflict when a live account has the name, or any

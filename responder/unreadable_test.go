@@ -106,3 +106,40 @@ func TestUnreadableAccountRecordIsNamed(t *testing.T) {
 		})
 	}
 }
+
+// TestUnreadableAccountRecordIsSkipped: while one account's record in the
+// KV store could not be read, account.list and every reconcile pass
+// failed as a whole, on every instance: no account was listed, and no
+// other account was brought in line with the servers until an operator
+// repaired the record. The list now holds the others and says how many
+// records cannot be read; a pass skips that account, counted as failed,
+// and reconciles the rest.
+func TestUnreadableAccountRecordIsSkipped(t *testing.T) {
+	t.Parallel()
+	env := provtest.JetStreamDeployment(t, bootstrap.Options{})
+	env.Start(t)
+	h := &harness{env: env, admin: env.Admin(t)}
+	pub := str(h.ok(t, "account.create", `{"name":"acme"}`), "account", "public_key")
+	for _, name := range []string{"other1", "other2"} {
+		h.ok(t, "account.create", map[string]any{"name": name})
+	}
+	const marker = "MARKER-OF-THE-VALUE"
+	putRecord(t, h, pub, func([]byte) []byte { return []byte("{damaged " + marker) }, true)
+
+	r := h.req(t, "account.list", `{}`)
+	var list api.ListAccountsReply
+	json.Unmarshal(r.Raw, &list)
+	if r.Code != 0 || list.Total != 2 || len(list.Accounts) != 2 || list.Accounts[0].Name != "other1" || list.Accounts[1].Name != "other2" || list.Unreadable != 1 {
+		t.Errorf("account.list with acme's record damaged: %d %q %s; want other1 and other2 listed, and 1 unreadable", r.Code, r.Description, r.Raw)
+	}
+	if strings.Contains(string(r.Raw), marker) {
+		t.Errorf("account.list quotes the damaged record: %s", r.Raw)
+	}
+
+	r = h.req(t, "reconcile", `{}`)
+	var rep api.ReconcileReply
+	json.Unmarshal(r.Raw, &rep)
+	if r.Code != 0 || rep.Failed != 1 || rep.Checked < 2 || rep.Accounts != 3 || len(rep.Orphans) != 0 {
+		t.Errorf("prov.reconcile with acme's record damaged: %d %q %s; want the 2 others checked, acme failed, no orphan", r.Code, r.Description, r.Raw)
+	}
+}
