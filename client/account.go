@@ -59,17 +59,34 @@ func (c *Client) ListAccounts(ctx context.Context, req api.ListRequest) (*api.Li
 // is sorted (by name, then public key): each page is asked for from the
 // last account seen on, and read again from further back when that one
 // is gone.
+//
+// When the service says it holds account records it cannot read (a
+// damaged record: reply's Unreadable), the iteration ends, after the
+// accounts it could read, with an error that matches ErrUnreadable: the
+// list is not all there, and a caller that took it for whole (to find
+// accounts to delete, say) would miss some.
 func (c *Client) Accounts(ctx context.Context, start api.ListRequest) iter.Seq2[api.AccountSummary, error] {
 	key := func(a api.AccountSummary) string { return a.Name + "\x00" + a.PublicKey }
-	return pages(start.Offset, key, func(offset int) ([]api.AccountSummary, int, error) {
-		req := start
-		req.Offset = offset
-		rep, err := c.ListAccounts(ctx, req)
-		if err != nil {
-			return nil, 0, err
+	return func(yield func(api.AccountSummary, error) bool) {
+		unreadable := 0
+		for a, err := range pages(start.Offset, key, func(offset int) ([]api.AccountSummary, int, error) {
+			req := start
+			req.Offset = offset
+			rep, err := c.ListAccounts(ctx, req)
+			if err != nil {
+				return nil, 0, err
+			}
+			unreadable = max(unreadable, rep.Unreadable)
+			return rep.Accounts, rep.NextOffset, nil
+		}) {
+			if !yield(a, err) || err != nil {
+				return
+			}
 		}
-		return rep.Accounts, rep.NextOffset, nil
-	})
+		if unreadable > 0 {
+			yield(api.AccountSummary{}, fmt.Errorf("%w: %d account record(s) in the service's store cannot be read, and are not listed; prov.status's damage names them", ErrUnreadable, unreadable))
+		}
+	}
 }
 
 // pages iterates over a paged list: fetch returns the entries at an

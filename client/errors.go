@@ -29,6 +29,11 @@ var (
 // error wraps nats.ErrNoResponders as well.
 var ErrNoService = errors.New("client: no provisioner answers")
 
+// ErrUnreadable ends Accounts when the service holds account records it
+// cannot read (damaged in its store, or written by a newer provisioner):
+// the accounts listed before it are not all there are.
+var ErrUnreadable = errors.New("client: the account list is incomplete")
+
 // kinds maps each wire code to its kind.
 var kinds = map[int]error{
 	api.CodeInvalid:     ErrInvalid,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/client"
 	"github.com/natsprov/provisioner/provtest"
 )
 
@@ -134,6 +136,20 @@ func TestUnreadableAccountRecordIsSkipped(t *testing.T) {
 	}
 	if strings.Contains(string(r.Raw), marker) {
 		t.Errorf("account.list quotes the damaged record: %s", r.Raw)
+	}
+	// The Go client's iterator gives the others, then says the list is
+	// not all there: taken for whole, it would hide acme from a caller.
+	var names []string
+	var end error
+	for a, err := range client.New(h.admin).Accounts(context.Background(), api.ListRequest{Limit: 1}) {
+		if err != nil {
+			end = err
+			break
+		}
+		names = append(names, a.Name)
+	}
+	if strings.Join(names, ",") != "other1,other2" || !errors.Is(end, client.ErrUnreadable) {
+		t.Errorf("client Accounts with acme's record damaged: %v, then %v; want other1 and other2, then client.ErrUnreadable", names, end)
 	}
 
 	r = h.req(t, "reconcile", `{}`)
