@@ -909,8 +909,8 @@ const damageNamed = 10
 // for another cause than their seal key (SealProblem's): damaged in the
 // bucket (not an account record, a seal that does not open, the record of
 // another key), or written by a newer provisioner. It names their keys,
-// never what they hold. Reads of those accounts, account lists and
-// reconcile passes fail on every instance, and a start of any instance
+// never what they hold. Reads of those accounts fail on every instance
+// (503), account lists and reconcile passes skip them, and a start of any instance
 // refuses the bucket, until each is put back whole or removed; nil while
 // there is none. Unlike SealProblem, it ends once the bucket is repaired:
 // prov.status shows it, and the health endpoint says that there is some.
@@ -929,7 +929,7 @@ func (s *Store) Damage() error {
 	if len(keys) > damageNamed {
 		named += fmt.Sprintf(" and %d more", len(keys)-damageNamed)
 	}
-	return fmt.Errorf("kvstore: bucket %q holds %d account record(s) that cannot be read: %s; the log says why for each (written by a newer provisioner: upgrade this instance; damaged: put the record back whole from a backup of the bucket, or remove the key); until then reads of these accounts, account lists and reconcile passes fail on every instance, and any instance that starts refuses the bucket", s.opts.Bucket, len(keys), named)
+	return fmt.Errorf("kvstore: bucket %q holds %d account record(s) that cannot be read: %s; the log says why for each (written by a newer provisioner: upgrade this instance; damaged: put the record back whole from a backup of the bucket, or remove the key); until then reads of these accounts fail on every instance, account lists and reconcile passes skip them (counted as unreadable and failed), and any instance that starts refuses the bucket", s.opts.Bucket, len(keys), named)
 }
 
 // noteForeign records a seal key met in an account record that this
