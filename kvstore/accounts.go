@@ -622,7 +622,20 @@ func (s *Store) updateAccount(ctx context.Context, a provision.Account, rev uint
 			return 0, err
 		}
 	}
-	nrev, err := s.kv.Update(ctx, accountKey(a.PublicKey), data, rev)
+	// While an earlier write of the key is in process on a replicated
+	// stream the leader refuses the update (10164), which nats.go reports
+	// as a revision mismatch: that says nothing of rev (the leader answers
+	// a write before it clears it, so an update sent at once at the
+	// revision just acknowledged meets it), so it is sent again once the
+	// earlier write is settled.
+	var nrev uint64
+	err = untilSettled(ctx, "update account "+a.PublicKey, func() (err error) {
+		nrev, err = s.kv.Update(ctx, accountKey(a.PublicKey), data, rev)
+		return err
+	})
+	if errors.Is(err, provision.ErrUnavailable) {
+		return 0, err // untilSettled said what was being done
+	}
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 		// The mirror is behind (the watcher is late, or an earlier write
 		// whose answer was lost was stored after all): read the record
