@@ -1163,6 +1163,9 @@ func (p *Publisher) Close(timeout time.Duration) error {
 type Audit struct {
 	js     jetstream.JetStream
 	prefix string
+	// beforeConsumer, set by tests only, runs between the read of the
+	// stream's info and the create of a page's consumer.
+	beforeConsumer func()
 }
 
 // NewAudit returns a reader of the audit stream on a connection in the
@@ -1202,6 +1205,27 @@ func (a *Audit) Page(ctx context.Context, account string, after uint64, made tim
 	if account != "" {
 		filter = a.prefix + ".audit." + account + ".>"
 	}
+	// A page read while the stream was made again is read again: from
+	// the new stream's info, a cursor of the old one is then refused.
+	for try := 1; ; try++ {
+		out, next, created, err := a.page(ctx, filter, after, made, limit)
+		if !errors.Is(err, errMadeAgain) || try == pageTries {
+			return out, next, created, err
+		}
+	}
+}
+
+// pageTries bounds the reads of a page whose stream was made again while
+// it was read, each time.
+const pageTries = 3
+
+// errMadeAgain is the audit stream deleted and made again while a page
+// was read.
+var errMadeAgain = errors.New("events: the audit stream was deleted and made again while a page of it was read; try again")
+
+// page is Page for one read of the stream's info: errMadeAgain when the
+// stream read was not the one the info was of.
+func (a *Audit) page(ctx context.Context, filter string, after uint64, made time.Time, limit int) ([]api.AuditEntry, uint64, time.Time, error) {
 	stream, err := a.js.Stream(ctx, StreamName)
 	if err != nil {
 		return nil, 0, time.Time{}, pageErr(err)
@@ -1232,6 +1256,9 @@ func (a *Audit) Page(ctx context.Context, account string, after uint64, made tim
 		// nothing comes after it (and after+1 would wrap to the start).
 		// Any other stream refused this cursor above, as past its end.
 		return nil, 0, st.Created, nil
+	}
+	if a.beforeConsumer != nil {
+		a.beforeConsumer()
 	}
 	// One consumer for this page, deleted once it is read: the server
 	// allows 1,000 consumers per stream by default, and the ordered
@@ -1285,6 +1312,27 @@ func (a *Audit) Page(ctx context.Context, account string, after uint64, made tim
 	if next == 0 && delivered > limit {
 		// Entries skipped on the way: more may follow the last one read.
 		next = last
+	}
+	// The consumer was made on the stream there was then, which the
+	// info read before may not be: deleted and made again in between,
+	// the page is of the new stream, its cursor of the old one told to go
+	// on in it, without the conflict its creation time is for. Neither
+	// the consumer's info nor the records' metadata says which stream
+	// they are of; the stream's info read again does: the same creation
+	// time is the same stream (a stream deleted is not made again with
+	// it), which had the consumer in between. An empty page is not
+	// checked (one read more for each poll that finds nothing new): it
+	// has no records to take for another stream's, and no cursor, the
+	// client going on from the one it sent, which the next page checks.
+	if delivered > 0 {
+		info, err := stream.Info(ctx)
+		if err != nil {
+			return nil, 0, time.Time{}, pageErr(err)
+		}
+		if !info.Created.Equal(st.Created) {
+			return nil, 0, time.Time{}, fmt.Errorf("%w (made at %s, now at %s)", errMadeAgain,
+				st.Created.UTC().Format(time.RFC3339Nano), info.Created.UTC().Format(time.RFC3339Nano))
+		}
 	}
 	if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
 		return out, next, st.Created, fmt.Errorf("events: audit stream: %w", err)

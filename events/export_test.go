@@ -67,3 +67,7 @@ func SetBatchesOffFor(d time.Duration) func() {
 	batchesOffFor = d
 	return func() { batchesOffFor = old }
 }
+
+// SetBeforeConsumer sets what Page runs between its read of the stream's
+// info and the create of its consumer.
+func (a *Audit) SetBeforeConsumer(f func()) { a.beforeConsumer = f }
