@@ -348,3 +348,70 @@ func bucketPacks(ctx context.Context, s *Store) (map[uint64][]provision.User, er
 	}
 	return out, nil
 }
+
+// inProcess waits until the stream leader holds a write of key in process
+// (on a replicated bucket whose followers are paused): a probe at a
+// revision the key never had is refused with 10164 then, 10071 (and not
+// stored) otherwise.
+func inProcess(ctx context.Context, t testing.TB, s *Store, key string) {
+	t.Helper()
+	subject := s.subject + key
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		_, err := s.js.PublishMsg(ctx, nats.NewMsg(subject), jetstream.WithExpectLastSequencePerSubject(1<<62))
+		if busy(err) {
+			return
+		}
+		if err == nil {
+			t.Fatal("the probe was stored")
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the first write of %s is not in process on the stream leader: %v", key, err)
+		}
+	}
+}
+
+// behindHeldWrite runs first, a write of key through s, with the stream's
+// followers paused (replicatedPair's pause and resume), waits until the
+// stream leader holds it in process, and then runs then, given the
+// revision first is to be given. then must not end while the followers
+// are paused (its answer would be a guess); they are let go after 3 s of
+// it. first must be given that revision; behindHeldWrite returns it and
+// then's result.
+func behindHeldWrite(ctx context.Context, t *testing.T, s *Store, key string, pause, resume func(), first func() (uint64, error), then func(given uint64) (uint64, error)) (uint64, uint64, error) {
+	t.Helper()
+	info, err := s.stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	given := info.State.LastSeq + 1
+	pause()
+	type result struct {
+		rev uint64
+		err error
+	}
+	firstDone := make(chan result, 1)
+	go func() {
+		rev, err := first()
+		firstDone <- result{rev, err}
+	}()
+	inProcess(ctx, t, s, key)
+	thenDone := make(chan result, 1)
+	go func() {
+		rev, err := then(given)
+		thenDone <- result{rev, err}
+	}()
+	var r2 result
+	select {
+	case r2 = <-thenDone:
+		resume()
+		t.Fatalf("a write of %s ended while an earlier one was in process: %d, %v", key, r2.rev, r2.err)
+	case <-time.After(3 * time.Second):
+	}
+	resume()
+	r1 := <-firstDone
+	r2 = <-thenDone
+	if r1.err != nil || r1.rev != given {
+		t.Fatalf("the first write of %s: %d, %v; want revision %d", key, r1.rev, r1.err, given)
+	}
+	return r1.rev, r2.rev, r2.err
+}

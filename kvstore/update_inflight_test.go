@@ -3,10 +3,6 @@ package kvstore
 import (
 	"errors"
 	"testing"
-	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natsprov/provisioner/provision"
 )
@@ -41,69 +37,20 @@ func TestUpdateBehindPendingWriteOfTheKey(t *testing.T) {
 		return n
 	}
 
-	// inProcess waits until the stream leader holds a write of the
-	// account's key in process: a probe at a revision the key never had
-	// is refused with 10164 then, 10071 (and not stored) otherwise.
-	subject := sa.subject + accountKey(a.PublicKey)
-	inProcess := func() {
-		t.Helper()
-		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-			_, err := sa.js.PublishMsg(ctx, nats.NewMsg(subject), jetstream.WithExpectLastSequencePerSubject(1<<62))
-			if busy(err) {
-				return
-			}
-			if err == nil {
-				t.Fatal("the probe was stored")
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the first update is not in process on the stream leader: %v", err)
-			}
-		}
-	}
 	// held runs sa's update at from, held in process, and then sb's at
-	// second; sb's must not end while the followers are paused (its
-	// answer would be a guess), and the followers are let go after 3 s
-	// of it. It returns the revision sa's is given and sb's result.
+	// second (at the revision sa's is given when 0).
+	key := accountKey(a.PublicKey)
 	held := func(from, second uint64) (uint64, uint64, error) {
 		t.Helper()
-		info, err := sa.stream.Info(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		last := info.State.LastSeq
-		pause()
-		type result struct {
-			rev uint64
-			err error
-		}
-		first := make(chan result, 1)
-		go func() {
-			rev, err := sa.UpdateAccount(ctx, next(), from)
-			first <- result{rev, err}
-		}()
-		inProcess()
-		if second == 0 {
-			second = last + 1 // what the first is given
-		}
-		then := make(chan result, 1)
-		go func() {
-			rev, err := sb.UpdateAccount(ctx, next(), second)
-			then <- result{rev, err}
-		}()
-		var r2 result
-		select {
-		case r2 = <-then:
-			resume()
-			t.Fatalf("an update at revision %d ended while a write of the key was in process: %d, %v", second, r2.rev, r2.err)
-		case <-time.After(3 * time.Second):
-		}
-		resume()
-		r1 := <-first
-		r2 = <-then
-		if r1.err != nil || r1.rev != last+1 {
-			t.Fatalf("the first update: %d, %v; want revision %d", r1.rev, r1.err, last+1)
-		}
-		return r1.rev, r2.rev, r2.err
+		n1, n2 := next(), next()
+		return behindHeldWrite(ctx, t, sa, key, pause, resume,
+			func() (uint64, error) { return sa.UpdateAccount(ctx, n1, from) },
+			func(given uint64) (uint64, error) {
+				if second == 0 {
+					second = given
+				}
+				return sb.UpdateAccount(ctx, n2, second)
+			})
 	}
 
 	// At the revision the write in process is given: it waits, then
