@@ -722,7 +722,17 @@ func (s *Store) RemoveAccount(ctx context.Context, pub string, rev uint64) error
 	if err := s.settle(ctx, users); err != nil {
 		return err
 	}
-	err = s.kv.Delete(ctx, accountKey(pub), jetstream.LastRevision(rev))
+	// A delete sent while an earlier write of the record is in process on
+	// a replicated stream is refused (10164), which nats.go reports as a
+	// revision mismatch though it says nothing of rev (a remove sent at
+	// once at the revision just acknowledged meets it): it is sent again
+	// once that write is settled, as updates are.
+	err = untilSettled(ctx, "remove account "+pub, func() error {
+		return s.kv.Delete(ctx, accountKey(pub), jetstream.LastRevision(rev))
+	})
+	if errors.Is(err, provision.ErrUnavailable) {
+		return err // untilSettled said what was being done
+	}
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 		// The mirror lags behind another instance's change, or the
 		// account changed meanwhile: read the record now, so that the
@@ -741,7 +751,11 @@ func (s *Store) RemoveAccount(ctx context.Context, pub string, rev uint64) error
 	}
 	if name.pub == pub {
 		// Best effort: a name entry pointing to a missing account is free
-		// anyway.
+		// anyway. The record's delete was stored after this instance's
+		// last write of the name entry, which the leader had cleared by
+		// then: a refusal here (10164 too) is of a write of the entry made
+		// meanwhile, which leaves it at another revision, so the delete is
+		// not sent again.
 		if err := s.kv.Delete(ctx, nameKey(cur.a.Name), jetstream.LastRevision(name.rev)); err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			s.log.Warn("kvstore: cannot remove the name entry of a removed account", "account", pub, "error", err)
 		}
