@@ -181,3 +181,91 @@ func TestCompactionPastFileSizeLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestFileSizeLimitBelowJournalChunk: under a file size limit below the
+// journal's chunk (4 MiB), a new store opens, takes changes, and, each time
+// its journal reaches the limit (a 507), goes on with a new generation,
+// and after a restart holds every acknowledged change. A new journal was
+// written a whole chunk at once, where the journal's growth falls back to
+// what fits: Open failed with "file too large" on an empty directory, and
+// the new generation after a 507 could not be made either, which broke
+// the store (503 until a restart).
+func TestFileSizeLimitBelowJournalChunk(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "store")
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	// Not a power of two times a page: no halving of the chunk fits
+	// them.
+	const limit, lower = 100 << 10, 84 << 10
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: limit, Max: old.Max}); err != nil {
+		t.Skipf("cannot set RLIMIT_FSIZE: %v", err)
+	}
+	lifted := false
+	lift := func() {
+		if !lifted {
+			lifted = true
+			if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+				t.Fatalf("restore RLIMIT_FSIZE: %v", err)
+			}
+		}
+	}
+	defer lift()
+
+	s := open(t, dir, Options{})
+	var made []provision.Account
+	for i := range 3 {
+		a := newAccount(t, fmt.Sprint("a", i))
+		if _, err := s.CreateAccount(ctx, a); err != nil {
+			t.Fatalf("create %s under the limit: %v", a.Name, err)
+		}
+		made = append(made, a)
+	}
+	// Lowered while the store runs (prlimit does it to a running
+	// process), so that the journal meets it: the store reads the limit
+	// at most once, when it opens.
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: lower, Max: old.Max}); err != nil {
+		t.Fatalf("lower RLIMIT_FSIZE: %v", err)
+	}
+	// Updates grow the journal, not the state: each new snapshot fits.
+	a := made[0]
+	rev, err := s.Account(ctx, a.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur := rev.Revision
+	full, after := 0, 0
+	for i := 0; full < 3 || after < 3; i++ {
+		if i == 2000 {
+			t.Fatalf("%d updates, %d failed with 507: the journal did not reach the limit", i, full)
+		}
+		r, err := s.UpdateAccount(ctx, a, cur)
+		if err != nil {
+			if errors.Is(err, provision.ErrBroken) {
+				t.Fatalf("update %d: the store broke under the limit: %v", i, err)
+			}
+			if !errors.Is(err, provision.ErrFull) || !errors.Is(err, provision.ErrFileSizeLimit) {
+				t.Fatalf("update %d under the limit: %v, want ErrFull and ErrFileSizeLimit", i, err)
+			}
+			full++
+			after = 0
+			continue
+		}
+		cur = r
+		if full > 0 {
+			after++
+		}
+	}
+	if err := s.Broken(); err != nil {
+		t.Fatalf("the store broke under the limit: %v", err)
+	}
+	want := dumpOf(t, s)
+	closeStore(t, s)
+	lift()
+	s = reopenHolds(t, dir, want, made, "after a restart")
+	if got, err := s.Account(ctx, a.PublicKey); err != nil || got.Revision != cur {
+		t.Errorf("after a restart the account is at %d (%v), want the last acknowledged update's %d", got.Revision, err, cur)
+	}
+}

@@ -98,7 +98,7 @@ func writeGeneration(dir string, snap []byte, id, seq uint64) (j *journal, place
 	if j, err = createJournal(jPath+newSuffix, id, seq); err != nil {
 		os.Remove(jPath + newSuffix)
 		os.Remove(snapPath + newSuffix)
-		return nil, false, fmt.Errorf("filestore: create journal (%d bytes): %w", max(journalChunk, dataStart+journalSlotSize), err)
+		return nil, false, fmt.Errorf("filestore: create journal: %w", err)
 	}
 	defer func() {
 		if err != nil {

@@ -6,13 +6,18 @@ import (
 	"os"
 )
 
-// journalChunk is how much zeroed space the journal is extended by (less,
-// on a disk without room for it or past the process's file size limit:
-// what the records written need).
+// journalChunk is how much zeroed space the journal is extended by, and a
+// new journal starts with (less, on a disk without room for it or past the
+// process's file size limit: what the records written need, and for a new
+// journal as much as fits, halving down to a page of records).
 // Records overwrite zeros in place, so the file's size and block map do not
 // change on a commit, and fdatasync flushes only data: on ext4 that halves
 // the cost of a commit. A variable so that tests can use small files.
 var journalChunk int64 = 4 << 20
+
+// minJournal is the smallest new journal: its header slots and a page of
+// records.
+const minJournal = dataStart + journalSlotSize
 
 // syncFile flushes a file: only its data (fdatasync) when dataOnly, else
 // data and metadata. Every flush of the store goes through it, so that an
@@ -181,7 +186,7 @@ func createJournal(path string, snap, base uint64) (*journal, error) {
 	if err != nil {
 		return nil, err
 	}
-	j := &journal{f: f, path: path, alloc: journalChunk, end: dataStart, hdr: slot{gen: 1, snap: snap, base: base, seq: base, end: dataStart}}
+	j := &journal{f: f, path: path, alloc: max(journalChunk, minJournal), end: dataStart, hdr: slot{gen: 1, snap: snap, base: base, seq: base, end: dataStart}}
 	fail := func(err error) (*journal, error) {
 		f.Close()
 		return nil, err
@@ -189,11 +194,23 @@ func createJournal(path string, snap, base uint64) (*journal, error) {
 	if err := f.Chmod(0o600); err != nil {
 		return fail(err)
 	}
-	if j.alloc < dataStart+journalSlotSize {
-		j.alloc = dataStart + journalSlotSize
-	}
-	if _, err := f.WriteAt(make([]byte, j.alloc), 0); err != nil {
-		return fail(err)
+	for {
+		_, err := f.WriteAt(make([]byte, j.alloc), 0)
+		if err == nil {
+			break
+		}
+		// A disk without room for a chunk, or a file size limit below
+		// it, may have room for less: the journal starts smaller (down
+		// to a page of records) and grows as writeRecords grows it.
+		// Failed here, a store under a limit below the chunk could not
+		// be created, nor a new generation made after a write that met
+		// the limit, which broke the store.
+		smaller := max(j.alloc/2&^4095, minJournal)
+		if !isNoRoom(err) || smaller >= j.alloc || f.Truncate(0) != nil {
+			// Its size: past a file size limit, how far to raise it.
+			return fail(fmt.Errorf("zero-fill %d bytes: %w", j.alloc, err))
+		}
+		j.alloc = smaller
 	}
 	if _, err := f.WriteAt(j.hdr.encode(), slotOffset(j.hdr.gen)); err != nil {
 		return fail(err)
