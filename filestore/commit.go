@@ -56,6 +56,14 @@ type committer struct {
 	stopped      chan struct{}
 	view         batchView
 	spare        []byte // a buffer for the next batch's records
+
+	// sizeLimit is the process's file size limit (RLIMIT_FSIZE), read
+	// when the store opened, 0 for none: a batch that would grow the
+	// journal past it is written after a compaction, not failed with a
+	// 507 (see early). noEarly is set while the last compaction failed,
+	// so that each batch does not write a snapshot in vain.
+	sizeLimit int64
+	noEarly   bool
 }
 
 // batch is what one flush writes: the lazy user records that waited, then
@@ -82,6 +90,9 @@ func newCommitter(s *Store, j *journal, compactBytes int64) *committer {
 		in:           make(chan *op, maxBatch),
 		kick:         make(chan bool, 1),
 		stopped:      make(chan struct{}),
+	}
+	if limit, ok := fileSizeLimit(); ok && limit < 1<<62 {
+		c.sizeLimit = int64(limit)
 	}
 	go c.run()
 	return c
@@ -155,7 +166,22 @@ func (c *committer) run() {
 				break fill
 			}
 		}
-		waiting = c.step(waiting, c.build(ops), closing)
+		b := c.build(ops, true)
+		if b == nil {
+			// Written now, the batch would take the journal past the
+			// file size limit and fail with a 507 that a compaction
+			// avoids: settle the waiting batch's header, compact, and
+			// build the batch for the new journal. A header that
+			// failed was recovered from (a new journal, or a broken
+			// store): nothing is left to compact.
+			c.step(waiting, &batch{}, false)
+			waiting = nil
+			if c.s.Broken() == nil && !c.j.failed && c.j.end > dataStart {
+				c.compactLogged()
+			}
+			b = c.build(ops, false)
+		}
+		waiting = c.step(waiting, b, closing)
 		if closing {
 			return
 		}
@@ -166,8 +192,10 @@ func (c *committer) run() {
 // before has been applied), gives the accepted ones their sequence, and
 // frames them after the lazy user records that wait, which were applied
 // before these operations were checked: the journal replays in sequence
-// order.
-func (c *committer) build(ops []*op) *batch {
+// order. With early, it returns nil, and takes nothing, when the batch
+// would take the journal past the file size limit and a compaction would
+// make room for it (see early).
+func (c *committer) build(ops []*op, early bool) *batch {
 	s := c.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -177,6 +205,18 @@ func (c *committer) build(ops []*op) *batch {
 			o.err = s.broken
 		}
 		return b
+	}
+	if early {
+		// At most what the batch writes: some operations may fail their
+		// checks. The lazy records are counted under the lock that
+		// takes them, so that none comes between.
+		n := int64(len(s.lazy))
+		for _, o := range ops {
+			n += frameHead + int64(len(o.body)) + 1
+		}
+		if c.early(n) {
+			return nil
+		}
 	}
 	b.buf, s.lazy, c.spare = s.lazy, c.spare[:0], nil
 	b.lazy = len(b.buf)
@@ -255,24 +295,48 @@ func (c *committer) step(waiting, b *batch, final bool) *batch {
 		return nil
 	}
 	if c.j.hdr.end >= c.nextCompact {
-		if err := c.compact(); err != nil {
-			// Failed past its snapshot, it broke the store: the one line
-			// that says so (recover's for a failed journal write). The
-			// requests that meet the store next may be answered with a
-			// stop's 504, and log nothing of a restart.
-			switch {
-			case c.s.Broken() != nil:
-				c.s.log.Error("filestore: compaction failed once its snapshot was in place; the store takes no more writes until it is reopened (restart the instance)", "error", err)
-			case isNoRoom(err):
-				// Said as a journal write's 507 says it: the error alone
-				// ended in a bare "file too large".
-				c.s.log.Error("filestore: compaction failed: no room for its new snapshot and journal ("+roomWanting(err)+"); the journal keeps growing, and changes fail with 507 once it has no room either", "error", err)
-			default:
-				c.s.log.Error("filestore: compaction failed; the journal keeps growing", "error", err)
-			}
-		}
+		c.compactLogged()
 	}
 	return nil
+}
+
+// early tells whether n bytes of records, written now, would take the
+// journal past the process's file size limit, where the records of a new
+// journal (after a compaction) would not. Under a limit below
+// compactBytes (64 MiB by default), the journal reached it long before a
+// compaction: a batch got a 507 each time, before the recovery compacted.
+func (c *committer) early(n int64) bool {
+	j := c.j
+	if c.sizeLimit == 0 || c.noEarly || j.failed || j.end == dataStart || j.end+n <= j.alloc {
+		return false
+	}
+	// As writeRecords grows the file past the limit: by the pages the
+	// records need.
+	pages := func(n int64) int64 { return (n + 4095) &^ 4095 }
+	return j.alloc+pages(j.end+n-j.alloc) > c.sizeLimit && pages(dataStart+n) <= c.sizeLimit
+}
+
+// compactLogged compacts, and logs a failure. A failure before the new
+// snapshot is in place leaves the store going on with its journal.
+func (c *committer) compactLogged() {
+	err := c.compact()
+	if err == nil {
+		return
+	}
+	// Failed past its snapshot, it broke the store: the one line that
+	// says so (recover's for a failed journal write). The requests that
+	// meet the store next may be answered with a stop's 504, and log
+	// nothing of a restart.
+	switch {
+	case c.s.Broken() != nil:
+		c.s.log.Error("filestore: compaction failed once its snapshot was in place; the store takes no more writes until it is reopened (restart the instance)", "error", err)
+	case isNoRoom(err):
+		// Said as a journal write's 507 says it: the error alone ended
+		// in a bare "file too large".
+		c.s.log.Error("filestore: compaction failed: no room for its new snapshot and journal ("+roomWanting(err)+"); the journal keeps growing, and changes fail with 507 once it has no room either", "error", err)
+	default:
+		c.s.log.Error("filestore: compaction failed; the journal keeps growing", "error", err)
+	}
 }
 
 // finish applies a committed batch and answers its callers.
@@ -479,6 +543,9 @@ func (c *committer) compact() error {
 		return err
 	}
 	j, placed, err := writeGeneration(s.dir, data, id, seq)
+	// Until one succeeds, a batch past the file size limit does not wait
+	// for another that would fail as this one did.
+	c.noEarly = err != nil
 	if err != nil {
 		if !placed && !c.j.failed {
 			// The old generation is whole: go on with it, and try again

@@ -269,3 +269,88 @@ func TestFileSizeLimitBelowJournalChunk(t *testing.T) {
 		t.Errorf("after a restart the account is at %d (%v), want the last acknowledged update's %d", got.Revision, err, cur)
 	}
 }
+
+// TestCompactionBeforeFileSizeLimit: under a file size limit below
+// CompactBytes (64 MiB by default), the journal is compacted before a
+// batch would take it past the limit, so that no change fails while a new
+// snapshot fits; every acknowledged change is there after a restart. The
+// journal reached the limit first: each time, a change failed with a 507,
+// and only then did the recovery compact it.
+func TestCompactionBeforeFileSizeLimit(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "store")
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	const limit = 100 << 10
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: limit, Max: old.Max}); err != nil {
+		t.Skipf("cannot set RLIMIT_FSIZE: %v", err)
+	}
+	lifted := false
+	lift := func() {
+		if !lifted {
+			lifted = true
+			if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+				t.Fatalf("restore RLIMIT_FSIZE: %v", err)
+			}
+		}
+	}
+	defer lift()
+
+	log, logs := newLog()
+	s := open(t, dir, Options{Logger: log})
+	var made []provision.Account
+	for i := range 3 {
+		a := newAccount(t, fmt.Sprint("a", i))
+		if _, err := s.CreateAccount(ctx, a); err != nil {
+			t.Fatalf("create %s under the limit: %v", a.Name, err)
+		}
+		made = append(made, a)
+	}
+	// Updates grow the journal, not the state: each new snapshot fits.
+	// Some from several callers at once, so that batches hold more than
+	// one record.
+	a := made[0]
+	got, err := s.Account(ctx, a.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur := got.Revision
+	var written int
+	for i := 0; written < 4*limit; i++ {
+		r, err := s.UpdateAccount(ctx, a, cur)
+		if err != nil {
+			t.Fatalf("update %d, %d bytes of records in: %v", i, written, err)
+		}
+		cur = r
+		written += len(a.JWT)
+		if i%10 == 0 {
+			errs := make(chan error, len(made)-1)
+			for _, b := range made[1:] {
+				go func() {
+					got, err := s.Account(ctx, b.PublicKey)
+					if err == nil {
+						_, err = s.UpdateAccount(ctx, b, got.Revision)
+					}
+					errs <- err
+				}()
+			}
+			for range made[1:] {
+				if err := <-errs; err != nil {
+					t.Fatalf("update %d, %d bytes of records in: %v", i, written, err)
+				}
+			}
+		}
+	}
+	if n := strings.Count(logs.String(), "filestore compacted the journal"); n < 3 {
+		t.Errorf("%d compactions under the limit, want 3 or more:\n%s", n, logs.String())
+	}
+	want := dumpOf(t, s)
+	closeStore(t, s)
+	lift()
+	s = reopenHolds(t, dir, want, made, "after a restart")
+	if got, err := s.Account(ctx, a.PublicKey); err != nil || got.Revision != cur {
+		t.Errorf("after a restart the account is at %d (%v), want the last acknowledged update's %d", got.Revision, err, cur)
+	}
+}
