@@ -206,7 +206,7 @@ func (c *committer) build(ops []*op, early bool) *batch {
 		}
 		return b
 	}
-	if early {
+	if early && c.sizeLimit > 0 {
 		// At most what the batch writes: some operations may fail their
 		// checks. The lazy records are counted under the lock that
 		// takes them, so that none comes between.
