@@ -15,6 +15,39 @@ import (
 	"github.com/natsprov/provisioner/provision"
 )
 
+// limitFileSize sets the process's file size limit (RLIMIT_FSIZE, as
+// ulimit -f does) to limit, or skips the test where it cannot. set changes
+// it again, as prlimit does to a running process; lift puts the limit the
+// process had back, once, and the test's end does if it has not. The
+// limit is the whole process's: its tests are not parallel.
+func limitFileSize(t *testing.T, limit uint64) (set func(uint64), lift func()) {
+	t.Helper()
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: limit, Max: old.Max}); err != nil {
+		t.Skipf("cannot set RLIMIT_FSIZE: %v", err)
+	}
+	set = func(limit uint64) {
+		t.Helper()
+		if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: limit, Max: old.Max}); err != nil {
+			t.Fatalf("set RLIMIT_FSIZE: %v", err)
+		}
+	}
+	lifted := false
+	lift = func() {
+		if !lifted {
+			lifted = true
+			if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+				t.Fatalf("restore RLIMIT_FSIZE: %v", err)
+			}
+		}
+	}
+	t.Cleanup(lift)
+	return set, lift
+}
+
 // TestFileSizeLimit: a process whose files may not grow past a limit
 // (ulimit -f, systemd's LimitFSIZE; Go ignores the SIGXFSZ, so a write
 // past it fails with EFBIG) has, like one on a full disk, no room for the
@@ -42,25 +75,9 @@ func TestFileSizeLimit(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
-		t.Fatal(err)
-	}
 	// Not a multiple of the chunk: the journal's last growth is a part of one.
-	limit := syscall.Rlimit{Cur: 40 << 10, Max: old.Max}
-	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &limit); err != nil {
-		t.Skipf("cannot set RLIMIT_FSIZE: %v", err)
-	}
-	lifted := false
-	lift := func() {
-		if !lifted {
-			lifted = true
-			if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
-				t.Fatalf("restore RLIMIT_FSIZE: %v", err)
-			}
-		}
-	}
-	defer lift()
+	const limit = 40 << 10
+	_, lift := limitFileSize(t, limit)
 
 	jpath := filepath.Join(dir, journalFile)
 	var made, failed []provision.Account
@@ -99,7 +116,7 @@ func TestFileSizeLimit(t *testing.T) {
 	// The log line of the failed write says the limit, as its error does:
 	// it said only "file too large".
 	for _, l := range strings.Split(logs.String(), "\n") {
-		if strings.Contains(l, "journal write failed") && !strings.Contains(l, fmt.Sprintf("file size limit of %d bytes", limit.Cur)) {
+		if strings.Contains(l, "journal write failed") && !strings.Contains(l, fmt.Sprintf("file size limit of %d bytes", limit)) {
 			t.Errorf("the failed write's log line does not say the limit:\n%s", l)
 		}
 	}
@@ -140,19 +157,8 @@ func TestCompactionPastFileSizeLimit(t *testing.T) {
 			break
 		}
 	}
-	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
-		t.Fatal(err)
-	}
 	const limit = 40 << 10
-	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: limit, Max: old.Max}); err != nil {
-		t.Skipf("cannot set RLIMIT_FSIZE: %v", err)
-	}
-	defer func() {
-		if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
-			t.Fatalf("restore RLIMIT_FSIZE: %v", err)
-		}
-	}()
+	limitFileSize(t, limit)
 	for i := 0; !strings.Contains(logs.String(), "compaction failed"); i++ {
 		if i == 100 {
 			t.Fatalf("no compaction failed past the file size limit; log:\n%s", logs.String())
@@ -193,26 +199,10 @@ func TestCompactionPastFileSizeLimit(t *testing.T) {
 func TestFileSizeLimitBelowJournalChunk(t *testing.T) {
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "store")
-	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
-		t.Fatal(err)
-	}
 	// Not a power of two times a page: no halving of the chunk fits
 	// them.
 	const limit, lower = 100 << 10, 84 << 10
-	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: limit, Max: old.Max}); err != nil {
-		t.Skipf("cannot set RLIMIT_FSIZE: %v", err)
-	}
-	lifted := false
-	lift := func() {
-		if !lifted {
-			lifted = true
-			if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
-				t.Fatalf("restore RLIMIT_FSIZE: %v", err)
-			}
-		}
-	}
-	defer lift()
+	set, lift := limitFileSize(t, limit)
 
 	s := open(t, dir, Options{})
 	var made []provision.Account
@@ -226,9 +216,7 @@ func TestFileSizeLimitBelowJournalChunk(t *testing.T) {
 	// Lowered while the store runs (prlimit does it to a running
 	// process), so that the journal meets it: the store reads the limit
 	// at most once, when it opens.
-	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: lower, Max: old.Max}); err != nil {
-		t.Fatalf("lower RLIMIT_FSIZE: %v", err)
-	}
+	set(lower)
 	// Updates grow the journal, not the state: each new snapshot fits.
 	a := made[0]
 	rev, err := s.Account(ctx, a.PublicKey)
@@ -279,24 +267,8 @@ func TestFileSizeLimitBelowJournalChunk(t *testing.T) {
 func TestCompactionBeforeFileSizeLimit(t *testing.T) {
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "store")
-	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
-		t.Fatal(err)
-	}
 	const limit = 100 << 10
-	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: limit, Max: old.Max}); err != nil {
-		t.Skipf("cannot set RLIMIT_FSIZE: %v", err)
-	}
-	lifted := false
-	lift := func() {
-		if !lifted {
-			lifted = true
-			if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
-				t.Fatalf("restore RLIMIT_FSIZE: %v", err)
-			}
-		}
-	}
-	defer lift()
+	_, lift := limitFileSize(t, limit)
 
 	log, logs := newLog()
 	s := open(t, dir, Options{Logger: log})
