@@ -1475,7 +1475,16 @@ func (s *Store) tombstoneAgain(ctx context.Context, e *accountEntry) error {
 	if err != nil {
 		return err
 	}
-	rev, err := s.kv.Update(ctx, accountKey(a.PublicKey), data, e.a.Revision)
+	// The revive's record write can still be in process on the leader of
+	// a replicated stream (it answers a write before it clears it): its
+	// refusal (10164), which nats.go reports as a revision mismatch, says
+	// nothing of the revision, so the write-back is sent again once that
+	// write is settled.
+	var rev uint64
+	err = untilSettled(ctx, "write back the tombstone of account "+a.PublicKey, func() (err error) {
+		rev, err = s.kv.Update(ctx, accountKey(a.PublicKey), data, e.a.Revision)
+		return err
+	})
 	if err != nil {
 		return err
 	}
