@@ -655,11 +655,8 @@ func (s *Store) updateAccount(ctx context.Context, a provision.Account, rev uint
 			if ferr := s.at("revive: fenced out"); ferr != nil {
 				return 0, ferr
 			}
-			back, _, serr := s.sealAccount(cur.a, cur, nil)
-			if serr == nil {
-				if _, uerr := s.kv.Update(ctx, accountKey(a.PublicKey), back, nrev); uerr != nil {
-					s.log.Warn("kvstore: cannot put back the tombstone of an account whose name was taken; it is hidden until the next open writes it back", "account", a.PublicKey, "error", uerr)
-				}
+			if uerr := s.putBack(ctx, cur, nrev); uerr != nil {
+				s.log.Warn("kvstore: cannot put back the tombstone of an account whose name was taken; it is hidden until the next open writes it back", "account", a.PublicKey, "error", uerr)
 			}
 			if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 				return 0, fmt.Errorf("kvstore: account name %q: %w: taken meanwhile", a.Name, provision.ErrConflict)
@@ -675,6 +672,25 @@ func (s *Store) updateAccount(ctx context.Context, a provision.Account, rev uint
 	s.m.apply(change{key: accountKey(a.PublicKey), rev: nrev, acct: &accountEntry{a: a, sealed: sealed}})
 	s.mu.Unlock()
 	return nrev, nil
+}
+
+// putBack writes cur, the tombstone a revive replaced, back over the
+// revive's record at rev, the revision the revive was just given.
+func (s *Store) putBack(ctx context.Context, cur *accountEntry, rev uint64) error {
+	data, _, err := s.sealAccount(cur.a, cur, nil)
+	if err != nil {
+		return err
+	}
+	// The revive's record write can still be in process on the leader of
+	// a replicated stream (it answers a write before it clears it, and
+	// the name's refusal in between is no write that orders after it):
+	// its refusal (10164), which nats.go reports as a revision mismatch,
+	// says nothing of rev, so the tombstone is sent again once that write
+	// is settled.
+	return untilSettled(ctx, "put back the tombstone of account "+cur.a.PublicKey, func() error {
+		_, err := s.kv.Update(ctx, accountKey(cur.a.PublicKey), data, rev)
+		return err
+	})
 }
 
 // RemoveAccount forgets an account and its user records: the record first
