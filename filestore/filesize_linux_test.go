@@ -62,9 +62,7 @@ func limitFileSize(t *testing.T, limit uint64) (set func(uint64), lift func()) {
 // The limit is the whole process's: the test is not parallel, so no other
 // test writes while it is set.
 func TestFileSizeLimit(t *testing.T) {
-	chunk := journalChunk
-	journalChunk = 16 << 10
-	t.Cleanup(func() { journalChunk = chunk })
+	smallJournal(t, 16<<10)
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "store")
 	log, logs := newLog()
@@ -136,9 +134,7 @@ func TestFileSizeLimit(t *testing.T) {
 // says which file was being written, how large, the limit, and to raise
 // it, and quotes no seed.
 func TestCompactionPastFileSizeLimit(t *testing.T) {
-	chunk := journalChunk
-	journalChunk = 16 << 10
-	t.Cleanup(func() { journalChunk = chunk })
+	smallJournal(t, 16<<10)
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "store")
 	log, logs := newLog()

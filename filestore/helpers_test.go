@@ -371,3 +371,13 @@ func reopenHolds(t *testing.T, dir string, want dump, made []provision.Account, 
 	}
 	return s
 }
+
+// smallJournal makes the journals a test's stores start and grow by size
+// bytes instead of 4 MiB, so that a test reaches the end of a chunk (a
+// full disk, a file size limit) in a few writes; the size is put back
+// when the test ends. The tests that use it are not parallel.
+func smallJournal(t *testing.T, size int64) {
+	chunk := journalChunk
+	journalChunk = size
+	t.Cleanup(func() { journalChunk = chunk })
+}

@@ -28,9 +28,7 @@ func TestStartOnFullDiskAfterACrash(t *testing.T) {
 // startOnFullDiskAfterACrash: with torn, the crash (a power loss) also
 // left part of a batch that was never answered after the records kept.
 func startOnFullDiskAfterACrash(t *testing.T, torn bool) {
-	chunk := journalChunk
-	journalChunk = 16 << 10
-	t.Cleanup(func() { journalChunk = chunk })
+	smallJournal(t, 16<<10)
 	ctx := context.Background()
 	disk := testenv.SmallDisk(t, "1m")
 	dir := filepath.Join(disk, "store")

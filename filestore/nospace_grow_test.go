@@ -19,9 +19,7 @@ import (
 // until room was made: a service with megabytes free stopped. The journal
 // must go on into the room there is.
 func TestJournalGrowsIntoTheRoomLeft(t *testing.T) {
-	chunk := journalChunk
-	journalChunk = 256 << 10
-	t.Cleanup(func() { journalChunk = chunk })
+	smallJournal(t, 256<<10)
 	ctx := context.Background()
 	disk := testenv.SmallDisk(t, "2m")
 	dir := filepath.Join(disk, "store")

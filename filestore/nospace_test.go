@@ -75,9 +75,7 @@ func checkModes(t *testing.T, dir string) {
 // 0600 in a 0700 directory. Once there is room, a reopen has everything
 // acknowledged and takes writes.
 func TestFullDisk(t *testing.T) {
-	chunk := journalChunk
-	journalChunk = 16 << 10
-	t.Cleanup(func() { journalChunk = chunk })
+	smallJournal(t, 16<<10)
 	old := syscall.Umask(0)
 	t.Cleanup(func() { syscall.Umask(old) })
 	ctx := context.Background()
@@ -132,9 +130,7 @@ func TestFullDisk(t *testing.T) {
 // leaves the old generation in use and takes nothing of the disk with it,
 // so that the journal can still grow into the room that is left.
 func TestCompactionOnFullDisk(t *testing.T) {
-	chunk := journalChunk
-	journalChunk = 16 << 10
-	t.Cleanup(func() { journalChunk = chunk })
+	smallJournal(t, 16<<10)
 	ctx := context.Background()
 	disk := testenv.SmallDisk(t, "1m")
 	dir := filepath.Join(disk, "store")
@@ -183,9 +179,7 @@ func TestCompactionOnFullDisk(t *testing.T) {
 // there is room, a restart has everything acknowledged. Refused, an
 // instance restarted on a full disk served nothing, not even reads.
 func TestStartOnFullDisk(t *testing.T) {
-	chunk := journalChunk
-	journalChunk = 16 << 10
-	t.Cleanup(func() { journalChunk = chunk })
+	smallJournal(t, 16<<10)
 	ctx := context.Background()
 	disk := testenv.SmallDisk(t, "1m")
 	dir := filepath.Join(disk, "store")
