@@ -62,7 +62,8 @@ func (c *Client) ListAccounts(ctx context.Context, req api.ListRequest) (*api.Li
 //
 // When the service says it holds account records it cannot read (a
 // damaged record: reply's Unreadable), the iteration ends, after the
-// accounts it could read, with an error that matches ErrUnreadable: the
+// accounts it could read, with an *UnreadableError (it matches
+// ErrUnreadable): the
 // list is not all there, and a caller that took it for whole (to find
 // accounts to delete, say) would miss some.
 func (c *Client) Accounts(ctx context.Context, start api.ListRequest) iter.Seq2[api.AccountSummary, error] {
@@ -84,7 +85,7 @@ func (c *Client) Accounts(ctx context.Context, start api.ListRequest) iter.Seq2[
 			}
 		}
 		if unreadable > 0 {
-			yield(api.AccountSummary{}, fmt.Errorf("%w: %d account record(s) in the service's store cannot be read, and are not listed; prov.status's damage names them", ErrUnreadable, unreadable))
+			yield(api.AccountSummary{}, &UnreadableError{Count: unreadable})
 		}
 	}
 }

@@ -34,6 +34,17 @@ var ErrNoService = errors.New("client: no provisioner answers")
 // the accounts listed before it are not all there are.
 var ErrUnreadable = errors.New("client: the account list is incomplete")
 
+// UnreadableError is the error that ends Accounts when the service holds
+// account records it cannot read; it matches ErrUnreadable. Count is how
+// many, for a caller that shows the accounts listed with it.
+type UnreadableError struct{ Count int }
+
+func (e *UnreadableError) Error() string {
+	return fmt.Sprintf("%v: %d account record(s) in the service's store cannot be read, and are not listed; prov.status's damage names them", ErrUnreadable, e.Count)
+}
+
+func (e *UnreadableError) Is(target error) bool { return target == ErrUnreadable }
+
 // kinds maps each wire code to its kind.
 var kinds = map[int]error{
 	api.CodeInvalid:     ErrInvalid,

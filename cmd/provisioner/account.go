@@ -135,14 +135,26 @@ func runAccountList(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err := cmd.parse(args, stdout, stderr); err != nil {
 		return err
 	}
-	// Every page, as one reply: {"accounts":[...],"total":N}.
+	// Every page, as one reply: {"accounts":[...],"total":N}. With
+	// records the service cannot read, the accounts it could are printed
+	// (with "unreadable":N), then the command fails: the list is not
+	// whole, and an operator shown only the error saw none of it.
+	var incomplete error
 	all := func(ctx context.Context, c *client.Client) (api.ListAccountsReply, error) {
 		accounts, err := collect(c.Accounts(ctx, api.ListRequest{}))
-		return api.ListAccountsReply{Accounts: accounts, Total: len(accounts)}, err
+		rep := api.ListAccountsReply{Accounts: accounts, Total: len(accounts)}
+		if u, ok := errors.AsType[*client.UnreadableError](err); ok {
+			rep.Unreadable, incomplete, err = u.Count, err, nil
+		}
+		return rep, err
 	}
-	return request(ctx, conn, stdout, all, func(w io.Writer, all api.ListAccountsReply) error {
+	err := request(ctx, conn, stdout, all, func(w io.Writer, all api.ListAccountsReply) error {
 		if len(all.Accounts) == 0 {
-			fmt.Fprintln(w, "No accounts.")
+			if all.Unreadable > 0 {
+				fmt.Fprintln(w, "No account could be read.")
+			} else {
+				fmt.Fprintln(w, "No accounts.")
+			}
 			return nil
 		}
 		tw := table(w)
@@ -152,6 +164,10 @@ func runAccountList(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 		return tw.Flush()
 	})
+	if err == nil {
+		err = incomplete
+	}
+	return err
 }
 
 func runAccountGet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
