@@ -23,6 +23,9 @@ const cutImportsRoom = replyServersRoom
 const (
 	cutImportsLagging = "listed from this instance's copy of the store, which could not be brought up to the change: imports other instances stored just before it may be missing"
 	cutImportsUnread  = "the accounts could not be read: imports this change cut off are not listed"
+	// cutImportsUnreadable takes the count of account records that cannot
+	// be read.
+	cutImportsUnreadable = "%d account record(s) cannot be read (prov.status's damage names them): imports of those accounts this change cut off are not listed"
 )
 
 // findExport returns the export of claims an import of im's type and
@@ -126,7 +129,8 @@ func served(importer string, im *jwt.Import, exporter string, claims *jwt.Accoun
 // from the importing accounts without a word. room is what is left of the
 // reply beside the servers' answers; the rest is counted. It is read from
 // the store after the change, and is the caller's to act on: a read that
-// fails is logged and lists nothing. rev is the revision the change was
+// fails is logged and lists nothing; records that cannot be read are left
+// out, and said to be. rev is the revision the change was
 // stored at: a store shared by instances is read once its copy holds every
 // account stored before it (importsServed checks the other way round).
 // When the list may lack imports (that wait failed, or the read did), the
@@ -151,7 +155,12 @@ func (s *Service) cutImports(ctx context.Context, exporter string, rev uint64, b
 		}
 	}
 	accounts, err := s.store.Accounts(ctx)
-	if err != nil {
+	if unread, ok := errors.AsType[*UnreadableError](err); ok {
+		// One damaged record, which every instance shares, listed no cut
+		// import at all: the others' are listed, and the reply says whose
+		// are not (prov.status's damage names them).
+		incomplete = joinIncomplete(incomplete, fmt.Sprintf(cutImportsUnreadable, len(unread.Accounts)))
+	} else if err != nil {
 		s.log.Warn("the imports of other accounts this change cut off could not be listed", "account", exporter, "error", err)
 		return nil, 0, cutImportsUnread
 	}
@@ -302,4 +311,12 @@ func (s *Service) importsAgain(ctx context.Context, rev uint64, a *Account, c *j
 		return fmt.Errorf("%w: the exporters of the new account's imports could not be checked again for what other instances stored meanwhile; nothing was created: %w", ErrUnavailable, err)
 	}
 	return s.importsServed(ctx, a, c)
+}
+
+// joinIncomplete joins the reasons a list of cut imports may lack some.
+func joinIncomplete(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
 }
