@@ -241,6 +241,33 @@ func SystemUserCreds(tb testing.TB, dir, systemAccount, name string, edit func(*
 	return UserCreds(tb, filepath.Join(dir, bootstrap.SystemAccountSigningFile), systemAccount, name, edit)
 }
 
+// AuthErrors follows, as a system-account user, the servers' auth error
+// events ($SYS.SERVER.<id>.CLIENT.AUTH.ERR), which carry what a refused
+// client sent as its JWT, and returns a function that waits for the events
+// until none has come for quiet (the server publishes one after it closes
+// the connection) and returns their bodies.
+func (e *Env) AuthErrors(tb testing.TB) func(quiet time.Duration) [][]byte {
+	tb.Helper()
+	nc := e.Connect(tb, SystemUserCreds(tb, e.Dir, e.Init.SystemAccount, "auth-error-watcher", nil))
+	sub, err := nc.SubscribeSync("$SYS.SERVER.*.CLIENT.AUTH.ERR")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		tb.Fatal(err)
+	}
+	return func(quiet time.Duration) [][]byte {
+		var got [][]byte
+		for {
+			m, err := sub.NextMsg(quiet)
+			if err != nil {
+				return got
+			}
+			got = append(got, m.Data)
+		}
+	}
+}
+
 // UserCreds writes creds of a new user name of account, signed by the
 // account signing key whose seed is in signingFile, edit (when not nil)
 // setting its claims, and returns their path.

@@ -164,11 +164,11 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 			continue
 		}
 		// A missing or unreadable creds file is not a server that is not
-		// there yet: say so at once instead of retrying.
-		if fh, err := os.Open(f.path); err != nil {
+		// there yet: say so at once instead of retrying. A file that is
+		// no creds file is refused before nats.go sends what it holds to
+		// the server (config.ReadCreds).
+		if _, err := config.ReadCreds(f.path); err != nil {
 			return nil, fmt.Errorf("%s: %w", f.field, err)
-		} else {
-			fh.Close()
 		}
 	}
 	for _, f := range []struct{ field, path string }{{"nats_creds", cfg.NATSCreds}, {"service_creds", cfg.ServiceCreds}} {
@@ -593,17 +593,9 @@ func waitJetStream(ctx context.Context, c *conn, what string, log *slog.Logger, 
 
 // credsAccount returns the account of the user in a creds file.
 func credsAccount(path string) (string, error) {
-	raw, err := os.ReadFile(path)
+	uc, err := config.ReadCreds(path)
 	if err != nil {
 		return "", err
-	}
-	token, err := jwt.ParseDecoratedJWT(raw)
-	if err != nil {
-		return "", fmt.Errorf("%s holds no user JWT", path)
-	}
-	uc, err := jwt.DecodeUserClaims(token)
-	if err != nil {
-		return "", fmt.Errorf("%s holds no user JWT: %w", path, err)
 	}
 	if uc.IssuerAccount != "" {
 		return uc.IssuerAccount, nil
