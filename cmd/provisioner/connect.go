@@ -254,11 +254,12 @@ type conn struct {
 // else its environment variable, else the context, else the default.
 func (f *connFlags) connect() (*conn, error) {
 	server, creds, inbox := f.server, f.creds, f.inboxPrefix
+	credsFrom := "--creds"
 	if server == "" {
 		server = getenv("NATS_URL")
 	}
 	if creds == "" {
-		creds = getenv("NATS_CREDS")
+		creds, credsFrom = getenv("NATS_CREDS"), "NATS_CREDS"
 		// The creds file's content or a seed in the variable (a CI
 		// secret put there as it is) would be quoted by the stat that
 		// fails on it, as run refuses one on the command line.
@@ -304,7 +305,7 @@ func (f *connFlags) connect() (*conn, error) {
 		case ctx.User != "":
 			opts = append(opts, nats.UserInfo(ctx.User, ctx.Password))
 		case ctx.Creds != "":
-			creds = ctx.Creds
+			creds, credsFrom = ctx.Creds, fmt.Sprintf("context %q: \"creds\"", name)
 		case ctx.NKey != "":
 			opt, err := nats.NkeyOptionFromSeed(ctx.NKey)
 			if err != nil {
@@ -312,6 +313,11 @@ func (f *connFlags) connect() (*conn, error) {
 			}
 			opts = append(opts, opt)
 		case ctx.UserJWT != "" && ctx.UserSeed != "":
+			// Sent as it is, as the JWT of the CONNECT: a seed there went
+			// to the server and into its auth error event (ReadCreds).
+			if _, err := jwt.DecodeUserClaims(ctx.UserJWT); err != nil {
+				return nil, fmt.Errorf("context %q: \"user_jwt\" is not a user JWT", name)
+			}
 			opts = append(opts, nats.UserJWTAndSeed(ctx.UserJWT, ctx.UserSeed))
 		}
 		if ctx.Token != "" {
@@ -329,10 +335,11 @@ func (f *connFlags) connect() (*conn, error) {
 	}
 	server = firstOf(server, nats.DefaultURL)
 	if creds != "" {
-		if _, err := os.Stat(creds); err != nil {
-			return nil, fmt.Errorf("creds: %w", err)
+		opt, err := credsOption(credsFrom, creds)
+		if err != nil {
+			return nil, err
 		}
-		opts = append(opts, nats.UserCredentials(creds))
+		opts = append(opts, opt)
 		if inbox == "" {
 			inbox = credsInbox(creds)
 		}
@@ -347,6 +354,18 @@ func (f *connFlags) connect() (*conn, error) {
 	c.nc, c.server = nc, server
 	c.client = client.New(nc, client.WithPrefix(f.prefix), client.WithTimeout(f.timeout))
 	return c, nil
+}
+
+// credsOption returns nats.UserCredentials(path) once the file is found to
+// be a creds file (config.ReadCreds): nats.go sends a file's first block as
+// the JWT of its CONNECT, so a seed file given for creds went to the server
+// and into its auth error event. from names where path came from (a flag,
+// a variable, a config field) in the error.
+func credsOption(from, path string) (nats.Option, error) {
+	if _, err := config.ReadCreds(path); err != nil {
+		return nil, fmt.Errorf("%s: %w", from, err)
+	}
+	return nats.UserCredentials(path), nil
 }
 
 // credsInbox returns the inbox prefix the user in a creds file must use:

@@ -350,3 +350,85 @@ func TestSeedInTheEnvironmentIsNotEchoed(t *testing.T) {
 		})
 	}
 }
+
+// TestSeedFileForCredsNeverReachesTheServer: a seed file given where a
+// creds file goes (--creds alice.nk, $NATS_CREDS, a context's "creds", a
+// config's service_creds), or a seed as a context's "user_jwt", was handed
+// to nats.go, which sends a creds file's first block as the JWT of its
+// CONNECT: the seed went to the server, which refused it and published it
+// as the client's "jwt" in its auth error event, for every system-account
+// user that follows those events. Each is refused before it connects,
+// naming where the file came from.
+func TestSeedFileForCredsNeverReachesTheServer(t *testing.T) {
+	c := newCLI(t, bootstrap.Options{})
+	authErrors := c.env.AuthErrors(t)
+	url := c.env.Server.URL()
+	raw, err := os.ReadFile(c.env.Init.AdminCreds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := jwt.ParseDecoratedUserNKey(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := kp.Seed()
+	dir := t.TempDir()
+	seedFile := filepath.Join(dir, "admin.nk")
+	if err := os.WriteFile(seedFile, append(seed, '\n'), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A JetStream deployment's config (service_creds, store migrate and
+	// reseal) with the file deployment's server and a seed file for creds.
+	var fields map[string]any
+	cfgRaw, _ := os.ReadFile(c.env.Init.Config)
+	if err := json.Unmarshal(cfgRaw, &fields); err != nil {
+		t.Fatal(err)
+	}
+	storeDir := c.env.Config.StoreDir
+	delete(fields, "store_dir")
+	fields["service_creds"] = seedFile
+	fields["nats_url"] = url
+	cfgRaw, _ = json.Marshal(fields)
+	kvConfig := filepath.Join(c.env.Dir, "config.kv.json") // its paths are relative to it
+	if err := os.WriteFile(kvConfig, cfgRaw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"--creds", []string{"account", "list", "--server", url, "--creds", seedFile}, nil, "creds"},
+		{"NATS_CREDS", []string{"account", "list", "--server", url}, map[string]string{"NATS_CREDS": seedFile}, "NATS_CREDS"},
+		{"context creds", []string{"account", "list"}, map[string]string{"NATS_CONTEXT": writeContext(t, dir, "creds", map[string]any{"url": url, "creds": seedFile})}, `"creds"`},
+		{"context user_jwt", []string{"account", "list"}, map[string]string{"NATS_CONTEXT": writeContext(t, dir, "userjwt", map[string]any{"url": url, "user_jwt": string(seed), "user_seed": string(seed)})}, `"user_jwt"`},
+		{"store migrate service_creds", []string{"store", "migrate", "--from-dir", storeDir, "--config", kvConfig}, nil, "service_creds"},
+		{"store reseal service_creds", []string{"store", "reseal", "--config", kvConfig}, nil, "service_creds"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("NATS_CREDS", "")
+			t.Setenv("NATS_CONTEXT", "")
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			out, errOut, err := runCmd(t, tt.args...)
+			if err == nil {
+				t.Fatal("the command succeeded")
+			}
+			for _, o := range []string{out, errOut, err.Error()} {
+				if strings.Contains(o, string(seed)) {
+					t.Fatalf("the seed is echoed: %q", o)
+				}
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("refused with %q, want it to name %s", err, tt.want)
+			}
+		})
+	}
+	for _, ev := range authErrors(2 * time.Second) {
+		if strings.Contains(string(ev), string(seed)) {
+			t.Fatalf("the server's auth error event carries the seed: %s", ev)
+		}
+	}
+}

@@ -284,7 +284,11 @@ func devPort(host string, asked int, stdout io.Writer) (int, error) {
 // nats-server on the port), which lets any creds in: dev takes another
 // port beside it, as it did before this check.
 func checkServerNotRunning(cfg *config.Config, cfgPath string) error {
-	nc, err := nats.Connect(cfg.NATSURL, nats.UserCredentials(cfg.NATSCreds), nats.CustomInboxPrefix(bootstrap.ProvisionerInboxPrefix),
+	creds, err := credsOption("dev: nats_creds", cfg.NATSCreds)
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(cfg.NATSURL, creds, nats.CustomInboxPrefix(bootstrap.ProvisionerInboxPrefix),
 		nats.Name("provisioner dev check"), nats.Timeout(time.Second), nats.NoReconnect())
 	if err != nil {
 		return nil

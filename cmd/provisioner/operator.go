@@ -391,7 +391,11 @@ func runOperatorFinish(ctx context.Context, args []string, stdout, stderr io.Wri
 			need[name] = conf
 		}
 	}
-	nc, err := nats.Connect(cfg.NATSURL, nats.UserCredentials(cfg.NATSCreds), nats.CustomInboxPrefix(bootstrap.ProvisionerInboxPrefix))
+	creds, err := credsOption("nats_creds", cfg.NATSCreds)
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(cfg.NATSURL, creds, nats.CustomInboxPrefix(bootstrap.ProvisionerInboxPrefix))
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", config.RedactURL(cfg.NATSURL), err)
 	}
@@ -468,7 +472,11 @@ func runOperatorFinish(ctx context.Context, args []string, stdout, stderr io.Wri
 // operator signing key than key ("NAME signs with KEY"). An instance too
 // old to say is listed, not returned.
 func instancesSignWith(ctx context.Context, cfg *config.Config, creds, key string, stdout io.Writer) ([]string, error) {
-	nc, err := nats.Connect(cfg.NATSURL, nats.UserCredentials(creds), nats.CustomInboxPrefix(bootstrap.AdminInboxPrefix))
+	opt, err := credsOption("--creds", creds)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(cfg.NATSURL, opt, nats.CustomInboxPrefix(bootstrap.AdminInboxPrefix))
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s with %s to ask the instances: %w", config.RedactURL(cfg.NATSURL), creds, err)
 	}

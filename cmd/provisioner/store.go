@@ -169,7 +169,11 @@ func runStoreMigrate(ctx context.Context, args []string, stdout, stderr io.Write
 		return err
 	}
 	defer src.Close()
-	nc, err := nats.Connect(cfg.NATSURL, nats.UserCredentials(cfg.ServiceCreds), nats.CustomInboxPrefix(bootstrap.ServiceInboxPrefix))
+	creds, err := credsOption("service_creds", cfg.ServiceCreds)
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(cfg.NATSURL, creds, nats.CustomInboxPrefix(bootstrap.ServiceInboxPrefix))
 	if err != nil {
 		return fmt.Errorf("connect to %s with %s: %w", config.RedactURL(cfg.NATSURL), cfg.ServiceCreds, err)
 	}
@@ -219,7 +223,11 @@ func runStoreReseal(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	nc, err := nats.Connect(cfg.NATSURL, nats.UserCredentials(cfg.ServiceCreds), nats.CustomInboxPrefix(bootstrap.ServiceInboxPrefix))
+	creds, err := credsOption("service_creds", cfg.ServiceCreds)
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(cfg.NATSURL, creds, nats.CustomInboxPrefix(bootstrap.ServiceInboxPrefix))
 	if err != nil {
 		return fmt.Errorf("connect to %s with %s: %w", config.RedactURL(cfg.NATSURL), cfg.ServiceCreds, err)
 	}
