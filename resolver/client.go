@@ -532,8 +532,16 @@ func (c *Client) gather(ctx context.Context, subject string, data []byte, rule u
 			if id, ok := want[r.server]; ok && id == r.id {
 				got[r.server] = true
 			}
+		case identify:
+			// An answer that names no server (a foreign responder in
+			// the system account: nats-server names itself in every
+			// claims, LIST and VARZ reply) is no server's. Counted as
+			// one waited for, the push stopped at it, and a server up
+			// and answering a moment later was reported silent, its
+			// answer dropped. It stays in the replies.
+			c.log.Debug("resolver got an answer that names no server", "subject", subject)
 		default:
-			anonymous++
+			anonymous++ // a LOOKUP's bare JWT: the replies name no server
 		}
 		g.replies = append(g.replies, r)
 	}

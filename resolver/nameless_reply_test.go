@@ -1,0 +1,66 @@
+package resolver_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/provtest"
+	"github.com/natsprov/provisioner/resolver"
+)
+
+// TestNamelessReplyStandsForNoServer: an answer to a push that does not say
+// which server sent it (no "server": a foreign responder in the system
+// account) was counted as the answer of a server the push waited for: the
+// push stopped waiting once it arrived, and a server up and answering
+// within a moment was reported as silent (504 "no answer within"), its
+// answer dropped. For a delete's disabled version or its DELETE, that
+// server then counted as not having confirmed it.
+func TestNamelessReplyStandsForNoServer(t *testing.T) {
+	t.Parallel()
+	env := provtest.Deployment(t, bootstrap.Options{})
+	op := operator(t, env.Init.Dir)
+
+	// A known server that answers a moment after the others.
+	const name, id = "zz-slow", "NSLOWINSTANCE"
+	slow := dupInstance(t, env, name, id)
+	if _, err := slow.Subscribe(resolver.SubjectClaimsUpdate, func(m *nats.Msg) {
+		time.Sleep(300 * time.Millisecond)
+		_ = m.Respond(jwtUpdated(name, id))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := slow.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// A responder whose answers name no server.
+	nameless := env.Connect(t, sysUserCreds(t, env.Init, "nameless", nil))
+	if _, err := nameless.Subscribe(resolver.SubjectClaimsUpdate, func(m *nats.Msg) {
+		_ = m.Respond([]byte(`{"data":{"account":"","code":200,"message":"jwt updated"}}`))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nameless.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	c := inboxClient(t, env, "_INBOX_nameless-test", 3*time.Second)
+	ctx := context.Background()
+	waitFor(t, 5*time.Second, "the client knows the slow server", func() bool {
+		s, ok := findServer(c.Servers(), name)
+		return ok && s.Up
+	})
+	_, token := newAccount(t, "nameless", op.Signer)
+	res, err := c.Update(ctx, token)
+	if err != nil {
+		t.Fatalf("Update: %v (%+v)", err, res)
+	}
+	for _, r := range res {
+		if r.Server == name && !r.Stored {
+			t.Fatalf("%s, up and answering in 300ms, reported %d %q: the nameless answer stood for it (%+v)", name, r.Code, r.Message, res)
+		}
+	}
+}
