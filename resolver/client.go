@@ -546,13 +546,18 @@ func (c *Client) gather(ctx context.Context, subject string, data []byte, rule u
 		g.replies = append(g.replies, r)
 	}
 	if rule != untilFirst && !enough() && !noResponders {
-		if claims && identify && c.nc.IsConnected() && c.nc.Stats().Reconnects == sentAt {
+		if claims && identify && c.nc.IsConnected() && c.nc.Stats().Reconnects == sentAt && ctx.Err() == nil && !c.isClosed() {
 			// Not when the connection dropped meanwhile (sent again
 			// after it or not: the resent request's answer may still
 			// be on the way): a server
 			// that never heard the request, or whose answer was lost,
 			// is no server without a resolver, and the ping after the
-			// reconnect, which it answers, took it for one.
+			// reconnect, which it answers, took it for one. Nor when
+			// the wait was cut (the caller's deadline or stop, Close)
+			// before its own timeout: a server given that little
+			// time, new and slow to answer its first claims request,
+			// was taken for one without a resolver until its late
+			// answer came in, and nothing waited for it meanwhile.
 			c.suspectSilent(want, got)
 		}
 		// A server that went away without a word would keep every later
