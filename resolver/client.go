@@ -350,6 +350,10 @@ type gathered struct {
 	// name, those that are down among them.
 	known   []provision.Server
 	replies []reply
+	// cutAfter is how long the request waited when its wait was cut
+	// before its timeout (the caller's deadline or stop, Close, the
+	// connection closed); zero when it was not.
+	cutAfter time.Duration
 }
 
 // gather sends one request and collects the replies until the wait rule is
@@ -363,6 +367,7 @@ func (c *Client) gather(ctx context.Context, subject string, data []byte, rule u
 	if c.isClosed() {
 		return g, fmt.Errorf("%w: client closed", provision.ErrNotSent)
 	}
+	start := time.Now()
 	wctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
 	if !c.awaitConnected(wctx) {
@@ -564,6 +569,9 @@ func (c *Client) gather(ctx context.Context, subject string, data []byte, rule u
 		// request waiting for it: a ping tells whether it is down (or,
 		// for a suspect, up without a resolver).
 		c.triggerRefresh()
+	}
+	if !enough() && (ctx.Err() != nil || c.isClosed() || c.nc.IsClosed()) {
+		g.cutAfter = max(time.Since(start), time.Millisecond)
 	}
 	g.known = c.updateUp(g.known)
 	switch {

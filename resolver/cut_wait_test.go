@@ -2,12 +2,15 @@ package resolver_test
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/provision"
 	"github.com/natsprov/provisioner/provtest"
 	"github.com/natsprov/provisioner/resolver"
 )
@@ -25,22 +28,8 @@ func TestPushCutByItsCallerSuspectsNoServer(t *testing.T) {
 	env := provtest.Deployment(t, bootstrap.Options{})
 	op := operator(t, env.Init.Dir)
 
-	const name, id = "zz-first", "NFIRSTANSWERSLOW"
-	fake := dupInstance(t, env, name, id)
-	if _, err := fake.Subscribe(resolver.SubjectClaimsUpdate, func(m *nats.Msg) {
-		time.Sleep(1500 * time.Millisecond)
-		_ = m.Respond(jwtUpdated(name, id))
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if err := fake.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	c := inboxClient(t, env, "_INBOX_cut-test", 3*time.Second)
-	waitFor(t, 5*time.Second, "the client knows "+name, func() bool {
-		s, ok := findServer(c.Servers(), name)
-		return ok && s.Up
-	})
+	const name = "zz-first"
+	c := slowResolverBeside(t, env, name, "NFIRSTANSWERSLOW", "_INBOX_cut-test")
 
 	_, token := newAccount(t, "cut", op.Signer)
 	sent := time.Now()
@@ -56,4 +45,51 @@ func TestPushCutByItsCallerSuspectsNoServer(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestPushCutByItsCallerSaysHowLongItWaited: the line of a server that
+// had not answered a push its caller cut after 100ms said "no answer
+// within 3s", the client's timeout, which the push never waited: read in
+// a change's reply or log, a server answering in a second looked dead.
+func TestPushCutByItsCallerSaysHowLongItWaited(t *testing.T) {
+	t.Parallel()
+	env := provtest.Deployment(t, bootstrap.Options{})
+	op := operator(t, env.Init.Dir)
+	const name = "zz-cutline"
+	c := slowResolverBeside(t, env, name, "NCUTLINESLOW", "_INBOX_cutline-test")
+
+	_, token := newAccount(t, "cutline", op.Signer)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	res, _ := c.Update(ctx, token)
+	i := slices.IndexFunc(res, func(r provision.ServerReply) bool { return r.Server == name })
+	if i < 0 {
+		t.Fatalf("no line for %s: %+v", name, res)
+	}
+	if r := res[i]; r.Code != 504 || strings.HasPrefix(r.Message, "no answer within 3s") || !strings.Contains(r.Message, "cut short") {
+		t.Errorf("%s's line after a push cut at 100ms: %d %q, want 504 saying how long the push waited, not the 3s timeout", name, r.Code, r.Message)
+	}
+}
+
+// slowResolverBeside runs, beside env's server, a fake server name (its
+// instance id) whose resolver answers each push 1.5s after it came, and
+// returns a client (timeout 3s, on inbox prefix) that knows it up.
+func slowResolverBeside(t *testing.T, env *provtest.Env, name, id, prefix string) *resolver.Client {
+	t.Helper()
+	fake := dupInstance(t, env, name, id)
+	if _, err := fake.Subscribe(resolver.SubjectClaimsUpdate, func(m *nats.Msg) {
+		time.Sleep(1500 * time.Millisecond)
+		_ = m.Respond(jwtUpdated(name, id))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := fake.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	c := inboxClient(t, env, prefix, 3*time.Second)
+	waitFor(t, 5*time.Second, "the client knows "+name, func() bool {
+		s, ok := findServer(c.Servers(), name)
+		return ok && s.Up
+	})
+	return c
 }

@@ -134,6 +134,11 @@ func (c *Client) push(ctx context.Context, subject string, data []byte) (provisi
 		} else if s.Up {
 			missedUp = true
 			rep.Message = fmt.Sprintf("no answer within %s", c.opts.Timeout)
+			if g.cutAfter > 0 {
+				// Said as the timeout, a server that answers in a
+				// second looked dead in the reply of a push cut short.
+				rep.Message = fmt.Sprintf("no answer within %s, when the push was cut short (its caller's deadline or stop, or the connection closed), before the %s timeout", g.cutAfter.Round(time.Millisecond), c.opts.Timeout)
+			}
 		} else {
 			rep.Message = fmt.Sprintf("server is down (last seen %s); not waited for", s.LastSeen.UTC().Format(time.RFC3339))
 		}
