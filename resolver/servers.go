@@ -23,7 +23,9 @@ const quietGap = 150 * time.Millisecond
 const pingTimeout = 2 * time.Second
 
 // Servers returns the known servers sorted by name: those up, and those
-// down that have not yet been gone for Options.ForgetAfter.
+// down that have not yet been gone for Options.ForgetAfter. A server
+// without server_name (named by its ID, new at each start) is forgotten as
+// soon as it shuts down: it never answers under that name again.
 func (c *Client) Servers() []provision.Server {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -291,12 +293,7 @@ func (c *Client) markDownLocked(s *provision.Server, reason string) {
 func (c *Client) forgetLocked(now time.Time) {
 	for name, s := range c.servers {
 		if !s.Up && now.Sub(s.LastSeen) >= c.opts.ForgetAfter {
-			delete(c.servers, name)
-			delete(c.ids, s.ID)
-			delete(c.claimsAnswered, name)
-			delete(c.suspects, name)
-			delete(c.noResolver, name)
-			delete(c.noResolverAt, name)
+			c.dropLocked(s)
 			c.log.Info("resolver forgot a server", "server", name, "server_id", s.ID, "last_seen", s.LastSeen)
 		}
 	}
@@ -315,6 +312,16 @@ func (c *Client) forgetLocked(now time.Time) {
 			delete(c.shared, name)
 		}
 	}
+}
+
+// dropLocked forgets a server and what is known of its resolver.
+func (c *Client) dropLocked(s *provision.Server) {
+	delete(c.servers, s.Name)
+	delete(c.ids, s.ID)
+	delete(c.claimsAnswered, s.Name)
+	delete(c.suspects, s.Name)
+	delete(c.noResolver, s.Name)
+	delete(c.noResolverAt, s.Name)
 }
 
 // onStatsz handles $SYS.SERVER.<id>.STATSZ: a server sends it soon after it
@@ -348,6 +355,17 @@ func (c *Client) onShutdown(m *nats.Msg) {
 	s.LastSeen = time.Now()
 	c.retired[id] = s.LastSeen
 	c.markDownLocked(s, "shut down")
+	if name == id {
+		// A server without server_name, which nats-server names by its
+		// ID, new at each start: this name never answers again (the
+		// server's disk comes back as a new server, which Joined
+		// announces). Kept for ForgetAfter, it held everything that
+		// waits for every known server (a delete's DELETE, a
+		// tombstone's drop, an operator rotation) that long after each
+		// restart.
+		c.dropLocked(s)
+		c.log.Info("resolver forgot a server without server_name that shut down; give each server a server_name", "server", name)
+	}
 }
 
 // subjectServerID returns the <id> of $SYS.SERVER.<id>.<event>.
