@@ -615,14 +615,27 @@ func identity(data []byte) (name, id string) {
 }
 
 // claimsIdentity reads the server's name and ID from a resolver's answer
-// to a push, DELETE or LIST (its data a message, or a list of accounts),
-// not from another system API reply.
+// to a push, DELETE or LIST (its data a message, or a list of accounts, or
+// a refusal), not from another system API reply.
 func claimsIdentity(data []byte) (name, id string) {
 	var r struct {
 		Server *serverInfo      `json:"server"`
 		Data   *json.RawMessage `json:"data"`
+		Error  *apiError        `json:"error"`
 	}
-	if json.Unmarshal(data, &r) != nil || r.Server == nil || r.Data == nil {
+	if json.Unmarshal(data, &r) != nil || r.Server == nil {
+		return "", ""
+	}
+	if r.Data == nil && r.Error != nil && r.Error.Description != "" {
+		// A refusal (a stalled disk back with an error) is a
+		// resolver's answer too: only a resolver refuses a claims
+		// request, and the client's server pings (IDZ, VARZ, sent
+		// with no options) are answered with no error. Not taken for
+		// one, a full resolver taken for one without a resolver while
+		// its disk stalled stayed so after its late refusal.
+		return serverName(r.Server), r.Server.ID
+	}
+	if r.Data == nil {
 		return "", ""
 	}
 	var update struct {
