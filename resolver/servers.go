@@ -91,14 +91,15 @@ func (c *Client) currentID(name string) (string, bool) {
 }
 
 // updateUp returns list with each server's Up as it is now; an instance
-// that was replaced by a restart (another ID under its name) is down.
+// that was replaced by a restart (another ID under its name) is down, and
+// so is a server forgotten since (one without server_name that shut
+// down): kept up, it was reported silent.
 func (c *Client) updateUp(list []provision.Server) []provision.Server {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for i, s := range list {
-		if now := c.servers[s.Name]; now != nil {
-			list[i].Up = now.Up && now.ID == s.ID
-		}
+		now := c.servers[s.Name]
+		list[i].Up = now != nil && now.Up && now.ID == s.ID
 	}
 	return list
 }

@@ -3,6 +3,7 @@ package resolver_test
 import (
 	"context"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natsprov/provisioner/bootstrap"
+	"github.com/natsprov/provisioner/provision"
 	"github.com/natsprov/provisioner/provtest"
 	"github.com/natsprov/provisioner/resolver"
 )
@@ -70,5 +72,52 @@ func TestUnnamedServerShutDownIsForgotten(t *testing.T) {
 	})
 	if _, ok := findServer(c.Servers(), a.name); !ok {
 		t.Fatalf("%s, named, forgotten too: %+v", a.name, c.Servers())
+	}
+}
+
+// TestUnnamedServerShutDownDuringAPushIsDown: a server without
+// server_name shuts down while a push waits for it, and is forgotten at
+// once. Its line in the push's result kept it up as it was when the push
+// was sent, and said "no answer within" the timeout, as for a server up
+// and silent, which sets off a ping for it too.
+func TestUnnamedServerShutDownDuringAPushIsDown(t *testing.T) {
+	t.Parallel()
+	env := provtest.Deployment(t, bootstrap.Options{})
+	op := operator(t, env.Init.Dir)
+	const id = "NUNNAMEDSHUTDOWNDURINGPUSH"
+	fake := dupInstance(t, env, id, id)
+	held := make(chan struct{}, 1)
+	if _, err := fake.Subscribe(resolver.SubjectClaimsUpdate, func(*nats.Msg) { held <- struct{}{} }); err != nil {
+		t.Fatal(err)
+	}
+	if err := fake.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	c := inboxClient(t, env, "_INBOX_unnamed-push-test", 3*time.Second)
+	waitFor(t, 5*time.Second, "the client knows the unnamed server", func() bool {
+		s, ok := findServer(c.Servers(), id)
+		return ok && s.Up
+	})
+	_, token := newAccount(t, "unnamed-push", op.Signer)
+	type outcome struct {
+		res provision.PushResult
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		res, err := c.Update(context.Background(), token)
+		done <- outcome{res, err}
+	}()
+	<-held
+	if err := fake.Publish("$SYS.SERVER."+id+".SHUTDOWN", []byte(`{"server":{"name":"`+id+`","id":"`+id+`"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	o := <-done
+	i := slices.IndexFunc(o.res, func(r provision.ServerReply) bool { return r.Server == id })
+	if i < 0 {
+		t.Fatalf("no line for %s: %+v (%v)", id, o.res, o.err)
+	}
+	if r := o.res[i]; r.Answered || strings.HasPrefix(r.Message, "no answer within") {
+		t.Errorf("line of the unnamed server that shut down during the push: %d %q, want it down", r.Code, r.Message)
 	}
 }
