@@ -21,9 +21,22 @@ var ErrNotCreds = errors.New("not a creds file")
 // follows those events to read. The error names path, never what the file
 // holds.
 func ReadCreds(path string) (*jwt.UserClaims, error) {
+	_, uc, err := readCreds(path)
+	return uc, err
+}
+
+// CredsJWT returns the user JWT in the creds file at path, checked as
+// ReadCreds checks it: for a connection's JWT callback, which nats.go
+// calls at every connect and reconnect.
+func CredsJWT(path string) (string, error) {
+	token, _, err := readCreds(path)
+	return token, err
+}
+
+func readCreds(path string) (string, *jwt.UserClaims, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	var uc *jwt.UserClaims
 	token, err := jwt.ParseDecoratedJWT(raw)
@@ -33,7 +46,7 @@ func ReadCreds(path string) (*jwt.UserClaims, error) {
 	clear(raw)
 	if err != nil {
 		// The decoder's error is left out: what it quotes is the file's.
-		return nil, fmt.Errorf("%w: %s holds no user JWT (a seed file given for a creds file?); give the creds file (the user's JWT and seed) that nsc or `provisioner init` wrote", ErrNotCreds, path)
+		return "", nil, fmt.Errorf("%w: %s holds no user JWT (a seed file given for a creds file?); give the creds file (the user's JWT and seed) that nsc or `provisioner init` wrote", ErrNotCreds, path)
 	}
-	return uc, nil
+	return token, uc, nil
 }

@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/config"
 )
@@ -42,7 +45,7 @@ func (s *Service) connect(ctx context.Context, cfg *config.Config, name, creds, 
 	c := &conn{name: name, creds: creds, closed: make(chan struct{})}
 	log := s.log.With("connection", name)
 	opts := []nats.Option{
-		nats.UserCredentials(creds),
+		checkedCreds(creds, log),
 		// The creds `provisioner init` writes may subscribe to their own
 		// inbox prefix only, so that no other holder reads the replies.
 		nats.CustomInboxPrefix(inbox),
@@ -199,4 +202,39 @@ func (c *conn) close(within time.Duration, log *slog.Logger) error {
 		<-c.closed
 	}
 	return err
+}
+
+// checkedCreds is nats.UserCredentials(path) with the file checked at every
+// connect (config.CredsJWT), not only at the start: nats.go reads the file
+// again at each reconnect and sends its first block as the CONNECT's JWT,
+// so a creds file replaced by a seed file while the service ran went to
+// the server at the next reconnect, which published it in its auth error
+// event for every system-account user that follows those events. The
+// connect fails instead, logged once until the file is good again.
+func checkedCreds(path string, log *slog.Logger) nats.Option {
+	var bad atomic.Bool
+	return nats.UserJWT(func() (string, error) {
+		token, err := config.CredsJWT(path)
+		if err != nil {
+			if !bad.Swap(true) {
+				log.Error("the creds file no longer holds a user JWT; not connecting with it until it does", "error", err)
+			}
+			return "", err
+		}
+		bad.Store(false)
+		return token, nil
+	}, func(nonce []byte) ([]byte, error) {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		kp, err := nkeys.ParseDecoratedNKey(raw)
+		clear(raw)
+		if err != nil {
+			// Its error is left out: what it quotes is the file's.
+			return nil, fmt.Errorf("%s holds no seed", path)
+		}
+		defer kp.Wipe()
+		return kp.Sign(nonce)
+	})
 }
