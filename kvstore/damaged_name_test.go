@@ -87,3 +87,59 @@ func damageName(t *testing.T, s *Store, what string) provision.Account {
 	}
 	return a
 }
+
+// TestNameEntryNamingAnotherAccountKeepsTheRecord: a name entry rewritten
+// by hand with the key of another account, one with no record or one of
+// another name, hid the account it belonged to, and the next open took
+// that account's record for a create that lost its name to the account
+// named and voided it, seeds and all. A create loses its name before its
+// record is written, to a create of the name: a record older than its
+// name entry, or one whose name entry names an account of another name
+// (its record written since, by an instance that still showed it), is now
+// kept, and the log names the entry.
+func TestNameEntryNamingAnotherAccountKeepsTheRecord(t *testing.T) {
+	other := func(t *testing.T, s *Store) string {
+		b := newAccount(t, "other")
+		if _, err := s.CreateAccount(bg(t), b); err != nil {
+			t.Fatal(err)
+		}
+		return b.PublicKey
+	}
+	tests := []struct {
+		name   string
+		holder func(t *testing.T, s *Store) string
+		// writtenAfter writes the record again after the name entry.
+		writtenAfter bool
+	}{
+		{"an account with no record", func(t *testing.T, s *Store) string {
+			return newAccount(t, "never-created").PublicKey
+		}, false},
+		{"an account of another name", other, false},
+		{"an account of another name, the record written after", other, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d, s, opts := single(t)
+			ctx := bg(t)
+			a := damageName(t, s, tc.holder(t, s))
+			if tc.writtenAfter {
+				e, err := s.kv.Get(ctx, accountKey(a.PublicKey))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := s.kv.Put(ctx, e.Key(), e.Value()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			log, lb := newLog(t)
+			opts.Logger = log
+			openStore(t, d.connect(t, d.svcCreds), opts)
+			if _, err := s.kv.Get(ctx, accountKey(a.PublicKey)); err != nil {
+				t.Fatalf("the record of an account whose name entry names another account: %v, want it kept", err)
+			}
+			if !strings.Contains(lb.String(), nameKey(a.Name)) {
+				t.Errorf("the name entry %s is not named in the log", nameKey(a.Name))
+			}
+		})
+	}
+}

@@ -3,6 +3,7 @@ package kvstore
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime"
@@ -1258,7 +1259,7 @@ func (s *Store) sweep(ctx context.Context) {
 			continue
 		}
 		if o.name != "" {
-			where := s.nameHeld(cctx, o.name, o.pub)
+			where := s.nameHeld(cctx, o.name, o.pub, o.rev)
 			if where == nameMissing {
 				s.nameBack(cctx, o)
 			}
@@ -1327,8 +1328,8 @@ const (
 // rewritten to pub (a fenced create's, a revive's) after the watcher's
 // initial values began can be missing from it while the record is there,
 // and removing a live account's record loses its seeds. A failed read
-// counts as pointing to pub.
-func (s *Store) nameHeld(ctx context.Context, name, pub string) int {
+// counts as pointing to pub. rev is the revision of pub's record.
+func (s *Store) nameHeld(ctx context.Context, name, pub string, rev uint64) int {
 	e, err := s.kv.Get(ctx, nameKey(name))
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
@@ -1346,9 +1347,44 @@ func (s *Store) nameHeld(ctx context.Context, name, pub string) int {
 		return nameHere
 	}
 	if holder != pub {
-		return nameOther
+		return s.heldBy(ctx, name, pub, holder, e.Revision() > rev)
 	}
 	return nameHere
+}
+
+// heldBy reports where the name entry for name points when it holds
+// holder, another account than pub: to holder (nameOther) only when pub's
+// record is a create's or a revive's that lost the name to holder's.
+// Damage (a name entry rewritten by hand, and history 1 keeps nothing of
+// what it held) made it look like one, and the record was removed, seeds
+// and all. A record loses its name to a take-over before it is written
+// live (the take-over finds it missing or not live), so one written before
+// the name entry (rewritten after it) lost nothing; nor did one whose
+// name entry names an account of another name, which no write makes
+// (names never change). Both are kept.
+func (s *Store) heldBy(ctx context.Context, name, pub, holder string, rewrittenAfter bool) int {
+	if rewrittenAfter {
+		s.log.Error("kvstore: the name entry of an account record was rewritten after it with another account's key; the record is kept, repair the name entry with its key", "account", pub, "key", nameKey(name), "named", holder)
+		return nameHere
+	}
+	e, err := s.kv.Get(ctx, accountKey(holder))
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		// A create that took the name over, cut short before its
+		// record, or still writing it.
+		return nameOther
+	case err != nil:
+		s.log.Warn("kvstore: cannot read the account named by the name entry of an account record that looks left behind; the next open checks it again", "account", pub, "key", nameKey(name), "error", err)
+		return nameHere
+	}
+	var rec struct {
+		Name string `json:"name"`
+	}
+	if json.Unmarshal(e.Value(), &rec) != nil || rec.Name != name {
+		s.log.Error("kvstore: the name entry of an account record names an account of another name; the record is kept, repair the name entry with its key", "account", pub, "key", nameKey(name), "named", holder)
+		return nameHere
+	}
+	return nameOther
 }
 
 // nameBack writes back the missing name entry of a live record. No name

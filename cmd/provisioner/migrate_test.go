@@ -491,12 +491,19 @@ func TestStoreResealNamesAHiddenRecord(t *testing.T) {
 		}
 		once = true
 		// A create with the old key, whose name then went to another
-		// account: its record stays, not shown.
+		// account: its record stays, not shown. Its record is written
+		// after the take-over, as a create's that lost its name is (one
+		// older than its name entry lost nothing: damage, kept).
 		if _, err := old.CreateAccount(ctx, hidden); err != nil {
 			t.Errorf("the old instance's create: %v", err)
 		}
 		if _, err := bucket.Put(ctx, "name."+base64.RawURLEncoding.EncodeToString([]byte("lost")), []byte(other.PublicKey)); err != nil {
 			t.Errorf("the name taken over: %v", err)
+		}
+		if e, err := bucket.Get(ctx, "acct."+hidden.PublicKey); err != nil {
+			t.Errorf("the record of the create: %v", err)
+		} else if _, err := bucket.Put(ctx, e.Key(), e.Value()); err != nil {
+			t.Errorf("the record written after the take-over: %v", err)
 		}
 	}
 	t.Cleanup(func() { resealChecking = nil })
