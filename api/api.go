@@ -749,12 +749,13 @@ type StatusReply struct {
 	// another seal_key, or a rotated key was dropped from
 	// seal_key_previous too early). A health check's cue.
 	Problem string `json:"problem,omitempty"`
-	// Damage, when set, names the account records in the store that
-	// cannot be read (damaged in the bucket, or written by a newer
-	// provisioner; their keys only) and what to do: reads of those
-	// accounts fail on every instance, and any instance that starts
-	// refuses the store until they are repaired. Not a Problem: every
-	// instance shares the record, and a restart does not help.
+	// Damage, when set, names the entries in the store that cannot be
+	// read (damaged in the bucket, or written by a newer provisioner;
+	// their keys only) and what to do: for account records, reads of
+	// those accounts fail on every instance, and any instance that starts
+	// refuses the store until they are repaired; user records and name
+	// entries are skipped. Not a Problem: every instance shares the
+	// entries, and a restart does not help.
 	Damage string `json:"damage,omitempty"`
 	// SigningKey is the public key of the operator signing key this
 	// instance signs account JWTs with (never its seed): during a

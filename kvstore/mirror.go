@@ -34,9 +34,11 @@ type mirror struct {
 	users    map[string]*userEntry    // user public key -> record
 	byAcct   map[string]*accountUsers // account public key -> its users
 	packs    map[string]*packEntry    // upack. key -> what of it is shown
-	// damaged holds the public keys of the account records that cannot
-	// be read for another cause than their seal key (Damage).
-	damaged map[string]bool
+	// damaged holds, for Damage, the keys whose last entry cannot be read
+	// for another cause than its seal key, with that entry's revision: an
+	// account record the mirror holds with its error, or another entry it
+	// skipped (noteDamaged).
+	damaged map[string]uint64
 	// sorted holds the visible accounts by name then public key; nil when
 	// an account or name changed since it was made.
 	sorted []*accountEntry
@@ -68,7 +70,7 @@ func newMirror() *mirror {
 		users:    map[string]*userEntry{},
 		byAcct:   map[string]*accountUsers{},
 		packs:    map[string]*packEntry{},
-		damaged:  map[string]bool{},
+		damaged:  map[string]uint64{},
 	}
 }
 
@@ -191,17 +193,19 @@ func (m *mirror) apply(c change) bool {
 		return false
 	}
 	m.revs[c.key] = c.rev
+	if c.rev > m.damaged[c.key] {
+		delete(m.damaged, c.key)
+	}
 	switch {
 	case strings.HasPrefix(c.key, accountPrefix):
 		pub := c.key[len(accountPrefix):]
-		delete(m.damaged, pub)
 		if c.del {
 			delete(m.accounts, pub)
 		} else {
 			c.acct.a.Revision = c.rev
 			m.accounts[pub] = c.acct
 			if c.acct.err != nil && !errors.Is(c.acct.err, provision.ErrOtherSealKey) {
-				m.damaged[pub] = true
+				m.damaged[c.key] = c.rev
 			}
 		}
 		m.sorted = nil
@@ -232,6 +236,25 @@ func (m *mirror) apply(c change) bool {
 			m.applyPack(c.key, c.rev, c.pack)
 		}
 	}
+	return true
+}
+
+// noteDamaged records for Damage an entry that cannot be read (c.err),
+// which the mirror skips: it keeps what it held of the key, if anything,
+// and an entry of the key written later, put back whole or a delete,
+// applies and clears it. It reports whether the entry is news, to be
+// logged: a read and the watcher can bring the same entry.
+func (m *mirror) noteDamaged(c change) bool {
+	if c.rev <= m.revs[c.key] || c.rev <= m.damaged[c.key] {
+		return false
+	}
+	if c.del {
+		// A delete of a key this version cannot read (a name key
+		// that is not base64url): nothing is left there.
+		delete(m.damaged, c.key)
+		return false
+	}
+	m.damaged[c.key] = c.rev
 	return true
 }
 
@@ -521,7 +544,9 @@ func (s *Store) load(ctx context.Context) (*kvWatch, error) {
 		// the stream's last entry, with nothing left to bring, for stuck.
 		m.watched = max(m.watched, c.rev)
 		if c.err != nil {
-			s.log.Error("kvstore: skipping an unreadable entry", "key", c.key, "error", c.err)
+			if m.noteDamaged(c) {
+				s.logDamaged(c)
+			}
 			continue
 		}
 		m.apply(c)
@@ -757,11 +782,7 @@ func (s *Store) follow(w jetstream.KeyWatcher) {
 			if seen {
 				continue
 			}
-			c := s.decode(e)
-			if c.err != nil {
-				s.log.Error("kvstore: skipping an unreadable entry", "key", c.key, "error", c.err)
-			}
-			s.applyBrought(c, true)
+			s.applyBrought(s.decode(e), true)
 		}
 	}
 }
@@ -823,6 +844,14 @@ func (s *Store) logUnreadable(c change) {
 	s.log.Error("kvstore: account record cannot be read; reads of it fail", "key", c.key, "error", c.acct.err)
 }
 
+// logDamaged logs an entry other than an account record that cannot be
+// read, once, whoever brought it: the watchdog's catch-up brought one
+// without a word, and one a read brought before the watcher was logged
+// twice.
+func (s *Store) logDamaged(c change) {
+	s.log.Error("kvstore: skipping an unreadable entry; prov.status (damage) names it until it is put back whole or removed", "key", c.key, "error", c.err)
+}
+
 // applyBrought applies an entry the watcher (or the watchdog) brought,
 // moving the watched revision on when watched, and hands the user records
 // it leaves without an account to the stray loop.
@@ -838,6 +867,7 @@ func (s *Store) applyBrought(c change, watched bool) {
 	prev, named := s.m.names[c.name]
 	var foreign *seal.UnknownKeyError
 	applied := c.err == nil && s.m.apply(c)
+	damaged := c.err != nil && s.m.noteDamaged(c)
 	if applied {
 		strays = s.m.straysAfter(c)
 		foreign = s.m.shownForeign(c)
@@ -857,6 +887,9 @@ func (s *Store) applyBrought(c change, watched bool) {
 	s.mu.Unlock()
 	if applied {
 		s.logUnreadable(c)
+	}
+	if damaged {
+		s.logDamaged(c)
 	}
 	if foreign != nil {
 		s.noteForeign(foreign.Key, accountKey(c.pub))

@@ -180,11 +180,7 @@ func (s *Store) readPacks(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		c := s.decode(rawEntry{m: m, key: strings.TrimPrefix(m.Subject, s.subject)})
-		if c.err != nil {
-			s.log.Error("kvstore: skipping an unreadable entry", "key", c.key, "error", c.err)
-		}
-		s.applyBrought(c, false)
+		s.applyBrought(s.decode(rawEntry{m: m, key: strings.TrimPrefix(m.Subject, s.subject)}), false)
 		s.packsReadTo(m.Sequence)
 		seq = m.Sequence + 1
 	}

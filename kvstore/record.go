@@ -286,8 +286,15 @@ func decodeUser(key string, data []byte) (provision.User, error) {
 	if err := json.Unmarshal(data, &u); err != nil {
 		return u, fmt.Errorf("kvstore: %s: not a user record: %w", key, err)
 	}
+	// Neither value is quoted: it could be anything pasted there.
 	if userKey(u.PublicKey) != key {
-		return u, fmt.Errorf("kvstore: %s holds the record of user %q", key, u.PublicKey)
+		return u, fmt.Errorf("kvstore: %s: not its user's record: it holds another key's, or none", key)
+	}
+	if !nkeys.IsValidPublicAccountKey(u.Account) {
+		// Every record the store writes names its account (validUser):
+		// read, it was shown under no account, which nothing lists or
+		// removes.
+		return u, fmt.Errorf("kvstore: %s: not a user record: its account is no account public key", key)
 	}
 	return u, nil
 }

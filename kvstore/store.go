@@ -49,6 +49,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"net/http"
 	"os"
@@ -906,31 +907,44 @@ func (s *Store) SealProblem() error {
 // damageNamed bounds how many keys Damage names; the log names each.
 const damageNamed = 10
 
-// Damage reports the account records the store shows that cannot be read
-// for another cause than their seal key (SealProblem's): damaged in the
-// bucket (not an account record, a seal that does not open, the record of
-// another key), or written by a newer provisioner. It names their keys,
-// never what they hold. Reads of those accounts fail on every instance
-// (503), account lists and reconcile passes skip them, and a start of any instance
-// refuses the bucket, until each is put back whole or removed; nil while
-// there is none. Unlike SealProblem, it ends once the bucket is repaired:
-// prov.status shows it, and the health endpoint says that there is some.
+// Damage reports the entries of the bucket whose last value cannot be
+// read for another cause than a seal key (SealProblem's): damaged in the
+// bucket (an account record that is not one, whose seal does not open or
+// that is another key's; a user record, pack or name entry that is not
+// one or holds another key's), or written by a newer provisioner. It
+// names their keys, never what they hold. Reads of the accounts of
+// account records fail on every instance (503), account lists and
+// reconcile passes skip them, and a start of any instance refuses the
+// bucket; the other entries are skipped, which loses the users or the
+// name they hold on the instances started since. It lasts until each is
+// put back whole or removed; nil while there is none. Unlike SealProblem,
+// it ends once the bucket is repaired: prov.status shows it, and the
+// health endpoint says that there is some.
 func (s *Store) Damage() error {
 	s.mu.RLock()
-	keys := make([]string, 0, len(s.m.damaged))
-	for pub := range s.m.damaged {
-		keys = append(keys, accountKey(pub))
-	}
+	keys := slices.Sorted(maps.Keys(s.m.damaged))
 	s.mu.RUnlock()
 	if len(keys) == 0 {
 		return nil
 	}
-	slices.Sort(keys)
 	named := strings.Join(keys[:min(len(keys), damageNamed)], ", ")
 	if len(keys) > damageNamed {
 		named += fmt.Sprintf(" and %d more", len(keys)-damageNamed)
 	}
-	return fmt.Errorf("kvstore: bucket %q holds %d account record(s) that cannot be read: %s; the log says why for each (written by a newer provisioner: upgrade this instance; damaged: put the record back whole from a backup of the bucket, or remove the key); until then reads of these accounts fail on every instance, account lists and reconcile passes skip them (counted as unreadable and failed), and any instance that starts refuses the bucket", s.opts.Bucket, len(keys), named)
+	accounts := 0
+	for _, k := range keys {
+		if strings.HasPrefix(k, accountPrefix) {
+			accounts++
+		}
+	}
+	var until []string
+	if accounts > 0 {
+		until = append(until, "reads of the accounts of acct. keys fail on every instance, account lists and reconcile passes skip them (counted as unreadable and failed), and any instance that starts refuses the bucket")
+	}
+	if accounts < len(keys) {
+		until = append(until, "the other entries are skipped: an instance that read them whole before keeps what they held, and one started since lacks it (the users of a user. or upack. key; the account of a name. key is not found by its name)")
+	}
+	return fmt.Errorf("kvstore: bucket %q holds %d entries that cannot be read: %s; the log says why for each (written by a newer provisioner: upgrade this instance; damaged: put the entry back whole from a backup of the bucket, or remove the key); until then %s", s.opts.Bucket, len(keys), named, strings.Join(until, "; "))
 }
 
 // noteForeign records a seal key met in an account record that this

@@ -103,18 +103,19 @@ func (h *health) close() {
 }
 
 // warnings lists what an operator should see to while the instance
-// serves: account records in the store that cannot be read (damaged in
-// the bucket, or written by a newer provisioner). Not a problem: the
-// record is in the bucket every instance reads, so each would answer 503
-// at once and a load balancer take them all out, though they serve every
-// other account; nor does a restart help, it refuses the bucket.
+// serves: entries in the store that cannot be read (damaged in the
+// bucket, or written by a newer provisioner): account records, user
+// records, name entries. Not a problem: the entry is in the bucket every
+// instance reads, so each would answer 503 at once and a load balancer
+// take them all out, though they serve every other account; nor does a
+// restart help: it refuses a bucket holding such an account record.
 func (s *Service) warnings() []string {
 	if s.Provision == nil || s.Provision.Damage() == nil {
 		return nil
 	}
 	// Not the store's words, which name the records and the bucket:
 	// prov.status and the log do.
-	return []string{"store: account records in it cannot be read (damaged, or written by a newer provisioner): reads of those accounts fail on every instance, and an instance that starts refuses the store until they are repaired; prov.status (damage) and the log name them"}
+	return []string{"store: entries in it cannot be read (damaged, or written by a newer provisioner): reads of the accounts of such account records fail on every instance, and an instance that starts refuses the store until they are repaired; instances started since lack the users and names of the other entries; prov.status (damage) and the log name them"}
 }
 
 // problems lists why the service cannot serve now: a NATS connection down

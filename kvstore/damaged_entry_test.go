@@ -1,0 +1,100 @@
+package kvstore
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/natsprov/provisioner/provision"
+)
+
+// TestDamagedEntriesAfterOpenAreReported: entries other than account
+// records damaged in the bucket (a name entry that holds no account key or
+// names an account of another name, a user record that is not one or is
+// another key's, a pack that is not one) were logged at ERROR by the
+// watcher and nothing more: Damage, which prov.status and the health
+// endpoint show, named account records only, and an instance started
+// since lacked those users and accounts without a word an operator could
+// ask for. Damage now names their keys, on the instance that watched the
+// write and on one started since, never what they hold, until each is put
+// back whole.
+func TestDamagedEntriesAfterOpenAreReported(t *testing.T) {
+	t.Parallel()
+	d, s, opts := single(t)
+	ctx := bg(t)
+	a := newAccount(t, "victim")
+	b := newAccount(t, "donor")
+	for _, x := range []provision.Account{a, b} {
+		if _, err := s.CreateAccount(ctx, x); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u := newUser(t, a.PublicKey, "own")
+	other := newUser(t, a.PublicKey, "other")
+	for _, x := range []provision.User{u, other} {
+		if err := s.AddUser(ctx, x, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	addAsync(t, s, newUser(t, a.PublicKey, "packed"))
+	packs := packKeys(ctx, t, s)
+	if len(packs) != 1 {
+		t.Fatalf("packs %v, want one", packs)
+	}
+	value := func(key string) []byte {
+		e, err := s.kv.Get(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e.Value()
+	}
+	const marker = "MARKER-OF-THE-VALUE"
+	noAccount := u
+	noAccount.Account = marker
+	tests := []struct {
+		name  string
+		key   string
+		value []byte
+	}{
+		{"name entry holding no account key", nameKey(a.Name), []byte(marker)},
+		{"user record not JSON", userKey(u.PublicKey), []byte("{" + marker)},
+		{"user record of another key", userKey(u.PublicKey), value(userKey(other.PublicKey))},
+		{"user record of no account", userKey(u.PublicKey), mustJSON(t, noAccount)},
+		{"pack not JSON", packs[0], []byte("{" + marker)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := s.Damage(); err != nil {
+				t.Fatalf("Damage before the entry is damaged: %v", err)
+			}
+			good := value(tc.key)
+			put := func(v []byte) {
+				t.Helper()
+				rev, err := s.kv.Put(ctx, tc.key, v)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := s.SeenThrough(ctx, rev); err != nil {
+					t.Fatal(err)
+				}
+			}
+			put(tc.value)
+			started := openStore(t, d.connect(t, d.svcCreds), opts)
+			for _, x := range []struct {
+				who string
+				s   *Store
+			}{{"the instance that watched the write", s}, {"an instance started since", started}} {
+				err := x.s.Damage()
+				switch {
+				case err == nil:
+					t.Errorf("Damage on %s with %s damaged: nil, want it named", x.who, tc.key)
+				case !strings.Contains(err.Error(), tc.key) || strings.Contains(err.Error(), marker) || strings.Contains(err.Error(), b.PublicKey) || strings.Contains(err.Error(), other.PublicKey):
+					t.Errorf("Damage on %s: %q, want %s named and nothing of its value", x.who, err, tc.key)
+				}
+			}
+			// Put back whole, nothing is reported.
+			put(good)
+			eventually(t, 5*time.Second, "Damage clears once the entry is put back", func() bool { return s.Damage() == nil && started.Damage() == nil })
+		})
+	}
+}
