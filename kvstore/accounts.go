@@ -317,15 +317,8 @@ func (s *Store) fetchName(ctx context.Context, name string) error {
 		return mapErr(fmt.Sprintf("read name %q", name), err)
 	}
 	c := s.decode(e)
-	if c.err != nil {
-		// Damage (a write by hand): bare, the decode error was a 500
-		// "internal error" that told the caller nothing and nobody how
-		// to repair it. Answered as a create of the name is (claimName),
-		// without quoting the value (decode).
-		return fmt.Errorf("kvstore: account name %q: %w: its name entry %s holds no account public key (damage); repair it with the key of the account it names, or remove it", name, provision.ErrConflict, e.Key())
-	}
 	var ac *change
-	if validAccountKey(c.pub) {
+	if c.err == nil {
 		ae, err := s.kv.Get(ctx, accountKey(c.pub))
 		switch {
 		case err == nil:
@@ -336,11 +329,29 @@ func (s *Store) fetchName(ctx context.Context, name string) error {
 		}
 	}
 	s.mu.Lock()
-	s.m.apply(c)
+	// The record of the account named first: misnamed checks the entry
+	// against it.
 	applied := ac != nil && s.m.apply(*ac)
+	if c.err == nil {
+		c.err = s.m.misnamed(c)
+	}
+	damaged := c.err != nil && s.m.noteDamaged(c)
+	if c.err == nil {
+		s.m.apply(c)
+	}
 	s.mu.Unlock()
 	if applied {
 		s.logUnreadable(*ac)
+	}
+	if damaged {
+		s.logDamaged(c)
+	}
+	if c.err != nil {
+		// Damage (a write by hand): bare, the decode error was a 500
+		// "internal error" that told the caller nothing and nobody how
+		// to repair it. Answered as a create of the name is (claimName),
+		// without quoting the value (decode).
+		return fmt.Errorf("kvstore: account name %q: %w: its name entry %s is damaged (%w); repair it with the key of the account it names, or remove it", name, provision.ErrConflict, e.Key(), c.err)
 	}
 	return nil
 }

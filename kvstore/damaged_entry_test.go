@@ -1,6 +1,7 @@
 package kvstore
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -57,6 +58,7 @@ func TestDamagedEntriesAfterOpenAreReported(t *testing.T) {
 		value []byte
 	}{
 		{"name entry holding no account key", nameKey(a.Name), []byte(marker)},
+		{"name entry naming an account of another name", nameKey(a.Name), []byte(b.PublicKey)},
 		{"user record not JSON", userKey(u.PublicKey), []byte("{" + marker)},
 		{"user record of another key", userKey(u.PublicKey), value(userKey(other.PublicKey))},
 		{"user record of no account", userKey(u.PublicKey), mustJSON(t, noAccount)},
@@ -96,5 +98,37 @@ func TestDamagedEntriesAfterOpenAreReported(t *testing.T) {
 			put(good)
 			eventually(t, 5*time.Second, "Damage clears once the entry is put back", func() bool { return s.Damage() == nil && started.Damage() == nil })
 		})
+	}
+}
+
+// TestNameEntryNamingAnotherAccountIsNotServed: a name entry rewritten by
+// hand with the key of an account of another name (no write of the store
+// makes one: an account's name never changes) made a read by name answer
+// that other account, seeds and all, and hid the account whose name it
+// was. The running store keeps what it had, and a store started since
+// fails the read as it does for a name entry that holds no account key,
+// naming the entry to repair.
+func TestNameEntryNamingAnotherAccountIsNotServed(t *testing.T) {
+	d, s, opts := single(t)
+	ctx := bg(t)
+	b := newAccount(t, "donor")
+	if _, err := s.CreateAccount(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	a := damageName(t, s, b.PublicKey)
+	e, err := s.kv.Get(ctx, nameKey(a.Name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SeenThrough(ctx, e.Revision()); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.AccountByName(ctx, a.Name); err != nil || got.PublicKey != a.PublicKey {
+		t.Errorf("read by name on the running store: %s, %v; want %s as before", got.PublicKey, err, a.PublicKey)
+	}
+	started := openStore(t, d.connect(t, d.svcCreds), opts)
+	got, err := started.AccountByName(ctx, a.Name)
+	if !errors.Is(err, provision.ErrConflict) || !strings.Contains(err.Error(), nameKey(a.Name)) {
+		t.Errorf("read by name on a store started since: %s, %v; want ErrConflict naming %s", got.PublicKey, err, nameKey(a.Name))
 	}
 }

@@ -258,6 +258,23 @@ func (m *mirror) noteDamaged(c change) bool {
 	return true
 }
 
+// misnamed returns why c, a name entry that holds an account key, is
+// damage all the same: the account it names has a record of another name.
+// No write of the store makes one (an account's name never changes), so it
+// is a write by hand; applied, it answered that account, seeds and all,
+// for reads of the name, and hid the account whose name it was. nil
+// otherwise, also for an account the mirror has no readable record of (a
+// create writes its name entry before its record).
+func (m *mirror) misnamed(c change) error {
+	if c.err != nil || c.del || !strings.HasPrefix(c.key, namePrefix) {
+		return nil
+	}
+	if h := m.accounts[c.pub]; h != nil && h.err == nil && h.a.Name != c.name {
+		return fmt.Errorf("kvstore: %s: not the name entry of the account it names, whose record holds another name", c.key)
+	}
+	return nil
+}
+
 // applyPack shows the users of a pack, but none whose user. key was ever
 // written: a delete marker there is the user's removal (RemoveAccount, a
 // stray's or the sweep's), and a record there is the user's own, which
@@ -543,6 +560,10 @@ func (s *Store) load(ctx context.Context) (*kvWatch, error) {
 		// too (as in follow): the watchdog would take a watcher behind
 		// the stream's last entry, with nothing left to bring, for stuck.
 		m.watched = max(m.watched, c.rev)
+		if c.err == nil {
+			// In revision order: the record of the account named is in.
+			c.err = m.misnamed(c)
+		}
 		if c.err != nil {
 			if m.noteDamaged(c) {
 				s.logDamaged(c)
@@ -866,6 +887,9 @@ func (s *Store) applyBrought(c change, watched bool) {
 	}
 	prev, named := s.m.names[c.name]
 	var foreign *seal.UnknownKeyError
+	if c.err == nil {
+		c.err = s.m.misnamed(c)
+	}
 	applied := c.err == nil && s.m.apply(c)
 	damaged := c.err != nil && s.m.noteDamaged(c)
 	if applied {
