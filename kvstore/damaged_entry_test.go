@@ -132,3 +132,39 @@ func TestNameEntryNamingAnotherAccountIsNotServed(t *testing.T) {
 		t.Errorf("read by name on a store started since: %s, %v; want ErrConflict naming %s", got.PublicKey, err, nameKey(a.Name))
 	}
 }
+
+// TestDamagedUserRecordReadIsUnreadable: a user record damaged in the
+// bucket (not JSON, another key's record) read by key on an instance
+// started since failed with the decoder's error bare, which the responder
+// answers 500 "internal error", naming nothing to repair. It now fails
+// with provision.ErrUnreadable (503), naming the key and nothing of the
+// value.
+func TestDamagedUserRecordReadIsUnreadable(t *testing.T) {
+	t.Parallel()
+	d, s, opts := single(t)
+	ctx := bg(t)
+	a := newAccount(t, "acme")
+	if _, err := s.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	u := newUser(t, a.PublicKey, "own")
+	if err := s.AddUser(ctx, u, true); err != nil {
+		t.Fatal(err)
+	}
+	const marker = "MARKER-OF-THE-VALUE"
+	if _, err := s.kv.Put(ctx, userKey(u.PublicKey), []byte("{"+marker)); err != nil {
+		t.Fatal(err)
+	}
+	started := openStore(t, d.connect(t, d.svcCreds), opts)
+	_, err := started.User(ctx, u.PublicKey)
+	t.Logf("read of the damaged user record: %v", err)
+	switch {
+	case !errors.Is(err, provision.ErrUnreadable):
+		t.Fatalf("read of a damaged user record: %v, want ErrUnreadable", err)
+	case !strings.Contains(err.Error(), userKey(u.PublicKey)) || strings.Contains(err.Error(), marker):
+		t.Errorf("read of a damaged user record: %q, want its key named and nothing of its value", err)
+	}
+	if users, err := started.Users(ctx, a.PublicKey); err != nil || len(users) != 0 {
+		t.Errorf("the account's users with one record damaged: %v, %v; want none listed and no error", users, err)
+	}
+}

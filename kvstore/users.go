@@ -134,7 +134,12 @@ func (s *Store) fetchUser(ctx context.Context, userPub string) error {
 	}
 	c := s.decode(rawEntry{m: m, key: key})
 	if c.err != nil {
-		return c.err
+		// Damage (a write by hand), or a newer provisioner's record:
+		// bare, the decoder's error was a 500 "internal error" that named
+		// nothing to repair. Damage names it from now on, as it does one
+		// the watcher brings.
+		s.applyBrought(c, false)
+		return fmt.Errorf("%w: %w", provision.ErrUnreadable, c.err)
 	}
 	s.mu.Lock()
 	s.m.apply(c)

@@ -56,11 +56,11 @@ var (
 	// the key in seal_key_previous, give the instances the same seal_key
 	// and restart them.
 	ErrOtherSealKey = errors.New("the account is sealed with a seal key this instance does not hold")
-	// ErrUnreadable: the account's record in the store cannot be read
-	// (damaged in the store, by hand or by a tool, or written by a newer
-	// provisioner). Retrying does not help: an operator must put the
-	// record back whole or remove it, or upgrade the provisioner.
-	ErrUnreadable = errors.New("the account's record in the store cannot be read")
+	// ErrUnreadable: a record in the store cannot be read, the account's
+	// or a user's (damaged in the store, by hand or by a tool, or written
+	// by a newer provisioner). Retrying does not help: an operator must
+	// put the record back whole or remove it, or upgrade the provisioner.
+	ErrUnreadable = errors.New("a record in the store cannot be read")
 
 	// ErrRefused: a server refused a push (its reason is in the error), or
 	// only cache resolvers answered.

@@ -853,7 +853,7 @@ func (r *Responder) classify(e *endpoint, err error) (int, string) {
 		// The store's error goes to the log only: it names the bucket,
 		// and a decoder's message may quote a byte of the record.
 		ref := strconv.FormatUint(r.seq.Add(1), 10)
-		r.log.Error("request failed: the account's record in the store cannot be read", "subject", e.full, "code", code, "ref", ref, "error", err)
+		r.log.Error("request failed: a record in the store cannot be read", "subject", e.full, "code", code, "ref", ref, "error", err)
 		desc = fmt.Sprintf("%s (damaged in the store, or written by a newer provisioner): an operator must put it back whole from a backup of the bucket or remove it, or upgrade this provisioner; trying again does not help (ref %s: the provisioner's log says what is wrong with it, prov.status's damage names it)", provision.ErrUnreadable, ref)
 	case errors.Is(err, provision.ErrClockBehind):
 		// Its description names no internal detail, and the fix is the
