@@ -1414,21 +1414,27 @@ func (s *Store) nameHeld(ctx context.Context, name, pub string, rev uint64) int 
 // record is a create's or a revive's that lost the name to holder's.
 // Damage (a name entry rewritten by hand, and history 1 keeps nothing of
 // what it held) made it look like one, and the record was removed, seeds
-// and all. A record loses its name to a take-over before it is written
-// live (the take-over finds it missing or not live), so one written before
-// the name entry (rewritten after it) lost nothing; nor did one whose
-// name entry names an account of another name, which no write makes
-// (names never change). Both are kept.
+// and all.
+//   - holder's record has the name: the name is holder's, and pub's record
+//     lost it, however often the name changed hands since (a name entry
+//     newer than the record is no sign of damage then).
+//   - holder's record has another name: no write makes that (names never
+//     change); damage, and the record is kept.
+//   - holder has no record: a create that took the name over, cut short
+//     before its record or still writing it, or damage. A record loses its
+//     name to a take-over before it is written live (the take-over finds
+//     it missing or not live), so one written before the name entry
+//     (rewrittenAfter) is kept.
 func (s *Store) heldBy(ctx context.Context, name, pub, holder string, rewrittenAfter bool) int {
-	if rewrittenAfter {
-		s.log.Error("kvstore: the name entry of an account record was rewritten after it with another account's key; the record is kept, repair the name entry with its key", "account", pub, "key", nameKey(name), "named", holder)
-		return nameHere
-	}
 	e, err := s.kv.Get(ctx, accountKey(holder))
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
-		// A create that took the name over, cut short before its
-		// record, or still writing it.
+		if rewrittenAfter {
+			// Giving pub the name takes nothing from anyone: holder has
+			// no record.
+			s.log.Error("kvstore: the name entry of an account record was rewritten after it with the key of an account that has no record; the record is kept, hidden: write its account key into the name entry", "account", pub, "key", nameKey(name), "named", holder)
+			return nameHere
+		}
 		return nameOther
 	case err != nil:
 		s.log.Warn("kvstore: cannot read the account named by the name entry of an account record that looks left behind; the next open checks it again", "account", pub, "key", nameKey(name), "error", err)

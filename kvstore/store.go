@@ -25,8 +25,9 @@
 // fence out anyone who took the name over in between (CreateAccount). A
 // live record that its name entry does not point to (a create that lost
 // such a race, or crashed before backing out) is not shown at all and is
-// removed when a store opens, unless its name entry was rewritten after
-// it or names an account of another name: damage, and the record is kept.
+// removed when a store opens, unless its name entry names an account of
+// another name, or one with no record and was written after the record:
+// damage, and the record is kept.
 //
 // Reads come from an in-memory mirror of the bucket that a watcher keeps up
 // to date, with an index per name and per user; seeds are opened once,

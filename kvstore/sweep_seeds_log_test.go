@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/natsprov/provisioner/provision"
 )
 
 // TestSweepOfALostCreateWarnsOfItsSeeds: the record of a create that lost
@@ -39,5 +41,50 @@ func TestSweepOfALostCreateWarnsOfItsSeeds(t *testing.T) {
 				t.Errorf("the removal of a record that held seeds is logged as %q; want a WARN naming the account", line)
 			}
 		}
+	}
+}
+
+// TestSweepVoidsALostCreateWhoseNameChangedHandsSince: a create that lost
+// its name (its record written after the take-over's name entry, its
+// fence never run) is voided by the next open's sweep, also when the name
+// changed hands again before that open (its winner deleted, the name
+// taken over by a third create): the name entry is then newer than the
+// lost record, which a name entry rewritten by hand also makes, and the
+// sweep kept the lost record, hidden, logging at each open that the name
+// entry should be repaired with its key, which would have taken the name
+// from the account that holds it. A name entry naming an account of that
+// name is the name's holder's, whatever its revision.
+func TestSweepVoidsALostCreateWhoseNameChangedHandsSince(t *testing.T) {
+	d, sa, sb, _, _ := pair(t)
+	ctx := bg(t)
+	a, b := newAccount(t, "changed-hands"), newAccount(t, "changed-hands")
+	takeOverAt(t, sa, sb, b, "create: name claimed", "create: record written")
+	if _, err := sa.CreateAccount(ctx, a); !errors.Is(err, errCrash) {
+		t.Fatalf("a's create: %v, want the crash", err)
+	}
+	held, err := sb.Account(ctx, b.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sb.UpdateAccount(ctx, tombstone(t, b, provision.PhaseDeleted, time.Now().Unix()), held.Revision); err != nil {
+		t.Fatal(err)
+	}
+	c := newAccount(t, "changed-hands")
+	if _, err := sb.CreateAccount(ctx, c); err != nil {
+		t.Fatalf("a create of the name its deleted holder left: %v", err)
+	}
+	log, lb := newLog(t)
+	opts := sa.opts
+	opts.Logger = log
+	sc := openStore(t, d.connect(t, d.svcCreds), opts)
+	eventually(t, 5*time.Second, "the lost create's record is removed", func() bool {
+		_, err := sc.kv.Get(ctx, accountKey(a.PublicKey))
+		return errors.Is(err, jetstream.ErrKeyNotFound)
+	})
+	if strings.Contains(lb.String(), "repair the name entry") {
+		t.Errorf("the open asked for the name entry to be repaired:\n%s", lb.String())
+	}
+	if got, err := sc.AccountByName(ctx, c.Name); err != nil || got.PublicKey != c.PublicKey {
+		t.Errorf("the name %q reads as %s (%v), want its holder %s", c.Name, got.PublicKey, err, c.PublicKey)
 	}
 }
