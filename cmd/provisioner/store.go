@@ -274,8 +274,9 @@ func runStoreReseal(ctx context.Context, args []string, stdout, stderr io.Writer
 	var older []string
 	// hidden: accounts listed whose record the store does not show (a
 	// create that lost its name to another account, cut short before it
-	// removed its record): no instance writes them again, and the open
-	// of the bucket removes them (the sweep), not a restart.
+	// removed its record, or one whose name entry was damaged by hand): no
+	// instance writes them again; the open of the bucket removes the
+	// first (the sweep), and logs the second for an operator to repair.
 	hidden := map[string]bool{}
 	for try := 0; ; try++ {
 		if resealChecking != nil {
@@ -319,7 +320,7 @@ func runStoreReseal(ctx context.Context, args []string, stdout, stderr io.Writer
 				break
 			}
 		}
-		return fmt.Errorf("store reseal: %d accounts are still sealed with a previous key, %d of them (first: %s) in a record the store does not show: a create that lost its name to another account and was cut short before removing its record; opening the bucket removes such a record (even without the previous key): run reseal again; keep seal_key_previous until reseal succeeds", len(older), len(older)-len(live), first)
+		return fmt.Errorf("store reseal: %d accounts are still sealed with a previous key, %d of them (first: %s) in a record the store does not show: a create that lost its name to another account and was cut short before removing its record, which opening the bucket removes (even without the previous key), or a record whose name entry was damaged by hand, which the open keeps and logs at ERROR with the repair; run reseal again (after that repair); keep seal_key_previous until reseal succeeds", len(older), len(older)-len(live), first)
 	}
 	if len(older) > 0 {
 		return fmt.Errorf("store reseal: %d accounts are still sealed with a previous key (first: %s): an instance still runs with it as its seal_key; restart every instance with the seal_key of %s (%s), then run reseal again; keep seal_key_previous until reseal succeeds", len(older), older[0], *path, key.PublicKey())
