@@ -168,3 +168,38 @@ func TestDamagedUserRecordReadIsUnreadable(t *testing.T) {
 		t.Errorf("the account's users with one record damaged: %v, %v; want none listed and no error", users, err)
 	}
 }
+
+// TestNameEntryNamingAnAccountUpdatedSinceIsNotServed: a name entry
+// rewritten by hand with the key of an account of another name, whose
+// record was written again since (an update, a signing-key rotation, a
+// re-signing after an operator rotation), was applied by a store started
+// since: the load checked the entry against the mirror as it stood at the
+// entry's revision, which held no record of that account yet, and a read
+// by the name answered the other account, seeds and all.
+func TestNameEntryNamingAnAccountUpdatedSinceIsNotServed(t *testing.T) {
+	t.Parallel()
+	d, s, opts := single(t)
+	ctx := bg(t)
+	b := newAccount(t, "donor")
+	rev, err := s.CreateAccount(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := damageName(t, s, b.PublicKey)
+	b.JWT = accountJWTAt(t, b.PublicKey, b.Name, time.Now().Unix()+10)
+	rev, err = s.UpdateAccount(ctx, b, rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SeenThrough(ctx, rev); err != nil {
+		t.Fatal(err)
+	}
+	started := openStore(t, d.connect(t, d.svcCreds), opts)
+	got, err := started.AccountByName(ctx, a.Name)
+	if !errors.Is(err, provision.ErrConflict) || !strings.Contains(err.Error(), nameKey(a.Name)) {
+		t.Errorf("read by name on a store started since: %s, %v; want ErrConflict naming %s", got.PublicKey, err, nameKey(a.Name))
+	}
+	if err := started.Damage(); err == nil || !strings.Contains(err.Error(), nameKey(a.Name)) {
+		t.Errorf("Damage on a store started since: %v, want %s named", err, nameKey(a.Name))
+	}
+}

@@ -572,6 +572,24 @@ func (s *Store) load(ctx context.Context) (*kvWatch, error) {
 		}
 		m.apply(c)
 	}
+	// Once every record is in: a name entry comes before the record of
+	// the account it names when that record was written again since it
+	// (an update, a rotation), so misnamed above, seeing no record yet,
+	// let one rewritten by hand with another account's key through, and a
+	// read by its name answered that account, seeds and all.
+	for name, n := range m.names {
+		c := change{key: nameKey(name), rev: n.rev, name: name, pub: n.pub}
+		if c.err = m.misnamed(c); c.err == nil {
+			continue
+		}
+		// As if skipped above: what a later entry of the key finds.
+		delete(m.names, name)
+		delete(m.revs, c.key)
+		m.sorted = nil
+		if m.noteDamaged(c) {
+			s.logDamaged(c)
+		}
+	}
 	// Once every name entry is in: a record the store does not show (a
 	// create that lost its name, sealed with a key since dropped) refuses
 	// no start; the sweep removes it.
