@@ -1439,18 +1439,26 @@ func (s *Store) nameHeld(ctx context.Context, name, pub string, rev uint64) int 
 //   - holder's record has another name: no write makes that (names never
 //     change); damage, and the record is kept.
 //   - holder has no record: a create that took the name over, cut short
-//     before its record or still writing it, or damage. A record loses its
-//     name to a take-over before it is written live (the take-over finds
-//     it missing or not live), so one written before the name entry
-//     (rewrittenAfter) is kept.
+//     before its record or still writing it, or damage. A record written
+//     before the name entry (rewrittenAfter) is kept: it loses its name
+//     to a take-over before it is written live (the take-over finds it
+//     missing or not live), but for a create's or revive's fenced write
+//     landing between the take-over's void of its key and its write of
+//     the name, which only the holder's record, once written, tells
+//     from damage.
 func (s *Store) heldBy(ctx context.Context, name, pub, holder string, rewrittenAfter bool) int {
 	e, err := s.kv.Get(ctx, accountKey(holder))
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 		if rewrittenAfter {
-			// Giving pub the name takes nothing from anyone: holder has
-			// no record.
-			s.log.Error("kvstore: the name entry of an account record was rewritten after it with the key of an account that has no record; the record is kept, hidden: write its account key into the name entry", "account", pub, "key", nameKey(name), "named", holder)
+			// Damage, or a take-over whose create is still writing its
+			// record or was cut short before it (the record then lost
+			// the name in the take-over's own window: the void of its
+			// key and the write of the name): which one, only the
+			// holder's record can tell, once written. Kept, the record
+			// is removed by the next open that finds it (nameOther);
+			// voided, it was gone, seeds and all, if it was damage.
+			s.log.Error("kvstore: the name entry of an account record was written after it with the key of an account that has no record: the record is kept, hidden; if that account's create is under way, the next open removes this record; if the name stays held by no account (account.get of the name finds none), the name entry was damaged: write this account's key into it", "account", pub, "key", nameKey(name), "named", holder)
 			return nameHere
 		}
 		return nameOther
