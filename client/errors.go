@@ -40,7 +40,7 @@ var ErrUnreadable = errors.New("client: the account list is incomplete")
 type UnreadableError struct{ Count int }
 
 func (e *UnreadableError) Error() string {
-	return fmt.Sprintf("%v: %d account record(s) in the service's store cannot be read, and are not listed; prov.status's damage names them", ErrUnreadable, e.Count)
+	return fmt.Sprintf("%v: %d account record(s) in the service's store cannot be read, and are not listed; prov.status's damage (or, sealed with a seal key the instance lacks, problem) names them", ErrUnreadable, e.Count)
 }
 
 func (e *UnreadableError) Is(target error) bool { return target == ErrUnreadable }

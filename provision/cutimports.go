@@ -25,7 +25,7 @@ const (
 	cutImportsUnread  = "the accounts could not be read: imports this change cut off are not listed"
 	// cutImportsUnreadable takes the count of account records that cannot
 	// be read.
-	cutImportsUnreadable = "%d account record(s) cannot be read (prov.status's damage names them): imports of those accounts this change cut off are not listed"
+	cutImportsUnreadable = "%d account record(s) cannot be read (damaged, or sealed with a seal key this instance lacks: prov.status's damage or problem names them): imports of those accounts this change cut off are not listed"
 )
 
 // findExport returns the export of claims an import of im's type and
@@ -158,7 +158,7 @@ func (s *Service) cutImports(ctx context.Context, exporter string, rev uint64, b
 	if unread, ok := errors.AsType[*UnreadableError](err); ok {
 		// One damaged record, which every instance shares, listed no cut
 		// import at all: the others' are listed, and the reply says whose
-		// are not (prov.status's damage names them).
+		// are not (prov.status's damage or problem names them).
 		incomplete = joinIncomplete(incomplete, fmt.Sprintf(cutImportsUnreadable, len(unread.Accounts)))
 	} else if err != nil {
 		s.log.Warn("the imports of other accounts this change cut off could not be listed", "account", exporter, "error", err)
