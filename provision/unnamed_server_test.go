@@ -41,9 +41,7 @@ func TestDeleteAfterAnUnnamedServerShutDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.start()
-	for b.srv.NumRoutes() < 1 {
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitRoutes(t, b)
 	d := newClusterDomain(t, res, nodes, time.Hour, nil)
 	ctx := context.Background()
 	acc, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
