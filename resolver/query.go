@@ -68,6 +68,13 @@ func (c *Client) List(ctx context.Context) (map[string][]string, error) {
 			errs = append(errs, fmt.Errorf("unreadable reply: %w", err))
 			continue
 		}
+		if lr.Server == nil {
+			// No server's (nats-server names itself in every LIST
+			// reply): a foreign responder in the system account, whose
+			// list, kept under the name "", stood for accounts on the
+			// servers, as the gather counts it for no server.
+			continue
+		}
 		name := serverName(lr.Server)
 		if lr.Error != nil {
 			errs = append(errs, fmt.Errorf("server %s: %s", name, lr.Error.Description))
