@@ -5,8 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/provtest"
@@ -32,18 +30,7 @@ func TestCutImportsWithAnUnreadableRecord(t *testing.T) {
 		}
 		importers = append(importers, rep.Account.PublicKey)
 	}
-	js, err := jetstream.New(env.ServiceUser(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	kv, err := js.KeyValue(ctx, env.Config.KVBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rev, err := kv.Put(ctx, "acct."+importers[1], []byte("{damaged"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rev := env.BucketPut(t, "acct."+importers[1], []byte("{damaged"))
 	if err := st.SeenThrough(ctx, rev); err != nil {
 		t.Fatal(err)
 	}

@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
 	"github.com/natsprov/provisioner/provision"
@@ -36,19 +34,8 @@ func TestPassSkipsAnUnreadableRecord(t *testing.T) {
 		}
 		pubs = append(pubs, rep.Account.PublicKey)
 	}
-	js, err := jetstream.New(env.ServiceUser(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	kv, err := js.KeyValue(ctx, env.Config.KVBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const marker = "MARKER-OF-THE-VALUE"
-	rev, err := kv.Put(ctx, "acct."+pubs[0], []byte("{damaged "+marker))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rev := env.BucketPut(t, "acct."+pubs[0], []byte("{damaged "+marker))
 	if err := st.SeenThrough(ctx, rev); err != nil {
 		t.Fatal(err)
 	}

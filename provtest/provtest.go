@@ -20,6 +20,7 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/bootstrap"
@@ -134,6 +135,29 @@ func (e *Env) Admin(tb testing.TB) *nats.Conn {
 func (e *Env) ServiceUser(tb testing.TB) *nats.Conn {
 	tb.Helper()
 	return e.Connect(tb, e.Init.ServiceCreds)
+}
+
+// BucketPut writes value over key in the deployment's KV bucket, as an
+// operator with the service creds would by hand (nats kv put), and returns
+// the revision it was stored at: damage, for tests of what the service
+// makes of it.
+func (e *Env) BucketPut(tb testing.TB, key string, value []byte) uint64 {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	js, err := jetstream.New(e.ServiceUser(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, e.Config.KVBucket)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rev, err := kv.Put(ctx, key, value)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return rev
 }
 
 // Connect connects to the deployment's server with a creds file. With one

@@ -1,13 +1,10 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natsprov/provisioner/api"
 	"github.com/natsprov/provisioner/bootstrap"
@@ -31,21 +28,10 @@ func TestAccountListWithAnUnreadableRecord(t *testing.T) {
 	decodeJSON(t, c.mustRun(t, "account", "get", "acme", "--json"), &acme)
 	c.mustRun(t, "account", "create", "beta")
 
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	js, err := jetstream.New(env.ServiceUser(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	kv, err := js.KeyValue(ctx, env.Config.KVBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := kv.Put(ctx, "acct."+acme.Account.PublicKey, []byte("{damaged")); err != nil {
-		t.Fatal(err)
-	}
+	env.BucketPut(t, "acct."+acme.Account.PublicKey, []byte("{damaged"))
 
 	var out, errOut string
+	var err error
 	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		out, errOut, err = c.run(t, "account", "list")
 		if err != nil || time.Now().After(deadline) {
