@@ -203,3 +203,66 @@ func TestNameEntryNamingAnAccountUpdatedSinceIsNotServed(t *testing.T) {
 		t.Errorf("Damage on a store started since: %v, want %s named", err, nameKey(a.Name))
 	}
 }
+
+// TestUsersOfADamagedPackAreNotNotFound: a pack of user records damaged
+// in the bucket (not JSON) cannot say which users it held, and an instance
+// started since answered a read of one of them by key ErrNotFound (404):
+// the caller was told the user does not exist though its record is in
+// the bucket, and a create with its key (the service's issuable reads it
+// first) issued a key already issued. Such a read now fails with
+// provision.ErrUnreadable naming the pack, on an instance that cannot
+// tell which users the pack held; one that read the pack whole still
+// knows, and answers as before.
+func TestUsersOfADamagedPackAreNotNotFound(t *testing.T) {
+	t.Parallel()
+	d, s, opts := single(t)
+	ctx := bg(t)
+	a := newAccount(t, "acme")
+	if _, err := s.CreateAccount(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	packed := []provision.User{newUser(t, a.PublicKey, "one"), newUser(t, a.PublicKey, "two")}
+	addAsync(t, s, packed...)
+	packs := packKeys(ctx, t, s)
+	if len(packs) != 1 {
+		t.Fatalf("packs %v, want one", packs)
+	}
+	const marker = "MARKER-OF-THE-VALUE"
+	rev, err := s.kv.Put(ctx, packs[0], []byte("{"+marker))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SeenThrough(ctx, rev); err != nil {
+		t.Fatal(err)
+	}
+	never := newUser(t, a.PublicKey, "never")
+	started := openStore(t, d.connect(t, d.svcCreds), opts)
+	for _, u := range packed {
+		_, err := started.User(ctx, u.PublicKey)
+		t.Logf("read of a user of the damaged pack: %v", err)
+		switch {
+		case !errors.Is(err, provision.ErrUnreadable):
+			t.Errorf("read of user %s of the damaged pack on a store started since: %v, want ErrUnreadable", u.Name, err)
+		case !strings.Contains(err.Error(), packs[0]) || strings.Contains(err.Error(), marker):
+			t.Errorf("read of user %s of the damaged pack: %q, want %s named and nothing of its value", u.Name, err, packs[0])
+		}
+		// The instance that read the pack whole keeps its users.
+		if got, err := s.User(ctx, u.PublicKey); err != nil || !got.Equal(u) {
+			t.Errorf("read of user %s on the store that read the pack whole: %+v, %v; want it as added", u.Name, got, err)
+		}
+	}
+	// That instance knows what the pack held: a key it never held is not
+	// found there.
+	if _, err := s.User(ctx, never.PublicKey); !errors.Is(err, provision.ErrNotFound) {
+		t.Errorf("read of a key never issued on the store that read the pack whole: %v, want ErrNotFound", err)
+	}
+	// Removed by the operator (nats kv del), the pack holds nothing any
+	// more: its users are not found.
+	if err := s.kv.Delete(ctx, packs[0]); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the removed pack's users are not found on the store started since", func() bool {
+		_, err := started.User(ctx, packed[0].PublicKey)
+		return errors.Is(err, provision.ErrNotFound)
+	})
+}

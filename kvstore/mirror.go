@@ -258,6 +258,21 @@ func (m *mirror) noteDamaged(c change) bool {
 	return true
 }
 
+// unknownPacks returns, sorted, the damaged upack. keys whose users the
+// mirror does not know: none of their entries was read whole here. A pack
+// read whole before its damage is still known (its users are shown as
+// before), so a key it did not hold is in no pack.
+func (m *mirror) unknownPacks() []string {
+	var keys []string
+	for key := range m.damaged {
+		if strings.HasPrefix(key, packPrefix) && m.packs[key] == nil {
+			keys = append(keys, key)
+		}
+	}
+	slices.Sort(keys)
+	return keys
+}
+
 // misnamed returns why c, a name entry that holds an account key, is
 // damage all the same: the account it names has a record of another name.
 // No write of the store makes one (an account's name never changes), so it

@@ -908,6 +908,15 @@ func (s *Store) SealProblem() error {
 // damageNamed bounds how many keys Damage names; the log names each.
 const damageNamed = 10
 
+// namedKeys joins keys for an error, the first damageNamed of them.
+func namedKeys(keys []string) string {
+	named := strings.Join(keys[:min(len(keys), damageNamed)], ", ")
+	if len(keys) > damageNamed {
+		named += fmt.Sprintf(" and %d more", len(keys)-damageNamed)
+	}
+	return named
+}
+
 // Damage reports the entries of the bucket whose last value cannot be
 // read for another cause than a seal key (SealProblem's): damaged in the
 // bucket (an account record that is not one, whose seal does not open or
@@ -928,10 +937,7 @@ func (s *Store) Damage() error {
 	if len(keys) == 0 {
 		return nil
 	}
-	named := strings.Join(keys[:min(len(keys), damageNamed)], ", ")
-	if len(keys) > damageNamed {
-		named += fmt.Sprintf(" and %d more", len(keys)-damageNamed)
-	}
+	named := namedKeys(keys)
 	accounts := 0
 	for _, k := range keys {
 		if strings.HasPrefix(k, accountPrefix) {

@@ -39,7 +39,12 @@ func deleteMarker(subject string) *nats.Msg {
 	return m
 }
 
-// User returns the record of a user public key, in whichever account.
+// User returns the record of a user public key, in whichever account. It
+// fails with ErrNotFound when the bucket holds no record of the key, and
+// with ErrUnreadable when its record cannot be read, or when it has no
+// readable record while the bucket holds packs of user records this
+// instance never read whole (damaged before it started), which may hold
+// it.
 func (s *Store) User(ctx context.Context, userPub string) (provision.User, error) {
 	// A durable write of the key whose caller gave up while it was in
 	// flight (answered unavailable) is withdrawn once it lands: until
@@ -79,6 +84,16 @@ func (s *Store) User(ctx context.Context, userPub string) (provision.User, error
 		}
 		if u, ok, err = find(); err != nil || ok {
 			return u, err
+		}
+		// A pack that cannot be read cannot say which users it held:
+		// not found, a user it holds was answered 404 (it does not
+		// exist) and a create with its key (the service's issuable
+		// reads it first) issued the key again.
+		s.mu.RLock()
+		unknown := s.m.unknownPacks()
+		s.mu.RUnlock()
+		if len(unknown) > 0 {
+			return provision.User{}, fmt.Errorf("kvstore: user %s: %w: no readable record holds it, but the bucket holds packs of user records that cannot be read, which may: %s; put each back whole from a backup of the bucket, or remove it (its users are then not found)", userPub, provision.ErrUnreadable, namedKeys(unknown))
 		}
 	}
 	return provision.User{}, fmt.Errorf("kvstore: user %s: %w", userPub, provision.ErrNotFound)
