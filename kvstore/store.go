@@ -933,6 +933,7 @@ func namedKeys(keys []string) string {
 func (s *Store) Damage() error {
 	s.mu.RLock()
 	keys := slices.Sorted(maps.Keys(s.m.damaged))
+	unknownPacks := len(s.m.unknownPacks()) > 0
 	s.mu.RUnlock()
 	if len(keys) == 0 {
 		return nil
@@ -950,6 +951,11 @@ func (s *Store) Damage() error {
 	}
 	if accounts < len(keys) {
 		until = append(until, "the other entries are skipped: an instance that read them whole before keeps what they held, and one started since lacks it (the users of a user. or upack. key; the account of a name. key is not found by its name)")
+	}
+	if unknownPacks {
+		// What the operator sees first: creates of caller-sent keys
+		// and revokes of unknown keys failing, on those instances.
+		until = append(until, "an instance started since a upack. key was damaged cannot tell which users it held, so it refuses (503) reads, creates with a caller-sent public_key and revokes of any user key it has no record of")
 	}
 	return fmt.Errorf("kvstore: bucket %q holds %d entries that cannot be read: %s; the log says why for each (written by a newer provisioner: upgrade this instance; damaged: put the entry back whole from a backup of the bucket, or remove the key); until then %s", s.opts.Bucket, len(keys), named, strings.Join(until, "; "))
 }
