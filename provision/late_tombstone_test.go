@@ -114,7 +114,7 @@ func TestTombstoneKeptForAServerThatAnswersLate(t *testing.T) {
 	}
 	nc := connect(a.URL())
 	deadline = time.Now().Add(10 * time.Second)
-	for pingCount(t, nc, 2*time.Second) < 2 {
+	for pingCount(t, nc, 2, 2*time.Second) < 2 {
 		if time.Now().After(deadline) {
 			t.Fatal("node-b does not answer a ping")
 		}
