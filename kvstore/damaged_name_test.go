@@ -14,12 +14,10 @@ import (
 // its record for a create that lost its name and removed it, seeds and
 // all (history 1 keeps nothing of it).
 func TestDamagedNameEntryIsReportedNotSwept(t *testing.T) {
-	d, s, opts := single(t)
+	d, s, _ := single(t)
 	ctx := bg(t)
 	a := damageName(t, s, "not an account key")
-	log, lb := newLog(t)
-	opts.Logger = log
-	openStore(t, d.connect(t, d.svcCreds), opts)
+	_, lb := openLogged(t, d, s)
 	if _, err := s.kv.Get(ctx, accountKey(a.PublicKey)); err != nil {
 		t.Fatalf("the record of an account whose name entry is damaged: %v, want it kept", err)
 	}
@@ -119,7 +117,7 @@ func TestNameEntryNamingAnotherAccountKeepsTheRecord(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			d, s, opts := single(t)
+			d, s, _ := single(t)
 			ctx := bg(t)
 			a := damageName(t, s, tc.holder(t, s))
 			if tc.writtenAfter {
@@ -131,9 +129,7 @@ func TestNameEntryNamingAnotherAccountKeepsTheRecord(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			log, lb := newLog(t)
-			opts.Logger = log
-			openStore(t, d.connect(t, d.svcCreds), opts)
+			_, lb := openLogged(t, d, s)
 			if _, err := s.kv.Get(ctx, accountKey(a.PublicKey)); err != nil {
 				t.Fatalf("the record of an account whose name entry names another account: %v, want it kept", err)
 			}

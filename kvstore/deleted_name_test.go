@@ -13,7 +13,7 @@ import (
 // missing is no proof of a lost create (history 1 keeps nothing of what the
 // entry held): the name entry is written back, and the open says so.
 func TestDeletedNameEntryOfALiveAccountIsWrittenBack(t *testing.T) {
-	d, s, opts := single(t)
+	d, s, _ := single(t)
 	ctx := bg(t)
 	a := newAccount(t, "unnamed")
 	if _, err := s.CreateAccount(ctx, a); err != nil {
@@ -26,9 +26,7 @@ func TestDeletedNameEntryOfALiveAccountIsWrittenBack(t *testing.T) {
 	if err := s.kv.Delete(ctx, nameKey(a.Name)); err != nil {
 		t.Fatal(err)
 	}
-	log, lb := newLog(t)
-	opts.Logger = log
-	s2 := openStore(t, d.connect(t, d.svcCreds), opts)
+	s2, lb := openLogged(t, d, s)
 	if _, err := s.kv.Get(ctx, accountKey(a.PublicKey)); err != nil {
 		t.Fatalf("the record of an account whose name entry was removed: %v, want it kept", err)
 	}
