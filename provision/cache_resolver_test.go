@@ -1003,3 +1003,31 @@ func TestDroppedTombstoneForgotten(t *testing.T) {
 		t.Errorf("the instance still remembers acme on the servers after its tombstone was dropped")
 	}
 }
+
+// TestFirstCreateBesideACacheResolver: the first create after a start
+// reads the names of the system account and the service's own (a create
+// may not take them) from the servers. It asked every server and waited
+// for each that was not known to run a cache resolver, which answers no
+// LOOKUP and is known as one only from its first push's answer: beside
+// one, the first create after every start waited the whole request
+// timeout twice (10 s with the default 5 s, past a caller's 5 s). A name
+// needs no newest copy: the first answer holding the account's JWT is
+// enough.
+func TestFirstCreateBesideACacheResolver(t *testing.T) {
+	t.Parallel()
+	res, nodes := cacheResolverNodes(t)
+	d := newClusterDomain(t, res, nodes, time.Hour, nil) // request timeout 2s
+	ctx := context.Background()
+	start := time.Now()
+	if _, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "first"}); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took >= time.Second {
+		t.Errorf("the first create beside a cache resolver took %s: it waited for the cache resolver's LOOKUP answers", took)
+	}
+	// The names are known all the same.
+	_, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "SYS"}) // bootstrap names it so
+	if !errors.Is(err, provision.ErrConflict) {
+		t.Errorf("a create named as the system account: %v, want a conflict", err)
+	}
+}

@@ -24,6 +24,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
 	"github.com/natsprov/provisioner/api"
@@ -309,7 +310,7 @@ func (s *Service) reservedName(ctx context.Context, name string) (string, bool, 
 		complete := true
 		var lerr error
 		for _, pub := range append([]string{s.operator().SystemAccount}, s.cfg.Protected...) {
-			_, c, err := s.remoteAccount(ctx, pub)
+			c, err := s.remoteName(ctx, pub)
 			if err != nil {
 				complete = false // ask again next time
 				if !errors.Is(err, ErrNotFound) && lerr == nil {
@@ -331,6 +332,30 @@ func (s *Service) reservedName(ctx context.Context, name string) (string, bool, 
 	}
 	pub, ok := (*names)[name]
 	return pub, ok, nil
+}
+
+// remoteName reads the claims of an account the service does not store
+// (the system account, the service's own) for its name: from the first
+// server that answers with its JWT, checked as remoteAccount checks it. A
+// name needs no newest copy; asked of every server (remoteAccount), the
+// first create after a start waited, beside a cache resolver not yet
+// known as one (it answers no LOOKUP, and is known from its first push's
+// answer), the whole request timeout for each account. A first answer
+// without the JWT (a server that lacks it) is ErrNotFound: asked again at
+// the next create.
+func (s *Service) remoteName(ctx context.Context, pub string) (*jwt.AccountClaims, error) {
+	token, err := s.resolver.Lookup(ctx, pub)
+	if err != nil {
+		return nil, fmt.Errorf("look up account %s: %w", pub, err)
+	}
+	newest, c, err := NewestCopy(pub, []string{token})
+	if err != nil {
+		return nil, err
+	}
+	if newest == "" {
+		return nil, fmt.Errorf("%w: the first server to answer holds no JWT for account %s", ErrNotFound, pub)
+	}
+	return c, nil
 }
 
 // protected reports whether requests must not change the account: the
