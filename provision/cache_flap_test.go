@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"regexp"
 	"sync"
 	"sync/atomic"
@@ -110,20 +109,9 @@ func TestCacheResolverKeptThroughALinkFlap(t *testing.T) {
 	a, b := nodes[0], nodes[1]
 	// node-b's route goes through a proxy the test can cut.
 	proxy := newRouteProxy(t, a.srv.ClusterAddr().String())
-	b.srv.Stop()
-	raw, err := os.ReadFile(b.conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf := routeURL.ReplaceAllLiteralString(string(raw), "nats-route://"+proxy.ln.Addr().String())
-	if conf == string(raw) {
-		t.Fatal("no route in node-b's configuration")
-	}
-	if err := os.WriteFile(b.conf, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b.start()
-	waitRoutes(t, b)
+	restartEdited(t, b, func(conf string) string {
+		return routeURL.ReplaceAllLiteralString(conf, "nats-route://"+proxy.ln.Addr().String())
+	})
 	cr := &countingResolver{}
 	d := newClusterDomain(t, res, nodes, time.Hour, func(r provision.Resolver) provision.Resolver { cr.Resolver = r; return cr }, func(c *provision.Config) {
 		c.ReconcileInterval = time.Hour // passes come from the test and from servers joining

@@ -175,25 +175,32 @@ func nodesWithResolverB(t *testing.T, opts bootstrap.Options, resolver string) (
 		t.Fatal(err)
 	}
 	nodes := startNodes(t, res, 2)
-	b := nodes[1]
-	b.srv.Stop()
-	raw, err := os.ReadFile(b.conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf := resolverBlock.ReplaceAllLiteralString(string(raw), resolver)
-	if conf == string(raw) {
-		t.Fatal("no resolver block in node-b's configuration")
-	}
-	if err := os.WriteFile(b.conf, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b.start()
-	waitRoutes(t, b)
+	restartEdited(t, nodes[1], func(conf string) string { return resolverBlock.ReplaceAllLiteralString(conf, resolver) })
 	return res, nodes
 }
 
 // waitRoutes waits until node b routes to the other node.
+// restartEdited stops node n, rewrites its configuration with edit, which
+// must change it (what the edit looks for is not there otherwise), starts
+// it again and waits for its route.
+func restartEdited(t *testing.T, n *clusterNode, edit func(conf string) string) {
+	t.Helper()
+	n.srv.Stop()
+	raw, err := os.ReadFile(n.conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := edit(string(raw))
+	if conf == string(raw) {
+		t.Fatalf("%s: the edit finds nothing to change in its configuration", n.conf)
+	}
+	if err := os.WriteFile(n.conf, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n.start()
+	waitRoutes(t, n)
+}
+
 func waitRoutes(t *testing.T, b *clusterNode) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); b.srv.NumRoutes() < 1; time.Sleep(20 * time.Millisecond) {
@@ -578,17 +585,8 @@ func TestDisabledAccountCachedOnAReturningCacheResolver(t *testing.T) {
 	}
 	nodes := startNodes(t, res, 3)
 	b, c := nodes[1], nodes[2]
-	b.srv.Stop()
-	raw, err := os.ReadFile(b.conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf := resolverBlock.ReplaceAllLiteralString(string(raw), "\nresolver: { type: cache, dir: \""+t.TempDir()+"\", ttl: \"1h\", limit: 100 }")
-	if err := os.WriteFile(b.conf, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b.start()
-	waitRoutes(t, b)
+	cache := "\nresolver: { type: cache, dir: \"" + t.TempDir() + "\", ttl: \"1h\", limit: 100 }"
+	restartEdited(t, b, func(conf string) string { return resolverBlock.ReplaceAllLiteralString(conf, cache) })
 	d := newClusterDomain(t, res, nodes, time.Hour, nil)
 	ctx := context.Background()
 	acc, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})

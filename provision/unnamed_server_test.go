@@ -2,7 +2,6 @@ package provision_test
 
 import (
 	"context"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -28,20 +27,7 @@ func TestDeleteAfterAnUnnamedServerShutDown(t *testing.T) {
 	}
 	nodes := startNodes(t, res, 2)
 	b := nodes[1]
-	b.srv.Stop()
-	conf, err := os.ReadFile(b.conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	unnamed := strings.Replace(string(conf), `server_name: "node-b"`, "", 1)
-	if unnamed == string(conf) {
-		t.Fatalf("no server_name line in %s", b.conf)
-	}
-	if err := os.WriteFile(b.conf, []byte(unnamed), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b.start()
-	waitRoutes(t, b)
+	restartEdited(t, b, func(conf string) string { return strings.Replace(conf, `server_name: "node-b"`, "", 1) })
 	d := newClusterDomain(t, res, nodes, time.Hour, nil)
 	ctx := context.Background()
 	acc, err := d.svc.CreateAccount(ctx, api.CreateAccountRequest{Name: "acme"})
