@@ -112,6 +112,13 @@ func copyBinary(t *testing.T, dst string) {
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
+	// A hard link: a copy written here was open for writing while a
+	// parallel test forked (its child holds the descriptor until its own
+	// exec), and running it failed with "text file busy" (ETXTBSY). The
+	// build's file was written by go build, another process, long done.
+	if err := os.Link(buildBin, dst); err == nil {
+		return
+	}
 	data, err := os.ReadFile(buildBin)
 	if err != nil {
 		t.Fatal(err)
